@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create .venv and install encoderlab into it (editable, with test tools).
+# torch is installed first and pinned to the release this project is tested with, so that pip
+# does not resolve the `torch>=2.4` range to the newest (multi-GB CUDA) build on a CPU machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.encoderlab-installed
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
+  exit 0
+fi
+.venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  .venv/bin/python -m pip install -q "torch==2.13.0" || .venv/bin/python -m pip install -q "torch>=2.4"
+fi
+.venv/bin/python -m pip install -q -e ".[dev]"
+touch "$stamp"

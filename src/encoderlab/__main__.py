@@ -1,0 +1,5 @@
+"""`python -m encoderlab ...` (also what `torchrun -m encoderlab` runs)."""
+
+from encoderlab.cli import main
+
+main()

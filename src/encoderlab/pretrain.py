@@ -1,0 +1,136 @@
+"""Masked-LM pretraining: config -> tokenizer -> token cache -> encoder -> `fit` -> run directory.
+
+Everything that can fail on bad input (tokenizer, corpus, config fit) runs before the run
+directory is created, so a typo never leaves an empty run behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from encoderlab.config import Config, load_config, save_config
+from encoderlab.data.tokens import build_mlm_datasets, cache_key, collate_mlm
+from encoderlab.errors import UserError
+from encoderlab.model import MaskedLM, make_optimizer, param_summary
+from encoderlab.runs import Run
+from encoderlab.tokenizer import (
+    load_tokenizer,
+    save_tokenizer,
+    special_ids,
+    train_tokenizer_from_files,
+)
+from encoderlab.train import FitResult, Objective, fit, resolve_device, seed_everything
+
+
+def mlm_objective() -> Objective:
+    def step(model: torch.nn.Module, batch: dict[str, torch.Tensor]):
+        out = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+        )
+        n = out.n_masked
+        return out.loss, {
+            "loss_sum": out.loss.detach().float() * n,
+            "correct": out.n_correct,
+            "masked": n,
+        }
+
+    def metrics(c: dict[str, float]) -> dict[str, float]:
+        n = max(c.get("masked", 0.0), 1.0)
+        return {"mlm_loss": c.get("loss_sum", 0.0) / n, "mlm_acc": c.get("correct", 0.0) / n}
+
+    return Objective(step=step, metrics=metrics, primary="mlm_acc", primary_mode="max")
+
+
+def obtain_tokenizer(cfg: Config, say: Callable[[str], None]):
+    """Load `tokenizer.path`, or train one on `tokenizer.train_files` (default: the corpus)."""
+    if cfg.tokenizer.path:
+        return load_tokenizer(cfg.tokenizer.path)
+    files = cfg.tokenizer.train_files or cfg.data.corpus
+    if not files:
+        raise UserError("no corpus: set data.corpus (a list of .txt/.jsonl/.csv/.tsv files)")
+    say(f"training a {cfg.tokenizer.kind} tokenizer (vocab {cfg.tokenizer.vocab_size:,})")
+    return train_tokenizer_from_files(files, cfg.tokenizer, cfg.data)
+
+
+def fit_model_to_tokenizer(cfg: Config, tok) -> Config:
+    """vocab_size and pad_id come from the tokenizer unless the config says otherwise."""
+    vocab = tok.get_vocab_size()
+    if cfg.model.vocab_size is None:
+        cfg.model.vocab_size = vocab
+    elif cfg.model.vocab_size < vocab:
+        raise UserError(
+            f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
+            f"{vocab:,} tokens; remove model.vocab_size or raise it"
+        )
+    cfg.model.pad_id = special_ids(tok)["pad"]
+    return cfg
+
+
+def pretrain(
+    cfg: Config | None = None,
+    resume: str | Path | None = None,
+    overrides: list[str] | None = None,
+    say: Callable[[str], None] = print,
+) -> tuple[Run, FitResult]:
+    """Start a pretraining run from `cfg`, or continue the run at `resume`."""
+    if resume is not None:
+        run = Run.open(resume)
+        cfg = load_config(run.path / "config.yaml", overrides)
+        tok = load_tokenizer(run.path / "tokenizer")
+        if run.latest_checkpoint() is None:
+            raise UserError(f"{run.path}: has no complete checkpoint yet; start a new run instead")
+        if run.info.get("data_key") not in (None, cache_key(cfg.data, tok)):
+            say("warning: the corpus files changed since this run started; resuming anyway")
+    else:
+        assert cfg is not None
+        tok = obtain_tokenizer(cfg, say)
+        cfg = fit_model_to_tokenizer(cfg, tok)
+
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.seed)
+    train_set, valid_set, store = build_mlm_datasets(cfg.data, tok, cfg.seed, say)
+    device = resolve_device(cfg.train.device)
+    model = MaskedLM(cfg.model).to(device)
+    t = cfg.train
+    optimizer = make_optimizer(model, t.lr, t.weight_decay, t.betas, t.adam_eps)
+    if resume is None:
+        run = Run.create(cfg.runs_dir, cfg.name, cfg, kind="pretrain")
+        save_tokenizer(tok, run.path / "tokenizer")
+        save_config(cfg, run.path / "config.yaml")
+    n_params = sum(p.numel() for p in model.parameters())
+    run.update(
+        params=n_params,
+        description=cfg.description,
+        data_key=store.path.name,
+        corpus_tokens=store.n_tokens,
+        corpus_docs=store.n_docs,
+        pid=os.getpid(),
+    )
+    say(param_summary(model))
+    say(
+        f"run {run.path}: {len(train_set):,} train / "
+        f"{len(valid_set) if valid_set is not None else 0:,} valid examples of "
+        f"{cfg.data.block_len} tokens, device {device}"
+    )
+    result = fit(
+        model,
+        optimizer,
+        train_set,
+        valid_set,
+        collate_mlm(cfg.model.pad_id),
+        mlm_objective(),
+        cfg.train,
+        run,
+        seed=cfg.seed,
+        resume=resume is not None,
+        num_workers=cfg.data.num_workers,
+        say=say,
+    )
+    return run, result

@@ -1,0 +1,379 @@
+"""Train, save and load subword tokenizers (Hugging Face `tokenizers` only).
+
+Every tokenizer encoderlab trains has the same five special tokens at ids 0..4, wraps inputs
+as `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]` with type ids, and is saved in a layout that
+`transformers.AutoTokenizer.from_pretrained` loads as is, so a pretrained encoder can be
+handed to anyone without encoderlab.
+
+Normalization is NFKC (+ lowercase when asked), never NFD: NFD and BertNormalizer's accent
+stripping decompose Hangul syllables into jamo, which wrecks Korean vocabularies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+
+from encoderlab.errors import UserError
+
+if TYPE_CHECKING:
+    from encoderlab.config import DataConfig, TokenizerConfig
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+_SPECIAL_NAMES = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+_BYTE_ALPHABET = 256
+_TRAIN_BATCH = 1000
+KINDS = ("bpe", "char_bpe", "wordpiece", "unigram")
+
+
+def min_vocab_size(kind: str) -> int:
+    """Smallest vocab a kind can be trained to: the specials, plus the 256 bytes for byte-level."""
+    base = len(SPECIAL_TOKENS)
+    return base + _BYTE_ALPHABET if kind == "bpe" else base + 1
+
+
+def _check_cfg(cfg: TokenizerConfig) -> None:
+    if cfg.kind not in KINDS:
+        raise UserError(f"tokenizer.kind={cfg.kind!r}: must be one of {', '.join(KINDS)}")
+    need = min_vocab_size(cfg.kind)
+    if cfg.vocab_size < need:
+        why = (
+            f"{len(SPECIAL_TOKENS)} special tokens + {_BYTE_ALPHABET} bytes"
+            if cfg.kind == "bpe"
+            else f"{len(SPECIAL_TOKENS)} special tokens + at least one piece"
+        )
+        raise UserError(
+            f"tokenizer.vocab_size={cfg.vocab_size} is too small for kind '{cfg.kind}': "
+            f"it needs at least {need} ({why}); raise tokenizer.vocab_size"
+        )
+    if cfg.min_frequency < 0:
+        raise UserError(f"tokenizer.min_frequency={cfg.min_frequency}: must be 0 or more")
+
+
+def _normalizer(lowercase: bool) -> normalizers.Normalizer:
+    steps: list[normalizers.Normalizer] = [normalizers.NFKC()]
+    if lowercase:
+        steps.append(normalizers.Lowercase())
+    return normalizers.Sequence(steps)
+
+
+def _template(tok: Tokenizer) -> processors.PostProcessor:
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    return processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+
+
+def _build(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.Trainer]:
+    """An untrained tokenizer and its trainer for cfg.kind."""
+    n_special = len(SPECIAL_TOKENS)
+    # Character kinds add every character of the alphabet (and, for wordpiece/char_bpe, its
+    # "##c" / "c</w>" variant) before any merge; capping the alphabet keeps the result within
+    # vocab_size even on scripts with thousands of characters. Rare characters become [UNK].
+    alphabet_cap = max(1, (cfg.vocab_size - n_special) // 2)
+    common: dict[str, Any] = {
+        "vocab_size": cfg.vocab_size,
+        "special_tokens": SPECIAL_TOKENS,
+        "show_progress": False,
+    }
+    if cfg.kind == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=None))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        # add_prefix_space makes "the" at the start of a text the same token as " the" later;
+        # Strip drops that added space again when decoding.
+        tok.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Strip(" ", 1, 0)])
+        trainer = trainers.BpeTrainer(
+            min_frequency=cfg.min_frequency,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            **common,
+        )
+    elif cfg.kind == "char_bpe":
+        tok = Tokenizer(models.BPE(unk_token="[UNK]", end_of_word_suffix="</w>"))
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.BPEDecoder(suffix="</w>")
+        trainer = trainers.BpeTrainer(
+            min_frequency=cfg.min_frequency,
+            end_of_word_suffix="</w>",
+            limit_alphabet=alphabet_cap,
+            **common,
+        )
+    elif cfg.kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece(prefix="##")
+        trainer = trainers.WordPieceTrainer(
+            min_frequency=cfg.min_frequency,
+            continuing_subword_prefix="##",
+            limit_alphabet=alphabet_cap,
+            **common,
+        )
+    else:  # unigram
+        tok = Tokenizer(models.Unigram())
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+        trainer = trainers.UnigramTrainer(unk_token="[UNK]", **common)
+    tok.normalizer = _normalizer(cfg.lowercase)
+    return tok, trainer
+
+
+class _Feeder:
+    """Batches documents for the trainer and keeps any exception the source raises.
+
+    An exception raised inside an iterator that Rust is consuming comes back wrapped (or is
+    lost); keeping it here lets a UserError from the corpus reader reach the user intact.
+    """
+
+    def __init__(self, texts: Iterable[str], track_chars: bool) -> None:
+        self.texts = texts
+        self.error: BaseException | None = None
+        self.n_docs = 0
+        self.chars: set[str] | None = set() if track_chars else None
+
+    def __iter__(self) -> Iterator[list[str]]:
+        batch: list[str] = []
+        try:
+            for text in self.texts:
+                if not text:
+                    continue
+                if self.chars is not None:
+                    self.chars.update(text)
+                batch.append(text)
+                self.n_docs += 1
+                if len(batch) >= _TRAIN_BATCH:
+                    yield batch
+                    batch = []
+        except Exception as e:
+            self.error = e
+            return
+        if batch:
+            yield batch
+
+
+def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
+    """Train a tokenizer of cfg.kind on the texts, streaming them once.
+
+    Unigram must hold every character of the corpus in its vocabulary; on scripts with
+    thousands of characters (Korean, Chinese) that can exceed vocab_size. When `texts` can be
+    iterated again (a list, or the files behind train_tokenizer_from_files), the rarest
+    characters are then dropped from the training text (like SentencePiece's
+    character_coverage) and training is retried; they encode as [UNK].
+    """
+    _check_cfg(cfg)
+    try:
+        return _train(texts, cfg, drop=None)
+    except _TooManyChars as e:
+        if iter(texts) is texts:  # a one-shot iterator: cannot read it twice
+            raise UserError(e.message()) from None
+        keep = _common_chars(texts, cfg)
+        return _train(texts, cfg, drop=keep)
+
+
+class _TooManyChars(Exception):
+    def __init__(self, cfg: TokenizerConfig, n_chars: int) -> None:
+        self.cfg, self.n_chars = cfg, n_chars
+
+    def message(self) -> str:
+        need = self.n_chars + len(SPECIAL_TOKENS)
+        return (
+            f"tokenizer.vocab_size={self.cfg.vocab_size} is too small for kind 'unigram' on this "
+            f"corpus: unigram keeps every character, and the text has about {self.n_chars}; "
+            f"raise tokenizer.vocab_size above {need}, or use tokenizer.kind=wordpiece or bpe"
+        )
+
+
+_CHAR_COVERAGE = 0.9995
+
+
+def _common_chars(texts: Iterable[str], cfg: TokenizerConfig) -> set[str]:
+    """The most frequent characters covering 99.95% of the text, at most half the vocab."""
+    counts: Counter[str] = Counter()
+    norm = _normalizer(cfg.lowercase)
+    for text in texts:
+        counts.update(norm.normalize_str(text))
+    counts.pop(" ", None)
+    total = sum(counts.values())
+    cap = max(1, (cfg.vocab_size - len(SPECIAL_TOKENS)) // 2)
+    keep: set[str] = set()
+    covered = 0
+    for ch, n in counts.most_common(cap):
+        if covered >= _CHAR_COVERAGE * total:
+            break
+        keep.add(ch)
+        covered += n
+    return keep
+
+
+def _train(texts: Iterable[str], cfg: TokenizerConfig, drop: set[str] | None) -> Tokenizer:
+    tok, trainer = _build(cfg)
+    source: Iterable[str] = texts
+    if drop is not None:
+        norm, keep = _normalizer(cfg.lowercase), drop
+        source = (
+            "".join(c if c in keep or c.isspace() else " " for c in norm.normalize_str(t))
+            for t in texts
+        )
+    feeder = _Feeder(source, track_chars=cfg.kind == "unigram" and drop is None)
+    try:
+        tok.train_from_iterator(feeder, trainer=trainer)
+    except Exception as e:
+        if feeder.error is not None:
+            raise feeder.error from None
+        if "not large enough to contain all chars" in str(e):
+            chars = "".join(feeder.chars or ())
+            n_chars = len(set(_normalizer(cfg.lowercase).normalize_str(chars)))
+            raise _TooManyChars(cfg, n_chars) from None
+        raise
+    if feeder.error is not None:
+        raise feeder.error
+    if feeder.n_docs == 0:
+        raise UserError(
+            "no text to train the tokenizer on; check tokenizer.train_files / data.corpus"
+        )
+    for i, name in enumerate(SPECIAL_TOKENS):  # the trainers put them first; make sure
+        if tok.token_to_id(name) != i:
+            raise AssertionError(f"special token {name} got id {tok.token_to_id(name)}, not {i}")
+    if cfg.kind == "bpe":
+        tok.post_processor = processors.Sequence(
+            [processors.ByteLevel(trim_offsets=True), _template(tok)]
+        )
+    else:
+        tok.post_processor = _template(tok)
+    return tok
+
+
+class _Documents:
+    """Re-iterable view of corpus files, so training can take a second pass if it must."""
+
+    def __init__(self, paths: Sequence[str | Path], **options: Any) -> None:
+        self.paths, self.options = paths, options
+
+    def __iter__(self) -> Iterator[str]:
+        from encoderlab.data.corpus import iter_documents
+
+        return iter_documents(self.paths, **self.options)
+
+
+def train_tokenizer_from_files(
+    paths: Sequence[str | Path] | None, cfg: TokenizerConfig, data_cfg: DataConfig
+) -> Tokenizer:
+    """Train on corpus files read with the data section's format options.
+
+    `paths=None` means cfg.train_files, or the pretraining corpus when those are unset.
+    The document cap is the smaller of tokenizer.max_train_documents and data.max_documents:
+    a tokenizer should not see text the model will never be trained on.
+    """
+    from encoderlab.data.corpus import resolve_paths
+
+    if paths is None:
+        paths = cfg.train_files if cfg.train_files is not None else data_cfg.corpus
+    caps = [c for c in (cfg.max_train_documents, data_cfg.max_documents) if c is not None]
+    resolve_paths(paths)  # fail on a missing file now, not after the first pass
+    docs = _Documents(
+        paths,
+        text_field=data_cfg.text_field,
+        text_column=data_cfg.text_column,
+        txt_unit=data_cfg.txt_unit,
+        max_documents=min(caps) if caps else None,
+    )
+    return train_tokenizer(docs, cfg)
+
+
+def save_tokenizer(
+    tok: Tokenizer, out_dir: str | Path, model_max_length: int | None = None
+) -> Path:
+    """Write tokenizer.json plus the two small files transformers needs; return the directory.
+
+    With tokenizer_config.json naming the special tokens, `AutoTokenizer.from_pretrained(dir)`
+    gives a fast tokenizer with pad/unk/cls/sep/mask set, matching this one id for id.
+    """
+    special_ids(tok)  # refuse to write a tokenizer transformers could not use
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out / "tokenizer.json"))
+    tokens = {f"{k}_token": v for k, v in _SPECIAL_NAMES.items()}
+    config: dict[str, Any] = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        **tokens,
+        "model_input_names": ["input_ids", "token_type_ids", "attention_mask"],
+        "clean_up_tokenization_spaces": False,
+    }
+    if model_max_length is not None:
+        config["model_max_length"] = model_max_length
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (out / "special_tokens_map.json").write_text(json.dumps(tokens, indent=2) + "\n")
+    return out
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Load a tokenizer.json (or a directory holding one) that has all five special tokens."""
+    p = Path(path).expanduser()
+    file = p / "tokenizer.json" if p.is_dir() else p
+    if not file.is_file():
+        where = f"{p} has no tokenizer.json" if p.is_dir() else f"{p}: tokenizer not found"
+        raise UserError(
+            f"{where}; set tokenizer.path to a tokenizer.json or a directory holding one "
+            "(or unset it to train a tokenizer)"
+        )
+    try:
+        tok = Tokenizer.from_file(str(file))
+    except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(
+            f"{file}: not a valid tokenizer.json ({first}); point tokenizer.path at a file "
+            "written by `tokenizers` or encoderlab"
+        ) from None
+    missing = [t for t in SPECIAL_TOKENS if tok.token_to_id(t) is None]
+    if missing:
+        raise UserError(
+            f"{file}: tokenizer lacks the special tokens {', '.join(missing)}; encoderlab needs "
+            f"{' '.join(SPECIAL_TOKENS)} (train one with encoderlab, or use a BERT-style tokenizer)"
+        )
+    return tok
+
+
+def tokenizer_hash(tok: Tokenizer) -> str:
+    """A stable 16-hex-digit id of what the tokenizer does, for keying token caches.
+
+    Padding and truncation settings are left out: they change batches, not token ids. Floats
+    (unigram scores) are rounded: tokenizers' JSON writer does not round-trip their last digit,
+    so a saved and reloaded tokenizer would otherwise hash differently.
+    """
+    state = json.loads(tok.to_str(), parse_float=lambda x: format(float(x), ".12g"))
+    state.pop("padding", None)
+    state.pop("truncation", None)
+    blob = json.dumps(state, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def special_ids(tok: Tokenizer) -> dict[str, int]:
+    """Ids of pad, unk, cls, sep and mask; UserError if any is missing."""
+    out: dict[str, int] = {}
+    missing = []
+    for key, token in _SPECIAL_NAMES.items():
+        i = tok.token_to_id(token)
+        if i is None:
+            missing.append(token)
+        else:
+            out[key] = i
+    if missing:
+        raise UserError(
+            f"the tokenizer lacks the special tokens {', '.join(missing)}; encoderlab needs "
+            f"{' '.join(SPECIAL_TOKENS)}"
+        )
+    return out

@@ -1,0 +1,636 @@
+"""The training loop, shared by pretraining and fine-tuning, in one visible function: `fit`.
+
+The trainer knows nothing about tasks beyond an `Objective`: "loss and summable counts from a
+batch" and "metrics from summed counts". Everything that decides which batch comes next
+(epoch, position in the epoch, sampler seed, RNG states, optimizer) is checkpointed, so a
+resumed run logs the same losses an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from encoderlab.config import TrainConfig
+from encoderlab.errors import UserError
+from encoderlab.runs import Run
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class Objective:
+    """A task as the trainer sees it.
+
+    step(model, batch) -> (loss to backpropagate, counts to sum over batches)
+    metrics(summed counts) -> named metrics, e.g. {"loss": ..., "acc": ...}
+    primary: the metric (of `metrics`, on valid) that defines "best" when
+    train.early_stop_metric is not set; higher is better unless primary_mode is "min".
+    """
+
+    step: Callable[[nn.Module, Batch], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+    metrics: Callable[[dict[str, float]], dict[str, float]]
+    primary: str = "loss"
+    primary_mode: str = "min"
+
+
+@dataclass
+class FitResult:
+    step: int
+    epoch: int
+    stopped_because: str
+    best: dict[str, Any] = field(default_factory=dict)
+    last_eval: dict[str, float] = field(default_factory=dict)
+    tokens_per_s: float = 0.0
+    train_seconds: float = 0.0
+
+
+class StopRun(Exception):
+    """Raised inside the loop to end a run cleanly with a reason (already checkpointed)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pieces: seeds, devices, schedules, batch order
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """None means plain fp32. 'auto' picks bf16 on a GPU that has it, else fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def lr_factor(cfg: TrainConfig, step: int, total_steps: int | None, progress: float) -> float:
+    """Multiplier on cfg.lr at optimizer step `step` (0-based): warmup, then the schedule.
+
+    `progress` in [0, 1] is used when the total number of steps is unknown (a time budget).
+    """
+    warmup = cfg.warmup_steps
+    if warmup == 0 and total_steps:
+        ratio = cfg.warmup_ratio or (0.3 if cfg.schedule == "onecycle" else 0.0)
+        warmup = int(ratio * total_steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "exponential":
+        return max(cfg.min_lr_ratio, cfg.decay_gamma ** (step - warmup))
+    if total_steps:
+        frac = (step - warmup) / max(1, total_steps - warmup)
+    else:
+        frac = progress
+    frac = min(max(frac, 0.0), 1.0)
+    floor = cfg.min_lr_ratio
+    if cfg.schedule == "linear":
+        return floor + (1.0 - floor) * (1.0 - frac)
+    if cfg.schedule == "cosine":
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * frac))
+    if cfg.schedule == "onecycle":  # warm up, then anneal (cosine) to lr/1e4 as OneCycleLR does
+        floor = floor or 1e-4
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * frac))
+    raise ValueError(f"unknown schedule {cfg.schedule}")
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """The example order of one epoch: a pure function of (seed, epoch), so resume can skip ahead."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, 1, epoch]).permutation(n)
+
+
+class _Batches(torch.utils.data.Sampler):
+    """Lists of indices for one epoch, starting at batch `start`."""
+
+    def __init__(self, order: np.ndarray, batch_size: int, start: int = 0) -> None:
+        self.order, self.batch_size, self.start = order, batch_size, start
+
+    def __len__(self) -> int:
+        return max(0, math.ceil(len(self.order) / self.batch_size) - self.start)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for b in range(self.start, math.ceil(len(self.order) / self.batch_size)):
+            yield self.order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
+
+
+def make_loader(
+    dataset: Dataset,
+    collate: Callable,
+    batch_size: int,
+    order: np.ndarray,
+    start: int = 0,
+    num_workers: int = 0,
+    seed: int = 0,
+) -> DataLoader:
+    # An explicit generator keeps DataLoader from drawing from the global torch RNG, which
+    # would shift dropout masks and break exact resume.
+    return DataLoader(
+        dataset,
+        batch_sampler=_Batches(order, batch_size, start),
+        collate_fn=collate,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+    )
+
+
+def batch_tokens(batch: Batch) -> int:
+    if "attention_mask" in batch:
+        return int(batch["attention_mask"].sum())
+    return int(batch["input_ids"].numel())
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    return {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+    }
+
+
+def _rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
+    out = {"rng.torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng.cuda.{i}"] = s
+    return out
+
+
+def _restore_rng(state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    if "python_rng" in state:
+        v, internal, gauss = state["python_rng"]
+        random.setstate((v, tuple(internal), gauss))
+    if "numpy_rng" in state:
+        name, keys, pos, has_gauss, gauss = state["numpy_rng"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+
+
+def _rng_json() -> dict[str, Any]:
+    v, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, gauss_np = np.random.get_state()
+    return {
+        "python_rng": [v, list(internal), gauss],
+        "numpy_rng": [name, keys.tolist(), int(pos), int(has_gauss), float(gauss_np)],
+    }
+
+
+def _sum_counts(acc: dict[str, torch.Tensor], counts: dict[str, torch.Tensor]) -> None:
+    for k, v in counts.items():
+        v = v.detach().float()
+        acc[k] = acc[k] + v if k in acc else v
+
+
+def _floats(acc: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {k: float(v) for k, v in acc.items()}
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    collate: Callable,
+    objective: Objective,
+    cfg: TrainConfig,
+    device: torch.device,
+    amp: torch.dtype | None = None,
+) -> dict[str, float]:
+    """Sum the objective's counts over the validation set (or its first eval_batches)."""
+    was_training = model.training
+    model.eval()
+    loader = make_loader(dataset, collate, cfg.batch_size, np.arange(len(dataset)))
+    acc: dict[str, torch.Tensor] = {}
+    for i, batch in enumerate(loader):
+        if cfg.eval_batches is not None and i >= cfg.eval_batches:
+            break
+        batch = to_device(batch, device)
+        with _autocast(device, amp):
+            _, counts = objective.step(model, batch)
+        _sum_counts(acc, counts)
+    model.train(was_training)
+    return objective.metrics(_floats(acc)) if acc else {}
+
+
+def _autocast(device: torch.device, amp: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if amp is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=amp)
+
+
+def _better(value: float, best: float | None, mode: str) -> bool:
+    if best is None:
+        return True
+    return value > best if mode == "max" else value < best
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_set: Dataset,
+    valid_set: Dataset | None,
+    collate: Callable,
+    objective: Objective,
+    cfg: TrainConfig,
+    run: Run,
+    seed: int,
+    resume: bool = False,
+    num_workers: int = 0,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    say: Callable[[str], None] = print,
+) -> FitResult:
+    """Train until epochs / max_steps / time budget / early stop; checkpoint as it goes."""
+    device = next(model.parameters()).device
+    amp = autocast_dtype(cfg.precision, device)
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
+    base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+    for g, lr in zip(optimizer.param_groups, base_lrs, strict=True):
+        g["initial_lr"] = lr
+
+    if len(train_set) == 0:
+        raise UserError("the training set is empty; check the data section of the config")
+    micro_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum)
+    total_steps = None
+    if cfg.max_steps is not None:
+        total_steps = cfg.max_steps
+    if cfg.epochs is not None:
+        by_epochs = cfg.epochs * steps_per_epoch
+        total_steps = by_epochs if total_steps is None else min(total_steps, by_epochs)
+    budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min is not None else None
+    primary = cfg.early_stop_metric or f"valid/{objective.primary}"
+    primary_mode = cfg.early_stop_mode if cfg.early_stop_metric else objective.primary_mode
+
+    # -- state that a checkpoint carries --
+    st: dict[str, Any] = {
+        "step": 0,
+        "epoch": 0,
+        "micro": 0,  # next micro-batch index within the epoch
+        "tokens": 0,
+        "samples": 0,
+        "train_seconds": 0.0,
+        "nonfinite_total": 0,
+        "nonfinite_streak": 0,
+        "best_value": None,
+        "best_step": None,
+        "evals_since_best": 0,
+        "window": {},  # summed counts since the last train log
+        "window_steps": 0,
+        "last_eval": {},
+    }
+    if resume:
+        loaded, tensors = run.load_checkpoint(model, optimizer)
+        st.update({k: v for k, v in loaded.items() if k in st})
+        _restore_rng(loaded, tensors)
+        run.truncate_metrics(st["step"])
+        say(f"resumed {run.path} at step {st['step']} (epoch {st['epoch']}, batch {st['micro']})")
+    model.train()
+    run.update(
+        status="running",
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        train_examples=len(train_set),
+        valid_examples=len(valid_set) if valid_set is not None else 0,
+        device=str(device),
+        precision=str(amp).replace("torch.", "") if amp else "fp32",
+    )
+    window: dict[str, torch.Tensor] = {
+        k: torch.tensor(v, device=device) for k, v in st["window"].items()
+    }
+    window_tokens, window_t0 = 0, time.perf_counter()
+    run_t0 = time.perf_counter() - st["train_seconds"]
+
+    def train_seconds() -> float:
+        return time.perf_counter() - run_t0
+
+    last_saved = [-1]
+
+    def checkpoint() -> None:
+        if last_saved[0] == st["step"]:
+            return
+        last_saved[0] = st["step"]
+        st["train_seconds"] = train_seconds()
+        st["window"] = _floats(window)
+        run.save_checkpoint(
+            model,
+            optimizer,
+            {**st, **_rng_json(), "saved_at": time.time()},
+            tensors=_rng_tensors(device),
+            keep=cfg.keep_checkpoints,
+        )
+        run.update(steps=st["step"], epoch=st["epoch"], train_seconds=round(st["train_seconds"], 2))
+
+    def do_eval() -> dict[str, float]:
+        if valid_set is None or len(valid_set) == 0:
+            return {}
+        t0 = time.perf_counter()
+        metrics = {
+            f"valid/{k}": v
+            for k, v in evaluate(model, valid_set, collate, objective, cfg, device, amp).items()
+        }
+        record = {
+            "step": st["step"],
+            "epoch": round(st["step"] / steps_per_epoch, 4),
+            "kind": "eval",
+            **metrics,
+            "eval_seconds": round(time.perf_counter() - t0, 3),
+        }
+        run.log(record)
+        st["last_eval"] = metrics
+        say("  ".join([f"step {st['step']}"] + [f"{k} {v:.4f}" for k, v in metrics.items()]))
+        value = metrics.get(primary)
+        if value is not None:
+            if _better(value, st["best_value"], primary_mode):
+                st["best_value"], st["best_step"] = value, st["step"]
+                st["evals_since_best"] = 0
+                run.update(
+                    best={"metric": primary, "value": value, "step": st["step"]},
+                    best_checkpoint=f"step-{st['step']:08d}",
+                )
+            else:
+                st["evals_since_best"] += 1
+        if on_eval is not None:
+            on_eval(st["step"], metrics)
+        return metrics
+
+    def log_train() -> None:
+        nonlocal window, window_tokens, window_t0
+        if st["window_steps"] == 0:
+            return
+        now = time.perf_counter()
+        metrics = objective.metrics(_floats(window))
+        record = {
+            "step": st["step"],
+            "epoch": round(st["step"] / steps_per_epoch, 4),
+            "kind": "train",
+            **{f"train/{k}": v for k, v in metrics.items()},
+            "lr": optimizer.param_groups[0]["lr"],
+            "tokens_per_s": round(window_tokens / max(now - window_t0, 1e-9), 1),
+            "tokens": st["tokens"],
+            "time": round(train_seconds(), 2),
+        }
+        run.log(record)
+        if progress.bar is None and now - last_print[0] >= 20:  # no live bar: a line now and then
+            last_print[0] = now
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("train/"))
+            say(f"step {st['step']}  {shown}  {record['tokens_per_s']:,.0f} tok/s")
+        window, window_tokens, window_t0 = {}, 0, now
+        st["window_steps"] = 0
+
+    last_print = [0.0]
+
+    progress = _Progress(total_steps, budget_s, initial=st["step"])
+    stopped = "finished"
+    pending = [0]  # micro-batches read but not yet stepped: given back on Ctrl-C
+    try:
+        while True:
+            if cfg.epochs is not None and st["epoch"] >= cfg.epochs:
+                break
+            if hasattr(train_set, "set_epoch"):
+                train_set.set_epoch(st["epoch"])
+            order = epoch_order(len(train_set), seed, st["epoch"])
+            loader = make_loader(
+                train_set,
+                collate,
+                cfg.batch_size,
+                order,
+                start=st["micro"],
+                num_workers=num_workers,
+                seed=seed + st["epoch"],
+            )
+            group: list[Batch] = []
+            for batch in loader:
+                group.append(batch)
+                pending[0] = len(group)
+                st["micro"] += 1
+                end_of_epoch = st["micro"] >= micro_per_epoch
+                if len(group) < cfg.grad_accum and not end_of_epoch:
+                    continue
+                # ---- one optimizer step over the accumulated micro-batches ----
+                lr_scale = lr_factor(
+                    cfg, st["step"], total_steps, train_seconds() / budget_s if budget_s else 0.0
+                )
+                for g, lr in zip(optimizer.param_groups, base_lrs, strict=True):
+                    g["lr"] = lr * lr_scale
+                finite = True
+                step_counts: dict[str, torch.Tensor] = {}
+                step_tokens = 0
+                for mb in group:
+                    mb = to_device(mb, device)
+                    step_tokens += batch_tokens(mb)
+                    with _autocast(device, amp):
+                        loss, counts = objective.step(model, mb)
+                    if not torch.isfinite(loss.detach()):
+                        finite = False
+                        break
+                    loss = loss / len(group)
+                    (scaler.scale(loss) if scaler else loss).backward()
+                    _sum_counts(step_counts, counts)
+                if finite:
+                    if scaler:
+                        scaler.unscale_(optimizer)
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    if scaler:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        optimizer.step()
+                    st["nonfinite_streak"] = 0
+                    for k, v in step_counts.items():
+                        window[k] = window[k] + v if k in window else v
+                    st["window_steps"] += 1
+                else:
+                    st["nonfinite_total"] += 1
+                    st["nonfinite_streak"] += 1
+                optimizer.zero_grad(set_to_none=True)
+                samples = sum(len(mb["input_ids"]) for mb in group)
+                group = []
+                pending[0] = 0
+                st["step"] += 1
+                st["tokens"] += step_tokens
+                st["samples"] += samples
+                window_tokens += step_tokens
+                progress.update(
+                    st["step"],
+                    train_seconds(),
+                    window,
+                    objective,
+                    window_tokens,
+                    time.perf_counter() - window_t0,
+                )
+
+                # ---- bookkeeping after the step ----
+                if st["nonfinite_streak"] >= cfg.max_nonfinite:
+                    checkpoint()
+                    raise StopRun(
+                        f"loss was not finite for {st['nonfinite_streak']} steps in a row "
+                        f"(at step {st['step']}); saved the last good weights. Lower train.lr, "
+                        "set train.grad_clip, or use train.precision=fp32"
+                    )
+                if end_of_epoch:
+                    st["epoch"] += 1
+                    st["micro"] = 0
+                if st["step"] % cfg.log_every == 0 or end_of_epoch:
+                    log_train()
+                evaluated = False
+                if cfg.eval_every and st["step"] % cfg.eval_every == 0 or end_of_epoch:
+                    do_eval()
+                    evaluated = True
+                    if end_of_epoch:
+                        run.log(
+                            {
+                                "step": st["step"],
+                                "epoch": st["epoch"],
+                                "kind": "epoch",
+                                **st["last_eval"],
+                                "time": round(train_seconds(), 2),
+                            }
+                        )
+                out_of_steps = total_steps is not None and st["step"] >= total_steps
+                out_of_time = budget_s is not None and train_seconds() >= budget_s
+                early = (
+                    evaluated
+                    and (cfg.early_stop_metric is not None)
+                    and st["evals_since_best"] >= cfg.early_stop_patience
+                )
+                if (
+                    evaluated
+                    or out_of_steps
+                    or out_of_time
+                    or early
+                    or (cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0)
+                ):
+                    if (out_of_steps or out_of_time or early) and not evaluated:
+                        log_train()
+                        do_eval()
+                    checkpoint()
+                if out_of_steps:
+                    raise StopRun("max_steps" if cfg.max_steps == st["step"] else "finished")
+                if out_of_time:
+                    raise StopRun("time budget")
+                if early:
+                    raise StopRun(
+                        f"early stop: no better {primary} in {cfg.early_stop_patience} evaluations"
+                    )
+    except StopRun as stop:
+        stopped = str(stop)
+    except KeyboardInterrupt:
+        progress.close()
+        st["micro"] -= pending[0]
+        last_saved[0] = -1
+        checkpoint()
+        run.update(status="interrupted", message="interrupted by the user")
+        run.close()
+        raise
+    except Exception as e:
+        progress.close()
+        run.update(status="failed", message=f"{type(e).__name__}: {e}")
+        run.close()
+        raise
+    finally:
+        progress.close()
+    if stopped == "finished":
+        checkpoint()
+    non_finite_stop = stopped.startswith("loss was not finite")
+    run.update(
+        status="failed" if non_finite_stop else "finished",
+        stopped_because=stopped,
+        finished=time.time(),
+        nonfinite_steps=st["nonfinite_total"],
+        tokens=st["tokens"],
+        tokens_per_s=round(st["tokens"] / max(train_seconds(), 1e-9), 1),
+    )
+    run.close()
+    return FitResult(
+        step=st["step"],
+        epoch=st["epoch"],
+        stopped_because=stopped,
+        best=run.info.get("best", {}),
+        last_eval=st["last_eval"],
+        tokens_per_s=st["tokens"] / max(train_seconds(), 1e-9),
+        train_seconds=train_seconds(),
+    )
+
+
+class _Progress:
+    """A rich progress bar with loss, tokens/s and ETA; silent when stderr is not a terminal."""
+
+    def __init__(self, total: int | None, budget_s: float | None, initial: int) -> None:
+        self.bar = None
+        if not sys.stderr.isatty():
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self.budget_s = budget_s
+        self.task = self.bar.add_task("train", total=total, completed=initial, info="")
+        self.bar.start()
+
+    def update(self, step, seconds, window, objective, tokens, window_s) -> None:
+        if self.bar is None:
+            return
+        info = f"{tokens / max(window_s, 1e-9):,.0f} tok/s"
+        if window and step % 5 == 0:
+            metrics = objective.metrics(_floats(window))
+            info = "  ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:2]) + "  " + info
+            self._info = info
+        self.bar.update(self.task, completed=step, info=getattr(self, "_info", info))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

@@ -1,0 +1,39 @@
+import os
+import random
+from pathlib import Path
+
+# Tiny test models run fastest on one thread, and two OpenMP pools fighting over 2 cores (a
+# test process plus a subprocess it starts) slow down by 20x. Subprocesses inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+WORDS = (
+    "the a river city model train data small large quick brown fox jumps over lazy dog "
+    "music film story review plot actor scene night day rain sun cold warm old new good bad "
+    "is was are were has had will can may of in on at to from with by for and or but"
+).split()
+
+
+def synthetic_lines(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 30))) + " ." for _ in range(n)]
+
+
+@pytest.fixture
+def corpus_txt(tmp_path: Path) -> Path:
+    f = tmp_path / "corpus.txt"
+    f.write_text("\n".join(synthetic_lines(400)) + "\n", encoding="utf-8")
+    return f
+
+
+def shared(*parts: str) -> Path:
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} not present (the shared data sets sit beside the repository in CI)")
+    return p

@@ -1,0 +1,74 @@
+import pytest
+
+from encoderlab.config import load_config, parse_override, to_yaml
+from encoderlab.errors import UserError
+
+
+def test_defaults_and_overrides_are_typed(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  n_layer: 2\ntrain:\n  lr: 1.0e-3\n")
+    cfg = load_config(f, ["model.n_layer=6", "train.lr=2e-4", "data.corpus=[a.txt, b.jsonl]"])
+    assert cfg.model.n_layer == 6
+    assert cfg.train.lr == pytest.approx(2e-4)
+    assert cfg.data.corpus == ["a.txt", "b.jsonl"]
+    assert cfg.model.head_dim == cfg.model.d_model // cfg.model.n_head
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    cfg = load_config(None, ["model.activation=swiglu", "train.schedule=cosine"])
+    f = tmp_path / "saved.yaml"
+    f.write_text(to_yaml(cfg))
+    again = load_config(f)
+    assert again == cfg
+
+
+def test_unknown_key_names_key_and_lists_valid_ones():
+    with pytest.raises(UserError) as e:
+        load_config(None, ["model.n_layr=3"])
+    msg = str(e.value)
+    assert "model.n_layr" in msg and "n_layer" in msg and "\n" not in msg
+
+
+def test_unknown_section(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("modle:\n  n_layer: 2\n")
+    with pytest.raises(UserError) as e:
+        load_config(f)
+    assert "modle" in str(e.value) and "model" in str(e.value) and str(f) in str(e.value)
+
+
+def test_wrong_type_names_key_and_value():
+    with pytest.raises(UserError) as e:
+        load_config(None, ["train.lr=fast"])
+    assert "train.lr" in str(e.value) and "'fast'" in str(e.value)
+
+
+def test_shape_that_does_not_fit():
+    with pytest.raises(UserError, match="not divisible"):
+        load_config(None, ["model.d_model=250", "model.n_head=4"])
+    cfg = load_config(None, ["model.d_model=250", "model.n_head=4", "model.d_head=64"])
+    assert cfg.model.head_dim == 64
+    with pytest.raises(UserError, match="block_len"):
+        load_config(None, ["model.max_len=64", "data.block_len=128"])
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  n_layer: [1,\n")
+    with pytest.raises(UserError, match=r"c\.yaml:\d+: not valid YAML"):
+        load_config(f)
+    with pytest.raises(UserError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_override_syntax():
+    assert parse_override("a.b=3") == (["a", "b"], 3)
+    assert parse_override("a=hello") == (["a"], "hello")
+    with pytest.raises(UserError, match="KEY=VALUE"):
+        parse_override("train.lr")
+
+
+def test_training_needs_a_stop_condition():
+    with pytest.raises(UserError, match="epochs"):
+        load_config(None, ["train.epochs=null"])
+    assert load_config(None, ["train.epochs=null", "train.max_steps=5"]).train.max_steps == 5

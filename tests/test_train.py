@@ -1,0 +1,219 @@
+"""The trainer on a toy task: exact resume, schedules, accumulation, stops, non-finite loss."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from encoderlab.config import TrainConfig
+from encoderlab.runs import Run, optimizer_from_flat, optimizer_to_flat
+from encoderlab.train import Objective, fit, lr_factor
+
+
+class Toy(torch.utils.data.Dataset):
+    def __init__(self, n=50):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 8, generator=g)
+        self.y = (self.x[:, 0] + self.x[:, 1] > 0).long()
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.x[i], "labels": self.y[i]}
+
+
+def collate(items):
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def objective(fail_at=None, nan=False):
+    calls = {"n": 0}
+
+    def step(model, batch):
+        calls["n"] += 1
+        if fail_at is not None and calls["n"] == fail_at:
+            raise RuntimeError("simulated crash")
+        logits = model(batch["input_ids"])
+        loss = nn.functional.cross_entropy(logits, batch["labels"])
+        if nan:
+            loss = loss * float("nan")
+        n = torch.tensor(float(len(batch["labels"])))
+        correct = (logits.argmax(-1) == batch["labels"]).sum().float()
+        return loss, {"loss_sum": loss.detach() * n, "n": n, "correct": correct}
+
+    def metrics(c):
+        return {"loss": c["loss_sum"] / c["n"], "acc": c["correct"] / c["n"]}
+
+    return Objective(step=step, metrics=metrics, primary="acc", primary_mode="max")
+
+
+def new_run(tmp_path, name, cfg):
+    return Run.create(tmp_path / "runs", name, cfg, kind="toy")
+
+
+def train(tmp_path, cfg, run=None, resume=False, obj=None, name="toy"):
+    torch.manual_seed(0)
+    model = Net()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    run = run or new_run(tmp_path, name, cfg)
+    result = fit(
+        model,
+        opt,
+        Toy(),
+        Toy(20),
+        collate,
+        obj or objective(),
+        cfg,
+        run,
+        seed=1,
+        resume=resume,
+        say=lambda m: None,
+    )
+    return run, result, model
+
+
+def train_losses(run):
+    return [(r["step"], r["train/loss"]) for r in run.metrics() if r["kind"] == "train"]
+
+
+def test_resume_after_crash_reproduces_uninterrupted_losses(tmp_path):
+    cfg = TrainConfig(
+        batch_size=4,
+        grad_accum=2,
+        epochs=3,
+        lr=1e-2,
+        log_every=1,
+        checkpoint_every=5,
+        eval_every=4,
+        schedule="cosine",
+        warmup_steps=3,
+    )
+    full, _, full_model = train(tmp_path, cfg, name="full")
+    crashed = new_run(tmp_path, "crashed", cfg)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tmp_path, cfg, run=crashed, obj=objective(fail_at=37))
+    assert crashed.info["status"] == "failed"
+    assert crashed.latest_checkpoint() is not None
+    _, result, resumed_model = train(tmp_path, cfg, run=Run.open(crashed.path), resume=True)
+    assert result.step == full.info["steps"] == 21  # 13 micro-batches/epoch -> 7 steps x 3
+    a, b = train_losses(full), train_losses(crashed)
+    assert [s for s, _ in a] == [s for s, _ in b]
+    np.testing.assert_allclose([v for _, v in a], [v for _, v in b], rtol=1e-6, atol=1e-7)
+    for p, q in zip(full_model.parameters(), resumed_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    evals = [r for r in crashed.metrics() if r["kind"] == "eval"]
+    assert len({r["step"] for r in evals}) == len(evals), "no duplicate records after resume"
+
+
+def test_epoch_records_and_learning(tmp_path):
+    cfg = TrainConfig(batch_size=8, epochs=6, lr=3e-2, log_every=2, schedule="constant")
+    run, result, _ = train(tmp_path, cfg)
+    epochs = [r for r in run.metrics() if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3, 4, 5, 6]
+    assert epochs[-1]["valid/acc"] > 0.7
+    info = run.info
+    assert info["status"] == "finished" and info["best"]["metric"] == "valid/acc"
+    assert (run.path / "tb").is_dir() and any((run.path / "tb").iterdir())
+
+
+def test_max_steps_and_time_budget(tmp_path):
+    run, result, _ = train(tmp_path, TrainConfig(batch_size=4, epochs=None, max_steps=7))
+    assert result.step == 7 and result.stopped_because == "max_steps"
+    run, result, _ = train(
+        tmp_path, TrainConfig(batch_size=4, epochs=None, time_budget_min=0.0001), name="t"
+    )
+    assert result.stopped_because == "time budget" and result.step >= 1
+
+
+def test_early_stopping(tmp_path):
+    cfg = TrainConfig(
+        batch_size=10,
+        epochs=50,
+        lr=1e-9,
+        eval_every=1,
+        early_stop_metric="valid/acc",
+        early_stop_patience=2,
+    )
+    _, result, _ = train(tmp_path, cfg)
+    assert result.stopped_because.startswith("early stop") and result.step < 20
+
+
+def test_nonfinite_loss_skips_then_stops_cleanly(tmp_path):
+    cfg = TrainConfig(batch_size=4, epochs=5, max_nonfinite=3)
+    torch.manual_seed(0)
+    model = Net()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    run = new_run(tmp_path, "nan", cfg)
+    result = fit(
+        model, opt, Toy(), None, collate, objective(nan=True), cfg, run, seed=0, say=lambda m: None
+    )
+    assert result.step == 3 and "not finite" in result.stopped_because
+    assert run.info["status"] == "failed" and run.info["nonfinite_steps"] == 3
+    for p, q in zip(before, model.parameters(), strict=True):
+        assert torch.equal(p, q), "skipped steps must not touch the weights"
+    assert run.latest_checkpoint() is not None
+
+
+def test_schedules():
+    def f(**kw):
+        cfg = TrainConfig(**kw)
+        return [lr_factor(cfg, s, 100, 0.0) for s in range(100)]
+
+    warm = f(schedule="constant", warmup_steps=10)
+    assert warm[0] == pytest.approx(0.1) and warm[9] == 1.0 and warm[50] == 1.0
+    lin = f(schedule="linear")
+    assert (
+        lin[0] == 1.0
+        and lin[99] < 0.02
+        and all(a >= b for a, b in zip(lin[:-1], lin[1:], strict=True))
+    )
+    cos = f(schedule="cosine", min_lr_ratio=0.1)
+    assert cos[50] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)), abs=0.02)
+    assert min(cos) >= 0.1
+    exp = f(schedule="exponential", decay_gamma=0.9)
+    assert exp[2] == pytest.approx(0.81)
+    one = f(schedule="onecycle")
+    assert one[0] < 0.1 and max(one) == pytest.approx(1.0, abs=0.04) and one[-1] < 0.01
+
+
+def test_killed_checkpoint_write_leaves_last_good_one(tmp_path):
+    cfg = TrainConfig(batch_size=4, epochs=1, checkpoint_every=3)
+    run, _, _ = train(tmp_path, cfg)
+    good = run.latest_checkpoint()
+    broken = run.checkpoint_dir / ".tmp-step-00099999-1"
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes(b"half")
+    assert run.latest_checkpoint() == good
+    state, _ = run.load_checkpoint(Net())
+    assert state["step"] == int(good.name.split("-")[1])
+    assert len(run.checkpoints()) <= cfg.keep_checkpoints + 1  # + the best one
+    assert not list(good.glob("*.pt")) and not list(good.glob("*.bin"))
+    json.loads((good / "state.json").read_text())
+
+
+def test_optimizer_state_round_trips_without_pickle():
+    model = Net()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.randn(3, 8)).sum().backward()
+    opt.step()
+    tensors, meta = optimizer_to_flat(opt)
+    json.dumps(meta)
+    other = torch.optim.AdamW(Net().parameters(), lr=5.0)
+    optimizer_from_flat(other, tensors, meta)
+    assert other.param_groups[0]["lr"] == 1e-3
+    for k, v in opt.state_dict()["state"][0].items():
+        torch.testing.assert_close(other.state_dict()["state"][0][k], v)

@@ -32,8 +32,9 @@ app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(runs_app, name="runs")
 app.add_typer(model_app, name="model")
 
-console = Console()
-err_console = Console(stderr=True)
+# Without a terminal rich assumes 80 columns; tables of runs read better wider (logs, CI).
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 SetOpt = Annotated[
     list[str] | None,
@@ -124,6 +125,49 @@ def _print_result(run, result) -> None:
     if result.last_eval:
         say("  ".join(f"{k} {v:.4f}" for k, v in result.last_eval.items()))
     say(f"run directory: {run.path}")
+
+
+@app.command()
+def finetune(
+    config: Annotated[Path, typer.Argument(help="YAML config with task/head/train sections.")],
+    overrides: SetOpt = None,
+) -> None:
+    """Fine-tune on a task (classification, pair, qa, tagging) from scratch or a pretraining run."""
+    from encoderlab.config import FinetuneConfig, load_config
+    from encoderlab.finetune import finetune as run_finetune
+
+    cfg = load_config(config, overrides, schema=FinetuneConfig)
+    run, result = run_finetune(cfg, say=say)
+    _print_result(run, result)
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A fine-tuning run directory.")],
+    data: Annotated[str, typer.Option("--data", help="A labelled file in the task's format.")],
+) -> None:
+    """Metrics and a predictions file for a fine-tuned run on another labelled file."""
+    from encoderlab.finetune import evaluate_file
+
+    evaluate_file(run, data, say=say)
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="A fine-tuning run directory.")],
+    text: Annotated[list[str] | None, typer.Option("--text", help="Text to label.")] = None,
+    text_pair: Annotated[
+        str | None, typer.Option("--text-pair", help="Second sentence (pair) or context (qa).")
+    ] = None,
+    input: Annotated[str | None, typer.Option("--input", help="File in the task's format.")] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", help=".csv: Kaggle-style id,label; else jsonl.")
+    ] = None,
+) -> None:
+    """Predict labels for --text or a whole --input file (e.g. a Kaggle test.csv)."""
+    from encoderlab.finetune import predict as run_predict
+
+    run_predict(run, texts=text, text_pair=text_pair, input_path=input, output=output, say=say)
 
 
 @runs_app.command("list")

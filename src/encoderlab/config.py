@@ -174,6 +174,78 @@ class Config(Section):
         return self
 
 
+class TaskConfig(Section):
+    """What to fine-tune on: the task type, its files and how to read and encode them."""
+
+    type: Literal["classification", "pair", "qa", "tagging"] = "classification"
+    train: str | None = None
+    valid: str | None = None  # None: split off train (stratified by label; by article for QA)
+    test: str | None = None  # predictions (and a submission file) for a file without labels
+    valid_ratio: float = 0.1
+    format: str = (
+        "auto"  # auto (from the suffix) | csv | tsv | jsonl | json | squad | conll | klue-ner ...
+    )
+    text_column: str = "text"
+    text_pair_column: str | None = None  # pair: the second sentence
+    label_column: str = "label"
+    id_column: str | None = "id"
+    max_len: int = 128
+    max_examples: int | None = None  # cap on examples read from each file (quick runs)
+    # extractive QA
+    doc_stride: int = 64
+    max_query_len: int = 64
+    max_answer_len: int = 30
+    n_best: int = 20
+    f1: Literal["word", "char"] = "word"  # char: KorQuAD's character-level F1
+    # tagging
+    tag_scheme: Literal["auto", "bio", "iob1"] = "auto"
+    tag_column: int = -1  # CoNLL: which whitespace-separated column holds the tag
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskConfig:
+        if not 0.0 < self.valid_ratio < 1.0:
+            raise ValueError("valid_ratio must be in (0, 1)")
+        if self.max_len < 8:
+            raise ValueError("max_len must be at least 8")
+        return self
+
+
+class HeadConfig(Section):
+    """The layer(s) on top of the encoder. qa and tagging tasks use their own span/token head."""
+
+    type: Literal["cls", "mean", "cnn"] = "cls"
+    dropout: float = 0.1
+    cnn_filters: int = 100  # per kernel size (Kim 2014)
+    cnn_kernels: list[int] = [3, 4, 5]
+
+
+class FinetuneConfig(Section):
+    """A fine-tuning run: a backbone (scratch / pretraining run / hf:...) plus a task head."""
+
+    name: str = "finetune"
+    description: str = ""
+    seed: int = 0
+    runs_dir: str = "runs"
+    init: str = "scratch"  # scratch | runs/<pretrain-run> | hf:<dir or hub name>
+    freeze: Literal["none", "all", "embeddings"] = "none"
+    unfreeze_last: int = 0  # with freeze=all: train the top k blocks again
+    drop_last: int = 0  # remove the top k blocks before fine-tuning
+    head_lr: float | None = None  # None: train.lr
+    task: TaskConfig = TaskConfig()
+    head: HeadConfig = HeadConfig()
+    model: ModelConfig = ModelConfig()  # used for scratch; a pretraining run brings its own
+    tokenizer: TokenizerConfig = TokenizerConfig()  # scratch: trained on the task's train file
+    train: TrainConfig = TrainConfig(lr=5e-5, epochs=3, eval_every=None)
+
+    @model_validator(mode="after")
+    def _check_fit(self) -> FinetuneConfig:
+        if self.unfreeze_last and self.freeze == "none":
+            raise ValueError("unfreeze_last only makes sense with freeze: all or embeddings")
+        if self.unfreeze_last < 0 or self.drop_last < 0:
+            raise ValueError("unfreeze_last and drop_last must be >= 0")
+        return self
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading, overriding, saving
 

@@ -272,9 +272,14 @@ def fit(
     resume: bool = False,
     num_workers: int = 0,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    evaluator: Callable[[nn.Module], dict[str, float]] | None = None,
     say: Callable[[str], None] = print,
 ) -> FitResult:
-    """Train until epochs / max_steps / time budget / early stop; checkpoint as it goes."""
+    """Train until epochs / max_steps / time budget / early stop; checkpoint as it goes.
+
+    `evaluator(model) -> metrics` replaces the default evaluation (summed objective counts
+    over valid_set) when a task needs whole-set decoding, e.g. QA's EM/F1.
+    """
     device = next(model.parameters()).device
     amp = autocast_dtype(cfg.precision, device)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
@@ -359,10 +364,11 @@ def fit(
         if valid_set is None or len(valid_set) == 0:
             return {}
         t0 = time.perf_counter()
-        metrics = {
-            f"valid/{k}": v
-            for k, v in evaluate(model, valid_set, collate, objective, cfg, device, amp).items()
-        }
+        if evaluator is not None:
+            raw = evaluator(model)
+        else:
+            raw = evaluate(model, valid_set, collate, objective, cfg, device, amp)
+        metrics = {f"valid/{k}": v for k, v in raw.items()}
         record = {
             "step": st["step"],
             "epoch": round(st["step"] / steps_per_epoch, 4),

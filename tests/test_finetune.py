@@ -1,0 +1,400 @@
+"""Fine-tuning end to end on small fixtures: classification, pairs, heads, freezing, init, CLI."""
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from conftest import shared
+from encoderlab.cli import main
+from encoderlab.config import FinetuneConfig, HeadConfig, TaskConfig, load_config
+from encoderlab.finetune import finetune
+from encoderlab.heads import CnnHead, sequence_head
+from encoderlab.runs import Run
+from encoderlab.tasks import get_task
+
+GOOD = "great fine lovely superb nice happy".split()
+BAD = "awful poor sad terrible dull broken".split()
+FILL = "the movie plot was and it a very with actor scene music".split()
+
+
+def sentiment_rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = rng.randint(0, 1)
+        words = [rng.choice(FILL) for _ in range(rng.randint(3, 10))]
+        words.insert(rng.randint(0, len(words)), rng.choice(GOOD if label else BAD))
+        rows.append({"id": f"{seed}-{i}", "text": " ".join(words), "target": label})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict], fields: list[str]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def base_cfg(tmp_path: Path, **over) -> dict:
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(240, 0), ["id", "text", "target"])
+    cfg = {
+        "name": "ft",
+        "runs_dir": str(tmp_path / "runs"),
+        "task": {
+            "type": "classification",
+            "train": str(train),
+            "label_column": "target",
+            "max_len": 32,
+        },
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 120},
+        "model": {
+            "d_model": 32,
+            "n_head": 2,
+            "d_ff": 64,
+            "n_layer": 2,
+            "max_len": 32,
+            "dropout": 0.0,
+        },
+        "train": {"batch_size": 16, "lr": 3e-3, "epochs": 6, "log_every": 5, "warmup_steps": 0},
+    }
+    for key, value in over.items():
+        if isinstance(value, dict):
+            cfg.setdefault(key, {}).update(value)
+        else:
+            cfg[key] = value
+    return cfg
+
+
+def build(cfg: dict) -> FinetuneConfig:
+    return FinetuneConfig.model_validate(cfg)
+
+
+def quiet(msg: str) -> None:
+    pass
+
+
+def test_classification_scratch_learns_and_writes_everything(tmp_path):
+    test = write_csv(tmp_path / "test.csv", sentiment_rows(30, 9), ["id", "text"])
+    cfg = build(base_cfg(tmp_path, task={"test": str(test)}))
+    run, result = finetune(cfg, say=quiet)
+    final = run.info["final"]
+    assert final["acc"] > 0.85, final
+    ev = json.loads((run.path / "eval" / "valid.json").read_text())
+    confusion = np.array(ev["extra"]["confusion"])
+    assert confusion.shape == (2, 2) and confusion.sum() == run.info["valid_examples_raw"]
+    assert set(ev["extra"]["per_class"]) == {"0", "1"}
+    rows = [
+        json.loads(x) for x in (run.path / "predictions" / "valid.jsonl").read_text().splitlines()
+    ]
+    assert {"id", "input", "gold", "prediction", "probability", "correct"} <= rows[0].keys()
+    assert np.mean([r["correct"] for r in rows]) == pytest.approx(final["acc"])
+    with open(run.path / "submission.csv") as f:
+        sub = list(csv.reader(f))
+    assert sub[0] == ["id", "target"] and len(sub) == 31
+    assert [r[0] for r in sub[1:]] == [f"9-{i}" for i in range(30)]
+    epochs = [r for r in run.metrics() if r["kind"] == "epoch"]
+    assert len(epochs) == 6 and "valid/acc" in epochs[0]
+    assert json.loads((run.path / "labels.json").read_text()) == ["0", "1"]
+
+
+def test_stratified_split_keeps_label_shares():
+    task = get_task("classification")
+    examples = [
+        {"id": str(i), "line": i, "text": "x", "label": "a" if i < 80 else "b"} for i in range(100)
+    ]
+    train, valid = task.split(examples, TaskConfig(valid_ratio=0.1), seed=0)
+    assert len(valid) == 10 and sum(ex["label"] == "a" for ex in valid) == 8
+    assert not {ex["id"] for ex in train} & {ex["id"] for ex in valid}
+
+
+@pytest.mark.parametrize("head", ["cls", "mean", "cnn"])
+def test_heads_shapes_and_padding(head):
+    torch.manual_seed(0)
+    module = sequence_head(HeadConfig(type=head, cnn_kernels=[2, 3], cnn_filters=4), 8, 3).eval()
+    h = torch.randn(2, 6, 8)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
+    out = module(h, mask)
+    assert out.shape == (2, 3)
+    # what sits at padded positions must not change the output of the padded row
+    h2 = h.clone()
+    h2[1, 3:] = 100.0
+    torch.testing.assert_close(module(h2, mask)[1], out[1])
+
+
+def test_cnn_head_handles_sequences_shorter_than_its_kernels():
+    head = CnnHead(8, 2, 0.0, filters=3, kernels=[4, 5, 6, 7])
+    assert head(torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.long)).shape == (2, 2)
+
+
+def test_cnn_and_mean_heads_train(tmp_path):
+    for head in ("cnn", "mean"):
+        cfg = build(base_cfg(tmp_path, name=head, head={"type": head, "cnn_kernels": [2, 3]}))
+        run, _ = finetune(cfg, say=quiet)
+        assert run.info["final"]["acc"] > 0.8, (head, run.info["final"])
+
+
+def _pretrain_tiny(tmp_path: Path) -> Run:
+    from encoderlab.pretrain import pretrain
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(r["text"] for r in sentiment_rows(300, 5)))
+    cfg = load_config(
+        None,
+        [
+            f"data.corpus=[{corpus}]",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            f"runs_dir={tmp_path / 'runs'}",
+            "tokenizer.vocab_size=120",
+            "data.block_len=32",
+            "model.d_model=32",
+            "model.n_head=2",
+            "model.d_ff=64",
+            "model.n_layer=2",
+            "model.max_len=32",
+            "train.epochs=null",
+            "train.max_steps=4",
+        ],
+    )
+    run, _ = pretrain(cfg, say=quiet)
+    return run
+
+
+def test_init_from_pretraining_run_loads_its_encoder_and_tokenizer(tmp_path):
+    pre = _pretrain_tiny(tmp_path)
+    cfg = build(base_cfg(tmp_path, init=str(pre.path), freeze="all", train={"epochs": 1}))
+    run, _ = finetune(cfg, say=quiet)
+    assert run.info["init"].startswith(str(pre.path))
+    assert (run.path / "tokenizer" / "tokenizer.json").read_text() == (
+        pre.path / "tokenizer" / "tokenizer.json"
+    ).read_text()
+    before = load_file(str(pre.latest_checkpoint() / "model.safetensors"))
+    after = load_file(str(run.latest_checkpoint() / "model.safetensors"))
+    # freeze=all: every encoder tensor is exactly the pretrained one; the head trained
+    for key in ("blocks.0.attn.qkv.weight", "blocks.1.ff.fc2.weight", "embeddings.pos.weight"):
+        torch.testing.assert_close(
+            after[f"backbone.{key}"], before[f"encoder.{key}"], rtol=0, atol=0
+        )
+    assert run.info["trainable_params"] < run.info["params"]
+
+    scratch = build(base_cfg(tmp_path, init=f"scratch:{pre.path}", name="s", train={"epochs": 1}))
+    srun, _ = finetune(scratch, say=quiet)
+    assert json.loads((srun.path / "model_config.json").read_text())["n_layer"] == 2
+    w = load_file(str(srun.latest_checkpoint() / "model.safetensors"))
+    assert not torch.equal(
+        w["backbone.blocks.0.attn.qkv.weight"], before["encoder.blocks.0.attn.qkv.weight"]
+    )
+
+
+def _changed(a: dict, b: dict, prefix: str) -> bool:
+    return any(not torch.equal(a[k], b[k]) for k in a if k.startswith(prefix))
+
+
+def test_freezing_options(tmp_path):
+    pre = _pretrain_tiny(tmp_path)
+    before = {
+        k.replace("encoder.", "backbone.", 1): v
+        for k, v in load_file(str(pre.latest_checkpoint() / "model.safetensors")).items()
+    }
+
+    def train_with(name, **over):
+        run, _ = finetune(
+            build(base_cfg(tmp_path, name=name, init=str(pre.path), train={"epochs": 1}, **over)),
+            say=quiet,
+        )
+        return load_file(str(run.latest_checkpoint() / "model.safetensors")), run
+
+    w, _ = train_with("last", freeze="all", unfreeze_last=1)
+    assert not _changed(before, w, "backbone.blocks.0.") and not _changed(
+        before, w, "backbone.embeddings."
+    )
+    assert _changed(before, w, "backbone.blocks.1.")
+    w, _ = train_with("emb", freeze="embeddings")
+    assert not _changed(before, w, "backbone.embeddings.") and _changed(
+        before, w, "backbone.blocks.0."
+    )
+    w, run = train_with("drop", drop_last=1)
+    assert not any(k.startswith("backbone.blocks.1.") for k in w)
+    assert json.loads((run.path / "model_config.json").read_text())["n_layer"] == 1
+    # a dropped-layer run can be evaluated later: its saved architecture has one layer
+    assert main_code(["evaluate", run.path, "--data", str(tmp_path / "train.csv")]) == 0
+
+
+def main_code(argv) -> int:
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def test_pair_classification_on_klue_nli_style_json(tmp_path):
+    rng = random.Random(0)
+    data = []
+    for i in range(200):
+        a = " ".join(rng.choice(FILL) for _ in range(5))
+        label = rng.choice(["entailment", "contradiction"])
+        b = a if label == "entailment" else " ".join(rng.choice(BAD) for _ in range(5))
+        data.append({"guid": f"g{i}", "premise": a, "hypothesis": b, "gold_label": label})
+    f = tmp_path / "nli.json"
+    f.write_text(json.dumps(data, ensure_ascii=False))
+    cfg = build(
+        base_cfg(
+            tmp_path,
+            task={
+                "type": "pair",
+                "train": str(f),
+                "text_column": "premise",
+                "text_pair_column": "hypothesis",
+                "label_column": "gold_label",
+                "id_column": "guid",
+            },
+        )
+    )
+    task = get_task("pair")
+    ex = task.read(str(f), cfg.task)
+    from encoderlab.tokenizer import special_ids, train_tokenizer
+
+    tok = train_tokenizer([e["text"] + " " + e["text_pair"] for e in ex], cfg.tokenizer)
+    feat = task.encode(ex[:1], tok, cfg.task, ["contradiction", "entailment"])[0]
+    ids = special_ids(tok)
+    sep = np.flatnonzero(feat["input_ids"] == ids["sep"])
+    assert feat["input_ids"][0] == ids["cls"] and len(sep) == 2
+    assert (feat["token_type_ids"][: sep[0] + 1] == 0).all() and (
+        feat["token_type_ids"][sep[0] + 1 :] == 1
+    ).all()
+    run, _ = finetune(cfg, say=quiet)
+    assert run.info["final"]["acc"] > 0.8
+
+
+def test_real_klue_nli_reads_3000_pairs():
+    path = shared("klue", "klue-nli-v1.1_dev.json")
+    cfg = TaskConfig(
+        type="pair",
+        text_column="premise",
+        text_pair_column="hypothesis",
+        label_column="gold_label",
+        id_column="guid",
+    )
+    ex = get_task("pair").read(str(path), cfg)
+    assert len(ex) == 3000
+    assert get_task("pair").label_names(ex) == ["contradiction", "entailment", "neutral"]
+
+
+def test_real_disaster_tweets_read_with_submission_ids():
+    cfg = TaskConfig(text_column="text", label_column="target", id_column="id")
+    task = get_task("classification")
+    train = task.read(str(shared("disaster_tweets", "train.csv")), cfg)
+    test = task.read(str(shared("disaster_tweets", "test.csv")), cfg)
+    assert len(train) == 7613 and len(test) == 3263
+    assert task.label_names(train) == ["0", "1"] and test[0]["label"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one line, names the file/line/field, exit code 2, no run left behind
+
+
+def _cfg_file(tmp_path: Path, cfg: dict) -> Path:
+    f = tmp_path / "ft.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    return f
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing_column", "no column 'target'"),
+        ("unseen_label", "label '7' never appears"),
+        ("bad_jsonl", "bad.jsonl:2: not valid JSON"),
+        ("test_without_id", "id column"),
+        ("missing_file", "file not found"),
+        ("drop_all", "drop_last=2"),
+        ("hf", "Hugging Face"),
+        ("too_long", "task.max_len"),
+    ],
+)
+def test_bad_input(tmp_path, capsys, case, expected):
+    cfg = base_cfg(tmp_path)
+    if case == "missing_column":
+        cfg["task"]["label_column"] = "target"
+        write_csv(tmp_path / "train.csv", sentiment_rows(20, 0), ["id", "text"])
+    elif case == "unseen_label":
+        rows = sentiment_rows(20, 1)
+        rows[3]["target"] = 7
+        cfg["task"]["valid"] = str(write_csv(tmp_path / "dev.csv", rows, ["id", "text", "target"]))
+    elif case == "bad_jsonl":
+        f = tmp_path / "bad.jsonl"
+        f.write_text('{"text": "ok", "target": 1}\n{"text": oops}\n')
+        cfg["task"]["train"] = str(f)
+    elif case == "test_without_id":
+        cfg["task"]["test"] = str(write_csv(tmp_path / "test.csv", sentiment_rows(5, 2), ["text"]))
+    elif case == "missing_file":
+        cfg["task"]["train"] = str(tmp_path / "nope.csv")
+    elif case == "drop_all":
+        cfg["drop_last"] = 2
+    elif case == "hf":
+        cfg["init"] = "hf:bert-base-uncased"
+    elif case == "too_long":
+        cfg["task"]["max_len"] = 64
+    code = main_code(["finetune", _cfg_file(tmp_path, cfg)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err and "Traceback" not in err and err.strip().count("\n") == 0, err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_empty_texts_are_counted_not_silent(tmp_path, capsys):
+    rows = sentiment_rows(60, 0)
+    rows[5]["text"] = "   "
+    rows[9]["text"] = ""
+    cfg = build(base_cfg(tmp_path, train={"epochs": 1}))
+    write_csv(tmp_path / "train.csv", rows, ["id", "text", "target"])
+    messages = []
+    finetune(cfg, say=messages.append)
+    assert any("skipped 2 rows with empty text (first at line 7)" in m for m in messages)
+
+
+def test_mismatched_tokenizer_is_refused(tmp_path, capsys):
+    pre = _pretrain_tiny(tmp_path)
+    from encoderlab.tokenizer import save_tokenizer, train_tokenizer
+
+    other = save_tokenizer(
+        train_tokenizer(["alpha beta gamma delta"] * 20, FinetuneConfig().tokenizer),
+        tmp_path / "other",
+    )
+    cfg = base_cfg(tmp_path, init=str(pre.path), tokenizer={"path": str(other)})
+    assert main_code(["finetune", _cfg_file(tmp_path, cfg)]) == 2
+    assert "does not match the tokenizer" in capsys.readouterr().err
+
+
+def test_predict_and_evaluate_commands(tmp_path, capsys):
+    cfg = build(base_cfg(tmp_path, train={"epochs": 4}))
+    run, _ = finetune(cfg, say=quiet)
+    capsys.readouterr()
+    assert (
+        main_code(
+            ["predict", run.path, "--text", "a lovely superb movie", "--text", "awful dull plot"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("1") and out[1].startswith("0")
+    test = write_csv(tmp_path / "t.csv", sentiment_rows(12, 3), ["id", "text"])
+    assert main_code(["predict", run.path, "--input", test, "--output", tmp_path / "sub.csv"]) == 0
+    assert (tmp_path / "sub.csv").read_text().splitlines()[0] == "id,target"
+    dev = write_csv(tmp_path / "dev.csv", sentiment_rows(40, 4), ["id", "text", "target"])
+    assert main_code(["evaluate", run.path, "--data", dev]) == 0
+    assert "acc" in capsys.readouterr().out
+    ev = json.loads((run.path / "eval" / "dev.json").read_text())
+    assert ev["acc"] > 0.7 and (run.path / "predictions" / "dev.jsonl").is_file()
+    (tmp_path / "p").mkdir()
+    pre = _pretrain_tiny(tmp_path / "p")
+    assert main_code(["predict", pre.path, "--text", "x"]) == 2
+    assert "fine-tuning run" in capsys.readouterr().err

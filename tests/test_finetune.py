@@ -398,3 +398,75 @@ def test_predict_and_evaluate_commands(tmp_path, capsys):
     pre = _pretrain_tiny(tmp_path / "p")
     assert main_code(["predict", pre.path, "--text", "x"]) == 2
     assert "fine-tuning run" in capsys.readouterr().err
+
+
+def _tiny(tmp_path: Path, task: dict, **over) -> FinetuneConfig:
+    cfg = base_cfg(tmp_path, task=task, **over)
+    cfg["model"]["max_len"] = 64
+    return build(cfg)
+
+
+def test_qa_end_to_end_through_finetune_and_evaluate(tmp_path):
+    rng = random.Random(0)
+    cities = ["paris", "rome", "oslo", "lima", "cairo", "delhi", "tokyo", "seoul"]
+    data = []
+    for a in range(16):
+        country, city = f"land{a}", rng.choice(cities)
+        context = (
+            f"{' '.join(rng.choice(FILL) for _ in range(8))} the capital of {country} is {city} ."
+        )
+        data.append(
+            {
+                "title": f"article {a}",
+                "paragraphs": [
+                    {
+                        "context": context,
+                        "qas": [
+                            {
+                                "id": f"q{a}",
+                                "question": f"what is the capital of {country} ?",
+                                "answers": [
+                                    {"text": city, "answer_start": context.index(f"is {city}") + 3}
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    f = tmp_path / "squad.json"
+    f.write_text(json.dumps({"version": "1.1", "data": data}))
+    cfg = _tiny(
+        tmp_path,
+        {"type": "qa", "train": str(f), "max_len": 48, "max_query_len": 16, "valid_ratio": 0.25},
+    )
+    cfg.train.epochs = 2
+    run, _ = finetune(cfg, say=quiet)
+    final = run.info["final"]
+    assert {"em", "f1", "answers_failed", "questions"} <= final.keys() and final["questions"] == 4
+    rows = [
+        json.loads(x) for x in (run.path / "predictions" / "valid.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == 4 and {"id", "question", "prediction", "em", "f1"} <= rows[0].keys()
+    assert main_code(["evaluate", run.path, "--data", f]) == 0
+
+
+def test_tagging_end_to_end_on_conll_fixture(tmp_path):
+    rng = random.Random(0)
+    lines = ["-DOCSTART- -X- O O", ""]
+    for _ in range(60):
+        words = [rng.choice(FILL) for _ in range(6)]
+        person = rng.choice(["john", "mary", "anna"])
+        i = rng.randint(0, 5)
+        for j, w in enumerate(words):
+            lines.append(f"{person} NNP I-NP B-PER" if j == i else f"{w} NN I-NP O")
+        lines.append("")
+    f = tmp_path / "train.conll"
+    f.write_text("\n".join(lines) + "\n")
+    cfg = _tiny(tmp_path, {"type": "tagging", "train": str(f), "format": "conll", "max_len": 32})
+    run, _ = finetune(cfg, say=quiet)
+    final = run.info["final"]
+    assert final["f1"] > 0.8, final
+    ev = json.loads((run.path / "eval" / "valid.json").read_text())
+    assert "PER" in ev["extra"]["per_type"]
+    assert main_code(["predict", run.path, "--text", "the movie john was"]) == 0

@@ -119,15 +119,17 @@ def _train_losses(run: Run) -> list[tuple[int, float]]:
 def test_kill_9_then_resume_continues_with_the_same_losses(tmp_path, corpus_txt):
     steps = 60
     train = {"max_steps": steps, "checkpoint_every": 5, "eval_every": 20, "eval_batches": 2}
-    cfg = write_config(tmp_path, [corpus_txt], train=train)
+    # One tokenizer for both runs: HF tokenizers' WordPiece training is not deterministic
+    # across processes (huggingface/tokenizers#1794), and another vocabulary is another model.
+    out = tmp_path / "tok"
+    assert cli("tokenizer", "train", "--corpus", corpus_txt, "--vocab-size", 200, "--out", out) == 0
+    tok = {"path": str(out)}
+    cfg = write_config(tmp_path, [corpus_txt], train=train, tokenizer=tok)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "encoderlab", "pretrain", str(cfg)]
     # the reference, uninterrupted
-    ref_cfg = (
-        write_config(tmp_path / "ref", [corpus_txt], train=train)
-        if ((tmp_path / "ref").mkdir() or True)
-        else None
-    )
+    (tmp_path / "ref").mkdir()
+    ref_cfg = write_config(tmp_path / "ref", [corpus_txt], train=train, tokenizer=tok)
     subprocess.run(
         [sys.executable, "-m", "encoderlab", "pretrain", str(ref_cfg)],
         check=True,

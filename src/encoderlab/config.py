@@ -78,6 +78,7 @@ class DataConfig(Section):
     """Where the text comes from and how it becomes MLM examples."""
 
     corpus: list[str] = []
+    format: Literal["auto", "txt", "jsonl", "csv", "tsv"] = "auto"  # auto: from each suffix
     text_field: str = "text"  # .jsonl key
     text_column: str = "text"  # .csv/.tsv column
     txt_unit: Literal["line", "paragraph"] = (

@@ -256,9 +256,19 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
     check = getattr(task, "check_labels", None)
     if check is not None and t.valid:
         check(valid, labels, t.valid)
-    for w in getattr(task, "warnings", []):
-        say(f"warning: {w}")
+    report_task_messages(task, say)
     return TaskData(train, valid, test, labels, source)
+
+
+def report_task_messages(task: Task, say: Callable[[str], None]) -> None:
+    """Print the warnings/notes a task collected (counted problems, conversions) once each."""
+    shown = task.__dict__.setdefault("_shown_messages", set())
+    messages = [f"warning: {w}" for w in getattr(task, "warnings", [])]
+    messages += [f"note: {n}" for n in getattr(task, "notes", [])]
+    for m in messages:
+        if m not in shown:
+            shown.add(m)
+            say(m)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,6 +390,7 @@ def finetune(cfg: FinetuneConfig, say: Callable[[str], None] = print) -> tuple[R
     train_f = task.encode(data.train, tok, cfg.task, data.labels)
     valid_f = task.encode(data.valid, tok, cfg.task, data.labels)
     test_f = task.encode(data.test, tok, cfg.task, data.labels) if data.test else []
+    report_task_messages(task, say)
     n_labels = max(len(data.labels), 1)
     device = resolve_device(cfg.train.device)
     model = TaskModel(backbone.encoder, task.head(cfg.head, backbone.model_cfg.d_model, n_labels))
@@ -569,6 +580,16 @@ def predict(
         else:
             write_jsonl(out, rows)
         say(f"wrote {len(rows):,} predictions to {out}")
+    elif texts and ft.task.type == "tagging":
+        for ex, r in zip(examples, rows, strict=True):
+            say(
+                " ".join(
+                    f"{w}/{t}" for w, t in zip(ex["tokens"], r["prediction"].split(), strict=False)
+                )
+            )
+    elif texts and ft.task.type == "qa":
+        for r in rows:
+            say(f"{r['prediction']!r}  (score {r.get('score')})")
     elif texts:
         for r in rows:
             shown = r.get("probability")

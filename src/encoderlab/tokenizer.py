@@ -290,6 +290,7 @@ def train_tokenizer_from_files(
         text_column=data_cfg.text_column,
         txt_unit=data_cfg.txt_unit,
         max_documents=min(caps) if caps else None,
+        fmt=data_cfg.format,
     )
     return train_tokenizer(docs, cfg)
 

@@ -93,6 +93,7 @@ def iter_documents(
     text_column: str = "text",
     txt_unit: str = "line",
     max_documents: int | None = None,
+    fmt: str = "auto",
 ) -> Iterator[str]:
     """Yield stripped, non-empty documents from the files in order, stopping at max_documents.
 
@@ -103,19 +104,26 @@ def iter_documents(
         raise UserError(f"data.txt_unit={txt_unit!r}: must be 'line' or 'paragraph'")
     if max_documents is not None and max_documents < 0:
         raise UserError(f"data.max_documents={max_documents}: must be positive (or null for all)")
+    if fmt not in ("auto", "txt", "jsonl", "csv", "tsv"):
+        raise UserError(f"data.format={fmt!r}: must be auto, txt, jsonl, csv or tsv")
     files = resolve_paths(paths)
-    return _iter_all(files, text_field, text_column, txt_unit, max_documents)
+    return _iter_all(files, text_field, text_column, txt_unit, max_documents, fmt)
 
 
 def _iter_all(
-    files: list[Path], text_field: str, text_column: str, txt_unit: str, limit: int | None
+    files: list[Path],
+    text_field: str,
+    text_column: str,
+    txt_unit: str,
+    limit: int | None,
+    fmt: str = "auto",
 ) -> Iterator[str]:
     n = 0
     if limit == 0:
         return
     for path in files:
         n_file = 0
-        for doc in _iter_file(path, text_field, text_column, txt_unit):
+        for doc in _iter_file(path, text_field, text_column, txt_unit, fmt):
             n_file += 1
             yield doc
             n += 1
@@ -206,8 +214,10 @@ def _decoded_lines(path: Path, fh: IO[bytes]) -> Iterator[tuple[int, str]]:
         raise
 
 
-def _iter_file(path: Path, text_field: str, text_column: str, txt_unit: str) -> Iterator[str]:
-    kind = _format_suffix(path)
+def _iter_file(
+    path: Path, text_field: str, text_column: str, txt_unit: str, fmt: str = "auto"
+) -> Iterator[str]:
+    kind = _format_suffix(path) if fmt == "auto" else "." + fmt
     with _open_binary(path) as fh:
         lines = _decoded_lines(path, fh)
         if kind in _JSON:

@@ -72,8 +72,9 @@ def cache_key(data: DataConfig, tok: Tokenizer) -> str:
         "text_column": data.text_column,
         "txt_unit": data.txt_unit,
         "max_documents": data.max_documents,
+        "format": data.format,
         "tokenizer": tokenizer_hash(tok),
-        "format": 1,
+        "cache_version": 1,
     }
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -115,6 +116,7 @@ def _write_store(data: DataConfig, tok: Tokenizer, out: Path, log: Any) -> dict[
                 text_column=data.text_column,
                 txt_unit=data.txt_unit,
                 max_documents=data.max_documents,
+                fmt=data.format,
             ),
             _ENCODE_BATCH,
         ):

@@ -1,0 +1,661 @@
+"""Extractive question answering (SQuAD v1.1 / KorQuAD 1.0): predict an answer span in a context.
+
+The model sees `[CLS] question [SEP] context-window [SEP]` and scores every token as the start
+and the end of the answer. Contexts longer than a window are cut into overlapping windows, so
+one example gives several features; decoding picks the best span over all of them and maps it
+back to characters of the original context through the tokenizer's offsets. A window that does
+not hold the answer is trained to point at [CLS] (position 0), as in BERT.
+
+Scores are those of the official evaluation scripts: SQuAD v1.1's word-level EM/F1, or
+KorQuAD 1.0's character-level F1 (`task.f1: char`), since Korean attaches particles to words
+and word-level F1 would punish "서울" against "서울에서" as a total miss.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import string
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+from torch import nn
+
+from encoderlab.config import HeadConfig, TaskConfig
+from encoderlab.errors import UserError
+from encoderlab.heads import TokenHead
+from encoderlab.tasks.base import Example, Feature, base_collate
+from encoderlab.tokenizer import special_ids
+
+# How far (in characters) from its answer_start an answer text may be found and still be
+# accepted: off-by-a-few answer_start values are common in converted SQuAD-style data.
+SEARCH_RADIUS = 100
+# A window must keep at least this many context tokens after [CLS] question [SEP] ... [SEP].
+MIN_CONTEXT_TOKENS = 8
+_NEG = -1e9  # logit given to padding before the softmax (in float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Official scores
+
+
+def squad_normalize(s: str) -> str:
+    """SQuAD v1.1's normalize_answer: lower, drop punctuation and a/an/the, squeeze spaces."""
+    s = s.lower()
+    exclude = set(string.punctuation)
+    s = "".join(ch for ch in s if ch not in exclude)
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+_KORQUAD_SYMBOLS = re.compile("['\"《》<>〈〉()‘’]")
+
+
+def korquad_normalize(s: str) -> str:
+    """KorQuAD 1.0's normalize_answer: quotes/brackets to spaces, lower, drop punctuation,
+    squeeze spaces (no article removal)."""
+    s = _KORQUAD_SYMBOLS.sub(" ", s).lower()
+    exclude = set(string.punctuation)
+    s = "".join(ch for ch in s if ch not in exclude)
+    return " ".join(s.split())
+
+
+def _f1(pred: list[str], gold: list[str]) -> float:
+    common = Counter(pred) & Counter(gold)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_f1(prediction: str, gold: str) -> float:
+    """Word-level F1 in [0, 1] over normalised whitespace tokens (SQuAD v1.1)."""
+    return _f1(squad_normalize(prediction).split(), squad_normalize(gold).split())
+
+
+def korquad_f1(prediction: str, gold: str) -> float:
+    """Character-level F1 in [0, 1] over the normalised text without spaces (KorQuAD 1.0)."""
+    pred = [c for w in korquad_normalize(prediction).split() for c in w]
+    ref = [c for w in korquad_normalize(gold).split() for c in w]
+    return _f1(pred, ref)
+
+
+def answer_scores(prediction: str, golds: list[str], mode: str = "word") -> tuple[bool, float]:
+    """(exact match, F1 in [0, 1]), each the max over the gold answers, as the scripts do."""
+    if not golds:
+        return False, 0.0
+    if mode == "char":
+        norm, f1_fn = korquad_normalize, korquad_f1
+    else:
+        norm, f1_fn = squad_normalize, squad_f1
+    p = norm(prediction)
+    em = any(p == norm(g) for g in golds)
+    return em, max(f1_fn(prediction, g) for g in golds)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def _need(node: Any, key: str, kind: type | tuple[type, ...], where: str, name: str) -> Any:
+    """node[key] with the expected type, or a UserError naming the file and the key path."""
+    if not isinstance(node, dict):
+        raise UserError(f"{name}: {where}: expected a JSON object, got {type(node).__name__}")
+    if key not in node:
+        raise UserError(
+            f"{name}: {where}: no '{key}'; SQuAD-format files need "
+            '{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question", '
+            '"answers": [{"text", "answer_start"}]}]}]}]}'
+        )
+    value = node[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise UserError(
+            f"{name}: {where}.{key}: expected {want}, got {type(value).__name__} {value!r:.40}"
+        )
+    return value
+
+
+def locate_answer(context: str, text: str, start: int) -> int | None:
+    """Where `text` really starts in `context`: at `start`, or the nearest occurrence within
+    SEARCH_RADIUS characters of it; None when it is not there (the answer cannot be trained)."""
+    if not text:
+        return None
+    if context[start : start + len(text)] == text:
+        return start
+    lo = max(0, start - SEARCH_RADIUS)
+    hi = min(len(context), start + len(text) + SEARCH_RADIUS)
+    best: int | None = None
+    i = context.find(text, lo, hi)
+    while i != -1:
+        if best is None or abs(i - start) < abs(best - start):
+            best = i
+        i = context.find(text, i + 1, hi)
+    return best
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding helpers
+
+
+def _trimmed_offsets(context: str, offsets: list[tuple[int, int]]) -> np.ndarray:
+    """Token offsets with surrounding whitespace removed (byte-level BPE and Metaspace tokens
+    carry the space before a word); whitespace-only tokens become empty spans (a, a)."""
+    out = np.asarray(offsets, dtype=np.int32).reshape(-1, 2).copy()
+    for row in out:
+        a, b = int(row[0]), int(row[1])
+        if a < b and (context[a].isspace() or context[b - 1].isspace()):
+            while a < b and context[a].isspace():
+                a += 1
+            while b > a and context[b - 1].isspace():
+                b -= 1
+            row[0], row[1] = a, b
+    return out
+
+
+def _char_to_tokens(offsets: np.ndarray, a: int, b: int) -> tuple[int, int] | None:
+    """First and last context token overlapping characters [a, b), or None."""
+    if len(offsets) == 0:
+        return None
+    s, e = offsets[:, 0], offsets[:, 1]
+    hit = np.flatnonzero((e > s) & (e > a) & (s < b))
+    if len(hit) == 0:
+        return None
+    return int(hit[0]), int(hit[-1])
+
+
+def _windows(n: int, budget: int, overlap: int) -> list[tuple[int, int]]:
+    """[start, end) token ranges of at most `budget` tokens, consecutive ones sharing
+    `overlap` tokens; the last one ends at n. One (empty) window for an empty context."""
+    step = max(1, budget - overlap)
+    out, start = [], 0
+    while True:
+        end = min(n, start + budget)
+        out.append((start, end))
+        if end >= n:
+            return out
+        start += step
+
+
+class _NoTruncation:
+    """Temporarily switch off truncation and padding on a shared tokenizer, then restore them,
+    so encode sees whole texts with true offsets and the caller's tokenizer is left as it was."""
+
+    def __init__(self, tok: Tokenizer) -> None:
+        self.tok = tok
+
+    def __enter__(self) -> Tokenizer:
+        self.trunc, self.pad = self.tok.truncation, self.tok.padding
+        if self.trunc is not None:
+            self.tok.no_truncation()
+        if self.pad is not None:
+            self.tok.no_padding()
+        return self.tok
+
+    def __exit__(self, *exc: object) -> None:
+        if self.trunc is not None:
+            self.tok.enable_truncation(**self.trunc)
+        if self.pad is not None:
+            self.tok.enable_padding(**self.pad)
+
+
+# ---------------------------------------------------------------------------------------------
+# The task
+
+
+class QATask:
+    """SQuAD v1.1-style extractive QA. `warnings` collects what reading and encoding had to
+    drop or repair (one line each, naming the file), for the CLI to show; nothing is silent."""
+
+    type = "qa"
+    token_level = True
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        # prediction_rows gets no config: it scores rows the way the last read/metrics call
+        # was configured (task.f1), so KorQuAD rows use character F1 like its metrics
+        self.f1_mode = "word"
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read(self, path: str, cfg: TaskConfig) -> list[Example]:
+        """SQuAD v1.1 JSON -> one example per question.
+
+        Example keys: id, line (1-based number of the question in the file), where (its JSON
+        path), title, article (the split key), context, question, answers (list of
+        {text, answer_start}, answer_start fixed when found nearby; None for a file without
+        answers). Answers whose text is not in the context are skipped and counted in
+        `self.warnings`; a question left with no answer is dropped.
+        """
+        self.f1_mode = cfg.f1
+        name = str(path)
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"{name}: QA file not found; check task.train / task.valid / task.test")
+        try:
+            raw = json.loads(p.read_text(encoding="utf-8-sig"))
+        except UnicodeDecodeError:
+            raise UserError(f"{name}: not UTF-8 text; save the file as UTF-8") from None
+        except json.JSONDecodeError as e:
+            raise UserError(
+                f"{name}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno}); "
+                "QA files must be SQuAD v1.1 JSON"
+            ) from None
+        if not isinstance(raw, dict):
+            raise UserError(
+                f"{name}: the top level must be an object with a 'data' list (SQuAD v1.1 JSON)"
+            )
+        data = _need(raw, "data", list, "(top level)", name)
+        examples: list[Example] = []
+        n_questions = n_bad = n_moved = n_dropped = n_impossible = 0
+        with_answers = without_answers = 0
+        first_without = ""
+        seen: Counter[str] = Counter()
+        limit = cfg.max_examples
+        for ai, article in enumerate(data):
+            aw = f"data[{ai}]"
+            title = article.get("title", "") if isinstance(article, dict) else ""
+            title = title if isinstance(title, str) else str(title)
+            key = title if title.strip() else aw
+            for pi, para in enumerate(_need(article, "paragraphs", list, aw, name)):
+                pw = f"{aw}.paragraphs[{pi}]"
+                context = _need(para, "context", str, pw, name)
+                for qi, qa in enumerate(_need(para, "qas", list, pw, name)):
+                    qw = f"{pw}.qas[{qi}]"
+                    qid = str(_need(qa, "id", (str, int), qw, name))
+                    question = _need(qa, "question", str, qw, name)
+                    n_questions += 1
+                    if qa.get("is_impossible") is True:  # SQuAD 2.0: no span to extract
+                        n_impossible += 1
+                        continue
+                    answers: list[dict[str, Any]] | None = None
+                    if qa.get("answers") != [] and "answers" in qa:  # [] = no gold (a test file)
+                        with_answers += 1
+                        answers = []
+                        for ki, ans in enumerate(_need(qa, "answers", list, qw, name)):
+                            kw = f"{qw}.answers[{ki}]"
+                            text = _need(ans, "text", str, kw, name)
+                            start = _need(ans, "answer_start", int, kw, name)
+                            found = locate_answer(context, text, start)
+                            if found is None:
+                                n_bad += 1
+                                continue
+                            n_moved += found != start
+                            answers.append({"text": text, "answer_start": found})
+                        if not answers:
+                            n_dropped += 1
+                            continue
+                    else:
+                        without_answers += 1
+                        first_without = first_without or qw
+                    seen[qid] += 1
+                    examples.append(
+                        {
+                            "id": qid,
+                            "line": n_questions,
+                            "where": qw,
+                            "title": title,
+                            "article": key,
+                            "context": context,
+                            "question": question,
+                            "answers": answers,
+                        }
+                    )
+                    if limit is not None and len(examples) >= limit:
+                        break
+                if limit is not None and len(examples) >= limit:
+                    break
+            if limit is not None and len(examples) >= limit:
+                break
+        if with_answers and without_answers:
+            raise UserError(
+                f"{name}: {first_without}: no 'answers' (or an empty list), but other questions "
+                "have them; give every question its answers (or none, for a test file)"
+            )
+        if n_bad:
+            self.warnings.append(
+                f"{name}: {n_bad} answers did not match their context and were skipped"
+                + (
+                    f"; {n_dropped} questions were left with no answer and dropped"
+                    if n_dropped
+                    else ""
+                )
+            )
+        if n_moved:
+            self.warnings.append(
+                f"{name}: {n_moved} answers were not at their answer_start but found within "
+                f"{SEARCH_RADIUS} characters of it; their answer_start was corrected"
+            )
+        if n_impossible:
+            self.warnings.append(
+                f"{name}: {n_impossible} unanswerable questions (SQuAD 2.0 is_impossible) were "
+                "skipped; this task extracts spans that are in the context (SQuAD v1.1)"
+            )
+        dup = sum(c - 1 for c in seen.values() if c > 1)
+        if dup:
+            self.warnings.append(f"{name}: {dup} questions repeat an earlier question's id")
+        if not examples:
+            raise UserError(f"{name}: no usable questions (the file holds {n_questions})")
+        return examples
+
+    def split(
+        self, examples: list[Example], cfg: TaskConfig, seed: int
+    ) -> tuple[list[Example], list[Example]]:
+        """(train, valid) by article: paragraphs of one article share facts and wording, so a
+        valid question from an article seen in training would overstate the score. Articles
+        are shuffled with `seed` and moved to valid until it holds ~valid_ratio of questions."""
+        counts: Counter[str] = Counter(ex["article"] for ex in examples)
+        articles = sorted(counts)
+        if len(articles) < 2:
+            raise UserError(
+                f"cannot split QA examples by article: they all come from one article "
+                f"({articles[0] if articles else 'none'!r}); give task.valid a separate file"
+            )
+        random.Random(seed).shuffle(articles)
+        target = max(1, round(cfg.valid_ratio * len(examples)))
+        valid_articles: set[str] = set()
+        n_valid = 0
+        for art in articles[:-1]:  # the last one always stays in train
+            if n_valid >= target:
+                break
+            valid_articles.add(art)
+            n_valid += counts[art]
+        train = [ex for ex in examples if ex["article"] not in valid_articles]
+        valid = [ex for ex in examples if ex["article"] in valid_articles]
+        return train, valid
+
+    def label_names(self, examples: list[Example]) -> list[str]:
+        return []
+
+    # -- encoding ------------------------------------------------------------------------------
+
+    def encode(
+        self, examples: list[Example], tok: Tokenizer, cfg: TaskConfig, labels: list[str]
+    ) -> list[Feature]:
+        """One feature per context window.
+
+        Feature keys: input_ids, token_type_ids (0 for [CLS] question [SEP], 1 after),
+        example_index, window (its number within the example), start_position /
+        end_position (token indices of the answer in this window; 0 = [CLS] when the window
+        does not hold it), offsets ((T, 2) character offsets into the context for context
+        tokens, -1 elsewhere) and max_context ((T,) bool: this window is the one where the
+        token has the most context on both sides — decode only starts answers there, as BERT).
+
+        The doc_stride overlap is capped at half of a window's context tokens, so windows
+        always advance by at least half a window even when a long question leaves little room.
+        """
+        budget_max = cfg.max_len - 3
+        if budget_max - cfg.max_query_len < MIN_CONTEXT_TOKENS:
+            raise UserError(
+                f"task.max_query_len={cfg.max_query_len} leaves fewer than {MIN_CONTEXT_TOKENS} "
+                f"context tokens per window in task.max_len={cfg.max_len}; lower "
+                f"task.max_query_len (e.g. to {max(1, cfg.max_len // 4)}) or raise task.max_len"
+            )
+        ids = special_ids(tok)
+        cls_id, sep_id = ids["cls"], ids["sep"]
+        contexts = list(dict.fromkeys(ex["context"] for ex in examples))
+        with _NoTruncation(tok):
+            q_encs = tok.encode_batch([ex["question"] for ex in examples], add_special_tokens=False)
+            c_encs = tok.encode_batch(contexts, add_special_tokens=False)
+        ctx_tokens: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for text, enc in zip(contexts, c_encs, strict=True):
+            ctx_tokens[text] = (
+                np.asarray(enc.ids, dtype=np.int32),
+                _trimmed_offsets(text, enc.offsets),
+            )
+        features: list[Feature] = []
+        n_unmapped = 0
+        for ei, (ex, q_enc) in enumerate(zip(examples, q_encs, strict=True)):
+            q_ids = q_enc.ids[: cfg.max_query_len]
+            c_ids, c_off = ctx_tokens[ex["context"]]
+            budget = budget_max - len(q_ids)
+            overlap = min(cfg.doc_stride, budget // 2)
+            spans: list[tuple[int, int]] = []
+            for ans in ex["answers"] or []:
+                a = ans["answer_start"]
+                span = _char_to_tokens(c_off, a, a + len(ans["text"]))
+                if span is None:
+                    n_unmapped += 1
+                else:
+                    spans.append(span)
+            wins = _windows(len(c_ids), budget, overlap)
+            best_window = _max_context_windows(len(c_ids), wins)
+            head = [cls_id, *q_ids, sep_id]
+            n_head = len(head)
+            for wi, (ws, we) in enumerate(wins):
+                n_ctx = we - ws
+                input_ids = np.concatenate(
+                    [np.asarray(head, dtype=np.int32), c_ids[ws:we], np.asarray([sep_id], np.int32)]
+                )
+                type_ids = np.zeros(len(input_ids), dtype=np.int8)
+                type_ids[n_head:] = 1
+                offsets = np.full((len(input_ids), 2), -1, dtype=np.int32)
+                offsets[n_head : n_head + n_ctx] = c_off[ws:we]
+                max_ctx = np.zeros(len(input_ids), dtype=bool)
+                max_ctx[n_head : n_head + n_ctx] = best_window[ws:we] == wi
+                start = end = 0
+                for ts, te in spans:  # the first answer that fits in this window
+                    if ts >= ws and te < we:
+                        start, end = n_head + ts - ws, n_head + te - ws
+                        break
+                features.append(
+                    {
+                        "input_ids": input_ids,
+                        "token_type_ids": type_ids,
+                        "example_index": ei,
+                        "window": wi,
+                        "start_position": start,
+                        "end_position": end,
+                        "offsets": offsets,
+                        "max_context": max_ctx,
+                    }
+                )
+        if n_unmapped:
+            self.warnings.append(
+                f"{n_unmapped} answers cover no token of their context (whitespace only, or "
+                "removed by the tokenizer's normalizer) and give no training target"
+            )
+        return features
+
+    def collate(self, features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:
+        batch = base_collate(features, pad_id)
+        batch["start_positions"] = torch.tensor(
+            [f["start_position"] for f in features], dtype=torch.long
+        )
+        batch["end_positions"] = torch.tensor(
+            [f["end_position"] for f in features], dtype=torch.long
+        )
+        return batch
+
+    def head(self, cfg: HeadConfig, d_model: int, n_labels: int) -> nn.Module:
+        """A linear start/end scorer per token; `n_labels` is ignored (always 2)."""
+        return TokenHead(d_model, 2, cfg.dropout)
+
+    # -- training ------------------------------------------------------------------------------
+
+    def loss(
+        self, logits: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean of the start and end cross-entropies over each window's real tokens."""
+        x = logits.float()
+        mask = batch["attention_mask"].to(x.device).bool()
+        start_logits = x[..., 0].masked_fill(~mask, _NEG)
+        end_logits = x[..., 1].masked_fill(~mask, _NEG)
+        start_pos = batch["start_positions"].to(x.device)
+        end_pos = batch["end_positions"].to(x.device)
+        loss = (F.cross_entropy(start_logits, start_pos) + F.cross_entropy(end_logits, end_pos)) / 2
+        with torch.no_grad():
+            s_ok = start_logits.argmax(-1) == start_pos
+            e_ok = end_logits.argmax(-1) == end_pos
+            n = torch.tensor(float(x.shape[0]), device=x.device)
+            counts = {
+                "loss_sum": loss.detach() * n,
+                "n": n,
+                "start_correct": s_ok.sum().float(),
+                "end_correct": e_ok.sum().float(),
+                "span_correct": (s_ok & e_ok).sum().float(),
+            }
+        return loss, counts
+
+    def train_metrics(self, counts: dict[str, float]) -> dict[str, float]:
+        """loss, and the share of windows whose start and end tokens are both argmax-exact."""
+        n = max(float(counts.get("n", 0.0)), 1.0)
+        return {
+            "loss": float(counts.get("loss_sum", 0.0)) / n,
+            "span_acc": float(counts.get("span_correct", 0.0)) / n,
+            "start_acc": float(counts.get("start_correct", 0.0)) / n,
+            "end_acc": float(counts.get("end_correct", 0.0)) / n,
+        }
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def decode(
+        self,
+        outputs: list[np.ndarray],
+        features: list[Feature],
+        examples: list[Example],
+        cfg: TaskConfig,
+        labels: list[str],
+    ) -> list[dict[str, Any]]:
+        """The best span per example over all its windows: top n_best starts x ends among
+        context tokens, end >= start, at most max_answer_len tokens, scored by the sum of the
+        start and end logits. {"text", "score", "start_char"}; text "" / score None /
+        start_char -1 when no window offers a valid span."""
+        best: list[tuple[float, int, int] | None] = [None] * len(examples)
+        k = max(1, cfg.n_best)
+        for out, feat in zip(outputs, features, strict=True):
+            logits = np.asarray(out, dtype=np.float32)[: len(feat["input_ids"])]
+            off = feat["offsets"]
+            cand = (off[:, 0] >= 0) & (off[:, 1] > off[:, 0])
+            start_cand = cand & feat["max_context"] if "max_context" in feat else cand
+            s_idx = _top(logits[:, 0], start_cand, k)
+            e_idx = _top(logits[:, 1], cand, k)
+            if len(s_idx) == 0 or len(e_idx) == 0:
+                continue
+            length = e_idx[None, :] - s_idx[:, None]
+            ok = (length >= 0) & (length < cfg.max_answer_len)
+            if not ok.any():
+                continue
+            score = logits[s_idx, 0][:, None] + logits[e_idx, 1][None, :]
+            score = np.where(ok, score, -np.inf)
+            i, j = np.unravel_index(int(np.argmax(score)), score.shape)
+            value = float(score[i, j])
+            ei = feat["example_index"]
+            if best[ei] is None or value > best[ei][0]:
+                best[ei] = (value, int(off[s_idx[i], 0]), int(off[e_idx[j], 1]))
+        preds = []
+        for ex, b in zip(examples, best, strict=True):
+            if b is None:
+                preds.append({"text": "", "score": None, "start_char": -1})
+            else:
+                preds.append(
+                    {"text": ex["context"][b[1] : b[2]], "score": b[0], "start_char": b[1]}
+                )
+        return preds
+
+    def metrics(
+        self,
+        predictions: list[dict[str, Any]],
+        examples: list[Example],
+        cfg: TaskConfig,
+        labels: list[str],
+    ) -> dict[str, Any]:
+        """em and f1 in percent (official SQuAD v1.1 script, or KorQuAD 1.0's character F1
+        and its normalisation when task.f1 is char), answers_failed (questions with F1 0)
+        and questions (how many had gold answers)."""
+        self.f1_mode = cfg.f1
+        em_sum = f1_sum = 0.0
+        failed = n = 0
+        for pred, ex in zip(predictions, examples, strict=True):
+            if not ex.get("answers"):
+                continue
+            em, f1 = answer_scores(_text(pred), [a["text"] for a in ex["answers"]], cfg.f1)
+            n += 1
+            em_sum += em
+            f1_sum += f1
+            failed += f1 == 0.0
+        if n == 0:
+            return {"questions": 0}
+        return {
+            "em": 100.0 * em_sum / n,
+            "f1": 100.0 * f1_sum / n,
+            "answers_failed": failed,
+            "questions": n,
+        }
+
+    def prediction_rows(
+        self, predictions: list[dict[str, Any]], examples: list[Example], labels: list[str]
+    ) -> list[dict[str, Any]]:
+        """One row per question; em/f1 (f1 in percent) scored as task.f1 was at the last
+        read/metrics call, None for a question without gold answers. The context is cut to ~200 characters around the
+        gold answer (or the prediction) so the rows stay readable."""
+        rows = []
+        for pred, ex in zip(predictions, examples, strict=True):
+            golds = [a["text"] for a in ex["answers"] or []]
+            text = _text(pred)
+            em: bool | None = None
+            f1: float | None = None
+            if golds:
+                em, f1_frac = answer_scores(text, golds, self.f1_mode)
+                f1 = round(100.0 * f1_frac, 2)
+            anchor = ex["answers"][0]["answer_start"] if golds else pred.get("start_char", -1)
+            rows.append(
+                {
+                    "id": ex["id"],
+                    "question": ex["question"],
+                    "context": _snippet(ex["context"], anchor),
+                    "gold": golds[0] if golds else None,
+                    "answers": golds,
+                    "prediction": text,
+                    "score": pred.get("score") if isinstance(pred, dict) else None,
+                    "em": em,
+                    "f1": f1,
+                }
+            )
+        return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _max_context_windows(n: int, windows: list[tuple[int, int]]) -> np.ndarray:
+    """For each context token, the window where it has the most context (BERT's
+    _check_is_max_context: min(left, right) + 0.01 * length, first window on ties)."""
+    best = np.zeros(n, dtype=np.int32)
+    best_score = np.full(n, -np.inf)
+    for wi, (ws, we) in enumerate(windows):
+        pos = np.arange(ws, we)
+        score = np.minimum(pos - ws, we - 1 - pos) + 0.01 * (we - ws)
+        better = score > best_score[ws:we]
+        best[ws:we][better] = wi
+        best_score[ws:we][better] = score[better]
+    return best
+
+
+def _top(values: np.ndarray, keep: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values where `keep`, best first."""
+    idx = np.flatnonzero(keep)
+    if len(idx) > k:
+        idx = idx[np.argpartition(-values[idx], k - 1)[:k]]
+    return idx[np.argsort(-values[idx], kind="stable")]
+
+
+def _text(pred: Any) -> str:
+    return pred.get("text", "") if isinstance(pred, dict) else str(pred or "")
+
+
+def _snippet(context: str, anchor: int, width: int = 200) -> str:
+    if len(context) <= width:
+        return context
+    anchor = max(0, anchor)
+    lo = max(0, min(anchor - width // 3, len(context) - width))
+    hi = lo + width
+    return ("…" if lo > 0 else "") + context[lo:hi] + ("…" if hi < len(context) else "")

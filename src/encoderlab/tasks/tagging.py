@@ -1,0 +1,819 @@
+"""Token tagging (NER): one tag per word, predicted from the word's first sub-token.
+
+Examples are sentences: {"id", "line", "file", "tokens": [word, ...], "tags": [tag, ...] or
+None}. Whatever the file format, tags come out as BIO (B-TYPE / I-TYPE / O), so one model,
+one decoder and one metric serve every corpus.
+
+Formats (task.format; "auto" looks at the file's first lines):
+
+* ``conll``: whitespace-separated columns (tab-separated when the first token line has a
+  tab), token first, tag in column task.tag_column (default: last); a blank line ends a
+  sentence; ``-DOCSTART-`` lines are skipped. A file with a single column is unlabelled.
+* ``klue-ner``: KLUE NER TSV: ``## id<TAB>marked sentence`` then one ``CHAR<TAB>TAG`` row
+  per character (spaces included), character-level BIO.
+* ``kmou``: the KMOU corpus, in either of its bracket-annotated forms: 2016klp
+  (``; raw sentence``, ``$<marked:PS> sentence``, morpheme rows) or corpus/*.txt
+  (``## id``, ``## raw``, ``## <marked:PER> sentence``, morpheme rows). The ``<text:TYPE>``
+  markup is read, not the morpheme rows: 2016klp's morphemes are lemmas (했 -> 하 았), so
+  they are not the surface text a tokenizer sees. KMOU's other release format
+  (2016klp/original/: morpheme rows with ``B_PS`` / ``I`` tags and no surface text) is not
+  supported; read 2016klp/ner.* instead.
+
+Korean (klue-ner, kmou) becomes word-level: the sentence is split at whitespace (eojeol),
+and a word's tag is that of its first character inside an entity, so ``'<토즈:OG>'는`` is
+B-OG although it starts with a quote and ends with a particle. A word whose first entity
+character continues the previous word's entity (same type) is I-TYPE, otherwise B-TYPE. An
+entity that shares a word with an earlier one (``김모(<33:QT>)씨`` after ``<김:PS>``) cannot
+be a separate word-level entity; those are counted in `warnings`. Scores on these corpora are
+therefore word-level entity F1, not KLUE's official character-level F1.
+
+Tag schemes (conll only; the Korean readers produce BIO). An *entity start* is a B-X or I-X
+whose previous tag in the sentence is not of type X. IOB1 (CoNLL-2003's original release)
+starts entities with I- and uses B- only between two adjacent entities of one type; BIO starts
+every entity with B-. task.tag_scheme "auto" calls a file IOB1 when more entity starts are I-
+than B-, else BIO. The conversion is the same either way: an I-X entity start becomes B-X,
+which is how conlleval reads it. What differs is the report: in a BIO file I- starts are
+annotation errors and in an IOB1 file B- starts after O are, and the minority is counted in
+`warnings`, never silently. An explicit tag_scheme that the majority contradicts is a
+UserError (the config is wrong, not the file).
+
+A directory path reads every non-hidden file in it (sorted; ids become ``<file stem>/<id>``),
+which is how KMOU's corpus/ (1,427 files) is one data set.
+
+read() and encode() append human-readable lines to ``task.warnings`` (problems: skipped
+blocks, repaired tags, dropped entities, truncated words), one line per kind of problem with
+its count and first file:line, and to ``task.notes`` (facts worth a log line: the detected
+scheme); the fine-tuning loop should print both.
+
+Metrics are entity-level micro precision/recall/F1 with seqeval's default (conlleval) chunk
+rules, checked equal to seqeval 1.2.2 on random tag sequences; per-type scores also list
+types that were only predicted (support 0).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from torch import nn
+
+from encoderlab.config import HeadConfig, TaskConfig
+from encoderlab.errors import UserError
+from encoderlab.heads import TokenHead
+from encoderlab.tasks.base import (
+    Example,
+    Feature,
+    base_collate,
+    counts_to_metrics,
+    pad_stack,
+    token_counts,
+)
+from encoderlab.tokenizer import special_ids
+
+IGNORE = -100
+FORMATS = ("conll", "klue-ner", "kmou")
+_ALIASES = {"klue": "klue-ner", "klue_ner": "klue-ner", "kmou-ner": "kmou", "kmou_ner": "kmou"}
+_TAG = re.compile(r"^[BI]-\S+$")
+# <entity text:TYPE>; the text holds no angle brackets, so a literal "<" elsewhere is kept
+_MARKUP = re.compile(r"<([^<>]+):([A-Z]+)>")
+
+
+# ---------------------------------------------------------------------------------------------
+# Entities and scores (seqeval default mode = conlleval)
+
+
+def _split_tag(tag: str) -> tuple[str, str]:
+    if tag == "O" or len(tag) < 3:
+        return "O", ""
+    return tag[0], tag[2:]
+
+
+def entities(tags: list[str]) -> list[tuple[str, int, int]]:
+    """(type, start, end-exclusive) chunks by conlleval's rules, as seqeval's default mode.
+
+    An entity ends at O, at a B-, or where the type changes; it starts at a B-, or at an
+    I- that does not continue an entity of its type (so I-X after O starts one).
+    """
+    chunks: list[tuple[str, int, int]] = []
+    start, typ = -1, ""
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, ty = _split_tag(tag)
+        if start >= 0 and (prefix in ("B", "O") or ty != typ):
+            chunks.append((typ, start, i))
+            start = -1
+        if prefix == "B" or (prefix == "I" and start < 0):
+            start, typ = i, ty
+    return chunks
+
+
+def _prf(correct: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
+    p = correct / n_pred if n_pred else 0.0
+    r = correct / n_gold if n_gold else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return p, r, f
+
+
+def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any]:
+    """Micro precision/recall/F1 over exact (type, span) matches, plus per-type scores."""
+    counts: dict[str, list[int]] = {}  # type -> [correct, pred, gold]
+    for g, p in zip(gold, pred, strict=True):
+        gs, ps = set(entities(g)), set(entities(p))
+        for t, *_ in gs:
+            counts.setdefault(t, [0, 0, 0])[2] += 1
+        for t, *_ in ps:
+            counts.setdefault(t, [0, 0, 0])[1] += 1
+        for t, *_ in gs & ps:
+            counts[t][0] += 1
+    total = [sum(c[k] for c in counts.values()) for k in range(3)]
+    p, r, f = _prf(*total)
+    per_type = {}
+    for t in sorted(counts):
+        tp, tr, tf = _prf(*counts[t])
+        per_type[t] = {"precision": tp, "recall": tr, "f1": tf, "support": counts[t][2]}
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": f,
+        "correct": total[0],
+        "predicted": total[1],
+        "gold": total[2],
+        "per_type": per_type,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def _lines(path: Path) -> list[str]:
+    """The file's lines without line ends; a BOM is dropped (one KMOU file has one)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}); "
+            "convert it to UTF-8"
+        ) from None
+    # split on "\n" only: str.splitlines would also split at characters like U+2028 or \x85,
+    # which a character-level file (KLUE) may hold as a token
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+
+def _blocks(lines: list[str], exact: bool = False) -> list[tuple[int, list[str]]]:
+    """Blank-line-separated blocks as (1-based line of the first line, lines).
+
+    exact: only an empty line separates (in KLUE's unlabelled form a space character's row
+    is " ", which is not a separator).
+    """
+    out: list[tuple[int, list[str]]] = []
+    cur: list[str] = []
+    start = 0
+    for n, line in enumerate(lines, 1):
+        if (line == "") if exact else (line.strip() == ""):
+            if cur:
+                out.append((start, cur))
+                cur = []
+            continue
+        if not cur:
+            start = n
+        cur.append(line)
+    if cur:
+        out.append((start, cur))
+    return out
+
+
+def detect_format(lines: list[str]) -> str:
+    """klue-ner / kmou / conll from the first lines of a file."""
+    head = [ln for ln in lines[:200] if ln.strip()]
+    if not head:
+        return "conll"
+    if head[0].startswith("; ") and len(head) > 1 and head[1].startswith("$"):
+        return "kmou"
+    if head[0].startswith("##"):
+        for ln in head:
+            if not ln.startswith("##"):
+                return "kmou" if len(ln.split("\t")) >= 3 else "klue-ner"
+    return "conll"
+
+
+def _check_tag(tag: str, where: str) -> None:
+    if tag == "O" or _TAG.match(tag):
+        return
+    hint = ""
+    if tag[:2] in ("E-", "S-", "L-", "U-"):
+        hint = " (BIOES/BILOU tags: convert them to BIO first)"
+    elif tag.startswith(("B_", "I_")) or tag == "I":
+        hint = " (KMOU's 2016klp/original format: read 2016klp/ner.* with task.format=kmou)"
+    raise UserError(
+        f"{where}: tag '{tag}' is not O, B-TYPE or I-TYPE{hint}; fix the tag, or set "
+        "task.tag_column if the tags are in another column"
+    )
+
+
+def _units_to_words(
+    units: list[tuple[str, str]],
+) -> tuple[list[str], list[str], int]:
+    """Character units (char, char-level BIO tag) -> (words, word tags, entities dropped).
+
+    Words are the runs between whitespace characters. A word's tag is the tag of its first
+    character inside an entity (see the module docstring). Entities lost on the way (a later
+    entity in a word that already has one) are counted: character-level entities minus
+    word-level ones.
+    """
+    words: list[str] = []
+    tags: list[str] = []
+    chars: list[str] = []
+    ctags: list[str] = []
+
+    def flush() -> None:
+        if not chars:
+            return
+        tag = "O"
+        prev_type = _split_tag(tags[-1])[1] if tags else ""
+        for k, t in enumerate(ctags):
+            prefix, ty = _split_tag(t)
+            if prefix == "O":
+                continue
+            if k == 0 and prefix == "I" and prev_type == ty:
+                tag = "I-" + ty  # the previous word's entity goes on
+            else:
+                tag = "B-" + ty
+            break
+        words.append("".join(chars))
+        tags.append(tag)
+        chars.clear()
+        ctags.clear()
+
+    for ch, t in units:
+        if ch.isspace():
+            flush()
+        else:
+            chars.append(ch)
+            ctags.append(t)
+    flush()
+    dropped = len(entities([t for _, t in units])) - len(entities(tags))
+    return words, tags, max(0, dropped)
+
+
+def _markup_units(marked: str) -> list[tuple[str, str]]:
+    """``text <entity:TYPE> text`` -> per-character (char, BIO tag)."""
+    units: list[tuple[str, str]] = []
+    pos = 0
+    for m in _MARKUP.finditer(marked):
+        units.extend((c, "O") for c in marked[pos : m.start()])
+        text, typ = m.group(1), m.group(2)
+        units.extend((c, ("B-" if k == 0 else "I-") + typ) for k, c in enumerate(text))
+        pos = m.end()
+    units.extend((c, "O") for c in marked[pos:])
+    return units
+
+
+_MESSAGES = {
+    "dropped": "{n} entities share a word with an earlier entity and are dropped at word level "
+    "(first at {first})",
+    "char_i_start": "{n} character I- tags start an entity without a B- (first at {first}); "
+    "read as entity starts",
+    "kmou_skipped": "skipped {n} blocks without the '; ' + '$' or three '## ' header lines of the "
+    "KMOU format (first at {first})",
+    "kmou_mismatch": "in {n} sentences the <entity:TYPE> markup does not match the raw sentence "
+    "(first at {first}); the marked text is used",
+    "iob1_b_start": "{n} B- tags start an entity after a tag of another type (first at {first}); "
+    "IOB1 uses B- only between adjacent entities of one type. Read as entity starts, as "
+    "conlleval does",
+    "bio_i_start": "{n} I- tags start an entity without a B- (first at {first}); read as B-, as "
+    "conlleval does. Most entities start with B-, so the file is BIO with errors (set "
+    "task.tag_scheme=iob1 if it is IOB1)",
+    "iob1": "IOB1 tags ({n} entities start with I-, first at {first}); converted to BIO",
+}
+_NOTES = {"iob1"}
+
+
+class _Report:
+    """Problems counted over one read() (every file of a directory): one line per kind."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[Any]] = {}  # kind -> [n, first place]
+
+    def add(self, kind: str, where: str, k: int = 1) -> None:
+        if k > 0:
+            self.counts.setdefault(kind, [0, where])[0] += k
+
+    def lines(self, path: str) -> tuple[list[str], list[str]]:
+        """(warnings, notes)."""
+        warnings, notes = [], []
+        for kind, (n, first) in self.counts.items():
+            line = f"{path}: " + _MESSAGES[kind].format(n=n, first=first)
+            (notes if kind in _NOTES else warnings).append(line)
+        return warnings, notes
+
+
+class _Tally:
+    """A count and where it first happened."""
+
+    def __init__(self) -> None:
+        self.n, self.first = 0, ""
+
+    def add(self, where: str) -> None:
+        self.n += 1
+        self.first = self.first or where
+
+
+Sentence = tuple[int, str, list[tuple[str, str]] | None, str | None]  # line, id, units, raw
+
+
+def _word_examples(path: Path, sentences: list[Sentence], report: _Report) -> list[Example]:
+    """(line, id, character units or None, raw text) -> word-level examples.
+
+    Units None means the sentence has no annotation: its words are the raw text's.
+    """
+    examples = []
+    for line, sid, units, raw in sentences:
+        if units is None:
+            words, tags = (raw or "").split(), None
+        else:
+            words, tags, lost = _units_to_words(units)
+            report.add("dropped", f"{path}:{line}", lost)
+        if words:
+            examples.append(
+                {"id": sid, "line": line, "file": str(path), "tokens": words, "tags": tags}
+            )
+    return examples
+
+
+def _read_conll(path: Path, lines: list[str], cfg: TaskConfig, report: _Report) -> list[Example]:
+    """CoNLL columns -> sentences; tags validated and converted to BIO."""
+    sep: str | None = None  # "\t" or None (runs of spaces/tabs)
+    n_cols, first_line = 0, 0
+    sentences: list[tuple[int, list[str], list[str]]] = []
+    words: list[str] = []
+    tags: list[str] = []
+    start = 0
+    tag_col = 0
+
+    def close() -> None:
+        if words:
+            sentences.append((start, list(words), list(tags)))
+            words.clear()
+            tags.clear()
+
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            close()
+            continue
+        if sep is None and n_cols == 0:
+            sep = "\t" if "\t" in line.strip() else None
+        cols = line.split("\t") if sep else re.split(r"[ \t]+", line.strip(" \t"))
+        if cols[0] == "-DOCSTART-":
+            close()
+            continue
+        if n_cols == 0:
+            n_cols, first_line = len(cols), n
+            if n_cols > 1:
+                tag_col = cfg.tag_column if cfg.tag_column >= 0 else n_cols + cfg.tag_column
+                if not 0 < tag_col < n_cols:
+                    raise UserError(
+                        f"{path}:{n}: task.tag_column={cfg.tag_column} but the line has "
+                        f"{n_cols} columns (token first); set task.tag_column to 1..{n_cols - 1}"
+                        " or -1 (last)"
+                    )
+        elif len(cols) != n_cols:
+            kind = "tab-separated" if sep else "whitespace-separated"
+            raise UserError(
+                f"{path}:{n}: {len(cols)} columns, but the first token line ({path}:"
+                f"{first_line}) has {n_cols} ({kind}); fix the line (a token may not "
+                "contain a separator) or the file's format"
+            )
+        if not words:
+            start = n
+        words.append(cols[0])
+        if n_cols > 1:
+            tag = cols[tag_col].strip()
+            _check_tag(tag, f"{path}:{n}")
+            tags.append(tag)
+    close()
+    if n_cols > 1:
+        _fix_scheme(path, sentences, cfg.tag_scheme, report)
+    return [
+        {
+            "id": str(i),
+            "line": line,
+            "file": str(path),
+            "tokens": w,
+            "tags": t if n_cols > 1 else None,
+        }
+        for i, (line, w, t) in enumerate(sentences)
+    ]
+
+
+def _fix_scheme(
+    path: Path, sentences: list[tuple[int, list[str], list[str]]], scheme: str, report: _Report
+) -> None:
+    """Detect IOB1 vs BIO (module docstring) and rewrite I- entity starts as B-, in place."""
+    i_starts, b_starts = _Tally(), _Tally()
+    for line, _, tags in sentences:
+        prev = ""
+        for k, tag in enumerate(tags):
+            prefix, ty = _split_tag(tag)
+            if prefix != "O" and prev != ty:
+                (i_starts if prefix == "I" else b_starts).add(f"{path}:{line + k}")
+                if prefix == "I":
+                    tags[k] = "B-" + ty
+            prev = ty
+    if not i_starts.n:
+        return
+    looks = "iob1" if i_starts.n > b_starts.n else "bio"
+    if scheme != "auto" and scheme != looks:
+        first = i_starts.first if looks == "iob1" else b_starts.first
+        raise UserError(
+            f"{first}: task.tag_scheme={scheme}, but the file looks {looks.upper()}: "
+            f"{i_starts.n} entities start with I- and {b_starts.n} with B-; "
+            f"set task.tag_scheme to {looks} or auto"
+        )
+    if looks == "iob1":
+        report.add("iob1", i_starts.first, i_starts.n)
+        report.add("iob1_b_start", b_starts.first, b_starts.n)
+    else:
+        report.add("bio_i_start", i_starts.first, i_starts.n)
+
+
+def _read_klue(path: Path, lines: list[str], report: _Report) -> list[Example]:
+    """KLUE NER character rows -> word-level sentences (module docstring)."""
+    sentences: list[Sentence] = []
+    n_cols = 0
+    for start, block in _blocks(lines, exact=True):
+        header = [k for k, ln in enumerate(block) if ln.startswith("##")]
+        rows = block[header[-1] + 1 :] if header else block
+        if header and any(not ln.startswith("##") for ln in block[: header[-1]]):
+            bad = next(k for k, ln in enumerate(block) if not ln.startswith("##"))
+            raise UserError(
+                f"{path}:{start + bad}: a '##' line follows character rows without a blank "
+                "line; separate sentences with a blank line (KLUE NER format)"
+            )
+        if not rows:
+            continue  # the file's comment header
+        line = start + (header[-1] if header else 0)
+        sid = block[header[-1]][2:].strip().split("\t")[0] if header else str(len(sentences))
+        units: list[tuple[str, str]] = []
+        prev_type = ""
+        for k, row in enumerate(rows, start + len(header)):
+            cols = row.split("\t")
+            if n_cols == 0:
+                n_cols = len(cols)
+                if n_cols > 2:
+                    raise UserError(
+                        f"{path}:{k}: {n_cols} tab-separated columns; KLUE NER rows are "
+                        "CHAR<TAB>TAG (set task.format if this is another format)"
+                    )
+            if len(cols) != n_cols:
+                raise UserError(
+                    f"{path}:{k}: {len(cols)} tab-separated columns, expected {n_cols} "
+                    "(CHAR<TAB>TAG, a space character is ' <TAB>O'); fix the line"
+                )
+            tag = cols[1].strip() if n_cols == 2 else "O"
+            _check_tag(tag, f"{path}:{k}")
+            prefix, ty = _split_tag(tag)
+            if prefix == "I" and prev_type != ty:
+                report.add("char_i_start", f"{path}:{k}")
+            prev_type = ty
+            units.append((cols[0], tag))
+        if n_cols == 2:
+            sentences.append((line, sid, units, None))
+        else:
+            sentences.append((line, sid, None, "".join(c for c, _ in units)))
+    return _word_examples(path, sentences, report)
+
+
+def _read_kmou(path: Path, lines: list[str], report: _Report) -> list[Example]:
+    """KMOU bracket markup (2016klp or corpus/) -> word-level sentences."""
+    sentences: list[Sentence] = []
+    for start, block in _blocks(lines):
+        where = f"{path}:{start}"
+        raw: str | None = None
+        marked: str | None = None
+        if block[0].startswith("; "):  # 2016klp: "; raw", "$marked", morpheme rows
+            raw = block[0][2:]
+            sid = str(len(sentences))
+            if len(block) > 1 and block[1].startswith("$"):
+                marked = block[1][1:]
+            elif len(block) > 1:
+                raise UserError(
+                    f"{path}:{start + 1}: expected the '$' line with <entity:TYPE> markup "
+                    "after the '; ' sentence line (KMOU 2016klp format); add it or remove "
+                    "the morpheme rows"
+                )
+        elif block[0].startswith("## "):  # corpus: "## id", "## raw", "## marked", rows
+            header = [ln[3:] for ln in block[:3] if ln.startswith("## ")]
+            if len(header) < 3:
+                report.add("kmou_skipped", where)
+                continue
+            sid, raw, marked = header[0].strip(), header[1], header[2]
+        else:
+            report.add("kmou_skipped", where)
+            continue
+        units = None
+        if marked is not None:
+            units = _markup_units(marked)
+            if "".join(c for c, _ in units).split() != raw.split():
+                report.add("kmou_mismatch", where)
+        sentences.append((start, sid, units, raw))
+    return _word_examples(path, sentences, report)
+
+
+class TaggingTask:
+    """Named-entity (or any BIO) tagging: a label per word from its first sub-token."""
+
+    type = "tagging"
+    token_level = True
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.notes: list[str] = []
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read(self, path: str, cfg: TaskConfig, labelled: bool | None = None) -> list[Example]:
+        """Sentences of a file (or of every file in a directory, e.g. KMOU's corpus/).
+
+        labelled=True: the file must carry tags (a train or valid file).
+        """
+        p = Path(path)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+            if not files:
+                raise UserError(f"{p}: directory has no files; point the task at a data file")
+        elif p.is_file():
+            files = [p]
+        else:
+            raise UserError(f"{p}: file not found (task data); check the task's file paths")
+        examples: list[Example] = []
+        report = _Report()
+        for f in files:
+            cap = None if cfg.max_examples is None else cfg.max_examples - len(examples)
+            if cap is not None and cap <= 0:
+                break
+            got = self._read_file(f, cfg, cap, report)
+            if len(files) > 1:
+                for ex in got:
+                    ex["id"] = f"{f.stem}/{ex['id']}"
+            examples.extend(got)
+        warnings, notes = report.lines(str(path))
+        self.warnings.extend(warnings)
+        self.notes.extend(notes)
+        if labelled and any(ex["tags"] is None for ex in examples):
+            raise UserError(
+                f"{path}: no tags (a single column / no annotation), but this file must be "
+                "labelled (train or valid); point it at an annotated file"
+            )
+        return examples
+
+    def _read_file(
+        self, path: Path, cfg: TaskConfig, cap: int | None, report: _Report
+    ) -> list[Example]:
+        lines = _lines(path)
+        if not any(ln.strip() for ln in lines):
+            raise UserError(f"{path}: empty file; expected tagged sentences (task.type=tagging)")
+        fmt = cfg.format.lower()
+        fmt = _ALIASES.get(fmt, fmt)
+        if fmt == "auto":
+            fmt = detect_format(lines)
+        if fmt == "conll":
+            examples = _read_conll(path, lines, cfg, report)
+        elif fmt == "klue-ner":
+            examples = _read_klue(path, lines, report)
+        elif fmt == "kmou":
+            examples = _read_kmou(path, lines, report)
+        else:
+            raise UserError(
+                f"task.format={cfg.format!r} is not a tagging format; use auto, "
+                + ", ".join(FORMATS)
+            )
+        if not examples:
+            raise UserError(f"{path}: no sentences found (read as {fmt}); check task.format")
+        if cap is not None:
+            examples = examples[:cap]
+        return examples
+
+    # -- labels and splits ---------------------------------------------------------------------
+
+    def split(
+        self, examples: list[Example], cfg: TaskConfig, seed: int
+    ) -> tuple[list[Example], list[Example]]:
+        """A seeded random split of sentences (valid gets round(valid_ratio * n), at least 1)."""
+        n = len(examples)
+        if n < 2:
+            raise UserError(
+                f"cannot split {n} sentence(s) into train and valid; add data or set task.valid"
+            )
+        order = np.random.default_rng([seed, 17]).permutation(n)
+        k = min(max(1, int(round(cfg.valid_ratio * n))), n - 1)
+        chosen = set(order[:k].tolist())
+        train = [ex for i, ex in enumerate(examples) if i not in chosen]
+        valid = [ex for i, ex in enumerate(examples) if i in chosen]
+        return train, valid
+
+    def label_names(self, examples: list[Example]) -> list[str]:
+        """The label set: O first, then B-X and I-X for every type X seen, sorted.
+
+        Both prefixes of a type are included even when one never occurs (single-word entities
+        only give B-X), so a valid file with a longer entity of a known type is not an error.
+        """
+        types = {_split_tag(t)[1] for ex in examples if ex["tags"] for t in ex["tags"] if t != "O"}
+        return ["O", *sorted(f"{p}-{t}" for t in types for p in "BI")]
+
+    def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None:
+        """UserError for a tag that the training data never had (before any encoding)."""
+        known = set(labels)
+        for ex in examples:
+            for k, tag in enumerate(ex["tags"] or ()):
+                if tag not in known:
+                    raise UserError(_unknown_tag(ex, k, tag, labels, path))
+
+    # -- encoding ------------------------------------------------------------------------------
+
+    def encode(
+        self, examples: list[Example], tok: Tokenizer, cfg: TaskConfig, labels: list[str]
+    ) -> list[Feature]:
+        """``[CLS] sub-tokens [SEP]``, the tag on each word's first sub-token, -100 elsewhere."""
+        ids = special_ids(tok)
+        index = {name: i for i, name in enumerate(labels)}
+        if tok.truncation is not None or tok.padding is not None:
+            tok = Tokenizer.from_str(tok.to_str())  # a private copy: leave the shared one alone
+            tok.no_truncation()
+            tok.no_padding()
+        encs = tok.encode_batch(
+            [list(ex["tokens"]) for ex in examples], is_pretokenized=True, add_special_tokens=False
+        )
+        budget = cfg.max_len - 2
+        cut_words, cut_sents, empty_words = 0, 0, 0
+        features: list[Feature] = []
+        for i, (ex, enc) in enumerate(zip(examples, encs, strict=True)):
+            n_words = len(ex["tokens"])
+            pieces: list[list[int]] = [[] for _ in range(n_words)]
+            for tid, w in zip(enc.ids, enc.word_ids, strict=True):
+                if w is not None:
+                    pieces[w].append(tid)
+            for w in range(n_words):
+                if not pieces[w]:  # e.g. a character the normalizer removes
+                    pieces[w] = [ids["unk"]]
+                    empty_words += 1
+            input_ids, word_index, label_ids = [ids["cls"]], [-1], [IGNORE]
+            tags = ex["tags"]
+            kept = 0
+            for w, piece in enumerate(pieces):
+                room = budget - (len(input_ids) - 1)
+                if room <= 0:
+                    break
+                piece = piece[:room]
+                input_ids.extend(piece)
+                word_index.extend([w] * len(piece))
+                first = IGNORE
+                if tags is not None:
+                    if tags[w] not in index:
+                        raise UserError(_unknown_tag(ex, w, tags[w], labels, None))
+                    first = index[tags[w]]
+                label_ids.extend([first] + [IGNORE] * (len(piece) - 1))
+                kept += 1
+            input_ids.append(ids["sep"])
+            word_index.append(-1)
+            label_ids.append(IGNORE)
+            if kept < n_words:
+                cut_words += n_words - kept
+                cut_sents += 1
+            features.append(
+                {
+                    "input_ids": np.asarray(input_ids, dtype=np.int64),
+                    "token_type_ids": np.zeros(len(input_ids), dtype=np.int64),
+                    "example_index": i,
+                    "labels": np.asarray(label_ids, dtype=np.int64),
+                    "word_index": np.asarray(word_index, dtype=np.int64),
+                    "n_words": n_words,
+                    "n_cut": n_words - kept,
+                }
+            )
+        src = examples[0].get("file", "?") if examples else "?"
+        if cut_words:
+            self.warnings.append(
+                f"{src}: task.max_len={cfg.max_len} cut {cut_words} words from {cut_sents} "
+                "sentences; they are predicted as O (and count as misses); raise task.max_len"
+            )
+        if empty_words:
+            self.warnings.append(
+                f"{src}: {empty_words} words gave no sub-token (the tokenizer drops all their "
+                "characters) and are encoded as [UNK]"
+            )
+        return features
+
+    def collate(self, features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:
+        batch = base_collate(features, pad_id)
+        batch["labels"] = pad_stack([np.asarray(f["labels"]) for f in features], IGNORE)
+        return batch
+
+    def head(self, cfg: HeadConfig, d_model: int, n_labels: int) -> nn.Module:
+        return TokenHead(d_model, n_labels, cfg.dropout)
+
+    # -- training signal -----------------------------------------------------------------------
+
+    def loss(
+        self, logits: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Cross-entropy over first sub-tokens; counts give token (word) accuracy."""
+        return token_counts(logits, batch["labels"], IGNORE)
+
+    def train_metrics(self, counts: dict[str, float]) -> dict[str, float]:
+        return counts_to_metrics(counts)
+
+    # -- predictions and metrics ---------------------------------------------------------------
+
+    def decode(
+        self,
+        outputs: list[np.ndarray],
+        features: list[Feature],
+        examples: list[Example],
+        cfg: TaskConfig,
+        labels: list[str],
+    ) -> list[list[str]]:
+        """A tag per word: argmax at its first sub-token; words cut by max_len get O."""
+        preds = [["O"] * len(ex["tokens"]) for ex in examples]
+        for out, feat in zip(outputs, features, strict=True):
+            pred = preds[feat["example_index"]]
+            words = np.asarray(feat["word_index"])[: len(out)]
+            best = np.asarray(out).argmax(-1)
+            prev = -1
+            for pos, w in enumerate(words.tolist()):
+                if w >= 0 and w != prev:
+                    pred[w] = labels[int(best[pos])]
+                prev = w
+        return preds
+
+    def metrics(
+        self, predictions: list[Any], examples: list[Example], cfg: TaskConfig, labels: list[str]
+    ) -> dict[str, Any]:
+        """Entity-level micro P/R/F1 (conlleval rules) and word accuracy, on labelled examples."""
+        pairs = [
+            (ex["tags"], p)
+            for ex, p in zip(examples, predictions, strict=True)
+            if ex["tags"] is not None
+        ]
+        if not pairs:
+            return {}
+        gold = [g for g, _ in pairs]
+        pred = [p for _, p in pairs]
+        scores = entity_scores(gold, pred)
+        right = sum(a == b for g, p in pairs for a, b in zip(g, p, strict=True))
+        total = sum(len(g) for g in gold)
+        return {
+            "precision": scores["precision"],
+            "recall": scores["recall"],
+            "f1": scores["f1"],
+            "acc": right / total if total else 0.0,
+            "extra": {
+                "per_type": scores["per_type"],
+                "entities": {k: scores[k] for k in ("gold", "predicted", "correct")},
+                "examples": len(pairs),
+            },
+        }
+
+    def prediction_rows(
+        self, predictions: list[Any], examples: list[Example], labels: list[str]
+    ) -> list[dict[str, Any]]:
+        rows = []
+        for ex, pred in zip(examples, predictions, strict=True):
+            gold = ex["tags"]
+            rows.append(
+                {
+                    "id": ex["id"],
+                    "tokens": " ".join(ex["tokens"]),
+                    "gold": None if gold is None else " ".join(gold),
+                    "prediction": " ".join(pred),
+                    "correct": None if gold is None else list(gold) == list(pred),
+                    "n_gold_entities": None if gold is None else len(entities(gold)),
+                    "n_pred_entities": len(entities(pred)),
+                }
+            )
+        return rows
+
+
+def _unknown_tag(ex: Example, k: int, tag: str, labels: list[str], path: str | None) -> str:
+    where = f"{path or ex.get('file', '?')}:{ex['line']}"
+    shown = ", ".join(labels[:12]) + (", ..." if len(labels) > 12 else "")
+    return (
+        f"{where}: tag '{tag}' (word {k + 1}, '{ex['tokens'][k]}') never appears in the training "
+        f"data (tags: {shown}); fix the tag or add training sentences with it"
+    )
+
+
+def tag_counts(examples: list[Example]) -> dict[str, int]:
+    """Entities per type, for summaries."""
+    c: Counter[str] = Counter()
+    for ex in examples:
+        if ex["tags"]:
+            c.update(t for t, *_ in entities(ex["tags"]))
+    return dict(c)

@@ -1,0 +1,593 @@
+"""Token tagging: readers (CoNLL / KLUE NER / KMOU), IOB1->BIO, sub-token labels, conlleval F1."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+from conftest import shared
+from encoderlab.config import HeadConfig, ModelConfig, TaskConfig, TokenizerConfig
+from encoderlab.errors import UserError
+from encoderlab.model import Encoder
+from encoderlab.tasks.tagging import TaggingTask, detect_format, entities, entity_scores
+from encoderlab.tokenizer import train_tokenizer
+
+
+def cfg(**kw) -> TaskConfig:
+    return TaskConfig(type="tagging", **kw)
+
+
+def write(tmp_path: Path, name: str, text: str, bom: bool = False) -> str:
+    p = tmp_path / name
+    p.write_text(("\ufeff" if bom else "") + text, encoding="utf-8")
+    return str(p)
+
+
+CONLL_IOB1 = """-DOCSTART- -X- O O
+
+EU NNP I-NP I-ORG
+rejects VBZ I-VP O
+German JJ I-NP I-MISC
+call NN I-NP O
+. . O O
+
+Peter NNP I-NP I-PER
+Blackburn NNP I-NP I-PER
+
+In IN I-PP O
+Bonn NNP I-NP I-LOC
+Kohl NNP I-NP I-PER
+Clinton NNP I-NP B-PER
+met VBD I-VP O
+"""
+
+CONLL_BIO = """John B-PER
+Smith I-PER
+lives O
+in O
+New B-LOC
+York I-LOC
+
+Mary B-PER
+met O
+Bob B-PER
+"""
+
+
+# -- entities and scores ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tags, want",
+    [
+        (["B-PER", "I-PER", "O", "B-LOC"], [("PER", 0, 2), ("LOC", 3, 4)]),
+        (["O", "I-PER", "I-PER", "O"], [("PER", 1, 3)]),  # I- without B- starts an entity
+        (["B-PER", "I-LOC", "I-LOC"], [("PER", 0, 1), ("LOC", 1, 3)]),  # a type change ends one
+        (["B-PER", "B-PER"], [("PER", 0, 1), ("PER", 1, 2)]),
+        (["I-PER", "B-PER", "I-PER"], [("PER", 0, 1), ("PER", 1, 3)]),
+        (["B-PER", "O", "I-PER"], [("PER", 0, 1), ("PER", 2, 3)]),
+        (["I-MISC", "I-PER", "B-PER", "O"], [("MISC", 0, 1), ("PER", 1, 2), ("PER", 2, 3)]),
+        (["O", "O"], []),
+        ([], []),
+        # seqeval's README / test sequence (inclusive ends there: MISC 3..5, PER 7..8)
+        (
+            ["O", "O", "O", "B-MISC", "I-MISC", "I-MISC", "O", "B-PER", "I-PER"],
+            [("MISC", 3, 6), ("PER", 7, 9)],
+        ),
+    ],
+)
+def test_entities_follow_conlleval(tags, want):
+    assert entities(tags) == want
+
+
+def test_entity_scores_match_seqeval_readme():
+    # seqeval README: f1_score(y_true, y_pred) == 0.50
+    y_true = [["O", "O", "O", "B-MISC", "I-MISC", "I-MISC", "O"], ["B-PER", "I-PER", "O"]]
+    y_pred = [["O", "O", "B-MISC", "I-MISC", "I-MISC", "I-MISC", "O"], ["B-PER", "I-PER", "O"]]
+    s = entity_scores(y_true, y_pred)
+    assert (s["precision"], s["recall"], s["f1"]) == (0.5, 0.5, 0.5)
+    assert s["per_type"]["MISC"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert s["per_type"]["PER"]["f1"] == 1.0
+
+
+def test_entity_scores_partial_and_empty():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"]]
+    # PER right, LOC predicted with the wrong type, an extra ORG
+    pred = [["B-PER", "I-PER", "B-ORG", "B-MISC"]]
+    s = entity_scores(gold, pred)
+    assert s["correct"] == 1 and s["predicted"] == 3 and s["gold"] == 2
+    assert s["precision"] == pytest.approx(1 / 3)
+    assert s["recall"] == pytest.approx(0.5)
+    assert s["f1"] == pytest.approx(0.4)
+    none = entity_scores(gold, [["O"] * 4])
+    assert none["precision"] == 0.0 and none["f1"] == 0.0
+    # I-PER I-PER predicted for gold B-PER I-PER: the same chunk under conlleval rules
+    assert entity_scores([["B-PER", "I-PER"]], [["I-PER", "I-PER"]])["f1"] == 1.0
+
+
+def test_metrics_and_prediction_rows():
+    task = TaggingTask()
+    examples = [
+        {"id": "a", "line": 1, "tokens": ["John", "lives", "here"], "tags": ["B-PER", "O", "O"]},
+        {"id": "b", "line": 5, "tokens": ["in", "Paris"], "tags": ["O", "B-LOC"]},
+        {"id": "c", "line": 9, "tokens": ["unlabelled"], "tags": None},
+    ]
+    preds = [["B-PER", "O", "O"], ["O", "B-PER"], ["O"]]
+    labels = ["O", "B-LOC", "B-PER", "I-LOC", "I-PER"]
+    m = task.metrics(preds, examples, cfg(), labels)
+    assert m["precision"] == 0.5 and m["recall"] == 0.5 and m["f1"] == 0.5
+    assert m["acc"] == pytest.approx(4 / 5)
+    assert set(m["extra"]["per_type"]) == {"PER", "LOC"}
+    assert m["extra"]["per_type"]["LOC"]["support"] == 1
+    rows = task.prediction_rows(preds, examples, labels)
+    assert rows[0] == {
+        "id": "a",
+        "tokens": "John lives here",
+        "gold": "B-PER O O",
+        "prediction": "B-PER O O",
+        "correct": True,
+        "n_gold_entities": 1,
+        "n_pred_entities": 1,
+    }
+    assert rows[1]["correct"] is False
+    assert rows[2]["gold"] is None and rows[2]["correct"] is None
+
+
+# -- CoNLL ------------------------------------------------------------------------------------
+
+
+def test_conll_iob1_is_detected_and_converted(tmp_path):
+    path = write(tmp_path, "eng.train", CONLL_IOB1)
+    task = TaggingTask()
+    ex = task.read(path, cfg())
+    assert [e["line"] for e in ex] == [3, 9, 12]
+    assert ex[0]["tokens"] == ["EU", "rejects", "German", "call", "."]
+    assert ex[0]["tags"] == ["B-ORG", "O", "B-MISC", "O", "O"]
+    assert ex[1]["tags"] == ["B-PER", "I-PER"]
+    # IOB1's B- separates two adjacent PER entities; "Kohl" starts one after a LOC
+    assert ex[2]["tags"] == ["O", "B-LOC", "B-PER", "B-PER", "O"]
+    assert any("IOB1" in n for n in task.notes)
+    assert task.warnings == []
+    assert task.label_names(ex) == [
+        "O",
+        "B-LOC",
+        "B-MISC",
+        "B-ORG",
+        "B-PER",
+        "I-LOC",
+        "I-MISC",
+        "I-ORG",
+        "I-PER",
+    ]
+    # the chunk column instead of NER
+    chunks = TaggingTask().read(path, cfg(tag_column=2))
+    assert chunks[0]["tags"][:2] == ["B-NP", "B-VP"]
+
+
+def test_conll_bio_kept_and_errors_counted(tmp_path):
+    task = TaggingTask()
+    ex = task.read(write(tmp_path, "bio.txt", CONLL_BIO), cfg())
+    assert ex[0]["tags"] == ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC"]
+    assert task.warnings == [] and task.notes == []
+    # BIO with one error: the I- start is repaired and reported, not silently
+    noisy = CONLL_BIO + "\nin O\nRome I-LOC\n"
+    task = TaggingTask()
+    ex = task.read(write(tmp_path, "noisy.txt", noisy), cfg())
+    assert ex[-1]["tags"] == ["O", "B-LOC"]
+    assert len(task.warnings) == 1 and "1 I- tags start an entity" in task.warnings[0]
+    assert "noisy.txt:13" in task.warnings[0]
+
+
+def test_conll_explicit_scheme_that_contradicts_the_file(tmp_path):
+    path = write(tmp_path, "eng.train", CONLL_IOB1)
+    with pytest.raises(UserError, match=r"eng\.train:3: task\.tag_scheme=bio.*IOB1.*iob1 or auto"):
+        TaggingTask().read(path, cfg(tag_scheme="bio"))
+    assert TaggingTask().read(path, cfg(tag_scheme="iob1"))[0]["tags"][0] == "B-ORG"
+
+
+def test_conll_tabs_unlabelled_and_caps(tmp_path):
+    tsv = write(tmp_path, "tabs.conll", "New York\tB-LOC\nis\tO\n\nok\tO\n")
+    ex = TaggingTask().read(tsv, cfg())
+    assert ex[0]["tokens"] == ["New York", "is"] and ex[0]["tags"] == ["B-LOC", "O"]
+    plain = write(tmp_path, "test.txt", "a\nb\n\nc\n")
+    ex = TaggingTask().read(plain, cfg())
+    assert [e["tags"] for e in ex] == [None, None] and ex[1]["tokens"] == ["c"]
+    with pytest.raises(UserError, match="must be labelled"):
+        TaggingTask().read(plain, cfg(), labelled=True)
+    assert len(TaggingTask().read(write(tmp_path, "b.txt", CONLL_BIO), cfg(max_examples=1))) == 1
+
+
+@pytest.mark.parametrize(
+    "text, kw, pattern",
+    [
+        ("a NN O\nb O\n", {}, r"bad\.txt:2: 2 columns, but the first token line \(.*:1\) has 3"),
+        ("a E-PER\n", {}, r"bad\.txt:1: tag 'E-PER' .*BIOES"),
+        ("a B_PS\n", {}, r"bad\.txt:1: tag 'B_PS' .*2016klp"),
+        ("a NN O\n", {"tag_column": 5}, r"bad\.txt:1: task\.tag_column=5"),
+        ("a O\n", {"format": "xml"}, r"task\.format='xml' is not a tagging format"),
+        ("\n\n  \n", {}, r"bad\.txt: empty file"),
+        ("-DOCSTART- O\n\n", {}, r"bad\.txt: no sentences"),
+    ],
+)
+def test_bad_input_names_file_line_and_fix(tmp_path, text, kw, pattern):
+    with pytest.raises(UserError, match=pattern):
+        TaggingTask().read(write(tmp_path, "bad.txt", text), cfg(**kw))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UserError, match="file not found"):
+        TaggingTask().read(str(tmp_path / "nope.txt"), cfg())
+
+
+# -- KLUE NER ---------------------------------------------------------------------------------
+
+KLUE_HEADER = "## 토큰, 레이블 구분자 : \\t\n## 컬럼명 : CHAR\tNE_TAG\n"
+
+
+def klue_sentence(sid: str, marked: str) -> str:
+    """A KLUE block written from <text:TYPE> markup, the way the real file is laid out."""
+    rows = []
+    pos = 0
+    for m in re.finditer(r"<([^<>]+):([A-Z]+)>", marked):
+        rows += [f"{c}\tO" for c in marked[pos : m.start()]]
+        rows += [f"{c}\t{'B' if k == 0 else 'I'}-{m[2]}" for k, c in enumerate(m[1])]
+        pos = m.end()
+    rows += [f"{c}\tO" for c in marked[pos:]]
+    return f"## {sid}\t{marked}\n" + "\n".join(rows) + "\n"
+
+
+def test_klue_words_get_the_tag_of_their_first_entity_character(tmp_path):
+    text = (
+        KLUE_HEADER
+        + klue_sentence("s0", "'<토즈 스터디센터:OG>'는 <매주 일요일:DT> 열린다.")
+        + "\n"
+        + klue_sentence("s1", "<김:PS>모(<33:QT>)씨 등 <16명:QT>을")
+        + "\n"
+    )
+    path = write(tmp_path, "klue-ner.tsv", text)
+    assert detect_format(text.split("\n")) == "klue-ner"
+    task = TaggingTask()
+    ex = task.read(path, cfg())
+    assert [e["id"] for e in ex] == ["s0", "s1"]
+    assert ex[0]["line"] == 3
+    assert ex[0]["tokens"] == ["'토즈", "스터디센터'는", "매주", "일요일", "열린다."]
+    assert ex[0]["tags"] == ["B-OG", "I-OG", "B-DT", "I-DT", "O"]
+    # 김모(33)씨 holds two entities: the word keeps PS, QT is dropped and counted
+    assert ex[1]["tokens"] == ["김모(33)씨", "등", "16명을"]
+    assert ex[1]["tags"] == ["B-PS", "O", "B-QT"]
+    assert len(task.warnings) == 1 and "1 entities share a word" in task.warnings[0]
+
+
+def test_klue_bad_row(tmp_path):
+    text = KLUE_HEADER + "## s0\t가나\n가\tO\n나\tO\tX\n"
+    with pytest.raises(UserError, match=r"klue\.tsv:5: 3 tab-separated columns, expected 2"):
+        TaggingTask().read(write(tmp_path, "klue.tsv", text), cfg(format="klue-ner"))
+
+
+# -- KMOU -------------------------------------------------------------------------------------
+
+KMOU_KLP = """; 다석 선생이 함석헌 등에게
+$<다석:PS> 선생이 <함석헌:PS> 등에게
+1\t다석\tNNP\tB_PS
+2\t선생\tNNG\tO
+2\t이\tJKS\tO
+3\t함석헌\tNNP\tB_PS
+4\t등\tNNB\tO
+4\t에게\tJKB\tO
+
+; 89년 여름에 서울에서
+$<89년 여름:DT>에 <서울:LC>에서
+1\t89\tSN\tB_DT
+"""
+
+KMOU_CORPUS = """## 1
+## 오에 겐자부로는 일본 작가
+## <오에 겐자부로:PER>는 <일본:LOC> 작가
+오에\t오에\tNNG\tB-PER
+_\t_\t_\tI-PER
+겐자부로\t겐자부로\tNNP\tI-PER
+
+## 2
+## <2> 문제
+## <<2>:NOH> 문제
+<2>\t<2>\tSW\tB-NOH
+"""
+
+
+def test_kmou_2016klp_markup(tmp_path):
+    path = write(tmp_path, "ner.train", KMOU_KLP)
+    task = TaggingTask()
+    ex = task.read(path, cfg())  # auto: "; " then "$"
+    assert len(ex) == 2 and ex[0]["line"] == 1 and ex[1]["line"] == 10
+    assert ex[0]["tokens"] == ["다석", "선생이", "함석헌", "등에게"]
+    assert ex[0]["tags"] == ["B-PS", "O", "B-PS", "O"]
+    assert ex[1]["tags"] == ["B-DT", "I-DT", "B-LC"]
+    assert task.warnings == []
+
+
+def test_kmou_corpus_directory_bom_and_mismatch(tmp_path):
+    d = tmp_path / "corpus"
+    d.mkdir()
+    write(d, "00002_NER.txt", KMOU_CORPUS, bom=True)
+    write(d, "00003_NER.txt", KMOU_CORPUS.split("\n## 2")[0])
+    task = TaggingTask()
+    ex = task.read(str(d), cfg())
+    assert [e["id"] for e in ex] == ["00002_NER/1", "00002_NER/2", "00003_NER/1"]
+    assert ex[0]["tokens"] == ["오에", "겐자부로는", "일본", "작가"]
+    assert ex[0]["tags"] == ["B-PER", "I-PER", "B-LOC", "O"]
+    # a literal "<" inside an entity cannot be told from markup: warned, not silent
+    assert len(task.warnings) == 1 and "does not match the raw sentence" in task.warnings[0]
+    assert "00002_NER.txt:8" in task.warnings[0]
+
+
+def test_kmou_block_without_markup_line(tmp_path):
+    bad = "; 문장\n1\t문장\tNNG\tO\n"
+    with pytest.raises(UserError, match=r"x\.txt:2: expected the '\$' line"):
+        TaggingTask().read(write(tmp_path, "x.txt", bad), cfg(format="kmou"))
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def wordpiece(words: list[str]) -> Tokenizer:
+    vocab = {t: i for i, t in enumerate(SPECIALS + words)}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##"))
+    tok.normalizer = normalizers.Replace("~", "")
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return tok
+
+
+LABELS = ["O", "B-LOC", "B-PER", "I-LOC", "I-PER"]
+
+
+def test_label_on_first_sub_token_only():
+    tok = wordpiece(["john", "lives", "in", "new", "##york", "city", "##s", "."])
+    ex = [
+        {
+            "id": "0",
+            "line": 1,
+            "file": "f",
+            "tokens": ["john", "lives", "in", "newyork", "citys", "~", "."],
+            "tags": ["B-PER", "O", "O", "B-LOC", "I-LOC", "O", "O"],
+        }
+    ]
+    task = TaggingTask()
+    (f,) = task.encode(ex, tok, cfg(), LABELS)
+    v = tok.get_vocab()
+    assert f["input_ids"].tolist() == [
+        v["[CLS]"],
+        v["john"],
+        v["lives"],
+        v["in"],
+        v["new"],
+        v["##york"],
+        v["city"],
+        v["##s"],
+        v["[UNK]"],  # "~" normalizes to nothing: kept as [UNK] so the word has a slot
+        v["."],
+        v["[SEP]"],
+    ]
+    assert f["labels"].tolist() == [-100, 2, 0, 0, 1, -100, 3, -100, 0, 0, -100]
+    assert f["word_index"].tolist() == [-1, 0, 1, 2, 3, 3, 4, 4, 5, 6, -1]
+    assert f["token_type_ids"].tolist() == [0] * 11 and f["example_index"] == 0
+    assert any("no sub-token" in w for w in task.warnings)
+    # decode reads each word at its first sub-token and ignores the rest
+    logits = np.full((11, len(LABELS)), -5.0)
+    for pos, k in [(1, 2), (2, 0), (3, 0), (4, 1), (5, 2), (6, 3), (7, 2), (8, 0), (9, 0)]:
+        logits[pos, k] = 5.0
+    (pred,) = task.decode([logits], [f], ex, cfg(), LABELS)
+    assert pred == ex[0]["tags"]
+
+
+def test_truncation_counts_cut_words_and_decodes_them_as_o():
+    tok = wordpiece(["a", "##a"])
+    ex = [{"id": "0", "line": 7, "file": "f", "tokens": ["aa"] * 5, "tags": ["B-PER"] * 5}]
+    task = TaggingTask()
+    (f,) = task.encode(ex, tok, cfg(max_len=8), LABELS)
+    # 6 slots: 3 whole words; the 4th, 5th words are cut
+    assert len(f["input_ids"]) == 8 and f["n_cut"] == 2
+    assert f["labels"].tolist() == [-100, 2, -100, 2, -100, 2, -100, -100]
+    assert any("cut 2 words from 1 sentences" in w for w in task.warnings)
+    logits = np.zeros((8, len(LABELS)))
+    logits[:, 2] = 1.0
+    assert task.decode([logits], [f], ex, cfg(), LABELS) == [["B-PER"] * 3 + ["O"] * 2]
+
+
+def test_unknown_tag_and_shared_tokenizer_settings():
+    tok = wordpiece(["a"])
+    tok.enable_truncation(3)
+    tok.enable_padding(length=20)
+    task = TaggingTask()
+    ok = [{"id": "0", "line": 3, "file": "v.txt", "tokens": ["a"] * 6, "tags": ["O"] * 6}]
+    (f,) = task.encode(ok, tok, cfg(), LABELS)
+    assert len(f["input_ids"]) == 8  # neither truncated to 3 nor padded to 20
+    assert tok.truncation is not None and tok.padding is not None  # left as they were
+    bad = [{"id": "0", "line": 3, "file": "v.txt", "tokens": ["a", "a"], "tags": ["O", "B-ORG"]}]
+    with pytest.raises(UserError, match=r"v\.txt:3: tag 'B-ORG' \(word 2, 'a'\) never appears"):
+        task.encode(bad, tok, cfg(), LABELS)
+    with pytest.raises(UserError, match=r"valid\.txt:3: tag 'B-ORG'"):
+        task.check_labels(bad, LABELS, "valid.txt")
+
+
+def test_collate_loss_split_and_labels():
+    task = TaggingTask()
+    feats = [
+        {
+            "input_ids": np.array([2, 5, 3]),
+            "token_type_ids": np.zeros(3),
+            "labels": [-100, 1, -100],
+        },
+        {
+            "input_ids": np.array([2, 5, 6, 7, 3]),
+            "token_type_ids": np.zeros(5),
+            "labels": [-100, 0, 2, -100, -100],
+        },
+    ]
+    batch = task.collate(feats, pad_id=0)
+    assert batch["labels"].tolist() == [[-100, 1, -100, -100, -100], [-100, 0, 2, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    logits = torch.zeros(2, 5, 3)
+    logits[0, 1, 1] = logits[1, 1, 0] = logits[1, 2, 0] = 3.0
+    loss, counts = task.loss(logits, batch)
+    assert loss.item() > 0 and counts["n"].item() == 3 and counts["correct"].item() == 2
+    assert task.train_metrics({k: float(v) for k, v in counts.items()})["acc"] == pytest.approx(
+        2 / 3
+    )
+    head = task.head(HeadConfig(dropout=0.0), 16, 5)
+    assert head(torch.zeros(2, 4, 16)).shape == (2, 4, 5)
+
+    examples = [{"id": str(i), "tags": ["O"], "tokens": ["x"]} for i in range(50)]
+    train, valid = task.split(examples, cfg(valid_ratio=0.2), seed=3)
+    assert len(valid) == 10 and len(train) == 40
+    assert {e["id"] for e in train} | {e["id"] for e in valid} == {str(i) for i in range(50)}
+    assert task.split(examples, cfg(valid_ratio=0.2), seed=3)[1] == valid
+    assert task.split(examples, cfg(valid_ratio=0.2), seed=4)[1] != valid
+    # B- and I- for every type seen, "O" first
+    assert task.label_names([{"tags": ["B-PER", "O"]}, {"tags": None}]) == ["O", "B-PER", "I-PER"]
+
+
+# -- end to end -------------------------------------------------------------------------------
+
+OVERFIT = """John B-PER
+Smith I-PER
+lives O
+in O
+New B-LOC
+York I-LOC
+. O
+
+Mary B-PER
+works O
+for O
+Acme B-ORG
+Corp I-ORG
+in O
+Paris B-LOC
+. O
+
+The O
+United B-ORG
+Nations I-ORG
+met O
+in O
+Geneva B-LOC
+with O
+Bob B-PER
+. O
+
+Alice B-PER
+visited O
+Berlin B-LOC
+and O
+Rome B-LOC
+. O
+"""
+
+
+def test_tiny_model_overfits_four_sentences(tmp_path):
+    torch.manual_seed(0)
+    task = TaggingTask()
+    tc = cfg(max_len=32)
+    examples = task.read(write(tmp_path, "train.txt", OVERFIT), tc)
+    labels = task.label_names(examples)
+    texts = [" ".join(e["tokens"]) for e in examples]
+    tok = train_tokenizer(texts, TokenizerConfig(kind="wordpiece", vocab_size=60, min_frequency=1))
+    feats = task.encode(examples, tok, tc, labels)
+    assert any(
+        f["input_ids"].shape[0] > len(e["tokens"]) + 2 for f, e in zip(feats, examples, strict=True)
+    )
+    mc = ModelConfig(
+        vocab_size=tok.get_vocab_size(),
+        d_model=32,
+        n_head=2,
+        d_ff=64,
+        n_layer=1,
+        dropout=0.0,
+        attn_dropout=0.0,
+        max_len=32,
+    )
+    enc, head = Encoder(mc), task.head(HeadConfig(dropout=0.0), 32, len(labels))
+    params = [*enc.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-2)
+    batch = task.collate(feats, pad_id=0)
+
+    def forward() -> torch.Tensor:
+        h = enc(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        return head(h, batch["attention_mask"])
+
+    for _ in range(100):
+        loss, _ = task.loss(forward(), batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        logits = forward().numpy()
+    outputs = [logits[i, : len(f["input_ids"])] for i, f in enumerate(feats)]
+    preds = task.decode(outputs, feats, examples, tc, labels)
+    m = task.metrics(preds, examples, tc, labels)
+    assert m["f1"] == 1.0 and m["acc"] == 1.0, (preds, m)
+    assert all(r["correct"] for r in task.prediction_rows(preds, examples, labels))
+
+
+# -- the real files ---------------------------------------------------------------------------
+
+
+def test_conll2003_real():
+    d = shared("conll2003")  # counts from SOURCE.txt
+    task = TaggingTask()
+    train = task.read(str(d / "eng.train"), cfg())
+    assert len(train) == 14041 and sum(len(e["tokens"]) for e in train) == 203621
+    assert task.label_names(train) == [
+        "O",
+        "B-LOC",
+        "B-MISC",
+        "B-ORG",
+        "B-PER",
+        "I-LOC",
+        "I-MISC",
+        "I-ORG",
+        "I-PER",
+    ]
+    assert train[0]["tokens"][:3] == ["EU", "rejects", "German"]
+    assert train[0]["tags"][:3] == ["B-ORG", "O", "B-MISC"]
+    assert any("IOB1" in n for n in task.notes)  # the original release is IOB1
+    # no I- entity start is left after conversion
+    assert all(
+        not (t.startswith("I-") and (k == 0 or e["tags"][k - 1][2:] != t[2:]))
+        for e in train
+        for k, t in enumerate(e["tags"])
+    )
+    assert len(task.read(str(d / "eng.testa"), cfg())) == 3250
+    assert len(task.read(str(d / "eng.testb"), cfg())) == 3453
+
+
+def test_klue_ner_real():
+    path = shared("klue", "klue-ner-v1.1_dev.tsv")
+    task = TaggingTask()
+    ex = task.read(str(path), cfg())
+    assert len(ex) == 5000
+    assert ex[0]["id"] == "klue-ner-v1_dev_00000-wikitree" and ex[0]["line"] == 6
+    assert ex[0]["tokens"][0] == "경찰은" and ex[0]["tags"][0] == "B-OG"
+    types = {t[2:] for t in task.label_names(ex) if t != "O"}
+    assert types == {"PS", "LC", "OG", "DT", "TI", "QT"}
+
+
+def test_kmou_real():
+    base = shared("kmou_ner")
+    for name, n in [("ner.train", 2928), ("ner.dev", 366), ("ner.test", 366)]:
+        task = TaggingTask()
+        ex = task.read(str(base / "2016klp" / name), cfg())
+        assert len(ex) == n, name
+    assert {t[2:] for t in task.label_names(ex) if t != "O"} == {"PS", "LC", "OG", "DT", "TI"}
+    task = TaggingTask()
+    corpus = task.read(str(base / "corpus"), cfg())
+    assert len(corpus) == 23964
+    types = {t[2:] for t in task.label_names(corpus) if t != "O"}
+    assert types == {"PER", "LOC", "ORG", "DAT", "TIM", "DUR", "MNY", "PNT", "NOH", "POH"}

@@ -320,7 +320,7 @@ def _cfg_file(tmp_path: Path, cfg: dict) -> Path:
         ("too_long", "task.max_len"),
     ],
 )
-def test_bad_input(tmp_path, capsys, case, expected):
+def test_bad_input(tmp_path, capsys, monkeypatch, case, expected):
     cfg = base_cfg(tmp_path)
     if case == "missing_column":
         cfg["task"]["label_column"] = "target"
@@ -340,7 +340,10 @@ def test_bad_input(tmp_path, capsys, case, expected):
     elif case == "drop_all":
         cfg["drop_last"] = 2
     elif case == "hf":
-        cfg["init"] = "hf:bert-base-uncased"
+        # a hub name that cannot load; offline mode keeps the test fast and off the network
+        hub = pytest.importorskip("huggingface_hub.constants")
+        monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+        cfg["init"] = "hf:encoderlab-tests/no-such-checkpoint"
     elif case == "too_long":
         cfg["task"]["max_len"] = 64
     code = main_code(["finetune", _cfg_file(tmp_path, cfg)])
@@ -470,3 +473,60 @@ def test_tagging_end_to_end_on_conll_fixture(tmp_path):
     ev = json.loads((run.path / "eval" / "valid.json").read_text())
     assert "PER" in ev["extra"]["per_type"]
     assert main_code(["predict", run.path, "--text", "the movie john was"]) == 0
+
+
+def test_finetune_resume_after_crash_matches_uninterrupted(tmp_path, monkeypatch):
+    """A fine-tuning run killed mid-way continues from its checkpoint with the same losses."""
+    from encoderlab import train as train_module
+    from encoderlab.tokenizer import save_tokenizer, train_tokenizer
+
+    # one tokenizer for both runs (WordPiece training is not deterministic across runs)
+    tok = train_tokenizer([r["text"] for r in sentiment_rows(240, 0)], FinetuneConfig().tokenizer)
+    save_tokenizer(tok, tmp_path / "tok")
+    over = {
+        "train": {"epochs": 3, "checkpoint_every": 10, "log_every": 1},
+        "freeze": "embeddings",
+        "tokenizer": {"path": str(tmp_path / "tok")},
+    }
+    ref, _ = finetune(build(base_cfg(tmp_path, name="ref", **over)), say=quiet)
+
+    real_fit = train_module.fit
+    calls = {"n": 0}
+
+    def crashing_fit(*args, **kwargs):
+        objective = args[5]
+        step = objective.step
+
+        def boom(model, batch):
+            calls["n"] += 1
+            if calls["n"] == 25:
+                raise RuntimeError("simulated crash")
+            return step(model, batch)
+
+        objective.step = boom
+        return real_fit(*args, **kwargs)
+
+    import encoderlab.finetune as ft_module
+
+    monkeypatch.setattr(ft_module, "fit", crashing_fit)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        finetune(build(base_cfg(tmp_path, name="victim", **over)), say=quiet)
+    monkeypatch.setattr(ft_module, "fit", real_fit)
+    victim = only_run_named(tmp_path, "victim")
+    assert victim.info["status"] == "failed"
+    assert main_code(["finetune", "--resume", victim.path]) == 0
+    a = [(r["step"], r["train/loss"]) for r in ref.metrics() if r["kind"] == "train"]
+    b = [
+        (r["step"], r["train/loss"])
+        for r in Run.open(victim.path).metrics()
+        if r["kind"] == "train"
+    ]
+    assert [s for s, _ in a] == [s for s, _ in b]
+    np.testing.assert_allclose([v for _, v in a], [v for _, v in b], rtol=1e-5, atol=1e-6)
+    assert Run.open(victim.path).info["final"]["acc"] == pytest.approx(ref.info["final"]["acc"])
+
+
+def only_run_named(tmp_path: Path, name: str) -> Run:
+    found = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith(name + "-")]
+    assert len(found) == 1
+    return Run.open(found[0])

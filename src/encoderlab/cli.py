@@ -124,20 +124,37 @@ def _print_result(run, result) -> None:
     )
     if result.last_eval:
         say("  ".join(f"{k} {v:.4f}" for k, v in result.last_eval.items()))
+    best = info.get("best") or {}
+    evals = [r for r in run.metrics() if r.get("kind") == "eval" and best.get("metric") in r]
+    if len(evals) > 1:
+        first, last = evals[0], evals[-1]
+        say(
+            f"{best['metric']}: {first[best['metric']]:.4f} at step {first['step']} -> "
+            f"{last[best['metric']]:.4f} at step {last['step']}"
+        )
     say(f"run directory: {run.path}")
 
 
 @app.command()
 def finetune(
-    config: Annotated[Path, typer.Argument(help="YAML config with task/head/train sections.")],
+    config: Annotated[
+        Path | None, typer.Argument(help="YAML config with task/head/train sections.")
+    ] = None,
     overrides: SetOpt = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue this run directory.")
+    ] = None,
 ) -> None:
-    """Fine-tune on a task (classification, pair, qa, tagging) from scratch or a pretraining run."""
+    """Fine-tune on a task (classification, pair, qa, tagging) from scratch, a run or hf:."""
     from encoderlab.config import FinetuneConfig, load_config
     from encoderlab.finetune import finetune as run_finetune
 
-    cfg = load_config(config, overrides, schema=FinetuneConfig)
-    run, result = run_finetune(cfg, say=say)
+    if resume is None and config is None:
+        raise UserError("give a config file (e.g. configs/disaster_tweets.yaml) or --resume RUN")
+    if resume is not None and (config is not None or overrides):
+        raise UserError("--resume continues a run with its saved config; drop the config/--set")
+    cfg = None if resume is not None else load_config(config, overrides, schema=FinetuneConfig)
+    run, result = run_finetune(cfg, say=say, resume=resume)
     _print_result(run, result)
 
 
@@ -168,6 +185,34 @@ def predict(
     from encoderlab.finetune import predict as run_predict
 
     run_predict(run, texts=text, text_pair=text_pair, input_path=input, output=output, say=say)
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="A pretraining or fine-tuning run directory.")],
+    to_hf: Annotated[
+        Path | None,
+        typer.Option("--to-hf", help="Output folder for a transformers (BERT) checkpoint."),
+    ] = None,
+) -> None:
+    """Write a run as a checkpoint transformers loads (AutoModelForMaskedLM / ...ForXxx)."""
+    from encoderlab.hf import export_run
+
+    if to_hf is None:
+        raise UserError("give the output folder: encoderlab export RUN --to-hf OUT_DIR")
+    export_run(run, to_hf, say=say)
+
+
+@app.command()
+def report(
+    paths: Annotated[list[str], typer.Argument(help="Run directories, or folders of runs.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("report"),
+) -> None:
+    """Compare runs: hyperparameter table, curves, confusion matrices, example-level diffs."""
+    from encoderlab.report import report_command
+
+    path = report_command(paths, str(out))
+    say(f"report: {path} (and {path.with_suffix('.md')})")
 
 
 @runs_app.command("list")
@@ -231,7 +276,7 @@ def model_show(
 
 @app.command()
 def quickstart(
-    minutes: Annotated[float, typer.Option(help="Training time budget.")] = 3.0,
+    minutes: Annotated[float, typer.Option(help="Training time budget.")] = 4.0,
     runs_dir: Annotated[Path, typer.Option("--runs-dir")] = Path("runs"),
     overrides: SetOpt = None,
 ) -> None:

@@ -214,7 +214,8 @@ class TaskConfig(Section):
 class HeadConfig(Section):
     """The layer(s) on top of the encoder. qa and tagging tasks use their own span/token head."""
 
-    type: Literal["cls", "mean", "cnn"] = "cls"
+    # pooler: BERT's own classifier (dense+tanh on [CLS], then linear); exports to transformers
+    type: Literal["cls", "mean", "cnn", "pooler"] = "cls"
     dropout: float = 0.1
     cnn_filters: int = 100  # per kernel size (Kim 2014)
     cnn_kernels: list[int] = [3, 4, 5]

@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, load_model
 from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import Config, FinetuneConfig, ModelConfig, load_config, save_config
 from encoderlab.errors import UserError
+from encoderlab.heads import PoolerHead
 from encoderlab.model import Encoder, num_params, param_groups
 from encoderlab.runs import Run
 from encoderlab.tasks import PRIMARY_METRIC, get_task
@@ -85,7 +86,9 @@ class Backbone:
     encoder: nn.Module
     tokenizer: Tokenizer
     model_cfg: ModelConfig
-    source: str  # what the weights are: "scratch", "runs/...@step-N"
+    source: str  # what the weights are: "scratch", "runs/...@step-N", "hf:..."
+    pooler: dict[str, torch.Tensor] | None = None  # hf: a trained pooler for the pooler head
+    hf_config: Any = None  # hf: a wrapped transformers model's config, saved with the run
 
 
 def example_texts(examples: list[Example]) -> Iterator[str]:
@@ -135,9 +138,12 @@ def build_backbone(
 ) -> Backbone:
     init = cfg.init.strip()
     if init.startswith("hf:"):
-        raise UserError(
-            f"init: {init}: Hugging Face checkpoints are not supported in this version yet; "
-            "use init: scratch or a pretraining run directory"
+        from encoderlab import hf
+
+        imp = hf.import_checkpoint(init.removeprefix("hf:"), say)
+        _check_same_tokenizer(cfg, imp.tokenizer, init)
+        return Backbone(
+            imp.encoder, imp.tokenizer, imp.model_cfg, imp.source, imp.pooler, imp.hf_config
         )
     if init == "scratch":
         if cfg.tokenizer.path:
@@ -155,17 +161,15 @@ def build_backbone(
     random_init = init.startswith("scratch:")
     run = Run.open(init.removeprefix("scratch:"))
     tok = load_tokenizer(run.path / "tokenizer")
-    if cfg.tokenizer.path and tokenizer_hash(load_tokenizer(cfg.tokenizer.path)) != tokenizer_hash(
-        tok
-    ):
-        raise UserError(
-            f"tokenizer.path={cfg.tokenizer.path} does not match the tokenizer of {run.path}, "
-            "whose embeddings were trained with it; remove tokenizer.path (the run's is used)"
-        )
+    _check_same_tokenizer(cfg, tok, str(run.path))
     model_cfg = run_model_config(run)
-    encoder = Encoder(model_cfg)
+    encoder = run_encoder(run, model_cfg)
+    # a wrapped backbone's config travels on to this run, so it can be rebuilt from it too
+    hf_config = None if isinstance(encoder, Encoder) else encoder.model.config
     if random_init:
-        return Backbone(encoder, tok, model_cfg, f"scratch (architecture of {run.path})")
+        return Backbone(
+            encoder, tok, model_cfg, f"scratch (architecture of {run.path})", None, hf_config
+        )
     ckpt = run_checkpoint(run)
     missing, unexpected = encoder.load_state_dict(encoder_weights(run, ckpt), strict=False)
     if missing:
@@ -173,12 +177,46 @@ def build_backbone(
             f"{ckpt}: checkpoint lacks {len(missing)} encoder tensors (e.g. {missing[0]}); "
             "is it an encoderlab run of the same architecture?"
         )
-    return Backbone(encoder, tok, model_cfg, f"{run.path}@{ckpt.name}")
+    return Backbone(encoder, tok, model_cfg, f"{run.path}@{ckpt.name}", None, hf_config)
+
+
+def _check_same_tokenizer(cfg: FinetuneConfig, tok: Tokenizer, where: str) -> None:
+    if cfg.tokenizer.path and tokenizer_hash(load_tokenizer(cfg.tokenizer.path)) != tokenizer_hash(
+        tok
+    ):
+        raise UserError(
+            f"tokenizer.path={cfg.tokenizer.path} does not match the tokenizer of {where}, "
+            "whose embeddings were trained with it; remove tokenizer.path (its own is used)"
+        )
+
+
+def run_encoder(run: Run, model_cfg: ModelConfig) -> nn.Module:
+    """The (untrained) backbone module of a run: encoderlab's Encoder, or the wrapped
+    transformers model an hf: run kept the config of."""
+    from encoderlab.hf import WRAPPED_DIR
+
+    if (run.path / WRAPPED_DIR / "config.json").is_file():
+        from encoderlab.hf import wrapped_encoder
+
+        wrapped = wrapped_encoder(run.path)
+        assert wrapped is not None
+        return wrapped
+    return Encoder(model_cfg)
 
 
 def shape_backbone(backbone: Backbone, cfg: FinetuneConfig) -> None:
     """drop_last, then freezing, applied to an encoderlab Encoder."""
     enc = backbone.encoder
+    if not isinstance(enc, Encoder):  # a wrapped transformers model: no block structure here
+        if cfg.drop_last or cfg.unfreeze_last or cfg.freeze == "embeddings":
+            raise UserError(
+                f"{backbone.source}: drop_last, unfreeze_last and freeze: embeddings need a "
+                "converted encoder; this checkpoint runs wrapped, so use freeze: none or all"
+            )
+        if cfg.freeze == "all":
+            for p in enc.parameters():
+                p.requires_grad_(False)
+        return
     n = len(enc.blocks)
     if cfg.drop_last:
         if cfg.drop_last >= n:
@@ -369,7 +407,24 @@ def write_submission(
 # The command
 
 
-def finetune(cfg: FinetuneConfig, say: Callable[[str], None] = print) -> tuple[Run, FitResult]:
+def finetune(
+    cfg: FinetuneConfig | None = None,
+    say: Callable[[str], None] = print,
+    resume: str | Path | None = None,
+) -> tuple[Run, FitResult]:
+    """Start a fine-tuning run from `cfg`, or continue the run at `resume` from its last
+    checkpoint (same data split, tokenizer, architecture and freezing as it started with)."""
+    run: Run | None = None
+    if resume is not None:
+        run = Run.open(resume)
+        if not str(run.info.get("kind", "")).startswith("finetune"):
+            raise UserError(
+                f"{run.path}: is not a fine-tuning run; use `encoderlab pretrain --resume`"
+            )
+        if run.latest_checkpoint() is None:
+            raise UserError(f"{run.path}: has no complete checkpoint yet; start a new run instead")
+        cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
+    assert cfg is not None
     task = get_task(cfg.task.type)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -378,13 +433,26 @@ def finetune(cfg: FinetuneConfig, say: Callable[[str], None] = print) -> tuple[R
     test_ids = [ex["id"] for ex in data.test]
     if len(set(test_ids)) != len(test_ids):
         raise UserError(f"{cfg.task.test}: ids in column '{cfg.task.id_column}' are not unique")
-    backbone = build_backbone(cfg, data.train, say)
-    if cfg.task.max_len > backbone.model_cfg.max_len:
-        raise UserError(
-            f"task.max_len={cfg.task.max_len} is longer than the encoder's max_len="
-            f"{backbone.model_cfg.max_len}; lower task.max_len"
+    if run is not None:  # the architecture the run trained; weights come from its checkpoint
+        saved_labels = json.loads((run.path / "labels.json").read_text())
+        if saved_labels != data.labels:
+            raise UserError(f"{cfg.task.train}: its labels changed since {run.path} started")
+        model_cfg = run_model_config(run)
+        backbone = Backbone(
+            run_encoder(run, model_cfg),
+            load_tokenizer(run.path / "tokenizer"),
+            model_cfg,
+            str(run.info.get("init", "")),
         )
-    shape_backbone(backbone, cfg)
+        shape_backbone(backbone, cfg.model_copy(update={"drop_last": 0}))
+    else:
+        backbone = build_backbone(cfg, data.train, say)
+        if cfg.task.max_len > backbone.model_cfg.max_len:
+            raise UserError(
+                f"task.max_len={cfg.task.max_len} is longer than the encoder's max_len="
+                f"{backbone.model_cfg.max_len}; lower task.max_len"
+            )
+        shape_backbone(backbone, cfg)
     tok = backbone.tokenizer
     pad_id = special_ids(tok)["pad"]
     train_f = task.encode(data.train, tok, cfg.task, data.labels)
@@ -394,6 +462,9 @@ def finetune(cfg: FinetuneConfig, say: Callable[[str], None] = print) -> tuple[R
     n_labels = max(len(data.labels), 1)
     device = resolve_device(cfg.train.device)
     model = TaskModel(backbone.encoder, task.head(cfg.head, backbone.model_cfg.d_model, n_labels))
+    if backbone.pooler is not None and isinstance(model.head, PoolerHead):
+        model.head.dense.load_state_dict(backbone.pooler)
+        say("pooler head: dense layer initialised from the checkpoint's pooler")
     model.to(device)
     optimizer = torch.optim.AdamW(
         make_optimizer_groups(model, cfg),
@@ -402,11 +473,17 @@ def finetune(cfg: FinetuneConfig, say: Callable[[str], None] = print) -> tuple[R
         eps=cfg.train.adam_eps,
     )
 
-    run = Run.create(cfg.runs_dir, cfg.name, cfg, kind=f"finetune/{task.type}")
-    save_tokenizer(tok, run.path / "tokenizer")
-    (run.path / "model_config.json").write_text(backbone.model_cfg.model_dump_json(indent=1))
-    (run.path / "labels.json").write_text(json.dumps(data.labels, ensure_ascii=False))
-    save_config(cfg, run.path / "config.yaml")
+    resuming = run is not None
+    if run is None:
+        run = Run.create(cfg.runs_dir, cfg.name, cfg, kind=f"finetune/{task.type}")
+        save_tokenizer(tok, run.path / "tokenizer")
+        (run.path / "model_config.json").write_text(backbone.model_cfg.model_dump_json(indent=1))
+        if backbone.hf_config is not None:
+            from encoderlab.hf import save_wrapped_config
+
+            save_wrapped_config(backbone.hf_config, run.path)
+        (run.path / "labels.json").write_text(json.dumps(data.labels, ensure_ascii=False))
+        save_config(cfg, run.path / "config.yaml")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     run.update(
         params=num_params(model),
@@ -453,13 +530,13 @@ def finetune(cfg: FinetuneConfig, say: Callable[[str], None] = print) -> tuple[R
         cfg.train,
         run,
         seed=cfg.seed,
+        resume=resuming,
         evaluator=evaluator if valid_f else None,
         say=say,
     )
     # the best checkpoint's predictions, for reports and example-level comparisons
     ckpt = run_checkpoint(run)
-    state = load_file(str(ckpt / "model.safetensors"))
-    model.load_state_dict(state)
+    load_model(model, str(ckpt / "model.safetensors"))  # handles tensors saved once when shared
     write_evaluation(run, model, task, cfg, data, valid_f, test_f, pad_id, device, ckpt.name, say)
     return run, result
 
@@ -523,9 +600,9 @@ def load_finetuned(path: str | Path) -> Finetuned:
     labels = json.loads((run.path / "labels.json").read_text())
     model_cfg = run_model_config(run)
     model = TaskModel(
-        Encoder(model_cfg), task.head(cfg.head, model_cfg.d_model, max(len(labels), 1))
+        run_encoder(run, model_cfg), task.head(cfg.head, model_cfg.d_model, max(len(labels), 1))
     )
-    model.load_state_dict(load_file(str(run_checkpoint(run) / "model.safetensors")))
+    load_model(model, str(run_checkpoint(run) / "model.safetensors"))
     device = resolve_device(cfg.train.device)
     model.to(device).eval()
     return Finetuned(run, cfg, task, tok, labels, model, device)

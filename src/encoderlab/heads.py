@@ -25,6 +25,23 @@ class ClsHead(nn.Module):
         return self.out(self.drop(h[:, 0]))
 
 
+class PoolerHead(nn.Module):
+    """BERT's sequence classifier: dense d->d and tanh on [CLS] (the "pooler"), dropout, linear.
+
+    It is what `BertForSequenceClassification` computes, so a run with this head exports to
+    transformers, and an imported checkpoint's trained pooler can initialise `dense`.
+    """
+
+    def __init__(self, d_model: int, n_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(d_model, d_model)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(d_model, n_labels)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.out(self.drop(torch.tanh(self.dense(h[:, 0]))))
+
+
 class MeanHead(nn.Module):
     """Linear on the mean of the real (non-padding) tokens."""
 
@@ -91,4 +108,6 @@ def sequence_head(cfg: HeadConfig, d_model: int, n_labels: int) -> nn.Module:
         return ClsHead(d_model, n_labels, cfg.dropout)
     if cfg.type == "mean":
         return MeanHead(d_model, n_labels, cfg.dropout)
+    if cfg.type == "pooler":
+        return PoolerHead(d_model, n_labels, cfg.dropout)
     return CnnHead(d_model, n_labels, cfg.dropout, cfg.cnn_filters, cfg.cnn_kernels)

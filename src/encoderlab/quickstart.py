@@ -20,33 +20,33 @@ def quickstart_config(corpus: Path, minutes: float, runs_dir: Path) -> dict:
     """A small encoder that learns visibly within minutes on 2 CPU cores."""
     return {
         "name": "quickstart",
-        "description": "quickstart: WordPiece 8k + 3-layer encoder, MLM on rotten-tomatoes text",
+        "description": "quickstart: WordPiece 8k + 2-layer encoder, MLM on rotten-tomatoes text",
         "runs_dir": str(runs_dir),
         "tokenizer": {"kind": "wordpiece", "vocab_size": 8000, "lowercase": True},
         "data": {
             "corpus": [str(corpus)],
             "text_column": "text",
             "mode": "packed",
-            "block_len": 128,
+            "block_len": 64,
             "valid_ratio": 0.05,
         },
-        "model": {"d_model": 256, "n_head": 4, "d_ff": 1024, "n_layer": 3, "max_len": 128},
+        "model": {"d_model": 128, "n_head": 4, "d_ff": 512, "n_layer": 2, "max_len": 64},
         "train": {
-            "batch_size": 32,
-            "lr": 1e-3,
+            "batch_size": 64,
+            "lr": 2e-3,
             "warmup_steps": 30,
             "schedule": "linear",
             "epochs": None,
             "time_budget_min": minutes,
-            "eval_every": 40,
-            "eval_batches": 16,
+            "eval_every": 50,
+            "eval_batches": 8,
             "log_every": 10,
         },
     }
 
 
 def run_quickstart(
-    minutes: float = 3.0,
+    minutes: float = 4.0,
     runs_dir: Path = Path("runs"),
     overrides: list[str] | None = None,
     say: Callable[[str], None] = print,

@@ -35,6 +35,19 @@ if TYPE_CHECKING:
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _SPECIAL_NAMES = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+ROLES = tuple(_SPECIAL_NAMES)
+# Conventional names per role, tried in order when a tokenizer does not say which token plays
+# it: BERT's, then RoBERTa's (ALBERT mixes both: <pad> <unk> with [CLS] [SEP] [MASK]).
+_CANDIDATES = {
+    "pad": ("[PAD]", "<pad>"),
+    "unk": ("[UNK]", "<unk>"),
+    "cls": ("[CLS]", "<s>"),
+    "sep": ("[SEP]", "</s>"),
+    "mask": ("[MASK]", "<mask>"),
+}
+# A `tokenizers.Tokenizer` has no notion of roles; the names read from tokenizer_config.json
+# (or given by hf.py) ride along on the object under this attribute.
+_ROLE_ATTR = "_encoderlab_special_tokens"
 _BYTE_ALPHABET = 256
 _TRAIN_BATCH = 1000
 KINDS = ("bpe", "char_bpe", "wordpiece", "unigram")
@@ -303,11 +316,11 @@ def save_tokenizer(
     With tokenizer_config.json naming the special tokens, `AutoTokenizer.from_pretrained(dir)`
     gives a fast tokenizer with pad/unk/cls/sep/mask set, matching this one id for id.
     """
-    special_ids(tok)  # refuse to write a tokenizer transformers could not use
+    names = special_tokens(tok)  # refuse to write a tokenizer transformers could not use
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tok.save(str(out / "tokenizer.json"))
-    tokens = {f"{k}_token": v for k, v in _SPECIAL_NAMES.items()}
+    tokens = {f"{k}_token": v for k, v in names.items()}
     config: dict[str, Any] = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         **tokens,
@@ -339,13 +352,100 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
             f"{file}: not a valid tokenizer.json ({first}); point tokenizer.path at a file "
             "written by `tokenizers` or encoderlab"
         ) from None
-    missing = [t for t in SPECIAL_TOKENS if tok.token_to_id(t) is None]
+    # encoderlab pads and truncates itself; a checkpoint's fixed padding (sentence-transformers
+    # ships Fixed(128)) would otherwise pad every encoded text
+    tok.no_padding()
+    tok.no_truncation()
+    named = read_special_names(file.parent) if file.name == "tokenizer.json" else {}
+    if named:
+        set_special_tokens(tok, named, source=file.parent)
+    missing = _missing_roles(tok)
     if missing:
         raise UserError(
             f"{file}: tokenizer lacks the special tokens {', '.join(missing)}; encoderlab needs "
-            f"{' '.join(SPECIAL_TOKENS)} (train one with encoderlab, or use a BERT-style tokenizer)"
+            f"pad, unk, cls, sep and mask tokens ({' '.join(SPECIAL_TOKENS)}, or RoBERTa's "
+            "<pad> <unk> <s> </s> <mask>, or names in tokenizer_config.json); train one with "
+            "encoderlab, or use a BERT-style tokenizer"
         )
     return tok
+
+
+def _token_name(value: Any) -> str | None:
+    """A special token as transformers writes it: a string or an AddedToken dict."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        return value["content"]
+    return None
+
+
+def read_special_names(directory: str | Path) -> dict[str, str]:
+    """Role -> token from tokenizer_config.json / special_tokens_map.json (transformers' files).
+
+    tokenizer_config.json wins where both name a role; a file that is not JSON is a UserError,
+    since it would otherwise silently fall back to guessed names.
+    """
+    names: dict[str, str] = {}
+    for fname in ("special_tokens_map.json", "tokenizer_config.json"):
+        f = Path(directory) / fname
+        if not f.is_file():
+            continue
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{f}: not valid JSON ({e}); fix or delete the file") from None
+        if not isinstance(data, dict):
+            continue
+        for role in ROLES:
+            name = _token_name(data.get(f"{role}_token"))
+            if name:
+                names[role] = name
+    return names
+
+
+def set_special_tokens(tok: Tokenizer, names: dict[str, str], source: Any = "tokenizer") -> None:
+    """Say which tokens play pad/unk/cls/sep/mask (e.g. RoBERTa's <pad> <unk> <s> </s> <mask>).
+
+    Names must be in the vocabulary; roles not given keep their conventional names.
+    """
+    absent = [f"{r}_token={n!r}" for r, n in names.items() if tok.token_to_id(n) is None]
+    if absent:
+        raise UserError(
+            f"{source}: names special tokens the vocabulary lacks ({', '.join(absent)}); "
+            "fix tokenizer_config.json / special_tokens_map.json"
+        )
+    known = {r: n for r, n in names.items() if r in _SPECIAL_NAMES}
+    setattr(tok, _ROLE_ATTR, {**getattr(tok, _ROLE_ATTR, {}), **known})
+
+
+def _resolve_roles(tok: Tokenizer) -> tuple[dict[str, str], list[str]]:
+    named: dict[str, str] = getattr(tok, _ROLE_ATTR, {})
+    found: dict[str, str] = {}
+    missing: list[str] = []
+    for role in ROLES:
+        options = (named[role],) if role in named else _CANDIDATES[role]
+        hit = next((t for t in options if tok.token_to_id(t) is not None), None)
+        if hit is None:
+            missing.append(options[0])
+        else:
+            found[role] = hit
+    return found, missing
+
+
+def _missing_roles(tok: Tokenizer) -> list[str]:
+    return _resolve_roles(tok)[1]
+
+
+def special_tokens(tok: Tokenizer) -> dict[str, str]:
+    """Role -> token string for pad, unk, cls, sep and mask; UserError if any is missing."""
+    found, missing = _resolve_roles(tok)
+    if missing:
+        raise UserError(
+            f"the tokenizer lacks the special tokens {', '.join(missing)}; encoderlab needs "
+            f"pad, unk, cls, sep and mask tokens ({' '.join(SPECIAL_TOKENS)} or RoBERTa's "
+            "<pad> <unk> <s> </s> <mask>)"
+        )
+    return found
 
 
 def tokenizer_hash(tok: Tokenizer) -> str:
@@ -363,18 +463,14 @@ def tokenizer_hash(tok: Tokenizer) -> str:
 
 
 def special_ids(tok: Tokenizer) -> dict[str, int]:
-    """Ids of pad, unk, cls, sep and mask; UserError if any is missing."""
-    out: dict[str, int] = {}
-    missing = []
-    for key, token in _SPECIAL_NAMES.items():
+    """Ids of pad, unk, cls, sep and mask; UserError if any is missing.
+
+    The tokens are the ones tokenizer_config.json named (see `set_special_tokens`), else the
+    conventional BERT names, else RoBERTa's, so imported checkpoints work without renaming.
+    """
+    ids: dict[str, int] = {}
+    for role, token in special_tokens(tok).items():
         i = tok.token_to_id(token)
-        if i is None:
-            missing.append(token)
-        else:
-            out[key] = i
-    if missing:
-        raise UserError(
-            f"the tokenizer lacks the special tokens {', '.join(missing)}; encoderlab needs "
-            f"{' '.join(SPECIAL_TOKENS)}"
-        )
-    return out
+        assert i is not None
+        ids[role] = i
+    return ids

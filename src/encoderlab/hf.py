@@ -1,0 +1,641 @@
+"""Hugging Face interop: import checkpoints as backbones, export runs that transformers loads.
+
+This is the only module that imports `transformers`, and only inside functions, so the rest of
+encoderlab works without it.
+
+Import (`init: hf:<dir or hub name>`): BERT, RoBERTa (XLM-R, CamemBERT), MiniLM (BERT
+architecture), DistilBERT and ELECTRA discriminators are converted into encoderlab's `Encoder`
+(the fast path, and everything `Encoder` supports: drop_last, partial freezing, export). The
+weight names map as follows (HF BERT -> encoderlab, see model.py):
+
+    embeddings.word_embeddings         -> embeddings.tok
+    embeddings.position_embeddings     -> embeddings.pos   (RoBERTa: rows from padding_idx+1 on)
+    embeddings.token_type_embeddings   -> embeddings.seg   (one row only: folded into pos)
+    embeddings.LayerNorm               -> embeddings.ln
+    layer.i.attention.self.{q,k,v}     -> blocks.i.attn.qkv (stacked along dim 0)
+    layer.i.attention.output.dense     -> blocks.i.attn.out
+    layer.i.attention.output.LayerNorm -> blocks.i.ln1
+    layer.i.intermediate.dense         -> blocks.i.ff.fc1
+    layer.i.output.dense               -> blocks.i.ff.fc2
+    layer.i.output.LayerNorm           -> blocks.i.ln2
+
+Anything else (other model types, a non-exact activation like gelu_new, relative positions,
+ELECTRA's embedding projection) runs as a wrapped `transformers.AutoModel` so the task still
+trains; the run then keeps the HF config (hf_backbone/config.json) to rebuild it later.
+
+Export (`encoderlab export RUN --to-hf OUT`) writes a BertConfig, model.safetensors with
+BERT names and the run's tokenizer; features BertConfig cannot express are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+from torch import nn
+
+from encoderlab.config import ModelConfig
+from encoderlab.errors import UserError
+from encoderlab.model import Encoder
+from encoderlab.tokenizer import (
+    load_tokenizer,
+    save_tokenizer,
+    set_special_tokens,
+    special_ids,
+    special_tokens,
+)
+
+PREFIX = "hf:"
+WRAPPED_DIR = "hf_backbone"  # in a run directory: the HF config of a wrapped backbone
+_ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert")
+_BERT_LIKE = ("bert", "electra", *_ROBERTA_LIKE)
+_ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "silu": "swish", "swish": "swish"}
+_EXPORT_ACT = {"gelu": "gelu", "relu": "relu", "swish": "silu"}
+# buffers some transformers versions keep in state dicts; never weights
+_IGNORABLE = ("embeddings.position_ids", "embeddings.token_type_ids")
+
+
+def _transformers() -> Any:
+    try:
+        import transformers
+    except ImportError:
+        raise UserError(
+            "Hugging Face interop needs transformers: pip install 'encoderlab[hf]'"
+        ) from None
+    return transformers
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers logs every unused head weight when loading a base model; that is expected."""
+    import logging as std_logging
+
+    logging = _transformers().utils.logging
+    hub = std_logging.getLogger("huggingface_hub")  # offline: a warning per failed request
+    before, hub_before = logging.get_verbosity(), hub.level
+    bars = logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    hub.setLevel(std_logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.set_verbosity(before)
+        hub.setLevel(hub_before)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Import
+
+
+class HFEncoder(nn.Module):
+    """A transformers base model behind encoderlab's backbone call: ids -> last_hidden_state."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        params = inspect.signature(model.forward).parameters
+        # RoBERTa-style models have one token type; DistilBERT-style ones take none
+        self.use_token_types = (
+            "token_type_ids" in params and (getattr(model.config, "type_vocab_size", 0) or 0) > 1
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        kwargs: dict[str, torch.Tensor] = {}
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask
+        if self.use_token_types and token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        return self.model(input_ids=input_ids, **kwargs).last_hidden_state
+
+
+@dataclass
+class Imported:
+    encoder: nn.Module  # Encoder (converted) or HFEncoder (wrapped)
+    tokenizer: Tokenizer
+    model_cfg: ModelConfig
+    source: str
+    pooler: dict[str, torch.Tensor] | None  # the checkpoint's trained pooler dense, if it has one
+    hf_config: Any | None  # wrapped only: the transformers config to save with the run
+
+    @property
+    def converted(self) -> bool:
+        return isinstance(self.encoder, Encoder)
+
+
+def resolve_source(spec: str) -> str:
+    """A local directory (used directly) or a hub name (passed to transformers unchanged)."""
+    name = spec.strip()
+    if not name:
+        raise UserError(
+            "init: hf: needs a checkpoint directory or hub name, e.g. hf:bert-base-uncased"
+        )
+    p = Path(name).expanduser()
+    if p.exists():
+        if not p.is_dir() or not (p / "config.json").is_file():
+            raise UserError(
+                f"init: hf:{name}: {p} is not a checkpoint directory (no config.json); point it "
+                "at a folder holding config.json and model.safetensors / pytorch_model.bin"
+            )
+        return str(p)
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
+        raise UserError(f"init: hf:{name}: directory not found; check the path")
+    return name
+
+
+def load_hf_tokenizer(source: str) -> Tokenizer:
+    """The checkpoint's tokenizer as a `tokenizers.Tokenizer`, with its special-token roles.
+
+    tokenizer.json is used directly when present; otherwise (vocab.txt, vocab.json+merges.txt,
+    hub names) transformers builds the fast tokenizer and its backend is taken.
+    """
+    local = Path(source)
+    if local.is_dir() and (local / "tokenizer.json").is_file():
+        return load_tokenizer(local)
+    transformers = _transformers()
+    try:
+        with _quiet_transformers():
+            hf_tok = transformers.AutoTokenizer.from_pretrained(source)
+    except Exception as e:
+        raise UserError(
+            f"hf:{source}: could not load its tokenizer ({_first_line(e)}); the checkpoint needs "
+            "tokenizer.json, or vocab files transformers can turn into a fast tokenizer"
+        ) from None
+    backend = getattr(hf_tok, "backend_tokenizer", None)
+    if not isinstance(backend, Tokenizer):
+        raise UserError(
+            f"hf:{source}: transformers gave a slow ({type(hf_tok).__name__}) tokenizer only; "
+            "encoderlab needs a fast one (tokenizer.json)"
+        )
+    tok = Tokenizer.from_str(backend.to_str())
+    tok.no_padding()
+    tok.no_truncation()
+    names = {}
+    for role in ("pad", "unk", "cls", "sep", "mask"):
+        value = getattr(hf_tok, f"{role}_token", None)
+        if isinstance(value, str) and tok.token_to_id(value) is not None:
+            names[role] = value
+    set_special_tokens(tok, names, source=f"hf:{source}")
+    special_ids(tok)  # all five roles, or a one-line error
+    return tok
+
+
+def _bert_like_state(
+    cfg: Any, sd: dict[str, torch.Tensor], pad_id: int
+) -> tuple[ModelConfig, dict[str, torch.Tensor]] | str:
+    """BERT / RoBERTa / ELECTRA base-model weights -> (ModelConfig, Encoder state) or a reason."""
+    raw = cfg.to_dict()
+    if raw.get("position_embedding_type", "absolute") != "absolute":
+        return f"position_embedding_type={raw['position_embedding_type']!r}"
+    if raw.get("is_decoder") or raw.get("add_cross_attention"):
+        return "it is a decoder (causal / cross-attention)"
+    if "embeddings_project.weight" in sd:
+        return "embedding_size differs from hidden_size (an embedding projection)"
+    act = _ACTIVATIONS.get(str(raw.get("hidden_act")))
+    if act is None:
+        return f"hidden_act={raw.get('hidden_act')!r} (only exact gelu, relu, silu map)"
+    offset = cfg.pad_token_id + 1 if cfg.model_type in _ROBERTA_LIKE else 0
+    pos = sd["embeddings.position_embeddings.weight"][offset:]
+    out: dict[str, torch.Tensor] = {
+        "embeddings.tok.weight": sd["embeddings.word_embeddings.weight"],
+        "embeddings.ln.weight": sd["embeddings.LayerNorm.weight"],
+        "embeddings.ln.bias": sd["embeddings.LayerNorm.bias"],
+    }
+    n_seg = int(raw.get("type_vocab_size") or 0)
+    seg = sd.get("embeddings.token_type_embeddings.weight")
+    if n_seg == 1 and seg is not None:
+        # a single token type is a constant vector: fold it into the positions, so pair tasks
+        # (whose second segment has type 1) cannot index past a one-row table
+        pos = pos + seg[0]
+        n_seg = 0
+    elif n_seg > 1 and seg is not None:
+        out["embeddings.seg.weight"] = seg
+    else:
+        n_seg = 0
+    out["embeddings.pos.weight"] = pos
+    used = {
+        "embeddings.word_embeddings.weight",
+        "embeddings.position_embeddings.weight",
+        "embeddings.token_type_embeddings.weight",
+        "embeddings.LayerNorm.weight",
+        "embeddings.LayerNorm.bias",
+    }
+    names = {
+        "attn.out": "attention.output.dense",
+        "ln1": "attention.output.LayerNorm",
+        "ff.fc1": "intermediate.dense",
+        "ff.fc2": "output.dense",
+        "ln2": "output.LayerNorm",
+    }
+    for i in range(cfg.num_hidden_layers):
+        src = f"encoder.layer.{i}."
+        for kind in ("weight", "bias"):
+            parts = [sd[f"{src}attention.self.{x}.{kind}"] for x in ("query", "key", "value")]
+            out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat(parts, dim=0)
+            used.update(f"{src}attention.self.{x}.{kind}" for x in ("query", "key", "value"))
+            for ours, theirs in names.items():
+                out[f"blocks.{i}.{ours}.{kind}"] = sd[f"{src}{theirs}.{kind}"]
+                used.add(f"{src}{theirs}.{kind}")
+    left = [k for k in sd if k not in used and not k.startswith("pooler.") and k not in _IGNORABLE]
+    if left:
+        return f"it has weights encoderlab's encoder lacks (e.g. {left[0]})"
+    mc = ModelConfig(
+        vocab_size=cfg.vocab_size,
+        d_model=cfg.hidden_size,
+        n_head=cfg.num_attention_heads,
+        d_ff=cfg.intermediate_size,
+        n_layer=cfg.num_hidden_layers,
+        dropout=cfg.hidden_dropout_prob,
+        attn_dropout=cfg.attention_probs_dropout_prob,
+        activation=act,
+        norm="post",
+        layernorm_eps=cfg.layer_norm_eps,
+        max_len=pos.shape[0],
+        pad_id=pad_id,
+        position="learned",
+        n_segments=n_seg,
+        init_std=getattr(cfg, "initializer_range", 0.02),
+    )
+    return mc, out
+
+
+def _distilbert_state(
+    cfg: Any, sd: dict[str, torch.Tensor], pad_id: int
+) -> tuple[ModelConfig, dict[str, torch.Tensor]] | str:
+    act = _ACTIVATIONS.get(str(cfg.activation))
+    if act is None:
+        return f"activation={cfg.activation!r} (only exact gelu, relu, silu map)"
+    out = {
+        "embeddings.tok.weight": sd["embeddings.word_embeddings.weight"],
+        "embeddings.pos.weight": sd["embeddings.position_embeddings.weight"],
+        "embeddings.ln.weight": sd["embeddings.LayerNorm.weight"],
+        "embeddings.ln.bias": sd["embeddings.LayerNorm.bias"],
+    }
+    used = {
+        "embeddings.word_embeddings.weight",
+        "embeddings.position_embeddings.weight",
+        "embeddings.LayerNorm.weight",
+        "embeddings.LayerNorm.bias",
+    }
+    names = {
+        "attn.out": "attention.out_lin",
+        "ln1": "sa_layer_norm",
+        "ff.fc1": "ffn.lin1",
+        "ff.fc2": "ffn.lin2",
+        "ln2": "output_layer_norm",
+    }
+    for i in range(cfg.n_layers):
+        src = f"transformer.layer.{i}."
+        for kind in ("weight", "bias"):
+            qkv = [f"{src}attention.{x}_lin.{kind}" for x in ("q", "k", "v")]
+            out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat([sd[k] for k in qkv], dim=0)
+            used.update(qkv)
+            for ours, theirs in names.items():
+                out[f"blocks.{i}.{ours}.{kind}"] = sd[f"{src}{theirs}.{kind}"]
+                used.add(f"{src}{theirs}.{kind}")
+    left = [k for k in sd if k not in used and k not in _IGNORABLE]
+    if left:
+        return f"it has weights encoderlab's encoder lacks (e.g. {left[0]})"
+    mc = ModelConfig(
+        vocab_size=cfg.vocab_size,
+        d_model=cfg.dim,
+        n_head=cfg.n_heads,
+        d_ff=cfg.hidden_dim,
+        n_layer=cfg.n_layers,
+        dropout=cfg.dropout,
+        attn_dropout=cfg.attention_dropout,
+        activation=act,
+        norm="post",
+        layernorm_eps=1e-12,  # fixed in DistilBERT's code
+        max_len=cfg.max_position_embeddings,
+        pad_id=pad_id,
+        position="learned",
+        n_segments=0,
+        init_std=getattr(cfg, "initializer_range", 0.02),
+    )
+    return mc, out
+
+
+def convert_state(
+    cfg: Any, sd: dict[str, torch.Tensor], pad_id: int
+) -> tuple[ModelConfig, dict[str, torch.Tensor]] | str:
+    """(ModelConfig, Encoder state dict) for a mappable base model, else why it does not map."""
+    sd = {k: v.detach().float() for k, v in sd.items()}
+    if cfg.model_type in _BERT_LIKE:
+        return _bert_like_state(cfg, sd, pad_id)
+    if cfg.model_type == "distilbert":
+        return _distilbert_state(cfg, sd, pad_id)
+    return f"model_type {cfg.model_type!r} has no converter"
+
+
+def _wrapped_model_config(cfg: Any, vocab: int, pad_id: int) -> ModelConfig:
+    """A ModelConfig describing a wrapped model closely enough for the task code (d_model, max_len)."""
+    raw = cfg.to_dict()
+    d = int(raw.get("hidden_size") or raw.get("dim") or raw.get("d_model") or 0)
+    if d < 1:
+        raise UserError(f"{cfg.model_type}: cannot tell the hidden size from its config.json")
+    n_head = int(raw.get("num_attention_heads") or raw.get("n_heads") or 1)
+    max_pos = int(raw.get("max_position_embeddings") or 512)
+    if cfg.model_type in _ROBERTA_LIKE:
+        max_pos -= (raw.get("pad_token_id") or 1) + 1
+    return ModelConfig(
+        vocab_size=max(int(raw.get("vocab_size") or vocab), vocab),
+        d_model=d,
+        n_head=n_head if d % n_head == 0 else 1,
+        d_ff=int(raw.get("intermediate_size") or raw.get("hidden_dim") or 4 * d),
+        n_layer=int(raw.get("num_hidden_layers") or raw.get("n_layers") or 1),
+        max_len=max(max_pos, 8),
+        pad_id=pad_id,
+    )
+
+
+def import_checkpoint(spec: str, say: Callable[[str], None] = print) -> Imported:
+    """Load `hf:<spec>`: the encoder (converted where it maps, else wrapped) and its tokenizer."""
+    transformers = _transformers()
+    source = resolve_source(spec)
+    try:  # the small file first: a wrong hub name or no connection fails fast, and clearly
+        with _quiet_transformers():
+            transformers.AutoConfig.from_pretrained(source)
+    except Exception as e:
+        where = "a local directory" if Path(source).is_dir() else "the Hugging Face Hub"
+        raise UserError(
+            f"init: hf:{spec}: could not load its config.json from {where} ({_first_line(e)}); "
+            "check the name (and the connection), or point init at a local checkpoint directory"
+        ) from None
+    tok = load_hf_tokenizer(source)
+    pad_id = special_ids(tok)["pad"]
+    try:
+        with _quiet_transformers():
+            model, info = transformers.AutoModel.from_pretrained(
+                source, output_loading_info=True, dtype=torch.float32
+            )
+    except Exception as e:
+        raise UserError(
+            f"init: hf:{spec}: transformers could not load it ({_first_line(e)}); it needs "
+            "config.json and model.safetensors or pytorch_model.bin (or a hub name when online)"
+        ) from None
+    cfg = model.config
+    vocab = int(getattr(cfg, "vocab_size", 0) or 0)
+    if vocab and tok.get_vocab_size() > vocab:
+        raise UserError(
+            f"init: hf:{spec}: the tokenizer has {tok.get_vocab_size():,} tokens but the model "
+            f"only {vocab:,} embeddings; the checkpoint's tokenizer files do not belong to it"
+        )
+    missing = set(info.get("missing_keys") or ())
+    sd = model.state_dict()
+    pooler = None
+    if "pooler.dense.weight" in sd and "pooler.dense.weight" not in missing:
+        pooler = {
+            "weight": sd["pooler.dense.weight"].detach().float().clone(),
+            "bias": sd["pooler.dense.bias"].detach().float().clone(),
+        }
+    converted = convert_state(cfg, sd, pad_id)
+    if isinstance(converted, tuple):
+        model_cfg, state = converted
+        encoder = Encoder(model_cfg)
+        encoder.load_state_dict(state, strict=True)
+        return Imported(
+            encoder, tok, model_cfg, f"hf:{spec} ({cfg.model_type}, converted)", pooler, None
+        )
+    say(
+        f"note: hf:{spec} ({cfg.model_type}) does not map onto encoderlab's encoder: {converted}; "
+        "it runs as a wrapped transformers model (no drop_last, freeze all/none only, no export)"
+    )
+    model_cfg = _wrapped_model_config(cfg, tok.get_vocab_size(), pad_id)
+    return Imported(
+        HFEncoder(model.float()),
+        tok,
+        model_cfg,
+        f"hf:{spec} ({cfg.model_type}, wrapped)",
+        pooler,
+        cfg,
+    )
+
+
+def save_wrapped_config(hf_config: Any, run_dir: Path) -> None:
+    """Keep what `wrapped_encoder` needs to rebuild a wrapped backbone (weights: checkpoints)."""
+    hf_config.save_pretrained(str(run_dir / WRAPPED_DIR))
+
+
+def wrapped_encoder(run_dir: Path) -> HFEncoder | None:
+    """The wrapped backbone of a run, with untrained weights, or None if the run has none."""
+    folder = Path(run_dir) / WRAPPED_DIR
+    if not (folder / "config.json").is_file():
+        return None
+    transformers = _transformers()
+    try:
+        with _quiet_transformers():
+            config = transformers.AutoConfig.from_pretrained(str(folder))
+            model = transformers.AutoModel.from_config(config)
+    except Exception as e:
+        raise UserError(
+            f"{folder}: cannot rebuild the wrapped backbone ({_first_line(e)})"
+        ) from None
+    return HFEncoder(model.float())
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+
+
+def export_problems(mc: ModelConfig) -> list[str]:
+    """What of an encoder BertConfig cannot express; empty when it exports."""
+    out = []
+    if mc.norm == "pre":
+        out.append("pre-LN (model.norm=pre); BERT is post-LN")
+    if mc.activation in ("geglu", "swiglu"):
+        out.append(f"gated activation {mc.activation} (model.activation); BERT's FFN is ungated")
+    if mc.position == "sinusoidal":
+        out.append("sinusoidal positions (model.position); BERT learns its position table")
+    if mc.head_dim * mc.n_head != mc.d_model:
+        out.append(
+            f"d_head x n_head = {mc.head_dim} x {mc.n_head} != d_model = {mc.d_model}; "
+            "BERT needs them equal"
+        )
+    return out
+
+
+def bert_state(
+    enc: dict[str, torch.Tensor], mc: ModelConfig, prefix: str
+) -> dict[str, torch.Tensor]:
+    """encoderlab Encoder tensors -> BertModel names (no pooler), under `prefix`."""
+    d = mc.d_model
+    seg = enc.get("embeddings.seg.weight")
+    if seg is None:  # no segment embedding: zero rows add nothing, whatever the type ids
+        seg = torch.zeros(2, d)
+    out = {
+        "embeddings.word_embeddings.weight": enc["embeddings.tok.weight"],
+        "embeddings.position_embeddings.weight": enc["embeddings.pos.weight"],
+        "embeddings.token_type_embeddings.weight": seg,
+        "embeddings.LayerNorm.weight": enc["embeddings.ln.weight"],
+        "embeddings.LayerNorm.bias": enc["embeddings.ln.bias"],
+    }
+    names = {
+        "attn.out": "attention.output.dense",
+        "ln1": "attention.output.LayerNorm",
+        "ff.fc1": "intermediate.dense",
+        "ff.fc2": "output.dense",
+        "ln2": "output.LayerNorm",
+    }
+    for i in range(mc.n_layer):
+        dst = f"encoder.layer.{i}."
+        for kind in ("weight", "bias"):
+            q, k, v = enc[f"blocks.{i}.attn.qkv.{kind}"].chunk(3, dim=0)
+            for name, t in (("query", q), ("key", k), ("value", v)):
+                out[f"{dst}attention.self.{name}.{kind}"] = t
+            for ours, theirs in names.items():
+                out[f"{dst}{theirs}.{kind}"] = enc[f"blocks.{i}.{ours}.{kind}"]
+    return {prefix + k: v for k, v in out.items()}
+
+
+_SEQUENCE_HEADS = (
+    "the pooler head (head.type=pooler) for classification/pair, the token head of tagging and qa"
+)
+
+
+def export_run(
+    run_dir: str | Path, out_dir: str | Path, say: Callable[[str], None] = print
+) -> Path:
+    """Write a run as a transformers BERT checkpoint: config.json, model.safetensors, tokenizer.
+
+    Pretraining runs load with AutoModelForMaskedLM; fine-tuning runs with
+    AutoModelFor{SequenceClassification,TokenClassification,QuestionAnswering}.
+    """
+    from encoderlab.config import FinetuneConfig, load_config
+    from encoderlab.finetune import encoder_weights, run_checkpoint, run_model_config
+    from encoderlab.runs import Run
+
+    transformers = _transformers()
+    run = Run.open(run_dir)
+    kind = str(run.info.get("kind", ""))
+    if (run.path / WRAPPED_DIR / "config.json").is_file():
+        raise UserError(
+            f"{run.path}: its backbone is a wrapped transformers model, not encoderlab's encoder; "
+            "export supports converted or encoderlab-trained encoders only"
+        )
+    mc = run_model_config(run)
+    problems = export_problems(mc)
+    if problems:
+        raise UserError(f"{run.path}: cannot export to BertConfig: {problems[0]}")
+    tok = load_tokenizer(run.path / "tokenizer")
+    ids = special_ids(tok)
+    ckpt = run_checkpoint(run)
+    tensors = load_file(str(ckpt / "model.safetensors"))
+    enc = encoder_weights(run, ckpt)
+    common = {
+        "vocab_size": mc.vocab_size,
+        "hidden_size": mc.d_model,
+        "num_hidden_layers": mc.n_layer,
+        "num_attention_heads": mc.n_head,
+        "intermediate_size": mc.d_ff,
+        "hidden_act": _EXPORT_ACT[mc.activation],
+        "hidden_dropout_prob": mc.dropout,
+        "attention_probs_dropout_prob": mc.attn_dropout,
+        "max_position_embeddings": mc.max_len,
+        "type_vocab_size": max(mc.n_segments, 2),
+        "initializer_range": mc.init_std,
+        "layer_norm_eps": mc.layernorm_eps,
+        "pad_token_id": ids["pad"],
+    }
+    if kind == "pretrain":
+        if mc.activation != "gelu":
+            raise UserError(
+                f"{run.path}: cannot export to BertConfig: model.activation={mc.activation} with "
+                "encoderlab's gelu MLM head; BertConfig has one hidden_act for both"
+            )
+        arch = "BertForMaskedLM"
+        state = bert_state(enc, mc, "bert.")
+        tok_w = enc["embeddings.tok.weight"]
+        dec_w = tensors.get("mlm_head.decoder.weight", tok_w)
+        dec_b = tensors["mlm_head.decoder.bias"]
+        state.update(
+            {
+                "cls.predictions.transform.dense.weight": tensors["mlm_head.dense.weight"],
+                "cls.predictions.transform.dense.bias": tensors["mlm_head.dense.bias"],
+                "cls.predictions.transform.LayerNorm.weight": tensors["mlm_head.ln.weight"],
+                "cls.predictions.transform.LayerNorm.bias": tensors["mlm_head.ln.bias"],
+                "cls.predictions.bias": dec_b,
+                "cls.predictions.decoder.bias": dec_b,
+            }
+        )
+        if not mc.tie_mlm:
+            state["cls.predictions.decoder.weight"] = dec_w
+        extra: dict[str, Any] = {"tie_word_embeddings": mc.tie_mlm}
+    elif kind.startswith("finetune/"):
+        cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
+        task = kind.split("/", 1)[1]
+        labels = json.loads((run.path / "labels.json").read_text(encoding="utf-8"))
+        head = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
+        state = bert_state(enc, mc, "bert.")
+        extra = {"classifier_dropout": cfg.head.dropout}
+        if task in ("classification", "pair"):
+            if cfg.head.type != "pooler":
+                raise UserError(
+                    f"{run.path}: cannot export head.type={cfg.head.type} to transformers; "
+                    f"exportable heads: {_SEQUENCE_HEADS}"
+                )
+            arch = "BertForSequenceClassification"
+            state.update(
+                {
+                    "bert.pooler.dense.weight": head["dense.weight"],
+                    "bert.pooler.dense.bias": head["dense.bias"],
+                    "classifier.weight": head["out.weight"],
+                    "classifier.bias": head["out.bias"],
+                }
+            )
+        elif task == "tagging":
+            arch = "BertForTokenClassification"
+            state.update(
+                {"classifier.weight": head["out.weight"], "classifier.bias": head["out.bias"]}
+            )
+        elif task == "qa":
+            # channel 0 scores starts and channel 1 ends (tasks/qa.py), as qa_outputs splits them
+            arch = "BertForQuestionAnswering"
+            labels = ["start", "end"]
+            state.update(
+                {"qa_outputs.weight": head["out.weight"], "qa_outputs.bias": head["out.bias"]}
+            )
+        else:
+            raise UserError(f"{run.path}: task type {task!r} has no transformers export")
+        extra["id2label"] = {i: name for i, name in enumerate(labels)}
+        extra["label2id"] = {name: i for i, name in enumerate(labels)}
+    else:
+        raise UserError(
+            f"{run.path}: run kind {kind!r} cannot be exported; use a pretraining or fine-tuning run"
+        )
+
+    config = transformers.BertConfig(**common, **extra, architectures=[arch])
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--to-hf {out}: exists and is not a directory; choose another path")
+    out.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(str(out))
+    state = {k: v.detach().float().contiguous().clone() for k, v in state.items()}
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_tokenizer(tok, out, model_max_length=mc.max_len)
+    names = special_tokens(tok)
+    say(
+        f"exported {run.path} ({arch}, {ckpt.name}) to {out}; "
+        f"special tokens {' '.join(names.values())}"
+    )
+    return out

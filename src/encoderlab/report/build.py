@@ -1,0 +1,247 @@
+"""build_report: read runs, compute every section, write report.md, report.html and the PNGs."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+from encoderlab.errors import UserError
+from encoderlab.report import figures, fmt
+from encoderlab.report.compare import Group, conclusion, differing_fields, group_runs, labels
+from encoderlab.report.diffs import ExampleDiff, example_diff
+from encoderlab.report.load import RunData, load_runs
+from encoderlab.report.metrics import final_metrics
+from encoderlab.report.render import (
+    Bullets,
+    Document,
+    Figure,
+    Paragraph,
+    Section,
+    to_html,
+    to_markdown,
+)
+from encoderlab.report.tables import (
+    confusion_table,
+    diff_tables,
+    epoch_table,
+    hyperparameter_table,
+    per_class_table,
+    record_table,
+)
+
+DIFF_LIMIT = 20  # examples listed each way per pair
+ALL_PAIRS_UP_TO = 4  # groups with more runs compare the best run against each other run
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)[:80]
+
+
+def _pairs(group: Group) -> list[tuple[RunData, RunData]]:
+    runs = [r for r in group.runs if r.predictions]
+    if len(runs) <= ALL_PAIRS_UP_TO:
+        return list(itertools.combinations(runs, 2))
+    from encoderlab.report.metrics import primary_value
+
+    best = max(runs, key=lambda r: primary_value(r) or float("-inf"))
+    return [(best, r) for r in runs if r is not best]
+
+
+def _curve_sections(groups, group_labels, fig_dir: Path) -> list[Section]:
+    out = []
+    for gi, g in enumerate(groups, 1):
+        keys = differing_fields(g.runs)
+        legend = ", ".join(keys) if keys else "nothing in the configs (legend: run names)"
+        blocks: list = [
+            Paragraph(f"{len(g.runs)} run(s). What differs between them: {legend}."),
+        ]
+        for x in ("step", "epoch"):
+            if x == "epoch" and not any(r.of_kind("epoch") for r in g.runs):
+                continue
+            png = figures.curves(
+                g.runs, group_labels[gi - 1], fig_dir / f"curves-{gi}-{x}.png", x=x
+            )
+            if png is not None:
+                caption = (
+                    f"{g.title}: loss and {g.runs[0].primary} by {x} "
+                    "(dashed: train log windows, solid: validation)"
+                )
+                blocks.append(Figure(png, caption))
+        if len(blocks) == 1:
+            blocks.append(Paragraph("No metrics logged yet."))
+        out.append(Section(f"Curves {gi}: {g.title}", blocks, level=3, anchor=f"curves-{gi}"))
+    return out
+
+
+def _task_blocks(run: RunData, fig_dir: Path) -> list:
+    blocks: list = []
+    ev = run.evaluation or {}
+    extra = ev.get("extra") or {}
+    if run.task in ("classification", "pair"):
+        table = confusion_table(run)
+        if table is None:
+            return [
+                Paragraph("No eval/valid.json with a confusion matrix (the run has not finished).")
+            ]
+        png = figures.confusion(
+            extra["labels"],
+            extra["confusion"],
+            f"{run.name}",
+            fig_dir / f"confusion-{_slug(run.name)}.png",
+        )
+        blocks += [
+            Figure(png, f"{run.name}: confusion matrix (rows gold, columns predicted)"),
+            table,
+        ]
+        per_class = per_class_table(run)
+        if per_class is not None:
+            blocks.append(per_class)
+    elif run.task == "qa":
+        final = final_metrics(run)
+        failed, total = final.get("answers_failed"), final.get("questions")
+        if failed is None:
+            return [Paragraph("No final QA evaluation yet.")]
+        blocks.append(
+            Paragraph(
+                f"answers failed: {int(failed):,} of {fmt.count(total)} questions "
+                f"(F1 = 0); EM {final.get('em', 0):.2f}, F1 {final.get('f1', 0):.2f}"
+            )
+        )
+    elif run.task == "tagging":
+        table = per_class_table(run, key="per_type")
+        blocks.append(table if table is not None else Paragraph("No per-type scores yet."))
+    return blocks
+
+
+def _diff_blocks(diff: ExampleDiff) -> list:
+    a, b = diff.a.name, diff.b.name
+    summary = (
+        f"{diff.compared:,} validation examples with gold labels in both runs: both right "
+        f"{diff.both_right:,}, both wrong {diff.both_wrong:,}, only {a} right "
+        f"{len(diff.a_right_b_wrong):,}, only {b} right {len(diff.b_right_a_wrong):,}."
+    )
+    if diff.p_value is not None:
+        summary += f" Sign test on the disagreements: p = {diff.p_value:.3g}."
+    return [Paragraph(summary), *diff_tables(diff, DIFF_LIMIT)]
+
+
+def build_report(
+    run_dirs: list[Path] | Path | str, out_dir: Path | str, title: str | None = None
+) -> Path:
+    """Write out_dir/report.md, out_dir/report.html (self-contained) and out_dir/figures/*.png
+    for the given run directories (or folders of runs); returns the path of report.html."""
+    paths = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    runs = load_runs(paths)
+    if not runs:
+        raise UserError(
+            f"{', '.join(map(str, paths)) or '(no paths)'}: no run directories to report on"
+        )
+    out = Path(out_dir)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    for old in fig_dir.glob("*.png"):  # a rerun into the same folder leaves no stale figures
+        old.unlink()
+
+    groups = group_runs(runs)
+    group_labels = [labels(g.runs) for g in groups]
+    diffs: dict[tuple[str, str], ExampleDiff] = {}
+    for g in groups:
+        for a, b in _pairs(g):
+            d = example_diff(a, b)
+            if d is not None:
+                diffs[(a.name, b.name)] = d
+
+    if title is None:
+        title = (
+            f"encoderlab report: {Path(paths[0]).name}"
+            if len(paths) == 1 and len(runs) > 1
+            else f"encoderlab report: {len(runs)} run(s)"
+        )
+    intro = [
+        Paragraph(
+            f"{len(runs)} run(s) in {len(groups)} comparison group(s) (same task, same validation "
+            f"data); generated {fmt.timestamp(time.time())}."
+        )
+    ]
+    sections: list[Section] = []
+
+    lines = [conclusion(g, group_labels[i], diffs) for i, g in enumerate(groups)]
+    sections.append(Section("Conclusions", [Bullets(lines)]))
+
+    sections.append(Section("Hyperparameters", [hyperparameter_table(runs)]))
+
+    legend_note = Paragraph(
+        "One figure per comparison group; one colour per run, named by the config fields that "
+        "differ between the runs of the group (the run name where nothing differs)."
+    )
+    sections.append(Section("Curves", [legend_note]))
+    sections += _curve_sections(groups, group_labels, fig_dir)
+
+    sections.append(Section("Per-epoch results"))
+    sections += [
+        Section(f"Per epoch: {r.name}", [epoch_table(r)], level=3, anchor=f"epochs-{_slug(r.name)}")
+        for r in runs
+    ]
+
+    task_sections = [
+        Section(
+            f"{r.task}: {r.name}", _task_blocks(r, fig_dir), level=3, anchor=f"task-{_slug(r.name)}"
+        )
+        for r in runs
+        if r.task != "pretrain"
+    ]
+    sections.append(
+        Section(
+            "Confusion matrices and task details",
+            [] if task_sections else [Paragraph("No fine-tuning runs.")],
+        )
+    )
+    sections += task_sections
+
+    diff_sections = [
+        Section(
+            f"{a} vs {b}",
+            _diff_blocks(d),
+            level=3,
+            anchor=f"diff-{_slug(a)}-{_slug(b)}",
+        )
+        for (a, b), d in diffs.items()
+    ]
+    sections.append(
+        Section(
+            "Example-level differences",
+            [
+                Paragraph(
+                    "Pairs of runs on the same task and the same validation examples (matched by "
+                    f"id); up to {DIFF_LIMIT} examples listed each way. QA counts exact match as "
+                    "right; tagging counts a sentence as right when every tag is."
+                )
+            ]
+            + (
+                []
+                if diff_sections
+                else [Paragraph("No two runs with predictions on the same examples.")]
+            ),
+        )
+    )
+    sections += diff_sections
+
+    sections.append(Section("Training records"))
+    sections += [
+        Section(f"Record: {r.name}", [record_table(r)], level=3, anchor=f"record-{_slug(r.name)}")
+        for r in runs
+    ]
+
+    doc = Document(title, intro, sections)
+    (out / "report.md").write_text(to_markdown(doc, out), encoding="utf-8")
+    html_path = out / "report.html"
+    html_path.write_text(to_html(doc), encoding="utf-8")
+    return html_path
+
+
+def report_command(paths: list[str], out: str) -> Path:
+    """`encoderlab report RUN_OR_FOLDER... --out DIR`: the CLI's entry point."""
+    if not paths:
+        raise UserError("encoderlab report: pass at least one run directory or folder of runs")
+    return build_report([Path(p) for p in paths], Path(out))

@@ -1,0 +1,186 @@
+"""What differs between runs (for legends and labels), comparison groups, and the one-line
+conclusion each group's numbers support."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from encoderlab.report import fmt
+from encoderlab.report.diffs import ExampleDiff
+from encoderlab.report.load import RunData
+from encoderlab.report.metrics import n_evaluated, percent, primary_value
+
+# config keys that name or describe a run rather than change it
+IGNORED = {"name", "description", "runs_dir"}
+METRIC_NAMES = {
+    "acc": "validation accuracy",
+    "f1": "validation F1",
+    "mlm_acc": "validation MLM accuracy",
+}
+# differences that do not change what is learned (listed after the ones that do)
+BOOKKEEPING = {
+    "train.threads",
+    "train.device",
+    "train.eval_every",
+    "train.eval_batches",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "data.num_workers",
+    "data.cache_dir",
+    "task.test",
+}
+UNITS = {"pretrain": "held-out blocks", "qa": "questions"}
+
+
+def flat_config(run: RunData) -> dict[str, str]:
+    """config.yaml as dotted keys, with model.* replaced by the model the run really used."""
+    out: dict[str, str] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = fmt.general(node) if not isinstance(node, list) else str(node)
+
+    walk({k: v for k, v in run.config.items() if k not in IGNORED and k != "model"}, "")
+    walk({"model": run.model}, "")
+    return out
+
+
+def differing_fields(runs: list[RunData]) -> list[str]:
+    """Config keys whose values differ between the runs: fields that change the experiment
+    first, then bookkeeping (threads, logging cadence) and keys only some configs have (a
+    config written by an older or newer encoderlab)."""
+    if len(runs) < 2:
+        return []
+    flats = [flat_config(r) for r in runs]
+    keys: list[str] = []
+    for flat in flats:
+        keys += [k for k in flat if k not in keys]
+    differ = [k for k in keys if len({f.get(k, fmt.DASH) for f in flats}) > 1]
+
+    def minor(key: str) -> bool:
+        return key in BOOKKEEPING or any(key not in f for f in flats)
+
+    return [k for k in differ if not minor(k)] + [k for k in differ if minor(k)]
+
+
+def _short(value: str, limit: int = 48) -> str:
+    return value if len(value) <= limit else "…" + value[-(limit - 1) :]
+
+
+def labels(runs: list[RunData], max_fields: int = 4) -> dict[str, str]:
+    """run name -> "key=value, ..." over the fields that differ between the runs; the run name
+    where nothing differs (or the labels would not tell the runs apart)."""
+    keys = differing_fields(runs)
+    out: dict[str, str] = {}
+    for r in runs:
+        flat = flat_config(r)
+        parts = [f"{k}={_short(flat.get(k, fmt.DASH))}" for k in keys[:max_fields]]
+        if len(keys) > max_fields:
+            parts.append(f"(+{len(keys) - max_fields} more)")
+        out[r.name] = ", ".join(parts) or r.name
+    if len(set(out.values())) < len(out):
+        out = {r.name: f"{r.name}: {out[r.name]}" if keys else r.name for r in runs}
+    return out
+
+
+def data_key(run: RunData) -> str:
+    """Which validation data the run is measured on (runs are compared only on the same)."""
+    if run.task == "pretrain":
+        data = run.config.get("data") or {}
+        corpus = data.get("corpus")
+        corpus = ", ".join(map(str, corpus)) if isinstance(corpus, list) else corpus
+        corpus = corpus or "(no corpus named)"
+        return f"{corpus} (valid_ratio {data.get('valid_ratio')}, seed {run.config.get('seed')})"
+    if run.info.get("valid_source"):
+        return str(run.info["valid_source"])
+    task = run.config.get("task") or {}
+    return str(task.get("valid") or task.get("train"))
+
+
+@dataclass
+class Group:
+    task: str
+    data: str
+    runs: list[RunData] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"{self.task} on {self.data}"
+
+
+def group_runs(runs: list[RunData]) -> list[Group]:
+    groups: dict[tuple[str, str], Group] = {}
+    for r in runs:
+        key = (r.task, data_key(r))
+        groups.setdefault(key, Group(*key)).runs.append(r)
+    return list(groups.values())
+
+
+def _named(run: RunData, names: dict[str, str], value: str = "") -> str:
+    """`name (label, value)`, leaving out the label where it is just the name."""
+    label = names.get(run.name, run.name)
+    inside = [x for x in (label if label != run.name else "", value) if x]
+    return f"{run.name} ({', '.join(inside)})" if inside else run.name
+
+
+def _p_text(p: float | None) -> str:
+    if p is None:
+        return ""
+    verdict = "beyond" if p < 0.05 else "not beyond"
+    return f" (sign test p = {p:.3g}: {verdict} chance at the 5 % level)"
+
+
+def conclusion(
+    group: Group, names: dict[str, str], diffs: dict[tuple[str, str], ExampleDiff]
+) -> str:
+    """One sentence: the best run on the primary metric, its margin over the next, and the
+    number of examples behind it (with the paired sign test where predictions exist)."""
+    metric = group.runs[0].primary
+    what = METRIC_NAMES.get(metric, f"validation {metric}")
+    unit = UNITS.get(group.task, "examples")
+    scored = [(percent(r.task, metric, primary_value(r)), r) for r in group.runs]
+    missing = [r.name for v, r in scored if v is None]
+    scored = sorted([(v, r) for v, r in scored if v is not None], key=lambda t: -t[0])
+    tail = f" No {what} yet: {', '.join(missing)}." if missing else ""
+    if not scored:
+        return f"{group.title}: no run has a {what} yet ({', '.join(missing)})."
+    best_v, best = scored[0]
+    n = n_evaluated(best)
+    over = f" over {fmt.count(n)} {unit}" if n else ""
+    if len(scored) == 1:
+        return (
+            f"{group.title}: only {_named(best, names)} has a {what}: "
+            f"{best_v:.2f} %{over}; nothing to compare.{tail}"
+        )
+    next_v, nxt = scored[1]
+    ns = {n_evaluated(r) for _, r in scored[:2]}
+    if len(ns) > 1:
+        over = " over " + " and ".join(fmt.count(x) for x in ns) + f" {unit}"
+    margin = best_v - next_v
+    pair = diffs.get((best.name, nxt.name))
+    if pair is not None:
+        wins, losses = len(pair.a_right_b_wrong), len(pair.b_right_a_wrong)
+    elif (rev := diffs.get((nxt.name, best.name))) is not None:
+        pair, wins, losses = rev, len(rev.b_right_a_wrong), len(rev.a_right_b_wrong)
+    paired = ""
+    right = "answer is an exact match" if group.task == "qa" else "is right"
+    if pair is not None:
+        paired = (
+            f"; of the {wins + losses:,} {unit} where exactly one {right}, {best.name} wins "
+            f"{wins:,} and {nxt.name} {losses:,}{_p_text(pair.p_value)}"
+        )
+    if margin == 0:
+        return (
+            f"{group.title}: {_named(best, names)} and {_named(nxt, names)}"
+            f" tie on {what} at {best_v:.2f} %{over}{paired}.{tail}"
+        )
+    return (
+        f"{group.title}: best on {what} is {_named(best, names)} with "
+        f"{best_v:.2f} %, {margin:.2f} points above "
+        f"{_named(nxt, names, f'{next_v:.2f} %')}{over}{paired}.{tail}"
+    )

@@ -1,0 +1,150 @@
+"""Reading run directories into RunData: run.json, config.yaml, metrics.jsonl and, for a
+fine-tuning run, eval/valid.json and predictions/valid.jsonl. Read only; nothing is written.
+
+A run still in progress is read as it stands (a metrics line cut short is skipped).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from encoderlab.errors import UserError
+from encoderlab.runs import RUN_FILE, Run
+
+# the metric each task is judged on (fine-tuning: encoderlab.tasks.PRIMARY_METRIC)
+PRIMARY = {
+    "classification": "acc",
+    "pair": "acc",
+    "qa": "f1",
+    "tagging": "f1",
+    "pretrain": "mlm_acc",
+}
+
+
+@dataclass
+class RunData:
+    """Everything a report needs from one run directory."""
+
+    path: Path
+    info: dict[str, Any]  # run.json
+    config: dict[str, Any]  # config.yaml as written (not re-validated: the schema may move on)
+    model: dict[str, Any]  # the model the run really used (model_config.json, else config.model)
+    records: list[dict[str, Any]]  # metrics.jsonl
+    env: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] | None = None  # eval/valid.json
+    predictions: list[dict[str, Any]] | None = None  # predictions/valid.jsonl
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def task(self) -> str:
+        """classification | pair | qa | tagging | pretrain."""
+        if self.info.get("task"):
+            return str(self.info["task"])
+        kind = str(self.info.get("kind", ""))
+        if kind.startswith("finetune/"):
+            return kind.split("/", 1)[1]
+        if kind == "finetune":
+            return str(self.config.get("task", {}).get("type", "classification"))
+        return "pretrain"
+
+    @property
+    def primary(self) -> str:
+        """The task's primary metric, without the valid/ prefix."""
+        return PRIMARY.get(self.task, "acc")
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("kind") == kind]
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / RUN_FILE).is_file() and (path / "config.yaml").is_file()
+
+
+def find_runs(paths: list[str | Path]) -> list[Path]:
+    """Each path is a run directory, or a folder holding run directories (one or two levels
+    down, as `encoderlab runs list` reads them). Order: as given; runs inside a folder by
+    creation time. A path that is neither is a UserError."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise UserError(f"{p}: no such directory; pass run directories or a folder of runs")
+        if is_run_dir(p):
+            found.append(p)
+            continue
+        if p.is_dir():
+            inner = [d for d in sorted(p.glob("*/")) if is_run_dir(d)]
+            inner += [d for d in sorted(p.glob("*/*/")) if is_run_dir(d)]
+            if inner:
+                found += sorted(inner, key=lambda d: (_created(d), d.name))
+                continue
+        Run.open(p)  # raises the one-line "not an encoderlab run directory" UserError
+    seen: set[Path] = set()
+    unique = []
+    for p in found:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def _created(path: Path) -> float:
+    try:
+        return float(json.loads((path / RUN_FILE).read_text()).get("created", 0.0))
+    except (OSError, ValueError, TypeError):
+        return 0.0
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]] | None:
+    if not path.is_file():
+        return None
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a kill or a run still writing
+            continue
+    return rows
+
+
+def load_run(path: str | Path) -> RunData:
+    run = Run.open(path)
+    try:
+        config = yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{run.path / 'config.yaml'}: not valid YAML ({e})") from None
+    model = _json(run.path / "model_config.json")
+    if not isinstance(model, dict):
+        model = dict(config.get("model") or {})
+    if model.get("vocab_size") is None:
+        model["vocab_size"] = (config.get("tokenizer") or {}).get("vocab_size")
+    return RunData(
+        path=run.path,
+        info=run.info,
+        config=config,
+        model=model,
+        records=run.metrics(),
+        env=_json(run.path / "env.json") or {},
+        evaluation=_json(run.path / "eval" / "valid.json"),
+        predictions=_jsonl(run.path / "predictions" / "valid.jsonl"),
+    )
+
+
+def load_runs(paths: list[str | Path]) -> list[RunData]:
+    return [load_run(p) for p in find_runs(paths)]

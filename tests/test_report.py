@@ -1,0 +1,393 @@
+"""The report: every section from small synthetic run directories written the way pretrain.py
+and finetune.py write them (run.json, config.yaml, metrics.jsonl, predictions, eval)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from encoderlab.config import Config, FinetuneConfig
+from encoderlab.errors import UserError
+from encoderlab.report import build_report, find_runs, load_runs, report_command
+from encoderlab.report.compare import differing_fields, labels
+from encoderlab.report.diffs import example_diff, sign_test
+from encoderlab.runs import Run
+
+GOLD = ["1" if i % 2 else "0" for i in range(10)]
+TEXTS = [f"tweet number {i} about a fire" for i in range(10)]
+
+
+def _flip(label: str) -> str:
+    return "0" if label == "1" else "1"
+
+
+def _write_eval(run: Run, rows: list[dict], metrics: dict, extra: dict) -> None:
+    (run.path / "predictions").mkdir()
+    with open(run.path / "predictions" / "valid.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    (run.path / "eval").mkdir()
+    out = {"checkpoint": "step-00000020", "data": "valid", **metrics, "extra": extra}
+    (run.path / "eval" / "valid.json").write_text(json.dumps(out, indent=1))
+
+
+def _finish(run: Run, final: dict, primary: str, best: float) -> None:
+    created = run.info["created"]
+    run.update(
+        status="finished",
+        stopped_because="finished",
+        finished=created + 125.0,
+        train_seconds=120.5,
+        tokens_per_s=1234.5,
+        steps=20,
+        epoch=2,
+        best={"metric": f"valid/{primary}", "value": best, "step": 20},
+        final={"checkpoint": "step-00000020", **final},
+    )
+
+
+def classification_run(root: Path, head: str, right: set[int], valid_accs: list[float]) -> Path:
+    cfg = FinetuneConfig.model_validate(
+        {
+            "name": f"dt-{head}",
+            "description": f"disaster tweets, {head} head",
+            "runs_dir": str(root),
+            "task": {"type": "classification", "train": "train.csv", "label_column": "target"},
+            "head": {"type": head},
+            "model": {"d_model": 64, "n_head": 2, "d_ff": 128, "n_layer": 2, "vocab_size": 500},
+            "train": {"lr": 3e-4, "batch_size": 16, "epochs": 2, "weight_decay": 0.01},
+        }
+    )
+    run = Run.create(root, cfg.name, cfg, kind="finetune/classification")
+    run.update(
+        params=123_456,
+        trainable_params=123_456,
+        init="scratch",
+        task="classification",
+        description=cfg.description,
+        valid_source="10% of train.csv (seed 0)",
+        total_steps=20,
+        steps_per_epoch=10,
+        train_examples=160,
+        valid_examples=10,
+        device="cpu",
+        precision="fp32",
+        status="running",
+    )
+    losses = [0.9, 0.7, 0.5, 0.3]
+    for k, step in enumerate((5, 10, 15, 20)):
+        run.log(
+            {
+                "step": step,
+                "epoch": step / 10,
+                "kind": "train",
+                "train/loss": losses[k],
+                "train/acc": 0.5 + 0.1 * k,
+                "lr": 3e-4,
+                "tokens_per_s": 1000.0,
+                "time": 30.0 * (k + 1),
+            }
+        )
+        if step % 10 == 0:
+            metrics = {"valid/acc": valid_accs[step // 10 - 1], "valid/macro_f1": 0.5}
+            run.log({"step": step, "epoch": step / 10, "kind": "eval", **metrics})
+            run.log({"step": step, "epoch": step // 10, "kind": "epoch", **metrics, "time": 1.0})
+    run.close()
+    rows = []
+    for i in range(10):
+        ok = i in right
+        pred = GOLD[i] if ok else _flip(GOLD[i])
+        rows.append(
+            {
+                "id": f"t{i}",
+                "input": TEXTS[i],
+                "gold": GOLD[i],
+                "prediction": pred,
+                "probability": 0.9,
+                "correct": ok,
+            }
+        )
+    confusion = [[0, 0], [0, 0]]
+    for r in rows:
+        confusion[int(r["gold"])][int(r["prediction"])] += 1
+    acc = len(right) / 10
+    per_class = {
+        lab: {"precision": 0.8, "recall": 0.8, "f1": 0.8, "support": 5} for lab in ("0", "1")
+    }
+    extra = {"examples": 10, "labels": ["0", "1"], "confusion": confusion, "per_class": per_class}
+    _write_eval(run, rows, {"acc": acc, "macro_f1": acc}, extra)
+    _finish(run, {"acc": acc, "macro_f1": acc}, "acc", acc)
+    return run.path
+
+
+def qa_run(root: Path) -> Path:
+    cfg = FinetuneConfig.model_validate(
+        {"name": "kq", "runs_dir": str(root), "task": {"type": "qa", "train": "korquad.json"}}
+    )
+    run = Run.create(root, cfg.name, cfg, kind="finetune/qa")
+    run.update(task="qa", init="scratch", steps_per_epoch=10, train_examples=40, valid_examples=4)
+    for step in (10, 20):
+        run.log({"step": step, "epoch": step / 10, "kind": "train", "train/loss": 3.0 / step})
+        run.log({"step": step, "epoch": step / 10, "kind": "eval", "valid/f1": 2.0 * step})
+    run.close()
+    rows = [
+        {
+            "id": f"q{i}",
+            "question": f"who is {i}?",
+            "context": "a context",
+            "gold": "x",
+            "prediction": "x" if i < 2 else "y",
+            "score": 1.0,
+            "em": i < 2,
+            "f1": [100.0, 100.0, 50.0, 0.0][i],
+        }
+        for i in range(4)
+    ]
+    metrics = {"em": 50.0, "f1": 62.5, "answers_failed": 1, "questions": 4}
+    _write_eval(run, rows, metrics, {})
+    _finish(run, metrics, "f1", 62.5)
+    return run.path
+
+
+def pretrain_run(root: Path) -> Path:
+    cfg = Config.model_validate(
+        {"name": "mlm", "runs_dir": str(root), "train": {"max_steps": 20, "lr": 5e-4}}
+    )
+    run = Run.create(root, cfg.name, cfg, kind="pretrain")
+    run.update(steps_per_epoch=100, train_examples=3200, valid_examples=64, corpus_tokens=99_000)
+    for step, acc in ((10, 0.05), (20, 0.125)):
+        train = {"train/mlm_loss": 9.0 - step / 10, "train/mlm_acc": acc - 0.01}
+        run.log({"step": step, "epoch": step / 100, "kind": "train", **train, "time": 1.0 * step})
+        valid = {"valid/mlm_loss": 8.5 - step / 10, "valid/mlm_acc": acc}
+        run.log({"step": step, "epoch": step / 100, "kind": "eval", **valid})
+    run.close()
+    run.update(
+        status="finished",
+        stopped_because="max_steps",
+        steps=20,
+        train_seconds=20.0,
+        best={"metric": "valid/mlm_acc", "value": 0.125, "step": 20},
+    )
+    return run.path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("runs")
+    cls_a = classification_run(root, "cls", right={0, 1, 2, 3, 4, 5, 6, 7}, valid_accs=[0.75, 0.8])
+    cls_b = classification_run(root, "cnn", right={0, 1, 2, 3, 4, 5, 8}, valid_accs=[0.6, 0.7])
+    qa = qa_run(root)
+    pre = pretrain_run(root)
+    out = tmp_path_factory.mktemp("report")
+    html_path = build_report([cls_a, cls_b, qa, pre], out, title="Test report")
+    return {
+        "paths": {"a": cls_a, "b": cls_b, "qa": qa, "pre": pre},
+        "root": root,
+        "out": out,
+        "md": (out / "report.md").read_text(encoding="utf-8"),
+        "html": html_path.read_text(encoding="utf-8"),
+        "html_path": html_path,
+    }
+
+
+def _md_row(md: str, first_cell: str) -> list[str]:
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no table row starting with {first_cell!r}")
+
+
+def _section(md: str, title: str) -> str:
+    start = md.index(title)
+    nxt = md.find("\n## ", start + 1)
+    return md[start : nxt if nxt > 0 else len(md)]
+
+
+def test_sections_present(built):
+    assert built["html_path"].name == "report.html"
+    for title in (
+        "Conclusions",
+        "Hyperparameters",
+        "Curves",
+        "Per-epoch results",
+        "Confusion matrices and task details",
+        "Example-level differences",
+        "Training records",
+    ):
+        assert f"## {title}" in built["md"]
+        assert f">{title}</h2>" in built["html"]
+    assert "<title>Test report</title>" in built["html"]
+
+
+def test_hyperparameter_table(built):
+    md = built["md"]
+    a = _md_row(md, built["paths"]["a"].name)
+    header = _md_row(md, "run")
+    row = dict(zip(header, a, strict=True))
+    assert row["task"] == "classification"
+    assert (row["vocab"], row["batch"], row["lr"], row["weight decay"]) == (
+        "500",
+        "16",
+        "0.0003",
+        "0.01",
+    )
+    assert (row["d_model"], row["heads"], row["d_ff"], row["layers"]) == ("64", "2", "128", "2")
+    assert row["dropout"] == "0.1"
+    assert row["epochs / steps"] == "2 ep / 20 steps"
+    assert row["params"] == "123,456"
+    assert row["wall time"] == "2m 00s"
+    assert row["tokens/s"] == "1,234"
+    assert row["train acc (%)"] == "80.00"  # the last train record: 0.5 + 0.3
+    assert row["valid acc (%) final / best"] == "80.00 / 80.00"
+    assert row["macro-F1 (%)"] == "80.00"
+    qa = dict(zip(header, _md_row(md, built["paths"]["qa"].name), strict=True))
+    assert qa["F1 (%)"] == "62.50 / 62.50"
+    assert qa["EM (%)"] == "50.00"
+    assert qa["answers failed"] == "1 of 4"
+    pre = dict(zip(header, _md_row(md, built["paths"]["pre"].name), strict=True))
+    assert pre["MLM acc (%)"] == "12.50 / 12.50"
+    assert pre["task"] == "pretrain"
+
+
+def test_per_epoch_tables(built):
+    section = _section(built["md"], "## Per-epoch results")
+    a = section[section.index(built["paths"]["a"].name) :]
+    # epoch 1: train loss mean(0.9, 0.7), train acc mean(50, 60) %, valid acc 75 %
+    assert re.search(r"\| 1 \| 0\.8000 \| 55\.00 \| 75\.00 \|", a)
+    assert re.search(r"\| 2 \| 0\.4000 \| 75\.00 \| 80\.00 \|", a)
+    pre = section[section.index(built["paths"]["pre"].name) :]
+    assert "one row per evaluation" in pre
+    assert re.search(r"\| 20 \(0\.20\) \| 7\.0000 \| 11\.50 \| 12\.50 \| 6\.5000 \|", pre)
+
+
+def test_confusion_and_qa(built):
+    section = _section(built["md"], "## Confusion matrices and task details")
+    a = section[section.index(built["paths"]["a"].name) :]
+    # run A is wrong on t8 (gold 0) and t9 (gold 1)
+    assert re.search(r"\| 0 \| 4 \| 1 \| 5 \|", a)
+    assert re.search(r"\| 1 \| 1 \| 4 \| 5 \|", a)
+    assert "answers failed: 1 of 4 questions" in section
+    assert "answers failed: 1 of 4 questions" in built["html"]
+    assert (built["out"] / "figures").is_dir()
+    assert any(p.name.startswith("confusion-") for p in (built["out"] / "figures").iterdir())
+
+
+def test_example_diff_both_ways(built):
+    a, b = built["paths"]["a"].name, built["paths"]["b"].name
+    section = _section(built["md"], "## Example-level differences")
+    first = section.index(f"{a} right, {b} wrong: 2")
+    second = section.index(f"{b} right, {a} wrong: 1")
+    a_wins = section[first:second]
+    b_wins = section[second:]
+    assert "| t6 |" in a_wins and "| t7 |" in a_wins and "| t8 |" not in a_wins
+    assert "| t8 |" in b_wins and "| t6 |" not in b_wins
+    assert TEXTS[6] in a_wins and TEXTS[8] in b_wins
+    assert "both right 6, both wrong 1" in section
+    runs = load_runs([built["paths"]["a"], built["paths"]["b"]])
+    diff = example_diff(*runs)
+    assert [ra["id"] for ra, _ in diff.a_right_b_wrong] == ["t6", "t7"]
+    assert [ra["id"] for ra, _ in diff.b_right_a_wrong] == ["t8"]
+
+
+def test_legend_names_what_differs(built):
+    runs = load_runs([built["paths"]["a"], built["paths"]["b"]])
+    assert differing_fields(runs) == ["head.type"]
+    assert labels(runs) == {runs[0].name: "head.type=cls", runs[1].name: "head.type=cnn"}
+    assert "What differs between them: head.type." in built["md"]
+    # a single run in its group is labelled by its name
+    qa = load_runs([built["paths"]["qa"]])
+    assert labels(qa) == {qa[0].name: qa[0].name}
+
+
+def test_conclusion(built):
+    a, b = built["paths"]["a"].name, built["paths"]["b"].name
+    section = _section(built["md"], "## Conclusions")
+    line = next(x for x in section.splitlines() if x.startswith("- classification"))
+    assert f"best on validation accuracy is {a} (head.type=cls) with 80.00 %" in line
+    assert f"10.00 points above {b} (head.type=cnn, 70.00 %) over 10 examples" in line
+    assert f"{a} wins 2 and {b} 1" in line
+    assert "not beyond chance" in line
+    assert "nothing to compare" in next(x for x in section.splitlines() if x.startswith("- qa"))
+    assert sign_test(2, 1) == pytest.approx(1.0)
+    assert sign_test(0, 6) == pytest.approx(2 / 64)
+
+
+def test_training_record(built):
+    section = _section(built["md"], "## Training records")
+    a = section[section.index(f"Record: {built['paths']['a'].name}") :]
+    assert "| description | disaster tweets, cls head |" in a
+    assert "| dataset sizes | train 160, valid 10 |" in a
+    assert "| steps per epoch | 10 |" in a
+    assert "| device | cpu |" in a and "| precision | fp32 |" in a
+    assert "| stopped because | finished |" in a
+    assert re.search(r"\| started \| \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \|", a)
+
+
+def test_html_is_self_contained(built):
+    html = built["html"]
+    images = re.findall(r'<img src="([^"]+)"', html)
+    pngs = list((built["out"] / "figures").glob("*.png"))
+    assert len(images) == len(pngs) >= 5  # curves by step (3 groups), by epoch, 2 confusions
+    for src in images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert "](figures/" in built["md"]  # Markdown links the PNGs beside it
+
+
+def test_html_escapes_text(tmp_path):
+    root = tmp_path / "runs"
+    path = classification_run(root, "cls", right={0}, valid_accs=[0.1, 0.1])
+    rows = (
+        (path / "predictions" / "valid.jsonl")
+        .read_text()
+        .replace("tweet number 1 about", "<b>tweet</b> & 1 about")
+    )
+    (path / "predictions" / "valid.jsonl").write_text(rows)
+    other = classification_run(root, "cnn", right={1}, valid_accs=[0.1, 0.1])
+    (other / "predictions" / "valid.jsonl").write_text(
+        (other / "predictions" / "valid.jsonl")
+        .read_text()
+        .replace("tweet number 1 about", "<b>tweet</b> & 1 about")
+    )
+    html = build_report(root, tmp_path / "out").read_text()  # a folder of runs
+    assert "&lt;b&gt;tweet&lt;/b&gt; &amp; 1 about" in html
+    assert "<b>tweet</b>" not in html
+
+
+def test_folder_expansion_and_user_errors(built, tmp_path):
+    found = find_runs([built["root"]])
+    assert {p.name for p in found} == {p.name for p in built["paths"].values()}
+    empty = tmp_path / "not-a-run"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("hello")
+    with pytest.raises(UserError) as err:
+        report_command([str(empty)], str(tmp_path / "out"))
+    assert "not an encoderlab run directory" in str(err.value)
+    assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="no such directory"):
+        report_command([str(tmp_path / "missing")], str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_report_on_real_runs(tmp_path):
+    runs = Path(__file__).resolve().parents[1] / "runs"
+    if not find_runs_safe(runs):
+        pytest.skip(f"{runs}: no run directories")
+    html = report_command([str(runs)], str(tmp_path / "out"))
+    text = html.read_text(encoding="utf-8")
+    assert "data:image/png;base64," in text
+    assert "## Conclusions" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+
+
+def find_runs_safe(path: Path) -> list[Path]:
+    try:
+        return find_runs([path])
+    except UserError:
+        return []

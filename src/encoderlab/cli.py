@@ -215,6 +215,26 @@ def report(
     say(f"report: {path} (and {path.with_suffix('.md')})")
 
 
+@app.command()
+def sweep(
+    file: Annotated[
+        Path, typer.Argument(help="Sweep file (e.g. examples/disaster_tweets/sweep.yaml).")
+    ],
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted sweep; finished trials stay.")
+    ] = False,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Join a Ray cluster (ray://head:10001 or host:port)."),
+    ] = None,
+) -> None:
+    """Hyperparameter sweep on Ray Tune: every trial a run; ranked table, best.yaml, plots."""
+    from encoderlab.sweep import sweep_command
+
+    out = sweep_command(str(file), resume=resume, address=address)
+    say(f"sweep: {out} (table {out / 'trials.md'}, best config {out / 'best.yaml'})")
+
+
 @runs_app.command("list")
 def runs_list(
     runs_dir: Annotated[Path, typer.Option("--runs-dir")] = Path("runs"),

@@ -411,6 +411,7 @@ def finetune(
     cfg: FinetuneConfig | None = None,
     say: Callable[[str], None] = print,
     resume: str | Path | None = None,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[Run, FitResult]:
     """Start a fine-tuning run from `cfg`, or continue the run at `resume` from its last
     checkpoint (same data split, tokenizer, architecture and freezing as it started with)."""
@@ -532,6 +533,7 @@ def finetune(
         seed=cfg.seed,
         resume=resuming,
         evaluator=evaluator if valid_f else None,
+        on_eval=on_eval,
         say=say,
     )
     # the best checkpoint's predictions, for reports and example-level comparisons

@@ -77,6 +77,7 @@ def pretrain(
     resume: str | Path | None = None,
     overrides: list[str] | None = None,
     say: Callable[[str], None] = print,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[Run, FitResult]:
     """Start a pretraining run from `cfg`, or continue the run at `resume`."""
     if resume is not None:
@@ -131,6 +132,7 @@ def pretrain(
         seed=cfg.seed,
         resume=resume is not None,
         num_workers=cfg.data.num_workers,
+        on_eval=on_eval,
         say=say,
     )
     return run, result

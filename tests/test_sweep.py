@@ -206,3 +206,24 @@ def test_error_kinds():
     assert error_kind(UserError("d_model=15 is not divisible by n_head=2")) == "bad config"
     assert error_kind(RuntimeError("loss was not finite for 5 steps in a row")) == "nan loss"
     assert error_kind(ValueError("something else")) == "error"
+
+
+def test_example_sweep_on_disaster_tweets(tmp_path, ray_local):
+    """The shipped 4-trial ASHA example on the real data set, as CI runs it (< 2 min)."""
+    from conftest import shared
+
+    shared("disaster_tweets", "train.csv")
+    root = Path(__file__).resolve().parents[1]
+    spec = yaml.safe_load((root / "examples" / "disaster_tweets" / "sweep.yaml").read_text())
+    spec["base"] = str(root / "configs" / "disaster_tweets.yaml")
+    spec["out"] = str(tmp_path / "out")
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    t0 = time.perf_counter()
+    out = run_sweep(path, say=lambda m: None)
+    rows = read_trials(out)
+    assert len(rows) == 4 and all(r["status"] in ("completed", "stopped early") for r in rows)
+    assert float(rows[0]["metric"]) > 0.6
+    report = (out / "report" / "report.md").read_text()
+    assert all(Path(r["run_dir"]).name in report for r in rows)
+    print(f"example sweep: {time.perf_counter() - t0:.0f}s, best {rows[0]['metric']}")

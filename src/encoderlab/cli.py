@@ -30,7 +30,11 @@ runs_app = typer.Typer(help="Inspect run directories.", no_args_is_help=True)
 model_app = typer.Typer(help="Inspect model configurations.", no_args_is_help=True)
 app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(runs_app, name="runs")
+study_app = typer.Typer(
+    help="Run studies: several arms from one file, then a report.", no_args_is_help=True
+)
 app.add_typer(model_app, name="model")
+app.add_typer(study_app, name="study")
 
 # Without a terminal rich assumes 80 columns; tables of runs read better wider (logs, CI).
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -233,6 +237,22 @@ def sweep(
 
     out = sweep_command(str(file), resume=resume, address=address)
     say(f"sweep: {out} (table {out / 'trials.md'}, best config {out / 'best.yaml'})")
+
+
+@study_app.command("run")
+def study_run(
+    study: Annotated[
+        Path, typer.Argument(help="Study file, e.g. examples/disaster_tweets/study.yaml")
+    ],
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="A profile of the study file, e.g. full (GPU).")
+    ] = None,
+) -> None:
+    """Run every arm of a study, one process each: done arms are skipped, an interrupted arm
+    resumes, a failed one is retried; then the report is written."""
+    from encoderlab.study import study_command
+
+    study_command(str(study), profile, say=say)
 
 
 @runs_app.command("list")

@@ -457,8 +457,8 @@ def fit(
                 step_counts: dict[str, torch.Tensor] = {}
                 step_tokens = 0
                 for mb in group:
+                    step_tokens += batch_tokens(mb)  # on the host: no GPU sync for a count
                     mb = to_device(mb, device)
-                    step_tokens += batch_tokens(mb)
                     with _autocast(device, amp):
                         loss, counts = objective.step(model, mb)
                     if not torch.isfinite(loss.detach()):

@@ -78,40 +78,23 @@ def make_batches(n: int, args: argparse.Namespace, seed: int = 0) -> list[dict[s
 
 
 def copy_weights_to_hf(ours: MaskedLM, hf: torch.nn.Module) -> None:
-    """encoderlab -> BertForMaskedLM state dict (a local mapping, just for this benchmark)."""
+    """encoderlab -> BertForMaskedLM: the encoder through hf.py's export mapping, plus the head."""
+    from encoderlab.hf import bert_state
+
     sd = ours.state_dict()
-    d = ours.cfg.n_head * ours.cfg.head_dim
-    new = {
-        "bert.embeddings.word_embeddings.weight": sd["encoder.embeddings.tok.weight"],
-        "bert.embeddings.position_embeddings.weight": sd["encoder.embeddings.pos.weight"],
-        "bert.embeddings.token_type_embeddings.weight": sd["encoder.embeddings.seg.weight"],
-        "bert.embeddings.LayerNorm.weight": sd["encoder.embeddings.ln.weight"],
-        "bert.embeddings.LayerNorm.bias": sd["encoder.embeddings.ln.bias"],
-        "cls.predictions.transform.dense.weight": sd["mlm_head.dense.weight"],
-        "cls.predictions.transform.dense.bias": sd["mlm_head.dense.bias"],
-        "cls.predictions.transform.LayerNorm.weight": sd["mlm_head.ln.weight"],
-        "cls.predictions.transform.LayerNorm.bias": sd["mlm_head.ln.bias"],
-        "cls.predictions.decoder.weight": sd["mlm_head.decoder.weight"],
-        "cls.predictions.decoder.bias": sd["mlm_head.decoder.bias"],
-        "cls.predictions.bias": sd["mlm_head.decoder.bias"],
-    }
-    for i in range(ours.cfg.n_layer):
-        o, h = f"encoder.blocks.{i}.", f"bert.encoder.layer.{i}."
-        for j, name in enumerate(("query", "key", "value")):
-            new[h + f"attention.self.{name}.weight"] = sd[o + "attn.qkv.weight"][
-                j * d : (j + 1) * d
-            ]
-            new[h + f"attention.self.{name}.bias"] = sd[o + "attn.qkv.bias"][j * d : (j + 1) * d]
-        pairs = {
-            "attention.output.dense": "attn.out",
-            "attention.output.LayerNorm": "ln1",
-            "intermediate.dense": "ff.fc1",
-            "output.dense": "ff.fc2",
-            "output.LayerNorm": "ln2",
+    enc = {k.removeprefix("encoder."): v for k, v in sd.items() if k.startswith("encoder.")}
+    new = bert_state(enc, ours.cfg, "bert.")
+    new.update(
+        {
+            "cls.predictions.transform.dense.weight": sd["mlm_head.dense.weight"],
+            "cls.predictions.transform.dense.bias": sd["mlm_head.dense.bias"],
+            "cls.predictions.transform.LayerNorm.weight": sd["mlm_head.ln.weight"],
+            "cls.predictions.transform.LayerNorm.bias": sd["mlm_head.ln.bias"],
+            "cls.predictions.decoder.weight": sd["mlm_head.decoder.weight"],
+            "cls.predictions.decoder.bias": sd["mlm_head.decoder.bias"],
+            "cls.predictions.bias": sd["mlm_head.decoder.bias"],
         }
-        for hk, ok in pairs.items():
-            for t in ("weight", "bias"):
-                new[h + f"{hk}.{t}"] = sd[o + f"{ok}.{t}"]
+    )
     missing, unexpected = hf.load_state_dict({k: v.clone() for k, v in new.items()}, strict=False)
     missing = [
         k for k in missing if not k.endswith("position_ids") and not k.endswith("token_type_ids")

@@ -302,10 +302,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml(
+    path: str | Path, what: str = "config file", keys: str = "sections (model:, train:, ...)"
+) -> dict[str, Any]:
+    """A YAML mapping from `path`; any problem is a one-line UserError naming the file."""
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"{p}: config file not found")
+        raise UserError(f"{p}: {what} not found")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -317,7 +320,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UserError(f"{p}: the top level must be a mapping of sections (model:, train:, ...)")
+        raise UserError(f"{p}: the top level must be a mapping of {keys}")
     return data
 
 

@@ -39,6 +39,7 @@ from encoderlab.tokenizer import (
 from encoderlab.train import (
     FitResult,
     Objective,
+    autocast,
     autocast_dtype,
     fit,
     make_loader,
@@ -335,7 +336,7 @@ def predict_outputs(
     outputs: list[np.ndarray] = []
     for batch in loader:
         batch = to_device(batch, device)
-        with torch.autocast(device.type, dtype=amp) if amp else _null():
+        with autocast(device, amp):
             logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
         logits = logits.float().cpu().numpy()
         lengths = batch["attention_mask"].sum(1).cpu().numpy()
@@ -343,14 +344,6 @@ def predict_outputs(
             outputs.append(row[: int(n)] if task.token_level else row)
     model.train(was_training)
     return outputs
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def evaluate_examples(

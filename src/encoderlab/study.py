@@ -50,7 +50,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from encoderlab.config import parse_override, read_yaml
@@ -198,16 +197,7 @@ def load_study(path: str | Path, profile: str | None = None) -> Study:
     """Read and validate a study file; every problem is a one-line UserError naming the file
     and the key."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: study file not found")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
-        raise UserError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{p}: the top level must be a mapping (base:, arms:, ...)")
+    data = read_yaml(p, "study file", "keys (base:, arms:, ...)")
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as e:

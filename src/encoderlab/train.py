@@ -236,14 +236,14 @@ def evaluate(
         if cfg.eval_batches is not None and i >= cfg.eval_batches:
             break
         batch = to_device(batch, device)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             _, counts = objective.step(model, batch)
         _sum_counts(acc, counts)
     model.train(was_training)
     return objective.metrics(_floats(acc)) if acc else {}
 
 
-def _autocast(device: torch.device, amp: torch.dtype | None) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, amp: torch.dtype | None) -> contextlib.AbstractContextManager:
     if amp is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=amp)
@@ -459,7 +459,7 @@ def fit(
                 for mb in group:
                     step_tokens += batch_tokens(mb)  # on the host: no GPU sync for a count
                     mb = to_device(mb, device)
-                    with _autocast(device, amp):
+                    with autocast(device, amp):
                         loss, counts = objective.step(model, mb)
                     if not torch.isfinite(loss.detach()):
                         finite = False

@@ -34,6 +34,10 @@ study_app = typer.Typer(
     help="Run studies: several arms from one file, then a report.", no_args_is_help=True
 )
 app.add_typer(model_app, name="model")
+corpus_app = typer.Typer(
+    help="Tokenize corpora into shards and inspect them.", no_args_is_help=True
+)
+app.add_typer(corpus_app, name="corpus")
 app.add_typer(study_app, name="study")
 
 # Without a terminal rich assumes 80 columns; tables of runs read better wider (logs, CI).
@@ -137,6 +141,74 @@ def _print_result(run, result) -> None:
             f"{last[best['metric']]:.4f} at step {last['step']}"
         )
     say(f"run directory: {run.path}")
+
+
+def _corpus_setup(config, corpus, tokenizer, overrides):
+    """Config (file, or defaults) with --corpus/--tokenizer folded in, and its tokenizer."""
+    from encoderlab.config import load_config
+    from encoderlab.tokenizer import load_tokenizer
+
+    extra = list(overrides or [])
+    if corpus:
+        extra.append("data.corpus=[" + ",".join(corpus) + "]")
+    if tokenizer is not None:
+        extra.append(f"tokenizer.path={tokenizer}")
+    cfg = load_config(config, extra)
+    if not cfg.tokenizer.path:
+        raise UserError(
+            "a tokenizer is needed to tokenize the corpus: pass --tokenizer DIR or set "
+            "tokenizer.path (train one with `encoderlab tokenizer train`)"
+        )
+    return cfg, load_tokenizer(cfg.tokenizer.path)
+
+
+CorpusOpt = Annotated[
+    list[str] | None,
+    typer.Option("--corpus", help="Corpus files or globs (instead of the config's data.corpus)."),
+]
+TokenizerOpt = Annotated[
+    Path | None, typer.Option("--tokenizer", help="Tokenizer dir or tokenizer.json.")
+]
+
+
+@corpus_app.command("prepare")
+def corpus_prepare(
+    config: Annotated[Path | None, typer.Argument(help="YAML config with a data section.")] = None,
+    corpus: CorpusOpt = None,
+    tokenizer: TokenizerOpt = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Tokenizing processes (default: cores).")
+    ] = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Tokenize the corpus into memory-mapped shards (resumable; pretrain reuses them)."""
+    from encoderlab.data.shards import ShardStore, corpus_stats, format_stats, prepare_shards
+
+    cfg, tok = _corpus_setup(config, corpus, tokenizer, overrides)
+    root = prepare_shards(cfg.data, tok, say, workers=workers)
+    say(format_stats(corpus_stats(ShardStore(root)), root))
+
+
+@corpus_app.command("stats")
+def corpus_stats_command(
+    config: Annotated[Path | None, typer.Argument(help="YAML config with a data section.")] = None,
+    corpus: CorpusOpt = None,
+    tokenizer: TokenizerOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    overrides: SetOpt = None,
+) -> None:
+    """Documents, tokens, unknown-token rate and a length histogram (tokenizes if needed)."""
+    import json
+
+    from encoderlab.data.shards import ShardStore, corpus_stats, format_stats, prepare_shards
+
+    cfg, tok = _corpus_setup(config, corpus, tokenizer, overrides)
+    root = prepare_shards(cfg.data, tok, (lambda m: None) if as_json else say)
+    stats = corpus_stats(ShardStore(root))
+    if as_json:
+        print(json.dumps(stats, indent=1))
+    else:
+        say(format_stats(stats, root))
 
 
 @app.command()

@@ -74,13 +74,56 @@ class TokenizerConfig(Section):
     max_train_documents: int | None = None  # None: all
 
 
+class CorpusSource(Section):
+    """One named corpus of a mix; reading options left unset fall back to the data section's."""
+
+    name: str
+    files: list[str]
+    weight: float | None = None  # share of training examples; None: its natural size
+    format: str | None = None
+    text_field: str | None = None
+    text_column: str | list[str] | None = None
+
+
+Script = Literal["hangul", "latin", "han", "kana", "cyrillic", "arabic", "devanagari", "thai"]
+
+
+class FilterConfig(Section):
+    """Document filters applied while tokenizing; what each removed is counted in the manifest."""
+
+    dedup: bool = False  # drop exact duplicates (after stripping), keeping the first
+    min_chars: int = 1
+    max_chars: int | None = None
+    script: Script | None = None  # with min_script_ratio: e.g. hangul 0.5 for a Korean subset
+    min_script_ratio: float = 0.0  # share of the document's letters written in `script`
+    min_chars_per_token: float | None = None  # junk: text the tokenizer shreds (e.g. 1.5)
+
+    @model_validator(mode="after")
+    def _check(self) -> FilterConfig:
+        if self.max_chars is not None and self.max_chars < self.min_chars:
+            raise ValueError("max_chars must be >= min_chars")
+        if not 0.0 <= self.min_script_ratio <= 1.0:
+            raise ValueError("min_script_ratio must be in [0, 1]")
+        if self.min_script_ratio > 0 and self.script is None:
+            raise ValueError("min_script_ratio needs filters.script (e.g. hangul)")
+        return self
+
+
 class DataConfig(Section):
     """Where the text comes from and how it becomes MLM examples."""
 
     corpus: list[str] = []
-    format: Literal["auto", "txt", "jsonl", "csv", "tsv"] = "auto"  # auto: from each suffix
+    sources: list[CorpusSource] = []  # named corpora to mix (e.g. ko:en 1:1), besides `corpus`
+    filters: FilterConfig = FilterConfig()
+    prepare_workers: int | None = None  # tokenizing processes; None: one per core (max 8)
+    shard_mb: float = 64  # big uncompressed text files are tokenized in pieces of this size
+    max_valid_examples: int | None = 5000  # caps valid_ratio on big corpora
+    format: Literal["auto", "txt", "jsonl", "csv", "tsv", "parquet", "xlsx", "hf"] = (
+        "auto"  # auto: from each suffix; a save_to_disk directory or hf:<name> is "hf"
+    )
     text_field: str = "text"  # .jsonl key
-    text_column: str = "text"  # .csv/.tsv column
+    text_column: str | list[str] = "text"  # csv/tsv/parquet/xlsx/hf column; a list: one doc each
+    sheet: str | None = None  # .xlsx sheet; None: the first
     txt_unit: Literal["line", "paragraph"] = (
         "line"  # a .txt document: a line, or blank-line-separated
     )
@@ -108,6 +151,19 @@ class DataConfig(Section):
             raise ValueError("valid_ratio must be in [0, 1)")
         if self.block_len < 4:
             raise ValueError("block_len must be at least 4")
+        if self.shard_mb <= 0:
+            raise ValueError("shard_mb must be > 0")
+        weights = [s.weight for s in self.sources]
+        if any(w is not None for w in weights) and (
+            self.corpus or any(w is None or w <= 0 for w in weights)
+        ):
+            raise ValueError(
+                "mixing weights: give every entry of data.sources a weight > 0 and move "
+                "data.corpus into data.sources"
+            )
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names) or "corpus" in names and self.corpus:
+            raise ValueError("data.sources names must be unique (and not 'corpus')")
         return self
 
 

@@ -4,6 +4,9 @@ After training, the best checkpoint (on the task's primary validation metric) is
 once more and its predictions are written, so two runs can be compared example by example:
   predictions/valid.jsonl, eval/valid.json (metrics incl. confusion matrix / per-class /
   per-type), and for a test file predictions/test.jsonl plus submission.csv.
+
+Under torchrun every rank reads and encodes the task data (it is not cached), rank 0 trains
+a scratch tokenizer and creates the run, and rank 0 alone writes the final predictions.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from safetensors.torch import load_file, load_model
 from tokenizers import Tokenizer
 from torch import nn
 
+from encoderlab import distributed
 from encoderlab.config import Config, FinetuneConfig, ModelConfig, load_config, save_config
 from encoderlab.errors import UserError
 from encoderlab.heads import PoolerHead
 from encoderlab.model import Encoder, num_params, param_groups
-from encoderlab.runs import Run
+from encoderlab.runs import ReadOnlyRun, Run
 from encoderlab.tasks import PRIMARY_METRIC, get_task
 from encoderlab.tasks.base import Example, Feature, Task
 from encoderlab.tokenizer import (
@@ -41,6 +45,7 @@ from encoderlab.train import (
     Objective,
     autocast,
     autocast_dtype,
+    check_batch_size,
     fit,
     make_loader,
     resolve_device,
@@ -141,7 +146,8 @@ def build_backbone(
     if init.startswith("hf:"):
         from encoderlab import hf
 
-        imp = hf.import_checkpoint(init.removeprefix("hf:"), say)
+        with distributed.main_first():  # a hub download lands in the cache once
+            imp = hf.import_checkpoint(init.removeprefix("hf:"), say)
         _check_same_tokenizer(cfg, imp.tokenizer, init)
         return Backbone(
             imp.encoder, imp.tokenizer, imp.model_cfg, imp.source, imp.pooler, imp.hf_config
@@ -151,7 +157,11 @@ def build_backbone(
             tok = load_tokenizer(cfg.tokenizer.path)
         else:
             say(f"training a {cfg.tokenizer.kind} tokenizer on the task's training text")
-            tok = train_tokenizer(example_texts(train_examples), cfg.tokenizer)
+            # rank 0 trains, every rank gets its vocabulary (training is not deterministic)
+            text = distributed.on_main(
+                lambda: train_tokenizer(example_texts(train_examples), cfg.tokenizer).to_str()
+            )
+            tok = Tokenizer.from_str(text)
         model_cfg = cfg.model.model_copy(
             update={
                 "vocab_size": cfg.model.vocab_size or tok.get_vocab_size(),
@@ -407,7 +417,8 @@ def finetune(
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[Run, FitResult]:
     """Start a fine-tuning run from `cfg`, or continue the run at `resume` from its last
-    checkpoint (same data split, tokenizer, architecture and freezing as it started with)."""
+    checkpoint (same data split, tokenizer, architecture and freezing as it started with).
+    Under torchrun: on every rank, see `encoderlab.distributed`."""
     run: Run | None = None
     if resume is not None:
         run = Run.open(resume)
@@ -419,6 +430,21 @@ def finetune(
             raise UserError(f"{run.path}: has no complete checkpoint yet; start a new run instead")
         cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
     assert cfg is not None
+    with distributed.session(resolve_device(cfg.train.device)):
+        return _finetune(cfg, run, say if distributed.is_main() else _quiet, on_eval)
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+def _finetune(
+    cfg: FinetuneConfig,
+    run: Run | None,
+    say: Callable[[str], None],
+    on_eval: Callable[[int, dict[str, float]], None] | None,
+) -> tuple[Run, FitResult]:
+    check_batch_size(cfg.train)
     task = get_task(cfg.task.type)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -469,15 +495,24 @@ def finetune(
 
     resuming = run is not None
     if run is None:
-        run = Run.create(cfg.runs_dir, cfg.name, cfg, kind=f"finetune/{task.type}")
-        save_tokenizer(tok, run.path / "tokenizer")
-        (run.path / "model_config.json").write_text(backbone.model_cfg.model_dump_json(indent=1))
-        if backbone.hf_config is not None:
-            from encoderlab.hf import save_wrapped_config
 
-            save_wrapped_config(backbone.hf_config, run.path)
-        (run.path / "labels.json").write_text(json.dumps(data.labels, ensure_ascii=False))
-        save_config(cfg, run.path / "config.yaml")
+        def create() -> str:
+            new = Run.create(cfg.runs_dir, cfg.name, cfg, kind=f"finetune/{task.type}")
+            save_tokenizer(tok, new.path / "tokenizer")
+            (new.path / "model_config.json").write_text(
+                backbone.model_cfg.model_dump_json(indent=1)
+            )
+            if backbone.hf_config is not None:
+                from encoderlab.hf import save_wrapped_config
+
+                save_wrapped_config(backbone.hf_config, new.path)
+            (new.path / "labels.json").write_text(json.dumps(data.labels, ensure_ascii=False))
+            save_config(cfg, new.path / "config.yaml")
+            return str(new.path)
+
+        run = Run(distributed.on_main(create))
+    if not distributed.is_main():
+        run = ReadOnlyRun(run.path)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     run.update(
         params=num_params(model),
@@ -505,7 +540,11 @@ def finetune(
 
     primary = PRIMARY_METRIC[task.type]
     objective = Objective(
-        step=objective_step, metrics=task.train_metrics, primary=primary, primary_mode="max"
+        step=objective_step,
+        metrics=task.train_metrics,
+        primary=primary,
+        primary_mode="max",
+        units="n",  # every task's loss is a mean over its "n" count (labelled rows or tokens)
     )
 
     def evaluator(m: nn.Module) -> dict[str, float]:
@@ -529,6 +568,8 @@ def finetune(
         on_eval=on_eval,
         say=say,
     )
+    if not distributed.is_main():
+        return run, result
     # the best checkpoint's predictions, for reports and example-level comparisons
     ckpt = run_checkpoint(run)
     load_model(model, str(ckpt / "model.safetensors"))  # handles tensors saved once when shared

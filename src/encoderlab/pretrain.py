@@ -2,6 +2,9 @@
 
 Everything that can fail on bad input (tokenizer, corpus, config fit) runs before the run
 directory is created, so a typo never leaves an empty run behind.
+
+Under torchrun, rank 0 trains the tokenizer (every rank gets its exact vocabulary), builds the
+token cache before the others open it, and creates the run directory; see `train.fit`.
 """
 
 from __future__ import annotations
@@ -11,19 +14,28 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer
 
+from encoderlab import distributed
 from encoderlab.config import Config, load_config, save_config
 from encoderlab.data.tokens import build_mlm_datasets, cache_key, collate_mlm
 from encoderlab.errors import UserError
 from encoderlab.model import MaskedLM, make_optimizer, param_summary
-from encoderlab.runs import Run
+from encoderlab.runs import ReadOnlyRun, Run
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
     special_ids,
     train_tokenizer_from_files,
 )
-from encoderlab.train import FitResult, Objective, fit, resolve_device, seed_everything
+from encoderlab.train import (
+    FitResult,
+    Objective,
+    check_batch_size,
+    fit,
+    resolve_device,
+    seed_everything,
+)
 
 
 def mlm_objective() -> Objective:
@@ -44,18 +56,19 @@ def mlm_objective() -> Objective:
         n = max(c.get("masked", 0.0), 1.0)
         return {"mlm_loss": c.get("loss_sum", 0.0) / n, "mlm_acc": c.get("correct", 0.0) / n}
 
-    return Objective(step=step, metrics=metrics, primary="mlm_acc", primary_mode="max")
+    return Objective(
+        step=step, metrics=metrics, primary="mlm_acc", primary_mode="max", units="masked"
+    )
 
 
 def obtain_tokenizer(cfg: Config, say: Callable[[str], None]):
     """Load `tokenizer.path`, or train one on `tokenizer.train_files` (default: the corpus)."""
     if cfg.tokenizer.path:
         return load_tokenizer(cfg.tokenizer.path)
-    files = cfg.tokenizer.train_files or cfg.data.corpus
-    if not files:
-        raise UserError("no corpus: set data.corpus (a list of .txt/.jsonl/.csv/.tsv files)")
+    if not (cfg.tokenizer.train_files or cfg.data.corpus or cfg.data.sources):
+        raise UserError("no corpus: set data.corpus (a list of files or globs) or data.sources")
     say(f"training a {cfg.tokenizer.kind} tokenizer (vocab {cfg.tokenizer.vocab_size:,})")
-    return train_tokenizer_from_files(files, cfg.tokenizer, cfg.data)
+    return train_tokenizer_from_files(None, cfg.tokenizer, cfg.data)
 
 
 def fit_model_to_tokenizer(cfg: Config, tok) -> Config:
@@ -79,32 +92,59 @@ def pretrain(
     say: Callable[[str], None] = print,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[Run, FitResult]:
-    """Start a pretraining run from `cfg`, or continue the run at `resume`."""
+    """Start a pretraining run from `cfg`, or continue the run at `resume` (under torchrun:
+    on every rank, see `encoderlab.distributed`)."""
+    if resume is not None:
+        cfg = load_config(Run.open(resume).path / "config.yaml", overrides)
+    assert cfg is not None
+    with distributed.session(resolve_device(cfg.train.device)):
+        return _pretrain(cfg, resume, say if distributed.is_main() else _quiet, on_eval)
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+def _pretrain(
+    cfg: Config,
+    resume: str | Path | None,
+    say: Callable[[str], None],
+    on_eval: Callable[[int, dict[str, float]], None] | None,
+) -> tuple[Run, FitResult]:
+    check_batch_size(cfg.train)
     if resume is not None:
         run = Run.open(resume)
-        cfg = load_config(run.path / "config.yaml", overrides)
         tok = load_tokenizer(run.path / "tokenizer")
         if run.latest_checkpoint() is None:
             raise UserError(f"{run.path}: has no complete checkpoint yet; start a new run instead")
         if run.info.get("data_key") not in (None, cache_key(cfg.data, tok)):
             say("warning: the corpus files changed since this run started; resuming anyway")
     else:
-        assert cfg is not None
-        tok = obtain_tokenizer(cfg, say)
+        # one tokenizer for all ranks: training one is not deterministic across processes
+        text = distributed.on_main(lambda: obtain_tokenizer(cfg, say).to_str())
+        tok = Tokenizer.from_str(text)
         cfg = fit_model_to_tokenizer(cfg, tok)
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed)
-    train_set, valid_set, store = build_mlm_datasets(cfg.data, tok, cfg.seed, say)
+    with distributed.main_first():  # rank 0 builds the token cache; the others open it
+        train_set, valid_set, store = build_mlm_datasets(cfg.data, tok, cfg.seed, say)
     device = resolve_device(cfg.train.device)
     model = MaskedLM(cfg.model).to(device)
     t = cfg.train
     optimizer = make_optimizer(model, t.lr, t.weight_decay, t.betas, t.adam_eps)
     if resume is None:
-        run = Run.create(cfg.runs_dir, cfg.name, cfg, kind="pretrain")
-        save_tokenizer(tok, run.path / "tokenizer")
-        save_config(cfg, run.path / "config.yaml")
+
+        def create() -> str:
+            run = Run.create(cfg.runs_dir, cfg.name, cfg, kind="pretrain")
+            save_tokenizer(tok, run.path / "tokenizer")
+            save_config(cfg, run.path / "config.yaml")
+            return str(run.path)
+
+        run = Run(distributed.on_main(create))
+    if not distributed.is_main():
+        run = ReadOnlyRun(run.path)
     n_params = sum(p.numel() for p in model.parameters())
     run.update(
         params=n_params,

@@ -314,3 +314,27 @@ def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
         found.append(info)
     found.sort(key=lambda r: r.get("created", 0), reverse=True)
     return found
+
+
+class ReadOnlyRun(Run):
+    """A run as data-parallel ranks other than 0 see it: it reads like a Run (checkpoints to
+    resume from, run.json), and every write is left to rank 0."""
+
+    def update(self, **fields: Any) -> None:
+        pass
+
+    def log(self, record: dict[str, Any]) -> None:
+        pass
+
+    def truncate_metrics(self, step: int) -> None:
+        pass
+
+    def save_checkpoint(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        state: dict[str, Any],
+        tensors: dict[str, torch.Tensor] | None = None,
+        keep: int = 2,
+    ) -> Path:
+        return self.checkpoint_dir / f"step-{int(state['step']):08d}"

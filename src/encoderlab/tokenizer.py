@@ -271,15 +271,24 @@ def _train(texts: Iterable[str], cfg: TokenizerConfig, drop: set[str] | None) ->
 
 
 class _Documents:
-    """Re-iterable view of corpus files, so training can take a second pass if it must."""
+    """Re-iterable view of corpus files, so training can take a second pass if it must.
 
-    def __init__(self, paths: Sequence[str | Path], **options: Any) -> None:
-        self.paths, self.options = paths, options
+    `groups` are (files, reading options) pairs: one per corpus of a mix (data.sources).
+    """
+
+    def __init__(self, groups: list[tuple[Sequence[str | Path], dict[str, Any]]], cap: int | None):
+        self.groups, self.cap = groups, cap
 
     def __iter__(self) -> Iterator[str]:
         from encoderlab.data.corpus import iter_documents
 
-        return iter_documents(self.paths, **self.options)
+        n = 0
+        for paths, options in self.groups:
+            for doc in iter_documents(paths, **options):
+                if self.cap is not None and n >= self.cap:
+                    return
+                n += 1
+                yield doc
 
 
 def train_tokenizer_from_files(
@@ -287,25 +296,39 @@ def train_tokenizer_from_files(
 ) -> Tokenizer:
     """Train on corpus files read with the data section's format options.
 
-    `paths=None` means cfg.train_files, or the pretraining corpus when those are unset.
-    The document cap is the smaller of tokenizer.max_train_documents and data.max_documents:
-    a tokenizer should not see text the model will never be trained on.
+    `paths=None` means cfg.train_files, or the pretraining corpus (data.corpus and every
+    corpus of data.sources) when those are unset. The document cap is the smaller of
+    tokenizer.max_train_documents and data.max_documents: a tokenizer should not see text the
+    model will never be trained on.
     """
-    from encoderlab.data.corpus import resolve_paths
+    from encoderlab.data.corpus import resolve_sources
 
-    if paths is None:
-        paths = cfg.train_files if cfg.train_files is not None else data_cfg.corpus
+    options = {
+        "text_field": data_cfg.text_field,
+        "text_column": data_cfg.text_column,
+        "txt_unit": data_cfg.txt_unit,
+        "fmt": data_cfg.format,
+        "sheet": data_cfg.sheet,
+    }
+    if paths is not None or cfg.train_files is not None or not data_cfg.sources:
+        if paths is None:
+            paths = cfg.train_files if cfg.train_files is not None else data_cfg.corpus
+        groups = [(paths, options)]
+    else:
+        groups = [(data_cfg.corpus, options)] if data_cfg.corpus else []
+        for src in data_cfg.sources:
+            own = {
+                "text_field": src.text_field or data_cfg.text_field,
+                "text_column": src.text_column
+                if src.text_column is not None
+                else data_cfg.text_column,
+                "fmt": src.format or data_cfg.format,
+            }
+            groups.append((src.files, {**options, **own}))
+    for files, opts in groups:
+        resolve_sources(files, opts["fmt"])  # fail on a missing file now, not after a pass
     caps = [c for c in (cfg.max_train_documents, data_cfg.max_documents) if c is not None]
-    resolve_paths(paths)  # fail on a missing file now, not after the first pass
-    docs = _Documents(
-        paths,
-        text_field=data_cfg.text_field,
-        text_column=data_cfg.text_column,
-        txt_unit=data_cfg.txt_unit,
-        max_documents=min(caps) if caps else None,
-        fmt=data_cfg.format,
-    )
-    return train_tokenizer(docs, cfg)
+    return train_tokenizer(_Documents(groups, min(caps) if caps else None), cfg)
 
 
 def save_tokenizer(

@@ -4,6 +4,11 @@ The trainer knows nothing about tasks beyond an `Objective`: "loss and summable 
 batch" and "metrics from summed counts". Everything that decides which batch comes next
 (epoch, position in the epoch, sampler seed, RNG states, optimizer) is checkpointed, so a
 resumed run logs the same losses an uninterrupted one would have.
+
+Under torchrun (see `encoderlab.distributed`) `fit` trains with DistributedDataParallel: the
+global batch is still train.batch_size rows, dealt out row by row to the ranks, and each
+rank's loss is weighted by its share of the batch's loss units (masked tokens, labelled rows),
+so the averaged gradient, the logged counts and the schedule equal a single process's.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from encoderlab import distributed
 from encoderlab.config import TrainConfig
 from encoderlab.errors import UserError
-from encoderlab.runs import Run
+from encoderlab.runs import ReadOnlyRun, Run
 
 Batch = dict[str, torch.Tensor]
 
@@ -37,12 +44,15 @@ class Objective:
     metrics(summed counts) -> named metrics, e.g. {"loss": ..., "acc": ...}
     primary: the metric (of `metrics`, on valid) that defines "best" when
     train.early_stop_metric is not set; higher is better unless primary_mode is "min".
+    units: the count the loss is a mean over (e.g. "masked"); data-parallel ranks weight their
+    losses by it so the gradient is that of the whole batch. None: the loss is a mean over rows.
     """
 
     step: Callable[[nn.Module, Batch], tuple[torch.Tensor, dict[str, torch.Tensor]]]
     metrics: Callable[[dict[str, float]], dict[str, float]]
     primary: str = "loss"
     primary_mode: str = "min"
+    units: str | None = None
 
 
 @dataclass
@@ -71,11 +81,13 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """'auto' is the GPU if there is one; under torchrun each process takes GPU LOCAL_RANK."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and distributed.launched():
+        device = torch.device("cuda", distributed.local_rank())
+    return device
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -129,18 +141,44 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarr
     return np.random.default_rng([seed, 1, epoch]).permutation(n)
 
 
-class _Batches(torch.utils.data.Sampler):
-    """Lists of indices for one epoch, starting at batch `start`."""
+def share(n: int, batch_size: int, b: int, rank: int = 0, world: int = 1) -> int:
+    """Rows of global batch `b` (of an epoch of n examples) that go to `rank` of `world`."""
+    return len(range(rank, min(batch_size, n - b * batch_size), world))
 
-    def __init__(self, order: np.ndarray, batch_size: int, start: int = 0) -> None:
+
+class _Batches(torch.utils.data.Sampler):
+    """Lists of indices for one epoch, starting at batch `start`.
+
+    With world > 1 each global batch of `batch_size` rows is dealt out row by row and this
+    yields rank `rank`'s rows, so the ranks' shares together are exactly the one-process batch.
+    A rank left without rows (the epoch's last batch is shorter than world) gets the batch's
+    first row as a stand-in that the trainer weights 0: every rank must join every backward.
+    """
+
+    def __init__(
+        self, order: np.ndarray, batch_size: int, start: int = 0, rank: int = 0, world: int = 1
+    ) -> None:
         self.order, self.batch_size, self.start = order, batch_size, start
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
         return max(0, math.ceil(len(self.order) / self.batch_size) - self.start)
 
     def __iter__(self) -> Iterator[list[int]]:
         for b in range(self.start, math.ceil(len(self.order) / self.batch_size)):
-            yield self.order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
+            rows = self.order[b * self.batch_size : (b + 1) * self.batch_size]
+            mine = rows[self.rank :: self.world]
+            yield (mine if len(mine) else rows[:1]).tolist()
+
+
+def check_batch_size(cfg: TrainConfig) -> None:
+    """Under torchrun, train.batch_size is the global batch: each process takes an equal part."""
+    world = distributed.world()
+    if cfg.batch_size % world:
+        raise UserError(
+            f"train.batch_size={cfg.batch_size} is the global batch and must divide evenly "
+            f"among the {world} processes; make it a multiple of {world}"
+        )
 
 
 def make_loader(
@@ -151,12 +189,14 @@ def make_loader(
     start: int = 0,
     num_workers: int = 0,
     seed: int = 0,
+    rank: int = 0,
+    world: int = 1,
 ) -> DataLoader:
     # An explicit generator keeps DataLoader from drawing from the global torch RNG, which
     # would shift dropout masks and break exact resume.
     return DataLoader(
         dataset,
-        batch_sampler=_Batches(order, batch_size, start),
+        batch_sampler=_Batches(order, batch_size, start, rank, world),
         collate_fn=collate,
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),
@@ -227,10 +267,17 @@ def evaluate(
     device: torch.device,
     amp: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """Sum the objective's counts over the validation set (or its first eval_batches)."""
+    """Sum the objective's counts over the validation set (or its first eval_batches).
+
+    Under torchrun every rank must call this: each evaluates its share of every batch, the
+    counts are summed over ranks, and every rank returns the whole set's metrics.
+    """
     was_training = model.training
     model.eval()
-    loader = make_loader(dataset, collate, cfg.batch_size, np.arange(len(dataset)))
+    rank, world = distributed.rank(), distributed.world()
+    loader = make_loader(
+        dataset, collate, cfg.batch_size, np.arange(len(dataset)), rank=rank, world=world
+    )
     acc: dict[str, torch.Tensor] = {}
     for i, batch in enumerate(loader):
         if cfg.eval_batches is not None and i >= cfg.eval_batches:
@@ -238,7 +285,11 @@ def evaluate(
         batch = to_device(batch, device)
         with autocast(device, amp):
             _, counts = objective.step(model, batch)
+        if share(len(dataset), cfg.batch_size, i, rank, world) == 0:  # a stand-in row
+            counts = {k: v * 0 for k, v in counts.items()}
         _sum_counts(acc, counts)
+    if world > 1:
+        acc = {k: v.float() for k, v in distributed.sum_counts(acc).items()}
     model.train(was_training)
     return objective.metrics(_floats(acc)) if acc else {}
 
@@ -279,7 +330,13 @@ def fit(
 
     `evaluator(model) -> metrics` replaces the default evaluation (summed objective counts
     over valid_set) when a task needs whole-set decoding, e.g. QA's EM/F1.
+
+    Under torchrun every rank calls this with the same arguments; rank 0 alone writes to the
+    run, prints, evaluates with `evaluator` and calls `on_eval`.
     """
+    rank, world = distributed.rank(), distributed.world()
+    if rank > 0:
+        run, say = ReadOnlyRun(run.path), _quiet
     device = next(model.parameters()).device
     amp = autocast_dtype(cfg.precision, device)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
@@ -289,6 +346,7 @@ def fit(
 
     if len(train_set) == 0:
         raise UserError("the training set is empty; check the data section of the config")
+    check_batch_size(cfg)
     micro_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum)
     total_steps = None
@@ -325,6 +383,21 @@ def fit(
         run.truncate_metrics(st["step"])
         say(f"resumed {run.path} at step {st['step']} (epoch {st['epoch']}, batch {st['micro']})")
     model.train()
+    net: nn.Module = model  # what the training forward runs: the model, or its DDP wrapper
+    ddp: DistributedDataParallel | None = None
+    if world > 1:
+        # Every rank starts from rank 0's weights (DDP broadcasts them). Dropout masks must
+        # differ between ranks, as between the rows of one batch: ranks > 0 draw from their own
+        # seed (rank 0 keeps the stream a single process has, and checkpoints it).
+        if rank > 0:
+            state = np.random.SeedSequence([seed, rank, st["step"]]).generate_state(1)
+            torch.manual_seed(int(state[0]))
+        ddp = DistributedDataParallel(
+            model,
+            device_ids=[device] if device.type == "cuda" else None,
+            find_unused_parameters=_foreign_modules(model),
+        )
+        net = ddp
     run.update(
         status="running",
         total_steps=total_steps,
@@ -332,6 +405,7 @@ def fit(
         train_examples=len(train_set),
         valid_examples=len(valid_set) if valid_set is not None else 0,
         device=str(device),
+        processes=world,
         precision=str(amp).replace("torch.", "") if amp else "fp32",
     )
     window: dict[str, torch.Tensor] = {
@@ -342,6 +416,11 @@ def fit(
 
     def train_seconds() -> float:
         return time.perf_counter() - run_t0
+
+    def budget_seconds() -> float:
+        """Seconds trained as rank 0 counts them: LR under a time budget and the decision to
+        stop must agree on every rank, or their weights drift apart."""
+        return distributed.main_value(train_seconds())
 
     last_saved = [-1]
 
@@ -364,8 +443,8 @@ def fit(
         if valid_set is None or len(valid_set) == 0:
             return {}
         t0 = time.perf_counter()
-        if evaluator is not None:
-            raw = evaluator(model)
+        if evaluator is not None:  # whole-set decoding: rank 0 does it all, the others wait
+            raw = distributed.on_main(lambda: evaluator(model))
         else:
             raw = evaluate(model, valid_set, collate, objective, cfg, device, amp)
         metrics = {f"valid/{k}": v for k, v in raw.items()}
@@ -390,7 +469,7 @@ def fit(
                 )
             else:
                 st["evals_since_best"] += 1
-        if on_eval is not None:
+        if on_eval is not None and rank == 0:
             on_eval(st["step"], metrics)
         return metrics
 
@@ -420,7 +499,7 @@ def fit(
 
     last_print = [0.0]
 
-    progress = _Progress(total_steps, budget_s, initial=st["step"])
+    progress = _Progress(total_steps, budget_s, initial=st["step"], show=rank == 0)
     stopped = "finished"
     pending = [0]  # micro-batches read but not yet stepped: given back on Ctrl-C
     try:
@@ -438,10 +517,13 @@ def fit(
                 start=st["micro"],
                 num_workers=num_workers,
                 seed=seed + st["epoch"],
+                rank=rank,
+                world=world,
             )
-            group: list[Batch] = []
+            group: list[tuple[Batch, bool]] = []  # (micro-batch, False for a stand-in row)
             for batch in loader:
-                group.append(batch)
+                real = share(len(train_set), cfg.batch_size, st["micro"], rank, world) > 0
+                group.append((batch, real))
                 pending[0] = len(group)
                 st["micro"] += 1
                 end_of_epoch = st["micro"] >= micro_per_epoch
@@ -449,23 +531,34 @@ def fit(
                     continue
                 # ---- one optimizer step over the accumulated micro-batches ----
                 lr_scale = lr_factor(
-                    cfg, st["step"], total_steps, train_seconds() / budget_s if budget_s else 0.0
+                    cfg, st["step"], total_steps, budget_seconds() / budget_s if budget_s else 0.0
                 )
                 for g, lr in zip(optimizer.param_groups, base_lrs, strict=True):
                     g["lr"] = lr * lr_scale
                 finite = True
                 step_counts: dict[str, torch.Tensor] = {}
-                step_tokens = 0
-                for mb in group:
-                    step_tokens += batch_tokens(mb)  # on the host: no GPU sync for a count
+                step_tokens = samples = 0
+                for i, (mb, real) in enumerate(group):
+                    tokens = batch_tokens(mb) if real else 0  # on the host: no GPU sync
+                    rows = len(mb["input_ids"]) if real else 0
                     mb = to_device(mb, device)
-                    with autocast(device, amp):
-                        loss, counts = objective.step(model, mb)
-                    if not torch.isfinite(loss.detach()):
-                        finite = False
-                        break
-                    loss = loss / len(group)
-                    (scaler.scale(loss) if scaler else loss).backward()
+                    # DDP averages gradients once per step, in the last micro-batch's backward
+                    last = i == len(group) - 1
+                    with contextlib.nullcontext() if ddp is None or last else ddp.no_sync():
+                        with autocast(device, amp):
+                            loss, counts = objective.step(net, mb)
+                        if ddp is None:
+                            finite = bool(torch.isfinite(loss.detach()))
+                        else:
+                            loss, counts, tokens, rows, finite = _across_ranks(
+                                loss, counts, objective.units, real, tokens, rows, world
+                            )
+                        step_tokens += tokens
+                        samples += rows
+                        if not finite:
+                            break
+                        loss = loss / len(group)
+                        (scaler.scale(loss) if scaler else loss).backward()
                     _sum_counts(step_counts, counts)
                 if finite:
                     if scaler:
@@ -485,7 +578,6 @@ def fit(
                     st["nonfinite_total"] += 1
                     st["nonfinite_streak"] += 1
                 optimizer.zero_grad(set_to_none=True)
-                samples = sum(len(mb["input_ids"]) for mb in group)
                 group = []
                 pending[0] = 0
                 st["step"] += 1
@@ -529,7 +621,7 @@ def fit(
                             }
                         )
                 out_of_steps = total_steps is not None and st["step"] >= total_steps
-                out_of_time = budget_s is not None and train_seconds() >= budget_s
+                out_of_time = budget_s is not None and budget_seconds() >= budget_s
                 early = (
                     evaluated
                     and (cfg.early_stop_metric is not None)
@@ -594,12 +686,66 @@ def fit(
     )
 
 
+def _quiet(msg: str) -> None:
+    pass
+
+
+def _foreign_modules(model: nn.Module) -> bool:
+    """Whether the model holds modules encoderlab did not write (a wrapped transformers model),
+    which may own parameters the loss never reaches (its pooler): DDP must then look for them."""
+    return any(
+        not type(m).__module__.startswith(("encoderlab.", "torch.")) for m in model.modules()
+    )
+
+
+def _across_ranks(
+    loss: torch.Tensor,
+    counts: dict[str, torch.Tensor],
+    units: str | None,
+    real: bool,
+    tokens: int,
+    rows: int,
+    world: int,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], int, int, bool]:
+    """One micro-batch under DDP: sum its counts over the ranks (one all_reduce) and weight this
+    rank's loss by its share of the batch's loss units.
+
+    Each rank's loss is a mean over its own units (masked tokens, labelled rows), whose number
+    differs between ranks; DDP then averages the gradients. Scaling by units * world / total
+    makes that average the gradient of the whole batch's mean, as one process computes it.
+    Returns (loss to backpropagate, counts of the whole batch, its tokens, its rows, whether
+    every rank's loss is finite: a non-finite loss anywhere skips the step everywhere).
+    """
+    keep = 1.0 if real else 0.0  # a stand-in row counts for nothing
+    local = {k: v.detach().float() * keep for k, v in counts.items()}
+    mine = local[units] if units is not None else torch.tensor(float(rows), device=loss.device)
+    total = distributed.sum_counts(
+        {
+            **local,
+            "_units": mine,
+            "_nonfinite": (~torch.isfinite(loss.detach())).float(),
+            "_tokens": float(tokens),
+            "_rows": float(rows),
+        }
+    )
+    weight = mine.to(total["_units"]) * world / total["_units"].clamp_min(1.0)
+    return (
+        loss * weight.to(loss),
+        {k: total[k].float() for k in counts},
+        int(total["_tokens"]),
+        int(total["_rows"]),
+        bool(total["_nonfinite"] == 0),
+    )
+
+
 class _Progress:
     """A rich progress bar with loss, tokens/s and ETA; silent when stderr is not a terminal."""
 
-    def __init__(self, total: int | None, budget_s: float | None, initial: int) -> None:
+    def __init__(
+        self, total: int | None, budget_s: float | None, initial: int, show: bool = True
+    ) -> None:
         self.bar = None
-        if not sys.stderr.isatty():
+        if not show or not sys.stderr.isatty():
             return
         from rich.console import Console
         from rich.progress import (

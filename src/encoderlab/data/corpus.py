@@ -1,15 +1,35 @@
 """Stream documents (plain strings) out of corpus files, whatever their format.
 
-Files are read line by line, never whole, so a corpus may be larger than memory. Problems in
-the user's files become one-line `UserError`s that name the file and line and say how to fix
-them, because a traceback from deep inside the csv or json module helps nobody.
+Files are read line by line (or record batch by record batch), never whole, so a corpus may be
+larger than memory. Problems in the user's files become one-line `UserError`s that name the
+file and line and say how to fix them, because a traceback from deep inside the csv or json
+module helps nobody.
 
-Formats, chosen by suffix (after removing a `.gz`, `.bz2`, `.xz` or `.zst` compression suffix):
+Formats, chosen by suffix (after removing a `.gz`, `.bz2`, `.xz` or `.zst` compression suffix)
+unless `data.format` names one:
   .jsonl / .json   one JSON object per line; the document is its `text_field`
   .csv / .tsv      a header row, then one document per row from column `text_column`
                    (.tsv is split on tabs with no quoting, as most TSV writers expect)
+  .parquet         read by record batches; the document is column `text_column`
+  .xlsx            the first sheet (or `data.sheet`); first row is the header, as for csv
+  directory        written by Hugging Face `save_to_disk` (`dir::split` picks a split of a
+                   DatasetDict, default "train"); `hf:<name>[:<config>][::split]` streams a
+                   dataset from the Hub
   anything else    plain text: a document per non-empty line, or per blank-line-separated
                    paragraph (`txt_unit="paragraph"`)
+
+`text_column` may be a list: each listed column's non-empty cell is then its own document, in
+column order, row by row (a parallel corpus with one column per language).
+
+Two ways to read: strict (`report=None`, the default) raises a `UserError` at the first bad
+line; tolerant (with a `FileReport`) counts and skips bad lines, stops a file at corrupt
+compressed data and goes on, because one bad record should not sink a 100 GB tokenization.
+Mistakes in the configuration (a column not in the header, a JSON field no record has, a JSON
+array file) raise in both modes: every record would be skipped, so counting them helps nobody.
+
+Uncompressed line-based files can be read in byte ranges (`byte_range=(start, end)`), so one
+big file can be tokenized by several processes: a line belongs to the range holding its
+first byte, so ranges that tile a file yield every document exactly once.
 """
 
 from __future__ import annotations
@@ -18,140 +38,389 @@ import bz2
 import csv
 import glob
 import gzip
+import hashlib
 import io
 import json
 import lzma
+import os
 import sys
+import warnings
+import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from encoderlab.errors import UserError
 
 _COMPRESSED = {".gz", ".bz2", ".xz", ".zst"}
 _JSON = {".jsonl", ".json", ".ndjson"}
 _CSV = {".csv": ",", ".tsv": "\t"}
+_PARQUET = {".parquet", ".pq"}
+_XLSX = {".xlsx", ".xlsm"}
+_FORMATS = ("auto", "txt", "jsonl", "csv", "tsv", "parquet", "xlsx", "hf")
 _GLOB_CHARS = set("*?[")
+_HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+_HF_BATCH = 1000
+_PARQUET_BATCH = 1024
+_MAX_EXAMPLES = 3
+# Errors a decompressor or a failing disk raises part-way through a file.
+_READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
 
 # Documents (a review, a Wikipedia article) can be long; the csv default of 128 KiB is not.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
-def resolve_paths(paths: Sequence[str | Path] | str | Path | None) -> list[Path]:
-    """Expand globs and check that every corpus file exists, before any reading starts.
+# --- public API ------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class Source:
+    """One corpus entry after resolution: a file, a `save_to_disk` directory, or a Hub name.
+
+    `str(source)` is the label used in messages and reports.
+    """
+
+    kind: Literal["file", "hf_disk", "hf_hub"]
+    path: Path | None = None  # the file or directory; None for the Hub
+    name: str | None = None  # Hub dataset name (hf_hub)
+    config: str | None = None  # Hub dataset config (hf_hub)
+    split: str | None = None  # None: "train" (a single Dataset on disk has no split)
+
+    def __str__(self) -> str:
+        if self.kind == "hf_hub":
+            base = f"hf:{self.name}" + (f":{self.config}" if self.config else "")
+        else:
+            base = str(self.path)
+        return base + (f"::{self.split}" if self.split else "")
+
+
+@dataclass
+class FileReport:
+    """What tolerant reading of one source (or one byte range of it) skipped, and why.
+
+    Pass one to `iter_source`; it is filled while the iterator is consumed. Reports of the
+    byte ranges of one file add up with `merge`.
+    """
+
+    path: str = ""
+    documents: int = 0
+    bad_encoding_lines: int = 0  # lines that are not UTF-8 (skipped)
+    bad_records: int = 0  # invalid JSON, not an object, field missing or not text, short row
+    truncated_last_line: bool = False  # a last line with no newline that does not parse
+    corrupt: str | None = None  # decompression / read error; the file was read up to there
+    vanished: bool = False  # gone or unreadable between listing and reading
+    examples: list[str] = field(default_factory=list)  # the first problems, with file:line
+
+    @property
+    def n_problems(self) -> int:
+        return (
+            self.bad_encoding_lines
+            + self.bad_records
+            + int(self.truncated_last_line)
+            + int(self.corrupt is not None)
+            + int(self.vanished)
+        )
+
+    def merge(self, other: FileReport) -> None:
+        """Add another report (e.g. of the next byte range of the same file) to this one."""
+        self.documents += other.documents
+        self.bad_encoding_lines += other.bad_encoding_lines
+        self.bad_records += other.bad_records
+        self.truncated_last_line |= other.truncated_last_line
+        self.corrupt = self.corrupt or other.corrupt
+        self.vanished |= other.vanished
+        room = _MAX_EXAMPLES - len(self.examples)
+        if room > 0:
+            self.examples.extend(other.examples[:room])
+
+    def summary(self) -> str:
+        """One line for a log: the counts, then the first problem."""
+        parts = [f"{self.documents:,} documents"]
+        if self.vanished:
+            parts.append("vanished before it was read")
+        if self.bad_encoding_lines:
+            parts.append(f"{self.bad_encoding_lines:,} non-UTF-8 lines skipped")
+        if self.bad_records:
+            parts.append(f"{self.bad_records:,} bad records skipped")
+        if self.truncated_last_line:
+            parts.append("last line cut short")
+        if self.corrupt is not None:
+            parts.append(f"corrupt, read up to there ({self.corrupt})")
+        line = f"{self.path}: " + ", ".join(parts)
+        if self.examples and not (self.corrupt is not None and self.n_problems == 1):
+            line += f"; first: {self.examples[0]}"
+        return line
+
+
+def resolve_sources(
+    entries: Sequence[str | Path] | str | Path | None, fmt: str = "auto"
+) -> list[Source]:
+    """Expand globs and check that every corpus entry exists, before any reading starts.
+
+    Entries are files, globs, `save_to_disk` directories (optionally `dir::split`) and
+    `hf:<name>[:<config>][::split]` Hub names (with fmt="hf" the `hf:` may be left out).
     Failing early matters: a missing third file should not be discovered an hour into
     tokenizing the first two.
     """
-    if paths is None or isinstance(paths, (str, Path)):
-        paths = [] if paths is None else [paths]
-    if not paths:
+    if entries is None or isinstance(entries, (str, Path)):
+        entries = [] if entries is None else [entries]
+    if not entries:
         raise UserError(
-            "no corpus files given; set data.corpus to a list of .txt/.jsonl/.csv/.tsv files "
+            "no corpus files given; set data.corpus to a list of .txt/.jsonl/.csv/.tsv/"
+            ".parquet/.xlsx files, dataset directories or hf:<name> entries "
             "(e.g. --set 'data.corpus=[train.txt]')"
         )
-    out: list[Path] = []
-    for raw in paths:
+    _check_format(fmt)
+    out: list[Source] = []
+    for raw in entries:
         text = str(raw)
-        p = Path(text).expanduser()
+        if text.startswith("hf:"):
+            out.append(_hub_source(text[3:], text))
+            continue
+        base, sep, split = text.rpartition("::") if "::" in text else (text, "", "")
+        p = Path(base).expanduser()
+        if sep:
+            if not split or not p.is_dir() or not _is_hf_dir(p):
+                if fmt == "hf" and not p.exists():
+                    out.append(_hub_source(text, text))
+                    continue
+                raise UserError(
+                    f"{text}: '::split' works only after a directory written by "
+                    "Hugging Face save_to_disk; check data.corpus"
+                )
+            out.append(Source("hf_disk", p, split=split))
+            continue
         if p.is_file():
-            out.append(p)
+            out.append(Source("file", p))
             continue
         if p.is_dir():
+            if _is_hf_dir(p):
+                out.append(Source("hf_disk", p))
+                continue
             raise UserError(
-                f"{text}: is a directory, not a corpus file; list its files in data.corpus "
-                f"or use a glob such as '{text.rstrip('/')}/*.txt'"
+                f"{text}: is a directory, not a corpus file or a Hugging Face save_to_disk "
+                f"directory; list its files in data.corpus or use a glob such as "
+                f"'{text.rstrip('/')}/*.txt'"
             )
         if _GLOB_CHARS & set(text):
             matches = sorted(Path(m) for m in glob.glob(str(p), recursive=True))
-            files = [m for m in matches if m.is_file()]
-            if not files:
+            found = [
+                Source("file", m) if m.is_file() else Source("hf_disk", m)
+                for m in matches
+                if m.is_file() or (m.is_dir() and _is_hf_dir(m))
+            ]
+            if not found:
                 raise UserError(f"{text}: the pattern matches no files; check data.corpus")
-            out.extend(files)
+            out.extend(found)
+            continue
+        if fmt == "hf":
+            out.append(_hub_source(text, text))
             continue
         raise UserError(f"{text}: corpus file not found; check the path in data.corpus")
     return out
 
 
-def describe_sources(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Resolved path, size and mtime of each corpus file: a cheap key for caches built from them.
+def resolve_paths(paths: Sequence[str | Path] | str | Path | None, fmt: str = "auto") -> list[Path]:
+    """`resolve_sources`, as local paths (files and dataset directories).
 
-    A changed file changes its size or mtime, so a cache keyed on this is rebuilt; hashing the
-    content instead would mean reading a possibly huge corpus on every run.
+    Kept for callers that only need to fail early on a missing file; Hub entries have no path
+    and are left out (they are still checked for syntax).
     """
-    out = []
-    for p in resolve_paths(paths):
-        st = p.stat()
-        out.append({"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
+    return [s.path for s in resolve_sources(paths, fmt) if s.path is not None]
+
+
+def describe_sources(paths: Sequence[str | Path], fmt: str = "auto") -> list[dict[str, Any]]:
+    """A cheap, JSON-able key per corpus source for caches built from it.
+
+    A file: its resolved path, size and mtime (a changed file changes one of them; hashing the
+    content would mean reading a possibly huge corpus on every run). A dataset directory: a
+    hash of its files' sizes and mtimes. A Hub dataset: its name, config and split.
+    """
+    out: list[dict[str, Any]] = []
+    for s in resolve_sources(paths, fmt):
+        if s.kind == "file":
+            assert s.path is not None
+            st = s.path.stat()
+            out.append(
+                {"path": str(s.path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            )
+        elif s.kind == "hf_disk":
+            assert s.path is not None
+            h = hashlib.sha256()
+            total = 0
+            for root, dirs, files in os.walk(s.path):
+                dirs.sort()
+                for name in sorted(files):
+                    f = Path(root, name)
+                    st = f.stat()
+                    total += st.st_size
+                    h.update(f"{f.relative_to(s.path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            out.append(
+                {
+                    "path": str(s.path.resolve()),
+                    "split": s.split,
+                    "size": total,
+                    "files": h.hexdigest()[:20],
+                }
+            )
+        else:
+            out.append({"hf": s.name, "config": s.config, "split": s.split})
     return out
+
+
+def splittable(path: Source | str | Path, fmt: str = "auto", txt_unit: str = "line") -> bool:
+    """Whether `iter_source(..., byte_range=...)` can read this file in pieces.
+
+    True for uncompressed JSON lines and for uncompressed plain text read a line at a time:
+    there a newline always ends a document. Paragraphs, csv (quoted newlines), compressed
+    files and columnar formats must be read whole by one reader.
+    """
+    if isinstance(path, Source):
+        if path.kind != "file" or path.path is None:
+            return False
+        path = path.path
+    path = Path(path)
+    if path.suffix.lower() in _COMPRESSED:
+        return False
+    kind = _kind(path, fmt)
+    if kind in _JSON:
+        return True
+    return kind == "txt" and txt_unit == "line"
+
+
+def iter_source(
+    source: Source | str | Path,
+    *,
+    text_field: str = "text",
+    text_column: str | Sequence[str] = "text",
+    txt_unit: str = "line",
+    fmt: str = "auto",
+    sheet: str | None = None,
+    report: FileReport | None = None,
+    byte_range: tuple[int, int] | None = None,
+) -> Iterator[str]:
+    """Yield the stripped, non-empty documents of one corpus source.
+
+    `source` is a resolved `Source`, or one entry as in data.corpus (not a glob; a plain path
+    is taken as a file even if it no longer exists, so that it is reported as vanished).
+
+    Strict (`report=None`): the first bad line raises a `UserError`, as does a source with no
+    documents at all (unless `byte_range` is given: a piece of a file may well be empty).
+    Tolerant (with `report`): bad lines are counted in it and skipped, a corrupt compressed
+    stream ends the file, a vanished file yields nothing; configuration mistakes still raise.
+
+    `byte_range=(start, end)` reads only the lines whose first byte lies in [start, end);
+    only for `splittable` files. `end` may be past the end of the file.
+    """
+    if txt_unit not in ("line", "paragraph"):
+        raise UserError(f"data.txt_unit={txt_unit!r}: must be 'line' or 'paragraph'")
+    _check_format(fmt)
+    columns = _columns(text_column)
+    src = source if isinstance(source, Source) else _as_source(source, fmt)
+    if byte_range is not None:
+        start, end = byte_range
+        if start < 0 or end < start:
+            raise ValueError(f"byte_range={byte_range}: need 0 <= start <= end")
+        if not splittable(src, fmt, txt_unit):
+            raise ValueError(f"{src}: cannot be read in byte ranges (see splittable())")
+    if report is not None and not report.path:
+        report.path = str(src)
+    ctx = _Ctx(str(src), report, byte_range)
+    docs = _iter_source(src, ctx, text_field, columns, txt_unit, fmt, sheet)
+    return _counted(docs, src, ctx, text_field, columns, fmt)
 
 
 def iter_documents(
     paths: Sequence[str | Path],
     *,
     text_field: str = "text",
-    text_column: str = "text",
+    text_column: str | Sequence[str] = "text",
     txt_unit: str = "line",
     max_documents: int | None = None,
     fmt: str = "auto",
+    sheet: str | None = None,
 ) -> Iterator[str]:
-    """Yield stripped, non-empty documents from the files in order, stopping at max_documents.
+    """Yield stripped, non-empty documents from the sources in order, stopping at max_documents.
 
-    Every file must yield at least one document: an empty file in a corpus list is almost
-    always a mistake (a wrong path, a failed export), so it is reported rather than skipped.
+    Strict: the first bad line raises. Every source must yield at least one document: an empty
+    file in a corpus list is almost always a mistake (a wrong path, a failed export), so it is
+    reported rather than skipped.
     """
     if txt_unit not in ("line", "paragraph"):
         raise UserError(f"data.txt_unit={txt_unit!r}: must be 'line' or 'paragraph'")
     if max_documents is not None and max_documents < 0:
         raise UserError(f"data.max_documents={max_documents}: must be positive (or null for all)")
-    if fmt not in ("auto", "txt", "jsonl", "csv", "tsv"):
-        raise UserError(f"data.format={fmt!r}: must be auto, txt, jsonl, csv or tsv")
-    files = resolve_paths(paths)
-    return _iter_all(files, text_field, text_column, txt_unit, max_documents, fmt)
+    _check_format(fmt)
+    _columns(text_column)
+    sources = resolve_sources(paths, fmt)
+    options = {
+        "text_field": text_field,
+        "text_column": text_column,
+        "txt_unit": txt_unit,
+        "fmt": fmt,
+        "sheet": sheet,
+    }
+    return _iter_all(sources, options, max_documents)
 
 
-def _iter_all(
-    files: list[Path],
-    text_field: str,
-    text_column: str,
-    txt_unit: str,
-    limit: int | None,
-    fmt: str = "auto",
-) -> Iterator[str]:
-    n = 0
-    if limit == 0:
-        return
-    for path in files:
-        n_file = 0
-        for doc in _iter_file(path, text_field, text_column, txt_unit, fmt):
-            n_file += 1
-            yield doc
-            n += 1
-            if limit is not None and n >= limit:
-                return
-        if n_file == 0:
-            raise UserError(_empty_message(path, text_field, text_column))
+# --- resolution helpers ----------------------------------------------------------------------
 
 
-def _empty_message(path: Path, text_field: str, text_column: str) -> str:
-    if _file_is_empty(path):
-        return f"{path}: no text found (empty file); remove it from data.corpus"
-    kind = _format_suffix(path)
-    if kind in _JSON:
-        what = f"every '{text_field}' field is empty"
-    elif kind in _CSV:
-        what = f"column '{text_column}' is empty in every row"
-    else:
-        what = "only blank lines"
-    return f"{path}: no text found ({what}); remove it from data.corpus"
+def _check_format(fmt: str) -> None:
+    if fmt not in _FORMATS:
+        raise UserError(f"data.format={fmt!r}: must be one of {', '.join(_FORMATS)}")
 
 
-def _file_is_empty(path: Path) -> bool:
-    try:
-        with _open_binary(path) as fh:
-            return fh.read(1) == b""
-    except UserError:
-        return False
+def _columns(text_column: str | Sequence[str]) -> list[str]:
+    cols = [text_column] if isinstance(text_column, str) else list(text_column)
+    if not cols or not all(isinstance(c, str) and c for c in cols):
+        raise UserError(
+            f"data.text_column={text_column!r}: give a column name or a list of column names"
+        )
+    return cols
+
+
+def _is_hf_dir(p: Path) -> bool:
+    return any((p / m).is_file() for m in _HF_MARKERS)
+
+
+def _hub_source(spec: str, text: str) -> Source:
+    spec, split_sep, split = spec.partition("::")
+    name, config_sep, config = spec.partition(":")
+    if not name or (config_sep and not config) or (split_sep and not split):
+        raise UserError(
+            f"{text}: not a Hugging Face dataset name; write hf:<name>, hf:<name>:<config> "
+            "or hf:<name>:<config>::<split> in data.corpus"
+        )
+    return Source("hf_hub", name=name, config=config or None, split=split or None)
+
+
+def _as_source(entry: str | Path, fmt: str) -> Source:
+    """One data.corpus entry as a Source, without globbing or requiring that it exist."""
+    text = str(entry)
+    if text.startswith("hf:"):
+        return _hub_source(text[3:], text)
+    if "::" in text:
+        base, _, split = text.rpartition("::")
+        return Source("hf_disk", Path(base).expanduser(), split=split or None)
+    p = Path(text).expanduser()
+    if p.is_dir():
+        return Source("hf_disk", p)
+    if fmt == "hf" and not p.exists():
+        return _hub_source(text, text)
+    return Source("file", p)
+
+
+def _kind(path: Path, fmt: str) -> str:
+    """The format of a file: a suffix such as '.jsonl', or 'txt'."""
+    if fmt != "auto":
+        return fmt if fmt in ("txt", "hf") else "." + fmt
+    suffix = _format_suffix(path)
+    if suffix in _JSON or suffix in _CSV or suffix in _PARQUET or suffix in _XLSX:
+        return suffix
+    return "txt"
 
 
 def _format_suffix(path: Path) -> str:
@@ -161,81 +430,284 @@ def _format_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def _open_binary(path: Path) -> IO[bytes]:
-    """Open a file for binary reading, decompressing on the fly by suffix."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".gz":
-            return gzip.open(path, "rb")  # type: ignore[return-value]
-        if suffix == ".bz2":
-            return bz2.open(path, "rb")  # type: ignore[return-value]
-        if suffix == ".xz":
-            return lzma.open(path, "rb")  # type: ignore[return-value]
-        if suffix == ".zst":
-            try:
-                import zstandard
-            except ImportError:
-                raise UserError(
-                    f"{path}: reading .zst files needs the zstandard package; "
-                    "run `pip install zstandard` or decompress the file"
-                ) from None
-            raw = open(path, "rb")  # noqa: SIM115 - closed with the reader
-            reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
-            return io.BufferedReader(reader)  # type: ignore[arg-type]
-        return open(path, "rb")  # noqa: SIM115
-    except OSError as e:
-        raise UserError(f"{path}: cannot open ({e.strerror or e})") from None
+# --- reading ---------------------------------------------------------------------------------
 
 
-def _decoded_lines(path: Path, fh: IO[bytes]) -> Iterator[tuple[int, str]]:
-    """(1-based line number, text) pairs; a bad byte is reported with its line and column."""
-    lineno = 0
-    try:
-        for lineno, raw in enumerate(fh, start=1):  # noqa: B007 - used after the loop on errors
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                bad = raw[e.start]
-                raise UserError(
-                    f"{path}:{lineno}: not UTF-8 text (byte 0x{bad:02x} at column {e.start + 1}); "
-                    "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
-                ) from None
-            if lineno == 1 and text.startswith("\ufeff"):
-                text = text[1:]  # byte-order mark written by some Windows editors
-            yield lineno, text
-    except (OSError, EOFError, lzma.LZMAError) as e:
-        raise UserError(
-            f"{path}:{lineno + 1}: cannot read the file ({e}); is it truncated or not really "
-            f"{path.suffix} compressed?"
-        ) from None
-    except Exception as e:  # zstandard.ZstdError and friends, without importing zstandard
-        if type(e).__module__.startswith("zstandard"):
-            raise UserError(f"{path}:{lineno + 1}: cannot decompress the file ({e})") from None
-        raise
+class _Ctx:
+    """Where one read reports problems, and how it names a line in messages."""
+
+    __slots__ = ("label", "report", "start", "end")
+
+    def __init__(
+        self, label: str, report: FileReport | None, byte_range: tuple[int, int] | None
+    ) -> None:
+        self.label, self.report = label, report
+        self.start, self.end = byte_range if byte_range is not None else (0, None)
+
+    def loc(self, lineno: int, offset: int) -> str:
+        # Line numbers are only known when reading from the start of the file.
+        return f"{self.label}:{lineno}" if self.start == 0 else f"{self.label} (byte {offset})"
+
+    def problem(self, kind: str, msg: str) -> None:
+        """Raise in strict mode; count and remember the message in tolerant mode."""
+        r = self.report
+        if r is None:
+            raise UserError(msg)
+        if kind == "truncated_last_line":
+            r.truncated_last_line = True
+        else:
+            setattr(r, kind, getattr(r, kind) + 1)
+        if len(r.examples) < _MAX_EXAMPLES:
+            r.examples.append(msg)
+
+    def stop(self, msg: str, *, vanished: bool = False) -> None:
+        """The rest of the source cannot be read: raise, or note it and let the caller end."""
+        r = self.report
+        if r is None:
+            raise UserError(msg)
+        if vanished:
+            r.vanished = True
+        else:
+            r.corrupt = msg.split(": ", 1)[-1] if ": " in msg else msg
+        if len(r.examples) < _MAX_EXAMPLES:
+            r.examples.append(msg)
 
 
-def _iter_file(
-    path: Path, text_field: str, text_column: str, txt_unit: str, fmt: str = "auto"
+def _iter_all(sources: list[Source], options: dict[str, Any], limit: int | None) -> Iterator[str]:
+    n = 0
+    if limit == 0:
+        return
+    for src in sources:
+        for doc in iter_source(src, **options):
+            yield doc
+            n += 1
+            if limit is not None and n >= limit:
+                return
+
+
+def _counted(
+    docs: Iterator[str],
+    src: Source,
+    ctx: _Ctx,
+    text_field: str,
+    columns: list[str],
+    fmt: str,
 ) -> Iterator[str]:
-    kind = _format_suffix(path) if fmt == "auto" else "." + fmt
-    with _open_binary(path) as fh:
-        lines = _decoded_lines(path, fh)
+    n = 0
+    for doc in docs:
+        n += 1
+        if ctx.report is not None:
+            ctx.report.documents += 1
+        yield doc
+    if n == 0 and ctx.report is None and ctx.end is None:
+        raise UserError(_empty_message(src, text_field, columns, fmt))
+
+
+def _empty_message(src: Source, text_field: str, columns: list[str], fmt: str) -> str:
+    cols = ", ".join(f"'{c}'" for c in columns)
+    what = f"column{'s' if len(columns) > 1 else ''} {cols} empty in every row"
+    if src.kind != "file":
+        return f"{src}: no text found ({what}); remove it from data.corpus"
+    assert src.path is not None
+    if _file_is_empty(src.path):
+        return f"{src}: no text found (empty file); remove it from data.corpus"
+    kind = _kind(src.path, fmt)
+    if kind in _JSON:
+        what = f"every '{text_field}' field is empty"
+    elif kind == "txt":
+        what = "only blank lines"
+    return f"{src}: no text found ({what}); remove it from data.corpus"
+
+
+def _file_is_empty(path: Path) -> bool:
+    try:
+        with _open_binary(path) as fh:
+            return fh.read(1) == b""
+    except (UserError, *_READ_ERRORS):
+        return False
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    """Open a file for binary reading, decompressing on the fly by suffix.
+
+    An OSError (the file is gone or unreadable) is left to the caller, which knows whether
+    that is an error or a vanished file to report.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if suffix == ".bz2":
+        return bz2.open(path, "rb")  # type: ignore[return-value]
+    if suffix == ".xz":
+        return lzma.open(path, "rb")  # type: ignore[return-value]
+    if suffix == ".zst":
+        try:
+            import zstandard
+        except ImportError:
+            raise UserError(
+                f"{path}: reading .zst files needs the zstandard package; "
+                "run `pip install zstandard` or decompress the file"
+            ) from None
+        raw = open(path, "rb")  # noqa: SIM115 - closed with the reader
+        return io.BufferedReader(_ZstdFrames(raw, zstandard.ZstdDecompressor()))
+    return open(path, "rb")  # noqa: SIM115
+
+
+class _ZstdFrames(io.RawIOBase):
+    """Decompress every frame of a .zst file, one frame at a time.
+
+    Many .zst files (pzstd output, concatenated dumps) hold several frames. Handing out each
+    frame's text before touching the next keeps it when a later frame is corrupt, and a last
+    frame that stops short is reported as truncation rather than silently ended.
+    """
+
+    _CHUNK = 1 << 16
+
+    def __init__(self, fh: IO[bytes], decompressor: Any) -> None:
+        self._fh, self._dctx = fh, decompressor
+        self._obj = decompressor.decompressobj()
+        self._in_frame = False  # fed input to the current frame that has not ended yet
+        self._carry = b""  # input after the end of a frame, for the next one
+        self._out = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        while not self._out:
+            data, self._carry = self._carry or self._fh.read(self._CHUNK), b""
+            if not data:
+                if self._in_frame:
+                    raise EOFError("the file ends inside a zstd frame")
+                return 0
+            self._in_frame = True
+            self._out = self._obj.decompress(data)
+            if self._obj.eof:  # a frame ended: the next decompress starts a new one
+                self._carry = self._obj.unused_data
+                self._obj = self._dctx.decompressobj()
+                self._in_frame = False
+        n = min(len(buf), len(self._out))
+        buf[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _iter_source(
+    src: Source,
+    ctx: _Ctx,
+    text_field: str,
+    columns: list[str],
+    txt_unit: str,
+    fmt: str,
+    sheet: str | None,
+) -> Iterator[str]:
+    if src.kind != "file":
+        yield from _iter_hf(src, ctx, columns)
+        return
+    path = src.path
+    assert path is not None
+    kind = _kind(path, fmt)
+    if kind in _PARQUET:
+        yield from _iter_parquet(path, ctx, columns)
+        return
+    if kind in _XLSX:
+        yield from _iter_xlsx(path, ctx, columns, sheet)
+        return
+    if path.suffix.lower() == ".xls" and fmt == "auto":
+        raise UserError(f"{path}: old .xls workbooks cannot be read; save it as .xlsx or .csv")
+    if kind == "hf":
+        raise UserError(
+            f"{path}: data.format=hf needs a save_to_disk directory or an hf:<name> entry, "
+            "not a file; set data.format to the file's format (or auto)"
+        )
+    try:
+        fh = _open_binary(path)
+    except OSError as e:
+        ctx.stop(f"{path}: cannot open ({e.strerror or e})", vanished=True)
+        return
+    with fh:
+        lines = _decoded_lines(path, ctx, fh)
         if kind in _JSON:
-            yield from _iter_jsonl(path, lines, text_field)
+            yield from _iter_jsonl(path, ctx, lines, text_field)
         elif kind in _CSV:
-            yield from _iter_csv(path, lines, text_column, _CSV[kind])
+            yield from _iter_csv(path, ctx, lines, columns, _CSV[kind])
         elif txt_unit == "paragraph":
             yield from _iter_paragraphs(lines)
         else:
-            for _, line in lines:
+            for _, _, line in lines:
                 doc = line.strip()
                 if doc:
                     yield doc
 
 
-def _iter_paragraphs(lines: Iterable[tuple[int, str]]) -> Iterator[str]:
+def _decoded_lines(path: Path, ctx: _Ctx, fh: IO[bytes]) -> Iterator[tuple[int, int, str]]:
+    """(1-based line number, byte offset, text with its line end) for each line in range.
+
+    A line that is not UTF-8 is reported with its line and column (and skipped if tolerant).
+    The offset is only tracked when reading a byte range; a whole-file read gives 0.
+    """
+    start, end = ctx.start, ctx.end
+    lineno, pos = 0, 0
+    try:
+        if end is None:  # the whole file: the hot path, kept lean
+            for lineno, raw in enumerate(fh, start=1):  # noqa: B007 - used on errors
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    _bad_encoding(ctx, raw, e, lineno, 0)
+                    continue
+                if lineno == 1 and text.startswith("\ufeff"):
+                    text = text[1:]  # byte-order mark written by some Windows editors
+                yield lineno, 0, text
+            return
+        if start > 0:
+            # The line holding byte start-1 belongs to the previous range (if that byte is a
+            # newline, the line is empty and the next one starts exactly at `start`).
+            fh.seek(start - 1)
+            pos = start - 1 + len(fh.readline())
+        for raw in fh:
+            if pos >= end:
+                return
+            lineno += 1
+            offset = pos
+            pos += len(raw)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                _bad_encoding(ctx, raw, e, lineno, offset)
+                continue
+            if offset == 0 and text.startswith("\ufeff"):
+                text = text[1:]
+            yield lineno, offset, text
+    except _READ_ERRORS as e:
+        ctx.stop(
+            f"{ctx.loc(lineno + 1, pos)}: cannot read the file ({e}); is it truncated or not "
+            f"really {path.suffix} compressed?"
+        )
+    except UserError:
+        raise
+    except Exception as e:  # zstandard.ZstdError and friends, without importing zstandard
+        if type(e).__module__.startswith("zstandard"):
+            ctx.stop(f"{ctx.loc(lineno + 1, pos)}: cannot decompress the file ({e})")
+            return
+        raise
+
+
+def _bad_encoding(ctx: _Ctx, raw: bytes, e: UnicodeDecodeError, lineno: int, offset: int) -> None:
+    ctx.problem(
+        "bad_encoding_lines",
+        f"{ctx.loc(lineno, offset)}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+        f"{e.start + 1}); convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+    )
+
+
+def _iter_paragraphs(lines: Iterable[tuple[int, int, str]]) -> Iterator[str]:
     para: list[str] = []
-    for _, line in lines:
+    for _, _, line in lines:
         line = line.strip()
         if line:
             para.append(line)
@@ -246,45 +718,69 @@ def _iter_paragraphs(lines: Iterable[tuple[int, str]]) -> Iterator[str]:
         yield "\n".join(para)
 
 
-def _iter_jsonl(path: Path, lines: Iterable[tuple[int, str]], field: str) -> Iterator[str]:
-    for lineno, line in lines:
+def _iter_jsonl(
+    path: Path, ctx: _Ctx, lines: Iterable[tuple[int, int, str]], field: str
+) -> Iterator[str]:
+    # A field that no record has is a wrong data.text_field, not bad data: raise even when
+    # tolerant. Only a read from the start of the file can tell.
+    seen_field = ctx.start > 0
+    first = ctx.start == 0
+    for lineno, offset, line in lines:
         stripped = line.strip()
         if not stripped:
             continue
+        is_first, first = first, False
         try:
             obj = json.loads(stripped)
         except json.JSONDecodeError as e:
-            if lineno == 1 and stripped in ("[", "{"):
+            if is_first and stripped in ("[", "{"):
                 raise UserError(
                     f"{path}: a multi-line JSON document, not JSON lines; write one object per "
                     f"line (e.g. `jq -c '.[]' {path.name} > {path.stem}.jsonl`)"
                 ) from None
-            raise UserError(
-                f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}); "
-                "fix or remove the line"
-            ) from None
+            if line.endswith("\n"):
+                ctx.problem(
+                    "bad_records",
+                    f"{ctx.loc(lineno, offset)}: not valid JSON ({e.msg} at column {e.colno}); fix or remove the line",
+                )
+            else:
+                ctx.problem(
+                    "truncated_last_line",
+                    f"{ctx.loc(lineno, offset)}: not valid JSON ({e.msg} at column {e.colno}) in the last line, which "
+                    "has no newline; was the file cut short? fix or remove the line",
+                )
+            continue
         if not isinstance(obj, dict):
             hint = (
                 f"write one object per line (e.g. `jq -c '.[]' {path.name} > {path.stem}.jsonl`)"
                 if isinstance(obj, list)
                 else f'each line must be an object like {{"{field}": "..."}}'
             )
-            raise UserError(
-                f"{path}:{lineno}: expected a JSON object, got {_json_type(obj)}; {hint}"
+            msg = (
+                f"{ctx.loc(lineno, offset)}: expected a JSON object, got {_json_type(obj)}; {hint}"
             )
+            if is_first and isinstance(obj, list):
+                raise UserError(msg)
+            ctx.problem("bad_records", msg)
+            continue
         if field not in obj:
             fields = ", ".join(map(str, obj)) or "none"
-            raise UserError(
-                f"{path}:{lineno}: no field '{field}' (fields: {fields}); set data.text_field"
-            )
+            msg = f"{ctx.loc(lineno, offset)}: no field '{field}' (fields: {fields}); set data.text_field"
+            if not seen_field:
+                raise UserError(msg)
+            ctx.problem("bad_records", msg)
+            continue
+        seen_field = True
         value = obj[field]
         if value is None:
             continue
         if not isinstance(value, str):
-            raise UserError(
-                f"{path}:{lineno}: field '{field}' is {_json_type(value)}, not a string; "
-                "set data.text_field to a text field"
+            ctx.problem(
+                "bad_records",
+                f"{ctx.loc(lineno, offset)}: field '{field}' is {_json_type(value)}, not a string; "
+                "set data.text_field to a text field",
             )
+            continue
         doc = value.strip()
         if doc:
             yield doc
@@ -298,37 +794,270 @@ def _json_type(value: Any) -> str:
     return "null" if value is None else "a number"
 
 
+def _column_indexes(label: str | Path, header: list[str], columns: list[str]) -> list[int]:
+    missing = [c for c in columns if c not in header]
+    if missing:
+        cols = ", ".join(h for h in header) or "none"
+        raise UserError(
+            f"{label}: no column '{missing[0]}' (columns: {cols}); set data.text_column"
+        )
+    return [header.index(c) for c in columns]
+
+
 def _iter_csv(
-    path: Path, lines: Iterable[tuple[int, str]], column: str, delimiter: str
+    path: Path,
+    ctx: _Ctx,
+    lines: Iterable[tuple[int, int, str]],
+    columns: list[str],
+    delimiter: str,
 ) -> Iterator[str]:
+    # The first line and offset of the row being read, for messages; set by the feeder.
+    row_start = [1, 0, True]
+
+    def feed() -> Iterator[str]:
+        for lineno, offset, text in lines:
+            if row_start[2]:
+                row_start[0], row_start[1], row_start[2] = lineno, offset, False
+            yield text
+
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader((line for _, line in lines), delimiter=delimiter, quoting=quoting)
-    try:
-        header = next(reader, None)
+    reader = csv.reader(feed(), delimiter=delimiter, quoting=quoting)
+    header: list[str] | None = None
+    idxs: list[int] = []
+    need = 0
+    while True:
+        try:
+            row = next(reader, None)
+        except csv.Error as e:
+            ctx.problem(
+                "bad_records", f"{ctx.loc(*row_start[:2])}: not valid CSV ({e}); fix the row"
+            )
+            row_start[2] = True
+            continue
+        if row is None:
+            return  # an empty file is reported by the caller
+        loc = ctx.loc(*row_start[:2])
+        row_start[2] = True
         if header is None:
-            return  # empty file: reported by the caller
-        header = [h.strip() for h in header]
-        if column not in header:
-            cols = ", ".join(h for h in header) or "none"
-            raise UserError(f"{path}: no column '{column}' (columns: {cols}); set data.text_column")
-        idx = header.index(column)
-        start = reader.line_num + 1
-        for row in reader:
-            if not row:  # a blank line
-                start = reader.line_num + 1
-                continue
-            if idx >= len(row):
-                raise UserError(
-                    f"{path}:{start}: row has {len(row)} fields but the header has "
-                    f"{len(header)}; fix the row (a stray quote or {_sep_name(delimiter)}?)"
-                )
-            doc = row[idx].strip()
-            start = reader.line_num + 1
+            header = [h.strip() for h in row]
+            idxs = _column_indexes(path, header, columns)
+            need = max(idxs)
+            continue
+        if not row:  # a blank line
+            continue
+        if need >= len(row):
+            ctx.problem(
+                "bad_records",
+                f"{loc}: row has {len(row)} fields but the header has {len(header)}; fix the "
+                f"row (a stray quote or {_sep_name(delimiter)}?)",
+            )
+            continue
+        for i in idxs:
+            doc = row[i].strip()
             if doc:
                 yield doc
-    except csv.Error as e:
-        raise UserError(f"{path}:{reader.line_num}: not valid CSV ({e}); fix the row") from None
 
 
 def _sep_name(delimiter: str) -> str:
     return "tab" if delimiter == "\t" else f"'{delimiter}'"
+
+
+# --- columnar formats ------------------------------------------------------------------------
+
+
+def _iter_parquet(path: Path, ctx: _Ctx, columns: list[str]) -> Iterator[str]:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError(
+            f"{path}: reading .parquet files needs pyarrow; run `pip install 'encoderlab[corpus]'`"
+        ) from None
+    try:
+        pf = pq.ParquetFile(path)
+    except (FileNotFoundError, PermissionError) as e:
+        ctx.stop(f"{path}: cannot open ({e.strerror or e})", vanished=True)
+        return
+    except (OSError, pa.ArrowException) as e:
+        ctx.stop(f"{path}: not a readable Parquet file ({_first_line(e)}); check the file")
+        return
+    with pf:
+        schema = pf.schema_arrow
+        _column_indexes(path, list(schema.names), columns)
+        for c in columns:
+            t = schema.field(c).type
+            if pa.types.is_dictionary(t):
+                t = t.value_type
+            if not (pa.types.is_string(t) or pa.types.is_large_string(t) or _is_string_view(pa, t)):
+                raise UserError(
+                    f"{path}: column '{c}' holds {t}, not text; set data.text_column to a "
+                    "text column"
+                )
+        try:
+            for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, columns=columns):
+                cells = [batch.column(i).to_pylist() for i in range(len(columns))]
+                for row in zip(*cells, strict=True):
+                    for value in row:
+                        if value:
+                            doc = value.strip()
+                            if doc:
+                                yield doc
+        except (OSError, pa.ArrowException) as e:
+            ctx.stop(f"{path}: cannot read the file ({_first_line(e)}); is it truncated?")
+
+
+def _is_string_view(pa: Any, t: Any) -> bool:
+    check = getattr(pa.types, "is_string_view", None)
+    return bool(check and check(t))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def _iter_xlsx(path: Path, ctx: _Ctx, columns: list[str], sheet: str | None) -> Iterator[str]:
+    try:
+        import openpyxl
+    except ImportError:
+        raise UserError(
+            f"{path}: reading .xlsx files needs openpyxl; run `pip install 'encoderlab[corpus]'`"
+        ) from None
+    from xml.etree.ElementTree import ParseError
+
+    bad = (*_READ_ERRORS, zipfile.BadZipFile, ParseError, KeyError, ValueError)
+    try:
+        with warnings.catch_warnings():  # "no default style" and other cosmetic complaints
+            warnings.simplefilter("ignore")
+            wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (FileNotFoundError, PermissionError) as e:
+        ctx.stop(f"{path}: cannot open ({e.strerror or e})", vanished=True)
+        return
+    except bad as e:
+        ctx.stop(f"{path}: not a readable .xlsx workbook ({_first_line(e)}); check the file")
+        return
+    try:
+        if sheet is None:
+            ws = wb.worksheets[0]
+        elif sheet in wb.sheetnames:
+            ws = wb[sheet]
+        else:
+            names = ", ".join(wb.sheetnames)
+            raise UserError(f"{path}: no sheet '{sheet}' (sheets: {names}); set data.sheet")
+        label = f"{path}[{ws.title}]" if sheet is not None else path
+        rows = ws.iter_rows(values_only=True)
+        try:
+            header_row = next(rows, None)
+            if header_row is None:
+                return
+            header = ["" if h is None else str(h).strip() for h in header_row]
+            idxs = _column_indexes(label, header, columns)
+            for row in rows:
+                for i in idxs:
+                    value = row[i] if i < len(row) else None  # trailing empty cells are cut
+                    if value is None:
+                        continue
+                    doc = (value if isinstance(value, str) else str(value)).strip()
+                    if doc:
+                        yield doc
+        except bad as e:
+            ctx.stop(f"{path}: cannot read the workbook ({_first_line(e)}); is it truncated?")
+    finally:
+        wb.close()
+
+
+# --- Hugging Face datasets -------------------------------------------------------------------
+
+
+def _import_datasets(label: str) -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise UserError(
+            f"{label}: reading Hugging Face datasets needs the datasets package; "
+            "run `pip install 'encoderlab[hf]'`"
+        ) from None
+    return datasets
+
+
+def _iter_hf(src: Source, ctx: _Ctx, columns: list[str]) -> Iterator[str]:
+    datasets = _import_datasets(str(src))
+    if src.kind == "hf_disk":
+        assert src.path is not None
+        if not src.path.is_dir() or not _is_hf_dir(src.path):
+            ctx.stop(f"{src}: the dataset directory is gone or unreadable", vanished=True)
+            return
+        try:
+            ds = datasets.load_from_disk(str(src.path))
+        except (FileNotFoundError, PermissionError) as e:
+            ctx.stop(f"{src}: cannot open ({e.strerror or e})", vanished=True)
+            return
+        except Exception as e:
+            ctx.stop(f"{src}: not a readable save_to_disk directory ({_first_line(e)})")
+            return
+        if isinstance(ds, datasets.DatasetDict):
+            split = src.split or "train"
+            if split not in ds:
+                raise UserError(
+                    f"{src}: no split '{split}' (splits: {', '.join(ds)}); "
+                    f"write {src.path}::<split> in data.corpus"
+                )
+            ds = ds[split]
+        elif src.split:
+            raise UserError(
+                f"{src}: a single dataset, not a DatasetDict; remove '::{src.split}' from "
+                "data.corpus"
+            )
+    else:
+        try:
+            ds = datasets.load_dataset(
+                src.name, src.config, split=src.split or "train", streaming=True
+            )
+        except Exception as e:
+            raise UserError(
+                f"{src}: cannot load from the Hugging Face Hub ({_first_line(e)}); check the "
+                "name and the internet connection, or save it with save_to_disk and list that "
+                "directory in data.corpus"
+            ) from None
+    names = ds.column_names
+    if names is not None:
+        _column_indexes(src, list(names), columns)
+        features = getattr(ds, "features", None) or {}
+        for c in columns:
+            feature = features.get(c)
+            if feature is not None and getattr(feature, "dtype", None) not in (
+                "string",
+                "large_string",
+                "string_view",
+            ):
+                raise UserError(
+                    f"{src}: column '{c}' holds {features[c]}, not text; set data.text_column "
+                    "to a text column"
+                )
+        ds = ds.select_columns(columns)
+    row = 0
+    try:
+        for batch in ds.iter(batch_size=_HF_BATCH):
+            if names is None:  # a streamed dataset may only know its columns now
+                names = list(batch)
+                _column_indexes(src, names, columns)
+            cells = [batch[c] for c in columns]
+            for values in zip(*cells, strict=True):
+                row += 1
+                for c, value in zip(columns, values, strict=True):
+                    if value is None:
+                        continue
+                    if not isinstance(value, str):
+                        ctx.problem(
+                            "bad_records",
+                            f"{src}: row {row}: column '{c}' is {type(value).__name__}, "
+                            "not text; set data.text_column to a text column",
+                        )
+                        continue
+                    doc = value.strip()
+                    if doc:
+                        yield doc
+    except UserError:
+        raise
+    except Exception as e:
+        ctx.stop(f"{src}: cannot read row {row + 1} ({_first_line(e)})")

@@ -1,0 +1,171 @@
+"""Peak memory while preparing and then pretraining on corpora of growing size.
+
+Not a test; run it by hand (about 15 minutes on 2 cores for the default sizes):
+
+    python benchmarks/corpus_memory.py --sizes 0.5,2 --steps 200
+
+For each size (GB) it writes a corpus by repeating the real English + Korean text of
+../shared/data (8 files, one .jsonl.zst among them so the streaming decompressor is measured
+too), then runs, each as a child process tree sampled every 0.1 s with psutil:
+
+  prepare   `encoderlab corpus prepare` with 2 tokenizing workers
+  pretrain  `encoderlab pretrain` for --steps steps on the shards with 2 DataLoader workers
+
+and prints the peak resident memory of the whole tree (main + workers; memory-mapped token pages
+that the kernel can drop at any time are included in RSS, so the private "anon" peak is printed
+too). Target (issue 7): below 1.5 GB, flat as the corpus grows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from shared_text import base_lines  # noqa: E402
+
+N_FILES = 8
+
+
+def build_corpus(root: Path, gigabytes: float) -> list[Path]:
+    """N_FILES files totalling `gigabytes`; the last one as .jsonl.zst."""
+    import zstandard
+
+    root.mkdir(parents=True, exist_ok=True)
+    lines = base_lines()
+    per_file = int(gigabytes * 2**30 / N_FILES)
+    text_block = ("\n".join(lines) + "\n").encode("utf-8")
+    json_block = "".join(json.dumps({"text": s}, ensure_ascii=False) + "\n" for s in lines).encode()
+    files = []
+    for k in range(N_FILES):
+        zst = k == N_FILES - 1
+        path = root / (f"part-{k}.jsonl.zst" if zst else f"part-{k}.txt")
+        files.append(path)
+        if path.is_file():
+            continue
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as raw:
+            out = zstandard.ZstdCompressor(level=3).stream_writer(raw) if zst else raw
+            written, block = 0, json_block if zst else text_block
+            while written < per_file:
+                out.write(block)
+                written += len(text_block)  # same amount of text as the plain files
+            if zst:
+                out.close()
+        tmp.rename(path)
+    return files
+
+
+def peak_memory(cmd: list[str]) -> tuple[float, float, float]:
+    """(peak RSS GB, peak anonymous GB, seconds) of a process tree."""
+    t0 = time.perf_counter()
+    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak_rss = peak_anon = 0
+    while proc.poll() is None:
+        rss = anon = 0
+        try:
+            for p in [proc, *proc.children(recursive=True)]:
+                m = p.memory_full_info()
+                rss += m.rss
+                anon += m.rss - m.shared
+        except psutil.Error:
+            pass
+        peak_rss, peak_anon = max(peak_rss, rss), max(peak_anon, anon)
+        time.sleep(0.1)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.read()[-3000:]}")
+    return peak_rss / 2**30, peak_anon / 2**30, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="0.5,2", help="corpus sizes in GB, comma-separated")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "encoderlab-bench")
+    args = ap.parse_args()
+    exe = [sys.executable, "-m", "encoderlab"]
+    work = args.work
+    tok_dir = work / "tokenizer-wp16k"
+    if not (tok_dir / "tokenizer.json").is_file():
+        base = work / "base.txt"
+        base.parent.mkdir(parents=True, exist_ok=True)
+        base.write_text("\n".join(base_lines()) + "\n", encoding="utf-8")
+        subprocess.run(
+            [
+                *exe,
+                "tokenizer",
+                "train",
+                "--corpus",
+                str(base),
+                "--vocab-size",
+                "16000",
+                "--out",
+                str(tok_dir),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    print(f"{'corpus':>8} {'tokens':>14} | {'prepare':>28} | {'pretrain':>28}")
+    for gb in [float(s) for s in args.sizes.split(",")]:
+        files = build_corpus(work / f"corpus-{gb:g}gb", gb)
+        cache = work / f"cache-{gb:g}gb"
+        common = [
+            "--set",
+            f"data.corpus=[{','.join(map(str, files))}]",
+            "--set",
+            f"tokenizer.path={tok_dir}",
+            "--set",
+            f"data.cache_dir={cache}",
+        ]
+        prep = peak_memory([*exe, "corpus", "prepare", "--workers", "2", *common])
+        manifest = json.loads(next(cache.glob("*/manifest.json")).read_text())
+        train = peak_memory(
+            [
+                *exe,
+                "pretrain",
+                *common,
+                "--set",
+                f"runs_dir={work / 'runs'}",
+                "--set",
+                "name=memory",
+                "--set",
+                "model.d_model=128",
+                "--set",
+                "model.n_head=2",
+                "--set",
+                "model.d_ff=512",
+                "--set",
+                "model.n_layer=2",
+                "--set",
+                "data.block_len=128",
+                "--set",
+                "data.num_workers=2",
+                "--set",
+                "train.batch_size=32",
+                "--set",
+                f"train.max_steps={args.steps}",
+                "--set",
+                "train.eval_every=100000",
+                "--set",
+                "data.max_valid_examples=200",
+            ]
+        )
+        print(
+            f"{gb:>6g}GB {manifest['totals']['tokens']:>14,} | "
+            f"RSS {prep[0]:5.2f} GB anon {prep[1]:5.2f} GB {prep[2]:5.0f}s | "
+            f"RSS {train[0]:5.2f} GB anon {train[1]:5.2f} GB {train[2]:5.0f}s",
+            flush=True,
+        )
+    print("target: peak below 1.5 GB and flat as the corpus grows")
+
+
+if __name__ == "__main__":
+    main()

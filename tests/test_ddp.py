@@ -1,0 +1,222 @@
+"""Data-parallel training under torchrun (2 CPU processes, gloo) against one process.
+
+The same config with the same global batch must log the same losses and evaluations (dropout
+off, fp32), write one run directory, and resume from its checkpoint under torchrun or in a
+single process, continuing the one-process curve.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import synthetic_lines
+from encoderlab import distributed
+from encoderlab.cli import main
+from encoderlab.config import TrainConfig
+from encoderlab.errors import UserError
+from encoderlab.runs import Run
+from encoderlab.train import _Batches, check_batch_size, share
+from test_finetune import sentiment_rows, write_csv
+
+MODEL = {
+    "d_model": 32,
+    "n_head": 2,
+    "d_ff": 64,
+    "n_layer": 1,
+    "max_len": 32,
+    "dropout": 0.0,
+    "attn_dropout": 0.0,
+}
+TRAIN = {
+    "lr": 3e-3,
+    "schedule": "constant",  # a run cut at max_steps then resumed keeps the same LR
+    "log_every": 1,
+    "threads": 1,
+    "precision": "fp32",
+    "device": "cpu",
+}
+
+
+def cli(*args) -> int:
+    try:
+        main([str(a) for a in args])
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def torchrun(*args, cwd: Path) -> str:
+    """`torchrun --nproc_per_node 2 --standalone -m encoderlab ARGS`, checked; its stdout."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [*cmd, "-m", "encoderlab", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def the_run(runs_dir: Path) -> Run:
+    found = [p for p in runs_dir.iterdir() if p.is_dir()]
+    assert len(found) == 1, found  # rank 0 alone creates the run
+    return Run.open(found[0])
+
+
+def records(run: Run) -> list[dict]:
+    return [r for r in run.metrics() if r["kind"] in ("train", "eval", "epoch")]
+
+
+def assert_same_curves(a: Run, b: Run) -> float:
+    """Same records at the same steps, numbers equal within float tolerance; the largest
+    difference of a loss or metric."""
+    ra, rb = records(a), records(b)
+    assert [(r["kind"], r["step"]) for r in ra] == [(r["kind"], r["step"]) for r in rb]
+    worst = 0.0
+    for x, y in zip(ra, rb, strict=True):
+        keys = [k for k in x if k.startswith(("train/", "valid/"))]
+        assert keys == [k for k in y if k.startswith(("train/", "valid/"))]
+        for k in keys:
+            assert y[k] == pytest.approx(x[k], rel=1e-4, abs=1e-5), (x["step"], k)
+            worst = max(worst, abs(x[k] - y[k]))
+        if x["kind"] == "train":
+            assert y["tokens"] == x["tokens"]  # tokens are counted over all ranks
+    return worst
+
+
+def write_yaml(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_rows_are_dealt_to_ranks_and_add_up_to_the_one_process_batch():
+    order = np.random.default_rng(0).permutation(21)  # batches of 8, 8 and 5
+    single = [set(b) for b in _Batches(order, 8)]
+    for world in (2, 4, 8):
+        parts = [list(_Batches(order, 8, rank=r, world=world)) for r in range(world)]
+        for b, whole in enumerate(single):
+            real = [set(p[b]) for r, p in enumerate(parts) if share(21, 8, b, r, world)]
+            assert set().union(*real) == whole and sum(map(len, real)) == len(whole)
+    # 5 rows for 8 ranks: ranks 5-7 get a stand-in row (weighted 0 by the trainer)
+    assert [share(21, 8, 2, r, 8) for r in range(8)] == [1, 1, 1, 1, 1, 0, 0, 0]
+    assert list(_Batches(order, 8, start=2, rank=7, world=8)) == [[int(order[16])]]
+
+
+def test_helpers_are_plain_calls_in_one_process():
+    assert not distributed.active() and distributed.world() == 1 and distributed.is_main()
+    assert distributed.on_main(lambda: "made") == "made"
+    with distributed.main_first():
+        pass
+    summed = distributed.sum_counts({"n": 3, "loss_sum": torch.tensor(1.5)})
+    assert {k: float(v) for k, v in summed.items()} == {"n": 3.0, "loss_sum": 1.5}
+    assert distributed.main_value(2.5) == 2.5
+
+
+def test_global_batch_must_divide_among_processes(monkeypatch):
+    monkeypatch.setattr(distributed, "world", lambda: 2)
+    check_batch_size(TrainConfig(batch_size=8))
+    with pytest.raises(UserError, match="multiple of 2"):
+        check_batch_size(TrainConfig(batch_size=7))
+
+
+def test_torchrun_pretrain_matches_one_process_and_resumes(tmp_path):
+    """2 ranks x 4 rows = one process's 8 rows, grad_accum 2: same losses per step; cut at step
+    4, resumed under torchrun to 8, then in one process to 10, still on the same curve."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(synthetic_lines(400)) + "\n", encoding="utf-8")
+    tok = tmp_path / "tok"  # one vocabulary for all runs (WordPiece training varies by process)
+    assert cli("tokenizer", "train", "--corpus", corpus, "--vocab-size", 200, "--out", tok) == 0
+
+    def config(name: str, max_steps: int) -> Path:
+        return write_yaml(
+            tmp_path / f"{name}.yaml",
+            {
+                "name": "tiny",
+                "runs_dir": str(tmp_path / name),
+                "tokenizer": {"path": str(tok)},
+                "data": {
+                    "corpus": [str(corpus)],
+                    "cache_dir": str(tmp_path / "cache"),
+                    "block_len": 32,
+                    "valid_ratio": 0.1,
+                },
+                "model": MODEL,
+                "train": {
+                    **TRAIN,
+                    "batch_size": 8,
+                    "grad_accum": 2,
+                    "epochs": None,
+                    "max_steps": max_steps,
+                    "eval_every": 4,
+                },
+            },
+        )
+
+    assert cli("pretrain", config("one", 10)) == 0
+    one = the_run(tmp_path / "one")
+
+    torchrun("pretrain", config("ddp", 4), cwd=tmp_path)
+    ddp = the_run(tmp_path / "ddp")
+    assert ddp.info["processes"] == 2 and ddp.info["steps"] == 4
+    out = torchrun("pretrain", "--resume", ddp.path, "--set", "train.max_steps=8", cwd=tmp_path)
+    assert out.count("resumed") == 1 and out.count("run directory:") == 1  # rank 0 prints
+    assert ddp.info["status"] == "finished" and ddp.info["steps"] == 8
+    # a checkpoint of 2 ranks is an ordinary one: a single process continues it
+    assert cli("pretrain", "--resume", ddp.path, "--set", "train.max_steps=10") == 0
+
+    assert [p.name for p in (tmp_path / "ddp").iterdir()] == [ddp.path.name]
+    worst = assert_same_curves(one, ddp)
+    print(f"max |difference| one process vs 2 ranks: {worst:.2e}")
+    steps = [r["step"] for r in ddp.metrics() if r["kind"] == "train"]
+    assert steps == list(range(1, 11))
+
+
+def test_torchrun_finetune_matches_one_process(tmp_path):
+    """Classification over 2 epochs of 97 rows in batches of 8: the last batch has one row, so
+    rank 1 joins with a stand-in weighted 0; the losses still match one process."""
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(97, 0), ["id", "text", "target"])
+    valid = write_csv(tmp_path / "valid.csv", sentiment_rows(21, 1), ["id", "text", "target"])
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(r["text"] for r in sentiment_rows(97, 0)) + "\n")
+    tok = tmp_path / "tok"
+    assert cli("tokenizer", "train", "--corpus", texts, "--vocab-size", 120, "--out", tok) == 0
+
+    def config(name: str) -> Path:
+        return write_yaml(
+            tmp_path / f"{name}.yaml",
+            {
+                "name": "ft",
+                "runs_dir": str(tmp_path / name),
+                "task": {
+                    "type": "classification",
+                    "train": str(train),
+                    "valid": str(valid),
+                    "label_column": "target",
+                    "max_len": 32,
+                },
+                "tokenizer": {"path": str(tok)},
+                "model": MODEL,
+                "head": {"dropout": 0.0},
+                "train": {**TRAIN, "batch_size": 8, "epochs": 2, "schedule": "linear"},
+            },
+        )
+
+    assert cli("finetune", config("one")) == 0
+    torchrun("finetune", config("ddp"), cwd=tmp_path)
+    one, ddp = the_run(tmp_path / "one"), the_run(tmp_path / "ddp")
+    worst = assert_same_curves(one, ddp)
+    print(f"max |difference| one process vs 2 ranks: {worst:.2e}")
+    assert ddp.info["final"]["acc"] == pytest.approx(one.info["final"]["acc"])
+    assert json.loads((ddp.path / "eval" / "valid.json").read_text())["checkpoint"]
+    assert len([r for r in ddp.metrics() if r["kind"] == "epoch"]) == 2

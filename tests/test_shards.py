@@ -1,0 +1,336 @@
+"""Sharded parallel tokenization: same tokens whatever the workers, resume, filters, mixing."""
+
+import gzip
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import shared, synthetic_lines
+from encoderlab.cli import main
+from encoderlab.config import CorpusSource, DataConfig, FilterConfig, TokenizerConfig
+from encoderlab.data import shards as shards_mod
+from encoderlab.data.corpus import iter_documents
+from encoderlab.data.shards import ShardStore, corpus_stats, prepare_shards
+from encoderlab.data.tokens import build_mlm_datasets, collate_mlm, example_spans
+from encoderlab.errors import UserError
+from encoderlab.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok_dir(tmp_path_factory) -> Path:
+    """One saved tokenizer for the module: WordPiece training is not reproducible across runs."""
+    text = shared("wikitext-2", "valid.txt").read_text(encoding="utf-8").splitlines()
+    tok = train_tokenizer(iter(text), TokenizerConfig(kind="wordpiece", vocab_size=2000))
+    return save_tokenizer(tok, tmp_path_factory.mktemp("tok") / "tokenizer")
+
+
+@pytest.fixture
+def tok(tok_dir):
+    return load_tokenizer(tok_dir)
+
+
+def wiki_files() -> list[str]:
+    return [str(shared("wikitext-2", "valid.txt")), str(shared("wikitext-2", "test.txt"))]
+
+
+def shard_tokens(root: Path) -> list[list[int]]:
+    """Every document's ids, shard by shard, without the [SEP] stored after each."""
+    store = ShardStore(root)
+    docs = []
+    for i in range(len(store.shards)):
+        toks, offs = np.asarray(store.tokens(i)), np.asarray(store.offsets(i))
+        docs += [toks[a : b - 1].tolist() for a, b in zip(offs[:-1], offs[1:], strict=True)]
+    return docs
+
+
+def test_shards_equal_sequential_tokenization_whatever_the_workers(tmp_path, tok):
+    files = wiki_files()
+    logs: list[str] = []
+    one = DataConfig(corpus=files, cache_dir=str(tmp_path / "a"), shard_mb=0.2)
+    root1 = prepare_shards(one, tok, logs.append, workers=1)
+    two = DataConfig(corpus=files, cache_dir=str(tmp_path / "b"), shard_mb=0.2)
+    root2 = prepare_shards(two, tok, logs.append, workers=2)
+
+    m1 = json.loads((root1 / "manifest.json").read_text())
+    m2 = json.loads((root2 / "manifest.json").read_text())
+    assert len(m1["shards"]) >= 10  # the two ~1.2 MB files were cut into byte ranges
+    assert [s["sha256"] for s in m1["shards"]] == [s["sha256"] for s in m2["shards"]]
+    for s in m2["shards"]:  # checksums in the manifest are those of the files on disk
+        data = (root2 / f"shard-{s['index']:05d}.bin").read_bytes()
+        assert hashlib.sha256(data).hexdigest() == s["sha256"]
+    assert m2["tokenizer_hash"] and m2["sources"][0]["files"][0]["size"] > 0
+
+    expected = [
+        e.ids
+        for e in tok.encode_batch(list(iter_documents(files)), add_special_tokens=False)
+        if e.ids
+    ]
+    assert shard_tokens(root2) == expected
+    assert m2["totals"]["docs"] == len(expected)
+
+
+def test_an_interrupted_prepare_resumes_and_redoes_only_what_is_missing(tmp_path, tok, monkeypatch):
+    data = DataConfig(corpus=wiki_files(), cache_dir=str(tmp_path / "c"), shard_mb=0.2)
+    real = shards_mod.tokenize_unit
+    calls: list[int] = []
+
+    def interrupted(unit, index, *args):
+        if index == 4:
+            raise KeyboardInterrupt
+        calls.append(index)
+        return real(unit, index, *args)
+
+    monkeypatch.setattr(shards_mod, "tokenize_unit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_shards(data, tok, lambda m: None, workers=1)
+    root = next(Path(data.cache_dir).iterdir())
+    assert calls == [0, 1, 2, 3] and not (root / "manifest.json").exists()
+    assert all((root / f"shard-{i:05d}.json").is_file() for i in range(4))
+
+    # a torn shard (data file shorter than its record says) is redone too
+    with open(root / "shard-00001.bin", "r+b") as f:
+        f.truncate(10)
+    monkeypatch.setattr(shards_mod, "tokenize_unit", real)
+    logs: list[str] = []
+    prepare_shards(data, tok, logs.append, workers=1)
+    assert any("resuming: 3 of" in m for m in logs), logs
+
+    fresh = DataConfig(corpus=wiki_files(), cache_dir=str(tmp_path / "d"), shard_mb=0.2)
+    assert shard_tokens(prepare_shards(fresh, tok, lambda m: None, workers=2)) == shard_tokens(root)
+
+
+def test_exact_duplicates_are_removed_across_files_and_shards(tmp_path, tok):
+    lines = synthetic_lines(300, seed=1)
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("\n".join(lines + lines[:50]) + "\n")  # 50 repeats within a
+    b.write_text("\n".join(lines[100:200] + synthetic_lines(20, seed=2)) + "\n")  # 100 across
+    unique = len(set(lines + synthetic_lines(20, seed=2)))
+    data = DataConfig(
+        corpus=[str(a), str(b)],
+        cache_dir=str(tmp_path / "c"),
+        shard_mb=0.005,
+        filters=FilterConfig(dedup=True),
+    )
+    root = prepare_shards(data, tok, lambda m: None, workers=2)
+    m = json.loads((root / "manifest.json").read_text())
+    assert m["totals"]["docs"] == unique
+    assert m["totals"]["documents_read"] == 350 + 120
+    assert m["dropped"]["duplicate_or_over_max"] == 470 - unique
+    kept = [tok.decode(d) for d in shard_tokens(root)]
+    assert len(set(kept)) == len(kept)
+    # the first occurrence is the one kept: the order of first appearances is preserved
+    first_seen = list(dict.fromkeys(lines + synthetic_lines(20, seed=2)))
+    assert kept == [tok.decode(tok.encode(s, add_special_tokens=False).ids) for s in first_seen]
+
+
+def test_length_script_and_junk_filters_count_what_they_drop(tmp_path, tok):
+    rng = random.Random(0)
+    english = synthetic_lines(60, seed=3)
+    korean = ["오늘 영화는 정말 재미있었다 배우들의 연기가 좋았다 " + str(i) for i in range(40)]
+    junk = [  # letters between punctuation: a pre-tokenizer splits it into single characters
+        "".join(rng.choice("qxzjkvwpb") + rng.choice("$#%&*@!") for _ in range(40))
+        for _ in range(15)
+    ]
+    short = ["ok", "no", "hi!"]
+    f = tmp_path / "mixed.txt"
+    f.write_text("\n".join(english + korean + junk + short) + "\n")
+
+    def prepared(**filters):
+        data = DataConfig(
+            corpus=[str(f)],
+            cache_dir=str(tmp_path / "c"),
+            filters=FilterConfig(**filters),
+        )
+        root = prepare_shards(data, tok, lambda m: None, workers=1)
+        return json.loads((root / "manifest.json").read_text())
+
+    m = prepared(min_chars=5, max_chars=70)
+    assert m["dropped"]["too_short"] == 3
+    assert m["dropped"]["too_long"] == sum(len(s) > 70 for s in english + korean + junk)
+
+    m = prepared(script="hangul", min_script_ratio=0.5)
+    assert m["totals"]["docs"] == 40 and m["dropped"]["script"] == 60 + 15 + 3
+
+    # random characters shred into about one character per token; real text does not
+    m = prepared(min_chars=5, min_chars_per_token=1.8)
+    assert m["dropped"]["junk"] == 15 and m["totals"]["docs"] == 60 + 40
+
+
+def test_a_corpus_empty_after_filtering_is_a_one_line_error(tmp_path, tok):
+    f = tmp_path / "en.txt"
+    f.write_text("\n".join(synthetic_lines(30)) + "\n")
+    data = DataConfig(
+        corpus=[str(f)],
+        cache_dir=str(tmp_path / "c"),
+        filters=FilterConfig(script="hangul", min_script_ratio=0.5),
+    )
+    with pytest.raises(UserError) as e:
+        prepare_shards(data, tok, lambda m: None, workers=1)
+    msg = str(e.value)
+    assert "\n" not in msg and "all 30 documents were filtered out" in msg
+    assert "30 script" in msg and "data.filters" in msg
+
+
+def test_bad_input_is_counted_per_file_and_the_rest_goes_on(tmp_path, tok, monkeypatch):
+    good = synthetic_lines(50, seed=4)
+    txt = tmp_path / "latin1.txt"
+    txt.write_bytes(("\n".join(good[:20]) + "\n").encode() + b"caf\xe9 au lait\n" + b"fin\n")
+    jl = tmp_path / "cut.jsonl"
+    jl.write_text("".join(json.dumps({"text": s}) + "\n" for s in good[20:30]) + '{"text": "cu')
+    gz = tmp_path / "two.txt.gz"
+    member2 = bytearray(gzip.compress(("\n".join(good[40:50]) + "\n").encode()))
+    member2[len(member2) // 2 :] = b"\x00" * (len(member2) - len(member2) // 2)
+    gz.write_bytes(gzip.compress(("\n".join(good[30:40]) + "\n").encode()) + bytes(member2))
+    gone = tmp_path / "gone.txt"
+    gone.write_text("soon deleted\n")
+
+    real_plan = shards_mod.plan_units
+
+    def plan_then_delete(data):
+        units = real_plan(data)
+        gone.unlink()  # vanished between listing and reading
+        return units
+
+    monkeypatch.setattr(shards_mod, "plan_units", plan_then_delete)
+    logs: list[str] = []
+    data = DataConfig(corpus=[str(txt), str(jl), str(gz), str(gone)], cache_dir=str(tmp_path / "c"))
+    root = prepare_shards(data, tok, logs.append, workers=1)
+    m = json.loads((root / "manifest.json").read_text())
+    probs = m["problems"]
+    assert (
+        probs[str(txt)]["bad_encoding_lines"] == 1 and "latin1.txt:21" in probs[str(txt)]["summary"]
+    )
+    assert probs[str(jl)]["truncated_last_line"] is True
+    assert probs[str(gz)]["corrupt"]
+    assert probs[str(gone)]["vanished"] is True
+    assert sum("warning:" in m for m in logs) == 4
+    assert m["totals"]["docs"] >= 20 + 1 + 10 + 10  # everything readable was kept
+
+
+def test_mixing_weights_give_each_source_its_share_per_epoch(tmp_path, tok):
+    big, small = tmp_path / "big.txt", tmp_path / "small.txt"
+    big.write_text("\n".join(synthetic_lines(2000, seed=5)) + "\n")
+    small.write_text("\n".join(synthetic_lines(100, seed=6)) + "\n")
+    data = DataConfig(
+        sources=[
+            CorpusSource(name="big", files=[str(big)], weight=1),
+            CorpusSource(name="small", files=[str(small)], weight=1),
+        ],
+        cache_dir=str(tmp_path / "c"),
+        block_len=32,
+        valid_ratio=0.0,
+    )
+    train, _, store = build_mlm_datasets(data, tok, seed=0, log=lambda m: None)
+    natural = len(train.spans)
+    assert len(train) == natural  # an epoch keeps its natural size
+    share = np.bincount(train.sources[train.selection], minlength=2) / len(train)
+    assert abs(share[0] - 0.5) < 0.01 and abs(share[1] - 0.5) < 0.01
+    first = train.selection.copy()
+    train.set_epoch(1)
+    assert not np.array_equal(first, train.selection)  # a fresh subset of the big source
+    batch = collate_mlm(0)([train[i] for i in range(4)])
+    assert batch["input_ids"].shape == (4, 32)
+    stats = corpus_stats(store)
+    assert set(stats["by_source"]) == {"big", "small"}
+
+
+def test_sentence_mode_covers_every_document_exactly_once(tmp_path, tok):
+    data = DataConfig(
+        corpus=wiki_files()[:1], cache_dir=str(tmp_path / "c"), shard_mb=0.3, mode="sentence"
+    )
+    store = ShardStore(prepare_shards(data, tok, lambda m: None, workers=1))
+    spans = example_spans(store, data)
+    rebuilt = [
+        np.asarray(store.tokens(int(s))[a:b]).tolist() for s, a, b in spans
+    ]  # pieces of at most block_len - 2 tokens
+    assert max(len(p) for p in rebuilt) <= data.block_len - 2
+    flat = [t for p in rebuilt for t in p]
+    assert flat == [t for d in shard_tokens(store.path) for t in d]
+
+
+def test_dataloader_workers_read_the_same_batches(tmp_path, tok):
+    data = DataConfig(corpus=wiki_files()[:1], cache_dir=str(tmp_path / "c"), block_len=64)
+    train, _, _ = build_mlm_datasets(data, tok, seed=0, log=lambda m: None)
+    collate = collate_mlm(0)
+
+    def batches(workers):
+        loader = torch.utils.data.DataLoader(
+            train, batch_size=16, collate_fn=collate, num_workers=workers
+        )
+        return [b for _, b in zip(range(5), loader, strict=False)]
+
+    for a, b in zip(batches(0), batches(2), strict=True):
+        assert torch.equal(a["input_ids"], b["input_ids"])
+        assert torch.equal(a["labels"], b["labels"])
+
+
+def test_corpus_stats_and_prepare_commands(tmp_path, tok_dir, capsys):
+    args = [
+        "--corpus",
+        str(shared("wikitext-2", "valid.txt")),
+        "--tokenizer",
+        str(tok_dir),
+        "--set",
+        f"data.cache_dir={tmp_path / 'c'}",
+    ]
+    assert _cli("corpus", "prepare", *args, "--workers", "1") == 0
+    out = capsys.readouterr().out
+    assert "documents" in out and "unknown-token rate" in out and "length histogram" in out
+    assert _cli("corpus", "stats", *args, "--json") == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["docs"] > 2000 and 0 <= stats["unk_rate"] < 0.01
+    assert sum(h["docs"] for h in stats["histogram"]) == stats["docs"]
+
+    assert _cli("corpus", "stats", "--corpus", str(tmp_path / "nope.txt")) == 2
+    err = capsys.readouterr().err
+    assert "tokenizer" in err or "not found" in err
+
+
+def _cli(*args: str) -> int:
+    try:
+        main([str(a) for a in args])
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def test_pretrain_on_a_weighted_mix_trains_its_tokenizer_on_every_source(tmp_path):
+    import yaml
+
+    from encoderlab.runs import Run
+
+    en, ko = tmp_path / "en.txt", tmp_path / "ko.jsonl"
+    en.write_text("\n".join(synthetic_lines(300, seed=7)) + "\n")
+    ko.write_text(
+        "".join(
+            json.dumps({"body": f"오늘 본 영화 {i}번은 정말 재미있었다 배우 연기가 좋았다"}) + "\n"
+            for i in range(40)
+        )
+    )
+    cfg = {
+        "name": "mix",
+        "runs_dir": str(tmp_path / "runs"),
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 300},
+        "data": {
+            "cache_dir": str(tmp_path / "cache"),
+            "block_len": 32,
+            "sources": [
+                {"name": "en", "files": [str(en)], "weight": 1},
+                {"name": "ko", "files": [str(ko)], "weight": 1, "text_field": "body"},
+            ],
+        },
+        "model": {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 1, "max_len": 32},
+        "train": {"batch_size": 8, "max_steps": 4, "epochs": None, "log_every": 1},
+    }
+    f = tmp_path / "mix.yaml"
+    f.write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    assert _cli("pretrain", str(f)) == 0
+    run = Run.open(next((tmp_path / "runs").iterdir()))
+    tok = load_tokenizer(run.path / "tokenizer")
+    assert tok.token_to_id("영화") is not None  # the Korean source was in tokenizer training
+    assert run.info["steps"] == 4

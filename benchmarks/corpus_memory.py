@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from shared_text import base_lines  # noqa: E402
 
 N_FILES = 8
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pretrain.yaml"
 
 
 def build_corpus(root: Path, gigabytes: float) -> list[Path]:
@@ -117,6 +119,7 @@ def main() -> None:
     for gb in [float(s) for s in args.sizes.split(",")]:
         files = build_corpus(work / f"corpus-{gb:g}gb", gb)
         cache = work / f"cache-{gb:g}gb"
+        shutil.rmtree(cache, ignore_errors=True)  # measure a prepare from scratch
         common = [
             "--set",
             f"data.corpus=[{','.join(map(str, files))}]",
@@ -131,6 +134,7 @@ def main() -> None:
             [
                 *exe,
                 "pretrain",
+                str(CONFIG),
                 *common,
                 "--set",
                 f"runs_dir={work / 'runs'}",

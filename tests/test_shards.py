@@ -334,3 +334,41 @@ def test_pretrain_on_a_weighted_mix_trains_its_tokenizer_on_every_source(tmp_pat
     tok = load_tokenizer(run.path / "tokenizer")
     assert tok.token_to_id("영화") is not None  # the Korean source was in tokenizer training
     assert run.info["steps"] == 4
+
+
+def test_ctrl_c_during_a_parallel_prepare_keeps_finished_shards(tmp_path, tok_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cache = tmp_path / "c"
+    cmd = [
+        sys.executable, "-m", "encoderlab", "corpus", "prepare", *wiki_files_args(),
+        "--tokenizer", str(tok_dir), "--set", f"data.cache_dir={cache}",
+        "--set", "data.shard_mb=0.05", "--workers", "2",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(cache.glob("*/shard-*.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out
+    said = " ".join(out.split())  # the console may wrap long lines
+    assert "run the same command again" in said and "interrupted" in said
+    root = next(cache.iterdir())
+    done = len(list(root.glob("shard-*.json")))
+    assert 1 <= done < 46 and not (root / "manifest.json").exists()
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {done} of 46" in again.stdout
+    fresh = DataConfig(corpus=wiki_files(), cache_dir=str(tmp_path / "f"), shard_mb=0.05)
+    tok = load_tokenizer(tok_dir)
+    assert shard_tokens(root) == shard_tokens(prepare_shards(fresh, tok, lambda m: None, 1))
+
+
+def wiki_files_args() -> list[str]:
+    return [arg for f in wiki_files() for arg in ("--corpus", f)]

@@ -217,6 +217,7 @@ def test_example_sweep_on_disaster_tweets(tmp_path, ray_local):
     spec = yaml.safe_load((root / "examples" / "disaster_tweets" / "sweep.yaml").read_text())
     spec["base"] = str(root / "configs" / "disaster_tweets.yaml")
     spec["out"] = str(tmp_path / "out")
+    spec["time_budget_min"] = 60  # the example's 10 min can cut the grid short on a busy machine
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(spec))
     t0 = time.perf_counter()

@@ -404,7 +404,11 @@ def quickstart(
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into Exit(130) and, here, returns the code
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except UserError as e:
         err_console.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
@@ -412,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("interrupted")
         sys.exit(130)
     except KeyboardInterrupt:
-        err_console.print("interrupted; the last checkpoint is kept (resume with --resume RUN)")
+        err_console.print("interrupted; finished work is kept (continue a run with --resume RUN)")
         sys.exit(130)
     except click.ClickException as e:
         e.show()

@@ -131,16 +131,9 @@ def on_main(fn: Callable[[], T]) -> T:
         return fn()
     if not is_main():
         return _outcome(broadcast(None))
-    try:
-        result = fn()
-    except UserError as e:
-        broadcast(("user", str(e)))
-        raise
-    except BaseException as e:
-        broadcast(("crash", f"{type(e).__name__}: {e}"))
-        raise
-    broadcast(("ok", result))
-    return result
+    with _announce() as box:
+        box[0] = fn()
+    return box[0]
 
 
 @contextlib.contextmanager
@@ -154,15 +147,23 @@ def main_first() -> Iterator[None]:
         _outcome(broadcast(None))
         yield
         return
-    try:
+    with _announce():
         yield
+
+
+@contextlib.contextmanager
+def _announce() -> Iterator[list[Any]]:
+    """On rank 0: tell the waiting ranks how the block ended (its value, a UserError, a crash)."""
+    box: list[Any] = [None]
+    try:
+        yield box
     except UserError as e:
         broadcast(("user", str(e)))
         raise
     except BaseException as e:
         broadcast(("crash", f"{type(e).__name__}: {e}"))
         raise
-    broadcast(("ok", None))
+    broadcast(("ok", box[0]))
 
 
 def _outcome(message: tuple[str, Any]) -> Any:

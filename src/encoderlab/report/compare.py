@@ -3,6 +3,7 @@ conclusion each group's numbers support."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,20 +70,46 @@ def differing_fields(runs: list[RunData]) -> list[str]:
 
 
 def _short(value: str, limit: int = 48) -> str:
-    return value if len(value) <= limit else "…" + value[-(limit - 1) :]
+    """A long value cut to `limit` characters. Paths keep their prefix (`scratch:`, `hf:`) and
+    as many trailing components as fit: cutting `scratch:/long/runs/pre` from the left would
+    make it read like `/long/runs/pre`, the pretrained initialisation it is not."""
+    if len(value) <= limit:
+        return value
+    prefix, _, path = value.rpartition(":") if ":" in value.split("/", 1)[0] else ("", "", value)
+    prefix = f"{prefix}:" if prefix else ""
+    parts = path.rstrip("/").split("/")
+    if len(parts) > 1:
+        kept = parts[-1]
+        for part in reversed(parts[:-1]):
+            if len(prefix) + len(kept) + len(part) + 3 > limit:
+                break
+            kept = f"{part}/{kept}"
+        short = f"{prefix}…/{kept}"
+        if len(short) <= limit:
+            return short
+    return "…" + value[-(limit - 1) :]
 
 
 def labels(runs: list[RunData], max_fields: int = 4) -> dict[str, str]:
-    """run name -> "key=value, ..." over the fields that differ between the runs; the run name
-    where nothing differs (or the labels would not tell the runs apart)."""
+    """run name -> "key=value, ..." over the fields that differ between the runs. Where one value
+    of a field is the most common (a study whose arms each change one thing from a baseline), a
+    run shows that field only where it departs from it: the 6-layer arm reads "model.n_layer=6",
+    not the first four fields that differ anywhere, and the baseline reads "common settings".
+    The run name where nothing differs (or the labels would not tell the runs apart)."""
     keys = differing_fields(runs)
+    flats = [flat_config(r) for r in runs]
+    common: dict[str, str] = {}
+    for k in keys:
+        counts = Counter(f.get(k, fmt.DASH) for f in flats).most_common(2)
+        if counts[0][1] >= 2 and (len(counts) == 1 or counts[0][1] > counts[1][1]):
+            common[k] = counts[0][0]
     out: dict[str, str] = {}
-    for r in runs:
-        flat = flat_config(r)
-        parts = [f"{k}={_short(flat.get(k, fmt.DASH))}" for k in keys[:max_fields]]
-        if len(keys) > max_fields:
-            parts.append(f"(+{len(keys) - max_fields} more)")
-        out[r.name] = ", ".join(parts) or r.name
+    for r, flat in zip(runs, flats, strict=True):
+        shown = [k for k in keys if k not in common or flat.get(k, fmt.DASH) != common[k]]
+        parts = [f"{k}={_short(flat.get(k, fmt.DASH))}" for k in shown[:max_fields]]
+        if len(shown) > max_fields:
+            parts.append(f"(+{len(shown) - max_fields} more)")
+        out[r.name] = ", ".join(parts) or ("common settings" if keys else r.name)
     if len(set(out.values())) < len(out):
         out = {r.name: f"{r.name}: {out[r.name]}" if keys else r.name for r in runs}
     return out
@@ -151,7 +178,7 @@ def conclusion(
         return f"{group.title}: no run has a {what} yet ({', '.join(missing)})."
     best_v, best = scored[0]
     n = n_evaluated(best)
-    over = f" over {fmt.count(n)} {unit}" if n else ""
+    over = f" over {fmt.count(n)} {unit if n != 1 else unit[:-1]}" if n else ""
     if len(scored) == 1:
         return (
             f"{group.title}: only {_named(best, names)} has a {what}: "
@@ -171,7 +198,8 @@ def conclusion(
     right = "answer is an exact match" if group.task == "qa" else "is right"
     if pair is not None:
         paired = (
-            f"; of the {wins + losses:,} {unit} where exactly one {right}, {best.name} wins "
+            f"; of the {wins + losses:,} {unit if wins + losses != 1 else unit[:-1]} where "
+            f"exactly one {right}, {best.name} wins "
             f"{wins:,} and {nxt.name} {losses:,}{_p_text(pair.p_value)}"
         )
     if margin == 0:

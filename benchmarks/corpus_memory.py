@@ -94,6 +94,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="0.25,2", help="corpus sizes in GB, comma-separated")
     ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument(
+        "--train-only", action="store_true", help="reuse shards a previous run left (no prepare)"
+    )
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "encoderlab-bench")
     args = ap.parse_args()
     exe = [sys.executable, "-m", "encoderlab"]
@@ -122,7 +125,9 @@ def main() -> None:
     for gb in [float(s) for s in args.sizes.split(",")]:
         files = build_corpus(work / f"corpus-{gb:g}gb", gb)
         cache = work / f"cache-{gb:g}gb"
-        shutil.rmtree(cache, ignore_errors=True)  # measure a prepare from scratch
+        reuse = args.train_only and list(cache.glob("*/manifest.json"))
+        if not reuse:
+            shutil.rmtree(cache, ignore_errors=True)  # measure a prepare from scratch
         common = [
             "--set",
             f"data.corpus=[{','.join(map(str, files))}]",
@@ -131,7 +136,11 @@ def main() -> None:
             "--set",
             f"data.cache_dir={cache}",
         ]
-        prep = peak_memory([*exe, "corpus", "prepare", "--workers", "2", *common])
+        prep = (
+            (0.0, 0.0, 0.0)
+            if reuse
+            else peak_memory([*exe, "corpus", "prepare", "--workers", "2", *common])
+        )
         manifest = json.loads(next(cache.glob("*/manifest.json")).read_text())
         train = peak_memory(
             [

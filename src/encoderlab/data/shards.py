@@ -631,11 +631,23 @@ class ShardStore:
 
 
 def corpus_stats(store: ShardStore, bins: int = 12) -> dict[str, Any]:
-    """Documents, tokens, unknown-token rate, and a log2 histogram of document length."""
-    lengths = [np.diff(store.offsets(i)) - 1 for i in range(len(store.shards))]  # minus [SEP]
-    flat = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+    """Documents, tokens, unknown-token rate, and a log2 histogram of document length.
+
+    Shard by shard, so memory does not grow with the number of documents.
+    """
+    counts = np.zeros(1, np.int64)  # documents per length in tokens
+    for i in range(len(store.shards)):
+        lengths = np.diff(np.asarray(store.offsets(i))) - 1  # minus the [SEP] after each
+        found = np.bincount(lengths)
+        if len(found) > len(counts):
+            counts = np.pad(counts, (0, len(found) - len(counts)))
+        counts[: len(found)] += found
+    n = int(counts.sum())
+    lengths = np.arange(len(counts))
     edges = [2**k for k in range(bins + 1)]
-    counts = np.histogram(np.clip(flat, 1, edges[-1]), bins=edges)[0] if len(flat) else []
+    where = np.clip(np.searchsorted(edges, np.maximum(lengths, 1), side="right") - 1, 0, bins - 1)
+    hist = np.bincount(where, weights=counts, minlength=bins)
+    median = int(np.searchsorted(np.cumsum(counts), (n + 1) // 2)) if n else 0
     by_source: dict[str, dict[str, int]] = {}
     for s in store.shards:
         acc = by_source.setdefault(s["source_name"], {"docs": 0, "tokens": 0, "unk": 0})
@@ -646,10 +658,10 @@ def corpus_stats(store: ShardStore, bins: int = 12) -> dict[str, Any]:
         "docs": t["docs"],
         "tokens": t["tokens"] - t["docs"],  # without the [SEP] after each document
         "unk_rate": t["unk"] / max(t["tokens"] - t["docs"], 1),
-        "mean_len": float(flat.mean()) if len(flat) else 0.0,
-        "median_len": float(np.median(flat)) if len(flat) else 0.0,
+        "mean_len": float((lengths * counts).sum() / n) if n else 0.0,
+        "median_len": float(median),
         "histogram": [
-            {"from": edges[k], "to": edges[k + 1] - 1, "docs": int(c)} for k, c in enumerate(counts)
+            {"from": edges[k], "to": edges[k + 1] - 1, "docs": int(c)} for k, c in enumerate(hist)
         ],
         "by_source": by_source,
         "dropped": store.manifest.get("dropped", {}),

@@ -67,18 +67,28 @@ def split_spans(
     n_valid = min(len(spans) - 1, max(1, int(round(valid_ratio * len(spans)))))
     if max_valid is not None:
         n_valid = max(1, min(n_valid, max_valid))
-    return spans[np.sort(order[n_valid:])], spans[np.sort(order[:n_valid])]
+    valid = np.sort(order[:n_valid])
+    del order  # a big corpus has millions of spans: hold as few copies as possible
+    keep = np.ones(len(spans), dtype=bool)
+    keep[valid] = False
+    return spans[keep], spans[valid]
+
+
+def span_sources(store: ShardStore, spans: np.ndarray) -> np.ndarray:
+    """The corpus (index into data.sources) each span comes from."""
+    of_shard = np.asarray([s["source"] for s in store.shards], dtype=np.int16)
+    return of_shard[spans[:, 0]]
 
 
 def mix_selection(
-    span_sources: np.ndarray, weights: list[float] | None, seed: int, epoch: int
+    span_sources: np.ndarray | None, weights: list[float] | None, seed: int, epoch: int
 ) -> np.ndarray | None:
     """Which spans one epoch visits so that each source gets its weight's share of examples.
 
     The epoch keeps its natural size; a source below its share is repeated, one above it is
     subsampled, drawing a fresh subset every epoch so no text is left out for good.
     """
-    if weights is None:
+    if weights is None or span_sources is None:
         return None
     total = len(span_sources)
     w = np.asarray(weights, dtype=np.float64)
@@ -113,8 +123,8 @@ class MLMDataset(torch.utils.data.Dataset):
         self.spec = spec
         self.cls_id, self.sep_id = cls_id, sep_id
         self.weights = weights
-        self.sources = np.asarray([store.shards[i]["source"] for i in spans[:, 0]], np.int64)
         self.epoch = 0
+        self.sources = None if weights is None else span_sources(store, spans)
         self.selection = mix_selection(self.sources, weights, spec.seed, 0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -173,8 +183,9 @@ def build_mlm_datasets(
         dynamic=data.masking == "dynamic",
         seed=seed,
     )
-    spans = example_spans(store, data)
-    train, valid = split_spans(spans, data.valid_ratio, seed, data.max_valid_examples)
+    train, valid = split_spans(
+        example_spans(store, data), data.valid_ratio, seed, data.max_valid_examples
+    )
     cls_id, sep_id = (ids["cls"], ids["sep"]) if data.add_special else (None, None)
     weights = [s.weight for s in corpus_sources(data)]
     mix = None if any(w is None for w in weights) else weights

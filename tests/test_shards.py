@@ -16,7 +16,12 @@ from encoderlab.config import CorpusSource, DataConfig, FilterConfig, TokenizerC
 from encoderlab.data import shards as shards_mod
 from encoderlab.data.corpus import iter_documents
 from encoderlab.data.shards import ShardStore, corpus_stats, prepare_shards
-from encoderlab.data.tokens import build_mlm_datasets, collate_mlm, example_spans
+from encoderlab.data.tokens import (
+    build_mlm_datasets,
+    collate_mlm,
+    example_spans,
+    split_spans,
+)
 from encoderlab.errors import UserError
 from encoderlab.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
 
@@ -246,7 +251,7 @@ def test_sentence_mode_covers_every_document_exactly_once(tmp_path, tok):
     store = ShardStore(prepare_shards(data, tok, lambda m: None, workers=1))
     spans = example_spans(store, data)
     rebuilt = [
-        np.asarray(store.tokens(int(s))[a:b]).tolist() for s, a, b in spans
+        np.asarray(store.tokens(s)[a:b]).tolist() for s, a, b in map(spans.span, range(len(spans)))
     ]  # pieces of at most block_len - 2 tokens
     assert max(len(p) for p in rebuilt) <= data.block_len - 2
     flat = [t for p in rebuilt for t in p]
@@ -372,3 +377,21 @@ def test_ctrl_c_during_a_parallel_prepare_keeps_finished_shards(tmp_path, tok_di
 
 def wiki_files_args() -> list[str]:
     return [arg for f in wiki_files() for arg in ("--corpus", f)]
+
+
+def test_packed_blocks_are_numbered_across_shards_without_a_span_table(tmp_path, tok):
+    data = DataConfig(corpus=wiki_files(), cache_dir=str(tmp_path / "c"), shard_mb=0.3)
+    store = ShardStore(prepare_shards(data, tok, lambda m: None, workers=1))
+    blocks = example_spans(store, data)
+    width = data.block_len - 2
+    assert blocks.ids.ndim == 1 and blocks.ids.dtype == np.int64  # 8 bytes per example
+    expected = [
+        (i, k * width, (k + 1) * width)
+        for i, shard in enumerate(store.shards)
+        for k in range(shard["tokens"] // width)
+    ]
+    assert [blocks.span(j) for j in range(len(blocks))] == expected
+    assert blocks.shards().tolist() == [e[0] for e in expected]
+    train, valid = split_spans(blocks, 0.1, seed=0, max_valid=50)
+    assert len(valid) == 50 and len(train) + len(valid) == len(blocks)
+    assert not set(train.ids.tolist()) & set(valid.ids.tolist())

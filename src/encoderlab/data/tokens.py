@@ -6,6 +6,7 @@ example is only a (shard, start, end) triple until a DataLoader worker reads and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,58 +27,94 @@ def prepare_tokens(data: DataConfig, tok: Tokenizer, log: Any = print) -> ShardS
     return ShardStore(prepare_shards(data, tok, log))
 
 
-def example_spans(store: ShardStore, data: DataConfig) -> np.ndarray:
-    """(shard, start, end) of each example's content (specials are added when it is read).
+@dataclass
+class Examples:
+    """Which token ranges of the shards are examples (specials are added when one is read).
+
+    packed: `ids` are global block numbers, 8 bytes per example whatever the corpus size;
+    block b of shard s starts at (b - first[s]) * width. sentence: `ids` are explicit
+    (shard, start, end) rows, one per document or piece of a long document.
+    """
+
+    ids: np.ndarray
+    width: int
+    first: np.ndarray | None = None  # packed: first block number of each shard, then the total
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def span(self, j: int) -> tuple[int, int, int]:
+        if self.first is None:
+            shard, start, end = self.ids[j]
+            return int(shard), int(start), int(end)
+        block = int(self.ids[j])
+        shard = int(np.searchsorted(self.first, block, side="right")) - 1
+        start = (block - int(self.first[shard])) * self.width
+        return shard, start, start + self.width
+
+    def shards(self) -> np.ndarray:
+        if self.first is None:
+            return self.ids[:, 0]
+        return np.searchsorted(self.first, self.ids, side="right") - 1
+
+    def subset(self, which: np.ndarray) -> Examples:
+        return Examples(self.ids[which], self.width, self.first)
+
+
+def example_spans(store: ShardStore, data: DataConfig) -> Examples:
+    """The examples of the corpus.
 
     packed: each shard's token stream (documents separated by [SEP]) cut into equal blocks;
     blocks never cross shards, which loses under one block per shard.
     sentence: one example per document, long documents cut into several.
     """
     width = data.block_len - (2 if data.add_special else 0)
-    parts = []
-    for i, shard in enumerate(store.shards):
-        if data.mode == "packed":
-            n = shard["tokens"] // width
-            starts = np.arange(n, dtype=np.int64) * width
-            ends = starts + width
-        else:
+    if data.mode == "packed":
+        per_shard = [shard["tokens"] // width for shard in store.shards]
+        first = np.concatenate([[0], np.cumsum(per_shard)]).astype(np.int64)
+        examples = Examples(np.arange(first[-1], dtype=np.int64), width, first)
+    else:
+        parts = []
+        for i in range(len(store.shards)):
             offsets = np.asarray(store.offsets(i), dtype=np.int64)
             doc_starts, doc_ends = offsets[:-1], offsets[1:] - 1  # drop each document's [SEP]
             pieces = np.maximum(1, -(-(doc_ends - doc_starts) // width))
-            first = np.repeat(doc_starts, pieces)
-            k = np.arange(len(first)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-            starts = first + k * width
+            first_piece = np.repeat(doc_starts, pieces)
+            k = np.arange(len(first_piece)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+            starts = first_piece + k * width
             ends = np.minimum(starts + width, np.repeat(doc_ends, pieces))
-        parts.append(np.stack([np.full(len(starts), i, np.int64), starts, ends], axis=1))
-    spans = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
-    if len(spans) == 0:
+            parts.append(np.stack([np.full(len(starts), i, np.int64), starts, ends], axis=1))
+        rows = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
+        examples = Examples(rows, width)
+    if len(examples) == 0:
         raise UserError(
             f"corpus has {store.n_tokens} tokens, fewer than one block of "
             f"data.block_len={data.block_len}; add text or lower data.block_len"
         )
-    return spans
+    return examples
 
 
 def split_spans(
-    spans: np.ndarray, valid_ratio: float, seed: int, max_valid: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    if valid_ratio <= 0 or len(spans) < 2:
-        return spans, spans[:0]
-    order = np.random.default_rng([seed, 7]).permutation(len(spans))
-    n_valid = min(len(spans) - 1, max(1, int(round(valid_ratio * len(spans)))))
+    examples: Examples, valid_ratio: float, seed: int, max_valid: int | None = None
+) -> tuple[Examples, Examples]:
+    n = len(examples)
+    if valid_ratio <= 0 or n < 2:
+        return examples, examples.subset(slice(0, 0))
+    order = np.random.default_rng([seed, 7]).permutation(n)
+    n_valid = min(n - 1, max(1, int(round(valid_ratio * n))))
     if max_valid is not None:
         n_valid = max(1, min(n_valid, max_valid))
     valid = np.sort(order[:n_valid])
-    del order  # a big corpus has millions of spans: hold as few copies as possible
-    keep = np.ones(len(spans), dtype=bool)
+    del order  # a big corpus has millions of examples: hold as few copies as possible
+    keep = np.ones(n, dtype=bool)
     keep[valid] = False
-    return spans[keep], spans[valid]
+    return examples.subset(keep), examples.subset(valid)
 
 
-def span_sources(store: ShardStore, spans: np.ndarray) -> np.ndarray:
-    """The corpus (index into data.sources) each span comes from."""
+def span_sources(store: ShardStore, examples: Examples) -> np.ndarray:
+    """The corpus (index into data.sources) each example comes from."""
     of_shard = np.asarray([s["source"] for s in store.shards], dtype=np.int16)
-    return of_shard[spans[:, 0]]
+    return of_shard[examples.shards()]
 
 
 def mix_selection(
@@ -112,7 +149,7 @@ class MLMDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         store: ShardStore,
-        spans: np.ndarray,
+        spans: Examples,
         spec: MaskingSpec,
         cls_id: int | None,
         sep_id: int | None,
@@ -137,8 +174,8 @@ class MLMDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         j = i if self.selection is None else int(self.selection[i])
-        shard, start, end = self.spans[j]
-        ids = np.asarray(self.store.tokens(int(shard))[start:end], dtype=np.int64)
+        shard, start, end = self.spans.span(j)
+        ids = np.asarray(self.store.tokens(shard)[start:end], dtype=np.int64)
         if self.cls_id is not None:
             ids = np.concatenate([[self.cls_id], ids, [self.sep_id]])
         inputs, labels = mask_tokens(ids, self.spec, example_rng(self.spec, j, self.epoch))

@@ -37,3 +37,14 @@ def shared(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"{p} not present (the shared data sets sit beside the repository in CI)")
     return p
+
+
+def run_cli(*args: object) -> int:
+    """The `encoderlab` command in this process; its exit code."""
+    from encoderlab.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0

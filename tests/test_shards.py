@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared, synthetic_lines
-from encoderlab.cli import main
+from conftest import run_cli, shared, synthetic_lines
 from encoderlab.config import CorpusSource, DataConfig, FilterConfig, TokenizerConfig
 from encoderlab.data import shards as shards_mod
 from encoderlab.data.corpus import iter_documents
@@ -283,25 +282,17 @@ def test_corpus_stats_and_prepare_commands(tmp_path, tok_dir, capsys):
         "--set",
         f"data.cache_dir={tmp_path / 'c'}",
     ]
-    assert _cli("corpus", "prepare", *args, "--workers", "1") == 0
+    assert run_cli("corpus", "prepare", *args, "--workers", "1") == 0
     out = capsys.readouterr().out
     assert "documents" in out and "unknown-token rate" in out and "length histogram" in out
-    assert _cli("corpus", "stats", *args, "--json") == 0
+    assert run_cli("corpus", "stats", *args, "--json") == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["docs"] > 2000 and 0 <= stats["unk_rate"] < 0.01
     assert sum(h["docs"] for h in stats["histogram"]) == stats["docs"]
 
-    assert _cli("corpus", "stats", "--corpus", str(tmp_path / "nope.txt")) == 2
+    assert run_cli("corpus", "stats", "--corpus", str(tmp_path / "nope.txt")) == 2
     err = capsys.readouterr().err
     assert "tokenizer" in err or "not found" in err
-
-
-def _cli(*args: str) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def test_pretrain_on_a_weighted_mix_trains_its_tokenizer_on_every_source(tmp_path):
@@ -334,7 +325,7 @@ def test_pretrain_on_a_weighted_mix_trains_its_tokenizer_on_every_source(tmp_pat
     }
     f = tmp_path / "mix.yaml"
     f.write_text(yaml.safe_dump(cfg, allow_unicode=True))
-    assert _cli("pretrain", str(f)) == 0
+    assert run_cli("pretrain", str(f)) == 0
     run = Run.open(next((tmp_path / "runs").iterdir()))
     tok = load_tokenizer(run.path / "tokenizer")
     assert tok.token_to_id("영화") is not None  # the Korean source was in tokenizer training

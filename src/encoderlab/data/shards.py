@@ -198,8 +198,7 @@ def tokenize_unit(
     stem = Path(root) / f"shard-{index:05d}"
     report = FileReport(path=unit["path"])
     dropped: dict[str, int] = {}
-    offsets, hashes = [0], []
-    n_read, n_unk = 0, 0
+    n_read = n_docs = n_tokens = n_unk = 0
     digest = hashlib.sha256()
     t0 = time.perf_counter()
 
@@ -217,9 +216,17 @@ def tokenize_unit(
             if max_docs is not None and n_read >= max_docs:
                 return
 
-    with open(f"{stem}.bin.tmp", "wb") as f:
+    # Tokens, document ends and hashes stream to disk batch by batch: a unit can be a whole
+    # multi-GB compressed file, whose document index alone would not fit in a Python list.
+    with (
+        open(f"{stem}.bin.tmp", "wb") as f,
+        open(f"{stem}.ends.tmp", "wb") as f_ends,
+        open(f"{stem}.hash.tmp", "wb") as f_hash,
+    ):
         for batch in _batched(kept_documents(), _ENCODE_BATCH):
             flat: list[int] = []  # one numpy conversion per batch, not per document
+            lengths: list[int] = []
+            hashes: list[int] = []
             encs = tok.encode_batch(batch, add_special_tokens=False)
             for doc, enc in zip(batch, encs, strict=True):
                 tokens = enc.ids
@@ -231,7 +238,7 @@ def tokenize_unit(
                     continue
                 flat.extend(tokens)
                 flat.append(sep)
-                offsets.append(offsets[-1] + len(tokens) + 1)
+                lengths.append(len(tokens) + 1)
                 if flt.dedup:
                     hashes.append(doc_hash(doc))
             if flat:
@@ -240,9 +247,15 @@ def tokenize_unit(
                 data = arr.tobytes()
                 digest.update(data)
                 f.write(data)
-    np.save(f"{stem}.idx.npy", np.asarray(offsets, dtype=np.int64), allow_pickle=False)
+                ends = n_tokens + np.cumsum(np.asarray(lengths, dtype=np.int64))
+                f_ends.write(ends.tobytes())
+                f_hash.write(np.asarray(hashes, dtype=np.uint64).tobytes())
+                n_tokens, n_docs = int(ends[-1]), n_docs + len(lengths)
+    _to_npy(f"{stem}.ends.tmp", f"{stem}.idx.npy", np.int64, n_docs, first=0)
     if flt.dedup:
-        np.save(f"{stem}.hash.npy", np.asarray(hashes, dtype=np.uint64), allow_pickle=False)
+        _to_npy(f"{stem}.hash.tmp", f"{stem}.hash.npy", np.uint64, n_docs)
+    else:
+        os.remove(f"{stem}.hash.tmp")
     os.replace(f"{stem}.bin.tmp", f"{stem}.bin")
     result = {
         "index": index,
@@ -253,8 +266,8 @@ def tokenize_unit(
         "bytes": unit["bytes"],
         "dtype": np.dtype(dtype).name,
         "documents_read": n_read,
-        "docs": len(offsets) - 1,
-        "tokens": offsets[-1],
+        "docs": n_docs,
+        "tokens": n_tokens,
         "unk": n_unk,
         "dropped": dropped,
         "report": asdict(report),
@@ -263,6 +276,24 @@ def tokenize_unit(
     }
     _write_json(Path(f"{stem}.json"), result)
     return result
+
+
+def _to_npy(raw: str, out: str, dtype: Any, n: int, first: int | None = None) -> None:
+    """A raw little file of n values -> .npy (with `first` prepended), copied in chunks."""
+    lead = 0 if first is None else 1
+    arr = np.lib.format.open_memmap(out + ".tmp.npy", mode="w+", dtype=dtype, shape=(n + lead,))
+    if lead:
+        arr[0] = first
+    if n:
+        src = np.memmap(raw, dtype=dtype, mode="r", shape=(n,))
+        step = 1 << 22
+        for a in range(0, n, step):
+            arr[lead + a : lead + min(a + step, n)] = src[a : a + step]
+        del src
+    arr.flush()
+    del arr
+    os.replace(out + ".tmp.npy", out)
+    os.remove(raw)
 
 
 def _write_json(path: Path, obj: Any) -> None:

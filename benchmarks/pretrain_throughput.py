@@ -105,24 +105,13 @@ def copy_weights_to_hf(ours: MaskedLM, hf: torch.nn.Module) -> None:
 def build_models(args: argparse.Namespace, device: torch.device):
     from transformers import BertConfig, BertForMaskedLM
 
+    from encoderlab.hf import bert_config_fields
+
     torch.manual_seed(0)
     cfg = model_config(args)
     ours = MaskedLM(cfg).to(device)
     hcfg = BertConfig(
-        vocab_size=cfg.vocab_size,
-        hidden_size=cfg.d_model,
-        num_hidden_layers=cfg.n_layer,
-        num_attention_heads=cfg.n_head,
-        intermediate_size=cfg.d_ff,
-        hidden_act="gelu",
-        hidden_dropout_prob=cfg.dropout,
-        attention_probs_dropout_prob=cfg.attn_dropout,
-        max_position_embeddings=cfg.max_len,
-        type_vocab_size=cfg.n_segments,
-        layer_norm_eps=cfg.layernorm_eps,
-        pad_token_id=cfg.pad_id,
-        tie_word_embeddings=True,
-        attn_implementation="sdpa",
+        **bert_config_fields(cfg, cfg.pad_id), tie_word_embeddings=True, attn_implementation="sdpa"
     )
     peer = BertForMaskedLM(hcfg).to(device)
     copy_weights_to_hf(ours, peer)

@@ -16,9 +16,9 @@ import pytest
 import torch
 import yaml
 
+from conftest import run_cli as cli
 from conftest import synthetic_lines
 from encoderlab import distributed
-from encoderlab.cli import main
 from encoderlab.config import TrainConfig
 from encoderlab.errors import UserError
 from encoderlab.runs import Run
@@ -42,14 +42,6 @@ TRAIN = {
     "precision": "fp32",
     "device": "cpu",
 }
-
-
-def cli(*args) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def torchrun(*args, cwd: Path) -> str:

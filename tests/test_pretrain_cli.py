@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import run_cli as cli
 from conftest import shared
-from encoderlab.cli import main
 from encoderlab.runs import Run
 from encoderlab.tokenizer import load_tokenizer
 
@@ -42,14 +42,6 @@ def write_config(tmp_path: Path, corpus: list[Path], **sections) -> Path:
     f = tmp_path / "cfg.yaml"
     f.write_text(yaml.safe_dump(cfg))
     return f
-
-
-def cli(*args: str) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def only_run(tmp_path: Path) -> Run:

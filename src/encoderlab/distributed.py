@@ -84,6 +84,15 @@ def _collective_device() -> torch.device:
     return torch.device("cpu")
 
 
+def main_says(say: Callable[[str], None]) -> Callable[[str], None]:
+    """`say` on rank 0, a no-op on the others: each line is printed once."""
+    return say if is_main() else _silent
+
+
+def _silent(msg: str) -> None:
+    pass
+
+
 def barrier() -> None:
     if active():
         dist.barrier()

@@ -431,11 +431,7 @@ def finetune(
         cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
     assert cfg is not None
     with distributed.session(resolve_device(cfg.train.device)):
-        return _finetune(cfg, run, say if distributed.is_main() else _quiet, on_eval)
-
-
-def _quiet(msg: str) -> None:
-    pass
+        return _finetune(cfg, run, distributed.main_says(say), on_eval)
 
 
 def _finetune(

@@ -200,6 +200,27 @@ def load_hf_tokenizer(source: str) -> Tokenizer:
     return tok
 
 
+def _map_layers(
+    sd: dict[str, torch.Tensor],
+    out: dict[str, torch.Tensor],
+    used: set[str],
+    n_layers: int,
+    prefix: str,
+    qkv: tuple[str, str, str],
+    names: dict[str, str],
+) -> None:
+    """Each layer's weights into `out` (query/key/value fused into one qkv), noting keys used."""
+    for i in range(n_layers):
+        src = f"{prefix}{i}."
+        for kind in ("weight", "bias"):
+            keys = [f"{src}{x}.{kind}" for x in qkv]
+            out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat([sd[k] for k in keys], dim=0)
+            used.update(keys)
+            for ours, theirs in names.items():
+                out[f"blocks.{i}.{ours}.{kind}"] = sd[f"{src}{theirs}.{kind}"]
+                used.add(f"{src}{theirs}.{kind}")
+
+
 def _bert_like_state(
     cfg: Any, sd: dict[str, torch.Tensor], pad_id: int
 ) -> tuple[ModelConfig, dict[str, torch.Tensor]] | str:
@@ -247,15 +268,8 @@ def _bert_like_state(
         "ff.fc2": "output.dense",
         "ln2": "output.LayerNorm",
     }
-    for i in range(cfg.num_hidden_layers):
-        src = f"encoder.layer.{i}."
-        for kind in ("weight", "bias"):
-            parts = [sd[f"{src}attention.self.{x}.{kind}"] for x in ("query", "key", "value")]
-            out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat(parts, dim=0)
-            used.update(f"{src}attention.self.{x}.{kind}" for x in ("query", "key", "value"))
-            for ours, theirs in names.items():
-                out[f"blocks.{i}.{ours}.{kind}"] = sd[f"{src}{theirs}.{kind}"]
-                used.add(f"{src}{theirs}.{kind}")
+    qkv = ("attention.self.query", "attention.self.key", "attention.self.value")
+    _map_layers(sd, out, used, cfg.num_hidden_layers, "encoder.layer.", qkv, names)
     left = [k for k in sd if k not in used and not k.startswith("pooler.") and k not in _IGNORABLE]
     if left:
         return f"it has weights encoderlab's encoder lacks (e.g. {left[0]})"
@@ -304,15 +318,8 @@ def _distilbert_state(
         "ff.fc2": "ffn.lin2",
         "ln2": "output_layer_norm",
     }
-    for i in range(cfg.n_layers):
-        src = f"transformer.layer.{i}."
-        for kind in ("weight", "bias"):
-            qkv = [f"{src}attention.{x}_lin.{kind}" for x in ("q", "k", "v")]
-            out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat([sd[k] for k in qkv], dim=0)
-            used.update(qkv)
-            for ours, theirs in names.items():
-                out[f"blocks.{i}.{ours}.{kind}"] = sd[f"{src}{theirs}.{kind}"]
-                used.add(f"{src}{theirs}.{kind}")
+    qkv = ("attention.q_lin", "attention.k_lin", "attention.v_lin")
+    _map_layers(sd, out, used, cfg.n_layers, "transformer.layer.", qkv, names)
     left = [k for k in sd if k not in used and k not in _IGNORABLE]
     if left:
         return f"it has weights encoderlab's encoder lacks (e.g. {left[0]})"
@@ -475,6 +482,25 @@ def export_problems(mc: ModelConfig) -> list[str]:
     return out
 
 
+def bert_config_fields(mc: ModelConfig, pad_id: int) -> dict[str, Any]:
+    """transformers.BertConfig arguments describing encoderlab's encoder `mc` (see bert_state)."""
+    return {
+        "vocab_size": mc.vocab_size,
+        "hidden_size": mc.d_model,
+        "num_hidden_layers": mc.n_layer,
+        "num_attention_heads": mc.n_head,
+        "intermediate_size": mc.d_ff,
+        "hidden_act": _EXPORT_ACT[mc.activation],
+        "hidden_dropout_prob": mc.dropout,
+        "attention_probs_dropout_prob": mc.attn_dropout,
+        "max_position_embeddings": mc.max_len,
+        "type_vocab_size": max(mc.n_segments, 2),
+        "initializer_range": mc.init_std,
+        "layer_norm_eps": mc.layernorm_eps,
+        "pad_token_id": pad_id,
+    }
+
+
 def bert_state(
     enc: dict[str, torch.Tensor], mc: ModelConfig, prefix: str
 ) -> dict[str, torch.Tensor]:
@@ -542,21 +568,7 @@ def export_run(
     ckpt = run_checkpoint(run)
     tensors = load_file(str(ckpt / "model.safetensors"))
     enc = encoder_weights(run, ckpt)
-    common = {
-        "vocab_size": mc.vocab_size,
-        "hidden_size": mc.d_model,
-        "num_hidden_layers": mc.n_layer,
-        "num_attention_heads": mc.n_head,
-        "intermediate_size": mc.d_ff,
-        "hidden_act": _EXPORT_ACT[mc.activation],
-        "hidden_dropout_prob": mc.dropout,
-        "attention_probs_dropout_prob": mc.attn_dropout,
-        "max_position_embeddings": mc.max_len,
-        "type_vocab_size": max(mc.n_segments, 2),
-        "initializer_range": mc.init_std,
-        "layer_norm_eps": mc.layernorm_eps,
-        "pad_token_id": ids["pad"],
-    }
+    common = bert_config_fields(mc, ids["pad"])
     if kind == "pretrain":
         if mc.activation != "gelu":
             raise UserError(

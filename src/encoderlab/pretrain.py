@@ -98,11 +98,7 @@ def pretrain(
         cfg = load_config(Run.open(resume).path / "config.yaml", overrides)
     assert cfg is not None
     with distributed.session(resolve_device(cfg.train.device)):
-        return _pretrain(cfg, resume, say if distributed.is_main() else _quiet, on_eval)
-
-
-def _quiet(msg: str) -> None:
-    pass
+        return _pretrain(cfg, resume, distributed.main_says(say), on_eval)
 
 
 def _pretrain(

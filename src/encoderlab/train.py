@@ -336,7 +336,7 @@ def fit(
     """
     rank, world = distributed.rank(), distributed.world()
     if rank > 0:
-        run, say = ReadOnlyRun(run.path), _quiet
+        run, say = ReadOnlyRun(run.path), distributed.main_says(say)
     device = next(model.parameters()).device
     amp = autocast_dtype(cfg.precision, device)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
@@ -684,10 +684,6 @@ def fit(
         tokens_per_s=st["tokens"] / max(train_seconds(), 1e-9),
         train_seconds=train_seconds(),
     )
-
-
-def _quiet(msg: str) -> None:
-    pass
 
 
 def _foreign_modules(model: nn.Module) -> bool:

@@ -57,6 +57,7 @@ _SCRIPTS = {
     "devanagari": "\u0900-\u097f",
     "thai": "\u0e00-\u0e7f",
 }
+_SCRIPT_RE = {name: re.compile(f"[{chars}]") for name, chars in _SCRIPTS.items()}
 _LETTER = re.compile(r"[^\W\d_]")
 
 
@@ -164,7 +165,7 @@ def keep_document(doc: str, filters: FilterConfig) -> str | None:
         return "too_long"
     if filters.script is not None and filters.min_script_ratio > 0:
         letters = len(_LETTER.findall(doc))
-        in_script = len(re.findall(f"[{_SCRIPTS[filters.script]}]", doc))
+        in_script = len(_SCRIPT_RE[filters.script].findall(doc))
         if letters == 0 or in_script / letters < filters.min_script_ratio:
             return "script"
     return None

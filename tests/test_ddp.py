@@ -22,7 +22,8 @@ from encoderlab import distributed
 from encoderlab.config import TrainConfig
 from encoderlab.errors import UserError
 from encoderlab.runs import Run
-from encoderlab.train import _Batches, check_batch_size, share
+from encoderlab.runtime import Batches, share
+from encoderlab.train import check_batch_size
 from test_finetune import sentiment_rows, write_csv
 
 MODEL = {
@@ -94,15 +95,15 @@ def write_yaml(path: Path, cfg: dict) -> Path:
 
 def test_rows_are_dealt_to_ranks_and_add_up_to_the_one_process_batch():
     order = np.random.default_rng(0).permutation(21)  # batches of 8, 8 and 5
-    single = [set(b) for b in _Batches(order, 8)]
+    single = [set(b) for b in Batches(order, 8)]
     for world in (2, 4, 8):
-        parts = [list(_Batches(order, 8, rank=r, world=world)) for r in range(world)]
+        parts = [list(Batches(order, 8, rank=r, world=world)) for r in range(world)]
         for b, whole in enumerate(single):
             real = [set(p[b]) for r, p in enumerate(parts) if share(21, 8, b, r, world)]
             assert set().union(*real) == whole and sum(map(len, real)) == len(whole)
     # 5 rows for 8 ranks: ranks 5-7 get a stand-in row (weighted 0 by the trainer)
     assert [share(21, 8, 2, r, 8) for r in range(8)] == [1, 1, 1, 1, 1, 0, 0, 0]
-    assert list(_Batches(order, 8, start=2, rank=7, world=8)) == [[int(order[16])]]
+    assert list(Batches(order, 8, start=2, rank=7, world=8)) == [[int(order[16])]]
 
 
 def test_helpers_are_plain_calls_in_one_process():

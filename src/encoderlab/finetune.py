@@ -31,6 +31,14 @@ from encoderlab.errors import UserError
 from encoderlab.heads import PoolerHead
 from encoderlab.model import Encoder, num_params, param_groups
 from encoderlab.runs import ReadOnlyRun, Run
+from encoderlab.runtime import (
+    autocast,
+    autocast_dtype,
+    make_loader,
+    resolve_device,
+    seed_everything,
+    to_device,
+)
 from encoderlab.tasks import PRIMARY_METRIC, get_task
 from encoderlab.tasks.base import Example, Feature, Task
 from encoderlab.tokenizer import (
@@ -40,18 +48,7 @@ from encoderlab.tokenizer import (
     tokenizer_hash,
     train_tokenizer,
 )
-from encoderlab.train import (
-    FitResult,
-    Objective,
-    autocast,
-    autocast_dtype,
-    check_batch_size,
-    fit,
-    make_loader,
-    resolve_device,
-    seed_everything,
-    to_device,
-)
+from encoderlab.train import FitResult, Objective, check_batch_size, fit
 
 
 class TaskModel(nn.Module):

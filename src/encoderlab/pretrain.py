@@ -22,20 +22,14 @@ from encoderlab.data.tokens import build_mlm_datasets, cache_key, collate_mlm
 from encoderlab.errors import UserError
 from encoderlab.model import MaskedLM, make_optimizer, param_summary
 from encoderlab.runs import ReadOnlyRun, Run
+from encoderlab.runtime import resolve_device, seed_everything
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
     special_ids,
     train_tokenizer_from_files,
 )
-from encoderlab.train import (
-    FitResult,
-    Objective,
-    check_batch_size,
-    fit,
-    resolve_device,
-    seed_everything,
-)
+from encoderlab.train import FitResult, Objective, check_batch_size, fit
 
 
 def mlm_objective() -> Objective:

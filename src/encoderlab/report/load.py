@@ -57,6 +57,11 @@ class RunData:
         return getattr(task_class(self.task), "primary_metric", "acc")
 
     @property
+    def primary_mode(self) -> str:
+        """ "max" or "min": which way the primary metric improves."""
+        return getattr(self.task_info, "primary_mode", "max")
+
+    @property
     def task_info(self) -> object | None:
         """The task's registered class (what it declares), None for pretraining or an
         unknown task type."""

@@ -72,7 +72,8 @@ def best_primary(run: RunData) -> tuple[float | None, int | None]:
     scored = [(r[key], r.get("step")) for r in run.of_kind("eval") if key in r]
     if not scored:
         return None, None
-    value, step = max(scored, key=lambda t: t[0])
+    pick = min if run.primary_mode == "min" else max
+    value, step = pick(scored, key=lambda t: t[0])
     return float(value), step
 
 

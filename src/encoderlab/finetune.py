@@ -36,7 +36,7 @@ from encoderlab.inference import (
     write_jsonl,
     write_submission,
 )
-from encoderlab.model import Encoder, num_params, param_groups
+from encoderlab.model import Encoder, num_params, param_groups, prepare_training
 from encoderlab.runs import ReadOnlyRun, Run, encoder_weights, run_checkpoint, run_model_config
 from encoderlab.runtime import resolve_device, seed_everything
 from encoderlab.tasks import get_task
@@ -282,26 +282,7 @@ def _finetune(
     test_ids = [ex["id"] for ex in data.test]
     if len(set(test_ids)) != len(test_ids):
         raise UserError(f"{cfg.task.test}: ids in column '{cfg.task.id_column}' are not unique")
-    if run is not None:  # the architecture the run trained; weights come from its checkpoint
-        saved_labels = json.loads((run.path / "labels.json").read_text())
-        if saved_labels != data.labels:
-            raise UserError(f"{cfg.task.train}: its labels changed since {run.path} started")
-        model_cfg = run_model_config(run)
-        backbone = Backbone(
-            run_encoder(run, model_cfg),
-            load_tokenizer(run.path / "tokenizer"),
-            model_cfg,
-            str(run.info.get("init", "")),
-        )
-        shape_backbone(backbone, cfg.model_copy(update={"drop_last": 0}))
-    else:
-        backbone = build_backbone(cfg, data.train, say)
-        if cfg.task.max_len > backbone.model_cfg.max_len:
-            raise UserError(
-                f"task.max_len={cfg.task.max_len} is longer than the encoder's max_len="
-                f"{backbone.model_cfg.max_len}; lower task.max_len"
-            )
-        shape_backbone(backbone, cfg)
+    backbone = _backbone(cfg, run, data, say)
     tok = backbone.tokenizer
     pad_id = special_ids(tok)["pad"]
     train_f = task.encode(data.train, tok, cfg.task, data.labels)
@@ -315,12 +296,8 @@ def _finetune(
     if backbone.pooler is not None and isinstance(model.head, PoolerHead):
         model.head.dense.load_state_dict(backbone.pooler)
         say("pooler head: dense layer initialised from the checkpoint's pooler")
-    model.to(device)
-    optimizer = torch.optim.AdamW(
-        make_optimizer_groups(model, cfg),
-        lr=cfg.train.lr,
-        betas=cfg.train.betas,
-        eps=cfg.train.adam_eps,
+    model, optimizer = prepare_training(
+        model, cfg.train, device, lambda m: make_optimizer_groups(m, cfg)
     )
 
     resuming = run is not None
@@ -402,6 +379,34 @@ def _finetune(
     load_model(model, str(ckpt / "model.safetensors"))  # handles tensors saved once when shared
     write_evaluation(run, model, task, cfg, data, valid_f, test_f, pad_id, device, ckpt.name, say)
     return run, result
+
+
+def _backbone(
+    cfg: FinetuneConfig, run: Run | None, data: TaskData, say: Callable[[str], None]
+) -> Backbone:
+    """A resumed run's architecture (weights come from its checkpoint), or a new backbone,
+    shaped (drop_last, freezing) as the config says."""
+    if run is not None:  # the architecture the run trained; weights come from its checkpoint
+        saved_labels = json.loads((run.path / "labels.json").read_text())
+        if saved_labels != data.labels:
+            raise UserError(f"{cfg.task.train}: its labels changed since {run.path} started")
+        model_cfg = run_model_config(run)
+        backbone = Backbone(
+            run_encoder(run, model_cfg),
+            load_tokenizer(run.path / "tokenizer"),
+            model_cfg,
+            str(run.info.get("init", "")),
+        )
+        shape_backbone(backbone, cfg.model_copy(update={"drop_last": 0}))
+    else:
+        backbone = build_backbone(cfg, data.train, say)
+        if cfg.task.max_len > backbone.model_cfg.max_len:
+            raise UserError(
+                f"task.max_len={cfg.task.max_len} is longer than the encoder's max_len="
+                f"{backbone.model_cfg.max_len}; lower task.max_len"
+            )
+        shape_backbone(backbone, cfg)
+    return backbone
 
 
 def write_evaluation(

@@ -71,6 +71,8 @@ class Task(Protocol):
     token_level: bool  # logits per token (tagging, qa) rather than per sequence
     primary_metric: str  # the validation metric that picks the best checkpoint
     primary_mode: str  # "max" or "min"
+    example_unit: str  # what reports count: examples, questions
+    right_means: str  # report wording for a right prediction
     reported_metrics: tuple[str, ...]  # scalar metrics `metrics` returns (report columns)
     report_details: str | None  # report section: "confusion", "answers", "per_type" or None
     percent_metrics: frozenset[str]  # metrics already stored on a 0-100 scale
@@ -136,6 +138,8 @@ class TaskBase:
     primary_metric: ClassVar[str] = "acc"
     primary_mode: ClassVar[str] = "max"
     report_details: ClassVar[str | None] = None
+    example_unit: ClassVar[str] = "examples"  # what reports count ("questions" for QA)
+    right_means: ClassVar[str] = "is right"  # report wording: when a prediction counts as right
     reported_metrics: ClassVar[tuple[str, ...]] = ()  # scalar metrics `metrics` returns
     hf_head: ClassVar[str | None] = None  # "sequence", "token", "span": exports to transformers
     percent_metrics: ClassVar[frozenset[str]] = frozenset()

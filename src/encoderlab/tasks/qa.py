@@ -224,6 +224,8 @@ class QATask(TaskBase):
     reported_metrics = ("em", "f1")  # scalar metrics its evaluation gives
     report_details = "answers"
     percent_metrics = frozenset({"em", "f1"})
+    example_unit = "questions"
+    right_means = "answer is an exact match"
 
     def __init__(self) -> None:
         # prediction_rows gets no config: it scores rows the way the last read/metrics call

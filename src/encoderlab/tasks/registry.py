@@ -42,9 +42,9 @@ def _load_builtins() -> None:
 
 
 def task_names() -> list[str]:
-    """Every registered task type, built-ins first."""
+    """Every registered task type, sorted (registration order depends on import order)."""
     _load_builtins()
-    return list(_TASKS)
+    return sorted(_TASKS)
 
 
 def task_class(name: str) -> Any | None:

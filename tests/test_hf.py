@@ -17,9 +17,10 @@ from conftest import WORDS, synthetic_lines
 from encoderlab.cli import main
 from encoderlab.config import Config, FinetuneConfig
 from encoderlab.errors import UserError
-from encoderlab.finetune import encoder_weights, finetune, load_finetuned, run_checkpoint
+from encoderlab.finetune import finetune
+from encoderlab.inference import load_finetuned
 from encoderlab.model import Encoder, MaskedLM
-from encoderlab.runs import Run
+from encoderlab.runs import Run, encoder_weights, run_checkpoint
 from encoderlab.tokenizer import load_tokenizer, save_tokenizer, special_ids
 
 transformers = pytest.importorskip("transformers")
@@ -346,7 +347,7 @@ def pretrain_runs(tmp_path_factory) -> dict[bool, Path]:
 
 
 def run_mlm(run_dir: Path) -> MaskedLM:
-    from encoderlab.finetune import run_model_config
+    from encoderlab.runs import run_model_config
 
     run = Run.open(run_dir)
     model = MaskedLM(run_model_config(run))
@@ -479,7 +480,7 @@ def test_finetune_wrapped_checkpoint_reloads_and_refuses_export(tmp_path):
     rows = [
         json.loads(x) for x in (run.path / "predictions" / "valid.jsonl").read_text().splitlines()
     ]
-    from encoderlab.finetune import evaluate_file
+    from encoderlab.inference import evaluate_file
 
     metrics = evaluate_file(run.path, ft.cfg.task.train, say=quiet)
     assert 0.0 <= metrics["acc"] <= 1.0 and rows
@@ -502,7 +503,7 @@ def copy_run(src: Path, dst: Path, model_update: dict | None = None, head: str |
     shutil.copytree(src, dst)
     run = Run.open(dst)
     if model_update is not None:
-        from encoderlab.finetune import run_model_config
+        from encoderlab.runs import run_model_config
 
         mc = run_model_config(run).model_dump() | model_update
         (dst / "model_config.json").write_text(json.dumps(mc))
@@ -658,5 +659,5 @@ def test_minilm_finetunes_through_the_command(minilm, tmp_path):
     assert json.loads((run_dir / "model_config.json").read_text())["d_model"] == 384
     assert special_ids(load_tokenizer(run_dir / "tokenizer"))["cls"] == 101
     main(["predict", str(run_dir), "--text", "forest fire near the city"])
-    enc = encoder_weights(run, run_checkpoint(run))
+    enc = encoder_weights(run_checkpoint(run))
     assert enc["embeddings.tok.weight"].shape == (30522, 384)

@@ -100,7 +100,7 @@ CFG = TaskConfig(type="qa")
 def test_read_english_and_korean(tmp_path: Path) -> None:
     task = QATask()
     ex = task.read(str(write(tmp_path, en_ko_json())), CFG)
-    assert len(ex) == 6 and task.warnings == []
+    assert len(ex) == 6 and ex.warnings == []
     first = ex[0]
     assert set(first) >= {"id", "line", "title", "context", "question", "answers"}
     assert first["id"] == "q0" and first["line"] == 1 and first["title"] == "Article 0"
@@ -198,7 +198,7 @@ def test_mismatched_answers_are_counted_and_skipped(tmp_path: Path) -> None:
     assert [e["id"] for e in ex] == ["q0", "q2"]
     assert ex[0]["answers"] == [{"text": "Paris", "answer_start": paris}]
     assert ex[1]["answers"] == [{"text": "Paris", "answer_start": paris}]
-    text = "\n".join(task.warnings)
+    text = "\n".join(ex.warnings)
     assert "2 answers did not match their context and were skipped" in text
     assert "1 questions were left with no answer and dropped" in text
     assert "1 answers were not at their answer_start" in text
@@ -550,7 +550,7 @@ def test_korquad_dev_answers_are_recoverable() -> None:
     cfg = TaskConfig(type="qa", max_len=256, doc_stride=128, f1="char")
     examples = task.read(str(path), cfg)
     assert len(examples) == 5774
-    assert task.warnings == []  # SOURCE.txt: every answer matches its context
+    assert examples.warnings == []  # SOURCE.txt: every answer matches its context
     train, valid = task.split(examples, cfg, seed=0)
     assert not {e["title"] for e in train} & {e["title"] for e in valid}
     assert 0.05 < len(valid) / len(examples) < 0.2

@@ -151,8 +151,8 @@ def test_conll_iob1_is_detected_and_converted(tmp_path):
     assert ex[1]["tags"] == ["B-PER", "I-PER"]
     # IOB1's B- separates two adjacent PER entities; "Kohl" starts one after a LOC
     assert ex[2]["tags"] == ["O", "B-LOC", "B-PER", "B-PER", "O"]
-    assert any("IOB1" in n for n in task.notes)
-    assert task.warnings == []
+    assert any("IOB1" in n for n in ex.notes)
+    assert ex.warnings == []
     assert task.label_names(ex) == [
         "O",
         "B-LOC",
@@ -173,14 +173,14 @@ def test_conll_bio_kept_and_errors_counted(tmp_path):
     task = TaggingTask()
     ex = task.read(write(tmp_path, "bio.txt", CONLL_BIO), cfg())
     assert ex[0]["tags"] == ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC"]
-    assert task.warnings == [] and task.notes == []
+    assert ex.warnings == [] and ex.notes == []
     # BIO with one error: the I- start is repaired and reported, not silently
     noisy = CONLL_BIO + "\nin O\nRome I-LOC\n"
     task = TaggingTask()
     ex = task.read(write(tmp_path, "noisy.txt", noisy), cfg())
     assert ex[-1]["tags"] == ["O", "B-LOC"]
-    assert len(task.warnings) == 1 and "1 I- tags start an entity" in task.warnings[0]
-    assert "noisy.txt:13" in task.warnings[0]
+    assert len(ex.warnings) == 1 and "1 I- tags start an entity" in ex.warnings[0]
+    assert "noisy.txt:13" in ex.warnings[0]
 
 
 def test_conll_explicit_scheme_that_contradicts_the_file(tmp_path):
@@ -260,7 +260,7 @@ def test_klue_words_get_the_tag_of_their_first_entity_character(tmp_path):
     # 김모(33)씨 holds two entities: the word keeps PS, QT is dropped and counted
     assert ex[1]["tokens"] == ["김모(33)씨", "등", "16명을"]
     assert ex[1]["tags"] == ["B-PS", "O", "B-QT"]
-    assert len(task.warnings) == 1 and "1 entities share a word" in task.warnings[0]
+    assert len(ex.warnings) == 1 and "1 entities share a word" in ex.warnings[0]
 
 
 def test_klue_bad_row(tmp_path):
@@ -307,7 +307,7 @@ def test_kmou_2016klp_markup(tmp_path):
     assert ex[0]["tokens"] == ["다석", "선생이", "함석헌", "등에게"]
     assert ex[0]["tags"] == ["B-PS", "O", "B-PS", "O"]
     assert ex[1]["tags"] == ["B-DT", "I-DT", "B-LC"]
-    assert task.warnings == []
+    assert ex.warnings == []
 
 
 def test_kmou_corpus_directory_bom_and_mismatch(tmp_path):
@@ -321,8 +321,8 @@ def test_kmou_corpus_directory_bom_and_mismatch(tmp_path):
     assert ex[0]["tokens"] == ["오에", "겐자부로는", "일본", "작가"]
     assert ex[0]["tags"] == ["B-PER", "I-PER", "B-LOC", "O"]
     # a literal "<" inside an entity cannot be told from markup: warned, not silent
-    assert len(task.warnings) == 1 and "does not match the raw sentence" in task.warnings[0]
-    assert "00002_NER.txt:8" in task.warnings[0]
+    assert len(ex.warnings) == 1 and "does not match the raw sentence" in ex.warnings[0]
+    assert "00002_NER.txt:8" in ex.warnings[0]
 
 
 def test_kmou_block_without_markup_line(tmp_path):
@@ -359,7 +359,8 @@ def test_label_on_first_sub_token_only():
         }
     ]
     task = TaggingTask()
-    (f,) = task.encode(ex, tok, cfg(), LABELS)
+    feats = task.encode(ex, tok, cfg(), LABELS)
+    (f,) = feats
     v = tok.get_vocab()
     assert f["input_ids"].tolist() == [
         v["[CLS]"],
@@ -377,7 +378,7 @@ def test_label_on_first_sub_token_only():
     assert f["labels"].tolist() == [-100, 2, 0, 0, 1, -100, 3, -100, 0, 0, -100]
     assert f["word_index"].tolist() == [-1, 0, 1, 2, 3, 3, 4, 4, 5, 6, -1]
     assert f["token_type_ids"].tolist() == [0] * 11 and f["example_index"] == 0
-    assert any("no sub-token" in w for w in task.warnings)
+    assert any("no sub-token" in w for w in feats.warnings)
     # decode reads each word at its first sub-token and ignores the rest
     logits = np.full((11, len(LABELS)), -5.0)
     for pos, k in [(1, 2), (2, 0), (3, 0), (4, 1), (5, 2), (6, 3), (7, 2), (8, 0), (9, 0)]:
@@ -390,11 +391,12 @@ def test_truncation_counts_cut_words_and_decodes_them_as_o():
     tok = wordpiece(["a", "##a"])
     ex = [{"id": "0", "line": 7, "file": "f", "tokens": ["aa"] * 5, "tags": ["B-PER"] * 5}]
     task = TaggingTask()
-    (f,) = task.encode(ex, tok, cfg(max_len=8), LABELS)
+    feats = task.encode(ex, tok, cfg(max_len=8), LABELS)
+    (f,) = feats
     # 6 slots: 3 whole words; the 4th, 5th words are cut
     assert len(f["input_ids"]) == 8 and f["n_cut"] == 2
     assert f["labels"].tolist() == [-100, 2, -100, 2, -100, 2, -100, -100]
-    assert any("cut 2 words from 1 sentences" in w for w in task.warnings)
+    assert any("cut 2 words from 1 sentences" in w for w in feats.warnings)
     logits = np.zeros((8, len(LABELS)))
     logits[:, 2] = 1.0
     assert task.decode([logits], [f], ex, cfg(), LABELS) == [["B-PER"] * 3 + ["O"] * 2]
@@ -557,7 +559,7 @@ def test_conll2003_real():
     ]
     assert train[0]["tokens"][:3] == ["EU", "rejects", "German"]
     assert train[0]["tags"][:3] == ["B-ORG", "O", "B-MISC"]
-    assert any("IOB1" in n for n in task.notes)  # the original release is IOB1
+    assert any("IOB1" in n for n in train.notes)  # the original release is IOB1
     # no I- entity start is left after conversion
     assert all(
         not (t.startswith("I-") and (k == 0 or e["tags"][k - 1][2:] != t[2:]))

@@ -240,7 +240,7 @@ def evaluate(
     data: Annotated[str, typer.Option("--data", help="A labelled file in the task's format.")],
 ) -> None:
     """Metrics and a predictions file for a fine-tuned run on another labelled file."""
-    from encoderlab.finetune import evaluate_file
+    from encoderlab.inference import evaluate_file
 
     evaluate_file(run, data, say=say)
 
@@ -258,7 +258,7 @@ def predict(
     ] = None,
 ) -> None:
     """Predict labels for --text or a whole --input file (e.g. a Kaggle test.csv)."""
-    from encoderlab.finetune import predict as run_predict
+    from encoderlab.inference import predict as run_predict
 
     run_predict(run, texts=text, text_pair=text_pair, input_path=input, output=output, say=say)
 

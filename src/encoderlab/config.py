@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from encoderlab.errors import UserError
 
@@ -234,7 +234,7 @@ class Config(Section):
 class TaskConfig(Section):
     """What to fine-tune on: the task type, its files and how to read and encode them."""
 
-    type: Literal["classification", "pair", "qa", "tagging"] = "classification"
+    type: str = "classification"  # a registered task type (encoderlab.tasks.registry)
     train: str | None = None
     valid: str | None = None  # None: split off train (stratified by label; by article for QA)
     test: str | None = None  # predictions (and a submission file) for a file without labels
@@ -257,6 +257,17 @@ class TaskConfig(Section):
     # tagging
     tag_scheme: Literal["auto", "bio", "iob1"] = "auto"
     tag_column: int = -1  # CoNLL: which whitespace-separated column holds the tag
+
+    @field_validator("type")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        # asked at validation time, so a task type registered by a plugin (or a test) is valid
+        from encoderlab.tasks.registry import task_names
+
+        names = task_names()
+        if value not in names:
+            raise ValueError(f"unknown task type; registered types: {', '.join(names)}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> TaskConfig:

@@ -11,36 +11,36 @@ a scratch tokenizer and creates the run, and rank 0 alone writes the final predi
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, load_model
+from safetensors.torch import load_model
 from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab import distributed
-from encoderlab.config import Config, FinetuneConfig, ModelConfig, load_config, save_config
+from encoderlab.config import FinetuneConfig, ModelConfig, load_config, save_config
 from encoderlab.errors import UserError
 from encoderlab.heads import PoolerHead
-from encoderlab.model import Encoder, num_params, param_groups
-from encoderlab.runs import ReadOnlyRun, Run
-from encoderlab.runtime import (
-    autocast,
-    autocast_dtype,
-    make_loader,
-    resolve_device,
-    seed_everything,
-    to_device,
+from encoderlab.hf import import_checkpoint, run_encoder, save_wrapped_config
+from encoderlab.inference import (
+    FeatureSet,
+    TaskModel,
+    evaluate_examples,
+    scalar_metrics,
+    write_jsonl,
+    write_submission,
 )
-from encoderlab.tasks import PRIMARY_METRIC, get_task
-from encoderlab.tasks.base import Example, Feature, Task
+from encoderlab.model import Encoder, num_params, param_groups, prepare_training
+from encoderlab.runs import ReadOnlyRun, Run, encoder_weights, run_checkpoint, run_model_config
+from encoderlab.runtime import resolve_device, seed_everything
+from encoderlab.tasks import get_task
+from encoderlab.tasks.base import Example, Task
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
@@ -49,36 +49,6 @@ from encoderlab.tokenizer import (
     train_tokenizer,
 )
 from encoderlab.train import FitResult, Objective, check_batch_size, fit
-
-
-class TaskModel(nn.Module):
-    """backbone(ids) -> hidden states -> head -> logits. Checkpoint keys: backbone.*, head.*"""
-
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        hidden = self.backbone(input_ids, attention_mask, token_type_ids)
-        return self.head(hidden, attention_mask)
-
-
-class FeatureSet(torch.utils.data.Dataset):
-    def __init__(self, features: list[Feature]) -> None:
-        self.features = features
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, i: int) -> Feature:
-        return self.features[i]
-
 
 # ---------------------------------------------------------------------------------------------
 # Backbones
@@ -104,47 +74,13 @@ def example_texts(examples: list[Example]) -> Iterator[str]:
             yield " ".join(ex["tokens"])
 
 
-def run_checkpoint(run: Run) -> Path:
-    """A fine-tuning run's best checkpoint (on its validation metric); a pretraining run's
-    latest, since its final weights are what "the pretrained encoder" means."""
-    best = run.info.get("best_checkpoint")
-    finetuned = str(run.info.get("kind", "")).startswith("finetune")
-    if finetuned and best and (run.checkpoint_dir / best / "state.json").is_file():
-        return run.checkpoint_dir / best
-    latest = run.latest_checkpoint()
-    if latest is None:
-        raise UserError(f"{run.path}: has no complete checkpoint to take weights from")
-    return latest
-
-
-def run_model_config(run: Run) -> ModelConfig:
-    """The encoder architecture a run trained (after any drop_last)."""
-    saved = run.path / "model_config.json"
-    if saved.is_file():
-        return ModelConfig.model_validate(json.loads(saved.read_text()))
-    cfg = load_config(run.path / "config.yaml", schema=Config)
-    return cfg.model
-
-
-def encoder_weights(run: Run, ckpt: Path) -> dict[str, torch.Tensor]:
-    """The backbone's tensors from a pretraining (encoder.*) or fine-tuning (backbone.*) run."""
-    tensors = load_file(str(ckpt / "model.safetensors"))
-    prefix = "backbone." if any(k.startswith("backbone.") for k in tensors) else "encoder."
-    out = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    if "embeddings.tok.weight" not in out and "mlm_head.decoder.weight" in tensors:
-        out["embeddings.tok.weight"] = tensors["mlm_head.decoder.weight"]  # tied, saved once
-    return out
-
-
 def build_backbone(
     cfg: FinetuneConfig, train_examples: list[Example], say: Callable[[str], None]
 ) -> Backbone:
     init = cfg.init.strip()
     if init.startswith("hf:"):
-        from encoderlab import hf
-
         with distributed.main_first():  # a hub download lands in the cache once
-            imp = hf.import_checkpoint(init.removeprefix("hf:"), say)
+            imp = import_checkpoint(init.removeprefix("hf:"), say)
         _check_same_tokenizer(cfg, imp.tokenizer, init)
         return Backbone(
             imp.encoder, imp.tokenizer, imp.model_cfg, imp.source, imp.pooler, imp.hf_config
@@ -179,7 +115,7 @@ def build_backbone(
             encoder, tok, model_cfg, f"scratch (architecture of {run.path})", None, hf_config
         )
     ckpt = run_checkpoint(run)
-    missing, unexpected = encoder.load_state_dict(encoder_weights(run, ckpt), strict=False)
+    missing, unexpected = encoder.load_state_dict(encoder_weights(ckpt), strict=False)
     if missing:
         raise UserError(
             f"{ckpt}: checkpoint lacks {len(missing)} encoder tensors (e.g. {missing[0]}); "
@@ -196,20 +132,6 @@ def _check_same_tokenizer(cfg: FinetuneConfig, tok: Tokenizer, where: str) -> No
             f"tokenizer.path={cfg.tokenizer.path} does not match the tokenizer of {where}, "
             "whose embeddings were trained with it; remove tokenizer.path (its own is used)"
         )
-
-
-def run_encoder(run: Run, model_cfg: ModelConfig) -> nn.Module:
-    """The (untrained) backbone module of a run: encoderlab's Encoder, or the wrapped
-    transformers model an hf: run kept the config of."""
-    from encoderlab.hf import WRAPPED_DIR
-
-    if (run.path / WRAPPED_DIR / "config.json").is_file():
-        from encoderlab.hf import wrapped_encoder
-
-        wrapped = wrapped_encoder(run.path)
-        assert wrapped is not None
-        return wrapped
-    return Encoder(model_cfg)
 
 
 def shape_backbone(backbone: Backbone, cfg: FinetuneConfig) -> None:
@@ -270,137 +192,51 @@ class TaskData:
     test: list[Example]
     labels: list[str]
     valid_source: str
+    shown: set[str] = field(default_factory=set)  # task messages already printed
 
 
 def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) -> TaskData:
     t = cfg.task
     if not t.train:
         raise UserError("task.train is not set: give the training file (csv/tsv/jsonl/json/...)")
-    train = task.read(t.train, t)
-    if not any(_has_gold(ex) for ex in train):
-        hint = (
-            f" (no column '{t.label_column}'); set task.label_column"
-            if task.type in ("classification", "pair")
-            else ""
-        )
-        raise UserError(f"{t.train}: no gold labels found{hint}")
+    read = [task.read(t.train, t)]
+    train: list[Example] = read[0]
+    if not any(task.has_gold(ex) for ex in train):
+        raise UserError(f"{t.train}: no gold labels found{task.missing_gold_hint(t)}")
     if t.valid:
-        valid = task.read(t.valid, t)
+        read.append(task.read(t.valid, t))
+        valid: list[Example] = read[-1]
         source = t.valid
     else:
         train, valid = task.split(train, t, cfg.seed)
         source = f"{int(t.valid_ratio * 100)}% of {t.train} (seed {cfg.seed})"
-    test = []
+    test: list[Example] = []
     if t.test:
-        test = task.read(t.test, t)
-        if getattr(task, "ids_from_file", True) is False:
+        read.append(task.read(t.test, t))
+        test = read[-1]
+        if read[-1].ids_from_file is False:
             raise UserError(
                 f"{t.test}: no id column '{t.id_column}' for the submission file; "
                 "set task.id_column to the test file's id column"
             )
     labels = task.label_names(train)
-    check = getattr(task, "check_labels", None)
-    if check is not None and t.valid:
-        check(valid, labels, t.valid)
-    report_task_messages(task, say)
-    return TaskData(train, valid, test, labels, source)
+    if t.valid:
+        task.check_labels(valid, labels, t.valid)
+    data = TaskData(train, valid, test, labels, source)
+    for result in read:
+        show_messages(result, data.shown, say)
+    return data
 
 
-def report_task_messages(task: Task, say: Callable[[str], None]) -> None:
-    """Print the warnings/notes a task collected (counted problems, conversions) once each."""
-    shown = task.__dict__.setdefault("_shown_messages", set())
-    messages = [f"warning: {w}" for w in getattr(task, "warnings", [])]
-    messages += [f"note: {n}" for n in getattr(task, "notes", [])]
+def show_messages(result: list, shown: set[str], say: Callable[[str], None]) -> None:
+    """Print the warnings/notes a read or encode returned (counted problems, conversions),
+    each once per run."""
+    messages = [f"warning: {w}" for w in getattr(result, "warnings", [])]
+    messages += [f"note: {n}" for n in getattr(result, "notes", [])]
     for m in messages:
         if m not in shown:
             shown.add(m)
             say(m)
-
-
-# ---------------------------------------------------------------------------------------------
-# Inference
-
-
-@torch.no_grad()
-def predict_outputs(
-    model: nn.Module,
-    task: Task,
-    features: list[Feature],
-    pad_id: int,
-    batch_size: int,
-    device: torch.device,
-    amp: torch.dtype | None = None,
-) -> list[np.ndarray]:
-    """Logits per feature, token-level ones cut to the feature's real length."""
-    was_training = model.training
-    model.eval()
-    loader = make_loader(
-        FeatureSet(features),
-        lambda b: task.collate(b, pad_id),
-        batch_size,
-        np.arange(len(features)),
-    )
-    outputs: list[np.ndarray] = []
-    for batch in loader:
-        batch = to_device(batch, device)
-        with autocast(device, amp):
-            logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        logits = logits.float().cpu().numpy()
-        lengths = batch["attention_mask"].sum(1).cpu().numpy()
-        for row, n in zip(logits, lengths, strict=True):
-            outputs.append(row[: int(n)] if task.token_level else row)
-    model.train(was_training)
-    return outputs
-
-
-def evaluate_examples(
-    model: nn.Module,
-    task: Task,
-    examples: list[Example],
-    features: list[Feature],
-    cfg: FinetuneConfig,
-    labels: list[str],
-    pad_id: int,
-    device: torch.device,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(metrics incl. "extra", prediction rows) for a labelled or unlabelled set."""
-    amp = autocast_dtype(cfg.train.precision, device)
-    outputs = predict_outputs(model, task, features, pad_id, cfg.train.batch_size, device, amp)
-    preds = task.decode(outputs, features, examples, cfg.task, labels)
-    labelled = any(_has_gold(ex) for ex in examples)
-    metrics = task.metrics(preds, examples, cfg.task, labels) if labelled else {}
-    return metrics, task.prediction_rows(preds, examples, labels)
-
-
-def _has_gold(ex: Example) -> bool:
-    return ex.get("label") is not None or ex.get("tags") is not None or bool(ex.get("answers"))
-
-
-def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and k != "extra"}
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
-def write_submission(
-    path: Path, rows: list[dict[str, Any]], cfg: FinetuneConfig, test_file: str
-) -> None:
-    """Kaggle style: id,<label column> (e.g. id,target), one row per test example."""
-    if not cfg.task.id_column:
-        raise UserError("a submission file needs task.id_column (the test file's id column)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow([cfg.task.id_column, cfg.task.label_column])
-        for r in rows:
-            w.writerow([r["id"], r["prediction"]])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,44 +282,22 @@ def _finetune(
     test_ids = [ex["id"] for ex in data.test]
     if len(set(test_ids)) != len(test_ids):
         raise UserError(f"{cfg.task.test}: ids in column '{cfg.task.id_column}' are not unique")
-    if run is not None:  # the architecture the run trained; weights come from its checkpoint
-        saved_labels = json.loads((run.path / "labels.json").read_text())
-        if saved_labels != data.labels:
-            raise UserError(f"{cfg.task.train}: its labels changed since {run.path} started")
-        model_cfg = run_model_config(run)
-        backbone = Backbone(
-            run_encoder(run, model_cfg),
-            load_tokenizer(run.path / "tokenizer"),
-            model_cfg,
-            str(run.info.get("init", "")),
-        )
-        shape_backbone(backbone, cfg.model_copy(update={"drop_last": 0}))
-    else:
-        backbone = build_backbone(cfg, data.train, say)
-        if cfg.task.max_len > backbone.model_cfg.max_len:
-            raise UserError(
-                f"task.max_len={cfg.task.max_len} is longer than the encoder's max_len="
-                f"{backbone.model_cfg.max_len}; lower task.max_len"
-            )
-        shape_backbone(backbone, cfg)
+    backbone = _backbone(cfg, run, data, say)
     tok = backbone.tokenizer
     pad_id = special_ids(tok)["pad"]
     train_f = task.encode(data.train, tok, cfg.task, data.labels)
     valid_f = task.encode(data.valid, tok, cfg.task, data.labels)
     test_f = task.encode(data.test, tok, cfg.task, data.labels) if data.test else []
-    report_task_messages(task, say)
+    for features in (train_f, valid_f, test_f):
+        show_messages(features, data.shown, say)
     n_labels = max(len(data.labels), 1)
     device = resolve_device(cfg.train.device)
     model = TaskModel(backbone.encoder, task.head(cfg.head, backbone.model_cfg.d_model, n_labels))
     if backbone.pooler is not None and isinstance(model.head, PoolerHead):
         model.head.dense.load_state_dict(backbone.pooler)
         say("pooler head: dense layer initialised from the checkpoint's pooler")
-    model.to(device)
-    optimizer = torch.optim.AdamW(
-        make_optimizer_groups(model, cfg),
-        lr=cfg.train.lr,
-        betas=cfg.train.betas,
-        eps=cfg.train.adam_eps,
+    model, optimizer = prepare_training(
+        model, cfg.train, device, lambda m: make_optimizer_groups(m, cfg)
     )
 
     resuming = run is not None
@@ -496,8 +310,6 @@ def _finetune(
                 backbone.model_cfg.model_dump_json(indent=1)
             )
             if backbone.hf_config is not None:
-                from encoderlab.hf import save_wrapped_config
-
                 save_wrapped_config(backbone.hf_config, new.path)
             (new.path / "labels.json").write_text(json.dumps(data.labels, ensure_ascii=False))
             save_config(cfg, new.path / "config.yaml")
@@ -531,12 +343,11 @@ def _finetune(
         logits = m(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
         return task.loss(logits, batch)
 
-    primary = PRIMARY_METRIC[task.type]
     objective = Objective(
         step=objective_step,
         metrics=task.train_metrics,
-        primary=primary,
-        primary_mode="max",
+        primary=task.primary_metric,
+        primary_mode=task.primary_mode,
         units="n",  # every task's loss is a mean over its "n" count (labelled rows or tokens)
     )
 
@@ -570,6 +381,34 @@ def _finetune(
     return run, result
 
 
+def _backbone(
+    cfg: FinetuneConfig, run: Run | None, data: TaskData, say: Callable[[str], None]
+) -> Backbone:
+    """A resumed run's architecture (weights come from its checkpoint), or a new backbone,
+    shaped (drop_last, freezing) as the config says."""
+    if run is not None:  # the architecture the run trained; weights come from its checkpoint
+        saved_labels = json.loads((run.path / "labels.json").read_text())
+        if saved_labels != data.labels:
+            raise UserError(f"{cfg.task.train}: its labels changed since {run.path} started")
+        model_cfg = run_model_config(run)
+        backbone = Backbone(
+            run_encoder(run, model_cfg),
+            load_tokenizer(run.path / "tokenizer"),
+            model_cfg,
+            str(run.info.get("init", "")),
+        )
+        shape_backbone(backbone, cfg.model_copy(update={"drop_last": 0}))
+    else:
+        backbone = build_backbone(cfg, data.train, say)
+        if cfg.task.max_len > backbone.model_cfg.max_len:
+            raise UserError(
+                f"task.max_len={cfg.task.max_len} is longer than the encoder's max_len="
+                f"{backbone.model_cfg.max_len}; lower task.max_len"
+            )
+        shape_backbone(backbone, cfg)
+    return backbone
+
+
 def write_evaluation(
     run, model, task, cfg, data, valid_f, test_f, pad_id, device, ckpt_name, say
 ) -> None:
@@ -593,139 +432,7 @@ def write_evaluation(
             model, task, data.test, test_f, cfg, data.labels, pad_id, device
         )
         write_jsonl(run.path / "predictions" / "test.jsonl", rows)
-        if task.type in ("classification", "pair"):
-            write_submission(run.path / "submission.csv", rows, cfg, cfg.task.test)
+        table = task.submission(rows, cfg.task)
+        if table is not None:
+            write_submission(run.path / "submission.csv", table)
             say(f"submission: {run.path / 'submission.csv'} ({len(rows):,} rows)")
-
-
-# ---------------------------------------------------------------------------------------------
-# Using a finished run: evaluate on another file, predict
-
-
-@dataclass
-class Finetuned:
-    run: Run
-    cfg: FinetuneConfig
-    task: Task
-    tokenizer: Tokenizer
-    labels: list[str]
-    model: TaskModel
-    device: torch.device
-
-    @property
-    def pad_id(self) -> int:
-        return special_ids(self.tokenizer)["pad"]
-
-
-def load_finetuned(path: str | Path) -> Finetuned:
-    run = Run.open(path)
-    if not str(run.info.get("kind", "")).startswith("finetune"):
-        raise UserError(
-            f"{run.path}: is a {run.info.get('kind')} run; evaluate/predict need a fine-tuning run"
-        )
-    cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
-    task = get_task(cfg.task.type)
-    tok = load_tokenizer(run.path / "tokenizer")
-    labels = json.loads((run.path / "labels.json").read_text())
-    model_cfg = run_model_config(run)
-    model = TaskModel(
-        run_encoder(run, model_cfg), task.head(cfg.head, model_cfg.d_model, max(len(labels), 1))
-    )
-    load_model(model, str(run_checkpoint(run) / "model.safetensors"))
-    device = resolve_device(cfg.train.device)
-    model.to(device).eval()
-    return Finetuned(run, cfg, task, tok, labels, model, device)
-
-
-def evaluate_file(
-    run_dir: str | Path, data_path: str, say: Callable[[str], None] = print
-) -> dict[str, Any]:
-    ft = load_finetuned(run_dir)
-    examples = ft.task.read(data_path, ft.cfg.task)
-    check = getattr(ft.task, "check_labels", None)
-    if check is not None:
-        check(examples, ft.labels, data_path)
-    features = ft.task.encode(examples, ft.tokenizer, ft.cfg.task, ft.labels)
-    metrics, rows = evaluate_examples(
-        ft.model, ft.task, examples, features, ft.cfg, ft.labels, ft.pad_id, ft.device
-    )
-    name = Path(data_path).stem
-    write_jsonl(ft.run.path / "predictions" / f"{name}.jsonl", rows)
-    (ft.run.path / "eval").mkdir(exist_ok=True)
-    (ft.run.path / "eval" / f"{name}.json").write_text(
-        json.dumps({"data": str(data_path), **metrics}, indent=1, ensure_ascii=False)
-    )
-    say("  ".join(f"{k} {v:.4f}" for k, v in scalar_metrics(metrics).items()))
-    say(f"predictions: {ft.run.path / 'predictions' / f'{name}.jsonl'}")
-    return metrics
-
-
-def predict(
-    run_dir: str | Path,
-    texts: list[str] | None = None,
-    text_pair: str | None = None,
-    input_path: str | None = None,
-    output: str | None = None,
-    say: Callable[[str], None] = print,
-) -> list[dict[str, Any]]:
-    ft = load_finetuned(run_dir)
-    if input_path:
-        examples = ft.task.read(input_path, ft.cfg.task)
-    elif texts:
-        examples = [_example_from_text(ft, t, text_pair, i) for i, t in enumerate(texts)]
-    else:
-        raise UserError("give --text TEXT or --input FILE")
-    features = ft.task.encode(examples, ft.tokenizer, ft.cfg.task, ft.labels)
-    _, rows = evaluate_examples(
-        ft.model, ft.task, examples, features, ft.cfg, ft.labels, ft.pad_id, ft.device
-    )
-    if output:
-        out = Path(output)
-        if out.suffix == ".csv" and ft.task.type in ("classification", "pair"):
-            write_submission(out, rows, ft.cfg, input_path or "--text")
-        else:
-            write_jsonl(out, rows)
-        say(f"wrote {len(rows):,} predictions to {out}")
-    elif texts and ft.task.type == "tagging":
-        for ex, r in zip(examples, rows, strict=True):
-            say(
-                " ".join(
-                    f"{w}/{t}" for w, t in zip(ex["tokens"], r["prediction"].split(), strict=False)
-                )
-            )
-    elif texts and ft.task.type == "qa":
-        for r in rows:
-            say(f"{r['prediction']!r}  (score {r.get('score')})")
-    elif texts:
-        for r in rows:
-            shown = r.get("probability")
-            say(
-                f"{r['prediction']}"
-                + (f"  (p={shown:.3f})" if shown is not None else "")
-                + f"  {r.get('input', '')}"
-            )
-    return rows
-
-
-def _example_from_text(ft: Finetuned, text: str, text_pair: str | None, i: int) -> Example:
-    kind = ft.task.type
-    if kind == "classification":
-        return {"id": str(i), "line": 0, "text": text, "label": None}
-    if kind == "pair":
-        if not text_pair:
-            raise UserError("a sentence-pair model needs --text-pair as well as --text")
-        return {"id": str(i), "line": 0, "text": text, "text_pair": text_pair, "label": None}
-    if kind == "tagging":
-        return {"id": str(i), "line": 0, "tokens": text.split(), "tags": None}
-    if kind == "qa":
-        if not text_pair:
-            raise UserError("a QA model needs --text QUESTION and --text-pair CONTEXT")
-        return {
-            "id": str(i),
-            "line": 0,
-            "title": "",
-            "question": text,
-            "context": text_pair,
-            "answers": [],
-        }
-    raise UserError(f"--text is not supported for task type {kind}")

@@ -42,9 +42,11 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from torch import nn
 
-from encoderlab.config import ModelConfig
+from encoderlab.config import FinetuneConfig, ModelConfig, load_config
 from encoderlab.errors import UserError
 from encoderlab.model import Encoder
+from encoderlab.runs import Run, encoder_weights, run_checkpoint, run_model_config
+from encoderlab.tasks.registry import task_class
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
@@ -461,6 +463,13 @@ def wrapped_encoder(run_dir: Path) -> HFEncoder | None:
     return HFEncoder(model.float())
 
 
+def run_encoder(run: Run, model_cfg: ModelConfig) -> nn.Module:
+    """The (untrained) backbone module of a run: encoderlab's Encoder, or the wrapped
+    transformers model an hf: run kept the config of."""
+    wrapped = wrapped_encoder(run.path)
+    return wrapped if wrapped is not None else Encoder(model_cfg)
+
+
 # ---------------------------------------------------------------------------------------------
 # Export
 
@@ -547,10 +556,6 @@ def export_run(
     Pretraining runs load with AutoModelForMaskedLM; fine-tuning runs with
     AutoModelFor{SequenceClassification,TokenClassification,QuestionAnswering}.
     """
-    from encoderlab.config import FinetuneConfig, load_config
-    from encoderlab.finetune import encoder_weights, run_checkpoint, run_model_config
-    from encoderlab.runs import Run
-
     transformers = _transformers()
     run = Run.open(run_dir)
     kind = str(run.info.get("kind", ""))
@@ -567,7 +572,7 @@ def export_run(
     ids = special_ids(tok)
     ckpt = run_checkpoint(run)
     tensors = load_file(str(ckpt / "model.safetensors"))
-    enc = encoder_weights(run, ckpt)
+    enc = encoder_weights(ckpt)
     common = bert_config_fields(mc, ids["pad"])
     if kind == "pretrain":
         if mc.activation != "gelu":
@@ -595,12 +600,13 @@ def export_run(
         extra: dict[str, Any] = {"tie_word_embeddings": mc.tie_mlm}
     elif kind.startswith("finetune/"):
         cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
-        task = kind.split("/", 1)[1]
+        spec = task_class(kind.split("/", 1)[1])
+        head_kind = getattr(spec, "hf_head", None)
         labels = json.loads((run.path / "labels.json").read_text(encoding="utf-8"))
         head = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
         state = bert_state(enc, mc, "bert.")
         extra = {"classifier_dropout": cfg.head.dropout}
-        if task in ("classification", "pair"):
+        if head_kind == "sequence":
             if cfg.head.type != "pooler":
                 raise UserError(
                     f"{run.path}: cannot export head.type={cfg.head.type} to transformers; "
@@ -615,12 +621,12 @@ def export_run(
                     "classifier.bias": head["out.bias"],
                 }
             )
-        elif task == "tagging":
+        elif head_kind == "token":
             arch = "BertForTokenClassification"
             state.update(
                 {"classifier.weight": head["out.weight"], "classifier.bias": head["out.bias"]}
             )
-        elif task == "qa":
+        elif head_kind == "span":
             # channel 0 scores starts and channel 1 ends (tasks/qa.py), as qa_outputs splits them
             arch = "BertForQuestionAnswering"
             labels = ["start", "end"]
@@ -628,7 +634,7 @@ def export_run(
                 {"qa_outputs.weight": head["out.weight"], "qa_outputs.bias": head["out.bias"]}
             )
         else:
-            raise UserError(f"{run.path}: task type {task!r} has no transformers export")
+            raise UserError(f"{run.path}: task type {kind[9:]!r} has no transformers export")
         extra["id2label"] = {i: name for i, name in enumerate(labels)}
         extra["label2id"] = {name: i for i, name in enumerate(labels)}
     else:

@@ -18,14 +18,14 @@ AdamW with the fused kernel.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoderlab.config import ModelConfig
+from encoderlab.config import ModelConfig, TrainConfig
 from encoderlab.errors import UserError
 
 IGNORE_INDEX = -100  # label value for positions the MLM loss skips (same as PyTorch/HF)
@@ -389,3 +389,18 @@ def make_optimizer(
     return torch.optim.AdamW(
         groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, **kwargs
     )
+
+
+def prepare_training(
+    model: nn.Module,
+    train: TrainConfig,
+    device: torch.device,
+    groups: Callable[[nn.Module], list[dict]] | None = None,
+) -> tuple[nn.Module, torch.optim.AdamW]:
+    """The one model-building step of pretraining and fine-tuning: the model on its device
+    (the place for options such as compiling it), then the fused AdamW of `make_optimizer`
+    over `groups(model)` (default: `param_groups` of the whole model)."""
+    model.to(device)
+    params = model if groups is None else groups(model)
+    optimizer = make_optimizer(params, train.lr, train.weight_decay, train.betas, train.adam_eps)
+    return model, optimizer

@@ -20,7 +20,7 @@ from encoderlab import distributed
 from encoderlab.config import Config, load_config, save_config
 from encoderlab.data.tokens import build_mlm_datasets, cache_key, collate_mlm
 from encoderlab.errors import UserError
-from encoderlab.model import MaskedLM, make_optimizer, param_summary
+from encoderlab.model import MaskedLM, param_summary, prepare_training
 from encoderlab.runs import ReadOnlyRun, Run
 from encoderlab.runtime import resolve_device, seed_everything
 from encoderlab.tokenizer import (
@@ -121,9 +121,7 @@ def _pretrain(
     with distributed.main_first():  # rank 0 builds the token cache; the others open it
         train_set, valid_set, store = build_mlm_datasets(cfg.data, tok, cfg.seed, say)
     device = resolve_device(cfg.train.device)
-    model = MaskedLM(cfg.model).to(device)
-    t = cfg.train
-    optimizer = make_optimizer(model, t.lr, t.weight_decay, t.betas, t.adam_eps)
+    model, optimizer = prepare_training(MaskedLM(cfg.model), cfg.train, device)
     if resume is None:
 
         def create() -> str:

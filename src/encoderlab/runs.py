@@ -30,7 +30,7 @@ import torch
 from pydantic import BaseModel
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from encoderlab.config import save_config
+from encoderlab.config import Config, ModelConfig, load_config, save_config
 from encoderlab.errors import UserError
 
 RUN_FILE = "run.json"
@@ -338,3 +338,96 @@ class ReadOnlyRun(Run):
         keep: int = 2,
     ) -> Path:
         return self.checkpoint_dir / f"step-{int(state['step']):08d}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a finished run back: every module that needs a run's weights or shape asks here.
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / RUN_FILE).is_file() and (path / "config.yaml").is_file()
+
+
+def has_checkpoint(run_dir: str | Path, min_step: int = 0) -> bool:
+    """Whether the run holds a complete checkpoint (at `min_step` or later)."""
+    for p in Run(Path(run_dir)).checkpoints():
+        try:
+            if int(p.name[5:]) >= min_step:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def find_run(runs_dir: str | Path, name: str) -> Path | None:
+    """The newest run directory named `name-<timestamp>` under runs_dir, if any."""
+    found = sorted(p for p in Path(runs_dir).glob(f"{name}-*") if (p / RUN_FILE).is_file())
+    return found[-1] if found else None
+
+
+def _created(path: Path) -> float:
+    try:
+        return float(json.loads((path / RUN_FILE).read_text()).get("created", 0.0))
+    except (OSError, ValueError, TypeError):
+        return 0.0
+
+
+def find_runs(paths: list[str | Path]) -> list[Path]:
+    """Each path is a run directory, or a folder holding run directories (one or two levels
+    down, as `encoderlab runs list` reads them). Order: as given; runs inside a folder by
+    creation time. A path that is neither is a UserError."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise UserError(f"{p}: no such directory; pass run directories or a folder of runs")
+        if is_run_dir(p):
+            found.append(p)
+            continue
+        if p.is_dir():
+            inner = [d for d in sorted(p.glob("*/")) if is_run_dir(d)]
+            inner += [d for d in sorted(p.glob("*/*/")) if is_run_dir(d)]
+            if inner:
+                found += sorted(inner, key=lambda d: (_created(d), d.name))
+                continue
+        Run.open(p)  # raises the one-line "not an encoderlab run directory" UserError
+    seen: set[Path] = set()
+    unique = []
+    for p in found:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def run_checkpoint(run: Run) -> Path:
+    """A fine-tuning run's best checkpoint (on its validation metric); a pretraining run's
+    latest, since its final weights are what "the pretrained encoder" means."""
+    best = run.info.get("best_checkpoint")
+    finetuned = str(run.info.get("kind", "")).startswith("finetune")
+    if finetuned and best and (run.checkpoint_dir / best / "state.json").is_file():
+        return run.checkpoint_dir / best
+    latest = run.latest_checkpoint()
+    if latest is None:
+        raise UserError(f"{run.path}: has no complete checkpoint to take weights from")
+    return latest
+
+
+def run_model_config(run: Run) -> ModelConfig:
+    """The encoder architecture a run trained (after any drop_last)."""
+    saved = run.path / "model_config.json"
+    if saved.is_file():
+        return ModelConfig.model_validate(json.loads(saved.read_text()))
+    cfg = load_config(run.path / "config.yaml", schema=Config)
+    return cfg.model
+
+
+def encoder_weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    """The backbone's tensors from a pretraining (encoder.*) or fine-tuning (backbone.*) run."""
+    tensors = load_file(str(ckpt / "model.safetensors"))
+    prefix = "backbone." if any(k.startswith("backbone.") for k in tensors) else "encoder."
+    out = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if "embeddings.tok.weight" not in out and "mlm_head.decoder.weight" in tensors:
+        out["embeddings.tok.weight"] = tensors["mlm_head.decoder.weight"]  # tied, saved once
+    return out

@@ -78,7 +78,8 @@ def _task_blocks(run: RunData, fig_dir: Path) -> list:
     blocks: list = []
     ev = run.evaluation or {}
     extra = ev.get("extra") or {}
-    if run.task in ("classification", "pair"):
+    details = getattr(run.task_info, "report_details", None)
+    if details == "confusion":
         table = confusion_table(run)
         if table is None:
             return [
@@ -97,7 +98,7 @@ def _task_blocks(run: RunData, fig_dir: Path) -> list:
         per_class = per_class_table(run)
         if per_class is not None:
             blocks.append(per_class)
-    elif run.task == "qa":
+    elif details == "answers":
         final = final_metrics(run)
         failed, total = final.get("answers_failed"), final.get("questions")
         if failed is None:
@@ -108,7 +109,7 @@ def _task_blocks(run: RunData, fig_dir: Path) -> list:
                 f"(F1 = 0); EM {final.get('em', 0):.2f}, F1 {final.get('f1', 0):.2f}"
             )
         )
-    elif run.task == "tagging":
+    elif details == "per_type":
         table = per_class_table(run, key="per_type")
         blocks.append(table if table is not None else Paragraph("No per-type scores yet."))
     return blocks

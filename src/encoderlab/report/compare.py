@@ -32,7 +32,7 @@ BOOKKEEPING = {
     "data.cache_dir",
     "task.test",
 }
-UNITS = {"pretrain": "held-out blocks", "qa": "questions"}
+PRETRAIN_UNIT = "held-out blocks"  # fine-tuning tasks declare theirs (example_unit)
 
 
 def flat_config(run: RunData) -> dict[str, str]:
@@ -169,10 +169,12 @@ def conclusion(
     number of examples behind it (with the paired sign test where predictions exist)."""
     metric = group.runs[0].primary
     what = METRIC_NAMES.get(metric, f"validation {metric}")
-    unit = UNITS.get(group.task, "examples")
+    info = group.runs[0].task_info
+    unit = PRETRAIN_UNIT if group.task == "pretrain" else getattr(info, "example_unit", "examples")
+    sign = 1 if group.runs[0].primary_mode == "min" else -1  # best first
     scored = [(percent(r.task, metric, primary_value(r)), r) for r in group.runs]
     missing = [r.name for v, r in scored if v is None]
-    scored = sorted([(v, r) for v, r in scored if v is not None], key=lambda t: -t[0])
+    scored = sorted([(v, r) for v, r in scored if v is not None], key=lambda t: sign * t[0])
     tail = f" No {what} yet: {', '.join(missing)}." if missing else ""
     if not scored:
         return f"{group.title}: no run has a {what} yet ({', '.join(missing)})."
@@ -188,14 +190,14 @@ def conclusion(
     ns = {n_evaluated(r) for _, r in scored[:2]}
     if len(ns) > 1:
         over = " over " + " and ".join(fmt.count(x) for x in ns) + f" {unit}"
-    margin = best_v - next_v
+    margin = abs(best_v - next_v)
     pair = diffs.get((best.name, nxt.name))
     if pair is not None:
         wins, losses = len(pair.a_right_b_wrong), len(pair.b_right_a_wrong)
     elif (rev := diffs.get((nxt.name, best.name))) is not None:
         pair, wins, losses = rev, len(rev.b_right_a_wrong), len(rev.a_right_b_wrong)
     paired = ""
-    right = "answer is an exact match" if group.task == "qa" else "is right"
+    right = getattr(info, "right_means", "is right")
     if pair is not None:
         paired = (
             f"; of the {wins + losses:,} {unit if wins + losses != 1 else unit[:-1]} where "
@@ -209,6 +211,6 @@ def conclusion(
         )
     return (
         f"{group.title}: best on {what} is {_named(best, names)} with "
-        f"{best_v:.2f} %, {margin:.2f} points above "
+        f"{best_v:.2f} %, {margin:.2f} points {'below' if sign == 1 else 'above'} "
         f"{_named(nxt, names, f'{next_v:.2f} %')}{over}{paired}.{tail}"
     )

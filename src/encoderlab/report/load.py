@@ -14,16 +14,10 @@ from typing import Any
 import yaml
 
 from encoderlab.errors import UserError
-from encoderlab.runs import RUN_FILE, Run
+from encoderlab.runs import Run, find_runs
+from encoderlab.tasks.registry import task_class
 
-# the metric each task is judged on (fine-tuning: encoderlab.tasks.PRIMARY_METRIC)
-PRIMARY = {
-    "classification": "acc",
-    "pair": "acc",
-    "qa": "f1",
-    "tagging": "f1",
-    "pretrain": "mlm_acc",
-}
+PRETRAIN_PRIMARY = "mlm_acc"  # fine-tuning tasks declare theirs (encoderlab.tasks.registry)
 
 
 @dataclass
@@ -45,7 +39,7 @@ class RunData:
 
     @property
     def task(self) -> str:
-        """classification | pair | qa | tagging | pretrain."""
+        """A registered task type's name, or pretrain."""
         if self.info.get("task"):
             return str(self.info["task"])
         kind = str(self.info.get("kind", ""))
@@ -58,50 +52,23 @@ class RunData:
     @property
     def primary(self) -> str:
         """The task's primary metric, without the valid/ prefix."""
-        return PRIMARY.get(self.task, "acc")
+        if self.task == "pretrain":
+            return PRETRAIN_PRIMARY
+        return getattr(task_class(self.task), "primary_metric", "acc")
+
+    @property
+    def primary_mode(self) -> str:
+        """ "max" or "min": which way the primary metric improves."""
+        return getattr(self.task_info, "primary_mode", "max")
+
+    @property
+    def task_info(self) -> object | None:
+        """The task's registered class (what it declares), None for pretraining or an
+        unknown task type."""
+        return None if self.task == "pretrain" else task_class(self.task)
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r.get("kind") == kind]
-
-
-def is_run_dir(path: Path) -> bool:
-    return (path / RUN_FILE).is_file() and (path / "config.yaml").is_file()
-
-
-def find_runs(paths: list[str | Path]) -> list[Path]:
-    """Each path is a run directory, or a folder holding run directories (one or two levels
-    down, as `encoderlab runs list` reads them). Order: as given; runs inside a folder by
-    creation time. A path that is neither is a UserError."""
-    found: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if not p.exists():
-            raise UserError(f"{p}: no such directory; pass run directories or a folder of runs")
-        if is_run_dir(p):
-            found.append(p)
-            continue
-        if p.is_dir():
-            inner = [d for d in sorted(p.glob("*/")) if is_run_dir(d)]
-            inner += [d for d in sorted(p.glob("*/*/")) if is_run_dir(d)]
-            if inner:
-                found += sorted(inner, key=lambda d: (_created(d), d.name))
-                continue
-        Run.open(p)  # raises the one-line "not an encoderlab run directory" UserError
-    seen: set[Path] = set()
-    unique = []
-    for p in found:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique
-
-
-def _created(path: Path) -> float:
-    try:
-        return float(json.loads((path / RUN_FILE).read_text()).get("created", 0.0))
-    except (OSError, ValueError, TypeError):
-        return 0.0
 
 
 def _json(path: Path) -> Any:

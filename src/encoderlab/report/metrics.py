@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from encoderlab.report.load import RunData
+from encoderlab.tasks.registry import task_class
 
 RATES = {"acc", "macro_f1", "mlm_acc", "span_acc", "start_acc", "end_acc", "precision", "recall"}
 TRAIN_ACC = ("train/acc", "train/mlm_acc", "train/span_acc")
@@ -18,9 +19,15 @@ VALID_LOSS = ("valid/loss", "valid/mlm_loss")
 TEST_ACC = ("test/acc",)
 
 
+def _in_percent(task: str, metric: str) -> bool:
+    """Whether the task stores `metric` on a 0-100 scale already (QA's em and f1)."""
+    info = None if task == "pretrain" else task_class(task)
+    return metric in getattr(info, "percent_metrics", ())
+
+
 def is_rate(task: str, metric: str) -> bool:
     metric = metric.split("/", 1)[-1]
-    return metric in RATES or (metric == "f1" and task != "qa")
+    return metric in RATES or (metric == "f1" and not _in_percent(task, metric))
 
 
 def percent(task: str, metric: str, value: float | None) -> float | None:
@@ -28,7 +35,7 @@ def percent(task: str, metric: str, value: float | None) -> float | None:
     if value is None:
         return None
     metric = metric.split("/", 1)[-1]
-    if task == "qa" and metric in ("em", "f1"):
+    if _in_percent(task, metric):
         return float(value)
     return 100.0 * float(value) if is_rate(task, metric) else float(value)
 
@@ -65,7 +72,8 @@ def best_primary(run: RunData) -> tuple[float | None, int | None]:
     scored = [(r[key], r.get("step")) for r in run.of_kind("eval") if key in r]
     if not scored:
         return None, None
-    value, step = max(scored, key=lambda t: t[0])
+    pick = min if run.primary_mode == "min" else max
+    value, step = pick(scored, key=lambda t: t[0])
     return float(value), step
 
 

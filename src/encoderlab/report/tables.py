@@ -66,6 +66,11 @@ def _batch(run: RunData) -> str:
     return fmt.general(batch) + (f"×{accum}" if accum and accum > 1 else "")
 
 
+def _reports(run: RunData, metric: str) -> bool:
+    """Whether the run's task reports `metric` (the task's declared `reported_metrics`)."""
+    return metric in getattr(run.task_info, "reported_metrics", ())
+
+
 def hyperparameter_table(runs: list[RunData]) -> Table:
     has = {m for r in runs for m in final_metrics(r)}
     metric_cols = [(h, m) for h, m in METRIC_COLUMNS if m in has]
@@ -81,9 +86,7 @@ def hyperparameter_table(runs: list[RunData]) -> Table:
         train, m = r.config.get("train") or {}, r.model
         train_acc = last_train(r, TRAIN_ACC)
         acc_key = next((k for k in TRAIN_ACC if any(k in x for x in r.of_kind("train"))), "acc")
-        valid_acc = (
-            _metric_cell(r, "acc") if r.task in ("classification", "pair", "tagging") else fmt.DASH
-        )
+        valid_acc = _metric_cell(r, "acc") if _reports(r, "acc") else fmt.DASH
         row = [
             r.name,
             r.task,
@@ -108,7 +111,7 @@ def hyperparameter_table(runs: list[RunData]) -> Table:
             if metric == "answers_failed":
                 failed, total = final.get("answers_failed"), final.get("questions")
                 row.append(fmt.DASH if failed is None else f"{int(failed):,} of {fmt.count(total)}")
-            elif metric == "f1" and r.task not in ("qa", "tagging"):
+            elif metric == "f1" and not _reports(r, "f1"):
                 row.append(fmt.DASH)
             else:
                 row.append(

@@ -1,7 +1,9 @@
 """The Task interface: everything a task type provides, so fine-tuning stays task-agnostic.
 
-A new task type is one new module in this package implementing `Task`, registered in
-`tasks/__init__.py`; nothing else changes.
+A new task type is one new module: a class implementing `Task` (subclass `TaskBase` for the
+defaults) decorated with `encoderlab.tasks.register`. Its name, primary metric and mode,
+how raw text becomes an example, what counts as a gold label, its submission file and how
+reports show it are declared on the class; nothing else in encoderlab names task types.
 
 Data flow (all plain Python / numpy until collate):
   read(path)            -> examples: list[dict], each with "id" (str) and "line" (int, where
@@ -19,11 +21,13 @@ Data flow (all plain Python / numpy until collate):
                            token-level logits cut to the feature's real length)
   metrics(preds, examples)         -> flat dict of floats (logged) + "extra" non-scalars
   prediction_rows(preds, examples) -> rows for predictions files and example-level diffs
+read and encode keep no state on the task: what they had to skip or repair comes back on
+their results (`Examples.warnings` / `.notes`, `Features.warnings`) for the caller to show.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -31,14 +35,60 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import HeadConfig, TaskConfig
+from encoderlab.errors import UserError
 
 Example = dict[str, Any]
 Feature = dict[str, Any]
 
 
+class Examples(list):
+    """What `read` returns: the examples, plus what reading found (problems it counted,
+    facts worth a log line, whether ids came from the file), so the task holds no state."""
+
+    def __init__(
+        self,
+        items: Any = (),
+        warnings: list[str] | None = None,
+        notes: list[str] | None = None,
+        ids_from_file: bool = True,
+    ) -> None:
+        super().__init__(items)
+        self.warnings: list[str] = list(warnings or [])
+        self.notes: list[str] = list(notes or [])
+        self.ids_from_file = ids_from_file
+
+
+class Features(list):
+    """What `encode` returns: the features, plus the problems encoding counted."""
+
+    def __init__(self, items: Any = (), warnings: list[str] | None = None) -> None:
+        super().__init__(items)
+        self.warnings: list[str] = list(warnings or [])
+
+
 class Task(Protocol):
-    type: str
+    type: str  # the name configs use (task.type) and runs record
     token_level: bool  # logits per token (tagging, qa) rather than per sequence
+    primary_metric: str  # the validation metric that picks the best checkpoint
+    primary_mode: str  # "max" or "min"
+    example_unit: str  # what reports count: examples, questions
+    right_means: str  # report wording for a right prediction
+    reported_metrics: tuple[str, ...]  # scalar metrics `metrics` returns (report columns)
+    report_details: str | None  # report section: "confusion", "answers", "per_type" or None
+    percent_metrics: frozenset[str]  # metrics already stored on a 0-100 scale
+    hf_head: str | None  # the transformers head `export` writes: sequence, token, span
+
+    def has_gold(self, example: Example) -> bool: ...
+
+    def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example: ...
+
+    def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None: ...
+
+    def submission(self, rows: list[dict[str, Any]], cfg: TaskConfig) -> list[list[Any]] | None: ...
+
+    def show_prediction(self, example: Example, row: dict[str, Any]) -> str: ...
+
+    def missing_gold_hint(self, cfg: TaskConfig) -> str: ...
 
     def read(self, path: str, cfg: TaskConfig) -> list[Example]: ...
 
@@ -78,6 +128,42 @@ class Task(Protocol):
     def prediction_rows(
         self, predictions: list[Any], examples: list[Example], labels: list[str]
     ) -> list[dict[str, Any]]: ...
+
+
+class TaskBase:
+    """Defaults for the declarative part of `Task`; a task class overrides what differs."""
+
+    type: ClassVar[str]
+    token_level: ClassVar[bool] = False
+    primary_metric: ClassVar[str] = "acc"
+    primary_mode: ClassVar[str] = "max"
+    report_details: ClassVar[str | None] = None
+    example_unit: ClassVar[str] = "examples"  # what reports count ("questions" for QA)
+    right_means: ClassVar[str] = "is right"  # report wording: when a prediction counts as right
+    reported_metrics: ClassVar[tuple[str, ...]] = ()  # scalar metrics `metrics` returns
+    hf_head: ClassVar[str | None] = None  # "sequence", "token", "span": exports to transformers
+    percent_metrics: ClassVar[frozenset[str]] = frozenset()
+
+    def has_gold(self, example: Example) -> bool:
+        return example.get("label") is not None
+
+    def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
+        raise UserError(f"--text is not supported for task type {self.type}")
+
+    def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None:
+        """Refuse gold labels the model never saw in training (default: every label is fine)."""
+
+    def submission(self, rows: list[dict[str, Any]], cfg: TaskConfig) -> list[list[Any]] | None:
+        """A test set's submission table (header row first), or None: the task has none."""
+        return None
+
+    def show_prediction(self, example: Example, row: dict[str, Any]) -> str:
+        """One line for `predict --text`."""
+        return f"{row['prediction']}  {row.get('input', '')}"
+
+    def missing_gold_hint(self, cfg: TaskConfig) -> str:
+        """What to add to "no gold labels found" for this task's files."""
+        return ""
 
 
 def pad_stack(arrays: list[np.ndarray], pad: int, dtype=np.int64) -> torch.Tensor:

@@ -23,7 +23,8 @@ from torch import nn
 from encoderlab.config import HeadConfig, TaskConfig
 from encoderlab.errors import UserError
 from encoderlab.heads import sequence_head
-from encoderlab.tasks.base import Example, Feature, base_collate
+from encoderlab.tasks.base import Example, Examples, Feature, TaskBase, base_collate
+from encoderlab.tasks.registry import register
 from encoderlab.tokenizer import special_ids
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -104,19 +105,20 @@ def _column(p: str, rows: list[tuple[int, dict]], name: str, what: str) -> None:
         raise UserError(f"{p}: no column '{name}' (columns: {cols}); set task.{what}")
 
 
-class ClassificationTask:
+@register
+class ClassificationTask(TaskBase):
     """[CLS] text [SEP] (text_pair [SEP]) -> one label."""
 
-    token_level = False
-
-    def __init__(self, pair: bool = False) -> None:
-        self.pair = pair
-        self.type = "pair" if pair else "classification"
-        self.warnings: list[str] = []
+    type = "classification"
+    pair = False
+    primary_metric = "acc"
+    hf_head = "sequence"  # hf export: the transformers head its head maps to
+    reported_metrics = ("acc", "macro_f1")  # scalar metrics its evaluation gives
+    report_details = "confusion"
 
     # -- reading -------------------------------------------------------------------------------
 
-    def read(self, path: str, cfg: TaskConfig, labelled: bool | None = None) -> list[Example]:
+    def read(self, path: str, cfg: TaskConfig, labelled: bool | None = None) -> Examples:
         rows = read_records(path, cfg)
         if not rows:
             raise UserError(f"{path}: no rows")
@@ -129,8 +131,9 @@ class ClassificationTask:
         if labelled and not has_labels:
             _column(path, rows, cfg.label_column, "label_column")
         has_ids = bool(cfg.id_column) and cfg.id_column in rows[0][1]
-        self.ids_from_file = has_ids  # a submission needs the file's own ids
-        examples, empty, unlabelled = [], [], []
+        # a submission needs the file's own ids
+        examples: Examples = Examples(ids_from_file=has_ids)
+        empty, unlabelled = [], []
         for n, row in rows:
             text = _text(row.get(cfg.text_column))
             pair = _text(row.get(cfg.text_pair_column)) if self.pair else None
@@ -156,11 +159,11 @@ class ClassificationTask:
             if cfg.max_examples and len(examples) >= cfg.max_examples:
                 break
         if empty:
-            self.warnings.append(
+            examples.warnings.append(
                 f"{path}: skipped {len(empty)} rows with empty text (first at line {empty[0]})"
             )
         if unlabelled:
-            self.warnings.append(
+            examples.warnings.append(
                 f"{path}: skipped {len(unlabelled)} rows without a gold label (first at line {unlabelled[0]})"
             )
         if not examples:
@@ -196,6 +199,30 @@ class ClassificationTask:
                     f"{path}:{ex['line']}: label '{ex['label']}' never appears in the training "
                     f"data (labels: {', '.join(labels)}); fix the label or add training examples"
                 )
+
+    def missing_gold_hint(self, cfg: TaskConfig) -> str:
+        return f" (no column '{cfg.label_column}'); set task.label_column"
+
+    def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
+        if not self.pair:
+            return {"id": str(i), "line": 0, "text": text, "label": None}
+        if not text_pair:
+            raise UserError("a sentence-pair model needs --text-pair as well as --text")
+        return {"id": str(i), "line": 0, "text": text, "text_pair": text_pair, "label": None}
+
+    def submission(self, rows: list[dict[str, Any]], cfg: TaskConfig) -> list[list[Any]]:
+        """Kaggle style: id,<label column> (e.g. id,target), one row per test example."""
+        if not cfg.id_column:
+            raise UserError("a submission file needs task.id_column (the test file's id column)")
+        return [[cfg.id_column, cfg.label_column], *([r["id"], r["prediction"]] for r in rows)]
+
+    def show_prediction(self, example: Example, row: dict[str, Any]) -> str:
+        shown = row.get("probability")
+        return (
+            f"{row['prediction']}"
+            + (f"  (p={shown:.3f})" if shown is not None else "")
+            + f"  {row.get('input', '')}"
+        )
 
     # -- encoding ------------------------------------------------------------------------------
 
@@ -329,6 +356,14 @@ class ClassificationTask:
             )
             rows.append(row)
         return rows
+
+
+@register
+class PairTask(ClassificationTask):
+    """[CLS] text [SEP] text_pair [SEP] -> one label (NLI, paraphrase)."""
+
+    type = "pair"
+    pair = True
 
 
 def _text(value: Any) -> str:

@@ -30,7 +30,8 @@ from torch import nn
 from encoderlab.config import HeadConfig, TaskConfig
 from encoderlab.errors import UserError
 from encoderlab.heads import TokenHead
-from encoderlab.tasks.base import Example, Feature, base_collate
+from encoderlab.tasks.base import Example, Examples, Feature, Features, TaskBase, base_collate
+from encoderlab.tasks.registry import register
 from encoderlab.tokenizer import special_ids
 
 # How far (in characters) from its answer_start an answer text may be found and still be
@@ -210,29 +211,37 @@ class _NoTruncation:
 # The task
 
 
-class QATask:
-    """SQuAD v1.1-style extractive QA. `warnings` collects what reading and encoding had to
-    drop or repair (one line each, naming the file), for the CLI to show; nothing is silent."""
+@register
+class QATask(TaskBase):
+    """SQuAD v1.1-style extractive QA. The `warnings` of read's and encode's results say what
+    they had to drop or repair (one line each, naming the file), for the CLI to show; nothing
+    is silent."""
 
     type = "qa"
     token_level = True
+    primary_metric = "f1"
+    hf_head = "span"  # hf export: the transformers head its head maps to
+    reported_metrics = ("em", "f1")  # scalar metrics its evaluation gives
+    report_details = "answers"
+    percent_metrics = frozenset({"em", "f1"})
+    example_unit = "questions"
+    right_means = "answer is an exact match"
 
     def __init__(self) -> None:
-        self.warnings: list[str] = []
         # prediction_rows gets no config: it scores rows the way the last read/metrics call
         # was configured (task.f1), so KorQuAD rows use character F1 like its metrics
         self.f1_mode = "word"
 
     # -- reading -------------------------------------------------------------------------------
 
-    def read(self, path: str, cfg: TaskConfig) -> list[Example]:
+    def read(self, path: str, cfg: TaskConfig) -> Examples:
         """SQuAD v1.1 JSON -> one example per question.
 
         Example keys: id, line (1-based number of the question in the file), where (its JSON
         path), title, article (the split key), context, question, answers (list of
         {text, answer_start}, answer_start fixed when found nearby; None for a file without
         answers). Answers whose text is not in the context are skipped and counted in
-        `self.warnings`; a question left with no answer is dropped.
+        the result's `warnings`; a question left with no answer is dropped.
         """
         self.f1_mode = cfg.f1
         name = str(path)
@@ -253,7 +262,7 @@ class QATask:
                 f"{name}: the top level must be an object with a 'data' list (SQuAD v1.1 JSON)"
             )
         data = _need(raw, "data", list, "(top level)", name)
-        examples: list[Example] = []
+        examples = Examples()
         n_questions = n_bad = n_moved = n_dropped = n_impossible = 0
         with_answers = without_answers = 0
         first_without = ""
@@ -320,7 +329,7 @@ class QATask:
                 "have them; give every question its answers (or none, for a test file)"
             )
         if n_bad:
-            self.warnings.append(
+            examples.warnings.append(
                 f"{name}: {n_bad} answers did not match their context and were skipped"
                 + (
                     f"; {n_dropped} questions were left with no answer and dropped"
@@ -329,21 +338,39 @@ class QATask:
                 )
             )
         if n_moved:
-            self.warnings.append(
+            examples.warnings.append(
                 f"{name}: {n_moved} answers were not at their answer_start but found within "
                 f"{SEARCH_RADIUS} characters of it; their answer_start was corrected"
             )
         if n_impossible:
-            self.warnings.append(
+            examples.warnings.append(
                 f"{name}: {n_impossible} unanswerable questions (SQuAD 2.0 is_impossible) were "
                 "skipped; this task extracts spans that are in the context (SQuAD v1.1)"
             )
         dup = sum(c - 1 for c in seen.values() if c > 1)
         if dup:
-            self.warnings.append(f"{name}: {dup} questions repeat an earlier question's id")
+            examples.warnings.append(f"{name}: {dup} questions repeat an earlier question's id")
         if not examples:
             raise UserError(f"{name}: no usable questions (the file holds {n_questions})")
         return examples
+
+    def has_gold(self, example: Example) -> bool:
+        return bool(example.get("answers"))
+
+    def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
+        if not text_pair:
+            raise UserError("a QA model needs --text QUESTION and --text-pair CONTEXT")
+        return {
+            "id": str(i),
+            "line": 0,
+            "title": "",
+            "question": text,
+            "context": text_pair,
+            "answers": [],
+        }
+
+    def show_prediction(self, example: Example, row: dict[str, Any]) -> str:
+        return f"{row['prediction']!r}  (score {row.get('score')})"
 
     def split(
         self, examples: list[Example], cfg: TaskConfig, seed: int
@@ -378,7 +405,7 @@ class QATask:
 
     def encode(
         self, examples: list[Example], tok: Tokenizer, cfg: TaskConfig, labels: list[str]
-    ) -> list[Feature]:
+    ) -> Features:
         """One feature per context window.
 
         Feature keys: input_ids, token_type_ids (0 for [CLS] question [SEP], 1 after),
@@ -410,7 +437,7 @@ class QATask:
                 np.asarray(enc.ids, dtype=np.int32),
                 _trimmed_offsets(text, enc.offsets),
             )
-        features: list[Feature] = []
+        features = Features()
         n_unmapped = 0
         for ei, (ex, q_enc) in enumerate(zip(examples, q_encs, strict=True)):
             q_ids = q_enc.ids[: cfg.max_query_len]
@@ -458,7 +485,7 @@ class QATask:
                     }
                 )
         if n_unmapped:
-            self.warnings.append(
+            features.warnings.append(
                 f"{n_unmapped} answers cover no token of their context (whitespace only, or "
                 "removed by the tokenizer's normalizer) and give no training target"
             )

@@ -40,10 +40,10 @@ UserError (the config is wrong, not the file).
 A directory path reads every non-hidden file in it (sorted; ids become ``<file stem>/<id>``),
 which is how KMOU's corpus/ (1,427 files) is one data set.
 
-read() and encode() append human-readable lines to ``task.warnings`` (problems: skipped
-blocks, repaired tags, dropped entities, truncated words), one line per kind of problem with
-its count and first file:line, and to ``task.notes`` (facts worth a log line: the detected
-scheme); the fine-tuning loop should print both.
+read() and encode() return human-readable lines on their results: ``warnings`` (problems:
+skipped blocks, repaired tags, dropped entities, truncated words), one line per kind of
+problem with its count and first file:line, and (read) ``notes`` (facts worth a log line: the
+detected scheme); the fine-tuning loop prints both.
 
 Metrics are entity-level micro precision/recall/F1 with seqeval's default (conlleval) chunk
 rules, checked equal to seqeval 1.2.2 on random tag sequences; per-type scores also list
@@ -67,12 +67,16 @@ from encoderlab.errors import UserError
 from encoderlab.heads import TokenHead
 from encoderlab.tasks.base import (
     Example,
+    Examples,
     Feature,
+    Features,
+    TaskBase,
     base_collate,
     counts_to_metrics,
     pad_stack,
     token_counts,
 )
+from encoderlab.tasks.registry import register
 from encoderlab.tokenizer import special_ids
 
 IGNORE = -100
@@ -527,19 +531,30 @@ def _read_kmou(path: Path, lines: list[str], report: _Report) -> list[Example]:
     return _word_examples(path, sentences, report)
 
 
-class TaggingTask:
+@register
+class TaggingTask(TaskBase):
     """Named-entity (or any BIO) tagging: a label per word from its first sub-token."""
 
     type = "tagging"
     token_level = True
+    primary_metric = "f1"
+    hf_head = "token"  # hf export: the transformers head its head maps to
+    reported_metrics = ("acc", "f1", "precision", "recall")  # scalar metrics its evaluation gives
+    report_details = "per_type"
 
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-        self.notes: list[str] = []
+    def has_gold(self, example: Example) -> bool:
+        return example.get("tags") is not None
+
+    def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
+        return {"id": str(i), "line": 0, "tokens": text.split(), "tags": None}
+
+    def show_prediction(self, example: Example, row: dict[str, Any]) -> str:
+        tags = row["prediction"].split()
+        return " ".join(f"{w}/{t}" for w, t in zip(example["tokens"], tags, strict=False))
 
     # -- reading -------------------------------------------------------------------------------
 
-    def read(self, path: str, cfg: TaskConfig, labelled: bool | None = None) -> list[Example]:
+    def read(self, path: str, cfg: TaskConfig, labelled: bool | None = None) -> Examples:
         """Sentences of a file (or of every file in a directory, e.g. KMOU's corpus/).
 
         labelled=True: the file must carry tags (a train or valid file).
@@ -565,14 +580,12 @@ class TaggingTask:
                     ex["id"] = f"{f.stem}/{ex['id']}"
             examples.extend(got)
         warnings, notes = report.lines(str(path))
-        self.warnings.extend(warnings)
-        self.notes.extend(notes)
         if labelled and any(ex["tags"] is None for ex in examples):
             raise UserError(
                 f"{path}: no tags (a single column / no annotation), but this file must be "
                 "labelled (train or valid); point it at an annotated file"
             )
-        return examples
+        return Examples(examples, warnings, notes)
 
     def _read_file(
         self, path: Path, cfg: TaskConfig, cap: int | None, report: _Report
@@ -640,7 +653,7 @@ class TaggingTask:
 
     def encode(
         self, examples: list[Example], tok: Tokenizer, cfg: TaskConfig, labels: list[str]
-    ) -> list[Feature]:
+    ) -> Features:
         """``[CLS] sub-tokens [SEP]``, the tag on each word's first sub-token, -100 elsewhere."""
         ids = special_ids(tok)
         index = {name: i for i, name in enumerate(labels)}
@@ -653,7 +666,7 @@ class TaggingTask:
         )
         budget = cfg.max_len - 2
         cut_words, cut_sents, empty_words = 0, 0, 0
-        features: list[Feature] = []
+        features = Features()
         for i, (ex, enc) in enumerate(zip(examples, encs, strict=True)):
             n_words = len(ex["tokens"])
             pieces: list[list[int]] = [[] for _ in range(n_words)]
@@ -700,12 +713,12 @@ class TaggingTask:
             )
         src = examples[0].get("file", "?") if examples else "?"
         if cut_words:
-            self.warnings.append(
+            features.warnings.append(
                 f"{src}: task.max_len={cfg.max_len} cut {cut_words} words from {cut_sents} "
                 "sentences; they are predicted as O (and count as misses); raise task.max_len"
             )
         if empty_words:
-            self.warnings.append(
+            features.warnings.append(
                 f"{src}: {empty_words} words gave no sub-token (the tokenizer drops all their "
                 "characters) and are encoded as [UNK]"
             )

@@ -1,0 +1,61 @@
+"""The task registry: the one place task types are known by name.
+
+A task type is a class with a `type` name, decorated with `@register`; config validation,
+fine-tuning, inference, export and reports look it up here. The built-in types live in the
+modules listed below and are imported on the first lookup (as plugins are), so this module
+imports no task code itself and config validation can consult it without an import cycle.
+A task defined elsewhere (a test, a user's module) is available once its module is imported.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from encoderlab.errors import UserError
+
+BUILTIN_MODULES = (
+    "encoderlab.tasks.classification",
+    "encoderlab.tasks.qa",
+    "encoderlab.tasks.tagging",
+)
+
+_TASKS: dict[str, type] = {}
+_builtins_loaded = False
+
+
+def register(cls: type) -> type:
+    """Class decorator: make task type `cls.type` known to every command."""
+    name = getattr(cls, "type", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__name__}: a task class needs a `type` name to register")
+    _TASKS[name] = cls
+    return cls
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True
+        for module in BUILTIN_MODULES:
+            import_module(module)
+
+
+def task_names() -> list[str]:
+    """Every registered task type, sorted (registration order depends on import order)."""
+    _load_builtins()
+    return sorted(_TASKS)
+
+
+def task_class(name: str) -> Any | None:
+    """The class registered as `name` (its declared metadata), or None if there is none."""
+    _load_builtins()
+    return _TASKS.get(name)
+
+
+def get_task(name: str) -> Any:
+    """A fresh task object of type `name`."""
+    cls = task_class(name)
+    if cls is None:
+        raise UserError(f"unknown task type {name!r}; registered types: {', '.join(task_names())}")
+    return cls()

@@ -354,18 +354,24 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def set_dotted(data: dict[str, Any], path: list[str], value: Any, source: str) -> None:
+    """data[a][b][c] = value for path [a, b, c], making sections on the way: the one place
+    `--set` strings and typed values (a sweep's) go into a config. `source` starts errors."""
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise UserError(f"{source}: '{part}' is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for text in overrides:
         path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            elif not isinstance(child, dict):
-                raise UserError(f"--set {text!r}: '{part}' is a value, not a section")
-            node = child
-        node[path[-1]] = value
+        set_dotted(data, path, value, f"--set {text!r}")
     return data
 
 

@@ -35,23 +35,28 @@ first byte, so ranges that tile a file yield every document exactly once.
 from __future__ import annotations
 
 import bz2
-import csv
 import glob
 import gzip
 import hashlib
 import io
-import json
 import lzma
 import os
-import sys
 import warnings
 import zipfile
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from encoderlab.data.tables import READ_ERRORS as _READ_ERRORS
+from encoderlab.data.tables import (
+    Where,
+    csv_rows,
+    decoded_lines,
+    json_type,
+    jsonl_objects,
+    wrong_length,
+)
 from encoderlab.errors import UserError
 
 _COMPRESSED = {".gz", ".bz2", ".xz", ".zst"}
@@ -65,11 +70,6 @@ _HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 _HF_BATCH = 1000
 _PARQUET_BATCH = 1024
 _MAX_EXAMPLES = 3
-# Errors a decompressor or a failing disk raises part-way through a file.
-_READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
-
-# Documents (a review, a Wikipedia article) can be long; the csv default of 128 KiB is not.
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 # --- public API ------------------------------------------------------------------------------
@@ -433,20 +433,17 @@ def _format_suffix(path: Path) -> str:
 # --- reading ---------------------------------------------------------------------------------
 
 
-class _Ctx:
-    """Where one read reports problems, and how it names a line in messages."""
+class _Ctx(Where):
+    """A read of one corpus source: strict without a `report`; tolerant with one, which counts
+    the bad lines it skips (by kind) and keeps the first few messages."""
 
-    __slots__ = ("label", "report", "start", "end")
+    __slots__ = ("report",)
 
     def __init__(
         self, label: str, report: FileReport | None, byte_range: tuple[int, int] | None
     ) -> None:
-        self.label, self.report = label, report
-        self.start, self.end = byte_range if byte_range is not None else (0, None)
-
-    def loc(self, lineno: int, offset: int) -> str:
-        # Line numbers are only known when reading from the start of the file.
-        return f"{self.label}:{lineno}" if self.start == 0 else f"{self.label} (byte {offset})"
+        super().__init__(label, byte_range)
+        self.report = report
 
     def problem(self, kind: str, msg: str) -> None:
         """Raise in strict mode; count and remember the message in tolerant mode."""
@@ -630,7 +627,7 @@ def _iter_source(
         ctx.stop(f"{path}: cannot open ({e.strerror or e})", vanished=True)
         return
     with fh:
-        lines = _decoded_lines(path, ctx, fh)
+        lines = decoded_lines(path, ctx, fh)
         if kind in _JSON:
             yield from _iter_jsonl(path, ctx, lines, text_field)
         elif kind in _CSV:
@@ -642,67 +639,6 @@ def _iter_source(
                 doc = line.strip()
                 if doc:
                     yield doc
-
-
-def _decoded_lines(path: Path, ctx: _Ctx, fh: IO[bytes]) -> Iterator[tuple[int, int, str]]:
-    """(1-based line number, byte offset, text with its line end) for each line in range.
-
-    A line that is not UTF-8 is reported with its line and column (and skipped if tolerant).
-    The offset is only tracked when reading a byte range; a whole-file read gives 0.
-    """
-    start, end = ctx.start, ctx.end
-    lineno, pos = 0, 0
-    try:
-        if end is None:  # the whole file: the hot path, kept lean
-            for lineno, raw in enumerate(fh, start=1):  # noqa: B007 - used on errors
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    _bad_encoding(ctx, raw, e, lineno, 0)
-                    continue
-                if lineno == 1 and text.startswith("\ufeff"):
-                    text = text[1:]  # byte-order mark written by some Windows editors
-                yield lineno, 0, text
-            return
-        if start > 0:
-            # The line holding byte start-1 belongs to the previous range (if that byte is a
-            # newline, the line is empty and the next one starts exactly at `start`).
-            fh.seek(start - 1)
-            pos = start - 1 + len(fh.readline())
-        for raw in fh:
-            if pos >= end:
-                return
-            lineno += 1
-            offset = pos
-            pos += len(raw)
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                _bad_encoding(ctx, raw, e, lineno, offset)
-                continue
-            if offset == 0 and text.startswith("\ufeff"):
-                text = text[1:]
-            yield lineno, offset, text
-    except _READ_ERRORS as e:
-        ctx.stop(
-            f"{ctx.loc(lineno + 1, pos)}: cannot read the file ({e}); is it truncated or not "
-            f"really {path.suffix} compressed?"
-        )
-    except UserError:
-        raise
-    except Exception as e:  # zstandard.ZstdError and friends, without importing zstandard
-        if type(e).__module__.startswith("zstandard"):
-            ctx.stop(f"{ctx.loc(lineno + 1, pos)}: cannot decompress the file ({e})")
-            return
-        raise
-
-
-def _bad_encoding(ctx: _Ctx, raw: bytes, e: UnicodeDecodeError, lineno: int, offset: int) -> None:
-    ctx.problem(
-        "bad_encoding_lines",
-        f"{ctx.loc(lineno, offset)}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
-        f"{e.start + 1}); convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
-    )
 
 
 def _iter_paragraphs(lines: Iterable[tuple[int, int, str]]) -> Iterator[str]:
@@ -724,45 +660,7 @@ def _iter_jsonl(
     # A field that no record has is a wrong data.text_field, not bad data: raise even when
     # tolerant. Only a read from the start of the file can tell.
     seen_field = ctx.start > 0
-    first = ctx.start == 0
-    for lineno, offset, line in lines:
-        stripped = line.strip()
-        if not stripped:
-            continue
-        is_first, first = first, False
-        try:
-            obj = json.loads(stripped)
-        except json.JSONDecodeError as e:
-            if is_first and stripped in ("[", "{"):
-                raise UserError(
-                    f"{path}: a multi-line JSON document, not JSON lines; write one object per "
-                    f"line (e.g. `jq -c '.[]' {path.name} > {path.stem}.jsonl`)"
-                ) from None
-            if line.endswith("\n"):
-                ctx.problem(
-                    "bad_records",
-                    f"{ctx.loc(lineno, offset)}: not valid JSON ({e.msg} at column {e.colno}); fix or remove the line",
-                )
-            else:
-                ctx.problem(
-                    "truncated_last_line",
-                    f"{ctx.loc(lineno, offset)}: not valid JSON ({e.msg} at column {e.colno}) in the last line, which "
-                    "has no newline; was the file cut short? fix or remove the line",
-                )
-            continue
-        if not isinstance(obj, dict):
-            hint = (
-                f"write one object per line (e.g. `jq -c '.[]' {path.name} > {path.stem}.jsonl`)"
-                if isinstance(obj, list)
-                else f'each line must be an object like {{"{field}": "..."}}'
-            )
-            msg = (
-                f"{ctx.loc(lineno, offset)}: expected a JSON object, got {_json_type(obj)}; {hint}"
-            )
-            if is_first and isinstance(obj, list):
-                raise UserError(msg)
-            ctx.problem("bad_records", msg)
-            continue
+    for lineno, offset, obj in jsonl_objects(path, ctx, lines, field):
         if field not in obj:
             fields = ", ".join(map(str, obj)) or "none"
             msg = f"{ctx.loc(lineno, offset)}: no field '{field}' (fields: {fields}); set data.text_field"
@@ -777,21 +675,13 @@ def _iter_jsonl(
         if not isinstance(value, str):
             ctx.problem(
                 "bad_records",
-                f"{ctx.loc(lineno, offset)}: field '{field}' is {_json_type(value)}, not a string; "
+                f"{ctx.loc(lineno, offset)}: field '{field}' is {json_type(value)}, not a string; "
                 "set data.text_field to a text field",
             )
             continue
         doc = value.strip()
         if doc:
             yield doc
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-    for t, name in names.items():
-        if isinstance(value, t):
-            return name
-    return "null" if value is None else "a number"
 
 
 def _column_indexes(label: str | Path, header: list[str], columns: list[str]) -> list[int]:
@@ -811,55 +701,24 @@ def _iter_csv(
     columns: list[str],
     delimiter: str,
 ) -> Iterator[str]:
-    # The first line and offset of the row being read, for messages; set by the feeder.
-    row_start = [1, 0, True]
-
-    def feed() -> Iterator[str]:
-        for lineno, offset, text in lines:
-            if row_start[2]:
-                row_start[0], row_start[1], row_start[2] = lineno, offset, False
-            yield text
-
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(feed(), delimiter=delimiter, quoting=quoting)
     header: list[str] | None = None
     idxs: list[int] = []
     need = 0
-    while True:
-        try:
-            row = next(reader, None)
-        except csv.Error as e:
-            ctx.problem(
-                "bad_records", f"{ctx.loc(*row_start[:2])}: not valid CSV ({e}); fix the row"
-            )
-            row_start[2] = True
-            continue
-        if row is None:
-            return  # an empty file is reported by the caller
-        loc = ctx.loc(*row_start[:2])
-        row_start[2] = True
+    for lineno, offset, row in csv_rows(ctx, lines, delimiter):
         if header is None:
             header = [h.strip() for h in row]
             idxs = _column_indexes(path, header, columns)
             need = max(idxs)
             continue
-        if not row:  # a blank line
-            continue
         if need >= len(row):
             ctx.problem(
-                "bad_records",
-                f"{loc}: row has {len(row)} fields but the header has {len(header)}; fix the "
-                f"row (a stray quote or {_sep_name(delimiter)}?)",
+                "bad_records", wrong_length(ctx.loc(lineno, offset), row, header, delimiter)
             )
             continue
         for i in idxs:
             doc = row[i].strip()
             if doc:
                 yield doc
-
-
-def _sep_name(delimiter: str) -> str:
-    return "tab" if delimiter == "\t" else f"'{delimiter}'"
 
 
 # --- columnar formats ------------------------------------------------------------------------

@@ -9,7 +9,6 @@ task.text_pair_column, task.label_column, task.id_column. Labels are kept as str
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -21,6 +20,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import HeadConfig, TaskConfig
+from encoderlab.data.tables import read_rows
 from encoderlab.errors import UserError
 from encoderlab.heads import sequence_head
 from encoderlab.tasks.base import Example, Examples, Feature, TaskBase, base_collate
@@ -46,57 +46,11 @@ def _format(path: Path, cfg: TaskConfig) -> str:
 
 
 def read_records(path: str | Path, cfg: TaskConfig) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, record) for every row of a table-like file."""
+    """(line number, record) for every row of a table-like file (see encoderlab.data.tables)."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: file not found (task data)")
-    fmt = _format(p, cfg)
-    try:
-        if fmt in ("csv", "tsv"):
-            with open(p, encoding="utf-8", newline="") as f:
-                if fmt == "tsv":  # GLUE TSVs contain stray quotes: no quoting at all
-                    reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-                else:
-                    reader = csv.DictReader(f)
-                rows = []
-                for row in reader:
-                    rows.append((reader.line_num, row))
-                if reader.fieldnames is None:
-                    raise UserError(f"{p}: empty file (no header row)")
-                return rows
-        if fmt == "jsonl":
-            rows = []
-            with open(p, encoding="utf-8") as f:
-                for n, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise UserError(
-                            f"{p}:{n}: not valid JSON ({e.msg}); fix or remove the line"
-                        ) from None
-                    if not isinstance(obj, dict):
-                        raise UserError(f"{p}:{n}: expected a JSON object per line")
-                    rows.append((n, obj))
-            return rows
-        if fmt == "json":
-            try:
-                data = json.loads(p.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{p}:{e.lineno}: not valid JSON ({e.msg})") from None
-            if isinstance(data, dict) and isinstance(data.get("data"), list):
-                data = data["data"]
-            if not isinstance(data, list):
-                raise UserError(f"{p}: expected a JSON array of objects (or {{'data': [...]}})")
-            return [(i + 1, r) for i, r in enumerate(data) if isinstance(r, dict)]
-    except UnicodeDecodeError as e:
-        raise UserError(
-            f"{p}: not UTF-8 text (byte {e.object[e.start]:#x}); convert it to UTF-8"
-        ) from None
-    except csv.Error as e:
-        raise UserError(f"{p}: unreadable {fmt.upper()} ({e})") from None
-    raise UserError(f"{p}: unknown task.format '{fmt}'; use csv, tsv, jsonl or json")
+    return read_rows(p, _format(p, cfg), key="task.format")
 
 
 def _column(p: str, rows: list[tuple[int, dict]], name: str, what: str) -> None:

@@ -1,0 +1,350 @@
+"""One reader for table files: .csv / .tsv (a header row), .jsonl (an object per line) and .json
+(an array of objects). Fine-tuning (`tasks.classification`), studies (`split:`) and the
+pretraining corpus (`data.corpus`) all read through it, so a file reads, and fails, the same
+way everywhere.
+
+Why one reader: the three used to differ in what they forgave (a byte-order mark, stray quotes
+in a TSV) and in how they failed (a traceback from the csv module, an error with no line
+number). Here every problem is a one-line `UserError` naming file:line, what is wrong and how
+to fix it; a UTF-8 byte-order mark is dropped; a .tsv is split on tabs with no quoting (GLUE
+files hold stray quotes); lines are streamed, so a corpus may be larger than memory.
+
+Where a problem goes is a `Where`: this class raises at the first one (strict); the corpus
+reader's subclass counts and skips bad lines instead (tolerant), and reads byte ranges.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import lzma
+import sys
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from encoderlab.errors import UserError
+
+FORMATS = ("csv", "tsv", "jsonl", "json")
+DELIMITERS = {"csv": ",", "tsv": "\t"}
+# Errors a decompressor or a failing disk raises part-way through a file.
+READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
+Row = tuple[int, dict[str, Any]]  # (first line of the row (json: item number), the row)
+
+# Documents (a review, a Wikipedia article) can be long; the csv default of 128 KiB is not.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+class Where:
+    """Where one read reports problems, and how it names a line in messages.
+
+    Strict: `problem` and `stop` raise. Line numbers are only known when reading from the
+    start of a file; a read of a byte range names a line by its byte offset instead."""
+
+    __slots__ = ("label", "start", "end")
+
+    def __init__(self, label: str, byte_range: tuple[int, int] | None = None) -> None:
+        self.label = label
+        self.start, self.end = byte_range if byte_range is not None else (0, None)
+
+    def loc(self, lineno: int, offset: int) -> str:
+        return f"{self.label}:{lineno}" if self.start == 0 else f"{self.label} (byte {offset})"
+
+    def problem(self, kind: str, msg: str) -> None:
+        """A bad line (`kind` names the counter a tolerant reader adds it to)."""
+        raise UserError(msg)
+
+    def stop(self, msg: str, *, vanished: bool = False) -> None:
+        """The rest of the file cannot be read."""
+        raise UserError(msg)
+
+
+# --- lines -----------------------------------------------------------------------------------
+
+
+def decoded_lines(path: Path, where: Where, fh: IO[bytes]) -> Iterator[tuple[int, int, str]]:
+    """(1-based line number, byte offset, text with its line end) for each line in range.
+
+    A line that is not UTF-8 is reported with its line and column (and skipped if tolerant);
+    a byte-order mark at the start of the file is dropped. The offset is only tracked when
+    reading a byte range; a whole-file read gives 0.
+    """
+    start, end = where.start, where.end
+    lineno, pos = 0, 0
+    try:
+        if end is None:  # the whole file: the hot path, kept lean
+            for lineno, raw in enumerate(fh, start=1):  # noqa: B007 - used on errors
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    _bad_encoding(where, raw, e, lineno, 0)
+                    continue
+                if lineno == 1 and text.startswith("\ufeff"):
+                    text = text[1:]  # byte-order mark written by some Windows editors
+                yield lineno, 0, text
+            return
+        if start > 0:
+            # The line holding byte start-1 belongs to the previous range (if that byte is a
+            # newline, the line is empty and the next one starts exactly at `start`).
+            fh.seek(start - 1)
+            pos = start - 1 + len(fh.readline())
+        for raw in fh:
+            if pos >= end:
+                return
+            lineno += 1
+            offset = pos
+            pos += len(raw)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                _bad_encoding(where, raw, e, lineno, offset)
+                continue
+            if offset == 0 and text.startswith("\ufeff"):
+                text = text[1:]
+            yield lineno, offset, text
+    except READ_ERRORS as e:
+        where.stop(
+            f"{where.loc(lineno + 1, pos)}: cannot read the file ({e}); is it truncated or not "
+            f"really {path.suffix} compressed?"
+        )
+    except UserError:
+        raise
+    except Exception as e:  # zstandard.ZstdError and friends, without importing zstandard
+        if type(e).__module__.startswith("zstandard"):
+            where.stop(f"{where.loc(lineno + 1, pos)}: cannot decompress the file ({e})")
+            return
+        raise
+
+
+def _bad_encoding(
+    where: Where, raw: bytes, e: UnicodeDecodeError, lineno: int, offset: int
+) -> None:
+    where.problem(
+        "bad_encoding_lines",
+        f"{where.loc(lineno, offset)}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+        f"{e.start + 1}); convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+    )
+
+
+def json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    for t, name in names.items():
+        if isinstance(value, t):
+            return name
+    return "null" if value is None else "a number"
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+def jsonl_objects(
+    path: Path, where: Where, lines: Iterable[tuple[int, int, str]], field: str | None = None
+) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(line, offset, object) for each non-blank line of a JSON-lines file. `field` (the key
+    the caller wants) makes the hint for a line that is not an object concrete.
+
+    A JSON array file (one document over many lines) raises even when tolerant: every line
+    would be bad, so counting them helps nobody."""
+    first = where.start == 0
+    jq = f"`jq -c '.[]' {path.name} > {path.stem}.jsonl`"
+    for lineno, offset, line in lines:
+        stripped = line.strip()
+        if not stripped:
+            continue
+        is_first, first = first, False
+        try:
+            obj = json.loads(stripped)
+        except json.JSONDecodeError as e:
+            if is_first and stripped in ("[", "{"):
+                raise UserError(
+                    f"{path}: a multi-line JSON document, not JSON lines; write one object per "
+                    f"line (e.g. {jq})"
+                ) from None
+            what = f"{where.loc(lineno, offset)}: not valid JSON ({e.msg} at column {e.colno})"
+            if line.endswith("\n"):
+                where.problem("bad_records", f"{what}; fix or remove the line")
+            else:
+                where.problem(
+                    "truncated_last_line",
+                    f"{what} in the last line, which has no newline; was the file cut short? "
+                    "fix or remove the line",
+                )
+            continue
+        if not isinstance(obj, dict):
+            if isinstance(obj, list):
+                hint = f"write one object per line (e.g. {jq})"
+            elif field is not None:
+                hint = f'each line must be an object like {{"{field}": "..."}}'
+            else:
+                hint = "each line must be one JSON object"
+            msg = (
+                f"{where.loc(lineno, offset)}: expected a JSON object, got {json_type(obj)}; {hint}"
+            )
+            if is_first and isinstance(obj, list):
+                raise UserError(msg)
+            where.problem("bad_records", msg)
+            continue
+        yield lineno, offset, obj
+
+
+def csv_rows(
+    where: Where, lines: Iterable[tuple[int, int, str]], delimiter: str
+) -> Iterator[tuple[int, int, list[str]]]:
+    """(first line, offset, fields) for each non-blank row, the header included. A row the
+    csv module cannot parse is a problem; a .tsv (tab) has no quoting at all."""
+    # The first line and offset of the row being read, for messages; set by the feeder.
+    row_start = [1, 0, True]
+
+    def feed() -> Iterator[str]:
+        for lineno, offset, text in lines:
+            if row_start[2]:
+                row_start[0], row_start[1], row_start[2] = lineno, offset, False
+            yield text
+
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(feed(), delimiter=delimiter, quoting=quoting)
+    while True:
+        try:
+            row = next(reader, None)
+        except csv.Error as e:
+            where.problem(
+                "bad_records", f"{where.loc(*row_start[:2])}: not valid CSV ({e}); fix the row"
+            )
+            row_start[2] = True
+            continue
+        if row is None:
+            return
+        lineno, offset = row_start[0], row_start[1]
+        row_start[2] = True
+        if row:  # not a blank line
+            yield lineno, offset, row
+
+
+def sep_name(delimiter: str) -> str:
+    return "tab" if delimiter == "\t" else f"'{delimiter}'"
+
+
+def wrong_length(loc: str, row: Sequence[str], header: Sequence[str], delimiter: str) -> str:
+    """The message for a row with another number of fields than the header."""
+    return (
+        f"{loc}: row has {len(row)} fields but the header has {len(header)}; fix the row "
+        f"(a stray quote or {sep_name(delimiter)}?)"
+    )
+
+
+# --- whole files -----------------------------------------------------------------------------
+
+
+def table_format(path: Path, fmt: str = "auto", key: str = "format") -> str:
+    """csv / tsv / jsonl / json: `fmt`, or from the name when it is auto. `key` names the
+    setting that chooses it, for the messages."""
+    if fmt == "auto":
+        name = path.name.lower()
+        for suffix in FORMATS:
+            if name.endswith("." + suffix):
+                return suffix
+        raise UserError(
+            f"{path}: cannot tell the format from the name; set {key} (csv|tsv|jsonl|json)"
+        )
+    if fmt not in FORMATS:
+        raise UserError(f"{path}: unknown {key} '{fmt}'; use csv, tsv, jsonl or json")
+    return fmt
+
+
+def iter_rows(
+    path: str | Path, fmt: str = "auto", *, key: str = "format", data_key: bool = True
+) -> Iterator[Row]:
+    """(line, row) for every row of a table file, streamed (a .json array is read whole: its
+    number is the item's, from 1). A csv row shorter than the header has None for the missing
+    cells, as csv.DictReader gives; a longer one is an error. `data_key`: a .json object
+    {"data": [...]} (SQuAD-like) is read as its list."""
+    p = Path(path)
+    fmt = table_format(p, fmt, key)
+    if fmt == "json":
+        yield from _json_rows(p, data_key)
+        return
+    where = Where(str(p))
+    try:
+        fh = open(p, "rb")  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise UserError(f"{p}: cannot open ({e.strerror or e})") from None
+    with fh:
+        lines = decoded_lines(p, where, fh)
+        if fmt == "jsonl":
+            for lineno, _, obj in jsonl_objects(p, where, lines):
+                yield lineno, obj
+            return
+        delimiter = DELIMITERS[fmt]
+        header: list[str] | None = None
+        for lineno, offset, row in csv_rows(where, lines, delimiter):
+            if header is None:
+                header = [h.strip() for h in row]
+                continue
+            if len(row) > len(header):
+                where.problem(
+                    "bad_records", wrong_length(where.loc(lineno, offset), row, header, delimiter)
+                )
+            cells: list[str | None] = [*row, *[None] * (len(header) - len(row))]
+            yield lineno, dict(zip(header, cells, strict=True))
+        if header is None:
+            raise UserError(f"{p}: empty file (no header row)")
+
+
+def read_rows(
+    path: str | Path, fmt: str = "auto", *, key: str = "format", data_key: bool = True
+) -> list[Row]:
+    """Every row of a table file at once (see iter_rows)."""
+    return list(iter_rows(path, fmt, key=key, data_key=data_key))
+
+
+def _json_rows(path: Path, data_key: bool) -> Iterator[Row]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise UserError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); convert the file to "
+            "UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(
+            f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno}); fix the file"
+        ) from None
+    if data_key and isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        alt = " (or {'data': [...]})" if data_key else ""
+        raise UserError(f"{path}: expected a JSON array of objects{alt}, got {json_type(data)}")
+    for i, item in enumerate(data, 1):
+        if not isinstance(item, dict):
+            raise UserError(
+                f"{path}: item {i} of the array is {json_type(item)}, not an object; "
+                "every item must be an object of fields"
+            )
+        yield i, item
+
+
+def write_rows(
+    path: Path, rows: Sequence[dict[str, Any]], fmt: str, fieldnames: Sequence[str] | None = None
+) -> None:
+    """Write rows as iter_rows reads them back: csv/tsv with a header (`fieldnames`, default
+    the first row's keys; a .tsv without quoting, as it is read), jsonl, or a json array."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt in DELIMITERS:
+        names = list(fieldnames if fieldnames is not None else (rows[0] if rows else []))
+        quoting = {"quoting": csv.QUOTE_NONE, "quotechar": None} if fmt == "tsv" else {}
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=names, delimiter=DELIMITERS[fmt], **quoting)  # type: ignore[arg-type]
+            w.writeheader()
+            w.writerows({k: r.get(k) for k in names} for r in rows)
+    elif fmt == "jsonl":
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        path.write_text(text, encoding="utf-8")
+    elif fmt == "json":
+        path.write_text(json.dumps(list(rows), ensure_ascii=False), encoding="utf-8")
+    else:
+        raise ValueError(f"write_rows: unknown format {fmt!r}")

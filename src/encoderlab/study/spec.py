@@ -1,0 +1,231 @@
+"""The study file: its schema (a base config, arms, an optional pretraining stage, generated
+or split data, profiles), read and checked into a `Study` with every path resolved.
+
+Every problem in the file is a one-line UserError naming the file and the key, found before
+the first arm starts (a typo in the last arm should not cost an hour of the first).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from encoderlab.config import read_yaml
+from encoderlab.errors import UserError
+
+PLACEHOLDERS = ("pretrain", "minilm", "synthetic", "split", "texts", "out")
+PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_overrides(v: list[str]) -> list[str]:
+    for text in v:
+        if not isinstance(text, str) or "=" not in text or not text.split("=", 1)[0].strip():
+            raise ValueError(f"{text!r} is not KEY=VALUE (e.g. train.lr=2e-4)")
+    return v
+
+
+class StageSpec(_Spec):
+    """The pretraining stage: a config (relative to the study file) and overrides."""
+
+    name: str = "pretrain"
+    config: str
+    overrides: list[str] = []
+
+    _ov = field_validator("overrides")(_check_overrides)
+
+
+class ArmSpec(_Spec):
+    name: str
+    overrides: list[str] = []
+    config: str | None = None  # None: the study's base
+    command: Literal["finetune", "pretrain"] | None = None  # None: from the config's kind
+    description: str = ""
+
+    _ov = field_validator("overrides")(_check_overrides)
+
+
+class ProfileSpec(_Spec):
+    overrides: list[str] = []  # every arm, before the arm's own overrides
+    pretrain: list[str] = []  # the pretraining stage
+    arms: dict[str, list[str]] = {}  # one arm, after its own overrides
+    synthetic: dict[str, Any] = {}  # changes to the synthetic data set
+
+    _ov = field_validator("overrides", "pretrain")(_check_overrides)
+
+
+class SyntheticSpec(_Spec):
+    """A generated classification data set (encoderlab.synthetic), written to <out>/data."""
+
+    kind: Literal["sorted", "repeat"] = "sorted"
+    n_train: int = Field(2000, ge=10)
+    n_valid: int = Field(500, ge=10)
+    length: int = Field(8, ge=3, le=64)
+    vocab: int = Field(10, ge=3, le=100)
+    hard: float = Field(0.5, ge=0.0, le=1.0)  # share of near-miss negatives
+    seed: int = 0
+
+
+class SplitSpec(_Spec):
+    """A data file (.json list, .jsonl, .csv, .tsv) split into <out>/split/train.<ext> and
+    valid.<ext> with every group (rows with the same `group` value) on one side."""
+
+    file: str  # relative to the working directory, like the data paths inside configs
+    group: str  # a field / column
+    valid_ratio: float = Field(0.1, gt=0.0, lt=1.0)
+    seed: int = 0
+
+
+class TextsSpec(_Spec):
+    """Strings selected out of a JSON file by a dotted path, written to <out>/texts.txt one
+    document a line: a pretraining corpus from a file the corpus readers cannot read (SQuAD)."""
+
+    file: str  # relative to the working directory, like the data paths inside configs
+    path: str  # e.g. data.*.paragraphs.*.context; a:b selects a slice of a list
+
+
+class StudySpec(_Spec):
+    name: str | None = None
+    description: str = ""
+    base: str | None = None
+    out: str | None = None
+    overrides: list[str] = []  # every arm (not the stage), before profile and arm overrides
+    pretrain: StageSpec | None = None
+    synthetic: SyntheticSpec | None = None
+    split: SplitSpec | None = None
+    texts: TextsSpec | None = None
+    arms: list[ArmSpec] = Field(min_length=1)
+    profiles: dict[str, ProfileSpec] = {}
+
+    _ov = field_validator("overrides")(_check_overrides)
+
+
+class Study:
+    """A loaded, validated study file with paths resolved."""
+
+    def __init__(self, path: Path, spec: StudySpec, profile: str | None) -> None:
+        self.path = path
+        self.spec = spec
+        self.profile_name = profile
+        self.profile = spec.profiles[profile] if profile else ProfileSpec()
+        self.name = spec.name or path.resolve().parent.name
+        if spec.out:
+            self.out = Path(spec.out) if not profile else Path(f"{spec.out}-{profile}")
+        else:
+            self.out = Path("studies") / (self.name + (f"-{profile}" if profile else ""))
+
+    def config_path(self, rel: str) -> Path:
+        p = Path(rel)
+        return p if p.is_absolute() else self.path.parent / p
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.out / "runs"
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The stage (if any) and the arms, in order: name, command, config, overrides."""
+        out = []
+        if self.spec.pretrain is not None:
+            st = self.spec.pretrain
+            out.append(
+                {
+                    "name": st.name,
+                    "stage": True,
+                    "command": "pretrain",
+                    "config": self.config_path(st.config),
+                    "overrides": [*st.overrides, *self.profile.pretrain],
+                }
+            )
+        for arm in self.spec.arms:
+            cfg = self.config_path(arm.config or self.spec.base or "")
+            out.append(
+                {
+                    "name": arm.name,
+                    "stage": False,
+                    "command": arm.command or config_kind(cfg),
+                    "config": cfg,
+                    "overrides": [
+                        *self.spec.overrides,
+                        *self.profile.overrides,
+                        *arm.overrides,
+                        *self.profile.arms.get(arm.name, []),
+                    ],
+                }
+            )
+        return out
+
+
+def _loc(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def config_kind(path: Path) -> str:
+    """finetune when the config has a task: section, else pretrain."""
+    data = read_yaml(path)
+    return "finetune" if "task" in data else "pretrain"
+
+
+def load_study(path: str | Path, profile: str | None = None) -> Study:
+    """Read and validate a study file; every problem is a one-line UserError naming the file
+    and the key."""
+    p = Path(path)
+    data = read_yaml(p, "study file", "keys (base:, arms:, ...)")
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = _loc(first["loc"])
+        if first["type"] == "extra_forbidden":
+            raise UserError(f"{p}: unknown key '{key}'") from None
+        msg = first["msg"].removeprefix("Value error, ")
+        raise UserError(f"{p}: key '{key}': {msg}") from None
+
+    names = [a.name for a in spec.arms] + ([spec.pretrain.name] if spec.pretrain else [])
+    for i, name in enumerate(names):
+        if not _NAME_RE.match(name):
+            raise UserError(
+                f"{p}: arms.{i}.name {name!r}: use letters, digits, '-', '_' and '.' only"
+            )
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UserError(f"{p}: arms: name {dup[0]!r} is used twice (names must be unique)")
+    if profile is not None and profile not in spec.profiles:
+        have = ", ".join(spec.profiles) or "none"
+        raise UserError(f"{p}: no profile {profile!r} (profiles: {have})")
+    for pname, prof in spec.profiles.items():
+        for arm in prof.arms:
+            if arm not in names:
+                raise UserError(f"{p}: profiles.{pname}.arms.{arm}: no arm of that name")
+    study = Study(p, spec, profile)
+    for i, arm in enumerate(spec.arms):
+        if arm.config is None and spec.base is None:
+            raise UserError(f"{p}: arms.{i} ({arm.name}): no config; set base: or the arm's config")
+        cfg = study.config_path(arm.config or spec.base or "")
+        if not cfg.is_file():
+            key = f"arms.{i}.config" if arm.config else "base"
+            raise UserError(f"{p}: {key}: config file {cfg} not found")
+    if spec.pretrain is not None and not study.config_path(spec.pretrain.config).is_file():
+        raise UserError(
+            f"{p}: pretrain.config: config file {study.config_path(spec.pretrain.config)} not found"
+        )
+    for e in study.entries():
+        for text in e["overrides"]:
+            for ph in PLACEHOLDER_RE.findall(text):
+                if ph == "pretrain" and (spec.pretrain is None or e["stage"]):
+                    raise UserError(f"{p}: {e['name']}: {text!r} uses {{pretrain}} without a stage")
+                if ph == "synthetic" and spec.synthetic is None:
+                    raise UserError(
+                        f"{p}: {e['name']}: {text!r} uses {{synthetic}}; add synthetic:"
+                    )
+                if ph == "split" and spec.split is None:
+                    raise UserError(f"{p}: {e['name']}: {text!r} uses {{split}}; add split:")
+                if ph == "texts" and spec.texts is None:
+                    raise UserError(f"{p}: {e['name']}: {text!r} uses {{texts}}; add texts:")
+    return study

@@ -1,0 +1,58 @@
+"""A study's summary table: one row per stage/arm (status, its run's primary metric, wall
+time), kept in study.json and printed when the study ends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from encoderlab.errors import UserError
+from encoderlab.study.spec import Study
+from encoderlab.study.state import State
+
+
+def summary_rows(state: State, study: Study) -> list[dict[str, Any]]:
+    from encoderlab.report import load_run
+    from encoderlab.report.metrics import primary_value
+
+    rows = []
+    for entry in study.entries():
+        rec = state.arm(entry["name"])
+        row = {
+            "arm": entry["name"],
+            "status": rec.get("status", "pending"),
+            "run_dir": rec.get("run_dir"),
+            "metric": None,
+            "value": None,
+            "seconds": rec.get("seconds"),
+            "message": rec.get("message"),
+        }
+        if rec.get("run_dir") and Path(rec["run_dir"]).is_dir():
+            try:
+                run = load_run(Path(rec["run_dir"]))
+                row["metric"] = run.primary
+                row["value"] = primary_value(run)
+            except (UserError, OSError, ValueError):
+                pass
+        rows.append(row)
+    state.data["summary"] = rows
+    state.save()
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> list[str]:
+    head = ("arm", "status", "metric", "wall")
+    body = []
+    for r in rows:
+        metric = "-" if r["value"] is None else f"{r['metric']} {r['value']:.4f}"
+        wall = "-" if r["seconds"] is None else f"{r['seconds']:.0f}s"
+        status = r["status"]
+        if status == "failed" and r.get("message"):
+            status = f"failed: {r['message'][:90]}"
+        body.append((r["arm"], status, metric, wall))
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+
+    def fmt(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return [fmt(head), fmt(tuple("-" * w for w in widths)), *(fmt(b) for b in body)]

@@ -1,0 +1,176 @@
+"""The sweep file: its schema (the base config, the searched `space`, metric and mode, search
+algorithm, scheduler, resources, budget), read and checked into a `Sweep`. Every key of the
+space and of the fixed overrides must name a config field: a typo fails before Ray starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from encoderlab.config import (
+    Config,
+    FinetuneConfig,
+    Section,
+    _format_validation_error,
+    read_yaml,
+)
+from encoderlab.errors import UserError
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Dist(_Spec):
+    """One searched field: exactly one of grid / choice / uniform / loguniform / randint."""
+
+    grid: list[Any] | None = None
+    choice: list[Any] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = None  # both ends included
+
+    @model_validator(mode="after")
+    def _one(self) -> Dist:
+        given = [
+            k
+            for k in ("grid", "choice", "uniform", "loguniform", "randint")
+            if getattr(self, k) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of grid: [...], choice: [...], uniform: [lo, hi], "
+                f"loguniform: [lo, hi], randint: [lo, hi] (got {', '.join(given) or 'none'})"
+            )
+        values = self.grid if self.grid is not None else self.choice
+        if values is not None and not values:
+            raise ValueError("the list of values is empty")
+        for kind in ("uniform", "loguniform", "randint"):
+            lo_hi = getattr(self, kind)
+            if lo_hi is not None:
+                lo, hi = lo_hi
+                if not lo < hi or (kind == "randint" and lo > hi):
+                    raise ValueError(f"{kind}: need lo < hi (got [{lo}, {hi}])")
+                if kind == "loguniform" and lo <= 0:
+                    raise ValueError("loguniform: lo must be > 0")
+        return self
+
+    @property
+    def kind(self) -> str:
+        for k in ("grid", "choice", "uniform", "loguniform", "randint"):
+            if getattr(self, k) is not None:
+                return k
+        raise AssertionError
+
+
+class Scheduler(_Spec):
+    type: Literal["none", "asha"] = "none"
+    grace_period: int = 1  # evaluations before a trial can be stopped
+    reduction_factor: float = 2.0
+    max_t: int = 100  # evaluations at most per trial (ASHA's last rung)
+
+    @model_validator(mode="after")
+    def _check(self) -> Scheduler:
+        if self.grace_period < 1 or self.max_t < self.grace_period:
+            raise ValueError("need 1 <= grace_period <= max_t")
+        if self.reduction_factor <= 1:
+            raise ValueError("reduction_factor must be > 1")
+        return self
+
+
+class Resources(_Spec):
+    cpu: float = 1.0
+    gpu: float = 0.0  # a fraction shares one GPU between trials
+
+
+class SweepSpec(_Spec):
+    name: str | None = None  # default: the sweep file's name (its folder's for sweep.yaml)
+    base: str  # config file, relative to the sweep file
+    kind: Literal["auto", "finetune", "pretrain"] = "auto"  # auto: finetune if it has `task:`
+    space: dict[str, Dist]
+    metric: str = "valid/acc"
+    mode: Literal["max", "min"] = "max"
+    num_samples: int = 1  # grid: repeats of the whole grid; random/optuna: trials
+    search: Literal["grid", "random", "optuna"] = "random"
+    scheduler: Scheduler = Scheduler()
+    resources: Resources = Resources()
+    max_concurrent: int | None = None
+    time_budget_min: float | None = None
+    overrides: dict[str, Any] = {}  # fixed dotted overrides for every trial
+    out: str | None = None  # default sweeps/<name>
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scheduler_string(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("scheduler"), str):
+            data = {**data, "scheduler": {"type": data["scheduler"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepSpec:
+        if not self.space:
+            raise ValueError("space is empty; name at least one config field to search")
+        if self.num_samples < 1:
+            raise ValueError("num_samples must be at least 1")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
+        return self
+
+
+class Sweep:
+    """A loaded sweep file: the spec plus everything resolved against the file and the cwd."""
+
+    def __init__(self, path: Path, spec: SweepSpec, base: Path, schema: type[Section]) -> None:
+        self.path = path
+        self.spec = spec
+        self.base = base
+        self.schema = schema
+        stem = path.stem if path.stem != "sweep" else path.resolve().parent.name
+        self.name = spec.name or stem
+        self.out = Path(spec.out or Path("sweeps") / self.name).resolve()
+        self.cwd = Path.cwd().resolve()
+
+    @property
+    def kind(self) -> str:
+        return "finetune" if self.schema is FinetuneConfig else "pretrain"
+
+
+def _field_exists(schema: type[BaseModel], dotted: str) -> str | None:
+    """None when `dotted` names a config field; otherwise the one-line reason."""
+    section: Any = schema
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        fields = getattr(section, "model_fields", None)
+        if fields is None or part not in fields:
+            where = ".".join(parts[:i]) or "the top level"
+            valid = ", ".join(fields) if fields else "(none: it is a value)"
+            return f"unknown config field '{dotted}'; valid keys in {where}: {valid}"
+        ann = fields[part].annotation
+        section = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if section is None and i < len(parts) - 1:
+            return f"'{'.'.join(parts[: i + 1])}' is a value, not a section"
+    return None
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    p = Path(path)
+    data = read_yaml(p)
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as e:
+        raise UserError(_format_validation_error(e, SweepSpec, str(p))) from None
+    base = (p.parent / spec.base) if not Path(spec.base).is_absolute() else Path(spec.base)
+    base_data = read_yaml(base)
+    if spec.kind == "auto":
+        schema: type[Section] = FinetuneConfig if "task" in base_data else Config
+    else:
+        schema = FinetuneConfig if spec.kind == "finetune" else Config
+    for section, keys in (("space", spec.space), ("overrides", spec.overrides)):
+        for key in keys:
+            why = _field_exists(schema, key)
+            if why:
+                raise UserError(f"{p}: {section} key '{key}': {why}")
+    return Sweep(p, spec, base, schema)

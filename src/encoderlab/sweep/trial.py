@@ -1,0 +1,200 @@
+"""One trial of a sweep, run by Ray Tune in a worker: its config (the base, the fixed
+overrides and the trial's values), the run itself (in-process, resumed when Tune restarts an
+interrupted trial), every evaluation reported to Tune once its checkpoint is on disk, and
+trials/<trial_id>.json (what it tried, its run directory, status and error).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from encoderlab.config import build, read_yaml, set_dotted
+from encoderlab.errors import UserError
+from encoderlab.jobs import find_run_dir, has_checkpoint, one_line, write_json
+from encoderlab.sweep.spec import Sweep
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (what samplers return) -> Python values for YAML/JSON."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def trial_config(sweep: Sweep, values: dict[str, Any], name: str) -> Any:
+    """base + overrides + the trial's values, validated (a bad combination is a UserError)."""
+    data = read_yaml(sweep.base)
+    for key, value in {**sweep.spec.overrides, **values}.items():
+        set_dotted(data, key.split("."), _plain(value), f"{sweep.path}: {key}")
+    data["runs_dir"] = str(sweep.out / "runs")
+    data["name"] = name
+    if sweep.spec.resources.cpu >= 1 and "train.threads" not in sweep.spec.overrides:
+        set_dotted(data, ["train", "threads"], int(sweep.spec.resources.cpu), str(sweep.path))
+    return build(sweep.schema, data, f"{sweep.path} (trial {name})")
+
+
+def error_kind(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}".lower()
+    if isinstance(e, MemoryError) or "outofmemory" in text or "out of memory" in text:
+        return "out of memory"
+    if isinstance(e, UserError):
+        return "bad config"
+    if "not finite" in text or "nan" in type(e).__name__.lower():
+        return "nan loss"
+    return "error"
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class _Reporter:
+    """Reports each evaluation to Tune from a side thread once its checkpoint is on disk.
+
+    `fit` calls `on_eval` before it writes that evaluation's checkpoint; reporting from here
+    would let ASHA end the process before the checkpoint exists. The side thread waits for it
+    (training goes on meanwhile); when Tune stops the trial, only this thread is told to exit.
+    """
+
+    def __init__(self, sweep: Sweep, find_run: Callable[[], Path | None]) -> None:
+        self.sweep = sweep
+        self.find_run = find_run
+        self.q: queue.Queue = queue.Queue()
+        self.fit_done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="tune-reporter")
+        self.thread.start()
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
+        run_dir = self.find_run()
+        evals = 0
+        if run_dir is not None and (run_dir / "metrics.jsonl").is_file():
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+                evals += '"kind": "eval"' in line
+        value = metrics.get(self.sweep.spec.metric)
+        if value is None:
+            raise UserError(
+                f"{self.sweep.path}: metric '{self.sweep.spec.metric}' is not among the "
+                f"evaluation's metrics: {', '.join(metrics)}"
+            )
+        payload = {
+            "score": float(value),
+            "evals": max(evals, 1),
+            "step": int(step),
+            "run_dir": str(run_dir) if run_dir else "",
+            **{k.replace("/", "_"): float(v) for k, v in metrics.items()},
+        }
+        self.q.put((run_dir, step, payload))
+
+    def _loop(self) -> None:
+        from ray import tune
+
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            run_dir, step, payload = item
+            while run_dir is not None and not self.fit_done.is_set():
+                if has_checkpoint(run_dir, step):
+                    break
+                time.sleep(0.05)
+            tune.report(payload)  # Tune ends this thread here (SystemExit) to stop the trial
+
+    def close(self) -> None:
+        self.fit_done.set()
+        self.q.put(None)
+        self.thread.join()
+
+
+def _report_finished(sweep: Sweep, reporter: _Reporter, run_dir: Path) -> None:
+    from encoderlab.runs import Run
+
+    evals = [r for r in Run(run_dir).metrics() if r.get("kind") == "eval"]
+    if evals:
+        last = evals[-1]
+        reporter.on_eval(int(last["step"]), {k: v for k, v in last.items() if "/" in k})
+
+
+def run_trial(values: dict[str, Any], sweep: Sweep) -> None:
+    """The Tune trainable: build the trial's config, run it in-process, report every eval."""
+    from ray import tune
+
+    if sweep.cwd.is_dir():  # paths in configs are relative to where the sweep was started
+        os.chdir(sweep.cwd)
+    ctx = tune.get_context()
+    trial_id = ctx.get_trial_id()
+    name = f"{sweep.name}-{trial_id.replace('_', '-')}"  # + the run's timestamp
+    side = sweep.out / "trials" / f"{trial_id}.json"
+    values = {k: _plain(v) for k, v in values.items() if k in sweep.spec.space}
+    record: dict[str, Any] = json.loads(side.read_text()) if side.is_file() else {}
+    record.update(trial_id=trial_id, name=name, values=values, status="running", error=None)
+    record.setdefault("started", time.time())
+    record.pop("ended", None)
+    write_json(side, record)
+    runs_dir = sweep.out / "runs"
+    previous = find_run_dir(runs_dir, name)  # set when Tune restarts an interrupted trial
+    reporter = _Reporter(sweep, lambda: find_run_dir(runs_dir, name))
+    try:
+        from encoderlab.runs import Run
+
+        quiet: Callable[[str], None] = lambda msg: None  # noqa: E731
+        resume = None
+        if previous is not None and Run(previous).info.get("status") == "finished":
+            _report_finished(sweep, reporter, previous)  # ended just before the interruption
+            reporter.close()
+            record.update(status="completed", run_dir=str(previous), ended=time.time())
+            write_json(side, record)
+            return
+        if previous is not None and Run(previous).latest_checkpoint() is not None:
+            resume = previous  # continue where it was interrupted, in the same run directory
+        else:
+            if previous is not None:  # interrupted before its first checkpoint: start again
+                import shutil
+
+                shutil.rmtree(previous, ignore_errors=True)
+            cfg = trial_config(sweep, values, name)
+        record["run_dir"] = str(previous) if resume else None
+        if sweep.kind == "finetune":
+            from encoderlab.finetune import finetune
+
+            if resume is not None:
+                run, result = finetune(say=quiet, resume=resume, on_eval=reporter.on_eval)
+            else:
+                run, result = finetune(cfg, say=quiet, on_eval=reporter.on_eval)
+        else:
+            from encoderlab.pretrain import pretrain
+
+            if resume is not None:
+                run, result = pretrain(resume=resume, say=quiet, on_eval=reporter.on_eval)
+            else:
+                run, result = pretrain(cfg, say=quiet, on_eval=reporter.on_eval)
+        record["run_dir"] = str(run.path)
+        if run.info.get("status") == "failed":
+            raise NonFiniteLoss(result.stopped_because)
+    except BaseException as e:
+        if isinstance(e, SystemExit):
+            raise
+        run_dir = find_run_dir(runs_dir, name)
+        record.update(
+            status="failed",
+            error=one_line(e),
+            error_kind=error_kind(e),
+            run_dir=str(run_dir) if run_dir else record.get("run_dir"),
+            traceback=traceback.format_exc(limit=20),
+            ended=time.time(),
+        )
+        write_json(side, record)
+        reporter.close()
+        raise
+    reporter.close()
+    record.update(status="completed", ended=time.time(), stopped_because=result.stopped_because)
+    write_json(side, record)

@@ -1,0 +1,161 @@
+"""The one table reader (encoderlab.data.tables): csv / tsv / jsonl / json into rows, the same
+one-line errors for every reader (fine-tuning, studies, corpora), a UTF-8 byte-order mark
+dropped, streaming, and rows written back in the format they were read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from encoderlab.config import TaskConfig
+from encoderlab.data.corpus import iter_documents
+from encoderlab.data.tables import iter_rows, read_rows, table_format, write_rows
+from encoderlab.errors import UserError
+from encoderlab.study import SplitSpec, write_split
+from encoderlab.tasks.classification import read_records
+
+BOM = "\ufeff"
+
+
+def _write(path: Path, text: str, bom: bool = False) -> Path:
+    path.write_text((BOM if bom else "") + text, encoding="utf-8")
+    return path
+
+
+def _error(fn, *args, **kwargs) -> str:
+    with pytest.raises(UserError) as e:
+        fn(*args, **kwargs)
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("a.csv", 'id,text\n1,"hello, world"\n2,bye\n'),
+        ("a.tsv", "id\ttext\n1\thello, world\n2\tbye\n"),
+        ("a.jsonl", '{"id": "1", "text": "hello, world"}\n\n{"id": "2", "text": "bye"}\n'),
+        ("a.json", '[{"id": "1", "text": "hello, world"}, {"id": "2", "text": "bye"}]'),
+    ],
+)
+@pytest.mark.parametrize("bom", [False, True])
+def test_every_format_reads_the_same_rows(tmp_path, name, text, bom):
+    rows = read_rows(_write(tmp_path / name, text, bom))
+    assert [r for _, r in rows] == [
+        {"id": "1", "text": "hello, world"},
+        {"id": "2", "text": "bye"},
+    ]
+    # the first key is "id", not "\ufeffid": the byte-order mark is gone
+    assert all(BOM not in k for _, r in rows for k in r)
+    if name != "a.json":
+        assert [n for n, _ in rows] == ([2, 3] if name.endswith("sv") else [1, 3])
+
+
+@pytest.mark.parametrize("suffix", ["csv", "tsv", "jsonl"])
+def test_bom_is_dropped_for_every_reader(tmp_path, suffix):
+    """Fine-tuning, studies and the pretraining corpus all see 'text', not '\ufefftext'."""
+    sep = "\t" if suffix == "tsv" else ","
+    body = '{"text": "hi"}\n' if suffix == "jsonl" else f"text{sep}label\nhi{sep}1\n"
+    f = _write(tmp_path / f"a.{suffix}", body, bom=True)
+    assert read_records(f, TaskConfig())[0][1]["text"] == "hi"
+    assert list(iter_documents([f])) == ["hi"]
+
+
+def test_csv_line_numbers_name_the_first_line_of_a_multiline_row(tmp_path):
+    f = _write(tmp_path / "a.csv", 'text,label\n"two\nlines",1\nnext,0\n')
+    assert [(n, r["text"]) for n, r in read_rows(f)] == [(2, "two\nlines"), (4, "next")]
+
+
+def test_tsv_has_no_quoting(tmp_path):
+    f = _write(tmp_path / "a.tsv", 'text\tlabel\nhe said "hi\t1\n')
+    assert read_rows(f)[0][1] == {"text": 'he said "hi', "label": "1"}
+
+
+def test_short_csv_row_reads_none_and_long_row_is_an_error(tmp_path):
+    f = _write(tmp_path / "a.csv", "id,text,label\n1,hello\n")
+    assert read_rows(f)[0][1] == {"id": "1", "text": "hello", "label": None}
+    g = _write(tmp_path / "b.csv", "id,text\n1,hello,world\n")
+    assert "b.csv:2: row has 3 fields but the header has 2" in _error(read_rows, g)
+
+
+def test_iter_rows_streams(tmp_path):
+    f = _write(tmp_path / "a.jsonl", '{"a": 1}\n{"a": 2}\nnot json\n')
+    rows = iter_rows(f)
+    assert next(rows) == (1, {"a": 1})  # the bad third line is not read yet
+    assert next(rows) == (2, {"a": 2})
+    with pytest.raises(UserError, match=r"a\.jsonl:3: not valid JSON"):
+        next(rows)
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("a.jsonl", '{"a": 1}\n{"a": oops}\n', "a.jsonl:2: not valid JSON"),
+        ("a.jsonl", '{"a": 1}\n"text"\n', "a.jsonl:2: expected a JSON object, got a string"),
+        ("a.jsonl", '[\n{"a": 1}\n]\n', "a multi-line JSON document, not JSON lines"),
+        ("a.json", '[{"a": 1},\n{"a": }]', "a.json:2: not valid JSON"),
+        ("a.json", '{"a": 1}', "expected a JSON array of objects"),
+        ("a.json", '[{"a": 1}, 3]', "item 2 of the array is a number, not an object"),
+        ("a.csv", "", "a.csv: empty file (no header row)"),
+        ("a.csv", "a,b\nx\ry,1\n", "a.csv:2: not valid CSV"),
+        ("a.txt", "a,b\n", "cannot tell the format from the name; set format"),
+    ],
+)
+def test_bad_files_are_one_line_errors(tmp_path, name, content, expected):
+    assert expected in _error(read_rows, _write(tmp_path / name, content))
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("a.csv", b"a\nx\ncaf\xe9\n"),
+        ("a.jsonl", b'{"a": "x"}\n\n{"a": "caf\xe9"}\n'),
+        ("a.json", b'[{"a": "x"},\n\n{"a": "caf\xe9"}]'),
+    ],
+)
+def test_not_utf8_names_the_line(tmp_path, name, content):
+    f = tmp_path / name
+    f.write_bytes(content)
+    msg = _error(read_rows, f)
+    assert f"{name}:3: not UTF-8 text (byte 0xe9" in msg and "convert the file to UTF-8" in msg
+
+
+def test_format_names_the_setting(tmp_path):
+    f = tmp_path / "data.txt"
+    assert "set task.format" in _error(table_format, f, "auto", "task.format")
+    assert "unknown task.format 'xml'" in _error(table_format, f, "xml", "task.format")
+    assert table_format(f, "tsv") == "tsv"
+
+
+def test_data_key_is_unwrapped_only_when_asked(tmp_path):
+    f = _write(tmp_path / "a.json", json.dumps({"version": 1, "data": [{"a": 1}]}))
+    assert read_rows(f) == [(1, {"a": 1})]
+    assert "expected a JSON array of objects, got an object" in _error(read_rows, f, data_key=False)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "json"])
+def test_write_rows_reads_back(tmp_path, fmt):
+    rows = [{"text": 'a "quoted", text', "n": "1"}, {"text": "two", "n": "2"}]
+    f = tmp_path / f"out.{fmt}"
+    write_rows(f, rows, fmt)
+    assert [r for _, r in read_rows(f)] == rows
+
+
+def test_study_split_of_a_tsv_keeps_stray_quotes(tmp_path):
+    """split: reads a .tsv as fine-tuning does (no quoting) and writes it back the same way."""
+    lines = ["premise\thypothesis\tlabel"]
+    lines += [f'p{i}\the said "hi {j}\t{j}' for i in range(10) for j in range(3)]
+    src = _write(tmp_path / "nli.tsv", "\n".join(lines) + "\n", bom=True)
+    files, _ = write_split(SplitSpec(file=str(src), group="premise"), tmp_path / "split")
+    back = [r for f in files for _, r in read_records(f, TaskConfig(text_column="hypothesis"))]
+    assert sorted(r["hypothesis"] for r in back) == sorted(ln.split("\t")[1] for ln in lines[1:])
+    assert all(set(r) == {"premise", "hypothesis", "label"} for r in back)
+
+
+def test_study_split_errors_name_the_setting(tmp_path):
+    f = _write(tmp_path / "a.jsonl", '{"g": 1}\n{"g": oops}\n')
+    msg = _error(write_split, SplitSpec(file=str(f), group="g"), tmp_path / "split")
+    assert msg.startswith("split.file: ") and "a.jsonl:2: not valid JSON" in msg

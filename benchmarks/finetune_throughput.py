@@ -39,7 +39,9 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "disaster_tweet
 def split_rows(path: Path, valid_ratio: float, seed: int) -> tuple[list[dict], list[dict]]:
     """A stratified split of the labelled tweets, the same for both sides."""
     with open(path, encoding="utf-8", newline="") as f:
-        rows = [{"id": r["id"], "text": r["text"], "target": r["target"]} for r in csv.DictReader(f)]
+        rows = [
+            {"id": r["id"], "text": r["text"], "target": r["target"]} for r in csv.DictReader(f)
+        ]
     rng = random.Random(seed)
     train, valid = [], []
     for label in sorted({r["target"] for r in rows}):
@@ -103,7 +105,9 @@ def run_encoderlab(args, model_path: str, train_csv: Path, valid_csv: Path, out:
     return {"seconds": seconds, "steps": result.step, "acc": acc}
 
 
-def run_hf(args, model_path: str, train_rows: list[dict], valid_rows: list[dict], out: Path) -> dict:
+def run_hf(
+    args, model_path: str, train_rows: list[dict], valid_rows: list[dict], out: Path
+) -> dict:
     import transformers
     from datasets import Dataset
     from transformers import (

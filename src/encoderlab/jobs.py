@@ -8,17 +8,16 @@ state file is never left half-written by a Ctrl-C.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from encoderlab.runs import RUN_FILE, Run, _atomic_write
+from encoderlab.runs import Run, atomic_write
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Replace `path` with `data` as JSON in one step: a reader sees the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps(data, indent=1, ensure_ascii=False, default=str))
+    atomic_write(path, json.dumps(data, indent=1, ensure_ascii=False, default=str))
 
 
 def run_info(run_dir: Path) -> dict[str, Any]:
@@ -27,34 +26,6 @@ def run_info(run_dir: Path) -> dict[str, Any]:
         return Run(run_dir).info
     except (OSError, json.JSONDecodeError):
         return {}
-
-
-def has_checkpoint(run_dir: Path, step: int = 0) -> bool:
-    """Whether the run has a complete checkpoint (at `step` or later): something to resume."""
-    for ckpt in Run(run_dir).checkpoints():
-        try:
-            if int(ckpt.name.removeprefix("step-")) >= step:
-                return True
-        except ValueError:
-            continue
-    return False
-
-
-def find_run_dir(runs_dir: Path, name: str, exclude: Iterable[str] = ()) -> Path | None:
-    """The newest run directory under `runs_dir` of a run named `name` (its run.json says so),
-    leaving out the directory names in `exclude` (runs that were there before)."""
-    if not runs_dir.is_dir():
-        return None
-    skip = set(exclude)
-    found = [
-        p
-        for p in runs_dir.iterdir()
-        if p.is_dir()
-        and p.name not in skip
-        and (p / RUN_FILE).is_file()
-        and run_info(p).get("name") == name
-    ]
-    return max(found, key=lambda p: (p.stat().st_mtime, p.name)) if found else None
 
 
 def one_line(e: BaseException) -> str:

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from encoderlab.errors import UserError
 RUN_FILE = "run.json"
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
@@ -138,7 +139,7 @@ class Run:
     def update(self, **fields: Any) -> None:
         info = self.info
         info.update(fields)
-        _atomic_write(self.path / RUN_FILE, json.dumps(info, indent=1))
+        atomic_write(self.path / RUN_FILE, json.dumps(info, indent=1))
 
     # -- metrics -----------------------------------------------------------------------------
 
@@ -168,7 +169,7 @@ class Run:
     def truncate_metrics(self, step: int) -> None:
         """Drop records logged after `step`: a resumed run logs them again."""
         kept = [r for r in self.metrics() if int(r.get("step", 0)) <= step]
-        _atomic_write(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+        atomic_write(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
         self._tb_purge = step + 1
 
     def tensorboard(self) -> Any:
@@ -228,7 +229,7 @@ class Run:
             opt_tensors, opt_meta = optimizer_to_flat(optimizer)
         save_file({**opt_tensors, **(tensors or {})}, str(tmp / "optimizer.safetensors"))
         state = {**state, "optimizer": opt_meta}
-        _atomic_write(tmp / "state.json", json.dumps(state, indent=1))
+        atomic_write(tmp / "state.json", json.dumps(state, indent=1))
         _fsync_dir(tmp)
         if final.exists():  # same step saved twice (e.g. eval then end of run)
             shutil.rmtree(final)
@@ -359,10 +360,22 @@ def has_checkpoint(run_dir: str | Path, min_step: int = 0) -> bool:
     return False
 
 
-def find_run(runs_dir: str | Path, name: str) -> Path | None:
-    """The newest run directory named `name-<timestamp>` under runs_dir, if any."""
-    found = sorted(p for p in Path(runs_dir).glob(f"{name}-*") if (p / RUN_FILE).is_file())
-    return found[-1] if found else None
+def find_run(runs_dir: str | Path, name: str, exclude: Iterable[str] = ()) -> Path | None:
+    """The newest run directory under `runs_dir` of a run named `name` (its run.json says so),
+    leaving out the directory names in `exclude` (runs that were there before)."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return None
+    skip = set(exclude)
+    found = []
+    for p in runs_dir.iterdir():
+        if p.is_dir() and p.name not in skip and (p / RUN_FILE).is_file():
+            try:
+                if Run(p).info.get("name") == name:
+                    found.append(p)
+            except (OSError, ValueError):
+                continue
+    return max(found, key=lambda p: (p.stat().st_mtime, p.name)) if found else None
 
 
 def _created(path: Path) -> float:

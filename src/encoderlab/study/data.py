@@ -14,7 +14,7 @@ from typing import Any
 
 from encoderlab.data.tables import read_rows, write_rows
 from encoderlab.errors import UserError
-from encoderlab.runs import _atomic_write
+from encoderlab.runs import atomic_write
 from encoderlab.study.spec import SplitSpec, Study, TextsSpec
 
 _SPLIT_FORMATS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv"}
@@ -128,5 +128,5 @@ def write_texts(spec: TextsSpec, out_file: Path) -> int:
     # unchanged text keeps its mtime: the corpus cache (keyed on size and mtime) stays valid
     if not (out_file.is_file() and out_file.read_text(encoding="utf-8") == text):
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out_file, text)
+        atomic_write(out_file, text)
     return len(docs)

@@ -16,7 +16,8 @@ from typing import Any
 
 from encoderlab.config import parse_override
 from encoderlab.errors import UserError
-from encoderlab.jobs import has_checkpoint, run_info
+from encoderlab.jobs import run_info
+from encoderlab.runs import has_checkpoint
 from encoderlab.study.data import prepare_data
 from encoderlab.study.process import launch, pid_alive, signals_as_interrupt
 from encoderlab.study.spec import PLACEHOLDER_RE, Study, load_study

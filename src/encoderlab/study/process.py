@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from encoderlab.jobs import find_run_dir, last_line
+from encoderlab.jobs import last_line
+from encoderlab.runs import find_run
 
 STOP_TIMEOUT_S = 60  # an interrupted arm gets this long to save its checkpoint
 
@@ -77,7 +78,7 @@ def launch(
         try:
             while proc.poll() is None:
                 if seen is None:
-                    seen = find_run_dir(runs_dir, name, before)
+                    seen = find_run(runs_dir, name, before)
                     if seen is not None:
                         on_run_dir(seen)
                 time.sleep(0.5)
@@ -87,7 +88,7 @@ def launch(
         finally:
             reader.join(timeout=5)
             if seen is None:
-                seen = find_run_dir(runs_dir, name, before)
+                seen = find_run(runs_dir, name, before)
                 if seen is not None:
                     on_run_dir(seen)
     return proc.returncode, last_line("".join(tail))

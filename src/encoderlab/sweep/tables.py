@@ -14,7 +14,8 @@ from typing import Any
 
 from encoderlab.config import read_yaml, save_config
 from encoderlab.data.tables import write_rows
-from encoderlab.jobs import find_run_dir, one_line, write_json
+from encoderlab.jobs import one_line, write_json
+from encoderlab.runs import find_run
 from encoderlab.sweep.spec import Sweep
 
 STATUSES = ("completed", "stopped early", "failed", "interrupted")
@@ -39,7 +40,7 @@ def collect(sweep: Sweep, tune_status: dict[str, str] | None = None) -> list[dic
         rec = json.loads(f.read_text())
         run_dir = Path(rec["run_dir"]) if rec.get("run_dir") else None
         if run_dir is None:
-            found = find_run_dir(sweep.out / "runs", rec["name"])
+            found = find_run(sweep.out / "runs", rec["name"])
             run_dir = found
         status = rec["status"]
         wall = _wall(rec, run_dir)

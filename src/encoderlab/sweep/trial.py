@@ -18,7 +18,8 @@ from typing import Any
 
 from encoderlab.config import build, read_yaml, set_dotted
 from encoderlab.errors import UserError
-from encoderlab.jobs import find_run_dir, has_checkpoint, one_line, write_json
+from encoderlab.jobs import one_line, write_json
+from encoderlab.runs import find_run, has_checkpoint
 from encoderlab.sweep.spec import Sweep
 
 
@@ -141,8 +142,8 @@ def run_trial(values: dict[str, Any], sweep: Sweep) -> None:
     record.pop("ended", None)
     write_json(side, record)
     runs_dir = sweep.out / "runs"
-    previous = find_run_dir(runs_dir, name)  # set when Tune restarts an interrupted trial
-    reporter = _Reporter(sweep, lambda: find_run_dir(runs_dir, name))
+    previous = find_run(runs_dir, name)  # set when Tune restarts an interrupted trial
+    reporter = _Reporter(sweep, lambda: find_run(runs_dir, name))
     try:
         from encoderlab.runs import Run
 
@@ -183,7 +184,7 @@ def run_trial(values: dict[str, Any], sweep: Sweep) -> None:
     except BaseException as e:
         if isinstance(e, SystemExit):
             raise
-        run_dir = find_run_dir(runs_dir, name)
+        run_dir = find_run(runs_dir, name)
         record.update(
             status="failed",
             error=one_line(e),

@@ -123,6 +123,7 @@ def test_global_batch_must_divide_among_processes(monkeypatch):
         check_batch_size(TrainConfig(batch_size=7))
 
 
+@pytest.mark.slow
 def test_torchrun_pretrain_matches_one_process_and_resumes(tmp_path):
     """2 ranks x 4 rows = one process's 8 rows, grad_accum 2: same losses per step; cut at step
     4, resumed under torchrun to 8, then in one process to 10, still on the same curve."""
@@ -175,6 +176,7 @@ def test_torchrun_pretrain_matches_one_process_and_resumes(tmp_path):
     assert steps == list(range(1, 11))
 
 
+@pytest.mark.slow
 def test_torchrun_finetune_matches_one_process(tmp_path):
     """Classification over 2 epochs of 97 rows in batches of 8: the last batch has one row, so
     rank 1 joins with a stand-in weighted 0; the losses still match one process."""

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -108,6 +109,31 @@ def _train_losses(run: Run) -> list[tuple[int, float]]:
     return [(r["step"], r["train/mlm_loss"]) for r in run.metrics() if r["kind"] == "train"]
 
 
+def _frozen_at_checkpoint(cmd: list[str], env: dict, runs_dir: Path, step: int, slice_s: float):
+    """Start the run in its own process group and let it go in slices of `slice_s` seconds,
+    frozen (SIGSTOP) in between while its checkpoints are looked at, so it cannot finish
+    between the look and the kill: the frozen process once a checkpoint at `step` or later
+    exists, or None when the run finished within one slice (the caller slows it down more)."""
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(slice_s)
+        os.killpg(proc.pid, signal.SIGSTOP)
+        if proc.poll() is not None:
+            return None
+        for run_dir in runs_dir.glob("tiny-*"):
+            last = Run(run_dir).latest_checkpoint()
+            if last is not None and int(last.name.split("-")[1]) >= step:
+                return proc
+        os.killpg(proc.pid, signal.SIGCONT)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    pytest.fail(f"no checkpoint at step {step} after 300 s")
+
+
+@pytest.mark.slow
 def test_kill_9_then_resume_continues_with_the_same_losses(tmp_path, corpus_txt):
     steps = 60
     train = {"max_steps": steps, "checkpoint_every": 5, "eval_every": 20, "eval_batches": 2}
@@ -129,23 +155,19 @@ def test_kill_9_then_resume_continues_with_the_same_losses(tmp_path, corpus_txt)
         capture_output=True,
     )
     reference = only_run(tmp_path / "ref")
-    # the victim: killed with SIGKILL once a checkpoint past step 10 exists
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    victim = None
-    while time.time() < deadline and proc.poll() is None:
-        runs = list((tmp_path / "runs").glob("tiny-*"))
-        if runs:
-            victim = Run(runs[0])
-            last = victim.latest_checkpoint()
-            if last is not None and int(last.name.split("-")[1]) >= 10:
-                break
-        time.sleep(0.005)
-    if proc.poll() is not None:
-        pytest.skip("the run finished before it could be killed (machine too fast)")
-    proc.send_signal(signal.SIGKILL)
+    # the victim: killed with SIGKILL once a checkpoint past step 10 exists; a run that gets
+    # from there to the end within one slice is run again in shorter slices (slower)
+    proc = None
+    for slice_s in (0.05, 0.01, 0.002, 0.0005):
+        shutil.rmtree(tmp_path / "runs", ignore_errors=True)
+        proc = _frozen_at_checkpoint(cmd, env, tmp_path / "runs", 10, slice_s)
+        if proc is not None:
+            break
+    assert proc is not None, "the run finished within a 0.5 ms slice every time"
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert victim is not None and victim.info["status"] == "running"
+    victim = only_run(tmp_path)
+    assert victim.info["status"] == "running"
     killed_at = int(victim.latest_checkpoint().name.split("-")[1])
     assert killed_at < steps
     done = subprocess.run(

@@ -9,13 +9,16 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
+from conftest import run_cli, synthetic_lines
 from encoderlab.config import Config, FinetuneConfig
 from encoderlab.errors import UserError
 from encoderlab.report import build_report, find_runs, load_runs, report_command
 from encoderlab.report.compare import _short, differing_fields, labels
 from encoderlab.report.diffs import example_diff, sign_test
 from encoderlab.runs import Run
+from test_finetune import sentiment_rows, write_csv
 
 GOLD = ["1" if i % 2 else "0" for i in range(10)]
 TEXTS = [f"tweet number {i} about a fire" for i in range(10)]
@@ -405,17 +408,46 @@ def test_folder_expansion_and_user_errors(built, tmp_path):
 
 @pytest.mark.slow
 def test_report_on_real_runs(tmp_path):
-    runs = Path(__file__).resolve().parents[1] / "runs"
-    if not find_runs_safe(runs):
-        pytest.skip(f"{runs}: no run directories")
+    """The report on run directories the commands themselves wrote (a pretraining run and two
+    fine-tuning runs that differ in their head), not on synthetic ones: a clean clone has no
+    runs/, so the test makes its own, tiny ones."""
+    runs = tmp_path / "runs"
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(synthetic_lines(200)) + "\n", encoding="utf-8")
+    model = {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 1, "max_len": 32}
+    pre = {
+        "name": "pre",
+        "runs_dir": str(runs),
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 150},
+        "data": {"corpus": [str(corpus)], "block_len": 32, "cache_dir": str(tmp_path / "cache")},
+        "model": model,
+        "train": {"batch_size": 8, "epochs": None, "max_steps": 12, "eval_every": 4},
+    }
+    (tmp_path / "pre.yaml").write_text(yaml.safe_dump(pre))
+    assert run_cli("pretrain", tmp_path / "pre.yaml") == 0
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(120, 0), ["id", "text", "target"])
+    ft = {
+        "name": "ft",
+        "runs_dir": str(runs),
+        "task": {
+            "type": "classification",
+            "train": str(train),
+            "label_column": "target",
+            "max_len": 32,
+        },
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 120},
+        "model": {**model, "dropout": 0.0},
+        "train": {"batch_size": 16, "lr": 3e-3, "epochs": 2, "log_every": 2},
+    }
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump(ft))
+    for head in ("cls", "mean"):
+        assert run_cli("finetune", tmp_path / "ft.yaml", "--set", f"head.type={head}") == 0
+    made = find_runs([runs])
+    assert len(made) == 3
+
     html = report_command([str(runs)], str(tmp_path / "out"))
     text = html.read_text(encoding="utf-8")
     assert "data:image/png;base64," in text
-    assert "## Conclusions" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
-
-
-def find_runs_safe(path: Path) -> list[Path]:
-    try:
-        return find_runs([path])
-    except UserError:
-        return []
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "## Conclusions" in md
+    assert all(p.name in md for p in made)

@@ -113,6 +113,7 @@ def _run_dirs(out: Path, arm: str) -> list[Path]:
     return sorted((out / "runs").glob(f"{arm}-*"))
 
 
+@pytest.mark.slow
 def test_study_runs_skips_retries_and_resumes(study_file: Path) -> None:
     out = study_file.parent / "out"
     lines: list[str] = []
@@ -185,6 +186,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_running_arm_and_the_rerun_resumes_it(tmp_path: Path) -> None:
     """A real SIGINT to `encoderlab study run` (the study process only, as `kill -INT` sends
     it): the running arm saves a checkpoint and is marked interrupted, the finished arm stays

@@ -86,6 +86,7 @@ def read_trials(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_asha_sweep_lists_every_trial_and_writes_outputs(tmp_path, ray_local):
     out = run_sweep(write_sweep(tmp_path), say=lambda m: None)
     rows = read_trials(out)
@@ -134,6 +135,7 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, ray_local):
     assert load_config(out / "best.yaml", schema=FinetuneConfig).model.d_model in (16, 24)
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_only_unfinished_trials(tmp_path, ray_local):
     """Ctrl-C a sweep (in a subprocess, on this module's Ray) once one trial has completed;
     --resume finishes the rest without re-running it or duplicating run directories."""
@@ -208,6 +210,7 @@ def test_error_kinds():
     assert error_kind(ValueError("something else")) == "error"
 
 
+@pytest.mark.slow
 def test_example_sweep_on_disaster_tweets(tmp_path, ray_local):
     """The shipped 4-trial ASHA example on the real data set, as CI runs it (< 2 min)."""
     from conftest import shared

@@ -1,0 +1,60 @@
+"""A study end to end in seconds, for the default suite (test_study.py's full runs, with a
+pretraining stage, resume and Ctrl-C, are marked slow): one arm that trains, one that fails;
+run again, the done arm is skipped and the failed one retried."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from encoderlab.study import run_study
+from test_finetune import sentiment_rows, write_csv
+
+
+def test_a_tiny_study_runs_its_arms_records_failures_and_skips_done_ones(tmp_path: Path) -> None:
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(64, 0), ["id", "text", "target"])
+    base = {
+        "task": {
+            "type": "classification",
+            "train": str(train),
+            "label_column": "target",
+            "max_len": 32,
+        },
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 100},
+        "model": {"d_model": 16, "n_head": 2, "d_ff": 32, "n_layer": 1, "max_len": 32},
+        "train": {"batch_size": 16, "lr": 3e-3, "epochs": 1, "log_every": 2},
+    }
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    out = tmp_path / "out"
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        yaml.safe_dump(
+            {
+                "name": "quick",
+                "base": "base.yaml",
+                "out": str(out),
+                "arms": [
+                    {"name": "ok", "overrides": ["head.type=mean"]},
+                    {"name": "broken", "overrides": ["train.lr=-1"]},
+                ],
+            }
+        )
+    )
+    lines: list[str] = []
+    html = run_study(study, say=lines.append)
+    arms = json.loads((out / "study.json").read_text())["arms"]
+    assert arms["ok"]["status"] == "done"
+    assert arms["broken"]["status"] == "failed" and arms["broken"]["exit_code"] == 2
+    assert "lr must be positive" in arms["broken"]["message"]
+    run_dir = Path(arms["ok"]["run_dir"])
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    assert html == out / "report" / "report.html" and html.is_file()
+    assert "Record: ok" in (out / "report" / "report.md").read_text(encoding="utf-8")
+
+    lines.clear()
+    run_study(study, say=lines.append)
+    text = "\n".join(lines)
+    assert "[ok] done already" in text and "[broken] retrying" in text
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [run_dir.name]

@@ -649,7 +649,7 @@ def evaluate_file(
     metrics, rows = evaluate_examples(
         ft.model, ft.task, examples, features, ft.cfg, ft.labels, ft.pad_id, ft.device
     )
-    name = Path(data_path).stem
+    name = f"file-{Path(data_path).stem}"  # never the run's own valid/test outputs
     write_jsonl(ft.run.path / "predictions" / f"{name}.jsonl", rows)
     (ft.run.path / "eval").mkdir(exist_ok=True)
     (ft.run.path / "eval" / f"{name}.json").write_text(
@@ -657,6 +657,7 @@ def evaluate_file(
     )
     say("  ".join(f"{k} {v:.4f}" for k, v in scalar_metrics(metrics).items()))
     say(f"predictions: {ft.run.path / 'predictions' / f'{name}.jsonl'}")
+    say(f"metrics: {ft.run.path / 'eval' / f'{name}.json'}")
     return metrics
 
 

@@ -71,7 +71,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from encoderlab.config import parse_override, read_yaml
+from encoderlab.config import check_plain_name, parse_override, read_yaml
 from encoderlab.errors import UserError
 from encoderlab.runs import _atomic_write
 
@@ -176,7 +176,7 @@ class Study:
         self.spec = spec
         self.profile_name = profile
         self.profile = spec.profiles[profile] if profile else ProfileSpec()
-        self.name = spec.name or path.resolve().parent.name
+        self.name = check_plain_name(spec.name, f"{path}: name") or path.resolve().parent.name
         if spec.out:
             self.out = Path(spec.out) if not profile else Path(f"{spec.out}-{profile}")
         else:

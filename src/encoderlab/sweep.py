@@ -45,6 +45,7 @@ from encoderlab.config import (
     Section,
     _format_validation_error,
     build,
+    check_plain_name,
     read_yaml,
     save_config,
 )
@@ -166,7 +167,7 @@ class Sweep:
         self.base = base
         self.schema = schema
         stem = path.stem if path.stem != "sweep" else path.resolve().parent.name
-        self.name = spec.name or stem
+        self.name = check_plain_name(spec.name, f"{path}: name") or stem
         self.out = Path(spec.out or Path("sweeps") / self.name).resolve()
         self.cwd = Path.cwd().resolve()
 

@@ -83,7 +83,7 @@ class ModelConfig(Section):
         for name in ("d_model", "n_head", "d_ff", "n_layer", "max_len", "d_head", "vocab_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"model.{name}={value}: must be at least 1")
+                raise ValueError(f"{name}={value} must be at least 1")
         if self.d_head is None and self.d_model % self.n_head != 0:
             raise ValueError(
                 f"d_model={self.d_model} is not divisible by n_head={self.n_head}; "
@@ -252,10 +252,10 @@ class TrainConfig(Section):
         for name in ("max_steps", "epochs", "log_every", "eval_every", "checkpoint_every"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"train.{name}={value}: must be at least 1 (or null)")
+                raise ValueError(f"{name}={value} must be at least 1 (or null)")
         for name in ("keep_checkpoints", "max_nonfinite", "early_stop_patience"):
             if getattr(self, name) < 1:
-                raise ValueError(f"train.{name}={getattr(self, name)}: must be at least 1")
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
         if self.warmup_steps < 0 or (self.eval_batches is not None and self.eval_batches < 1):
             raise ValueError("warmup_steps must be >= 0 and eval_batches >= 1 (or null)")
         _positive_finite("time_budget_min", self.time_budget_min)
@@ -267,7 +267,7 @@ class TrainConfig(Section):
         if not 0.0 <= self.warmup_ratio < 1.0 or not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError("warmup_ratio must be in [0, 1) and min_lr_ratio in [0, 1]")
         if not 0.0 < self.decay_gamma <= 1.0:
-            raise ValueError(f"decay_gamma={self.decay_gamma}: must be in (0, 1]")
+            raise ValueError(f"decay_gamma={self.decay_gamma} must be in (0, 1]")
         return self
 
 

@@ -30,6 +30,7 @@ from encoderlab.config import Config, FinetuneConfig, ModelConfig, load_config, 
 from encoderlab.errors import UserError
 from encoderlab.heads import PoolerHead
 from encoderlab.model import Encoder, num_params, param_groups
+from encoderlab.pretrain import check_not_finished
 from encoderlab.runs import ReadOnlyRun, Run
 from encoderlab.runtime import (
     autocast,
@@ -144,7 +145,9 @@ def build_backbone(
         from encoderlab import hf
 
         with distributed.main_first():  # a hub download lands in the cache once
-            imp = hf.import_checkpoint(init.removeprefix("hf:"), say)
+            imp = hf.import_checkpoint(
+                init.removeprefix("hf:"), say, cfg.hf_trust_remote_code, cfg.hf_allow_pickle
+            )
         _check_same_tokenizer(cfg, imp.tokenizer, init)
         return Backbone(
             imp.encoder, imp.tokenizer, imp.model_cfg, imp.source, imp.pooler, imp.hf_config
@@ -426,6 +429,7 @@ def finetune(
         if run.latest_checkpoint() is None:
             raise UserError(f"{run.path}: has no complete checkpoint yet; start a new run instead")
         cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
+        check_not_finished(run, cfg.train, "To train longer, start a new fine-tuning run")
     assert cfg is not None
     with distributed.session(resolve_device(cfg.train.device)):
         return _finetune(cfg, run, distributed.main_says(say), on_eval)

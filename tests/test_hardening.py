@@ -93,9 +93,9 @@ def test_cli_does_not_need_the_click_package():
     [
         ("model.n_head=0", "'model': n_head=0 must be at least 1"),
         ("model.d_model=0", "d_model=0"),
-        ("train.lr=.nan", "'train': lr=nan must be a finite number > 0"),
-        ("train.lr=.inf", "lr=inf"),
-        ("train.lr=-1", "lr=-1"),
+        ("train.lr=.nan", "'train': lr must be positive and finite, e.g. 5e-4 (got lr=nan)"),
+        ("train.lr=.inf", "got lr=inf"),
+        ("train.lr=-1", "got lr=-1"),
         ("train.max_steps=0", "max_steps=0 must be at least 1"),
         ("train.epochs=0", "epochs=0"),
         ("train.log_every=0", "log_every=0"),

@@ -248,7 +248,7 @@ class TrainConfig(Section):
         if self.epochs is None and self.max_steps is None and self.time_budget_min is None:
             raise ValueError("set at least one of epochs, max_steps, time_budget_min")
         if not math.isfinite(self.lr) or self.lr <= 0:
-            raise ValueError(f"lr={self.lr} must be a finite number > 0, e.g. 5e-4")
+            raise ValueError(f"lr must be positive and finite, e.g. 5e-4 (got lr={self.lr})")
         for name in ("max_steps", "epochs", "log_every", "eval_every", "checkpoint_every"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -133,7 +133,7 @@ def _check_local_checkpoint(folder: Path, spec: str, trust: bool, allow_pickle: 
             f"init: hf:{spec}: has pickled weights only ({pickled[0]}); encoderlab loads "
             'safetensors only. Convert once: python -c "import transformers as t; '
             f"t.AutoModel.from_pretrained('{folder}').save_pretrained('{folder}-safe')\" (then "
-            f"init=hf:{folder}-safe), or opt in with {PICKLE_OPT_IN}"
+            f"copy the tokenizer files there, init=hf:{folder}-safe), or opt in with {PICKLE_OPT_IN}"
         )
 
 

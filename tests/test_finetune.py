@@ -395,8 +395,8 @@ def test_predict_and_evaluate_commands(tmp_path, capsys):
     dev = write_csv(tmp_path / "dev.csv", sentiment_rows(40, 4), ["id", "text", "target"])
     assert main_code(["evaluate", run.path, "--data", dev]) == 0
     assert "acc" in capsys.readouterr().out
-    ev = json.loads((run.path / "eval" / "dev.json").read_text())
-    assert ev["acc"] > 0.7 and (run.path / "predictions" / "dev.jsonl").is_file()
+    ev = json.loads((run.path / "eval" / "file-dev.json").read_text())
+    assert ev["acc"] > 0.7 and (run.path / "predictions" / "file-dev.jsonl").is_file()
     (tmp_path / "p").mkdir()
     pre = _pretrain_tiny(tmp_path / "p")
     assert main_code(["predict", pre.path, "--text", "x"]) == 2

@@ -156,7 +156,7 @@ def test_unigram_drops_rare_characters_when_vocab_is_small():
         train_tokenizer(iter(texts), TokenizerConfig(kind="unigram", vocab_size=300))
 
 
-@pytest.mark.parametrize("kind,minimum", [("bpe", 261), ("wordpiece", 6), ("unigram", 6)])
+@pytest.mark.parametrize("kind,minimum", [("bpe", 261), ("wordpiece", 21), ("unigram", 21)])
 def test_too_small_vocab(kind, minimum):
     with pytest.raises(UserError) as e:
         train_tokenizer(TEXTS, TokenizerConfig(kind=kind, vocab_size=minimum - 1))

@@ -1,7 +1,8 @@
 """The `encoderlab` command: parses arguments, calls one function per command.
 
-Known bad input (`UserError`) becomes one line on stderr and exit code 2; anything else is a
-bug and keeps its traceback (exit code 1).
+Known bad input (`UserError`, or a usage error such as an unknown flag) becomes one line on
+stderr and exit code 2; anything else is a bug and keeps its traceback (exit code 1). The exit
+codes are listed in EXIT_CODES (shown by `encoderlab --help`).
 """
 
 from __future__ import annotations
@@ -12,15 +13,22 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from encoderlab.errors import UserError
 
+EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_NONFINITE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = (
+    "Exit codes: 0 success; 2 user error (bad flag, config key, file; one line on stderr); "
+    "1 a bug in encoderlab (traceback); 3 a run stopped because its loss stayed non-finite "
+    "(status failed, last good weights kept); 130 interrupted (resumable with --resume)."
+)
+
 app = typer.Typer(
     help="Train, fine-tune and compare BERT-style encoders on a budget.",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -54,6 +62,30 @@ def say(msg: str) -> None:
     console.print(msg, highlight=False, markup=False)
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("encoderlab")
+        except metadata.PackageNotFoundError:  # a source tree on PYTHONPATH, not installed
+            from encoderlab import __version__ as version
+        say(f"encoderlab {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Train, fine-tune and compare BERT-style encoders on a budget."""
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -74,11 +106,12 @@ def tokenizer_train(
 ) -> None:
     """Train a subword tokenizer; writes tokenizer.json that transformers can load."""
     from encoderlab.config import DataConfig, TokenizerConfig, build
-    from encoderlab.tokenizer import save_tokenizer, train_tokenizer_from_files
+    from encoderlab.tokenizer import check_output_dir, save_tokenizer, train_tokenizer_from_files
 
     files = list(corpus or []) + list(more or [])
     if not files:
         raise UserError("no corpus given: pass --corpus FILE [FILE ...]")
+    check_output_dir(out)
     tcfg = build(
         TokenizerConfig,
         {
@@ -125,6 +158,7 @@ def pretrain(
 
 
 def _print_result(run, result) -> None:
+    """The summary of a finished run; exit code 3 if its loss stayed non-finite."""
     info = run.info
     say(
         f"done ({result.stopped_because}): {result.step} steps in {result.train_seconds:.0f}s, "
@@ -141,6 +175,9 @@ def _print_result(run, result) -> None:
             f"{last[best['metric']]:.4f} at step {last['step']}"
         )
     say(f"run directory: {run.path}")
+    if info.get("status") == "failed":  # fit returns, not raises, only for a non-finite loss
+        _error(f"the run stopped: {result.stopped_because}")
+        raise typer.Exit(EXIT_NONFINITE)
 
 
 def _corpus_setup(config, corpus, tokenizer, overrides):
@@ -260,6 +297,10 @@ def predict(
     """Predict labels for --text or a whole --input file (e.g. a Kaggle test.csv)."""
     from encoderlab.inference import predict as run_predict
 
+    if text is not None and any(not t.strip() for t in text):
+        raise UserError("--text is empty; give the text to label, e.g. --text 'a fine film'")
+    if text_pair is not None and not text_pair.strip():
+        raise UserError("--text-pair is empty; give the second sentence (or the QA context)")
     run_predict(run, texts=text, text_pair=text_pair, input_path=input, output=output, say=say)
 
 
@@ -402,27 +443,61 @@ def quickstart(
 # ---------------------------------------------------------------------------------------------
 
 
+def _click_base(name: str) -> type[Exception]:
+    """Click's `name` exception class as the installed typer uses it.
+
+    typer >= 0.20 bundles its own copy of click (typer._click) and older ones use click itself;
+    `typer.BadParameter` is public in both, and its bases are the classes typer raises.
+    """
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+_USAGE_ERROR = _click_base("UsageError")
+_CLICK_EXCEPTION = _click_base("ClickException")
+
+
+def _error(msg: str) -> None:
+    err_console.print(f"error: {msg}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _usage_error(e: Exception) -> int:
+    """One line and a hint to --help for a bad command line; help itself for a bare group."""
+    if type(e).__name__ == "NoArgsIsHelpError":  # `encoderlab`, `encoderlab runs`: show help
+        text = e.format_message()  # empty when typer's rich help was already printed
+        if text.strip():
+            print(text)
+        return EXIT_OK
+    ctx = getattr(e, "ctx", None)
+    where = ctx.command_path if ctx is not None else "encoderlab"
+    msg = " ".join(e.format_message().split())
+    _error(f"{msg} (see `{where} --help`)")
+    return EXIT_USER
+
+
 def main(argv: list[str] | None = None) -> None:
+    """Run one command and exit with one of EXIT_CODES (never a traceback for bad input)."""
     try:
-        code = app(args=argv, standalone_mode=False)
-        if code == 130:  # typer turns Ctrl-C into Exit(130) and, here, returns the code
+        code = app(args=argv, prog_name="encoderlab", standalone_mode=False)
+        if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130) and returns the code
             raise KeyboardInterrupt
         if isinstance(code, int) and code:
             sys.exit(code)
     except UserError as e:
-        err_console.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(2)
-    except click.exceptions.Abort:
+        _error(str(e))
+        sys.exit(EXIT_USER)
+    except _USAGE_ERROR as e:
+        sys.exit(_usage_error(e))
+    except typer.Abort:
         err_console.print("interrupted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         err_console.print("interrupted; finished work is kept (continue a run with --resume RUN)")
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
+        sys.exit(EXIT_INTERRUPTED)
+    except _CLICK_EXCEPTION as e:  # not a usage error, e.g. a file option that cannot be read
+        _error(" ".join(e.format_message().split()))
+        sys.exit(getattr(e, "exit_code", EXIT_BUG))
+    except typer.Exit as e:
+        sys.exit(getattr(e, "exit_code", EXIT_OK))
 
 
 if __name__ == "__main__":

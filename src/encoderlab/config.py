@@ -6,6 +6,7 @@ The fully resolved config is what a run saves, so a run directory always says wh
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,43 @@ from encoderlab.errors import UserError
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def plain_name_problem(value: str) -> str | None:
+    """Why `value` is not a plain name (one path component), or None if it is one.
+
+    Names become folder names under runs_dir / studies / sweeps; `../x`, `/tmp/x` or `a/b`
+    would write elsewhere (or fail half way)."""
+    if not value or not value.strip():
+        return "is empty"
+    if value in (".", "..") or any(c in value for c in "/\\\0"):
+        return "must be a plain name without folders ('/', '\\', '..')"
+    if value != value.strip() or any(ord(c) < 32 for c in value):
+        return "must not start or end with spaces or hold control characters"
+    return None
+
+
+def check_plain_name(value: str | None, key: str = "name") -> str | None:
+    """`value` unchanged if it is None or a plain name; else a one-line UserError naming `key`."""
+    problem = None if value is None else plain_name_problem(value)
+    if problem is not None:
+        raise UserError(f"{key} {value!r}: {problem}, e.g. my-run")
+    return value
+
+
+def _plain_name(value: str) -> str:
+    """pydantic field validator: the same rule, reported against the config key."""
+    problem = plain_name_problem(value)
+    if problem is not None:
+        raise ValueError(f"{problem}, e.g. my-run")
+    return value
+
+
+def _positive_finite(name: str, value: float | None, zero_ok: bool = False) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise ValueError(f"{name} must be a finite number {'>= 0' if zero_ok else '> 0'}")
 
 
 class ModelConfig(Section):
@@ -42,14 +80,19 @@ class ModelConfig(Section):
 
     @model_validator(mode="after")
     def _check_shape(self) -> ModelConfig:
+        for name in ("d_model", "n_head", "d_ff", "n_layer", "max_len", "d_head", "vocab_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}={value} must be at least 1")
         if self.d_head is None and self.d_model % self.n_head != 0:
             raise ValueError(
                 f"d_model={self.d_model} is not divisible by n_head={self.n_head}; "
                 "change one of them or set model.d_head explicitly"
             )
-        for name in ("d_model", "n_head", "d_ff", "n_layer", "max_len"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+        if self.n_segments < 0 or self.pad_id < 0:
+            raise ValueError("n_segments and pad_id must be >= 0")
+        _positive_finite("layernorm_eps", self.layernorm_eps)
+        _positive_finite("init_std", self.init_std, zero_ok=True)
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attn_dropout < 1.0:
             raise ValueError("dropout and attn_dropout must be in [0, 1)")
         return self
@@ -204,8 +247,27 @@ class TrainConfig(Section):
             raise ValueError("batch_size and grad_accum must be at least 1")
         if self.epochs is None and self.max_steps is None and self.time_budget_min is None:
             raise ValueError("set at least one of epochs, max_steps, time_budget_min")
-        if self.lr <= 0:
-            raise ValueError("lr must be positive")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr must be positive and finite, e.g. 5e-4 (got lr={self.lr})")
+        for name in ("max_steps", "epochs", "log_every", "eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}={value} must be at least 1 (or null)")
+        for name in ("keep_checkpoints", "max_nonfinite", "early_stop_patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.warmup_steps < 0 or (self.eval_batches is not None and self.eval_batches < 1):
+            raise ValueError("warmup_steps must be >= 0 and eval_batches >= 1 (or null)")
+        _positive_finite("time_budget_min", self.time_budget_min)
+        _positive_finite("weight_decay", self.weight_decay, zero_ok=True)
+        _positive_finite("adam_eps", self.adam_eps)
+        _positive_finite("grad_clip", self.grad_clip, zero_ok=True)
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas={list(self.betas)}: each must be in [0, 1)")
+        if not 0.0 <= self.warmup_ratio < 1.0 or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError("warmup_ratio must be in [0, 1) and min_lr_ratio in [0, 1]")
+        if not 0.0 < self.decay_gamma <= 1.0:
+            raise ValueError(f"decay_gamma={self.decay_gamma} must be in (0, 1]")
         return self
 
 
@@ -220,6 +282,8 @@ class Config(Section):
     tokenizer: TokenizerConfig = TokenizerConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+
+    _name = field_validator("name")(_plain_name)
 
     @model_validator(mode="after")
     def _check_fit(self) -> Config:
@@ -287,6 +351,14 @@ class HeadConfig(Section):
     cnn_filters: int = 100  # per kernel size (Kim 2014)
     cnn_kernels: list[int] = [3, 4, 5]
 
+    @model_validator(mode="after")
+    def _check(self) -> HeadConfig:
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+        if self.cnn_filters < 1 or not self.cnn_kernels or min(self.cnn_kernels) < 1:
+            raise ValueError("cnn_filters and every cnn_kernels entry must be at least 1")
+        return self
+
 
 class FinetuneConfig(Section):
     """A fine-tuning run: a backbone (scratch / pretraining run / hf:...) plus a task head."""
@@ -305,6 +377,12 @@ class FinetuneConfig(Section):
     model: ModelConfig = ModelConfig()  # used for scratch; a pretraining run brings its own
     tokenizer: TokenizerConfig = TokenizerConfig()  # scratch: trained on the task's train file
     train: TrainConfig = TrainConfig(lr=5e-5, epochs=3, eval_every=None)
+    # opt-ins for hf: checkpoints; off, encoderlab never runs a checkpoint's own Python code
+    # (config.json auto_map) and never unpickles weights (pytorch_model.bin): safetensors only
+    hf_trust_remote_code: bool = False
+    hf_allow_pickle: bool = False
+
+    _name = field_validator("name")(_plain_name)
 
     @model_validator(mode="after")
     def _check_fit(self) -> FinetuneConfig:
@@ -312,6 +390,8 @@ class FinetuneConfig(Section):
             raise ValueError("unfreeze_last only makes sense with freeze: all or embeddings")
         if self.unfreeze_last < 0 or self.drop_last < 0:
             raise ValueError("unfreeze_last and drop_last must be >= 0")
+        if self.head_lr is not None and (not math.isfinite(self.head_lr) or self.head_lr <= 0):
+            raise ValueError(f"head_lr={self.head_lr} must be a finite number > 0 (or null)")
         return self
 
 

@@ -37,6 +37,7 @@ from encoderlab.inference import (
     write_submission,
 )
 from encoderlab.model import Encoder, num_params, param_groups, prepare_training
+from encoderlab.pretrain import check_not_finished
 from encoderlab.runs import ReadOnlyRun, Run, encoder_weights, run_checkpoint, run_model_config
 from encoderlab.runtime import resolve_device, seed_everything
 from encoderlab.tasks import get_task
@@ -80,7 +81,9 @@ def build_backbone(
     init = cfg.init.strip()
     if init.startswith("hf:"):
         with distributed.main_first():  # a hub download lands in the cache once
-            imp = import_checkpoint(init.removeprefix("hf:"), say)
+            imp = import_checkpoint(
+                init.removeprefix("hf:"), say, cfg.hf_trust_remote_code, cfg.hf_allow_pickle
+            )
         _check_same_tokenizer(cfg, imp.tokenizer, init)
         return Backbone(
             imp.encoder, imp.tokenizer, imp.model_cfg, imp.source, imp.pooler, imp.hf_config
@@ -262,6 +265,7 @@ def finetune(
         if run.latest_checkpoint() is None:
             raise UserError(f"{run.path}: has no complete checkpoint yet; start a new run instead")
         cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
+        check_not_finished(run, cfg.train, "To train longer, start a new fine-tuning run")
     assert cfg is not None
     with distributed.session(resolve_device(cfg.train.device)):
         return _finetune(cfg, run, distributed.main_says(say), on_eval)

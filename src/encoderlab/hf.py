@@ -25,6 +25,11 @@ trains; the run then keeps the HF config (hf_backbone/config.json) to rebuild it
 
 Export (`encoderlab export RUN --to-hf OUT`) writes a BertConfig, model.safetensors with
 BERT names and the run's tokenizer; features BertConfig cannot express are refused.
+
+Nothing foreign runs: transformers is always told trust_remote_code=False (a checkpoint whose
+config.json has an `auto_map` is refused unless the config sets hf_trust_remote_code: true),
+and weights are read from safetensors only (pickled pytorch_model.bin is refused unless the
+config sets hf_allow_pickle: true).
 """
 
 from __future__ import annotations
@@ -96,6 +101,44 @@ def _quiet_transformers() -> Iterator[None]:
             logging.enable_progress_bar()
 
 
+TRUST_OPT_IN = "--set hf_trust_remote_code=true"
+PICKLE_OPT_IN = "--set hf_allow_pickle=true"
+_SAFETENSORS = ("model.safetensors", "model.safetensors.index.json")
+_PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def refuse_remote_code(config: dict[str, Any] | Any, where: str, trust: bool) -> None:
+    """A config with `auto_map` names Python files of the checkpoint's own that transformers
+    would import; without the explicit opt-in that is a one-line error, never a prompt."""
+    auto_map = (
+        config.get("auto_map") if isinstance(config, dict) else getattr(config, "auto_map", None)
+    )
+    if auto_map and not trust:
+        raise UserError(
+            f"{where}: its config.json has auto_map (the checkpoint's own Python code, "
+            f"{', '.join(sorted(auto_map))}); encoderlab does not run it. If you trust that code, "
+            f"opt in with {TRUST_OPT_IN} (hf_trust_remote_code: true in the config)"
+        )
+
+
+def _check_local_checkpoint(folder: Path, spec: str, trust: bool, allow_pickle: bool) -> None:
+    """Before transformers touches a local folder: no foreign code, no pickled weights."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"init: hf:{spec}: cannot read config.json ({_first_line(e)})") from None
+    refuse_remote_code(config, f"init: hf:{spec}", trust)
+    has_safe = any((folder / f).is_file() for f in _SAFETENSORS)
+    pickled = [f for f in _PICKLES if (folder / f).is_file()]
+    if pickled and not has_safe and not allow_pickle:
+        raise UserError(
+            f"init: hf:{spec}: has pickled weights only ({pickled[0]}); encoderlab loads "
+            'safetensors only. Convert once: python -c "import transformers as t; '
+            f"t.AutoModel.from_pretrained('{folder}').save_pretrained('{folder}-safe')\" (then "
+            f"copy the tokenizer files there, init=hf:{folder}-safe), or opt in with {PICKLE_OPT_IN}"
+        )
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
@@ -165,7 +208,7 @@ def resolve_source(spec: str) -> str:
     return name
 
 
-def load_hf_tokenizer(source: str) -> Tokenizer:
+def load_hf_tokenizer(source: str, trust_remote_code: bool = False) -> Tokenizer:
     """The checkpoint's tokenizer as a `tokenizers.Tokenizer`, with its special-token roles.
 
     tokenizer.json is used directly when present; otherwise (vocab.txt, vocab.json+merges.txt,
@@ -177,7 +220,9 @@ def load_hf_tokenizer(source: str) -> Tokenizer:
     transformers = _transformers()
     try:
         with _quiet_transformers():
-            hf_tok = transformers.AutoTokenizer.from_pretrained(source)
+            hf_tok = transformers.AutoTokenizer.from_pretrained(
+                source, trust_remote_code=trust_remote_code
+            )
     except Exception as e:
         raise UserError(
             f"hf:{source}: could not load its tokenizer ({_first_line(e)}); the checkpoint needs "
@@ -378,30 +423,53 @@ def _wrapped_model_config(cfg: Any, vocab: int, pad_id: int) -> ModelConfig:
     )
 
 
-def import_checkpoint(spec: str, say: Callable[[str], None] = print) -> Imported:
-    """Load `hf:<spec>`: the encoder (converted where it maps, else wrapped) and its tokenizer."""
+def import_checkpoint(
+    spec: str,
+    say: Callable[[str], None] = print,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+) -> Imported:
+    """Load `hf:<spec>`: the encoder (converted where it maps, else wrapped) and its tokenizer.
+
+    The checkpoint's own code runs only with `trust_remote_code`, pickled weights load only
+    with `allow_pickle` (the config's hf_trust_remote_code / hf_allow_pickle)."""
     transformers = _transformers()
     source = resolve_source(spec)
+    if Path(source).is_dir():
+        _check_local_checkpoint(Path(source), spec, trust_remote_code, allow_pickle)
     try:  # the small file first: a wrong hub name or no connection fails fast, and clearly
         with _quiet_transformers():
-            transformers.AutoConfig.from_pretrained(source)
+            hf_config = transformers.AutoConfig.from_pretrained(
+                source, trust_remote_code=trust_remote_code
+            )
     except Exception as e:
+        if not trust_remote_code and "trust_remote_code" in str(e):
+            refuse_remote_code({"auto_map": {"AutoConfig": ""}}, f"init: hf:{spec}", False)
         where = "a local directory" if Path(source).is_dir() else "the Hugging Face Hub"
         raise UserError(
             f"init: hf:{spec}: could not load its config.json from {where} ({_first_line(e)}); "
             "check the name (and the connection), or point init at a local checkpoint directory"
         ) from None
-    tok = load_hf_tokenizer(source)
+    refuse_remote_code(hf_config, f"init: hf:{spec}", trust_remote_code)  # hub checkpoints
+    tok = load_hf_tokenizer(source, trust_remote_code)
     pad_id = special_ids(tok)["pad"]
     try:
         with _quiet_transformers():
             model, info = transformers.AutoModel.from_pretrained(
-                source, output_loading_info=True, dtype=torch.float32
+                source,
+                output_loading_info=True,
+                dtype=torch.float32,
+                trust_remote_code=trust_remote_code,
+                use_safetensors=None if allow_pickle else True,
             )
     except Exception as e:
+        weights = (
+            "model.safetensors" if not allow_pickle else "model.safetensors or pytorch_model.bin"
+        )
         raise UserError(
             f"init: hf:{spec}: transformers could not load it ({_first_line(e)}); it needs "
-            "config.json and model.safetensors or pytorch_model.bin (or a hub name when online)"
+            f"config.json and {weights} (or a hub name when online)"
+            + ("" if allow_pickle else f"; pickled weights only with {PICKLE_OPT_IN}")
         ) from None
     cfg = model.config
     vocab = int(getattr(cfg, "vocab_size", 0) or 0)
@@ -446,16 +514,33 @@ def save_wrapped_config(hf_config: Any, run_dir: Path) -> None:
     hf_config.save_pretrained(str(run_dir / WRAPPED_DIR))
 
 
+def _run_trusts_remote_code(run_dir: Path) -> bool:
+    """The opt-in a run was started with (its config.yaml), so predict does what training did."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(saved, dict) and saved.get("hf_trust_remote_code") is True
+
+
 def wrapped_encoder(run_dir: Path) -> HFEncoder | None:
     """The wrapped backbone of a run, with untrained weights, or None if the run has none."""
     folder = Path(run_dir) / WRAPPED_DIR
     if not (folder / "config.json").is_file():
         return None
+    trust = _run_trusts_remote_code(Path(run_dir))
+    try:
+        saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"{folder}: cannot read config.json ({_first_line(e)})") from None
+    refuse_remote_code(saved, str(folder), trust)
     transformers = _transformers()
     try:
         with _quiet_transformers():
-            config = transformers.AutoConfig.from_pretrained(str(folder))
-            model = transformers.AutoModel.from_config(config)
+            config = transformers.AutoConfig.from_pretrained(str(folder), trust_remote_code=trust)
+            model = transformers.AutoModel.from_config(config, trust_remote_code=trust)
     except Exception as e:
         raise UserError(
             f"{folder}: cannot rebuild the wrapped backbone ({_first_line(e)})"

@@ -211,7 +211,7 @@ def evaluate_file(
 ) -> dict[str, Any]:
     ft = load_finetuned(run_dir)
     metrics, rows = ft.evaluate(data_path)
-    name = Path(data_path).stem
+    name = f"file-{Path(data_path).stem}"  # never the run's own valid/test outputs
     write_jsonl(ft.run.path / "predictions" / f"{name}.jsonl", rows)
     (ft.run.path / "eval").mkdir(exist_ok=True)
     (ft.run.path / "eval" / f"{name}.json").write_text(
@@ -219,6 +219,7 @@ def evaluate_file(
     )
     say("  ".join(f"{k} {v:.4f}" for k, v in scalar_metrics(metrics).items()))
     say(f"predictions: {ft.run.path / 'predictions' / f'{name}.jsonl'}")
+    say(f"metrics: {ft.run.path / 'eval' / f'{name}.json'}")
     return metrics
 
 

@@ -9,6 +9,7 @@ token cache before the others open it, and creates the run directory; see `train
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from tokenizers import Tokenizer
 
 from encoderlab import distributed
-from encoderlab.config import Config, load_config, save_config
+from encoderlab.config import Config, TrainConfig, load_config, save_config
 from encoderlab.data.tokens import build_mlm_datasets, cache_key, collate_mlm
 from encoderlab.errors import UserError
 from encoderlab.model import MaskedLM, param_summary, prepare_training
@@ -79,6 +80,31 @@ def fit_model_to_tokenizer(cfg: Config, tok) -> Config:
     return cfg
 
 
+def check_not_finished(run: Run, t: TrainConfig, hint: str) -> None:
+    """Refuse to resume a run whose last checkpoint already reached the end `t` sets: the trainer
+    takes a step before it checks, so it would train past max_steps / the last epoch."""
+    ckpt = run.latest_checkpoint()
+    if ckpt is None:
+        return
+    state = json.loads((ckpt / "state.json").read_text())
+    step, epoch = int(state.get("step", 0)), int(state.get("epoch", 0))
+    done = None
+    if t.max_steps is not None and step >= t.max_steps:
+        done = f"train.max_steps={t.max_steps}"
+    elif t.epochs is not None and epoch >= t.epochs and not state.get("micro"):
+        done = f"train.epochs={t.epochs}"
+    elif t.time_budget_min is not None and state.get("train_seconds", 0) >= t.time_budget_min * 60:
+        done = f"train.time_budget_min={t.time_budget_min}"
+    elif run.info.get("status") == "finished" and str(
+        run.info.get("stopped_because", "")
+    ).startswith("early stop"):
+        done = "early stopping"
+    if done is not None:
+        raise UserError(
+            f"{run.path}: already finished ({done}, at step {step}); nothing to resume. {hint}"
+        )
+
+
 def pretrain(
     cfg: Config | None = None,
     resume: str | Path | None = None,
@@ -107,6 +133,9 @@ def _pretrain(
         tok = load_tokenizer(run.path / "tokenizer")
         if run.latest_checkpoint() is None:
             raise UserError(f"{run.path}: has no complete checkpoint yet; start a new run instead")
+        check_not_finished(
+            run, cfg.train, "To train longer, resume with e.g. --set train.max_steps=N (larger)"
+        )
         if run.info.get("data_key") not in (None, cache_key(cfg.data, tok)):
             say("warning: the corpus files changed since this run started; resuming anyway")
     else:

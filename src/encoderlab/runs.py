@@ -31,7 +31,7 @@ import torch
 from pydantic import BaseModel
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from encoderlab.config import Config, ModelConfig, load_config, save_config
+from encoderlab.config import Config, ModelConfig, check_plain_name, load_config, save_config
 from encoderlab.errors import UserError
 
 RUN_FILE = "run.json"
@@ -104,6 +104,7 @@ class Run:
 
     @classmethod
     def create(cls, runs_dir: str | Path, name: str, config: BaseModel, kind: str) -> Run:
+        check_plain_name(name, "name")  # never a folder outside runs_dir
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         root = Path(runs_dir)
         root.mkdir(parents=True, exist_ok=True)

@@ -53,10 +53,16 @@ _TRAIN_BATCH = 1000
 KINDS = ("bpe", "char_bpe", "wordpiece", "unigram")
 
 
+# Fewer pieces than this make a model that predicts the one or two tokens there are: MLM loss
+# 0.0 and perfect accuracy that mean nothing.
+MIN_PIECES = 16
+
+
 def min_vocab_size(kind: str) -> int:
-    """Smallest vocab a kind can be trained to: the specials, plus the 256 bytes for byte-level."""
+    """Smallest vocab a kind can be trained to: the specials, plus the 256 bytes for byte-level
+    or MIN_PIECES pieces for the others."""
     base = len(SPECIAL_TOKENS)
-    return base + _BYTE_ALPHABET if kind == "bpe" else base + 1
+    return base + _BYTE_ALPHABET if kind == "bpe" else base + MIN_PIECES
 
 
 def _check_cfg(cfg: TokenizerConfig) -> None:
@@ -67,7 +73,7 @@ def _check_cfg(cfg: TokenizerConfig) -> None:
         why = (
             f"{len(SPECIAL_TOKENS)} special tokens + {_BYTE_ALPHABET} bytes"
             if cfg.kind == "bpe"
-            else f"{len(SPECIAL_TOKENS)} special tokens + at least one piece"
+            else f"{len(SPECIAL_TOKENS)} special tokens + {MIN_PIECES} pieces"
         )
         raise UserError(
             f"tokenizer.vocab_size={cfg.vocab_size} is too small for kind '{cfg.kind}': "
@@ -331,6 +337,19 @@ def train_tokenizer_from_files(
     return train_tokenizer(_Documents(groups, min(caps) if caps else None), cfg)
 
 
+def check_output_dir(out_dir: str | Path) -> Path:
+    """`out_dir` as a Path, or a UserError if it (or a folder above it) is an existing file;
+    called before training, so a long training run is not lost to a bad --out."""
+    out = Path(out_dir)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise UserError(
+                f"--out {out}: {p} is a file; the tokenizer is written as a folder "
+                "(tokenizer.json and two small files inside); give a folder name"
+            )
+    return out
+
+
 def save_tokenizer(
     tok: Tokenizer, out_dir: str | Path, model_max_length: int | None = None
 ) -> Path:
@@ -340,7 +359,7 @@ def save_tokenizer(
     gives a fast tokenizer with pad/unk/cls/sep/mask set, matching this one id for id.
     """
     names = special_tokens(tok)  # refuse to write a tokenizer transformers could not use
-    out = Path(out_dir)
+    out = check_output_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tok.save(str(out / "tokenizer.json"))
     tokens = {f"{k}_token": v for k, v in names.items()}

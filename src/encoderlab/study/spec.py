@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from encoderlab.config import read_yaml
+from encoderlab.config import check_plain_name, read_yaml
 from encoderlab.errors import UserError
 
 PLACEHOLDERS = ("pretrain", "minilm", "synthetic", "split", "texts", "out")
@@ -115,7 +115,7 @@ class Study:
         self.spec = spec
         self.profile_name = profile
         self.profile = spec.profiles[profile] if profile else ProfileSpec()
-        self.name = spec.name or path.resolve().parent.name
+        self.name = check_plain_name(spec.name, f"{path}: name") or path.resolve().parent.name
         if spec.out:
             self.out = Path(spec.out) if not profile else Path(f"{spec.out}-{profile}")
         else:

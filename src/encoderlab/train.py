@@ -22,7 +22,7 @@ Read in this order:
 Where speed work goes: the per-micro-batch `isfinite` sync is in `optimizer_step` (a deferred
 check would return the flag as a tensor and let `LoopState.count` read it a step later); when to
 checkpoint is `Recorder.checkpoint_due` (time intervals) and how is `Recorder.checkpoint` (an
-async writer); what the forward runs is `Engine.net` (torch.compile wraps it in `_data_parallel`).
+async writer); what the forward runs is `Engine.net`, set up in `_data_parallel` (torch.compile).
 """
 
 from __future__ import annotations

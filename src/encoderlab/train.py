@@ -1,4 +1,4 @@
-"""The training loop, shared by pretraining and fine-tuning, in one visible function: `fit`.
+"""The training loop, shared by pretraining and fine-tuning: `fit`, readable top to bottom.
 
 The trainer knows nothing about tasks beyond an `Objective`: "loss and summable counts from a
 batch" and "metrics from summed counts". Everything that decides which batch comes next
@@ -9,6 +9,20 @@ Under torchrun (see `encoderlab.distributed`) `fit` trains with DistributedDataP
 global batch is still train.batch_size rows, dealt out row by row to the ranks, and each
 rank's loss is weighted by its share of the batch's loss units (masked tokens, labelled rows),
 so the averaged gradient, the logged counts and the schedule equal a single process's.
+
+Read in this order:
+  LoopState       what a checkpoint carries besides weights, optimizer and RNG states
+  optimizer_step  one step over the accumulated micro-batches (DDP weighting, non-finite
+                  losses, clipping, fp16 scaler), on an `Engine` (model, optimizer, precision)
+  StopRule        why the run ends: diverged, out of steps, out of time, early stop
+  Recorder        what the loop writes down: the train log window, progress bar, evaluations,
+                  best result, checkpoints, run.json
+  fit             the loop itself, then small pieces (schedule, evaluation, RNG, DDP)
+
+Where speed work goes: the per-micro-batch `isfinite` sync is in `optimizer_step` (a deferred
+check would return the flag as a tensor and let `LoopState.count` read it a step later); when to
+checkpoint is `Recorder.checkpoint_due` (time intervals) and how is `Recorder.checkpoint` (an
+async writer); what the forward runs is `Engine.net`, set up in `_data_parallel` (torch.compile).
 """
 
 from __future__ import annotations
@@ -18,8 +32,8 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -79,7 +93,626 @@ class StopRun(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# Small pieces: seeds, devices, schedules, batch order
+# LoopState: the loop's counters, saved in state.json and restored on resume
+
+
+@dataclass
+class LoopState:
+    """Where the loop is. Its fields are state.json's keys (runs written before this class
+    existed resume from the same keys); `window` is live here and saved as floats."""
+
+    step: int = 0
+    epoch: int = 0
+    micro: int = 0  # next micro-batch index within the epoch
+    tokens: int = 0
+    samples: int = 0
+    train_seconds: float = 0.0
+    nonfinite_total: int = 0
+    nonfinite_streak: int = 0
+    best_value: float | None = None
+    best_step: int | None = None
+    evals_since_best: int = 0
+    window: dict[str, torch.Tensor] = field(default_factory=dict)  # counts since the train log
+    window_steps: int = 0
+    last_eval: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return out | {"window": _floats(self.window), "last_eval": dict(self.last_eval)}
+
+    @classmethod
+    def from_json(cls, saved: dict[str, Any], device: torch.device) -> LoopState:
+        state = cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
+        state.window = {k: torch.tensor(v, device=device) for k, v in state.window.items()}
+        return state
+
+    def count(self, step: Stepped) -> None:
+        """Account for one optimizer step: a skipped (non-finite) one still moves the step,
+        the data position and the token count on, but adds nothing to the log window."""
+        if step.finite:
+            self.nonfinite_streak = 0
+            _sum_counts(self.window, step.counts)
+            self.window_steps += 1
+        else:
+            self.nonfinite_total += 1
+            self.nonfinite_streak += 1
+        self.step += 1
+        self.tokens += step.tokens
+        self.samples += step.rows
+
+
+# ---------------------------------------------------------------------------------------------
+# optimizer_step: one step over the accumulated micro-batches
+
+
+@dataclass
+class Engine:
+    """What a step runs on. `net` is what the training forward calls: the model or its DDP
+    wrapper (a compiled model would go here too); checkpoints and clipping use `model`."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    objective: Objective
+    device: torch.device
+    amp: torch.dtype | None
+    base_lrs: list[float]
+    ddp: DistributedDataParallel | None = None
+    scaler: torch.amp.GradScaler | None = field(init=False, default=None)  # fp16 only
+
+    def __post_init__(self) -> None:
+        if self.amp == torch.float16:
+            self.scaler = torch.amp.GradScaler(self.device.type)
+
+    @property
+    def net(self) -> nn.Module:
+        return self.ddp if self.ddp is not None else self.model
+
+    def set_lr(self, scale: float) -> None:
+        for g, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            g["lr"] = lr * scale
+
+
+@dataclass
+class Stepped:
+    """What one optimizer step saw: the batch's summed counts, tokens and rows (the whole
+    global batch's under DDP), and whether every loss was finite (if not, nothing was applied)."""
+
+    counts: dict[str, torch.Tensor]
+    tokens: int
+    rows: int
+    finite: bool
+
+
+def optimizer_step(
+    eng: Engine, group: list[tuple[Batch, bool]], grad_clip: float | None
+) -> Stepped:
+    """Forward and backward every micro-batch of `group` ((batch, False for a stand-in row)),
+    each loss divided by len(group), then clip and step; a non-finite loss skips the step.
+
+    Under DDP gradients are averaged once, in the last micro-batch's backward, and each rank's
+    loss is weighted by its share of the loss units (`_across_ranks`).
+    """
+    counts: dict[str, torch.Tensor] = {}
+    tokens = rows = 0
+    finite = True
+    for i, (mb, real) in enumerate(group):
+        mb_tokens = batch_tokens(mb) if real else 0  # on the host: no GPU sync
+        mb_rows = len(mb["input_ids"]) if real else 0
+        mb = to_device(mb, eng.device)
+        last = i == len(group) - 1
+        with contextlib.nullcontext() if eng.ddp is None or last else eng.ddp.no_sync():
+            with autocast(eng.device, eng.amp):
+                loss, mb_counts = eng.objective.step(eng.net, mb)
+            if eng.ddp is None:
+                finite = bool(torch.isfinite(loss.detach()))  # a GPU sync per micro-batch
+            else:
+                loss, mb_counts, mb_tokens, mb_rows, finite = _across_ranks(
+                    loss, mb_counts, eng.objective.units, real, mb_tokens, mb_rows
+                )
+            tokens += mb_tokens
+            rows += mb_rows
+            if not finite:
+                break
+            loss = loss / len(group)
+            (eng.scaler.scale(loss) if eng.scaler else loss).backward()
+        _sum_counts(counts, mb_counts)
+    if finite:
+        if eng.scaler:
+            eng.scaler.unscale_(eng.optimizer)
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(eng.model.parameters(), grad_clip)
+        if eng.scaler:
+            eng.scaler.step(eng.optimizer)
+            eng.scaler.update()
+        else:
+            eng.optimizer.step()
+    eng.optimizer.zero_grad(set_to_none=True)
+    return Stepped(counts, tokens, rows, finite)
+
+
+def _across_ranks(
+    loss: torch.Tensor,
+    counts: dict[str, torch.Tensor],
+    units: str | None,
+    real: bool,
+    tokens: int,
+    rows: int,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], int, int, bool]:
+    """One micro-batch under DDP: sum its counts over the ranks (one all_reduce) and weight this
+    rank's loss by its share of the batch's loss units.
+
+    Each rank's loss is a mean over its own units (masked tokens, labelled rows), whose number
+    differs between ranks; DDP then averages the gradients. Scaling by units * world / total
+    makes that average the gradient of the whole batch's mean, as one process computes it.
+    Returns (loss to backpropagate, counts of the whole batch, its tokens, its rows, whether
+    every rank's loss is finite: a non-finite loss anywhere skips the step everywhere).
+    """
+    keep = 1.0 if real else 0.0  # a stand-in row counts for nothing
+    local = {k: v.detach().float() * keep for k, v in counts.items()}
+    mine = local[units] if units is not None else torch.tensor(float(rows), device=loss.device)
+    total = distributed.sum_counts(
+        {
+            **local,
+            "_units": mine,
+            "_nonfinite": (~torch.isfinite(loss.detach())).float(),
+            "_tokens": float(tokens),
+            "_rows": float(rows),
+        }
+    )
+    weight = mine.to(total["_units"]) * distributed.world() / total["_units"].clamp_min(1.0)
+    return (
+        loss * weight.to(loss),
+        {k: total[k].float() for k in counts},
+        int(total["_tokens"]),
+        int(total["_rows"]),
+        bool(total["_nonfinite"] == 0),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# StopRule: why the run ends
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long the run is, fixed by the config and the training set's size."""
+
+    micro_per_epoch: int
+    steps_per_epoch: int
+    total_steps: int | None  # None: only a time budget (or early stopping) ends the run
+    budget_s: float | None
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, rows: int) -> Plan:
+        micro_per_epoch = math.ceil(rows / cfg.batch_size)
+        steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum)
+        total_steps = cfg.max_steps
+        if cfg.epochs is not None:
+            by_epochs = cfg.epochs * steps_per_epoch
+            total_steps = by_epochs if total_steps is None else min(total_steps, by_epochs)
+        budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min is not None else None
+        return cls(micro_per_epoch, steps_per_epoch, total_steps, budget_s)
+
+
+class Clock:
+    """Seconds trained, counting those before a resume."""
+
+    def __init__(self, already: float) -> None:
+        self.t0 = time.perf_counter() - already
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def agreed(self) -> float:
+        """Seconds trained as rank 0 counts them: LR under a time budget and the decision to
+        stop must agree on every rank, or their weights drift apart (a collective call)."""
+        return distributed.main_value(self.seconds())
+
+
+@dataclass
+class StopRule:
+    """Why the run stops, or None. Every rank reaches the same answer (same steps, rank 0's
+    clock), so every rank leaves the loop at the same step."""
+
+    cfg: TrainConfig
+    plan: Plan
+    clock: Clock
+    primary: str  # the early-stopping metric, for the message
+
+    def diverged(self, state: LoopState) -> str | None:
+        """Checked right after a step, before anything is logged: too many skipped steps."""
+        if state.nonfinite_streak < self.cfg.max_nonfinite:
+            return None
+        return (
+            f"loss was not finite for {state.nonfinite_streak} steps in a row "
+            f"(at step {state.step}); saved the last good weights. Lower train.lr, "
+            "set train.grad_clip, or use train.precision=fp32"
+        )
+
+    def reason(self, state: LoopState, evaluated: bool) -> str | None:
+        """Checked after the step's logs and evaluation: steps, time budget, early stop."""
+        cfg, plan = self.cfg, self.plan
+        if plan.total_steps is not None and state.step >= plan.total_steps:
+            return "max_steps" if cfg.max_steps == state.step else "finished"
+        if plan.budget_s is not None and self.clock.agreed() >= plan.budget_s:
+            return "time budget"
+        patience = cfg.early_stop_patience
+        if evaluated and cfg.early_stop_metric is not None and state.evals_since_best >= patience:
+            return f"early stop: no better {self.primary} in {patience} evaluations"
+        return None
+
+    def budget_used(self) -> float:
+        """The fraction of the time budget spent: the schedule's progress without total_steps."""
+        return self.clock.agreed() / self.plan.budget_s if self.plan.budget_s else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Recorder: logs, progress, evaluations, best result, checkpoints
+
+
+@dataclass
+class Recorder:
+    """Everything the loop writes down. On ranks > 0 `run` is a ReadOnlyRun, `say` is silent
+    and `on_eval` is None, so every rank can call every method (evaluation is collective)."""
+
+    run: Run
+    say: Callable[[str], None]
+    eng: Engine
+    cfg: TrainConfig
+    plan: Plan
+    clock: Clock
+    measure: Callable[[], dict[str, float]] | None  # valid metrics; None: nothing to evaluate
+    on_eval: Callable[[int, dict[str, float]], None] | None
+    primary: str  # the metric that defines "best", and whether higher ("max") is better
+    primary_mode: str
+    progress: _Progress
+    last_saved: int = -1  # the step last checkpointed
+    window_tokens: int = 0  # throughput since the last train log (not checkpointed)
+    window_t0: float = field(default_factory=time.perf_counter)
+    last_print: float = 0.0
+
+    def stepped(self, state: LoopState, tokens: int) -> None:
+        self.window_tokens += tokens
+        window_s = time.perf_counter() - self.window_t0
+        self.progress.update(
+            state.step, state.window, self.eng.objective, self.window_tokens, window_s
+        )
+
+    def log_train(self, state: LoopState) -> None:
+        """One train record over the steps since the last one (nothing if all were skipped)."""
+        if state.window_steps == 0:
+            return
+        now = time.perf_counter()
+        metrics = self.eng.objective.metrics(_floats(state.window))
+        record = {
+            "step": state.step,
+            "epoch": round(state.step / self.plan.steps_per_epoch, 4),
+            "kind": "train",
+            **{f"train/{k}": v for k, v in metrics.items()},
+            "lr": self.eng.optimizer.param_groups[0]["lr"],
+            "tokens_per_s": round(self.window_tokens / max(now - self.window_t0, 1e-9), 1),
+            "tokens": state.tokens,
+            "time": round(self.clock.seconds(), 2),
+        }
+        self.run.log(record)
+        if self.progress.bar is None and now - self.last_print >= 20:  # no bar: a line at times
+            self.last_print = now
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("train/"))
+            self.say(f"step {state.step}  {shown}  {record['tokens_per_s']:,.0f} tok/s")
+        state.window, self.window_tokens, self.window_t0 = {}, 0, now
+        state.window_steps = 0
+
+    def evaluate(self, state: LoopState) -> None:
+        """Evaluate on valid, log it, keep the best, tell `on_eval` (before the checkpoint)."""
+        if self.measure is None:
+            return
+        t0 = time.perf_counter()
+        metrics = {f"valid/{k}": v for k, v in self.measure().items()}
+        record = {
+            "step": state.step,
+            "epoch": round(state.step / self.plan.steps_per_epoch, 4),
+            "kind": "eval",
+            **metrics,
+            "eval_seconds": round(time.perf_counter() - t0, 3),
+        }
+        self.run.log(record)
+        state.last_eval = metrics
+        self.say("  ".join([f"step {state.step}"] + [f"{k} {v:.4f}" for k, v in metrics.items()]))
+        value = metrics.get(self.primary)
+        if value is not None:
+            if _better(value, state.best_value, self.primary_mode):
+                state.best_value, state.best_step = value, state.step
+                state.evals_since_best = 0
+                self.run.update(
+                    best={"metric": self.primary, "value": value, "step": state.step},
+                    best_checkpoint=f"step-{state.step:08d}",
+                )
+            else:
+                state.evals_since_best += 1
+        if self.on_eval is not None:
+            self.on_eval(state.step, metrics)
+
+    def log_epoch(self, state: LoopState) -> None:
+        record = {"step": state.step, "epoch": state.epoch, "kind": "epoch", **state.last_eval}
+        self.run.log(record | {"time": round(self.clock.seconds(), 2)})
+
+    def checkpoint_due(self, state: LoopState) -> bool:
+        """A checkpoint not forced by an evaluation or the end: every checkpoint_every steps."""
+        return bool(self.cfg.checkpoint_every and state.step % self.cfg.checkpoint_every == 0)
+
+    def checkpoint(self, state: LoopState, force: bool = False) -> None:
+        """Save weights, optimizer, RNG states and `state` (once per step unless forced)."""
+        if self.last_saved == state.step and not force:
+            return
+        self.last_saved = state.step
+        state.train_seconds = self.clock.seconds()
+        self.run.save_checkpoint(
+            self.eng.model,
+            self.eng.optimizer,
+            {**state.to_json(), **_rng_json(), "saved_at": time.time()},
+            tensors=_rng_tensors(self.eng.device),
+            keep=self.cfg.keep_checkpoints,
+        )
+        seconds = round(state.train_seconds, 2)
+        self.run.update(steps=state.step, epoch=state.epoch, train_seconds=seconds)
+
+    def interrupted(self, state: LoopState) -> None:
+        """Ctrl-C: save where the loop is (micro-batches read but not stepped given back)."""
+        self.progress.close()
+        self.checkpoint(state, force=True)
+        self.run.update(status="interrupted", message="interrupted by the user")
+        self.run.close()
+
+    def failed(self, error: Exception) -> None:
+        self.progress.close()
+        self.run.update(status="failed", message=f"{type(error).__name__}: {error}")
+        self.run.close()
+
+    def finish(self, state: LoopState, stopped: str) -> FitResult:
+        seconds = self.clock.seconds()
+        self.run.update(
+            status="failed" if stopped.startswith("loss was not finite") else "finished",
+            stopped_because=stopped,
+            finished=time.time(),
+            nonfinite_steps=state.nonfinite_total,
+            tokens=state.tokens,
+            tokens_per_s=round(state.tokens / max(seconds, 1e-9), 1),
+        )
+        self.run.close()
+        return FitResult(
+            step=state.step,
+            epoch=state.epoch,
+            stopped_because=stopped,
+            best=self.run.info.get("best", {}),
+            last_eval=state.last_eval,
+            tokens_per_s=state.tokens / max(seconds, 1e-9),
+            train_seconds=seconds,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_set: Dataset,
+    valid_set: Dataset | None,
+    collate: Callable,
+    objective: Objective,
+    cfg: TrainConfig,
+    run: Run,
+    seed: int,
+    resume: bool = False,
+    num_workers: int = 0,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    evaluator: Callable[[nn.Module], dict[str, float]] | None = None,
+    say: Callable[[str], None] = print,
+) -> FitResult:
+    """Train until epochs / max_steps / time budget / early stop; checkpoint as it goes.
+
+    `evaluator(model) -> metrics` replaces the default evaluation (summed objective counts
+    over valid_set) when a task needs whole-set decoding, e.g. QA's EM/F1.
+
+    Under torchrun every rank calls this with the same arguments; rank 0 alone writes to the
+    run, prints, evaluates with `evaluator` and calls `on_eval`.
+    """
+    rank = distributed.rank()
+    if rank > 0:
+        run, say, on_eval = ReadOnlyRun(run.path), distributed.main_says(say), None
+    if len(train_set) == 0:
+        raise UserError("the training set is empty; check the data section of the config")
+    check_batch_size(cfg)
+    plan = Plan.of(cfg, len(train_set))
+    device = next(model.parameters()).device
+    amp = autocast_dtype(cfg.precision, device)
+    eng = Engine(model, optimizer, objective, device, amp, _pin_base_lrs(optimizer))
+    state = _resume(run, model, optimizer, device, say) if resume else LoopState()
+    model.train()
+    eng.ddp = _data_parallel(model, seed, state.step)
+    _describe(run, plan, len(train_set), valid_set, device, amp)
+    clock = Clock(state.train_seconds)
+    primary, primary_mode = _primary(cfg, objective)
+    stop = StopRule(cfg, plan, clock, primary)
+    measure = _measure(eng, valid_set, collate, cfg, evaluator)
+    bar = _Progress(plan.total_steps, plan.budget_s, initial=state.step, show=rank == 0)
+    rec = Recorder(run, say, eng, cfg, plan, clock, measure, on_eval, primary, primary_mode, bar)
+
+    stopped = "finished"
+    group: list[tuple[Batch, bool]] = []  # micro-batches read but not yet stepped
+    try:
+        while cfg.epochs is None or state.epoch < cfg.epochs:
+            for batch, real in _epoch_batches(train_set, collate, cfg, seed, state, num_workers):
+                group.append((batch, real))
+                state.micro += 1
+                end_of_epoch = state.micro >= plan.micro_per_epoch
+                if len(group) < cfg.grad_accum and not end_of_epoch:
+                    continue
+                eng.set_lr(lr_factor(cfg, state.step, plan.total_steps, stop.budget_used()))
+                stepped = optimizer_step(eng, group, cfg.grad_clip)
+                group = []
+                state.count(stepped)
+                rec.stepped(state, stepped.tokens)
+                if why := stop.diverged(state):
+                    rec.checkpoint(state)
+                    raise StopRun(why)
+                if end_of_epoch:
+                    state.epoch, state.micro = state.epoch + 1, 0
+                if state.step % cfg.log_every == 0 or end_of_epoch:
+                    rec.log_train(state)
+                evaluated = (
+                    end_of_epoch or bool(cfg.eval_every) and state.step % cfg.eval_every == 0
+                )
+                if evaluated:
+                    rec.evaluate(state)
+                    if end_of_epoch:
+                        rec.log_epoch(state)
+                why = stop.reason(state, evaluated)
+                if why and not evaluated:  # the end: log and evaluate the last steps
+                    rec.log_train(state)
+                    rec.evaluate(state)
+                if evaluated or why or rec.checkpoint_due(state):
+                    rec.checkpoint(state)
+                if why:
+                    raise StopRun(why)
+    except StopRun as stop_run:
+        stopped = str(stop_run)
+    except KeyboardInterrupt:
+        state.micro -= len(group)
+        rec.interrupted(state)
+        raise
+    except Exception as e:
+        rec.failed(e)
+        raise
+    finally:
+        bar.close()
+    if stopped == "finished":
+        rec.checkpoint(state)
+    return rec.finish(state, stopped)
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pieces fit uses: setup, batch order, schedule, evaluation, RNG states, progress bar
+
+
+def check_batch_size(cfg: TrainConfig) -> None:
+    """Under torchrun, train.batch_size is the global batch: each process takes an equal part."""
+    world = distributed.world()
+    if cfg.batch_size % world:
+        raise UserError(
+            f"train.batch_size={cfg.batch_size} is the global batch and must divide evenly "
+            f"among the {world} processes; make it a multiple of {world}"
+        )
+
+
+def _pin_base_lrs(optimizer: torch.optim.Optimizer) -> list[float]:
+    """Each group's configured lr (kept as "initial_lr"), which the schedule multiplies."""
+    base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+    for g, lr in zip(optimizer.param_groups, base_lrs, strict=True):
+        g["initial_lr"] = lr
+    return base_lrs
+
+
+def _resume(
+    run: Run,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    say: Callable[[str], None],
+) -> LoopState:
+    """Restore weights, optimizer, RNG states and the loop's position from the last checkpoint;
+    drop the metrics logged after it (they are logged again)."""
+    loaded, tensors = run.load_checkpoint(model, optimizer)
+    state = LoopState.from_json(loaded, device)
+    _restore_rng(loaded, tensors)
+    run.truncate_metrics(state.step)
+    say(f"resumed {run.path} at step {state.step} (epoch {state.epoch}, batch {state.micro})")
+    return state
+
+
+def _data_parallel(model: nn.Module, seed: int, step: int) -> DistributedDataParallel | None:
+    """The DDP wrapper under torchrun (None in one process).
+
+    Every rank starts from rank 0's weights (DDP broadcasts them). Dropout masks must differ
+    between ranks, as between the rows of one batch: ranks > 0 draw from their own seed (rank 0
+    keeps the stream a single process has, and checkpoints it).
+    """
+    rank, world = distributed.rank(), distributed.world()
+    if world == 1:
+        return None
+    if rank > 0:
+        state = np.random.SeedSequence([seed, rank, step]).generate_state(1)
+        torch.manual_seed(int(state[0]))
+    device = next(model.parameters()).device
+    return DistributedDataParallel(
+        model,
+        device_ids=[device] if device.type == "cuda" else None,
+        find_unused_parameters=_foreign_modules(model),
+    )
+
+
+def _foreign_modules(model: nn.Module) -> bool:
+    """Whether the model holds modules encoderlab did not write (a wrapped transformers model),
+    which may own parameters the loss never reaches (its pooler): DDP must then look for them."""
+    return any(
+        not type(m).__module__.startswith(("encoderlab.", "torch.")) for m in model.modules()
+    )
+
+
+def _describe(
+    run: Run,
+    plan: Plan,
+    train_rows: int,
+    valid_set: Dataset | None,
+    device: torch.device,
+    amp: torch.dtype | None,
+) -> None:
+    run.update(
+        status="running",
+        total_steps=plan.total_steps,
+        steps_per_epoch=plan.steps_per_epoch,
+        train_examples=train_rows,
+        valid_examples=len(valid_set) if valid_set is not None else 0,
+        device=str(device),
+        processes=distributed.world(),
+        precision=str(amp).replace("torch.", "") if amp else "fp32",
+    )
+
+
+def _primary(cfg: TrainConfig, objective: Objective) -> tuple[str, str]:
+    """The metric that defines "best" (and early stopping), and "max" or "min"."""
+    if cfg.early_stop_metric:
+        return cfg.early_stop_metric, cfg.early_stop_mode
+    return f"valid/{objective.primary}", objective.primary_mode
+
+
+def _epoch_batches(
+    train_set: Dataset,
+    collate: Callable,
+    cfg: TrainConfig,
+    seed: int,
+    state: LoopState,
+    num_workers: int,
+) -> Iterator[tuple[Batch, bool]]:
+    """This rank's micro-batches of the epoch from state.micro on, each with False when it is
+    a stand-in row (the global batch had fewer rows than ranks)."""
+    rank, world = distributed.rank(), distributed.world()
+    if hasattr(train_set, "set_epoch"):
+        train_set.set_epoch(state.epoch)
+    loader = make_loader(
+        train_set,
+        collate,
+        cfg.batch_size,
+        epoch_order(len(train_set), seed, state.epoch),
+        start=state.micro,
+        num_workers=num_workers,
+        seed=seed + state.epoch,
+        rank=rank,
+        world=world,
+    )
+    for micro, batch in enumerate(loader, start=state.micro):
+        yield batch, share(len(train_set), cfg.batch_size, micro, rank, world) > 0
 
 
 def lr_factor(cfg: TrainConfig, step: int, total_steps: int | None, progress: float) -> float:
@@ -113,55 +746,20 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int | None, progress: fl
     raise ValueError(f"unknown schedule {cfg.schedule}")
 
 
-def check_batch_size(cfg: TrainConfig) -> None:
-    """Under torchrun, train.batch_size is the global batch: each process takes an equal part."""
-    world = distributed.world()
-    if cfg.batch_size % world:
-        raise UserError(
-            f"train.batch_size={cfg.batch_size} is the global batch and must divide evenly "
-            f"among the {world} processes; make it a multiple of {world}"
-        )
-
-
-def _rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
-    out = {"rng.torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            out[f"rng.cuda.{i}"] = s
-    return out
-
-
-def _restore_rng(state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-    if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"])
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
-    if "python_rng" in state:
-        v, internal, gauss = state["python_rng"]
-        random.setstate((v, tuple(internal), gauss))
-    if "numpy_rng" in state:
-        name, keys, pos, has_gauss, gauss = state["numpy_rng"]
-        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
-
-
-def _rng_json() -> dict[str, Any]:
-    v, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, gauss_np = np.random.get_state()
-    return {
-        "python_rng": [v, list(internal), gauss],
-        "numpy_rng": [name, keys.tolist(), int(pos), int(has_gauss), float(gauss_np)],
-    }
-
-
-def _sum_counts(acc: dict[str, torch.Tensor], counts: dict[str, torch.Tensor]) -> None:
-    for k, v in counts.items():
-        v = v.detach().float()
-        acc[k] = acc[k] + v if k in acc else v
-
-
-def _floats(acc: dict[str, torch.Tensor]) -> dict[str, float]:
-    return {k: float(v) for k, v in acc.items()}
+def _measure(
+    eng: Engine,
+    valid_set: Dataset | None,
+    collate: Callable,
+    cfg: TrainConfig,
+    evaluator: Callable[[nn.Module], dict[str, float]] | None,
+) -> Callable[[], dict[str, float]] | None:
+    """The evaluation the Recorder runs: `evaluator` on rank 0 (whole-set decoding; the other
+    ranks wait) or `evaluate` on every rank. None when there is no validation set."""
+    if valid_set is None or len(valid_set) == 0:
+        return None
+    if evaluator is not None:
+        return lambda: distributed.on_main(lambda: evaluator(eng.model))
+    return lambda: evaluate(eng.model, valid_set, collate, eng.objective, cfg, eng.device, eng.amp)
 
 
 @torch.no_grad()
@@ -207,432 +805,45 @@ def _better(value: float, best: float | None, mode: str) -> bool:
     return value > best if mode == "max" else value < best
 
 
-# ---------------------------------------------------------------------------------------------
-# The loop
+def _sum_counts(acc: dict[str, torch.Tensor], counts: dict[str, torch.Tensor]) -> None:
+    for k, v in counts.items():
+        v = v.detach().float()
+        acc[k] = acc[k] + v if k in acc else v
 
 
-def fit(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    train_set: Dataset,
-    valid_set: Dataset | None,
-    collate: Callable,
-    objective: Objective,
-    cfg: TrainConfig,
-    run: Run,
-    seed: int,
-    resume: bool = False,
-    num_workers: int = 0,
-    on_eval: Callable[[int, dict[str, float]], None] | None = None,
-    evaluator: Callable[[nn.Module], dict[str, float]] | None = None,
-    say: Callable[[str], None] = print,
-) -> FitResult:
-    """Train until epochs / max_steps / time budget / early stop; checkpoint as it goes.
+def _floats(acc: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {k: float(v) for k, v in acc.items()}
 
-    `evaluator(model) -> metrics` replaces the default evaluation (summed objective counts
-    over valid_set) when a task needs whole-set decoding, e.g. QA's EM/F1.
 
-    Under torchrun every rank calls this with the same arguments; rank 0 alone writes to the
-    run, prints, evaluates with `evaluator` and calls `on_eval`.
-    """
-    rank, world = distributed.rank(), distributed.world()
-    if rank > 0:
-        run, say = ReadOnlyRun(run.path), distributed.main_says(say)
-    device = next(model.parameters()).device
-    amp = autocast_dtype(cfg.precision, device)
-    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
-    base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
-    for g, lr in zip(optimizer.param_groups, base_lrs, strict=True):
-        g["initial_lr"] = lr
+def _rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
+    out = {"rng.torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng.cuda.{i}"] = s
+    return out
 
-    if len(train_set) == 0:
-        raise UserError("the training set is empty; check the data section of the config")
-    check_batch_size(cfg)
-    micro_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-    steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum)
-    total_steps = None
-    if cfg.max_steps is not None:
-        total_steps = cfg.max_steps
-    if cfg.epochs is not None:
-        by_epochs = cfg.epochs * steps_per_epoch
-        total_steps = by_epochs if total_steps is None else min(total_steps, by_epochs)
-    budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min is not None else None
-    primary = cfg.early_stop_metric or f"valid/{objective.primary}"
-    primary_mode = cfg.early_stop_mode if cfg.early_stop_metric else objective.primary_mode
 
-    # -- state that a checkpoint carries --
-    st: dict[str, Any] = {
-        "step": 0,
-        "epoch": 0,
-        "micro": 0,  # next micro-batch index within the epoch
-        "tokens": 0,
-        "samples": 0,
-        "train_seconds": 0.0,
-        "nonfinite_total": 0,
-        "nonfinite_streak": 0,
-        "best_value": None,
-        "best_step": None,
-        "evals_since_best": 0,
-        "window": {},  # summed counts since the last train log
-        "window_steps": 0,
-        "last_eval": {},
+def _restore_rng(state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    if "python_rng" in state:
+        v, internal, gauss = state["python_rng"]
+        random.setstate((v, tuple(internal), gauss))
+    if "numpy_rng" in state:
+        name, keys, pos, has_gauss, gauss = state["numpy_rng"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+
+
+def _rng_json() -> dict[str, Any]:
+    v, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, gauss_np = np.random.get_state()
+    return {
+        "python_rng": [v, list(internal), gauss],
+        "numpy_rng": [name, keys.tolist(), int(pos), int(has_gauss), float(gauss_np)],
     }
-    if resume:
-        loaded, tensors = run.load_checkpoint(model, optimizer)
-        st.update({k: v for k, v in loaded.items() if k in st})
-        _restore_rng(loaded, tensors)
-        run.truncate_metrics(st["step"])
-        say(f"resumed {run.path} at step {st['step']} (epoch {st['epoch']}, batch {st['micro']})")
-    model.train()
-    net: nn.Module = model  # what the training forward runs: the model, or its DDP wrapper
-    ddp: DistributedDataParallel | None = None
-    if world > 1:
-        # Every rank starts from rank 0's weights (DDP broadcasts them). Dropout masks must
-        # differ between ranks, as between the rows of one batch: ranks > 0 draw from their own
-        # seed (rank 0 keeps the stream a single process has, and checkpoints it).
-        if rank > 0:
-            state = np.random.SeedSequence([seed, rank, st["step"]]).generate_state(1)
-            torch.manual_seed(int(state[0]))
-        ddp = DistributedDataParallel(
-            model,
-            device_ids=[device] if device.type == "cuda" else None,
-            find_unused_parameters=_foreign_modules(model),
-        )
-        net = ddp
-    run.update(
-        status="running",
-        total_steps=total_steps,
-        steps_per_epoch=steps_per_epoch,
-        train_examples=len(train_set),
-        valid_examples=len(valid_set) if valid_set is not None else 0,
-        device=str(device),
-        processes=world,
-        precision=str(amp).replace("torch.", "") if amp else "fp32",
-    )
-    window: dict[str, torch.Tensor] = {
-        k: torch.tensor(v, device=device) for k, v in st["window"].items()
-    }
-    window_tokens, window_t0 = 0, time.perf_counter()
-    run_t0 = time.perf_counter() - st["train_seconds"]
-
-    def train_seconds() -> float:
-        return time.perf_counter() - run_t0
-
-    def budget_seconds() -> float:
-        """Seconds trained as rank 0 counts them: LR under a time budget and the decision to
-        stop must agree on every rank, or their weights drift apart."""
-        return distributed.main_value(train_seconds())
-
-    last_saved = [-1]
-
-    def checkpoint() -> None:
-        if last_saved[0] == st["step"]:
-            return
-        last_saved[0] = st["step"]
-        st["train_seconds"] = train_seconds()
-        st["window"] = _floats(window)
-        run.save_checkpoint(
-            model,
-            optimizer,
-            {**st, **_rng_json(), "saved_at": time.time()},
-            tensors=_rng_tensors(device),
-            keep=cfg.keep_checkpoints,
-        )
-        run.update(steps=st["step"], epoch=st["epoch"], train_seconds=round(st["train_seconds"], 2))
-
-    def do_eval() -> dict[str, float]:
-        if valid_set is None or len(valid_set) == 0:
-            return {}
-        t0 = time.perf_counter()
-        if evaluator is not None:  # whole-set decoding: rank 0 does it all, the others wait
-            raw = distributed.on_main(lambda: evaluator(model))
-        else:
-            raw = evaluate(model, valid_set, collate, objective, cfg, device, amp)
-        metrics = {f"valid/{k}": v for k, v in raw.items()}
-        record = {
-            "step": st["step"],
-            "epoch": round(st["step"] / steps_per_epoch, 4),
-            "kind": "eval",
-            **metrics,
-            "eval_seconds": round(time.perf_counter() - t0, 3),
-        }
-        run.log(record)
-        st["last_eval"] = metrics
-        say("  ".join([f"step {st['step']}"] + [f"{k} {v:.4f}" for k, v in metrics.items()]))
-        value = metrics.get(primary)
-        if value is not None:
-            if _better(value, st["best_value"], primary_mode):
-                st["best_value"], st["best_step"] = value, st["step"]
-                st["evals_since_best"] = 0
-                run.update(
-                    best={"metric": primary, "value": value, "step": st["step"]},
-                    best_checkpoint=f"step-{st['step']:08d}",
-                )
-            else:
-                st["evals_since_best"] += 1
-        if on_eval is not None and rank == 0:
-            on_eval(st["step"], metrics)
-        return metrics
-
-    def log_train() -> None:
-        nonlocal window, window_tokens, window_t0
-        if st["window_steps"] == 0:
-            return
-        now = time.perf_counter()
-        metrics = objective.metrics(_floats(window))
-        record = {
-            "step": st["step"],
-            "epoch": round(st["step"] / steps_per_epoch, 4),
-            "kind": "train",
-            **{f"train/{k}": v for k, v in metrics.items()},
-            "lr": optimizer.param_groups[0]["lr"],
-            "tokens_per_s": round(window_tokens / max(now - window_t0, 1e-9), 1),
-            "tokens": st["tokens"],
-            "time": round(train_seconds(), 2),
-        }
-        run.log(record)
-        if progress.bar is None and now - last_print[0] >= 20:  # no live bar: a line now and then
-            last_print[0] = now
-            shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("train/"))
-            say(f"step {st['step']}  {shown}  {record['tokens_per_s']:,.0f} tok/s")
-        window, window_tokens, window_t0 = {}, 0, now
-        st["window_steps"] = 0
-
-    last_print = [0.0]
-
-    progress = _Progress(total_steps, budget_s, initial=st["step"], show=rank == 0)
-    stopped = "finished"
-    pending = [0]  # micro-batches read but not yet stepped: given back on Ctrl-C
-    try:
-        while True:
-            if cfg.epochs is not None and st["epoch"] >= cfg.epochs:
-                break
-            if hasattr(train_set, "set_epoch"):
-                train_set.set_epoch(st["epoch"])
-            order = epoch_order(len(train_set), seed, st["epoch"])
-            loader = make_loader(
-                train_set,
-                collate,
-                cfg.batch_size,
-                order,
-                start=st["micro"],
-                num_workers=num_workers,
-                seed=seed + st["epoch"],
-                rank=rank,
-                world=world,
-            )
-            group: list[tuple[Batch, bool]] = []  # (micro-batch, False for a stand-in row)
-            for batch in loader:
-                real = share(len(train_set), cfg.batch_size, st["micro"], rank, world) > 0
-                group.append((batch, real))
-                pending[0] = len(group)
-                st["micro"] += 1
-                end_of_epoch = st["micro"] >= micro_per_epoch
-                if len(group) < cfg.grad_accum and not end_of_epoch:
-                    continue
-                # ---- one optimizer step over the accumulated micro-batches ----
-                lr_scale = lr_factor(
-                    cfg, st["step"], total_steps, budget_seconds() / budget_s if budget_s else 0.0
-                )
-                for g, lr in zip(optimizer.param_groups, base_lrs, strict=True):
-                    g["lr"] = lr * lr_scale
-                finite = True
-                step_counts: dict[str, torch.Tensor] = {}
-                step_tokens = samples = 0
-                for i, (mb, real) in enumerate(group):
-                    tokens = batch_tokens(mb) if real else 0  # on the host: no GPU sync
-                    rows = len(mb["input_ids"]) if real else 0
-                    mb = to_device(mb, device)
-                    # DDP averages gradients once per step, in the last micro-batch's backward
-                    last = i == len(group) - 1
-                    with contextlib.nullcontext() if ddp is None or last else ddp.no_sync():
-                        with autocast(device, amp):
-                            loss, counts = objective.step(net, mb)
-                        if ddp is None:
-                            finite = bool(torch.isfinite(loss.detach()))
-                        else:
-                            loss, counts, tokens, rows, finite = _across_ranks(
-                                loss, counts, objective.units, real, tokens, rows, world
-                            )
-                        step_tokens += tokens
-                        samples += rows
-                        if not finite:
-                            break
-                        loss = loss / len(group)
-                        (scaler.scale(loss) if scaler else loss).backward()
-                    _sum_counts(step_counts, counts)
-                if finite:
-                    if scaler:
-                        scaler.unscale_(optimizer)
-                    if cfg.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    if scaler:
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        optimizer.step()
-                    st["nonfinite_streak"] = 0
-                    for k, v in step_counts.items():
-                        window[k] = window[k] + v if k in window else v
-                    st["window_steps"] += 1
-                else:
-                    st["nonfinite_total"] += 1
-                    st["nonfinite_streak"] += 1
-                optimizer.zero_grad(set_to_none=True)
-                group = []
-                pending[0] = 0
-                st["step"] += 1
-                st["tokens"] += step_tokens
-                st["samples"] += samples
-                window_tokens += step_tokens
-                progress.update(
-                    st["step"],
-                    train_seconds(),
-                    window,
-                    objective,
-                    window_tokens,
-                    time.perf_counter() - window_t0,
-                )
-
-                # ---- bookkeeping after the step ----
-                if st["nonfinite_streak"] >= cfg.max_nonfinite:
-                    checkpoint()
-                    raise StopRun(
-                        f"loss was not finite for {st['nonfinite_streak']} steps in a row "
-                        f"(at step {st['step']}); saved the last good weights. Lower train.lr, "
-                        "set train.grad_clip, or use train.precision=fp32"
-                    )
-                if end_of_epoch:
-                    st["epoch"] += 1
-                    st["micro"] = 0
-                if st["step"] % cfg.log_every == 0 or end_of_epoch:
-                    log_train()
-                evaluated = False
-                if cfg.eval_every and st["step"] % cfg.eval_every == 0 or end_of_epoch:
-                    do_eval()
-                    evaluated = True
-                    if end_of_epoch:
-                        run.log(
-                            {
-                                "step": st["step"],
-                                "epoch": st["epoch"],
-                                "kind": "epoch",
-                                **st["last_eval"],
-                                "time": round(train_seconds(), 2),
-                            }
-                        )
-                out_of_steps = total_steps is not None and st["step"] >= total_steps
-                out_of_time = budget_s is not None and budget_seconds() >= budget_s
-                early = (
-                    evaluated
-                    and (cfg.early_stop_metric is not None)
-                    and st["evals_since_best"] >= cfg.early_stop_patience
-                )
-                if (
-                    evaluated
-                    or out_of_steps
-                    or out_of_time
-                    or early
-                    or (cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0)
-                ):
-                    if (out_of_steps or out_of_time or early) and not evaluated:
-                        log_train()
-                        do_eval()
-                    checkpoint()
-                if out_of_steps:
-                    raise StopRun("max_steps" if cfg.max_steps == st["step"] else "finished")
-                if out_of_time:
-                    raise StopRun("time budget")
-                if early:
-                    raise StopRun(
-                        f"early stop: no better {primary} in {cfg.early_stop_patience} evaluations"
-                    )
-    except StopRun as stop:
-        stopped = str(stop)
-    except KeyboardInterrupt:
-        progress.close()
-        st["micro"] -= pending[0]
-        last_saved[0] = -1
-        checkpoint()
-        run.update(status="interrupted", message="interrupted by the user")
-        run.close()
-        raise
-    except Exception as e:
-        progress.close()
-        run.update(status="failed", message=f"{type(e).__name__}: {e}")
-        run.close()
-        raise
-    finally:
-        progress.close()
-    if stopped == "finished":
-        checkpoint()
-    non_finite_stop = stopped.startswith("loss was not finite")
-    run.update(
-        status="failed" if non_finite_stop else "finished",
-        stopped_because=stopped,
-        finished=time.time(),
-        nonfinite_steps=st["nonfinite_total"],
-        tokens=st["tokens"],
-        tokens_per_s=round(st["tokens"] / max(train_seconds(), 1e-9), 1),
-    )
-    run.close()
-    return FitResult(
-        step=st["step"],
-        epoch=st["epoch"],
-        stopped_because=stopped,
-        best=run.info.get("best", {}),
-        last_eval=st["last_eval"],
-        tokens_per_s=st["tokens"] / max(train_seconds(), 1e-9),
-        train_seconds=train_seconds(),
-    )
-
-
-def _foreign_modules(model: nn.Module) -> bool:
-    """Whether the model holds modules encoderlab did not write (a wrapped transformers model),
-    which may own parameters the loss never reaches (its pooler): DDP must then look for them."""
-    return any(
-        not type(m).__module__.startswith(("encoderlab.", "torch.")) for m in model.modules()
-    )
-
-
-def _across_ranks(
-    loss: torch.Tensor,
-    counts: dict[str, torch.Tensor],
-    units: str | None,
-    real: bool,
-    tokens: int,
-    rows: int,
-    world: int,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor], int, int, bool]:
-    """One micro-batch under DDP: sum its counts over the ranks (one all_reduce) and weight this
-    rank's loss by its share of the batch's loss units.
-
-    Each rank's loss is a mean over its own units (masked tokens, labelled rows), whose number
-    differs between ranks; DDP then averages the gradients. Scaling by units * world / total
-    makes that average the gradient of the whole batch's mean, as one process computes it.
-    Returns (loss to backpropagate, counts of the whole batch, its tokens, its rows, whether
-    every rank's loss is finite: a non-finite loss anywhere skips the step everywhere).
-    """
-    keep = 1.0 if real else 0.0  # a stand-in row counts for nothing
-    local = {k: v.detach().float() * keep for k, v in counts.items()}
-    mine = local[units] if units is not None else torch.tensor(float(rows), device=loss.device)
-    total = distributed.sum_counts(
-        {
-            **local,
-            "_units": mine,
-            "_nonfinite": (~torch.isfinite(loss.detach())).float(),
-            "_tokens": float(tokens),
-            "_rows": float(rows),
-        }
-    )
-    weight = mine.to(total["_units"]) * world / total["_units"].clamp_min(1.0)
-    return (
-        loss * weight.to(loss),
-        {k: total[k].float() for k in counts},
-        int(total["_tokens"]),
-        int(total["_rows"]),
-        bool(total["_nonfinite"] == 0),
-    )
 
 
 class _Progress:
@@ -669,11 +880,18 @@ class _Progress:
         self.task = self.bar.add_task("train", total=total, completed=initial, info="")
         self.bar.start()
 
-    def update(self, step, seconds, window, objective, tokens, window_s) -> None:
+    def update(
+        self,
+        step: int,
+        window: dict[str, torch.Tensor],
+        objective: Objective,
+        tokens: int,
+        window_s: float,
+    ) -> None:
         if self.bar is None:
             return
         info = f"{tokens / max(window_s, 1e-9):,.0f} tok/s"
-        if window and step % 5 == 0:
+        if window and step % 5 == 0:  # metrics read the window back from the GPU: not every step
             metrics = objective.metrics(_floats(window))
             info = "  ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:2]) + "  " + info
             self._info = info

@@ -193,9 +193,9 @@ def test_toy_task_finetunes_evaluates_predicts_and_reports(tmp_path: Path, toy_t
     assert not (run_dir / "submission.csv").exists()  # the toy task declares no submission
 
     assert run_cli("evaluate", run_dir, "--data", holdout) == 0
-    ev = json.loads((run_dir / "eval" / "holdout.json").read_text())
+    ev = json.loads((run_dir / "eval" / "file-holdout.json").read_text())
     assert ev["extra"]["examples"] == 20 and ev["mae"] >= 0
-    rows = (run_dir / "predictions" / "holdout.jsonl").read_text().splitlines()
+    rows = (run_dir / "predictions" / "file-holdout.jsonl").read_text().splitlines()
     assert len(rows) == 20 and isinstance(json.loads(rows[0])["prediction"], float)
 
     out = tmp_path / "pred.jsonl"

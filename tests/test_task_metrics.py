@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import shared
+from conftest import run_cli, shared
 from encoderlab.config import FinetuneConfig, TaskConfig, build, load_config
 from encoderlab.errors import UserError
 from encoderlab.finetune import finetune
@@ -187,3 +187,11 @@ def test_task_metric_picks_the_checkpoint_and_report_shows_intervals(tmp_path: P
     md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
     assert "95% bootstrap confidence intervals (1000 resamples" in md
     assert "mcc " in md and "MCC (x100)" in md
+    # evaluate --set: another file's layout (no header row, labels in the first column)
+    other = tmp_path / "other.tsv"
+    other.write_text("".join(f"{r['label']}\t{r['text']}\n" for r in rows[:30]), encoding="utf-8")
+    code = run_cli("evaluate", run.path, "--data", other, "--set", "task.columns=[label, text]")
+    assert code == 0
+    got = json.loads((run.path / "eval" / "file-other.json").read_text())
+    assert got["extra"]["examples"] == 30 and "mcc" in got
+    assert run_cli("evaluate", run.path, "--data", other, "--set", "train.lr=1") == 2

@@ -66,7 +66,7 @@ class RegressionTask(ClassificationTask):
         return train, valid
 
     def label_names(self, examples: list[Example]) -> list[str]:
-        return []  # one output; nothing to name
+        return ["score"]  # the one output (an HF export: num_labels 1, i.e. regression)
 
     def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None:
         """Any number is a fine label."""

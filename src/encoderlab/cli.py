@@ -275,11 +275,20 @@ def finetune(
 def evaluate(
     run: Annotated[Path, typer.Argument(help="A fine-tuning run directory.")],
     data: Annotated[str, typer.Option("--data", help="A labelled file in the task's format.")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            "-s",
+            help="How to read --data: task.* reading options, e.g. --set task.label_column=y "
+            "(repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Metrics and a predictions file for a fine-tuned run on another labelled file."""
     from encoderlab.inference import evaluate_file
 
-    evaluate_file(run, data, say=say)
+    evaluate_file(run, data, say=say, overrides=overrides)
 
 
 @app.command()

@@ -306,12 +306,24 @@ class TaskConfig(Section):
     format: str = (
         "auto"  # auto (from the suffix) | csv | tsv | jsonl | json | squad | conll | klue-ner ...
     )
-    text_column: str = "text"
-    text_pair_column: str | None = None  # pair: the second sentence
-    label_column: str = "label"
-    id_column: str | None = "id"
+    # a column: a header name (json: a key; "a.b" reads a nested key), or an integer position
+    # (0 is the first): integers read a .csv/.tsv as having no header row
+    text_column: str | int = "text"
+    text_pair_column: str | int | None = None  # pair: the second sentence
+    label_column: str | int = "label"
+    id_column: str | int | None = "id"
+    columns: list[str] | None = None  # a .csv/.tsv without a header row: its column names
+    where: list[str] = []  # row filters, all must hold: "type != plot", "lang in [en, de]"
+    metric: str | None = None  # the primary metric (picks the best checkpoint); None: the task's
+    positive_label: str | None = None  # binary f1/roc_auc: the positive class; None: the second
     max_len: int = 128
     max_examples: int | None = None  # cap on examples read from each file (quick runs)
+    # classification/regression documents longer than max_len: head (keep the start), head_tail
+    # (the first head_tokens and the end), windows (overlapping windows, logits averaged)
+    truncation: Literal["head", "head_tail", "windows"] = "head"
+    head_tokens: int | None = None  # head_tail: tokens kept from the start; None: a quarter
+    window_stride: int | None = None  # windows: tokens between window starts; None: half a window
+    max_windows: int | None = None  # windows: per document (the rest of it is cut); None: all
     # extractive QA
     doc_stride: int = 64
     max_query_len: int = 64
@@ -333,12 +345,38 @@ class TaskConfig(Section):
             raise ValueError(f"unknown task type; registered types: {', '.join(names)}")
         return value
 
+    @field_validator("where", mode="before")
+    @classmethod
+    def _one_filter(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _check(self) -> TaskConfig:
         if not 0.0 < self.valid_ratio < 1.0:
             raise ValueError("valid_ratio must be in (0, 1)")
         if self.max_len < 8:
             raise ValueError("max_len must be at least 8")
+        for name in ("head_tokens", "window_stride", "max_windows"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}={value} must be at least 1 (or null)")
+        for name in ("text_column", "text_pair_column", "label_column", "id_column"):
+            value = getattr(self, name)
+            if isinstance(value, int) and value < 0:
+                raise ValueError(f"{name}={value}: a column position counts from 0")
+        if self.columns is not None and len(set(self.columns)) != len(self.columns):
+            raise ValueError("columns: each name once")
+        from encoderlab.tasks.filters import parse_where  # no task code: a pure parser
+        from encoderlab.tasks.registry import task_class, task_metrics
+
+        for text in self.where:
+            parse_where(text)
+        metrics = task_metrics(task_class(self.type))
+        if self.metric is not None and self.metric not in metrics:
+            raise ValueError(
+                f"task.metric={self.metric}: {self.type} computes {', '.join(metrics)}; "
+                "set task.metric to one of them"
+            )
         return self
 
 

@@ -278,7 +278,7 @@ def _finetune(
     on_eval: Callable[[int, dict[str, float]], None] | None,
 ) -> tuple[Run, FitResult]:
     check_batch_size(cfg.train)
-    task = get_task(cfg.task.type)
+    task = get_task(cfg.task.type, cfg.task)  # task.metric: its primary metric
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed)

@@ -207,9 +207,16 @@ def load_finetuned(path: str | Path) -> Finetuned:
 
 
 def evaluate_file(
-    run_dir: str | Path, data_path: str, say: Callable[[str], None] = print
+    run_dir: str | Path,
+    data_path: str,
+    say: Callable[[str], None] = print,
+    overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     ft = load_finetuned(run_dir)
+    if overrides:  # `evaluate --set task.X=...`: how to read this file (its columns, filters)
+        from encoderlab.tasks.reading import reading_config
+
+        ft.cfg = ft.cfg.model_copy(update={"task": reading_config(ft.cfg.task, overrides)})
     metrics, rows = ft.evaluate(data_path)
     name = f"file-{Path(data_path).stem}"  # never the run's own valid/test outputs
     write_jsonl(ft.run.path / "predictions" / f"{name}.jsonl", rows)

@@ -43,7 +43,7 @@ import lzma
 import os
 import warnings
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -384,6 +384,11 @@ def _columns(text_column: str | Sequence[str]) -> list[str]:
 
 def _is_hf_dir(p: Path) -> bool:
     return any((p / m).is_file() for m in _HF_MARKERS)
+
+
+def is_hf_dir(p: Path) -> bool:
+    """Whether `p` is a directory Hugging Face `save_to_disk` wrote."""
+    return _is_hf_dir(p)
 
 
 def _hub_source(spec: str, text: str) -> Source:
@@ -839,45 +844,60 @@ def _import_datasets(label: str) -> Any:
     return datasets
 
 
-def _iter_hf(src: Source, ctx: _Ctx, columns: list[str]) -> Iterator[str]:
+def open_hf(src: Source, stop: Callable[..., None], key: str = "data.corpus") -> Any | None:
+    """The Dataset a `save_to_disk` directory (its `::split` of a DatasetDict, default train)
+    or an `hf:` Hub name (streamed) holds, or None after `stop(msg, vanished=...)` (which a
+    strict reader makes raise). `key` names the setting in messages. Fine-tuning tasks read
+    their `task.train: dir` and `hf:name` files through this too."""
     datasets = _import_datasets(str(src))
     if src.kind == "hf_disk":
         assert src.path is not None
         if not src.path.is_dir() or not _is_hf_dir(src.path):
-            ctx.stop(f"{src}: the dataset directory is gone or unreadable", vanished=True)
-            return
+            stop(f"{src}: the dataset directory is gone or unreadable", vanished=True)
+            return None
         try:
             ds = datasets.load_from_disk(str(src.path))
         except (FileNotFoundError, PermissionError) as e:
-            ctx.stop(f"{src}: cannot open ({e.strerror or e})", vanished=True)
-            return
+            stop(f"{src}: cannot open ({e.strerror or e})", vanished=True)
+            return None
         except Exception as e:
-            ctx.stop(f"{src}: not a readable save_to_disk directory ({_first_line(e)})")
-            return
+            stop(f"{src}: not a readable save_to_disk directory ({_first_line(e)})")
+            return None
         if isinstance(ds, datasets.DatasetDict):
             split = src.split or "train"
             if split not in ds:
                 raise UserError(
                     f"{src}: no split '{split}' (splits: {', '.join(ds)}); "
-                    f"write {src.path}::<split> in data.corpus"
+                    f"write {src.path}::<split> in {key}"
                 )
             ds = ds[split]
         elif src.split:
             raise UserError(
-                f"{src}: a single dataset, not a DatasetDict; remove '::{src.split}' from "
-                "data.corpus"
+                f"{src}: a single dataset, not a DatasetDict; remove '::{src.split}' from {key}"
             )
-    else:
-        try:
-            ds = datasets.load_dataset(
-                src.name, src.config, split=src.split or "train", streaming=True
-            )
-        except Exception as e:
-            raise UserError(
-                f"{src}: cannot load from the Hugging Face Hub ({_first_line(e)}); check the "
-                "name and the internet connection, or save it with save_to_disk and list that "
-                "directory in data.corpus"
-            ) from None
+        return ds
+    try:
+        return datasets.load_dataset(
+            src.name, src.config, split=src.split or "train", streaming=True
+        )
+    except Exception as e:
+        raise UserError(
+            f"{src}: cannot load from the Hugging Face Hub ({_first_line(e)}); check the "
+            "name and the internet connection, or save it with save_to_disk and list that "
+            f"directory in {key}"
+        ) from None
+
+
+def as_source(entry: str | Path, fmt: str = "auto") -> Source:
+    """One entry (a file, a save_to_disk directory with an optional ::split, hf:<name>) as
+    a Source, without globbing or requiring that it exist."""
+    return _as_source(entry, fmt)
+
+
+def _iter_hf(src: Source, ctx: _Ctx, columns: list[str]) -> Iterator[str]:
+    ds = open_hf(src, ctx.stop)
+    if ds is None:
+        return
     names = ds.column_names
     if names is not None:
         _column_indexes(src, list(names), columns)

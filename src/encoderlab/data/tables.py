@@ -253,14 +253,25 @@ def table_format(path: Path, fmt: str = "auto", key: str = "format") -> str:
 
 
 def iter_rows(
-    path: str | Path, fmt: str = "auto", *, key: str = "format", data_key: bool = True
+    path: str | Path,
+    fmt: str = "auto",
+    *,
+    key: str = "format",
+    data_key: bool = True,
+    header: bool | Sequence[str] = True,
 ) -> Iterator[Row]:
     """(line, row) for every row of a table file, streamed (a .json array is read whole: its
     number is the item's, from 1). A csv row shorter than the header has None for the missing
     cells, as csv.DictReader gives; a longer one is an error. `data_key`: a .json object
-    {"data": [...]} (SQuAD-like) is read as its list."""
+    {"data": [...]} (SQuAD-like) is read as its list. `header`: a .csv/.tsv without a header
+    row has its columns named by the given list, or by position ("0", "1", ...) when False."""
     p = Path(path)
     fmt = table_format(p, fmt, key)
+    if header is not True and fmt not in DELIMITERS:
+        raise UserError(
+            f"{p}: a {fmt} file names its fields itself; column positions and task.columns "
+            "are for .csv/.tsv files without a header row"
+        )
     if fmt == "json":
         yield from _json_rows(p, data_key)
         return
@@ -276,26 +287,35 @@ def iter_rows(
                 yield lineno, obj
             return
         delimiter = DELIMITERS[fmt]
-        header: list[str] | None = None
+        names: list[str] | None = None if header is True else list(header or [])
+        seen = False
         for lineno, offset, row in csv_rows(where, lines, delimiter):
-            if header is None:
-                header = [h.strip() for h in row]
+            seen = True
+            if names is None:
+                names = [h.strip() for h in row]
                 continue
-            if len(row) > len(header):
+            if not names:  # no header, columns by position: as many as the first row has
+                names = [str(i) for i in range(len(row))]
+            if len(row) > len(names):
                 where.problem(
-                    "bad_records", wrong_length(where.loc(lineno, offset), row, header, delimiter)
+                    "bad_records", wrong_length(where.loc(lineno, offset), row, names, delimiter)
                 )
-            cells: list[str | None] = [*row, *[None] * (len(header) - len(row))]
-            yield lineno, dict(zip(header, cells, strict=True))
-        if header is None:
-            raise UserError(f"{p}: empty file (no header row)")
+            cells: list[str | None] = [*row, *[None] * (len(names) - len(row))]
+            yield lineno, dict(zip(names, cells, strict=True))
+        if not seen:
+            raise UserError(f"{p}: empty file" + (" (no header row)" if header is True else ""))
 
 
 def read_rows(
-    path: str | Path, fmt: str = "auto", *, key: str = "format", data_key: bool = True
+    path: str | Path,
+    fmt: str = "auto",
+    *,
+    key: str = "format",
+    data_key: bool = True,
+    header: bool | Sequence[str] = True,
 ) -> list[Row]:
     """Every row of a table file at once (see iter_rows)."""
-    return list(iter_rows(path, fmt, key=key, data_key=data_key))
+    return list(iter_rows(path, fmt, key=key, data_key=data_key, header=header))
 
 
 def _json_rows(path: Path, data_key: bool) -> Iterator[Row]:

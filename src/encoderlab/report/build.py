@@ -11,7 +11,7 @@ from encoderlab.report import figures, fmt
 from encoderlab.report.compare import Group, conclusion, differing_fields, group_runs, labels
 from encoderlab.report.diffs import ExampleDiff, example_diff
 from encoderlab.report.load import RunData, load_runs
-from encoderlab.report.metrics import final_metrics
+from encoderlab.report.metrics import final_metrics, percent
 from encoderlab.report.render import (
     Bullets,
     Document,
@@ -75,6 +75,33 @@ def _curve_sections(groups, group_labels, fig_dir: Path) -> list[Section]:
 
 
 def _task_blocks(run: RunData, fig_dir: Path) -> list:
+    blocks = _details_blocks(run, fig_dir)
+    interval = _interval_paragraph(run)
+    return blocks + ([interval] if interval is not None else [])
+
+
+def _interval_paragraph(run: RunData) -> Paragraph | None:
+    """The evaluation's bootstrap 95% intervals (eval/valid.json extra.ci95), one sentence."""
+    extra = (run.evaluation or {}).get("extra") or {}
+    ci = extra.get("ci95")
+    if not isinstance(ci, dict) or not ci:
+        return None
+    final = final_metrics(run)
+    parts = []
+    for name, bounds in ci.items():
+        lo, hi = (percent(run.task, name, b) for b in bounds)
+        value = percent(run.task, name, final.get(name))
+        shown = "" if value is None else f"{value:.2f} "
+        parts.append(f"{name} {shown}[{lo:.2f}, {hi:.2f}]")
+    n = extra.get("examples")
+    samples = extra.get("bootstrap_samples", "")
+    return Paragraph(
+        f"95% bootstrap confidence intervals ({samples} resamples of the {fmt.count(n)} "
+        f"validation examples): {'; '.join(parts)}."
+    )
+
+
+def _details_blocks(run: RunData, fig_dir: Path) -> list:
     blocks: list = []
     ev = run.evaluation or {}
     extra = ev.get("extra") or {}

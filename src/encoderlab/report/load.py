@@ -15,7 +15,7 @@ import yaml
 
 from encoderlab.errors import UserError
 from encoderlab.runs import Run, find_runs
-from encoderlab.tasks.registry import task_class
+from encoderlab.tasks.registry import metric_mode, task_class
 
 PRETRAIN_PRIMARY = "mlm_acc"  # fine-tuning tasks declare theirs (encoderlab.tasks.registry)
 
@@ -54,11 +54,17 @@ class RunData:
         """The task's primary metric, without the valid/ prefix."""
         if self.task == "pretrain":
             return PRETRAIN_PRIMARY
+        chosen = (self.config.get("task") or {}).get("metric")  # task.metric, if the run set it
+        if isinstance(chosen, str) and chosen:
+            return chosen
         return getattr(task_class(self.task), "primary_metric", "acc")
 
     @property
     def primary_mode(self) -> str:
         """ "max" or "min": which way the primary metric improves."""
+        chosen = (self.config.get("task") or {}).get("metric") if self.task != "pretrain" else None
+        if isinstance(chosen, str) and chosen:
+            return metric_mode(chosen)
         return getattr(self.task_info, "primary_mode", "max")
 
     @property

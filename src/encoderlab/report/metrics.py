@@ -1,7 +1,8 @@
 """Numbers read off a run's records: final and best values, per-epoch rows, curve series.
 
-Rates (accuracy, macro-F1, MLM accuracy, entity F1) are stored as fractions and QA's EM/F1 as
-percentages; `percent` puts them all on one 0-100 scale for tables, curves and conclusions.
+Rates (accuracy, macro-F1, MLM accuracy, entity F1; also MCC and Pearson/Spearman, shown x100
+as GLUE does) are stored as fractions and QA's EM/F1 as percentages; `percent` puts them all
+on one 0-100 scale for tables, curves and conclusions.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from typing import Any
 from encoderlab.report.load import RunData
 from encoderlab.tasks.registry import task_class
 
-RATES = {"acc", "macro_f1", "mlm_acc", "span_acc", "start_acc", "end_acc", "precision", "recall"}
+RATES = {
+    "acc", "macro_f1", "mlm_acc", "span_acc", "start_acc", "end_acc", "precision", "recall",
+    "weighted_f1", "mcc", "roc_auc", "f1_strict", "pearson", "spearman",
+}  # fmt: skip
 TRAIN_ACC = ("train/acc", "train/mlm_acc", "train/span_acc")
 TRAIN_LOSS = ("train/loss", "train/mlm_loss")
 VALID_LOSS = ("valid/loss", "valid/mlm_loss")

@@ -33,7 +33,14 @@ class Table:
 # (header, metric): metric columns shown when at least one run has the metric
 METRIC_COLUMNS = [
     ("macro-F1 (%)", "macro_f1"),
+    ("weighted-F1 (%)", "weighted_f1"),
+    ("MCC (x100)", "mcc"),
     ("F1 (%)", "f1"),
+    ("strict F1 (%)", "f1_strict"),
+    ("ROC-AUC (%)", "roc_auc"),
+    ("Pearson (x100)", "pearson"),
+    ("Spearman (x100)", "spearman"),
+    ("MSE", "mse"),
     ("EM (%)", "em"),
     ("MLM acc (%)", "mlm_acc"),
 ]

@@ -74,6 +74,7 @@ class Task(Protocol):
     example_unit: str  # what reports count: examples, questions
     right_means: str  # report wording for a right prediction
     reported_metrics: tuple[str, ...]  # scalar metrics `metrics` returns (report columns)
+    metric_names: tuple[str, ...]  # what task.metric may choose as the primary metric
     report_details: str | None  # report section: "confusion", "answers", "per_type" or None
     percent_metrics: frozenset[str]  # metrics already stored on a 0-100 scale
     hf_head: str | None  # the transformers head `export` writes: sequence, token, span
@@ -141,6 +142,9 @@ class TaskBase:
     example_unit: ClassVar[str] = "examples"  # what reports count ("questions" for QA)
     right_means: ClassVar[str] = "is right"  # report wording: when a prediction counts as right
     reported_metrics: ClassVar[tuple[str, ...]] = ()  # scalar metrics `metrics` returns
+    # what task.metric may name (the primary metric that picks the best checkpoint); a task
+    # whose `metrics` gives more than it reports in tables lists them here
+    metric_names: ClassVar[tuple[str, ...]] = ()
     hf_head: ClassVar[str | None] = None  # "sequence", "token", "span": exports to transformers
     percent_metrics: ClassVar[frozenset[str]] = frozenset()
 

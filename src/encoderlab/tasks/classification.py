@@ -1,9 +1,16 @@
 """Single-sentence and sentence-pair classification (one module: a pair is a second column).
 
-Files: .csv / .tsv (header row), .jsonl (an object per line), .json (an array of objects,
-e.g. KLUE-NLI; or SQuAD-like {"data": [...]}) — columns named by task.text_column,
-task.text_pair_column, task.label_column, task.id_column. Labels are kept as strings
-("0"/"1", "entailment", ...) and the sorted label set is saved with the run.
+Data: .csv / .tsv (a header row, or `task.columns` / column positions without one), .jsonl,
+.json (an array of objects, e.g. KLUE-NLI; or SQuAD-like {"data": [...]}), a Hugging Face
+save_to_disk folder or hf:<name>, or a folder of label folders (see `tasks.records`);
+`task.where` filters rows. Columns are named by task.text_column, task.text_pair_column,
+task.label_column, task.id_column. Labels are kept as strings ("0"/"1", "entailment", ...)
+and the sorted label set is saved with the run.
+
+Long documents (`task.truncation`): head keeps the start (BERT), head_tail the start and the
+end (Sun et al. 2019), windows reads the whole text as overlapping windows — each window is a
+training example, and predictions average the windows' logits per document. How many
+documents were cut is reported, never silent.
 """
 
 from __future__ import annotations
@@ -20,10 +27,11 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import HeadConfig, TaskConfig
-from encoderlab.data.tables import read_rows
 from encoderlab.errors import UserError
 from encoderlab.heads import sequence_head
-from encoderlab.tasks.base import Example, Examples, Feature, TaskBase, base_collate
+from encoderlab.tasks import records, scores
+from encoderlab.tasks.base import Example, Examples, Feature, Features, TaskBase, base_collate
+from encoderlab.tasks.records import get, require_column
 from encoderlab.tasks.registry import register
 from encoderlab.tokenizer import special_ids
 
@@ -31,32 +39,12 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 # SNLI/MNLI mark pairs without annotator consensus with "-": they have no gold label.
 NO_LABEL = {"-", ""}
-
-
-def _format(path: Path, cfg: TaskConfig) -> str:
-    if cfg.format != "auto":
-        return cfg.format
-    name = path.name.lower()
-    for suffix in ("csv", "tsv", "jsonl", "json"):
-        if name.endswith("." + suffix):
-            return suffix
-    raise UserError(
-        f"{path}: cannot tell the format from the name; set task.format (csv|tsv|jsonl|json)"
-    )
+BINARY_METRICS = ("f1", "roc_auc")  # of the positive class: two labels only
 
 
 def read_records(path: str | Path, cfg: TaskConfig) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, record) for every row of a table-like file (see encoderlab.data.tables)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: file not found (task data)")
-    return read_rows(p, _format(p, cfg), key="task.format")
-
-
-def _column(p: str, rows: list[tuple[int, dict]], name: str, what: str) -> None:
-    if rows and name not in rows[0][1]:
-        cols = ", ".join(map(str, rows[0][1].keys()))
-        raise UserError(f"{p}: no column '{name}' (columns: {cols}); set task.{what}")
+    """(line number, record) for every row of a task's data (see encoderlab.tasks.records)."""
+    return records.read_records(path, cfg)
 
 
 @register
@@ -67,48 +55,51 @@ class ClassificationTask(TaskBase):
     pair = False
     primary_metric = "acc"
     hf_head = "sequence"  # hf export: the transformers head its head maps to
-    reported_metrics = ("acc", "macro_f1")  # scalar metrics its evaluation gives
+    reported_metrics = ("acc", "macro_f1", "weighted_f1", "mcc")  # scalar metrics it gives
+    # what task.metric may name: the above, and for two labels f1 (positive class) and roc_auc
+    metric_names = (*reported_metrics, *BINARY_METRICS)
     report_details = "confusion"
 
     # -- reading -------------------------------------------------------------------------------
 
     def read(self, path: str, cfg: TaskConfig, labelled: bool | None = None) -> Examples:
-        rows = read_records(path, cfg)
+        notes: list[str] = []
+        pair = self.is_pair(cfg)
+        rows = records.read_records(path, cfg, notes)
         if not rows:
-            raise UserError(f"{path}: no rows")
-        _column(path, rows, cfg.text_column, "text_column")
-        if self.pair:
-            if not cfg.text_pair_column:
+            raise UserError(f"{path}: no rows" + (" left after task.where" if cfg.where else ""))
+        require_column(path, rows, cfg.text_column, "text_column")
+        if pair:
+            if cfg.text_pair_column is None:
                 raise UserError("task.type is pair but task.text_pair_column is not set")
-            _column(path, rows, cfg.text_pair_column, "text_pair_column")
-        has_labels = cfg.label_column in rows[0][1]
+            require_column(path, rows, cfg.text_pair_column, "text_pair_column")
+        has_labels = records.has_column(rows[0][1], cfg.label_column)
         if labelled and not has_labels:
-            _column(path, rows, cfg.label_column, "label_column")
-        has_ids = bool(cfg.id_column) and cfg.id_column in rows[0][1]
+            require_column(path, rows, cfg.label_column, "label_column")
+        has_ids = records.has_column(rows[0][1], cfg.id_column)
         # a submission needs the file's own ids
-        examples: Examples = Examples(ids_from_file=has_ids)
+        examples: Examples = Examples(ids_from_file=has_ids, notes=notes)
         empty, unlabelled = [], []
         for n, row in rows:
-            text = _text(row.get(cfg.text_column))
-            pair = _text(row.get(cfg.text_pair_column)) if self.pair else None
-            if not text or (self.pair and not pair):
+            text = _text(get(row, cfg.text_column))
+            second = _text(get(row, cfg.text_pair_column)) if pair else None
+            if not text or (pair and not second):
                 empty.append(n)
                 continue
             label = None
             if has_labels:
-                raw = row.get(cfg.label_column)
-                label = None if raw is None else str(raw).strip()
-                if label in NO_LABEL:
+                label = self.parse_label(get(row, cfg.label_column), path, n)
+                if label is None:
                     unlabelled.append(n)
                     continue
             ex: Example = {
-                "id": str(row[cfg.id_column]) if has_ids else str(len(examples)),
+                "id": str(get(row, cfg.id_column)) if has_ids else str(len(examples)),
                 "line": n,
                 "text": text,
                 "label": label,
             }
-            if self.pair:
-                ex["text_pair"] = pair
+            if pair:
+                ex["text_pair"] = second
             examples.append(ex)
             if cfg.max_examples and len(examples) >= cfg.max_examples:
                 break
@@ -123,6 +114,15 @@ class ClassificationTask(TaskBase):
         if not examples:
             raise UserError(f"{path}: no usable rows (all {len(rows)} had empty text or no label)")
         return examples
+
+    def is_pair(self, cfg: TaskConfig) -> bool:
+        """Whether examples have a second text (the pair type; regression: a pair column)."""
+        return self.pair
+
+    def parse_label(self, raw: Any, path: str, line: int) -> Any:
+        """The gold label of a cell, None for a row without one (skipped when labelled)."""
+        label = None if raw is None else str(raw).strip()
+        return None if label in NO_LABEL else label
 
     def split(
         self, examples: list[Example], cfg: TaskConfig, seed: int
@@ -188,38 +188,60 @@ class ClassificationTask(TaskBase):
 
     def encode(
         self, examples: list[Example], tok: Tokenizer, cfg: TaskConfig, labels: list[str]
-    ) -> list[Feature]:
+    ) -> Features:
+        if cfg.metric in BINARY_METRICS and len(labels) != 2:
+            raise UserError(
+                f"task.metric={cfg.metric} is for two labels, the data has {len(labels)}; "
+                "use acc, macro_f1, weighted_f1 or mcc"
+            )
         ids = special_ids(tok)
-        index = {name: i for i, name in enumerate(labels)}
+        pair = self.is_pair(cfg)
         first = tok.encode_batch([ex["text"] for ex in examples], add_special_tokens=False)
         second = (
-            tok.encode_batch([ex["text_pair"] for ex in examples], add_special_tokens=False)
-            if self.pair
+            tok.encode_batch(
+                [ex.get("text_pair") or "" for ex in examples], add_special_tokens=False
+            )
+            if pair
             else [None] * len(examples)
         )
-        budget = cfg.max_len - (3 if self.pair else 2)
-        features = []
+        budget = cfg.max_len - (3 if pair else 2)
+        features = Features()
+        cut = windowed = 0
         for i, (ex, a, b) in enumerate(zip(examples, first, second, strict=True)):
             a_ids, b_ids = list(a.ids), list(b.ids) if b is not None else []
-            while len(a_ids) + len(b_ids) > budget:  # drop from the longer side, as BERT does
-                if len(a_ids) >= len(b_ids):
-                    a_ids.pop()
-                else:
-                    b_ids.pop()
-            input_ids = [ids["cls"], *a_ids, ids["sep"]]
-            types = [0] * len(input_ids)
-            if self.pair:
-                input_ids += [*b_ids, ids["sep"]]
-                types += [1] * (len(b_ids) + 1)
-            features.append(
-                {
-                    "input_ids": np.asarray(input_ids, dtype=np.int64),
-                    "token_type_ids": np.asarray(types, dtype=np.int64),
-                    "example_index": i,
-                    "label": index.get(ex["label"], -100) if ex["label"] is not None else -100,
-                }
+            pieces, lost = fit_pieces(a_ids, b_ids, budget, cfg)
+            cut += lost
+            windowed += len(pieces) > 1
+            label = self.label_value(ex, labels)
+            for a_part, b_part in pieces:
+                input_ids = [ids["cls"], *a_part, ids["sep"]]
+                types = [0] * len(input_ids)
+                if pair:
+                    input_ids += [*b_part, ids["sep"]]
+                    types += [1] * (len(b_part) + 1)
+                features.append(
+                    {
+                        "input_ids": np.asarray(input_ids, dtype=np.int64),
+                        "token_type_ids": np.asarray(types, dtype=np.int64),
+                        "example_index": i,
+                        "label": label,
+                    }
+                )
+        if cut:
+            features.warnings.append(truncation_message(cut, len(examples), cfg))
+        if windowed:
+            features.warnings.append(
+                f"{windowed:,} of {len(examples):,} examples were longer than task.max_len="
+                f"{cfg.max_len} and were read as {len(features):,} windows in all "
+                "(truncation: windows; logits averaged per example)"
             )
         return features
+
+    def label_value(self, ex: Example, labels: list[str]) -> Any:
+        """The training target of a feature: the label's index, -100 for none."""
+        if ex["label"] is None or ex["label"] not in labels:
+            return -100
+        return labels.index(ex["label"])
 
     def collate(self, features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:
         batch = base_collate(features, pad_id)
@@ -255,58 +277,71 @@ class ClassificationTask(TaskBase):
 
     def decode(self, outputs, features, examples, cfg, labels) -> list[dict[str, Any]]:
         preds: list[dict[str, Any]] = [{} for _ in examples]
-        for out, feat in zip(outputs, features, strict=True):
-            z = out.astype(np.float64)
+        for i, z in pooled_logits(outputs, features).items():
             p = np.exp(z - z.max())
             p /= p.sum()
             k = int(p.argmax())
-            preds[feat["example_index"]] = {
-                "label": labels[k],
-                "prob": float(p[k]),
-                "probs": p.tolist(),
-            }
+            preds[i] = {"label": labels[k], "prob": float(p[k]), "probs": p.tolist()}
         return preds
 
     def metrics(self, predictions, examples, cfg, labels) -> dict[str, Any]:
-        gold = [ex["label"] for ex in examples]
-        pred = [p["label"] for p in predictions]
-        pairs = [(g, q) for g, q in zip(gold, pred, strict=True) if g is not None]
-        if not pairs:
+        keep = [i for i, ex in enumerate(examples) if ex["label"] is not None]
+        if not keep:
             return {}
         index = {name: i for i, name in enumerate(labels)}
-        confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
-        for g, q in pairs:
-            confusion[index[g], index[q]] += 1
+        k = len(labels)
+        gold = np.array([index[examples[i]["label"]] for i in keep], dtype=np.int64)
+        pred = np.array([index[predictions[i]["label"]] for i in keep], dtype=np.int64)
+        confusion = scores.confusion_matrix(gold, pred, k)
+        f1s, support = scores.class_scores(confusion)
         per_class = {}
-        f1s = []
         for name, i in index.items():
-            tp = confusion[i, i]
-            prec = tp / max(confusion[:, i].sum(), 1)
-            rec = tp / max(confusion[i, :].sum(), 1)
-            f1 = 2 * prec * rec / max(prec + rec, 1e-12)
-            f1s.append(f1)
             per_class[name] = {
-                "precision": float(prec),
-                "recall": float(rec),
-                "f1": float(f1),
-                "support": int(confusion[i, :].sum()),
+                "precision": float(confusion[i, i] / max(confusion[:, i].sum(), 1)),
+                "recall": float(confusion[i, i] / max(confusion[i, :].sum(), 1)),
+                "f1": float(f1s[i]),
+                "support": int(support[i]),
             }
-        return {
-            "acc": float(np.trace(confusion) / len(pairs)),
-            "macro_f1": float(np.mean(f1s)),
-            "extra": {
-                "examples": len(pairs),
-                "labels": labels,
-                "confusion": confusion.tolist(),
-                "per_class": per_class,
-            },
+        stats = {
+            "acc": scores.accuracy,
+            "macro_f1": scores.macro_f1,
+            "weighted_f1": scores.weighted_f1,
+            "mcc": scores.mcc,
         }
+        out: dict[str, Any] = {}
+        positive = None
+        if k == 2:
+            positive = _positive(labels, cfg)
+            stats["f1"] = lambda cm: scores.class_f1(cm, positive)
+            out["roc_auc"] = scores.roc_auc(
+                gold == positive, np.array([predictions[i]["probs"][positive] for i in keep])
+            )
+        out = {name: float(fn(confusion)) for name, fn in stats.items()} | out
+        ci = {
+            name: list(
+                scores.bootstrap_ci(
+                    len(keep), lambda idx, fn=fn: fn(scores.confusion_stack(gold, pred, k, idx))
+                )
+            )
+            for name, fn in stats.items()
+        }
+        out["extra"] = {
+            "examples": len(keep),
+            "labels": labels,
+            "confusion": confusion.tolist(),
+            "per_class": per_class,
+            "ci95": ci,
+            "bootstrap_samples": scores.BOOTSTRAP_SAMPLES,
+        }
+        if positive is not None:
+            out["extra"]["positive_label"] = labels[positive]
+        return out
 
     def prediction_rows(self, predictions, examples, labels) -> list[dict[str, Any]]:
         rows = []
         for ex, p in zip(examples, predictions, strict=True):
             row = {"id": ex["id"], "input": ex["text"]}
-            if self.pair:
+            if "text_pair" in ex:
                 row["input_pair"] = ex["text_pair"]
             row.update(
                 gold=ex["label"],
@@ -324,6 +359,77 @@ class PairTask(ClassificationTask):
 
     type = "pair"
     pair = True
+
+
+def _positive(labels: list[str], cfg: TaskConfig) -> int:
+    """The positive class of a binary task: task.positive_label, else the second label
+    ("1", "true", "positive", "spam" sort second)."""
+    if cfg.positive_label is None:
+        return 1
+    if cfg.positive_label not in labels:
+        raise UserError(
+            f"task.positive_label={cfg.positive_label!r} is not a label (labels: "
+            f"{', '.join(labels)})"
+        )
+    return labels.index(cfg.positive_label)
+
+
+def fit_pieces(
+    a: list[int], b: list[int], budget: int, cfg: TaskConfig
+) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """(the (text, pair) token pieces that become features, 1 if text was lost else 0).
+
+    head: BERT's rule, drop from the end of the longer side. head_tail and windows work on
+    the first text; a pair's second text keeps at most half the budget when both are long."""
+    if len(a) + len(b) <= budget:
+        return [(a, b)], 0
+    if cfg.truncation == "head":
+        a, b = list(a), list(b)
+        while len(a) + len(b) > budget:
+            if len(a) >= len(b):
+                a.pop()
+            else:
+                b.pop()
+        return [(a, b)], 1
+    kept_b = b[: max(budget - len(a), budget // 2)]
+    lost = int(len(kept_b) < len(b))
+    b = kept_b
+    room = budget - len(b)
+    if cfg.truncation == "head_tail":
+        head = min(cfg.head_tokens or room // 4, room)
+        return [(a[:head] + a[len(a) - (room - head) :] if room > head else a[:head], b)], 1
+    stride = min(cfg.window_stride or max(room // 2, 1), room)
+    starts = list(range(0, max(len(a) - room, 0) + stride, stride))
+    starts = [s for s in starts if s == 0 or s + room - stride < len(a)]
+    if cfg.max_windows is not None and len(starts) > cfg.max_windows:
+        starts, lost = starts[: cfg.max_windows], 1
+    return [(a[s : s + room], b) for s in starts], lost
+
+
+def truncation_message(cut: int, total: int, cfg: TaskConfig) -> str:
+    """How many examples lost text, and what to do about it."""
+    how = {
+        "head": "their end was cut (truncation: head); task.truncation: head_tail keeps the "
+        "end as well, windows reads all of it",
+        "head_tail": "their middle was cut (truncation: head_tail); task.truncation: windows "
+        "reads all of it",
+        "windows": f"their end past task.max_windows={cfg.max_windows} windows was cut",
+    }[cfg.truncation]
+    return (
+        f"{cut:,} of {total:,} examples were longer than task.max_len={cfg.max_len} tokens: " + how
+    )
+
+
+def pooled_logits(outputs: list[np.ndarray], features: list[Feature]) -> dict[int, np.ndarray]:
+    """Per example index: the mean of its features' logits (one feature: its logits)."""
+    sums: dict[int, np.ndarray] = {}
+    counts: dict[int, int] = {}
+    for out, feat in zip(outputs, features, strict=True):
+        i = feat["example_index"]
+        z = np.asarray(out, dtype=np.float64)
+        sums[i] = sums[i] + z if i in sums else z
+        counts[i] = counts.get(i, 0) + 1
+    return {i: z / counts[i] for i, z in sums.items()}
 
 
 def _text(value: Any) -> str:

@@ -17,6 +17,7 @@ from encoderlab.errors import UserError
 BUILTIN_MODULES = (
     "encoderlab.tasks.classification",
     "encoderlab.tasks.qa",
+    "encoderlab.tasks.regression",
     "encoderlab.tasks.tagging",
 )
 
@@ -53,9 +54,32 @@ def task_class(name: str) -> Any | None:
     return _TASKS.get(name)
 
 
-def get_task(name: str) -> Any:
-    """A fresh task object of type `name`."""
+def get_task(name: str, cfg: Any = None) -> Any:
+    """A fresh task object of type `name`. With its TaskConfig `cfg`, `task.metric` becomes
+    the object's primary_metric (and primary_mode): what picks the best checkpoint."""
     cls = task_class(name)
     if cls is None:
         raise UserError(f"unknown task type {name!r}; registered types: {', '.join(task_names())}")
-    return cls()
+    task = cls()
+    metric = getattr(cfg, "metric", None)
+    if metric is not None:
+        names = task_metrics(cls)
+        if metric not in names:
+            raise UserError(f"task.metric={metric}: {name} computes {', '.join(names)}")
+        task.primary_metric = metric
+        task.primary_mode = metric_mode(metric)
+    return task
+
+
+def task_metrics(cls: Any) -> tuple[str, ...]:
+    """The metrics a task class computes (what task.metric may name): its `metric_names`,
+    else its `reported_metrics`."""
+    return tuple(getattr(cls, "metric_names", ()) or getattr(cls, "reported_metrics", ()))
+
+
+def metric_mode(metric: str) -> str:
+    """ "min" for errors and losses, "max" for scores."""
+    return "min" if metric in LOWER_IS_BETTER or metric.endswith("loss") else "max"
+
+
+LOWER_IS_BETTER = frozenset({"mse", "rmse", "mae", "loss"})

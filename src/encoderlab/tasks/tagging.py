@@ -47,7 +47,8 @@ detected scheme); the fine-tuning loop prints both.
 
 Metrics are entity-level micro precision/recall/F1 with seqeval's default (conlleval) chunk
 rules, checked equal to seqeval 1.2.2 on random tag sequences; per-type scores also list
-types that were only predicted (support 0).
+types that were only predicted (support 0). f1_strict is seqeval's strict IOB2 mode (an I-
+that starts nothing is no entity); `task.metric: f1_strict` makes it pick the checkpoint.
 """
 
 from __future__ import annotations
@@ -115,6 +116,21 @@ def entities(tags: list[str]) -> list[tuple[str, int, int]]:
     return chunks
 
 
+def strict_entities(tags: list[str]) -> list[tuple[str, int, int]]:
+    """(type, start, end-exclusive) chunks by seqeval's strict IOB2 mode: an entity is a B-X
+    and the I-X that follow it; an I- that does not continue one is no entity at all."""
+    chunks: list[tuple[str, int, int]] = []
+    start, typ = -1, ""
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, ty = _split_tag(tag)
+        if start >= 0 and not (prefix == "I" and ty == typ):
+            chunks.append((typ, start, i))
+            start = -1
+        if prefix == "B":
+            start, typ = i, ty
+    return chunks
+
+
 def _prf(correct: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
     p = correct / n_pred if n_pred else 0.0
     r = correct / n_gold if n_gold else 0.0
@@ -122,11 +138,15 @@ def _prf(correct: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
     return p, r, f
 
 
-def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any]:
-    """Micro precision/recall/F1 over exact (type, span) matches, plus per-type scores."""
+def entity_scores(
+    gold: list[list[str]], pred: list[list[str]], strict: bool = False
+) -> dict[str, Any]:
+    """Micro precision/recall/F1 over exact (type, span) matches, plus per-type scores;
+    `strict`: entities by seqeval's strict IOB2 mode (mode="strict", scheme=IOB2)."""
+    chunk = strict_entities if strict else entities
     counts: dict[str, list[int]] = {}  # type -> [correct, pred, gold]
     for g, p in zip(gold, pred, strict=True):
-        gs, ps = set(entities(g)), set(entities(p))
+        gs, ps = set(chunk(g)), set(chunk(p))
         for t, *_ in gs:
             counts.setdefault(t, [0, 0, 0])[2] += 1
         for t, *_ in ps:
@@ -539,7 +559,8 @@ class TaggingTask(TaskBase):
     token_level = True
     primary_metric = "f1"
     hf_head = "token"  # hf export: the transformers head its head maps to
-    reported_metrics = ("acc", "f1", "precision", "recall")  # scalar metrics its evaluation gives
+    # scalar metrics its evaluation gives; f1_strict: seqeval's strict IOB2 mode
+    reported_metrics = ("acc", "f1", "precision", "recall", "f1_strict")
     report_details = "per_type"
 
     def has_gold(self, example: Example) -> bool:
@@ -786,6 +807,7 @@ class TaggingTask(TaskBase):
             "precision": scores["precision"],
             "recall": scores["recall"],
             "f1": scores["f1"],
+            "f1_strict": entity_scores(gold, pred, strict=True)["f1"],
             "acc": right / total if total else 0.0,
             "extra": {
                 "per_type": scores["per_type"],

@@ -1,0 +1,43 @@
+"""`evaluate --set`: change how a finished run reads another file, and nothing else.
+
+A run's task settings are part of what it learned (its type, labels, max_len); the reading
+options below only say where in a file the data sits, so they may differ per file.
+"""
+
+from __future__ import annotations
+
+from encoderlab.config import TaskConfig, apply_overrides, build
+from encoderlab.errors import UserError
+
+READING_KEYS = (
+    "format",
+    "text_column",
+    "text_pair_column",
+    "label_column",
+    "id_column",
+    "columns",
+    "where",
+    "max_examples",
+    "positive_label",
+    "tag_column",
+    "tag_scheme",
+    "truncation",
+    "head_tokens",
+    "window_stride",
+    "max_windows",
+)
+
+
+def reading_config(task: TaskConfig, overrides: list[str]) -> TaskConfig:
+    """`task` with the `--set task.KEY=VALUE` reading options applied (validated as usual)."""
+    data = {"task": task.model_dump(mode="json")}
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        name = key.removeprefix("task.")
+        if not key.startswith("task.") or name not in READING_KEYS:
+            raise UserError(
+                f"--set {text!r}: evaluate takes the task's reading options only: "
+                + ", ".join(f"task.{k}" for k in READING_KEYS)
+            )
+    data = apply_overrides(data, overrides)
+    return build(TaskConfig, data["task"], "--set")

@@ -1,0 +1,165 @@
+"""Rows of a classification-like task file, from wherever people keep their data.
+
+  a .csv/.tsv/.jsonl/.json file   read by `encoderlab.data.tables` (with or without a header:
+                                  `task.columns`, or integer column positions)
+  a save_to_disk directory        Hugging Face datasets, offline (`dir::split`, default train)
+  hf:<name>[:<config>][::split]   the Hub, when online (both as the corpus reads them)
+  a folder of label folders       spam/ham/... each text file one example, its label the folder
+                                  name (a classic spam corpus layout); files directly in the
+                                  folder have no label (a test set)
+then `task.where` drops the rows its filters reject. Every row is a dict keyed by column name
+(a folder's rows use the configured text/label/id column names), so the task reads them alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from encoderlab.config import TaskConfig
+from encoderlab.data.corpus import as_source, is_hf_dir, open_hf
+from encoderlab.data.tables import read_rows, table_format
+from encoderlab.errors import UserError
+from encoderlab.tasks.filters import filter_columns, row_filter
+
+Row = tuple[int, dict[str, Any]]
+
+
+def get(row: dict[str, Any], name: str | int | None) -> Any:
+    """A cell: the column `name`, else a nested key written with dots ("labels.label")."""
+    if name is None:
+        return None
+    key = str(name)
+    if key in row:
+        return row[key]
+    node: Any = row
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def has_column(row: dict[str, Any], name: str | int | None) -> bool:
+    if name is None:
+        return False
+    key = str(name)
+    if key in row:
+        return True
+    node: Any = row
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def require_column(path: str, rows: list[Row], name: str | int, key: str) -> None:
+    """A one-line error listing the columns found when the first row lacks `name`."""
+    if rows and not has_column(rows[0][1], name):
+        cols = ", ".join(map(str, rows[0][1].keys()))
+        what = f"column {name}" if isinstance(name, int) else f"column '{name}'"
+        raise UserError(f"{path}: no {what} (columns: {cols}); set task.{key}")
+
+
+def _header(cfg: TaskConfig) -> bool | list[str]:
+    """True: the file has a header row; a list: its column names; False: by position."""
+    if cfg.columns is not None:
+        return list(cfg.columns)
+    named = (cfg.text_column, cfg.text_pair_column, cfg.label_column, cfg.id_column)
+    return not any(isinstance(c, int) for c in named)
+
+
+def read_records(path: str | Path, cfg: TaskConfig, notes: list[str] | None = None) -> list[Row]:
+    """(line number, record) for every row of a task's data (see the module docstring), after
+    `task.where`; what was dropped or repaired is appended to `notes`."""
+    text = str(path)
+    p = Path(text)
+    if text.startswith("hf:") or "::" in text or (p.is_dir() and is_hf_dir(p)):
+        rows = _hf_rows(text)
+    elif p.is_dir():
+        rows = _folder_rows(p, cfg, notes)
+    elif not p.is_file():
+        raise UserError(f"{p}: file not found (task data)")
+    else:
+        fmt = table_format(p, cfg.format, "task.format")
+        rows = read_rows(p, fmt, key="task.format", header=_header(cfg))
+    return _filtered(text, rows, cfg, notes)
+
+
+def _filtered(path: str, rows: list[Row], cfg: TaskConfig, notes: list[str] | None) -> list[Row]:
+    keep = row_filter(cfg.where, get)
+    if keep is None or not rows:
+        return rows
+    for col in filter_columns(cfg.where):
+        require_column(path, rows, col, "where")
+    kept = [r for r in rows if keep(r[1])]
+    if notes is not None:
+        notes.append(
+            f"{path}: task.where kept {len(kept):,} of {len(rows):,} rows "
+            f"({len(rows) - len(kept):,} dropped)"
+        )
+    return kept
+
+
+def _stop(msg: str, *, vanished: bool = False) -> None:
+    raise UserError(msg)
+
+
+def _hf_rows(text: str) -> list[Row]:
+    """A save_to_disk directory or hf:<name>: each row a dict; class-label columns give their
+    names ("neg", "pos"), and -1 (no label, e.g. GLUE test splits) gives None."""
+    ds = open_hf(as_source(text), _stop, key="task.train/valid/test")
+    assert ds is not None
+    names: dict[str, list[str]] = {}
+    for col, feature in (getattr(ds, "features", None) or {}).items():
+        if type(feature).__name__ == "ClassLabel":
+            names[col] = list(feature.names)
+    rows: list[Row] = []
+    for i, row in enumerate(ds, 1):
+        row = dict(row)
+        for col, labels in names.items():
+            value = row.get(col)
+            if isinstance(value, int):
+                row[col] = labels[value] if 0 <= value < len(labels) else None
+        rows.append((i, row))
+    return rows
+
+
+def _folder_rows(folder: Path, cfg: TaskConfig, notes: list[str] | None) -> list[Row]:
+    """Each text file one row: label = its sub-folder's name (none for files at the top)."""
+    text_col, label_col = str(cfg.text_column), str(cfg.label_column)
+    id_col = str(cfg.id_column) if cfg.id_column is not None else "id"
+    files = sorted(f for f in folder.rglob("*") if f.is_file() and not _hidden(f, folder))
+    if not files:
+        raise UserError(
+            f"{folder}: a folder with no files; put each example in a text file under a "
+            "folder named after its label (e.g. spam/0001.txt, ham/0002.txt)"
+        )
+    rows: list[Row] = []
+    repaired = 0
+    for i, f in enumerate(files, 1):
+        rel = f.relative_to(folder)
+        raw = f.read_bytes()
+        try:
+            body = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            body = raw.decode("utf-8", errors="replace")
+            repaired += 1
+        label = rel.parts[0] if len(rel.parts) > 1 else None
+        rows.append((i, {id_col: rel.as_posix(), text_col: body, label_col: label}))
+    if notes is not None:
+        labels = sorted({r[label_col] for _, r in rows if r[label_col] is not None})
+        notes.append(
+            f"{folder}: {len(rows):,} files, labels from folder names: {', '.join(labels) or '-'}"
+        )
+        if repaired:
+            notes.append(
+                f"{folder}: {repaired:,} files were not UTF-8; their undecodable bytes were "
+                "replaced (convert them with iconv to keep every character)"
+            )
+    return rows
+
+
+def _hidden(f: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in f.relative_to(root).parts)

@@ -1,0 +1,149 @@
+"""Regression on a sentence or a sentence pair: one number per example (STS-B, KLUE-STS).
+
+Read like classification (`tasks.classification`: the same files, columns, filters and long
+document handling; `task.text_pair_column` makes it a pair task), but the label is a number,
+the head has one output trained with mean squared error, and the metrics are Pearson (the
+primary one, as GLUE and KLUE report STS), Spearman and MSE. With windows, a document's
+prediction is the mean of its windows' outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from encoderlab.config import HeadConfig, TaskConfig
+from encoderlab.errors import UserError
+from encoderlab.heads import sequence_head
+from encoderlab.tasks import scores
+from encoderlab.tasks.base import Example, Feature, base_collate
+from encoderlab.tasks.classification import NO_LABEL, ClassificationTask, pooled_logits
+from encoderlab.tasks.registry import register
+
+
+@register
+class RegressionTask(ClassificationTask):
+    """[CLS] text [SEP] (text_pair [SEP]) -> one number."""
+
+    type = "regression"
+    primary_metric = "pearson"
+    reported_metrics = ("pearson", "spearman", "mse")
+    metric_names = reported_metrics
+    report_details = None
+    hf_head = "sequence"  # a one-label sequence head: transformers' regression
+
+    def is_pair(self, cfg: TaskConfig) -> bool:
+        return cfg.text_pair_column is not None
+
+    def parse_label(self, raw: Any, path: str, line: int) -> float | None:
+        if raw is None or (isinstance(raw, str) and raw.strip() in NO_LABEL):
+            return None
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise UserError(
+                f"{path}:{line}: label {raw!r} is not a number; task.type regression needs a "
+                "numeric task.label_column (e.g. labels.label for KLUE-STS)"
+            ) from None
+        if not math.isfinite(value):
+            raise UserError(f"{path}:{line}: label {raw!r} is not a finite number")
+        return value
+
+    def split(
+        self, examples: list[Example], cfg: TaskConfig, seed: int
+    ) -> tuple[list[Example], list[Example]]:
+        """A random share (labels are numbers: nothing to stratify by)."""
+        rng = np.random.default_rng([seed, 11])
+        order = rng.permutation(len(examples))
+        k = min(max(int(round(cfg.valid_ratio * len(examples))), 1), len(examples) - 1)
+        chosen = set(order[:k].tolist())
+        train = [ex for i, ex in enumerate(examples) if i not in chosen]
+        valid = [ex for i, ex in enumerate(examples) if i in chosen]
+        return train, valid
+
+    def label_names(self, examples: list[Example]) -> list[str]:
+        return ["score"]  # the one output (an HF export: num_labels 1, i.e. regression)
+
+    def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None:
+        """Any number is a fine label."""
+
+    def missing_gold_hint(self, cfg: TaskConfig) -> str:
+        return f" (no numeric column '{cfg.label_column}'); set task.label_column"
+
+    def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
+        ex: Example = {"id": str(i), "line": 0, "text": text, "label": None}
+        if text_pair:
+            ex["text_pair"] = text_pair
+        return ex
+
+    def show_prediction(self, example: Example, row: dict[str, Any]) -> str:
+        return f"{row['prediction']:.4f}  {row.get('input', '')}"
+
+    def label_value(self, ex: Example, labels: list[str]) -> float:
+        return float("nan") if ex["label"] is None else float(ex["label"])
+
+    def collate(self, features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:
+        batch = base_collate(features, pad_id)
+        batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.float32)
+        return batch
+
+    def head(self, cfg: HeadConfig, d_model: int, n_labels: int) -> nn.Module:
+        return sequence_head(cfg, d_model, 1)
+
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]):
+        target = batch["labels"]
+        keep = ~torch.isnan(target)
+        n = keep.sum()
+        pred = logits.float()[:, 0]
+        if int(n):
+            loss = nn.functional.mse_loss(pred[keep], target[keep])
+        else:
+            loss = pred.sum() * 0
+        return loss, {"loss_sum": loss.detach().float() * n, "n": n.float()}
+
+    def train_metrics(self, c: dict[str, float]) -> dict[str, float]:
+        return {"loss": c.get("loss_sum", 0.0) / max(c.get("n", 0.0), 1.0)}
+
+    def decode(self, outputs, features, examples, cfg, labels) -> list[dict[str, Any]]:
+        preds: list[dict[str, Any]] = [{} for _ in examples]
+        for i, z in pooled_logits(outputs, features).items():
+            preds[i] = {"value": float(z[0])}
+        return preds
+
+    def metrics(self, predictions, examples, cfg, labels) -> dict[str, Any]:
+        keep = [i for i, ex in enumerate(examples) if ex["label"] is not None]
+        if not keep:
+            return {}
+        gold = np.array([examples[i]["label"] for i in keep], dtype=np.float64)
+        pred = np.array([predictions[i]["value"] for i in keep], dtype=np.float64)
+        # Spearman's interval resamples the full set's ranks (a common shortcut: no re-ranking)
+        g_rank, p_rank = scores.ranks(gold), scores.ranks(pred)
+        stats = {
+            "pearson": lambda idx: scores.pearson(gold[idx], pred[idx]),
+            "spearman": lambda idx: scores.pearson(g_rank[idx], p_rank[idx]),
+            "mse": lambda idx: ((gold[idx] - pred[idx]) ** 2).mean(-1),
+        }
+        return {
+            "pearson": float(scores.pearson(gold, pred)),
+            "spearman": scores.spearman(gold, pred),
+            "mse": float(((gold - pred) ** 2).mean()),
+            "extra": {
+                "examples": len(keep),
+                "ci95": {k: list(scores.bootstrap_ci(len(keep), fn)) for k, fn in stats.items()},
+                "bootstrap_samples": scores.BOOTSTRAP_SAMPLES,
+            },
+        }
+
+    def prediction_rows(self, predictions, examples, labels) -> list[dict[str, Any]]:
+        rows = []
+        for ex, p in zip(examples, predictions, strict=True):
+            row = {"id": ex["id"], "input": ex["text"]}
+            if "text_pair" in ex:
+                row["input_pair"] = ex["text_pair"]
+            row.update(gold=ex["label"], prediction=round(p["value"], 6), correct=None)
+            rows.append(row)
+        return rows

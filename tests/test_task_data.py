@@ -1,0 +1,208 @@
+"""Task data as people have it: headerless files, column positions, nested keys, a folder of
+label folders, `task.where`, Hugging Face save_to_disk folders, long documents (truncation
+counts, head_tail, windows with pooled predictions) and `evaluate --set`."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from encoderlab.config import TaskConfig
+from encoderlab.errors import UserError
+from encoderlab.tasks import get_task
+from encoderlab.tasks.classification import fit_pieces, pooled_logits
+from encoderlab.tasks.filters import parse_where
+from encoderlab.tasks.reading import reading_config
+
+
+def cfg(**kw) -> TaskConfig:
+    return TaskConfig(**kw)
+
+
+def test_headerless_file_with_task_columns(tmp_path: Path) -> None:
+    f = tmp_path / "train.tsv"
+    f.write_text("a fine film\tpos\nawful\tneg\n", encoding="utf-8")
+    ex = get_task("classification").read(str(f), cfg(columns=["text", "label"]))
+    assert [(e["text"], e["label"], e["line"]) for e in ex] == [
+        ("a fine film", "pos", 1),
+        ("awful", "neg", 2),
+    ]
+    assert ex.ids_from_file is False
+
+
+def test_column_positions_read_a_headerless_csv(tmp_path: Path) -> None:
+    f = tmp_path / "train.csv"
+    f.write_text('1,"good, really",7\n0,bad,8\n', encoding="utf-8")
+    ex = get_task("classification").read(str(f), cfg(text_column=1, label_column=0, id_column=2))
+    assert [(e["id"], e["text"], e["label"]) for e in ex] == [
+        ("7", "good, really", "1"),
+        ("8", "bad", "0"),
+    ]
+    assert ex.ids_from_file is True
+
+
+def test_missing_column_lists_the_columns_found(tmp_path: Path) -> None:
+    f = tmp_path / "train.csv"
+    f.write_text("0,bad\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"no column 5 \(columns: 0, 1\); set task.text_column"):
+        get_task("classification").read(str(f), cfg(text_column=5, label_column=0))
+    g = tmp_path / "h.csv"
+    g.write_text("sentence,y\nhi,1\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"no column 'text' \(columns: sentence, y\)"):
+        get_task("classification").read(str(g), cfg())
+
+
+def test_column_positions_refused_for_jsonl(tmp_path: Path) -> None:
+    f = tmp_path / "train.jsonl"
+    f.write_text('{"text": "x", "label": 1}\n', encoding="utf-8")
+    with pytest.raises(UserError, match="column positions and task.columns are for .csv/.tsv"):
+        get_task("classification").read(str(f), cfg(text_column=0))
+
+
+def test_nested_json_key_for_a_label(tmp_path: Path) -> None:
+    f = tmp_path / "sts.jsonl"
+    f.write_text('{"a": "x y", "b": "x z", "labels": {"label": 3.5}}\n', encoding="utf-8")
+    ex = get_task("regression").read(
+        str(f), cfg(type="regression", text_column="a", text_pair_column="b",
+                    label_column="labels.label")
+    )  # fmt: skip
+    assert ex[0]["label"] == 3.5 and ex[0]["text_pair"] == "x z"
+
+
+def test_spam_folder_layout(tmp_path: Path) -> None:
+    root = tmp_path / "enron"
+    (root / "spam").mkdir(parents=True)
+    (root / "ham").mkdir()
+    (root / "spam" / "0001.txt").write_text("Buy cheap pills now", encoding="utf-8")
+    (root / "spam" / "0002.txt").write_bytes("Gagnez \xe9norm\xe9ment".encode("latin-1"))
+    (root / "ham" / "0003.txt").write_text("Meeting at noon", encoding="utf-8")
+    (root / "ham" / ".DS_Store").write_text("junk", encoding="utf-8")
+    ex = get_task("classification").read(str(root), cfg())
+    got = sorted((e["id"], e["label"]) for e in ex)
+    assert got == [("ham/0003.txt", "ham"), ("spam/0001.txt", "spam"), ("spam/0002.txt", "spam")]
+    assert any("labels from folder names: ham, spam" in n for n in ex.notes)
+    assert any("1 files were not UTF-8" in n for n in ex.notes)
+    assert get_task("classification").label_names(ex) == ["ham", "spam"]
+
+
+def test_where_drops_rows_and_says_how_many(tmp_path: Path) -> None:
+    f = tmp_path / "rt.csv"
+    f.write_text("text,label,kind\na,1,quote\nb,0,plot\nc,0,quote\nd,1,review\n", encoding="utf-8")
+    task = get_task("classification")
+    ex = task.read(str(f), cfg(where="kind != plot"))
+    assert [e["text"] for e in ex] == ["a", "c", "d"]
+    assert any("kept 3 of 4 rows (1 dropped)" in n for n in ex.notes)
+    ex = task.read(str(f), cfg(where=["kind in [quote, review]", "label == 1"]))
+    assert [e["text"] for e in ex] == ["a", "d"]
+    with pytest.raises(UserError, match=r"no column 'type' \(columns: text, label, kind\)"):
+        task.read(str(f), cfg(where="type != plot"))
+
+
+def test_where_parsing() -> None:
+    assert parse_where("kind != plot") == ("kind", "not in", frozenset({"plot"}))
+    assert parse_where("label == 1") == ("label", "in", frozenset({"1"}))
+    assert parse_where("lang not in [en, de]") == ("lang", "not in", frozenset({"en", "de"}))
+    with pytest.raises(UserError, match="expected COLUMN OP VALUE"):
+        parse_where("kind plot")
+    with pytest.raises(UserError, match="needs a list"):
+        parse_where("kind in plot")
+
+
+def test_save_to_disk_folder(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"),
+         "label": datasets.ClassLabel(names=["neg", "pos"]), "idx": datasets.Value("int32")}
+    )  # fmt: skip
+    ds = datasets.Dataset.from_dict(
+        {"sentence": ["nice one", "dull", "so good"], "label": [1, 0, -1], "idx": [0, 1, 2]},
+        features=features,
+    )
+    datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk(str(tmp_path / "sst2"))
+    c = cfg(text_column="sentence", id_column="idx")
+    ex = get_task("classification").read(str(tmp_path / "sst2"), c)
+    assert [(e["id"], e["text"], e["label"]) for e in ex] == [
+        ("0", "nice one", "pos"),
+        ("1", "dull", "neg"),
+    ]
+    assert any("without a gold label" in w for w in ex.warnings)  # -1: no label
+    ex = get_task("classification").read(f"{tmp_path / 'sst2'}::test", c)
+    assert len(ex) == 2
+    with pytest.raises(UserError, match="no split 'valid' \\(splits: train, test\\)"):
+        get_task("classification").read(f"{tmp_path / 'sst2'}::valid", c)
+
+
+class _Tok:
+    """A whitespace 'tokenizer' with the special tokens encode needs: one id per word."""
+
+    def __init__(self) -> None:
+        self.vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
+
+    def token_to_id(self, t: str):
+        return self.vocab.get(t)
+
+    def encode_batch(self, texts, add_special_tokens=False):
+        class E:
+            def __init__(self, ids):
+                self.ids = ids
+
+        return [E([5 + int(w) for w in t.split()]) for t in texts]
+
+
+def _doc(n: int) -> str:
+    return " ".join(str(i) for i in range(n))
+
+
+def test_fit_pieces_head_tail_and_windows() -> None:
+    a = list(range(20))
+    pieces, lost = fit_pieces(a, [], 8, cfg(truncation="head"))
+    assert pieces == [(a[:8], [])] and lost == 1
+    pieces, lost = fit_pieces(a, [], 8, cfg(truncation="head_tail"))
+    assert pieces == [(a[:2] + a[14:], [])] and lost == 1  # a quarter from the start
+    pieces, _ = fit_pieces(a, [], 8, cfg(truncation="head_tail", head_tokens=5))
+    assert pieces == [(a[:5] + a[17:], [])]
+    pieces, lost = fit_pieces(a, [], 8, cfg(truncation="windows"))
+    assert [p[0][0] for p in pieces] == [0, 4, 8, 12] and lost == 0
+    assert pieces[-1][0] == a[12:20]  # the last window reaches the end, no extra one
+    pieces, lost = fit_pieces(a, [], 8, cfg(truncation="windows", window_stride=6, max_windows=2))
+    assert [p[0] for p in pieces] == [a[:8], a[6:14]] and lost == 1
+    short = list(range(5))
+    assert fit_pieces(short, [], 8, cfg(truncation="windows")) == ([(short, [])], 0)
+
+
+def test_truncation_count_message(monkeypatch) -> None:
+    monkeypatch.setattr("encoderlab.tasks.classification.special_ids",
+                        lambda tok: {"cls": 2, "sep": 3, "pad": 0})  # fmt: skip
+    task = get_task("classification")
+    examples = [{"id": str(i), "text": _doc(n), "label": "a"} for i, n in enumerate([4, 30, 50])]
+    feats = task.encode(examples, _Tok(), cfg(max_len=10), ["a", "b"])
+    assert len(feats) == 3
+    assert feats.warnings == [
+        "2 of 3 examples were longer than task.max_len=10 tokens: their end was cut "
+        "(truncation: head); task.truncation: head_tail keeps the end as well, windows reads "
+        "all of it"
+    ]
+    feats = task.encode(examples, _Tok(), cfg(max_len=10, truncation="windows"), ["a", "b"])
+    assert [f["example_index"] for f in feats].count(2) == 12  # 50 tokens, windows of 8 by 4
+    assert all(len(f["input_ids"]) <= 10 for f in feats)
+    assert "read as" in feats.warnings[0] and "windows" in feats.warnings[0]
+
+
+def test_windows_pool_logits_per_document() -> None:
+    features = [{"example_index": 0}, {"example_index": 1}, {"example_index": 1}]
+    outputs = [np.array([2.0, 0.0]), np.array([1.0, 0.0]), np.array([-3.0, 0.0])]
+    pooled = pooled_logits(outputs, features)
+    assert np.allclose(pooled[1], [-1.0, 0.0])
+    task = get_task("classification")
+    preds = task.decode(outputs, features, [{}, {}], cfg(), ["a", "b"])
+    assert [p["label"] for p in preds] == ["a", "b"]  # mean logit of example 1 favours b
+
+
+def test_evaluate_set_takes_reading_options_only() -> None:
+    base = cfg(label_column="target")
+    new = reading_config(base, ["task.label_column=y", "task.where=kind != plot"])
+    assert new.label_column == "y" and new.where == ["kind != plot"]
+    with pytest.raises(UserError, match="reading options only"):
+        reading_config(base, ["task.max_len=512"])
+    with pytest.raises(UserError, match="reading options only"):
+        reading_config(base, ["train.lr=1"])

@@ -611,6 +611,8 @@ def fit(
     plan = Plan.of(cfg, len(train_set))
     device = next(model.parameters()).device
     amp = autocast_dtype(cfg.precision, device)
+    if device.type == "cuda":  # TF32: fp32 matmuls on tensor cores (Ampere and later)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     eng = Engine(model, optimizer, objective, device, amp, _pin_base_lrs(optimizer))
     state = _resume(run, model, optimizer, device, say) if resume else LoopState()
     model.train()

@@ -100,7 +100,8 @@ def fit_tokens_per_s(
     """encoderlab's `fit` (evaluation, logging and checkpoint cadence of configs/pretrain.yaml)
     for warmup + steps steps from the same init as the bare loop (torch.manual_seed(0)).
 
-    tokens/s is taken between the first train record at or after `warmup` and the last one
+    tokens/s is taken between the train record at `warmup` (train.log_every is lowered to
+    the warmup when that is shorter, so there is one) and the last one
     (so warmup and compilation are not counted); the evaluation that `fit` runs at the end is
     timed and charged once per `eval_every` steps, as the configured cadence would.
     """
@@ -116,7 +117,7 @@ def fit_tokens_per_s(
         lr=1e-4,
         warmup_steps=100,
         eval_every=eval_every,
-        log_every=log_every,
+        log_every=min(log_every, max(1, warmup)),  # a record right after the warmup
         precision=precision,
         compile=compile,
     )

@@ -5,6 +5,12 @@ Not a test; run it by hand:
     python benchmarks/pretrain_throughput.py --steps 20 --threads 2
     python benchmarks/pretrain_throughput.py --device cuda --steps 50 --compile
 
+It also runs encoderlab's real `fit` (synthetic data through the real masking and collate;
+the evaluation and logging cadence of configs/pretrain.yaml, checkpoints as configured by
+default) and prints `fit/bare` (fit's tokens/s over the bare loop's), and the useful GFLOP/s of
+each side against a matmul peak measured on the spot (see fit_bench.py). The last line is
+`ratio X.XXx`: encoderlab's bare loop over transformers'.
+
 Both models have the same shape (BERT post-LN, exact gelu, tied decoder, dropout 0.1), start
 from the SAME weights (copied from encoderlab's init into the HF model, and checked to give
 the same eval loss), and train on the SAME batches (random ids, 15% of positions chosen,
@@ -30,6 +36,7 @@ import time
 import warnings
 
 import torch
+from fit_bench import fit_tokens_per_s, matmul_peak_gflops, useful_flops_per_step
 
 from encoderlab.config import ModelConfig
 from encoderlab.model import MaskedLM, make_optimizer, param_groups
@@ -200,6 +207,7 @@ def main() -> None:
     p.add_argument("--n-layer", type=int, default=3)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--mask-rate", type=float, default=0.15)
+    p.add_argument("--no-fit", action="store_true", help="skip the run of encoderlab's fit")
     p.add_argument("--memory-only", choices=["encoderlab", "transformers"], help=argparse.SUPPRESS)
     args = p.parse_args()
     warnings.filterwarnings("ignore")
@@ -274,7 +282,10 @@ def main() -> None:
             f"{name:14}{tps[name]:>10,.0f}{med * 1e3:>18.1f}{warm_s[name]:>10.1f}"
             f"{losses[name][0]:>12.3f} -> {losses[name][-1]:.3f}"
         )
-    print(f"\nratio encoderlab / transformers: {tps['encoderlab'] / tps['transformers']:.2f}x")
+    ratio = tps["encoderlab"] / tps["transformers"]
+    print(f"\nencoderlab / transformers (bare loops): {ratio:.2f}x")
+    if not args.no_fit:
+        report_fit(args, device, tps)
     if args.compile or args.compile_peer:
         for name in runs:
             extra = warm_s[name] - args.warmup * statistics.median(times[name])
@@ -294,6 +305,38 @@ def main() -> None:
             print(
                 f"peak RSS alone ({name}): {float(peak):,.0f} MiB (+{float(growth):,.0f} MiB while training)"
             )
+    print(f"ratio {ratio:.2f}x")
+
+
+def report_fit(args: argparse.Namespace, device: torch.device, tps: dict[str, float]) -> None:
+    """encoderlab's fit vs its bare loop, and everyone's useful GFLOP/s vs the matmul peak."""
+    cfg = model_config(args)
+    got = fit_tokens_per_s(
+        cfg,
+        device,
+        args.batch,
+        args.seq,
+        args.steps,
+        args.warmup,
+        args.mask_rate,
+        compile=args.compile,
+    )
+    print(
+        f"fit (pretrain.yaml cadence: eval every 100, log every 10): "
+        f"{got['tokens_per_s']:,.0f} tokens/s over {got['steps_timed']} steps "
+        f"(+ {got['eval_s']:.2f} s eval / 100 steps), loss {got['loss']:.3f}"
+    )
+    print(f"fit/bare {got['tokens_per_s'] / tps['encoderlab']:.2f}")
+    flops_per_token = useful_flops_per_step(cfg, args.batch, args.seq, args.mask_rate) / (
+        args.batch * args.seq
+    )
+    peak = matmul_peak_gflops(device, torch.float32)
+    rates = {"encoderlab fit": got["tokens_per_s"], **tps}
+    shown = ", ".join(
+        f"{name} {r * flops_per_token / 1e9:,.1f} ({r * flops_per_token / 1e9 / peak:.0%})"
+        for name, r in rates.items()
+    )
+    print(f"useful GFLOP/s (of the fp32 matmul peak {peak:,.1f} measured now): {shown}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 import numpy as np
 
-from encoderlab.data.masking import IGNORE_INDEX, MaskingSpec, example_rng, mask_tokens
+from encoderlab.data.masking import IGNORE_INDEX, MaskingSpec, mask_batch, mask_example
 
 SPECIALS = (0, 1, 2, 3, 4)
 
@@ -22,7 +22,7 @@ def test_rate_and_80_10_10_split():
     chosen = replaced_mask = replaced_random = kept = 0
     for i in range(400):
         ids = sample(seed=i)
-        out, labels = mask_tokens(ids, s, example_rng(s, i, 0))
+        out, labels = mask_example(ids, s, i, 0)
         sel = labels != IGNORE_INDEX
         assert sel.sum() == round(0.15 * np.isin(ids, SPECIALS, invert=True).sum())
         assert not sel[np.isin(ids, SPECIALS)].any(), "special/pad tokens must never be masked"
@@ -40,7 +40,7 @@ def test_rate_and_80_10_10_split():
 
 def test_configurable_split():
     s = spec(mask_token_prob=1.0, random_token_prob=0.0, rate=0.3)
-    out, labels = mask_tokens(sample(), s, example_rng(s, 0, 0))
+    out, labels = mask_example(sample(), s, 0, 0)
     sel = labels != IGNORE_INDEX
     assert (out[sel] == 4).all()
 
@@ -48,19 +48,76 @@ def test_configurable_split():
 def test_static_masks_repeat_every_epoch_dynamic_ones_do_not():
     ids = sample()
     st, dy = spec(dynamic=False, seed=3), spec(dynamic=True, seed=3)
-    a = mask_tokens(ids, st, example_rng(st, 5, 0))[1]
-    b = mask_tokens(ids, st, example_rng(st, 5, 1))[1]
+    a = mask_example(ids, st, 5, 0)[1]
+    b = mask_example(ids, st, 5, 1)[1]
     assert (a == b).all()
-    c = mask_tokens(ids, dy, example_rng(dy, 5, 0))[1]
-    d = mask_tokens(ids, dy, example_rng(dy, 5, 1))[1]
+    c = mask_example(ids, dy, 5, 0)[1]
+    d = mask_example(ids, dy, 5, 1)[1]
     assert (c != d).any()
     # reproducible from the seed alone
-    assert (mask_tokens(ids, dy, example_rng(dy, 5, 1))[1] == d).all()
+    assert (mask_example(ids, dy, 5, 1)[1] == d).all()
     other = spec(dynamic=False, seed=4)
-    assert (mask_tokens(ids, other, example_rng(other, 5, 0))[1] != a).any()
+    assert (mask_example(ids, other, 5, 0)[1] != a).any()
 
 
 def test_all_special_sequence_masks_nothing():
     s = spec()
-    out, labels = mask_tokens(np.array([2, 3, 0, 0]), s, example_rng(s, 0, 0))
+    out, labels = mask_example(np.array([2, 3, 0, 0]), s, 0, 0)
     assert (labels == IGNORE_INDEX).all() and (out == [2, 3, 0, 0]).all()
+
+
+def batch_of(n=32, width=128, seed=0):
+    rows = [sample(n=width - 7 * (i % 5), seed=seed + i) for i in range(n)]  # ragged lengths
+    lengths = np.array([len(r) for r in rows])
+    ids = np.zeros((n, width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = r
+    return ids, lengths, rows
+
+
+def test_a_batch_is_masked_as_its_examples_are_one_by_one_in_any_order():
+    s = spec(seed=7)
+    ids, lengths, rows = batch_of()
+    index = np.arange(100, 132)
+    out, labels = mask_batch(ids, lengths, index, 2, s)
+    for r, row in enumerate(rows):
+        one_out, one_labels = mask_example(row, s, int(index[r]), 2)
+        assert (one_out == out[r, : len(row)]).all() and (one_labels == labels[r, : len(row)]).all()
+        assert (labels[r, len(row) :] == IGNORE_INDEX).all(), "padding is never chosen"
+    flip = np.arange(32)[::-1]  # another batch order (another sampler, worker, DDP rank)
+    out2, labels2 = mask_batch(ids[flip], lengths[flip], index[flip], 2, s)
+    assert (out2 == out[flip]).all() and (labels2 == labels[flip]).all()
+    again = mask_batch(ids, lengths, index, 2, s)  # deterministic per (seed, epoch, example)
+    assert (again[0] == out).all() and (again[1] == labels).all()
+    other_epoch = mask_batch(ids, lengths, index, 3, s)[1]
+    other_seed = mask_batch(ids, lengths, index, 2, spec(seed=8))[1]
+    assert (other_epoch != labels).any() and (other_seed != labels).any()
+
+
+def test_batch_masking_statistics():
+    """Over many batches: the exact count per row, uniform positions, 80/10/10, and random
+    replacements spread over the non-special vocabulary."""
+    s = spec(seed=11)
+    hits = np.zeros(128)
+    replaced = []
+    n_chosen = n_mask = n_keep = 0
+    for b in range(40):
+        ids, lengths, rows = batch_of(seed=1000 * b)
+        out, labels = mask_batch(ids, lengths, np.arange(32) + 32 * b, 0, s)
+        sel = labels != IGNORE_INDEX
+        for r, row in enumerate(rows):
+            candidates = np.isin(row, SPECIALS, invert=True).sum()
+            assert sel[r].sum() == max(1, round(0.15 * candidates))
+        assert not (sel & np.isin(ids, SPECIALS)).any()
+        hits += sel.sum(0)
+        n_chosen += sel.sum()
+        n_mask += (out[sel] == 4).sum()
+        n_keep += (out[sel] == ids[sel]).sum()
+        rand = sel & (out != 4) & (out != ids)
+        replaced.extend(out[rand].tolist())
+    assert abs(n_mask / n_chosen - 0.8) < 0.02 and abs(n_keep / n_chosen - 0.1) < 0.02
+    assert abs(len(replaced) / n_chosen - 0.1) < 0.02
+    assert min(replaced) >= 5 and max(replaced) < 1000
+    assert abs(np.mean(replaced) - 502) < 40  # uniform over 5..999
+    inner = hits[1:80]  # positions every row has as real, non-special tokens
+    assert inner.std() / inner.mean() < 0.2, "chosen positions are spread evenly"

@@ -217,3 +217,126 @@ def test_optimizer_state_round_trips_without_pickle():
     assert other.param_groups[0]["lr"] == 1e-3
     for k, v in opt.state_dict()["state"][0].items():
         torch.testing.assert_close(other.state_dict()["state"][0][k], v)
+
+
+class Poisoned(Toy):
+    """Example 17 is NaN: the batch holding it has a non-finite loss, once per epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.x[17] = float("nan")
+
+
+def train_fused(tmp_path, cfg, run=None, resume=False, obj=None, name="fused"):
+    torch.manual_seed(0)
+    model = Net()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=True)
+    run = run or new_run(tmp_path, name, cfg)
+    result = fit(
+        model,
+        opt,
+        Poisoned(),
+        Toy(20),
+        collate,
+        obj or objective(),
+        cfg,
+        run,
+        seed=1,
+        resume=resume,
+        say=lambda m: None,
+    )
+    return run, result, model
+
+
+def test_nonfinite_step_is_skipped_on_the_device_and_resumes_exactly(tmp_path, monkeypatch):
+    """With a fused optimizer a NaN loss skips its step without reading anything back per
+    step: the skip counters are read at log time only, and a resumed run still matches."""
+    from encoderlab import train as train_module
+
+    cfg = TrainConfig(
+        batch_size=4, grad_accum=2, epochs=3, lr=1e-2, log_every=5, checkpoint_every=4
+    )
+    reads = {"settle": 0, "bool": 0}
+    settle = train_module.LoopState.settle
+
+    def counted_settle(self):
+        reads["settle"] += self.pending is not None
+        return settle(self)
+
+    real_bool = torch.Tensor.__bool__
+
+    def counted_bool(self):
+        reads["bool"] += 1
+        return real_bool(self)
+
+    monkeypatch.setattr(train_module.LoopState, "settle", counted_settle)
+    monkeypatch.setattr(torch.Tensor, "__bool__", counted_bool)
+    full, result, full_model = train_fused(tmp_path, cfg, name="full")
+    monkeypatch.setattr(torch.Tensor, "__bool__", real_bool)
+    assert result.step == 21 and result.stopped_because == "finished"
+    assert full.info["nonfinite_steps"] == 3, "one poisoned batch per epoch, each skipped"
+    assert reads["bool"] == 0, "no tensor is read back as a bool in the loop"
+    # reads at logs (every 5 steps and epoch ends), checkpoints and the end, not per step
+    assert 0 < reads["settle"] <= 21 // 5 + 3 + 21 // 4 + 2
+    for p in full_model.parameters():
+        assert torch.isfinite(p).all(), "the NaN step's update was not applied"
+    logged = [v for _, v in train_losses(full)]
+    assert logged and all(math.isfinite(v) for v in logged), "the NaN is kept out of the logs"
+
+    crashed = new_run(tmp_path, "crashed", cfg)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_fused(tmp_path, cfg, run=crashed, obj=objective(fail_at=30))
+    _, result, resumed_model = train_fused(tmp_path, cfg, run=Run.open(crashed.path), resume=True)
+    assert result.step == 21 and crashed.info["nonfinite_steps"] == 3
+    a, b = train_losses(full), train_losses(crashed)
+    assert [s for s, _ in a] == [s for s, _ in b]
+    np.testing.assert_allclose([v for _, v in a], [v for _, v in b], rtol=1e-6, atol=1e-7)
+    for p, q in zip(full_model.parameters(), resumed_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+def test_deferred_nonfinite_still_stops_a_diverged_run(tmp_path):
+    cfg = TrainConfig(batch_size=4, epochs=5, max_nonfinite=3, log_every=2)
+    torch.manual_seed(0)
+    model = Net()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+    run = new_run(tmp_path, "nan", cfg)
+    result = fit(
+        model, opt, Toy(), None, collate, objective(nan=True), cfg, run, seed=0, say=lambda m: None
+    )
+    assert result.step == 4 and "not finite" in result.stopped_because  # read at the log step
+    assert run.info["status"] == "failed" and run.info["nonfinite_steps"] == 4
+    for p, q in zip(before, model.parameters(), strict=True):
+        assert torch.equal(p, q), "skipped steps must not touch the weights"
+    state = json.loads((run.latest_checkpoint() / "state.json").read_text())
+    assert state["nonfinite_total"] == 4 and opt.state_dict()["state"][0]["step"] == 0
+
+
+def test_checkpoints_by_time_interval(tmp_path, monkeypatch):
+    """train.checkpoint_minutes: a checkpoint once that much training time has passed since
+    the last one, whatever the step count (a fake clock advances 25 s per step)."""
+    from encoderlab import train as train_module
+
+    now = {"t": 0.0}
+    monkeypatch.setattr(train_module.Clock, "seconds", lambda self: now["t"])
+    obj = objective()
+    step = obj.step
+
+    def slow_step(model, batch):
+        now["t"] += 25.0 / 2  # two micro-batches per step
+        return step(model, batch)
+
+    obj.step = slow_step
+    cfg = TrainConfig(
+        batch_size=4,
+        grad_accum=2,
+        epochs=None,
+        max_steps=12,
+        checkpoint_minutes=1.0,
+        keep_checkpoints=100,
+    )
+    run, result, _ = train(tmp_path, cfg, obj=obj)
+    saved = [int(p.name[5:]) for p in run.checkpoints()]
+    # 75 s >= 60 s after the last one; 7: the epoch's end (evaluated); 12: the run's end
+    assert saved == [3, 6, 7, 10, 12]

@@ -240,6 +240,9 @@ class TrainConfig(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps
     threads: int | None = None  # CPU threads for torch; None: torch's default (all cores)
+    checkpoint_minutes: float | None = 5.0  # also checkpoint this often (training time)
+    compile: bool = False  # torch.compile the training forward (GPU; slower start)
+    tf32: bool = True  # fp32 matmuls on TF32 tensor cores (Ampere+ GPUs; no effect on CPU)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -259,6 +262,7 @@ class TrainConfig(Section):
         if self.warmup_steps < 0 or (self.eval_batches is not None and self.eval_batches < 1):
             raise ValueError("warmup_steps must be >= 0 and eval_batches >= 1 (or null)")
         _positive_finite("time_budget_min", self.time_budget_min)
+        _positive_finite("checkpoint_minutes", self.checkpoint_minutes)
         _positive_finite("weight_decay", self.weight_decay, zero_ok=True)
         _positive_finite("adam_eps", self.adam_eps)
         _positive_finite("grad_clip", self.grad_clip, zero_ok=True)

@@ -300,8 +300,13 @@ class MaskedLM(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        masked_rows: torch.Tensor | None = None,
     ) -> MLMOutput:
-        """labels (B,T): the original id at predicted positions, IGNORE_INDEX (-100) elsewhere."""
+        """labels (B,T): the original id at predicted positions, IGNORE_INDEX (-100) elsewhere.
+
+        masked_rows: those positions' flat indices, if the caller has them (the MLM collate
+        computes them on the host): finding them here is a nonzero(), a device-to-host sync.
+        """
         if labels is None:
             h = self.encoder(input_ids, attention_mask, token_type_ids)
             zero = torch.zeros((), dtype=torch.long, device=h.device)
@@ -309,7 +314,9 @@ class MaskedLM(nn.Module):
         # Only ~15% of positions carry a label: the loss depends on nothing else, so the head
         # (with its d x V matmul, the biggest of a small model) and the position-wise part of
         # the last block run on those rows only.
-        idx = (labels.reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)
+        idx = masked_rows
+        if idx is None:
+            idx = (labels.reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)
         target = labels.reshape(-1).index_select(0, idx)
         h = self.encoder(input_ids, attention_mask, token_type_ids, rows=idx)  # (N,d)
         logits = self.mlm_head(h)
@@ -319,7 +326,7 @@ class MaskedLM(nn.Module):
             loss = logits.sum() * 0.0
         with torch.no_grad():
             n_correct = (logits.argmax(dim=-1) == target).sum()
-        n_masked = torch.tensor(idx.numel(), dtype=torch.long, device=h.device)
+        n_masked = torch.full((), idx.numel(), dtype=torch.long, device=h.device)  # a fill, no copy
         return MLMOutput(loss=loss, logits=logits, n_correct=n_correct, n_masked=n_masked)
 
 

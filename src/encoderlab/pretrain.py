@@ -37,8 +37,9 @@ def mlm_objective() -> Objective:
     def step(model: torch.nn.Module, batch: dict[str, torch.Tensor]):
         out = model(
             input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
+            attention_mask=batch.get("attention_mask"),  # absent: nothing is padded
             labels=batch["labels"],
+            masked_rows=batch.get("masked_rows"),  # found on the host by collate_mlm
         )
         n = out.n_masked
         return out.loss, {

@@ -95,7 +95,11 @@ def make_loader(
     seed: int = 0,
     rank: int = 0,
     world: int = 1,
+    pin_memory: bool | None = None,
 ) -> DataLoader:
+    """pin_memory (default: when there is a GPU) lets `to_device` copy without blocking."""
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
     # An explicit generator keeps DataLoader from drawing from the global torch RNG, which
     # would shift dropout masks and break exact resume.
     return DataLoader(
@@ -104,7 +108,8 @@ def make_loader(
         collate_fn=collate,
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),
-        persistent_workers=False,
+        persistent_workers=False,  # one loader per epoch (and resume): nothing to keep
+        pin_memory=pin_memory,
     )
 
 

@@ -115,9 +115,14 @@ class LoopState:
     window: dict[str, torch.Tensor] = field(default_factory=dict)  # counts since the train log
     window_steps: int = 0
     last_eval: dict[str, float] = field(default_factory=dict)
+    # steps counted on the device and not read yet: [finite steps, skipped steps, current
+    # run of skipped steps, its longest since the last read]; see `settle`. Not saved.
+    pending: torch.Tensor | None = field(default=None, repr=False)
+    worst_streak: int = field(default=0, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        self.settle()
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _LIVE}
         return out | {"window": _floats(self.window), "last_eval": dict(self.last_eval)}
 
     @classmethod
@@ -128,8 +133,13 @@ class LoopState:
 
     def count(self, step: Stepped) -> None:
         """Account for one optimizer step: a skipped (non-finite) one still moves the step,
-        the data position and the token count on, but adds nothing to the log window."""
-        if step.finite:
+        the data position and the token count on, but adds nothing to the log window.
+
+        With `step.finite` a device tensor nothing is read back: the window and the skip
+        counters accumulate on the device until `settle` (at log time)."""
+        if isinstance(step.finite, torch.Tensor):
+            self._count_on_device(step.finite, step.counts)
+        elif step.finite:
             self.nonfinite_streak = 0
             _sum_counts(self.window, step.counts)
             self.window_steps += 1
@@ -139,6 +149,38 @@ class LoopState:
         self.step += 1
         self.tokens += step.tokens
         self.samples += step.rows
+
+    def _count_on_device(self, finite: torch.Tensor, counts: dict[str, torch.Tensor]) -> None:
+        ok = finite.float()
+        zero = torch.zeros((), device=finite.device)
+        _sum_counts(
+            self.window, {k: torch.where(finite, v.float(), zero) for k, v in counts.items()}
+        )
+        if self.pending is None:
+            self.pending = torch.tensor([0.0, 0.0, self.nonfinite_streak, 0.0], device=ok.device)
+        streak = (self.pending[2] + 1.0) * (1.0 - ok)
+        self.pending = torch.stack(
+            [
+                self.pending[0] + ok,
+                self.pending[1] + (1.0 - ok),
+                streak,
+                torch.maximum(self.pending[3], streak),
+            ]
+        )
+
+    def settle(self) -> LoopState:
+        """Read the device's step counters back (one sync) into the plain fields."""
+        if self.pending is not None:
+            ok, bad, streak, worst = (int(v) for v in self.pending.tolist())
+            self.window_steps += ok
+            self.nonfinite_total += bad
+            self.nonfinite_streak = streak
+            self.worst_streak = max(self.worst_streak, worst)
+            self.pending = None
+        return self
+
+
+_LIVE = ("pending", "worst_streak")  # LoopState fields that are not saved
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,6 +199,7 @@ class Engine:
     amp: torch.dtype | None
     base_lrs: list[float]
     ddp: DistributedDataParallel | None = None
+    compiled: nn.Module | None = None  # torch.compile of the model or of `ddp` (train.compile)
     scaler: torch.amp.GradScaler | None = field(init=False, default=None)  # fp16 only
 
     def __post_init__(self) -> None:
@@ -165,7 +208,21 @@ class Engine:
 
     @property
     def net(self) -> nn.Module:
+        if self.compiled is not None:
+            return self.compiled
         return self.ddp if self.ddp is not None else self.model
+
+    @property
+    def defers(self) -> bool:
+        """Whether a non-finite loss can skip the step on the device, without reading it back:
+        the fused optimizers skip their update when `found_inf` is set (as under GradScaler).
+        Under DDP the ranks' flags are summed anyway; fp16's scaler keeps its own check."""
+        return (
+            self.ddp is None
+            and self.scaler is None
+            and bool(self.optimizer.defaults.get("fused"))
+            and "found_inf" not in vars(self.optimizer)
+        )
 
     def set_lr(self, scale: float) -> None:
         for g, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
@@ -180,7 +237,7 @@ class Stepped:
     counts: dict[str, torch.Tensor]
     tokens: int
     rows: int
-    finite: bool
+    finite: bool | torch.Tensor  # a bool tensor on the device when the engine `defers`
 
 
 def optimizer_step(
@@ -190,11 +247,15 @@ def optimizer_step(
     each loss divided by len(group), then clip and step; a non-finite loss skips the step.
 
     Under DDP gradients are averaged once, in the last micro-batch's backward, and each rank's
-    loss is weighted by its share of the loss units (`_across_ranks`).
+    loss is weighted by its share of the loss units (`_across_ranks`). When the engine
+    `defers`, the non-finite check never leaves the device: every micro-batch runs, and the
+    fused optimizer skips the update (weights, moments and step count) if any loss was not
+    finite.
     """
     counts: dict[str, torch.Tensor] = {}
     tokens = rows = 0
-    finite = True
+    finite: bool | torch.Tensor = True
+    bad: torch.Tensor | None = None  # deferred: whether any loss so far was not finite
     for i, (mb, real) in enumerate(group):
         mb_tokens = batch_tokens(mb) if real else 0  # on the host: no GPU sync
         mb_rows = len(mb["input_ids"]) if real else 0
@@ -203,7 +264,10 @@ def optimizer_step(
         with contextlib.nullcontext() if eng.ddp is None or last else eng.ddp.no_sync():
             with autocast(eng.device, eng.amp):
                 loss, mb_counts = eng.objective.step(eng.net, mb)
-            if eng.ddp is None:
+            if eng.defers:
+                flag = ~torch.isfinite(loss.detach())
+                bad = flag if bad is None else bad | flag
+            elif eng.ddp is None:
                 finite = bool(torch.isfinite(loss.detach()))  # a GPU sync per micro-batch
             else:
                 loss, mb_counts, mb_tokens, mb_rows, finite = _across_ranks(
@@ -211,23 +275,34 @@ def optimizer_step(
                 )
             tokens += mb_tokens
             rows += mb_rows
-            if not finite:
+            if finite is False:
                 break
             loss = loss / len(group)
             (eng.scaler.scale(loss) if eng.scaler else loss).backward()
         _sum_counts(counts, mb_counts)
-    if finite:
-        if eng.scaler:
-            eng.scaler.unscale_(eng.optimizer)
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(eng.model.parameters(), grad_clip)
-        if eng.scaler:
-            eng.scaler.step(eng.optimizer)
-            eng.scaler.update()
-        else:
-            eng.optimizer.step()
+    if bad is not None:
+        finite = ~bad
+        eng.optimizer.found_inf = bad.float()  # read by the fused kernel: 1 skips the update
+    try:
+        if finite is not False:
+            _apply(eng, grad_clip)
+    finally:
+        vars(eng.optimizer).pop("found_inf", None)
     eng.optimizer.zero_grad(set_to_none=True)
     return Stepped(counts, tokens, rows, finite)
+
+
+def _apply(eng: Engine, grad_clip: float | None) -> None:
+    """Clip and step (through the fp16 scaler if there is one)."""
+    if eng.scaler:
+        eng.scaler.unscale_(eng.optimizer)
+    if grad_clip:  # non-finite gradients make the norm NaN: no sync, and the step is skipped
+        torch.nn.utils.clip_grad_norm_(eng.model.parameters(), grad_clip)
+    if eng.scaler:
+        eng.scaler.step(eng.optimizer)
+        eng.scaler.update()
+    else:
+        eng.optimizer.step()
 
 
 def _across_ranks(
@@ -320,11 +395,13 @@ class StopRule:
     primary: str  # the early-stopping metric, for the message
 
     def diverged(self, state: LoopState) -> str | None:
-        """Checked right after a step, before anything is logged: too many skipped steps."""
-        if state.nonfinite_streak < self.cfg.max_nonfinite:
+        """Checked after a step whose counters were read (`LoopState.settle`): every step, or
+        at log time when the check stays on the device. Too many skipped steps in a row."""
+        streak = max(state.nonfinite_streak, state.worst_streak)
+        if streak < self.cfg.max_nonfinite:
             return None
         return (
-            f"loss was not finite for {state.nonfinite_streak} steps in a row "
+            f"loss was not finite for {streak} steps in a row "
             f"(at step {state.step}); saved the last good weights. Lower train.lr, "
             "set train.grad_clip, or use train.precision=fp32"
         )
@@ -367,6 +444,7 @@ class Recorder:
     primary_mode: str
     progress: _Progress
     last_saved: int = -1  # the step last checkpointed
+    last_saved_s: float = 0.0  # and when, in seconds trained (Clock)
     window_tokens: int = 0  # throughput since the last train log (not checkpointed)
     window_t0: float = field(default_factory=time.perf_counter)
     last_print: float = 0.0
@@ -380,7 +458,7 @@ class Recorder:
 
     def log_train(self, state: LoopState) -> None:
         """One train record over the steps since the last one (nothing if all were skipped)."""
-        if state.window_steps == 0:
+        if state.settle().window_steps == 0:
             return
         now = time.perf_counter()
         metrics = self.eng.objective.metrics(_floats(state.window))
@@ -437,15 +515,20 @@ class Recorder:
         self.run.log(record | {"time": round(self.clock.seconds(), 2)})
 
     def checkpoint_due(self, state: LoopState) -> bool:
-        """A checkpoint not forced by an evaluation or the end: every checkpoint_every steps."""
-        return bool(self.cfg.checkpoint_every and state.step % self.cfg.checkpoint_every == 0)
+        """A checkpoint not forced by an evaluation or the end: every checkpoint_every steps,
+        and checkpoint_minutes after the last one (a host clock: no device sync). Only rank 0
+        writes, so the ranks need not agree on the time."""
+        if self.cfg.checkpoint_every and state.step % self.cfg.checkpoint_every == 0:
+            return True
+        minutes = self.cfg.checkpoint_minutes
+        return minutes is not None and self.clock.seconds() - self.last_saved_s >= minutes * 60
 
     def checkpoint(self, state: LoopState, force: bool = False) -> None:
         """Save weights, optimizer, RNG states and `state` (once per step unless forced)."""
         if self.last_saved == state.step and not force:
             return
         self.last_saved = state.step
-        state.train_seconds = self.clock.seconds()
+        state.train_seconds = self.last_saved_s = self.clock.seconds()
         self.run.save_checkpoint(
             self.eng.model,
             self.eng.optimizer,
@@ -469,6 +552,7 @@ class Recorder:
         self.run.close()
 
     def finish(self, state: LoopState, stopped: str) -> FitResult:
+        state.settle()
         seconds = self.clock.seconds()
         self.run.update(
             status="failed" if stopped.startswith("loss was not finite") else "finished",
@@ -527,10 +611,14 @@ def fit(
     plan = Plan.of(cfg, len(train_set))
     device = next(model.parameters()).device
     amp = autocast_dtype(cfg.precision, device)
+    if device.type == "cuda":  # TF32: fp32 matmuls on tensor cores (Ampere and later)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     eng = Engine(model, optimizer, objective, device, amp, _pin_base_lrs(optimizer))
     state = _resume(run, model, optimizer, device, say) if resume else LoopState()
     model.train()
     eng.ddp = _data_parallel(model, seed, state.step)
+    if cfg.compile:
+        eng.compiled = torch.compile(eng.net)
     _describe(run, plan, len(train_set), valid_set, device, amp)
     clock = Clock(state.train_seconds)
     primary, primary_mode = _primary(cfg, objective)
@@ -538,6 +626,7 @@ def fit(
     measure = _measure(eng, valid_set, collate, cfg, evaluator)
     bar = _Progress(plan.total_steps, plan.budget_s, initial=state.step, show=rank == 0)
     rec = Recorder(run, say, eng, cfg, plan, clock, measure, on_eval, primary, primary_mode, bar)
+    rec.last_saved_s = clock.seconds()
 
     stopped = "finished"
     group: list[tuple[Batch, bool]] = []  # micro-batches read but not yet stepped
@@ -554,12 +643,14 @@ def fit(
                 group = []
                 state.count(stepped)
                 rec.stepped(state, stepped.tokens)
-                if why := stop.diverged(state):
-                    rec.checkpoint(state)
-                    raise StopRun(why)
+                log_now = state.step % cfg.log_every == 0 or end_of_epoch
+                if not eng.defers or log_now:  # deferred: skipped steps are read at log time
+                    if why := stop.diverged(state.settle()):
+                        rec.checkpoint(state)
+                        raise StopRun(why)
                 if end_of_epoch:
                     state.epoch, state.micro = state.epoch + 1, 0
-                if state.step % cfg.log_every == 0 or end_of_epoch:
+                if log_now:
                     rec.log_train(state)
                 evaluated = (
                     end_of_epoch or bool(cfg.eval_every) and state.step % cfg.eval_every == 0

@@ -14,7 +14,7 @@ import torch
 from tokenizers import Tokenizer
 
 from encoderlab.config import DataConfig
-from encoderlab.data.masking import IGNORE_INDEX, MaskingSpec, example_rng, mask_tokens
+from encoderlab.data.masking import IGNORE_INDEX, MaskingSpec, mask_batch
 from encoderlab.data.shards import ShardStore, cache_key, corpus_sources, prepare_shards
 from encoderlab.errors import UserError
 from encoderlab.tokenizer import special_ids
@@ -172,18 +172,41 @@ class MLMDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.spans) if self.selection is None else len(self.selection)
 
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    def _ids(self, i: int) -> tuple[int, np.ndarray]:
+        """(example number, its token ids with [CLS] ... [SEP]) of position i of the epoch."""
         j = i if self.selection is None else int(self.selection[i])
         shard, start, end = self.spans.span(j)
         ids = np.asarray(self.store.tokens(shard)[start:end], dtype=np.int64)
         if self.cls_id is not None:
             ids = np.concatenate([[self.cls_id], ids, [self.sep_id]])
-        inputs, labels = mask_tokens(ids, self.spec, example_rng(self.spec, j, self.epoch))
-        return {"input_ids": inputs, "labels": labels}
+        return j, ids
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, np.ndarray]]:
+        """A batch's examples, masked together (the DataLoader calls this with a batch's
+        indices): the same masks as one by one, at a fraction of the cost."""
+        read = [self._ids(i) for i in indices]
+        lengths = np.array([len(ids) for _, ids in read])
+        padded = np.zeros((len(read), int(lengths.max(initial=0))), dtype=np.int64)
+        for row, (_, ids) in enumerate(read):
+            padded[row, : len(ids)] = ids
+        index = np.array([j for j, _ in read], dtype=np.int64)
+        inputs, labels = mask_batch(padded, lengths, index, self.epoch, self.spec)
+        return [
+            {"input_ids": inputs[r, :k], "labels": labels[r, :k]} for r, k in enumerate(lengths)
+        ]
 
 
 def collate_mlm(pad_id: int):
-    """Pad to the longest example in the batch (dynamic padding)."""
+    """Pad to the longest example in the batch (dynamic padding).
+
+    Also computed here, on the host, so that the forward needs no device-to-host sync:
+    `masked_rows`, the flat indices of the labelled positions (what MaskedLM.forward would
+    otherwise find with a nonzero()), and no `attention_mask` when nothing is padded (what the
+    encoder would otherwise find with attention_mask.all()).
+    """
 
     def collate(examples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
         length = max(len(e["input_ids"]) for e in examples)
@@ -196,11 +219,14 @@ def collate_mlm(pad_id: int):
             ids[row, :k] = e["input_ids"]
             labels[row, :k] = e["labels"]
             mask[row, :k] = 1
-        return {
+        batch = {
             "input_ids": torch.from_numpy(ids),
-            "attention_mask": torch.from_numpy(mask),
             "labels": torch.from_numpy(labels),
+            "masked_rows": torch.from_numpy(np.flatnonzero(labels.reshape(-1) != IGNORE_INDEX)),
         }
+        if not mask.all():
+            batch["attention_mask"] = torch.from_numpy(mask)
+        return batch
 
     return collate
 

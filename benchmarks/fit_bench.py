@@ -1,0 +1,153 @@
+"""Shared by pretrain_throughput.py and gpu.py: encoderlab's real `fit` on synthetic MLM data,
+the useful FLOPs of an MLM step, and a matmul peak measured on the spot.
+
+Not a test. "Useful" FLOPs count what a BERT MLM step needs: every layer on every position,
+the MLM head on the masked positions only, forward + backward = 3 x forward, so both models
+are measured against the same figure whatever work they actually do.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from encoderlab.config import ModelConfig, TrainConfig
+from encoderlab.data.masking import MaskingSpec, mask_batch
+from encoderlab.data.tokens import collate_mlm
+from encoderlab.model import MaskedLM, make_optimizer
+from encoderlab.pretrain import mlm_objective
+from encoderlab.runs import Run
+from encoderlab.train import fit
+
+N_SPECIAL = 5  # ids 0..4: pad, cls, sep, mask, unk (as in pretrain_throughput.py)
+
+
+class RandomBlocks(torch.utils.data.Dataset):
+    """Fixed random token blocks, masked by the real per-batch masking (dynamic)."""
+
+    def __init__(self, n: int, seq: int, vocab: int, rate: float, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.ids = rng.integers(N_SPECIAL, vocab, size=(n, seq), dtype=np.int64)
+        self.ids[:, 0], self.ids[:, -1] = 1, 2
+        self.spec = MaskingSpec(3, vocab, tuple(range(N_SPECIAL)), rate=rate, seed=seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, np.ndarray]]:
+        index = np.asarray(indices)
+        ids = self.ids[index]
+        lengths = np.full(len(index), ids.shape[1])
+        out, labels = mask_batch(ids, lengths, index, self.epoch, self.spec)
+        return [{"input_ids": o, "labels": lab} for o, lab in zip(out, labels, strict=True)]
+
+
+def useful_flops_per_step(cfg: ModelConfig, batch: int, seq: int, rate: float) -> float:
+    d, f, v = cfg.d_model, cfg.d_ff, cfg.vocab_size
+    gated = cfg.activation in ("geglu", "swiglu")
+    per_token_layer = 2 * (4 * d * d + (3 if gated else 2) * d * f) + 4 * seq * d
+    head = 2 * (d * d + d * v)
+    forward = batch * seq * (cfg.n_layer * per_token_layer + rate * head)
+    return 3.0 * forward
+
+
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048) -> float:
+    """The best of a few timed n x n matmuls: what this device does right now."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    reps = 50 if device.type == "cuda" else 3
+    best = float("inf")
+    for _ in range(3):
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        _sync(device)
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return 2 * n**3 / best / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def fit_tokens_per_s(
+    cfg: ModelConfig,
+    device: torch.device,
+    batch: int,
+    seq: int,
+    steps: int,
+    warmup: int,
+    rate: float = 0.15,
+    precision: str = "fp32",
+    compile: bool = False,
+    eval_every: int = 100,
+    log_every: int = 10,
+    valid_rows: int = 192,
+) -> dict[str, float]:
+    """encoderlab's `fit` (evaluation, logging and checkpoint cadence of configs/pretrain.yaml)
+    for warmup + steps steps from the same init as the bare loop (torch.manual_seed(0)).
+
+    tokens/s is taken between the train record at `warmup` (train.log_every is lowered to
+    the warmup when that is shorter, so there is one) and the last one
+    (so warmup and compilation are not counted); the evaluation that `fit` runs at the end is
+    timed and charged once per `eval_every` steps, as the configured cadence would.
+    """
+    torch.manual_seed(0)
+    model = MaskedLM(cfg).to(device)
+    opt = make_optimizer(model, lr=1e-4, weight_decay=0.01)
+    train_set = RandomBlocks(batch * (steps + warmup), seq, cfg.vocab_size, rate, seed=1)
+    valid_set = RandomBlocks(valid_rows, seq, cfg.vocab_size, rate, seed=2)
+    tcfg = TrainConfig(
+        batch_size=batch,
+        epochs=None,
+        max_steps=steps + warmup,
+        lr=1e-4,
+        warmup_steps=100,
+        eval_every=eval_every,
+        log_every=min(log_every, max(1, warmup)),  # a record right after the warmup
+        precision=precision,
+        compile=compile,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Run.create(Path(tmp), "bench", tcfg, kind="pretrain")
+        fit(
+            model,
+            opt,
+            train_set,
+            valid_set,
+            collate_mlm(0),
+            mlm_objective(),
+            tcfg,
+            run,
+            0,
+            say=lambda m: None,
+        )
+        records = run.metrics()
+    train = [r for r in records if r["kind"] == "train"]
+    start = next(r for r in train if r["step"] >= warmup)
+    end = train[-1]
+    seconds = end["time"] - start["time"]
+    steps_timed = end["step"] - start["step"]
+    evals = [r["eval_seconds"] for r in records if r["kind"] == "eval"]
+    eval_s = evals[-1] if evals else 0.0
+    per_step = seconds / max(steps_timed, 1) + eval_s / eval_every
+    return {
+        "tokens_per_s": batch * seq / per_step,
+        "step_s": per_step,
+        "eval_s": eval_s,
+        "steps_timed": steps_timed,
+        "loss": end.get("train/mlm_loss", float("nan")),
+    }

@@ -1,0 +1,143 @@
+"""One script for a lent GPU (under 10 minutes): pretraining throughput and MFU.
+
+    python benchmarks/gpu.py                      # CUDA, bf16 autocast
+    python benchmarks/gpu.py --device cpu --tiny  # a ~1 minute check that it runs (fp32)
+
+For a BERT-base-sized encoder (d 768, 12 layers, 12 heads, d_ff 3072, vocab 30522, seq 128) and
+for the README's pretraining config (configs/pretrain.yaml's model), it prints tokens/s of
+encoderlab's bare loop, of its real `fit` (fit_bench.py) and of transformers' BertForMaskedLM
+bare loop with the same settings (same weights, batches, AdamW hyper-parameters), and MFU:
+useful FLOPs (fit_bench.useful_flops_per_step) per second over the GPU's dense bf16 peak (a
+table of known GPUs, else a bf16 matmul measured now; on CPU the fp32 matmul measured now).
+With --finetune it also runs finetune_throughput.py (encoderlab vs the HF Trainer).
+The last line is `ratio X.XXx`: encoderlab fit over BertForMaskedLM on the BERT-base config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from fit_bench import fit_tokens_per_s, matmul_peak_gflops, useful_flops_per_step
+from pretrain_throughput import build_models, make_batches, model_config, optimizers
+
+from encoderlab.runtime import autocast
+
+DENSE_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
+
+SHAPES = {  # name: (d_model, n_head, d_ff, n_layer, vocab, seq, batch)
+    "bert-base": (768, 12, 3072, 12, 30522, 128, 64),
+    "pretrain.yaml": (256, 4, 1024, 4, 8000, 128, 32),
+}
+TINY = {
+    "bert-base (tiny)": (64, 2, 128, 2, 1000, 32, 8),
+    "pretrain.yaml (tiny)": (32, 2, 64, 1, 500, 32, 8),
+}
+
+
+def peak_gflops(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, tflops in DENSE_BF16_TFLOPS.items():
+            if key in name:
+                return tflops * 1e3, f"{name} dense bf16 spec"
+        return matmul_peak_gflops(device, torch.bfloat16, 8192), f"{name} bf16 matmul measured"
+    return matmul_peak_gflops(device, torch.float32), "cpu fp32 matmul measured"
+
+
+def bare_tokens_per_s(model, opt, batches, device, amp, steps: int, warmup: int) -> float:
+    """Forward, backward, AdamW step on prepared batches; warmup steps untimed."""
+
+    def one(b):
+        with autocast(device, amp):
+            loss = model(**b).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for i in range(warmup):
+        one(batches[i % len(batches)])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for i in range(steps):
+        one(batches[(warmup + i) % len(batches)])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    b = batches[0]["input_ids"]
+    return b.numel() * steps / (time.perf_counter() - t0)
+
+
+def measure(name: str, shape: tuple, args, device: torch.device, peak: float) -> float:
+    d, h, f, n_layer, vocab, seq, batch = shape
+    ns = argparse.Namespace(
+        vocab=vocab, d_model=d, n_head=h, d_ff=f, n_layer=n_layer, dropout=0.1, batch=batch,
+        seq=seq, mask_rate=0.15, no_mask=True,
+    )  # fmt: skip
+    amp = torch.bfloat16 if device.type == "cuda" else None
+    precision = "bf16" if amp else "fp32"
+    ours, peer = build_models(ns, device)
+    opt_ours, opt_peer = optimizers(ns, ours, peer)
+    batches = [{k: v.to(device) for k, v in b.items()} for b in make_batches(8, ns)]
+    rates = {
+        "encoderlab bare": bare_tokens_per_s(
+            ours, opt_ours, batches, device, amp, args.steps, args.warmup
+        ),
+        "BertForMaskedLM": bare_tokens_per_s(
+            peer, opt_peer, batches, device, amp, args.steps, args.warmup
+        ),
+    }
+    del ours, peer, opt_ours, opt_peer
+    got = fit_tokens_per_s(
+        model_config(ns), device, batch, seq, args.steps, args.warmup, 0.15, precision,
+        compile=args.compile,
+    )  # fmt: skip
+    rates["encoderlab fit"] = got["tokens_per_s"]
+    per_token = useful_flops_per_step(model_config(ns), batch, seq, 0.15) / (batch * seq)
+    print(f"\n{name}: d {d}, {n_layer} layers, seq {seq}, batch {batch}, {precision}")
+    for who, r in rates.items():
+        print(f"  {who:18}{r:>12,.0f} tokens/s   MFU {r * per_token / 1e9 / peak:6.1%}")
+    print(f"  fit/bare {rates['encoderlab fit'] / rates['encoderlab bare']:.2f}")
+    ratio = rates["encoderlab fit"] / rates["BertForMaskedLM"]
+    print(f"  encoderlab fit / BertForMaskedLM {ratio:.2f}x")
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return ratio
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--tiny", action="store_true", help="small shapes: a check that it runs")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default 50; tiny 6)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps (default 10; tiny 2)")
+    p.add_argument("--compile", action="store_true", help="fit with train.compile")
+    p.add_argument("--finetune", action="store_true", help="also finetune_throughput.py")
+    args = p.parse_args()
+    args.steps = args.steps or (6 if args.tiny else 50)
+    args.warmup = args.warmup or (2 if args.tiny else 10)
+    warnings.filterwarnings("ignore")
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    peak, source = peak_gflops(device)
+    print(f"torch {torch.__version__}, device {device}, peak {peak:,.0f} GFLOP/s ({source})")
+    ratios = [
+        measure(name, shape, args, device, peak)
+        for name, shape in (TINY if args.tiny else SHAPES).items()
+    ]
+    if args.finetune:
+        script = Path(__file__).with_name("finetune_throughput.py")
+        extra = ["--max-steps", "5" if args.tiny else "100"]
+        out = subprocess.run([sys.executable, str(script), *extra], capture_output=True, text=True)
+        print("\nfine-tuning vs the HF Trainer:\n" + out.stdout[-1500:] + out.stderr[-500:])
+    print(f"ratio {ratios[0]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -290,9 +290,13 @@ def load_finetuned(path: str | Path) -> Finetuned:
 
 
 def evaluate_file(
-    run_dir: str | Path, data_path: str, say: Callable[[str], None] = print
+    run_dir: str | Path,
+    data_path: str,
+    say: Callable[[str], None] = print,
+    loaded: Finetuned | None = None,
 ) -> dict[str, Any]:
-    ft = load_finetuned(run_dir)
+    """`encoderlab evaluate`: metrics and predictions files (`loaded`: the run already loaded)."""
+    ft = loaded if loaded is not None else load_finetuned(run_dir)
     metrics, rows = ft.evaluate(data_path)
     name = f"file-{Path(data_path).stem}"  # never the run's own valid/test outputs
     write_jsonl(ft.run.path / "predictions" / f"{name}.jsonl", rows)

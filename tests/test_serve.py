@@ -19,7 +19,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from conftest import run_cli  # noqa: E402
 from encoderlab.config import FinetuneConfig  # noqa: E402
 from encoderlab.finetune import finetune  # noqa: E402
-from encoderlab.inference import load_finetuned, scored  # noqa: E402
+from encoderlab.inference import length_batches, load_finetuned, scored  # noqa: E402
 from encoderlab.serve import Batcher, RequestError, ServeLimits, build_app, parse_request  # noqa: E402
 
 GOOD = "great fine lovely superb nice happy".split()
@@ -82,6 +82,17 @@ def test_predict_scored_matches_predict(ft):
         assert sum(r["scores"].values()) == pytest.approx(1.0, abs=1e-4)
         assert r["score"] == max(r["scores"].values())
         assert r["label"] == max(r["scores"], key=r["scores"].get)
+
+
+def test_length_batches_cover_everything_once_with_little_padding():
+    lengths = [64, 10, 12, 11, 63, 30, 10, 31, 12, 60, 29, 11]
+    batches = length_batches(lengths, max_batch=5)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) <= 5 for b in batches)
+    for b in batches:  # sorted by length, so similar lengths share a batch
+        lens = [lengths[i] for i in b]
+        assert lens == sorted(lens) and (len(b) <= 4 or max(lens) * len(b) <= 1.3 * sum(lens))
+    assert length_batches([], 8) == [] and length_batches([5], 8) == [[0]]
 
 
 def test_scored_rows_for_spans_and_tags():

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import sys
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -339,6 +340,20 @@ def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
     return app
 
 
+def check_address(host: str, port: int) -> None:
+    """Refuse a busy port or an unknown host before the model is loaded (uvicorn would log
+    the error and exit 1, which reads as a bug)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(address)
+    except OSError as e:
+        raise UserError(
+            f"cannot listen on {host}:{port} ({e.strerror or e}); pass another --port or --host"
+        ) from None
+
+
 def serve(
     run_dir: str | Path,
     host: str = "127.0.0.1",
@@ -353,6 +368,7 @@ def serve(
 
     limits = limits or ServeLimits()
     limits.check()
+    check_address(host, port)
     ft = load_finetuned(run_dir)
     app = build_app(ft, limits)
     fields = " + ".join(request_fields(ft))

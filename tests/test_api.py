@@ -147,3 +147,21 @@ def test_import_encoderlab_is_light_and_exposes_the_api():
     assert out.stdout.split() == ["False", "True"]
     with pytest.raises(AttributeError):
         el.no_such_function  # noqa: B018
+
+
+def test_tagging_from_rows_predicts_entities(tmp_path):
+    rng = random.Random(0)
+    sentences = []
+    for _ in range(60):
+        words = [rng.choice(FILL) for _ in range(6)]
+        tags = ["O"] * 6
+        i = rng.randint(0, 5)
+        words[i], tags[i] = rng.choice(["john", "mary", "anna"]), "B-PER"
+        sentences.append({"tokens": words, "tags": tags})
+    cfg = config(tmp_path)
+    cfg["task"] = {"type": "tagging", "max_len": 32}
+    run = el.finetune(cfg, overrides={"train.epochs": 6}, train=sentences, say=quiet)
+    model = el.load(run)
+    (row,) = model.predict("the movie john was")
+    assert row["tokens"] == ["the", "movie", "john", "was"] and row["tags"][2] == "B-PER"
+    assert {"type": "PER", "start": 2, "end": 3, "text": "john"} in row["entities"]

@@ -303,3 +303,35 @@ def test_real_uvicorn_batches_concurrent_clients_in_order(ft):
         server.should_exit = True
         thread.join(timeout=30)
     assert not thread.is_alive()
+
+
+def test_pair_model_served_from_pairs(tmp_path):
+    import encoderlab as el
+
+    rng = random.Random(2)
+    rows = []
+    for _ in range(160):
+        a = rng.choice(GOOD + BAD)
+        same = rng.random() < 0.5
+        b = a if same else rng.choice([w for w in GOOD + BAD if w != a])
+        rows.append(
+            {"s1": f"the {a} film", "s2": f"a {b} plot", "label": "same" if same else "diff"}
+        )
+    cfg = {
+        "name": "pair",
+        "runs_dir": str(tmp_path / "runs"),
+        "task": {"type": "pair", "text_column": "s1", "text_pair_column": "s2", "max_len": 32},
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 120},
+        "model": {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 1, "max_len": 32},
+        "train": {"batch_size": 16, "lr": 3e-3, "epochs": 1, "warmup_steps": 0},
+    }
+    model = el.load(el.finetune(cfg, train=rows, say=lambda m: None))
+    pairs = [["the great film", "a great plot"], ["the awful film", "a nice plot"]]
+    want = model.predict([a for a, _ in pairs], [b for _, b in pairs])
+    with TestClient(build_app(model.finetuned)) as client:
+        assert client.get("/info").json()["fields"] == ["pairs"]
+        got = client.post("/predict", json={"pairs": pairs}).json()["predictions"]
+        assert [g["label"] for g in got] == [w["label"] for w in want]
+        assert set(got[0]["scores"]) == {"diff", "same"}
+        r = client.post("/predict", json={"texts": ["a"]})
+        assert r.status_code == 422 and r.json()["field"] == "pairs"

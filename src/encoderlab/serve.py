@@ -376,4 +376,8 @@ def serve(
     say(f"POST http://{host}:{port}/predict with {{{fields}}}; GET /health, /info")
     if host not in ("127.0.0.1", "localhost", "::1"):
         say(f"warning: listening on {host}: reachable from other machines, with no authentication")
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a clean shutdown
+        pass
+    say("stopped")

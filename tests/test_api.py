@@ -165,3 +165,18 @@ def test_tagging_from_rows_predicts_entities(tmp_path):
     (row,) = model.predict("the movie john was")
     assert row["tokens"] == ["the", "movie", "john", "was"] and row["tags"][2] == "B-PER"
     assert {"type": "PER", "start": 2, "end": 3, "text": "john"} in row["entities"]
+
+
+def test_pretrain_then_finetune_on_it(tmp_path, corpus_txt):
+    from test_pretrain_cli import write_config
+
+    cfg_file = write_config(tmp_path, [corpus_txt])
+    pre = el.pretrain(cfg_file, overrides={"train.max_steps": 4, "train.eval_every": 2}, say=quiet)
+    info = json.loads((pre / "run.json").read_text())
+    assert info["kind"] == "pretrain" and info["status"] == "finished" and info["steps"] == 4
+    cfg = config(tmp_path)
+    del cfg["tokenizer"], cfg["model"]
+    run = el.finetune(
+        cfg, overrides={"init": str(pre), "train.epochs": 1}, train=rows(60, 5), say=quiet
+    )
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"

@@ -314,6 +314,35 @@ def predict(
 
 
 @app.command()
+def serve(
+    run: Annotated[Path, typer.Argument(help="A fine-tuning run directory.")],
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind (loopback: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", help="Texts per forward pass, across requests.")
+    ] = 64,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", help="How long a batch waits for more requests.")
+    ] = 5.0,
+    max_texts: Annotated[int, typer.Option("--max-texts", help="Texts per request.")] = 256,
+    max_text_chars: Annotated[
+        int, typer.Option("--max-text-chars", help="Characters per text.")
+    ] = 10_000,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", help="Bytes per request body.")
+    ] = 1_000_000,
+) -> None:
+    """Answer predictions over HTTP: POST /predict {"texts": [...]}, GET /health, GET /info."""
+    from encoderlab.serve import ServeLimits
+    from encoderlab.serve import serve as run_serve
+
+    limits = ServeLimits(max_batch, max_wait_ms, max_texts, max_text_chars, max_body_bytes)
+    run_serve(run, host=host, port=port, limits=limits, say=say)
+
+
+@app.command()
 def export(
     run: Annotated[Path, typer.Argument(help="A pretraining or fine-tuning run directory.")],
     to_hf: Annotated[

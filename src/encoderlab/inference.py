@@ -1,9 +1,10 @@
 """A finished fine-tuning run in use: load it once, then predict and evaluate many times.
 
-`predict`, `evaluate`, a future `serve` and the Python API all go through `Finetuned`:
+`predict`, `evaluate`, `serve` and the Python API all go through `Finetuned`:
 
     ft = load_finetuned("runs/my-run")   # tokenizer, task, model built once
     ft.predict(["first text", "second"]) # cheap per call: encode, forward, decode
+    ft.predict_scored(["a", "b"])        # [{"label", "score", "scores"}, ...]: serving's rows
 
 This module depends on the model, the tasks and `runtime` (device, precision, loaders), never
 on the trainer, so serving does not pull in training code. Fine-tuning reuses its
@@ -13,6 +14,7 @@ evaluation (`evaluate_examples`) for validation and for the final predictions fi
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -33,6 +35,8 @@ from encoderlab.runs import Run, run_checkpoint, run_model_config
 from encoderlab.runtime import autocast, autocast_dtype, make_loader, resolve_device, to_device
 from encoderlab.tasks import get_task
 from encoderlab.tasks.base import Example, Feature, Task
+from encoderlab.tasks.reading import reading_config
+from encoderlab.tasks.tagging import entities
 from encoderlab.tokenizer import load_tokenizer, special_ids
 
 
@@ -179,11 +183,120 @@ class Finetuned:
         _, rows = self.run_examples(self.examples_from_texts(texts, text_pair))
         return rows
 
+    def examples_from_pairs(
+        self, texts: list[str], pairs: list[str | None] | None = None
+    ) -> list[Example]:
+        """One example per text, each with its own second text (pair) or context (qa)."""
+        seconds = pairs if pairs is not None else [None] * len(texts)
+        if len(seconds) != len(texts):
+            raise UserError(f"{len(texts)} texts but {len(seconds)} pairs/contexts; give one each")
+        return [
+            self.task.example_from_text(t, p, i)
+            for i, (t, p) in enumerate(zip(texts, seconds, strict=True))
+        ]
+
+    def predict_examples_scored(
+        self, examples: list[Example], batch_size: int | None = None
+    ) -> list[dict[str, Any]]:
+        """{label, score, scores, ...} per example, in order, `batch_size` (default: the run's
+        train.batch_size) per forward pass: a server batches many requests into one call."""
+        if not examples:
+            return []
+        features = self.task.encode(examples, self.tokenizer, self.cfg.task, self.labels)
+        amp = autocast_dtype(self.cfg.train.precision, self.device)
+        outputs: list[Any] = [None] * len(features)
+        lengths = [len(f["input_ids"]) for f in features]
+        for chunk in length_batches(lengths, batch_size or self.cfg.train.batch_size):
+            part = [features[i] for i in chunk]
+            outs = predict_outputs(
+                self.model, self.task, part, self.pad_id, len(part), self.device, amp
+            )
+            for i, out in zip(chunk, outs, strict=True):
+                outputs[i] = out
+        preds = self.task.decode(outputs, features, examples, self.cfg.task, self.labels)
+        return [scored(p, ex, self.labels) for p, ex in zip(preds, examples, strict=True)]
+
+    def predict_scored(
+        self, texts: list[str], pairs: list[str | None] | None = None
+    ) -> list[dict[str, Any]]:
+        """label/score/scores per text (pairs: the second sentences, or the QA contexts)."""
+        return self.predict_examples_scored(self.examples_from_pairs(texts, pairs))
+
     def evaluate(self, data_path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """(metrics, prediction rows) on a labelled file in the task's format."""
         examples = self.task.read(data_path, self.cfg.task)
         self.task.check_labels(examples, self.labels, data_path)
         return self.run_examples(examples)
+
+
+def length_batches(lengths: list[int], max_batch: int, waste: float = 0.3) -> list[list[int]]:
+    """Indices sorted by length and cut into batches of at most `max_batch` whose padding
+    stays under `waste` of their real tokens (a batch of at least 4 is always allowed to grow).
+
+    Why: a batch is padded to its longest sequence, and on a CPU padding costs as much as text;
+    tweets of 10 and 64 tokens in one batch would spend most of the work on padding."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    real = 0
+    for i in order:
+        n = lengths[i]
+        too_padded = len(batch) >= 4 and n * (len(batch) + 1) > (1 + waste) * (real + n)
+        if batch and (len(batch) >= max_batch or too_padded):
+            batches.append(batch)
+            batch, real = [], 0
+        batch.append(i)
+        real += n
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def scored(pred: Any, example: Example, labels: list[str]) -> dict[str, Any]:
+    """One decoded prediction as {label, score, scores} whatever the task type, so a client
+    reads every model the same way. The shape of `decode`'s output says what it is:
+
+    - a distribution over labels (classification, pair): score is the top probability and
+      scores every label's probability;
+    - a span (qa): label is the answer text, score the span's start+end logit sum (None when no
+      span was found), start/end its characters in the context;
+    - a tag per word (tagging): label is the tags joined by spaces, entities the spans
+      (type, start/end word index, end exclusive, text); score None;
+    - anything else (a number, say): label is the value itself.
+    """
+    if isinstance(pred, dict) and "probs" in pred:
+        return {
+            "label": pred["label"],
+            "score": round(float(pred["prob"]), 6),
+            "scores": {
+                name: round(float(q), 6) for name, q in zip(labels, pred["probs"], strict=True)
+            },
+        }
+    if isinstance(pred, dict) and "start_char" in pred:
+        start = int(pred["start_char"])
+        score = pred.get("score")
+        return {
+            "label": pred["text"],
+            "score": None if score is None else round(float(score), 6),
+            "scores": {},
+            "start": start,
+            "end": start + len(pred["text"]) if start >= 0 else -1,
+        }
+    if isinstance(pred, list) and "tokens" in example:
+        words = example["tokens"]
+        return {
+            "label": " ".join(pred),
+            "score": None,
+            "scores": {},
+            "tokens": words,
+            "tags": list(pred),
+            "entities": [
+                {"type": ty, "start": a, "end": b, "text": " ".join(words[a:b])}
+                for ty, a, b in entities(pred)
+            ],
+        }
+    value = pred.item() if isinstance(pred, np.generic) else pred
+    return {"label": value, "score": None, "scores": {}}
 
 
 def load_finetuned(path: str | Path) -> Finetuned:
@@ -211,12 +324,14 @@ def evaluate_file(
     data_path: str,
     say: Callable[[str], None] = print,
     overrides: list[str] | None = None,
+    loaded: Finetuned | None = None,
 ) -> dict[str, Any]:
-    ft = load_finetuned(run_dir)
-    if overrides:  # `evaluate --set task.X=...`: how to read this file (its columns, filters)
-        from encoderlab.tasks.reading import reading_config
-
-        ft.cfg = ft.cfg.model_copy(update={"task": reading_config(ft.cfg.task, overrides)})
+    """`encoderlab evaluate`: metrics and predictions files (`loaded`: the run already loaded;
+    `overrides`: `--set task.X=...`, how to read this file: its columns, filters)."""
+    ft = loaded if loaded is not None else load_finetuned(run_dir)
+    if overrides:  # a loaded model (API, server) keeps its own reading options
+        task_cfg = reading_config(ft.cfg.task, overrides)
+        ft = dataclasses.replace(ft, cfg=ft.cfg.model_copy(update={"task": task_cfg}))
     metrics, rows = ft.evaluate(data_path)
     name = f"file-{Path(data_path).stem}"  # never the run's own valid/test outputs
     write_jsonl(ft.run.path / "predictions" / f"{name}.jsonl", rows)

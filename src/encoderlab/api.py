@@ -1,0 +1,186 @@
+"""The Python API for notebooks and scripts: the functions the CLI calls, with Python inputs.
+
+    import encoderlab as el
+    run = el.finetune("configs/disaster_tweets.yaml", overrides={"train.epochs": 1},
+                      train=df_train, valid=df_valid)  # DataFrame, list of dicts, Dataset or path
+    model = el.load(run)                               # loaded once
+    model.predict(["Forest fire near La Ronge"])       # [{"label", "score", "scores"}]
+    el.evaluate(run, data=df_test)                     # metrics dict
+    el.report([run_a, run_b], out="report/")           # report.html
+    el.pretrain("configs/pretrain.yaml", overrides={"train.max_steps": 100})
+
+A run is returned as its directory (a Path), which every function here and every CLI
+command takes. In-memory data is written to a file in the task's format and read by the same
+readers as files (see `encoderlab.memdata`), so it is validated the same way, with the same
+one-line `UserError`s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from encoderlab.config import (
+    Config,
+    FinetuneConfig,
+    Section,
+    apply_overrides,
+    build,
+    read_yaml,
+    set_dotted,
+)
+from encoderlab.errors import UserError
+from encoderlab.inference import Finetuned, evaluate_file, load_finetuned
+from encoderlab.memdata import is_in_memory, write_rows
+
+ConfigLike = str | Path | Mapping[str, Any] | Section | None
+Overrides = Mapping[str, Any] | Sequence[str] | None
+Say = Callable[[str], None]
+
+
+def make_config(config: ConfigLike, overrides: Overrides, schema: type[Section]) -> Any:
+    """A validated config from a YAML path, a dict or a config object, with overrides given
+    as {"train.epochs": 1} (typed values) or ["train.epochs=1"] (as `--set` parses them)."""
+    if config is None:
+        data: dict[str, Any] = {}
+        source = "overrides"
+    elif isinstance(config, (str, Path)):
+        data, source = read_yaml(config), str(config)
+    elif isinstance(config, Section):
+        data, source = config.model_dump(mode="json"), "config"
+    elif isinstance(config, Mapping):
+        data, source = dict(config), "config"
+    else:
+        raise UserError(f"config: expected a YAML path, a dict or a config, not {type(config)}")
+    if isinstance(overrides, Mapping):
+        for key, value in overrides.items():
+            set_dotted(data, str(key).split("."), value, f"overrides[{key!r}]")
+    elif overrides:
+        data = apply_overrides(data, [str(o) for o in overrides])
+    return build(schema, data, source)
+
+
+def _run_path(run: Any) -> Path:
+    """A run directory from a Path/str, a Run, a loaded Model or Finetuned."""
+    if isinstance(run, Model):
+        return run.finetuned.run.path
+    path = getattr(getattr(run, "run", None), "path", None) or getattr(run, "path", None)
+    return Path(path if path is not None else run)
+
+
+def finetune(
+    config: ConfigLike = None,
+    overrides: Overrides = None,
+    train: Any = None,
+    valid: Any = None,
+    test: Any = None,
+    resume: str | Path | None = None,
+    say: Say = print,
+) -> Path:
+    """Fine-tune and return the run directory. train/valid/test override task.train/valid/
+    test: a path, or in-memory rows (DataFrame, list of dicts, datasets.Dataset), which are
+    written under <runs_dir>/.data/ and read like files (task.format then reads 'auto')."""
+    from encoderlab.finetune import finetune as run_finetune
+
+    if resume is not None:
+        run, _ = run_finetune(None, say=say, resume=resume)
+        return run.path
+    cfg: FinetuneConfig = make_config(config, overrides, FinetuneConfig)
+    folder = Path(cfg.runs_dir) / ".data"
+    for split, data in (("train", train), ("valid", valid), ("test", test)):
+        if data is None:
+            continue
+        if is_in_memory(data):
+            data = write_rows(data, cfg.task.type, folder, split)
+            cfg.task.format = "auto"
+        setattr(cfg.task, split, str(data))
+    run, _ = run_finetune(cfg, say=say)
+    return run.path
+
+
+def pretrain(
+    config: ConfigLike = None,
+    overrides: Overrides = None,
+    resume: str | Path | None = None,
+    say: Say = print,
+) -> Path:
+    """Masked-LM pretraining (or continue `resume`); returns the run directory."""
+    from encoderlab.pretrain import pretrain as run_pretrain
+
+    if resume is not None:
+        listed = None if overrides is None else _override_list(overrides)
+        run, _ = run_pretrain(None, resume=resume, overrides=listed, say=say)
+    else:
+        run, _ = run_pretrain(make_config(config, overrides, Config), say=say)
+    return run.path
+
+
+def _override_list(overrides: Overrides) -> list[str]:
+    if isinstance(overrides, Mapping):
+        return [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+    return [str(o) for o in overrides or []]
+
+
+class Model:
+    """A fine-tuned run loaded once: `predict` many times, cheaply."""
+
+    def __init__(self, finetuned: Finetuned) -> None:
+        self.finetuned = finetuned
+
+    @property
+    def task(self) -> str:
+        return self.finetuned.task.type
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.finetuned.labels)
+
+    @property
+    def path(self) -> Path:
+        return self.finetuned.run.path
+
+    def predict(
+        self,
+        texts: str | Sequence[str],
+        pairs: str | Sequence[str] | None = None,
+        batch_size: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """{label, score, scores} per text, in order (what `encoderlab serve` answers).
+        pairs: the second sentence of each pair, or each question's context (qa)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        seconds = None
+        if pairs is not None:
+            seconds = [pairs] * len(texts) if isinstance(pairs, str) else list(pairs)
+        examples = self.finetuned.examples_from_pairs(texts, seconds)
+        return self.finetuned.predict_examples_scored(examples, batch_size)
+
+    def evaluate(self, data: Any, say: Say = print) -> dict[str, Any]:
+        return evaluate(self, data, say=say)
+
+    def __repr__(self) -> str:
+        return f"Model({str(self.path)!r}, task={self.task!r}, labels={self.labels})"
+
+
+def load(run: Any) -> Model:
+    """Load a fine-tuning run (its directory, or what `finetune` returned) once."""
+    return Model(load_finetuned(_run_path(run)))
+
+
+def evaluate(run: Any, data: Any, say: Say = print) -> dict[str, Any]:
+    """Metrics on labelled data (a path or in-memory rows); like `encoderlab evaluate`, it
+    writes predictions/file-<name>.jsonl and eval/file-<name>.json in the run."""
+    ft = run.finetuned if isinstance(run, Model) else load_finetuned(_run_path(run))
+    if is_in_memory(data):
+        data = write_rows(data, ft.task.type, ft.run.path / "inputs", "eval")
+    return evaluate_file(ft.run.path, str(data), say=say, loaded=ft)
+
+
+def report(runs: Any, out: str | Path = "report") -> Path:
+    """A report comparing runs (directories, folders of runs, or what `finetune` returned);
+    returns report.html (report.md beside it)."""
+    from encoderlab.report import report_command
+
+    items = [runs] if isinstance(runs, (str, Path)) else list(runs)
+    return report_command([str(_run_path(r)) for r in items], str(out))

@@ -1,0 +1,136 @@
+"""In-memory task data (a pandas DataFrame, a list of dicts, a `datasets.Dataset`) as a file.
+
+Why a file rather than a second reader for rows: the task readers are where data is validated
+(columns, empty texts, labels, answers inside contexts, tag schemes), with one-line errors.
+Writing the rows, unchanged, to a file in the task's own format and reading that file back
+gives in-memory data exactly the same checks and messages as a file on disk, and the run's
+config.yaml then names a real file, so the run can be resumed, reported on and reproduced.
+
+Files are content-addressed (`<dir>/<split>-<sha12>.<ext>`): the same rows map to the same
+file, written once. Formats: a table task's rows go to .jsonl (columns as given); tagging
+rows ({"tokens": [...], "tags": [...]}) to CoNLL; QA rows ({"question", "context",
+"answers"}, answers as a list of {"text", "answer_start"} or as the Hugging Face squad dict of
+lists) to SQuAD v1.1 JSON. A task type that reads another format adds a writer to WRITERS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from encoderlab.errors import UserError
+
+Rows = list[dict[str, Any]]
+
+
+def is_in_memory(data: Any) -> bool:
+    """True for rows, a DataFrame or a Dataset; False for a path (str / Path) or None."""
+    return data is not None and not isinstance(data, (str, os.PathLike))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python, NaN (pandas' missing value) -> None, so rows are JSON."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ndarray":
+        return [_plain(v) for v in value]
+    return value
+
+
+def to_rows(data: Any, what: str) -> Rows:
+    """A list of plain dicts from a DataFrame, a Dataset or an iterable of mappings."""
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas.DataFrame
+        items = data.to_dict(orient="records")
+    elif hasattr(data, "to_list") and hasattr(data, "features"):  # datasets.Dataset
+        items = data.to_list()
+    elif isinstance(data, (list, tuple)):
+        items = list(data)
+    else:
+        raise UserError(
+            f"{what}: expected a file path, a pandas DataFrame, a datasets.Dataset or a list of "
+            f"dicts, not {type(data).__name__}"
+        )
+    if not items:
+        raise UserError(f"{what}: no rows; give at least one")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise UserError(
+                f"{what}: row {i} is a {type(item).__name__}, not a dict of column -> value"
+            )
+    return [_plain(item) for item in items]
+
+
+def _jsonl(rows: Rows, what: str) -> tuple[str, str]:
+    return "jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def _conll(rows: Rows, what: str) -> tuple[str, str]:
+    """One `word tag` line per word (just `word` without tags), a blank line per sentence."""
+    lines: list[str] = []
+    for i, row in enumerate(rows):
+        words, tags = row.get("tokens"), row.get("tags")
+        if not isinstance(words, list) or not words:
+            raise UserError(f"{what}: row {i} needs 'tokens', a non-empty list of words")
+        if tags is not None and (not isinstance(tags, list) or len(tags) != len(words)):
+            raise UserError(f"{what}: row {i}: 'tags' must be a list as long as 'tokens'")
+        for k, word in enumerate(words):
+            text = str(word)
+            if not text or text.split() != [text]:
+                raise UserError(f"{what}: row {i}, word {k} ({text!r}) is empty or has spaces")
+            lines.append(f"{text} {tags[k]}" if tags is not None else text)
+        lines.append("")
+    return "conll", "\n".join(lines) + "\n"
+
+
+def _answers(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, dict):  # Hugging Face squad: {"text": [...], "answer_start": [...]}
+        texts, starts = value.get("text") or [], value.get("answer_start") or []
+        return [{"text": t, "answer_start": s} for t, s in zip(texts, starts, strict=False)]
+    return list(value or [])
+
+
+def _squad(rows: Rows, what: str) -> tuple[str, str]:
+    """One SQuAD article per row (its title, or the row number), one question each."""
+    data = []
+    for i, row in enumerate(rows):
+        qa = {
+            "id": str(row.get("id", i)),
+            "question": row.get("question"),
+            "answers": _answers(row.get("answers")),
+        }
+        paragraph = {"context": row.get("context"), "qas": [qa]}
+        data.append({"title": str(row.get("title") or f"row {i}"), "paragraphs": [paragraph]})
+    return "json", json.dumps({"version": "1.1", "data": data}, ensure_ascii=False)
+
+
+# task type -> writer; every other task type reads tables (.jsonl)
+WRITERS: dict[str, Callable[[Rows, str], tuple[str, str]]] = {
+    "tagging": _conll,
+    "qa": _squad,
+}
+
+
+def write_rows(data: Any, task_type: str, folder: str | Path, split: str) -> Path:
+    """`data` as a file in `folder` in the task's format; the same rows give the same file."""
+    rows = to_rows(data, split)
+    ext, text = WRITERS.get(task_type, _jsonl)(rows, split)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    path = Path(folder) / f"{split}-{digest}.{ext}"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    return path

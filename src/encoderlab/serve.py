@@ -1,0 +1,383 @@
+"""`encoderlab serve RUN`: a fine-tuned run answering predictions over HTTP.
+
+The run is loaded once (`inference.load_finetuned`); requests from many clients are batched
+together (dynamic batching) because one forward pass over 32 texts costs little more than
+one over a single text on a CPU:
+
+    POST /predict  {"texts": [...]}                       classification, tagging
+                   {"pairs": [[a, b], ...]}               pair (NLI, paraphrase)
+                   {"questions": [...], "contexts": [...]} qa
+        -> {"predictions": [{"label", "score", "scores", ...}, ...]} in the order given
+    GET /health    {"status": "ok"}
+    GET /info      task, labels, run, params, the request fields, the limits
+
+Batching: each request's examples go on one asyncio queue with a future; one worker task
+takes the first waiting request, adds more until it holds `max_batch` examples or
+`max_wait_ms` have passed, runs the model in a worker thread (`run_in_executor`, so the event
+loop keeps accepting requests while the model runs) and resolves each request's future with
+its own slice of the results. One thread runs the model, so batches never compete for cores.
+
+Bad requests get a 4xx JSON error `{"error": ..., "field": ...}` naming the field; a failure
+inside the model is a 500 for the requests of that batch only. The server binds to loopback
+unless told otherwise. Built on Starlette + uvicorn (the `serve` extra).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import sys
+import traceback
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from encoderlab.errors import UserError
+from encoderlab.inference import Finetuned, load_finetuned
+from encoderlab.tasks.base import Example
+
+try:  # the serve extra; `serve` says how to install it when it is missing
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+except ImportError:  # pragma: no cover - exercised only without the extra
+    Starlette = None  # type: ignore[assignment,misc]
+
+INSTALL_HINT = "encoderlab serve needs the serve extra: pip install 'encoderlab[serve]'"
+
+
+@dataclass
+class ServeLimits:
+    """What one request may hold and how requests are batched (all configurable flags)."""
+
+    max_batch: int = 64  # examples per forward pass
+    max_wait_ms: float = 5.0  # how long the first request of a batch waits for company
+    max_texts: int = 256  # examples per request
+    max_text_chars: int = 10_000  # characters per text (question, context)
+    max_body_bytes: int = 1_000_000  # bytes per request body
+
+    def check(self) -> None:
+        for name in ("max_batch", "max_texts", "max_text_chars", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.max_wait_ms < 0:
+            raise UserError("--max-wait-ms must be >= 0")
+
+
+class RequestError(Exception):
+    """A bad request: its HTTP status, the field at fault and a one-line message."""
+
+    def __init__(self, status: int, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.status, self.field, self.message = status, field, message
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests
+
+
+def request_fields(ft: Finetuned) -> list[str]:
+    """The JSON fields /predict takes for this run's task (from what the task declares)."""
+    if ft.task.hf_head == "span":  # extractive QA: a question and its context
+        return ["questions", "contexts"]
+    if getattr(ft.task, "pair", False):  # two sentences
+        return ["pairs"]
+    return ["texts"]
+
+
+def _strings(body: dict[str, Any], name: str, limits: ServeLimits) -> list[str]:
+    if name not in body:
+        raise RequestError(422, name, f"missing field '{name}' (a list of strings)")
+    value = body[name]
+    if not isinstance(value, list):
+        raise RequestError(422, name, f"'{name}' must be a list of strings")
+    if not value:
+        raise RequestError(422, name, f"'{name}' is empty; give at least one")
+    if len(value) > limits.max_texts:
+        raise RequestError(
+            413, name, f"'{name}' has {len(value)} items; at most {limits.max_texts} per request"
+        )
+    for i, text in enumerate(value):
+        where = f"{name}[{i}]"
+        if not isinstance(text, str):
+            raise RequestError(422, where, f"'{where}' must be a string")
+        if not text.strip():
+            raise RequestError(422, where, f"'{where}' is empty")
+        if len(text) > limits.max_text_chars:
+            raise RequestError(
+                413,
+                where,
+                f"'{where}' has {len(text):,} characters; at most {limits.max_text_chars:,}",
+            )
+    return value
+
+
+def _pairs(body: dict[str, Any], limits: ServeLimits) -> tuple[list[str], list[str]]:
+    value = body.get("pairs")
+    if "pairs" not in body:
+        raise RequestError(422, "pairs", "missing field 'pairs' (a list of [text, text_pair])")
+    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+        raise RequestError(422, "pairs", "'pairs' must be a list of [text, text_pair] lists")
+    firsts = _strings({"pairs": [p[0] for p in value]}, "pairs", limits)
+    seconds = _strings({"pairs": [p[1] for p in value]}, "pairs", limits)
+    return firsts, seconds
+
+
+def parse_request(raw: bytes, fields: list[str], limits: ServeLimits) -> tuple[list, list]:
+    """(texts, second texts or None each) from a /predict body, or a RequestError."""
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RequestError(400, None, "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, None, f"the body must be a JSON object with {fields}")
+    if fields == ["pairs"]:
+        return _pairs(body, limits)
+    texts = _strings(body, fields[0], limits)
+    if len(fields) == 1:
+        return texts, [None] * len(texts)
+    seconds = _strings(body, fields[1], limits)
+    if len(seconds) != len(texts):
+        raise RequestError(
+            422, fields[1], f"{len(texts)} {fields[0]} but {len(seconds)} {fields[1]}; one each"
+        )
+    return texts, seconds
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it passes `limit` bytes: never held whole in memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, None, f"the body has {int(declared):,} bytes; at most {limit:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, None, f"the body is over {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dynamic batching
+
+
+@dataclass
+class _Job:
+    examples: list[Example]
+    future: asyncio.Future = field(repr=False)
+
+
+class Batcher:
+    """One queue, one worker: requests' examples are run together, up to `max_batch`
+    examples or `max_wait_ms` after the first one arrived, whichever comes first."""
+
+    def __init__(
+        self, predict: Callable[[list[Example]], list[dict[str, Any]]], limits: ServeLimits
+    ) -> None:
+        self.predict = predict
+        self.limits = limits
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoderlab-model")
+        self.batches = 0  # how many forward calls ran (tests and /info read it)
+        self._worker: asyncio.Task | None = None
+        self._getter: asyncio.Future | None = None
+        self._carry: _Job | None = None
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        for task in (self._worker, self._getter):
+            if task is not None:
+                task.cancel()
+        if self._worker is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, examples: list[Example]) -> list[dict[str, Any]]:
+        job = _Job(examples, asyncio.get_running_loop().create_future())
+        await self.queue.put(job)
+        return await job.future
+
+    async def _next(self, timeout: float | None) -> _Job | None:
+        """The next queued job, or None after `timeout` seconds. The pending get is kept
+        across calls, so a job arriving as a wait times out is never lost."""
+        if self._getter is None:
+            self._getter = asyncio.ensure_future(self.queue.get())
+        done, _ = await asyncio.wait({self._getter}, timeout=timeout)
+        if not done:
+            return None
+        job, self._getter = self._getter.result(), None
+        return job
+
+    async def _collect(self) -> list[_Job]:
+        loop = asyncio.get_running_loop()
+        first = self._carry or await self._next(None)
+        self._carry = None
+        assert first is not None
+        jobs, n = [first], len(first.examples)
+        deadline = loop.time() + self.limits.max_wait_ms / 1000.0
+        while n < self.limits.max_batch:
+            job = await self._next(max(0.0, deadline - loop.time()))
+            if job is None:
+                break
+            if n + len(job.examples) > self.limits.max_batch:
+                self._carry = job  # starts the next batch
+                break
+            jobs.append(job)
+            n += len(job.examples)
+        return [j for j in jobs if not j.future.done()]  # a client that left is skipped
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = await self._collect()
+            if not jobs:
+                continue
+            examples = [ex for j in jobs for ex in j.examples]
+            try:
+                rows = await loop.run_in_executor(self.executor, self.predict, examples)
+            except Exception as e:  # the server stays up; these requests get a 500
+                traceback.print_exc(file=sys.stderr)
+                for j in jobs:
+                    if not j.future.done():
+                        j.future.set_exception(e)
+                continue
+            self.batches += 1
+            k = 0
+            for j in jobs:
+                part, k = rows[k : k + len(j.examples)], k + len(j.examples)
+                if not j.future.done():
+                    j.future.set_result(part)
+
+
+# ---------------------------------------------------------------------------------------------
+# The application
+
+
+def _error(e: RequestError) -> JSONResponse:
+    return JSONResponse({"error": e.message, "field": e.field}, status_code=e.status)
+
+
+def run_info(ft: Finetuned, limits: ServeLimits) -> dict[str, Any]:
+    params = ft.run.info.get("params") or sum(p.numel() for p in ft.model.parameters())
+    return {
+        "run": ft.run.path.name,
+        "path": str(ft.run.path),
+        "task": ft.task.type,
+        "labels": ft.labels,
+        "params": int(params),
+        "fields": request_fields(ft),
+        "device": str(ft.device),
+        "limits": asdict(limits),
+    }
+
+
+def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
+    """The ASGI app for a loaded run (tests drive it with Starlette's TestClient)."""
+    if Starlette is None:
+        raise UserError(INSTALL_HINT)
+    limits = limits or ServeLimits()
+    limits.check()
+    fields = request_fields(ft)
+    info = run_info(ft, limits)
+
+    def predict(examples: list[Example]) -> list[dict[str, Any]]:
+        return ft.predict_examples_scored(examples, batch_size=limits.max_batch)
+
+    batcher = Batcher(predict, limits)
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def get_info(request: Request) -> JSONResponse:
+        return JSONResponse({**info, "batches": batcher.batches})
+
+    async def post_predict(request: Request) -> JSONResponse:
+        try:
+            texts, seconds = parse_request(
+                await read_body(request, limits.max_body_bytes), fields, limits
+            )
+            try:
+                examples = ft.examples_from_pairs(texts, seconds)
+            except UserError as e:
+                raise RequestError(422, fields[-1], str(e)) from None
+        except RequestError as e:
+            return _error(e)
+        try:
+            rows = await batcher.submit(examples)
+        except Exception as e:  # logged by the worker
+            return JSONResponse(
+                {"error": f"prediction failed: {type(e).__name__}: {e}", "field": None},
+                status_code=500,
+            )
+        return JSONResponse({"predictions": rows})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/info", get_info, methods=["GET"]),
+            Route("/predict", post_predict, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.batcher = batcher
+    return app
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse a busy port or an unknown host before the model is loaded (uvicorn would log
+    the error and exit 1, which reads as a bug)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(address)
+    except OSError as e:
+        raise UserError(
+            f"cannot listen on {host}:{port} ({e.strerror or e}); pass another --port or --host"
+        ) from None
+
+
+def serve(
+    run_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limits: ServeLimits | None = None,
+    say: Callable[[str], None] = print,
+) -> None:
+    """Load the run once and answer predictions until interrupted (Ctrl-C)."""
+    if Starlette is None:
+        raise UserError(INSTALL_HINT)
+    import uvicorn
+
+    limits = limits or ServeLimits()
+    limits.check()
+    check_address(host, port)
+    ft = load_finetuned(run_dir)
+    app = build_app(ft, limits)
+    fields = " + ".join(request_fields(ft))
+    say(f"serving {ft.run.path.name} ({ft.task.type}, {len(ft.labels)} labels) on {ft.device}")
+    say(f"POST http://{host}:{port}/predict with {{{fields}}}; GET /health, /info")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        say(f"warning: listening on {host}: reachable from other machines, with no authentication")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a clean shutdown
+        pass
+    say("stopped")

@@ -1,0 +1,182 @@
+"""The Python API (`import encoderlab as el`): in-memory data, load, predict, evaluate, report."""
+
+import json
+import random
+
+import pytest
+
+import encoderlab as el
+from encoderlab.errors import UserError
+from encoderlab.memdata import to_rows, write_rows
+
+GOOD = "great fine lovely superb nice happy".split()
+BAD = "awful poor sad terrible dull broken".split()
+FILL = "the movie plot was and it a very with actor scene music".split()
+
+
+def rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        label = rng.randint(0, 1)
+        words = [rng.choice(FILL) for _ in range(rng.randint(3, 8))]
+        words.insert(rng.randint(0, len(words)), rng.choice(GOOD if label else BAD))
+        out.append({"id": f"{seed}-{i}", "text": " ".join(words), "target": label})
+    return out
+
+
+def config(tmp_path) -> dict:
+    return {
+        "name": "api",
+        "runs_dir": str(tmp_path / "runs"),
+        "task": {"type": "classification", "label_column": "target", "max_len": 32},
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 120},
+        "model": {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 1, "max_len": 32},
+        "train": {"batch_size": 16, "lr": 3e-3, "epochs": 3, "warmup_steps": 0},
+    }
+
+
+def quiet(msg: str) -> None:
+    pass
+
+
+def test_finetune_from_dicts_then_load_predict_evaluate_report(tmp_path):
+    yaml_file = tmp_path / "cfg.yaml"
+    import yaml
+
+    yaml_file.write_text(yaml.safe_dump(config(tmp_path)))
+    run = el.finetune(
+        yaml_file,
+        overrides={"train.epochs": 4, "name": "dicts"},
+        train=rows(200, 0),
+        valid=rows(40, 1),
+        say=quiet,
+    )
+    info = json.loads((run / "run.json").read_text())
+    assert run.name.startswith("dicts") and info["status"] == "finished"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train"]["epochs"] == 4
+    train_file = saved["task"]["train"]  # the rows, as a file the run names (resumable)
+    assert train_file.endswith(".jsonl") and "/.data/train-" in train_file
+    assert len(open(train_file).read().splitlines()) == 200
+
+    model = el.load(run)
+    assert model.task == "classification" and model.labels == ["0", "1"]
+    preds = model.predict(["a great lovely superb film", "awful dull sad plot"])
+    assert [p["label"] for p in preds] == ["1", "0"]
+    assert all(set(p["scores"]) == {"0", "1"} and 0.5 <= p["score"] <= 1 for p in preds)
+    assert model.predict("nice")[0]["label"] in ("0", "1")  # one string is one text
+
+    metrics = el.evaluate(model, data=rows(30, 2), say=quiet)
+    assert metrics["acc"] > 0.8 and metrics["extra"]["examples"] == 30
+    assert list((run / "eval").glob("file-eval-*.json"))  # as `encoderlab evaluate` writes
+
+    html = el.report([run], out=tmp_path / "report")
+    assert (
+        html.name == "report.html" and run.name in (tmp_path / "report" / "report.md").read_text()
+    )
+
+
+def test_finetune_from_a_dataframe_and_a_dataset(tmp_path):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(rows(160, 3))
+    df.loc[5, "text"] = None  # pandas' missing value: skipped and counted, as in a file
+    said: list[str] = []
+    run = el.finetune(config(tmp_path), overrides=["train.epochs=2"], train=df, say=said.append)
+    assert any("skipped 1 rows with empty text" in m for m in said)
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished"
+
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_list(rows(40, 4))
+    metrics = el.evaluate(run, data=ds, say=quiet)
+    assert metrics["extra"]["examples"] == 40
+
+
+def test_in_memory_data_fails_like_a_file(tmp_path):
+    cfg = config(tmp_path)
+    with pytest.raises(
+        UserError, match=r"train-\w+\.jsonl: no gold labels found \(no column 'target'\)"
+    ):
+        el.finetune(cfg, train=[{"text": "a", "label": 1}] * 20, say=quiet)
+    with pytest.raises(UserError, match="train: no rows"):
+        el.finetune(cfg, train=[], say=quiet)
+    with pytest.raises(UserError, match="train: row 1 is a str"):
+        el.finetune(cfg, train=[{"text": "a"}, "b"], say=quiet)
+    with pytest.raises(UserError, match="train: expected a file path"):
+        el.finetune(cfg, train=42, say=quiet)
+    with pytest.raises(UserError, match="unknown config key 'train.epoch'"):
+        el.finetune(cfg, overrides={"train.epoch": 1}, train=rows(10, 0), say=quiet)
+
+
+def test_rows_for_tagging_and_qa_become_their_formats(tmp_path):
+    conll = write_rows(
+        [
+            {"tokens": ["john", "runs"], "tags": ["B-PER", "O"]},
+            {"tokens": ["mary"], "tags": ["B-PER"]},
+        ],
+        "tagging",
+        tmp_path,
+        "train",
+    )
+    assert conll.read_text() == "john B-PER\nruns O\n\nmary B-PER\n\n"
+    hf_squad = {
+        "id": "q1",
+        "title": "t",
+        "context": "the capital is oslo .",
+        "question": "capital?",
+        "answers": {"text": ["oslo"], "answer_start": [15]},
+    }
+    squad = json.loads(write_rows([hf_squad], "qa", tmp_path, "train").read_text())
+    (article,) = squad["data"]
+    qa = article["paragraphs"][0]["qas"][0]
+    assert qa["answers"] == [{"text": "oslo", "answer_start": 15}] and qa["id"] == "q1"
+    again = write_rows([hf_squad], "qa", tmp_path, "train")
+    assert len(list(tmp_path.glob("train-*.json"))) == 1 and again.is_file()  # same rows, same file
+    with pytest.raises(UserError, match="row 0, word 0"):
+        write_rows([{"tokens": ["new york"], "tags": ["B-LOC"]}], "tagging", tmp_path, "x")
+    assert to_rows([{"n": float("nan")}], "x") == [{"n": None}]
+
+
+def test_import_encoderlab_is_light_and_exposes_the_api():
+    import subprocess
+    import sys
+
+    code = "import sys, encoderlab as el; print('torch' in sys.modules, callable(el.finetune))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+    with pytest.raises(AttributeError):
+        el.no_such_function  # noqa: B018
+
+
+def test_tagging_from_rows_predicts_entities(tmp_path):
+    rng = random.Random(0)
+    sentences = []
+    for _ in range(60):
+        words = [rng.choice(FILL) for _ in range(6)]
+        tags = ["O"] * 6
+        i = rng.randint(0, 5)
+        words[i], tags[i] = rng.choice(["john", "mary", "anna"]), "B-PER"
+        sentences.append({"tokens": words, "tags": tags})
+    cfg = config(tmp_path)
+    cfg["task"] = {"type": "tagging", "max_len": 32}
+    run = el.finetune(cfg, overrides={"train.epochs": 6}, train=sentences, say=quiet)
+    model = el.load(run)
+    (row,) = model.predict("the movie john was")
+    assert row["tokens"] == ["the", "movie", "john", "was"] and row["tags"][2] == "B-PER"
+    assert {"type": "PER", "start": 2, "end": 3, "text": "john"} in row["entities"]
+
+
+def test_pretrain_then_finetune_on_it(tmp_path, corpus_txt):
+    from test_pretrain_cli import write_config
+
+    cfg_file = write_config(tmp_path, [corpus_txt])
+    pre = el.pretrain(cfg_file, overrides={"train.max_steps": 4, "train.eval_every": 2}, say=quiet)
+    info = json.loads((pre / "run.json").read_text())
+    assert info["kind"] == "pretrain" and info["status"] == "finished" and info["steps"] == 4
+    cfg = config(tmp_path)
+    del cfg["tokenizer"], cfg["model"]
+    run = el.finetune(
+        cfg, overrides={"init": str(pre), "train.epochs": 1}, train=rows(60, 5), say=quiet
+    )
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"

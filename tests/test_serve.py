@@ -1,0 +1,337 @@
+"""`encoderlab serve`: the batcher, request validation, the app (TestClient) and one real uvicorn."""
+
+import asyncio
+import json
+import random
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("httpx")
+
+import httpx  # noqa: E402
+from starlette.testclient import TestClient  # noqa: E402
+
+from conftest import run_cli  # noqa: E402
+from encoderlab.config import FinetuneConfig  # noqa: E402
+from encoderlab.finetune import finetune  # noqa: E402
+from encoderlab.inference import length_batches, load_finetuned, scored  # noqa: E402
+from encoderlab.serve import Batcher, RequestError, ServeLimits, build_app, parse_request  # noqa: E402
+
+GOOD = "great fine lovely superb nice happy".split()
+BAD = "awful poor sad terrible dull broken".split()
+FILL = "the movie plot was and it a very with actor scene music".split()
+
+
+def sentiment_rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = rng.randint(0, 1)
+        words = [rng.choice(FILL) for _ in range(rng.randint(3, 10))]
+        words.insert(rng.randint(0, len(words)), rng.choice(GOOD if label else BAD))
+        rows.append({"id": f"{seed}-{i}", "text": " ".join(words), "target": label})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    train = tmp / "train.jsonl"
+    train.write_text("\n".join(json.dumps(r) for r in sentiment_rows(160, 0)) + "\n")
+    cfg = FinetuneConfig.model_validate(
+        {
+            "name": "srv",
+            "runs_dir": str(tmp / "runs"),
+            "task": {
+                "type": "classification",
+                "train": str(train),
+                "label_column": "target",
+                "max_len": 32,
+            },
+            "tokenizer": {"kind": "wordpiece", "vocab_size": 120},
+            "model": {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 1, "max_len": 32},
+            "train": {"batch_size": 16, "lr": 3e-3, "epochs": 3, "warmup_steps": 0},
+        }
+    )
+    run, _ = finetune(cfg, say=lambda m: None)
+    return run.path
+
+
+@pytest.fixture(scope="module")
+def ft(run_dir):
+    return load_finetuned(run_dir)
+
+
+TEXTS = ["a great lovely film", "awful dull plot", "the actor was sad", "nice happy music"]
+
+
+# -- predictions with scores -------------------------------------------------------------------
+
+
+def test_predict_scored_matches_predict(ft):
+    rows = ft.predict_scored(TEXTS)
+    plain = ft.predict(TEXTS)
+    assert [r["label"] for r in rows] == [p["prediction"] for p in plain]
+    for r in rows:
+        assert set(r["scores"]) == {"0", "1"}
+        assert sum(r["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert r["score"] == max(r["scores"].values())
+        assert r["label"] == max(r["scores"], key=r["scores"].get)
+
+
+def test_length_batches_cover_everything_once_with_little_padding():
+    lengths = [64, 10, 12, 11, 63, 30, 10, 31, 12, 60, 29, 11]
+    batches = length_batches(lengths, max_batch=5)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) <= 5 for b in batches)
+    for b in batches:  # sorted by length, so similar lengths share a batch
+        lens = [lengths[i] for i in b]
+        assert lens == sorted(lens) and (len(b) <= 4 or max(lens) * len(b) <= 1.3 * sum(lens))
+    assert length_batches([], 8) == [] and length_batches([5], 8) == [[0]]
+
+
+def test_scored_rows_for_spans_and_tags():
+    span = scored({"text": "oslo", "score": 7.5, "start_char": 10}, {"context": "x"}, [])
+    assert span == {"label": "oslo", "score": 7.5, "scores": {}, "start": 10, "end": 14}
+    none = scored({"text": "", "score": None, "start_char": -1}, {"context": "x"}, [])
+    assert none["score"] is None and none["end"] == -1
+    words = "john smith lives in new york".split()
+    tags = ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC"]
+    row = scored(tags, {"tokens": words}, ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"])
+    assert row["label"] == " ".join(tags) and row["tags"] == tags
+    assert row["entities"] == [
+        {"type": "PER", "start": 0, "end": 2, "text": "john smith"},
+        {"type": "LOC", "start": 4, "end": 6, "text": "new york"},
+    ]
+    assert scored(2.5, {}, [])["label"] == 2.5  # a regression-like value passes through
+
+
+# -- request parsing ---------------------------------------------------------------------------
+
+
+def test_parse_request_for_pairs_and_qa():
+    lim = ServeLimits()
+    assert parse_request(b'{"pairs": [["a", "b"], ["c", "d"]]}', ["pairs"], lim) == (
+        ["a", "c"],
+        ["b", "d"],
+    )
+    body = b'{"questions": ["q1", "q2"], "contexts": ["c1", "c2"]}'
+    assert parse_request(body, ["questions", "contexts"], lim) == (["q1", "q2"], ["c1", "c2"])
+    with pytest.raises(RequestError) as e:
+        parse_request(
+            b'{"questions": ["q"], "contexts": ["a", "b"]}', ["questions", "contexts"], lim
+        )
+    assert e.value.status == 422 and e.value.field == "contexts"
+    with pytest.raises(RequestError) as e:
+        parse_request(b'{"pairs": [["a"]]}', ["pairs"], lim)
+    assert e.value.field == "pairs"
+    with pytest.raises(RequestError) as e:
+        parse_request(b'{"pairs": [["a", 3]]}', ["pairs"], lim)
+    assert e.value.field == "pairs[0]"
+
+
+# -- the batcher (a fake model: deterministic) -------------------------------------------------
+
+
+def _batcher_run(limits: ServeLimits, jobs: list[list[str]], fail_on: str | None = None):
+    calls: list[list[str]] = []
+
+    def predict(examples):
+        calls.append([ex["text"] for ex in examples])
+        if fail_on is not None and any(ex["text"] == fail_on for ex in examples):
+            raise RuntimeError("model broke")
+        return [{"label": ex["text"].upper()} for ex in examples]
+
+    async def main():
+        b = Batcher(predict, limits)
+        b.start()
+        try:
+            out = await asyncio.gather(
+                *(b.submit([{"text": t} for t in texts]) for texts in jobs),
+                return_exceptions=True,
+            )
+            after = await b.submit([{"text": "still up"}])  # the worker survived
+        finally:
+            await b.stop()
+        return out, after
+
+    out, after = asyncio.run(main())
+    assert after == [{"label": "STILL UP"}]
+    return calls, out
+
+
+def test_batcher_joins_requests_and_keeps_each_ones_order():
+    jobs = [[f"r{i}-{k}" for k in range(3)] for i in range(5)]
+    calls, out = _batcher_run(ServeLimits(max_batch=64, max_wait_ms=200), jobs)
+    assert calls[0] == [t for texts in jobs for t in texts]  # one forward for all five requests
+    for texts, rows in zip(jobs, out, strict=True):
+        assert [r["label"] for r in rows] == [t.upper() for t in texts]
+
+
+def test_batcher_respects_max_batch():
+    jobs = [["a", "b"], ["c", "d"], ["e", "f"]]
+    calls, out = _batcher_run(ServeLimits(max_batch=4, max_wait_ms=200), jobs)
+    assert calls[:2] == [["a", "b", "c", "d"], ["e", "f"]]
+    assert [[r["label"] for r in rows] for rows in out] == [["A", "B"], ["C", "D"], ["E", "F"]]
+
+
+def test_batcher_failure_fails_only_its_batch():
+    calls, out = _batcher_run(ServeLimits(max_batch=1, max_wait_ms=0), [["ok"], ["boom"]], "boom")
+    assert out[0] == [{"label": "OK"}]
+    assert isinstance(out[1], RuntimeError)
+
+
+# -- the app -----------------------------------------------------------------------------------
+
+
+BAD_REQUESTS = [
+    ("not json", b"{texts: [", 400, None),
+    ("not an object", b'["a"]', 400, None),
+    ("missing field", b'{"text": ["a"]}', 422, "texts"),
+    ("not a list", b'{"texts": "a film"}', 422, "texts"),
+    ("item not a string", b'{"texts": ["a", 3]}', 422, "texts[1]"),
+    ("empty list", b'{"texts": []}', 422, "texts"),
+    ("blank text", b'{"texts": ["ok", "  "]}', 422, "texts[1]"),
+    ("too many texts", json.dumps({"texts": ["a"] * 5}).encode(), 413, "texts"),
+    ("text too long", json.dumps({"texts": ["x" * 101]}).encode(), 413, "texts[0]"),
+    ("body too large", json.dumps({"texts": ["y" * 90] * 4}).encode(), 413, None),
+]
+
+
+def test_app_health_info_predict_and_bad_requests(ft):
+    limits = ServeLimits(max_texts=4, max_text_chars=100, max_body_bytes=300)
+    with TestClient(build_app(ft, limits)) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        info = client.get("/info").json()
+        assert info["task"] == "classification" and info["labels"] == ["0", "1"]
+        assert info["run"] == ft.run.path.name and info["fields"] == ["texts"]
+        assert info["params"] == ft.run.info["params"] > 0
+        assert info["limits"]["max_texts"] == 4
+
+        r = client.post("/predict", json={"texts": TEXTS})
+        assert r.status_code == 200
+        want = ft.predict_scored(TEXTS)
+        got = r.json()["predictions"]
+        assert [g["label"] for g in got] == [w["label"] for w in want]
+        for g, w in zip(got, want, strict=True):
+            assert g["score"] == pytest.approx(w["score"], abs=1e-5)
+
+        for name, body, status, field in BAD_REQUESTS:
+            r = client.post("/predict", content=body, headers={"content-type": "application/json"})
+            assert r.status_code == status, (name, r.text)
+            assert r.json()["field"] == field, name
+            assert r.json()["error"], name
+        assert client.get("/predict").status_code == 405
+        assert client.get("/health").json() == {"status": "ok"}  # survived every one
+        assert client.post("/predict", json={"texts": ["nice"]}).status_code == 200
+
+
+def test_app_model_failure_is_a_500_and_the_server_stays_up(ft, monkeypatch):
+    real = ft.predict_examples_scored
+
+    def flaky(examples, batch_size=None):
+        if any(ex["text"] == "explode" for ex in examples):
+            raise RuntimeError("out of memory")
+        return real(examples, batch_size)
+
+    monkeypatch.setattr(ft, "predict_examples_scored", flaky)
+    with TestClient(build_app(ft, ServeLimits(max_batch=1))) as client:
+        r = client.post("/predict", json={"texts": ["explode"]})
+        assert r.status_code == 500 and "out of memory" in r.json()["error"]
+        assert client.post("/predict", json={"texts": ["nice"]}).status_code == 200
+
+
+def test_serve_command_refuses_bad_input(tmp_path, run_dir):
+    assert run_cli("serve", tmp_path / "nope") == 2
+    assert run_cli("serve", run_dir, "--max-batch", "0") == 2
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert run_cli("serve", run_dir, "--port", port) == 2  # in use: one line, not a crash
+
+
+# -- one real server ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_real_uvicorn_batches_concurrent_clients_in_order(ft):
+    import uvicorn
+
+    port = _free_port()
+    app = build_app(ft, ServeLimits(max_batch=64, max_wait_ms=20))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        rng = random.Random(1)
+        requests = [
+            [" ".join(rng.choice(GOOD + BAD + FILL) for _ in range(5)) for _ in range(1 + i % 3)]
+            for i in range(24)
+        ]
+        expected = [[r["label"] for r in ft.predict_scored(texts)] for texts in requests]
+
+        def call(texts):
+            with httpx.Client(timeout=30) as c:
+                r = c.post(f"{base}/predict", json={"texts": texts})
+                r.raise_for_status()
+                return [p["label"] for p in r.json()["predictions"]]
+
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(call, requests))
+        assert got == expected
+        info = httpx.get(f"{base}/info", timeout=10).json()
+        assert 1 <= info["batches"] < len(requests)  # concurrent requests shared forward passes
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def test_pair_model_served_from_pairs(tmp_path):
+    import encoderlab as el
+
+    rng = random.Random(2)
+    rows = []
+    for _ in range(160):
+        a = rng.choice(GOOD + BAD)
+        same = rng.random() < 0.5
+        b = a if same else rng.choice([w for w in GOOD + BAD if w != a])
+        rows.append(
+            {"s1": f"the {a} film", "s2": f"a {b} plot", "label": "same" if same else "diff"}
+        )
+    cfg = {
+        "name": "pair",
+        "runs_dir": str(tmp_path / "runs"),
+        "task": {"type": "pair", "text_column": "s1", "text_pair_column": "s2", "max_len": 32},
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 120},
+        "model": {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 1, "max_len": 32},
+        "train": {"batch_size": 16, "lr": 3e-3, "epochs": 1, "warmup_steps": 0},
+    }
+    model = el.load(el.finetune(cfg, train=rows, say=lambda m: None))
+    pairs = [["the great film", "a great plot"], ["the awful film", "a nice plot"]]
+    want = model.predict([a for a, _ in pairs], [b for _, b in pairs])
+    with TestClient(build_app(model.finetuned)) as client:
+        assert client.get("/info").json()["fields"] == ["pairs"]
+        got = client.post("/predict", json={"pairs": pairs}).json()["predictions"]
+        assert [g["label"] for g in got] == [w["label"] for w in want]
+        assert set(got[0]["scores"]) == {"diff", "same"}
+        r = client.post("/predict", json={"texts": ["a"]})
+        assert r.status_code == 422 and r.json()["field"] == "pairs"

@@ -240,6 +240,8 @@ class TrainConfig(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps
     threads: int | None = None  # CPU threads for torch; None: torch's default (all cores)
+    # experiment trackers the records go to (encoderlab.loggers); mlflow/wandb: encoderlab[track]
+    loggers: list[Literal["tensorboard", "mlflow", "wandb"]] = ["tensorboard"]
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -759,6 +759,7 @@ def _measure(
     ranks wait) or `evaluate` on every rank. None when there is no validation set."""
     if valid_set is None or len(valid_set) == 0:
         return None
+
     def objective_metrics() -> dict[str, float]:
         return evaluate(eng.model, valid_set, collate, eng.objective, cfg, eng.device, eng.amp)
 

@@ -539,7 +539,8 @@ def test_export_refuses_heads_without_a_transformers_class(tmp_path, capsys):
         bad = copy_run(run.path, tmp_path / f"run-{head}", head=head)
         with pytest.raises(UserError, match=f"head.type={head}.*pooler") as e:
             hf.export_run(bad, tmp_path / f"hf{i}", say=quiet)
-        assert "\n" not in str(e.value)
+        assert "\n" not in str(e.value) and "--to-onnx" in str(e.value)
+        assert not (tmp_path / f"hf{i}").exists()
     # through the command: exit code 2, one line
     with pytest.raises(SystemExit) as exit_:
         main(["export", str(tmp_path / "run-cls"), "--to-hf", str(tmp_path / "x")])
@@ -548,6 +549,34 @@ def test_export_refuses_heads_without_a_transformers_class(tmp_path, capsys):
     assert err.startswith("error:") and "head.type=cls" in err and "\n" not in err
     main(["export", str(run.path), "--to-hf", str(tmp_path / "ok")])
     assert (tmp_path / "ok" / "config.json").is_file()
+
+
+def test_export_writes_model_card_labels_and_the_tasks_max_len(tmp_path):
+    cfg = ft_config(tmp_path, "tagging")
+    cfg.task.max_len = 24
+    run, _ = finetune(cfg, say=quiet)
+    out = hf.export_run(run.path, tmp_path / "hf", say=quiet)
+    tok_cfg = json.loads((out / "tokenizer_config.json").read_text())
+    assert tok_cfg["model_max_length"] == 24
+    hf_tok = transformers.AutoTokenizer.from_pretrained(str(out))
+    assert hf_tok.model_max_length == 24
+    labels = json.loads((run.path / "labels.json").read_text())
+    config = transformers.AutoConfig.from_pretrained(str(out))
+    assert config.id2label == dict(enumerate(labels)) and "B-PER" in labels
+    card = (out / "README.md").read_text(encoding="utf-8")
+    for part in ("## Data", "## Metrics", "## Labels", "## How to load", "## Config"):
+        assert part in card
+    assert "AutoModelForTokenClassification.from_pretrained" in card and "B-PER" in card
+    assert str(cfg.task.train) in card and "max_len: 24" in card
+    evaluation = json.loads((run.path / "eval" / "valid.json").read_text())
+    assert f"| f1 | {evaluation['f1']:.4g} |" in card
+
+
+def test_export_of_a_pretraining_run_has_a_model_card(pretrain_runs, tmp_path):
+    out = hf.export_run(pretrain_runs[True], tmp_path / "hf", say=quiet)
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "Masked-LM pretraining on" in card and "AutoModelForMaskedLM" in card
+    assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == 32
 
 
 # ---------------------------------------------------------------------------------------------

@@ -349,13 +349,25 @@ def export(
         Path | None,
         typer.Option("--to-hf", help="Output folder for a transformers (BERT) checkpoint."),
     ] = None,
+    to_onnx: Annotated[
+        Path | None,
+        typer.Option("--to-onnx", help="Output file (.onnx): any head, dynamic batch/length."),
+    ] = None,
 ) -> None:
-    """Write a run as a checkpoint transformers loads (AutoModelForMaskedLM / ...ForXxx)."""
-    from encoderlab.hf import export_run
+    """Write a run as a checkpoint transformers loads (AutoModelForMaskedLM / ...ForXxx),
+    with a model card, and/or as an ONNX graph for onnxruntime."""
+    if to_hf is None and to_onnx is None:
+        raise UserError(
+            "give an output: encoderlab export RUN --to-hf OUT_DIR and/or --to-onnx model.onnx"
+        )
+    if to_hf is not None:
+        from encoderlab.hf import export_run
 
-    if to_hf is None:
-        raise UserError("give the output folder: encoderlab export RUN --to-hf OUT_DIR")
-    export_run(run, to_hf, say=say)
+        export_run(run, to_hf, say=say)
+    if to_onnx is not None:
+        from encoderlab.onnx_export import export_onnx
+
+        export_onnx(run, to_onnx, say=say)
 
 
 @app.command()

@@ -243,6 +243,8 @@ class TrainConfig(Section):
     checkpoint_minutes: float | None = 5.0  # also checkpoint this often (training time)
     compile: bool = False  # torch.compile the training forward (GPU; slower start)
     tf32: bool = True  # fp32 matmuls on TF32 tensor cores (Ampere+ GPUs; no effect on CPU)
+    # experiment trackers the records go to (encoderlab.loggers); mlflow/wandb: encoderlab[track]
+    loggers: list[Literal["tensorboard", "mlflow", "wandb"]] = ["tensorboard"]
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

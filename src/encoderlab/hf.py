@@ -628,9 +628,178 @@ def bert_state(
     return {prefix + k: v for k, v in out.items()}
 
 
+_AUTO_CLASS = {
+    "BertForMaskedLM": "AutoModelForMaskedLM",
+    "BertForSequenceClassification": "AutoModelForSequenceClassification",
+    "BertForTokenClassification": "AutoModelForTokenClassification",
+    "BertForQuestionAnswering": "AutoModelForQuestionAnswering",
+}
+
+
+def _card_metrics(run: Run) -> list[str]:
+    """Metric lines for the model card: the final evaluation of a fine-tuning run (eval/), or
+    the best validation value run.json keeps."""
+    out = []
+    try:
+        final = json.loads((run.path / "eval" / "valid.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        final = None
+    if isinstance(final, dict):
+        for key, value in final.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out.append(f"| {key} | {value:.4g} |")
+    best = run.info.get("best")
+    if not out and isinstance(best, dict) and isinstance(best.get("value"), (int, float)):
+        out.append(
+            f"| {best.get('metric')} (best, step {best.get('step')}) | {best['value']:.4g} |"
+        )
+    return out
+
+
+def write_model_card(
+    run: Run,
+    out: Path,
+    arch: str,
+    ckpt: Path,
+    max_len: int,
+    id2label: dict[int, str] | None,
+) -> Path:
+    """README.md for the exported folder: what the model is, what it was trained on, how
+    well it did, the config, and how to load it."""
+    import yaml
+
+    info = run.info
+    try:
+        cfg = yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        cfg = {}
+    kind = str(info.get("kind", ""))
+    if kind == "pretrain":
+        data = cfg.get("data") or {}
+        corpus = data.get("corpus") or [s.get("name") for s in data.get("sources") or []]
+        about = (
+            f"Masked-LM pretraining on {', '.join(map(str, corpus)) or 'its corpus'} "
+            f"({info.get('corpus_tokens', '?'):,} tokens, blocks of {data.get('block_len')})."
+            if isinstance(info.get("corpus_tokens"), int)
+            else f"Masked-LM pretraining on {', '.join(map(str, corpus)) or 'its corpus'}."
+        )
+    else:
+        task = cfg.get("task") or {}
+        about = (
+            f"Fine-tuned for {kind.split('/', 1)[-1]} on {task.get('train')} (validation: "
+            f"{info.get('valid_source') or task.get('valid')}); backbone {info.get('init', '?')}."
+        )
+    metrics = _card_metrics(run)
+    auto = _AUTO_CLASS[arch]
+    labels = ", ".join(f"{i}: {n}" for i, n in (id2label or {}).items())
+    lines = [
+        "---",
+        "library_name: transformers",
+        "tags: [encoderlab, bert]",
+        "---",
+        "",
+        f"# {info.get('name', run.path.name)} ({arch})",
+        "",
+        f"Exported by `encoderlab export` from run `{run.path.name}`, checkpoint `{ckpt.name}` "
+        f"({info.get('steps', '?')} steps).",
+        "",
+        "## Data",
+        "",
+        about,
+        "",
+        "## Metrics",
+        "",
+        *(["| metric | value |", "| --- | --- |", *metrics] if metrics else ["(none recorded)"]),
+        "",
+        "## Labels",
+        "",
+        labels or "(a masked-LM head: no labels)",
+        "",
+        "## How to load",
+        "",
+        "```python",
+        f"from transformers import AutoTokenizer, {auto}",
+        "",
+        'tokenizer = AutoTokenizer.from_pretrained("PATH")',
+        f'model = {auto}.from_pretrained("PATH")',
+        f'batch = tokenizer(["some text"], truncation=True, max_length={max_len}, '
+        'return_tensors="pt")',
+        "logits = model(**batch).logits",
+        "```",
+        "",
+        f"The tokenizer's model_max_length is {max_len}, the length the run encoded to.",
+        "",
+        "## Config",
+        "",
+        "```yaml",
+        yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True).rstrip(),
+        "```",
+        "",
+    ]
+    path = out / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
 _SEQUENCE_HEADS = (
     "the pooler head (head.type=pooler) for classification/pair, the token head of tagging and qa"
 )
+# why each sequence head has no exact transformers class (BertForSequenceClassification always
+# puts its tanh pooler between [CLS] and the classifier)
+_NO_HF_CLASS = {
+    "cls": "a linear layer straight on [CLS], without BERT's dense+tanh pooler",
+    "mean": "mean pooling over the tokens, which no BertFor* class does",
+    "cnn": "convolutions over the tokens, which no BertFor* class does",
+}
+
+
+def _finetune_export(
+    run: Run,
+    kind: str,
+    mc: ModelConfig,
+    enc: dict[str, torch.Tensor],
+    tensors: dict[str, torch.Tensor],
+) -> tuple[str, dict[str, torch.Tensor], dict[str, Any], int]:
+    """(architecture, BERT state, extra config fields, max_len) of a fine-tuning run, or a
+    one-line refusal when its head has no exact transformers class."""
+    cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
+    max_len = min(cfg.task.max_len, mc.max_len)  # what the task encoded to
+    spec = task_class(kind.split("/", 1)[1])
+    head_kind = getattr(spec, "hf_head", None)
+    labels = json.loads((run.path / "labels.json").read_text(encoding="utf-8"))
+    head = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
+    state = bert_state(enc, mc, "bert.")
+    extra = {"classifier_dropout": cfg.head.dropout}
+    if head_kind == "sequence":
+        if cfg.head.type != "pooler":
+            raise UserError(
+                f"{run.path}: cannot export head.type={cfg.head.type} to transformers "
+                f"({_NO_HF_CLASS.get(cfg.head.type, 'no BertFor* class')}); export it with "
+                f"--to-onnx instead (any head), or fine-tune with head.type=pooler "
+                f"(BertForSequenceClassification); exportable heads: {_SEQUENCE_HEADS}"
+            )
+        arch = "BertForSequenceClassification"
+        state.update(
+            {
+                "bert.pooler.dense.weight": head["dense.weight"],
+                "bert.pooler.dense.bias": head["dense.bias"],
+                "classifier.weight": head["out.weight"],
+                "classifier.bias": head["out.bias"],
+            }
+        )
+    elif head_kind == "token":
+        arch = "BertForTokenClassification"
+        state.update({"classifier.weight": head["out.weight"], "classifier.bias": head["out.bias"]})
+    elif head_kind == "span":
+        # channel 0 scores starts and channel 1 ends (tasks/qa.py), as qa_outputs splits them
+        arch = "BertForQuestionAnswering"
+        labels = ["start", "end"]
+        state.update({"qa_outputs.weight": head["out.weight"], "qa_outputs.bias": head["out.bias"]})
+    else:
+        raise UserError(f"{run.path}: task type {kind[9:]!r} has no transformers export")
+    extra["id2label"] = {i: name for i, name in enumerate(labels)}
+    extra["label2id"] = {name: i for i, name in enumerate(labels)}
+    return arch, state, extra, max_len
 
 
 def export_run(
@@ -656,6 +825,8 @@ def export_run(
     tok = load_tokenizer(run.path / "tokenizer")
     ids = special_ids(tok)
     ckpt = run_checkpoint(run)
+    for note in run.skip_notes():
+        say(note)
     tensors = load_file(str(ckpt / "model.safetensors"))
     enc = encoder_weights(ckpt)
     common = bert_config_fields(mc, ids["pad"])
@@ -683,45 +854,9 @@ def export_run(
         if not mc.tie_mlm:
             state["cls.predictions.decoder.weight"] = dec_w
         extra: dict[str, Any] = {"tie_word_embeddings": mc.tie_mlm}
+        max_len = mc.max_len
     elif kind.startswith("finetune/"):
-        cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
-        spec = task_class(kind.split("/", 1)[1])
-        head_kind = getattr(spec, "hf_head", None)
-        labels = json.loads((run.path / "labels.json").read_text(encoding="utf-8"))
-        head = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
-        state = bert_state(enc, mc, "bert.")
-        extra = {"classifier_dropout": cfg.head.dropout}
-        if head_kind == "sequence":
-            if cfg.head.type != "pooler":
-                raise UserError(
-                    f"{run.path}: cannot export head.type={cfg.head.type} to transformers; "
-                    f"exportable heads: {_SEQUENCE_HEADS}"
-                )
-            arch = "BertForSequenceClassification"
-            state.update(
-                {
-                    "bert.pooler.dense.weight": head["dense.weight"],
-                    "bert.pooler.dense.bias": head["dense.bias"],
-                    "classifier.weight": head["out.weight"],
-                    "classifier.bias": head["out.bias"],
-                }
-            )
-        elif head_kind == "token":
-            arch = "BertForTokenClassification"
-            state.update(
-                {"classifier.weight": head["out.weight"], "classifier.bias": head["out.bias"]}
-            )
-        elif head_kind == "span":
-            # channel 0 scores starts and channel 1 ends (tasks/qa.py), as qa_outputs splits them
-            arch = "BertForQuestionAnswering"
-            labels = ["start", "end"]
-            state.update(
-                {"qa_outputs.weight": head["out.weight"], "qa_outputs.bias": head["out.bias"]}
-            )
-        else:
-            raise UserError(f"{run.path}: task type {kind[9:]!r} has no transformers export")
-        extra["id2label"] = {i: name for i, name in enumerate(labels)}
-        extra["label2id"] = {name: i for i, name in enumerate(labels)}
+        arch, state, extra, max_len = _finetune_export(run, kind, mc, enc, tensors)
     else:
         raise UserError(
             f"{run.path}: run kind {kind!r} cannot be exported; use a pretraining or fine-tuning run"
@@ -735,7 +870,8 @@ def export_run(
     config.save_pretrained(str(out))
     state = {k: v.detach().float().contiguous().clone() for k, v in state.items()}
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
-    save_tokenizer(tok, out, model_max_length=mc.max_len)
+    save_tokenizer(tok, out, model_max_length=max_len)
+    write_model_card(run, out, arch, ckpt, max_len, extra.get("id2label"))
     names = special_tokens(tok)
     say(
         f"exported {run.path} ({arch}, {ckpt.name}) to {out}; "

@@ -8,20 +8,31 @@ runs/<name>-<timestamp>/
   tb/             TensorBoard event files
   tokenizer/      the tokenizer the run used
   checkpoints/step-00000123/  model.safetensors, optimizer.safetensors, state.json
+  run.lock        pid and host of the process writing the run (empty when none is)
 Checkpoints are written into a temporary folder and renamed into place, so a kill at any
 moment leaves the previous checkpoint intact; nothing here ever loads a pickle.
+
+A checkpoint whose files are cut short or whose state.json does not parse (a full disk, a
+copy that stopped) is skipped: resume, export and fine-tuning take the newest one that is
+intact. A run directory is written by one process at a time: the first write takes run.lock
+(an flock held for as long as the process lives, so a lock left by a killed process is free
+again), a second process is refused in one line, and the lock's owner removes the
+`.tmp-step-*` folders a killed checkpoint write left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -29,12 +40,16 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from encoderlab.config import Config, ModelConfig, check_plain_name, load_config, save_config
 from encoderlab.errors import UserError
+from encoderlab.loggers import check_installed, configured, open_loggers
 
 RUN_FILE = "run.json"
+LOCK_FILE = "run.lock"
+TMP_PREFIX = ".tmp-step-"
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -99,12 +114,31 @@ class Run:
         self.path = Path(path)
         self._tb: Any = None
         self._tb_purge: int | None = None
+        self._loggers: list[Any] | None = None  # the extra trackers (loggers.py), opened lazily
+        self._unlock: weakref.finalize | None = None
+        self.skipped: list[tuple[Path, str]] = []  # checkpoints passed over, and why
+
+    def lock(self) -> None:
+        """Own the run directory (see `take_lock`) until `close`, or until this object is
+        gone; every write calls this first, so a refused process has written nothing."""
+        if self._unlock is None or not self._unlock.alive:
+            take_lock(self.path)
+            self._unlock = weakref.finalize(self, release_lock, self.path)
+
+    def skip_notes(self) -> list[str]:
+        """One warning line per checkpoint passed over as broken."""
+        return [f"warning: skipping {p}: {why}" for p, why in self.skipped]
+
+    def _skip(self, ckpt: Path, why: str) -> None:
+        if (ckpt, why) not in self.skipped:
+            self.skipped.append((ckpt, why))
 
     # -- creation and opening -----------------------------------------------------------------
 
     @classmethod
     def create(cls, runs_dir: str | Path, name: str, config: BaseModel, kind: str) -> Run:
         check_plain_name(name, "name")  # never a folder outside runs_dir
+        check_installed(getattr(getattr(config, "train", None), "loggers", None) or [])
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         root = Path(runs_dir)
         root.mkdir(parents=True, exist_ok=True)
@@ -138,6 +172,7 @@ class Run:
         return json.loads(f.read_text()) if f.is_file() else {}
 
     def update(self, **fields: Any) -> None:
+        self.lock()
         info = self.info
         info.update(fields)
         atomic_write(self.path / RUN_FILE, json.dumps(info, indent=1))
@@ -145,7 +180,9 @@ class Run:
     # -- metrics -----------------------------------------------------------------------------
 
     def log(self, record: dict[str, Any]) -> None:
-        """Append one record to metrics.jsonl and its numbers to TensorBoard."""
+        """Append one record to metrics.jsonl and its numbers to TensorBoard (and the other
+        trackers `train.loggers` names)."""
+        self.lock()
         with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         step = int(record.get("step", 0))
@@ -154,27 +191,54 @@ class Run:
             for key, value in record.items():
                 if key not in ("step", "kind", "time") and isinstance(value, (int, float)):
                     tb.add_scalar(key, value, step)
+        for logger in self.loggers():
+            logger.log(record, step)
 
-    def metrics(self) -> list[dict[str, Any]]:
+    def loggers(self) -> list[Any]:
+        """The trackers besides TensorBoard that config.yaml's train.loggers names, opened on
+        first use with the run's config as their hyperparameters."""
+        if self._loggers is None:
+            self._loggers = []  # a tracker that fails to open is not retried every record
+            self._loggers = open_loggers(self.path, self._remember_tracker)
+        return self._loggers
+
+    def _remember_tracker(self, tracker: str, run_id: str) -> None:
+        self.update(trackers={**(self.info.get("trackers") or {}), tracker: run_id})
+
+    def metrics(self, bad_lines: list[int] | None = None) -> list[dict[str, Any]]:
+        """The records of metrics.jsonl; a line cut short by a kill, or not UTF-8 JSON, is
+        skipped (its 1-based number appended to `bad_lines` when given)."""
         f = self.path / "metrics.jsonl"
         if not f.is_file():
             return []
+        data = f.read_bytes()
+        lines = data.splitlines()
         out = []
-        for line in f.read_text(encoding="utf-8").splitlines():
+        for i, raw in enumerate(lines, 1):
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by a kill
-                continue
+                record = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                record = None
+            if isinstance(record, dict):
+                out.append(record)
+            elif raw.strip() and bad_lines is not None:
+                if i < len(lines) or data.endswith(b"\n"):  # not a last line still being written
+                    bad_lines.append(i)
         return out
 
     def truncate_metrics(self, step: int) -> None:
         """Drop records logged after `step`: a resumed run logs them again."""
+        self.lock()
         kept = [r for r in self.metrics() if int(r.get("step", 0)) <= step]
         atomic_write(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
         self._tb_purge = step + 1
 
     def tensorboard(self) -> Any:
+        """The run's SummaryWriter, or None (tensorboard missing, or not in train.loggers)."""
         if self._tb is None:
+            if "tensorboard" not in configured(self.path):
+                self._tb = False
+                return None
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard missing: metrics.jsonl still has everything
@@ -184,9 +248,15 @@ class Run:
         return self._tb or None
 
     def close(self) -> None:
+        """Flush the trackers and give the run directory back (see `release_lock`)."""
         if self._tb:
             self._tb.close()
         self._tb = None
+        for logger in self._loggers or []:
+            logger.close()
+        self._loggers = None
+        if self._unlock is not None:
+            self._unlock()  # release_lock, once
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -206,8 +276,13 @@ class Run:
         return sorted(done, key=lambda p: p.name)
 
     def latest_checkpoint(self) -> Path | None:
-        found = self.checkpoints()
-        return found[-1] if found else None
+        """The newest intact checkpoint; why newer ones were skipped goes to `self.skipped`."""
+        for ckpt in reversed(self.checkpoints()):
+            problem = checkpoint_problem(ckpt)
+            if problem is None:
+                return ckpt
+            self._skip(ckpt, problem)
+        return None
 
     def save_checkpoint(
         self,
@@ -219,9 +294,10 @@ class Run:
     ) -> Path:
         """Write model, optimizer, extra tensors (RNG states) and JSON state; then rename."""
         step = int(state["step"])
+        self.lock()
         self.checkpoint_dir.mkdir(exist_ok=True)
         final = self.checkpoint_dir / f"step-{step:08d}"
-        tmp = self.checkpoint_dir / f".tmp-step-{step:08d}-{os.getpid()}"
+        tmp = self.checkpoint_dir / f"{TMP_PREFIX}{step:08d}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         save_model(model, str(tmp / "model.safetensors"))
@@ -247,17 +323,189 @@ class Run:
         optimizer: torch.optim.Optimizer | None = None,
         path: Path | None = None,
     ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """Restore model (and optimizer) in place; return (state, extra tensors)."""
-        ckpt = path or self.latest_checkpoint()
-        if ckpt is None:
-            raise UserError(f"{self.path}: has no complete checkpoint to resume from")
-        load_model(model, str(ckpt / "model.safetensors"))
-        state = json.loads((ckpt / "state.json").read_text())
-        tensors = load_file(str(ckpt / "optimizer.safetensors"))
+        """Restore model (and optimizer) in place from `path`, else from the newest checkpoint
+        that reads back whole; return (state, extra tensors). Every file is read before
+        anything is restored, so a broken checkpoint leaves model and optimizer as they were."""
+        candidates = [path] if path is not None else list(reversed(self.checkpoints()))
+        for ckpt in candidates:
+            problem = checkpoint_problem(ckpt)
+            if problem is None:
+                try:
+                    state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+                    tensors = load_file(str(ckpt / "optimizer.safetensors"))
+                    load_model(model, str(ckpt / "model.safetensors"))
+                    break
+                except (OSError, ValueError, SafetensorError) as e:
+                    problem = _first_line(e)
+            self._skip(ckpt, problem)
+        else:
+            why = f" ({ckpt.name}: {problem})" if candidates else ""
+            raise UserError(
+                f"{self.path}: has no intact checkpoint to resume from{why}; start a new run"
+            )
         if optimizer is not None and state.get("optimizer") is not None:
             optimizer_from_flat(optimizer, tensors, state["optimizer"])
         extra = {k: v for k, v in tensors.items() if not k.startswith("opt.")}
         return state, extra
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why a .safetensors file cannot be whole (missing, cut short, a header that does not
+    parse), or None. Reads the header only: cheap enough to ask of every checkpoint."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return f"{path.name} is cut short ({size} bytes)"
+            (n,) = struct.unpack("<Q", head)
+            if n > size - 8:
+                return f"{path.name} is cut short (header of {n:,} bytes, file of {size:,})"
+            header = json.loads(f.read(n).decode("utf-8"))
+    except FileNotFoundError:
+        return f"{path.name} is missing"
+    except (OSError, ValueError) as e:
+        return f"{path.name} cannot be read ({_first_line(e)})"
+    if not isinstance(header, dict):
+        return f"{path.name} has a malformed header"
+    end = 0
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = meta.get("data_offsets") if isinstance(meta, dict) else None
+        if not isinstance(offsets, list) or len(offsets) != 2:
+            return f"{path.name} has a malformed header (tensor {name})"
+        end = max(end, int(offsets[1]))
+    if size < 8 + n + end:
+        return f"{path.name} is cut short ({size:,} of {8 + n + end:,} bytes)"
+    return None
+
+
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """Why a checkpoint folder cannot be loaded, or None when it is intact."""
+    try:
+        state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"state.json does not parse ({_first_line(e)})"
+    if not isinstance(state, dict) or "step" not in state:
+        return "state.json has no step"
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        problem = safetensors_problem(ckpt / name)
+        if problem is not None:
+            return problem
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The run lock: one writing process per run directory
+
+# run directory (resolved) -> [the open lock file, how many Run objects in this process use it]
+_HELD: dict[Path, list[int]] = {}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: alive, someone else's
+        return True
+    return True
+
+
+def _read_owner(fd: int) -> dict[str, Any]:
+    os.lseek(fd, 0, os.SEEK_SET)
+    raw = os.read(fd, 4096)
+    try:
+        owner = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+def _refuse(run_dir: Path, owner: dict[str, Any]) -> UserError:
+    who = f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}"
+    hint = (
+        "wait for it to finish or stop it"
+        if owner.get("host") in (None, socket.gethostname())
+        else f"if no process there uses it any more, delete {run_dir / LOCK_FILE}"
+    )
+    return UserError(f"{run_dir}: in use by another encoderlab process ({who}); {hint}")
+
+
+def _flock(fd: int) -> bool | None:
+    """True: locked; False: another process holds it; None: no flock on this system."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def take_lock(run_dir: Path) -> None:
+    """Make this process the one writer of `run_dir` (once more, if it already is), or raise
+    a one-line UserError naming the owner.
+
+    The lock file names the owner (pid, host). Where flock exists it is held on that file for
+    as long as the owner has the run open, and the kernel drops it when the owner dies: a
+    lock file nobody holds is stale and taken over. Without flock, a lock naming a pid no
+    longer alive on this host is stale. The new owner removes `.tmp-step-*` folders."""
+    key = Path(run_dir).resolve()
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return
+    fd = os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        locked = _flock(fd)
+        owner = _read_owner(fd)
+        if locked is False:
+            raise _refuse(key, owner)
+        pid, host = owner.get("pid"), owner.get("host")
+        if locked is None and isinstance(pid, int) and pid != os.getpid():
+            if host not in (None, socket.gethostname()) or _pid_alive(pid):
+                raise _refuse(key, owner)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps(me).encode())
+    except BaseException:
+        os.close(fd)
+        raise
+    _HELD[key] = [fd, 1]
+    _clean_tmp(key / "checkpoints")
+
+
+def release_lock(run_dir: Path) -> None:
+    """One user of the lock is done; the last one empties the file and drops the flock."""
+    key = Path(run_dir).resolve()
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] > 0:
+        return
+    del _HELD[key]
+    with contextlib.suppress(OSError):
+        os.ftruncate(held[0], 0)
+    os.close(held[0])  # closing drops the flock
+
+
+def _clean_tmp(checkpoint_dir: Path) -> None:
+    """Folders of checkpoint writes a kill interrupted: only the lock's owner writes here."""
+    if not checkpoint_dir.is_dir():
+        return
+    for p in checkpoint_dir.iterdir():
+        if p.name.startswith(TMP_PREFIX) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -321,6 +569,9 @@ def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
 class ReadOnlyRun(Run):
     """A run as data-parallel ranks other than 0 see it: it reads like a Run (checkpoints to
     resume from, run.json), and every write is left to rank 0."""
+
+    def lock(self) -> None:
+        pass
 
     def update(self, **fields: Any) -> None:
         pass
@@ -417,14 +668,19 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 
 def run_checkpoint(run: Run) -> Path:
     """A fine-tuning run's best checkpoint (on its validation metric); a pretraining run's
-    latest, since its final weights are what "the pretrained encoder" means."""
+    latest, since its final weights are what "the pretrained encoder" means. A broken one is
+    passed over for the newest intact checkpoint (the reason is kept in `run.skipped`)."""
     best = run.info.get("best_checkpoint")
     finetuned = str(run.info.get("kind", "")).startswith("finetune")
     if finetuned and best and (run.checkpoint_dir / best / "state.json").is_file():
-        return run.checkpoint_dir / best
+        problem = checkpoint_problem(run.checkpoint_dir / best)
+        if problem is None:
+            return run.checkpoint_dir / best
+        run._skip(run.checkpoint_dir / best, problem)
     latest = run.latest_checkpoint()
     if latest is None:
-        raise UserError(f"{run.path}: has no complete checkpoint to take weights from")
+        why = f" ({run.skipped[-1][0].name}: {run.skipped[-1][1]})" if run.skipped else ""
+        raise UserError(f"{run.path}: has no intact checkpoint to take weights from{why}")
     return latest
 
 

@@ -715,6 +715,8 @@ def _resume(
     """Restore weights, optimizer, RNG states and the loop's position from the last checkpoint;
     drop the metrics logged after it (they are logged again)."""
     loaded, tensors = run.load_checkpoint(model, optimizer)
+    for note in run.skip_notes():  # broken newer checkpoints it fell back past
+        say(note)
     state = LoopState.from_json(loaded, device)
     _restore_rng(loaded, tensors)
     run.truncate_metrics(state.step)
@@ -848,9 +850,20 @@ def _measure(
     ranks wait) or `evaluate` on every rank. None when there is no validation set."""
     if valid_set is None or len(valid_set) == 0:
         return None
-    if evaluator is not None:
-        return lambda: distributed.on_main(lambda: evaluator(eng.model))
-    return lambda: evaluate(eng.model, valid_set, collate, eng.objective, cfg, eng.device, eng.amp)
+
+    def objective_metrics() -> dict[str, float]:
+        return evaluate(eng.model, valid_set, collate, eng.objective, cfg, eng.device, eng.amp)
+
+    if evaluator is None:
+        return objective_metrics
+
+    def with_loss() -> dict[str, float]:
+        # the task's decoded metrics, plus the objective's validation loss (every rank sums it)
+        loss = objective_metrics().get("loss")
+        metrics = distributed.on_main(lambda: evaluator(eng.model))
+        return metrics if loss is None or "loss" in metrics else {"loss": loss, **metrics}
+
+    return with_loss
 
 
 @torch.no_grad()

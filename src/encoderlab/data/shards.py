@@ -110,7 +110,8 @@ def cache_key(data: DataConfig, tok: Tokenizer, sources: list[dict[str, Any]] | 
         ],
         "max_documents": data.max_documents,
         "filters": data.filters.model_dump(),
-        "shard_mb": data.shard_mb,
+        # 64 and 64.0 (the default, and the same value read back from a run's config.yaml)
+        "shard_mb": int(data.shard_mb) if float(data.shard_mb).is_integer() else data.shard_mb,
         "tokenizer": tokenizer_hash(tok),
         "cache_version": CACHE_VERSION,
     }

@@ -1,12 +1,15 @@
 """Reading run directories into RunData: run.json, config.yaml, metrics.jsonl and, for a
 fine-tuning run, eval/valid.json and predictions/valid.jsonl. Read only; nothing is written.
 
-A run still in progress is read as it stands (a metrics line cut short is skipped).
+A run still in progress is read as it stands (a metrics line cut short is skipped). A damaged
+run (a truncated run.json, metrics lines that are not UTF-8 JSON) is still reported: what
+cannot be read is left out, with one warning line on stderr and in RunData.warnings.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ class RunData:
     env: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] | None = None  # eval/valid.json
     predictions: list[dict[str, Any]] | None = None  # predictions/valid.jsonl
+    warnings: list[str] = field(default_factory=list)  # what could not be read
 
     @property
     def name(self) -> str:
@@ -45,8 +49,9 @@ class RunData:
         kind = str(self.info.get("kind", ""))
         if kind.startswith("finetune/"):
             return kind.split("/", 1)[1]
-        if kind == "finetune":
-            return str(self.config.get("task", {}).get("type", "classification"))
+        task = self.config.get("task")
+        if kind == "finetune" or (not kind and isinstance(task, dict)):  # no kind: run.json lost
+            return str((task or {}).get("type", "classification"))
         return "pretrain"
 
     @property
@@ -80,7 +85,7 @@ class RunData:
 def _json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
 
 
@@ -88,12 +93,23 @@ def _jsonl(path: Path) -> list[dict[str, Any]] | None:
     if not path.is_file():
         return None
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().splitlines():
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a kill or a run still writing
+            rows.append(json.loads(line.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError):  # cut short by a kill, or damaged
             continue
     return rows
+
+
+def _run_info(run: Run, warnings: list[str]) -> dict[str, Any]:
+    try:
+        info = run.info
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        warnings.append(
+            f"{run.path / 'run.json'}: unreadable ({type(e).__name__}); reported without it"
+        )
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def load_run(path: str | Path) -> RunData:
@@ -107,15 +123,27 @@ def load_run(path: str | Path) -> RunData:
         model = dict(config.get("model") or {})
     if model.get("vocab_size") is None:
         model["vocab_size"] = (config.get("tokenizer") or {}).get("vocab_size")
+    warnings: list[str] = []
+    info = _run_info(run, warnings)
+    bad: list[int] = []
+    records = run.metrics(bad_lines=bad)
+    if bad:
+        warnings.append(
+            f"{run.path / 'metrics.jsonl'}: skipped {len(bad)} line(s) that are not UTF-8 JSON "
+            f"(line {', '.join(map(str, bad[:3]))}{', ...' if len(bad) > 3 else ''})"
+        )
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
     return RunData(
         path=run.path,
-        info=run.info,
+        info=info,
         config=config,
         model=model,
-        records=run.metrics(),
+        records=records,
         env=_json(run.path / "env.json") or {},
         evaluation=_json(run.path / "eval" / "valid.json"),
         predictions=_jsonl(run.path / "predictions" / "valid.jsonl"),
+        warnings=warnings,
     )
 
 

@@ -1,0 +1,159 @@
+"""`encoderlab export RUN --to-onnx model.onnx`: a run as an ONNX graph, for onnxruntime.
+
+Any run exports, whatever its head (cls, mean, cnn, pooler, token, span) or backbone: the
+graph is traced from the PyTorch model itself, so nothing is mapped by hand.
+
+  inputs   input_ids, attention_mask, token_type_ids: int64 (batch, sequence), both axes
+           dynamic (one graph serves any batch size and any length up to model.max_len)
+  output   logits: (batch, labels) for classification/pair, (batch, sequence, labels) for
+           tagging, (batch, sequence, 2) for qa (channel 0 start, 1 end), (batch, sequence,
+           vocab) for a pretraining run's MLM head
+
+The exporter is torch.onnx's TorchScript-based one (dynamo=False): the dynamo exporter,
+torch's default since 2.9, needs the onnxscript package, and this graph has nothing the
+older exporter cannot express. Opset 17 (LayerNormalization as one op). The label names and
+the run's tokenizer are written next to the graph (model.onnx.json, tokenizer/).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model
+from torch import nn
+
+from encoderlab.config import FinetuneConfig, load_config
+from encoderlab.errors import UserError
+from encoderlab.hf import run_encoder
+from encoderlab.inference import TaskModel
+from encoderlab.model import MaskedLM
+from encoderlab.runs import Run, run_checkpoint, run_model_config
+from encoderlab.tasks import get_task
+from encoderlab.tokenizer import load_tokenizer, save_tokenizer
+
+OPSET = 17
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class _Logits(nn.Module):
+    """The run's model with one call shape: (ids, mask, types) -> logits tensor."""
+
+    def __init__(self, model: nn.Module, mlm: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.mlm = mlm
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        out = self.model(input_ids, attention_mask, token_type_ids)
+        return out.logits if self.mlm else out
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise UserError("ONNX export needs onnx: pip install 'encoderlab[onnx]'") from None
+    return onnx
+
+
+def run_logits_model(run: Run) -> tuple[nn.Module, dict[str, Any]]:
+    """The run's model in eval mode behind `_Logits`, and what the sidecar file says of it."""
+    kind = str(run.info.get("kind", ""))
+    mc = run_model_config(run)
+    ckpt = run_checkpoint(run)
+    if kind == "pretrain":
+        model: nn.Module = MaskedLM(mc)
+        meta: dict[str, Any] = {"kind": kind, "output": "mlm logits (batch, sequence, vocab)"}
+    elif kind.startswith("finetune/"):
+        cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
+        task = get_task(cfg.task.type)
+        labels = json.loads((run.path / "labels.json").read_text(encoding="utf-8"))
+        head = task.head(cfg.head, mc.d_model, max(len(labels), 1))
+        model = TaskModel(run_encoder(run, mc), head)
+        meta = {
+            "kind": kind,
+            "task": task.type,
+            "head": "span" if task.type == "qa" else getattr(cfg.head, "type", None),
+            "labels": ["start", "end"] if task.type == "qa" else labels,
+            "max_len": cfg.task.max_len,
+            "output": "logits: (batch, sequence, labels)"
+            if task.token_level
+            else "logits: (batch, labels)",
+        }
+    else:
+        raise UserError(
+            f"{run.path}: run kind {kind!r} cannot be exported; use a pretraining or fine-tuning run"
+        )
+    load_model(model, str(ckpt / "model.safetensors"))
+    meta |= {"checkpoint": ckpt.name, "opset": OPSET, "inputs": list(INPUTS)}
+    meta.setdefault("max_len", mc.max_len)
+    return _Logits(model, mlm=kind == "pretrain").eval(), meta
+
+
+def example_inputs(vocab: int, batch: int, length: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random ids with right padding in every row but the first (what a padded batch looks like)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (batch, length), generator=g)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    for row in range(1, batch):
+        mask[row, length - 1 - (row % max(length // 2, 1)) :] = 0
+    types = torch.zeros(batch, length, dtype=torch.long)
+    types[:, length // 2 :] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types * mask}
+
+
+def export_onnx(
+    run_dir: str | Path, out_path: str | Path, say: Callable[[str], None] = print
+) -> Path:
+    """Write the run as an ONNX graph at `out_path` (dynamic batch and sequence axes)."""
+    onnx = _onnx()
+    run = Run.open(run_dir)
+    model, meta = run_logits_model(run)
+    for note in run.skip_notes():
+        say(note)
+    out = Path(out_path)
+    if out.is_dir() or out.suffix != ".onnx":
+        raise UserError(f"--to-onnx {out}: give a file name ending in .onnx, e.g. model.onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    vocab = run_model_config(run).vocab_size or 100
+    sample = example_inputs(vocab, 2, min(16, int(meta["max_len"])))
+    axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
+    axes["logits"] = (
+        {0: "batch"}
+        if meta["output"].startswith("logits: (batch, labels)")
+        else {
+            0: "batch",
+            1: "sequence",
+        }
+    )
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's notes on traced shapes and deprecation
+        torch.onnx.export(
+            model,
+            tuple(sample[k] for k in INPUTS),
+            str(out),
+            input_names=list(INPUTS),
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    onnx.checker.check_model(str(out))
+    out.with_name(out.name + ".json").write_text(
+        json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    save_tokenizer(
+        load_tokenizer(run.path / "tokenizer"), out.parent / "tokenizer", meta["max_len"]
+    )
+    say(f"exported {run.path} ({meta['kind']}, {meta['checkpoint']}) to {out} (opset {OPSET})")
+    return out

@@ -1,0 +1,61 @@
+"""`export --to-onnx`: onnxruntime's logits equal PyTorch's within 1e-4 for any head, at two
+different batch sizes and lengths from one graph (dynamic axes)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from encoderlab.onnx_export import INPUTS, example_inputs, run_logits_model
+from encoderlab.runs import Run
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from test_hf import ft_config, quiet  # noqa: E402
+
+TOL = 1e-4
+
+
+@pytest.mark.parametrize("task, head", [("classification", "cnn"), ("qa", "pooler")])
+def test_onnx_matches_pytorch_at_two_shapes(tmp_path, task, head):
+    from encoderlab.finetune import finetune
+
+    run, _ = finetune(ft_config(tmp_path, task, head={"type": head}), say=quiet)
+    out = tmp_path / "onnx" / "model.onnx"
+    assert run_cli("export", run.path, "--to-onnx", out) == 0
+    meta = json.loads(out.with_name("model.onnx.json").read_text())
+    assert meta["inputs"] == list(INPUTS) and meta["opset"] >= 17
+    assert (out.parent / "tokenizer" / "tokenizer.json").is_file()
+    model, _ = run_logits_model(Run.open(run.path))
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    vocab = len(
+        json.loads((run.path / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
+    )
+    shapes = set()
+    for batch, length in [(3, 11), (1, 29)]:
+        x = example_inputs(vocab, batch, length, seed=batch)
+        with torch.no_grad():
+            want = model(*(x[k] for k in INPUTS)).numpy()
+        (got,) = session.run(["logits"], {k: v.numpy() for k, v in x.items()})
+        assert got.shape == want.shape
+        assert float(np.abs(got - want).max()) < TOL
+        shapes.add(got.shape)
+    assert len(shapes) == 2
+    if task == "qa":
+        assert meta["labels"] == ["start", "end"] and got.shape[-1] == 2
+
+
+def test_onnx_needs_a_file_name(tmp_path, capsys):
+    from encoderlab.finetune import finetune
+
+    run, _ = finetune(ft_config(tmp_path, "classification"), say=quiet)
+    assert run_cli("export", run.path, "--to-onnx", tmp_path / "out_dir") == 2
+    err = capsys.readouterr().err.strip()
+    assert "ending in .onnx" in err and "\n" not in err
+    assert run_cli("export", run.path) == 2
+    assert "--to-onnx" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from encoderlab.config import ModelConfig, TrainConfig
 from encoderlab.data.masking import MaskingSpec, mask_batch
 from encoderlab.data.tokens import collate_mlm
 from encoderlab.model import MaskedLM, make_optimizer
-from encoderlab.pretrain import mlm_objective
+from encoderlab.objectives import mlm_objective
 from encoderlab.runs import Run
 from encoderlab.train import fit
 

@@ -184,12 +184,12 @@ def test_tokenizer_out_that_is_a_file(tmp_path, corpus_txt, capsys):
 
 
 def test_nonfinite_loss_exits_3(tmp_path, corpus_txt, capsys, monkeypatch):
-    import encoderlab.pretrain as pretrain_mod
+    import encoderlab.objectives as objectives_mod
 
-    real = pretrain_mod.mlm_objective
+    real = objectives_mod.mlm_objective
 
-    def nan_objective():
-        obj = real()
+    def nan_objective(*args, **kwargs):
+        obj = real(*args, **kwargs)
         step = obj.step
 
         def nan_step(model, batch):
@@ -199,7 +199,7 @@ def test_nonfinite_loss_exits_3(tmp_path, corpus_txt, capsys, monkeypatch):
         obj.step = nan_step
         return obj
 
-    monkeypatch.setattr(pretrain_mod, "mlm_objective", nan_objective)
+    monkeypatch.setattr(objectives_mod, "mlm_objective", nan_objective)
     cfg = write_config(tmp_path, [corpus_txt], train={"max_nonfinite": 2})
     assert cli("pretrain", cfg) == 3
     captured = capsys.readouterr()

@@ -277,6 +277,29 @@ class TrainConfig(Section):
         return self
 
 
+class ElectraConfig(Section):
+    """ELECTRA (Clark et al. 2020): a small MLM generator proposes replacements and the model
+    (the discriminator, the encoder a run exports and fine-tunes) spots them at every position."""
+
+    generator_scale: float = 0.25  # generator width (d_model, d_ff, heads) / the discriminator's
+    generator_d_model: int | None = None  # explicit generator width; overrides generator_scale
+    generator_n_layer: int | None = None  # None: as many layers as the discriminator
+    disc_weight: float = 50.0  # loss = generator MLM loss + disc_weight * replaced-token loss
+    temperature: float = 1.0  # replacements are sampled from softmax(generator logits / this)
+
+    @model_validator(mode="after")
+    def _check(self) -> ElectraConfig:
+        if not 0.0 < self.generator_scale <= 1.0:
+            raise ValueError("generator_scale must be in (0, 1], e.g. 0.25")
+        for name in ("generator_d_model", "generator_n_layer"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}={value} must be at least 1 (or null)")
+        _positive_finite("disc_weight", self.disc_weight)
+        _positive_finite("temperature", self.temperature)
+        return self
+
+
 class Config(Section):
     """A whole pretraining run."""
 
@@ -288,6 +311,9 @@ class Config(Section):
     tokenizer: TokenizerConfig = TokenizerConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    # what a batch's loss is: masked-LM, or ELECTRA's replaced-token detection (section electra)
+    objective: Literal["mlm", "electra"] = "mlm"
+    electra: ElectraConfig = ElectraConfig()
 
     _name = field_validator("name")(_plain_name)
 

@@ -1,4 +1,6 @@
-"""Masked-LM pretraining: config -> tokenizer -> token cache -> encoder -> `fit` -> run directory.
+"""Pretraining: config -> tokenizer -> token cache -> encoder -> `fit` -> run directory.
+
+The objective (masked-LM, or ELECTRA) and its model come from `objectives.pretraining_setup`.
 
 Everything that can fail on bad input (tokenizer, corpus, config fit) runs before the run
 directory is created, so a typo never leaves an empty run behind.
@@ -21,7 +23,8 @@ from encoderlab import distributed
 from encoderlab.config import Config, TrainConfig, load_config, save_config
 from encoderlab.data.tokens import build_mlm_datasets, cache_key, collate_mlm
 from encoderlab.errors import UserError
-from encoderlab.model import MaskedLM, param_summary, prepare_training
+from encoderlab.model import param_summary, prepare_training
+from encoderlab.objectives import pretraining_setup
 from encoderlab.runs import ReadOnlyRun, Run
 from encoderlab.runtime import resolve_device, seed_everything
 from encoderlab.tokenizer import (
@@ -30,31 +33,7 @@ from encoderlab.tokenizer import (
     special_ids,
     train_tokenizer_from_files,
 )
-from encoderlab.train import FitResult, Objective, check_batch_size, fit
-
-
-def mlm_objective() -> Objective:
-    def step(model: torch.nn.Module, batch: dict[str, torch.Tensor]):
-        out = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch.get("attention_mask"),  # absent: nothing is padded
-            labels=batch["labels"],
-            masked_rows=batch.get("masked_rows"),  # found on the host by collate_mlm
-        )
-        n = out.n_masked
-        return out.loss, {
-            "loss_sum": out.loss.detach().float() * n,
-            "correct": out.n_correct,
-            "masked": n,
-        }
-
-    def metrics(c: dict[str, float]) -> dict[str, float]:
-        n = max(c.get("masked", 0.0), 1.0)
-        return {"mlm_loss": c.get("loss_sum", 0.0) / n, "mlm_acc": c.get("correct", 0.0) / n}
-
-    return Objective(
-        step=step, metrics=metrics, primary="mlm_acc", primary_mode="max", units="masked"
-    )
+from encoderlab.train import FitResult, check_batch_size, fit
 
 
 def obtain_tokenizer(cfg: Config, say: Callable[[str], None]):
@@ -151,7 +130,8 @@ def _pretrain(
     with distributed.main_first():  # rank 0 builds the token cache; the others open it
         train_set, valid_set, store = build_mlm_datasets(cfg.data, tok, cfg.seed, say)
     device = resolve_device(cfg.train.device)
-    model, optimizer = prepare_training(MaskedLM(cfg.model), cfg.train, device)
+    net, objective = pretraining_setup(cfg)
+    model, optimizer = prepare_training(net, cfg.train, device)
     if resume is None:
 
         def create() -> str:
@@ -170,6 +150,7 @@ def _pretrain(
         data_key=store.path.name,
         corpus_tokens=store.n_tokens,
         corpus_docs=store.n_docs,
+        objective=cfg.objective,
         pid=os.getpid(),
     )
     say(param_summary(model))
@@ -184,7 +165,7 @@ def _pretrain(
         train_set,
         valid_set,
         collate_mlm(cfg.model.pad_id),
-        mlm_objective(),
+        objective,
         cfg.train,
         run,
         seed=cfg.seed,

@@ -154,14 +154,19 @@ class MLMDataset(torch.utils.data.Dataset):
         cls_id: int | None,
         sep_id: int | None,
         weights: list[float] | None = None,
+        tag_sources: bool = False,
     ) -> None:
+        """tag_sources: give each example its corpus (index into data.sources) as `source`,
+        for per-source metrics."""
         self.store = store
         self.spans = spans
         self.spec = spec
         self.cls_id, self.sep_id = cls_id, sep_id
         self.weights = weights
         self.epoch = 0
-        self.sources = None if weights is None else span_sources(store, spans)
+        self.tag_sources = tag_sources
+        mixed = weights is not None or tag_sources
+        self.sources = span_sources(store, spans) if mixed else None
         self.selection = mix_selection(self.sources, weights, spec.seed, 0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -194,9 +199,11 @@ class MLMDataset(torch.utils.data.Dataset):
             padded[row, : len(ids)] = ids
         index = np.array([j for j, _ in read], dtype=np.int64)
         inputs, labels = mask_batch(padded, lengths, index, self.epoch, self.spec)
-        return [
-            {"input_ids": inputs[r, :k], "labels": labels[r, :k]} for r, k in enumerate(lengths)
-        ]
+        out = [{"input_ids": inputs[r, :k], "labels": labels[r, :k]} for r, k in enumerate(lengths)]
+        if self.tag_sources and self.sources is not None:
+            for e, j in zip(out, index, strict=True):
+                e["source"] = int(self.sources[j])
+        return out
 
 
 def collate_mlm(pad_id: int):
@@ -226,6 +233,8 @@ def collate_mlm(pad_id: int):
         }
         if not mask.all():
             batch["attention_mask"] = torch.from_numpy(mask)
+        if "source" in examples[0]:  # a mixed corpus's validation set: per-source metrics
+            batch["source"] = torch.tensor([e["source"] for e in examples], dtype=torch.long)
         return batch
 
     return collate
@@ -252,9 +261,12 @@ def build_mlm_datasets(
     cls_id, sep_id = (ids["cls"], ids["sep"]) if data.add_special else (None, None)
     weights = [s.weight for s in corpus_sources(data)]
     mix = None if any(w is None for w in weights) else weights
+    per_source = len(weights) > 1  # validation metrics per source, e.g. valid/ko/mlm_acc
     valid_spec = MaskingSpec(**{**spec.__dict__, "dynamic": False})  # same masks every eval
     return (
         MLMDataset(store, train, spec, cls_id, sep_id, mix),
-        MLMDataset(store, valid, valid_spec, cls_id, sep_id) if len(valid) else None,
+        MLMDataset(store, valid, valid_spec, cls_id, sep_id, tag_sources=per_source)
+        if len(valid)
+        else None,
         store,
     )

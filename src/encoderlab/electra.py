@@ -154,7 +154,11 @@ class ElectraLM(nn.Module):
             mlm_loss = gen_logits.sum() * 0.0
         with torch.no_grad():  # sampling passes no gradient to the generator
             logits = gen_logits.float() / self.electra.temperature
-            u = torch.rand_like(logits).clamp_(1e-9, 1.0 - 1e-7)
+            # evaluation draws from its own seeded generator: the validation metrics are
+            # comparable between evaluations, and evaluating leaves training's RNG untouched
+            fixed = None if self.training else torch.Generator(logits.device).manual_seed(0)
+            u = torch.rand(logits.shape, generator=fixed, device=logits.device)
+            u = u.clamp_(1e-9, 1.0 - 1e-7)
             sampled = (logits - torch.log(-torch.log(u))).argmax(dim=-1)  # Gumbel-max: a sample
             flat = input_ids.reshape(-1)
             disc_ids = flat.index_copy(0, idx, sampled).view_as(input_ids)

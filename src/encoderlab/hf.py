@@ -630,6 +630,7 @@ def bert_state(
 
 _AUTO_CLASS = {
     "BertForMaskedLM": "AutoModelForMaskedLM",
+    "ElectraForPreTraining": "AutoModelForPreTraining",
     "BertForSequenceClassification": "AutoModelForSequenceClassification",
     "BertForTokenClassification": "AutoModelForTokenClassification",
     "BertForQuestionAnswering": "AutoModelForQuestionAnswering",
@@ -677,11 +678,12 @@ def write_model_card(
     if kind == "pretrain":
         data = cfg.get("data") or {}
         corpus = data.get("corpus") or [s.get("name") for s in data.get("sources") or []]
+        what = "ELECTRA" if arch.startswith("Electra") else "Masked-LM"
         about = (
-            f"Masked-LM pretraining on {', '.join(map(str, corpus)) or 'its corpus'} "
+            f"{what} pretraining on {', '.join(map(str, corpus)) or 'its corpus'} "
             f"({info.get('corpus_tokens', '?'):,} tokens, blocks of {data.get('block_len')})."
             if isinstance(info.get("corpus_tokens"), int)
-            else f"Masked-LM pretraining on {', '.join(map(str, corpus)) or 'its corpus'}."
+            else f"{what} pretraining on {', '.join(map(str, corpus)) or 'its corpus'}."
         )
     else:
         task = cfg.get("task") or {}
@@ -713,7 +715,12 @@ def write_model_card(
         "",
         "## Labels",
         "",
-        labels or "(a masked-LM head: no labels)",
+        labels
+        or (
+            "(the discriminator's replaced-token head: no labels)"
+            if arch.startswith("Electra")
+            else "(a masked-LM head: no labels)"
+        ),
         "",
         "## How to load",
         "",
@@ -802,12 +809,56 @@ def _finetune_export(
     return arch, state, extra, max_len
 
 
+def _pretrain_export(
+    run: Run, mc: ModelConfig, enc: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]
+) -> tuple[str, dict[str, torch.Tensor], dict[str, Any], int]:
+    """(architecture, state, extra config fields, max_len) of a pretraining run: an MLM run as
+    BertForMaskedLM, an ELECTRA run (objectives.py) as its discriminator, ElectraForPreTraining
+    (the generator stays behind: fine-tuning and feature extraction use the discriminator)."""
+    if "disc_head.dense.weight" in tensors:  # ELECTRA: names in electra.py
+        state = bert_state(enc, mc, "electra.")
+        state.update(
+            {
+                "discriminator_predictions.dense.weight": tensors["disc_head.dense.weight"],
+                "discriminator_predictions.dense.bias": tensors["disc_head.dense.bias"],
+                "discriminator_predictions.dense_prediction.weight": tensors[
+                    "disc_head.out.weight"
+                ],
+                "discriminator_predictions.dense_prediction.bias": tensors["disc_head.out.bias"],
+            }
+        )
+        return "ElectraForPreTraining", state, {"embedding_size": mc.d_model}, mc.max_len
+    if mc.activation != "gelu":
+        raise UserError(
+            f"{run.path}: cannot export to BertConfig: model.activation={mc.activation} with "
+            "encoderlab's gelu MLM head; BertConfig has one hidden_act for both"
+        )
+    state = bert_state(enc, mc, "bert.")
+    tok_w = enc["embeddings.tok.weight"]
+    dec_w = tensors.get("mlm_head.decoder.weight", tok_w)
+    dec_b = tensors["mlm_head.decoder.bias"]
+    state.update(
+        {
+            "cls.predictions.transform.dense.weight": tensors["mlm_head.dense.weight"],
+            "cls.predictions.transform.dense.bias": tensors["mlm_head.dense.bias"],
+            "cls.predictions.transform.LayerNorm.weight": tensors["mlm_head.ln.weight"],
+            "cls.predictions.transform.LayerNorm.bias": tensors["mlm_head.ln.bias"],
+            "cls.predictions.bias": dec_b,
+            "cls.predictions.decoder.bias": dec_b,
+        }
+    )
+    if not mc.tie_mlm:
+        state["cls.predictions.decoder.weight"] = dec_w
+    return "BertForMaskedLM", state, {"tie_word_embeddings": mc.tie_mlm}, mc.max_len
+
+
 def export_run(
     run_dir: str | Path, out_dir: str | Path, say: Callable[[str], None] = print
 ) -> Path:
     """Write a run as a transformers BERT checkpoint: config.json, model.safetensors, tokenizer.
 
-    Pretraining runs load with AutoModelForMaskedLM; fine-tuning runs with
+    Pretraining runs load with AutoModelForMaskedLM (ELECTRA runs: AutoModelForPreTraining,
+    the discriminator as ElectraForPreTraining); fine-tuning runs with
     AutoModelFor{SequenceClassification,TokenClassification,QuestionAnswering}.
     """
     transformers = _transformers()
@@ -831,30 +882,7 @@ def export_run(
     enc = encoder_weights(ckpt)
     common = bert_config_fields(mc, ids["pad"])
     if kind == "pretrain":
-        if mc.activation != "gelu":
-            raise UserError(
-                f"{run.path}: cannot export to BertConfig: model.activation={mc.activation} with "
-                "encoderlab's gelu MLM head; BertConfig has one hidden_act for both"
-            )
-        arch = "BertForMaskedLM"
-        state = bert_state(enc, mc, "bert.")
-        tok_w = enc["embeddings.tok.weight"]
-        dec_w = tensors.get("mlm_head.decoder.weight", tok_w)
-        dec_b = tensors["mlm_head.decoder.bias"]
-        state.update(
-            {
-                "cls.predictions.transform.dense.weight": tensors["mlm_head.dense.weight"],
-                "cls.predictions.transform.dense.bias": tensors["mlm_head.dense.bias"],
-                "cls.predictions.transform.LayerNorm.weight": tensors["mlm_head.ln.weight"],
-                "cls.predictions.transform.LayerNorm.bias": tensors["mlm_head.ln.bias"],
-                "cls.predictions.bias": dec_b,
-                "cls.predictions.decoder.bias": dec_b,
-            }
-        )
-        if not mc.tie_mlm:
-            state["cls.predictions.decoder.weight"] = dec_w
-        extra: dict[str, Any] = {"tie_word_embeddings": mc.tie_mlm}
-        max_len = mc.max_len
+        arch, state, extra, max_len = _pretrain_export(run, mc, enc, tensors)
     elif kind.startswith("finetune/"):
         arch, state, extra, max_len = _finetune_export(run, kind, mc, enc, tensors)
     else:
@@ -862,7 +890,10 @@ def export_run(
             f"{run.path}: run kind {kind!r} cannot be exported; use a pretraining or fine-tuning run"
         )
 
-    config = transformers.BertConfig(**common, **extra, architectures=[arch])
+    config_class = (
+        transformers.ElectraConfig if arch.startswith("Electra") else transformers.BertConfig
+    )
+    config = config_class(**common, **extra, architectures=[arch])
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"--to-hf {out}: exists and is not a directory; choose another path")

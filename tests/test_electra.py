@@ -1,0 +1,323 @@
+"""ELECTRA pretraining (objective: electra) and per-source validation metrics: the model, that it
+learns replaced-token detection, exact resume, fine-tuning and HF export of the discriminator,
+and valid/<source>/... metrics when the corpus mixes sources."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from conftest import run_cli as cli
+from encoderlab.config import Config, ElectraConfig, ModelConfig, load_config
+from encoderlab.data.masking import MaskingSpec, mask_batch
+from encoderlab.electra import ElectraLM, generator_config
+from encoderlab.errors import UserError
+from encoderlab.objectives import electra_objective, mlm_objective
+from encoderlab.pretrain import pretrain
+from encoderlab.runs import Run, encoder_weights
+from encoderlab.tokenizer import load_tokenizer
+
+KO = "강 도시 모델 학습 데이터 작은 큰 빠른 음악 영화 이야기 밤 낮 비 해".split()
+EN = "river city model train data small large quick music film story night day rain sun".split()
+
+
+def quiet(msg: str) -> None:
+    pass
+
+
+def tiny_model(**over) -> ModelConfig:
+    base = dict(vocab_size=40, d_model=32, n_head=2, d_ff=64, n_layer=2, max_len=32)
+    return ModelConfig(**(base | over))
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+
+
+def test_generator_is_narrower_and_shares_the_embeddings():
+    cfg = tiny_model(d_model=64, n_head=4, d_ff=256)
+    gen = generator_config(cfg, ElectraConfig(generator_scale=0.25))
+    assert (gen.d_model, gen.n_head, gen.head_dim, gen.d_ff, gen.n_layer) == (16, 1, 16, 64, 2)
+    explicit = generator_config(cfg, ElectraConfig(generator_d_model=32, generator_n_layer=1))
+    assert (explicit.d_model, explicit.n_head, explicit.n_layer) == (32, 2, 1)
+    model = ElectraLM(cfg, ElectraConfig())
+    assert model.generator.head.decoder.weight is model.encoder.embeddings.tok.weight
+    assert model.generator.project.weight.shape == (16, 64)
+    # the checkpoint stores the shared matrix once, under the discriminator's name
+    names = set(model.state_dict())
+    assert "encoder.embeddings.tok.weight" in names and "disc_head.out.weight" in names
+
+
+def _masked_batch(ids: np.ndarray, epoch: int, spec: MaskingSpec) -> dict[str, torch.Tensor]:
+    lengths = np.full(len(ids), ids.shape[1])
+    inputs, labels = mask_batch(ids, lengths, np.arange(len(ids)) + epoch * 1000, epoch, spec)
+    return {"input_ids": torch.from_numpy(inputs), "labels": torch.from_numpy(labels)}
+
+
+def test_replacements_only_at_masked_positions_and_no_gradient_through_sampling():
+    torch.manual_seed(0)
+    model = ElectraLM(tiny_model(), ElectraConfig())
+    spec = MaskingSpec(mask_id=4, vocab_size=40, special_ids=(0, 1, 2, 3, 4), seed=1)
+    ids = np.random.default_rng(0).integers(5, 40, size=(6, 20))
+    batch = _masked_batch(ids, 0, spec)
+    out = model(**batch)
+    masked = batch["labels"] != -100
+    assert not (out.replaced & ~masked).any()
+    assert out.disc_logits.shape == ids.shape and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert model.generator.blocks[0].ff.fc1.weight.grad.abs().sum() > 0  # MLM trains it
+    assert model.disc_head.out.weight.grad.abs().sum() > 0
+    # evaluation samples from a fixed generator: the same replacements every time
+    model.eval()
+    with torch.no_grad():
+        a, b = model(**batch).replaced, model(**batch).replaced
+    assert torch.equal(a, b)
+
+
+def test_discriminator_learns_replaced_token_detection():
+    """Each row draws its tokens from one of 4 groups of 5: a replacement from another group
+    stands out, so after some steps the discriminator beats the majority class (all original)
+    and the generator learns the groups."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+
+    def data(n: int) -> np.ndarray:
+        group = rng.integers(0, 4, size=(n, 1))
+        return 5 + 5 * group + rng.integers(0, 5, size=(n, 24))
+
+    cfg = tiny_model(dropout=0.0, attn_dropout=0.0)
+    model = ElectraLM(cfg, ElectraConfig(generator_scale=0.5))
+    objective = electra_objective(50.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    spec = MaskingSpec(mask_id=4, vocab_size=40, special_ids=(0, 1, 2, 3, 4), seed=2)
+    losses = []
+    for step in range(400):
+        loss, _ = objective.step(model, _masked_batch(data(16), step, spec))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert np.mean(losses[-20:]) < 0.7 * np.mean(losses[:20])
+    model.eval()
+    with torch.no_grad():
+        _, counts = objective.step(model, _masked_batch(data(64), 999, spec))
+    m = objective.metrics({k: float(v) for k, v in counts.items()})
+    majority = 1.0 - m["replaced"]
+    assert m["replaced"] > 0.03, m  # the generator still proposes wrong tokens
+    assert m["disc_acc"] > majority + 0.1 * m["replaced"], m
+    assert m["disc_f1"] > 0.15 and m["mlm_loss"] < 2.5, m  # 2.5: log 12; chance is log 35
+
+
+def test_config_rejects_bad_electra_settings(tmp_path):
+    with pytest.raises(UserError, match="objective"):
+        load_config(None, ["objective=bert"])
+    with pytest.raises(UserError, match="generator_scale"):
+        load_config(None, ["objective=electra", "electra.generator_scale=0"])
+    with pytest.raises(UserError, match="electra.generator"):
+        load_config(None, ["electra.generator=3"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs: two sources, resume, fine-tuning, export
+
+
+def write_sources(tmp: Path) -> dict[str, Path]:
+    rng = random.Random(0)
+    out = {}
+    for name, words in (("ko", KO), ("en", EN)):
+        lines = [" ".join(rng.choice(words) for _ in range(rng.randint(6, 24))) for _ in range(150)]
+        out[name] = tmp / f"{name}.txt"
+        out[name].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def config(tmp: Path, sources: dict[str, Path], name: str, **over) -> Config:
+    cfg = {
+        "name": name,
+        "runs_dir": str(tmp / "runs"),
+        "objective": "electra",
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 150},
+        "data": {
+            "sources": [{"name": k, "files": [str(v)]} for k, v in sources.items()],
+            "block_len": 32,
+            "valid_ratio": 0.15,
+            "cache_dir": str(tmp / "cache"),
+        },
+        "model": {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 2, "max_len": 32},
+        "train": {
+            "batch_size": 8,
+            "lr": 3e-3,
+            "epochs": None,
+            "max_steps": 6,
+            "eval_every": 3,
+            "log_every": 1,
+            "schedule": "constant",
+            "loggers": ["tensorboard"],
+        },
+    }
+    for key, value in over.items():
+        if isinstance(value, dict):
+            cfg[key] = {**cfg.get(key, {}), **value}
+        else:
+            cfg[key] = value
+    return Config.model_validate(cfg)
+
+
+@pytest.fixture(scope="module")
+def electra_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("electra")
+    run, _ = pretrain(config(tmp, write_sources(tmp), "el"), say=quiet)
+    return run.path
+
+
+def test_electra_run_records_per_source_metrics(electra_run):
+    run = Run.open(electra_run)
+    assert run.info["objective"] == "electra" and run.info["status"] == "finished"
+    evals = [r for r in run.metrics() if r["kind"] == "eval"]
+    last = evals[-1]
+    for key in ("mlm_acc", "disc_acc", "disc_f1", "disc_loss", "loss"):
+        assert f"valid/{key}" in last
+    for source in ("ko", "en"):
+        for key in ("mlm_acc", "mlm_loss", "disc_acc", "disc_f1"):
+            assert 0.0 <= last[f"valid/{source}/{key}"] <= (1.0 if "loss" not in key else 50.0)
+    train = [r for r in run.metrics() if r["kind"] == "train"]
+    assert "train/disc_acc" in train[-1] and not any("/ko/" in k for k in train[-1])
+    assert run.info["best"]["metric"] == "valid/disc_f1"
+    # the generator is part of the checkpoint (resume), the discriminator is the encoder
+    tensors = load_file(str(run.latest_checkpoint() / "model.safetensors"))
+    assert any(k.startswith("generator.blocks.") for k in tensors)
+    assert "embeddings.tok.weight" in encoder_weights(run.latest_checkpoint())
+
+
+def _train_losses(run: Run) -> list[tuple[int, float]]:
+    return [(r["step"], r["train/loss"]) for r in run.metrics() if r["kind"] == "train"]
+
+
+def test_electra_resume_is_exact(tmp_path, electra_run):
+    """6 steps in one go == 3 steps, then resume to 6: same losses, same weights."""
+    sources = write_sources(tmp_path)
+    tok = {"path": str(electra_run / "tokenizer")}  # one tokenizer (training one is not exact)
+    full, _ = pretrain(config(tmp_path, sources, "full", tokenizer=tok), say=quiet)
+    half, _ = pretrain(
+        config(tmp_path, sources, "half", tokenizer=tok, train={"max_steps": 3}), say=quiet
+    )
+    resumed, _ = pretrain(resume=half.path, overrides=["train.max_steps=6"], say=quiet)
+    assert _train_losses(resumed) == _train_losses(full)
+    a = load_file(str(full.latest_checkpoint() / "model.safetensors"))
+    b = load_file(str(resumed.latest_checkpoint() / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_finetune_from_an_electra_run_takes_the_discriminator(tmp_path, electra_run):
+    rng = random.Random(1)
+    rows = ["id,text,label"] + [
+        f"{i},{' '.join(rng.choice(EN) for _ in range(6))} {'good' if i % 2 else 'bad'},{i % 2}"
+        for i in range(60)
+    ]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    cfg = {
+        "name": "ft",
+        "runs_dir": str(tmp_path / "runs"),
+        "freeze": "all",
+        "task": {"type": "classification", "train": str(tmp_path / "train.csv"), "max_len": 32},
+        "train": {"batch_size": 16, "epochs": 1},
+    }
+    path = tmp_path / "ft.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert cli("finetune", path, "--set", f"init={electra_run}") == 0
+    ft = Run.open(next((tmp_path / "runs").iterdir()))
+    assert ft.info["init"].startswith(str(electra_run))
+    before = load_file(str(Run.open(electra_run).latest_checkpoint() / "model.safetensors"))
+    after = load_file(str(ft.latest_checkpoint() / "model.safetensors"))
+    for key in ("blocks.0.attn.qkv.weight", "blocks.1.ff.fc2.weight", "embeddings.tok.weight"):
+        assert torch.equal(after[f"backbone.{key}"], before[f"encoder.{key}"]), key
+
+
+def test_export_electra_run_loads_in_transformers(tmp_path, electra_run):
+    transformers = pytest.importorskip("transformers")
+    from encoderlab import hf
+    from encoderlab.runs import run_model_config
+
+    out = hf.export_run(electra_run, tmp_path / "hf", say=quiet)
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["ElectraForPreTraining"]
+    assert "ELECTRA pretraining" in (out / "README.md").read_text()
+    run = Run.open(electra_run)
+    ours = ElectraLM(run_model_config(run), ElectraConfig())
+    run.load_checkpoint(ours)
+    ours.eval()
+    tok = load_tokenizer(electra_run / "tokenizer")
+    texts = ["강 도시 모델 학습", "river city night day rain sun quick music"]
+    encoded = [tok.encode(t).ids for t in texts]
+    width = max(map(len, encoded))
+    ids = torch.tensor([e + [0] * (width - len(e)) for e in encoded])
+    mask = torch.tensor([[1] * len(e) + [0] * (width - len(e)) for e in encoded])
+    theirs = transformers.AutoModelForPreTraining.from_pretrained(str(out)).eval()
+    assert type(theirs).__name__ == "ElectraForPreTraining"
+    with torch.no_grad():
+        hidden = ours.encoder(ids, mask)
+        logits = ours.disc_head(hidden)
+        res = theirs(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    real = mask.bool()
+    assert float((res.hidden_states[-1] - hidden)[real].abs().max()) < 1e-4
+    assert float((res.logits - logits)[real].abs().max()) < 1e-4
+    # and it comes back as a converted encoder (init: hf:<dir>)
+    imp = hf.import_checkpoint(str(out), say=quiet)
+    assert imp.converted
+    with torch.no_grad():
+        again = imp.encoder.eval()(ids, mask)
+    assert float((again - hidden)[real].abs().max()) < 1e-4
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-source metrics of the MLM objective
+
+
+def test_mlm_per_source_metrics_add_up():
+    """valid/<source>/... are the same counts split by source: the masked-weighted mean of the
+    per-source accuracies is the overall accuracy."""
+    from encoderlab.model import MaskedLM
+
+    torch.manual_seed(0)
+    model = MaskedLM(tiny_model()).eval()
+    spec = MaskingSpec(mask_id=4, vocab_size=40, special_ids=(0, 1, 2, 3, 4), seed=3)
+    ids = np.random.default_rng(1).integers(5, 40, size=(8, 20))
+    batch = _masked_batch(ids, 0, spec)
+    batch["source"] = torch.tensor([0, 1, 1, 0, 1, 1, 1, 0])
+    objective = mlm_objective(["ko", "en"])
+    with torch.no_grad():
+        _, counts = objective.step(model, batch)
+    c = {k: float(v) for k, v in counts.items()}
+    m = objective.metrics(c)
+    assert c["ko/masked"] + c["en/masked"] == c["masked"]
+    mixed = (m["ko/mlm_acc"] * c["ko/masked"] + m["en/mlm_acc"] * c["en/masked"]) / c["masked"]
+    assert mixed == pytest.approx(m["mlm_acc"])
+    mixed_loss = (m["ko/mlm_loss"] * c["ko/masked"] + m["en/mlm_loss"] * c["en/masked"]) / c[
+        "masked"
+    ]
+    assert mixed_loss == pytest.approx(m["mlm_loss"], rel=1e-5)
+    # without a source column (training batches) there is nothing per source
+    del batch["source"]
+    with torch.no_grad():
+        _, plain = objective.step(model, batch)
+    assert not any("/" in k for k in plain)
+
+
+def test_mlm_run_with_two_sources_reports_them(tmp_path):
+    sources = write_sources(tmp_path)
+    cfg = config(tmp_path, sources, "mlm", objective="mlm", train={"max_steps": 3})
+    run, _ = pretrain(cfg, say=quiet)
+    last = [r for r in run.metrics() if r["kind"] == "eval"][-1]
+    assert {"valid/ko/mlm_acc", "valid/en/mlm_acc", "valid/ko/mlm_loss"} <= set(last)
+    assert run.info["objective"] == "mlm"
+    tb = list((run.path / "tb").rglob("events.*"))
+    assert tb and any(b"valid/ko/mlm_acc" in f.read_bytes() for f in tb)

@@ -321,3 +321,18 @@ def test_mlm_run_with_two_sources_reports_them(tmp_path):
     assert run.info["objective"] == "mlm"
     tb = list((run.path / "tb").rglob("events.*"))
     assert tb and any(b"valid/ko/mlm_acc" in f.read_bytes() for f in tb)
+
+
+def test_report_shows_the_electra_run_per_source(tmp_path, electra_run):
+    from encoderlab.report.build import build_report
+    from encoderlab.report.load import load_runs
+    from encoderlab.report.metrics import percent, source_metrics
+
+    (data,) = load_runs([electra_run])
+    assert data.primary == "disc_f1"
+    by_source = source_metrics(data)
+    assert set(by_source) == {"ko", "en"} and "disc_f1" in by_source["ko"]
+    assert percent("pretrain", "ko/mlm_acc", 0.5) == 50.0  # a rate, shown in percent
+    build_report([electra_run], tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "validation per source" in md and "| ko " in md and "| en " in md

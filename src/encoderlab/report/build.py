@@ -28,6 +28,7 @@ from encoderlab.report.tables import (
     hyperparameter_table,
     per_class_table,
     record_table,
+    source_table,
 )
 
 DIFF_LIMIT = 20  # examples listed each way per pair
@@ -102,7 +103,8 @@ def _interval_paragraph(run: RunData) -> Paragraph | None:
 
 
 def _details_blocks(run: RunData, fig_dir: Path) -> list:
-    blocks: list = []
+    by_source = source_table(run)  # a pretraining run on a mix: valid/<source>/...
+    blocks: list = [by_source] if by_source is not None else []
     ev = run.evaluation or {}
     extra = ev.get("extra") or {}
     details = getattr(run.task_info, "report_details", None)

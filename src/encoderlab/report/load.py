@@ -57,8 +57,8 @@ class RunData:
     @property
     def primary(self) -> str:
         """The task's primary metric, without the valid/ prefix."""
-        if self.task == "pretrain":
-            return PRETRAIN_PRIMARY
+        if self.task == "pretrain":  # ELECTRA runs are judged by replaced-token F1
+            return "disc_f1" if self.config.get("objective") == "electra" else PRETRAIN_PRIMARY
         chosen = (self.config.get("task") or {}).get("metric")  # task.metric, if the run set it
         if isinstance(chosen, str) and chosen:
             return chosen

@@ -15,11 +15,12 @@ from encoderlab.tasks.registry import task_class
 
 RATES = {
     "acc", "macro_f1", "mlm_acc", "span_acc", "start_acc", "end_acc", "precision", "recall",
-    "weighted_f1", "mcc", "roc_auc", "f1_strict", "pearson", "spearman",
+    "weighted_f1", "mcc", "roc_auc", "f1_strict", "pearson", "spearman", "disc_acc", "disc_f1",
 }  # fmt: skip
 TRAIN_ACC = ("train/acc", "train/mlm_acc", "train/span_acc")
 TRAIN_LOSS = ("train/loss", "train/mlm_loss")
 VALID_LOSS = ("valid/loss", "valid/mlm_loss")
+SOURCE_METRICS = ("mlm_loss", "mlm_acc", "disc_acc", "disc_f1")  # valid/<source>/<metric>
 TEST_ACC = ("test/acc",)
 
 
@@ -30,7 +31,7 @@ def _in_percent(task: str, metric: str) -> bool:
 
 
 def is_rate(task: str, metric: str) -> bool:
-    metric = metric.split("/", 1)[-1]
+    metric = metric.rsplit("/", 1)[-1]  # valid/ko/mlm_acc (per source) is a rate too
     return metric in RATES or (metric == "f1" and not _in_percent(task, metric))
 
 
@@ -38,7 +39,7 @@ def percent(task: str, metric: str, value: float | None) -> float | None:
     """value on a 0-100 scale (QA's em/f1 already are; fractions are multiplied by 100)."""
     if value is None:
         return None
-    metric = metric.split("/", 1)[-1]
+    metric = metric.rsplit("/", 1)[-1]
     if _in_percent(task, metric):
         return float(value)
     return 100.0 * float(value) if is_rate(task, metric) else float(value)
@@ -210,3 +211,14 @@ def series(run: RunData, kind: str, keys: tuple[str, ...], x: str = "step"):
             value = float(r[key])
             ys.append(value if "loss" in key else percent(run.task, key, value))
     return xs, ys, key
+
+
+def source_metrics(run: RunData) -> dict[str, dict[str, float]]:
+    """A mixed-corpus pretraining run's final validation metrics per source (data.sources),
+    {source: {metric: value}}, from keys valid/<source>/<metric>; empty for other runs."""
+    out: dict[str, dict[str, float]] = {}
+    for key, value in final_metrics(run).items():
+        source, _, metric = key.rpartition("/")
+        if source and "/" not in source and metric in SOURCE_METRICS:
+            out.setdefault(source, {})[metric] = value
+    return out

@@ -9,12 +9,15 @@ from encoderlab.report import fmt
 from encoderlab.report.diffs import ExampleDiff
 from encoderlab.report.load import RunData
 from encoderlab.report.metrics import (
+    SOURCE_METRICS,
     TRAIN_ACC,
     best_primary,
     epoch_rows,
     final_metrics,
+    is_rate,
     last_train,
     percent,
+    source_metrics,
     tokens_per_s,
     wall_seconds,
 )
@@ -43,6 +46,7 @@ METRIC_COLUMNS = [
     ("MSE", "mse"),
     ("EM (%)", "em"),
     ("MLM acc (%)", "mlm_acc"),
+    ("replaced-token F1 (%)", "disc_f1"),
 ]
 
 
@@ -189,6 +193,26 @@ def per_class_table(run: RunData, key: str = "per_class") -> Table | None:
         for name, s in scores.items()
     ]
     return Table(headers, rows, title=f"{run.name}: per {headers[0]}", row_headers=True)
+
+
+def source_table(run: RunData) -> Table | None:
+    """A mixed-corpus pretraining run's final validation metrics for each source."""
+    by_source = source_metrics(run)
+    if not by_source:
+        return None
+    metrics = [m for m in SOURCE_METRICS if any(m in v for v in by_source.values())]
+    headers = ["source"] + [f"{m} (%)" if is_rate(run.task, m) else m for m in metrics]
+    rows = []
+    for name, values in by_source.items():
+        cells = []
+        for m in metrics:
+            value = values.get(m)
+            if is_rate(run.task, m):
+                cells.append(fmt.pct(percent(run.task, m, value)))
+            else:
+                cells.append(fmt.DASH if value is None else f"{value:.4f}")
+        rows.append([name, *cells])
+    return Table(headers, rows, title=f"{run.name}: validation per source", row_headers=True)
 
 
 def record_table(run: RunData) -> Table:

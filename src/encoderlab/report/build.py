@@ -219,7 +219,7 @@ def build_report(
             f"{r.task}: {r.name}", _task_blocks(r, fig_dir), level=3, anchor=f"task-{_slug(r.name)}"
         )
         for r in runs
-        if r.task != "pretrain"
+        if r.task != "pretrain" or source_table(r) is not None  # pretraining: sources of a mix
     ]
     sections.append(
         Section(

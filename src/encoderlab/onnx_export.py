@@ -71,6 +71,11 @@ def run_logits_model(run: Run) -> tuple[nn.Module, dict[str, Any]]:
     kind = str(run.info.get("kind", ""))
     mc = run_model_config(run)
     ckpt = run_checkpoint(run)
+    if kind == "pretrain" and run.info.get("objective", "mlm") != "mlm":
+        raise UserError(
+            f"{run.path}: an {run.info['objective']} pretraining run has no MLM logits to export; "
+            "export its encoder with --to-hf, or fine-tune it and export that run"
+        )
     if kind == "pretrain":
         model: nn.Module = MaskedLM(mc)
         meta: dict[str, Any] = {"kind": kind, "output": "mlm logits (batch, sequence, vocab)"}

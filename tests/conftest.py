@@ -48,3 +48,37 @@ def run_cli(*args: object) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     return 0
+
+
+def frozen_when(cmd: list[str], env: dict, ready, slice_s: float, limit_s: float = 300):
+    """Start `cmd` in its own process group and let it run in slices of `slice_s` seconds,
+    frozen (SIGSTOP) in between while `ready()` looks at what it wrote, so it cannot move on
+    between the look and a kill: the frozen process once `ready()` is true, or None when it
+    finished first (the caller tries shorter slices)."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        time.sleep(slice_s)
+        os.killpg(proc.pid, signal.SIGSTOP)
+        if proc.poll() is not None:
+            return None
+        if ready():
+            return proc
+        os.killpg(proc.pid, signal.SIGCONT)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    pytest.fail(f"{' '.join(cmd[:4])}: not ready after {limit_s:.0f} s")
+
+
+def kill_9(proc) -> None:
+    """SIGKILL a process group frozen_when returned, and reap it."""
+    import signal
+
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

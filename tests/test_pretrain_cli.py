@@ -6,14 +6,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import frozen_when, shared
 from conftest import run_cli as cli
-from conftest import shared
 from encoderlab.runs import Run
 from encoderlab.tokenizer import load_tokenizer
 
@@ -110,27 +109,17 @@ def _train_losses(run: Run) -> list[tuple[int, float]]:
 
 
 def _frozen_at_checkpoint(cmd: list[str], env: dict, runs_dir: Path, step: int, slice_s: float):
-    """Start the run in its own process group and let it go in slices of `slice_s` seconds,
-    frozen (SIGSTOP) in between while its checkpoints are looked at, so it cannot finish
-    between the look and the kill: the frozen process once a checkpoint at `step` or later
-    exists, or None when the run finished within one slice (the caller slows it down more)."""
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        time.sleep(slice_s)
-        os.killpg(proc.pid, signal.SIGSTOP)
-        if proc.poll() is not None:
-            return None
+    """The run frozen once a checkpoint at `step` or later exists (see conftest.frozen_when),
+    or None when the run finished within one slice (the caller slows it down more)."""
+
+    def ready() -> bool:
         for run_dir in runs_dir.glob("tiny-*"):
             last = Run(run_dir).latest_checkpoint()
             if last is not None and int(last.name.split("-")[1]) >= step:
-                return proc
-        os.killpg(proc.pid, signal.SIGCONT)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    pytest.fail(f"no checkpoint at step {step} after 300 s")
+                return True
+        return False
+
+    return frozen_when(cmd, env, ready, slice_s)
 
 
 @pytest.mark.slow

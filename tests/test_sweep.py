@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import random
 import signal
 import subprocess
@@ -125,7 +126,15 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, ray_local):
         space={"model.d_model": {"grid": [16, 15, 24]}},  # 15 is not divisible by n_head=2
         scheduler="none",
     )
-    out = run_sweep(path, say=lambda m: None)
+    seen: list[str] = []  # what Ray Tune logs (to the console) while the sweep runs
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("ray.tune").addHandler(handler)
+    try:
+        out = run_sweep(path, say=lambda m: None)
+    finally:
+        logging.getLogger("ray.tune").removeHandler(handler)
+    assert not [m for m in seen if "Trial task failed" in m or "did not complete" in m], seen
     rows = {r["model.d_model"]: r for r in read_trials(out)}
     assert rows["15"]["status"] == "failed"
     assert "not divisible" in rows["15"]["error"] and rows["15"]["run_dir"] == ""

@@ -159,3 +159,26 @@ def test_study_split_errors_name_the_setting(tmp_path):
     f = _write(tmp_path / "a.jsonl", '{"g": 1}\n{"g": oops}\n')
     msg = _error(write_split, SplitSpec(file=str(f), group="g"), tmp_path / "split")
     assert msg.startswith("split.file: ") and "a.jsonl:2: not valid JSON" in msg
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ('text,target\n"hello there,1\nok,0\n', 2),  # swallowed the rest of the file
+        ('text,target\nok,0\nfine,1\n"never closed,1', 4),  # last line, no newline
+        ('text,target\nok,0\n"a ""quoted"" word,1\n', 3),  # doubled quotes, still open
+    ],
+)
+def test_unterminated_quote_names_the_line_it_opened(tmp_path, text, line):
+    """Not "no column 'target'" or a row holding the rest of the file: the quote that never
+    closes, where it opened, for every reader of a .csv."""
+    f = _write(tmp_path / "a.csv", text)
+    msg = _error(read_rows, f)
+    assert f"a.csv:{line}: unterminated quoted field" in msg
+    assert "a.csv:" in _error(read_records, f, TaskConfig(label_column="target"))
+    assert f"a.csv:{line}: unterminated" in _error(lambda: list(iter_documents([f])))
+
+
+def test_quoted_fields_that_close_are_not_unterminated(tmp_path):
+    f = _write(tmp_path / "a.csv", 'text,target\n"two\nlines",1\n"last ""one""",0')
+    assert [r["text"] for _, r in read_rows(f)] == ["two\nlines", 'last "one"']

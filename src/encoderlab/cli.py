@@ -17,11 +17,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from encoderlab.errors import UserError
+from encoderlab.errors import UserError, disk_full, disk_full_head
 
 EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_NONFINITE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = (
-    "Exit codes: 0 success; 2 user error (bad flag, config key, file; one line on stderr); "
+    "Exit codes: 0 success; 2 user error (bad flag, config key, file; one line on stderr) "
+    "or a full disk (the last checkpoint kept; free space and --resume); "
     "1 a bug in encoderlab (traceback); 3 a run stopped because its loss stayed non-finite "
     "(status failed, last good weights kept); 130 interrupted (resumable with --resume)."
 )
@@ -526,6 +527,10 @@ def _usage_error(e: Exception) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Run one command and exit with one of EXIT_CODES (never a traceback for bad input)."""
+    if "encoderlab.runs" in sys.modules:  # an earlier command in this process (tests, API)
+        from encoderlab.runs import forget_written
+
+        forget_written()
     try:
         code = app(args=argv, prog_name="encoderlab", standalone_mode=False)
         if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130) and returns the code
@@ -548,6 +553,20 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(getattr(e, "exit_code", EXIT_BUG))
     except typer.Exit as e:
         sys.exit(getattr(e, "exit_code", EXIT_OK))
+    except Exception as e:
+        if not disk_full(e):
+            raise  # a bug: keep the traceback
+        _error(_after_disk_full(e))
+        sys.exit(EXIT_USER)
+
+
+def _after_disk_full(e: BaseException) -> str:
+    """A full disk is no bug: one line, and no half-made run directory (runs.after_disk_full)."""
+    if "encoderlab.runs" in sys.modules:  # else no run was written (and torch is not loaded)
+        from encoderlab.runs import after_disk_full
+
+        return after_disk_full(e)
+    return f"{disk_full_head(e)}; free space, then run the command again"
 
 
 if __name__ == "__main__":

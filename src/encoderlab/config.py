@@ -537,7 +537,8 @@ def read_yaml(
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
-        raise UserError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        what = getattr(e, "problem", None) or str(e).strip().splitlines()[0]  # one line
+        raise UserError(f"{where}: not valid YAML ({what})") from None
     except UnicodeDecodeError:
         raise UserError(f"{p}: not UTF-8 text; save the config as UTF-8") from None
     if data is None:

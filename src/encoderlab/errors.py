@@ -1,4 +1,9 @@
-"""The one exception type the CLI turns into a one-line message and exit code 2."""
+"""The one exception type the CLI turns into a one-line message and exit code 2, and how a
+full disk is recognised (also one line and exit code 2: see runs.after_disk_full)."""
+
+from __future__ import annotations
+
+import errno
 
 
 class UserError(Exception):
@@ -6,3 +11,32 @@ class UserError(Exception):
 
     The message must say what was wrong, where (file:line or config key) and how to fix it.
     """
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: BaseException | None = e
+    while cur is not None and all(cur is not seen for seen in out):
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def disk_full(e: BaseException) -> bool:
+    """Whether `e` (or what caused it) is a full disk or quota: errno ENOSPC/EDQUOT, or the
+    message safetensors, tokenizers (Rust) and worker processes give for it."""
+    for cur in _chain(e):
+        if isinstance(cur, OSError) and cur.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(cur)
+        if "No space left on device" in text or "os error 28" in text or "StorageFull" in text:
+            return True
+    return False
+
+
+def disk_full_head(e: BaseException) -> str:
+    """ "disk full while writing FILE" (the file when the error names one)."""
+    for cur in _chain(e):
+        if isinstance(cur, OSError) and cur.filename:
+            return f"disk full while writing {cur.filename}"
+    return "disk full (no space left on device)"

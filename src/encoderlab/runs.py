@@ -23,6 +23,7 @@ again), a second process is refused in one line, and the lock's owner removes th
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import platform
@@ -44,7 +45,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from encoderlab.config import Config, ModelConfig, check_plain_name, load_config, save_config
-from encoderlab.errors import UserError
+from encoderlab.errors import UserError, disk_full, disk_full_head
 from encoderlab.loggers import check_installed, configured, open_loggers
 
 RUN_FILE = "run.json"
@@ -53,12 +54,58 @@ TMP_PREFIX = ".tmp-step-"
 
 
 def atomic_write(path: Path, text: str) -> None:
+    """Replace `path` whole or not at all; a failed write (a full disk) leaves no temp file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# A full disk: one line, the last checkpoint kept, no half-made run directory left behind
+
+# Run directories this process created (resolved): on a full disk, one without an intact
+# checkpoint holds nothing to resume, so it is removed rather than left half made.
+_CREATED: set[Path] = set()
+# Run directories this process wrote to (resolved), for the message after a full disk.
+_WRITTEN: dict[Path, None] = {}
+
+
+def forget_written() -> None:
+    """Start a new command: runs written before it are not its to tidy after a full disk."""
+    _WRITTEN.clear()
+    _CREATED.clear()
+
+
+def after_disk_full(e: BaseException, rerun: str = "run the command again") -> str:
+    """Tidy up after a full disk and say what happened, in one line: a run this process
+    created without an intact checkpoint is removed (nothing there can be resumed); a run
+    with one is kept, to be resumed once there is space."""
+    head = disk_full_head(e)
+    kept, removed = [], []
+    for path in list(_WRITTEN):
+        if path in _CREATED and Run(path).latest_checkpoint() is None:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        elif path.is_dir():
+            kept.append(path)
+        _WRITTEN.pop(path, None)
+    _CREATED.clear()
+    if kept:
+        run = Run(kept[-1])
+        kind = str(run.info.get("kind", "pretrain")).split("/")[0]
+        last = run.latest_checkpoint()
+        at = f" (last checkpoint {last.name} is intact)" if last is not None else ""
+        return f"{head}; free space, then continue with `encoderlab {kind} --resume {kept[-1]}`{at}"
+    gone = f"; the half-made run directory {removed[-1]} was removed" if removed else ""
+    return f"{head}{gone}; free space, then {rerun}"
 
 
 def git_revision() -> dict[str, Any]:
@@ -124,6 +171,7 @@ class Run:
         if self._unlock is None or not self._unlock.alive:
             take_lock(self.path)
             self._unlock = weakref.finalize(self, release_lock, self.path)
+            _WRITTEN[self.path.resolve()] = None
 
     def skip_notes(self) -> list[str]:
         """One warning line per checkpoint passed over as broken."""
@@ -148,10 +196,18 @@ class Run:
             n += 1
             path = root / f"{name}-{stamp}-{n}"
         path.mkdir()
+        _CREATED.add(path.resolve())
         run = cls(path)
-        save_config(config, path / "config.yaml")
-        (path / "env.json").write_text(json.dumps(environment(), indent=1))
-        run.update(name=name, kind=kind, status="created", created=time.time(), steps=0)
+        try:
+            save_config(config, path / "config.yaml")
+            (path / "env.json").write_text(json.dumps(environment(), indent=1))
+            run.update(name=name, kind=kind, status="created", created=time.time(), steps=0)
+        except BaseException:  # a full disk: no half-made run directory
+            run.close()
+            shutil.rmtree(path, ignore_errors=True)
+            _CREATED.discard(path.resolve())
+            _WRITTEN.pop(path.resolve(), None)
+            raise
         return run
 
     @classmethod
@@ -299,15 +355,14 @@ class Run:
         final = self.checkpoint_dir / f"step-{step:08d}"
         tmp = self.checkpoint_dir / f"{TMP_PREFIX}{step:08d}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        save_model(model, str(tmp / "model.safetensors"))
-        opt_tensors, opt_meta = ({}, None)
-        if optimizer is not None:
-            opt_tensors, opt_meta = optimizer_to_flat(optimizer)
-        save_file({**opt_tensors, **(tensors or {})}, str(tmp / "optimizer.safetensors"))
-        state = {**state, "optimizer": opt_meta}
-        atomic_write(tmp / "state.json", json.dumps(state, indent=1))
-        _fsync_dir(tmp)
+        try:
+            tmp.mkdir()
+            _write_checkpoint_files(tmp, model, optimizer, state, tensors)
+        except BaseException as e:  # a full disk: free what the write took, keep the last one
+            shutil.rmtree(tmp, ignore_errors=True)
+            if disk_full(e) and not isinstance(e, OSError):  # safetensors' own error type
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from e
+            raise
         if final.exists():  # same step saved twice (e.g. eval then end of run)
             shutil.rmtree(final)
         os.rename(tmp, final)
@@ -347,6 +402,23 @@ class Run:
             optimizer_from_flat(optimizer, tensors, state["optimizer"])
         extra = {k: v for k, v in tensors.items() if not k.startswith("opt.")}
         return state, extra
+
+
+def _write_checkpoint_files(
+    tmp: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    state: dict[str, Any],
+    tensors: dict[str, torch.Tensor] | None,
+) -> None:
+    save_model(model, str(tmp / "model.safetensors"))
+    opt_tensors, opt_meta = ({}, None)
+    if optimizer is not None:
+        opt_tensors, opt_meta = optimizer_to_flat(optimizer)
+    save_file({**opt_tensors, **(tensors or {})}, str(tmp / "optimizer.safetensors"))
+    state = {**state, "optimizer": opt_meta}
+    atomic_write(tmp / "state.json", json.dumps(state, indent=1))
+    _fsync_dir(tmp)
 
 
 def _first_line(e: BaseException) -> str:

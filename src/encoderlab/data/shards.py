@@ -190,7 +190,20 @@ def _batched(items: Iterator[str], n: int) -> Iterator[list[str]]:
 def tokenize_unit(
     unit: dict[str, Any], index: int, root: str, filters: dict[str, Any], max_docs: int | None
 ) -> dict[str, Any]:
-    """Read, filter and tokenize one unit into shard `index`; returns what its .json records."""
+    """Read, filter and tokenize one unit into shard `index`; returns what its .json records.
+    A unit that fails (a full disk, a bad line) leaves no temporary files taking space."""
+    try:
+        return _tokenize_unit(unit, index, root, filters, max_docs)
+    except BaseException:
+        for tmp in Path(root).glob(f"shard-{index:05d}.*tmp*"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise
+
+
+def _tokenize_unit(
+    unit: dict[str, Any], index: int, root: str, filters: dict[str, Any], max_docs: int | None
+) -> dict[str, Any]:
     tok = _worker_tok
     assert tok is not None, "call _init_worker first"
     flt = FilterConfig(**filters)

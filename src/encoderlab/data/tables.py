@@ -195,14 +195,23 @@ def csv_rows(
     csv module cannot parse is a problem; a .tsv (tab) has no quoting at all."""
     # The first line and offset of the row being read, for messages; set by the feeder.
     row_start = [1, 0, True]
+    # The text of the row being read, and whether the feeder has run dry: a row the end of
+    # the file closes may be one whose quote never closed, which the csv module (not strict)
+    # would hand back as one field holding the rest of the file.
+    row_text: list[str] = []
+    ended = [False]
 
     def feed() -> Iterator[str]:
         for lineno, offset, text in lines:
             if row_start[2]:
                 row_start[0], row_start[1], row_start[2] = lineno, offset, False
+                row_text.clear()
+            row_text.append(text)
             yield text
+        ended[0] = True
 
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    quoted = delimiter != "\t"
+    quoting = csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE
     reader = csv.reader(feed(), delimiter=delimiter, quoting=quoting)
     while True:
         try:
@@ -217,8 +226,25 @@ def csv_rows(
             return
         lineno, offset = row_start[0], row_start[1]
         row_start[2] = True
+        if quoted and ended[0] and row and _unterminated(row_text, delimiter):
+            where.problem(
+                "bad_records",
+                f'{where.loc(lineno, offset)}: unterminated quoted field (a " opened here '
+                'never closes); close the quote or double it ("") inside a quoted field',
+            )
+            return
         if row:  # not a blank line
             yield lineno, offset, row
+
+
+def _unterminated(row_text: list[str], delimiter: str) -> bool:
+    """Whether the text of a csv row ends inside a quoted field (a strict parse says so)."""
+    try:
+        for _ in csv.reader(row_text, delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as e:
+        return "unexpected end of data" in str(e)
+    return False
 
 
 def sep_name(delimiter: str) -> str:

@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from encoderlab.errors import UserError
+from encoderlab.config import read_yaml
 from encoderlab.runs import Run, find_runs
 from encoderlab.tasks.registry import metric_mode, task_class
 
@@ -114,10 +112,7 @@ def _run_info(run: Run, warnings: list[str]) -> dict[str, Any]:
 
 def load_run(path: str | Path) -> RunData:
     run = Run.open(path)
-    try:
-        config = yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{run.path / 'config.yaml'}: not valid YAML ({e})") from None
+    config = read_yaml(run.path / "config.yaml", "run config")  # one line when damaged
     model = _json(run.path / "model_config.json")
     if not isinstance(model, dict):
         model = dict(config.get("model") or {})

@@ -4,9 +4,11 @@ Ray (or an existing cluster), the run (or its resumption), and then the results.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,32 @@ def _trainable(sweep: Sweep):
     res = sweep.spec.resources
     fn = tune.with_parameters(run_trial, sweep=sweep)
     return tune.with_resources(fn, {"cpu": res.cpu, "gpu": res.gpu})
+
+
+class _TrialFailureFilter(logging.Filter):
+    """Drops Ray Tune's own report of a failed trial (a Ray traceback per trial, then
+    "Trials did not complete"): the trial's error is one line in trials.md and its traceback
+    is kept in trials/<id>.json, so the console only says how many trials failed."""
+
+    LOGGERS = ("ray.tune.execution.tune_controller", "ray.tune.tune")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not msg.startswith(("Trial task failed", "Trials did not complete"))
+
+
+@contextlib.contextmanager
+def quiet_trial_failures() -> Iterator[None]:
+    """While a sweep runs, Ray Tune logs no tracebacks for trials that failed."""
+    filt = _TrialFailureFilter()
+    loggers = [logging.getLogger(name) for name in _TrialFailureFilter.LOGGERS]
+    for lg in loggers:
+        lg.addFilter(filt)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(filt)
 
 
 def start_ray(address: str | None) -> bool:
@@ -121,7 +149,8 @@ def run_sweep(
                 ),
             )
         t0 = time.perf_counter()
-        grid = tuner.fit()
+        with quiet_trial_failures():
+            grid = tuner.fit()
         say(f"sweep ran for {time.perf_counter() - t0:.0f}s")
         tune_status = _tune_statuses(grid, tune_dir)
     finally:

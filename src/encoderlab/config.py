@@ -240,6 +240,9 @@ class TrainConfig(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps
     threads: int | None = None  # CPU threads for torch; None: torch's default (all cores)
+    # batches of rows of similar length (sorted within shuffled windows of ~100 batches): far
+    # less padding when rows differ in length (fine-tuning); pretraining blocks are one length
+    group_by_length: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -29,6 +29,7 @@ from encoderlab.errors import UserError
 from encoderlab.heads import PoolerHead
 from encoderlab.hf import import_checkpoint, run_encoder, save_wrapped_config
 from encoderlab.inference import (
+    EvalBatches,
     FeatureSet,
     TaskModel,
     evaluate_examples,
@@ -355,11 +356,25 @@ def _finetune(
         units="n",  # every task's loss is a mean over its "n" count (labelled rows or tokens)
     )
 
+    last = LastEvaluation()
+    valid_batches: list[EvalBatches] = []  # built at the first evaluation, then reused
+
     def evaluator(m: nn.Module) -> dict[str, float]:
-        metrics, _ = evaluate_examples(
-            m, task, data.valid, valid_f, cfg, data.labels, pad_id, device
+        if not valid_batches:
+            pin = device.type == "cuda"
+            valid_batches.append(
+                EvalBatches.build(task, valid_f, pad_id, cfg.train.batch_size, pin)
+            )
+        last.metrics, last.rows = evaluate_examples(
+            m, task, data.valid, valid_f, cfg, data.labels, pad_id, device, valid_batches[0]
         )
-        return scalar_metrics(metrics)
+        last.step = None  # until fit says which step it was (`on_eval`)
+        return scalar_metrics(last.metrics)
+
+    def evaluated(step: int, metrics: dict[str, float]) -> None:
+        last.step = step
+        if on_eval is not None:
+            on_eval(step, metrics)
 
     result = fit(
         model,
@@ -373,7 +388,7 @@ def _finetune(
         seed=cfg.seed,
         resume=resuming,
         evaluator=evaluator if valid_f else None,
-        on_eval=on_eval,
+        on_eval=evaluated,
         say=say,
     )
     if not distributed.is_main():
@@ -381,8 +396,22 @@ def _finetune(
     # the best checkpoint's predictions, for reports and example-level comparisons
     ckpt = run_checkpoint(run)
     load_model(model, str(ckpt / "model.safetensors"))  # handles tensors saved once when shared
-    write_evaluation(run, model, task, cfg, data, valid_f, test_f, pad_id, device, ckpt.name, say)
+    reuse = last if last.step is not None and ckpt.name == f"step-{last.step:08d}" else None
+    write_evaluation(
+        run, model, task, cfg, data, valid_f, test_f, pad_id, device, ckpt.name, say, reuse
+    )
     return run, result
+
+
+@dataclass
+class LastEvaluation:
+    """The last validation evaluation of the run and the step it was made at. When the best
+    checkpoint is that step, its weights were the ones evaluated: the final predictions reuse
+    it instead of evaluating the same weights a second time."""
+
+    step: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _backbone(
@@ -414,12 +443,17 @@ def _backbone(
 
 
 def write_evaluation(
-    run, model, task, cfg, data, valid_f, test_f, pad_id, device, ckpt_name, say
+    run, model, task, cfg, data, valid_f, test_f, pad_id, device, ckpt_name, say, reuse=None
 ) -> None:
+    """Write the best checkpoint's (loaded in `model`) valid and test predictions and metrics.
+    `reuse`: a LastEvaluation of these same weights, whose valid rows are written as they are."""
     if data.valid:
-        metrics, rows = evaluate_examples(
-            model, task, data.valid, valid_f, cfg, data.labels, pad_id, device
-        )
+        if reuse is not None:
+            metrics, rows = reuse.metrics, reuse.rows
+        else:
+            metrics, rows = evaluate_examples(
+                model, task, data.valid, valid_f, cfg, data.labels, pad_id, device
+            )
         write_jsonl(run.path / "predictions" / "valid.jsonl", rows)
         out = {"checkpoint": ckpt_name, "data": data.valid_source, **metrics}
         (run.path / "eval").mkdir(exist_ok=True)

@@ -356,26 +356,7 @@ def _finetune(
         units="n",  # every task's loss is a mean over its "n" count (labelled rows or tokens)
     )
 
-    last = LastEvaluation()
-    valid_batches: list[EvalBatches] = []  # built at the first evaluation, then reused
-
-    def evaluator(m: nn.Module) -> dict[str, float]:
-        if not valid_batches:
-            pin = device.type == "cuda"
-            valid_batches.append(
-                EvalBatches.build(task, valid_f, pad_id, cfg.train.batch_size, pin)
-            )
-        last.metrics, last.rows = evaluate_examples(
-            m, task, data.valid, valid_f, cfg, data.labels, pad_id, device, valid_batches[0]
-        )
-        last.step = None  # until fit says which step it was (`on_eval`)
-        return scalar_metrics(last.metrics)
-
-    def evaluated(step: int, metrics: dict[str, float]) -> None:
-        last.step = step
-        if on_eval is not None:
-            on_eval(step, metrics)
-
+    last = LastEvaluation(task, data, valid_f, cfg, pad_id, device, on_eval)
     result = fit(
         model,
         optimizer,
@@ -387,8 +368,8 @@ def _finetune(
         run,
         seed=cfg.seed,
         resume=resuming,
-        evaluator=evaluator if valid_f else None,
-        on_eval=evaluated,
+        evaluator=last.evaluate if valid_f else None,
+        on_eval=last.evaluated,
         say=say,
     )
     if not distributed.is_main():
@@ -396,7 +377,7 @@ def _finetune(
     # the best checkpoint's predictions, for reports and example-level comparisons
     ckpt = run_checkpoint(run)
     load_model(model, str(ckpt / "model.safetensors"))  # handles tensors saved once when shared
-    reuse = last if last.step is not None and ckpt.name == f"step-{last.step:08d}" else None
+    reuse = last.of(ckpt.name)  # the best checkpoint is the last one evaluated
     write_evaluation(
         run, model, task, cfg, data, valid_f, test_f, pad_id, device, ckpt.name, say, reuse
     )
@@ -405,13 +386,57 @@ def _finetune(
 
 @dataclass
 class LastEvaluation:
-    """The last validation evaluation of the run and the step it was made at. When the best
-    checkpoint is that step, its weights were the ones evaluated: the final predictions reuse
-    it instead of evaluating the same weights a second time."""
+    """Validation during fine-tuning, which remembers its last result and the step it was made
+    at. When the best checkpoint is that step, its weights were the ones evaluated: the final
+    predictions reuse the result instead of evaluating the same weights a second time. The
+    validation batches are collated (sorted by length, pinned for a GPU) once, at the first
+    evaluation."""
 
+    task: Task
+    data: TaskData
+    features: list
+    cfg: FinetuneConfig
+    pad_id: int
+    device: torch.device
+    on_eval: Callable[[int, dict[str, float]], None] | None
     step: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    batches: EvalBatches | None = None
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """fit's `evaluator`: the valid set's scalar metrics."""
+        if self.batches is None:
+            self.batches = EvalBatches.build(
+                self.task,
+                self.features,
+                self.pad_id,
+                self.cfg.train.batch_size,
+                pin=self.device.type == "cuda",
+            )
+        self.metrics, self.rows = evaluate_examples(
+            model,
+            self.task,
+            self.data.valid,
+            self.features,
+            self.cfg,
+            self.data.labels,
+            self.pad_id,
+            self.device,
+            self.batches,
+        )
+        self.step = None  # until fit says which step it was (`evaluated`)
+        return scalar_metrics(self.metrics)
+
+    def evaluated(self, step: int, metrics: dict[str, float]) -> None:
+        """fit's `on_eval`: the step of the evaluation just made; then the caller's on_eval."""
+        self.step = step
+        if self.on_eval is not None:
+            self.on_eval(step, metrics)
+
+    def of(self, checkpoint: str) -> LastEvaluation | None:
+        """This result if it was made with the weights of `checkpoint` (a step-N name)."""
+        return self if self.step is not None and checkpoint == f"step-{self.step:08d}" else None
 
 
 def _backbone(

@@ -142,7 +142,7 @@ def run_hf(
         per_device_eval_batch_size=args.batch_size,
         learning_rate=args.lr,
         lr_scheduler_type="linear",
-        warmup_ratio=0.1,
+        warmup_steps=0.1,  # transformers 5: a float below 1 is the warmup ratio
         weight_decay=0.01,
         max_grad_norm=1.0,
         num_train_epochs=args.epochs,

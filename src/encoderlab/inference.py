@@ -29,6 +29,7 @@ from torch import nn
 from encoderlab.config import FinetuneConfig, load_config
 from encoderlab.errors import UserError
 from encoderlab.hf import run_encoder
+from encoderlab.model import Encoder
 from encoderlab.runs import Run, run_checkpoint, run_model_config
 from encoderlab.runtime import autocast, autocast_dtype, resolve_device, to_device
 from encoderlab.tasks import get_task
@@ -50,6 +51,14 @@ class TaskModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if getattr(self.head, "first_token_only", False) and isinstance(self.backbone, Encoder):
+            # a [CLS] head: after the last block's attention everything is per position, so
+            # the encoder runs that part (out projection, feed-forward: ~3/4 of a block) on
+            # the first token alone; the head sees (B,1,d), its h[:, 0] the same vectors
+            B, T = input_ids.shape
+            first = torch.arange(0, B * T, T, device=input_ids.device)
+            hidden = self.backbone(input_ids, attention_mask, token_type_ids, rows=first)
+            return self.head(hidden[:, None], attention_mask)
         hidden = self.backbone(input_ids, attention_mask, token_type_ids)
         return self.head(hidden, attention_mask)
 

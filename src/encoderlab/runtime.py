@@ -155,7 +155,16 @@ def make_loader(
     seed: int = 0,
     rank: int = 0,
     world: int = 1,
+    pin_memory: bool | None = None,
 ) -> DataLoader:
+    """A loader over `order` from batch `start` (this rank's rows under DDP).
+
+    pin_memory (None: when there is a GPU) lets `to_device`'s non_blocking copy run
+    asynchronously; from pageable memory the host waits for the copy, and so for the GPU
+    work queued before it, every micro-batch. Workers (`num_workers`) pay off only when
+    collating is slow: fine-tuning features are encoded ahead, and padding 32 of them takes
+    about 0.1 ms, against a step of 100+ ms on a CPU, so fine-tuning keeps 0.
+    """
     # An explicit generator keeps DataLoader from drawing from the global torch RNG, which
     # would shift dropout masks and break exact resume.
     return DataLoader(
@@ -165,6 +174,7 @@ def make_loader(
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
     )
 
 

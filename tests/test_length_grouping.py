@@ -144,3 +144,48 @@ def test_final_predictions_reuse_the_last_evaluation_when_it_is_the_best(
     metrics, fresh = ft.run_examples(valid)
     assert [r["prediction"] for r in rows] == [r["prediction"] for r in fresh]
     assert run.info["final"]["acc"] == pytest.approx(metrics["acc"])
+
+
+def test_a_run_saved_before_grouping_resumes_in_its_own_order(tmp_path, monkeypatch):
+    """A run whose config.yaml predates train.group_by_length resumes ungrouped: the same
+    losses as an uninterrupted ungrouped run."""
+    import encoderlab.finetune as ft_module
+    from encoderlab.runs import Run
+    from encoderlab.tokenizer import save_tokenizer, train_tokenizer
+    from test_finetune import main_code, only_run_named, sentiment_rows
+
+    tok = train_tokenizer([r["text"] for r in sentiment_rows(240, 0)], build({}).tokenizer)
+    save_tokenizer(tok, tmp_path / "tok")
+    over = {
+        "train": {"epochs": 2, "checkpoint_every": 5, "log_every": 1, "group_by_length": False},
+        "freeze": "embeddings",
+        "tokenizer": {"path": str(tmp_path / "tok")},
+    }
+    ref, _ = finetune(build(base_cfg(tmp_path, name="ref", **over)), say=quiet)
+    real_fit = ft_module.fit
+
+    def crashing_fit(*args, **kwargs):
+        step, calls = args[5].step, []
+
+        def boom(model, batch):
+            calls.append(1)
+            if len(calls) == 8:
+                raise RuntimeError("simulated crash")
+            return step(model, batch)
+
+        args[5].step = boom
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(ft_module, "fit", crashing_fit)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        finetune(build(base_cfg(tmp_path, name="old", **over)), say=quiet)
+    monkeypatch.setattr(ft_module, "fit", real_fit)
+    old = only_run_named(tmp_path, "old")
+    saved = old.path / "config.yaml"
+    text = saved.read_text()
+    assert "group_by_length: false" in text
+    saved.write_text(text.replace("  group_by_length: false\n", ""))
+    assert main_code(["finetune", "--resume", old.path]) == 0
+    a = [r["train/loss"] for r in ref.metrics() if r["kind"] == "train"]
+    b = [r["train/loss"] for r in Run.open(old.path).metrics() if r["kind"] == "train"]
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

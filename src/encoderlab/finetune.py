@@ -266,6 +266,8 @@ def finetune(
         if run.latest_checkpoint() is None:
             raise UserError(f"{run.path}: has no complete checkpoint yet; start a new run instead")
         cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
+        if "group_by_length" not in cfg.train.model_fields_set:
+            cfg.train.group_by_length = False  # a run started before grouping: same order
         check_not_finished(run, cfg.train, "To train longer, start a new fine-tuning run")
     assert cfg is not None
     with distributed.session(resolve_device(cfg.train.device)):

@@ -96,6 +96,7 @@ def run_encoderlab(args, model_path: str, train_csv: Path, valid_csv: Path, out:
                 "device": "cpu",
                 "threads": args.threads,
                 "log_every": 50,
+                "group_by_length": args.group_by_length,
             },
         }
     )
@@ -184,6 +185,12 @@ def main() -> None:
     p.add_argument("--max-len", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", choices=["encoderlab", "hf"], default=None)
+    p.add_argument(
+        "--group-by-length",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="encoderlab's train.group_by_length (the Hugging Face side pads random batches)",
+    )
     args = p.parse_args()
     if not DATA.exists():
         sys.exit(f"{DATA} not found: this benchmark needs ../shared/data beside the repository")

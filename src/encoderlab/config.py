@@ -245,6 +245,9 @@ class TrainConfig(Section):
     tf32: bool = True  # fp32 matmuls on TF32 tensor cores (Ampere+ GPUs; no effect on CPU)
     # experiment trackers the records go to (encoderlab.loggers); mlflow/wandb: encoderlab[track]
     loggers: list[Literal["tensorboard", "mlflow", "wandb"]] = ["tensorboard"]
+    # batches of rows of similar length (sorted within shuffled windows of ~100 batches): far
+    # less padding when rows differ in length (fine-tuning); pretraining blocks are one length
+    group_by_length: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

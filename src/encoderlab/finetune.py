@@ -29,6 +29,7 @@ from encoderlab.errors import UserError
 from encoderlab.heads import PoolerHead
 from encoderlab.hf import import_checkpoint, run_encoder, save_wrapped_config
 from encoderlab.inference import (
+    EvalBatches,
     FeatureSet,
     TaskModel,
     evaluate_examples,
@@ -265,6 +266,8 @@ def finetune(
         if run.latest_checkpoint() is None:
             raise UserError(f"{run.path}: has no complete checkpoint yet; start a new run instead")
         cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
+        if "group_by_length" not in cfg.train.model_fields_set:
+            cfg.train.group_by_length = False  # a run started before grouping: same order
         check_not_finished(run, cfg.train, "To train longer, start a new fine-tuning run")
     assert cfg is not None
     with distributed.session(resolve_device(cfg.train.device)):
@@ -355,12 +358,7 @@ def _finetune(
         units="n",  # every task's loss is a mean over its "n" count (labelled rows or tokens)
     )
 
-    def evaluator(m: nn.Module) -> dict[str, float]:
-        metrics, _ = evaluate_examples(
-            m, task, data.valid, valid_f, cfg, data.labels, pad_id, device
-        )
-        return scalar_metrics(metrics)
-
+    last = LastEvaluation(task, data, valid_f, cfg, pad_id, device, on_eval)
     result = fit(
         model,
         optimizer,
@@ -372,8 +370,8 @@ def _finetune(
         run,
         seed=cfg.seed,
         resume=resuming,
-        evaluator=evaluator if valid_f else None,
-        on_eval=on_eval,
+        evaluator=last.evaluate if valid_f else None,
+        on_eval=last.evaluated,
         say=say,
     )
     if not distributed.is_main():
@@ -381,8 +379,66 @@ def _finetune(
     # the best checkpoint's predictions, for reports and example-level comparisons
     ckpt = run_checkpoint(run)
     load_model(model, str(ckpt / "model.safetensors"))  # handles tensors saved once when shared
-    write_evaluation(run, model, task, cfg, data, valid_f, test_f, pad_id, device, ckpt.name, say)
+    reuse = last.of(ckpt.name)  # the best checkpoint is the last one evaluated
+    write_evaluation(
+        run, model, task, cfg, data, valid_f, test_f, pad_id, device, ckpt.name, say, reuse
+    )
     return run, result
+
+
+@dataclass
+class LastEvaluation:
+    """Validation during fine-tuning, which remembers its last result and the step it was made
+    at. When the best checkpoint is that step, its weights were the ones evaluated: the final
+    predictions reuse the result instead of evaluating the same weights a second time. The
+    validation batches are collated (sorted by length, pinned for a GPU) once, at the first
+    evaluation."""
+
+    task: Task
+    data: TaskData
+    features: list
+    cfg: FinetuneConfig
+    pad_id: int
+    device: torch.device
+    on_eval: Callable[[int, dict[str, float]], None] | None
+    step: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    batches: EvalBatches | None = None
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """fit's `evaluator`: the valid set's scalar metrics."""
+        if self.batches is None:
+            self.batches = EvalBatches.build(
+                self.task,
+                self.features,
+                self.pad_id,
+                self.cfg.train.batch_size,
+                pin=self.device.type == "cuda",
+            )
+        self.metrics, self.rows = evaluate_examples(
+            model,
+            self.task,
+            self.data.valid,
+            self.features,
+            self.cfg,
+            self.data.labels,
+            self.pad_id,
+            self.device,
+            self.batches,
+        )
+        self.step = None  # until fit says which step it was (`evaluated`)
+        return scalar_metrics(self.metrics)
+
+    def evaluated(self, step: int, metrics: dict[str, float]) -> None:
+        """fit's `on_eval`: the step of the evaluation just made; then the caller's on_eval."""
+        self.step = step
+        if self.on_eval is not None:
+            self.on_eval(step, metrics)
+
+    def of(self, checkpoint: str) -> LastEvaluation | None:
+        """This result if it was made with the weights of `checkpoint` (a step-N name)."""
+        return self if self.step is not None and checkpoint == f"step-{self.step:08d}" else None
 
 
 def _backbone(
@@ -414,12 +470,17 @@ def _backbone(
 
 
 def write_evaluation(
-    run, model, task, cfg, data, valid_f, test_f, pad_id, device, ckpt_name, say
+    run, model, task, cfg, data, valid_f, test_f, pad_id, device, ckpt_name, say, reuse=None
 ) -> None:
+    """Write the best checkpoint's (loaded in `model`) valid and test predictions and metrics.
+    `reuse`: a LastEvaluation of these same weights, whose valid rows are written as they are."""
     if data.valid:
-        metrics, rows = evaluate_examples(
-            model, task, data.valid, valid_f, cfg, data.labels, pad_id, device
-        )
+        if reuse is not None:
+            metrics, rows = reuse.metrics, reuse.rows
+        else:
+            metrics, rows = evaluate_examples(
+                model, task, data.valid, valid_f, cfg, data.labels, pad_id, device
+            )
         write_jsonl(run.path / "predictions" / "valid.jsonl", rows)
         out = {"checkpoint": ckpt_name, "data": data.valid_source, **metrics}
         (run.path / "eval").mkdir(exist_ok=True)

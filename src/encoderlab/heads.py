@@ -16,6 +16,8 @@ from encoderlab.config import HeadConfig
 class ClsHead(nn.Module):
     """Linear on the first token ([CLS]) — BERT's sentence classifier."""
 
+    first_token_only = True  # reads h[:, 0] alone: see TaskModel.forward
+
     def __init__(self, d_model: int, n_labels: int, dropout: float) -> None:
         super().__init__()
         self.drop = nn.Dropout(dropout)
@@ -31,6 +33,8 @@ class PoolerHead(nn.Module):
     It is what `BertForSequenceClassification` computes, so a run with this head exports to
     transformers, and an imported checkpoint's trained pooler can initialise `dense`.
     """
+
+    first_token_only = True  # reads h[:, 0] alone: see TaskModel.forward
 
     def __init__(self, d_model: int, n_labels: int, dropout: float) -> None:
         super().__init__()

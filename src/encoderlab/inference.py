@@ -31,8 +31,9 @@ from torch import nn
 from encoderlab.config import FinetuneConfig, load_config
 from encoderlab.errors import UserError
 from encoderlab.hf import run_encoder
+from encoderlab.model import Encoder
 from encoderlab.runs import Run, run_checkpoint, run_model_config
-from encoderlab.runtime import autocast, autocast_dtype, make_loader, resolve_device, to_device
+from encoderlab.runtime import autocast, autocast_dtype, resolve_device, to_device
 from encoderlab.tasks import get_task
 from encoderlab.tasks.base import Example, Feature, Task
 from encoderlab.tasks.reading import reading_config
@@ -54,13 +55,24 @@ class TaskModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if getattr(self.head, "first_token_only", False) and isinstance(self.backbone, Encoder):
+            # a [CLS] head: after the last block's attention everything is per position, so
+            # the encoder runs that part (out projection, feed-forward: ~3/4 of a block) on
+            # the first token alone; the head sees (B,1,d), its h[:, 0] the same vectors
+            B, T = input_ids.shape
+            first = torch.arange(0, B * T, T, device=input_ids.device)
+            hidden = self.backbone(input_ids, attention_mask, token_type_ids, rows=first)
+            return self.head(hidden[:, None], attention_mask)
         hidden = self.backbone(input_ids, attention_mask, token_type_ids)
         return self.head(hidden, attention_mask)
 
 
 class FeatureSet(torch.utils.data.Dataset):
+    """Encoded features; `lengths` (tokens per feature) lets the trainer group rows by length."""
+
     def __init__(self, features: list[Feature]) -> None:
         self.features = features
+        self.lengths = feature_lengths(features)
 
     def __len__(self) -> int:
         return len(self.features)
@@ -73,6 +85,39 @@ class FeatureSet(torch.utils.data.Dataset):
 # Inference
 
 
+def feature_lengths(features: list[Feature]) -> np.ndarray:
+    """Tokens per feature (its unpadded length)."""
+    return np.fromiter((len(f["input_ids"]) for f in features), np.int64, count=len(features))
+
+
+@dataclass
+class EvalBatches:
+    """A fixed set's collated batches, longest rows first, built once and reused.
+
+    Sorting by length leaves almost no padding; validation runs at every evaluation, so its
+    batches are collated (and pinned, for a GPU) once. `rows[i]` are the features of batch i.
+    """
+
+    batches: list[dict[str, torch.Tensor]]
+    rows: list[np.ndarray]
+    lengths: np.ndarray
+
+    @classmethod
+    def build(
+        cls, task: Task, features: list[Feature], pad_id: int, batch_size: int, pin: bool = False
+    ) -> EvalBatches:
+        lengths = feature_lengths(features)
+        order = np.argsort(-lengths, kind="stable")
+        rows = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        batches = []
+        for idx in rows:
+            batch = task.collate([features[i] for i in idx], pad_id)
+            if pin:
+                batch = {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in batch.items()}
+            batches.append(batch)
+        return cls(batches, rows, lengths)
+
+
 @torch.no_grad()
 def predict_outputs(
     model: nn.Module,
@@ -82,25 +127,22 @@ def predict_outputs(
     batch_size: int,
     device: torch.device,
     amp: torch.dtype | None = None,
+    batches: EvalBatches | None = None,
 ) -> list[np.ndarray]:
-    """Logits per feature, token-level ones cut to the feature's real length."""
+    """Logits per feature, in the order of `features`; token-level ones cut to the feature's
+    real length. `batches`: the features' prebuilt batches (else built here)."""
     was_training = model.training
     model.eval()
-    loader = make_loader(
-        FeatureSet(features),
-        lambda b: task.collate(b, pad_id),
-        batch_size,
-        np.arange(len(features)),
-    )
-    outputs: list[np.ndarray] = []
-    for batch in loader:
+    if batches is None:
+        batches = EvalBatches.build(task, features, pad_id, batch_size, device.type == "cuda")
+    outputs: list[np.ndarray] = [np.empty(0)] * len(features)
+    for batch, idx in zip(batches.batches, batches.rows, strict=True):
         batch = to_device(batch, device)
         with autocast(device, amp):
             logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
         logits = logits.float().cpu().numpy()
-        lengths = batch["attention_mask"].sum(1).cpu().numpy()
-        for row, n in zip(logits, lengths, strict=True):
-            outputs.append(row[: int(n)] if task.token_level else row)
+        for row, i in zip(logits, idx, strict=True):
+            outputs[i] = row[: batches.lengths[i]] if task.token_level else row
     model.train(was_training)
     return outputs
 
@@ -114,10 +156,14 @@ def evaluate_examples(
     labels: list[str],
     pad_id: int,
     device: torch.device,
+    batches: EvalBatches | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(metrics incl. "extra", prediction rows) for a labelled or unlabelled set."""
+    """(metrics incl. "extra", prediction rows) for a labelled or unlabelled set.
+    `batches`: the features' prebuilt batches, for a set evaluated again and again."""
     amp = autocast_dtype(cfg.train.precision, device)
-    outputs = predict_outputs(model, task, features, pad_id, cfg.train.batch_size, device, amp)
+    outputs = predict_outputs(
+        model, task, features, pad_id, cfg.train.batch_size, device, amp, batches
+    )
     preds = task.decode(outputs, features, examples, cfg.task, labels)
     labelled = any(task.has_gold(ex) for ex in examples)
     metrics = task.metrics(preds, examples, cfg.task, labels) if labelled else {}

@@ -197,10 +197,11 @@ def token_counts(
     flat = labels.reshape(-1)
     keep = flat != ignore_index
     n = keep.sum()
-    if int(n) == 0:
-        loss = flat_logits.sum() * 0.0
-    else:
-        loss = nn.functional.cross_entropy(flat_logits.float(), flat, ignore_index=ignore_index)
+    # sum / max(n, 1): the mean, or a differentiable 0 without labels, with no host sync
+    summed = nn.functional.cross_entropy(
+        flat_logits.float(), flat, ignore_index=ignore_index, reduction="sum"
+    )
+    loss = summed / n.clamp_min(1)
     correct = ((flat_logits.argmax(-1) == flat) & keep).sum()
     return loss, {"loss_sum": loss.detach().float() * n, "n": n.float(), "correct": correct.float()}
 

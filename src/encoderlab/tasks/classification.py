@@ -257,11 +257,12 @@ class ClassificationTask(TaskBase):
         labels = batch["labels"]
         keep = labels != -100
         n = keep.sum()
-        loss = (
-            nn.functional.cross_entropy(logits.float(), labels, ignore_index=-100)
-            if int(n)
-            else logits.sum() * 0
+        # the mean over labelled rows as sum / max(n, 1): 0 (still differentiable) when no row
+        # is labelled, and no `if n` that would wait for the device every micro-batch
+        summed = nn.functional.cross_entropy(
+            logits.float(), labels, ignore_index=-100, reduction="sum"
         )
+        loss = summed / n.clamp_min(1)
         correct = ((logits.argmax(-1) == labels) & keep).sum()
         return loss, {
             "loss_sum": loss.detach().float() * n,

@@ -521,7 +521,7 @@ class QATask(TaskBase):
         with torch.no_grad():
             s_ok = start_logits.argmax(-1) == start_pos
             e_ok = end_logits.argmax(-1) == end_pos
-            n = torch.tensor(float(x.shape[0]), device=x.device)
+            n = torch.full((), float(x.shape[0]), device=x.device)  # filled there: no copy
             counts = {
                 "loss_sum": loss.detach() * n,
                 "n": n,

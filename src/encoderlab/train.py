@@ -425,8 +425,12 @@ class StopRule:
         if expected is None:
             return None
         self.expected_steps = expected
-        covers = "whole run" if plan.covers_run else "training only"
-        budget = f"; budget {plan.budget_s / 60:g} min ({covers})" if plan.budget_s else ""
+        budget = ""
+        if plan.budget_s is not None:
+            covers = "training only"
+            if plan.covers_run:
+                covers = f"whole run; its end, evaluation and predictions: ~{self.tail_s():.0f} s"
+            budget = f"; budget {plan.budget_s / 60:g} min ({covers})"
         msg = (
             f"speed {self.step_s:.3g} s/step: expect {expected:,} steps "
             f"({expected / plan.steps_per_epoch:.2f} epochs), ended by the {ends}{budget}"

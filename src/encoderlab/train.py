@@ -312,11 +312,6 @@ class Clock:
     def seconds(self) -> float:
         return time.perf_counter() - self.t0
 
-    def agreed(self) -> float:
-        """Seconds trained as rank 0 counts them: LR under a time budget and the decision to
-        stop must agree on every rank, or their weights drift apart (a collective call)."""
-        return distributed.main_value(self.seconds())
-
 
 CHECKPOINT_ALLOWANCE_S = 2.0  # the last checkpoint's write and the best one's reload
 EVAL_ROW_SHARE = 0.5  # before any evaluation is timed: a row's eval cost / its train cost
@@ -381,6 +376,8 @@ class StopRule:
         return self.clock.seconds() + self.clock.setup_s + self.tail_s()
 
     def _agreed_spent(self) -> float:
+        """`_spent` as rank 0 counts it: LR under a time budget and the decision to stop must
+        agree on every rank, or their weights drift apart (a collective call)."""
         return distributed.main_value(self._spent())
 
     def budget_used(self) -> float:

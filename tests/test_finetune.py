@@ -586,7 +586,7 @@ def test_scratch_lr_on_a_pretrained_init_is_a_one_line_warning(tmp_path, init):
     assert cfg.train.lr == 1e-3, "an explicit choice is kept"
     assert len(said) == 1 and "\n" not in said[0], said
     assert said[0].startswith("warning: train.lr=0.001") and "pretrained encoder" in said[0]
-    assert "1e-05 to 0.0005" in said[0] and "train.lr=null" in said[0]
+    assert "1e-05 to 0.0003" in said[0] and "train.lr=null" in said[0]
     said.clear()
     resolve_defaults(build(base_cfg(tmp_path, init=init, train={"lr": 5e-5})), said.append)
     assert said == []

@@ -314,7 +314,7 @@ class Clock:
 
 
 CHECKPOINT_ALLOWANCE_S = 2.0  # the last checkpoint's write and the best one's reload
-EVAL_ROW_SHARE = 0.5  # before any evaluation is timed: a row's eval cost / its train cost
+EVAL_OVERHEAD = 1.5  # an evaluation row / a timed forward row: decoding, metrics, padding
 
 
 @dataclass
@@ -333,6 +333,7 @@ class StopRule:
     valid_rows: int = 0  # rows of one evaluation
     eval_row_s: float | None = None  # measured seconds per evaluated row
     step_s: float | None = None  # measured seconds per optimizer step
+    forward_row_s: float | None = None  # a timed forward pass: seconds per row, until evaluated
     expected_steps: int | None = None  # the forecast, once the speed is known
     _speed_from: tuple[int, float] | None = None  # (step, clock seconds) speed is timed from
 
@@ -365,8 +366,7 @@ class StopRule:
             return 0.0
         row_s = self.eval_row_s
         if row_s is None:
-            step_s = self.step_s or 0.0
-            row_s = EVAL_ROW_SHARE * step_s / (self.cfg.batch_size * self.cfg.grad_accum)
+            row_s = EVAL_OVERHEAD * (self.forward_row_s or 0.0)
         return (self.valid_rows + self.plan.tail_rows) * row_s + CHECKPOINT_ALLOWANCE_S
 
     def _spent(self) -> float:
@@ -401,7 +401,20 @@ class StopRule:
 
         return timed
 
-    def forecast(self, state: LoopState) -> str | None:
+    def time_forward(self, eng: Engine, batch: Batch) -> None:
+        """Time one evaluation-mode forward pass over a training batch: before the first
+        evaluation, what prices the end of the run under a whole-run budget."""
+        was_training = eng.model.training
+        eng.model.eval()
+        batch = to_device(batch, eng.device)
+        t0 = time.perf_counter()
+        with torch.no_grad(), autocast(eng.device, eng.amp):
+            _, counts = eng.objective.step(eng.model, batch)
+            _floats(counts)  # waits for the device
+        self.forward_row_s = (time.perf_counter() - t0) / max(len(batch["input_ids"]), 1)
+        eng.model.train(was_training)
+
+    def forecast(self, state: LoopState, eng: Engine, batch: Batch) -> str | None:
         """Once, as soon as the speed is known (a few steps after the first): how many steps
         and epochs the run will take, and what ends it; warns when warmup outlasts the run."""
         now = self.clock.seconds()
@@ -413,6 +426,8 @@ class StopRule:
         if self.step_s is not None or done < 3 or (done < 20 and now - t0 < 5.0):
             return None
         self.step_s = (now - t0) / done
+        if self.plan.budget_s is not None and self.plan.covers_run and self.eval_row_s is None:
+            self.time_forward(eng, batch)
         plan, expected, ends = self.plan, self.plan.total_steps, "steps"
         if plan.budget_s is not None:
             left = plan.budget_s - self._spent()
@@ -656,7 +671,7 @@ def fit(
                 group = []
                 state.count(stepped)
                 rec.stepped(state, stepped.tokens)
-                if forecast := stop.forecast(state):
+                if forecast := stop.forecast(state, eng, batch):
                     say(forecast)
                     run.update(expected_steps=stop.expected_steps)
                 if why := stop.diverged(state):

@@ -314,7 +314,7 @@ class Clock:
 
 
 CHECKPOINT_ALLOWANCE_S = 2.0  # the last checkpoint's write and the best one's reload
-EVAL_OVERHEAD = 1.5  # an evaluation row / a timed forward row: decoding, metrics, padding
+EVAL_OVERHEAD = 1.2  # an evaluation row / a timed forward row: decoding, metrics, padding
 
 
 @dataclass

@@ -72,3 +72,35 @@ def test_training_needs_a_stop_condition():
     with pytest.raises(UserError, match="epochs"):
         load_config(None, ["train.epochs=null"])
     assert load_config(None, ["train.epochs=null", "train.max_steps=5"]).train.max_steps == 5
+
+
+def test_partial_train_section_keeps_the_fine_tuning_defaults(tmp_path):
+    """Section defaults must not depend on whether the user wrote the section: a fine-tuning
+    YAML with only `train: {time_budget_min: 4}` used to get pretraining's lr/epochs/warmup."""
+    from encoderlab.config import FinetuneConfig, TrainConfig
+
+    f = tmp_path / "ft.yaml"
+    f.write_text("train:\n  time_budget_min: 4\n")
+    partial = load_config(f, schema=FinetuneConfig).train
+    whole = load_config(None, schema=FinetuneConfig).train
+    assert partial.time_budget_min == 4
+    assert partial.model_dump(exclude={"time_budget_min"}) == whole.model_dump(
+        exclude={"time_budget_min"}
+    )
+    assert partial.epochs == 3 and partial.warmup_ratio == 0.1
+    assert partial.lr is None  # chosen for the init by finetune.resolve_defaults
+    assert (partial.epochs, partial.warmup_ratio) != (
+        TrainConfig().epochs,
+        TrainConfig().warmup_ratio,
+    )
+    assert partial.model_fields_set == {"time_budget_min"}
+    assert load_config(f, ["train.lr=2e-5"], schema=FinetuneConfig).train.lr == 2e-5
+    with pytest.raises(UserError, match="lr must be positive"):
+        load_config(f, ["train.lr=-1"], schema=FinetuneConfig)
+
+
+def test_budget_covers_is_checked():
+    assert load_config(None).train.budget_covers == "run"
+    assert load_config(None, ["train.budget_covers=train"]).train.budget_covers == "train"
+    with pytest.raises(UserError, match="budget_covers"):
+        load_config(None, ["train.budget_covers=everything"])

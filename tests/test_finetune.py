@@ -530,3 +530,65 @@ def only_run_named(tmp_path: Path, name: str) -> Run:
     found = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith(name + "-")]
     assert len(found) == 1
     return Run.open(found[0])
+
+
+def test_defaults_fit_the_init_and_are_saved_with_the_run(tmp_path):
+    from encoderlab.finetune import DEFAULTS, resolve_defaults
+
+    said: list[str] = []
+    raw = base_cfg(tmp_path)
+    raw["train"] = {"batch_size": 16, "log_every": 5}  # lr, warmup, epochs: not set
+    hf = resolve_defaults(build({**raw, "init": "hf:some/model"}), said.append)
+    pre = DEFAULTS["pretrained"]["*"]
+    assert (hf.train.lr, hf.train.warmup_ratio, hf.train.epochs) == (
+        pre["lr"],
+        pre["warmup_ratio"],
+        pre["epochs"],
+    )
+    assert hf.head.type == "pooler" and said == []
+    own = resolve_defaults(build({**raw, "init": "runs/pre"}), said.append)
+    assert own.train.lr == pre["lr"] and own.head.type == "cls"
+    tag = resolve_defaults(
+        build({**raw, "init": "runs/pre", "task": {**raw["task"], "type": "tagging"}})
+    )
+    assert tag.train.lr == DEFAULTS["pretrained"]["tagging"]["lr"] != pre["lr"]
+    scratch = resolve_defaults(build(raw), said.append)
+    assert scratch.train.lr == DEFAULTS["scratch"]["*"]["lr"] > 5 * pre["lr"]
+    assert scratch.train.epochs == DEFAULTS["scratch"]["*"]["epochs"]
+    # what the user set stays, with or without a train: section
+    kept = resolve_defaults(
+        build(
+            {
+                **raw,
+                "init": "hf:m",
+                "train": {"epochs": 1, "warmup_steps": 3},
+                "head": {"type": "cls"},
+            }
+        )
+    )
+    assert kept.train.epochs == 1 and kept.train.warmup_ratio == 0.1 and kept.head.type == "cls"
+    assert kept.train.lr == pre["lr"]
+    # the run saves the resolved values, and a resume reads them back
+    run, _ = finetune(build({**raw, "train": {**raw["train"], "epochs": 1}}), say=quiet)
+    saved = yaml.safe_load((run.path / "config.yaml").read_text())["train"]
+    assert saved["lr"] == DEFAULTS["scratch"]["*"]["lr"] and saved["epochs"] == 1
+    again = load_config(run.path / "config.yaml", schema=FinetuneConfig)
+    assert resolve_defaults(again) == again
+
+
+@pytest.mark.parametrize("init", ["hf:some/model", "runs/pretrain-run"])
+def test_scratch_lr_on_a_pretrained_init_is_a_one_line_warning(tmp_path, init):
+    from encoderlab.finetune import resolve_defaults
+
+    said: list[str] = []
+    raw = base_cfg(tmp_path, init=init, train={"lr": 1e-3})
+    cfg = resolve_defaults(build(raw), said.append)
+    assert cfg.train.lr == 1e-3, "an explicit choice is kept"
+    assert len(said) == 1 and "\n" not in said[0], said
+    assert said[0].startswith("warning: train.lr=0.001") and "pretrained encoder" in said[0]
+    assert "1e-05 to 0.0003" in said[0] and "train.lr=null" in said[0]
+    said.clear()
+    resolve_defaults(build(base_cfg(tmp_path, init=init, train={"lr": 5e-5})), said.append)
+    assert said == []
+    resolve_defaults(build(base_cfg(tmp_path, train={"lr": 1e-5})), said.append)
+    assert len(said) == 1 and "from scratch" in said[0]

@@ -340,3 +340,100 @@ def test_checkpoints_by_time_interval(tmp_path, monkeypatch):
     saved = [int(p.name[5:]) for p in run.checkpoints()]
     # 75 s >= 60 s after the last one; 7: the epoch's end (evaluated); 12: the run's end
     assert saved == [3, 6, 7, 10, 12]
+
+
+def test_warmup_and_decay_are_fractions_of_a_binding_time_budget():
+    cfg = TrainConfig(warmup_ratio=0.1, schedule="linear", time_budget_min=1)
+    # 10,000 planned steps the budget will never reach: the budget's progress drives the lr
+    assert lr_factor(cfg, 3, 10_000, 0.05) == pytest.approx(0.5)
+    assert lr_factor(cfg, 9, 10_000, 0.1) == pytest.approx(1.0)
+    assert lr_factor(cfg, 40, 10_000, 0.55) == pytest.approx(0.5)
+    assert lr_factor(cfg, 80, 10_000, 1.0) == pytest.approx(0.0)
+    # budget-only runs (no planned steps) warm up too: warmup_ratio used to be ignored
+    assert lr_factor(cfg, 3, None, 0.05) == pytest.approx(0.5)
+    # when the steps run out first, the schedule follows the steps as without a budget
+    assert lr_factor(cfg, 50, 100, 0.2) == lr_factor(cfg, 50, 100, 0.0)
+    assert lr_factor(cfg, 5, 100, 0.01) == pytest.approx(0.6)
+
+
+def test_budget_run_ends_within_its_budget_including_the_end(tmp_path):
+    """A whole-run budget leaves time for the final evaluation and the caller's predictions
+    (here a slow evaluator and 100 tail rows) and ends near the budget, not after it."""
+    import time
+
+    slow = {"s": 0.2}
+
+    def evaluator(model):
+        time.sleep(slow["s"])
+        return {"acc": 0.5}
+
+    cfg = TrainConfig(batch_size=4, epochs=None, time_budget_min=0.1, eval_every=20, log_every=5)
+    torch.manual_seed(0)
+    model = Net()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    run = new_run(tmp_path, "budget", cfg)
+    said = []
+    t0 = time.perf_counter()
+    time.sleep(0.5)  # setup before fit: the budget counts it
+    result = fit(
+        model,
+        opt,
+        Toy(),
+        Toy(20),
+        collate,
+        objective(),
+        cfg,
+        run,
+        seed=0,
+        evaluator=evaluator,
+        say=said.append,
+        started=t0,
+        tail_rows=100,
+    )
+    time.sleep(slow["s"] * 100 / 20)  # the caller's predictions: 100 rows at the timed speed
+    total = time.perf_counter() - t0
+    assert result.stopped_because == "time budget"
+    assert 6 * 0.6 < total < 6 * 1.25, total
+    assert result.train_seconds < 6 - 2, "training left time for the end of the run"
+    assert any("expect" in m and "time budget" in m for m in said), said
+    assert run.info["expected_steps"] > 0
+    # training time only: the loop alone fills the budget
+    cfg2 = cfg.model_copy(update={"budget_covers": "train"})
+    run2 = new_run(tmp_path, "budget2", cfg2)
+    result2 = fit(
+        Net(),
+        torch.optim.AdamW(Net().parameters()),
+        Toy(),
+        Toy(20),
+        collate,
+        objective(),
+        cfg2,
+        run2,
+        seed=0,
+        evaluator=evaluator,
+        say=said.append,
+        started=t0,
+        tail_rows=100,
+    )
+    assert result2.train_seconds >= 6
+
+
+def test_warmup_longer_than_the_run_is_a_warning(tmp_path):
+    cfg = TrainConfig(batch_size=4, epochs=2, warmup_steps=500, log_every=5)
+    said = []
+    torch.manual_seed(0)
+    model = Net()
+    fit(
+        model,
+        torch.optim.AdamW(model.parameters()),
+        Toy(),
+        None,
+        collate,
+        objective(),
+        cfg,
+        new_run(tmp_path, "warm", cfg),
+        seed=0,
+        say=said.append,
+    )
+    warn = [m for m in said if "warmup_steps=500 is longer than the run" in m]
+    assert warn and "26 steps" in warn[0], said

@@ -228,6 +228,9 @@ class TrainConfig(Section):
     epochs: int | None = 1
     max_steps: int | None = None
     time_budget_min: float | None = None
+    # what the budget covers: the whole run (setup, evaluations, the final evaluation and
+    # predictions) or the training loop alone
+    budget_covers: Literal["run", "train"] = "run"
     eval_every: int | None = None  # optimizer steps; None: only at epoch end
     eval_batches: int | None = None  # cap on validation batches per evaluation
     log_every: int = 10
@@ -255,7 +258,7 @@ class TrainConfig(Section):
             raise ValueError("batch_size and grad_accum must be at least 1")
         if self.epochs is None and self.max_steps is None and self.time_budget_min is None:
             raise ValueError("set at least one of epochs, max_steps, time_budget_min")
-        if not math.isfinite(self.lr) or self.lr <= 0:
+        if self.lr is not None and (not math.isfinite(self.lr) or self.lr <= 0):
             raise ValueError(f"lr must be positive and finite, e.g. 5e-4 (got lr={self.lr})")
         for name in ("max_steps", "epochs", "log_every", "eval_every", "checkpoint_every"):
             value = getattr(self, name)
@@ -301,6 +304,16 @@ class ElectraConfig(Section):
         _positive_finite("disc_weight", self.disc_weight)
         _positive_finite("temperature", self.temperature)
         return self
+
+
+class FinetuneTrainConfig(TrainConfig):
+    """The fine-tuning loop. Its defaults hold whether or not the YAML has a `train:` section;
+    lr, warmup and epochs left unset are then fitted to the init (scratch or pretrained) and the
+    task by `finetune.resolve_defaults`, and the resolved values are saved with the run."""
+
+    lr: float | None = None  # type: ignore[assignment]  # None: the init's and task's default
+    warmup_ratio: float = 0.1
+    epochs: int | None = 3
 
 
 class Config(Section):
@@ -449,7 +462,7 @@ class FinetuneConfig(Section):
     head: HeadConfig = HeadConfig()
     model: ModelConfig = ModelConfig()  # used for scratch; a pretraining run brings its own
     tokenizer: TokenizerConfig = TokenizerConfig()  # scratch: trained on the task's train file
-    train: TrainConfig = TrainConfig(lr=5e-5, epochs=3, eval_every=None)
+    train: FinetuneTrainConfig = FinetuneTrainConfig()
     # opt-ins for hf: checkpoints; off, encoderlab never runs a checkpoint's own Python code
     # (config.json auto_map) and never unpickles weights (pytorch_model.bin): safetensors only
     hf_trust_remote_code: bool = False

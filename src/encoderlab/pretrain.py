@@ -73,7 +73,10 @@ def check_not_finished(run: Run, t: TrainConfig, hint: str) -> None:
         done = f"train.max_steps={t.max_steps}"
     elif t.epochs is not None and epoch >= t.epochs and not state.get("micro"):
         done = f"train.epochs={t.epochs}"
-    elif t.time_budget_min is not None and state.get("train_seconds", 0) >= t.time_budget_min * 60:
+    elif t.time_budget_min is not None and (
+        state.get("train_seconds", 0) >= t.time_budget_min * 60
+        or run.info.get("stopped_because") == "time budget"  # a whole-run budget stops earlier
+    ):
         done = f"train.time_budget_min={t.time_budget_min}"
     elif run.info.get("status") == "finished" and str(
         run.info.get("stopped_because", "")

@@ -350,15 +350,20 @@ def _across_ranks(
 
 @dataclass(frozen=True)
 class Plan:
-    """How long the run is, fixed by the config and the training set's size."""
+    """How long the run is, fixed by the config and the training set's size.
+
+    `tail_rows`: rows evaluated or predicted once training stops (the final evaluation, and the
+    caller's predictions after `fit`), which a whole-run time budget must leave time for."""
 
     micro_per_epoch: int
     steps_per_epoch: int
     total_steps: int | None  # None: only a time budget (or early stopping) ends the run
     budget_s: float | None
+    covers_run: bool = True  # the budget covers setup, evaluations and the end, not training only
+    tail_rows: int = 0
 
     @classmethod
-    def of(cls, cfg: TrainConfig, rows: int) -> Plan:
+    def of(cls, cfg: TrainConfig, rows: int, tail_rows: int = 0) -> Plan:
         micro_per_epoch = math.ceil(rows / cfg.batch_size)
         steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum)
         total_steps = cfg.max_steps
@@ -366,33 +371,46 @@ class Plan:
             by_epochs = cfg.epochs * steps_per_epoch
             total_steps = by_epochs if total_steps is None else min(total_steps, by_epochs)
         budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min is not None else None
-        return cls(micro_per_epoch, steps_per_epoch, total_steps, budget_s)
+        covers_run = cfg.budget_covers == "run"
+        return cls(micro_per_epoch, steps_per_epoch, total_steps, budget_s, covers_run, tail_rows)
 
 
 class Clock:
-    """Seconds trained, counting those before a resume."""
+    """Seconds trained, counting those before a resume; `setup_s`: this session's seconds
+    before training started (reading data, building the model), which a whole-run budget
+    counts too."""
 
-    def __init__(self, already: float) -> None:
+    def __init__(self, already: float, setup_s: float = 0.0) -> None:
         self.t0 = time.perf_counter() - already
+        self.setup_s = setup_s
 
     def seconds(self) -> float:
         return time.perf_counter() - self.t0
 
-    def agreed(self) -> float:
-        """Seconds trained as rank 0 counts them: LR under a time budget and the decision to
-        stop must agree on every rank, or their weights drift apart (a collective call)."""
-        return distributed.main_value(self.seconds())
+
+CHECKPOINT_ALLOWANCE_S = 2.0  # the last checkpoint's write and the best one's reload
+EVAL_OVERHEAD = 1.2  # an evaluation row / a timed forward row: decoding, metrics, padding
 
 
 @dataclass
 class StopRule:
     """Why the run stops, or None. Every rank reaches the same answer (same steps, rank 0's
-    clock), so every rank leaves the loop at the same step."""
+    clock), so every rank leaves the loop at the same step.
+
+    Under a whole-run time budget training stops early enough for the end of the run (final
+    evaluation, predictions, last checkpoint) to fit: their cost is estimated from the timed
+    evaluations, or, before the first one, from the measured training speed."""
 
     cfg: TrainConfig
     plan: Plan
     clock: Clock
     primary: str  # the early-stopping metric, for the message
+    valid_rows: int = 0  # rows of one evaluation
+    eval_row_s: float | None = None  # measured seconds per evaluated row
+    step_s: float | None = None  # measured seconds per optimizer step
+    forward_row_s: float | None = None  # a timed forward pass: seconds per row, until evaluated
+    expected_steps: int | None = None  # the forecast, once the speed is known
+    _speed_from: tuple[int, float] | None = None  # (step, clock seconds) speed is timed from
 
     def diverged(self, state: LoopState) -> str | None:
         """Checked after a step whose counters were read (`LoopState.settle`): every step, or
@@ -411,16 +429,107 @@ class StopRule:
         cfg, plan = self.cfg, self.plan
         if plan.total_steps is not None and state.step >= plan.total_steps:
             return "max_steps" if cfg.max_steps == state.step else "finished"
-        if plan.budget_s is not None and self.clock.agreed() >= plan.budget_s:
+        if plan.budget_s is not None and self._agreed_spent() >= plan.budget_s:
             return "time budget"
         patience = cfg.early_stop_patience
         if evaluated and cfg.early_stop_metric is not None and state.evals_since_best >= patience:
             return f"early stop: no better {self.primary} in {patience} evaluations"
         return None
 
+    def tail_s(self) -> float:
+        """Seconds the end of the run needs once training stops (0 when the budget covers
+        training only): the final evaluation, the caller's predictions, the last checkpoint."""
+        if not self.plan.covers_run:
+            return 0.0
+        row_s = self.eval_row_s
+        if row_s is None:
+            row_s = EVAL_OVERHEAD * (self.forward_row_s or 0.0)
+        return (self.valid_rows + self.plan.tail_rows) * row_s + CHECKPOINT_ALLOWANCE_S
+
+    def _spent(self) -> float:
+        """Budget seconds spent, counting what the end of the run will need."""
+        if not self.plan.covers_run:
+            return self.clock.seconds()
+        return self.clock.seconds() + self.clock.setup_s + self.tail_s()
+
+    def _agreed_spent(self) -> float:
+        """`_spent` as rank 0 counts it: LR under a time budget and the decision to stop must
+        agree on every rank, or their weights drift apart (a collective call)."""
+        return distributed.main_value(self._spent())
+
     def budget_used(self) -> float:
-        """The fraction of the time budget spent: the schedule's progress without total_steps."""
-        return self.clock.agreed() / self.plan.budget_s if self.plan.budget_s else 0.0
+        """The fraction of the time budget's training window spent: the schedule's progress
+        when the budget binds (warmup and decay are fractions of it). 0 without a budget."""
+        if not self.plan.budget_s:
+            return 0.0
+        spent, budget = self._agreed_spent(), self.plan.budget_s
+        before = self.clock.setup_s if self.plan.covers_run else 0.0
+        return min(max((spent - before) / max(budget - before, 1e-9), 0.0), 1.0)
+
+    def timed_eval(self, measure: Callable[[], dict[str, float]]) -> Callable[[], dict[str, float]]:
+        """`measure`, timed: its seconds per row price the run's final evaluation."""
+
+        def timed() -> dict[str, float]:
+            t0 = time.perf_counter()
+            out = measure()
+            if self.valid_rows:
+                self.eval_row_s = (time.perf_counter() - t0) / self.valid_rows
+            return out
+
+        return timed
+
+    def time_forward(self, eng: Engine, batch: Batch) -> None:
+        """Time one evaluation-mode forward pass over a training batch: before the first
+        evaluation, what prices the end of the run under a whole-run budget."""
+        was_training = eng.model.training
+        eng.model.eval()
+        batch = to_device(batch, eng.device)
+        t0 = time.perf_counter()
+        with torch.no_grad(), autocast(eng.device, eng.amp):
+            _, counts = eng.objective.step(eng.model, batch)
+            _floats(counts)  # waits for the device
+        self.forward_row_s = (time.perf_counter() - t0) / max(len(batch["input_ids"]), 1)
+        eng.model.train(was_training)
+
+    def forecast(self, state: LoopState, eng: Engine, batch: Batch) -> str | None:
+        """Once, as soon as the speed is known (a few steps after the first): how many steps
+        and epochs the run will take, and what ends it; warns when warmup outlasts the run."""
+        now = self.clock.seconds()
+        if self._speed_from is None:
+            self._speed_from = (state.step, now)  # the first step is slower: time from here
+            return None
+        step0, t0 = self._speed_from
+        done = state.step - step0
+        if self.step_s is not None or done < 3 or (done < 20 and now - t0 < 5.0):
+            return None
+        self.step_s = (now - t0) / done
+        if self.plan.budget_s is not None and self.plan.covers_run and self.eval_row_s is None:
+            self.time_forward(eng, batch)
+        plan, expected, ends = self.plan, self.plan.total_steps, "steps"
+        if plan.budget_s is not None:
+            left = plan.budget_s - self._spent()
+            by_time = state.step + max(0, int(left / self.step_s))
+            if expected is None or by_time < expected:
+                expected, ends = by_time, "time budget"
+        if expected is None:
+            return None
+        self.expected_steps = expected
+        budget = ""
+        if plan.budget_s is not None:
+            covers = "training only"
+            if plan.covers_run:
+                covers = f"whole run; its end, evaluation and predictions: ~{self.tail_s():.0f} s"
+            budget = f"; budget {plan.budget_s / 60:g} min ({covers})"
+        msg = (
+            f"speed {self.step_s:.3g} s/step: expect {expected:,} steps "
+            f"({expected / plan.steps_per_epoch:.2f} epochs), ended by the {ends}{budget}"
+        )
+        if self.cfg.warmup_steps > expected:
+            msg += (
+                f"\nwarning: train.warmup_steps={self.cfg.warmup_steps} is longer than the run "
+                f"(~{expected:,} steps); lower it or use train.warmup_ratio"
+            )
+        return msg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -593,8 +702,14 @@ def fit(
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
     evaluator: Callable[[nn.Module], dict[str, float]] | None = None,
     say: Callable[[str], None] = print,
+    started: float | None = None,
+    tail_rows: int = 0,
 ) -> FitResult:
     """Train until epochs / max_steps / time budget / early stop; checkpoint as it goes.
+
+    `started`: time.perf_counter() when the run began (reading data, building the model), and
+    `tail_rows`: rows the caller evaluates or predicts after `fit` returns; a time budget that
+    covers the whole run (train.budget_covers: run) counts both.
 
     `evaluator(model) -> metrics` replaces the default evaluation (summed objective counts
     over valid_set) when a task needs whole-set decoding, e.g. QA's EM/F1.
@@ -608,7 +723,8 @@ def fit(
     if len(train_set) == 0:
         raise UserError("the training set is empty; check the data section of the config")
     check_batch_size(cfg)
-    plan = Plan.of(cfg, len(train_set))
+    setup_s = time.perf_counter() - started if started is not None else 0.0
+    plan = Plan.of(cfg, len(train_set), tail_rows)
     device = next(model.parameters()).device
     amp = autocast_dtype(cfg.precision, device)
     if device.type == "cuda":  # TF32: fp32 matmuls on tensor cores (Ampere and later)
@@ -620,10 +736,11 @@ def fit(
     if cfg.compile:
         eng.compiled = torch.compile(eng.net)
     _describe(run, plan, len(train_set), valid_set, device, amp)
-    clock = Clock(state.train_seconds)
+    clock = Clock(state.train_seconds, setup_s)
     primary, primary_mode = _primary(cfg, objective)
-    stop = StopRule(cfg, plan, clock, primary)
+    stop = StopRule(cfg, plan, clock, primary, _eval_rows(valid_set, cfg))
     measure = _measure(eng, valid_set, collate, cfg, evaluator)
+    measure = stop.timed_eval(measure) if measure is not None else None
     bar = _Progress(plan.total_steps, plan.budget_s, initial=state.step, show=rank == 0)
     rec = Recorder(run, say, eng, cfg, plan, clock, measure, on_eval, primary, primary_mode, bar)
     rec.last_saved_s = clock.seconds()
@@ -643,6 +760,9 @@ def fit(
                 group = []
                 state.count(stepped)
                 rec.stepped(state, stepped.tokens)
+                if forecast := stop.forecast(state, eng, batch):
+                    say(forecast)
+                    run.update(expected_steps=stop.expected_steps)
                 log_now = state.step % cfg.log_every == 0 or end_of_epoch
                 if not eng.defers or log_now:  # deferred: skipped steps are read at log time
                     if why := stop.diverged(state.settle()):
@@ -814,25 +934,37 @@ def _epoch_batches(
         yield batch, share(len(train_set), cfg.batch_size, micro, rank, world) > 0
 
 
+def _eval_rows(valid_set: Dataset | None, cfg: TrainConfig) -> int:
+    """Rows one evaluation covers (eval_batches caps it)."""
+    rows = len(valid_set) if valid_set is not None else 0
+    return min(rows, cfg.eval_batches * cfg.batch_size) if cfg.eval_batches else rows
+
+
 def lr_factor(cfg: TrainConfig, step: int, total_steps: int | None, progress: float) -> float:
     """Multiplier on cfg.lr at optimizer step `step` (0-based): warmup, then the schedule.
 
-    `progress` in [0, 1] is used when the total number of steps is unknown (a time budget).
+    `progress` in [0, 1]: the share of the time budget spent (0 without a budget). When it runs
+    ahead of step / total_steps the budget ends the run, so warmup (warmup_ratio) and decay are
+    fractions of the budget rather than of steps the run will never reach.
     """
+    ratio = cfg.warmup_ratio or (0.3 if cfg.schedule == "onecycle" else 0.0)
     warmup = cfg.warmup_steps
     if warmup == 0 and total_steps:
-        ratio = cfg.warmup_ratio or (0.3 if cfg.schedule == "onecycle" else 0.0)
         warmup = int(ratio * total_steps)
-    if step < warmup:
-        return (step + 1) / warmup
+    by_steps = step / total_steps if total_steps else 0.0
+    if progress > by_steps and cfg.warmup_steps == 0:  # the budget binds: fractions of it
+        if progress < ratio:
+            return max(progress / ratio, (step + 1) / warmup if warmup else 0.0)
+        frac = (progress - ratio) / (1.0 - ratio)
+    else:
+        if step < warmup:
+            return (step + 1) / warmup
+        frac = (step - warmup) / max(1, total_steps - warmup) if total_steps else 0.0
+        frac = max(frac, progress)
     if cfg.schedule == "constant":
         return 1.0
     if cfg.schedule == "exponential":
         return max(cfg.min_lr_ratio, cfg.decay_gamma ** (step - warmup))
-    if total_steps:
-        frac = (step - warmup) / max(1, total_steps - warmup)
-    else:
-        frac = progress
     frac = min(max(frac, 0.0), 1.0)
     floor = cfg.min_lr_ratio
     if cfg.schedule == "linear":

@@ -434,3 +434,255 @@ def test_corpus_prepare_killed_keeps_its_finished_shards(setup, tmp_path):
             next(tmp_path.glob(f"cache/*/{shard}")).read_bytes()
             == next(whole.glob(f"*/{shard}")).read_bytes()
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# kill -9 of a study (slow): the study process and the running arm's process group at once (a
+# power cut: nothing cleans up), or the arm alone (the study goes on)
+
+ARM_STEPS = 40  # the arm 'second': a checkpoint every step, killed somewhere in between
+ARMS = {
+    "first": ["train.max_steps=6"],
+    "second": [f"train.max_steps={ARM_STEPS}"],
+    "third": ["train.max_steps=4"],
+}
+
+
+def _study_yaml(root: Path, base: Path, arms: list[str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "name": "killed",
+        "base": str(base),
+        "out": str(root / "out"),
+        "arms": [{"name": a, "overrides": ARMS[a]} for a in arms],
+    }
+    (root / "study.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return root / "study.yaml"
+
+
+def _arms(out: Path) -> dict:
+    f = out / "study.json"
+    return json.loads(f.read_text())["arms"] if f.is_file() else {}
+
+
+def _ft_losses(run_dir: Path) -> list[tuple[int, float]]:
+    return [
+        (r["step"], r["train/loss"]) for r in Run.open(run_dir).metrics() if r["kind"] == "train"
+    ]
+
+
+def _files(run_dir: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file of a run directory: its bytes and mtime (a skipped arm touches neither)."""
+    return {
+        str(p.relative_to(run_dir)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def study_setup(tmp_path_factory) -> dict:
+    """base.yaml for tiny fine-tuning arms over one tokenizer (WordPiece training differs across
+    processes), and the losses of the arm 'second' run uninterrupted (a study of that arm)."""
+    from encoderlab.study import run_study
+    from test_hf import sentiment_csv
+
+    root = tmp_path_factory.mktemp("study-faults")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(synthetic_lines(200)) + "\n", encoding="utf-8")
+    tok = root / "tok"
+    assert run_cli("tokenizer", "train", "--corpus", corpus, "--vocab-size", 120, "--out", tok) == 0
+    base = {
+        "task": {
+            "type": "classification",
+            "train": str(sentiment_csv(root / "train.csv", 64)),
+            "max_len": 32,
+            "label_column": "target",
+            "valid_ratio": 0.25,
+        },
+        "head": {"type": "pooler"},
+        "tokenizer": {"path": str(tok)},
+        "model": {"d_model": 16, "n_head": 2, "d_ff": 32, "n_layer": 1, "max_len": 32},
+        "train": {
+            "batch_size": 8,
+            "lr": 1e-3,
+            "epochs": None,
+            "log_every": 1,
+            "checkpoint_every": 1,
+            "eval_every": 1000,
+        },
+    }
+    (root / "base.yaml").write_text(yaml.safe_dump(base))
+    ref = _study_yaml(root / "ref", root / "base.yaml", ["second"])
+    run_study(ref, say=lambda m: None)
+    rec = _arms(root / "ref" / "out")["second"]
+    assert rec["status"] == "done", rec
+    losses = _ft_losses(Path(rec["run_dir"]))
+    assert [s for s, _ in losses] == list(range(1, ARM_STEPS + 1))
+    return {"base": root / "base.yaml", "ref_losses": losses}
+
+
+def _freeze_arm_when(out: Path, arm: str, study: subprocess.Popen, ready) -> tuple[int, Path]:
+    """Find the arm's process (its run.json's pid; its own process group) and let it run in
+    slices of 10 ms, frozen (SIGSTOP) in between while `ready(run_dir)` looks: the frozen
+    arm's pid and run directory once `ready` is true."""
+    import signal
+    import time
+
+    deadline, pid, run_dir = time.monotonic() + 120, None, None
+    while time.monotonic() < deadline:
+        if study.poll() is not None:
+            pytest.fail(f"the study exited ({study.returncode}) before its arm '{arm}' was ready")
+        if pid is None:
+            found = sorted((out / "runs").glob(f"{arm}-*")) if (out / "runs").is_dir() else []
+            pid = runs_mod.Run(found[0]).info.get("pid") if found else None
+            run_dir = found[0] if pid else None
+            time.sleep(0.01)
+            continue
+        assert run_dir is not None
+        os.killpg(pid, signal.SIGSTOP)
+        if Run.open(run_dir).info["status"] != "running":
+            pytest.fail(f"the arm '{arm}' finished before it was caught")
+        if ready(run_dir):
+            return pid, run_dir
+        os.killpg(pid, signal.SIGCONT)
+        time.sleep(0.01)
+    pytest.fail(f"the arm '{arm}' not ready after 120 s")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="zombies are read from /proc")
+def test_a_dead_arm_not_yet_reaped_is_not_running():
+    """kill -9 of a study and its arm leaves the arm a zombie until init reaps it (seconds here;
+    a container's init may never): the rerun must see it dead and resume the arm, not refuse
+    it as still running."""
+    from encoderlab.study.process import pid_alive
+
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        assert pid_alive(child.pid)
+        child.kill()
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # dead, left unreaped
+        assert Path(f"/proc/{child.pid}").exists() and not pid_alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert not pid_alive(child.pid)
+
+
+def _checkpoint_step(run_dir: Path) -> int:
+    last = Run.open(run_dir).latest_checkpoint()
+    assert last is not None
+    return int(last.name[5:])
+
+
+@pytest.mark.slow
+def test_study_killed_keeps_finished_arms_and_the_rerun_completes(study_setup, tmp_path):
+    """kill -9 of `encoderlab study run` and of its running arm, that one in the middle of a
+    checkpoint write: the rerun skips the finished arm without touching a byte of it, resumes
+    the killed one from its last checkpoint with the losses of an uninterrupted run, and
+    writes the report."""
+    import signal
+
+    study = _study_yaml(tmp_path, study_setup["base"], ["first", "second"])
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "encoderlab", "study", "run", str(study)]
+
+    def ready(run_dir: Path) -> bool:  # the study knows the run; a checkpoint half written
+        return (
+            _arms(out).get("second", {}).get("run_dir") == str(run_dir)
+            and runs_mod.has_checkpoint(run_dir)
+            and bool(list((run_dir / "checkpoints").glob(".tmp-step-*")))
+        )
+
+    proc = subprocess.Popen(
+        cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        pid, run_dir = _freeze_arm_when(out, "second", proc, ready)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the study first: it gets no chance to react
+        proc.wait()
+    os.killpg(pid, signal.SIGKILL)
+    killed_at = _checkpoint_step(run_dir)
+    before_kill = [r for r in Run.open(run_dir).metrics() if r["step"] <= killed_at]
+    arms = _arms(out)
+    assert arms["first"]["status"] == "done"
+    assert arms["second"]["status"] == "running"  # stale: nothing was left to say otherwise
+    first_dir = Path(arms["first"]["run_dir"])
+    first_files, first_log = _files(first_dir), (out / "logs" / "first.log").read_bytes()
+
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[first] done already" in done.stdout
+    assert f"[second] resuming {run_dir}" in done.stdout
+    assert f"resumed {run_dir} at step {killed_at} " in done.stdout
+    after = _arms(out)
+    assert after["first"] == arms["first"], "the finished arm is not started again"
+    assert (
+        _files(first_dir) == first_files and (out / "logs" / "first.log").read_bytes() == first_log
+    )
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(
+        [first_dir.name, run_dir.name]
+    )
+    assert after["second"]["status"] == "done" and after["second"]["run_dir"] == str(run_dir)
+    assert Run.open(run_dir).info["status"] == "finished"
+    assert not list((run_dir / "checkpoints").glob(".tmp-step-*")), "the killed write is gone"
+    run = Run.open(run_dir)
+    assert [r for r in run.metrics() if r["step"] <= killed_at] == before_kill
+    same_losses(study_setup["ref_losses"], _ft_losses(run_dir), ARM_STEPS)
+    report = (out / "report" / "report.md").read_text(encoding="utf-8")
+    assert "Record: first" in report and "Record: second" in report
+    assert json.loads((out / "study.json").read_text())["report"] == str(
+        out / "report" / "report.html"
+    )
+
+
+@pytest.mark.slow
+def test_study_killed_arm_alone_is_recorded_and_the_rerun_resumes_it(study_setup, tmp_path):
+    """kill -9 of the running arm only: the study records it as interrupted with a one-line
+    reason and goes on to the next arm; the rerun resumes it with an uninterrupted run's
+    losses and skips the others."""
+    import signal
+
+    study = _study_yaml(tmp_path, study_setup["base"], ["first", "second", "third"])
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "encoderlab", "study", "run", str(study)]
+
+    def ready(run_dir: Path) -> bool:
+        return _arms(out).get("second", {}).get("run_dir") == str(run_dir) and (
+            runs_mod.has_checkpoint(run_dir, min_step=5)
+        )
+
+    with open(tmp_path / "study.log", "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            pid, run_dir = _freeze_arm_when(out, "second", proc, ready)
+            os.killpg(pid, signal.SIGKILL)
+            proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = (tmp_path / "study.log").read_text(encoding="utf-8")
+    killed_at = _checkpoint_step(run_dir)
+    arms = _arms(out)
+    assert proc.returncode == 0, text
+    assert [arms[a]["status"] for a in ("first", "second", "third")] == [
+        "done",
+        "interrupted",
+        "done",
+    ]
+    msg = arms["second"]["message"]
+    assert msg == "killed by SIGKILL (exit code -9)", msg
+    assert f"[second] interrupted (exit code -9): {msg}; run the study again" in text
+
+    lines: list[str] = []
+    from encoderlab.study import run_study
+
+    run_study(study, say=lines.append)
+    text = "\n".join(lines)
+    assert "[first] done already" in text and "[third] done already" in text
+    assert f"[second] resuming {run_dir}" in text
+    assert f"resumed {run_dir} at step {killed_at} " in text
+    assert _arms(out)["second"]["status"] == "done"
+    same_losses(study_setup["ref_losses"], _ft_losses(run_dir), ARM_STEPS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -256,14 +257,27 @@ def _record_end(
         and run_dir is not None
         and has_checkpoint(run_dir)
     ):
-        state.set(name, status="interrupted", message=last or f"exit code {rc}", seconds=seconds)
-        say(f"[{name}] interrupted (exit code {rc}); run the study again to resume it")
+        msg = _killed_by(rc) or last or f"exit code {rc}"
+        state.set(name, status="interrupted", message=msg, seconds=seconds)
+        say(f"[{name}] interrupted (exit code {rc}): {msg}; run the study again to resume it")
     else:
-        msg = last or f"exit code {rc}"
+        msg = _killed_by(rc) or last or f"exit code {rc}"
         if rc == 0:
             msg = str(info.get("message") or info.get("stopped_because") or "run did not finish")
         state.set(name, status="failed", message=msg, exit_code=rc, seconds=seconds)
         say(f"[{name}] FAILED (exit code {rc}): {msg}")
+
+
+def _killed_by(rc: int) -> str | None:
+    """A signal the arm did not handle (kill -9, the OOM killer): its last output line is then
+    just where it was, not why it stopped, so the signal is the reason."""
+    if rc >= 0:
+        return None
+    try:
+        sig = signal.Signals(-rc).name
+    except ValueError:
+        sig = f"signal {-rc}"
+    return f"killed by {sig} (exit code {rc})"
 
 
 def study_command(path: str, profile: str | None, say: Callable[[str], None] = print) -> Path:

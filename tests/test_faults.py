@@ -11,8 +11,10 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from safetensors.torch import load_file
 import encoderlab.runs as runs_mod
 from conftest import frozen_when, kill_9, run_cli, synthetic_lines
 from encoderlab.config import Config, TrainConfig
+from encoderlab.jobs import run_info
 from encoderlab.runs import Run, checkpoint_problem
 from encoderlab.train import fit
 from test_pretrain_cli import TINY
@@ -526,22 +529,22 @@ def _freeze_arm_when(out: Path, arm: str, study: subprocess.Popen, ready) -> tup
     """Find the arm's process (its run.json's pid; its own process group) and let it run in
     slices of 10 ms, frozen (SIGSTOP) in between while `ready(run_dir)` looks: the frozen
     arm's pid and run directory once `ready` is true."""
-    import signal
-    import time
-
     deadline, pid, run_dir = time.monotonic() + 120, None, None
     while time.monotonic() < deadline:
         if study.poll() is not None:
             pytest.fail(f"the study exited ({study.returncode}) before its arm '{arm}' was ready")
         if pid is None:
             found = sorted((out / "runs").glob(f"{arm}-*")) if (out / "runs").is_dir() else []
-            pid = runs_mod.Run(found[0]).info.get("pid") if found else None
+            pid = run_info(found[0]).get("pid") if found else None
             run_dir = found[0] if pid else None
             time.sleep(0.01)
             continue
         assert run_dir is not None
-        os.killpg(pid, signal.SIGSTOP)
-        if Run.open(run_dir).info["status"] != "running":
+        try:
+            os.killpg(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            pytest.fail(f"the arm '{arm}' ended before it was caught")
+        if run_info(run_dir).get("status") != "running":
             pytest.fail(f"the arm '{arm}' finished before it was caught")
         if ready(run_dir):
             return pid, run_dir
@@ -581,8 +584,6 @@ def test_study_killed_keeps_finished_arms_and_the_rerun_completes(study_setup, t
     checkpoint write: the rerun skips the finished arm without touching a byte of it, resumes
     the killed one from its last checkpoint with the losses of an uninterrupted run, and
     writes the report."""
-    import signal
-
     study = _study_yaml(tmp_path, study_setup["base"], ["first", "second"])
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "encoderlab", "study", "run", str(study)]
@@ -642,8 +643,6 @@ def test_study_killed_arm_alone_is_recorded_and_the_rerun_resumes_it(study_setup
     """kill -9 of the running arm only: the study records it as interrupted with a one-line
     reason and goes on to the next arm; the rerun resumes it with an uninterrupted run's
     losses and skips the others."""
-    import signal
-
     study = _study_yaml(tmp_path, study_setup["base"], ["first", "second", "third"])
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "encoderlab", "study", "run", str(study)]

@@ -1,8 +1,9 @@
 """Fault injection: a full disk (injected, and a real tmpfs where mounting is allowed), NaN
 losses, damaged checkpoint files, and (slow) kill -9 at seeded random points of pretraining,
-fine-tuning and corpus preparation, including in the middle of a checkpoint write. Each test
-asserts that no finished work is lost, and that losses after a resume are the ones an
-uninterrupted run logs wherever resume is promised to be exact (pretrain, finetune)."""
+fine-tuning, corpus preparation and a study (the study with its arm, or the arm alone),
+including in the middle of a checkpoint write. Each test asserts that no finished work is lost,
+and that losses after a resume are the ones an uninterrupted run logs wherever resume is
+promised to be exact (pretrain, finetune, a study's arm)."""
 
 from __future__ import annotations
 

@@ -10,8 +10,9 @@ It runs `encoderlab finetune <config> --set init=hf:<MiniLM> --set train.lr=null
 model loading, evaluations, the final evaluation and predictions are all on the clock) and
 prints the wall time, how far it is from the budget, and the final validation metrics. The
 target from the time-to-quality issue: disaster tweets, accuracy >= 0.84 within 250 s of wall
-time; the Hugging Face Trainer (same model, 3 epochs) reached 0.841 in 503 s. The last line is
-`ratio X.XXx`: 503 s over this run's wall time (above 1: faster than the Trainer).
+time (the Hugging Face Trainer, same model, 3 epochs, reached 0.841 in 503 s when the issue was
+filed; `finetune_throughput.py` measures both tools side by side). This is a check against that
+target, not a peer benchmark: its last line says whether the target was met.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAINER_SECONDS = 503.0  # HF Trainer, MiniLM, disaster tweets, 3 epochs, 2 CPU cores: acc 0.841
+TARGET_ACC, TARGET_SECONDS = 0.84, 250.0  # disaster tweets, from the time-to-quality issue
 
 
 def main() -> None:
@@ -60,7 +61,12 @@ def main() -> None:
     final = info.get("final", {})
     print(f"budget {budget:.0f} s, wall {wall:.1f} s ({100 * (wall / budget - 1):+.1f} %)")
     print("final: " + "  ".join(f"{k} {v:.4f}" for k, v in final.items() if k != "checkpoint"))
-    print(f"ratio {TRAINER_SECONDS / wall:.2f}x")
+    acc = final.get("acc", float("nan"))
+    met = acc >= TARGET_ACC and wall <= TARGET_SECONDS
+    print(
+        f"target (acc >= {TARGET_ACC} within {TARGET_SECONDS:.0f} s): "
+        f"{'met' if met else 'not met'} (acc {acc:.4f} in {wall:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def write_csv(rows: list[dict], path: Path) -> Path:
 
 def run_encoderlab(args, model_path: str, train_csv: Path, valid_csv: Path, out: Path) -> dict:
     from encoderlab.config import FinetuneConfig
-    from encoderlab.finetune import finetune
+    from encoderlab.finetuning import finetune
 
     cfg = FinetuneConfig.model_validate(
         {

@@ -20,7 +20,7 @@ from encoderlab.data.masking import MaskingSpec, mask_batch
 from encoderlab.electra import ElectraLM, generator_config
 from encoderlab.errors import UserError
 from encoderlab.objectives import electra_objective, mlm_objective
-from encoderlab.pretrain import pretrain
+from encoderlab.pretraining import pretrain
 from encoderlab.runs import Run, encoder_weights
 from encoderlab.tokenizer import load_tokenizer
 
@@ -324,9 +324,9 @@ def test_mlm_run_with_two_sources_reports_them(tmp_path):
 
 
 def test_report_shows_the_electra_run_per_source(tmp_path, electra_run):
-    from encoderlab.report.build import build_report
-    from encoderlab.report.load import load_runs
-    from encoderlab.report.metrics import percent, source_metrics
+    from encoderlab.reporting.build import build_report
+    from encoderlab.reporting.load import load_runs
+    from encoderlab.reporting.metrics import percent, source_metrics
 
     (data,) = load_runs([electra_run])
     assert data.primary == "disc_f1"

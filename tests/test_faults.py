@@ -120,7 +120,7 @@ def test_disk_full_mid_run_is_one_line_and_resume_is_exact(setup, tmp_path, monk
 
 @pytest.mark.parametrize("where", ["run.json", "env.json", "tokenizer", "first checkpoint"])
 def test_disk_full_at_start_leaves_no_run_directory(setup, tmp_path, monkeypatch, capsys, where):
-    import encoderlab.pretrain as pretrain_mod
+    import encoderlab.pretraining as pretrain_mod
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "some/file")

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from conftest import shared
 from encoderlab.cli import main
 from encoderlab.config import FinetuneConfig, HeadConfig, TaskConfig, load_config
-from encoderlab.finetune import finetune
+from encoderlab.finetuning import finetune
 from encoderlab.heads import CnnHead, sequence_head
 from encoderlab.runs import Run
 from encoderlab.tasks import get_task
@@ -142,7 +142,7 @@ def test_cnn_and_mean_heads_train(tmp_path):
 
 
 def _pretrain_tiny(tmp_path: Path) -> Run:
-    from encoderlab.pretrain import pretrain
+    from encoderlab.pretraining import pretrain
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(r["text"] for r in sentiment_rows(300, 5)))
@@ -506,7 +506,7 @@ def test_finetune_resume_after_crash_matches_uninterrupted(tmp_path, monkeypatch
         objective.step = boom
         return real_fit(*args, **kwargs)
 
-    import encoderlab.finetune as ft_module
+    import encoderlab.finetuning as ft_module
 
     monkeypatch.setattr(ft_module, "fit", crashing_fit)
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -533,7 +533,7 @@ def only_run_named(tmp_path: Path, name: str) -> Run:
 
 
 def test_defaults_fit_the_init_and_are_saved_with_the_run(tmp_path):
-    from encoderlab.finetune import DEFAULTS, resolve_defaults
+    from encoderlab.finetuning import DEFAULTS, resolve_defaults
 
     said: list[str] = []
     raw = base_cfg(tmp_path)
@@ -578,7 +578,7 @@ def test_defaults_fit_the_init_and_are_saved_with_the_run(tmp_path):
 
 @pytest.mark.parametrize("init", ["hf:some/model", "runs/pretrain-run"])
 def test_scratch_lr_on_a_pretrained_init_is_a_one_line_warning(tmp_path, init):
-    from encoderlab.finetune import resolve_defaults
+    from encoderlab.finetuning import resolve_defaults
 
     said: list[str] = []
     raw = base_cfg(tmp_path, init=init, train={"lr": 1e-3})

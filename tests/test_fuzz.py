@@ -24,7 +24,7 @@ from hypothesis import strategies as st  # noqa: E402
 from encoderlab.config import FinetuneConfig, TaskConfig, load_config  # noqa: E402
 from encoderlab.data.tables import read_rows  # noqa: E402
 from encoderlab.errors import UserError  # noqa: E402
-from encoderlab.report.load import load_run  # noqa: E402
+from encoderlab.reporting.load import load_run  # noqa: E402
 from encoderlab.tasks.registry import get_task  # noqa: E402
 
 MAX = 150 if os.environ.get("HYPOTHESIS_PROFILE") != "deep" else 3000

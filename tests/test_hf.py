@@ -17,7 +17,7 @@ from conftest import WORDS, synthetic_lines
 from encoderlab.cli import main
 from encoderlab.config import Config, FinetuneConfig
 from encoderlab.errors import UserError
-from encoderlab.finetune import finetune
+from encoderlab.finetuning import finetune
 from encoderlab.inference import load_finetuned
 from encoderlab.model import Encoder, MaskedLM
 from encoderlab.runs import Run, encoder_weights, run_checkpoint
@@ -323,7 +323,7 @@ def ft_config(tmp_path: Path, task: str, **over) -> FinetuneConfig:
 @pytest.fixture(scope="module")
 def pretrain_runs(tmp_path_factory) -> dict[bool, Path]:
     """Tiny pretraining runs, with and without a tied MLM decoder."""
-    from encoderlab.pretrain import pretrain
+    from encoderlab.pretraining import pretrain
 
     tmp = tmp_path_factory.mktemp("pretrain")
     corpus = tmp / "corpus.txt"

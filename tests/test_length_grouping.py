@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import shared
-from encoderlab.finetune import LastEvaluation, finetune
+from encoderlab.finetuning import LastEvaluation, finetune
 from encoderlab.inference import EvalBatches, TaskModel, predict_outputs
 from encoderlab.runtime import Batches, epoch_order, padding_share
 from encoderlab.tasks import get_task
@@ -117,7 +117,7 @@ def test_final_predictions_reuse_the_last_evaluation_when_it_is_the_best(
 ):
     """The best checkpoint's valid predictions are evaluated again only when the best is not
     the last evaluation, and are the same either way."""
-    import encoderlab.finetune as ft_module
+    import encoderlab.finetuning as ft_module
 
     real = ft_module.evaluate_examples
     calls = []
@@ -149,7 +149,7 @@ def test_final_predictions_reuse_the_last_evaluation_when_it_is_the_best(
 def test_a_run_saved_before_grouping_resumes_in_its_own_order(tmp_path, monkeypatch):
     """A run whose config.yaml predates train.group_by_length resumes ungrouped: the same
     losses as an uninterrupted ungrouped run."""
-    import encoderlab.finetune as ft_module
+    import encoderlab.finetuning as ft_module
     from encoderlab.runs import Run
     from encoderlab.tokenizer import save_tokenizer, train_tokenizer
     from test_finetune import main_code, only_run_named, sentiment_rows

@@ -23,7 +23,7 @@ TOL = 1e-4
 
 @pytest.mark.parametrize("task, head", [("classification", "cnn"), ("qa", "pooler")])
 def test_onnx_matches_pytorch_at_two_shapes(tmp_path, task, head):
-    from encoderlab.finetune import finetune
+    from encoderlab.finetuning import finetune
 
     run, _ = finetune(ft_config(tmp_path, task, head={"type": head}), say=quiet)
     out = tmp_path / "onnx" / "model.onnx"
@@ -51,7 +51,7 @@ def test_onnx_matches_pytorch_at_two_shapes(tmp_path, task, head):
 
 
 def test_onnx_needs_a_file_name(tmp_path, capsys):
-    from encoderlab.finetune import finetune
+    from encoderlab.finetuning import finetune
 
     run, _ = finetune(ft_config(tmp_path, "classification"), say=quiet)
     assert run_cli("export", run.path, "--to-onnx", tmp_path / "out_dir") == 2

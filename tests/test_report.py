@@ -14,9 +14,9 @@ import yaml
 from conftest import run_cli, synthetic_lines
 from encoderlab.config import Config, FinetuneConfig
 from encoderlab.errors import UserError
-from encoderlab.report import build_report, find_runs, load_runs, report_command
-from encoderlab.report.compare import _short, differing_fields, labels
-from encoderlab.report.diffs import example_diff, sign_test
+from encoderlab.reporting import build_report, find_runs, load_runs, report_command
+from encoderlab.reporting.compare import _short, differing_fields, labels
+from encoderlab.reporting.diffs import example_diff, sign_test
 from encoderlab.runs import Run
 from test_finetune import sentiment_rows, write_csv
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from encoderlab.report import build_report
+from encoderlab.reporting import build_report
 from test_report import classification_run, pretrain_run, qa_run
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -90,7 +90,7 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, damage, why
 
 def test_failed_resume_leaves_the_run_untouched(tmp_path, capsys):
     """Every checkpoint broken: one line, exit 2, run.json and metrics.jsonl as they were."""
-    from encoderlab.finetune import finetune
+    from encoderlab.finetuning import finetune
     from test_hf import ft_config
 
     run, _ = finetune(ft_config(tmp_path, "classification", train={"max_steps": 4}), say=quiet)
@@ -111,7 +111,7 @@ def test_failed_resume_leaves_the_run_untouched(tmp_path, capsys):
 
 def test_export_passes_over_a_broken_best_checkpoint(tmp_path, capsys):
     pytest.importorskip("transformers")
-    from encoderlab.finetune import finetune
+    from encoderlab.finetuning import finetune
     from test_hf import ft_config
 
     cfg = ft_config(tmp_path, "classification", train={"max_steps": 4, "eval_every": 2})
@@ -237,7 +237,7 @@ def test_the_same_process_may_reopen_its_run(tmp_path):
 def test_pretrain_resume_does_not_claim_the_corpus_changed(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(synthetic_lines(100)) + "\n", encoding="utf-8")
-    from encoderlab.pretrain import pretrain
+    from encoderlab.pretraining import pretrain
 
     cfg = Config.model_validate(
         {
@@ -265,7 +265,7 @@ def test_pretrain_resume_does_not_claim_the_corpus_changed(tmp_path):
 
 
 def test_report_reads_damaged_runs_with_one_line_warnings(tmp_path, capsys):
-    from encoderlab.report import build_report, load_run
+    from encoderlab.reporting import build_report, load_run
 
     good = toy_run(tmp_path, steps=4)
     with open(good.path / "metrics.jsonl", "ab") as f:

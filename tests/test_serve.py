@@ -18,7 +18,7 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from conftest import run_cli  # noqa: E402
 from encoderlab.config import FinetuneConfig  # noqa: E402
-from encoderlab.finetune import finetune  # noqa: E402
+from encoderlab.finetuning import finetune  # noqa: E402
 from encoderlab.inference import length_batches, load_finetuned, scored  # noqa: E402
 from encoderlab.serve import Batcher, RequestError, ServeLimits, build_app, parse_request  # noqa: E402
 

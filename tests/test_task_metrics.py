@@ -12,8 +12,8 @@ import pytest
 from conftest import run_cli, shared
 from encoderlab.config import FinetuneConfig, TaskConfig, build, load_config
 from encoderlab.errors import UserError
-from encoderlab.finetune import finetune
-from encoderlab.report import build_report
+from encoderlab.finetuning import finetune
+from encoderlab.reporting import build_report
 from encoderlab.tasks import get_task, scores
 from encoderlab.tasks.tagging import entity_scores
 

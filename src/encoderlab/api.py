@@ -82,7 +82,7 @@ def finetune(
     """Fine-tune and return the run directory. train/valid/test override task.train/valid/
     test: a path, or in-memory rows (DataFrame, list of dicts, datasets.Dataset), which are
     written under <runs_dir>/.data/ and read like files (task.format then reads 'auto')."""
-    from encoderlab.finetune import finetune as run_finetune
+    from encoderlab.finetuning import finetune as run_finetune
 
     if resume is not None:
         run, _ = run_finetune(None, say=say, resume=resume)
@@ -107,7 +107,7 @@ def pretrain(
     say: Say = print,
 ) -> Path:
     """Masked-LM pretraining (or continue `resume`); returns the run directory."""
-    from encoderlab.pretrain import pretrain as run_pretrain
+    from encoderlab.pretraining import pretrain as run_pretrain
 
     if resume is not None:
         listed = None if overrides is None else _override_list(overrides)
@@ -180,7 +180,7 @@ def evaluate(run: Any, data: Any, say: Say = print) -> dict[str, Any]:
 def report(runs: Any, out: str | Path = "report") -> Path:
     """A report comparing runs (directories, folders of runs, or what `finetune` returned);
     returns report.html (report.md beside it)."""
-    from encoderlab.report import report_command
+    from encoderlab.reporting import report_command
 
     items = [runs] if isinstance(runs, (str, Path)) else list(runs)
     return report_command([str(_run_path(r)) for r in items], str(out))

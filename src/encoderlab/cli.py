@@ -147,7 +147,7 @@ def pretrain(
 ) -> None:
     """Masked-LM pretraining of an encoder."""
     from encoderlab.config import load_config
-    from encoderlab.pretrain import pretrain as run_pretrain
+    from encoderlab.pretraining import pretrain as run_pretrain
 
     if resume is None and config is None:
         raise UserError("give a config file (e.g. configs/pretrain.yaml) or --resume RUN_DIR")
@@ -261,7 +261,7 @@ def finetune(
 ) -> None:
     """Fine-tune on a task (classification, pair, qa, tagging) from scratch, a run or hf:."""
     from encoderlab.config import FinetuneConfig, load_config
-    from encoderlab.finetune import finetune as run_finetune
+    from encoderlab.finetuning import finetune as run_finetune
 
     if resume is None and config is None:
         raise UserError("give a config file (e.g. configs/disaster_tweets.yaml) or --resume RUN")
@@ -377,7 +377,7 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("report"),
 ) -> None:
     """Compare runs: hyperparameter table, curves, confusion matrices, example-level diffs."""
-    from encoderlab.report import report_command
+    from encoderlab.reporting import report_command
 
     path = report_command(paths, str(out))
     say(f"report: {path} (and {path.with_suffix('.md')})")

@@ -1,7 +1,7 @@
 """What a pretraining batch's loss is: masked-LM (BERT) or ELECTRA's replaced-token detection.
 
 Each objective is the trainer's `Objective`: step(model, batch) -> (loss, counts to sum), and
-metrics(summed counts). `pretrain.py` only picks one (`pretraining_setup`).
+metrics(summed counts). `pretraining.py` only picks one (`pretraining_setup`).
 
 Per-source metrics: when the corpus mixes several sources (data.sources), validation batches
 carry `source` (B,), each row's corpus; the counts are then also summed per source, under

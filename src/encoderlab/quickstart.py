@@ -11,7 +11,7 @@ from pathlib import Path
 
 from encoderlab.config import Config, apply_overrides, build
 from encoderlab.data.quickstart import quickstart_corpus
-from encoderlab.pretrain import pretrain
+from encoderlab.pretraining import pretrain
 from encoderlab.runs import Run
 from encoderlab.train import FitResult
 

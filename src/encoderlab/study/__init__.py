@@ -1,6 +1,6 @@
 """Studies: a whole comparison from one file. A base config, a list of arms (override sets),
 optionally a pretraining stage that later arms use, run one after another, each in its own
-process, resumable, and written up with `encoderlab.report` at the end.
+process, resumable, and written up with `encoderlab.reporting` at the end.
 
     name: disaster-tweets                  # default: the study file's folder name
     base: disaster_tweets.yaml             # relative to the study file

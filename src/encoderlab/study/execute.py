@@ -105,7 +105,7 @@ def _write_up(study: Study, state: State, say: Callable[[str], None]) -> Path:
     if not run_dirs:
         say(f"no arm produced a run; state: {state.path}")
         return state.path
-    from encoderlab.report import build_report
+    from encoderlab.reporting import build_report
 
     html = build_report(run_dirs, study.out / "report", title=f"encoderlab study: {study.name}")
     state.data["report"] = str(html)

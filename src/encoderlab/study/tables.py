@@ -12,8 +12,8 @@ from encoderlab.study.state import State
 
 
 def summary_rows(state: State, study: Study) -> list[dict[str, Any]]:
-    from encoderlab.report import load_run
-    from encoderlab.report.metrics import primary_value
+    from encoderlab.reporting import load_run
+    from encoderlab.reporting.metrics import primary_value
 
     rows = []
     for entry in study.entries():

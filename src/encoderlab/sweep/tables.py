@@ -167,7 +167,7 @@ def write_outputs(sweep: Sweep, rows: list[dict[str, Any]], say: Callable[[str],
     run_dirs = [Path(r["run_dir"]) for r in rows if r["run_dir"] and Path(r["run_dir"]).is_dir()]
     if run_dirs:
         try:
-            from encoderlab.report import build_report
+            from encoderlab.reporting import build_report
 
             build_report(run_dirs, out / "report", title=f"Sweep {sweep.name}")
         except Exception as e:  # the table and best.yaml stand on their own

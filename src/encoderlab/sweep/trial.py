@@ -165,14 +165,14 @@ def run_trial(values: dict[str, Any], sweep: Sweep) -> None:
             cfg = trial_config(sweep, values, name)
         record["run_dir"] = str(previous) if resume else None
         if sweep.kind == "finetune":
-            from encoderlab.finetune import finetune
+            from encoderlab.finetuning import finetune
 
             if resume is not None:
                 run, result = finetune(say=quiet, resume=resume, on_eval=reporter.on_eval)
             else:
                 run, result = finetune(cfg, say=quiet, on_eval=reporter.on_eval)
         else:
-            from encoderlab.pretrain import pretrain
+            from encoderlab.pretraining import pretrain
 
             if resume is not None:
                 run, result = pretrain(resume=resume, say=quiet, on_eval=reporter.on_eval)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from encoderlab.report import fmt
-from encoderlab.report.diffs import ExampleDiff
-from encoderlab.report.load import RunData
-from encoderlab.report.metrics import (
+from encoderlab.reporting import fmt
+from encoderlab.reporting.diffs import ExampleDiff
+from encoderlab.reporting.load import RunData
+from encoderlab.reporting.metrics import (
     SOURCE_METRICS,
     TRAIN_ACC,
     best_primary,

@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 from encoderlab.errors import UserError
-from encoderlab.report import figures, fmt
-from encoderlab.report.compare import Group, conclusion, differing_fields, group_runs, labels
-from encoderlab.report.diffs import ExampleDiff, example_diff
-from encoderlab.report.load import RunData, load_runs
-from encoderlab.report.metrics import final_metrics, percent
-from encoderlab.report.render import (
+from encoderlab.reporting import figures, fmt
+from encoderlab.reporting.compare import Group, conclusion, differing_fields, group_runs, labels
+from encoderlab.reporting.diffs import ExampleDiff, example_diff
+from encoderlab.reporting.load import RunData, load_runs
+from encoderlab.reporting.metrics import final_metrics, percent
+from encoderlab.reporting.render import (
     Bullets,
     Document,
     Figure,
@@ -21,7 +21,7 @@ from encoderlab.report.render import (
     to_html,
     to_markdown,
 )
-from encoderlab.report.tables import (
+from encoderlab.reporting.tables import (
     confusion_table,
     diff_tables,
     epoch_table,
@@ -43,7 +43,7 @@ def _pairs(group: Group) -> list[tuple[RunData, RunData]]:
     runs = [r for r in group.runs if r.predictions]
     if len(runs) <= ALL_PAIRS_UP_TO:
         return list(itertools.combinations(runs, 2))
-    from encoderlab.report.metrics import primary_value
+    from encoderlab.reporting.metrics import primary_value
 
     best = max(runs, key=lambda r: primary_value(r) or float("-inf"))
     return [(best, r) for r in runs if r is not best]

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from encoderlab.report.load import RunData
+from encoderlab.reporting.load import RunData
 
 TEXT_FIELDS = ("input", "question", "tokens")  # what identifies an example's content
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from encoderlab.report.load import RunData
+from encoderlab.reporting.load import RunData
 from encoderlab.tasks.registry import task_class
 
 RATES = {

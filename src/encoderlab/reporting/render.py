@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from encoderlab.report.tables import Table
+from encoderlab.reporting.tables import Table
 
 
 @dataclass

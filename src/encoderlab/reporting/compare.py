@@ -7,10 +7,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from encoderlab.report import fmt
-from encoderlab.report.diffs import ExampleDiff
-from encoderlab.report.load import RunData
-from encoderlab.report.metrics import n_evaluated, percent, primary_value
+from encoderlab.reporting import fmt
+from encoderlab.reporting.diffs import ExampleDiff
+from encoderlab.reporting.load import RunData
+from encoderlab.reporting.metrics import n_evaluated, percent, primary_value
 
 # config keys that name or describe a run rather than change it
 IGNORED = {"name", "description", "runs_dir"}

@@ -9,7 +9,7 @@ differs, groups, conclusions), diffs (example-level), tables, figures, render (M
 build (assembling the document).
 """
 
-from encoderlab.report.build import build_report, report_command
-from encoderlab.report.load import RunData, find_runs, load_run, load_runs
+from encoderlab.reporting.build import build_report, report_command
+from encoderlab.reporting.load import RunData, find_runs, load_run, load_runs
 
 __all__ = ["RunData", "build_report", "find_runs", "load_run", "load_runs", "report_command"]

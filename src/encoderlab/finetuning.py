@@ -39,7 +39,7 @@ from encoderlab.inference import (
     write_submission,
 )
 from encoderlab.model import Encoder, num_params, param_groups, prepare_training
-from encoderlab.pretrain import check_not_finished
+from encoderlab.pretraining import check_not_finished
 from encoderlab.runs import ReadOnlyRun, Run, encoder_weights, run_checkpoint, run_model_config
 from encoderlab.runtime import resolve_device, seed_everything
 from encoderlab.tasks import get_task

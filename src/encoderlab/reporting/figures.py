@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from encoderlab.report.load import RunData  # noqa: E402
-from encoderlab.report.metrics import TRAIN_ACC, TRAIN_LOSS, VALID_LOSS, series  # noqa: E402
+from encoderlab.reporting.load import RunData  # noqa: E402
+from encoderlab.reporting.metrics import TRAIN_ACC, TRAIN_LOSS, VALID_LOSS, series  # noqa: E402
 
 DPI = 100
 

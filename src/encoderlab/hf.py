@@ -660,6 +660,8 @@ def export_run(
     enc = encoder_weights(ckpt)
     common = bert_config_fields(mc, ids["pad"])
     if kind == "pretrain":
+        if mc.mlm_head != "bert":
+            raise UserError(f"{run.path}: cannot export model.mlm_head={mc.mlm_head}; use bert")
         if mc.activation != "gelu":
             raise UserError(
                 f"{run.path}: cannot export to BertConfig: model.activation={mc.activation} with "

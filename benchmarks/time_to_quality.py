@@ -210,7 +210,10 @@ def run_hf(work: Path, minutes: float, threads: int, layers: int) -> dict:
     budget_s = minutes * 60
 
     class Clock(TrainerCallback):
-        """Records when each step ends; stops training once `budget_s` seconds have passed."""
+        """Records when each step ends; stops training once `budget` seconds have passed."""
+
+        def __init__(self, budget: float) -> None:
+            self.budget = budget
 
         def on_train_begin(self, args, state, control, **kw):
             self.t0 = time.perf_counter()
@@ -218,11 +221,11 @@ def run_hf(work: Path, minutes: float, threads: int, layers: int) -> dict:
 
         def on_step_end(self, args, state, control, **kw):
             self.ends.append(time.perf_counter())
-            if self.ends[-1] - self.t0 >= budget_s:
+            if self.ends[-1] - self.t0 >= self.budget:
                 control.should_training_stop = True
             return control
 
-    def trainer(max_steps: int) -> Trainer:
+    def trainer(max_steps: int, clock: Clock) -> Trainer:
         torch.manual_seed(0)
         args = TrainingArguments(
             output_dir=str(work / "hf"),
@@ -230,7 +233,7 @@ def run_hf(work: Path, minutes: float, threads: int, layers: int) -> dict:
             learning_rate=5e-4,
             weight_decay=0.01,
             lr_scheduler_type="linear",
-            warmup_ratio=0.06,
+            warmup_steps=0.06,  # a float: the share of max_steps
             max_steps=max_steps,
             logging_steps=10**9,
             save_strategy="no",
@@ -245,11 +248,11 @@ def run_hf(work: Path, minutes: float, threads: int, layers: int) -> dict:
             model=model, args=args, train_dataset=train, data_collator=collator, callbacks=[clock]
         )
 
-    clock = Clock()
-    trainer(3 + 10).train()  # 10 steps timed after 3 warm-up steps, to pick max_steps
-    per_step = (clock.ends[-1] - clock.ends[2]) / 10
+    calib = Clock(float("inf"))
+    trainer(3 + 10, calib).train()  # 10 steps timed after 3 warm-up steps, to pick max_steps
+    per_step = (calib.ends[-1] - calib.ends[2]) / 10
     max_steps = max(10, int(budget_s / per_step))
-    t = trainer(max_steps)
+    t = trainer(max_steps, Clock(budget_s))
     t0 = time.perf_counter()
     out = t.train()
     seconds = time.perf_counter() - t0

@@ -2,8 +2,10 @@
 
 Not a test; run it by hand on an otherwise idle machine:
 
-    python benchmarks/time_to_quality.py --minutes 10 --threads 1     # ~25 min on 2 cores
+    python benchmarks/time_to_quality.py --minutes 10 --threads 1     # ~12 min on 2 cores
     python benchmarks/time_to_quality.py --minutes 0.5                # a ~3 minute check
+
+The HF side needs transformers and accelerate (Trainer requires it): pip install -e '.[dev]'.
 
 What is compared, on WikiText-2 valid+test (one document a line):
 
@@ -40,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from encoderlab.config import Config, TokenizerConfig, resolve_recipe
+from encoderlab.config import Config, TokenizerConfig, load_config
 from encoderlab.model import IGNORE_INDEX, MaskedLM
 from encoderlab.tokenizer import load_tokenizer, save_tokenizer, special_ids, train_tokenizer
 
@@ -128,12 +130,8 @@ def accuracy(logits_of, stream: dict, block_len: int) -> tuple[float, int]:
     return correct / max(total, 1), total
 
 
-def encoderlab_logits(model: MaskedLM):
-    model.eval()
-    return lambda ids, mask: model(input_ids=ids, attention_mask=mask).logits
-
-
-def hf_logits(model):
+def encoderlab_logits(model: torch.nn.Module):
+    """`logits_of` for a MaskedLM or a BertForMaskedLM (both return `.logits` without labels)."""
     model.eval()
     return lambda ids, mask: model(input_ids=ids, attention_mask=mask).logits
 
@@ -315,6 +313,7 @@ def main() -> None:
 
 
 def report(work: Path, held: list[str], res: dict, threads: int) -> None:
+    from safetensors.torch import load_model
     from transformers import BertForMaskedLM
 
     from encoderlab.runs import Run, run_checkpoint, run_model_config
@@ -323,13 +322,11 @@ def report(work: Path, held: list[str], res: dict, threads: int) -> None:
     stream = masked_stream(load_tokenizer(work / "tokenizer"), held, 0.15, seed=0)
     run = Run.open(res["encoderlab"]["run"])
     ours = MaskedLM(run_model_config(run))
-    from safetensors.torch import load_model
-
     load_model(ours, str(run_checkpoint(run) / "model.safetensors"))
-    block = resolve_recipe(Config(recipe="budget")).data.block_len
+    block = load_config(run.path / "config.yaml").data.block_len
     acc_ours, n = accuracy(encoderlab_logits(ours), stream, block)
     hf = BertForMaskedLM.from_pretrained(res["hf"]["model"])
-    acc_hf, _ = accuracy(hf_logits(hf), stream, HF_BLOCK)
+    acc_hf, _ = accuracy(encoderlab_logits(hf), stream, HF_BLOCK)
     for side, acc, blk in (("encoderlab budget", acc_ours, block), ("HF Trainer", acc_hf, 128)):
         r = res["encoderlab" if side.startswith("enc") else "hf"]
         print(

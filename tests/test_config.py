@@ -115,3 +115,12 @@ def test_unknown_recipe_names_the_key():
     with pytest.raises(UserError, match="recipe") as e:
         load_config(None, ["recipe=fast"])
     assert "\n" not in str(e.value)
+
+
+def test_shipped_budget_config_is_the_recipe_under_a_time_budget():
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "pretrain_budget.yaml")
+    assert cfg.recipe == "budget" and cfg.train.time_budget_min == 10
+    assert cfg.model.norm == "pre" and cfg.data.block_len == 64 and cfg.train.epochs is None
+    assert cfg.tokenizer.lowercase and cfg.model.n_layer == 4

@@ -47,7 +47,7 @@ ARMS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "lr 2e-3": ("budget", {"train": {"lr": 2e-3}}),
     "linear schedule": ("budget", {"train": {"schedule": "linear"}}),
     "warmup 30%": ("budget", {"train": {"warmup_ratio": 0.3}}),
-    "128-token blocks, batch 32": (
+    "128-token blocks + batch 32": (
         "budget",
         {"data": {"block_len": 128}, "train": {"batch_size": 32}},
     ),

@@ -104,3 +104,55 @@ def test_budget_covers_is_checked():
     assert load_config(None, ["train.budget_covers=train"]).train.budget_covers == "train"
     with pytest.raises(UserError, match="budget_covers"):
         load_config(None, ["train.budget_covers=everything"])
+
+
+def test_budget_recipe_fills_what_the_config_leaves_unset(tmp_path):
+    cfg = load_config(None, ["recipe=budget"])
+    assert (cfg.model.norm, cfg.model.dropout, cfg.model.attn_dropout) == ("pre", 0.0, 0.0)
+    assert (cfg.data.block_len, cfg.data.mask_rate) == (64, 0.15)
+    t = cfg.train
+    assert (t.batch_size, t.lr, t.schedule, t.warmup_ratio) == (64, 1e-3, "onecycle", 0.1)
+    assert t.epochs == 1 and t.warmup_steps == 0  # a step count is known: warmup_ratio applies
+    # the resolved values are what a run saves; reading them back changes nothing
+    f = tmp_path / "saved.yaml"
+    f.write_text(to_yaml(cfg))
+    assert load_config(f) == cfg
+    assert load_config(f, ["train.lr=3e-4"]).train.lr == pytest.approx(3e-4)
+
+
+def test_settings_the_user_gave_win_over_the_recipe(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("recipe: budget\nmodel:\n  norm: post\ntrain:\n  lr: 5.0e-4\n")
+    cfg = load_config(f, ["data.block_len=128"])
+    assert cfg.model.norm == "post" and cfg.model.dropout == 0.0
+    assert cfg.train.lr == pytest.approx(5e-4)  # set to the schema's default: still the user's
+    assert cfg.data.block_len == 128 and cfg.train.batch_size == 64
+
+
+def test_bert_recipe_is_the_schemas_defaults():
+    assert load_config(None, ["recipe=bert"]).model_dump() == load_config(None).model_dump()
+    cfg = load_config(None)
+    assert cfg.recipe == "bert" and cfg.model.norm == "post" and cfg.data.block_len == 128
+
+
+def test_budget_recipe_under_a_time_budget_trains_until_it_is_spent():
+    cfg = load_config(None, ["recipe=budget", "train.time_budget_min=5"])
+    assert cfg.train.epochs is None and cfg.train.max_steps is None
+    assert cfg.train.warmup_steps == 100  # no step count to take a ratio of
+    kept = load_config(None, ["recipe=budget", "train.time_budget_min=5", "train.epochs=2"])
+    assert kept.train.epochs == 2 and kept.train.warmup_steps == 0
+
+
+def test_unknown_recipe_names_the_key():
+    with pytest.raises(UserError, match="recipe") as e:
+        load_config(None, ["recipe=fast"])
+    assert "\n" not in str(e.value)
+
+
+def test_shipped_budget_config_is_the_recipe_under_a_time_budget():
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "pretrain_budget.yaml")
+    assert cfg.recipe == "budget" and cfg.train.time_budget_min == 10
+    assert cfg.model.norm == "pre" and cfg.data.block_len == 64 and cfg.train.epochs is None
+    assert cfg.tokenizer.lowercase and cfg.model.n_layer == 4

@@ -523,6 +523,7 @@ def copy_run(src: Path, dst: Path, model_update: dict | None = None, head: str |
         ({"position": "sinusoidal"}, "sinusoidal positions"),
         ({"d_head": 8}, r"d_head x n_head = 8 x 2 != d_model = 32"),
         ({"activation": "relu"}, "activation=relu with encoderlab's gelu MLM head"),
+        ({"mlm_head": "plain"}, "mlm_head=plain"),
     ],
 )
 def test_export_refuses_what_bert_cannot_express(pretrain_runs, tmp_path, update, pattern):

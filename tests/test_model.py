@@ -330,3 +330,32 @@ def test_render_summary_prints_totals_and_checks_input():
         render_summary(ModelConfig(), 16)
     with pytest.raises(UserError, match="max_len"):
         render_summary(cfg, 17)
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_plain_mlm_head_trains_without_the_transform(norm):
+    """mlm_head=plain: hidden state straight onto the tied embedding, d*d + 3d fewer params."""
+    torch.manual_seed(0)
+    bert = MaskedLM(tiny(norm=norm))
+    model = MaskedLM(tiny(norm=norm, mlm_head="plain"))
+    d = 32
+    assert num_params(bert) - num_params(model) == d * d + d + 2 * d  # dense + LayerNorm
+    assert [n for n, _ in model.mlm_head.named_parameters()] == ["decoder.weight", "decoder.bias"]
+    assert model.mlm_head.decoder.weight is model.encoder.embeddings.tok.weight
+    ids = ids_batch()
+    full = model.eval()(ids).logits
+    assert full.shape == (*ids.shape, V)
+    labels = some_labels(ids)
+    sel = labels != IGNORE_INDEX
+    out = model(ids, labels=labels)
+    assert torch.allclose(out.logits, full[sel], atol=1e-5)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = model(ids, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]

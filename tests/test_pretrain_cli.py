@@ -97,6 +97,21 @@ def test_pretrain_writes_a_self_describing_run(tmp_path, corpus_txt, capsys):
     assert "tiny-" in listing and "pretrain" in listing and "finished" in listing
 
 
+def test_budget_recipe_run_saves_its_resolved_config(tmp_path, corpus_txt):
+    cfg = write_config(tmp_path, [corpus_txt], train={"max_steps": 2, "eval_every": 2})
+    assert cli("pretrain", cfg, "--set", "recipe=budget", "--set", "model.mlm_head=plain") == 0
+    run = only_run(tmp_path)
+    saved = yaml.safe_load((run.path / "config.yaml").read_text())
+    assert saved["recipe"] == "budget" and saved["model"]["mlm_head"] == "plain"
+    # the recipe's choices where the config said nothing ...
+    assert saved["model"]["norm"] == "pre" and saved["model"]["dropout"] == 0.0
+    assert saved["train"]["schedule"] == "onecycle" and saved["train"]["warmup_ratio"] == 0.1
+    # ... and the config's own settings where it did (TINY: block 32, batch 8, lr 3e-3)
+    assert saved["data"]["block_len"] == 32 and saved["train"]["batch_size"] == 8
+    assert saved["train"]["lr"] == 3e-3
+    assert run.info["status"] == "finished" and run.info["steps"] == 2
+
+
 def test_model_show(tmp_path, corpus_txt, capsys):
     cfg = write_config(tmp_path, [corpus_txt])
     assert cli("model", "show", cfg, "--set", "model.n_layer=3") == 0

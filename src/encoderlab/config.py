@@ -76,6 +76,9 @@ class ModelConfig(Section):
     position: Literal["learned", "sinusoidal"] = "learned"
     n_segments: int = 2  # 0: no segment embedding
     tie_mlm: bool = True  # MLM output projection shares the token embedding matrix
+    # bert: dense -> gelu -> LayerNorm -> vocabulary projection; plain: the hidden state goes
+    # straight onto the (tied) vocabulary projection, d x d + 2d fewer parameters
+    mlm_head: Literal["bert", "plain"] = "bert"
     init_std: float = 0.02
 
     @model_validator(mode="after")
@@ -316,6 +319,27 @@ class FinetuneTrainConfig(TrainConfig):
     epochs: int | None = 3
 
 
+# The settings a pretraining recipe fills in: every key here that the config file (or --set)
+# did not set takes the recipe's value. "bert" is the original BERT setup (the schema's
+# defaults); "budget" is what paid off when pretraining gets minutes, not days (README, "A
+# budget recipe"): pre-LN, no dropout, one-cycle lr 1e-3, short blocks and bigger batches.
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "bert": {},
+    "budget": {
+        "model": {"norm": "pre", "dropout": 0.0, "attn_dropout": 0.0},
+        "data": {"block_len": 64, "mask_rate": 0.15},
+        "train": {
+            "batch_size": 64,
+            "lr": 1e-3,
+            "schedule": "onecycle",
+            "warmup_ratio": 0.1,
+        },
+    },
+}
+# Under a time budget alone the step count is unknown, so warmup_ratio cannot apply
+BUDGET_WARMUP_STEPS = 100
+
+
 class Config(Section):
     """A whole pretraining run."""
 
@@ -323,6 +347,7 @@ class Config(Section):
     description: str = ""
     seed: int = 0
     runs_dir: str = "runs"
+    recipe: Literal["bert", "budget"] = "bert"  # fills the settings left unset; see RECIPES
     model: ModelConfig = ModelConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     data: DataConfig = DataConfig()
@@ -335,12 +360,35 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _check_fit(self) -> Config:
+        resolve_recipe(self)
         if self.data.block_len > self.model.max_len:
             raise ValueError(
                 f"data.block_len={self.data.block_len} is longer than model.max_len="
                 f"{self.model.max_len}; lower data.block_len or raise model.max_len"
             )
         return self
+
+
+def resolve_recipe(cfg: Config) -> Config:
+    """Fill every setting `cfg` leaves unset with its recipe's value, in place.
+
+    Runs once, when the config is validated; the run saves the result, so config.yaml holds
+    every resolved value and reloading it (resume, --set) changes nothing. Keys the user set,
+    even to the schema's default, win over the recipe.
+    """
+    for section, values in RECIPES[cfg.recipe].items():
+        part = getattr(cfg, section)
+        for key, value in values.items():
+            if key not in part.model_fields_set:
+                setattr(part, key, value)
+    t = cfg.train
+    if cfg.recipe == "budget" and t.time_budget_min is not None:
+        # a time budget is the length of the run: train until it is spent, not one epoch
+        if "epochs" not in t.model_fields_set and "max_steps" not in t.model_fields_set:
+            t.epochs = None
+        if t.epochs is None and t.max_steps is None and "warmup_steps" not in t.model_fields_set:
+            t.warmup_steps = BUDGET_WARMUP_STEPS
+    return cfg
 
 
 class TaskConfig(Section):

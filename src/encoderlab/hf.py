@@ -882,6 +882,8 @@ def export_run(
     enc = encoder_weights(ckpt)
     common = bert_config_fields(mc, ids["pad"])
     if kind == "pretrain":
+        if mc.mlm_head != "bert":
+            raise UserError(f"{run.path}: cannot export model.mlm_head={mc.mlm_head}; use bert")
         arch, state, extra, max_len = _pretrain_export(run, mc, enc, tensors)
     elif kind.startswith("finetune/"):
         arch, state, extra, max_len = _finetune_export(run, kind, mc, enc, tensors)

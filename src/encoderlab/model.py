@@ -7,7 +7,8 @@ Hugging Face BERT), so keep them stable:
     encoder.embeddings.{tok,pos,seg,ln}
     encoder.blocks.{i}.{ln1,attn.qkv,attn.out,ln2,ff.fc1,ff.fc2}
     encoder.ln_f                      (pre-LN only)
-    mlm_head.{dense,ln,decoder}       (decoder.weight is embeddings.tok.weight when tied)
+    mlm_head.{dense,ln,decoder}       (decoder.weight is embeddings.tok.weight when tied;
+                                       mlm_head=plain has the decoder only)
 
 Two choices here are about speed rather than modelling, and the trainer reuses them:
 the MLM head runs only on the masked positions (about 15% of the tokens, and the vocabulary
@@ -261,16 +262,25 @@ class Encoder(nn.Module):
 
 
 class MLMHead(nn.Module):
-    """BERT's prediction head: dense -> gelu -> LayerNorm -> vocabulary projection (+ bias)."""
+    """BERT's prediction head: dense -> gelu -> LayerNorm -> vocabulary projection (+ bias).
+
+    model.mlm_head=plain drops the dense+LayerNorm transform: the encoder's (already
+    normalised) output goes straight onto the vocabulary projection, which is then the only
+    submodule (`decoder`), so checkpoints keep the same names for what remains.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         assert cfg.vocab_size is not None
-        self.dense = nn.Linear(cfg.d_model, cfg.d_model)
-        self.ln = nn.LayerNorm(cfg.d_model, eps=cfg.layernorm_eps)
+        self.plain = cfg.mlm_head == "plain"
+        if not self.plain:
+            self.dense = nn.Linear(cfg.d_model, cfg.d_model)
+            self.ln = nn.LayerNorm(cfg.d_model, eps=cfg.layernorm_eps)
         self.decoder = nn.Linear(cfg.d_model, cfg.vocab_size)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.plain:
+            return self.decoder(h)
         return self.decoder(self.ln(F.gelu(self.dense(h))))
 
 

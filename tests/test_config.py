@@ -138,7 +138,8 @@ def test_bert_recipe_is_the_schemas_defaults():
 def test_budget_recipe_under_a_time_budget_trains_until_it_is_spent():
     cfg = load_config(None, ["recipe=budget", "train.time_budget_min=5"])
     assert cfg.train.epochs is None and cfg.train.max_steps is None
-    assert cfg.train.warmup_steps == 100  # no step count to take a ratio of
+    # warmup is a fraction of the budget (train.lr_factor), so no fixed step count is set
+    assert cfg.train.warmup_steps == 0 and cfg.train.warmup_ratio == 0.1
     kept = load_config(None, ["recipe=budget", "train.time_budget_min=5", "train.epochs=2"])
     assert kept.train.epochs == 2 and kept.train.warmup_steps == 0
 

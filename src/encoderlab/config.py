@@ -336,8 +336,6 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
 }
-# Under a time budget alone the step count is unknown, so warmup_ratio cannot apply
-BUDGET_WARMUP_STEPS = 100
 
 
 class Config(Section):
@@ -386,8 +384,6 @@ def resolve_recipe(cfg: Config) -> Config:
         # a time budget is the length of the run: train until it is spent, not one epoch
         if "epochs" not in t.model_fields_set and "max_steps" not in t.model_fields_set:
             t.epochs = None
-        if t.epochs is None and t.max_steps is None and "warmup_steps" not in t.model_fields_set:
-            t.warmup_steps = BUDGET_WARMUP_STEPS
     return cfg
 
 

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from encoderlab.pretraining import pretrain
 from safetensors.torch import load_model
 from time_to_quality import accuracy, encoderlab_logits, masked_stream, prepare
 
 from encoderlab.config import Config
 from encoderlab.model import MaskedLM
+from encoderlab.pretraining import pretrain
 from encoderlab.runs import Run, run_checkpoint, run_model_config
 from encoderlab.tokenizer import load_tokenizer
 

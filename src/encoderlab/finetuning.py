@@ -444,7 +444,9 @@ def _finetune(
         on_eval=last.evaluated,
         say=say,
         started=started,
-        tail_rows=len(valid_f) + len(test_f),  # write_evaluation's predictions
+        # write_evaluation's test predictions; its valid predictions reuse fit's last
+        # evaluation (already priced by fit) whenever the best checkpoint is the last one
+        tail_rows=len(test_f),
     )
     if not distributed.is_main():
         return run, result

@@ -466,8 +466,12 @@ class StopRule:
         before = self.clock.setup_s if self.plan.covers_run else 0.0
         return min(max((spent - before) / max(budget - before, 1e-9), 0.0), 1.0)
 
-    def timed_eval(self, measure: Callable[[], dict[str, float]]) -> Callable[[], dict[str, float]]:
+    def timed_eval(
+        self, measure: Callable[[], dict[str, float]] | None
+    ) -> Callable[[], dict[str, float]] | None:
         """`measure`, timed: its seconds per row price the run's final evaluation."""
+        if measure is None:
+            return None
 
         def timed() -> dict[str, float]:
             t0 = time.perf_counter()
@@ -727,20 +731,14 @@ def fit(
     plan = Plan.of(cfg, len(train_set), tail_rows)
     device = next(model.parameters()).device
     amp = autocast_dtype(cfg.precision, device)
-    if device.type == "cuda":  # TF32: fp32 matmuls on tensor cores (Ampere and later)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     eng = Engine(model, optimizer, objective, device, amp, _pin_base_lrs(optimizer))
     state = _resume(run, model, optimizer, device, say) if resume else LoopState()
-    model.train()
-    eng.ddp = _data_parallel(model, seed, state.step)
-    if cfg.compile:
-        eng.compiled = torch.compile(eng.net)
+    _prepare(eng, cfg, seed, state.step)
     _describe(run, plan, len(train_set), valid_set, device, amp)
     clock = Clock(state.train_seconds, setup_s)
     primary, primary_mode = _primary(cfg, objective)
     stop = StopRule(cfg, plan, clock, primary, _eval_rows(valid_set, cfg))
-    measure = _measure(eng, valid_set, collate, cfg, evaluator)
-    measure = stop.timed_eval(measure) if measure is not None else None
+    measure = stop.timed_eval(_measure(eng, valid_set, collate, cfg, evaluator))
     bar = _Progress(plan.total_steps, plan.budget_s, initial=state.step, show=rank == 0)
     rec = Recorder(run, say, eng, cfg, plan, clock, measure, on_eval, primary, primary_mode, bar)
     rec.last_saved_s = clock.seconds()
@@ -805,6 +803,17 @@ def fit(
 
 # ---------------------------------------------------------------------------------------------
 # Small pieces fit uses: setup, batch order, schedule, evaluation, RNG states, progress bar
+
+
+def _prepare(eng: Engine, cfg: TrainConfig, seed: int, step: int) -> None:
+    """The model as the loop drives it: training mode, TF32 on GPUs (fp32 matmuls on tensor
+    cores, Ampere and later), DistributedDataParallel under torchrun, torch.compile."""
+    eng.model.train()
+    if eng.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
+    eng.ddp = _data_parallel(eng.model, seed, step)
+    if cfg.compile:
+        eng.compiled = torch.compile(eng.net)
 
 
 def check_batch_size(cfg: TrainConfig) -> None:

@@ -82,3 +82,20 @@ def kill_9(proc) -> None:
 
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+GOOD = "great fine lovely superb nice happy".split()
+BAD = "awful poor sad terrible dull broken".split()
+FILL = "the movie plot was and it a very with actor scene music".split()
+
+
+def sentiment_rows(n: int, seed: int, max_fill: int = 10) -> list[dict]:
+    """A learnable two-class task: one sentiment word among filler words (label 1: good)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = rng.randint(0, 1)
+        words = [rng.choice(FILL) for _ in range(rng.randint(3, max_fill))]
+        words.insert(rng.randint(0, len(words)), rng.choice(GOOD if label else BAD))
+        rows.append({"id": f"{seed}-{i}", "text": " ".join(words), "target": label})
+    return rows

@@ -6,23 +6,13 @@ import random
 import pytest
 
 import encoderlab as el
+from conftest import FILL, sentiment_rows
 from encoderlab.errors import UserError
 from encoderlab.memdata import to_rows, write_rows
 
-GOOD = "great fine lovely superb nice happy".split()
-BAD = "awful poor sad terrible dull broken".split()
-FILL = "the movie plot was and it a very with actor scene music".split()
-
 
 def rows(n: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        label = rng.randint(0, 1)
-        words = [rng.choice(FILL) for _ in range(rng.randint(3, 8))]
-        words.insert(rng.randint(0, len(words)), rng.choice(GOOD if label else BAD))
-        out.append({"id": f"{seed}-{i}", "text": " ".join(words), "target": label})
-    return out
+    return sentiment_rows(n, seed, max_fill=8)
 
 
 def config(tmp_path) -> dict:

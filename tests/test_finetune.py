@@ -11,28 +11,13 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import shared
+from conftest import BAD, FILL, sentiment_rows, shared
 from encoderlab.cli import main
 from encoderlab.config import FinetuneConfig, HeadConfig, TaskConfig, load_config
 from encoderlab.finetuning import finetune
 from encoderlab.heads import CnnHead, sequence_head
 from encoderlab.runs import Run
 from encoderlab.tasks import get_task
-
-GOOD = "great fine lovely superb nice happy".split()
-BAD = "awful poor sad terrible dull broken".split()
-FILL = "the movie plot was and it a very with actor scene music".split()
-
-
-def sentiment_rows(n: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        label = rng.randint(0, 1)
-        words = [rng.choice(FILL) for _ in range(rng.randint(3, 10))]
-        words.insert(rng.randint(0, len(words)), rng.choice(GOOD if label else BAD))
-        rows.append({"id": f"{seed}-{i}", "text": " ".join(words), "target": label})
-    return rows
 
 
 def write_csv(path: Path, rows: list[dict], fields: list[str]) -> Path:

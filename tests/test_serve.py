@@ -16,26 +16,11 @@ pytest.importorskip("httpx")
 import httpx  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from conftest import run_cli  # noqa: E402
+from conftest import BAD, FILL, GOOD, run_cli, sentiment_rows  # noqa: E402
 from encoderlab.config import FinetuneConfig  # noqa: E402
 from encoderlab.finetuning import finetune  # noqa: E402
 from encoderlab.inference import length_batches, load_finetuned, scored  # noqa: E402
 from encoderlab.serve import Batcher, RequestError, ServeLimits, build_app, parse_request  # noqa: E402
-
-GOOD = "great fine lovely superb nice happy".split()
-BAD = "awful poor sad terrible dull broken".split()
-FILL = "the movie plot was and it a very with actor scene music".split()
-
-
-def sentiment_rows(n: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        label = rng.randint(0, 1)
-        words = [rng.choice(FILL) for _ in range(rng.randint(3, 10))]
-        words.insert(rng.randint(0, len(words)), rng.choice(GOOD if label else BAD))
-        rows.append({"id": f"{seed}-{i}", "text": " ".join(words), "target": label})
-    return rows
 
 
 @pytest.fixture(scope="module")

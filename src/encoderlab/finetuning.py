@@ -340,7 +340,9 @@ def finetune(
         cfg = resolve_defaults(cfg, distributed.main_says(say))
     assert cfg is not None
     with distributed.session(resolve_device(cfg.train.device)):
-        return _finetune(cfg, run, distributed.main_says(say), on_eval, started)
+        run, result = _finetune(cfg, run, distributed.main_says(say), on_eval, started)
+    run.close()  # the run directory is free again (a later write takes the lock anew)
+    return run, result
 
 
 def _finetune(

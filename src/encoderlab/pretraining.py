@@ -101,7 +101,9 @@ def pretrain(
         cfg = load_config(Run.open(resume).path / "config.yaml", overrides)
     assert cfg is not None
     with distributed.session(resolve_device(cfg.train.device)):
-        return _pretrain(cfg, resume, distributed.main_says(say), on_eval)
+        run, result = _pretrain(cfg, resume, distributed.main_says(say), on_eval)
+    run.close()  # the run directory is free again (a later write takes the lock anew)
+    return run, result
 
 
 def _pretrain(

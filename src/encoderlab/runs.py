@@ -571,6 +571,15 @@ def release_lock(run_dir: Path) -> None:
     os.close(held[0])  # closing drops the flock
 
 
+def drop_lock(run_dir: Path) -> None:
+    """Give the run directory back whoever in this process still holds it: for a process that
+    lives on after a run ended (a Ray worker), where a failed run's objects may linger."""
+    held = _HELD.get(Path(run_dir).resolve())
+    if held is not None:
+        held[1] = 1
+        release_lock(run_dir)
+
+
 def _clean_tmp(checkpoint_dir: Path) -> None:
     """Folders of checkpoint writes a kill interrupted: only the lock's owner writes here."""
     if not checkpoint_dir.is_dir():

@@ -5,6 +5,7 @@ field and the report of the trial runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 from encoderlab.config import read_yaml, save_config
 from encoderlab.data.tables import write_rows
+from encoderlab.errors import UserError
 from encoderlab.jobs import one_line, write_json
 from encoderlab.runs import find_run
 from encoderlab.sweep.spec import Sweep
@@ -60,13 +62,14 @@ def collect(sweep: Sweep, tune_status: dict[str, str] | None = None) -> list[dic
                 status = "stopped early"
             elif seen == "ok":
                 status = "stopped early"
-                run.update(
-                    status="stopped early",
-                    stopped_because=f"stopped early by the sweep's scheduler "
-                    f"({sweep.spec.scheduler.type}) at step {info.get('steps', 0)}",
-                    finished=time.time(),
-                    pid=None,
-                )
+                with contextlib.suppress(UserError):  # a Ray worker that lives on may hold it
+                    run.update(
+                        status="stopped early",
+                        stopped_because=f"stopped early by the sweep's scheduler "
+                        f"({sweep.spec.scheduler.type}) at step {info.get('steps', 0)}",
+                        finished=time.time(),
+                        pid=None,
+                    )
                 info = run.info
             elif seen == "error":
                 status = "failed"

@@ -19,7 +19,7 @@ from typing import Any
 from encoderlab.config import build, read_yaml, set_dotted
 from encoderlab.errors import UserError
 from encoderlab.jobs import one_line, write_json
-from encoderlab.runs import find_run, has_checkpoint
+from encoderlab.runs import drop_lock, find_run, has_checkpoint
 from encoderlab.sweep.spec import Sweep
 
 
@@ -185,6 +185,8 @@ def run_trial(values: dict[str, Any], sweep: Sweep) -> None:
         if isinstance(e, SystemExit):
             raise
         run_dir = find_run(runs_dir, name)
+        if run_dir is not None:
+            drop_lock(run_dir)  # this Ray worker lives on; the driver writes the run next
         record.update(
             status="failed",
             error=one_line(e),

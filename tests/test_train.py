@@ -64,15 +64,15 @@ def new_run(tmp_path, name, cfg):
     return Run.create(tmp_path / "runs", name, cfg, kind="toy")
 
 
-def train(tmp_path, cfg, run=None, resume=False, obj=None, name="toy"):
+def train(tmp_path, cfg, run=None, resume=False, obj=None, name="toy", fused=False, data=None):
     torch.manual_seed(0)
     model = Net()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=fused)
     run = run or new_run(tmp_path, name, cfg)
     result = fit(
         model,
         opt,
-        Toy(),
+        data if data is not None else Toy(),
         Toy(20),
         collate,
         obj or objective(),
@@ -228,24 +228,8 @@ class Poisoned(Toy):
 
 
 def train_fused(tmp_path, cfg, run=None, resume=False, obj=None, name="fused"):
-    torch.manual_seed(0)
-    model = Net()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=True)
-    run = run or new_run(tmp_path, name, cfg)
-    result = fit(
-        model,
-        opt,
-        Poisoned(),
-        Toy(20),
-        collate,
-        obj or objective(),
-        cfg,
-        run,
-        seed=1,
-        resume=resume,
-        say=lambda m: None,
-    )
-    return run, result, model
+    """`train` with a fused AdamW on data holding a NaN (see `Poisoned`)."""
+    return train(tmp_path, cfg, run, resume, obj, name, fused=True, data=Poisoned())
 
 
 def test_nonfinite_step_is_skipped_on_the_device_and_resumes_exactly(tmp_path, monkeypatch):

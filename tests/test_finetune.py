@@ -577,3 +577,28 @@ def test_scratch_lr_on_a_pretrained_init_is_a_one_line_warning(tmp_path, init):
     assert said == []
     resolve_defaults(build(base_cfg(tmp_path, train={"lr": 1e-5})), said.append)
     assert len(said) == 1 and "from scratch" in said[0]
+
+
+def test_a_stop_requested_from_on_eval_leaves_a_resumable_interrupted_run(tmp_path):
+    """What a sweep's trial does when Ray Tune stops it: on_eval raises StopRequested; the run
+    is checkpointed at that evaluation and left "interrupted", and resuming finishes it."""
+    from encoderlab.runs import Run, find_run
+    from encoderlab.train import StopRequested
+
+    def stop_at_second(step: int, metrics: dict) -> None:
+        seen.append(step)
+        if len(seen) == 2:
+            raise StopRequested("stopped by the scheduler")
+
+    seen: list[int] = []
+    cfg = build(base_cfg(tmp_path, train={"epochs": 4, "eval_every": 5}))
+    with pytest.raises(StopRequested):
+        finetune(cfg, say=quiet, on_eval=stop_at_second)
+    run = Run(find_run(tmp_path / "runs", "ft"))
+    assert run.info["status"] == "interrupted"
+    assert run.info["message"] == "stopped by the scheduler"
+    assert run.latest_checkpoint().name == f"step-{seen[-1]:08d}"
+    resumed, result = finetune(resume=run.path, say=quiet)
+    assert resumed.info["status"] == "finished" and result.step > seen[-1]
+    evals = [r["step"] for r in resumed.metrics() if r["kind"] == "eval"]
+    assert evals == sorted(set(evals))

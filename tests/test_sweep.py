@@ -99,7 +99,7 @@ def test_asha_sweep_lists_every_trial_and_writes_outputs(tmp_path, ray_local):
     assert float(rows[0]["metric"]) >= max(float(r["metric"]) for r in rows)
     for r in rows:  # each trial is an ordinary, finished-or-stopped run with a checkpoint
         run = Run.open(r["run_dir"])
-        assert run.info["status"] in ("finished", "stopped early")
+        assert run.info["status"] in ("finished", "stopped early"), run.info
         assert run.latest_checkpoint() is not None
         assert Path(r["run_dir"]).parent == out / "runs"
     best = load_config(out / "best.yaml", schema=FinetuneConfig)

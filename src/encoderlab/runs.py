@@ -571,6 +571,27 @@ def release_lock(run_dir: Path) -> None:
     os.close(held[0])  # closing drops the flock
 
 
+def wait_for_writer(run_dir: Path, deadline: float) -> bool:
+    """Wait (until `deadline`, a `time.monotonic()` value) for another process that holds
+    `run_dir` to give it back, e.g. a sweep's trial worker still ending its run. True when
+    the run directory was held and is free now: what the writer left is its last word."""
+    key = Path(run_dir).resolve()
+    if key in _HELD or not (key / LOCK_FILE).is_file():
+        return False
+    waited = False
+    while True:
+        try:
+            take_lock(key)
+        except UserError:
+            if time.monotonic() >= deadline:
+                return False
+            waited = True
+            time.sleep(0.1)
+            continue
+        release_lock(key)
+        return waited
+
+
 def drop_lock(run_dir: Path) -> None:
     """Give the run directory back whoever in this process still holds it: for a process that
     lives on after a run ended (a Ray worker), where a failed run's objects may linger."""

@@ -92,6 +92,11 @@ class StopRun(Exception):
     """Raised inside the loop to end a run cleanly with a reason (already checkpointed)."""
 
 
+class StopRequested(Exception):
+    """Raised by a caller's `on_eval` to end the run at this evaluation (Ray Tune stopped the
+    trial): checkpointed and left "interrupted", so it resumes; `fit` raises it on."""
+
+
 # ---------------------------------------------------------------------------------------------
 # LoopState: the loop's counters, saved in state.json and restored on resume
 
@@ -652,11 +657,11 @@ class Recorder:
         seconds = round(state.train_seconds, 2)
         self.run.update(steps=state.step, epoch=state.epoch, train_seconds=seconds)
 
-    def interrupted(self, state: LoopState) -> None:
+    def interrupted(self, state: LoopState, message: str) -> None:
         """Ctrl-C: save where the loop is (micro-batches read but not stepped given back)."""
         self.progress.close()
         self.checkpoint(state, force=True)
-        self.run.update(status="interrupted", message="interrupted by the user")
+        self.run.update(status="interrupted", message=message)
         self.run.close()
 
     def failed(self, error: Exception) -> None:
@@ -719,7 +724,8 @@ def fit(
     over valid_set) when a task needs whole-set decoding, e.g. QA's EM/F1.
 
     Under torchrun every rank calls this with the same arguments; rank 0 alone writes to the
-    run, prints, evaluates with `evaluator` and calls `on_eval`.
+    run, prints, evaluates with `evaluator` and calls `on_eval`. `on_eval` may raise
+    `StopRequested` to end the run there, as Ctrl-C would (checkpointed, "interrupted").
     """
     rank = distributed.rank()
     if rank > 0:
@@ -787,9 +793,9 @@ def fit(
                     raise StopRun(why)
     except StopRun as stop_run:
         stopped = str(stop_run)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopRequested) as stop_now:
         state.micro -= len(group)
-        rec.interrupted(state)
+        rec.interrupted(state, str(stop_now) or "interrupted by the user")
         raise
     except Exception as e:
         rec.failed(e)

@@ -17,10 +17,11 @@ from encoderlab.config import read_yaml, save_config
 from encoderlab.data.tables import write_rows
 from encoderlab.errors import UserError
 from encoderlab.jobs import one_line, write_json
-from encoderlab.runs import find_run
+from encoderlab.runs import find_run, wait_for_writer
 from encoderlab.sweep.spec import Sweep
 
 STATUSES = ("completed", "stopped early", "failed", "interrupted")
+SETTLE_S = 30.0  # how long, in all, to wait for trial workers still ending their runs
 
 
 def _tune_view(tune_status: dict[str, str], trial_id: str) -> str | None:
@@ -38,12 +39,15 @@ def collect(sweep: Sweep, tune_status: dict[str, str] | None = None) -> list[dic
     from encoderlab.runs import Run
 
     rows = []
+    deadline = time.monotonic() + SETTLE_S
     for f in sorted((sweep.out / "trials").glob("*.json")):
         rec = json.loads(f.read_text())
         run_dir = Path(rec["run_dir"]) if rec.get("run_dir") else None
         if run_dir is None:
             found = find_run(sweep.out / "runs", rec["name"])
             run_dir = found
+        if run_dir is not None and wait_for_writer(run_dir, deadline):
+            rec = json.loads(f.read_text())  # the worker wrote its last word: read it again
         status = rec["status"]
         wall = _wall(rec, run_dir)
         info: dict[str, Any] = {}

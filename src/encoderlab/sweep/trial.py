@@ -6,6 +6,7 @@ trials/<trial_id>.json (what it tried, its run directory, status and error).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -21,6 +22,7 @@ from encoderlab.errors import UserError
 from encoderlab.jobs import one_line, write_json
 from encoderlab.runs import drop_lock, find_run, has_checkpoint
 from encoderlab.sweep.spec import Sweep
+from encoderlab.train import StopRequested
 
 
 def _plain(value: Any) -> Any:
@@ -64,7 +66,10 @@ class _Reporter:
 
     `fit` calls `on_eval` before it writes that evaluation's checkpoint; reporting from here
     would let ASHA end the process before the checkpoint exists. The side thread waits for it
-    (training goes on meanwhile); when Tune stops the trial, only this thread is told to exit.
+    (training goes on meanwhile); when Tune stops the trial, only this thread is told to exit,
+    and the next evaluation ends the run (checkpointed, "interrupted") rather than the worker's
+    teardown cutting it off; the driver then calls it stopped early or interrupted, from what
+    Tune says of the trial.
     """
 
     def __init__(self, sweep: Sweep, find_run: Callable[[], Path | None]) -> None:
@@ -72,10 +77,13 @@ class _Reporter:
         self.find_run = find_run
         self.q: queue.Queue = queue.Queue()
         self.fit_done = threading.Event()
+        self.stopped = threading.Event()  # Tune stopped the trial (SystemExit in tune.report)
         self.thread = threading.Thread(target=self._loop, daemon=True, name="tune-reporter")
         self.thread.start()
 
     def on_eval(self, step: int, metrics: dict[str, float]) -> None:
+        if self.stopped.is_set():
+            raise StopRequested(self.stop_reason())
         run_dir = self.find_run()
         evals = 0
         if run_dir is not None and (run_dir / "metrics.jsonl").is_file():
@@ -108,7 +116,14 @@ class _Reporter:
                 if has_checkpoint(run_dir, step):
                     break
                 time.sleep(0.05)
-            tune.report(payload)  # Tune ends this thread here (SystemExit) to stop the trial
+            try:
+                tune.report(payload)  # Tune ends this thread here (SystemExit) to stop the trial
+            except SystemExit:
+                self.stopped.set()
+                raise
+
+    def stop_reason(self) -> str:
+        return "stopped by Ray Tune (the sweep's scheduler, or the sweep was interrupted)"
 
     def close(self) -> None:
         self.fit_done.set()
@@ -185,6 +200,13 @@ def run_trial(values: dict[str, Any], sweep: Sweep) -> None:
         if isinstance(e, SystemExit):
             raise
         run_dir = find_run(runs_dir, name)
+        if reporter.stopped.is_set() and run_dir is not None:  # stopped, or its teardown failed
+            if not isinstance(e, StopRequested):
+                _mark_interrupted(run_dir, reporter.stop_reason())
+            reporter.close()
+            record.update(status="interrupted", run_dir=str(run_dir), ended=time.time())
+            write_json(side, record)  # the driver says "stopped early" if Tune ended the trial
+            return
         if run_dir is not None:
             drop_lock(run_dir)  # this Ray worker lives on; the driver writes the run next
         record.update(
@@ -201,3 +223,15 @@ def run_trial(values: dict[str, Any], sweep: Sweep) -> None:
     reporter.close()
     record.update(status="completed", ended=time.time(), stopped_because=result.stopped_because)
     write_json(side, record)
+
+
+def _mark_interrupted(run_dir: Path, why: str) -> None:
+    """A trial Tune stopped whose run then failed (the worker torn down under it): the run
+    was stopped, not broken; its last checkpoint stands and it resumes from there."""
+    from encoderlab.runs import Run
+
+    drop_lock(run_dir)
+    run = Run(run_dir)
+    with contextlib.suppress(UserError, OSError):
+        run.update(status="interrupted", message=why)
+    run.close()

@@ -320,3 +320,44 @@ def test_pair_model_served_from_pairs(tmp_path):
         assert set(got[0]["scores"]) == {"diff", "same"}
         r = client.post("/predict", json={"texts": ["a"]})
         assert r.status_code == 422 and r.json()["field"] == "pairs"
+
+
+def test_batcher_sheds_load_past_max_queue():
+    """Past max_queue waiting examples a request is refused at once (Busy), never queued; the
+    requests already queued are answered and the count of waiting examples returns to 0."""
+    from encoderlab.serve import Busy
+
+    async def main():
+        def predict(examples):
+            return [{"label": ex["text"]} for ex in examples]
+
+        b = Batcher(predict, ServeLimits(max_batch=2, max_wait_ms=0, max_queue=3))
+        first = asyncio.ensure_future(b.submit([{"text": "a"}, {"text": "b"}]))
+        await asyncio.sleep(0)  # queued, not yet served: the worker has not started
+        with pytest.raises(Busy):
+            await b.submit([{"text": "c"}, {"text": "d"}])  # 2 waiting + 2 > 3
+        b.start()
+        try:
+            rows = await first
+            more = await b.submit([{"text": "e"}, {"text": "f"}, {"text": "g"}])  # 3 <= 3
+        finally:
+            await b.stop()
+        return rows, more, b.waiting
+
+    rows, more, waiting = asyncio.run(main())
+    assert [r["label"] for r in rows] == ["a", "b"]
+    assert [r["label"] for r in more] == ["e", "f", "g"] and waiting == 0
+
+
+def test_app_answers_503_when_the_queue_is_full(ft, monkeypatch):
+    from encoderlab.serve import Busy
+
+    async def busy(self, examples):
+        raise Busy("9 examples are waiting (at most 8)")
+
+    monkeypatch.setattr(Batcher, "submit", busy)
+    with TestClient(build_app(ft, ServeLimits(max_queue=8))) as client:
+        r = client.post("/predict", json={"texts": ["a fine film"]})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert "busy" in r.json()["error"]
+        assert client.get("/health").json() == {"status": "ok"}

@@ -334,12 +334,18 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option("--max-body-bytes", help="Bytes per request body.")
     ] = 1_000_000,
+    max_queue: Annotated[
+        int,
+        typer.Option("--max-queue", help="Examples waiting for the model before a 503 (busy)."),
+    ] = 4096,
 ) -> None:
     """Answer predictions over HTTP: POST /predict {"texts": [...]}, GET /health, GET /info."""
     from encoderlab.serve import ServeLimits
     from encoderlab.serve import serve as run_serve
 
-    limits = ServeLimits(max_batch, max_wait_ms, max_texts, max_text_chars, max_body_bytes)
+    limits = ServeLimits(
+        max_batch, max_wait_ms, max_texts, max_text_chars, max_body_bytes, max_queue
+    )
     run_serve(run, host=host, port=port, limits=limits, say=say)
 
 

@@ -18,7 +18,8 @@ loop keeps accepting requests while the model runs) and resolves each request's 
 its own slice of the results. One thread runs the model, so batches never compete for cores.
 
 Bad requests get a 4xx JSON error `{"error": ..., "field": ...}` naming the field; a failure
-inside the model is a 500 for the requests of that batch only. The server binds to loopback
+inside the model is a 500 for the requests of that batch only; past `max_queue` waiting
+examples a request gets a 503 with Retry-After. The server binds to loopback
 unless told otherwise. Built on Starlette + uvicorn (the `serve` extra).
 """
 
@@ -60,13 +61,18 @@ class ServeLimits:
     max_texts: int = 256  # examples per request
     max_text_chars: int = 10_000  # characters per text (question, context)
     max_body_bytes: int = 1_000_000  # bytes per request body
+    max_queue: int = 4096  # examples waiting for the model; beyond it a request gets a 503
 
     def check(self) -> None:
-        for name in ("max_batch", "max_texts", "max_text_chars", "max_body_bytes"):
+        for name in ("max_batch", "max_texts", "max_text_chars", "max_body_bytes", "max_queue"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if self.max_wait_ms < 0:
             raise UserError("--max-wait-ms must be >= 0")
+
+
+class Busy(Exception):
+    """The queue holds `max_queue` examples already: the client should retry later."""
 
 
 class RequestError(Exception):
@@ -175,7 +181,11 @@ class _Job:
 
 class Batcher:
     """One queue, one worker: requests' examples are run together, up to `max_batch`
-    examples or `max_wait_ms` after the first one arrived, whichever comes first."""
+    examples or `max_wait_ms` after the first one arrived, whichever comes first.
+
+    The queue is bounded by `max_queue` waiting examples: past that, `submit` raises `Busy`
+    at once (a 503), so an overloaded server sheds load instead of holding every request in
+    memory until clients time out."""
 
     def __init__(
         self, predict: Callable[[list[Example]], list[dict[str, Any]]], limits: ServeLimits
@@ -188,6 +198,7 @@ class Batcher:
         self._worker: asyncio.Task | None = None
         self._getter: asyncio.Future | None = None
         self._carry: _Job | None = None
+        self.waiting = 0  # examples submitted and not yet answered
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._run())
@@ -202,9 +213,15 @@ class Batcher:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, examples: list[Example]) -> list[dict[str, Any]]:
+        if self.waiting + len(examples) > self.limits.max_queue:
+            raise Busy(f"{self.waiting} examples are waiting (at most {self.limits.max_queue})")
         job = _Job(examples, asyncio.get_running_loop().create_future())
-        await self.queue.put(job)
-        return await job.future
+        self.waiting += len(examples)
+        try:
+            await self.queue.put(job)
+            return await job.future
+        finally:
+            self.waiting -= len(examples)
 
     async def _next(self, timeout: float | None) -> _Job | None:
         """The next queued job, or None after `timeout` seconds. The pending get is kept
@@ -313,6 +330,12 @@ def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
             return _error(e)
         try:
             rows = await batcher.submit(examples)
+        except Busy as e:
+            return JSONResponse(
+                {"error": f"the server is busy: {e}; retry shortly", "field": None},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
         except Exception as e:  # logged by the worker
             return JSONResponse(
                 {"error": f"prediction failed: {type(e).__name__}: {e}", "field": None},

@@ -154,7 +154,13 @@ def test_tagging_from_rows_predicts_entities(tmp_path):
     model = el.load(run)
     (row,) = model.predict("the movie john was")
     assert row["tokens"] == ["the", "movie", "john", "was"] and row["tags"][2] == "B-PER"
-    assert {"type": "PER", "start": 2, "end": 3, "text": "john"} in row["entities"]
+    entities = [{k: v for k, v in e.items() if k != "score"} for e in row["entities"]]
+    assert {"type": "PER", "start": 2, "end": 3, "text": "john"} in entities
+    # each word's tag probability; the row's and each entity's score is its lowest word's
+    assert len(row["tag_scores"]) == 4 and all(0 < p <= 1 for p in row["tag_scores"])
+    assert row["score"] == min(row["tag_scores"])
+    for e in row["entities"]:
+        assert e["score"] == min(row["tag_scores"][e["start"] : e["end"]])
 
 
 def test_pretrain_then_finetune_on_it(tmp_path, corpus_txt):

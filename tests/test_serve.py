@@ -93,6 +93,10 @@ def test_scored_rows_for_spans_and_tags():
         {"type": "PER", "start": 0, "end": 2, "text": "john smith"},
         {"type": "LOC", "start": 4, "end": 6, "text": "new york"},
     ]
+    assert row["score"] is None and "tag_scores" not in row  # no confidences given
+    sure = scored(tags, {"tokens": words}, [], [0.9, 0.6, 0.99, 0.98, 0.7, 0.8])
+    assert sure["score"] == 0.6 and sure["tag_scores"][1] == 0.6
+    assert [e["score"] for e in sure["entities"]] == [0.6, 0.7]
     assert scored(2.5, {}, [])["label"] == 2.5  # a regression-like value passes through
 
 

@@ -260,7 +260,11 @@ class Finetuned:
             for i, out in zip(chunk, outs, strict=True):
                 outputs[i] = out
         preds = self.task.decode(outputs, features, examples, self.cfg.task, self.labels)
-        return [scored(p, ex, self.labels) for p, ex in zip(preds, examples, strict=True)]
+        confidences = self.task.confidences(outputs, features, examples) or [None] * len(preds)
+        return [
+            scored(p, ex, self.labels, conf)
+            for p, ex, conf in zip(preds, examples, confidences, strict=True)
+        ]
 
     def predict_scored(
         self, texts: list[str], pairs: list[str | None] | None = None
@@ -298,7 +302,9 @@ def length_batches(lengths: list[int], max_batch: int, waste: float = 0.3) -> li
     return batches
 
 
-def scored(pred: Any, example: Example, labels: list[str]) -> dict[str, Any]:
+def scored(
+    pred: Any, example: Example, labels: list[str], confidence: list[float] | None = None
+) -> dict[str, Any]:
     """One decoded prediction as {label, score, scores} whatever the task type, so a client
     reads every model the same way. The shape of `decode`'s output says what it is:
 
@@ -307,7 +313,9 @@ def scored(pred: Any, example: Example, labels: list[str]) -> dict[str, Any]:
     - a span (qa): label is the answer text, score the span's start+end logit sum (None when no
       span was found), start/end its characters in the context;
     - a tag per word (tagging): label is the tags joined by spaces, entities the spans
-      (type, start/end word index, end exclusive, text); score None;
+      (type, start/end word index, end exclusive, text); with `confidence` (each word's tag
+      probability) score is the lowest word's, tag_scores each word's, and each entity's score
+      the lowest of its words; otherwise score None;
     - anything else (a number, say): label is the value itself.
     """
     if isinstance(pred, dict) and "probs" in pred:
@@ -330,17 +338,27 @@ def scored(pred: Any, example: Example, labels: list[str]) -> dict[str, Any]:
         }
     if isinstance(pred, list) and "tokens" in example:
         words = example["tokens"]
-        return {
+
+        def lowest(a: int, b: int) -> float | None:
+            if confidence is None or b <= a:
+                return None
+            return round(min(confidence[a:b]), 6)
+
+        row = {
             "label": " ".join(pred),
-            "score": None,
+            "score": lowest(0, len(words)),
             "scores": {},
             "tokens": words,
             "tags": list(pred),
             "entities": [
                 {"type": ty, "start": a, "end": b, "text": " ".join(words[a:b])}
+                | ({"score": lowest(a, b)} if confidence is not None else {})
                 for ty, a, b in entities(pred)
             ],
         }
+        if confidence is not None:
+            row["tag_scores"] = [round(c, 6) for c in confidence]
+        return row
     value = pred.item() if isinstance(pred, np.generic) else pred
     return {"label": value, "score": None, "scores": {}}
 

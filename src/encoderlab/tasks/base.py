@@ -122,6 +122,10 @@ class Task(Protocol):
         labels: list[str],
     ) -> list[Any]: ...
 
+    def confidences(
+        self, outputs: list[np.ndarray], features: list[Feature], examples: list[Example]
+    ) -> list[list[float]] | None: ...
+
     def metrics(
         self, predictions: list[Any], examples: list[Example], cfg: TaskConfig, labels: list[str]
     ) -> dict[str, Any]: ...
@@ -153,6 +157,13 @@ class TaskBase:
 
     def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
         raise UserError(f"--text is not supported for task type {self.type}")
+
+    def confidences(
+        self, outputs: list[np.ndarray], features: list[Feature], examples: list[Example]
+    ) -> list[list[float]] | None:
+        """Per-example, per-unit probabilities of what `decode` chose, for tasks whose decoded
+        prediction carries no score of its own (tagging: one per word); None otherwise."""
+        return None
 
     def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None:
         """Refuse gold labels the model never saw in training (default: every label is fine)."""

@@ -787,6 +787,24 @@ class TaggingTask(TaskBase):
                 prev = w
         return preds
 
+    def confidences(
+        self, outputs: list[np.ndarray], features: list[Feature], examples: list[Example]
+    ) -> list[list[float]]:
+        """The probability of each word's decoded tag (softmax at its first sub-token, as
+        `decode` reads it); a word cut by max_len gets O with probability 0."""
+        probs = [[0.0] * len(ex["tokens"]) for ex in examples]
+        for out, feat in zip(outputs, features, strict=True):
+            logits = np.asarray(out, dtype=np.float64)
+            top = np.exp(logits - logits.max(-1, keepdims=True))
+            top = top.max(-1) / top.sum(-1)
+            words = np.asarray(feat["word_index"])[: len(logits)]
+            prev = -1
+            for pos, w in enumerate(words.tolist()):
+                if w >= 0 and w != prev:
+                    probs[feat["example_index"]][w] = float(top[pos])
+                prev = w
+        return probs
+
     def metrics(
         self, predictions: list[Any], examples: list[Example], cfg: TaskConfig, labels: list[str]
     ) -> dict[str, Any]:

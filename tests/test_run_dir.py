@@ -351,3 +351,23 @@ def test_mlflow_logs_params_and_metrics_to_a_local_store(tmp_path, monkeypatch):
     assert got.data.params["train.batch_size"] == "4" and got.info.status == "FINISHED"
     history = client.get_metric_history(run_id, "valid/loss")
     assert [m.step for m in history] == [2, 4]
+
+
+def test_a_zombie_owner_counts_as_gone():
+    """Without flock, a lock naming a dead-but-unreaped process (a zombie) is stale."""
+    from encoderlab.runs import _pid_alive
+
+    child = subprocess.Popen(["true"])
+    deadline = time.time() + 10
+    while time.time() < deadline and Path(f"/proc/{child.pid}/stat").is_file():
+        if Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+            break
+        time.sleep(0.01)
+    else:
+        pytest.skip("no /proc here to see a zombie")
+    try:
+        assert not _pid_alive(child.pid)  # exited, not yet waited for
+        assert _pid_alive(os.getpid())
+    finally:
+        child.wait()
+    assert not _pid_alive(child.pid)

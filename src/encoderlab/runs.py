@@ -481,13 +481,18 @@ _HELD: dict[Path, list[int]] = {}
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether `pid` runs on this host: a zombie (dead, not yet reaped) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:  # e.g. PermissionError: alive, someone else's
         return True
-    return True
+    try:  # Linux: the state letter follows the parenthesised command name
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): kill(0) is all we can tell
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
 def _read_owner(fd: int) -> dict[str, Any]:

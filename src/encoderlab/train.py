@@ -22,12 +22,14 @@ Read in this order:
 Where speed work goes: the per-micro-batch `isfinite` sync is in `optimizer_step` (a deferred
 check would return the flag as a tensor and let `LoopState.count` read it a step later); when to
 checkpoint is `Recorder.checkpoint_due` (time intervals) and how is `Recorder.checkpoint` (a
-snapshot; `encoderlab.checkpointing` writes it in the background); what the forward runs is `Engine.net`, set up in `_data_parallel` (torch.compile).
+snapshot; `encoderlab.checkpointing` writes it in the background); what the forward runs is
+`Engine.net`, set up in `_data_parallel` (torch.compile).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 import sys
@@ -681,10 +683,11 @@ class Recorder:
         self.run.update(status="failed", message=f"{type(error).__name__}: {error}")
         self.run.close()
 
-    def _written(self, save: Callable[[], None]) -> None:
+    def _written(self, save: Callable[[], None] | None) -> None:
         """`save`, then wait for the writes in flight: a failed one fails the run here."""
         try:
-            save()
+            if save is not None:
+                save()
             self.run.flush()
         except Exception as e:
             self.failed(e)
@@ -693,7 +696,7 @@ class Recorder:
     def finish(self, state: LoopState, stopped: str) -> FitResult:
         """The end: the last checkpoint (if the loop's end did not write one), every write
         done, run.json's final word; the run directory is given back."""
-        self._written(lambda: self.checkpoint(state) if stopped == "finished" else None)
+        self._written(functools.partial(self.checkpoint, state) if stopped == "finished" else None)
         state.settle()
         seconds = self.clock.seconds()
         self.run.update(

@@ -96,7 +96,8 @@ def test_failed_resume_leaves_the_run_untouched(tmp_path, capsys):
     run, _ = finetune(ft_config(tmp_path, "classification", train={"max_steps": 4}), say=quiet)
     evals = [r for r in run.metrics() if r["kind"] == "eval"]
     assert evals and all("valid/loss" in r and "valid/acc" in r for r in evals)
-    for ckpt in Run.open(run.path).checkpoints():
+    broken = Run.open(run.path)
+    for ckpt in broken.checkpoints() + broken.best_folders():  # the best weights too
         truncate(ckpt / "model.safetensors")
     before = snapshot(run)
     assert run_cli("finetune", "--resume", run.path) == 2
@@ -114,7 +115,8 @@ def test_export_passes_over_a_broken_best_checkpoint(tmp_path, capsys):
     from encoderlab.finetuning import finetune
     from test_hf import ft_config
 
-    cfg = ft_config(tmp_path, "classification", train={"max_steps": 4, "eval_every": 2})
+    train = {"max_steps": 4, "eval_every": 2, "checkpoint_every": 2}
+    cfg = ft_config(tmp_path, "classification", train=train)
     run, _ = finetune(cfg, say=quiet)
     run = Run.open(run.path)
     assert len(run.checkpoints()) >= 2

@@ -80,7 +80,10 @@ def _tiny_configs(tmp_path: Path) -> None:
             },
             "tokenizer": {"kind": "wordpiece", "vocab_size": 120},
             "model": MODEL,
-            "train": {"batch_size": 16, "lr": 3e-3, "epochs": 2, "log_every": 5},
+            # a full checkpoint at each epoch's evaluation: the kill and Ctrl-C tests below
+            # catch an arm between two
+            "train": {"batch_size": 16, "lr": 3e-3, "epochs": 2, "log_every": 5}
+            | {"checkpoint_at_eval": True},
         },
     )
 

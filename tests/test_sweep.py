@@ -209,6 +209,18 @@ def test_sweep_file_errors_are_one_line(tmp_path):
         load_sweep(path)
 
 
+def test_trials_checkpoint_at_every_evaluation_unless_the_sweep_says(tmp_path):
+    """Tune stops a trial at an evaluation, and an interrupted trial resumes from its last
+    full checkpoint: trials write one at each evaluation unless the sweep sets it."""
+    from encoderlab.sweep.trial import trial_config
+
+    values = {"train.lr": 1e-3, "head.type": "cls"}
+    sweep = load_sweep(write_sweep(tmp_path))
+    assert trial_config(sweep, values, "t").train.checkpoint_at_eval is True
+    sweep = load_sweep(write_sweep(tmp_path, overrides={"train.checkpoint_at_eval": False}))
+    assert trial_config(sweep, values, "t").train.checkpoint_at_eval is False
+
+
 def test_error_kinds():
     import torch
 

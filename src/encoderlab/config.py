@@ -237,7 +237,7 @@ class TrainConfig(Section):
     eval_every: int | None = None  # optimizer steps; None: only at epoch end
     eval_batches: int | None = None  # cap on validation batches per evaluation
     log_every: int = 10
-    checkpoint_every: int | None = None  # optimizer steps; checkpoints are also written at evals
+    checkpoint_every: int | None = None  # optimizer steps (see also checkpoint_minutes)
     keep_checkpoints: int = 2
     early_stop_metric: str | None = None  # e.g. "valid/mlm_acc"
     early_stop_mode: Literal["max", "min"] = "max"
@@ -247,6 +247,9 @@ class TrainConfig(Section):
     device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps
     threads: int | None = None  # CPU threads for torch; None: torch's default (all cores)
     checkpoint_minutes: float | None = 5.0  # also checkpoint this often (training time)
+    # also write a full (resumable) checkpoint at every evaluation; the best evaluation's
+    # weights are kept either way (fine-tuning). Sweeps' trials turn it on.
+    checkpoint_at_eval: bool = False
     compile: bool = False  # torch.compile the training forward (GPU; slower start)
     tf32: bool = True  # fp32 matmuls on TF32 tensor cores (Ampere+ GPUs; no effect on CPU)
     # experiment trackers the records go to (encoderlab.loggers); mlflow/wandb: encoderlab[track]

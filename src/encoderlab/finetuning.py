@@ -449,6 +449,7 @@ def _finetune(
         # write_evaluation's test predictions; its valid predictions reuse fit's last
         # evaluation (already priced by fit) whenever the best checkpoint is the last one
         tail_rows=len(test_f),
+        keep_best=True,  # checkpoints/best-<step>/: the weights `run_checkpoint` gives
     )
     if not distributed.is_main():
         return run, result
@@ -513,8 +514,10 @@ class LastEvaluation:
             self.on_eval(step, metrics)
 
     def of(self, checkpoint: str) -> LastEvaluation | None:
-        """This result if it was made with the weights of `checkpoint` (a step-N name)."""
-        return self if self.step is not None and checkpoint == f"step-{self.step:08d}" else None
+        """This result if it was made with the weights of `checkpoint` (a best-N or step-N
+        folder name)."""
+        made = self.step is not None and checkpoint.rsplit("-", 1)[-1] == f"{self.step:08d}"
+        return self if made else None
 
 
 def _backbone(

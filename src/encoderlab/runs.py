@@ -7,17 +7,23 @@ runs/<name>-<timestamp>/
   metrics.jsonl   one JSON record per log/eval/epoch event
   tb/             TensorBoard event files
   tokenizer/      the tokenizer the run used
-  checkpoints/step-00000123/  model.safetensors, optimizer.safetensors, state.json
+  checkpoints/step-00000123/  model.safetensors, optimizer.safetensors, state.json: all it
+                  takes to resume (written by time, every checkpoint_every steps, at the end)
+  checkpoints/best-00000120/  model.safetensors, best.json (step, metric, value): the best
+                  evaluation's weights of a fine-tuning run (older runs: run.json's
+                  best_checkpoint names a step-* checkpoint instead)
   run.lock        pid and host of the process writing the run (empty when none is)
 Checkpoints are written into a temporary folder and renamed into place, so a kill at any
-moment leaves the previous checkpoint intact; nothing here ever loads a pickle.
+moment leaves the previous checkpoint intact; nothing here ever loads a pickle. The training
+loop snapshots the tensors and leaves the writing to a side thread (`save_checkpoint(...,
+background=True)`, `flush`; see `encoderlab.checkpointing`).
 
 A checkpoint whose files are cut short or whose state.json does not parse (a full disk, a
 copy that stopped) is skipped: resume, export and fine-tuning take the newest one that is
 intact. A run directory is written by one process at a time: the first write takes run.lock
 (an flock held for as long as the process lives, so a lock left by a killed process is free
 again), a second process is refused in one line, and the lock's owner removes the
-`.tmp-step-*` folders a killed checkpoint write left behind.
+`.tmp-step-*` and `.tmp-best-*` folders a killed checkpoint write left behind.
 """
 
 from __future__ import annotations
@@ -34,16 +40,18 @@ import subprocess
 import sys
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 from pydantic import BaseModel
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, load_model, save_file
 
+from encoderlab.checkpointing import BackgroundWriter, model_snapshot, snapshot
 from encoderlab.config import Config, ModelConfig, check_plain_name, load_config, save_config
 from encoderlab.errors import UserError, disk_full, disk_full_head
 from encoderlab.loggers import check_installed, configured, open_loggers
@@ -51,6 +59,9 @@ from encoderlab.loggers import check_installed, configured, open_loggers
 RUN_FILE = "run.json"
 LOCK_FILE = "run.lock"
 TMP_PREFIX = ".tmp-step-"
+TMP_BEST = ".tmp-best-"
+BEST_PREFIX = "best-"  # checkpoints/best-<step>/: the best weights of a fine-tuning run
+BEST_FILE = "best.json"
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -164,6 +175,7 @@ class Run:
         self._loggers: list[Any] | None = None  # the extra trackers (loggers.py), opened lazily
         self._unlock: weakref.finalize | None = None
         self.skipped: list[tuple[Path, str]] = []  # checkpoints passed over, and why
+        self._writer = BackgroundWriter()  # checkpoint writes off the training thread
 
     def lock(self) -> None:
         """Own the run directory (see `take_lock`) until `close`, or until this object is
@@ -304,7 +316,9 @@ class Run:
         return self._tb or None
 
     def close(self) -> None:
-        """Flush the trackers and give the run directory back (see `release_lock`)."""
+        """Finish the checkpoint write in flight (raising its error), flush the trackers and
+        give the run directory back (see `release_lock`)."""
+        self.flush()
         if self._tb:
             self._tb.close()
         self._tb = None
@@ -347,30 +361,107 @@ class Run:
         state: dict[str, Any],
         tensors: dict[str, torch.Tensor] | None = None,
         keep: int = 2,
+        background: bool = False,
     ) -> Path:
-        """Write model, optimizer, extra tensors (RNG states) and JSON state; then rename."""
-        step = int(state["step"])
+        """Snapshot model, optimizer, extra tensors (RNG states) and JSON state now; write them
+        into a temporary folder, then rename it into place and drop all but the `keep` newest.
+        `background`: the writing happens in the run's writer thread (see `flush`)."""
         self.lock()
+        step = int(state["step"])
+        self._writer.wait()  # one write in flight; a failed one raises here
+        weights, metadata = model_snapshot(model)
+        opt_tensors, opt_meta = ({}, None)
+        if optimizer is not None:
+            opt_tensors, opt_meta = optimizer_to_flat(optimizer, to_cpu=False)
+        extra = snapshot({**opt_tensors, **(tensors or {})})
+        text = json.dumps({**state, "optimizer": opt_meta}, indent=1)
+        spare = self.info.get("best_checkpoint")  # a run from before best weights were kept apart
+
+        def write(tmp: Path) -> None:
+            _save_weights(weights, metadata, tmp / "model.safetensors")
+            save_file(extra, str(tmp / "optimizer.safetensors"))
+            atomic_write(tmp / "state.json", text)
+
+        def write_and_prune() -> None:
+            self._write_folder(f"step-{step:08d}", write)
+            for old in self.checkpoints()[:-keep] if keep > 0 else []:
+                if old.name != spare:
+                    shutil.rmtree(old, ignore_errors=True)
+
+        self._write(write_and_prune, background)
+        return self.checkpoint_dir / f"step-{step:08d}"
+
+    def save_best(
+        self, model: torch.nn.Module, best: dict[str, Any], background: bool = False
+    ) -> str:
+        """Keep the model's weights (only) as the run's best: `checkpoints/best-<step>/` with
+        model.safetensors and best.json (step, metric, value), renamed into place, then the
+        older best folders removed. Returns the folder's name (run.json's best_checkpoint)."""
+        self.lock()
+        self._writer.wait()
+        name = f"{BEST_PREFIX}{int(best['step']):08d}"
+        weights, metadata = model_snapshot(model)
+        text = json.dumps(best, indent=1)
+
+        def write(tmp: Path) -> None:
+            _save_weights(weights, metadata, tmp / "model.safetensors")
+            atomic_write(tmp / BEST_FILE, text)
+
+        def write_and_prune() -> None:
+            self._write_folder(name, write)
+            for old in self.best_folders():
+                if old.name != name:
+                    shutil.rmtree(old, ignore_errors=True)
+
+        self._write(write_and_prune, background)
+        return name
+
+    def _write(self, write: Callable[[], None], background: bool) -> None:
+        if background:
+            self._writer.submit(write)
+        else:
+            write()
+
+    def flush(self) -> None:
+        """Wait for the checkpoint being written in the background; raise its error, if any
+        (a full disk), here on the caller's thread."""
+        self._writer.wait()
+
+    def _write_folder(self, name: str, write: Callable[[Path], None]) -> Path:
+        """`write(tmp)` fills a temporary folder, which is then renamed to checkpoints/`name`:
+        a kill at any moment leaves either the old folder or the new one, whole."""
         self.checkpoint_dir.mkdir(exist_ok=True)
-        final = self.checkpoint_dir / f"step-{step:08d}"
-        tmp = self.checkpoint_dir / f"{TMP_PREFIX}{step:08d}-{os.getpid()}"
+        final = self.checkpoint_dir / name
+        tmp = self.checkpoint_dir / f".tmp-{name}-{os.getpid()}"  # TMP_PREFIX, TMP_BEST
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             tmp.mkdir()
-            _write_checkpoint_files(tmp, model, optimizer, state, tensors)
+            write(tmp)
+            _fsync_dir(tmp)
         except BaseException as e:  # a full disk: free what the write took, keep the last one
             shutil.rmtree(tmp, ignore_errors=True)
             if disk_full(e) and not isinstance(e, OSError):  # safetensors' own error type
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from e
             raise
-        if final.exists():  # same step saved twice (e.g. eval then end of run)
+        if final.exists():  # same step saved twice (e.g. by time, then at the end of the run)
             shutil.rmtree(final)
         os.rename(tmp, final)
         _fsync_dir(self.checkpoint_dir)
-        for old in self.checkpoints()[:-keep] if keep > 0 else []:
-            if old.name != self.info.get("best_checkpoint"):
-                shutil.rmtree(old, ignore_errors=True)
         return final
+
+    # -- best weights ------------------------------------------------------------------------
+
+    def best_folders(self) -> list[Path]:
+        """The complete best-weights folders, newest first (normally one: a kill between the
+        rename of a new one and the removal of the old can leave two)."""
+        if not self.checkpoint_dir.is_dir():
+            return []
+        done = [
+            p
+            for p in self.checkpoint_dir.iterdir()
+            if p.name.startswith(BEST_PREFIX) and (p / BEST_FILE).is_file()
+        ]
+        return sorted(done, key=lambda p: p.name, reverse=True)
 
     def load_checkpoint(
         self,
@@ -404,21 +495,11 @@ class Run:
         return state, extra
 
 
-def _write_checkpoint_files(
-    tmp: Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer | None,
-    state: dict[str, Any],
-    tensors: dict[str, torch.Tensor] | None,
+def _save_weights(
+    tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None, path: Path
 ) -> None:
-    save_model(model, str(tmp / "model.safetensors"))
-    opt_tensors, opt_meta = ({}, None)
-    if optimizer is not None:
-        opt_tensors, opt_meta = optimizer_to_flat(optimizer)
-    save_file({**opt_tensors, **(tensors or {})}, str(tmp / "optimizer.safetensors"))
-    state = {**state, "optimizer": opt_meta}
-    atomic_write(tmp / "state.json", json.dumps(state, indent=1))
-    _fsync_dir(tmp)
+    """model.safetensors as safetensors' save_model writes it (see `model_snapshot`)."""
+    safetensors.torch.save_file(tensors, str(path), metadata=metadata)
 
 
 def _first_line(e: BaseException) -> str:
@@ -535,7 +616,7 @@ def take_lock(run_dir: Path) -> None:
     The lock file names the owner (pid, host). Where flock exists it is held on that file for
     as long as the owner has the run open, and the kernel drops it when the owner dies: a
     lock file nobody holds is stale and taken over. Without flock, a lock naming a pid no
-    longer alive on this host is stale. The new owner removes `.tmp-step-*` folders."""
+    longer alive on this host is stale. The new owner removes `.tmp-*` folders."""
     key = Path(run_dir).resolve()
     if key in _HELD:
         _HELD[key][1] += 1
@@ -611,7 +692,7 @@ def _clean_tmp(checkpoint_dir: Path) -> None:
     if not checkpoint_dir.is_dir():
         return
     for p in checkpoint_dir.iterdir():
-        if p.name.startswith(TMP_PREFIX) and p.is_dir():
+        if p.name.startswith((TMP_PREFIX, TMP_BEST)) and p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
 
 
@@ -628,15 +709,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split an optimizer state_dict into tensors (for safetensors) and JSON metadata."""
+def optimizer_to_flat(
+    opt: torch.optim.Optimizer, to_cpu: bool = True
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state_dict into tensors (for safetensors) and JSON metadata.
+    `to_cpu=False`: the tensors as they are (the optimizer's own), for a `snapshot`."""
     sd = opt.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for pid, pstate in sd["state"].items():
         for key, value in pstate.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"opt.{pid}.{key}"] = value.detach().contiguous().cpu()
+                tensors[f"opt.{pid}.{key}"] = value.detach().contiguous().cpu() if to_cpu else value
             else:
                 scalars.setdefault(str(pid), {})[key] = value
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
@@ -696,8 +780,14 @@ class ReadOnlyRun(Run):
         state: dict[str, Any],
         tensors: dict[str, torch.Tensor] | None = None,
         keep: int = 2,
+        background: bool = False,
     ) -> Path:
         return self.checkpoint_dir / f"step-{int(state['step']):08d}"
+
+    def save_best(
+        self, model: torch.nn.Module, best: dict[str, Any], background: bool = False
+    ) -> str:
+        return f"{BEST_PREFIX}{int(best['step']):08d}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -774,21 +864,40 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 
 
 def run_checkpoint(run: Run) -> Path:
-    """A fine-tuning run's best checkpoint (on its validation metric); a pretraining run's
-    latest, since its final weights are what "the pretrained encoder" means. A broken one is
-    passed over for the newest intact checkpoint (the reason is kept in `run.skipped`)."""
-    best = run.info.get("best_checkpoint")
-    finetuned = str(run.info.get("kind", "")).startswith("finetune")
-    if finetuned and best and (run.checkpoint_dir / best / "state.json").is_file():
-        problem = checkpoint_problem(run.checkpoint_dir / best)
-        if problem is None:
-            return run.checkpoint_dir / best
-        run._skip(run.checkpoint_dir / best, problem)
+    """The folder of a run's weights (its model.safetensors): a fine-tuning run's best (on its
+    validation metric: checkpoints/best-<step>/, or in runs written before best weights were
+    kept apart the full checkpoint run.json's best_checkpoint names); a pretraining run's
+    latest checkpoint, since its final weights are what "the pretrained encoder" means. A
+    broken one is passed over for the next (the reason is kept in `run.skipped`), down to the
+    newest intact checkpoint."""
+    if str(run.info.get("kind", "")).startswith("finetune"):
+        for best in run.best_folders():
+            problem = weights_problem(best)
+            if problem is None:
+                return best
+            run._skip(best, problem)
+        old = run.info.get("best_checkpoint")
+        if str(old).startswith("step-") and (run.checkpoint_dir / old / "state.json").is_file():
+            problem = checkpoint_problem(run.checkpoint_dir / old)
+            if problem is None:
+                return run.checkpoint_dir / old
+            run._skip(run.checkpoint_dir / old, problem)
     latest = run.latest_checkpoint()
     if latest is None:
         why = f" ({run.skipped[-1][0].name}: {run.skipped[-1][1]})" if run.skipped else ""
         raise UserError(f"{run.path}: has no intact checkpoint to take weights from{why}")
     return latest
+
+
+def weights_problem(folder: Path) -> str | None:
+    """Why a best-weights folder cannot be loaded, or None when it is intact."""
+    try:
+        best = json.loads((folder / BEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"{BEST_FILE} does not parse ({_first_line(e)})"
+    if not isinstance(best, dict) or "step" not in best:
+        return f"{BEST_FILE} has no step"
+    return safetensors_problem(folder / "model.safetensors")
 
 
 def run_model_config(run: Run) -> ModelConfig:

@@ -21,13 +21,15 @@ Read in this order:
 
 Where speed work goes: the per-micro-batch `isfinite` sync is in `optimizer_step` (a deferred
 check would return the flag as a tensor and let `LoopState.count` read it a step later); when to
-checkpoint is `Recorder.checkpoint_due` (time intervals) and how is `Recorder.checkpoint` (an
-async writer); what the forward runs is `Engine.net`, set up in `_data_parallel` (torch.compile).
+checkpoint is `Recorder.checkpoint_due` (time intervals) and how is `Recorder.checkpoint` (a
+snapshot; `encoderlab.checkpointing` writes it in the background); what the forward runs is
+`Engine.net`, set up in `_data_parallel` (torch.compile).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 import sys
@@ -561,6 +563,7 @@ class Recorder:
     primary: str  # the metric that defines "best", and whether higher ("max") is better
     primary_mode: str
     progress: _Progress
+    keep_best: bool = False  # the best evaluation's weights (fine-tuning), see `evaluate`
     last_saved: int = -1  # the step last checkpointed
     last_saved_s: float = 0.0  # and when, in seconds trained (Clock)
     window_tokens: int = 0  # throughput since the last train log (not checkpointed)
@@ -599,7 +602,9 @@ class Recorder:
         state.window_steps = 0
 
     def evaluate(self, state: LoopState) -> None:
-        """Evaluate on valid, log it, keep the best, tell `on_eval` (before the checkpoint)."""
+        """Evaluate on valid, log it, keep the best, tell `on_eval`. A better result's weights
+        are written (weights only, in the background) when `keep_best`; an evaluation writes
+        no full checkpoint unless train.checkpoint_at_eval asks for one (see `checkpoint_due`)."""
         if self.measure is None:
             return
         t0 = time.perf_counter()
@@ -619,10 +624,12 @@ class Recorder:
             if _better(value, state.best_value, self.primary_mode):
                 state.best_value, state.best_step = value, state.step
                 state.evals_since_best = 0
-                self.run.update(
-                    best={"metric": self.primary, "value": value, "step": state.step},
-                    best_checkpoint=f"step-{state.step:08d}",
-                )
+                best = {"metric": self.primary, "value": value, "step": state.step}
+                if self.keep_best:
+                    where = self.run.save_best(self.eng.model, best, background=True)
+                    self.run.update(best=best, best_checkpoint=where)
+                else:
+                    self.run.update(best=best)
             else:
                 state.evals_since_best += 1
         if self.on_eval is not None:
@@ -632,17 +639,21 @@ class Recorder:
         record = {"step": state.step, "epoch": state.epoch, "kind": "epoch", **state.last_eval}
         self.run.log(record | {"time": round(self.clock.seconds(), 2)})
 
-    def checkpoint_due(self, state: LoopState) -> bool:
-        """A checkpoint not forced by an evaluation or the end: every checkpoint_every steps,
-        and checkpoint_minutes after the last one (a host clock: no device sync). Only rank 0
-        writes, so the ranks need not agree on the time."""
+    def checkpoint_due(self, state: LoopState, evaluated: bool) -> bool:
+        """A checkpoint not forced by the end: every checkpoint_every steps, checkpoint_minutes
+        after the last one (a host clock: no device sync), and at evaluations when
+        train.checkpoint_at_eval. Only rank 0 writes, so the ranks need not agree on the time."""
         if self.cfg.checkpoint_every and state.step % self.cfg.checkpoint_every == 0:
+            return True
+        if evaluated and self.cfg.checkpoint_at_eval:
             return True
         minutes = self.cfg.checkpoint_minutes
         return minutes is not None and self.clock.seconds() - self.last_saved_s >= minutes * 60
 
     def checkpoint(self, state: LoopState, force: bool = False) -> None:
-        """Save weights, optimizer, RNG states and `state` (once per step unless forced)."""
+        """Save weights, optimizer, RNG states and `state` (once per step unless forced): a
+        snapshot now, the files written in the background (the next save, `Run.flush` and
+        the end of the run wait for them and raise a failed write's error)."""
         if self.last_saved == state.step and not force:
             return
         self.last_saved = state.step
@@ -653,6 +664,7 @@ class Recorder:
             {**state.to_json(), **_rng_json(), "saved_at": time.time()},
             tensors=_rng_tensors(self.eng.device),
             keep=self.cfg.keep_checkpoints,
+            background=True,
         )
         seconds = round(state.train_seconds, 2)
         self.run.update(steps=state.step, epoch=state.epoch, train_seconds=seconds)
@@ -660,16 +672,31 @@ class Recorder:
     def interrupted(self, state: LoopState, message: str) -> None:
         """Ctrl-C: save where the loop is (micro-batches read but not stepped given back)."""
         self.progress.close()
-        self.checkpoint(state, force=True)
+        self._written(lambda: self.checkpoint(state, force=True))
         self.run.update(status="interrupted", message=message)
         self.run.close()
 
-    def failed(self, error: Exception) -> None:
+    def failed(self, error: BaseException) -> None:
         self.progress.close()
+        with contextlib.suppress(Exception):  # `error` is the one to report
+            self.run.flush()
         self.run.update(status="failed", message=f"{type(error).__name__}: {error}")
         self.run.close()
 
+    def _written(self, save: Callable[[], None] | None) -> None:
+        """`save`, then wait for the writes in flight: a failed one fails the run here."""
+        try:
+            if save is not None:
+                save()
+            self.run.flush()
+        except Exception as e:
+            self.failed(e)
+            raise
+
     def finish(self, state: LoopState, stopped: str) -> FitResult:
+        """The end: the last checkpoint (if the loop's end did not write one), every write
+        done, run.json's final word; the run directory is given back."""
+        self._written(functools.partial(self.checkpoint, state) if stopped == "finished" else None)
         state.settle()
         seconds = self.clock.seconds()
         self.run.update(
@@ -713,12 +740,14 @@ def fit(
     say: Callable[[str], None] = print,
     started: float | None = None,
     tail_rows: int = 0,
+    keep_best: bool = False,
 ) -> FitResult:
     """Train until epochs / max_steps / time budget / early stop; checkpoint as it goes.
 
     `started`: time.perf_counter() when the run began (reading data, building the model), and
     `tail_rows`: rows the caller evaluates or predicts after `fit` returns; a time budget that
-    covers the whole run (train.budget_covers: run) counts both.
+    covers the whole run (train.budget_covers: run) counts both. `keep_best`: write the weights
+    of each evaluation better than the last best (what a fine-tuning run's weights are).
 
     `evaluator(model) -> metrics` replaces the default evaluation (summed objective counts
     over valid_set) when a task needs whole-set decoding, e.g. QA's EM/F1.
@@ -746,7 +775,9 @@ def fit(
     stop = StopRule(cfg, plan, clock, primary, _eval_rows(valid_set, cfg))
     measure = stop.timed_eval(_measure(eng, valid_set, collate, cfg, evaluator))
     bar = _Progress(plan.total_steps, plan.budget_s, initial=state.step, show=rank == 0)
-    rec = Recorder(run, say, eng, cfg, plan, clock, measure, on_eval, primary, primary_mode, bar)
+    rec = Recorder(
+        run, say, eng, cfg, plan, clock, measure, on_eval, primary, primary_mode, bar, keep_best
+    )
     rec.last_saved_s = clock.seconds()
 
     stopped = "finished"
@@ -787,7 +818,7 @@ def fit(
                 if why and not evaluated:  # the end: log and evaluate the last steps
                     rec.log_train(state)
                     rec.evaluate(state)
-                if evaluated or why or rec.checkpoint_due(state):
+                if why or rec.checkpoint_due(state, evaluated):
                     rec.checkpoint(state)
                 if why:
                     raise StopRun(why)
@@ -802,8 +833,6 @@ def fit(
         raise
     finally:
         bar.close()
-    if stopped == "finished":
-        rec.checkpoint(state)
     return rec.finish(state, stopped)
 
 

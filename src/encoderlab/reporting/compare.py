@@ -28,6 +28,8 @@ BOOKKEEPING = {
     "train.log_every",
     "train.checkpoint_every",
     "train.keep_checkpoints",
+    "train.checkpoint_minutes",
+    "train.checkpoint_at_eval",
     "data.num_workers",
     "data.cache_dir",
     "task.test",

@@ -1,7 +1,8 @@
 """One trial of a sweep, run by Ray Tune in a worker: its config (the base, the fixed
 overrides and the trial's values), the run itself (in-process, resumed when Tune restarts an
-interrupted trial), every evaluation reported to Tune once its checkpoint is on disk, and
-trials/<trial_id>.json (what it tried, its run directory, status and error).
+interrupted trial), every evaluation reported to Tune (from a side thread), and
+trials/<trial_id>.json (what it tried, its run directory, status and error). A trial writes a
+full checkpoint at every evaluation (train.checkpoint_at_eval, unless the sweep sets it).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from encoderlab.config import build, read_yaml, set_dotted
 from encoderlab.errors import UserError
 from encoderlab.jobs import one_line, write_json
-from encoderlab.runs import drop_lock, find_run, has_checkpoint
+from encoderlab.runs import drop_lock, find_run
 from encoderlab.sweep.spec import Sweep
 from encoderlab.train import StopRequested
 
@@ -43,6 +44,9 @@ def trial_config(sweep: Sweep, values: dict[str, Any], name: str) -> Any:
     data["name"] = name
     if sweep.spec.resources.cpu >= 1 and "train.threads" not in sweep.spec.overrides:
         set_dotted(data, ["train", "threads"], int(sweep.spec.resources.cpu), str(sweep.path))
+    if "checkpoint_at_eval" not in (data.get("train") or {}):
+        # a trial is short, and Tune stops it at an evaluation: resume from there
+        set_dotted(data, ["train", "checkpoint_at_eval"], True, str(sweep.path))
     return build(sweep.schema, data, f"{sweep.path} (trial {name})")
 
 
@@ -62,21 +66,19 @@ class NonFiniteLoss(RuntimeError):
 
 
 class _Reporter:
-    """Reports each evaluation to Tune from a side thread once its checkpoint is on disk.
+    """Reports each evaluation to Tune from a side thread, without waiting for a checkpoint.
 
-    `fit` calls `on_eval` before it writes that evaluation's checkpoint; reporting from here
-    would let ASHA end the process before the checkpoint exists. The side thread waits for it
-    (training goes on meanwhile); when Tune stops the trial, only this thread is told to exit,
+    When Tune stops the trial, only this thread is told to exit (training goes on meanwhile),
     and the next evaluation ends the run (checkpointed, "interrupted") rather than the worker's
     teardown cutting it off; the driver then calls it stopped early or interrupted, from what
-    Tune says of the trial.
+    Tune says of the trial. ASHA needs no checkpoint to stop a trial; a trial interrupted
+    otherwise resumes from its latest full checkpoint.
     """
 
     def __init__(self, sweep: Sweep, find_run: Callable[[], Path | None]) -> None:
         self.sweep = sweep
         self.find_run = find_run
         self.q: queue.Queue = queue.Queue()
-        self.fit_done = threading.Event()
         self.stopped = threading.Event()  # Tune stopped the trial (SystemExit in tune.report)
         self.thread = threading.Thread(target=self._loop, daemon=True, name="tune-reporter")
         self.thread.start()
@@ -102,20 +104,15 @@ class _Reporter:
             "run_dir": str(run_dir) if run_dir else "",
             **{k.replace("/", "_"): float(v) for k, v in metrics.items()},
         }
-        self.q.put((run_dir, step, payload))
+        self.q.put(payload)
 
     def _loop(self) -> None:
         from ray import tune
 
         while True:
-            item = self.q.get()
-            if item is None:
+            payload = self.q.get()
+            if payload is None:
                 return
-            run_dir, step, payload = item
-            while run_dir is not None and not self.fit_done.is_set():
-                if has_checkpoint(run_dir, step):
-                    break
-                time.sleep(0.05)
             try:
                 tune.report(payload)  # Tune ends this thread here (SystemExit) to stop the trial
             except SystemExit:
@@ -126,7 +123,6 @@ class _Reporter:
         return "stopped by Ray Tune (the sweep's scheduler, or the sweep was interrupted)"
 
     def close(self) -> None:
-        self.fit_done.set()
         self.q.put(None)
         self.thread.join()
 

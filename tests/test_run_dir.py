@@ -357,7 +357,7 @@ def test_mlflow_logs_params_and_metrics_to_a_local_store(tmp_path, monkeypatch):
 
 def test_a_zombie_owner_counts_as_gone():
     """Without flock, a lock naming a dead-but-unreaped process (a zombie) is stale."""
-    from encoderlab.runs import _pid_alive
+    from encoderlab.runs import pid_alive
 
     child = subprocess.Popen(["true"])
     deadline = time.time() + 10
@@ -368,8 +368,8 @@ def test_a_zombie_owner_counts_as_gone():
     else:
         pytest.skip("no /proc here to see a zombie")
     try:
-        assert not _pid_alive(child.pid)  # exited, not yet waited for
-        assert _pid_alive(os.getpid())
+        assert not pid_alive(child.pid)  # exited, not yet waited for
+        assert pid_alive(os.getpid())
     finally:
         child.wait()
-    assert not _pid_alive(child.pid)
+    assert not pid_alive(child.pid)

@@ -561,19 +561,23 @@ def checkpoint_problem(ckpt: Path) -> str | None:
 _HELD: dict[Path, list[int]] = {}
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether `pid` runs on this host: a zombie (dead, not yet reaped) counts as gone."""
+def pid_alive(pid: Any) -> bool:
+    """Whether process `pid` runs on this host (a run.json's or a lock's pid). A zombie does
+    not: a process killed with its parent (kill -9) waits, dead, for init to reap it, which a
+    container's init may never do, and whoever looks must take over rather than wait."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
         return False
-    except OSError:  # e.g. PermissionError: alive, someone else's
+    except PermissionError:
         return True
     try:  # Linux: the state letter follows the parenthesised command name
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except FileNotFoundError:  # gone since (Linux), or a system without /proc
+        return not Path("/proc/self/stat").exists()
     except OSError:
-        return True  # no /proc (macOS): kill(0) is all we can tell
-    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+        return True
+    return stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] not in ("Z", "X")
 
 
 def _read_owner(fd: int) -> dict[str, Any]:
@@ -629,7 +633,7 @@ def take_lock(run_dir: Path) -> None:
             raise _refuse(key, owner)
         pid, host = owner.get("pid"), owner.get("host")
         if locked is None and isinstance(pid, int) and pid != os.getpid():
-            if host not in (None, socket.gethostname()) or _pid_alive(pid):
+            if host not in (None, socket.gethostname()) or pid_alive(pid):
                 raise _refuse(key, owner)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
         os.ftruncate(fd, 0)

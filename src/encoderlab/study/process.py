@@ -21,25 +21,6 @@ from encoderlab.runs import find_run
 STOP_TIMEOUT_S = 60  # an interrupted arm gets this long to save its checkpoint
 
 
-def pid_alive(pid: Any) -> bool:
-    """Whether process `pid` runs (a run.json's pid: is that run still going?). A zombie does
-    not: an arm killed with its study (kill -9) waits, dead, for init to reap it, which a
-    container's init may never do, and the rerun must resume it rather than wait for it."""
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, TypeError):
-        return False
-    except PermissionError:
-        return True
-    try:  # Linux: the state letter follows the parenthesised command name
-        stat = Path(f"/proc/{int(pid)}/stat").read_text()
-    except FileNotFoundError:  # gone since (Linux), or a system without /proc
-        return not Path("/proc/self/stat").exists()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] not in ("Z", "X")
-
-
 def launch(
     cmd: list[str],
     log_path: Path,

@@ -215,3 +215,53 @@ def test_no_train_file_is_a_user_error(tmp_path):
     cfg["self_pretrain"] = {"steps": 1}
     with pytest.raises(UserError, match="task.train"):
         task_texts(FinetuneConfig.model_validate(cfg))
+
+
+# ---------------------------------------------------------------------------------------------
+# The Python API and studies
+
+
+def test_python_api_self_pretrains_on_in_memory_rows(tmp_path):
+    import encoderlab as el
+
+    cfg = sp_cfg(tmp_path)
+    cfg["task"]["train"] = None
+    rows = sentiment_rows(120, 3)
+    run = el.finetune(cfg, overrides={"self_pretrain.steps": 2}, train=rows, say=lambda m: None)
+    (pre,) = mlm_runs(tmp_path)
+    assert json.loads((run / "run.json").read_text())["self_pretrain"] == str(pre)
+    text = (tmp_path / "runs" / ".data" / "ft-mlm.txt").read_text().splitlines()
+    assert set(text) == {r["text"] for r in rows}
+
+
+@pytest.mark.slow  # ~10 s: the arm is a process of its own
+def test_a_study_arm_with_self_pretrain(tmp_path):
+    from encoderlab.study import run_study
+
+    cfg = sp_cfg(tmp_path)
+    (tmp_path / "base.yaml").write_text(
+        yaml.safe_dump(
+            {k: v for k, v in cfg.items() if k not in ("self_pretrain", "name", "runs_dir")}
+        )
+    )
+    study = tmp_path / "study.yaml"
+    sets = json.dumps(cfg["self_pretrain"]["set"])
+    study.write_text(
+        yaml.safe_dump(
+            {
+                "base": "base.yaml",
+                "out": str(tmp_path / "out"),
+                "arms": [
+                    {
+                        "name": "own",
+                        "overrides": ["self_pretrain.steps=2", f"self_pretrain.set={sets}"],
+                    }
+                ],
+            }
+        )
+    )
+    run_study(study, say=lambda m: None)
+    arm = json.loads((tmp_path / "out" / "study.json").read_text())["arms"]["own"]
+    assert arm["status"] == "done", arm
+    (pre,) = (tmp_path / "out" / "runs").glob("own-mlm-*")
+    assert json.loads((Path(arm["run_dir"]) / "run.json").read_text())["self_pretrain"] == str(pre)

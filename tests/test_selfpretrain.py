@@ -265,3 +265,19 @@ def test_a_study_arm_with_self_pretrain(tmp_path):
     assert arm["status"] == "done", arm
     (pre,) = (tmp_path / "out" / "runs").glob("own-mlm-*")
     assert json.loads((Path(arm["run_dir"]) / "run.json").read_text())["self_pretrain"] == str(pre)
+
+
+def test_a_scratch_lr_after_self_pretraining_is_no_warning(tmp_path):
+    from encoderlab.finetuning import resolve_defaults
+
+    sp = {"steps": 2, "run": "runs/x-mlm"}  # as `self_pretrain` leaves it: init is its run
+    cfg = FinetuneConfig.model_validate(
+        {**base_cfg(tmp_path), "init": "runs/x-mlm", "self_pretrain": sp}
+    )
+    said: list[str] = []
+    assert resolve_defaults(cfg, said.append).train.lr == 3e-3 and not said
+    cfg.train.lr = None
+    assert resolve_defaults(cfg, said.append).train.lr == 1e-4 and not said  # pretrained default
+    cfg.train.lr = 1e-2
+    resolve_defaults(cfg, said.append)
+    assert len(said) == 1 and "far outside" in said[0]

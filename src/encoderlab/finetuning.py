@@ -108,6 +108,8 @@ def resolve_defaults(cfg: FinetuneConfig, say: Callable[[str], None] = print) ->
     if hf and cfg.task.type in POOLER_TASKS and "type" not in cfg.head.model_fields_set:
         update["head"] = cfg.head.model_copy(update={"type": "pooler"})
     low, high = LR_RANGE[kind].get(cfg.task.type, LR_RANGE[kind]["*"])
+    if cfg.self_pretrain is not None:  # minutes of MLM: a scratch lr trains it too (README)
+        high = max(high, LR_RANGE["scratch"]["*"][1])
     if "lr" not in train_update and not low / 3 <= train.lr <= high:
         what = "a pretrained encoder" if kind == "pretrained" else "an encoder from scratch"
         say(

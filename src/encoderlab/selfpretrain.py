@@ -113,8 +113,8 @@ def pretrain_config(cfg: FinetuneConfig, corpus: list[str]) -> Config:
 
 
 def run_key(pcfg: Config, text_files: list[str]) -> str:
-    """What makes a pretraining run the same: its resolved config and its files (the task's
-    text by content, corpus files by path, size and modification time)."""
+    """What makes a pretraining run the same: its resolved config and its files' paths, sizes
+    and modification times (the task's text file is rewritten only when its text changed)."""
     h = hashlib.sha256(json.dumps(pcfg.model_dump(mode="json"), sort_keys=True).encode())
     for pattern in text_files:
         for f in sorted(glob.glob(pattern)) or [pattern]:
@@ -128,7 +128,7 @@ def find_run(runs_dir: str | Path, name: str, key: str) -> tuple[str, Path] | No
     the newest one with a checkpoint to continue from, else None."""
     root = Path(runs_dir)
     found = []
-    for f in root.glob(f"{name}-*/{RUN_FILE}") if root.is_dir() else []:
+    for f in root.glob(f"{glob.escape(name)}-*/{RUN_FILE}") if root.is_dir() else []:
         try:
             info = json.loads(f.read_text())
         except (OSError, json.JSONDecodeError):

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from encoderlab.errors import UserError
 
@@ -493,6 +500,40 @@ class HeadConfig(Section):
         return self
 
 
+class SelfPretrainConfig(Section):
+    """MLM pretraining on the task's own text (and any corpus) before fine-tuning on it, as an
+    ordinary pretraining run <name>-mlm in runs_dir (Krishna et al. 2022: downstream data sets
+    make surprisingly good pretraining corpora). See `encoderlab.selfpretrain`."""
+
+    # "task": the task's train, valid and test text (never labels); anything else: corpus
+    # files or globs, relative to the working directory like the task's files
+    text: list[str] = ["task"]
+    minutes: float | None = None  # the pretraining budget: minutes and/or optimizer steps
+    steps: int | None = None
+    recipe: Literal["bert", "budget"] = "budget"  # see RECIPES
+    set: list[str] = []  # overrides of the pretraining config, e.g. [train.batch_size=32]
+    run: str | None = None  # written by encoderlab: the pretraining run fine-tuning starts from
+
+    @field_validator("text", "set", mode="before")
+    @classmethod
+    def _one_item(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> SelfPretrainConfig:
+        if self.minutes is None and self.steps is None:
+            raise ValueError("give the pretraining budget: minutes (e.g. 5) and/or steps")
+        _positive_finite("minutes", self.minutes)
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps={self.steps} must be at least 1")
+        if not self.text or any(not t.strip() for t in self.text):
+            raise ValueError("text: list 'task' and/or corpus files, e.g. [task, corpus.txt]")
+        for text in self.set:
+            if "=" not in text or not text.split("=", 1)[0].strip():
+                raise ValueError(f"set: {text!r} is not KEY=VALUE (e.g. model.n_layer=4)")
+        return self
+
+
 class FinetuneConfig(Section):
     """A fine-tuning run: a backbone (scratch / pretraining run / hf:...) plus a task head."""
 
@@ -514,8 +555,21 @@ class FinetuneConfig(Section):
     # (config.json auto_map) and never unpickles weights (pytorch_model.bin): safetensors only
     hf_trust_remote_code: bool = False
     hf_allow_pickle: bool = False
+    # pretrain on the task's text first, then fine-tune from that run (init stays scratch)
+    self_pretrain: SelfPretrainConfig | None = None
 
     _name = field_validator("name")(_plain_name)
+
+    @field_validator("self_pretrain")
+    @classmethod
+    def _one_init(cls, value: SelfPretrainConfig | None, info: ValidationInfo) -> Any:
+        init = str(info.data.get("init", "scratch")).strip()
+        if value is not None and init not in ("scratch", value.run):
+            raise ValueError(
+                f"init={init} and self_pretrain both choose the starting weights; "
+                "self_pretrain pretrains them itself: remove init (or self_pretrain)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_fit(self) -> FinetuneConfig:

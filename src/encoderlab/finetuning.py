@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,9 @@ from encoderlab.model import Encoder, num_params, param_groups, prepare_training
 from encoderlab.pretraining import check_not_finished
 from encoderlab.runs import ReadOnlyRun, Run, encoder_weights, run_checkpoint, run_model_config
 from encoderlab.runtime import resolve_device, seed_everything
+from encoderlab.selfpretrain import self_pretrain
 from encoderlab.tasks import get_task
-from encoderlab.tasks.base import Example, Task
+from encoderlab.tasks.base import Example, Task, example_texts
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
@@ -107,6 +108,8 @@ def resolve_defaults(cfg: FinetuneConfig, say: Callable[[str], None] = print) ->
     if hf and cfg.task.type in POOLER_TASKS and "type" not in cfg.head.model_fields_set:
         update["head"] = cfg.head.model_copy(update={"type": "pooler"})
     low, high = LR_RANGE[kind].get(cfg.task.type, LR_RANGE[kind]["*"])
+    if cfg.self_pretrain is not None:  # minutes of MLM: a scratch lr trains it too (README)
+        high = max(high, LR_RANGE["scratch"]["*"][1])
     if "lr" not in train_update and not low / 3 <= train.lr <= high:
         what = "a pretrained encoder" if kind == "pretrained" else "an encoder from scratch"
         say(
@@ -129,16 +132,6 @@ class Backbone:
     source: str  # what the weights are: "scratch", "runs/...@step-N", "hf:..."
     pooler: dict[str, torch.Tensor] | None = None  # hf: a trained pooler for the pooler head
     hf_config: Any = None  # hf: a wrapped transformers model's config, saved with the run
-
-
-def example_texts(examples: list[Example]) -> Iterator[str]:
-    """Every piece of text in a task's examples: what a scratch tokenizer is trained on."""
-    for ex in examples:
-        for key in ("text", "text_pair", "question", "context"):
-            if ex.get(key):
-                yield ex[key]
-        if ex.get("tokens"):
-            yield " ".join(ex["tokens"])
 
 
 def build_backbone(
@@ -318,9 +311,12 @@ def finetune(
     resume: str | Path | None = None,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[Run, FitResult]:
-    """Start a fine-tuning run from `cfg`, or continue the run at `resume` from its last
-    checkpoint (same data split, tokenizer, architecture and freezing as it started with).
+    """Start a fine-tuning run from `cfg` (after its self_pretrain: stage, if it has one), or
+    continue the run at `resume` from its last checkpoint (same data split, tokenizer,
+    architecture and freezing as it started with).
     Under torchrun: on every rank, see `encoderlab.distributed`."""
+    if resume is None and cfg is not None and cfg.self_pretrain is not None:
+        cfg = self_pretrain(cfg, say)  # init: the pretraining run it made or found
     started = time.perf_counter()  # a whole-run time budget counts from here
     run: Run | None = None
     if resume is not None:
@@ -408,6 +404,7 @@ def _finetune(
         valid_examples_raw=len(data.valid),
         test_examples=len(data.test),
         valid_source=data.valid_source,
+        **({"self_pretrain": cfg.self_pretrain.run} if cfg.self_pretrain else {}),
         pid=os.getpid(),
     )
     say(

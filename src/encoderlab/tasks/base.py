@@ -27,6 +27,7 @@ their results (`Examples.warnings` / `.notes`, `Features.warnings`) for the call
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -220,3 +221,18 @@ def token_counts(
 def counts_to_metrics(c: dict[str, float]) -> dict[str, float]:
     n = max(c.get("n", 0.0), 1.0)
     return {"loss": c.get("loss_sum", 0.0) / n, "acc": c.get("correct", 0.0) / n}
+
+
+TEXT_FIELDS = ("text", "text_pair", "question", "context")  # an example's text, never its label
+
+
+def example_texts(examples: list[Example]) -> Iterator[str]:
+    """Every piece of text in a task's examples (both sentences of a pair, a question and its
+    context, a tagged sentence's words joined by spaces), never a label: what a scratch
+    tokenizer is trained on and what self-pretraining masks."""
+    for ex in examples:
+        for key in TEXT_FIELDS:
+            if ex.get(key):
+                yield ex[key]
+        if ex.get("tokens"):
+            yield " ".join(ex["tokens"])

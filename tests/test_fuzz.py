@@ -142,8 +142,20 @@ def one_line_or_result(fn: Callable[[], Any]) -> None:
         assert msg.strip() and "\n" not in msg, f"UserError over several lines: {msg!r}"
 
 
+_ROOT: list[Path] = []  # this module's folder under pytest's own temporary directory
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fuzz_root(tmp_path_factory: pytest.TempPathFactory):
+    """Hypothesis examples write under pytest's tmp (kept for the last 3 sessions, then
+    removed), not straight into /tmp, where a thousand folders per run would pile up."""
+    _ROOT.append(tmp_path_factory.mktemp("fuzz"))
+    yield
+    _ROOT.pop()
+
+
 def _in_file(suffix: str, content: bytes) -> Path:
-    d = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    d = Path(tempfile.mkdtemp(prefix="fuzz-", dir=_ROOT[-1]))
     path = d / f"data{suffix}"
     path.write_bytes(content)
     return path
@@ -219,7 +231,7 @@ def test_config_overrides(sets, schema):
     ),
 )
 def test_report_loader(run_json, metrics, config):
-    run = Path(tempfile.mkdtemp(prefix="fuzz-run-"))
+    run = Path(tempfile.mkdtemp(prefix="fuzz-run-", dir=_ROOT[-1]))
     (run / "run.json").write_bytes(run_json)
     (run / "metrics.jsonl").write_bytes(metrics)
     (run / "config.yaml").write_bytes(config)

@@ -65,7 +65,7 @@ def test_finding_words_the_result_honestly():
 
 
 def test_quickstart_runs_both_arms_and_reports_their_result(tmp_path, capsys):
-    out = run_quickstart(
+    kwargs = dict(
         runs_dir=tmp_path / "runs",
         csv_path=fake_reviews(tmp_path / "rt.csv"),
         labelled=60,
@@ -80,6 +80,7 @@ def test_quickstart_runs_both_arms_and_reports_their_result(tmp_path, capsys):
         ],
         finetune_overrides=["train.epochs=1", "train.threads=1"],
     )
+    out = run_quickstart(**kwargs)
     printed = capsys.readouterr().out.rstrip().splitlines()
     state = json.loads((tmp_path / "runs" / "quickstart" / "study.json").read_text())
     acc = {}
@@ -102,6 +103,11 @@ def test_quickstart_runs_both_arms_and_reports_their_result(tmp_path, capsys):
     )
     assert "on 40 held-out reviews, fine-tuned on 60 labelled ones" in out.finding
     assert printed[-2:] == [f"report: {out.report}", out.finding]
+    # again: every run is done, so nothing trains and the same finding is printed
+    again = run_quickstart(**kwargs)
+    printed = capsys.readouterr().out
+    assert printed.count("done already") == 3 and again.finding == out.finding
+    assert len(list((tmp_path / "runs").glob("*/run.json"))) == 3
 
 
 def test_quickstart_cli_bad_count_is_one_line(tmp_path, capsys, monkeypatch):

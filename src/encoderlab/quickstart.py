@@ -111,13 +111,15 @@ def run_quickstart(
     corpus = csv_path or quickstart_corpus()
     say(f"quickstart text: {corpus}")
     out = Path(runs_dir) / "quickstart"
-    counts = split_reviews(corpus, out / "data", labelled, heldout)
+    # a folder per split: other counts change the configs' data paths, so the study reruns
+    # the arms (and the stage) instead of skipping them as done
+    data = out / "data" / f"labelled-{labelled}-heldout-{heldout}"
+    counts = split_reviews(corpus, data, labelled, heldout)
     say(
         f"pretraining text: {counts['pretrain_texts']:,} reviews and plots (no held-out review); "
         f"labelled: {counts['labelled']:,} reviews; held out: {counts['heldout']:,} reviews "
         f"of {counts['movies_heldout']:,} other movies"
     )
-    data = out / "data"
     bounds = (None, minutes) if minutes is not None else (steps, None)
     files = {
         "pretrain.yaml": pretrain_config((data / "pretrain.csv").resolve(), *bounds),

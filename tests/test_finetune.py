@@ -531,10 +531,11 @@ def test_defaults_fit_the_init_and_are_saved_with_the_run(tmp_path):
         pre["epochs"],
     )
     assert hf.head.type == "pooler" and said == []
+    # an encoder pretrained here (minutes of MLM) fine-tunes like one from scratch
     own = resolve_defaults(build({**raw, "init": "runs/pre"}), said.append)
-    assert own.train.lr == pre["lr"] and own.head.type == "cls"
+    assert own.train.lr == DEFAULTS["own"]["*"]["lr"] > 5 * pre["lr"] and own.head.type == "cls"
     tag = resolve_defaults(
-        build({**raw, "init": "runs/pre", "task": {**raw["task"], "type": "tagging"}})
+        build({**raw, "init": "hf:m", "task": {**raw["task"], "type": "tagging"}})
     )
     assert tag.train.lr == DEFAULTS["pretrained"]["tagging"]["lr"] != pre["lr"]
     scratch = resolve_defaults(build(raw), said.append)
@@ -561,10 +562,10 @@ def test_defaults_fit_the_init_and_are_saved_with_the_run(tmp_path):
     assert resolve_defaults(again) == again
 
 
-@pytest.mark.parametrize("init", ["hf:some/model", "runs/pretrain-run"])
-def test_scratch_lr_on_a_pretrained_init_is_a_one_line_warning(tmp_path, init):
+def test_scratch_lr_on_a_pretrained_init_is_a_one_line_warning(tmp_path):
     from encoderlab.finetuning import resolve_defaults
 
+    init = "hf:some/model"
     said: list[str] = []
     raw = base_cfg(tmp_path, init=init, train={"lr": 1e-3})
     cfg = resolve_defaults(build(raw), said.append)
@@ -577,6 +578,13 @@ def test_scratch_lr_on_a_pretrained_init_is_a_one_line_warning(tmp_path, init):
     assert said == []
     resolve_defaults(build(base_cfg(tmp_path, train={"lr": 1e-5})), said.append)
     assert len(said) == 1 and "from scratch" in said[0]
+    # an encoder pretrained here takes a scratch lr without a word; far above it, one line
+    said.clear()
+    own = "runs/pretrain-run"
+    resolve_defaults(build(base_cfg(tmp_path, init=own, train={"lr": 1e-3})), said.append)
+    assert said == []
+    resolve_defaults(build(base_cfg(tmp_path, init=own, train={"lr": 2e-2})), said.append)
+    assert len(said) == 1 and "an encoder pretrained here" in said[0]
 
 
 def test_a_stop_requested_from_on_eval_leaves_a_resumable_interrupted_run(tmp_path):

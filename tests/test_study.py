@@ -404,6 +404,38 @@ def test_texts_pulls_strings_out_of_squad_json(tmp_path: Path) -> None:
         write_texts(TextsSpec(file=str(src), path="data.x:y"), out)
 
 
+def test_texts_reads_the_sentences_of_conll_files(tmp_path: Path) -> None:
+    """format: conll: one line per sentence, the words of the first column, tags and
+    -DOCSTART- markers dropped, several files in order; a JSON path with it is a mistake."""
+    a = tmp_path / "eng.train"
+    a.write_text(
+        "-DOCSTART- -X- -X- O\n\nEU NNP I-NP I-ORG\nrejects VBZ I-VP O\n\n"
+        "Peter NNP I-NP I-PER\nBlackburn NNP I-NP I-PER\n",  # no blank line at the end
+        encoding="utf-8",
+    )
+    b = tmp_path / "eng.testa"
+    b.write_text("\n\nCRICKET NNP I-NP O\n-\t:\tO\tO\n\n", encoding="utf-8")
+    out = tmp_path / "texts.txt"
+    spec = TextsSpec(file=[str(a), str(b)], format="conll")
+    assert write_texts(spec, out) == 3
+    assert out.read_text(encoding="utf-8") == "EU rejects\nPeter Blackburn\nCRICKET -\n"
+    with pytest.raises(UserError, match="selects no strings"):
+        empty = tmp_path / "empty.conll"
+        empty.write_text("-DOCSTART- -X- O O\n\n", encoding="utf-8")
+        write_texts(TextsSpec(file=str(empty), format="conll"), out)
+    with pytest.raises(ValueError, match="drop path"):
+        TextsSpec(file=str(a), format="conll", path="data.*")
+    with pytest.raises(ValueError, match="needs path"):
+        TextsSpec(file=str(a))
+    _write_yaml(tmp_path / "base.yaml", {"task": {"type": "tagging"}})
+    study = {
+        "base": "base.yaml",
+        "texts": {"file": "x", "format": "conll", "path": "a.b"},
+        "arms": [{"name": "a"}],
+    }
+    assert "key 'texts': format conll reads whole files" in _bad(tmp_path, study)
+
+
 @pytest.mark.parametrize("kind", ["sorted", "repeat"])
 def test_synthetic_data_is_deterministic_and_correct(tmp_path: Path, kind: str) -> None:
     a = write_dataset(tmp_path / "a", kind=kind, n_train=200, n_valid=50)

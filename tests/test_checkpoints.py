@@ -25,7 +25,7 @@ from encoderlab.config import TrainConfig
 from encoderlab.errors import disk_full
 from encoderlab.runs import Run, after_disk_full, forget_written, run_checkpoint
 from encoderlab.train import fit
-from test_train import Net, Toy, collate, new_run, objective, train, train_losses
+from test_train import Net, Toy, collate, new_run, objective, resume_config, train, train_losses
 
 ENOSPC_RUST = 'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'  # noqa: E501 - as safetensors says it
 
@@ -250,17 +250,7 @@ def test_a_failed_background_write_is_the_one_line_disk_full_error(tmp_path, mon
 def test_resume_is_exact_after_a_crash_while_a_write_is_in_flight(tmp_path, monkeypatch):
     """The reference pattern of test_train's resume test, with every checkpoint write slowed
     down: training runs on during each write, and the crash comes while one is in flight."""
-    cfg = TrainConfig(
-        batch_size=4,
-        grad_accum=2,
-        epochs=3,
-        lr=1e-2,
-        log_every=1,
-        checkpoint_every=5,
-        eval_every=4,
-        schedule="cosine",
-        warmup_steps=3,
-    )
+    cfg = resume_config()
     full, _, full_model = train(tmp_path, cfg, name="full")
     real = runs_mod._save_weights
 

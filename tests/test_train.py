@@ -89,8 +89,10 @@ def train_losses(run):
     return [(r["step"], r["train/loss"]) for r in run.metrics() if r["kind"] == "train"]
 
 
-def test_resume_after_crash_reproduces_uninterrupted_losses(tmp_path):
-    cfg = TrainConfig(
+def resume_config() -> TrainConfig:
+    """Accumulation, a schedule, checkpoints and evaluations that do not fall together: what
+    the exact-resume tests crash in the middle of."""
+    return TrainConfig(
         batch_size=4,
         grad_accum=2,
         epochs=3,
@@ -101,6 +103,10 @@ def test_resume_after_crash_reproduces_uninterrupted_losses(tmp_path):
         schedule="cosine",
         warmup_steps=3,
     )
+
+
+def test_resume_after_crash_reproduces_uninterrupted_losses(tmp_path):
+    cfg = resume_config()
     full, _, full_model = train(tmp_path, cfg, name="full")
     crashed = new_run(tmp_path, "crashed", cfg)
     with pytest.raises(RuntimeError, match="simulated crash"):

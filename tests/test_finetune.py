@@ -610,3 +610,26 @@ def test_a_stop_requested_from_on_eval_leaves_a_resumable_interrupted_run(tmp_pa
     assert resumed.info["status"] == "finished" and result.step > seen[-1]
     evals = [r["step"] for r in resumed.metrics() if r["kind"] == "eval"]
     assert evals == sorted(set(evals))
+
+
+def test_dropout_sets_the_backbones_dropout_for_fine_tuning(tmp_path):
+    """`dropout:` replaces what the backbone brings (a budget-recipe run brings 0) in every
+    hidden dropout of the encoder, and the run records it with the architecture."""
+    from torch import nn
+
+    from encoderlab.finetuning import Backbone, shape_backbone
+    from encoderlab.model import Encoder
+
+    raw = base_cfg(tmp_path, dropout=0.25)  # the base model's own dropout is 0.0
+    cfg = build(raw)
+    mc = cfg.model.model_copy(update={"vocab_size": 50, "pad_id": 0})
+    backbone = Backbone(Encoder(mc), None, mc, "scratch")  # type: ignore[arg-type]
+    shape_backbone(backbone, cfg)
+    drops = [m.p for m in backbone.encoder.modules() if isinstance(m, nn.Dropout)]
+    assert drops and set(drops) == {0.25} and backbone.model_cfg.dropout == 0.25
+    run, _ = finetune(build({**raw, "train": {**raw["train"], "epochs": 1}}), say=quiet)
+    assert json.loads((run.path / "model_config.json").read_text())["dropout"] == 0.25
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="dropout"):
+        build(base_cfg(tmp_path, dropout=1.5))

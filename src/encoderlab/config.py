@@ -14,6 +14,7 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -546,6 +547,9 @@ class FinetuneConfig(Section):
     unfreeze_last: int = 0  # with freeze=all: train the top k blocks again
     drop_last: int = 0  # remove the top k blocks before fine-tuning
     head_lr: float | None = None  # None: train.lr
+    # the backbone's dropout while fine-tuning; None: what it brings (a pretraining run made
+    # with the budget recipe brings 0, which overfits a small labelled set)
+    dropout: float | None = Field(None, ge=0.0, lt=1.0)
     task: TaskConfig = TaskConfig()
     head: HeadConfig = HeadConfig()
     model: ModelConfig = ModelConfig()  # used for scratch; a pretraining run brings its own

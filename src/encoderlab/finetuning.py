@@ -209,8 +209,13 @@ def _check_same_tokenizer(cfg: FinetuneConfig, tok: Tokenizer, where: str) -> No
 
 
 def shape_backbone(backbone: Backbone, cfg: FinetuneConfig) -> None:
-    """drop_last, then freezing, applied to an encoderlab Encoder."""
+    """The fine-tuning dropout, drop_last, then freezing, applied to an encoderlab Encoder."""
     enc = backbone.encoder
+    if cfg.dropout is not None:  # every hidden dropout of the backbone (attention's stays)
+        for module in enc.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = cfg.dropout
+        backbone.model_cfg = backbone.model_cfg.model_copy(update={"dropout": cfg.dropout})
     if not isinstance(enc, Encoder):  # a wrapped transformers model: no block structure here
         if cfg.drop_last or cfg.unfreeze_last or cfg.freeze == "embeddings":
             raise UserError(

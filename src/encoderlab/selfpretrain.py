@@ -123,7 +123,7 @@ def run_key(pcfg: Config, text_files: list[str]) -> str:
     return h.hexdigest()[:20]
 
 
-def find_run(runs_dir: str | Path, name: str, key: str) -> tuple[str, Path] | None:
+def reusable_run(runs_dir: str | Path, name: str, key: str) -> tuple[str, Path] | None:
     """("reuse", run) for a finished run named `name` with `key`, else ("resume", run) for
     the newest one with a checkpoint to continue from, else None."""
     root = Path(runs_dir)
@@ -163,7 +163,7 @@ def _plan(cfg: FinetuneConfig, say: Callable[[str], None]) -> tuple[Config, str,
             atomic_write(out, body)
         say(f"self_pretrain: {len(texts):,} texts of the task's files in {out}")
     key = run_key(pcfg, files)
-    found = find_run(pcfg.runs_dir, pcfg.name, key)
+    found = reusable_run(pcfg.runs_dir, pcfg.name, key)
     action, path = found if found is not None else ("new", "")
     if action == "resume":
         try:  # killed after its last step: nothing left to train, so it is done

@@ -633,3 +633,45 @@ def test_dropout_sets_the_backbones_dropout_for_fine_tuning(tmp_path):
 
     with pytest.raises(ValidationError, match="dropout"):
         build(base_cfg(tmp_path, dropout=1.5))
+
+
+def test_validation_loss_comes_from_the_evaluation_pass_and_matches_the_objective(
+    tmp_path, monkeypatch
+):
+    """One pass over the valid set gives the task metrics and the loss; that loss is the
+    training objective's mean over the set (what a separate objective pass used to compute)."""
+    import encoderlab.train as train_module
+    from encoderlab.inference import load_finetuned
+
+    valid = write_csv(tmp_path / "valid.csv", sentiment_rows(50, 3), ["id", "text", "target"])
+    cfg = build(base_cfg(tmp_path, task={"valid": str(valid)}, train={"epochs": 1}))
+    objective_passes = []
+    real_evaluate = train_module.evaluate
+    monkeypatch.setattr(
+        train_module,
+        "evaluate",
+        lambda *a, **k: objective_passes.append(1) or real_evaluate(*a, **k),
+    )
+    run, _ = finetune(cfg, say=quiet)
+    assert objective_passes == []  # the evaluator's pass is the only one
+    evals = [
+        r
+        for r in map(json.loads, (run.path / "metrics.jsonl").read_text().splitlines())
+        if r.get("kind") == "eval"
+    ]
+    assert len(evals) == 1 and np.isfinite(evals[0]["valid/loss"])
+
+    ft = load_finetuned(run.path)  # the best checkpoint: the weights of that one evaluation
+    examples = ft.task.read(str(valid), ft.cfg.task)
+    features = ft.task.encode(examples, ft.tokenizer, ft.cfg.task, ft.labels)
+    ft.model.eval()
+    loss_sum = n = 0.0
+    with torch.no_grad():
+        for i in range(0, len(features), 7):  # another batching, in file order
+            batch = ft.task.collate(features[i : i + 7], ft.pad_id)
+            logits = ft.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            counts = ft.task.loss(logits, batch)[1]
+            loss_sum += float(counts["loss_sum"])
+            n += float(counts["n"])
+    assert n == 50
+    assert evals[0]["valid/loss"] == pytest.approx(loss_sum / n, rel=1e-4)

@@ -359,3 +359,32 @@ def test_plain_mlm_head_trains_without_the_transform(norm):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_key_mask_drops_an_all_real_mask_only_where_checking_is_free():
+    from encoderlab.model import key_mask
+
+    full = torch.ones(2, 5, dtype=torch.long)
+    padded = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    assert key_mask(None) is None
+    assert key_mask(full) is None  # on the host: asking costs nothing
+    assert key_mask(padded).shape == (2, 1, 1, 5)
+    assert key_mask(padded)[0, 0, 0].tolist() == [True, True, True, False, False]
+    # off the host (a meta tensor stands in for a GPU one) the mask is kept as given: reading
+    # `.all()` there would wait for the device; callers pass None when nothing is padded
+    on_device = key_mask(full.to("meta"))
+    assert on_device is not None and on_device.shape == (2, 1, 1, 5)
+
+
+def test_collate_says_on_the_host_whether_a_batch_is_padded():
+    from encoderlab.tasks.base import base_collate, model_inputs
+
+    def feature(n):
+        return {"input_ids": list(range(1, n + 1)), "token_type_ids": [0] * n}
+
+    same = base_collate([feature(4), feature(4)], pad_id=0)
+    mixed = base_collate([feature(4), feature(2)], pad_id=0)
+    assert same["has_padding"] is False and mixed["has_padding"] is True
+    assert model_inputs(same)[1] is None
+    assert model_inputs(mixed)[1] is mixed["attention_mask"]
+    assert model_inputs({"input_ids": same["input_ids"], "attention_mask": 1})[1] == 1

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoderlab.config import ElectraConfig, ModelConfig
-from encoderlab.model import IGNORE_INDEX, Block, Encoder, init_weights
+from encoderlab.model import IGNORE_INDEX, Block, Encoder, init_weights, key_mask
 
 _ACT = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu, "geglu": F.gelu, "swiglu": F.silu}
 
@@ -45,13 +45,6 @@ def generator_config(cfg: ModelConfig, electra: ElectraConfig) -> ModelConfig:
             "n_layer": electra.generator_n_layer or cfg.n_layer,
         }
     )
-
-
-def _key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """(B,1,1,T) bool for SDPA, or None when nothing is padded (as `Encoder.forward` does)."""
-    if attention_mask is None or (not torch.compiler.is_compiling() and attention_mask.all()):
-        return None
-    return attention_mask[:, None, None, :].bool()
 
 
 class GeneratorHead(nn.Module):
@@ -147,7 +140,7 @@ class ElectraLM(nn.Module):
             idx = (labels.reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)
         target = labels.reshape(-1).index_select(0, idx)
         emb = self.encoder.embeddings(input_ids, token_type_ids)
-        gen_logits = self.generator(emb, _key_mask(attention_mask), idx)  # (N,V)
+        gen_logits = self.generator(emb, key_mask(attention_mask), idx)  # (N,V)
         if idx.numel() > 0:
             mlm_loss = F.cross_entropy(gen_logits.float(), target)
         else:  # nothing masked: a zero that still backpropagates

@@ -44,7 +44,7 @@ from encoderlab.runs import ReadOnlyRun, Run, encoder_weights, run_checkpoint, r
 from encoderlab.runtime import resolve_device, seed_everything
 from encoderlab.selfpretrain import self_pretrain
 from encoderlab.tasks import get_task
-from encoderlab.tasks.base import Example, Task, example_texts
+from encoderlab.tasks.base import Example, Task, example_texts, model_inputs
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
@@ -433,7 +433,7 @@ def _finetune(
     say(f"run {run.path}")
 
     def objective_step(m: nn.Module, batch: dict[str, torch.Tensor]):
-        logits = m(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        logits = m(*model_inputs(batch))
         return task.loss(logits, batch)
 
     objective = Objective(
@@ -498,7 +498,8 @@ class LastEvaluation:
     batches: EvalBatches | None = None
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """fit's `evaluator`: the valid set's scalar metrics."""
+        """fit's `evaluator`: the valid set's scalar metrics, with the validation loss from
+        the same pass."""
         if self.batches is None:
             self.batches = EvalBatches.build(
                 self.task,
@@ -517,6 +518,7 @@ class LastEvaluation:
             self.pad_id,
             self.device,
             self.batches,
+            with_loss=True,
         )
         self.step = None  # until fit says which step it was (`evaluated`)
         return scalar_metrics(self.metrics)

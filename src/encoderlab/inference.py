@@ -35,7 +35,7 @@ from encoderlab.model import Encoder
 from encoderlab.runs import Run, run_checkpoint, run_model_config
 from encoderlab.runtime import autocast, autocast_dtype, resolve_device, to_device
 from encoderlab.tasks import get_task
-from encoderlab.tasks.base import Example, Feature, Task
+from encoderlab.tasks.base import Example, Feature, Task, model_inputs
 from encoderlab.tasks.reading import reading_config
 from encoderlab.tasks.tagging import entities
 from encoderlab.tokenizer import load_tokenizer, special_ids
@@ -128,9 +128,12 @@ def predict_outputs(
     device: torch.device,
     amp: torch.dtype | None = None,
     batches: EvalBatches | None = None,
+    loss_counts: dict[str, float] | None = None,
 ) -> list[np.ndarray]:
     """Logits per feature, in the order of `features`; token-level ones cut to the feature's
-    real length. `batches`: the features' prebuilt batches (else built here)."""
+    real length. `batches`: the features' prebuilt batches (else built here). `loss_counts`:
+    the task's loss counts of every batch are summed into it, from the same forward pass (a
+    validation loss without a second pass over the set)."""
     was_training = model.training
     model.eval()
     if batches is None:
@@ -139,7 +142,10 @@ def predict_outputs(
     for batch, idx in zip(batches.batches, batches.rows, strict=True):
         batch = to_device(batch, device)
         with autocast(device, amp):
-            logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            logits = model(*model_inputs(batch))
+        if loss_counts is not None:
+            for k, v in task.loss(logits, batch)[1].items():
+                loss_counts[k] = loss_counts.get(k, 0.0) + float(v)
         logits = logits.float().cpu().numpy()
         for row, i in zip(logits, idx, strict=True):
             outputs[i] = row[: batches.lengths[i]] if task.token_level else row
@@ -157,16 +163,21 @@ def evaluate_examples(
     pad_id: int,
     device: torch.device,
     batches: EvalBatches | None = None,
+    with_loss: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(metrics incl. "extra", prediction rows) for a labelled or unlabelled set.
-    `batches`: the features' prebuilt batches, for a set evaluated again and again."""
+    `batches`: the features' prebuilt batches, for a set evaluated again and again.
+    `with_loss`: add the training objective's mean loss ("loss") on a labelled set."""
     amp = autocast_dtype(cfg.train.precision, device)
+    counts: dict[str, float] | None = {} if with_loss else None
     outputs = predict_outputs(
-        model, task, features, pad_id, cfg.train.batch_size, device, amp, batches
+        model, task, features, pad_id, cfg.train.batch_size, device, amp, batches, counts
     )
     preds = task.decode(outputs, features, examples, cfg.task, labels)
     labelled = any(task.has_gold(ex) for ex in examples)
     metrics = task.metrics(preds, examples, cfg.task, labels) if labelled else {}
+    if counts and labelled:
+        metrics = {"loss": task.train_metrics(counts)["loss"], **metrics}
     return metrics, task.prediction_rows(preds, examples, labels)
 
 

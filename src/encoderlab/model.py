@@ -184,6 +184,22 @@ class Block(nn.Module):
         return self.ln2(x + self.drop(self.ff(x)))
 
 
+def key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(B,T) 1/0 -> SDPA's (B,1,1,T) bool: every query may look at every real key; padded
+    keys are hidden. Padded *queries* still get (ignored) outputs, which keeps kernels dense.
+
+    A mask without padding is dropped, since SDPA is faster without one (flash kernels), but
+    only where finding that out is free: on a GPU it would wait for the device, so there the
+    callers pass None themselves when their collate saw no padding (`tasks.base.model_inputs`).
+    """
+    if attention_mask is None:
+        return None
+    on_host = attention_mask.device.type == "cpu" and not torch.compiler.is_compiling()
+    if on_host and bool(attention_mask.all()):
+        return None
+    return attention_mask[:, None, None, :].bool()
+
+
 def _select_rows(x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
     """(B,T,d) -> (N,d) at flat positions `rows`; unchanged when rows is None."""
     return x if rows is None else x.reshape(-1, x.shape[-1]).index_select(0, rows)
@@ -244,14 +260,7 @@ class Encoder(nn.Module):
                 f"sequence length {T} is longer than model.max_len={self.cfg.max_len}; "
                 "truncate the input (data.block_len) or use a model with a larger max_len"
             )
-        # (B,1,1,T) bool: every query may look at every real key; padded keys are hidden.
-        # Padded *queries* still get (ignored) outputs, which keeps the kernels dense.
-        # A mask without padding is dropped: SDPA is faster without one (flash kernels).
-        mask = None
-        if attention_mask is not None and (
-            torch.compiler.is_compiling() or not attention_mask.all()
-        ):
-            mask = attention_mask[:, None, None, :].bool()
+        mask = key_mask(attention_mask)
         x = self.embeddings(input_ids, token_type_ids)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):

@@ -750,7 +750,8 @@ def fit(
     of each evaluation better than the last best (what a fine-tuning run's weights are).
 
     `evaluator(model) -> metrics` replaces the default evaluation (summed objective counts
-    over valid_set) when a task needs whole-set decoding, e.g. QA's EM/F1.
+    over valid_set) when a task needs whole-set decoding, e.g. QA's EM/F1; its metrics
+    include the validation "loss" (one pass over the set, not two).
 
     Under torchrun every rank calls this with the same arguments; rank 0 alone writes to the
     run, prints, evaluates with `evaluator` and calls `on_eval`. `on_eval` may raise
@@ -1028,24 +1029,18 @@ def _measure(
     cfg: TrainConfig,
     evaluator: Callable[[nn.Module], dict[str, float]] | None,
 ) -> Callable[[], dict[str, float]] | None:
-    """The evaluation the Recorder runs: `evaluator` on rank 0 (whole-set decoding; the other
-    ranks wait) or `evaluate` on every rank. None when there is no validation set."""
+    """The evaluation the Recorder runs: `evaluator` on rank 0 (whole-set decoding, which
+    also gives the validation loss; the other ranks wait) or `evaluate` on every rank. None
+    when there is no validation set."""
     if valid_set is None or len(valid_set) == 0:
         return None
+    if evaluator is not None:
+        return lambda: distributed.on_main(lambda: evaluator(eng.model))
 
     def objective_metrics() -> dict[str, float]:
         return evaluate(eng.model, valid_set, collate, eng.objective, cfg, eng.device, eng.amp)
 
-    if evaluator is None:
-        return objective_metrics
-
-    def with_loss() -> dict[str, float]:
-        # the task's decoded metrics, plus the objective's validation loss (every rank sums it)
-        loss = objective_metrics().get("loss")
-        metrics = distributed.on_main(lambda: evaluator(eng.model))
-        return metrics if loss is None or "loss" in metrics else {"loss": loss, **metrics}
-
-    return with_loss
+    return objective_metrics
 
 
 @torch.no_grad()

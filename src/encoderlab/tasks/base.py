@@ -191,14 +191,27 @@ def pad_stack(arrays: list[np.ndarray], pad: int, dtype=np.int64) -> torch.Tenso
     return torch.from_numpy(out)
 
 
-def base_collate(features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:
-    """input_ids / token_type_ids / attention_mask, padded to the batch's longest feature."""
+def base_collate(features: list[Feature], pad_id: int) -> dict[str, Any]:
+    """input_ids / token_type_ids / attention_mask, padded to the batch's longest feature, and
+    `has_padding` (a host bool: whether any row was padded; see `model_inputs`)."""
     ids = [np.asarray(f["input_ids"]) for f in features]
+    lengths = [len(a) for a in ids]
     return {
         "input_ids": pad_stack(ids, pad_id),
         "token_type_ids": pad_stack([np.asarray(f["token_type_ids"]) for f in features], 0),
-        "attention_mask": pad_stack([np.ones(len(a), dtype=np.int64) for a in ids], 0),
+        "attention_mask": pad_stack([np.ones(n, dtype=np.int64) for n in lengths], 0),
+        "has_padding": min(lengths) < max(lengths),
     }
+
+
+def model_inputs(
+    batch: dict[str, Any],
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(input_ids, attention_mask, token_type_ids) for a task model; the mask is None when
+    the collate saw no padding. Known on the host, so the encoder need not ask the device
+    (`attention_mask.all()`, a GPU sync per batch) before it may drop the mask."""
+    mask = batch["attention_mask"] if batch.get("has_padding", True) else None
+    return batch["input_ids"], mask, batch.get("token_type_ids")
 
 
 def token_counts(

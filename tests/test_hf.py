@@ -214,6 +214,33 @@ def test_import_converts_and_matches_transformers(tmp_path, arch):
     assert max_diff(got, want, batch["attention_mask"]) < TOL
 
 
+@pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert", "electra", "bert-task"])
+def test_safetensors_are_read_directly_with_the_same_result_as_through_automodel(
+    tmp_path, arch, monkeypatch
+):
+    """A local BERT-like checkpoint converts from its file without transformers' modelling code
+    (seconds of imports and a random init per run): the same encoder, config and pooler."""
+    if arch == "bert-task":  # a task model's file: "bert."-prefixed names and a classifier
+        d = tmp_path / arch
+        cfg = transformers.BertConfig(**bert_kw(write_bert_tokenizer_json(d)))
+        torch.manual_seed(0)
+        transformers.BertForSequenceClassification(cfg).save_pretrained(str(d))
+    else:
+        d = make_checkpoint(tmp_path, arch)
+    with monkeypatch.context() as m:  # the general way, through AutoModel
+        m.setattr(hf, "_import_from_files", lambda *a: None)
+        want = hf.import_checkpoint(str(d), say=quiet)
+    with monkeypatch.context() as m:  # the direct way: AutoModel must not be needed
+        m.setattr(transformers.AutoModel, "from_pretrained", lambda *a, **k: 1 / 0)
+        got = hf.import_checkpoint(str(d), say=quiet)
+    assert got.model_cfg == want.model_cfg and got.source == want.source
+    a, b = got.encoder.state_dict(), want.encoder.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (got.pooler is None) == (want.pooler is None)
+    if got.pooler is not None:
+        assert all(torch.equal(got.pooler[k], want.pooler[k]) for k in ("weight", "bias"))
+
+
 @pytest.mark.parametrize("arch", ["bert-gelu_new", "albert"])
 def test_unmappable_architecture_is_wrapped(tmp_path, arch):
     d = make_checkpoint(tmp_path, arch)

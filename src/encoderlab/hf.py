@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from torch import nn
@@ -453,6 +454,9 @@ def import_checkpoint(
     refuse_remote_code(hf_config, f"init: hf:{spec}", trust_remote_code)  # hub checkpoints
     tok = load_hf_tokenizer(source, trust_remote_code)
     pad_id = special_ids(tok)["pad"]
+    direct = _import_from_files(Path(source), hf_config, tok, pad_id, spec)
+    if direct is not None:
+        return direct
     try:
         with _quiet_transformers():
             model, info = transformers.AutoModel.from_pretrained(
@@ -507,6 +511,57 @@ def import_checkpoint(
         pooler,
         cfg,
     )
+
+
+def _base_state_from_files(folder: Path, model_type: str) -> dict[str, torch.Tensor] | None:
+    """The base model's tensors read straight from a local single-file model.safetensors
+    (names as `AutoModel` gives them: a task model's prefix such as "bert." stripped, its
+    heads left out), or None where only transformers knows how to read the folder."""
+    path = folder / "model.safetensors"
+    if not path.is_file() or model_type not in (*_BERT_LIKE, "distilbert"):
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            names = list(f.keys())
+            word = "embeddings.word_embeddings.weight"
+            prefix = next((k[: -len(word)] for k in names if k.endswith(word)), None)
+            if prefix is None or prefix.count(".") > 1:  # "" or a task model's "bert."
+                return None
+            return {k[len(prefix) :]: f.get_tensor(k) for k in names if k.startswith(prefix)}
+    except Exception:  # unreadable here: transformers gives the error (or reads it after all)
+        return None
+
+
+def _import_from_files(
+    folder: Path, hf_config: Any, tok: Tokenizer, pad_id: int, spec: str
+) -> Imported | None:
+    """A BERT-like local checkpoint converted from its safetensors file, without building the
+    transformers model (its modelling code is ~3 s of imports, then a random init that the
+    weights overwrite). None when anything does not map: `import_checkpoint` then goes the
+    general way, through `AutoModel`, which also gives the errors."""
+    if not folder.is_dir():
+        return None
+    sd = _base_state_from_files(folder, hf_config.model_type)
+    vocab = int(getattr(hf_config, "vocab_size", 0) or 0)
+    if sd is None or (vocab and tok.get_vocab_size() > vocab):
+        return None
+    try:
+        converted = convert_state(hf_config, sd, pad_id)
+        if isinstance(converted, str):
+            return None
+        model_cfg, state = converted
+        encoder = Encoder(model_cfg)
+        encoder.load_state_dict(state, strict=True)
+    except (KeyError, RuntimeError, ValueError):  # a missing or misshapen tensor
+        return None
+    pooler = None
+    if "pooler.dense.weight" in sd and "pooler.dense.bias" in sd:
+        pooler = {
+            "weight": sd["pooler.dense.weight"].float().clone(),
+            "bias": sd["pooler.dense.bias"].float().clone(),
+        }
+    source = f"hf:{spec} ({hf_config.model_type}, converted)"
+    return Imported(encoder, tok, model_cfg, source, pooler, None)
 
 
 def save_wrapped_config(hf_config: Any, run_dir: Path) -> None:

@@ -675,3 +675,30 @@ def test_validation_loss_comes_from_the_evaluation_pass_and_matches_the_objectiv
             n += float(counts["n"])
     assert n == 50
     assert evals[0]["valid/loss"] == pytest.approx(loss_sum / n, rel=1e-4)
+
+
+def test_layer_lr_decay_scales_each_block_below_the_top(tmp_path):
+    from encoderlab.finetuning import make_optimizer_groups
+    from encoderlab.inference import TaskModel
+    from encoderlab.model import Encoder
+
+    cfg = build(base_cfg(tmp_path, layer_lr_decay=0.5, head_lr=1e-2))
+    mc = cfg.model.model_copy(update={"vocab_size": 50, "n_layer": 3, "norm": "pre"})
+    model = TaskModel(Encoder(mc), sequence_head(cfg.head, mc.d_model, 2))
+    groups = make_optimizer_groups(model, cfg)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert len(lr_of) == sum(1 for _ in model.parameters())  # every parameter, once
+    enc, lr = model.backbone, cfg.train.lr
+    assert lr_of[id(enc.embeddings.tok.weight)] == pytest.approx(lr * 0.5**3)
+    for i, block in enumerate(enc.blocks):
+        assert lr_of[id(block.attn.qkv.weight)] == pytest.approx(lr * 0.5 ** (2 - i))
+    assert lr_of[id(enc.ln_f.weight)] == pytest.approx(lr)
+    assert lr_of[id(model.head.out.weight)] == pytest.approx(1e-2)
+    # unset: one lr for the whole backbone, as before
+    plain = make_optimizer_groups(model, build(base_cfg(tmp_path)))
+    assert {g["lr"] for g in plain} == {cfg.train.lr}
+
+    run, _ = finetune(build(base_cfg(tmp_path, layer_lr_decay=0.8)), say=quiet)
+    assert run.info["status"] == "finished"
+    with pytest.raises(Exception, match="layer_lr_decay"):
+        build(base_cfg(tmp_path, layer_lr_decay=1.5))

@@ -547,6 +547,9 @@ class FinetuneConfig(Section):
     unfreeze_last: int = 0  # with freeze=all: train the top k blocks again
     drop_last: int = 0  # remove the top k blocks before fine-tuning
     head_lr: float | None = None  # None: train.lr
+    # layer-wise lr decay: the top block trains at train.lr, each block below at `decay` times
+    # the one above, the embeddings one step further (ELECTRA fine-tunes with 0.8); None: off
+    layer_lr_decay: float | None = Field(None, gt=0.0, le=1.0)
     # the backbone's dropout while fine-tuning; None: what it brings (a pretraining run made
     # with the budget recipe brings 0, which overfits a small labelled set)
     dropout: float | None = Field(None, ge=0.0, lt=1.0)

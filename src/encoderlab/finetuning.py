@@ -252,12 +252,36 @@ def shape_backbone(backbone: Backbone, cfg: FinetuneConfig) -> None:
 
 
 def make_optimizer_groups(model: TaskModel, cfg: FinetuneConfig) -> list[dict]:
-    """Backbone at train.lr, head at head_lr; no weight decay on biases and norms."""
+    """Backbone at train.lr (each block lower by `layer_lr_decay`, if set), head at head_lr;
+    no weight decay on biases and norms."""
+    lr = cfg.train.lr
+    parts = [(m, lr * scale) for m, scale in _layer_lr_scales(model.backbone, cfg)]
+    parts.append((model.head, cfg.head_lr or lr))
     groups = []
-    for part, lr in ((model.backbone, cfg.train.lr), (model.head, cfg.head_lr or cfg.train.lr)):
+    for part, part_lr in parts:
         for g in param_groups(part, cfg.train.weight_decay):
-            groups.append({**g, "lr": lr})
+            groups.append({**g, "lr": part_lr})
     return groups
+
+
+def _layer_lr_scales(backbone: nn.Module, cfg: FinetuneConfig) -> list[tuple[nn.Module, float]]:
+    """(module, lr multiplier) covering the backbone: with layer_lr_decay d, block i of n gets
+    d ** (n - 1 - i), the embeddings d ** n; lower layers hold the more general features
+    (Howard & Ruder 2018; Clark et al. 2020 fine-tune ELECTRA with d = 0.8)."""
+    decay = cfg.layer_lr_decay
+    if decay is None:
+        return [(backbone, 1.0)]
+    if not isinstance(backbone, Encoder):
+        raise UserError(
+            "layer_lr_decay needs encoderlab's own encoder; this hf: checkpoint runs wrapped "
+            "(no layer structure here): remove layer_lr_decay"
+        )
+    n = len(backbone.blocks)
+    parts = [(backbone.embeddings, decay**n)]
+    parts += [(block, decay ** (n - 1 - i)) for i, block in enumerate(backbone.blocks)]
+    if backbone.ln_f is not None:
+        parts.append((backbone.ln_f, 1.0))
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,6 +4,12 @@ Not a test; run it by hand on an otherwise idle machine:
 
     python benchmarks/time_to_quality.py --minutes 10 --threads 1     # ~12 min on 2 cores
     python benchmarks/time_to_quality.py --minutes 0.5                # a ~3 minute check
+    python benchmarks/time_to_quality.py --minutes 10 --downstream 4  # + disaster tweets
+
+`--downstream F` adds what the pretraining is for: disaster tweets (../shared/data) fine-tuned
+for F minutes from encoderlab's pretrained model against the same architecture and tokenizer
+from scratch given the same total time (M + F minutes), each the best of its evaluations
+(2 x --threads threads, one after the other).
 
 The HF side needs transformers and accelerate (Trainer requires it): pip install -e '.[dev]'.
 
@@ -38,6 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,6 +60,7 @@ CORPUS = [
 ]
 SHAPE = {"d_model": 256, "n_head": 4, "d_ff": 1024}
 HF_BLOCK = 128
+TWEETS = ROOT / "../shared/data/disaster_tweets/train.csv"
 
 
 def read_documents(paths: list[Path]) -> list[str]:
@@ -286,6 +294,12 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--tokenizer", help="an existing tokenizer (default: train WordPiece 8k)")
     ap.add_argument("--work", help="working folder (default: a temporary one)")
+    ap.add_argument(
+        "--downstream",
+        type=float,
+        metavar="F",
+        help="also fine-tune disaster tweets for F minutes from the pretrained model vs scratch",
+    )
     ap.add_argument("--side", choices=["encoderlab", "hf"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.side:  # a child process: train one side, print its result as JSON
@@ -309,10 +323,64 @@ def main() -> None:
             if p.returncode != 0:
                 sys.exit(f"{side} side failed (exit {p.returncode})")
             res[side] = json.loads(out.strip().splitlines()[-1])
-        report(work, held, res, args.threads)
+        ratio = report(work, held, res, args.threads)
+        if args.downstream:
+            downstream(work, res["encoderlab"]["run"], args.minutes, args.downstream, args.threads)
+        print(f"ratio {ratio:.2f}x")
 
 
-def report(work: Path, held: list[str], res: dict, threads: int) -> None:
+def tweets_config(work: Path, init: str, minutes: float, threads: int) -> Any:
+    from encoderlab.config import FinetuneConfig
+
+    return FinetuneConfig.model_validate(
+        {
+            "name": "tweets",
+            "runs_dir": str(work / "runs"),
+            "init": init,
+            "task": {
+                "type": "classification",
+                "train": str(TWEETS),
+                "text_column": "text",
+                "label_column": "target",
+                "valid_ratio": 0.1,
+                "max_len": 64,
+            },
+            "head": {"type": "cls"},
+            "train": {
+                "lr": 1e-3,  # scratch's, and the default for an encoder pretrained here
+                "batch_size": 32,
+                "epochs": None,
+                "time_budget_min": minutes,
+                "threads": 2 * threads,
+                "device": "cpu",
+                "log_every": 50,
+            },
+        }
+    )
+
+
+def downstream(work: Path, run_dir: str, minutes: float, fine: float, threads: int) -> None:
+    """Disaster tweets: F minutes of fine-tuning after the M of pretraining, vs scratch (same
+    shape and tokenizer) for M + F minutes."""
+    from encoderlab.finetuning import finetune
+
+    if not TWEETS.exists():
+        print(f"downstream: skipped, {TWEETS} not found (../shared/data beside the repository)")
+        return
+    for label, init, budget in (
+        ("pretrained", run_dir, fine),
+        ("scratch", f"scratch:{run_dir}", minutes + fine),
+    ):
+        run, result = finetune(tweets_config(work, init, budget, threads), say=lambda _m: None)
+        assert result.best.get("metric") == "valid/acc", result.best
+        print(
+            f"downstream {label:10s} {budget:5.1f} min fine-tuning ({result.step} steps): "
+            f"disaster tweets valid accuracy {result.best.get('value', float('nan')):.3f} "
+            f"(best of {label} run {run.path.name})"
+        )
+
+
+def report(work: Path, held: list[str], res: dict, threads: int) -> float:
     from safetensors.torch import load_model
     from transformers import BertForMaskedLM
 
@@ -334,7 +402,7 @@ def report(work: Path, held: list[str], res: dict, threads: int) -> None:
             f"{blk:3d}: masked-token accuracy {acc:.3f}"
         )
     print(f"held-out masked tokens: {n:,}")
-    print(f"ratio {acc_ours / max(acc_hf, 1e-9):.2f}x")
+    return acc_ours / max(acc_hf, 1e-9)
 
 
 if __name__ == "__main__":

@@ -388,3 +388,22 @@ def test_collate_says_on_the_host_whether_a_batch_is_padded():
     assert model_inputs(same)[1] is None
     assert model_inputs(mixed)[1] is mixed["attention_mask"]
     assert model_inputs({"input_ids": same["input_ids"], "attention_mask": 1})[1] == 1
+
+
+def test_cpu_dropout_keeps_one_minus_p_scales_and_backpropagates_through_its_mask():
+    from encoderlab.model import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.1)
+    x = torch.randn(200, 500, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.005  # 100,000 draws: sd ~0.001
+    assert torch.allclose(y[kept], x[kept] / 0.9)
+    y.sum().backward()
+    assert torch.allclose(x.grad, kept.float() / 0.9)
+    drop.eval()
+    assert drop(x) is x or torch.equal(drop(x), x)
+    assert torch.equal(Dropout(0.0).train()(x), x)
+    assert Dropout(1.0).train()(x).abs().sum() == 0
+    assert isinstance(drop, torch.nn.Dropout)  # `dropout:` at fine-tuning finds it

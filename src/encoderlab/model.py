@@ -10,10 +10,10 @@ Hugging Face BERT), so keep them stable:
     mlm_head.{dense,ln,decoder}       (decoder.weight is embeddings.tok.weight when tied;
                                        mlm_head=plain has the decoder only)
 
-Two choices here are about speed rather than modelling, and the trainer reuses them:
+Three choices here are about speed rather than modelling, and the trainer reuses them:
 the MLM head runs only on the masked positions (about 15% of the tokens, and the vocabulary
-projection is the single biggest matmul of a small encoder), and `make_optimizer` builds
-AdamW with the fused kernel.
+projection is the single biggest matmul of a small encoder), `make_optimizer` builds AdamW
+with the fused kernel, and `Dropout` draws its CPU masks the cheaper way.
 """
 
 from __future__ import annotations

@@ -91,8 +91,8 @@ def read_trials(out: Path) -> list[dict]:
 def test_asha_sweep_lists_every_trial_and_writes_outputs(tmp_path, ray_local):
     out = run_sweep(write_sweep(tmp_path), say=lambda m: None)
     rows = read_trials(out)
-    assert len(rows) == 4
-    assert {r["status"] for r in rows} <= {"completed", "stopped early"}
+    assert len(rows) == 4, rows
+    assert {r["status"] for r in rows} <= {"completed", "stopped early"}, rows
     assert {(r["train.lr"], r["head.type"]) for r in rows} == {
         (lr, h) for lr in ("0.003", "0.001") for h in ("cls", "mean")
     }
@@ -100,7 +100,7 @@ def test_asha_sweep_lists_every_trial_and_writes_outputs(tmp_path, ray_local):
     for r in rows:  # each trial is an ordinary, finished-or-stopped run with a checkpoint
         run = Run.open(r["run_dir"])
         assert run.info["status"] in ("finished", "stopped early"), run.info
-        assert run.latest_checkpoint() is not None
+        assert run.latest_checkpoint() is not None, (r, run.info)
         assert Path(r["run_dir"]).parent == out / "runs"
     best = load_config(out / "best.yaml", schema=FinetuneConfig)
     assert str(best.train.lr) == rows[0]["train.lr"] and best.head.type == rows[0]["head.type"]

@@ -128,7 +128,7 @@ def predict_outputs(
     device: torch.device,
     amp: torch.dtype | None = None,
     batches: EvalBatches | None = None,
-    loss_counts: dict[str, float] | None = None,
+    loss_counts: dict[str, torch.Tensor] | None = None,
 ) -> list[np.ndarray]:
     """Logits per feature, in the order of `features`; token-level ones cut to the feature's
     real length. `batches`: the features' prebuilt batches (else built here). `loss_counts`:
@@ -143,9 +143,10 @@ def predict_outputs(
         batch = to_device(batch, device)
         with autocast(device, amp):
             logits = model(*model_inputs(batch))
-        if loss_counts is not None:
+        if loss_counts is not None:  # summed on the device: read once, by the caller
             for k, v in task.loss(logits, batch)[1].items():
-                loss_counts[k] = loss_counts.get(k, 0.0) + float(v)
+                v = v.detach().float()
+                loss_counts[k] = loss_counts[k] + v if k in loss_counts else v
         logits = logits.float().cpu().numpy()
         for row, i in zip(logits, idx, strict=True):
             outputs[i] = row[: batches.lengths[i]] if task.token_level else row
@@ -169,7 +170,7 @@ def evaluate_examples(
     `batches`: the features' prebuilt batches, for a set evaluated again and again.
     `with_loss`: add the training objective's mean loss ("loss") on a labelled set."""
     amp = autocast_dtype(cfg.train.precision, device)
-    counts: dict[str, float] | None = {} if with_loss else None
+    counts: dict[str, torch.Tensor] | None = {} if with_loss else None
     outputs = predict_outputs(
         model, task, features, pad_id, cfg.train.batch_size, device, amp, batches, counts
     )
@@ -177,7 +178,8 @@ def evaluate_examples(
     labelled = any(task.has_gold(ex) for ex in examples)
     metrics = task.metrics(preds, examples, cfg.task, labels) if labelled else {}
     if counts and labelled:
-        metrics = {"loss": task.train_metrics(counts)["loss"], **metrics}
+        loss = task.train_metrics({k: float(v) for k, v in counts.items()})["loss"]
+        metrics = {"loss": loss, **metrics}
     return metrics, task.prediction_rows(preds, examples, labels)
 
 

@@ -177,6 +177,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 class _Job:
     examples: list[Example]
     future: asyncio.Future = field(repr=False)
+    arrived: float = 0.0  # the event loop's clock when the request was queued
 
 
 class Batcher:
@@ -215,7 +216,8 @@ class Batcher:
     async def submit(self, examples: list[Example]) -> list[dict[str, Any]]:
         if self.waiting + len(examples) > self.limits.max_queue:
             raise Busy(f"{self.waiting} examples are waiting (at most {self.limits.max_queue})")
-        job = _Job(examples, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        job = _Job(examples, loop.create_future(), loop.time())
         self.waiting += len(examples)
         try:
             await self.queue.put(job)
@@ -234,15 +236,27 @@ class Batcher:
         job, self._getter = self._getter.result(), None
         return job
 
+    def _queued(self) -> _Job | None:
+        """A job that is already waiting (taken without yielding to the event loop), or None."""
+        if self._getter is not None and self._getter.done():
+            job, self._getter = self._getter.result(), None
+            return job
+        try:
+            return self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
     async def _collect(self) -> list[_Job]:
         loop = asyncio.get_running_loop()
         first = self._carry or await self._next(None)
         self._carry = None
         assert first is not None
         jobs, n = [first], len(first.examples)
-        deadline = loop.time() + self.limits.max_wait_ms / 1000.0
+        # counted from the first request's arrival: requests that queued while the model ran
+        # the previous batch have waited already and go at once with whatever else is queued
+        deadline = first.arrived + self.limits.max_wait_ms / 1000.0
         while n < self.limits.max_batch:
-            job = await self._next(max(0.0, deadline - loop.time()))
+            job = self._queued() or await self._next(max(0.0, deadline - loop.time()))
             if job is None:
                 break
             if n + len(job.examples) > self.limits.max_batch:

@@ -407,3 +407,32 @@ def test_cpu_dropout_keeps_one_minus_p_scales_and_backpropagates_through_its_mas
     assert torch.equal(Dropout(0.0).train()(x), x)
     assert Dropout(1.0).train()(x).abs().sum() == 0
     assert isinstance(drop, torch.nn.Dropout)  # `dropout:` at fine-tuning finds it
+
+
+def test_cpu_training_attention_is_sdpa_with_the_cheaper_dropout(monkeypatch):
+    """On a CPU, training-mode attention with dropout is written out (scores, mask, softmax,
+    `cpu_dropout`, @ v) instead of SDPA's bernoulli path: without the dropout it must equal
+    SDPA's result, padded keys included, in values and gradients."""
+    import encoderlab.model as model_module
+    from encoderlab.model import SelfAttention, key_mask
+
+    torch.manual_seed(0)
+    attn = SelfAttention(tiny(attn_dropout=0.1))
+    x = torch.randn(3, 7, attn.qkv.in_features, requires_grad=True)
+    mask = key_mask(torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5]))
+    calls = []
+
+    def no_drop(t, p):
+        calls.append((tuple(t.shape), p))
+        return t
+
+    monkeypatch.setattr(model_module, "cpu_dropout", no_drop)
+    written = attn.train()(x, mask)
+    (gx_written,) = torch.autograd.grad(written.square().sum(), x)
+    sdpa = attn.eval()(x, mask)  # eval: SDPA with dropout_p 0
+    (gx_sdpa,) = torch.autograd.grad(sdpa.square().sum(), x)
+    assert calls == [((3, attn.n_head, 7, 7), 0.1)]  # the attention weights were dropped
+    assert torch.allclose(written, sdpa, atol=1e-5)
+    assert torch.allclose(gx_written, gx_sdpa, atol=1e-4)
+    monkeypatch.undo()
+    assert not torch.allclose(attn.train()(x, mask), sdpa, atol=1e-3)  # real dropout acts

@@ -407,3 +407,145 @@ def test_safetensors_checkpoint_still_loads(minilm, tmp_path):
     assert imp.converted and imp.model_cfg.d_model == 384
     assert torch.is_tensor(next(iter(imp.encoder.state_dict().values())))
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by a hostile-input survey beyond the issue's list (232 kinds of bad input): each was a
+# traceback or a silent wrong result
+
+
+def test_paths_that_are_files_or_folders_in_the_wrong_place_are_one_line(
+    finetuned, tmp_path, capsys
+):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    capsys.readouterr()
+    assert cli("report", finetuned, "--out", a_file) == 2  # a folder wanted, a file there
+    assert "notes.txt" in one_line_error(capsys)
+    assert cli("export", finetuned, "--to-onnx", a_file / "m.onnx") == 2
+    assert "notes.txt" in one_line_error(capsys)
+    assert cli("runs", "list", "--runs-dir", a_file) == 2
+    assert "is a file" in one_line_error(capsys)
+    a_folder = tmp_path / "odir"
+    a_folder.mkdir()
+    assert cli("predict", finetuned, "--text", "fine", "--output", a_folder) == 2
+    assert "is a folder" in one_line_error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "odir"]  # no .tmp left
+    assert a_file.read_text() == "keep me"
+
+
+def test_a_damaged_run_json_is_one_line_for_commands_and_a_warning_for_reports(
+    finetuned, tmp_path, capsys
+):
+    copy = tmp_path / finetuned.name
+    shutil.copytree(finetuned, copy)
+    for damage in ('{"kind": "finetune/classif', "[1, 2]"):
+        (copy / "run.json").write_text(damage)
+        capsys.readouterr()
+        assert cli("export", copy, "--to-hf", tmp_path / "hf") == 2
+        err = one_line_error(capsys)
+        assert "run.json: damaged" in err, err
+        assert cli("finetune", "--resume", copy) == 2
+        assert "run.json: damaged" in one_line_error(capsys)
+        assert (copy / "run.json").read_text() == damage  # a failed resume changes nothing
+        assert cli("report", copy, "--out", tmp_path / "rep") == 0
+        captured = capsys.readouterr()
+        assert "run.json: unreadable" in captured.out + captured.err
+    assert not (tmp_path / "hf").exists()
+
+
+def test_predict_pair_text_on_a_single_text_model_and_evaluate_without_labels(
+    finetuned, tmp_path, capsys
+):
+    capsys.readouterr()
+    assert cli("predict", finetuned, "--text", "good", "--text-pair", "other") == 2
+    assert "--text-pair" in one_line_error(capsys)
+    data = write_csv(tmp_path / "valid.csv", sentiment_rows(20, 8), ["id", "text", "target"])
+    written = finetuned / "eval" / "file-valid.json"
+    before = written.read_bytes() if written.exists() else None  # another test's, if any
+    assert cli("evaluate", finetuned, "--data", data, "--set", "task.label_column=nosuch") == 2
+    err = one_line_error(capsys)
+    assert "no gold labels" in err and "nosuch" in err and "columns found: id, text, target" in err
+    assert (written.read_bytes() if written.exists() else None) == before  # nothing written
+
+
+def test_a_damaged_best_checkpoint_is_named_when_predict_falls_back(finetuned, tmp_path, capsys):
+    copy = tmp_path / finetuned.name
+    shutil.copytree(finetuned, copy)
+    (best,) = (copy / "checkpoints").glob("best-*")
+    weights = best / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    capsys.readouterr()
+    assert cli("predict", copy, "--text", "fine") == 0
+    err = capsys.readouterr().err
+    assert f"skipping {best}" in err, err
+
+
+def test_pretrain_resume_of_a_finetuning_run_says_which_command(finetuned, capsys):
+    capsys.readouterr()
+    assert cli("pretrain", "--resume", finetuned) == 2
+    assert "is a fine-tuning run; use `encoderlab finetune --resume`" in one_line_error(capsys)
+
+
+def test_duplicate_yaml_keys_are_refused_with_both_lines(tmp_path, corpus_txt, capsys):
+    cfg = write_config(tmp_path, [corpus_txt])
+    cfg.write_text(cfg.read_text() + "train:\n  batch_size: 8\n")  # a second train: block
+    assert cli("pretrain", cfg) == 2
+    err = one_line_error(capsys)
+    assert "'train' is given twice" in err and f"{cfg}:" in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_tokenizer_vocabulary_bounds_and_empty_out(tmp_path, corpus_txt, capsys):
+    binary = tmp_path / "b.txt"
+    binary.write_text("ab ba\n" * 50)  # two letters: far fewer than 16 pieces to learn
+    assert cli("tokenizer", "train", "--corpus", binary, "--out", tmp_path / "t") == 2
+    assert "vocabulary of only" in one_line_error(capsys)
+    assert not (tmp_path / "t").exists()
+    assert cli("tokenizer", "train", "--corpus", corpus_txt, "--vocab-size", 10**12) == 2
+    assert "larger than any useful vocabulary" in one_line_error(capsys)
+    assert cli("tokenizer", "train", "--corpus", corpus_txt, "--out", "") == 2
+    assert "--out is empty" in one_line_error(capsys)
+
+
+def test_out_of_memory_and_port_and_workers_are_one_line(tmp_path, corpus_txt, finetuned, capsys):
+    cfg = write_config(tmp_path, [corpus_txt])
+    assert cli("pretrain", cfg, "--set", "model.d_model=1000000000", "--set", "model.n_head=1") == 2
+    err = one_line_error(capsys)
+    assert "out of memory" in err and "model.d_model" in err, err
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not any(runs.iterdir())  # no half-made run left behind
+    assert cli("serve", finetuned, "--port", 99999) == 2
+    assert "not a TCP port" in one_line_error(capsys)
+    assert cli("tokenizer", "train", "--corpus", corpus_txt, "--out", tmp_path / "tok") == 0
+    capsys.readouterr()
+    assert cli("corpus", "prepare", cfg, "--tokenizer", tmp_path / "tok", "--workers", 0) == 2
+    assert "--workers=0" in one_line_error(capsys)
+
+
+def test_a_study_whose_arms_failed_exits_2_after_its_table(tmp_path, capsys):
+    f = tmp_path / "ft.yaml"
+    f.write_text(yaml.safe_dump(base_cfg(tmp_path)))
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        yaml.safe_dump(
+            {
+                "name": "st",
+                "base": "ft.yaml",
+                "out": str(tmp_path / "st"),
+                "arms": [{"name": "a", "overrides": ["task.train=nosuch.csv"]}],
+            }
+        )
+    )
+    capsys.readouterr()
+    assert cli("study", "run", study) == 2
+    captured = capsys.readouterr()
+    assert "no arm produced a run" in captured.out
+    assert "1 of 1 arm(s) failed (a;" in captured.err
+
+
+def test_rich_never_turns_a_path_into_an_emoji(capsys):
+    from encoderlab.cli import _error
+
+    _error("init: hf:pick/ has pickled weights :smile:")
+    assert capsys.readouterr().err.strip() == "error: init: hf:pick/ has pickled weights :smile:"

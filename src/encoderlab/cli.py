@@ -50,8 +50,9 @@ app.add_typer(corpus_app, name="corpus")
 app.add_typer(study_app, name="study")
 
 # Without a terminal rich assumes 80 columns; tables of runs read better wider (logs, CI).
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+# emoji=False: a path such as hf:pick/ must not print as "hf⛏/" (rich reads :pick: as an emoji)
+console = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200, emoji=False)
 
 SetOpt = Annotated[
     list[str] | None,
@@ -98,7 +99,7 @@ def tokenizer_train(
     more: Annotated[list[str] | None, typer.Argument(help="More corpus files.")] = None,
     kind: Annotated[str, typer.Option(help="bpe | char_bpe | wordpiece | unigram")] = "wordpiece",
     vocab_size: Annotated[int, typer.Option("--vocab-size")] = 8000,
-    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("tokenizer"),
+    out: Annotated[str, typer.Option("--out", help="Output directory.")] = "tokenizer",
     lowercase: Annotated[bool, typer.Option("--lowercase/--no-lowercase")] = False,
     min_frequency: Annotated[int, typer.Option("--min-frequency")] = 2,
     text_field: Annotated[str, typer.Option("--text-field", help=".jsonl key")] = "text",
@@ -112,6 +113,8 @@ def tokenizer_train(
     files = list(corpus or []) + list(more or [])
     if not files:
         raise UserError("no corpus given: pass --corpus FILE [FILE ...]")
+    if not out.strip():
+        raise UserError("--out is empty; give the folder to write the tokenizer to")
     check_output_dir(out)
     tcfg = build(
         TokenizerConfig,
@@ -432,6 +435,8 @@ def runs_list(
     """Name, task, params, steps, best metric and status of every run."""
     from encoderlab.runs import list_runs
 
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise UserError(f"--runs-dir {runs_dir} is a file; give the folder that holds the runs")
     found = list_runs(runs_dir)
     if not found:
         say(f"no runs under {runs_dir}/")
@@ -580,10 +585,38 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as e:
         sys.exit(getattr(e, "exit_code", EXIT_OK))
     except Exception as e:
-        if not disk_full(e):
+        if disk_full(e):
+            _error(_after_disk_full(e))
+        elif isinstance(e, _PATH_ERRORS) and e.filename is not None:
+            _error(f"{e.filename}: {(e.strerror or str(e)).lower()}; give another path")
+        elif _out_of_memory(e):
+            _error(
+                f"out of memory ({_first_line(e)}); make the model or the batch smaller "
+                "(model.d_model, model.n_layer, tokenizer.vocab_size, train.batch_size)"
+            )
+        else:
             raise  # a bug: keep the traceback
-        _error(_after_disk_full(e))
         sys.exit(EXIT_USER)
+
+
+# A path that is a file where a folder is needed, or the reverse, or not ours to write: the
+# user's choice of path, not a bug (NotADirectoryError, IsADirectoryError, FileExistsError, ...)
+_PATH_ERRORS = (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """torch's allocator refusing a tensor (CPU or GPU): the config asked for too much."""
+    name = type(e).__name__
+    text = str(e)
+    return name == "OutOfMemoryError" or (
+        isinstance(e, RuntimeError) and "can't allocate memory" in text
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    line = lines[-1] if lines else type(e).__name__
+    return line.split("] ", 1)[-1].strip()  # drop c10's "[enforce fail at file:line]" prefix
 
 
 def _after_disk_full(e: BaseException) -> str:

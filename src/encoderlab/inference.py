@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import FinetuneConfig, load_config
+from encoderlab.data.tables import iter_rows, table_format
 from encoderlab.errors import UserError
 from encoderlab.hf import run_encoder
 from encoderlab.model import Encoder
@@ -189,11 +191,17 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a file name for the predictions")
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:  # no temp file left behind (a full disk, a kill)
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_submission(path: Path, table: list[list[Any]]) -> None:
@@ -288,8 +296,27 @@ class Finetuned:
     def evaluate(self, data_path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """(metrics, prediction rows) on a labelled file in the task's format."""
         examples = self.task.read(data_path, self.cfg.task)
+        if not any(self.task.has_gold(ex) for ex in examples):
+            raise UserError(
+                f"{data_path}: no gold labels found{self.task.missing_gold_hint(self.cfg.task)}"
+                f"{_columns_found(data_path)}; evaluate needs labels (predict --input FILE "
+                "predicts an unlabelled file)"
+            )
         self.task.check_labels(examples, self.labels, data_path)
         return self.run_examples(examples)
+
+
+def _columns_found(path: str) -> str:
+    """ "; columns found: a, b" for a table file whose first row can be read, else ""."""
+    try:
+        if table_format(Path(path)) not in ("csv", "tsv", "jsonl"):
+            return ""
+        first = next(iter_rows(path), None)
+    except (UserError, OSError, ValueError):
+        return ""
+    if first is None or not isinstance(first[1], dict):
+        return ""
+    return "; columns found: " + ", ".join(map(str, first[1]))
 
 
 def length_batches(lengths: list[int], max_batch: int, waste: float = 0.3) -> list[list[int]]:
@@ -391,6 +418,8 @@ def load_finetuned(path: str | Path) -> Finetuned:
         run_encoder(run, model_cfg), task.head(cfg.head, model_cfg.d_model, max(len(labels), 1))
     )
     load_model(model, str(run_checkpoint(run) / "model.safetensors"))
+    for note in run.skip_notes():  # a damaged best checkpoint: say which weights answer instead
+        print(note, file=sys.stderr)
     device = resolve_device(cfg.train.device)
     model.to(device).eval()
     return Finetuned(run, cfg, task, tok, labels, model, device, special_ids(tok)["pad"])
@@ -430,6 +459,8 @@ def predict(
     output: str | None = None,
     say: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
+    if output and Path(output).is_dir():  # before the model is loaded and run
+        raise UserError(f"--output {output} is a folder; give a file name (.csv or .jsonl)")
     ft = load_finetuned(run_dir)
     if input_path:
         examples = ft.task.read(input_path, ft.cfg.task)

@@ -24,7 +24,7 @@ def run_info(run_dir: Path) -> dict[str, Any]:
     """The run's run.json, or {} while there is none (or it cannot be read yet)."""
     try:
         return Run(run_dir).info
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # ValueError: a half-written file, runs.DamagedRunFile
         return {}
 
 

@@ -101,7 +101,12 @@ def pretrain(
     on every rank, see `encoderlab.distributed`). `record`: more fields for its run.json, there
     from the start (self-pretraining finds its runs by them)."""
     if resume is not None:
-        cfg = load_config(Run.open(resume).path / "config.yaml", overrides)
+        opened = Run.open(resume)
+        if str(opened.info.get("kind", "")).startswith("finetune"):
+            raise UserError(
+                f"{opened.path}: is a fine-tuning run; use `encoderlab finetune --resume`"
+            )
+        cfg = load_config(opened.path / "config.yaml", overrides)
     assert cfg is not None
     with distributed.session(resolve_device(cfg.train.device)):
         run, result = _pretrain(cfg, resume, distributed.main_says(say), on_eval, record)

@@ -13,6 +13,7 @@ skips the arms that are done and only rebuilds the report.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from encoderlab.config import FinetuneConfig, load_config
+from encoderlab.config import Config, FinetuneConfig, load_config
 from encoderlab.data.quickstart import quickstart_corpus, split_reviews
 from encoderlab.errors import UserError
 from encoderlab.runs import Run
@@ -114,6 +115,13 @@ def run_quickstart(
     it time-bounded instead of `steps`, `finetune_overrides` go to both arms."""
     from encoderlab.study import run_study
 
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise UserError(f"--minutes {minutes}: give a number of minutes above 0")
+    for flag, n in (("--labelled", labelled), ("--heldout", heldout)):
+        if n < 1:
+            raise UserError(f"{flag} {n}: give at least 1 review")
+    if Path(runs_dir).exists() and not Path(runs_dir).is_dir():
+        raise UserError(f"--runs-dir {runs_dir} is a file; give a folder for the runs")
     corpus = csv_path or quickstart_corpus()
     say(f"quickstart text: {corpus}")
     out = Path(runs_dir) / "quickstart"
@@ -139,8 +147,14 @@ def run_quickstart(
     for name, body in files.items():
         (out / name).write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
     # a bad --set / --finetune-set is a one-line error now, not a failed arm minutes later
-    load_config(out / "pretrain.yaml", list(overrides or []))
-    load_config(out / "finetune.yaml", list(finetune_overrides or []), FinetuneConfig)
+    for flag, name, sets, schema in (
+        ("--set", "pretrain.yaml", overrides, Config),
+        ("--finetune-set", "finetune.yaml", finetune_overrides, FinetuneConfig),
+    ):
+        try:
+            load_config(out / name, list(sets or []), schema)
+        except UserError as e:
+            raise UserError(f"{flag}: {e}") from None
     report = run_study(out / "study.yaml", say=say)
     outcome = compare_arms(out / "study.json", report, counts["labelled"])
     say("")

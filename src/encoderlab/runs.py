@@ -165,6 +165,14 @@ def environment() -> dict[str, Any]:
     }
 
 
+DAMAGED_HINT = "restore it from a copy, or start a new run (reports read the run without it)"
+
+
+class DamagedRunFile(UserError, ValueError):
+    """run.json does not parse: one line for a command, a ValueError for readers that go on
+    without it (reports, listings)."""
+
+
 class Run:
     """A run directory, created once and reopened for resume, reports and listing."""
 
@@ -237,7 +245,15 @@ class Run:
     @property
     def info(self) -> dict[str, Any]:
         f = self.path / RUN_FILE
-        return json.loads(f.read_text()) if f.is_file() else {}
+        if not f.is_file():
+            return {}
+        try:
+            info = json.loads(f.read_text(encoding="utf-8"))
+        except ValueError as e:  # cut short or overwritten: JSON or UTF-8 errors
+            raise DamagedRunFile(f"{f}: damaged ({_first_line(e)}); {DAMAGED_HINT}") from None
+        if not isinstance(info, dict):
+            raise DamagedRunFile(f"{f}: damaged (not a JSON object); {DAMAGED_HINT}")
+        return info
 
     def update(self, **fields: Any) -> None:
         self.lock()
@@ -753,7 +769,9 @@ def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
     for f in sorted(root.glob("*/" + RUN_FILE)) + sorted(root.glob("*/*/" + RUN_FILE)):
         try:
             info = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError):
+            continue
+        if not isinstance(info, dict):  # damaged: not a run record
             continue
         info["path"] = str(f.parent)
         found.append(info)
@@ -834,7 +852,7 @@ def find_run(runs_dir: str | Path, name: str, exclude: Iterable[str] = ()) -> Pa
 def _created(path: Path) -> float:
     try:
         return float(json.loads((path / RUN_FILE).read_text()).get("created", 0.0))
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, AttributeError):  # AttributeError: not a mapping
         return 0.0
 
 

@@ -380,6 +380,8 @@ def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
 def check_address(host: str, port: int) -> None:
     """Refuse a busy port or an unknown host before the model is loaded (uvicorn would log
     the error and exit 1, which reads as a bug)."""
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port {port} is not a TCP port; give one from 1 to 65535")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         with socket.socket(family, kind, proto) as s:

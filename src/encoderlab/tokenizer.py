@@ -56,6 +56,7 @@ KINDS = ("bpe", "char_bpe", "wordpiece", "unigram")
 # Fewer pieces than this make a model that predicts the one or two tokens there are: MLM loss
 # 0.0 and perfect accuracy that mean nothing.
 MIN_PIECES = 16
+MAX_VOCAB = 2**20
 
 
 def min_vocab_size(kind: str) -> int:
@@ -78,6 +79,11 @@ def _check_cfg(cfg: TokenizerConfig) -> None:
         raise UserError(
             f"tokenizer.vocab_size={cfg.vocab_size} is too small for kind '{cfg.kind}': "
             f"it needs at least {need} ({why}); raise tokenizer.vocab_size"
+        )
+    if cfg.vocab_size > MAX_VOCAB:  # the trainer would try to allocate it and abort
+        raise UserError(
+            f"tokenizer.vocab_size={cfg.vocab_size:,} is larger than any useful vocabulary "
+            f"(at most {MAX_VOCAB:,}; multilingual models use ~250,000); lower it"
         )
     if cfg.min_frequency < 0:
         raise UserError(f"tokenizer.min_frequency={cfg.min_frequency}: must be 0 or more")
@@ -195,12 +201,19 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
     """
     _check_cfg(cfg)
     try:
-        return _train(texts, cfg, drop=None)
+        tok = _train(texts, cfg, drop=None)
     except _TooManyChars as e:
         if iter(texts) is texts:  # a one-shot iterator: cannot read it twice
             raise UserError(e.message()) from None
         keep = _common_chars(texts, cfg)
-        return _train(texts, cfg, drop=keep)
+        tok = _train(texts, cfg, drop=keep)
+    need = min_vocab_size(cfg.kind)
+    if tok.get_vocab_size() < need:  # e.g. a binary file: a model on it would learn nothing
+        raise UserError(
+            f"the corpus gave a vocabulary of only {tok.get_vocab_size()} tokens (at least "
+            f"{need} are needed): it is too small or not text; give more text"
+        )
+    return tok
 
 
 class _TooManyChars(Exception):

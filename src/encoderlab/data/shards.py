@@ -328,6 +328,9 @@ def prepare_shards(
     workers: int | None = None,
 ) -> Path:
     """Return the directory of this corpus's shards, tokenizing whatever is not done yet."""
+    for flag, n in (("--workers", workers), ("data.prepare_workers", data.prepare_workers)):
+        if n is not None and n < 1:
+            raise UserError(f"{flag}={n}: give 1 or more tokenizing processes")
     sources = describe_corpus(data)  # once: a file may vanish while we work
     key = cache_key(data, tok, sources)
     root = Path(data.cache_dir) / key

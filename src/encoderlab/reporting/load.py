@@ -102,7 +102,7 @@ def _jsonl(path: Path) -> list[dict[str, Any]] | None:
 def _run_info(run: Run, warnings: list[str]) -> dict[str, Any]:
     try:
         info = run.info
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: JSON, UTF-8, runs.DamagedRunFile
         warnings.append(
             f"{run.path / 'run.json'}: unreadable ({type(e).__name__}); reported without it"
         )

@@ -284,7 +284,15 @@ def study_command(path: str, profile: str | None, say: Callable[[str], None] = p
     """`encoderlab study run STUDY.yaml [--profile NAME]`: the CLI's entry point. Ctrl-C: a
     study's own hint (not a run's `--resume RUN`) and exit code 130."""
     try:
-        return run_study(path, profile=profile, say=say)
+        written = run_study(path, profile=profile, say=say)
     except KeyboardInterrupt:
         say("study interrupted: run the same command again to continue (done arms are skipped)")
         raise SystemExit(130) from None
+    arms = State(load_study(path, profile).out / STATE_FILE).data["arms"]
+    failed = [name for name, rec in arms.items() if rec.get("status") == "failed"]
+    if failed:  # the table and report are written; the exit code tells scripts
+        raise UserError(
+            f"{len(failed)} of {len(arms)} arm(s) failed ({', '.join(failed)}; see the table "
+            "above); fix them and run the study again: done arms are kept"
+        )
+    return written

@@ -165,6 +165,11 @@ class ClassificationTask(TaskBase):
 
     def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
         if not self.pair:
+            if text_pair:
+                raise UserError(
+                    "this model classifies one text at a time; --text-pair (pairs) is for "
+                    "sentence-pair and QA models"
+                )
             return {"id": str(i), "line": 0, "text": text, "label": None}
         if not text_pair:
             raise UserError("a sentence-pair model needs --text-pair as well as --text")

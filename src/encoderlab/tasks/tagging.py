@@ -567,6 +567,8 @@ class TaggingTask(TaskBase):
         return example.get("tags") is not None
 
     def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
+        if text_pair:
+            raise UserError("a tagging model reads one text at a time; drop --text-pair")
         return {"id": str(i), "line": 0, "tokens": text.split(), "tags": None}
 
     def show_prediction(self, example: Example, row: dict[str, Any]) -> str:

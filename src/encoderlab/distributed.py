@@ -73,6 +73,9 @@ def session(device: torch.device) -> Iterator[None]:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
     try:
         yield
+        # every rank done with its collectives before any tears the group down: a rank that
+        # left early was seen to abort at exit ("terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

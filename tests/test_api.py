@@ -56,6 +56,9 @@ def test_finetune_from_dicts_then_load_predict_evaluate_report(tmp_path):
     assert [p["label"] for p in preds] == ["1", "0"]
     assert all(set(p["scores"]) == {"0", "1"} and 0.5 <= p["score"] <= 1 for p in preds)
     assert model.predict("nice")[0]["label"] in ("0", "1")  # one string is one text
+    for bad in ([1], ["fine", None]):  # what a notebook may hand over: one line, not a TypeError
+        with pytest.raises(el.UserError, match="not a string"):
+            model.predict(bad)
 
     metrics = el.evaluate(model, data=rows(30, 2), say=quiet)
     assert metrics["acc"] > 0.8 and metrics["extra"]["examples"] == 30

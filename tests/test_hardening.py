@@ -549,3 +549,24 @@ def test_rich_never_turns_a_path_into_an_emoji(capsys):
 
     _error("init: hf:pick/ has pickled weights :smile:")
     assert capsys.readouterr().err.strip() == "error: init: hf:pick/ has pickled weights :smile:"
+
+
+def test_finetune_ends_with_the_best_checkpoints_scores_not_the_last_steps(tmp_path, capsys):
+    """The summary after `done` shows what the run's weights score (its best checkpoint, as
+    eval/valid.json does), not the last evaluation, which may be worse."""
+    cfg = base_cfg(tmp_path, train={"epochs": 2})
+    cfg["task"]["valid"] = str(
+        write_csv(tmp_path / "valid.csv", sentiment_rows(40, 5), ["id", "text", "target"])
+    )
+    f = tmp_path / "ft.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    assert cli("finetune", f) == 0
+    lines = capsys.readouterr().out.splitlines()
+    done = next(i for i, line in enumerate(lines) if line.startswith("done ("))
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    final = Run.open(run_dir).info["final"]
+    assert lines[done + 1] == (
+        f"valid, best checkpoint {final['checkpoint']}: "
+        + "  ".join(f"{k} {v:.4f}" for k, v in final.items() if k != "checkpoint")
+    )

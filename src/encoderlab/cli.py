@@ -61,7 +61,8 @@ SetOpt = Annotated[
 
 
 def say(msg: str) -> None:
-    console.print(msg, highlight=False, markup=False)
+    # soft_wrap: a long line stays one line when piped (a warning cut in two reads as two)
+    console.print(msg, highlight=False, markup=False, soft_wrap=True)
 
 
 def _show_version(value: bool) -> None:
@@ -161,6 +162,10 @@ def pretrain(
     _print_result(run, result)
 
 
+def _scores(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+
 def _print_result(run, result) -> None:
     """The summary of a finished run; exit code 3 if its loss stayed non-finite."""
     info = run.info
@@ -168,8 +173,12 @@ def _print_result(run, result) -> None:
         f"done ({result.stopped_because}): {result.step} steps in {result.train_seconds:.0f}s, "
         f"{result.tokens_per_s:,.0f} tokens/s, params {info.get('params', 0):,}"
     )
-    if result.last_eval:
-        say("  ".join(f"{k} {v:.4f}" for k, v in result.last_eval.items()))
+    final = info.get("final") or {}  # fine-tuning: the best checkpoint's, not the last step's
+    if final.get("checkpoint"):
+        scores = {k: v for k, v in final.items() if isinstance(v, (int, float))}
+        say(f"valid, best checkpoint {final['checkpoint']}: " + _scores(scores))
+    elif result.last_eval:
+        say(_scores(result.last_eval))
     best = info.get("best") or {}
     evals = [r for r in run.metrics() if r.get("kind") == "eval" and best.get("metric") in r]
     if len(evals) > 1:

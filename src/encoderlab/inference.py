@@ -254,7 +254,13 @@ class Finetuned:
         self, texts: list[str], pairs: list[str | None] | None = None
     ) -> list[Example]:
         """One example per text, each with its own second text (pair) or context (qa)."""
+        if isinstance(texts, str):
+            texts = [texts]
         seconds = pairs if pairs is not None else [None] * len(texts)
+        for what, items in (("text", texts), ("pair/context", seconds)):
+            for i, t in enumerate(items):  # the API hands anything a notebook holds
+                if not isinstance(t, str) and not (t is None and what != "text"):
+                    raise UserError(f"{what} {i} is {type(t).__name__}, not a string; give strings")
         if len(seconds) != len(texts):
             raise UserError(f"{len(texts)} texts but {len(seconds)} pairs/contexts; give one each")
         return [

@@ -19,6 +19,17 @@ Read in this order:
                   best result, checkpoints, run.json
   fit             the loop itself, then small pieces (schedule, evaluation, RNG, DDP)
 
+fit's arguments beyond the model, data and config: `started` is time.perf_counter() when the
+run began (reading data, building the model) and `tail_rows` the rows the caller evaluates or
+predicts after `fit` returns; a time budget that covers the whole run (train.budget_covers: run)
+counts both. `keep_best` writes the weights of each evaluation better than the last best (what
+a fine-tuning run's weights are). `evaluator(model) -> metrics` replaces the default evaluation
+(summed objective counts over valid_set) when a task needs whole-set decoding, e.g. QA's EM/F1;
+its metrics include the validation "loss" (one pass over the set, not two). Under torchrun every
+rank calls `fit` with the same arguments; rank 0 alone writes to the run, prints, evaluates with
+`evaluator` and calls `on_eval`, which may raise `StopRequested` to end the run there, as Ctrl-C
+would (checkpointed, "interrupted").
+
 Where speed work goes: the per-micro-batch `isfinite` sync is in `optimizer_step` (a deferred
 check would return the flag as a tensor and let `LoopState.count` read it a step later); when to
 checkpoint is `Recorder.checkpoint_due` (time intervals) and how is `Recorder.checkpoint` (a
@@ -743,20 +754,7 @@ def fit(
     keep_best: bool = False,
 ) -> FitResult:
     """Train until epochs / max_steps / time budget / early stop; checkpoint as it goes.
-
-    `started`: time.perf_counter() when the run began (reading data, building the model), and
-    `tail_rows`: rows the caller evaluates or predicts after `fit` returns; a time budget that
-    covers the whole run (train.budget_covers: run) counts both. `keep_best`: write the weights
-    of each evaluation better than the last best (what a fine-tuning run's weights are).
-
-    `evaluator(model) -> metrics` replaces the default evaluation (summed objective counts
-    over valid_set) when a task needs whole-set decoding, e.g. QA's EM/F1; its metrics
-    include the validation "loss" (one pass over the set, not two).
-
-    Under torchrun every rank calls this with the same arguments; rank 0 alone writes to the
-    run, prints, evaluates with `evaluator` and calls `on_eval`. `on_eval` may raise
-    `StopRequested` to end the run there, as Ctrl-C would (checkpointed, "interrupted").
-    """
+    The arguments after `seed` are described under "fit's arguments" in the module docstring."""
     rank = distributed.rank()
     if rank > 0:
         run, say, on_eval = ReadOnlyRun(run.path), distributed.main_says(say), None

@@ -157,3 +157,11 @@ def test_shipped_budget_config_is_the_recipe_under_a_time_budget():
     assert cfg.recipe == "budget" and cfg.train.time_budget_min == 10
     assert cfg.model.norm == "pre" and cfg.data.block_len == 64 and cfg.train.epochs is None
     assert cfg.tokenizer.lowercase and cfg.model.n_layer == 4
+
+
+def test_a_union_field_error_names_the_key_not_pydantics_member_tag():
+    from encoderlab.config import FinetuneConfig
+
+    with pytest.raises(UserError) as e:
+        load_config(None, ["task.train=x.csv", "task.text_column=null"], FinetuneConfig)
+    assert "config key 'task.text_column':" in str(e.value), str(e.value)

@@ -7,6 +7,7 @@ The fully resolved config is what a run saves, so a run directory always says wh
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -593,10 +594,14 @@ class FinetuneConfig(Section):
 # Loading, overriding, saving
 
 
+_UNION_TAG = re.compile(r"(str|int|float|bool|none|dict|list)(\[.*\])?|.*\[.*\]")
+
+
 def _format_validation_error(err: ValidationError, model: type[BaseModel], source: str) -> str:
     """One line: the first problem, its dotted key, and the keys that would have been valid."""
     first = err.errors()[0]
-    loc = [str(p) for p in first["loc"]]
+    # pydantic names the member of a union it tried ('str', 'list[str]'): not a config key
+    loc = [str(p) for p in first["loc"] if not (isinstance(p, str) and _UNION_TAG.fullmatch(p))]
     key = ".".join(loc) or "(top level)"
     if first["type"] == "extra_forbidden":
         section: Any = model

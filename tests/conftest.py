@@ -50,6 +50,16 @@ def run_cli(*args: object) -> int:
     return 0
 
 
+def default_sigint() -> None:
+    """preexec_fn for a child process a test sends Ctrl-C (SIGINT): tests started from a
+    background job (`make test &`, nohup) inherit SIGINT as ignored, the child would too, and an
+    ignored SIGINT never reaches it (seen: SigIgn 0x81001007 in the child of a background
+    `make test`). The child gets SIGINT as a terminal's Ctrl-C gives it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def frozen_when(cmd: list[str], env: dict, ready, slice_s: float, limit_s: float = 300):
     """Start `cmd` in its own process group and let it run in slices of `slice_s` seconds,
     frozen (SIGSTOP) in between while `ready()` looks at what it wrote, so it cannot move on

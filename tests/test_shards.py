@@ -3,7 +3,6 @@
 import gzip
 import hashlib
 import json
-import os
 import random
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli, shared, synthetic_lines
+from conftest import default_sigint, run_cli, shared, synthetic_lines
 from encoderlab.config import CorpusSource, DataConfig, FilterConfig, TokenizerConfig
 from encoderlab.data import shards as shards_mod
 from encoderlab.data.corpus import iter_documents
@@ -334,36 +333,26 @@ def test_pretrain_on_a_weighted_mix_trains_its_tokenizer_on_every_source(tmp_pat
 
 
 def test_ctrl_c_during_a_parallel_prepare_keeps_finished_shards(tmp_path, tok_dir):
-    import contextlib
     import signal
     import subprocess
     import sys
     import time
 
-    for attempt in range(3):  # a run that finished before the signal (a starved test) again
-        cache = tmp_path / f"c{attempt}"
-        cmd = [
-            sys.executable, "-m", "encoderlab", "corpus", "prepare", *wiki_files_args(),
-            "--tokenizer", str(tok_dir), "--set", f"data.cache_dir={cache}",
-            "--set", "data.shard_mb=0.05", "--workers", "2",
-        ]  # fmt: skip
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
-        )  # fmt: skip
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-            os.killpg(proc.pid, signal.SIGSTOP)  # frozen: it cannot finish between look and signal
-            if list(cache.glob("*/shard-*.json")):
-                break
-            os.killpg(proc.pid, signal.SIGCONT)
-        proc.send_signal(signal.SIGINT)  # Ctrl-C reaches the main process (workers ignore it)
-        with contextlib.suppress(ProcessLookupError):  # gone already: it finished first
-            os.killpg(proc.pid, signal.SIGCONT)
-        out, _ = proc.communicate(timeout=60)
-        if proc.returncode != 0:
-            break
+    cache = tmp_path / "c"
+    cmd = [
+        sys.executable, "-m", "encoderlab", "corpus", "prepare", *wiki_files_args(),
+        "--tokenizer", str(tok_dir), "--set", f"data.cache_dir={cache}",
+        "--set", "data.shard_mb=0.05", "--workers", "2",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=default_sigint,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(cache.glob("*/shard-*.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "Traceback" not in out
     said = " ".join(out.split())  # the console may wrap long lines

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import synthetic_lines
+from conftest import default_sigint, synthetic_lines
 from encoderlab.errors import UserError
 from encoderlab.study import (
     SplitSpec,
@@ -226,6 +226,7 @@ def test_ctrl_c_stops_the_running_arm_and_the_rerun_resumes_it(tmp_path: Path) -
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
+            preexec_fn=default_sigint,
         )
         try:
             _wait_for(long_checkpointed, proc, "checkpoint of the arm 'long'")

@@ -159,7 +159,9 @@ def test_interrupted_sweep_resumes_only_unfinished_trials(tmp_path, ray_local):
     )
     out = tmp_path / "out"
     code = f"from encoderlab.sweep import run_sweep; run_sweep({str(path)!r}, address={ray.get_runtime_context().gcs_address!r})"
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path)
+    from conftest import default_sigint
+
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, preexec_fn=default_sigint)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:

@@ -570,3 +570,18 @@ def test_finetune_ends_with_the_best_checkpoints_scores_not_the_last_steps(tmp_p
         f"valid, best checkpoint {final['checkpoint']}: "
         + "  ".join(f"{k} {v:.4f}" for k, v in final.items() if k != "checkpoint")
     )
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--minutes", "-1"], "--minutes -1.0: give a number of minutes above 0"),
+        (["--minutes", "nan"], "--minutes nan"),
+        (["--labelled", "0"], "--labelled 0: give at least 1 review"),
+        (["--heldout", "-1"], "--heldout -1"),
+    ],
+)
+def test_quickstart_flags_are_checked_before_anything_is_written(tmp_path, capsys, args, expected):
+    assert cli("quickstart", "--runs-dir", tmp_path / "runs", *args) == 2
+    assert expected in one_line_error(capsys)
+    assert not (tmp_path / "runs").exists()

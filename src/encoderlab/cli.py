@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from encoderlab.errors import UserError, disk_full, disk_full_head
+from encoderlab.errors import UserError, disk_full, disk_full_head, first_line
 
 EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_NONFINITE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = (
@@ -600,7 +600,7 @@ def main(argv: list[str] | None = None) -> None:
             _error(f"{e.filename}: {(e.strerror or str(e)).lower()}; give another path")
         elif _out_of_memory(e):
             _error(
-                f"out of memory ({_first_line(e)}); make the model or the batch smaller "
+                f"out of memory ({_allocator_message(e)}); make the model or the batch smaller "
                 "(model.d_model, model.n_layer, tokenizer.vocab_size, train.batch_size)"
             )
         else:
@@ -622,10 +622,9 @@ def _out_of_memory(e: BaseException) -> bool:
     )
 
 
-def _first_line(e: BaseException) -> str:
-    lines = [line for line in str(e).splitlines() if line.strip()]
-    line = lines[-1] if lines else type(e).__name__
-    return line.split("] ", 1)[-1].strip()  # drop c10's "[enforce fail at file:line]" prefix
+def _allocator_message(e: BaseException) -> str:
+    # without c10's "[enforce fail at alloc_cpu.cpp:127] err == 0." prefix
+    return first_line(e).split("] ", 1)[-1].strip()
 
 
 def _after_disk_full(e: BaseException) -> str:

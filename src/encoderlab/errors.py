@@ -13,6 +13,13 @@ class UserError(Exception):
     """
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty):
+    what a one-line error quotes of a library's exception."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _chain(e: BaseException) -> list[BaseException]:
     out: list[BaseException] = []
     cur: BaseException | None = e

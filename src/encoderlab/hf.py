@@ -49,7 +49,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import FinetuneConfig, ModelConfig, load_config
-from encoderlab.errors import UserError
+from encoderlab.errors import UserError, first_line
 from encoderlab.model import Encoder
 from encoderlab.runs import Run, encoder_weights, run_checkpoint, run_model_config
 from encoderlab.tasks.registry import task_class
@@ -127,7 +127,7 @@ def _check_local_checkpoint(folder: Path, spec: str, trust: bool, allow_pickle: 
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise UserError(f"init: hf:{spec}: cannot read config.json ({_first_line(e)})") from None
+        raise UserError(f"init: hf:{spec}: cannot read config.json ({first_line(e)})") from None
     refuse_remote_code(config, f"init: hf:{spec}", trust)
     has_safe = any((folder / f).is_file() for f in _SAFETENSORS)
     pickled = [f for f in _PICKLES if (folder / f).is_file()]
@@ -138,11 +138,6 @@ def _check_local_checkpoint(folder: Path, spec: str, trust: bool, allow_pickle: 
             f"t.AutoModel.from_pretrained('{folder}').save_pretrained('{folder}-safe')\" (then "
             f"copy the tokenizer files there, init=hf:{folder}-safe), or opt in with {PICKLE_OPT_IN}"
         )
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,7 +221,7 @@ def load_hf_tokenizer(source: str, trust_remote_code: bool = False) -> Tokenizer
             )
     except Exception as e:
         raise UserError(
-            f"hf:{source}: could not load its tokenizer ({_first_line(e)}); the checkpoint needs "
+            f"hf:{source}: could not load its tokenizer ({first_line(e)}); the checkpoint needs "
             "tokenizer.json, or vocab files transformers can turn into a fast tokenizer"
         ) from None
     backend = getattr(hf_tok, "backend_tokenizer", None)
@@ -448,7 +443,7 @@ def import_checkpoint(
             refuse_remote_code({"auto_map": {"AutoConfig": ""}}, f"init: hf:{spec}", False)
         where = "a local directory" if Path(source).is_dir() else "the Hugging Face Hub"
         raise UserError(
-            f"init: hf:{spec}: could not load its config.json from {where} ({_first_line(e)}); "
+            f"init: hf:{spec}: could not load its config.json from {where} ({first_line(e)}); "
             "check the name (and the connection), or point init at a local checkpoint directory"
         ) from None
     refuse_remote_code(hf_config, f"init: hf:{spec}", trust_remote_code)  # hub checkpoints
@@ -471,7 +466,7 @@ def import_checkpoint(
             "model.safetensors" if not allow_pickle else "model.safetensors or pytorch_model.bin"
         )
         raise UserError(
-            f"init: hf:{spec}: transformers could not load it ({_first_line(e)}); it needs "
+            f"init: hf:{spec}: transformers could not load it ({first_line(e)}); it needs "
             f"config.json and {weights} (or a hub name when online)"
             + ("" if allow_pickle else f"; pickled weights only with {PICKLE_OPT_IN}")
         ) from None
@@ -589,7 +584,7 @@ def wrapped_encoder(run_dir: Path) -> HFEncoder | None:
     try:
         saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise UserError(f"{folder}: cannot read config.json ({_first_line(e)})") from None
+        raise UserError(f"{folder}: cannot read config.json ({first_line(e)})") from None
     refuse_remote_code(saved, str(folder), trust)
     transformers = _transformers()
     try:
@@ -598,7 +593,7 @@ def wrapped_encoder(run_dir: Path) -> HFEncoder | None:
             model = transformers.AutoModel.from_config(config, trust_remote_code=trust)
     except Exception as e:
         raise UserError(
-            f"{folder}: cannot rebuild the wrapped backbone ({_first_line(e)})"
+            f"{folder}: cannot rebuild the wrapped backbone ({first_line(e)})"
         ) from None
     return HFEncoder(model.float())
 

@@ -191,8 +191,6 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_dir():
-        raise UserError(f"{path} is a folder; give a file name for the predictions")
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -254,8 +252,6 @@ class Finetuned:
         self, texts: list[str], pairs: list[str | None] | None = None
     ) -> list[Example]:
         """One example per text, each with its own second text (pair) or context (qa)."""
-        if isinstance(texts, str):
-            texts = [texts]
         seconds = pairs if pairs is not None else [None] * len(texts)
         for what, items in (("text", texts), ("pair/context", seconds)):
             for i, t in enumerate(items):  # the API hands anything a notebook holds

@@ -53,7 +53,7 @@ from safetensors.torch import load_file, load_model, save_file
 
 from encoderlab.checkpointing import BackgroundWriter, model_snapshot, snapshot
 from encoderlab.config import Config, ModelConfig, check_plain_name, load_config, save_config
-from encoderlab.errors import UserError, disk_full, disk_full_head
+from encoderlab.errors import UserError, disk_full, disk_full_head, first_line
 from encoderlab.loggers import check_installed, configured, open_loggers
 
 RUN_FILE = "run.json"
@@ -250,7 +250,7 @@ class Run:
         try:
             info = json.loads(f.read_text(encoding="utf-8"))
         except ValueError as e:  # cut short or overwritten: JSON or UTF-8 errors
-            raise DamagedRunFile(f"{f}: damaged ({_first_line(e)}); {DAMAGED_HINT}") from None
+            raise DamagedRunFile(f"{f}: damaged ({first_line(e)}); {DAMAGED_HINT}") from None
         if not isinstance(info, dict):
             raise DamagedRunFile(f"{f}: damaged (not a JSON object); {DAMAGED_HINT}")
         return info
@@ -498,7 +498,7 @@ class Run:
                     load_model(model, str(ckpt / "model.safetensors"))
                     break
                 except (OSError, ValueError, SafetensorError) as e:
-                    problem = _first_line(e)
+                    problem = first_line(e)
             self._skip(ckpt, problem)
         else:
             why = f" ({ckpt.name}: {problem})" if candidates else ""
@@ -518,11 +518,6 @@ def _save_weights(
     safetensors.torch.save_file(tensors, str(path), metadata=metadata)
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def safetensors_problem(path: Path) -> str | None:
     """Why a .safetensors file cannot be whole (missing, cut short, a header that does not
     parse), or None. Reads the header only: cheap enough to ask of every checkpoint."""
@@ -539,7 +534,7 @@ def safetensors_problem(path: Path) -> str | None:
     except FileNotFoundError:
         return f"{path.name} is missing"
     except (OSError, ValueError) as e:
-        return f"{path.name} cannot be read ({_first_line(e)})"
+        return f"{path.name} cannot be read ({first_line(e)})"
     if not isinstance(header, dict):
         return f"{path.name} has a malformed header"
     end = 0
@@ -560,7 +555,7 @@ def checkpoint_problem(ckpt: Path) -> str | None:
     try:
         state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        return f"state.json does not parse ({_first_line(e)})"
+        return f"state.json does not parse ({first_line(e)})"
     if not isinstance(state, dict) or "step" not in state:
         return "state.json has no step"
     for name in ("model.safetensors", "optimizer.safetensors"):
@@ -916,7 +911,7 @@ def weights_problem(folder: Path) -> str | None:
     try:
         best = json.loads((folder / BEST_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        return f"{BEST_FILE} does not parse ({_first_line(e)})"
+        return f"{BEST_FILE} does not parse ({first_line(e)})"
     if not isinstance(best, dict) or "step" not in best:
         return f"{BEST_FILE} has no step"
     return safetensors_problem(folder / "model.safetensors")

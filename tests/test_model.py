@@ -142,6 +142,31 @@ def test_mlm_head_only_at_labelled_positions(norm):
     assert out.n_correct.item() == int((full[sel].argmax(-1) == labels[sel]).sum())
 
 
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_first_only_gives_the_first_positions_states_and_their_gradients(norm):
+    """[CLS] heads ask the encoder for the first position alone: the last block then queries
+    attention for that position only. Same states and same gradients as the full forward."""
+    torch.manual_seed(0)
+    model = Encoder(tiny(norm=norm, n_layer=3)).eval()
+    ids = ids_batch()
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    for m in (mask, None):
+        first = model(ids, m, first_only=True)
+        full = model(ids, m)
+        assert first.shape == (3, 32)
+        assert torch.allclose(first, full[:, 0], atol=1e-5)
+    weights = torch.randn(3, 32)
+    (model(ids, mask, first_only=True) * weights).sum().backward()
+    fast = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    (model(ids, mask)[:, 0] * weights).sum().backward()
+    for n, p in model.named_parameters():
+        if p.grad is not None and p.grad.abs().max() > 0:
+            assert n in fast, n
+            assert torch.allclose(fast[n], p.grad, atol=1e-5), n
+
+
 def test_no_labelled_position_gives_zero_loss_that_backpropagates():
     model = MaskedLM(tiny())
     ids = ids_batch()
@@ -407,6 +432,23 @@ def test_cpu_dropout_keeps_one_minus_p_scales_and_backpropagates_through_its_mas
     assert torch.equal(Dropout(0.0).train()(x), x)
     assert Dropout(1.0).train()(x).abs().sum() == 0
     assert isinstance(drop, torch.nn.Dropout)  # `dropout:` at fine-tuning finds it
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_cpu_dropout_mask_bits_are_unbiased_in_every_lane(p):
+    """The mask reads four 16-bit lanes of each random int64 word: every lane (element i % 4)
+    must keep 1 - p of its elements, odd sizes included, and a seed repeats the mask."""
+    from encoderlab.model import cpu_dropout
+
+    torch.manual_seed(1)
+    x = torch.ones(400_003)
+    kept = cpu_dropout(x, p) != 0
+    for lane in range(4):
+        share = kept[lane::4].float().mean().item()
+        assert abs(share - (1 - p)) < 0.005, (lane, share)  # 100,000 draws: sd <= 0.0016
+    assert not torch.equal(kept, cpu_dropout(x, p) != 0)  # a fresh mask per call
+    torch.manual_seed(1)
+    assert torch.equal(kept, cpu_dropout(x, p) != 0)  # exact resume needs the same masks
 
 
 def test_cpu_training_attention_is_sdpa_with_the_cheaper_dropout(monkeypatch):

@@ -58,12 +58,10 @@ class TaskModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if getattr(self.head, "first_token_only", False) and isinstance(self.backbone, Encoder):
-            # a [CLS] head: after the last block's attention everything is per position, so
-            # the encoder runs that part (out projection, feed-forward: ~3/4 of a block) on
-            # the first token alone; the head sees (B,1,d), its h[:, 0] the same vectors
-            B, T = input_ids.shape
-            first = torch.arange(0, B * T, T, device=input_ids.device)
-            hidden = self.backbone(input_ids, attention_mask, token_type_ids, rows=first)
+            # a [CLS] head: the last block asks its query and runs its per-position part
+            # (out projection, feed-forward) for the first token alone (~90 % of a block);
+            # the head sees (B,1,d), its h[:, 0] the same vectors
+            hidden = self.backbone(input_ids, attention_mask, token_type_ids, first_only=True)
             return self.head(hidden[:, None], attention_mask)
         hidden = self.backbone(input_ids, attention_mask, token_type_ids)
         return self.head(hidden, attention_mask)

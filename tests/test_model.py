@@ -16,6 +16,7 @@ from encoderlab.model import (
     IGNORE_INDEX,
     Encoder,
     MaskedLM,
+    Queries,
     make_optimizer,
     num_params,
     param_groups,
@@ -142,25 +143,39 @@ def test_mlm_head_only_at_labelled_positions(norm):
     assert out.n_correct.item() == int((full[sel].argmax(-1) == labels[sel]).sum())
 
 
+def test_queries_lay_out_flat_rows_per_sequence():
+    rows = torch.tensor([1, 7, 20, 29, 39])  # B=4, T=10: row 0 twice, row 2 twice, row 3 once
+    q = Queries.at(rows, (4, 10))
+    assert q.pos.tolist() == [[1, 7], [0, 0], [0, 9], [9, 0]]
+    x = torch.arange(4 * 10 * 3, dtype=torch.float32).view(4, 10, 3)
+    assert torch.equal(q.select(x), x.reshape(-1, 3)[rows])  # the order of `rows`
+    empty = Queries.at(torch.zeros(0, dtype=torch.long), (4, 10))
+    assert empty.select(x).shape == (0, 3)
+    assert torch.equal(Queries.first(torch.ones(4, 10)).select(x), x[:, 0])
+
+
 @pytest.mark.parametrize("norm", ["post", "pre"])
-def test_first_only_gives_the_first_positions_states_and_their_gradients(norm):
-    """[CLS] heads ask the encoder for the first position alone: the last block then queries
-    attention for that position only. Same states and same gradients as the full forward."""
+@pytest.mark.parametrize("where", ["first", "rows"])
+def test_queries_give_the_full_forwards_states_and_gradients(norm, where):
+    """The last block asks attention queries only where a head reads (the first position, or
+    some rows): the same states and the same gradients as the full forward."""
     torch.manual_seed(0)
     model = Encoder(tiny(norm=norm, n_layer=3)).eval()
     ids = ids_batch()
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0
+    rows = torch.tensor([0, 10, 13, 15, 22, 29]) if where == "rows" else torch.arange(0, 30, 10)
+    queries = Queries.at(rows, ids.shape) if where == "rows" else Queries.first(ids)
     for m in (mask, None):
-        first = model(ids, m, first_only=True)
-        full = model(ids, m)
-        assert first.shape == (3, 32)
-        assert torch.allclose(first, full[:, 0], atol=1e-5)
-    weights = torch.randn(3, 32)
-    (model(ids, mask, first_only=True) * weights).sum().backward()
+        part = model(ids, m, queries=queries)
+        full = model(ids, m).reshape(-1, 32)[rows]
+        assert part.shape == (len(rows), 32)
+        assert torch.allclose(part, full, atol=1e-5)
+    weights = torch.randn(len(rows), 32)
+    (model(ids, mask, queries=queries) * weights).sum().backward()
     fast = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
-    (model(ids, mask)[:, 0] * weights).sum().backward()
+    (model(ids, mask).reshape(-1, 32)[rows] * weights).sum().backward()
     for n, p in model.named_parameters():
         if p.grad is not None and p.grad.abs().max() > 0:
             assert n in fast, n

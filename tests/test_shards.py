@@ -22,6 +22,7 @@ from encoderlab.data.tokens import (
     split_spans,
 )
 from encoderlab.errors import UserError
+from encoderlab.model import Queries
 from encoderlab.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
 
 
@@ -271,6 +272,13 @@ def test_dataloader_workers_read_the_same_batches(tmp_path, tok):
     for a, b in zip(batches(0), batches(2), strict=True):
         assert torch.equal(a["input_ids"], b["input_ids"])
         assert torch.equal(a["labels"], b["labels"])
+        # the masked positions, flat and laid out per row for the last block's queries
+        rows = a["masked_rows"]
+        assert torch.equal(rows, (a["labels"].reshape(-1) != -100).nonzero().squeeze(1))
+        queries = Queries(a["masked_pos"], a["masked_slots"])
+        assert torch.equal(
+            queries.select(a["labels"][..., None]).squeeze(1), a["labels"].reshape(-1)[rows]
+        )
 
 
 def test_corpus_stats_and_prepare_commands(tmp_path, tok_dir, capsys):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoderlab.config import ElectraConfig, ModelConfig
-from encoderlab.model import IGNORE_INDEX, Block, Encoder, init_weights, key_mask
+from encoderlab.model import IGNORE_INDEX, Block, Encoder, Queries, init_weights, key_mask
 
 _ACT = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu, "geglu": F.gelu, "swiglu": F.silu}
 
@@ -73,17 +73,15 @@ class Generator(nn.Module):
         init_weights(self, cfg.init_std)
         self.head.decoder.weight = tok_weight  # after init: init would redraw the embeddings
 
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None, rows: torch.Tensor
-    ) -> torch.Tensor:
-        """Embedded input (B,T,d) -> vocabulary logits (N,V) at the flat positions `rows`."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, queries: Queries) -> torch.Tensor:
+        """Embedded input (B,T,d) -> vocabulary logits (N,V) at the masked positions."""
         if self.project is not None:
             x = self.project(x)
         if not self.blocks:
-            x = x.reshape(-1, x.shape[-1]).index_select(0, rows)
+            x = queries.select(x)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, rows if i == last else None)
+            x = block(x, mask, queries if i == last else None)
         return self.head(self.ln_f(x) if self.ln_f is not None else x)
 
 
@@ -132,15 +130,19 @@ class ElectraLM(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         masked_rows: torch.Tensor | None = None,
+        queries: Queries | None = None,
     ) -> ElectraOutput:
         """input_ids: the MLM-corrupted batch; labels: original ids at the masked positions,
-        IGNORE_INDEX elsewhere (what `collate_mlm` gives); masked_rows: their flat indices."""
+        IGNORE_INDEX elsewhere (what `collate_mlm` gives); masked_rows: their flat indices;
+        queries: `Queries.at(masked_rows)` (both from the collate, or found here)."""
         idx = masked_rows
         if idx is None:
             idx = (labels.reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)
+        if queries is None:
+            queries = Queries.at(idx, labels.shape)
         target = labels.reshape(-1).index_select(0, idx)
         emb = self.encoder.embeddings(input_ids, token_type_ids)
-        gen_logits = self.generator(emb, key_mask(attention_mask), idx)  # (N,V)
+        gen_logits = self.generator(emb, key_mask(attention_mask), queries)  # (N,V)
         if idx.numel() > 0:
             mlm_loss = F.cross_entropy(gen_logits.float(), target)
         else:  # nothing masked: a zero that still backpropagates

@@ -33,7 +33,7 @@ from encoderlab.config import FinetuneConfig, load_config
 from encoderlab.data.tables import iter_rows, table_format
 from encoderlab.errors import UserError
 from encoderlab.hf import run_encoder
-from encoderlab.model import Encoder
+from encoderlab.model import Encoder, Queries
 from encoderlab.runs import Run, run_checkpoint, run_model_config
 from encoderlab.runtime import autocast, autocast_dtype, resolve_device, to_device
 from encoderlab.tasks import get_task
@@ -61,7 +61,8 @@ class TaskModel(nn.Module):
             # a [CLS] head: the last block asks its query and runs its per-position part
             # (out projection, feed-forward) for the first token alone (~90 % of a block);
             # the head sees (B,1,d), its h[:, 0] the same vectors
-            hidden = self.backbone(input_ids, attention_mask, token_type_ids, first_only=True)
+            first = Queries.first(input_ids)
+            hidden = self.backbone(input_ids, attention_mask, token_type_ids, first)
             return self.head(hidden[:, None], attention_mask)
         hidden = self.backbone(input_ids, attention_mask, token_type_ids)
         return self.head(hidden, attention_mask)

@@ -11,9 +11,10 @@ Hugging Face BERT), so keep them stable:
                                        mlm_head=plain has the decoder only)
 
 Three choices here are about speed rather than modelling, and the trainer reuses them:
-the MLM head runs only on the masked positions (about 15% of the tokens, and the vocabulary
-projection is the single biggest matmul of a small encoder), `make_optimizer` builds AdamW
-with the fused kernel, and `Dropout` draws its CPU masks the cheaper way.
+the MLM head and the last block's queries run only on the positions a head reads (`Queries`:
+the ~15% masked ones, or [CLS]; the vocabulary projection is the single biggest matmul of a
+small encoder), `make_optimizer` builds AdamW with the fused kernel, and `Dropout` draws its
+CPU masks the cheaper way.
 """
 
 from __future__ import annotations
@@ -131,27 +132,23 @@ class SelfAttention(nn.Module):
         self.attn_dropout = cfg.attn_dropout
 
     def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        rows: torch.Tensor | None = None,
-        first_only: bool = False,
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, queries: Queries | None = None
     ) -> torch.Tensor:
         """x: (B,T,d). mask: bool (B,1,1,T), True where the key is a real token; None: all real.
 
-        rows: flat indices into the B*T positions; if given, only those rows are projected
-        by `out` and (N,d) is returned instead of (B,T,d). first_only: only the first position
-        asks a query (a [CLS] head reads nothing else), returned as (B,d).
+        queries: ask attention queries for those positions alone (keys and values for all)
+        and return their (N,d) outputs instead of (B,T,d); see `Queries`.
         """
         B, T, _ = x.shape
         H, hd = self.n_head, self.head_dim
-        if first_only:  # the query projection and attention for one position, k and v for all
+        if queries is None:
+            q, k, v = self.qkv(x).view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4).unbind(0)
+        else:  # the q rows of the fused weight on the wanted positions, k and v on all
             w, b = self.qkv.weight, self.qkv.bias
-            q = F.linear(x[:, :1], w[: H * hd], b[: H * hd]).view(B, 1, H, hd).transpose(1, 2)
+            xq = queries.gather(x)  # (B,M,d)
+            q = F.linear(xq, w[: H * hd], b[: H * hd]).view(B, -1, H, hd).transpose(1, 2)
             kv = F.linear(x, w[H * hd :], b[H * hd :]).view(B, T, 2, H, hd)
             k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
-        else:
-            q, k, v = self.qkv(x).view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4).unbind(0)
         if self.training and self.attn_dropout > 0 and x.device.type == "cpu":
             # SDPA drops attention weights with `bernoulli_` on its slow path; the same maths
             # with `cpu_dropout` makes a CPU fine-tuning step a few per cent faster
@@ -164,9 +161,9 @@ class SelfAttention(nn.Module):
                 q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
             )  # (B,H,Tq,hd)
         y = y.transpose(1, 2).reshape(-1, H * hd)  # (B*Tq, H*hd)
-        if rows is not None:
-            y = y.index_select(0, rows)
-        return self.out(y).view(B, T, -1) if rows is None and not first_only else self.out(y)
+        if queries is None:
+            return self.out(y).view(B, T, -1)
+        return self.out(queries.keep(y))
 
 
 class FeedForward(nn.Module):
@@ -213,18 +210,14 @@ class Block(nn.Module):
         self.drop = Dropout(cfg.dropout)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        rows: torch.Tensor | None = None,
-        first_only: bool = False,
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, queries: Queries | None = None
     ) -> torch.Tensor:
-        """rows, first_only: see Encoder.forward; every position still serves as a key and value."""
-        keep = x[:, 0] if first_only else _select_rows(x, rows)
+        """queries: see Encoder.forward; every position still serves as a key and value."""
+        keep = x if queries is None else queries.select(x)
         if self.pre_norm:
-            x = keep + self.drop(self.attn(self.ln1(x), mask, rows, first_only))
+            x = keep + self.drop(self.attn(self.ln1(x), mask, queries))
             return x + self.drop(self.ff(self.ln2(x)))
-        x = self.ln1(keep + self.drop(self.attn(x, mask, rows, first_only)))
+        x = self.ln1(keep + self.drop(self.attn(x, mask, queries)))
         return self.ln2(x + self.drop(self.ff(x)))
 
 
@@ -244,9 +237,48 @@ def key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     return attention_mask[:, None, None, :].bool()
 
 
-def _select_rows(x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-    """(B,T,d) -> (N,d) at flat positions `rows`; unchanged when rows is None."""
-    return x if rows is None else x.reshape(-1, x.shape[-1]).index_select(0, rows)
+@dataclass
+class Queries:
+    """The positions whose final states a head reads: the MLM head the masked ones (~15 %), a
+    [CLS] head the first. The last block asks its attention queries and runs everything after
+    attention (out projection, feed-forward) for these alone, which is all its output feeds.
+
+    pos (B,M): positions in each row, padded with 0 where rows want fewer than M;
+    slots (N,): the wanted ones among those B*M, flat, in order; None: all of them.
+    """
+
+    pos: torch.Tensor
+    slots: torch.Tensor | None = None
+
+    @classmethod
+    def first(cls, input_ids: torch.Tensor) -> Queries:
+        return cls(torch.zeros(input_ids.shape[0], 1, dtype=torch.long, device=input_ids.device))
+
+    @classmethod
+    def at(cls, rows: torch.Tensor, shape: tuple[int, int]) -> Queries:
+        """From ascending flat indices into B*T positions (what nonzero() gives); the states
+        come back in the order of `rows`. It reads one number to the host (the longest row's
+        count), so collates call it there and the forward has no sync."""
+        B, T = shape
+        row, col = rows // T, rows % T
+        counts = torch.bincount(row, minlength=B)
+        width = max(int(counts.max()), 1) if rows.numel() else 1
+        rank = torch.arange(rows.numel(), device=rows.device) - (counts.cumsum(0) - counts)[row]
+        pos = torch.zeros(B, width, dtype=torch.long, device=rows.device)
+        pos[row, rank] = col
+        return cls(pos, row * width + rank)
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,T,d) -> (B,M,d)"""
+        return x.gather(1, self.pos[..., None].expand(-1, -1, x.shape[-1]))
+
+    def keep(self, flat: torch.Tensor) -> torch.Tensor:
+        """(B*M,d) -> (N,d)"""
+        return flat if self.slots is None else flat.index_select(0, self.slots)
+
+    def select(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,T,d) -> (N,d)"""
+        return self.keep(self.gather(x).reshape(-1, x.shape[-1]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,17 +321,14 @@ class Encoder(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
-        rows: torch.Tensor | None = None,
-        first_only: bool = False,
+        queries: Queries | None = None,
     ) -> torch.Tensor:
         """input_ids (B,T); attention_mask (B,T), 1 = real token, 0 = padding, None = no padding.
 
-        Returns (B,T,d). With `rows` (int64 flat indices into the B*T positions) it returns
-        only those positions' states, (N,d), and saves work to get them: in the last block
-        everything after attention is position-wise, so it runs on those rows only. For MLM
-        (~15% of positions) that removes ~70% of the last block's matmuls, with the same result.
-        first_only returns the first position's states, (B,d), for [CLS] heads: the last block
-        then also asks its attention query for that position alone (~90% of its work saved).
+        Returns (B,T,d), or with `queries` only those positions' states, (N,d), at a saving:
+        the last block asks attention queries and runs its per-position part for them alone.
+        For MLM (~15 % of positions) that removes ~80 % of the last block's work, for a [CLS]
+        head nearly all but its keys and values; the states are the same either way.
         """
         T = input_ids.shape[1]
         if T > self.cfg.max_len:
@@ -311,9 +340,9 @@ class Encoder(nn.Module):
         x = self.embeddings(input_ids, token_type_ids)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, rows, first_only) if i == last else block(x, mask)
-        if last < 0:  # no blocks (n_layer >= 1 is validated, but stay correct)
-            x = x[:, 0] if first_only else _select_rows(x, rows)
+            x = block(x, mask, queries if i == last else None)
+        if last < 0 and queries is not None:  # no blocks (n_layer >= 1 is validated)
+            x = queries.select(x)
         return self.ln_f(x) if self.ln_f is not None else x
 
 
@@ -367,24 +396,28 @@ class MaskedLM(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         masked_rows: torch.Tensor | None = None,
+        queries: Queries | None = None,
     ) -> MLMOutput:
         """labels (B,T): the original id at predicted positions, IGNORE_INDEX (-100) elsewhere.
 
-        masked_rows: those positions' flat indices, if the caller has them (the MLM collate
-        computes them on the host): finding them here is a nonzero(), a device-to-host sync.
+        masked_rows: those positions' flat indices, and queries: `Queries.at(masked_rows)`, if
+        the caller has them (the MLM collate computes both on the host): finding them here is
+        a nonzero() and a count, device-to-host syncs.
         """
         if labels is None:
             h = self.encoder(input_ids, attention_mask, token_type_ids)
             zero = torch.zeros((), dtype=torch.long, device=h.device)
             return MLMOutput(loss=None, logits=self.mlm_head(h), n_correct=zero, n_masked=zero)
         # Only ~15% of positions carry a label: the loss depends on nothing else, so the head
-        # (with its d x V matmul, the biggest of a small model) and the position-wise part of
-        # the last block run on those rows only.
+        # (with its d x V matmul, the biggest of a small model) and the last block's queries
+        # and per-position part run on those rows only.
         idx = masked_rows
         if idx is None:
             idx = (labels.reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)
+        if queries is None:
+            queries = Queries.at(idx, labels.shape)
         target = labels.reshape(-1).index_select(0, idx)
-        h = self.encoder(input_ids, attention_mask, token_type_ids, rows=idx)  # (N,d)
+        h = self.encoder(input_ids, attention_mask, token_type_ids, queries)  # (N,d)
         logits = self.mlm_head(h)
         if idx.numel() > 0:
             loss = F.cross_entropy(logits, target)

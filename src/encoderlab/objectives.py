@@ -21,7 +21,7 @@ from torch import nn
 from encoderlab.config import Config
 from encoderlab.data.shards import corpus_sources
 from encoderlab.electra import ElectraLM, ElectraOutput
-from encoderlab.model import IGNORE_INDEX, MaskedLM
+from encoderlab.model import IGNORE_INDEX, MaskedLM, Queries
 from encoderlab.runtime import Batch
 from encoderlab.train import Objective
 
@@ -63,6 +63,13 @@ def _per_source_metrics(
     return out
 
 
+def masked_queries(batch: Batch) -> Queries | None:
+    """The masked positions' `Queries`, if the collate laid them out (collate_mlm does)."""
+    if "masked_pos" not in batch:
+        return None
+    return Queries(batch["masked_pos"], batch["masked_slots"])
+
+
 def mlm_objective(sources: list[str] | None = None) -> Objective:
     """BERT's masked-LM loss; `sources`: the corpus names, for per-source validation metrics."""
     names = list(sources or [])
@@ -73,6 +80,7 @@ def mlm_objective(sources: list[str] | None = None) -> Objective:
             attention_mask=batch.get("attention_mask"),  # absent: nothing is padded
             labels=batch["labels"],
             masked_rows=batch.get("masked_rows"),  # found on the host by collate_mlm
+            queries=masked_queries(batch),
         )
         n = out.n_masked
         counts = {"loss_sum": out.loss.detach().float() * n, "correct": out.n_correct, "masked": n}
@@ -152,6 +160,7 @@ def electra_objective(disc_weight: float, sources: list[str] | None = None) -> O
             labels=batch["labels"],
             attention_mask=batch.get("attention_mask"),
             masked_rows=batch.get("masked_rows"),
+            queries=masked_queries(batch),
         )
         per_pos = _position_values(out)
         with torch.no_grad():

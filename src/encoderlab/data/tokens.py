@@ -17,6 +17,7 @@ from encoderlab.config import DataConfig
 from encoderlab.data.masking import IGNORE_INDEX, MaskingSpec, mask_batch
 from encoderlab.data.shards import ShardStore, cache_key, corpus_sources, prepare_shards
 from encoderlab.errors import UserError
+from encoderlab.model import Queries
 from encoderlab.tokenizer import special_ids
 
 __all__ = ["cache_key", "prepare_tokens", "build_mlm_datasets", "collate_mlm", "MLMDataset"]
@@ -210,8 +211,9 @@ def collate_mlm(pad_id: int):
     """Pad to the longest example in the batch (dynamic padding).
 
     Also computed here, on the host, so that the forward needs no device-to-host sync:
-    `masked_rows`, the flat indices of the labelled positions (what MaskedLM.forward would
-    otherwise find with a nonzero()), and no `attention_mask` when nothing is padded (what the
+    `masked_rows`, the flat indices of the labelled positions, and `masked_pos` /
+    `masked_slots`, their `model.Queries` layout (what MaskedLM.forward would otherwise find
+    with a nonzero() and a count), and no `attention_mask` when nothing is padded (what the
     encoder would otherwise find with attention_mask.all()).
     """
 
@@ -226,10 +228,14 @@ def collate_mlm(pad_id: int):
             ids[row, :k] = e["input_ids"]
             labels[row, :k] = e["labels"]
             mask[row, :k] = 1
+        rows = torch.from_numpy(np.flatnonzero(labels.reshape(-1) != IGNORE_INDEX))
+        queries = Queries.at(rows, labels.shape)
         batch = {
             "input_ids": torch.from_numpy(ids),
             "labels": torch.from_numpy(labels),
-            "masked_rows": torch.from_numpy(np.flatnonzero(labels.reshape(-1) != IGNORE_INDEX)),
+            "masked_rows": rows,
+            "masked_pos": queries.pos,
+            "masked_slots": queries.slots,
         }
         if not mask.all():
             batch["attention_mask"] = torch.from_numpy(mask)

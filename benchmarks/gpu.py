@@ -1,7 +1,8 @@
 """One script for a lent GPU (under 10 minutes): pretraining throughput and MFU.
 
-    python benchmarks/gpu.py                      # CUDA, bf16 autocast
-    python benchmarks/gpu.py --device cpu --tiny  # a ~1 minute check that it runs (fp32)
+    python benchmarks/gpu.py --finetune           # CUDA, bf16 autocast
+    python benchmarks/gpu.py --compile --shapes bert-base   # fit with torch.compile too
+    python benchmarks/gpu.py --device cpu --tiny --finetune  # a check that it runs (fp32)
 
 For a BERT-base-sized encoder (d 768, 12 layers, 12 heads, d_ff 3072, vocab 30522, seq 128) and
 for the README's pretraining config (configs/pretrain.yaml's model), it prints tokens/s of
@@ -9,7 +10,9 @@ encoderlab's bare loop, of its real `fit` (fit_bench.py) and of transformers' Be
 bare loop with the same settings (same weights, batches, AdamW hyper-parameters), and MFU:
 useful FLOPs (fit_bench.useful_flops_per_step) per second over the GPU's dense bf16 peak (a
 table of known GPUs, else a bf16 matmul measured now; on CPU the fp32 matmul measured now).
-With --finetune it also runs finetune_throughput.py (encoderlab vs the HF Trainer).
+With --compile, also `fit` with train.compile (compilation not timed: it happens in the warmup).
+With --finetune it also runs finetune_throughput.py (encoderlab vs the HF Trainer, MiniLM, 3
+epochs, bf16 both sides on a GPU; --model / --data pass a checkpoint folder and the tweets' csv).
 The last line is `ratio X.XXx`: encoderlab fit over BertForMaskedLM on the BERT-base config.
 """
 
@@ -94,14 +97,18 @@ def measure(name: str, shape: tuple, args, device: torch.device, peak: float) ->
     }
     del ours, peer, opt_ours, opt_peer
     got = fit_tokens_per_s(
-        model_config(ns), device, batch, seq, args.steps, args.warmup, 0.15, precision,
-        compile=args.compile,
-    )  # fmt: skip
+        model_config(ns), device, batch, seq, args.steps, args.warmup, 0.15, precision
+    )
     rates["encoderlab fit"] = got["tokens_per_s"]
+    if args.compile:
+        rates["encoderlab fit+compile"] = fit_tokens_per_s(
+            model_config(ns), device, batch, seq, args.steps, args.warmup, 0.15, precision,
+            compile=True,
+        )["tokens_per_s"]  # fmt: skip
     per_token = useful_flops_per_step(model_config(ns), batch, seq, 0.15) / (batch * seq)
     print(f"\n{name}: d {d}, {n_layer} layers, seq {seq}, batch {batch}, {precision}")
     for who, r in rates.items():
-        print(f"  {who:18}{r:>12,.0f} tokens/s   MFU {r * per_token / 1e9 / peak:6.1%}")
+        print(f"  {who:22}{r:>12,.0f} tokens/s   MFU {r * per_token / 1e9 / peak:6.1%}")
     print(f"  fit/bare {rates['encoderlab fit'] / rates['encoderlab bare']:.2f}")
     ratio = rates["encoderlab fit"] / rates["BertForMaskedLM"]
     print(f"  encoderlab fit / BertForMaskedLM {ratio:.2f}x")
@@ -116,10 +123,13 @@ def main() -> None:
     p.add_argument("--tiny", action="store_true", help="small shapes: a check that it runs")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default 50; tiny 6)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps (default 10; tiny 2)")
-    p.add_argument("--compile", action="store_true", help="fit with train.compile")
+    p.add_argument("--compile", action="store_true", help="also fit with train.compile")
+    p.add_argument("--shapes", nargs="+", default=None, help="names from SHAPES (default all)")
     p.add_argument("--finetune", action="store_true", help="also finetune_throughput.py")
+    p.add_argument("--model", default=None, help="--finetune: the checkpoint (default MiniLM)")
+    p.add_argument("--data", default=None, help="--finetune: disaster tweets' train.csv")
     args = p.parse_args()
-    args.steps = args.steps or (6 if args.tiny else 50)
+    args.steps = args.steps or (6 if args.tiny else 100)
     args.warmup = args.warmup or (2 if args.tiny else 10)
     warnings.filterwarnings("ignore")
     device = torch.device(args.device)
@@ -127,16 +137,29 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
     peak, source = peak_gflops(device)
     print(f"torch {torch.__version__}, device {device}, peak {peak:,.0f} GFLOP/s ({source})")
-    ratios = [
-        measure(name, shape, args, device, peak)
-        for name, shape in (TINY if args.tiny else SHAPES).items()
-    ]
+    shapes = TINY if args.tiny else SHAPES
+    if args.shapes:
+        unknown = sorted(set(args.shapes) - set(shapes))
+        if unknown:
+            sys.exit(f"--shapes: unknown {unknown}; known: {sorted(shapes)}")
+        shapes = {name: shapes[name] for name in args.shapes}
+    ratios = [measure(name, shape, args, device, peak) for name, shape in shapes.items()]
     if args.finetune:
-        script = Path(__file__).with_name("finetune_throughput.py")
-        extra = ["--max-steps", "5" if args.tiny else "100"]
-        out = subprocess.run([sys.executable, str(script), *extra], capture_output=True, text=True)
-        print("\nfine-tuning vs the HF Trainer:\n" + out.stdout[-1500:] + out.stderr[-500:])
+        finetune(args)
     print(f"ratio {ratios[0]:.2f}x")
+
+
+def finetune(args) -> None:
+    """finetune_throughput.py in a child process (its own threads and CUDA context)."""
+    script = Path(__file__).with_name("finetune_throughput.py")
+    extra = ["--device", args.device]
+    extra += ["--max-steps", "5"] if args.tiny else ["--epochs", "3"]
+    extra += ["--model", args.model] if args.model else []
+    extra += ["--data", args.data] if args.data else []
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, str(script), *extra], capture_output=True, text=True)
+    print(f"\nfine-tuning vs the HF Trainer ({time.perf_counter() - t0:.0f} s in all):")
+    print(out.stdout[-1500:] + out.stderr[-1500:], flush=True)
 
 
 if __name__ == "__main__":

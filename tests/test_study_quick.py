@@ -58,3 +58,34 @@ def test_a_tiny_study_runs_its_arms_records_failures_and_skips_done_ones(tmp_pat
     text = "\n".join(lines)
     assert "[ok] done already" in text and "[broken] retrying" in text
     assert sorted(p.name for p in (out / "runs").iterdir()) == [run_dir.name]
+
+    # a comment or layout edit in the config is the same arm; an edited value is a new one
+    edited = tmp_path / "base.yaml"
+    edited.write_text("# measured on ...\n" + yaml.safe_dump(base, indent=4))
+    lines.clear()
+    run_study(study, say=lines.append)
+    assert "[ok] done already" in "\n".join(lines)
+    edited.write_text(yaml.safe_dump({**base, "train": {**base["train"], "lr": 2e-3}}))
+    lines.clear()
+    run_study(study, say=lines.append)
+    assert "[ok] its command changed; rerunning" in "\n".join(lines)
+    assert len(list((out / "runs").iterdir())) == 2
+
+
+def test_an_arm_recorded_with_the_config_files_bytes_stays_done_until_the_file_changes(
+    tmp_path: Path,
+) -> None:
+    """Studies recorded before the signature keyed on the config's content: not rerun."""
+    from encoderlab.study.execute import _file_sha, _same_arm
+
+    config = tmp_path / "finetune.yaml"
+    config.write_text("train: {lr: 1.0e-3}\n")
+    new = {"command": "finetune", "config": str(config), "config_content": "c", "overrides": []}
+    old = {k: v for k, v in new.items() if k != "config_content"} | {
+        "config_sha": _file_sha(config)
+    }
+    assert _same_arm(old, new)
+    assert not _same_arm(old | {"overrides": ["train.lr=1"]}, new)
+    config.write_text("# edited\ntrain: {lr: 1.0e-3}\n")
+    assert not _same_arm(old, new)  # the old record cannot tell a comment from a value
+    assert not _same_arm(None, new) and _same_arm(new, new)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from encoderlab.config import parse_override
 from encoderlab.errors import UserError
 from encoderlab.jobs import run_info
@@ -47,11 +49,33 @@ def _quoted(value: str) -> str:
 
 
 def _file_sha(path: Path) -> str | None:
-    """An edited config means a new arm (a done arm is run again)."""
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     except OSError:
         return None
+
+
+def _config_digest(path: Path) -> str | None:
+    """What the config says, not how it is written: an edited value means a new arm (a done
+    arm runs again), an edited comment or layout does not (a pretraining stage is minutes)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return _file_sha(path)
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _same_arm(recorded: dict[str, Any] | None, signature: dict[str, Any]) -> bool:
+    """Whether a recorded arm is this one. Records from before `config_content` keyed on the
+    file's bytes (`config_sha`): those still match while the file is unchanged."""
+    if not recorded or recorded == signature:
+        return bool(recorded)
+    if "config_sha" not in recorded or "config_content" in recorded:
+        return False
+    old = {k: v for k, v in recorded.items() if k != "config_sha"}
+    new = {k: v for k, v in signature.items() if k != "config_content"}
+    return old == new and recorded["config_sha"] == _file_sha(Path(signature["config"]))
 
 
 def run_study(
@@ -122,7 +146,7 @@ def _signature(study: Study, entry: dict[str, Any], overrides: list[str]) -> dic
     signature: dict[str, Any] = {
         "command": entry["command"],
         "config": str(entry["config"]),
-        "config_sha": _file_sha(Path(entry["config"])),
+        "config_content": _config_digest(Path(entry["config"])),
         "overrides": overrides,
     }
     if any("{synthetic}" in t for t in entry["overrides"]) and study.spec.synthetic is not None:
@@ -198,7 +222,7 @@ def _run_entry(
         state.set(name, status="failed", message=str(e), command=None)
         return
     signature = _signature(study, entry, overrides)
-    planned = _plan(study, rec, entry, overrides, rec.get("signature") == signature, say)
+    planned = _plan(study, rec, entry, overrides, _same_arm(rec.get("signature"), signature), say)
     if planned is None:
         return
     cmd, run_dir = planned

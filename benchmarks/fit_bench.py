@@ -102,8 +102,9 @@ def fit_tokens_per_s(
 
     tokens/s is taken between the train record at `warmup` (train.log_every is lowered to
     the warmup when that is shorter, so there is one) and the last one
-    (so warmup and compilation are not counted); the evaluation that `fit` runs at the end is
-    timed and charged once per `eval_every` steps, as the configured cadence would.
+    (so warmup and compilation are not counted); the last evaluation `fit` runs is timed and
+    charged once per `eval_every` steps, as the configured cadence would (an evaluation inside
+    the timed window is taken out of it, so none is counted twice).
     """
     torch.manual_seed(0)
     model = MaskedLM(cfg).to(device)
@@ -139,10 +140,13 @@ def fit_tokens_per_s(
     train = [r for r in records if r["kind"] == "train"]
     start = next(r for r in train if r["step"] >= warmup)
     end = train[-1]
-    seconds = end["time"] - start["time"]
+    evals = [r for r in records if r["kind"] == "eval"]
+    # an evaluation inside the timed window (made after the record at its step) is taken out
+    # of the window's seconds: it is charged once, below, at the configured cadence
+    inside = sum(r["eval_seconds"] for r in evals if start["step"] <= r["step"] < end["step"])
+    seconds = end["time"] - start["time"] - inside
     steps_timed = end["step"] - start["step"]
-    evals = [r["eval_seconds"] for r in records if r["kind"] == "eval"]
-    eval_s = evals[-1] if evals else 0.0
+    eval_s = evals[-1]["eval_seconds"] if evals else 0.0
     per_step = seconds / max(steps_timed, 1) + eval_s / eval_every
     return {
         "tokens_per_s": batch * seq / per_step,

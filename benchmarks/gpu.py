@@ -109,7 +109,10 @@ def measure(name: str, shape: tuple, args, device: torch.device, peak: float) ->
     print(f"\n{name}: d {d}, {n_layer} layers, seq {seq}, batch {batch}, {precision}")
     for who, r in rates.items():
         print(f"  {who:22}{r:>12,.0f} tokens/s   MFU {r * per_token / 1e9 / peak:6.1%}")
-    print(f"  fit/bare {rates['encoderlab fit'] / rates['encoderlab bare']:.2f}")
+    print(
+        f"  fit/bare {rates['encoderlab fit'] / rates['encoderlab bare']:.2f} (fit's evaluation "
+        f"{got['eval_s']:.2f} s, charged once per 100 steps)"
+    )
     ratio = rates["encoderlab fit"] / rates["BertForMaskedLM"]
     print(f"  encoderlab fit / BertForMaskedLM {ratio:.2f}x")
     if device.type == "cuda":

@@ -215,3 +215,72 @@ def test_torchrun_finetune_matches_one_process(tmp_path):
     assert ddp.info["final"]["acc"] == pytest.approx(one.info["final"]["acc"])
     assert json.loads((ddp.path / "eval" / "valid.json").read_text())["checkpoint"]
     assert len([r for r in ddp.metrics() if r["kind"] == "epoch"]) == 2
+
+
+NAN_ON_ONE_RANK = """
+import json, sys
+import torch
+from torch import nn
+from encoderlab import distributed
+from encoderlab.config import TrainConfig
+from encoderlab.model import make_optimizer
+from encoderlab.runs import ReadOnlyRun, Run
+from encoderlab.train import Objective, fit
+
+out = sys.argv[1]
+calls = {"n": 0}
+
+
+def step(model, batch):
+    calls["n"] += 1
+    loss = nn.functional.mse_loss(model(batch["input_ids"]), batch["y"], reduction="sum")
+    if distributed.rank() == 1 and calls["n"] == 3:
+        loss = loss * float("nan")  # rank 1's loss at its 3rd step only
+    n = torch.tensor(float(len(batch["y"])))
+    return loss / n, {"loss_sum": loss.detach(), "n": n}
+
+
+data = [{"input_ids": torch.full((4,), float(i)), "y": torch.ones(1)} for i in range(32)]
+with distributed.session(torch.device("cpu")):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = make_optimizer(model, lr=1e-2)  # fused: a non-finite loss is skipped on the device
+    cfg = TrainConfig(batch_size=8, epochs=1, log_every=2, max_nonfinite=3, device="cpu")
+    run = Run(distributed.on_main(lambda: str(Run.create(out, "nan", cfg, kind="pretrain").path)))
+    if not distributed.is_main():
+        run = ReadOnlyRun(run.path)
+    objective = Objective(
+        step=step, metrics=lambda c: {"loss": c["loss_sum"] / c["n"]}, primary="loss",
+        primary_mode="min", units="n",
+    )
+    collate = lambda items: {k: torch.stack([it[k] for it in items]) for k in items[0]}
+    result = fit(model, opt, data, None, collate, objective, cfg, run, seed=0, say=lambda m: None)
+    weights = [p.detach().flatten().tolist() for p in model.parameters()]
+    with open(f"{out}/rank{distributed.rank()}.json", "w") as f:
+        json.dump({"step": result.step, "weights": weights, "info": dict(run.info)}, f)
+"""
+
+
+@pytest.mark.slow
+def test_a_nonfinite_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path):
+    """The non-finite check stays on the device under DDP too (the flag is summed with the
+    counts): rank 1's NaN at its third step skips that update on both ranks, which keep equal
+    weights, train on, and log the skipped step once."""
+    script = tmp_path / "nan_ddp.py"
+    script.write_text(NAN_ON_ONE_RANK)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
+    done = subprocess.run(
+        [*cmd, str(script), str(tmp_path)],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["step"] == r1["step"] == 4  # 32 rows / 8: every step taken, one of them skipped
+    assert r0["weights"] == r1["weights"]
+    run = the_run(tmp_path)
+    assert run.info["nonfinite_steps"] == 1 and run.info["status"] == "finished"
+    assert run.info["tokens"] == 32 * 4  # both ranks' tokens, the skipped step's included

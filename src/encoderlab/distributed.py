@@ -103,13 +103,25 @@ def barrier() -> None:
 
 def sum_counts(counts: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Each count summed over all ranks (float64 on the collective device); every rank must
-    pass the same keys. One all_reduce for the whole dict."""
+    pass the same keys. One all_reduce for the whole dict.
+
+    Nothing here waits for a GPU: the plain numbers travel in one pinned, non-blocking copy
+    (a blocking one would wait for all the work queued before it), and nccl's all_reduce is
+    queued on the stream like any kernel. Reading a result (float(), int()) is what waits."""
     keys = sorted(counts)
     if not keys:
         return {}
     device = _collective_device()
+    numbers = [k for k in keys if not isinstance(counts[k], torch.Tensor)]
+    host = torch.tensor([float(counts[k]) for k in numbers], dtype=torch.float64)
+    if device.type == "cuda":
+        host = host.pin_memory().to(device, non_blocking=True)
+    copied = dict(zip(numbers, host.unbind(), strict=True))
     flat = torch.stack(
-        [torch.as_tensor(counts[k], dtype=torch.float64).to(device).reshape(()) for k in keys]
+        [
+            copied[k] if k in copied else counts[k].to(device, torch.float64).reshape(())
+            for k in keys
+        ]
     )
     if active():
         dist.all_reduce(flat)

@@ -137,6 +137,8 @@ class LoopState:
     # run of skipped steps, its longest since the last read]; see `settle`. Not saved.
     pending: torch.Tensor | None = field(default=None, repr=False)
     worst_streak: int = field(default=0, repr=False)
+    # DDP's global [tokens, rows] counted on the device and not read yet (`settle`). Not saved.
+    pending_seen: torch.Tensor | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         self.settle()
@@ -165,8 +167,12 @@ class LoopState:
             self.nonfinite_total += 1
             self.nonfinite_streak += 1
         self.step += 1
-        self.tokens += step.tokens
-        self.samples += step.rows
+        if isinstance(step.tokens, torch.Tensor):  # DDP's totals: read at `settle`
+            seen = torch.stack([step.tokens, torch.as_tensor(step.rows).to(step.tokens)])
+            self.pending_seen = seen if self.pending_seen is None else self.pending_seen + seen
+        else:
+            self.tokens += step.tokens
+            self.samples += int(step.rows)
 
     def _count_on_device(self, finite: torch.Tensor, counts: dict[str, torch.Tensor]) -> None:
         ok = finite.float()
@@ -195,10 +201,15 @@ class LoopState:
             self.nonfinite_streak = streak
             self.worst_streak = max(self.worst_streak, worst)
             self.pending = None
+        if self.pending_seen is not None:
+            tokens, rows = (round(v) for v in self.pending_seen.tolist())
+            self.tokens += tokens
+            self.samples += rows
+            self.pending_seen = None
         return self
 
 
-_LIVE = ("pending", "worst_streak")  # LoopState fields that are not saved
+_LIVE = ("pending", "worst_streak", "pending_seen")  # LoopState fields that are not saved
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,10 +245,10 @@ class Engine:
     def defers(self) -> bool:
         """Whether a non-finite loss can skip the step on the device, without reading it back:
         the fused optimizers skip their update when `found_inf` is set (as under GradScaler).
-        Under DDP the ranks' flags are summed anyway; fp16's scaler keeps its own check."""
+        Under DDP the flag is summed over the ranks, so all of them skip the same steps; fp16's
+        scaler keeps its own check."""
         return (
-            self.ddp is None
-            and self.scaler is None
+            self.scaler is None
             and bool(self.optimizer.defaults.get("fused"))
             and "found_inf" not in vars(self.optimizer)
         )
@@ -250,12 +261,21 @@ class Engine:
 @dataclass
 class Stepped:
     """What one optimizer step saw: the batch's summed counts, tokens and rows (the whole
-    global batch's under DDP), and whether every loss was finite (if not, nothing was applied)."""
+    global batch's under DDP, as device tensors when the engine `defers`), and whether every
+    loss was finite (if not, nothing was applied)."""
 
     counts: dict[str, torch.Tensor]
-    tokens: int
-    rows: int
+    tokens: int | torch.Tensor
+    rows: int | torch.Tensor
     finite: bool | torch.Tensor  # a bool tensor on the device when the engine `defers`
+    local_tokens: int = 0  # this rank's own tokens, known on the host
+
+    def shown_tokens(self) -> int:
+        """Tokens for the progress bar without waiting for the device: under a deferring DDP
+        step this rank's count times the ranks (the exact total reaches the logs)."""
+        if isinstance(self.tokens, int):
+            return self.tokens
+        return self.local_tokens * distributed.world()
 
 
 def optimizer_step(
@@ -268,29 +288,38 @@ def optimizer_step(
     loss is weighted by its share of the loss units (`_across_ranks`). When the engine
     `defers`, the non-finite check never leaves the device: every micro-batch runs, and the
     fused optimizer skips the update (weights, moments and step count) if any loss was not
-    finite.
+    finite (under DDP: any rank's).
     """
     counts: dict[str, torch.Tensor] = {}
-    tokens = rows = 0
+    tokens: int | torch.Tensor = 0
+    rows: int | torch.Tensor = 0
+    local_tokens = 0
     finite: bool | torch.Tensor = True
     bad: torch.Tensor | None = None  # deferred: whether any loss so far was not finite
     for i, (mb, real) in enumerate(group):
         mb_tokens = batch_tokens(mb) if real else 0  # on the host: no GPU sync
         mb_rows = len(mb["input_ids"]) if real else 0
+        local_tokens += mb_tokens
         mb = to_device(mb, eng.device)
         last = i == len(group) - 1
         with contextlib.nullcontext() if eng.ddp is None or last else eng.ddp.no_sync():
             with autocast(eng.device, eng.amp):
                 loss, mb_counts = eng.objective.step(eng.net, mb)
-            if eng.defers:
-                flag = ~torch.isfinite(loss.detach())
-                bad = flag if bad is None else bad | flag
-            elif eng.ddp is None:
-                finite = bool(torch.isfinite(loss.detach()))  # a GPU sync per micro-batch
-            else:
-                loss, mb_counts, mb_tokens, mb_rows, finite = _across_ranks(
+            flag: torch.Tensor | None = None  # deferred: this micro-batch's loss not finite
+            if eng.ddp is not None:
+                loss, mb_counts, mb_tokens, mb_rows, all_finite = _across_ranks(
                     loss, mb_counts, eng.objective.units, real, mb_tokens, mb_rows
                 )
+                if eng.defers:
+                    flag = ~all_finite
+                else:  # a sync per micro-batch
+                    finite, mb_tokens, mb_rows = bool(all_finite), int(mb_tokens), int(mb_rows)
+            elif eng.defers:
+                flag = ~torch.isfinite(loss.detach())
+            else:
+                finite = bool(torch.isfinite(loss.detach()))  # a GPU sync per micro-batch
+            if flag is not None:
+                bad = flag if bad is None else bad | flag
             tokens += mb_tokens
             rows += mb_rows
             if finite is False:
@@ -307,7 +336,7 @@ def optimizer_step(
     finally:
         vars(eng.optimizer).pop("found_inf", None)
     eng.optimizer.zero_grad(set_to_none=True)
-    return Stepped(counts, tokens, rows, finite)
+    return Stepped(counts, tokens, rows, finite, local_tokens)
 
 
 def _apply(eng: Engine, grad_clip: float | None) -> None:
@@ -330,7 +359,7 @@ def _across_ranks(
     real: bool,
     tokens: int,
     rows: int,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor], int, int, bool]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
     """One micro-batch under DDP: sum its counts over the ranks (one all_reduce) and weight this
     rank's loss by its share of the batch's loss units.
 
@@ -338,11 +367,12 @@ def _across_ranks(
     differs between ranks; DDP then averages the gradients. Scaling by units * world / total
     makes that average the gradient of the whole batch's mean, as one process computes it.
     Returns (loss to backpropagate, counts of the whole batch, its tokens, its rows, whether
-    every rank's loss is finite: a non-finite loss anywhere skips the step everywhere).
+    every rank's loss is finite: a non-finite loss anywhere skips the step everywhere); the
+    last three as device tensors, so nothing here waits for the GPU.
     """
     keep = 1.0 if real else 0.0  # a stand-in row counts for nothing
     local = {k: v.detach().float() * keep for k, v in counts.items()}
-    mine = local[units] if units is not None else torch.tensor(float(rows), device=loss.device)
+    mine = local[units] if units is not None else float(rows)  # rows: 0 for a stand-in
     total = distributed.sum_counts(
         {
             **local,
@@ -352,13 +382,14 @@ def _across_ranks(
             "_rows": float(rows),
         }
     )
-    weight = mine.to(total["_units"]) * distributed.world() / total["_units"].clamp_min(1.0)
+    scale = distributed.world() / total["_units"].clamp_min(1.0)
+    weight = scale * (mine.to(scale) if isinstance(mine, torch.Tensor) else mine)
     return (
         loss * weight.to(loss),
         {k: total[k].float() for k in counts},
-        int(total["_tokens"]),
-        int(total["_rows"]),
-        bool(total["_nonfinite"] == 0),
+        total["_tokens"],
+        total["_rows"],
+        total["_nonfinite"] == 0,
     )
 
 
@@ -793,7 +824,7 @@ def fit(
                 stepped = optimizer_step(eng, group, cfg.grad_clip)
                 group = []
                 state.count(stepped)
-                rec.stepped(state, stepped.tokens)
+                rec.stepped(state, stepped.shown_tokens())
                 if forecast := stop.forecast(state, eng, batch):
                     say(forecast)
                     run.update(expected_steps=stop.expected_steps)

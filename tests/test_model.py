@@ -60,7 +60,7 @@ def test_output_shapes():
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "swish", "geglu", "swiglu"])
 @pytest.mark.parametrize("norm", ["post", "pre"])
-@pytest.mark.parametrize("position", ["learned", "sinusoidal"])
+@pytest.mark.parametrize("position", ["learned", "sinusoidal", "scaled_sinusoidal"])
 def test_every_variant_trains_one_step(activation, norm, position):
     torch.manual_seed(0)
     model = MaskedLM(tiny(activation=activation, norm=norm, position=position))
@@ -91,6 +91,10 @@ def test_sinusoidal_positions_are_fixed_and_not_saved():
     assert torch.allclose(table[3, 0], torch.sin(torch.tensor(3.0)))
     assert torch.allclose(table[3, 1], torch.cos(torch.tensor(3.0)))
     assert not any("pos" in k for k in model.state_dict())
+    # scaled: the same table over sqrt(d_model), the token embeddings' scale (std 0.02) not
+    # drowned; existing sinusoidal checkpoints keep their meaning
+    scaled = MaskedLM(tiny(position="scaled_sinusoidal")).encoder.embeddings.pos_table
+    assert torch.allclose(scaled, sinusoidal_table(16, 32) / 32**0.5)
 
 
 @pytest.mark.parametrize("norm", ["post", "pre"])

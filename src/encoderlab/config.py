@@ -82,7 +82,9 @@ class ModelConfig(Section):
     layernorm_eps: float = 1e-12
     max_len: int = 512
     pad_id: int = 0
-    position: Literal["learned", "sinusoidal"] = "learned"
+    # sinusoidal: Vaswani's fixed table (amplitude 1, which drowns token embeddings drawn at
+    # std 0.02: MLM stalls); scaled_sinusoidal: that table over sqrt(d_model), as Cramming's
+    position: Literal["learned", "sinusoidal", "scaled_sinusoidal"] = "learned"
     n_segments: int = 2  # 0: no segment embedding
     tie_mlm: bool = True  # MLM output projection shares the token embedding matrix
     # bert: dense -> gelu -> LayerNorm -> vocabulary projection; plain: the hidden state goes

@@ -96,9 +96,10 @@ class Embeddings(nn.Module):
         else:
             self.pos = None
             # not persistent: it is a function of the config, so checkpoints need not carry it
-            self.register_buffer(
-                "pos_table", sinusoidal_table(cfg.max_len, cfg.d_model), persistent=False
-            )
+            table = sinusoidal_table(cfg.max_len, cfg.d_model)
+            if cfg.position == "scaled_sinusoidal":
+                table = table / math.sqrt(cfg.d_model)
+            self.register_buffer("pos_table", table, persistent=False)
         self.seg = nn.Embedding(cfg.n_segments, cfg.d_model) if cfg.n_segments > 0 else None
         self.ln = nn.LayerNorm(cfg.d_model, eps=cfg.layernorm_eps)
         self.drop = Dropout(cfg.dropout)

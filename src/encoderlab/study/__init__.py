@@ -51,8 +51,9 @@ failed / interrupted), run directory, last error line and wall time. Ctrl-C (or 
 SIGHUP to the study) stops the running arm after it saves a checkpoint and marks it
 interrupted; finished arms stay done. Running the study again skips done arms, resumes an
 interrupted one from its last checkpoint (`--resume RUN`), and retries failed ones from the
-start. An arm whose resolved command changed (e.g. the pretraining stage was rerun, or a value in
-its config file was edited; comments and layout do not count) is run again. Logs: <out>/logs/<arm>.log.
+start. An arm whose resolved command changed (e.g. the pretraining stage was rerun, or a value
+in its config file was edited; comments and layout do not count) is run again. Logs:
+<out>/logs/<arm>.log.
 
 The package by job: `spec` (the file's schema, `load_study`), `data` (synthetic:, split:,
 texts:), `execute` (running the arms), `process` (one arm's process), `state` (study.json),

@@ -69,8 +69,10 @@ def _config_digest(path: Path) -> str | None:
 def _same_arm(recorded: dict[str, Any] | None, signature: dict[str, Any]) -> bool:
     """Whether a recorded arm is this one. Records from before `config_content` keyed on the
     file's bytes (`config_sha`): those still match while the file is unchanged."""
-    if not recorded or recorded == signature:
-        return bool(recorded)
+    if not recorded:
+        return False
+    if recorded == signature:
+        return True
     if "config_sha" not in recorded or "config_content" in recorded:
         return False
     old = {k: v for k, v in recorded.items() if k != "config_sha"}

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from conftest import sentiment_rows
 from encoderlab.config import FinetuneConfig, load_config
 from encoderlab.errors import UserError
-from encoderlab.finetuning import finetune
+from encoderlab.finetuning import DEFAULTS, finetune
 from encoderlab.selfpretrain import pretrain_config, task_texts
 from test_finetune import base_cfg, main_code, write_csv
 
@@ -44,7 +44,7 @@ def test_one_call_pretrains_on_the_task_text_then_finetunes_from_that_run(tmp_pa
     assert run.info["self_pretrain"] == str(pre) and run.info["init"].startswith(str(pre))
     saved = load_config(run.path / "config.yaml", schema=FinetuneConfig)  # resumable as saved
     assert saved.init == str(pre) and saved.self_pretrain.run == str(pre)
-    assert saved.train.lr == 1e-3  # the defaults for an encoder pretrained here (lr unset)
+    assert saved.train.lr == DEFAULTS["own"]["*"]["lr"]  # an encoder pretrained here, lr unset
     # the tokenizer pretraining trained is the one fine-tuning uses; the weights are its weights
     tok = "tokenizer/tokenizer.json"
     assert (run.path / tok).read_text() == (pre / tok).read_text()
@@ -277,7 +277,7 @@ def test_a_scratch_lr_after_self_pretraining_is_no_warning(tmp_path):
     said: list[str] = []
     assert resolve_defaults(cfg, said.append).train.lr == 3e-3 and not said
     cfg.train.lr = None
-    assert resolve_defaults(cfg, said.append).train.lr == 1e-3 and not said  # own default
+    assert resolve_defaults(cfg, said.append).train.lr == DEFAULTS["own"]["*"]["lr"] and not said
     cfg.train.lr = 1e-2
     resolve_defaults(cfg, said.append)
     assert len(said) == 1 and "far outside" in said[0]

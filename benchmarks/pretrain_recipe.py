@@ -54,6 +54,7 @@ ARMS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "batch 32": ("budget", {"train": {"batch_size": 32}}),
     "mask 25%": ("budget", {"data": {"mask_rate": 0.25}}),
     "plain MLM head": ("budget", {"model": {"mlm_head": "plain"}}),
+    "ALiBi positions": ("budget", {"model": {"position": "alibi"}}),
 }
 
 

@@ -548,6 +548,7 @@ def copy_run(src: Path, dst: Path, model_update: dict | None = None, head: str |
         ({"activation": "geglu"}, "gated activation geglu"),
         ({"activation": "swiglu"}, "gated activation swiglu"),
         ({"position": "sinusoidal"}, "sinusoidal positions"),
+        ({"position": "alibi"}, "ALiBi"),
         ({"d_head": 8}, r"d_head x n_head = 8 x 2 != d_model = 32"),
         ({"activation": "relu"}, "activation=relu with encoderlab's gelu MLM head"),
         ({"mlm_head": "plain"}, "mlm_head=plain"),

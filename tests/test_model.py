@@ -17,6 +17,8 @@ from encoderlab.model import (
     Encoder,
     MaskedLM,
     Queries,
+    alibi_bias,
+    alibi_slopes,
     make_optimizer,
     num_params,
     param_groups,
@@ -60,7 +62,7 @@ def test_output_shapes():
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "swish", "geglu", "swiglu"])
 @pytest.mark.parametrize("norm", ["post", "pre"])
-@pytest.mark.parametrize("position", ["learned", "sinusoidal", "scaled_sinusoidal"])
+@pytest.mark.parametrize("position", ["learned", "sinusoidal", "scaled_sinusoidal", "alibi"])
 def test_every_variant_trains_one_step(activation, norm, position):
     torch.manual_seed(0)
     model = MaskedLM(tiny(activation=activation, norm=norm, position=position))
@@ -97,10 +99,49 @@ def test_sinusoidal_positions_are_fixed_and_not_saved():
     assert torch.allclose(scaled, sinusoidal_table(16, 32) / 32**0.5)
 
 
-@pytest.mark.parametrize("norm", ["post", "pre"])
-def test_padding_is_masked(norm):
+def test_alibi_under_bf16_autocast_keeps_all_padding_rows_finite():
+    """The float32 bias goes to autocast's dtype (its padded keys clamped to that dtype's
+    minimum), a row that is all padding stays a number, the others match float32."""
     torch.manual_seed(0)
-    model = Encoder(tiny(norm=norm)).eval()
+    model = Encoder(tiny(position="alibi")).eval()
+    ids = ids_batch()
+    mask = torch.ones_like(ids)
+    mask[1] = 0
+    mask[2, 5:] = 0
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(ids, mask)
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out[2, :5].float(), model(ids, mask)[2, :5], atol=0.1)
+
+
+def test_alibi_slopes_and_bias():
+    """Press et al.'s slopes (8 heads: 1/2 ... 1/256; 12 heads: the 8-head series and every
+    other slope of the 16-head one), a bias that falls with distance both ways, no
+    position parameters, nothing saved."""
+    assert torch.allclose(alibi_slopes(8), torch.tensor([2.0**-k for k in range(1, 9)]))
+    twelve = alibi_slopes(12)
+    assert torch.allclose(twelve[:8], alibi_slopes(8))
+    assert torch.allclose(twelve[8:], torch.tensor([2.0**-k for k in (0.5, 1.5, 2.5, 3.5)]))
+    bias = alibi_bias(alibi_slopes(2)[:, None, None], torch.arange(4), 4, None)
+    assert torch.equal(bias[0, 1], torch.tensor([-1 / 16, 0.0, -1 / 16, -2 / 16]))
+    assert torch.equal(bias[1], bias[1].T)  # symmetric: no direction is preferred
+    model = MaskedLM(tiny(position="alibi"))
+    assert model.encoder.embeddings.pos is None and model.encoder.embeddings.pos_table is None
+    assert not any("pos" in k or "alibi" in k for k in model.state_dict())
+    # positions matter: the first token's state changes when two others swap places (a
+    # mirror image would not change it: the bias only sees distances)
+    ids = ids_batch(1, 10)
+    swapped = ids.clone()
+    swapped[0, [2, 7]] = ids[0, [7, 2]]
+    states = model.encoder.eval()(ids)
+    assert not torch.allclose(states[0, 0], model.encoder(swapped)[0, 0], atol=1e-4)
+
+
+@pytest.mark.parametrize("position", ["learned", "alibi"])
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_padding_is_masked(norm, position):
+    torch.manual_seed(0)
+    model = Encoder(tiny(norm=norm, position=position)).eval()
     ids = ids_batch(2, 10)
     mask = torch.ones_like(ids)
     mask[0, 6:] = 0
@@ -114,9 +155,10 @@ def test_padding_is_masked(norm):
     assert not torch.allclose(model(ids)[real], model(other)[real], atol=1e-4)
 
 
-def test_all_ones_mask_equals_no_mask_and_all_padding_is_finite():
+@pytest.mark.parametrize("position", ["learned", "alibi"])
+def test_all_ones_mask_equals_no_mask_and_all_padding_is_finite(position):
     torch.manual_seed(0)
-    model = Encoder(tiny()).eval()
+    model = Encoder(tiny(position=position)).eval()
     ids = ids_batch()
     assert torch.allclose(model(ids, torch.ones_like(ids)), model(ids), atol=1e-6)
     mask = torch.ones_like(ids)
@@ -158,13 +200,15 @@ def test_queries_lay_out_flat_rows_per_sequence():
     assert torch.equal(Queries.first(torch.ones(4, 10)).select(x), x[:, 0])
 
 
+@pytest.mark.parametrize("position", ["learned", "alibi"])
 @pytest.mark.parametrize("norm", ["post", "pre"])
 @pytest.mark.parametrize("where", ["first", "rows"])
-def test_queries_give_the_full_forwards_states_and_gradients(norm, where):
+def test_queries_give_the_full_forwards_states_and_gradients(norm, where, position):
     """The last block asks attention queries only where a head reads (the first position, or
-    some rows): the same states and the same gradients as the full forward."""
+    some rows): the same states and the same gradients as the full forward (with ALiBi, the
+    queries' biases are those of their own positions)."""
     torch.manual_seed(0)
-    model = Encoder(tiny(norm=norm, n_layer=3)).eval()
+    model = Encoder(tiny(norm=norm, n_layer=3, position=position)).eval()
     ids = ids_batch()
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0

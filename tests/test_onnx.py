@@ -21,11 +21,15 @@ from test_hf import ft_config, quiet  # noqa: E402
 TOL = 1e-4
 
 
-@pytest.mark.parametrize("task, head", [("classification", "cnn"), ("qa", "pooler")])
-def test_onnx_matches_pytorch_at_two_shapes(tmp_path, task, head):
+@pytest.mark.parametrize(
+    "task, head, position",
+    [("classification", "cnn", "learned"), ("qa", "pooler", "learned"), ("pair", "cls", "alibi")],
+)
+def test_onnx_matches_pytorch_at_two_shapes(tmp_path, task, head, position):
     from encoderlab.finetuning import finetune
 
-    run, _ = finetune(ft_config(tmp_path, task, head={"type": head}), say=quiet)
+    cfg = ft_config(tmp_path, task, head={"type": head}, model={"position": position})
+    run, _ = finetune(cfg, say=quiet)
     out = tmp_path / "onnx" / "model.onnx"
     assert run_cli("export", run.path, "--to-onnx", out) == 0
     meta = json.loads(out.with_name("model.onnx.json").read_text())

@@ -83,8 +83,10 @@ class ModelConfig(Section):
     max_len: int = 512
     pad_id: int = 0
     # sinusoidal: Vaswani's fixed table (amplitude 1, which drowns token embeddings drawn at
-    # std 0.02: MLM stalls); scaled_sinusoidal: that table over sqrt(d_model), as Cramming's
-    position: Literal["learned", "sinusoidal", "scaled_sinusoidal"] = "learned"
+    # std 0.02: MLM stalls); scaled_sinusoidal: that table over sqrt(d_model), as Cramming's;
+    # alibi: no table, a per-head bias -slope * |i - j| on the attention scores (Press et al.
+    # 2022, both directions as in MosaicBERT): attention starts local, MLM leaves its plateau sooner
+    position: Literal["learned", "sinusoidal", "scaled_sinusoidal", "alibi"] = "learned"
     n_segments: int = 2  # 0: no segment embedding
     tie_mlm: bool = True  # MLM output projection shares the token embedding matrix
     # bert: dense -> gelu -> LayerNorm -> vocabulary projection; plain: the hidden state goes

@@ -616,7 +616,9 @@ def export_problems(mc: ModelConfig) -> list[str]:
         out.append("pre-LN (model.norm=pre); BERT is post-LN")
     if mc.activation in ("geglu", "swiglu"):
         out.append(f"gated activation {mc.activation} (model.activation); BERT's FFN is ungated")
-    if mc.position != "learned":
+    if mc.position == "alibi":
+        out.append("ALiBi attention biases (model.position); BERT learns its position table")
+    elif mc.position != "learned":
         out.append("sinusoidal positions (model.position); BERT learns its position table")
     if mc.head_dim * mc.n_head != mc.d_model:
         out.append(

@@ -91,15 +91,14 @@ class Embeddings(nn.Module):
         self.max_len = cfg.max_len
         # padding_idx: the pad row gets no gradient from the lookup (BERT does the same)
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
-        if cfg.position == "learned":
-            self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
-        else:
-            self.pos = None
-            # not persistent: it is a function of the config, so checkpoints need not carry it
+        self.pos = nn.Embedding(cfg.max_len, cfg.d_model) if cfg.position == "learned" else None
+        table = None  # alibi: positions enter as attention biases (Encoder) instead
+        if "sinusoidal" in cfg.position:
             table = sinusoidal_table(cfg.max_len, cfg.d_model)
             if cfg.position == "scaled_sinusoidal":
                 table = table / math.sqrt(cfg.d_model)
-            self.register_buffer("pos_table", table, persistent=False)
+        # not persistent: it is a function of the config, so checkpoints need not carry it
+        self.register_buffer("pos_table", table, persistent=False)
         self.seg = nn.Embedding(cfg.n_segments, cfg.d_model) if cfg.n_segments > 0 else None
         self.ln = nn.LayerNorm(cfg.d_model, eps=cfg.layernorm_eps)
         self.drop = Dropout(cfg.dropout)
@@ -108,8 +107,11 @@ class Embeddings(nn.Module):
         self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
         T = input_ids.shape[1]
-        pos = self.pos.weight[:T] if self.pos is not None else self.pos_table[:T]
-        x = self.tok(input_ids) + pos  # (B,T,d) + (T,d)
+        x = self.tok(input_ids)
+        if self.pos is not None:
+            x = x + self.pos.weight[:T]  # (B,T,d) + (T,d)
+        elif self.pos_table is not None:
+            x = x + self.pos_table[:T]
         if self.seg is not None:
             if token_type_ids is None:
                 # all segment 0: add the one row instead of a (B,T) lookup and its scatter backward
@@ -142,7 +144,8 @@ class SelfAttention(nn.Module):
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, queries: Queries | None = None
     ) -> torch.Tensor:
-        """x: (B,T,d). mask: bool (B,1,1,T), True where the key is a real token; None: all real.
+        """x: (B,T,d). mask: bool (B,1,1,T), True where the key is a real token; None: all real;
+        or a float bias added to the scores (ALiBi: (H,T,T), or (B,H,Tq,T) with padding).
 
         queries: ask attention queries for those positions alone (keys and values for all)
         and return their (N,d) outputs instead of (B,T,d); see `Queries`.
@@ -157,12 +160,18 @@ class SelfAttention(nn.Module):
             q = F.linear(xq, w[: H * hd], b[: H * hd]).view(B, -1, H, hd).transpose(1, 2)
             kv = F.linear(x, w[H * hd :], b[H * hd :]).view(B, T, 2, H, hd)
             k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+        if mask is not None and mask.is_floating_point() and mask.dtype != q.dtype:
+            # an ALiBi bias (float32) in autocast's dtype; its padded keys stay finite, so a
+            # row that is all padding averages instead of giving NaN
+            mask = mask.to(q.dtype).clamp_min(torch.finfo(q.dtype).min)
         if self.training and self.attn_dropout > 0 and x.device.type == "cpu":
             # SDPA drops attention weights with `bernoulli_` on its slow path; the same maths
             # with `cpu_dropout` makes a CPU fine-tuning step a few per cent faster
             scores = (q * hd**-0.5) @ k.transpose(-2, -1)  # (B,H,Tq,T)
-            if mask is not None:
+            if mask is not None and mask.dtype == torch.bool:
                 scores = scores.masked_fill(~mask, float("-inf"))
+            elif mask is not None:
+                scores = scores + mask
             y = cpu_dropout(scores.softmax(-1), self.attn_dropout) @ v
         else:
             with sdpa_kernel(GPU_ATTENTION) if x.is_cuda else contextlib.nullcontext():
@@ -246,6 +255,33 @@ def key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     return attention_mask[:, None, None, :].bool()
 
 
+def alibi_slopes(n_head: int) -> torch.Tensor:
+    """ALiBi's per-head slopes (Press et al. 2022): a geometric series 2^(-8/n) ... 2^(-8); for
+    a head count that is not a power of two, the closest one's slopes plus every other slope
+    of the next (as the paper's code and MosaicBERT do)."""
+
+    def series(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]
+
+    closest = 2 ** math.floor(math.log2(n_head))
+    slopes = series(closest) + series(2 * closest)[0::2][: n_head - closest]
+    return torch.tensor(slopes)
+
+
+def alibi_bias(
+    slopes: torch.Tensor, qpos: torch.Tensor, T: int, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Attention scores' bias -slope_h * |i - j|, both directions (MosaicBERT's): attention
+    starts out local, so MLM learns from the neighbours from the first steps instead of
+    waiting for the position table to be learned. slopes (H,1,1); qpos (Tq,), or (B,1,M) for
+    `Queries`; returns float32 (H,Tq,T) or (B,H,M,T), padded keys at the float32 minimum."""
+    kpos = torch.arange(T, device=slopes.device)
+    bias = -slopes.float() * (qpos[..., :, None] - kpos).abs()
+    if mask is not None:
+        bias = bias.masked_fill(~mask, torch.finfo(torch.float32).min)
+    return bias
+
+
 @dataclass
 class Queries:
     """The positions whose final states a head reads: the MLM head the masked ones (~15 %), a
@@ -323,6 +359,9 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         # pre-LN leaves the residual stream un-normalised, so normalise once at the end
         self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layernorm_eps) if cfg.norm == "pre" else None
+        # a function of the config, not saved (None without ALiBi)
+        slopes = alibi_slopes(cfg.n_head)[:, None, None] if cfg.position == "alibi" else None
+        self.register_buffer("alibi_slopes", slopes, persistent=False)
         init_weights(self, cfg.init_std)
 
     def forward(
@@ -347,9 +386,19 @@ class Encoder(nn.Module):
             )
         mask = key_mask(attention_mask)
         x = self.embeddings(input_ids, token_type_ids)
-        last = len(self.blocks) - 1
+        slopes, last = self.alibi_slopes, len(self.blocks) - 1
+        bias = (
+            mask
+            if slopes is None
+            else alibi_bias(slopes, torch.arange(T, device=x.device), T, mask)
+        )
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, queries if i == last else None)
+            if i == last and queries is not None:
+                if slopes is not None:  # the last block's queries sit at queries.pos
+                    bias = alibi_bias(slopes, queries.pos[:, None, :], T, mask)
+                x = block(x, bias, queries)
+            else:
+                x = block(x, bias)
         if last < 0 and queries is not None:  # no blocks (n_layer >= 1 is validated)
             x = queries.select(x)
         return self.ln_f(x) if self.ln_f is not None else x

@@ -2,7 +2,7 @@
 
 Not a test; run it by hand (its figures are the README's "A budget recipe" table):
 
-    python benchmarks/pretrain_recipe.py --tokens 2e6          # 11 arms, ~40 min on 2 idle cores
+    python benchmarks/pretrain_recipe.py --tokens 2e6          # 13 arms, ~60 min on 2 idle cores
     python benchmarks/pretrain_recipe.py --tokens 3e5 --arms bert,budget --d-model 128 --layers 3
 
 Arms change one thing from `recipe: budget` (or are the `bert` baseline: post-LN, dropout 0.1,

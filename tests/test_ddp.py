@@ -23,7 +23,7 @@ from encoderlab.config import TrainConfig
 from encoderlab.errors import UserError
 from encoderlab.runs import Run
 from encoderlab.runtime import Batches, share
-from encoderlab.train import check_batch_size
+from encoderlab.train import AGREE_EVERY, check_batch_size
 from test_finetune import sentiment_rows, write_csv
 
 MODEL = {
@@ -123,6 +123,69 @@ def test_global_batch_must_divide_among_processes(monkeypatch):
         check_batch_size(TrainConfig(batch_size=7))
 
 
+class FakeClock:
+    """A rank's clock: `step_s` seconds per step, `lag` seconds behind rank 0."""
+
+    def __init__(self, step_s: float, lag: float = 0.0) -> None:
+        self.step_s, self.lag, self.setup_s, self.step = step_s, lag, 0.0, 0
+
+    def seconds(self) -> float:
+        return self.step * self.step_s - self.lag
+
+
+def test_a_time_budget_under_ddp_agrees_without_a_collective_per_step(monkeypatch):
+    """Every rank must stop at the same step and use the same learning rate, so they use rank
+    0's clock; agreeing on it is a collective call (and a host sync). It happens every
+    AGREE_EVERY steps, after evaluations and at every step near the end; in between each rank
+    extrapolates from agreed numbers: the same answers on both ranks, and the stop within a
+    step of where rank 0's clock alone would put it."""
+    from encoderlab.train import Plan, StopRule
+
+    plan = Plan(micro_per_epoch=10**6, steps_per_epoch=10**6, total_steps=None, budget_s=50.0)
+    clocks = [FakeClock(0.1), FakeClock(0.13, lag=0.5)]  # rank 1 slower and later
+    rules = [StopRule(TrainConfig(), plan, c, "loss") for c in clocks]
+    calls = []
+
+    def rank0_value(rank):
+        def value(x: float) -> float:
+            calls.append(rank)
+            return rules[0]._spent() if rank else x
+
+        return value
+
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    stopped, lrs = [None, None], [[], []]
+    for step in range(1, 1000):
+        for rank, (rule, clock) in enumerate(zip(rules, clocks, strict=True)):
+            monkeypatch.setattr(distributed, "main_value", rank0_value(rank))
+            clock.step = clocks[0].step = step - 1  # the lr is set before the step ...
+            lrs[rank].append(rule.budget_used(step - 1))
+            clock.step = clocks[0].step = step  # ... the stop is decided after it
+            state = type("S", (), {"step": step, "evals_since_best": 0})()
+            if rule.reason(state, evaluated=step % 100 == 0) and stopped[rank] is None:
+                stopped[rank] = step
+        if all(stopped):
+            break
+    assert stopped[0] == stopped[1]  # both ranks leave the loop at the same step
+    assert lrs[0] == lrs[1]  # and follow the same schedule, close to rank 0's own clock
+    truth = [((s - 1) * 0.1 + 2) / 50 for s in range(1, len(lrs[0]) + 1)]  # 2 s: the end
+    assert max(abs(a - b) for a, b in zip(lrs[0], truth, strict=True)) <= AGREE_EVERY * 0.1 / 50
+    monkeypatch.setattr(distributed, "active", lambda: False)
+    alone = StopRule(TrainConfig(), plan, FakeClock(0.1), "loss")  # rank 0's clock, every step
+    exact = next(
+        s
+        for s in range(1, 1000)
+        if setattr(alone.clock, "step", s) or alone.reason(type("S", (), {"step": s})(), False)
+    )
+    assert 450 < exact <= stopped[0] <= exact + 1
+    # far fewer collectives than checks: agreements every AGREE_EVERY steps, after each of the
+    # 4 evaluations, and every step for the last 2 * AGREE_EVERY
+    per_rank = calls.count(0)
+    assert per_rank == calls.count(1)
+    assert per_rank <= stopped[0] / AGREE_EVERY + 4 + 2 * AGREE_EVERY + 2
+    assert per_rank < stopped[0] / 4
+
+
 @pytest.mark.slow
 def test_torchrun_pretrain_matches_one_process_and_resumes(tmp_path):
     """2 ranks x 4 rows = one process's 8 rows, grad_accum 2: same losses per step; cut at step
@@ -174,6 +237,31 @@ def test_torchrun_pretrain_matches_one_process_and_resumes(tmp_path):
     print(f"max |difference| one process vs 2 ranks: {worst:.2e}")
     steps = [r["step"] for r in ddp.metrics() if r["kind"] == "train"]
     assert steps == list(range(1, 11))
+
+
+@pytest.mark.slow
+def test_torchrun_stops_every_rank_at_the_time_budget(tmp_path):
+    """A 12-second whole-run budget under torchrun: both ranks stop at the same step (a rank
+    that went on would wait forever in its next collective, and the test would time out),
+    the run says why, and it ends near the budget."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(synthetic_lines(400)) + "\n", encoding="utf-8")
+    budget_min = 0.2
+    cfg = {
+        "name": "timed",
+        "runs_dir": str(tmp_path / "runs"),
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 200},
+        "data": {"corpus": [str(corpus)], "block_len": 32, "valid_ratio": 0.1},
+        "model": MODEL,
+        "train": {**TRAIN, "batch_size": 8, "epochs": None, "time_budget_min": budget_min}
+        | {"eval_every": 50, "log_every": 10, "schedule": "linear"},
+    }
+    torchrun("pretrain", write_yaml(tmp_path / "timed.yaml", cfg), cwd=tmp_path)
+    run = the_run(tmp_path / "runs")
+    assert run.info["status"] == "finished" and run.info["processes"] == 2
+    assert run.info["stopped_because"] == "time budget"
+    assert run.info["steps"] > 2 * AGREE_EVERY
+    assert run.info["train_seconds"] < budget_min * 60 * 1.2
 
 
 @pytest.mark.slow

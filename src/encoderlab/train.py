@@ -439,6 +439,7 @@ class Clock:
 
 CHECKPOINT_ALLOWANCE_S = 2.0  # the last checkpoint's write and the best one's reload
 EVAL_OVERHEAD = 1.2  # an evaluation row / a timed forward row: decoding, metrics, padding
+AGREE_EVERY = 16  # DDP under a time budget: steps between agreements on rank 0's clock
 
 
 @dataclass
@@ -460,6 +461,8 @@ class StopRule:
     forward_row_s: float | None = None  # a timed forward pass: seconds per row, until evaluated
     expected_steps: int | None = None  # the forecast, once the speed is known
     _speed_from: tuple[int, float] | None = None  # (step, clock seconds) speed is timed from
+    _agreed: tuple[int, float, float] | None = None  # DDP: (step, rank 0's spent s, s/step)
+    _reagree: bool = False  # DDP: agree at the next check (an evaluation moved the clock)
 
     def diverged(self, state: LoopState) -> str | None:
         """Checked after a step whose counters were read (`LoopState.settle`): every step, or
@@ -478,7 +481,9 @@ class StopRule:
         cfg, plan = self.cfg, self.plan
         if plan.total_steps is not None and state.step >= plan.total_steps:
             return "max_steps" if cfg.max_steps == state.step else "finished"
-        if plan.budget_s is not None and self._agreed_spent() >= plan.budget_s:
+        if evaluated:  # an evaluation moves the clock by more than steps do
+            self._reagree = True
+        if plan.budget_s is not None and self._agreed_spent(state.step, True) >= plan.budget_s:
             return "time budget"
         patience = cfg.early_stop_patience
         if evaluated and cfg.early_stop_metric is not None and state.evals_since_best >= patience:
@@ -501,17 +506,35 @@ class StopRule:
             return self.clock.seconds()
         return self.clock.seconds() + self.clock.setup_s + self.tail_s()
 
-    def _agreed_spent(self) -> float:
+    def _agreed_spent(self, step: int, to_stop: bool = False) -> float:
         """`_spent` as rank 0 counts it: LR under a time budget and the decision to stop must
-        agree on every rank, or their weights drift apart (a collective call)."""
-        return distributed.main_value(self._spent())
+        agree on every rank, or their weights drift apart. One process: the clock itself.
+        Under DDP rank 0's figure is agreed on (a collective call) every AGREE_EVERY steps,
+        after an evaluation and, `to_stop`, at every step near the end, and extrapolated in
+        between from the seconds per step between the last two agreements: numbers every
+        rank holds, so the ranks agree without waiting for each other at every step."""
+        if not distributed.active():
+            return self._spent()
+        last = self._agreed
+        if last is not None and not self._reagree:
+            at, spent, step_s = last
+            guess = spent + (step - at) * step_s
+            near_end = to_stop and guess + 2 * AGREE_EVERY * step_s >= (self.plan.budget_s or 0)
+            if step - at < AGREE_EVERY and not near_end:
+                return guess
+        spent = distributed.main_value(self._spent())
+        step_s = last[2] if last is not None else 0.0
+        if last is not None and step - last[0] >= AGREE_EVERY and not self._reagree:
+            step_s = max(spent - last[1], 0.0) / (step - last[0])  # timed over a whole interval
+        self._agreed, self._reagree = (step, spent, step_s), False
+        return spent
 
-    def budget_used(self) -> float:
+    def budget_used(self, step: int) -> float:
         """The fraction of the time budget's training window spent: the schedule's progress
         when the budget binds (warmup and decay are fractions of it). 0 without a budget."""
         if not self.plan.budget_s:
             return 0.0
-        spent, budget = self._agreed_spent(), self.plan.budget_s
+        spent, budget = self._agreed_spent(step), self.plan.budget_s
         before = self.clock.setup_s if self.plan.covers_run else 0.0
         return min(max((spent - before) / max(budget - before, 1e-9), 0.0), 1.0)
 
@@ -820,7 +843,9 @@ def fit(
                 end_of_epoch = state.micro >= plan.micro_per_epoch
                 if len(group) < cfg.grad_accum and not end_of_epoch:
                     continue
-                eng.set_lr(lr_factor(cfg, state.step, plan.total_steps, stop.budget_used()))
+                eng.set_lr(
+                    lr_factor(cfg, state.step, plan.total_steps, stop.budget_used(state.step))
+                )
                 stepped = optimizer_step(eng, group, cfg.grad_clip)
                 group = []
                 state.count(stepped)
@@ -936,6 +961,9 @@ def _data_parallel(model: nn.Module, seed: int, step: int) -> DistributedDataPar
         model,
         device_ids=[device] if device.type == "cuda" else None,
         find_unused_parameters=_foreign_modules(model),
+        # the buffers are constants (position tables, ALiBi slopes, transformers' position
+        # ids): no broadcast from rank 0 before every forward
+        broadcast_buffers=False,
     )
 
 

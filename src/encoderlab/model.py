@@ -4,7 +4,8 @@ Read it top to bottom: embeddings -> attention -> feed-forward -> block -> encod
 The names of the submodules are part of the checkpoint format (hf.py maps them to and from
 Hugging Face BERT), so keep them stable:
 
-    encoder.embeddings.{tok,pos,seg,ln}
+    encoder.embeddings.{tok,pos,seg,ln}  (pos: learned positions only; sinusoidal tables and
+                                       ALiBi slopes are computed, not saved)
     encoder.blocks.{i}.{ln1,attn.qkv,attn.out,ln2,ff.fc1,ff.fc2}
     encoder.ln_f                      (pre-LN only)
     mlm_head.{dense,ln,decoder}       (decoder.weight is embeddings.tok.weight when tied;
@@ -387,18 +388,14 @@ class Encoder(nn.Module):
         mask = key_mask(attention_mask)
         x = self.embeddings(input_ids, token_type_ids)
         slopes, last = self.alibi_slopes, len(self.blocks) - 1
-        bias = (
-            mask
-            if slopes is None
-            else alibi_bias(slopes, torch.arange(T, device=x.device), T, mask)
-        )
+        bias = mask  # with ALiBi: the distance bias, padded keys hidden in it
+        if slopes is not None:
+            bias = alibi_bias(slopes, torch.arange(T, device=x.device), T, mask)
         for i, block in enumerate(self.blocks):
-            if i == last and queries is not None:
-                if slopes is not None:  # the last block's queries sit at queries.pos
-                    bias = alibi_bias(slopes, queries.pos[:, None, :], T, mask)
-                x = block(x, bias, queries)
-            else:
-                x = block(x, bias)
+            asked = queries if i == last else None
+            if asked is not None and slopes is not None:  # the queries sit at asked.pos
+                bias = alibi_bias(slopes, asked.pos[:, None, :], T, mask)
+            x = block(x, bias, asked)
         if last < 0 and queries is not None:  # no blocks (n_layer >= 1 is validated)
             x = queries.select(x)
         return self.ln_f(x) if self.ln_f is not None else x

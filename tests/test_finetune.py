@@ -169,9 +169,23 @@ def test_init_from_pretraining_run_loads_its_encoder_and_tokenizer(tmp_path):
         )
     assert run.info["trainable_params"] < run.info["params"]
 
-    scratch = build(base_cfg(tmp_path, init=f"scratch:{pre.path}", name="s", train={"epochs": 1}))
-    srun, _ = finetune(scratch, say=quiet)
-    assert json.loads((srun.path / "model_config.json").read_text())["n_layer"] == 2
+    scratch = build(
+        base_cfg(
+            tmp_path,
+            init=f"scratch:{pre.path}",
+            name="s",
+            train={"epochs": 1},
+            model={"position": "alibi", "n_layer": 2},
+        )
+    )
+    said: list[str] = []
+    srun, _ = finetune(scratch, say=said.append)
+    mc = json.loads((srun.path / "model_config.json").read_text())
+    assert mc["n_layer"] == 2 and mc["position"] == "learned"  # the run's architecture
+    # what the config asked for and did not get is said, in one line; what matches is not
+    (warning,) = [m for m in said if "not used" in m]
+    assert warning.startswith("warning: model.dropout=0.0, model.position=alibi not used")
+    assert "position=learned" in warning and "n_layer" not in warning and "\n" not in warning
     w = load_file(str(srun.latest_checkpoint() / "model.safetensors"))
     assert not torch.equal(
         w["backbone.blocks.0.attn.qkv.weight"], before["encoder.blocks.0.attn.qkv.weight"]

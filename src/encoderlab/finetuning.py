@@ -161,6 +161,7 @@ def build_backbone(
                 init.removeprefix("hf:"), say, cfg.hf_trust_remote_code, cfg.hf_allow_pickle
             )
         _check_same_tokenizer(cfg, imp.tokenizer, init)
+        _note_unused_model_fields(cfg, imp.model_cfg, init, say)
         return Backbone(
             imp.encoder, imp.tokenizer, imp.model_cfg, imp.source, imp.pooler, imp.hf_config
         )
@@ -186,6 +187,7 @@ def build_backbone(
     tok = load_tokenizer(run.path / "tokenizer")
     _check_same_tokenizer(cfg, tok, str(run.path))
     model_cfg = run_model_config(run)
+    _note_unused_model_fields(cfg, model_cfg, init, say)
     encoder = run_encoder(run, model_cfg)
     # a wrapped backbone's config travels on to this run, so it can be rebuilt from it too
     hf_config = None if isinstance(encoder, Encoder) else encoder.model.config
@@ -201,6 +203,22 @@ def build_backbone(
             "is it an encoderlab run of the same architecture?"
         )
     return Backbone(encoder, tok, model_cfg, f"{run.path}@{ckpt.name}", None, hf_config)
+
+
+def _note_unused_model_fields(
+    cfg: FinetuneConfig, used: ModelConfig, init: str, say: Callable[[str], None]
+) -> None:
+    """The model section only shapes an encoder built from scratch: a setting in it that the
+    backbone `init` brings differently is not used, which a user who wrote it should hear."""
+    given = cfg.model.model_fields_set - {"vocab_size", "pad_id"}
+    differ = [f for f in sorted(given) if getattr(cfg.model, f) != getattr(used, f)]
+    if differ:
+        ours = ", ".join(f"model.{f}={getattr(cfg.model, f)}" for f in differ)
+        theirs = ", ".join(f"{f}={getattr(used, f)}" for f in differ)
+        say(
+            f"warning: {ours} not used: init={init} brings its own architecture ({theirs}); "
+            "the model section only shapes an encoder trained from scratch (init: scratch)"
+        )
 
 
 def _check_same_tokenizer(cfg: FinetuneConfig, tok: Tokenizer, where: str) -> None:

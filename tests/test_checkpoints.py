@@ -9,7 +9,9 @@ from __future__ import annotations
 import errno
 import importlib.util
 import json
+import os
 import shutil
+import signal
 import threading
 import time
 
@@ -220,6 +222,29 @@ def test_the_writer_raises_a_failed_writes_error_once_on_the_callers_thread():
     writer.wait()
     writer.wait()  # nothing left to raise
     assert threads == ["encoderlab-checkpoint-writer", "ok"]
+
+
+def test_a_ctrl_c_while_the_writer_starts_is_held_until_it_runs(monkeypatch):
+    """CI saw a Ctrl-C land between making the writer thread and starting it: the next wait
+    could not join it ("cannot join thread before it is started") and the run was marked
+    failed instead of interrupted. The SIGINT now waits until the thread runs."""
+    real_start, ran = threading.Thread.start, []
+
+    def start_after_a_ctrl_c(thread):
+        os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler at once, here
+        return real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_after_a_ctrl_c)
+    writer = BackgroundWriter()
+    with pytest.raises(KeyboardInterrupt):
+        writer.submit(lambda: ran.append(1))
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    writer.wait()  # joins the write that was started, no RuntimeError
+    assert ran == [1]
+    writer.submit(lambda: ran.append(2))
+    writer.wait()
+    assert ran == [1, 2]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def fail_save_file(monkeypatch, at: int) -> None:

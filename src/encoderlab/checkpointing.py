@@ -14,8 +14,10 @@ the training thread, so it reaches the one-line error path rather than dying in 
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from safetensors.torch import _remove_duplicate_names  # what save_model drops: shared tensors
@@ -64,10 +66,13 @@ class BackgroundWriter:
 
     def submit(self, write: Callable[[], object]) -> None:
         self.wait()
-        self._thread = threading.Thread(
-            target=self._run, args=(write,), name="encoderlab-checkpoint-writer", daemon=True
-        )
-        self._thread.start()
+        # a Ctrl-C between making the thread and starting it would leave one that `wait`
+        # cannot join (seen in CI): the interrupt is held until the thread runs
+        with _sigint_held():
+            self._thread = threading.Thread(
+                target=self._run, args=(write,), name="encoderlab-checkpoint-writer", daemon=True
+            )
+            self._thread.start()
 
     def _run(self, write: Callable[[], object]) -> None:
         try:
@@ -86,3 +91,22 @@ class BackgroundWriter:
     @property
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold a SIGINT that arrives inside the block and deliver it after (as KeyboardInterrupt
+    under Python's default handler). Only the main thread can set handlers: elsewhere, as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held and callable(previous):
+            previous(signal.SIGINT, None)
+        elif held and previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)

@@ -234,17 +234,27 @@ def test_a_ctrl_c_while_the_writer_starts_is_held_until_it_runs(monkeypatch):
         os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler at once, here
         return real_start(thread)
 
+    # Python's own handler (Ctrl-C -> KeyboardInterrupt), whatever an earlier test left
     monkeypatch.setattr(threading.Thread, "start", start_after_a_ctrl_c)
-    writer = BackgroundWriter()
-    with pytest.raises(KeyboardInterrupt):
-        writer.submit(lambda: ran.append(1))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _held_then_raised(ran)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.setattr(threading.Thread, "start", real_start)
-    writer.wait()  # joins the write that was started, no RuntimeError
-    assert ran == [1]
+    writer = BackgroundWriter()
     writer.submit(lambda: ran.append(2))
     writer.wait()
     assert ran == [1, 2]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _held_then_raised(ran: list[int]) -> None:
+    writer = BackgroundWriter()
+    with pytest.raises(KeyboardInterrupt):
+        writer.submit(lambda: ran.append(1))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+    writer.wait()  # joins the write that was started, no RuntimeError
+    assert ran == [1]
 
 
 def fail_save_file(monkeypatch, at: int) -> None:

@@ -298,6 +298,13 @@ def test_bad_study_files_are_one_line_errors(tmp_path: Path) -> None:
     )
     assert "'arms'" in _bad(tmp_path, {"base": "base.yaml", "arms": []})
     assert "command" in _bad(tmp_path, {**ok, "arms": [{"name": "a", "command": "train"}]})
+    assert "compare.0: no arm named 'b' (arms: a)" in _bad(
+        tmp_path, {**ok, "compare": [["a", "b"]]}
+    )
+    assert "with itself" in _bad(tmp_path, {**ok, "compare": [["a", "a"]]})
+    assert "key 'compare': item 0 names 1 arm(s); name two" in _bad(
+        tmp_path, {**ok, "compare": [["a"]]}
+    )
     f = tmp_path / "broken.yaml"
     f.write_text("arms: [\n", encoding="utf-8")
     with pytest.raises(UserError, match="not valid YAML"):

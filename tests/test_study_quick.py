@@ -39,11 +39,13 @@ def test_a_tiny_study_runs_its_arms_records_failures_and_skips_done_ones(tmp_pat
                     {"name": "ok", "overrides": ["head.type=mean"]},
                     {"name": "broken", "overrides": ["train.lr=-1"]},
                 ],
+                "compare": [["ok", "broken"]],
             }
         )
     )
     lines: list[str] = []
     html = run_study(study, say=lines.append)
+    assert "ok vs broken: not both done (broken: failed)." in lines
     arms = json.loads((out / "study.json").read_text())["arms"]
     assert arms["ok"]["status"] == "done"
     assert arms["broken"]["status"] == "failed" and arms["broken"]["exit_code"] == 2
@@ -89,3 +91,47 @@ def test_an_arm_recorded_with_the_config_files_bytes_stays_done_until_the_file_c
     config.write_text("# edited\ntrain: {lr: 1.0e-3}\n")
     assert not _same_arm(old, new)  # the old record cannot tell a comment from a value
     assert not _same_arm(None, new) and _same_arm(new, new)
+
+
+def test_compare_names_the_pair_the_study_is_about_with_both_metrics_and_the_sign_test(
+    tmp_path: Path,
+) -> None:
+    """`compare: [[a, b]]` prints one line per pair at the end and opens the report's
+    conclusions with it: both validation metrics, the margin, the paired sign test."""
+    from encoderlab.reporting import load_run
+    from encoderlab.reporting.diffs import example_diff
+    from encoderlab.reporting.metrics import primary_value
+
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(96, 0), ["id", "text", "target"])
+    base = {
+        "task": {
+            "type": "classification",
+            "train": str(train),
+            "label_column": "target",
+            "max_len": 32,
+        },
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 100},
+        "model": {"d_model": 16, "n_head": 2, "d_ff": 32, "n_layer": 1, "max_len": 32},
+        "train": {"batch_size": 16, "lr": 3e-3, "epochs": 2, "log_every": 2},
+    }
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    out = tmp_path / "out"
+    study = tmp_path / "study.yaml"
+    arms = [{"name": "mean", "overrides": ["head.type=mean"]}, {"name": "cls"}]
+    study.write_text(
+        yaml.safe_dump(
+            {"base": "base.yaml", "out": str(out), "arms": arms, "compare": [["mean", "cls"]]}
+        )
+    )
+    lines: list[str] = []
+    run_study(study, say=lines.append)
+    state = json.loads((out / "study.json").read_text())["arms"]
+    a, b = (load_run(Path(state[n]["run_dir"])) for n in ("mean", "cls"))
+    va, vb = 100 * primary_value(a), 100 * primary_value(b)
+    diff = example_diff(a, b)
+    wins, losses = len(diff.a_right_b_wrong), len(diff.b_right_a_wrong)
+    [line] = [x for x in lines if x.startswith("mean vs cls: ")]
+    assert f"validation accuracy {va:.2f} % vs {vb:.2f} % ({va - vb:+.2f} points" in line
+    assert f"where exactly one is right, mean wins {wins:,} and cls {losses:,}" in line
+    assert ("sign test p = " in line) == (wins + losses > 0)
+    assert f"- {line}" in (out / "report" / "report.md").read_text(encoding="utf-8")

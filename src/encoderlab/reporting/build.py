@@ -157,10 +157,14 @@ def _diff_blocks(diff: ExampleDiff) -> list:
 
 
 def build_report(
-    run_dirs: list[Path] | Path | str, out_dir: Path | str, title: str | None = None
+    run_dirs: list[Path] | Path | str,
+    out_dir: Path | str,
+    title: str | None = None,
+    findings: list[str] | None = None,
 ) -> Path:
     """Write out_dir/report.md, out_dir/report.html (self-contained) and out_dir/figures/*.png
-    for the given run directories (or folders of runs); returns the path of report.html."""
+    for the given run directories (or folders of runs); returns the path of report.html.
+    `findings` (a study's `compare:` lines) open the conclusions."""
     paths = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
     runs = load_runs(paths)
     if not runs:
@@ -196,7 +200,8 @@ def build_report(
     ]
     sections: list[Section] = []
 
-    lines = [conclusion(g, group_labels[i], diffs) for i, g in enumerate(groups)]
+    lines = list(findings or [])
+    lines += [conclusion(g, group_labels[i], diffs) for i, g in enumerate(groups)]
     sections.append(Section("Conclusions", [Bullets(lines)]))
 
     sections.append(Section("Hyperparameters", [hyperparameter_table(runs)]))

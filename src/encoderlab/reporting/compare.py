@@ -10,7 +10,7 @@ from typing import Any
 from encoderlab.reporting import fmt
 from encoderlab.reporting.diffs import ExampleDiff
 from encoderlab.reporting.load import RunData
-from encoderlab.reporting.metrics import n_evaluated, percent, primary_value
+from encoderlab.reporting.metrics import in_percent, n_evaluated, percent, primary_value
 
 # config keys that name or describe a run rather than change it
 IGNORED = {"name", "description", "runs_dir"}
@@ -215,4 +215,39 @@ def conclusion(
         f"{group.title}: best on {what} is {_named(best, names)} with "
         f"{best_v:.2f} %, {margin:.2f} points {'below' if sign == 1 else 'above'} "
         f"{_named(nxt, names, f'{next_v:.2f} %')}{over}{paired}.{tail}"
+    )
+
+
+def pair_finding(a: RunData, b: RunData, diff: ExampleDiff | None, names: tuple[str, str]) -> str:
+    """One sentence on a pair a study names in `compare:` (e.g. pretrained vs scratch): both
+    primary metrics, the margin, and the paired sign test where both runs predicted."""
+    label_a, label_b = names
+    if (a.task, data_key(a)) != (b.task, data_key(b)) or a.primary != b.primary:
+        return (
+            f"{label_a} vs {label_b}: not comparable ({a.task} {a.primary} on {data_key(a)} "
+            f"vs {b.task} {b.primary} on {data_key(b)})."
+        )
+    metric = a.primary
+    what = METRIC_NAMES.get(metric, f"validation {metric}")
+    va, vb = (percent(r.task, metric, primary_value(r)) for r in (a, b))
+    if va is None or vb is None:
+        return f"{label_a} vs {label_b}: {what} missing for {label_a if va is None else label_b}."
+    unit = " %" if in_percent(a.task, metric) else ""
+    better = va > vb if a.primary_mode != "min" else va < vb
+    verdict = "ahead" if better else ("level" if va == vb else "behind")
+    info = a.task_info
+    examples = PRETRAIN_UNIT if a.task == "pretrain" else getattr(info, "example_unit", "examples")
+    n = n_evaluated(a)
+    over = f" over {fmt.count(n)} {examples}" if n else ""
+    paired = ""
+    if diff is not None:
+        wins, losses = len(diff.a_right_b_wrong), len(diff.b_right_a_wrong)
+        right = getattr(info, "right_means", "is right")
+        paired = (
+            f"; of the {wins + losses:,} {examples} where exactly one {right}, {label_a} wins {wins:,} "
+            f"and {label_b} {losses:,}{_p_text(diff.p_value)}"
+        )
+    return (
+        f"{label_a} vs {label_b}: {what} {va:.2f}{unit} vs {vb:.2f}{unit} "
+        f"({va - vb:+.2f}{' points' if unit else ''}, {label_a} {verdict}){over}{paired}."
     )

@@ -35,6 +35,12 @@ def is_rate(task: str, metric: str) -> bool:
     return metric in RATES or (metric == "f1" and not _in_percent(task, metric))
 
 
+def in_percent(task: str, metric: str) -> bool:
+    """Whether `percent` puts the metric on a 0-100 scale (a rate, or QA's em/f1)."""
+    metric = metric.rsplit("/", 1)[-1]
+    return _in_percent(task, metric) or is_rate(task, metric)
+
+
 def percent(task: str, metric: str, value: float | None) -> float | None:
     """value on a 0-100 scale (QA's em/f1 already are; fractions are multiplied by 100)."""
     if value is None:

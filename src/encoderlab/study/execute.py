@@ -25,7 +25,7 @@ from encoderlab.study.data import prepare_data
 from encoderlab.study.process import launch, signals_as_interrupt
 from encoderlab.study.spec import PLACEHOLDER_RE, Study, load_study
 from encoderlab.study.state import STATE_FILE, State
-from encoderlab.study.tables import format_table, summary_rows
+from encoderlab.study.tables import compare_lines, format_table, summary_rows
 
 
 def minilm_path() -> str:
@@ -131,9 +131,16 @@ def _write_up(study: Study, state: State, say: Callable[[str], None]) -> Path:
     if not run_dirs:
         say(f"no arm produced a run; state: {state.path}")
         return state.path
+    findings = compare_lines(study, rows)
+    if findings:
+        say("")
+    for line in findings:
+        say(line)
     from encoderlab.reporting import build_report
 
-    html = build_report(run_dirs, study.out / "report", title=f"encoderlab study: {study.name}")
+    html = build_report(
+        run_dirs, study.out / "report", title=f"encoderlab study: {study.name}", findings=findings
+    )
     state.data["report"] = str(html)
     state.save()
     failed = [r["arm"] for r in rows if r["status"] != "done"]

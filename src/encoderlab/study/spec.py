@@ -124,9 +124,20 @@ class StudySpec(_Spec):
     split: SplitSpec | None = None
     texts: TextsSpec | None = None
     arms: list[ArmSpec] = Field(min_length=1)
+    # pairs of arms the study is about, e.g. [pretrained, scratch]: each gets a line with both
+    # metrics, the margin and the paired sign test, printed at the end and atop the report
+    compare: list[list[str]] = []
     profiles: dict[str, ProfileSpec] = {}
 
     _ov = field_validator("overrides")(_check_overrides)
+
+    @field_validator("compare")
+    @classmethod
+    def _pairs(cls, v: list[list[str]]) -> list[list[str]]:
+        for i, pair in enumerate(v):
+            if len(pair) != 2:
+                raise ValueError(f"item {i} names {len(pair)} arm(s); name two, e.g. [a, b]")
+        return v
 
 
 class Study:
@@ -225,6 +236,14 @@ def load_study(path: str | Path, profile: str | None = None) -> Study:
         for arm in prof.arms:
             if arm not in names:
                 raise UserError(f"{p}: profiles.{pname}.arms.{arm}: no arm of that name")
+    for i, pair in enumerate(spec.compare):
+        for name in pair:
+            if name not in names:
+                raise UserError(
+                    f"{p}: compare.{i}: no arm named {name!r} (arms: {', '.join(names)})"
+                )
+        if pair[0] == pair[1]:
+            raise UserError(f"{p}: compare.{i}: compares {pair[0]!r} with itself; name two arms")
     study = Study(p, spec, profile)
     for i, arm in enumerate(spec.arms):
         if arm.config is None and spec.base is None:

@@ -56,3 +56,27 @@ def format_table(rows: list[dict[str, Any]]) -> list[str]:
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
     return [fmt(head), fmt(tuple("-" * w for w in widths)), *(fmt(b) for b in body)]
+
+
+def compare_lines(study: Study, rows: list[dict[str, Any]]) -> list[str]:
+    """The study's `compare:` pairs in words (both metrics, the margin, the paired sign test
+    on the validation examples); a pair with an arm not done says so."""
+    from encoderlab.reporting import load_run
+    from encoderlab.reporting.compare import pair_finding
+    from encoderlab.reporting.diffs import example_diff
+
+    by_arm = {r["arm"]: r for r in rows}
+    lines = []
+    for a, b in study.spec.compare:
+        missing = [n for n in (a, b) if by_arm[n]["status"] != "done" or not by_arm[n]["run_dir"]]
+        if missing:
+            states = ", ".join(f"{n}: {by_arm[n]['status']}" for n in missing)
+            lines.append(f"{a} vs {b}: not both done ({states}).")
+            continue
+        try:
+            ra, rb = (load_run(Path(by_arm[n]["run_dir"])) for n in (a, b))
+        except (UserError, OSError, ValueError) as e:
+            lines.append(f"{a} vs {b}: cannot read a run ({e}).")
+            continue
+        lines.append(pair_finding(ra, rb, example_diff(ra, rb), (a, b)))
+    return lines

@@ -562,6 +562,8 @@ class TaggingTask(TaskBase):
     # scalar metrics its evaluation gives; f1_strict: seqeval's strict IOB2 mode
     reported_metrics = ("acc", "f1", "precision", "recall", "f1_strict")
     report_details = "per_type"
+    example_unit = "sentences"  # what reports count
+    right_means = "tags every word right"  # a sentence counts as right in the sign test
 
     def has_gold(self, example: Example) -> bool:
         return example.get("tags") is not None

@@ -13,8 +13,9 @@ from encoderlab.study import run_study
 from test_finetune import sentiment_rows, write_csv
 
 
-def test_a_tiny_study_runs_its_arms_records_failures_and_skips_done_ones(tmp_path: Path) -> None:
-    train = write_csv(tmp_path / "train.csv", sentiment_rows(64, 0), ["id", "text", "target"])
+def tiny_base(tmp_path: Path, rows: int, epochs: int) -> dict:
+    """base.yaml for a study: a seconds-long sentiment classifier on `rows` training rows."""
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(rows, 0), ["id", "text", "target"])
     base = {
         "task": {
             "type": "classification",
@@ -24,9 +25,14 @@ def test_a_tiny_study_runs_its_arms_records_failures_and_skips_done_ones(tmp_pat
         },
         "tokenizer": {"kind": "wordpiece", "vocab_size": 100},
         "model": {"d_model": 16, "n_head": 2, "d_ff": 32, "n_layer": 1, "max_len": 32},
-        "train": {"batch_size": 16, "lr": 3e-3, "epochs": 1, "log_every": 2},
+        "train": {"batch_size": 16, "lr": 3e-3, "epochs": epochs, "log_every": 2},
     }
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    return base
+
+
+def test_a_tiny_study_runs_its_arms_records_failures_and_skips_done_ones(tmp_path: Path) -> None:
+    base = tiny_base(tmp_path, rows=64, epochs=1)
     out = tmp_path / "out"
     study = tmp_path / "study.yaml"
     study.write_text(
@@ -102,19 +108,7 @@ def test_compare_names_the_pair_the_study_is_about_with_both_metrics_and_the_sig
     from encoderlab.reporting.diffs import example_diff
     from encoderlab.reporting.metrics import primary_value
 
-    train = write_csv(tmp_path / "train.csv", sentiment_rows(96, 0), ["id", "text", "target"])
-    base = {
-        "task": {
-            "type": "classification",
-            "train": str(train),
-            "label_column": "target",
-            "max_len": 32,
-        },
-        "tokenizer": {"kind": "wordpiece", "vocab_size": 100},
-        "model": {"d_model": 16, "n_head": 2, "d_ff": 32, "n_layer": 1, "max_len": 32},
-        "train": {"batch_size": 16, "lr": 3e-3, "epochs": 2, "log_every": 2},
-    }
-    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    tiny_base(tmp_path, rows=96, epochs=2)
     out = tmp_path / "out"
     study = tmp_path / "study.yaml"
     arms = [{"name": "mean", "overrides": ["head.type=mean"]}, {"name": "cls"}]

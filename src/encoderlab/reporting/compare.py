@@ -164,6 +164,18 @@ def _p_text(p: float | None) -> str:
     return f" (sign test p = {p:.3g}: {verdict} chance at the 5 % level)"
 
 
+def _paired(
+    wins: int, losses: int, unit: str, info: Any, names: tuple[str, str], p: float | None
+) -> str:
+    """`; of the N <unit> where exactly one <is right>, A wins x and B y (sign test ...)`."""
+    n = wins + losses
+    right = getattr(info, "right_means", "is right")
+    return (
+        f"; of the {n:,} {unit if n != 1 else unit[:-1]} where exactly one {right}, "
+        f"{names[0]} wins {wins:,} and {names[1]} {losses:,}{_p_text(p)}"
+    )
+
+
 def conclusion(
     group: Group, names: dict[str, str], diffs: dict[tuple[str, str], ExampleDiff]
 ) -> str:
@@ -199,13 +211,8 @@ def conclusion(
     elif (rev := diffs.get((nxt.name, best.name))) is not None:
         pair, wins, losses = rev, len(rev.b_right_a_wrong), len(rev.a_right_b_wrong)
     paired = ""
-    right = getattr(info, "right_means", "is right")
     if pair is not None:
-        paired = (
-            f"; of the {wins + losses:,} {unit if wins + losses != 1 else unit[:-1]} where "
-            f"exactly one {right}, {best.name} wins "
-            f"{wins:,} and {nxt.name} {losses:,}{_p_text(pair.p_value)}"
-        )
+        paired = _paired(wins, losses, unit, info, (best.name, nxt.name), pair.p_value)
     if margin == 0:
         return (
             f"{group.title}: {_named(best, names)} and {_named(nxt, names)}"
@@ -242,11 +249,7 @@ def pair_finding(a: RunData, b: RunData, diff: ExampleDiff | None, names: tuple[
     paired = ""
     if diff is not None:
         wins, losses = len(diff.a_right_b_wrong), len(diff.b_right_a_wrong)
-        right = getattr(info, "right_means", "is right")
-        paired = (
-            f"; of the {wins + losses:,} {examples} where exactly one {right}, {label_a} wins {wins:,} "
-            f"and {label_b} {losses:,}{_p_text(diff.p_value)}"
-        )
+        paired = _paired(wins, losses, examples, info, names, diff.p_value)
     return (
         f"{label_a} vs {label_b}: {what} {va:.2f}{unit} vs {vb:.2f}{unit} "
         f"({va - vb:+.2f}{' points' if unit else ''}, {label_a} {verdict}){over}{paired}."

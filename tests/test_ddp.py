@@ -306,7 +306,7 @@ def test_torchrun_finetune_matches_one_process(tmp_path):
 
 
 NAN_ON_ONE_RANK = """
-import json, sys
+import json, os, sys
 import torch
 from torch import nn
 from encoderlab import distributed
@@ -346,6 +346,10 @@ with distributed.session(torch.device("cpu")):
     weights = [p.detach().flatten().tolist() for p in model.parameters()]
     with open(f"{out}/rank{distributed.rank()}.json", "w") as f:
         json.dump({"step": result.step, "weights": weights, "info": dict(run.info)}, f)
+# as `encoderlab` does on every rank but 0 (cli._end_torchrun_worker): no interpreter teardown,
+# where gloo's threads were seen to abort a finished rank (SIGABRT) once in CI
+sys.stdout.flush()
+os._exit(0)
 """
 
 
@@ -372,3 +376,27 @@ def test_a_nonfinite_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path):
     run = the_run(tmp_path)
     assert run.info["nonfinite_steps"] == 1 and run.info["status"] == "finished"
     assert run.info["tokens"] == 32 * 4  # both ranks' tokens, the skipped step's included
+
+
+WORKER_EXIT = """
+import atexit, sys
+from encoderlab.cli import main
+atexit.register(lambda: print("teardown ran", flush=True))
+main(["runs", "list", "--runs-dir", sys.argv[1]])
+"""
+
+
+@pytest.mark.parametrize("rank, tears_down", [("1", False), ("0", True)])
+def test_a_finished_torchrun_worker_exits_without_interpreter_teardown(tmp_path, rank, tears_down):
+    """Every rank but 0 ends a successful command with os._exit (gloo's threads were seen to
+    abort a finished rank at teardown); rank 0, which writes and prints, ends normally."""
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": rank}
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER_EXIT, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert ("teardown ran" in done.stdout) is tears_down

@@ -565,6 +565,17 @@ def _usage_error(e: Exception) -> int:
     return EXIT_USER
 
 
+def _end_torchrun_worker() -> None:
+    """A torchrun rank other than 0 whose command succeeded exits here, without interpreter
+    teardown: its work is agreed (a barrier) and written by rank 0, and gloo's worker threads
+    were seen to abort a finished rank at teardown (SIGABRT, "terminate called without an
+    active exception"), failing a run that had succeeded."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_OK)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run one command and exit with one of EXIT_CODES (never a traceback for bad input)."""
     if "encoderlab.runs" in sys.modules:  # an earlier command in this process (tests, API)
@@ -577,6 +588,7 @@ def main(argv: list[str] | None = None) -> None:
             raise KeyboardInterrupt
         if isinstance(code, int) and code:
             sys.exit(code)
+        _end_torchrun_worker()
     except UserError as e:
         _error(str(e))
         sys.exit(EXIT_USER)

@@ -133,43 +133,39 @@ class FakeClock:
         return self.step * self.step_s - self.lag
 
 
-def test_a_time_budget_under_ddp_agrees_without_a_collective_per_step(monkeypatch):
-    """Every rank must stop at the same step and use the same learning rate, so they use rank
-    0's clock; agreeing on it is a collective call (and a host sync). It happens every
-    AGREE_EVERY steps, after evaluations and at every step near the end; in between each rank
-    extrapolates from agreed numbers: the same answers on both ranks, and the stop within a
-    step of where rank 0's clock alone would put it."""
+def _two_ranks_under_a_budget(monkeypatch, eval_every: int, measure: bool, budget: float = 50.0):
+    """Two ranks' StopRules on fake clocks (rank 1 slower and later), a `budget`-second budget:
+    each rank's stop step, learning-rate progress per step and agreement calls, and the step
+    where rank 0's clock alone stops."""
     from encoderlab.train import Plan, StopRule
 
-    plan = Plan(micro_per_epoch=10**6, steps_per_epoch=10**6, total_steps=None, budget_s=50.0)
-    clocks = [FakeClock(0.1), FakeClock(0.13, lag=0.5)]  # rank 1 slower and later
+    plan = Plan(micro_per_epoch=10**6, steps_per_epoch=10**6, total_steps=None, budget_s=budget)
+    clocks = [FakeClock(0.1), FakeClock(0.13, lag=0.5)]
     rules = [StopRule(TrainConfig(), plan, c, "loss") for c in clocks]
+    if measure:  # each rank's own forecast speed, as `forecast` measures it in a real run
+        rules[0].step_s, rules[1].step_s = 0.1, 0.13
     calls = []
 
-    def rank0_value(rank):
-        def value(x: float) -> float:
+    def rank0_values(rank):
+        def values(**xs: float) -> dict[str, float]:
             calls.append(rank)
-            return rules[0]._spent() if rank else x
+            return {"spent": rules[0]._spent(), "measured": rules[0].step_s or 0.0} if rank else xs
 
-        return value
+        return values
 
     monkeypatch.setattr(distributed, "active", lambda: True)
     stopped, lrs = [None, None], [[], []]
     for step in range(1, 1000):
         for rank, (rule, clock) in enumerate(zip(rules, clocks, strict=True)):
-            monkeypatch.setattr(distributed, "main_value", rank0_value(rank))
+            monkeypatch.setattr(distributed, "main_values", rank0_values(rank))
             clock.step = clocks[0].step = step - 1  # the lr is set before the step ...
             lrs[rank].append(rule.budget_used(step - 1))
             clock.step = clocks[0].step = step  # ... the stop is decided after it
             state = type("S", (), {"step": step, "evals_since_best": 0})()
-            if rule.reason(state, evaluated=step % 100 == 0) and stopped[rank] is None:
+            if rule.reason(state, evaluated=step % eval_every == 0) and stopped[rank] is None:
                 stopped[rank] = step
         if all(stopped):
             break
-    assert stopped[0] == stopped[1]  # both ranks leave the loop at the same step
-    assert lrs[0] == lrs[1]  # and follow the same schedule, close to rank 0's own clock
-    truth = [((s - 1) * 0.1 + 2) / 50 for s in range(1, len(lrs[0]) + 1)]  # 2 s: the end
-    assert max(abs(a - b) for a, b in zip(lrs[0], truth, strict=True)) <= AGREE_EVERY * 0.1 / 50
     monkeypatch.setattr(distributed, "active", lambda: False)
     alone = StopRule(TrainConfig(), plan, FakeClock(0.1), "loss")  # rank 0's clock, every step
     exact = next(
@@ -177,6 +173,20 @@ def test_a_time_budget_under_ddp_agrees_without_a_collective_per_step(monkeypatc
         for s in range(1, 1000)
         if setattr(alone.clock, "step", s) or alone.reason(type("S", (), {"step": s})(), False)
     )
+    return stopped, lrs, calls, exact
+
+
+def test_a_time_budget_under_ddp_agrees_without_a_collective_per_step(monkeypatch):
+    """Every rank must stop at the same step and use the same learning rate, so they use rank
+    0's clock; agreeing on it is a collective call (and a host sync). It happens every
+    AGREE_EVERY steps, after evaluations and at every step near the end; in between each rank
+    extrapolates from agreed numbers: the same answers on both ranks, and the stop within a
+    step of where rank 0's clock alone would put it."""
+    stopped, lrs, calls, exact = _two_ranks_under_a_budget(monkeypatch, 100, measure=False)
+    assert stopped[0] == stopped[1]  # both ranks leave the loop at the same step
+    assert lrs[0] == lrs[1]  # and follow the same schedule, close to rank 0's own clock
+    truth = [((s - 1) * 0.1 + 2) / 50 for s in range(1, len(lrs[0]) + 1)]  # 2 s: the end
+    assert max(abs(a - b) for a, b in zip(lrs[0], truth, strict=True)) <= AGREE_EVERY * 0.1 / 50
     assert 450 < exact <= stopped[0] <= exact + 1
     # far fewer collectives than checks: agreements every AGREE_EVERY steps, after each of the
     # 4 evaluations, and every step for the last 2 * AGREE_EVERY
@@ -184,6 +194,22 @@ def test_a_time_budget_under_ddp_agrees_without_a_collective_per_step(monkeypatc
     assert per_rank == calls.count(1)
     assert per_rank <= stopped[0] / AGREE_EVERY + 4 + 2 * AGREE_EVERY + 2
     assert per_rank < stopped[0] / 4
+
+
+def test_a_time_budget_under_ddp_stops_on_time_with_evaluations_closer_than_agreements(
+    monkeypatch,
+):
+    """Evaluations every 10 steps re-agree the clock before AGREE_EVERY steps have passed, so
+    no interval ever times the speed: rank 0's measured seconds per step, agreed with the
+    clock, carry the extrapolation, and the stop still lands within a step of rank 0's own
+    (it came up to 10 steps late when the speed stayed unknown)."""
+    budget = 50.35  # rank 0's clock alone stops at step 484, between two evaluations
+    stopped, lrs, _, exact = _two_ranks_under_a_budget(monkeypatch, 10, True, budget)
+    assert exact == 484
+    assert stopped[0] == stopped[1] and lrs[0] == lrs[1]
+    assert exact <= stopped[0] <= exact + 1
+    truth = [((s - 1) * 0.1 + 2) / budget for s in range(1, len(lrs[0]) + 1)]
+    assert max(abs(a - b) for a, b in zip(lrs[0], truth, strict=True)) <= 10 * 0.1 / budget
 
 
 @pytest.mark.slow

@@ -131,9 +131,15 @@ def sum_counts(counts: dict[str, Any]) -> dict[str, torch.Tensor]:
 def main_value(x: float) -> float:
     """Rank 0's number on every rank (one small all_reduce): for what must agree across
     ranks although each measures it, such as the seconds trained under a time budget."""
+    return main_values(x=x)["x"]
+
+
+def main_values(**xs: float) -> dict[str, float]:
+    """Rank 0's numbers on every rank, in one small all_reduce."""
     if not active():
-        return x
-    return float(sum_counts({"x": x if is_main() else 0.0})["x"])
+        return dict(xs)
+    summed = sum_counts({k: v if is_main() else 0.0 for k, v in xs.items()})
+    return {k: float(summed[k]) for k in xs}
 
 
 def broadcast(value: T) -> T:

@@ -522,10 +522,13 @@ class StopRule:
             near_end = to_stop and guess + 2 * AGREE_EVERY * step_s >= (self.plan.budget_s or 0)
             if step - at < AGREE_EVERY and not near_end:
                 return guess
-        spent = distributed.main_value(self._spent())
+        agreed = distributed.main_values(spent=self._spent(), measured=self.step_s or 0.0)
+        spent = agreed["spent"]
         step_s = last[2] if last is not None else 0.0
         if last is not None and step - last[0] >= AGREE_EVERY and not self._reagree:
             step_s = max(spent - last[1], 0.0) / (step - last[0])  # timed over a whole interval
+        elif step_s == 0.0:  # evaluations closer than AGREE_EVERY: rank 0's measured speed
+            step_s = agreed["measured"]
         self._agreed, self._reagree = (step, spent, step_s), False
         return spent
 

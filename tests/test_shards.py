@@ -397,3 +397,39 @@ def test_packed_blocks_are_numbered_across_shards_without_a_span_table(tmp_path,
     train, valid = split_spans(blocks, 0.1, seed=0, max_valid=50)
     assert len(valid) == 50 and len(train) + len(valid) == len(blocks)
     assert not set(train.ids.tolist()) & set(valid.ids.tolist())
+
+
+UNGUARDED_SCRIPT = """
+import sys
+from pathlib import Path
+from encoderlab.config import DataConfig
+from encoderlab.data.shards import prepare_shards
+from encoderlab.tokenizer import load_tokenizer
+
+out = Path(sys.argv[1])
+with open(out / "ran.txt", "a") as f:  # the script's top level, as a user writes it
+    f.write("ran\\n")
+data = DataConfig(corpus=sys.argv[3:], cache_dir=str(out / "cache"), shard_mb=0.2)
+prepare_shards(data, load_tokenizer(sys.argv[2]), print, workers=2)
+print("prepared")
+"""
+
+
+def test_a_script_without_a_main_guard_tokenizes_with_workers_once(tmp_path, tok_dir):
+    """The README's API snippets have no `if __name__ == "__main__":`; the tokenizing
+    workers (spawned) must not run the user's script again: it ran twice, made a second run
+    and then hung on a worker that died in its bootstrapping."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), str(tok_dir), *wiki_files()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "prepared" in done.stdout and "2 workers" in done.stdout
+    assert (tmp_path / "ran.txt").read_text() == "ran\n"

@@ -417,10 +417,32 @@ def _run_pool(units, todo, args, tok, n_workers, results, bar) -> None:
     order = sorted(todo, key=lambda i: -_work(units[i]))
     ctx = get_context("spawn")  # forking a process that already ran tokenizers' threads is unsafe
     jobs = [(units[i], i, *args) for i in order]
-    with ctx.Pool(n_workers, initializer=_init_worker, initargs=(tok.to_str(), False)) as pool:
+    with _spawn_without_main():
+        pool = ctx.Pool(n_workers, initializer=_init_worker, initargs=(tok.to_str(), False))
+    with pool:
         for rec in pool.imap_unordered(_tokenize_job, jobs):
             results[rec["index"]] = rec
             bar.advance(rec["bytes"], rec["tokens"])
+
+
+@contextlib.contextmanager
+def _spawn_without_main() -> Iterator[None]:
+    """Spawned workers import the parent's `__main__` script first; a user's script without
+    `if __name__ == "__main__":` (the README's API snippets) would run again in each worker,
+    start its own runs and die, and the pool would wait on it forever. The workers need only
+    this module, so while they start the main module shows no file to import."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None  # spawn reads it: None means no module to import
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 def _work(unit: dict[str, Any]) -> float:

@@ -124,8 +124,9 @@ def classification_run(
         lab: {"precision": 0.8, "recall": 0.8, "f1": 0.8, "support": 5} for lab in ("0", "1")
     }
     extra = {"examples": 10, "labels": ["0", "1"], "confusion": confusion, "per_class": per_class}
-    _write_eval(run, rows, {"acc": acc, "macro_f1": acc}, extra)
-    _finish(run, {"acc": acc, "macro_f1": acc}, "acc", acc)
+    scores = {"acc": acc, "macro_f1": acc, "f1": 0.75, "roc_auc": 0.9}  # two labels: f1, roc_auc
+    _write_eval(run, rows, scores, extra)
+    _finish(run, scores, "acc", acc)
     return run.path
 
 
@@ -250,6 +251,7 @@ def test_hyperparameter_table(built):
     assert row["train acc (%)"] == "80.00"  # the last train record: 0.5 + 0.3
     assert row["valid acc (%) final / best"] == "80.00 / 80.00"
     assert row["macro-F1 (%)"] == "80.00"
+    assert (row["F1 (%)"], row["ROC-AUC (%)"]) == ("75.00", "90.00")  # the positive class's
     qa = dict(zip(header, _md_row(md, built["paths"]["qa"].name), strict=True))
     assert qa["F1 (%)"] == "62.50 / 62.50"
     assert qa["EM (%)"] == "50.00"

@@ -78,8 +78,10 @@ def _batch(run: RunData) -> str:
 
 
 def _reports(run: RunData, metric: str) -> bool:
-    """Whether the run's task reports `metric` (the task's declared `reported_metrics`)."""
-    return metric in getattr(run.task_info, "reported_metrics", ())
+    """Whether the run's task reports `metric`: its `metric_names` (for classification with
+    two labels also the positive class's f1 and roc_auc), else its `reported_metrics`."""
+    info = run.task_info
+    return metric in (getattr(info, "metric_names", ()) or getattr(info, "reported_metrics", ()))
 
 
 def hyperparameter_table(runs: list[RunData]) -> Table:

@@ -31,10 +31,15 @@ def test_onnx_matches_pytorch_at_two_shapes(tmp_path, task, head, position):
     cfg = ft_config(tmp_path, task, head={"type": head}, model={"position": position})
     run, _ = finetune(cfg, say=quiet)
     out = tmp_path / "onnx" / "model.onnx"
+    mine = out.parent / "tokenizer" / "tokenizer.json"  # a user's own tokenizer beside it
+    mine.parent.mkdir(parents=True)
+    mine.write_text("{}")
     assert run_cli("export", run.path, "--to-onnx", out) == 0
     meta = json.loads(out.with_name("model.onnx.json").read_text())
     assert meta["inputs"] == list(INPUTS) and meta["opset"] >= 17
-    assert (out.parent / "tokenizer" / "tokenizer.json").is_file()
+    exported = json.loads((out.parent / "model.onnx.tokenizer" / "tokenizer.json").read_text())
+    assert exported == json.loads((run.path / "tokenizer" / "tokenizer.json").read_text())
+    assert mine.read_text() == "{}", "the export wrote over a tokenizer/ it was not asked for"
     model, _ = run_logits_model(Run.open(run.path))
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     vocab = len(

@@ -12,7 +12,7 @@ graph is traced from the PyTorch model itself, so nothing is mapped by hand.
 The exporter is torch.onnx's TorchScript-based one (dynamo=False): the dynamo exporter,
 torch's default since 2.9, needs the onnxscript package, and this graph has nothing the
 older exporter cannot express. Opset 17 (LayerNormalization as one op). The label names and
-the run's tokenizer are written next to the graph (model.onnx.json, tokenizer/).
+the run's tokenizer are written next to the graph (model.onnx.json, model.onnx.tokenizer/).
 """
 
 from __future__ import annotations
@@ -157,8 +157,11 @@ def export_onnx(
     out.with_name(out.name + ".json").write_text(
         json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
     )
-    save_tokenizer(
-        load_tokenizer(run.path / "tokenizer"), out.parent / "tokenizer", meta["max_len"]
+    # named after the graph, like its .json: a user's own tokenizer/ beside it is not touched
+    tok_dir = out.with_name(out.name + ".tokenizer")
+    save_tokenizer(load_tokenizer(run.path / "tokenizer"), tok_dir, meta["max_len"])
+    say(
+        f"exported {run.path} ({meta['kind']}, {meta['checkpoint']}) to {out} (opset {OPSET}); "
+        f"labels and max_len: {out.name}.json, tokenizer: {tok_dir.name}/"
     )
-    say(f"exported {run.path} ({meta['kind']}, {meta['checkpoint']}) to {out} (opset {OPSET})")
     return out

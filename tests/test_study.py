@@ -100,7 +100,8 @@ def study_file(tmp_path: Path) -> Path:
             "pretrain": {"config": "pre.yaml", "overrides": ["train.epochs=1"]},
             "arms": [
                 {"name": "pretrained", "overrides": ["init={pretrain}"]},
-                {"name": "broken", "overrides": ["train.lr=-1"]},
+                # loads (checked before the study starts), fails on the data: no such column
+                {"name": "broken", "overrides": ["task.label_column=nope"]},
                 {"name": "scratch", "overrides": ["init=scratch"]},
             ],
             "profiles": {"full": {"overrides": ["train.epochs=3"]}},
@@ -125,7 +126,7 @@ def test_study_runs_skips_retries_and_resumes(study_file: Path) -> None:
     arms = _state(out)
     assert [arms[a]["status"] for a in ("pretrain", "pretrained", "scratch")] == ["done"] * 3
     assert arms["broken"]["status"] == "failed"
-    assert "lr must be positive" in arms["broken"]["message"]
+    assert "'nope'" in arms["broken"]["message"], arms["broken"]["message"]
     assert arms["broken"]["exit_code"] == 2
     pre_dir = Path(arms["pretrain"]["run_dir"])
     assert f"init={pre_dir}" in arms["pretrained"]["command"]  # {pretrain} resolved
@@ -305,6 +306,15 @@ def test_bad_study_files_are_one_line_errors(tmp_path: Path) -> None:
     assert "key 'compare': item 0 names 1 arm(s); name two" in _bad(
         tmp_path, {**ok, "compare": [["a"]]}
     )
+    # each arm's config is loaded with its overrides before anything runs
+    msg = _bad(tmp_path, {**ok, "arms": [{"name": "a", "overrides": ["train.learning_rate=1"]}]})
+    assert "arm 'a': " in msg and "unknown config key 'train.learning_rate'" in msg
+    assert "arm 'a': " in _bad(
+        tmp_path, {**ok, "arms": [{"name": "a", "overrides": ["train.lr=-1"]}]}
+    )
+    _write_yaml(tmp_path / "pre.yaml", {"train": {"max_steps": 2}})
+    staged = {**ok, "pretrain": {"config": "pre.yaml", "overrides": ["model.d_modl=8"]}}
+    assert "stage 'pretrain': " in _bad(tmp_path, staged)
     f = tmp_path / "broken.yaml"
     f.write_text("arms: [\n", encoding="utf-8")
     with pytest.raises(UserError, match="not valid YAML"):
@@ -319,13 +329,19 @@ def test_profile_and_default_out(tmp_path: Path) -> None:
             "name": "s",
             "base": "base.yaml",
             "arms": [{"name": "a", "overrides": ["train.lr=1e-3"]}],
-            "profiles": {"full": {"overrides": ["train.epochs=5"], "arms": {"a": ["x.y=1"]}}},
+            "profiles": {
+                "full": {"overrides": ["train.epochs=5"], "arms": {"a": ["train.batch_size=8"]}}
+            },
         },
     )
     assert load_study(f).out == Path("studies/s")
     full = load_study(f, "full")
     assert full.out == Path("studies/s-full")
-    assert full.entries()[0]["overrides"] == ["train.epochs=5", "train.lr=1e-3", "x.y=1"]
+    assert full.entries()[0]["overrides"] == [
+        "train.epochs=5",
+        "train.lr=1e-3",
+        "train.batch_size=8",
+    ]
     assert load_study(f).runs_dir == Path("studies/s/runs")  # default: inside out
 
 

@@ -43,7 +43,8 @@ def test_a_tiny_study_runs_its_arms_records_failures_and_skips_done_ones(tmp_pat
                 "out": str(out),
                 "arms": [
                     {"name": "ok", "overrides": ["head.type=mean"]},
-                    {"name": "broken", "overrides": ["train.lr=-1"]},
+                    # a config that loads (the study checks that up front) on data it lacks
+                    {"name": "broken", "overrides": ["task.label_column=nope"]},
                 ],
                 "compare": [["ok", "broken"]],
             }
@@ -55,7 +56,7 @@ def test_a_tiny_study_runs_its_arms_records_failures_and_skips_done_ones(tmp_pat
     arms = json.loads((out / "study.json").read_text())["arms"]
     assert arms["ok"]["status"] == "done"
     assert arms["broken"]["status"] == "failed" and arms["broken"]["exit_code"] == 2
-    assert "lr must be positive" in arms["broken"]["message"]
+    assert "'nope'" in arms["broken"]["message"], arms["broken"]["message"]
     run_dir = Path(arms["ok"]["run_dir"])
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
     assert html == out / "report" / "report.html" and html.is_file()

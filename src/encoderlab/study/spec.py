@@ -269,4 +269,22 @@ def load_study(path: str | Path, profile: str | None = None) -> Study:
                     raise UserError(f"{p}: {e['name']}: {text!r} uses {{split}}; add split:")
                 if ph == "texts" and spec.texts is None:
                     raise UserError(f"{p}: {e['name']}: {text!r} uses {{texts}}; add texts:")
+    _check_configs(p, study)
     return study
+
+
+def _check_configs(p: Path, study: Study) -> None:
+    """Every entry's config with its overrides, as its command will load it: a mistyped key
+    or a bad value is a one-line error now, not a failed arm after the stage and the other
+    arms. Placeholders stand in for paths that exist only once the study has run."""
+    from encoderlab.config import Config, FinetuneConfig, load_config
+
+    for e in study.entries():
+        overrides = [PLACEHOLDER_RE.sub(r"study-\1", text) for text in e["overrides"]]
+        schema = Config if e["command"] == "pretrain" else FinetuneConfig
+        try:
+            load_config(e["config"], overrides, schema)
+        except UserError as err:
+            raise UserError(
+                f"{p}: {'stage' if e['stage'] else 'arm'} {e['name']!r}: {err}"
+            ) from None

@@ -391,6 +391,16 @@ def test_predict_and_evaluate_commands(tmp_path, capsys):
     test = write_csv(tmp_path / "t.csv", sentiment_rows(12, 3), ["id", "text"])
     assert main_code(["predict", run.path, "--input", test, "--output", tmp_path / "sub.csv"]) == 0
     assert (tmp_path / "sub.csv").read_text().splitlines()[0] == "id,target"
+    # a file with another text column: the error's fix (`--set task.text_column`) works
+    body = [{"id": r["id"], "body": r["text"]} for r in sentiment_rows(12, 3)]
+    other = write_csv(tmp_path / "body.csv", body, ["id", "body"])
+    assert main_code(["predict", run.path, "--input", other, "--output", tmp_path / "b.csv"]) == 2
+    assert "set task.text_column" in capsys.readouterr().err
+    args = ["--input", other, "--output", tmp_path / "b.csv", "--set", "task.text_column=body"]
+    assert main_code(["predict", run.path, *args]) == 0
+    assert (tmp_path / "b.csv").read_text() == (tmp_path / "sub.csv").read_text()
+    assert main_code(["predict", run.path, "--text", "x", "--set", "task.text_column=b"]) == 2
+    assert "give --input FILE" in capsys.readouterr().err
     dev = write_csv(tmp_path / "dev.csv", sentiment_rows(40, 4), ["id", "text", "target"])
     assert main_code(["evaluate", run.path, "--data", dev]) == 0
     assert "acc" in capsys.readouterr().out

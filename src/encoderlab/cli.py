@@ -315,6 +315,15 @@ def predict(
     output: Annotated[
         str | None, typer.Option("--output", help=".csv: Kaggle-style id,label; else jsonl.")
     ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            "-s",
+            help="How to read --input: task.* reading options, e.g. --set task.text_column=body "
+            "(repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Predict labels for --text or a whole --input file (e.g. a Kaggle test.csv)."""
     from encoderlab.inference import predict as run_predict
@@ -323,7 +332,15 @@ def predict(
         raise UserError("--text is empty; give the text to label, e.g. --text 'a fine film'")
     if text_pair is not None and not text_pair.strip():
         raise UserError("--text-pair is empty; give the second sentence (or the QA context)")
-    run_predict(run, texts=text, text_pair=text_pair, input_path=input, output=output, say=say)
+    run_predict(
+        run,
+        texts=text,
+        text_pair=text_pair,
+        input_path=input,
+        output=output,
+        say=say,
+        overrides=overrides,
+    )
 
 
 @app.command()

@@ -459,12 +459,17 @@ def predict(
     input_path: str | None = None,
     output: str | None = None,
     say: Callable[[str], None] = print,
+    overrides: list[str] | None = None,
 ) -> list[dict[str, Any]]:
+    """`encoderlab predict`; `overrides`: `--set task.X=...`, how to read --input (its columns)."""
     if output and Path(output).is_dir():  # before the model is loaded and run
         raise UserError(f"--output {output} is a folder; give a file name (.csv or .jsonl)")
     ft = load_finetuned(run_dir)
+    task_cfg = reading_config(ft.cfg.task, overrides) if overrides else ft.cfg.task
+    if overrides and not input_path:
+        raise UserError("--set says how to read --input; give --input FILE, or drop --set")
     if input_path:
-        examples = ft.task.read(input_path, ft.cfg.task)
+        examples = ft.task.read(input_path, task_cfg)
     elif texts:
         examples = ft.examples_from_texts(texts, text_pair)
     else:
@@ -472,7 +477,7 @@ def predict(
     _, rows = ft.run_examples(examples)
     if output:
         out = Path(output)
-        table = ft.task.submission(rows, ft.cfg.task) if out.suffix == ".csv" else None
+        table = ft.task.submission(rows, task_cfg) if out.suffix == ".csv" else None
         if table is not None:
             write_submission(out, table)
         else:

@@ -36,7 +36,7 @@ def reading_config(task: TaskConfig, overrides: list[str]) -> TaskConfig:
         name = key.removeprefix("task.")
         if not key.startswith("task.") or name not in READING_KEYS:
             raise UserError(
-                f"--set {text!r}: evaluate takes the task's reading options only: "
+                f"--set {text!r}: --set takes the task's reading options only: "
                 + ", ".join(f"task.{k}" for k in READING_KEYS)
             )
     data = apply_overrides(data, overrides)

@@ -238,6 +238,32 @@ def test_single_class_training_file_is_refused(tmp_path, capsys):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_a_row_missing_its_text_field_is_an_error_at_its_line(tmp_path, capsys, suffix):
+    """A csv row cut short before the text column, or a JSONL record without the text field,
+    is a broken row, not an empty text to skip; an empty text still is skipped."""
+    cfg = base_cfg(tmp_path)  # writes its own train.csv: replaced below
+    rows = sentiment_rows(40, 0)
+    f = tmp_path / f"train.{suffix}"
+    if suffix == "csv":
+        write_csv(f, rows, ["id", "target", "text"])
+        lines = f.read_text().splitlines()
+        lines[5] = lines[5].split(",")[0] + ",1"  # line 6: id and target, the text cut off
+        f.write_text("\n".join(lines) + "\n")
+        expected = f"{f}:6: the row ends before column 'text'"
+    else:
+        rows[6] = {"id": "x", "body": rows[6]["text"], "target": rows[6]["target"]}
+        f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        expected = f"{f}:7: no field 'text' in this record (fields: id, body, target)"
+    cfg["task"]["train"] = str(f)
+    ft = tmp_path / "ft.yaml"
+    ft.write_text(yaml.safe_dump(cfg))
+    assert cli("finetune", ft) == 2
+    err = one_line_error(capsys)
+    assert expected in err, err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("ft")

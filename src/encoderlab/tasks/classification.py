@@ -81,6 +81,9 @@ class ClassificationTask(TaskBase):
         examples: Examples = Examples(ids_from_file=has_ids, notes=notes)
         empty, unlabelled = [], []
         for n, row in rows:
+            records.require_cell(path, n, row, cfg.text_column, "text_column")
+            if pair:
+                records.require_cell(path, n, row, cfg.text_pair_column, "text_pair_column")
             text = _text(get(row, cfg.text_column))
             second = _text(get(row, cfg.text_pair_column)) if pair else None
             if not text or (pair and not second):

@@ -62,6 +62,24 @@ def require_column(path: str, rows: list[Row], name: str | int, key: str) -> Non
         raise UserError(f"{path}: no {what} (columns: {cols}); set task.{key}")
 
 
+def require_cell(path: str, n: int, row: dict[str, Any], col: str | int, key: str) -> None:
+    """A row whose `col` is missing altogether (a JSON record without the field, a csv row cut
+    short) is an error at its line: an empty cell is a text to skip, a missing one a broken row."""
+    if get(row, col) is not None:
+        return
+    if not has_column(row, col):
+        fields = ", ".join(map(str, row.keys()))
+        raise UserError(
+            f"{path}:{n}: no field '{col}' in this record (fields: {fields}); add it, or set "
+            f"task.{key}"
+        )
+    if str(path).lower().endswith((".csv", ".tsv")):
+        raise UserError(
+            f"{path}:{n}: the row ends before column '{col}'; fix the row (a missing field, or "
+            "a stray quote that joined two rows?)"
+        )
+
+
 def _header(cfg: TaskConfig) -> bool | list[str]:
     """True: the file has a header row; a list: its column names; False: by position."""
     if cfg.columns is not None:

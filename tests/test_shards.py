@@ -302,6 +302,18 @@ def test_corpus_stats_and_prepare_commands(tmp_path, tok_dir, capsys):
     err = capsys.readouterr().err
     assert "tokenizer" in err or "not found" in err
 
+    # several files after --corpus, as `tokenizer train` takes them: the same as two --corpus
+    two = [str(shared("wikitext-2", "valid.txt")), str(shared("wikitext-2", "test.txt"))]
+    rest = args[2:]
+    assert run_cli("corpus", "stats", "--corpus", *two, *rest, "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    pairs = ["--corpus", two[0], "--corpus", two[1]]
+    assert run_cli("corpus", "stats", *pairs, *rest, "--json") == 0
+    assert json.loads(capsys.readouterr().out) == listed
+    assert listed["docs"] > stats["docs"]
+    assert run_cli("corpus", "stats", "a.yaml", "b.yml") == 2
+    assert "give one config file, not 2" in capsys.readouterr().err
+
 
 def test_pretrain_on_a_weighted_mix_trains_its_tokenizer_on_every_source(tmp_path):
     import yaml

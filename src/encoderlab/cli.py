@@ -193,11 +193,20 @@ def _print_result(run, result) -> None:
         raise typer.Exit(EXIT_NONFINITE)
 
 
-def _corpus_setup(config, corpus, tokenizer, overrides):
-    """Config (file, or defaults) with --corpus/--tokenizer folded in, and its tokenizer."""
+def _corpus_setup(args, corpus, tokenizer, overrides):
+    """Config (file, or defaults) with --corpus/--tokenizer folded in, and its tokenizer.
+    `args`: a YAML config and/or more corpus files (`--corpus a.txt b.jsonl` leaves b.jsonl
+    here, as `tokenizer train` takes it)."""
     from encoderlab.config import load_config
     from encoderlab.tokenizer import load_tokenizer
 
+    configs = [a for a in args or [] if Path(a).suffix.lower() in (".yaml", ".yml")]
+    files = [a for a in args or [] if a not in configs]
+    if len(configs) > 1:
+        raise UserError(f"give one config file, not {len(configs)}: {', '.join(configs)}")
+    if files:
+        corpus = [*(corpus or []), *files]
+    config = Path(configs[0]) if configs else None
     extra = list(overrides or [])
     if corpus:
         extra.append("data.corpus=[" + ",".join(corpus) + "]")
@@ -212,6 +221,10 @@ def _corpus_setup(config, corpus, tokenizer, overrides):
     return cfg, load_tokenizer(cfg.tokenizer.path)
 
 
+ConfigOrFilesArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="A YAML config with a data section, and/or corpus files."),
+]
 CorpusOpt = Annotated[
     list[str] | None,
     typer.Option("--corpus", help="Corpus files or globs (instead of the config's data.corpus)."),
@@ -223,7 +236,7 @@ TokenizerOpt = Annotated[
 
 @corpus_app.command("prepare")
 def corpus_prepare(
-    config: Annotated[Path | None, typer.Argument(help="YAML config with a data section.")] = None,
+    config: ConfigOrFilesArg = None,
     corpus: CorpusOpt = None,
     tokenizer: TokenizerOpt = None,
     workers: Annotated[
@@ -241,7 +254,7 @@ def corpus_prepare(
 
 @corpus_app.command("stats")
 def corpus_stats_command(
-    config: Annotated[Path | None, typer.Argument(help="YAML config with a data section.")] = None,
+    config: ConfigOrFilesArg = None,
     corpus: CorpusOpt = None,
     tokenizer: TokenizerOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

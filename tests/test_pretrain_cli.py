@@ -117,6 +117,17 @@ def test_model_show(tmp_path, corpus_txt, capsys):
     assert cli("model", "show", cfg, "--set", "model.n_layer=3") == 0
     out = capsys.readouterr().out
     assert "Total params" in out and out.count("block") >= 3
+    # a run directory: the encoder it trained (its parameter count), not a "file not found"
+    assert cli("pretrain", cfg, "--set", "train.max_steps=1", "--set", "model.n_layer=1") == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    capsys.readouterr()
+    assert cli("model", "show", run_dir) == 0
+    out = capsys.readouterr().out
+    assert f"{Run.open(run_dir).info['params']:,}" in out and out.count("block") == 1
+    assert cli("model", "show", run_dir, "--set", "model.n_layer=2") == 2
+    assert "its model is fixed" in capsys.readouterr().err
+    assert cli("pretrain", run_dir) == 2
+    assert f"a run's own config is {run_dir / 'config.yaml'}" in capsys.readouterr().err
 
 
 def _train_losses(run: Run) -> list[tuple[int, float]]:

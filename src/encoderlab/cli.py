@@ -518,10 +518,22 @@ def model_show(
     overrides: SetOpt = None,
     seq_len: Annotated[int | None, typer.Option("--seq-len")] = None,
 ) -> None:
-    """Each layer's input/output shape and parameters, and the totals."""
+    """Each layer's input/output shape and parameters, and the totals (CONFIG: a YAML config
+    or a run directory)."""
     from encoderlab.config import load_config
     from encoderlab.summary import print_model_summary
 
+    if config.is_dir() and (config / "run.json").is_file():  # a run: the encoder it trained
+        from encoderlab.config import read_yaml
+        from encoderlab.runs import Run, run_model_config
+
+        if overrides:
+            raise UserError(f"--set changes a config file; {config} is a run, its model is fixed")
+        raw = read_yaml(config / "config.yaml")
+        length = (raw.get("task") or {}).get("max_len") or (raw.get("data") or {}).get("block_len")
+        model = run_model_config(Run.open(config))
+        print_model_summary(model, seq_len or length or model.max_len, console)
+        return
     cfg = load_config(config, overrides)
     if cfg.model.vocab_size is None:
         cfg.model.vocab_size = cfg.tokenizer.vocab_size

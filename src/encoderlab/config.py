@@ -690,6 +690,10 @@ def read_yaml(
 ) -> dict[str, Any]:
     """A YAML mapping from `path`; any problem is a one-line UserError naming the file."""
     p = Path(path)
+    if p.is_dir():
+        own = p / "config.yaml"
+        hint = f"; a run's own config is {own}" if own.is_file() else ""
+        raise UserError(f"{p}: a folder, not a {what}; give the YAML file{hint}")
     if not p.is_file():
         raise UserError(f"{p}: {what} not found")
     try:

@@ -258,9 +258,13 @@ def test_non_utf8_lines_in_text(tmp_path):
     assert report.bad_encoding_lines == 1 and report.n_problems == 1
     assert report.examples == [
         f"{path}:51: not UTF-8 text (byte 0xe9 at column 4); convert the file to UTF-8 "
-        "(e.g. `iconv -f latin1 -t utf-8`)"
+        "(from Windows-1252/Latin-1: `iconv -f cp1252 -t utf-8`)"
     ]
     assert "a.txt:51: not UTF-8" in one_line_error(iter_documents, [path])
+    utf16 = write(tmp_path / "b.txt", "\n".join(lines[:5]).encode("utf-16"))  # a BOM, NULs
+    assert "it looks like UTF-16: convert it with `iconv -f utf-16 -t utf-8`" in one_line_error(
+        iter_documents, [utf16]
+    )
 
 
 def test_bad_records_are_counted_and_skipped(tmp_path):

@@ -123,8 +123,16 @@ def _bad_encoding(
     where.problem(
         "bad_encoding_lines",
         f"{where.loc(lineno, offset)}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
-        f"{e.start + 1}); convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+        f"{e.start + 1}); {to_utf8(raw)}",
     )
+
+
+def to_utf8(raw: bytes) -> str:
+    """How to convert a file whose bytes `raw` (its start, or the bad line) are not UTF-8:
+    UTF-16 shows a byte-order mark or NUL bytes; otherwise most likely Windows-1252/Latin-1."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:200]:
+        return "it looks like UTF-16: convert it with `iconv -f utf-16 -t utf-8`"
+    return "convert the file to UTF-8 (from Windows-1252/Latin-1: `iconv -f cp1252 -t utf-8`)"
 
 
 def json_type(value: Any) -> str:
@@ -351,8 +359,7 @@ def _json_rows(path: Path, data_key: bool) -> Iterator[Row]:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise UserError(
-            f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); convert the file to "
-            "UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); {to_utf8(raw)}"
         ) from None
     try:
         data = json.loads(text)

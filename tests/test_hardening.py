@@ -112,6 +112,7 @@ def test_bad_config_values_are_one_line_errors(tmp_path, corpus_txt, capsys, ove
     assert cli("pretrain", cfg, "--set", override) == 2
     err = one_line_error(capsys)
     assert expected in err, err
+    assert "--set: " in err and str(cfg) not in err, err  # the file is fine: --set is named
     assert not (tmp_path / "runs").exists()
     assert not (tmp_path.parent / "escaped").exists()
 

@@ -6,6 +6,7 @@ The fully resolved config is what a run saves, so a run directory always says wh
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from pathlib import Path
@@ -724,8 +725,19 @@ def load_config(
 ) -> Any:
     """Read YAML (or start from defaults), apply `--set` overrides, validate into `schema`."""
     data = read_yaml(path) if path is not None else {}
-    data = apply_overrides(data, list(overrides or []))
-    return build(schema, data, str(path) if path is not None else "--set")
+    merged = apply_overrides(copy.deepcopy(data), list(overrides or []))
+    try:
+        return build(schema, merged, str(path) if path is not None else "--set")
+    except UserError:
+        if path is None or not overrides:
+            raise
+        try:  # the file alone is fine: the message names --set, where the mistake is
+            build(schema, data, str(path))
+        except UserError:
+            pass
+        else:
+            build(schema, merged, "--set")
+        raise
 
 
 def to_yaml(cfg: BaseModel) -> str:

@@ -154,7 +154,7 @@ def run_quickstart(
         try:
             load_config(out / name, list(sets or []), schema)
         except UserError as e:
-            raise UserError(f"{flag}: {e}") from None
+            raise UserError(f"{flag}: {str(e).removeprefix('--set: ')}") from None
     report = run_study(out / "study.yaml", say=say)
     outcome = compare_arms(out / "study.json", report, counts["labelled"])
     say("")

@@ -296,6 +296,8 @@ def test_corpus_stats_and_prepare_commands(tmp_path, tok_dir, capsys):
     assert run_cli("corpus", "stats", *args, "--json") == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["docs"] > 2000 and 0 <= stats["unk_rate"] < 0.01
+    # prepare's own line counts the same tokens as stats (without the [SEP] after each document)
+    assert f"documents into {stats['tokens']:,} tokens" in out, out
     assert sum(h["docs"] for h in stats["histogram"]) == stats["docs"]
 
     assert run_cli("corpus", "stats", "--corpus", str(tmp_path / "nope.txt")) == 2

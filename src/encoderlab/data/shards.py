@@ -398,9 +398,10 @@ def _prepare(data, tok, log, workers, root, key, sources) -> Path:
     manifest["workers"] = n_workers
     _write_json(root / "manifest.json", manifest)
     t = manifest["totals"]
+    text_tokens = t["tokens"] - t["docs"]  # without the [SEP] after each, as corpus stats counts
     log(
-        f"tokenized {t['docs']:,} documents into {t['tokens']:,} tokens in {len(units)} shards, "
-        f"{seconds:.1f}s ({t['tokens'] / max(seconds, 1e-9):,.0f} tokens/s, {_workers(n_workers)})"
+        f"tokenized {t['docs']:,} documents into {text_tokens:,} tokens in {len(units)} shards, "
+        f"{seconds:.1f}s ({text_tokens / max(seconds, 1e-9):,.0f} tokens/s, {_workers(n_workers)})"
     )
     return root
 

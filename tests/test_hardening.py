@@ -533,6 +533,11 @@ def test_tokenizer_vocabulary_bounds_and_empty_out(tmp_path, corpus_txt, capsys)
     assert "larger than any useful vocabulary" in one_line_error(capsys)
     assert cli("tokenizer", "train", "--corpus", corpus_txt, "--out", "") == 2
     assert "--out is empty" in one_line_error(capsys)
+    out = ["--out", tmp_path / "t"]
+    assert cli("tokenizer", "train", "--corpus", corpus_txt, "--kind", "sentencepiece", *out) == 2
+    assert "tokenizer train: --kind: Input should be 'bpe'" in one_line_error(capsys)
+    assert cli("tokenizer", "train", "--corpus", tmp_path / "nothere.txt", *out) == 2
+    assert "check the path (data.corpus or --corpus)" in one_line_error(capsys)
 
 
 def test_out_of_memory_and_port_and_workers_are_one_line(tmp_path, corpus_txt, finetuned, capsys):

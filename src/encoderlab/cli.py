@@ -8,6 +8,7 @@ codes are listed in EXIT_CODES (shown by `encoderlab --help`).
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -117,21 +118,25 @@ def tokenizer_train(
     if not out.strip():
         raise UserError("--out is empty; give the folder to write the tokenizer to")
     check_output_dir(out)
-    tcfg = build(
-        TokenizerConfig,
-        {
-            "kind": kind,
-            "vocab_size": vocab_size,
-            "lowercase": lowercase,
-            "min_frequency": min_frequency,
-        },
-        "tokenizer train",
-    )
-    dcfg = build(
-        DataConfig,
-        {"text_field": text_field, "text_column": text_column, "txt_unit": txt_unit},
-        "tokenizer train",
-    )
+    try:
+        tcfg = build(
+            TokenizerConfig,
+            {
+                "kind": kind,
+                "vocab_size": vocab_size,
+                "lowercase": lowercase,
+                "min_frequency": min_frequency,
+            },
+            "tokenizer train",
+        )
+        dcfg = build(
+            DataConfig,
+            {"text_field": text_field, "text_column": text_column, "txt_unit": txt_unit},
+            "tokenizer train",
+        )
+    except UserError as e:  # the options are flags here, not config keys: name the flag
+        flag = lambda m: "--" + m.group(1).replace("_", "-")  # noqa: E731
+        raise UserError(re.sub(r"config key '(\w+)'", flag, str(e))) from None
     t0 = time.perf_counter()
     tok = train_tokenizer_from_files(files, tcfg, dcfg)
     path = save_tokenizer(tok, out)

@@ -218,7 +218,7 @@ def resolve_sources(
         if fmt == "hf":
             out.append(_hub_source(text, text))
             continue
-        raise UserError(f"{text}: corpus file not found; check the path in data.corpus")
+        raise UserError(f"{text}: corpus file not found; check the path (data.corpus or --corpus)")
     return out
 
 

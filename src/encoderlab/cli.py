@@ -135,8 +135,8 @@ def tokenizer_train(
             "tokenizer train",
         )
     except UserError as e:  # the options are flags here, not config keys: name the flag
-        flag = lambda m: "--" + m.group(1).replace("_", "-")  # noqa: E731
-        raise UserError(re.sub(r"config key '(\w+)'", flag, str(e))) from None
+        as_flag = re.sub(r"config key '(\w+)'", lambda m: "--" + m[1].replace("_", "-"), str(e))
+        raise UserError(as_flag) from None
     t0 = time.perf_counter()
     tok = train_tokenizer_from_files(files, tcfg, dcfg)
     path = save_tokenizer(tok, out)

@@ -265,6 +265,20 @@ def test_a_row_missing_its_text_field_is_an_error_at_its_line(tmp_path, capsys, 
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_warnings_go_to_stderr_and_the_rest_to_stdout(tmp_path, capsys):
+    """`encoderlab finetune CFG > out.txt` still shows what was skipped."""
+    cfg = base_cfg(tmp_path, train={"epochs": 1})
+    rows = sentiment_rows(40, 0)
+    rows[3]["text"] = ""  # an empty text: skipped, with a warning
+    write_csv(tmp_path / "train.csv", rows, ["id", "text", "target"])
+    f = tmp_path / "ft.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    assert cli("finetune", f) == 0
+    captured = capsys.readouterr()
+    assert "warning: " in captured.err and "skipped 1 rows with empty text" in captured.err
+    assert "warning: " not in captured.out and "run directory:" in captured.out
+
+
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("ft")

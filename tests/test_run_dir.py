@@ -125,9 +125,9 @@ def test_export_passes_over_a_broken_best_checkpoint(tmp_path, capsys):
     other = Run.open(run.path).latest_checkpoint()
     assert other is not None and other != best
     assert run_cli("export", run.path, "--to-hf", tmp_path / "hf") == 0
-    out = capsys.readouterr().out
-    assert "warning: skipping" in out and best.name in out
-    assert f"{other.name})" in out and (tmp_path / "hf" / "config.json").is_file()
+    captured = capsys.readouterr()
+    assert "warning: skipping" in captured.err and best.name in captured.err  # stderr: warnings
+    assert f"{other.name})" in captured.out and (tmp_path / "hf" / "config.json").is_file()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -62,8 +62,10 @@ SetOpt = Annotated[
 
 
 def say(msg: str) -> None:
+    """A line of the command's output; warnings go to stderr, so `> out.txt` keeps them seen."""
     # soft_wrap: a long line stays one line when piped (a warning cut in two reads as two)
-    console.print(msg, highlight=False, markup=False, soft_wrap=True)
+    out = err_console if msg.startswith("warning: ") else console
+    out.print(msg, highlight=False, markup=False, soft_wrap=True)
 
 
 def _show_version(value: bool) -> None:

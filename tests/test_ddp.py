@@ -113,7 +113,7 @@ def test_helpers_are_plain_calls_in_one_process():
         pass
     summed = distributed.sum_counts({"n": 3, "loss_sum": torch.tensor(1.5)})
     assert {k: float(v) for k, v in summed.items()} == {"n": 3.0, "loss_sum": 1.5}
-    assert distributed.main_value(2.5) == 2.5
+    assert distributed.main_values(x=2.5) == {"x": 2.5}
 
 
 def test_global_batch_must_divide_among_processes(monkeypatch):

@@ -729,15 +729,17 @@ def load_config(
     try:
         return build(schema, merged, str(path) if path is not None else "--set")
     except UserError:
-        if path is None or not overrides:
-            raise
-        try:  # the file alone is fine: the message names --set, where the mistake is
-            build(schema, data, str(path))
-        except UserError:
-            pass
-        else:
-            build(schema, merged, "--set")
+        if path is not None and overrides and _valid(schema, data):
+            build(schema, merged, "--set")  # the file alone is fine: name --set, the mistake
         raise
+
+
+def _valid(schema: type[Section], data: dict[str, Any]) -> bool:
+    try:
+        build(schema, data, "")
+    except UserError:
+        return False
+    return True
 
 
 def to_yaml(cfg: BaseModel) -> str:

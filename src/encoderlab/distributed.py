@@ -128,14 +128,9 @@ def sum_counts(counts: dict[str, Any]) -> dict[str, torch.Tensor]:
     return dict(zip(keys, flat.unbind(), strict=True))
 
 
-def main_value(x: float) -> float:
-    """Rank 0's number on every rank (one small all_reduce): for what must agree across
-    ranks although each measures it, such as the seconds trained under a time budget."""
-    return main_values(x=x)["x"]
-
-
 def main_values(**xs: float) -> dict[str, float]:
-    """Rank 0's numbers on every rank, in one small all_reduce."""
+    """Rank 0's numbers on every rank (one small all_reduce): for what must agree across
+    ranks although each measures it, such as the seconds trained under a time budget."""
     if not active():
         return dict(xs)
     summed = sum_counts({k: v if is_main() else 0.0 for k, v in xs.items()})

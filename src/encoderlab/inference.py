@@ -464,10 +464,10 @@ def predict(
     """`encoderlab predict`; `overrides`: `--set task.X=...`, how to read --input (its columns)."""
     if output and Path(output).is_dir():  # before the model is loaded and run
         raise UserError(f"--output {output} is a folder; give a file name (.csv or .jsonl)")
-    ft = load_finetuned(run_dir)
-    task_cfg = reading_config(ft.cfg.task, overrides) if overrides else ft.cfg.task
     if overrides and not input_path:
         raise UserError("--set says how to read --input; give --input FILE, or drop --set")
+    ft = load_finetuned(run_dir)
+    task_cfg = reading_config(ft.cfg.task, overrides) if overrides else ft.cfg.task
     if input_path:
         examples = ft.task.read(input_path, task_cfg)
     elif texts:

@@ -35,10 +35,13 @@ DENSE_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0,
 
 SHAPES = {  # name: (d_model, n_head, d_ff, n_layer, vocab, seq, batch)
     "bert-base": (768, 12, 3072, 12, 30522, 128, 64),
+    # the same at 4x the batch: how much of the MFU gap is kernel launches at batch 64
+    "bert-base b256": (768, 12, 3072, 12, 30522, 128, 256),
     "pretrain.yaml": (256, 4, 1024, 4, 8000, 128, 32),
 }
 TINY = {
     "bert-base (tiny)": (64, 2, 128, 2, 1000, 32, 8),
+    "bert-base b256 (tiny)": (64, 2, 128, 2, 1000, 32, 16),
     "pretrain.yaml (tiny)": (32, 2, 64, 1, 500, 32, 8),
 }
 

@@ -18,7 +18,7 @@ $PY .devpkg/minilm.py fp32 .devpkg/minilm /tmp/minilm || exit 1
 $PY -c "import torch, transformers, pydantic; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
 cd "$ROOT/benchmarks"
 date -u
-timeout 240 $PY gpu.py --device "$DEV" $TINY --finetune --model /tmp/minilm \
+timeout 300 $PY gpu.py --device "$DEV" $TINY --finetune --model /tmp/minilm \
   --data ../.devpkg/data/train.csv 2>&1 | tee "$OUT/gpu.log"
 date -u
 timeout 120 $PY gpu.py --device "$DEV" $TINY --compile --shapes "$SHAPE" 2>&1 | tee "$OUT/compile.log"

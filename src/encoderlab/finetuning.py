@@ -473,44 +473,8 @@ def _finetune(
     )
 
     resuming = run is not None
-    if run is None:
-
-        def create() -> str:
-            new = Run.create(cfg.runs_dir, cfg.name, cfg, kind=f"finetune/{task.type}")
-            save_tokenizer(tok, new.path / "tokenizer")
-            (new.path / "model_config.json").write_text(
-                backbone.model_cfg.model_dump_json(indent=1)
-            )
-            if backbone.hf_config is not None:
-                save_wrapped_config(backbone.hf_config, new.path)
-            (new.path / "labels.json").write_text(json.dumps(data.labels, ensure_ascii=False))
-            save_config(cfg, new.path / "config.yaml")
-            return str(new.path)
-
-        run = Run(distributed.on_main(create))
-    if not distributed.is_main():
-        run = ReadOnlyRun(run.path)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    run.update(
-        params=num_params(model),
-        trainable_params=trainable,
-        init=backbone.source,
-        task=task.type,
-        description=cfg.description,
-        train_examples_raw=len(data.train),
-        valid_examples_raw=len(data.valid),
-        test_examples=len(data.test),
-        valid_source=data.valid_source,
-        **({"self_pretrain": cfg.self_pretrain.run} if cfg.self_pretrain else {}),
-        pid=os.getpid(),
-    )
-    say(
-        f"{task.type}: {len(data.train):,} train / {len(data.valid):,} valid examples"
-        f"{f' / {len(data.test):,} test' if data.test else ''}; labels: {len(data.labels)}; "
-        f"backbone: {backbone.source}"
-    )
-    say(f"Total params: {num_params(model):,} (trainable {trainable:,})")
-    say(f"run {run.path}")
+    run = _open_run(cfg, run, task.type, backbone, data.labels)
+    _describe_run(run, cfg, model, backbone.source, task.type, data, say)
 
     def objective_step(m: nn.Module, batch: dict[str, torch.Tensor]):
         logits = m(*model_inputs(batch))
@@ -555,6 +519,62 @@ def _finetune(
         run, model, task, cfg, data, valid_f, test_f, pad_id, device, ckpt.name, say, reuse
     )
     return run, result
+
+
+def _open_run(
+    cfg: FinetuneConfig, run: Run | None, task_type: str, backbone: Backbone, labels: list
+) -> Run:
+    """The run to train in: `run` when resuming, else a new one (created by the main process
+    with its tokenizer, model config and labels); read-only on the other DDP ranks."""
+    if run is None:
+
+        def create() -> str:
+            new = Run.create(cfg.runs_dir, cfg.name, cfg, kind=f"finetune/{task_type}")
+            save_tokenizer(backbone.tokenizer, new.path / "tokenizer")
+            (new.path / "model_config.json").write_text(
+                backbone.model_cfg.model_dump_json(indent=1)
+            )
+            if backbone.hf_config is not None:
+                save_wrapped_config(backbone.hf_config, new.path)
+            (new.path / "labels.json").write_text(json.dumps(labels, ensure_ascii=False))
+            save_config(cfg, new.path / "config.yaml")
+            return str(new.path)
+
+        run = Run(distributed.on_main(create))
+    return run if distributed.is_main() else ReadOnlyRun(run.path)
+
+
+def _describe_run(
+    run: Run,
+    cfg: FinetuneConfig,
+    model: nn.Module,
+    source: str,
+    task_type: str,
+    data: TaskData,
+    say: Callable[[str], None],
+) -> None:
+    """What the run is, in run.json and in three lines for the user."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    run.update(
+        params=num_params(model),
+        trainable_params=trainable,
+        init=source,
+        task=task_type,
+        description=cfg.description,
+        train_examples_raw=len(data.train),
+        valid_examples_raw=len(data.valid),
+        test_examples=len(data.test),
+        valid_source=data.valid_source,
+        **({"self_pretrain": cfg.self_pretrain.run} if cfg.self_pretrain else {}),
+        pid=os.getpid(),
+    )
+    say(
+        f"{task_type}: {len(data.train):,} train / {len(data.valid):,} valid examples"
+        f"{f' / {len(data.test):,} test' if data.test else ''}; labels: {len(data.labels)}; "
+        f"backbone: {source}"
+    )
+    say(f"Total params: {num_params(model):,} (trainable {trainable:,})")
+    say(f"run {run.path}")
 
 
 @dataclass

@@ -219,48 +219,8 @@ def build_report(
         for r in runs
     ]
 
-    task_sections = [
-        Section(
-            f"{r.task}: {r.name}", _task_blocks(r, fig_dir), level=3, anchor=f"task-{_slug(r.name)}"
-        )
-        for r in runs
-        if r.task != "pretrain" or source_table(r) is not None  # pretraining: sources of a mix
-    ]
-    sections.append(
-        Section(
-            "Confusion matrices and task details",
-            [] if task_sections else [Paragraph("No fine-tuning runs.")],
-        )
-    )
-    sections += task_sections
-
-    diff_sections = [
-        Section(
-            f"{a} vs {b}",
-            _diff_blocks(d),
-            level=3,
-            anchor=f"diff-{_slug(a)}-{_slug(b)}",
-        )
-        for (a, b), d in diffs.items()
-    ]
-    sections.append(
-        Section(
-            "Example-level differences",
-            [
-                Paragraph(
-                    "Pairs of runs on the same task and the same validation examples (matched by "
-                    f"id); up to {DIFF_LIMIT} examples listed each way. QA counts exact match as "
-                    "right; tagging counts a sentence as right when every tag is."
-                )
-            ]
-            + (
-                []
-                if diff_sections
-                else [Paragraph("No two runs with predictions on the same examples.")]
-            ),
-        )
-    )
-    sections += diff_sections
+    sections += _task_sections(runs, fig_dir)
+    sections += _diff_sections(diffs)
 
     sections.append(Section("Training records"))
     sections += [
@@ -273,6 +233,41 @@ def build_report(
     html_path = out / "report.html"
     html_path.write_text(to_html(doc), encoding="utf-8")
     return html_path
+
+
+def _task_sections(runs: list[RunData], fig_dir: Path) -> list[Section]:
+    """Confusion matrices and task details: one subsection per fine-tuning run (and per
+    pretraining run on a mix of sources)."""
+    task_sections = [
+        Section(
+            f"{r.task}: {r.name}", _task_blocks(r, fig_dir), level=3, anchor=f"task-{_slug(r.name)}"
+        )
+        for r in runs
+        if r.task != "pretrain" or source_table(r) is not None  # pretraining: sources of a mix
+    ]
+    head = Section(
+        "Confusion matrices and task details",
+        [] if task_sections else [Paragraph("No fine-tuning runs.")],
+    )
+    return [head, *task_sections]
+
+
+def _diff_sections(diffs: dict[tuple[str, str], ExampleDiff]) -> list[Section]:
+    """Example-level differences: one subsection per pair of runs with predictions on the
+    same validation examples."""
+    diff_sections = [
+        Section(f"{a} vs {b}", _diff_blocks(d), level=3, anchor=f"diff-{_slug(a)}-{_slug(b)}")
+        for (a, b), d in diffs.items()
+    ]
+    note = Paragraph(
+        "Pairs of runs on the same task and the same validation examples (matched by "
+        f"id); up to {DIFF_LIMIT} examples listed each way. QA counts exact match as "
+        "right; tagging counts a sentence as right when every tag is."
+    )
+    none = (
+        [] if diff_sections else [Paragraph("No two runs with predictions on the same examples.")]
+    )
+    return [Section("Example-level differences", [note, *none]), *diff_sections]
 
 
 def report_command(paths: list[str], out: str) -> Path:

@@ -18,6 +18,7 @@ import random
 import re
 import string
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,119 @@ def _need(node: Any, key: str, kind: type | tuple[type, ...], where: str, name: 
             f"{name}: {where}.{key}: expected {want}, got {type(value).__name__} {value!r:.40}"
         )
     return value
+
+
+def _squad_data(path: str) -> list:
+    """The 'data' list of a SQuAD-format JSON file, or a one-line UserError."""
+    name, p = str(path), Path(path)
+    if not p.is_file():
+        raise UserError(f"{name}: QA file not found; check task.train / task.valid / task.test")
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError:
+        raise UserError(f"{name}: not UTF-8 text; save the file as UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise UserError(
+            f"{name}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno}); "
+            "QA files must be SQuAD v1.1 JSON"
+        ) from None
+    if not isinstance(raw, dict):
+        raise UserError(
+            f"{name}: the top level must be an object with a 'data' list (SQuAD v1.1 JSON)"
+        )
+    return _need(raw, "data", list, "(top level)", name)
+
+
+class _Tally:
+    """What reading a SQuAD file skipped or fixed, for its warnings."""
+
+    def __init__(self) -> None:
+        self.questions = self.bad = self.moved = self.dropped = self.impossible = 0
+        self.with_answers = self.without_answers = 0
+        self.first_without = ""
+        self.ids: Counter[str] = Counter()
+
+    def warnings(self, name: str) -> list[str]:
+        out = []
+        if self.bad:
+            dropped = self.dropped
+            out.append(
+                f"{name}: {self.bad} answers did not match their context and were skipped"
+                + (f"; {dropped} questions were left with no answer and dropped" if dropped else "")
+            )
+        if self.moved:
+            out.append(
+                f"{name}: {self.moved} answers were not at their answer_start but found within "
+                f"{SEARCH_RADIUS} characters of it; their answer_start was corrected"
+            )
+        if self.impossible:
+            out.append(
+                f"{name}: {self.impossible} unanswerable questions (SQuAD 2.0 is_impossible) "
+                "were skipped; this task extracts spans that are in the context (SQuAD v1.1)"
+            )
+        dup = sum(c - 1 for c in self.ids.values() if c > 1)
+        if dup:
+            out.append(f"{name}: {dup} questions repeat an earlier question's id")
+        return out
+
+
+def _squad_questions(data: list, name: str, tally: _Tally) -> Iterator[Example]:
+    """Every usable question of a SQuAD 'data' list as an example, in file order."""
+    for ai, article in enumerate(data):
+        aw = f"data[{ai}]"
+        title = article.get("title", "") if isinstance(article, dict) else ""
+        title = title if isinstance(title, str) else str(title)
+        key = title if title.strip() else aw
+        for pi, para in enumerate(_need(article, "paragraphs", list, aw, name)):
+            pw = f"{aw}.paragraphs[{pi}]"
+            context = _need(para, "context", str, pw, name)
+            for qi, qa in enumerate(_need(para, "qas", list, pw, name)):
+                qw = f"{pw}.qas[{qi}]"
+                qid = str(_need(qa, "id", (str, int), qw, name))
+                question = _need(qa, "question", str, qw, name)
+                tally.questions += 1
+                if qa.get("is_impossible") is True:  # SQuAD 2.0: no span to extract
+                    tally.impossible += 1
+                    continue
+                answers: list[dict[str, Any]] | None = None
+                if qa.get("answers") != [] and "answers" in qa:  # [] = no gold (a test file)
+                    tally.with_answers += 1
+                    answers = _squad_answers(qa, context, qw, name, tally)
+                    if not answers:
+                        tally.dropped += 1
+                        continue
+                else:
+                    tally.without_answers += 1
+                    tally.first_without = tally.first_without or qw
+                tally.ids[qid] += 1
+                yield {
+                    "id": qid,
+                    "line": tally.questions,
+                    "where": qw,
+                    "title": title,
+                    "article": key,
+                    "context": context,
+                    "question": question,
+                    "answers": answers,
+                }
+
+
+def _squad_answers(
+    qa: dict, context: str, qw: str, name: str, tally: _Tally
+) -> list[dict[str, Any]]:
+    """A question's answers found in its context (answer_start corrected when off a little)."""
+    answers = []
+    for ki, ans in enumerate(_need(qa, "answers", list, qw, name)):
+        kw = f"{qw}.answers[{ki}]"
+        text = _need(ans, "text", str, kw, name)
+        start = _need(ans, "answer_start", int, kw, name)
+        found = locate_answer(context, text, start)
+        if found is None:
+            tally.bad += 1
+            continue
+        tally.moved += found != start
+        answers.append({"text": text, "answer_start": found})
+    return answers
 
 
 def locate_answer(context: str, text: str, start: int) -> int | None:
@@ -245,113 +359,20 @@ class QATask(TaskBase):
         """
         self.f1_mode = cfg.f1
         name = str(path)
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"{name}: QA file not found; check task.train / task.valid / task.test")
-        try:
-            raw = json.loads(p.read_text(encoding="utf-8-sig"))
-        except UnicodeDecodeError:
-            raise UserError(f"{name}: not UTF-8 text; save the file as UTF-8") from None
-        except json.JSONDecodeError as e:
-            raise UserError(
-                f"{name}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno}); "
-                "QA files must be SQuAD v1.1 JSON"
-            ) from None
-        if not isinstance(raw, dict):
-            raise UserError(
-                f"{name}: the top level must be an object with a 'data' list (SQuAD v1.1 JSON)"
-            )
-        data = _need(raw, "data", list, "(top level)", name)
+        tally = _Tally()
         examples = Examples()
-        n_questions = n_bad = n_moved = n_dropped = n_impossible = 0
-        with_answers = without_answers = 0
-        first_without = ""
-        seen: Counter[str] = Counter()
-        limit = cfg.max_examples
-        for ai, article in enumerate(data):
-            aw = f"data[{ai}]"
-            title = article.get("title", "") if isinstance(article, dict) else ""
-            title = title if isinstance(title, str) else str(title)
-            key = title if title.strip() else aw
-            for pi, para in enumerate(_need(article, "paragraphs", list, aw, name)):
-                pw = f"{aw}.paragraphs[{pi}]"
-                context = _need(para, "context", str, pw, name)
-                for qi, qa in enumerate(_need(para, "qas", list, pw, name)):
-                    qw = f"{pw}.qas[{qi}]"
-                    qid = str(_need(qa, "id", (str, int), qw, name))
-                    question = _need(qa, "question", str, qw, name)
-                    n_questions += 1
-                    if qa.get("is_impossible") is True:  # SQuAD 2.0: no span to extract
-                        n_impossible += 1
-                        continue
-                    answers: list[dict[str, Any]] | None = None
-                    if qa.get("answers") != [] and "answers" in qa:  # [] = no gold (a test file)
-                        with_answers += 1
-                        answers = []
-                        for ki, ans in enumerate(_need(qa, "answers", list, qw, name)):
-                            kw = f"{qw}.answers[{ki}]"
-                            text = _need(ans, "text", str, kw, name)
-                            start = _need(ans, "answer_start", int, kw, name)
-                            found = locate_answer(context, text, start)
-                            if found is None:
-                                n_bad += 1
-                                continue
-                            n_moved += found != start
-                            answers.append({"text": text, "answer_start": found})
-                        if not answers:
-                            n_dropped += 1
-                            continue
-                    else:
-                        without_answers += 1
-                        first_without = first_without or qw
-                    seen[qid] += 1
-                    examples.append(
-                        {
-                            "id": qid,
-                            "line": n_questions,
-                            "where": qw,
-                            "title": title,
-                            "article": key,
-                            "context": context,
-                            "question": question,
-                            "answers": answers,
-                        }
-                    )
-                    if limit is not None and len(examples) >= limit:
-                        break
-                if limit is not None and len(examples) >= limit:
-                    break
-            if limit is not None and len(examples) >= limit:
+        for example in _squad_questions(_squad_data(path), name, tally):
+            examples.append(example)
+            if cfg.max_examples is not None and len(examples) >= cfg.max_examples:
                 break
-        if with_answers and without_answers:
+        if tally.with_answers and tally.without_answers:
             raise UserError(
-                f"{name}: {first_without}: no 'answers' (or an empty list), but other questions "
-                "have them; give every question its answers (or none, for a test file)"
+                f"{name}: {tally.first_without}: no 'answers' (or an empty list), but other "
+                "questions have them; give every question its answers (or none, for a test file)"
             )
-        if n_bad:
-            examples.warnings.append(
-                f"{name}: {n_bad} answers did not match their context and were skipped"
-                + (
-                    f"; {n_dropped} questions were left with no answer and dropped"
-                    if n_dropped
-                    else ""
-                )
-            )
-        if n_moved:
-            examples.warnings.append(
-                f"{name}: {n_moved} answers were not at their answer_start but found within "
-                f"{SEARCH_RADIUS} characters of it; their answer_start was corrected"
-            )
-        if n_impossible:
-            examples.warnings.append(
-                f"{name}: {n_impossible} unanswerable questions (SQuAD 2.0 is_impossible) were "
-                "skipped; this task extracts spans that are in the context (SQuAD v1.1)"
-            )
-        dup = sum(c - 1 for c in seen.values() if c > 1)
-        if dup:
-            examples.warnings.append(f"{name}: {dup} questions repeat an earlier question's id")
+        examples.warnings.extend(tally.warnings(name))
         if not examples:
-            raise UserError(f"{name}: no usable questions (the file holds {n_questions})")
+            raise UserError(f"{name}: no usable questions (the file holds {tally.questions})")
         return examples
 
     def has_gold(self, example: Example) -> bool:

@@ -133,6 +133,23 @@ def test_finetune_name_and_head_lr_are_checked(tmp_path, capsys):
     assert "head_lr" in one_line_error(capsys)
 
 
+def test_an_early_stop_metric_the_run_does_not_measure_is_refused_before_the_run(
+    tmp_path, corpus_txt, capsys
+):
+    """A typo used to mean no early stopping and no best step, silently, after hours."""
+    cfg = write_config(tmp_path, [corpus_txt])
+    assert cli("pretrain", cfg, "--set", "train.early_stop_metric=valid/mlm_accuracy") == 2
+    err = one_line_error(capsys)
+    assert "train.early_stop_metric=valid/mlm_accuracy" in err and "valid/mlm_acc," in err, err
+    assert not (tmp_path / "runs").exists(), "no run directory for a refused config"
+    f = tmp_path / "ft.yaml"
+    f.write_text(yaml.safe_dump(base_cfg(tmp_path) | {"runs_dir": str(tmp_path / "ft-runs")}))
+    assert cli("finetune", f, "--set", "train.early_stop_metric=valid/accuracy") == 2
+    err = one_line_error(capsys)
+    assert "valid/accuracy" in err and "valid/acc," in err and "valid/macro_f1" in err, err
+    assert not (tmp_path / "ft-runs").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # 15. names are plain names: runs, studies, sweeps
 

@@ -157,6 +157,44 @@ def test_early_stopping(tmp_path):
     assert result.stopped_because.startswith("early stop") and result.step < 20
 
 
+def test_early_stop_mode_follows_the_metric_unless_set():
+    from encoderlab.train import _primary
+
+    obj = objective()
+    assert _primary(TrainConfig(early_stop_metric="valid/mlm_loss"), obj)[1] == "min"
+    assert _primary(TrainConfig(early_stop_metric="valid/rmse"), obj)[1] == "min"
+    assert _primary(TrainConfig(early_stop_metric="valid/acc"), obj)[1] == "max"
+    set_max = TrainConfig(early_stop_metric="valid/loss", early_stop_mode="max")
+    assert _primary(set_max, obj) == ("valid/loss", "max")
+
+
+def test_early_stop_metric_not_evaluated_is_an_error_before_training(tmp_path):
+    from encoderlab.errors import UserError
+
+    cfg = TrainConfig(batch_size=10, epochs=2, eval_every=1, early_stop_metric="valid/accuracy")
+    obj = objective()
+    obj.metric_names = ("loss", "acc")
+    model = Net()
+    before = [p.detach().clone() for p in model.parameters()]
+    run = new_run(tmp_path, "typo", cfg)
+    with pytest.raises(UserError, match=r"early_stop_metric=valid/accuracy.*valid/acc, valid/loss"):
+        fit(model, torch.optim.AdamW(model.parameters()), Toy(), Toy(20), collate, obj, cfg, run,
+            seed=0, say=lambda m: None)  # fmt: skip
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters(), strict=True))
+    assert not [r for r in run.metrics() if r["kind"] == "train"]
+
+
+def test_a_primary_metric_that_is_never_measured_is_said_once(tmp_path):
+    cfg = TrainConfig(batch_size=10, epochs=3, eval_every=2, early_stop_metric="valid/f1")
+    torch.manual_seed(0)
+    said = []
+    run = new_run(tmp_path, "f1", cfg)
+    fit(Net(), torch.optim.AdamW(Net().parameters()), Toy(), Toy(20), collate, objective(), cfg,
+        run, seed=0, say=said.append)  # fmt: skip
+    warnings = [m for m in said if m.startswith("warning: valid/f1 was not measured")]
+    assert len(warnings) == 1 and "valid/acc" in warnings[0], said
+
+
 def test_nonfinite_loss_skips_then_stops_cleanly(tmp_path):
     cfg = TrainConfig(batch_size=4, epochs=5, max_nonfinite=3)
     torch.manual_seed(0)

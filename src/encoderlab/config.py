@@ -253,8 +253,9 @@ class TrainConfig(Section):
     log_every: int = 10
     checkpoint_every: int | None = None  # optimizer steps (see also checkpoint_minutes)
     keep_checkpoints: int = 2
-    early_stop_metric: str | None = None  # e.g. "valid/mlm_acc"
-    early_stop_mode: Literal["max", "min"] = "max"
+    early_stop_metric: str | None = None  # e.g. "valid/mlm_acc"; checked before training
+    # None: "min" for losses and errors (…loss, mse, rmse, mae), else "max"
+    early_stop_mode: Literal["max", "min"] | None = None
     early_stop_patience: int = 3
     max_nonfinite: int = 5  # consecutive non-finite losses before the run saves and stops
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

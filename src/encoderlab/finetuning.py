@@ -46,6 +46,7 @@ from encoderlab.runtime import resolve_device, seed_everything
 from encoderlab.selfpretrain import self_pretrain
 from encoderlab.tasks import get_task
 from encoderlab.tasks.base import Example, Feature, Task, example_texts, model_inputs
+from encoderlab.tasks.registry import task_metrics
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
@@ -53,7 +54,13 @@ from encoderlab.tokenizer import (
     tokenizer_hash,
     train_tokenizer,
 )
-from encoderlab.train import FitResult, Objective, check_batch_size, fit
+from encoderlab.train import (
+    FitResult,
+    Objective,
+    check_batch_size,
+    check_early_stop_metric,
+    fit,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Defaults that fit the starting point
@@ -446,6 +453,7 @@ def _finetune(
 ) -> tuple[Run, FitResult]:
     check_batch_size(cfg.train)
     task = get_task(cfg.task.type, cfg.task)  # task.metric: its primary metric
+    check_early_stop_metric(cfg.train, (*task_metrics(type(task)), "loss"))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed)
@@ -486,6 +494,7 @@ def _finetune(
         primary=task.primary_metric,
         primary_mode=task.primary_mode,
         units="n",  # every task's loss is a mean over its "n" count (labelled rows or tokens)
+        metric_names=(*task_metrics(type(task)), "loss"),
     )
 
     last = LastEvaluation(task, data, valid_f, cfg, pad_id, device, on_eval)

@@ -53,6 +53,11 @@ def _mlm_metrics(c: dict[str, float], prefix: str = "") -> dict[str, float]:
     }
 
 
+def _names(metrics: Callable[[dict[str, float]], dict[str, float]], sources: list) -> tuple:
+    """Every metric `metrics` gives, the per-source ones of each of `sources` included."""
+    return tuple(metrics({f"{name}/masked": 1.0 for name in sources}))
+
+
 def _per_source_metrics(
     names: list[str], c: dict[str, float], one: Callable[[dict[str, float], str], dict[str, float]]
 ) -> dict[str, float]:
@@ -103,7 +108,12 @@ def mlm_objective(sources: list[str] | None = None) -> Objective:
         return _mlm_metrics(c) | _per_source_metrics(names, c, _mlm_metrics)
 
     return Objective(
-        step=step, metrics=metrics, primary="mlm_acc", primary_mode="max", units="masked"
+        step=step,
+        metrics=metrics,
+        primary="mlm_acc",
+        primary_mode="max",
+        units="masked",
+        metric_names=_names(metrics, names),
     )
 
 
@@ -185,7 +195,12 @@ def electra_objective(disc_weight: float, sources: list[str] | None = None) -> O
         return out | _per_source_metrics(names, c, _electra_metrics)
 
     return Objective(
-        step=step, metrics=metrics, primary="disc_f1", primary_mode="max", units="masked"
+        step=step,
+        metrics=metrics,
+        primary="disc_f1",
+        primary_mode="max",
+        units="masked",
+        metric_names=_names(metrics, names),
     )
 
 

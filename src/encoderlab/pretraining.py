@@ -34,7 +34,7 @@ from encoderlab.tokenizer import (
     special_ids,
     train_tokenizer_from_files,
 )
-from encoderlab.train import FitResult, check_batch_size, fit
+from encoderlab.train import FitResult, check_batch_size, check_early_stop_metric, fit
 
 
 def obtain_tokenizer(cfg: Config, say: Callable[[str], None]):
@@ -145,6 +145,7 @@ def _pretrain(
         train_set, valid_set, store = build_mlm_datasets(cfg.data, tok, cfg.seed, say)
     device = resolve_device(cfg.train.device)
     net, objective = pretraining_setup(cfg)
+    check_early_stop_metric(cfg.train, objective.metric_names)  # before the run exists
     model, optimizer = prepare_training(net, cfg.train, device)
     if resume is None:
 

@@ -45,7 +45,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -69,6 +69,7 @@ from encoderlab.runtime import (
     share,
     to_device,
 )
+from encoderlab.tasks.registry import metric_mode
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Objective:
     train.early_stop_metric is not set; higher is better unless primary_mode is "min".
     units: the count the loss is a mean over (e.g. "masked"); data-parallel ranks weight their
     losses by it so the gradient is that of the whole batch. None: the loss is a mean over rows.
+    metric_names: what `metrics` (and the evaluator) report, for checking early_stop_metric.
     """
 
     step: Callable[[nn.Module, Batch], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -88,6 +90,9 @@ class Objective:
     primary: str = "loss"
     primary_mode: str = "min"
     units: str | None = None
+    # the names `metrics` gives (valid/<name> at evaluations); empty: not declared. What
+    # train.early_stop_metric is checked against before training
+    metric_names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -637,6 +642,7 @@ class Recorder:
     window_tokens: int = 0  # throughput since the last train log (not checkpointed)
     window_t0: float = field(default_factory=time.perf_counter)
     last_print: float = 0.0
+    _missing_said: bool = False  # the primary metric was missing from an evaluation, said once
 
     def stepped(self, state: LoopState, tokens: int) -> None:
         self.window_tokens += tokens
@@ -700,6 +706,12 @@ class Recorder:
                     self.run.update(best=best)
             else:
                 state.evals_since_best += 1
+        elif state.best_step is None and not self._missing_said:
+            self._missing_said = True  # e.g. f1 on a data set with more than two labels
+            self.say(
+                f"warning: {self.primary} was not measured ({', '.join(metrics)} were): no "
+                "best step and no early stopping on it; set train.early_stop_metric to one of those"
+            )
         if self.on_eval is not None:
             self.on_eval(state.step, metrics)
 
@@ -827,6 +839,7 @@ def fit(
     _prepare(eng, cfg, seed, state.step)
     _describe(run, plan, len(train_set), valid_set, device, amp)
     clock = Clock(state.train_seconds, setup_s)
+    check_early_stop_metric(cfg, getattr(objective, "metric_names", ()))
     primary, primary_mode = _primary(cfg, objective)
     stop = StopRule(cfg, plan, clock, primary, _eval_rows(valid_set, cfg))
     measure = stop.timed_eval(_measure(eng, valid_set, collate, cfg, evaluator))
@@ -1001,8 +1014,21 @@ def _describe(
 def _primary(cfg: TrainConfig, objective: Objective) -> tuple[str, str]:
     """The metric that defines "best" (and early stopping), and "max" or "min"."""
     if cfg.early_stop_metric:
-        return cfg.early_stop_metric, cfg.early_stop_mode
+        mode = cfg.early_stop_mode or metric_mode(cfg.early_stop_metric.rsplit("/", 1)[-1])
+        return cfg.early_stop_metric, mode
     return f"valid/{objective.primary}", objective.primary_mode
+
+
+def check_early_stop_metric(cfg: TrainConfig, names: Iterable[str]) -> None:
+    """train.early_stop_metric must be one of the run's validation metrics (`names`, without
+    "valid/"): a typo would otherwise mean no early stopping and no best step, silently."""
+    metric = cfg.early_stop_metric
+    known = sorted(f"valid/{n}" for n in names)
+    if metric is not None and known and metric not in known:
+        raise UserError(
+            f"train.early_stop_metric={metric}: not a validation metric of this run; "
+            f"choose one of {', '.join(known)}"
+        )
 
 
 def _epoch_batches(

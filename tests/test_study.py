@@ -309,6 +309,10 @@ def test_bad_study_files_are_one_line_errors(tmp_path: Path) -> None:
     # each arm's config is loaded with its overrides before anything runs
     msg = _bad(tmp_path, {**ok, "arms": [{"name": "a", "overrides": ["train.learning_rate=1"]}]})
     assert "arm 'a': " in msg and "unknown config key 'train.learning_rate'" in msg
+    msg = _bad(
+        tmp_path, {**ok, "arms": [{"name": "a", "overrides": ["train.early_stop_metric=valid/x"]}]}
+    )
+    assert "arm 'a': " in msg and "early_stop_metric=valid/x" in msg and "valid/acc" in msg
     assert "arm 'a': " in _bad(
         tmp_path, {**ok, "arms": [{"name": "a", "overrides": ["train.lr=-1"]}]}
     )

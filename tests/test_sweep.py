@@ -209,6 +209,11 @@ def test_sweep_file_errors_are_one_line(tmp_path):
     path = write_sweep(tmp_path, serach="grid")
     with pytest.raises(UserError, match="unknown config key 'serach'"):
         load_sweep(path)
+    # a metric the runs do not report used to fail every trial at its first evaluation
+    path = write_sweep(tmp_path, metric="valid/accuracy")
+    with pytest.raises(UserError, match=r"metric 'valid/accuracy': the runs report valid/acc, "):
+        load_sweep(path)
+    assert load_sweep(write_sweep(tmp_path, metric="valid/macro_f1")).spec.metric
 
 
 def test_trials_checkpoint_at_every_evaluation_unless_the_sweep_says(tmp_path):

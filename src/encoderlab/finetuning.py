@@ -40,13 +40,13 @@ from encoderlab.inference import (
     write_submission,
 )
 from encoderlab.model import Encoder, num_params, param_groups, prepare_training
+from encoderlab.objectives import validation_metric_names
 from encoderlab.pretraining import check_not_finished
 from encoderlab.runs import ReadOnlyRun, Run, encoder_weights, run_checkpoint, run_model_config
 from encoderlab.runtime import resolve_device, seed_everything
 from encoderlab.selfpretrain import self_pretrain
 from encoderlab.tasks import get_task
 from encoderlab.tasks.base import Example, Feature, Task, example_texts, model_inputs
-from encoderlab.tasks.registry import task_metrics
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
@@ -453,7 +453,7 @@ def _finetune(
 ) -> tuple[Run, FitResult]:
     check_batch_size(cfg.train)
     task = get_task(cfg.task.type, cfg.task)  # task.metric: its primary metric
-    check_early_stop_metric(cfg.train, (*task_metrics(type(task)), "loss"))
+    check_early_stop_metric(cfg.train, validation_metric_names(cfg))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed)
@@ -494,7 +494,7 @@ def _finetune(
         primary=task.primary_metric,
         primary_mode=task.primary_mode,
         units="n",  # every task's loss is a mean over its "n" count (labelled rows or tokens)
-        metric_names=(*task_metrics(type(task)), "loss"),
+        metric_names=validation_metric_names(cfg),
     )
 
     last = LastEvaluation(task, data, valid_f, cfg, pad_id, device, on_eval)

@@ -18,11 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoderlab.config import Config
+from encoderlab.config import Config, FinetuneConfig
 from encoderlab.data.shards import corpus_sources
 from encoderlab.electra import ElectraLM, ElectraOutput
 from encoderlab.model import IGNORE_INDEX, MaskedLM, Queries
 from encoderlab.runtime import Batch
+from encoderlab.tasks.registry import task_class, task_metrics
 from encoderlab.train import Objective
 
 Counts = dict[str, torch.Tensor]
@@ -204,12 +205,25 @@ def electra_objective(disc_weight: float, sources: list[str] | None = None) -> O
     )
 
 
-def pretraining_setup(cfg: Config) -> tuple[nn.Module, Objective]:
-    """The model and objective `cfg.objective` names (after `cfg.model` fits the tokenizer)."""
+def validation_metric_names(cfg: Config | FinetuneConfig) -> tuple[str, ...]:
+    """The metrics (without "valid/") a run of `cfg` reports at its evaluations: its task's
+    and the loss for fine-tuning, the objective's (per source of a mix too) for pretraining.
+    Empty for a task type this process does not know."""
+    if isinstance(cfg, FinetuneConfig):
+        cls = task_class(cfg.task.type)
+        return (*task_metrics(cls), "loss") if cls is not None else ()
+    return _objective(cfg).metric_names
+
+
+def _objective(cfg: Config) -> Objective:
     names = [s.name for s in corpus_sources(cfg.data)]
     sources = names if len(names) > 1 else None
     if cfg.objective == "electra":
-        return ElectraLM(cfg.model, cfg.electra), electra_objective(
-            cfg.electra.disc_weight, sources
-        )
-    return MaskedLM(cfg.model), mlm_objective(sources)
+        return electra_objective(cfg.electra.disc_weight, sources)
+    return mlm_objective(sources)
+
+
+def pretraining_setup(cfg: Config) -> tuple[nn.Module, Objective]:
+    """The model and objective `cfg.objective` names (after `cfg.model` fits the tokenizer)."""
+    model = ElectraLM(cfg.model, cfg.electra) if cfg.objective == "electra" else MaskedLM(cfg.model)
+    return model, _objective(cfg)

@@ -278,12 +278,15 @@ def _check_configs(p: Path, study: Study) -> None:
     or a bad value is a one-line error now, not a failed arm after the stage and the other
     arms. Placeholders stand in for paths that exist only once the study has run."""
     from encoderlab.config import Config, FinetuneConfig, load_config
+    from encoderlab.objectives import validation_metric_names
+    from encoderlab.train import check_early_stop_metric
 
     for e in study.entries():
         overrides = [PLACEHOLDER_RE.sub(r"study-\1", text) for text in e["overrides"]]
         schema = Config if e["command"] == "pretrain" else FinetuneConfig
         try:
-            load_config(e["config"], overrides, schema)
+            cfg = load_config(e["config"], overrides, schema)
+            check_early_stop_metric(cfg.train, validation_metric_names(cfg))
         except UserError as err:
             raise UserError(
                 f"{p}: {'stage' if e['stage'] else 'arm'} {e['name']!r}: {err}"

@@ -15,8 +15,10 @@ from encoderlab.config import (
     FinetuneConfig,
     Section,
     _format_validation_error,
+    build,
     check_plain_name,
     read_yaml,
+    set_dotted,
 )
 from encoderlab.errors import UserError
 
@@ -174,4 +176,22 @@ def load_sweep(path: str | Path) -> Sweep:
             why = _field_exists(schema, key)
             if why:
                 raise UserError(f"{p}: {section} key '{key}': {why}")
+    _check_metric(p, spec, base, schema)
     return Sweep(p, spec, base, schema)
+
+
+def _check_metric(p: Path, spec: SweepSpec, base: Path, schema: type[Section]) -> None:
+    """`metric` must be one the base config's runs report (a typo used to fail every trial
+    at its first evaluation). A base the trials' overrides alone make valid is not judged."""
+    from encoderlab.objectives import validation_metric_names
+
+    data = read_yaml(base)
+    try:
+        for key, value in spec.overrides.items():
+            set_dotted(data, key.split("."), value, f"{p}: {key}")
+        cfg = build(schema, data, str(base))
+    except UserError:
+        return
+    known = sorted(f"valid/{n}" for n in validation_metric_names(cfg))
+    if known and spec.metric not in known:
+        raise UserError(f"{p}: metric '{spec.metric}': the runs report {', '.join(known)}")

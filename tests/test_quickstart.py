@@ -12,7 +12,7 @@ from conftest import run_cli as cli
 from conftest import sentiment_rows
 from encoderlab.data.quickstart import split_reviews
 from encoderlab.errors import UserError
-from encoderlab.quickstart import PRETRAIN, PRETRAINED, SCRATCH, finding, run_quickstart
+from encoderlab.quickstart import PRETRAIN, PRETRAINED, SCRATCH, finding, hint, run_quickstart
 from encoderlab.reporting.diffs import ExampleDiff
 
 
@@ -60,6 +60,7 @@ def test_finding_words_the_result_honestly():
         "pretraining on the reviews' own text did not help: 0.60 vs 0.62"
     )
     assert "made no difference" in finding(0.6, 0.6, 10, 10)
+    assert "reached" not in hint(None) and "accuracy of 0.11," in hint(0.1097)
     close = finding(0.63, 0.62, 1000, 500, ExampleDiff(None, None, 1000, [{}] * 30, [{}] * 20))
     assert "did not clearly help" in close and "within chance" in close
 
@@ -103,7 +104,11 @@ def test_quickstart_runs_both_arms_and_reports_their_result(tmp_path, capsys):
     )
     assert "on 40 held-out reviews, fine-tuned on 60 labelled ones" in out.finding
     assert out.finding.startswith("pretraining (4 MLM steps) on the reviews' own text ")
-    assert printed[-2:] == [f"report: {out.report}", out.finding]
+    tail = [f"report: {out.report}", out.finding] + ([out.hint] if out.hint else [])
+    assert printed[-len(tail) :] == tail
+    # a hint (why, and where pretraining pays) exactly when it did not clearly help
+    assert bool(out.hint) == (" helped: " not in out.finding)
+    assert not out.hint or "masked-token accuracy of 0." in out.hint
     # again: every run is done, so nothing trains and the same finding is printed
     again = run_quickstart(**kwargs)
     printed = capsys.readouterr().out

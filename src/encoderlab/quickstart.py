@@ -98,6 +98,7 @@ class Outcome:
     finding: str
     pretrained: float  # held-out accuracy of each arm
     scratch: float
+    hint: str = ""  # when pretraining did not clearly help: why, and where it does
 
 
 def run_quickstart(
@@ -160,6 +161,8 @@ def run_quickstart(
     say("")
     say(f"report: {report}")
     say(outcome.finding)
+    if outcome.hint:
+        say(outcome.hint)
     return outcome
 
 
@@ -182,22 +185,39 @@ def compare_arms(state_file: Path, report: Path, labelled: int) -> Outcome:
             )
         runs[name] = load_run(Path(rec["run_dir"]))
     stage = arms.get(PRETRAIN) or {}
-    steps = Run.open(stage["run_dir"]).info.get("steps") if stage.get("run_dir") else None
+    stage_run = Run.open(stage["run_dir"]) if stage.get("run_dir") else None
+    steps = stage_run.info.get("steps") if stage_run else None
     a, b = primary_value(runs[PRETRAINED]), primary_value(runs[SCRATCH])
     if a is None or b is None:
         raise UserError(f"{state_file}: an arm has no held-out accuracy; see {report}")
-    return Outcome(
-        report,
-        finding(
-            a,
-            b,
-            n_evaluated(runs[PRETRAINED]),
-            labelled,
-            example_diff(runs[PRETRAINED], runs[SCRATCH]),
-            steps,
-        ),
+    line = finding(
         a,
         b,
+        n_evaluated(runs[PRETRAINED]),
+        labelled,
+        example_diff(runs[PRETRAINED], runs[SCRATCH]),
+        steps,
+    )
+    helped = " helped: " in line
+    return Outcome(report, line, a, b, "" if helped else hint(_stage_accuracy(stage_run), labelled))
+
+
+def _stage_accuracy(run: Run | None) -> float | None:
+    """The stage's last held-out masked-token accuracy."""
+    evals = [r for r in (run.metrics() if run else []) if "valid/mlm_acc" in r]
+    return evals[-1]["valid/mlm_acc"] if evals else None
+
+
+def hint(mlm_acc: float | None, labelled: int = LABELLED) -> str:
+    """Why a few CPU-minutes of MLM rarely help here, and where this tool's studies show it
+    help (README, Studies: measured figures)."""
+    reached = f" reached a masked-token accuracy of {mlm_acc:.2f}" if mlm_acc is not None else ""
+    return (
+        f"why: a stage this short{reached}, which is mostly word frequencies, while {labelled:,} "
+        "labels let a model from scratch learn the sentiment words directly. Where pretraining "
+        "pays on 2 CPU cores: examples/conll2003 (a 13-minute stage: +5.8 entity-F1 points) "
+        "and examples/disaster_tweets (+2.6 points after one epoch of fine-tuning); a longer "
+        "stage here (--minutes N) shows whether and when it starts to help on these reviews"
     )
 
 

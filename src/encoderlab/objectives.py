@@ -54,9 +54,13 @@ def _mlm_metrics(c: dict[str, float], prefix: str = "") -> dict[str, float]:
     }
 
 
-def _names(metrics: Callable[[dict[str, float]], dict[str, float]], sources: list) -> tuple:
-    """Every metric `metrics` gives, the per-source ones of each of `sources` included."""
-    return tuple(metrics({f"{name}/masked": 1.0 for name in sources}))
+def _masked_objective(
+    step: Callable, metrics: Callable[[dict[str, float]], dict[str, float]], primary: str, sources
+) -> Objective:
+    """An objective whose loss is a mean over masked positions and whose `primary` metric is
+    better higher; its metric names are every metric `metrics` gives, per source too."""
+    names = tuple(metrics({f"{name}/masked": 1.0 for name in sources}))
+    return Objective(step, metrics, primary, "max", units="masked", metric_names=names)
 
 
 def _per_source_metrics(
@@ -108,14 +112,7 @@ def mlm_objective(sources: list[str] | None = None) -> Objective:
     def metrics(c: dict[str, float]) -> dict[str, float]:
         return _mlm_metrics(c) | _per_source_metrics(names, c, _mlm_metrics)
 
-    return Objective(
-        step=step,
-        metrics=metrics,
-        primary="mlm_acc",
-        primary_mode="max",
-        units="masked",
-        metric_names=_names(metrics, names),
-    )
+    return _masked_objective(step, metrics, "mlm_acc", names)
 
 
 def _electra_metrics(c: dict[str, float], prefix: str = "") -> dict[str, float]:
@@ -195,14 +192,7 @@ def electra_objective(disc_weight: float, sources: list[str] | None = None) -> O
         out["loss"] = out["mlm_loss"] + disc_weight * out["disc_loss"]
         return out | _per_source_metrics(names, c, _electra_metrics)
 
-    return Objective(
-        step=step,
-        metrics=metrics,
-        primary="disc_f1",
-        primary_mode="max",
-        units="masked",
-        metric_names=_names(metrics, names),
-    )
+    return _masked_objective(step, metrics, "disc_f1", names)
 
 
 def validation_metric_names(cfg: Config | FinetuneConfig) -> tuple[str, ...]:

@@ -830,6 +830,7 @@ def fit(
     if len(train_set) == 0:
         raise UserError("the training set is empty; check the data section of the config")
     check_batch_size(cfg)
+    check_early_stop_metric(cfg, getattr(objective, "metric_names", ()))
     setup_s = time.perf_counter() - started if started is not None else 0.0
     plan = Plan.of(cfg, len(train_set), tail_rows)
     device = next(model.parameters()).device
@@ -839,7 +840,6 @@ def fit(
     _prepare(eng, cfg, seed, state.step)
     _describe(run, plan, len(train_set), valid_set, device, amp)
     clock = Clock(state.train_seconds, setup_s)
-    check_early_stop_metric(cfg, getattr(objective, "metric_names", ()))
     primary, primary_mode = _primary(cfg, objective)
     stop = StopRule(cfg, plan, clock, primary, _eval_rows(valid_set, cfg))
     measure = stop.timed_eval(_measure(eng, valid_set, collate, cfg, evaluator))

@@ -189,9 +189,8 @@ def _check_metric(p: Path, spec: SweepSpec, base: Path, schema: type[Section]) -
     try:
         for key, value in spec.overrides.items():
             set_dotted(data, key.split("."), value, f"{p}: {key}")
-        cfg = build(schema, data, str(base))
+        known = sorted(f"valid/{n}" for n in validation_metric_names(build(schema, data, "")))
     except UserError:
         return
-    known = sorted(f"valid/{n}" for n in validation_metric_names(cfg))
     if known and spec.metric not in known:
         raise UserError(f"{p}: metric '{spec.metric}': the runs report {', '.join(known)}")

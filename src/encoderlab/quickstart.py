@@ -190,15 +190,9 @@ def compare_arms(state_file: Path, report: Path, labelled: int) -> Outcome:
     a, b = primary_value(runs[PRETRAINED]), primary_value(runs[SCRATCH])
     if a is None or b is None:
         raise UserError(f"{state_file}: an arm has no held-out accuracy; see {report}")
-    line = finding(
-        a,
-        b,
-        n_evaluated(runs[PRETRAINED]),
-        labelled,
-        example_diff(runs[PRETRAINED], runs[SCRATCH]),
-        steps,
-    )
-    helped = " helped: " in line
+    diff = example_diff(runs[PRETRAINED], runs[SCRATCH])
+    line = finding(a, b, n_evaluated(runs[PRETRAINED]), labelled, diff, steps)
+    helped = verdict(a, b, diff.p_value if diff is not None else None) == "helped"
     return Outcome(report, line, a, b, "" if helped else hint(_stage_accuracy(stage_run), labelled))
 
 
@@ -235,10 +229,13 @@ def finding(
         "" if p is None else (f"; sign test p = {p:.2g}" + ("" if p < 0.05 else ", within chance"))
     )
     done = f"pretraining ({steps:,} MLM steps)" if steps else "pretraining"
+    return f"{done} on the reviews' own text {verdict(a, b, p)}: {what}{tail}{chance}"
+
+
+def verdict(a: float, b: float, p: float | None) -> str:
+    """Pretraining's accuracy `a` against scratch's `b`, with the sign test's p if known."""
     if a > b and (p is None or p < 0.05):
-        verdict = "helped"
-    elif a > b:
-        verdict = "did not clearly help"
-    else:
-        verdict = "made no difference" if a == b else "did not help"
-    return f"{done} on the reviews' own text {verdict}: {what}{tail}{chance}"
+        return "helped"
+    if a > b:
+        return "did not clearly help"
+    return "made no difference" if a == b else "did not help"

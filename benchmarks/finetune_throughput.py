@@ -21,8 +21,9 @@ What is timed is what a user waits for, end to end on both sides: loading the mo
 tokenizer, tokenizing the data, training, and a validation accuracy of the trained model
 (encoderlab: its whole `finetune` call, which also checkpoints, evaluates at each epoch end and
 writes predictions; Hugging Face: tokenizer and model loading, tokenizing,
-`trainer.train()` then `trainer.evaluate()`). The sides run one after the other, each in a
-fresh process of its own, with the same thread count. The last line is `ratio X.XXx`
+`trainer.train()` then `trainer.evaluate()`); each side also prints its phases (set-up,
+training, the rest) so that a ratio can be traced to where the time went. The sides run one
+after the other, each in a fresh process of its own, with the same thread count. The last line is `ratio X.XXx`
 (encoderlab examples/s over the Trainer's).
 """
 
@@ -109,11 +110,23 @@ def run_encoderlab(args, model_path: str, train_csv: Path, valid_csv: Path, out:
             },
         }
     )
+    opened: list[float] = []  # when finetune said "run <dir>": set-up done, fit starts
+
+    def say(line: str) -> None:
+        if line.startswith("run ") and not opened:
+            opened.append(time.perf_counter())
+
     t0 = time.perf_counter()
-    run, result = finetune(cfg, say=lambda line: None)
+    run, result = finetune(cfg, say=say)
     seconds = time.perf_counter() - t0
     acc = float(result.best.get("valid/acc", result.last_eval.get("valid/acc", float("nan"))))
-    return {"seconds": seconds, "steps": result.step, "acc": acc}
+    setup = (opened[0] if opened else t0) - t0
+    phases = {
+        "setup": setup,  # load, tokenize, build the model, optimizer and run directory
+        "train": result.train_seconds,  # the loop, with its evaluations at epoch ends
+        "after": seconds - setup - result.train_seconds,  # best weights' predictions, the rest
+    }
+    return {"seconds": seconds, "steps": result.step, "acc": acc, "phases": phases}
 
 
 def run_hf(
@@ -180,10 +193,18 @@ def run_hf(
         data_collator=DataCollatorWithPadding(tok),
         compute_metrics=accuracy,
     )
+    t1 = time.perf_counter()
     state = trainer.train()
+    t2 = time.perf_counter()
     metrics = trainer.evaluate()
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "steps": state.global_step, "acc": float(metrics["eval_acc"])}
+    phases = {"setup": t1 - t0, "train": t2 - t1, "after": seconds - (t2 - t0)}
+    return {
+        "seconds": seconds,
+        "steps": state.global_step,
+        "acc": float(metrics["eval_acc"]),
+        "phases": phases,
+    }
 
 
 def main() -> None:
@@ -259,6 +280,12 @@ def main() -> None:
         print(
             f"{LABELS[name]:>10}: {r['steps']} steps in {r['seconds']:.1f} s = {rate[name]:.1f} "
             f"examples/s; valid accuracy {r['acc']:.4f}"
+        )
+        ph = r["phases"]
+        print(
+            f"{'':>10}  setup (load, tokenize) {ph['setup']:.1f} s, training {ph['train']:.1f} s "
+            f"= {r['steps'] * args.batch_size / max(ph['train'], 1e-9):.1f} examples/s, "
+            f"the rest (final evaluation, predictions) {ph['after']:.1f} s"
         )
     if len(rate) == 2:
         print(f"accuracy difference {sides['encoderlab']['acc'] - sides['hf']['acc']:+.4f}")

@@ -235,10 +235,13 @@ class Engine:
     ddp: DistributedDataParallel | None = None
     compiled: nn.Module | None = None  # torch.compile of the model or of `ddp` (train.compile)
     scaler: torch.amp.GradScaler | None = field(init=False, default=None)  # fp16 only
+    # what the optimizer trains, listed once: clipping walked the module tree every step
+    trained: list[nn.Parameter] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         if self.amp == torch.float16:
             self.scaler = torch.amp.GradScaler(self.device.type)
+        self.trained = [p for g in self.optimizer.param_groups for p in g["params"]]
 
     @property
     def net(self) -> nn.Module:
@@ -349,7 +352,7 @@ def _apply(eng: Engine, grad_clip: float | None) -> None:
     if eng.scaler:
         eng.scaler.unscale_(eng.optimizer)
     if grad_clip:  # non-finite gradients make the norm NaN: no sync, and the step is skipped
-        torch.nn.utils.clip_grad_norm_(eng.model.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_(eng.trained, grad_clip)
     if eng.scaler:
         eng.scaler.step(eng.optimizer)
         eng.scaler.update()

@@ -10,6 +10,8 @@ encoderlab's bare loop, of its real `fit` (fit_bench.py) and of transformers' Be
 bare loop with the same settings (same weights, batches, AdamW hyper-parameters), and MFU:
 useful FLOPs (fit_bench.useful_flops_per_step) per second over the GPU's dense bf16 peak (a
 table of known GPUs, else a bf16 matmul measured now; on CPU the fp32 matmul measured now).
+On a GPU also the bare loop with the weights cast to bf16 once (no autocast; AdamW on them, no
+fp32 master: a ceiling for what master weights could win over autocast's per-step casts).
 With --compile, also `fit` with train.compile (compilation not timed: it happens in the warmup).
 With --finetune it also runs finetune_throughput.py (encoderlab vs the HF Trainer, MiniLM, 3
 epochs, bf16 both sides on a GPU; --model / --data pass a checkpoint folder and the tweets' csv).
@@ -98,6 +100,15 @@ def measure(name: str, shape: tuple, args, device: torch.device, peak: float) ->
             peer, opt_peer, batches, device, amp, args.steps, args.warmup
         ),
     }
+    if amp is not None:  # the ceiling of keeping weights in bf16 (no autocast casts per step):
+        # the same model cast once, AdamW on the bf16 weights themselves (no fp32 master copy,
+        # so not a training recipe; a measure of what master weights could win)
+        ours.to(torch.bfloat16)
+        opt_bf16 = optimizers(ns, ours, None)[0]
+        rates["encoderlab bare, bf16 weights"] = bare_tokens_per_s(
+            ours, opt_bf16, batches, device, None, args.steps, args.warmup
+        )
+        del opt_bf16
     del ours, peer, opt_ours, opt_peer
     got = fit_tokens_per_s(
         model_config(ns), device, batch, seq, args.steps, args.warmup, 0.15, precision
@@ -111,7 +122,7 @@ def measure(name: str, shape: tuple, args, device: torch.device, peak: float) ->
     per_token = useful_flops_per_step(model_config(ns), batch, seq, 0.15) / (batch * seq)
     print(f"\n{name}: d {d}, {n_layer} layers, seq {seq}, batch {batch}, {precision}")
     for who, r in rates.items():
-        print(f"  {who:22}{r:>12,.0f} tokens/s   MFU {r * per_token / 1e9 / peak:6.1%}")
+        print(f"  {who:30}{r:>12,.0f} tokens/s   MFU {r * per_token / 1e9 / peak:6.1%}")
     print(
         f"  fit/bare {rates['encoderlab fit'] / rates['encoderlab bare']:.2f} (fit's evaluation "
         f"{got['eval_s']:.2f} s, charged once per 100 steps)"

@@ -485,6 +485,11 @@ def test_tagging_end_to_end_on_conll_fixture(tmp_path):
     ev = json.loads((run.path / "eval" / "valid.json").read_text())
     assert "PER" in ev["extra"]["per_type"]
     assert main_code(["predict", run.path, "--text", "the movie john was"]) == 0
+    # a tagging run has no CSV table: a .csv --output is refused before the model runs
+    out = tmp_path / "tags.csv"
+    assert main_code(["predict", run.path, "--input", f, "--output", out]) == 2
+    assert not out.exists()
+    assert main_code(["predict", run.path, "--input", f, "--output", tmp_path / "t.jsonl"]) == 0
 
 
 def test_finetune_resume_after_crash_matches_uninterrupted(tmp_path, monkeypatch):

@@ -648,3 +648,96 @@ def test_quickstart_flags_are_checked_before_anything_is_written(tmp_path, capsy
     assert cli("quickstart", "--runs-dir", tmp_path / "runs", *args) == 2
     assert expected in one_line_error(capsys)
     assert not (tmp_path / "runs").exists()
+
+
+def _damaged(finetuned: Path, tmp_path: Path, name: str) -> Path:
+    copy = tmp_path / name
+    shutil.copytree(finetuned, copy)
+    return copy
+
+
+@pytest.mark.parametrize(
+    "name, damage, expected",
+    [
+        ("nolabels", lambda r: (r / "labels.json").unlink(), "labels.json: missing"),
+        ("badlabels", lambda r: (r / "labels.json").write_text("{bad"), "labels.json: not valid"),
+        (
+            "threelabels",
+            lambda r: (r / "labels.json").write_text('["0", "1", "2"]'),
+            "does not fit the model its run describes (head.out.weight is [2, ",
+        ),
+        (
+            "badfield",
+            lambda r: (r / "model_config.json").write_text(
+                (r / "model_config.json").read_text().replace('"n_layer": ', '"n_layer": "x", "_":')
+            ),
+            "model_config.json: n_layer: Input should be a valid integer",
+        ),
+        ("noconfig", lambda r: (r / "model_config.json").unlink(), "model_config.json: missing"),
+    ],
+)
+def test_a_run_directory_edited_after_training_is_one_line_for_every_command(
+    finetuned, tmp_path, capsys, name, damage, expected
+):
+    """predict, evaluate and export name the file and the mismatch; none prints a traceback."""
+    run = _damaged(finetuned, tmp_path, name)
+    damage(run)
+    data = write_csv(tmp_path / "v.csv", sentiment_rows(10, 3), ["id", "text", "target"])
+    for args in (
+        ["predict", run, "--text", "fine"],
+        ["evaluate", run, "--data", data],
+        ["export", run, "--to-onnx", tmp_path / f"{name}.onnx"],
+    ):
+        capsys.readouterr()
+        assert cli(*args) == 2, args
+        err = one_line_error(capsys)
+        assert expected in err and "restore it, or fine-tune again" in err, (args, err)
+    assert not (tmp_path / f"{name}.onnx").exists()
+
+
+def test_a_replaced_run_tokenizer_is_refused_before_it_indexes_past_the_embeddings(
+    finetuned, tmp_path, capsys
+):
+    run = _damaged(finetuned, tmp_path, "tok")
+    corpus = tmp_path / "many.txt"
+    corpus.write_text("\n".join(f"w{i} x{i} y{i}" for i in range(3000)) + "\n")
+    shutil.rmtree(run / "tokenizer")
+    assert cli("tokenizer", "train", "--corpus", corpus, "--vocab-size", "2000",
+               "--out", run / "tokenizer") == 0  # fmt: skip
+    capsys.readouterr()
+    assert cli("predict", run, "--text", "w1 x2 y3") == 2
+    assert "tokens, but the model has" in one_line_error(capsys)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a GPU")
+@pytest.mark.parametrize(
+    "device, expected",
+    [("cuda", "no CUDA GPU here"), ("cuda:1", "no CUDA GPU here"), ("tpu", "not a device")],
+)
+def test_a_device_this_machine_lacks_is_one_line_before_a_run_exists(
+    tmp_path, capsys, device, expected
+):
+    f = tmp_path / "ft.yaml"
+    f.write_text(yaml.safe_dump(base_cfg(tmp_path, train={"device": device})))
+    capsys.readouterr()
+    assert cli("finetune", f) == 2
+    assert f"train.device={device}: {expected}" in one_line_error(capsys)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_run_trained_on_a_gpu_predicts_on_a_cpu(finetuned, tmp_path, capsys):
+    run = _damaged(finetuned, tmp_path, "gpu-trained")
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["train"]["device"] = "cuda:3"
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    assert cli("predict", run, "--text", "fine") == 0
+
+
+def test_predict_input_without_output_prints_the_rows_as_json_lines(finetuned, tmp_path, capsys):
+    data = write_csv(tmp_path / "t.csv", sentiment_rows(6, 4), ["id", "text", "target"])
+    capsys.readouterr()
+    assert cli("predict", finetuned, "--input", data) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["id"] for r in rows] == [r["id"] for r in sentiment_rows(6, 4)]
+    assert all(r["prediction"] in ("0", "1") for r in rows), rows

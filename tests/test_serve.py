@@ -18,6 +18,7 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from conftest import BAD, FILL, GOOD, run_cli, sentiment_rows  # noqa: E402
 from encoderlab.config import FinetuneConfig  # noqa: E402
+from encoderlab.errors import UserError  # noqa: E402
 from encoderlab.finetuning import finetune  # noqa: E402
 from encoderlab.inference import length_batches, load_finetuned, scored  # noqa: E402
 from encoderlab.serve import Batcher, RequestError, ServeLimits, build_app, parse_request  # noqa: E402
@@ -207,6 +208,16 @@ def test_batcher_failure_fails_only_its_batch():
     assert isinstance(out[1], RuntimeError)
 
 
+def test_a_request_that_fails_its_batch_fails_alone():
+    """Batched with others, a request whose input breaks the model gets the error; the other
+    requests in that batch are answered (each is run alone after the batch failed)."""
+    jobs = [["ok"], ["boom"], ["fine", "too"]]
+    calls, out = _batcher_run(ServeLimits(max_batch=64, max_wait_ms=300), jobs, "boom")
+    assert calls[0] == ["ok", "boom", "fine", "too"]  # one batch first
+    assert out[0] == [{"label": "OK"}] and out[2] == [{"label": "FINE"}, {"label": "TOO"}]
+    assert isinstance(out[1], RuntimeError)
+
+
 # -- the app -----------------------------------------------------------------------------------
 
 
@@ -218,6 +229,7 @@ BAD_REQUESTS = [
     ("item not a string", b'{"texts": ["a", 3]}', 422, "texts[1]"),
     ("empty list", b'{"texts": []}', 422, "texts"),
     ("blank text", b'{"texts": ["ok", "  "]}', 422, "texts[1]"),
+    ("lone surrogate", b'{"texts": ["ok", "\\ud800"]}', 422, "texts[1]"),
     ("too many texts", json.dumps({"texts": ["a"] * 5}).encode(), 413, "texts"),
     ("text too long", json.dumps({"texts": ["x" * 101]}).encode(), 413, "texts[0]"),
     ("body too large", json.dumps({"texts": ["y" * 90] * 4}).encode(), 413, None),
@@ -356,6 +368,35 @@ def test_pair_model_served_from_pairs(tmp_path):
         assert set(got[0]["scores"]) == {"diff", "same"}
         r = client.post("/predict", json={"texts": ["a"]})
         assert r.status_code == 422 and r.json()["field"] == "pairs"
+
+
+def test_a_pair_regression_model_takes_pairs_and_refuses_one_text(tmp_path):
+    """A regression run trained with task.text_pair_column (KLUE-STS's layout) is served from
+    pairs, and one text alone is refused (it used to be scored without its second sentence)."""
+    import encoderlab as el
+
+    rng = random.Random(3)
+    rows = []
+    for _ in range(120):
+        a, b = rng.choice(GOOD + BAD), rng.choice(GOOD + BAD)
+        rows.append({"s1": f"the {a} film", "s2": f"a {b} plot", "score": float(a == b)})
+    cfg = {
+        "name": "sts",
+        "runs_dir": str(tmp_path / "runs"),
+        "task": {"type": "regression", "text_column": "s1", "text_pair_column": "s2",
+                 "label_column": "score", "max_len": 32},
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 120},
+        "model": {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 1, "max_len": 32},
+        "train": {"batch_size": 16, "epochs": 1, "warmup_steps": 0},
+    }  # fmt: skip
+    model = el.load(el.finetune(cfg, train=rows, say=lambda m: None))
+    with TestClient(build_app(model.finetuned)) as client:
+        assert client.get("/info").json()["fields"] == ["pairs"]
+        r = client.post("/predict", json={"pairs": [["the great film", "a great plot"]]})
+        assert r.status_code == 200 and isinstance(r.json()["predictions"][0]["label"], float)
+        assert client.post("/predict", json={"texts": ["a"]}).status_code == 422
+    with pytest.raises(UserError, match="needs --text-pair"):
+        model.predict(["the great film"])
 
 
 def test_batcher_sheds_load_past_max_queue():

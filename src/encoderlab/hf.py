@@ -51,7 +51,7 @@ from torch import nn
 from encoderlab.config import FinetuneConfig, ModelConfig, load_config
 from encoderlab.errors import UserError, first_line
 from encoderlab.model import Encoder
-from encoderlab.runs import Run, encoder_weights, run_checkpoint, run_model_config
+from encoderlab.runs import Run, encoder_weights, run_checkpoint, run_labels, run_model_config
 from encoderlab.tasks.registry import task_class
 from encoderlab.tokenizer import (
     load_tokenizer,
@@ -825,7 +825,7 @@ def _finetune_export(
     max_len = min(cfg.task.max_len, mc.max_len)  # what the task encoded to
     spec = task_class(kind.split("/", 1)[1])
     head_kind = getattr(spec, "hf_head", None)
-    labels = json.loads((run.path / "labels.json").read_text(encoding="utf-8"))
+    labels = run_labels(run)
     head = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
     state = bert_state(enc, mc, "bert.")
     extra = {"classifier_dropout": cfg.head.dropout}

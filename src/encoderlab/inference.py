@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_model
 from tokenizers import Tokenizer
 from torch import nn
 
@@ -34,7 +33,7 @@ from encoderlab.data.tables import iter_rows, table_format
 from encoderlab.errors import UserError
 from encoderlab.hf import run_encoder
 from encoderlab.model import Encoder, Queries
-from encoderlab.runs import Run, run_checkpoint, run_model_config
+from encoderlab.runs import Run, load_run_weights, run_checkpoint, run_labels, run_model_config
 from encoderlab.runtime import autocast, autocast_dtype, resolve_device, to_device
 from encoderlab.tasks import get_task
 from encoderlab.tasks.base import Example, Feature, Task, model_inputs
@@ -239,8 +238,15 @@ class Finetuned:
             self.device,
         )
 
+    @property
+    def pairs(self) -> bool:
+        """Whether each example is two sentences: the pair type, or a regression run trained
+        with task.text_pair_column (its task type alone does not say)."""
+        is_pair = getattr(self.task, "is_pair", None)
+        return bool(is_pair and is_pair(self.cfg.task))
+
     def examples_from_texts(self, texts: list[str], text_pair: str | None = None) -> list[Example]:
-        return [self.task.example_from_text(t, text_pair, i) for i, t in enumerate(texts)]
+        return self.examples_from_pairs(texts, [text_pair] * len(texts))
 
     def predict(self, texts: list[str], text_pair: str | None = None) -> list[dict[str, Any]]:
         """One prediction row per text (a server calls this per request)."""
@@ -258,6 +264,15 @@ class Finetuned:
                     raise UserError(f"{what} {i} is {type(t).__name__}, not a string; give strings")
         if len(seconds) != len(texts):
             raise UserError(f"{len(texts)} texts but {len(seconds)} pairs/contexts; give one each")
+        if hasattr(self.task, "is_pair"):  # else the model would read them silently wrong
+            missing = [p is None for p in seconds]
+            if self.pairs and any(missing):
+                raise UserError("a sentence-pair model needs --text-pair as well as --text")
+            if not self.pairs and not all(missing):
+                raise UserError(
+                    "this model reads one text at a time; --text-pair (pairs) is for "
+                    "sentence-pair and QA models"
+                )
         return [
             self.task.example_from_text(t, p, i)
             for i, (t, p) in enumerate(zip(texts, seconds, strict=True))
@@ -400,6 +415,8 @@ def scored(
         if confidence is not None:
             row["tag_scores"] = [round(c, 6) for c in confidence]
         return row
+    if isinstance(pred, dict) and "value" in pred:  # regression's decoded number
+        pred = pred["value"]
     value = pred.item() if isinstance(pred, np.generic) else pred
     return {"label": value, "score": None, "scores": {}}
 
@@ -413,15 +430,24 @@ def load_finetuned(path: str | Path) -> Finetuned:
     cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
     task = get_task(cfg.task.type)
     tok = load_tokenizer(run.path / "tokenizer")
-    labels = json.loads((run.path / "labels.json").read_text())
+    labels = run_labels(run)
     model_cfg = run_model_config(run)
+    if model_cfg.vocab_size is not None and tok.get_vocab_size() > model_cfg.vocab_size:
+        raise UserError(
+            f"{run.path / 'tokenizer'}: {tok.get_vocab_size():,} tokens, but the model has "
+            f"{model_cfg.vocab_size:,} embeddings; the run's tokenizer was replaced after "
+            "training: restore it, or fine-tune again"
+        )
     model = TaskModel(
         run_encoder(run, model_cfg), task.head(cfg.head, model_cfg.d_model, max(len(labels), 1))
     )
-    load_model(model, str(run_checkpoint(run) / "model.safetensors"))
+    load_run_weights(model, run_checkpoint(run) / "model.safetensors")
     for note in run.skip_notes():  # a damaged best checkpoint: say which weights answer instead
         print(note, file=sys.stderr)
-    device = resolve_device(cfg.train.device)
+    try:
+        device = resolve_device(cfg.train.device)
+    except UserError:  # trained on a device this machine lacks (cuda:3): answer where it can
+        device = resolve_device("auto")
     model.to(device).eval()
     return Finetuned(run, cfg, task, tok, labels, model, device, special_ids(tok)["pad"])
 
@@ -474,6 +500,10 @@ def predict(
         examples = ft.examples_from_texts(texts, text_pair)
     else:
         raise UserError("give --text TEXT or --input FILE")
+    if output and Path(output).suffix == ".csv" and ft.task.submission([], task_cfg) is None:
+        raise UserError(  # before the model runs; a .csv of JSON lines would be garbage
+            f"--output {output}: a {ft.task.type} run writes no CSV table; give a .jsonl file"
+        )
     _, rows = ft.run_examples(examples)
     if output:
         out = Path(output)
@@ -486,4 +516,7 @@ def predict(
     elif texts:
         for ex, r in zip(examples, rows, strict=True):
             say(ft.task.show_prediction(ex, r))
+    else:  # --input without --output: the rows as JSON lines (`> predictions.jsonl`)
+        for r in rows:
+            say(json.dumps(r, ensure_ascii=False))
     return rows

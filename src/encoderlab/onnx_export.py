@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model
 from torch import nn
 
 from encoderlab.config import FinetuneConfig, load_config
@@ -32,7 +31,7 @@ from encoderlab.errors import UserError
 from encoderlab.hf import run_encoder
 from encoderlab.inference import TaskModel
 from encoderlab.model import MaskedLM
-from encoderlab.runs import Run, run_checkpoint, run_model_config
+from encoderlab.runs import Run, load_run_weights, run_checkpoint, run_labels, run_model_config
 from encoderlab.tasks import get_task
 from encoderlab.tokenizer import load_tokenizer, save_tokenizer
 
@@ -82,7 +81,7 @@ def run_logits_model(run: Run) -> tuple[nn.Module, dict[str, Any]]:
     elif kind.startswith("finetune/"):
         cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
         task = get_task(cfg.task.type)
-        labels = json.loads((run.path / "labels.json").read_text(encoding="utf-8"))
+        labels = run_labels(run)
         head = task.head(cfg.head, mc.d_model, max(len(labels), 1))
         model = TaskModel(run_encoder(run, mc), head)
         meta = {
@@ -99,7 +98,7 @@ def run_logits_model(run: Run) -> tuple[nn.Module, dict[str, Any]]:
         raise UserError(
             f"{run.path}: run kind {kind!r} cannot be exported; use a pretraining or fine-tuning run"
         )
-    load_model(model, str(ckpt / "model.safetensors"))
+    load_run_weights(model, ckpt / "model.safetensors")
     meta |= {"checkpoint": ckpt.name, "opset": OPSET, "inputs": list(INPUTS)}
     meta.setdefault("max_len", mc.max_len)
     return _Logits(model, mlm=kind == "pretrain").eval(), meta

@@ -33,6 +33,7 @@ import errno
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import struct
@@ -47,7 +48,7 @@ from typing import Any
 
 import safetensors.torch
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file
 
@@ -917,13 +918,55 @@ def weights_problem(folder: Path) -> str | None:
     return safetensors_problem(folder / "model.safetensors")
 
 
+_CHANGED = "the run directory was changed after training: restore it, or fine-tune again"
+
+
 def run_model_config(run: Run) -> ModelConfig:
     """The encoder architecture a run trained (after any drop_last)."""
     saved = run.path / "model_config.json"
     if saved.is_file():
-        return ModelConfig.model_validate(json.loads(saved.read_text()))
+        try:
+            return ModelConfig.model_validate(json.loads(saved.read_text(encoding="utf-8")))
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise UserError(f"{saved}: {where}: {err['msg']}; {_CHANGED}") from None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise UserError(f"{saved}: not valid JSON ({first_line(e)}); {_CHANGED}") from None
+    if str(run.info.get("kind", "")).startswith("finetune"):  # fine-tuning always writes it
+        raise UserError(f"{saved}: missing; {_CHANGED}")
     cfg = load_config(run.path / "config.yaml", schema=Config)
     return cfg.model
+
+
+def run_labels(run: Run) -> list:
+    """The labels a fine-tuning run trained on (labels.json), in the head's output order."""
+    path = run.path / "labels.json"
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; {_CHANGED}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({first_line(e)}); {_CHANGED}") from None
+    if not isinstance(labels, list):
+        raise UserError(f"{path}: not a JSON list of labels; {_CHANGED}")
+    return labels
+
+
+def load_run_weights(model: torch.nn.Module, weights: Path) -> None:
+    """A checkpoint's weights into the model its run describes; a shape that does not match
+    (labels.json, model_config.json or the tokenizer edited since) is the user's one line."""
+    try:
+        load_model(model, str(weights))
+    except RuntimeError as e:
+        shapes = re.search(
+            r"size mismatch for (\S+): .*?torch\.Size\((\[.*?\])\).*?torch\.Size\((\[.*?\])\)",
+            str(e),
+        )
+        detail = f"{shapes[1]} is {shapes[2]} there, {shapes[3]} here" if shapes else first_line(e)
+        raise UserError(
+            f"{weights}: does not fit the model its run describes ({detail}); {_CHANGED}"
+        ) from None
 
 
 def encoder_weights(ckpt: Path) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from encoderlab import distributed
+from encoderlab.errors import UserError
 
 Batch = dict[str, torch.Tensor]
 
@@ -29,10 +30,35 @@ def resolve_device(name: str) -> torch.device:
     """'auto' is the GPU if there is one; under torchrun each process takes GPU LOCAL_RANK."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(
+            f"train.device={name}: not a device; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
     if device.type == "cuda" and device.index is None and distributed.launched():
         device = torch.device("cuda", distributed.local_rank())
+    _check_available(device, name)
     return device
+
+
+def _check_available(device: torch.device, name: str) -> None:
+    """A device this machine lacks is the config's mistake, said before any work starts."""
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(
+                f"train.device={name}: no CUDA GPU here (torch {torch.__version__}); "
+                "use train.device=cpu or auto"
+            )
+        if device.index is not None and device.index >= count:
+            raise UserError(
+                f"train.device={name}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"train.device={name}: MPS is not available here; use cpu or auto")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"train.device={name}: not supported; use auto, cpu, cuda, cuda:N or mps")
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -91,7 +91,7 @@ def request_fields(ft: Finetuned) -> list[str]:
     """The JSON fields /predict takes for this run's task (from what the task declares)."""
     if ft.task.hf_head == "span":  # extractive QA: a question and its context
         return ["questions", "contexts"]
-    if getattr(ft.task, "pair", False):  # two sentences
+    if ft.pairs:  # two sentences
         return ["pairs"]
     return ["texts"]
 
@@ -114,6 +114,12 @@ def _strings(body: dict[str, Any], name: str, limits: ServeLimits) -> list[str]:
             raise RequestError(422, where, f"'{where}' must be a string")
         if not text.strip():
             raise RequestError(422, where, f"'{where}' is empty")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # JSON allows "\ud800"; the tokenizer does not
+            raise RequestError(
+                422, where, f"'{where}' is not valid Unicode (a lone surrogate such as \\ud800)"
+            ) from None
         if len(text) > limits.max_text_chars:
             raise RequestError(
                 413,
@@ -267,26 +273,33 @@ class Batcher:
         return [j for j in jobs if not j.future.done()]  # a client that left is skipped
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             jobs = await self._collect()
-            if not jobs:
-                continue
-            examples = [ex for j in jobs for ex in j.examples]
-            try:
-                rows = await loop.run_in_executor(self.executor, self.predict, examples)
-            except Exception as e:  # the server stays up; these requests get a 500
-                traceback.print_exc(file=sys.stderr)
+            if jobs:
+                await self._answer(jobs)
+
+    async def _answer(self, jobs: list[_Job]) -> None:
+        """One forward pass for these requests. If it fails with several in it, each is run
+        alone, so one request's input fails that request only, not the others batched with it."""
+        loop = asyncio.get_running_loop()
+        examples = [ex for j in jobs for ex in j.examples]
+        try:
+            rows = await loop.run_in_executor(self.executor, self.predict, examples)
+        except Exception as e:  # the server stays up; the failing request gets a 500
+            if len(jobs) > 1:
                 for j in jobs:
-                    if not j.future.done():
-                        j.future.set_exception(e)
-                continue
-            self.batches += 1
-            k = 0
-            for j in jobs:
-                part, k = rows[k : k + len(j.examples)], k + len(j.examples)
-                if not j.future.done():
-                    j.future.set_result(part)
+                    await self._answer([j])
+                return
+            traceback.print_exc(file=sys.stderr)
+            if not jobs[0].future.done():
+                jobs[0].future.set_exception(e)
+            return
+        self.batches += 1
+        k = 0
+        for j in jobs:
+            part, k = rows[k : k + len(j.examples)], k + len(j.examples)
+            if not j.future.done():
+                j.future.set_result(part)
 
 
 # ---------------------------------------------------------------------------------------------

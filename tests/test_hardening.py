@@ -741,3 +741,31 @@ def test_predict_input_without_output_prints_the_rows_as_json_lines(finetuned, t
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["id"] for r in rows] == [r["id"] for r in sentiment_rows(6, 4)]
     assert all(r["prediction"] in ("0", "1") for r in rows), rows
+
+
+def test_damaged_study_state_and_prediction_lines_and_bad_caps(finetuned, tmp_path, capsys):
+    """study.json that is JSON but not a state, a predictions line that is JSON but not a row,
+    a negative task.max_examples, a JSON-array file's hint: each one line or skipped."""
+    from encoderlab.study.state import State
+
+    state = tmp_path / "study.json"
+    state.write_text("[]")
+    with pytest.raises(UserError, match="not a study's state"):
+        State(state)
+    runs = tmp_path / "two-runs"
+    for name in ("a", "b"):
+        shutil.copytree(finetuned, runs / name)
+    with open(runs / "b" / "predictions" / "valid.jsonl", "a") as f:
+        f.write("[1, 2]\n")
+    capsys.readouterr()
+    assert cli("report", runs, "--out", tmp_path / "rep") == 0
+    f = tmp_path / "ft.yaml"
+    f.write_text(yaml.safe_dump(base_cfg(tmp_path, task={"max_examples": -5})))
+    assert cli("finetune", f) == 2
+    assert "task.max_examples" in one_line_error(capsys)
+    rows = tmp_path / "q.jsonl"
+    rows.write_text('[{"text": "a", "target": 1}, {"text": "b", "target": 0}]\n')
+    f.write_text(yaml.safe_dump(base_cfg(tmp_path, task={"train": str(rows)})))
+    assert cli("finetune", f) == 2
+    err = one_line_error(capsys)
+    assert "jq -c '.[]' q.jsonl > q-rows.jsonl" in err, err

@@ -129,3 +129,7 @@ def test_quickstart_cli_bad_input_is_one_line_before_any_run(tmp_path, capsys, m
     )
     assert code == 2 and "unknown config key 'train.lrr'" in capsys.readouterr().err
     assert not list((tmp_path / "runs").glob("*/run.json"))  # nothing started
+    assert not (tmp_path / "runs" / "quickstart" / "data").exists()  # nor written
+    code = cli("quickstart", "--runs-dir", tmp_path / "runs2", *small, "--set", "train.lr=-1")
+    assert code == 2 and "lr must be positive" in capsys.readouterr().err
+    assert not (tmp_path / "runs2").exists()

@@ -282,6 +282,8 @@ def test_app_model_failure_is_a_500_and_the_server_stays_up(ft, monkeypatch):
 def test_serve_command_refuses_bad_input(tmp_path, run_dir):
     assert run_cli("serve", tmp_path / "nope") == 2
     assert run_cli("serve", run_dir, "--max-batch", "0") == 2
+    for wait in ("inf", "nan", "-1"):  # inf held every request forever
+        assert run_cli("serve", run_dir, "--max-wait-ms", wait) == 2
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -427,7 +427,7 @@ class TaskConfig(Section):
     metric: str | None = None  # the primary metric (picks the best checkpoint); None: the task's
     positive_label: str | None = None  # binary f1/roc_auc: the positive class; None: the second
     max_len: int = 128
-    max_examples: int | None = None  # cap on examples read from each file (quick runs)
+    max_examples: int | None = Field(None, ge=1)  # cap on examples read from each file (quick runs)
     # classification/regression documents longer than max_len: head (keep the start), head_tail
     # (the first head_tokens and the end), windows (overlapping windows, logits averaged)
     truncation: Literal["head", "head_tail", "windows"] = "head"

@@ -13,6 +13,7 @@ skips the arms that are done and only rebuilds the report.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from encoderlab.config import Config, FinetuneConfig, load_config
+from encoderlab.config import Config, FinetuneConfig, apply_overrides, build
 from encoderlab.data.quickstart import quickstart_corpus, split_reviews
 from encoderlab.errors import UserError
 from encoderlab.runs import Run
@@ -129,12 +130,6 @@ def run_quickstart(
     # a folder per split: other counts change the configs' data paths, so the study reruns
     # the arms (and the stage) instead of skipping them as done
     data = out / "data" / f"labelled-{labelled}-heldout-{heldout}"
-    counts = split_reviews(corpus, data, labelled, heldout)
-    say(
-        f"pretraining text: {counts['pretrain_texts']:,} reviews and plots (no held-out review); "
-        f"labelled: {counts['labelled']:,} reviews; held out: {counts['heldout']:,} reviews "
-        f"of {counts['movies_heldout']:,} other movies"
-    )
     bounds = (None, minutes) if minutes is not None else (steps, None)
     files = {
         "pretrain.yaml": pretrain_config((data / "pretrain.csv").resolve(), *bounds),
@@ -145,17 +140,23 @@ def run_quickstart(
             out, Path(runs_dir), list(overrides or []), list(finetune_overrides or [])
         ),
     }
-    for name, body in files.items():
-        (out / name).write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
-    # a bad --set / --finetune-set is a one-line error now, not a failed arm minutes later
+    # a bad --set / --finetune-set is a one-line error now, before anything is written
     for flag, name, sets, schema in (
         ("--set", "pretrain.yaml", overrides, Config),
         ("--finetune-set", "finetune.yaml", finetune_overrides, FinetuneConfig),
     ):
         try:
-            load_config(out / name, list(sets or []), schema)
+            build(schema, apply_overrides(copy.deepcopy(files[name]), list(sets or [])), "--set")
         except UserError as e:
             raise UserError(f"{flag}: {str(e).removeprefix('--set: ')}") from None
+    counts = split_reviews(corpus, data, labelled, heldout)
+    say(
+        f"pretraining text: {counts['pretrain_texts']:,} reviews and plots (no held-out review); "
+        f"labelled: {counts['labelled']:,} reviews; held out: {counts['heldout']:,} reviews "
+        f"of {counts['movies_heldout']:,} other movies"
+    )
+    for name, body in files.items():
+        (out / name).write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
     report = run_study(out / "study.yaml", say=say)
     outcome = compare_arms(out / "study.json", report, counts["labelled"])
     say("")

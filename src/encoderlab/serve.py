@@ -67,8 +67,8 @@ class ServeLimits:
         for name in ("max_batch", "max_texts", "max_text_chars", "max_body_bytes", "max_queue"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.max_wait_ms < 0:
-            raise UserError("--max-wait-ms must be >= 0")
+        if not 0 <= self.max_wait_ms <= 60_000:  # inf would hold every request forever
+            raise UserError("--max-wait-ms must be between 0 and 60000 (a minute)")
 
 
 class Busy(Exception):

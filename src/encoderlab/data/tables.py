@@ -155,7 +155,8 @@ def jsonl_objects(
     A JSON array file (one document over many lines) raises even when tolerant: every line
     would be bad, so counting them helps nobody."""
     first = where.start == 0
-    jq = f"`jq -c '.[]' {path.name} > {path.stem}.jsonl`"
+    # never onto the input's own name: the shell would empty it before jq reads it
+    jq = f"`jq -c '.[]' {path.name} > {path.stem}-rows.jsonl`"
     for lineno, offset, line in lines:
         stripped = line.strip()
         if not stripped:

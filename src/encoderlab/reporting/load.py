@@ -93,9 +93,11 @@ def _jsonl(path: Path) -> list[dict[str, Any]] | None:
     rows = []
     for line in path.read_bytes().splitlines():
         try:
-            rows.append(json.loads(line.decode("utf-8")))
+            row = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):  # cut short by a kill, or damaged
             continue
+        if isinstance(row, dict):  # a line that is JSON but not a row is damage too
+            rows.append(row)
     return rows
 
 

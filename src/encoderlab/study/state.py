@@ -21,10 +21,15 @@ class State:
         if path.is_file():
             try:
                 self.data = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, UnicodeDecodeError):
                 raise UserError(
                     f"{path}: not valid JSON; delete it to start the study over"
                 ) from None
+            if not isinstance(self.data, dict) or not isinstance(self.data.get("arms", {}), dict):
+                raise UserError(
+                    f"{path}: not a study's state (a JSON object with 'arms'); delete it to "
+                    "start the study over"
+                )
             self.data.setdefault("arms", {})
 
     def arm(self, name: str) -> dict[str, Any]:

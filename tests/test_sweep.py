@@ -123,7 +123,8 @@ def test_asha_sweep_lists_every_trial_and_writes_outputs(tmp_path, ray_local):
 def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, ray_local):
     path = write_sweep(
         tmp_path,
-        space={"model.d_model": {"grid": [16, 15, 24]}},  # 15 is not divisible by n_head=2
+        # d_model 15 runs with one head, not with two: a failure of that combination alone
+        space={"model.d_model": {"grid": [16, 15]}, "model.n_head": {"grid": [1, 2]}},
         scheduler="none",
     )
     seen: list[str] = []  # what Ray Tune logs (to the console) while the sweep runs
@@ -135,13 +136,13 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, ray_local):
     finally:
         logging.getLogger("ray.tune").removeHandler(handler)
     assert not [m for m in seen if "Trial task failed" in m or "did not complete" in m], seen
-    rows = {r["model.d_model"]: r for r in read_trials(out)}
-    assert rows["15"]["status"] == "failed"
-    assert "not divisible" in rows["15"]["error"] and rows["15"]["run_dir"] == ""
-    assert rows["16"]["status"] == rows["24"]["status"] == "completed"
+    rows = {(r["model.d_model"], r["model.n_head"]): r for r in read_trials(out)}
+    assert rows["15", "2"]["status"] == "failed"
+    assert "not divisible" in rows["15", "2"]["error"] and rows["15", "2"]["run_dir"] == ""
+    assert [rows[k]["status"] for k in (("16", "1"), ("16", "2"), ("15", "1"))] == ["completed"] * 3
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["completed"], summary["failed"]) == (2, 1)
-    assert load_config(out / "best.yaml", schema=FinetuneConfig).model.d_model in (16, 24)
+    assert (summary["completed"], summary["failed"]) == (3, 1)
+    assert load_config(out / "best.yaml", schema=FinetuneConfig).model.d_model in (16, 15)
 
 
 @pytest.mark.slow
@@ -214,6 +215,27 @@ def test_sweep_file_errors_are_one_line(tmp_path):
     with pytest.raises(UserError, match=r"metric 'valid/accuracy': the runs report valid/acc, "):
         load_sweep(path)
     assert load_sweep(write_sweep(tmp_path, metric="valid/macro_f1")).spec.metric
+    # a searched value no trial can run with used to fail its trials one by one (exit 0)
+    path = write_sweep(tmp_path, space={"train.lr": {"grid": [1e-3, -1.0]}})
+    with pytest.raises(UserError, match=r"space 'train.lr': no trial can run with -1.0 \("):
+        load_sweep(path)
+    path = write_sweep(tmp_path, space={"train.lr": {"uniform": [-1.0, -0.5]}})
+    with pytest.raises(UserError, match="no trial of this space has a valid config"):
+        load_sweep(path)
+    # a value only some combinations allow stays: those trials fail on their own
+    space = {"model.d_model": {"grid": [16, 15]}, "model.n_head": {"grid": [1, 2]}}
+    assert load_sweep(write_sweep(tmp_path, space=space)).spec.space
+
+
+def test_a_sweep_whose_every_trial_failed_exits_2_after_its_table(tmp_path, ray_local):
+    path = write_sweep(tmp_path, scheduler="none", space={"train.lr": {"grid": [1e-3]}})
+    base = yaml.safe_load((tmp_path / "base.yaml").read_text())
+    base["task"]["train"] = str(tmp_path / "gone.csv")  # not a config error: found at run time
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    with pytest.raises(UserError, match="every trial failed"):
+        run_sweep(path, say=lambda m: None)
+    out = tmp_path / "out"
+    assert read_trials(out)[0]["status"] == "failed" and not (out / "best.yaml").exists()
 
 
 def test_trials_checkpoint_at_every_evaluation_unless_the_sweep_says(tmp_path):

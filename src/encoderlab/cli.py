@@ -455,7 +455,11 @@ def sweep(
     from encoderlab.sweep import sweep_command
 
     out = sweep_command(str(file), resume=resume, address=address)
-    say(f"sweep: {out} (table {out / 'trials.md'}, best config {out / 'best.yaml'})")
+    best = out / "best.yaml"
+    say(
+        f"sweep: {out} (table {out / 'trials.md'}"
+        + (f", best config {best})" if best.is_file() else ")")
+    )
 
 
 @study_app.command("run")

@@ -160,6 +160,11 @@ def run_sweep(
             ray.shutdown()
     rows = collect(sweep, tune_status)
     write_outputs(sweep, rows, say)
+    if rows and all(r["status"] == "failed" for r in rows):
+        raise UserError(  # after the table, which has each trial's error
+            f"every trial failed (their errors: {sweep.out / 'trials.md'}); fix the base config "
+            "or the space, then run the sweep again"
+        )
     return sweep.out
 
 

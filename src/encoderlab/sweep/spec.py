@@ -5,6 +5,9 @@ space and of the fixed overrides must name a config field: a typo fails before R
 
 from __future__ import annotations
 
+import copy
+import itertools
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -177,7 +180,53 @@ def load_sweep(path: str | Path) -> Sweep:
             if why:
                 raise UserError(f"{p}: {section} key '{key}': {why}")
     _check_metric(p, spec, base, schema)
+    _check_values(p, spec, base, schema)
     return Sweep(p, spec, base, schema)
+
+
+def _candidates(dist: Dist) -> list[Any]:
+    """The values a trial may get: the listed ones, or both ends of a range."""
+    listed = dist.grid if dist.grid is not None else dist.choice
+    if listed is not None:
+        return list(listed)
+    return list(getattr(dist, dist.kind))
+
+
+def _check_values(p: Path, spec: SweepSpec, base: Path, schema: type[Section]) -> None:
+    """A searched value no trial can run with (`train.lr: {grid: [-1]}`) is refused now: it
+    used to fail its trials one by one and the sweep still ended with exit code 0. A value is
+    judged together with every combination of the other fields' candidates, so one that only
+    some combinations allow (n_head with d_model) stays: those trials fail on their own."""
+    data = read_yaml(base)
+    for key, value in spec.overrides.items():
+        set_dotted(data, key.split("."), value, f"{p}: {key}")
+    candidates = {k: _candidates(d) for k, d in spec.space.items()}
+    if math.prod(len(c) for c in candidates.values()) > 1024:
+        return  # too many to try; the trials will say
+    keys = list(candidates)
+
+    def reason(combo: tuple[Any, ...]) -> str | None:
+        trial = copy.deepcopy(data)
+        for k, v in zip(keys, combo, strict=True):
+            set_dotted(trial, k.split("."), v, f"{p}: space {k}")
+        try:
+            build(schema, trial, "")
+        except UserError as e:
+            return str(e).removeprefix(": ")
+        return None
+
+    combos = list(itertools.product(*candidates.values()))
+    why = {combo: reason(combo) for combo in combos}
+    if all(why.values()):
+        raise UserError(f"{p}: no trial of this space has a valid config; e.g. {why[combos[0]]}")
+    for i, key in enumerate(keys):
+        for value in candidates[key]:
+            tried = [why[c] for c in combos if c[i] == value]
+            if all(tried):
+                raise UserError(
+                    f"{p}: space '{key}': no trial can run with {value!r} ({tried[0]}); "
+                    "remove it or change its range"
+                )
 
 
 def _check_metric(p: Path, spec: SweepSpec, base: Path, schema: type[Section]) -> None:

@@ -169,6 +169,8 @@ def write_outputs(sweep: Sweep, rows: list[dict[str, Any]], say: Callable[[str],
         save_config(cfg, out / "best.yaml")
         summary["best"] = {k: best[k] for k in ("trial", "metric", "run_dir")}
         summary["best"]["values"] = {k: best[k] for k in sweep.spec.space}
+    else:  # no trial has a result: no best.yaml (not even an earlier one) to point at
+        (out / "best.yaml").unlink(missing_ok=True)
     write_json(out / "summary.json", summary)
     write_plots(sweep, rows)
     run_dirs = [Path(r["run_dir"]) for r in rows if r["run_dir"] and Path(r["run_dir"]).is_dir()]

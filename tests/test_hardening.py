@@ -769,3 +769,24 @@ def test_damaged_study_state_and_prediction_lines_and_bad_caps(finetuned, tmp_pa
     assert cli("finetune", f) == 2
     err = one_line_error(capsys)
     assert "jq -c '.[]' q.jsonl > q-rows.jsonl" in err, err
+
+
+@pytest.mark.parametrize(
+    "bad, key",
+    [({"text": ["a", "b"]}, "text_column"), ({"target": [1]}, "label_column"),
+     ({"target": {"a": 1}}, "label_column")],
+)  # fmt: skip
+def test_a_json_list_or_object_where_text_or_a_label_goes_is_refused_at_its_line(
+    tmp_path, capsys, bad, key
+):
+    """Its Python repr used to become the text or a label of its own (`['a', 'b']`)."""
+    rows = [{"text": f"a fine film {i}", "target": i % 2} for i in range(20)]
+    rows[7] = {**rows[7], **bad}
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    f = tmp_path / "ft.yaml"
+    f.write_text(yaml.safe_dump(base_cfg(tmp_path, task={"train": str(data)})))
+    capsys.readouterr()
+    assert cli("finetune", f) == 2
+    err = one_line_error(capsys)
+    assert f"rows.jsonl:8: the task.{key} value is a JSON" in err, err

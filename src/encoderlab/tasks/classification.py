@@ -84,8 +84,10 @@ class ClassificationTask(TaskBase):
             records.require_cell(path, n, row, cfg.text_column, "text_column")
             if pair:
                 records.require_cell(path, n, row, cfg.text_pair_column, "text_pair_column")
-            text = _text(get(row, cfg.text_column))
-            second = _text(get(row, cfg.text_pair_column)) if pair else None
+            text = _text(get(row, cfg.text_column), path, n, "text_column")
+            second = (
+                _text(get(row, cfg.text_pair_column), path, n, "text_pair_column") if pair else None
+            )
             if not text or (pair and not second):
                 empty.append(n)
                 continue
@@ -124,6 +126,7 @@ class ClassificationTask(TaskBase):
 
     def parse_label(self, raw: Any, path: str, line: int) -> Any:
         """The gold label of a cell, None for a row without one (skipped when labelled)."""
+        _scalar(raw, path, line, "label_column")
         label = None if raw is None else str(raw).strip()
         return None if label in NO_LABEL else label
 
@@ -441,8 +444,20 @@ def pooled_logits(outputs: list[np.ndarray], features: list[Feature]) -> dict[in
     return {i: z / counts[i] for i, z in sums.items()}
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value).strip()
+def _text(value: Any, path: str, line: int, key: str) -> str:
+    return "" if value is None else str(_scalar(value, path, line, key)).strip()
+
+
+def _scalar(value: Any, path: str, line: int, key: str) -> Any:
+    """A cell's value, refused when it is a JSON list or object: its Python repr would become
+    the text or the label (`['a', 'b']`) without a word."""
+    if isinstance(value, (list, dict)):
+        kind = "list" if isinstance(value, list) else "object"
+        raise UserError(
+            f"{path}:{line}: the task.{key} value is a JSON {kind}, not a single value; give "
+            "a string (or point task." + key + " at a nested key with dots, e.g. a.b)"
+        )
+    return value
 
 
 def _label_key(label: str) -> tuple[int, Any]:

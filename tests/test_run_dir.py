@@ -71,6 +71,12 @@ def snapshot(run: Run) -> dict[str, bytes]:
         (lambda c: truncate(c / "optimizer.safetensors", 0.9), "optimizer.safetensors is cut"),
         (lambda c: (c / "state.json").write_text('{"step": 6, "ep'), "state.json does not parse"),
         (lambda c: (c / "model.safetensors").write_bytes(b"\x01"), "model.safetensors is cut"),
+        (
+            lambda c: (c / "state.json").write_text(
+                (c / "state.json").read_text().replace('"step": 6', '"step": "abc"')
+            ),
+            "state.json's step is 'abc', not a whole number",
+        ),
     ],
 )
 def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, damage, why):
@@ -102,7 +108,8 @@ def test_failed_resume_leaves_the_run_untouched(tmp_path, capsys):
     before = snapshot(run)
     assert run_cli("finetune", "--resume", run.path) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "no complete checkpoint" in err and "\n" not in err
+    assert err.startswith("error:") and "\n" not in err
+    assert "every checkpoint is damaged" in err and "cut short" in err  # not "start over"
     assert snapshot(run) == before
     # export of such a run: one line, no traceback
     assert run_cli("export", run.path, "--to-hf", tmp_path / "hf") == 2

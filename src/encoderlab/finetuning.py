@@ -398,8 +398,7 @@ def finetune(
             raise UserError(
                 f"{run.path}: is not a fine-tuning run; use `encoderlab pretrain --resume`"
             )
-        if run.latest_checkpoint() is None:
-            raise UserError(f"{run.path}: has no complete checkpoint yet; start a new run instead")
+        run.resumable_checkpoint()
         cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
         if "group_by_length" not in cfg.train.model_fields_set:
             cfg.train.group_by_length = False  # a run started before grouping: same order

@@ -125,8 +125,7 @@ def _pretrain(
     if resume is not None:
         run = Run.open(resume)
         tok = load_tokenizer(run.path / "tokenizer")
-        if run.latest_checkpoint() is None:
-            raise UserError(f"{run.path}: has no complete checkpoint yet; start a new run instead")
+        run.resumable_checkpoint()
         check_not_finished(
             run, cfg.train, "To train longer, resume with e.g. --set train.max_steps=N (larger)"
         )

@@ -371,6 +371,21 @@ class Run:
             self._skip(ckpt, problem)
         return None
 
+    def resumable_checkpoint(self) -> Path:
+        """`latest_checkpoint` for --resume, or the one line that says why there is none:
+        nothing written yet, or every checkpoint damaged (which is not a reason to start over
+        when weights are intact, so it says what is wrong instead)."""
+        ckpt = self.latest_checkpoint()
+        if ckpt is not None:
+            return ckpt
+        if not self.skipped:
+            raise UserError(f"{self.path}: has no complete checkpoint yet; start a new run instead")
+        where, why = self.skipped[-1]
+        raise UserError(
+            f"{self.path}: every checkpoint is damaged (the oldest, {where.name}: {why}); "
+            "restore a checkpoint folder from a copy to resume, or start a new run"
+        )
+
     def save_checkpoint(
         self,
         model: torch.nn.Module,
@@ -559,6 +574,9 @@ def checkpoint_problem(ckpt: Path) -> str | None:
         return f"state.json does not parse ({first_line(e)})"
     if not isinstance(state, dict) or "step" not in state:
         return "state.json has no step"
+    for key in ("step", "epoch"):
+        if key in state and (not isinstance(state[key], int) or isinstance(state[key], bool)):
+            return f"state.json's {key} is {state[key]!r}, not a whole number"
     for name in ("model.safetensors", "optimizer.safetensors"):
         problem = safetensors_problem(ckpt / name)
         if problem is not None:

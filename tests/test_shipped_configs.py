@@ -38,6 +38,8 @@ def test_shipped_file_loads(path: Path, monkeypatch):
     monkeypatch.chdir(ROOT)  # data paths in shipped configs are relative to the repository root
     what = kind(path)
     if what == "study":
+        if not (ROOT.parent / "shared" / "data").is_dir():  # load_study checks the data files
+            pytest.skip("../shared/data is absent: a study's data files cannot be checked")
         profiles = yaml.safe_load(path.read_text(encoding="utf-8")).get("profiles") or {}
         for profile in [None, *profiles]:
             study = load_study(path, profile)  # checks every entry's config with its overrides

@@ -130,3 +130,20 @@ def test_compare_names_the_pair_the_study_is_about_with_both_metrics_and_the_sig
     assert f"where exactly one is right, mean wins {wins:,} and cls {losses:,}" in line
     assert ("sign test p = " in line) == (wins + losses > 0)
     assert f"- {line}" in (out / "report" / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_missing_data_file_is_one_line_before_the_study_writes_anything(tmp_path: Path) -> None:
+    import pytest
+
+    from encoderlab.errors import UserError
+
+    tiny_base(tmp_path, rows=32, epochs=1)
+    out = tmp_path / "out"
+    study = tmp_path / "study.yaml"
+    arms = [{"name": "a", "overrides": [f"task.train={tmp_path / 'gone.csv'}"]}]
+    study.write_text(
+        yaml.safe_dump({"name": "m", "base": "base.yaml", "out": str(out), "arms": arms})
+    )
+    with pytest.raises(UserError, match=r"arm 'a': task.train=.*gone.csv: no such file"):
+        run_study(study, say=lambda m: None)
+    assert not out.exists()

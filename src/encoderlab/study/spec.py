@@ -7,6 +7,7 @@ the first arm starts (a typo in the last arm should not cost an hour of the firs
 
 from __future__ import annotations
 
+import glob
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -282,12 +283,33 @@ def _check_configs(p: Path, study: Study) -> None:
     from encoderlab.train import check_early_stop_metric
 
     for e in study.entries():
-        overrides = [PLACEHOLDER_RE.sub(r"study-\1", text) for text in e["overrides"]]
+        overrides = [PLACEHOLDER_RE.sub(rf"{_LATER}\1", text) for text in e["overrides"]]
         schema = Config if e["command"] == "pretrain" else FinetuneConfig
         try:
             cfg = load_config(e["config"], overrides, schema)
             check_early_stop_metric(cfg.train, validation_metric_names(cfg))
+            _check_data_files(cfg)
         except UserError as err:
             raise UserError(
                 f"{p}: {'stage' if e['stage'] else 'arm'} {e['name']!r}: {err}"
             ) from None
+
+
+_LATER = "study-later-"  # what a placeholder ({pretrain}, {texts}) reads as in these checks
+
+
+def _check_data_files(cfg: Any) -> None:
+    """The data files an entry names exist (from this folder, where its process will run): a
+    missing one used to fail that arm only after the study had started and written its state.
+    Paths a placeholder gives, hub names (`hf:...`) and globs are left to the run."""
+    task = getattr(cfg, "task", None)
+    named = (
+        [(f"task.{k}", getattr(task, k)) for k in ("train", "valid", "test")]
+        if task is not None
+        else [("data.corpus", c) for c in cfg.data.corpus]
+    )
+    for key, value in named:
+        if not value or _LATER in value or ":" in value.split("/")[0] or glob.has_magic(value):
+            continue
+        if not Path(value).exists():
+            raise UserError(f"{key}={value}: no such file (from {Path.cwd()}); fix the path")

@@ -596,7 +596,7 @@ def test_a_study_whose_arms_failed_exits_2_after_its_table(tmp_path, capsys):
                 "name": "st",
                 "base": "ft.yaml",
                 "out": str(tmp_path / "st"),
-                "arms": [{"name": "a", "overrides": ["task.train=nosuch.csv"]}],
+                "arms": [{"name": "a", "overrides": ["task.label_column=nope"]}],
             }
         )
     )
@@ -790,3 +790,23 @@ def test_a_json_list_or_object_where_text_or_a_label_goes_is_refused_at_its_line
     assert cli("finetune", f) == 2
     err = one_line_error(capsys)
     assert f"rows.jsonl:8: the task.{key} value is a JSON" in err, err
+
+
+def test_tokenizer_train_never_replaces_a_tokenizer_unasked_and_never_a_runs(
+    finetuned, tmp_path, corpus_txt, capsys
+):
+    out = tmp_path / "tok"
+    args = ["tokenizer", "train", "--corpus", corpus_txt, "--vocab-size", "200", "--out", out]
+    assert cli(*args) == 0
+    before = (out / "tokenizer.json").read_bytes()
+    capsys.readouterr()
+    assert cli(*args) == 2
+    assert "holds a tokenizer already; give another folder, or --overwrite" in one_line_error(
+        capsys
+    )
+    assert (out / "tokenizer.json").read_bytes() == before
+    assert cli(*args, "--overwrite") == 0
+    run = _damaged(finetuned, tmp_path, "run")
+    capsys.readouterr()
+    assert cli(*args[:-1], run / "tokenizer", "--overwrite") == 2
+    assert "the tokenizer of run" in one_line_error(capsys)

@@ -109,17 +109,24 @@ def tokenizer_train(
     text_field: Annotated[str, typer.Option("--text-field", help=".jsonl key")] = "text",
     text_column: Annotated[str, typer.Option("--text-column", help=".csv/.tsv column")] = "text",
     txt_unit: Annotated[str, typer.Option("--txt-unit", help="line | paragraph")] = "line",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a tokenizer already in --out.")
+    ] = False,
 ) -> None:
     """Train a subword tokenizer; writes tokenizer.json that transformers can load."""
     from encoderlab.config import DataConfig, TokenizerConfig, build
-    from encoderlab.tokenizer import check_output_dir, save_tokenizer, train_tokenizer_from_files
+    from encoderlab.tokenizer import (
+        check_new_tokenizer_dir,
+        save_tokenizer,
+        train_tokenizer_from_files,
+    )
 
     files = list(corpus or []) + list(more or [])
     if not files:
         raise UserError("no corpus given: pass --corpus FILE [FILE ...]")
     if not out.strip():
         raise UserError("--out is empty; give the folder to write the tokenizer to")
-    check_output_dir(out)
+    check_new_tokenizer_dir(out, overwrite)
     try:
         tcfg = build(
             TokenizerConfig,

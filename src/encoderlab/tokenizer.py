@@ -350,6 +350,23 @@ def train_tokenizer_from_files(
     return train_tokenizer(_Documents(groups, min(caps) if caps else None), cfg)
 
 
+def check_new_tokenizer_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
+    """`check_output_dir`, and a UserError if `out_dir` holds a tokenizer already (a run's own
+    is never replaced: its model was trained on those ids): `tokenizer train --out`."""
+    out = check_output_dir(out_dir)
+    if (out / "tokenizer.json").exists():
+        if (out.parent / "run.json").is_file():
+            raise UserError(
+                f"--out {out}: the tokenizer of run {out.parent}, whose model reads its ids; "
+                "give another folder"
+            )
+        if not overwrite:
+            raise UserError(
+                f"--out {out} holds a tokenizer already; give another folder, or --overwrite"
+            )
+    return out
+
+
 def check_output_dir(out_dir: str | Path) -> Path:
     """`out_dir` as a Path, or a UserError if it (or a folder above it) is an existing file;
     called before training, so a long training run is not lost to a bad --out."""

@@ -810,3 +810,33 @@ def test_tokenizer_train_never_replaces_a_tokenizer_unasked_and_never_a_runs(
     capsys.readouterr()
     assert cli(*args[:-1], run / "tokenizer", "--overwrite") == 2
     assert "the tokenizer of run" in one_line_error(capsys)
+
+
+def test_small_messages_name_what_the_user_can_act_on(tmp_path, capsys):
+    """A header with a column twice, a missing label column (with the columns found), a
+    positive_label YAML reads as a number, an empty corpus file named by its path."""
+    from encoderlab.config import TaskConfig
+
+    f = tmp_path / "ft.yaml"
+    dup = tmp_path / "dup.csv"
+    dup.write_text("id,text,location,text,target\n1,a,b,c,1\n")
+    f.write_text(yaml.safe_dump(base_cfg(tmp_path, task={"train": str(dup)})))
+    capsys.readouterr()
+    assert cli("finetune", f) == 2
+    assert "dup.csv:1: the header names column 'text' twice" in one_line_error(capsys)
+    f.write_text(yaml.safe_dump(base_cfg(tmp_path, task={"label_column": "nope"})))
+    assert cli("finetune", f) == 2
+    assert "columns found: id, text, target" in one_line_error(capsys)
+    assert TaskConfig.model_validate({"positive_label": 1}).positive_label == "1"
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(synthetic_lines(200)) + "\n")
+    assert (
+        cli("tokenizer", "train", "--corpus", text, "--vocab-size", "200", "--out", tmp_path / "t")
+        == 0
+    )
+    capsys.readouterr()
+    assert cli("corpus", "stats", "--corpus", empty, "--tokenizer", tmp_path / "t") == 2
+    err = one_line_error(capsys)
+    assert "empty.txt" in err and "corpus corpus" not in err, err

@@ -455,6 +455,14 @@ class TaskConfig(Section):
             raise ValueError(f"unknown task type; registered types: {', '.join(names)}")
         return value
 
+    @field_validator("positive_label", mode="before")
+    @classmethod
+    def _label_as_text(cls, value: Any) -> Any:
+        # labels are read as text ("1" from a csv); YAML reads `positive_label: 1` as a number
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        return value
+
     @field_validator("where", mode="before")
     @classmethod
     def _one_filter(cls, value: Any) -> Any:

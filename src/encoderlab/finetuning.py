@@ -34,6 +34,7 @@ from encoderlab.inference import (
     EvalBatches,
     FeatureSet,
     TaskModel,
+    columns_found,
     evaluate_examples,
     scalar_metrics,
     write_jsonl,
@@ -337,7 +338,9 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
     read = [task.read(t.train, t)]
     train: list[Example] = read[0]
     if not any(task.has_gold(ex) for ex in train):
-        raise UserError(f"{t.train}: no gold labels found{task.missing_gold_hint(t)}")
+        raise UserError(
+            f"{t.train}: no gold labels found{task.missing_gold_hint(t)}{columns_found(t.train)}"
+        )
     if t.valid:
         read.append(task.read(t.valid, t))
         valid: list[Example] = read[-1]

@@ -315,14 +315,14 @@ class Finetuned:
         if not any(self.task.has_gold(ex) for ex in examples):
             raise UserError(
                 f"{data_path}: no gold labels found{self.task.missing_gold_hint(self.cfg.task)}"
-                f"{_columns_found(data_path)}; evaluate needs labels (predict --input FILE "
+                f"{columns_found(data_path)}; evaluate needs labels (predict --input FILE "
                 "predicts an unlabelled file)"
             )
         self.task.check_labels(examples, self.labels, data_path)
         return self.run_examples(examples)
 
 
-def _columns_found(path: str) -> str:
+def columns_found(path: str) -> str:
     """ "; columns found: a, b" for a table file whose first row can be read, else ""."""
     try:
         if table_format(Path(path)) not in ("csv", "tsv", "jsonl"):

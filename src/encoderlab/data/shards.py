@@ -605,9 +605,13 @@ def _empty_message(data: DataConfig, results: dict[int, dict[str, Any]]) -> str:
     for r in results.values():
         for k, v in r["dropped"].items():
             dropped[k] = dropped.get(k, 0) + v
-    names = ", ".join(s.name for s in corpus_sources(data))
+    named = [
+        ", ".join(s.files) if s.name == "corpus" else f"source {s.name} ({', '.join(s.files)})"
+        for s in corpus_sources(data)
+    ]
+    names = "; ".join(named)
     if read == 0:
-        return f"corpus {names}: no documents found in its files; check data.corpus/data.sources"
+        return f"{names}: no documents found; check data.corpus/data.sources and the files"
     why = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in sorted(dropped.items()))
     return (
         f"corpus {names}: all {read:,} documents were filtered out ({why}); "

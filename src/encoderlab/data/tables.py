@@ -328,6 +328,12 @@ def iter_rows(
             seen = True
             if names is None:
                 names = [h.strip() for h in row]
+                twice = sorted({n for n in names if n and names.count(n) > 1})
+                if twice:  # a row would keep the last of them, unsaid
+                    raise UserError(
+                        f"{where.loc(lineno, offset)}: the header names column "
+                        f"'{twice[0]}' twice; rename one"
+                    )
                 continue
             if not names:  # no header, columns by position: as many as the first row has
                 names = [str(i) for i in range(len(row))]

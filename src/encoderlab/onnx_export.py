@@ -126,7 +126,9 @@ def export_onnx(
     for note in run.skip_notes():
         say(note)
     out = Path(out_path)
-    if out.is_dir() or out.suffix != ".onnx":
+    if out.is_dir():
+        raise UserError(f"--to-onnx {out}: is a folder; give a file, e.g. {out / 'model.onnx'}")
+    if out.suffix != ".onnx":
         raise UserError(f"--to-onnx {out}: give a file name ending in .onnx, e.g. model.onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
     vocab = run_model_config(run).vocab_size or 100

@@ -840,3 +840,27 @@ def test_small_messages_name_what_the_user_can_act_on(tmp_path, capsys):
     assert cli("corpus", "stats", "--corpus", empty, "--tokenizer", tmp_path / "t") == 2
     err = one_line_error(capsys)
     assert "empty.txt" in err and "corpus corpus" not in err, err
+
+
+def test_outputs_never_replace_an_input_a_runs_files_or_a_users_folder(
+    finetuned, tmp_path, capsys
+):
+    run = _damaged(finetuned, tmp_path, "run")
+    data = write_csv(tmp_path / "t.csv", sentiment_rows(6, 4), ["id", "text", "target"])
+    before = data.read_bytes()
+    capsys.readouterr()
+    assert cli("predict", run, "--input", data, "--output", data) == 2
+    assert "is the --input file" in one_line_error(capsys) and data.read_bytes() == before
+    cfg = (run / "config.yaml").read_bytes()
+    assert cli("predict", run, "--input", data, "--output", run / "config.yaml") == 2
+    assert "the run's own files" in one_line_error(capsys)
+    assert (run / "config.yaml").read_bytes() == cfg
+    assert cli("predict", run, "--input", data, "--output", run / "new.jsonl") == 0
+    mine = tmp_path / "proj"
+    mine.mkdir()
+    (mine / "README.md").write_text("my notes")
+    capsys.readouterr()
+    for out in (mine, run, ""):
+        assert cli("export", run, "--to-hf", out) == 2
+        assert "--to-hf" in one_line_error(capsys)
+    assert (mine / "README.md").read_text() == "my notes"

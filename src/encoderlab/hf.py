@@ -904,6 +904,31 @@ def _pretrain_export(
     return "BertForMaskedLM", state, {"tie_word_embeddings": mc.tie_mlm}, mc.max_len
 
 
+def check_export_dir(out_dir: str | Path) -> None:
+    """--to-hf writes config.json, README.md, model.safetensors and the tokenizer's files: into a
+    new or empty folder, or over an earlier export (its model card says so),
+    never over a user's own files or into a run directory."""
+    out = Path(out_dir)
+    if not str(out_dir).strip():
+        raise UserError("--to-hf is empty; give the folder to write the checkpoint to")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--to-hf {out}: is a file; give a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    card = out / "README.md"
+    try:
+        ours = (out / "config.json").is_file() and "Exported by `encoderlab export` from run" in (
+            card.read_text(encoding="utf-8")
+        )
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if not ours or (out / "run.json").exists():
+        raise UserError(
+            f"--to-hf {out}: the folder holds other files; give a new or empty folder "
+            "(an earlier export there is replaced)"
+        )
+
+
 def export_run(
     run_dir: str | Path, out_dir: str | Path, say: Callable[[str], None] = print
 ) -> Path:
@@ -913,6 +938,7 @@ def export_run(
     the discriminator as ElectraForPreTraining); fine-tuning runs with
     AutoModelFor{SequenceClassification,TokenClassification,QuestionAnswering}.
     """
+    check_export_dir(out_dir)
     transformers = _transformers()
     run = Run.open(run_dir)
     kind = str(run.info.get("kind", ""))

@@ -490,6 +490,16 @@ def predict(
     """`encoderlab predict`; `overrides`: `--set task.X=...`, how to read --input (its columns)."""
     if output and Path(output).is_dir():  # before the model is loaded and run
         raise UserError(f"--output {output} is a folder; give a file name (.csv or .jsonl)")
+    if output and input_path and Path(output).resolve() == Path(input_path).resolve():
+        raise UserError(f"--output {output} is the --input file; give another file name")
+    if (
+        output
+        and Path(output).exists()
+        and Path(run_dir).resolve() in Path(output).resolve().parents
+    ):
+        raise UserError(  # config.yaml, labels.json, submission.csv: the run's own record
+            f"--output {output} is one of the run's own files; give a new file name"
+        )
     if overrides and not input_path:
         raise UserError("--set says how to read --input; give --input FILE, or drop --set")
     ft = load_finetuned(run_dir)

@@ -179,3 +179,43 @@ def test_pretrain_then_finetune_on_it(tmp_path, corpus_txt):
         cfg, overrides={"init": str(pre), "train.epochs": 1}, train=rows(60, 5), say=quiet
     )
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
+
+
+def test_arguments_of_the_wrong_type_are_user_errors_not_library_tracebacks(tmp_path):
+    """What a notebook hands the API by mistake: a UserError naming the argument, never a
+    TypeError from inside, and never a silent reading (a dict's keys as texts, a str's
+    characters as overrides)."""
+    import pandas as pd
+
+    from encoderlab.errors import UserError
+
+    rows = [
+        {"text": f"a {'good' if i % 2 else 'bad'} film {i}", "label": str(i % 2)} for i in range(40)
+    ]
+    cfg = {
+        "runs_dir": str(tmp_path / "runs"),
+        "task": {"type": "classification", "max_len": 16},
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 100},
+        "model": {"d_model": 16, "n_head": 2, "d_ff": 32, "n_layer": 1, "max_len": 16},
+        "train": {"batch_size": 8, "max_steps": 2},
+    }
+    run = el.finetune(cfg, train=rows, say=lambda m: None)
+    model = el.load(run)
+    for bad in (5, None, {"text": "a"}):
+        with pytest.raises(UserError, match="texts: give a string or a list"):
+            model.predict(bad)
+    with pytest.raises(UserError, match="batch_size"):
+        model.predict(["a"], batch_size=-1)
+    for bad in (None, 3):
+        with pytest.raises(UserError, match="run: expected a run directory"):
+            el.load(bad)
+    with pytest.raises(UserError, match="overrides: give a dict"):
+        el.finetune(cfg, train=rows, overrides="train.epochs=1", say=lambda m: None)
+    with pytest.raises(UserError, match="out: give the folder"):
+        el.report([run], out=None)
+    assert not (tmp_path / "None").exists()
+    frame = pd.DataFrame({**{k: [r[k] for r in rows] for k in ("text", "label")},
+                          "when": pd.date_range("2020-01-01", periods=40)})  # fmt: skip
+    assert "acc" in el.evaluate(run, frame, say=lambda m: None)  # a date column is text
+    with pytest.raises(UserError, match="row 0: .*set value"):
+        el.evaluate(run, [{"text": "a", "label": "1", "tags": {1, 2}}], say=lambda m: None)

@@ -842,9 +842,7 @@ def test_small_messages_name_what_the_user_can_act_on(tmp_path, capsys):
     assert "empty.txt" in err and "corpus corpus" not in err, err
 
 
-def test_outputs_never_replace_an_input_a_runs_files_or_a_users_folder(
-    finetuned, tmp_path, capsys
-):
+def test_outputs_never_replace_an_input_a_runs_files_or_a_users_folder(finetuned, tmp_path, capsys):
     run = _damaged(finetuned, tmp_path, "run")
     data = write_csv(tmp_path / "t.csv", sentiment_rows(6, 4), ["id", "text", "target"])
     before = data.read_bytes()
@@ -864,3 +862,31 @@ def test_outputs_never_replace_an_input_a_runs_files_or_a_users_folder(
         assert cli("export", run, "--to-hf", out) == 2
         assert "--to-hf" in one_line_error(capsys)
     assert (mine / "README.md").read_text() == "my notes"
+
+
+def test_runs_list_shows_damaged_and_hand_edited_records(finetuned, tmp_path, capsys):
+    root = tmp_path / "odd"
+    for name in ("ok", "edited", "damaged"):
+        shutil.copytree(finetuned, root / name)
+    (root / "edited" / "run.json").write_text(
+        json.dumps({"kind": 5, "params": "x", "status": None, "created": "y", "pid": "zz"})
+    )
+    (root / "damaged" / "run.json").write_text("[1]")
+    capsys.readouterr()
+    assert cli("runs", "list", "--runs-dir", root) == 0
+    out = capsys.readouterr().out
+    assert "damaged run.json" in out and "edited" in out and "ok" in out
+
+
+def test_mixing_weights_and_source_names_are_checked(tmp_path):
+    from encoderlab.config import DataConfig
+
+    src = [{"name": "a", "files": ["a.txt"], "weight": 1.0}, {"name": "b", "files": ["b.txt"]}]
+    for weight in (float("nan"), float("inf"), 0.0):
+        with pytest.raises(ValueError, match="finite weight > 0"):
+            DataConfig.model_validate({"sources": [src[0], {**src[1], "weight": weight}]})
+    for name in ("", "a/b"):
+        with pytest.raises(ValueError, match="data.sources names"):
+            DataConfig.model_validate(
+                {"sources": [src[0], {**src[1], "name": name, "weight": 1.0}]}
+            )

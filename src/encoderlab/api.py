@@ -58,7 +58,7 @@ def make_config(config: ConfigLike, overrides: Overrides, schema: type[Section])
         for key, value in overrides.items():
             set_dotted(data, str(key).split("."), value, f"overrides[{key!r}]")
     elif overrides:
-        data = apply_overrides(data, [str(o) for o in overrides])
+        data = apply_overrides(data, _override_list(overrides))
     return build(schema, data, source)
 
 
@@ -67,7 +67,13 @@ def _run_path(run: Any) -> Path:
     if isinstance(run, Model):
         return run.finetuned.run.path
     path = getattr(getattr(run, "run", None), "path", None) or getattr(run, "path", None)
-    return Path(path if path is not None else run)
+    path = path if path is not None else run
+    if not isinstance(path, (str, Path)) or not str(path).strip():
+        raise UserError(
+            f"run: expected a run directory (a path), a Model or what finetune returned, not "
+            f"{type(run).__name__}"
+        )
+    return Path(path)
 
 
 def finetune(
@@ -120,7 +126,24 @@ def pretrain(
 def _override_list(overrides: Overrides) -> list[str]:
     if isinstance(overrides, Mapping):
         return [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
-    return [str(o) for o in overrides or []]
+    if overrides is None:
+        return []
+    if isinstance(overrides, str) or not isinstance(overrides, Sequence):
+        raise UserError(  # a str would be read one character at a time
+            'overrides: give a dict {"train.epochs": 1} or a list ["train.epochs=1"], not '
+            f"{type(overrides).__name__}"
+        )
+    return [str(o) for o in overrides]
+
+
+def _texts(value: Any, name: str) -> list[Any]:
+    """A str (one text) or a list/tuple of texts; a dict or a number is refused (a dict would
+    be read as its keys)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise UserError(f"{name}: give a string or a list of strings, not {type(value).__name__}")
 
 
 class Model:
@@ -149,10 +172,14 @@ class Model:
     ) -> list[dict[str, Any]]:
         """{label, score, scores} per text, in order (what `encoderlab serve` answers).
         pairs: the second sentence of each pair, or each question's context (qa)."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        texts = _texts(texts, "texts")
         seconds = None
         if pairs is not None:
-            seconds = [pairs] * len(texts) if isinstance(pairs, str) else list(pairs)
+            seconds = [pairs] * len(texts) if isinstance(pairs, str) else _texts(pairs, "pairs")
+        if batch_size is not None and (
+            not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
+        ):
+            raise UserError(f"batch_size: give a whole number of at least 1, not {batch_size!r}")
         examples = self.finetuned.examples_from_pairs(texts, seconds)
         return self.finetuned.predict_examples_scored(examples, batch_size)
 
@@ -182,5 +209,9 @@ def report(runs: Any, out: str | Path = "report") -> Path:
     returns report.html (report.md beside it)."""
     from encoderlab.reporting import report_command
 
-    items = [runs] if isinstance(runs, (str, Path)) else list(runs)
+    if not isinstance(out, (str, Path)) or not str(out).strip():
+        raise UserError(f"out: give the folder to write the report to, not {out!r}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"out={out}: is a file; give a folder for the report")
+    items = list(runs) if isinstance(runs, (list, tuple)) else [runs]
     return report_command([str(_run_path(r)) for r in items], str(out))

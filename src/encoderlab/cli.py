@@ -496,7 +496,7 @@ def runs_list(
         raise UserError(f"--runs-dir {runs_dir} is a file; give the folder that holds the runs")
     found = list_runs(runs_dir)
     if not found:
-        say(f"no runs under {runs_dir}/")
+        say(f"no runs under {runs_dir}")
         return
     table = Table(show_lines=False)
     for col in ("run", "task", "params", "steps", "best", "status", "created"):
@@ -525,7 +525,7 @@ def _live_status(info: dict) -> str:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             return "killed (resumable)"
-        except PermissionError:
+        except (PermissionError, ValueError, TypeError, OverflowError):  # another user's; junk
             pass
     return status
 

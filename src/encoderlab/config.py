@@ -215,13 +215,18 @@ class DataConfig(Section):
             raise ValueError("shard_mb must be > 0")
         weights = [s.weight for s in self.sources]
         if any(w is not None for w in weights) and (
-            self.corpus or any(w is None or w <= 0 for w in weights)
+            self.corpus or any(w is None or not 0 < w < math.inf for w in weights)
         ):
             raise ValueError(
-                "mixing weights: give every entry of data.sources a weight > 0 and move "
+                "mixing weights: give every entry of data.sources a finite weight > 0 and move "
                 "data.corpus into data.sources"
             )
         names = [s.name for s in self.sources]
+        if any(not n or not re.fullmatch(r"[\w.-]+", n) for n in names):
+            raise ValueError(  # it names metrics (valid/<name>/mlm_acc) and report columns
+                "data.sources names: letters, digits, '.', '_' or '-' only (got "
+                f"{', '.join(repr(n) for n in names)})"
+            )
         if len(set(names)) != len(names) or "corpus" in names and self.corpus:
             raise ValueError("data.sources names must be unique (and not 'corpus')")
         return self

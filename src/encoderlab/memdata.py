@@ -73,7 +73,21 @@ def to_rows(data: Any, what: str) -> Rows:
 
 
 def _jsonl(rows: Rows, what: str) -> tuple[str, str]:
-    return "jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    lines = []
+    for i, row in enumerate(rows):
+        try:
+            lines.append(json.dumps(row, ensure_ascii=False, default=_as_json) + "\n")
+        except TypeError as e:
+            raise UserError(f"{what}: row {i}: {e}; give strings, numbers or lists") from None
+    return "jsonl", "".join(lines)
+
+
+def _as_json(value: Any) -> Any:
+    """A date or time (pandas' Timestamp, datetime) as its ISO text, as a CSV would hold it;
+    anything else JSON cannot hold is refused by the caller, with its row."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"a {type(value).__name__} value, which a table file cannot hold")
 
 
 def _conll(rows: Rows, what: str) -> tuple[str, str]:

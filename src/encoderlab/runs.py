@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import platform
 import re
@@ -782,15 +783,37 @@ def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
     found = []
     for f in sorted(root.glob("*/" + RUN_FILE)) + sorted(root.glob("*/*/" + RUN_FILE)):
         try:
-            info = json.loads(f.read_text())
+            info = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError):
+            info = None
+        if not isinstance(info, dict):  # listed, so that it is not silently missing
+            found.append({"path": str(f.parent), "status": "damaged run.json"})
             continue
-        if not isinstance(info, dict):  # damaged: not a run record
-            continue
-        info["path"] = str(f.parent)
-        found.append(info)
+        found.append({**_listable(info), "path": str(f.parent)})
     found.sort(key=lambda r: r.get("created", 0), reverse=True)
     return found
+
+
+def _listable(info: dict[str, Any]) -> dict[str, Any]:
+    """run.json's fields a listing shows, each of the type it shows (a hand-edited or damaged
+    record keeps what is sound and drops the rest)."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    out = dict(info)
+    for key in ("params", "steps", "created"):
+        if not number(out.get(key)):
+            out.pop(key, None)
+    for key in ("kind", "status", "name"):
+        if not isinstance(out.get(key), str):
+            out.pop(key, None)
+    best = out.get("best")
+    if not (
+        isinstance(best, dict) and isinstance(best.get("metric"), str) and number(best.get("value"))
+    ):
+        out.pop("best", None)
+    return out
 
 
 class ReadOnlyRun(Run):

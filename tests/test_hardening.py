@@ -890,3 +890,28 @@ def test_mixing_weights_and_source_names_are_checked(tmp_path):
             DataConfig.model_validate(
                 {"sources": [src[0], {**src[1], "name": name, "weight": 1.0}]}
             )
+
+
+def test_predict_keeps_every_row_of_its_input_and_says_which_had_no_text(
+    finetuned, tmp_path, capsys
+):
+    data = tmp_path / "t.csv"
+    data.write_text('id,text\n1,a fine film\n2,"   "\n3,\n4,bad\n')
+    out = tmp_path / "sub.jsonl"
+    capsys.readouterr()
+    assert cli("predict", finetuned, "--input", data, "--output", out) == 0
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["1", "2", "3", "4"]
+    assert "2 rows have empty text (first at line 3)" in capsys.readouterr().err
+
+
+def test_a_qa_file_with_no_usable_question_says_why(tmp_path):
+    from encoderlab.config import TaskConfig
+    from encoderlab.tasks import get_task
+
+    squad = {"data": [{"title": "t", "paragraphs": [{"context": "Chul-su is a student.", "qas": [
+        {"id": "q1", "question": "Who?", "answers": [{"text": "Young-hee", "answer_start": 0}]}
+    ]}]}]}  # fmt: skip
+    f = tmp_path / "qa.json"
+    f.write_text(json.dumps(squad))
+    with pytest.raises(UserError, match="no usable questions .*did not match their context"):
+        get_task("qa").read(str(f), TaskConfig(type="qa"))

@@ -47,7 +47,14 @@ from encoderlab.runs import ReadOnlyRun, Run, encoder_weights, run_checkpoint, r
 from encoderlab.runtime import resolve_device, seed_everything
 from encoderlab.selfpretrain import self_pretrain
 from encoderlab.tasks import get_task
-from encoderlab.tasks.base import Example, Feature, Task, example_texts, model_inputs
+from encoderlab.tasks.base import (
+    Example,
+    Feature,
+    Task,
+    example_texts,
+    model_inputs,
+    show_messages,
+)
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
@@ -364,17 +371,6 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
     for result in read:
         show_messages(result, data.shown, say)
     return data
-
-
-def show_messages(result: list, shown: set[str], say: Callable[[str], None]) -> None:
-    """Print the warnings/notes a read or encode returned (counted problems, conversions),
-    each once per run."""
-    messages = [f"warning: {w}" for w in getattr(result, "warnings", [])]
-    messages += [f"note: {n}" for n in getattr(result, "notes", [])]
-    for m in messages:
-        if m not in shown:
-            shown.add(m)
-            say(m)
 
 
 # ---------------------------------------------------------------------------------------------

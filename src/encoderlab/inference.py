@@ -36,7 +36,7 @@ from encoderlab.model import Encoder, Queries
 from encoderlab.runs import Run, load_run_weights, run_checkpoint, run_labels, run_model_config
 from encoderlab.runtime import autocast, autocast_dtype, resolve_device, to_device
 from encoderlab.tasks import get_task
-from encoderlab.tasks.base import Example, Feature, Task, model_inputs
+from encoderlab.tasks.base import Example, Feature, Task, model_inputs, show_messages
 from encoderlab.tasks.reading import reading_config
 from encoderlab.tasks.tagging import entities
 from encoderlab.tokenizer import load_tokenizer, special_ids
@@ -309,9 +309,14 @@ class Finetuned:
         """label/score/scores per text (pairs: the second sentences, or the QA contexts)."""
         return self.predict_examples_scored(self.examples_from_pairs(texts, pairs))
 
-    def evaluate(self, data_path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """(metrics, prediction rows) on a labelled file in the task's format."""
+    def evaluate(
+        self, data_path: str, say: Callable[[str], None] | None = None
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """(metrics, prediction rows) on a labelled file in the task's format; `say` hears what
+        reading skipped (rows without text, answers not in their context)."""
         examples = self.task.read(data_path, self.cfg.task)
+        if say is not None:
+            show_messages(examples, set(), say)
         if not any(self.task.has_gold(ex) for ex in examples):
             raise UserError(
                 f"{data_path}: no gold labels found{self.task.missing_gold_hint(self.cfg.task)}"
@@ -465,7 +470,7 @@ def evaluate_file(
     if overrides:  # a loaded model (API, server) keeps its own reading options
         task_cfg = reading_config(ft.cfg.task, overrides)
         ft = dataclasses.replace(ft, cfg=ft.cfg.model_copy(update={"task": task_cfg}))
-    metrics, rows = ft.evaluate(data_path)
+    metrics, rows = ft.evaluate(data_path, say)
     name = f"file-{Path(data_path).stem}"  # never the run's own valid/test outputs
     write_jsonl(ft.run.path / "predictions" / f"{name}.jsonl", rows)
     (ft.run.path / "eval").mkdir(exist_ok=True)
@@ -506,6 +511,7 @@ def predict(
     task_cfg = reading_config(ft.cfg.task, overrides) if overrides else ft.cfg.task
     if input_path:
         examples = ft.task.read(input_path, task_cfg)
+        show_messages(examples, set(), say)  # rows it skipped: a submission would lack them
     elif texts:
         examples = ft.examples_from_texts(texts, text_pair)
     else:

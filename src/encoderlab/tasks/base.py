@@ -27,7 +27,7 @@ their results (`Examples.warnings` / `.notes`, `Features.warnings`) for the call
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -249,3 +249,14 @@ def example_texts(examples: list[Example]) -> Iterator[str]:
                 yield ex[key]
         if ex.get("tokens"):
             yield " ".join(ex["tokens"])
+
+
+def show_messages(result: list, shown: set[str], say: Callable[[str], None]) -> None:
+    """Print the warnings/notes a read or encode returned (counted problems, conversions),
+    each once per run."""
+    messages = [f"warning: {w}" for w in getattr(result, "warnings", [])]
+    messages += [f"note: {n}" for n in getattr(result, "notes", [])]
+    for m in messages:
+        if m not in shown:
+            shown.add(m)
+            say(m)

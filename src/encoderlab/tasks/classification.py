@@ -90,7 +90,9 @@ class ClassificationTask(TaskBase):
             )
             if not text or (pair and not second):
                 empty.append(n)
-                continue
+                if has_labels:  # nothing to learn from, nothing to score
+                    continue
+                # a file to predict keeps every row: a submission needs every id
             label = None
             if has_labels:
                 label = self.parse_label(get(row, cfg.label_column), path, n)
@@ -108,9 +110,14 @@ class ClassificationTask(TaskBase):
             examples.append(ex)
             if cfg.max_examples and len(examples) >= cfg.max_examples:
                 break
-        if empty:
+        if empty and has_labels:
             examples.warnings.append(
                 f"{path}: skipped {len(empty)} rows with empty text (first at line {empty[0]})"
+            )
+        elif empty:
+            examples.warnings.append(
+                f"{path}: {len(empty)} rows have empty text (first at line {empty[0]}); their "
+                "predictions come from no text at all"
             )
         if unlabelled:
             examples.warnings.append(

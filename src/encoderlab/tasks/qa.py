@@ -372,7 +372,11 @@ class QATask(TaskBase):
             )
         examples.warnings.extend(tally.warnings(name))
         if not examples:
-            raise UserError(f"{name}: no usable questions (the file holds {tally.questions})")
+            why = "; ".join(w.removeprefix(f"{name}: ") for w in tally.warnings(name))
+            raise UserError(
+                f"{name}: no usable questions (the file holds {tally.questions})"
+                + (f": {why}" if why else "")
+            )
         return examples
 
     def has_gold(self, example: Example) -> bool:

@@ -128,6 +128,12 @@ def test_model_show(tmp_path, corpus_txt, capsys):
     assert "its model is fixed" in capsys.readouterr().err
     assert cli("pretrain", run_dir) == 2
     assert f"a run's own config is {run_dir / 'config.yaml'}" in capsys.readouterr().err
+    # a fine-tuning config's scratch model; bad numbers are one line, not a traceback
+    ft = Path(__file__).resolve().parents[1] / "configs" / "disaster_tweets.yaml"
+    assert cli("model", "show", ft) == 0 and "Total params" in capsys.readouterr().out
+    assert cli("model", "show", cfg, "--set", "tokenizer.vocab_size=0") == 2
+    assert "tokenizer.vocab_size=0" in capsys.readouterr().err
+    assert cli("model", "show", cfg, "--seq-len", "0") == 2
 
 
 def _train_losses(run: Run) -> list[tuple[int, float]]:

@@ -538,11 +538,12 @@ def model_show(
 ) -> None:
     """Each layer's input/output shape and parameters, and the totals (CONFIG: a YAML config
     or a run directory)."""
-    from encoderlab.config import load_config
+    from encoderlab.config import Config, FinetuneConfig, load_config, read_yaml
     from encoderlab.summary import print_model_summary
 
+    if seq_len is not None and seq_len < 1:
+        raise UserError(f"--seq-len {seq_len}: give a length of at least 1")
     if config.is_dir() and (config / "run.json").is_file():  # a run: the encoder it trained
-        from encoderlab.config import read_yaml
         from encoderlab.runs import Run, run_model_config
 
         if overrides:
@@ -552,10 +553,15 @@ def model_show(
         model = run_model_config(Run.open(config))
         print_model_summary(model, seq_len or length or model.max_len, console)
         return
-    cfg = load_config(config, overrides)
-    if cfg.model.vocab_size is None:
-        cfg.model.vocab_size = cfg.tokenizer.vocab_size
-    print_model_summary(cfg.model, seq_len or cfg.data.block_len, console)
+    finetuning = config.is_file() and "task" in read_yaml(config)  # its `model:`, from scratch
+    cfg = load_config(config, overrides, FinetuneConfig if finetuning else Config)
+    model = cfg.model
+    if model.vocab_size is None:
+        if cfg.tokenizer.vocab_size < 1:
+            raise UserError(f"tokenizer.vocab_size={cfg.tokenizer.vocab_size}: give at least 1")
+        model = model.model_copy(update={"vocab_size": cfg.tokenizer.vocab_size})
+    length = cfg.task.max_len if finetuning else cfg.data.block_len
+    print_model_summary(model, seq_len or length, console)
 
 
 @app.command()

@@ -225,6 +225,9 @@ def test_sweep_file_errors_are_one_line(tmp_path):
     # a value only some combinations allow stays: those trials fail on their own
     space = {"model.d_model": {"grid": [16, 15]}, "model.n_head": {"grid": [1, 2]}}
     assert load_sweep(write_sweep(tmp_path, space=space)).spec.space
+    # list values (unhashable) are judged too
+    space = {"head.cnn_kernels": {"grid": [[3, 4], [5]]}, "head.type": {"grid": ["cnn"]}}
+    assert load_sweep(write_sweep(tmp_path, space=space)).spec.space
 
 
 def test_a_sweep_whose_every_trial_failed_exits_2_after_its_table(tmp_path, ray_local):

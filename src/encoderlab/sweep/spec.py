@@ -204,28 +204,30 @@ def _check_values(p: Path, spec: SweepSpec, base: Path, schema: type[Section]) -
     if math.prod(len(c) for c in candidates.values()) > 1024:
         return  # too many to try; the trials will say
     keys = list(candidates)
+    built: dict[tuple[int, ...], str | None] = {}  # a combination (value indices): why not
 
-    def reason(combo: tuple[Any, ...]) -> str | None:
-        trial = copy.deepcopy(data)
-        for k, v in zip(keys, combo, strict=True):
-            set_dotted(trial, k.split("."), v, f"{p}: space {k}")
-        try:
-            build(schema, trial, "")
-        except UserError as e:
-            return str(e).removeprefix(": ")
-        return None
+    def reason(idx: tuple[int, ...]) -> str | None:
+        if idx not in built:
+            trial = copy.deepcopy(data)
+            for k, j in zip(keys, idx, strict=True):
+                set_dotted(trial, k.split("."), candidates[k][j], f"{p}: space {k}")
+            try:
+                build(schema, trial, "")
+                built[idx] = None
+            except UserError as e:
+                built[idx] = str(e).removeprefix(": ")
+        return built[idx]
 
-    combos = list(itertools.product(*candidates.values()))
-    why = {combo: reason(combo) for combo in combos}
-    if all(why.values()):
-        raise UserError(f"{p}: no trial of this space has a valid config; e.g. {why[combos[0]]}")
+    combos = list(itertools.product(*(range(len(candidates[k])) for k in keys)))
+    if not any(reason(idx) is None for idx in combos):
+        raise UserError(f"{p}: no trial of this space has a valid config; e.g. {built[combos[0]]}")
     for i, key in enumerate(keys):
-        for value in candidates[key]:
-            tried = [why[c] for c in combos if c[i] == value]
-            if all(tried):
+        for j, value in enumerate(candidates[key]):
+            with_it = [idx for idx in combos if idx[i] == j]
+            if all(reason(idx) for idx in with_it):  # stops at the first that works
                 raise UserError(
-                    f"{p}: space '{key}': no trial can run with {value!r} ({tried[0]}); "
-                    "remove it or change its range"
+                    f"{p}: space '{key}': no trial can run with {value!r} "
+                    f"({built[with_it[0]]}); remove it or change its range"
                 )
 
 

@@ -217,5 +217,6 @@ def test_arguments_of_the_wrong_type_are_user_errors_not_library_tracebacks(tmp_
     frame = pd.DataFrame({**{k: [r[k] for r in rows] for k in ("text", "label")},
                           "when": pd.date_range("2020-01-01", periods=40)})  # fmt: skip
     assert "acc" in el.evaluate(run, frame, say=lambda m: None)  # a date column is text
+    assert "acc" in el.evaluate(run, frame, say=None)  # None: quiet
     with pytest.raises(UserError, match="row 0: .*set value"):
         el.evaluate(run, [{"text": "a", "label": "1", "tags": {1, 2}}], say=lambda m: None)

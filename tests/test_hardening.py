@@ -862,6 +862,8 @@ def test_outputs_never_replace_an_input_a_runs_files_or_a_users_folder(finetuned
         assert cli("export", run, "--to-hf", out) == 2
         assert "--to-hf" in one_line_error(capsys)
     assert (mine / "README.md").read_text() == "my notes"
+    assert cli("export", run, "--to-onnx", mine) == 2
+    assert "is a folder; give a file" in one_line_error(capsys)
 
 
 def test_runs_list_shows_damaged_and_hand_edited_records(finetuned, tmp_path, capsys):

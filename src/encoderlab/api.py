@@ -83,13 +83,14 @@ def finetune(
     valid: Any = None,
     test: Any = None,
     resume: str | Path | None = None,
-    say: Say = print,
+    say: Say | None = print,
 ) -> Path:
     """Fine-tune and return the run directory. train/valid/test override task.train/valid/
     test: a path, or in-memory rows (DataFrame, list of dicts, datasets.Dataset), which are
     written under <runs_dir>/.data/ and read like files (task.format then reads 'auto')."""
     from encoderlab.finetuning import finetune as run_finetune
 
+    say = _quiet_if_none(say)
     if resume is not None:
         run, _ = run_finetune(None, say=say, resume=resume)
         return run.path
@@ -110,11 +111,12 @@ def pretrain(
     config: ConfigLike = None,
     overrides: Overrides = None,
     resume: str | Path | None = None,
-    say: Say = print,
+    say: Say | None = print,
 ) -> Path:
     """Masked-LM pretraining (or continue `resume`); returns the run directory."""
     from encoderlab.pretraining import pretrain as run_pretrain
 
+    say = _quiet_if_none(say)
     if resume is not None:
         listed = None if overrides is None else _override_list(overrides)
         run, _ = run_pretrain(None, resume=resume, overrides=listed, say=say)
@@ -134,6 +136,11 @@ def _override_list(overrides: Overrides) -> list[str]:
             f"{type(overrides).__name__}"
         )
     return [str(o) for o in overrides]
+
+
+def _quiet_if_none(say: Say | None) -> Say:
+    """say=None: print nothing (a notebook's way of asking for quiet)."""
+    return say if say is not None else (lambda line: None)
 
 
 def _texts(value: Any, name: str) -> list[Any]:
@@ -183,7 +190,7 @@ class Model:
         examples = self.finetuned.examples_from_pairs(texts, seconds)
         return self.finetuned.predict_examples_scored(examples, batch_size)
 
-    def evaluate(self, data: Any, say: Say = print) -> dict[str, Any]:
+    def evaluate(self, data: Any, say: Say | None = print) -> dict[str, Any]:
         return evaluate(self, data, say=say)
 
     def __repr__(self) -> str:
@@ -195,13 +202,13 @@ def load(run: Any) -> Model:
     return Model(load_finetuned(_run_path(run)))
 
 
-def evaluate(run: Any, data: Any, say: Say = print) -> dict[str, Any]:
+def evaluate(run: Any, data: Any, say: Say | None = print) -> dict[str, Any]:
     """Metrics on labelled data (a path or in-memory rows); like `encoderlab evaluate`, it
     writes predictions/file-<name>.jsonl and eval/file-<name>.json in the run."""
     ft = run.finetuned if isinstance(run, Model) else load_finetuned(_run_path(run))
     if is_in_memory(data):
         data = write_rows(data, ft.task.type, ft.run.path / "inputs", "eval")
-    return evaluate_file(ft.run.path, str(data), say=say, loaded=ft)
+    return evaluate_file(ft.run.path, str(data), say=_quiet_if_none(say), loaded=ft)
 
 
 def report(runs: Any, out: str | Path = "report") -> Path:

@@ -120,16 +120,16 @@ def export_onnx(
     run_dir: str | Path, out_path: str | Path, say: Callable[[str], None] = print
 ) -> Path:
     """Write the run as an ONNX graph at `out_path` (dynamic batch and sequence axes)."""
+    out = Path(out_path)
+    if out.is_dir():  # before the model is loaded
+        raise UserError(f"--to-onnx {out}: is a folder; give a file, e.g. {out / 'model.onnx'}")
+    if out.suffix != ".onnx":
+        raise UserError(f"--to-onnx {out}: give a file name ending in .onnx, e.g. model.onnx")
     onnx = _onnx()
     run = Run.open(run_dir)
     model, meta = run_logits_model(run)
     for note in run.skip_notes():
         say(note)
-    out = Path(out_path)
-    if out.is_dir():
-        raise UserError(f"--to-onnx {out}: is a folder; give a file, e.g. {out / 'model.onnx'}")
-    if out.suffix != ".onnx":
-        raise UserError(f"--to-onnx {out}: give a file name ending in .onnx, e.g. model.onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
     vocab = run_model_config(run).vocab_size or 100
     sample = example_inputs(vocab, 2, min(16, int(meta["max_len"])))

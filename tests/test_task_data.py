@@ -206,3 +206,16 @@ def test_evaluate_set_takes_reading_options_only() -> None:
         reading_config(base, ["task.max_len=512"])
     with pytest.raises(UserError, match="reading options only"):
         reading_config(base, ["train.lr=1"])
+
+
+def test_utf16_without_a_byte_order_mark_is_named_not_read_as_garbage(tmp_path):
+    """It decodes as UTF-8 (a NUL after every letter) and used to fail as a field count."""
+    import pytest
+
+    from encoderlab.data.tables import read_rows
+    from encoderlab.errors import UserError
+
+    f = tmp_path / "u16.csv"
+    f.write_bytes("id,text,target\n1,a fire,1\n".encode("utf-16-le"))
+    with pytest.raises(UserError, match=r"u16.csv:1: not UTF-8 text; it looks like UTF-16"):
+        read_rows(f)

@@ -80,6 +80,8 @@ def decoded_lines(path: Path, where: Where, fh: IO[bytes]) -> Iterator[tuple[int
                 except UnicodeDecodeError as e:
                     _bad_encoding(where, raw, e, lineno, 0)
                     continue
+                if lineno == 1:
+                    _refuse_utf16(where, raw, 0)
                 if lineno == 1 and text.startswith("\ufeff"):
                     text = text[1:]  # byte-order mark written by some Windows editors
                 yield lineno, 0, text
@@ -100,6 +102,8 @@ def decoded_lines(path: Path, where: Where, fh: IO[bytes]) -> Iterator[tuple[int
             except UnicodeDecodeError as e:
                 _bad_encoding(where, raw, e, lineno, offset)
                 continue
+            if offset == 0:
+                _refuse_utf16(where, raw, lineno)
             if offset == 0 and text.startswith("\ufeff"):
                 text = text[1:]
             yield lineno, offset, text
@@ -115,6 +119,13 @@ def decoded_lines(path: Path, where: Where, fh: IO[bytes]) -> Iterator[tuple[int
             where.stop(f"{where.loc(lineno + 1, pos)}: cannot decompress the file ({e})")
             return
         raise
+
+
+def _refuse_utf16(where: Where, raw: bytes, lineno: int) -> None:
+    """UTF-16 without a byte-order mark decodes as UTF-8 (a NUL after every ASCII letter),
+    then reads as rows of garbage; a first line that is a third NUL bytes is not text."""
+    if len(raw) >= 4 and raw.count(b"\x00") * 3 >= len(raw):
+        where.stop(f"{where.loc(max(lineno, 1), 0)}: not UTF-8 text; {to_utf8(raw)}")
 
 
 def _bad_encoding(

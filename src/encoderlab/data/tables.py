@@ -82,8 +82,7 @@ def decoded_lines(path: Path, where: Where, fh: IO[bytes]) -> Iterator[tuple[int
                     continue
                 if lineno == 1:
                     _refuse_utf16(where, raw, 0)
-                if lineno == 1 and text.startswith("\ufeff"):
-                    text = text[1:]  # byte-order mark written by some Windows editors
+                    text = text.removeprefix("\ufeff")  # a BOM some Windows editors write
                 yield lineno, 0, text
             return
         if start > 0:
@@ -104,8 +103,7 @@ def decoded_lines(path: Path, where: Where, fh: IO[bytes]) -> Iterator[tuple[int
                 continue
             if offset == 0:
                 _refuse_utf16(where, raw, lineno)
-            if offset == 0 and text.startswith("\ufeff"):
-                text = text[1:]
+                text = text.removeprefix("\ufeff")
             yield lineno, offset, text
     except READ_ERRORS as e:
         where.stop(

@@ -87,12 +87,28 @@ def read_trials(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def trial_records(out: Path) -> str:
+    """What each trial recorded (status, error, traceback) and its run's status: the message
+    of a failed assertion on the trials' statuses, so a rare failure says why."""
+    lines = []
+    for f in sorted((out / "trials").glob("*.json")):
+        rec = json.loads(f.read_text())
+        run_json = Path(rec.get("run_dir") or "/nonexistent") / "run.json"
+        run = json.loads(run_json.read_text()) if run_json.is_file() else {}
+        lines.append(
+            f"{f.stem}: {rec.get('status')} | run {run.get('status')} "
+            f"({run.get('stopped_because') or run.get('message')}) | error {rec.get('error')}\n"
+            f"{rec.get('traceback') or ''}"
+        )
+    return "\n".join(lines)
+
+
 @pytest.mark.slow
 def test_asha_sweep_lists_every_trial_and_writes_outputs(tmp_path, ray_local):
     out = run_sweep(write_sweep(tmp_path), say=lambda m: None)
     rows = read_trials(out)
     assert len(rows) == 4, rows
-    assert {r["status"] for r in rows} <= {"completed", "stopped early"}, rows
+    assert {r["status"] for r in rows} <= {"completed", "stopped early"}, trial_records(out)
     assert {(r["train.lr"], r["head.type"]) for r in rows} == {
         (lr, h) for lr in ("0.003", "0.001") for h in ("cls", "mean")
     }
@@ -284,3 +300,28 @@ def test_example_sweep_on_disaster_tweets(tmp_path, ray_local):
     report = (out / "report" / "report.md").read_text()
     assert all(Path(r["run_dir"]).name in report for r in rows)
     print(f"example sweep: {time.perf_counter() - t0:.0f}s, best {rows[0]['metric']}")
+
+
+def test_a_report_tune_no_longer_takes_stops_the_trial_at_its_next_evaluation(
+    tmp_path, monkeypatch
+):
+    """Tune can end a trial between two evaluations (its session gone, so `tune.report`
+    fails with something other than SystemExit): the reporter must not die silently and
+    leave the run training to its end; the next evaluation stops it."""
+    from ray import tune
+
+    from encoderlab.sweep.trial import _Reporter
+    from encoderlab.train import StopRequested
+
+    def no_session(payload):
+        raise AttributeError("'NoneType' object has no attribute 'report'")
+
+    monkeypatch.setattr(tune, "report", no_session)
+    sweep = load_sweep(write_sweep(tmp_path))
+    reporter = _Reporter(sweep, lambda: None)
+    reporter.on_eval(3, {"valid/acc": 0.5})
+    reporter.thread.join(timeout=10)
+    assert reporter.stopped.is_set()
+    with pytest.raises(StopRequested):
+        reporter.on_eval(6, {"valid/acc": 0.6})
+    reporter.close()

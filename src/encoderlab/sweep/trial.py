@@ -118,6 +118,22 @@ class _Reporter:
             except SystemExit:
                 self.stopped.set()
                 raise
+            except Exception:  # noqa: BLE001 - no session to report to: Tune ended the trial
+                self.stopped.set()  # between two evaluations; the next one ends the run
+                return
+
+    def ended(self) -> bool:
+        """Tune stopped the trial: this thread was told, or Tune already tore the session
+        down (an error the teardown caused may reach the run before this thread hears)."""
+        if self.stopped.is_set():
+            return True
+        try:
+            from ray.train._internal.session import get_session
+        except ImportError:  # another Ray layout: only what this thread was told counts
+            return False
+        session = get_session()
+        stop = getattr(session, "stop_event", None)
+        return session is None or bool(stop is not None and stop.is_set())
 
     def stop_reason(self) -> str:
         return "stopped by Ray Tune (the sweep's scheduler, or the sweep was interrupted)"
@@ -196,7 +212,7 @@ def run_trial(values: dict[str, Any], sweep: Sweep) -> None:
         if isinstance(e, SystemExit):
             raise
         run_dir = find_run(runs_dir, name)
-        if reporter.stopped.is_set() and run_dir is not None:  # stopped, or its teardown failed
+        if reporter.ended() and run_dir is not None:  # stopped, or its teardown failed
             if not isinstance(e, StopRequested):
                 _mark_interrupted(run_dir, reporter.stop_reason())
             reporter.close()

@@ -917,3 +917,38 @@ def test_a_qa_file_with_no_usable_question_says_why(tmp_path):
     f.write_text(json.dumps(squad))
     with pytest.raises(UserError, match="no usable questions .*did not match their context"):
         get_task("qa").read(str(f), TaskConfig(type="qa"))
+
+
+def test_ids_missing_numbered_or_repeated_are_said(finetuned, tmp_path, capsys):
+    """A missing id reached a submission as 'None'; a file without the id column was numbered
+    without a word; a repeated id passed silently."""
+    capsys.readouterr()
+    f = tmp_path / "test.jsonl"
+    f.write_text('{"id": 1, "text": "fine"}\n{"id": null, "text": "bad"}\n', encoding="utf-8")
+    assert cli("predict", finetuned, "--input", f, "--output", tmp_path / "s.csv") == 2
+    assert "test.jsonl:2: no id in this row (task.id_column 'id')" in one_line_error(capsys)
+    assert not (tmp_path / "s.csv").exists()
+    g = tmp_path / "noid.csv"
+    g.write_text("text\nfine\nbad\n", encoding="utf-8")
+    assert cli("predict", finetuned, "--input", g, "--output", tmp_path / "n.csv") == 0
+    err = capsys.readouterr().err
+    assert "no id column 'id'; the submission numbers the rows from 0" in err
+    assert (tmp_path / "n.csv").read_text().splitlines()[1:] != []
+    h = tmp_path / "twice.csv"
+    h.write_text("id,text\n7,fine\n7,bad\n", encoding="utf-8")
+    assert cli("predict", finetuned, "--input", h, "--output", tmp_path / "t.csv") == 0
+    assert "1 rows repeat an earlier row's id (first at line 3: id '7'" in capsys.readouterr().err
+
+
+def test_evaluating_two_files_with_one_name_keeps_both(finetuned, tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = write_csv(tmp_path / "a" / "dev.csv", sentiment_rows(20, 3), ["id", "text", "target"])
+    second = write_csv(tmp_path / "b" / "dev.csv", sentiment_rows(20, 4), ["id", "text", "target"])
+    for data in (first, second, first):
+        assert cli("evaluate", finetuned, "--data", data) == 0
+    ev = finetuned / "eval"
+    assert json.loads((ev / "file-dev.json").read_text())["data"] == str(first)
+    assert json.loads((ev / "file-dev-2.json").read_text())["data"] == str(second)
+    assert not (ev / "file-dev-3.json").exists()
+    assert (finetuned / "predictions" / "file-dev-2.jsonl").is_file()

@@ -219,3 +219,76 @@ def test_utf16_without_a_byte_order_mark_is_named_not_read_as_garbage(tmp_path):
     f.write_bytes("id,text,target\n1,a fire,1\n".encode("utf-16-le"))
     with pytest.raises(UserError, match=r"u16.csv:1: not UTF-8 text; it looks like UTF-16"):
         read_rows(f)
+
+
+def test_a_header_row_read_by_task_columns_or_positions_is_refused(tmp_path: Path) -> None:
+    """It would train as an example whose label ('target') is a class of its own."""
+    f = tmp_path / "train.csv"
+    f.write_text("id,text,target\n1,fire downtown,1\n2,nice day,0\n", encoding="utf-8")
+    task = get_task("classification")
+    with pytest.raises(UserError, match=r"train.csv:1: this row is a header \(id, text, target\)"):
+        task.read(str(f), cfg(columns=["id", "text", "target"], label_column="target"))
+    with pytest.raises(UserError, match="drop column positions and name the columns"):
+        task.read(str(f), cfg(text_column=1, label_column=2, id_column=0))
+    # a headerless file whose first row is data reads as before
+    g = tmp_path / "data.csv"
+    g.write_text("1,fire downtown,1\n2,nice day,0\n", encoding="utf-8")
+    ex = task.read(str(g), cfg(text_column=1, label_column=2, id_column=0))
+    assert [e["label"] for e in ex] == ["1", "0"]
+
+
+def test_labels_written_two_ways_are_refused_and_nan_is_no_label(tmp_path: Path) -> None:
+    task = get_task("classification")
+    f = tmp_path / "train.csv"
+    f.write_text("text,label\na,1\nb,0\nc,1.0\n", encoding="utf-8")
+    with pytest.raises(
+        UserError, match=r"labels '1' \(line 2\) and '1.0' \(line 4\) are one value"
+    ):
+        task.read(str(f), cfg())
+    j = tmp_path / "train.jsonl"
+    j.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": true}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"'1' \(line 1\) and 'True' \(line 2\)"):
+        task.read(str(j), cfg())
+    n = tmp_path / "nan.csv"
+    n.write_text("text,label\na,1\nb,NaN\nc,0\n", encoding="utf-8")
+    ex = task.read(str(n), cfg())
+    assert [e["label"] for e in ex] == ["1", "0"]
+    assert any("without a gold label (first at line 3)" in w for w in ex.warnings)
+
+
+def test_regression_with_one_training_score_is_refused_and_constant_gold_has_no_correlation(
+    tmp_path: Path,
+) -> None:
+    task = get_task("regression")
+    f = tmp_path / "sts.csv"
+    f.write_text("text,label\na,3.0\nb,3\nc,3.0\n", encoding="utf-8")
+    examples = task.read(str(f), cfg())
+    with pytest.raises(UserError, match="every training label is 3; regression needs scores"):
+        task.label_names(examples)
+    preds = [{"value": v} for v in (2.0, 3.5, 1.0)]
+    m = task.metrics(preds, examples, cfg(), ["score"])
+    assert "pearson" not in m and "spearman" not in m and m["mse"] > 0
+    assert "every gold score is 3" in m["extra"]["undefined"]
+
+
+def test_a_tiny_valid_ratio_still_leaves_one_validation_example(tmp_path: Path) -> None:
+    f = tmp_path / "train.csv"
+    f.write_text("text,label\n" + "".join(f"t{i},{i % 2}\n" for i in range(40)), encoding="utf-8")
+    task = get_task("classification")
+    examples = task.read(str(f), cfg())
+    train, valid = task.split(examples, cfg(valid_ratio=0.001), 0)
+    assert len(valid) == 1 and len(train) == 39
+    train, valid = task.split(examples, cfg(valid_ratio=0.25), 0)
+    assert len(valid) == 10
+
+
+def test_semicolon_separated_and_cr_only_csv_get_hints_that_fit(tmp_path: Path) -> None:
+    task = get_task("classification")
+    semi = tmp_path / "semi.csv"
+    semi.write_text("text;label\ngood;1\nbad;0\n", encoding="utf-8")
+    with pytest.raises(UserError, match="looks separated by ';'; save it with commas"):
+        task.read(str(semi), cfg())
+    cr = tmp_path / "cr.csv"
+    cr.write_bytes(b"text,label\rgood,1\rbad,0\r")
+    with pytest.raises(UserError, match=r"cr.csv:1: .*bare CR \(old Mac style\)"):
+        task.read(str(cr), cfg())

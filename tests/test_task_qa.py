@@ -168,6 +168,11 @@ def test_read_wrong_types(tmp_path: Path) -> None:
     obj["data"][0]["paragraphs"] = {"context": "x"}
     with pytest.raises(UserError, match=r"data\[0\]\.paragraphs: expected list"):
         QATask().read(str(write(tmp_path, obj)), CFG)
+    obj = en_ko_json()  # Python would count a negative offset from the context's end
+    answer = obj["data"][0]["paragraphs"][0]["qas"][0]["answers"][0]
+    answer["answer_start"] -= len(obj["data"][0]["paragraphs"][0]["context"])
+    with pytest.raises(UserError, match=r"answers\[0\]\.answer_start: -\d+ is negative"):
+        QATask().read(str(write(tmp_path, obj)), CFG)
 
 
 def test_mismatched_answers_are_counted_and_skipped(tmp_path: Path) -> None:
@@ -344,6 +349,16 @@ def test_encode_refuses_a_question_that_fills_the_window(tokenizers: dict) -> No
     ex, _ = _long_example("en")
     with pytest.raises(UserError, match="task.max_query_len=64"):
         QATask().encode([ex], tokenizers["wordpiece"], TaskConfig(type="qa", max_len=64), [])
+
+
+def test_encode_says_when_it_cuts_a_long_question(tokenizers: dict) -> None:
+    ex, _ = _long_example("en")
+    ex = {**ex, "question": " ".join(["Who designed the tower?"] * 10)}
+    cfg = TaskConfig(type="qa", max_len=128, max_query_len=8)
+    features = QATask().encode([ex], tokenizers["wordpiece"], cfg, [])
+    assert any("1 questions are longer than task.max_query_len=8" in w for w in features.warnings)
+    short = QATask().encode([_long_example("en")[0]], tokenizers["wordpiece"], cfg, [])
+    assert not any("max_query_len" in w for w in short.warnings)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -593,3 +593,47 @@ def test_kmou_real():
     assert len(corpus) == 23964
     types = {t[2:] for t in task.label_names(corpus) if t != "O"}
     assert types == {"PER", "LOC", "ORG", "DAT", "TIM", "DUR", "MNY", "PNT", "NOH", "POH"}
+
+
+def test_a_tag_the_split_sends_to_validation_alone_is_still_known(tmp_path):
+    """With a split, the label set is the training file's: a rare tag whose only sentence
+    went to validation was refused as 'never appears in the training data' (it does)."""
+    from encoderlab.config import FinetuneConfig
+    from encoderlab.finetuning import read_task_data
+    from encoderlab.tasks import get_task
+
+    lines = [f"w{i} O\nx{i} B-PER\n" for i in range(9)] + ["Zorg B-RARE\nattacks O\n"]
+    f = write(tmp_path, "rare.txt", "\n".join(lines))
+    for seed in range(6):
+        cfg = FinetuneConfig.model_validate(
+            {"seed": seed, "task": {"type": "tagging", "train": f, "valid_ratio": 0.5}}
+        )
+        data = read_task_data(get_task("tagging"), cfg, lambda m: None)
+        assert "B-RARE" in data.labels
+        assert len(data.train) + len(data.valid) == 10
+
+
+def test_the_detected_format_is_what_the_run_records(tmp_path):
+    """`task.format: auto` saved as is let predict detect an unlabelled KLUE file (no ## lines)
+    as CoNLL: every eojeol a sentence, every character a word. The run records what it found."""
+    from encoderlab.config import FinetuneConfig
+    from encoderlab.finetuning import read_task_data
+    from encoderlab.tasks import get_task
+
+    blocks = [klue_sentence(f"s{i}", f"<김:PS>씨는 <{i}명:QT>을 만났다.") for i in range(6)]
+    path = write(tmp_path, "klue-ner.tsv", KLUE_HEADER + "\n".join(blocks))
+    cfg = FinetuneConfig.model_validate({"task": {"type": "tagging", "train": path}})
+    assert cfg.task.format == "auto"
+    read_task_data(get_task("tagging"), cfg, lambda m: None)
+    assert cfg.task.format == "klue-ner"
+    # an unlabelled file in the run's format reads as sentences of words, not characters
+    unlabelled = write(tmp_path, "u.tsv", "".join(f"{c}\n" for c in "김씨는 만났다.") + "\n")
+    (ex,) = TaggingTask().read(unlabelled, cfg.task)
+    assert ex["tokens"] == ["김씨는", "만났다."]
+
+
+def test_a_docstart_line_with_a_tab_does_not_set_the_separator(tmp_path):
+    text = "-DOCSTART-\tO\n\nJohn B-PER\nSmith I-PER\n\nMary B-PER\nruns O\n"
+    ex = TaggingTask().read(write(tmp_path, "d.txt", text), cfg())
+    assert [e["tokens"] for e in ex] == [["John", "Smith"], ["Mary", "runs"]]
+    assert [e["tags"] for e in ex] == [["B-PER", "I-PER"], ["B-PER", "O"]]

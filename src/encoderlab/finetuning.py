@@ -344,6 +344,8 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
         raise UserError("task.train is not set: give the training file (csv/tsv/jsonl/json/...)")
     read = [task.read(t.train, t)]
     train: list[Example] = read[0]
+    if t.format == "auto" and read[0].read_as:  # the run records what it was trained on, so
+        t.format = read[0].read_as  # predict reads an unlabelled file the same way
     if not any(task.has_gold(ex) for ex in train):
         raise UserError(
             f"{t.train}: no gold labels found{task.missing_gold_hint(t)}{columns_found(t.train)}"
@@ -364,7 +366,9 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
                 f"{t.test}: no id column '{t.id_column}' for the submission file; "
                 "set task.id_column to the test file's id column"
             )
-    labels = task.label_names(train)
+    # a split's validation part comes from the training file: its labels are the file's (a
+    # rare tag the split sent to validation alone is still a known one)
+    labels = task.label_names(train if t.valid else [*train, *valid])
     if t.valid:
         task.check_labels(valid, labels, t.valid)
     data = TaskData(train, valid, test, labels, source)

@@ -457,6 +457,24 @@ def load_finetuned(path: str | Path) -> Finetuned:
     return Finetuned(run, cfg, task, tok, labels, model, device, special_ids(tok)["pad"])
 
 
+def _eval_name(run_path: Path, data_path: str) -> str:
+    """file-<stem> (never the run's own valid/test outputs); file-<stem>-2, -3, ... when an
+    earlier evaluation of another file with that name is there, so it is not overwritten."""
+    stem = f"file-{Path(data_path).stem}"
+    for k in range(1, 10_000):
+        name = stem if k == 1 else f"{stem}-{k}"
+        earlier = run_path / "eval" / f"{name}.json"
+        if not earlier.is_file():
+            return name
+        try:
+            was = json.loads(earlier.read_text(encoding="utf-8")).get("data")
+        except (OSError, ValueError, AttributeError):
+            continue  # not ours to overwrite
+        if isinstance(was, str) and Path(was).resolve() == Path(data_path).resolve():
+            return name  # the same file again: its results are replaced
+    raise UserError(f"{run_path / 'eval'}: too many evaluations of files named {stem}")
+
+
 def evaluate_file(
     run_dir: str | Path,
     data_path: str,
@@ -471,7 +489,7 @@ def evaluate_file(
         task_cfg = reading_config(ft.cfg.task, overrides)
         ft = dataclasses.replace(ft, cfg=ft.cfg.model_copy(update={"task": task_cfg}))
     metrics, rows = ft.evaluate(data_path, say)
-    name = f"file-{Path(data_path).stem}"  # never the run's own valid/test outputs
+    name = _eval_name(ft.run.path, data_path)
     write_jsonl(ft.run.path / "predictions" / f"{name}.jsonl", rows)
     (ft.run.path / "eval").mkdir(exist_ok=True)
     (ft.run.path / "eval" / f"{name}.json").write_text(
@@ -511,6 +529,12 @@ def predict(
     task_cfg = reading_config(ft.cfg.task, overrides) if overrides else ft.cfg.task
     if input_path:
         examples = ft.task.read(input_path, task_cfg)
+        numbered = output and Path(output).suffix == ".csv" and task_cfg.id_column is not None
+        if numbered and getattr(examples, "ids_from_file", True) is False:
+            examples.warnings.append(
+                f"{input_path}: no id column '{task_cfg.id_column}'; the submission numbers the "
+                "rows from 0 (--set task.id_column=COLUMN takes the file's own ids)"
+            )
         show_messages(examples, set(), say)  # rows it skipped: a submission would lack them
     elif texts:
         examples = ft.examples_from_texts(texts, text_pair)

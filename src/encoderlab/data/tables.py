@@ -235,8 +235,11 @@ def csv_rows(
         try:
             row = next(reader, None)
         except csv.Error as e:
+            why = str(e)
+            if "new-line character seen in unquoted field" in why:  # CR alone ends its lines
+                why = "its lines end in a bare CR (old Mac style); convert them to LF newlines"
             where.problem(
-                "bad_records", f"{where.loc(*row_start[:2])}: not valid CSV ({e}); fix the row"
+                "bad_records", f"{where.loc(*row_start[:2])}: not valid CSV ({why}); fix the row"
             )
             row_start[2] = True
             continue

@@ -52,11 +52,13 @@ class Examples(list):
         warnings: list[str] | None = None,
         notes: list[str] | None = None,
         ids_from_file: bool = True,
+        read_as: str | None = None,
     ) -> None:
         super().__init__(items)
         self.warnings: list[str] = list(warnings or [])
         self.notes: list[str] = list(notes or [])
         self.ids_from_file = ids_from_file
+        self.read_as = read_as  # the format `task.format: auto` found, where a task detects one
 
 
 class Features(list):

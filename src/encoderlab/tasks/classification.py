@@ -100,7 +100,9 @@ class ClassificationTask(TaskBase):
                     unlabelled.append(n)
                     continue
             ex: Example = {
-                "id": str(get(row, cfg.id_column)) if has_ids else str(len(examples)),
+                "id": _row_id(get(row, cfg.id_column), path, n, cfg)
+                if has_ids
+                else str(len(examples)),
                 "line": n,
                 "text": text,
                 "label": label,
@@ -125,7 +127,27 @@ class ClassificationTask(TaskBase):
             )
         if not examples:
             raise UserError(f"{path}: no usable rows (all {len(rows)} had empty text or no label)")
+        if has_ids:
+            _warn_repeated_ids(examples, path)
+        self.check_spellings(examples, path)
         return examples
+
+    def check_spellings(self, examples: list[Example], path: str) -> None:
+        """Labels that are one value written two ways ('1' and '1.0', 1 and true in JSON)
+        would become two classes: refused, naming a line of each."""
+        first: dict[Any, tuple[str, int]] = {}
+        for ex in examples:
+            label = ex["label"]
+            if label is None:
+                continue
+            value = _label_value(label)
+            seen = first.setdefault(value, (label, ex["line"]))
+            if seen[0] != label:
+                raise UserError(
+                    f"{path}: labels '{seen[0]}' (line {seen[1]}) and '{label}' (line "
+                    f"{ex['line']}) are one value written two ways and would train as two "
+                    "classes; write every label one way"
+                )
 
     def is_pair(self, cfg: TaskConfig) -> bool:
         """Whether examples have a second text (the pair type; regression: a pair column)."""
@@ -135,6 +157,8 @@ class ClassificationTask(TaskBase):
         """The gold label of a cell, None for a row without one (skipped when labelled)."""
         _scalar(raw, path, line, "label_column")
         label = None if raw is None else str(raw).strip()
+        if label is not None and label.lower() == "nan":  # pandas' missing value, as text
+            return None
         return None if label in NO_LABEL else label
 
     def split(
@@ -150,6 +174,9 @@ class ClassificationTask(TaskBase):
             idx = list(rng.permutation(idx))
             k = int(round(cfg.valid_ratio * len(idx)))
             valid_idx.extend(idx[: min(k, len(idx) - 1)] if len(idx) > 1 else [])
+        largest = max(by_label.values(), key=len)
+        if not valid_idx and cfg.valid_ratio > 0 and len(largest) > 1:
+            valid_idx = [largest[-1]]  # a tiny valid_ratio still validates on something
         chosen = set(valid_idx)
         train = [ex for i, ex in enumerate(examples) if i not in chosen]
         valid = [ex for i, ex in enumerate(examples) if i in chosen]
@@ -451,6 +478,30 @@ def pooled_logits(outputs: list[np.ndarray], features: list[Feature]) -> dict[in
     return {i: z / counts[i] for i, z in sums.items()}
 
 
+def _row_id(value: Any, path: str, line: int, cfg: TaskConfig) -> str:
+    """A row's id from the file: one that is missing or empty would reach a submission as
+    'None' or nothing, so it is refused at its line."""
+    text = "" if value is None else str(_scalar(value, path, line, "id_column")).strip()
+    if not text:
+        raise UserError(
+            f"{path}:{line}: no id in this row (task.id_column '{cfg.id_column}'); fill it in, "
+            "or set task.id_column=null to number the rows"
+        )
+    return text
+
+
+def _warn_repeated_ids(examples: Examples, path: str) -> None:
+    seen: dict[str, int] = {}
+    repeated = [ex for ex in examples if seen.setdefault(ex["id"], ex["line"]) != ex["line"]]
+    if repeated:
+        ex = repeated[0]
+        examples.warnings.append(
+            f"{path}: {len(repeated)} rows repeat an earlier row's id (first at line "
+            f"{ex['line']}: id {ex['id']!r}, as at line {seen[ex['id']]}); a submission keyed "
+            "by id would hold them twice"
+        )
+
+
 def _text(value: Any, path: str, line: int, key: str) -> str:
     return "" if value is None else str(_scalar(value, path, line, key)).strip()
 
@@ -465,6 +516,18 @@ def _scalar(value: Any, path: str, line: int, key: str) -> Any:
             "a string (or point task." + key + " at a nested key with dots, e.g. a.b)"
         )
     return value
+
+
+def _label_value(label: str) -> Any:
+    """What a label means, for finding one value written two ways: a number, true/false as
+    1/0 (a JSON boolean's str is 'True'), otherwise the text itself."""
+    low = label.lower()
+    if low in ("true", "false"):
+        return float(low == "true")
+    try:
+        return float(label)
+    except ValueError:
+        return label
 
 
 def _label_key(label: str) -> tuple[int, Any]:

@@ -229,6 +229,11 @@ def _squad_answers(
         kw = f"{qw}.answers[{ki}]"
         text = _need(ans, "text", str, kw, name)
         start = _need(ans, "answer_start", int, kw, name)
+        if start < 0:  # Python would count it from the context's end
+            raise UserError(
+                f"{name}: {kw}.answer_start: {start} is negative; it is the answer's character "
+                "offset in its context (0 = the first character)"
+            )
         found = locate_answer(context, text, start)
         if found is None:
             tally.bad += 1
@@ -464,6 +469,13 @@ class QATask(TaskBase):
             )
         features = Features()
         n_unmapped = 0
+        cut = [ex for ex, q in zip(examples, q_encs, strict=True) if len(q.ids) > cfg.max_query_len]
+        if cut:
+            features.warnings.append(
+                f"{len(cut)} questions are longer than task.max_query_len={cfg.max_query_len} "
+                f"tokens and were cut to it (first: id {cut[0].get('id')!r}); raise "
+                "task.max_query_len to keep them whole"
+            )
         for ei, (ex, q_enc) in enumerate(zip(examples, q_encs, strict=True)):
             q_ids = q_enc.ids[: cfg.max_query_len]
             c_ids, c_off = ctx_tokens[ex["context"]]

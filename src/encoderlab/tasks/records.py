@@ -59,7 +59,12 @@ def require_column(path: str, rows: list[Row], name: str | int, key: str) -> Non
     if rows and not has_column(rows[0][1], name):
         cols = ", ".join(map(str, rows[0][1].keys()))
         what = f"column {name}" if isinstance(name, int) else f"column '{name}'"
-        raise UserError(f"{path}: no {what} (columns: {cols}); set task.{key}")
+        hint = f"set task.{key}"
+        (only,) = rows[0][1].keys() if len(rows[0][1]) == 1 else (None,)
+        other = next((c for c in ";|" if only and c in str(only)), None)
+        if other:  # one column whose name holds another separator: not this format's
+            hint = f"the file looks separated by '{other}'; save it with commas (or tabs, .tsv)"
+        raise UserError(f"{path}: no {what} (columns: {cols}); {hint}")
 
 
 def require_cell(path: str, n: int, row: dict[str, Any], col: str | int, key: str) -> None:
@@ -101,8 +106,41 @@ def read_records(path: str | Path, cfg: TaskConfig, notes: list[str] | None = No
         raise UserError(f"{p}: file not found (task data)")
     else:
         fmt = table_format(p, cfg.format, "task.format")
-        rows = read_rows(p, fmt, key="task.format", header=_header(cfg))
+        header = _header(cfg)
+        rows = read_rows(p, fmt, key="task.format", header=header)
+        if header is not True and fmt in ("csv", "tsv"):
+            _refuse_header_row(text, rows, cfg)
     return _filtered(text, rows, cfg, notes)
+
+
+# what a header row's text or label cell says (a data row almost never reads like this)
+HEADER_NAMES = {"text", "sentence", "sentence1", "sentence2", "label", "labels", "target"}
+HEADER_NAMES |= {"class", "category", "review", "tweet", "content", "document", "question"}
+
+
+def _refuse_header_row(path: str, rows: list[Row], cfg: TaskConfig) -> None:
+    """A file read by task.columns or column positions whose first row is its header would
+    train on it as an example (its label a class of its own): refused at line 1."""
+    if not rows:
+        return
+    line, first = rows[0]
+    cells = [str(v).strip().lower() for v in first.values() if v is not None]
+    if cfg.columns is not None:
+        names = [c.lower() for c in cfg.columns]
+        looks = cells[: len(names)] == names[: len(cells)] and len(cells) > 1
+    else:
+        said = {
+            str(get(first, c) or "").strip().lower() for c in (cfg.text_column, cfg.label_column)
+        }
+        label = get(first, cfg.label_column)
+        unique = all(get(r, cfg.label_column) != label for _, r in rows[1:])
+        looks = bool(said & HEADER_NAMES) and unique
+    if looks:
+        how = "task.columns" if cfg.columns is not None else "column positions"
+        raise UserError(
+            f"{path}:{line}: this row is a header ({', '.join(cells)}), which {how} would read "
+            f"as an example; drop {how} and name the columns as the header does"
+        )
 
 
 def _filtered(path: str, rows: list[Row], cfg: TaskConfig, notes: list[str] | None) -> list[Row]:

@@ -65,7 +65,16 @@ class RegressionTask(ClassificationTask):
         valid = [ex for i, ex in enumerate(examples) if i in chosen]
         return train, valid
 
+    def check_spellings(self, examples: list[Example], path: str) -> None:
+        """Labels are numbers already."""
+
     def label_names(self, examples: list[Example]) -> list[str]:
+        values = {ex["label"] for ex in examples if ex["label"] is not None}
+        if len(values) == 1:  # nothing to learn, and a correlation with it is undefined
+            raise UserError(
+                f"every training label is {values.pop():g}; regression needs scores that "
+                "vary: check task.label_column and the training file"
+            )
         return ["score"]  # the one output (an HF export: num_labels 1, i.e. regression)
 
     def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None:
@@ -121,6 +130,14 @@ class RegressionTask(ClassificationTask):
         gold = np.array([examples[i]["label"] for i in keep], dtype=np.float64)
         pred = np.array([predictions[i]["value"] for i in keep], dtype=np.float64)
         # Spearman's interval resamples the full set's ranks (a common shortcut: no re-ranking)
+        if np.ptp(gold) == 0:  # correlations with a constant are undefined, not 0
+            return {
+                "mse": float(((gold - pred) ** 2).mean()),
+                "extra": {
+                    "examples": len(keep),
+                    "undefined": f"pearson and spearman: every gold score is {gold[0]:g}",
+                },
+            }
         g_rank, p_rank = scores.ranks(gold), scores.ranks(pred)
         stats = {
             "pearson": lambda idx: scores.pearson(gold[idx], pred[idx]),

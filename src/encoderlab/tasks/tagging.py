@@ -325,6 +325,7 @@ class _Report:
 
     def __init__(self) -> None:
         self.counts: dict[str, list[Any]] = {}  # kind -> [n, first place]
+        self.formats: set[str] = set()  # what the files were read as
 
     def add(self, kind: str, where: str, k: int = 1) -> None:
         if k > 0:
@@ -392,7 +393,8 @@ def _read_conll(path: Path, lines: list[str], cfg: TaskConfig, report: _Report) 
         if not line.strip():
             close()
             continue
-        if sep is None and n_cols == 0:
+        if sep is None and n_cols == 0 and not line.startswith("-DOCSTART-"):
+            # the separator of the first word line (a -DOCSTART- line may use another)
             sep = "\t" if "\t" in line.strip() else None
         cols = line.split("\t") if sep else re.split(r"[ \t]+", line.strip(" \t"))
         if cols[0] == "-DOCSTART-":
@@ -610,7 +612,8 @@ class TaggingTask(TaskBase):
                 f"{path}: no tags (a single column / no annotation), but this file must be "
                 "labelled (train or valid); point it at an annotated file"
             )
-        return Examples(examples, warnings, notes)
+        read_as = next(iter(report.formats)) if len(report.formats) == 1 else None
+        return Examples(examples, warnings, notes, read_as=read_as)
 
     def _read_file(
         self, path: Path, cfg: TaskConfig, cap: int | None, report: _Report
@@ -622,6 +625,7 @@ class TaggingTask(TaskBase):
         fmt = _ALIASES.get(fmt, fmt)
         if fmt == "auto":
             fmt = detect_format(lines)
+        report.formats.add(fmt)
         if fmt == "conll":
             examples = _read_conll(path, lines, cfg, report)
         elif fmt == "klue-ner":

@@ -234,8 +234,16 @@ def test_resuming_a_finished_run_trains_no_further(tmp_path, corpus_txt, capsys)
     err = one_line_error(capsys)
     assert "already finished" in err and "train.max_steps=8" in err, err
     assert max(r["step"] for r in run.metrics()) == 8 and run.info["steps"] == 8
+    before = (run.path / "config.yaml").read_text()
+    for key in ("model.d_model=32", "data.block_len=16", "train.lr=0.1"):  # what it trains
+        assert cli("pretrain", "--resume", run.path, "--set", key) == 2
+        assert f"--set {key.split('=')[0]}: a resumed run keeps what it trains" in (
+            one_line_error(capsys)
+        )
+    assert (run.path / "config.yaml").read_text() == before
     assert cli("pretrain", "--resume", run.path, "--set", "train.max_steps=10") == 0
     assert max(r["step"] for r in run.metrics()) == 10
+    assert yaml.safe_load((run.path / "config.yaml").read_text())["train"]["max_steps"] == 10
 
 
 # ---------------------------------------------------------------------------------------------
@@ -952,3 +960,37 @@ def test_evaluating_two_files_with_one_name_keeps_both(finetuned, tmp_path, caps
     assert json.loads((ev / "file-dev-2.json").read_text())["data"] == str(second)
     assert not (ev / "file-dev-3.json").exists()
     assert (finetuned / "predictions" / "file-dev-2.jsonl").is_file()
+
+
+def test_a_run_stopped_while_writing_its_predictions_writes_them_on_resume(tmp_path, capsys):
+    """Ctrl-C or kill -9 after training, during the best checkpoint's predictions: the run
+    read finished, its submission was missing, and --resume refused ('already finished')."""
+    from encoderlab import finetuning
+    from encoderlab.finetuning import finetune, write_evaluation
+    from test_finetune import build
+
+    test = write_csv(tmp_path / "test.csv", sentiment_rows(30, 9), ["id", "text"])
+    cfg = build(base_cfg(tmp_path, task={"test": str(test)}, train={"epochs": 1}))
+
+    def killed(*args, **kwargs):
+        write_evaluation(*args, **kwargs)  # the valid predictions, then the test ones...
+        (args[0].path / "submission.csv").unlink()  # ...never finished
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(finetuning, "write_evaluation", killed)
+        with pytest.raises(KeyboardInterrupt):
+            finetune(cfg, say=lambda m: None)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    run = Run.open(run_dir)
+    assert run.info["status"] == "finished" and run.info["outputs"] == "pending"
+    steps = run.info["steps"]
+    capsys.readouterr()
+    assert cli("finetune", "--resume", run_dir) == 0
+    assert "writing its best checkpoint's predictions" in capsys.readouterr().out
+    rows = (run_dir / "submission.csv").read_text().splitlines()
+    assert rows[0] == "id,target" and len(rows) == 31
+    run = Run.open(run_dir)
+    assert run.info["outputs"] == "written" and run.info["steps"] == steps
+    assert cli("finetune", "--resume", run_dir) == 2  # now there is nothing left to do
+    assert "already finished" in one_line_error(capsys)

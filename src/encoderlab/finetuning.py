@@ -405,6 +405,8 @@ def finetune(
         cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
         if "group_by_length" not in cfg.train.model_fields_set:
             cfg.train.group_by_length = False  # a run started before grouping: same order
+        if run.info.get("outputs") == "pending" and run.info.get("status") == "finished":
+            return run, _write_outputs_again(run, cfg, say)  # stopped while writing them
         check_not_finished(run, cfg.train, "To train longer, start a new fine-tuning run")
     else:
         assert cfg is not None
@@ -529,7 +531,33 @@ def _finetune(
     write_evaluation(
         run, model, task, cfg, data, valid_f, test_f, pad_id, device, ckpt.name, say, reuse
     )
+    run.update(outputs="written")
     return run, result
+
+
+def _write_outputs_again(run: Run, cfg: FinetuneConfig, say: Callable[[str], None]) -> FitResult:
+    """A run stopped (Ctrl-C, kill -9) after training, while writing its best checkpoint's
+    predictions and submission: --resume writes them, and trains nothing."""
+    from encoderlab.inference import load_finetuned
+
+    ft = load_finetuned(run.path)
+    say(f"resuming {run.path}: trained; writing its best checkpoint's predictions")
+    data = read_task_data(ft.task, cfg, say)
+    valid_f = ft.task.encode(data.valid, ft.tokenizer, cfg.task, ft.labels)
+    test_f = ft.task.encode(data.test, ft.tokenizer, cfg.task, ft.labels)
+    ckpt = run_checkpoint(run)
+    write_evaluation(
+        run, ft.model, ft.task, cfg, data, valid_f, test_f, ft.pad_id, ft.device, ckpt.name, say
+    )
+    run.update(outputs="written")
+    info = run.info
+    return FitResult(
+        step=int(info.get("steps", 0)),
+        epoch=int(info.get("epoch", 0) or 0),
+        stopped_because=str(info.get("stopped_because", "finished")),
+        best=dict(info.get("best") or {}),
+        train_seconds=float(info.get("train_seconds", 0.0)),
+    )
 
 
 def _open_run(
@@ -549,6 +577,7 @@ def _open_run(
                 save_wrapped_config(backbone.hf_config, new.path)
             (new.path / "labels.json").write_text(json.dumps(labels, ensure_ascii=False))
             save_config(cfg, new.path / "config.yaml")
+            new.update(outputs="pending")  # "written" once its final predictions are
             return str(new.path)
 
         run = Run(distributed.on_main(create))

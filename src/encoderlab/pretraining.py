@@ -21,12 +21,12 @@ import torch
 from tokenizers import Tokenizer
 
 from encoderlab import distributed
-from encoderlab.config import Config, TrainConfig, load_config, save_config
+from encoderlab.config import Config, TrainConfig, load_config, save_config, to_yaml
 from encoderlab.data.tokens import build_mlm_datasets, cache_key, collate_mlm
 from encoderlab.errors import UserError
 from encoderlab.model import param_summary, prepare_training
 from encoderlab.objectives import pretraining_setup
-from encoderlab.runs import ReadOnlyRun, Run
+from encoderlab.runs import ReadOnlyRun, Run, atomic_write
 from encoderlab.runtime import resolve_device, seed_everything
 from encoderlab.tokenizer import (
     load_tokenizer,
@@ -89,6 +89,30 @@ def check_not_finished(run: Run, t: TrainConfig, hint: str) -> None:
         )
 
 
+# what `--resume --set` may change: how long and how a run goes on, never what it trains
+# (model, tokenizer, data, objective, optimiser and schedule, batch: the checkpoint holds those)
+RESUME_KEYS = (
+    *(f"train.{k}" for k in ("max_steps", "epochs", "time_budget_min", "budget_covers")),
+    *(f"train.{k}" for k in ("eval_every", "eval_batches", "log_every", "checkpoint_every")),
+    *(f"train.{k}" for k in ("checkpoint_minutes", "keep_checkpoints", "max_nonfinite")),
+    *(f"train.{k}" for k in ("early_stop_metric", "early_stop_mode", "early_stop_patience")),
+    *(f"train.{k}" for k in ("device", "threads", "compile", "tf32", "loggers")),
+    "data.num_workers",
+)
+
+
+def _check_resume_overrides(overrides: list[str]) -> None:
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key not in RESUME_KEYS:
+            raise UserError(
+                f"--set {key}: a resumed run keeps what it trains (model, tokenizer, data, "
+                "optimiser, schedule, batch); --resume may change only "
+                + ", ".join(RESUME_KEYS)
+                + "; start a new run for the rest"
+            )
+
+
 def pretrain(
     cfg: Config | None = None,
     resume: str | Path | None = None,
@@ -106,6 +130,7 @@ def pretrain(
             raise UserError(
                 f"{opened.path}: is a fine-tuning run; use `encoderlab finetune --resume`"
             )
+        _check_resume_overrides(overrides or [])
         cfg = load_config(opened.path / "config.yaml", overrides)
     assert cfg is not None
     with distributed.session(resolve_device(cfg.train.device)):
@@ -168,6 +193,9 @@ def _pretrain(
         pid=os.getpid(),
         **(record or {}),
     )
+    saved = run.path / "config.yaml"
+    if resume is not None and distributed.is_main() and saved.read_text("utf-8") != to_yaml(cfg):
+        atomic_write(saved, to_yaml(cfg))  # what --resume --set changed: the run says it
     say(param_summary(model))
     say(
         f"run {run.path}: {len(train_set):,} train / "

@@ -994,3 +994,86 @@ def test_a_run_stopped_while_writing_its_predictions_writes_them_on_resume(tmp_p
     assert run.info["outputs"] == "written" and run.info["steps"] == steps
     assert cli("finetune", "--resume", run_dir) == 2  # now there is nothing left to do
     assert "already finished" in one_line_error(capsys)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_130_like_ctrl_c(tmp_path, corpus_txt):
+    """A scheduler's stop (SIGTERM) killed pretrain/finetune with nothing saved or said."""
+    import signal
+    import time
+
+    cfg = write_config(tmp_path, [corpus_txt], train={"max_steps": 100_000, "eval_every": None})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "encoderlab", "pretrain", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        runs = list((tmp_path / "runs").glob("*/metrics.jsonl"))
+        if runs and runs[0].read_text().count('"kind": "train"') >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    run = only_run(tmp_path)
+    assert f"interrupted; continue with `encoderlab pretrain --resume {run.path}`" in err
+    assert "Traceback" not in err
+    assert run.info["status"] == "interrupted" and run.latest_checkpoint() is not None
+
+
+def test_a_runs_dir_that_cannot_be_written_is_one_line_before_any_work(
+    tmp_path, corpus_txt, capsys, monkeypatch
+):
+    """A read-only runs folder failed with an OSError traceback after the tokenizer and the
+    data were made. (Tests run as root, for whom only a read-only mount refuses: os.access
+    stands in for one.)"""
+    import encoderlab.runs as runs_module
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access
+    monkeypatch.setattr(
+        runs_module.os, "access", lambda p, mode: False if Path(p) == ro else real(p, mode)
+    )
+    cfg = write_config(tmp_path, [corpus_txt])
+    capsys.readouterr()
+    assert cli("pretrain", cfg, "--set", f"runs_dir={ro / 'runs'}") == 2
+    err = one_line_error(capsys)
+    assert f"runs_dir {ro / 'runs'}: cannot write there ({ro} is read-only" in err
+    assert not (tmp_path / "cache").exists()  # no data prepared
+    ft = tmp_path / "ft.yaml"
+    ft.write_text(yaml.safe_dump(base_cfg(tmp_path, runs_dir=str(ro / "runs"))))
+    assert cli("finetune", ft) == 2
+    assert "cannot write there" in one_line_error(capsys)
+
+
+def test_report_and_runs_list_agree_on_killed_runs_and_name_what_they_leave_out(
+    finetuned, tmp_path, capsys
+):
+    """A kill -9'd run read 'running' in a report while `runs list` said killed; folders
+    missing config.yaml were dropped from a folder's report without a word."""
+    from encoderlab.runs import find_runs, live_status
+
+    folder = tmp_path / "runs"
+    killed = folder / "killed"
+    shutil.copytree(finetuned, killed)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    Run(killed).update(status="running", pid=dead.pid)
+    half = folder / "half"
+    shutil.copytree(finetuned, half)
+    (half / "config.yaml").unlink()
+    capsys.readouterr()
+    assert find_runs([folder]) == [killed]
+    assert f"warning: {half}: no config.yaml; left out" in capsys.readouterr().err
+    assert live_status(Run(killed).info, killed) == "killed (resumable)"
+    bare = folder / "bare"
+    bare.mkdir()
+    (bare / "run.json").write_text(json.dumps({"status": "running", "pid": dead.pid}))
+    assert live_status(json.loads((bare / "run.json").read_text()), bare) == (
+        "killed (no checkpoint)"
+    )
+    assert cli("report", killed, "--out", tmp_path / "rep") == 0
+    assert "killed (resumable)" in (tmp_path / "rep" / "report.md").read_text()

@@ -259,7 +259,16 @@ def test_app_health_info_predict_and_bad_requests(ft):
             assert r.status_code == status, (name, r.text)
             assert r.json()["field"] == field, name
             assert r.json()["error"], name
-        assert client.get("/predict").status_code == 405
+        r = client.get("/predict")  # unknown methods and routes answer JSON like the rest
+        assert r.status_code == 405 and "use POST" in r.json()["error"], r.text
+        r = client.delete("/health")
+        assert r.status_code == 405 and r.json()["field"] is None
+        r = client.get("/nope")
+        assert r.status_code == 404 and "no route /nope" in r.json()["error"]
+        deep = b'{"texts": ' + b"[" * 1500 + b"]" * 1500 + b"}"  # under 3 kB
+        big = TestClient(build_app(ft, ServeLimits()))
+        r = big.post("/predict", content=deep, headers={"content-type": "application/json"})
+        assert r.status_code == 400 and "nested too deeply" in r.json()["error"], r.text
         assert client.get("/health").json() == {"status": "ok"}  # survived every one
         assert client.post("/predict", json={"texts": ["nice"]}).status_code == 200
 

@@ -7,6 +7,7 @@ codes are listed in EXIT_CODES (shown by `encoderlab --help`).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -18,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from encoderlab.errors import UserError, disk_full, disk_full_head, first_line
+from encoderlab.errors import UserError, disk_full, disk_full_head, first_line, signals_as_interrupt
 
 EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_NONFINITE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = (
@@ -490,7 +491,7 @@ def runs_list(
     runs_dir: Annotated[Path, typer.Option("--runs-dir")] = Path("runs"),
 ) -> None:
     """Name, task, params, steps, best metric and status of every run."""
-    from encoderlab.runs import list_runs
+    from encoderlab.runs import list_runs, live_status
 
     if runs_dir.exists() and not runs_dir.is_dir():
         raise UserError(f"--runs-dir {runs_dir} is a file; give the folder that holds the runs")
@@ -510,24 +511,10 @@ def runs_list(
             f"{r.get('params', 0):,}",
             str(r.get("steps", 0)),
             best_txt,
-            _live_status(r),
+            live_status(r, Path(r["path"]) if r.get("path") else None),
             time.strftime("%Y-%m-%d %H:%M", time.localtime(r.get("created", 0))),
         )
     console.print(table)
-
-
-def _live_status(info: dict) -> str:
-    """A run marked running whose process is gone was killed: say so."""
-    status = info.get("status", "?")
-    pid = info.get("pid")
-    if status == "running" and pid:
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return "killed (resumable)"
-        except (PermissionError, ValueError, TypeError, OverflowError):  # another user's; junk
-            pass
-    return status
 
 
 @model_app.command("show")
@@ -649,7 +636,8 @@ def main(argv: list[str] | None = None) -> None:
 
         forget_written()
     try:
-        code = app(args=argv, prog_name="encoderlab", standalone_mode=False)
+        with signals_as_interrupt():  # SIGTERM / SIGHUP: checkpoint and exit 130, as Ctrl-C
+            code = app(args=argv, prog_name="encoderlab", standalone_mode=False)
         if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130) and returns the code
             raise KeyboardInterrupt
         if isinstance(code, int) and code:
@@ -664,7 +652,9 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
-        err_console.print("interrupted; finished work is kept (continue a run with --resume RUN)")
+        from encoderlab.runs import after_interrupt
+
+        err_console.print(after_interrupt(), highlight=False, markup=False, soft_wrap=True)
         sys.exit(EXIT_INTERRUPTED)
     except _CLICK_EXCEPTION as e:  # not a usage error, e.g. a file option that cannot be read
         _error(" ".join(e.format_message().split()))
@@ -674,6 +664,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:
         if disk_full(e):
             _error(_after_disk_full(e))
+        elif isinstance(e, OSError) and e.errno == errno.EROFS and e.filename is not None:
+            _error(f"{e.filename}: on a read-only file system; copy it somewhere writable")
         elif isinstance(e, _PATH_ERRORS) and e.filename is not None:
             _error(f"{e.filename}: {(e.strerror or str(e)).lower()}; give another path")
         elif _out_of_memory(e):

@@ -1,9 +1,15 @@
-"""The one exception type the CLI turns into a one-line message and exit code 2, and how a
-full disk is recognised (also one line and exit code 2: see runs.after_disk_full)."""
+"""The one exception type the CLI turns into a one-line message and exit code 2, how a
+full disk is recognised (also one line and exit code 2: see runs.after_disk_full), and
+SIGTERM / SIGHUP read as Ctrl-C (a run saves its checkpoint and exits 130 either way)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 
 class UserError(Exception):
@@ -47,3 +53,24 @@ def disk_full_head(e: BaseException) -> str:
         if isinstance(cur, OSError) and cur.filename:
             return f"disk full while writing {cur.filename}"
     return "disk full (no space left on device)"
+
+
+@contextlib.contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM / SIGHUP (a scheduler's stop, a closed terminal) stop the work as Ctrl-C does:
+    a run saves its checkpoint first; a study stops its running arm (in a session of its own,
+    it would not get them)."""
+    names = ("SIGTERM", "SIGHUP")
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = {n: signal.signal(getattr(signal, n), handler) for n in names if hasattr(signal, n)}
+    try:
+        yield
+    finally:
+        for n, h in old.items():
+            signal.signal(getattr(signal, n), h)

@@ -43,7 +43,14 @@ from encoderlab.inference import (
 from encoderlab.model import Encoder, num_params, param_groups, prepare_training
 from encoderlab.objectives import validation_metric_names
 from encoderlab.pretraining import check_not_finished
-from encoderlab.runs import ReadOnlyRun, Run, encoder_weights, run_checkpoint, run_model_config
+from encoderlab.runs import (
+    ReadOnlyRun,
+    Run,
+    check_runs_dir,
+    encoder_weights,
+    run_checkpoint,
+    run_model_config,
+)
 from encoderlab.runtime import resolve_device, seed_everything
 from encoderlab.selfpretrain import self_pretrain
 from encoderlab.tasks import get_task
@@ -410,6 +417,7 @@ def finetune(
         check_not_finished(run, cfg.train, "To train longer, start a new fine-tuning run")
     else:
         assert cfg is not None
+        check_runs_dir(cfg.runs_dir)  # before the data, tokenizer and self-pretraining
         cfg = resolve_defaults(cfg, distributed.main_says(say))
     assert cfg is not None
     with distributed.session(resolve_device(cfg.train.device)):

@@ -26,7 +26,7 @@ from encoderlab.data.tokens import build_mlm_datasets, cache_key, collate_mlm
 from encoderlab.errors import UserError
 from encoderlab.model import param_summary, prepare_training
 from encoderlab.objectives import pretraining_setup
-from encoderlab.runs import ReadOnlyRun, Run, atomic_write
+from encoderlab.runs import ReadOnlyRun, Run, atomic_write, check_runs_dir
 from encoderlab.runtime import resolve_device, seed_everything
 from encoderlab.tokenizer import (
     load_tokenizer,
@@ -133,6 +133,8 @@ def pretrain(
         _check_resume_overrides(overrides or [])
         cfg = load_config(opened.path / "config.yaml", overrides)
     assert cfg is not None
+    if resume is None:
+        check_runs_dir(cfg.runs_dir)  # before the tokenizer and the data are made
     with distributed.session(resolve_device(cfg.train.device)):
         run, result = _pretrain(cfg, resume, distributed.main_says(say), on_eval, record)
     run.close()  # the run directory is free again (a later write takes the lock anew)

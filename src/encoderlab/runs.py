@@ -97,6 +97,53 @@ def forget_written() -> None:
     _CREATED.clear()
 
 
+def live_status(info: dict[str, Any], path: Path | None = None) -> str:
+    """A run's status as `runs list` and reports show it: one marked running whose process
+    is gone was killed, and says whether --resume has a checkpoint to go on from."""
+    status = str(info.get("status", "?"))
+    pid = info.get("pid")
+    if status == "running" and pid:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            if path is not None and Run(path).latest_checkpoint() is None:
+                return "killed (no checkpoint)"
+            return "killed (resumable)"
+        except (PermissionError, ValueError, TypeError, OverflowError):  # another user's; junk
+            pass
+    return status
+
+
+def check_runs_dir(runs_dir: str | Path) -> None:
+    """A runs folder this process cannot write (a read-only mount, another user's): one line
+    before the work starts, not an OSError after the tokenizer and the data are made."""
+    path = Path(runs_dir).absolute()
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"runs_dir {runs_dir}: cannot write there ({existing} is read-only or not yours); "
+            "set runs_dir to a folder you can write"
+        )
+
+
+def after_interrupt() -> str:
+    """What Ctrl-C (or SIGTERM) left, in one line: the run this command wrote and how to go
+    on with it, or that it had no checkpoint yet (so the command starts over)."""
+    generic = "interrupted; finished work is kept (continue a run with --resume RUN)"
+    written = [p for p in _WRITTEN if (p / "run.json").is_file()]
+    if not written:
+        return (
+            generic  # nothing written here (or a study's or sweep's runs, in their own processes)
+        )
+    run = Run(written[-1])
+    kind = str(run.info.get("kind", "pretrain")).split("/")[0]
+    if kind not in ("pretrain", "finetune"):
+        return generic
+    if run.latest_checkpoint() is None:
+        return f"interrupted before {run.path} had a checkpoint: nothing to resume there; run the command again"
+    return f"interrupted; continue with `encoderlab {kind} --resume {run.path}`"
+
+
 def after_disk_full(e: BaseException, rerun: str = "run the command again") -> str:
     """Tidy up after a full disk and say what happened, in one line: a run this process
     created without an intact checkpoint is removed (nothing there can be resumed); a run
@@ -208,6 +255,7 @@ class Run:
     @classmethod
     def create(cls, runs_dir: str | Path, name: str, config: BaseModel, kind: str) -> Run:
         check_plain_name(name, "name")  # never a folder outside runs_dir
+        check_runs_dir(runs_dir)
         check_installed(getattr(getattr(config, "train", None), "loggers", None) or [])
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         root = Path(runs_dir)
@@ -908,6 +956,10 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
         if p.is_dir():
             inner = [d for d in sorted(p.glob("*/")) if is_run_dir(d)]
             inner += [d for d in sorted(p.glob("*/*/")) if is_run_dir(d)]
+            for d in sorted(p.glob("*/")):  # a run's folder missing half of what makes one
+                if not is_run_dir(d) and ((d / RUN_FILE).exists() or (d / "config.yaml").exists()):
+                    missing = "config.yaml" if (d / RUN_FILE).exists() else RUN_FILE
+                    print(f"warning: {d}: no {missing}; left out", file=sys.stderr)
             if inner:
                 found += sorted(inner, key=lambda d: (_created(d), d.name))
                 continue

@@ -43,6 +43,7 @@ from encoderlab.tasks.base import Example
 
 try:  # the serve extra; `serve` says how to install it when it is missing
     from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
@@ -146,6 +147,8 @@ def parse_request(raw: bytes, fields: list[str], limits: ServeLimits) -> tuple[l
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise RequestError(400, None, "the body is not JSON") from None
+    except RecursionError:  # arrays nested ~1,000 deep: Python's decoder gives up
+        raise RequestError(400, None, "the body's JSON is nested too deeply") from None
     if not isinstance(body, dict):
         raise RequestError(400, None, f"the body must be a JSON object with {fields}")
     if fields == ["pairs"]:
@@ -306,6 +309,19 @@ class Batcher:
 # The application
 
 
+async def _http_error(request: Any, exc: Any) -> JSONResponse:
+    """An unknown route (404) or method (405), answered as JSON like every other error."""
+    allowed = (getattr(exc, "headers", None) or {}).get("Allow")
+    message = {404: f"no route {request.url.path}; the routes are /predict, /health, /info"}.get(
+        exc.status_code, str(exc.detail)
+    )
+    if exc.status_code == 405 and allowed:
+        message = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+    return JSONResponse(
+        {"error": message, "field": None}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
 def _error(e: RequestError) -> JSONResponse:
     return JSONResponse({"error": e.message, "field": e.field}, status_code=e.status)
 
@@ -385,6 +401,7 @@ def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
             Route("/predict", post_predict, methods=["POST"]),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},  # 404, 405: JSON like the rest
     )
     app.state.batcher = batcher
     return app

@@ -21,6 +21,7 @@ from encoderlab.reporting.metrics import (
     tokens_per_s,
     wall_seconds,
 )
+from encoderlab.runs import live_status
 
 
 @dataclass
@@ -130,7 +131,7 @@ def hyperparameter_table(runs: list[RunData]) -> Table:
                 row.append(
                     _metric_cell(r, metric) if metric in final or metric == r.primary else fmt.DASH
                 )
-        row.append(str(r.info.get("status", fmt.DASH)))
+        row.append(live_status(r.info, r.path) if r.info.get("status") else fmt.DASH)
         rows.append(row)
     note = (
         "Accuracies and F1 in percent; final = the run's final evaluation (fine-tuning: the best "
@@ -232,7 +233,7 @@ def record_table(run: RunData) -> Table:
     fields = [
         ("description", i.get("description") or fmt.DASH),
         ("kind", i.get("kind")),
-        ("status", i.get("status")),
+        ("status", live_status(i, run.path) if i.get("status") else None),
         ("started", fmt.timestamp(i.get("created"))),
         ("finished", fmt.timestamp(i.get("finished"))),
         ("training time", fmt.seconds(wall_seconds(run))),

@@ -18,11 +18,11 @@ from typing import Any
 import yaml
 
 from encoderlab.config import parse_override
-from encoderlab.errors import UserError
+from encoderlab.errors import UserError, signals_as_interrupt
 from encoderlab.jobs import run_info
 from encoderlab.runs import has_checkpoint, pid_alive
 from encoderlab.study.data import prepare_data
-from encoderlab.study.process import launch, signals_as_interrupt
+from encoderlab.study.process import launch
 from encoderlab.study.spec import PLACEHOLDER_RE, Study, load_study
 from encoderlab.study.state import STATE_FILE, State
 from encoderlab.study.tables import compare_lines, format_table, summary_rows

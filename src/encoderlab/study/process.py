@@ -5,15 +5,13 @@ Ctrl-C (or SIGTERM / SIGHUP) stops it with one SIGINT, so it saves a checkpoint 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from encoderlab.jobs import last_line
 from encoderlab.runs import find_run
@@ -95,23 +93,3 @@ def stop_child(proc: subprocess.Popen, say: Callable[[str], None]) -> None:
     except (KeyboardInterrupt, subprocess.TimeoutExpired):
         proc.kill()
         proc.wait()
-
-
-@contextlib.contextmanager
-def signals_as_interrupt() -> Iterator[None]:
-    """SIGTERM / SIGHUP to the study (a scheduler's stop, a closed terminal) stop the running arm
-    as Ctrl-C does, checkpoint saved: the arm runs in its own session and would not get them."""
-    names = ("SIGTERM", "SIGHUP")
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    old = {n: signal.signal(getattr(signal, n), handler) for n in names if hasattr(signal, n)}
-    try:
-        yield
-    finally:
-        for n, h in old.items():
-            signal.signal(getattr(signal, n), h)

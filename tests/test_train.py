@@ -465,3 +465,89 @@ def test_warmup_longer_than_the_run_is_a_warning(tmp_path):
     )
     warn = [m for m in said if "warmup_steps=500 is longer than the run" in m]
     assert warn and "26 steps" in warn[0], said
+
+
+def test_an_evaluation_cut_short_by_ctrl_c_is_done_on_resume(tmp_path):
+    """Ctrl-C during an evaluation checkpointed the step but never logged its evaluation:
+    the resumed run's curve had a hole there, and that step never competed for the best."""
+
+    def run_fit(run, resume=False, interrupt_at=None):
+        torch.manual_seed(0)
+        model = Net()
+        calls = []
+
+        def evaluator(m):
+            calls.append(1)
+            if len(calls) == interrupt_at:
+                raise KeyboardInterrupt
+            return {"acc": float(sum(p.detach().sum() for p in m.parameters()))}
+
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+        return fit(
+            model,
+            opt,
+            Toy(),
+            Toy(20),
+            collate,
+            objective(),
+            cfg,
+            run,
+            seed=1,
+            resume=resume,
+            evaluator=evaluator,
+            say=lambda m: None,
+        )
+
+    cfg = resume_config()
+    full = new_run(tmp_path, "full", cfg)
+    run_fit(full)
+    cut = new_run(tmp_path, "cut", cfg)
+    with pytest.raises(KeyboardInterrupt):
+        run_fit(cut, interrupt_at=2)  # the evaluation at step 8
+    assert cut.info["status"] == "interrupted"
+    assert [r["step"] for r in cut.metrics() if r["kind"] == "eval"] == [4]
+    run_fit(Run.open(cut.path), resume=True)
+
+    def evals(run):
+        return [
+            (r["step"], r["valid/acc"]) for r in run.metrics() if r["kind"] in ("eval", "epoch")
+        ]
+
+    assert [s for s, _ in evals(cut)] == [s for s, _ in evals(full)]
+    np.testing.assert_allclose([v for _, v in evals(cut)], [v for _, v in evals(full)], rtol=1e-6)
+    a, b = train_losses(full), train_losses(cut)
+    assert [s for s, _ in a] == [s for s, _ in b]
+    np.testing.assert_allclose([v for _, v in a], [v for _, v in b], rtol=1e-6, atol=1e-7)
+
+
+def test_a_ctrl_c_in_a_steps_bookkeeping_waits_for_it_to_finish(tmp_path, monkeypatch):
+    """A Ctrl-C that landed after a train record was written but before its loss window was
+    reset left a checkpoint holding both: the resumed run's next logged loss averaged steps
+    twice. The step's bookkeeping now finishes first."""
+    import os
+    import signal
+
+    cfg = resume_config()
+    full = new_run(tmp_path, "full", cfg)
+    train(tmp_path, cfg, run=full)
+    cut = new_run(tmp_path, "cut", cfg)
+    real_log = Run.log
+
+    def log_then_ctrl_c(self, record):
+        real_log(self, record)
+        if record.get("kind") == "train" and record["step"] == 6:
+            os.kill(os.getpid(), signal.SIGINT)  # Python raises at its next instruction
+
+    monkeypatch.setattr(Run, "log", log_then_ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(tmp_path, cfg, run=cut)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    monkeypatch.setattr(Run, "log", real_log)
+    assert cut.info["status"] == "interrupted"
+    train(tmp_path, cfg, run=Run.open(cut.path), resume=True)
+    a, b = train_losses(full), train_losses(cut)
+    assert [s for s, _ in a] == [s for s, _ in b]
+    np.testing.assert_allclose([v for _, v in a], [v for _, v in b], rtol=1e-6, atol=1e-7)

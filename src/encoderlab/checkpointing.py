@@ -18,6 +18,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from safetensors.torch import _remove_duplicate_names  # what save_model drops: shared tensors
@@ -68,7 +69,7 @@ class BackgroundWriter:
         self.wait()
         # a Ctrl-C between making the thread and starting it would leave one that `wait`
         # cannot join (seen in CI): the interrupt is held until the thread runs
-        with _sigint_held():
+        with interrupts_held():
             self._thread = threading.Thread(
                 target=self._run, args=(write,), name="encoderlab-checkpoint-writer", daemon=True
             )
@@ -93,20 +94,32 @@ class BackgroundWriter:
         return self._thread is not None and self._thread.is_alive()
 
 
+INTERRUPTS = ("SIGINT", "SIGTERM", "SIGHUP")  # Ctrl-C, and what the CLI reads as one
+
+
 @contextlib.contextmanager
-def _sigint_held() -> Iterator[None]:
-    """Hold a SIGINT that arrives inside the block and deliver it after (as KeyboardInterrupt
-    under Python's default handler). Only the main thread can set handlers: elsewhere, as is."""
+def interrupts_held() -> Iterator[None]:
+    """Hold an interrupt (Ctrl-C, SIGTERM, SIGHUP) that arrives inside the block and deliver
+    it after, as its handler would have (KeyboardInterrupt, under Python's and the CLI's): a
+    block of bookkeeping is never left half done. Ignored signals stay ignored; only the main
+    thread can set handlers: elsewhere, as is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     held: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    previous: dict[int, Any] = {}
+    for name in INTERRUPTS:
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) not in (signal.SIG_IGN, None):
+            previous[signum] = signal.signal(signum, lambda n, frame: held.append(n))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if held and callable(previous):
-            previous(signal.SIGINT, None)
-        elif held and previous == signal.SIG_DFL:
-            signal.raise_signal(signal.SIGINT)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(held):
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)

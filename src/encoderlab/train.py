@@ -56,6 +56,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from encoderlab import distributed
+from encoderlab.checkpointing import interrupts_held
 from encoderlab.config import TrainConfig
 from encoderlab.errors import UserError
 from encoderlab.runs import ReadOnlyRun, Run
@@ -138,6 +139,9 @@ class LoopState:
     window: dict[str, torch.Tensor] = field(default_factory=dict)  # counts since the train log
     window_steps: int = 0
     last_eval: dict[str, float] = field(default_factory=dict)
+    # an evaluation (and epoch log) this step owes, until logged: "step", "epoch" (evaluation
+    # and epoch log), "epoch_log" (the log alone); a resume does what a Ctrl-C cut short
+    eval_due: str | None = None
     # steps counted on the device and not read yet: [finite steps, skipped steps, current
     # run of skipped steps, its longest since the last read]; see `settle`. Not saved.
     pending: torch.Tensor | None = field(default=None, repr=False)
@@ -683,6 +687,7 @@ class Recorder:
         are written (weights only, in the background) when `keep_best`; an evaluation writes
         no full checkpoint unless train.checkpoint_at_eval asks for one (see `checkpoint_due`)."""
         if self.measure is None:
+            state.eval_due = "epoch_log" if state.eval_due == "epoch" else None
             return
         t0 = time.perf_counter()
         metrics = {f"valid/{k}": v for k, v in self.measure().items()}
@@ -709,7 +714,8 @@ class Recorder:
                     self.run.update(best=best)
             else:
                 state.evals_since_best += 1
-        elif state.best_step is None and not self._missing_said:
+        state.eval_due = "epoch_log" if state.eval_due == "epoch" else None
+        if value is None and state.best_step is None and not self._missing_said:
             self._missing_said = True  # e.g. f1 on a data set with more than two labels
             self.say(
                 f"warning: {self.primary} was not measured ({', '.join(metrics)} were): no "
@@ -721,6 +727,16 @@ class Recorder:
     def log_epoch(self, state: LoopState) -> None:
         record = {"step": state.step, "epoch": state.epoch, "kind": "epoch", **state.last_eval}
         self.run.log(record | {"time": round(self.clock.seconds(), 2)})
+        state.eval_due = None
+
+    def owed(self, state: LoopState, stop: StopRule) -> str | None:
+        """On resume: the evaluation (and epoch log) a Ctrl-C cut short, done before the next
+        step as the uninterrupted run did it; the stop reason it gives (early stopping)."""
+        if state.eval_due in ("step", "epoch"):
+            self.evaluate(state)
+        if state.eval_due == "epoch_log":
+            self.log_epoch(state)
+        return stop.reason(state, True)
 
     def checkpoint_due(self, state: LoopState, evaluated: bool) -> bool:
         """A checkpoint not forced by the end: every checkpoint_every steps, checkpoint_minutes
@@ -855,6 +871,9 @@ def fit(
     stopped = "finished"
     group: list[tuple[Batch, bool]] = []  # micro-batches read but not yet stepped
     try:
+        if state.eval_due and (why := rec.owed(state, stop)):
+            rec.checkpoint(state)
+            raise StopRun(why)
         while cfg.epochs is None or state.epoch < cfg.epochs:
             for batch, real in _epoch_batches(train_set, collate, cfg, seed, state, num_workers):
                 group.append((batch, real))
@@ -865,26 +884,28 @@ def fit(
                 eng.set_lr(
                     lr_factor(cfg, state.step, plan.total_steps, stop.budget_used(state.step))
                 )
-                stepped = optimizer_step(eng, group, cfg.grad_clip)
-                group = []
-                state.count(stepped)
-                rec.stepped(state, stepped.shown_tokens())
-                if forecast := stop.forecast(state, eng, batch):
-                    say(forecast)
-                    run.update(expected_steps=stop.expected_steps)
-                log_now = state.step % cfg.log_every == 0 or end_of_epoch
-                if not eng.defers or log_now:  # deferred: skipped steps are read at log time
-                    if why := stop.diverged(state.settle()):
-                        rec.checkpoint(state)
-                        raise StopRun(why)
-                if end_of_epoch:
-                    state.epoch, state.micro = state.epoch + 1, 0
-                if log_now:
-                    rec.log_train(state)
+                with interrupts_held():  # a Ctrl-C lands after the step and its bookkeeping
+                    stepped = optimizer_step(eng, group, cfg.grad_clip)
+                    group = []
+                    state.count(stepped)
+                    rec.stepped(state, stepped.shown_tokens())
+                    if forecast := stop.forecast(state, eng, batch):
+                        say(forecast)
+                        run.update(expected_steps=stop.expected_steps)
+                    log_now = state.step % cfg.log_every == 0 or end_of_epoch
+                    if not eng.defers or log_now:  # deferred: skipped steps read at log time
+                        if why := stop.diverged(state.settle()):
+                            rec.checkpoint(state)
+                            raise StopRun(why)
+                    if end_of_epoch:
+                        state.epoch, state.micro = state.epoch + 1, 0
+                    if log_now:
+                        rec.log_train(state)
                 evaluated = (
                     end_of_epoch or bool(cfg.eval_every) and state.step % cfg.eval_every == 0
                 )
                 if evaluated:
+                    state.eval_due = "epoch" if end_of_epoch else "step"  # until it is logged
                     rec.evaluate(state)
                     if end_of_epoch:
                         rec.log_epoch(state)

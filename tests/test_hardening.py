@@ -1077,3 +1077,28 @@ def test_report_and_runs_list_agree_on_killed_runs_and_name_what_they_leave_out(
     )
     assert cli("report", killed, "--out", tmp_path / "rep") == 0
     assert "killed (resumable)" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_a_resume_from_another_folder_reads_the_configs_relative_paths_from_where_it_started(
+    tmp_path, corpus_txt, capsys, monkeypatch
+):
+    """config.yaml keeps `data.corpus: [corpus.txt]` as written: a resume from another folder
+    failed with 'corpus.txt: corpus file not found'."""
+    start = tmp_path / "project"
+    start.mkdir()
+    shutil.copy(corpus_txt, start / "corpus.txt")
+    monkeypatch.chdir(start)
+    cfg = write_config(start, [Path("corpus.txt")])
+    cfg_yaml = yaml.safe_load(cfg.read_text())
+    cfg_yaml["runs_dir"], cfg_yaml["data"]["cache_dir"] = "runs", "cache"
+    cfg.write_text(yaml.safe_dump(cfg_yaml))
+    assert cli("pretrain", cfg) == 0
+    (run_dir,) = (start / "runs").iterdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    rel = os.path.relpath(run_dir, elsewhere)
+    assert cli("pretrain", "--resume", rel, "--set", "train.max_steps=10") == 0
+    assert f"resuming in {start}, where the run started" in capsys.readouterr().out
+    assert Run.open(run_dir).info["steps"] == 10

@@ -147,3 +147,42 @@ def test_a_missing_data_file_is_one_line_before_the_study_writes_anything(tmp_pa
     with pytest.raises(UserError, match=r"arm 'a': task.train=.*gone.csv: no such file"):
         run_study(study, say=lambda m: None)
     assert not out.exists()
+
+
+def test_a_second_process_on_the_same_study_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Two `study run` of one study both trained the same arm and wrote study.json."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    from encoderlab.errors import UserError
+
+    tiny_base(tmp_path, rows=32, epochs=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        yaml.safe_dump({"name": "m", "base": "base.yaml", "out": str(out), "arms": [{"name": "a"}]})
+    )
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from encoderlab.runs import take_lock; "
+            f"take_lock(__import__('pathlib').Path({str(out)!r})); print('held', flush=True); "
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=r"out: in use by another encoderlab process \(pid"):
+            run_study(study, say=lambda m: None)
+        assert not (out / "study.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    run_study(study, say=lambda m: None)  # the lock of a process that is gone is free
+    assert json.loads((out / "study.json").read_text())["arms"]["a"]["status"] == "done"

@@ -173,8 +173,25 @@ def pretrain(
     if resume is not None and config is not None:
         raise UserError("--resume continues a run with its saved config; drop the config file")
     cfg = None if resume is not None else load_config(config, overrides)
+    resume = _where_it_started(resume)
     run, result = run_pretrain(cfg, resume=resume, overrides=overrides if resume else None, say=say)
     _print_result(run, result)
+
+
+def _where_it_started(resume: Path | None) -> Path | None:
+    """A resume runs in the folder its run was started from, so the config's relative paths
+    (corpus, task files, runs_dir) mean what they meant then; the run, given from here, is
+    made absolute first."""
+    from encoderlab.runs import started_in
+
+    if resume is None or not resume.is_dir():
+        return resume
+    resume = resume.absolute()
+    where = started_in(resume)
+    if where is not None:
+        os.chdir(where)
+        say(f"resuming in {where}, where the run started (its config's paths start there)")
+    return resume
 
 
 def _scores(metrics: dict[str, float]) -> str:
@@ -308,6 +325,7 @@ def finetune(
     if resume is not None and (config is not None or overrides):
         raise UserError("--resume continues a run with its saved config; drop the config/--set")
     cfg = None if resume is not None else load_config(config, overrides, schema=FinetuneConfig)
+    resume = _where_it_started(resume)
     run, result = run_finetune(cfg, say=say, resume=resume)
     _print_result(run, result)
 

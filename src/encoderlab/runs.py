@@ -114,6 +114,18 @@ def live_status(info: dict[str, Any], path: Path | None = None) -> str:
     return status
 
 
+def started_in(run_dir: str | Path) -> Path | None:
+    """The folder a run was started from (env.json's cwd), when it is not this one: its
+    config's relative paths (corpus, task files, runs_dir) are relative to it."""
+    try:
+        cwd = json.loads((Path(run_dir) / "env.json").read_text(encoding="utf-8")).get("cwd")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(cwd, str) or not Path(cwd).is_dir():
+        return None
+    return None if Path(cwd).resolve() == Path.cwd().resolve() else Path(cwd)
+
+
 def check_runs_dir(runs_dir: str | Path) -> None:
     """A runs folder this process cannot write (a read-only mount, another user's): one line
     before the work starts, not an OSError after the tokenizer and the data are made."""
@@ -208,6 +220,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "host": socket.gethostname(),
         "argv": sys.argv,
+        "cwd": os.getcwd(),  # where the config's relative paths start
         "packages": versions,
         "device": device,
         "git": git_revision(),

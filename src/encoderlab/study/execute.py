@@ -20,7 +20,7 @@ import yaml
 from encoderlab.config import parse_override
 from encoderlab.errors import UserError, signals_as_interrupt
 from encoderlab.jobs import run_info
-from encoderlab.runs import has_checkpoint, pid_alive
+from encoderlab.runs import has_checkpoint, pid_alive, release_lock, take_lock
 from encoderlab.study.data import prepare_data
 from encoderlab.study.process import launch
 from encoderlab.study.spec import PLACEHOLDER_RE, Study, load_study
@@ -88,6 +88,14 @@ def run_study(
     study = load_study(path, profile)
     out = study.out
     out.mkdir(parents=True, exist_ok=True)
+    take_lock(out)  # one process runs a study at a time: a second one is one line
+    try:
+        return _run_study(study, out, profile, say)
+    finally:
+        release_lock(out)
+
+
+def _run_study(study: Study, out: Path, profile: str | None, say: Callable[[str], None]) -> Path:
     state = State(out / STATE_FILE)
     state.data.update(study=str(study.path), name=study.name, profile=profile)
     state.save()

@@ -64,7 +64,17 @@ def new_run(tmp_path, name, cfg):
     return Run.create(tmp_path / "runs", name, cfg, kind="toy")
 
 
-def train(tmp_path, cfg, run=None, resume=False, obj=None, name="toy", fused=False, data=None):
+def train(
+    tmp_path,
+    cfg,
+    run=None,
+    resume=False,
+    obj=None,
+    name="toy",
+    fused=False,
+    data=None,
+    evaluator=None,
+):
     torch.manual_seed(0)
     model = Net()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=fused)
@@ -80,6 +90,7 @@ def train(tmp_path, cfg, run=None, resume=False, obj=None, name="toy", fused=Fal
         run,
         seed=1,
         resume=resume,
+        evaluator=evaluator,
         say=lambda m: None,
     )
     return run, result, model
@@ -471,32 +482,19 @@ def test_an_evaluation_cut_short_by_ctrl_c_is_done_on_resume(tmp_path):
     """Ctrl-C during an evaluation checkpointed the step but never logged its evaluation:
     the resumed run's curve had a hole there, and that step never competed for the best."""
 
-    def run_fit(run, resume=False, interrupt_at=None):
-        torch.manual_seed(0)
-        model = Net()
+    def evaluator_stopping_at(call):
         calls = []
 
         def evaluator(m):
             calls.append(1)
-            if len(calls) == interrupt_at:
+            if len(calls) == call:
                 raise KeyboardInterrupt
             return {"acc": float(sum(p.detach().sum() for p in m.parameters()))}
 
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-        return fit(
-            model,
-            opt,
-            Toy(),
-            Toy(20),
-            collate,
-            objective(),
-            cfg,
-            run,
-            seed=1,
-            resume=resume,
-            evaluator=evaluator,
-            say=lambda m: None,
-        )
+        return evaluator
+
+    def run_fit(run, resume=False, interrupt_at=None):
+        train(tmp_path, cfg, run=run, resume=resume, evaluator=evaluator_stopping_at(interrupt_at))
 
     cfg = resume_config()
     full = new_run(tmp_path, "full", cfg)

@@ -1102,3 +1102,61 @@ def test_a_resume_from_another_folder_reads_the_configs_relative_paths_from_wher
     assert cli("pretrain", "--resume", rel, "--set", "train.max_steps=10") == 0
     assert f"resuming in {start}, where the run started" in capsys.readouterr().out
     assert Run.open(run_dir).info["steps"] == 10
+
+
+def test_the_api_refuses_what_the_cli_refuses(finetuned, tmp_path):
+    """Empty texts were predicted on, text that is not UTF-8 raised the tokenizer's TypeError,
+    and el.finetune(resume=..., overrides=...) dropped the overrides without a word."""
+    model = encoderlab.load(finetuned)
+    for texts, match in (
+        ([""], "text 0 is empty"),
+        (["fine", "   "], "text 1 is empty"),
+        (["caf\udce9 fire"], r"text 0 is not valid Unicode \('\\udce9' at character 3"),
+    ):
+        with pytest.raises(UserError, match=match):
+            model.predict(texts)
+    with pytest.raises(
+        UserError, match="resume continues a run with its saved config; drop overrides"
+    ):
+        encoderlab.finetune(resume=finetuned, overrides={"train.max_steps": 400}, say=None)
+
+
+def test_a_cnn_kernel_wider_than_the_input_and_a_users_report_are_refused(
+    finetuned, tmp_path, capsys
+):
+    ft = tmp_path / "cnn.yaml"
+    cfg = base_cfg(tmp_path, head={"type": "cnn", "cnn_kernels": [3, 40]})
+    ft.write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    assert cli("finetune", ft) == 2
+    assert "head.cnn_kernels [3, 40] has a kernel wider than task.max_len=32" in (
+        one_line_error(capsys)
+    )
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my notes")
+    assert cli("report", finetuned, "--out", mine) == 2
+    assert "is not an encoderlab report" in one_line_error(capsys)
+    assert (mine / "report.md").read_text() == "my notes"
+    assert cli("report", finetuned, "--out", tmp_path / "rep") == 0
+    assert cli("report", finetuned, "--out", tmp_path / "rep") == 0  # its own: replaced
+
+
+def test_an_hf_export_of_a_head_tail_run_says_long_texts_differ(finetuned, tmp_path):
+    from encoderlab.hf import _say_truncation
+
+    run_dir = tmp_path / "ht"
+    shutil.copytree(finetuned, run_dir)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg["task"]["truncation"] = "head_tail"
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "README.md").write_text("card\n")
+    said: list[str] = []
+    _say_truncation(Run.open(run_dir), out, 32, said.append)
+    assert said and said[0].startswith("warning: The run read texts longer than 32 tokens")
+    assert "task.truncation=head_tail" in (out / "README.md").read_text()
+    said.clear()
+    _say_truncation(Run.open(finetuned), out, 32, said.append)
+    assert said == []

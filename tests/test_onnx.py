@@ -68,3 +68,25 @@ def test_onnx_needs_a_file_name(tmp_path, capsys):
     assert "ending in .onnx" in err and "\n" not in err
     assert run_cli("export", run.path) == 2
     assert "--to-onnx" in capsys.readouterr().err
+
+
+def test_onnx_export_never_writes_over_a_users_files(tmp_path, capsys):
+    """A user's own x.onnx (or x.onnx.tokenizer) was replaced, or the export stopped half
+    written; an earlier export's three outputs are replaced as before."""
+    from encoderlab.finetuning import finetune
+
+    run, _ = finetune(ft_config(tmp_path, "classification"), say=quiet)
+    mine = tmp_path / "mine.onnx"
+    mine.write_text("my precious model")
+    assert run_cli("export", run.path, "--to-onnx", mine) == 2
+    assert (
+        "mine.onnx exists and is not from an earlier encoderlab export" in capsys.readouterr().err
+    )
+    assert mine.read_text() == "my precious model"
+    blocked = tmp_path / "t.onnx"
+    (tmp_path / "t.onnx.tokenizer").write_text("x")
+    assert run_cli("export", run.path, "--to-onnx", blocked) == 2
+    assert not blocked.exists() and not (tmp_path / "t.onnx.json").exists()
+    fresh = tmp_path / "ok.onnx"
+    assert run_cli("export", run.path, "--to-onnx", fresh) == 0
+    assert run_cli("export", run.path, "--to-onnx", fresh) == 0  # an earlier export: replaced

@@ -292,3 +292,9 @@ def test_semicolon_separated_and_cr_only_csv_get_hints_that_fit(tmp_path: Path) 
     cr.write_bytes(b"text,label\rgood,1\rbad,0\r")
     with pytest.raises(UserError, match=r"cr.csv:1: .*bare CR \(old Mac style\)"):
         task.read(str(cr), cfg())
+
+
+def test_head_truncation_of_a_pair_takes_a_tie_from_the_second_text() -> None:
+    """As BERT's _truncate_seq_pair and HF's longest_first: an export gives the same ids."""
+    pieces, _ = fit_pieces(list(range(6)), list(range(10, 16)), 9, cfg(truncation="head"))
+    assert pieces == [([0, 1, 2, 3, 4], [10, 11, 12, 13])]

@@ -92,6 +92,21 @@ def finetune(
 
     say = _quiet_if_none(say)
     if resume is not None:
+        given = [
+            n
+            for n, v in (
+                ("config", config),
+                ("overrides", overrides),
+                ("train", train),
+                ("valid", valid),
+                ("test", test),
+            )
+            if v is not None
+        ]
+        if given:  # as the CLI's `finetune --resume` refuses a config or --set
+            raise UserError(
+                f"resume continues a run with its saved config; drop {', '.join(given)}"
+            )
         run, _ = run_finetune(None, say=say, resume=resume)
         return run.path
     cfg: FinetuneConfig = make_config(config, overrides, FinetuneConfig)

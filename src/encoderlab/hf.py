@@ -48,7 +48,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from torch import nn
 
-from encoderlab.config import FinetuneConfig, ModelConfig, load_config
+from encoderlab.config import FinetuneConfig, ModelConfig, load_config, read_yaml
 from encoderlab.errors import UserError, first_line
 from encoderlab.model import Encoder
 from encoderlab.runs import Run, encoder_weights, run_checkpoint, run_labels, run_model_config
@@ -609,6 +609,27 @@ def run_encoder(run: Run, model_cfg: ModelConfig) -> nn.Module:
 # Export
 
 
+def _say_truncation(run: Run, out: Path, max_len: int, say: Callable[[str], None]) -> None:
+    """A run that reads long texts by head_tail or windows answers them otherwise than a
+    transformers model, which keeps the first max_len tokens: said at export and in the card."""
+    try:
+        truncation = (read_yaml(run.path / "config.yaml", "run config").get("task") or {}).get(
+            "truncation", "head"
+        )
+    except UserError:
+        return
+    if truncation in (None, "head"):
+        return
+    line = (
+        f"The run read texts longer than {max_len} tokens with task.truncation={truncation}; "
+        "this checkpoint keeps their first tokens only (transformers truncates at the end), so "
+        "for such texts its predictions differ from `encoderlab predict` on the run."
+    )
+    with open(out / "README.md", "a", encoding="utf-8") as f:
+        f.write(f"\n**Long texts.** {line}\n")
+    say(f"warning: {line}")
+
+
 def export_problems(mc: ModelConfig) -> list[str]:
     """What of an encoder BertConfig cannot express; empty when it exports."""
     out = []
@@ -983,6 +1004,7 @@ def export_run(
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     save_tokenizer(tok, out, model_max_length=max_len)
     write_model_card(run, out, arch, ckpt, max_len, extra.get("id2label"))
+    _say_truncation(run, out, max_len, say)
     names = special_tokens(tok)
     say(
         f"exported {run.path} ({arch}, {ckpt.name}) to {out}; "

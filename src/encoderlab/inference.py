@@ -262,6 +262,10 @@ class Finetuned:
             for i, t in enumerate(items):  # the API hands anything a notebook holds
                 if not isinstance(t, str) and not (t is None and what != "text"):
                     raise UserError(f"{what} {i} is {type(t).__name__}, not a string; give strings")
+                if t is not None and not t.strip():  # as the CLI's --text "" is
+                    raise UserError(f"{what} {i} is empty; give the text to label")
+                if t is not None:
+                    _check_unicode(t, f"{what} {i}")
         if len(seconds) != len(texts):
             raise UserError(f"{len(texts)} texts but {len(seconds)} pairs/contexts; give one each")
         if hasattr(self.task, "is_pair"):  # else the model would read them silently wrong
@@ -473,6 +477,19 @@ def _eval_name(run_path: Path, data_path: str) -> str:
         if isinstance(was, str) and Path(was).resolve() == Path(data_path).resolve():
             return name  # the same file again: its results are replaced
     raise UserError(f"{run_path / 'eval'}: too many evaluations of files named {stem}")
+
+
+def _check_unicode(text: str, what: str) -> None:
+    """A lone surrogate (bytes that were not UTF-8 on a command line: Python keeps them as
+    \\udcXX) cannot be tokenized: one line instead of the tokenizer's TypeError."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = text[e.start]
+        raise UserError(
+            f"{what} is not valid Unicode ({bad!r} at character {e.start}: bytes that are not "
+            "UTF-8, e.g. Latin-1 typed into a terminal?); give UTF-8 text"
+        ) from None
 
 
 def evaluate_file(

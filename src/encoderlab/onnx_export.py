@@ -116,6 +116,26 @@ def example_inputs(vocab: int, batch: int, length: int, seed: int = 0) -> dict[s
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types * mask}
 
 
+def _check_outputs(out: Path) -> None:
+    """The graph, its .json and its .tokenizer/ replace only an earlier export's: a user's
+    own file of one of those names is refused before anything is written."""
+    meta_file, tok_dir = out.with_name(out.name + ".json"), out.with_name(out.name + ".tokenizer")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else None
+    except (OSError, ValueError):
+        meta = None
+    earlier = isinstance(meta, dict) and {"checkpoint", "output"} <= meta.keys()
+    for path in (out, meta_file, tok_dir):
+        if not path.exists() or earlier and path.is_dir() == (path == tok_dir):
+            continue
+        if path == tok_dir and path.is_dir() and not any(path.iterdir()):
+            continue
+        raise UserError(
+            f"--to-onnx {out}: {path} exists and is not from an earlier encoderlab export; "
+            "give a new file name (or move it away)"
+        )
+
+
 def export_onnx(
     run_dir: str | Path, out_path: str | Path, say: Callable[[str], None] = print
 ) -> Path:
@@ -125,6 +145,7 @@ def export_onnx(
         raise UserError(f"--to-onnx {out}: is a folder; give a file, e.g. {out / 'model.onnx'}")
     if out.suffix != ".onnx":
         raise UserError(f"--to-onnx {out}: give a file name ending in .onnx, e.g. model.onnx")
+    _check_outputs(out)
     onnx = _onnx()
     run = Run.open(run_dir)
     model, meta = run_logits_model(run)

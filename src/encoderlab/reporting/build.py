@@ -156,6 +156,26 @@ def _diff_blocks(diff: ExampleDiff) -> list:
     return [Paragraph(summary), *diff_tables(diff, DIFF_LIMIT)]
 
 
+REPORT_MARK = "comparison group(s) (same task, same validation data); generated"
+
+
+def _check_not_users(out: Path) -> None:
+    """report.md / report.html replace only an earlier report's: a user's own file of that
+    name in --out is refused before anything is written."""
+    for name in ("report.md", "report.html"):
+        path = out / name
+        if not path.is_file():
+            continue
+        try:
+            ours = REPORT_MARK in path.read_text(encoding="utf-8", errors="replace")[:200_000]
+        except OSError:
+            ours = False
+        if not ours:
+            raise UserError(
+                f"--out {out}: {path} is not an encoderlab report; choose another --out folder"
+            )
+
+
 def build_report(
     run_dirs: list[Path] | Path | str,
     out_dir: Path | str,
@@ -172,6 +192,7 @@ def build_report(
             f"{', '.join(map(str, paths)) or '(no paths)'}: no run directories to report on"
         )
     out = Path(out_dir)
+    _check_not_users(out)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     for old in fig_dir.glob("*.png"):  # a rerun into the same folder leaves no stale figures

@@ -432,7 +432,7 @@ def fit_pieces(
     if cfg.truncation == "head":
         a, b = list(a), list(b)
         while len(a) + len(b) > budget:
-            if len(a) >= len(b):
+            if len(a) > len(b):  # a tie takes from the second text, as BERT and HF do
                 a.pop()
             else:
                 b.pop()

@@ -1160,3 +1160,93 @@ def test_an_hf_export_of_a_head_tail_run_says_long_texts_differ(finetuned, tmp_p
     said.clear()
     _say_truncation(Run.open(finetuned), out, 32, said.append)
     assert said == []
+
+
+def test_model_show_of_a_hub_fine_tuning_config_is_refused_and_a_run_names_its_head(
+    finetuned, tmp_path, capsys
+):
+    """It showed the unused scratch `model:` section as if it were MiniLM."""
+    ft = tmp_path / "hub.yaml"
+    ft.write_text(yaml.safe_dump(base_cfg(tmp_path, init="hf:some/checkpoint")))
+    capsys.readouterr()
+    assert cli("model", "show", ft) == 2
+    assert "fine-tunes init=hf:some/checkpoint, whose architecture comes from there" in (
+        one_line_error(capsys)
+    )
+    assert cli("model", "show", finetuned) == 0
+    params = Run.open(finetuned).info["params"]
+    assert "this fine-tuning run trains it with a" in capsys.readouterr().out.replace("\n", " ")
+    assert params > 0
+
+
+def test_pretraining_data_that_would_train_on_garbage_is_refused_before_a_run(
+    tmp_path, corpus_txt, capsys
+):
+    """A file listed twice (its blocks in both train and validation), a weighted source with
+    no text (a perfect 0.0 validation loss), a TSV named .txt read with its header and ids,
+    and an ELECTRA generator bigger than its discriminator all trained without a word."""
+    cfg = write_config(tmp_path, [corpus_txt])
+    same = f"data.corpus=[{corpus_txt},{corpus_txt.parent / '.' / corpus_txt.name}]"
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    sources = (
+        f"data.sources=[{{name: en, files: [{corpus_txt}], weight: 1}}, "
+        f"{{name: ko, files: [{empty}], weight: 1}}]"
+    )
+    table = tmp_path / "reviews.txt"
+    table.write_text(
+        "id\tdocument\tlabel\n" + "".join(f"{i}\tgood film {i}\t1\n" for i in range(50))
+    )
+    cases = [
+        ([same], "listed twice in data.corpus"),
+        (
+            ["data.corpus=[]", sources, f"tokenizer.path={tmp_path / 'tok0'}"],
+            "data.sources[1] (ko): no text left to train on",
+        ),
+        (
+            [f"data.corpus=[{table}]", "data.text_column=document"],
+            "reviews.txt:1: this file is read as plain text (from its name), but its first line "
+            "names the column 'document'",
+        ),
+        (
+            ["objective=electra", "electra.generator_n_layer=3"],
+            "electra.generator_n_layer=3 is larger than the discriminator's model.n_layer=1",
+        ),
+    ]
+    assert (
+        cli(
+            "tokenizer",
+            "train",
+            "--corpus",
+            corpus_txt,
+            "--vocab-size",
+            "200",
+            "--out",
+            tmp_path / "tok0",
+        )
+        == 0
+    )
+    capsys.readouterr()
+    for sets, expected in cases:
+        args = [a for s in sets for a in ("--set", s)]
+        assert cli("pretrain", cfg, *args) == 2, sets
+        assert expected in one_line_error(capsys), sets
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    tok = tmp_path / "tok"
+    assert (
+        cli(
+            "tokenizer",
+            "train",
+            "--corpus",
+            table,
+            "--text-column",
+            "document",
+            "--format",
+            "tsv",
+            "--vocab-size",
+            "60",
+            "--out",
+            tok,
+        )
+        == 0
+    )

@@ -110,6 +110,9 @@ def tokenizer_train(
     text_field: Annotated[str, typer.Option("--text-field", help=".jsonl key")] = "text",
     text_column: Annotated[str, typer.Option("--text-column", help=".csv/.tsv column")] = "text",
     txt_unit: Annotated[str, typer.Option("--txt-unit", help="line | paragraph")] = "line",
+    file_format: Annotated[
+        str, typer.Option("--format", help="auto (from the name) | txt | jsonl | csv | tsv | ...")
+    ] = "auto",
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a tokenizer already in --out.")
     ] = False,
@@ -141,7 +144,12 @@ def tokenizer_train(
         )
         dcfg = build(
             DataConfig,
-            {"text_field": text_field, "text_column": text_column, "txt_unit": txt_unit},
+            {
+                "text_field": text_field,
+                "text_column": text_column,
+                "txt_unit": txt_unit,
+                "format": file_format,
+            },
             "tokenizer train",
         )
     except UserError as e:  # the options are flags here, not config keys: name the flag
@@ -555,11 +563,25 @@ def model_show(
             raise UserError(f"--set changes a config file; {config} is a run, its model is fixed")
         raw = read_yaml(config / "config.yaml")
         length = (raw.get("task") or {}).get("max_len") or (raw.get("data") or {}).get("block_len")
-        model = run_model_config(Run.open(config))
+        run = Run.open(config)
+        model = run_model_config(run)
         print_model_summary(model, seq_len or length or model.max_len, console)
+        if str(run.info.get("kind", "")).startswith("finetune"):
+            head = (raw.get("head") or {}).get("type", "?")
+            console.print(
+                f"(the table is the encoder with an MLM head; this fine-tuning run trains it "
+                f"with a {head} head instead: {int(run.info.get('params', 0)):,} parameters)",
+                highlight=False,
+                markup=False,
+            )
         return
     finetuning = config.is_file() and "task" in read_yaml(config)  # its `model:`, from scratch
     cfg = load_config(config, overrides, FinetuneConfig if finetuning else Config)
+    if finetuning and str(cfg.init) != "scratch":
+        raise UserError(
+            f"{config}: fine-tunes init={cfg.init}, whose architecture comes from there, not from "
+            "its model: section; `model show` the run or checkpoint instead (or init=scratch)"
+        )
     model = cfg.model
     if model.vocab_size is None:
         if cfg.tokenizer.vocab_size < 1:

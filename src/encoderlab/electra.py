@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoderlab.config import ElectraConfig, ModelConfig
+from encoderlab.errors import UserError
 from encoderlab.model import IGNORE_INDEX, Block, Encoder, Queries, init_weights, key_mask
 
 _ACT = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu, "geglu": F.gelu, "swiglu": F.silu}
@@ -34,6 +35,20 @@ def generator_config(cfg: ModelConfig, electra: ElectraConfig) -> ModelConfig:
     """The generator's shape: the discriminator's scaled in width (d_model, d_ff, heads of the
     same size), same depth unless electra.generator_n_layer says otherwise."""
     width = electra.generator_d_model or max(1, round(cfg.d_model * electra.generator_scale))
+    for key, value, limit, of in (
+        ("generator_d_model", width, cfg.d_model, "model.d_model"),
+        (
+            "generator_n_layer",
+            electra.generator_n_layer or cfg.n_layer,
+            cfg.n_layer,
+            "model.n_layer",
+        ),
+    ):
+        if value > limit:  # as generator_scale > 1 is refused: a generator that outplays the
+            raise UserError(  # discriminator leaves it nothing to learn (Clark et al. 2020)
+                f"electra.{key}={value} is larger than the discriminator's {of}={limit}; "
+                f"the generator must be at most as big (ELECTRA uses 1/4 to 1/2 of the width)"
+            )
     n_head = max(1, min(cfg.n_head, width // cfg.head_dim))
     return ModelConfig.model_validate(
         {

@@ -39,8 +39,10 @@ import glob
 import gzip
 import hashlib
 import io
+import itertools
 import lzma
 import os
+import re
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -219,7 +221,22 @@ def resolve_sources(
             out.append(_hub_source(text, text))
             continue
         raise UserError(f"{text}: corpus file not found; check the path (data.corpus or --corpus)")
+    check_read_once([(s.path, s.split) for s in out if s.path is not None], "data.corpus")
     return out
+
+
+def check_read_once(paths: Sequence[tuple[Path, str | None]], where: str) -> None:
+    """A file listed twice (by two names, two globs, two sources) would be read twice: its
+    blocks repeat in training, and a random validation split holds copies of training text."""
+    seen: set[tuple[Path, str | None]] = set()
+    for path, split in paths:
+        key = (path.resolve(), split)
+        if key in seen:
+            raise UserError(
+                f"{path}: listed twice in {where} (resolved to {key[0]}); its text would be "
+                "read twice and leak into validation: list each file once"
+            )
+        seen.add(key)
 
 
 def resolve_paths(paths: Sequence[str | Path] | str | Path | None, fmt: str = "auto") -> list[Path]:
@@ -640,10 +657,33 @@ def _iter_source(
         elif txt_unit == "paragraph":
             yield from _iter_paragraphs(lines)
         else:
+            lines = _refuse_table_as_text(path, lines, columns, text_field)
             for _, _, line in lines:
                 doc = line.strip()
                 if doc:
                     yield doc
+
+
+def _refuse_table_as_text(
+    path: Path, lines: Iterator[tuple[int, int, str]], columns: list[str], text_field: str
+) -> Iterator[tuple[int, int, str]]:
+    """A table or JSON lines named .txt, whose first line names the configured text column or
+    field: read as text, its header, ids and labels would be trained on. Refused at line 1."""
+    first = next(lines, None)
+    if first is None:
+        return iter(())
+    head = first[2].strip()
+    cells = {c.strip().strip('"') for c in re.split(r"[\t,]", head)}
+    named = [c for c in columns if c != "text" and c in cells]
+    keyed = text_field != "text" and head.startswith("{") and f'"{text_field}"' in head
+    if named or keyed:
+        what = f"column '{named[0]}'" if named else f"field '{text_field}'"
+        raise UserError(
+            f"{path}:1: this file is read as plain text (from its name), but its first line "
+            f"names the {what}; set data.format (--format for tokenizer train) to tsv, csv or "
+            "jsonl to read its columns"
+        )
+    return itertools.chain([first], lines)
 
 
 def _iter_paragraphs(lines: Iterable[tuple[int, int, str]]) -> Iterator[str]:

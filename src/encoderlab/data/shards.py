@@ -37,6 +37,7 @@ from tokenizers import Tokenizer
 from encoderlab.config import CorpusSource, DataConfig, FilterConfig
 from encoderlab.data.corpus import (
     FileReport,
+    check_read_once,
     describe_sources,
     iter_source,
     resolve_sources,
@@ -90,7 +91,7 @@ def read_options(source: CorpusSource, data: DataConfig) -> dict[str, Any]:
 
 def describe_corpus(data: DataConfig) -> list[dict[str, Any]]:
     """Each source's files (path, size, mtime) and reading options: the corpus half of the key."""
-    return [
+    described = [
         {
             "name": s.name,
             "weight": s.weight,
@@ -99,6 +100,11 @@ def describe_corpus(data: DataConfig) -> list[dict[str, Any]]:
         }
         for s in corpus_sources(data)
     ]
+    check_read_once(  # across sources: one file in two of them
+        [(Path(f["path"]), f.get("split")) for d in described for f in d["files"] if "path" in f],
+        "data.corpus / data.sources",
+    )
+    return described
 
 
 def cache_key(data: DataConfig, tok: Tokenizer, sources: list[dict[str, Any]] | None = None) -> str:

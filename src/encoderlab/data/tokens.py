@@ -246,6 +246,32 @@ def collate_mlm(pad_id: int):
     return collate
 
 
+def _check_every_source_has_text(store: ShardStore, examples: Examples, data: DataConfig) -> None:
+    """A named source with no examples (empty files, or data.filters took all its text)
+    would get its weight's share of nothing and report a perfect 0.0 validation loss."""
+    if not len(examples):  # before a run directory exists for it
+        raise UserError(
+            f"no training examples: no file leaves a block of data.block_len={data.block_len} "
+            "tokens after data.filters (a block never spans two files); lower data.block_len, "
+            "loosen data.filters, or add text"
+        )
+    sources = corpus_sources(data)
+    if len(sources) < 2:
+        return
+    counts = np.bincount(span_sources(store, examples), minlength=len(sources))
+    for i, (source, n) in enumerate(zip(sources, counts, strict=True)):
+        if n == 0:
+            where = (
+                "data.corpus"
+                if source.name == "corpus"
+                else f"data.sources[{i - bool(data.corpus)}]"
+            )
+            raise UserError(
+                f"{where} ({source.name}): no text left to train on (its files are empty, or "
+                "data.filters removed all of it); fix its files or filters, or drop it"
+            )
+
+
 def build_mlm_datasets(
     data: DataConfig, tok: Tokenizer, seed: int, log: Any = print
 ) -> tuple[MLMDataset, MLMDataset | None, ShardStore]:
@@ -261,9 +287,9 @@ def build_mlm_datasets(
         dynamic=data.masking == "dynamic",
         seed=seed,
     )
-    train, valid = split_spans(
-        example_spans(store, data), data.valid_ratio, seed, data.max_valid_examples
-    )
+    examples = example_spans(store, data)
+    _check_every_source_has_text(store, examples, data)
+    train, valid = split_spans(examples, data.valid_ratio, seed, data.max_valid_examples)
     cls_id, sep_id = (ids["cls"], ids["sep"]) if data.add_special else (None, None)
     weights = [s.weight for s in corpus_sources(data)]
     mix = None if any(w is None for w in weights) else weights

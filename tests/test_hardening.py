@@ -711,7 +711,11 @@ def test_a_replaced_run_tokenizer_is_refused_before_it_indexes_past_the_embeddin
     corpus.write_text("\n".join(f"w{i} x{i} y{i}" for i in range(3000)) + "\n")
     shutil.rmtree(run / "tokenizer")
     assert cli("tokenizer", "train", "--corpus", corpus, "--vocab-size", "2000",
-               "--out", run / "tokenizer") == 0  # fmt: skip
+               "--out", run / "tokenizer") == 2  # fmt: skip
+    assert f"inside run {run}" in one_line_error(capsys)  # so it is replaced by hand
+    assert cli("tokenizer", "train", "--corpus", corpus, "--vocab-size", "2000",
+               "--out", tmp_path / "big") == 0  # fmt: skip
+    shutil.copytree(tmp_path / "big", run / "tokenizer")
     capsys.readouterr()
     assert cli("predict", run, "--text", "w1 x2 y3") == 2
     assert "tokens, but the model has" in one_line_error(capsys)
@@ -1250,3 +1254,58 @@ def test_pretraining_data_that_would_train_on_garbage_is_refused_before_a_run(
         )
         == 0
     )
+
+
+def test_pretraining_checks_from_the_corpus_audit(tmp_path, corpus_txt, capsys):
+    """A damaged token cache (a traceback mid-run), a tokenizer --out inside a run (a stray
+    tokenizer a later run loaded), a pad_id outside the vocabulary (model show's traceback;
+    pretrain replaced it silently), MLM with nothing masked or replaced, a tokenizer that
+    cannot spell the corpus."""
+    cfg = write_config(tmp_path, [corpus_txt])
+    assert cli("pretrain", cfg) == 0
+    run = only_run(tmp_path)
+    capsys.readouterr()
+    for out in (run.path, run.path / "checkpoints"):
+        assert (
+            cli("tokenizer", "train", "--corpus", corpus_txt, "--vocab-size", "60", "--out", out)
+            == 2
+        )
+        assert f"inside run {run.path}" in one_line_error(capsys)
+    assert not (run.path / "tokenizer.json").exists()
+    assert cli("model", "show", cfg, "--set", "model.pad_id=999") == 2
+    assert "model.pad_id=999 is outside the vocabulary" in one_line_error(capsys)
+    assert cli("pretrain", cfg, "--set", "model.pad_id=3") == 2
+    assert "model.pad_id=3, but the tokenizer's [PAD] is 0" in one_line_error(capsys)
+    assert (
+        cli("pretrain", cfg, "--set", "data.mask_token_prob=0", "--set", "data.random_token_prob=0")
+        == 2
+    )
+    assert "MLM would learn to copy" in one_line_error(capsys)
+    fixed = ("--set", f"tokenizer.path={run.path / 'tokenizer'}")  # one cache key
+    shutil.rmtree(tmp_path / "cache")
+    assert cli("pretrain", cfg, *fixed) == 0
+    (shard,) = (tmp_path / "cache").glob("*/shard-00000.bin")
+    shard.write_bytes(shard.read_bytes()[:100])
+    capsys.readouterr()
+    assert cli("pretrain", cfg, *fixed) == 2
+    assert "the token cache is damaged (shard-00000.bin has 100 bytes" in one_line_error(capsys)
+    shutil.rmtree(shard.parent)
+    tiny = tmp_path / "tiny_tok"  # a vocabulary of little more than its characters
+    assert (
+        cli(
+            "tokenizer",
+            "train",
+            "--corpus",
+            corpus_txt,
+            "--vocab-size",
+            "40",
+            "--kind",
+            "wordpiece",
+            "--out",
+            tiny,
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert cli("pretrain", cfg, "--set", f"tokenizer.path={tiny}") == 0
+    assert "of the corpus's tokens are [UNK] under this tokenizer" in capsys.readouterr().err

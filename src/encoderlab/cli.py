@@ -587,6 +587,11 @@ def model_show(
         if cfg.tokenizer.vocab_size < 1:
             raise UserError(f"tokenizer.vocab_size={cfg.tokenizer.vocab_size}: give at least 1")
         model = model.model_copy(update={"vocab_size": cfg.tokenizer.vocab_size})
+    if not 0 <= model.pad_id < (model.vocab_size or 0):
+        raise UserError(
+            f"model.pad_id={model.pad_id} is outside the vocabulary of {model.vocab_size} tokens; "
+            "leave model.pad_id out (the tokenizer's [PAD] sets it)"
+        )
     length = cfg.task.max_len if finetuning else cfg.data.block_len
     print_model_summary(model, seq_len or length, console)
 

@@ -207,6 +207,11 @@ class DataConfig(Section):
             raise ValueError("mask_token_prob and random_token_prob must be >= 0")
         if self.mask_token_prob + self.random_token_prob > 1.0 + 1e-9:
             raise ValueError("mask_token_prob + random_token_prob must be <= 1")
+        if self.mask_token_prob + self.random_token_prob == 0:  # every target shown as itself
+            raise ValueError(
+                "mask_token_prob and random_token_prob are both 0: every chosen token would be "
+                "left as it is and MLM would learn to copy; BERT uses 0.8 and 0.1"
+            )
         if not 0.0 <= self.valid_ratio < 1.0:
             raise ValueError("valid_ratio must be in [0, 1)")
         if self.block_len < 4:

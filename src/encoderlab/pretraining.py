@@ -57,7 +57,13 @@ def fit_model_to_tokenizer(cfg: Config, tok) -> Config:
             f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
             f"{vocab:,} tokens; remove model.vocab_size or raise it"
         )
-    cfg.model.pad_id = special_ids(tok)["pad"]
+    pad = special_ids(tok)["pad"]
+    if "pad_id" in cfg.model.model_fields_set and cfg.model.pad_id != pad:
+        raise UserError(
+            f"model.pad_id={cfg.model.pad_id}, but the tokenizer's [PAD] is {pad}; leave "
+            "model.pad_id out (the tokenizer sets it)"
+        )
+    cfg.model.pad_id = pad
     return cfg
 
 

@@ -354,6 +354,15 @@ def check_new_tokenizer_dir(out_dir: str | Path, overwrite: bool = False) -> Pat
     """`check_output_dir`, and a UserError if `out_dir` holds a tokenizer already (a run's own
     is never replaced: its model was trained on those ids): `tokenizer train --out`."""
     out = check_output_dir(out_dir)
+    run = next((p for p in (out, *out.absolute().parents) if (p / "run.json").is_file()), None)
+    if (
+        run is not None
+        and (out / "tokenizer.json").exists()
+        and out.absolute() == run / "tokenizer"
+    ):
+        pass  # a run's own tokenizer: the message below says why it stays
+    elif run is not None:
+        raise UserError(f"--out {out}: inside run {run}; give a folder outside run directories")
     if (out / "tokenizer.json").exists():
         if (out.parent / "run.json").is_file():
             raise UserError(

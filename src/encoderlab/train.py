@@ -615,12 +615,17 @@ class StopRule:
             f"speed {self.step_s:.3g} s/step: expect {expected:,} steps "
             f"({expected / plan.steps_per_epoch:.2f} epochs), ended by the {ends}{budget}"
         )
-        if self.cfg.warmup_steps > expected:
-            msg += (
-                f"\nwarning: train.warmup_steps={self.cfg.warmup_steps} is longer than the run "
-                f"(~{expected:,} steps); lower it or use train.warmup_ratio"
-            )
+        known = plan.total_steps and self.cfg.warmup_steps > plan.total_steps  # said at start
+        if self.cfg.warmup_steps > expected and not known:
+            msg += f"\nwarning: {long_warmup(self.cfg.warmup_steps, expected)}"
         return msg
+
+
+def long_warmup(warmup: int, steps: int) -> str:
+    return (
+        f"train.warmup_steps={warmup} is longer than the run (~{steps:,} steps): the learning "
+        "rate never reaches train.lr; lower it or use train.warmup_ratio"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -852,6 +857,8 @@ def fit(
     check_early_stop_metric(cfg, getattr(objective, "metric_names", ()))
     setup_s = time.perf_counter() - started if started is not None else 0.0
     plan = Plan.of(cfg, len(train_set), tail_rows)
+    if plan.total_steps and cfg.warmup_steps > plan.total_steps:  # known now: say it now
+        say(f"warning: {long_warmup(cfg.warmup_steps, plan.total_steps)}")
     device = next(model.parameters()).device
     amp = autocast_dtype(cfg.precision, device)
     eng = Engine(model, optimizer, objective, device, amp, _pin_base_lrs(optimizer))

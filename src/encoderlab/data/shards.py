@@ -43,7 +43,7 @@ from encoderlab.data.corpus import (
     resolve_sources,
     splittable,
 )
-from encoderlab.errors import UserError
+from encoderlab.errors import UserError, first_line
 from encoderlab.tokenizer import special_ids, tokenizer_hash
 
 CACHE_VERSION = 2
@@ -341,12 +341,36 @@ def prepare_shards(
     key = cache_key(data, tok, sources)
     root = Path(data.cache_dir) / key
     if (root / "manifest.json").is_file():
-        return root
+        return _intact(root)
     root.mkdir(parents=True, exist_ok=True)
     with _exclusive(root / ".lock"):  # two runs sharing a cache: one tokenizes, one waits
         if (root / "manifest.json").is_file():
-            return root
+            return _intact(root)
         return _prepare(data, tok, log, workers, root, key, sources)
+
+
+def _intact(root: Path) -> Path:
+    """A finished token cache, checked against its manifest before a run reads it: a cut
+    short shard or a damaged manifest or index is one line, not a traceback mid-run."""
+    try:
+        shards = json.loads((root / "manifest.json").read_text(encoding="utf-8"))["shards"]
+        for i, shard in enumerate(shards):
+            tokens = root / f"shard-{i:05d}.bin"
+            want = int(shard["tokens"]) * np.dtype(shard["dtype"]).itemsize
+            have = tokens.stat().st_size if tokens.exists() else -1
+            if have != want and want:
+                raise ValueError(f"{tokens.name} has {have:,} bytes, the manifest says {want:,}")
+            if not want:
+                continue
+            offsets = np.load(root / f"shard-{i:05d}.idx.npy", mmap_mode="r")
+            if offsets.ndim != 1 or len(offsets) < 1:
+                raise ValueError(f"shard-{i:05d}.idx.npy is not an index")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(
+            f"{root}: the token cache is damaged ({first_line(e)}); delete that folder and run "
+            "again (it is rebuilt from the corpus)"
+        ) from None
+    return root
 
 
 @contextlib.contextmanager

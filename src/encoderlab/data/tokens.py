@@ -246,6 +246,9 @@ def collate_mlm(pad_id: int):
     return collate
 
 
+UNKNOWN_WARNING = 0.05  # an English vocabulary on English text: ~0 %; on Korean: 75 %
+
+
 def _check_every_source_has_text(store: ShardStore, examples: Examples, data: DataConfig) -> None:
     """A named source with no examples (empty files, or data.filters took all its text)
     would get its weight's share of nothing and report a perfect 0.0 validation loss."""
@@ -276,6 +279,14 @@ def build_mlm_datasets(
     data: DataConfig, tok: Tokenizer, seed: int, log: Any = print
 ) -> tuple[MLMDataset, MLMDataset | None, ShardStore]:
     store = prepare_tokens(data, tok, log)
+    totals = store.manifest["totals"]
+    unknown = totals["unk"] / max(totals["tokens"] - totals["docs"], 1)
+    if unknown > UNKNOWN_WARNING:  # a model cannot learn the words its tokenizer cannot spell
+        log(
+            f"warning: {unknown:.1%} of the corpus's tokens are [UNK] under this tokenizer "
+            "(too small a vocabulary, or one trained on other text or another script); train "
+            "the tokenizer on this corpus or raise tokenizer.vocab_size"
+        )
     ids = special_ids(tok)
     spec = MaskingSpec(
         mask_id=ids["mask"],

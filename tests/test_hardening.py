@@ -1123,6 +1123,8 @@ def test_the_api_refuses_what_the_cli_refuses(finetuned, tmp_path):
         UserError, match="resume continues a run with its saved config; drop overrides"
     ):
         encoderlab.finetune(resume=finetuned, overrides={"train.max_steps": 400}, say=None)
+    with pytest.raises(UserError, match="data: give the labelled file .* not NoneType"):
+        encoderlab.evaluate(finetuned, None, say=None)
 
 
 def test_a_cnn_kernel_wider_than_the_input_and_a_users_report_are_refused(
@@ -1309,3 +1311,18 @@ def test_pretraining_checks_from_the_corpus_audit(tmp_path, corpus_txt, capsys):
     capsys.readouterr()
     assert cli("pretrain", cfg, "--set", f"tokenizer.path={tiny}") == 0
     assert "of the corpus's tokens are [UNK] under this tokenizer" in capsys.readouterr().err
+
+
+def test_nul_bytes_and_a_short_vocabulary_are_said(tmp_path, corpus_txt, capsys):
+    """A zero-filled tail became vocabulary; min_frequency that leaves only characters was
+    silent."""
+    zeros = tmp_path / "crashed.txt"
+    zeros.write_bytes(corpus_txt.read_bytes() + b"\x00" * 4096)
+    n = corpus_txt.read_text().count("\n")
+    capsys.readouterr()
+    assert cli("tokenizer", "train", "--corpus", zeros, "--vocab-size", "100",
+               "--out", tmp_path / "t1") == 2  # fmt: skip
+    assert f"crashed.txt:{n + 1}: NUL bytes, not text" in one_line_error(capsys)
+    assert cli("tokenizer", "train", "--corpus", corpus_txt, "--vocab-size", "500",
+               "--min-frequency", "100000", "--out", tmp_path / "t2") == 0  # fmt: skip
+    assert "min_frequency=100000 (bpe, wordpiece) left few pieces" in capsys.readouterr().err

@@ -220,6 +220,11 @@ def load(run: Any) -> Model:
 def evaluate(run: Any, data: Any, say: Say | None = print) -> dict[str, Any]:
     """Metrics on labelled data (a path or in-memory rows); like `encoderlab evaluate`, it
     writes predictions/file-<name>.jsonl and eval/file-<name>.json in the run."""
+    if data is None or not (isinstance(data, (str, Path)) or is_in_memory(data)):
+        raise UserError(
+            f"data: give the labelled file (a path) or rows (a DataFrame, a list of dicts) to "
+            f"evaluate on, not {type(data).__name__}"
+        )
     ft = run.finetuned if isinstance(run, Model) else load_finetuned(_run_path(run))
     if is_in_memory(data):
         data = write_rows(data, ft.task.type, ft.run.path / "inputs", "eval")

@@ -122,6 +122,7 @@ def tokenizer_train(
     from encoderlab.tokenizer import (
         check_new_tokenizer_dir,
         save_tokenizer,
+        short_vocab_warning,
         train_tokenizer_from_files,
     )
 
@@ -158,6 +159,8 @@ def tokenizer_train(
     t0 = time.perf_counter()
     tok = train_tokenizer_from_files(files, tcfg, dcfg)
     path = save_tokenizer(tok, out)
+    if warning := short_vocab_warning(tok, tcfg):
+        say(warning)
     say(
         f"trained {kind} tokenizer: {tok.get_vocab_size():,} tokens in "
         f"{time.perf_counter() - t0:.1f}s -> {path}"

@@ -31,6 +31,7 @@ from encoderlab.runtime import resolve_device, seed_everything
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
+    short_vocab_warning,
     special_ids,
     train_tokenizer_from_files,
 )
@@ -44,7 +45,10 @@ def obtain_tokenizer(cfg: Config, say: Callable[[str], None]):
     if not (cfg.tokenizer.train_files or cfg.data.corpus or cfg.data.sources):
         raise UserError("no corpus: set data.corpus (a list of files or globs) or data.sources")
     say(f"training a {cfg.tokenizer.kind} tokenizer (vocab {cfg.tokenizer.vocab_size:,})")
-    return train_tokenizer_from_files(None, cfg.tokenizer, cfg.data)
+    tok = train_tokenizer_from_files(None, cfg.tokenizer, cfg.data)
+    if warning := short_vocab_warning(tok, cfg.tokenizer):
+        say(warning)
+    return tok
 
 
 def fit_model_to_tokenizer(cfg: Config, tok) -> Config:

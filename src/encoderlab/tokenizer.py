@@ -310,6 +310,20 @@ class _Documents:
                 yield doc
 
 
+def short_vocab_warning(tok: Tokenizer, cfg: TokenizerConfig) -> str | None:
+    """A vocabulary well short of the size asked for: the corpus is small, or min_frequency
+    left few pieces frequent enough (words then split into characters)."""
+    got = tok.get_vocab_size()
+    if got >= 0.5 * cfg.vocab_size:  # a small corpus falls a little short; this is more
+        return None
+    why = f"min_frequency={cfg.min_frequency} (bpe, wordpiece)" if cfg.kind != "unigram" else ""
+    return (
+        f"warning: the tokenizer has {got:,} tokens of the {cfg.vocab_size:,} asked for: the "
+        f"corpus is small{f', or {why} left few pieces frequent enough' if why else ''}; "
+        "words split into more, shorter pieces"
+    )
+
+
 def train_tokenizer_from_files(
     paths: Sequence[str | Path] | None, cfg: TokenizerConfig, data_cfg: DataConfig
 ) -> Tokenizer:

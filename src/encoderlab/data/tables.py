@@ -83,6 +83,9 @@ def decoded_lines(path: Path, where: Where, fh: IO[bytes]) -> Iterator[tuple[int
                 if lineno == 1:
                     _refuse_utf16(where, raw, 0)
                     text = text.removeprefix("\ufeff")  # a BOM some Windows editors write
+                if "\x00" in text:
+                    _nul_bytes(where, lineno, 0)
+                    continue
                 yield lineno, 0, text
             return
         if start > 0:
@@ -104,6 +107,9 @@ def decoded_lines(path: Path, where: Where, fh: IO[bytes]) -> Iterator[tuple[int
             if offset == 0:
                 _refuse_utf16(where, raw, lineno)
                 text = text.removeprefix("\ufeff")
+            if "\x00" in text:
+                _nul_bytes(where, lineno, offset)
+                continue
             yield lineno, offset, text
     except READ_ERRORS as e:
         where.stop(
@@ -133,6 +139,15 @@ def _bad_encoding(
         "bad_encoding_lines",
         f"{where.loc(lineno, offset)}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
         f"{e.start + 1}); {to_utf8(raw)}",
+    )
+
+
+def _nul_bytes(where: Where, lineno: int, offset: int) -> None:
+    """NUL bytes are never text: a zero-filled tail left by a crash, or a binary file."""
+    where.problem(
+        "bad_encoding_lines",
+        f"{where.loc(lineno, offset)}: NUL bytes, not text (a zero-filled tail left by a crash, "
+        "or a binary file?); remove them",
     )
 
 

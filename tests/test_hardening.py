@@ -1185,6 +1185,12 @@ def test_model_show_of_a_hub_fine_tuning_config_is_refused_and_a_run_names_its_h
     assert params > 0
 
 
+def train_tokenizer(corpus: Path, vocab: int, out: Path, *more: str) -> int:
+    return cli(
+        "tokenizer", "train", "--corpus", corpus, "--vocab-size", str(vocab), "--out", out, *more
+    )
+
+
 def test_pretraining_data_that_would_train_on_garbage_is_refused_before_a_run(
     tmp_path, corpus_txt, capsys
 ):
@@ -1219,19 +1225,7 @@ def test_pretraining_data_that_would_train_on_garbage_is_refused_before_a_run(
             "electra.generator_n_layer=3 is larger than the discriminator's model.n_layer=1",
         ),
     ]
-    assert (
-        cli(
-            "tokenizer",
-            "train",
-            "--corpus",
-            corpus_txt,
-            "--vocab-size",
-            "200",
-            "--out",
-            tmp_path / "tok0",
-        )
-        == 0
-    )
+    assert train_tokenizer(corpus_txt, 200, tmp_path / "tok0") == 0
     capsys.readouterr()
     for sets, expected in cases:
         args = [a for s in sets for a in ("--set", s)]
@@ -1293,21 +1287,7 @@ def test_pretraining_checks_from_the_corpus_audit(tmp_path, corpus_txt, capsys):
     assert "the token cache is damaged (shard-00000.bin has 100 bytes" in one_line_error(capsys)
     shutil.rmtree(shard.parent)
     tiny = tmp_path / "tiny_tok"  # a vocabulary of little more than its characters
-    assert (
-        cli(
-            "tokenizer",
-            "train",
-            "--corpus",
-            corpus_txt,
-            "--vocab-size",
-            "40",
-            "--kind",
-            "wordpiece",
-            "--out",
-            tiny,
-        )
-        == 0
-    )
+    assert train_tokenizer(corpus_txt, 40, tiny, "--kind", "wordpiece") == 0
     capsys.readouterr()
     assert cli("pretrain", cfg, "--set", f"tokenizer.path={tiny}") == 0
     assert "of the corpus's tokens are [UNK] under this tokenizer" in capsys.readouterr().err

@@ -1306,3 +1306,17 @@ def test_nul_bytes_and_a_short_vocabulary_are_said(tmp_path, corpus_txt, capsys)
     assert cli("tokenizer", "train", "--corpus", corpus_txt, "--vocab-size", "500",
                "--min-frequency", "100000", "--out", tmp_path / "t2") == 0  # fmt: skip
     assert "min_frequency=100000 (bpe, wordpiece) left few pieces" in capsys.readouterr().err
+
+
+def test_a_resume_in_process_gives_the_callers_folder_back(tmp_path, corpus_txt, monkeypatch):
+    """The resume's chdir to where its run started outlived the command in a process that
+    goes on (a test suite: later relative paths broke)."""
+    start, caller = tmp_path / "start", tmp_path / "caller"
+    start.mkdir()
+    caller.mkdir()
+    monkeypatch.chdir(start)
+    cfg = write_config(start, [corpus_txt])
+    assert cli("pretrain", cfg) == 0
+    monkeypatch.chdir(caller)
+    assert cli("pretrain", "--resume", only_run(start).path, "--set", "train.max_steps=9") == 0
+    assert Path.cwd() == caller

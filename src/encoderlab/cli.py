@@ -7,11 +7,13 @@ codes are listed in EXIT_CODES (shown by `encoderlab --help`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -677,6 +679,18 @@ def _end_torchrun_worker() -> None:
         os._exit(EXIT_OK)
 
 
+@contextlib.contextmanager
+def _cwd_kept() -> Iterator[None]:
+    """A resume runs in its run's folder (`_where_it_started`); the caller's folder is given
+    back after the command, for a process that goes on (tests, a notebook calling main)."""
+    cwd = os.getcwd()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run one command and exit with one of EXIT_CODES (never a traceback for bad input)."""
     if "encoderlab.runs" in sys.modules:  # an earlier command in this process (tests, API)
@@ -684,7 +698,7 @@ def main(argv: list[str] | None = None) -> None:
 
         forget_written()
     try:
-        with signals_as_interrupt():  # SIGTERM / SIGHUP: checkpoint and exit 130, as Ctrl-C
+        with signals_as_interrupt(), _cwd_kept():  # SIGTERM / SIGHUP: as Ctrl-C
             code = app(args=argv, prog_name="encoderlab", standalone_mode=False)
         if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130) and returns the code
             raise KeyboardInterrupt

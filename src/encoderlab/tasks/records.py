@@ -132,9 +132,10 @@ def _refuse_header_row(path: str, rows: list[Row], cfg: TaskConfig) -> None:
         said = {
             str(get(first, c) or "").strip().lower() for c in (cfg.text_column, cfg.label_column)
         }
-        label = get(first, cfg.label_column)
-        unique = all(get(r, cfg.label_column) != label for _, r in rows[1:])
-        looks = bool(said & HEADER_NAMES) and unique
+        label = get(first, cfg.label_column)  # a header's label cell is on no other row
+        looks = bool(said & HEADER_NAMES) and all(
+            get(r, cfg.label_column) != label for _, r in rows[1:]
+        )
     if looks:
         how = "task.columns" if cfg.columns is not None else "column positions"
         raise UserError(

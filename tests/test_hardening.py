@@ -1320,3 +1320,116 @@ def test_a_resume_in_process_gives_the_callers_folder_back(tmp_path, corpus_txt,
     monkeypatch.chdir(caller)
     assert cli("pretrain", "--resume", only_run(start).path, "--set", "train.max_steps=9") == 0
     assert Path.cwd() == caller
+
+
+# ---------------------------------------------------------------------------------------------
+# Session 15's audit: config values, damaged run inits, settings a backbone does not use
+
+
+def test_yaml_merge_keys_work_and_a_key_twice_on_one_line_is_refused(tmp_path):
+    from encoderlab.config import read_yaml
+
+    merged = tmp_path / "merge.yaml"
+    merged.write_text("base: &b {lr: 0.002, max_steps: 3}\ntrain:\n  <<: *b\n  lr: 0.003\n")
+    assert read_yaml(merged)["train"] == {"lr": 0.003, "max_steps": 3}
+    assert read_yaml(merged) == yaml.safe_load(merged.read_text())
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("train: {lr: 1.0e-3, lr: 5.0, max_steps: 3}\n")  # last-wins, silently
+    with pytest.raises(UserError, match=r"'lr' is given twice \(on line 1\)"):
+        read_yaml(flow)
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("model.n_layer=true", "n_layer: true (yes/no) is not a number"),
+        ("seed=yes", "seed: true (yes/no) is not a number"),
+        ("train.threads=0", "threads=0 must be at least 1"),
+        ("train.threads=-1", "threads=-1 must be at least 1"),
+        ("runs_dir=", "runs_dir is empty"),
+    ],
+)
+def test_config_values_that_used_to_pass_or_crash(tmp_path, capsys, override, expected):
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text(yaml.safe_dump(base_cfg(tmp_path)))
+    assert cli("finetune", cfg, "--set", override) == 2
+    assert expected in one_line_error(capsys)
+    assert not list(tmp_path.glob("ft-*")) and not (tmp_path / "runs").exists()
+
+
+def test_runs_dir_that_is_a_file_is_named(tmp_path, capsys):
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text(yaml.safe_dump(base_cfg(tmp_path, runs_dir=str(tmp_path / "train.csv"))))
+    assert cli("finetune", cfg) == 2
+    assert "runs_dir" in one_line_error(capsys)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("small_run")
+    cfg = tmp / "ft.yaml"
+    cfg.write_text(yaml.safe_dump(base_cfg(tmp, train={"epochs": 1, "eval_every": 5})))
+    assert cli("finetune", cfg) == 0
+    return only_run(tmp).path
+
+
+def test_damaged_run_inits_are_one_line(small_run, tmp_path, capsys):
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text(yaml.safe_dump(base_cfg(tmp_path, train={"max_steps": 2, "epochs": None})))
+    wide = tmp_path / "wide"
+    shutil.copytree(small_run, wide)
+    mc = json.loads((wide / "model_config.json").read_text())
+    (wide / "model_config.json").write_text(json.dumps({**mc, "d_model": 64}))
+    assert cli("finetune", cfg, "--set", f"init={wide}") == 2
+    err = capsys.readouterr().err  # after the note that model.d_model=32 is not used
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: "), err
+    assert "do not fit the run's model_config.json" in err
+    big_tok = tmp_path / "big_tok"
+    shutil.copytree(small_run, big_tok)
+    mc = json.loads((big_tok / "model_config.json").read_text())
+    (big_tok / "model_config.json").write_text(json.dumps({**mc, "vocab_size": 20}))
+    for init in (str(big_tok), f"scratch:{big_tok}"):
+        assert cli("finetune", cfg, "--set", f"init={init}") == 2
+        assert "tokens, but the model has 20 embeddings" in one_line_error(capsys)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_damaged_best_checkpoint_as_init_is_named(small_run, tmp_path, capsys):
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text(yaml.safe_dump(base_cfg(tmp_path, train={"max_steps": 2, "epochs": None})))
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    best = next((run / "checkpoints").glob("best-*")) / "model.safetensors"
+    best.write_bytes(best.read_bytes()[:1000])
+    assert cli("finetune", cfg, "--set", f"init={run}") == 0
+    err = capsys.readouterr().err
+    assert f"warning: skipping {best.parent}" in err, err
+
+
+def test_positive_label_is_checked_before_the_run_and_tokenizer_settings_are_noted(
+    small_run, tmp_path, capsys
+):
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text(yaml.safe_dump(base_cfg(tmp_path, train={"max_steps": 2, "epochs": None})))
+    assert cli("finetune", cfg, "--set", "task.positive_label=maybe") == 2
+    assert "task.positive_label='maybe' is not a label" in one_line_error(capsys)
+    assert not (tmp_path / "runs").exists()  # no failed run left behind
+    assert cli("finetune", cfg, "--set", f"init={small_run}") == 0  # the same tokenizer settings
+    assert "tokenizer." not in capsys.readouterr().err
+    assert (
+        cli("finetune", cfg, "--set", f"init={small_run}", "--set", "tokenizer.vocab_size=99") == 0
+    )
+    assert "warning: tokenizer.vocab_size=99 not used" in capsys.readouterr().err
+
+
+def test_a_run_fine_tuned_from_the_hub_counts_as_pretrained_for_defaults(tmp_path):
+    from encoderlab.finetuning import init_kind
+
+    hub_run, own_run, chained = tmp_path / "hub", tmp_path / "own", tmp_path / "chained"
+    for d, init in ((hub_run, "hf:/x/minilm (bert, converted)"), (own_run, "scratch")):
+        d.mkdir()
+        (d / "run.json").write_text(json.dumps({"init": init}))
+    chained.mkdir()
+    (chained / "run.json").write_text(json.dumps({"init": f"{hub_run}@best-00000010"}))
+    assert init_kind(str(hub_run)) == "pretrained" and init_kind(str(chained)) == "pretrained"
+    assert init_kind(str(own_run)) == "own" and init_kind(f"scratch:{hub_run}") == "scratch"

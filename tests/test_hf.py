@@ -55,7 +55,11 @@ def write_vocab(d: Path) -> int:
 def write_bert_tokenizer_json(d: Path) -> int:
     """tokenizer.json (+ config files) through transformers' own BERT fast tokenizer."""
     n = write_vocab(d)
-    transformers.BertTokenizerFast(vocab_file=str(d / "vocab.txt")).save_pretrained(str(d))
+    # transformers 5 takes the file as `vocab` (and ignores `vocab_file`: a 5-token stand-in)
+    key = "vocab" if int(transformers.__version__.split(".")[0]) >= 5 else "vocab_file"
+    tok = transformers.BertTokenizerFast(**{key: str(d / "vocab.txt")})
+    assert len(tok) == n, (len(tok), n)
+    tok.save_pretrained(str(d))
     return n
 
 
@@ -266,6 +270,46 @@ def test_import_errors(tmp_path):
     (d / "model.safetensors").unlink()
     with pytest.raises(UserError, match="transformers could not load it"):
         hf.import_checkpoint(str(d), say=quiet)
+
+
+def _edit_config(d: Path, **fields) -> None:
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, **fields}))
+
+
+def test_weights_that_do_not_match_the_config_are_refused(tmp_path):
+    """Weights the config asks for but the file lacks would start random; encoder weights the
+    config has no place for would be dropped; both used to train on, silently."""
+    src = make_checkpoint(tmp_path, "bert")
+    more = tmp_path / "more"
+    shutil.copytree(src, more)
+    _edit_config(more, num_hidden_layers=TINY["layers"] + 1)
+    with pytest.raises(UserError, match=r"lacks \d+ of the weights .*would start random"):
+        hf.import_checkpoint(str(more), say=quiet)
+    fewer = tmp_path / "fewer"
+    shutil.copytree(src, fewer)
+    _edit_config(fewer, num_hidden_layers=TINY["layers"] - 1)
+    with pytest.raises(UserError, match=r"encoder weights its config.json has no place for"):
+        hf.import_checkpoint(str(fewer), say=quiet)
+    other = tmp_path / "other"  # another architecture's config over BERT's weights
+    shutil.copytree(src, other)
+    write_bert_tokenizer_json(other)  # its own tokenizer file: the weights are the question
+    _edit_config(other, model_type="deberta", architectures=["DebertaModel"])
+    with pytest.raises(UserError, match=r"lacks \d+ of the weights"):
+        hf.import_checkpoint(str(other), say=quiet)
+    assert hf.import_checkpoint(str(src), say=quiet).converted  # the intact one still loads
+
+
+def test_missing_vocabulary_and_encoder_decoders_are_refused(tmp_path):
+    d = make_checkpoint(tmp_path, "bert")
+    t5 = tmp_path / "t5"
+    shutil.copytree(d, t5)
+    (d / "vocab.txt").unlink()  # transformers would build a 5-token stand-in: all [UNK]
+    with pytest.raises(UserError, match=r"vocabulary files .* are missing"):
+        hf.import_checkpoint(str(d), say=quiet)
+    transformers.T5Config(vocab_size=78, d_model=32, num_layers=1, num_heads=2).save_pretrained(t5)
+    with pytest.raises(UserError, match="is an encoder-decoder model"):
+        hf.import_checkpoint(str(t5), say=quiet)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import math
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +30,29 @@ from encoderlab.errors import UserError
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """`n_layer: true` or `seed: yes` would otherwise be taken as 1, silently."""
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                value = data.get(name)
+                if isinstance(value, bool) and _numeric(field.annotation):
+                    raise ValueError(
+                        f"{name}: {str(value).lower()} (yes/no) is not a number; give one"
+                    )
+        return data
+
+
+def _numeric(annotation: Any) -> bool:
+    """int or float, possibly optional; not bool, str or a union with them."""
+    if annotation in (int, float):
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = set(typing.get_args(annotation)) - {type(None)}
+        return bool(args) and args <= {int, float}
+    return False
 
 
 def plain_name_problem(value: str) -> str | None:
@@ -298,6 +323,8 @@ class TrainConfig(Section):
         for name in ("keep_checkpoints", "max_nonfinite", "early_stop_patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads={self.threads} must be at least 1 (or null: all cores)")
         if self.warmup_steps < 0 or (self.eval_batches is not None and self.eval_batches < 1):
             raise ValueError("warmup_steps must be >= 0 and eval_batches >= 1 (or null)")
         _positive_finite("time_budget_min", self.time_budget_min)
@@ -689,22 +716,38 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    seen: dict[Any, int] = {}
+    merged = _merged_keys(loader, node)  # `<<: *base` keys, which the mapping may override
+    seen: dict[Any, yaml.Node] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         try:
-            first = seen.setdefault(key, key_node.start_mark.line + 1)
+            first = seen.setdefault(key, key_node)
         except TypeError:  # an unhashable key: construct_mapping reports it
             continue
-        if first != key_node.start_mark.line + 1:
+        if first is not key_node and id(first) not in merged and id(key_node) not in merged:
+            line, again = first.start_mark.line + 1, key_node.start_mark.line + 1
+            where = f"lines {line} and {again}" if line != again else f"on line {line}"
             raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"'{key}' is given twice (lines {first} and {key_node.start_mark.line + 1}); "
-                "keep one",
-                key_node.start_mark,
+                None, None, f"'{key}' is given twice ({where}); keep one", key_node.start_mark
             )
     return loader.construct_mapping(node, deep=deep)
+
+
+def _merged_keys(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> set[int]:
+    """Flatten the mapping's merge keys (as PyYAML does) and return the ids of the key nodes
+    they brought in."""
+    merge_tag = "tag:yaml.org,2002:merge"
+    merged: set[int] = set()
+    for key_node, value_node in node.value:
+        if key_node.tag != merge_tag:
+            continue
+        subs = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for sub in subs:
+            if isinstance(sub, yaml.MappingNode):
+                loader.flatten_mapping(sub)
+                merged.update(id(k) for k, _ in sub.value)
+    loader.flatten_mapping(node)
+    return merged
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)

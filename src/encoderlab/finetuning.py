@@ -11,6 +11,7 @@ a scratch tokenizer and creates the run, and rank 0 alone writes the final predi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -26,7 +27,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab import distributed
-from encoderlab.config import FinetuneConfig, ModelConfig, load_config, save_config
+from encoderlab.config import FinetuneConfig, ModelConfig, load_config, read_yaml, save_config
 from encoderlab.errors import UserError
 from encoderlab.heads import PoolerHead
 from encoderlab.hf import import_checkpoint, run_encoder, save_wrapped_config
@@ -47,7 +48,8 @@ from encoderlab.runs import (
     ReadOnlyRun,
     Run,
     check_runs_dir,
-    encoder_weights,
+    check_tokenizer_fits,
+    load_encoder_weights,
     run_checkpoint,
     run_model_config,
 )
@@ -122,7 +124,24 @@ def init_kind(init: str) -> str:
     init = init.strip()
     if init == "scratch" or init.startswith("scratch:"):
         return "scratch"
-    return "pretrained" if init.startswith("hf:") else "own"
+    if init.startswith("hf:") or _started_from_hub(Path(init)):
+        return "pretrained"
+    return "own"
+
+
+def _started_from_hub(run_dir: Path, depth: int = 3) -> bool:
+    """A fine-tuning run that started from hf: (or from a run that did) holds the hub
+    encoder's weights, fine-tuned a little: what it wants next is a hub model's learning
+    rate, not an own pretraining's. run.json's init is "hf:..." or "<run dir>@<checkpoint>"."""
+    try:
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    source = str(info.get("init", "")).strip() if isinstance(info, dict) else ""
+    if source.startswith("hf:"):
+        return True
+    parent = source.rsplit("@", 1)[0]
+    return depth > 1 and "@" in source and _started_from_hub(Path(parent), depth - 1)
 
 
 def resolve_defaults(cfg: FinetuneConfig, say: Callable[[str], None] = print) -> FinetuneConfig:
@@ -186,6 +205,7 @@ def build_backbone(
             )
         _check_same_tokenizer(cfg, imp.tokenizer, init)
         _note_unused_model_fields(cfg, imp.model_cfg, init, say)
+        _note_unused_tokenizer_fields(cfg, init, say)
         return Backbone(
             imp.encoder, imp.tokenizer, imp.model_cfg, imp.source, imp.pooler, imp.hf_config
         )
@@ -211,7 +231,9 @@ def build_backbone(
     tok = load_tokenizer(run.path / "tokenizer")
     _check_same_tokenizer(cfg, tok, str(run.path))
     model_cfg = run_model_config(run)
+    check_tokenizer_fits(run, tok.get_vocab_size(), model_cfg)
     _note_unused_model_fields(cfg, model_cfg, init, say)
+    _note_unused_tokenizer_fields(cfg, init, say, run)
     encoder = run_encoder(run, model_cfg)
     # a wrapped backbone's config travels on to this run, so it can be rebuilt from it too
     hf_config = None if isinstance(encoder, Encoder) else encoder.model.config
@@ -220,12 +242,9 @@ def build_backbone(
             encoder, tok, model_cfg, f"scratch (architecture of {run.path})", None, hf_config
         )
     ckpt = run_checkpoint(run)
-    missing, unexpected = encoder.load_state_dict(encoder_weights(ckpt), strict=False)
-    if missing:
-        raise UserError(
-            f"{ckpt}: checkpoint lacks {len(missing)} encoder tensors (e.g. {missing[0]}); "
-            "is it an encoderlab run of the same architecture?"
-        )
+    for note in run.skip_notes():  # a damaged best checkpoint: say which weights start it
+        say(note)
+    load_encoder_weights(encoder, ckpt)
     return Backbone(encoder, tok, model_cfg, f"{run.path}@{ckpt.name}", None, hf_config)
 
 
@@ -242,6 +261,26 @@ def _note_unused_model_fields(
         say(
             f"warning: {ours} not used: init={init} brings its own architecture ({theirs}); "
             "the model section only shapes an encoder trained from scratch (init: scratch)"
+        )
+
+
+def _note_unused_tokenizer_fields(
+    cfg: FinetuneConfig, init: str, say: Callable[[str], None], run: Run | None = None
+) -> None:
+    """The tokenizer section only shapes a tokenizer trained for `init: scratch`; a backbone
+    brings its own (its embeddings were trained with it). Settings a run's tokenizer was
+    made with anyway are not worth a warning."""
+    made_with: dict[str, Any] = {}
+    if run is not None:
+        with contextlib.suppress(UserError):
+            made_with = read_yaml(run.path / "config.yaml").get("tokenizer") or {}
+    given = sorted(cfg.tokenizer.model_fields_set - {"path"})
+    differ = [f for f in given if made_with.get(f, object()) != getattr(cfg.tokenizer, f)]
+    if differ:
+        ours = ", ".join(f"tokenizer.{f}={getattr(cfg.tokenizer, f)}" for f in differ)
+        say(
+            f"warning: {ours} not used: init={init} brings its own tokenizer; the tokenizer "
+            "section only shapes one trained for an encoder from scratch (init: scratch)"
         )
 
 
@@ -378,6 +417,11 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
     labels = task.label_names(train if t.valid else [*train, *valid])
     if t.valid:
         task.check_labels(valid, labels, t.valid)
+    if t.positive_label is not None and t.positive_label not in labels:
+        raise UserError(  # before the run exists: it used to fail at the first evaluation
+            f"task.positive_label={t.positive_label!r} is not a label of {t.train} (labels: "
+            f"{', '.join(labels)})"
+        )
     data = TaskData(train, valid, test, labels, source)
     for result in read:
         show_messages(result, data.shown, say)

@@ -447,7 +447,13 @@ def import_checkpoint(
             "check the name (and the connection), or point init at a local checkpoint directory"
         ) from None
     refuse_remote_code(hf_config, f"init: hf:{spec}", trust_remote_code)  # hub checkpoints
+    if getattr(hf_config, "is_encoder_decoder", False):
+        raise UserError(
+            f"init: hf:{spec} is an encoder-decoder model ({hf_config.model_type}); encoderlab "
+            "fine-tunes encoders: give a BERT-family checkpoint (BERT, RoBERTa, DeBERTa, ...)"
+        )
     tok = load_hf_tokenizer(source, trust_remote_code)
+    _check_vocabulary(spec, tok, hf_config)
     pad_id = special_ids(tok)["pad"]
     direct = _import_from_files(Path(source), hf_config, tok, pad_id, spec)
     if direct is not None:
@@ -478,6 +484,7 @@ def import_checkpoint(
             f"only {vocab:,} embeddings; the checkpoint's tokenizer files do not belong to it"
         )
     missing = set(info.get("missing_keys") or ())
+    _check_weights_match(spec, missing, info.get("unexpected_keys") or (), model)
     sd = model.state_dict()
     pooler = None
     if "pooler.dense.weight" in sd and "pooler.dense.weight" not in missing:
@@ -506,6 +513,45 @@ def import_checkpoint(
         pooler,
         cfg,
     )
+
+
+def _check_vocabulary(spec: str, tok: Tokenizer, hf_config: Any) -> None:
+    """A checkpoint folder without its vocabulary files gets a stand-in tokenizer of a few
+    tokens from transformers, and every word becomes [UNK]: refuse it instead."""
+    vocab = int(getattr(hf_config, "vocab_size", 0) or 0)
+    if vocab and tok.get_vocab_size() < vocab // 2:
+        raise UserError(
+            f"init: hf:{spec}: its tokenizer has {tok.get_vocab_size():,} tokens for the model's "
+            f"{vocab:,} embeddings: the vocabulary files (tokenizer.json, or vocab.txt / "
+            "vocab.json + merges.txt) are missing or not the model's own; copy them from the "
+            "model's original folder"
+        )
+
+
+def _check_weights_match(spec: str, missing: set[str], unexpected: Any, model: Any) -> None:
+    """Weights the model's config asks for that the file lacks would start random, and the
+    file's encoder weights the config has no place for would be dropped, both silently (the
+    config.json does not describe these weights): refuse either. The pooler, buffers and task
+    heads (a checkpoint saved from a task model) are not the encoder's."""
+    prefix = f"{getattr(model, 'base_model_prefix', '') or '-'}."
+    lacking = sorted(k for k in missing if not k.startswith("pooler.") and "position_ids" not in k)
+    extra = sorted(
+        k
+        for k in (x.removeprefix(prefix) for x in unexpected)
+        if k.startswith(("encoder.", "embeddings.", "layer.", "transformer."))
+    )
+    if lacking:
+        raise UserError(
+            f"init: hf:{spec}: the weights file lacks {len(lacking)} of the weights its "
+            f"config.json describes (e.g. {lacking[0]}); they would start random. The config "
+            "does not match the weights (layers, architecture): use the model's own config.json"
+        )
+    if extra:
+        raise UserError(
+            f"init: hf:{spec}: the weights file has {len(extra)} encoder weights its "
+            f"config.json has no place for (e.g. {extra[0]}); they would be dropped. The config "
+            "does not match the weights (layers, architecture): use the model's own config.json"
+        )
 
 
 def _base_state_from_files(folder: Path, model_type: str) -> dict[str, torch.Tensor] | None:

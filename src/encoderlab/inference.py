@@ -33,7 +33,14 @@ from encoderlab.data.tables import iter_rows, table_format
 from encoderlab.errors import UserError
 from encoderlab.hf import run_encoder
 from encoderlab.model import Encoder, Queries
-from encoderlab.runs import Run, load_run_weights, run_checkpoint, run_labels, run_model_config
+from encoderlab.runs import (
+    Run,
+    check_tokenizer_fits,
+    load_run_weights,
+    run_checkpoint,
+    run_labels,
+    run_model_config,
+)
 from encoderlab.runtime import autocast, autocast_dtype, resolve_device, to_device
 from encoderlab.tasks import get_task
 from encoderlab.tasks.base import Example, Feature, Task, model_inputs, show_messages
@@ -441,12 +448,7 @@ def load_finetuned(path: str | Path) -> Finetuned:
     tok = load_tokenizer(run.path / "tokenizer")
     labels = run_labels(run)
     model_cfg = run_model_config(run)
-    if model_cfg.vocab_size is not None and tok.get_vocab_size() > model_cfg.vocab_size:
-        raise UserError(
-            f"{run.path / 'tokenizer'}: {tok.get_vocab_size():,} tokens, but the model has "
-            f"{model_cfg.vocab_size:,} embeddings; the run's tokenizer was replaced after "
-            "training: restore it, or fine-tune again"
-        )
+    check_tokenizer_fits(run, tok.get_vocab_size(), model_cfg)
     model = TaskModel(
         run_encoder(run, model_cfg), task.head(cfg.head, model_cfg.d_model, max(len(labels), 1))
     )

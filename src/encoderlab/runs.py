@@ -129,7 +129,11 @@ def started_in(run_dir: str | Path) -> Path | None:
 def check_runs_dir(runs_dir: str | Path) -> None:
     """A runs folder this process cannot write (a read-only mount, another user's): one line
     before the work starts, not an OSError after the tokenizer and the data are made."""
+    if not str(runs_dir).strip():
+        raise UserError("runs_dir is empty: give the folder for the runs, e.g. runs_dir=runs")
     path = Path(runs_dir).absolute()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"runs_dir {runs_dir}: a file, not a folder; give the folder for the runs")
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
     if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(
@@ -1073,6 +1077,35 @@ def load_run_weights(model: torch.nn.Module, weights: Path) -> None:
         raise UserError(
             f"{weights}: does not fit the model its run describes ({detail}); {_CHANGED}"
         ) from None
+
+
+def check_tokenizer_fits(run: Run, vocab_size: int, model_cfg: ModelConfig) -> None:
+    """A run's tokenizer with more tokens than its model has embeddings (replaced after the
+    run trained) would index past the embedding table at the first rare word."""
+    if model_cfg.vocab_size is not None and vocab_size > model_cfg.vocab_size:
+        raise UserError(
+            f"{run.path / 'tokenizer'}: {vocab_size:,} tokens, but the model has "
+            f"{model_cfg.vocab_size:,} embeddings; the run's tokenizer was replaced after "
+            "training: restore it, or train the run again"
+        )
+
+
+def load_encoder_weights(encoder: torch.nn.Module, ckpt: Path) -> None:
+    """The backbone's weights of a run's checkpoint into `encoder` (built from the run's
+    model_config.json); a checkpoint that does not fit it is a one-line error."""
+    try:
+        missing, _ = encoder.load_state_dict(encoder_weights(ckpt), strict=False)
+    except RuntimeError as e:  # a tensor of another shape: model_config.json was edited
+        first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), "")
+        raise UserError(
+            f"{ckpt}: its weights do not fit the run's model_config.json ({first or 'shapes'}); "
+            f"{_CHANGED}"
+        ) from None
+    if missing:
+        raise UserError(
+            f"{ckpt}: checkpoint lacks {len(missing)} encoder tensors (e.g. {missing[0]}); "
+            "is it an encoderlab run of the same architecture?"
+        )
 
 
 def encoder_weights(ckpt: Path) -> dict[str, torch.Tensor]:

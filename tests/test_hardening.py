@@ -1433,3 +1433,31 @@ def test_a_run_fine_tuned_from_the_hub_counts_as_pretrained_for_defaults(tmp_pat
     (chained / "run.json").write_text(json.dumps({"init": f"{hub_run}@best-00000010"}))
     assert init_kind(str(hub_run)) == "pretrained" and init_kind(str(chained)) == "pretrained"
     assert init_kind(str(own_run)) == "own" and init_kind(f"scratch:{hub_run}") == "scratch"
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("init=hf:", "give what comes after hf:"),
+        ("init=scratch:", "give what comes after scratch:"),
+        ("init=", "'init': is empty"),
+        ("task.positive_label=yes", "quote it"),
+    ],
+)
+def test_values_yaml_reads_as_something_else_say_so(tmp_path, capsys, override, expected):
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text(yaml.safe_dump(base_cfg(tmp_path)))
+    assert cli("finetune", cfg, "--set", override) == 2
+    assert expected in one_line_error(capsys)
+
+
+def test_exponents_for_whole_numbers_and_one_corpus_file_are_taken(tmp_path):
+    from encoderlab.config import Config, FinetuneConfig, build
+
+    cfg = build(FinetuneConfig, {"train": {"max_steps": "1e4", "warmup_steps": "1e1"}}, "")
+    assert cfg.train.max_steps == 10_000 and cfg.train.warmup_steps == 10
+    with pytest.raises(UserError, match="max_steps"):
+        build(FinetuneConfig, {"train": {"max_steps": "1.5e0"}}, "")  # not a whole number
+    assert build(Config, {"data": {"corpus": "a.txt"}}, "").data.corpus == ["a.txt"]
+    with pytest.raises(UserError, match="use encoderlab finetune"):
+        build(Config, {"task": {"type": "classification"}}, "ft.yaml")

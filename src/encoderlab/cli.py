@@ -583,9 +583,15 @@ def model_show(
     finetuning = config.is_file() and "task" in read_yaml(config)  # its `model:`, from scratch
     cfg = load_config(config, overrides, FinetuneConfig if finetuning else Config)
     if finetuning and str(cfg.init) != "scratch":
+        init = str(cfg.init).removeprefix("scratch:")
+        what = (
+            "a hub checkpoint's architecture is in its config.json"
+            if init.startswith("hf:")
+            else f"`encoderlab model show {init}` shows that run's"
+        )
         raise UserError(
             f"{config}: fine-tunes init={cfg.init}, whose architecture comes from there, not from "
-            "its model: section; `model show` the run or checkpoint instead (or init=scratch)"
+            f"its model: section; {what} (or --set init=scratch shows the model: section's)"
         )
     model = cfg.model
     if model.vocab_size is None:

@@ -38,11 +38,21 @@ class Section(BaseModel):
         if isinstance(data, dict):
             for name, field in cls.model_fields.items():
                 value = data.get(name)
+                if isinstance(value, str) and _integral_text(value) and _numeric(field.annotation):
+                    data = {**data, name: int(float(value))}  # `max_steps: 1e4`: YAML's string
                 if isinstance(value, bool) and _numeric(field.annotation):
                     raise ValueError(
                         f"{name}: {str(value).lower()} (yes/no) is not a number; give one"
                     )
         return data
+
+
+def _integral_text(value: str) -> bool:
+    """'1e4', '2.5e3': YAML 1.1 reads exponents without a dot as strings; whole numbers only."""
+    if not re.fullmatch(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+", value.strip()):
+        return False
+    number = float(value)
+    return math.isfinite(number) and number.is_integer()
 
 
 def _numeric(annotation: Any) -> bool:
@@ -199,6 +209,12 @@ class DataConfig(Section):
 
     corpus: list[str] = []
     sources: list[CorpusSource] = []  # named corpora to mix (e.g. ko:en 1:1), besides `corpus`
+
+    @field_validator("corpus", mode="before")
+    @classmethod
+    def _one_file(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value  # `corpus: a.txt` means [a.txt]
+
     filters: FilterConfig = FilterConfig()
     prepare_workers: int | None = None  # tokenizing processes; None: one per core (max 8)
     shard_mb: float = 64  # big uncompressed text files are tokenized in pieces of this size
@@ -498,6 +514,10 @@ class TaskConfig(Section):
         # labels are read as text ("1" from a csv); YAML reads `positive_label: 1` as a number
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
+        if isinstance(value, bool):  # YAML 1.1: yes/no/on/off/true/false
+            raise ValueError(
+                f"YAML read this label as {str(value).lower()}; quote it, e.g. positive_label: 'yes'"
+            )
         return value
 
     @field_validator("where", mode="before")
@@ -618,6 +638,18 @@ class FinetuneConfig(Section):
     self_pretrain: SelfPretrainConfig | None = None
 
     _name = field_validator("name")(_plain_name)
+
+    @field_validator("init", mode="before")
+    @classmethod
+    def _init_text(cls, value: Any) -> Any:
+        # `--set init=hf:` reads as the mapping {hf: None}; `init=` as ""
+        if isinstance(value, dict) and len(value) == 1 and next(iter(value.values())) is None:
+            raise ValueError(
+                f"give what comes after {next(iter(value))}:, e.g. hf:DIR or scratch:RUN"
+            )
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty: give scratch, a run directory or hf:DIR")
+        return value
 
     @field_validator("self_pretrain")
     @classmethod
@@ -784,7 +816,10 @@ def build(schema: type[Section], data: dict[str, Any], source: str) -> Any:
     try:
         return schema.model_validate(data)
     except ValidationError as e:
-        raise UserError(_format_validation_error(e, schema, source)) from None
+        message = _format_validation_error(e, schema, source)
+        if schema is Config and isinstance(data, dict) and "task" in data:
+            message += " (it has task:, so it is a fine-tuning config: use encoderlab finetune)"
+        raise UserError(message) from None
 
 
 def load_config(

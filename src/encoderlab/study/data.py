@@ -25,10 +25,10 @@ def prepare_data(study: Study, say: Callable[[str], None]) -> dict[str, Path]:
     placeholder ({synthetic}, {split}, {texts}) points, written or not."""
     out = study.out
     paths = {"synthetic": out / "data", "split": out / "split", "texts": out / "texts.txt"}
-    if study.spec.synthetic is not None:
+    if study.synthetic is not None:
         from encoderlab.synthetic import write_dataset
 
-        params = {**study.spec.synthetic.model_dump(), **study.profile.synthetic}
+        params = study.synthetic.model_dump()
         files = write_dataset(paths["synthetic"], **params)
         say(f"synthetic data ({params['kind']}): {', '.join(str(f) for f in files)}")
 
@@ -45,6 +45,20 @@ def prepare_data(study: Study, say: Callable[[str], None]) -> dict[str, Path]:
         what = spec.path if spec.format == "json" else "conll sentences"
         say(f"texts ({what} of {', '.join(spec.files)}): {n:,} in {paths['texts']}")
     return paths
+
+
+def generated_files(study: Study) -> list[str]:
+    """What the study writes over on every run, relative to its folder: its data files and
+    its report (whose old figures it deletes). Anything else it writes is new or appended."""
+    files = ["report"]
+    if study.spec.synthetic is not None:
+        files += ["data/train.csv", "data/valid.csv"]
+    if study.spec.split is not None:
+        ext = Path(study.spec.split.file).suffix.lower()
+        files += [f"split/train{ext}", f"split/valid{ext}"]
+    if study.spec.texts is not None:
+        files.append("texts.txt")
+    return files
 
 
 def write_split(spec: SplitSpec, out_dir: Path) -> tuple[list[Path], tuple[int, int]]:

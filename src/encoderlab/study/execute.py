@@ -1,7 +1,8 @@
 """Running a study: the data first, then the stage and the arms in order, each in its own
 process (`study.process`), its progress in study.json (`study.state`): done arms are skipped,
 an interrupted one resumes from its checkpoint, a failed one starts over, and an arm whose
-resolved command changed runs again. The report of the arms' runs comes last.
+resolved command changed runs again (or takes up the intact run it made earlier with that
+command); arms whose stage failed wait for it. The report of the arms' runs comes last.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from encoderlab.config import parse_override
 from encoderlab.errors import UserError, signals_as_interrupt
 from encoderlab.jobs import run_info
 from encoderlab.runs import has_checkpoint, pid_alive, release_lock, take_lock
-from encoderlab.study.data import prepare_data
+from encoderlab.study.data import generated_files, prepare_data
 from encoderlab.study.process import launch
 from encoderlab.study.spec import PLACEHOLDER_RE, Study, load_study
 from encoderlab.study.state import STATE_FILE, State
@@ -87,6 +88,7 @@ def run_study(
     (or <out>/study.json when no arm produced a run)."""
     study = load_study(path, profile)
     out = study.out
+    _check_out(study)
     out.mkdir(parents=True, exist_ok=True)
     take_lock(out)  # one process runs a study at a time: a second one is one line
     try:
@@ -95,9 +97,58 @@ def run_study(
         release_lock(out)
 
 
+def _check_out(study: Study) -> None:
+    """Before the study writes anything: its folder is a folder, holds no other study's state
+    (two study files in one folder without name: took turns undoing each other's arms), and
+    none of the files the study writes over unless it wrote them (`out: .` replaced a user's
+    data/train.csv with generated data)."""
+    out = study.out
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{study.path}: out: {out} is a file; give out: a folder for the study")
+    owned: list[str] | None = []
+    if (out / STATE_FILE).is_file():
+        data = State(out / STATE_FILE).data
+        _check_owner(study, data)
+        owned = data.get("files")  # None: a state from before this record; its files are its own
+    if owned is None:
+        return
+    for rel in generated_files(study):
+        if (out / rel).exists() and rel not in owned:
+            raise UserError(
+                f"{out / rel}: exists and this study did not write it; move it away or give the "
+                f"study a folder of its own (out: in {study.path})"
+            )
+
+
+def _check_owner(study: Study, data: dict[str, Any]) -> None:
+    """study.json names the study file it belongs to; another one that still exists owns the
+    folder (a moved or renamed study file takes its state along)."""
+    recorded = data.get("study")
+    if not recorded:
+        return
+    try:
+        same = Path(recorded).samefile(study.path)
+    except OSError:  # the recorded file is gone: moved or renamed
+        return
+    if not same:
+        raise UserError(
+            f"{study.out}: holds the study of {recorded} (its study.json); give {study.path} a "
+            "folder of its own with name: or out:"
+        )
+
+
+class _StageNotDone(UserError):
+    """{pretrain} while the stage has no finished run: the arm waits for it, it did not fail."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"the pretraining stage '{stage}' did not finish; see its log")
+        self.stage = stage
+
+
 def _run_study(study: Study, out: Path, profile: str | None, say: Callable[[str], None]) -> Path:
     state = State(out / STATE_FILE)
-    state.data.update(study=str(study.path), name=study.name, profile=profile)
+    state.data.update(study=str(study.path.resolve()), name=study.name, profile=profile)
+    state.data["files"] = sorted({*(state.data.get("files") or []), *generated_files(study)})
     state.save()
     say(
         f"study {study.name}{f' (profile {profile})' if profile else ''}: "
@@ -110,7 +161,7 @@ def _run_study(study: Study, out: Path, profile: str | None, say: Callable[[str]
     def pretrain_dir() -> str:
         rec = state.arm(stage_name) if stage_name else {}
         if rec.get("status") != "done" or not rec.get("run_dir"):
-            raise UserError(f"the pretraining stage '{stage_name}' did not finish; see its log")
+            raise _StageNotDone(str(stage_name))
         return str(rec["run_dir"])
 
     values: dict[str, Callable[[], str]] = {
@@ -166,9 +217,9 @@ def _signature(study: Study, entry: dict[str, Any], overrides: list[str]) -> dic
         "config_content": _config_digest(Path(entry["config"])),
         "overrides": overrides,
     }
-    if any("{synthetic}" in t for t in entry["overrides"]) and study.spec.synthetic is not None:
+    if any("{synthetic}" in t for t in entry["overrides"]) and study.synthetic is not None:
         # other generator settings mean other data: the arm runs again
-        signature["synthetic"] = {**study.spec.synthetic.model_dump(), **study.profile.synthetic}
+        signature["synthetic"] = study.synthetic.model_dump()
     for key in ("split", "texts"):  # other data means another arm: it runs again
         spec = getattr(study.spec, key)
         if spec is not None and any(f"{{{key}}}" in t for t in entry["overrides"]):
@@ -212,6 +263,8 @@ def _plan(
     why = {"failed": "retrying", "done": "its command changed; rerunning"}.get(
         str(rec.get("status")), "starting"
     )
+    if rec.get("status") == "done" and same:
+        why = f"its run directory {run_dir} is gone; rerunning"
     if rec.get("status") in ("running", "interrupted"):
         why = "restarting (no checkpoint to resume)" if same else "its command changed"
     say(
@@ -234,15 +287,29 @@ def _run_entry(
         overrides = [_resolve(t, values) for t in entry["overrides"]]
         for text in overrides:
             parse_override(text)
+    except _StageNotDone as e:  # its record (a done run, say) stays for when the stage is back
+        say(f"[{name}] waiting for the stage '{e.stage}', which did not finish; not run")
+        state.set(name, waiting=e.stage)
+        return
     except UserError as e:
         say(f"[{name}] failed: {e}")
         state.set(name, status="failed", message=str(e), command=None)
         return
+    if rec.pop("waiting", None):
+        state.save()
     signature = _signature(study, entry, overrides)
-    planned = _plan(study, rec, entry, overrides, _same_arm(rec.get("signature"), signature), say)
+    same = _same_arm(rec.get("signature"), signature)
+    earlier = None if same else _earlier_run(rec, signature)
+    if earlier is not None:
+        _reuse(state, name, earlier, say)
+        return
+    planned = _plan(study, rec, entry, overrides, same, say)
     if planned is None:
         return
     cmd, run_dir = planned
+    if run_dir is None and name in study.notes:
+        say(study.notes[name])
+    _remember(rec)
     before = {p.name for p in study.runs_dir.iterdir()} if study.runs_dir.is_dir() else set()
     if run_dir is not None:
         before.discard(run_dir.name)
@@ -281,6 +348,40 @@ def _run_entry(
             say(f"[{name}] interrupted; run the study again to resume it")
         raise
     _record_end(state, name, rc, last, seconds(), say)
+
+
+def _earlier_run(rec: dict[str, Any], signature: dict[str, Any]) -> dict[str, Any] | None:
+    """A finished run this arm made before with the same signature, still intact: undoing an
+    edit (of the stage, a config value) takes it up again instead of training anew."""
+    for old in reversed(rec.get("earlier") or []):
+        if (
+            old.get("run_dir")
+            and _same_arm(old.get("signature"), signature)
+            and run_info(Path(old["run_dir"])).get("status") == "finished"
+        ):
+            return old
+    return None
+
+
+def _remember(rec: dict[str, Any]) -> None:
+    """Keep a done record's run among the arm's earlier runs before it is replaced."""
+    if rec.get("status") != "done" or not rec.get("run_dir") or not Path(rec["run_dir"]).is_dir():
+        return
+    kept = {k: rec.get(k) for k in _EARLIER_KEYS}
+    earlier = [e for e in rec.get("earlier") or [] if e.get("run_dir") != rec["run_dir"]]
+    rec["earlier"] = [*earlier, kept][-_EARLIER_MAX:]
+
+
+_EARLIER_KEYS = ("signature", "run_dir", "command", "seconds", "finished")
+_EARLIER_MAX = 10
+
+
+def _reuse(state: State, name: str, old: dict[str, Any], say: Callable[[str], None]) -> None:
+    rec = state.arm(name)
+    _remember(rec)
+    rec.pop("exit_code", None)
+    state.set(name, status="done", message=None, **{k: old.get(k) for k in _EARLIER_KEYS})
+    say(f"[{name}] done already with this command ({old['run_dir']}, an earlier run); skipped")
 
 
 def _record_end(
@@ -329,11 +430,31 @@ def study_command(path: str, profile: str | None, say: Callable[[str], None] = p
     except KeyboardInterrupt:
         say("study interrupted: run the same command again to continue (done arms are skipped)")
         raise SystemExit(130) from None
-    arms = State(load_study(path, profile).out / STATE_FILE).data["arms"]
-    failed = [name for name, rec in arms.items() if rec.get("status") == "failed"]
-    if failed:  # the table and report are written; the exit code tells scripts
-        raise UserError(
+    study = load_study(path, profile)
+    problem = _unfinished(study, State(study.out / STATE_FILE))
+    if problem:  # the table and report are written; the exit code tells scripts
+        raise UserError(problem)
+    return written
+
+
+def _unfinished(study: Study, state: State) -> str | None:
+    """What failed, counted over the study file's arms as it is now (a failed arm since
+    removed or renamed made every later run exit 2), the stage apart from them."""
+    recs = state.data.get("arms", {})
+    arms = [e["name"] for e in study.entries() if not e["stage"]]
+    waiting = [n for n in arms if recs.get(n, {}).get("waiting")]
+    failed = [n for n in arms if recs.get(n, {}).get("status") == "failed" and n not in waiting]
+    stage = study.spec.pretrain.name if study.spec.pretrain else None
+    if stage is None or recs.get(stage, {}).get("status") != "failed":
+        if not failed:
+            return None
+        return (
             f"{len(failed)} of {len(arms)} arm(s) failed ({', '.join(failed)}; see the table "
             "above); fix them and run the study again: done arms are kept"
         )
-    return written
+    line = f"the pretraining stage '{stage}' failed (see {study.out / 'logs' / stage}.log)"
+    if waiting:
+        line += f"; {len(waiting)} of {len(arms)} arm(s) wait for it ({', '.join(waiting)})"
+    if failed:
+        line += f"; {len(failed)} of {len(arms)} arm(s) failed ({', '.join(failed)})"
+    return line + "; fix it and run the study again: done arms are kept"

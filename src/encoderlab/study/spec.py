@@ -7,6 +7,7 @@ the first arm starts (a typo in the last arm should not cost an hour of the firs
 
 from __future__ import annotations
 
+import difflib
 import glob
 import re
 from pathlib import Path
@@ -26,6 +27,12 @@ from encoderlab.errors import UserError
 
 PLACEHOLDERS = ("pretrain", "minilm", "synthetic", "split", "texts", "out")
 PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+_ANY_PLACEHOLDER_RE = re.compile(r"\{(\w+)\}")  # {pretrian} too: a typo is found up front
+# keys the study sets on every run itself (the arm's name, the study's runs folder)
+_STUDY_KEYS = {
+    "name": "the study names each run after its arm; drop it",
+    "runs_dir": "the study sets where runs go; drop it and set runs_dir: in the study file",
+}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -132,6 +139,15 @@ class StudySpec(_Spec):
 
     _ov = field_validator("overrides")(_check_overrides)
 
+    @field_validator("compare", mode="before")
+    @classmethod
+    def _list_of_pairs(cls, v: Any) -> Any:
+        """`compare: [a, b]` (one pair without its list) read as 'not a valid list'."""
+        if isinstance(v, list) and any(isinstance(x, str) for x in v):
+            flat = ", ".join(str(x) for x in v)
+            raise ValueError(f"a list of pairs of arms: write [[{flat}]], not [{flat}]")
+        return v
+
     @field_validator("compare")
     @classmethod
     def _pairs(cls, v: list[list[str]]) -> list[list[str]]:
@@ -149,6 +165,7 @@ class Study:
         self.spec = spec
         self.profile_name = profile
         self.profile = spec.profiles[profile] if profile else ProfileSpec()
+        self.notes: dict[str, str] = {}  # arm -> a warning printed when the arm starts
         self.name = check_plain_name(spec.name, f"{path}: name") or path.resolve().parent.name
         if spec.out:
             self.out = Path(spec.out) if not profile else Path(f"{spec.out}-{profile}")
@@ -158,6 +175,15 @@ class Study:
     def config_path(self, rel: str) -> Path:
         p = Path(rel)
         return p if p.is_absolute() else self.path.parent / p
+
+    @property
+    def synthetic(self) -> SyntheticSpec | None:
+        """synthetic: with the profile's changes (load_study has checked them)."""
+        if self.spec.synthetic is None:
+            return None
+        return SyntheticSpec.model_validate(
+            {**self.spec.synthetic.model_dump(), **self.profile.synthetic}
+        )
 
     @property
     def runs_dir(self) -> Path:
@@ -230,13 +256,7 @@ def load_study(path: str | Path, profile: str | None = None) -> Study:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise UserError(f"{p}: arms: name {dup[0]!r} is used twice (names must be unique)")
-    if profile is not None and profile not in spec.profiles:
-        have = ", ".join(spec.profiles) or "none"
-        raise UserError(f"{p}: no profile {profile!r} (profiles: {have})")
-    for pname, prof in spec.profiles.items():
-        for arm in prof.arms:
-            if arm not in names:
-                raise UserError(f"{p}: profiles.{pname}.arms.{arm}: no arm of that name")
+    _check_profiles(p, spec, profile)
     for i, pair in enumerate(spec.compare):
         for name in pair:
             if name not in names:
@@ -257,21 +277,76 @@ def load_study(path: str | Path, profile: str | None = None) -> Study:
         raise UserError(
             f"{p}: pretrain.config: config file {study.config_path(spec.pretrain.config)} not found"
         )
+    _check_overrides_text(p, study)
+    _check_configs(p, study)
+    return study
+
+
+def _check_profiles(p: Path, spec: StudySpec, profile: str | None) -> None:
+    """Profile names become folder names (studies/<name>-<profile>); a profile's arms are
+    arms (the stage has `pretrain:`); its synthetic: changes obey synthetic:'s schema."""
+    for pname in spec.profiles:
+        check_plain_name(pname, f"{p}: profiles: name")
+    if profile is not None and profile not in spec.profiles:
+        have = ", ".join(spec.profiles) or "none"
+        raise UserError(f"{p}: no profile {profile!r} (profiles: {have})")
+    arms = [a.name for a in spec.arms]
+    stage = spec.pretrain.name if spec.pretrain else None
+    for pname, prof in spec.profiles.items():
+        for arm in prof.arms:
+            if arm == stage:
+                raise UserError(
+                    f"{p}: profiles.{pname}.arms.{arm}: '{arm}' is the pretraining stage; "
+                    f"put its overrides in profiles.{pname}.pretrain"
+                )
+            if arm not in arms:
+                raise UserError(f"{p}: profiles.{pname}.arms.{arm}: no arm of that name")
+        _check_profile_synthetic(p, spec, pname, prof)
+
+
+def _check_profile_synthetic(p: Path, spec: StudySpec, pname: str, prof: ProfileSpec) -> None:
+    """The profile's synthetic: merged into the study's, checked against SyntheticSpec: a
+    mistyped key was a traceback from the generator, a value out of range ran anyway."""
+    key = f"profiles.{pname}.synthetic"
+    if not prof.synthetic:
+        return
+    if spec.synthetic is None:
+        raise UserError(f"{p}: {key}: the study has no synthetic: section to change; add one")
+    try:
+        SyntheticSpec.model_validate({**spec.synthetic.model_dump(), **prof.synthetic})
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = f"{key}.{_loc(first['loc'])}"
+        if first["type"] == "extra_forbidden":
+            have = ", ".join(SyntheticSpec.model_fields)
+            raise UserError(f"{p}: {where}: unknown key (synthetic: takes {have})") from None
+        raise UserError(f"{p}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def _check_overrides_text(p: Path, study: Study) -> None:
+    """Placeholders each entry uses exist (a typo such as {pretrian} is found now, not when
+    the arm runs after the stage), and no override sets what the study sets itself."""
+    spec = study.spec
+    have = ", ".join(f"{{{ph}}}" for ph in PLACEHOLDERS)
     for e in study.entries():
+        what = f"{'stage' if e['stage'] else 'arm'} '{e['name']}'"
         for text in e["overrides"]:
+            key = text.split("=", 1)[0].strip()
+            if key in _STUDY_KEYS:
+                raise UserError(f"{p}: {what}: {text!r}: {_STUDY_KEYS[key]}")
+            for word in _ANY_PLACEHOLDER_RE.findall(text):
+                if word not in PLACEHOLDERS:
+                    near = difflib.get_close_matches(word, PLACEHOLDERS, n=1)
+                    hint = f"; did you mean {{{near[0]}}}?" if near else ""
+                    raise UserError(
+                        f"{p}: {what}: {text!r}: unknown placeholder {{{word}}}{hint} "
+                        f"(placeholders: {have})"
+                    )
             for ph in PLACEHOLDER_RE.findall(text):
                 if ph == "pretrain" and (spec.pretrain is None or e["stage"]):
                     raise UserError(f"{p}: {e['name']}: {text!r} uses {{pretrain}} without a stage")
-                if ph == "synthetic" and spec.synthetic is None:
-                    raise UserError(
-                        f"{p}: {e['name']}: {text!r} uses {{synthetic}}; add synthetic:"
-                    )
-                if ph == "split" and spec.split is None:
-                    raise UserError(f"{p}: {e['name']}: {text!r} uses {{split}}; add split:")
-                if ph == "texts" and spec.texts is None:
-                    raise UserError(f"{p}: {e['name']}: {text!r} uses {{texts}}; add texts:")
-    _check_configs(p, study)
-    return study
+                if ph in ("synthetic", "split", "texts") and getattr(spec, ph) is None:
+                    raise UserError(f"{p}: {e['name']}: {text!r} uses {{{ph}}}; add {ph}:")
 
 
 def _check_configs(p: Path, study: Study) -> None:
@@ -289,10 +364,18 @@ def _check_configs(p: Path, study: Study) -> None:
             cfg = load_config(e["config"], overrides, schema)
             check_early_stop_metric(cfg.train, validation_metric_names(cfg))
             _check_data_files(cfg)
+            _check_init(cfg)
         except UserError as err:
             raise UserError(
                 f"{p}: {'stage' if e['stage'] else 'arm'} {e['name']!r}: {err}"
             ) from None
+        unused = _unused_tokenizer_overrides(cfg, e["overrides"])
+        if unused:
+            study.notes[e["name"]] = (
+                f"warning: arm '{e['name']}': {', '.join(unused)} not used: "
+                f"init={_raw_init(e, cfg)} brings its own tokenizer; the tokenizer section only "
+                "shapes an encoder trained from scratch (init: scratch)"
+            )
 
 
 _LATER = "study-later-"  # what a placeholder ({pretrain}, {texts}) reads as in these checks
@@ -313,3 +396,43 @@ def _check_data_files(cfg: Any) -> None:
             continue
         if not Path(value).exists():
             raise UserError(f"{key}={value}: no such file (from {Path.cwd()}); fix the path")
+
+
+def _check_init(cfg: Any) -> None:
+    """A literal init run directory exists: a missing one failed its arm only when that arm's
+    turn came, after the stage and the arms before it. `hf:` names and placeholders are left
+    to the run."""
+    init = str(getattr(cfg, "init", "scratch")).strip()
+    target = init.removeprefix("scratch:")
+    own = getattr(cfg, "self_pretrain", None)
+    if target == "scratch" or target.startswith("hf:") or _LATER in target:
+        return
+    if own is not None and init == own.run:
+        return
+    if not Path(target).exists():
+        raise UserError(
+            f"init={init}: no such run directory (from {Path.cwd()}); fix the path or use "
+            "init={pretrain} for the study's stage"
+        )
+
+
+def _unused_tokenizer_overrides(cfg: Any, overrides: list[str]) -> list[str]:
+    """tokenizer.* overrides of an arm whose init brings its tokenizer (a run, `scratch:RUN`,
+    `hf:`): fine-tuning warns about model.* settings it does not use, not about these.
+    tokenizer.path is checked against the init's tokenizer by the run itself."""
+    if str(getattr(cfg, "init", "scratch")).strip() == "scratch":
+        return []
+    return [
+        t
+        for t in overrides
+        if t.split("=", 1)[0].strip().startswith("tokenizer.")
+        and t.split("=", 1)[0].strip() != "tokenizer.path"
+    ]
+
+
+def _raw_init(entry: dict[str, Any], cfg: Any) -> str:
+    """The init as the study file writes it ({pretrain}, not its stand-in)."""
+    for t in reversed(entry["overrides"]):
+        if t.split("=", 1)[0].strip() == "init":
+            return t.split("=", 1)[1].strip()
+    return str(cfg.init)

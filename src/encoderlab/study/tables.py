@@ -27,9 +27,16 @@ def summary_rows(state: State, study: Study) -> list[dict[str, Any]]:
             "seconds": rec.get("seconds"),
             "message": rec.get("message"),
         }
-        if rec.get("run_dir") and Path(rec["run_dir"]).is_dir():
+        if rec.get("waiting"):  # its recorded run is of another stage: no metric to show
+            row.update(
+                status="waiting",
+                run_dir=None,
+                seconds=None,
+                message=f"the stage '{rec['waiting']}' did not finish",
+            )
+        if row["run_dir"] and Path(row["run_dir"]).is_dir():
             try:
-                run = load_run(Path(rec["run_dir"]))
+                run = load_run(Path(row["run_dir"]))
                 row["metric"] = run.primary
                 row["value"] = primary_value(run)
             except (UserError, OSError, ValueError):
@@ -47,8 +54,8 @@ def format_table(rows: list[dict[str, Any]]) -> list[str]:
         metric = "-" if r["value"] is None else f"{r['metric']} {r['value']:.4f}"
         wall = "-" if r["seconds"] is None else f"{r['seconds']:.0f}s"
         status = r["status"]
-        if status == "failed" and r.get("message"):
-            status = f"failed: {r['message'][:90]}"
+        if status in ("failed", "waiting") and r.get("message"):
+            status = f"{status}: {r['message'][:90]}"
         body.append((r["arm"], status, metric, wall))
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
 

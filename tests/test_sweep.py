@@ -3,7 +3,9 @@
 import csv
 import json
 import logging
+import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -160,11 +162,37 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, ray_local):
     assert (summary["completed"], summary["failed"]) == (3, 1)
     assert load_config(out / "best.yaml", schema=FinetuneConfig).model.d_model in (16, 15)
 
+    # --resume continues the sweep as it started: Tune ignored an edited sweep file, and
+    # trials of two configurations were ranked together (sweep.yaml rewritten to the new one)
+    from encoderlab.sweep.folder import check_resume
+
+    spec = yaml.safe_load(path.read_text())
+    saved = (out / "sweep.yaml").read_text()
+    path.write_text(yaml.safe_dump({**spec, "overrides": {"train.max_steps": 3}, "num_samples": 2}))
+    with pytest.raises(
+        UserError,
+        match=r"sweep.yaml: num_samples, overrides.train.max_steps changed since the sweep in "
+        r".*/out started; --resume continues it as it started: undo the change, or give the "
+        r"changed sweep a new `name:` or `out:`$",
+    ):
+        run_sweep(path, resume=True, say=lambda m: None)
+    path.write_text(yaml.safe_dump(spec))
+    base = tmp_path / "base.yaml"
+    base_text = base.read_text()
+    base.write_text(base_text.replace("epochs: 3", "epochs: 4"))
+    with pytest.raises(UserError, match=r"sweep.yaml: the base config .*base.yaml changed since"):
+        run_sweep(path, resume=True, say=lambda m: None)
+    base.write_text(base_text)
+    check_resume(load_sweep(path))  # as it started: it resumes
+    assert (out / "sweep.yaml").read_text() == saved
+
 
 @pytest.mark.slow
 def test_interrupted_sweep_resumes_only_unfinished_trials(tmp_path, ray_local):
-    """Ctrl-C a sweep (in a subprocess, on this module's Ray) once one trial has completed;
-    --resume finishes the rest without re-running it or duplicating run directories."""
+    """Ctrl-C a sweep (`encoderlab sweep` in a subprocess, on this module's Ray) once one
+    trial has completed: exit 130 with the --resume line (it exited 0, "N trials: N
+    completed"); --resume finishes the rest without re-running it or duplicating run
+    directories."""
     import ray
 
     path = write_sweep(
@@ -175,10 +203,16 @@ def test_interrupted_sweep_resumes_only_unfinished_trials(tmp_path, ray_local):
         overrides={"train.epochs": 40, "train.eval_every": 9},
     )
     out = tmp_path / "out"
-    code = f"from encoderlab.sweep import run_sweep; run_sweep({str(path)!r}, address={ray.get_runtime_context().gcs_address!r})"
+    address = ray.get_runtime_context().gcs_address
+    code = (
+        f"from encoderlab.cli import main; main(['sweep', {str(path)!r}, '--address', {address!r}])"
+    )
     from conftest import default_sigint
 
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, preexec_fn=default_sigint)
+    err = open(tmp_path / "stderr.txt", "w")  # a file: Ray's logs would fill a pipe
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=tmp_path, preexec_fn=default_sigint, stderr=err
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
@@ -196,6 +230,12 @@ def test_interrupted_sweep_resumes_only_unfinished_trials(tmp_path, ray_local):
     finally:
         if proc.poll() is None:
             proc.kill()
+        err.close()
+    last = (tmp_path / "stderr.txt").read_text().strip().splitlines()[-1]
+    assert (proc.returncode, last) == (
+        130,
+        f"interrupted; continue with `encoderlab sweep {path} --resume`",
+    )
     first = read_trials(out)
     done = [r for r in first if r["status"] == "completed"]
     cut = [r for r in first if r["status"] == "interrupted"]
@@ -247,14 +287,31 @@ def test_sweep_file_errors_are_one_line(tmp_path):
 
 
 def test_a_sweep_whose_every_trial_failed_exits_2_after_its_table(tmp_path, ray_local):
-    path = write_sweep(tmp_path, scheduler="none", space={"train.lr": {"grid": [1e-3]}})
-    base = yaml.safe_load((tmp_path / "base.yaml").read_text())
-    base["task"]["train"] = str(tmp_path / "gone.csv")  # not a config error: found at run time
-    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    path = write_sweep(
+        tmp_path,
+        scheduler="none",
+        space={"train.lr": {"grid": [1e-3]}},
+        overrides={"train.epochs": 1},
+    )
+    data = tmp_path / "train.csv"
+    good = data.read_text()
+    data.write_text(good.replace("target", "label"))  # not a config error: found at run time
     with pytest.raises(UserError, match="every trial failed"):
         run_sweep(path, say=lambda m: None)
     out = tmp_path / "out"
     assert read_trials(out)[0]["status"] == "failed" and not (out / "best.yaml").exists()
+
+    # "fix the base config or the space, then run the sweep again": that sweep left nothing
+    # to resume, so running it again starts it over (its rerun used to be refused)
+    data.write_text(good)
+    said: list[str] = []
+    run_sweep(path, say=said.append)
+    assert any("left no result" in m and "starting it over" in m for m in said), said
+    rows = read_trials(out)
+    assert [r["status"] for r in rows] == ["completed"], trial_records(out)
+    assert [p.name for p in (out / "runs").iterdir()] == [Path(rows[0]["run_dir"]).name]
+    with pytest.raises(UserError, match="a sweep already ran there; use --resume"):
+        run_sweep(path, say=lambda m: None)  # now it has a result to keep
 
 
 def test_trials_checkpoint_at_every_evaluation_unless_the_sweep_says(tmp_path):
@@ -325,3 +382,234 @@ def test_a_report_tune_no_longer_takes_stops_the_trial_at_its_next_evaluation(
     with pytest.raises(StopRequested):
         reporter.on_eval(6, {"valid/acc": 0.6})
     reporter.close()
+
+
+def test_sweep_file_refuses_what_ray_would_run_otherwise(tmp_path):
+    """grid: under random/optuna ran one trial of the grid; cpu -1 reached Ray (a traceback,
+    then a resumed trial without its values); time_budget_min -1 ran no trial and 0 meant no
+    budget; randint [16, 16] was refused although both ends are included."""
+    from encoderlab.sweep.execute import _param_space
+
+    grid = {"train.lr": {"grid": [1e-3, 3e-3]}, "head.type": {"grid": ["cls", "mean"]}}
+    for search in ("random", "optuna"):
+        with pytest.raises(
+            UserError,
+            match=r"sweep.yaml: space 'head.type': grid: is for search: grid \(every "
+            rf"combination\); with search: {search} write choice: \[cls, mean\]$",
+        ):
+            load_sweep(write_sweep(tmp_path, search=search, space=grid))
+    choice = {"train.lr": {"choice": [1e-3, 3e-3]}}
+    assert load_sweep(write_sweep(tmp_path, search="random", space=choice)).spec.space
+    for key, value, why in (
+        ("cpu", -1, "must be > 0"),
+        ("cpu", 0, "must be > 0"),
+        ("gpu", -1, "must be >= 0"),
+        ("gpu", float("nan"), "must be >= 0"),
+    ):
+        with pytest.raises(UserError, match=rf"sweep.yaml: config key 'resources.{key}': {why}"):
+            load_sweep(write_sweep(tmp_path, resources={key: value}))
+    for budget in (-1, 0):
+        with pytest.raises(UserError, match=r"config key 'time_budget_min': must be > 0 minutes"):
+            load_sweep(write_sweep(tmp_path, time_budget_min=budget))
+    sweep = load_sweep(write_sweep(tmp_path, space={"train.batch_size": {"randint": [16, 16]}}))
+    assert _param_space(sweep)["train.batch_size"].sample() == 16
+    with pytest.raises(UserError, match=r"randint: need lo <= hi \(got \[16, 8\]\)"):
+        load_sweep(write_sweep(tmp_path, space={"train.batch_size": {"randint": [16, 8]}}))
+
+
+def test_a_searched_or_overridden_thread_count_wins_over_resources_cpu(tmp_path):
+    from encoderlab.sweep.trial import trial_config
+
+    values = {"train.lr": 1e-3, "head.type": "cls"}
+    space = {"train.threads": {"grid": [1, 2]}}
+    sweep = load_sweep(write_sweep(tmp_path, space=space, resources={"cpu": 1}))
+    assert trial_config(sweep, {"train.threads": 2}, "t").train.threads == 2
+    sweep = load_sweep(write_sweep(tmp_path, overrides={"train.threads": 2}))
+    assert trial_config(sweep, values, "t").train.threads == 2
+    sweep = load_sweep(write_sweep(tmp_path, resources={"cpu": 2}))
+    assert trial_config(sweep, values, "t").train.threads == 2  # otherwise resources.cpu
+
+
+def test_a_trial_without_its_values_fails_instead_of_running_the_base_config(tmp_path, monkeypatch):
+    from ray import tune
+
+    from encoderlab.sweep import run_trial
+
+    class Context:
+        def get_trial_id(self) -> str:
+            return "ab12c_00000"
+
+    monkeypatch.setattr(tune, "get_context", Context)
+    sweep = load_sweep(write_sweep(tmp_path))
+    with pytest.raises(
+        UserError, match=r"trial ab12c_00000 got no value for head.type, train.lr from Ray Tune"
+    ):
+        run_trial({}, sweep)
+    rec = json.loads((tmp_path / "out" / "trials" / "ab12c_00000.json").read_text())
+    assert rec["status"] == "failed" and "got no value" in rec["error"], rec
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+def _no_ray(monkeypatch) -> None:
+    import encoderlab.sweep.execute as execute
+
+    def start_ray(address):
+        raise AssertionError(f"Ray was started (address {address})")
+
+    monkeypatch.setattr(execute, "start_ray", start_ray)
+
+
+def test_what_a_sweep_cannot_run_is_refused_before_ray_starts(tmp_path, monkeypatch):
+    """More CPUs or GPUs than this machine has (Ray waited forever, or the time budget ended
+    the sweep with 0 trials), an address nothing listens on (minutes of ray.init retries,
+    and sweep.yaml left behind), a missing data file (every trial failed): one line, before
+    Ray starts, and nothing written."""
+    import torch
+
+    _no_ray(monkeypatch)
+    out = tmp_path / "out"
+    cores = os.cpu_count() or 1
+    with pytest.raises(
+        UserError,
+        match=rf"sweep.yaml: resources.cpu: {cores + 1} per trial, but this machine has {cores} CPU",
+    ):
+        run_sweep(write_sweep(tmp_path, resources={"cpu": cores + 1}), say=lambda m: None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match=r"resources.gpu: 1 per trial, but torch sees 0 GPUs"):
+        run_sweep(write_sweep(tmp_path, resources={"gpu": 1}), say=lambda m: None)
+    path = write_sweep(tmp_path)
+    t0 = time.monotonic()
+    for address in ("127.0.0.1:1", "ray://127.0.0.1:1"):
+        with pytest.raises(
+            UserError, match=rf"^--address {re.escape(address)}: nothing answers at 127.0.0.1:1 "
+        ):
+            run_sweep(path, address=address, say=lambda m: None)
+    assert time.monotonic() - t0 < 30
+    base = yaml.safe_load((tmp_path / "base.yaml").read_text())
+    base["task"]["train"] = str(tmp_path / "gone.csv")
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    with pytest.raises(UserError, match=r"base.yaml: task.train=.*gone.csv: no such file"):
+        run_sweep(path, say=lambda m: None)
+    assert not out.exists()
+
+
+def test_a_sweep_writes_only_into_a_folder_of_its_own(tmp_path, monkeypatch):
+    """`out:` at the folder of the user's sweep.yaml overwrote it (and would have overwritten
+    best.yaml, trials.csv, report/ ...): a folder with files no sweep wrote is refused."""
+    _no_ray(monkeypatch)
+    path = write_sweep(tmp_path, out=str(tmp_path))
+    mine = path.read_text()
+    with pytest.raises(
+        UserError,
+        match=rf"sweep.yaml: out: {re.escape(str(tmp_path))} holds files no sweep wrote; set "
+        r"`out:` to a new or empty folder$",
+    ):
+        run_sweep(path, say=lambda m: None)
+    assert path.read_text() == mine
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(UserError, match=r"out: .*a-file is a file"):
+        run_sweep(write_sweep(tmp_path, out=str(tmp_path / "a-file")), say=lambda m: None)
+
+
+def test_a_trial_asha_ran_to_max_t_is_completed(tmp_path, ray_local):
+    """ASHA stops every trial that reaches max_t: those were all "stopped early"."""
+    space = {"train.lr": {"grid": [3e-3]}}
+    scheduler = {"type": "asha", "grace_period": 1, "reduction_factor": 2, "max_t": 2}
+    out = run_sweep(write_sweep(tmp_path, space=space, scheduler=scheduler), say=lambda m: None)
+    [row] = read_trials(out)
+    assert row["status"] == "completed" and int(row["evals"]) >= 2, trial_records(out)
+    info = Run(row["run_dir"]).info
+    assert "reached the sweep's scheduler.max_t (2 evaluations)" in info["stopped_because"], info
+
+
+@pytest.mark.slow
+def test_a_time_budget_that_ends_a_grid_sweep_says_what_never_ran(tmp_path, ray_local):
+    """With scheduler none, the budget (not "the sweep's scheduler (none)") stopped the trial;
+    the grid points it left were not counted anywhere."""
+    path = write_sweep(
+        tmp_path,
+        scheduler="none",
+        max_concurrent=1,
+        time_budget_min=0.3,
+        space={"train.lr": {"grid": [3e-3, 2e-3, 1e-3]}},
+        overrides={"train.epochs": 3000},  # far longer than the budget
+    )
+    said: list[str] = []
+    out = run_sweep(path, say=said.append)
+    rows = read_trials(out)
+    assert [r["status"] for r in rows] == ["stopped early"], trial_records(out)
+    why = Run(rows[0]["run_dir"]).info["stopped_because"]
+    assert why.startswith("stopped by the sweep's time budget (time_budget_min: 0.3) at step")
+    assert json.loads((out / "summary.json").read_text())["never_ran"] == 2
+    note = "2 grid points never ran: the time budget (time_budget_min: 0.3) ended the sweep first"
+    assert any(note in m for m in said), said
+    assert note in (out / "trials.md").read_text()
+
+
+def test_ctrl_c_asks_tune_to_stop_and_a_second_one_stops_at_once(monkeypatch):
+    """Tune's own SIGINT handler made an interrupted sweep return as if it had ended (exit 0,
+    "N trials: N completed"): the sweep's handler asks Tune to stop through SIGUSR1 (Tune saves
+    its state) and remembers it was interrupted; a second Ctrl-C stops at once."""
+    from encoderlab.sweep.execute import _StopOnSignal
+
+    monkeypatch.delenv("TUNE_DISABLE_SIGINT_HANDLER", raising=False)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    tune_heard: list[int] = []
+    with _StopOnSignal(lambda m: None) as stop:
+        assert os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1"
+        with pytest.raises(KeyboardInterrupt):  # Tune does not listen yet: stop now
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+        assert not stop.hit
+        signal.signal(signal.SIGUSR1, lambda s, f: tune_heard.append(s))  # as Tune's fit does
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 10
+        while not tune_heard and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stop.hit and tune_heard == [signal.SIGUSR1]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert "TUNE_DISABLE_SIGINT_HANDLER" not in os.environ
+
+
+def test_an_interrupted_sweep_lists_the_trials_tune_had_not_started(tmp_path):
+    """A trial Tune was starting when Ctrl-C came has no record yet, and the grid points it
+    had not made were nowhere: the table lists the one and counts the others."""
+    from encoderlab.sweep import collect, write_outputs
+
+    sweep = load_sweep(write_sweep(tmp_path))
+    sweep.out.mkdir()
+    values = {"train.lr": 1e-3, "head.type": "cls"}
+    rows = collect(
+        sweep,
+        {"ab12c_00001": "unfinished", "ab12c_00002": "ok"},  # 00002: ended before it started
+        {"ab12c_00001": values, "ab12c_00002": values},
+    )
+    assert [(r["trial"], r["status"], r["train.lr"]) for r in rows] == [
+        ("ab12c_00001", "interrupted", 1e-3)
+    ]
+    said: list[str] = []
+    write_outputs(sweep, rows, said.append, never_ran=3, interrupted=True)
+    counts = "1 trials: 0 completed, 0 stopped early, 0 failed, 1 interrupted; 3 grid points "
+    assert counts + "not started yet (--resume runs them)" in said, said
+    assert not [m for m in said if "--resume`" in m]  # the command's last line says it
+    assert json.loads((sweep.out / "summary.json").read_text())["never_ran"] == 3
+    assert "3 grid points not started yet" in (sweep.out / "trials.md").read_text()
+
+
+def test_ctrl_c_before_the_sweep_started_says_to_run_it_again(tmp_path, monkeypatch, capsys):
+    """It said "continue a run with --resume RUN", which is no way to go on with a sweep."""
+    import encoderlab.sweep.execute as execute
+    from conftest import run_cli
+
+    def ctrl_c(address):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(execute, "start_ray", ctrl_c)
+    path = write_sweep(tmp_path)
+    assert run_cli("sweep", path) == 130
+    assert capsys.readouterr().err.strip() == (
+        f"interrupted before the sweep started; run `encoderlab sweep {path}` again"
+    )
+    assert not (tmp_path / "out").exists()

@@ -719,10 +719,14 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         err_console.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        from encoderlab.errors import Interrupted
         from encoderlab.runs import after_interrupt
 
-        err_console.print(after_interrupt(), highlight=False, markup=False, soft_wrap=True)
+        own = e if isinstance(e, Interrupted) else Interrupted.last  # e.g. a sweep's next step
+        Interrupted.last = None
+        text = str(own) if own is not None else after_interrupt()
+        err_console.print(text, highlight=False, markup=False, soft_wrap=True)
         sys.exit(EXIT_INTERRUPTED)
     except _CLICK_EXCEPTION as e:  # not a usage error, e.g. a file option that cannot be read
         _error(" ".join(e.format_message().split()))

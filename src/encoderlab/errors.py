@@ -19,6 +19,14 @@ class UserError(Exception):
     """
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C with a next step of its own (a sweep's `--resume`): the CLI prints this message
+    instead of a run's. Typer turns any Ctrl-C into exit code 130 on its way out of a command,
+    so a command keeps the one it raised in `last` for the CLI (see sweep_command)."""
+
+    last: Interrupted | None = None
+
+
 def first_line(e: BaseException) -> str:
     """The first line of an exception's message (its type's name when the message is empty):
     what a one-line error quotes of a library's exception."""

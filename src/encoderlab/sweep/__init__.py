@@ -16,14 +16,22 @@ evaluations), resources per trial, concurrency and a time budget. Output in `out
   plots/<field>.png       the metric against each searched field
   report/                 the encoderlab report of the trial runs
   tune/                   Ray Tune's experiment state (what --resume restores)
+  sweep.yaml, base-config.yaml   the sweep file and base config as the sweep started:
+                          --resume refuses a sweep edited since (its trials would be mixed)
+  .encoderlab-sweep       the marker a sweep writes first: it writes nowhere else
 
 Trials report to Tune after every evaluation, and only once that evaluation's checkpoint is on
 disk, so a trial ASHA stops early is a valid run (marked `stopped early` in run.json) with a
 checkpoint. A trial that raises (out of memory, non-finite loss, a bad combination of values)
 is recorded as failed with its error and the sweep goes on.
 
-The package by job: `spec` (the sweep file), `trial` (one trial, in a Ray worker), `execute`
-(driving Ray Tune), `tables` (the ranked table, best.yaml, plots, report).
+Ctrl-C (or SIGTERM) stops the sweep as Ray Tune's SIGUSR1 does: Tune saves its state, the
+table marks the trials that did not finish `interrupted`, and the command exits 130 with the
+`--resume` line.
+
+The package by job: `spec` (the sweep file), `folder` (the output folder: its marker, what
+--resume compares, starting over), `trial` (one trial, in a Ray worker), `execute` (driving
+Ray Tune), `tables` (the ranked table, best.yaml, plots, report).
 """
 
 from encoderlab.sweep.execute import run_sweep, start_ray, sweep_command

@@ -6,12 +6,13 @@ space and of the fixed overrides must name a config field: a typo fails before R
 from __future__ import annotations
 
 import copy
+import glob
 import itertools
 import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from encoderlab.config import (
     Config,
@@ -58,7 +59,9 @@ class Dist(_Spec):
             lo_hi = getattr(self, kind)
             if lo_hi is not None:
                 lo, hi = lo_hi
-                if not lo < hi or (kind == "randint" and lo > hi):
+                if kind == "randint" and lo > hi:  # both ends included: [3, 3] is 3
+                    raise ValueError(f"randint: need lo <= hi (got [{lo}, {hi}])")
+                if kind != "randint" and not lo < hi:
                     raise ValueError(f"{kind}: need lo < hi (got [{lo}, {hi}])")
                 if kind == "loguniform" and lo <= 0:
                     raise ValueError("loguniform: lo must be > 0")
@@ -90,6 +93,20 @@ class Scheduler(_Spec):
 class Resources(_Spec):
     cpu: float = 1.0
     gpu: float = 0.0  # a fraction shares one GPU between trials
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, v: float) -> float:
+        if not (math.isfinite(v) and v > 0):  # -1 used to reach Ray (a traceback)
+            raise ValueError("must be > 0 (CPUs per trial, e.g. 1 or 0.5)")
+        return v
+
+    @field_validator("gpu")
+    @classmethod
+    def _gpu(cls, v: float) -> float:
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError("must be >= 0 (GPUs per trial, e.g. 0, 1 or 0.5)")
+        return v
 
 
 class SweepSpec(_Spec):
@@ -124,6 +141,14 @@ class SweepSpec(_Spec):
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         return self
+
+    @field_validator("time_budget_min")
+    @classmethod
+    def _budget(cls, v: float | None) -> float | None:
+        if v is not None and not (math.isfinite(v) and v > 0):
+            # -1 ended the sweep before its first trial; 0 read as no budget at all
+            raise ValueError("must be > 0 minutes (leave it out for no budget)")
+        return v
 
 
 class Sweep:
@@ -174,14 +199,65 @@ def load_sweep(path: str | Path) -> Sweep:
         schema: type[Section] = FinetuneConfig if "task" in base_data else Config
     else:
         schema = FinetuneConfig if spec.kind == "finetune" else Config
+    sweep = Sweep(p, spec, base, schema)
     for section, keys in (("space", spec.space), ("overrides", spec.overrides)):
         for key in keys:
             why = _field_exists(schema, key)
             if why:
                 raise UserError(f"{p}: {section} key '{key}': {why}")
+    _check_grid(p, spec)
     _check_metric(p, spec, base, schema)
     _check_values(p, spec, base, schema)
-    return Sweep(p, spec, base, schema)
+    return sweep
+
+
+def _check_grid(p: Path, spec: SweepSpec) -> None:
+    """`grid:` means every combination, which only `search: grid` runs: random and optuna
+    sampled it like `choice:`, so a 2 x 2 grid quietly ran one trial."""
+    if spec.search == "grid":
+        return
+    for key, dist in spec.space.items():
+        if dist.kind == "grid":
+            raise UserError(
+                f"{p}: space '{key}': grid: is for search: grid (every combination); with "
+                f"search: {spec.search} write choice: {_flow(dist.grid)}"
+            )
+
+
+def _flow(values: Any) -> str:
+    """`[0.001, cls]`: a YAML value as the sweep file would write it, on one line."""
+    import yaml
+
+    return yaml.safe_dump(values, default_flow_style=True, width=10**6).strip()
+
+
+def check_data_files(sweep: Sweep) -> None:
+    """The data files the trials will read exist (from here, where the trials run): a missing
+    one used to fail every trial after Ray started. Paths a trial's values set, hub names
+    (`hf:...`) and globs are left to the trials."""
+    data = read_yaml(sweep.base)
+    for key, value in sweep.spec.overrides.items():
+        set_dotted(data, key.split("."), value, f"{sweep.path}: {key}")
+    try:
+        cfg = build(sweep.schema, data, "")
+    except UserError:
+        return  # only the trials' values make it valid: they will say
+    task = getattr(cfg, "task", None)
+    named = (
+        [(f"task.{k}", getattr(task, k)) for k in ("train", "valid", "test")]
+        if task is not None
+        else [("data.corpus", c) for c in cfg.data.corpus]
+    )
+    for key, value in named:
+        if not isinstance(value, str) or not value or key in sweep.spec.space:
+            continue
+        if ":" in value.split("/")[0] or glob.has_magic(value) or Path(value).exists():
+            continue
+        where = sweep.path if key in sweep.spec.overrides else sweep.base
+        raise UserError(
+            f"{where}: {key}={value}: no such file (from {Path.cwd()}, where the trials run); "
+            "fix the path"
+        )
 
 
 def _candidates(dist: Dist) -> list[Any]:

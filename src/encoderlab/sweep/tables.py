@@ -33,67 +33,34 @@ def _tune_view(tune_status: dict[str, str], trial_id: str) -> str | None:
     return None
 
 
-def collect(sweep: Sweep, tune_status: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def collect(
+    sweep: Sweep,
+    tune_status: dict[str, str] | None = None,
+    tune_configs: dict[str, dict[str, Any]] | None = None,
+    budget_end: float | None = None,
+) -> list[dict[str, Any]]:
     """One row per trial from trials/*.json and each trial's run directory; marks runs that
-    Tune stopped early. Ranked: best metric first, failed trials last."""
-    from encoderlab.runs import Run
-
+    Tune stopped early. Ranked: best metric first, failed trials last. A trial in Tune's
+    saved state that never wrote its record (it was starting when the sweep was interrupted)
+    gets a row from `tune_configs`. `budget_end`: when the sweep's time budget ran out."""
     rows = []
     deadline = time.monotonic() + SETTLE_S
+    recorded = set()
     for f in sorted((sweep.out / "trials").glob("*.json")):
         rec = json.loads(f.read_text())
+        recorded.add(rec["trial_id"])
         run_dir = Path(rec["run_dir"]) if rec.get("run_dir") else None
         if run_dir is None:
             found = find_run(sweep.out / "runs", rec["name"])
             run_dir = found
         if run_dir is not None and wait_for_writer(run_dir, deadline):
             rec = json.loads(f.read_text())  # the worker wrote its last word: read it again
-        status = rec["status"]
-        wall = _wall(rec, run_dir)
-        info: dict[str, Any] = {}
+        value, evals = _best(sweep, run_dir)
         seen = _tune_view(tune_status or {}, rec["trial_id"])
-        if run_dir is not None and (run_dir / "run.json").is_file():
-            run = Run(run_dir)
-            info = run.info
-            run_status = info.get("status")
-            if status == "failed" or run_status == "failed":
-                status = "failed"
-                if not rec.get("error"):
-                    rec["error"] = info.get("message") or info.get("stopped_because")
-            elif run_status == "finished":
-                status = "completed"  # fit ran to its end (Tune may have stopped it at max_t)
-            elif run_status == "stopped early":
-                status = "stopped early"
-            elif seen == "ok":
-                status = "stopped early"
-                with contextlib.suppress(UserError):  # a Ray worker that lives on may hold it
-                    run.update(
-                        status="stopped early",
-                        stopped_because=f"stopped early by the sweep's scheduler "
-                        f"({sweep.spec.scheduler.type}) at step {info.get('steps', 0)}",
-                        finished=time.time(),
-                        pid=None,
-                    )
-                info = run.info
-            elif seen == "error":
-                status = "failed"
-                rec["error"] = rec.get("error") or "the trial's worker died (see tune/ logs)"
-            else:  # the sweep was interrupted while it ran: --resume continues its run
-                status = "interrupted"
-        elif status == "running":
-            status = "failed" if seen == "error" else "interrupted"
+        status, info = _settle(sweep, rec, run_dir, seen, evals, budget_end)
         if status != rec["status"]:
             rec["status"] = status
             write_json(f, rec)
-        value = None
-        evals = 0
-        if run_dir is not None:
-            for m in Run(run_dir).metrics() if (run_dir / "metrics.jsonl").is_file() else []:
-                if m.get("kind") == "eval" and sweep.spec.metric in m:
-                    evals += 1
-                    v = m[sweep.spec.metric]
-                    if value is None or (v > value if sweep.spec.mode == "max" else v < value):
-                        value = v
         rows.append(
             {
                 "trial": rec["trial_id"],
@@ -102,10 +69,24 @@ def collect(sweep: Sweep, tune_status: dict[str, str] | None = None) -> list[dic
                 "evals": evals,
                 "steps": info.get("steps", 0),
                 "train_s": round(float(info.get("train_seconds", 0.0)), 1),
-                "wall_s": round(wall, 1),
+                "wall_s": round(_wall(rec, run_dir), 1),
                 "status": status,
                 "error": rec.get("error") or "",
                 "run_dir": str(run_dir) if run_dir else "",
+            }
+        )
+    for trial_id, config in (tune_configs or {}).items():
+        seen = (tune_status or {}).get(trial_id)
+        if trial_id in recorded or seen not in ("unfinished", "error"):
+            continue  # recorded above, or ended before it started (the time budget): never ran
+        rows.append(
+            {
+                "trial": trial_id,
+                **{k: config.get(k) for k in sweep.spec.space},
+                **{"metric": None, "evals": 0, "steps": 0, "train_s": 0.0, "wall_s": 0.0},
+                "status": "interrupted" if seen == "unfinished" else "failed",
+                "error": "" if seen == "unfinished" else "its worker died before it started",
+                "run_dir": "",
             }
         )
     sign = -1 if sweep.spec.mode == "max" else 1
@@ -113,6 +94,90 @@ def collect(sweep: Sweep, tune_status: dict[str, str] | None = None) -> list[dic
     for i, r in enumerate(rows, 1):
         r["rank"] = i
     return rows
+
+
+def _best(sweep: Sweep, run_dir: Path | None) -> tuple[float | None, int]:
+    """The trial's best value of the metric and how many evaluations reported it."""
+    from encoderlab.runs import Run
+
+    value = None
+    evals = 0
+    if run_dir is not None and (run_dir / "metrics.jsonl").is_file():
+        for m in Run(run_dir).metrics():
+            if m.get("kind") == "eval" and sweep.spec.metric in m:
+                evals += 1
+                v = m[sweep.spec.metric]
+                if value is None or (v > value if sweep.spec.mode == "max" else v < value):
+                    value = v
+    return value, evals
+
+
+def _settle(
+    sweep: Sweep,
+    rec: dict[str, Any],
+    run_dir: Path | None,
+    seen: str | None,
+    evals: int,
+    budget_end: float | None,
+) -> tuple[str, dict[str, Any]]:
+    """The trial's status (one of STATUSES) from its record, its run and what Tune says of it
+    (`seen`), and its run's info; a run Tune stopped is marked so in run.json."""
+    from encoderlab.runs import Run
+
+    status = rec["status"]
+    if run_dir is None or not (run_dir / "run.json").is_file():
+        if status == "running":
+            status = "failed" if seen == "error" else "interrupted"
+        return status, {}
+    run = Run(run_dir)
+    info = run.info
+    run_status = info.get("status")
+    sched = sweep.spec.scheduler
+    at_max_t = sched.type == "asha" and evals >= sched.max_t  # ASHA's last rung: all it runs
+    if status == "failed" or run_status == "failed":
+        status = "failed"
+        if not rec.get("error"):
+            rec["error"] = info.get("message") or info.get("stopped_because")
+    elif run_status == "finished":
+        status = "completed"  # fit ran to its end
+    elif run_status == "stopped early":
+        status = "completed" if at_max_t else "stopped early"
+    elif seen == "ok":
+        status = "completed" if at_max_t else "stopped early"
+        why = (
+            f"reached the sweep's scheduler.max_t ({sched.max_t} evaluations)"
+            if at_max_t
+            else _stopped_by(sweep, rec, budget_end)
+        )
+        with contextlib.suppress(UserError):  # a Ray worker that lives on may hold it
+            run.update(
+                status="stopped early",
+                stopped_because=f"{why} at step {info.get('steps', 0)}",
+                finished=time.time(),
+                pid=None,
+            )
+        info = run.info
+    elif seen == "error":
+        status = "failed"
+        rec["error"] = rec.get("error") or "the trial's worker died (see tune/ logs)"
+    else:  # the sweep was interrupted while it ran: --resume continues its run
+        status = "interrupted"
+    return status, info
+
+
+def _stopped_by(sweep: Sweep, rec: dict[str, Any], budget_end: float | None) -> str:
+    """Who stopped a trial Tune ended before its run did: the time budget (what ends it
+    without a scheduler, or when it ended after the budget ran out) or the scheduler."""
+    spec = sweep.spec
+    ended = rec.get("ended")
+    if spec.time_budget_min and (
+        spec.scheduler.type == "none"
+        or (budget_end is not None and (ended is None or ended >= budget_end))
+    ):
+        return f"stopped by the sweep's time budget (time_budget_min: {spec.time_budget_min:g})"
+    if spec.scheduler.type == "none":
+        return "stopped by Ray Tune"
+    return f"stopped early by the sweep's scheduler ({spec.scheduler.type})"
 
 
 def _wall(rec: dict[str, Any], run_dir: Path | None) -> float:
@@ -134,17 +199,28 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def write_outputs(sweep: Sweep, rows: list[dict[str, Any]], say: Callable[[str], None]) -> None:
+def write_outputs(
+    sweep: Sweep,
+    rows: list[dict[str, Any]],
+    say: Callable[[str], None],
+    never_ran: int = 0,
+    interrupted: bool = False,
+) -> None:
+    """The table, best.yaml, summary.json, plots and report. `never_ran`: trials of the sweep
+    that never started (the time budget ended it, or it was `interrupted`: the caller says
+    how to go on then)."""
     out = sweep.out
     fields = ["rank", "trial", *sweep.spec.space, "metric", "evals", "steps", "train_s", "wall_s"]
     fields += ["status", "error", "run_dir"]
     write_rows(out / "trials.csv", rows, "csv", fieldnames=fields)
     counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
+    note = _never_ran(sweep, never_ran, interrupted)
     metric = sweep.spec.metric
     md = [f"# Sweep {sweep.name}", ""]
     md.append(
         f"{len(rows)} trials: "
         + ", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "interrupted")
+        + (f"; {note}" if note else "")
         + f". Ranked by {metric} ({sweep.spec.mode}, best evaluation of each trial)."
     )
     md += ["", "| " + " | ".join(f if f != "metric" else metric for f in fields) + " |"]
@@ -159,6 +235,7 @@ def write_outputs(sweep: Sweep, rows: list[dict[str, Any]], say: Callable[[str],
         md.append("| " + " | ".join(cells) + " |")
     (out / "trials.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     summary = {"name": sweep.name, "metric": metric, "mode": sweep.spec.mode, **counts}
+    summary["never_ran"] = never_ran
     best = next((r for r in rows if r["metric"] is not None and r["run_dir"]), None)
     if best is not None:
         from encoderlab.config import load_config
@@ -185,14 +262,26 @@ def write_outputs(sweep: Sweep, rows: list[dict[str, Any]], say: Callable[[str],
         f"{len(rows)} trials: {counts['completed']} completed, {counts['stopped early']} "
         f"stopped early, {counts['failed']} failed"
         + (f", {counts['interrupted']} interrupted" if counts["interrupted"] else "")
+        + (f"; {note}" if note else "")
     )
     if best is not None:
         shown = ", ".join(f"{k}={_fmt(best[k])}" for k in sweep.spec.space)
         say(f"best: {metric} {best['metric']:.4f} with {shown} ({best['run_dir']})")
         say(f"best config: {out / 'best.yaml'}")
-    if counts["interrupted"]:
+    if counts["interrupted"] and not interrupted:
         say(f"interrupted: continue with `encoderlab sweep {sweep.path} --resume`")
     say(f"table: {out / 'trials.md'}")
+
+
+def _never_ran(sweep: Sweep, n: int, interrupted: bool) -> str:
+    if not n:
+        return ""
+    what = ("grid point" if sweep.spec.search == "grid" else "trial") + ("s" if n != 1 else "")
+    if interrupted:
+        return f"{n} {what} not started yet (--resume runs them)"
+    budget = sweep.spec.time_budget_min
+    why = f": the time budget (time_budget_min: {budget:g}) ended the sweep first" if budget else ""
+    return f"{n} {what} never ran{why}"
 
 
 def write_plots(sweep: Sweep, rows: list[dict[str, Any]]) -> list[Path]:

@@ -42,7 +42,8 @@ def trial_config(sweep: Sweep, values: dict[str, Any], name: str) -> Any:
         set_dotted(data, key.split("."), _plain(value), f"{sweep.path}: {key}")
     data["runs_dir"] = str(sweep.out / "runs")
     data["name"] = name
-    if sweep.spec.resources.cpu >= 1 and "train.threads" not in sweep.spec.overrides:
+    searched = "train.threads" in sweep.spec.overrides or "train.threads" in values
+    if sweep.spec.resources.cpu >= 1 and not searched:  # the sweep's own threads win
         set_dotted(data, ["train", "threads"], int(sweep.spec.resources.cpu), str(sweep.path))
     if "checkpoint_at_eval" not in (data.get("train") or {}):
         # a trial is short, and Tune stops it at an evaluation: resume from there
@@ -174,6 +175,12 @@ def run_trial(values: dict[str, Any], sweep: Sweep) -> None:
     try:
         from encoderlab.runs import Run
 
+        missing = [k for k in sweep.spec.space if k not in values]
+        if missing:  # it would run the base config, as if it had tried them
+            raise UserError(
+                f"{sweep.path}: trial {trial_id} got no value for {', '.join(missing)} from "
+                "Ray Tune's saved state; start the sweep again under a new `name:` or `out:`"
+            )
         quiet: Callable[[str], None] = lambda msg: None  # noqa: E731
         resume = None
         if previous is not None and Run(previous).info.get("status") == "finished":

@@ -1347,6 +1347,10 @@ def test_yaml_merge_keys_work_and_a_key_twice_on_one_line_is_refused(tmp_path):
         ("train.threads=0", "threads=0 must be at least 1"),
         ("train.threads=-1", "threads=-1 must be at least 1"),
         ("runs_dir=", "runs_dir is empty"),
+        ("init=hf:", "give what comes after hf:"),
+        ("init=scratch:", "give what comes after scratch:"),
+        ("init=", "'init': is empty"),
+        ("task.positive_label=yes", "quote it"),
     ],
 )
 def test_config_values_that_used_to_pass_or_crash(tmp_path, capsys, override, expected):
@@ -1433,22 +1437,6 @@ def test_a_run_fine_tuned_from_the_hub_counts_as_pretrained_for_defaults(tmp_pat
     (chained / "run.json").write_text(json.dumps({"init": f"{hub_run}@best-00000010"}))
     assert init_kind(str(hub_run)) == "pretrained" and init_kind(str(chained)) == "pretrained"
     assert init_kind(str(own_run)) == "own" and init_kind(f"scratch:{hub_run}") == "scratch"
-
-
-@pytest.mark.parametrize(
-    "override, expected",
-    [
-        ("init=hf:", "give what comes after hf:"),
-        ("init=scratch:", "give what comes after scratch:"),
-        ("init=", "'init': is empty"),
-        ("task.positive_label=yes", "quote it"),
-    ],
-)
-def test_values_yaml_reads_as_something_else_say_so(tmp_path, capsys, override, expected):
-    cfg = tmp_path / "ft.yaml"
-    cfg.write_text(yaml.safe_dump(base_cfg(tmp_path)))
-    assert cli("finetune", cfg, "--set", override) == 2
-    assert expected in one_line_error(capsys)
 
 
 def test_exponents_for_whole_numbers_and_one_corpus_file_are_taken(tmp_path):

@@ -812,6 +812,17 @@ def read_yaml(
     return data
 
 
+def named_data_files(cfg: Any) -> list[tuple[str, str]]:
+    """(config key, path) of the data files a config reads: the task's files for fine-tuning,
+    the corpus for pretraining; empty ones left out. What studies and sweeps check up front."""
+    task = getattr(cfg, "task", None)
+    if task is not None:
+        named = [(f"task.{k}", getattr(task, k)) for k in ("train", "valid", "test")]
+    else:
+        named = [("data.corpus", c) for c in cfg.data.corpus]
+    return [(key, value) for key, value in named if isinstance(value, str) and value]
+
+
 def build(schema: type[Section], data: dict[str, Any], source: str) -> Any:
     try:
         return schema.model_validate(data)

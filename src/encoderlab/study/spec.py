@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from encoderlab.config import check_plain_name, read_yaml
+from encoderlab.config import check_plain_name, named_data_files, read_yaml
 from encoderlab.errors import UserError
 
 PLACEHOLDERS = ("pretrain", "minilm", "synthetic", "split", "texts", "out")
@@ -385,14 +385,8 @@ def _check_data_files(cfg: Any) -> None:
     """The data files an entry names exist (from this folder, where its process will run): a
     missing one used to fail that arm only after the study had started and written its state.
     Paths a placeholder gives, hub names (`hf:...`) and globs are left to the run."""
-    task = getattr(cfg, "task", None)
-    named = (
-        [(f"task.{k}", getattr(task, k)) for k in ("train", "valid", "test")]
-        if task is not None
-        else [("data.corpus", c) for c in cfg.data.corpus]
-    )
-    for key, value in named:
-        if not value or _LATER in value or ":" in value.split("/")[0] or glob.has_magic(value):
+    for key, value in named_data_files(cfg):
+        if _LATER in value or ":" in value.split("/")[0] or glob.has_magic(value):
             continue
         if not Path(value).exists():
             raise UserError(f"{key}={value}: no such file (from {Path.cwd()}); fix the path")

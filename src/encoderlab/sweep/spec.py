@@ -21,6 +21,7 @@ from encoderlab.config import (
     _format_validation_error,
     build,
     check_plain_name,
+    named_data_files,
     read_yaml,
     set_dotted,
 )
@@ -242,14 +243,8 @@ def check_data_files(sweep: Sweep) -> None:
         cfg = build(sweep.schema, data, "")
     except UserError:
         return  # only the trials' values make it valid: they will say
-    task = getattr(cfg, "task", None)
-    named = (
-        [(f"task.{k}", getattr(task, k)) for k in ("train", "valid", "test")]
-        if task is not None
-        else [("data.corpus", c) for c in cfg.data.corpus]
-    )
-    for key, value in named:
-        if not isinstance(value, str) or not value or key in sweep.spec.space:
+    for key, value in named_data_files(cfg):
+        if key in sweep.spec.space:
             continue
         if ":" in value.split("/")[0] or glob.has_magic(value) or Path(value).exists():
             continue

@@ -1449,3 +1449,62 @@ def test_exponents_for_whole_numbers_and_one_corpus_file_are_taken(tmp_path):
     assert build(Config, {"data": {"corpus": "a.txt"}}, "").data.corpus == ["a.txt"]
     with pytest.raises(UserError, match="use encoderlab finetune"):
         build(Config, {"task": {"type": "classification"}}, "ft.yaml")
+
+
+def test_a_run_a_budget_or_early_stopping_ended_goes_on_with_more_of_either(
+    tmp_path, corpus_txt, capsys
+):
+    """`--resume --set` of a larger time budget or patience used to be refused as "already
+    finished", and so was the fix the message suggested (a larger max_steps)."""
+    cfg = write_config(
+        tmp_path, [corpus_txt], train={"epochs": None, "max_steps": None, "time_budget_min": 0.02}
+    )
+    assert cli("pretrain", cfg) == 0
+    run = only_run(tmp_path)
+    assert run.info["stopped_because"] == "time budget"
+    assert cli("pretrain", "--resume", run.path, "--set", "train.time_budget_min=0.02") == 2
+    assert "a larger --set train.time_budget_min" in one_line_error(capsys)
+    steps = run.info["steps"]
+    assert cli("pretrain", "--resume", run.path, "--set", "train.time_budget_min=0.04") == 0
+    assert Run.open(run.path).info["steps"] > steps
+    # early stopping: the same rule for its patience (the run's files say how it ended)
+    info = json.loads((run.path / "run.json").read_text())
+    info.update(status="finished", stopped_because="early stop: no better valid/mlm_loss in 1")
+    (run.path / "run.json").write_text(json.dumps(info))
+    early = ["train.early_stop_metric=valid/mlm_loss", "train.early_stop_mode=min"]
+    sets = [
+        x
+        for s in [*early, "train.time_budget_min=null", "train.max_steps=100000"]
+        for x in ("--set", s)
+    ]
+    config = yaml.safe_load((run.path / "config.yaml").read_text())
+    config["train"].update(
+        early_stop_metric="valid/mlm_loss", early_stop_mode="min", early_stop_patience=1
+    )
+    (run.path / "config.yaml").write_text(yaml.safe_dump(config))
+    assert cli("pretrain", "--resume", run.path, *sets) == 2
+    assert "a larger --set train.early_stop_patience" in one_line_error(capsys)
+    from encoderlab.config import TrainConfig
+    from encoderlab.pretraining import check_not_finished
+
+    more = TrainConfig(
+        epochs=None, max_steps=100_000, early_stop_metric="valid/mlm_loss", early_stop_patience=5
+    )
+    check_not_finished(Run.open(run.path), more, "")  # more patience: it goes on
+
+
+def test_training_settings_that_did_nothing_are_refused_or_noted(tmp_path, corpus_txt, capsys):
+    cfg = write_config(tmp_path, [corpus_txt], train={"max_steps": 2, "epochs": None})
+    assert cli("pretrain", cfg, "--set", "train.early_stop_patience=1") == 2
+    assert "early_stop_patience needs early_stop_metric" in one_line_error(capsys)
+    no_valid = ["--set", "data.valid_ratio=0", "--set", "train.early_stop_metric=valid/mlm_loss"]
+    assert cli("pretrain", cfg, *no_valid) == 2
+    assert "no validation blocks" in one_line_error(capsys)
+    ft = tmp_path / "ft.yaml"
+    ft.write_text(yaml.safe_dump(base_cfg(tmp_path)))
+    assert cli("finetune", ft, "--set", "train.eval_batches=1") == 2
+    assert "fine-tuning evaluates every validation row" in one_line_error(capsys)
+    assert not (tmp_path / "runs").exists()
+    cores = len(os.sched_getaffinity(0))
+    assert cli("pretrain", cfg, "--set", f"train.threads={cores + 1}") == 0
+    assert f"train.threads={cores + 1} is more than the {cores} cores" in capsys.readouterr().err

@@ -550,3 +550,68 @@ def test_a_ctrl_c_in_a_steps_bookkeeping_waits_for_it_to_finish(tmp_path, monkey
     a, b = train_losses(full), train_losses(cut)
     assert [s for s, _ in a] == [s for s, _ in b]
     np.testing.assert_allclose([v for _, v in a], [v for _, v in b], rtol=1e-6, atol=1e-7)
+
+
+class _Clock:
+    def __init__(self, setup_s: float) -> None:
+        self.setup_s, self.t = setup_s, 0.0
+
+    def seconds(self) -> float:
+        return self.t
+
+
+def test_a_whole_run_budget_schedules_over_the_training_seconds_alone():
+    """The set-up and the end of the run (final evaluation, predictions, last checkpoint) used
+    to count as spent at step 0: a budget run started part-way into its warmup (the budget
+    recipe at its peak lr on step 1), and a budget they filled trained a step at lr 0."""
+    from encoderlab.train import CHECKPOINT_ALLOWANCE_S, Plan, StopRule
+
+    plan = Plan(micro_per_epoch=10**6, steps_per_epoch=10**6, total_steps=None, budget_s=60.0)
+    clock = _Clock(setup_s=10.0)
+    rule = StopRule(TrainConfig(), plan, clock, "loss")
+    window = 60.0 - 10.0 - CHECKPOINT_ALLOWANCE_S
+    assert rule.budget_used(0) == 0.0
+    clock.t = window / 2
+    assert rule.budget_used(10) == pytest.approx(0.5)
+    clock.t = window
+    assert rule.budget_used(20) == pytest.approx(1.0)
+    state = type("S", (), {"step": 20, "evals_since_best": 0})()
+    assert rule.reason(state, False) == "time budget"  # the stop and the schedule's end agree
+    cramped = StopRule(TrainConfig(), Plan(10**6, 10**6, None, 5.0), _Clock(10.0), "loss")
+    assert cramped.budget_used(0) == 1.0  # nothing left for training: the schedule's end
+
+
+def test_schedules_under_a_budget_decay_from_the_end_of_warmup():
+    # exponential: the decay counts steps after warmup (it used to count from step 0 and fall
+    # 400-fold the moment a budget's warmup ended)
+    exp = TrainConfig(schedule="exponential", decay_gamma=0.99, warmup_ratio=0.3, time_budget_min=1)
+    assert lr_factor(exp, 599, None, 0.2999) == pytest.approx(1.0, abs=0.01)
+    assert lr_factor(exp, 601, None, 0.3004) == pytest.approx(0.99**1, rel=0.01)
+    assert lr_factor(exp, 1000, None, 0.5) == pytest.approx(0.99**400, rel=0.01)
+    # warmup_steps under a budget: no jump when warmup ends (it fell 20 % in one step)
+    steps = TrainConfig(schedule="linear", warmup_steps=100, time_budget_min=1)
+    at_end = lr_factor(steps, 99, None, 0.099)
+    after = lr_factor(steps, 101, None, 0.101)
+    assert at_end == pytest.approx(1.0) and after == pytest.approx(1.0, abs=0.01)
+    assert lr_factor(steps, 550, None, 0.55) == pytest.approx(0.5, abs=0.01)
+    # onecycle: an explicit warmup_ratio of 0 is no warmup (OneCycleLR's 30 % is the default)
+    assert lr_factor(TrainConfig(schedule="onecycle", warmup_ratio=0.0), 0, 100, 0.0) == 1.0
+    assert lr_factor(TrainConfig(schedule="onecycle"), 0, 100, 0.0) == pytest.approx(1 / 30)
+
+
+def test_a_run_that_ends_on_an_evaluation_logs_its_last_training_window(tmp_path):
+    cfg = TrainConfig(batch_size=4, epochs=None, max_steps=25, eval_every=5, log_every=10)
+    run = new_run(tmp_path, "last-window", cfg)
+    fit(
+        Net(),
+        torch.optim.AdamW(Net().parameters()),
+        Toy(),
+        Toy(20),
+        collate,
+        objective(),
+        cfg,
+        run,
+        seed=0,
+    )
+    steps = [m["step"] for m in run.metrics() if m.get("kind") == "train"]
+    assert steps[-2:] == [20, 25], steps  # steps 21-25 used to go unlogged

@@ -339,6 +339,17 @@ class TrainConfig(Section):
         for name in ("keep_checkpoints", "max_nonfinite", "early_stop_patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        orphans = [
+            k
+            for k in ("early_stop_patience", "early_stop_mode")
+            if getattr(self, k) != type(self).model_fields[k].default
+        ]
+        if orphans and self.early_stop_metric is None:
+            raise ValueError(  # they did nothing without a metric to watch
+                f"{' and '.join(orphans)} need{'s' if len(orphans) == 1 else ''} "
+                "early_stop_metric (e.g. valid/loss) to "
+                "stop early; set it, or drop them"
+            )
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads={self.threads} must be at least 1 (or null: all cores)")
         if self.warmup_steps < 0 or (self.eval_batches is not None and self.eval_batches < 1):
@@ -668,6 +679,11 @@ class FinetuneConfig(Section):
             raise ValueError("unfreeze_last only makes sense with freeze: all or embeddings")
         if self.unfreeze_last < 0 or self.drop_last < 0:
             raise ValueError("unfreeze_last and drop_last must be >= 0")
+        if self.train.eval_batches is not None:  # it used to be accepted and do nothing
+            raise ValueError(
+                "train.eval_batches caps pretraining's evaluations; fine-tuning evaluates every "
+                "validation row (its metrics need them all): drop it"
+            )
         if self.head_lr is not None and (not math.isfinite(self.head_lr) or self.head_lr <= 0):
             raise ValueError(f"head_lr={self.head_lr} must be a finite number > 0 (or null)")
         if self.head.type == "cnn" and max(self.head.cnn_kernels) > self.task.max_len:

@@ -53,7 +53,7 @@ from encoderlab.runs import (
     run_checkpoint,
     run_model_config,
 )
-from encoderlab.runtime import resolve_device, seed_everything
+from encoderlab.runtime import resolve_device, seed_everything, set_threads
 from encoderlab.selfpretrain import self_pretrain
 from encoderlab.tasks import get_task
 from encoderlab.tasks.base import (
@@ -510,8 +510,7 @@ def _finetune(
     check_batch_size(cfg.train)
     task = get_task(cfg.task.type, cfg.task)  # task.metric: its primary metric
     check_early_stop_metric(cfg.train, validation_metric_names(cfg))
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    set_threads(cfg.train.threads, say)
     seed_everything(cfg.seed)
     data = read_task_data(task, cfg, say)
     test_ids = [ex["id"] for ex in data.test]

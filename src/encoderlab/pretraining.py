@@ -17,17 +17,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from tokenizers import Tokenizer
 
 from encoderlab import distributed
-from encoderlab.config import Config, TrainConfig, load_config, save_config, to_yaml
+from encoderlab.config import Config, TrainConfig, load_config, read_yaml, save_config, to_yaml
 from encoderlab.data.tokens import build_mlm_datasets, cache_key, collate_mlm
 from encoderlab.errors import UserError
 from encoderlab.model import param_summary, prepare_training
 from encoderlab.objectives import pretraining_setup
 from encoderlab.runs import ReadOnlyRun, Run, atomic_write, check_runs_dir
-from encoderlab.runtime import resolve_device, seed_everything
+from encoderlab.runtime import resolve_device, seed_everything, set_threads
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
@@ -73,12 +72,16 @@ def fit_model_to_tokenizer(cfg: Config, tok) -> Config:
 
 def check_not_finished(run: Run, t: TrainConfig, hint: str) -> None:
     """Refuse to resume a run whose last checkpoint already reached the end `t` sets: the trainer
-    takes a step before it checks, so it would train past max_steps / the last epoch."""
+    takes a step before it checks, so it would train past max_steps / the last epoch. A run a
+    time budget or early stopping ended goes on when `--set` gave it more budget or patience
+    (or took the limit away)."""
     ckpt = run.latest_checkpoint()
     if ckpt is None:
         return
     state = json.loads((ckpt / "state.json").read_text())
     step, epoch = int(state.get("step", 0)), int(state.get("epoch", 0))
+    before = _saved_train(run)
+    why = str(run.info.get("stopped_because", ""))
     done = None
     if t.max_steps is not None and step >= t.max_steps:
         done = f"train.max_steps={t.max_steps}"
@@ -86,17 +89,30 @@ def check_not_finished(run: Run, t: TrainConfig, hint: str) -> None:
         done = f"train.epochs={t.epochs}"
     elif t.time_budget_min is not None and (
         state.get("train_seconds", 0) >= t.time_budget_min * 60
-        or run.info.get("stopped_because") == "time budget"  # a whole-run budget stops earlier
-    ):
+        or (why == "time budget" and t.time_budget_min <= (before.get("time_budget_min") or 0))
+    ):  # a whole-run budget stops before its training seconds reach it
         done = f"train.time_budget_min={t.time_budget_min}"
-    elif run.info.get("status") == "finished" and str(
-        run.info.get("stopped_because", "")
-    ).startswith("early stop"):
+        hint = "To train longer, resume with a larger --set train.time_budget_min=M"
+    elif (
+        run.info.get("status") == "finished"
+        and why.startswith("early stop")
+        and t.early_stop_metric is not None
+        and t.early_stop_patience <= (before.get("early_stop_patience") or 0)
+    ):
         done = "early stopping"
+        hint = "To train on, resume with a larger --set train.early_stop_patience=N"
     if done is not None:
         raise UserError(
             f"{run.path}: already finished ({done}, at step {step}); nothing to resume. {hint}"
         )
+
+
+def _saved_train(run: Run) -> dict[str, Any]:
+    """The train section the run last ran with (its config.yaml, before this resume's --set)."""
+    try:
+        return read_yaml(run.path / "config.yaml").get("train") or {}
+    except UserError:
+        return {}
 
 
 # what `--resume --set` may change: how long and how a run goes on, never what it trains
@@ -174,14 +190,18 @@ def _pretrain(
         tok = Tokenizer.from_str(text)
         cfg = fit_model_to_tokenizer(cfg, tok)
 
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    set_threads(cfg.train.threads, say)
     seed_everything(cfg.seed)
     with distributed.main_first():  # rank 0 builds the token cache; the others open it
         train_set, valid_set, store = build_mlm_datasets(cfg.data, tok, cfg.seed, say)
     device = resolve_device(cfg.train.device)
     net, objective = pretraining_setup(cfg)
     check_early_stop_metric(cfg.train, objective.metric_names)  # before the run exists
+    if cfg.train.early_stop_metric and not valid_set:
+        raise UserError(
+            f"train.early_stop_metric={cfg.train.early_stop_metric}: the run has no validation "
+            "blocks to measure it on; raise data.valid_ratio (e.g. 0.05) or drop early stopping"
+        )
     model, optimizer = prepare_training(net, cfg.train, device)
     if resume is None:
 

@@ -26,6 +26,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def set_threads(threads: int | None, say: Callable[[str], None]) -> None:
+    """train.threads for torch; more than the machine's cores make the threads wait for each
+    other (64 on 2 cores ran a step ~10x slower), which deserves a line."""
+    if not threads:
+        return
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores and threads > cores:
+        say(
+            f"warning: train.threads={threads} is more than the {cores} cores this process may "
+            f"use: the threads wait for each other; set train.threads={cores} (or null)"
+        )
+    torch.set_num_threads(threads)
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' is the GPU if there is one; under torchrun each process takes GPU LOCAL_RANK."""
     if name == "auto":

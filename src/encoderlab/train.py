@@ -475,6 +475,7 @@ class StopRule:
     _speed_from: tuple[int, float] | None = None  # (step, clock seconds) speed is timed from
     _agreed: tuple[int, float, float] | None = None  # DDP: (step, rank 0's spent s, s/step)
     _reagree: bool = False  # DDP: agree at the next check (an evaluation moved the clock)
+    _agreed_fixed: float = 0.0  # DDP: rank 0's `_fixed_s` at the last agreement
 
     def diverged(self, state: LoopState) -> str | None:
         """Checked after a step whose counters were read (`LoopState.settle`): every step, or
@@ -512,11 +513,14 @@ class StopRule:
             row_s = EVAL_OVERHEAD * (self.forward_row_s or 0.0)
         return (self.valid_rows + self.plan.tail_rows) * row_s + CHECKPOINT_ALLOWANCE_S
 
+    def _fixed_s(self) -> float:
+        """Budget seconds that are not training: under a whole-run budget the set-up before
+        the first step and what the end of the run will need."""
+        return self.clock.setup_s + self.tail_s() if self.plan.covers_run else 0.0
+
     def _spent(self) -> float:
         """Budget seconds spent, counting what the end of the run will need."""
-        if not self.plan.covers_run:
-            return self.clock.seconds()
-        return self.clock.seconds() + self.clock.setup_s + self.tail_s()
+        return self.clock.seconds() + self._fixed_s()
 
     def _agreed_spent(self, step: int, to_stop: bool = False) -> float:
         """`_spent` as rank 0 counts it: LR under a time budget and the decision to stop must
@@ -534,8 +538,10 @@ class StopRule:
             near_end = to_stop and guess + 2 * AGREE_EVERY * step_s >= (self.plan.budget_s or 0)
             if step - at < AGREE_EVERY and not near_end:
                 return guess
-        agreed = distributed.main_values(spent=self._spent(), measured=self.step_s or 0.0)
-        spent = agreed["spent"]
+        agreed = distributed.main_values(
+            spent=self._spent(), measured=self.step_s or 0.0, fixed=self._fixed_s()
+        )
+        spent, self._agreed_fixed = agreed["spent"], agreed["fixed"]
         step_s = last[2] if last is not None else 0.0
         if last is not None and step - last[0] >= AGREE_EVERY and not self._reagree:
             step_s = max(spent - last[1], 0.0) / (step - last[0])  # timed over a whole interval
@@ -550,8 +556,12 @@ class StopRule:
         if not self.plan.budget_s:
             return 0.0
         spent, budget = self._agreed_spent(step), self.plan.budget_s
-        before = self.clock.setup_s if self.plan.covers_run else 0.0
-        return min(max((spent - before) / max(budget - before, 1e-9), 0.0), 1.0)
+        # training seconds over the seconds left for training: the set-up and the end of the
+        # run are not part of the schedule (counted as spent, warmup was mostly skipped)
+        fixed = self._agreed_fixed if distributed.active() else self._fixed_s()
+        if budget - fixed <= 0:
+            return 1.0
+        return min(max((spent - fixed) / (budget - fixed), 0.0), 1.0)
 
     def timed_eval(
         self, measure: Callable[[], dict[str, float]] | None
@@ -917,8 +927,9 @@ def fit(
                     if end_of_epoch:
                         rec.log_epoch(state)
                 why = stop.reason(state, evaluated)
-                if why and not evaluated:  # the end: log and evaluate the last steps
+                if why and not log_now:  # the end: log the last steps' window
                     rec.log_train(state)
+                if why and not evaluated:  # ... and evaluate them
                     rec.evaluate(state)
                 if why or rec.checkpoint_due(state, evaluated):
                     rec.checkpoint(state)
@@ -1109,24 +1120,30 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int | None, progress: fl
     ahead of step / total_steps the budget ends the run, so warmup (warmup_ratio) and decay are
     fractions of the budget rather than of steps the run will never reach.
     """
-    ratio = cfg.warmup_ratio or (0.3 if cfg.schedule == "onecycle" else 0.0)
+    ratio = cfg.warmup_ratio
+    if cfg.schedule == "onecycle" and "warmup_ratio" not in cfg.model_fields_set:
+        ratio = ratio or 0.3  # OneCycleLR's pct_start, unless the config set a ratio
     warmup = cfg.warmup_steps
     if warmup == 0 and total_steps:
         warmup = int(ratio * total_steps)
     by_steps = step / total_steps if total_steps else 0.0
+    decay_steps = step - warmup  # optimizer steps since warmup ended
     if progress > by_steps and cfg.warmup_steps == 0:  # the budget binds: fractions of it
         if progress < ratio:
             return max(progress / ratio, (step + 1) / warmup if warmup else 0.0)
         frac = (progress - ratio) / (1.0 - ratio)
+        decay_steps = round(step * frac * (1.0 - ratio) / progress)  # at the speed so far
     else:
         if step < warmup:
             return (step + 1) / warmup
         frac = (step - warmup) / max(1, total_steps - warmup) if total_steps else 0.0
-        frac = max(frac, progress)
+        if progress > 0 and step > 0:  # a budget with warmup_steps: decay from warmup's end
+            at_warmup_end = progress * warmup / step  # the budget's share then, at this speed
+            frac = max(frac, (progress - at_warmup_end) / max(1.0 - at_warmup_end, 1e-9))
     if cfg.schedule == "constant":
         return 1.0
     if cfg.schedule == "exponential":
-        return max(cfg.min_lr_ratio, cfg.decay_gamma ** (step - warmup))
+        return max(cfg.min_lr_ratio, cfg.decay_gamma ** max(decay_steps, 0))
     frac = min(max(frac, 0.0), 1.0)
     floor = cfg.min_lr_ratio
     if cfg.schedule == "linear":

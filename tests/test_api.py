@@ -2,6 +2,8 @@
 
 import json
 import random
+import re
+from pathlib import Path
 
 import pytest
 
@@ -158,12 +160,65 @@ def test_tagging_from_rows_predicts_entities(tmp_path):
     (row,) = model.predict("the movie john was")
     assert row["tokens"] == ["the", "movie", "john", "was"] and row["tags"][2] == "B-PER"
     entities = [{k: v for k, v in e.items() if k != "score"} for e in row["entities"]]
-    assert {"type": "PER", "start": 2, "end": 3, "text": "john"} in entities
+    assert {"type": "PER", "start": 2, "end": 3, "text": "john"} | {
+        "char_start": 10,
+        "char_end": 14,
+    } in entities
     # each word's tag probability; the row's and each entity's score is its lowest word's
     assert len(row["tag_scores"]) == 4 and all(0 < p <= 1 for p in row["tag_scores"])
     assert row["score"] == min(row["tag_scores"])
     for e in row["entities"]:
         assert e["score"] == min(row["tag_scores"][e["start"] : e["end"]])
+    # an entity is a slice of the text as given, with its characters (words were rejoined
+    # by one space: 'john' happened to survive, 'the\tmovie' would not)
+    text = "the\tmovie  john was"
+    (row,) = model.predict(text)
+    entities = [e for e in row["entities"] if e["type"] == "PER"]
+    assert [(e["char_start"], e["char_end"], e["text"]) for e in entities] == [(11, 15, "john")]
+    assert row["truncated_words"] == 0
+
+
+def test_tagging_words_past_max_len_are_said_and_marked(tmp_path, capsys):
+    """Words past task.max_len came back as O with no word of it anywhere but finetune's log:
+    predict, evaluate and the API say so (stderr on the CLI) and API rows carry the count."""
+    from conftest import run_cli
+
+    rng = random.Random(0)
+    sentences = [{"tokens": [rng.choice(FILL) for _ in range(4)] + ["john"],
+                  "tags": ["O"] * 4 + ["B-PER"]} for _ in range(20)]  # fmt: skip
+    cfg = config(tmp_path)
+    cfg["task"] = {"type": "tagging", "max_len": 12}
+    run = el.finetune(cfg, overrides={"train.max_steps": 2}, train=sentences, say=quiet)
+    model = el.load(run)
+    long = " ".join(["the movie john was"] * 10)  # 40 words; 10 tokens fit
+    said: list[str] = []
+    cut, whole = model.predict([long, "the movie"], say=said.append)
+    assert cut["truncated_words"] > 0 and whole["truncated_words"] == 0
+    assert cut["truncated_words"] == sum(p == 0.0 for p in cut["tag_scores"])
+    (warning,) = said
+    assert warning.startswith("warning: task.max_len=12 cut") and "(first: text 0)" in warning
+    said.clear()
+    metrics = el.evaluate(
+        model, data=[{"tokens": long.split(), "tags": ["O"] * 40}], say=said.append
+    )
+    assert any(m.startswith("warning: ") and "cut" in m for m in said) and "loss" in metrics
+    capsys.readouterr()
+    assert run_cli("predict", run, "--text", long) == 0
+    out = capsys.readouterr()
+    assert "warning: task.max_len=12 cut" in out.err and "cut" not in out.out
+    conll = tmp_path / "long.conll"
+    conll.write_text("".join(f"{w} O\n" for w in long.split()), encoding="utf-8")
+    assert run_cli("evaluate", run, "--data", conll) == 0
+    assert f"warning: {conll}: task.max_len=12 cut" in capsys.readouterr().err
+    # plain sentences, one per line, on a CoNLL run: read as sentences (the last word was
+    # taken for a tag: "tag 'was' is not O, B-TYPE or I-TYPE")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("the movie john was\nmary was\n", encoding="utf-8")
+    assert run_cli("predict", run, "--input", plain) == 0
+    out = capsys.readouterr()
+    rows = [json.loads(line) for line in out.out.splitlines()]
+    assert [r["tokens"] for r in rows] == ["the movie john was", "mary was"]
+    assert "read as one sentence per line" in out.err
 
 
 def test_pretrain_then_finetune_on_it(tmp_path, corpus_txt):
@@ -220,3 +275,72 @@ def test_arguments_of_the_wrong_type_are_user_errors_not_library_tracebacks(tmp_
     assert "acc" in el.evaluate(run, frame, say=None)  # None: quiet
     with pytest.raises(UserError, match="row 0: .*set value"):
         el.evaluate(run, [{"text": "a", "label": "1", "tags": {1, 2}}], say=lambda m: None)
+
+
+@pytest.mark.parametrize("fmt", ["klue-ner", "kmou"])
+def test_evaluate_rows_on_a_run_trained_on_korean_files(tmp_path, fmt):
+    """el.evaluate wrote tagging rows as CoNLL and read them as the run's task.format: a KLUE
+    or KMOU run answered 'no gold labels found' / 'no sentences found', naming its own file."""
+    from test_task_tagging import KLUE_HEADER, klue_sentence
+
+    marked = [
+        f"<{n}:PS>는 어제 <{p}:LC>에 갔다." for n, p in (("김철수", "서울"), ("이영희", "부산"))
+    ]
+    if fmt == "klue-ner":
+        text = KLUE_HEADER + "\n".join(klue_sentence(f"s{i}", m) for i, m in enumerate(marked * 6))
+    else:
+        raw = [re.sub(r"<([^:]+):[A-Z]+>", r"\1", m) for m in marked]  # 2016klp blocks
+        text = "\n".join(f"; {r}\n${m}\n" for r, m in zip(raw * 6, marked * 6, strict=True))
+    train = tmp_path / "train.txt"
+    train.write_text(text, encoding="utf-8")
+    cfg = config(tmp_path)
+    cfg["task"] = {"type": "tagging", "train": str(train), "format": fmt, "max_len": 32}
+    run = el.finetune(cfg, overrides={"train.max_steps": 2}, say=quiet)
+    rows = [{"tokens": ["김철수는", "어제", "서울에", "갔다."], "tags": ["B-PS", "O", "B-LC", "O"]}]
+    metrics = el.evaluate(run, data=rows * 3, say=quiet)
+    assert metrics["extra"]["examples"] == 3 and {"f1", "loss"} <= set(metrics)
+    (written,) = (run / "eval").glob("file-eval-*.json")
+    data = json.loads(written.read_text())["data"]
+    assert data.startswith(str(run / "inputs")) and data.endswith(".conll")  # as README says
+
+
+def test_qa_cut_questions_are_said_and_marked_and_evaluate_records_the_loss(tmp_path, capsys):
+    from conftest import run_cli
+
+    context = "the capital of norway is oslo and the capital of sweden is stockholm ."
+    rows = [
+        {"id": f"q{i}", "title": f"t{i % 4}", "context": context, "question": q,
+         "answers": [{"text": a, "answer_start": context.index(a)}]}
+        for i, (q, a) in enumerate([("capital of norway ?", "oslo"),
+                                    ("capital of sweden ?", "stockholm")] * 6)
+    ]  # fmt: skip
+    cfg = config(tmp_path)
+    cfg["task"] = {"type": "qa", "max_len": 32, "max_query_len": 8, "doc_stride": 8}
+    run = el.finetune(cfg, overrides={"train.max_steps": 2}, train=rows, valid=rows, say=quiet)
+    model = el.load(run)
+    said: list[str] = []
+    long_q = "what is the capital of norway , the country in the north of europe ?"
+    cut, whole = model.predict([long_q, "capital ?"], pairs=context, say=said.append)
+    assert cut["truncated_question_tokens"] > 0 and whole["truncated_question_tokens"] == 0
+    (warning,) = said
+    assert warning.startswith("warning: 1 questions are longer than task.max_query_len=8")
+    # the API's words for a missing context (it said "--text QUESTION and --text-pair CONTEXT")
+    with pytest.raises(UserError, match=r"^pairs: a QA model needs each question's context; "):
+        model.predict([long_q])
+    with pytest.raises(UserError, match=r"pairs\[1\] is None"):
+        model.predict(["a", "b"], pairs=[context, None])
+    # evaluate on the valid rows: the loss eval/valid.json has, and what was cut, on stderr
+    valid = json.loads((run / "eval" / "valid.json").read_text())
+    metrics = el.evaluate(model, data=rows, say=quiet)
+    assert metrics["loss"] == pytest.approx(valid["loss"], rel=1e-4)
+    (written,) = (run / "eval").glob("file-eval-*.json")
+    assert json.loads(written.read_text())["loss"] == metrics["loss"]
+    data = tmp_path / "long.json"
+    squad = json.loads(Path(valid["data"]).read_text())
+    squad["data"][0]["paragraphs"][0]["qas"][0]["question"] = long_q
+    data.write_text(json.dumps(squad))
+    capsys.readouterr()
+    assert run_cli("evaluate", run, "--data", data) == 0
+    out = capsys.readouterr()
+    assert f"warning: {data}: 1 questions are longer than task.max_query_len=8" in out.err
+    assert "loss" in json.loads((run / "eval" / "file-long.json").read_text())

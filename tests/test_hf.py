@@ -9,6 +9,7 @@ import random
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -493,11 +494,45 @@ def check_export_matches(run_dir: Path, out: Path) -> None:
         assert theirs.config.id2label == {i: name for i, name in enumerate(ft.labels)}
 
 
+def run_card_snippet(out: Path) -> dict:
+    """Execute the model card's "How to load" snippet against the export it describes (the QA
+    card's read `.logits`, which QuestionAnsweringModelOutput lacks, from one text)."""
+    card = (out / "README.md").read_text(encoding="utf-8")
+    code = card.split("## How to load", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(compile(code.replace('"PATH"', repr(str(out))), "card", "exec"), scope)  # noqa: S102
+    return scope
+
+
 @pytest.mark.parametrize("task", ["classification", "pair", "tagging", "qa"])
 def test_export_finetuned_runs(tmp_path, task):
     run, _ = finetune(ft_config(tmp_path, task), say=quiet)
     out = hf.export_run(run.path, tmp_path / "hf", say=quiet)
     check_export_matches(run.path, out)
+    # the card's snippet runs, encodes its input as the run does, and reads the output right
+    scope = run_card_snippet(out)
+    ft = load_finetuned(run.path)
+    if task == "qa":
+        examples = ft.examples_from_pairs([scope["question"]], [scope["context"]])
+    elif task == "tagging":
+        examples = ft.examples_from_pairs([" ".join(scope["words"])])
+    else:
+        examples = ft.examples_from_pairs(
+            *([["first sentence"], ["second sentence"]] if task == "pair" else [["some text"]])
+        )
+    (feat,) = ft.task.encode(examples, ft.tokenizer, ft.cfg.task, ft.labels)
+    for key in ("input_ids", "token_type_ids"):
+        assert scope["batch"][key][0].tolist() == np.asarray(feat[key]).tolist(), key
+    (row,) = ft.predict_examples_scored(examples)
+    if task == "tagging":
+        config = scope["model"].config
+        assert [
+            config.id2label[scope["tags"][p]] for _, p in sorted(scope["first"].items())
+        ] == row["tags"]
+    elif task == "qa":
+        assert isinstance(scope["start"], int) and scope["start"] <= scope["end"]
+    else:
+        assert ft.labels[int(scope["logits"].argmax(-1)[0])] == row["label"]
     if task == "classification":  # round trip: the trained pooler comes back for the head
         imp = hf.import_checkpoint(str(out), say=quiet)
         head = load_file_prefix(run_checkpoint(run) / "model.safetensors", "head.dense.")

@@ -23,7 +23,12 @@ TOL = 1e-4
 
 @pytest.mark.parametrize(
     "task, head, position",
-    [("classification", "cnn", "learned"), ("qa", "pooler", "learned"), ("pair", "cls", "alibi")],
+    [
+        ("classification", "cnn", "learned"),
+        ("qa", "pooler", "learned"),
+        ("pair", "cls", "alibi"),
+        ("tagging", "pooler", "learned"),
+    ],
 )
 def test_onnx_matches_pytorch_at_two_shapes(tmp_path, task, head, position):
     from encoderlab.finetuning import finetune
@@ -37,6 +42,8 @@ def test_onnx_matches_pytorch_at_two_shapes(tmp_path, task, head, position):
     assert run_cli("export", run.path, "--to-onnx", out) == 0
     meta = json.loads(out.with_name("model.onnx.json").read_text())
     assert meta["inputs"] == list(INPUTS) and meta["opset"] >= 17
+    # the head that made the logits: a token-level task's own (head.type is for sequence heads)
+    assert meta["head"] == {"qa": "span", "tagging": "token"}.get(task, head)
     exported = json.loads((out.parent / "model.onnx.tokenizer" / "tokenizer.json").read_text())
     assert exported == json.loads((run.path / "tokenizer" / "tokenizer.json").read_text())
     assert mine.read_text() == "{}", "the export wrote over a tokenizer/ it was not asked for"

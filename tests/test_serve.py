@@ -91,8 +91,15 @@ def test_scored_rows_for_spans_and_tags():
     row = scored(tags, {"tokens": words}, ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"])
     assert row["label"] == " ".join(tags) and row["tags"] == tags
     assert row["entities"] == [
-        {"type": "PER", "start": 0, "end": 2, "text": "john smith"},
-        {"type": "LOC", "start": 4, "end": 6, "text": "new york"},
+        {
+            "type": "PER",
+            "start": 0,
+            "end": 2,
+            "char_start": 0,
+            "char_end": 10,
+            "text": "john smith",
+        },
+        {"type": "LOC", "start": 4, "end": 6, "char_start": 20, "char_end": 28, "text": "new york"},
     ]
     assert row["score"] is None and "tag_scores" not in row  # no confidences given
     sure = scored(tags, {"tokens": words}, [], [0.9, 0.6, 0.99, 0.98, 0.7, 0.8])
@@ -119,10 +126,22 @@ def test_parse_request_for_pairs_and_qa():
     assert e.value.status == 422 and e.value.field == "contexts"
     with pytest.raises(RequestError) as e:
         parse_request(b'{"pairs": [["a"]]}', ["pairs"], lim)
+    assert e.value.field == "pairs[0]"
+    with pytest.raises(RequestError) as e:
+        parse_request(b'{"pairs": {"a": "b"}}', ["pairs"], lim)
     assert e.value.field == "pairs"
+    # the element at fault, not the pair: pairs[1][1] is the second text of the second pair
     with pytest.raises(RequestError) as e:
         parse_request(b'{"pairs": [["a", 3]]}', ["pairs"], lim)
-    assert e.value.field == "pairs[0]"
+    assert e.value.field == "pairs[0][1]" and "'pairs[0][1]' must be a string" in e.value.message
+    with pytest.raises(RequestError) as e:
+        parse_request(b'{"pairs": [["a", "b"], ["c", "  "]]}', ["pairs"], lim)
+    assert e.value.status == 422 and e.value.field == "pairs[1][1]"
+    with pytest.raises(RequestError) as e:
+        parse_request(
+            b'{"pairs": [["' + b"x" * 20 + b'", "b"]]}', ["pairs"], ServeLimits(max_text_chars=10)
+        )
+    assert e.value.status == 413 and e.value.field == "pairs[0][0]"
 
 
 # -- the batcher (a fake model: deterministic) -------------------------------------------------
@@ -406,7 +425,8 @@ def test_a_pair_regression_model_takes_pairs_and_refuses_one_text(tmp_path):
         r = client.post("/predict", json={"pairs": [["the great film", "a great plot"]]})
         assert r.status_code == 200 and isinstance(r.json()["predictions"][0]["label"], float)
         assert client.post("/predict", json={"texts": ["a"]}).status_code == 422
-    with pytest.raises(UserError, match="needs --text-pair"):
+    # the API's own words (pairs=), not the CLI's --text-pair
+    with pytest.raises(UserError, match=r"^pairs: a sentence-pair model needs .*pairs="):
         model.predict(["the great film"])
 
 
@@ -449,3 +469,46 @@ def test_app_answers_503_when_the_queue_is_full(ft, monkeypatch):
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert "busy" in r.json()["error"]
         assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_served_rows_say_what_was_cut_and_where_entities_are(tmp_path):
+    """Words past task.max_len (tagging) and question tokens past max_query_len (qa) were cut
+    silently: each served row says how many, and an entity is a slice of the text sent."""
+    import encoderlab as el
+
+    rng = random.Random(0)
+    sentences = []
+    for _ in range(60):
+        words, tags = [rng.choice(FILL) for _ in range(6)], ["O"] * 6
+        i = rng.randint(0, 5)
+        words[i], tags[i] = rng.choice(["john", "mary", "anna"]), "B-PER"
+        sentences.append({"tokens": words, "tags": tags})
+    cfg = {
+        "runs_dir": str(tmp_path / "runs"),
+        "task": {"type": "tagging", "max_len": 12},
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 120},
+        "model": {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 1, "max_len": 32},
+        "train": {"batch_size": 16, "lr": 3e-3, "epochs": 6, "warmup_steps": 0},
+    }
+    tagger = el.load(el.finetune(cfg, train=sentences, say=lambda m: None))
+    text, long = "the\tmovie  john was", " ".join(["the movie john was"] * 10)
+    with TestClient(build_app(tagger.finetuned)) as client:
+        whole, cut = client.post("/predict", json={"texts": [text, long]}).json()["predictions"]
+    assert whole["truncated_words"] == 0 and cut["truncated_words"] > 0
+    assert cut["truncated_words"] == sum(p == 0.0 for p in cut["tag_scores"])
+    (john,) = [e for e in whole["entities"] if e["type"] == "PER"]
+    assert (john["char_start"], john["char_end"], john["text"]) == (11, 15, "john")
+
+    context = "the capital of norway is oslo ."
+    rows = [{"id": f"q{i}", "title": f"t{i % 3}", "context": context, "question": "capital ?",
+             "answers": [{"text": "oslo", "answer_start": 25}]} for i in range(6)]  # fmt: skip
+    cfg["task"] = {"type": "qa", "max_len": 32, "max_query_len": 8, "doc_stride": 8}
+    cfg["train"] |= {"epochs": None, "max_steps": 2}
+    reader = el.load(el.finetune(cfg, train=rows, say=lambda m: None))
+    body = {
+        "questions": ["capital ?", " ".join(["what is the capital"] * 5)],
+        "contexts": [context] * 2,
+    }
+    with TestClient(build_app(reader.finetuned)) as client:
+        short_q, long_q = client.post("/predict", json=body).json()["predictions"]
+    assert short_q["truncated_question_tokens"] == 0 and long_q["truncated_question_tokens"] > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -351,7 +352,7 @@ def test_encode_refuses_a_question_that_fills_the_window(tokenizers: dict) -> No
         QATask().encode([ex], tokenizers["wordpiece"], TaskConfig(type="qa", max_len=64), [])
 
 
-def test_encode_says_when_it_cuts_a_long_question(tokenizers: dict) -> None:
+def test_encode_says_when_it_cuts_a_long_question(tmp_path: Path, tokenizers: dict) -> None:
     ex, _ = _long_example("en")
     ex = {**ex, "question": " ".join(["Who designed the tower?"] * 10)}
     cfg = TaskConfig(type="qa", max_len=128, max_query_len=8)
@@ -359,6 +360,57 @@ def test_encode_says_when_it_cuts_a_long_question(tokenizers: dict) -> None:
     assert any("1 questions are longer than task.max_query_len=8" in w for w in features.warnings)
     short = QATask().encode([_long_example("en")[0]], tokenizers["wordpiece"], cfg, [])
     assert not any("max_query_len" in w for w in short.warnings)
+    # every window says how much of its question was cut (a served or API row reports it)
+    cut = features[0]["truncated"]["truncated_question_tokens"]
+    assert cut > 0 and all(f["truncated"]["truncated_question_tokens"] == cut for f in features)
+    assert short[0]["truncated"] == {"truncated_question_tokens": 0}
+    # read from a file, the warning names it and the question's place in it
+    path = write(tmp_path, squad_json([("t", [(ex["context"], [(ex["question"], [])])])]))
+    (warning,) = (
+        QATask().encode(QATask().read(str(path), CFG), tokenizers["wordpiece"], cfg, []).warnings
+    )
+    assert (
+        warning.startswith(f"{path}: 1 questions are longer")
+        and "data[0].paragraphs[0].qas[0]" in warning
+    )
+
+
+@pytest.mark.parametrize("kind", ["bpe", "char_bpe", "wordpiece", "unigram"])
+@pytest.mark.parametrize(
+    "context, answer",
+    [
+        # NFD Korean (macOS text): NFKC makes each syllable one character, and a token's
+        # offsets covered its first jamo only, so answers ended on a bare jamo
+        (unicodedata.normalize("NFD", KO_CONTEXTS[1]), unicodedata.normalize("NFD", "훈민정음을")),
+        (unicodedata.normalize("NFD", KO_CONTEXTS[0]), unicodedata.normalize("NFD", "서울특별시")),
+        (
+            "The cafe\u0301 in Bogota\u0301 serves cre\u0300me bru\u0302le\u0301e daily.",
+            "Bogota\u0301",
+        ),
+    ],
+    ids=["nfd-korean", "nfd-korean-2", "combining-accents"],
+)
+def test_spans_cover_whole_characters(
+    tokenizers: dict, kind: str, context: str, answer: str
+) -> None:
+    """Every token span ends after the marks and jamo of its last character (and starts at a
+    character's first code point), so gold answers are placed on whole characters and decoded
+    answers never end mid-syllable or before an accent."""
+    start = context.find(answer)
+    ex = {"id": "n", "line": 1, "title": "t", "article": "t", "context": context,
+          "question": "무엇?", "answers": [{"text": answer, "answer_start": start}]}  # fmt: skip
+    (f,) = QATask().encode([ex], tokenizers[kind], TaskConfig(type="qa", max_len=128), [])
+    off = f["offsets"]
+    for a, b in off[off[:, 1] > off[:, 0]]:
+        inside = [context[a], context[b]] if b < len(context) else [context[a]]
+        for ch in inside:
+            assert not unicodedata.combining(ch) and not "\u1160" <= ch <= "\u11ff", (a, b)
+    s, e = f["start_position"], f["end_position"]
+    assert s > 0 and context[off[s, 0] : off[e, 1]] == answer
+    logits = np.full((len(f["input_ids"]), 2), -5.0, dtype=np.float32)
+    logits[s, 0] = logits[e, 1] = 5.0
+    (pred,) = QATask().decode([logits], [f], [ex], TaskConfig(type="qa"), [])
+    assert pred["text"] == answer and pred["start_char"] == start
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,13 @@ from conftest import shared
 from encoderlab.config import HeadConfig, ModelConfig, TaskConfig, TokenizerConfig
 from encoderlab.errors import UserError
 from encoderlab.model import Encoder
-from encoderlab.tasks.tagging import TaggingTask, detect_format, entities, entity_scores
+from encoderlab.tasks.tagging import (
+    TaggingTask,
+    detect_format,
+    entities,
+    entity_scores,
+    word_spans,
+)
 from encoderlab.tokenizer import train_tokenizer
 
 
@@ -219,6 +225,67 @@ def test_bad_input_names_file_line_and_fix(tmp_path, text, kw, pattern):
         TaggingTask().read(write(tmp_path, "bad.txt", text), cfg(**kw))
 
 
+def test_plain_sentences_one_per_line_are_read_as_sentences(tmp_path):
+    """`predict --input plain.txt` on a CoNLL run read each line's last word as its tag
+    ("tag 'call' is not O, B-TYPE or I-TYPE"). A file with no tag anywhere whose lines differ
+    in length cannot be columns: it is one sentence per line, and says so."""
+    text = "EU rejects German call to boycott British lamb .\nPeter Blackburn\n\nBRUSSELS 1996\n"
+    path = write(tmp_path, "plain.txt", text)
+    for fmt in ("conll", "auto", "lines"):
+        ex = TaggingTask().read(path, cfg(format=fmt))
+        assert [e["tokens"] for e in ex] == [
+            "EU rejects German call to boycott British lamb .".split(),
+            ["Peter", "Blackburn"],
+            ["BRUSSELS", "1996"],
+        ]
+        assert [e["tags"] for e in ex] == [None] * 3 and [e["line"] for e in ex] == [1, 2, 4]
+        if fmt != "lines":
+            (warning,) = ex.warnings
+            assert warning.startswith(f"{path}: no tags and no CoNLL columns: read as one")
+        assert ex.read_as == "lines"
+    # one line is a sentence too (a CoNLL file of one word with a non-tag column is not real)
+    (one,) = TaggingTask().read(write(tmp_path, "one.txt", "Peter Blackburn said\n"), cfg())
+    assert one["tokens"] == ["Peter", "Blackburn", "said"] and one["tags"] is None
+    # lines as long as each other could be columns: refused in one line naming the format
+    same = write(tmp_path, "same.txt", "Peter Blackburn\nGerman call\n")
+    with pytest.raises(UserError, match=r"same\.txt:1: tag 'Blackburn' .*task\.format=lines"):
+        TaggingTask().read(same, cfg(format="conll"))
+    assert len(TaggingTask().read(same, cfg(format="lines"))) == 2
+    # CoNLL stays CoNLL: tags anywhere, or unlabelled columns of equal width (word POS)
+    labelled = TaggingTask().read(write(tmp_path, "l.txt", "EU NNP B-ORG\nrejects VBZ O\n"), cfg())
+    assert labelled[0]["tags"] == ["B-ORG", "O"] and not labelled.warnings
+    with pytest.raises(UserError, match="2 columns, but the first token line"):
+        TaggingTask().read(write(tmp_path, "typo.txt", "EU NNP B-ORG\nrejects O\nx y z w\n"), cfg())
+    with pytest.raises(UserError, match="tag 'NNP'"):
+        TaggingTask().read(write(tmp_path, "pos.txt", "EU NNP\nrejects VBZ\n"), cfg())
+
+
+@pytest.mark.parametrize("fmt, layout", [("klue-ner", "KLUE NER rows"), ("kmou", "KMOU markup")])
+def test_plain_sentences_for_a_korean_run(tmp_path, fmt, layout):
+    """A KLUE run read each line as one character of one sentence (lines glued together), a
+    KMOU run found no sentences: plain sentences, one per line, are read as such."""
+    path = write(tmp_path, "plain.txt", "김철수는 서울에 갔다.\n이영희는\n")
+    ex = TaggingTask().read(path, cfg(format=fmt))
+    assert [e["tokens"] for e in ex] == [["김철수는", "서울에", "갔다."], ["이영희는"]]
+    assert ex.warnings == [f"{path}: no tags and no {layout}: read as one sentence per line, "
+                           "words split at whitespace (task.format=lines)"]  # fmt: skip
+    # their own unlabelled layouts are not plain sentences
+    chars = write(tmp_path, "u.tsv", "".join(f"{c}\n" for c in "김씨는 만났다."))
+    assert TaggingTask().read(chars, cfg(format="klue-ner"))[0]["tokens"] == ["김씨는", "만났다."]
+    raw = write(tmp_path, "k.txt", "; 김씨는 만났다.\n")
+    assert TaggingTask().read(raw, cfg(format="kmou"))[0]["tokens"] == ["김씨는", "만났다."]
+
+
+def test_entities_get_character_spans_of_the_text_as_given():
+    text = "Peter\tBlackburn  said in\u00a0Bonn "
+    words = text.split()
+    assert [text[a:b] for a, b in word_spans(text, words)] == words
+    assert word_spans(text, words)[1] == (6, 15)
+    assert word_spans("a a  a", ["a", "a", "a"]) == [(0, 1), (2, 3), (5, 6)]
+    ex = TaggingTask().example_from_text(text, None, 0)
+    assert ex["tokens"] == words and ex["raw"] == text
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(UserError, match="file not found"):
         TaggingTask().read(str(tmp_path / "nope.txt"), cfg())
@@ -397,6 +464,17 @@ def test_truncation_counts_cut_words_and_decodes_them_as_o():
     assert len(f["input_ids"]) == 8 and f["n_cut"] == 2
     assert f["labels"].tolist() == [-100, 2, -100, 2, -100, 2, -100, -100]
     assert any("cut 2 words from 1 sentences" in w for w in feats.warnings)
+    # the warning names the file and the first cut sentence; the feature says what a served
+    # row must report (predict, serve and the API used to drop it: words silently O)
+    (warning,) = feats.warnings
+    assert warning.startswith("f: task.max_len=8 cut") and "(first: f:7)" in warning
+    assert f["truncated"] == {"truncated_words": 2}
+    typed = task.example_from_text("aa " * 5, None, 0)
+    (typed_warning,) = task.encode([typed], tok, cfg(max_len=8), LABELS).warnings
+    assert (
+        typed_warning.startswith("task.max_len=8 cut 2 words")
+        and "(first: text 0)" in typed_warning
+    )
     logits = np.zeros((8, len(LABELS)))
     logits[:, 2] = 1.0
     assert task.decode([logits], [f], ex, cfg(), LABELS) == [["B-PER"] * 3 + ["O"] * 2]

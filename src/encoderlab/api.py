@@ -33,7 +33,7 @@ from encoderlab.config import (
 )
 from encoderlab.errors import UserError
 from encoderlab.inference import Finetuned, evaluate_file, load_finetuned
-from encoderlab.memdata import is_in_memory, write_rows
+from encoderlab.memdata import is_in_memory, read_format, write_rows
 
 ConfigLike = str | Path | Mapping[str, Any] | Section | None
 Overrides = Mapping[str, Any] | Sequence[str] | None
@@ -191,9 +191,11 @@ class Model:
         texts: str | Sequence[str],
         pairs: str | Sequence[str] | None = None,
         batch_size: int | None = None,
+        say: Say | None = print,
     ) -> list[dict[str, Any]]:
         """{label, score, scores} per text, in order (what `encoderlab serve` answers).
-        pairs: the second sentence of each pair, or each question's context (qa)."""
+        pairs: the second sentence of each pair, or each question's context (qa). `say` hears
+        warnings (words past task.max_len, cut questions; None: quiet); the rows say it too."""
         texts = _texts(texts, "texts")
         seconds = None
         if pairs is not None:
@@ -202,14 +204,40 @@ class Model:
             not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
         ):
             raise UserError(f"batch_size: give a whole number of at least 1, not {batch_size!r}")
+        _check_pairs(self.finetuned, seconds)
         examples = self.finetuned.examples_from_pairs(texts, seconds)
-        return self.finetuned.predict_examples_scored(examples, batch_size)
+        return self.finetuned.predict_examples_scored(examples, batch_size, _quiet_if_none(say))
 
     def evaluate(self, data: Any, say: Say | None = print) -> dict[str, Any]:
         return evaluate(self, data, say=say)
 
     def __repr__(self) -> str:
         return f"Model({str(self.path)!r}, task={self.task!r}, labels={self.labels})"
+
+
+def _check_pairs(ft: Finetuned, seconds: list[Any] | None) -> None:
+    """pairs= as the model needs it, said in the API's words (the task's own messages name
+    the CLI's --text-pair)."""
+    need = ft.second_text
+    if need is None and seconds is not None:
+        raise UserError(
+            "pairs: this model reads one text at a time; drop pairs= (it is for sentence-pair "
+            "and QA models)"
+        )
+    missing = (
+        None if seconds is None else next((i for i, p in enumerate(seconds) if p is None), None)
+    )
+    if need is not None and (seconds is None or missing is not None):
+        where = "" if missing is None else f" (pairs[{missing}] is None)"
+        if need == "context":
+            raise UserError(
+                f"pairs: a QA model needs each question's context{where}; give "
+                "predict(questions, pairs=contexts), one context per question"
+            )
+        raise UserError(
+            f"pairs: a sentence-pair model needs each text's second sentence{where}; give "
+            "predict(texts, pairs=second_texts), one per text"
+        )
 
 
 def load(run: Any) -> Model:
@@ -219,16 +247,21 @@ def load(run: Any) -> Model:
 
 def evaluate(run: Any, data: Any, say: Say | None = print) -> dict[str, Any]:
     """Metrics on labelled data (a path or in-memory rows); like `encoderlab evaluate`, it
-    writes predictions/file-<name>.jsonl and eval/file-<name>.json in the run."""
+    writes predictions/file-<name>.jsonl and eval/file-<name>.json in the run. In-memory rows
+    are written to the run's inputs/ folder first (the eval file names what was scored)."""
     if data is None or not (isinstance(data, (str, Path)) or is_in_memory(data)):
         raise UserError(
             f"data: give the labelled file (a path) or rows (a DataFrame, a list of dicts) to "
             f"evaluate on, not {type(data).__name__}"
         )
     ft = run.finetuned if isinstance(run, Model) else load_finetuned(_run_path(run))
-    if is_in_memory(data):
+    overrides = None
+    if is_in_memory(data):  # read as written, not in the run's own file format (KLUE, KMOU)
         data = write_rows(data, ft.task.type, ft.run.path / "inputs", "eval")
-    return evaluate_file(ft.run.path, str(data), say=_quiet_if_none(say), loaded=ft)
+        overrides = [f"task.format={read_format(ft.task.type)}"]
+    return evaluate_file(
+        ft.run.path, str(data), say=_quiet_if_none(say), overrides=overrides, loaded=ft
+    )
 
 
 def report(runs: Any, out: str | Path = "report") -> Path:

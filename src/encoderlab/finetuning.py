@@ -764,8 +764,8 @@ def write_evaluation(
         if reuse is not None:
             metrics, rows = reuse.metrics, reuse.rows
         else:
-            metrics, rows = evaluate_examples(
-                model, task, data.valid, valid_f, cfg, data.labels, pad_id, device
+            metrics, rows = evaluate_examples(  # with the loss, as a reused evaluation has
+                model, task, data.valid, valid_f, cfg, data.labels, pad_id, device, with_loss=True
             )
         write_jsonl(run.path / "predictions" / "valid.jsonl", rows)
         out = {"checkpoint": ckpt_name, "data": data.valid_source, **metrics}

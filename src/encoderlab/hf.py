@@ -776,6 +776,62 @@ def _card_metrics(run: Run) -> list[str]:
     return out
 
 
+def _card_is_pair(run: Run, kind: str) -> bool:
+    """Whether a fine-tuning run reads two texts (a pair task, a pair regression)."""
+    if not kind.startswith("finetune/"):
+        return False
+    spec = task_class(kind.split("/", 1)[1])
+    try:
+        cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
+    except UserError:
+        return False
+    is_pair = getattr(spec, "is_pair", None) if spec is not None else None
+    return bool(is_pair and is_pair(spec(), cfg.task))
+
+
+def _card_usage(arch: str, max_len: int, pair: bool, n_labels: int) -> list[str]:
+    """The model card's lines after loading: a batch the way the run encoded its input, and
+    reading the output (a runnable snippet; tests/test_hf.py executes it on each export)."""
+    cut = f"truncation=True, max_length={max_len}"
+    if arch == "BertForQuestionAnswering":  # [CLS] question [SEP] context [SEP]
+        return [
+            'question, context = "Who lives in Paris?", "Marie lives in Paris."',
+            f'batch = tokenizer(question, context, truncation="only_second", max_length={max_len},',
+            '                  return_offsets_mapping=True, return_tensors="pt")',
+            'offsets = batch.pop("offset_mapping")[0].tolist()',
+            "out = model(**batch)  # start_logits, end_logits: (batch, sequence)",
+            "starts, ends = out.start_logits[0].tolist(), out.end_logits[0].tolist()",
+            "ctx = [i for i, s in enumerate(batch.sequence_ids(0)) if s == 1]  # context tokens",
+            "start = max(ctx, key=starts.__getitem__)",
+            "end = max((i for i in ctx if i >= start), key=ends.__getitem__)",
+            "print(context[offsets[start][0] : offsets[end][1]])",
+        ]
+    if arch == "BertForTokenClassification":  # words split at whitespace, a tag per word
+        return [
+            'words = "Peter Blackburn said".split()',
+            f'batch = tokenizer([words], is_split_into_words=True, {cut}, return_tensors="pt")',
+            "tags = model(**batch).logits.argmax(-1)[0].tolist()",
+            "first = {}  # a word's tag is that of its first sub-token",
+            "for pos, w in enumerate(batch.word_ids(0)):",
+            "    if w is not None:",
+            "        first.setdefault(w, pos)",
+            "print([(words[w], model.config.id2label[tags[p]]) for w, p in first.items()])",
+        ]
+    if arch == "BertForSequenceClassification":
+        texts = '["first sentence"], ["second sentence"]' if pair else '["some text"]'
+        lines = [
+            f'batch = tokenizer({texts}, {cut}, return_tensors="pt")',
+            "logits = model(**batch).logits",
+        ]
+        if n_labels > 1:
+            lines.append("print(model.config.id2label[int(logits.argmax(-1)[0])])")
+        return lines
+    return [
+        f'batch = tokenizer(["some text"], {cut}, return_tensors="pt")',
+        "logits = model(**batch).logits",
+    ]
+
+
 def write_model_card(
     run: Run,
     out: Path,
@@ -848,9 +904,7 @@ def write_model_card(
         "",
         'tokenizer = AutoTokenizer.from_pretrained("PATH")',
         f'model = {auto}.from_pretrained("PATH")',
-        f'batch = tokenizer(["some text"], truncation=True, max_length={max_len}, '
-        'return_tensors="pt")',
-        "logits = model(**batch).logits",
+        *_card_usage(arch, max_len, _card_is_pair(run, kind), len(id2label or {})),
         "```",
         "",
         f"The tokenizer's model_max_length is {max_len}, the length the run encoded to.",

@@ -45,7 +45,7 @@ from encoderlab.runtime import autocast, autocast_dtype, resolve_device, to_devi
 from encoderlab.tasks import get_task
 from encoderlab.tasks.base import Example, Feature, Task, model_inputs, show_messages
 from encoderlab.tasks.reading import reading_config
-from encoderlab.tasks.tagging import entities
+from encoderlab.tasks.tagging import entities, word_spans
 from encoderlab.tokenizer import load_tokenizer, special_ids
 
 
@@ -231,9 +231,18 @@ class Finetuned:
     device: torch.device
     pad_id: int
 
-    def run_examples(self, examples: list[Example]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """(metrics, prediction rows) for examples in the task's format."""
+    def run_examples(
+        self,
+        examples: list[Example],
+        say: Callable[[str], None] | None = None,
+        with_loss: bool = False,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """(metrics, prediction rows) for examples in the task's format. `say` hears what
+        encoding cut (words past task.max_len, long questions): otherwise those predictions
+        would be silently worse. `with_loss`: add the mean loss, as the run's eval/valid.json."""
         features = self.task.encode(examples, self.tokenizer, self.cfg.task, self.labels)
+        if say is not None:
+            show_messages(features, set(), say)
         return evaluate_examples(
             self.model,
             self.task,
@@ -243,7 +252,16 @@ class Finetuned:
             self.labels,
             self.pad_id,
             self.device,
+            with_loss=with_loss,
         )
+
+    @property
+    def second_text(self) -> str | None:
+        """What each example needs besides its text: "context" (qa), "pair" (a second
+        sentence) or None (one text)."""
+        if self.task.hf_head == "span":
+            return "context"
+        return "pair" if self.pairs else None
 
     @property
     def pairs(self) -> bool:
@@ -290,13 +308,20 @@ class Finetuned:
         ]
 
     def predict_examples_scored(
-        self, examples: list[Example], batch_size: int | None = None
+        self,
+        examples: list[Example],
+        batch_size: int | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> list[dict[str, Any]]:
         """{label, score, scores, ...} per example, in order, `batch_size` (default: the run's
-        train.batch_size) per forward pass: a server batches many requests into one call."""
+        train.batch_size) per forward pass: a server batches many requests into one call.
+        What encoding cut is told to `say` and kept on each row (truncated_words: tagging,
+        truncated_question_tokens: qa), so a client sees which answers saw less of the input."""
         if not examples:
             return []
         features = self.task.encode(examples, self.tokenizer, self.cfg.task, self.labels)
+        if say is not None:
+            show_messages(features, set(), say)
         amp = autocast_dtype(self.cfg.train.precision, self.device)
         outputs: list[Any] = [None] * len(features)
         lengths = [len(f["input_ids"]) for f in features]
@@ -309,10 +334,13 @@ class Finetuned:
                 outputs[i] = out
         preds = self.task.decode(outputs, features, examples, self.cfg.task, self.labels)
         confidences = self.task.confidences(outputs, features, examples) or [None] * len(preds)
-        return [
+        rows = [
             scored(p, ex, self.labels, conf)
             for p, ex, conf in zip(preds, examples, confidences, strict=True)
         ]
+        for f in features:  # a QA example's windows all say the same
+            rows[f["example_index"]].update(f.get("truncated") or {})
+        return rows
 
     def predict_scored(
         self, texts: list[str], pairs: list[str | None] | None = None
@@ -335,7 +363,7 @@ class Finetuned:
                 "predicts an unlabelled file)"
             )
         self.task.check_labels(examples, self.labels, data_path)
-        return self.run_examples(examples)
+        return self.run_examples(examples, say, with_loss=True)
 
 
 def columns_found(path: str) -> str:
@@ -385,9 +413,10 @@ def scored(
     - a span (qa): label is the answer text, score the span's start+end logit sum (None when no
       span was found), start/end its characters in the context;
     - a tag per word (tagging): label is the tags joined by spaces, entities the spans
-      (type, start/end word index, end exclusive, text); with `confidence` (each word's tag
-      probability) score is the lowest word's, tag_scores each word's, and each entity's score
-      the lowest of its words; otherwise score None;
+      (type, start/end word index, end exclusive, char_start/char_end: characters of the text
+      given, text: that slice of it); with `confidence` (each word's tag probability) score is
+      the lowest word's, tag_scores each word's, and each entity's score the lowest of its
+      words; otherwise score None;
     - anything else (a number, say): label is the value itself.
     """
     if isinstance(pred, dict) and "probs" in pred:
@@ -410,6 +439,9 @@ def scored(
         }
     if isinstance(pred, list) and "tokens" in example:
         words = example["tokens"]
+        raw = example.get("raw")  # the text as given: a file's words have none
+        text = raw if isinstance(raw, str) and raw.split() == list(words) else " ".join(words)
+        spans = word_spans(text, words)
 
         def lowest(a: int, b: int) -> float | None:
             if confidence is None or b <= a:
@@ -423,7 +455,14 @@ def scored(
             "tokens": words,
             "tags": list(pred),
             "entities": [
-                {"type": ty, "start": a, "end": b, "text": " ".join(words[a:b])}
+                {
+                    "type": ty,
+                    "start": a,
+                    "end": b,
+                    "char_start": spans[a][0],
+                    "char_end": spans[b - 1][1],
+                    "text": text[spans[a][0] : spans[b - 1][1]],
+                }
                 | ({"score": lowest(a, b)} if confidence is not None else {})
                 for ty, a, b in entities(pred)
             ],
@@ -563,7 +602,7 @@ def predict(
         raise UserError(  # before the model runs; a .csv of JSON lines would be garbage
             f"--output {output}: a {ft.task.type} run writes no CSV table; give a .jsonl file"
         )
-    _, rows = ft.run_examples(examples)
+    _, rows = ft.run_examples(examples, say)
     if output:
         out = Path(output)
         table = ft.task.submission(rows, task_cfg) if out.suffix == ".csv" else None

@@ -136,6 +136,17 @@ WRITERS: dict[str, Callable[[Rows, str], tuple[str, str]]] = {
 }
 
 
+# task type -> the task.format that reads what its writer wrote (qa reads SQuAD JSON whatever
+# task.format says); every other task type: jsonl
+READ_AS: dict[str, str] = {"tagging": "conll", "qa": "auto"}
+
+
+def read_format(task_type: str) -> str:
+    """The task.format to read `write_rows`' file with, whatever format the run was trained on
+    (a KLUE-NER run reads its in-memory rows as the CoNLL they were written as)."""
+    return READ_AS.get(task_type, "jsonl")
+
+
 def write_rows(data: Any, task_type: str, folder: str | Path, split: str) -> Path:
     """`data` as a file in `folder` in the task's format; the same rows give the same file."""
     rows = to_rows(data, split)

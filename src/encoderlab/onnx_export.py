@@ -87,7 +87,9 @@ def run_logits_model(run: Run) -> tuple[nn.Module, dict[str, Any]]:
         meta = {
             "kind": kind,
             "task": task.type,
-            "head": "span" if task.type == "qa" else getattr(cfg.head, "type", None),
+            # a token-level task's own head (tagging: token, qa: span); head.type configures
+            # only the sequence heads (cls, mean, cnn, pooler)
+            "head": task.hf_head if task.token_level else getattr(cfg.head, "type", None),
             "labels": ["start", "end"] if task.type == "qa" else labels,
             "max_len": cfg.task.max_len,
             "output": "logits: (batch, sequence, labels)"

@@ -97,48 +97,55 @@ def request_fields(ft: Finetuned) -> list[str]:
     return ["texts"]
 
 
-def _strings(body: dict[str, Any], name: str, limits: ServeLimits) -> list[str]:
+def _items(body: dict[str, Any], name: str, what: str, limits: ServeLimits) -> list[Any]:
+    """body[name]: a non-empty list of at most max_texts items (`what` each is, for messages)."""
     if name not in body:
-        raise RequestError(422, name, f"missing field '{name}' (a list of strings)")
+        raise RequestError(422, name, f"missing field '{name}' (a list of {what})")
     value = body[name]
     if not isinstance(value, list):
-        raise RequestError(422, name, f"'{name}' must be a list of strings")
+        raise RequestError(422, name, f"'{name}' must be a list of {what}")
     if not value:
         raise RequestError(422, name, f"'{name}' is empty; give at least one")
     if len(value) > limits.max_texts:
         raise RequestError(
             413, name, f"'{name}' has {len(value)} items; at most {limits.max_texts} per request"
         )
-    for i, text in enumerate(value):
-        where = f"{name}[{i}]"
-        if not isinstance(text, str):
-            raise RequestError(422, where, f"'{where}' must be a string")
-        if not text.strip():
-            raise RequestError(422, where, f"'{where}' is empty")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:  # JSON allows "\ud800"; the tokenizer does not
-            raise RequestError(
-                422, where, f"'{where}' is not valid Unicode (a lone surrogate such as \\ud800)"
-            ) from None
-        if len(text) > limits.max_text_chars:
-            raise RequestError(
-                413,
-                where,
-                f"'{where}' has {len(text):,} characters; at most {limits.max_text_chars:,}",
-            )
     return value
 
 
+def _text(text: Any, where: str, limits: ServeLimits) -> str:
+    """One text of a request, or a RequestError naming its field (`texts[2]`, `pairs[1][1]`)."""
+    if not isinstance(text, str):
+        raise RequestError(422, where, f"'{where}' must be a string")
+    if not text.strip():
+        raise RequestError(422, where, f"'{where}' is empty")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # JSON allows "\ud800"; the tokenizer does not
+        raise RequestError(
+            422, where, f"'{where}' is not valid Unicode (a lone surrogate such as \\ud800)"
+        ) from None
+    if len(text) > limits.max_text_chars:
+        raise RequestError(
+            413, where, f"'{where}' has {len(text):,} characters; at most {limits.max_text_chars:,}"
+        )
+    return text
+
+
+def _strings(body: dict[str, Any], name: str, limits: ServeLimits) -> list[str]:
+    value = _items(body, name, "strings", limits)
+    return [_text(text, f"{name}[{i}]", limits) for i, text in enumerate(value)]
+
+
 def _pairs(body: dict[str, Any], limits: ServeLimits) -> tuple[list[str], list[str]]:
-    value = body.get("pairs")
-    if "pairs" not in body:
-        raise RequestError(422, "pairs", "missing field 'pairs' (a list of [text, text_pair])")
-    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
-        raise RequestError(422, "pairs", "'pairs' must be a list of [text, text_pair] lists")
-    firsts = _strings({"pairs": [p[0] for p in value]}, "pairs", limits)
-    seconds = _strings({"pairs": [p[1] for p in value]}, "pairs", limits)
-    return firsts, seconds
+    value = _items(body, "pairs", "[text, text_pair] lists", limits)
+    for i, p in enumerate(value):
+        if not isinstance(p, list) or len(p) != 2:
+            raise RequestError(422, f"pairs[{i}]", f"'pairs[{i}]' must be a [text, text_pair] list")
+    checked = [
+        [_text(t, f"pairs[{i}][{k}]", limits) for k, t in enumerate(p)] for i, p in enumerate(value)
+    ]
+    return [a for a, _ in checked], [b for _, b in checked]
 
 
 def parse_request(raw: bytes, fields: list[str], limits: ServeLimits) -> tuple[list, list]:

@@ -17,6 +17,7 @@ import json
 import random
 import re
 import string
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,6 +281,35 @@ def _trimmed_offsets(context: str, offsets: list[tuple[int, int]]) -> np.ndarray
     return out
 
 
+def _continues(ch: str) -> bool:
+    """Whether `ch` belongs to the character before it: a combining mark (the accent of
+    'e\u0301') or a conjoining Hangul vowel or final consonant (NFD Korean: 한 is ᄒ ᅡ ᆫ)."""
+    return (
+        unicodedata.category(ch) in ("Mn", "Mc", "Me")
+        or "\u1160" <= ch <= "\u11ff"
+        or "\ud7b0" <= ch <= "\ud7ff"
+    )
+
+
+def _whole_characters(context: str, offsets: np.ndarray) -> np.ndarray:
+    """Token spans widened to whole characters, in place. Under NFKC an NFD syllable (3 code
+    points) becomes one character, and the tokenizer maps a token made of it back to its first
+    code point only; an answer ending there would end on a bare jamo (or before an accent).
+    A span's end moves over the marks and jamo that continue its last character, and a start
+    inside such a sequence moves back to its first code point."""
+    n = len(context)
+    for row in offsets:
+        a, b = int(row[0]), int(row[1])
+        if a >= b:
+            continue
+        while a > 0 and _continues(context[a]):
+            a -= 1
+        while b < n and _continues(context[b]):
+            b += 1
+        row[0], row[1] = a, b
+    return offsets
+
+
 def _char_to_tokens(offsets: np.ndarray, a: int, b: int) -> tuple[int, int] | None:
     """First and last context token overlapping characters [a, b), or None."""
     if len(offsets) == 0:
@@ -289,6 +319,21 @@ def _char_to_tokens(offsets: np.ndarray, a: int, b: int) -> tuple[int, int] | No
     if len(hit) == 0:
         return None
     return int(hit[0]), int(hit[-1])
+
+
+def _question_cut_warnings(examples: list[Example], q_encs: list, max_query_len: int) -> list[str]:
+    """The warning for questions longer than max_query_len tokens (cut to it), or none."""
+    cut = [ex for ex, q in zip(examples, q_encs, strict=True) if len(q.ids) > max_query_len]
+    if not cut:
+        return []
+    src = f"{cut[0]['file']}: " if cut[0].get("file") else ""
+    where = cut[0].get("where")
+    first = f"id {cut[0].get('id')!r}" + (f" at {where}" if where else "")
+    return [
+        f"{src}{len(cut)} questions are longer than task.max_query_len={max_query_len} tokens "
+        f"and were cut to it (first: {first}); fine-tune with a larger task.max_query_len to "
+        "keep them whole"
+    ]
 
 
 def _windows(n: int, budget: int, overlap: int) -> list[tuple[int, int]]:
@@ -367,7 +412,7 @@ class QATask(TaskBase):
         tally = _Tally()
         examples = Examples()
         for example in _squad_questions(_squad_data(path), name, tally):
-            examples.append(example)
+            examples.append(example | {"file": name})  # encode's warnings name it
             if cfg.max_examples is not None and len(examples) >= cfg.max_examples:
                 break
         if tally.with_answers and tally.without_answers:
@@ -465,19 +510,15 @@ class QATask(TaskBase):
         for text, enc in zip(contexts, c_encs, strict=True):
             ctx_tokens[text] = (
                 np.asarray(enc.ids, dtype=np.int32),
-                _trimmed_offsets(text, enc.offsets),
+                _whole_characters(text, _trimmed_offsets(text, enc.offsets)),
             )
         features = Features()
         n_unmapped = 0
-        cut = [ex for ex, q in zip(examples, q_encs, strict=True) if len(q.ids) > cfg.max_query_len]
-        if cut:
-            features.warnings.append(
-                f"{len(cut)} questions are longer than task.max_query_len={cfg.max_query_len} "
-                f"tokens and were cut to it (first: id {cut[0].get('id')!r}); raise "
-                "task.max_query_len to keep them whole"
-            )
+        features.warnings.extend(_question_cut_warnings(examples, q_encs, cfg.max_query_len))
         for ei, (ex, q_enc) in enumerate(zip(examples, q_encs, strict=True)):
             q_ids = q_enc.ids[: cfg.max_query_len]
+            # what a served or API row says of its cut (inference.scored rows)
+            truncated = {"truncated_question_tokens": len(q_enc.ids) - len(q_ids)}
             c_ids, c_off = ctx_tokens[ex["context"]]
             budget = budget_max - len(q_ids)
             overlap = min(cfg.doc_stride, budget // 2)
@@ -519,6 +560,7 @@ class QATask(TaskBase):
                         "end_position": end,
                         "offsets": offsets,
                         "max_context": max_ctx,
+                        "truncated": truncated,
                     }
                 )
         if n_unmapped:

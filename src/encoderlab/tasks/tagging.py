@@ -11,6 +11,11 @@ Formats (task.format; "auto" looks at the file's first lines):
   sentence; ``-DOCSTART-`` lines are skipped. A file with a single column is unlabelled.
 * ``klue-ner``: KLUE NER TSV: ``## id<TAB>marked sentence`` then one ``CHAR<TAB>TAG`` row
   per character (spaces included), character-level BIO.
+* ``lines``: plain sentences, one per line, words split at whitespace, no tags (an input for
+  ``predict``). A file that has no tags and is plainly not laid out in the run's format (conll:
+  lines of different numbers of words, or one line; klue-ner: no '##' line or tab and lines
+  longer than a character; kmou: no sentence headers) is read this way too, with a warning:
+  predict needs no tags.
 * ``kmou``: the KMOU corpus, in either of its bracket-annotated forms: 2016klp
   (``; raw sentence``, ``$<marked:PS> sentence``, morpheme rows) or corpus/*.txt
   (``## id``, ``## raw``, ``## <marked:PER> sentence``, morpheme rows). The ``<text:TYPE>``
@@ -81,9 +86,11 @@ from encoderlab.tasks.registry import register
 from encoderlab.tokenizer import special_ids
 
 IGNORE = -100
-FORMATS = ("conll", "klue-ner", "kmou")
+FORMATS = ("conll", "klue-ner", "kmou", "lines")
 _ALIASES = {"klue": "klue-ner", "klue_ner": "klue-ner", "kmou-ner": "kmou", "kmou_ner": "kmou"}
 _TAG = re.compile(r"^[BI]-\S+$")
+# what a tag column holds in any scheme (BIO, BIOES, BILOU, KMOU's B_PS): not a plain word
+_TAG_LIKE = re.compile(r"^(O|I|[BIESLU][-_]\S+)$")
 # <entity text:TYPE>; the text holds no angle brackets, so a literal "<" elsewhere is kept
 _MARKUP = re.compile(r"<([^<>]+):([A-Z]+)>")
 
@@ -114,6 +121,19 @@ def entities(tags: list[str]) -> list[tuple[str, int, int]]:
         if prefix == "B" or (prefix == "I" and start < 0):
             start, typ = i, ty
     return chunks
+
+
+def word_spans(text: str, words: list[str]) -> list[tuple[int, int]]:
+    """(start, end) characters of each word in `text`, the text they were split from at
+    whitespace (`words == text.split()`), so an entity can be given as a slice of what the
+    client sent (its words joined by a space are not, after a tab or two spaces)."""
+    spans, pos = [], 0
+    for w in words:
+        # only whitespace lies between pos and the next word, which holds none: its first match
+        start = text.find(w, pos)
+        spans.append((start, start + len(w)))
+        pos = start + len(w)
+    return spans
 
 
 def strict_entities(tags: list[str]) -> list[tuple[str, int, int]]:
@@ -228,7 +248,9 @@ def detect_format(lines: list[str]) -> str:
     return "conll"
 
 
-def _check_tag(tag: str, where: str) -> None:
+def _check_tag(tag: str, where: str, columns: bool = False) -> None:
+    """UserError for a tag that is not BIO; `columns`: it is a CoNLL column, which may be the
+    last word of a plain sentence (a file of one sentence per line)."""
     if tag == "O" or _TAG.match(tag):
         return
     hint = ""
@@ -236,6 +258,8 @@ def _check_tag(tag: str, where: str) -> None:
         hint = " (BIOES/BILOU tags: convert them to BIO first)"
     elif tag.startswith(("B_", "I_")) or tag == "I":
         hint = " (KMOU's 2016klp/original format: read 2016klp/ner.* with task.format=kmou)"
+    elif columns:
+        hint = " (plain sentences, one per line, without tags: task.format=lines)"
     raise UserError(
         f"{where}: tag '{tag}' is not O, B-TYPE or I-TYPE{hint}; fix the tag, or set "
         "task.tag_column if the tags are in another column"
@@ -316,6 +340,9 @@ _MESSAGES = {
     "conlleval does. Most entities start with B-, so the file is BIO with errors (set "
     "task.tag_scheme=iob1 if it is IOB1)",
     "iob1": "IOB1 tags ({n} entities start with I-, first at {first}); converted to BIO",
+    # first: the layout the file lacks (_LAYOUTS)
+    "lines": "no tags and no {first}: read as one sentence per line, words split at whitespace "
+    "(task.format=lines)",
 }
 _NOTES = {"iob1"}
 
@@ -373,6 +400,47 @@ def _word_examples(path: Path, sentences: list[Sentence], report: _Report) -> li
     return examples
 
 
+def _read_lines(path: Path, lines: list[str]) -> list[Example]:
+    """One unlabelled sentence per non-blank line, its words split at whitespace."""
+    examples: list[Example] = []
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            sid = str(len(examples))
+            examples.append(
+                {"id": sid, "line": n, "file": str(path), "tokens": line.split(), "tags": None}
+            )
+    return examples
+
+
+_LAYOUTS = {"conll": "CoNLL columns", "klue-ner": "KLUE NER rows", "kmou": "KMOU markup"}
+
+
+def _sentence_per_line(lines: list[str], fmt: str, cfg: TaskConfig) -> bool:
+    """Whether a file to read as `fmt` is plain sentences, one per line, instead.
+
+    conll: no line holds anything like a tag (in any scheme) in the tag column, and the
+    lines' numbers of words differ (or there is one line). A CoNLL file has as many columns on
+    every line, so a labelled file, one with a typo, or an unlabelled one with other columns
+    (word POS) never passes. klue-ner: no '##' line, no tab, and a line longer than the one
+    character a KLUE row holds. kmou: no '; ' or '## ' line (its sentence headers).
+    """
+    text = [ln for ln in lines if ln.strip()]
+    if fmt == "kmou":
+        return bool(text) and not any(ln.startswith(("; ", "## ")) for ln in text)
+    if fmt == "klue-ner":
+        return not any(ln.startswith("##") or "\t" in ln for ln in text) and any(
+            len(ln) > 1 for ln in text
+        )
+    rows = [ln.split() for ln in text if not ln.startswith("-DOCSTART-")]
+    if fmt != "conll" or not rows or max(len(r) for r in rows) < 2:
+        return False  # one word per line: CoNLL without tags
+    for r in (r for r in rows if len(r) > 1):
+        col = cfg.tag_column if cfg.tag_column >= 0 else len(r) + cfg.tag_column
+        if not 0 < col < len(r) or _TAG_LIKE.match(r[col]):
+            return False  # a tag, or a tag_column the line lacks (the reader says so)
+    return len(rows) == 1 or len({len(r) for r in rows}) > 1
+
+
 def _read_conll(path: Path, lines: list[str], cfg: TaskConfig, report: _Report) -> list[Example]:
     """CoNLL columns -> sentences; tags validated and converted to BIO."""
     sep: str | None = None  # "\t" or None (runs of spaces/tabs)
@@ -422,7 +490,7 @@ def _read_conll(path: Path, lines: list[str], cfg: TaskConfig, report: _Report) 
         words.append(cols[0])
         if n_cols > 1:
             tag = cols[tag_col].strip()
-            _check_tag(tag, f"{path}:{n}")
+            _check_tag(tag, f"{path}:{n}", columns=True)
             tags.append(tag)
     close()
     if n_cols > 1:
@@ -573,7 +641,14 @@ class TaggingTask(TaskBase):
     def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
         if text_pair:
             raise UserError("a tagging model reads one text at a time; drop --text-pair")
-        return {"id": str(i), "line": 0, "tokens": text.split(), "tags": None}
+        # raw: the text as given, so entities can be given as slices of it (word_spans)
+        return {"id": str(i), "line": 0, "tokens": text.split(), "tags": None, "raw": text}
+
+    def missing_gold_hint(self, cfg: TaskConfig) -> str:
+        return (
+            " (no tag on any word: a word and its tag per line (CoNLL), a KLUE NER or a KMOU "
+            "file carries them; plain sentences are for predict)"
+        )
 
     def show_prediction(self, example: Example, row: dict[str, Any]) -> str:
         tags = row["prediction"].split()
@@ -625,8 +700,13 @@ class TaggingTask(TaskBase):
         fmt = _ALIASES.get(fmt, fmt)
         if fmt == "auto":
             fmt = detect_format(lines)
+        if _sentence_per_line(lines, fmt, cfg):
+            report.add("lines", _LAYOUTS[fmt])
+            fmt = "lines"
         report.formats.add(fmt)
-        if fmt == "conll":
+        if fmt == "lines":
+            examples = _read_lines(path, lines)
+        elif fmt == "conll":
             examples = _read_conll(path, lines, cfg, report)
         elif fmt == "klue-ner":
             examples = _read_klue(path, lines, report)
@@ -695,6 +775,7 @@ class TaggingTask(TaskBase):
         )
         budget = cfg.max_len - 2
         cut_words, cut_sents, empty_words = 0, 0, 0
+        first_cut = ""
         features = Features()
         for i, (ex, enc) in enumerate(zip(examples, encs, strict=True)):
             n_words = len(ex["tokens"])
@@ -729,6 +810,9 @@ class TaggingTask(TaskBase):
             if kept < n_words:
                 cut_words += n_words - kept
                 cut_sents += 1
+                first_cut = first_cut or (
+                    f"{ex['file']}:{ex['line']}" if ex.get("file") else f"text {i}"
+                )
             features.append(
                 {
                     "input_ids": np.asarray(input_ids, dtype=np.int64),
@@ -738,17 +822,21 @@ class TaggingTask(TaskBase):
                     "word_index": np.asarray(word_index, dtype=np.int64),
                     "n_words": n_words,
                     "n_cut": n_words - kept,
+                    # what a served or API row says of its cut (inference.scored rows)
+                    "truncated": {"truncated_words": n_words - kept},
                 }
             )
-        src = examples[0].get("file", "?") if examples else "?"
+        src = examples[0].get("file") if examples else None
+        src = f"{src}: " if src else ""
         if cut_words:
             features.warnings.append(
-                f"{src}: task.max_len={cfg.max_len} cut {cut_words} words from {cut_sents} "
-                "sentences; they are predicted as O (and count as misses); raise task.max_len"
+                f"{src}task.max_len={cfg.max_len} cut {cut_words} words from {cut_sents} "
+                f"sentences (first: {first_cut}); they are predicted as O (and count as misses); "
+                "fine-tune with a larger task.max_len, or split long sentences"
             )
         if empty_words:
             features.warnings.append(
-                f"{src}: {empty_words} words gave no sub-token (the tokenizer drops all their "
+                f"{src}{empty_words} words gave no sub-token (the tokenizer drops all their "
                 "characters) and are encoded as [UNK]"
             )
         return features

@@ -1508,3 +1508,14 @@ def test_training_settings_that_did_nothing_are_refused_or_noted(tmp_path, corpu
     cores = len(os.sched_getaffinity(0))
     assert cli("pretrain", cfg, "--set", f"train.threads={cores + 1}") == 0
     assert f"train.threads={cores + 1} is more than the {cores} cores" in capsys.readouterr().err
+
+
+def test_early_stopping_on_another_metric_than_task_metric_says_which_picks_the_weights(
+    tmp_path, capsys
+):
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text(yaml.safe_dump(base_cfg(tmp_path, train={"max_steps": 2, "epochs": None})))
+    sets = ["task.metric=macro_f1", "train.early_stop_metric=valid/loss"]
+    assert cli("finetune", cfg, *[x for s in sets for x in ("--set", s)]) == 0
+    err = capsys.readouterr().err
+    assert "early_stop_metric=valid/loss also picks the best weights" in err, err

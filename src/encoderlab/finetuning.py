@@ -510,6 +510,12 @@ def _finetune(
     check_batch_size(cfg.train)
     task = get_task(cfg.task.type, cfg.task)  # task.metric: its primary metric
     check_early_stop_metric(cfg.train, validation_metric_names(cfg))
+    stop_on = cfg.train.early_stop_metric
+    if stop_on and cfg.task.metric and stop_on != f"valid/{cfg.task.metric}":
+        say(
+            f"warning: train.early_stop_metric={stop_on} also picks the best weights (and so "
+            f"the predictions), not task.metric={cfg.task.metric}; set both to one metric"
+        )
     set_threads(cfg.train.threads, say)
     seed_everything(cfg.seed)
     data = read_task_data(task, cfg, say)

@@ -909,6 +909,7 @@ def fit(
                     if forecast := stop.forecast(state, eng, batch):
                         say(forecast)
                         run.update(expected_steps=stop.expected_steps)
+                        bar.expect(stop.expected_steps, stop._spent)
                     log_now = state.step % cfg.log_every == 0 or end_of_epoch
                     if not eng.defers or log_now:  # deferred: skipped steps read at log time
                         if why := stop.diverged(state.settle()):
@@ -1295,6 +1296,20 @@ class _Progress:
         self.task = self.bar.add_task("train", total=total, completed=initial, info="")
         self.bar.start()
 
+    def expect(self, steps: int | None, spent: Callable[[], float]) -> None:
+        """A time budget's forecast of the run's steps: the bar's end (and its ETA) when the
+        budget ends the run first (it showed max_steps, or no end at all). Re-estimated at
+        every update from the budget left and the bar's measured speed."""
+        if self.bar is None or not steps or not self.budget_s:
+            return
+        self._steps_cap = self.bar.tasks[0].total
+        self._spent = spent
+        self._retotal(steps)
+
+    def _retotal(self, steps: float) -> None:
+        cap = getattr(self, "_steps_cap", None)
+        self.bar.update(self.task, total=int(min(steps, cap)) if cap else int(steps))
+
     def update(
         self,
         step: int,
@@ -1311,6 +1326,9 @@ class _Progress:
             info = "  ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:2]) + "  " + info
             self._info = info
         self.bar.update(self.task, completed=step, info=getattr(self, "_info", info))
+        speed = self.bar.tasks[0].speed  # steps per second, rich's own estimate
+        if getattr(self, "_spent", None) is not None and speed:
+            self._retotal(step + max(self.budget_s - self._spent(), 0.0) * speed)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -1269,6 +1269,10 @@ class _Progress:
         self, total: int | None, budget_s: float | None, initial: int, show: bool = True
     ) -> None:
         self.bar = None
+        self.budget_s = budget_s
+        self._info = ""  # the last metrics shown (they are read every 5th step)
+        self._spent: Callable[[], float] | None = None  # the budget's clock, once forecast
+        self._steps_cap: int | None = None  # max_steps, when a budget may end the run first
         if not show or not sys.stderr.isatty():
             return
         from rich.console import Console
@@ -1292,7 +1296,6 @@ class _Progress:
             console=Console(stderr=True),
             transient=False,
         )
-        self.budget_s = budget_s
         self.task = self.bar.add_task("train", total=total, completed=initial, info="")
         self.bar.start()
 
@@ -1307,7 +1310,7 @@ class _Progress:
         self._retotal(steps)
 
     def _retotal(self, steps: float) -> None:
-        cap = getattr(self, "_steps_cap", None)
+        cap = self._steps_cap
         self.bar.update(self.task, total=int(min(steps, cap)) if cap else int(steps))
 
     def update(
@@ -1325,9 +1328,9 @@ class _Progress:
             metrics = objective.metrics(_floats(window))
             info = "  ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:2]) + "  " + info
             self._info = info
-        self.bar.update(self.task, completed=step, info=getattr(self, "_info", info))
+        self.bar.update(self.task, completed=step, info=self._info or info)
         speed = self.bar.tasks[0].speed  # steps per second, rich's own estimate
-        if getattr(self, "_spent", None) is not None and speed:
+        if self._spent is not None and speed:
             self._retotal(step + max(self.budget_s - self._spent(), 0.0) * speed)
 
     def close(self) -> None:

@@ -789,13 +789,26 @@ def _card_is_pair(run: Run, kind: str) -> bool:
     return bool(is_pair and is_pair(spec(), cfg.task))
 
 
-def _card_usage(arch: str, max_len: int, pair: bool, n_labels: int) -> list[str]:
+def _card_max_query_len(cfg: dict) -> int:
+    """The run's task.max_query_len (the QA default where the config does not say)."""
+    from encoderlab.config import TaskConfig
+
+    value = (cfg.get("task") or {}).get("max_query_len") if isinstance(cfg, dict) else None
+    return value if isinstance(value, int) else TaskConfig.model_fields["max_query_len"].default
+
+
+def _card_usage(
+    arch: str, max_len: int, pair: bool, n_labels: int, max_query_len: int = 64
+) -> list[str]:
     """The model card's lines after loading: a batch the way the run encoded its input, and
     reading the output (a runnable snippet; tests/test_hf.py executes it on each export)."""
     cut = f"truncation=True, max_length={max_len}"
     if arch == "BertForQuestionAnswering":  # [CLS] question [SEP] context [SEP]
         return [
             'question, context = "Who lives in Paris?", "Marie lives in Paris."',
+            f"# the run kept a question's first {max_query_len} tokens (task.max_query_len)",
+            "q = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)",
+            f'question = question[: q["offset_mapping"][:{max_query_len}][-1][1]]',
             f'batch = tokenizer(question, context, truncation="only_second", max_length={max_len},',
             '                  return_offsets_mapping=True, return_tensors="pt")',
             'offsets = batch.pop("offset_mapping")[0].tolist()',
@@ -904,7 +917,13 @@ def write_model_card(
         "",
         'tokenizer = AutoTokenizer.from_pretrained("PATH")',
         f'model = {auto}.from_pretrained("PATH")',
-        *_card_usage(arch, max_len, _card_is_pair(run, kind), len(id2label or {})),
+        *_card_usage(
+            arch,
+            max_len,
+            _card_is_pair(run, kind),
+            len(id2label or {}),
+            _card_max_query_len(cfg),
+        ),
         "```",
         "",
         f"The tokenizer's model_max_length is {max_len}, the length the run encoded to.",

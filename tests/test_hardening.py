@@ -755,6 +755,21 @@ def test_predict_input_without_output_prints_the_rows_as_json_lines(finetuned, t
     assert all(r["prediction"] in ("0", "1") for r in rows), rows
 
 
+def test_predict_input_without_output_keeps_notes_off_the_json_lines(finetuned, tmp_path, capsys):
+    """A note about the input (here: a folder of text files) went to stdout, between the JSON
+    lines a user redirects into predictions.jsonl."""
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "1.txt").write_text("a fine film")
+    (folder / "2.txt").write_text("bad")
+    capsys.readouterr()
+    assert cli("predict", finetuned, "--input", folder) == 0
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["id"] for r in rows] == ["1.txt", "2.txt"]
+    assert "2 files, labels from folder names" in err
+
+
 def test_damaged_study_state_and_prediction_lines_and_bad_caps(finetuned, tmp_path, capsys):
     """study.json that is JSON but not a state, a predictions line that is JSON but not a row,
     a negative task.max_examples, a JSON-array file's hint: each one line or skipped."""

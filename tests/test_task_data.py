@@ -85,6 +85,20 @@ def test_spam_folder_layout(tmp_path: Path) -> None:
     assert get_task("classification").label_names(ex) == ["ham", "spam"]
 
 
+def test_a_folder_of_unlabelled_files_is_read_to_predict_and_refused_to_train(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "inbox"
+    root.mkdir()
+    (root / "0001.txt").write_text("Buy cheap pills now", encoding="utf-8")
+    (root / "0002.txt").write_text("Meeting at noon", encoding="utf-8")
+    task = get_task("classification")
+    ex = task.read(str(root), cfg())  # to predict: every file, no label
+    assert [(e["id"], e["label"]) for e in ex] == [("0001.txt", None), ("0002.txt", None)]
+    with pytest.raises(UserError, match="no labels .*under a folder named after its label"):
+        task.read(str(root), cfg(), labelled=True)
+
+
 def test_where_drops_rows_and_says_how_many(tmp_path: Path) -> None:
     f = tmp_path / "rt.csv"
     f.write_text("text,label,kind\na,1,quote\nb,0,plot\nc,0,quote\nd,1,review\n", encoding="utf-8")

@@ -583,6 +583,9 @@ def predict(
         )
     if overrides and not input_path:
         raise UserError("--set says how to read --input; give --input FILE, or drop --set")
+    rows_out = say
+    if input_path and not output:  # stdout is the JSON lines: messages go to stderr
+        say = _to_stderr
     ft = load_finetuned(run_dir)
     task_cfg = reading_config(ft.cfg.task, overrides) if overrides else ft.cfg.task
     if input_path:
@@ -616,5 +619,10 @@ def predict(
             say(ft.task.show_prediction(ex, r))
     else:  # --input without --output: the rows as JSON lines (`> predictions.jsonl`)
         for r in rows:
-            say(json.dumps(r, ensure_ascii=False))
+            rows_out(json.dumps(r, ensure_ascii=False))
     return rows
+
+
+def _to_stderr(message: str) -> None:
+    """A warning or note beside JSON lines on stdout (`> predictions.jsonl` stays valid)."""
+    print(message, file=sys.stderr, flush=True)

@@ -74,6 +74,11 @@ class ClassificationTask(TaskBase):
                 raise UserError("task.type is pair but task.text_pair_column is not set")
             require_column(path, rows, cfg.text_pair_column, "text_pair_column")
         has_labels = records.has_column(rows[0][1], cfg.label_column)
+        if labelled and not has_labels and Path(path).is_dir():
+            raise UserError(
+                f"{path}: no labels (every file is at the top of the folder); put each file "
+                "under a folder named after its label (e.g. spam/0001.txt, ham/0002.txt)"
+            )
         if labelled and not has_labels:
             require_column(path, rows, cfg.label_column, "label_column")
         has_ids = records.has_column(rows[0][1], cfg.id_column)

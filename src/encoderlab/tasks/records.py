@@ -205,8 +205,11 @@ def _folder_rows(folder: Path, cfg: TaskConfig, notes: list[str] | None) -> list
             repaired += 1
         label = rel.parts[0] if len(rel.parts) > 1 else None
         rows.append((i, {id_col: rel.as_posix(), text_col: body, label_col: label}))
+    if all(r[label_col] is None for _, r in rows):  # files to predict: no label column at all
+        for _, r in rows:
+            del r[label_col]
     if notes is not None:
-        labels = sorted({r[label_col] for _, r in rows if r[label_col] is not None})
+        labels = sorted({r[label_col] for _, r in rows if r.get(label_col) is not None})
         notes.append(
             f"{folder}: {len(rows):,} files, labels from folder names: {', '.join(labels) or '-'}"
         )

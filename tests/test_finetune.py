@@ -762,3 +762,32 @@ def test_a_vocabulary_that_cannot_spell_the_task_text_is_named_before_training()
     assert said == []
     warn_unknown_tokens(features(korean), tok, "hf:minilm", said.append)
     assert len(said) == 1 and "are [UNK] under the tokenizer of hf:minilm" in said[0]
+
+
+def test_train_examples_is_a_seeded_subset_taken_after_the_validation_split(tmp_path):
+    """task.train_examples: few labels (a label-efficiency study), the same validation set."""
+    from encoderlab.finetuning import read_task_data
+
+    task = get_task("classification")
+    full = read_task_data(task, build(base_cfg(tmp_path)), quiet)
+    said: list[str] = []
+    some = read_task_data(task, build(base_cfg(tmp_path, task={"train_examples": 50})), said.append)
+    ids = [ex["id"] for ex in some.train]
+    full_ids = [ex["id"] for ex in full.train]
+    assert len(ids) == 50 and set(ids) < set(full_ids)
+    assert ids == [i for i in full_ids if i in set(ids)]  # file order kept
+    assert [ex["id"] for ex in some.valid] == [ex["id"] for ex in full.valid]
+    assert some.labels == full.labels
+    assert f"training on 50 of {len(full_ids)} examples (task.train_examples, seed 0)" in said
+    other = read_task_data(
+        task, build(base_cfg(tmp_path, seed=1, task={"train_examples": 50})), quiet
+    )
+    assert {ex["id"] for ex in other.train} != set(ids)
+    said.clear()
+    all_of_them = read_task_data(
+        task, build(base_cfg(tmp_path, task={"train_examples": 10_000})), said.append
+    )
+    assert len(all_of_them.train) == len(full_ids)
+    assert any(m.startswith("warning: task.train_examples=10,000 is not fewer") for m in said)
+    run, _ = finetune(build(base_cfg(tmp_path, task={"train_examples": 50})), say=quiet)
+    assert run.info["train_examples"] == 50

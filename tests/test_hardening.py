@@ -1441,6 +1441,29 @@ def test_positive_label_is_checked_before_the_run_and_tokenizer_settings_are_not
     assert "warning: tokenizer.vocab_size=99 not used" in capsys.readouterr().err
 
 
+def test_a_scratch_config_given_another_init_by_set_says_so_in_one_note(
+    small_run, tmp_path, capsys
+):
+    """The README's hub recipe (`configs/x.yaml --set init=hf:...`) warned about every model
+    and tokenizer setting of a file written for init: scratch; that is expected, so one note.
+    Settings written for the init itself still warn."""
+    cfg = base_cfg(tmp_path, train={"max_steps": 2, "epochs": None})
+    cfg["tokenizer"]["vocab_size"] = 99
+    scratch_file = tmp_path / "ft.yaml"
+    scratch_file.write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    assert cli("finetune", scratch_file, "--set", f"init={small_run}") == 0
+    out, err = capsys.readouterr()
+    assert (
+        "the config's model and tokenizer sections (written for init: scratch) are not used" in out
+    )
+    assert "not used" not in err
+    own_file = tmp_path / "ft-init.yaml"
+    own_file.write_text(yaml.safe_dump({**cfg, "init": str(small_run)}))
+    assert cli("finetune", own_file) == 0
+    assert "warning: tokenizer.vocab_size=99 not used" in capsys.readouterr().err
+
+
 def test_a_run_fine_tuned_from_the_hub_counts_as_pretrained_for_defaults(tmp_path):
     from encoderlab.finetuning import init_kind
 

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -477,6 +478,9 @@ class TaskConfig(Section):
     valid: str | None = None  # None: split off train (stratified by label; by article for QA)
     test: str | None = None  # predictions (and a submission file) for a file without labels
     valid_ratio: float = 0.1
+    # a seeded random subset of this many training examples (after the validation split):
+    # how a model does with few labels, where pretraining pays most
+    train_examples: int | None = Field(None, ge=1)
     format: str = (
         "auto"  # auto (from the suffix) | csv | tsv | jsonl | json | squad | conll | klue-ner ...
     )
@@ -647,8 +651,18 @@ class FinetuneConfig(Section):
     hf_allow_pickle: bool = False
     # pretrain on the task's text first, then fine-tune from that run (init stays scratch)
     self_pretrain: SelfPretrainConfig | None = None
+    # set by load_config: the keys --set gave, where the file was written for init: scratch
+    # and --set chose another init (the shipped configs' hub recipe: the file's model and
+    # tokenizer sections are expected to go unused); None otherwise
+    _scratch_file_set_keys: frozenset[str] | None = PrivateAttr(default=None)
 
     _name = field_validator("name")(_plain_name)
+
+    def written_for_scratch(self, key: str) -> bool:
+        """Whether `key` (e.g. tokenizer.vocab_size) comes from a file written for init:
+        scratch that --set gave another init, not from --set itself."""
+        keys = self._scratch_file_set_keys
+        return keys is not None and key not in keys
 
     @field_validator("init", mode="before")
     @classmethod
@@ -856,11 +870,17 @@ def load_config(
     data = read_yaml(path) if path is not None else {}
     merged = apply_overrides(copy.deepcopy(data), list(overrides or []))
     try:
-        return build(schema, merged, str(path) if path is not None else "--set")
+        cfg = build(schema, merged, str(path) if path is not None else "--set")
     except UserError:
         if path is not None and overrides and _valid(schema, data):
             build(schema, merged, "--set")  # the file alone is fine: name --set, the mistake
         raise
+    scratch_file = isinstance(data, dict) and str(data.get("init", "scratch")).strip() == "scratch"
+    if isinstance(cfg, FinetuneConfig) and path is not None and scratch_file:
+        if cfg.init.strip() != "scratch":
+            keys = frozenset(o.split("=", 1)[0].strip() for o in overrides or [])
+            cfg._scratch_file_set_keys = keys
+    return cfg
 
 
 def _valid(schema: type[Section], data: dict[str, Any]) -> bool:

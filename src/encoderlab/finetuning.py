@@ -204,8 +204,9 @@ def build_backbone(
                 init.removeprefix("hf:"), say, cfg.hf_trust_remote_code, cfg.hf_allow_pickle
             )
         _check_same_tokenizer(cfg, imp.tokenizer, init)
-        _note_unused_model_fields(cfg, imp.model_cfg, init, say)
-        _note_unused_tokenizer_fields(cfg, init, say)
+        _say_unused_sections(
+            cfg, _unused_model_fields(cfg, imp.model_cfg), _unused_tokenizer_fields(cfg), say
+        )
         return Backbone(
             imp.encoder, imp.tokenizer, imp.model_cfg, imp.source, imp.pooler, imp.hf_config
         )
@@ -232,8 +233,9 @@ def build_backbone(
     _check_same_tokenizer(cfg, tok, str(run.path))
     model_cfg = run_model_config(run)
     check_tokenizer_fits(run, tok.get_vocab_size(), model_cfg)
-    _note_unused_model_fields(cfg, model_cfg, init, say)
-    _note_unused_tokenizer_fields(cfg, init, say, run)
+    _say_unused_sections(
+        cfg, _unused_model_fields(cfg, model_cfg), _unused_tokenizer_fields(cfg, run), say
+    )
     encoder = run_encoder(run, model_cfg)
     # a wrapped backbone's config travels on to this run, so it can be rebuilt from it too
     hf_config = None if isinstance(encoder, Encoder) else encoder.model.config
@@ -248,36 +250,61 @@ def build_backbone(
     return Backbone(encoder, tok, model_cfg, f"{run.path}@{ckpt.name}", None, hf_config)
 
 
-def _note_unused_model_fields(
-    cfg: FinetuneConfig, used: ModelConfig, init: str, say: Callable[[str], None]
-) -> None:
-    """The model section only shapes an encoder built from scratch: a setting in it that the
-    backbone `init` brings differently is not used, which a user who wrote it should hear."""
+def _unused_model_fields(cfg: FinetuneConfig, used: ModelConfig) -> list[tuple[str, Any, Any]]:
+    """The model section only shapes an encoder built from scratch: the settings in it that the
+    backbone brings differently, as (key, asked, brought)."""
     given = cfg.model.model_fields_set - {"vocab_size", "pad_id"}
-    differ = [f for f in sorted(given) if getattr(cfg.model, f) != getattr(used, f)]
-    if differ:
-        ours = ", ".join(f"model.{f}={getattr(cfg.model, f)}" for f in differ)
-        theirs = ", ".join(f"{f}={getattr(used, f)}" for f in differ)
-        say(
-            f"warning: {ours} not used: init={init} brings its own architecture ({theirs}); "
-            "the model section only shapes an encoder trained from scratch (init: scratch)"
-        )
+    return [
+        (f"model.{f}", getattr(cfg.model, f), getattr(used, f))
+        for f in sorted(given)
+        if getattr(cfg.model, f) != getattr(used, f)
+    ]
 
 
-def _note_unused_tokenizer_fields(
-    cfg: FinetuneConfig, init: str, say: Callable[[str], None], run: Run | None = None
-) -> None:
+def _unused_tokenizer_fields(cfg: FinetuneConfig, run: Run | None = None) -> list[str]:
     """The tokenizer section only shapes a tokenizer trained for `init: scratch`; a backbone
     brings its own (its embeddings were trained with it). Settings a run's tokenizer was
-    made with anyway are not worth a warning."""
+    made with anyway are not unused."""
     made_with: dict[str, Any] = {}
     if run is not None:
         with contextlib.suppress(UserError):
             made_with = read_yaml(run.path / "config.yaml").get("tokenizer") or {}
     given = sorted(cfg.tokenizer.model_fields_set - {"path"})
-    differ = [f for f in given if made_with.get(f, object()) != getattr(cfg.tokenizer, f)]
-    if differ:
-        ours = ", ".join(f"tokenizer.{f}={getattr(cfg.tokenizer, f)}" for f in differ)
+    return [
+        f"tokenizer.{f}" for f in given if made_with.get(f, object()) != getattr(cfg.tokenizer, f)
+    ]
+
+
+def _say_unused_sections(
+    cfg: FinetuneConfig,
+    model_fields: list[tuple[str, Any, Any]],
+    tokenizer_fields: list[str],
+    say: Callable[[str], None],
+) -> None:
+    """Settings the backbone replaces: a warning for those the user wrote for this init, one
+    note for a config file written for `init: scratch` that --set gave another init (the
+    shipped configs' hub recipe: their sections are for scratch, and going unused is expected)."""
+    init = cfg.init.strip()
+    expected = [k for k, *_ in model_fields if cfg.written_for_scratch(k)]
+    expected += [k for k in tokenizer_fields if cfg.written_for_scratch(k)]
+    if expected:
+        say(
+            f"note: init={init} brings its own architecture and tokenizer; the config's model "
+            "and tokenizer sections (written for init: scratch) are not used"
+        )
+    model_fields = [m for m in model_fields if m[0] not in expected]
+    tokenizer_fields = [k for k in tokenizer_fields if k not in expected]
+    if model_fields:
+        ours = ", ".join(f"{k}={asked}" for k, asked, _ in model_fields)
+        theirs = ", ".join(f"{k.split('.', 1)[1]}={got}" for k, _, got in model_fields)
+        say(
+            f"warning: {ours} not used: init={init} brings its own architecture ({theirs}); "
+            "the model section only shapes an encoder trained from scratch (init: scratch)"
+        )
+    if tokenizer_fields:
+        ours = ", ".join(
+            f"{k}={getattr(cfg.tokenizer, k.split('.', 1)[1])}" for k in tokenizer_fields
+        )
         say(
             f"warning: {ours} not used: init={init} brings its own tokenizer; the tokenizer "
             "section only shapes one trained for an encoder from scratch (init: scratch)"
@@ -422,10 +449,28 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
             f"task.positive_label={t.positive_label!r} is not a label of {t.train} (labels: "
             f"{', '.join(labels)})"
         )
+    if t.train_examples is not None:
+        train = _label_budget(train, t.train_examples, cfg.seed, say)
     data = TaskData(train, valid, test, labels, source)
     for result in read:
         show_messages(result, data.shown, say)
     return data
+
+
+def _label_budget(
+    train: list[Example], n: int, seed: int, say: Callable[[str], None]
+) -> list[Example]:
+    """task.train_examples: a seeded random subset of the training examples, in file order (the
+    label set stays the whole file's, so every seed's model has the same head)."""
+    if n >= len(train):
+        say(
+            f"warning: task.train_examples={n:,} is not fewer than the {len(train):,} training "
+            "examples there are; all of them are used"
+        )
+        return train
+    keep = np.sort(np.random.default_rng([seed, 17]).choice(len(train), size=n, replace=False))
+    say(f"training on {n:,} of {len(train):,} examples (task.train_examples, seed {seed})")
+    return [train[i] for i in keep]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -576,7 +576,7 @@ def load_file_prefix(path: Path, prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in load_file(str(path)).items() if k.startswith(prefix)}
 
 
-def test_finetune_wrapped_checkpoint_reloads_and_refuses_export(tmp_path):
+def test_finetune_wrapped_checkpoint_reloads_and_refuses_export(tmp_path, capsys):
     d = make_checkpoint(tmp_path, "bert-gelu_new")
     cfg = ft_config(tmp_path, "classification", init=f"hf:{d}", head={"type": "cls"})
     run, _ = finetune(cfg, say=quiet)
@@ -595,6 +595,12 @@ def test_finetune_wrapped_checkpoint_reloads_and_refuses_export(tmp_path):
     bad = ft_config(tmp_path, "classification", init=f"hf:{d}", drop_last=1)
     with pytest.raises(UserError, match="runs wrapped"):
         finetune(bad, say=quiet)
+    # model show describes the wrapped model (a table of encoderlab's blocks would misstate it)
+    capsys.readouterr()
+    main(["model", "show", str(run.path)])
+    out = capsys.readouterr().out
+    assert f"wraps a transformers bert backbone ({TINY['layers']} layers" in out, out
+    assert "attn" not in out.lower()
     # a wrapped fine-tuning run can itself be the init of another run
     again, _ = finetune(ft_config(tmp_path, "classification", init=str(run.path)), say=quiet)
     assert (again.path / hf.WRAPPED_DIR / "config.json").is_file()

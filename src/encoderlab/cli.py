@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -569,6 +569,8 @@ def model_show(
         raw = read_yaml(config / "config.yaml")
         length = (raw.get("task") or {}).get("max_len") or (raw.get("data") or {}).get("block_len")
         run = Run.open(config)
+        if _show_wrapped_backbone(run):
+            return
         model = run_model_config(run)
         print_model_summary(model, seq_len or length or model.max_len, console)
         if str(run.info.get("kind", "")).startswith("finetune"):
@@ -605,6 +607,30 @@ def model_show(
         )
     length = cfg.task.max_len if finetuning else cfg.data.block_len
     print_model_summary(model, seq_len or length, console)
+
+
+def _show_wrapped_backbone(run: Any) -> bool:
+    """A run that wraps a transformers model (not converted to encoderlab's encoder): its
+    architecture is that model's, which a table of encoderlab's blocks would misstate."""
+    import json
+
+    from encoderlab.hf import WRAPPED_DIR
+
+    saved = run.path / WRAPPED_DIR / "config.json"
+    if not saved.is_file():
+        return False
+    try:
+        hf = json.loads(saved.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"{saved}: cannot read it ({e})") from None
+    layers = hf.get("num_hidden_layers", hf.get("n_layers", "?"))
+    width = hf.get("hidden_size", hf.get("dim", "?"))
+    say(
+        f"{run.path.name} wraps a transformers {hf.get('model_type', '?')} backbone "
+        f"({layers} layers, width {width}; {int(run.info.get('params', 0)):,} parameters with "
+        f"its head); its full architecture: {saved}"
+    )
+    return True
 
 
 @app.command()

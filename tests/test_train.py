@@ -615,3 +615,33 @@ def test_a_run_that_ends_on_an_evaluation_logs_its_last_training_window(tmp_path
     )
     steps = [m["step"] for m in run.metrics() if m.get("kind") == "train"]
     assert steps[-2:] == [20, 25], steps  # steps 21-25 used to go unlogged
+
+
+def test_a_budget_forecast_counts_the_evaluations_the_steps_bring_along():
+    """A run evaluating every 10 steps, each evaluation as long as 10 steps: half the budget
+    goes to evaluations, so the forecast is half the steps the training speed alone gives."""
+    from encoderlab.train import Clock, LoopState, Plan, StopRule
+
+    class Ticking(Clock):
+        def __init__(self) -> None:
+            super().__init__(0.0)
+            self.now = 0.0
+
+        def seconds(self) -> float:
+            return self.now
+
+    cfg = TrainConfig(
+        batch_size=4, epochs=None, time_budget_min=1, eval_every=10, budget_covers="train"
+    )
+    plan = Plan.of(cfg, rows=4_000)  # 1,000 steps an epoch: the epoch-end evaluation is far
+    clock = Ticking()
+    rule = StopRule(cfg, plan, clock, "acc", valid_rows=100, eval_row_s=0.01)  # 1 s/evaluation
+    state = LoopState()
+    said = None
+    while said is None:
+        state.step += 1
+        clock.now += 0.1  # 0.1 s a step
+        said = rule.forecast(state, None, None)
+    left_steps = rule.expected_steps - state.step
+    assert left_steps == pytest.approx((60 - clock.now) / 0.2, abs=2), said
+    assert "ended by the time budget" in said

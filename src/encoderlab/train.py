@@ -592,6 +592,20 @@ class StopRule:
         self.forward_row_s = (time.perf_counter() - t0) / max(len(batch["input_ids"]), 1)
         eng.model.train(was_training)
 
+    def _eval_s_per_step(self) -> float:
+        """The evaluation seconds each training step brings along (every eval_every steps and
+        at each epoch's end), which the budget pays too: without them a forecast of a run that
+        evaluates often came out up to twice the steps it made."""
+        if not self.valid_rows:
+            return 0.0
+        row_s = self.eval_row_s
+        if row_s is None:
+            row_s = EVAL_OVERHEAD * (self.forward_row_s or 0.0)
+        per_step = 1 / self.plan.steps_per_epoch
+        if self.cfg.eval_every:
+            per_step += 1 / self.cfg.eval_every
+        return self.valid_rows * row_s * per_step
+
     def forecast(self, state: LoopState, eng: Engine, batch: Batch) -> str | None:
         """Once, as soon as the speed is known (a few steps after the first): how many steps
         and epochs the run will take, and what ends it; warns when warmup outlasts the run."""
@@ -604,12 +618,13 @@ class StopRule:
         if self.step_s is not None or done < 3 or (done < 20 and now - t0 < 5.0):
             return None
         self.step_s = (now - t0) / done
-        if self.plan.budget_s is not None and self.plan.covers_run and self.eval_row_s is None:
+        timed = self.plan.covers_run or self.valid_rows  # the end of the run, evaluations
+        if self.plan.budget_s is not None and timed and self.eval_row_s is None:
             self.time_forward(eng, batch)
         plan, expected, ends = self.plan, self.plan.total_steps, "steps"
         if plan.budget_s is not None:
             left = plan.budget_s - self._spent()
-            by_time = state.step + max(0, int(left / self.step_s))
+            by_time = state.step + max(0, int(left / (self.step_s + self._eval_s_per_step())))
             if expected is None or by_time < expected:
                 expected, ends = by_time, "time budget"
         if expected is None:

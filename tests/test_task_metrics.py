@@ -44,6 +44,24 @@ def test_f1_variants_known_values() -> None:
     assert scores.weighted_f1(b) == pytest.approx((3 * 2 / 3 + 1 * 0) / 4)
 
 
+def test_macro_f1_leaves_out_a_class_absent_from_gold_and_predictions() -> None:
+    # sklearn f1_score([0, 1, 0, 1], [0, 1, 1, 1], average="macro") = 0.7333: class 2, a
+    # training label this validation set lacks and nobody predicts, is not averaged in as 0
+    m = cm([0, 1, 0, 1], [0, 1, 1, 1], 3)
+    assert scores.macro_f1(m) == pytest.approx((2 / 3 + 4 / 5) / 2)
+    assert scores.macro_f1(cm([1, 1, 1], [1, 1, 1], 2)) == 1.0  # perfect, one class present
+    # a class only in gold or only in predictions still counts, with F1 0
+    assert scores.macro_f1(cm([0, 1, 2, 0], [0, 1, 1, 0], 3)) == pytest.approx((1 + 2 / 3) / 3)
+    # the same on a bootstrap stack: each resample averages over its own classes
+    stack = np.stack([m, cm([0, 1, 2], [0, 1, 2], 3)])
+    assert scores.macro_f1(stack) == pytest.approx([(2 / 3 + 4 / 5) / 2, 1.0])
+    task = get_task("classification")
+    examples = [{"label": g} for g in ["a", "b", "a", "b"]]
+    preds = [{"label": p, "probs": [0.0, 0.0, 0.0]} for p in ["a", "b", "b", "b"]]
+    got = task.metrics(preds, examples, TaskConfig(), ["a", "b", "c"])
+    assert got["macro_f1"] == pytest.approx(0.7333333333)
+
+
 def test_roc_auc_and_correlations_known_values() -> None:
     # sklearn's roc_auc_score docstring example
     assert scores.roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75

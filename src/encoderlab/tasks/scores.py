@@ -3,7 +3,8 @@
 Classification metrics come from confusion matrices (rows gold, columns predicted) and work on
 a stack of them (..., K, K), so a bootstrap computes a thousand at once. The definitions are
 sklearn's: Matthews correlation in its multi-class form (Gorodkin 2004, 0 when undefined, as
-GLUE's CoLA reports it), F1 0 for a class never predicted, weighted F1 by gold support,
+GLUE's CoLA reports it), F1 0 for a class never predicted, macro F1 over the classes in gold
+or predictions, weighted F1 by gold support,
 ROC-AUC as the Mann-Whitney statistic with tied scores sharing their rank.
 """
 
@@ -40,7 +41,13 @@ def accuracy(cm: np.ndarray) -> np.ndarray:
 
 
 def macro_f1(cm: np.ndarray) -> np.ndarray:
-    return class_scores(cm)[0].mean(-1)
+    """Mean F1 over the classes that occur in gold or predictions, as sklearn's
+    f1_score(average="macro"): a class absent from both (a label of the training data that
+    this validation set, or a bootstrap resample of it, lacks) is left out, not averaged in
+    as 0."""
+    f1 = class_scores(cm)[0]
+    present = (cm.sum(-1) + cm.sum(-2)) > 0
+    return f1.sum(-1) / np.maximum(present.sum(-1), 1)
 
 
 def weighted_f1(cm: np.ndarray) -> np.ndarray:

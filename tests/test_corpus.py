@@ -216,6 +216,44 @@ def test_not_utf8_in_csv_and_gz(tmp_path):
     assert "b.txt.gz:2: not UTF-8 text" in error(q)
 
 
+def test_korean_in_cp949_is_told_to_convert_from_cp949_not_latin1(tmp_path):
+    """`iconv -f cp1252` on Korean text gives mojibake that then trains silently; the hint
+    names the encoding the bytes are in. Latin-1 text keeps the Latin-1 hint."""
+    ko = "영화 정말 재미있어요 ㅋㅋ\n굳 최고의 영화\n"
+    p = write(tmp_path / "ko.txt", ko.encode("cp949"))
+    assert "`iconv -f cp949 -t utf-8`" in error(p)
+    for latin in ("café crème brûlée\n", "Ángel señor\n", "Müller über Öl\n"):
+        q = write(tmp_path / "fr.txt", latin.encode("cp1252"))
+        assert "`iconv -f cp1252 -t utf-8`" in error(q), latin
+
+
+def test_corpus_stats_per_source_tokens_add_up_and_show_the_unknown_rate(tmp_path):
+    """Each source's tokens used to count the [SEP] after each document while the total did not
+    (the sources summed to more than the total), and a source's [UNK] rate (a Korean source
+    under an English vocabulary) was lost in the overall one."""
+    from encoderlab.config import DataConfig, TokenizerConfig
+    from encoderlab.data.shards import ShardStore, corpus_stats, format_stats, prepare_shards
+    from encoderlab.tokenizer import train_tokenizer
+
+    en = write(tmp_path / "en.txt", "the river runs by the city\nrain on the roof\n" * 20)
+    ko = write(tmp_path / "ko.txt", "강 도시 비 해\n" * 10)
+    tok = train_tokenizer(
+        ["the river runs by the city", "rain on the roof"] * 20,
+        TokenizerConfig(kind="wordpiece", vocab_size=60, min_frequency=1),
+    )
+    data = DataConfig(
+        sources=[{"name": "en", "files": [str(en)]}, {"name": "ko", "files": [str(ko)]}],
+        cache_dir=str(tmp_path / "cache"),
+    )
+    root = prepare_shards(data, tok, lambda m: None, workers=1)
+    stats = corpus_stats(ShardStore(root))
+    by = stats["by_source"]
+    assert by["en"]["tokens"] + by["ko"]["tokens"] == stats["tokens"]
+    assert by["ko"]["unk_rate"] > 0.5 and by["en"]["unk_rate"] == 0.0
+    assert "source ko: 10 documents" in format_stats(stats, root)
+    assert f"unknown-token rate {by['ko']['unk_rate']:.4%}" in format_stats(stats, root)
+
+
 def test_corrupt_gzip(tmp_path):
     p = write(tmp_path / "a.txt.gz", b"not gzip at all")
     msg = error(p)

@@ -21,7 +21,7 @@ from encoderlab.electra import ElectraLM, generator_config
 from encoderlab.errors import UserError
 from encoderlab.objectives import electra_objective, mlm_objective
 from encoderlab.pretraining import pretrain
-from encoderlab.runs import Run, encoder_weights
+from encoderlab.runs import Run, encoder_weights, run_model_config
 from encoderlab.tokenizer import load_tokenizer
 
 KO = "강 도시 모델 학습 데이터 작은 큰 빠른 음악 영화 이야기 밤 낮 비 해".split()
@@ -336,3 +336,103 @@ def test_report_shows_the_electra_run_per_source(tmp_path, electra_run):
     build_report([electra_run], tmp_path / "report")
     md = (tmp_path / "report" / "report.md").read_text()
     assert "validation per source" in md and "| ko " in md and "| en " in md
+
+
+def test_every_source_gets_validation_blocks_and_none_reports_a_perfect_zero():
+    """A small source the random split left out of validation used to report
+    valid/<source>/mlm_loss 0.0 (nothing measured, a perfect score); it now gets a validation
+    block of its own, and a source with nothing measured has no metric at all."""
+    from encoderlab.data.tokens import Examples, split_spans
+
+    sources = np.array([0] * 2000 + [1] * 3, dtype=np.int16)
+    examples = Examples(np.arange(len(sources), dtype=np.int64), 30, np.array([0, len(sources)]))
+    plain_train, plain_valid = split_spans(examples, 0.01, seed=0)
+    assert not (sources[plain_valid.ids] == 1).any()  # the draw this test is about
+    train, valid = split_spans(examples, 0.01, seed=0, sources=sources)
+    assert (sources[valid.ids] == 1).sum() == 1 and len(train) + len(valid) == len(sources)
+    assert set(valid.ids) >= set(plain_valid.ids)  # the others' split is kept
+    assert not set(train.ids) & set(valid.ids)
+    for objective in (mlm_objective(["ko", "en"]), electra_objective(50.0, ["ko", "en"])):
+        counts = {"masked": 10.0, "correct": 5.0, "loss_sum": 20.0, "positions": 40.0}
+        counts |= {"ko/masked": 10.0, "ko/correct": 5.0, "ko/loss_sum": 20.0}
+        counts |= {"ko/positions": 40.0, "en/masked": 0.0, "en/correct": 0.0}
+        counts |= {"en/loss_sum": 0.0, "en/positions": 0.0}
+        m = objective.metrics(counts)
+        assert m["ko/mlm_loss"] == 2.0 and not any(k.startswith("en/") for k in m), m
+
+
+def test_mixing_weights_near_the_float_limit_are_a_mix_not_a_traceback():
+    from encoderlab.data.tokens import mix_selection
+
+    sources = np.array([0] * 30 + [1] * 10)
+    picked = mix_selection(sources, [1e308, 1e308], seed=0, epoch=0)
+    assert len(picked) == 40 and (sources[picked] == 1).sum() == 20
+    picked = mix_selection(sources, [1e308, 1e-300], seed=0, epoch=0)
+    assert len(picked) == 40 and (sources[picked] == 0).sum() == 40
+
+
+@pytest.mark.parametrize(
+    "over, expected",
+    [
+        ({"model": {"mlm_head": "plain"}}, "model.mlm_head=plain applies to objective: mlm"),
+        ({"model": {"tie_mlm": False}}, "model.tie_mlm=false applies to objective: mlm"),
+        (
+            {"electra": {"generator_scale": 0.5, "generator_d_model": 8}},
+            "give the generator two widths (16 and 8)",
+        ),
+    ],
+)
+def test_settings_electra_would_ignore_are_refused_before_a_run(tmp_path, over, expected):
+    """They trained exactly as without them (same parameter count), and an mlm_head: plain
+    ELECTRA run was then refused by export for a head it never had."""
+    sources = write_sources(tmp_path)
+    with pytest.raises(UserError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        pretrain(config(tmp_path, sources, "bad", **over), say=quiet)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    # the same settings agreeing, or left at their defaults, are fine
+    ok = {"electra": {"generator_scale": 0.5, "generator_d_model": 16}}
+    pretrain(config(tmp_path, sources, "ok", **ok, train={"max_steps": 1}), say=quiet)
+
+
+def test_a_deeper_generator_is_refused_in_layers_not_width():
+    with pytest.raises(UserError, match="generator_n_layer=3 .*discriminator's depth"):
+        generator_config(tiny_model(), ElectraConfig(generator_n_layer=3))
+
+
+def test_the_generator_sees_word_order_under_alibi():
+    """model.position: alibi has no position table, so the distance bias is all the order a
+    model sees; the generator's blocks were given the padding mask alone and predicted from a
+    bag of words (reordering the context left its logits exactly the same)."""
+    from encoderlab.model import Queries
+
+    torch.manual_seed(0)
+    cfg = tiny_model(n_head=4, position="alibi", init_std=0.3)  # scores far from uniform
+    model = ElectraLM(cfg, ElectraConfig(generator_scale=1.0)).eval()
+    ids = torch.randint(5, 40, (2, 12))
+    ids[:, 5] = 4
+    moved = ids.clone()
+    moved[:, [1, 2, 9, 10]] = ids[:, [10, 9, 2, 1]]
+    mask = torch.ones_like(ids)
+    mask[1, 11:] = 0  # a padded key
+    rows = torch.tensor([5, 12 + 5])
+    q = Queries.at(rows, ids.shape)
+    from encoderlab.model import key_mask
+
+    with torch.no_grad():
+        a = model.generator(model.encoder.embeddings(ids, None), key_mask(mask), q)
+        b = model.generator(model.encoder.embeddings(moved, None), key_mask(mask), q)
+        every = Queries.at(torch.arange(24), ids.shape)
+        full = model.generator(model.encoder.embeddings(ids, None), key_mask(mask), every)
+    assert float((a - b).abs().max()) > 1e-3
+    torch.testing.assert_close(a, full[rows], rtol=1e-5, atol=1e-5)  # the queries' shortcut
+
+
+def test_model_show_of_an_electra_run_counts_the_generator_and_discriminator(electra_run, capsys):
+    """model show printed the MaskedLM's parameters only; an ELECTRA run trains more."""
+    run = Run.open(electra_run)
+    cfg = load_config(electra_run / "config.yaml")
+    want = sum(p.numel() for p in ElectraLM(run_model_config(run), cfg.electra).parameters())
+    capsys.readouterr()
+    assert cli("model", "show", electra_run) == 0
+    out = capsys.readouterr().out
+    assert "objective: electra" in out and f"{want:,} parameters in all" in out, out

@@ -281,3 +281,89 @@ def test_a_scratch_lr_after_self_pretraining_is_no_warning(tmp_path):
     cfg.train.lr = 1e-2
     resolve_defaults(cfg, said.append)
     assert len(said) == 1 and "far outside" in said[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reruns that should reuse the pretraining run, and mistakes said before pretraining
+
+
+def test_rerunning_a_runs_saved_config_reuses_its_pretraining_run(tmp_path):
+    """A fine-tuning run's config.yaml writes out every model key, the schema's defaults too
+    (post-LN); rerun, they used to override the budget recipe (pre-LN) and pretrain anew."""
+    run, _ = finetune(FinetuneConfig.model_validate(sp_cfg(tmp_path)), say=lambda m: None)
+    (pre,) = mlm_runs(tmp_path)
+    said: list[str] = []
+    saved = load_config(run.path / "config.yaml", schema=FinetuneConfig)
+    again, _ = finetune(saved, say=said.append)
+    assert mlm_runs(tmp_path) == [pre] and again.info["self_pretrain"] == str(pre)
+    assert any("self_pretrain: reusing" in m for m in said), said
+    # an edited model key pretrains anew, with the recipe still filling what was not given
+    edited = load_config(
+        run.path / "config.yaml", ["model.n_layer=1", "train.epochs=1"], FinetuneConfig
+    )
+    finetune(edited, say=lambda m: None)
+    (new,) = set(mlm_runs(tmp_path)) - {pre}
+    pcfg = yaml.safe_load((new / "config.yaml").read_text())
+    assert pcfg["model"]["n_layer"] == 1 and pcfg["model"]["norm"] == "pre"
+
+
+def test_threads_and_cadence_do_not_pretrain_again_and_a_resume_takes_them(tmp_path):
+    finetune(FinetuneConfig.model_validate(sp_cfg(tmp_path)), say=lambda m: None)
+    (pre,) = mlm_runs(tmp_path)
+    cfg = sp_cfg(tmp_path)
+    cfg["train"]["threads"] = 2
+    cfg["self_pretrain"]["set"] = [*cfg["self_pretrain"]["set"], "train.log_every=3"]
+    said: list[str] = []
+    finetune(FinetuneConfig.model_validate(cfg), say=said.append)
+    assert mlm_runs(tmp_path) == [pre] and any("reusing" in m for m in said), said
+    # interrupted: resumed, with the threads this command asks for
+    shutil.rmtree(pre / "checkpoints" / "step-00000004")
+    info = json.loads((pre / "run.json").read_text())
+    (pre / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))
+    said.clear()
+    finetune(FinetuneConfig.model_validate(cfg), say=said.append)
+    assert mlm_runs(tmp_path) == [pre] and any("resuming the interrupted" in m for m in said)
+    saved = yaml.safe_load((pre / "config.yaml").read_text())
+    assert saved["train"]["threads"] == 2 and saved["train"]["log_every"] == 3
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"task": {"max_len": 64}}, "task.max_len=64 is longer than the max_len=32"),
+        ({"drop_last": 2}, "drop_last=2 would remove all 2 layers"),
+        ({"freeze": "all", "unfreeze_last": 3}, "unfreeze_last=3 but the pretrained encoder"),
+        ({"task": {"train": "no-such.csv"}, "sp": {"text": ["CORPUS"]}}, "no-such.csv"),
+    ],
+)
+def test_what_finetuning_would_refuse_is_said_before_pretraining(
+    tmp_path, capsys, corpus_txt, change, expected
+):
+    cfg = base_cfg(tmp_path)
+    sp = {"steps": 2, "set": [f"data.cache_dir={tmp_path / 'cache'}"], **change.pop("sp", {})}
+    sp["text"] = [str(corpus_txt) if t == "CORPUS" else t for t in sp.get("text", ["task"])]
+    for key, value in change.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
+    cfg["self_pretrain"] = sp
+    f = tmp_path / "ft.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    code = main_code(["finetune", f])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err and "Traceback" not in err and err.strip().count("\n") == 0, err
+    assert not mlm_runs(tmp_path)
+
+
+def test_a_corpus_named_in_set_is_part_of_the_key(tmp_path, corpus_txt):
+    """self_pretrain.set may replace data.corpus (or add tokenizer.train_files); the key used
+    to hash only self_pretrain.text's files, so an edited corpus reused the stale run."""
+    cfg = sp_cfg(tmp_path, steps=2)
+    cfg["self_pretrain"]["set"] += [f"data.corpus=[{corpus_txt}]"]
+    finetune(FinetuneConfig.model_validate(cfg), say=lambda m: None)
+    finetune(FinetuneConfig.model_validate(cfg), say=lambda m: None)
+    assert len(mlm_runs(tmp_path)) == 1  # unchanged: reused
+    with corpus_txt.open("a", encoding="utf-8") as f:
+        f.write("one more line of text for the corpus\n")
+    said: list[str] = []
+    finetune(FinetuneConfig.model_validate(cfg), say=said.append)
+    assert len(mlm_runs(tmp_path)) == 2 and not any("reusing" in m for m in said), said

@@ -573,6 +573,10 @@ def model_show(
             return
         model = run_model_config(run)
         print_model_summary(model, seq_len or length or model.max_len, console)
+        if raw.get("objective") == "electra":
+            from encoderlab.config import ElectraConfig
+
+            _say_electra(model, ElectraConfig.model_validate(raw.get("electra") or {}))
         if str(run.info.get("kind", "")).startswith("finetune"):
             head = (raw.get("head") or {}).get("type", "?")
             console.print(
@@ -607,6 +611,23 @@ def model_show(
         )
     length = cfg.task.max_len if finetuning else cfg.data.block_len
     print_model_summary(model, seq_len or length, console)
+    if not finetuning and cfg.objective == "electra":
+        _say_electra(model, cfg.electra)
+
+
+def _say_electra(model: Any, electra: Any) -> None:
+    """An ELECTRA run trains more than the table's MaskedLM: the encoder (the discriminator)
+    with a replaced-token head instead of the MLM head, and a generator sharing its embeddings."""
+    from encoderlab.electra import ElectraLM, generator_config
+    from encoderlab.model import num_params
+
+    gen = generator_config(model, electra)
+    total = num_params(ElectraLM(model, electra))
+    say(
+        f"(objective: electra: the table's encoder is the discriminator, with a replaced-token "
+        f"head instead of the MLM head, trained with a generator of {gen.n_layer} layers, "
+        f"d {gen.d_model}, sharing its embeddings: {total:,} parameters in all)"
+    )
 
 
 def _show_wrapped_backbone(run: Any) -> bool:

@@ -24,30 +24,69 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoderlab.config import ElectraConfig, ModelConfig
+from encoderlab.config import Config, ElectraConfig, ModelConfig
 from encoderlab.errors import UserError
-from encoderlab.model import IGNORE_INDEX, Block, Encoder, Queries, init_weights, key_mask
+from encoderlab.model import (
+    IGNORE_INDEX,
+    Block,
+    Encoder,
+    Queries,
+    alibi_bias,
+    alibi_slopes,
+    init_weights,
+    key_mask,
+)
 
 _ACT = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu, "geglu": F.gelu, "swiglu": F.silu}
+
+
+def check_new_run(cfg: Config) -> None:
+    """Settings a new ELECTRA run would silently ignore, refused before anything is made (a
+    resumed run keeps what it started with): the MLM head options, which only objective: mlm
+    has (the generator always projects through dense + LayerNorm onto the tied embeddings), and
+    a generator width given twice, by electra.generator_scale and electra.generator_d_model."""
+    if cfg.objective != "electra":
+        return
+    m, e = cfg.model, cfg.electra
+    if m.mlm_head != "bert" or not m.tie_mlm:
+        key = f"model.mlm_head={m.mlm_head}" if m.mlm_head != "bert" else "model.tie_mlm=false"
+        raise UserError(
+            f"{key} applies to objective: mlm; ELECTRA's generator always has a dense + "
+            "LayerNorm head tied to the token embeddings, and its discriminator no MLM head: "
+            f"drop {key.split('=')[0]}"
+        )
+    default = type(e).model_fields["generator_scale"].default
+    if (
+        e.generator_d_model is not None
+        and e.generator_scale != default
+        and e.generator_d_model != max(1, round(m.d_model * e.generator_scale))
+    ):
+        raise UserError(
+            f"electra.generator_scale={e.generator_scale:g} and electra.generator_d_model="
+            f"{e.generator_d_model} give the generator two widths "
+            f"({max(1, round(m.d_model * e.generator_scale))} and {e.generator_d_model}); "
+            "keep one of them"
+        )
 
 
 def generator_config(cfg: ModelConfig, electra: ElectraConfig) -> ModelConfig:
     """The generator's shape: the discriminator's scaled in width (d_model, d_ff, heads of the
     same size), same depth unless electra.generator_n_layer says otherwise."""
     width = electra.generator_d_model or max(1, round(cfg.d_model * electra.generator_scale))
-    for key, value, limit, of in (
-        ("generator_d_model", width, cfg.d_model, "model.d_model"),
+    for key, value, limit, of, usual in (
+        ("generator_d_model", width, cfg.d_model, "model.d_model", "1/4 to 1/2 of the width"),
         (
             "generator_n_layer",
             electra.generator_n_layer or cfg.n_layer,
             cfg.n_layer,
             "model.n_layer",
+            "the discriminator's depth",
         ),
     ):
         if value > limit:  # as generator_scale > 1 is refused: a generator that outplays the
             raise UserError(  # discriminator leaves it nothing to learn (Clark et al. 2020)
                 f"electra.{key}={value} is larger than the discriminator's {of}={limit}; "
-                f"the generator must be at most as big (ELECTRA uses 1/4 to 1/2 of the width)"
+                f"the generator must be at most as big (ELECTRA uses {usual})"
             )
     n_head = max(1, min(cfg.n_head, width // cfg.head_dim))
     return ModelConfig.model_validate(
@@ -87,16 +126,27 @@ class Generator(nn.Module):
         self.head = GeneratorHead(gen.d_model, cfg)
         init_weights(self, cfg.init_std)
         self.head.decoder.weight = tok_weight  # after init: init would redraw the embeddings
+        # ALiBi: the embeddings carry no position, so the distance bias is the generator's only
+        # sense of order (without it, it was a bag of words); slopes for its own head count
+        slopes = alibi_slopes(gen.n_head)[:, None, None] if gen.position == "alibi" else None
+        self.register_buffer("alibi_slopes", slopes, persistent=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, queries: Queries) -> torch.Tensor:
-        """Embedded input (B,T,d) -> vocabulary logits (N,V) at the masked positions."""
+        """Embedded input (B,T,d) -> vocabulary logits (N,V) at the masked positions; `mask`:
+        the padded keys (`model.key_mask`), as the encoder's blocks take them."""
         if self.project is not None:
             x = self.project(x)
         if not self.blocks:
             x = queries.select(x)
-        last = len(self.blocks) - 1
+        slopes, last, T = self.alibi_slopes, len(self.blocks) - 1, x.shape[1]
+        bias = mask  # with ALiBi: the distance bias, padded keys hidden in it (as Encoder)
+        if slopes is not None:
+            bias = alibi_bias(slopes, torch.arange(T, device=x.device), T, mask)
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, queries if i == last else None)
+            asked = queries if i == last else None
+            if asked is not None and slopes is not None:  # the queries sit at asked.pos
+                bias = alibi_bias(slopes, asked.pos[:, None, :], T, mask)
+            x = block(x, bias, asked)
         return self.head(self.ln_f(x) if self.ln_f is not None else x)
 
 

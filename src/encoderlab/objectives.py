@@ -67,8 +67,8 @@ def _per_source_metrics(
     names: list[str], c: dict[str, float], one: Callable[[dict[str, float], str], dict[str, float]]
 ) -> dict[str, float]:
     out: dict[str, float] = {}
-    for name in names:
-        if f"{name}/masked" in c:
+    for name in names:  # a source with nothing measured has no metric (not a perfect 0.0 loss)
+        if c.get(f"{name}/masked", 0.0) > 0:
             out |= {f"{name}/{k}": v for k, v in one(c, f"{name}/").items()}
     return out
 

@@ -22,6 +22,7 @@ from tokenizers import Tokenizer
 from encoderlab import distributed
 from encoderlab.config import Config, TrainConfig, load_config, read_yaml, save_config, to_yaml
 from encoderlab.data.tokens import build_mlm_datasets, cache_key, collate_mlm
+from encoderlab.electra import check_new_run
 from encoderlab.errors import UserError
 from encoderlab.model import param_summary, prepare_training
 from encoderlab.objectives import pretraining_setup
@@ -161,6 +162,7 @@ def pretrain(
     assert cfg is not None
     if resume is None:
         check_runs_dir(cfg.runs_dir)  # before the tokenizer and the data are made
+        check_new_run(cfg)  # settings ELECTRA would ignore
     with distributed.session(resolve_device(cfg.train.device)):
         run, result = _pretrain(cfg, resume, distributed.main_says(say), on_eval, record)
     run.close()  # the run directory is free again (a later write takes the lock anew)

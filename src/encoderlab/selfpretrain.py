@@ -18,7 +18,9 @@ text a submission is scored on. It is written, deduplicated, to <runs_dir>/.data
 
 Reruns: the run records a key (a hash of the resolved pretraining config and of its text and
 corpus files); the same command again reuses a finished run with that key and resumes an
-interrupted one, so only a change of settings or text pretrains anew.
+interrupted one, so only a change of settings or text pretrains anew. Settings that change how
+a run goes, not what it trains (threads, device, log/evaluation/checkpoint cadence: see
+NEUTRAL), are left out of the key, and a resumed run takes their new values.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ from encoderlab.config import (
     Config,
     DataConfig,
     FinetuneConfig,
+    ModelConfig,
     SelfPretrainConfig,
     apply_overrides,
     build,
+    read_yaml,
 )
 from encoderlab.errors import UserError
 from encoderlab.pretraining import check_not_finished, pretrain
@@ -48,7 +52,23 @@ from encoderlab.tasks import get_task
 from encoderlab.tasks.base import example_texts
 
 KEY_FIELD = "self_pretrain_key"  # run.json: what the run was pretrained with (see run_key)
+MODEL_FIELD = "self_pretrain_model"  # run.json: the model keys the fine-tuning config set
 TASK = "task"
+# train keys that change how a pretraining run goes, not what it trains: two runs that differ
+# only in these give the same weights, so they are not part of the key (and `pretrain --resume
+# --set` may change them). Evaluation cadence only where no early stopping depends on it.
+NEUTRAL = (
+    "threads",
+    "device",
+    "log_every",
+    "checkpoint_every",
+    "checkpoint_minutes",
+    "keep_checkpoints",
+    "loggers",
+    "compile",
+    "tf32",
+)
+NEUTRAL_EVAL = ("eval_every", "eval_batches")
 
 
 def task_texts(cfg: FinetuneConfig) -> list[str]:
@@ -93,7 +113,7 @@ def pretrain_config(cfg: FinetuneConfig, corpus: list[str]) -> Config:
         "seed": cfg.seed,
         "runs_dir": cfg.runs_dir,
         "recipe": sp.recipe,
-        "model": cfg.model.model_dump(mode="json", exclude_unset=True),
+        "model": model_settings(cfg),
         "tokenizer": cfg.tokenizer.model_dump(mode="json", exclude_unset=True),
         "data": {"corpus": corpus},
         "train": {
@@ -112,28 +132,97 @@ def pretrain_config(cfg: FinetuneConfig, corpus: list[str]) -> Config:
     return build(Config, data, "self_pretrain")
 
 
-def run_key(pcfg: Config, text_files: list[str]) -> str:
-    """What makes a pretraining run the same: its resolved config and its files' paths, sizes
-    and modification times (the task's text file is rewritten only when its text changed)."""
-    h = hashlib.sha256(json.dumps(pcfg.model_dump(mode="json"), sort_keys=True).encode())
+def model_settings(cfg: FinetuneConfig) -> dict[str, Any]:
+    """The model keys the fine-tuning config set (the recipe fills the rest). A config saved
+    by a self-pretrained fine-tuning run (self_pretrain.run set) has every key written out, the
+    schema's defaults too, which would override the recipe (post-LN, dropout 0.1 instead of
+    the budget recipe's pre-LN, no dropout): there the keys its pretraining run recorded count,
+    plus any value edited since."""
+    given = cfg.model.model_dump(mode="json", exclude_unset=True)
+    sp = cfg.self_pretrain
+    if sp is None or not sp.run:
+        return given
+    try:
+        recorded = json.loads((Path(sp.run) / RUN_FILE).read_text(encoding="utf-8"))[MODEL_FIELD]
+        resolved = ModelConfig.model_validate(recorded).model_dump(mode="json")
+    except (OSError, ValueError, KeyError, TypeError):
+        return given  # a run made before this was recorded, or gone: as written
+    edited = {k: v for k, v in cfg.model.model_dump(mode="json").items() if resolved[k] != v}
+    return {**recorded, **edited}
+
+
+def _key_dump(pcfg: Config) -> dict[str, Any]:
+    """The resolved config without the NEUTRAL settings."""
+    dump = pcfg.model_dump(mode="json")
+    neutral = NEUTRAL + (NEUTRAL_EVAL if pcfg.train.early_stop_metric is None else ())
+    for k in neutral:
+        dump["train"].pop(k, None)
+    dump["data"].pop("num_workers", None)
+    return dump
+
+
+def check_finetuning_fits(cfg: FinetuneConfig, pcfg: Config) -> None:
+    """What fine-tuning would refuse about the encoder pretraining makes, said before the
+    pretraining rather than after it (minutes later, and then a new run for the fix)."""
+    m = pcfg.model
+    if cfg.task.max_len > m.max_len:
+        raise UserError(
+            f"task.max_len={cfg.task.max_len} is longer than the max_len={m.max_len} of the "
+            "encoder self_pretrain would make (model.max_len, or model.max_len in "
+            "self_pretrain.set); lower task.max_len or raise model.max_len"
+        )
+    if cfg.drop_last and cfg.drop_last >= m.n_layer:
+        raise UserError(
+            f"drop_last={cfg.drop_last} would remove all {m.n_layer} layers of the pretrained "
+            f"encoder (model.n_layer={m.n_layer}); use at most {m.n_layer - 1}"
+        )
+    if cfg.unfreeze_last > m.n_layer:
+        raise UserError(
+            f"unfreeze_last={cfg.unfreeze_last} but the pretrained encoder has {m.n_layer} "
+            "layers (model.n_layer)"
+        )
+
+
+def run_key(pcfg: Config, text_files: list[str], legacy: bool = False) -> str:
+    """What makes a pretraining run the same: its resolved config (but the NEUTRAL settings)
+    and its files' paths, sizes and modification times (the task's text file is rewritten only
+    when its text changed). `legacy`: the key of runs made before NEUTRAL was left out."""
+    dump = pcfg.model_dump(mode="json") if legacy else _key_dump(pcfg)
+    h = hashlib.sha256(json.dumps(dump, sort_keys=True).encode())
     for pattern in text_files:
         for f in sorted(glob.glob(pattern)) or [pattern]:
-            st = Path(f).stat()
+            try:
+                st = Path(f).stat()
+            except OSError:  # hf:<name>, or a file the pretraining will name as missing
+                h.update(f"{f}\0\0".encode())
+                continue
             h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     return h.hexdigest()[:20]
 
 
-def reusable_run(runs_dir: str | Path, name: str, key: str) -> tuple[str, Path] | None:
-    """("reuse", run) for a finished run named `name` with `key`, else ("resume", run) for
-    the newest one with a checkpoint to continue from, else None."""
+def key_files(pcfg: Config) -> list[str]:
+    """Every file the pretraining reads text from: data.corpus (the task's text file and
+    self_pretrain.text's files, unless self_pretrain.set replaced them), data.sources and
+    tokenizer.train_files, so that a change to any of them pretrains anew."""
+    files = list(pcfg.data.corpus)
+    for source in pcfg.data.sources:
+        files += source.files
+    return files + list(pcfg.tokenizer.train_files or [])
+
+
+def reusable_run(runs_dir: str | Path, name: str, key: str, *also: str) -> tuple[str, Path] | None:
+    """("reuse", run) for a finished run named `name` with `key` (or one of `also`: keys
+    earlier versions gave the same settings), else ("resume", run) for the newest one with a
+    checkpoint to continue from, else None."""
     root = Path(runs_dir)
+    keys = {key, *also}
     found = []
     for f in root.glob(f"{glob.escape(name)}-*/{RUN_FILE}") if root.is_dir() else []:
         try:
             info = json.loads(f.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if info.get("name") == name and info.get(KEY_FIELD) == key:
+        if info.get("name") == name and info.get(KEY_FIELD) in keys:
             found.append((float(info.get("created", 0)), f.parent, info))
     found.sort(key=lambda x: x[0], reverse=True)
     for _, path, info in found:
@@ -154,16 +243,18 @@ def _plan(cfg: FinetuneConfig, say: Callable[[str], None]) -> tuple[Config, str,
     use_task = any(t.strip() == TASK for t in sp.text)
     files = [str(out)] * use_task + corpus_entries(sp)
     pcfg = pretrain_config(cfg, files)  # its settings checked before any text is read
+    check_finetuning_fits(cfg, pcfg)
+    texts = task_texts(cfg)  # read (and so checked) now, even when not pretrained on
     if use_task:
-        texts = task_texts(cfg)
         body = "\n".join(texts) + "\n"
         # unchanged text keeps its mtime: the token cache (keyed on size and mtime) stays valid
         if not (out.is_file() and out.read_text(encoding="utf-8") == body):
             out.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(out, body)
         say(f"self_pretrain: {len(texts):,} texts of the task's files in {out}")
-    key = run_key(pcfg, files)
-    found = reusable_run(pcfg.runs_dir, pcfg.name, key)
+    read = key_files(pcfg)  # `files`, unless self_pretrain.set named others
+    key = run_key(pcfg, read)
+    found = reusable_run(pcfg.runs_dir, pcfg.name, key, run_key(pcfg, read, legacy=True))
     action, path = found if found is not None else ("new", "")
     if action == "resume":
         try:  # killed after its last step: nothing left to train, so it is done
@@ -171,6 +262,27 @@ def _plan(cfg: FinetuneConfig, say: Callable[[str], None]) -> tuple[Config, str,
         except UserError:
             action = "reuse"
     return pcfg, key, action, str(path)
+
+
+def neutral_changes(run_dir: Path, pcfg: Config) -> list[str]:
+    """`--set` overrides that give a resumed run this command's NEUTRAL settings (threads,
+    device, ...) where its saved config has others: they are not in the key, so they may
+    differ, and the resumed run should take the new ones."""
+    try:
+        saved = read_yaml(run_dir / "config.yaml")
+    except UserError:
+        return []
+    now = pcfg.model_dump(mode="json")
+    keys = [
+        ("train", k)
+        for k in NEUTRAL + (NEUTRAL_EVAL if pcfg.train.early_stop_metric is None else ())
+    ] + [("data", "num_workers")]
+    out = []
+    for section, k in keys:
+        before = (saved.get(section) or {}).get(k, now[section][k])
+        if before != now[section][k]:
+            out.append(f"{section}.{k}={json.dumps(now[section][k])}")
+    return out
 
 
 def self_pretrain(cfg: FinetuneConfig, say: Callable[[str], None] = print) -> FinetuneConfig:
@@ -184,7 +296,11 @@ def self_pretrain(cfg: FinetuneConfig, say: Callable[[str], None] = print) -> Fi
     budget = " and ".join(
         x for x in (sp.minutes and f"{sp.minutes:g} min", sp.steps and f"{sp.steps} steps") if x
     )
-    record = {KEY_FIELD: key, "self_pretrain_for": cfg.name}
+    record = {
+        KEY_FIELD: key,
+        "self_pretrain_for": cfg.name,
+        MODEL_FIELD: model_settings(cfg),
+    }
     if action == "reuse":
         main_say(f"self_pretrain: reusing {path} (finished, same settings and text)")
     else:
@@ -193,7 +309,13 @@ def self_pretrain(cfg: FinetuneConfig, say: Callable[[str], None] = print) -> Fi
         else:
             main_say(f"self_pretrain: pretraining {pcfg.name} for {budget} ({pcfg.recipe} recipe)")
         try:
-            run, _ = pretrain(None if path else pcfg, resume=path or None, say=say, record=record)
+            run, _ = pretrain(
+                None if path else pcfg,
+                resume=path or None,
+                overrides=neutral_changes(Path(path), pcfg) if path else None,
+                say=say,
+                record=record,
+            )
         except KeyboardInterrupt:
             main_say("self_pretrain interrupted: run the same command again to resume it")
             raise

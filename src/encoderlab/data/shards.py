@@ -754,11 +754,14 @@ def corpus_stats(store: ShardStore, bins: int = 12) -> dict[str, Any]:
     where = np.clip(np.searchsorted(edges, np.maximum(lengths, 1), side="right") - 1, 0, bins - 1)
     hist = np.bincount(where, weights=counts, minlength=bins)
     median = int(np.searchsorted(np.cumsum(counts), (n + 1) // 2)) if n else 0
-    by_source: dict[str, dict[str, int]] = {}
+    by_source: dict[str, dict[str, Any]] = {}
     for s in store.shards:
         acc = by_source.setdefault(s["source_name"], {"docs": 0, "tokens": 0, "unk": 0})
-        for k in acc:
+        for k in ("docs", "unk"):
             acc[k] += s[k]
+        acc["tokens"] += s["tokens"] - s["docs"]  # as the totals: without each [SEP]
+    for acc in by_source.values():  # a Korean source under an English vocabulary shows here
+        acc["unk_rate"] = acc["unk"] / max(acc["tokens"], 1)
     t = store.manifest["totals"]
     return {
         "docs": t["docs"],
@@ -787,7 +790,10 @@ def format_stats(stats: dict[str, Any], path: Path) -> str:
     ]
     if len(stats["by_source"]) > 1:
         for name, s in stats["by_source"].items():
-            lines.append(f"  source {name}: {s['docs']:,} documents, {s['tokens']:,} tokens")
+            lines.append(
+                f"  source {name}: {s['docs']:,} documents, {s['tokens']:,} tokens, "
+                f"unknown-token rate {s['unk_rate']:.4%}"
+            )
     if stats["dropped"]:
         why = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in sorted(stats["dropped"].items()))
         lines.append(f"filtered out: {why}")

@@ -153,10 +153,27 @@ def _nul_bytes(where: Where, lineno: int, offset: int) -> None:
 
 def to_utf8(raw: bytes) -> str:
     """How to convert a file whose bytes `raw` (its start, or the bad line) are not UTF-8:
-    UTF-16 shows a byte-order mark or NUL bytes; otherwise most likely Windows-1252/Latin-1."""
+    UTF-16 shows a byte-order mark or NUL bytes; Korean in CP949/EUC-KR decodes to Hangul
+    (converted as Latin-1 it would silently become mojibake); otherwise most likely
+    Windows-1252/Latin-1."""
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:200]:
         return "it looks like UTF-16: convert it with `iconv -f utf-16 -t utf-8`"
+    if _looks_korean(raw):
+        return "it looks like Korean in CP949/EUC-KR: convert it with `iconv -f cp949 -t utf-8`"
     return "convert the file to UTF-8 (from Windows-1252/Latin-1: `iconv -f cp1252 -t utf-8`)"
+
+
+def _looks_korean(raw: bytes) -> bool:
+    """Whether `raw` decodes as CP949 (EUC-KR and its extension) into text whose non-ASCII
+    letters are nearly all Hangul: Latin-1 text almost never does (a lead byte there is an
+    accented letter, rarely followed by a valid trail byte)."""
+    try:
+        text = raw.decode("cp949")
+    except UnicodeDecodeError:
+        return False
+    wide = [c for c in text if ord(c) > 0x7F]
+    hangul = sum("\uac00" <= c <= "\ud7a3" or "\u3131" <= c <= "\u318e" for c in wide)
+    return hangul >= 2 and hangul >= 0.9 * len(wide)
 
 
 def json_type(value: Any) -> str:

@@ -96,8 +96,15 @@ def example_spans(store: ShardStore, data: DataConfig) -> Examples:
 
 
 def split_spans(
-    examples: Examples, valid_ratio: float, seed: int, max_valid: int | None = None
+    examples: Examples,
+    valid_ratio: float,
+    seed: int,
+    max_valid: int | None = None,
+    sources: np.ndarray | None = None,
 ) -> tuple[Examples, Examples]:
+    """A seeded random validation split. `sources` (each example's corpus, for per-source
+    metrics): a source the draw left without a validation example gets one of its own (when
+    it has two or more), so its metrics measure something; other sources' splits are kept."""
     n = len(examples)
     if valid_ratio <= 0 or n < 2:
         return examples, examples.subset(slice(0, 0))
@@ -107,6 +114,16 @@ def split_spans(
         n_valid = max(1, min(n_valid, max_valid))
     valid = np.sort(order[:n_valid])
     del order  # a big corpus has millions of examples: hold as few copies as possible
+    if sources is not None:
+        missing = np.setdiff1d(np.unique(sources), sources[valid])
+        rng = np.random.default_rng([seed, 13])
+        extra = [
+            rng.choice(members)
+            for s in missing
+            if len(members := np.flatnonzero(sources == s)) >= 2
+        ]
+        if extra:
+            valid = np.sort(np.concatenate([valid, np.asarray(extra, dtype=valid.dtype)]))
     keep = np.ones(n, dtype=bool)
     keep[valid] = False
     return examples.subset(keep), examples.subset(valid)
@@ -130,7 +147,8 @@ def mix_selection(
         return None
     total = len(span_sources)
     w = np.asarray(weights, dtype=np.float64)
-    targets = np.floor(total * w / w.sum()).astype(np.int64)
+    w = w / w.max()  # weights near the float limit (1e308 each) would sum to inf
+    targets = np.floor(total * (w / w.sum())).astype(np.int64)
     targets[: total - targets.sum()] += 1  # hand out the rounding remainder
     rng = np.random.default_rng([seed, 11, epoch])
     picked = []
@@ -300,11 +318,17 @@ def build_mlm_datasets(
     )
     examples = example_spans(store, data)
     _check_every_source_has_text(store, examples, data)
-    train, valid = split_spans(examples, data.valid_ratio, seed, data.max_valid_examples)
-    cls_id, sep_id = (ids["cls"], ids["sep"]) if data.add_special else (None, None)
     weights = [s.weight for s in corpus_sources(data)]
-    mix = None if any(w is None for w in weights) else weights
     per_source = len(weights) > 1  # validation metrics per source, e.g. valid/ko/mlm_acc
+    train, valid = split_spans(
+        examples,
+        data.valid_ratio,
+        seed,
+        data.max_valid_examples,
+        span_sources(store, examples) if per_source else None,
+    )
+    cls_id, sep_id = (ids["cls"], ids["sep"]) if data.add_special else (None, None)
+    mix = None if any(w is None for w in weights) else weights
     valid_spec = MaskingSpec(**{**spec.__dict__, "dynamic": False})  # same masks every eval
     return (
         MLMDataset(store, train, spec, cls_id, sep_id, mix),

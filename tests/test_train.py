@@ -645,3 +645,17 @@ def test_a_budget_forecast_counts_the_evaluations_the_steps_bring_along():
     left_steps = rule.expected_steps - state.step
     assert left_steps == pytest.approx((60 - clock.now) / 0.2, abs=2), said
     assert "ended by the time budget" in said
+
+
+def test_a_forecast_names_the_epochs_when_they_end_the_run_before_max_steps():
+    """max_steps: 300 with the default one epoch of 121 steps said "ended by the steps"."""
+    from encoderlab.train import Clock, LoopState, Plan, StopRule
+
+    cfg = TrainConfig(batch_size=4, epochs=1, max_steps=300)
+    rule = StopRule(cfg, Plan.of(cfg, rows=484), Clock(0.0), "acc")
+    state, said = LoopState(), None
+    while said is None:
+        state.step += 1
+        said = rule.forecast(state, None, None)
+    assert rule.expected_steps == 121
+    assert "ended by the epochs (train.epochs=1, before train.max_steps=300;" in said, said

@@ -622,6 +622,15 @@ class StopRule:
         if self.plan.budget_s is not None and timed and self.eval_row_s is None:
             self.time_forward(eng, batch)
         plan, expected, ends = self.plan, self.plan.total_steps, "steps"
+        if (
+            self.cfg.max_steps is not None
+            and expected is not None
+            and expected < self.cfg.max_steps
+        ):
+            ends = (  # both set: whichever comes first, and here it is not the one just given
+                f"epochs (train.epochs={self.cfg.epochs}, before train.max_steps="
+                f"{self.cfg.max_steps:,}; train.epochs: null runs them all)"
+            )
         if plan.budget_s is not None:
             left = plan.budget_s - self._spent()
             by_time = state.step + max(0, int(left / (self.step_s + self._eval_s_per_step())))

@@ -106,6 +106,17 @@ def test_set_overrides_and_the_bert_recipe(tmp_path):
     assert pcfg.train.max_steps is None and pcfg.train.epochs is None
 
 
+def assert_refused_before_pretraining(tmp_path, capsys, cfg: dict, expected: str) -> None:
+    """`finetune` of `cfg` exits 2 with one line holding `expected`, and no MLM run exists."""
+    f = tmp_path / "ft.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    code = main_code(["finetune", f])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err and "Traceback" not in err and err.strip().count("\n") == 0, err
+    assert not mlm_runs(tmp_path)
+
+
 @pytest.mark.parametrize(
     "change, expected",
     [
@@ -121,13 +132,7 @@ def test_set_overrides_and_the_bert_recipe(tmp_path):
 )
 def test_bad_combinations_are_one_line_errors(tmp_path, capsys, change, expected):
     cfg = {**base_cfg(tmp_path), "self_pretrain": {"steps": 2}, **change}
-    f = tmp_path / "ft.yaml"
-    f.write_text(yaml.safe_dump(cfg))
-    code = main_code(["finetune", f])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert expected in err and "Traceback" not in err and err.strip().count("\n") == 0, err
-    assert not mlm_runs(tmp_path)
+    assert_refused_before_pretraining(tmp_path, capsys, cfg, expected)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,13 +350,7 @@ def test_what_finetuning_would_refuse_is_said_before_pretraining(
     for key, value in change.items():
         cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
     cfg["self_pretrain"] = sp
-    f = tmp_path / "ft.yaml"
-    f.write_text(yaml.safe_dump(cfg))
-    code = main_code(["finetune", f])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert expected in err and "Traceback" not in err and err.strip().count("\n") == 0, err
-    assert not mlm_runs(tmp_path)
+    assert_refused_before_pretraining(tmp_path, capsys, cfg, expected)
 
 
 def test_a_corpus_named_in_set_is_part_of_the_key(tmp_path, corpus_txt):

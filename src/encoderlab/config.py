@@ -875,11 +875,13 @@ def load_config(
         if path is not None and overrides and _valid(schema, data):
             build(schema, merged, "--set")  # the file alone is fine: name --set, the mistake
         raise
-    scratch_file = isinstance(data, dict) and str(data.get("init", "scratch")).strip() == "scratch"
-    if isinstance(cfg, FinetuneConfig) and path is not None and scratch_file:
-        if cfg.init.strip() != "scratch":
-            keys = frozenset(o.split("=", 1)[0].strip() for o in overrides or [])
-            cfg._scratch_file_set_keys = keys
+    file_init = str(data.get("init", "scratch")).strip() if isinstance(data, dict) else None
+    if (
+        isinstance(cfg, FinetuneConfig)
+        and path is not None
+        and file_init == "scratch" != cfg.init.strip()
+    ):
+        cfg._scratch_file_set_keys = frozenset(o.split("=", 1)[0].strip() for o in overrides or [])
     return cfg
 
 

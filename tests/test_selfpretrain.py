@@ -366,3 +366,23 @@ def test_a_corpus_named_in_set_is_part_of_the_key(tmp_path, corpus_txt):
     said: list[str] = []
     finetune(FinetuneConfig.model_validate(cfg), say=said.append)
     assert len(mlm_runs(tmp_path)) == 2 and not any("reusing" in m for m in said), said
+
+
+def test_ctrl_c_during_self_pretraining_says_to_run_the_same_command_again(
+    tmp_path, capsys, monkeypatch
+):
+    """stderr said `encoderlab pretrain --resume RUN` while stdout said to rerun the command;
+    the command is what the user ran, and it resumes the pretraining run itself."""
+    import encoderlab.selfpretrain as sp
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sp, "pretrain", interrupted)
+    f = tmp_path / "ft.yaml"
+    f.write_text(yaml.safe_dump({**base_cfg(tmp_path), "self_pretrain": {"steps": 2}}))
+    capsys.readouterr()
+    assert main_code(["finetune", f]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted during self-pretraining; run the same command again" in err, err
+    assert "--resume" not in err

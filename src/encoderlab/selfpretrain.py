@@ -44,7 +44,7 @@ from encoderlab.config import (
     build,
     read_yaml,
 )
-from encoderlab.errors import UserError
+from encoderlab.errors import Interrupted, UserError
 from encoderlab.pretraining import check_not_finished, pretrain
 from encoderlab.runs import RUN_FILE, Run, atomic_write, has_checkpoint
 from encoderlab.runtime import resolve_device
@@ -316,9 +316,12 @@ def self_pretrain(cfg: FinetuneConfig, say: Callable[[str], None] = print) -> Fi
                 say=say,
                 record=record,
             )
-        except KeyboardInterrupt:
-            main_say("self_pretrain interrupted: run the same command again to resume it")
-            raise
+        except KeyboardInterrupt:  # the CLI's hint, in place of `pretrain --resume RUN`
+            Interrupted.last = Interrupted(
+                "interrupted during self-pretraining; run the same command again: it goes on "
+                "from the pretraining run's last checkpoint (or starts it anew if it had none)"
+            )
+            raise Interrupted.last from None
         if run.info.get("status") != "finished":
             raise UserError(
                 f"{run.path}: self-pretraining stopped ({run.info.get('stopped_because')}); "

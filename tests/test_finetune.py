@@ -16,7 +16,7 @@ from encoderlab.cli import main
 from encoderlab.config import FinetuneConfig, HeadConfig, TaskConfig, load_config
 from encoderlab.finetuning import finetune
 from encoderlab.heads import CnnHead, sequence_head
-from encoderlab.runs import Run
+from encoderlab.runs import Run, run_model_config
 from encoderlab.tasks import get_task
 
 
@@ -168,6 +168,14 @@ def test_init_from_pretraining_run_loads_its_encoder_and_tokenizer(tmp_path):
             after[f"backbone.{key}"], before[f"encoder.{key}"], rtol=0, atol=0
         )
     assert run.info["trainable_params"] < run.info["params"]
+    # the saved config's model section is the encoder it trained (it held the config's scratch
+    # settings: dropout 0.0 here, where the pretrained encoder has 0.1)
+    saved = yaml.safe_load((run.path / "config.yaml").read_text())["model"]
+    trained = run_model_config(pre).model_dump(mode="json")
+    assert trained["dropout"] == 0.1 and cfg.model.dropout == 0.0
+    assert {k: v for k, v in saved.items() if k not in ("vocab_size", "pad_id")} == {
+        k: v for k, v in trained.items() if k in saved and k not in ("vocab_size", "pad_id")
+    }
 
     scratch = build(
         base_cfg(

@@ -678,12 +678,22 @@ def _open_run(
             if backbone.hf_config is not None:
                 save_wrapped_config(backbone.hf_config, new.path)
             (new.path / "labels.json").write_text(json.dumps(labels, ensure_ascii=False))
-            save_config(cfg, new.path / "config.yaml")
+            save_config(_as_trained(cfg, backbone.model_cfg), new.path / "config.yaml")
             new.update(outputs="pending")  # "written" once its final predictions are
             return str(new.path)
 
         run = Run(distributed.on_main(create))
     return run if distributed.is_main() else ReadOnlyRun(run.path)
+
+
+def _as_trained(cfg: FinetuneConfig, model_cfg: ModelConfig) -> FinetuneConfig:
+    """The config a run saves: with a backbone from a run or the hub, its `model:` section is
+    the architecture that backbone brought (it held the schema's defaults, e.g. post-LN for a
+    pre-LN encoder); vocab_size and pad_id stay as written (the tokenizer sets them)."""
+    if cfg.init.strip() == "scratch":
+        return cfg
+    keep = {"vocab_size": cfg.model.vocab_size, "pad_id": cfg.model.pad_id}
+    return cfg.model_copy(update={"model": model_cfg.model_copy(update=keep)})
 
 
 def _describe_run(

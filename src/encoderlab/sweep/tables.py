@@ -5,6 +5,7 @@ field and the report of the trial runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -148,13 +149,13 @@ def _settle(
             if at_max_t
             else _stopped_by(sweep, rec, budget_end)
         )
-        _update_when_free(
-            run,
-            status="stopped early",
-            stopped_because=f"{why} at step {info.get('steps', 0)}",
-            finished=time.time(),
-            pid=None,
-        )
+        with contextlib.suppress(UserError):  # a Ray worker that lives on may hold it
+            run.update(
+                status="stopped early",
+                stopped_because=f"{why} at step {info.get('steps', 0)}",
+                finished=time.time(),
+                pid=None,
+            )
         info = run.info
     elif seen == "error":
         status = "failed"
@@ -162,20 +163,6 @@ def _settle(
     else:  # the sweep was interrupted while it ran: --resume continues its run
         status = "interrupted"
     return status, info
-
-
-def _update_when_free(run: Any, wait_s: float = 15.0, **fields: Any) -> None:
-    """run.update once the trial's Ray worker, which may live on for a moment after Tune ended
-    the trial, has let go of the run (it used to be skipped then: the run kept no reason)."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            run.update(**fields)
-            return
-        except UserError:
-            if time.monotonic() >= deadline:
-                return  # still held: the table has the reason; the run stays as it is
-            time.sleep(0.2)
 
 
 def _stopped_by(sweep: Sweep, rec: dict[str, Any], budget_end: float | None) -> str:

@@ -508,10 +508,14 @@ class StopRule:
         training only): the final evaluation, the caller's predictions, the last checkpoint."""
         if not self.plan.covers_run:
             return 0.0
-        row_s = self.eval_row_s
-        if row_s is None:
-            row_s = EVAL_OVERHEAD * (self.forward_row_s or 0.0)
-        return (self.valid_rows + self.plan.tail_rows) * row_s + CHECKPOINT_ALLOWANCE_S
+        return (self.valid_rows + self.plan.tail_rows) * self._row_s() + CHECKPOINT_ALLOWANCE_S
+
+    def _row_s(self) -> float:
+        """Seconds an evaluated row takes: timed at evaluations, before them estimated from
+        the timed forward pass (0 while neither is known)."""
+        if self.eval_row_s is not None:
+            return self.eval_row_s
+        return EVAL_OVERHEAD * (self.forward_row_s or 0.0)
 
     def _fixed_s(self) -> float:
         """Budget seconds that are not training: under a whole-run budget the set-up before
@@ -598,9 +602,7 @@ class StopRule:
         evaluates often came out up to twice the steps it made."""
         if not self.valid_rows:
             return 0.0
-        row_s = self.eval_row_s
-        if row_s is None:
-            row_s = EVAL_OVERHEAD * (self.forward_row_s or 0.0)
+        row_s = self._row_s()
         per_step = 1 / self.plan.steps_per_epoch
         if self.cfg.eval_every:
             per_step += 1 / self.cfg.eval_every

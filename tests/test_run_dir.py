@@ -223,6 +223,42 @@ def test_two_processes_racing_for_one_run_one_wins(tmp_path):
     assert outs == ["refused 0", "won"]
 
 
+EXIT_WHILE_WRITING = textwrap.dedent(
+    """
+    import atexit, sys
+    from pathlib import Path
+    lock = Path(sys.argv[1]) / "run.lock"
+    # registered first, so it runs after every exit handler registered later (atexit is LIFO)
+    atexit.register(lambda: print("at exit:", "held" if lock.read_text() else "free", flush=True))
+    from encoderlab.runs import Run
+    run = Run(sys.argv[1])
+    run.update(step=1)  # held by `run`, which a daemon thread would go on writing
+    keep = [run]
+    """
+)
+
+
+def test_a_run_stays_held_until_its_process_is_gone(tmp_path):
+    """A Ray worker ending a sweep trial exits while its daemon training thread still writes
+    the run: the lock was given back at interpreter exit, the sweep's driver took the run as
+    finished and marked it, and the thread's next write took the lock again and refused the
+    driver's (a trial "stopped early" with no reason in run.json). The kernel drops the flock
+    when the process is gone; nothing gives the run back earlier."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    env = {**os.environ, "PYTHONPATH": SRC}
+    out = subprocess.run(
+        [sys.executable, "-c", EXIT_WHILE_WRITING, str(run_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    assert out.strip().splitlines()[-1] == "at exit: held", out
+    take_lock(run_dir)  # free once the process is gone
+    release_lock(run_dir)
+
+
 def test_the_same_process_may_reopen_its_run(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

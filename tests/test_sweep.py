@@ -384,6 +384,54 @@ def test_a_report_tune_no_longer_takes_stops_the_trial_at_its_next_evaluation(
     reporter.close()
 
 
+@pytest.mark.parametrize("exiting", [True, False])
+def test_a_trial_whose_worker_exits_under_it_is_interrupted_not_failed(
+    tmp_path, monkeypatch, exiting
+):
+    """A sweep stopped with Ctrl-C ends its Ray workers while their training threads run on:
+    what then fails in the run (a checkpoint write refused after interpreter shutdown) made
+    the trial "failed", so --resume skipped it. While the worker exits it is "interrupted" (its
+    run resumable, given back); an error in a worker that lives on is still a failure."""
+    from ray import tune
+
+    import encoderlab.finetuning as finetuning
+    import encoderlab.sweep.trial as trial
+
+    class Context:
+        def get_trial_id(self):
+            return "abc_00000"
+
+    real_finetune = finetuning.finetune
+
+    def finetune_then_shutdown(cfg, say, on_eval):
+        def eval_then_refused(step, metrics):
+            if step >= 6:
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+            on_eval(step, metrics)
+
+        return real_finetune(cfg, say=say, on_eval=eval_then_refused)
+
+    monkeypatch.setattr(tune, "get_context", Context)
+    monkeypatch.setattr(tune, "report", lambda payload: None)
+    monkeypatch.setattr(finetuning, "finetune", finetune_then_shutdown)
+    monkeypatch.setattr(trial, "_worker_exiting", lambda: exiting)
+    monkeypatch.setattr(trial._Reporter, "ended", lambda self: False)  # Tune said nothing
+    monkeypatch.chdir(tmp_path)
+    sweep = load_sweep(write_sweep(tmp_path))
+    (sweep.out / "trials").mkdir(parents=True)
+    values = {"train.lr": 3e-3, "head.type": "cls"}
+    if exiting:
+        trial.run_trial(values, sweep)
+    else:
+        with pytest.raises(RuntimeError, match="after interpreter shutdown"):
+            trial.run_trial(values, sweep)
+    record = json.loads((sweep.out / "trials" / "abc_00000.json").read_text())
+    run = Run(record["run_dir"])
+    want = "interrupted" if exiting else "failed"
+    assert (record["status"], run.info["status"]) == (want, want), record
+    run.update(checked=True)  # given back: this process may write it again
+
+
 def test_sweep_file_refuses_what_ray_would_run_otherwise(tmp_path):
     """grid: under random/optuna ran one trial of the grid; cpu -1 reached Ray (a traceback,
     then a resumed trial without its values); time_budget_min -1 ran no trial and 0 meant no

@@ -257,6 +257,9 @@ class Run:
         if self._unlock is None or not self._unlock.alive:
             take_lock(self.path)
             self._unlock = weakref.finalize(self, release_lock, self.path)
+            # not at interpreter exit: a daemon thread (a sweep trial's training, a checkpoint
+            # write) may still be writing the run then; the kernel drops the flock at death
+            self._unlock.atexit = False
             _WRITTEN[self.path.resolve()] = None
 
     def skip_notes(self) -> list[str]:

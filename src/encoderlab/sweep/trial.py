@@ -219,7 +219,7 @@ def run_trial(values: dict[str, Any], sweep: Sweep) -> None:
         if isinstance(e, SystemExit):
             raise
         run_dir = find_run(runs_dir, name)
-        if reporter.ended() and run_dir is not None:  # stopped, or its teardown failed
+        if (reporter.ended() or _worker_exiting()) and run_dir is not None:  # see _worker_exiting
             if not isinstance(e, StopRequested):
                 _mark_interrupted(run_dir, reporter.stop_reason())
             reporter.close()
@@ -244,13 +244,22 @@ def run_trial(values: dict[str, Any], sweep: Sweep) -> None:
     write_json(side, record)
 
 
+def _worker_exiting() -> bool:
+    """The Ray worker's interpreter is shutting down under the training thread (Tune ended
+    the trial, or the sweep was stopped): what fails then (e.g. a checkpoint write refused
+    after shutdown) interrupted the run; it did not fail."""
+    return not threading.main_thread().is_alive()
+
+
 def _mark_interrupted(run_dir: Path, why: str) -> None:
     """A trial Tune stopped whose run then failed (the worker torn down under it): the run
-    was stopped, not broken; its last checkpoint stands and it resumes from there."""
+    was stopped, not broken; its last checkpoint stands and it resumes from there. Marked
+    while this worker still holds the run (when it does), then given back: the driver, which
+    waits for the run to be free, reads this as the worker's last word."""
     from encoderlab.runs import Run
 
-    drop_lock(run_dir)
     run = Run(run_dir)
     with contextlib.suppress(UserError, OSError):
         run.update(status="interrupted", message=why)
     run.close()
+    drop_lock(run_dir)

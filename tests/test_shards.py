@@ -244,6 +244,34 @@ def test_mixing_weights_give_each_source_its_share_per_epoch(tmp_path, tok):
     assert set(stats["by_source"]) == {"big", "small"}
 
 
+def test_a_missing_file_of_a_source_names_that_source(tmp_path, tok):
+    """A file of data.sources that is not there was reported as "check the path (data.corpus
+    or --corpus)", a key the config did not use: the error names the source's own key."""
+    from encoderlab.tokenizer import train_tokenizer_from_files
+
+    here = tmp_path / "here.txt"
+    here.write_text("\n".join(synthetic_lines(50, seed=1)) + "\n")
+    data = DataConfig(
+        sources=[
+            CorpusSource(name="en", files=[str(tmp_path / "*.txt")]),
+            CorpusSource(name="ko", files=[str(tmp_path / "gone.txt")]),
+        ],
+        cache_dir=str(tmp_path / "c"),
+    )
+    want = r"gone.txt: corpus file not found; check the path \(data.sources\[1\].files \(ko\)\)$"
+    with pytest.raises(UserError, match=want):
+        build_mlm_datasets(data, tok, seed=0, log=lambda m: None)
+    with pytest.raises(UserError, match=want):
+        train_tokenizer_from_files(None, TokenizerConfig(vocab_size=100), data)
+    data.sources[1].files = [str(tmp_path / "*.none")]
+    with pytest.raises(
+        UserError,
+        match=r"\*.none: the pattern matches no files; check "
+        r"data.sources\[1\].files \(ko\)$",
+    ):
+        build_mlm_datasets(data, tok, seed=0, log=lambda m: None)
+
+
 def test_sentence_mode_covers_every_document_exactly_once(tmp_path, tok):
     data = DataConfig(
         corpus=wiki_files()[:1], cache_dir=str(tmp_path / "c"), shard_mb=0.3, mode="sentence"

@@ -344,12 +344,18 @@ def train_tokenizer_from_files(
         "sheet": data_cfg.sheet,
     }
     if paths is not None or cfg.train_files is not None or not data_cfg.sources:
+        where = "--corpus" if paths is not None else "tokenizer.train_files"
+        if paths is None and cfg.train_files is None:
+            where = "data.corpus"
         if paths is None:
             paths = cfg.train_files if cfg.train_files is not None else data_cfg.corpus
         groups = [(paths, options)]
+        keys = [where]
     else:
         groups = [(data_cfg.corpus, options)] if data_cfg.corpus else []
-        for src in data_cfg.sources:
+        keys = ["data.corpus"] * len(groups)
+        for i, src in enumerate(data_cfg.sources):
+            keys.append(f"data.sources[{i}].files ({src.name})")
             own = {
                 "text_field": src.text_field or data_cfg.text_field,
                 "text_column": src.text_column
@@ -358,8 +364,8 @@ def train_tokenizer_from_files(
                 "fmt": src.format or data_cfg.format,
             }
             groups.append((src.files, {**options, **own}))
-    for files, opts in groups:
-        resolve_sources(files, opts["fmt"])  # fail on a missing file now, not after a pass
+    for (files, opts), where in zip(groups, keys, strict=True):
+        resolve_sources(files, opts["fmt"], where)  # fail on a missing file now, not mid-pass
     caps = [c for c in (cfg.max_train_documents, data_cfg.max_documents) if c is not None]
     return train_tokenizer(_Documents(groups, min(caps) if caps else None), cfg)
 

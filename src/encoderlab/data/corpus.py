@@ -157,9 +157,12 @@ class FileReport:
 
 
 def resolve_sources(
-    entries: Sequence[str | Path] | str | Path | None, fmt: str = "auto"
+    entries: Sequence[str | Path] | str | Path | None,
+    fmt: str = "auto",
+    where: str = "data.corpus",
 ) -> list[Source]:
     """Expand globs and check that every corpus entry exists, before any reading starts.
+    `where`: the config key the entries came from, which the errors name.
 
     Entries are files, globs, `save_to_disk` directories (optionally `dir::split`) and
     `hf:<name>[:<config>][::split]` Hub names (with fmt="hf" the `hf:` may be left out).
@@ -190,7 +193,7 @@ def resolve_sources(
                     continue
                 raise UserError(
                     f"{text}: '::split' works only after a directory written by "
-                    "Hugging Face save_to_disk; check data.corpus"
+                    f"Hugging Face save_to_disk; check {where}"
                 )
             out.append(Source("hf_disk", p, split=split))
             continue
@@ -203,7 +206,7 @@ def resolve_sources(
                 continue
             raise UserError(
                 f"{text}: is a directory, not a corpus file or a Hugging Face save_to_disk "
-                f"directory; list its files in data.corpus or use a glob such as "
+                f"directory; list its files in {where} or use a glob such as "
                 f"'{text.rstrip('/')}/*.txt'"
             )
         if _GLOB_CHARS & set(text):
@@ -214,14 +217,14 @@ def resolve_sources(
                 if m.is_file() or (m.is_dir() and _is_hf_dir(m))
             ]
             if not found:
-                raise UserError(f"{text}: the pattern matches no files; check data.corpus")
+                raise UserError(f"{text}: the pattern matches no files; check {where}")
             out.extend(found)
             continue
         if fmt == "hf":
             out.append(_hub_source(text, text))
             continue
-        raise UserError(f"{text}: corpus file not found; check the path (data.corpus or --corpus)")
-    check_read_once([(s.path, s.split) for s in out if s.path is not None], "data.corpus")
+        raise UserError(f"{text}: corpus file not found; check the path ({where})")
+    check_read_once([(s.path, s.split) for s in out if s.path is not None], where)
     return out
 
 
@@ -248,7 +251,9 @@ def resolve_paths(paths: Sequence[str | Path] | str | Path | None, fmt: str = "a
     return [s.path for s in resolve_sources(paths, fmt) if s.path is not None]
 
 
-def describe_sources(paths: Sequence[str | Path], fmt: str = "auto") -> list[dict[str, Any]]:
+def describe_sources(
+    paths: Sequence[str | Path], fmt: str = "auto", where: str = "data.corpus"
+) -> list[dict[str, Any]]:
     """A cheap, JSON-able key per corpus source for caches built from it.
 
     A file: its resolved path, size and mtime (a changed file changes one of them; hashing the
@@ -256,7 +261,7 @@ def describe_sources(paths: Sequence[str | Path], fmt: str = "auto") -> list[dic
     hash of its files' sizes and mtimes. A Hub dataset: its name, config and split.
     """
     out: list[dict[str, Any]] = []
-    for s in resolve_sources(paths, fmt):
+    for s in resolve_sources(paths, fmt, where):
         if s.kind == "file":
             assert s.path is not None
             st = s.path.stat()

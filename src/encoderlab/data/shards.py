@@ -79,6 +79,15 @@ def corpus_sources(data: DataConfig) -> list[CorpusSource]:
     return out
 
 
+def source_key(data: DataConfig, index: int) -> str:
+    """The config key of corpus_sources(data)[index], for errors about its files."""
+    if data.corpus:
+        if index == 0:
+            return "data.corpus"
+        index -= 1
+    return f"data.sources[{index}].files ({data.sources[index].name})"
+
+
 def read_options(source: CorpusSource, data: DataConfig) -> dict[str, Any]:
     return {
         "text_field": source.text_field or data.text_field,
@@ -95,10 +104,10 @@ def describe_corpus(data: DataConfig) -> list[dict[str, Any]]:
         {
             "name": s.name,
             "weight": s.weight,
-            "files": describe_sources(s.files, read_options(s, data)["fmt"]),
+            "files": describe_sources(s.files, read_options(s, data)["fmt"], source_key(data, i)),
             "read": read_options(s, data),
         }
-        for s in corpus_sources(data)
+        for i, s in enumerate(corpus_sources(data))
     ]
     check_read_once(  # across sources: one file in two of them
         [(Path(f["path"]), f.get("split")) for d in described for f in d["files"] if "path" in f],
@@ -130,7 +139,7 @@ def plan_units(data: DataConfig) -> list[dict[str, Any]]:
     units: list[dict[str, Any]] = []
     for si, source in enumerate(corpus_sources(data)):
         opts = read_options(source, data)
-        for src in resolve_sources(source.files, opts["fmt"]):
+        for src in resolve_sources(source.files, opts["fmt"], source_key(data, si)):
             size = src.path.stat().st_size if src.kind == "file" and src.path else 0
             ranges: list[list[int] | None] = [None]
             if size > piece and splittable(src, opts["fmt"], opts["txt_unit"]):

@@ -576,7 +576,7 @@ def test_tokenizer_vocabulary_bounds_and_empty_out(tmp_path, corpus_txt, capsys)
     assert cli("tokenizer", "train", "--corpus", corpus_txt, "--kind", "sentencepiece", *out) == 2
     assert "tokenizer train: --kind: Input should be 'bpe'" in one_line_error(capsys)
     assert cli("tokenizer", "train", "--corpus", tmp_path / "nothere.txt", *out) == 2
-    assert "check the path (data.corpus or --corpus)" in one_line_error(capsys)
+    assert "nothere.txt: corpus file not found; check the path (--corpus)" in one_line_error(capsys)
 
 
 def test_out_of_memory_and_port_and_workers_are_one_line(tmp_path, corpus_txt, finetuned, capsys):
@@ -1423,6 +1423,25 @@ def test_a_damaged_best_checkpoint_as_init_is_named(small_run, tmp_path, capsys)
     assert cli("finetune", cfg, "--set", f"init={run}") == 0
     err = capsys.readouterr().err
     assert f"warning: skipping {best.parent}" in err, err
+
+
+def test_roc_auc_on_a_validation_set_of_one_class_is_refused(tmp_path, capsys):
+    """task.metric=roc_auc with a validation file of one class scored nan at every
+    evaluation: the first checkpoint stayed "best" and early stopping ended the run."""
+    cfg = base_cfg(tmp_path, train={"max_steps": 2, "epochs": None})
+    rows = [r for r in sentiment_rows(60, 1) if r["target"] == 1]
+    valid = write_csv(tmp_path / "valid.csv", rows, ["id", "text", "target"])
+    cfg["task"].update(valid=str(valid), metric="roc_auc")
+    path = tmp_path / "ft.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert cli("finetune", path) == 2
+    assert one_line_error(capsys).strip() == (
+        f"error: task.metric=roc_auc needs both labels in the validation set; {valid} holds only "
+        f"'1' ({len(rows)} examples); use task.metric mcc or acc, or a validation set with "
+        "both labels"
+    )
+    assert not (tmp_path / "runs").exists()
+    assert cli("finetune", path, "--set", "task.metric=mcc") == 0
 
 
 def test_positive_label_is_checked_before_the_run_and_tokenizer_settings_are_noted(

@@ -449,12 +449,26 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
             f"task.positive_label={t.positive_label!r} is not a label of {t.train} (labels: "
             f"{', '.join(labels)})"
         )
+    if t.metric == "roc_auc":
+        _check_both_classes(valid, t.valid or source)
     if t.train_examples is not None:
         train = _label_budget(train, t.train_examples, cfg.seed, say)
     data = TaskData(train, valid, test, labels, source)
     for result in read:
         show_messages(result, data.shown, say)
     return data
+
+
+def _check_both_classes(valid: list[Example], where: str) -> None:
+    """ROC-AUC is undefined on a validation set of one class: every evaluation would score
+    nan, the first checkpoint would stay "best" and early stopping would end the run."""
+    gold = {ex.get("label") for ex in valid} - {None}
+    if len(gold) == 1:
+        raise UserError(
+            f"task.metric=roc_auc needs both labels in the validation set; {where} holds only "
+            f"'{gold.pop()}' ({len(valid)} examples); use task.metric mcc or acc, or a "
+            "validation set with both labels"
+        )
 
 
 def _label_budget(

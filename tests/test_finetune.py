@@ -430,47 +430,44 @@ def _tiny(tmp_path: Path, task: dict, **over) -> FinetuneConfig:
 
 
 def test_qa_end_to_end_through_finetune_and_evaluate(tmp_path):
+    """...and a question whose only answer is not in its context (a data error) is scored, as
+    the official SQuAD script scores it, but left out of training."""
     rng = random.Random(0)
     cities = ["paris", "rome", "oslo", "lima", "cairo", "delhi", "tokyo", "seoul"]
-    data = []
-    for a in range(16):
-        country, city = f"land{a}", rng.choice(cities)
-        context = (
-            f"{' '.join(rng.choice(FILL) for _ in range(8))} the capital of {country} is {city} ."
-        )
-        data.append(
-            {
-                "title": f"article {a}",
-                "paragraphs": [
-                    {
-                        "context": context,
-                        "qas": [
-                            {
-                                "id": f"q{a}",
-                                "question": f"what is the capital of {country} ?",
-                                "answers": [
-                                    {"text": city, "answer_start": context.index(f"is {city}") + 3}
-                                ],
-                            }
-                        ],
-                    }
-                ],
-            }
-        )
-    f = tmp_path / "squad.json"
-    f.write_text(json.dumps({"version": "1.1", "data": data}))
+
+    def squad(articles: range, misplaced: set[int]) -> dict:
+        data = []
+        for a in articles:
+            country, city = f"land{a}", rng.choice(cities)
+            context = (
+                f"{' '.join(rng.choice(FILL) for _ in range(8))} the capital of {country} is "
+                f"{city} ."
+            )
+            answer = {"text": city, "answer_start": context.index(f"is {city}") + 3}
+            if a in misplaced:
+                answer = {"text": "atlantis", "answer_start": 3}
+            question = {"id": f"q{a}", "question": f"what is the capital of {country} ?"}
+            paragraph = {"context": context, "qas": [question | {"answers": [answer]}]}
+            data.append({"title": f"article {a}", "paragraphs": [paragraph]})
+        return {"version": "1.1", "data": data}
+
+    f, valid = tmp_path / "squad.json", tmp_path / "dev.json"
+    f.write_text(json.dumps(squad(range(16), {3, 7})))
+    valid.write_text(json.dumps(squad(range(16, 20), {18})))
     cfg = _tiny(
         tmp_path,
-        {"type": "qa", "train": str(f), "max_len": 48, "max_query_len": 16, "valid_ratio": 0.25},
+        {"type": "qa", "train": str(f), "valid": str(valid), "max_len": 48, "max_query_len": 16},
     )
     cfg.train.epochs = 2
     run, _ = finetune(cfg, say=quiet)
+    assert run.info["train_examples"] == 14  # the two misplaced ones give no target
     final = run.info["final"]
     assert {"em", "f1", "answers_failed", "questions"} <= final.keys() and final["questions"] == 4
     rows = [
         json.loads(x) for x in (run.path / "predictions" / "valid.jsonl").read_text().splitlines()
     ]
     assert len(rows) == 4 and {"id", "question", "prediction", "em", "f1"} <= rows[0].keys()
+    assert [r["answers"] for r in rows if r["id"] == "q18"] == [["atlantis"]]
     assert main_code(["evaluate", run.path, "--data", f]) == 0
 
 

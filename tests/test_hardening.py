@@ -942,7 +942,11 @@ def test_a_qa_file_with_no_usable_question_says_why(tmp_path):
     ]}]}]}  # fmt: skip
     f = tmp_path / "qa.json"
     f.write_text(json.dumps(squad))
-    with pytest.raises(UserError, match="no usable questions .*did not match their context"):
+    with pytest.raises(
+        UserError,
+        match=r"qa.json: no usable questions \(the file holds 1\): none of its 1 answers is in its "
+        r"context near its answer_start; check the answers' text and answer_start offsets$",
+    ):
         get_task("qa").read(str(f), TaskConfig(type="qa"))
 
 

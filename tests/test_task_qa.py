@@ -176,7 +176,12 @@ def test_read_wrong_types(tmp_path: Path) -> None:
         QATask().read(str(write(tmp_path, obj)), CFG)
 
 
-def test_mismatched_answers_are_counted_and_skipped(tmp_path: Path) -> None:
+def test_misplaced_answers_are_scored_but_not_trained(tmp_path: Path, tokenizers: dict) -> None:
+    """An answer not found near its answer_start was dropped, and a question left with no
+    answer with it: the score then left out questions the official SQuAD script counts (a
+    higher EM than the script's). Now every question is scored against all its gold texts;
+    only answers found in the context give training targets, and a question with none of
+    those is left out of training."""
     ctx = EN_CONTEXTS[0]
     paris = ctx.find("Paris")
     obj = squad_json(
@@ -187,9 +192,9 @@ def test_mismatched_answers_are_counted_and_skipped(tmp_path: Path) -> None:
                     (
                         ctx,
                         [
-                            # one good answer and one that is not in the context: kept
+                            # one good answer and one that is not in the context
                             ("Where?", [("London", 3), ("Paris", None)]),
-                            # its only answer is wrong: dropped
+                            # its only answer is not in the context
                             ("Who?", [("Napoleon", 10)]),
                             # off by two characters: found nearby and corrected
                             ("Where again?", [("Paris", paris + 2)]),
@@ -201,13 +206,23 @@ def test_mismatched_answers_are_counted_and_skipped(tmp_path: Path) -> None:
     )
     task = QATask()
     ex = task.read(str(write(tmp_path, obj)), CFG)
-    assert [e["id"] for e in ex] == ["q0", "q2"]
-    assert ex[0]["answers"] == [{"text": "Paris", "answer_start": paris}]
-    assert ex[1]["answers"] == [{"text": "Paris", "answer_start": paris}]
+    assert [e["id"] for e in ex] == ["q0", "q1", "q2"]
+    london = {"text": "London", "answer_start": None}
+    assert ex[0]["answers"] == [london, {"text": "Paris", "answer_start": paris}]
+    assert ex[1]["answers"] == [{"text": "Napoleon", "answer_start": None}]
+    assert ex[2]["answers"] == [{"text": "Paris", "answer_start": paris}]
+    assert [task.trainable(e) for e in ex] == [True, False, True]
     text = "\n".join(ex.warnings)
-    assert "2 answers did not match their context and were skipped" in text
-    assert "1 questions were left with no answer and dropped" in text
+    assert "2 answers are not in their context near their answer_start: they count as gold" in text
+    assert "1 questions have no other answer: left out of training, still scored" in text
     assert "1 answers were not at their answer_start" in text
+    # the official script: max over every gold text, every question counted
+    preds = [{"text": "London"}, {"text": "Paris"}, {"text": "Paris"}]
+    m = task.metrics(preds, ex, CFG, [])
+    assert (m["questions"], m["em"]) == (3, pytest.approx(200 / 3)), m
+    # the misplaced answer gives no target: its windows point at [CLS]
+    feats = task.encode([ex[1]], tokenizers["wordpiece"], CFG, [])
+    assert {(f["start_position"], f["end_position"]) for f in feats} == {(0, 0)}
 
 
 def test_test_file_without_answers(tmp_path: Path) -> None:

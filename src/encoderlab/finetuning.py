@@ -451,6 +451,7 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
         )
     if t.metric == "roc_auc":
         _check_both_classes(valid, t.valid or source)
+    train = [ex for ex in train if task.trainable(ex)]  # what reading counted and said
     if t.train_examples is not None:
         train = _label_budget(train, t.train_examples, cfg.seed, say)
     data = TaskData(train, valid, test, labels, source)

@@ -84,6 +84,8 @@ class Task(Protocol):
 
     def has_gold(self, example: Example) -> bool: ...
 
+    def trainable(self, example: Example) -> bool: ...
+
     def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example: ...
 
     def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None: ...
@@ -167,6 +169,11 @@ class TaskBase:
         """Per-example, per-unit probabilities of what `decode` chose, for tasks whose decoded
         prediction carries no score of its own (tagging: one per word); None otherwise."""
         return None
+
+    def trainable(self, example: Example) -> bool:
+        """Whether a training example gives a target (all do, but a QA question whose answers
+        cannot be placed in its context: scored in evaluation, left out of training)."""
+        return True
 
     def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None:
         """Refuse gold labels the model never saw in training (default: every label is fine)."""

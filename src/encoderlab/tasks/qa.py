@@ -161,8 +161,15 @@ class _Tally:
         if self.bad:
             dropped = self.dropped
             out.append(
-                f"{name}: {self.bad} answers did not match their context and were skipped"
-                + (f"; {dropped} questions were left with no answer and dropped" if dropped else "")
+                f"{name}: {self.bad} answers are not in their context near their answer_start: "
+                "they count as gold answers in scoring (as in the official SQuAD script) but "
+                "give no training target"
+                + (
+                    f"; {dropped} questions have no other answer: left out of training, "
+                    "still scored in evaluation"
+                    if dropped
+                    else ""
+                )
             )
         if self.moved:
             out.append(
@@ -202,9 +209,8 @@ def _squad_questions(data: list, name: str, tally: _Tally) -> Iterator[Example]:
                 if qa.get("answers") != [] and "answers" in qa:  # [] = no gold (a test file)
                     tally.with_answers += 1
                     answers = _squad_answers(qa, context, qw, name, tally)
-                    if not answers:
+                    if not _placed(answers):
                         tally.dropped += 1
-                        continue
                 else:
                     tally.without_answers += 1
                     tally.first_without = tally.first_without or qw
@@ -224,7 +230,8 @@ def _squad_questions(data: list, name: str, tally: _Tally) -> Iterator[Example]:
 def _squad_answers(
     qa: dict, context: str, qw: str, name: str, tally: _Tally
 ) -> list[dict[str, Any]]:
-    """A question's answers found in its context (answer_start corrected when off a little)."""
+    """A question's answers, answer_start corrected when off a little; None for an answer not
+    found in its context (it is still a gold text to score against)."""
     answers = []
     for ki, ans in enumerate(_need(qa, "answers", list, qw, name)):
         kw = f"{qw}.answers[{ki}]"
@@ -238,10 +245,15 @@ def _squad_answers(
         found = locate_answer(context, text, start)
         if found is None:
             tally.bad += 1
-            continue
-        tally.moved += found != start
+        else:
+            tally.moved += found != start
         answers.append({"text": text, "answer_start": found})
     return answers
+
+
+def _placed(answers: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The answers found in their context: those a model can be trained to extract."""
+    return [a for a in answers or [] if a["answer_start"] is not None]
 
 
 def locate_answer(context: str, text: str, start: int) -> int | None:
@@ -404,8 +416,9 @@ class QATask(TaskBase):
         Example keys: id, line (1-based number of the question in the file), where (its JSON
         path), title, article (the split key), context, question, answers (list of
         {text, answer_start}, answer_start fixed when found nearby; None for a file without
-        answers). Answers whose text is not in the context are skipped and counted in
-        the result's `warnings`; a question left with no answer is dropped.
+        answers). An answer whose text is not in the context near its answer_start keeps
+        answer_start None: scored against, as the official scripts do, but no training target
+        (`trainable`); they are counted in the result's `warnings`.
         """
         self.f1_mode = cfg.f1
         name = str(path)
@@ -421,8 +434,13 @@ class QATask(TaskBase):
                 "questions have them; give every question its answers (or none, for a test file)"
             )
         examples.warnings.extend(tally.warnings(name))
-        if not examples:
+        if not any(self.trainable(ex) for ex in examples):
             why = "; ".join(w.removeprefix(f"{name}: ") for w in tally.warnings(name))
+            if examples:  # every answer misplaced: say that alone
+                why = (
+                    f"none of its {tally.bad} answers is in its context near its answer_start; "
+                    "check the answers' text and answer_start offsets"
+                )
             raise UserError(
                 f"{name}: no usable questions (the file holds {tally.questions})"
                 + (f": {why}" if why else "")
@@ -431,6 +449,9 @@ class QATask(TaskBase):
 
     def has_gold(self, example: Example) -> bool:
         return bool(example.get("answers"))
+
+    def trainable(self, example: Example) -> bool:
+        return example.get("answers") is None or bool(_placed(example["answers"]))
 
     def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
         if not text_pair:
@@ -523,7 +544,7 @@ class QATask(TaskBase):
             budget = budget_max - len(q_ids)
             overlap = min(cfg.doc_stride, budget // 2)
             spans: list[tuple[int, int]] = []
-            for ans in ex["answers"] or []:
+            for ans in _placed(ex["answers"]):
                 a = ans["answer_start"]
                 span = _char_to_tokens(c_off, a, a + len(ans["text"]))
                 if span is None:
@@ -711,7 +732,8 @@ class QATask(TaskBase):
             if golds:
                 em, f1_frac = answer_scores(text, golds, self.f1_mode)
                 f1 = round(100.0 * f1_frac, 2)
-            anchor = ex["answers"][0]["answer_start"] if golds else pred.get("start_char", -1)
+            placed = _placed(ex["answers"])
+            anchor = placed[0]["answer_start"] if placed else pred.get("start_char", -1)
             rows.append(
                 {
                     "id": ex["id"],

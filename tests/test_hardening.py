@@ -755,6 +755,25 @@ def test_predict_input_without_output_prints_the_rows_as_json_lines(finetuned, t
     assert all(r["prediction"] in ("0", "1") for r in rows), rows
 
 
+def test_predict_and_evaluate_of_a_file_show_progress_on_a_terminal(
+    finetuned, tmp_path, capsys, monkeypatch
+):
+    """predict of a 100k-row file ran for minutes on a CPU with nothing on the screen: on a
+    terminal, a bar of rows done, rows/s and ETA (on stderr, off the JSON lines on stdout)."""
+    data = write_csv(tmp_path / "t.csv", sentiment_rows(300, 4), ["id", "text", "target"])
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert cli("predict", finetuned, "--input", data) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 300 and all(line.startswith("{") for line in out.splitlines())
+    assert "predict" in err and "300/300" in err, err
+    assert cli("evaluate", finetuned, "--data", data) == 0
+    assert "300/300" in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert cli("predict", finetuned, "--input", data) == 0
+    assert "300/300" not in capsys.readouterr().err  # not on a file or a pipe
+
+
 def test_predict_input_without_output_keeps_notes_off_the_json_lines(finetuned, tmp_path, capsys):
     """A note about the input (here: a folder of text files) went to stdout, between the JSON
     lines a user redirects into predictions.jsonl."""

@@ -855,8 +855,8 @@ def write_evaluation(
             + "  ".join(f"{k} {v:.4f}" for k, v in scalar_metrics(metrics).items())
         )
     if data.test:
-        _, rows = evaluate_examples(
-            model, task, data.test, test_f, cfg, data.labels, pad_id, device
+        _, rows = evaluate_examples(  # a test set of many rows: a bar on a terminal
+            model, task, data.test, test_f, cfg, data.labels, pad_id, device, progress=True
         )
         write_jsonl(run.path / "predictions" / "test.jsonl", rows)
         table = task.submission(rows, cfg.task)

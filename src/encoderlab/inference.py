@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,29 +137,86 @@ def predict_outputs(
     amp: torch.dtype | None = None,
     batches: EvalBatches | None = None,
     loss_counts: dict[str, torch.Tensor] | None = None,
+    progress: bool = False,
 ) -> list[np.ndarray]:
     """Logits per feature, in the order of `features`; token-level ones cut to the feature's
     real length. `batches`: the features' prebuilt batches (else built here). `loss_counts`:
     the task's loss counts of every batch are summed into it, from the same forward pass (a
-    validation loss without a second pass over the set)."""
+    validation loss without a second pass over the set). `progress`: a bar on a terminal."""
     was_training = model.training
     model.eval()
     if batches is None:
         batches = EvalBatches.build(task, features, pad_id, batch_size, device.type == "cuda")
     outputs: list[np.ndarray] = [np.empty(0)] * len(features)
-    for batch, idx in zip(batches.batches, batches.rows, strict=True):
-        batch = to_device(batch, device)
-        with autocast(device, amp):
-            logits = model(*model_inputs(batch))
-        if loss_counts is not None:  # summed on the device: read once, by the caller
-            for k, v in task.loss(logits, batch)[1].items():
-                v = v.detach().float()
-                loss_counts[k] = loss_counts[k] + v if k in loss_counts else v
-        logits = logits.float().cpu().numpy()
-        for row, i in zip(logits, idx, strict=True):
-            outputs[i] = row[: batches.lengths[i]] if task.token_level else row
+    bar = _RowsBar(len(features) if progress else 0)
+    try:
+        for batch, idx in zip(batches.batches, batches.rows, strict=True):
+            bar.advance(len(idx))
+            batch = to_device(batch, device)
+            with autocast(device, amp):
+                logits = model(*model_inputs(batch))
+            if loss_counts is not None:  # summed on the device: read once, by the caller
+                for k, v in task.loss(logits, batch)[1].items():
+                    v = v.detach().float()
+                    loss_counts[k] = loss_counts[k] + v if k in loss_counts else v
+            logits = logits.float().cpu().numpy()
+            for row, i in zip(logits, idx, strict=True):
+                outputs[i] = row[: batches.lengths[i]] if task.token_level else row
+    finally:
+        bar.close()
     model.train(was_training)
     return outputs
+
+
+class _RowsBar:
+    """Rows predicted, rows/s and ETA on a terminal (a file of 100k rows takes minutes on a
+    CPU); silent otherwise. A step behind: a batch counts once it is under way."""
+
+    def __init__(self, total: int) -> None:
+        self.bar = None
+        if not total or not sys.stderr.isatty():
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("[bold]predict"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self.task = self.bar.add_task("predict", total=total, rate="")
+        self.t0 = time.perf_counter()
+        self.done = 0
+        self.bar.start()
+
+    def advance(self, rows: int) -> None:
+        if self.bar is None:
+            return
+        rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.update(
+            self.task, completed=self.done, rate=f"{rate:,.0f} rows/s" if self.done else ""
+        )
+        self.done += rows
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done)
+            self.bar.stop()
 
 
 def evaluate_examples(
@@ -172,14 +230,16 @@ def evaluate_examples(
     device: torch.device,
     batches: EvalBatches | None = None,
     with_loss: bool = False,
+    progress: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(metrics incl. "extra", prediction rows) for a labelled or unlabelled set.
     `batches`: the features' prebuilt batches, for a set evaluated again and again.
-    `with_loss`: add the training objective's mean loss ("loss") on a labelled set."""
+    `with_loss`: add the training objective's mean loss ("loss") on a labelled set.
+    `progress`: a progress bar on a terminal (predict and evaluate of whole files)."""
     amp = autocast_dtype(cfg.train.precision, device)
     counts: dict[str, torch.Tensor] | None = {} if with_loss else None
     outputs = predict_outputs(
-        model, task, features, pad_id, cfg.train.batch_size, device, amp, batches, counts
+        model, task, features, pad_id, cfg.train.batch_size, device, amp, batches, counts, progress
     )
     preds = task.decode(outputs, features, examples, cfg.task, labels)
     labelled = any(task.has_gold(ex) for ex in examples)
@@ -236,10 +296,12 @@ class Finetuned:
         examples: list[Example],
         say: Callable[[str], None] | None = None,
         with_loss: bool = False,
+        progress: bool = False,
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """(metrics, prediction rows) for examples in the task's format. `say` hears what
         encoding cut (words past task.max_len, long questions): otherwise those predictions
-        would be silently worse. `with_loss`: add the mean loss, as the run's eval/valid.json."""
+        would be silently worse. `with_loss`: add the mean loss, as the run's eval/valid.json.
+        `progress`: a bar with rows/s and ETA on a terminal."""
         features = self.task.encode(examples, self.tokenizer, self.cfg.task, self.labels)
         if say is not None:
             show_messages(features, set(), say)
@@ -253,6 +315,7 @@ class Finetuned:
             self.pad_id,
             self.device,
             with_loss=with_loss,
+            progress=progress,
         )
 
     @property
@@ -363,7 +426,7 @@ class Finetuned:
                 "predicts an unlabelled file)"
             )
         self.task.check_labels(examples, self.labels, data_path)
-        return self.run_examples(examples, say, with_loss=True)
+        return self.run_examples(examples, say, with_loss=True, progress=True)
 
 
 def columns_found(path: str) -> str:
@@ -605,7 +668,7 @@ def predict(
         raise UserError(  # before the model runs; a .csv of JSON lines would be garbage
             f"--output {output}: a {ft.task.type} run writes no CSV table; give a .jsonl file"
         )
-    _, rows = ft.run_examples(examples, say)
+    _, rows = ft.run_examples(examples, say, progress=input_path is not None)
     if output:
         out = Path(output)
         table = ft.task.submission(rows, task_cfg) if out.suffix == ".csv" else None

@@ -12,7 +12,9 @@ runs/<name>-<timestamp>/
   checkpoints/best-00000120/  model.safetensors, best.json (step, metric, value): the best
                   evaluation's weights of a fine-tuning run (older runs: run.json's
                   best_checkpoint names a step-* checkpoint instead)
-  run.lock        pid and host of the process writing the run (empty when none is)
+  run.lock        pid and host of the process writing the run (emptied when it closes the
+                  run; a process that ended without closing it leaves its pid, and the lock
+                  is free: the flock below is what holds it)
 Checkpoints are written into a temporary folder and renamed into place, so a kill at any
 moment leaves the previous checkpoint intact; nothing here ever loads a pickle. The training
 loop snapshots the tensors and leaves the writing to a side thread (`save_checkpoint(...,

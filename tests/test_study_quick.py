@@ -323,3 +323,30 @@ def test_a_study_never_writes_over_files_it_did_not_write(tmp_path: Path, monkey
     study.write_text(yaml.safe_dump({**spec, "out": "afile", "arms": [arm]}))
     with pytest.raises(UserError, match=r"study.yaml: out: afile is a file; give out: a folder"):
         run_study(study, say=lambda m: None)
+
+
+def test_the_same_study_given_by_another_path_keeps_its_done_arms(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """`study run study.yaml`, then `study run /abs/.../study.yaml` (or `sub/../study.yaml`):
+    the arm's recorded config path differed in spelling, so every done arm was trained again."""
+    monkeypatch.chdir(tmp_path)
+    tiny_base(tmp_path, rows=32, epochs=1)
+    (tmp_path / "sub").mkdir()
+    out = tmp_path / "out"
+    spec = {"name": "p", "base": "base.yaml", "out": str(out), "arms": [_arm("a")]}
+    Path("study.yaml").write_text(yaml.safe_dump(spec))
+    run_study("study.yaml", say=lambda m: None)
+    [run_dir] = list((out / "runs").iterdir())
+    for spelling in (tmp_path / "study.yaml", "sub/../study.yaml", "./study.yaml"):
+        lines: list[str] = []
+        run_study(spelling, say=lines.append)
+        assert f"[a] done already ({run_dir}); skipped" in lines, (spelling, lines)
+    assert list((out / "runs").iterdir()) == [run_dir]
+    # an edited config still reruns the arm
+    base = yaml.safe_load(Path("base.yaml").read_text())
+    base["train"]["lr"] = 2e-3
+    Path("base.yaml").write_text(yaml.safe_dump(base))
+    lines = []
+    run_study(tmp_path / "study.yaml", say=lines.append)
+    assert "[a] its command changed; rerunning" in "\n".join(lines)

@@ -72,6 +72,7 @@ def _same_arm(recorded: dict[str, Any] | None, signature: dict[str, Any]) -> boo
     file's bytes (`config_sha`): those still match while the file is unchanged."""
     if not recorded:
         return False
+    recorded, signature = _where_config_is(recorded), _where_config_is(signature)
     if recorded == signature:
         return True
     if "config_sha" not in recorded or "config_content" in recorded:
@@ -79,6 +80,15 @@ def _same_arm(recorded: dict[str, Any] | None, signature: dict[str, Any]) -> boo
     old = {k: v for k, v in recorded.items() if k != "config_sha"}
     new = {k: v for k, v in signature.items() if k != "config_content"}
     return old == new and recorded["config_sha"] == _file_sha(Path(signature["config"]))
+
+
+def _where_config_is(signature: dict[str, Any]) -> dict[str, Any]:
+    """The signature with its config as an absolute path: the same study run as `study.yaml`,
+    `./study.yaml`, `../x/study.yaml` or `/abs/x/study.yaml` names one config file in as
+    many ways, and each spelling used to rerun every done arm."""
+    if not isinstance(signature.get("config"), str):
+        return signature
+    return {**signature, "config": str(Path(signature["config"]).absolute().resolve())}
 
 
 def run_study(
@@ -213,7 +223,7 @@ def _signature(study: Study, entry: dict[str, Any], overrides: list[str]) -> dic
     """What makes an arm the same arm: a done arm whose signature changed runs again."""
     signature: dict[str, Any] = {
         "command": entry["command"],
-        "config": str(entry["config"]),
+        "config": str(Path(entry["config"]).absolute().resolve()),
         "config_content": _config_digest(Path(entry["config"])),
         "overrides": overrides,
     }

@@ -165,3 +165,68 @@ def test_a_union_field_error_names_the_key_not_pydantics_member_tag():
     with pytest.raises(UserError) as e:
         load_config(None, ["task.train=x.csv", "task.text_column=null"], FinetuneConfig)
     assert "config key 'task.text_column':" in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "schema", "says"),
+    [
+        # each was accepted, then a traceback (seed: numpy / torch; num_workers: the DataLoader,
+        # after the run directory existed; shard_mb: int(nan)) or a silently odd run
+        ("seed=-1", "Config", "config key 'seed': Input should be greater than or equal to 0"),
+        ("seed=99999999999999999999999", "FinetuneConfig", "config key 'seed'"),
+        ("data.num_workers=-1", "Config", "num_workers=-1 must be >= 0"),
+        ("data.shard_mb=.nan", "Config", "shard_mb must be a finite number > 0"),
+        ("data.max_documents=0", "Config", "max_documents=0 must be at least 1"),
+        ("data.max_valid_examples=0", "Config", "max_valid_examples=0 must be at least 1"),
+        ("tokenizer.max_train_documents=0", "Config", "max_train_documents=0 must be at least 1"),
+        ("task.max_query_len=0", "FinetuneConfig", "max_query_len=0 must be at least 1"),
+        ("task.max_answer_len=0", "FinetuneConfig", "max_answer_len=0 must be at least 1"),
+        ("task.n_best=0", "FinetuneConfig", "n_best=0 must be at least 1"),
+        ("task.doc_stride=-1", "FinetuneConfig", "doc_stride=-1 must be >= 0"),
+    ],
+)
+def test_values_out_of_range_are_one_line_before_anything_runs(override, schema, says):
+    from encoderlab import config
+
+    with pytest.raises(UserError) as e:
+        load_config(None, [override], getattr(config, schema))
+    assert says in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_an_unknown_key_in_a_list_item_or_optional_section_lists_that_sections_keys():
+    """data.sources.0.foo listed the data section's keys, self_pretrain.foo the top level's."""
+    from encoderlab.config import FinetuneConfig
+
+    with pytest.raises(UserError) as e:
+        load_config(None, ["data.sources=[{name: a, files: [x.txt], wieght: 1}]"])
+    assert str(e.value) == (
+        "--set: unknown config key 'data.sources.0.wieght'; valid keys here: name, files, "
+        "weight, format, text_field, text_column"
+    )
+    with pytest.raises(UserError) as e:
+        load_config(None, ["self_pretrain.step=5"], FinetuneConfig)
+    assert str(e.value).endswith(
+        "unknown config key 'self_pretrain.step'; valid keys here: text, minutes, steps, "
+        "recipe, set, run"
+    )
+
+
+def test_an_empty_section_is_its_defaults_and_a_value_for_a_section_says_so(tmp_path):
+    """`train:` with its keys commented out is null in YAML: it was 'Input should be a valid
+    dictionary or instance of TrainConfig'; `train: fast` said the same, naming a class."""
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n#  n_layer: 2\ntrain:\n  lr: 1.0e-3\ndata:\n  filters:\n")
+    cfg = load_config(f, ["model.d_model=64"])
+    assert cfg.model.d_model == 64 and cfg.model.n_layer == 4 and cfg.data.filters.min_chars == 1
+    f.write_text("train: fast\n")
+    with pytest.raises(UserError) as e:
+        load_config(f)
+    assert str(e.value) == (
+        f"{f}: config key 'train': a section of keys (e.g. train: {{...}} or one key per line "
+        "under train:), not 'fast'"
+    )
+    with pytest.raises(UserError) as e:
+        load_config(None, ["data.sources=[ko.txt]"])
+    assert str(e.value) == (
+        "--set: config key 'data.sources.0': a mapping of keys ({name: ..., ...}), not 'ko.txt'"
+    )

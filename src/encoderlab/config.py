@@ -47,6 +47,28 @@ class Section(BaseModel):
                     )
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        """`train:` with every key commented out is YAML's null: the section's defaults, as
+        if it were left out (it was "Input should be a valid dictionary or instance of ...")."""
+        if isinstance(data, dict):
+            empty = [
+                name
+                for name, field in cls.model_fields.items()
+                if data.get(name, ...) is None
+                and _plain_class(field.annotation)
+                and issubclass(field.annotation, Section)
+            ]
+            if empty:
+                data = {k: v for k, v in data.items() if k not in empty}
+        return data
+
+
+def _plain_class(annotation: Any) -> bool:
+    """A class, not `list[X]` (which Python 3.10 also calls a type, and issubclass refuses)."""
+    return isinstance(annotation, type) and typing.get_origin(annotation) is None
+
 
 def _integral_text(value: str) -> bool:
     """'1e4', '2.5e3': YAML 1.1 reads exponents without a dot as strings; whole numbers only."""
@@ -169,6 +191,14 @@ class TokenizerConfig(Section):
     train_files: list[str] | None = None  # None: the pretraining corpus
     max_train_documents: int | None = None  # None: all
 
+    @model_validator(mode="after")
+    def _check(self) -> TokenizerConfig:
+        if self.max_train_documents is not None and self.max_train_documents < 1:
+            raise ValueError(  # 0 read as "no text to train on", naming other keys
+                f"max_train_documents={self.max_train_documents} must be at least 1 (or null)"
+            )
+        return self
+
 
 class CorpusSource(Section):
     """One named corpus of a mix; reading options left unset fall back to the data section's."""
@@ -258,8 +288,13 @@ class DataConfig(Section):
             raise ValueError("valid_ratio must be in [0, 1)")
         if self.block_len < 4:
             raise ValueError("block_len must be at least 4")
-        if self.shard_mb <= 0:
-            raise ValueError("shard_mb must be > 0")
+        _positive_finite("shard_mb", self.shard_mb)
+        if self.num_workers < 0:  # the DataLoader refused it after the run directory existed
+            raise ValueError(f"num_workers={self.num_workers} must be >= 0 (0: no workers)")
+        for name in ("max_documents", "max_valid_examples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}={value} must be at least 1 (or null: all)")
         weights = [s.weight for s in self.sources]
         if any(w is not None for w in weights) and (
             self.corpus or any(w is None or not 0 < w < math.inf for w in weights)
@@ -426,7 +461,7 @@ class Config(Section):
 
     name: str = "pretrain"
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)  # numpy and torch take no negative or wider seed
     runs_dir: str = "runs"
     recipe: Literal["bert", "budget"] = "bert"  # fills the settings left unset; see RECIPES
     model: ModelConfig = ModelConfig()
@@ -556,6 +591,12 @@ class TaskConfig(Section):
                 raise ValueError(f"{name}={value}: a column position counts from 0")
         if self.columns is not None and len(set(self.columns)) != len(self.columns):
             raise ValueError("columns: each name once")
+        # QA: 0 dropped every question (or allowed no answer) and trained on, silently
+        for name in ("max_query_len", "max_answer_len", "n_best"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.doc_stride < 0:
+            raise ValueError(f"doc_stride={self.doc_stride} must be >= 0")
         from encoderlab.tasks.filters import parse_where  # no task code: a pure parser
         from encoderlab.tasks.registry import task_class, task_metrics
 
@@ -627,7 +668,7 @@ class FinetuneConfig(Section):
 
     name: str = "finetune"
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)  # numpy and torch take no negative or wider seed
     runs_dir: str = "runs"
     init: str = "scratch"  # scratch | runs/<pretrain-run> | hf:<dir or hub name>
     freeze: Literal["none", "all", "embeddings"] = "none"
@@ -721,19 +762,43 @@ def _format_validation_error(err: ValidationError, model: type[BaseModel], sourc
     # pydantic names the member of a union it tried ('str', 'list[str]'): not a config key
     loc = [str(p) for p in first["loc"] if not (isinstance(p, str) and _UNION_TAG.fullmatch(p))]
     key = ".".join(loc) or "(top level)"
+    got = first.get("input")
     if first["type"] == "extra_forbidden":
         section: Any = model
         for part in loc[:-1]:
+            if part.isdigit():  # an item of a list of sections (data.sources.0.name)
+                continue
             field = section.model_fields.get(part)
-            if field is None or not isinstance(field.annotation, type):
+            inner = _section_class(field.annotation) if field is not None else None
+            if inner is None:
                 break
-            section = field.annotation
+            section = inner
         valid = ", ".join(section.model_fields) if hasattr(section, "model_fields") else ""
         return f"{source}: unknown config key '{key}'; valid keys here: {valid}"
+    if first["type"] == "model_type" and (got is None or not isinstance(got, dict)):
+        # `train: fast` or `train: [..]`: say it is a section, not "instance of TrainConfig"
+        if loc and loc[-1].isdigit():  # an entry of a list of sections (data.sources)
+            return (
+                f"{source}: config key '{key}': a mapping of keys ({{name: ..., ...}}), not {got!r}"
+            )
+        return (
+            f"{source}: config key '{key}': a section of keys (e.g. {key}: {{...}} or one "
+            f"key per line under {key}:), not {got!r}"
+        )
     msg = first["msg"].removeprefix("Value error, ")
-    got = first.get("input")
     got_txt = "" if isinstance(got, dict) else f" (got {got!r})"
     return f"{source}: config key '{key}': {msg}{got_txt}"
+
+
+def _section_class(annotation: Any) -> type[BaseModel] | None:
+    """The section class a field holds: X, X | None, list[X] (for the keys of its errors)."""
+    if _plain_class(annotation):
+        return annotation if issubclass(annotation, BaseModel) else None
+    for arg in typing.get_args(annotation):
+        found = _section_class(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

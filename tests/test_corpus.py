@@ -288,3 +288,20 @@ def test_describe_sources_changes_with_the_file(tmp_path):
     assert d2["size"] == 4
     with pytest.raises(UserError, match="corpus file not found"):
         describe_sources([tmp_path / "gone.txt"])
+
+
+def test_an_empty_corpus_entry_is_named_by_its_key_not_taken_for_this_folder(tmp_path):
+    """`--set data.corpus=` or `tokenizer.train_files: ['']`: Path('') is '.', so it was ':
+    is a directory ... use a glob such as '/*.txt'' (the root); an empty
+    tokenizer.train_files said 'set data.corpus'."""
+    from encoderlab.data.corpus import resolve_sources
+
+    p = write(tmp_path / "a.txt", "x\n")
+    with pytest.raises(UserError) as e:
+        resolve_sources([p, ""], where="tokenizer.train_files")
+    assert str(e.value) == "tokenizer.train_files: entry 2 is empty; remove it or give a file"
+    with pytest.raises(UserError) as e:
+        resolve_sources([], where="tokenizer.train_files")
+    assert str(e.value).startswith("no corpus files given; set tokenizer.train_files to a list")
+    with pytest.raises(UserError, match=r"^data.corpus: entry 1 is empty"):
+        docs(Path(" "))

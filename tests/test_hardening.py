@@ -1599,3 +1599,103 @@ def test_early_stopping_on_another_metric_than_task_metric_says_which_picks_the_
     assert cli("finetune", cfg, *[x for s in sets for x in ("--set", s)]) == 0
     err = capsys.readouterr().err
     assert "early_stop_metric=valid/loss also picks the best weights" in err, err
+
+
+def test_tokenizer_train_never_writes_over_another_tokenizers_files(tmp_path, corpus_txt, capsys):
+    """--out a model folder (config.json, its tokenizer_config.json and vocab.txt, no
+    tokenizer.json): its tokenizer_config.json was replaced and a tokenizer.json that
+    transformers loads first put beside its vocab.txt."""
+    model = tmp_path / "bert"
+    model.mkdir()
+    theirs = '{"tokenizer_class": "BertTokenizer", "do_lower_case": true}\n'
+    (model / "tokenizer_config.json").write_text(theirs)
+    (model / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+    args = ["tokenizer", "train", "--corpus", corpus_txt, "--vocab-size", "200", "--out", model]
+    capsys.readouterr()
+    assert cli(*args) == 2
+    assert one_line_error(capsys) == (
+        f"error: --out {model} holds another tokenizer's files (tokenizer_config.json, "
+        "vocab.txt); give another folder, or --overwrite\n"
+    )
+    assert (model / "tokenizer_config.json").read_text() == theirs
+    assert not (model / "tokenizer.json").exists()
+    assert cli(*args, "--overwrite") == 0  # asked for: written
+    assert (model / "tokenizer.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--vocab-size", "20"], "error: --vocab-size=20 is too small for kind 'wordpiece'"),
+        (["--vocab-size", "20"], "; raise --vocab-size\n"),
+        (["--min-frequency", "-1"], "error: --min-frequency=-1: must be 0 or more\n"),
+        (["--format", "tsv"], "(columns: "),
+        (["--format", "tsv"], "; set --text-column\n"),
+    ],
+)
+def test_tokenizer_train_errors_name_its_flags_not_config_keys(
+    tmp_path, corpus_txt, capsys, args, says
+):
+    """`tokenizer train` reads no config, yet its errors said 'raise tokenizer.vocab_size',
+    'set data.text_column', 'remove it from data.corpus'."""
+    capsys.readouterr()
+    out = tmp_path / "tok"
+    assert cli("tokenizer", "train", "--corpus", corpus_txt, "--out", out, *args) == 2
+    err = one_line_error(capsys)
+    assert says in err and "data." not in err and "tokenizer." not in err, err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert cli("tokenizer", "train", "--corpus", empty, "--out", out) == 2
+    assert one_line_error(capsys) == (
+        f"error: {empty}: no text found (empty file); remove it from --corpus\n"
+    )
+    assert not out.exists()
+
+
+def test_corpus_commands_take_any_file_or_tokenizer_folder_name(tmp_path, corpus_txt, capsys):
+    """--corpus and --tokenizer were pasted into YAML: 'notes: 2024.txt' became a mapping,
+    'a, b.txt' two files, a tokenizer folder named 'yes' true and '123' a number."""
+    monkey = tmp_path / "w"
+    monkey.mkdir()
+    named = [monkey / "notes: 2024.txt", monkey / "a, b.txt"]
+    for f in named:
+        f.write_text(corpus_txt.read_text())
+    tok = monkey / "yes"
+    assert (
+        cli("tokenizer", "train", "--corpus", corpus_txt, "--vocab-size", "200", "--out", tok) == 0
+    )
+    shutil.copytree(tok, monkey / "123")
+    capsys.readouterr()
+    cache = ["--set", f"data.cache_dir={tmp_path / 'c'}"]
+    for t in ("yes", "123"):
+        os.chdir(monkey)
+        try:
+            assert (
+                cli("corpus", "stats", "--corpus", *named, "--tokenizer", t, *cache, "--json") == 0
+            )
+        finally:
+            os.chdir(tmp_path)
+        stats = json.loads(capsys.readouterr().out)
+        assert stats["docs"] == 2 * len(corpus_txt.read_text().splitlines())
+
+
+def test_tokenizer_train_warns_when_the_corpus_is_mostly_unknown_tokens(tmp_path, capsys):
+    """The README promises a warning for a corpus more than 5 % [UNK] under the tokenizer:
+    `tokenizer train` gave none, and a WordPiece of 200 on Korean text (most words [UNK])
+    was saved as if it were fine."""
+    import random
+
+    rng = random.Random(0)
+    syllables = [chr(0xAC00 + rng.randrange(11172)) for _ in range(400)]
+    words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 4))) for _ in range(3000)]
+    korean = tmp_path / "ko.txt"
+    korean.write_text("\n".join(" ".join(rng.sample(words, 8)) for _ in range(600)) + "\n")
+    args = ["tokenizer", "train", "--corpus", korean, "--vocab-size", "300"]
+    capsys.readouterr()
+    assert cli(*args, "--out", tmp_path / "wp") == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and err.count("\n") == 1, err
+    assert "of the tokens of the corpus's first documents are [UNK] under this tokenizer" in err
+    assert "raise --vocab-size, or use --kind=bpe (byte-level: no [UNK])" in err
+    assert cli(*args, "--kind", "bpe", "--out", tmp_path / "bpe") == 0
+    assert "[UNK]" not in capsys.readouterr().err  # byte-level: every character is spelled

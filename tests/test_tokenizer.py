@@ -283,3 +283,17 @@ def test_load_rejects_missing_specials(tmp_path):
     assert "[SEP], [MASK]" in str(e.value) and "tokenizer.json" in str(e.value)
     with pytest.raises(UserError, match=r"\[SEP\], \[MASK\]"):
         special_ids(tok)
+
+
+@pytest.mark.parametrize("kind", ["bpe", "wordpiece"])
+def test_one_long_line_without_spaces_does_not_stall_training(kind):
+    """A 150,000-character run of 'ㅋ' (or a base64 blob, a minified file) took the trainers
+    time quadratic in its length: 300,000 characters kept bpe busy over 100 s, 3 MB for most
+    of an hour, and Ctrl-C could not stop it. Runs are cut into MAX_TRAIN_WORD pieces."""
+    import time
+
+    texts = [*_SENTENCES * 20, "ㅋ" * 150_000, "x" + "ab" * 75_000]
+    t0 = time.perf_counter()
+    tok = train_tokenizer(texts, TokenizerConfig(kind=kind, vocab_size=600))
+    assert time.perf_counter() - t0 < 10  # ~0.1 s now; over 30 s before
+    assert tok.encode("The film was a story.").tokens[1:3] in (["The", "film"], ["ĠThe", "Ġfilm"])

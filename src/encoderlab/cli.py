@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import sys
@@ -120,13 +121,7 @@ def tokenizer_train(
     ] = False,
 ) -> None:
     """Train a subword tokenizer; writes tokenizer.json that transformers can load."""
-    from encoderlab.config import DataConfig, TokenizerConfig, build
-    from encoderlab.tokenizer import (
-        check_new_tokenizer_dir,
-        save_tokenizer,
-        short_vocab_warning,
-        train_tokenizer_from_files,
-    )
+    from encoderlab.tokenizer import check_new_tokenizer_dir
 
     files = list(corpus or []) + list(more or [])
     if not files:
@@ -134,37 +129,81 @@ def tokenizer_train(
     if not out.strip():
         raise UserError("--out is empty; give the folder to write the tokenizer to")
     check_new_tokenizer_dir(out, overwrite)
+    tokenizer = {
+        "kind": kind,
+        "vocab_size": vocab_size,
+        "lowercase": lowercase,
+        "min_frequency": min_frequency,
+    }
+    data = {
+        "text_field": text_field,
+        "text_column": text_column,
+        "txt_unit": txt_unit,
+        "format": file_format,
+    }
     try:
-        tcfg = build(
-            TokenizerConfig,
-            {
-                "kind": kind,
-                "vocab_size": vocab_size,
-                "lowercase": lowercase,
-                "min_frequency": min_frequency,
-            },
-            "tokenizer train",
-        )
-        dcfg = build(
-            DataConfig,
-            {
-                "text_field": text_field,
-                "text_column": text_column,
-                "txt_unit": txt_unit,
-                "format": file_format,
-            },
-            "tokenizer train",
-        )
+        _train_and_save_tokenizer(files, tokenizer, data, out)
     except UserError as e:  # the options are flags here, not config keys: name the flag
-        as_flag = re.sub(r"config key '(\w+)'", lambda m: "--" + m[1].replace("_", "-"), str(e))
-        raise UserError(as_flag) from None
+        raise UserError(_as_flags(str(e))) from None
+
+
+# tokenizer train's flags for the config keys its errors (shared with pretrain) name
+_TOKENIZER_FLAGS = {
+    "tokenizer.train_files / data.corpus": "--corpus",
+    "data.corpus/data.sources": "--corpus",
+    "data.corpus": "--corpus",
+    "tokenizer.vocab_size": "--vocab-size",
+    "tokenizer.min_frequency": "--min-frequency",
+    "tokenizer.kind": "--kind",
+    "data.text_column": "--text-column",
+    "data.text_field": "--text-field",
+    "data.txt_unit": "--txt-unit",
+    "data.format": "--format",
+}
+_TOKENIZER_FLAG_RE = re.compile(
+    "|".join(re.escape(k) for k in sorted(_TOKENIZER_FLAGS, key=len, reverse=True))
+)
+
+
+def _as_flags(message: str) -> str:
+    """`tokenizer train`'s error with its flags where the code it shares with pretraining
+    names config keys ('raise tokenizer.vocab_size', 'set data.text_column', 'remove it from
+    data.corpus'): that command reads no config."""
+    message = re.sub(r"config key '(\w+)'", lambda m: "--" + m[1].replace("_", "-"), message)
+    return _TOKENIZER_FLAG_RE.sub(lambda m: _TOKENIZER_FLAGS[m[0]], message)
+
+
+def _train_and_save_tokenizer(
+    files: list[str], tokenizer: dict[str, Any], data: dict[str, Any], out: str
+) -> None:
+    from encoderlab.config import DataConfig, TokenizerConfig, build
+    from encoderlab.data.corpus import iter_documents
+    from encoderlab.tokenizer import (
+        save_tokenizer,
+        short_vocab_warning,
+        train_tokenizer_from_files,
+        unknown_warning,
+    )
+
+    tcfg = build(TokenizerConfig, tokenizer, "tokenizer train")
+    dcfg = build(DataConfig, data, "tokenizer train")
     t0 = time.perf_counter()
     tok = train_tokenizer_from_files(files, tcfg, dcfg)
     path = save_tokenizer(tok, out)
     if warning := short_vocab_warning(tok, tcfg):
         say(warning)
+    texts = iter_documents(
+        files,
+        text_field=dcfg.text_field,
+        text_column=dcfg.text_column,
+        txt_unit=dcfg.txt_unit,
+        fmt=dcfg.format,
+        sheet=dcfg.sheet,
+    )
+    if warning := unknown_warning(tok, texts, tcfg):
+        say(_as_flags(warning))
     say(
-        f"trained {kind} tokenizer: {tok.get_vocab_size():,} tokens in "
+        f"trained {tcfg.kind} tokenizer: {tok.get_vocab_size():,} tokens in "
         f"{time.perf_counter() - t0:.1f}s -> {path}"
     )
 
@@ -253,10 +292,12 @@ def _corpus_setup(args, corpus, tokenizer, overrides):
         corpus = [*(corpus or []), *files]
     config = Path(configs[0]) if configs else None
     extra = list(overrides or [])
+    # as YAML strings (JSON is YAML): `notes: 2024.txt`, `a, b.txt` or a folder named `yes`
+    # or `123` were read as a mapping, two files, true and a number
     if corpus:
-        extra.append("data.corpus=[" + ",".join(corpus) + "]")
+        extra.append("data.corpus=" + json.dumps([str(c) for c in corpus], ensure_ascii=False))
     if tokenizer is not None:
-        extra.append(f"tokenizer.path={tokenizer}")
+        extra.append("tokenizer.path=" + json.dumps(str(tokenizer), ensure_ascii=False))
     cfg = load_config(config, extra)
     if not cfg.tokenizer.path:
         raise UserError(
@@ -306,8 +347,6 @@ def corpus_stats_command(
     overrides: SetOpt = None,
 ) -> None:
     """Documents, tokens, unknown-token rate and a length histogram (tokenizes if needed)."""
-    import json
-
     from encoderlab.data.shards import ShardStore, corpus_stats, format_stats, prepare_shards
 
     cfg, tok = _corpus_setup(config, corpus, tokenizer, overrides)

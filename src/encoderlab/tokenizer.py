@@ -12,7 +12,9 @@ stripping decompose Hangul syllables into jamo, which wrecks Korean vocabularies
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -157,6 +159,35 @@ def _build(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.Trainer]:
     return tok, trainer
 
 
+# The trainers' time grows with the square of a word's length: one 3 MB line without a space
+# (a base64 blob, "ㅋㅋㅋ…", a minified file) kept `tokenizer train` busy for most of an hour,
+# deaf to Ctrl-C. Longer runs without whitespace are cut into pieces of this many characters
+# for training only; no vocabulary keeps a piece that long (WordPiece encodes any word over
+# 100 characters as [UNK]), and ordinary text has no such run.
+MAX_TRAIN_WORD = 1000
+_RUN = re.compile(r"\S+")
+
+
+def _cut_long_runs(text: str) -> str:
+    """`text` with every whitespace-free run longer than MAX_TRAIN_WORD cut by spaces."""
+    if len(text) <= MAX_TRAIN_WORD:
+        return text
+    parts: list[str] = []
+    last = 0
+    for m in _RUN.finditer(text):
+        if m.end() - m.start() > MAX_TRAIN_WORD:
+            run = m.group()
+            parts.append(text[last : m.start()])
+            parts.append(
+                " ".join(run[i : i + MAX_TRAIN_WORD] for i in range(0, len(run), MAX_TRAIN_WORD))
+            )
+            last = m.end()
+    if not parts:
+        return text
+    parts.append(text[last:])
+    return "".join(parts)
+
+
 class _Feeder:
     """Batches documents for the trainer and keeps any exception the source raises.
 
@@ -178,7 +209,7 @@ class _Feeder:
                     continue
                 if self.chars is not None:
                     self.chars.update(text)
-                batch.append(text)
+                batch.append(_cut_long_runs(text))
                 self.n_docs += 1
                 if len(batch) >= _TRAIN_BATCH:
                     yield batch
@@ -324,6 +355,29 @@ def short_vocab_warning(tok: Tokenizer, cfg: TokenizerConfig) -> str | None:
     )
 
 
+UNKNOWN_SAMPLE = 5000  # documents from the start of the corpus checked for [UNK]
+UNKNOWN_SHARE = 0.05  # as pretraining warns: English on English text ~0 %, Korean under a 300 ~70 %
+
+
+def unknown_warning(tok: Tokenizer, texts: Iterable[str], cfg: TokenizerConfig) -> str | None:
+    """A warning when more than 5 % of the tokens of the first UNKNOWN_SAMPLE documents are
+    [UNK]: a WordPiece of 300 on Korean text keeps 147 of its thousands of syllables and
+    writes most words as [UNK], which `tokenizer train` saved without a word."""
+    unk = special_ids(tok)["unk"]
+    docs = list(itertools.islice(texts, UNKNOWN_SAMPLE))
+    encoded = tok.encode_batch(docs, add_special_tokens=False)
+    total = sum(len(enc.ids) for enc in encoded)
+    share = sum(enc.ids.count(unk) for enc in encoded) / total if total else 0.0
+    if share <= UNKNOWN_SHARE:
+        return None
+    return (
+        f"warning: {share:.1%} of the tokens of the corpus's first documents are [UNK] under "
+        f"this tokenizer: tokenizer.vocab_size={cfg.vocab_size} is too small for the text's "
+        "characters (a Korean or Chinese corpus has thousands); raise tokenizer.vocab_size, or "
+        "use tokenizer.kind=bpe (byte-level: no [UNK])"
+    )
+
+
 def train_tokenizer_from_files(
     paths: Sequence[str | Path] | None, cfg: TokenizerConfig, data_cfg: DataConfig
 ) -> Tokenizer:
@@ -393,7 +447,29 @@ def check_new_tokenizer_dir(out_dir: str | Path, overwrite: bool = False) -> Pat
             raise UserError(
                 f"--out {out} holds a tokenizer already; give another folder, or --overwrite"
             )
+    theirs = [name for name in _TOKENIZER_FILES if (out / name).exists()]
+    if theirs and not overwrite and not (out / "tokenizer.json").exists():
+        # a model folder's tokenizer_config.json was written over, and its vocab.txt left
+        # beside a tokenizer.json that transformers then loads instead
+        raise UserError(
+            f"--out {out} holds another tokenizer's files ({', '.join(theirs)}); give another "
+            "folder, or --overwrite"
+        )
     return out
+
+
+# What save_tokenizer writes (and the files of other tokenizers transformers would load, or
+# mix with ours, from the same folder)
+_TOKENIZER_FILES = (
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "added_tokens.json",
+)
 
 
 def check_output_dir(out_dir: str | Path) -> Path:

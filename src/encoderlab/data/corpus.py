@@ -173,14 +173,16 @@ def resolve_sources(
         entries = [] if entries is None else [entries]
     if not entries:
         raise UserError(
-            "no corpus files given; set data.corpus to a list of .txt/.jsonl/.csv/.tsv/"
+            f"no corpus files given; set {where} to a list of .txt/.jsonl/.csv/.tsv/"
             ".parquet/.xlsx files, dataset directories or hf:<name> entries "
-            "(e.g. --set 'data.corpus=[train.txt]')"
+            f"(e.g. --set '{where}=[train.txt]')"
         )
     _check_format(fmt)
     out: list[Source] = []
-    for raw in entries:
+    for i, raw in enumerate(entries):
         text = str(raw)
+        if not text.strip():  # Path('') is '.': "is a directory ... a glob such as '/*.txt'"
+            raise UserError(f"{where}: entry {i + 1} is empty; remove it or give a file")
         if text.startswith("hf:"):
             out.append(_hub_source(text[3:], text))
             continue

@@ -181,6 +181,19 @@ def test_a_corpus_empty_after_filtering_is_a_one_line_error(tmp_path, tok):
     assert "30 script" in msg and "data.filters" in msg
 
 
+def test_a_corpus_with_no_readable_document_says_why(tmp_path, tok):
+    """A UTF-16 file gave "no documents found; check data.corpus/data.sources and the files"
+    with no hint why: the error now carries what reading skipped, with its fix."""
+    f = tmp_path / "u16.txt"
+    f.write_bytes("\n".join(synthetic_lines(5)).encode("utf-16"))
+    data = DataConfig(corpus=[str(f)], cache_dir=str(tmp_path / "c"))
+    with pytest.raises(UserError) as e:
+        prepare_shards(data, tok, lambda m: None, workers=1)
+    msg = str(e.value)
+    assert "\n" not in msg and "no documents found" in msg, msg
+    assert "non-UTF-8 lines skipped" in msg and "iconv -f utf-16 -t utf-8" in msg, msg
+
+
 def test_bad_input_is_counted_per_file_and_the_rest_goes_on(tmp_path, tok, monkeypatch):
     good = synthetic_lines(50, seed=4)
     txt = tmp_path / "latin1.txt"

@@ -672,8 +672,8 @@ class FinetuneConfig(Section):
     runs_dir: str = "runs"
     init: str = "scratch"  # scratch | runs/<pretrain-run> | hf:<dir or hub name>
     freeze: Literal["none", "all", "embeddings"] = "none"
-    unfreeze_last: int = 0  # with freeze=all: train the top k blocks again
-    drop_last: int = 0  # remove the top k blocks before fine-tuning
+    unfreeze_last: int = Field(0, ge=0)  # with freeze=all: train the top k blocks again
+    drop_last: int = Field(0, ge=0)  # remove the top k blocks before fine-tuning
     head_lr: float | None = None  # None: train.lr
     # layer-wise lr decay: the top block trains at train.lr, each block below at `decay` times
     # the one above, the embeddings one step further (ELECTRA fine-tunes with 0.8); None: off
@@ -730,10 +730,12 @@ class FinetuneConfig(Section):
 
     @model_validator(mode="after")
     def _check_fit(self) -> FinetuneConfig:
-        if self.unfreeze_last and self.freeze == "none":
-            raise ValueError("unfreeze_last only makes sense with freeze: all or embeddings")
-        if self.unfreeze_last < 0 or self.drop_last < 0:
-            raise ValueError("unfreeze_last and drop_last must be >= 0")
+        if self.unfreeze_last and self.freeze != "all":  # with embeddings: every block trains
+            raise ValueError(
+                f"unfreeze_last={self.unfreeze_last} trains the top blocks again after freeze: "
+                f"all; with freeze: {self.freeze} every block trains already: set freeze: all, "
+                "or remove unfreeze_last"
+            )
         if self.train.eval_batches is not None:  # it used to be accepted and do nothing
             raise ValueError(
                 "train.eval_batches caps pretraining's evaluations; fine-tuning evaluates every "

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_model
 from tokenizers import Tokenizer
 from torch import nn
@@ -29,7 +30,7 @@ from torch import nn
 from encoderlab import distributed
 from encoderlab.config import FinetuneConfig, ModelConfig, load_config, read_yaml, save_config
 from encoderlab.errors import UserError
-from encoderlab.heads import PoolerHead
+from encoderlab.heads import PoolerHead, TokenHead
 from encoderlab.hf import import_checkpoint, run_encoder, save_wrapped_config
 from encoderlab.inference import (
     EvalBatches,
@@ -247,7 +248,22 @@ def build_backbone(
     for note in run.skip_notes():  # a damaged best checkpoint: say which weights start it
         say(note)
     load_encoder_weights(encoder, ckpt)
-    return Backbone(encoder, tok, model_cfg, f"{run.path}@{ckpt.name}", None, hf_config)
+    pooler = trained_pooler(ckpt, model_cfg.d_model)
+    return Backbone(encoder, tok, model_cfg, f"{run.path}@{ckpt.name}", pooler, hf_config)
+
+
+def trained_pooler(ckpt: Path, d_model: int) -> dict[str, torch.Tensor] | None:
+    """The dense layer of a fine-tuning run's pooler head (one started from hf: fine-tunes the
+    hub model's trained pooler), for the pooler head of a run that starts from it; None for a
+    pretraining run or another head. It used to be dropped: a random pooler replaced it."""
+    keys = ("head.dense.weight", "head.dense.bias")
+    with safe_open(str(ckpt / "model.safetensors"), framework="pt") as f:
+        if not set(keys) <= set(f.keys()):
+            return None
+        weight, bias = (f.get_tensor(k) for k in keys)
+    if tuple(weight.shape) != (d_model, d_model) or tuple(bias.shape) != (d_model,):
+        return None
+    return {"weight": weight.float(), "bias": bias.float()}
 
 
 def _unused_model_fields(cfg: FinetuneConfig, used: ModelConfig) -> list[tuple[str, Any, Any]]:
@@ -355,7 +371,11 @@ def shape_backbone(backbone: Backbone, cfg: FinetuneConfig) -> None:
         p.requires_grad_(False)
     if cfg.unfreeze_last:
         if cfg.unfreeze_last > n:
-            raise UserError(f"unfreeze_last={cfg.unfreeze_last} but the encoder has {n} layers")
+            after = f" after drop_last={cfg.drop_last}" if cfg.drop_last else ""
+            raise UserError(
+                f"unfreeze_last={cfg.unfreeze_last} but the encoder has {n} layer(s){after}; "
+                f"use unfreeze_last of at most {n} (or freeze: none to train every layer)"
+            )
         for block in enc.blocks[n - cfg.unfreeze_last :]:
             for p in block.parameters():
                 p.requires_grad_(True)
@@ -546,18 +566,33 @@ def unknown_token_share(features: list[Feature], tok: Tokenizer) -> float:
 
 
 def warn_unknown_tokens(
-    features: list[Feature], tok: Tokenizer, source: str, say: Callable[[str], None]
+    features: list[Feature],
+    tok: Tokenizer,
+    source: str,
+    say: Callable[[str], None],
+    trained_vocab: int | None = None,
 ) -> None:
     """A checkpoint whose vocabulary cannot spell the task's text (MiniLM's English vocabulary
     on Korean reviews: 5.9 % of tokens, a third of the words) trains, but cannot learn what it
-    cannot read: say so before the time is spent."""
+    cannot read: say so before the time is spent. `trained_vocab`: the tokenizer.vocab_size of
+    a tokenizer this run trained on the task's own text, which lacks characters only when it is
+    too small (wordpiece 200 on Korean: 42 % [UNK]); the fix is then a larger one, not another
+    tokenizer trained on the text (which it was)."""
     share = unknown_token_share(features, tok)
-    if share > UNKNOWN_SHARE_WARNING:
+    if share <= UNKNOWN_SHARE_WARNING:
+        return
+    if trained_vocab is not None:
         say(
-            f"warning: {share:.1%} of the training text's tokens are [UNK] under the tokenizer of "
-            f"{source}: the model cannot read those words (another script or language?); use a "
-            "checkpoint made for this text, or train a tokenizer on it and pretrain"
+            f"warning: {share:.1%} of the training text's tokens are [UNK] under the tokenizer "
+            f"trained on it: tokenizer.vocab_size={trained_vocab} is too small to hold the "
+            "text's characters; raise tokenizer.vocab_size"
         )
+        return
+    say(
+        f"warning: {share:.1%} of the training text's tokens are [UNK] under the tokenizer of "
+        f"{source}: the model cannot read those words (another script or language?); use a "
+        "checkpoint made for this text, or train a tokenizer on it and pretrain"
+    )
 
 
 def _finetune(
@@ -590,10 +625,15 @@ def _finetune(
     test_f = task.encode(data.test, tok, cfg.task, data.labels) if data.test else []
     for features in (train_f, valid_f, test_f):
         show_messages(features, data.shown, say)
-    warn_unknown_tokens(train_f, tok, backbone.source, say)
+    trained_here = run is None and cfg.init.strip() == "scratch" and not cfg.tokenizer.path
+    trained_vocab = cfg.tokenizer.vocab_size if trained_here else None
+    warn_unknown_tokens(train_f, tok, backbone.source, say, trained_vocab)
     n_labels = max(len(data.labels), 1)
     device = resolve_device(cfg.train.device)
     model = TaskModel(backbone.encoder, task.head(cfg.head, backbone.model_cfg.d_model, n_labels))
+    if run is None:  # a resumed run said it when it started
+        for line in unused_head_settings(cfg, model.head):
+            say(line)
     if backbone.pooler is not None and isinstance(model.head, PoolerHead):
         model.head.dense.load_state_dict(backbone.pooler)
         say("pooler head: dense layer initialised from the checkpoint's pooler")
@@ -650,6 +690,29 @@ def _finetune(
     )
     run.update(outputs="written")
     return run, result
+
+
+def unused_head_settings(cfg: FinetuneConfig, head: nn.Module) -> list[str]:
+    """Warnings for head settings a qa or tagging run cannot use (any head.type but cls, the
+    cnn settings): those tasks score every token with their own linear head, and the settings
+    went unused without a word. (A sequence task's file may keep cnn settings for a
+    `--set head.type=cnn` arm: not warned.)"""
+    if not isinstance(head, TokenHead):
+        return []
+    given = cfg.head.model_fields_set  # and not a default: a saved config.yaml writes them all
+    fields = type(cfg.head).model_fields
+    keys = [
+        k
+        for k in ("type", "cnn_filters", "cnn_kernels")
+        if k in given and getattr(cfg.head, k) != fields[k].get_default(call_default_factory=True)
+    ]
+    if not keys:
+        return []
+    shown = ", ".join(f"head.{k}={getattr(cfg.head, k)}" for k in keys)
+    return [
+        f"warning: {shown} not used: task.type={cfg.task.type} scores every token with its "
+        "own linear head (head.dropout applies); remove " + " and ".join(f"head.{k}" for k in keys)
+    ]
 
 
 def _write_outputs_again(run: Run, cfg: FinetuneConfig, say: Callable[[str], None]) -> FitResult:

@@ -241,6 +241,7 @@ class Engine:
     scaler: torch.amp.GradScaler | None = field(init=False, default=None)  # fp16 only
     # what the optimizer trains, listed once: clipping walked the module tree every step
     trained: list[nn.Parameter] = field(init=False, default_factory=list)
+    lr_scale: float = field(init=False, default=1.0)  # the schedule's factor of the last step
 
     def __post_init__(self) -> None:
         if self.amp == torch.float16:
@@ -266,6 +267,7 @@ class Engine:
         )
 
     def set_lr(self, scale: float) -> None:
+        self.lr_scale = scale
         for g, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             g["lr"] = lr * scale
 
@@ -699,6 +701,13 @@ class Recorder:
             state.step, state.window, self.eng.objective, self.window_tokens, window_s
         )
 
+    def logged_lr(self) -> float:
+        """train.lr under the schedule. The first optimizer group's lr was logged before: with
+        layer_lr_decay that is the embeddings' (train.lr times decay ** n_layer), with
+        freeze: all the head's (head_lr), so the curve misstated the run's learning rate."""
+        base = self.cfg.lr if self.cfg.lr is not None else self.eng.base_lrs[0]
+        return base * self.eng.lr_scale
+
     def log_train(self, state: LoopState) -> None:
         """One train record over the steps since the last one (nothing if all were skipped)."""
         if state.settle().window_steps == 0:
@@ -710,7 +719,7 @@ class Recorder:
             "epoch": round(state.step / self.plan.steps_per_epoch, 4),
             "kind": "train",
             **{f"train/{k}": v for k, v in metrics.items()},
-            "lr": self.eng.optimizer.param_groups[0]["lr"],
+            "lr": self.logged_lr(),
             "tokens_per_s": round(self.window_tokens / max(now - self.window_t0, 1e-9), 1),
             "tokens": state.tokens,
             "time": round(self.clock.seconds(), 2),

@@ -338,6 +338,11 @@ def test_threads_and_cadence_do_not_pretrain_again_and_a_resume_takes_them(tmp_p
         ({"task": {"max_len": 64}}, "task.max_len=64 is longer than the max_len=32"),
         ({"drop_last": 2}, "drop_last=2 would remove all 2 layers"),
         ({"freeze": "all", "unfreeze_last": 3}, "unfreeze_last=3 but the pretrained encoder"),
+        (
+            {"freeze": "all", "unfreeze_last": 2, "drop_last": 1},
+            "unfreeze_last=2 but the pretrained encoder has 2 layers (model.n_layer), 1 after "
+            "drop_last=1; use unfreeze_last of at most 1",
+        ),
         ({"task": {"train": "no-such.csv"}, "sp": {"text": ["CORPUS"]}}, "no-such.csv"),
     ],
 )

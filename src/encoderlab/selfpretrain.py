@@ -176,10 +176,12 @@ def check_finetuning_fits(cfg: FinetuneConfig, pcfg: Config) -> None:
             f"drop_last={cfg.drop_last} would remove all {m.n_layer} layers of the pretrained "
             f"encoder (model.n_layer={m.n_layer}); use at most {m.n_layer - 1}"
         )
-    if cfg.unfreeze_last > m.n_layer:
+    kept = m.n_layer - cfg.drop_last  # the layers fine-tuning keeps
+    if cfg.unfreeze_last > kept:
+        after = f", {kept} after drop_last={cfg.drop_last}" if cfg.drop_last else ""
         raise UserError(
             f"unfreeze_last={cfg.unfreeze_last} but the pretrained encoder has {m.n_layer} "
-            "layers (model.n_layer)"
+            f"layers (model.n_layer){after}; use unfreeze_last of at most {kept}"
         )
 
 

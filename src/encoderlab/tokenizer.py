@@ -166,11 +166,12 @@ def _build(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.Trainer]:
 # 100 characters as [UNK]), and ordinary text has no such run.
 MAX_TRAIN_WORD = 1000
 _RUN = re.compile(r"\S+")
+_LONG_RUN = re.compile(rf"\S{{{MAX_TRAIN_WORD + 1}}}")
 
 
 def _cut_long_runs(text: str) -> str:
     """`text` with every whitespace-free run longer than MAX_TRAIN_WORD cut by spaces."""
-    if len(text) <= MAX_TRAIN_WORD:
+    if len(text) <= MAX_TRAIN_WORD or not _LONG_RUN.search(text):  # one scan, in C: the norm
         return text
     parts: list[str] = []
     last = 0

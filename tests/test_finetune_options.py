@@ -92,6 +92,13 @@ def test_head_settings_the_runs_head_does_not_use_are_a_warning(tmp_path):
             plain["head"]["cnn_kernels"] = [3, 4, 5]
         finetune(build(plain), say=said.append)
         assert not [m for m in said if "head." in m], said
+    # ... and a cnn kernel wider than task.max_len, refused for the cnn head that would read
+    # nothing, is not refused where no cnn head is built
+    wide = {"type": "cnn", "cnn_kernels": [9]}
+    raw = _steps(base_cfg(tmp_path, name="wide", task={**task, "max_len": 8}, head=wide))
+    said.clear()
+    finetune(build(raw), say=said.append)
+    assert [m for m in said if "head.type=cnn, head.cnn_kernels=[9] not used" in m], said
     # classification: a file may keep cnn settings for a `--set head.type=cnn` arm
     said.clear()
     raw = _steps(base_cfg(tmp_path, name="cls", head={"cnn_kernels": [2, 3]}))

@@ -743,7 +743,8 @@ class FinetuneConfig(Section):
             )
         if self.head_lr is not None and (not math.isfinite(self.head_lr) or self.head_lr <= 0):
             raise ValueError(f"head_lr={self.head_lr} must be a finite number > 0 (or null)")
-        if self.head.type == "cnn" and max(self.head.cnn_kernels) > self.task.max_len:
+        cnn = self.head.type == "cnn" and self.task.type not in ("qa", "tagging")  # token heads
+        if cnn and max(self.head.cnn_kernels) > self.task.max_len:
             raise ValueError(  # every window would be masked: the head would read nothing
                 f"head.cnn_kernels {self.head.cnn_kernels} has a kernel wider than "
                 f"task.max_len={self.task.max_len}; use kernels of at most {self.task.max_len}"

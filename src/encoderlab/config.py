@@ -743,8 +743,14 @@ class FinetuneConfig(Section):
             )
         if self.head_lr is not None and (not math.isfinite(self.head_lr) or self.head_lr <= 0):
             raise ValueError(f"head_lr={self.head_lr} must be a finite number > 0 (or null)")
-        cnn = self.head.type == "cnn" and self.task.type not in ("qa", "tagging")  # token heads
-        if cnn and max(self.head.cnn_kernels) > self.task.max_len:
+        from encoderlab.tasks.registry import task_class  # the registry names task types
+
+        token_level = getattr(task_class(self.task.type), "token_level", False)  # no cnn head
+        if (
+            self.head.type == "cnn"
+            and not token_level
+            and max(self.head.cnn_kernels) > self.task.max_len
+        ):
             raise ValueError(  # every window would be masked: the head would read nothing
                 f"head.cnn_kernels {self.head.cnn_kernels} has a kernel wider than "
                 f"task.max_len={self.task.max_len}; use kernels of at most {self.task.max_len}"

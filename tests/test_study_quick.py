@@ -350,3 +350,43 @@ def test_the_same_study_given_by_another_path_keeps_its_done_arms(
     lines = []
     run_study(tmp_path / "study.yaml", say=lines.append)
     assert "[a] its command changed; rerunning" in "\n".join(lines)
+
+
+def test_placeholders_hold_paths_that_yaml_would_read_otherwise(tmp_path: Path) -> None:
+    """A study folder named `exp #2: a`: pasted as it is into `task.train={split}/train.csv`,
+    YAML read the value as 'exp' ('#' starts a comment) and the arm failed on a file that does
+    not exist; now such a value goes in quoted, and one that reads the same stays as written."""
+    from encoderlab.study.execute import _resolve
+
+    def values(path: str) -> dict:
+        return {"split": lambda: path, "pretrain": lambda: path}
+
+    assert _resolve("init={pretrain}", values("runs/a")) == "init=runs/a"  # as before
+    assert _resolve("init=scratch:{pretrain}", values("runs/a")) == "init=scratch:runs/a"
+    assert _resolve("task.train={split}/t.csv", values("exp #2: a")) == (
+        'task.train="exp #2: a/t.csv"'
+    )
+    quoted = "data.corpus=['{split}', b.txt]"
+    assert _resolve(quoted, values("x #1")) == "data.corpus=['x #1', b.txt]"
+    assert _resolve("data.corpus=[{split}, b.txt]", values("x #1")) == (
+        'data.corpus=["x #1", "b.txt"]'
+    )
+    rows = sentiment_rows(48, 0)
+    for r in rows:
+        r["movie"] = r["text"].split()[0]
+    write_csv(tmp_path / "all.csv", rows, ["id", "text", "target", "movie"])
+    tiny_base(tmp_path, rows=8, epochs=1)
+    out = tmp_path / "exp #2: a"
+    spec = {
+        "name": "odd",
+        "base": "base.yaml",
+        "out": str(out),
+        "split": {"file": str(tmp_path / "all.csv"), "group": "movie", "valid_ratio": 0.25},
+        "arms": [{"name": "a", "overrides": ["task.train={split}/train.csv"]}],
+    }
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(spec))
+    run_study(tmp_path / "study.yaml", say=lambda m: None)
+    arm = json.loads((out / "study.json").read_text())["arms"]["a"]
+    assert arm["status"] == "done", arm
+    config = yaml.safe_load((Path(arm["run_dir"]) / "config.yaml").read_text())
+    assert config["task"]["train"] == str(out / "split" / "train.csv")

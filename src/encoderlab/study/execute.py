@@ -42,7 +42,36 @@ def minilm_path() -> str:
 
 
 def _resolve(text: str, values: dict[str, Callable[[], str]]) -> str:
-    return PLACEHOLDER_RE.sub(lambda m: values[m.group(1)](), text)
+    """The override with its placeholders filled in. A path is pasted as it is when the value
+    then reads the same; one that YAML would read otherwise (a folder `exp #2`: '#' starts a
+    comment; `a: b` a mapping) makes the whole value a quoted YAML (JSON) value instead."""
+    found = {word: values[word]() for word in PLACEHOLDER_RE.findall(text)}
+    plain = PLACEHOLDER_RE.sub(lambda m: found[m.group(1)], text)
+    if not found or "=" not in text:
+        return plain
+    key, raw = text.split("=", 1)
+    tokens = {f"zzstudyplaceholder{i}zz": value for i, value in enumerate(found.values())}
+    word_token = {word: token for word, token in zip(found, tokens, strict=True)}
+    try:
+        meant = yaml.safe_load(PLACEHOLDER_RE.sub(lambda m: word_token[m.group(1)], raw))
+    except yaml.YAMLError:
+        return plain
+    meant = _fill_tokens(meant, tokens)
+    if parse_override(plain)[1] == meant:
+        return plain
+    return f"{key}={json.dumps(meant)}"
+
+
+def _fill_tokens(value: Any, tokens: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for token, text in tokens.items():
+            value = value.replace(token, text)
+        return value
+    if isinstance(value, list):
+        return [_fill_tokens(v, tokens) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill_tokens(v, tokens) for k, v in value.items()}
+    return value
 
 
 def _quoted(value: str) -> str:

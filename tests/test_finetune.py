@@ -576,6 +576,12 @@ def test_defaults_fit_the_init_and_are_saved_with_the_run(tmp_path):
         build({**raw, "init": "hf:m", "task": {**raw["task"], "type": "tagging"}})
     )
     assert tag.train.lr == DEFAULTS["pretrained"]["tagging"]["lr"] != pre["lr"]
+    # every sequence head starts from the hub model's trained pooler (and so exports); a
+    # regression task got the cls head, which dropped it
+    for kind in ("pair", "regression"):
+        task = {**raw["task"], "type": kind}
+        assert resolve_defaults(build({**raw, "init": "hf:m", "task": task})).head.type == "pooler"
+    assert tag.head.type == "cls"  # unused by a token head: not switched
     scratch = resolve_defaults(build(raw), said.append)
     assert scratch.train.lr == DEFAULTS["scratch"]["*"]["lr"] > 5 * pre["lr"]
     assert scratch.train.epochs == DEFAULTS["scratch"]["*"]["epochs"]

@@ -65,6 +65,7 @@ from encoderlab.tasks.base import (
     model_inputs,
     show_messages,
 )
+from encoderlab.tasks.registry import task_class
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
@@ -116,7 +117,6 @@ LR_RANGE: dict[str, dict[str, tuple[float, float]]] = {
     "own": {"*": (3e-5, 5e-3)},  # a long own pretraining may want a hub model's smaller lr
     "scratch": {"*": (1e-4, 5e-3)},
 }
-POOLER_TASKS = ("classification", "pair")  # sequence heads; hf: brings a trained pooler
 
 
 def init_kind(init: str) -> str:
@@ -164,7 +164,8 @@ def resolve_defaults(cfg: FinetuneConfig, say: Callable[[str], None] = print) ->
     train = cfg.train.model_copy(update=train_update)
     update: dict[str, Any] = {"train": train}
     hf = cfg.init.strip().startswith("hf:")
-    if hf and cfg.task.type in POOLER_TASKS and "type" not in cfg.head.model_fields_set:
+    sequence_head = getattr(task_class(cfg.task.type), "hf_head", None) == "sequence"
+    if hf and sequence_head and "type" not in cfg.head.model_fields_set:  # its trained pooler
         update["head"] = cfg.head.model_copy(update={"type": "pooler"})
     low, high = LR_RANGE[kind].get(cfg.task.type, LR_RANGE[kind]["*"])
     if "lr" not in train_update and not low / 3 <= train.lr <= high:

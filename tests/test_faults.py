@@ -675,8 +675,8 @@ def test_study_killed_keeps_finished_arms_and_the_rerun_completes(study_setup, t
 @pytest.mark.slow
 def test_study_killed_arm_alone_is_recorded_and_the_rerun_resumes_it(study_setup, tmp_path):
     """kill -9 of the running arm only: the study records it as interrupted with a one-line
-    reason and goes on to the next arm; the rerun resumes it with an uninterrupted run's
-    losses and skips the others."""
+    reason, goes on to the next arm and exits 2 (not complete); the rerun resumes it with an
+    uninterrupted run's losses and skips the others."""
     study = _study_yaml(tmp_path, study_setup["base"], ["first", "second", "third"])
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "encoderlab", "study", "run", str(study)]
@@ -702,7 +702,12 @@ def test_study_killed_arm_alone_is_recorded_and_the_rerun_resumes_it(study_setup
     text = (tmp_path / "study.log").read_text(encoding="utf-8")
     killed_at = _checkpoint_step(run_dir)
     arms = _arms(out)
-    assert proc.returncode == 0, text
+    # the study is not complete: a script that goes on after `study run` must know (exit 2)
+    assert proc.returncode == 2, text
+    assert (
+        "1 of 3 arm(s) interrupted (second: killed by SIGKILL (exit code -9)); "
+        "run the study again to resume them" in text
+    ), text
     assert [arms[a]["status"] for a in ("first", "second", "third")] == [
         "done",
         "interrupted",

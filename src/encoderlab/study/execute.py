@@ -483,14 +483,21 @@ def _unfinished(study: Study, state: State) -> str | None:
     arms = [e["name"] for e in study.entries() if not e["stage"]]
     waiting = [n for n in arms if recs.get(n, {}).get("waiting")]
     failed = [n for n in arms if recs.get(n, {}).get("status") == "failed" and n not in waiting]
+    stopped = [n for n in arms if recs.get(n, {}).get("status") == "interrupted"]
     stage = study.spec.pretrain.name if study.spec.pretrain else None
     if stage is None or recs.get(stage, {}).get("status") != "failed":
-        if not failed:
-            return None
-        return (
-            f"{len(failed)} of {len(arms)} arm(s) failed ({', '.join(failed)}; see the table "
-            "above); fix them and run the study again: done arms are kept"
-        )
+        if failed:
+            return (
+                f"{len(failed)} of {len(arms)} arm(s) failed ({', '.join(failed)}; see the "
+                "table above); fix them and run the study again: done arms are kept"
+            )
+        if stopped:  # killed on its own (the OOM killer, say): the study is not complete
+            return (
+                f"{len(stopped)} of {len(arms)} arm(s) interrupted ({', '.join(stopped)}: "
+                + "; ".join(str(recs[n].get("message", "stopped")) for n in stopped)
+                + "); run the study again to resume them: done arms are kept"
+            )
+        return None
     line = f"the pretraining stage '{stage}' failed (see {study.out / 'logs' / stage}.log)"
     if waiting:
         line += f"; {len(waiting)} of {len(arms)} arm(s) wait for it ({', '.join(waiting)})"

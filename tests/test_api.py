@@ -344,3 +344,19 @@ def test_qa_cut_questions_are_said_and_marked_and_evaluate_records_the_loss(tmp_
     out = capsys.readouterr()
     assert f"warning: {data}: 1 questions are longer than task.max_query_len=8" in out.err
     assert "loss" in json.loads((run / "eval" / "file-long.json").read_text())
+
+
+def test_report_takes_any_collection_of_runs(tmp_path):
+    """A set or a generator of runs is a collection, as a list is: it was refused as
+    "run: expected a run directory ..., not set"."""
+    from test_report import classification_run
+
+    a = classification_run(tmp_path / "runs", "cls", right={0, 1}, valid_accs=[0.2, 0.2])
+    b = classification_run(tmp_path / "runs", "cnn", right={0}, valid_accs=[0.1, 0.1])
+    html = el.report({a, b}, out=tmp_path / "set")
+    assert a.name in html.read_text() and b.name in html.read_text()
+    assert el.report((p for p in [a]), out=tmp_path / "gen").is_file()
+    for bad in (5, {"run": str(a)}):
+        with pytest.raises(UserError, match="run: expected a run directory"):
+            el.report(bad, out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

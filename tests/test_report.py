@@ -453,3 +453,125 @@ def test_report_on_real_runs(tmp_path):
     md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "## Conclusions" in md
     assert all(p.name in md for p in made)
+
+
+def test_out_folder_keeps_the_users_own_figures(tmp_path):
+    """--out may be a folder the user already keeps figures in: only an earlier report's
+    figures are replaced, never their own PNGs."""
+    run = classification_run(tmp_path / "runs", "cls", right={0, 1, 2}, valid_accs=[0.3, 0.3])
+    mine = tmp_path / "paper" / "figures" / "my_plot.png"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"\x89PNG mine")
+    build_report([run], tmp_path / "paper")
+    assert mine.read_bytes() == b"\x89PNG mine"
+    stale = tmp_path / "paper" / "figures" / "confusion-gone.png"  # from an earlier report
+    stale.write_bytes(b"old")
+    build_report([run], tmp_path / "paper")
+    assert not stale.exists() and mine.exists()
+
+
+def test_out_that_is_a_file_names_out(tmp_path):
+    run = classification_run(tmp_path / "runs", "cls", right={0}, valid_accs=[0.1, 0.1])
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(UserError, match=r"^--out .*afile: is a file; give a folder"):
+        report_command([str(run)], str(tmp_path / "afile"))
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_labels_with_dollar_signs_are_drawn_as_written(tmp_path):
+    """matplotlib reads text between two `$` as mathtext: a class named `$_$` failed the whole
+    report with a ValueError, and `$5-$10` was drawn garbled."""
+    from encoderlab.reporting import figures
+
+    run = classification_run(tmp_path / "runs", "cls", right={0, 1, 2}, valid_accs=[0.3, 0.3])
+    ev = json.loads((run / "eval" / "valid.json").read_text())
+    ev["extra"]["labels"] = ["$_$", "$5-$10"]
+    (run / "eval" / "valid.json").write_text(json.dumps(ev))
+    md = build_report([run], tmp_path / "out").with_suffix(".md").read_text(encoding="utf-8")
+    assert "| $_$ |" in md
+    assert figures._plain("$5-$10") == r"\$5-\$10"
+
+
+def test_conclusion_judges_every_run_by_the_groups_metric(tmp_path):
+    """A run that picked task.metric=mcc and one on the default (acc) are compared on one
+    metric: the acc run's accuracy was shown as its MCC."""
+    root = tmp_path / "runs"
+    a = classification_run(root, "cls", right={0, 1, 2, 3, 4, 5}, valid_accs=[0.6, 0.6])
+    b = classification_run(root, "cnn", right={0, 1, 2, 3, 4, 5, 6}, valid_accs=[0.7, 0.7])
+    for path, mcc in ((a, 0.25), (b, 0.05)):
+        info = json.loads((path / "run.json").read_text())
+        info["final"]["mcc"] = mcc
+        (path / "run.json").write_text(json.dumps(info))
+    cfg = yaml.safe_load((a / "config.yaml").read_text())
+    cfg["task"]["metric"] = "mcc"
+    (a / "config.yaml").write_text(yaml.safe_dump(cfg))
+    md = build_report([a, b], tmp_path / "out").with_suffix(".md").read_text(encoding="utf-8")
+    line = next(x for x in md.splitlines() if x.startswith("- classification"))
+    assert "best on validation mcc is dt-cls" in line
+    assert "25.00 (x100), 20.00 points above" in line and "5.00 (x100)" in line
+    assert "70.00" not in line
+
+
+def test_conclusions_write_correlations_and_errors_as_what_they_are():
+    """MCC and Pearson are shown x100 (as the table's headers say), not as percentages; an
+    error such as MSE is the number itself, not `14.20 %`."""
+    from encoderlab.reporting.compare import _margin, _value
+
+    assert _value("regression", "pearson", 38.48) == "38.48 (x100)"
+    assert _value("classification", "acc", 61.2) == "61.20 %"
+    assert _value("regression", "mse", 14.2007) == "14.2"
+    assert _margin("regression", "mse", 0.5) == "0.5"
+
+
+def test_a_run_killed_before_its_first_checkpoint_shows_the_steps_it_logged(tmp_path):
+    """run.json's steps are written at checkpoints: a running or killed run said 0 steps."""
+    run = classification_run(tmp_path / "runs", "cls", right={0}, valid_accs=[0.1, 0.1])
+    info = json.loads((run / "run.json").read_text())
+    info.update(status="running", steps=0, train_seconds=0.0)
+    del info["epoch"], info["final"]
+    (run / "run.json").write_text(json.dumps(info))
+    md = build_report([run], tmp_path / "out").with_suffix(".md").read_text(encoding="utf-8")
+    assert "2 ep / 20 steps" in _md_row(md, run.name)
+    assert _md_row(md, "steps") == ["steps", "20 of 20"]
+
+
+def test_runs_with_the_same_folder_name_are_told_apart(tmp_path):
+    """A copy of a run in another folder: figures, example-level differences and labels are
+    keyed by name, so one run's confusion matrix was drawn over the other's."""
+    import shutil
+
+    a = classification_run(tmp_path / "one", "cls", right={0, 1, 2}, valid_accs=[0.3, 0.3])
+    b = tmp_path / "two" / a.name
+    shutil.copytree(a, b)
+    ev = json.loads((b / "eval" / "valid.json").read_text())
+    ev["extra"]["confusion"] = [[9, 0], [0, 1]]
+    (b / "eval" / "valid.json").write_text(json.dumps(ev))
+    out = tmp_path / "out"
+    md = build_report([a, b], out).with_suffix(".md").read_text(encoding="utf-8")
+    assert f"### Record: one/{a.name}" in md and f"### Record: two/{a.name}" in md
+    assert len(list((out / "figures").glob("confusion-*.png"))) == 2
+    assert f"one/{a.name} vs two/{a.name}" in md
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"labels": ["0", "1"], "confusion": [[1], [2, 3]]},  # ragged
+        {"labels": ["0", "1"], "confusion": "x"},
+        {"labels": ["0", "1"], "confusion": [[1, 2], [3, 4]], "per_class": {"0": {"f1": None}}},
+        {"ci95": {"acc": [0.1]}},
+        {"ci95": {"acc": [None, None]}},
+        [],
+    ],
+)
+def test_a_damaged_evaluation_file_is_a_warning_not_a_traceback(tmp_path, capsys, extra):
+    """eval/valid.json cut or written by another version: what cannot be drawn is left out
+    with one warning line, as for run.json and metrics.jsonl."""
+    run = classification_run(tmp_path / "runs", "cls", right={0, 1}, valid_accs=[0.2, 0.2])
+    ev = json.loads((run / "eval" / "valid.json").read_text())
+    ev["extra"] = extra
+    (run / "eval" / "valid.json").write_text(json.dumps(ev))
+    md = build_report([run], tmp_path / "out").with_suffix(".md").read_text(encoding="utf-8")
+    assert "## Conclusions" in md
+    warned = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning: ")]
+    assert len(warned) == 1 and "eval/valid.json" in warned[0]

@@ -273,5 +273,15 @@ def report(runs: Any, out: str | Path = "report") -> Path:
         raise UserError(f"out: give the folder to write the report to, not {out!r}")
     if Path(out).exists() and not Path(out).is_dir():
         raise UserError(f"out={out}: is a file; give a folder for the report")
-    items = list(runs) if isinstance(runs, (list, tuple)) else [runs]
-    return report_command([str(_run_path(r)) for r in items], str(out))
+    return report_command([str(_run_path(r)) for r in _run_items(runs)], str(out))
+
+
+def _run_items(runs: Any) -> list[Any]:
+    """One run, or any collection of them (a list, a set, a generator, a dict's values): a
+    set of runs was refused as "run: expected a run directory ..., not set"."""
+    if isinstance(runs, (str, Path, Model, Mapping)) or hasattr(runs, "path"):
+        return [runs]  # a Mapping: refused by _run_path, not read as its keys
+    try:
+        return list(runs)
+    except TypeError:  # not iterable: _run_path names its type
+        return [runs]

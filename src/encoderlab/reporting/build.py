@@ -36,16 +36,20 @@ ALL_PAIRS_UP_TO = 4  # groups with more runs compare the best run against each o
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)[:80]
+    """A file-name/anchor-safe form of a run name; long ones keep their end, where run names
+    differ (the timestamp) and where a path names its run."""
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)[-80:]
 
 
 def _pairs(group: Group) -> list[tuple[RunData, RunData]]:
     runs = [r for r in group.runs if r.predictions]
     if len(runs) <= ALL_PAIRS_UP_TO:
         return list(itertools.combinations(runs, 2))
-    from encoderlab.reporting.metrics import primary_value
+    from encoderlab.reporting.metrics import metric_value
 
-    best = max(runs, key=lambda r: primary_value(r) or float("-inf"))
+    metric, sign = runs[0].primary, -1 if runs[0].primary_mode == "min" else 1
+    values = {id(r): metric_value(r, metric) for r in runs}
+    best = max(runs, key=lambda r: float("-inf") if values[id(r)] is None else sign * values[id(r)])
     return [(best, r) for r in runs if r is not best]
 
 
@@ -176,6 +180,20 @@ def _check_not_users(out: Path) -> None:
             )
 
 
+FIGURE_NAMES = ("curves-*.png", "confusion-*.png")  # what figures.py writes here
+
+
+def _remove_stale_figures(out: Path, fig_dir: Path) -> None:
+    """A rerun into the folder of an earlier report leaves no stale figures. Only then, and
+    only files named as this module names them: a user's own PNGs in --out/figures are kept
+    (_check_not_users has made sure a report.md / report.html there is ours)."""
+    if not any((out / name).is_file() for name in ("report.md", "report.html")):
+        return
+    for pattern in FIGURE_NAMES:
+        for old in fig_dir.glob(pattern):
+            old.unlink()
+
+
 def build_report(
     run_dirs: list[Path] | Path | str,
     out_dir: Path | str,
@@ -192,11 +210,12 @@ def build_report(
             f"{', '.join(map(str, paths)) or '(no paths)'}: no run directories to report on"
         )
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file; give a folder for the report")
     _check_not_users(out)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    for old in fig_dir.glob("*.png"):  # a rerun into the same folder leaves no stale figures
-        old.unlink()
+    _remove_stale_figures(out, fig_dir)
 
     groups = group_runs(runs)
     group_labels = [labels(g.runs) for g in groups]

@@ -10,7 +10,13 @@ from typing import Any
 from encoderlab.reporting import fmt
 from encoderlab.reporting.diffs import ExampleDiff
 from encoderlab.reporting.load import RunData
-from encoderlab.reporting.metrics import in_percent, n_evaluated, percent, primary_value
+from encoderlab.reporting.metrics import (
+    in_percent,
+    metric_value,
+    n_evaluated,
+    percent,
+    primary_value,
+)
 
 # config keys that name or describe a run rather than change it
 IGNORED = {"name", "description", "runs_dir"}
@@ -157,6 +163,21 @@ def _named(run: RunData, names: dict[str, str], value: str = "") -> str:
     return f"{run.name} ({', '.join(inside)})" if inside else run.name
 
 
+SCALED = {"mcc", "pearson", "spearman"}  # correlations: shown x100 (as the tables' headers say)
+
+
+def _value(task: str, metric: str, value: float) -> str:
+    """A metric as the conclusions write it: `61.20 %` for a rate or a percentage, `38.48
+    (x100)` for a correlation, the number itself otherwise (mse is no percentage)."""
+    if metric in SCALED:
+        return f"{value:.2f} (x100)"
+    return f"{value:.2f} %" if in_percent(task, metric) else f"{value:.4g}"
+
+
+def _margin(task: str, metric: str, value: float) -> str:
+    return f"{value:.2f} points" if in_percent(task, metric) else f"{value:.4g}"
+
+
 def _p_text(p: float | None) -> str:
     if p is None:
         return ""
@@ -186,7 +207,7 @@ def conclusion(
     info = group.runs[0].task_info
     unit = PRETRAIN_UNIT if group.task == "pretrain" else getattr(info, "example_unit", "examples")
     sign = 1 if group.runs[0].primary_mode == "min" else -1  # best first
-    scored = [(percent(r.task, metric, primary_value(r)), r) for r in group.runs]
+    scored = [(percent(r.task, metric, metric_value(r, metric)), r) for r in group.runs]
     missing = [r.name for v, r in scored if v is None]
     scored = sorted([(v, r) for v, r in scored if v is not None], key=lambda t: sign * t[0])
     tail = f" No {what} yet: {', '.join(missing)}." if missing else ""
@@ -198,7 +219,7 @@ def conclusion(
     if len(scored) == 1:
         return (
             f"{group.title}: only {_named(best, names)} has a {what}: "
-            f"{best_v:.2f} %{over}; nothing to compare.{tail}"
+            f"{_value(best.task, metric, best_v)}{over}; nothing to compare.{tail}"
         )
     next_v, nxt = scored[1]
     ns = {n_evaluated(r) for _, r in scored[:2]}
@@ -216,12 +237,13 @@ def conclusion(
     if margin == 0:
         return (
             f"{group.title}: {_named(best, names)} and {_named(nxt, names)}"
-            f" tie on {what} at {best_v:.2f} %{over}{paired}.{tail}"
+            f" tie on {what} at {_value(best.task, metric, best_v)}{over}{paired}.{tail}"
         )
     return (
         f"{group.title}: best on {what} is {_named(best, names)} with "
-        f"{best_v:.2f} %, {margin:.2f} points {'below' if sign == 1 else 'above'} "
-        f"{_named(nxt, names, f'{next_v:.2f} %')}{over}{paired}.{tail}"
+        f"{_value(best.task, metric, best_v)}, {_margin(best.task, metric, margin)} "
+        f"{'below' if sign == 1 else 'above'} "
+        f"{_named(nxt, names, _value(nxt.task, metric, next_v))}{over}{paired}.{tail}"
     )
 
 
@@ -239,7 +261,6 @@ def pair_finding(a: RunData, b: RunData, diff: ExampleDiff | None, names: tuple[
     va, vb = (percent(r.task, metric, primary_value(r)) for r in (a, b))
     if va is None or vb is None:
         return f"{label_a} vs {label_b}: {what} missing for {label_a if va is None else label_b}."
-    unit = " %" if in_percent(a.task, metric) else ""
     better = va > vb if a.primary_mode != "min" else va < vb
     verdict = "ahead" if better else ("level" if va == vb else "behind")
     info = a.task_info
@@ -251,6 +272,7 @@ def pair_finding(a: RunData, b: RunData, diff: ExampleDiff | None, names: tuple[
         wins, losses = len(diff.a_right_b_wrong), len(diff.b_right_a_wrong)
         paired = _paired(wins, losses, examples, info, names, diff.p_value)
     return (
-        f"{label_a} vs {label_b}: {what} {va:.2f}{unit} vs {vb:.2f}{unit} "
-        f"({va - vb:+.2f}{' points' if unit else ''}, {label_a} {verdict}){over}{paired}."
+        f"{label_a} vs {label_b}: {what} {_value(a.task, metric, va)} vs "
+        f"{_value(b.task, metric, vb)} ({'+' if va >= vb else '-'}"
+        f"{_margin(a.task, metric, abs(va - vb))}, {label_a} {verdict}){over}{paired}."
     )

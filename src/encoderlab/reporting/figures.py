@@ -16,6 +16,12 @@ from encoderlab.reporting.metrics import TRAIN_ACC, TRAIN_LOSS, VALID_LOSS, seri
 DPI = 100
 
 
+def _plain(text: object) -> str:
+    """User text (labels, run names, config values) shown as written: matplotlib reads text
+    between two `$` as mathtext, which garbles `$5-$10` and fails to draw `$_$` at all."""
+    return str(text).replace("$", r"\$")
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
@@ -49,7 +55,7 @@ def curves(runs: list[RunData], labels: dict[str, str], path: Path, x: str = "st
             if ax is ax_acc and key:
                 metric_names.add(key)
         handles.append(
-            Line2D([], [], color=colour, linewidth=2, label=labels.get(run.name, run.name))
+            Line2D([], [], color=colour, linewidth=2, label=_plain(labels.get(run.name, run.name)))
         )
     if not plotted:
         plt.close(fig)
@@ -86,11 +92,11 @@ def confusion(labels: list[str], matrix: list[list[int]], title: str, path: Path
     tilt = n > 4 or max(len(str(x)) for x in labels) > 6
     ax.set_xticks(
         range(n),
-        [str(x) for x in labels],
+        [_plain(x) for x in labels],
         rotation=30 if tilt else 0,
         ha="right" if tilt else "center",
     )
-    ax.set_yticks(range(n), [str(x) for x in labels])
-    ax.set(xlabel="predicted", ylabel="gold", title=title)
+    ax.set_yticks(range(n), [_plain(x) for x in labels])
+    ax.set(xlabel="predicted", ylabel="gold", title=_plain(title))
     fig.tight_layout()
     return _save(fig, path)

@@ -34,10 +34,11 @@ class RunData:
     evaluation: dict[str, Any] | None = None  # eval/valid.json
     predictions: list[dict[str, Any]] | None = None  # predictions/valid.jsonl
     warnings: list[str] = field(default_factory=list)  # what could not be read
+    shown_as: str = ""  # the name in a report where two runs share a folder name (load_runs)
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.shown_as or self.path.name
 
     @property
     def task(self) -> str:
@@ -101,6 +102,65 @@ def _jsonl(path: Path) -> list[dict[str, Any]] | None:
     return rows
 
 
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _scores_ok(value: Any) -> bool:
+    """per_class / per_type: {name: {precision, recall, f1, support: numbers}}."""
+    return isinstance(value, dict) and all(
+        isinstance(s, dict) and all(_number(v) for v in s.values()) for s in value.values()
+    )
+
+
+def _extra_problems(extra: dict[str, Any]) -> list[str]:
+    """The parts of eval/valid.json's `extra` the report cannot draw (a damaged file, or one
+    another version wrote): each would be a traceback in a table or a figure."""
+    bad = []
+    labels, matrix = extra.get("labels"), extra.get("confusion")
+    if labels is not None or matrix is not None:
+        square = (
+            isinstance(labels, list)
+            and isinstance(matrix, list)
+            and len(matrix) == len(labels)
+            and all(
+                isinstance(row, list) and len(row) == len(labels) and all(map(_number, row))
+                for row in matrix
+            )
+        )
+        if not square:
+            bad += ["labels", "confusion"]
+    bad += [k for k in ("per_class", "per_type") if k in extra and not _scores_ok(extra[k])]
+    ci = extra.get("ci95")
+    if ci is not None and not (
+        isinstance(ci, dict)
+        and all(isinstance(b, list) and len(b) == 2 and all(map(_number, b)) for b in ci.values())
+    ):
+        bad.append("ci95")
+    return bad
+
+
+def _evaluation(path: Path, warnings: list[str]) -> dict[str, Any] | None:
+    """eval/valid.json, less what cannot be reported (with a warning naming it)."""
+    ev = _json(path)
+    if ev is None:
+        return None
+    if not isinstance(ev, dict):
+        warnings.append(f"{path}: not a JSON object; reported without it")
+        return None
+    extra = ev.get("extra")
+    if extra is None:
+        return ev
+    if not isinstance(extra, dict):
+        warnings.append(f"{path}: 'extra' is not a JSON object; reported without it")
+        return {**ev, "extra": {}}
+    bad = _extra_problems(extra)
+    if bad:
+        warnings.append(f"{path}: unreadable {', '.join(bad)} in 'extra'; reported without them")
+        return {**ev, "extra": {k: v for k, v in extra.items() if k not in bad}}
+    return ev
+
+
 def _run_info(run: Run, warnings: list[str]) -> dict[str, Any]:
     try:
         info = run.info
@@ -129,6 +189,7 @@ def load_run(path: str | Path) -> RunData:
             f"{run.path / 'metrics.jsonl'}: skipped {len(bad)} line(s) that are not UTF-8 JSON "
             f"(line {', '.join(map(str, bad[:3]))}{', ...' if len(bad) > 3 else ''})"
         )
+    evaluation = _evaluation(run.path / "eval" / "valid.json", warnings)
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
     return RunData(
@@ -138,11 +199,24 @@ def load_run(path: str | Path) -> RunData:
         model=model,
         records=records,
         env=_json(run.path / "env.json") or {},
-        evaluation=_json(run.path / "eval" / "valid.json"),
+        evaluation=evaluation,
         predictions=_jsonl(run.path / "predictions" / "valid.jsonl"),
         warnings=warnings,
     )
 
 
 def load_runs(paths: list[str | Path]) -> list[RunData]:
-    return [load_run(p) for p in find_runs(paths)]
+    """The runs under `paths`. Runs with the same folder name (a copy of a run in another
+    folder) are named parent/name, else by their whole path: the report keys figures,
+    example-level differences and labels by name, so one would silently replace the other."""
+    runs = [load_run(p) for p in find_runs(paths)]
+    for name in {r.name for r in runs}:
+        same = [r for r in runs if r.name == name]
+        if len(same) < 2:
+            continue
+        longer = [f"{r.path.parent.name}/{r.path.name}" for r in same]
+        if len(set(longer)) < len(longer):
+            longer = [str(r.path) for r in same]
+        for r, shown in zip(same, longer, strict=True):
+            r.shown_as = shown
+    return runs

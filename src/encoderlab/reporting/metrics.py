@@ -94,6 +94,14 @@ def primary_value(run: RunData) -> float | None:
     return value if value is not None else best_primary(run)[0]
 
 
+def metric_value(run: RunData, metric: str) -> float | None:
+    """The run's final value of `metric`, else (for its own primary metric) the best: what a
+    comparison group judges every run by, whichever metric each run chose (task.metric)."""
+    if metric == run.primary:
+        return primary_value(run)
+    return final_metrics(run).get(metric)
+
+
 def last_train(run: RunData, keys: tuple[str, ...]) -> float | None:
     for r in reversed(run.of_kind("train")):
         for key in keys:
@@ -102,10 +110,27 @@ def last_train(run: RunData, keys: tuple[str, ...]) -> float | None:
     return None
 
 
+def progress(run: RunData) -> tuple[float | None, int | None]:
+    """(epoch, step) the run has reached. run.json's steps/epoch are written at checkpoints
+    only, so a run still running, or killed, has logged further (or, before its first
+    checkpoint, run.json says 0): the later of the two is shown."""
+    epoch, steps = run.info.get("epoch"), run.info.get("steps")
+    logged = [r for r in run.records if isinstance(r.get("step"), int)]
+    last = max(logged, key=lambda r: r["step"], default=None)
+    if last is not None and (not isinstance(steps, int) or last["step"] > steps):
+        return last.get("epoch", epoch), last["step"]
+    if epoch is None and run.records:
+        epoch = run.records[-1].get("epoch")
+    return epoch, steps
+
+
 def wall_seconds(run: RunData) -> float | None:
-    if run.info.get("train_seconds") is not None:
-        return float(run.info["train_seconds"])
+    """Training time: run.json's (written at checkpoints), or the last logged time where
+    the run has logged past its last checkpoint."""
     times = [r["time"] for r in run.records if isinstance(r.get("time"), (int, float))]
+    saved = run.info.get("train_seconds")
+    if saved is not None:
+        return max(float(saved), float(times[-1])) if times else float(saved)
     return float(times[-1]) if times else None
 
 

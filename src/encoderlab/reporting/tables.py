@@ -17,6 +17,7 @@ from encoderlab.reporting.metrics import (
     is_rate,
     last_train,
     percent,
+    progress,
     source_metrics,
     tokens_per_s,
     wall_seconds,
@@ -65,10 +66,7 @@ def _metric_cell(run: RunData, metric: str) -> str:
 
 
 def _epochs_steps(run: RunData) -> str:
-    epoch = run.info.get("epoch")
-    if epoch is None and run.records:
-        epoch = run.records[-1].get("epoch")
-    steps = run.info.get("steps")
+    epoch, steps = progress(run)
     return f"{fmt.general(epoch)} ep / {fmt.count(steps)} steps"
 
 
@@ -240,7 +238,7 @@ def record_table(run: RunData) -> Table:
         ("dataset sizes", ", ".join(sizes)),
         ("validation data", i.get("valid_source")),
         ("steps per epoch", fmt.count(i.get("steps_per_epoch"))),
-        ("steps", f"{fmt.count(i.get('steps'))} of {fmt.count(i.get('total_steps'))}"),
+        ("steps", f"{fmt.count(progress(run)[1])} of {fmt.count(i.get('total_steps'))}"),
         ("device", i.get("device")),
         ("precision", i.get("precision")),
         ("init", i.get("init")),

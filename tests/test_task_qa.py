@@ -461,7 +461,12 @@ def test_decode_best_span_across_windows_and_max_answer_len() -> None:
     cfg = TaskConfig(type="qa", n_best=5, max_answer_len=30)
     task = QATask()
     (pred,) = task.decode([l0, l1], [f0, f1], [ex], cfg, [])
-    assert pred["text"] == "ee ff" and pred["start_char"] == 12 and pred["score"] == 8.0
+    assert pred["text"] == "ee ff" and pred["start_char"] == 12
+    # the score is the span's probability in its window (it was the logit sum, 8.0): start
+    # "ee" and end "ff" each a softmax over the window's 5 context tokens
+    p_start = np.exp(4.0) / (np.exp(4.0) + np.exp(9.0) + 3)
+    p_end = np.exp(4.0) / (np.exp(4.0) + np.exp(-20.0) + 3)
+    assert pred["score"] == pytest.approx(p_start * p_end) and 0 < pred["score"] < 1
     # a long span scoring higher is ruled out by max_answer_len
     l1[3 + 0, 0] = 7.0  # "cc" start ... "ee ff" end: 3-4 tokens
     assert task.decode([l0, l1], [f0, f1], [ex], cfg, [])[0]["text"] == "cc dd ee ff"

@@ -473,8 +473,8 @@ def scored(
 
     - a distribution over labels (classification, pair): score is the top probability and
       scores every label's probability;
-    - a span (qa): label is the answer text, score the span's start+end logit sum (None when no
-      span was found), start/end its characters in the context;
+    - a span (qa): label is the answer text, score the span's probability in its window,
+      p(start) x p(end) (None when no span was found), start/end its characters in the context;
     - a tag per word (tagging): label is the tags joined by spaces, entities the spans
       (type, start/end word index, end exclusive, char_start/char_end: characters of the text
       given, text: that slice of it); with `confidence` (each word's tag probability) score is

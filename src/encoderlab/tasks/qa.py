@@ -652,9 +652,12 @@ class QATask(TaskBase):
         labels: list[str],
     ) -> list[dict[str, Any]]:
         """The best span per example over all its windows: top n_best starts x ends among
-        context tokens, end >= start, at most max_answer_len tokens, scored by the sum of the
-        start and end logits. {"text", "score", "start_char"}; text "" / score None /
-        start_char -1 when no window offers a valid span."""
+        context tokens, end >= start, at most max_answer_len tokens, ranked by the sum of the
+        start and end logits (as the official SQuAD post-processing). {"text", "score",
+        "start_char"}: score is the span's probability in its window, p(start) x p(end) over
+        the window's context tokens (as transformers' QA pipeline gives it; a logit sum read
+        as a confidence was above 1); text "" / score None / start_char -1 when no window
+        offers a valid span."""
         best: list[tuple[float, int, int] | None] = [None] * len(examples)
         k = max(1, cfg.n_best)
         for out, feat in zip(outputs, features, strict=True):
@@ -676,14 +679,15 @@ class QATask(TaskBase):
             value = float(score[i, j])
             ei = feat["example_index"]
             if best[ei] is None or value > best[ei][0]:
-                best[ei] = (value, int(off[s_idx[i], 0]), int(off[e_idx[j], 1]))
+                prob = _span_probability(logits, cand, int(s_idx[i]), int(e_idx[j]))
+                best[ei] = (value, int(off[s_idx[i], 0]), int(off[e_idx[j], 1]), prob)
         preds = []
         for ex, b in zip(examples, best, strict=True):
             if b is None:
                 preds.append({"text": "", "score": None, "start_char": -1})
             else:
                 preds.append(
-                    {"text": ex["context"][b[1] : b[2]], "score": b[0], "start_char": b[1]}
+                    {"text": ex["context"][b[1] : b[2]], "score": b[3], "start_char": b[1]}
                 )
         return preds
 
@@ -766,6 +770,15 @@ def _max_context_windows(n: int, windows: list[tuple[int, int]]) -> np.ndarray:
         best[ws:we][better] = wi
         best_score[ws:we][better] = score[better]
     return best
+
+
+def _span_probability(logits: np.ndarray, context: np.ndarray, start: int, end: int) -> float:
+    """p(start) x p(end), each a softmax of its logits over the window's context tokens."""
+    p = 1.0
+    for channel, token in ((0, start), (1, end)):
+        z = logits[context, channel].astype(np.float64)
+        p *= float(np.exp(logits[token, channel] - z.max()) / np.exp(z - z.max()).sum())
+    return p
 
 
 def _top(values: np.ndarray, keep: np.ndarray, k: int) -> np.ndarray:

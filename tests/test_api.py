@@ -91,7 +91,7 @@ def test_finetune_from_a_dataframe_and_a_dataset(tmp_path):
 def test_in_memory_data_fails_like_a_file(tmp_path):
     cfg = config(tmp_path)
     with pytest.raises(
-        UserError, match=r"train-\w+\.jsonl: no gold labels found \(no column 'target'\)"
+        UserError, match=r"^train rows \(.*train-\w+\.jsonl\): no gold labels found \(no column"
     ):
         el.finetune(cfg, train=[{"text": "a", "label": 1}] * 20, say=quiet)
     with pytest.raises(UserError, match="train: no rows"):
@@ -360,3 +360,29 @@ def test_report_takes_any_collection_of_runs(tmp_path):
         with pytest.raises(UserError, match="run: expected a run directory"):
             el.report(bad, out=tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_errors_about_in_memory_rows_name_the_row_not_the_file_written(tmp_path):
+    """Rows are written to a file under runs_dir and read by the task's reader; its errors
+    named that file (`.data/train-<hash>.json: data[3].paragraphs[0].qas[0]...`), a path the
+    user never gave: they name the row now."""
+    cfg = config(tmp_path)
+    with pytest.raises(
+        UserError, match=r"^train row 2: the task.label_column value is a JSON list"
+    ) as e:
+        el.finetune(cfg, train=rows(2, 0) + [{"text": "x", "target": [1]}], say=quiet)
+    assert ".data" not in str(e.value)
+    qa = {**cfg, "task": {"type": "qa", "max_len": 32, "max_query_len": 8}}
+    ok = {
+        "question": "who?",
+        "context": "bob is here",
+        "answers": [{"text": "bob", "answer_start": 0}],
+    }
+    bad = {**ok, "answers": [{"text": "bob", "answer_start": "x"}]}
+    with pytest.raises(UserError, match=r"^train row 1: answers\[0\]\.answer_start: expected int"):
+        el.finetune(qa, train=[ok, bad], say=quiet)
+    tagging = {**cfg, "task": {"type": "tagging", "max_len": 32}}
+    sentence = {"tokens": ["john", "runs"], "tags": ["B-PER", "O"]}
+    wrong = {"tokens": ["mary", "sings"], "tags": ["B-PER", "Q-X"]}
+    with pytest.raises(UserError, match=r"^train row 1, word 1: tag 'Q-X'"):
+        el.finetune(tagging, train=[sentence, wrong], say=quiet)

@@ -33,7 +33,7 @@ from encoderlab.config import (
 )
 from encoderlab.errors import UserError
 from encoderlab.inference import Finetuned, evaluate_file, load_finetuned
-from encoderlab.memdata import is_in_memory, read_format, write_rows
+from encoderlab.memdata import in_rows_terms, is_in_memory, read_format, write_rows
 
 ConfigLike = str | Path | Mapping[str, Any] | Section | None
 Overrides = Mapping[str, Any] | Sequence[str] | None
@@ -111,14 +111,19 @@ def finetune(
         return run.path
     cfg: FinetuneConfig = make_config(config, overrides, FinetuneConfig)
     folder = Path(cfg.runs_dir) / ".data"
+    written: dict[Path, str] = {}
     for split, data in (("train", train), ("valid", valid), ("test", test)):
         if data is None:
             continue
         if is_in_memory(data):
             data = write_rows(data, cfg.task.type, folder, split)
+            written[data] = split
             cfg.task.format = "auto"
         setattr(cfg.task, split, str(data))
-    run, _ = run_finetune(cfg, say=say)
+    try:
+        run, _ = run_finetune(cfg, say=say)
+    except UserError as e:  # about the rows given, not the file they were written to
+        raise in_rows_terms(e, written) from None
     return run.path
 
 
@@ -256,12 +261,17 @@ def evaluate(run: Any, data: Any, say: Say | None = print) -> dict[str, Any]:
         )
     ft = run.finetuned if isinstance(run, Model) else load_finetuned(_run_path(run))
     overrides = None
+    written: dict[Path, str] = {}
     if is_in_memory(data):  # read as written, not in the run's own file format (KLUE, KMOU)
         data = write_rows(data, ft.task.type, ft.run.path / "inputs", "eval")
+        written[data] = "data"
         overrides = [f"task.format={read_format(ft.task.type)}"]
-    return evaluate_file(
-        ft.run.path, str(data), say=_quiet_if_none(say), overrides=overrides, loaded=ft
-    )
+    try:
+        return evaluate_file(
+            ft.run.path, str(data), say=_quiet_if_none(say), overrides=overrides, loaded=ft
+        )
+    except UserError as e:  # about the rows given, not the file they were written to
+        raise in_rows_terms(e, written) from None
 
 
 def report(runs: Any, out: str | Path = "report") -> Path:

@@ -159,3 +159,41 @@ def write_rows(data: Any, task_type: str, folder: str | Path, split: str) -> Pat
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     return path
+
+
+_AT_LINE = r"(?P<path>{path}):(?P<line>\d+):"
+_AT_ARTICLE = r"(?P<path>{path}): data\[(?P<row>\d+)\]\.paragraphs\[0\]\.(?:qas\[0\]\.)?"
+
+
+def in_rows_terms(error: UserError, written: dict[Path, str]) -> UserError:
+    """An error a task reader raised about a file `write_rows` wrote, reworded to name the
+    caller's rows (`valid row 3: answers[0].answer_start: ...`): the file under runs_dir is an
+    implementation detail the user never named. Other errors come back as they are."""
+    import re
+
+    text = str(error)
+    for path, split in written.items():
+        quoted = re.escape(str(path))
+        at_article = re.search(_AT_ARTICLE.format(path=quoted), text)
+        if at_article:
+            return UserError(f"{split} row {at_article['row']}: {text[at_article.end() :]}")
+        at_line = re.search(_AT_LINE.format(path=quoted), text)
+        if at_line:
+            where = _row_of_line(path, int(at_line["line"]), split)
+            return UserError(f"{where}:{text[at_line.end() :]}")
+        if str(path) in text:
+            return UserError(text.replace(str(path), f"{split} rows ({path})", 1))
+    return error
+
+
+def _row_of_line(path: Path, line: int, split: str) -> str:
+    """`train row 4` for line 5 of a .jsonl; `train row 2, word 1` for a CoNLL line."""
+    if path.suffix != ".conll":
+        return f"{split} row {line - 1}"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()[: line - 1]
+    except OSError:
+        return f"{split} rows (line {line} of {path})"
+    row = sum(1 for x in lines if not x.strip())
+    word = len(lines) - (max(i for i, x in enumerate(lines) if not x.strip()) + 1 if row else 0)
+    return f"{split} row {row}, word {word}"

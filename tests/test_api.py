@@ -256,9 +256,17 @@ def test_arguments_of_the_wrong_type_are_user_errors_not_library_tracebacks(tmp_
     }
     run = el.finetune(cfg, train=rows, say=lambda m: None)
     model = el.load(run)
-    for bad in (5, None, {"text": "a"}):
+    for bad in (5, None, {"text": "a"}, b"bytes"):
         with pytest.raises(UserError, match="texts: give a string or a list"):
             model.predict(bad)
+    # what a notebook holds: a column of a DataFrame, a numpy array, a generator
+    import numpy as np
+
+    want = model.predict(["a b", "c"], say=None)
+    for texts in (pd.Series(["a b", "c"]), np.array(["a b", "c"]), (t for t in ["a b", "c"])):
+        assert model.predict(texts, say=None) == want, type(texts)
+    with pytest.raises(UserError, match="texts: give one text per item .* not 2-D"):
+        model.predict(np.array([["a", "b"]]))
     with pytest.raises(UserError, match="batch_size"):
         model.predict(["a"], batch_size=-1)
     for bad in (None, 3):

@@ -18,7 +18,7 @@ one-line `UserError`s.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -164,11 +164,18 @@ def _quiet_if_none(say: Say | None) -> Say:
 
 
 def _texts(value: Any, name: str) -> list[Any]:
-    """A str (one text) or a list/tuple of texts; a dict or a number is refused (a dict would
-    be read as its keys)."""
+    """A str (one text) or a collection of texts: a list, a tuple, a pandas Series
+    (`df["text"]`), a 1-D numpy array, a generator. A dict (it would be read as its keys), a
+    number or bytes is refused; so is a non-string item, where the texts are read."""
     if isinstance(value, str):
         return [value]
     if isinstance(value, (list, tuple)):
+        return list(value)
+    if hasattr(value, "tolist") and hasattr(value, "ndim"):  # numpy array, pandas Series
+        if value.ndim == 1:
+            return list(value.tolist())
+        raise UserError(f"{name}: give one text per item (a 1-D array), not {value.ndim}-D")
+    if isinstance(value, Iterable) and not isinstance(value, (Mapping, bytes, bytearray)):
         return list(value)
     raise UserError(f"{name}: give a string or a list of strings, not {type(value).__name__}")
 

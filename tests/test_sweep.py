@@ -663,3 +663,110 @@ def test_ctrl_c_before_the_sweep_started_says_to_run_it_again(tmp_path, monkeypa
         f"interrupted before the sweep started; run `encoderlab sweep {path}` again"
     )
     assert not (tmp_path / "out").exists()
+
+
+def _fake_trial(sweep, trial_id: str, status: str, accs: list[float]) -> None:
+    """A trial's record and a run directory with its evaluations, as a worker leaves them."""
+    from encoderlab.config import save_config
+    from encoderlab.sweep.trial import trial_config
+
+    values = {"train.lr": 1e-3, "head.type": "cls"}
+    run_dir = sweep.out / "runs" / trial_id
+    run_dir.mkdir(parents=True)
+    save_config(trial_config(sweep, values, trial_id), run_dir / "config.yaml")
+    run_status = {"completed": "finished"}.get(status, status)
+    (run_dir / "run.json").write_text(json.dumps({"name": trial_id, "status": run_status}))
+    evals = [{"kind": "eval", "step": 3 * i, "valid/acc": a} for i, a in enumerate(accs, 1)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
+    record = {"trial_id": trial_id, "name": trial_id, "values": values, "status": status}
+    record |= {"run_dir": str(run_dir), "error": "NonFiniteLoss: loss was not finite"}
+    (sweep.out / "trials").mkdir(exist_ok=True)
+    (sweep.out / "trials" / f"{trial_id}.json").write_text(json.dumps(record))
+
+
+def test_a_failed_trial_is_ranked_last_and_never_best(tmp_path):
+    """A trial whose loss went NaN after a good evaluation ranked first and was "best" (its
+    config in best.yaml diverges): failed trials rank after every other, whatever they hit."""
+    from encoderlab.sweep import collect, write_outputs
+
+    sweep = load_sweep(write_sweep(tmp_path, scheduler="none"))
+    _fake_trial(sweep, "ab12c_00000", "failed", [0.9, 0.5])
+    _fake_trial(sweep, "ab12c_00001", "completed", [0.6, 0.7])
+    rows = collect(sweep, {"ab12c_00000": "error", "ab12c_00001": "ok"})
+    assert [(r["trial"], r["status"]) for r in rows] == [
+        ("ab12c_00001", "completed"),
+        ("ab12c_00000", "failed"),
+    ]
+    said: list[str] = []
+    write_outputs(sweep, rows, said.append)
+    assert any(m.startswith("best: valid/acc 0.7000") for m in said), said
+    assert json.loads((sweep.out / "summary.json").read_text())["best"]["trial"] == "ab12c_00001"
+
+
+def test_mode_follows_the_metric_unless_given(tmp_path, capsys, monkeypatch):
+    """`mode` defaulted to max whatever the metric: `metric: valid/loss` ranked the trial of
+    the highest loss first and called it best. Now it defaults as train.early_stop_mode does,
+    and a mode given against its metric is a warning."""
+    import encoderlab.sweep.execute as execute
+    from conftest import run_cli
+
+    path = write_sweep(tmp_path, metric="valid/loss")
+    spec = yaml.safe_load(path.read_text())
+    del spec["mode"]
+    path.write_text(yaml.safe_dump(spec))
+    assert load_sweep(path).spec.mode == "min"
+    spec["metric"] = "valid/acc"
+    path.write_text(yaml.safe_dump(spec))
+    assert load_sweep(path).spec.mode == "max"
+
+    def stop(sweep, resume, address, say):
+        raise UserError("stopped here")
+
+    monkeypatch.setattr(execute, "_run_sweep", stop)
+    spec |= {"metric": "valid/loss", "mode": "max"}
+    path.write_text(yaml.safe_dump(spec))
+    assert run_cli("sweep", path) == 2
+    err = capsys.readouterr().err
+    assert f"warning: {path}: mode: max ranks the highest valid/loss best; for mode: min" in err
+
+
+def test_a_sweep_under_torchrun_is_refused(tmp_path, monkeypatch):
+    """`torchrun -m encoderlab sweep` ran one whole sweep per process into one folder: twice
+    the trials, each table listing both sweeps' trials with each other's run directories."""
+    _no_ray(monkeypatch)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    path = write_sweep(tmp_path)
+    with pytest.raises(UserError, match=r"sweep.yaml: a sweep runs its own trials .* without "):
+        run_sweep(path, say=lambda m: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_second_sweep_in_the_folder_of_a_running_one_is_refused(tmp_path, monkeypatch):
+    """A second `encoderlab sweep` on the folder of one still running (no trial finished
+    yet) took it for a sweep that left no result: it deleted the running sweep's trials and
+    runs, then ran the grid again beside it (6 trials in the table of a 3-point grid)."""
+    _no_ray(monkeypatch)
+    path = write_sweep(tmp_path)
+    out = tmp_path / "out"
+    (out / "trials").mkdir(parents=True)
+    (out / ".encoderlab-sweep").write_text("encoderlab sweep tiny\n")
+    (out / "trials" / "ab12c_00000.json").write_text(json.dumps({"status": "running"}))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from encoderlab.runs import take_lock; "
+            f"take_lock({str(out)!r}); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for resume in (False, True):
+            with pytest.raises(UserError, match=r"out: in use by another encoderlab process"):
+                run_sweep(path, resume=resume, say=lambda m: None)
+        assert (out / "trials" / "ab12c_00000.json").is_file()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -532,7 +532,7 @@ def sweep(
     """Hyperparameter sweep on Ray Tune: every trial a run; ranked table, best.yaml, plots."""
     from encoderlab.sweep import sweep_command
 
-    out = sweep_command(str(file), resume=resume, address=address)
+    out = sweep_command(str(file), resume=resume, address=address, say=say)
     best = out / "best.yaml"
     say(
         f"sweep: {out} (table {out / 'trials.md'}"

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from encoderlab.distributed import launched
 from encoderlab.errors import Interrupted, UserError, first_line
-from encoderlab.sweep.folder import check_fresh, check_resume, claim
+from encoderlab.sweep.folder import check_fresh, check_resume, claim, hold, let_go
 from encoderlab.sweep.spec import Sweep, check_data_files, load_sweep
 from encoderlab.sweep.tables import collect, write_outputs
 from encoderlab.sweep.trial import run_trial
@@ -216,12 +217,18 @@ def run_sweep(
     """Run (or resume) the sweep in `path`; write the table, best.yaml, plots and the report.
     Returns the sweep's output folder. Ctrl-C: the table of what ran, then `Interrupted`,
     whose message says how to go on."""
+    if launched():
+        raise UserError(
+            f"{path}: a sweep runs its own trials (resources: per trial): run `encoderlab sweep "
+            f"{path}` without torchrun"
+        )
     try:
         sweep = load_sweep(path)
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted before the sweep started; run `encoderlab sweep {path}` again"
         ) from None
+    _check_mode(sweep, say)
     try:
         return _run_sweep(sweep, resume, address, say)
     except Interrupted:
@@ -234,6 +241,23 @@ def run_sweep(
         raise Interrupted(
             f"interrupted before the sweep started; run `encoderlab sweep {sweep.path}` again"
         ) from None
+    finally:
+        let_go(sweep)
+
+
+def _check_mode(sweep: Sweep, say: Callable[[str], None]) -> None:
+    """A mode against its metric (`mode: max` kept from an example, `metric: valid/loss`)
+    made the worst trial "best" without a word."""
+    from encoderlab.tasks.registry import metric_mode
+
+    spec = sweep.spec
+    usual = metric_mode(spec.metric.rsplit("/", 1)[-1])
+    if "mode" in spec.model_fields_set and spec.mode != usual:
+        most = "highest" if spec.mode == "max" else "lowest"
+        say(
+            f"warning: {sweep.path}: mode: {spec.mode} ranks the {most} {spec.metric} best; "
+            f"for mode: {usual} (the usual one for it) change or remove `mode:`"
+        )
 
 
 def _resume_hint(sweep: Sweep) -> str:
@@ -247,6 +271,7 @@ def _run_sweep(sweep: Sweep, resume: bool, address: str | None, say: Callable[[s
         raise UserError(
             "sweeps need Ray Tune: pip install 'encoderlab[sweep]' (ray[tune] and optuna)"
         ) from None
+    hold(sweep)  # a sweep running in this folder stops this one here
     start_over = check_resume(sweep) if resume else check_fresh(sweep)
     check_data_files(sweep)
     if address:
@@ -394,10 +419,15 @@ def _tune_trials(grid, tune_dir: Path) -> tuple[dict[str, str], dict[str, dict[s
     return out, configs
 
 
-def sweep_command(path: str, resume: bool = False, address: str | None = None) -> Path:
+def sweep_command(
+    path: str,
+    resume: bool = False,
+    address: str | None = None,
+    say: Callable[[str], None] = print,
+) -> Path:
     """`encoderlab sweep SWEEP.yaml [--resume] [--address ADDR]`: the CLI's entry point."""
     try:
-        return run_sweep(path, resume=resume, address=address)
+        return run_sweep(path, resume=resume, address=address, say=say)
     except Interrupted as e:
         Interrupted.last = e  # typer makes it exit code 130 on the way: the CLI prints this
         raise

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from encoderlab.errors import UserError
+from encoderlab.runs import release_lock, take_lock
 from encoderlab.sweep.spec import Sweep
 
 MARKER = ".encoderlab-sweep"  # written first in every folder a sweep makes
@@ -23,6 +24,21 @@ BASE_COPY = "base-config.yaml"  # the base config's text when the sweep started
 OUTPUTS = ("tune", "trials", "runs", "plots", "report", "trials.csv", "trials.md")
 OUTPUTS += ("summary.json", "best.yaml")
 IGNORED = ("name", "out", "base")  # where the sweep is, and which file: its text is compared
+
+
+def hold(sweep: Sweep) -> None:
+    """One process runs the sweep in a folder a sweep made (its run.lock): a second one there
+    took the running sweep for one that left no result, deleted its trials and ran the grid
+    again beside it. A second one is refused in one line."""
+    if not sweep.held and (sweep.out / MARKER).is_file():
+        take_lock(sweep.out)
+        sweep.held = True
+
+
+def let_go(sweep: Sweep) -> None:
+    if sweep.held:
+        release_lock(sweep.out)
+        sweep.held = False
 
 
 def check_fresh(sweep: Sweep) -> bool:
@@ -108,6 +124,7 @@ def claim(sweep: Sweep, start_over: bool, say: Callable[[str], None]) -> None:
     """Make the sweep's folder, its marker first, and keep the sweep file and base config as
     the sweep starts; an earlier sweep there that left no result is cleared first."""
     out = sweep.out
+    hold(sweep)  # before anything is cleared: the sweep that made the folder may still run
     if start_over and (out / MARKER).is_file():  # only ever in a folder a sweep made
         for name in OUTPUTS:
             p = out / name
@@ -121,6 +138,7 @@ def claim(sweep: Sweep, start_over: bool, say: Callable[[str], None]) -> None:
         )
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text(f"encoderlab sweep {sweep.name}\n", encoding="utf-8")
+    hold(sweep)  # a new folder: one that started beside this one stops here
     (out / "sweep.yaml").write_text(
         yaml.safe_dump(sweep.spec.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
     )

@@ -26,6 +26,7 @@ from encoderlab.config import (
     set_dotted,
 )
 from encoderlab.errors import UserError
+from encoderlab.tasks.registry import metric_mode
 
 
 class _Spec(BaseModel):
@@ -116,7 +117,7 @@ class SweepSpec(_Spec):
     kind: Literal["auto", "finetune", "pretrain"] = "auto"  # auto: finetune if it has `task:`
     space: dict[str, Dist]
     metric: str = "valid/acc"
-    mode: Literal["max", "min"] = "max"
+    mode: Literal["max", "min"] | None = None  # default: min for losses and errors, else max
     num_samples: int = 1  # grid: repeats of the whole grid; random/optuna: trials
     search: Literal["grid", "random", "optuna"] = "random"
     scheduler: Scheduler = Scheduler()
@@ -141,6 +142,8 @@ class SweepSpec(_Spec):
             raise ValueError("num_samples must be at least 1")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
+        if self.mode is None:  # as train.early_stop_mode: "max" ranked valid/loss worst-first
+            self.mode = metric_mode(self.metric.rsplit("/", 1)[-1])
         return self
 
     @field_validator("time_budget_min")
@@ -164,6 +167,7 @@ class Sweep:
         self.name = check_plain_name(spec.name, f"{path}: name") or stem
         self.out = Path(spec.out or Path("sweeps") / self.name).resolve()
         self.cwd = Path.cwd().resolve()
+        self.held = False  # this process holds the out folder's lock (folder.hold)
 
     @property
     def kind(self) -> str:

@@ -90,7 +90,16 @@ def collect(
             }
         )
     sign = -1 if sweep.spec.mode == "max" else 1
-    rows.sort(key=lambda r: (r["metric"] is None, sign * (r["metric"] or 0.0), r["trial"]))
+    # a failed trial's evaluations before it broke (a loss gone NaN) rank after every other:
+    # it came first, and "best", when it had peaked above them
+    rows.sort(
+        key=lambda r: (
+            r["status"] == "failed",
+            r["metric"] is None,
+            sign * (r["metric"] or 0.0),
+            r["trial"],
+        )
+    )
     for i, r in enumerate(rows, 1):
         r["rank"] = i
     return rows
@@ -236,7 +245,10 @@ def write_outputs(
     (out / "trials.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     summary = {"name": sweep.name, "metric": metric, "mode": sweep.spec.mode, **counts}
     summary["never_ran"] = never_ran
-    best = next((r for r in rows if r["metric"] is not None and r["run_dir"]), None)
+    best = next(
+        (r for r in rows if r["metric"] is not None and r["run_dir"] and r["status"] != "failed"),
+        None,
+    )
     if best is not None:
         from encoderlab.config import load_config
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import math
 import random
 import sys
@@ -1051,13 +1052,16 @@ def _data_parallel(model: nn.Module, seed: int, step: int) -> DistributedDataPar
         state = np.random.SeedSequence([seed, rank, step]).generate_state(1)
         torch.manual_seed(int(state[0]))
     device = next(model.parameters()).device
+    # the buffers are constants (position tables, ALiBi slopes, transformers' position ids):
+    # no broadcast from rank 0 before every forward (newer torch names it forward_sync_buffers
+    # and warns on every rank about the old name)
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
     return DistributedDataParallel(
         model,
         device_ids=[device] if device.type == "cuda" else None,
         find_unused_parameters=_foreign_modules(model),
-        # the buffers are constants (position tables, ALiBi slopes, transformers' position
-        # ids): no broadcast from rank 0 before every forward
-        broadcast_buffers=False,
+        **{no_sync: False},
     )
 
 

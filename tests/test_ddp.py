@@ -432,3 +432,22 @@ def test_a_finished_torchrun_worker_exits_without_interpreter_teardown(tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert ("teardown ran" in done.stdout) is tears_down
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_ctrl_c_under_torchrun_is_said_once_by_rank_0(tmp_path, monkeypatch, capsys, rank):
+    """Every rank gets the Ctrl-C; rank 1 created no run, so it printed the generic line
+    beside rank 0's `continue with ... --resume RUN`. Ranks > 0 stay quiet now."""
+    import encoderlab.pretraining as pretraining
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretraining, "pretrain", interrupted)
+    monkeypatch.setenv("RANK", rank)
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump({"runs_dir": str(tmp_path / "runs")}))
+    capsys.readouterr()
+    assert cli("pretrain", f) == 130
+    err = capsys.readouterr().err
+    assert ("interrupted" in err) == (rank == "0"), err

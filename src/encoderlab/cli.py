@@ -812,7 +812,8 @@ def main(argv: list[str] | None = None) -> None:
         own = e if isinstance(e, Interrupted) else Interrupted.last  # e.g. a sweep's next step
         Interrupted.last = None
         text = str(own) if own is not None else after_interrupt()
-        err_console.print(text, highlight=False, markup=False, soft_wrap=True)
+        if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 wrote the run and says so
+            err_console.print(text, highlight=False, markup=False, soft_wrap=True)
         sys.exit(EXIT_INTERRUPTED)
     except _CLICK_EXCEPTION as e:  # not a usage error, e.g. a file option that cannot be read
         _error(" ".join(e.format_message().split()))

@@ -96,13 +96,16 @@ def fit_tokens_per_s(
     eval_every: int = 100,
     log_every: int = 10,
     valid_rows: int = 192,
+    workers: int = 0,
 ) -> dict[str, float]:
     """encoderlab's `fit` (evaluation, logging and checkpoint cadence of configs/pretrain.yaml)
     for warmup + steps steps from the same init as the bare loop (torch.manual_seed(0)).
 
     tokens/s is taken between the train record at `warmup` (train.log_every is lowered to
     the warmup when that is shorter, so there is one) and the last one
-    (so warmup and compilation are not counted); the last evaluation `fit` runs is timed and
+    (so warmup and compilation are not counted); `workers` DataLoader processes mask and
+    collate the batches (0: the main process, as the bare loop's batches are made ahead); the
+    last evaluation `fit` runs is timed and
     charged once per `eval_every` steps, as the configured cadence would (an evaluation inside
     the timed window is taken out of it, so none is counted twice).
     """
@@ -135,6 +138,7 @@ def fit_tokens_per_s(
             run,
             0,
             say=lambda m: None,
+            num_workers=workers,
         )
         records = run.metrics()
     train = [r for r in records if r["kind"] == "train"]

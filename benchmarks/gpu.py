@@ -114,6 +114,11 @@ def measure(name: str, shape: tuple, args, device: torch.device, peak: float) ->
         model_config(ns), device, batch, seq, args.steps, args.warmup, 0.15, precision
     )
     rates["encoderlab fit"] = got["tokens_per_s"]
+    # masking and collating in 2 loader processes instead of the main one: how much of the
+    # gap to the bare loop (whose batches are made ahead) is the host's data work
+    rates["encoderlab fit, 2 workers"] = fit_tokens_per_s(
+        model_config(ns), device, batch, seq, args.steps, args.warmup, 0.15, precision, workers=2
+    )["tokens_per_s"]
     if args.compile:
         rates["encoderlab fit+compile"] = fit_tokens_per_s(
             model_config(ns), device, batch, seq, args.steps, args.warmup, 0.15, precision,

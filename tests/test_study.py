@@ -255,11 +255,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _ignore_sigint() -> None:
+    """preexec_fn: what a non-interactive shell gives a job it starts with `&`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.slow
-def test_ctrl_c_stops_the_running_arm_and_the_rerun_resumes_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "kill -TERM of a background study"])
+def test_ctrl_c_stops_the_running_arm_and_the_rerun_resumes_it(tmp_path: Path, how: str) -> None:
     """A real SIGINT to `encoderlab study run` (the study process only, as `kill -INT` sends
-    it): the running arm saves a checkpoint and is marked interrupted, the finished arm stays
-    done; running the study again skips it, resumes the interrupted arm and writes the report."""
+    it), or a SIGTERM to a study a script started in the background (its SIGINT ignored, which
+    its arms inherit: a forwarded SIGINT was lost and the arm trained on): the running arm
+    saves a checkpoint and is marked interrupted, the finished arm stays done; running the
+    study again skips it, resumes the interrupted arm and writes the report."""
     _tiny_configs(tmp_path)
     out = tmp_path / "out"
     study = _write_yaml(
@@ -292,12 +300,12 @@ def test_ctrl_c_stops_the_running_arm_and_the_rerun_resumes_it(tmp_path: Path) -
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
-            preexec_fn=default_sigint,
+            preexec_fn=default_sigint if how == "ctrl-c" else _ignore_sigint,
         )
         try:
             _wait_for(long_checkpointed, proc, "checkpoint of the arm 'long'")
             t0 = time.monotonic()
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGINT if how == "ctrl-c" else signal.SIGTERM)
             rc = proc.wait(timeout=60)
             stop_s = time.monotonic() - t0
         finally:

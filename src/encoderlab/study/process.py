@@ -1,6 +1,7 @@
 """Process control for a study: one arm runs as its own `python -m encoderlab ...` process,
 its output to a log and the terminal, its run directory noticed as soon as it appears; a
-Ctrl-C (or SIGTERM / SIGHUP) stops it with one SIGINT, so it saves a checkpoint first.
+Ctrl-C (or SIGTERM / SIGHUP) stops it with one SIGTERM, which the arm's command reads as a
+Ctrl-C, so it saves a checkpoint first.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def launch(
             errors="replace",
             env=env,
             # its own session: a Ctrl-C in the terminal reaches only the study, which passes on
-            # exactly one SIGINT (a second one would cut the child's checkpoint short), and a
+            # exactly one signal (a second one would cut the child's checkpoint short), and a
             # `kill -INT` of the study alone stops the arm too
             start_new_session=os.name == "posix",
         )
@@ -82,13 +83,15 @@ def launch(
 
 
 def stop_child(proc: subprocess.Popen, say: Callable[[str], None]) -> None:
-    """Pass one SIGINT to the arm's process and wait for it to save its checkpoint and exit; a
-    second Ctrl-C (or a minute without exiting) kills it, keeping its last saved checkpoint."""
+    """Pass one SIGTERM to the arm's process (its command reads it as a Ctrl-C) and wait for
+    it to save its checkpoint and exit; a second Ctrl-C (or a minute without exiting) kills it,
+    keeping its last saved checkpoint. Not SIGINT: a study started in the background by a
+    script hands its arms SIGINT ignored, and the arm trained on until it was killed."""
     if proc.poll() is not None:
         return
     say("    interrupted: stopping the arm (it saves a checkpoint; Ctrl-C again to kill it)")
     try:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=STOP_TIMEOUT_S)
     except (KeyboardInterrupt, subprocess.TimeoutExpired):
         proc.kill()

@@ -873,6 +873,14 @@ def test_small_messages_name_what_the_user_can_act_on(tmp_path, capsys):
     f.write_text(yaml.safe_dump(base_cfg(tmp_path, task={"label_column": "nope"})))
     assert cli("finetune", f) == 2
     assert "columns found: id, text, target" in one_line_error(capsys)
+    # a file without a header row, named by task.columns: the names given, not the first row
+    nohdr = tmp_path / "nohdr.csv"
+    nohdr.write_text("".join(f"{i % 2},tweet number {i}\n" for i in range(40)))
+    task = {"train": str(nohdr), "columns": ["label", "text"], "id_column": None}
+    f.write_text(yaml.safe_dump(base_cfg(tmp_path, task=task)))
+    assert cli("finetune", f) == 2
+    err = one_line_error(capsys)
+    assert "no column 'target'" in err and "columns found: label, text" in err, err
     assert TaskConfig.model_validate({"positive_label": 1}).positive_label == "1"
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")

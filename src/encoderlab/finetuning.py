@@ -442,7 +442,7 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
         t.format = read[0].read_as  # predict reads an unlabelled file the same way
     if not any(task.has_gold(ex) for ex in train):
         raise UserError(
-            f"{t.train}: no gold labels found{task.missing_gold_hint(t)}{columns_found(t.train)}"
+            f"{t.train}: no gold labels found{task.missing_gold_hint(t)}{columns_found(t.train, t)}"
         )
     if t.valid:
         read.append(task.read(t.valid, t))

@@ -29,7 +29,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from encoderlab.config import FinetuneConfig, load_config
+from encoderlab.config import FinetuneConfig, TaskConfig, load_config
 from encoderlab.data.tables import iter_rows, table_format
 from encoderlab.errors import UserError
 from encoderlab.hf import run_encoder
@@ -422,19 +422,23 @@ class Finetuned:
         if not any(self.task.has_gold(ex) for ex in examples):
             raise UserError(
                 f"{data_path}: no gold labels found{self.task.missing_gold_hint(self.cfg.task)}"
-                f"{columns_found(data_path)}; evaluate needs labels (predict --input FILE "
+                f"{columns_found(data_path, self.cfg.task)}; evaluate needs labels (predict --input FILE "
                 "predicts an unlabelled file)"
             )
         self.task.check_labels(examples, self.labels, data_path)
         return self.run_examples(examples, say, with_loss=True, progress=True)
 
 
-def columns_found(path: str) -> str:
-    """ "; columns found: a, b" for a table file whose first row can be read, else ""."""
+def columns_found(path: str, task: TaskConfig) -> str:
+    """ "; columns found: a, b" for a table file whose first row can be read, else "". Read
+    as the task reads it: with `task.columns` (a file without a header row) the names given
+    there, not the first row's texts."""
+    from encoderlab.tasks.records import header_for
+
     try:
         if table_format(Path(path)) not in ("csv", "tsv", "jsonl"):
             return ""
-        first = next(iter_rows(path), None)
+        first = next(iter_rows(path, header=header_for(task)), None)
     except (UserError, OSError, ValueError):
         return ""
     if first is None or not isinstance(first[1], dict):

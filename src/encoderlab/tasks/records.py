@@ -85,7 +85,7 @@ def require_cell(path: str, n: int, row: dict[str, Any], col: str | int, key: st
         )
 
 
-def _header(cfg: TaskConfig) -> bool | list[str]:
+def header_for(cfg: TaskConfig) -> bool | list[str]:
     """True: the file has a header row; a list: its column names; False: by position."""
     if cfg.columns is not None:
         return list(cfg.columns)
@@ -106,7 +106,7 @@ def read_records(path: str | Path, cfg: TaskConfig, notes: list[str] | None = No
         raise UserError(f"{p}: file not found (task data)")
     else:
         fmt = table_format(p, cfg.format, "task.format")
-        header = _header(cfg)
+        header = header_for(cfg)
         rows = read_rows(p, fmt, key="task.format", header=header)
         if header is not True and fmt in ("csv", "tsv"):
             _refuse_header_row(text, rows, cfg)

@@ -69,6 +69,7 @@ from encoderlab.tasks.registry import task_class
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
+    short_vocab_warning,
     special_ids,
     tokenizer_hash,
     train_tokenizer,
@@ -222,6 +223,8 @@ def build_backbone(
                 lambda: train_tokenizer(example_texts(train_examples), cfg.tokenizer).to_str()
             )
             tok = Tokenizer.from_str(text)
+            if warning := short_vocab_warning(tok, cfg.tokenizer):  # as `tokenizer train` says
+                say(warning)
         model_cfg = cfg.model.model_copy(
             update={
                 "vocab_size": cfg.model.vocab_size or tok.get_vocab_size(),

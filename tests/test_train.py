@@ -2,6 +2,7 @@
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -659,3 +660,36 @@ def test_a_forecast_names_the_epochs_when_they_end_the_run_before_max_steps():
         said = rule.forecast(state, None, None)
     assert rule.expected_steps == 121
     assert "ended by the epochs (train.epochs=1, before train.max_steps=300;" in said, said
+
+
+def test_the_end_of_a_budget_run_is_priced_at_the_rows_mean_length():
+    """The timed forward pass ran on whichever training batch was at hand, under length
+    grouping often one of the longest, and priced every evaluated and predicted row at its
+    length: a MiniLM run's end was forecast at 44 s, took 15, and the 1-minute run ended 34 %
+    under its budget. Now a row costs the batch's seconds per token times the mean row length
+    seen so far."""
+    from encoderlab.train import Clock, Engine, LoopState, Plan, StopRule
+
+    class Echo(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None):
+            return input_ids
+
+    class Objective:
+        def step(self, model, batch):
+            time.sleep(0.05)
+            return torch.zeros(()), {"n": torch.ones(())}
+
+    model = Echo()
+    model.dummy = torch.nn.Parameter(torch.zeros(1))
+    eng = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), Objective(),
+                 torch.device("cpu"), None, [0.1])  # fmt: skip
+    mask = torch.zeros(8, 64, dtype=torch.long)
+    mask[:, :16] = 1  # 8 rows of 16 tokens padded to 64: 128 real tokens
+    batch = {"input_ids": torch.zeros(8, 64, dtype=torch.long), "attention_mask": mask}
+    cfg = TrainConfig(time_budget_min=1)
+    rule = StopRule(cfg, Plan.of(cfg, rows=100), Clock(0.0), "acc")
+    state = LoopState()
+    state.tokens, state.samples = 3_200, 400  # 8 tokens a row on average so far
+    rule.time_forward(eng, batch, state)
+    per_token = rule.forward_row_s / 8
+    assert 0.05 / 128 <= per_token < 0.08 / 128  # the batch's seconds per real token

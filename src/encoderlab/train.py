@@ -586,7 +586,7 @@ class StopRule:
 
         return timed
 
-    def time_forward(self, eng: Engine, batch: Batch) -> None:
+    def time_forward(self, eng: Engine, batch: Batch, state: LoopState) -> None:
         """Time one evaluation-mode forward pass over a training batch: before the first
         evaluation, what prices the end of the run under a whole-run budget."""
         was_training = eng.model.training
@@ -596,8 +596,15 @@ class StopRule:
         with torch.no_grad(), autocast(eng.device, eng.amp):
             _, counts = eng.objective.step(eng.model, batch)
             _floats(counts)  # waits for the device
-        self.forward_row_s = (time.perf_counter() - t0) / max(len(batch["input_ids"]), 1)
+        seconds = time.perf_counter() - t0
         eng.model.train(was_training)
+        # priced per token, at the rows' mean length so far: the batch at hand may be one of
+        # the longest (length grouping), and an evaluation's sorted batches hardly pad (a
+        # MiniLM run's end was forecast at 44 s and took 15)
+        rows = max(len(batch["input_ids"]), 1)
+        tokens = max(batch_tokens(batch), 1)
+        mean = state.tokens / state.samples if state.samples else tokens / rows
+        self.forward_row_s = seconds / tokens * mean
 
     def _eval_s_per_step(self) -> float:
         """The evaluation seconds each training step brings along (every eval_every steps and
@@ -625,7 +632,7 @@ class StopRule:
         self.step_s = (now - t0) / done
         timed = self.plan.covers_run or self.valid_rows  # the end of the run, evaluations
         if self.plan.budget_s is not None and timed and self.eval_row_s is None:
-            self.time_forward(eng, batch)
+            self.time_forward(eng, batch, state)
         plan, expected, ends = self.plan, self.plan.total_steps, "steps"
         if (
             self.cfg.max_steps is not None

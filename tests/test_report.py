@@ -575,3 +575,13 @@ def test_a_damaged_evaluation_file_is_a_warning_not_a_traceback(tmp_path, capsys
     assert "## Conclusions" in md
     warned = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning: ")]
     assert len(warned) == 1 and "eval/valid.json" in warned[0]
+
+
+def test_a_pair_with_no_example_where_exactly_one_is_right_says_so_plainly():
+    """It read "of the 0 questions where exactly one answer is an exact match, a wins 0 ..."."""
+    from encoderlab.reporting.compare import _paired
+
+    info = type("I", (), {"right_means": "answer is an exact match"})()
+    line = _paired(0, 0, "questions", info, ("a", "b"), None)
+    assert line == "; no question where exactly one answer is an exact match"
+    assert "of the 3 questions" in _paired(2, 1, "questions", info, ("a", "b"), 1.0)

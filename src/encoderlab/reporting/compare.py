@@ -191,6 +191,8 @@ def _paired(
     """`; of the N <unit> where exactly one <is right>, A wins x and B y (sign test ...)`."""
     n = wins + losses
     right = getattr(info, "right_means", "is right")
+    if n == 0:  # "of the 0 questions where exactly one ..." said it the long way
+        return f"; no {unit[:-1]} where exactly one {right}"
     return (
         f"; of the {n:,} {unit if n != 1 else unit[:-1]} where exactly one {right}, "
         f"{names[0]} wins {wins:,} and {names[1]} {losses:,}{_p_text(p)}"

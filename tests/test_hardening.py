@@ -1125,6 +1125,11 @@ def test_report_and_runs_list_agree_on_killed_runs_and_name_what_they_leave_out(
     assert live_status(json.loads((bare / "run.json").read_text()), bare) == (
         "killed (no checkpoint)"
     )
+    # best weights alone (killed before its first full checkpoint): predict still works
+    for step in (killed / "checkpoints").glob("step-*"):
+        shutil.rmtree(step)
+    assert live_status(Run(killed).info, killed) == "killed (best weights kept; not resumable)"
+    shutil.copytree(finetuned / "checkpoints", killed / "checkpoints", dirs_exist_ok=True)
     assert cli("report", killed, "--out", tmp_path / "rep") == 0
     assert "killed (resumable)" in (tmp_path / "rep" / "report.md").read_text()
 

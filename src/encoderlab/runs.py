@@ -109,6 +109,9 @@ def live_status(info: dict[str, Any], path: Path | None = None) -> str:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             if path is not None and Run(path).latest_checkpoint() is None:
+                # a fine-tuning run's best weights still predict, evaluate and serve
+                if Run(path).best_folders():
+                    return "killed (best weights kept; not resumable)"
                 return "killed (no checkpoint)"
             return "killed (resumable)"
         except (PermissionError, ValueError, TypeError, OverflowError):  # another user's; junk

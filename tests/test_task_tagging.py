@@ -336,6 +336,14 @@ def test_klue_bad_row(tmp_path):
         TaggingTask().read(write(tmp_path, "klue.tsv", text), cfg(format="klue-ner"))
 
 
+def test_klue_space_row_without_its_space_is_refused(tmp_path):
+    # an editor or script that strips leading whitespace turns ' \tO' into '\tO': read as it
+    # was, every word of the sentence ran together into one (silently)
+    text = KLUE_HEADER + "## s0\t<가:PS> 나\n가\tB-PS\n\tO\n나\tO\n"
+    with pytest.raises(UserError, match=r"klue\.tsv:5: no character before the tab"):
+        TaggingTask().read(write(tmp_path, "klue.tsv", text), cfg(format="klue-ner"))
+
+
 # -- KMOU -------------------------------------------------------------------------------------
 
 KMOU_KLP = """; 다석 선생이 함석헌 등에게

@@ -156,6 +156,25 @@ def test_unigram_drops_rare_characters_when_vocab_is_small():
         train_tokenizer(iter(texts), TokenizerConfig(kind="unigram", vocab_size=300))
 
 
+def test_finetune_scratch_tokenizer_drops_rare_characters_too():
+    # fine-tuning trained its tokenizer from a one-shot iterator, so a Korean task with more
+    # characters than vocab_size failed where `tokenizer train` on the same text succeeded
+    from encoderlab.config import FinetuneConfig
+    from encoderlab.finetuning import build_backbone
+
+    texts = _korean_texts(1000)
+    examples = [{"id": str(i), "line": i, "text": t, "label": "0"} for i, t in enumerate(texts)]
+    cfg = FinetuneConfig.model_validate(
+        {
+            "task": {"type": "classification", "train": "unused.csv"},
+            "tokenizer": {"kind": "unigram", "vocab_size": 300},
+            "model": {"d_model": 16, "n_head": 2, "d_ff": 32, "n_layer": 1, "max_len": 32},
+        }
+    )
+    backbone = build_backbone(cfg, examples, lambda msg: None)
+    assert backbone.tokenizer.get_vocab_size() <= 300
+
+
 @pytest.mark.parametrize("kind,minimum", [("bpe", 261), ("wordpiece", 21), ("unigram", 21)])
 def test_too_small_vocab(kind, minimum):
     with pytest.raises(UserError) as e:

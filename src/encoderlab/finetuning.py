@@ -218,9 +218,11 @@ def build_backbone(
             tok = load_tokenizer(cfg.tokenizer.path)
         else:
             say(f"training a {cfg.tokenizer.kind} tokenizer on the task's training text")
-            # rank 0 trains, every rank gets its vocabulary (training is not deterministic)
+            # rank 0 trains, every rank gets its vocabulary (training is not deterministic);
+            # a list, not a one-shot iterator: unigram's retry without the rarest characters
+            # (a Korean task with more characters than vocab_size) reads the text twice
             text = distributed.on_main(
-                lambda: train_tokenizer(example_texts(train_examples), cfg.tokenizer).to_str()
+                lambda: train_tokenizer(list(example_texts(train_examples)), cfg.tokenizer).to_str()
             )
             tok = Tokenizer.from_str(text)
             if warning := short_vocab_warning(tok, cfg.tokenizer):  # as `tokenizer train` says

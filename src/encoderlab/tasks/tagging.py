@@ -571,6 +571,11 @@ def _read_klue(path: Path, lines: list[str], report: _Report) -> list[Example]:
                     f"{path}:{k}: {len(cols)} tab-separated columns, expected {n_cols} "
                     "(CHAR<TAB>TAG, a space character is ' <TAB>O'); fix the line"
                 )
+            if not cols[0]:  # a space row ' <TAB>O' stripped: the words would run together
+                raise UserError(
+                    f"{path}:{k}: no character before the tab; a space character's row is "
+                    "' <TAB>O' (was the file's leading whitespace stripped?); restore the space"
+                )
             tag = cols[1].strip() if n_cols == 2 else "O"
             _check_tag(tag, f"{path}:{k}")
             prefix, ty = _split_tag(tag)

@@ -958,6 +958,13 @@ def test_predict_keeps_every_row_of_its_input_and_says_which_had_no_text(
     assert cli("predict", finetuned, "--input", data, "--output", out) == 0
     assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["1", "2", "3", "4"]
     assert "2 rows have empty text (first at line 3)" in capsys.readouterr().err
+    # the same with a label column (a labelled held-out file, NSMC's test file): rows without
+    # text or label were left out, and the submission lacked their ids
+    labelled = tmp_path / "l.csv"
+    labelled.write_text("id,text,target\n1,a fine film,1\n2,,0\n3,bad,\n4,bad,zzz\n")
+    sub = tmp_path / "sub.csv"
+    assert cli("predict", finetuned, "--input", labelled, "--output", sub) == 0
+    assert [r.split(",")[0] for r in sub.read_text().splitlines()[1:]] == ["1", "2", "3", "4"]
 
 
 def test_a_qa_file_with_no_usable_question_says_why(tmp_path):

@@ -63,6 +63,7 @@ from encoderlab.tasks.base import (
     Task,
     example_texts,
     model_inputs,
+    read_to_predict,
     show_messages,
 )
 from encoderlab.tasks.registry import task_class
@@ -458,7 +459,7 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
         source = f"{int(t.valid_ratio * 100)}% of {t.train} (seed {cfg.seed})"
     test: list[Example] = []
     if t.test:
-        read.append(task.read(t.test, t))
+        read.append(read_to_predict(task, t.test, t))  # every row: the submission's ids
         test = read[-1]
         if read[-1].ids_from_file is False:
             raise UserError(

@@ -44,7 +44,14 @@ from encoderlab.runs import (
 )
 from encoderlab.runtime import autocast, autocast_dtype, resolve_device, to_device
 from encoderlab.tasks import get_task
-from encoderlab.tasks.base import Example, Feature, Task, model_inputs, show_messages
+from encoderlab.tasks.base import (
+    Example,
+    Feature,
+    Task,
+    model_inputs,
+    read_to_predict,
+    show_messages,
+)
 from encoderlab.tasks.reading import reading_config
 from encoderlab.tasks.tagging import entities, word_spans
 from encoderlab.tokenizer import load_tokenizer, special_ids
@@ -656,7 +663,7 @@ def predict(
     ft = load_finetuned(run_dir)
     task_cfg = reading_config(ft.cfg.task, overrides) if overrides else ft.cfg.task
     if input_path:
-        examples = ft.task.read(input_path, task_cfg)
+        examples = read_to_predict(ft.task, input_path, task_cfg)
         numbered = output and Path(output).suffix == ".csv" and task_cfg.id_column is not None
         if numbered and getattr(examples, "ids_from_file", True) is False:
             examples.warnings.append(

@@ -27,6 +27,7 @@ their results (`Examples.warnings` / `.notes`, `Features.warnings`) for the call
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Protocol
 
@@ -269,3 +270,11 @@ def show_messages(result: list, shown: set[str], say: Callable[[str], None]) -> 
         if m not in shown:
             shown.add(m)
             say(m)
+
+
+def read_to_predict(task: Any, path: str, cfg: TaskConfig) -> Any:
+    """A file to predict, read so that every row gets a prediction (its labels, if any, are
+    not read): what a submission needs. Tasks whose `read` takes no `labelled` read as usual."""
+    if "labelled" in inspect.signature(task.read).parameters:
+        return task.read(path, cfg, labelled=False)
+    return task.read(path, cfg)

@@ -63,6 +63,9 @@ class ClassificationTask(TaskBase):
     # -- reading -------------------------------------------------------------------------------
 
     def read(self, path: str, cfg: TaskConfig, labelled: bool | None = None) -> Examples:
+        """labelled=True: a train/valid file (labels required); False: a file to predict,
+        whose every row is kept and whose labels, if any, are not read (a row without text
+        left out of a labelled file's submission was a missing id); None: as the file is."""
         notes: list[str] = []
         pair = self.is_pair(cfg)
         rows = records.read_records(path, cfg, notes)
@@ -73,7 +76,7 @@ class ClassificationTask(TaskBase):
             if cfg.text_pair_column is None:
                 raise UserError("task.type is pair but task.text_pair_column is not set")
             require_column(path, rows, cfg.text_pair_column, "text_pair_column")
-        has_labels = records.has_column(rows[0][1], cfg.label_column)
+        has_labels = labelled is not False and records.has_column(rows[0][1], cfg.label_column)
         if labelled and not has_labels and Path(path).is_dir():
             raise UserError(
                 f"{path}: no labels (every file is at the top of the folder); put each file "

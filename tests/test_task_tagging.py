@@ -723,3 +723,14 @@ def test_a_docstart_line_with_a_tab_does_not_set_the_separator(tmp_path):
     ex = TaggingTask().read(write(tmp_path, "d.txt", text), cfg())
     assert [e["tokens"] for e in ex] == [["John", "Smith"], ["Mary", "runs"]]
     assert [e["tags"] for e in ex] == [["B-PER", "I-PER"], ["B-PER", "O"]]
+
+
+def test_a_file_to_predict_is_read_without_its_tags(tmp_path):
+    """predict --input of a KMOU file on a KLUE-trained run stopped at a gold tag the run
+    does not know (B-PER), though predicting needs no tags: a file to predict is read
+    without them."""
+    path = write(tmp_path, "other.txt", "EU B-ORGANIZATION\nrejects O\n\nPeter B-PERSON\n")
+    got = TaggingTask().read(path, cfg(), labelled=False)
+    assert [e["tokens"] for e in got] == [["EU", "rejects"], ["Peter"]]
+    assert [e["tags"] for e in got] == [None, None]
+    assert TaggingTask().read(path, cfg())[0]["tags"] == ["B-ORGANIZATION", "O"]  # as before

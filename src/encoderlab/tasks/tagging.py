@@ -664,7 +664,8 @@ class TaggingTask(TaskBase):
     def read(self, path: str, cfg: TaskConfig, labelled: bool | None = None) -> Examples:
         """Sentences of a file (or of every file in a directory, e.g. KMOU's corpus/).
 
-        labelled=True: the file must carry tags (a train or valid file).
+        labelled=True: the file must carry tags (a train or valid file); False: a file to
+        predict, whose tags, if any, are not read (another scheme's tags stopped predict).
         """
         p = Path(path)
         if p.is_dir():
@@ -692,6 +693,9 @@ class TaggingTask(TaskBase):
                 f"{path}: no tags (a single column / no annotation), but this file must be "
                 "labelled (train or valid); point it at an annotated file"
             )
+        if labelled is False:
+            for ex in examples:
+                ex["tags"] = None
         read_as = next(iter(report.formats)) if len(report.formats) == 1 else None
         return Examples(examples, warnings, notes, read_as=read_as)
 

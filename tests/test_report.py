@@ -585,3 +585,11 @@ def test_a_pair_with_no_example_where_exactly_one_is_right_says_so_plainly():
     line = _paired(0, 0, "questions", info, ("a", "b"), None)
     assert line == "; no question where exactly one answer is an exact match"
     assert "of the 3 questions" in _paired(2, 1, "questions", info, ("a", "b"), 1.0)
+
+
+def test_user_text_in_markdown_tables_is_not_raw_html():
+    """A text holding `<b>` or `<script>` went into report.md as is, HTML to a Markdown viewer
+    (report.html always escaped it)."""
+    from encoderlab.reporting.render import _md_cell
+
+    assert _md_cell("<script>alert(1)</script> a|b") == "&lt;script>alert(1)&lt;/script> a\\|b"

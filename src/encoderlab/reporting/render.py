@@ -56,7 +56,9 @@ class Document:
 
 
 def _md_cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """One table cell: on one line, its `|` escaped, and its `<` as `&lt;` (a tweet holding
+    `<b>` or `<script>` was raw HTML to a Markdown viewer; the `<` still shows as written)."""
+    return " ".join(str(text).split()).replace("|", "\\|").replace("<", "&lt;")
 
 
 def _md_table(t: Table) -> str:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -169,8 +170,6 @@ def in_rows_terms(error: UserError, written: dict[Path, str]) -> UserError:
     """An error a task reader raised about a file `write_rows` wrote, reworded to name the
     caller's rows (`valid row 3: answers[0].answer_start: ...`): the file under runs_dir is an
     implementation detail the user never named. Other errors come back as they are."""
-    import re
-
     text = str(error)
     for path, split in written.items():
         quoted = re.escape(str(path))
@@ -194,6 +193,6 @@ def _row_of_line(path: Path, line: int, split: str) -> str:
         lines = path.read_text(encoding="utf-8").splitlines()[: line - 1]
     except OSError:
         return f"{split} rows (line {line} of {path})"
-    row = sum(1 for x in lines if not x.strip())
-    word = len(lines) - (max(i for i, x in enumerate(lines) if not x.strip()) + 1 if row else 0)
-    return f"{split} row {row}, word {word}"
+    blanks = [i for i, x in enumerate(lines) if not x.strip()]  # one after each sentence
+    word = len(lines) - (blanks[-1] + 1 if blanks else 0)
+    return f"{split} row {len(blanks)}, word {word}"

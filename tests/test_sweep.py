@@ -267,6 +267,9 @@ def test_sweep_file_errors_are_one_line(tmp_path):
     path = write_sweep(tmp_path, serach="grid")
     with pytest.raises(UserError, match="unknown config key 'serach'"):
         load_sweep(path)
+    path = write_sweep(tmp_path, out="  ")  # it read as the default folder, without a word
+    with pytest.raises(UserError, match=r"sweep.yaml: .*'out'.*is empty; give a folder"):
+        load_sweep(path)
     # a metric the runs do not report used to fail every trial at its first evaluation
     path = write_sweep(tmp_path, metric="valid/accuracy")
     with pytest.raises(UserError, match=r"metric 'valid/accuracy': the runs report valid/acc, "):

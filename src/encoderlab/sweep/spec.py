@@ -146,6 +146,13 @@ class SweepSpec(_Spec):
             self.mode = metric_mode(self.metric.rsplit("/", 1)[-1])
         return self
 
+    @field_validator("out")
+    @classmethod
+    def _out(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():  # it read as the default folder, without a word
+            raise ValueError("is empty; give a folder (or leave out: for sweeps/<name>)")
+        return v
+
     @field_validator("time_budget_min")
     @classmethod
     def _budget(cls, v: float | None) -> float | None:

@@ -53,6 +53,7 @@ from encoderlab.tasks.base import (
     show_messages,
 )
 from encoderlab.tasks.reading import reading_config
+from encoderlab.tasks.records import header_for
 from encoderlab.tasks.tagging import entities, word_spans
 from encoderlab.tokenizer import load_tokenizer, special_ids
 
@@ -440,8 +441,6 @@ def columns_found(path: str, task: TaskConfig) -> str:
     """ "; columns found: a, b" for a table file whose first row can be read, else "". Read
     as the task reads it: with `task.columns` (a file without a header row) the names given
     there, not the first row's texts."""
-    from encoderlab.tasks.records import header_for
-
     try:
         if table_format(Path(path)) not in ("csv", "tsv", "jsonl"):
             return ""

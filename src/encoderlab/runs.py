@@ -108,9 +108,10 @@ def live_status(info: dict[str, Any], path: Path | None = None) -> str:
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            if path is not None and Run(path).latest_checkpoint() is None:
+            run = Run(path) if path is not None else None
+            if run is not None and run.latest_checkpoint() is None:
                 # a fine-tuning run's best weights still predict, evaluate and serve
-                if Run(path).best_folders():
+                if run.best_folders():
                     return "killed (best weights kept; not resumable)"
                 return "killed (no checkpoint)"
             return "killed (resumable)"

@@ -50,13 +50,12 @@ def _resolve(text: str, values: dict[str, Callable[[], str]]) -> str:
     if not found or "=" not in text:
         return plain
     key, raw = text.split("=", 1)
-    tokens = {f"zzstudyplaceholder{i}zz": value for i, value in enumerate(found.values())}
-    word_token = {word: token for word, token in zip(found, tokens, strict=True)}
+    token = {word: f"zzstudyplaceholder{i}zz" for i, word in enumerate(found)}
     try:
-        meant = yaml.safe_load(PLACEHOLDER_RE.sub(lambda m: word_token[m.group(1)], raw))
+        meant = yaml.safe_load(PLACEHOLDER_RE.sub(lambda m: token[m.group(1)], raw))
     except yaml.YAMLError:
         return plain
-    meant = _fill_tokens(meant, tokens)
+    meant = _fill_tokens(meant, {token[word]: value for word, value in found.items()})
     if parse_override(plain)[1] == meant:
         return plain
     return f"{key}={json.dumps(meant)}"

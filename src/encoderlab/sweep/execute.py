@@ -23,6 +23,7 @@ from encoderlab.sweep.folder import check_fresh, check_resume, claim, hold, let_
 from encoderlab.sweep.spec import Sweep, check_data_files, load_sweep
 from encoderlab.sweep.tables import collect, write_outputs
 from encoderlab.sweep.trial import run_trial
+from encoderlab.tasks.registry import metric_mode
 
 CONNECT_TIMEOUT_S = 5.0  # how long --address may take to answer before the sweep gives up
 
@@ -248,8 +249,6 @@ def run_sweep(
 def _check_mode(sweep: Sweep, say: Callable[[str], None]) -> None:
     """A mode against its metric (`mode: max` kept from an example, `metric: valid/loss`)
     made the worst trial "best" without a word."""
-    from encoderlab.tasks.registry import metric_mode
-
     spec = sweep.spec
     usual = metric_mode(spec.metric.rsplit("/", 1)[-1])
     if "mode" in spec.model_fields_set and spec.mode != usual:

@@ -773,3 +773,68 @@ def test_a_second_sweep_in_the_folder_of_a_running_one_is_refused(tmp_path, monk
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_resumed_sweep_runs_its_trials_where_it_started(tmp_path, monkeypatch):
+    """--resume from another folder ran the trials there: the base config's relative data path
+    named another file (or none). The start folder is in the sweep's marker; the data check
+    and the trials go by it."""
+    from encoderlab.sweep.folder import MARKER, claim, let_go, restore_cwd
+    from encoderlab.sweep.spec import check_data_files
+
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    start.mkdir(), elsewhere.mkdir()
+    path = write_sweep(start)
+    data = Path(yaml.safe_load((start / "base.yaml").read_text())["task"]["train"])
+    (start / "data").mkdir()
+    data.rename(start / "data" / "train.csv")
+    base = yaml.safe_load((start / "base.yaml").read_text())
+    base["task"]["train"] = "data/train.csv"  # relative: to the folder the sweep starts in
+    (start / "base.yaml").write_text(yaml.safe_dump(base))
+    monkeypatch.chdir(start)
+    sweep = load_sweep(path)
+    check_data_files(sweep)
+    claim(sweep, False, lambda m: None)
+    let_go(sweep)
+    assert (sweep.out / MARKER).read_text().splitlines()[1] == f"cwd: {start.resolve()}"
+
+    monkeypatch.chdir(elsewhere)
+    resumed = load_sweep(path)
+    with pytest.raises(UserError, match=r"data/train.csv: no such file \(from .*elsewhere, "):
+        check_data_files(resumed)  # before --resume knows where the sweep started
+    said: list[str] = []
+    restore_cwd(resumed, said.append)
+    assert resumed.cwd == start.resolve() and said == [
+        f"the trials run in {start.resolve()}, where the sweep started"
+    ]
+    check_data_files(resumed)  # found from the start folder
+
+    (sweep.out / MARKER).write_text("encoderlab sweep tiny\n")  # a sweep from before: as it was
+    before = load_sweep(path)
+    restore_cwd(before, said.append)
+    assert before.cwd == elsewhere.resolve()
+    (sweep.out / MARKER).write_text(f"encoderlab sweep tiny\ncwd: {tmp_path / 'gone'}\n")
+    with pytest.raises(UserError, match=r"started in .*gone, which no longer exists"):
+        restore_cwd(load_sweep(path), said.append)
+
+
+def test_a_resumed_trial_counts_the_seconds_it_ran_not_the_pause(tmp_path):
+    """A trial interrupted at 60 s and resumed an hour later showed a wall time of an hour."""
+    from encoderlab.sweep.tables import _wall
+    from encoderlab.sweep.trial import _restart_clock
+
+    t = time.time()
+    record = {"started": t - 3660, "ended": t - 3600}  # ran 60 s, stopped an hour ago
+    _restart_clock(record, None)
+    assert record["ran_s"] == pytest.approx(60) and "ended" not in record
+    assert record["started"] == pytest.approx(time.time(), abs=1)
+    record["ended"] = record["started"] + 30
+    assert _wall(record, None) == pytest.approx(90)
+    # killed without an end: the run's last update ends the attempt
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    os.utime(run / "run.json", (t - 100, t - 100))
+    record = {"started": t - 140, "ran_s": 5.0}
+    _restart_clock(record, run)
+    assert record["ran_s"] == pytest.approx(45)

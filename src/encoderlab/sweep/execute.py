@@ -19,7 +19,7 @@ from typing import Any
 
 from encoderlab.distributed import launched
 from encoderlab.errors import Interrupted, UserError, first_line
-from encoderlab.sweep.folder import check_fresh, check_resume, claim, hold, let_go
+from encoderlab.sweep.folder import check_fresh, check_resume, claim, hold, let_go, restore_cwd
 from encoderlab.sweep.spec import Sweep, check_data_files, load_sweep
 from encoderlab.sweep.tables import collect, write_outputs
 from encoderlab.sweep.trial import run_trial
@@ -272,6 +272,8 @@ def _run_sweep(sweep: Sweep, resume: bool, address: str | None, say: Callable[[s
         ) from None
     hold(sweep)  # a sweep running in this folder stops this one here
     start_over = check_resume(sweep) if resume else check_fresh(sweep)
+    if resume:
+        restore_cwd(sweep, say)
     check_data_files(sweep)
     if address:
         check_address(address)

@@ -105,6 +105,26 @@ def check_resume(sweep: Sweep) -> bool:
     return False
 
 
+def restore_cwd(sweep: Sweep, say: Callable[[str], None]) -> None:
+    """A resumed sweep's trials run where the sweep started, as its first trials did: from
+    another folder, the paths relative to the start (data files, init=) named other files."""
+    try:
+        lines = (sweep.out / MARKER).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return
+    started = next((Path(x[len("cwd: ") :]) for x in lines if x.startswith("cwd: ")), None)
+    if started is None or started == sweep.cwd:
+        return  # a sweep from before the marker named it: the trials run here
+    if not started.is_dir():
+        raise UserError(
+            f"{sweep.out}: the sweep started in {started}, which no longer exists, and its "
+            "trials' relative paths start there; restore that folder, or start the sweep "
+            "again without --resume"
+        )
+    sweep.cwd = started
+    say(f"the trials run in {started}, where the sweep started")
+
+
 def _changed(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
     """The keys whose values differ, one level into sections (`space.train.lr`)."""
     keys = [*now, *(k for k in before if k not in now)]
@@ -137,7 +157,10 @@ def claim(sweep: Sweep, start_over: bool, say: Callable[[str], None]) -> None:
             "starting it over"
         )
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text(f"encoderlab sweep {sweep.name}\n", encoding="utf-8")
+    # the folder the sweep started in: its trials run there, and so do a --resume's
+    (out / MARKER).write_text(
+        f"encoderlab sweep {sweep.name}\ncwd: {sweep.cwd}\n", encoding="utf-8"
+    )
     hold(sweep)  # a new folder: one that started beside this one stops here
     (out / "sweep.yaml").write_text(
         yaml.safe_dump(sweep.spec.model_dump(mode="json"), sort_keys=False), encoding="utf-8"

@@ -244,7 +244,7 @@ def _flow(values: Any) -> str:
 
 
 def check_data_files(sweep: Sweep) -> None:
-    """The data files the trials will read exist (from here, where the trials run): a missing
+    """The data files the trials will read exist (from sweep.cwd, where the trials run): a missing
     one used to fail every trial after Ray started. Paths a trial's values set, hub names
     (`hf:...`) and globs are left to the trials."""
     data = read_yaml(sweep.base)
@@ -257,11 +257,11 @@ def check_data_files(sweep: Sweep) -> None:
     for key, value in named_data_files(cfg):
         if key in sweep.spec.space:
             continue
-        if ":" in value.split("/")[0] or glob.has_magic(value) or Path(value).exists():
+        if ":" in value.split("/")[0] or glob.has_magic(value) or (sweep.cwd / value).exists():
             continue
         where = sweep.path if key in sweep.spec.overrides else sweep.base
         raise UserError(
-            f"{where}: {key}={value}: no such file (from {Path.cwd()}, where the trials run); "
+            f"{where}: {key}={value}: no such file (from {sweep.cwd}, where the trials run); "
             "fix the path"
         )
 

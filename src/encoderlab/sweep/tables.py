@@ -190,14 +190,16 @@ def _stopped_by(sweep: Sweep, rec: dict[str, Any], budget_end: float | None) -> 
 
 
 def _wall(rec: dict[str, Any], run_dir: Path | None) -> float:
-    """Seconds from the trial's start to its end (or its run's last update)."""
+    """Seconds the trial ran: from its (re)start to its end (or its run's last update), plus
+    what earlier attempts ran before an interruption (`ran_s`)."""
+    earlier = float(rec.get("ran_s") or 0.0)
     start = rec.get("started")
     if not start:
-        return 0.0
+        return earlier
     end = rec.get("ended")
     if end is None and run_dir is not None and (run_dir / "run.json").is_file():
         end = (run_dir / "run.json").stat().st_mtime
-    return max(0.0, float(end or start) - float(start))
+    return earlier + max(0.0, float(end or start) - float(start))
 
 
 def _fmt(v: Any) -> str:

@@ -153,6 +153,21 @@ def _report_finished(sweep: Sweep, reporter: _Reporter, run_dir: Path) -> None:
         reporter.on_eval(int(last["step"]), {k: v for k, v in last.items() if "/" in k})
 
 
+def _restart_clock(record: dict[str, Any], previous: Path | None) -> None:
+    """A trial's wall time counts the seconds it ran, not the hours the sweep stood still
+    between an interruption and --resume: the earlier attempts' seconds go to `ran_s`."""
+    now = time.time()
+    started = record.get("started")
+    if started:
+        end = record.get("ended")
+        if end is None and previous is not None and (previous / "run.json").is_file():
+            end = (previous / "run.json").stat().st_mtime  # killed before it wrote its end
+        if end is not None:
+            record["ran_s"] = float(record.get("ran_s", 0.0)) + max(0.0, end - started)
+    record["started"] = now
+    record.pop("ended", None)
+
+
 def run_trial(values: dict[str, Any], sweep: Sweep) -> None:
     """The Tune trainable: build the trial's config, run it in-process, report every eval."""
     from ray import tune
@@ -166,11 +181,10 @@ def run_trial(values: dict[str, Any], sweep: Sweep) -> None:
     values = {k: _plain(v) for k, v in values.items() if k in sweep.spec.space}
     record: dict[str, Any] = json.loads(side.read_text()) if side.is_file() else {}
     record.update(trial_id=trial_id, name=name, values=values, status="running", error=None)
-    record.setdefault("started", time.time())
-    record.pop("ended", None)
-    write_json(side, record)
     runs_dir = sweep.out / "runs"
     previous = find_run(runs_dir, name)  # set when Tune restarts an interrupted trial
+    _restart_clock(record, previous)
+    write_json(side, record)
     reporter = _Reporter(sweep, lambda: find_run(runs_dir, name))
     try:
         from encoderlab.runs import Run

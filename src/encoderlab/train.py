@@ -297,13 +297,17 @@ def optimizer_step(
     eng: Engine, group: list[tuple[Batch, bool]], grad_clip: float | None
 ) -> Stepped:
     """Forward and backward every micro-batch of `group` ((batch, False for a stand-in row)),
-    each loss divided by len(group), then clip and step; a non-finite loss skips the step.
+    then clip and step; a non-finite loss skips the step.
 
-    Under DDP gradients are averaged once, in the last micro-batch's backward, and each rank's
-    loss is weighted by its share of the loss units (`_across_ranks`). When the engine
-    `defers`, the non-finite check never leaves the device: every micro-batch runs, and the
-    fused optimizer skips the update (weights, moments and step count) if any loss was not
-    finite (under DDP: any rank's).
+    Each micro-batch's loss (a mean over its loss units: masked tokens, labelled rows) counts
+    by its share of the group's units, so the gradient is that of the mean over the whole
+    group, as one batch of grad_accum * batch_size rows gives it: micro-batches with more
+    masked tokens, or a short last one at an epoch's end, are not weighted as equals
+    (`_Accumulated`). Under DDP gradients are averaged once, in the last micro-batch's
+    backward, and each rank's loss is weighted by its share of the loss units
+    (`_across_ranks`). When the engine `defers`, the non-finite check never leaves the
+    device: every micro-batch runs, and the fused optimizer skips the update (weights,
+    moments and step count) if any loss was not finite (under DDP: any rank's).
     """
     counts: dict[str, torch.Tensor] = {}
     tokens: int | torch.Tensor = 0
@@ -311,6 +315,7 @@ def optimizer_step(
     local_tokens = 0
     finite: bool | torch.Tensor = True
     bad: torch.Tensor | None = None  # deferred: whether any loss so far was not finite
+    acc = _Accumulated()
     for i, (mb, real) in enumerate(group):
         mb_tokens = batch_tokens(mb) if real else 0  # on the host: no GPU sync
         mb_rows = len(mb["input_ids"]) if real else 0
@@ -321,8 +326,9 @@ def optimizer_step(
             with autocast(eng.device, eng.amp):
                 loss, mb_counts = eng.objective.step(eng.net, mb)
             flag: torch.Tensor | None = None  # deferred: this micro-batch's loss not finite
+            units = _units(mb_counts, eng.objective.units, mb_rows)
             if eng.ddp is not None:
-                loss, mb_counts, mb_tokens, mb_rows, all_finite = _across_ranks(
+                loss, mb_counts, mb_tokens, mb_rows, all_finite, units = _across_ranks(
                     loss, mb_counts, eng.objective.units, real, mb_tokens, mb_rows
                 )
                 if eng.defers:
@@ -339,7 +345,7 @@ def optimizer_step(
             rows += mb_rows
             if finite is False:
                 break
-            loss = loss / len(group)
+            loss = acc.weigh(loss, units)
             (eng.scaler.scale(loss) if eng.scaler else loss).backward()
         _sum_counts(counts, mb_counts)
     if bad is not None:
@@ -347,11 +353,57 @@ def optimizer_step(
         eng.optimizer.found_inf = bad.float()  # read by the fused kernel: 1 skips the update
     try:
         if finite is not False:
+            acc.rescale(eng.trained)
             _apply(eng, grad_clip)
     finally:
         vars(eng.optimizer).pop("found_inf", None)
     eng.optimizer.zero_grad(set_to_none=True)
     return Stepped(counts, tokens, rows, finite, local_tokens)
+
+
+def _units(counts: dict[str, torch.Tensor], units: str | None, rows: int) -> torch.Tensor | float:
+    """The loss units of one micro-batch: its `units` count, or its rows (0 for a stand-in)."""
+    return counts[units].detach().float() if units is not None else float(rows)
+
+
+class _Accumulated:
+    """The weights of a group's micro-batch losses: the gradient of the whole group's mean.
+
+    A micro-batch's units are known only after its forward, and the group's total only after
+    the last one, so each loss is backpropagated at units / the first micro-batch's units
+    (about 1: no change of scale for fp16) and `rescale` then multiplies the summed gradients
+    by first / total. Device tensors throughout: no sync."""
+
+    def __init__(self) -> None:
+        self.first: torch.Tensor | float | None = None
+        self.total: torch.Tensor | float = 0.0
+        self.n = 0
+
+    def weigh(self, loss: torch.Tensor, units: torch.Tensor | float) -> torch.Tensor:
+        self.n += 1
+        if self.first is None:
+            self.first = _at_least_one(units)
+        self.total = self.total + units
+        return loss * (units / self.first)
+
+    def rescale(self, params: list[nn.Parameter]) -> None:
+        """Scale the accumulated gradients to the group's mean (nothing to do for one
+        micro-batch: its weight was units / units, 1, or 0 when it had none)."""
+        if self.first is None or self.n == 1:
+            return
+        factor = self.first / _at_least_one(self.total)
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        if isinstance(factor, torch.Tensor):
+            factor = factor.to(grads[0].device)
+        torch._foreach_mul_(grads, factor)
+
+
+def _at_least_one(units: torch.Tensor | float) -> torch.Tensor | float:
+    if isinstance(units, torch.Tensor):
+        return units.clamp_min(1.0)
+    return max(units, 1.0)
 
 
 def _apply(eng: Engine, grad_clip: float | None) -> None:
@@ -374,7 +426,9 @@ def _across_ranks(
     real: bool,
     tokens: int,
     rows: int,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[
+    torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor
+]:
     """One micro-batch under DDP: sum its counts over the ranks (one all_reduce) and weight this
     rank's loss by its share of the batch's loss units.
 
@@ -382,8 +436,8 @@ def _across_ranks(
     differs between ranks; DDP then averages the gradients. Scaling by units * world / total
     makes that average the gradient of the whole batch's mean, as one process computes it.
     Returns (loss to backpropagate, counts of the whole batch, its tokens, its rows, whether
-    every rank's loss is finite: a non-finite loss anywhere skips the step everywhere); the
-    last three as device tensors, so nothing here waits for the GPU.
+    every rank's loss is finite: a non-finite loss anywhere skips the step everywhere, the
+    batch's loss units); the last four as device tensors, so nothing here waits for the GPU.
     """
     keep = 1.0 if real else 0.0  # a stand-in row counts for nothing
     local = {k: v.detach().float() * keep for k, v in counts.items()}
@@ -405,6 +459,7 @@ def _across_ranks(
         total["_tokens"],
         total["_rows"],
         total["_nonfinite"] == 0,
+        total["_units"].float(),
     )
 
 
@@ -1262,7 +1317,12 @@ def evaluate(
 
 
 def _better(value: float, best: float | None, mode: str) -> bool:
-    if best is None:
+    """Whether `value` beats `best`. NaN never does: as the first best it was beaten by
+    nothing after it (every comparison with NaN is false), so that evaluation's weights were
+    the run's and early stopping counted every later, finite one as no better."""
+    if math.isnan(value):
+        return False
+    if best is None or math.isnan(best):  # runs saved before NaN was refused may hold one
         return True
     return value > best if mode == "max" else value < best
 

@@ -212,7 +212,8 @@ def load_hf_tokenizer(source: str, trust_remote_code: bool = False) -> Tokenizer
     """
     local = Path(source)
     if local.is_dir() and (local / "tokenizer.json").is_file():
-        return load_tokenizer(local)
+        tok = load_tokenizer(local)
+        return _with_prefix_space(tok, special_tokens(tok), source)
     transformers = _transformers()
     try:
         with _quiet_transformers():
@@ -240,7 +241,43 @@ def load_hf_tokenizer(source: str, trust_remote_code: bool = False) -> Tokenizer
             names[role] = value
     set_special_tokens(tok, names, source=f"hf:{source}")
     special_ids(tok)  # all five roles, or a one-line error
-    return tok
+    return _with_prefix_space(tok, names, source)
+
+
+def _set_prefix_space(node: Any) -> bool:
+    """Turn add_prefix_space on in every ByteLevel / RobertaProcessing part of a tokenizer's
+    JSON (Sequences included); whether any was off."""
+    changed = False
+    if isinstance(node, dict):
+        if node.get("type") in ("ByteLevel", "RobertaProcessing") and (
+            node.get("add_prefix_space") is False
+        ):
+            node["add_prefix_space"] = True
+            changed = True
+        for value in node.values():
+            changed |= _set_prefix_space(value)
+    elif isinstance(node, list):
+        for value in node:
+            changed |= _set_prefix_space(value)
+    return changed
+
+
+def _with_prefix_space(tok: Tokenizer, names: dict[str, str], source: str) -> Tokenizer:
+    """A byte-level BPE checkpoint tokenizer (RoBERTa, DeBERTa, GPT-2 style) with
+    add_prefix_space on. Tagging encodes words one by one (is_pretokenized); without a prefix
+    space each word is tokenized as if it began the text ("German" -> G erman, not the
+    "ĠGerman" it is mid-sentence), which is why transformers requires add_prefix_space=True
+    for pre-tokenized input. Running text changes only in its first word ("Hello" becomes
+    "ĠHello", as in encoderlab's own byte-level BPE). Saved with the run, so predict and
+    export tokenize the same way."""
+    state = json.loads(tok.to_str())
+    parts = [state.get("pre_tokenizer"), state.get("post_processor")]
+    if not _set_prefix_space(parts[0]):
+        return tok
+    _set_prefix_space(parts[1])
+    out = Tokenizer.from_str(json.dumps(state))
+    set_special_tokens(out, names, source=f"hf:{source}")
+    return out
 
 
 def _map_layers(
@@ -398,16 +435,33 @@ def convert_state(
     return f"model_type {cfg.model_type!r} has no converter"
 
 
-def _wrapped_model_config(cfg: Any, vocab: int, pad_id: int) -> ModelConfig:
+def _wrapped_max_len(model: nn.Module, cfg: Any) -> int:
+    """The longest input a wrapped model takes: its position table, less the rows RoBERTa-style
+    embeddings skip (their position ids start at padding_idx + 1: roberta-prelayernorm,
+    data2vec-text, MPNet, XLM-R XL, Longformer, ...; 514 rows hold 512 tokens). A longer
+    task.max_len is then a one-line error before training, not an IndexError inside it."""
+    raw = cfg.to_dict()
+    max_pos = int(raw.get("max_position_embeddings") or 512)
+    emb = getattr(model, "embeddings", None)
+    table = getattr(emb, "position_embeddings", None)
+    pad = getattr(emb, "padding_idx", None)
+    if isinstance(table, nn.Embedding):
+        max_pos = min(max_pos, table.num_embeddings)
+        if isinstance(pad, int) and not isinstance(pad, bool) and pad >= 0:
+            return max_pos - pad - 1
+    if cfg.model_type in _ROBERTA_LIKE:
+        max_pos -= (raw.get("pad_token_id") or 1) + 1
+    return max_pos
+
+
+def _wrapped_model_config(model: nn.Module, cfg: Any, vocab: int, pad_id: int) -> ModelConfig:
     """A ModelConfig describing a wrapped model closely enough for the task code (d_model, max_len)."""
     raw = cfg.to_dict()
     d = int(raw.get("hidden_size") or raw.get("dim") or raw.get("d_model") or 0)
     if d < 1:
         raise UserError(f"{cfg.model_type}: cannot tell the hidden size from its config.json")
     n_head = int(raw.get("num_attention_heads") or raw.get("n_heads") or 1)
-    max_pos = int(raw.get("max_position_embeddings") or 512)
-    if cfg.model_type in _ROBERTA_LIKE:
-        max_pos -= (raw.get("pad_token_id") or 1) + 1
+    max_pos = _wrapped_max_len(model, cfg)
     return ModelConfig(
         vocab_size=max(int(raw.get("vocab_size") or vocab), vocab),
         d_model=d,
@@ -441,7 +495,13 @@ def import_checkpoint(
     except Exception as e:
         if not trust_remote_code and "trust_remote_code" in str(e):
             refuse_remote_code({"auto_map": {"AutoConfig": ""}}, f"init: hf:{spec}", False)
-        where = "a local directory" if Path(source).is_dir() else "the Hugging Face Hub"
+        where = (
+            "a local directory"
+            if Path(source).is_dir()
+            # a relative path with a typo ("models/minilm" run from elsewhere) looks like a
+            # hub name: say that it is no folder here either
+            else f"the Hugging Face Hub (nor is it a folder under {Path.cwd()})"
+        )
         raise UserError(
             f"init: hf:{spec}: could not load its config.json from {where} ({first_line(e)}); "
             "check the name (and the connection), or point init at a local checkpoint directory"
@@ -486,12 +546,7 @@ def import_checkpoint(
     missing = set(info.get("missing_keys") or ())
     _check_weights_match(spec, missing, info.get("unexpected_keys") or (), model)
     sd = model.state_dict()
-    pooler = None
-    if "pooler.dense.weight" in sd and "pooler.dense.weight" not in missing:
-        pooler = {
-            "weight": sd["pooler.dense.weight"].detach().float().clone(),
-            "bias": sd["pooler.dense.bias"].detach().float().clone(),
-        }
+    pooler = _trained_pooler(model, sd, missing)
     converted = convert_state(cfg, sd, pad_id)
     if isinstance(converted, tuple):
         model_cfg, state = converted
@@ -504,7 +559,7 @@ def import_checkpoint(
         f"note: hf:{spec} ({cfg.model_type}) does not map onto encoderlab's encoder: {converted}; "
         "it runs as a wrapped transformers model (no drop_last, freeze all/none only, no export)"
     )
-    model_cfg = _wrapped_model_config(cfg, tok.get_vocab_size(), pad_id)
+    model_cfg = _wrapped_model_config(model, cfg, tok.get_vocab_size(), pad_id)
     return Imported(
         HFEncoder(model.float()),
         tok,
@@ -513,6 +568,26 @@ def import_checkpoint(
         pooler,
         cfg,
     )
+
+
+def _trained_pooler(
+    model: nn.Module, sd: dict[str, torch.Tensor], missing: set[str]
+) -> dict[str, torch.Tensor] | None:
+    """The checkpoint's trained pooler (dense d->d, then tanh on the first token) for the
+    pooler head: BERT-style `pooler.dense`, or ALBERT's `pooler` with its `pooler_activation`
+    tanh (which started random before: only BERT's names were looked for)."""
+    for prefix in ("pooler.dense.", "pooler."):
+        weight, bias = sd.get(f"{prefix}weight"), sd.get(f"{prefix}bias")
+        if weight is None or bias is None or f"{prefix}weight" in missing:
+            continue
+        if weight.dim() != 2 or weight.shape[0] != weight.shape[1]:
+            continue
+        if prefix == "pooler." and not isinstance(
+            getattr(model, "pooler_activation", None), nn.Tanh
+        ):
+            continue
+        return {"weight": weight.detach().float().clone(), "bias": bias.detach().float().clone()}
+    return None
 
 
 def _check_vocabulary(spec: str, tok: Tokenizer, hf_config: Any) -> None:

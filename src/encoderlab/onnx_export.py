@@ -138,6 +138,29 @@ def _check_outputs(out: Path) -> None:
         )
 
 
+def _declare_all_inputs(onnx: Any, path: Path) -> None:
+    """Give the graph every input of INPUTS. The exporter drops an input the model never reads:
+    token_type_ids of an encoder without a segment table (one converted from RoBERTa, XLM-R,
+    DistilBERT, or a wrapped DeBERTa), and onnxruntime then refuses the documented three
+    inputs ("Invalid input name: token_type_ids"). Declared again, it is accepted and unused."""
+    # a graph over 2 GB keeps its weights in external files: only the graph itself is rewritten
+    model = onnx.load(str(path), load_external_data=False)
+    graph = model.graph
+    present = {i.name for i in graph.input}
+    missing = [name for name in INPUTS if name not in present]
+    if not missing:
+        return
+    for name in missing:
+        graph.input.append(
+            onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, ["batch", "sequence"])
+        )
+    order = {name: i for i, name in enumerate(INPUTS)}
+    inputs = sorted(graph.input, key=lambda i: order.get(i.name, len(order)))
+    del graph.input[:]
+    graph.input.extend(inputs)
+    onnx.save(model, str(path))
+
+
 def export_onnx(
     run_dir: str | Path, out_path: str | Path, say: Callable[[str], None] = print
 ) -> Path:
@@ -177,6 +200,7 @@ def export_onnx(
             opset_version=OPSET,
             dynamo=False,
         )
+    _declare_all_inputs(onnx, out)
     onnx.checker.check_model(str(out))
     out.with_name(out.name + ".json").write_text(
         json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"

@@ -171,3 +171,35 @@ def test_unknown_relative_name_says_it_is_no_local_folder_either(tmp_path, monke
     with pytest.raises(UserError, match=r"nor is it a folder under") as e:
         hf.import_checkpoint("models/minilm", say=quiet)
     assert "\n" not in str(e.value) and str(tmp_path) in str(e.value)
+
+
+def test_pairs_from_a_roberta_tokenizer_have_its_double_separator(tmp_path):
+    """Sentence pairs and QA were built as <s> a </s> b </s>; RoBERTa's own pair template (and
+    so transformers' `tokenizer(a, b)` on an exported run) is <s> a </s></s> b </s>: the run
+    trained on another input than its export is fed. A BERT tokenizer keeps one [SEP]."""
+    from encoderlab.tokenizer import pair_separator
+
+    d = tmp_path / "roberta"
+    n = write_gpt2_style_tokenizer(d)
+    save_random(d, transformers.RobertaConfig(**roberta_kw(n)))
+    tok = hf.import_checkpoint(str(d), say=quiet).tokenizer
+    assert pair_separator(tok) == [2, 2]
+    hf_tok = transformers.AutoTokenizer.from_pretrained(str(d))
+    a, b = (" ".join(line.split()[:6]) for line in synthetic_lines(2))  # no cut at max_len
+    cfg = TaskConfig.model_validate({"type": "pair", "train": "x", "max_len": 64})
+    (feat,) = task_class("pair")().encode(
+        [{"text": a, "text_pair": b, "label": "x"}], tok, cfg, ["x", "y"]
+    )
+    assert feat["input_ids"].tolist() == hf_tok(" " + a, " " + b)["input_ids"]
+    qa_cfg = TaskConfig.model_validate(
+        {"type": "qa", "train": "x", "max_len": 64, "max_query_len": 16}
+    )
+    example = {"id": "q", "question": a, "context": b, "answers": []}
+    (qa_feat,) = task_class("qa")().encode([example], tok, qa_cfg, [])
+    q_ids = tok.encode(a, add_special_tokens=False).ids
+    assert qa_feat["input_ids"][: len(q_ids) + 3].tolist() == [0, *q_ids, 2, 2]
+    # a BERT-style tokenizer: one [SEP] between the texts, as before
+    bert = make_checkpoint(tmp_path, "bert")
+    bert_tok = hf.import_checkpoint(str(bert), say=quiet).tokenizer
+    sep = special_ids(bert_tok)["sep"]
+    assert pair_separator(bert_tok) == [sep]

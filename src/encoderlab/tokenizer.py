@@ -652,3 +652,14 @@ def special_ids(tok: Tokenizer) -> dict[str, int]:
         assert i is not None
         ids[role] = i
     return ids
+
+
+def pair_separator(tok: Tokenizer) -> list[int]:
+    """The ids between the two texts of a pair (sentence pairs, QA's question and context):
+    [SEP], or RoBERTa's </s></s> where the tokenizer's own pair template has two, so that a
+    run trains on the input transformers builds for its export (`tokenizer(a, b)`)."""
+    sep = special_ids(tok)["sep"]
+    if tok.post_processor is None:
+        return [sep]
+    ids = tok.encode("a", "b", add_special_tokens=True).ids
+    return [sep, sep] if ids.count(sep) >= 3 else [sep]

@@ -33,7 +33,7 @@ from encoderlab.tasks import records, scores
 from encoderlab.tasks.base import Example, Examples, Feature, Features, TaskBase, base_collate
 from encoderlab.tasks.records import get, require_column
 from encoderlab.tasks.registry import register
-from encoderlab.tokenizer import special_ids
+from encoderlab.tokenizer import pair_separator, special_ids
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -257,7 +257,8 @@ class ClassificationTask(TaskBase):
             if pair
             else [None] * len(examples)
         )
-        budget = cfg.max_len - (3 if pair else 2)
+        between = pair_separator(tok) if pair else []
+        budget = cfg.max_len - 2 - len(between)
         features = Features()
         cut = windowed = 0
         for i, (ex, a, b) in enumerate(zip(examples, first, second, strict=True)):
@@ -267,7 +268,7 @@ class ClassificationTask(TaskBase):
             windowed += len(pieces) > 1
             label = self.label_value(ex, labels)
             for a_part, b_part in pieces:
-                input_ids = [ids["cls"], *a_part, ids["sep"]]
+                input_ids = [ids["cls"], *a_part, *(between or [ids["sep"]])]
                 types = [0] * len(input_ids)
                 if pair:
                     input_ids += [*b_part, ids["sep"]]

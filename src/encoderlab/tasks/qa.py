@@ -34,7 +34,7 @@ from encoderlab.errors import UserError
 from encoderlab.heads import TokenHead
 from encoderlab.tasks.base import Example, Examples, Feature, Features, TaskBase, base_collate
 from encoderlab.tasks.registry import register
-from encoderlab.tokenizer import special_ids
+from encoderlab.tokenizer import pair_separator, special_ids
 
 # How far (in characters) from its answer_start an answer text may be found and still be
 # accepted: off-by-a-few answer_start values are common in converted SQuAD-style data.
@@ -514,7 +514,8 @@ class QATask(TaskBase):
         The doc_stride overlap is capped at half of a window's context tokens, so windows
         always advance by at least half a window even when a long question leaves little room.
         """
-        budget_max = cfg.max_len - 3
+        between = pair_separator(tok)  # [SEP], or RoBERTa's </s></s>
+        budget_max = cfg.max_len - 2 - len(between)
         if budget_max - cfg.max_query_len < MIN_CONTEXT_TOKENS:
             raise UserError(
                 f"task.max_query_len={cfg.max_query_len} leaves fewer than {MIN_CONTEXT_TOKENS} "
@@ -553,7 +554,7 @@ class QATask(TaskBase):
                     spans.append(span)
             wins = _windows(len(c_ids), budget, overlap)
             best_window = _max_context_windows(len(c_ids), wins)
-            head = [cls_id, *q_ids, sep_id]
+            head = [cls_id, *q_ids, *between]
             n_head = len(head)
             for wi, (ws, we) in enumerate(wins):
                 n_ctx = we - ws

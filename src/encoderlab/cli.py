@@ -38,6 +38,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it
 )
 tokenizer_app = typer.Typer(help="Train subword vocabularies.", no_args_is_help=True)
 runs_app = typer.Typer(help="Inspect run directories.", no_args_is_help=True)
@@ -59,17 +60,60 @@ app.add_typer(study_app, name="study")
 console = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200, emoji=False)
 
+
+def _hash_is_text(values: list[str] | None) -> list[str] | None:
+    """`--set` values with ` #` in them, quoted: YAML reads ` #...` as a comment, so `--set
+    "name=run #3"` named the run `run` and `--set "task.train=#1.csv"` set no file at all;
+    a shell has already taken any comment off the command line."""
+    if not values:
+        return values
+    from encoderlab.config import parse_override
+
+    out = []
+    for text in values or []:
+        key, _, raw = text.partition("=")
+        if re.search(r"(?:^|\s)#", raw):
+            with contextlib.suppress(UserError):  # not KEY=VALUE: load_config says so
+                if "#" not in str(parse_override(text)[1]):  # the comment was dropped
+                    text = f"{key}={json.dumps(raw.strip(), ensure_ascii=False)}"
+        out.append(text)
+    return out
+
+
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override a config field: --set train.lr=2e-4 (repeatable)."),
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a config field: --set train.lr=2e-4 (repeatable).",
+        callback=_hash_is_text,
+    ),
 ]
 
 
 def say(msg: str) -> None:
     """A line of the command's output; warnings go to stderr, so `> out.txt` keeps them seen."""
+    warning = msg.startswith("warning: ")
+    stream = sys.stderr if warning else sys.stdout
+    if _on_live_terminal(stream):
+        # a progress bar is live on this terminal and rich redirects the stream through it;
+        # our consoles would bypass that (rich unwraps the proxy) and glue the line to the bar
+        stream.write(msg + "\n")
+        stream.flush()
+        return
     # soft_wrap: a long line stays one line when piped (a warning cut in two reads as two)
-    out = err_console if msg.startswith("warning: ") else console
+    out = err_console if warning else console
     out.print(msg, highlight=False, markup=False, soft_wrap=True)
+
+
+def _on_live_terminal(stream: Any) -> bool:
+    """Whether `stream` is rich's redirect of a terminal while a progress bar is live (a line
+    for a file or pipe goes to it directly: `> out.txt` keeps every line)."""
+    proxied = getattr(stream, "rich_proxied_file", None)
+    try:
+        return proxied is not None and proxied.isatty()
+    except (OSError, ValueError):  # a closed or odd stream
+        return False
 
 
 def _show_version(value: bool) -> None:
@@ -393,6 +437,7 @@ def evaluate(
             "-s",
             help="How to read --data: task.* reading options, e.g. --set task.label_column=y "
             "(repeatable).",
+            callback=_hash_is_text,
         ),
     ] = None,
 ) -> None:
@@ -420,6 +465,7 @@ def predict(
             "-s",
             help="How to read --input: task.* reading options, e.g. --set task.text_column=body "
             "(repeatable).",
+            callback=_hash_is_text,
         ),
     ] = None,
 ) -> None:
@@ -582,9 +628,20 @@ def runs_list(
             str(r.get("steps", 0)),
             best_txt,
             live_status(r, Path(r["path"]) if r.get("path") else None),
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(r.get("created", 0))),
+            _when(r.get("created")),
         )
     console.print(table)
+
+
+def _when(created: Any) -> str:
+    """run.json's creation time; "-" when it is missing or unreadable (a damaged run.json
+    showed 1970-01-01)."""
+    if not isinstance(created, (int, float)) or isinstance(created, bool) or created <= 0:
+        return "-"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(created))
+    except (OverflowError, OSError, ValueError):
+        return "-"
 
 
 @model_app.command("show")
@@ -702,11 +759,20 @@ def quickstart(
     runs_dir: Annotated[Path, typer.Option("--runs-dir")] = Path("runs"),
     overrides: Annotated[
         list[str] | None,
-        typer.Option("--set", "-s", help="Override a pretraining config field (repeatable)."),
+        typer.Option(
+            "--set",
+            "-s",
+            help="Override a pretraining config field (repeatable).",
+            callback=_hash_is_text,
+        ),
     ] = None,
     finetune_overrides: Annotated[
         list[str] | None,
-        typer.Option("--finetune-set", help="Override a field of both fine-tuning arms."),
+        typer.Option(
+            "--finetune-set",
+            help="Override a field of both fine-tuning arms.",
+            callback=_hash_is_text,
+        ),
     ] = None,
     labelled: Annotated[int, typer.Option(help="Labelled reviews to fine-tune on.")] = 1000,
     heldout: Annotated[int, typer.Option(help="Held-out reviews to evaluate on.")] = 1000,
@@ -746,7 +812,7 @@ def _error(msg: str) -> None:
     err_console.print(f"error: {msg}", highlight=False, markup=False, soft_wrap=True)
 
 
-def _usage_error(e: Exception) -> int:
+def _usage_error(e: Exception, argv: list[str]) -> int:
     """One line and a hint to --help for a bad command line; help itself for a bare group."""
     if type(e).__name__ == "NoArgsIsHelpError":  # `encoderlab`, `encoderlab runs`: show help
         text = e.format_message()  # empty when typer's rich help was already printed
@@ -754,10 +820,38 @@ def _usage_error(e: Exception) -> int:
             print(text)
         return EXIT_OK
     ctx = getattr(e, "ctx", None)
-    where = ctx.command_path if ctx is not None else "encoderlab"
+    where = ctx.command_path if ctx is not None else _command_path(argv)
     msg = " ".join(e.format_message().split())
     _error(f"{msg} (see `{where} --help`)")
     return EXIT_USER
+
+
+def _command_path(argv: list[str]) -> str:
+    """The command a usage error without click's context came from (`--set` with no value
+    says so before the command is known): the leading words of argv that name commands."""
+    cmd: Any = typer.main.get_command(app)
+    words = ["encoderlab"]
+    for arg in argv:
+        sub = (getattr(cmd, "commands", None) or {}).get(arg)
+        if sub is None:
+            break
+        words.append(arg)
+        cmd = sub
+    return " ".join(words)
+
+
+def _after_interrupt() -> str:
+    """The line Ctrl-C ends with. A Ctrl-C in the first seconds can land while torch (which
+    encoderlab.runs imports) is half imported: importing it again then fails with another
+    error (a traceback and exit code 1, seen), and no run was written yet anyway."""
+    runs = sys.modules.get("encoderlab.runs")
+    after = getattr(runs, "after_interrupt", None)
+    if after is not None:
+        try:
+            return after()
+        except Exception:  # a half-imported module, a run.json being written: say the rest
+            pass
+    return "interrupted; finished work is kept (continue a run with --resume RUN)"
 
 
 def _end_torchrun_worker() -> None:
@@ -789,6 +883,7 @@ def main(argv: list[str] | None = None) -> None:
         from encoderlab.runs import forget_written
 
         forget_written()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         with signals_as_interrupt(), _cwd_kept():  # SIGTERM / SIGHUP: as Ctrl-C
             code = app(args=argv, prog_name="encoderlab", standalone_mode=False)
@@ -801,17 +896,16 @@ def main(argv: list[str] | None = None) -> None:
         _error(str(e))
         sys.exit(EXIT_USER)
     except _USAGE_ERROR as e:
-        sys.exit(_usage_error(e))
+        sys.exit(_usage_error(e, argv))
     except typer.Abort:
         err_console.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt as e:
         from encoderlab.errors import Interrupted
-        from encoderlab.runs import after_interrupt
 
         own = e if isinstance(e, Interrupted) else Interrupted.last  # e.g. a sweep's next step
         Interrupted.last = None
-        text = str(own) if own is not None else after_interrupt()
+        text = str(own) if own is not None else _after_interrupt()
         if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 wrote the run and says so
             err_console.print(text, highlight=False, markup=False, soft_wrap=True)
         sys.exit(EXIT_INTERRUPTED)

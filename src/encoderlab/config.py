@@ -796,7 +796,32 @@ def _format_validation_error(err: ValidationError, model: type[BaseModel], sourc
         )
     msg = first["msg"].removeprefix("Value error, ")
     got_txt = "" if isinstance(got, dict) else f" (got {got!r})"
+    if isinstance(got, bool) and first["type"] == "string_type":  # `name: on`, `--set x=no`
+        got_txt = f" (got {got}: {_YAML_BOOLEANS}; quote it, e.g. {loc[-1]}: 'on')"
     return f"{source}: config key '{key}': {msg}{got_txt}"
+
+
+_YAML_BOOLEANS = "YAML reads an unquoted yes/no/on/off/true/false as a boolean"
+
+
+def _booleans_taken_as_numbers(data: Any, value: Any, path: tuple[str, ...] = ()) -> Any:
+    """The first (dotted key, boolean) of `data` that validation turned into a number: a
+    column key that takes a name or a position (`label_column: no` read column 0)."""
+    if isinstance(data, dict) and isinstance(value, BaseModel):
+        pairs = [(k, getattr(value, k)) for k in data if k in type(value).model_fields]
+        return next(
+            filter(None, (_booleans_taken_as_numbers(data[k], v, (*path, k)) for k, v in pairs)),
+            None,
+        )
+    if isinstance(data, list) and isinstance(value, (list, tuple)) and len(data) == len(value):
+        found = (
+            _booleans_taken_as_numbers(d, v, (*path, str(i)))
+            for i, (d, v) in enumerate(zip(data, value, strict=True))
+        )
+        return next(filter(None, found), None)
+    if isinstance(data, bool) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return ".".join(path), data
+    return None
 
 
 def _section_class(annotation: Any) -> type[BaseModel] | None:
@@ -811,7 +836,8 @@ def _section_class(annotation: Any) -> type[BaseModel] | None:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """`a.b=c` -> (["a", "b"], yaml-parsed c), so `--set train.lr=2e-4` gives a float."""
+    """`a.b=c` -> (["a", "b"], yaml-parsed c), so `--set train.lr=2e-4` gives a float.
+    Parsed as config files are (see _UniqueKeyLoader: a date stays text, 1e-4 is a number)."""
     if "=" not in text:
         raise UserError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.lr=2e-4")
     key, raw = text.split("=", 1)
@@ -819,7 +845,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key:
         raise UserError(f"--set {text!r}: the key before '=' is empty")
     try:
-        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() != "" else ""  # noqa: S506
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -887,6 +913,18 @@ def _merged_keys(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> set[int]:
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+# Two YAML 1.1 surprises of yaml.safe_load, as YAML 1.2 and JSON read them instead: a date
+# (`name: 2024-06-01`) stays text (it became a datetime.date, which every text key refused),
+# and an exponent without a dot (`lr: 1e-4`, `grid: [1e-4, 1e-3]`) is a number, not a string.
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def read_yaml(
@@ -900,15 +938,18 @@ def read_yaml(
         raise UserError(f"{p}: a folder, not a {what}; give the YAML file{hint}")
     if not p.is_file():
         raise UserError(f"{p}: {what} not found")
-    try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+    raw = p.read_bytes()
+    try:  # the whole file decoded at once, so an error's offset is the file's (for its line)
+        data = yaml.load(raw.decode("utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
         what = getattr(e, "problem", None) or str(e).strip().splitlines()[0]  # one line
-        raise UserError(f"{where}: not valid YAML ({what})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{p}: not UTF-8 text; save the config as UTF-8") from None
+        tabs = "; indent with spaces, not tabs" if "'\\t'" in what else ""
+        raise UserError(f"{where}: not valid YAML ({what}){tabs}") from None
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise UserError(f"{p}:{line}: not UTF-8 text; save the config as UTF-8") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -929,12 +970,21 @@ def named_data_files(cfg: Any) -> list[tuple[str, str]]:
 
 def build(schema: type[Section], data: dict[str, Any], source: str) -> Any:
     try:
-        return schema.model_validate(data)
+        cfg = schema.model_validate(data)
     except ValidationError as e:
         message = _format_validation_error(e, schema, source)
         if schema is Config and isinstance(data, dict) and "task" in data:
             message += " (it has task:, so it is a fine-tuning config: use encoderlab finetune)"
         raise UserError(message) from None
+    found = _booleans_taken_as_numbers(data, cfg)
+    if found is not None:
+        key, value = found
+        raise UserError(
+            f"{source}: config key '{key}': {_YAML_BOOLEANS} ({str(value).lower()}), which "
+            f"would be taken as {int(value)}; quote it, e.g. {key.split('.')[-1]}: "
+            f"'{'yes' if value else 'no'}'"
+        )
+    return cfg
 
 
 def load_config(

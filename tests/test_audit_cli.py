@@ -1,0 +1,249 @@
+"""The command line as a user meets it: usage errors, `--set` values and config files that
+YAML reads in surprising ways, Ctrl-C at any moment, output to a terminal, file or pipe."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import encoderlab
+from conftest import run_cli as cli
+from encoderlab.config import FinetuneConfig, load_config, parse_override, read_yaml
+from encoderlab.errors import UserError
+
+SRC = Path(encoderlab.__file__).resolve().parents[1]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().count("\n") == 0, err
+    assert err.startswith("error: "), err
+    return err
+
+
+# ---------------------------------------------------------------------------------------------
+# usage errors and help
+
+
+@pytest.mark.parametrize(
+    "args, where",
+    [
+        (["finetune", "--set"], "encoderlab finetune --help"),
+        (["runs", "list", "--runs-dir"], "encoderlab runs list --help"),
+        (["predict", "somerun", "--text"], "encoderlab predict --help"),
+    ],
+)
+def test_an_option_without_its_value_points_to_its_own_commands_help(args, where, capsys):
+    """click raises this one without a context: the hint named `encoderlab --help`."""
+    assert cli(*args) == 2
+    err = one_line_error(capsys)
+    assert "requires an argument" in err and f"`{where}`" in err, err
+
+
+def test_dash_h_is_help_on_every_level(capsys):
+    for args in ([], ["finetune"], ["runs", "list"], ["corpus", "stats"]):
+        assert cli(*args, "-h") == 0, args
+        assert "Usage: encoderlab" in capsys.readouterr().out, args
+
+
+def test_help_to_a_pipe_has_no_escape_codes():
+    env = {**os.environ, "PYTHONPATH": str(SRC), "TERM": "xterm-256color"}
+    env.pop("FORCE_COLOR", None)
+    code = "from encoderlab.cli import main; main(['finetune', '--help'])"
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert p.returncode == 0 and "Usage: encoderlab finetune" in p.stdout, p.stderr
+    assert "\x1b" not in p.stdout + p.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C
+
+
+def test_ctrl_c_while_torch_is_half_imported_is_one_line_and_130(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C in a command's first seconds lands inside `import torch`; the line that says
+    what was interrupted imported encoderlab.runs (and torch) again, which fails on the half
+    imported module: a traceback and exit code 1 instead of 130."""
+    import encoderlab.runs
+
+    def interrupted_import(*args, **kwargs):
+        half = types.ModuleType("encoderlab.runs")  # what a half-done import leaves
+        monkeypatch.setitem(sys.modules, "encoderlab.runs", half)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(encoderlab.runs, "list_runs", interrupted_import)
+    assert cli("runs", "list", "--runs-dir", tmp_path) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().startswith("interrupted"), err
+
+
+# ---------------------------------------------------------------------------------------------
+# --set values
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("name=exp #2", "exp #2"),  # YAML dropped ` #2` as a comment: the run was named `exp`
+        ("description=lr 3e-4 # try", "lr 3e-4 # try"),
+        ("task.train=#data.csv", "#data.csv"),  # the whole value was a comment: None
+        ("description='a #b'", "a #b"),  # quoted: YAML keeps it
+        ("task.train=data/#1.csv", "data/#1.csv"),
+        ("data.corpus=[a.txt, '#b.txt']", ["a.txt", "#b.txt"]),
+        ("train.lr=1e-4", 1e-4),
+        ("description=x=y", "x=y"),
+        ("init=hf:org/model", "hf:org/model"),
+    ],
+)
+def test_a_hash_in_a_set_value_is_text_not_a_comment(text, value):
+    from encoderlab.cli import _hash_is_text
+
+    (given,) = _hash_is_text([text])
+    assert parse_override(given)[1] == value
+
+
+def test_a_set_value_that_starts_with_a_hash_reaches_the_config(tmp_path, capsys):
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text(f"runs_dir: {tmp_path / 'runs'}\ntask:\n  train: a.csv\n")
+    assert cli("finetune", cfg, "--set", f"task.train={tmp_path}/#1.csv") == 2  # a file
+    assert cli("finetune", cfg, "-s", "task.train=#1.csv") == 2  # it was None: "not set"
+    err = capsys.readouterr().err
+    assert err.count("#1.csv: file not found") == 2 and "not set" not in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("task.label_column=no", "task.label_column"),  # was column 0, silently
+        ("task.text_column=on", "task.text_column"),  # was column 1
+        ("task.id_column=off", "task.id_column"),
+        ("task.text_pair_column=yes", "task.text_pair_column"),
+    ],
+)
+def test_a_yaml_boolean_is_not_taken_as_a_column_position(override, key):
+    with pytest.raises(UserError, match=rf"'{key}': YAML reads an unquoted yes/no.*quote it"):
+        load_config(None, [override], FinetuneConfig)
+
+
+def test_a_quoted_word_is_a_column_name_and_booleans_still_work_where_they_belong():
+    cfg = load_config(
+        None,
+        ["task.label_column='no'", "task.id_column=null", "train.compile=yes", "train.tf32=off"],
+        FinetuneConfig,
+    )
+    assert cfg.task.label_column == "no" and cfg.task.id_column is None
+    assert cfg.train.compile is True and cfg.train.tf32 is False
+    assert load_config(None, ["task.label_column=0"], FinetuneConfig).task.label_column == 0
+
+
+def test_a_boolean_column_in_a_config_file_is_one_line_naming_the_file(tmp_path, capsys):
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text(
+        f"runs_dir: {tmp_path / 'runs'}\ntask:\n  train: {tmp_path / 'no.csv'}\n"
+        "  label_column: no\n"
+    )
+    assert cli("finetune", cfg) == 2
+    err = one_line_error(capsys)
+    assert str(cfg) in err and "task.label_column" in err and "quote it" in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_boolean_for_a_text_key_says_to_quote_it():
+    with pytest.raises(UserError, match=r"'name': .*got True: YAML reads .* quote it"):
+        load_config(None, ["name=on"], FinetuneConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# config files
+
+
+def test_dates_stay_text_and_exponents_are_numbers(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text(
+        "name: 2024-06-01\ndescription: 2024-06-01 12:00:00\nlr: 1e-4\ngrid: [1e-4, 3E-3]\n"
+    )
+    data = read_yaml(f)
+    assert data["name"] == "2024-06-01" and data["description"] == "2024-06-01 12:00:00"
+    assert data["lr"] == 1e-4 and data["grid"] == [1e-4, 3e-3]
+    assert load_config(None, ["name=2024-06-01"], FinetuneConfig).name == "2024-06-01"
+    assert parse_override("train.lr=5E-4")[1] == 5e-4
+
+
+def test_a_config_that_is_not_utf8_names_its_line(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_bytes(b"name: a\ndescription: caf\xe9\n")
+    with pytest.raises(UserError, match=r"c\.yaml:2: not UTF-8"):
+        read_yaml(f)
+    f.write_bytes(b"# long comment\n" * 2000 + b"name: caf\xe9\n")  # past a read chunk
+    with pytest.raises(UserError, match=r"c\.yaml:2001: not UTF-8"):
+        read_yaml(f)
+
+
+def test_a_tab_indent_says_to_indent_with_spaces(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n\tmax_steps: 3\n")
+    with pytest.raises(UserError, match=r"c\.yaml:2: .*indent with spaces, not tabs"):
+        read_yaml(f)
+
+
+def test_a_byte_order_mark_and_crlf_lines_read_as_plain_yaml(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_bytes(b"\xef\xbb\xbfname: bom\r\ntrain:\r\n  max_steps: 3\r\n")
+    assert read_yaml(f) == {"name": "bom", "train": {"max_steps": 3}}
+
+
+# ---------------------------------------------------------------------------------------------
+# output
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_line_said_under_a_live_progress_bar_goes_above_it(monkeypatch):
+    """rich redirects stdout through the bar while it is live, but a Console writing to
+    sys.stdout unwraps that redirect: the line was glued to the end of the bar."""
+    from rich.console import Console
+    from rich.file_proxy import FileProxy
+
+    from encoderlab.cli import say
+
+    bar_console = Console(file=io.StringIO(), force_terminal=True)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", FileProxy(bar_console, terminal))
+    say("step 17  valid/acc 0.4333")
+    assert "step 17  valid/acc 0.4333" in bar_console.file.getvalue()
+    assert terminal.getvalue() == ""
+
+
+def test_a_line_said_under_a_bar_still_reaches_a_redirected_stdout(monkeypatch):
+    """`encoderlab finetune ... > out.txt` on a terminal: the bar is on stderr, the lines stay
+    in the file."""
+    from rich.console import Console
+    from rich.file_proxy import FileProxy
+
+    from encoderlab.cli import say
+
+    bar_console = Console(file=io.StringIO(), force_terminal=True)
+    out_file = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", FileProxy(bar_console, out_file))
+    say("step 17  valid/acc 0.4333")
+    assert "step 17" in out_file.getvalue() and "step 17" not in bar_console.file.getvalue()
+
+
+def test_runs_list_shows_no_1970_date_for_a_damaged_run(tmp_path, capsys):
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "run.json").write_text('{"status": "runn')
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "run.json").write_text(json.dumps({"created": "yesterday"}))
+    assert cli("runs", "list", "--runs-dir", tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "damaged run.json" in out and "1970" not in out, out

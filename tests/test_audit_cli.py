@@ -247,3 +247,21 @@ def test_runs_list_shows_no_1970_date_for_a_damaged_run(tmp_path, capsys):
     assert cli("runs", "list", "--runs-dir", tmp_path) == 0
     out = capsys.readouterr().out
     assert "damaged run.json" in out and "1970" not in out, out
+
+
+def test_a_closed_pipe_ends_the_output_not_the_command(tmp_path):
+    """`encoderlab ... | head -1`: rich exited 1 (the code of a bug) when the reader went away,
+    and a training run piped to head ended at its next line. The rest of the output now goes
+    nowhere and the command finishes (exit 0, nothing on stderr)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "encoderlab", "runs", "list", "--runs-dir", str(tmp_path / "none")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert (proc.wait(timeout=60), err) == (0, b"")

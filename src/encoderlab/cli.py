@@ -57,8 +57,21 @@ app.add_typer(study_app, name="study")
 
 # Without a terminal rich assumes 80 columns; tables of runs read better wider (logs, CI).
 # emoji=False: a path such as hf:pick/ must not print as "hf⛏/" (rich reads :pick: as an emoji)
-console = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200, emoji=False)
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader of a pipe went away (`encoderlab ... | head -3`): the rest of this
+        stream's output goes nowhere and the command carries on. rich's default exits 1, the
+        code of a bug, and a training run piped to `head` ended at its next line."""
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, (sys.stderr if self.stderr else sys.stdout).fileno())
+        os.close(devnull)
+
+
+console = _Console(width=None if sys.stdout.isatty() else 160, emoji=False)
+err_console = _Console(stderr=True, width=None if sys.stderr.isatty() else 200, emoji=False)
 
 
 def _hash_is_text(values: list[str] | None) -> list[str] | None:

@@ -32,7 +32,7 @@ from encoderlab.config import (
     set_dotted,
 )
 from encoderlab.errors import UserError
-from encoderlab.inference import Finetuned, evaluate_file, load_finetuned
+from encoderlab.inference import Finetuned, check_evaluate_writes, evaluate_file, load_finetuned
 from encoderlab.memdata import in_rows_terms, is_in_memory, read_format, write_rows
 
 ConfigLike = str | Path | Mapping[str, Any] | Section | None
@@ -270,6 +270,7 @@ def evaluate(run: Any, data: Any, say: Say | None = print) -> dict[str, Any]:
     overrides = None
     written: dict[Path, str] = {}
     if is_in_memory(data):  # read as written, not in the run's own file format (KLUE, KMOU)
+        check_evaluate_writes(ft.run.path, ("inputs",))
         data = write_rows(data, ft.task.type, ft.run.path / "inputs", "eval")
         written[data] = "data"
         overrides = [f"task.format={read_format(ft.task.type)}"]

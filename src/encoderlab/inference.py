@@ -153,12 +153,17 @@ def predict_outputs(
     validation loss without a second pass over the set). `progress`: a bar on a terminal."""
     was_training = model.training
     model.eval()
-    if batches is None:
-        batches = EvalBatches.build(task, features, pad_id, batch_size, device.type == "cuda")
+    if batches is None:  # collated one batch at a time: a big file's padded set is not held
+        lengths = feature_lengths(features)
+        order = np.argsort(-lengths, kind="stable")
+        rows = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        collated = (task.collate([features[i] for i in idx], pad_id) for idx in rows)
+    else:
+        lengths, rows, collated = batches.lengths, batches.rows, iter(batches.batches)
     outputs: list[np.ndarray] = [np.empty(0)] * len(features)
     bar = _RowsBar(len(features) if progress else 0)
     try:
-        for batch, idx in zip(batches.batches, batches.rows, strict=True):
+        for batch, idx in zip(collated, rows, strict=True):
             bar.advance(len(idx))
             batch = to_device(batch, device)
             with autocast(device, amp):
@@ -169,7 +174,7 @@ def predict_outputs(
                     loss_counts[k] = loss_counts[k] + v if k in loss_counts else v
             logits = logits.float().cpu().numpy()
             for row, i in zip(logits, idx, strict=True):
-                outputs[i] = row[: batches.lengths[i]] if task.token_level else row
+                outputs[i] = row[: lengths[i]] if task.token_level else row
     finally:
         bar.close()
     model.train(was_training)
@@ -275,11 +280,41 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
         raise
 
 
-def write_submission(path: Path, table: list[list[Any]]) -> None:
-    """A task's submission table (header row first) as CSV, e.g. Kaggle's id,target."""
+def write_submission(path: Path, table: list[list[Any]], delimiter: str = ",") -> None:
+    """A task's submission table (header row first) as CSV, e.g. Kaggle's id,target
+    (`delimiter="\t"`: a .tsv)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows(table)
+        csv.writer(f, delimiter=delimiter).writerows(table)
+
+
+# --output suffixes predict does not write: JSON lines under such a name would be read wrong
+_NOT_WRITTEN = (".json", ".parquet", ".xlsx", ".xls", ".gz", ".bz2", ".xz", ".zst", ".zip")
+
+
+def check_output_writable(out: Path) -> None:
+    """--output where this process cannot write (a read-only run, another user's folder): one
+    line before the model runs over a big file, not an OSError after it."""
+    folder = next((p for p in out.absolute().parents if p.exists()), None)
+    if out.exists() and not os.access(out, os.W_OK):
+        raise UserError(f"--output {out}: read-only here; give a file you can write")
+    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"--output {out}: cannot write in {folder}; give a folder you can write")
+
+
+def output_kind(output: str) -> str:
+    """What `predict --output FILE` writes, by the name's suffix in any case: "csv" or "tsv"
+    (the task's submission table), else "jsonl" (JSON lines). A suffix that names a format
+    it does not write (.json, .parquet, a compressed file) is a one-line error."""
+    suffix = Path(output).suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return suffix[1:]
+    if suffix in _NOT_WRITTEN:
+        raise UserError(
+            f"--output {output}: predict does not write {suffix} files; give a .csv or .tsv "
+            "file (the id,label table) or a .jsonl file (a JSON object per line)"
+        )
+    return "jsonl"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -606,6 +641,21 @@ def _check_unicode(text: str, what: str) -> None:
         ) from None
 
 
+def check_evaluate_writes(run_dir: str | Path, folders: tuple[str, ...] = ()) -> None:
+    """Evaluation writes its metrics and predictions into the run: a run this process cannot
+    write (a read-only copy, another user's) is one line before the model runs, not an
+    OSError after it. `folders`: others it writes as well (the API's inputs/)."""
+    run = Path(run_dir)
+    for sub in ("predictions", "eval", *folders):
+        target = run / sub if (run / sub).is_dir() else run
+        if target.is_dir() and not os.access(target, os.W_OK | os.X_OK):
+            raise UserError(
+                f"{target}: read-only here, and evaluate writes its metrics and predictions "
+                "into the run; copy the run to a folder you can write, or use `encoderlab "
+                "predict RUN --input FILE --output FILE` (predictions, no metrics)"
+            )
+
+
 def evaluate_file(
     run_dir: str | Path,
     data_path: str,
@@ -615,6 +665,7 @@ def evaluate_file(
 ) -> dict[str, Any]:
     """`encoderlab evaluate`: metrics and predictions files (`loaded`: the run already loaded;
     `overrides`: `--set task.X=...`, how to read this file: its columns, filters)."""
+    check_evaluate_writes(loaded.run.path if loaded is not None else run_dir)
     ft = loaded if loaded is not None else load_finetuned(run_dir)
     if overrides:  # a loaded model (API, server) keeps its own reading options
         task_cfg = reading_config(ft.cfg.task, overrides)
@@ -644,6 +695,9 @@ def predict(
     """`encoderlab predict`; `overrides`: `--set task.X=...`, how to read --input (its columns)."""
     if output and Path(output).is_dir():  # before the model is loaded and run
         raise UserError(f"--output {output} is a folder; give a file name (.csv or .jsonl)")
+    kind = output_kind(output) if output else None
+    if output:
+        check_output_writable(Path(output))
     if output and input_path and Path(output).resolve() == Path(input_path).resolve():
         raise UserError(f"--output {output} is the --input file; give another file name")
     if (
@@ -663,7 +717,7 @@ def predict(
     task_cfg = reading_config(ft.cfg.task, overrides) if overrides else ft.cfg.task
     if input_path:
         examples = read_to_predict(ft.task, input_path, task_cfg)
-        numbered = output and Path(output).suffix == ".csv" and task_cfg.id_column is not None
+        numbered = kind in ("csv", "tsv") and task_cfg.id_column is not None
         if numbered and getattr(examples, "ids_from_file", True) is False:
             examples.warnings.append(
                 f"{input_path}: no id column '{task_cfg.id_column}'; the submission numbers the "
@@ -674,16 +728,17 @@ def predict(
         examples = ft.examples_from_texts(texts, text_pair)
     else:
         raise UserError("give --text TEXT or --input FILE")
-    if output and Path(output).suffix == ".csv" and ft.task.submission([], task_cfg) is None:
+    if kind in ("csv", "tsv") and ft.task.submission([], task_cfg) is None:
         raise UserError(  # before the model runs; a .csv of JSON lines would be garbage
-            f"--output {output}: a {ft.task.type} run writes no CSV table; give a .jsonl file"
+            f"--output {output}: a {ft.task.type} run writes no {kind.upper()} table; give a "
+            ".jsonl file"
         )
     _, rows = ft.run_examples(examples, say, progress=input_path is not None)
     if output:
         out = Path(output)
-        table = ft.task.submission(rows, task_cfg) if out.suffix == ".csv" else None
+        table = ft.task.submission(rows, task_cfg) if kind in ("csv", "tsv") else None
         if table is not None:
-            write_submission(out, table)
+            write_submission(out, table, "\t" if kind == "tsv" else ",")
         else:
             write_jsonl(out, rows)
         say(f"wrote {len(rows):,} predictions to {out}")

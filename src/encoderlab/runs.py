@@ -487,6 +487,7 @@ class Run:
         def write(tmp: Path) -> None:
             _save_weights(weights, metadata, tmp / "model.safetensors")
             save_file(extra, str(tmp / "optimizer.safetensors"))
+            readable_as_umask(tmp / "optimizer.safetensors")
             atomic_write(tmp / "state.json", text)
 
         def write_and_prune() -> None:
@@ -607,6 +608,27 @@ def _save_weights(
 ) -> None:
     """model.safetensors as safetensors' save_model writes it (see `model_snapshot`)."""
     safetensors.torch.save_file(tensors, str(path), metadata=metadata)
+    readable_as_umask(path)
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (os.umask sets it, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def readable_as_umask(path: Path) -> None:
+    """Give a file safetensors wrote the mode every other file of the run has (0644 under the
+    usual umask 022): safetensors 0.8 creates its files 0600, so a run directory shared with a
+    group, copied to a shared folder or served by another account had readable configs and
+    tokenizer but weights only their writer could read."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o666 & ~_umask())
 
 
 def safetensors_problem(path: Path) -> str | None:
@@ -685,6 +707,10 @@ def pid_alive(pid: Any) -> bool:
     return stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] not in ("Z", "X")
 
 
+class RunNotWritable(UserError):
+    """A run directory this process cannot write (a read-only copy, another user's)."""
+
+
 def _read_owner(fd: int) -> dict[str, Any]:
     os.lseek(fd, 0, os.SEEK_SET)
     raw = os.read(fd, 4096)
@@ -730,7 +756,16 @@ def take_lock(run_dir: Path) -> None:
     if key in _HELD:
         _HELD[key][1] += 1
         return
-    fd = os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        if not isinstance(e, PermissionError) and e.errno != errno.EROFS:
+            raise
+        raise RunNotWritable(  # before a write: predict, serve, export and report only read
+            f"{run_dir}: read-only here (cannot write {LOCK_FILE}); copy the run to a folder "
+            "you can write to continue or change it (predict, serve, export and report read "
+            "it as it is)"
+        ) from None
     try:
         locked = _flock(fd)
         owner = _read_owner(fd)
@@ -777,6 +812,8 @@ def wait_for_writer(run_dir: Path, deadline: float) -> bool:
     while True:
         try:
             take_lock(key)
+        except RunNotWritable:  # nobody can hold it for writing here: nothing to wait for
+            return False
         except UserError:
             if time.monotonic() >= deadline:
                 return False

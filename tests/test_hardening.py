@@ -1164,6 +1164,15 @@ def test_a_resume_from_another_folder_reads_the_configs_relative_paths_from_wher
     assert cli("pretrain", "--resume", rel, "--set", "train.max_steps=10") == 0
     assert f"resuming in {start}, where the run started" in capsys.readouterr().out
     assert Run.open(run_dir).info["steps"] == 10
+    # the start folder gone (renamed): the relative paths are read from here, and it says so
+    moved = start.rename(tmp_path / "project-moved") / "runs" / run_dir.name
+    assert cli("pretrain", "--resume", moved, "--set", "train.max_steps=12") == 2
+    out = capsys.readouterr()
+    assert (
+        f"warning: {moved} was started in {start}, which is gone; its config's relative paths "
+        f"are read from here ({elsewhere})" in out.err
+    ), out
+    assert "corpus.txt: corpus file not found" in out.err.splitlines()[-1]
 
 
 def test_the_api_refuses_what_the_cli_refuses(finetuned, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -440,6 +441,20 @@ def test_export_pretraining_run_loads_as_masked_lm(pretrain_runs, tmp_path, tie)
         want = run_mlm(pretrain_runs[tie])(batch["input_ids"], batch["attention_mask"]).logits
         got = theirs(**batch).logits
     assert max_diff(got, want, batch["attention_mask"]) < TOL
+
+
+def test_exported_weights_are_as_readable_as_the_rest(pretrain_runs, tmp_path):
+    """safetensors writes 0600: an export copied to a shared folder had readable config and
+    tokenizer and weights only their writer could read."""
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        out = hf.export_run(pretrain_runs[True], tmp_path / "hf", say=quiet)
+    finally:
+        os.umask(old)
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in out.iterdir() if f.is_file()}
+    assert modes["model.safetensors"] == modes["config.json"] == 0o644, modes
 
 
 def test_round_trip_export_then_import(pretrain_runs, tmp_path):

@@ -291,7 +291,7 @@ def _where_it_started(resume: Path | None) -> Path | None:
     """A resume runs in the folder its run was started from, so the config's relative paths
     (corpus, task files, runs_dir) mean what they meant then; the run, given from here, is
     made absolute first."""
-    from encoderlab.runs import started_in
+    from encoderlab.runs import recorded_start, started_in
 
     if resume is None or not resume.is_dir():
         return resume
@@ -300,6 +300,11 @@ def _where_it_started(resume: Path | None) -> Path | None:
     if where is not None:
         os.chdir(where)
         say(f"resuming in {where}, where the run started (its config's paths start there)")
+    elif (gone := recorded_start(resume)) is not None and not gone.is_dir():
+        say(
+            f"warning: {resume} was started in {gone}, which is gone; its config's relative "
+            f"paths are read from here ({Path.cwd()})"
+        )
     return resume
 
 
@@ -469,7 +474,11 @@ def predict(
     ] = None,
     input: Annotated[str | None, typer.Option("--input", help="File in the task's format.")] = None,
     output: Annotated[
-        str | None, typer.Option("--output", help=".csv: Kaggle-style id,label; else jsonl.")
+        str | None,
+        typer.Option(
+            "--output",
+            help=".csv/.tsv: the id,label table (Kaggle-style); .jsonl or any other name: JSON lines.",
+        ),
     ] = None,
     overrides: Annotated[
         list[str] | None,

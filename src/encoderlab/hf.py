@@ -51,7 +51,14 @@ from torch import nn
 from encoderlab.config import FinetuneConfig, ModelConfig, load_config, read_yaml
 from encoderlab.errors import UserError, first_line
 from encoderlab.model import Encoder
-from encoderlab.runs import Run, encoder_weights, run_checkpoint, run_labels, run_model_config
+from encoderlab.runs import (
+    Run,
+    encoder_weights,
+    readable_as_umask,
+    run_checkpoint,
+    run_labels,
+    run_model_config,
+)
 from encoderlab.tasks.registry import task_class
 from encoderlab.tokenizer import (
     load_tokenizer,
@@ -1196,6 +1203,7 @@ def export_run(
     config.save_pretrained(str(out))
     state = {k: v.detach().float().contiguous().clone() for k, v in state.items()}
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    readable_as_umask(out / "model.safetensors")  # safetensors writes 0600
     save_tokenizer(tok, out, model_max_length=max_len)
     write_model_card(run, out, arch, ckpt, max_len, extra.get("id2label"))
     _say_truncation(run, out, max_len, say)

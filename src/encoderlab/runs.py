@@ -120,16 +120,22 @@ def live_status(info: dict[str, Any], path: Path | None = None) -> str:
     return status
 
 
-def started_in(run_dir: str | Path) -> Path | None:
-    """The folder a run was started from (env.json's cwd), when it is not this one: its
-    config's relative paths (corpus, task files, runs_dir) are relative to it."""
+def recorded_start(run_dir: str | Path) -> Path | None:
+    """The folder a run was started from, as env.json recorded it (it may be gone since)."""
     try:
         cwd = json.loads((Path(run_dir) / "env.json").read_text(encoding="utf-8")).get("cwd")
     except (OSError, ValueError, AttributeError):
         return None
-    if not isinstance(cwd, str) or not Path(cwd).is_dir():
+    return Path(cwd) if isinstance(cwd, str) and cwd else None
+
+
+def started_in(run_dir: str | Path) -> Path | None:
+    """The folder a run was started from (env.json's cwd), when it is not this one: its
+    config's relative paths (corpus, task files, runs_dir) are relative to it."""
+    cwd = recorded_start(run_dir)
+    if cwd is None or not cwd.is_dir():
         return None
-    return None if Path(cwd).resolve() == Path.cwd().resolve() else Path(cwd)
+    return None if cwd.resolve() == Path.cwd().resolve() else cwd
 
 
 def check_runs_dir(runs_dir: str | Path) -> None:

@@ -227,6 +227,7 @@ def test_nan_from_some_step_on_keeps_the_last_good_checkpoint(tmp_path):
 
     class Obj:  # finite for the first 7 steps, NaN from then on
         metrics, primary, primary_mode = good.metrics, good.primary, good.primary_mode
+        units = good.units
 
         @staticmethod
         def step(model, batch):

@@ -1546,6 +1546,17 @@ def test_a_run_fine_tuned_from_the_hub_counts_as_pretrained_for_defaults(tmp_pat
     (chained / "run.json").write_text(json.dumps({"init": f"{hub_run}@best-00000010"}))
     assert init_kind(str(hub_run)) == "pretrained" and init_kind(str(chained)) == "pretrained"
     assert init_kind(str(own_run)) == "own" and init_kind(f"scratch:{hub_run}") == "scratch"
+    # a run says what it started from (run.json's init_kind): a chain whose hub run moved away
+    # read as "own" and got 4e-4, four times the hub default
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    gone = {"init": f"{tmp_path / 'gone'}@best-00000010", "init_kind": "pretrained"}
+    (moved / "run.json").write_text(json.dumps(gone))
+    assert init_kind(str(moved)) == "pretrained"
+
+
+def test_a_fine_tuning_run_records_what_it_started_from(finetuned):
+    assert Run(finetuned).info["init_kind"] == "scratch"
 
 
 def test_exponents_for_whole_numbers_and_one_corpus_file_are_taken(tmp_path):

@@ -140,7 +140,11 @@ def _started_from_hub(run_dir: Path, depth: int = 3) -> bool:
         info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    source = str(info.get("init", "")).strip() if isinstance(info, dict) else ""
+    if not isinstance(info, dict):
+        return False
+    if info.get("init_kind") in ("pretrained", "own", "scratch"):  # recorded since 2026-12-01
+        return info["init_kind"] == "pretrained"
+    source = str(info.get("init", "")).strip()
     if source.startswith("hf:"):
         return True
     parent = source.rsplit("@", 1)[0]
@@ -796,6 +800,9 @@ def _describe_run(
         params=num_params(model),
         trainable_params=trainable,
         init=source,
+        # what its weights are at heart, for runs that start from this one (init_kind): a
+        # parent moved or deleted since can no longer be followed back to hf:
+        init_kind=init_kind(cfg.init),
         task=task_type,
         description=cfg.description,
         train_examples_raw=len(data.train),

@@ -265,3 +265,23 @@ def test_a_closed_pipe_ends_the_output_not_the_command(tmp_path):
     err = proc.stderr.read()
     proc.stderr.close()
     assert (proc.wait(timeout=60), err) == (0, b"")
+
+
+def test_a_data_path_beside_the_config_but_not_here_says_so(tmp_path, monkeypatch, capsys):
+    """Paths in a config are relative to the working directory: `finetune exp/ft.yaml` whose
+    ft.yaml says `train: train.csv` said only "train.csv: file not found". It now says where
+    the file is and how to point at it, before a run folder is made."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "train.csv").write_text("text,target\na b,0\nc d,1\n")
+    (exp / "ft.yaml").write_text(
+        "task: {type: classification, train: train.csv, label_column: target}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert cli("finetune", "exp/ft.yaml", "--set", f"runs_dir={tmp_path / 'runs'}") == 2
+    err = one_line_error(capsys)
+    assert "exp/ft.yaml: task.train=train.csv: no such file from here" in err
+    assert "it is beside the config; write task.train: exp/train.csv or run from exp" in err
+    assert not (tmp_path / "runs").exists()
+    monkeypatch.chdir(exp)  # from the config's folder it is found
+    assert load_config(Path("ft.yaml"), schema=FinetuneConfig).task.train == "train.csv"

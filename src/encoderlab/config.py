@@ -999,6 +999,8 @@ def load_config(
         if path is not None and overrides and _valid(schema, data):
             build(schema, merged, "--set")  # the file alone is fine: name --set, the mistake
         raise
+    if path is not None:
+        _check_paths_from_here(cfg, Path(path))
     file_init = str(data.get("init", "scratch")).strip() if isinstance(data, dict) else None
     if (
         isinstance(cfg, FinetuneConfig)
@@ -1007,6 +1009,26 @@ def load_config(
     ):
         cfg._scratch_file_set_keys = frozenset(o.split("=", 1)[0].strip() for o in overrides or [])
     return cfg
+
+
+def _check_paths_from_here(cfg: Any, path: Path) -> None:
+    """Data paths are relative to the working directory. One that is missing from here but
+    exists beside the config file (`encoderlab finetune exp/ft.yaml` whose ft.yaml says
+    `train: train.csv`) is a one-line error that says so, not "file not found" after the
+    run folder is made."""
+    here, beside = Path.cwd(), path.parent
+    if beside.resolve() == here.resolve():
+        return
+    for key, value in named_data_files(cfg):
+        rel = Path(value)
+        if rel.is_absolute() or ":" in value.split("/")[0] or any(c in value for c in "*?["):
+            continue
+        if not rel.exists() and (beside / rel).exists():
+            raise UserError(
+                f"{path}: {key}={value}: no such file from here ({here}): paths in a config "
+                f"are relative to the working directory, and it is beside the config; write "
+                f"{key}: {beside / rel} or run from {beside}"
+            )
 
 
 def _valid(schema: type[Section], data: dict[str, Any]) -> bool:

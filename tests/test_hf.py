@@ -544,8 +544,11 @@ def test_export_finetuned_runs(tmp_path, task):
         assert [
             config.id2label[scope["tags"][p]] for _, p in sorted(scope["first"].items())
         ] == row["tags"]
-    elif task == "qa":
+    elif task == "qa":  # the card decodes as the run does: the same answer
         assert isinstance(scope["start"], int) and scope["start"] <= scope["end"]
+        offsets, context = scope["offsets"], scope["context"]
+        answer = context[offsets[scope["start"]][0] : offsets[scope["end"]][1]]
+        assert answer.strip() == row["label"], (answer, row)
     else:
         assert ft.labels[int(scope["logits"].argmax(-1)[0])] == row["label"]
     if task == "classification":  # round trip: the trained pooler comes back for the head

@@ -871,16 +871,22 @@ def _card_is_pair(run: Run, kind: str) -> bool:
     return bool(is_pair and is_pair(spec(), cfg.task))
 
 
-def _card_max_query_len(cfg: dict) -> int:
-    """The run's task.max_query_len (the QA default where the config does not say)."""
+def _card_task_value(cfg: dict, key: str) -> int:
+    """The run's task.<key> (max_query_len, max_answer_len; the default where the config does
+    not say)."""
     from encoderlab.config import TaskConfig
 
-    value = (cfg.get("task") or {}).get("max_query_len") if isinstance(cfg, dict) else None
-    return value if isinstance(value, int) else TaskConfig.model_fields["max_query_len"].default
+    value = (cfg.get("task") or {}).get(key) if isinstance(cfg, dict) else None
+    return value if isinstance(value, int) else TaskConfig.model_fields[key].default
 
 
 def _card_usage(
-    arch: str, max_len: int, pair: bool, n_labels: int, max_query_len: int = 64
+    arch: str,
+    max_len: int,
+    pair: bool,
+    n_labels: int,
+    max_query_len: int = 64,
+    max_answer_len: int = 30,
 ) -> list[str]:
     """The model card's lines after loading: a batch the way the run encoded its input, and
     reading the output (a runnable snippet; tests/test_hf.py executes it on each export)."""
@@ -897,8 +903,11 @@ def _card_usage(
             "out = model(**batch)  # start_logits, end_logits: (batch, sequence)",
             "starts, ends = out.start_logits[0].tolist(), out.end_logits[0].tolist()",
             "ctx = [i for i, s in enumerate(batch.sequence_ids(0)) if s == 1]  # context tokens",
-            "start = max(ctx, key=starts.__getitem__)",
-            "end = max((i for i in ctx if i >= start), key=ends.__getitem__)",
+            f"# as the run decodes: the best start + end logit sum over context spans of at most "
+            f"{max_answer_len} tokens",
+            "# (task.max_answer_len; a context longer than max_length: the run slides windows)",
+            f"spans = [(s, e) for s in ctx for e in ctx if s <= e < s + {max_answer_len}]",
+            "start, end = max(spans, key=lambda span: starts[span[0]] + ends[span[1]])",
             "print(context[offsets[start][0] : offsets[end][1]])",
         ]
     if arch == "BertForTokenClassification":  # words split at whitespace, a tag per word
@@ -1004,7 +1013,8 @@ def write_model_card(
             max_len,
             _card_is_pair(run, kind),
             len(id2label or {}),
-            _card_max_query_len(cfg),
+            _card_task_value(cfg, "max_query_len"),
+            _card_task_value(cfg, "max_answer_len"),
         ),
         "```",
         "",

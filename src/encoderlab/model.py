@@ -65,7 +65,10 @@ def cpu_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     n = x.numel()
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
     words.random_(-(2**63), None)  # the full 64-bit range: four uniform int16 lanes
-    keep = words.view(torch.int16)[:n].view(x.shape) >= round(p * 65536) - 32768
+    # at most 65535/65536 dropped: a p within 1/131072 of 1 rounded to 65536, a threshold
+    # past int16's range that wrapped round to keep everything (times 1/(1-p))
+    threshold = min(round(p * 65536), 65535) - 32768
+    keep = words.view(torch.int16)[:n].view(x.shape) >= threshold
     return x * keep.to(x.dtype).mul_(1 / (1 - p))
 
 
@@ -169,8 +172,9 @@ class SelfAttention(nn.Module):
             # SDPA drops attention weights with `bernoulli_` on its slow path; the same maths
             # with `cpu_dropout` makes a CPU fine-tuning step a few per cent faster
             scores = (q * hd**-0.5) @ k.transpose(-2, -1)  # (B,H,Tq,T)
-            if mask is not None and mask.dtype == torch.bool:
-                scores = scores.masked_fill(~mask, float("-inf"))
+            if mask is not None and mask.dtype == torch.bool:  # finite: a row of all padding
+                # averages (-inf gave NaN there, and NaN gradients to every weight it touched)
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
             elif mask is not None:
                 scores = scores + mask
             y = cpu_dropout(scores.softmax(-1), self.attn_dropout) @ v

@@ -9,6 +9,7 @@ import contextlib
 import math
 import random
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -238,3 +239,63 @@ def autocast(device: torch.device, amp: torch.dtype | None) -> contextlib.Abstra
     if amp is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=amp)
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress bars
+
+
+def bar_columns(label: str, bar_width: int = 30) -> list[Any]:
+    """The columns of a rich progress bar: label, bar, done/total, the task's `info` field,
+    elapsed time and ETA. On a narrow terminal the info text (and then the bar) gives way:
+    rich shortened every column alike, so an 80-column terminal showed "300/…" and
+    "ETA 0:00:…". The ETA is the task's `eta` field (seconds) when one is set, e.g. what a
+    time budget has left, else rich's estimate from the bar's speed."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.table import Column
+    from rich.text import Text
+
+    class Info(ProgressColumn):
+        def render(self, task: Any) -> Text:  # one line, cut with an ellipsis when narrow
+            return Text(str(task.fields.get("info", "")), no_wrap=True, overflow="ellipsis")
+
+    class Eta(ProgressColumn):
+        max_refresh = 0.5  # rich's own ETA column's pace: the figure does not flicker
+
+        def render(self, task: Any) -> Text:
+            return Text(f"ETA {clock_text(eta_seconds(task))}", style="progress.remaining")
+
+    def kept() -> Column:
+        return Column(no_wrap=True)
+
+    return [
+        TextColumn(f"[bold]{label}", table_column=kept()),
+        BarColumn(bar_width=bar_width),
+        MofNCompleteColumn(table_column=kept()),
+        Info(),
+        TimeElapsedColumn(table_column=kept()),
+        Eta(table_column=kept()),
+    ]
+
+
+def eta_seconds(task: Any) -> float | None:
+    """A bar task's seconds to go: its `eta` field when set, else rich's estimate."""
+    if task.finished:
+        return 0.0
+    eta = task.fields.get("eta")
+    return max(float(eta), 0.0) if eta is not None else task.time_remaining
+
+
+def clock_text(seconds: float | None) -> str:
+    """Seconds as H:MM:SS (rich's style); -:--:-- while unknown."""
+    if seconds is None:
+        return "-:--:--"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:d}:{minutes:02d}:{secs:02d}"

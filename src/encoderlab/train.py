@@ -65,6 +65,7 @@ from encoderlab.runtime import (
     Batch,
     autocast,
     autocast_dtype,
+    bar_columns,
     batch_tokens,
     epoch_order,
     make_loader,
@@ -836,6 +837,7 @@ class Recorder:
             )
         if self.on_eval is not None:
             self.on_eval(state.step, metrics)
+        self.window_t0 += time.perf_counter() - t0  # tokens/s is training's: not the pause
 
     def log_epoch(self, state: LoopState) -> None:
         record = {"step": state.step, "epoch": state.epoch, "kind": "epoch", **state.last_eval}
@@ -1369,7 +1371,12 @@ def _rng_json() -> dict[str, Any]:
 
 
 class _Progress:
-    """A rich progress bar with loss, tokens/s and ETA; silent when stderr is not a terminal."""
+    """A rich progress bar with tokens/s, loss and ETA; silent when stderr is not a terminal.
+
+    Under a time budget, once `expect` is told the budget's clock, the ETA is the budget
+    left and the bar's end the steps that fit in it at the speed measured on that clock
+    (evaluations included). Retotalling a rich task clears its speed samples, so rich's own
+    ETA of such a bar stayed at -:--:-- and its end jumped with every step's time."""
 
     def __init__(
         self, total: int | None, budget_s: float | None, initial: int, show: bool = True
@@ -1378,46 +1385,46 @@ class _Progress:
         self.budget_s = budget_s
         self._info = ""  # the last metrics shown (they are read every 5th step)
         self._spent: Callable[[], float] | None = None  # the budget's clock, once forecast
+        self._since: tuple[int, float] = (0, 0.0)  # (step, budget seconds) speed is timed from
         self._steps_cap: int | None = None  # max_steps, when a budget may end the run first
         if not show or not sys.stderr.isatty():
             return
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import Progress
 
-        self.bar = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
+        self.bar = Progress(*bar_columns("train"), console=Console(stderr=True), transient=False)
         self.task = self.bar.add_task("train", total=total, completed=initial, info="")
         self.bar.start()
 
     def expect(self, steps: int | None, spent: Callable[[], float]) -> None:
         """A time budget's forecast of the run's steps: the bar's end (and its ETA) when the
         budget ends the run first (it showed max_steps, or no end at all). Re-estimated at
-        every update from the budget left and the bar's measured speed."""
+        every update from the budget left and the speed since this call."""
         if self.bar is None or not steps or not self.budget_s:
             return
         self._steps_cap = self.bar.tasks[0].total
         self._spent = spent
-        self._retotal(steps)
+        self._since = (int(self.bar.tasks[0].completed), spent())
+        self._retotal(steps, max(self.budget_s - self._since[1], 0.0))
 
-    def _retotal(self, steps: float) -> None:
+    def _retotal(self, steps: float, left_s: float) -> None:
         cap = self._steps_cap
-        self.bar.update(self.task, total=int(min(steps, cap)) if cap else int(steps))
+        total = int(min(steps, cap)) if cap else int(steps)
+        self.bar.update(self.task, total=max(total, int(self.bar.tasks[0].completed)), eta=left_s)
+
+    def _budget(self, step: int) -> None:
+        """The budget's ETA and the bar's end from the speed on the budget's clock."""
+        spent = self._spent()
+        left = max(self.budget_s - spent, 0.0)
+        step0, spent0 = self._since
+        if step <= step0 or spent <= spent0:
+            self.bar.update(self.task, eta=left)
+            return
+        speed = (step - step0) / (spent - spent0)
+        cap = self._steps_cap
+        if cap and (cap - step) / speed < left:  # max_steps comes first
+            left = (cap - step) / speed
+        self._retotal(step + left * speed, left)
 
     def update(
         self,
@@ -1432,12 +1439,11 @@ class _Progress:
         info = f"{tokens / max(window_s, 1e-9):,.0f} tok/s"
         if window and step % 5 == 0:  # metrics read the window back from the GPU: not every step
             metrics = objective.metrics(_floats(window))
-            info = "  ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:2]) + "  " + info
-            self._info = info
+            shown = "  ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:2])
+            self._info = info + "  " + shown  # throughput first: it is what a narrow bar keeps
         self.bar.update(self.task, completed=step, info=self._info or info)
-        speed = self.bar.tasks[0].speed  # steps per second, rich's own estimate
-        if self._spent is not None and speed:
-            self._retotal(step + max(self.budget_s - self._spent(), 0.0) * speed)
+        if self._spent is not None:
+            self._budget(step)
 
     def close(self) -> None:
         if self.bar is not None:

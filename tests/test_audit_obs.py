@@ -1,0 +1,110 @@
+"""What a user watches while a run trains: the progress bar (helper audit of progress and logs)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+
+import torch
+from rich.console import Console
+
+from encoderlab import train
+from encoderlab.config import Config, TrainConfig
+from encoderlab.runs import Run
+from test_train import Net, Toy, collate, objective
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _on_a_terminal(monkeypatch) -> None:
+    """stderr a terminal (in the test's body: pytest's capture sets sys.stderr per phase)."""
+    monkeypatch.setattr("sys.stderr", _Tty())
+
+
+def _shown(bar: train._Progress, width: int) -> str:
+    """The bar's line as a terminal of `width` columns shows it."""
+    console = Console(file=io.StringIO(), width=width, force_terminal=False)
+    console.print(bar.bar.make_tasks_table(bar.bar.tasks))
+    return console.file.getvalue().strip()
+
+
+def test_an_80_column_terminal_shows_the_counts_and_the_eta_whole(monkeypatch):
+    _on_a_terminal(monkeypatch)
+    bar = train._Progress(total=1500, budget_s=None, initial=0)
+    try:
+        bar._info = "123,456 tok/s  mlm_loss 6.183  mlm_acc 0.047"
+        bar.update(750, {}, None, 0, 1.0)
+        for width in (80, 60):
+            line = _shown(bar, width)
+            assert "750/1500" in line, line  # was "750…"
+            assert re.search(r"ETA (\d+:\d\d:\d\d|-:--:--)$", line), line  # was "ETA -:--:…"
+            assert len(line) <= width
+        assert "123,456 tok/s" in _shown(bar, 80)  # throughput is what the info keeps first
+    finally:
+        bar.close()
+
+
+def test_a_time_budget_bar_shows_the_budget_left_and_a_steady_end(monkeypatch):
+    _on_a_terminal(monkeypatch)
+    clock = [10.0]  # budget seconds spent
+    bar = train._Progress(total=None, budget_s=100.0, initial=0)
+    try:
+        bar.update(20, {}, None, 0, 1.0)
+        bar.expect(200, lambda: clock[0])  # the forecast: 20 steps in the first 10 s
+        totals = []
+        for step in range(21, 61):
+            clock[0] += 0.5 if step % 2 else 1.5  # 1 s a step on average, unevenly
+            bar.update(step, {}, None, 0, 1.0)
+            totals.append(bar.bar.tasks[0].total)
+        # 60 steps at 50 s; 50 s left at 1 step/s: ends near step 110, and says so steadily
+        assert 105 <= totals[-1] <= 115, totals[-5:]
+        assert max(totals[-10:]) - min(totals[-10:]) <= 5, totals[-10:]  # it jumped 701..4096
+        assert _shown(bar, 120).endswith("ETA 0:00:50")  # was -:--:-- all along
+    finally:
+        bar.close()
+
+
+def test_a_time_budget_bar_ends_at_max_steps_when_they_come_first(monkeypatch):
+    _on_a_terminal(monkeypatch)
+    clock = [0.0]
+    bar = train._Progress(total=80, budget_s=1000.0, initial=0)
+    try:
+        bar.update(10, {}, None, 0, 1.0)
+        bar.expect(900, lambda: clock[0])
+        for step in range(11, 41):
+            clock[0] += 1.0
+            bar.update(step, {}, None, 0, 1.0)
+        assert bar.bar.tasks[0].total == 80
+        assert _shown(bar, 120).endswith("ETA 0:00:40")  # 40 steps to go at 1 s, not 960 s
+    finally:
+        bar.close()
+
+
+def test_tokens_per_s_after_an_evaluation_leaves_the_evaluation_out(tmp_path):
+    """The train record after an evaluation timed the evaluation as training: a pretraining
+    run with a 0.36 s evaluation logged 23,220 tokens/s there and ~120,000 around it."""
+
+    def slow_evaluator(model) -> dict[str, float]:
+        time.sleep(0.5)
+        return {"loss": 1.0}
+
+    cfg = TrainConfig(batch_size=4, epochs=None, max_steps=6, log_every=2, eval_every=4)
+    run = Run.create(tmp_path / "runs", "toy", Config(name="toy", train=cfg), kind="toy")
+    model = Net()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    train.fit(
+        model, opt, Toy(), Toy(8), collate, objective(), cfg, run, seed=0,
+        evaluator=slow_evaluator, say=lambda m: None,
+    )  # fmt: skip
+    records = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+    logged = {r["step"]: r for r in records if r["kind"] == "train"}
+    tokens = logged[6]["tokens"] - logged[4]["tokens"]  # steps 5-6, after the step-4 evaluation
+    # timed with the 0.5 s pause its rate was at most tokens / 0.5; two toy steps take ms
+    assert logged[6]["tokens_per_s"] > 2 * tokens / 0.5, logged[6]
+    pause = logged[6]["time"] - logged[4]["time"]
+    assert pause >= 0.5  # while the run's clock does count the evaluation

@@ -7,6 +7,7 @@ import json
 import re
 import time
 
+import pytest
 import torch
 from rich.console import Console
 
@@ -108,3 +109,27 @@ def test_tokens_per_s_after_an_evaluation_leaves_the_evaluation_out(tmp_path):
     assert logged[6]["tokens_per_s"] > 2 * tokens / 0.5, logged[6]
     pause = logged[6]["time"] - logged[4]["time"]
     assert pause >= 0.5  # while the run's clock does count the evaluation
+
+
+def test_tensorboard_has_each_evaluation_once_and_the_config(tmp_path):
+    """The epoch record repeats the last evaluation: TensorBoard drew every valid/* point
+    twice at each epoch's end (a stale one where the epoch ended after it). And the README
+    promises each tracker the run's config: TensorBoard got none."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from encoderlab.config import Config
+    from encoderlab.runs import Run
+
+    run = Run.create(tmp_path / "runs", "tb", Config(), "pretrain")
+    run.log({"step": 5, "epoch": 0.5, "kind": "train", "train/loss": 2.0})
+    run.log({"step": 8, "epoch": 0.8, "kind": "eval", "valid/loss": 1.5})
+    run.log({"step": 10, "epoch": 1.0, "kind": "epoch", "valid/loss": 1.5})
+    run.close()
+    acc = EventAccumulator(str(run.path / "tb"))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("valid/loss")] == [(8, 1.5)]
+    assert [e.step for e in acc.Scalars("train/loss")] == [5]
+    (config,) = acc.Tensors("config/text_summary")
+    text = config.tensor_proto.string_val[0].decode()
+    assert "train:" in text and "model:" in text

@@ -351,6 +351,8 @@ class Run:
         self.lock()
         with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        if record.get("kind") == "epoch":  # the last evaluation's values again: trackers
+            return  # have them at the evaluation's own step (two points each, stale ones)
         step = int(record.get("step", 0))
         tb = self.tensorboard()
         if tb is not None:
@@ -410,7 +412,12 @@ class Run:
             except ImportError:  # tensorboard missing: metrics.jsonl still has everything
                 self._tb = False
                 return None
+            fresh = not any((self.path / "tb").glob("events.out.tfevents.*"))
             self._tb = SummaryWriter(str(self.path / "tb"), purge_step=self._tb_purge)
+            config = self.path / "config.yaml"
+            if fresh and config.is_file():  # the run's config, once (its Text tab)
+                text = config.read_text(encoding="utf-8")
+                self._tb.add_text("config", "    " + text.replace("\n", "\n    "), 0)
         return self._tb or None
 
     def close(self) -> None:

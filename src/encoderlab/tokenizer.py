@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -117,7 +118,7 @@ def _build(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.Trainer]:
     common: dict[str, Any] = {
         "vocab_size": cfg.vocab_size,
         "special_tokens": SPECIAL_TOKENS,
-        "show_progress": False,
+        "show_progress": sys.stderr.isatty(),  # the trainer's own bar, on a terminal only
     }
     if cfg.kind == "bpe":
         tok = Tokenizer(models.BPE(unk_token=None))

@@ -67,6 +67,7 @@ from encoderlab.runtime import (
     autocast_dtype,
     bar_columns,
     batch_tokens,
+    clock_text,
     epoch_order,
     make_loader,
     share,
@@ -756,6 +757,7 @@ class Recorder:
     window_tokens: int = 0  # throughput since the last train log (not checkpointed)
     window_t0: float = field(default_factory=time.perf_counter)
     last_print: float = 0.0
+    first_log: tuple[int, float] | None = None  # (step, seconds) of this process's first log
     _missing_said: bool = False  # the primary metric was missing from an evaluation, said once
 
     def stepped(self, state: LoopState, tokens: int) -> None:
@@ -789,12 +791,31 @@ class Recorder:
             "time": round(self.clock.seconds(), 2),
         }
         self.run.log(record)
+        if self.first_log is None:
+            self.first_log = (state.step, record["time"])
         if self.progress.bar is None and now - self.last_print >= 20:  # no bar: a line at times
             self.last_print = now
             shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("train/"))
-            self.say(f"step {state.step}  {shown}  {record['tokens_per_s']:,.0f} tok/s")
+            self.say(
+                f"step {state.step}{self._of_total()}  {shown}  "
+                f"{record['tokens_per_s']:,.0f} tok/s{self._eta(state.step, record['time'])}"
+            )
         state.window, self.window_tokens, self.window_t0 = {}, 0, now
         state.window_steps = 0
+
+    def _of_total(self) -> str:
+        return f"/{self.plan.total_steps:,}" if self.plan.total_steps else ""
+
+    def _eta(self, step: int, seconds: float) -> str:
+        """`  ETA 0:03:12` for a line without a bar (a log file, a study's arm): the steps
+        left at this process's pace so far, or the budget left when that ends the run first."""
+        step0, seconds0 = self.first_log or (step, seconds)
+        left: list[float] = []
+        if self.plan.total_steps and step > step0 and seconds > seconds0:
+            left.append((self.plan.total_steps - step) * (seconds - seconds0) / (step - step0))
+        if self.plan.budget_s:
+            left.append(max(self.plan.budget_s - seconds, 0.0))
+        return f"  ETA {clock_text(min(left))}" if left else ""
 
     def evaluate(self, state: LoopState) -> None:
         """Evaluate on valid, log it, keep the best, tell `on_eval`. A better result's weights

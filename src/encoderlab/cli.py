@@ -562,6 +562,10 @@ def export(
         raise UserError(
             "give an output: encoderlab export RUN --to-hf OUT_DIR and/or --to-onnx model.onnx"
         )
+    if to_hf is not None and to_onnx is not None:
+        from encoderlab.onnx_export import _onnx
+
+        _onnx()  # a missing onnx is refused before --to-hf writes its folder
     if to_hf is not None:
         from encoderlab.hf import export_run
 

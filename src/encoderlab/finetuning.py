@@ -42,6 +42,7 @@ from encoderlab.inference import (
     write_jsonl,
     write_submission,
 )
+from encoderlab.loggers import check_installed
 from encoderlab.model import Encoder, num_params, param_groups, prepare_training
 from encoderlab.objectives import validation_metric_names
 from encoderlab.pretraining import check_not_finished
@@ -533,6 +534,8 @@ def finetune(
     continue the run at `resume` from its last checkpoint (same data split, tokenizer,
     architecture and freezing as it started with).
     Under torchrun: on every rank, see `encoderlab.distributed`."""
+    if resume is None and cfg is not None:
+        check_installed(cfg.train.loggers)  # a missing tracker: before any stage or data
     if resume is None and cfg is not None and cfg.self_pretrain is not None:
         cfg = self_pretrain(cfg, say)  # init: the pretraining run it made or found
     started = time.perf_counter()  # a whole-run time budget counts from here

@@ -24,6 +24,7 @@ from encoderlab.config import Config, TrainConfig, load_config, read_yaml, save_
 from encoderlab.data.tokens import build_mlm_datasets, cache_key, collate_mlm
 from encoderlab.electra import check_new_run
 from encoderlab.errors import UserError
+from encoderlab.loggers import check_installed
 from encoderlab.model import param_summary, prepare_training
 from encoderlab.objectives import pretraining_setup
 from encoderlab.runs import ReadOnlyRun, Run, atomic_write, check_runs_dir
@@ -162,6 +163,7 @@ def pretrain(
     assert cfg is not None
     if resume is None:
         check_runs_dir(cfg.runs_dir)  # before the tokenizer and the data are made
+        check_installed(cfg.train.loggers)  # a missing tracker too
         check_new_run(cfg)  # settings ELECTRA would ignore
     with distributed.session(resolve_device(cfg.train.device)):
         run, result = _pretrain(cfg, resume, distributed.main_says(say), on_eval, record)

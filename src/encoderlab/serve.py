@@ -440,7 +440,10 @@ def serve(
     """Load the run once and answer predictions until interrupted (Ctrl-C)."""
     if Starlette is None:
         raise UserError(INSTALL_HINT)
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError:  # starlette came with another package, uvicorn did not
+        raise UserError(INSTALL_HINT) from None
 
     limits = limits or ServeLimits()
     limits.check()

@@ -270,6 +270,14 @@ def _run_sweep(sweep: Sweep, resume: bool, address: str | None, say: Callable[[s
         raise UserError(
             "sweeps need Ray Tune: pip install 'encoderlab[sweep]' (ray[tune] and optuna)"
         ) from None
+    if sweep.spec.search == "optuna":
+        try:
+            import optuna  # noqa: F401 - else Ray's OptunaSearch asserts, after the claim
+        except ImportError:
+            raise UserError(
+                f"{sweep.path}: search: optuna needs optuna: pip install 'encoderlab[sweep]' "
+                "(or optuna), or use search: random"
+            ) from None
     hold(sweep)  # a sweep running in this folder stops this one here
     start_over = check_resume(sweep) if resume else check_fresh(sweep)
     if resume:

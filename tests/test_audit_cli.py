@@ -17,15 +17,9 @@ import encoderlab
 from conftest import run_cli as cli
 from encoderlab.config import FinetuneConfig, load_config, parse_override, read_yaml
 from encoderlab.errors import UserError
+from test_hardening import one_line_error
 
 SRC = Path(encoderlab.__file__).resolve().parents[1]
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and err.strip().count("\n") == 0, err
-    assert err.startswith("error: "), err
-    return err
 
 
 # ---------------------------------------------------------------------------------------------

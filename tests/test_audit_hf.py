@@ -21,9 +21,9 @@ transformers = pytest.importorskip("transformers")
 
 from encoderlab import hf  # noqa: E402
 from test_hf import (  # noqa: E402
-    ROBERTA_SPECIALS,
     TINY,
     bert_kw,
+    byte_level_bpe,
     ft_config,
     make_checkpoint,
     quiet,
@@ -35,19 +35,10 @@ from test_hf import (  # noqa: E402
 def write_gpt2_style_tokenizer(d: Path) -> int:
     """A byte-level BPE as roberta-base ships it: add_prefix_space off (a word at the start of a
     text has no "Ġ"), with the tokenizer_config.json transformers writes."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import processors
 
     d.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=320,
-        special_tokens=ROBERTA_SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(synthetic_lines(200), trainer=trainer)
+    tok = byte_level_bpe(add_prefix_space=False)
     tok.post_processor = processors.RobertaProcessing(
         ("</s>", 2), ("<s>", 0), trim_offsets=True, add_prefix_space=False
     )

@@ -8,6 +8,7 @@ from torch import nn
 from encoderlab.config import TrainConfig
 from encoderlab.runs import Run
 from encoderlab.train import Objective, fit
+from test_train import collate
 
 
 class Rows(torch.utils.data.Dataset):
@@ -25,10 +26,6 @@ class Rows(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return {"input_ids": self.x[i], "labels": self.y[i]}
-
-
-def collate(items):
-    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
 def objective(units):

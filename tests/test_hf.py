@@ -65,12 +65,12 @@ def write_bert_tokenizer_json(d: Path) -> int:
     return n
 
 
-def write_roberta_tokenizer(d: Path, with_config: bool = True) -> int:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+def byte_level_bpe(add_prefix_space: bool = True):
+    """A small byte-level BPE with RoBERTa's specials, trained on synthetic lines."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    d.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=320,
@@ -79,6 +79,14 @@ def write_roberta_tokenizer(d: Path, with_config: bool = True) -> int:
         show_progress=False,
     )
     tok.train_from_iterator(synthetic_lines(200), trainer=trainer)
+    return tok
+
+
+def write_roberta_tokenizer(d: Path, with_config: bool = True) -> int:
+    from tokenizers import processors
+
+    d.mkdir(parents=True, exist_ok=True)
+    tok = byte_level_bpe()
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
     tok.save(str(d / "tokenizer.json"))
     if with_config:

@@ -118,13 +118,18 @@ class EvalBatches:
     rows: list[np.ndarray]
     lengths: np.ndarray
 
+    @staticmethod
+    def order(features: list[Feature], batch_size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(lengths, the features of each batch): longest rows first."""
+        lengths = feature_lengths(features)
+        order = np.argsort(-lengths, kind="stable")
+        return lengths, [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
     @classmethod
     def build(
         cls, task: Task, features: list[Feature], pad_id: int, batch_size: int, pin: bool = False
     ) -> EvalBatches:
-        lengths = feature_lengths(features)
-        order = np.argsort(-lengths, kind="stable")
-        rows = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        lengths, rows = cls.order(features, batch_size)
         batches = []
         for idx in rows:
             batch = task.collate([features[i] for i in idx], pad_id)
@@ -154,9 +159,7 @@ def predict_outputs(
     was_training = model.training
     model.eval()
     if batches is None:  # collated one batch at a time: a big file's padded set is not held
-        lengths = feature_lengths(features)
-        order = np.argsort(-lengths, kind="stable")
-        rows = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        lengths, rows = EvalBatches.order(features, batch_size)
         collated = (task.collate([features[i] for i in idx], pad_id) for idx in rows)
     else:
         lengths, rows, collated = batches.lengths, batches.rows, iter(batches.batches)

@@ -210,7 +210,8 @@ def hint(mlm_acc: float | None, labelled: int = LABELLED) -> str:
     return (
         f"why: a stage this short{reached}, which is mostly word frequencies, while {labelled:,} "
         "labels let a model from scratch learn the sentiment words directly. Where pretraining "
-        "pays on 2 CPU cores: examples/conll2003 (a 13-minute stage: +5.8 entity-F1 points) "
+        "pays on 2 CPU cores (studies in the encoderlab repository): examples/conll2003 (a "
+        "13-minute stage: +5.8 entity-F1 points) "
         "and examples/disaster_tweets (a 13-minute stage: +5.3 points with 500 labels, +2.6 "
         "after one epoch on all 6,852); a longer "
         "stage here (--minutes N) shows whether and when it starts to help on these reviews"

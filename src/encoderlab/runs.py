@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import math
 import os
@@ -624,8 +625,10 @@ def _save_weights(
     readable_as_umask(path)
 
 
+@functools.cache
 def _umask() -> int:
-    """This process's umask, read without changing it (os.umask sets it, for every thread)."""
+    """This process's umask, read without changing it (os.umask sets it, for every thread);
+    read once, not at every checkpoint's two files."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):

@@ -111,6 +111,30 @@ def test_tokens_per_s_after_an_evaluation_leaves_the_evaluation_out(tmp_path):
     assert pause >= 0.5  # while the run's clock does count the evaluation
 
 
+def test_the_runs_tokens_per_s_leaves_its_evaluations_out(tmp_path):
+    """run.json's and the done line's tokens/s were over the loop's whole time, evaluations
+    included: a run that evaluates often looked slower than it trains."""
+
+    def slow_evaluator(model) -> dict[str, float]:
+        time.sleep(0.4)
+        return {"loss": 1.0}
+
+    cfg = TrainConfig(batch_size=4, epochs=None, max_steps=6, log_every=2, eval_every=2)
+    run = Run.create(tmp_path / "runs", "toy", Config(name="toy", train=cfg), kind="toy")
+    model = Net()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    result = train.fit(
+        model, opt, Toy(), Toy(8), collate, objective(), cfg, run, seed=0,
+        evaluator=slow_evaluator, say=lambda m: None,
+    )  # fmt: skip
+    info = json.loads((run.path / "run.json").read_text())
+    assert info["eval_seconds"] >= 1.19  # three evaluations of 0.4 s, counted
+    assert result.train_seconds >= info["eval_seconds"]  # the run's clock keeps them
+    # six toy steps take milliseconds: over the whole clock the rate is < tokens / 1.2 s
+    assert info["tokens_per_s"] > 2 * info["tokens"] / 1.2, info
+    assert result.tokens_per_s == pytest.approx(info["tokens_per_s"], rel=1e-3)
+
+
 def test_tensorboard_has_each_evaluation_once_and_the_config(tmp_path):
     """The epoch record repeats the last evaluation: TensorBoard drew every valid/* point
     twice at each epoch's end (a stale one where the epoch ended after it). And the README

@@ -134,6 +134,7 @@ class LoopState:
     tokens: int = 0
     samples: int = 0
     train_seconds: float = 0.0
+    eval_seconds: float = 0.0  # of train_seconds, those spent evaluating (tokens/s leaves them out)
     nonfinite_total: int = 0
     nonfinite_streak: int = 0
     best_value: float | None = None
@@ -826,12 +827,14 @@ class Recorder:
             return
         t0 = time.perf_counter()
         metrics = {f"valid/{k}": v for k, v in self.measure().items()}
+        eval_s = time.perf_counter() - t0
+        state.eval_seconds += eval_s
         record = {
             "step": state.step,
             "epoch": round(state.step / self.plan.steps_per_epoch, 4),
             "kind": "eval",
             **metrics,
-            "eval_seconds": round(time.perf_counter() - t0, 3),
+            "eval_seconds": round(eval_s, 3),
         }
         self.run.log(record)
         state.last_eval = metrics
@@ -934,13 +937,16 @@ class Recorder:
         self._written(functools.partial(self.checkpoint, state) if stopped == "finished" else None)
         state.settle()
         seconds = self.clock.seconds()
+        # the training rate: evaluations are not training (they are in train_seconds)
+        tokens_per_s = state.tokens / max(seconds - state.eval_seconds, 1e-9)
         self.run.update(
             status="failed" if stopped.startswith("loss was not finite") else "finished",
             stopped_because=stopped,
             finished=time.time(),
             nonfinite_steps=state.nonfinite_total,
             tokens=state.tokens,
-            tokens_per_s=round(state.tokens / max(seconds, 1e-9), 1),
+            tokens_per_s=round(tokens_per_s, 1),
+            eval_seconds=round(state.eval_seconds, 2),
         )
         self.run.close()
         return FitResult(
@@ -949,7 +955,7 @@ class Recorder:
             stopped_because=stopped,
             best=self.run.info.get("best", {}),
             last_eval=state.last_eval,
-            tokens_per_s=state.tokens / max(seconds, 1e-9),
+            tokens_per_s=tokens_per_s,
             train_seconds=seconds,
         )
 

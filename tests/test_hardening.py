@@ -12,6 +12,7 @@ import os
 import pathlib
 import pickle
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -516,7 +517,10 @@ def test_a_damaged_run_json_is_one_line_for_commands_and_a_warning_for_reports(
         assert (copy / "run.json").read_text() == damage  # a failed resume changes nothing
         assert cli("report", copy, "--out", tmp_path / "rep") == 0
         captured = capsys.readouterr()
-        assert "run.json: unreadable" in captured.out + captured.err
+        said = captured.out + captured.err
+        # the warning names what is wrong (it said "unreadable (DamagedRunFile)")
+        assert "run.json: damaged (" in said and "reported without it" in said, said
+        assert "DamagedRunFile" not in said
     assert not (tmp_path / "hf").exists()
 
 
@@ -1104,6 +1108,33 @@ def test_a_runs_dir_that_cannot_be_written_is_one_line_before_any_work(
     ft.write_text(yaml.safe_dump(base_cfg(tmp_path, runs_dir=str(ro / "runs"))))
     assert cli("finetune", ft) == 2
     assert "cannot write there" in one_line_error(capsys)
+
+
+def test_a_run_copied_from_another_machine_is_not_running_here_because_a_pid_matches(
+    finetuned, tmp_path
+):
+    """`runs list` asked only whether the recorded pid was alive: a run copied from another
+    machine (or left by a kill -9) read "running" whenever a local process had that pid."""
+    from encoderlab.runs import live_status, release_lock, take_lock
+
+    copied = tmp_path / "copied"
+    shutil.copytree(finetuned, copied)
+    Run(copied).update(status="running", pid=os.getpid(), host="elsewhere")  # a live pid here
+    assert live_status(Run(copied).info, copied) == "killed (resumable)"  # nobody holds it
+    take_lock(copied)  # the writer: alive while it holds the run's lock
+    try:
+        assert live_status(Run(copied).info, copied) == "running"
+    finally:
+        release_lock(copied)
+    # no lock file (runs written before it): another host's pid says nothing here
+    (copied / "run.lock").unlink()
+    assert live_status(Run(copied).info, copied) == "running"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for pid, expected in ((os.getpid(), "running"), (dead.pid, "killed (resumable)")):
+        Run(copied).update(host=socket.gethostname(), pid=pid)  # this host's pid: asked
+        (copied / "run.lock").unlink()  # (the update wrote one)
+        assert live_status(Run(copied).info, copied) == expected
 
 
 def test_report_and_runs_list_agree_on_killed_runs_and_name_what_they_leave_out(

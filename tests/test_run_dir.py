@@ -323,7 +323,7 @@ def test_report_reads_damaged_runs_with_one_line_warnings(tmp_path, capsys):
     run_json = good.path / "run.json"
     run_json.write_text(run_json.read_text()[:15])
     data = load_run(good.path)
-    assert data.info == {} and any("run.json: unreadable" in w for w in data.warnings)
+    assert data.info == {} and any("run.json: damaged (" in w for w in data.warnings)
     assert (build_report([good.path], tmp_path / "report")).is_file()
 
 

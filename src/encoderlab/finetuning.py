@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -814,6 +815,7 @@ def _describe_run(
         valid_source=data.valid_source,
         **({"self_pretrain": cfg.self_pretrain.run} if cfg.self_pretrain else {}),
         pid=os.getpid(),
+        host=socket.gethostname(),
     )
     say(
         f"{task_type}: {len(data.train):,} train / {len(data.valid):,} valid examples"

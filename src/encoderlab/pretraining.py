@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,7 @@ def _pretrain(
         corpus_docs=store.n_docs,
         objective=cfg.objective,
         pid=os.getpid(),
+        host=socket.gethostname(),
         **(record or {}),
     )
     saved = run.path / "config.yaml"

@@ -104,21 +104,58 @@ def live_status(info: dict[str, Any], path: Path | None = None) -> str:
     """A run's status as `runs list` and reports show it: one marked running whose process
     is gone was killed, and says whether --resume has a checkpoint to go on from."""
     status = str(info.get("status", "?"))
+    if status != "running" or writer_alive(info, path) is not False:
+        return status
+    run = Run(path) if path is not None else None
+    if run is not None and run.latest_checkpoint() is None:
+        # a fine-tuning run's best weights still predict, evaluate and serve
+        if run.best_folders():
+            return "killed (best weights kept; not resumable)"
+        return "killed (no checkpoint)"
+    return "killed (resumable)"
+
+
+def writer_alive(info: dict[str, Any], path: Path | None = None) -> bool | None:
+    """Whether the process writing a run is alive; None when this machine cannot tell.
+
+    The run's lock is the witness: its writer holds a flock on it until it closes the run,
+    and the kernel drops it when the writer dies, so a run copied from another machine (or
+    left by a kill -9) reads as dead even where a local process has its old pid. Without
+    flock (or the lock file, in older runs) the pid is asked, on the host that wrote it."""
+    if path is not None:
+        held = _lock_held(Path(path) / LOCK_FILE)
+        if held is not None:
+            return held
     pid = info.get("pid")
-    if status == "running" and pid:
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            run = Run(path) if path is not None else None
-            if run is not None and run.latest_checkpoint() is None:
-                # a fine-tuning run's best weights still predict, evaluate and serve
-                if run.best_folders():
-                    return "killed (best weights kept; not resumable)"
-                return "killed (no checkpoint)"
-            return "killed (resumable)"
-        except (PermissionError, ValueError, TypeError, OverflowError):  # another user's; junk
-            pass
-    return status
+    if not pid:
+        return None
+    host = info.get("host")
+    if host is not None and host != socket.gethostname():
+        return None  # another machine's process: no pid of ours says anything about it
+    return pid_alive(pid)
+
+
+def _lock_held(lock: Path) -> bool | None:
+    """True: some process holds `lock`'s flock; False: none does; None: cannot tell."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def recorded_start(run_dir: str | Path) -> Path | None:

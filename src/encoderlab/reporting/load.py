@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from encoderlab.config import read_yaml
-from encoderlab.runs import Run, find_runs
+from encoderlab.errors import first_line
+from encoderlab.runs import DAMAGED_HINT, DamagedRunFile, Run, find_runs
 from encoderlab.tasks.registry import metric_mode, task_class
 
 PRETRAIN_PRIMARY = "mlm_acc"  # fine-tuning tasks declare theirs (encoderlab.tasks.registry)
@@ -164,10 +165,12 @@ def _evaluation(path: Path, warnings: list[str]) -> dict[str, Any] | None:
 def _run_info(run: Run, warnings: list[str]) -> dict[str, Any]:
     try:
         info = run.info
-    except (OSError, ValueError) as e:  # ValueError: JSON, UTF-8, runs.DamagedRunFile
-        warnings.append(
-            f"{run.path / 'run.json'}: unreadable ({type(e).__name__}); reported without it"
-        )
+    except DamagedRunFile as e:  # its message names the file, the fault and the fix
+        warnings.append(f"{str(e).removesuffix('; ' + DAMAGED_HINT)}; reported without it")
+        return {}
+    except (OSError, ValueError) as e:  # unreadable (permissions, I/O), or not UTF-8
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else first_line(e)
+        warnings.append(f"{run.path / 'run.json'}: unreadable ({reason}); reported without it")
         return {}
     return info if isinstance(info, dict) else {}
 

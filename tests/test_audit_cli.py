@@ -96,10 +96,8 @@ def test_ctrl_c_while_torch_is_half_imported_is_one_line_and_130(tmp_path, monke
     ],
 )
 def test_a_hash_in_a_set_value_is_text_not_a_comment(text, value):
-    from encoderlab.cli import _hash_is_text
-
-    (given,) = _hash_is_text([text])
-    assert parse_override(given)[1] == value
+    # parse_override: the CLI's --set, the API's list overrides and a study arm's `set:`
+    assert parse_override(text)[1] == value
 
 
 def test_a_set_value_that_starts_with_a_hash_reaches_the_config(tmp_path, capsys):
@@ -279,3 +277,13 @@ def test_a_data_path_beside_the_config_but_not_here_says_so(tmp_path, monkeypatc
     assert not (tmp_path / "runs").exists()
     monkeypatch.chdir(exp)  # from the config's folder it is found
     assert load_config(Path("ft.yaml"), schema=FinetuneConfig).task.train == "train.csv"
+
+
+def test_the_api_list_overrides_keep_a_hash_as_text():
+    """The `#` fix lived in the CLI's --set callback: the API's list overrides (and a study
+    arm's `set:`) still named a run `exp` for `name=exp #2`."""
+    from encoderlab.api import make_config
+    from encoderlab.config import FinetuneConfig
+
+    cfg = make_config({}, ["name=exp #2", "task.train=#1.csv"], FinetuneConfig)
+    assert cfg.name == "exp #2" and cfg.task.train == "#1.csv"

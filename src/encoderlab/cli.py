@@ -74,32 +74,12 @@ console = _Console(width=None if sys.stdout.isatty() else 160, emoji=False)
 err_console = _Console(stderr=True, width=None if sys.stderr.isatty() else 200, emoji=False)
 
 
-def _hash_is_text(values: list[str] | None) -> list[str] | None:
-    """`--set` values with ` #` in them, quoted: YAML reads ` #...` as a comment, so `--set
-    "name=run #3"` named the run `run` and `--set "task.train=#1.csv"` set no file at all;
-    a shell has already taken any comment off the command line."""
-    if not values:
-        return values
-    from encoderlab.config import parse_override
-
-    out = []
-    for text in values or []:
-        key, _, raw = text.partition("=")
-        if re.search(r"(?:^|\s)#", raw):
-            with contextlib.suppress(UserError):  # not KEY=VALUE: load_config says so
-                if "#" not in str(parse_override(text)[1]):  # the comment was dropped
-                    text = f"{key}={json.dumps(raw.strip(), ensure_ascii=False)}"
-        out.append(text)
-    return out
-
-
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--set",
         "-s",
         help="Override a config field: --set train.lr=2e-4 (repeatable).",
-        callback=_hash_is_text,
     ),
 ]
 
@@ -455,7 +435,6 @@ def evaluate(
             "-s",
             help="How to read --data: task.* reading options, e.g. --set task.label_column=y "
             "(repeatable).",
-            callback=_hash_is_text,
         ),
     ] = None,
 ) -> None:
@@ -487,7 +466,6 @@ def predict(
             "-s",
             help="How to read --input: task.* reading options, e.g. --set task.text_column=body "
             "(repeatable).",
-            callback=_hash_is_text,
         ),
     ] = None,
 ) -> None:
@@ -789,7 +767,6 @@ def quickstart(
             "--set",
             "-s",
             help="Override a pretraining config field (repeatable).",
-            callback=_hash_is_text,
         ),
     ] = None,
     finetune_overrides: Annotated[
@@ -797,7 +774,6 @@ def quickstart(
         typer.Option(
             "--finetune-set",
             help="Override a field of both fine-tuning arms.",
-            callback=_hash_is_text,
         ),
     ] = None,
     labelled: Annotated[int, typer.Option(help="Labelled reviews to fine-tune on.")] = 1000,

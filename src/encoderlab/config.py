@@ -848,6 +848,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() != "" else ""  # noqa: S506
     except yaml.YAMLError:
         value = raw
+    if re.search(r"(?:^|\s)#", raw) and "#" not in str(value):
+        # YAML took ` #...` for a comment (`name=run #3` named the run `run`; `task.train=#1.csv`
+        # set nothing): one override has no comments, so the value is the text as written
+        value = raw.strip()
     return key.split("."), value
 
 

@@ -53,6 +53,9 @@ def test_a_tiny_study_runs_its_arms_records_failures_and_skips_done_ones(tmp_pat
     lines: list[str] = []
     html = run_study(study, say=lines.append)
     assert "ok vs broken: not both done (broken: failed)." in lines
+    # each arm's first line says where the study is
+    assert any(x.startswith("[ok] starting (1 of 2): finetune ") for x in lines), lines
+    assert any(x.startswith("[broken] starting (2 of 2): finetune ") for x in lines), lines
     arms = json.loads((out / "study.json").read_text())["arms"]
     assert arms["ok"]["status"] == "done"
     assert arms["broken"]["status"] == "failed" and arms["broken"]["exit_code"] == 2
@@ -65,7 +68,7 @@ def test_a_tiny_study_runs_its_arms_records_failures_and_skips_done_ones(tmp_pat
     lines.clear()
     run_study(study, say=lines.append)
     text = "\n".join(lines)
-    assert "[ok] done already" in text and "[broken] retrying" in text
+    assert "[ok] done already" in text and "[broken] retrying (2 of 2)" in text
     assert sorted(p.name for p in (out / "runs").iterdir()) == [run_dir.name]
 
     # a comment or layout edit in the config is the same arm; an edited value is a new one

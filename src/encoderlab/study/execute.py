@@ -21,7 +21,7 @@ import yaml
 from encoderlab.config import parse_override
 from encoderlab.errors import UserError, signals_as_interrupt
 from encoderlab.jobs import run_info
-from encoderlab.runs import has_checkpoint, pid_alive, release_lock, take_lock
+from encoderlab.runs import has_checkpoint, release_lock, take_lock, writer_alive
 from encoderlab.study.data import generated_files, prepare_data
 from encoderlab.study.process import launch
 from encoderlab.study.spec import PLACEHOLDER_RE, Study, load_study
@@ -210,8 +210,9 @@ def _run_study(study: Study, out: Path, profile: str | None, say: Callable[[str]
     }
 
     with signals_as_interrupt():
-        for entry in study.entries():
-            _run_entry(study, state, entry, values, say)
+        entries = study.entries()
+        for k, entry in enumerate(entries, 1):
+            _run_entry(study, state, entry, values, say, f"{k} of {len(entries)}")
     return _write_up(study, state, say)
 
 
@@ -272,6 +273,7 @@ def _plan(
     overrides: list[str],
     same: bool,
     say: Callable[[str], None],
+    where: str = "",
 ) -> tuple[list[str], Path | None] | None:
     """The arm's command and the run it resumes (None: a new run), or None when it is done."""
     name = entry["name"]
@@ -287,12 +289,12 @@ def _plan(
         and has_checkpoint(run_dir)
     ):
         info = run_info(run_dir)
-        if info.get("status") == "running" and pid_alive(info.get("pid")):
+        if info.get("status") == "running" and writer_alive(info, run_dir):
             raise UserError(
                 f"{run_dir}: arm '{name}' is still running in process {info['pid']}; "
                 "wait for it or stop it first"
             )
-        say(f"[{name}] resuming {run_dir}")
+        say(f"[{name}] resuming {run_dir}{f' ({where})' if where else ''}")
         return [*prog, "--resume", str(run_dir)], run_dir
     sets = [*overrides, f"runs_dir={_quoted(str(study.runs_dir))}", f"name={_quoted(name)}"]
     cmd = [*prog, str(entry["config"])]
@@ -306,7 +308,7 @@ def _plan(
     if rec.get("status") in ("running", "interrupted"):
         why = "restarting (no checkpoint to resume)" if same else "its command changed"
     say(
-        f"[{name}] {why}: {entry['command']} {entry['config']}"
+        f"[{name}] {why}{f' ({where})' if where else ''}: {entry['command']} {entry['config']}"
         + "".join(f" --set {s}" for s in overrides)
     )
     return cmd, None
@@ -318,7 +320,10 @@ def _run_entry(
     entry: dict[str, Any],
     values: dict[str, Callable[[], str]],
     say: Callable[[str], None],
+    where: str = "",
 ) -> None:
+    """One arm (or the stage): skipped when done, else run or resumed; `where` ("2 of 7")
+    goes on the line that starts it, a study's progress."""
     name = entry["name"]
     rec = state.arm(name)
     try:
@@ -341,7 +346,7 @@ def _run_entry(
     if earlier is not None:
         _reuse(state, name, earlier, say)
         return
-    planned = _plan(study, rec, entry, overrides, same, say)
+    planned = _plan(study, rec, entry, overrides, same, say, where)
     if planned is None:
         return
     cmd, run_dir = planned

@@ -287,3 +287,41 @@ def test_the_api_list_overrides_keep_a_hash_as_text():
 
     cfg = make_config({}, ["name=exp #2", "task.train=#1.csv"], FinetuneConfig)
     assert cfg.name == "exp #2" and cfg.task.train == "#1.csv"
+
+
+def test_print_config_shows_the_resolved_config_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    """--print-config: the config a run would use, defaults fitted to the init and task,
+    printed as YAML; saved and run again, it reads back the same."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert cli("finetune", "--print-config", "--set", "task.train=t.csv", "--set", "init=hf:x") == 0
+    hub = yaml.safe_load(capsys.readouterr().out)
+    assert hub["init"] == "hf:x" and hub["task"]["train"] == "t.csv"
+    assert hub["train"]["lr"] == 1e-4 and hub["head"]["type"] == "pooler"  # the hub defaults
+    assert (
+        cli("finetune", "--print-config", "-s", "task.train=t.csv", "-s", "task.type=tagging") == 0
+    )
+    out = capsys.readouterr().out
+    scratch = yaml.safe_load(out)
+    assert scratch["train"]["lr"] == 1e-3 and scratch["task"]["type"] == "tagging"
+    saved = tmp_path / "mine.yaml"
+    saved.write_text(out)
+    assert cli("finetune", saved, "--print-config") == 0
+    assert capsys.readouterr().out == out  # it round-trips
+    # an explicit lr far off for the init: the warning on stderr, the YAML still clean
+    assert (
+        cli("finetune", saved, "--print-config", "--set", "init=hf:x", "-s", "train.lr=1e-2") == 0
+    )
+    captured = capsys.readouterr()
+    assert "warning: train.lr=0.01 is far outside" in captured.err
+    assert yaml.safe_load(captured.out)["train"]["lr"] == 1e-2
+    assert cli("pretrain", "--print-config", "--set", "recipe=budget") == 0
+    pre = yaml.safe_load(capsys.readouterr().out)
+    assert pre["recipe"] == "budget" and pre["model"]["norm"] == "pre"  # the recipe filled in
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml"]  # no runs/, nothing
+    assert cli("finetune", "--print-config", "--resume", tmp_path) == 2
+    assert "config.yaml" in one_line_error(capsys)
+    assert cli("finetune", "--print-config", "--set", "train.nope=1") == 2
+    assert "nope" in one_line_error(capsys)

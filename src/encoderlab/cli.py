@@ -74,6 +74,16 @@ console = _Console(width=None if sys.stdout.isatty() else 160, emoji=False)
 err_console = _Console(stderr=True, width=None if sys.stderr.isatty() else 200, emoji=False)
 
 
+PrintConfigOpt = Annotated[
+    bool,
+    typer.Option(
+        "--print-config",
+        help="Print the config the run would use (every default filled in, for this init and "
+        "task) as YAML, and exit: a starting point to save and edit.",
+    ),
+]
+
+
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -252,11 +262,16 @@ def pretrain(
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue this run directory.")
     ] = None,
+    print_config: PrintConfigOpt = False,
 ) -> None:
     """Masked-LM pretraining of an encoder."""
-    from encoderlab.config import load_config
+    from encoderlab.config import load_config, to_yaml
     from encoderlab.pretraining import pretrain as run_pretrain
 
+    if print_config:
+        _no_resume_to_print(resume)
+        print(to_yaml(load_config(config, overrides)), end="")
+        return
     if resume is None and config is None:
         raise UserError("give a config file (e.g. configs/pretrain.yaml) or --resume RUN_DIR")
     if resume is not None and config is not None:
@@ -265,6 +280,13 @@ def pretrain(
     resume = _where_it_started(resume)
     run, result = run_pretrain(cfg, resume=resume, overrides=overrides if resume else None, say=say)
     _print_result(run, result)
+
+
+def _no_resume_to_print(resume: Path | None) -> None:
+    if resume is not None:
+        raise UserError(
+            f"--print-config shows a new run's config; a run's own is {resume / 'config.yaml'}"
+        )
 
 
 def _where_it_started(resume: Path | None) -> Path | None:
@@ -409,11 +431,18 @@ def finetune(
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue this run directory.")
     ] = None,
+    print_config: PrintConfigOpt = False,
 ) -> None:
     """Fine-tune on a task (classification, pair, qa, tagging) from scratch, a run or hf:."""
-    from encoderlab.config import FinetuneConfig, load_config
+    from encoderlab.config import FinetuneConfig, load_config, to_yaml
     from encoderlab.finetuning import finetune as run_finetune
+    from encoderlab.finetuning import resolve_defaults
 
+    if print_config:
+        _no_resume_to_print(resume)
+        cfg = load_config(config, overrides, schema=FinetuneConfig)
+        print(to_yaml(resolve_defaults(cfg, say=say)), end="")  # its warnings: stderr
+        return
     if resume is None and config is None:
         raise UserError("give a config file (e.g. configs/disaster_tweets.yaml) or --resume RUN")
     if resume is not None and (config is not None or overrides):

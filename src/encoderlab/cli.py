@@ -257,7 +257,9 @@ def _train_and_save_tokenizer(
 
 @app.command()
 def pretrain(
-    config: Annotated[Path | None, typer.Argument(help="YAML config (see configs/).")] = None,
+    config: Annotated[
+        Path | None, typer.Argument(help="YAML config (see configs/; --print-config prints one).")
+    ] = None,
     overrides: SetOpt = None,
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue this run directory.")
@@ -273,7 +275,10 @@ def pretrain(
         print(to_yaml(load_config(config, overrides)), end="")
         return
     if resume is None and config is None:
-        raise UserError("give a config file (e.g. configs/pretrain.yaml) or --resume RUN_DIR")
+        raise UserError(
+            "give a config file (e.g. configs/pretrain.yaml; --print-config prints one) or "
+            "--resume RUN_DIR"
+        )
     if resume is not None and config is not None:
         raise UserError("--resume continues a run with its saved config; drop the config file")
     cfg = None if resume is not None else load_config(config, overrides)
@@ -425,7 +430,10 @@ def corpus_stats_command(
 @app.command()
 def finetune(
     config: Annotated[
-        Path | None, typer.Argument(help="YAML config with task/head/train sections.")
+        Path | None,
+        typer.Argument(
+            help="YAML config with task/head/train sections (--print-config prints one)."
+        ),
     ] = None,
     overrides: SetOpt = None,
     resume: Annotated[
@@ -444,7 +452,10 @@ def finetune(
         print(to_yaml(resolve_defaults(cfg, say=say)), end="")  # its warnings: stderr
         return
     if resume is None and config is None:
-        raise UserError("give a config file (e.g. configs/disaster_tweets.yaml) or --resume RUN")
+        raise UserError(
+            "give a config file (e.g. configs/disaster_tweets.yaml; --print-config prints one) or "
+            "--resume RUN"
+        )
     if resume is not None and (config is not None or overrides):
         raise UserError("--resume continues a run with its saved config; drop the config/--set")
     cfg = None if resume is not None else load_config(config, overrides, schema=FinetuneConfig)

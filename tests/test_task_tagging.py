@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -488,6 +489,71 @@ def test_truncation_counts_cut_words_and_decodes_them_as_o():
     assert task.decode([logits], [f], ex, cfg(), LABELS) == [["B-PER"] * 3 + ["O"] * 2]
 
 
+@pytest.mark.parametrize("budget, stride", [(6, 3), (6, 1), (6, 6), (10, 5), (4, 100)])
+def test_word_windows_cover_every_word_within_the_budget(budget, stride):
+    from encoderlab.tasks.tagging import window_owners, word_windows
+
+    rng = np.random.default_rng(budget * 7 + stride)
+    for _ in range(200):
+        sizes = [int(x) for x in rng.integers(1, budget + 1, size=int(rng.integers(1, 40)))]
+        spans = word_windows(sizes, budget, stride)
+        assert spans[0][0] == 0 and spans[-1][1] == len(sizes)
+        for (a, b), (c, d) in itertools.pairwise(spans):
+            assert a < c <= b < d  # each window moves on and reads a word the last did not
+        for a, b in spans:
+            assert b - a == 1 or sum(sizes[a:b]) <= budget
+        owner = window_owners(spans, sizes)
+        assert all(spans[k][0] <= w < spans[k][1] for w, k in enumerate(owner))
+
+
+def test_windows_read_every_word_of_a_long_sentence_once():
+    """truncation: windows on tagging: the words past max_len were cut and counted as misses
+    (and `task.truncation: windows` was silently ignored for tagging)."""
+    tok = wordpiece(["a", "##a", "b"])
+    words = ["aa", "b", "b", "aa", "b", "aa", "aa", "b", "b", "b", "aa", "b"]  # 17 sub-tokens
+    tags = ["B-PER" if w == "aa" else "O" for w in words]
+    ex = [{"id": "0", "line": 3, "file": "f", "tokens": words, "tags": tags}]
+    task = TaggingTask()
+    feats = task.encode(ex, tok, cfg(max_len=8, truncation="windows"), LABELS)
+    assert len(feats) > 2 and not feats.warnings  # nothing cut
+    assert any("read in overlapping windows" in n for n in feats.notes)
+    seen: list[int] = []
+    for f in feats:
+        assert len(f["input_ids"]) <= 8 and f["n_cut"] == 0
+        firsts = [
+            w for k, w in enumerate(f["word_index"].tolist()) if w >= 0 and f["labels"][k] != -100
+        ]
+        seen += firsts
+        # a word is labelled (trained) exactly where it is read
+        assert (f["labels"] != -100).sum() == len(firsts)
+    assert sorted(seen) == list(range(len(words)))  # every word once
+    # decode takes each word from the window that owns it: a window's logits say its number
+    outputs = []
+    for k, f in enumerate(feats):
+        logits = np.zeros((len(f["input_ids"]), len(LABELS)))
+        logits[:, 2 if k % 2 == 0 else 0] = 1.0  # even windows say B-PER, odd ones O
+        outputs.append(logits)
+    (pred,) = task.decode(outputs, list(feats), ex, cfg(), LABELS)
+    owner = {w: k for k, f in enumerate(feats) for w in f["word_index"].tolist() if w >= 0}
+    assert pred == [("B-PER" if owner[w] % 2 == 0 else "O") for w in range(len(words))]
+    (conf,) = task.confidences(outputs, list(feats), ex)
+    assert all(c > 0 for c in conf)  # no word left at "cut, probability 0"
+    # max_windows caps them: the rest is cut, and said
+    capped = task.encode(ex, tok, cfg(max_len=8, truncation="windows", max_windows=2), LABELS)
+    assert len(capped) == 2 and capped[0]["n_cut"] > 0
+    assert any("raise task.max_windows" in w for w in capped.warnings)
+    # head (the default) is as before: cut, and the warning names windows
+    (head,) = task.encode(ex, tok, cfg(max_len=8), LABELS).warnings
+    assert "task.truncation: windows reads all of them" in head
+
+
+def test_a_truncation_a_task_does_not_read_is_refused():
+    with pytest.raises(ValueError, match="head_tail is for classification"):
+        cfg(truncation="head_tail")
+    with pytest.raises(ValueError, match="qa always reads long contexts in overlapping windows"):
+        TaskConfig(type="qa", truncation="windows")
+
+
 def test_unknown_tag_and_shared_tokenizer_settings():
     tok = wordpiece(["a"])
     tok.enable_truncation(3)
@@ -579,18 +645,24 @@ Rome B-LOC
 """
 
 
-def test_tiny_model_overfits_four_sentences(tmp_path):
+@pytest.mark.parametrize("tc", [cfg(max_len=32), cfg(max_len=8, truncation="windows")])
+def test_tiny_model_overfits_four_sentences(tmp_path, tc):
+    """Also read in windows of 6 sub-tokens: every word of the longer sentences is tagged,
+    from the window where it has most context, and trained there."""
     torch.manual_seed(0)
     task = TaggingTask()
-    tc = cfg(max_len=32)
     examples = task.read(write(tmp_path, "train.txt", OVERFIT), tc)
     labels = task.label_names(examples)
     texts = [" ".join(e["tokens"]) for e in examples]
     tok = train_tokenizer(texts, TokenizerConfig(kind="wordpiece", vocab_size=60, min_frequency=1))
     feats = task.encode(examples, tok, tc, labels)
-    assert any(
-        f["input_ids"].shape[0] > len(e["tokens"]) + 2 for f, e in zip(feats, examples, strict=True)
-    )
+    if tc.truncation == "windows":
+        assert len(feats) > len(examples) and not feats.warnings  # windows, nothing cut
+    else:
+        assert any(
+            f["input_ids"].shape[0] > len(e["tokens"]) + 2
+            for f, e in zip(feats, examples, strict=True)
+        )
     mc = ModelConfig(
         vocab_size=tok.get_vocab_size(),
         d_model=32,

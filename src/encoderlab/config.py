@@ -532,7 +532,8 @@ class TaskConfig(Section):
     max_len: int = 128
     max_examples: int | None = Field(None, ge=1)  # cap on examples read from each file (quick runs)
     # classification/regression documents longer than max_len: head (keep the start), head_tail
-    # (the first head_tokens and the end), windows (overlapping windows, logits averaged)
+    # (the first head_tokens and the end), windows (overlapping windows, logits averaged);
+    # tagging sentences: head (cut the end) or windows (each word read where it has most context)
     truncation: Literal["head", "head_tail", "windows"] = "head"
     head_tokens: int | None = None  # head_tail: tokens kept from the start; None: a quarter
     window_stride: int | None = None  # windows: tokens between window starts; None: half a window
@@ -581,6 +582,17 @@ class TaskConfig(Section):
             raise ValueError("valid_ratio must be in (0, 1)")
         if self.max_len < 8:
             raise ValueError("max_len must be at least 8")
+        # a truncation a task does not read was a silent no-op
+        if self.type == "tagging" and self.truncation == "head_tail":
+            raise ValueError(
+                "truncation=head_tail is for classification; tagging reads long sentences "
+                "with truncation: windows (or head, which cuts their end)"
+            )
+        if self.type == "qa" and self.truncation != "head":
+            raise ValueError(
+                f"truncation={self.truncation}: qa always reads long contexts in overlapping "
+                "windows (task.doc_stride); drop task.truncation"
+            )
         for name in ("head_tokens", "window_stride", "max_windows"):
             value = getattr(self, name)
             if value is not None and value < 1:

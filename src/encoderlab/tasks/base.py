@@ -65,9 +65,12 @@ class Examples(list):
 class Features(list):
     """What `encode` returns: the features, plus the problems encoding counted."""
 
-    def __init__(self, items: Any = (), warnings: list[str] | None = None) -> None:
+    def __init__(
+        self, items: Any = (), warnings: list[str] | None = None, notes: list[str] | None = None
+    ) -> None:
         super().__init__(items)
         self.warnings: list[str] = list(warnings or [])
+        self.notes: list[str] = list(notes or [])  # facts worth a line (e.g. windows used)
 
 
 class Task(Protocol):

@@ -783,7 +783,8 @@ class TaggingTask(TaskBase):
             [list(ex["tokens"]) for ex in examples], is_pretokenized=True, add_special_tokens=False
         )
         budget = cfg.max_len - 2
-        cut_words, cut_sents, empty_words = 0, 0, 0
+        windows = cfg.truncation == "windows"
+        cut_words, cut_sents, empty_words, windowed = 0, 0, 0, 0
         first_cut = ""
         features = Features()
         for i, (ex, enc) in enumerate(zip(examples, encs, strict=True)):
@@ -796,52 +797,54 @@ class TaggingTask(TaskBase):
                 if not pieces[w]:  # e.g. a character the normalizer removes
                     pieces[w] = [ids["unk"]]
                     empty_words += 1
-            input_ids, word_index, label_ids = [ids["cls"]], [-1], [IGNORE]
             tags = ex["tags"]
-            kept = 0
-            for w, piece in enumerate(pieces):
-                room = budget - (len(input_ids) - 1)
-                if room <= 0:
-                    break
-                piece = piece[:room]
-                input_ids.extend(piece)
-                word_index.extend([w] * len(piece))
-                first = IGNORE
-                if tags is not None:
-                    if tags[w] not in index:
-                        raise UserError(_unknown_tag(ex, w, tags[w], labels, None))
-                    first = index[tags[w]]
-                label_ids.extend([first] + [IGNORE] * (len(piece) - 1))
-                kept += 1
-            input_ids.append(ids["sep"])
-            word_index.append(-1)
-            label_ids.append(IGNORE)
+            if tags is not None:
+                for w, tag in enumerate(tags):
+                    if tag not in index:
+                        raise UserError(_unknown_tag(ex, w, tag, labels, None))
+            sizes = [min(len(piece), budget) for piece in pieces]
+            if windows and sum(sizes) > budget:
+                spans = word_windows(sizes, budget, cfg.window_stride or budget // 2)
+                if cfg.max_windows is not None:
+                    spans = spans[: cfg.max_windows]
+                windowed += 1
+            else:  # the words that fit, the last one cut to what room is left (as ever)
+                spans = [first_window(sizes, budget)]
+                if (last := spans[0][1] - 1) > 0:
+                    sizes[last] = min(sizes[last], budget - sum(sizes[:last]))
+            owner = window_owners(spans, sizes)
+            kept = spans[-1][1] if spans else 0
             if kept < n_words:
                 cut_words += n_words - kept
                 cut_sents += 1
                 first_cut = first_cut or (
                     f"{ex['file']}:{ex['line']}" if ex.get("file") else f"text {i}"
                 )
-            features.append(
-                {
-                    "input_ids": np.asarray(input_ids, dtype=np.int64),
-                    "token_type_ids": np.zeros(len(input_ids), dtype=np.int64),
-                    "example_index": i,
-                    "labels": np.asarray(label_ids, dtype=np.int64),
-                    "word_index": np.asarray(word_index, dtype=np.int64),
-                    "n_words": n_words,
-                    "n_cut": n_words - kept,
-                    # what a served or API row says of its cut (inference.scored rows)
-                    "truncated": {"truncated_words": n_words - kept},
-                }
-            )
+            for k, (start, end) in enumerate(spans):
+                words = [(w, pieces[w][: sizes[w]], owner[w] == k) for w in range(start, end)]
+                labelled = [index[tags[w]] for w in range(start, end)] if tags else None
+                features.append(_window_feature(words, labelled, ids) | {"example_index": i})
+                features[-1] |= {"n_words": n_words, "n_cut": n_words - kept}
+                # what a served or API row says of its cut (inference.scored rows)
+                features[-1]["truncated"] = {"truncated_words": n_words - kept}
         src = examples[0].get("file") if examples else None
         src = f"{src}: " if src else ""
         if cut_words:
+            fix = (
+                "raise task.max_windows"
+                if windows
+                else "task.truncation: windows reads all of them (or a larger task.max_len)"
+            )
             features.warnings.append(
                 f"{src}task.max_len={cfg.max_len} cut {cut_words} words from {cut_sents} "
                 f"sentences (first: {first_cut}); they are predicted as O (and count as misses); "
-                "fine-tune with a larger task.max_len, or split long sentences"
+                f"{fix}"
+            )
+        if windowed:
+            features.notes.append(
+                f"{src}{windowed} sentences longer than task.max_len={cfg.max_len} tokens read "
+                "in overlapping windows (truncation: windows; each word from the window where "
+                "it has the most context)"
             )
         if empty_words:
             features.warnings.append(
@@ -975,3 +978,74 @@ def tag_counts(examples: list[Example]) -> dict[str, int]:
         if ex["tags"]:
             c.update(t for t, *_ in entities(ex["tags"]))
     return dict(c)
+
+
+def first_window(sizes: list[int], budget: int) -> tuple[int, int]:
+    """The words [0, end) that start within `budget` sub-tokens (the last may not fit whole)."""
+    used, end = 0, 0
+    while end < len(sizes) and used < budget:
+        used += sizes[end]
+        end += 1
+    return 0, end
+
+
+def word_windows(sizes: list[int], budget: int, stride: int) -> list[tuple[int, int]]:
+    """Overlapping word ranges [start, end) that each fit in `budget` sub-tokens and together
+    cover every word: a window starts at the first word `stride` tokens or more after the last
+    one's start, or later where it must to take in the first word the last one left out."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        used, end = 0, start
+        while end < len(sizes) and (end == start or used + sizes[end] <= budget):
+            used += sizes[end]
+            end += 1
+        spans.append((start, end))
+        if end >= len(sizes):
+            return spans
+        nxt, offset = start, 0
+        while nxt < end and offset < stride:
+            offset += sizes[nxt]
+            nxt += 1
+        start = max(nxt, start + 1)
+        while start < end and sum(sizes[start : end + 1]) > budget:
+            start += 1  # this window would end where the last one did: nothing new in it
+
+
+def window_owners(spans: list[tuple[int, int]], sizes: list[int]) -> list[int]:
+    """For each word, the window it is read from: the one where it has the most context on
+    its shorter side (BERT's max-context rule, in sub-tokens); -1 for words in none."""
+    owner = [-1] * len(sizes)
+    best = [-1.0] * len(sizes)
+    for k, (start, end) in enumerate(spans):
+        left = 0
+        total = sum(sizes[start:end])
+        for w in range(start, end):
+            right = total - left - sizes[w]
+            score = min(left, right) + 0.01 * (left + right + sizes[w])
+            if score > best[w]:
+                owner[w], best[w] = k, score
+            left += sizes[w]
+    return owner
+
+
+def _window_feature(
+    words: list[tuple[int, list[int], bool]], labelled: list[int] | None, ids: dict[str, int]
+) -> dict[str, Any]:
+    """``[CLS] sub-tokens [SEP]`` of (word, its pieces, read here) triples: a word read here
+    has its index and its label on its first piece; the others are context only (-1, -100)."""
+    input_ids, word_index, label_ids = [ids["cls"]], [-1], [IGNORE]
+    for k, (w, piece, mine) in enumerate(words):
+        input_ids.extend(piece)
+        word_index.extend([w if mine else -1] * len(piece))
+        first = labelled[k] if labelled is not None and mine else IGNORE
+        label_ids.extend([first] + [IGNORE] * (len(piece) - 1))
+    input_ids.append(ids["sep"])
+    word_index.append(-1)
+    label_ids.append(IGNORE)
+    return {
+        "input_ids": np.asarray(input_ids, dtype=np.int64),
+        "token_type_ids": np.zeros(len(input_ids), dtype=np.int64),
+        "labels": np.asarray(label_ids, dtype=np.int64),
+        "word_index": np.asarray(word_index, dtype=np.int64),
+    }

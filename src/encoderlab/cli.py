@@ -449,6 +449,12 @@ def finetune(
     if print_config:
         _no_resume_to_print(resume)
         cfg = load_config(config, overrides, schema=FinetuneConfig)
+        if cfg.self_pretrain is not None and not cfg.self_pretrain.run:
+            from encoderlab.selfpretrain import pretrain_config
+
+            # the encoder self-pretraining will make (its recipe's model), not the schema's
+            # defaults, which the printed file would set and so impose on that pretraining
+            cfg = cfg.model_copy(update={"model": pretrain_config(cfg, []).model})
         print(to_yaml(resolve_defaults(cfg, say=say)), end="")  # its warnings: stderr
         return
     if resume is None and config is None:

@@ -1008,6 +1008,8 @@ def load_config(
 ) -> Any:
     """Read YAML (or start from defaults), apply `--set` overrides, validate into `schema`."""
     data = read_yaml(path) if path is not None else {}
+    if path is not None and (Path(path).parent / "run.json").is_file():  # a run's own config
+        data = as_the_run_read(data)
     merged = apply_overrides(copy.deepcopy(data), list(overrides or []))
     try:
         cfg = build(schema, merged, str(path) if path is not None else "--set")
@@ -1025,6 +1027,19 @@ def load_config(
     ):
         cfg._scratch_file_set_keys = frozenset(o.split("=", 1)[0].strip() for o in overrides or [])
     return cfg
+
+
+def as_the_run_read(data: Any) -> Any:
+    """A run's saved config as the run read its data: task.truncation head_tail (tagging) or
+    anything but head (qa) were no-ops, read as head, in runs made before they were refused;
+    refused now, they would stop such a run from being predicted, evaluated or resumed."""
+    task = data.get("task") if isinstance(data, dict) else None
+    if not isinstance(task, dict) or task.get("truncation") in (None, "head"):
+        return data
+    kind, truncation = task.get("type"), task.get("truncation")
+    if (kind == "tagging" and truncation == "head_tail") or kind == "qa":
+        data = {**data, "task": {**task, "truncation": "head"}}
+    return data
 
 
 def _check_paths_from_here(cfg: Any, path: Path) -> None:

@@ -160,7 +160,8 @@ def resolve_defaults(cfg: FinetuneConfig, say: Callable[[str], None] = print) ->
     "Unset" is pydantic's `model_fields_set`, so it does not matter whether the YAML has a
     `train:` section; `train.lr: null` asks for the default explicitly. The result is what the
     run saves in config.yaml, so a resumed run reads the same values back."""
-    kind = init_kind(cfg.init)
+    # self_pretrain: fine-tuning starts from the run it makes (--print-config asks before)
+    kind = "own" if cfg.self_pretrain is not None else init_kind(cfg.init)
     table = DEFAULTS[kind]
     chosen = {**table["*"], **table.get(cfg.task.type, {})}
     given = cfg.train.model_fields_set

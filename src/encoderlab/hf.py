@@ -48,7 +48,13 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from torch import nn
 
-from encoderlab.config import FinetuneConfig, ModelConfig, load_config, read_yaml
+from encoderlab.config import (
+    FinetuneConfig,
+    ModelConfig,
+    as_the_run_read,
+    load_config,
+    read_yaml,
+)
 from encoderlab.errors import UserError, first_line
 from encoderlab.model import Encoder
 from encoderlab.runs import (
@@ -741,11 +747,10 @@ def _say_truncation(run: Run, out: Path, max_len: int, say: Callable[[str], None
     """A run that reads long texts by head_tail or windows answers them otherwise than a
     transformers model, which keeps the first max_len tokens: said at export and in the card."""
     try:
-        truncation = (read_yaml(run.path / "config.yaml", "run config").get("task") or {}).get(
-            "truncation", "head"
-        )
+        saved = as_the_run_read(read_yaml(run.path / "config.yaml", "run config"))
     except UserError:
         return
+    truncation = (saved.get("task") or {}).get("truncation", "head")
     if truncation in (None, "head"):
         return
     line = (

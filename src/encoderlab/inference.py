@@ -718,6 +718,8 @@ def predict(
         say = _to_stderr
     ft = load_finetuned(run_dir)
     task_cfg = reading_config(ft.cfg.task, overrides) if overrides else ft.cfg.task
+    if overrides:  # truncation, window_stride, ...: how the file is encoded too, as evaluate
+        ft = dataclasses.replace(ft, cfg=ft.cfg.model_copy(update={"task": task_cfg}))
     if input_path:
         examples = read_to_predict(ft.task, input_path, task_cfg)
         numbered = kind in ("csv", "tsv") and task_cfg.id_column is not None

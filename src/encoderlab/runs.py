@@ -790,11 +790,19 @@ def _flock(fd: int) -> bool | None:
         import fcntl
     except ImportError:
         return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
+    # a status probe (`_lock_held`: runs list, reports) holds it shared for an instant: a
+    # lock still held after a few tries is another writer's
+    for _ in range(LOCK_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            time.sleep(0.005)
+            continue
+        return True
+    return False
+
+
+LOCK_TRIES = 40  # _flock's tries, 5 ms apart
 
 
 def take_lock(run_dir: Path) -> None:

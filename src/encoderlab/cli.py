@@ -466,7 +466,7 @@ def finetune(
         raise UserError("--resume continues a run with its saved config; drop the config/--set")
     cfg = None if resume is not None else load_config(config, overrides, schema=FinetuneConfig)
     resume = _where_it_started(resume)
-    run, result = run_finetune(cfg, say=say, resume=resume)
+    run, result = run_finetune(cfg, say=say, resume=resume, started=_command_started)
     _print_result(run, result)
 
 
@@ -925,8 +925,13 @@ def _cwd_kept() -> Iterator[None]:
             os.chdir(cwd)
 
 
+_command_started: float | None = None  # main's start: a whole-run time budget counts from it
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run one command and exit with one of EXIT_CODES (never a traceback for bad input)."""
+    global _command_started
+    _command_started = time.perf_counter()  # before the command's imports (torch: seconds)
     if "encoderlab.runs" in sys.modules:  # an earlier command in this process (tests, API)
         from encoderlab.runs import forget_written
 
@@ -977,6 +982,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             raise  # a bug: keep the traceback
         sys.exit(EXIT_USER)
+    finally:
+        _command_started = None  # `app` called directly later starts its own clock
 
 
 # A path that is a file where a folder is needed, or the reverse, or not ours to write: the

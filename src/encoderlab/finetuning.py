@@ -531,16 +531,20 @@ def finetune(
     say: Callable[[str], None] = print,
     resume: str | Path | None = None,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    started: float | None = None,
 ) -> tuple[Run, FitResult]:
     """Start a fine-tuning run from `cfg` (after its self_pretrain: stage, if it has one), or
     continue the run at `resume` from its last checkpoint (same data split, tokenizer,
-    architecture and freezing as it started with).
+    architecture and freezing as it started with). `started`: time.perf_counter() when the
+    command began (the CLI's imports), where a whole-run time budget starts; default now.
     Under torchrun: on every rank, see `encoderlab.distributed`."""
     if resume is None and cfg is not None:
         check_installed(cfg.train.loggers)  # a missing tracker: before any stage or data
     if resume is None and cfg is not None and cfg.self_pretrain is not None:
         cfg = self_pretrain(cfg, say)  # init: the pretraining run it made or found
-    started = time.perf_counter()  # a whole-run time budget counts from here
+        started = None  # that stage had its own budget: fine-tuning's starts after it
+    if started is None:
+        started = time.perf_counter()  # a whole-run time budget counts from here
     run: Run | None = None
     if resume is not None:
         run = Run.open(resume)

@@ -645,16 +645,19 @@ class StopRule:
         return timed
 
     def time_forward(self, eng: Engine, batch: Batch, state: LoopState) -> None:
-        """Time one evaluation-mode forward pass over a training batch: before the first
-        evaluation, what prices the end of the run under a whole-run budget."""
+        """Time one evaluation-mode forward pass over a training batch (after an untimed one:
+        the first is slower): before the first evaluation, what prices the end of the run under
+        a whole-run budget."""
         was_training = eng.model.training
         eng.model.eval()
         batch = to_device(batch, eng.device)
-        t0 = time.perf_counter()
-        with torch.no_grad(), autocast(eng.device, eng.amp):
-            _, counts = eng.objective.step(eng.model, batch)
-            _floats(counts)  # waits for the device
-        seconds = time.perf_counter() - t0
+        seconds = 0.0
+        for _ in range(2):  # the first evaluation-mode pass warms up (a third slower on a CPU)
+            t0 = time.perf_counter()
+            with torch.no_grad(), autocast(eng.device, eng.amp):
+                _, counts = eng.objective.step(eng.model, batch)
+                _floats(counts)  # waits for the device
+            seconds = time.perf_counter() - t0
         eng.model.train(was_training)
         # priced per token, at the rows' mean length so far: the batch at hand may be one of
         # the longest (length grouping), and an evaluation's sorted batches hardly pad (a
@@ -722,7 +725,20 @@ class StopRule:
         known = plan.total_steps and self.cfg.warmup_steps > plan.total_steps  # said at start
         if self.cfg.warmup_steps > expected and not known:
             msg += f"\nwarning: {long_warmup(self.cfg.warmup_steps, expected)}"
+        if plan.budget_s is not None and plan.covers_run and self._spent() > plan.budget_s:
+            msg += f"\nwarning: {self._overrun()}"
         return msg
+
+    def _overrun(self) -> str:
+        """A whole-run budget the run cannot keep: its set-up, the steps made so far and its end
+        (often one evaluation longer than the budget) already come to more."""
+        budget, trained = self.plan.budget_s or 0.0, self.clock.seconds()
+        return (
+            f"the run will be longer than the {budget / 60:g} min budget (~{self._spent() / 60:.1f}"
+            f" min: set-up ~{self.clock.setup_s:.0f} s, training so far ~{trained:.0f} s, its end "
+            f"(evaluation and predictions) ~{self.tail_s():.0f} s); raise "
+            "train.time_budget_min or use a smaller validation set"
+        )
 
 
 def long_warmup(warmup: int, steps: int) -> str:

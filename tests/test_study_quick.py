@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from encoderlab.study import run_study
@@ -155,6 +156,7 @@ def test_a_missing_data_file_is_one_line_before_the_study_writes_anything(tmp_pa
     assert not out.exists()
 
 
+@pytest.mark.slow  # 6-11 s: the default suite keeps its 5-minute bar
 def test_a_second_process_on_the_same_study_is_refused_in_one_line(tmp_path: Path) -> None:
     """Two `study run` of one study both trained the same arm and wrote study.json."""
     import subprocess
@@ -232,6 +234,7 @@ def test_a_failed_stage_leaves_the_arms_that_need_it_waiting_not_failed(tmp_path
         assert "waiting: the stage 'pretrain' did not finish" in row and "failed" not in row
 
 
+@pytest.mark.slow  # 6-11 s: the default suite keeps its 5-minute bar
 def test_a_failed_arm_since_removed_from_the_study_file_no_longer_fails_it(
     tmp_path: Path,
 ) -> None:
@@ -256,6 +259,7 @@ def test_a_failed_arm_since_removed_from_the_study_file_no_longer_fails_it(
     assert json.loads((out / "study.json").read_text())["arms"]["bad"]["status"] == "failed"
 
 
+@pytest.mark.slow  # 6-11 s: the default suite keeps its 5-minute bar
 def test_a_study_file_does_not_take_over_another_ones_folder(tmp_path: Path, monkeypatch) -> None:
     """Two study files in one folder without name: shared studies/<folder> and undid each
     other's arms ('its command changed') on every run. And a done arm whose run directory was
@@ -288,6 +292,7 @@ def test_a_study_file_does_not_take_over_another_ones_folder(tmp_path: Path, mon
     assert any(x.startswith(f"[x] its run directory {run_dir} is gone; rerunning") for x in lines)
 
 
+@pytest.mark.slow  # 6-11 s: the default suite keeps its 5-minute bar
 def test_a_study_never_writes_over_files_it_did_not_write(tmp_path: Path, monkeypatch) -> None:
     """With out: . the generated data replaced the user's own data/train.csv; out: naming a
     file was 'file exists; give another path' without naming out:."""
@@ -331,6 +336,7 @@ def test_a_study_never_writes_over_files_it_did_not_write(tmp_path: Path, monkey
         run_study(study, say=lambda m: None)
 
 
+@pytest.mark.slow  # 6-11 s: the default suite keeps its 5-minute bar
 def test_the_same_study_given_by_another_path_keeps_its_done_arms(
     tmp_path: Path, monkeypatch
 ) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import sentiment_rows
 from encoderlab.config import FinetuneConfig, TrainConfig
 from encoderlab.train import Clock, Engine, LoopState, Plan, StopRule
 
@@ -107,29 +106,11 @@ def test_the_command_start_counts_toward_a_whole_run_budget(monkeypatch, tmp_pat
 
 
 def test_finetune_hands_the_given_start_to_the_training_loop(monkeypatch, tmp_path):
-    import csv
-
     import encoderlab.finetuning as finetuning
+    from test_finetune import base_cfg
 
-    train = tmp_path / "train.csv"
-    with open(train, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["id", "text", "target"])
-        w.writeheader()
-        w.writerows(sentiment_rows(60, 0))
     cfg = FinetuneConfig.model_validate(
-        {
-            "name": "ft",
-            "runs_dir": str(tmp_path / "runs"),
-            "task": {
-                "type": "classification",
-                "train": str(train),
-                "label_column": "target",
-                "max_len": 32,
-            },
-            "tokenizer": {"kind": "wordpiece", "vocab_size": 120},
-            "model": {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 1, "max_len": 32},
-            "train": {"batch_size": 16, "time_budget_min": 1, "epochs": None},
-        }
+        base_cfg(tmp_path, train={"time_budget_min": 1, "epochs": None})
     )
 
     class Stop(Exception):

@@ -86,22 +86,29 @@ def test_a_time_budget_bar_ends_at_max_steps_when_they_come_first(monkeypatch):
         bar.close()
 
 
+def _fit_with_slow_evaluations(tmp_path, pause: float, eval_every: int):
+    """Six toy steps (milliseconds) with an evaluation of `pause` seconds every `eval_every`."""
+
+    def slow_evaluator(model) -> dict[str, float]:
+        time.sleep(pause)
+        return {"loss": 1.0}
+
+    cfg = TrainConfig(batch_size=4, epochs=None, max_steps=6, log_every=2, eval_every=eval_every)
+    run = Run.create(tmp_path / "runs", "toy", Config(name="toy", train=cfg), kind="toy")
+    model = Net()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    result = train.fit(
+        model, opt, Toy(), Toy(8), collate, objective(), cfg, run, seed=0,
+        evaluator=slow_evaluator, say=lambda m: None,
+    )  # fmt: skip
+    return run, result
+
+
 def test_tokens_per_s_after_an_evaluation_leaves_the_evaluation_out(tmp_path):
     """The train record after an evaluation timed the evaluation as training: a pretraining
     run with a 0.36 s evaluation logged 23,220 tokens/s there and ~120,000 around it."""
 
-    def slow_evaluator(model) -> dict[str, float]:
-        time.sleep(0.5)
-        return {"loss": 1.0}
-
-    cfg = TrainConfig(batch_size=4, epochs=None, max_steps=6, log_every=2, eval_every=4)
-    run = Run.create(tmp_path / "runs", "toy", Config(name="toy", train=cfg), kind="toy")
-    model = Net()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    train.fit(
-        model, opt, Toy(), Toy(8), collate, objective(), cfg, run, seed=0,
-        evaluator=slow_evaluator, say=lambda m: None,
-    )  # fmt: skip
+    run, _ = _fit_with_slow_evaluations(tmp_path, pause=0.5, eval_every=4)
     records = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
     logged = {r["step"]: r for r in records if r["kind"] == "train"}
     tokens = logged[6]["tokens"] - logged[4]["tokens"]  # steps 5-6, after the step-4 evaluation
@@ -115,18 +122,7 @@ def test_the_runs_tokens_per_s_leaves_its_evaluations_out(tmp_path):
     """run.json's and the done line's tokens/s were over the loop's whole time, evaluations
     included: a run that evaluates often looked slower than it trains."""
 
-    def slow_evaluator(model) -> dict[str, float]:
-        time.sleep(0.4)
-        return {"loss": 1.0}
-
-    cfg = TrainConfig(batch_size=4, epochs=None, max_steps=6, log_every=2, eval_every=2)
-    run = Run.create(tmp_path / "runs", "toy", Config(name="toy", train=cfg), kind="toy")
-    model = Net()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    result = train.fit(
-        model, opt, Toy(), Toy(8), collate, objective(), cfg, run, seed=0,
-        evaluator=slow_evaluator, say=lambda m: None,
-    )  # fmt: skip
+    run, result = _fit_with_slow_evaluations(tmp_path, pause=0.4, eval_every=2)
     info = json.loads((run.path / "run.json").read_text())
     assert info["eval_seconds"] >= 1.19  # three evaluations of 0.4 s, counted
     assert result.train_seconds >= info["eval_seconds"]  # the run's clock keeps them

@@ -823,10 +823,16 @@ class TaggingTask(TaskBase):
             for k, (start, end) in enumerate(spans):
                 words = [(w, pieces[w][: sizes[w]], owner[w] == k) for w in range(start, end)]
                 labelled = [index[tags[w]] for w in range(start, end)] if tags else None
-                features.append(_window_feature(words, labelled, ids) | {"example_index": i})
-                features[-1] |= {"n_words": n_words, "n_cut": n_words - kept}
-                # what a served or API row says of its cut (inference.scored rows)
-                features[-1]["truncated"] = {"truncated_words": n_words - kept}
+                features.append(
+                    _window_feature(words, labelled, ids)
+                    | {
+                        "example_index": i,
+                        "n_words": n_words,
+                        "n_cut": n_words - kept,
+                        # what a served or API row says of its cut (inference.scored rows)
+                        "truncated": {"truncated_words": n_words - kept},
+                    }
+                )
         src = examples[0].get("file") if examples else None
         src = f"{src}: " if src else ""
         if cut_words:

@@ -101,6 +101,22 @@ def test_predict_input_honours_set_truncation(ner_run, tmp_path, capsys):
     assert "overlapping windows" in text and "cut" not in text, text
 
 
+def test_predict_input_rows_say_how_many_words_were_cut(ner_run, tmp_path):
+    """CLI `predict --input` rows carry truncated_words as API and served rows do: a reader
+    of the file sees which sentences were predicted from their start alone."""
+    import json
+
+    data = _conll(tmp_path / "mixed.conll", 6, 2, lo=3, hi=25)
+    out = tmp_path / "p.jsonl"
+    assert run_cli("predict", ner_run, "--input", data, "--output", out) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    sizes = [len(b.splitlines()) for b in data.read_text(encoding="utf-8").strip().split("\n\n")]
+    assert len(rows) == len(sizes)
+    assert all("truncated_words" in r for r in rows)
+    assert any(r["truncated_words"] > 0 for r in rows)
+    assert any(r["truncated_words"] == 0 for r in rows)
+
+
 def test_print_config_of_self_pretrain_runs_as_the_config_does(tmp_path, capsys):
     """--print-config on a self_pretrain config: the saved output gives the run the config
     gives (the lr for an encoder pretrained here; the budget recipe's pre-LN, no dropout)."""

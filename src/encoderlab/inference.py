@@ -263,7 +263,16 @@ def evaluate_examples(
     if counts and labelled:
         loss = task.train_metrics({k: float(v) for k, v in counts.items()})["loss"]
         metrics = {"loss": loss, **metrics}
-    return metrics, task.prediction_rows(preds, examples, labels)
+    return metrics, with_truncation(task.prediction_rows(preds, examples, labels), features)
+
+
+def with_truncation(rows: list[dict[str, Any]], features: list[Feature]) -> list[dict[str, Any]]:
+    """Each example's row, told what its encoding cut (truncated_words: tagging,
+    truncated_question_tokens: qa), so a reader sees which predictions saw less of the input.
+    A QA example's windows all say the same."""
+    for f in features:
+        rows[f["example_index"]].update(f.get("truncated") or {})
+    return rows
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -447,9 +456,7 @@ class Finetuned:
             scored(p, ex, self.labels, conf)
             for p, ex, conf in zip(preds, examples, confidences, strict=True)
         ]
-        for f in features:  # a QA example's windows all say the same
-            rows[f["example_index"]].update(f.get("truncated") or {})
-        return rows
+        return with_truncation(rows, features)
 
     def predict_scored(
         self, texts: list[str], pairs: list[str | None] | None = None

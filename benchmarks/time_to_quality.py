@@ -164,6 +164,7 @@ def budget_config(work: Path, minutes: float, threads: int, layers: int) -> Conf
             "model": {**SHAPE, "n_layer": layers, "max_len": 512},
             "train": {
                 "time_budget_min": minutes,
+                "budget_covers": "train",  # data preparation outside the M minutes, as HF's
                 "threads": threads,
                 "device": "cpu",
                 "log_every": 50,

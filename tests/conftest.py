@@ -25,6 +25,15 @@ def synthetic_lines(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 30))) + " ." for _ in range(n)]
 
 
+@pytest.fixture(autouse=True)
+def _same_working_directory():
+    """`--resume` moves into the folder a run started in (`cli._where_it_started`); in-process
+    CLI calls would leave every later test there, reading relative paths from elsewhere."""
+    here = os.getcwd()
+    yield
+    os.chdir(here)
+
+
 @pytest.fixture
 def corpus_txt(tmp_path: Path) -> Path:
     f = tmp_path / "corpus.txt"

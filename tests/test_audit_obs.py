@@ -160,11 +160,12 @@ def test_a_line_without_a_bar_gives_the_steps_left_and_an_eta():
     from types import SimpleNamespace
 
     plan = train.Plan(micro_per_epoch=10, steps_per_epoch=10, total_steps=1000, budget_s=None)
-    rec = SimpleNamespace(plan=plan, first_log=(100, 10.0))
+    clock = train.Clock(0.0)
+    rec = SimpleNamespace(plan=plan, first_log=(100, 10.0), expected_steps=None, clock=clock)
     assert train.Recorder._of_total(rec) == "/1,000"
     assert train.Recorder._eta(rec, 400, 40.0) == "  ETA 0:01:00"  # 600 steps at 10 steps/s
     budget = train.Plan(micro_per_epoch=10, steps_per_epoch=10, total_steps=None, budget_s=300)
-    rec = SimpleNamespace(plan=budget, first_log=(100, 10.0))
+    rec = SimpleNamespace(plan=budget, first_log=(100, 10.0), expected_steps=None, clock=clock)
     assert train.Recorder._of_total(rec) == ""
     assert train.Recorder._eta(rec, 400, 240.0) == "  ETA 0:01:00"  # the budget left
     rec.first_log = None  # the first line: no pace yet, no budget either

@@ -1277,10 +1277,13 @@ def test_model_show_of_a_hub_fine_tuning_config_is_refused_and_a_run_names_its_h
     assert "fine-tunes init=hf:some/checkpoint, whose architecture comes from there" in (
         one_line_error(capsys)
     )
+    # a run: the model it fine-tuned (encoder + its head), not the encoder with an MLM head
     assert cli("model", "show", finetuned) == 0
     params = Run.open(finetuned).info["params"]
-    assert "this fine-tuning run trains it with a" in capsys.readouterr().out.replace("\n", " ")
-    assert params > 0
+    out = capsys.readouterr().out
+    assert "Encoder + cls head" in out and "mlm_head" not in out, out
+    total = next(line for line in out.splitlines() if "Total params" in line)
+    assert f"{params:,}" in total, (params, total)
 
 
 def train_tokenizer(corpus: Path, vocab: int, out: Path, *more: str) -> int:

@@ -17,6 +17,7 @@ one-line `UserError`s.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -27,7 +28,7 @@ from encoderlab.config import (
     FinetuneConfig,
     Section,
     apply_overrides,
-    build,
+    build_overridden,
     read_yaml,
     set_dotted,
 )
@@ -54,12 +55,14 @@ def make_config(config: ConfigLike, overrides: Overrides, schema: type[Section])
         data, source = dict(config), "config"
     else:
         raise UserError(f"config: expected a YAML path, a dict or a config, not {type(config)}")
+    merged = copy.deepcopy(data)
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
-            set_dotted(data, str(key).split("."), value, f"overrides[{key!r}]")
+            set_dotted(merged, str(key).split("."), value, f"overrides[{key!r}]")
     elif overrides:
-        data = apply_overrides(data, _override_list(overrides))
-    return build(schema, data, source)
+        merged = apply_overrides(merged, _override_list(overrides))
+    # a mistake in the overrides is named there, not in the (valid) file or dict
+    return build_overridden(schema, data, merged if overrides else data, source, "overrides")
 
 
 def _run_path(run: Any) -> Path:

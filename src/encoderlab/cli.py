@@ -283,8 +283,14 @@ def pretrain(
         raise UserError("--resume continues a run with its saved config; drop the config file")
     cfg = None if resume is not None else load_config(config, overrides)
     resume = _where_it_started(resume)
-    run, result = run_pretrain(cfg, resume=resume, overrides=overrides if resume else None, say=say)
-    _print_result(run, result)
+    run, result = run_pretrain(
+        cfg,
+        resume=resume,
+        overrides=overrides if resume else None,
+        say=say,
+        started=_command_started,
+    )
+    _print_result(run, result, resumed=resume is not None)
 
 
 def _no_resume_to_print(resume: Path | None) -> None:
@@ -319,12 +325,25 @@ def _scores(metrics: dict[str, float]) -> str:
     return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
 
-def _print_result(run, result) -> None:
+def _wall(info: dict, resumed: bool) -> str:
+    """ "; whole run 58s of its 1-min budget": how the command kept its time budget (a resumed
+    run's budget also counts the sessions before, so only this command's seconds are given)."""
+    wall, budget = info.get("wall_seconds"), info.get("time_budget_min")
+    if not isinstance(wall, (int, float)):
+        return ""
+    if resumed:
+        return f"; this command {wall:.0f}s"
+    if not isinstance(budget, (int, float)) or info.get("budget_covers") != "run":
+        return f"; whole run {wall:.0f}s"
+    return f"; whole run {wall:.0f}s of its {budget:g}-min budget"
+
+
+def _print_result(run, result, resumed: bool = False) -> None:
     """The summary of a finished run; exit code 3 if its loss stayed non-finite."""
     info = run.info
     say(
         f"done ({result.stopped_because}): {result.step} steps in {result.train_seconds:.0f}s, "
-        f"{result.tokens_per_s:,.0f} tokens/s, params {info.get('params', 0):,}"
+        f"{result.tokens_per_s:,.0f} tokens/s, params {info.get('params', 0):,}{_wall(info, resumed)}"
     )
     final = info.get("final") or {}  # fine-tuning: the best checkpoint's, not the last step's
     if final.get("checkpoint"):
@@ -373,7 +392,7 @@ def _corpus_setup(args, corpus, tokenizer, overrides):
             "a tokenizer is needed to tokenize the corpus: pass --tokenizer DIR or set "
             "tokenizer.path (train one with `encoderlab tokenizer train`)"
         )
-    return cfg, load_tokenizer(cfg.tokenizer.path)
+    return cfg, load_tokenizer(cfg.tokenizer.path, "--tokenizer" if tokenizer else "tokenizer.path")
 
 
 ConfigOrFilesArg = Annotated[
@@ -467,7 +486,7 @@ def finetune(
     cfg = None if resume is not None else load_config(config, overrides, schema=FinetuneConfig)
     resume = _where_it_started(resume)
     run, result = run_finetune(cfg, say=say, resume=resume, started=_command_started)
-    _print_result(run, result)
+    _print_result(run, result, resumed=resume is not None)
 
 
 @app.command()
@@ -608,8 +627,12 @@ def report(
     """Compare runs: hyperparameter table, curves, confusion matrices, example-level diffs."""
     from encoderlab.reporting import report_command
 
+    earlier = (out / "report.html").is_file()  # a report regenerates in place: say so
     path = report_command(paths, str(out))
-    say(f"report: {path} (and {path.with_suffix('.md')})")
+    say(
+        f"report: {path} (and {path.with_suffix('.md')})"
+        + ("; it replaced the earlier report there (--out DIR keeps both)" if earlier else "")
+    )
 
 
 @app.command()
@@ -718,19 +741,17 @@ def model_show(
         if _show_wrapped_backbone(run):
             return
         model = run_model_config(run)
-        print_model_summary(model, seq_len or length or model.max_len, console)
+        head = None
+        if str(run.info.get("kind", "")).startswith("finetune"):  # the model it fine-tuned
+            from encoderlab.runs import run_labels
+
+            ft = load_config(config / "config.yaml", schema=FinetuneConfig)
+            head = _task_head(ft, model.d_model, len(run_labels(run)))
+        print_model_summary(model, seq_len or length or model.max_len, console, head)
         if raw.get("objective") == "electra":
             from encoderlab.config import ElectraConfig
 
             _say_electra(model, ElectraConfig.model_validate(raw.get("electra") or {}))
-        if str(run.info.get("kind", "")).startswith("finetune"):
-            head = (raw.get("head") or {}).get("type", "?")
-            console.print(
-                f"(the table is the encoder with an MLM head; this fine-tuning run trains it "
-                f"with a {head} head instead: {int(run.info.get('params', 0)):,} parameters)",
-                highlight=False,
-                markup=False,
-            )
         return
     finetuning = config.is_file() and "task" in read_yaml(config)  # its `model:`, from scratch
     cfg = load_config(config, overrides, FinetuneConfig if finetuning else Config)
@@ -756,9 +777,40 @@ def model_show(
             "leave model.pad_id out (the tokenizer's [PAD] sets it)"
         )
     length = cfg.task.max_len if finetuning else cfg.data.block_len
-    print_model_summary(model, seq_len or length, console)
+    labels, unread = _label_count(cfg) if finetuning else (0, None)
+    head = _task_head(cfg, model.d_model, labels) if finetuning else None
+    print_model_summary(model, seq_len or length, console, head)
+    if unread:
+        say(f"(the head's outputs are the training file's labels; {unread}, so it shows {labels})")
     if not finetuning and cfg.objective == "electra":
         _say_electra(model, cfg.electra)
+
+
+def _task_head(cfg: Any, d_model: int, n_labels: int) -> tuple[str, Any]:
+    """(what it is, the module): the head a fine-tuning config puts on its encoder."""
+    from encoderlab.tasks.registry import get_task
+
+    task = get_task(cfg.task.type)
+    head = task.head(cfg.head, d_model, max(n_labels, 1))
+    what = {"tagging": "token head", "qa": "span head"}.get(cfg.task.type)
+    return what or f"{cfg.head.type} head", head
+
+
+def _label_count(cfg: Any) -> tuple[int, str | None]:
+    """How many labels the config's training file has (the head's outputs), read as
+    fine-tuning reads it; (2, why) when it cannot be read from here (the table still shows
+    the architecture)."""
+    from encoderlab.tasks.registry import get_task
+
+    if cfg.task.type in ("qa", "regression"):
+        return 1, None  # a span scorer / one number: no label set
+    if not cfg.task.train:
+        return 2, "task.train is not set"
+    task = get_task(cfg.task.type)
+    try:
+        return len(task.label_names(task.read(cfg.task.train, cfg.task))), None
+    except UserError as e:
+        return 2, f"{cfg.task.train} could not be read from here ({str(e).split(';')[0]})"
 
 
 def _say_electra(model: Any, electra: Any) -> None:

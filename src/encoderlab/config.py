@@ -1011,12 +1011,8 @@ def load_config(
     if path is not None and (Path(path).parent / "run.json").is_file():  # a run's own config
         data = as_the_run_read(data)
     merged = apply_overrides(copy.deepcopy(data), list(overrides or []))
-    try:
-        cfg = build(schema, merged, str(path) if path is not None else "--set")
-    except UserError:
-        if path is not None and overrides and _valid(schema, data):
-            build(schema, merged, "--set")  # the file alone is fine: name --set, the mistake
-        raise
+    source = str(path) if path is not None else "--set"
+    cfg = build_overridden(schema, data, merged if overrides else data, source, "--set")
     if path is not None:
         _check_paths_from_here(cfg, Path(path))
     file_init = str(data.get("init", "scratch")).strip() if isinstance(data, dict) else None
@@ -1060,6 +1056,19 @@ def _check_paths_from_here(cfg: Any, path: Path) -> None:
                 f"are relative to the working directory, and it is beside the config; write "
                 f"{key}: {beside / rel} or run from {beside}"
             )
+
+
+def build_overridden(
+    schema: type[Section], data: Any, merged: Any, source: str, overrides_source: str
+) -> Any:
+    """`merged` (`data` with overrides applied) validated. When the config alone is valid, its
+    error names the overrides (`overrides_source`), where the mistake is, not the file."""
+    try:
+        return build(schema, merged, source)
+    except UserError:
+        if merged is not data and _valid(schema, data):
+            build(schema, merged, overrides_source)
+        raise
 
 
 def _valid(schema: type[Section], data: dict[str, Any]) -> bool:

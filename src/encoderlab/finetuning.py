@@ -566,6 +566,8 @@ def finetune(
     assert cfg is not None
     with distributed.session(resolve_device(cfg.train.device)):
         run, result = _finetune(cfg, run, distributed.main_says(say), on_eval, started)
+    if distributed.is_main():
+        run.update(wall_seconds=round(time.perf_counter() - started, 1))
     run.close()  # the run directory is free again (a later write takes the lock anew)
     return run, result
 

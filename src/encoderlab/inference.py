@@ -720,6 +720,9 @@ def predict(
         )
     if overrides and not input_path:
         raise UserError("--set says how to read --input; give --input FILE, or drop --set")
+    if input_path and (texts or text_pair is not None):  # one of them was silently dropped
+        given = "--text" if texts else "--text-pair"
+        raise UserError(f"{given} and --input: give one or the other (--input FILE reads them all)")
     rows_out = say
     if input_path and not output:  # stdout is the JSON lines: messages go to stderr
         say = _to_stderr

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -149,25 +150,33 @@ def pretrain(
     say: Callable[[str], None] = print,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
     record: dict[str, Any] | None = None,
+    started: float | None = None,
 ) -> tuple[Run, FitResult]:
     """Start a pretraining run from `cfg`, or continue the run at `resume` (under torchrun:
     on every rank, see `encoderlab.distributed`). `record`: more fields for its run.json, there
-    from the start (self-pretraining finds its runs by them)."""
+    from the start (self-pretraining finds its runs by them). `started`: time.perf_counter()
+    when the command began, where a whole-run time budget starts (the tokenizer and the corpus
+    shards are part of the run); default now."""
+    if started is None:
+        started = time.perf_counter()
     if resume is not None:
         opened = Run.open(resume)
         if str(opened.info.get("kind", "")).startswith("finetune"):
             raise UserError(
                 f"{opened.path}: is a fine-tuning run; use `encoderlab finetune --resume`"
             )
-        _check_resume_overrides(overrides or [])
+        # a mistyped key is "unknown config key" (with the keys there are), not "not changeable"
         cfg = load_config(opened.path / "config.yaml", overrides)
+        _check_resume_overrides(overrides or [])
     assert cfg is not None
     if resume is None:
         check_runs_dir(cfg.runs_dir)  # before the tokenizer and the data are made
         check_installed(cfg.train.loggers)  # a missing tracker too
         check_new_run(cfg)  # settings ELECTRA would ignore
     with distributed.session(resolve_device(cfg.train.device)):
-        run, result = _pretrain(cfg, resume, distributed.main_says(say), on_eval, record)
+        run, result = _pretrain(cfg, resume, distributed.main_says(say), on_eval, record, started)
+    if distributed.is_main():
+        run.update(wall_seconds=round(time.perf_counter() - started, 1))
     run.close()  # the run directory is free again (a later write takes the lock anew)
     return run, result
 
@@ -178,6 +187,7 @@ def _pretrain(
     say: Callable[[str], None],
     on_eval: Callable[[int, dict[str, float]], None] | None,
     record: dict[str, Any] | None = None,
+    started: float | None = None,
 ) -> tuple[Run, FitResult]:
     check_batch_size(cfg.train)
     if resume is not None:
@@ -254,5 +264,6 @@ def _pretrain(
         num_workers=cfg.data.num_workers,
         on_eval=on_eval,
         say=say,
+        started=started,
     )
     return run, result

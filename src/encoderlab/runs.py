@@ -1112,6 +1112,10 @@ def run_checkpoint(run: Run) -> Path:
                 return best
             run._skip(best, problem)
         old = run.info.get("best_checkpoint")
+        gone = run.checkpoint_dir / str(old)
+        if str(old).startswith("best-") and not gone.exists():  # deleted or moved by hand
+            run._skip(gone, "missing, though run.json names it the best weights; the newest "
+                      "checkpoint answers instead (restore the folder to use the best)")  # fmt: skip
         if str(old).startswith("step-") and (run.checkpoint_dir / old / "state.json").is_file():
             problem = checkpoint_problem(run.checkpoint_dir / old)
             if problem is None:

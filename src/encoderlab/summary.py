@@ -87,12 +87,28 @@ def layer_rows(model: nn.Module, seq_len: int, batch: int = 1) -> list[LayerRow]
     return rows
 
 
+class WithHead(nn.Module):
+    """An encoder and a fine-tuning head, run as a fine-tuning model runs them (every position
+    through every block: the table shows the shapes, not the first-token shortcut)."""
+
+    def __init__(self, encoder: Encoder, head: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(input_ids), None)
+
+
 def _fmt(shape: tuple[int, ...]) -> str:
     return "(" + ",".join(str(s) for s in shape) + ")"
 
 
-def render_summary(cfg: ModelConfig, seq_len: int, batch: int = 1) -> Table:
-    """A rich Table for a MaskedLM built from `cfg`: one row per part, then the totals."""
+def render_summary(
+    cfg: ModelConfig, seq_len: int, batch: int = 1, head: tuple[str, nn.Module] | None = None
+) -> Table:
+    """A rich Table for a MaskedLM built from `cfg`, or with `head` (what it is, the module)
+    the fine-tuning model: the encoder and that head. One row per part, then the totals."""
     if cfg.vocab_size is None:
         raise UserError(
             "model.vocab_size is not set; it normally comes from the tokenizer. "
@@ -102,11 +118,12 @@ def render_summary(cfg: ModelConfig, seq_len: int, batch: int = 1) -> Table:
         raise UserError(
             f"sequence length {seq_len} must be between 1 and model.max_len={cfg.max_len}"
         )
-    model = MaskedLM(cfg)
+    model = MaskedLM(cfg) if head is None else WithHead(Encoder(cfg), head[1])
     rows = layer_rows(model, seq_len, batch)
     title = (
-        f"MaskedLM: {cfg.n_layer} layers, d {cfg.d_model}, {cfg.n_head}x{cfg.head_dim} heads, "
-        f"ff {cfg.d_ff} {cfg.activation}, {cfg.norm}-LN, vocab {cfg.vocab_size:,}"
+        f"{'MaskedLM' if head is None else 'Encoder + ' + head[0]}: {cfg.n_layer} layers, "
+        f"d {cfg.d_model}, {cfg.n_head}x{cfg.head_dim} heads, ff {cfg.d_ff} {cfg.activation}, "
+        f"{cfg.norm}-LN, vocab {cfg.vocab_size:,}"
     )
     table = Table(title=title, show_footer=False)
     table.add_column("Layer", no_wrap=True)
@@ -117,12 +134,19 @@ def render_summary(cfg: ModelConfig, seq_len: int, batch: int = 1) -> Table:
     for r in rows:
         table.add_row(r.name, _fmt(r.input_shape), _fmt(r.output_shape), f"{r.params:,}", r.note)
     table.add_section()
-    table.add_row("Total params", "", "", f"{num_params(model):,}", "tied once")
+    table.add_row(
+        "Total params", "", "", f"{num_params(model):,}", "tied once" if head is None else ""
+    )
     table.add_row("Non-embedding", "", "", f"{num_params(model, non_embedding=True):,}", "")
     return table
 
 
-def print_model_summary(cfg: ModelConfig, seq_len: int, console: Console | None = None) -> None:
+def print_model_summary(
+    cfg: ModelConfig,
+    seq_len: int,
+    console: Console | None = None,
+    head: tuple[str, nn.Module] | None = None,
+) -> None:
     """What `encoderlab model show` prints."""
     console = console or Console()
-    console.print(render_summary(cfg, seq_len))
+    console.print(render_summary(cfg, seq_len, head=head))

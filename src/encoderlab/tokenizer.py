@@ -513,16 +513,21 @@ def save_tokenizer(
     return out
 
 
-def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Load a tokenizer.json (or a directory holding one) that has all five special tokens."""
+def load_tokenizer(path: str | Path, given_as: str = "tokenizer.path") -> Tokenizer:
+    """Load a tokenizer.json (or a directory holding one) that has all five special tokens.
+    `given_as`: where the user gave the path (a config key or a command-line option)."""
     p = Path(path).expanduser()
     file = p / "tokenizer.json" if p.is_dir() else p
     if not file.is_file():
         where = f"{p} has no tokenizer.json" if p.is_dir() else f"{p}: tokenizer not found"
-        raise UserError(
-            f"{where}; set tokenizer.path to a tokenizer.json or a directory holding one "
-            "(or unset it to train a tokenizer)"
+        fix = (
+            f"set {given_as} to a tokenizer.json or a directory holding one (or unset it to "
+            "train a tokenizer)"
+            if given_as == "tokenizer.path"
+            else f"give {given_as} a tokenizer.json or a directory holding one (`encoderlab "
+            "tokenizer train` makes one)"
         )
+        raise UserError(f"{where}; {fix}")
     try:
         tok = Tokenizer.from_file(str(file))
     except Exception as e:

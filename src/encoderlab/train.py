@@ -775,6 +775,7 @@ class Recorder:
     window_t0: float = field(default_factory=time.perf_counter)
     last_print: float = 0.0
     first_log: tuple[int, float] | None = None  # (step, seconds) of this process's first log
+    expected_steps: int | None = None  # a time budget's forecast, once the speed is known
     _missing_said: bool = False  # the primary metric was missing from an evaluation, said once
 
     def stepped(self, state: LoopState, tokens: int) -> None:
@@ -821,7 +822,11 @@ class Recorder:
         state.window_steps = 0
 
     def _of_total(self) -> str:
-        return f"/{self.plan.total_steps:,}" if self.plan.total_steps else ""
+        """ "/645" (the steps the run will make), or "/~47" when a time budget ends it first."""
+        total, expected = self.plan.total_steps, self.expected_steps
+        if expected is not None and self.plan.budget_s is not None and expected < (total or 1e18):
+            return f"/~{expected:,}"
+        return f"/{total:,}" if total else ""
 
     def _eta(self, step: int, seconds: float) -> str:
         """`  ETA 0:03:12` for a line without a bar (a log file, a study's arm): the steps
@@ -830,8 +835,9 @@ class Recorder:
         left: list[float] = []
         if self.plan.total_steps and step > step0 and seconds > seconds0:
             left.append((self.plan.total_steps - step) * (seconds - seconds0) / (step - step0))
-        if self.plan.budget_s:
-            left.append(max(self.plan.budget_s - seconds, 0.0))
+        if self.plan.budget_s:  # a whole-run budget counts the set-up as spent
+            spent = seconds + (self.clock.setup_s if self.plan.covers_run else 0.0)
+            left.append(max(self.plan.budget_s - spent, 0.0))
         return f"  ETA {clock_text(min(left))}" if left else ""
 
     def evaluate(self, state: LoopState) -> None:
@@ -1052,6 +1058,7 @@ def fit(
                     if forecast := stop.forecast(state, eng, batch):
                         say(forecast)
                         run.update(expected_steps=stop.expected_steps)
+                        rec.expected_steps = stop.expected_steps
                         bar.expect(stop.expected_steps, stop._spent)
                     log_now = state.step % cfg.log_every == 0 or end_of_epoch
                     if not eng.defers or log_now:  # deferred: skipped steps read at log time
@@ -1197,6 +1204,8 @@ def _describe(
         device=str(device),
         processes=distributed.world(),
         precision=str(amp).replace("torch.", "") if amp else "fp32",
+        time_budget_min=plan.budget_s / 60 if plan.budget_s is not None else None,
+        budget_covers="run" if plan.covers_run else "train",
     )
 
 

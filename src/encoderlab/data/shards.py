@@ -652,7 +652,7 @@ def _empty_message(data: DataConfig, results: dict[int, dict[str, Any]]) -> str:
     if read == 0:  # what reading skipped says why (a UTF-16 file: every line non-UTF-8)
         problems = [r["summary"] for r in merge_reports(results).values()]
         why = f" ({problems[0]}{'; ...' if len(problems) > 1 else ''})" if problems else ""
-        return f"{names}: no documents found{why}; check data.corpus/data.sources and the files"
+        return f"{names}: no documents found{why}; check the files and the names given (data.corpus or --corpus, data.sources)"
     why = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in sorted(dropped.items()))
     return (
         f"corpus {names}: all {read:,} documents were filtered out ({why}); "

@@ -466,7 +466,8 @@ class QATask(TaskBase):
         }
 
     def show_prediction(self, example: Example, row: dict[str, Any]) -> str:
-        return f"{row['prediction']!r}  (score {row.get('score')})"
+        score = row.get("score")
+        return f"{row['prediction']!r}  (score {'-' if score is None else f'{score:.3f}'})"
 
     def split(
         self, examples: list[Example], cfg: TaskConfig, seed: int

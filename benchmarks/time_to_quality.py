@@ -148,9 +148,14 @@ def encoderlab_logits(model: torch.nn.Module):
 # The two sides, each run in its own process
 
 
-def budget_config(work: Path, minutes: float, threads: int, layers: int) -> Config:
-    """encoderlab's side: the budget recipe, everything else left to it."""
-    return Config.model_validate(
+def budget_config(
+    work: Path, minutes: float, threads: int, layers: int, overrides: list[str] | None = None
+) -> Config:
+    """encoderlab's side: the budget recipe, everything else left to it (`overrides`: --set
+    KEY=VALUE, to measure a variant of the recipe)."""
+    from encoderlab.config import apply_overrides
+
+    data = apply_overrides(
         {
             "name": "budget",
             "recipe": "budget",
@@ -169,14 +174,19 @@ def budget_config(work: Path, minutes: float, threads: int, layers: int) -> Conf
                 "device": "cpu",
                 "log_every": 50,
             },
-        }
+        },
+        list(overrides or []),
     )
+    return Config.model_validate(data)
 
 
-def run_encoderlab(work: Path, minutes: float, threads: int, layers: int) -> dict:
+def run_encoderlab(
+    work: Path, minutes: float, threads: int, layers: int, overrides: list[str] | None = None
+) -> dict:
     from encoderlab.pretraining import pretrain
 
-    run, result = pretrain(budget_config(work, minutes, threads, layers), say=lambda _m: None)
+    cfg = budget_config(work, minutes, threads, layers, overrides)
+    run, result = pretrain(cfg, say=lambda _m: None)
     return {"run": str(run.path), "steps": result.step, "seconds": result.train_seconds}
 
 
@@ -301,11 +311,22 @@ def main() -> None:
         metavar="F",
         help="also fine-tune disaster tweets for F minutes from the pretrained model vs scratch",
     )
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change encoderlab's side (e.g. --set model.position=alibi); repeatable",
+    )
     ap.add_argument("--side", choices=["encoderlab", "hf"], help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.side:  # a child process: train one side, print its result as JSON
-        fn = run_encoderlab if args.side == "encoderlab" else run_hf
-        print(json.dumps(fn(Path(args.work), args.minutes, args.threads, args.layers)))
+    if args.side == "encoderlab":  # a child process: train one side, print its result as JSON
+        where = (Path(args.work), args.minutes, args.threads, args.layers)
+        print(json.dumps(run_encoderlab(*where, args.overrides)))
+        return
+    if args.side == "hf":
+        print(json.dumps(run_hf(Path(args.work), args.minutes, args.threads, args.layers)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
@@ -314,8 +335,15 @@ def main() -> None:
         print(f"{args.minutes} min each, {args.threads} thread(s) each, {args.layers} layers")
         base = [sys.executable, __file__, "--work", str(work), "--minutes", str(args.minutes)]
         base += ["--threads", str(args.threads), "--layers", str(args.layers)]
+        given = [arg for o in args.overrides for arg in ("--set", o)]
+        if args.overrides:
+            print(f"encoderlab's side with {' '.join(args.overrides)}")
         procs = {
-            side: subprocess.Popen([*base, "--side", side], stdout=subprocess.PIPE, text=True)
+            side: subprocess.Popen(
+                [*base, "--side", side, *(given if side == "encoderlab" else [])],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             for side in ("encoderlab", "hf")
         }
         res = {}

@@ -109,6 +109,7 @@ def test_budget_covers_is_checked():
 def test_budget_recipe_fills_what_the_config_leaves_unset(tmp_path):
     cfg = load_config(None, ["recipe=budget"])
     assert (cfg.model.norm, cfg.model.dropout, cfg.model.attn_dropout) == ("pre", 0.0, 0.0)
+    assert cfg.model.position == "alibi"
     assert (cfg.data.block_len, cfg.data.mask_rate) == (64, 0.15)
     t = cfg.train
     assert (t.batch_size, t.lr, t.schedule, t.warmup_ratio) == (64, 1e-3, "onecycle", 0.1)

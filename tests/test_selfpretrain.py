@@ -50,7 +50,7 @@ def test_one_call_pretrains_on_the_task_text_then_finetunes_from_that_run(tmp_pa
     assert (run.path / tok).read_text() == (pre / tok).read_text()
     before = load_file(str(sorted((pre / "checkpoints").iterdir())[-1] / "model.safetensors"))
     after = load_file(str(run.latest_checkpoint() / "model.safetensors"))
-    for key in ("blocks.0.attn.qkv.weight", "blocks.1.ff.fc2.weight", "embeddings.pos.weight"):
+    for key in ("blocks.0.attn.qkv.weight", "blocks.1.ff.fc2.weight", "embeddings.tok.weight"):
         torch.testing.assert_close(
             after[f"backbone.{key}"], before[f"encoder.{key}"], rtol=0, atol=0
         )

@@ -14,7 +14,9 @@ from conftest import run_cli
 from encoderlab.config import load_config
 from encoderlab.pretraining import pretrain
 from encoderlab.runs import Run
+from test_audit_budget20 import _Ticking
 from test_finetune import base_cfg, sentiment_rows, write_csv
+from test_hardening import finetuned_run
 from test_pretrain_cli import only_run, write_config
 
 
@@ -65,16 +67,7 @@ def test_a_resumed_run_gives_this_commands_seconds_not_the_budgets(tmp_path, cor
 
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("ft")
-    cfg = base_cfg(tmp, train={"epochs": 2})
-    cfg["task"]["valid"] = str(
-        write_csv(tmp / "valid.csv", sentiment_rows(40, 5), ["id", "text", "target"])
-    )
-    f = tmp / "ft.yaml"
-    f.write_text(yaml.safe_dump(cfg))
-    assert run_cli("finetune", f) == 0
-    (run_dir,) = (tmp / "runs").iterdir()
-    return run_dir
+    return finetuned_run(tmp_path_factory.mktemp("ft"))
 
 
 def _error(capsys) -> str:
@@ -205,19 +198,11 @@ def test_a_forecast_charges_only_the_evaluations_its_steps_reach():
     though a short budget never reaches the epoch's end: 1-minute CoNLL and KorQuAD runs under
     MiniLM forecast 6-12 % fewer steps than they made."""
     from encoderlab.config import TrainConfig
-    from encoderlab.train import Clock, LoopState, Plan, StopRule
-
-    class Ticking(Clock):
-        def __init__(self) -> None:
-            super().__init__(0.0)
-            self.now = 0.0
-
-        def seconds(self) -> float:
-            return self.now
+    from encoderlab.train import LoopState, Plan, StopRule
 
     cfg = TrainConfig(batch_size=4, epochs=None, time_budget_min=1, budget_covers="train")
     plan = Plan.of(cfg, rows=4_000)  # 1,000 steps an epoch: its evaluation is out of reach
-    clock = Ticking()
+    clock = _Ticking(setup_s=0.0)
     rule = StopRule(cfg, plan, clock, "acc", valid_rows=1_000, eval_row_s=0.05)  # 50 s each
     state, said = LoopState(), None
     while said is None:
@@ -227,6 +212,8 @@ def test_a_forecast_charges_only_the_evaluations_its_steps_reach():
     assert rule.expected_steps - state.step == pytest.approx((60 - clock.now) / 0.1, abs=2), said
     # an evaluation the steps do reach is paid for: 950 steps an epoch, 95 s of steps at most
     plan = Plan.of(cfg, rows=3_800)
-    rule = StopRule(cfg, plan, Ticking(), "acc", valid_rows=1_000, eval_row_s=0.01)  # 10 s
+    rule = StopRule(
+        cfg, plan, _Ticking(setup_s=0.0), "acc", valid_rows=1_000, eval_row_s=0.01
+    )  # 10 s
     rule.step_s = 0.1
     assert rule._steps_that_fit(900, 20.0) == 100  # 10 s of steps, then the evaluation at 950

@@ -307,7 +307,11 @@ def test_warnings_go_to_stderr_and_the_rest_to_stdout(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("ft")
+    return finetuned_run(tmp_path_factory.mktemp("ft"))
+
+
+def finetuned_run(tmp: Path) -> Path:
+    """A small classification run (one epoch) with a validation file, in tmp/runs."""
     cfg = base_cfg(tmp, train={"epochs": 1})
     cfg["task"]["valid"] = str(
         write_csv(tmp / "valid.csv", sentiment_rows(40, 5), ["id", "text", "target"])

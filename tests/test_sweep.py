@@ -107,9 +107,13 @@ def trial_records(out: Path) -> str:
 
 @pytest.mark.slow
 def test_asha_sweep_lists_every_trial_and_writes_outputs(tmp_path, ray_local):
-    out = run_sweep(write_sweep(tmp_path), say=lambda m: None)
+    said: list[str] = []
+    out = run_sweep(write_sweep(tmp_path), say=said.append)
     rows = read_trials(out)
     assert len(rows) == 4, rows
+    progress = [m for m in said if re.match(r"trial \d/4 \(", m)]  # one line per trial
+    assert [m[:9] for m in progress] == [f"trial {k}/4" for k in (1, 2, 3, 4)], said
+    assert f"best {float(rows[0]['metric']):.4f}" in progress[-1], (progress, rows)
     assert {r["status"] for r in rows} <= {"completed", "stopped early"}, trial_records(out)
     assert {(r["train.lr"], r["head.type"]) for r in rows} == {
         (lr, h) for lr in ("0.003", "0.001") for h in ("cls", "mean")
@@ -245,9 +249,13 @@ def test_interrupted_sweep_resumes_only_unfinished_trials(tmp_path, ray_local):
     cut_step = int(cut[0]["steps"])
     stamps = {r["run_dir"]: (Path(r["run_dir"]) / "run.json").stat().st_mtime for r in done}
 
-    run_sweep(path, resume=True, say=lambda m: None)
+    said: list[str] = []
+    run_sweep(path, resume=True, say=said.append)
     rows = read_trials(out)
     assert len(rows) == 3 and {r["status"] for r in rows} == {"completed"}, rows
+    # the resumed sweep counts on from the trial it had finished, in this command's output
+    progress = [m[:9] for m in said if re.match(r"trial \d/3 \(", m)]
+    assert progress == ["trial 2/3", "trial 3/3"], said
     assert len(list((out / "runs").iterdir())) == 3  # one run directory per trial
     for run_dir, stamp in stamps.items():  # finished trials were not run again
         assert (Path(run_dir) / "run.json").stat().st_mtime == stamp
@@ -300,15 +308,17 @@ def test_a_sweep_whose_every_trial_failed_exits_2_after_its_table(tmp_path, ray_
     data = tmp_path / "train.csv"
     good = data.read_text()
     data.write_text(good.replace("target", "label"))  # not a config error: found at run time
+    said: list[str] = []
     with pytest.raises(UserError, match="every trial failed"):
-        run_sweep(path, say=lambda m: None)
+        run_sweep(path, say=said.append)
     out = tmp_path / "out"
     assert read_trials(out)[0]["status"] == "failed" and not (out / "best.yaml").exists()
+    assert any(m.startswith("trial 1/1 (train.lr=0.001): failed;") for m in said), said
 
     # "fix the base config or the space, then run the sweep again": that sweep left nothing
     # to resume, so running it again starts it over (its rerun used to be refused)
     data.write_text(good)
-    said: list[str] = []
+    said.clear()
     run_sweep(path, say=said.append)
     assert any("left no result" in m and "starting it over" in m for m in said), said
     rows = read_trials(out)
@@ -838,3 +848,64 @@ def test_a_resumed_trial_counts_the_seconds_it_ran_not_the_pause(tmp_path):
     record = {"started": t - 140, "ran_s": 5.0}
     _restart_clock(record, run)
     assert record["ran_s"] == pytest.approx(45)
+
+
+def _trial(status: str, best: float | None = None, **config):
+    from types import SimpleNamespace
+
+    analysis = {"score": {"max": best, "min": best}} if best is not None else {}
+    return SimpleNamespace(status=status, metric_analysis=analysis, config=config)
+
+
+def test_a_sweep_says_each_finished_trial_its_best_and_what_is_left(monkeypatch):
+    """Off a terminal, a line per finished trial: how many of those planned, its best
+    evaluation (as the table ranks it), the best so far, the time spent and to go. A sweep
+    was minutes of silence (Ray's table is off)."""
+    from encoderlab.sweep import progress as progress_module
+    from encoderlab.sweep.progress import SweepProgress
+
+    clock = [100.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
+    said: list[str] = []
+    progress_module.say_with(said.append)
+    p = SweepProgress(4, "valid/acc", "max", budget_s=600)
+    p.setup()
+    a, b = _trial("RUNNING", 0.71, lr=0.001), _trial("RUNNING", 0.75, lr=0.003)
+    waiting = [_trial("PENDING", lr=0.01), _trial("PENDING", lr=0.03)]
+    trials = [a, b, *waiting]
+    clock[0] = 130.0
+    p.on_trial_complete(0, trials, a)  # Tune calls this while its list still says RUNNING
+    a.status = "TERMINATED"
+    assert said == [  # the best so far counts the running trials' evaluations too
+        "trial 1/4 (lr=0.001): valid/acc 0.7100; best 0.7500; 0:00:30 elapsed, ETA 0:01:30"
+    ]
+    clock[0] = 160.0
+    p.on_trial_error(0, trials, waiting[0])
+    assert said[-1] == ("trial 2/4 (lr=0.01): failed; best 0.7500; 0:01:00 elapsed, ETA 0:01:00")
+    assert p.summary(trials) == (1, 1, 0.75)
+
+
+def test_a_sweeps_eta_never_passes_its_time_budget_and_a_min_metric_ranks_low_first():
+    from encoderlab.sweep.progress import SweepProgress
+
+    p = SweepProgress(10, "valid/loss", "min", budget_s=300)
+    assert p.eta_s(done=0, elapsed=100) == 200  # no pace yet: the budget's rest
+    assert p.eta_s(done=1, elapsed=100) == 200  # the pace says 900 s: the budget ends first
+    assert SweepProgress(10, "m", "max", None).eta_s(done=0, elapsed=5) is None
+    trials = [_trial("TERMINATED", 0.9), _trial("TERMINATED", 0.4), _trial("ERROR")]
+    assert p.summary(trials) == (3, 0, 0.4)
+    p._live["done_before"] = 2  # resumed with two trials done: the pace is this command's
+    assert p.eta_s(done=3, elapsed=20) == 140 and p.eta_s(done=2, elapsed=20) == 280
+
+
+def test_the_sweeps_progress_pickles_without_its_bar():
+    """Tune saves the callback with its experiment state (what --resume restores): the bar
+    on the screen is not part of it."""
+    import pickle
+
+    from encoderlab.sweep.progress import SweepProgress
+
+    p = SweepProgress(4, "valid/acc", "max", None)
+    p._live["bar"] = lambda: None  # stands for the live rich bar, which does not pickle
+    q = pickle.loads(pickle.dumps(p))
+    assert q._live == {} and (q.planned, q.metric, q.mode) == (4, "valid/acc", "max")

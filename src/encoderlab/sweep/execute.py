@@ -293,9 +293,15 @@ def _run_sweep(sweep: Sweep, resume: bool, address: str | None, say: Callable[[s
             claim(sweep, start_over, say)
         with quiet_trial_failures():
             tuner = _tuner(sweep, resume, say)
+        from encoderlab.sweep.progress import close_all, say_with  # Ray Tune's: imports ray
+
+        say_with(say)
         t0 = time.time()
         with quiet_trial_failures(), _StopOnSignal(say) as stop:
-            grid = tuner.fit()
+            try:
+                grid = tuner.fit()
+            finally:
+                close_all()
             tune_status, tune_configs = _tune_trials(grid, sweep.out / "tune")
         say(f"sweep ran for {time.time() - t0:.0f}s")
     finally:
@@ -328,9 +334,20 @@ def _tuner(sweep: Sweep, resume: bool, say: Callable[[str], None]):
             name="tune",
             storage_path=str(sweep.out),
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-            verbose=0,
+            verbose=0,  # Ray's table: instead, the trials done and the best so far
+            callbacks=[_progress(sweep)],
         ),
     )
+
+
+def _progress(sweep: Sweep):
+    """The bar (or a line per finished trial) of a new sweep; a resumed one has it from the
+    experiment state Tune saved."""
+    from encoderlab.sweep.progress import SweepProgress  # Ray Tune's callback: imports ray
+
+    spec = sweep.spec
+    budget_s = spec.time_budget_min * 60 if spec.time_budget_min else None
+    return SweepProgress(_planned(sweep), spec.metric, spec.mode, budget_s)
 
 
 def _finish(

@@ -171,3 +171,32 @@ def test_a_line_without_a_bar_gives_the_steps_left_and_an_eta():
     rec.first_log = None  # the first line: no pace yet, no budget either
     rec.plan = plan
     assert train.Recorder._eta(rec, 400, 40.0) == ""
+
+
+def _table_line(progress, width: int) -> str:
+    console = Console(file=io.StringIO(), width=width, force_terminal=False)
+    console.print(progress.make_tasks_table(progress.tasks))
+    return console.file.getvalue().strip()
+
+
+def test_predict_and_tokenizing_bars_keep_their_counts_and_eta_whole_at_80_columns(monkeypatch):
+    """The predict and corpus bars had their own columns, which rich shortened alike on an
+    80-column terminal ("ETA 0:0…"); they share the training bar's columns now."""
+    from encoderlab.data.shards import _Bar
+    from encoderlab.inference import _RowsBar
+
+    _on_a_terminal(monkeypatch)
+    rows = _RowsBar(98_765)
+    try:
+        rows.advance(50_000)
+        rows.advance(1)
+        for width in (80, 60):
+            line = _table_line(rows.bar, width)
+            assert "50000/98765" in line.replace(",", ""), line
+            assert re.search(r"ETA (\d+:\d\d:\d\d|-:--:--)$", line) and len(line) <= width, line
+    finally:
+        rows.close()
+    with _Bar(2_000_000_000, "tokenize corpus.txt") as bar:
+        bar.advance(1_000_000_000, 123_456_789)
+        line = _table_line(bar.bar, 80)
+        assert "1.0/2.0 GB" in line and re.search(r"ETA \S+$", line) and len(line) <= 80, line

@@ -42,7 +42,7 @@ from encoderlab.runs import (
     run_labels,
     run_model_config,
 )
-from encoderlab.runtime import autocast, autocast_dtype, resolve_device, to_device
+from encoderlab.runtime import autocast, autocast_dtype, bar_columns, resolve_device, to_device
 from encoderlab.tasks import get_task
 from encoderlab.tasks.base import (
     Example,
@@ -193,29 +193,10 @@ class _RowsBar:
         if not total or not sys.stderr.isatty():
             return
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TaskProgressColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import Progress
 
-        self.bar = Progress(
-            TextColumn("[bold]predict"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self.task = self.bar.add_task("predict", total=total, rate="")
+        self.bar = Progress(*bar_columns("predict"), console=Console(stderr=True), transient=True)
+        self.task = self.bar.add_task("predict", total=total, info="")
         self.t0 = time.perf_counter()
         self.done = 0
         self.bar.start()
@@ -225,7 +206,7 @@ class _RowsBar:
             return
         rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
         self.bar.update(
-            self.task, completed=self.done, rate=f"{rate:,.0f} rows/s" if self.done else ""
+            self.task, completed=self.done, info=f"{rate:,.0f} rows/s" if self.done else ""
         )
         self.done += rows
 

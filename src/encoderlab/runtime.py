@@ -245,14 +245,15 @@ def autocast(device: torch.device, amp: torch.dtype | None) -> contextlib.Abstra
 # Progress bars
 
 
-def bar_columns(label: str, bar_width: int = 30) -> list[Any]:
-    """The columns of a rich progress bar: label, bar, done/total, the task's `info` field,
-    elapsed time and ETA. On a narrow terminal the info text (and then the bar) gives way:
-    rich shortened every column alike, so an 80-column terminal showed "300/…" and
-    "ETA 0:00:…". The ETA is the task's `eta` field (seconds) when one is set, e.g. what a
-    time budget has left, else rich's estimate from the bar's speed."""
+def bar_columns(label: str, bar_width: int = 30, bytes_done: bool = False) -> list[Any]:
+    """The columns of a rich progress bar: label, bar, done/total (`bytes_done`: in bytes),
+    the task's `info` field, elapsed time and ETA. On a narrow terminal the info text (and
+    then the bar) gives way: rich shortened every column alike, so an 80-column terminal
+    showed "300/…" and "ETA 0:00:…". The ETA is the task's `eta` field (seconds) when one is
+    set, e.g. what a time budget has left, else rich's estimate from the bar's speed."""
     from rich.progress import (
         BarColumn,
+        DownloadColumn,
         MofNCompleteColumn,
         ProgressColumn,
         TextColumn,
@@ -277,7 +278,7 @@ def bar_columns(label: str, bar_width: int = 30) -> list[Any]:
     return [
         TextColumn(f"[bold]{label}", table_column=kept()),
         BarColumn(bar_width=bar_width),
-        MofNCompleteColumn(table_column=kept()),
+        (DownloadColumn if bytes_done else MofNCompleteColumn)(table_column=kept()),
         Info(),
         TimeElapsedColumn(table_column=kept()),
         Eta(table_column=kept()),

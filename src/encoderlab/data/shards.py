@@ -670,25 +670,12 @@ class _Bar:
         self.t0 = time.perf_counter()
         if sys.stderr.isatty() and self.total:
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from rich.progress import Progress
 
-            self.bar = Progress(
-                TextColumn(f"[bold]{self.label}"),
-                BarColumn(),
-                DownloadColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
+            from encoderlab.runtime import bar_columns
+
+            columns = bar_columns(self.label, bytes_done=True)
+            self.bar = Progress(*columns, console=Console(stderr=True))
             self.task = self.bar.add_task("tok", total=self.total, info="")
             self.bar.start()
         return self

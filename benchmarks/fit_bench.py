@@ -54,12 +54,35 @@ class RandomBlocks(torch.utils.data.Dataset):
 
 
 def useful_flops_per_step(cfg: ModelConfig, batch: int, seq: int, rate: float) -> float:
+    """The model's FLOPs (forward + backward, 3x the forward's matmuls): every layer at every
+    position, the MLM head at the masked ones. How MFU is usually counted; what a side skips
+    beyond that (encoderlab's last block at unmasked positions) is not taken off."""
     d, f, v = cfg.d_model, cfg.d_ff, cfg.vocab_size
     gated = cfg.activation in ("geglu", "swiglu")
     per_token_layer = 2 * (4 * d * d + (3 if gated else 2) * d * f) + 4 * seq * d
     head = 2 * (d * d + d * v)
     forward = batch * seq * (cfg.n_layer * per_token_layer + rate * head)
     return 3.0 * forward
+
+
+def executed_flops_per_step(
+    cfg: ModelConfig, batch: int, seq: int, masked: float, query_slots: float | None
+) -> float:
+    """The matmul FLOPs a side really runs per step (forward + backward). `masked`: labelled
+    positions per step; `query_slots`: encoderlab's last block runs its query, out projection
+    and feed-forward at these (`Queries` pads each row to the batch's longest masked count;
+    keys and values still everywhere) and its head at the masked positions; None: a model
+    that runs every layer and its head at every position (BertForMaskedLM)."""
+    d, f, v = cfg.d_model, cfg.d_ff, cfg.vocab_size
+    gated = cfg.activation in ("geglu", "swiglu")
+    tokens = batch * seq
+    per_token_layer = 2 * (4 * d * d + (3 if gated else 2) * d * f) + 4 * seq * d
+    head = 2 * (d * d + d * v)
+    if query_slots is None:
+        return 3.0 * tokens * (cfg.n_layer * per_token_layer + head)
+    per_query = 2 * (2 * d * d + (3 if gated else 2) * d * f) + 4 * seq * d
+    last = tokens * 2 * (2 * d * d) + query_slots * per_query
+    return 3.0 * (tokens * (cfg.n_layer - 1) * per_token_layer + last + masked * head)
 
 
 def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048) -> float:

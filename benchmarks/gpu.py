@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 from fit_bench import fit_tokens_per_s, matmul_peak_gflops, useful_flops_per_step
-from pretrain_throughput import build_models, make_batches, model_config, optimizers
+from pretrain_throughput import build_models, make_batches, model_config, on_device, optimizers
 
 from encoderlab.runtime import autocast
 
@@ -91,13 +91,14 @@ def measure(name: str, shape: tuple, args, device: torch.device, peak: float) ->
     precision = "bf16" if amp else "fp32"
     ours, peer = build_models(ns, device)
     opt_ours, opt_peer = optimizers(ns, ours, peer)
-    batches = [{k: v.to(device) for k, v in b.items()} for b in make_batches(8, ns)]
+    made = make_batches(8, ns)
+    batches, peer_batches = on_device(made, device, ours=True), on_device(made, device, ours=False)
     rates = {
         "encoderlab bare": bare_tokens_per_s(
             ours, opt_ours, batches, device, amp, args.steps, args.warmup
         ),
         "BertForMaskedLM": bare_tokens_per_s(
-            peer, opt_peer, batches, device, amp, args.steps, args.warmup
+            peer, opt_peer, peer_batches, device, amp, args.steps, args.warmup
         ),
     }
     if amp is not None:  # the ceiling of keeping weights in bf16 (no autocast casts per step):

@@ -17,8 +17,10 @@ the same eval loss), and train on the SAME batches (random ids, 15% of positions
 80/10/10 mask/random/keep, labels -100 elsewhere), in one process, alternating chunks of
 steps so that machine noise hits both alike. Warmup steps (and compilation) are not timed.
 
-encoderlab: MaskedLM + make_optimizer (AdamW over param_groups, fused kernel).
-transformers: BertForMaskedLM (sdpa attention) + plain torch.optim.AdamW with its defaults.
+encoderlab: MaskedLM + make_optimizer (AdamW over param_groups, fused kernel), its batches
+with the masked positions found on the host as its MLM collate finds them for `fit`.
+transformers: BertForMaskedLM (sdpa attention) + fused AdamW over the Trainer's parameter
+groups (the Trainer's default optimizer since torch 2.8).
 
 Peak memory: on CUDA torch.cuda.max_memory_allocated per model. On CPU a process's peak RSS
 cannot be split between two models, so each model is also run alone for a few steps in a
@@ -36,10 +38,15 @@ import time
 import warnings
 
 import torch
-from fit_bench import fit_tokens_per_s, matmul_peak_gflops, useful_flops_per_step
+from fit_bench import (
+    executed_flops_per_step,
+    fit_tokens_per_s,
+    matmul_peak_gflops,
+    useful_flops_per_step,
+)
 
 from encoderlab.config import ModelConfig
-from encoderlab.model import MaskedLM, make_optimizer, param_groups
+from encoderlab.model import MaskedLM, Queries, make_optimizer
 
 PAD, CLS, SEP, MASK = 0, 1, 2, 3
 N_SPECIAL = 5
@@ -81,6 +88,22 @@ def make_batches(n: int, args: argparse.Namespace, seed: int = 0) -> list[dict[s
         if not args.no_mask:
             batch["attention_mask"] = torch.ones_like(ids)
         out.append(batch)
+    return out
+
+
+def on_device(batches: list[dict], device: torch.device, ours: bool) -> list[dict]:
+    """The batches as each side gets them: encoderlab's with the masked positions found on
+    the host, as its MLM collate gives them to `fit` (found in the forward, they cost two
+    device-to-host syncs per step on a GPU); transformers' as they are."""
+    out = []
+    for b in batches:
+        moved = {k: v.to(device) for k, v in b.items()}
+        if ours:
+            rows = (b["labels"].reshape(-1) != -100).nonzero().squeeze(1)
+            q = Queries.at(rows, tuple(b["labels"].shape))
+            moved["masked_rows"] = rows.to(device)
+            moved["queries"] = Queries(q.pos.to(device), q.slots.to(device))
+        out.append(moved)
     return out
 
 
@@ -126,12 +149,12 @@ def build_models(args: argparse.Namespace, device: torch.device):
     return ours, peer
 
 
-def check_same_math(ours, peer, batch) -> float:
+def check_same_math(ours, peer, batch_ours, batch_peer) -> float:
     ours.eval()
     peer.eval()
     with torch.no_grad():
-        a = ours(**batch).loss.item()
-        b = peer(**batch).loss.item()
+        a = ours(**batch_ours).loss.item()
+        b = peer(**batch_peer).loss.item()
     ours.train()
     peer.train()
     return abs(a - b)
@@ -140,8 +163,17 @@ def check_same_math(ours, peer, batch) -> float:
 def optimizers(args, ours, peer):
     hp = {"lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-8}
     opt_ours = make_optimizer(ours, weight_decay=0.01, **hp) if ours is not None else None
-    # the peer: a plain AdamW loop, PyTorch's default implementation choice for the device
-    opt_peer = torch.optim.AdamW(param_groups(peer, 0.01), **hp) if peer is not None else None
+    # the peer: the fused AdamW too, the Trainer's default optimizer (adamw_torch_fused) since
+    # torch 2.8, over the Trainer's groups (no decay for biases and LayerNorm weights)
+    opt_peer = None
+    if peer is not None:
+        decay = [p for n, p in peer.named_parameters() if p.ndim >= 2]
+        no_decay = [p for n, p in peer.named_parameters() if p.ndim < 2]
+        groups = [
+            {"params": decay, "weight_decay": 0.01},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        opt_peer = torch.optim.AdamW(groups, fused=True, **hp)
     return opt_ours, opt_peer
 
 
@@ -169,7 +201,7 @@ def memory_only(args: argparse.Namespace) -> None:
         del ours
         model, opt = peer, optimizers(args, None, peer)[1]
     base = peak_rss_mib()
-    for b in make_batches(3, args):
+    for b in on_device(make_batches(3, args), device, ours=args.memory_only == "encoderlab"):
         step(model, opt, b)
     peak = peak_rss_mib()
     print(f"{peak:.1f} {peak - base:.1f}")
@@ -220,10 +252,12 @@ def main() -> None:
     device = torch.device(args.device)
     ours, peer = build_models(args, device)
     n_batches = args.warmup + args.steps
-    batches = [
-        {k: v.to(device) for k, v in b.items()} for b in make_batches(min(n_batches, 16), args)
-    ]
-    diff = check_same_math(ours, peer, batches[0])
+    made = make_batches(min(n_batches, 16), args)
+    batches = {
+        "encoderlab": on_device(made, device, ours=True),
+        "transformers": on_device(made, device, ours=False),
+    }
+    diff = check_same_math(ours, peer, batches["encoderlab"][0], batches["transformers"][0])
     opt_ours, opt_peer = optimizers(args, ours, peer)
     run_ours = torch.compile(ours) if args.compile else ours
     run_peer = torch.compile(peer) if args.compile_peer else peer
@@ -236,7 +270,7 @@ def main() -> None:
     print(f"same weights, eval loss |encoderlab - transformers| = {diff:.2e}")
     print(
         f"optimizer: encoderlab {opt_ours.defaults.get('fused') and 'fused' or 'foreach'} AdamW, "
-        f"transformers default AdamW (foreach={opt_peer.defaults.get('foreach')})"
+        "transformers fused AdamW (the Trainer's default)"
     )
 
     runs = {"encoderlab": (run_ours, opt_ours), "transformers": (run_peer, opt_peer)}
@@ -245,7 +279,7 @@ def main() -> None:
         sync(device)
         t0 = time.perf_counter()
         for i in range(args.warmup):
-            step(model, opt, batches[i % len(batches)])
+            step(model, opt, batches[name][i % len(made)])
         sync(device)
         warm_s[name] = time.perf_counter() - t0
 
@@ -259,7 +293,7 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             for i in range(done, done + n):
-                b = batches[(args.warmup + i) % len(batches)]
+                b = batches[name][(args.warmup + i) % len(made)]
                 sync(device)
                 t0 = time.perf_counter()
                 loss = step(model, opt, b)
@@ -337,6 +371,24 @@ def report_fit(args: argparse.Namespace, device: torch.device, tps: dict[str, fl
         for name, r in rates.items()
     )
     print(f"useful GFLOP/s (of the fp32 matmul peak {peak:,.1f} measured now): {shown}")
+    # what each side's matmuls really run: encoderlab skips most of its last block at the
+    # unmasked positions, transformers runs its head at every position
+    made = make_batches(8, args)
+    labels = [b["labels"] for b in made]
+    masked = sum(int((lab != -100).sum()) for lab in labels) / len(labels)
+    slots = sum(lab.shape[0] * int((lab != -100).sum(1).max()) for lab in labels) / len(labels)
+    step_flops = {
+        "encoderlab": executed_flops_per_step(cfg, args.batch, args.seq, masked, slots),
+        "transformers": executed_flops_per_step(cfg, args.batch, args.seq, masked, None),
+    }
+    step_flops["encoderlab fit"] = step_flops["encoderlab"]
+    tokens = args.batch * args.seq
+    shown = ", ".join(
+        f"{name} {r / tokens * step_flops[name] / 1e9:,.1f} "
+        f"({r / tokens * step_flops[name] / 1e9 / peak:.0%})"
+        for name, r in rates.items()
+    )
+    print(f"executed GFLOP/s (the matmuls each side runs, same peak): {shown}")
 
 
 if __name__ == "__main__":

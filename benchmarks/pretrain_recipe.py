@@ -54,7 +54,8 @@ ARMS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "batch 32": ("budget", {"train": {"batch_size": 32}}),
     "mask 25%": ("budget", {"data": {"mask_rate": 0.25}}),
     "plain MLM head": ("budget", {"model": {"mlm_head": "plain"}}),
-    "ALiBi positions": ("budget", {"model": {"position": "alibi"}}),
+    # the recipe's positions are ALiBi since 2026-12-01: the one-change arm is the table
+    "learned positions": ("budget", {"model": {"position": "learned"}}),
 }
 
 

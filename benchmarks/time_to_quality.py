@@ -8,8 +8,10 @@ Not a test; run it by hand on an otherwise idle machine:
 
 `--downstream F` adds what the pretraining is for: disaster tweets (../shared/data) fine-tuned
 for F minutes from encoderlab's pretrained model against the same architecture and tokenizer
-from scratch given the same total time (M + F minutes), each the best of its evaluations
-(2 x --threads threads, one after the other).
+from scratch given the same compute: the M minutes of pretraining ran on --threads threads
+beside the Trainer, the fine-tuning runs (one after the other) on 2 x --threads, so scratch
+gets F + M / 2 minutes (equal core-minutes; until 2026-12-01 it got M + F, ~60 % more
+compute). Each arm prints its last evaluation and the best of its evaluations.
 
 The HF side needs transformers and accelerate (Trainer requires it): pip install -e '.[dev]'.
 
@@ -38,6 +40,7 @@ over the same predictions (HF gets the longer context). Prints both accuracies a
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import subprocess
 import sys
@@ -242,6 +245,11 @@ def run_hf(work: Path, minutes: float, threads: int, layers: int) -> dict:
                 control.should_training_stop = True
             return control
 
+    # transformers 5 dropped warmup_ratio: there a float below 1 in warmup_steps is the
+    # share; before it, warmup_steps=0.06 was a step count (no warmup at all)
+    fields = inspect.signature(TrainingArguments.__init__).parameters
+    warmup = {"warmup_ratio": 0.06} if "warmup_ratio" in fields else {"warmup_steps": 0.06}
+
     def trainer(max_steps: int, clock: Clock) -> Trainer:
         torch.manual_seed(0)
         args = TrainingArguments(
@@ -250,7 +258,7 @@ def run_hf(work: Path, minutes: float, threads: int, layers: int) -> dict:
             learning_rate=5e-4,
             weight_decay=0.01,
             lr_scheduler_type="linear",
-            warmup_steps=0.06,  # a float: the share of max_steps
+            **warmup,  # 6 % of max_steps
             max_steps=max_steps,
             logging_steps=10**9,
             save_strategy="no",
@@ -393,7 +401,8 @@ def tweets_config(work: Path, init: str, minutes: float, threads: int) -> Any:
 
 def downstream(work: Path, run_dir: str, minutes: float, fine: float, threads: int) -> None:
     """Disaster tweets: F minutes of fine-tuning after the M of pretraining, vs scratch (same
-    shape and tokenizer) for M + F minutes."""
+    shape and tokenizer) for the same core-minutes: F + M / 2 (the pretraining had half the
+    threads the fine-tuning runs get)."""
     from encoderlab.finetuning import finetune
 
     if not TWEETS.exists():
@@ -401,14 +410,14 @@ def downstream(work: Path, run_dir: str, minutes: float, fine: float, threads: i
         return
     for label, init, budget in (
         ("pretrained", run_dir, fine),
-        ("scratch", f"scratch:{run_dir}", minutes + fine),
+        ("scratch", f"scratch:{run_dir}", fine + minutes / 2),
     ):
         run, result = finetune(tweets_config(work, init, budget, threads), say=lambda _m: None)
         assert result.best.get("metric") == "valid/acc", result.best
         print(
             f"downstream {label:10s} {budget:5.1f} min fine-tuning ({result.step} steps): "
-            f"disaster tweets valid accuracy {result.best.get('value', float('nan')):.3f} "
-            f"(best of {label} run {run.path.name})"
+            f"disaster tweets valid accuracy {result.last_eval.get('valid/acc', float('nan')):.3f}"
+            f" at the end, best {result.best.get('value', float('nan')):.3f} (run {run.path.name})"
         )
 
 

@@ -33,7 +33,16 @@ from pretrain_throughput import build_models, make_batches, model_config, on_dev
 
 from encoderlab.runtime import autocast
 
-DENSE_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
+# dense bf16 peaks from the vendors' sheets; the first key found in the device name counts
+# (the PCIe H100 before the SXM one)
+DENSE_BF16_TFLOPS = {
+    "H200": 989.0,
+    "H100 PCIe": 756.0,
+    "H100": 989.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+}
 
 SHAPES = {  # name: (d_model, n_head, d_ff, n_layer, vocab, seq, batch)
     "bert-base": (768, 12, 3072, 12, 30522, 128, 64),
@@ -58,27 +67,39 @@ def peak_gflops(device: torch.device) -> tuple[float, str]:
     return matmul_peak_gflops(device, torch.float32), "cpu fp32 matmul measured"
 
 
-def bare_tokens_per_s(model, opt, batches, device, amp, steps: int, warmup: int) -> float:
-    """Forward, backward, AdamW step on prepared batches; warmup steps untimed."""
+def bare_tokens_per_s(
+    sides: dict[str, tuple], device, amp, steps: int, warmup: int, chunk: int = 10
+) -> dict[str, float]:
+    """Forward, backward, AdamW step on prepared batches, for each side (name: model,
+    optimizer, batches): warmup steps untimed, then the sides in turns of `chunk` steps, so a
+    GPU's clocks and the machine's noise change for both alike (timed one after the other,
+    the peer's own figure moved 261k -> 203k tokens/s between two invocations)."""
 
-    def one(b):
+    def one(model, opt, b):
         with autocast(device, amp):
             loss = model(**b).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for i in range(warmup):
-        one(batches[i % len(batches)])
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for i in range(steps):
-        one(batches[(warmup + i) % len(batches)])
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    b = batches[0]["input_ids"]
-    return b.numel() * steps / (time.perf_counter() - t0)
+    for model, opt, batches in sides.values():
+        for i in range(warmup):
+            one(model, opt, batches[i % len(batches)])
+    seconds = dict.fromkeys(sides, 0.0)
+    for start in range(0, steps, chunk):
+        for name, (model, opt, batches) in sides.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for i in range(start, min(start + chunk, steps)):
+                one(model, opt, batches[(warmup + i) % len(batches)])
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds[name] += time.perf_counter() - t0
+    return {
+        name: batches[0]["input_ids"].numel() * steps / seconds[name]
+        for name, (_, _, batches) in sides.items()
+    }
 
 
 def measure(name: str, shape: tuple, args, device: torch.device, peak: float) -> float:
@@ -93,24 +114,21 @@ def measure(name: str, shape: tuple, args, device: torch.device, peak: float) ->
     opt_ours, opt_peer = optimizers(ns, ours, peer)
     made = make_batches(8, ns)
     batches, peer_batches = on_device(made, device, ours=True), on_device(made, device, ours=False)
-    rates = {
-        "encoderlab bare": bare_tokens_per_s(
-            ours, opt_ours, batches, device, amp, args.steps, args.warmup
-        ),
-        "BertForMaskedLM": bare_tokens_per_s(
-            peer, opt_peer, peer_batches, device, amp, args.steps, args.warmup
-        ),
+    sides = {
+        "encoderlab bare": (ours, opt_ours, batches),
+        "BertForMaskedLM": (peer, opt_peer, peer_batches),
     }
+    rates = bare_tokens_per_s(sides, device, amp, args.steps, args.warmup)
     if amp is not None:  # the ceiling of keeping weights in bf16 (no autocast casts per step):
         # the same model cast once, AdamW on the bf16 weights themselves (no fp32 master copy,
         # so not a training recipe; a measure of what master weights could win)
         ours.to(torch.bfloat16)
         opt_bf16 = optimizers(ns, ours, None)[0]
         rates["encoderlab bare, bf16 weights"] = bare_tokens_per_s(
-            ours, opt_bf16, batches, device, None, args.steps, args.warmup
-        )
+            {"bf16": (ours, opt_bf16, batches)}, device, None, args.steps, args.warmup
+        )["bf16"]
         del opt_bf16
-    del ours, peer, opt_ours, opt_peer
+    del sides, ours, peer, opt_ours, opt_peer
     got = fit_tokens_per_s(
         model_config(ns), device, batch, seq, args.steps, args.warmup, 0.15, precision
     )

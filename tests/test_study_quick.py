@@ -5,6 +5,7 @@ run again, the done arm is skipped and the failed one retried."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,9 @@ def test_a_tiny_study_runs_its_arms_records_failures_and_skips_done_ones(tmp_pat
     assert "ok vs broken: not both done (broken: failed)." in lines
     # each arm's first line says where the study is
     assert any(x.startswith("[ok] starting (1 of 2): finetune ") for x in lines), lines
-    assert any(x.startswith("[broken] starting (2 of 2): finetune ") for x in lines), lines
+    # ... and, once an arm has run, how long the study has taken and about how long is left
+    second = next(x for x in lines if x.startswith("[broken] starting (2 of 2; study 0:"))
+    assert re.search(r"\(2 of 2; study 0:\d\d so far, ~0:\d\d left\): finetune ", second), second
     arms = json.loads((out / "study.json").read_text())["arms"]
     assert arms["ok"]["status"] == "done"
     assert arms["broken"]["status"] == "failed" and arms["broken"]["exit_code"] == 2
@@ -405,3 +408,14 @@ def test_placeholders_hold_paths_that_yaml_would_read_otherwise(tmp_path: Path) 
     assert arm["status"] == "done", arm
     config = yaml.safe_load((Path(arm["run_dir"]) / "config.yaml").read_text())
     assert config["task"]["train"] == str(out / "split" / "train.csv")
+
+
+def test_the_study_clock_estimates_from_the_arms_that_ran():
+    from encoderlab.study.execute import _clock, _StudyClock
+
+    clock = _StudyClock()
+    assert clock.eta(3) == ""  # nothing ran yet: no guess
+    clock.arms += [100.0, 140.0]
+    assert clock.eta(3).endswith("so far, ~6:00 left")  # 3 arms at the mean of 120 s
+    assert clock.eta(0) == ""
+    assert _clock(3725) == "1:02:05" and _clock(59.6) == "1:00"

@@ -211,9 +211,47 @@ def _run_study(study: Study, out: Path, profile: str | None, say: Callable[[str]
 
     with signals_as_interrupt():
         entries = study.entries()
+        clock = _StudyClock()
         for k, entry in enumerate(entries, 1):
-            _run_entry(study, state, entry, values, say, f"{k} of {len(entries)}")
+            left = sum(not e["stage"] for e in entries[k - 1 :])
+            where = f"{k} of {len(entries)}{clock.eta(left)}"
+            finished = state.arm(entry["name"]).get("finished")
+            t0 = time.perf_counter()
+            _run_entry(study, state, entry, values, say, where)
+            rec = state.arm(entry["name"])
+            if (
+                not entry["stage"]
+                and rec.get("status") == "done"
+                and rec.get("finished") != finished
+            ):
+                clock.arms.append(time.perf_counter() - t0)  # ran here, not skipped or reused
     return _write_up(study, state, say)
+
+
+class _StudyClock:
+    """The study's elapsed time and, once an arm has run in this invocation, an estimate of
+    what is left: the arms still to go at the mean of those that ran (a study's arms share a
+    config and budget, so they take alike; the stage is not counted)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.arms: list[float] = []
+
+    def eta(self, arms_left: int) -> str:
+        if not self.arms or arms_left == 0:
+            return ""
+        mean = sum(self.arms) / len(self.arms)
+        elapsed = time.perf_counter() - self.start
+        return f"; study {_clock(elapsed)} so far, ~{_clock(mean * arms_left)} left"
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return (
+        f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+        if minutes >= 60
+        else f"{minutes}:{secs:02d}"
+    )
 
 
 def _write_up(study: Study, state: State, say: Callable[[str], None]) -> Path:

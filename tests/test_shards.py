@@ -395,6 +395,7 @@ def test_pretrain_on_a_weighted_mix_trains_its_tokenizer_on_every_source(tmp_pat
     assert run.info["steps"] == 4
 
 
+@pytest.mark.slow  # 11-24 s: the default suite keeps its 5-minute bar
 def test_ctrl_c_during_a_parallel_prepare_keeps_finished_shards(tmp_path, tok_dir):
     import signal
     import subprocess

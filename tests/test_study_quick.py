@@ -33,6 +33,7 @@ def tiny_base(tmp_path: Path, rows: int, epochs: int) -> dict:
     return base
 
 
+@pytest.mark.slow  # 11-24 s: the default suite keeps its 5-minute bar
 def test_a_tiny_study_runs_its_arms_records_failures_and_skips_done_ones(tmp_path: Path) -> None:
     base = tiny_base(tmp_path, rows=64, epochs=1)
     out = tmp_path / "out"
@@ -107,6 +108,7 @@ def test_an_arm_recorded_with_the_config_files_bytes_stays_done_until_the_file_c
     assert not _same_arm(None, new) and _same_arm(new, new)
 
 
+@pytest.mark.slow  # 11-24 s: the default suite keeps its 5-minute bar
 def test_compare_names_the_pair_the_study_is_about_with_both_metrics_and_the_sign_test(
     tmp_path: Path,
 ) -> None:

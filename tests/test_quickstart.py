@@ -65,6 +65,7 @@ def test_finding_words_the_result_honestly():
     assert "did not clearly help" in close and "within chance" in close
 
 
+@pytest.mark.slow  # 6-19 s (three subprocesses or a Ray start): the 5-minute bar
 def test_quickstart_runs_both_arms_and_reports_their_result(tmp_path, capsys):
     kwargs = dict(
         runs_dir=tmp_path / "runs",

@@ -369,6 +369,7 @@ def test_the_same_study_given_by_another_path_keeps_its_done_arms(
     assert "[a] its command changed; rerunning" in "\n".join(lines)
 
 
+@pytest.mark.slow  # 6-19 s (three subprocesses or a Ray start): the 5-minute bar
 def test_placeholders_hold_paths_that_yaml_would_read_otherwise(tmp_path: Path) -> None:
     """A study folder named `exp #2: a`: pasted as it is into `task.train={split}/train.csv`,
     YAML read the value as 'exp' ('#' starts a comment) and the arm failed on a file that does

@@ -298,6 +298,7 @@ def test_sweep_file_errors_are_one_line(tmp_path):
     assert load_sweep(write_sweep(tmp_path, space=space)).spec.space
 
 
+@pytest.mark.slow  # 6-19 s (three subprocesses or a Ray start): the 5-minute bar
 def test_a_sweep_whose_every_trial_failed_exits_2_after_its_table(tmp_path, ray_local):
     path = write_sweep(
         tmp_path,

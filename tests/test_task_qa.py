@@ -629,6 +629,7 @@ def test_overfit_four_examples(tmp_path: Path, tokenizers: dict) -> None:
 # The real KorQuAD 1.0 dev file
 
 
+@pytest.mark.slow  # 7-10 s: the default suite keeps its 5-minute bar
 def test_korquad_dev_answers_are_recoverable() -> None:
     path = SHARED / "korquad_v1" / "KorQuAD_v1.0_dev.json"
     if not path.is_file():

@@ -396,6 +396,7 @@ def test_warmup_and_decay_are_fractions_of_a_binding_time_budget():
     assert lr_factor(cfg, 5, 100, 0.01) == pytest.approx(0.6)
 
 
+@pytest.mark.slow  # 7-10 s: the default suite keeps its 5-minute bar
 def test_budget_run_ends_within_its_budget_including_the_end(tmp_path):
     """A whole-run budget leaves time for the final evaluation and the caller's predictions
     (here a slow evaluator and 100 tail rows) and ends near the budget, not after it."""

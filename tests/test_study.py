@@ -278,8 +278,9 @@ def test_ctrl_c_stops_the_running_arm_and_the_rerun_resumes_it(tmp_path: Path, h
             "out": str(out),
             "arms": [
                 {"name": "first", "overrides": ["train.epochs=1"]},
-                # a checkpoint every epoch (10 steps) and 6 s of training: caught mid-run
-                {"name": "long", "overrides": ["train.epochs=10000", "train.time_budget_min=0.1"]},
+                # a checkpoint every epoch (10 steps) and a 15 s run: caught mid-run (with 6 s,
+                # which also pays the arm's start-up, it once ended just as the signal came)
+                {"name": "long", "overrides": ["train.epochs=10000", "train.time_budget_min=0.25"]},
                 {"name": "last", "overrides": ["train.epochs=1"]},
             ],
         },

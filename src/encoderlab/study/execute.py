@@ -22,6 +22,7 @@ from encoderlab.config import parse_override
 from encoderlab.errors import UserError, signals_as_interrupt
 from encoderlab.jobs import run_info
 from encoderlab.runs import has_checkpoint, release_lock, take_lock, writer_alive
+from encoderlab.runtime import clock_text
 from encoderlab.study.data import generated_files, prepare_data
 from encoderlab.study.process import launch
 from encoderlab.study.spec import PLACEHOLDER_RE, Study, load_study
@@ -242,16 +243,7 @@ class _StudyClock:
             return ""
         mean = sum(self.arms) / len(self.arms)
         elapsed = time.perf_counter() - self.start
-        return f"; study {_clock(elapsed)} so far, ~{_clock(mean * arms_left)} left"
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return (
-        f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
-        if minutes >= 60
-        else f"{minutes}:{secs:02d}"
-    )
+        return f"; study {clock_text(elapsed)} so far, ~{clock_text(mean * arms_left)} left"
 
 
 def _write_up(study: Study, state: State, say: Callable[[str], None]) -> Path:

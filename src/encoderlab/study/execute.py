@@ -216,16 +216,13 @@ def _run_study(study: Study, out: Path, profile: str | None, say: Callable[[str]
         for k, entry in enumerate(entries, 1):
             left = sum(not e["stage"] for e in entries[k - 1 :])
             where = f"{k} of {len(entries)}{clock.eta(left)}"
-            finished = state.arm(entry["name"]).get("finished")
+            started = state.arm(entry["name"]).get("started")
             t0 = time.perf_counter()
             _run_entry(study, state, entry, values, say, where)
-            rec = state.arm(entry["name"])
-            if (
-                not entry["stage"]
-                and rec.get("status") == "done"
-                and rec.get("finished") != finished
-            ):
-                clock.arms.append(time.perf_counter() - t0)  # ran here, not skipped or reused
+            rec = state.arm(entry["name"])  # `started` is new only when it was launched here
+            launched = rec.get("started") != started  # (not skipped, nor an earlier run reused)
+            if not entry["stage"] and launched and rec.get("status") == "done":
+                clock.arms.append(time.perf_counter() - t0)
     return _write_up(study, state, say)
 
 

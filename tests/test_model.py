@@ -24,6 +24,7 @@ from encoderlab.model import (
     param_groups,
     param_summary,
     sinusoidal_table,
+    vocab_cross_entropy,
 )
 from encoderlab.summary import layer_rows, print_model_summary, render_summary
 
@@ -237,6 +238,40 @@ def test_no_labelled_position_gives_zero_loss_that_backpropagates():
     assert out.loss.item() == 0.0
     assert out.n_masked.item() == 0
     out.loss.backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_vocab_cross_entropy_equals_cross_entropy_and_argmax(dtype):
+    """The fused loss gives F.cross_entropy's value and gradient and argmax's count."""
+    g = torch.Generator().manual_seed(0)
+    x = (3 * torch.randn(40, 300, generator=g, dtype=torch.float64)).to(dtype)
+    target = torch.randint(0, 300, (40,), generator=g)
+    target[:15] = x.float().argmax(1)[:15]  # some right, some wrong
+    ours = x.clone().requires_grad_()
+    loss, n_correct = vocab_cross_entropy(ours, target)
+    (2.5 * loss).backward()
+    ref = x.clone().requires_grad_()
+    (2.5 * F.cross_entropy(ref.float(), target)).backward()
+    tol = {torch.float64: 1e-12, torch.float32: 1e-6, torch.bfloat16: 1e-2}[dtype]
+    assert loss.dtype == torch.float32 and ours.grad.dtype == dtype
+    assert abs(loss.item() - F.cross_entropy(x.float(), target).item()) < tol
+    assert torch.allclose(ours.grad.double(), ref.grad.double(), atol=tol)
+    assert n_correct.dtype == torch.long
+    assert n_correct.item() == (x.float().argmax(1) == target).sum().item()
+    assert 15 <= n_correct.item() < 40
+
+
+def test_mlm_loss_and_accuracy_are_cross_entropy_and_argmax_at_the_masked_positions():
+    torch.manual_seed(0)
+    model = MaskedLM(tiny()).eval()
+    ids = torch.randint(5, V, (3, 12))
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    labels[:, 2:9:3] = ids[:, 2:9:3]
+    out = model(ids, labels=labels)
+    full = model(ids).logits[labels != IGNORE_INDEX]
+    target = labels[labels != IGNORE_INDEX]
+    assert torch.allclose(out.loss, F.cross_entropy(full, target), atol=1e-5)
+    assert out.n_correct.item() == (full.argmax(-1) == target).sum().item()
 
 
 def test_sequence_longer_than_max_len_is_a_clear_error():

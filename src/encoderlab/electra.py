@@ -35,6 +35,7 @@ from encoderlab.model import (
     alibi_slopes,
     init_weights,
     key_mask,
+    vocab_cross_entropy,
 )
 
 _ACT = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu, "geglu": F.gelu, "swiglu": F.silu}
@@ -169,6 +170,9 @@ class ElectraOutput:
     mlm_loss: torch.Tensor  # the generator's mean cross-entropy over the masked positions
     disc_loss: torch.Tensor  # mean binary cross-entropy over the real (non-pad) positions
     gen_logits: torch.Tensor  # (N,V) at masked_rows
+    gen_correct: (
+        torch.Tensor
+    )  # int64 scalar: masked positions where the generator's argmax is right
     target: torch.Tensor  # (N,) the original ids there
     rows: torch.Tensor  # (N,) flat indices of the masked positions
     disc_logits: torch.Tensor  # (B,T)
@@ -209,9 +213,10 @@ class ElectraLM(nn.Module):
         emb = self.encoder.embeddings(input_ids, token_type_ids)
         gen_logits = self.generator(emb, key_mask(attention_mask), queries)  # (N,V)
         if idx.numel() > 0:
-            mlm_loss = F.cross_entropy(gen_logits.float(), target)
+            mlm_loss, gen_correct = vocab_cross_entropy(gen_logits, target)
         else:  # nothing masked: a zero that still backpropagates
             mlm_loss = gen_logits.sum() * 0.0
+            gen_correct = torch.zeros((), dtype=torch.long, device=gen_logits.device)
         with torch.no_grad():  # sampling passes no gradient to the generator
             logits = gen_logits.float() / self.electra.temperature
             # evaluation draws from its own seeded generator: the validation metrics are
@@ -239,6 +244,7 @@ class ElectraLM(nn.Module):
             mlm_loss=mlm_loss,
             disc_loss=disc_loss,
             gen_logits=gen_logits,
+            gen_correct=gen_correct,
             target=target,
             rows=idx,
             disc_logits=disc_logits,

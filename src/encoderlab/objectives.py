@@ -173,10 +173,9 @@ def electra_objective(disc_weight: float, sources: list[str] | None = None) -> O
         per_pos = _position_values(out)
         with torch.no_grad():
             n = torch.full((), out.rows.numel(), dtype=torch.float32, device=out.rows.device)
-            correct = (out.gen_logits.detach().argmax(-1) == out.target).sum()
         counts = {k: v.sum() for k, v in per_pos.items()} | {
             "loss_sum": out.mlm_loss.detach().float() * n,
-            "correct": correct,
+            "correct": out.gen_correct,
             "masked": n,
         }
         if names and "source" in batch:

@@ -13,6 +13,14 @@ too), then runs, each as a child process tree sampled every 0.1 s with psutil:
 
 and prints the peak memory of the whole tree (sum of PSS over main + workers) and of the main
 process alone (RSS). Target (issue 7): below 1.5 GB, flat as the corpus grows.
+
+The peer (corpus_memory_peer.py; `--no-peer` skips it) is the Hugging Face way, the two
+steps of transformers' run_mlm.py, measured the same way on the same files: `datasets`
+load_dataset + map(tokenize) + group_texts into 128-token blocks with 2 processes, saved with
+save_to_disk; then the Trainer with DataCollatorForLanguageModeling on a BertForMaskedLM of
+the same shape, batch 32, the same steps, 2 DataLoader workers. The last line is `ratio
+X.XXx`: the peer's peak over encoderlab's (each the larger of its two steps) at the largest
+size, so above 1 means encoderlab needs less memory.
 """
 
 from __future__ import annotations
@@ -98,6 +106,7 @@ def main() -> None:
         "--train-only", action="store_true", help="reuse shards a previous run left (no prepare)"
     )
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "encoderlab-bench")
+    ap.add_argument("--no-peer", action="store_true", help="encoderlab alone (no datasets side)")
     args = ap.parse_args()
     exe = [sys.executable, "-m", "encoderlab"]
     work = args.work
@@ -122,6 +131,7 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
         )
     print(f"{'corpus':>8} {'tokens':>14} | {'prepare':>28} | {'pretrain':>28}")
+    peaks: dict[str, float] = {}
     for gb in [float(s) for s in args.sizes.split(",")]:
         files = build_corpus(work / f"corpus-{gb:g}gb", gb)
         cache = work / f"cache-{gb:g}gb"
@@ -174,13 +184,41 @@ def main() -> None:
                 "data.max_valid_examples=200",
             ]
         )
-        print(
-            f"{gb:>6g}GB {manifest['totals']['tokens']:>14,} | "
-            f"total {prep[0]:5.2f} GB main {prep[1]:5.2f} GB {prep[2]:5.0f}s | "
-            f"total {train[0]:5.2f} GB main {train[1]:5.2f} GB {train[2]:5.0f}s",
-            flush=True,
-        )
+        row(f"{gb:>6g}GB {manifest['totals']['tokens']:>14,}", prep, train)
+        peaks["encoderlab"] = max(prep[0], train[0])
+        if not args.no_peer:
+            peer_prep, peer_train = run_peer(work / f"peer-{gb:g}gb", files, tok_dir, args.steps)
+            row(f"{'datasets + Trainer':>23}", peer_prep, peer_train)
+            peaks["peer"] = max(peer_prep[0], peer_train[0])
     print("target: peak below 1.5 GB and flat as the corpus grows")
+    if "peer" in peaks:
+        print(
+            f"largest corpus, peak of the whole pipeline: encoderlab {peaks['encoderlab']:.2f} GB, "
+            f"datasets + Trainer {peaks['peer']:.2f} GB"
+        )
+        print(f"ratio {peaks['peer'] / peaks['encoderlab']:.2f}x")
+
+
+def row(label: str, prep: tuple[float, float, float], train: tuple[float, float, float]) -> None:
+    print(
+        f"{label} | total {prep[0]:5.2f} GB main {prep[1]:5.2f} GB {prep[2]:5.0f}s | "
+        f"total {train[0]:5.2f} GB main {train[1]:5.2f} GB {train[2]:5.0f}s",
+        flush=True,
+    )
+
+
+def run_peer(
+    root: Path, files: list[Path], tok_dir: Path, steps: int
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """run_mlm.py's two steps (corpus_memory_peer.py), each measured as a process tree."""
+    shutil.rmtree(root, ignore_errors=True)  # measure a prepare from scratch
+    root.mkdir(parents=True)
+    peer = [sys.executable, str(Path(__file__).with_name("corpus_memory_peer.py"))]
+    common = ["--tokenizer", str(tok_dir), "--data", str(root / "blocks"), "--workers", "2"]
+    prep = peak_memory([*peer, "prepare", "--files", *map(str, files), *common])
+    train = peak_memory([*peer, "pretrain", *common, "--steps", str(steps)])
+    shutil.rmtree(root, ignore_errors=True)  # the Arrow copies are several times the corpus
+    return prep, train
 
 
 if __name__ == "__main__":

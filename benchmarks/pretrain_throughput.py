@@ -132,18 +132,23 @@ def copy_weights_to_hf(ours: MaskedLM, hf: torch.nn.Module) -> None:
     assert not missing and not unexpected, (missing, unexpected)
 
 
-def build_models(args: argparse.Namespace, device: torch.device):
+def peer_model(cfg: ModelConfig) -> torch.nn.Module:
+    """BertForMaskedLM of encoderlab's shape (sdpa attention, tied decoder)."""
     from transformers import BertConfig, BertForMaskedLM
 
     from encoderlab.hf import bert_config_fields
 
-    torch.manual_seed(0)
-    cfg = model_config(args)
-    ours = MaskedLM(cfg).to(device)
     hcfg = BertConfig(
         **bert_config_fields(cfg, cfg.pad_id), tie_word_embeddings=True, attn_implementation="sdpa"
     )
-    peer = BertForMaskedLM(hcfg).to(device)
+    return BertForMaskedLM(hcfg)
+
+
+def build_models(args: argparse.Namespace, device: torch.device):
+    torch.manual_seed(0)
+    cfg = model_config(args)
+    ours = MaskedLM(cfg).to(device)
+    peer = peer_model(cfg).to(device)
     copy_weights_to_hf(ours, peer)
     assert peer.cls.predictions.decoder.weight is peer.bert.embeddings.word_embeddings.weight
     return ours, peer
@@ -191,15 +196,16 @@ def sync(device: torch.device) -> None:
 
 
 def memory_only(args: argparse.Namespace) -> None:
-    """Child process: a few steps of one model alone; print its peak RSS in MiB."""
+    """Child process: a few steps of one model alone; print its peak RSS in MiB. Only that
+    side is built and imported (encoderlab's alone does not import transformers)."""
     device = torch.device("cpu")
-    ours, peer = build_models(args, device)
+    torch.manual_seed(0)
     if args.memory_only == "encoderlab":
-        del peer
-        model, opt = ours, optimizers(args, ours, None)[0]
+        model = MaskedLM(model_config(args))
+        opt = optimizers(args, model, None)[0]
     else:
-        del ours
-        model, opt = peer, optimizers(args, None, peer)[1]
+        model = peer_model(model_config(args))
+        opt = optimizers(args, None, model)[1]
     base = peak_rss_mib()
     for b in on_device(make_batches(3, args), device, ours=args.memory_only == "encoderlab"):
         step(model, opt, b)

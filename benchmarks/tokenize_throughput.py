@@ -95,7 +95,7 @@ def main() -> None:
 
     # -- encoderlab --
     cache = Path(tempfile.mkdtemp(prefix="shards-", dir=work))
-    data = DataConfig(corpus=[str(corpus)], cache_dir=str(cache), shard_mb=16)
+    data = DataConfig(corpus=[str(corpus)], cache_dir=str(cache))  # the default pieces
     t0 = time.perf_counter()
     root = prepare_shards(data, tok, log=lambda m: None, workers=args.workers)
     t_ours = time.perf_counter() - t0

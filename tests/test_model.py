@@ -25,6 +25,7 @@ from encoderlab.model import (
     param_summary,
     sinusoidal_table,
     vocab_cross_entropy,
+    without_init,
 )
 from encoderlab.summary import layer_rows, print_model_summary, render_summary
 
@@ -272,6 +273,26 @@ def test_mlm_loss_and_accuracy_are_cross_entropy_and_argmax_at_the_masked_positi
     target = labels[labels != IGNORE_INDEX]
     assert torch.allclose(out.loss, F.cross_entropy(full, target), atol=1e-5)
     assert out.n_correct.item() == (full.argmax(-1) == target).sum().item()
+
+
+def test_without_init_builds_for_a_strict_load_and_restores_init_after():
+    torch.manual_seed(0)
+    trained = Encoder(tiny())
+    init_fns = {n: getattr(torch.nn.init, n) for n in ("normal_", "kaiming_uniform_", "ones_")}
+    with without_init():
+        probe = torch.full((3,), 7.0)
+        assert torch.nn.init.normal_(probe) is probe and probe.eq(7.0).all()  # left alone
+        loaded = Encoder(tiny())
+    loaded.load_state_dict(trained.state_dict(), strict=True)
+    ids = ids_batch()
+    assert torch.equal(loaded.eval()(ids), trained.eval()(ids))
+    assert {n: getattr(torch.nn.init, n) for n in init_fns} == init_fns
+    with pytest.raises(RuntimeError), without_init():
+        raise RuntimeError("a failed load")
+    assert {n: getattr(torch.nn.init, n) for n in init_fns} == init_fns
+    fresh = Encoder(tiny())  # initialised again after the block
+    assert torch.equal(fresh.blocks[0].ln1.weight, torch.ones(32))
+    assert 0.01 < fresh.blocks[0].attn.qkv.weight.std().item() < 0.03
 
 
 def test_sequence_longer_than_max_len_is_a_clear_error():

@@ -248,7 +248,7 @@ class DataConfig(Section):
 
     filters: FilterConfig = FilterConfig()
     prepare_workers: int | None = None  # tokenizing processes; None: one per core (max 8)
-    shard_mb: float = 64  # big uncompressed text files are tokenized in pieces of this size
+    shard_mb: float = 8  # big uncompressed text files are tokenized in pieces of this size
     max_valid_examples: int | None = 5000  # caps valid_ratio on big corpora
     format: Literal["auto", "txt", "jsonl", "csv", "tsv", "parquet", "xlsx", "hf"] = (
         "auto"  # auto: from each suffix; a save_to_disk directory or hf:<name> is "hf"

@@ -44,7 +44,7 @@ from encoderlab.inference import (
     write_submission,
 )
 from encoderlab.loggers import check_installed
-from encoderlab.model import Encoder, num_params, param_groups, prepare_training
+from encoderlab.model import Encoder, num_params, param_groups, prepare_training, without_init
 from encoderlab.objectives import validation_metric_names
 from encoderlab.pretraining import check_not_finished
 from encoderlab.runs import (
@@ -251,7 +251,8 @@ def build_backbone(
     _say_unused_sections(
         cfg, _unused_model_fields(cfg, model_cfg), _unused_tokenizer_fields(cfg, run), say
     )
-    encoder = run_encoder(run, model_cfg)
+    with contextlib.nullcontext() if random_init else without_init():  # loaded below
+        encoder = run_encoder(run, model_cfg)
     # a wrapped backbone's config travels on to this run, so it can be rebuilt from it too
     hf_config = None if isinstance(encoder, Encoder) else encoder.model.config
     if random_init:

@@ -56,7 +56,7 @@ from encoderlab.config import (
     read_yaml,
 )
 from encoderlab.errors import UserError, first_line
-from encoderlab.model import Encoder
+from encoderlab.model import Encoder, without_init
 from encoderlab.runs import (
     Run,
     encoder_weights,
@@ -563,7 +563,8 @@ def import_checkpoint(
     converted = convert_state(cfg, sd, pad_id)
     if isinstance(converted, tuple):
         model_cfg, state = converted
-        encoder = Encoder(model_cfg)
+        with without_init():  # the strict load sets every weight
+            encoder = Encoder(model_cfg)
         encoder.load_state_dict(state, strict=True)
         return Imported(
             encoder, tok, model_cfg, f"hf:{spec} ({cfg.model_type}, converted)", pooler, None
@@ -679,7 +680,8 @@ def _import_from_files(
         if isinstance(converted, str):
             return None
         model_cfg, state = converted
-        encoder = Encoder(model_cfg)
+        with without_init():  # the strict load sets every weight
+            encoder = Encoder(model_cfg)
         encoder.load_state_dict(state, strict=True)
     except (KeyError, RuntimeError, ValueError):  # a missing or misshapen tensor
         return None

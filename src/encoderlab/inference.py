@@ -33,7 +33,7 @@ from encoderlab.config import FinetuneConfig, TaskConfig, load_config
 from encoderlab.data.tables import iter_rows, table_format
 from encoderlab.errors import UserError
 from encoderlab.hf import run_encoder
-from encoderlab.model import Encoder, Queries
+from encoderlab.model import Encoder, Queries, without_init
 from encoderlab.runs import (
     Run,
     check_tokenizer_fits,
@@ -587,9 +587,11 @@ def load_finetuned(path: str | Path) -> Finetuned:
     labels = run_labels(run)
     model_cfg = run_model_config(run)
     check_tokenizer_fits(run, tok.get_vocab_size(), model_cfg)
-    model = TaskModel(
-        run_encoder(run, model_cfg), task.head(cfg.head, model_cfg.d_model, max(len(labels), 1))
-    )
+    with without_init():  # load_run_weights sets every weight (a missing one is an error)
+        model = TaskModel(
+            run_encoder(run, model_cfg),
+            task.head(cfg.head, model_cfg.d_model, max(len(labels), 1)),
+        )
     load_run_weights(model, run_checkpoint(run) / "model.safetensors")
     for note in run.skip_notes():  # a damaged best checkpoint: say which weights answer instead
         print(note, file=sys.stderr)

@@ -451,8 +451,9 @@ class _VocabCrossEntropy(torch.autograd.Function):
 
     F.cross_entropy + argmax make four (N,V) tensors per step (log-probabilities, the
     zero-filled gradient of the loss, the gradient of the logits, and argmax's slow pass);
-    here the one exp(logits - max) tensor becomes the gradient in place. On a 2-core CPU
-    that is ~8 ms less of a ~370 ms pretraining step, more when memory is faulted in anew.
+    here the one exp(logits - max) tensor becomes the gradient in place (so the graph is
+    backpropagated once: a second backward is autograd's in-place error). On a 2-core CPU
+    that is ~17 ms less of a ~440 ms pretraining step (2026-12-02).
     """
 
     @staticmethod
@@ -477,7 +478,9 @@ class _VocabCrossEntropy(torch.autograd.Function):
         return grad.to(ctx.dtype), None
 
 
-def vocab_cross_entropy(logits: torch.Tensor, target: torch.Tensor):
+def vocab_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean cross-entropy over the rows, number of rows whose target is the argmax)."""
     loss, correct = _VocabCrossEntropy.apply(logits, target)
     return loss.mean(), correct.sum()

@@ -170,9 +170,7 @@ class ElectraOutput:
     mlm_loss: torch.Tensor  # the generator's mean cross-entropy over the masked positions
     disc_loss: torch.Tensor  # mean binary cross-entropy over the real (non-pad) positions
     gen_logits: torch.Tensor  # (N,V) at masked_rows
-    gen_correct: (
-        torch.Tensor
-    )  # int64 scalar: masked positions where the generator's argmax is right
+    gen_correct: torch.Tensor  # int64 scalar: masked positions its argmax gets right
     target: torch.Tensor  # (N,) the original ids there
     rows: torch.Tensor  # (N,) flat indices of the masked positions
     disc_logits: torch.Tensor  # (B,T)

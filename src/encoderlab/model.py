@@ -356,9 +356,11 @@ def init_weights(module: nn.Module, std: float) -> None:
 @contextlib.contextmanager
 def without_init() -> Iterator[None]:
     """Build modules whose every weight a strict checkpoint load sets next, without
-    initialising them first: that init is most of building a model (a BERT-base encoder 2.9 s
+    initialising them first: that init is most of building a model (a BERT-base encoder 3 s
     on 2 CPU cores, MiniLM 0.6 s), spent on values the load overwrites. Only for such
-    modules: a parameter no load sets would keep whatever memory was there."""
+    modules: a parameter no load sets would keep whatever memory was there. Like
+    transformers' no_init_weights it swaps torch.nn.init's functions while the block runs,
+    so a model built in another thread meanwhile would skip its init too."""
     names = [n for n in vars(nn.init) if n.endswith("_") and not n.startswith("_")]
     saved = {n: getattr(nn.init, n) for n in names}
     for n in names:

@@ -217,3 +217,33 @@ def test_a_forecast_charges_only_the_evaluations_its_steps_reach():
     )  # 10 s
     rule.step_s = 0.1
     assert rule._steps_that_fit(900, 20.0) == 100  # 10 s of steps, then the evaluation at 950
+
+
+def test_the_log_lines_forecast_follows_the_pace_after_slow_first_steps():
+    """A 3-minute NSMC run timed its first steps at 0.119 s and forecast 1,254 steps; it then
+    ran at ~0.105 s and made 1,407, its log lines reading "step 1390/~1,254"."""
+    from encoderlab.config import TrainConfig
+    from encoderlab.train import LoopState, Plan, StopRule
+
+    cfg = TrainConfig(batch_size=4, epochs=None, time_budget_min=1, budget_covers="train")
+    plan = Plan.of(cfg, rows=400_000)
+    clock = _Ticking(setup_s=0.0)
+    rule = StopRule(cfg, plan, clock, "acc")
+    state, said = LoopState(), None
+    while said is None:  # slow first steps
+        state.step += 1
+        clock.now += 0.2
+        said = rule.forecast(state, None, None)
+    first = rule.expected_steps
+    assert first == pytest.approx(state.step + (60 - clock.now) / 0.2, abs=2), said
+    assert rule.reforecast(state.step) == pytest.approx(first, abs=1)  # the same pace so far
+    while clock.now < 30:  # then twice as fast
+        state.step += 1
+        clock.now += 0.1
+    again = rule.reforecast(state.step)
+    pace = (clock.now - rule._speed_from[1]) / (state.step - rule._speed_from[0])
+    assert again == pytest.approx(state.step + 30 / pace, abs=2) and again > first
+    assert rule.expected_steps == again  # what the next log line shows
+    # no budget: nothing to re-estimate
+    plain = StopRule(TrainConfig(batch_size=4, epochs=1), Plan.of(cfg, rows=400), clock, "acc")
+    assert plain.reforecast(100) is None

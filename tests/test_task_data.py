@@ -312,3 +312,52 @@ def test_head_truncation_of_a_pair_takes_a_tie_from_the_second_text() -> None:
     """As BERT's _truncate_seq_pair and HF's longest_first: an export gives the same ids."""
     pieces, _ = fit_pieces(list(range(6)), list(range(10, 16)), 9, cfg(truncation="head"))
     assert pieces == [([0, 1, 2, 3, 4], [10, 11, 12, 13])]
+
+
+def test_group_column_keeps_each_group_on_one_side_of_the_split(tmp_path: Path) -> None:
+    """KLUE-NLI has three hypotheses per premise, one per label: a stratified split held out
+    hypotheses whose premise was trained on, and a scratch model that memorised premise ->
+    label scored 0.20 on three balanced classes (below chance) on 2026-12-02."""
+    f = tmp_path / "train.jsonl"
+    labels = ("entailment", "neutral", "contradiction")
+    rows = [
+        f'{{"premise": "p{i}", "hypothesis": "h{i}-{k}", "gold_label": "{lab}", "score": {k}}}\n'
+        for i in range(30)
+        for k, lab in enumerate(labels)
+    ]
+    f.write_text("".join(rows), encoding="utf-8")
+    pair = dict(text_column="premise", text_pair_column="hypothesis", label_column="gold_label")
+    task = get_task("pair")
+    grouped = cfg(type="pair", group_column="premise", valid_ratio=0.2, **pair)
+    examples = task.read(str(f), grouped)
+    train, valid = task.split(examples, grouped, 0)
+    train_groups, valid_groups = {e["group"] for e in train}, {e["group"] for e in valid}
+    assert not train_groups & valid_groups and len(train_groups | valid_groups) == 30
+    assert len(valid) == 18 and len(train) == 72  # whole premises, ~20 % of the rows
+    assert task.split(examples, grouped, 0) == (train, valid)  # the seed decides
+    assert {e["group"] for e in task.split(examples, grouped, 1)[1]} != valid_groups
+    # without it, the stratified split puts hypotheses of one premise on both sides
+    plain = cfg(type="pair", valid_ratio=0.2, **pair)
+    mixed = task.split(task.read(str(f), plain), plain, 0)
+    assert {e["text"] for e in mixed[0]} & {e["text"] for e in mixed[1]}
+    # regression splits by group the same way
+    reg = get_task("regression")
+    scored = cfg(type="regression", **{**pair, "label_column": "score"}, group_column="premise")
+    r_train, r_valid = reg.split(reg.read(str(f), scored), scored, 0)
+    assert r_valid and not {e["group"] for e in r_train} & {e["group"] for e in r_valid}
+
+
+def test_group_column_errors_name_the_key_and_the_fix(tmp_path: Path) -> None:
+    f = tmp_path / "train.csv"
+    f.write_text("text,label,doc\n" + "".join(f"t{i},{i % 2},d\n" for i in range(10)), "utf-8")
+    task = get_task("classification")
+    with pytest.raises(UserError, match=r"no column 'premise' \(columns: text, label, doc\)"):
+        task.read(str(f), cfg(group_column="premise"))
+    one = cfg(group_column="doc")
+    with pytest.raises(UserError, match="task.group_column 'doc': every training row has the same"):
+        task.split(task.read(str(f), one), one, 0)
+    # a file to predict needs no group column
+    assert len(task.read(str(f), cfg(group_column="premise"), labelled=False)) == 10
+    for kind in ("tagging", "qa"):
+        with pytest.raises(ValueError, match="group_column splits classification, pair and"):
+            cfg(type=kind, group_column="doc")

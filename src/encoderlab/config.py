@@ -515,6 +515,9 @@ class TaskConfig(Section):
     valid: str | None = None  # None: split off train (stratified by label; by article for QA)
     test: str | None = None  # predictions (and a submission file) for a file without labels
     valid_ratio: float = 0.1
+    # the split keeps rows that share this column's value on one side (KLUE-NLI's premise, the
+    # sentences of one document): a held-out row whose premise was trained on is not held out
+    group_column: str | int | None = None
     # a seeded random subset of this many training examples (after the validation split):
     # how a model does with few labels, where pretraining pays most
     train_examples: int | None = Field(None, ge=1)
@@ -584,6 +587,12 @@ class TaskConfig(Section):
             raise ValueError("valid_ratio must be in (0, 1)")
         if self.max_len < 8:
             raise ValueError("max_len must be at least 8")
+        if self.group_column is not None and self.type in ("tagging", "qa"):
+            raise ValueError(
+                f"group_column splits classification, pair and regression files; {self.type} "
+                + ("splits by article already" if self.type == "qa" else "reads no columns")
+                + ": drop task.group_column or give task.valid a file"
+            )
         # a truncation a task does not read was a silent no-op
         if self.type == "tagging" and self.truncation == "head_tail":
             raise ValueError(

@@ -18,9 +18,10 @@ from __future__ import annotations
 import csv
 import json
 import lzma
+import random
 import sys
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -452,3 +453,21 @@ def write_rows(
         path.write_text(json.dumps(list(rows), ensure_ascii=False), encoding="utf-8")
     else:
         raise ValueError(f"write_rows: unknown format {fmt!r}")
+
+
+def groups_for_valid(
+    order: list[str], sizes: Mapping[str, int], target: float, seed: int
+) -> set[str]:
+    """The groups a split holds out: `order` shuffled with `seed`, groups moved to valid until
+    it holds `target` rows; the last group always stays in train. QA's split by article, a
+    study's `split:` and `task.group_column` all split this way."""
+    order = list(order)
+    random.Random(seed).shuffle(order)
+    valid: set[str] = set()
+    n_valid = 0
+    for group in order[:-1]:
+        if n_valid >= target:
+            break
+        valid.add(group)
+        n_valid += sizes[group]
+    return valid

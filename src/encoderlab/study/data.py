@@ -6,13 +6,12 @@ into the study's output folder, where the arms' overrides find it through a plac
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from encoderlab.data.tables import read_rows, write_rows
+from encoderlab.data.tables import groups_for_valid, read_rows, write_rows
 from encoderlab.errors import UserError
 from encoderlab.runs import atomic_write
 from encoderlab.study.spec import SplitSpec, Study, TextsSpec
@@ -81,14 +80,7 @@ def write_split(spec: SplitSpec, out_dir: Path) -> tuple[list[Path], tuple[int, 
     if len(order) < 2:
         raise UserError(f"{path}: split.group '{spec.group}': fewer than two groups")
     sizes = Counter(str(r[spec.group]) for r in rows)
-    random.Random(spec.seed).shuffle(order)
-    valid: set[str] = set()
-    n_valid = 0
-    for g in order[:-1]:  # the last group always stays in train
-        if n_valid >= spec.valid_ratio * len(rows):
-            break
-        valid.add(g)
-        n_valid += sizes[g]
+    valid = groups_for_valid(order, sizes, spec.valid_ratio * len(rows), spec.seed)
     parts = {
         "train": [r for r in rows if str(r[spec.group]) not in valid],
         "valid": [r for r in rows if str(r[spec.group]) in valid],

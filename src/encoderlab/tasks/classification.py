@@ -31,7 +31,15 @@ from encoderlab.config import HeadConfig, TaskConfig
 from encoderlab.errors import UserError
 from encoderlab.heads import sequence_head
 from encoderlab.tasks import records, scores
-from encoderlab.tasks.base import Example, Examples, Feature, Features, TaskBase, base_collate
+from encoderlab.tasks.base import (
+    Example,
+    Examples,
+    Feature,
+    Features,
+    TaskBase,
+    base_collate,
+    split_by_group,
+)
 from encoderlab.tasks.records import get, require_column
 from encoderlab.tasks.registry import register
 from encoderlab.tokenizer import pair_separator, special_ids
@@ -85,6 +93,9 @@ class ClassificationTask(TaskBase):
             )
         if labelled and not has_labels:
             require_column(path, rows, cfg.label_column, "label_column")
+        grouped = has_labels and cfg.group_column is not None  # the split's groups
+        if grouped:
+            require_column(path, rows, cfg.group_column, "group_column")
         has_ids = records.has_column(rows[0][1], cfg.id_column)
         # a submission needs the file's own ids
         examples: Examples = Examples(ids_from_file=has_ids, notes=notes)
@@ -118,6 +129,9 @@ class ClassificationTask(TaskBase):
             }
             if pair:
                 ex["text_pair"] = second
+            if grouped:
+                records.require_cell(path, n, row, cfg.group_column, "group_column")
+                ex["group"] = str(_scalar(get(row, cfg.group_column), path, n, "group_column"))
             examples.append(ex)
             if cfg.max_examples and len(examples) >= cfg.max_examples:
                 break
@@ -173,7 +187,10 @@ class ClassificationTask(TaskBase):
     def split(
         self, examples: list[Example], cfg: TaskConfig, seed: int
     ) -> tuple[list[Example], list[Example]]:
-        """Stratified by label: each label keeps its share in both parts."""
+        """Stratified by label: each label keeps its share in both parts (by task.group_column's
+        groups instead when it is set)."""
+        if cfg.group_column is not None:
+            return split_by_group(examples, cfg, seed)
         rng = np.random.default_rng([seed, 11])
         by_label: dict[Any, list[int]] = {}
         for i, ex in enumerate(examples):

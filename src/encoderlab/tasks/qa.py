@@ -14,7 +14,6 @@ and word-level F1 would punish "서울" against "서울에서" as a total miss.
 from __future__ import annotations
 
 import json
-import random
 import re
 import string
 import unicodedata
@@ -30,6 +29,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import HeadConfig, TaskConfig
+from encoderlab.data.tables import groups_for_valid
 from encoderlab.errors import UserError
 from encoderlab.heads import TokenHead
 from encoderlab.tasks.base import Example, Examples, Feature, Features, TaskBase, base_collate
@@ -482,15 +482,8 @@ class QATask(TaskBase):
                 f"cannot split QA examples by article: they all come from one article "
                 f"({articles[0] if articles else 'none'!r}); give task.valid a separate file"
             )
-        random.Random(seed).shuffle(articles)
         target = max(1, round(cfg.valid_ratio * len(examples)))
-        valid_articles: set[str] = set()
-        n_valid = 0
-        for art in articles[:-1]:  # the last one always stays in train
-            if n_valid >= target:
-                break
-            valid_articles.add(art)
-            n_valid += counts[art]
+        valid_articles = groups_for_valid(articles, counts, target, seed)
         train = [ex for ex in examples if ex["article"] not in valid_articles]
         valid = [ex for ex in examples if ex["article"] in valid_articles]
         return train, valid

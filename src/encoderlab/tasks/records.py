@@ -89,7 +89,13 @@ def header_for(cfg: TaskConfig) -> bool | list[str]:
     """True: the file has a header row; a list: its column names; False: by position."""
     if cfg.columns is not None:
         return list(cfg.columns)
-    named = (cfg.text_column, cfg.text_pair_column, cfg.label_column, cfg.id_column)
+    named = (
+        cfg.text_column,
+        cfg.text_pair_column,
+        cfg.label_column,
+        cfg.id_column,
+        cfg.group_column,
+    )
     return not any(isinstance(c, int) for c in named)
 
 

@@ -589,6 +589,14 @@ def test_defaults_fit_the_init_and_are_saved_with_the_run(tmp_path):
     # at chance at it (finetuning.DEFAULTS has the measurements)
     scratch_tag = resolve_defaults(build({**raw, "task": {**raw["task"], "type": "tagging"}}))
     assert scratch_tag.train.lr == DEFAULTS["scratch"]["tagging"]["lr"] > scratch.train.lr
+    # and an encoder with ALiBi positions, unless the config says (entity F1 +5 from scratch)
+    assert scratch_tag.model.position == "alibi" and scratch.model.position == "learned"
+    tagging = {**raw["task"], "type": "tagging"}
+    told = build({**raw, "task": tagging, "model": {**raw["model"], "position": "learned"}})
+    assert resolve_defaults(told).model.position == "learned"
+    for init in ("scratch:runs/pre", "runs/pre", "hf:m"):  # their run's or checkpoint's
+        assert resolve_defaults(build({**raw, "task": tagging, "init": init})).model == told.model
+    assert resolve_defaults(scratch_tag) == scratch_tag  # a resume reads the same back
     # what the user set stays, with or without a train: section
     kept = resolve_defaults(
         build(

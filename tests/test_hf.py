@@ -22,7 +22,7 @@ from encoderlab.errors import UserError
 from encoderlab.finetuning import finetune
 from encoderlab.inference import load_finetuned
 from encoderlab.model import Encoder, MaskedLM
-from encoderlab.runs import Run, encoder_weights, run_checkpoint
+from encoderlab.runs import Run, encoder_weights, run_checkpoint, run_model_config
 from encoderlab.tokenizer import load_tokenizer, save_tokenizer, special_ids
 
 transformers = pytest.importorskip("transformers")
@@ -390,7 +390,8 @@ def ft_config(tmp_path: Path, task: str, **over) -> FinetuneConfig:
         "head": {"type": "pooler"},
         "tokenizer": {"kind": "wordpiece", "vocab_size": 120, "min_frequency": 1},
         "model": {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 2, "max_len": 32}
-        | {"init_std": 0.3},  # peaky attention: a swapped weight cannot hide
+        | {"init_std": 0.3}  # peaky attention: a swapped weight cannot hide
+        | {"position": "learned"},  # what BertConfig has (scratch tagging's default is ALiBi)
         "train": {"batch_size": 8, "lr": 1e-3, "epochs": None, "max_steps": 2, "log_every": 1},
     }
     for key, value in over.items():
@@ -710,6 +711,21 @@ def test_export_writes_model_card_labels_and_the_tasks_max_len(tmp_path):
     assert str(cfg.task.train) in card and "max_len: 24" in card
     evaluation = json.loads((run.path / "eval" / "valid.json").read_text())
     assert f"| f1 | {evaluation['f1']:.4g} |" in card
+
+
+def test_a_scratch_tagger_with_the_default_alibi_is_refused_naming_the_settings_that_export(
+    tmp_path,
+):
+    cfg = ft_config(tmp_path, "tagging")
+    raw = cfg.model_dump(mode="json")
+    raw["model"] = {k: raw["model"][k] for k in ("d_model", "n_head", "d_ff", "n_layer")}
+    run, _ = finetune(FinetuneConfig.model_validate(raw), say=quiet)  # model.position unset
+    assert run_model_config(run).position == "alibi"
+    with pytest.raises(UserError) as e:
+        hf.export_run(run.path, tmp_path / "hf", say=quiet)
+    message = str(e.value)
+    assert "\n" not in message and "train with model.position=learned" in message
+    assert message.endswith("or export it --to-onnx") and not (tmp_path / "hf").exists()
 
 
 def test_export_of_a_pretraining_run_has_a_model_card(pretrain_runs, tmp_path):

@@ -769,13 +769,22 @@ def export_problems(mc: ModelConfig) -> list[str]:
     """What of an encoder BertConfig cannot express; empty when it exports."""
     out = []
     if mc.norm == "pre":
-        out.append("pre-LN (model.norm=pre); BERT is post-LN")
+        out.append("pre-LN (model.norm=pre); BERT is post-LN: train with model.norm=post")
     if mc.activation in ("geglu", "swiglu"):
-        out.append(f"gated activation {mc.activation} (model.activation); BERT's FFN is ungated")
+        out.append(
+            f"gated activation {mc.activation} (model.activation); BERT's FFN is ungated: train "
+            "with model.activation=gelu"
+        )
     if mc.position == "alibi":
-        out.append("ALiBi attention biases (model.position); BERT learns its position table")
+        out.append(
+            "ALiBi attention biases (model.position; the budget recipe's and scratch tagging's "
+            "default); BERT learns its position table: train with model.position=learned"
+        )
     elif mc.position != "learned":
-        out.append("sinusoidal positions (model.position); BERT learns its position table")
+        out.append(
+            "sinusoidal positions (model.position); BERT learns its position table: train with "
+            "model.position=learned"
+        )
     if mc.head_dim * mc.n_head != mc.d_model:
         out.append(
             f"d_head x n_head = {mc.head_dim} x {mc.n_head} != d_model = {mc.d_model}; "
@@ -1189,7 +1198,9 @@ def export_run(
     mc = run_model_config(run)
     problems = export_problems(mc)
     if problems:
-        raise UserError(f"{run.path}: cannot export to BertConfig: {problems[0]}")
+        raise UserError(
+            f"{run.path}: cannot export to BertConfig: {problems[0]}, or export it --to-onnx"
+        )
     tok = load_tokenizer(run.path / "tokenizer")
     ids = special_ids(tok)
     ckpt = run_checkpoint(run)

@@ -166,6 +166,25 @@ class TaskBase:
     def has_gold(self, example: Example) -> bool:
         return example.get("label") is not None
 
+    @staticmethod
+    def split_by_group(
+        examples: list[Example], cfg: TaskConfig, seed: int
+    ) -> tuple[list[Example], list[Example]]:
+        """(train, valid) with every `task.group_column` value on one side only (read into each
+        example's "group"); valid holds ~valid_ratio of the rows, not stratified by label."""
+        sizes = Counter(ex["group"] for ex in examples)
+        if len(sizes) < 2:
+            raise UserError(
+                f"task.group_column '{cfg.group_column}': every training row has the same value "
+                f"({next(iter(sizes), '')!r}), so nothing can be held out; name another column or "
+                "give task.valid a file"
+            )
+        target = max(1, round(cfg.valid_ratio * len(examples)))
+        held_out = groups_for_valid(list(sizes), sizes, target, seed)
+        train = [ex for ex in examples if ex["group"] not in held_out]
+        valid = [ex for ex in examples if ex["group"] in held_out]
+        return train, valid
+
     def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
         raise UserError(f"--text is not supported for task type {self.type}")
 
@@ -195,25 +214,6 @@ class TaskBase:
     def missing_gold_hint(self, cfg: TaskConfig) -> str:
         """What to add to "no gold labels found" for this task's files."""
         return ""
-
-
-def split_by_group(
-    examples: list[Example], cfg: TaskConfig, seed: int
-) -> tuple[list[Example], list[Example]]:
-    """(train, valid) with every `task.group_column` value on one side only (read into each
-    example's "group"); valid holds ~valid_ratio of the rows, not stratified by label."""
-    sizes = Counter(ex["group"] for ex in examples)
-    if len(sizes) < 2:
-        raise UserError(
-            f"task.group_column '{cfg.group_column}': every training row has the same value "
-            f"({next(iter(sizes), '')!r}), so nothing can be held out; name another column or "
-            "give task.valid a file"
-        )
-    target = max(1, round(cfg.valid_ratio * len(examples)))
-    held_out = groups_for_valid(list(sizes), sizes, target, seed)
-    train = [ex for ex in examples if ex["group"] not in held_out]
-    valid = [ex for ex in examples if ex["group"] in held_out]
-    return train, valid
 
 
 def pad_stack(arrays: list[np.ndarray], pad: int, dtype=np.int64) -> torch.Tensor:

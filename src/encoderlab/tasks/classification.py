@@ -31,15 +31,7 @@ from encoderlab.config import HeadConfig, TaskConfig
 from encoderlab.errors import UserError
 from encoderlab.heads import sequence_head
 from encoderlab.tasks import records, scores
-from encoderlab.tasks.base import (
-    Example,
-    Examples,
-    Feature,
-    Features,
-    TaskBase,
-    base_collate,
-    split_by_group,
-)
+from encoderlab.tasks.base import Example, Examples, Feature, Features, TaskBase, base_collate
 from encoderlab.tasks.records import get, require_column
 from encoderlab.tasks.registry import register
 from encoderlab.tokenizer import pair_separator, special_ids
@@ -190,7 +182,7 @@ class ClassificationTask(TaskBase):
         """Stratified by label: each label keeps its share in both parts (by task.group_column's
         groups instead when it is set)."""
         if cfg.group_column is not None:
-            return split_by_group(examples, cfg, seed)
+            return self.split_by_group(examples, cfg, seed)
         rng = np.random.default_rng([seed, 11])
         by_label: dict[Any, list[int]] = {}
         for i, ex in enumerate(examples):

@@ -20,7 +20,7 @@ from encoderlab.config import HeadConfig, TaskConfig
 from encoderlab.errors import UserError
 from encoderlab.heads import sequence_head
 from encoderlab.tasks import scores
-from encoderlab.tasks.base import Example, Feature, base_collate, split_by_group
+from encoderlab.tasks.base import Example, Feature, base_collate
 from encoderlab.tasks.classification import NO_LABEL, ClassificationTask, pooled_logits
 from encoderlab.tasks.registry import register
 
@@ -59,7 +59,7 @@ class RegressionTask(ClassificationTask):
         """A random share (labels are numbers: nothing to stratify by), or whole groups of
         task.group_column."""
         if cfg.group_column is not None:
-            return split_by_group(examples, cfg, seed)
+            return self.split_by_group(examples, cfg, seed)
         rng = np.random.default_rng([seed, 11])
         order = rng.permutation(len(examples))
         k = min(max(int(round(cfg.valid_ratio * len(examples))), 1), len(examples) - 1)

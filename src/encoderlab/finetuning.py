@@ -124,8 +124,9 @@ DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 # for tagging (local context is what tags need first). CoNLL-2003 from scratch, 3-minute
 # budgets, the schema's d256 x 4 encoder, lr 1e-3 (2026-12-02): entity F1 0.679 with a learned
 # position table, 0.741 with ALiBi (in 1,054 steps against 1,317); 3 epochs of the conll2003
-# configs (2026-11-30): 73.9 vs 69.4; KLUE-NER 58.9 vs 57.8, and 0.621 vs 0.613 (2026-12-02). Sequence tasks keep the table (disaster tweets over seeds 0-2:
-# level; NSMC 0.834 vs 0.832), which a transformers export needs.
+# configs (2026-11-30): 73.9 vs 69.4; KLUE-NER 58.9 vs 57.8, and 0.621 vs 0.613 (2026-12-02).
+# Sequence tasks keep the table (disaster tweets over seeds 0-2: level; NSMC 0.834 vs 0.832),
+# which a transformers export needs.
 SCRATCH_MODEL: dict[str, dict[str, Any]] = {"tagging": {"position": "alibi"}}
 # learning rates that train (by init and task type); an explicit train.lr below a third of the
 # low end or above the high end gets a one-line warning

@@ -172,6 +172,11 @@ class TaskBase:
     ) -> tuple[list[Example], list[Example]]:
         """(train, valid) with every `task.group_column` value on one side only (read into each
         example's "group"); valid holds ~valid_ratio of the rows, not stratified by label."""
+        if any("group" not in ex for ex in examples):
+            raise UserError(
+                f"task.group_column '{cfg.group_column}': the training file has no such column; "
+                "name one of its columns, or drop task.group_column"
+            )
         sizes = Counter(ex["group"] for ex in examples)
         if len(sizes) < 2:
             raise UserError(

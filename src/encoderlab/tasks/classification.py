@@ -85,9 +85,8 @@ class ClassificationTask(TaskBase):
             )
         if labelled and not has_labels:
             require_column(path, rows, cfg.label_column, "label_column")
-        grouped = has_labels and cfg.group_column is not None  # the split's groups
-        if grouped:
-            require_column(path, rows, cfg.group_column, "group_column")
+        # the split's groups; a file to evaluate on needs no such column (split_by_group asks)
+        grouped = has_labels and records.has_column(rows[0][1], cfg.group_column)
         has_ids = records.has_column(rows[0][1], cfg.id_column)
         # a submission needs the file's own ids
         examples: Examples = Examples(ids_from_file=has_ids, notes=notes)

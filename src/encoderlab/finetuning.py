@@ -90,10 +90,10 @@ from encoderlab.train import (
 
 # Measured with short step-limited runs (MiniLM-L6 for "pretrained", a 2-layer d=96 encoder
 # for "scratch"; disaster tweets and CoNLL-2003, 40 / 80 steps of 16): a hub encoder wants a
-# learning rate ten times smaller than one trained from scratch, and token tagging a larger one
+# learning rate ten times smaller than that small one from scratch, and token tagging a larger one
 # than sentence classification (lr 5e-4: entity F1 0.66, 1e-4: 0.45, 5e-5: lower). An encoder
 # this tool pretrained ("own": a run directory, or self_pretrain) had minutes of MLM, not a
-# GPU-month: it wants a rate between the two, and the right one falls with its width (disaster
+# GPU-month: it wants a rate between those two, and the right one falls with its width (disaster
 # tweets, cls head, 3 epochs, best epoch, seeds 0-2, 2026-11-29: d96 x 2 after 800 MLM steps
 # 76.8 / 76.5 / 76.0 % at lr 1e-3 / 4e-4 / 2e-4; the d256 x 4 study stage 76.0 (seed 0) / 78.3
 # / 79.1; lr 1e-4 on d96 x 2 0.719 earlier): 4e-4 is within a point of the best at both sizes.

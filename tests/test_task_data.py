@@ -364,3 +364,24 @@ def test_group_column_errors_name_the_key_and_the_fix(tmp_path: Path) -> None:
     for kind in ("tagging", "qa"):
         with pytest.raises(ValueError, match="group_column splits classification, pair and"):
             cfg(type=kind, group_column="doc")
+
+
+def test_a_txt_table_whose_header_names_the_text_column_is_read_as_tsv(tmp_path: Path) -> None:
+    """NSMC ships as ratings_test.txt (id, document, label; tab-separated): a config naming
+    only its columns stopped at "cannot tell the format from the name"."""
+    f = tmp_path / "ratings.txt"
+    f.write_text("id\tdocument\tlabel\n1\t굳 ㅋ\t1\n2\t별로, 지루함\t0\n", encoding="utf-8")
+    task = get_task("classification")
+    examples = task.read(str(f), cfg(text_column="document"))
+    assert [(e["id"], e["text"], e["label"]) for e in examples] == [
+        ("1", "굳 ㅋ", "1"),
+        ("2", "별로, 지루함", "0"),
+    ]
+    assert any("read as tsv" in n and "task.format: tsv" in n for n in examples.notes)
+    # a .txt that is not such a table still asks for task.format, in one line
+    plain = tmp_path / "plain.txt"
+    plain.write_text("text,label\na,1\n", encoding="utf-8")
+    with pytest.raises(UserError, match="cannot tell the format from the name; set task.format"):
+        task.read(str(plain), cfg())
+    with pytest.raises(UserError, match="cannot tell the format"):  # header without the column
+        task.read(str(f), cfg(text_column="review"))

@@ -111,12 +111,33 @@ def read_records(path: str | Path, cfg: TaskConfig, notes: list[str] | None = No
     elif not p.is_file():
         raise UserError(f"{p}: file not found (task data)")
     else:
-        fmt = table_format(p, cfg.format, "task.format")
+        fmt = _txt_table(p, cfg)
+        if fmt is not None and notes is not None:
+            notes.append(
+                f"{p}: read as tsv (tab-separated, its header names task.text_column "
+                f"'{cfg.text_column}'); task.format: tsv says so in the config"
+            )
+        fmt = fmt or table_format(p, cfg.format, "task.format")
         header = header_for(cfg)
         rows = read_rows(p, fmt, key="task.format", header=header)
         if header is not True and fmt in ("csv", "tsv"):
             _refuse_header_row(text, rows, cfg)
     return _filtered(text, rows, cfg, notes)
+
+
+def _txt_table(p: Path, cfg: TaskConfig) -> str | None:
+    """ "tsv" for a .txt file that is a table with a header naming task.text_column (NSMC's
+    ratings_*.txt, many Kaggle files), which the suffix alone cannot tell; None otherwise."""
+    named = isinstance(cfg.text_column, str) and cfg.columns is None  # a header row to look at
+    if cfg.format != "auto" or not p.name.lower().endswith(".txt") or not named:
+        return None
+    with p.open("rb") as f:
+        first = f.readline(1 << 16)
+    try:
+        fields = first.decode("utf-8-sig").rstrip("\r\n").split("\t")
+    except UnicodeDecodeError:
+        return None
+    return "tsv" if len(fields) > 1 and cfg.text_column in fields else None
 
 
 # what a header row's text or label cell says (a data row almost never reads like this)

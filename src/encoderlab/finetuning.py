@@ -187,14 +187,11 @@ def resolve_defaults(cfg: FinetuneConfig, say: Callable[[str], None] = print) ->
         train_update.pop("warmup_ratio", None)
     train = cfg.train.model_copy(update=train_update)
     update: dict[str, Any] = {"train": train}
-    model_update = {
-        k: v
-        for k, v in SCRATCH_MODEL.get(cfg.task.type, {}).items()
-        if kind == "scratch"
-        and cfg.init.strip() == "scratch"
-        and k not in cfg.model.model_fields_set
-    }
-    if model_update:  # scratch:<run> and self_pretrain take their run's architecture
+    # scratch:<run> and self_pretrain take their run's architecture
+    fresh = kind == "scratch" and cfg.init.strip() == "scratch"
+    shape = SCRATCH_MODEL.get(cfg.task.type, {}) if fresh else {}
+    model_update = {k: v for k, v in shape.items() if k not in cfg.model.model_fields_set}
+    if model_update:
         update["model"] = cfg.model.model_copy(update=model_update)
     hf = cfg.init.strip().startswith("hf:")
     sequence_head = getattr(task_class(cfg.task.type), "hf_head", None) == "sequence"

@@ -73,6 +73,7 @@ def test_classification_scratch_learns_and_writes_everything(tmp_path):
     final = run.info["final"]
     assert final["acc"] > 0.85, final
     ev = json.loads((run.path / "eval" / "valid.json").read_text())
+    assert "learned_nothing" not in ev  # a model that learned is not flagged
     confusion = np.array(ev["extra"]["confusion"])
     assert confusion.shape == (2, 2) and confusion.sum() == run.info["valid_examples_raw"]
     assert set(ev["extra"]["per_class"]) == {"0", "1"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import time
@@ -210,6 +211,24 @@ def resolve_defaults(cfg: FinetuneConfig, say: Callable[[str], None] = print) ->
             f"{chosen['lr']:g}"
         )
     return cfg.model_copy(update=update)
+
+
+def _lr_hint(cfg: FinetuneConfig) -> str:
+    """What to try after a run that learned nothing: the usual learning rate for its init
+    and task when it trained at another, else a lower one; or more training."""
+    kind = "own" if cfg.self_pretrain is not None else init_kind(cfg.init)
+    usual = {**DEFAULTS[kind]["*"], **DEFAULTS[kind].get(cfg.task.type, {})}["lr"]
+    lr = cfg.train.lr if cfg.train.lr is not None else usual
+    if not math.isclose(lr, usual, rel_tol=0.01):
+        return (
+            f"try train.lr={_sci(usual)}, the usual rate for this init and task (this run: "
+            f"{_sci(lr)}), or train longer"
+        )
+    return f"try a lower train.lr than this init's and task's usual {_sci(lr)}, or train longer"
+
+
+def _sci(x: float) -> str:
+    return np.format_float_scientific(x, trim="-", exp_digits=1)  # 3e-4, 2.5e-4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -956,6 +975,8 @@ def write_evaluation(
             )
         write_jsonl(run.path / "predictions" / "valid.jsonl", rows)
         out = {"checkpoint": ckpt_name, "data": data.valid_source, **metrics}
+        if (same := task.one_answer(rows)) is not None:
+            out["learned_nothing"] = same
         (run.path / "eval").mkdir(exist_ok=True)
         (run.path / "eval" / "valid.json").write_text(json.dumps(out, indent=1, ensure_ascii=False))
         run.update(final={"checkpoint": ckpt_name, **scalar_metrics(metrics)})
@@ -965,6 +986,8 @@ def write_evaluation(
             + ": "
             + "  ".join(f"{k} {v:.4f}" for k, v in scalar_metrics(metrics).items())
         )
+        if same is not None:
+            say(f"warning: the best checkpoint {same}: it learned nothing; {_lr_hint(cfg)}")
     if data.test:
         _, rows = evaluate_examples(  # a test set of many rows: a bar on a terminal
             model, task, data.test, test_f, cfg, data.labels, pad_id, device, progress=True

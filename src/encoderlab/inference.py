@@ -667,10 +667,14 @@ def evaluate_file(
     name = _eval_name(ft.run.path, data_path)
     write_jsonl(ft.run.path / "predictions" / f"{name}.jsonl", rows)
     (ft.run.path / "eval").mkdir(exist_ok=True)
+    same = ft.task.one_answer(rows)
+    out = {"data": str(data_path), **metrics, **({"learned_nothing": same} if same else {})}
     (ft.run.path / "eval" / f"{name}.json").write_text(
-        json.dumps({"data": str(data_path), **metrics}, indent=1, ensure_ascii=False)
+        json.dumps(out, indent=1, ensure_ascii=False)
     )
     say("  ".join(f"{k} {v:.4f}" for k, v in scalar_metrics(metrics).items()))
+    if same is not None:
+        say(f"warning: on {data_path} the model {same}: what it scores is that answer's")
     say(f"predictions: {ft.run.path / 'predictions' / f'{name}.jsonl'}")
     say(f"metrics: {ft.run.path / 'eval' / f'{name}.json'}")
     return metrics

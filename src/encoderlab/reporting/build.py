@@ -242,6 +242,12 @@ def build_report(
 
     lines = list(findings or [])
     lines += [conclusion(g, group_labels[i], diffs) for i, g in enumerate(groups)]
+    lines += [
+        f"{r.name}: the best checkpoint {r.evaluation['learned_nothing']} on validation, so it "
+        "learned nothing; its scores are that one answer's"
+        for r in runs
+        if r.evaluation and isinstance(r.evaluation.get("learned_nothing"), str)
+    ]
     sections.append(Section("Conclusions", [Bullets(lines)]))
 
     sections.append(Section("Hyperparameters", [hyperparameter_table(runs)]))

@@ -43,6 +43,10 @@ from encoderlab.errors import UserError
 
 Example = dict[str, Any]
 Feature = dict[str, Any]
+# `one_answer`: a validation set this small says nothing either way; "one answer" is this
+# share of the rows or more
+MIN_ROWS_TO_JUDGE = 10
+ONE_ANSWER_SHARE = 0.99
 
 
 class Examples(list):
@@ -101,6 +105,8 @@ class Task(Protocol):
     def show_prediction(self, example: Example, row: dict[str, Any]) -> str: ...
 
     def missing_gold_hint(self, cfg: TaskConfig) -> str: ...
+
+    def one_answer(self, rows: list[dict[str, Any]]) -> str | None: ...
 
     def read(self, path: str, cfg: TaskConfig) -> list[Example]: ...
 
@@ -219,6 +225,12 @@ class TaskBase:
     def missing_gold_hint(self, cfg: TaskConfig) -> str:
         """What to add to "no gold labels found" for this task's files."""
         return ""
+
+    def one_answer(self, rows: list[dict[str, Any]]) -> str | None:
+        """What a model that learned nothing gives the same answer to, read from its
+        labelled prediction rows ("answers '0' for all 761 examples"), or None. A run whose
+        metric looks like a number but is that of a constant answer must say so."""
+        return None
 
 
 def pad_stack(arrays: list[np.ndarray], pad: int, dtype=np.int64) -> torch.Tensor:

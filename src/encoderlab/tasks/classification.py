@@ -31,7 +31,16 @@ from encoderlab.config import HeadConfig, TaskConfig
 from encoderlab.errors import UserError
 from encoderlab.heads import sequence_head
 from encoderlab.tasks import records, scores
-from encoderlab.tasks.base import Example, Examples, Feature, Features, TaskBase, base_collate
+from encoderlab.tasks.base import (
+    MIN_ROWS_TO_JUDGE,
+    ONE_ANSWER_SHARE,
+    Example,
+    Examples,
+    Feature,
+    Features,
+    TaskBase,
+    base_collate,
+)
 from encoderlab.tasks.records import get, require_column
 from encoderlab.tasks.registry import register
 from encoderlab.tokenizer import pair_separator, special_ids
@@ -391,6 +400,19 @@ class ClassificationTask(TaskBase):
         if positive is not None:
             out["extra"]["positive_label"] = labels[positive]
         return out
+
+    def one_answer(self, rows: list[dict[str, Any]]) -> str | None:
+        """One label for (almost) every labelled row (99 % or more) where the gold labels
+        vary: what a collapsed classifier does, whose accuracy is then the label's share."""
+        labelled = [r for r in rows if r.get("gold") is not None]
+        if len(labelled) < MIN_ROWS_TO_JUDGE:
+            return None
+        label, n = Counter(r["prediction"] for r in labelled).most_common(1)[0]
+        share = sum(r["gold"] == label for r in labelled) / len(labelled)
+        if n < ONE_ANSWER_SHARE * len(labelled) or share >= ONE_ANSWER_SHARE:
+            return None
+        every = "all" if n == len(labelled) else f"{n:,} of the"
+        return f"answers '{label}' for {every} {len(labelled):,} examples ({share:.0%} of them are '{label}')"
 
     def prediction_rows(self, predictions, examples, labels) -> list[dict[str, Any]]:
         rows = []

@@ -20,7 +20,13 @@ from encoderlab.config import HeadConfig, TaskConfig
 from encoderlab.errors import UserError
 from encoderlab.heads import sequence_head
 from encoderlab.tasks import scores
-from encoderlab.tasks.base import Example, Feature, base_collate
+from encoderlab.tasks.base import (
+    MIN_ROWS_TO_JUDGE,
+    ONE_ANSWER_SHARE,
+    Example,
+    Feature,
+    base_collate,
+)
 from encoderlab.tasks.classification import NO_LABEL, ClassificationTask, pooled_logits
 from encoderlab.tasks.registry import register
 
@@ -157,6 +163,20 @@ class RegressionTask(ClassificationTask):
                 "bootstrap_samples": scores.BOOTSTRAP_SAMPLES,
             },
         }
+
+    def one_answer(self, rows: list[dict[str, Any]]) -> str | None:
+        """About the same number for every labelled row: a spread under 1 % of the gold's."""
+        labelled = [r for r in rows if r.get("gold") is not None]
+        if len(labelled) < MIN_ROWS_TO_JUDGE:
+            return None
+        pred = np.array([r["prediction"] for r in labelled], dtype=np.float64)
+        gold = np.array([r["gold"] for r in labelled], dtype=np.float64)
+        if not gold.std() > 0 or pred.std() >= (1 - ONE_ANSWER_SHARE) * gold.std():
+            return None
+        return (
+            f"predicts about {pred.mean():.3g} for all {len(labelled):,} examples (spread "
+            f"{pred.std():.2g}; the gold values' {gold.std():.2g})"
+        )
 
     def prediction_rows(self, predictions, examples, labels) -> list[dict[str, Any]]:
         rows = []

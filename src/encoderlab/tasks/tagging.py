@@ -72,6 +72,7 @@ from encoderlab.config import HeadConfig, TaskConfig
 from encoderlab.errors import UserError
 from encoderlab.heads import TokenHead
 from encoderlab.tasks.base import (
+    MIN_ROWS_TO_JUDGE,
     Example,
     Examples,
     Feature,
@@ -947,6 +948,16 @@ class TaggingTask(TaskBase):
                 "examples": len(pairs),
             },
         }
+
+    def one_answer(self, rows: list[dict[str, Any]]) -> str | None:
+        """No entity in any labelled sentence (every word O) where the gold has some."""
+        labelled = [r for r in rows if r.get("gold") is not None]
+        gold = sum(r.get("n_gold_entities") or 0 for r in labelled)
+        if len(labelled) < MIN_ROWS_TO_JUDGE or not gold:
+            return None
+        if any(r.get("n_pred_entities") for r in labelled):
+            return None
+        return f"tags no entity in all {len(labelled):,} sentences (they hold {gold:,})"
 
     def prediction_rows(
         self, predictions: list[Any], examples: list[Example], labels: list[str]

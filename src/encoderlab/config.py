@@ -521,9 +521,8 @@ class TaskConfig(Section):
     # a seeded random subset of this many training examples (after the validation split):
     # how a model does with few labels, where pretraining pays most
     train_examples: int | None = Field(None, ge=1)
-    format: str = (
-        "auto"  # auto (from the suffix) | csv | tsv | jsonl | json | squad | conll | klue-ner ...
-    )
+    format: str = "auto"  # auto (from the suffix) | csv | tsv | jsonl | json | parquet | xlsx | squad | conll ...
+    sheet: str | None = None  # .xlsx: the sheet to read; None: the first
     # a column: a header name (json: a key; "a.b" reads a nested key), or an integer position
     # (0 is the first): integers read a .csv/.tsv as having no header row
     text_column: str | int = "text"

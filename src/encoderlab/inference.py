@@ -674,7 +674,7 @@ def evaluate_file(
     )
     say("  ".join(f"{k} {v:.4f}" for k, v in scalar_metrics(metrics).items()))
     if same is not None:
-        say(f"warning: on {data_path} the model {same}: what it scores is that answer's")
+        say(f"warning: on {data_path} the model {same}")
     say(f"predictions: {ft.run.path / 'predictions' / f'{name}.jsonl'}")
     say(f"metrics: {ft.run.path / 'eval' / f'{name}.json'}")
     return metrics

@@ -2,6 +2,9 @@
 
   a .csv/.tsv/.jsonl/.json file   read by `encoderlab.data.tables` (with or without a header:
                                   `task.columns`, or integer column positions)
+  a .parquet file                 pyarrow (the Hugging Face Hub's own format; class-label
+                                  columns give their names from the file's datasets metadata)
+  a .xlsx workbook                openpyxl: the first sheet (or `task.sheet`), a header row
   a save_to_disk directory        Hugging Face datasets, offline (`dir::split`, default train)
   hf:<name>[:<config>][::split]   the Hub, when online (both as the corpus reads them)
   a folder of label folders       spam/ham/... each text file one example, its label the folder
@@ -13,6 +16,9 @@ then `task.where` drops the rows its filters reject. Every row is a dict keyed b
 
 from __future__ import annotations
 
+import json
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +116,13 @@ def read_records(path: str | Path, cfg: TaskConfig, notes: list[str] | None = No
         rows = _folder_rows(p, cfg, notes)
     elif not p.is_file():
         raise UserError(f"{p}: file not found (task data)")
+    elif (columnar := columnar_format(p, cfg)) is not None:
+        if cfg.columns is not None or not header_for(cfg):
+            raise UserError(
+                f"{p}: a {columnar} file names its columns itself; column positions and "
+                "task.columns are for .csv/.tsv files without a header row"
+            )
+        rows = parquet_rows(p) if columnar == "parquet" else _xlsx_rows(p, cfg.sheet)
     else:
         fmt = _txt_table(p, cfg)
         if fmt is not None and notes is not None:
@@ -195,19 +208,133 @@ def _hf_rows(text: str) -> list[Row]:
     names ("neg", "pos"), and -1 (no label, e.g. GLUE test splits) gives None."""
     ds = open_hf(as_source(text), _stop, key="task.train/valid/test")
     assert ds is not None
-    names: dict[str, list[str]] = {}
-    for col, feature in (getattr(ds, "features", None) or {}).items():
+    features = getattr(ds, "features", None) or {}
+    names = {col: n for col, f in features.items() if (n := label_names(f)) is not None}
+    return [(i, named_labels(dict(row), names)) for i, row in enumerate(ds, 1)]
+
+
+def label_names(feature: Any) -> list[str] | None:
+    """The names of a datasets ClassLabel feature, or of the ClassLabel inside a list of them
+    (a tagging data set's ner_tags), given as the feature object or as the JSON that datasets
+    stores in a Parquet file's metadata; None for any other feature."""
+    if isinstance(feature, dict):
+        if feature.get("_type") == "ClassLabel":
+            return [str(n) for n in feature.get("names") or []]
+        inner = feature.get("feature")
+    else:
         if type(feature).__name__ == "ClassLabel":
-            names[col] = list(feature.names)
-    rows: list[Row] = []
-    for i, row in enumerate(ds, 1):
-        row = dict(row)
-        for col, labels in names.items():
-            value = row.get(col)
-            if isinstance(value, int):
-                row[col] = labels[value] if 0 <= value < len(labels) else None
-        rows.append((i, row))
-    return rows
+            return [str(n) for n in feature.names]
+        inner = getattr(feature, "feature", None)
+    return label_names(inner) if inner is not None else None
+
+
+def named_labels(row: dict[str, Any], names: dict[str, list[str]]) -> dict[str, Any]:
+    """`row` with its class-label ids (or lists of ids) as names; -1 (no label) is None."""
+
+    def name(value: Any, labels: list[str]) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return value
+        return labels[value] if 0 <= value < len(labels) else None
+
+    for col, labels in names.items():
+        value = row.get(col)
+        if isinstance(value, list):
+            row[col] = [name(v, labels) for v in value]
+        else:
+            row[col] = name(value, labels)
+    return row
+
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+XLSX_SUFFIXES = (".xlsx", ".xlsm")
+
+
+def columnar_format(p: Path, cfg: TaskConfig) -> str | None:
+    """ "parquet" or "xlsx" when task.format or the file name says so; None otherwise."""
+    if cfg.format in ("parquet", "xlsx"):
+        return cfg.format
+    name = p.name.lower()
+    if cfg.format == "auto" and name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if cfg.format == "auto" and name.endswith(XLSX_SUFFIXES):
+        return "xlsx"
+    return None
+
+
+def parquet_rows(p: Path) -> list[Row]:
+    """Every row of a Parquet file as a dict (row numbers from 1), class-label ids named by
+    the datasets metadata the Hugging Face Hub and `Dataset.to_parquet` write."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError(
+            f"{p}: reading .parquet files needs pyarrow; run `pip install 'encoderlab[corpus]'`"
+        ) from None
+    try:
+        table = pq.read_table(p)
+    except (OSError, pa.ArrowException) as e:
+        raise UserError(
+            f"{p}: not a readable Parquet file ({first_line(e)}); check the file"
+        ) from None
+    names: dict[str, list[str]] = {}
+    meta = (table.schema.metadata or {}).get(b"huggingface")
+    if meta:
+        try:
+            features = json.loads(meta)["info"]["features"]
+            names = {c: n for c, f in features.items() if (n := label_names(f)) is not None}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            names = {}  # metadata some other tool wrote: the ids stay numbers
+    return [(i, named_labels(row, names)) for i, row in enumerate(table.to_pylist(), 1)]
+
+
+def _xlsx_rows(p: Path, sheet: str | None) -> list[Row]:
+    """The rows of a sheet under its header row (row numbers as Excel shows them); rows with
+    no cell filled are skipped, numbers stay numbers."""
+    try:
+        import openpyxl
+    except ImportError:
+        raise UserError(
+            f"{p}: reading .xlsx files needs openpyxl; run `pip install 'encoderlab[corpus]'`"
+        ) from None
+    from xml.etree.ElementTree import ParseError
+
+    try:
+        with warnings.catch_warnings():  # "no default style" and other cosmetic complaints
+            warnings.simplefilter("ignore")
+            wb = openpyxl.load_workbook(p, read_only=True, data_only=True)
+    except (OSError, zipfile.BadZipFile, ParseError, KeyError, ValueError) as e:
+        raise UserError(
+            f"{p}: not a readable .xlsx workbook ({first_line(e)}); check the file"
+        ) from None
+    try:
+        if sheet is not None and sheet not in wb.sheetnames:
+            raise UserError(
+                f"{p}: no sheet '{sheet}' (sheets: {', '.join(wb.sheetnames)}); set task.sheet"
+            )
+        ws = wb[sheet] if sheet is not None else wb.worksheets[0]
+        cells = ws.iter_rows(values_only=True)
+        header = ["" if h is None else str(h).strip() for h in next(cells, None) or ()]
+        if not any(header):
+            raise UserError(
+                f"{p}: the sheet '{ws.title}' has no header row; put column names in row 1"
+            )
+        twice = sorted({h for h in header if h and header.count(h) > 1})
+        if twice:
+            raise UserError(f"{p}: the header names column '{twice[0]}' twice; rename one")
+        rows: list[Row] = []
+        for n, values in enumerate(cells, 2):
+            if all(v is None or (isinstance(v, str) and not v.strip()) for v in values):
+                continue
+            rows.append((n, {h: v for h, v in zip(header, values, strict=False) if h}))
+        return rows
+    finally:
+        wb.close()
+
+
+def first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
 def _folder_rows(folder: Path, cfg: TaskConfig, notes: list[str] | None) -> list[Row]:

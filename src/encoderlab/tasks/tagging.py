@@ -16,6 +16,11 @@ Formats (task.format; "auto" looks at the file's first lines):
   lines of different numbers of words, or one line; klue-ner: no '##' line or tab and lines
   longer than a character; kmou: no sentence headers) is read this way too, with a warning:
   predict needs no tags.
+* ``rows``: one sentence per row of a .jsonl / .json / .parquet file, a Hugging Face
+  ``save_to_disk`` folder or ``hf:<name>`` (datasets' token-classification shape: a list of
+  words in ``tokens`` or ``words`` and a list of tags in ``tags``, ``ner_tags``, ``labels``
+  or ``ner``, or the columns task.text_column / task.label_column name). Tags are strings,
+  or ids that a datasets ClassLabel names (ids without names are refused).
 * ``kmou``: the KMOU corpus, in either of its bracket-annotated forms: 2016klp
   (``; raw sentence``, ``$<marked:PS> sentence``, morpheme rows) or corpus/*.txt
   (``## id``, ``## raw``, ``## <marked:PER> sentence``, morpheme rows). The ``<text:TYPE>``
@@ -69,6 +74,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import HeadConfig, TaskConfig
+from encoderlab.data.corpus import is_hf_dir
 from encoderlab.errors import UserError
 from encoderlab.heads import TokenHead
 from encoderlab.tasks.base import (
@@ -83,11 +89,16 @@ from encoderlab.tasks.base import (
     pad_stack,
     token_counts,
 )
+from encoderlab.tasks.records import read_records
 from encoderlab.tasks.registry import register
 from encoderlab.tokenizer import special_ids
 
 IGNORE = -100
-FORMATS = ("conll", "klue-ner", "kmou", "lines")
+FORMATS = ("conll", "klue-ner", "kmou", "lines", "rows")
+ROW_FORMATS = ("jsonl", "json", "parquet", "hf")  # task.format values read as `rows`
+ROW_SUFFIXES = (".jsonl", ".json", ".parquet", ".pq")
+WORD_COLUMNS = ("tokens", "words")  # where a row keeps its words, unless task.text_column says
+TAG_COLUMNS = ("tags", "ner_tags", "labels", "ner")
 _ALIASES = {"klue": "klue-ner", "klue_ner": "klue-ner", "kmou-ner": "kmou", "kmou_ner": "kmou"}
 _TAG = re.compile(r"^[BI]-\S+$")
 # what a tag column holds in any scheme (BIO, BIOES, BILOU, KMOU's B_PS): not a plain word
@@ -509,16 +520,23 @@ def _read_conll(path: Path, lines: list[str], cfg: TaskConfig, report: _Report) 
 
 
 def _fix_scheme(
-    path: Path, sentences: list[tuple[int, list[str], list[str]]], scheme: str, report: _Report
+    path: Path | str,
+    sentences: list[tuple[int, list[str], list[str]]],
+    scheme: str,
+    report: _Report,
+    word_per_line: bool = True,
 ) -> None:
-    """Detect IOB1 vs BIO (module docstring) and rewrite I- entity starts as B-, in place."""
+    """Detect IOB1 vs BIO (module docstring) and rewrite I- entity starts as B-, in place.
+    `word_per_line`: a sentence's words are on lines line, line + 1, ... (CoNLL); else each
+    sentence is one row, and a place is named by row and word."""
     i_starts, b_starts = _Tally(), _Tally()
     for line, _, tags in sentences:
         prev = ""
         for k, tag in enumerate(tags):
             prefix, ty = _split_tag(tag)
             if prefix != "O" and prev != ty:
-                (i_starts if prefix == "I" else b_starts).add(f"{path}:{line + k}")
+                where = f"{path}:{line + k}" if word_per_line else f"{path}:{line} (word {k + 1})"
+                (i_starts if prefix == "I" else b_starts).add(where)
                 if prefix == "I":
                     tags[k] = "B-" + ty
             prev = ty
@@ -537,6 +555,93 @@ def _fix_scheme(
         report.add("iob1_b_start", b_starts.first, b_starts.n)
     else:
         report.add("bio_i_start", i_starts.first, i_starts.n)
+
+
+def _in_rows(path: str, cfg: TaskConfig) -> bool:
+    """Whether `path` holds one sentence per row (the `rows` format) rather than lines."""
+    if cfg.format.lower() in (*ROW_FORMATS, "rows"):
+        return True
+    if cfg.format.lower() != "auto":
+        return False
+    p = Path(path)
+    if path.startswith("hf:") or "::" in path or (p.is_dir() and is_hf_dir(p)):
+        return True
+    return p.is_file() and p.name.lower().endswith(ROW_SUFFIXES)
+
+
+def _row_examples(path: str, cfg: TaskConfig, report: _Report) -> list[Example]:
+    """Sentences from rows of words and tags (the `rows` format), tags validated as BIO."""
+    read_cfg = cfg.model_copy(update={"format": "auto"}) if cfg.format == "rows" else cfg
+    if read_cfg.format == "hf":
+        read_cfg = read_cfg.model_copy(update={"format": "auto"})
+    rows = read_records(path, read_cfg)
+    if not rows:
+        raise UserError(f"{path}: no rows; expected one sentence per row (task.type=tagging)")
+    first = rows[0][1]
+    words_col = _row_column(path, first, cfg.text_column, "text_column", WORD_COLUMNS)
+    tags_col = _row_column(path, first, cfg.label_column, "label_column", TAG_COLUMNS)
+    if words_col is None:
+        raise UserError(
+            f"{path}: no column of words ({' or '.join(WORD_COLUMNS)}); columns found: "
+            f"{', '.join(map(str, first))}; set task.text_column to the list of words"
+        )
+    id_col = cfg.id_column if isinstance(cfg.id_column, str) else None
+    sentences: list[tuple[int, list[str], list[str] | None, str]] = []
+    for i, (line, row) in enumerate(rows):
+        words = row.get(words_col)
+        where = f"{path}:{line}"
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise UserError(
+                f"{where}: '{words_col}' is not a list of words (a {type(words).__name__}); "
+                "give each sentence as a list of strings"
+            )
+        tags = row.get(tags_col) if tags_col is not None else None
+        if tags is not None:
+            tags = _row_tags(where, tags_col, tags, len(words))
+        sid = row.get(id_col) if id_col is not None else None
+        if words:
+            sentences.append((line, list(words), tags, str(i if sid is None else sid)))
+    labelled = [(line, w, t) for line, w, t, _ in sentences if t is not None]
+    if labelled:
+        _fix_scheme(path, labelled, cfg.tag_scheme, report, word_per_line=False)
+    return [
+        {"id": sid, "line": line, "file": path, "tokens": w, "tags": t}
+        for line, w, t, sid in sentences
+    ]
+
+
+def _row_column(
+    path: str, row: dict[str, Any], name: str | int, key: str, usual: tuple[str, ...]
+) -> str | None:
+    """The column a row keeps its words or tags in: task.<key> when the row has it, else
+    (task.<key> left at the schema's "text" / "label") the first of the usual names it has."""
+    if isinstance(name, str) and name in row:
+        return name
+    if name != TaskConfig.model_fields[key].default:
+        raise UserError(
+            f"{path}: no column '{name}' (task.{key}) in its first row; columns found: "
+            f"{', '.join(map(str, row))}"
+        )
+    return next((c for c in usual if c in row), None)
+
+
+def _row_tags(where: str, column: str, tags: Any, n_words: int) -> list[str]:
+    """A row's tags as BIO strings, refused in one line when they cannot be."""
+    if not isinstance(tags, list) or len(tags) != n_words:
+        got = f"{len(tags)} tags" if isinstance(tags, list) else f"a {type(tags).__name__}"
+        raise UserError(
+            f"{where}: '{column}' holds {got} for {n_words} words; give one tag per word"
+        )
+    if any(isinstance(t, int) and not isinstance(t, bool) for t in tags):
+        raise UserError(
+            f"{where}: '{column}' holds tag ids ({tags[:4]}...) without their names; write the "
+            "tags as strings (B-PER, O, ...), or save the data set with a datasets ClassLabel "
+            "that names them"
+        )
+    out = [str(t).strip() for t in tags]
+    for k, tag in enumerate(out):
+        _check_tag(tag, f"{where} (word {k + 1})")
+    return out
 
 
 def _read_klue(path: Path, lines: list[str], report: _Report) -> list[Example]:
@@ -668,26 +773,12 @@ class TaggingTask(TaskBase):
         labelled=True: the file must carry tags (a train or valid file); False: a file to
         predict, whose tags, if any, are not read (another scheme's tags stopped predict).
         """
-        p = Path(path)
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-            if not files:
-                raise UserError(f"{p}: directory has no files; point the task at a data file")
-        elif p.is_file():
-            files = [p]
-        else:
-            raise UserError(f"{p}: file not found (task data); check the task's file paths")
-        examples: list[Example] = []
         report = _Report()
-        for f in files:
-            cap = None if cfg.max_examples is None else cfg.max_examples - len(examples)
-            if cap is not None and cap <= 0:
-                break
-            got = self._read_file(f, cfg, cap, report)
-            if len(files) > 1:
-                for ex in got:
-                    ex["id"] = f"{f.stem}/{ex['id']}"
-            examples.extend(got)
+        if _in_rows(str(path), cfg):
+            report.formats.add("rows")
+            examples = _row_examples(str(path), cfg, report)[: cfg.max_examples]
+        else:
+            examples = self._read_files(Path(path), cfg, report)
         warnings, notes = report.lines(str(path))
         if labelled and any(ex["tags"] is None for ex in examples):
             raise UserError(
@@ -699,6 +790,28 @@ class TaggingTask(TaskBase):
                 ex["tags"] = None
         read_as = next(iter(report.formats)) if len(report.formats) == 1 else None
         return Examples(examples, warnings, notes, read_as=read_as)
+
+    def _read_files(self, p: Path, cfg: TaskConfig, report: _Report) -> list[Example]:
+        """The sentences of a file, or of every file of a directory (ids `<stem>/<id>`)."""
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+            if not files:
+                raise UserError(f"{p}: directory has no files; point the task at a data file")
+        elif p.is_file():
+            files = [p]
+        else:
+            raise UserError(f"{p}: file not found (task data); check the task's file paths")
+        examples: list[Example] = []
+        for f in files:
+            cap = None if cfg.max_examples is None else cfg.max_examples - len(examples)
+            if cap is not None and cap <= 0:
+                break
+            got = self._read_file(f, cfg, cap, report)
+            if len(files) > 1:
+                for ex in got:
+                    ex["id"] = f"{f.stem}/{ex['id']}"
+            examples.extend(got)
+        return examples
 
     def _read_file(
         self, path: Path, cfg: TaskConfig, cap: int | None, report: _Report

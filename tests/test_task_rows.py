@@ -1,0 +1,210 @@
+"""Task data in the shapes the Hugging Face Hub and spreadsheets give: Parquet and .xlsx
+tables for classification, and token tagging from rows of word and tag lists (.jsonl, .json,
+.parquet, a save_to_disk folder), tag ids named by a datasets ClassLabel."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from encoderlab.config import TaskConfig
+from encoderlab.errors import UserError
+from encoderlab.tasks import get_task
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+datasets = pytest.importorskip("datasets")
+openpyxl = pytest.importorskip("openpyxl")
+
+NER = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+SENTENCES = [
+    (["Anna", "Berg", "lives", "in", "Oslo"], ["B-PER", "I-PER", "O", "O", "B-LOC"]),
+    (["Rain", "in", "New", "York"], ["O", "O", "B-LOC", "I-LOC"]),
+    (["Tom", "left"], ["B-PER", "O"]),
+]
+
+
+def task_cfg(**kw) -> TaskConfig:
+    return TaskConfig(type=kw.pop("type", "classification"), train="unused", **kw)
+
+
+def hf_ner(path: Path, kind: str) -> Path:
+    """The sentences as datasets writes them: tokens + ner_tags (ClassLabel ids)."""
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=NER)),
+        }
+    )
+    rows = [
+        {"id": f"s{i}", "tokens": w, "ner_tags": [NER.index(t) for t in tags]}
+        for i, (w, tags) in enumerate(SENTENCES)
+    ]
+    ds = datasets.Dataset.from_list(rows, features=features)
+    if kind == "parquet":
+        ds.to_parquet(str(path))
+    else:
+        ds.save_to_disk(str(path))
+    return path
+
+
+def test_parquet_classification_names_class_labels_from_datasets_metadata(tmp_path):
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+    rows = [{"text": f"review {i}", "label": i % 2} for i in range(6)]
+    path = tmp_path / "train-00000-of-00001.parquet"
+    datasets.Dataset.from_list(rows, features=features).to_parquet(str(path))
+    examples = get_task("classification").read(str(path), task_cfg())
+    assert [ex["label"] for ex in examples] == ["neg", "pos"] * 3
+    assert examples[1]["text"] == "review 1" and examples[1]["line"] == 2
+
+
+def test_parquet_without_metadata_keeps_values_and_reads_nested_keys(tmp_path):
+    table = pa.table({"body": ["a b", "c d"], "meta": [{"y": 1}, {"y": 0}]})
+    path = tmp_path / "plain.pq"
+    pq.write_table(table, path)
+    cfg = task_cfg(text_column="body", label_column="meta.y")
+    examples = get_task("classification").read(str(path), cfg)
+    assert [(ex["text"], ex["label"]) for ex in examples] == [("a b", "1"), ("c d", "0")]
+
+
+def test_a_damaged_parquet_file_is_one_line(tmp_path):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"PAR1 not really")
+    with pytest.raises(UserError, match="not a readable Parquet file"):
+        get_task("classification").read(str(path), task_cfg())
+
+
+def write_xlsx(path: Path, sheets: dict[str, list[list]]) -> Path:
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for name, rows in sheets.items():
+        ws = wb.create_sheet(name)
+        for row in rows:
+            ws.append(row)
+    wb.save(path)
+    return path
+
+
+def test_xlsx_reads_the_first_sheet_or_the_named_one(tmp_path):
+    path = write_xlsx(
+        tmp_path / "labels.xlsx",
+        {
+            "notes": [["text", "label"], ["great film", 1], [None, None], ["dull", 0]],
+            "more": [["text", "label"], ["fine", "pos"]],
+        },
+    )
+    first = get_task("classification").read(str(path), task_cfg())
+    assert [(ex["text"], ex["label"], ex["line"]) for ex in first] == [
+        ("great film", "1", 2),
+        ("dull", "0", 4),  # the empty row 3 is skipped; lines are Excel's row numbers
+    ]
+    more = get_task("classification").read(str(path), task_cfg(sheet="more"))
+    assert [ex["label"] for ex in more] == ["pos"]
+    with pytest.raises(
+        UserError, match=r"no sheet 'Sheet9' \(sheets: notes, more\); set task.sheet"
+    ):
+        get_task("classification").read(str(path), task_cfg(sheet="Sheet9"))
+
+
+def test_xlsx_header_problems_are_one_line(tmp_path):
+    twice = write_xlsx(tmp_path / "twice.xlsx", {"s": [["text", "text"], ["a", "b"]]})
+    with pytest.raises(UserError, match="names column 'text' twice"):
+        get_task("classification").read(str(twice), task_cfg())
+    positions = write_xlsx(tmp_path / "pos.xlsx", {"s": [["text", "label"], ["a", 1]]})
+    with pytest.raises(UserError, match="names its columns itself"):
+        get_task("classification").read(str(positions), task_cfg(text_column=0, label_column=1))
+
+
+@pytest.mark.parametrize("kind", ["parquet", "save_to_disk"])
+def test_tagging_reads_datasets_token_classification_rows(tmp_path, kind):
+    path = hf_ner(tmp_path / ("ner.parquet" if kind == "parquet" else "ner_hf"), kind)
+    examples = get_task("tagging").read(str(path), task_cfg(type="tagging"), labelled=True)
+    assert [(ex["tokens"], ex["tags"]) for ex in examples] == [(w, t) for w, t in SENTENCES]
+    assert [ex["id"] for ex in examples] == ["s0", "s1", "s2"]
+    assert examples.read_as == "rows"
+
+
+def test_tagging_jsonl_rows_with_string_tags_convert_iob1(tmp_path):
+    path = tmp_path / "ner.jsonl"
+    iob1 = [["I-PER", "I-PER", "O"], ["O", "I-LOC"], ["I-PER", "O"]]
+    words = [["Anna", "Berg", "sings"], ["in", "Oslo"], ["Tom", "left"]]
+    path.write_text(
+        "".join(
+            json.dumps({"words": w, "labels": t}) + "\n" for w, t in zip(words, iob1, strict=True)
+        )
+    )
+    examples = get_task("tagging").read(str(path), task_cfg(type="tagging"), labelled=True)
+    assert [ex["tags"] for ex in examples] == [
+        ["B-PER", "I-PER", "O"],
+        ["O", "B-LOC"],
+        ["B-PER", "O"],
+    ]
+    assert any("IOB1 tags (3 entities start with I-" in n for n in examples.notes)
+    assert "ner.jsonl:1 (word 1)" in examples.notes[0]
+
+
+def test_tagging_rows_refuse_what_cannot_be_tags(tmp_path):
+    task, cfg = get_task("tagging"), task_cfg(type="tagging")
+    ids = tmp_path / "ids.jsonl"
+    ids.write_text(json.dumps({"tokens": ["a", "b"], "ner_tags": [0, 3]}) + "\n")
+    with pytest.raises(
+        UserError, match=r"ids.jsonl:1: 'ner_tags' holds tag ids .* without their names"
+    ):
+        task.read(str(ids), cfg, labelled=True)
+    short = tmp_path / "short.jsonl"
+    short.write_text(json.dumps({"tokens": ["a", "b"], "tags": ["O"]}) + "\n")
+    with pytest.raises(UserError, match="holds 1 tags for 2 words; give one tag per word"):
+        task.read(str(short), cfg, labelled=True)
+    bioes = tmp_path / "bioes.jsonl"
+    bioes.write_text(json.dumps({"tokens": ["a"], "tags": ["S-PER"]}) + "\n")
+    with pytest.raises(UserError, match=r"bioes.jsonl:1 \(word 1\): tag 'S-PER' .*BIOES"):
+        task.read(str(bioes), cfg, labelled=True)
+    text = tmp_path / "text.jsonl"
+    text.write_text(json.dumps({"sentence": "a b", "tags": ["O", "O"]}) + "\n")
+    with pytest.raises(UserError, match="no column of words .* columns found: sentence, tags"):
+        task.read(str(text), cfg, labelled=True)
+    with pytest.raises(UserError, match=r"no column 'toks' \(task.text_column\)"):
+        task.read(str(text), task_cfg(type="tagging", text_column="toks"), labelled=True)
+
+
+def test_tagging_rows_without_tags_are_for_predict_only(tmp_path):
+    path = tmp_path / "plain.jsonl"
+    path.write_text(json.dumps({"tokens": ["Anna", "sings"]}) + "\n")
+    task = get_task("tagging")
+    examples = task.read(str(path), task_cfg(type="tagging"), labelled=False)
+    assert examples[0]["tokens"] == ["Anna", "sings"] and examples[0]["tags"] is None
+    with pytest.raises(UserError, match="must be labelled"):
+        task.read(str(path), task_cfg(type="tagging"), labelled=True)
+
+
+def test_tagging_from_parquet_end_to_end_then_predict_jsonl(tmp_path):
+    """A run trained on datasets' parquet predicts a .jsonl of word lists."""
+    from encoderlab.config import FinetuneConfig
+    from encoderlab.finetuning import finetune
+    from encoderlab.inference import predict
+
+    path = hf_ner(tmp_path / "ner.parquet", "parquet")
+    rows = pq.read_table(path).to_pylist() * 8
+    big = tmp_path / "big.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(path)), big)
+    cfg = FinetuneConfig.model_validate(
+        {
+            "runs_dir": str(tmp_path / "runs"),
+            "task": {"type": "tagging", "train": str(big), "max_len": 16},
+            "tokenizer": {"kind": "wordpiece", "vocab_size": 60},
+            "model": {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 1, "max_len": 16},
+            "train": {"max_steps": 4, "batch_size": 8},
+        }
+    )
+    run, _ = finetune(cfg, say=lambda m: None)
+    assert json.loads((run.path / "labels.json").read_text()) == sorted(
+        NER, key=lambda t: (t != "O", t)
+    )
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(json.dumps({"tokens": ["Anna", "Berg", "left"]}) + "\n")
+    rows_out = predict(run.path, input_path=str(plain), say=lambda m: None)
+    assert [r["tokens"] for r in rows_out] == ["Anna Berg left"]
+    assert len(rows_out[0]["prediction"].split()) == 3

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sentiment_rows
 from encoderlab.config import TaskConfig
 from encoderlab.errors import UserError
 from encoderlab.tasks import get_task
@@ -208,3 +209,89 @@ def test_tagging_from_parquet_end_to_end_then_predict_jsonl(tmp_path):
     rows_out = predict(run.path, input_path=str(plain), say=lambda m: None)
     assert [r["tokens"] for r in rows_out] == ["Anna Berg left"]
     assert len(rows_out[0]["prediction"].split()) == 3
+
+
+def squad_rows() -> list[dict]:
+    ctx = "Oslo is the capital of Norway. Bergen is on the west coast."
+    return [
+        {
+            "id": "q1",
+            "title": "Norway",
+            "context": ctx,
+            "question": "What is the capital?",
+            "answers": {"text": ["Oslo"], "answer_start": [0]},
+        },
+        {
+            "id": "q2",
+            "title": "Norway",
+            "context": ctx,
+            "question": "Which city is on the west coast?",
+            "answers": {"text": ["Bergen", "Bergen"], "answer_start": [31, 33]},  # one off by 2
+        },
+        {
+            "id": "q3",
+            "title": "",
+            "context": "Rain falls.",
+            "question": "What falls?",
+            "answers": {"text": ["Rain"], "answer_start": [0]},
+        },
+    ]
+
+
+@pytest.mark.parametrize("kind", ["parquet", "jsonl", "json-lines", "save_to_disk"])
+def test_qa_reads_datasets_squad_rows(tmp_path, kind):
+    ds = datasets.Dataset.from_list(squad_rows())
+    path = tmp_path / {"parquet": "sq.parquet", "jsonl": "sq.jsonl"}.get(kind, "sq.json")
+    if kind == "parquet":
+        ds.to_parquet(str(path))
+    elif kind == "save_to_disk":
+        path = tmp_path / "sq_hf"
+        ds.save_to_disk(str(path))
+    else:
+        ds.to_json(str(path))  # JSON lines, whatever the suffix
+    examples = get_task("qa").read(str(path), task_cfg(type="qa"))
+    assert [ex["id"] for ex in examples] == ["q1", "q2", "q3"]
+    assert examples[1]["answers"] == [
+        {"text": "Bergen", "answer_start": 31},
+        {"text": "Bergen", "answer_start": 31},  # found 2 characters from where it was said
+    ]
+    # the split key: the title, or the context where a row has none
+    assert [ex["article"] for ex in examples] == ["Norway", "Norway", "Rain falls."]
+    assert any("found within" in w for w in examples.warnings)
+
+
+def test_qa_rows_with_empty_answers_among_answered_are_squad2_unanswerable(tmp_path):
+    rows = squad_rows()
+    rows[2]["answers"] = {"text": [], "answer_start": []}
+    path = tmp_path / "v2.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    examples = get_task("qa").read(str(path), task_cfg(type="qa"))
+    assert [ex["id"] for ex in examples] == ["q1", "q2"]
+    assert any("1 unanswerable questions (SQuAD 2.0" in w for w in examples.warnings)
+
+
+def test_qa_rows_refuse_what_is_not_a_question(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"id": 1, "context": "c", "query": "q?"}) + "\n")
+    with pytest.raises(
+        UserError, match=r"bad.jsonl:1: a question row needs 'context' and 'question'"
+    ):
+        get_task("qa").read(str(path), task_cfg(type="qa"))
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text(
+        json.dumps({"context": "c", "question": "q?", "answers": {"text": ["c"]}}) + "\n"
+    )
+    with pytest.raises(UserError, match="'answers' must be"):
+        get_task("qa").read(str(odd), task_cfg(type="qa"))
+
+
+def test_a_json_file_of_json_lines_reads_as_jsonl(tmp_path):
+    path = tmp_path / "rows.json"
+    rows = sentiment_rows(5, 0)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    examples = get_task("classification").read(str(path), task_cfg(label_column="target"))
+    assert [ex["text"] for ex in examples] == [r["text"] for r in rows]
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"text": "a", "label": 1},\n')
+    with pytest.raises(UserError, match="not valid JSON"):
+        get_task("classification").read(str(broken), task_cfg())

@@ -343,7 +343,8 @@ def iter_rows(
     """(line, row) for every row of a table file, streamed (a .json array is read whole: its
     number is the item's, from 1). A csv row shorter than the header has None for the missing
     cells, as csv.DictReader gives; a longer one is an error. `data_key`: a .json object
-    {"data": [...]} (SQuAD-like) is read as its list. `header`: a .csv/.tsv without a header
+    {"data": [...]} (SQuAD-like) is read as its list; a .json file of JSON lines (what
+    `datasets`' to_json writes) is read as .jsonl. `header`: a .csv/.tsv without a header
     row has its columns named by the given list, or by position ("0", "1", ...) when False."""
     p = Path(path)
     fmt = table_format(p, fmt, key)
@@ -416,6 +417,9 @@ def _json_rows(path: Path, data_key: bool) -> Iterator[Row]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
+        if e.msg == "Extra data" and _object_line(text):  # JSON lines (datasets' to_json)
+            yield from iter_rows(path, "jsonl")
+            return
         raise UserError(
             f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno}); fix the file"
         ) from None
@@ -431,6 +435,14 @@ def _json_rows(path: Path, data_key: bool) -> Iterator[Row]:
                 "every item must be an object of fields"
             )
         yield i, item
+
+
+def _object_line(text: str) -> bool:
+    """Whether the first line of `text` is a JSON object by itself."""
+    try:
+        return isinstance(json.loads(text.split("\n", 1)[0]), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def write_rows(

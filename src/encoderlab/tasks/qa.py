@@ -29,10 +29,12 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import HeadConfig, TaskConfig
+from encoderlab.data.corpus import is_hf_dir
 from encoderlab.data.tables import groups_for_valid
 from encoderlab.errors import UserError
 from encoderlab.heads import TokenHead
 from encoderlab.tasks.base import Example, Examples, Feature, Features, TaskBase, base_collate
+from encoderlab.tasks.records import read_records
 from encoderlab.tasks.registry import register
 from encoderlab.tokenizer import pair_separator, special_ids
 
@@ -225,6 +227,107 @@ def _squad_questions(data: list, name: str, tally: _Tally) -> Iterator[Example]:
                     "question": question,
                     "answers": answers,
                 }
+
+
+ROW_SUFFIXES = (".jsonl", ".parquet", ".pq")
+
+
+def _in_rows(path: str, cfg: TaskConfig) -> bool:
+    """Whether `path` holds one question per row (datasets' squad shape: id, title, context,
+    question, answers {text: [...], answer_start: [...]}) rather than SQuAD's nested JSON: a
+    .jsonl or Parquet file, a save_to_disk folder, hf:<name>, or a .json file of JSON lines
+    (what `Dataset.to_json` writes)."""
+    if cfg.format in ("jsonl", "parquet", "hf"):
+        return True
+    if cfg.format != "auto":
+        return False
+    p = Path(path)
+    if path.startswith("hf:") or "::" in path or (p.is_dir() and is_hf_dir(p)):
+        return True
+    name = p.name.lower()
+    if name.endswith(ROW_SUFFIXES):
+        return True
+    if not (name.endswith(".json") and p.is_file()):
+        return False
+    with p.open("rb") as f:
+        first = f.readline(1 << 20)
+    try:
+        row = json.loads(first.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(row, dict) and "question" in row and "context" in row
+
+
+def _row_config(path: str, cfg: TaskConfig) -> TaskConfig:
+    """`cfg` for the row reader: a .json file of JSON lines is read as jsonl, a folder or
+    hf:<name> by what it is."""
+    if cfg.format == "auto" and path.lower().endswith(".json"):
+        return cfg.model_copy(update={"format": "jsonl"})
+    return cfg.model_copy(update={"format": "auto"}) if cfg.format == "hf" else cfg
+
+
+def _row_questions(
+    rows: list[tuple[int, dict[str, Any]]], name: str, tally: _Tally
+) -> Iterator[Example]:
+    """Every usable question of datasets' squad rows as an example; the article (the split
+    key) is the row's title, or its context when it has none. A row with empty answers among
+    rows with answers is SQuAD 2.0's unanswerable question (skipped, with a note)."""
+    answered = any(_row_answers(row, f"{name}:{line}") for line, row in rows[:1000])
+    for line, row in rows:
+        where = f"{name}:{line}"
+        context, question = row.get("context"), row.get("question")
+        if not isinstance(context, str) or not isinstance(question, str):
+            raise UserError(
+                f"{where}: a question row needs 'context' and 'question' strings; columns found: "
+                f"{', '.join(map(str, row))}"
+            )
+        qid = str(row.get("id") if row.get("id") is not None else line)
+        title = row.get("title")
+        title = title if isinstance(title, str) else ""
+        tally.questions += 1
+        raw = _row_answers(row, where)
+        if not raw and answered:
+            tally.impossible += 1
+            continue
+        answers: list[dict[str, Any]] | None = None
+        if raw:
+            tally.with_answers += 1
+            qa = {"answers": raw}
+            answers = _squad_answers(qa, context, f"row {line}", name, tally)
+            if not _placed(answers):
+                tally.dropped += 1
+        else:
+            tally.without_answers += 1
+            tally.first_without = tally.first_without or f"row {line}"
+        tally.ids[qid] += 1
+        yield {
+            "id": qid,
+            "line": line,
+            "where": f"row {line}",
+            "title": title,
+            "article": title if title.strip() else context,
+            "context": context,
+            "question": question,
+            "answers": answers,
+        }
+
+
+def _row_answers(row: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """A row's answers as SQuAD's [{text, answer_start}]: from datasets' {text: [...],
+    answer_start: [...]} or a list of such objects; [] when it has none."""
+    value = row.get("answers")
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        texts, starts = value.get("text"), value.get("answer_start")
+        if isinstance(texts, list) and isinstance(starts, list) and len(texts) == len(starts):
+            return [{"text": t, "answer_start": a} for t, a in zip(texts, starts, strict=True)]
+    raise UserError(
+        f'{where}: \'answers\' must be {{"text": [...], "answer_start": [...]}} of equal '
+        'lengths (datasets\' squad) or a list of {"text", "answer_start"}'
+    )
 
 
 def _squad_answers(
@@ -424,7 +527,11 @@ class QATask(TaskBase):
         name = str(path)
         tally = _Tally()
         examples = Examples()
-        for example in _squad_questions(_squad_data(path), name, tally):
+        if _in_rows(name, cfg):
+            questions = _row_questions(read_records(name, _row_config(name, cfg)), name, tally)
+        else:
+            questions = _squad_questions(_squad_data(path), name, tally)
+        for example in questions:
             examples.append(example | {"file": name})  # encode's warnings name it
             if cfg.max_examples is not None and len(examples) >= cfg.max_examples:
                 break

@@ -635,8 +635,8 @@ def _row_tags(where: str, column: str, tags: Any, n_words: int) -> list[str]:
     if any(isinstance(t, int) and not isinstance(t, bool) for t in tags):
         raise UserError(
             f"{where}: '{column}' holds tag ids ({tags[:4]}...) without their names; write the "
-            "tags as strings (B-PER, O, ...), or save the data set with a datasets ClassLabel "
-            "that names them"
+            "tags as strings (B-PER, O, ...), or keep the datasets ClassLabel that names them "
+            "(save_to_disk and to_parquet keep it; to_json and to_csv do not)"
         )
     out = [str(t).strip() for t in tags]
     for k, tag in enumerate(out):

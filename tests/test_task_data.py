@@ -85,6 +85,21 @@ def test_spam_folder_layout(tmp_path: Path) -> None:
     assert get_task("classification").label_names(ex) == ["ham", "spam"]
 
 
+def test_imdb_unsup_folder_is_unlabelled_text_not_a_class(tmp_path: Path) -> None:
+    """aclImdb's train/ holds pos/, neg/ and 50,000 unlabelled reviews in unsup/."""
+    root = tmp_path / "aclImdb" / "train"
+    for label in ("pos", "neg", "unsup"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            (root / label / f"{i}_7.txt").write_text(f"{label} review {i}", encoding="utf-8")
+    (root / "urls_pos.txt").write_text("http://example.org\n", encoding="utf-8")
+    ex = get_task("classification").read(str(root), cfg())
+    assert get_task("classification").label_names(ex) == ["neg", "pos"]
+    assert len(ex) == 6  # unsup/ and the file at the top are not training rows
+    assert any("skipped 4 rows without a gold label" in w for w in ex.warnings), ex.warnings
+    assert any("unsup/ (3 files) is unlabelled text" in n for n in ex.notes)
+
+
 def test_a_folder_of_unlabelled_files_is_read_to_predict_and_refused_to_train(
     tmp_path: Path,
 ) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import warnings
 import zipfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -337,6 +338,10 @@ def first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
+# sub-folders that hold unlabelled text by convention (aclImdb's train/unsup/), not a class
+UNLABELLED_FOLDERS = {"unsup", "unlabeled", "unlabelled"}
+
+
 def _folder_rows(folder: Path, cfg: TaskConfig, notes: list[str] | None) -> list[Row]:
     """Each text file one row: label = its sub-folder's name (none for files at the top)."""
     text_col, label_col = str(cfg.text_column), str(cfg.label_column)
@@ -358,6 +363,8 @@ def _folder_rows(folder: Path, cfg: TaskConfig, notes: list[str] | None) -> list
             body = raw.decode("utf-8", errors="replace")
             repaired += 1
         label = rel.parts[0] if len(rel.parts) > 1 else None
+        if label is not None and label.lower() in UNLABELLED_FOLDERS:
+            label = None
         rows.append((i, {id_col: rel.as_posix(), text_col: body, label_col: label}))
     if all(r[label_col] is None for _, r in rows):  # files to predict: no label column at all
         for _, r in rows:
@@ -367,6 +374,10 @@ def _folder_rows(folder: Path, cfg: TaskConfig, notes: list[str] | None) -> list
         notes.append(
             f"{folder}: {len(rows):,} files, labels from folder names: {', '.join(labels) or '-'}"
         )
+        tops = Counter(f.relative_to(folder).parts[0] for f in files if f.parent != folder)
+        for name, n in sorted(tops.items()):
+            if name.lower() in UNLABELLED_FOLDERS:
+                notes.append(f"{folder}: {name}/ ({n:,} files) is unlabelled text, as in IMDB's")
         if repaired:
             notes.append(
                 f"{folder}: {repaired:,} files were not UTF-8; their undecodable bytes were "

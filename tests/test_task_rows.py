@@ -125,7 +125,7 @@ def test_tagging_reads_datasets_token_classification_rows(tmp_path, kind):
     examples = get_task("tagging").read(str(path), task_cfg(type="tagging"), labelled=True)
     assert [(ex["tokens"], ex["tags"]) for ex in examples] == [(w, t) for w, t in SENTENCES]
     assert [ex["id"] for ex in examples] == ["s0", "s1", "s2"]
-    assert examples.read_as == "rows"
+    assert examples.read_as is None  # told by the path, not recorded as the run's format
 
 
 def test_tagging_jsonl_rows_with_string_tags_convert_iob1(tmp_path):
@@ -177,7 +177,7 @@ def test_tagging_rows_without_tags_are_for_predict_only(tmp_path):
     task = get_task("tagging")
     examples = task.read(str(path), task_cfg(type="tagging"), labelled=False)
     assert examples[0]["tokens"] == ["Anna", "sings"] and examples[0]["tags"] is None
-    with pytest.raises(UserError, match="must be labelled"):
+    with pytest.raises(UserError, match="no column of tags .* set task.label_column"):
         task.read(str(path), task_cfg(type="tagging"), labelled=True)
 
 
@@ -185,7 +185,7 @@ def test_tagging_from_parquet_end_to_end_then_predict_jsonl(tmp_path):
     """A run trained on datasets' parquet predicts a .jsonl of word lists."""
     from encoderlab.config import FinetuneConfig
     from encoderlab.finetuning import finetune
-    from encoderlab.inference import predict
+    from encoderlab.inference import evaluate_file, predict
 
     path = hf_ner(tmp_path / "ner.parquet", "parquet")
     rows = pq.read_table(path).to_pylist() * 8
@@ -209,6 +209,14 @@ def test_tagging_from_parquet_end_to_end_then_predict_jsonl(tmp_path):
     rows_out = predict(run.path, input_path=str(plain), say=lambda m: None)
     assert [r["tokens"] for r in rows_out] == ["Anna Berg left"]
     assert len(rows_out[0]["prediction"].split()) == 3
+    # the run was trained on rows; a CoNLL file and plain sentences still read as themselves
+    conll = tmp_path / "dev.conll"
+    conll.write_text("Anna B-PER\nleft O\n\nTom B-PER\nstayed O\n")
+    metrics = evaluate_file(run.path, str(conll), say=lambda m: None)
+    assert metrics["extra"]["examples"] == 2
+    lines = tmp_path / "plain.txt"
+    lines.write_text("Anna left early\nTom stayed\n")
+    assert len(predict(run.path, input_path=str(lines), say=lambda m: None)) == 2
 
 
 def squad_rows() -> list[dict]:
@@ -295,3 +303,145 @@ def test_a_json_file_of_json_lines_reads_as_jsonl(tmp_path):
     broken.write_text('[{"text": "a", "label": 1},\n')
     with pytest.raises(UserError, match="not valid JSON"):
         get_task("classification").read(str(broken), task_cfg())
+
+
+def test_a_folder_of_data_files_is_not_one_example_per_file(tmp_path):
+    """A Hub download's data/ folder of Parquet shards, or binary files among label folders."""
+    hub = tmp_path / "hub" / "data"
+    hub.mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["a"], "label": [1]}), hub / "train-00000-of-00001.parquet")
+    with pytest.raises(
+        UserError, match=r"hub: holds data files \(data/train-00000-of-00001.parquet\)"
+    ):
+        get_task("classification").read(str(hub.parent), task_cfg())
+    with pytest.raises(UserError, match="holds data files"):
+        get_task("tagging").read(str(hub), task_cfg(type="tagging"), labelled=False)
+    spam = tmp_path / "spam"
+    (spam / "ham").mkdir(parents=True)
+    (spam / "ham" / "1.txt").write_text("hello")
+    (spam / "ham" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
+    with pytest.raises(UserError, match=r"logo.png: a binary file \(NUL bytes\)"):
+        get_task("classification").read(str(spam), task_cfg())
+
+
+def test_xls_and_a_workbook_that_is_not_one_are_one_line(tmp_path):
+    old = tmp_path / "old.xls"
+    old.write_bytes(b"\xd0\xcf\x11\xe0 old workbook")
+    with pytest.raises(
+        UserError, match=r"Excel 97-2003 workbook \(.xls\).*save it as .xlsx or .csv"
+    ):
+        get_task("classification").read(str(old), task_cfg())
+    fake = tmp_path / "fake.csv"
+    fake.write_text("text,label\na,1\n")
+    with pytest.raises(UserError, match="not a readable .xlsx workbook"):
+        get_task("classification").read(str(fake), task_cfg(format="xlsx"))
+
+
+def test_xlsx_with_a_wrong_dimension_tag_reads_every_row(tmp_path):
+    path = write_xlsx(
+        tmp_path / "dim.xlsx", {"s": [["text", "label"]] + [[f"t{i}", i % 2] for i in range(30)]}
+    )
+    import shutil
+    import zipfile
+
+    fixed = tmp_path / "dim2.xlsx"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(fixed, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.startswith("xl/worksheets/sheet"):
+                text = data.decode()
+                start = text.index("<dimension")
+                end = text.index("/>", start) + 2
+                data = (text[:start] + '<dimension ref="A1:B3"/>' + text[end:]).encode()
+            zout.writestr(item, data)
+    shutil.move(fixed, path)
+    assert len(get_task("classification").read(str(path), task_cfg())) == 30
+
+
+def test_tagging_rows_say_which_tags_are_missing(tmp_path):
+    task = get_task("tagging")
+    pos = tmp_path / "pos.jsonl"
+    pos.write_text(json.dumps({"tokens": ["a", "b"], "pos_tags": ["DT", "NN"]}) + "\n")
+    with pytest.raises(
+        UserError,
+        match=r"pos.jsonl: no column of tags .* columns found: tokens, pos_tags; set task.label_column",
+    ):
+        task.read(str(pos), task_cfg(type="tagging"), labelled=True)
+    gap = tmp_path / "gap.jsonl"
+    gap.write_text(
+        json.dumps({"tokens": ["a"], "tags": ["O"]})
+        + "\n"
+        + json.dumps({"tokens": ["b"], "tags": None})
+        + "\n"
+    )
+    with pytest.raises(
+        UserError, match=r"gap.jsonl:2: this row has no tags \('tags' missing or null\)"
+    ):
+        task.read(str(gap), task_cfg(type="tagging"), labelled=True)
+    # a file to predict: its tags are not read, so tags of another scheme do not stop it
+    bioes = tmp_path / "bioes.jsonl"
+    bioes.write_text(json.dumps({"tokens": ["Anna"], "tags": ["S-PER"]}) + "\n")
+    assert task.read(str(bioes), task_cfg(type="tagging"), labelled=False)[0]["tags"] is None
+
+
+def test_class_ids_outside_the_names_are_refused_and_minus_one_is_no_label(tmp_path):
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+    ok = tmp_path / "ok.parquet"
+    datasets.Dataset.from_list(
+        [{"text": "a", "label": 1}, {"text": "b", "label": -1}], features=features
+    ).to_parquet(str(ok))
+    rows = get_task("classification").read(str(ok), task_cfg())
+    assert [ex["label"] for ex in rows] == ["pos"]  # the -1 row has no label: skipped
+    table = pq.read_table(ok)
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(
+        pa.table({"text": ["a", "b"], "label": [1, 5]}).replace_schema_metadata(
+            table.schema.metadata
+        ),
+        bad,
+    )
+    with pytest.raises(
+        UserError,
+        match=r"bad.parquet:2: 'label' holds class id 5, but its ClassLabel names 2 \(neg, pos\)",
+    ):
+        get_task("classification").read(str(bad), task_cfg())
+
+
+def test_a_dataset_saved_after_set_format_reads_plain_values(tmp_path):
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+    ds = datasets.Dataset.from_list(
+        [{"text": "a b", "label": 1}, {"text": "c", "label": 0}], features=features
+    )
+    ds.set_format("numpy")
+    ds.save_to_disk(str(tmp_path / "np"))
+    rows = get_task("classification").read(str(tmp_path / "np"), task_cfg())
+    assert [(ex["text"], ex["label"]) for ex in rows] == [("a b", "pos"), ("c", "neg")]
+
+
+def test_qa_rows_late_answers_and_a_json_array(tmp_path):
+    rows = squad_rows()
+    late = [
+        dict(rows[2], id=f"u{i}", answers={"text": [], "answer_start": []}) for i in range(1001)
+    ]
+    path = tmp_path / "late.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [*late, rows[0]]))
+    examples = get_task("qa").read(str(path), task_cfg(type="qa"))
+    assert [ex["id"] for ex in examples] == ["q1"]  # 1,001 unanswerable rows come first
+    array = tmp_path / "rows.json"
+    array.write_text(json.dumps(rows))
+    assert [ex["id"] for ex in get_task("qa").read(str(array), task_cfg(type="qa"))] == [
+        "q1",
+        "q2",
+        "q3",
+    ]
+
+
+def test_evaluate_and_predict_may_name_another_sheet():
+    from encoderlab.tasks.reading import reading_config
+
+    task = task_cfg(sheet="Data")
+    assert reading_config(task, ["task.sheet=Sheet1"]).sheet == "Sheet1"

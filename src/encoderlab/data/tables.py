@@ -439,8 +439,9 @@ def _json_rows(path: Path, data_key: bool) -> Iterator[Row]:
 
 def _object_line(text: str) -> bool:
     """Whether the first line of `text` is a JSON object by itself."""
+    first = next((line for line in text.split("\n") if line.strip()), "")
     try:
-        return isinstance(json.loads(text.split("\n", 1)[0]), dict)
+        return isinstance(json.loads(first), dict)
     except json.JSONDecodeError:
         return False
 

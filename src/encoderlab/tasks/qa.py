@@ -250,19 +250,23 @@ def _in_rows(path: str, cfg: TaskConfig) -> bool:
     if not (name.endswith(".json") and p.is_file()):
         return False
     with p.open("rb") as f:
-        first = f.readline(1 << 20)
+        head = f.read(1 << 20).decode("utf-8-sig", errors="replace").lstrip()
     try:
-        row = json.loads(first.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError):
-        return False
+        if head.startswith("["):  # a JSON array of rows? (SQuAD's own files are an object)
+            rows = json.loads(p.read_text(encoding="utf-8-sig"))
+            row = rows[0] if isinstance(rows, list) and rows else None
+        else:
+            row = json.loads(head.split("\n", 1)[0])
+    except (ValueError, UnicodeDecodeError):
+        return False  # the SQuAD reader says what is wrong with the file
     return isinstance(row, dict) and "question" in row and "context" in row
 
 
 def _row_config(path: str, cfg: TaskConfig) -> TaskConfig:
     """`cfg` for the row reader: a .json file of JSON lines is read as jsonl, a folder or
     hf:<name> by what it is."""
-    if cfg.format == "auto" and path.lower().endswith(".json"):
-        return cfg.model_copy(update={"format": "jsonl"})
+    if cfg.format == "auto" and path.lower().endswith(".json"):  # an array, or JSON lines
+        return cfg.model_copy(update={"format": "json"})
     return cfg.model_copy(update={"format": "auto"}) if cfg.format == "hf" else cfg
 
 
@@ -272,7 +276,7 @@ def _row_questions(
     """Every usable question of datasets' squad rows as an example; the article (the split
     key) is the row's title, or its context when it has none. A row with empty answers among
     rows with answers is SQuAD 2.0's unanswerable question (skipped, with a note)."""
-    answered = any(_row_answers(row, f"{name}:{line}") for line, row in rows[:1000])
+    answered = any(_row_answers(row, f"{name}:{line}") for line, row in rows)
     for line, row in rows:
         where = f"{name}:{line}"
         context, question = row.get("context"), row.get("question")

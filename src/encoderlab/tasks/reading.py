@@ -11,6 +11,7 @@ from encoderlab.errors import UserError
 
 READING_KEYS = (
     "format",
+    "sheet",
     "text_column",
     "text_pair_column",
     "label_column",

@@ -120,7 +120,7 @@ def read_records(path: str | Path, cfg: TaskConfig, notes: list[str] | None = No
     elif (columnar := columnar_format(p, cfg)) is not None:
         if cfg.columns is not None or not header_for(cfg):
             raise UserError(
-                f"{p}: a {columnar} file names its columns itself; column positions and "
+                f"{p}: a .{columnar} file names its columns itself; column positions and "
                 "task.columns are for .csv/.tsv files without a header row"
             )
         rows = parquet_rows(p) if columnar == "parquet" else _xlsx_rows(p, cfg.sheet)
@@ -209,9 +209,11 @@ def _hf_rows(text: str) -> list[Row]:
     names ("neg", "pos"), and -1 (no label, e.g. GLUE test splits) gives None."""
     ds = open_hf(as_source(text), _stop, key="task.train/valid/test")
     assert ds is not None
+    if hasattr(ds, "with_format"):  # saved after set_format("torch"/"numpy"/...): plain values
+        ds = ds.with_format(None)
     features = getattr(ds, "features", None) or {}
     names = {col: n for col, f in features.items() if (n := label_names(f)) is not None}
-    return [(i, named_labels(dict(row), names)) for i, row in enumerate(ds, 1)]
+    return [(i, named_labels(dict(row), names, f"{text}:{i}")) for i, row in enumerate(ds, 1)]
 
 
 def label_names(feature: Any) -> list[str] | None:
@@ -229,20 +231,29 @@ def label_names(feature: Any) -> list[str] | None:
     return label_names(inner) if inner is not None else None
 
 
-def named_labels(row: dict[str, Any], names: dict[str, list[str]]) -> dict[str, Any]:
-    """`row` with its class-label ids (or lists of ids) as names; -1 (no label) is None."""
+def named_labels(row: dict[str, Any], names: dict[str, list[str]], where: str) -> dict[str, Any]:
+    """`row` with its class-label ids (or lists of ids) as names; -1 (datasets' "no label",
+    as in GLUE's test splits) is None, any other id the names do not cover an error."""
 
-    def name(value: Any, labels: list[str]) -> Any:
+    def name(value: Any, col: str, labels: list[str]) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             return value
-        return labels[value] if 0 <= value < len(labels) else None
+        if value == -1:
+            return None
+        if not 0 <= value < len(labels):
+            shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
+            raise UserError(
+                f"{where}: '{col}' holds class id {value}, but its ClassLabel names "
+                f"{len(labels)} ({shown}); fix the id (-1 means no label)"
+            )
+        return labels[value]
 
     for col, labels in names.items():
         value = row.get(col)
         if isinstance(value, list):
-            row[col] = [name(v, labels) for v in value]
+            row[col] = [name(v, col, labels) for v in value]
         else:
-            row[col] = name(value, labels)
+            row[col] = name(value, col, labels)
     return row
 
 
@@ -252,9 +263,14 @@ XLSX_SUFFIXES = (".xlsx", ".xlsm")
 
 def columnar_format(p: Path, cfg: TaskConfig) -> str | None:
     """ "parquet" or "xlsx" when task.format or the file name says so; None otherwise."""
+    name = p.name.lower()
+    if name.endswith(".xls"):
+        raise UserError(
+            f"{p}: an Excel 97-2003 workbook (.xls), which cannot be read here; save it as "
+            ".xlsx or .csv"
+        )
     if cfg.format in ("parquet", "xlsx"):
         return cfg.format
-    name = p.name.lower()
     if cfg.format == "auto" and name.endswith(PARQUET_SUFFIXES):
         return "parquet"
     if cfg.format == "auto" and name.endswith(XLSX_SUFFIXES):
@@ -286,7 +302,24 @@ def parquet_rows(p: Path) -> list[Row]:
             names = {c: n for c, f in features.items() if (n := label_names(f)) is not None}
         except (ValueError, KeyError, TypeError, AttributeError):
             names = {}  # metadata some other tool wrote: the ids stay numbers
-    return [(i, named_labels(row, names)) for i, row in enumerate(table.to_pylist(), 1)]
+    return [
+        (i, named_labels(_decoded(row, p, i), names, f"{p}:{i}"))
+        for i, row in enumerate(table.to_pylist(), 1)
+    ]
+
+
+def _decoded(row: dict[str, Any], p: Path, i: int) -> dict[str, Any]:
+    """Binary cells as text: older Hive/Spark/Impala writers store strings as bytes."""
+    for col, value in row.items():
+        if isinstance(value, bytes):
+            try:
+                row[col] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UserError(
+                    f"{p}:{i}: column '{col}' holds bytes that are not UTF-8 text; write it as "
+                    "a string column"
+                ) from None
+    return row
 
 
 def _xlsx_rows(p: Path, sheet: str | None) -> list[Row]:
@@ -300,11 +333,20 @@ def _xlsx_rows(p: Path, sheet: str | None) -> list[Row]:
         ) from None
     from xml.etree.ElementTree import ParseError
 
+    from openpyxl.utils.exceptions import InvalidFileException
+
     try:
         with warnings.catch_warnings():  # "no default style" and other cosmetic complaints
             warnings.simplefilter("ignore")
             wb = openpyxl.load_workbook(p, read_only=True, data_only=True)
-    except (OSError, zipfile.BadZipFile, ParseError, KeyError, ValueError) as e:
+    except (
+        OSError,
+        zipfile.BadZipFile,
+        ParseError,
+        KeyError,
+        ValueError,
+        InvalidFileException,
+    ) as e:
         raise UserError(
             f"{p}: not a readable .xlsx workbook ({first_line(e)}); check the file"
         ) from None
@@ -314,6 +356,8 @@ def _xlsx_rows(p: Path, sheet: str | None) -> list[Row]:
                 f"{p}: no sheet '{sheet}' (sheets: {', '.join(wb.sheetnames)}); set task.sheet"
             )
         ws = wb[sheet] if sheet is not None else wb.worksheets[0]
+        if hasattr(ws, "reset_dimensions"):  # a writer's <dimension> tag may cut rows short
+            ws.reset_dimensions()
         cells = ws.iter_rows(values_only=True)
         header = ["" if h is None else str(h).strip() for h in next(cells, None) or ()]
         if not any(header):
@@ -338,6 +382,21 @@ def first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
+# files that hold many examples: a folder of them (a Hub download's data/) is not a folder of
+# one text file per example
+DATA_SUFFIXES = (".parquet", ".pq", ".arrow", ".xlsx", ".xlsm", ".jsonl", ".json", ".csv", ".tsv")
+
+
+def refuse_data_files(folder: Path, files: list[Path]) -> None:
+    """A one-line error when a folder read as one example per file holds data files."""
+    tables = [f for f in files if f.name.lower().endswith(DATA_SUFFIXES)]
+    if tables:
+        raise UserError(
+            f"{folder}: holds data files ({tables[0].relative_to(folder)}), each of many "
+            f"examples; point the task at the file itself (e.g. {tables[0]})"
+        )
+
+
 # sub-folders that hold unlabelled text by convention (aclImdb's train/unsup/), not a class
 UNLABELLED_FOLDERS = {"unsup", "unlabeled", "unlabelled"}
 
@@ -352,11 +411,16 @@ def _folder_rows(folder: Path, cfg: TaskConfig, notes: list[str] | None) -> list
             f"{folder}: a folder with no files; put each example in a text file under a "
             "folder named after its label (e.g. spam/0001.txt, ham/0002.txt)"
         )
+    refuse_data_files(folder, files)
     rows: list[Row] = []
     repaired = 0
     for i, f in enumerate(files, 1):
         rel = f.relative_to(folder)
         raw = f.read_bytes()
+        if b"\x00" in raw[:4096]:
+            raise UserError(
+                f"{f}: a binary file (NUL bytes), not an example's text; move it out of {folder}"
+            )
         try:
             body = raw.decode("utf-8-sig")
         except UnicodeDecodeError:

@@ -171,6 +171,8 @@ class RegressionTask(ClassificationTask):
             return None
         pred = np.array([r["prediction"] for r in labelled], dtype=np.float64)
         gold = np.array([r["gold"] for r in labelled], dtype=np.float64)
+        if not np.isfinite(pred).all() or not np.isfinite(gold).all():
+            return None  # not a constant answer; the metrics show the non-finite values
         if not gold.std() > 0 or pred.std() >= (1 - ONE_ANSWER_SHARE) * gold.std():
             return None
         return (

@@ -89,7 +89,7 @@ from encoderlab.tasks.base import (
     pad_stack,
     token_counts,
 )
-from encoderlab.tasks.records import read_records
+from encoderlab.tasks.records import read_records, refuse_data_files
 from encoderlab.tasks.registry import register
 from encoderlab.tokenizer import special_ids
 
@@ -365,6 +365,8 @@ class _Report:
     def __init__(self) -> None:
         self.counts: dict[str, list[Any]] = {}  # kind -> [n, first place]
         self.formats: set[str] = set()  # what the files were read as
+        self.notes: list[str] = []  # said as they are (the row reader's task.where count)
+        self.no_tags: str | None = None  # rows: why a sentence has no tags, for the error
 
     def add(self, kind: str, where: str, k: int = 1) -> None:
         if k > 0:
@@ -372,7 +374,7 @@ class _Report:
 
     def lines(self, path: str) -> tuple[list[str], list[str]]:
         """(warnings, notes)."""
-        warnings, notes = [], []
+        warnings, notes = [], list(self.notes)
         for kind, (n, first) in self.counts.items():
             line = f"{path}: " + _MESSAGES[kind].format(n=n, first=first)
             (notes if kind in _NOTES else warnings).append(line)
@@ -561,20 +563,20 @@ def _in_rows(path: str, cfg: TaskConfig) -> bool:
     """Whether `path` holds one sentence per row (the `rows` format) rather than lines."""
     if cfg.format.lower() in (*ROW_FORMATS, "rows"):
         return True
-    if cfg.format.lower() != "auto":
-        return False
-    p = Path(path)
+    p = Path(path)  # a rows path wins over a line format (a run trained on CoNLL evaluating one)
     if path.startswith("hf:") or "::" in path or (p.is_dir() and is_hf_dir(p)):
         return True
     return p.is_file() and p.name.lower().endswith(ROW_SUFFIXES)
 
 
-def _row_examples(path: str, cfg: TaskConfig, report: _Report) -> list[Example]:
-    """Sentences from rows of words and tags (the `rows` format), tags validated as BIO."""
-    read_cfg = cfg.model_copy(update={"format": "auto"}) if cfg.format == "rows" else cfg
-    if read_cfg.format == "hf":
-        read_cfg = read_cfg.model_copy(update={"format": "auto"})
-    rows = read_records(path, read_cfg)
+def _row_examples(
+    path: str, cfg: TaskConfig, report: _Report, labelled: bool | None
+) -> list[Example]:
+    """Sentences from rows of words and tags (the `rows` format), tags validated as BIO
+    (not read at all when `labelled` is False: a file to predict)."""
+    fmt = cfg.format.lower()
+    read_cfg = cfg.model_copy(update={"format": fmt if fmt in ROW_FORMATS[:3] else "auto"})
+    rows = read_records(path, read_cfg, report.notes)
     if not rows:
         raise UserError(f"{path}: no rows; expected one sentence per row (task.type=tagging)")
     first = rows[0][1]
@@ -585,6 +587,15 @@ def _row_examples(path: str, cfg: TaskConfig, report: _Report) -> list[Example]:
             f"{path}: no column of words ({' or '.join(WORD_COLUMNS)}); columns found: "
             f"{', '.join(map(str, first))}; set task.text_column to the list of words"
         )
+    if tags_col is None:
+        report.no_tags = (
+            f"no column of tags ({' or '.join(TAG_COLUMNS)}) in its rows; columns found: "
+            f"{', '.join(map(str, first))}; set task.label_column to the column of tags"
+        )
+    else:
+        report.no_tags = f"this row has no tags ('{tags_col}' missing or null); tag every sentence"
+    if labelled is False:
+        tags_col = None
     id_col = cfg.id_column if isinstance(cfg.id_column, str) else None
     sentences: list[tuple[int, list[str], list[str] | None, str]] = []
     for i, (line, row) in enumerate(rows):
@@ -774,13 +785,17 @@ class TaggingTask(TaskBase):
         predict, whose tags, if any, are not read (another scheme's tags stopped predict).
         """
         report = _Report()
-        if _in_rows(str(path), cfg):
-            report.formats.add("rows")
-            examples = _row_examples(str(path), cfg, report)[: cfg.max_examples]
+        if _in_rows(str(path), cfg):  # not recorded as the run's format: told by the path
+            examples = _row_examples(str(path), cfg, report, labelled)[: cfg.max_examples]
         else:
             examples = self._read_files(Path(path), cfg, report)
         warnings, notes = report.lines(str(path))
-        if labelled and any(ex["tags"] is None for ex in examples):
+        untagged = next((ex for ex in examples if ex["tags"] is None), None)
+        if labelled and untagged is not None and report.no_tags is not None:
+            whole = report.no_tags.startswith("no column")
+            where = path if whole else f"{path}:{untagged['line']}"
+            raise UserError(f"{where}: {report.no_tags}")
+        if labelled and untagged is not None:
             raise UserError(
                 f"{path}: no tags (a single column / no annotation), but this file must be "
                 "labelled (train or valid); point it at an annotated file"
@@ -797,6 +812,7 @@ class TaggingTask(TaskBase):
             files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
             if not files:
                 raise UserError(f"{p}: directory has no files; point the task at a data file")
+            refuse_data_files(p, files)
         elif p.is_file():
             files = [p]
         else:

@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -606,7 +607,8 @@ def load_finetuned(path: str | Path) -> Finetuned:
 def _eval_name(run_path: Path, data_path: str) -> str:
     """file-<stem> (never the run's own valid/test outputs); file-<stem>-2, -3, ... when an
     earlier evaluation of another file with that name is there, so it is not overwritten."""
-    stem = f"file-{Path(data_path).stem}"
+    # a save_to_disk split (dir::validation) or an hf: name: characters a file name may hold
+    stem = "file-" + re.sub(r"[^\w.-]+", "-", Path(data_path.replace("::", "-")).stem).strip("-")
     for k in range(1, 10_000):
         name = stem if k == 1 else f"{stem}-{k}"
         earlier = run_path / "eval" / f"{name}.json"

@@ -400,3 +400,35 @@ def test_a_txt_table_whose_header_names_the_text_column_is_read_as_tsv(tmp_path:
         task.read(str(plain), cfg())
     with pytest.raises(UserError, match="cannot tell the format"):  # header without the column
         task.read(str(f), cfg(text_column="review"))
+
+
+def test_several_text_columns_are_joined(tmp_path: Path) -> None:
+    """AG News, DBpedia, Amazon reviews: a title and a body, one text."""
+    f = tmp_path / "ag.csv"
+    f.write_text('3,"Wall St. Bears Claw Back","Short-sellers are seeing green again."\n'
+                 '4,"",Body only\n', encoding="utf-8")  # fmt: skip
+    ex = get_task("classification").read(
+        str(f), cfg(type="classification", train="x", label_column=0, text_column=[1, 2],
+                    id_column=None)
+    )  # fmt: skip
+    assert [e["text"] for e in ex] == [
+        "Wall St. Bears Claw Back Short-sellers are seeing green again.",
+        "Body only",  # an empty title adds nothing
+    ]
+    named = tmp_path / "named.jsonl"
+    named.write_text('{"title": "T", "body": "B", "label": "x"}\n', encoding="utf-8")
+    two = cfg(type="classification", train="x", text_column=["title", "body"])
+    assert get_task("classification").read(str(named), two)[0]["text"] == "T B"
+    with pytest.raises(UserError, match=r"no column 'abstract' \(columns: title, body, label\)"):
+        get_task("classification").read(
+            str(named), cfg(type="classification", train="x", text_column=["title", "abstract"])
+        )
+
+
+def test_a_list_of_text_columns_is_refused_where_it_cannot_be_read() -> None:
+    with pytest.raises(ValueError, match="tagging reads one column"):
+        cfg(type="tagging", train="x", text_column=["a", "b"])
+    with pytest.raises(ValueError, match="name each column once"):
+        cfg(type="classification", train="x", text_column=["a", "a"])
+    with pytest.raises(ValueError, match="a column position counts from 0"):
+        cfg(type="classification", train="x", text_column=[0, -1])

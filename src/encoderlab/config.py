@@ -524,8 +524,9 @@ class TaskConfig(Section):
     format: str = "auto"  # auto (from the suffix) | csv | tsv | jsonl | json | parquet | xlsx | squad | conll ...
     sheet: str | None = None  # .xlsx: the sheet to read; None: the first
     # a column: a header name (json: a key; "a.b" reads a nested key), or an integer position
-    # (0 is the first): integers read a .csv/.tsv as having no header row
-    text_column: str | int = "text"
+    # (0 is the first): integers read a .csv/.tsv as having no header row. text_column may be a
+    # list (AG News' title and description): their cells joined by a space are the text
+    text_column: str | int | list[str | int] = "text"
     text_pair_column: str | int | None = None  # pair: the second sentence
     label_column: str | int = "label"
     id_column: str | int | None = "id"
@@ -609,8 +610,17 @@ class TaskConfig(Section):
                 raise ValueError(f"{name}={value} must be at least 1 (or null)")
         for name in ("text_column", "text_pair_column", "label_column", "id_column"):
             value = getattr(self, name)
-            if isinstance(value, int) and value < 0:
-                raise ValueError(f"{name}={value}: a column position counts from 0")
+            for one in value if isinstance(value, list) else [value]:
+                if isinstance(one, int) and one < 0:
+                    raise ValueError(f"{name}={value}: a column position counts from 0")
+        if isinstance(self.text_column, list):
+            if not self.text_column or len(set(map(str, self.text_column))) < len(self.text_column):
+                raise ValueError(f"text_column={self.text_column}: name each column once")
+            if self.type in ("tagging", "qa"):
+                raise ValueError(
+                    f"text_column={self.text_column}: a list of columns joins a row's texts for "
+                    f"classification, pair and regression; {self.type} reads one column"
+                )
         if self.columns is not None and len(set(self.columns)) != len(self.columns):
             raise ValueError("columns: each name once")
         # QA: 0 dropped every question (or allowed no answer) and trained on, silently

@@ -81,7 +81,9 @@ class ClassificationTask(TaskBase):
         rows = records.read_records(path, cfg, notes)
         if not rows:
             raise UserError(f"{path}: no rows" + (" left after task.where" if cfg.where else ""))
-        require_column(path, rows, cfg.text_column, "text_column")
+        texts = records.text_columns(cfg)
+        for col in texts:
+            require_column(path, rows, col, "text_column")
         if pair:
             if cfg.text_pair_column is None:
                 raise UserError("task.type is pair but task.text_pair_column is not set")
@@ -101,10 +103,13 @@ class ClassificationTask(TaskBase):
         examples: Examples = Examples(ids_from_file=has_ids, notes=notes)
         empty, unlabelled = [], []
         for n, row in rows:
-            records.require_cell(path, n, row, cfg.text_column, "text_column")
+            for col in texts:
+                records.require_cell(path, n, row, col, "text_column")
             if pair:
                 records.require_cell(path, n, row, cfg.text_pair_column, "text_pair_column")
-            text = _text(get(row, cfg.text_column), path, n, "text_column")
+            text = " ".join(
+                part for col in texts if (part := _text(get(row, col), path, n, "text_column"))
+            )
             second = (
                 _text(get(row, cfg.text_pair_column), path, n, "text_pair_column") if pair else None
             )

@@ -92,12 +92,17 @@ def require_cell(path: str, n: int, row: dict[str, Any], col: str | int, key: st
         )
 
 
+def text_columns(cfg: TaskConfig) -> list[str | int]:
+    """task.text_column as a list: the columns whose cells, joined, are a row's text."""
+    return list(cfg.text_column) if isinstance(cfg.text_column, list) else [cfg.text_column]
+
+
 def header_for(cfg: TaskConfig) -> bool | list[str]:
     """True: the file has a header row; a list: its column names; False: by position."""
     if cfg.columns is not None:
         return list(cfg.columns)
     named = (
-        cfg.text_column,
+        *text_columns(cfg),
         cfg.text_pair_column,
         cfg.label_column,
         cfg.id_column,
@@ -142,7 +147,8 @@ def read_records(path: str | Path, cfg: TaskConfig, notes: list[str] | None = No
 def _txt_table(p: Path, cfg: TaskConfig) -> str | None:
     """ "tsv" for a .txt file that is a table with a header naming task.text_column (NSMC's
     ratings_*.txt, many Kaggle files), which the suffix alone cannot tell; None otherwise."""
-    named = isinstance(cfg.text_column, str) and cfg.columns is None  # a header row to look at
+    first_text = text_columns(cfg)[0]
+    named = isinstance(first_text, str) and cfg.columns is None  # a header row to look at
     if cfg.format != "auto" or not p.name.lower().endswith(".txt") or not named:
         return None
     with p.open("rb") as f:
@@ -151,7 +157,7 @@ def _txt_table(p: Path, cfg: TaskConfig) -> str | None:
         fields = first.decode("utf-8-sig").rstrip("\r\n").split("\t")
     except UnicodeDecodeError:
         return None
-    return "tsv" if len(fields) > 1 and cfg.text_column in fields else None
+    return "tsv" if len(fields) > 1 and first_text in fields else None
 
 
 # what a header row's text or label cell says (a data row almost never reads like this)
@@ -171,7 +177,7 @@ def _refuse_header_row(path: str, rows: list[Row], cfg: TaskConfig) -> None:
         looks = cells[: len(names)] == names[: len(cells)] and len(cells) > 1
     else:
         said = {
-            str(get(first, c) or "").strip().lower() for c in (cfg.text_column, cfg.label_column)
+            str(get(first, c) or "").strip().lower() for c in (*text_columns(cfg), cfg.label_column)
         }
         label = get(first, cfg.label_column)  # a header's label cell is on no other row
         looks = bool(said & HEADER_NAMES) and all(
@@ -403,7 +409,7 @@ UNLABELLED_FOLDERS = {"unsup", "unlabeled", "unlabelled"}
 
 def _folder_rows(folder: Path, cfg: TaskConfig, notes: list[str] | None) -> list[Row]:
     """Each text file one row: label = its sub-folder's name (none for files at the top)."""
-    text_col, label_col = str(cfg.text_column), str(cfg.label_column)
+    text_col, label_col = str(text_columns(cfg)[0]), str(cfg.label_column)
     id_col = str(cfg.id_column) if cfg.id_column is not None else "id"
     files = sorted(f for f in folder.rglob("*") if f.is_file() and not _hidden(f, folder))
     if not files:

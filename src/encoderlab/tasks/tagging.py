@@ -574,8 +574,10 @@ def _row_examples(
 ) -> list[Example]:
     """Sentences from rows of words and tags (the `rows` format), tags validated as BIO
     (not read at all when `labelled` is False: a file to predict)."""
-    fmt = cfg.format.lower()
-    read_cfg = cfg.model_copy(update={"format": fmt if fmt in ROW_FORMATS[:3] else "auto"})
+    fmt = cfg.format.lower()  # a table format as it is; hf, rows or a line format: by the path
+    read_cfg = cfg.model_copy(
+        update={"format": fmt if fmt in ("jsonl", "json", "parquet") else "auto"}
+    )
     rows = read_records(path, read_cfg, report.notes)
     if not rows:
         raise UserError(f"{path}: no rows; expected one sentence per row (task.type=tagging)")
@@ -612,9 +614,9 @@ def _row_examples(
         sid = row.get(id_col) if id_col is not None else None
         if words:
             sentences.append((line, list(words), tags, str(i if sid is None else sid)))
-    labelled = [(line, w, t) for line, w, t, _ in sentences if t is not None]
-    if labelled:
-        _fix_scheme(path, labelled, cfg.tag_scheme, report, word_per_line=False)
+    tagged = [(line, w, t) for line, w, t, _ in sentences if t is not None]
+    if tagged:
+        _fix_scheme(path, tagged, cfg.tag_scheme, report, word_per_line=False)
     return [
         {"id": sid, "line": line, "file": path, "tokens": w, "tags": t}
         for line, w, t, sid in sentences

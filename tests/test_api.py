@@ -394,3 +394,33 @@ def test_errors_about_in_memory_rows_name_the_row_not_the_file_written(tmp_path)
     wrong = {"tokens": ["mary", "sings"], "tags": ["B-PER", "Q-X"]}
     with pytest.raises(UserError, match=r"^train row 1, word 1: tag 'Q-X'"):
         el.finetune(tagging, train=[sentence, wrong], say=quiet)
+
+
+def test_a_dataset_with_class_labels_gives_their_names(tmp_path):
+    """datasets' own shapes: a ClassLabel label, and conll2003's tokens + ner_tags ids."""
+    datasets = pytest.importorskip("datasets")
+    from encoderlab.memdata import to_rows
+
+    feats = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+    ds = datasets.Dataset.from_list(
+        [{"text": "a", "label": 1}, {"text": "b", "label": 0}], features=feats
+    )
+    assert [r["label"] for r in to_rows(ds, "train")] == ["pos", "neg"]
+    ner = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-PER", "I-PER"])),
+        }
+    )
+    sentences = datasets.Dataset.from_list(
+        [{"tokens": ["john", "runs"], "ner_tags": [1, 0]}], features=ner
+    )
+    conll = write_rows(to_rows(sentences, "train"), "tagging", tmp_path, "train")
+    assert conll.read_text() == "john B-PER\nruns O\n\n"
+    ids = [{"tokens": ["john"], "ner_tags": [1]}]  # ds.to_list() or to_pandas(): names lost
+    with pytest.raises(
+        UserError, match=r"train: row 0: 'ner_tags' holds tag ids without their names"
+    ):
+        write_rows(ids, "tagging", tmp_path, "train")

@@ -713,7 +713,7 @@ class FinetuneConfig(Section):
     # the backbone's dropout while fine-tuning; None: what it brings (a pretraining run made
     # with the budget recipe brings 0, which overfits a small labelled set)
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
-    task: TaskConfig = TaskConfig()
+    task: TaskConfig = Field(default_factory=TaskConfig)  # validated per config, not at import
     head: HeadConfig = HeadConfig()
     model: ModelConfig = ModelConfig()  # used for scratch; a pretraining run brings its own
     tokenizer: TokenizerConfig = TokenizerConfig()  # scratch: trained on the task's train file

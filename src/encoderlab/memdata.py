@@ -7,8 +7,9 @@ gives in-memory data exactly the same checks and messages as a file on disk, and
 config.yaml then names a real file, so the run can be resumed, reported on and reproduced.
 
 Files are content-addressed (`<dir>/<split>-<sha12>.<ext>`): the same rows map to the same
-file, written once. Formats: a table task's rows go to .jsonl (columns as given); tagging
-rows ({"tokens": [...], "tags": [...]}) to CoNLL; QA rows ({"question", "context",
+file, written once; a datasets.Dataset's class-label ids become their names first. Formats: a
+table task's rows go to .jsonl (columns as given); tagging rows ({"tokens": [...], "tags":
+[...]}, or datasets' "ner_tags") to CoNLL; QA rows ({"question", "context",
 "answers"}, answers as a list of {"text", "answer_start"} or as the Hugging Face squad dict of
 lists) to SQuAD v1.1 JSON. A task type that reads another format adds a writer to WRITERS.
 """
@@ -55,7 +56,12 @@ def to_rows(data: Any, what: str) -> Rows:
     if hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas.DataFrame
         items = data.to_dict(orient="records")
     elif hasattr(data, "to_list") and hasattr(data, "features"):  # datasets.Dataset
-        items = data.to_list()
+        # class-label ids as their names ("pos", "B-PER"), as a save_to_disk folder reads
+        from encoderlab.tasks.records import label_names, named_labels
+
+        names = {c: n for c, f in data.features.items() if (n := label_names(f)) is not None}
+        plain = data.with_format(None) if hasattr(data, "with_format") else data
+        items = [named_labels(r, names, f"{what} row {i}") for i, r in enumerate(plain.to_list())]
     elif isinstance(data, (list, tuple)):
         items = list(data)
     else:
@@ -91,15 +97,27 @@ def _as_json(value: Any) -> Any:
     raise TypeError(f"a {type(value).__name__} value, which a table file cannot hold")
 
 
+# where tagging rows keep their words and tags (datasets' conll2003: tokens, ner_tags)
+WORD_KEYS = ("tokens", "words")
+TAG_KEYS = ("tags", "ner_tags", "labels", "ner")
+
+
 def _conll(rows: Rows, what: str) -> tuple[str, str]:
     """One `word tag` line per word (just `word` without tags), a blank line per sentence."""
     lines: list[str] = []
     for i, row in enumerate(rows):
-        words, tags = row.get("tokens"), row.get("tags")
+        words = next((row[k] for k in WORD_KEYS if k in row), None)
+        key = next((k for k in TAG_KEYS if k in row), "tags")
+        tags = row.get(key)
         if not isinstance(words, list) or not words:
             raise UserError(f"{what}: row {i} needs 'tokens', a non-empty list of words")
         if tags is not None and (not isinstance(tags, list) or len(tags) != len(words)):
-            raise UserError(f"{what}: row {i}: 'tags' must be a list as long as 'tokens'")
+            raise UserError(f"{what}: row {i}: '{key}' must be a list as long as 'tokens'")
+        if tags is not None and any(isinstance(t, int) and not isinstance(t, bool) for t in tags):
+            raise UserError(
+                f"{what}: row {i}: '{key}' holds tag ids without their names; give the tags as "
+                "strings, or a datasets.Dataset whose ClassLabel names them"
+            )
         for k, word in enumerate(words):
             text = str(word)
             if not text or text.split() != [text]:

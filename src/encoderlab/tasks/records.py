@@ -21,13 +21,15 @@ import warnings
 import zipfile
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from encoderlab.config import TaskConfig
 from encoderlab.data.corpus import as_source, is_hf_dir, open_hf
 from encoderlab.data.tables import read_rows, table_format
 from encoderlab.errors import UserError
 from encoderlab.tasks.filters import filter_columns, row_filter
+
+if TYPE_CHECKING:  # the config module loads the task registry, which imports this one
+    from encoderlab.config import TaskConfig
 
 Row = tuple[int, dict[str, Any]]
 

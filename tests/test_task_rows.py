@@ -445,3 +445,27 @@ def test_evaluate_and_predict_may_name_another_sheet():
 
     task = task_cfg(sheet="Data")
     assert reading_config(task, ["task.sheet=Sheet1"]).sheet == "Sheet1"
+
+
+def test_tagging_rows_that_repeat_an_id_are_said(tmp_path):
+    path = tmp_path / "ids.jsonl"
+    rows = [
+        {"id": "a", "tokens": ["x"], "tags": ["O"]},
+        {"id": "a", "tokens": ["y"], "tags": ["O"]},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    examples = get_task("tagging").read(str(path), task_cfg(type="tagging"), labelled=True)
+    assert any(
+        "1 rows repeat an earlier row's id (first at row 2: id 'a', as at row 1)" in w
+        for w in examples.warnings
+    )
+
+
+def test_a_folder_of_only_unlabelled_text_says_why_it_has_no_labels(tmp_path):
+    (tmp_path / "train" / "unsup").mkdir(parents=True)
+    (tmp_path / "train" / "unsup" / "1.txt").write_text("some review")
+    with pytest.raises(
+        UserError,
+        match=r"no labels \(every file is at the top of the folder or in one of unlabelled text: unlabeled, unlabelled, unsup\)",
+    ):
+        get_task("classification").read(str(tmp_path / "train"), task_cfg(), labelled=True)

@@ -90,9 +90,10 @@ class ClassificationTask(TaskBase):
             require_column(path, rows, cfg.text_pair_column, "text_pair_column")
         has_labels = labelled is not False and records.has_column(rows[0][1], cfg.label_column)
         if labelled and not has_labels and Path(path).is_dir():
+            where = "every file is at the top of the folder or in one of unlabelled text"
             raise UserError(
-                f"{path}: no labels (every file is at the top of the folder); put each file "
-                "under a folder named after its label (e.g. spam/0001.txt, ham/0002.txt)"
+                f"{path}: no labels ({where}: {', '.join(sorted(records.UNLABELLED_FOLDERS))}); "
+                "put each file under a folder named after its label (e.g. spam/0001.txt)"
             )
         if labelled and not has_labels:
             require_column(path, rows, cfg.label_column, "label_column")

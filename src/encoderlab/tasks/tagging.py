@@ -366,6 +366,7 @@ class _Report:
         self.counts: dict[str, list[Any]] = {}  # kind -> [n, first place]
         self.formats: set[str] = set()  # what the files were read as
         self.notes: list[str] = []  # said as they are (the row reader's task.where count)
+        self.warnings: list[str] = []  # likewise (rows that repeat an id)
         self.no_tags: str | None = None  # rows: why a sentence has no tags, for the error
 
     def add(self, kind: str, where: str, k: int = 1) -> None:
@@ -374,7 +375,7 @@ class _Report:
 
     def lines(self, path: str) -> tuple[list[str], list[str]]:
         """(warnings, notes)."""
-        warnings, notes = [], list(self.notes)
+        warnings, notes = list(self.warnings), list(self.notes)
         for kind, (n, first) in self.counts.items():
             line = f"{path}: " + _MESSAGES[kind].format(n=n, first=first)
             (notes if kind in _NOTES else warnings).append(line)
@@ -614,6 +615,13 @@ def _row_examples(
         sid = row.get(id_col) if id_col is not None else None
         if words:
             sentences.append((line, list(words), tags, str(i if sid is None else sid)))
+    seen: dict[str, int] = {}
+    again = [(line, sid) for line, _, _, sid in sentences if seen.setdefault(sid, line) != line]
+    if again:
+        report.warnings.append(
+            f"{path}: {len(again)} rows repeat an earlier row's id (first at row {again[0][0]}: "
+            f"id {again[0][1]!r}, as at row {seen[again[0][1]]})"
+        )
     tagged = [(line, w, t) for line, w, t, _ in sentences if t is not None]
     if tagged:
         _fix_scheme(path, tagged, cfg.tag_scheme, report, word_per_line=False)

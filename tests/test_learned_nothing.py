@@ -73,3 +73,14 @@ def test_a_run_that_cannot_learn_warns_and_records_it(tmp_path):
     html = build_report([run.path], tmp_path / "report")
     md = (html.parent / "report.md").read_text()
     assert f"{run.path.name}: the best checkpoint answers '0' for all" in md
+    # the floor every classification report gives: the majority label of its validation set
+    assert "always answering '0', the most common label, scores accuracy" in md
+
+
+def test_baseline_is_the_majority_label_share():
+    rows = cls_rows(["1"] * 40, ["0"] * 30 + ["1"] * 10)
+    assert get_task("classification").baseline(rows) == (
+        "always answering '0', the most common label, scores accuracy 0.750 on these 40 examples"
+    )
+    assert get_task("classification").baseline(rows[:5]) is None  # too few to say
+    assert get_task("regression").baseline([{"gold": 1.0, "prediction": 2.0}] * 20) is None

@@ -194,6 +194,17 @@ def _remove_stale_figures(out: Path, fig_dir: Path) -> None:
             old.unlink()
 
 
+def _baseline(group: Group) -> str | None:
+    """The floor of a group's task on its validation set (a classifier's majority label),
+    from the first run with predictions."""
+    info = group.runs[0].task_info
+    rows = next((r.predictions for r in group.runs if r.predictions), None)
+    if info is None or not rows or not hasattr(info, "baseline"):
+        return None
+    floor = info().baseline(rows)
+    return f"{group.title}: {floor}, the floor to judge these runs by." if floor else None
+
+
 def build_report(
     run_dirs: list[Path] | Path | str,
     out_dir: Path | str,
@@ -242,6 +253,7 @@ def build_report(
 
     lines = list(findings or [])
     lines += [conclusion(g, group_labels[i], diffs) for i, g in enumerate(groups)]
+    lines += [line for g in groups if (line := _baseline(g)) is not None]
     lines += [
         f"{r.name}: the best checkpoint {r.evaluation['learned_nothing']} on validation, so it "
         "learned nothing; its scores are that one answer's"

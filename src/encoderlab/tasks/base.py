@@ -108,6 +108,8 @@ class Task(Protocol):
 
     def one_answer(self, rows: list[dict[str, Any]]) -> str | None: ...
 
+    def baseline(self, rows: list[dict[str, Any]]) -> str | None: ...
+
     def read(self, path: str, cfg: TaskConfig) -> list[Example]: ...
 
     def split(
@@ -230,6 +232,12 @@ class TaskBase:
         """What a model that learned nothing gives the same answer to, read from its
         labelled prediction rows ("answers '0' for all 761 examples"), or None. A run whose
         metric looks like a number but is that of a constant answer must say so."""
+        return None
+
+    def baseline(self, rows: list[dict[str, Any]]) -> str | None:
+        """What the simplest answer scores on these labelled prediction rows ("always
+        answering '0', the most common label, scores accuracy 0.570"): the floor a report
+        sets its runs against; None where the task has no such answer."""
         return None
 
 

@@ -420,6 +420,16 @@ class ClassificationTask(TaskBase):
         every = "all" if n == len(labelled) else f"{n:,} of the"
         return f"answers '{label}' for {every} {len(labelled):,} examples ({share:.0%} of them are '{label}')"
 
+    def baseline(self, rows: list[dict[str, Any]]) -> str | None:
+        golds = [r["gold"] for r in rows if r.get("gold") is not None]
+        if len(golds) < MIN_ROWS_TO_JUDGE:
+            return None
+        label, n = Counter(golds).most_common(1)[0]
+        return (
+            f"always answering '{label}', the most common label, scores accuracy "
+            f"{n / len(golds):.3f} on these {len(golds):,} examples"
+        )
+
     def prediction_rows(self, predictions, examples, labels) -> list[dict[str, Any]]:
         rows = []
         for ex, p in zip(examples, predictions, strict=True):

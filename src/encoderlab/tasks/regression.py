@@ -164,6 +164,9 @@ class RegressionTask(ClassificationTask):
             },
         }
 
+    def baseline(self, rows: list[dict[str, Any]]) -> str | None:
+        return None  # a constant has no correlation to report
+
     def one_answer(self, rows: list[dict[str, Any]]) -> str | None:
         """About the same number for every labelled row: a spread under 1 % of the gold's."""
         labelled = [r for r in rows if r.get("gold") is not None]

@@ -432,3 +432,13 @@ def test_a_list_of_text_columns_is_refused_where_it_cannot_be_read() -> None:
         cfg(type="classification", train="x", text_column=["a", "a"])
     with pytest.raises(ValueError, match="a column position counts from 0"):
         cfg(type="classification", train="x", text_column=[0, -1])
+
+
+def test_a_filter_that_keeps_nothing_shows_what_the_column_holds(tmp_path: Path) -> None:
+    f = tmp_path / "t.jsonl"
+    f.write_text('{"text": "a", "label": "pos"}\n{"text": "b", "label": "neg"}\n', encoding="utf-8")
+    with pytest.raises(
+        UserError,
+        match=r"task.where \(label == 1\) keeps none of its 2 rows; 'label' holds 'pos', 'neg'",
+    ):
+        get_task("classification").read(str(f), cfg(where=["label == 1"]))

@@ -200,12 +200,32 @@ def _filtered(path: str, rows: list[Row], cfg: TaskConfig, notes: list[str] | No
     for col in filter_columns(cfg.where):
         require_column(path, rows, col, "where")
     kept = [r for r in rows if keep(r[1])]
+    if not kept:  # say what the filtered columns hold: a class-label column holds names
+        seen = "; ".join(
+            f"'{col}' holds " + ", ".join(repr(v) for v in _some_values(rows, col))
+            for col in dict.fromkeys(filter_columns(cfg.where))
+        )
+        raise UserError(
+            f"{path}: task.where ({' and '.join(cfg.where)}) keeps none of its {len(rows):,} "
+            f"rows; {seen}"
+        )
     if notes is not None:
         notes.append(
             f"{path}: task.where kept {len(kept):,} of {len(rows):,} rows "
             f"({len(rows) - len(kept):,} dropped)"
         )
     return kept
+
+
+def _some_values(rows: list[Row], col: str, k: int = 5) -> list[Any]:
+    """The first `k` distinct values of a column (for an error message)."""
+    values: dict[str, Any] = {}
+    for _, row in rows:
+        value = get(row, col)
+        values.setdefault(str(value), value)
+        if len(values) >= k:
+            break
+    return list(values.values())
 
 
 def _stop(msg: str, *, vanished: bool = False) -> None:

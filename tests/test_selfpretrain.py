@@ -391,3 +391,16 @@ def test_ctrl_c_during_self_pretraining_says_to_run_the_same_command_again(
     err = capsys.readouterr().err
     assert "interrupted during self-pretraining; run the same command again" in err, err
     assert "--resume" not in err
+
+
+def test_task_text_includes_unlabelled_rows_such_as_imdb_unsup(tmp_path):
+    from encoderlab.config import FinetuneConfig
+    from encoderlab.selfpretrain import task_texts
+
+    for label in ("pos", "neg", "unsup"):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        (tmp_path / "train" / label / "1.txt").write_text(f"a {label} review")
+    cfg = FinetuneConfig.model_validate(
+        {"task": {"type": "classification", "train": str(tmp_path / "train")}}
+    )
+    assert sorted(task_texts(cfg)) == ["a neg review", "a pos review", "a unsup review"]

@@ -469,3 +469,48 @@ def test_a_folder_of_only_unlabelled_text_says_why_it_has_no_labels(tmp_path):
         match=r"no labels \(every file is at the top of the folder or in one of unlabelled text: unlabeled, unlabelled, unsup\)",
     ):
         get_task("classification").read(str(tmp_path / "train"), task_cfg(), labelled=True)
+
+
+def test_xlsx_rows_with_blank_cells_at_their_end_read_as_empty(tmp_path):
+    """Excel leaves a row's trailing blank cells out of the file."""
+    sheet = [["text", "label"], ["no label yet", None]] + [[f"t{i}", i % 2] for i in range(12)]
+    sheet += [[None, 1]]  # and a row without text
+    path = write_xlsx(tmp_path / "blanks.xlsx", {"s": sheet})
+    examples = get_task("classification").read(str(path), task_cfg())
+    assert len(examples) == 12 and all(ex["label"] in ("0", "1") for ex in examples)
+    assert any("skipped 1 rows without a gold label" in w for w in examples.warnings)
+
+
+def test_tagging_rows_to_predict_need_no_tags_column_even_when_one_is_named(tmp_path):
+    path = tmp_path / "topredict.jsonl"
+    path.write_text(json.dumps({"tokens": ["Anna", "sings"]}) + "\n")
+    cfg = task_cfg(type="tagging", label_column="ner_tags")
+    from encoderlab.tasks.base import read_to_predict
+
+    assert read_to_predict(get_task("tagging"), str(path), cfg)[0]["tokens"] == ["Anna", "sings"]
+
+
+def test_tagging_rows_prefer_word_and_tag_lists_over_a_text_or_label_column(tmp_path):
+    path = tmp_path / "ud.jsonl"
+    row = {"text": "John runs", "label": 1, "tokens": ["John", "runs"], "ner_tags": ["B-PER", "O"]}
+    path.write_text(json.dumps(row) + "\n")
+    (ex,) = get_task("tagging").read(str(path), task_cfg(type="tagging"), labelled=True)
+    assert ex["tokens"] == ["John", "runs"] and ex["tags"] == ["B-PER", "O"]
+
+
+def test_a_tagging_folder_of_conll_files_named_tsv_still_reads(tmp_path):
+    folder = tmp_path / "bio"
+    folder.mkdir()
+    (folder / "train.tsv").write_text("Anna\tB-PER\nsings\tO\n\n")
+    (folder / "devel.tsv").write_text("Tom\tB-PER\n\n")
+    examples = get_task("tagging").read(str(folder), task_cfg(type="tagging"), labelled=True)
+    assert sorted(ex["id"] for ex in examples) == ["devel/0", "train/0"]
+
+
+def test_a_utf16_text_file_in_a_label_folder_is_text(tmp_path):
+    (tmp_path / "spam" / "pos").mkdir(parents=True)
+    (tmp_path / "spam" / "pos" / "a.txt").write_bytes("great film".encode("utf-16"))
+    (tmp_path / "spam" / "neg").mkdir()
+    (tmp_path / "spam" / "neg" / "b.txt").write_text("dull")
+    examples = get_task("classification").read(str(tmp_path / "spam"), task_cfg())
+    assert sorted(ex["text"] for ex in examples) == ["dull", "great film"]

@@ -614,7 +614,9 @@ class TaskConfig(Section):
                 if isinstance(one, int) and one < 0:
                     raise ValueError(f"{name}={value}: a column position counts from 0")
         if isinstance(self.text_column, list):
-            if not self.text_column or len(set(map(str, self.text_column))) < len(self.text_column):
+            if not self.text_column:
+                raise ValueError("text_column=[]: name at least one column")
+            if len(set(map(str, self.text_column))) < len(self.text_column):
                 raise ValueError(f"text_column={self.text_column}: name each column once")
             if self.type in ("tagging", "qa"):
                 raise ValueError(

@@ -49,7 +49,7 @@ from encoderlab.pretraining import check_not_finished, pretrain
 from encoderlab.runs import RUN_FILE, Run, atomic_write, has_checkpoint
 from encoderlab.runtime import resolve_device
 from encoderlab.tasks import get_task
-from encoderlab.tasks.base import example_texts
+from encoderlab.tasks.base import example_texts, read_to_predict
 
 KEY_FIELD = "self_pretrain_key"  # run.json: what the run was pretrained with (see run_key)
 MODEL_FIELD = "self_pretrain_model"  # run.json: the model keys the fine-tuning config set
@@ -80,7 +80,8 @@ def task_texts(cfg: FinetuneConfig) -> list[str]:
     seen: dict[str, None] = {}
     for path in (cfg.task.train, cfg.task.valid, cfg.task.test):
         if path:
-            for text in example_texts(task.read(path, cfg.task)):
+            # every row, labelled or not (aclImdb's unsup/ is the text this is for)
+            for text in example_texts(read_to_predict(task, path, cfg.task)):
                 line = " ".join(str(text).split())
                 if line:
                     seen.setdefault(line, None)

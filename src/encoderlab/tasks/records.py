@@ -136,7 +136,7 @@ def read_records(path: str | Path, cfg: TaskConfig, notes: list[str] | None = No
         if fmt is not None and notes is not None:
             notes.append(
                 f"{p}: read as tsv (tab-separated, its header names task.text_column "
-                f"'{cfg.text_column}'); task.format: tsv says so in the config"
+                f"'{text_columns(cfg)[0]}'); task.format: tsv says so in the config"
             )
         fmt = fmt or table_format(p, cfg.format, "task.format")
         header = header_for(cfg)
@@ -399,7 +399,9 @@ def _xlsx_rows(p: Path, sheet: str | None) -> list[Row]:
         for n, values in enumerate(cells, 2):
             if all(v is None or (isinstance(v, str) and not v.strip()) for v in values):
                 continue
-            rows.append((n, {h: v for h, v in zip(header, values, strict=False) if h}))
+            # a row's blank cells at its end are not in the file: they read as None
+            cells = {h: values[k] if k < len(values) else None for k, h in enumerate(header)}
+            rows.append((n, {h: v for h, v in cells.items() if h}))
         return rows
     finally:
         wb.close()
@@ -445,7 +447,9 @@ def _folder_rows(folder: Path, cfg: TaskConfig, notes: list[str] | None) -> list
     for i, f in enumerate(files, 1):
         rel = f.relative_to(folder)
         raw = f.read_bytes()
-        if b"\x00" in raw[:4096]:
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 text (Windows Notepad)
+            raw = raw.decode("utf-16").encode("utf-8")
+        elif b"\x00" in raw[:4096]:
             raise UserError(
                 f"{f}: a binary file (NUL bytes), not an example's text; move it out of {folder}"
             )

@@ -97,6 +97,7 @@ IGNORE = -100
 FORMATS = ("conll", "klue-ner", "kmou", "lines", "rows")
 ROW_FORMATS = ("jsonl", "json", "parquet", "hf")  # task.format values read as `rows`
 ROW_SUFFIXES = (".jsonl", ".json", ".parquet", ".pq")
+_NOT_LINES = (".parquet", ".pq", ".arrow", ".jsonl", ".xlsx", ".xlsm")  # in a folder of files
 WORD_COLUMNS = ("tokens", "words")  # where a row keeps its words, unless task.text_column says
 TAG_COLUMNS = ("tags", "ner_tags", "labels", "ner")
 _ALIASES = {"klue": "klue-ner", "klue_ner": "klue-ner", "kmou-ner": "kmou", "kmou_ner": "kmou"}
@@ -584,7 +585,12 @@ def _row_examples(
         raise UserError(f"{path}: no rows; expected one sentence per row (task.type=tagging)")
     first = rows[0][1]
     words_col = _row_column(path, first, cfg.text_column, "text_column", WORD_COLUMNS)
-    tags_col = _row_column(path, first, cfg.label_column, "label_column", TAG_COLUMNS)
+    # a file to predict: its tags, if any, are not read (nor looked for)
+    tags_col = (
+        _row_column(path, first, cfg.label_column, "label_column", TAG_COLUMNS)
+        if labelled is not False
+        else None
+    )
     if words_col is None:
         raise UserError(
             f"{path}: no column of words ({' or '.join(WORD_COLUMNS)}); columns found: "
@@ -597,8 +603,6 @@ def _row_examples(
         )
     else:
         report.no_tags = f"this row has no tags ('{tags_col}' missing or null); tag every sentence"
-    if labelled is False:
-        tags_col = None
     id_col = cfg.id_column if isinstance(cfg.id_column, str) else None
     sentences: list[tuple[int, list[str], list[str] | None, str]] = []
     for i, (line, row) in enumerate(rows):
@@ -634,16 +638,17 @@ def _row_examples(
 def _row_column(
     path: str, row: dict[str, Any], name: str | int, key: str, usual: tuple[str, ...]
 ) -> str | None:
-    """The column a row keeps its words or tags in: task.<key> when the row has it, else
-    (task.<key> left at the schema's "text" / "label") the first of the usual names it has."""
-    if isinstance(name, str) and name in row:
-        return name
-    if name != TaskConfig.model_fields[key].default:
+    """The column a row keeps its words or tags in: task.<key> when it is set, else (left
+    at the schema's "text" / "label", which name a sentence's text and class elsewhere) the
+    first of the usual names the row has."""
+    if name == TaskConfig.model_fields[key].default:
+        return next((c for c in usual if c in row), None)
+    if not isinstance(name, str) or name not in row:
         raise UserError(
             f"{path}: no column '{name}' (task.{key}) in its first row; columns found: "
             f"{', '.join(map(str, row))}"
         )
-    return next((c for c in usual if c in row), None)
+    return name
 
 
 def _row_tags(where: str, column: str, tags: Any, n_words: int) -> list[str]:
@@ -822,7 +827,8 @@ class TaggingTask(TaskBase):
             files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
             if not files:
                 raise UserError(f"{p}: directory has no files; point the task at a data file")
-            refuse_data_files(p, files)
+            # a folder of CoNLL files may name them .tsv/.txt; files of rows are not lines
+            refuse_data_files(p, [f for f in files if f.name.lower().endswith(_NOT_LINES)])
         elif p.is_file():
             files = [p]
         else:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from encoderlab.data.corpus import as_source, is_hf_dir, open_hf
 from encoderlab.data.tables import read_rows, table_format
-from encoderlab.errors import UserError
+from encoderlab.errors import UserError, first_line
 from encoderlab.tasks.filters import filter_columns, row_filter
 
 if TYPE_CHECKING:  # the config module loads the task registry, which imports this one
@@ -320,7 +320,7 @@ def parquet_rows(p: Path) -> list[Row]:
         table = pq.read_table(p)
     except (OSError, pa.ArrowException) as e:
         raise UserError(
-            f"{p}: not a readable Parquet file ({first_line(e)}); check the file"
+            f"{p}: not a readable Parquet file ({_quoted(e)}); check the file"
         ) from None
     names: dict[str, list[str]] = {}
     meta = (table.schema.metadata or {}).get(b"huggingface")
@@ -376,7 +376,7 @@ def _xlsx_rows(p: Path, sheet: str | None) -> list[Row]:
         InvalidFileException,
     ) as e:
         raise UserError(
-            f"{p}: not a readable .xlsx workbook ({first_line(e)}); check the file"
+            f"{p}: not a readable .xlsx workbook ({_quoted(e)}); check the file"
         ) from None
     try:
         if sheet is not None and sheet not in wb.sheetnames:
@@ -405,11 +405,6 @@ def _xlsx_rows(p: Path, sheet: str | None) -> list[Row]:
         return rows
     finally:
         wb.close()
-
-
-def first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
 # files that hold many examples: a folder of them (a Hub download's data/) is not a folder of
@@ -484,3 +479,9 @@ def _folder_rows(folder: Path, cfg: TaskConfig, notes: list[str] | None) -> list
 
 def _hidden(f: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in f.relative_to(root).parts)
+
+
+def _quoted(e: BaseException) -> str:
+    """A library's exception as a one-line error quotes it: its type and first line."""
+    name, text = type(e).__name__, first_line(e)
+    return text if text == name else f"{name}: {text}"

@@ -29,12 +29,11 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import HeadConfig, TaskConfig
-from encoderlab.data.corpus import is_hf_dir
 from encoderlab.data.tables import groups_for_valid
 from encoderlab.errors import UserError
 from encoderlab.heads import TokenHead
 from encoderlab.tasks.base import Example, Examples, Feature, Features, TaskBase, base_collate
-from encoderlab.tasks.records import read_records
+from encoderlab.tasks.records import PARQUET_SUFFIXES, is_dataset_source, read_records
 from encoderlab.tasks.registry import register
 from encoderlab.tokenizer import pair_separator, special_ids
 
@@ -229,7 +228,7 @@ def _squad_questions(data: list, name: str, tally: _Tally) -> Iterator[Example]:
                 }
 
 
-ROW_SUFFIXES = (".jsonl", ".parquet", ".pq")
+ROW_SUFFIXES = (".jsonl", *PARQUET_SUFFIXES)
 
 
 def _in_rows(path: str, cfg: TaskConfig) -> bool:
@@ -242,7 +241,7 @@ def _in_rows(path: str, cfg: TaskConfig) -> bool:
     if cfg.format != "auto":
         return False
     p = Path(path)
-    if path.startswith("hf:") or "::" in path or (p.is_dir() and is_hf_dir(p)):
+    if is_dataset_source(path):
         return True
     name = p.name.lower()
     if name.endswith(ROW_SUFFIXES):

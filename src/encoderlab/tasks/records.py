@@ -94,6 +94,13 @@ def require_cell(path: str, n: int, row: dict[str, Any], col: str | int, key: st
         )
 
 
+def is_dataset_source(path: str) -> bool:
+    """A Hugging Face data set rather than a file: hf:<name>, dir::split or a save_to_disk
+    folder."""
+    p = Path(path)
+    return path.startswith("hf:") or "::" in path or (p.is_dir() and is_hf_dir(p))
+
+
 def text_columns(cfg: TaskConfig) -> list[str | int]:
     """task.text_column as a list: the columns whose cells, joined, are a row's text."""
     return list(cfg.text_column) if isinstance(cfg.text_column, list) else [cfg.text_column]
@@ -118,7 +125,7 @@ def read_records(path: str | Path, cfg: TaskConfig, notes: list[str] | None = No
     `task.where`; what was dropped or repaired is appended to `notes`."""
     text = str(path)
     p = Path(text)
-    if text.startswith("hf:") or "::" in text or (p.is_dir() and is_hf_dir(p)):
+    if is_dataset_source(text):
         rows = _hf_rows(text)
     elif p.is_dir():
         rows = _folder_rows(p, cfg, notes)

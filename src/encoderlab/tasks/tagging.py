@@ -74,7 +74,6 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import HeadConfig, TaskConfig
-from encoderlab.data.corpus import is_hf_dir
 from encoderlab.errors import UserError
 from encoderlab.heads import TokenHead
 from encoderlab.tasks.base import (
@@ -89,14 +88,19 @@ from encoderlab.tasks.base import (
     pad_stack,
     token_counts,
 )
-from encoderlab.tasks.records import read_records, refuse_data_files
+from encoderlab.tasks.records import (
+    PARQUET_SUFFIXES,
+    is_dataset_source,
+    read_records,
+    refuse_data_files,
+)
 from encoderlab.tasks.registry import register
 from encoderlab.tokenizer import special_ids
 
 IGNORE = -100
 FORMATS = ("conll", "klue-ner", "kmou", "lines", "rows")
 ROW_FORMATS = ("jsonl", "json", "parquet", "hf")  # task.format values read as `rows`
-ROW_SUFFIXES = (".jsonl", ".json", ".parquet", ".pq")
+ROW_SUFFIXES = (".jsonl", ".json", *PARQUET_SUFFIXES)
 _NOT_LINES = (".parquet", ".pq", ".arrow", ".jsonl", ".xlsx", ".xlsm")  # in a folder of files
 WORD_COLUMNS = ("tokens", "words")  # where a row keeps its words, unless task.text_column says
 TAG_COLUMNS = ("tags", "ner_tags", "labels", "ner")
@@ -566,7 +570,7 @@ def _in_rows(path: str, cfg: TaskConfig) -> bool:
     if cfg.format.lower() in (*ROW_FORMATS, "rows"):
         return True
     p = Path(path)  # a rows path wins over a line format (a run trained on CoNLL evaluating one)
-    if path.startswith("hf:") or "::" in path or (p.is_dir() and is_hf_dir(p)):
+    if is_dataset_source(path):
         return True
     return p.is_file() and p.name.lower().endswith(ROW_SUFFIXES)
 

@@ -460,7 +460,7 @@ def finetune(
     ] = None,
     print_config: PrintConfigOpt = False,
 ) -> None:
-    """Fine-tune on a task (classification, pair, qa, tagging) from scratch, a run or hf:."""
+    """Fine-tune on a task (classification, pair, multilabel, regression, qa, tagging) from scratch, a run or hf:."""
     from encoderlab.config import FinetuneConfig, load_config, to_yaml
     from encoderlab.finetuning import finetune as run_finetune
     from encoderlab.finetuning import resolve_defaults

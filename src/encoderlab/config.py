@@ -528,12 +528,18 @@ class TaskConfig(Section):
     # list (AG News' title and description): their cells joined by a space are the text
     text_column: str | int | list[str | int] = "text"
     text_pair_column: str | int | None = None  # pair: the second sentence
-    label_column: str | int = "label"
+    # multilabel: a list of columns, one per label (Jigsaw's toxic, insult, ... holding 0/1)
+    label_column: str | int | list[str | int] = "label"
     id_column: str | int | None = "id"
     columns: list[str] | None = None  # a .csv/.tsv without a header row: its column names
     where: list[str] = []  # row filters, all must hold: "type != plot", "lang in [en, de]"
     metric: str | None = None  # the primary metric (picks the best checkpoint); None: the task's
     positive_label: str | None = None  # binary f1/roc_auc: the positive class; None: the second
+    # multilabel: what separates labels in a text cell ("sports,politics"; GoEmotions' "3,27")
+    label_separator: str = ","
+    threshold: float = (
+        0.5  # multilabel: a label is predicted where its probability is at least this
+    )
     max_len: int = 128
     max_examples: int | None = Field(None, ge=1)  # cap on examples read from each file (quick runs)
     # classification/regression documents longer than max_len: head (keep the start), head_tail
@@ -625,6 +631,20 @@ class TaskConfig(Section):
                 )
         if self.columns is not None and len(set(self.columns)) != len(self.columns):
             raise ValueError("columns: each name once")
+        if isinstance(self.label_column, list):
+            if self.type != "multilabel":
+                raise ValueError(
+                    f"label_column={self.label_column}: a list of label columns (one per label) "
+                    "is for task.type multilabel; name one column"
+                )
+            if not self.label_column or len(set(map(str, self.label_column))) < len(
+                self.label_column
+            ):
+                raise ValueError(f"label_column={self.label_column}: name each column once")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold={self.threshold} must be between 0 and 1 (a probability)")
+        if not self.label_separator:
+            raise ValueError('label_separator="" splits nothing; give a character such as ","')
         # QA: 0 dropped every question (or allowed no answer) and trained on, silently
         for name in ("max_query_len", "max_answer_len", "n_best"):
             if getattr(self, name) < 1:

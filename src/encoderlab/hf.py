@@ -896,6 +896,15 @@ def _card_task_value(cfg: dict, key: str) -> int:
     return value if isinstance(value, int) else TaskConfig.model_fields[key].default
 
 
+def _card_threshold(cfg: dict) -> float:
+    """A multilabel run's task.threshold (the default where the config does not say)."""
+    from encoderlab.config import TaskConfig
+
+    value = (cfg.get("task") or {}).get("threshold") if isinstance(cfg, dict) else None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if ok else TaskConfig.model_fields["threshold"].default
+
+
 def _card_usage(
     arch: str,
     max_len: int,
@@ -903,6 +912,7 @@ def _card_usage(
     n_labels: int,
     max_query_len: int = 64,
     max_answer_len: int = 30,
+    threshold: float | None = None,
 ) -> list[str]:
     """The model card's lines after loading: a batch the way the run encoded its input, and
     reading the output (a runnable snippet; tests/test_hf.py executes it on each export)."""
@@ -943,7 +953,13 @@ def _card_usage(
             f'batch = tokenizer({texts}, {cut}, return_tensors="pt")',
             "logits = model(**batch).logits",
         ]
-        if n_labels > 1:
+        if threshold is not None:  # multilabel: every label whose sigmoid reaches it
+            lines += [
+                f"# as the run decides (task.threshold {threshold:g}): each label on its own",
+                f"chosen = (logits.sigmoid()[0] >= {threshold:g}).nonzero().flatten().tolist()",
+                "print([model.config.id2label[i] for i in chosen])",
+            ]
+        elif n_labels > 1:
             lines.append("print(model.config.id2label[int(logits.argmax(-1)[0])])")
         return lines
     return [
@@ -1031,6 +1047,7 @@ def write_model_card(
             len(id2label or {}),
             _card_task_value(cfg, "max_query_len"),
             _card_task_value(cfg, "max_answer_len"),
+            _card_threshold(cfg) if kind.endswith("/multilabel") else None,
         ),
         "```",
         "",
@@ -1106,6 +1123,8 @@ def _finetune_export(
         raise UserError(f"{run.path}: task type {kind[9:]!r} has no transformers export")
     extra["id2label"] = {i: name for i, name in enumerate(labels)}
     extra["label2id"] = {name: i for i, name in enumerate(labels)}
+    if getattr(spec, "hf_problem_type", None):  # multilabel: sigmoid per label, not softmax
+        extra["problem_type"] = spec.hf_problem_type
     return arch, state, extra, max_len
 
 

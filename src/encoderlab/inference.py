@@ -510,6 +510,8 @@ def scored(
 
     - a distribution over labels (classification, pair): score is the top probability and
       scores every label's probability;
+    - a label set (multilabel): label is the list of labels chosen, score the lowest
+      probability among them (None when none is chosen), scores every label's probability;
     - a span (qa): label is the answer text, score the span's probability in its window,
       p(start) x p(end) (None when no span was found), start/end its characters in the context;
     - a tag per word (tagging): label is the tags joined by spaces, entities the spans
@@ -519,6 +521,15 @@ def scored(
       words; otherwise score None;
     - anything else (a number, say): label is the value itself.
     """
+    if isinstance(pred, dict) and "labels" in pred:  # multilabel: a set, each label's probability
+        probs = dict(zip(labels, pred["probs"], strict=True))
+        return {
+            "label": list(pred["labels"]),
+            "score": round(float(min(probs[n] for n in pred["labels"])), 6)
+            if pred["labels"]
+            else None,
+            "scores": {name: round(float(q), 6) for name, q in probs.items()},
+        }
     if isinstance(pred, dict) and "probs" in pred:
         return {
             "label": pred["label"],

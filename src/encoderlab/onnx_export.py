@@ -96,6 +96,9 @@ def run_logits_model(run: Run) -> tuple[nn.Module, dict[str, Any]]:
             if task.token_level
             else "logits: (batch, labels)",
         }
+        if task.hf_problem_type == "multi_label_classification":
+            meta["output"] += f"; a label applies where sigmoid(logit) >= {cfg.task.threshold:g}"
+            meta["threshold"] = cfg.task.threshold
     else:
         raise UserError(
             f"{run.path}: run kind {kind!r} cannot be exported; use a pretraining or fine-tuning run"

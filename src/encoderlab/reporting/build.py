@@ -142,6 +142,9 @@ def _details_blocks(run: RunData, fig_dir: Path) -> list:
                 f"(F1 = 0); EM {final.get('em', 0):.2f}, F1 {final.get('f1', 0):.2f}"
             )
         )
+    elif details == "per_class":  # multilabel: per-label scores, no confusion matrix
+        table = per_class_table(run)
+        blocks.append(table if table is not None else Paragraph("No per-label scores yet."))
     elif details == "per_type":
         table = per_class_table(run, key="per_type")
         blocks.append(table if table is not None else Paragraph("No per-type scores yet."))

@@ -58,6 +58,8 @@ def timestamp(value: Any) -> str:
 
 
 def clip(text: Any, limit: int = 300) -> str:
+    if isinstance(text, (list, tuple)):  # a label set (multilabel): its names, not a repr
+        text = ", ".join(map(str, text)) or "(none)"
     text = "" if text is None else str(text)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -15,7 +15,7 @@ from encoderlab.tasks.registry import task_class
 
 RATES = {
     "acc", "macro_f1", "mlm_acc", "span_acc", "start_acc", "end_acc", "precision", "recall",
-    "weighted_f1", "mcc", "roc_auc", "f1_strict", "pearson", "spearman", "disc_acc", "disc_f1",
+    "weighted_f1", "micro_f1", "mcc", "roc_auc", "f1_strict", "pearson", "spearman", "disc_acc", "disc_f1",
 }  # fmt: skip
 TRAIN_ACC = ("train/acc", "train/mlm_acc", "train/span_acc")
 TRAIN_LOSS = ("train/loss", "train/mlm_loss")

@@ -37,6 +37,7 @@ class Table:
 
 # (header, metric): metric columns shown when at least one run has the metric
 METRIC_COLUMNS = [
+    ("micro-F1 (%)", "micro_f1"),
     ("macro-F1 (%)", "macro_f1"),
     ("weighted-F1 (%)", "weighted_f1"),
     ("MCC (x100)", "mcc"),

@@ -88,9 +88,12 @@ class Task(Protocol):
     right_means: str  # report wording for a right prediction
     reported_metrics: tuple[str, ...]  # scalar metrics `metrics` returns (report columns)
     metric_names: tuple[str, ...]  # what task.metric may choose as the primary metric
-    report_details: str | None  # report section: "confusion", "answers", "per_type" or None
+    report_details: (
+        str | None
+    )  # report section: "confusion", "answers", "per_type", "per_class" or None
     percent_metrics: frozenset[str]  # metrics already stored on a 0-100 scale
     hf_head: str | None  # the transformers head `export` writes: sequence, token, span
+    hf_problem_type: str | None  # transformers config.problem_type, where the head says less
 
     def has_gold(self, example: Example) -> bool: ...
 
@@ -169,6 +172,7 @@ class TaskBase:
     # whose `metrics` gives more than it reports in tables lists them here
     metric_names: ClassVar[tuple[str, ...]] = ()
     hf_head: ClassVar[str | None] = None  # "sequence", "token", "span": exports to transformers
+    hf_problem_type: ClassVar[str | None] = None  # e.g. "multi_label_classification"
     percent_metrics: ClassVar[frozenset[str]] = frozenset()
 
     def has_gold(self, example: Example) -> bool:
@@ -196,6 +200,22 @@ class TaskBase:
         held_out = groups_for_valid(list(sizes), sizes, target, seed)
         train = [ex for ex in examples if ex["group"] not in held_out]
         valid = [ex for ex in examples if ex["group"] in held_out]
+        return train, valid
+
+    @staticmethod
+    def random_split(
+        examples: list[Example], cfg: TaskConfig, seed: int
+    ) -> tuple[list[Example], list[Example]]:
+        """(train, valid): a seeded random valid_ratio share held out, for labels there is
+        no stratifying by (numbers, label sets); by task.group_column's groups when set."""
+        if cfg.group_column is not None:
+            return TaskBase.split_by_group(examples, cfg, seed)
+        rng = np.random.default_rng([seed, 11])
+        order = rng.permutation(len(examples))
+        k = min(max(int(round(cfg.valid_ratio * len(examples))), 1), len(examples) - 1)
+        chosen = set(order[:k].tolist())
+        train = [ex for i, ex in enumerate(examples) if i not in chosen]
+        valid = [ex for i, ex in enumerate(examples) if i in chosen]
         return train, valid
 
     def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:

@@ -88,7 +88,7 @@ class ClassificationTask(TaskBase):
             if cfg.text_pair_column is None:
                 raise UserError("task.type is pair but task.text_pair_column is not set")
             require_column(path, rows, cfg.text_pair_column, "text_pair_column")
-        has_labels = labelled is not False and records.has_column(rows[0][1], cfg.label_column)
+        has_labels = labelled is not False and self.has_label_column(path, rows, cfg)
         if labelled and not has_labels and Path(path).is_dir():
             where = "every file is at the top of the folder or in one of unlabelled text"
             raise UserError(
@@ -96,7 +96,7 @@ class ClassificationTask(TaskBase):
                 "put each file under a folder named after its label (e.g. spam/0001.txt)"
             )
         if labelled and not has_labels:
-            require_column(path, rows, cfg.label_column, "label_column")
+            self.require_label_column(path, rows, cfg)
         # the split's groups; a file to evaluate on needs no such column (split_by_group asks)
         grouped = has_labels and records.has_column(rows[0][1], cfg.group_column)
         has_ids = records.has_column(rows[0][1], cfg.id_column)
@@ -121,7 +121,7 @@ class ClassificationTask(TaskBase):
                 # a file to predict keeps every row: a submission needs every id
             label = None
             if has_labels:
-                label = self.parse_label(get(row, cfg.label_column), path, n)
+                label = self.row_label(row, cfg, path, n)
                 if label is None:
                     unlabelled.append(n)
                     continue
@@ -177,6 +177,17 @@ class ClassificationTask(TaskBase):
                     f"{ex['line']}) are one value written two ways and would train as two "
                     "classes; write every label one way"
                 )
+
+    def has_label_column(self, path: str, rows: list, cfg: TaskConfig) -> bool:
+        """Whether a file's (first) row has the gold label's column(s)."""
+        return records.has_column(rows[0][1], cfg.label_column)
+
+    def require_label_column(self, path: str, rows: list, cfg: TaskConfig) -> None:
+        require_column(path, rows, cfg.label_column, "label_column")
+
+    def row_label(self, row: dict[str, Any], cfg: TaskConfig, path: str, line: int) -> Any:
+        """A row's gold label (None: the row has none), from its label column(s)."""
+        return self.parse_label(get(row, cfg.label_column), path, line)
 
     def is_pair(self, cfg: TaskConfig) -> bool:
         """Whether examples have a second text (the pair type; regression: a pair column)."""
@@ -266,11 +277,7 @@ class ClassificationTask(TaskBase):
     def encode(
         self, examples: list[Example], tok: Tokenizer, cfg: TaskConfig, labels: list[str]
     ) -> Features:
-        if cfg.metric in BINARY_METRICS and len(labels) != 2:
-            raise UserError(
-                f"task.metric={cfg.metric} is for two labels, the data has {len(labels)}; "
-                "use acc, macro_f1, weighted_f1 or mcc"
-            )
+        self.check_metric(cfg, labels)
         ids = special_ids(tok)
         pair = self.is_pair(cfg)
         between = pair_separator(tok) if pair else []
@@ -305,6 +312,14 @@ class ClassificationTask(TaskBase):
                 "(truncation: windows; logits averaged per example)"
             )
         return features
+
+    def check_metric(self, cfg: TaskConfig, labels: list[str]) -> None:
+        """task.metric that this label set cannot give (binary f1/roc_auc of three labels)."""
+        if cfg.metric in BINARY_METRICS and len(labels) != 2:
+            raise UserError(
+                f"task.metric={cfg.metric} is for two labels, the data has {len(labels)}; "
+                "use acc, macro_f1, weighted_f1 or mcc"
+            )
 
     def label_value(self, ex: Example, labels: list[str]) -> Any:
         """The training target of a feature: the label's index, -100 for none."""

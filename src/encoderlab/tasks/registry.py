@@ -16,6 +16,7 @@ from encoderlab.errors import UserError
 
 BUILTIN_MODULES = (
     "encoderlab.tasks.classification",
+    "encoderlab.tasks.multilabel",
     "encoderlab.tasks.qa",
     "encoderlab.tasks.regression",
     "encoderlab.tasks.tagging",

@@ -64,15 +64,7 @@ class RegressionTask(ClassificationTask):
     ) -> tuple[list[Example], list[Example]]:
         """A random share (labels are numbers: nothing to stratify by), or whole groups of
         task.group_column."""
-        if cfg.group_column is not None:
-            return self.split_by_group(examples, cfg, seed)
-        rng = np.random.default_rng([seed, 11])
-        order = rng.permutation(len(examples))
-        k = min(max(int(round(cfg.valid_ratio * len(examples))), 1), len(examples) - 1)
-        chosen = set(order[:k].tolist())
-        train = [ex for i, ex in enumerate(examples) if i not in chosen]
-        valid = [ex for i, ex in enumerate(examples) if i in chosen]
-        return train, valid
+        return self.random_split(examples, cfg, seed)
 
     def check_spellings(self, examples: list[Example], path: str) -> None:
         """Labels are numbers already."""

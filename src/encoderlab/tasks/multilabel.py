@@ -1,0 +1,394 @@
+"""Multi-label classification: any number of labels per text (GoEmotions, toxic comments, topics).
+
+Read like classification (`tasks.classification`: the same files, columns, filters, long
+documents; `task.text_pair_column` makes it a pair task), but a row's gold is a set of labels:
+- a list cell (JSON lines, Parquet, a datasets `Sequence(ClassLabel)` such as GoEmotions'
+  `labels`; a list pandas wrote to a csv as `['a', 'b']` is read as a literal, never run),
+- a text cell split at `task.label_separator` ("sports,politics"; GoEmotions' tsv "3,27"; an
+  empty cell: no label applies),
+- or one 0/1 column per label: `task.label_column` as a list (Jigsaw's toxic, insult, ...),
+  whose column names are the labels (-1 or an empty cell: the row has no gold, as Jigsaw's
+  unscored test rows).
+The head has one output per label trained with binary cross-entropy (transformers'
+`multi_label_classification`); a label is predicted where its sigmoid is at least
+`task.threshold`. Metrics: micro-F1 (the primary, over every label decision), macro-F1 over
+the labels in gold or predictions, acc (the whole set right: sklearn's subset accuracy) and
+ROC-AUC averaged over the labels that have both outcomes.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from encoderlab.config import HeadConfig, TaskConfig
+from encoderlab.errors import UserError
+from encoderlab.heads import sequence_head
+from encoderlab.tasks import records, scores
+from encoderlab.tasks.base import (
+    MIN_ROWS_TO_JUDGE,
+    ONE_ANSWER_SHARE,
+    Example,
+    Feature,
+    base_collate,
+)
+from encoderlab.tasks.classification import (
+    ClassificationTask,
+    _label_key,
+    _label_value,
+    pooled_logits,
+)
+from encoderlab.tasks.records import get, require_column
+from encoderlab.tasks.registry import register
+
+_ON = {"1", "1.0", "true", "yes"}
+_OFF = {"0", "0.0", "false", "no"}
+_NO_GOLD = {"", "-1", "-1.0", "nan"}
+
+
+@register
+class MultiLabelTask(ClassificationTask):
+    """[CLS] text [SEP] (text_pair [SEP]) -> a set of labels."""
+
+    type = "multilabel"
+    primary_metric = "micro_f1"
+    reported_metrics = ("micro_f1", "macro_f1", "acc", "roc_auc")
+    metric_names = reported_metrics
+    report_details = "per_class"
+    hf_head = "sequence"
+    hf_problem_type = "multi_label_classification"  # transformers' config.problem_type
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def is_pair(self, cfg: TaskConfig) -> bool:
+        return cfg.text_pair_column is not None
+
+    def has_label_column(self, path: str, rows: list, cfg: TaskConfig) -> bool:
+        """All the label columns (a file with some of them is an error naming the first
+        missing one: its rows would read as having no gold)."""
+        present = [records.has_column(rows[0][1], col) for col in _columns(cfg)]
+        if any(present) and not all(present):
+            self.require_label_column(path, rows, cfg)
+        return all(present)
+
+    def require_label_column(self, path: str, rows: list, cfg: TaskConfig) -> None:
+        for col in _columns(cfg):
+            require_column(path, rows, col, "label_column")
+
+    def row_label(
+        self, row: dict[str, Any], cfg: TaskConfig, path: str, line: int
+    ) -> tuple[str, ...] | None:
+        """The row's label set as a sorted tuple (() when none applies), None without gold."""
+        if isinstance(cfg.label_column, list):
+            flags = [_flag(get(row, col), col, path, line) for col in cfg.label_column]
+            if any(f is None for f in flags):
+                return None
+            chosen = [str(col) for col, on in zip(cfg.label_column, flags, strict=True) if on]
+            return tuple(sorted(chosen, key=_label_key))
+        return _label_set(get(row, cfg.label_column), cfg.label_separator, path, line)
+
+    def check_spellings(self, examples: list[Example], path: str) -> None:
+        """One label written two ways ('1' and '1.0') would be two labels: refused."""
+        first: dict[Any, tuple[str, int]] = {}
+        for ex in examples:
+            for label in ex["label"] or ():
+                seen = first.setdefault(_label_value(label), (label, ex["line"]))
+                if seen[0] != label:
+                    raise UserError(
+                        f"{path}: labels '{seen[0]}' (line {seen[1]}) and '{label}' (line "
+                        f"{ex['line']}) are one value written two ways and would train as two "
+                        "labels; write every label one way"
+                    )
+
+    def split(
+        self, examples: list[Example], cfg: TaskConfig, seed: int
+    ) -> tuple[list[Example], list[Example]]:
+        """A random share (label sets are too many to stratify by), or whole groups."""
+        return self.random_split(examples, cfg, seed)
+
+    def label_names(self, examples: list[Example]) -> list[str]:
+        names = {label for ex in examples for label in ex["label"] or ()}
+        if not names:
+            raise UserError(
+                "no training row has a label (every label set is empty); check "
+                "task.label_column and task.label_separator"
+            )
+        return sorted(names, key=_label_key)
+
+    def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None:
+        known = set(labels)
+        for ex in examples:
+            for label in ex["label"] or ():
+                if label not in known:
+                    raise UserError(
+                        f"{path}:{ex['line']}: label '{label}' never appears in the training "
+                        f"data (labels: {_shown(labels)}); fix the label or add training "
+                        "examples with it"
+                    )
+
+    def missing_gold_hint(self, cfg: TaskConfig) -> str:
+        return f" (no label column {cfg.label_column}); set task.label_column"
+
+    def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
+        ex: Example = {"id": str(i), "line": 0, "text": text, "label": None}
+        if text_pair:
+            ex["text_pair"] = text_pair
+        return ex
+
+    def submission(self, rows: list[dict[str, Any]], cfg: TaskConfig) -> list[list[Any]]:
+        """One probability column per label when the labels are columns (Jigsaw's
+        id,toxic,...), else id,<label column> with the predicted labels joined by
+        task.label_separator."""
+        if not cfg.id_column:
+            raise UserError("a submission file needs task.id_column (the test file's id column)")
+        if isinstance(cfg.label_column, list):
+            names = [str(c) for c in cfg.label_column]
+            return [
+                [cfg.id_column, *names],
+                *([r["id"], *(r["probabilities"][n] for n in names)] for r in rows),
+            ]
+        sep = cfg.label_separator
+        return [
+            [cfg.id_column, cfg.label_column],
+            *([r["id"], sep.join(r["prediction"])] for r in rows),
+        ]
+
+    def show_prediction(self, example: Example, row: dict[str, Any]) -> str:
+        chosen = ", ".join(f"{n} ({row['probabilities'][n]:.3f})" for n in row["prediction"])
+        return f"{chosen or '(no label)'}  {row.get('input', '')}"
+
+    # -- encoding and training -----------------------------------------------------------------
+
+    def check_metric(self, cfg: TaskConfig, labels: list[str]) -> None:
+        """Every metric of this task works for any number of labels."""
+
+    def label_value(self, ex: Example, labels: list[str]) -> np.ndarray:
+        """The target of a feature: 1/0 per label; -1 everywhere for a row without gold."""
+        if ex["label"] is None:
+            return np.full(len(labels), -1.0, dtype=np.float32)
+        target = np.zeros(len(labels), dtype=np.float32)
+        index = {name: j for j, name in enumerate(labels)}
+        for label in ex["label"]:
+            if label in index:  # a label training never saw: scored, never trained on
+                target[index[label]] = 1.0
+        return target
+
+    def collate(self, features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:
+        batch = base_collate(features, pad_id)
+        batch["labels"] = torch.from_numpy(np.stack([f["label"] for f in features]))
+        return batch
+
+    def head(self, cfg: HeadConfig, d_model: int, n_labels: int) -> nn.Module:
+        return sequence_head(cfg, d_model, n_labels)
+
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]):
+        """Binary cross-entropy averaged over the labels, then over the rows with gold (as
+        transformers' BCEWithLogitsLoss); `correct` counts rows whose whole set is right."""
+        target = batch["labels"]
+        keep = target[:, 0] >= 0
+        n = keep.sum()
+        z = logits.float()
+        per_row = nn.functional.binary_cross_entropy_with_logits(
+            z, target.clamp_min(0), reduction="none"
+        ).mean(-1)
+        loss = (per_row * keep).sum() / n.clamp_min(1)
+        exact = (((z >= 0) == (target > 0.5)).all(-1) & keep).sum()
+        return loss, {"loss_sum": loss.detach() * n, "n": n.float(), "correct": exact.float()}
+
+    # -- predictions and metrics ---------------------------------------------------------------
+
+    def decode(self, outputs, features, examples, cfg, labels) -> list[dict[str, Any]]:
+        preds: list[dict[str, Any]] = [{} for _ in examples]
+        for i, z in pooled_logits(outputs, features).items():
+            p = 1.0 / (1.0 + np.exp(-z))
+            chosen = [labels[j] for j in np.flatnonzero(p >= cfg.threshold)]
+            preds[i] = {"labels": chosen, "probs": p.tolist()}
+        return preds
+
+    def metrics(self, predictions, examples, cfg, labels) -> dict[str, Any]:
+        keep = [i for i, ex in enumerate(examples) if ex["label"] is not None]
+        if not keep:
+            return {}
+        index = {name: j for j, name in enumerate(labels)}
+        gold = np.zeros((len(keep), len(labels)), dtype=bool)
+        pred = np.zeros_like(gold)
+        for r, i in enumerate(keep):
+            gold[r, [index[g] for g in examples[i]["label"] if g in index]] = True
+            pred[r, [index[p] for p in predictions[i]["labels"]]] = True
+        prob = np.array([predictions[i]["probs"] for i in keep], dtype=np.float64)
+        tp, fp, fn = gold & pred, ~gold & pred, gold & ~pred
+        stats = {
+            "micro_f1": lambda idx: _micro_f1(tp[idx].sum(-2), fp[idx].sum(-2), fn[idx].sum(-2)),
+            "macro_f1": lambda idx: _macro_f1(tp[idx].sum(-2), fp[idx].sum(-2), fn[idx].sum(-2)),
+            "acc": lambda idx: (gold == pred).all(-1)[idx].mean(-1),
+        }
+        everything = np.arange(len(keep))
+        out: dict[str, Any] = {name: float(fn_(everything)) for name, fn_ in stats.items()}
+        aucs = [scores.roc_auc(gold[:, j], prob[:, j]) for j in range(len(labels))]
+        defined = [a for a in aucs if not np.isnan(a)]
+        out["roc_auc"] = float(np.mean(defined)) if defined else float("nan")
+        per_class = {}
+        for j, name in enumerate(labels):
+            t, p_, g = int(tp[:, j].sum()), int(pred[:, j].sum()), int(gold[:, j].sum())
+            per_class[name] = {
+                "precision": t / max(p_, 1),
+                "recall": t / max(g, 1),
+                "f1": 2 * t / max(p_ + g, 1),
+                "support": g,
+            }
+        out["extra"] = {
+            "examples": len(keep),
+            "labels": labels,
+            "threshold": cfg.threshold,
+            "per_class": per_class,
+            "ci95": {
+                name: list(scores.bootstrap_ci(len(keep), fn_)) for name, fn_ in stats.items()
+            },
+            "bootstrap_samples": scores.BOOTSTRAP_SAMPLES,
+        }
+        return out
+
+    def one_answer(self, rows: list[dict[str, Any]]) -> str | None:
+        """One label set (often none at all) for 99 % of the labelled rows or more, where the
+        gold sets vary: what a collapsed multi-label model does."""
+        labelled = [r for r in rows if r.get("gold") is not None]
+        if len(labelled) < MIN_ROWS_TO_JUDGE:
+            return None
+        answer, n = Counter(tuple(r["prediction"]) for r in labelled).most_common(1)[0]
+        share = sum(tuple(r["gold"]) == answer for r in labelled) / len(labelled)
+        if n < ONE_ANSWER_SHARE * len(labelled) or share >= ONE_ANSWER_SHARE:
+            return None
+        every = "all" if n == len(labelled) else f"{n:,} of the"
+        return f"answers {_set_name(answer)} for {every} {len(labelled):,} examples ({share:.0%} of them are that)"
+
+    def baseline(self, rows: list[dict[str, Any]]) -> str | None:
+        golds = [tuple(r["gold"]) for r in rows if r.get("gold") is not None]
+        if len(golds) < MIN_ROWS_TO_JUDGE:
+            return None
+        answer = Counter(golds).most_common(1)[0][0]
+        tp = sum(len(set(g) & set(answer)) for g in golds)
+        fp = sum(len(set(answer) - set(g)) for g in golds)
+        fn = sum(len(set(g) - set(answer)) for g in golds)
+        return (
+            f"always answering {_set_name(answer)}, the most common label set, scores micro-F1 "
+            f"{_micro_f1(tp, fp, fn):.3f} on these {len(golds):,} examples"
+        )
+
+    def prediction_rows(self, predictions, examples, labels) -> list[dict[str, Any]]:
+        rows = []
+        for ex, p in zip(examples, predictions, strict=True):
+            row = {"id": ex["id"], "input": ex["text"]}
+            if "text_pair" in ex:
+                row["input_pair"] = ex["text_pair"]
+            gold = None if ex["label"] is None else list(ex["label"])
+            row.update(
+                gold=gold,
+                prediction=p["labels"],
+                probabilities={n: round(q, 6) for n, q in zip(labels, p["probs"], strict=True)},
+                correct=None if gold is None else sorted(gold) == sorted(p["labels"]),
+            )
+            rows.append(row)
+        return rows
+
+
+def _columns(cfg: TaskConfig) -> list[str | int]:
+    value = cfg.label_column
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _flag(raw: Any, col: str | int, path: str, line: int) -> bool | None:
+    """A 0/1 label column's cell: True/False, None for no gold (empty, -1)."""
+    if raw is None:
+        return None
+    text = str(raw).strip().lower()
+    if text in _ON:
+        return True
+    if text in _OFF:
+        return False
+    if text in _NO_GOLD:
+        return None
+    raise UserError(
+        f"{path}:{line}: label column '{col}' holds {raw!r}; with task.label_column a list of "
+        "columns, each cell says whether its label applies: 1 or 0 (true/false; -1 or empty "
+        "for a row without gold)"
+    )
+
+
+def _label_set(raw: Any, separator: str, path: str, line: int) -> tuple[str, ...] | None:
+    """The label set of one cell: a list, a list written as text, or text split at the
+    separator; None (no gold) for a missing cell."""
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        raise UserError(
+            f"{path}:{line}: the task.label_column value is a JSON object; give a list of "
+            "labels, or labels separated by task.label_separator"
+        )
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.lower() == "nan":  # pandas' missing value, as text
+            return None
+        if text.startswith("[") or text.endswith("]"):  # a list written as text
+            raw = _literal_list(text, path, line)
+        else:
+            raw = text.split(separator)
+    items = raw if isinstance(raw, (list, tuple)) else [raw]
+    out = set()
+    for item in items:
+        if isinstance(item, (list, dict)) or item is None:
+            raise UserError(
+                f"{path}:{line}: a label in task.label_column is {item!r}; each label is a "
+                "name or a number"
+            )
+        name = str(item).strip()
+        if name:
+            out.add(name)
+    return tuple(sorted(out, key=_label_key))
+
+
+def _literal_list(text: str, path: str, line: int) -> list[Any]:
+    """A list pandas or Python wrote as text (`['a', 'b']`, `[3, 27]`), read as a literal
+    (`ast.literal_eval` evaluates no code)."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        value = None
+    if not isinstance(value, (list, tuple)):
+        raise UserError(
+            f"{path}:{line}: label cell {text[:60]!r} looks like a list but is not one; write "
+            'it as ["a", "b"], or as labels separated by task.label_separator'
+        )
+    return list(value)
+
+
+def _micro_f1(tp: Any, fp: Any, fn: Any) -> Any:
+    """Micro-F1 from per-label counts (..., K), or from totals; 0 where nothing is gold or
+    predicted."""
+    tp, fp, fn = (np.asarray(x, dtype=np.float64) for x in (tp, fp, fn))
+    if tp.ndim:
+        tp, fp, fn = tp.sum(-1), fp.sum(-1), fn.sum(-1)
+    den = 2 * tp + fp + fn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, 2 * tp / den, 0.0)
+
+
+def _macro_f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """Mean per-label F1 over the labels in gold or predictions (as classification's)."""
+    tp, fp, fn = (np.asarray(x, dtype=np.float64) for x in (tp, fp, fn))
+    den = 2 * tp + fp + fn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(den > 0, 2 * tp / den, 0.0)
+    return f1.sum(-1) / np.maximum((den > 0).sum(-1), 1)
+
+
+def _set_name(labels: tuple[str, ...]) -> str:
+    return "no label" if not labels else "'" + ", ".join(labels) + "'"
+
+
+def _shown(labels: list[str]) -> str:
+    return ", ".join(labels[:12]) + (", ..." if len(labels) > 12 else "")

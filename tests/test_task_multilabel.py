@@ -1,0 +1,294 @@
+"""Multi-label classification: reading label sets in each shape, the loss, the metrics, and a
+run end to end (train, predict, evaluate, submission, serving's answer, transformers export)."""
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from conftest import FILL, GOOD, run_cli, shared
+from encoderlab.config import FinetuneConfig, TaskConfig
+from encoderlab.errors import UserError
+from encoderlab.finetuning import finetune
+from encoderlab.inference import scored
+from encoderlab.tasks import get_task
+
+SPORT = "football tennis goal match referee stadium".split()
+
+
+def topic_rows(n: int, seed: int) -> list[dict]:
+    """Two independent labels: 'good' (a praising word) and 'sport' (a sports word); a row
+    may have both, one or neither."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        words = [rng.choice(FILL) for _ in range(rng.randint(3, 8))]
+        labels = []
+        for name, pool in (("good", GOOD), ("sport", SPORT)):
+            if rng.random() < 0.5:
+                words.insert(rng.randint(0, len(words)), rng.choice(pool))
+                labels.append(name)
+        rows.append({"id": f"{seed}-{i}", "text": " ".join(words), "labels": labels})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([header, *rows])
+    return path
+
+
+def read(path: Path, **task) -> list[dict]:
+    cfg = TaskConfig(type="multilabel", **task)
+    return get_task("multilabel").read(str(path), cfg)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def test_label_sets_read_from_lists_separated_text_literals_and_flag_columns(tmp_path):
+    lists = write_jsonl(
+        tmp_path / "a.jsonl",
+        [
+            {"text": "x", "labels": ["sport", "good"]},
+            {"text": "y", "labels": []},  # no label applies: a gold of its own
+            {"text": "z", "labels": [3, 27]},  # GoEmotions' ids without names: as text
+        ],
+    )
+    assert [ex["label"] for ex in read(lists, label_column="labels")] == [
+        ("good", "sport"),
+        (),
+        ("3", "27"),
+    ]
+    text = write_csv(
+        tmp_path / "b.csv",
+        ["text", "labels"],
+        [["x", "sport, good"], ["y", ""], ["z", "['a', 'b']"], ["w", "[3, 27]"]],
+    )
+    assert [ex["label"] for ex in read(text, label_column="labels")] == [
+        ("good", "sport"),
+        (),
+        ("a", "b"),
+        ("3", "27"),
+    ]
+    piped = write_csv(tmp_path / "c.csv", ["text", "labels"], [["x", "a|b"]])
+    got = read(piped, label_column="labels", label_separator="|")
+    assert got[0]["label"] == ("a", "b")
+    # Jigsaw's shape: a 0/1 column per label, -1 (an unscored test row) is no gold
+    flags = write_csv(
+        tmp_path / "d.csv",
+        ["id", "text", "toxic", "insult"],
+        [["1", "x", "1", "0"], ["2", "y", "0", "0"], ["3", "z", "-1", "-1"], ["4", "w", "1", "1"]],
+    )
+    examples = read(flags, label_column=["toxic", "insult"])
+    assert [(ex["id"], ex["label"]) for ex in examples] == [
+        ("1", ("toxic",)),
+        ("2", ()),
+        ("4", ("insult", "toxic")),
+    ]
+    assert "skipped 1 rows without a gold label" in examples.warnings[0]
+
+
+@pytest.mark.parametrize(
+    "header,row,task,expected",
+    [
+        (["text", "toxic"], ["x", "maybe"], {"label_column": ["toxic"]}, "d.csv:2: label column 'toxic' holds 'maybe'"),
+        (["text", "labels"], ["x", "[a, b"], {"label_column": "labels"}, "looks like a list but is not one"),
+        (["text", "labels"], ["x", "[__import__('os')]"], {"label_column": "labels"}, "looks like a list"),
+        (["text", "toxic"], ["x", "1"], {"label_column": ["toxic", "insult"]}, "no column 'insult'"),
+    ],
+)  # fmt: skip
+def test_bad_label_cells_are_one_line_errors(tmp_path, header, row, task, expected):
+    path = write_csv(tmp_path / "d.csv", header, [row])
+    with pytest.raises(UserError, match=expected.replace("[", r"\[").replace("(", r"\(")):
+        read(path, **task)
+
+
+def test_label_column_list_and_threshold_are_checked_in_the_config():
+    with pytest.raises(ValidationError, match="is for task.type multilabel"):
+        TaskConfig(type="classification", label_column=["a", "b"])
+    with pytest.raises(ValidationError, match="name each column once"):
+        TaskConfig(type="multilabel", label_column=["a", "a"])
+    with pytest.raises(ValidationError, match="threshold=1.0 must be between 0 and 1"):
+        TaskConfig(type="multilabel", threshold=1.0)
+
+
+def test_label_names_and_unknown_labels(tmp_path):
+    task = get_task("multilabel")
+    train = read(
+        write_jsonl(tmp_path / "t.jsonl", [{"text": "x", "labels": ["b", "a"]}]),
+        label_column="labels",
+    )
+    assert task.label_names(train) == ["a", "b"]
+    valid = read(
+        write_jsonl(tmp_path / "v.jsonl", [{"text": "x", "labels": ["c"]}]), label_column="labels"
+    )
+    with pytest.raises(UserError, match="v.jsonl:1: label 'c' never appears in the training data"):
+        task.check_labels(valid, ["a", "b"], str(tmp_path / "v.jsonl"))
+    empty = read(
+        write_jsonl(tmp_path / "e.jsonl", [{"text": "x", "labels": []}] * 3), label_column="labels"
+    )
+    with pytest.raises(UserError, match="no training row has a label"):
+        task.label_names(empty)
+
+
+# -- the loss and the metrics ----------------------------------------------------------------
+
+
+def test_loss_is_binary_cross_entropy_over_rows_with_gold():
+    task = get_task("multilabel")
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.3, 0.2, -0.4], [5.0, 5.0, 5.0]], requires_grad=True)
+    target = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, -1.0, -1.0]])  # row 3: no gold
+    loss, counts = task.loss(logits, {"labels": target})
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[:2], target[:2])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert counts["n"].item() == 2 and counts["correct"].item() == 1  # row 1's set is right
+    loss.backward()
+    assert torch.all(logits.grad[2] == 0)  # the unlabelled row teaches nothing
+
+
+def test_metrics_match_hand_counts():
+    task = get_task("multilabel")
+    labels = ["a", "b", "c"]
+    gold = [("a",), ("a", "b"), (), ("c",)]
+    examples = [{"id": str(i), "label": g} for i, g in enumerate(gold)]
+    probs = [[0.9, 0.2, 0.1], [0.8, 0.1, 0.7], [0.1, 0.1, 0.2], [0.3, 0.6, 0.4]]
+    preds = [
+        {"labels": [labels[j] for j, p in enumerate(ps) if p >= 0.5], "probs": ps} for ps in probs
+    ]
+    m = task.metrics(preds, examples, TaskConfig(type="multilabel"), labels)
+    # tp: a 2; b 0 (fn 1, fp 1); c 0 (fp 1, fn 1) -> micro 2*2 / (2*2 + 2 + 2)
+    assert m["micro_f1"] == pytest.approx(4 / 8)
+    assert m["macro_f1"] == pytest.approx((1.0 + 0.0 + 0.0) / 3)
+    assert m["acc"] == pytest.approx(2 / 4)  # rows 1 and 3 exactly right
+    # ROC-AUC per label: a 1.0 (both positives above both negatives); b: its positive 0.1
+    # ties one negative (0.1) and is below 0.2 and 0.6: 0.5 / 3; c: 0.4 above 0.1 and 0.2,
+    # below 0.7: 2 / 3
+    assert m["roc_auc"] == pytest.approx((1.0 + 0.5 / 3 + 2 / 3) / 3)
+    extra = m["extra"]
+    assert extra["per_class"]["a"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}
+    assert set(extra["ci95"]) == {"micro_f1", "macro_f1", "acc"}
+    lo, hi = extra["ci95"]["micro_f1"]
+    assert lo <= m["micro_f1"] <= hi
+
+
+def test_one_answer_and_baseline_name_label_sets():
+    task = get_task("multilabel")
+    rows = [{"gold": ["a"] if i % 3 else [], "prediction": []} for i in range(30)]
+    assert task.one_answer(rows) == "answers no label for all 30 examples (33% of them are that)"
+    rows[0]["prediction"] = ["a"]
+    assert task.one_answer(rows) is None  # one row of 30 differs: not 99 %
+    floor = task.baseline(rows)
+    assert floor.startswith("always answering 'a', the most common label set, scores micro-F1 0.")
+
+
+# -- end to end ------------------------------------------------------------------------------
+
+
+def _cfg(tmp_path: Path, **task) -> FinetuneConfig:
+    train = write_jsonl(tmp_path / "train.jsonl", topic_rows(300, 0))
+    test = write_jsonl(
+        tmp_path / "test.jsonl",
+        [{k: v for k, v in r.items() if k != "labels"} for r in topic_rows(20, 5)],
+    )
+    return FinetuneConfig.model_validate(
+        {
+            "name": "ml",
+            "runs_dir": str(tmp_path / "runs"),
+            "task": {"type": "multilabel", "train": str(train), "test": str(test), "label_column": "labels", "max_len": 32, **task},
+            "tokenizer": {"kind": "wordpiece", "vocab_size": 120},
+            "model": {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 2, "max_len": 32, "dropout": 0.0},
+            "train": {"batch_size": 16, "lr": 3e-3, "epochs": 6, "log_every": 5, "warmup_steps": 0},
+        }
+    )  # fmt: skip
+
+
+def test_multilabel_learns_and_writes_predictions_submission_and_answers(tmp_path, capsys):
+    run, _ = finetune(_cfg(tmp_path), say=lambda m: None)
+    final = run.info["final"]
+    assert final["micro_f1"] > 0.9 and final["acc"] > 0.8, final
+    rows = [
+        json.loads(x) for x in (run.path / "predictions" / "valid.jsonl").read_text().splitlines()
+    ]
+    assert {"gold", "prediction", "probabilities", "correct"} <= rows[0].keys()
+    assert np.mean([r["correct"] for r in rows]) == pytest.approx(final["acc"])
+    with open(run.path / "submission.csv") as f:
+        sub = list(csv.reader(f))
+    assert sub[0] == ["id", "labels"] and len(sub) == 21
+    assert {s for r in sub[1:] for s in r[1].split(",") if s} <= {"good", "sport"}
+    assert run_cli("predict", run.path, "--text", "football great movie") == 0
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    assert out.startswith("good (0.") and ", sport (0." in out
+    answer = scored({"labels": ["sport"], "probs": [0.2, 0.9]}, {}, ["good", "sport"])
+    assert answer == {"label": ["sport"], "score": 0.9, "scores": {"good": 0.2, "sport": 0.9}}
+
+
+@pytest.mark.slow
+def test_multilabel_on_conll_sentences_and_its_transformers_export(tmp_path):
+    """A real multi-label task made at test time from CoNLL-2003 (which entity types does a
+    sentence hold; nothing is written outside tmp_path): scratch learns above the floor, and
+    the transformers export gives the run's probabilities."""
+    transformers = pytest.importorskip("transformers")
+
+    def sentences(path: Path, limit: int) -> list[dict]:
+        rows, words, types = [], [], set()
+        for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
+            parts = line.split()
+            if not parts or parts[0] == "-DOCSTART-":
+                if words:
+                    rows.append(
+                        {"id": str(len(rows)), "text": " ".join(words), "labels": sorted(types)}
+                    )
+                words, types = [], set()
+                if len(rows) == limit:
+                    break
+                continue
+            words.append(parts[0])
+            if parts[-1] != "O":
+                types.add(parts[-1].split("-")[-1])
+        return rows
+
+    train = write_jsonl(tmp_path / "train.jsonl", sentences(shared("conll2003", "eng.train"), 3000))
+    valid = write_jsonl(tmp_path / "valid.jsonl", sentences(shared("conll2003", "eng.testa"), 600))
+    cfg = FinetuneConfig.model_validate(
+        {
+            "runs_dir": str(tmp_path / "runs"),
+            "task": {"type": "multilabel", "train": str(train), "valid": str(valid), "label_column": "labels", "max_len": 64},
+            "model": {"d_model": 128, "n_head": 2, "d_ff": 256, "n_layer": 2, "max_len": 64},
+            "head": {"type": "pooler"},
+            "train": {"epochs": 3, "batch_size": 32, "lr": 1e-3},
+        }
+    )  # fmt: skip
+    run, _ = finetune(cfg, say=lambda m: None)
+    final = run.info["final"]
+    assert final["micro_f1"] > 0.55, final  # always answering the most common set scores ~0.3
+    out = tmp_path / "hf"
+    assert run_cli("export", run.path, "--to-hf", out) == 0
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert model.config.problem_type == "multi_label_classification"
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    rows = [
+        json.loads(x) for x in (run.path / "predictions" / "valid.jsonl").read_text().splitlines()
+    ][:8]
+    batch = tok(
+        [r["input"] for r in rows],
+        truncation=True,
+        max_length=64,
+        padding=True,
+        return_tensors="pt",
+    )
+    with torch.no_grad():
+        probs = torch.sigmoid(model(**batch).logits).numpy()
+    names = [model.config.id2label[i] for i in range(probs.shape[1])]
+    for r, p in zip(rows, probs, strict=True):
+        assert [r["probabilities"][n] for n in names] == pytest.approx(p.tolist(), abs=1e-4)

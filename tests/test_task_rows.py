@@ -71,6 +71,17 @@ def test_parquet_without_metadata_keeps_values_and_reads_nested_keys(tmp_path):
     assert [(ex["text"], ex["label"]) for ex in examples] == [("a b", "1"), ("c d", "0")]
 
 
+def test_a_float_label_column_with_a_missing_cell_keeps_whole_number_labels(tmp_path):
+    """pandas stores a 0/1 column with one NaN as floats: the labels stay '0' and '1' (as a
+    test csv, a submission and the API spell them), not '0.0' and '1.0'."""
+    table = pa.table({"text": ["a", "b", "c", "d"], "label": [1.0, 0.0, None, 2.5]})
+    path = tmp_path / "floats.parquet"
+    pq.write_table(table, path)
+    examples = get_task("classification").read(str(path), task_cfg(text_column="text"))
+    assert [ex["label"] for ex in examples] == ["1", "0", "2.5"]
+    assert "skipped 1 rows without a gold label" in examples.warnings[0]
+
+
 def test_a_damaged_parquet_file_is_one_line(tmp_path):
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"PAR1 not really")

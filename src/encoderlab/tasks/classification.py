@@ -196,7 +196,7 @@ class ClassificationTask(TaskBase):
     def parse_label(self, raw: Any, path: str, line: int) -> Any:
         """The gold label of a cell, None for a row without one (skipped when labelled)."""
         _scalar(raw, path, line, "label_column")
-        label = None if raw is None else str(raw).strip()
+        label = None if raw is None else str(whole(raw)).strip()
         if label is not None and label.lower() == "nan":  # pandas' missing value, as text
             return None
         return None if label in NO_LABEL else label
@@ -577,6 +577,15 @@ def _scalar(value: Any, path: str, line: int, key: str) -> Any:
             f"{path}:{line}: the task.{key} value is a JSON {kind}, not a single value; give "
             "a string (or point task." + key + " at a nested key with dots, e.g. a.b)"
         )
+    return value
+
+
+def whole(value: Any) -> Any:
+    """A float that is a whole number as an int: a label column pandas or Parquet holds as
+    floats because one cell is missing (NaN) gives 1.0 for 1, and the label '1.0' would then
+    match no '1' in a test file, a submission or an API call."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 

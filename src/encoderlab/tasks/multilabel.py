@@ -42,6 +42,7 @@ from encoderlab.tasks.classification import (
     _label_key,
     _label_value,
     pooled_logits,
+    whole,
 )
 from encoderlab.tasks.records import get, require_column
 from encoderlab.tasks.registry import register
@@ -345,7 +346,7 @@ def _label_set(raw: Any, separator: str, path: str, line: int) -> tuple[str, ...
                 f"{path}:{line}: a label in task.label_column is {item!r}; each label is a "
                 "name or a number"
             )
-        name = str(item).strip()
+        name = str(whole(item)).strip()
         if name:
             out.add(name)
     return tuple(sorted(out, key=_label_key))

@@ -472,6 +472,48 @@ def test_qa_end_to_end_through_finetune_and_evaluate(tmp_path):
     assert main_code(["evaluate", run.path, "--data", f]) == 0
 
 
+def test_squad2_unanswerable_questions_end_to_end(tmp_path, capsys):
+    """task.unanswerable: questions the context does not answer (its king, where it names a
+    capital) are kept, trained to point at [CLS] and answered with nothing; both kinds learn,
+    and predict says so."""
+    rng = random.Random(1)
+    cities = ["paris", "rome", "oslo", "lima", "cairo", "delhi", "tokyo", "seoul"]
+
+    def squad(articles: range) -> dict:
+        data = []
+        for a in articles:
+            city = rng.choice(cities)
+            filler = " ".join(rng.choice(FILL) for _ in range(6))
+            context = f"{filler} the capital of land{a} is {city} ."
+            answer = {"text": city, "answer_start": context.index(f"is {city}") + 3}
+            qas = [
+                {"id": f"q{a}", "question": f"what is the capital of land{a} ?", "answers": [answer]},
+                {"id": f"n{a}", "question": f"who is the king of land{a} ?", "answers": [], "is_impossible": True},
+            ]  # fmt: skip
+            data.append({"title": f"article {a}", "paragraphs": [{"context": context, "qas": qas}]})
+        return {"version": "v2.0", "data": data}
+
+    f, valid = tmp_path / "train-v2.json", tmp_path / "dev-v2.json"
+    f.write_text(json.dumps(squad(range(60))))
+    valid.write_text(json.dumps(squad(range(60, 70))))
+    task = {"type": "qa", "train": str(f), "valid": str(valid), "max_len": 48, "max_query_len": 16}
+    cfg = _tiny(tmp_path, task | {"unanswerable": True})
+    cfg.train.epochs = 20
+    run, _ = finetune(cfg, say=quiet)
+    final = run.info["final"]
+    assert final["questions"] == 20 and final["no_answer_questions"] == 10
+    # answering nothing everywhere scores f1 50 (no_ans_acc 100, has_ans_f1 0)
+    assert final["f1"] >= 70 and final["no_ans_acc"] >= 70 and final["has_ans_f1"] >= 50, final
+    rows = [
+        json.loads(x) for x in (run.path / "predictions" / "valid.jsonl").read_text().splitlines()
+    ]
+    assert {r["gold"] for r in rows if r["id"].startswith("n")} == {""}
+    context = "the movie was good the capital of land3 is oslo ."
+    args = ["predict", run.path, "--text", "who is the king of land3 ?", "--text-pair"]
+    assert main_code([*args, context]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("''  (score 0.")
+
+
 def test_tagging_end_to_end_on_conll_fixture(tmp_path):
     rng = random.Random(0)
     lines = ["-DOCSTART- -X- O O", ""]

@@ -99,13 +99,39 @@ def test_label_sets_read_from_lists_separated_text_literals_and_flag_columns(tmp
     assert "skipped 1 rows without a gold label" in examples.warnings[0]
 
 
+def test_pandas_and_numpy_list_texts_nan_and_flag_columns_training_never_sets(tmp_path):
+    cells = [
+        ["a", "['joy' 'surprise']"],  # numpy's repr (pd.read_parquet, then to_csv)
+        ["b", "('anger',)"],  # a tuple
+        ["c", "[ 3 27]"],  # numpy ints
+        ["d", "(none)"],  # parentheses without quotes: a label's own name
+    ]
+    got = read(write_csv(tmp_path / "n.csv", ["text", "labels"], cells), label_column="labels")
+    assert [ex["label"] for ex in got] == [
+        ("joy", "surprise"),
+        ("anger",),
+        ("3", "27"),
+        ("(none)",),
+    ]
+    nan = write_jsonl(tmp_path / "nan.jsonl", [{"text": "x", "labels": ["a"]}])
+    nan.write_text(nan.read_text() + '{"text": "y", "labels": NaN}\n', encoding="utf-8")
+    assert [ex["label"] for ex in read(nan, label_column="labels")] == [("a",)]  # NaN: no gold
+    # a 0/1 column that no training row sets is still a label (an output, a submission column)
+    flags = write_csv(
+        tmp_path / "f.csv", ["text", "toxic", "threat"], [["x", "1", "0"], ["y", "0", "0"]]
+    )
+    examples = read(flags, label_column=["toxic", "threat"])
+    assert get_task("multilabel").label_names(examples) == ["toxic", "threat"]
+
+
 @pytest.mark.parametrize(
     "header,row,task,expected",
     [
         (["text", "toxic"], ["x", "maybe"], {"label_column": ["toxic"]}, "d.csv:2: label column 'toxic' holds 'maybe'"),
         (["text", "labels"], ["x", "[a, b"], {"label_column": "labels"}, "looks like a list but is not one"),
-        (["text", "labels"], ["x", "[__import__('os')]"], {"label_column": "labels"}, "looks like a list"),
+        (["text", "labels"], ["x", "[__import__('os')]"], {"label_column": "labels"}, "mixes quoted and unquoted"),
         (["text", "toxic"], ["x", "1"], {"label_column": ["toxic", "insult"]}, "no column 'insult'"),
+        (["text", "labels"], ["x", "['a', b]"], {"label_column": "labels"}, "mixes quoted and unquoted"),
     ],
 )  # fmt: skip
 def test_bad_label_cells_are_one_line_errors(tmp_path, header, row, task, expected):
@@ -114,11 +140,26 @@ def test_bad_label_cells_are_one_line_errors(tmp_path, header, row, task, expect
         read(path, **task)
 
 
+def test_a_label_holding_the_separator_is_refused(tmp_path):
+    path = write_jsonl(tmp_path / "s.jsonl", [{"text": "x", "labels": ["sports,games"]}])
+    with pytest.raises(
+        UserError, match="s.jsonl:1: label 'sports,games' holds task.label_separator"
+    ):
+        read(path, label_column="labels")
+    assert read(path, label_column="labels", label_separator="|")[0]["label"] == ("sports,games",)
+    huge = tmp_path / "h.jsonl"
+    huge.write_text('{"text": "x", "labels": [' + "9" * 5000 + "]}\n", encoding="utf-8")
+    with pytest.raises(UserError, match="h.jsonl"):
+        read(huge, label_column="labels")
+
+
 def test_label_column_list_and_threshold_are_checked_in_the_config():
     with pytest.raises(ValidationError, match="is for task.type multilabel"):
         TaskConfig(type="classification", label_column=["a", "b"])
     with pytest.raises(ValidationError, match="name each column once"):
         TaskConfig(type="multilabel", label_column=["a", "a"])
+    with pytest.raises(ValidationError, match="name at least one label column"):
+        TaskConfig(type="multilabel", label_column=[])
     with pytest.raises(ValidationError, match="threshold=1.0 must be between 0 and 1"):
         TaskConfig(type="multilabel", threshold=1.0)
 
@@ -229,8 +270,33 @@ def test_multilabel_learns_and_writes_predictions_submission_and_answers(tmp_pat
     assert run_cli("predict", run.path, "--text", "football great movie") == 0
     out = capsys.readouterr().out.strip().splitlines()[-1]
     assert out.startswith("good (0.") and ", sport (0." in out
+    assert (
+        run_cli(
+            "evaluate", run.path, "--data", tmp_path / "train.jsonl", "--set", "task.threshold=0.99"
+        )
+        == 0
+    )
+    strict = json.loads((run.path / "eval" / "file-train.json").read_text())
+    assert strict["extra"]["threshold"] == 0.99  # a stricter cut, per file, as a reading option
     answer = scored({"labels": ["sport"], "probs": [0.2, 0.9]}, {}, ["good", "sport"])
     assert answer == {"label": ["sport"], "score": 0.9, "scores": {"good": 0.2, "sport": 0.9}}
+
+
+def test_flag_columns_give_one_probability_column_each_even_one_never_set(tmp_path):
+    rows = [
+        [r["id"], r["text"], int("good" in r["labels"]), int("sport" in r["labels"]), 0]
+        for r in topic_rows(120, 2)
+    ]
+    train = write_csv(tmp_path / "flags.csv", ["id", "text", "good", "sport", "never"], rows)
+    test = write_csv(tmp_path / "t.csv", ["id", "text"], [["a", "great match"], ["b", "the plot"]])
+    cfg = _cfg(tmp_path, train=str(train), test=str(test), label_column=["good", "sport", "never"])
+    cfg.train.epochs = 2
+    run, _ = finetune(cfg, say=lambda m: None)
+    assert json.loads((run.path / "labels.json").read_text()) == ["good", "sport", "never"]
+    with open(run.path / "submission.csv") as f:
+        sub = list(csv.reader(f))
+    assert sub[0] == ["id", "good", "sport", "never"] and [r[0] for r in sub[1:]] == ["a", "b"]
+    assert all(0.0 <= float(x) <= 1.0 for r in sub[1:] for x in r[1:])
 
 
 @pytest.mark.slow

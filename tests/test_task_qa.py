@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
 from encoderlab.config import HeadConfig, ModelConfig, TaskConfig, TokenizerConfig
 from encoderlab.errors import UserError
@@ -685,3 +686,94 @@ def test_korquad_dev_answers_are_recoverable() -> None:
         outputs.append(lg)
     m = task.metrics(task.decode(outputs, feats, examples, cfg, []), examples, cfg, [])
     assert m["questions"] == n and m["em"] >= 93.0 and m["f1"] >= 99.0
+
+
+# ---------------------------------------------------------------------------------------------
+# SQuAD 2.0: questions without an answer (task.unanswerable)
+
+
+def squad_v2(tmp_path: Path) -> Path:
+    data = squad_json([("A", [(EN_CONTEXTS[0], [EN_QAS[0]])])])
+    impossible = {"id": "q9", "question": "Who built it?", "answers": [], "is_impossible": True}
+    data["data"][0]["paragraphs"][0]["qas"].append(impossible)
+    return write(tmp_path, data, "v2.json")
+
+
+def test_unanswerable_questions_are_skipped_or_kept(tmp_path: Path) -> None:
+    path = squad_v2(tmp_path)
+    v1 = QATask().read(str(path), CFG)
+    assert [ex["id"] for ex in v1] == ["q0"]
+    assert "task.unanswerable: true keeps them" in v1.warnings[0]
+    task = QATask()
+    v2 = task.read(str(path), TaskConfig(type="qa", unanswerable=True))
+    assert [(ex["id"], ex.get("impossible", False)) for ex in v2] == [("q0", False), ("q9", True)]
+    assert task.has_gold(v2[1]) and task.trainable(v2[1]) and not v2.warnings
+    assert "1 of 2 questions have no answer" in v2.notes[0]
+    # datasets' rows: empty answers among answered rows are the unanswerable ones
+    rows = tmp_path / "v2.jsonl"
+    rows.write_text(
+        "\n".join(
+            json.dumps({"id": i, "context": EN_CONTEXTS[0], "question": "q?", "answers": a})
+            for i, a in (("a", {"text": ["Paris"], "answer_start": [EN_CONTEXTS[0].find("Paris")]}), ("b", {"text": [], "answer_start": []}))
+        )
+    )  # fmt: skip
+    kept = QATask().read(str(rows), TaskConfig(type="qa", unanswerable=True))
+    assert [ex.get("impossible", False) for ex in kept] == [False, True]
+    with pytest.raises(ValidationError, match="are for task.type qa"):
+        TaskConfig(type="classification", unanswerable=True)
+
+
+def test_null_answer_wins_by_more_than_the_threshold() -> None:
+    context = "aa bb cc"
+    ex = {"id": "1", "context": context, "answers": [], "impossible": True}
+    feat = _feature(0, 3, [(0, 2), (3, 5), (6, 8)])
+    logits = np.zeros((len(feat["input_ids"]), 2), dtype=np.float32)
+    logits[0] = [2.0, 2.0]  # null score 4
+    logits[3 + 1] = [1.5, 1.5]  # "bb": span score 3
+    cfg = TaskConfig(type="qa", unanswerable=True)
+    (pred,) = QATask().decode([logits], [feat], [ex], cfg, [])
+    assert pred["text"] == "" and pred["no_answer"] is True and pred["start_char"] == -1
+    # the null's probability: [CLS] among [CLS] and the context tokens, start x end
+    p = np.exp(2.0) / (np.exp(2.0) + np.exp(1.5) + 2)
+    assert pred["score"] == pytest.approx(p * p)
+    strict = cfg.model_copy(update={"null_threshold": 1.5})  # 4 - 3 = 1 is not above 1.5
+    assert QATask().decode([logits], [feat], [ex], strict, [])[0]["text"] == "bb"
+    v1 = TaskConfig(type="qa")  # SQuAD v1.1 reading never answers nothing
+    assert QATask().decode([logits], [feat], [ex], v1, [])[0]["text"] == "bb"
+
+
+def test_unanswerable_questions_score_as_the_official_v2_script() -> None:
+    examples = [
+        {"answers": [{"text": "Paris", "answer_start": 0}]},
+        {"answers": [{"text": "1889", "answer_start": 0}]},
+        {"answers": [], "impossible": True},
+        {"answers": [], "impossible": True},
+    ]
+    preds = [{"text": "Paris"}, {"text": ""}, {"text": ""}, {"text": "London"}]
+    task = QATask()
+    m = task.metrics(preds, examples, TaskConfig(type="qa", unanswerable=True), [])
+    assert m["questions"] == 4 and m["em"] == pytest.approx(50.0) and m["f1"] == pytest.approx(50.0)
+    assert m["has_ans_f1"] == pytest.approx(50.0) and m["no_ans_acc"] == pytest.approx(50.0)
+    assert m["answers_failed"] == 2 and m["no_answer_questions"] == 2
+    rows = task.prediction_rows(
+        [p | {"score": None, "start_char": -1} for p in preds],
+        [e | {"id": str(i), "question": "q", "context": "c"} for i, e in enumerate(examples)],
+        [],
+    )
+    assert [(r["gold"], r["em"]) for r in rows] == [
+        ("Paris", True),
+        ("1889", False),
+        ("", True),
+        ("", False),
+    ]
+
+
+def test_a_model_that_answers_nothing_everywhere_is_named() -> None:
+    rows = [{"em": False, "gold": "Paris", "prediction": ""}] * 8 + [
+        {"em": True, "gold": "", "prediction": ""}
+    ] * 4
+    assert QATask().one_answer(rows) == (
+        "answers nothing for all 12 questions (33% of them have no answer)"
+    )
+    rows[0] = {"em": True, "gold": "Paris", "prediction": "Paris"}
+    assert QATask().one_answer(rows) is None

@@ -82,6 +82,20 @@ def test_a_float_label_column_with_a_missing_cell_keeps_whole_number_labels(tmp_
     assert "skipped 1 rows without a gold label" in examples.warnings[0]
 
 
+def test_a_label_written_another_way_in_another_file_takes_the_runs_spelling(tmp_path):
+    """A run trained on text '0.0'/'1.0' (or before whole-number floats read as '1') reads a
+    file of float cells, which now give '0'/'1', as the same labels."""
+    table = pa.table({"text": ["a", "b"], "label": [1.0, 0.0]})
+    path = tmp_path / "floats.parquet"
+    pq.write_table(table, path)
+    task = get_task("classification")
+    examples = task.read(str(path), task_cfg(text_column="text"))
+    task.check_labels(examples, ["0.0", "1.0"], str(path))
+    assert [ex["label"] for ex in examples] == ["1.0", "0.0"]
+    with pytest.raises(UserError, match="label '2' never appears"):
+        task.check_labels([{"label": "2", "line": 3}], ["0.0", "1.0"], str(path))
+
+
 def test_a_damaged_parquet_file_is_one_line(tmp_path):
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"PAR1 not really")

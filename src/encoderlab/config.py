@@ -555,6 +555,11 @@ class TaskConfig(Section):
     max_answer_len: int = 30
     n_best: int = 20
     f1: Literal["word", "char"] = "word"  # char: KorQuAD's character-level F1
+    # SQuAD 2.0: keep questions without an answer in their context (is_impossible, or empty
+    # answers among answered rows), train them to point at [CLS], and answer "" where the null
+    # score ([CLS] start + end) beats the best span's by more than null_threshold
+    unanswerable: bool = False
+    null_threshold: float = 0.0
     # tagging
     tag_scheme: Literal["auto", "bio", "iob1"] = "auto"
     tag_column: int = -1  # CoNLL: which whitespace-separated column holds the tag
@@ -637,14 +642,19 @@ class TaskConfig(Section):
                     f"label_column={self.label_column}: a list of label columns (one per label) "
                     "is for task.type multilabel; name one column"
                 )
-            if not self.label_column or len(set(map(str, self.label_column))) < len(
-                self.label_column
-            ):
+            if not self.label_column:
+                raise ValueError("label_column=[]: name at least one label column")
+            if len(set(map(str, self.label_column))) < len(self.label_column):
                 raise ValueError(f"label_column={self.label_column}: name each column once")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold={self.threshold} must be between 0 and 1 (a probability)")
         if not self.label_separator:
             raise ValueError('label_separator="" splits nothing; give a character such as ","')
+        if self.type != "qa" and (self.unanswerable or self.null_threshold):
+            raise ValueError(
+                "unanswerable / null_threshold are for task.type qa (SQuAD 2.0's questions "
+                "without an answer); drop them"
+            )
         # QA: 0 dropped every question (or allowed no answer) and trained on, silently
         for name in ("max_query_len", "max_answer_len", "n_best"):
             if getattr(self, name) < 1:

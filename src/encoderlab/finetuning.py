@@ -539,7 +539,7 @@ def _check_both_classes(valid: list[Example], where: str) -> None:
     """ROC-AUC is undefined on a validation set of one class: every evaluation would score
     nan, the first checkpoint would stay "best" and early stopping would end the run."""
     gold = {ex.get("label") for ex in valid} - {None}
-    if len(gold) == 1:
+    if len(gold) == 1 and isinstance(next(iter(gold)), str):  # (multilabel: per label)
         raise UserError(
             f"task.metric=roc_auc needs both labels in the validation set; {where} holds only "
             f"'{gold.pop()}' ({len(valid)} examples); use task.metric mcc or acc, or a "

@@ -1065,9 +1065,7 @@ def write_model_card(
     return path
 
 
-_SEQUENCE_HEADS = (
-    "the pooler head (head.type=pooler) for classification/pair, the token head of tagging and qa"
-)
+_SEQUENCE_HEADS = "the pooler head (head.type=pooler) for classification, pair, regression and multilabel, the token head of tagging and qa"
 # why each sequence head has no exact transformers class (BertForSequenceClassification always
 # puts its tanh pooler between [CLS] and the classifier)
 _NO_HF_CLASS = {

@@ -514,6 +514,8 @@ def scored(
       probability among them (None when none is chosen), scores every label's probability;
     - a span (qa): label is the answer text, score the span's probability in its window,
       p(start) x p(end) (None when no span was found), start/end its characters in the context;
+      a run trained with task.unanswerable (SQuAD 2.0) answers "" with no_answer true and
+      score the null's probability where it finds no answer in the context;
     - a tag per word (tagging): label is the tags joined by spaces, entities the spans
       (type, start/end word index, end exclusive, char_start/char_end: characters of the text
       given, text: that slice of it); with `confidence` (each word's tag probability) score is
@@ -547,7 +549,7 @@ def scored(
             "scores": {},
             "start": start,
             "end": start + len(pred["text"]) if start >= 0 else -1,
-        }
+        } | ({"no_answer": True} if pred.get("no_answer") else {})
     if isinstance(pred, list) and "tokens" in example:
         words = example["tokens"]
         raw = example.get("raw")  # the text as given: a file's words have none

@@ -205,7 +205,7 @@ def jsonl_objects(
             continue
         is_first, first = first, False
         try:
-            obj = json.loads(stripped)
+            obj = _json_value(stripped, where.loc(lineno, offset))
         except json.JSONDecodeError as e:
             if is_first and stripped in ("[", "{"):
                 raise UserError(
@@ -415,7 +415,7 @@ def _json_rows(path: Path, data_key: bool) -> Iterator[Row]:
             f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); {to_utf8(raw)}"
         ) from None
     try:
-        data = json.loads(text)
+        data = _json_value(text, str(path))
     except json.JSONDecodeError as e:
         if e.msg == "Extra data" and _object_line(text):  # JSON lines (datasets' to_json)
             yield from iter_rows(path, "jsonl")
@@ -442,8 +442,21 @@ def _object_line(text: str) -> bool:
     first = next((line for line in text.split("\n") if line.strip()), "")
     try:
         return isinstance(json.loads(first), dict)
-    except json.JSONDecodeError:
+    except ValueError:  # not JSON (or past json's limits)
         return False
+
+
+def _json_value(text: str, where: str) -> Any:
+    """json.loads, with json's own limits (an integer of over 4,300 digits) a one-line error
+    at `where` rather than a traceback; a syntax error is left to the caller."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError as e:
+        raise UserError(
+            f"{where}: a value JSON cannot read ({str(e).split(':')[0]}); fix it"
+        ) from None
 
 
 def write_rows(

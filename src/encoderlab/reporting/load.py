@@ -119,10 +119,7 @@ def _extra_problems(extra: dict[str, Any]) -> list[str]:
     another version wrote): each would be a traceback in a table or a figure."""
     bad = []
     labels, matrix = extra.get("labels"), extra.get("confusion")
-    if matrix is None and labels is not None:  # labels without a matrix (multilabel)
-        if not isinstance(labels, list):
-            bad.append("labels")
-    elif labels is not None or matrix is not None:
+    if labels is not None or matrix is not None:
         square = (
             isinstance(labels, list)
             and isinstance(matrix, list)

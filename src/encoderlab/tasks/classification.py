@@ -235,8 +235,13 @@ class ClassificationTask(TaskBase):
         return names
 
     def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None:
+        """A gold label the run never saw is refused; one value written another way ('1' for
+        the run's '1.0', a float cell for a text one) takes the run's spelling."""
         known = set(labels)
+        by_value = {_label_value(name): name for name in labels}
         for ex in examples:
+            if ex["label"] is not None and ex["label"] not in known:
+                ex["label"] = by_value.get(_label_value(ex["label"]), ex["label"])
             if ex["label"] is not None and ex["label"] not in known:
                 raise UserError(
                     f"{path}:{ex['line']}: label '{ex['label']}' never appears in the training "

@@ -3,12 +3,13 @@
 Read like classification (`tasks.classification`: the same files, columns, filters, long
 documents; `task.text_pair_column` makes it a pair task), but a row's gold is a set of labels:
 - a list cell (JSON lines, Parquet, a datasets `Sequence(ClassLabel)` such as GoEmotions'
-  `labels`; a list pandas wrote to a csv as `['a', 'b']` is read as a literal, never run),
+  `labels`; a list pandas wrote into a csv, `['a', 'b']`, numpy's `['a' 'b']` or a tuple
+  `('a', 'b')`, is parsed as quoted names, never evaluated),
 - a text cell split at `task.label_separator` ("sports,politics"; GoEmotions' tsv "3,27"; an
   empty cell: no label applies),
 - or one 0/1 column per label: `task.label_column` as a list (Jigsaw's toxic, insult, ...),
-  whose column names are the labels (-1 or an empty cell: the row has no gold, as Jigsaw's
-  unscored test rows).
+  whose column names are the labels, every one of them even if training never sets it (-1
+  or an empty cell: the row has no gold, as Jigsaw's unscored test rows).
 The head has one output per label trained with binary cross-entropy (transformers'
 `multi_label_classification`); a label is predicted where its sigmoid is at least
 `task.threshold`. Metrics: micro-F1 (the primary, over every label decision), macro-F1 over
@@ -18,7 +19,8 @@ ROC-AUC averaged over the labels that have both outcomes.
 
 from __future__ import annotations
 
-import ast
+import math
+import re
 from collections import Counter
 from typing import Any
 
@@ -90,7 +92,7 @@ class MultiLabelTask(ClassificationTask):
             if any(f is None for f in flags):
                 return None
             chosen = [str(col) for col, on in zip(cfg.label_column, flags, strict=True) if on]
-            return tuple(sorted(chosen, key=_label_key))
+            return LabelSet(sorted(chosen, key=_label_key), space=_space(cfg.label_column))
         return _label_set(get(row, cfg.label_column), cfg.label_separator, path, line)
 
     def check_spellings(self, examples: list[Example], path: str) -> None:
@@ -113,6 +115,11 @@ class MultiLabelTask(ClassificationTask):
         return self.random_split(examples, cfg, seed)
 
     def label_names(self, examples: list[Example]) -> list[str]:
+        """The labels seen in training; with one 0/1 column per label, every column (one that
+        training never sets is still an output, a submission column and an HF label)."""
+        space = next((ex["label"].space for ex in examples if _has_space(ex)), None)
+        if space:
+            return list(space)
         names = {label for ex in examples for label in ex["label"] or ()}
         if not names:
             raise UserError(
@@ -122,9 +129,17 @@ class MultiLabelTask(ClassificationTask):
         return sorted(names, key=_label_key)
 
     def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None:
+        """Every gold label must be one the run has; one value written another way ('1' for
+        '1.0') takes the run's spelling."""
         known = set(labels)
+        by_value = {_label_value(name): name for name in labels}
         for ex in examples:
-            for label in ex["label"] or ():
+            if ex["label"] is None:
+                continue
+            spelled = [by_value.get(_label_value(x), x) for x in ex["label"]]
+            if spelled != list(ex["label"]):
+                ex["label"] = tuple(sorted(set(spelled), key=_label_key))
+            for label in ex["label"]:
                 if label not in known:
                     raise UserError(
                         f"{path}:{ex['line']}: label '{label}' never appears in the training "
@@ -222,29 +237,38 @@ class MultiLabelTask(ClassificationTask):
             gold[r, [index[g] for g in examples[i]["label"] if g in index]] = True
             pred[r, [index[p] for p in predictions[i]["labels"]]] = True
         prob = np.array([predictions[i]["probs"] for i in keep], dtype=np.float64)
-        tp, fp, fn = gold & pred, ~gold & pred, gold & ~pred
+        # per example (n, K) counts; a resample's totals are its examples' multiplicities
+        # (B, n) times these, so memory grows with n + K, not n x K per resample
+        tp, fp, fn = (x.astype(np.float64) for x in (gold & pred, ~gold & pred, gold & ~pred))
+        exact = (gold == pred).all(-1).astype(np.float64)
+
+        def counts(idx: np.ndarray) -> np.ndarray:
+            idx = np.atleast_2d(idx)
+            c = np.zeros((idx.shape[0], len(keep)))
+            np.add.at(c, (np.arange(idx.shape[0])[:, None], idx), 1.0)
+            return c
+
         stats = {
-            "micro_f1": lambda idx: _micro_f1(tp[idx].sum(-2), fp[idx].sum(-2), fn[idx].sum(-2)),
-            "macro_f1": lambda idx: _macro_f1(tp[idx].sum(-2), fp[idx].sum(-2), fn[idx].sum(-2)),
-            "acc": lambda idx: (gold == pred).all(-1)[idx].mean(-1),
+            "micro_f1": lambda idx: _micro_f1(*(counts(idx) @ x for x in (tp, fp, fn))),
+            "macro_f1": lambda idx: _macro_f1(*(counts(idx) @ x for x in (tp, fp, fn))),
+            "acc": lambda idx: counts(idx) @ exact / idx.shape[-1],
         }
         everything = np.arange(len(keep))
-        out: dict[str, Any] = {name: float(fn_(everything)) for name, fn_ in stats.items()}
+        out: dict[str, Any] = {name: float(fn_(everything)[0]) for name, fn_ in stats.items()}
         aucs = [scores.roc_auc(gold[:, j], prob[:, j]) for j in range(len(labels))]
         defined = [a for a in aucs if not np.isnan(a)]
         out["roc_auc"] = float(np.mean(defined)) if defined else float("nan")
         per_class = {}
         for j, name in enumerate(labels):
-            t, p_, g = int(tp[:, j].sum()), int(pred[:, j].sum()), int(gold[:, j].sum())
+            t, p_, g = int(tp[:, j].sum()), int(pred[:, j].sum()), int(gold[:, j].sum())  # noqa: E501
             per_class[name] = {
                 "precision": t / max(p_, 1),
                 "recall": t / max(g, 1),
                 "f1": 2 * t / max(p_ + g, 1),
                 "support": g,
             }
-        out["extra"] = {
+        out["extra"] = {  # no "labels": reports read that key with a confusion matrix
             "examples": len(keep),
-            "labels": labels,
             "threshold": cfg.threshold,
             "per_class": per_class,
             "ci95": {
@@ -320,11 +344,38 @@ def _flag(raw: Any, col: str | int, path: str, line: int) -> bool | None:
     )
 
 
+class LabelSet(tuple):
+    """A row's label set, which with one 0/1 column per label also knows every label (the
+    columns), so a label training never sets still gets an output."""
+
+    space: tuple[str, ...] | None = None
+
+    def __new__(cls, items: Any = (), space: tuple[str, ...] | None = None) -> LabelSet:
+        obj = super().__new__(cls, items)
+        obj.space = space
+        return obj
+
+
+_SPACES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _space(columns: list[str | int]) -> tuple[str, ...]:
+    """The label columns as names, one shared tuple per list of columns."""
+    names = tuple(str(c) for c in columns)
+    return _SPACES.setdefault(names, names)
+
+
+def _has_space(ex: Example) -> bool:
+    return isinstance(ex.get("label"), LabelSet) and bool(ex["label"].space)
+
+
 def _label_set(raw: Any, separator: str, path: str, line: int) -> tuple[str, ...] | None:
     """The label set of one cell: a list, a list written as text, or text split at the
     separator; None (no gold) for a missing cell."""
-    if raw is None:
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
         return None
+    if hasattr(raw, "tolist") and not isinstance(raw, (str, bytes)):  # a numpy array
+        raw = raw.tolist()
     if isinstance(raw, dict):
         raise UserError(
             f"{path}:{line}: the task.label_column value is a JSON object; give a list of "
@@ -334,37 +385,80 @@ def _label_set(raw: Any, separator: str, path: str, line: int) -> tuple[str, ...
         text = raw.strip()
         if text.lower() == "nan":  # pandas' missing value, as text
             return None
-        if text.startswith("[") or text.endswith("]"):  # a list written as text
-            raw = _literal_list(text, path, line)
+        if _written_list(text):
+            raw = _list_text(text, path, line)
         else:
             raw = text.split(separator)
     items = raw if isinstance(raw, (list, tuple)) else [raw]
     out = set()
     for item in items:
-        if isinstance(item, (list, dict)) or item is None:
+        if isinstance(item, (list, tuple, dict)) or item is None or _nan(item):
             raise UserError(
-                f"{path}:{line}: a label in task.label_column is {item!r}; each label is a "
-                "name or a number"
+                f"{path}:{line}: a label in task.label_column is {_short(item)}; each label is "
+                "a name or a number"
             )
-        name = str(whole(item)).strip()
+        name = _name(item, path, line)
+        if separator in name:
+            raise UserError(
+                f"{path}:{line}: label {_short(name)} holds task.label_separator "
+                f"'{separator}', which joins labels in submissions and csv cells; set "
+                "task.label_separator to a character no label has (e.g. '|')"
+            )
         if name:
             out.add(name)
     return tuple(sorted(out, key=_label_key))
 
 
-def _literal_list(text: str, path: str, line: int) -> list[Any]:
-    """A list pandas or Python wrote as text (`['a', 'b']`, `[3, 27]`), read as a literal
-    (`ast.literal_eval` evaluates no code)."""
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        value = None
-    if not isinstance(value, (list, tuple)):
+def _written_list(text: str) -> bool:
+    """A list as Python, pandas or numpy print it: [...], or (...) holding quoted names."""
+    if text.startswith("[") or text.endswith("]"):
+        return True
+    return text.startswith("(") and text.endswith(")") and ("'" in text or '"' in text)
+
+
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'" + r'|"((?:[^"\\]|\\.)*)"')
+
+
+def _list_text(text: str, path: str, line: int) -> list[str]:
+    """The names in a list written as text: quoted strings (`['a', 'b']`, numpy's `['a'
+    'b']`, a tuple `('a',)`) or bare numbers/words (`[3, 27]`, numpy's `[ 3 27]`). Parsed,
+    never evaluated."""
+    opened, closed = text[:1], text[-1:]
+    pair = {"[": "]", "(": ")"}.get(opened)
+    if pair is None or closed != pair:
         raise UserError(
-            f"{path}:{line}: label cell {text[:60]!r} looks like a list but is not one; write "
-            'it as ["a", "b"], or as labels separated by task.label_separator'
+            f"{path}:{line}: label cell {_short(text)} looks like a list but is not one; "
+            'write it as ["a", "b"], or as labels separated by task.label_separator'
         )
-    return list(value)
+    inner = text[1:-1]
+    if "'" in inner or '"' in inner:
+        names = [re.sub(r"\\(.)", r"\1", a or b) for a, b in _QUOTED.findall(inner)]
+        rest = _QUOTED.sub("", inner)
+        if rest.strip(" \t,") or not names:
+            raise UserError(
+                f"{path}:{line}: label cell {_short(text)} mixes quoted and unquoted labels; "
+                "quote every label, or none"
+            )
+        return names
+    return [x for x in re.split(r"[\s,]+", inner) if x]
+
+
+def _name(item: Any, path: str, line: int) -> str:
+    try:
+        return str(whole(item)).strip()
+    except ValueError:  # an int too long to print (Python's 4,300-digit limit)
+        raise UserError(
+            f"{path}:{line}: a label in task.label_column is too long a number"
+        ) from None
+
+
+def _nan(item: Any) -> bool:
+    return isinstance(item, float) and math.isnan(item)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _micro_f1(tp: Any, fp: Any, fn: Any) -> Any:

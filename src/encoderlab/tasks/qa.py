@@ -32,7 +32,16 @@ from encoderlab.config import HeadConfig, TaskConfig
 from encoderlab.data.tables import groups_for_valid
 from encoderlab.errors import UserError
 from encoderlab.heads import TokenHead
-from encoderlab.tasks.base import Example, Examples, Feature, Features, TaskBase, base_collate
+from encoderlab.tasks.base import (
+    MIN_ROWS_TO_JUDGE,
+    ONE_ANSWER_SHARE,
+    Example,
+    Examples,
+    Feature,
+    Features,
+    TaskBase,
+    base_collate,
+)
 from encoderlab.tasks.records import PARQUET_SUFFIXES, is_dataset_source, read_records
 from encoderlab.tasks.registry import register
 from encoderlab.tokenizer import pair_separator, special_ids
@@ -153,6 +162,7 @@ class _Tally:
 
     def __init__(self) -> None:
         self.questions = self.bad = self.moved = self.dropped = self.impossible = 0
+        self.kept_impossible = 0
         self.with_answers = self.without_answers = 0
         self.first_without = ""
         self.ids: Counter[str] = Counter()
@@ -180,7 +190,8 @@ class _Tally:
         if self.impossible:
             out.append(
                 f"{name}: {self.impossible} unanswerable questions (SQuAD 2.0 is_impossible) "
-                "were skipped; this task extracts spans that are in the context (SQuAD v1.1)"
+                "were skipped (SQuAD v1.1 reading); task.unanswerable: true keeps them and "
+                "trains the model to answer nothing"
             )
         dup = sum(c - 1 for c in self.ids.values() if c > 1)
         if dup:
@@ -188,8 +199,11 @@ class _Tally:
         return out
 
 
-def _squad_questions(data: list, name: str, tally: _Tally) -> Iterator[Example]:
-    """Every usable question of a SQuAD 'data' list as an example, in file order."""
+def _squad_questions(
+    data: list, name: str, tally: _Tally, keep_impossible: bool = False
+) -> Iterator[Example]:
+    """Every usable question of a SQuAD 'data' list as an example, in file order; with
+    `keep_impossible` SQuAD 2.0's unanswerable ones too (answers [], "impossible": True)."""
     for ai, article in enumerate(data):
         aw = f"data[{ai}]"
         title = article.get("title", "") if isinstance(article, dict) else ""
@@ -203,11 +217,15 @@ def _squad_questions(data: list, name: str, tally: _Tally) -> Iterator[Example]:
                 qid = str(_need(qa, "id", (str, int), qw, name))
                 question = _need(qa, "question", str, qw, name)
                 tally.questions += 1
-                if qa.get("is_impossible") is True:  # SQuAD 2.0: no span to extract
+                impossible = qa.get("is_impossible") is True  # SQuAD 2.0: no span to extract
+                if impossible and not keep_impossible:
                     tally.impossible += 1
                     continue
                 answers: list[dict[str, Any]] | None = None
-                if qa.get("answers") != [] and "answers" in qa:  # [] = no gold (a test file)
+                if impossible:
+                    tally.kept_impossible += 1
+                    answers = []
+                elif qa.get("answers") != [] and "answers" in qa:  # [] = no gold (a test file)
                     tally.with_answers += 1
                     answers = _squad_answers(qa, context, qw, name, tally)
                     if not _placed(answers):
@@ -225,7 +243,7 @@ def _squad_questions(data: list, name: str, tally: _Tally) -> Iterator[Example]:
                     "context": context,
                     "question": question,
                     "answers": answers,
-                }
+                } | ({"impossible": True} if impossible else {})
 
 
 ROW_SUFFIXES = (".jsonl", *PARQUET_SUFFIXES)
@@ -270,11 +288,12 @@ def _row_config(path: str, cfg: TaskConfig) -> TaskConfig:
 
 
 def _row_questions(
-    rows: list[tuple[int, dict[str, Any]]], name: str, tally: _Tally
+    rows: list[tuple[int, dict[str, Any]]], name: str, tally: _Tally, keep_impossible: bool = False
 ) -> Iterator[Example]:
     """Every usable question of datasets' squad rows as an example; the article (the split
     key) is the row's title, or its context when it has none. A row with empty answers among
-    rows with answers is SQuAD 2.0's unanswerable question (skipped, with a note)."""
+    rows with answers is SQuAD 2.0's unanswerable question (skipped, with a note, unless
+    `keep_impossible`)."""
     answered = any(_row_answers(row, f"{name}:{line}") for line, row in rows)
     for line, row in rows:
         where = f"{name}:{line}"
@@ -289,11 +308,15 @@ def _row_questions(
         title = title if isinstance(title, str) else ""
         tally.questions += 1
         raw = _row_answers(row, where)
-        if not raw and answered:
+        impossible = not raw and answered
+        if impossible and not keep_impossible:
             tally.impossible += 1
             continue
         answers: list[dict[str, Any]] | None = None
-        if raw:
+        if impossible:
+            tally.kept_impossible += 1
+            answers = []
+        elif raw:
             tally.with_answers += 1
             qa = {"answers": raw}
             answers = _squad_answers(qa, context, f"row {line}", name, tally)
@@ -312,7 +335,7 @@ def _row_questions(
             "context": context,
             "question": question,
             "answers": answers,
-        }
+        } | ({"impossible": True} if impossible else {})
 
 
 def _row_answers(row: dict[str, Any], where: str) -> list[dict[str, Any]]:
@@ -505,7 +528,7 @@ class QATask(TaskBase):
     hf_head = "span"  # hf export: the transformers head its head maps to
     reported_metrics = ("em", "f1")  # scalar metrics its evaluation gives
     report_details = "answers"
-    percent_metrics = frozenset({"em", "f1"})
+    percent_metrics = frozenset({"em", "f1", "has_ans_em", "has_ans_f1", "no_ans_acc"})
     example_unit = "questions"
     right_means = "answer is an exact match"
 
@@ -531,9 +554,10 @@ class QATask(TaskBase):
         tally = _Tally()
         examples = Examples()
         if _in_rows(name, cfg):
-            questions = _row_questions(read_records(name, _row_config(name, cfg)), name, tally)
+            rows = read_records(name, _row_config(name, cfg))
+            questions = _row_questions(rows, name, tally, cfg.unanswerable)
         else:
-            questions = _squad_questions(_squad_data(path), name, tally)
+            questions = _squad_questions(_squad_data(path), name, tally, cfg.unanswerable)
         for example in questions:
             examples.append(example | {"file": name})  # encode's warnings name it
             if cfg.max_examples is not None and len(examples) >= cfg.max_examples:
@@ -544,6 +568,11 @@ class QATask(TaskBase):
                 "questions have them; give every question its answers (or none, for a test file)"
             )
         examples.warnings.extend(tally.warnings(name))
+        if tally.kept_impossible:
+            examples.notes.append(
+                f"{name}: {tally.kept_impossible:,} of {len(examples):,} questions have no "
+                "answer in their context (SQuAD 2.0; task.unanswerable)"
+            )
         if not any(self.trainable(ex) for ex in examples):
             why = "; ".join(w.removeprefix(f"{name}: ") for w in tally.warnings(name))
             if examples:  # every answer misplaced: say that alone
@@ -558,9 +587,11 @@ class QATask(TaskBase):
         return examples
 
     def has_gold(self, example: Example) -> bool:
-        return bool(example.get("answers"))
+        return bool(example.get("answers")) or bool(example.get("impossible"))
 
     def trainable(self, example: Example) -> bool:
+        if example.get("impossible"):  # SQuAD 2.0: every window's target is [CLS]
+            return True
         return example.get("answers") is None or bool(_placed(example["answers"]))
 
     def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
@@ -762,13 +793,24 @@ class QATask(TaskBase):
         "start_char"}: score is the span's probability in its window, p(start) x p(end) over
         the window's context tokens (as transformers' QA pipeline gives it; a logit sum read
         as a confidence was above 1); text "" / score None / start_char -1 when no window
-        offers a valid span."""
+        offers a valid span. With task.unanswerable (SQuAD 2.0) the answer is "" (with
+        "no_answer": True and score the null's probability) where the lowest null score over
+        the windows, [CLS] start + end logits, beats the best span's by more than
+        task.null_threshold (as transformers' run_qa post-processing)."""
         best: list[tuple[float, int, int] | None] = [None] * len(examples)
+        null: list[tuple[float, float] | None] = [None] * len(examples)
         k = max(1, cfg.n_best)
         for out, feat in zip(outputs, features, strict=True):
             logits = np.asarray(out, dtype=np.float32)[: len(feat["input_ids"])]
             off = feat["offsets"]
             cand = (off[:, 0] >= 0) & (off[:, 1] > off[:, 0])
+            ei = feat["example_index"]
+            if cfg.unanswerable:
+                value = float(logits[0, 0] + logits[0, 1])
+                if null[ei] is None or value < null[ei][0]:
+                    with_cls = cand.copy()
+                    with_cls[0] = True
+                    null[ei] = (value, _span_probability(logits, with_cls, 0, 0))
             start_cand = cand & feat["max_context"] if "max_context" in feat else cand
             s_idx = _top(logits[:, 0], start_cand, k)
             e_idx = _top(logits[:, 1], cand, k)
@@ -782,13 +824,14 @@ class QATask(TaskBase):
             score = np.where(ok, score, -np.inf)
             i, j = np.unravel_index(int(np.argmax(score)), score.shape)
             value = float(score[i, j])
-            ei = feat["example_index"]
             if best[ei] is None or value > best[ei][0]:
                 prob = _span_probability(logits, cand, int(s_idx[i]), int(e_idx[j]))
                 best[ei] = (value, int(off[s_idx[i], 0]), int(off[e_idx[j], 1]), prob)
         preds = []
-        for ex, b in zip(examples, best, strict=True):
-            if b is None:
+        for ex, b, nb in zip(examples, best, null, strict=True):
+            if nb is not None and (b is None or nb[0] - b[0] > cfg.null_threshold):
+                preds.append({"text": "", "score": nb[1], "start_char": -1, "no_answer": True})
+            elif b is None:
                 preds.append({"text": "", "score": None, "start_char": -1})
             else:
                 preds.append(
@@ -805,26 +848,55 @@ class QATask(TaskBase):
     ) -> dict[str, Any]:
         """em and f1 in percent (official SQuAD v1.1 script, or KorQuAD 1.0's character F1
         and its normalisation when task.f1 is char), answers_failed (questions with F1 0)
-        and questions (how many had gold answers)."""
+        and questions (how many had gold answers). With unanswerable questions (SQuAD 2.0)
+        they score 1 for an empty answer and 0 for any other, as the official v2.0 script,
+        and has_ans_em / has_ans_f1 / no_ans_acc split the scores by kind."""
         self.f1_mode = cfg.f1
-        em_sum = f1_sum = 0.0
-        failed = n = 0
+        totals = {"has": [0, 0.0, 0.0], "no": [0, 0.0, 0.0]}  # kind: [n, em, f1]
+        failed = 0
         for pred, ex in zip(predictions, examples, strict=True):
-            if not ex.get("answers"):
+            if not self.has_gold(ex):
                 continue
-            em, f1 = answer_scores(_text(pred), [a["text"] for a in ex["answers"]], cfg.f1)
-            n += 1
-            em_sum += em
-            f1_sum += f1
+            em, f1 = _scores(pred, ex, cfg.f1)
+            kind = totals["no" if ex.get("impossible") else "has"]
+            kind[0] += 1
+            kind[1] += em
+            kind[2] += f1
             failed += f1 == 0.0
+        n = totals["has"][0] + totals["no"][0]
         if n == 0:
             return {"questions": 0}
-        return {
-            "em": 100.0 * em_sum / n,
-            "f1": 100.0 * f1_sum / n,
+        out = {
+            "em": 100.0 * (totals["has"][1] + totals["no"][1]) / n,
+            "f1": 100.0 * (totals["has"][2] + totals["no"][2]) / n,
             "answers_failed": failed,
             "questions": n,
         }
+        if cfg.unanswerable or totals["no"][0]:
+            has_n, no_n = max(totals["has"][0], 1), max(totals["no"][0], 1)
+            out |= {
+                "has_ans_em": 100.0 * totals["has"][1] / has_n,
+                "has_ans_f1": 100.0 * totals["has"][2] / has_n,
+                "no_ans_acc": 100.0 * totals["no"][1] / no_n,
+                "no_answer_questions": totals["no"][0],
+            }
+        return out
+
+    def one_answer(self, rows: list[dict[str, Any]]) -> str | None:
+        """Nothing answered (an empty prediction) for 99 % of the scored questions or more,
+        where most have an answer: what a SQuAD 2.0 model that learned only [CLS] does."""
+        scored = [r for r in rows if r.get("em") is not None]
+        if len(scored) < MIN_ROWS_TO_JUDGE:
+            return None
+        empty = sum(not (r.get("prediction") or "").strip() for r in scored)
+        none = sum(r.get("gold") == "" for r in scored)
+        if empty < ONE_ANSWER_SHARE * len(scored) or none >= ONE_ANSWER_SHARE * len(scored):
+            return None
+        every = "all" if empty == len(scored) else f"{empty:,} of the"
+        return (
+            f"answers nothing for {every} {len(scored):,} questions ({none / len(scored):.0%} "
+            "of them have no answer)"
+        )
 
     def prediction_rows(
         self, predictions: list[dict[str, Any]], examples: list[Example], labels: list[str]
@@ -838,8 +910,8 @@ class QATask(TaskBase):
             text = _text(pred)
             em: bool | None = None
             f1: float | None = None
-            if golds:
-                em, f1_frac = answer_scores(text, golds, self.f1_mode)
+            if self.has_gold(ex):
+                em, f1_frac = _scores(pred, ex, self.f1_mode)
                 f1 = round(100.0 * f1_frac, 2)
             placed = _placed(ex["answers"])
             anchor = placed[0]["answer_start"] if placed else pred.get("start_char", -1)
@@ -848,7 +920,7 @@ class QATask(TaskBase):
                     "id": ex["id"],
                     "question": ex["question"],
                     "context": _snippet(ex["context"], anchor),
-                    "gold": golds[0] if golds else None,
+                    "gold": golds[0] if golds else ("" if ex.get("impossible") else None),
                     "answers": golds,
                     "prediction": text,
                     "score": pred.get("score") if isinstance(pred, dict) else None,
@@ -892,6 +964,15 @@ def _top(values: np.ndarray, keep: np.ndarray, k: int) -> np.ndarray:
     if len(idx) > k:
         idx = idx[np.argpartition(-values[idx], k - 1)[:k]]
     return idx[np.argsort(-values[idx], kind="stable")]
+
+
+def _scores(pred: Any, ex: Example, mode: str) -> tuple[bool, float]:
+    """(exact match, F1) of a prediction for a question with gold: an unanswerable one
+    (SQuAD 2.0) is right only when answered with nothing."""
+    if ex.get("impossible"):
+        empty = not _text(pred).strip()
+        return empty, float(empty)
+    return answer_scores(_text(pred), [a["text"] for a in ex["answers"]], mode)
 
 
 def _text(pred: Any) -> str:

@@ -1,7 +1,8 @@
 """`evaluate --set`: change how a finished run reads another file, and nothing else.
 
 A run's task settings are part of what it learned (its type, labels, max_len); the reading
-options below only say where in a file the data sits, so they may differ per file.
+options below only say where in a file the data sits (and the two decision thresholds how
+its outputs become answers), so they may differ per file.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ READING_KEYS = (
     "head_tokens",
     "window_stride",
     "max_windows",
+    "label_separator",
+    # decision rules rather than reading, equally free per file: a multilabel run's
+    # probability threshold, a SQuAD 2.0 run's null-score margin
+    "threshold",
+    "null_threshold",
 )
 
 

@@ -777,3 +777,49 @@ def test_a_model_that_answers_nothing_everywhere_is_named() -> None:
     )
     rows[0] = {"em": True, "gold": "Paris", "prediction": "Paris"}
     assert QATask().one_answer(rows) is None
+
+
+def test_squad2_data_gaps_are_errors_not_unanswerable_questions(tmp_path: Path) -> None:
+    on = TaskConfig(type="qa", unanswerable=True)
+    data = json.loads(squad_v2(tmp_path).read_text())
+    del data["data"][0]["paragraphs"][0]["qas"][0]["answers"]  # an answerable one lost its answers
+    with pytest.raises(UserError, match=r"qas\[0\]: no 'answers'.*is_impossible: true"):
+        QATask().read(str(write(tmp_path, data, "gap.json")), on)
+    data = json.loads(squad_v2(tmp_path).read_text())
+    data["data"][0]["paragraphs"][0]["qas"][1]["answers"] = [{"text": "Paris", "answer_start": 0}]
+    with pytest.raises(
+        UserError, match=r"qas\[1\]: is_impossible is true but the question has answers"
+    ):
+        QATask().read(str(write(tmp_path, data, "both.json")), on)
+    rows = tmp_path / "gap.jsonl"
+    start = EN_CONTEXTS[0].find("Paris")
+    rows.write_text(
+        json.dumps({"id": "a", "context": EN_CONTEXTS[0], "question": "q?", "answers": {"text": ["Paris"], "answer_start": [start]}})
+        + "\n" + json.dumps({"id": "b", "context": EN_CONTEXTS[0], "question": "q?", "answers": None}) + "\n"
+    )  # fmt: skip
+    with pytest.raises(UserError, match="no 'answers'"):
+        QATask().read(str(rows), on)
+    with pytest.raises(ValidationError, match="null_threshold=nan: give a finite number"):
+        TaskConfig(type="qa", unanswerable=True, null_threshold=float("nan"))
+
+
+def test_squad2_scores_leave_out_a_kind_without_questions_and_normalize_nothing() -> None:
+    task, on = QATask(), TaskConfig(type="qa", unanswerable=True)
+    answerable = [{"answers": [{"text": "Paris", "answer_start": 0}]}]
+    m = task.metrics([{"text": "Paris"}], answerable, on, [])
+    assert "has_ans_f1" in m and "no_ans_acc" not in m and m["no_answer_questions"] == 0
+    assert m["extra"] == {"null_threshold": 0.0}
+    # "the" normalizes to nothing, as in the official script: an unanswerable question's right answer
+    m = task.metrics([{"text": "the"}], [{"answers": [], "impossible": True}], on, [])
+    assert m["no_ans_acc"] == 100.0 and "has_ans_f1" not in m
+
+
+def test_decision_thresholds_at_evaluate_time_only_where_the_run_has_them() -> None:
+    from encoderlab.tasks.reading import reading_config
+
+    with pytest.raises(UserError, match="a qa run has no label threshold"):
+        reading_config(TaskConfig(type="qa"), ["task.threshold=0.3"])
+    with pytest.raises(UserError, match="fine-tuned with task.unanswerable: true"):
+        reading_config(TaskConfig(type="qa"), ["task.null_threshold=-1"])
+    cfg = reading_config(TaskConfig(type="qa", unanswerable=True), ["task.null_threshold=-1"])
+    assert cfg.null_threshold == -1.0

@@ -650,6 +650,8 @@ class TaskConfig(Section):
             raise ValueError(f"threshold={self.threshold} must be between 0 and 1 (a probability)")
         if not self.label_separator:
             raise ValueError('label_separator="" splits nothing; give a character such as ","')
+        if not math.isfinite(self.null_threshold):
+            raise ValueError(f"null_threshold={self.null_threshold}: give a finite number")
         if self.type != "qa" and (self.unanswerable or self.null_threshold):
             raise ValueError(
                 "unanswerable / null_threshold are for task.type qa (SQuAD 2.0's questions "

@@ -223,7 +223,13 @@ def _squad_questions(
                     continue
                 answers: list[dict[str, Any]] | None = None
                 if impossible:
+                    if qa.get("answers"):
+                        raise UserError(
+                            f"{name}: {qw}: is_impossible is true but the question has answers; "
+                            "drop one of them (SQuAD 2.0 keeps guesses in plausible_answers)"
+                        )
                     tally.kept_impossible += 1
+                    tally.with_answers += 1  # a gold of its own: "nothing"
                     answers = []
                 elif qa.get("answers") != [] and "answers" in qa:  # [] = no gold (a test file)
                     tally.with_answers += 1
@@ -308,13 +314,16 @@ def _row_questions(
         title = title if isinstance(title, str) else ""
         tally.questions += 1
         raw = _row_answers(row, where)
-        impossible = not raw and answered
+        # SQuAD 2.0's unanswerable rows say so with empty answers; a row without the field
+        # (or null) among answered ones is a gap in the data, refused below
+        impossible = not raw and answered and row.get("answers") is not None
         if impossible and not keep_impossible:
             tally.impossible += 1
             continue
         answers: list[dict[str, Any]] | None = None
         if impossible:
             tally.kept_impossible += 1
+            tally.with_answers += 1  # a gold of its own: "nothing"
             answers = []
         elif raw:
             tally.with_answers += 1
@@ -565,7 +574,9 @@ class QATask(TaskBase):
         if tally.with_answers and tally.without_answers:
             raise UserError(
                 f"{name}: {tally.first_without}: no 'answers' (or an empty list), but other "
-                "questions have them; give every question its answers (or none, for a test file)"
+                "questions have them; give every question its answers (or none, for a test "
+                "file); a SQuAD 2.0 question without an answer says is_impossible: true, and "
+                "task.unanswerable: true keeps it"
             )
         examples.warnings.extend(tally.warnings(name))
         if tally.kept_impossible:
@@ -872,14 +883,15 @@ class QATask(TaskBase):
             "answers_failed": failed,
             "questions": n,
         }
-        if cfg.unanswerable or totals["no"][0]:
-            has_n, no_n = max(totals["has"][0], 1), max(totals["no"][0], 1)
-            out |= {
-                "has_ans_em": 100.0 * totals["has"][1] / has_n,
-                "has_ans_f1": 100.0 * totals["has"][2] / has_n,
-                "no_ans_acc": 100.0 * totals["no"][1] / no_n,
-                "no_answer_questions": totals["no"][0],
-            }
+        if cfg.unanswerable or totals["no"][0]:  # each kind's scores where it has questions
+            has_n, no_n = totals["has"][0], totals["no"][0]
+            if has_n:
+                out["has_ans_em"] = 100.0 * totals["has"][1] / has_n
+                out["has_ans_f1"] = 100.0 * totals["has"][2] / has_n
+            if no_n:
+                out["no_ans_acc"] = 100.0 * totals["no"][1] / no_n
+            out["no_answer_questions"] = no_n
+            out["extra"] = {"null_threshold": cfg.null_threshold}
         return out
 
     def one_answer(self, rows: list[dict[str, Any]]) -> str | None:
@@ -924,6 +936,11 @@ class QATask(TaskBase):
                     "answers": golds,
                     "prediction": text,
                     "score": pred.get("score") if isinstance(pred, dict) else None,
+                    **(
+                        {"no_answer": True}
+                        if isinstance(pred, dict) and pred.get("no_answer")
+                        else {}
+                    ),
                     "em": em,
                     "f1": f1,
                 }
@@ -969,8 +986,9 @@ def _top(values: np.ndarray, keep: np.ndarray, k: int) -> np.ndarray:
 def _scores(pred: Any, ex: Example, mode: str) -> tuple[bool, float]:
     """(exact match, F1) of a prediction for a question with gold: an unanswerable one
     (SQuAD 2.0) is right only when answered with nothing."""
-    if ex.get("impossible"):
-        empty = not _text(pred).strip()
+    if ex.get("impossible"):  # as the official v2.0 script: the normalized answer is empty
+        normalize = korquad_normalize if mode == "char" else squad_normalize
+        empty = not normalize(_text(pred))
         return empty, float(empty)
     return answer_scores(_text(pred), [a["text"] for a in ex["answers"]], mode)
 

@@ -47,4 +47,14 @@ def reading_config(task: TaskConfig, overrides: list[str]) -> TaskConfig:
                 + ", ".join(f"task.{k}" for k in READING_KEYS)
             )
     data = apply_overrides(data, overrides)
+    given = {text.split("=", 1)[0].strip().removeprefix("task.") for text in overrides}
+    if "threshold" in given and task.type != "multilabel":
+        raise UserError(
+            f"--set task.threshold: a {task.type} run has no label threshold (multilabel runs do)"
+        )
+    if "null_threshold" in given and not task.unanswerable:
+        raise UserError(
+            "--set task.null_threshold: this run never answers nothing; the margin is for runs "
+            "fine-tuned with task.unanswerable: true (SQuAD 2.0)"
+        )
     return build(TaskConfig, data["task"], "--set")

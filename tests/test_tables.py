@@ -182,3 +182,19 @@ def test_unterminated_quote_names_the_line_it_opened(tmp_path, text, line):
 def test_quoted_fields_that_close_are_not_unterminated(tmp_path):
     f = _write(tmp_path / "a.csv", 'text,target\n"two\nlines",1\n"last ""one""",0')
     assert [r["text"] for _, r in read_rows(f)] == ["two\nlines", 'last "one"']
+
+
+@pytest.mark.parametrize("orient", [None, "split", "index", "records", "columns"])
+def test_every_pandas_to_json_layout_reads_as_the_same_rows(tmp_path, orient):
+    """pandas' DataFrame.to_json writes {"column": {"index": value}} by default (and split,
+    index, records layouts on request): each reads as the frame's rows, in order."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"text": ["a b", "c d", "e"], "label": [1, 0, 1]})
+    path = tmp_path / "frame.json"
+    df.to_json(path, orient=orient) if orient else df.to_json(path)
+    rows = [row for _, row in read_rows(path)]
+    assert rows == [
+        {"text": "a b", "label": 1},
+        {"text": "c d", "label": 0},
+        {"text": "e", "label": 1},
+    ]

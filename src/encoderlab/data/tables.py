@@ -423,6 +423,7 @@ def _json_rows(path: Path, data_key: bool) -> Iterator[Row]:
         raise UserError(
             f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno}); fix the file"
         ) from None
+    data = _pandas_orient(data) or data
     if data_key and isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
@@ -435,6 +436,29 @@ def _json_rows(path: Path, data_key: bool) -> Iterator[Row]:
                 "every item must be an object of fields"
             )
         yield i, item
+
+
+def _pandas_orient(data: Any) -> list[dict] | None:
+    """The rows of what pandas' `DataFrame.to_json` writes other than an array of records:
+    its default {"column": {"index": value}}, orient="index" {"index": {"column": value}}
+    (told apart by digit-string outer keys, pandas' default index) and orient="split"
+    {"columns": [...], "data": [[...]]}; None for anything else."""
+    if not isinstance(data, dict) or not data:
+        return None
+    columns, rows = data.get("columns"), data.get("data")
+    if isinstance(columns, list) and isinstance(rows, list):
+        if all(isinstance(r, list) and len(r) == len(columns) for r in rows):
+            return [dict(zip(map(str, columns), r, strict=True)) for r in rows]
+        return None
+    values = list(data.values())
+    if not all(isinstance(v, dict) for v in values) or "data" in data:
+        return None
+    keys = list(values[0])
+    if any(list(v) != keys for v in values):
+        return None
+    if all(str(k).isdigit() for k in data):  # orient="index": one object per row
+        return values
+    return [{col: data[col][k] for col in data} for k in keys]  # the default, by column
 
 
 def _object_line(text: str) -> bool:

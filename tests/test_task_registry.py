@@ -156,7 +156,7 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]) -> Path:
 def test_unknown_task_type_names_the_registered_ones() -> None:
     with pytest.raises(
         UserError,
-        match="registered types: classification, multilabel, pair, qa, regression, tagging",
+        match="registered types: classification, multilabel, pair, pos, qa, regression, tagging",
     ):
         from encoderlab.config import build
 

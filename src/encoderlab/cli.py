@@ -460,7 +460,7 @@ def finetune(
     ] = None,
     print_config: PrintConfigOpt = False,
 ) -> None:
-    """Fine-tune on a task (classification, pair, multilabel, regression, qa, tagging) from scratch, a run or hf:."""
+    """Fine-tune on a task (classification, pair, multilabel, regression, qa, tagging, pos) from scratch, a run or hf:."""
     from encoderlab.config import FinetuneConfig, load_config, to_yaml
     from encoderlab.finetuning import finetune as run_finetune
     from encoderlab.finetuning import resolve_defaults
@@ -792,7 +792,7 @@ def _task_head(cfg: Any, d_model: int, n_labels: int) -> tuple[str, Any]:
 
     task = get_task(cfg.task.type)
     head = task.head(cfg.head, d_model, max(n_labels, 1))
-    what = {"tagging": "token head", "qa": "span head"}.get(cfg.task.type)
+    what = {"tagging": "token head", "pos": "token head", "qa": "span head"}.get(cfg.task.type)
     return what or f"{cfg.head.type} head", head
 
 

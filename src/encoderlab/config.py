@@ -561,7 +561,8 @@ class TaskConfig(Section):
     unanswerable: bool = False
     null_threshold: float = 0.0
     # tagging
-    tag_scheme: Literal["auto", "bio", "iob1"] = "auto"
+    # plain: tags as they are, no entity scheme (task.type pos sets it: part-of-speech tags)
+    tag_scheme: Literal["auto", "bio", "iob1", "plain"] = "auto"
     tag_column: int = -1  # CoNLL: which whitespace-separated column holds the tag
 
     @field_validator("type")
@@ -598,14 +599,26 @@ class TaskConfig(Section):
             raise ValueError("valid_ratio must be in (0, 1)")
         if self.max_len < 8:
             raise ValueError("max_len must be at least 8")
-        if self.group_column is not None and self.type in ("tagging", "qa"):
+        if self.group_column is not None and self.type in ("tagging", "pos", "qa"):
             raise ValueError(
                 f"group_column splits classification, pair and regression files; {self.type} "
                 + ("splits by article already" if self.type == "qa" else "reads no columns")
                 + ": drop task.group_column or give task.valid a file"
             )
+        if self.type == "pos":  # its tags are plain labels, never entity chunks
+            if self.tag_scheme not in ("auto", "plain"):
+                raise ValueError(
+                    f"tag_scheme={self.tag_scheme} is for entity tags (task.type tagging); "
+                    "pos reads its tags as they are: drop task.tag_scheme"
+                )
+            self.__dict__["tag_scheme"] = "plain"  # (assigning would validate again)
+        elif self.tag_scheme == "plain":
+            raise ValueError(
+                "tag_scheme=plain reads tags without an entity scheme: that is task.type pos "
+                "(part-of-speech and other per-word tags)"
+            )
         # a truncation a task does not read was a silent no-op
-        if self.type == "tagging" and self.truncation == "head_tail":
+        if self.type in ("tagging", "pos") and self.truncation == "head_tail":
             raise ValueError(
                 "truncation=head_tail is for classification; tagging reads long sentences "
                 "with truncation: windows (or head, which cuts their end)"
@@ -629,7 +642,7 @@ class TaskConfig(Section):
                 raise ValueError("text_column=[]: name at least one column")
             if len(set(map(str, self.text_column))) < len(self.text_column):
                 raise ValueError(f"text_column={self.text_column}: name each column once")
-            if self.type in ("tagging", "qa"):
+            if self.type in ("tagging", "pos", "qa"):
                 raise ValueError(
                     f"text_column={self.text_column}: a list of columns joins a row's texts for "
                     f"classification, pair and regression; {self.type} reads one column"
@@ -1087,7 +1100,7 @@ def as_the_run_read(data: Any) -> Any:
     if not isinstance(task, dict) or task.get("truncation") in (None, "head"):
         return data
     kind, truncation = task.get("type"), task.get("truncation")
-    if (kind == "tagging" and truncation == "head_tail") or kind == "qa":
+    if (kind in ("tagging", "pos") and truncation == "head_tail") or kind == "qa":
         data = {**data, "task": {**task, "truncation": "head"}}
     return data
 

@@ -111,16 +111,20 @@ DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "pretrained": {
         "*": {"lr": 1e-4, "warmup_ratio": 0.1, "epochs": 3},
         "tagging": {"lr": 5e-4},
+        "pos": {"lr": 5e-4},
     },
     "own": {
         "*": {"lr": 4e-4, "warmup_ratio": 0.1, "epochs": 3},
         "tagging": {"lr": 5e-4},
+        "pos": {"lr": 5e-4},
     },
     "scratch": {
         "*": {"lr": 3e-4, "warmup_ratio": 0.1, "epochs": 3},
         "tagging": {"lr": 1e-3},
+        "pos": {"lr": 1e-3},
     },
 }
+# pos (a tag per word, like tagging) takes tagging's settings; not measured on its own
 # The model settings a config with `init: scratch` leaves unset, by task type: ALiBi positions
 # for tagging (local context is what tags need first). CoNLL-2003 from scratch, 3-minute
 # budgets, the schema's d256 x 4 encoder, lr 1e-3 (2026-12-02): entity F1 0.679 with a learned
@@ -128,11 +132,14 @@ DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 # configs (2026-11-30): 73.9 vs 69.4; KLUE-NER 58.9 vs 57.8, and 0.621 vs 0.613 (2026-12-02).
 # Sequence tasks keep the table (disaster tweets over seeds 0-2: level; NSMC 0.834 vs 0.832),
 # which a transformers export needs.
-SCRATCH_MODEL: dict[str, dict[str, Any]] = {"tagging": {"position": "alibi"}}
+SCRATCH_MODEL: dict[str, dict[str, Any]] = {
+    "tagging": {"position": "alibi"},
+    "pos": {"position": "alibi"},
+}
 # learning rates that train (by init and task type); an explicit train.lr below a third of the
 # low end or above the high end gets a one-line warning
 LR_RANGE: dict[str, dict[str, tuple[float, float]]] = {
-    "pretrained": {"*": (1e-5, 3e-4), "tagging": (5e-5, 1e-3)},
+    "pretrained": {"*": (1e-5, 3e-4), "tagging": (5e-5, 1e-3), "pos": (5e-5, 1e-3)},
     "own": {"*": (3e-5, 5e-3)},  # a long own pretraining may want a hub model's smaller lr
     "scratch": {"*": (1e-4, 5e-3)},
 }

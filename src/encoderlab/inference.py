@@ -55,7 +55,7 @@ from encoderlab.tasks.base import (
 )
 from encoderlab.tasks.reading import reading_config
 from encoderlab.tasks.records import header_for
-from encoderlab.tasks.tagging import entities, word_spans
+from encoderlab.tasks.tagging import entities, entity_tags, word_spans
 from encoderlab.tokenizer import load_tokenizer, special_ids
 
 
@@ -577,7 +577,7 @@ def scored(
                     "text": text[spans[a][0] : spans[b - 1][1]],
                 }
                 | ({"score": lowest(a, b)} if confidence is not None else {})
-                for ty, a, b in entities(pred)
+                for ty, a, b in (entities(pred) if entity_tags(labels or pred) else [])
             ],
         }
         if confidence is not None:

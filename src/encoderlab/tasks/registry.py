@@ -17,6 +17,7 @@ from encoderlab.errors import UserError
 BUILTIN_MODULES = (
     "encoderlab.tasks.classification",
     "encoderlab.tasks.multilabel",
+    "encoderlab.tasks.pos",
     "encoderlab.tasks.qa",
     "encoderlab.tasks.regression",
     "encoderlab.tasks.tagging",

@@ -98,12 +98,14 @@ from encoderlab.tasks.registry import register
 from encoderlab.tokenizer import special_ids
 
 IGNORE = -100
-FORMATS = ("conll", "klue-ner", "kmou", "lines", "rows")
+FORMATS = ("conll", "conllu", "klue-ner", "kmou", "lines", "rows")
+ENTITY_FORMATS = ("klue-ner", "kmou")  # their markup is entities: no plain tags to read
 ROW_FORMATS = ("jsonl", "json", "parquet", "hf")  # task.format values read as `rows`
 ROW_SUFFIXES = (".jsonl", ".json", *PARQUET_SUFFIXES)
 _NOT_LINES = (".parquet", ".pq", ".arrow", ".jsonl", ".xlsx", ".xlsm")  # in a folder of files
 WORD_COLUMNS = ("tokens", "words")  # where a row keeps its words, unless task.text_column says
 TAG_COLUMNS = ("tags", "ner_tags", "labels", "ner")
+PLAIN_TAG_COLUMNS = ("pos_tags", "upos", "tags", "labels", "xpos")  # task.type pos's rows
 _ALIASES = {"klue": "klue-ner", "klue_ner": "klue-ner", "kmou-ner": "kmou", "kmou_ner": "kmou"}
 _TAG = re.compile(r"^[BI]-\S+$")
 # what a tag column holds in any scheme (BIO, BIOES, BILOU, KMOU's B_PS): not a plain word
@@ -120,6 +122,11 @@ def _split_tag(tag: str) -> tuple[str, str]:
     if tag == "O" or len(tag) < 3:
         return "O", ""
     return tag[0], tag[2:]
+
+
+def entity_tags(labels: list[str]) -> bool:
+    """Whether a tag set is entity chunks (BIO), not plain per-word tags (pos)."""
+    return any(_TAG.match(tag) for tag in labels)
 
 
 def entities(tags: list[str]) -> list[tuple[str, int, int]]:
@@ -510,10 +517,11 @@ def _read_conll(path: Path, lines: list[str], cfg: TaskConfig, report: _Report) 
         words.append(cols[0])
         if n_cols > 1:
             tag = cols[tag_col].strip()
-            _check_tag(tag, f"{path}:{n}", columns=True)
+            if cfg.tag_scheme != "plain":
+                _check_tag(tag, f"{path}:{n}", columns=True)
             tags.append(tag)
     close()
-    if n_cols > 1:
+    if n_cols > 1 and cfg.tag_scheme != "plain":
         _fix_scheme(path, sentences, cfg.tag_scheme, report)
     return [
         {
@@ -523,6 +531,54 @@ def _read_conll(path: Path, lines: list[str], cfg: TaskConfig, report: _Report) 
             "tokens": w,
             "tags": t if n_cols > 1 else None,
         }
+        for i, (line, w, t) in enumerate(sentences)
+    ]
+
+
+def _read_conllu(path: Path, lines: list[str], cfg: TaskConfig, report: _Report) -> list[Example]:
+    """CoNLL-U (Universal Dependencies; KLUE-DP's tsv is laid out the same way): '#' lines are
+    comments, a blank line ends a sentence, tab-separated ID FORM LEMMA UPOS XPOS ...; the
+    word is FORM, the tag column task.tag_column (-1, the default: 3, UPOS; 4 is XPOS).
+    Multiword token ranges (1-2) and empty nodes (8.1) are not words of the sentence."""
+    col = 3 if cfg.tag_column < 0 else cfg.tag_column
+    sentences: list[tuple[int, list[str], list[str]]] = []
+    words: list[str] = []
+    tags: list[str] = []
+    start = 0
+    for n, line in enumerate([*lines, ""], 1):
+        if line.startswith("#"):
+            continue
+        if not line.strip():
+            if words:
+                sentences.append((start, list(words), list(tags)))
+            words.clear()
+            tags.clear()
+            continue
+        cols = line.rstrip("\r\n").split("\t")
+        if len(cols) <= max(col, 1):
+            raise UserError(
+                f"{path}:{n}: {len(cols)} tab-separated columns, but CoNLL-U rows have ID, FORM "
+                f"and the tag in column {col} (task.tag_column; 3 UPOS, 4 XPOS); fix the line "
+                "or task.format"
+            )
+        if "-" in cols[0] or "." in cols[0]:  # a multiword token's range, an empty node
+            continue
+        tag = cols[col].strip()
+        if tag in ("", "_"):
+            raise UserError(
+                f"{path}:{n}: word '{cols[1]}' has no tag in column {col} ('{tag}'); set "
+                "task.tag_column to the column that holds the tags (3 UPOS, 4 XPOS)"
+            )
+        if cfg.tag_scheme != "plain":
+            _check_tag(tag, f"{path}:{n}")
+        if not words:
+            start = n
+        words.append(cols[1])
+        tags.append(tag)
+    if sentences and cfg.tag_scheme != "plain":
+        _fix_scheme(path, sentences, cfg.tag_scheme, report)
+    return [
+        {"id": str(i), "line": line, "file": str(path), "tokens": w, "tags": t}
         for i, (line, w, t) in enumerate(sentences)
     ]
 
@@ -590,8 +646,9 @@ def _row_examples(
     first = rows[0][1]
     words_col = _row_column(path, first, cfg.text_column, "text_column", WORD_COLUMNS)
     # a file to predict: its tags, if any, are not read (nor looked for)
+    usual = PLAIN_TAG_COLUMNS if cfg.tag_scheme == "plain" else TAG_COLUMNS
     tags_col = (
-        _row_column(path, first, cfg.label_column, "label_column", TAG_COLUMNS)
+        _row_column(path, first, cfg.label_column, "label_column", usual)
         if labelled is not False
         else None
     )
@@ -602,7 +659,7 @@ def _row_examples(
         )
     if tags_col is None:
         report.no_tags = (
-            f"no column of tags ({' or '.join(TAG_COLUMNS)}) in its rows; columns found: "
+            f"no column of tags ({' or '.join(usual)}) in its rows; columns found: "
             f"{', '.join(map(str, first))}; set task.label_column to the column of tags"
         )
     else:
@@ -619,7 +676,7 @@ def _row_examples(
             )
         tags = row.get(tags_col) if tags_col is not None else None
         if tags is not None:
-            tags = _row_tags(where, tags_col, tags, len(words))
+            tags = _row_tags(where, tags_col, tags, len(words), cfg.tag_scheme == "plain")
         sid = row.get(id_col) if id_col is not None else None
         if words:
             sentences.append((line, list(words), tags, str(i if sid is None else sid)))
@@ -631,7 +688,7 @@ def _row_examples(
             f"id {again[0][1]!r}, as at row {seen[again[0][1]]})"
         )
     tagged = [(line, w, t) for line, w, t, _ in sentences if t is not None]
-    if tagged:
+    if tagged and cfg.tag_scheme != "plain":
         _fix_scheme(path, tagged, cfg.tag_scheme, report, word_per_line=False)
     return [
         {"id": sid, "line": line, "file": path, "tokens": w, "tags": t}
@@ -655,8 +712,9 @@ def _row_column(
     return name
 
 
-def _row_tags(where: str, column: str, tags: Any, n_words: int) -> list[str]:
-    """A row's tags as BIO strings, refused in one line when they cannot be."""
+def _row_tags(where: str, column: str, tags: Any, n_words: int, plain: bool = False) -> list[str]:
+    """A row's tags as BIO strings (`plain`: as strings), refused in one line when they
+    cannot be."""
     if not isinstance(tags, list) or len(tags) != n_words:
         got = f"{len(tags)} tags" if isinstance(tags, list) else f"a {type(tags).__name__}"
         raise UserError(
@@ -670,7 +728,8 @@ def _row_tags(where: str, column: str, tags: Any, n_words: int) -> list[str]:
         )
     out = [str(t).strip() for t in tags]
     for k, tag in enumerate(out):
-        _check_tag(tag, f"{where} (word {k + 1})")
+        if not plain:
+            _check_tag(tag, f"{where} (word {k + 1})")
     return out
 
 
@@ -775,6 +834,7 @@ class TaggingTask(TaskBase):
     report_details = "per_type"
     example_unit = "sentences"  # what reports count
     right_means = "tags every word right"  # a sentence counts as right in the sign test
+    untagged = "O"  # the tag of a word cut by max_len
 
     def has_gold(self, example: Example) -> bool:
         return example.get("tags") is not None
@@ -858,7 +918,12 @@ class TaggingTask(TaskBase):
         fmt = cfg.format.lower()
         fmt = _ALIASES.get(fmt, fmt)
         if fmt == "auto":
-            fmt = detect_format(lines)
+            fmt = "conllu" if path.suffix.lower() == ".conllu" else detect_format(lines)
+        if cfg.tag_scheme == "plain" and fmt in ENTITY_FORMATS:
+            raise UserError(
+                f"{path}: read as {fmt}, whose markup is entities (task.type tagging); plain "
+                "tags are read from conll, conllu or rows files: set task.format"
+            )
         if _sentence_per_line(lines, fmt, cfg):
             report.add("lines", _LAYOUTS[fmt])
             fmt = "lines"
@@ -867,6 +932,8 @@ class TaggingTask(TaskBase):
             examples = _read_lines(path, lines)
         elif fmt == "conll":
             examples = _read_conll(path, lines, cfg, report)
+        elif fmt == "conllu":
+            examples = _read_conllu(path, lines, cfg, report)
         elif fmt == "klue-ner":
             examples = _read_klue(path, lines, report)
         elif fmt == "kmou":
@@ -1038,8 +1105,9 @@ class TaggingTask(TaskBase):
         cfg: TaskConfig,
         labels: list[str],
     ) -> list[list[str]]:
-        """A tag per word: argmax at its first sub-token; words cut by max_len get O."""
-        preds = [["O"] * len(ex["tokens"]) for ex in examples]
+        """A tag per word: argmax at its first sub-token; words cut by max_len get O (pos:
+        '_', no tag)."""
+        preds = [[self.untagged] * len(ex["tokens"]) for ex in examples]
         for out, feat in zip(outputs, features, strict=True):
             pred = preds[feat["example_index"]]
             words = np.asarray(feat["word_index"])[: len(out)]

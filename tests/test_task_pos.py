@@ -1,0 +1,117 @@
+"""Part-of-speech tagging (task.type pos): plain per-word tags from CoNLL columns, CoNLL-U and
+rows; word accuracy and per-tag scores; a run end to end."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from conftest import run_cli, shared
+from encoderlab.config import FinetuneConfig, TaskConfig
+from encoderlab.errors import UserError
+from encoderlab.finetuning import finetune
+from encoderlab.inference import scored
+from encoderlab.tasks import get_task
+
+CONLLU = """# sent_id = 1
+# text = I don't know.
+1\tI\tI\tPRON\tPRP\t_\t3\tnsubj\t_\t_
+2-3\tdon't\t_\t_\t_\t_\t_\t_\t_\t_
+2\tdo\tdo\tAUX\tVBP\t_\t3\taux\t_\t_
+3\tn't\tnot\tPART\tRB\t_\t3\tadvmod\t_\t_
+3.1\tknow\tknow\tVERB\tVB\t_\t_\t_\t_\t_
+4\tknow\tknow\tVERB\tVB\t_\t0\troot\t_\t_
+5\t.\t.\tPUNCT\t.\t_\t4\tpunct\t_\t_
+
+# sent_id = 2
+1\tGo\tgo\tVERB\tVB\t_\t0\troot\t_\t_
+2\t!\t!\tPUNCT\t.\t_\t1\tpunct\t_\t_
+"""
+
+
+def read(path: Path, **task) -> list[dict]:
+    return get_task("pos").read(str(path), TaskConfig(type="pos", **task))
+
+
+def test_conllu_reads_words_and_upos_or_xpos(tmp_path):
+    path = tmp_path / "ud.conllu"  # the name says CoNLL-U
+    path.write_text(CONLLU, encoding="utf-8")
+    upos = read(path)
+    assert [ex["tokens"] for ex in upos] == [["I", "do", "n't", "know", "."], ["Go", "!"]]
+    assert upos[0]["tags"] == ["PRON", "AUX", "PART", "VERB", "PUNCT"]  # ranges, empty nodes out
+    assert read(path, tag_column=4)[0]["tags"] == ["PRP", "VBP", "RB", "VB", "."]
+    bad = tmp_path / "bad.conllu"
+    bad.write_text("1\tI\tI\t_\tPRP\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.conllu:1: word 'I' has no tag in column 3"):
+        read(bad)
+
+
+def test_real_conll2003_pos_column_and_klue_dp():
+    conll = read(shared("conll2003", "eng.testa"), tag_column=1, max_examples=2)
+    assert conll[0]["tokens"][:3] == ["CRICKET", "-", "LEICESTERSHIRE"]
+    assert conll[0]["tags"][:3] == ["NNP", ":", "NNP"]  # plain tags, no B-/I- check
+    dp = read(shared("klue", "klue-dp-v1.1_dev.tsv"), format="conllu", max_examples=1)
+    assert dp[0]["tokens"][0] == "'K팝스타3’" and dp[0]["tags"][0] == "SS+SL+NNP+SN+SS"
+
+
+def test_rows_read_pos_tags_and_scheme_settings_are_checked(tmp_path):
+    rows = tmp_path / "pos.jsonl"
+    rows.write_text(json.dumps({"tokens": ["a", "dog"], "pos_tags": ["DT", "NN"]}) + "\n")
+    assert read(rows)[0]["tags"] == ["DT", "NN"]
+    assert TaskConfig(type="pos").tag_scheme == "plain"
+    with pytest.raises(ValidationError, match="pos reads its tags as they are"):
+        TaskConfig(type="pos", tag_scheme="bio")
+    with pytest.raises(ValidationError, match="that is task.type pos"):
+        TaskConfig(type="tagging", tag_scheme="plain")
+    klue = tmp_path / "k.tsv"
+    klue.write_text("## 1\t<서울:LC>\n서\tB-LC\n울\tI-LC\n", encoding="utf-8")
+    with pytest.raises(UserError, match="whose markup is entities"):
+        read(klue, format="klue-ner")
+
+
+def test_word_accuracy_per_tag_scores_and_what_learned_nothing_looks_like():
+    task = get_task("pos")
+    examples = [{"tags": ["DT", "NN", "VB"]}, {"tags": ["NN", "NN"]}]
+    preds = [["DT", "NN", "NN"], ["NN", "_"]]  # "_": a word cut by max_len
+    m = task.metrics(preds, examples, TaskConfig(type="pos"), ["DT", "NN", "VB"])
+    assert m["acc"] == pytest.approx(3 / 5)
+    nn = m["extra"]["per_class"]["NN"]  # 2 right of 3 predicted NN, of 3 gold NN
+    assert nn["precision"] == pytest.approx(2 / 3) and nn["recall"] == pytest.approx(2 / 3)
+    assert m["macro_f1"] == pytest.approx((1.0 + 2 / 3 + 0.0) / 3)
+    rows = [{"gold": "DT NN VB NN", "prediction": "NN NN NN NN"}] * 3
+    assert task.one_answer(rows) == "tags every word 'NN' (12 words; 50% of them are 'NN')"
+    assert task.baseline(rows).startswith(
+        "always answering 'NN', the most common tag, scores accuracy 0.500"
+    )
+
+
+def test_pos_learns_end_to_end_and_answers_without_entities(tmp_path, capsys):
+    rng = random.Random(0)
+    nouns, verbs = ["dog", "cat", "river", "city"], ["runs", "sleeps", "flows", "grows"]
+    lines = []
+    for _ in range(300):
+        words = [("the", "DT"), (rng.choice(nouns), "NN"), (rng.choice(verbs), "VB")]
+        if rng.random() < 0.5:
+            words.insert(1, (rng.choice(["big", "old", "red"]), "JJ"))
+        lines += [f"{w} {t}" for w, t in words] + [""]
+    data = tmp_path / "train.conll"
+    data.write_text("\n".join(lines), encoding="utf-8")
+    cfg = FinetuneConfig.model_validate(
+        {
+            "runs_dir": str(tmp_path / "runs"),
+            "task": {"type": "pos", "train": str(data), "max_len": 16},
+            "tokenizer": {"kind": "wordpiece", "vocab_size": 80},
+            "model": {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 1, "max_len": 16},
+            "train": {"batch_size": 16, "lr": 3e-3, "epochs": 4, "warmup_steps": 0},
+        }
+    )
+    run, _ = finetune(cfg, say=lambda m: None)
+    assert run.info["final"]["acc"] > 0.95, run.info["final"]
+    row = json.loads((run.path / "predictions" / "valid.jsonl").read_text().splitlines()[0])
+    assert "n_gold_entities" not in row
+    assert run_cli("predict", run.path, "--text", "the old cat sleeps") == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "the/DT old/JJ cat/NN sleeps/VB"
+    answer = scored(["DT", "INTJ"], {"tokens": ["the", "oh"]}, ["DT", "INTJ"])
+    assert answer["label"] == "DT INTJ" and answer["entities"] == []  # INTJ is no I- tag

@@ -453,9 +453,7 @@ class ClassificationTask(TaskBase):
     def prediction_rows(self, predictions, examples, labels) -> list[dict[str, Any]]:
         rows = []
         for ex, p in zip(examples, predictions, strict=True):
-            row = {"id": ex["id"], "input": ex["text"]}
-            if "text_pair" in ex:
-                row["input_pair"] = ex["text_pair"]
+            row = input_row(ex)
             row.update(
                 gold=ex["label"],
                 prediction=p["label"],
@@ -531,6 +529,15 @@ def truncation_message(cut: int, total: int, cfg: TaskConfig) -> str:
     return (
         f"{cut:,} of {total:,} examples were longer than task.max_len={cfg.max_len} tokens: " + how
     )
+
+
+def input_row(ex: Example) -> dict[str, Any]:
+    """A prediction row's id and input (and second sentence): what every sentence task's
+    rows start with."""
+    row = {"id": ex["id"], "input": ex["text"]}
+    if "text_pair" in ex:
+        row["input_pair"] = ex["text_pair"]
+    return row
 
 
 def pooled_logits(outputs: list[np.ndarray], features: list[Feature]) -> dict[int, np.ndarray]:

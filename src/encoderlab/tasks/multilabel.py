@@ -43,6 +43,7 @@ from encoderlab.tasks.classification import (
     ClassificationTask,
     _label_key,
     _label_value,
+    input_row,
     pooled_logits,
     whole,
 )
@@ -307,9 +308,7 @@ class MultiLabelTask(ClassificationTask):
     def prediction_rows(self, predictions, examples, labels) -> list[dict[str, Any]]:
         rows = []
         for ex, p in zip(examples, predictions, strict=True):
-            row = {"id": ex["id"], "input": ex["text"]}
-            if "text_pair" in ex:
-                row["input_pair"] = ex["text_pair"]
+            row = input_row(ex)
             gold = None if ex["label"] is None else list(ex["label"])
             row.update(
                 gold=gold,

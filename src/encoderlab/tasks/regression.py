@@ -27,7 +27,12 @@ from encoderlab.tasks.base import (
     Feature,
     base_collate,
 )
-from encoderlab.tasks.classification import NO_LABEL, ClassificationTask, pooled_logits
+from encoderlab.tasks.classification import (
+    NO_LABEL,
+    ClassificationTask,
+    input_row,
+    pooled_logits,
+)
 from encoderlab.tasks.registry import register
 
 
@@ -178,9 +183,7 @@ class RegressionTask(ClassificationTask):
     def prediction_rows(self, predictions, examples, labels) -> list[dict[str, Any]]:
         rows = []
         for ex, p in zip(examples, predictions, strict=True):
-            row = {"id": ex["id"], "input": ex["text"]}
-            if "text_pair" in ex:
-                row["input_pair"] = ex["text_pair"]
+            row = input_row(ex)
             row.update(gold=ex["label"], prediction=round(p["value"], 6), correct=None)
             rows.append(row)
         return rows

@@ -42,10 +42,45 @@ def test_conllu_reads_words_and_upos_or_xpos(tmp_path):
     assert [ex["tokens"] for ex in upos] == [["I", "do", "n't", "know", "."], ["Go", "!"]]
     assert upos[0]["tags"] == ["PRON", "AUX", "PART", "VERB", "PUNCT"]  # ranges, empty nodes out
     assert read(path, tag_column=4)[0]["tags"] == ["PRP", "VBP", "RB", "VB", "."]
-    bad = tmp_path / "bad.conllu"
-    bad.write_text("1\tI\tI\t_\tPRP\n", encoding="utf-8")
-    with pytest.raises(UserError, match=r"bad.conllu:1: word 'I' has no tag in column 3"):
-        read(bad)
+    untagged = tmp_path / "tokenized.conllu"  # UDPipe's tokenizer output: words, no tags
+    untagged.write_text("1\tI\t_\t_\t_\n2\trun\t_\t_\t_\n", encoding="utf-8")
+    task, cfg = get_task("pos"), TaskConfig(type="pos")
+    assert task.read(str(untagged), cfg, labelled=False)[0]["tokens"] == ["I", "run"]
+    with pytest.raises(UserError, match="tokenized.conllu:1: no word has a tag in column 3"):
+        task.read(str(untagged), cfg, labelled=True)
+
+
+@pytest.mark.parametrize(
+    "text,task,expected",
+    [
+        ("1\tI\tI\tPRON\n2\trun\t_\t_\n", {}, r"x.conllu:2: word 'run' has no tag in column 3 \('_'\), but other words"),
+        ("1\tNew\tYork\tcity\tPROPN\n2\tgo\tgo\tVERB\n", {}, "x.conllu:2: 4 tab-separated columns where CoNLL-U rows have 5"),
+        ("1\t\t_\tDET\n", {}, r"x.conllu:1: no word in column 1 \(FORM\)"),
+        ("1\tI\tI\tPRON\n", {"tag_column": 1}, "CoNLL-U's columns 0-2 are ID, FORM and LEMMA"),
+        ("1\tI\tI\tNN P\n", {}, "tag 'NN P' is not a tag"),
+    ],
+)  # fmt: skip
+def test_conllu_mistakes_are_one_line_errors(tmp_path, text, task, expected):
+    path = tmp_path / "x.conllu"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UserError, match=expected):
+        read(path, **task)
+
+
+def test_plain_sentences_of_equal_length_and_a_conllu_name_read_as_what_they_are(tmp_path):
+    task = get_task("pos")
+    run_cfg = TaskConfig(type="pos", format="conll")  # what a run trained on CoNLL records
+    same = tmp_path / "same.txt"
+    same.write_text("The cat\nA dog\nHe runs\n", encoding="utf-8")
+    got = task.read(str(same), run_cfg, labelled=False)
+    assert [ex["tokens"] for ex in got] == [["The", "cat"], ["A", "dog"], ["He", "runs"]]
+    ud = tmp_path / "dev.conllu"
+    ud.write_text(CONLLU, encoding="utf-8")
+    assert task.read(str(ud), run_cfg)[1]["tokens"] == ["Go", "!"]  # not IDs as words
+    conllu_run = TaskConfig(type="pos", format="conllu")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("I know\n", encoding="utf-8")
+    assert task.read(str(plain), conllu_run, labelled=False)[0]["tokens"] == ["I", "know"]
 
 
 def test_real_conll2003_pos_column_and_klue_dp():
@@ -60,6 +95,12 @@ def test_rows_read_pos_tags_and_scheme_settings_are_checked(tmp_path):
     rows = tmp_path / "pos.jsonl"
     rows.write_text(json.dumps({"tokens": ["a", "dog"], "pos_tags": ["DT", "NN"]}) + "\n")
     assert read(rows)[0]["tags"] == ["DT", "NN"]
+    for bad in (None, "", ["NN"], "NN P"):
+        rows.write_text(json.dumps({"tokens": ["a", "dog"], "pos_tags": ["DT", bad]}) + "\n")
+        with pytest.raises(UserError, match=r"pos.jsonl:1 \(word 2\)"):
+            read(rows)
+    ner = read(shared("conll2003", "eng.testa"), max_examples=50)  # the last column: NER
+    assert "look like entity chunks" in ner.warnings[-1] and "task.tag_column" in ner.warnings[-1]
     assert TaskConfig(type="pos").tag_scheme == "plain"
     with pytest.raises(ValidationError, match="pos reads its tags as they are"):
         TaskConfig(type="pos", tag_scheme="bio")

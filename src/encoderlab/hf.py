@@ -777,7 +777,7 @@ def export_problems(mc: ModelConfig) -> list[str]:
         )
     if mc.position == "alibi":
         out.append(
-            "ALiBi attention biases (model.position; the budget recipe's and scratch tagging's "
+            "ALiBi attention biases (model.position; the budget recipe's and scratch tagging's and pos' "
             "default); BERT learns its position table: train with model.position=learned"
         )
     elif mc.position != "learned":

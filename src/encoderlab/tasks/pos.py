@@ -11,14 +11,17 @@ sentence counts as right when every word's tag is.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
 from encoderlab.config import TaskConfig
 from encoderlab.errors import UserError
-from encoderlab.tasks.base import MIN_ROWS_TO_JUDGE, ONE_ANSWER_SHARE, Example
+from encoderlab.tasks.base import MIN_ROWS_TO_JUDGE, ONE_ANSWER_SHARE, Example, Examples
 from encoderlab.tasks.registry import register
 from encoderlab.tasks.tagging import TaggingTask
+
+_BIO = re.compile(r"^(O|[BI]-\S+)$")
 
 
 @register
@@ -37,6 +40,19 @@ class PosTask(TaggingTask):
             " (no tag on any word: CoNLL columns (task.tag_column), CoNLL-U (task.format "
             "conllu) or rows of words and tags carry them; plain sentences are for predict)"
         )
+
+    def read(self, path: str, cfg: TaskConfig, labelled: bool | None = None) -> Examples:
+        """As tagging reads, plus a warning when the tags are entity chunks (B-ORG, I-PER):
+        CoNLL-2003's last column is NER, its POS tags are column 1."""
+        examples = super().read(path, cfg, labelled)
+        tags = {t for ex in examples if ex["tags"] for t in ex["tags"]}
+        if tags and sum(bool(_BIO.match(t)) for t in tags) >= len(tags) / 2:
+            examples.warnings.append(
+                f"{path}: its tags look like entity chunks ({', '.join(sorted(tags)[:3])}, ...): "
+                "task.type tagging scores entities; for part-of-speech tags point "
+                "task.tag_column at their column (CoNLL-2003: 1)"
+            )
+        return examples
 
     def label_names(self, examples: list[Example]) -> list[str]:
         tags = sorted({t for ex in examples if ex["tags"] for t in ex["tags"]})

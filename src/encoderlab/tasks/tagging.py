@@ -290,6 +290,16 @@ def _check_tag(tag: str, where: str, columns: bool = False) -> None:
     )
 
 
+def _check_plain_tag(tag: str, where: str) -> None:
+    """A plain tag (pos) is one non-empty word: '_' is CoNLL-U's "no tag" (and what a word cut
+    by max_len is predicted), and a space would split it in prediction rows."""
+    if not tag or tag == "_" or any(c.isspace() for c in tag):
+        raise UserError(
+            f"{where}: tag {tag!r} is not a tag (empty, '_' or with a space); give each word one "
+            "tag, or set task.tag_column to the column that holds them"
+        )
+
+
 def _units_to_words(
     units: list[tuple[str, str]],
 ) -> tuple[list[str], list[str], int]:
@@ -439,7 +449,12 @@ def _read_lines(path: Path, lines: list[str]) -> list[Example]:
     return examples
 
 
-_LAYOUTS = {"conll": "CoNLL columns", "klue-ner": "KLUE NER rows", "kmou": "KMOU markup"}
+_LAYOUTS = {
+    "conll": "CoNLL columns",
+    "conllu": "CoNLL-U rows",
+    "klue-ner": "KLUE NER rows",
+    "kmou": "KMOU markup",
+}
 
 
 def _sentence_per_line(lines: list[str], fmt: str, cfg: TaskConfig) -> bool:
@@ -452,6 +467,14 @@ def _sentence_per_line(lines: list[str], fmt: str, cfg: TaskConfig) -> bool:
     character a KLUE row holds. kmou: no '; ' or '## ' line (its sentence headers).
     """
     text = [ln for ln in lines if ln.strip()]
+    if fmt == "conllu":  # CoNLL-U rows are tab-separated
+        return bool(text) and not any("\t" in ln for ln in text)
+    if fmt == "conll" and cfg.tag_scheme == "plain":
+        # plain tags look like any word, so only the layout tells: sentences of a CoNLL file
+        # are separated by blank lines; lines of text without one are sentences, one per line
+        first = next(i for i, ln in enumerate(lines) if ln.strip()) if text else 0
+        last = max((i for i, ln in enumerate(lines) if ln.strip()), default=0)
+        return len(text) == 1 or not any(not ln.strip() for ln in lines[first:last])
     if fmt == "kmou":
         return bool(text) and not any(ln.startswith(("; ", "## ")) for ln in text)
     if fmt == "klue-ner":
@@ -519,6 +542,8 @@ def _read_conll(path: Path, lines: list[str], cfg: TaskConfig, report: _Report) 
             tag = cols[tag_col].strip()
             if cfg.tag_scheme != "plain":
                 _check_tag(tag, f"{path}:{n}", columns=True)
+            else:
+                _check_plain_tag(tag, f"{path}:{n}")
             tags.append(tag)
     close()
     if n_cols > 1 and cfg.tag_scheme != "plain":
@@ -540,11 +565,17 @@ def _read_conllu(path: Path, lines: list[str], cfg: TaskConfig, report: _Report)
     comments, a blank line ends a sentence, tab-separated ID FORM LEMMA UPOS XPOS ...; the
     word is FORM, the tag column task.tag_column (-1, the default: 3, UPOS; 4 is XPOS).
     Multiword token ranges (1-2) and empty nodes (8.1) are not words of the sentence."""
-    col = 3 if cfg.tag_column < 0 else cfg.tag_column
+    if cfg.tag_column != -1 and cfg.tag_column < 3:
+        raise UserError(
+            f"task.tag_column={cfg.tag_column}: CoNLL-U's columns 0-2 are ID, FORM and LEMMA; "
+            "the tags are in 3 (UPOS, the default) or 4 (XPOS)"
+        )
+    col = 3 if cfg.tag_column == -1 else cfg.tag_column
     sentences: list[tuple[int, list[str], list[str]]] = []
     words: list[str] = []
     tags: list[str] = []
-    start = 0
+    start = n_cols = 0
+    untagged: list[str] = []  # where a word has no tag ('_'): a file to predict, or an error
     for n, line in enumerate([*lines, ""], 1):
         if line.startswith("#"):
             continue
@@ -555,30 +586,43 @@ def _read_conllu(path: Path, lines: list[str], cfg: TaskConfig, report: _Report)
             tags.clear()
             continue
         cols = line.rstrip("\r\n").split("\t")
-        if len(cols) <= max(col, 1):
+        n_cols = n_cols or len(cols)
+        if len(cols) <= col or len(cols) != n_cols:
             raise UserError(
-                f"{path}:{n}: {len(cols)} tab-separated columns, but CoNLL-U rows have ID, FORM "
-                f"and the tag in column {col} (task.tag_column; 3 UPOS, 4 XPOS); fix the line "
-                "or task.format"
+                f"{path}:{n}: {len(cols)} tab-separated columns where CoNLL-U rows have "
+                f"{n_cols} (ID, FORM, LEMMA, UPOS, ...; the tag in column {col}, "
+                "task.tag_column); fix the line (a word may not hold a tab) or task.format"
             )
         if "-" in cols[0] or "." in cols[0]:  # a multiword token's range, an empty node
             continue
+        if not cols[1].strip():
+            raise UserError(f"{path}:{n}: no word in column 1 (FORM); fix the line")
         tag = cols[col].strip()
         if tag in ("", "_"):
-            raise UserError(
-                f"{path}:{n}: word '{cols[1]}' has no tag in column {col} ('{tag}'); set "
-                "task.tag_column to the column that holds the tags (3 UPOS, 4 XPOS)"
-            )
-        if cfg.tag_scheme != "plain":
+            untagged.append(f"{path}:{n}: word '{cols[1]}' has no tag in column {col}")
+        elif cfg.tag_scheme == "plain":
+            _check_plain_tag(tag, f"{path}:{n}")
+        else:
             _check_tag(tag, f"{path}:{n}")
         if not words:
             start = n
         words.append(cols[1])
         tags.append(tag)
-    if sentences and cfg.tag_scheme != "plain":
+    tagged = len(untagged) < sum(len(w) for _, w, _ in sentences)
+    if untagged and tagged:  # some words tagged, others not: the file is broken
+        raise UserError(
+            f"{untagged[0]} ('_'), but other words have tags; tag every word (task.tag_column: "
+            "3 UPOS, 4 XPOS)"
+        )
+    if untagged:  # no word tagged: a file to predict (or, to train on, the wrong column)
+        report.no_tags = (
+            f"no word has a tag in column {col} (task.tag_column: 3 UPOS, 4 XPOS); point it "
+            "at the column that holds the tags"
+        )
+    if sentences and tagged and cfg.tag_scheme != "plain":
         _fix_scheme(path, sentences, cfg.tag_scheme, report)
     return [
-        {"id": str(i), "line": line, "file": str(path), "tokens": w, "tags": t}
+        {"id": str(i), "line": line, "file": str(path), "tokens": w, "tags": t if tagged else None}
         for i, (line, w, t) in enumerate(sentences)
     ]
 
@@ -723,9 +767,17 @@ def _row_tags(where: str, column: str, tags: Any, n_words: int, plain: bool = Fa
     if any(isinstance(t, int) and not isinstance(t, bool) for t in tags):
         raise UserError(
             f"{where}: '{column}' holds tag ids ({tags[:4]}...) without their names; write the "
-            "tags as strings (B-PER, O, ...), or keep the datasets ClassLabel that names them "
+            "tags as strings (B-PER, O, ... or NN, VB, ...), or keep the datasets ClassLabel that names them "
             "(save_to_disk and to_parquet keep it; to_json and to_csv do not)"
         )
+    if plain:
+        for k, tag in enumerate(tags):
+            if not isinstance(tag, str):
+                raise UserError(
+                    f"{where} (word {k + 1}): tag {tag!r} is not a string; give one tag per "
+                    "word as a string"
+                )
+            _check_plain_tag(tag.strip(), f"{where} (word {k + 1})")
     out = [str(t).strip() for t in tags]
     for k, tag in enumerate(out):
         if not plain:
@@ -917,8 +969,10 @@ class TaggingTask(TaskBase):
             raise UserError(f"{path}: empty file; expected tagged sentences (task.type=tagging)")
         fmt = cfg.format.lower()
         fmt = _ALIASES.get(fmt, fmt)
-        if fmt == "auto":
-            fmt = "conllu" if path.suffix.lower() == ".conllu" else detect_format(lines)
+        if path.suffix.lower() == ".conllu" and fmt in ("auto", "conll", "lines"):
+            fmt = "conllu"  # the name says it, whatever the run was trained on
+        elif fmt == "auto":
+            fmt = detect_format(lines)
         if cfg.tag_scheme == "plain" and fmt in ENTITY_FORMATS:
             raise UserError(
                 f"{path}: read as {fmt}, whose markup is entities (task.type tagging); plain "
@@ -1060,7 +1114,8 @@ class TaggingTask(TaskBase):
             )
             features.warnings.append(
                 f"{src}task.max_len={cfg.max_len} cut {cut_words} words from {cut_sents} "
-                f"sentences (first: {first_cut}); they are predicted as O (and count as misses); "
+                f"sentences (first: {first_cut}); they are predicted as {self.untagged} (and count "
+                f"as misses); "
                 f"{fix}"
             )
         if windowed:

@@ -156,3 +156,23 @@ def test_pos_learns_end_to_end_and_answers_without_entities(tmp_path, capsys):
     assert capsys.readouterr().out.strip().splitlines()[-1] == "the/DT old/JJ cat/NN sleeps/VB"
     answer = scored(["DT", "INTJ"], {"tokens": ["the", "oh"]}, ["DT", "INTJ"])
     assert answer["label"] == "DT INTJ" and answer["entities"] == []  # INTJ is no I- tag
+
+
+def test_model_show_counts_what_a_run_from_scratch_builds(tmp_path, capsys):
+    """A token task from scratch gets ALiBi positions unless the config says (the defaults
+    table): `model show` shows that model, not the schema's learned position table."""
+    import re
+
+    cfg = tmp_path / "pos.yaml"
+    data = tmp_path / "t.conll"
+    data.write_text("the DT\ndog NN\n\na DT\ncat NN\n", encoding="utf-8")
+    cfg.write_text(
+        f"task: {{type: pos, train: {data}, max_len: 32}}\nmodel: {{d_model: 32, n_head: 2, d_ff: 64, n_layer: 1, max_len: 64}}\n"
+    )
+
+    def total(*extra: str) -> int:
+        assert run_cli("model", "show", cfg, *extra) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if "Total params" in x)
+        return int(re.search(r"([\d,]+)", line.split("│")[4]).group(1).replace(",", ""))
+
+    assert total("--set", "model.position=learned") - total() == 64 * 32  # the position table

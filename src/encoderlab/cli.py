@@ -766,6 +766,10 @@ def model_show(
             f"{config}: fine-tunes init={cfg.init}, whose architecture comes from there, not from "
             f"its model: section; {what} (or --set init=scratch shows the model: section's)"
         )
+    if finetuning:  # what a run fills in from scratch (tagging's ALiBi positions, ...)
+        from encoderlab.finetuning import resolve_defaults
+
+        cfg = resolve_defaults(cfg, say=lambda line: None)
     model = cfg.model
     if model.vocab_size is None:
         if cfg.tokenizer.vocab_size < 1:

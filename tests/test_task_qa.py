@@ -823,3 +823,27 @@ def test_decision_thresholds_at_evaluate_time_only_where_the_run_has_them() -> N
         reading_config(TaskConfig(type="qa"), ["task.null_threshold=-1"])
     cfg = reading_config(TaskConfig(type="qa", unanswerable=True), ["task.null_threshold=-1"])
     assert cfg.null_threshold == -1.0
+
+
+def test_best_f1_and_the_null_threshold_that_gives_it() -> None:
+    """The official v2.0 script's best_f1: answering by each question's null margin in turn;
+    the threshold it names, applied, gives that F1."""
+    examples = [
+        {"answers": [{"text": "Paris", "answer_start": 0}]},
+        {"answers": [], "impossible": True},
+        {"answers": [{"text": "Rome", "answer_start": 0}]},
+    ]
+    spans = [("Paris", -2.0), ("x", 0.0), ("Rome", 3.0)]  # (best span, null - span score)
+    on = TaskConfig(type="qa", unanswerable=True)
+
+    def decided(threshold: float) -> list[dict]:
+        return [
+            {"text": "" if m > threshold else t, "span_text": t, "null_margin": m} for t, m in spans
+        ]
+
+    m = QATask().metrics(decided(0.0), examples, on, [])
+    assert m["f1"] == pytest.approx(100 / 3)  # answers A and B ("x"), not C
+    assert m["best_f1"] == pytest.approx(200 / 3)
+    best = m["extra"]["best_f1_null_threshold"]
+    assert best == -2.0
+    assert QATask().metrics(decided(best), examples, on, [])["f1"] == pytest.approx(200 / 3)

@@ -219,6 +219,10 @@ def test_metrics_match_hand_counts():
     extra = m["extra"]
     assert extra["per_class"]["a"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}
     assert set(extra["ci95"]) == {"micro_f1", "macro_f1", "acc"}
+    # one cut for every label: at 0.8 (a's two rows) micro-F1 is 2*2 / (2 + 0 + 4) = 2/3, the
+    # best (0.4 also gives 2/3; the first found is kept)
+    assert extra["best_threshold"] == 0.8
+    assert extra["best_threshold_micro_f1"] == pytest.approx(2 / 3)
     lo, hi = extra["ci95"]["micro_f1"]
     assert lo <= m["micro_f1"] <= hi
 

@@ -467,16 +467,24 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def _best_threshold(prob: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
     """(micro-F1, threshold): the single probability cut that maximizes micro-F1 over every
-    (example, label) decision, predicting where p >= the cut (ties decided together)."""
-    p, g = prob.ravel(), gold.ravel().astype(np.float64)
+    (example, label) decision, predicting where p >= the cut (ties decided together). A cut
+    must be a valid task.threshold (0 < t < 1): p = 0 is no candidate, p = 1 becomes the
+    float just below 1; the F1 returned is that of the cut returned, applied."""
+    p, g = prob.ravel(), gold.ravel().astype(bool)
+    keep = np.isfinite(p)
+    p, g = p[keep], g[keep]
+    candidates = np.unique(p[(p > 0)])
+    if not len(candidates):
+        return 0.0, 0.5
     order = np.argsort(-p, kind="stable")
-    p, g = p[order], g[order]
-    tp = np.cumsum(g)
-    fp = np.cumsum(1.0 - g)
-    last = np.r_[p[1:] != p[:-1], True]  # a cut takes every decision of a tie
-    f1 = np.where(last, 2 * tp / np.maximum(tp + fp + g.sum(), 1), -1.0)
-    k = int(np.argmax(f1))
-    return float(max(f1[k], 0.0)), float(min(max(p[k], 1e-6), 1 - 1e-6))
+    ps, gs = p[order], g[order].astype(np.float64)
+    tp, fp = np.cumsum(gs), np.cumsum(1.0 - gs)
+    last = np.r_[ps[1:] != ps[:-1], True] & (ps > 0)  # a cut takes every decision of a tie
+    f1 = np.where(last, 2 * tp / np.maximum(tp + fp + gs.sum(), 1), -1.0)
+    cut = float(min(ps[int(np.argmax(f1))], np.nextafter(1.0, 0.0)))
+    pred = p >= cut
+    applied = 2 * (pred & g).sum() / max(pred.sum() + g.sum(), 1)
+    return float(applied), cut
 
 
 def _micro_f1(tp: Any, fp: Any, fn: Any) -> Any:

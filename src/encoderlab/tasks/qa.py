@@ -996,30 +996,36 @@ def _best_null_threshold(
     the questions in order of their null margin (null score - best span score), each with
     its best span; the best total and the margin where it is reached. Choosing it on the
     validation set flatters the validation F1: use it for a test set."""
-    items = []
+    items = []  # (margin, F1 answering nothing, F1 answering with the span, unanswerable)
     for pred, ex in zip(predictions, examples, strict=True):
-        if not (ex.get("answers") or ex.get("impossible")) or "null_margin" not in pred:
-            continue
-        if ex.get("impossible"):  # answered with a span: its 1 for answering nothing is lost
-            gain = -1.0 if pred["span_text"].strip() else 0.0
-        else:
-            gain = _scores({"text": pred["span_text"]}, ex, mode)[1]
-        items.append((pred["null_margin"], gain, bool(ex.get("impossible"))))
-    if not items:
+        margin = pred.get("null_margin")
+        if not (ex.get("answers") or ex.get("impossible")) or margin is None or margin != margin:
+            continue  # no gold, no null score (a v1.1 run), or a NaN from non-finite logits
+        nothing = _scores({"text": ""}, ex, mode)[1]
+        span = _scores({"text": pred["span_text"]}, ex, mode)[1]
+        items.append((margin, nothing, span, bool(ex.get("impossible"))))
+    margins = np.array([m for m, *_ in items], dtype=np.float64)
+    finite = margins[np.isfinite(margins)]
+    if not len(finite):
         return None
-    items.sort(key=lambda item: item[0])
-    if items[0][0] == float("inf"):  # no question has a span: nothing to choose
-        return None
-    total = best = float(sum(impossible for *_, impossible in items))
-    threshold = items[0][0] - 1.0  # below every margin: answer nothing at all
-    for k, (margin, gain, _) in enumerate(items):
-        if margin == float("inf"):  # no span to give
-            break
-        total += gain
-        last_of_tie = k + 1 == len(items) or items[k + 1][0] != margin
-        if last_of_tie and total > best:  # a threshold answers every question of a tie
-            best, threshold = total, margin
-    return 100.0 * best / len(items), threshold
+    order = np.argsort(margins, kind="stable")
+    m = margins[order]
+    gain = np.array([span - nothing for _, nothing, span, _ in items])[order]
+    answered = sum(nothing for _, nothing, _, _ in items) + np.r_[0.0, np.cumsum(gain)]
+    # candidate cuts: below every finite margin (answer only the -inf ones), then the end of
+    # each run of equal finite margins (a cut answers a whole tie); answered[k]: the first k
+    # questions in margin order answered
+    ends = [int(np.sum(m == -np.inf))]
+    ends += [
+        k + 1 for k in range(len(m)) if np.isfinite(m[k]) and (k + 1 == len(m) or m[k + 1] != m[k])
+    ]
+    k = max(ends, key=lambda e: (answered[e], -e))
+    cut = float(finite.min() - 1.0) if k == ends[0] else float(m[k - 1])
+    # the F1 of that cut as `metrics` adds it up (by kind, in file order: the same rounding)
+    sums = {True: 0.0, False: 0.0}
+    for mg, nothing, span, impossible in items:
+        sums[impossible] += span if mg <= cut else nothing
+    return 100.0 * (sums[False] + sums[True]) / len(items), cut
 
 
 def _scores(pred: Any, ex: Example, mode: str) -> tuple[bool, float]:

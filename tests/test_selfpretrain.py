@@ -404,3 +404,26 @@ def test_task_text_includes_unlabelled_rows_such_as_imdb_unsup(tmp_path):
         {"task": {"type": "classification", "train": str(tmp_path / "train")}}
     )
     assert sorted(task_texts(cfg)) == ["a neg review", "a pos review", "a unsup review"]
+
+
+def test_model_show_shows_the_encoder_the_mlm_stage_builds(tmp_path, capsys):
+    """With self_pretrain the fine-tuned encoder is the pretraining run's, which the recipe
+    fills in (budget: pre-LN): `model show` shows that one, not the model: section's defaults."""
+    from conftest import run_cli
+
+    train = tmp_path / "t.csv"
+    train.write_text("text,label\ngood film,1\nbad film,0\n", encoding="utf-8")
+    cfg = tmp_path / "sp.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "task": {"train": str(train), "max_len": 32},
+                "self_pretrain": {"text": ["task"], "steps": 10, "recipe": "budget"},
+                "model": {"d_model": 32, "n_head": 2, "d_ff": 64, "n_layer": 1, "max_len": 64},
+            }
+        )
+    )
+    assert run_cli("model", "show", cfg) == 0
+    assert "pre-LN" in capsys.readouterr().out
+    assert run_cli("model", "show", cfg, "--set", "self_pretrain.recipe=bert") == 0
+    assert "post-LN" in capsys.readouterr().out

@@ -771,6 +771,11 @@ def model_show(
 
         cfg = resolve_defaults(cfg, say=lambda line: None)
     model = cfg.model
+    if finetuning and cfg.self_pretrain is not None:  # the encoder its MLM stage builds
+        from encoderlab.config import resolve_recipe
+        from encoderlab.selfpretrain import pretrain_config
+
+        model = resolve_recipe(pretrain_config(cfg, ["task"])).model
     if model.vocab_size is None:
         if cfg.tokenizer.vocab_size < 1:
             raise UserError(f"tokenizer.vocab_size={cfg.tokenizer.vocab_size}: give at least 1")

@@ -539,3 +539,26 @@ def test_a_utf16_text_file_in_a_label_folder_is_text(tmp_path):
     (tmp_path / "spam" / "neg" / "b.txt").write_text("dull")
     examples = get_task("classification").read(str(tmp_path / "spam"), task_cfg())
     assert sorted(ex["text"] for ex in examples) == ["dull", "great film"]
+
+
+def test_fasttext_lines_read_as_labelled_rows(tmp_path):
+    """fastText's supervised format (`__label__pos text`, Amazon/Yelp review dumps): a .txt
+    whose first line starts with __label__ is read so (with a note), task.format: fasttext
+    reads any name; several labels on a line are for multilabel."""
+    path = tmp_path / "train.txt"
+    path.write_text(
+        "__label__pos a fine film\n__label__neg  dull\n\nno label here\n", encoding="utf-8"
+    )
+    examples = get_task("classification").read(str(path), task_cfg())
+    assert [(ex["text"], ex["label"]) for ex in examples] == [
+        ("a fine film", "pos"),
+        ("dull", "neg"),
+    ]
+    assert "read as fasttext" in examples.notes[0]
+    assert "skipped 1 rows without a gold label (first at line 4)" in examples.warnings[0]
+    multi = tmp_path / "multi.ft"
+    multi.write_text("__label__a __label__b both\n__label__b one\n", encoding="utf-8")
+    with pytest.raises(UserError, match="multi.ft:1: this row has several labels"):
+        get_task("classification").read(str(multi), task_cfg(format="fasttext"))
+    got = get_task("multilabel").read(str(multi), task_cfg(type="multilabel", format="fasttext"))
+    assert [ex["label"] for ex in got] == [("a", "b"), ("b",)]

@@ -27,7 +27,8 @@ from typing import IO, Any
 
 from encoderlab.errors import UserError
 
-FORMATS = ("csv", "tsv", "jsonl", "json")
+FORMATS = ("csv", "tsv", "jsonl", "json", "fasttext")
+FASTTEXT_LABEL = "__label__"  # fastText's label prefix: `__label__pos __label__new text ...`
 DELIMITERS = {"csv": ",", "tsv": "\t"}
 # Errors a decompressor or a failing disk raises part-way through a file.
 READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
@@ -325,10 +326,10 @@ def table_format(path: Path, fmt: str = "auto", key: str = "format") -> str:
             if name.endswith("." + suffix):
                 return suffix
         raise UserError(
-            f"{path}: cannot tell the format from the name; set {key} (csv|tsv|jsonl|json)"
+            f"{path}: cannot tell the format from the name; set {key} (csv|tsv|jsonl|json|fasttext)"
         )
     if fmt not in FORMATS:
-        raise UserError(f"{path}: unknown {key} '{fmt}'; use csv, tsv, jsonl or json")
+        raise UserError(f"{path}: unknown {key} '{fmt}'; use csv, tsv, jsonl, json or fasttext")
     return fmt
 
 
@@ -363,6 +364,9 @@ def iter_rows(
         raise UserError(f"{p}: cannot open ({e.strerror or e})") from None
     with fh:
         lines = decoded_lines(p, where, fh)
+        if fmt == "fasttext":
+            yield from _fasttext_rows(p, lines)
+            return
         if fmt == "jsonl":
             for lineno, _, obj in jsonl_objects(p, where, lines):
                 yield lineno, obj
@@ -391,6 +395,25 @@ def iter_rows(
             yield lineno, dict(zip(names, cells, strict=True))
         if not seen:
             raise UserError(f"{p}: empty file" + (" (no header row)" if header is True else ""))
+
+
+def _fasttext_rows(p: Path, lines: Iterator[tuple[int, int, str]]) -> Iterator[Row]:
+    """fastText's supervised format: a line's leading `__label__X` words are its labels (one:
+    "label" is the name; several: a list of them, for multilabel), the rest is "text"."""
+    seen = False
+    for lineno, _, line in lines:
+        words = line.split()
+        if not words:
+            continue
+        seen = True
+        k = 0
+        while k < len(words) and words[k].startswith(FASTTEXT_LABEL):
+            k += 1
+        labels = [w[len(FASTTEXT_LABEL) :] for w in words[:k]]
+        label: Any = None if not labels else labels[0] if len(labels) == 1 else labels
+        yield lineno, {"label": label, "text": " ".join(words[k:])}
+    if not seen:
+        raise UserError(f"{p}: empty file")
 
 
 def read_rows(

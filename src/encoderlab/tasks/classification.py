@@ -195,6 +195,11 @@ class ClassificationTask(TaskBase):
 
     def parse_label(self, raw: Any, path: str, line: int) -> Any:
         """The gold label of a cell, None for a row without one (skipped when labelled)."""
+        if isinstance(raw, list) and len(raw) > 1 and all(isinstance(x, (str, int)) for x in raw):
+            raise UserError(
+                f"{path}:{line}: this row has several labels ({', '.join(map(str, raw[:4]))}); "
+                "classification takes one per row, task.type: multilabel any number"
+            )
         _scalar(raw, path, line, "label_column")
         label = None if raw is None else str(whole(raw)).strip()
         if label is not None and label.lower() == "nan":  # pandas' missing value, as text

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from encoderlab.data.corpus import as_source, is_hf_dir, open_hf
-from encoderlab.data.tables import read_rows, table_format
+from encoderlab.data.tables import FASTTEXT_LABEL, read_rows, table_format
 from encoderlab.errors import UserError, first_line
 from encoderlab.tasks.filters import filter_columns, row_filter
 
@@ -142,8 +142,14 @@ def read_records(path: str | Path, cfg: TaskConfig, notes: list[str] | None = No
         fmt = _txt_table(p, cfg)
         if fmt is not None and notes is not None:
             notes.append(
-                f"{p}: read as tsv (tab-separated, its header names task.text_column "
-                f"'{text_columns(cfg)[0]}'); task.format: tsv says so in the config"
+                f"{p}: read as {fmt} ("
+                + (
+                    f"its lines start with {FASTTEXT_LABEL}"
+                    if fmt == "fasttext"
+                    else f"tab-separated, its header names task.text_column "
+                    f"'{text_columns(cfg)[0]}'"
+                )
+                + f"); task.format: {fmt} says so in the config"
             )
         fmt = fmt or table_format(p, cfg.format, "task.format")
         header = header_for(cfg)
@@ -154,8 +160,10 @@ def read_records(path: str | Path, cfg: TaskConfig, notes: list[str] | None = No
 
 
 def _txt_table(p: Path, cfg: TaskConfig) -> str | None:
-    """ "tsv" for a .txt file that is a table with a header naming task.text_column (NSMC's
-    ratings_*.txt, many Kaggle files), which the suffix alone cannot tell; None otherwise."""
+    """ "fasttext" for a .txt whose first line starts with __label__ (fastText's supervised
+    format); "tsv" for a .txt file that is a table with a header naming task.text_column
+    (NSMC's ratings_*.txt, many Kaggle files), which the suffix alone cannot tell; None
+    otherwise."""
     first_text = text_columns(cfg)[0]
     named = isinstance(first_text, str) and cfg.columns is None  # a header row to look at
     if cfg.format != "auto" or not p.name.lower().endswith(".txt") or not named:
@@ -163,9 +171,12 @@ def _txt_table(p: Path, cfg: TaskConfig) -> str | None:
     with p.open("rb") as f:
         first = f.readline(1 << 16)
     try:
-        fields = first.decode("utf-8-sig").rstrip("\r\n").split("\t")
+        line = first.decode("utf-8-sig")
     except UnicodeDecodeError:
         return None
+    if line.startswith(FASTTEXT_LABEL):  # fastText's `__label__pos text`
+        return "fasttext"
+    fields = line.rstrip("\r\n").split("\t")
     return "tsv" if len(fields) > 1 and first_text in fields else None
 
 

@@ -38,7 +38,6 @@ import csv
 import inspect
 import json
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +45,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from peer_side import run_side, trainer_args  # noqa: E402
 
 LABELS = {"encoderlab": "encoderlab", "hf": "HF Trainer"}
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "disaster_tweets" / "train.csv"
@@ -168,9 +171,7 @@ def run_hf(
     def accuracy(pred) -> dict:
         return {"acc": float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())}
 
-    # transformers 5 dropped warmup_ratio: there a float below 1 in warmup_steps is the ratio
     fields = inspect.signature(TrainingArguments.__init__).parameters
-    warmup = {"warmup_ratio": 0.1} if "warmup_ratio" in fields else {"warmup_steps": 0.1}
     grouped = {}  # the Trainer's own length grouping (LengthGroupedSampler), off by default
     if args.hf_group_by_length:
         grouped = (
@@ -178,26 +179,8 @@ def run_hf(
             if "train_sampling_strategy" in fields  # transformers 5
             else {"group_by_length": True}
         )
-    targs = TrainingArguments(
-        output_dir=str(out / "hf"),
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.batch_size,
-        learning_rate=args.lr,
-        lr_scheduler_type="linear",
-        **warmup,
-        **grouped,
-        weight_decay=0.01,
-        max_grad_norm=1.0,
-        num_train_epochs=args.epochs,
-        max_steps=args.max_steps or -1,
-        save_strategy="no",
-        eval_strategy="no",
-        logging_strategy="no",
-        report_to=[],
-        use_cpu=args.device == "cpu",
-        bf16=args.precision == "bf16",
-        seed=args.seed,
-        disable_tqdm=True,
+    targs = trainer_args(
+        out / "hf", args, use_cpu=args.device == "cpu", bf16=args.precision == "bf16", **grouped
     )
     trainer = Trainer(
         model=model,
@@ -272,7 +255,7 @@ def main() -> None:
 
     train_rows, valid_rows = split_rows(args.data, 0.1, args.seed)
     if args.only is None:  # each side in a fresh process of its own
-        sides = {name: run_side(name) for name in ("encoderlab", "hf")}
+        sides = {name: run_side(__file__, name) for name in ("encoderlab", "hf")}
     else:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
@@ -311,16 +294,6 @@ def main() -> None:
     if len(rate) == 2:
         print(f"accuracy difference {sides['encoderlab']['acc'] - sides['hf']['acc']:+.4f}")
         print(f"ratio {rate['encoderlab'] / rate['hf']:.2f}x")
-
-
-def run_side(name: str) -> dict:
-    """This script with --only NAME --json in a child process: neither side inherits the
-    other's warm state (CUDA context, loaded kernels, allocator caches)."""
-    cmd = [sys.executable, __file__, *sys.argv[1:], "--only", name, "--json"]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"the {name} side failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])[name]
 
 
 if __name__ == "__main__":

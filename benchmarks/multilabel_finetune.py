@@ -21,9 +21,7 @@ labels whose sigmoid is at least 0.5, and subset accuracy. The last line is `rat
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from peer_side import run_side, trainer_args  # noqa: E402
 
 CONLL = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003"
 TYPES = ["LOC", "MISC", "ORG", "PER"]
@@ -126,7 +128,6 @@ def run_hf(args, train: list[dict], valid: list[dict], out: Path) -> dict:
         AutoTokenizer,
         DataCollatorWithPadding,
         Trainer,
-        TrainingArguments,
     )
 
     transformers.logging.set_verbosity_error()
@@ -143,27 +144,7 @@ def run_hf(args, train: list[dict], valid: list[dict], out: Path) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(
         args.model, num_labels=len(TYPES), problem_type="multi_label_classification"
     )
-    fields = inspect.signature(TrainingArguments.__init__).parameters
-    warmup = {"warmup_ratio": 0.1} if "warmup_ratio" in fields else {"warmup_steps": 0.1}
-    targs = TrainingArguments(
-        output_dir=str(out / "hf"),
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.batch_size,
-        learning_rate=args.lr,
-        lr_scheduler_type="linear",
-        **warmup,
-        weight_decay=0.01,
-        max_grad_norm=1.0,
-        num_train_epochs=args.epochs,
-        max_steps=args.max_steps or -1,
-        save_strategy="no",
-        eval_strategy="no",
-        logging_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=args.seed,
-        disable_tqdm=True,
-    )
+    targs = trainer_args(out / "hf", args)
     trainer = Trainer(
         model=model, args=targs, train_dataset=train_ds, data_collator=DataCollatorWithPadding(tok)
     )
@@ -172,15 +153,6 @@ def run_hf(args, train: list[dict], valid: list[dict], out: Path) -> dict:
     seconds = time.perf_counter() - t0
     probs = 1 / (1 + np.exp(-np.asarray(logits, dtype=np.float64)))
     return {"seconds": seconds, "steps": state.global_step, **scores(probs, gold_matrix(valid))}
-
-
-def run_side(name: str) -> dict:
-    """This script with --only NAME --json in a fresh process."""
-    cmd = [sys.executable, __file__, *sys.argv[1:], "--only", name, "--json"]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"the {name} side failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])[name]
 
 
 def main() -> None:
@@ -210,7 +182,7 @@ def main() -> None:
     train = sentences(CONLL / "eng.train", args.train)
     valid = sentences(CONLL / "eng.testa", args.valid)
     if args.only is None:
-        sides = {name: run_side(name) for name in ("encoderlab", "hf")}
+        sides = {name: run_side(__file__, name) for name in ("encoderlab", "hf")}
     else:
         with tempfile.TemporaryDirectory() as tmp:
             side = run_encoderlab if args.only == "encoderlab" else run_hf

@@ -21,9 +21,7 @@ over the Trainer's).
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from peer_side import run_side, trainer_args  # noqa: E402
 
 CONLL = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003"
 METRIC = {"ner": "f1", "pos": "acc"}
@@ -109,7 +111,6 @@ def run_hf(args, train: list[dict], valid: list[dict], out: Path) -> dict:
         AutoTokenizer,
         DataCollatorForTokenClassification,
         Trainer,
-        TrainingArguments,
     )
 
     transformers.logging.set_verbosity_error()
@@ -147,27 +148,7 @@ def run_hf(args, train: list[dict], valid: list[dict], out: Path) -> dict:
         id2label=dict(enumerate(labels)),
         label2id=index,
     )
-    fields = inspect.signature(TrainingArguments.__init__).parameters
-    warmup = {"warmup_ratio": 0.1} if "warmup_ratio" in fields else {"warmup_steps": 0.1}
-    targs = TrainingArguments(
-        output_dir=str(out / "hf"),
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.batch_size,
-        learning_rate=args.lr,
-        lr_scheduler_type="linear",
-        **warmup,
-        weight_decay=0.01,
-        max_grad_norm=1.0,
-        num_train_epochs=args.epochs,
-        max_steps=args.max_steps or -1,
-        save_strategy="no",
-        eval_strategy="no",
-        logging_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=args.seed,
-        disable_tqdm=True,
-    )
+    targs = trainer_args(out / "hf", args)
     trainer = Trainer(
         model=model,
         args=targs,
@@ -184,15 +165,6 @@ def run_hf(args, train: list[dict], valid: list[dict], out: Path) -> dict:
         pred.append(tags + [untagged] * (len(r["tags"]) - len(tags)))  # words cut by max_len
     value = score(args, [r["tags"] for r in valid], pred)
     return {"seconds": seconds, "steps": state.global_step, "score": value}
-
-
-def run_side(name: str) -> dict:
-    """This script with --only NAME --json in a fresh process."""
-    cmd = [sys.executable, __file__, *sys.argv[1:], "--only", name, "--json"]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"the {name} side failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])[name]
 
 
 def main() -> None:
@@ -229,7 +201,7 @@ def main() -> None:
     if args.task == "ner":  # B-X/I-X of a type seen: both sides know the type
         valid = read
     if args.only is None:
-        sides = {name: run_side(name) for name in ("encoderlab", "hf")}
+        sides = {name: run_side(__file__, name) for name in ("encoderlab", "hf")}
     else:
         with tempfile.TemporaryDirectory() as tmp:
             side = run_encoderlab if args.only == "encoderlab" else run_hf

@@ -511,7 +511,7 @@ def test_squad2_unanswerable_questions_end_to_end(tmp_path, capsys):
     context = "the movie was good the capital of land3 is oslo ."
     args = ["predict", run.path, "--text", "who is the king of land3 ?", "--text-pair"]
     assert main_code([*args, context]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("''  (score 0.")
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("(no answer)  (score 0.")
 
 
 def test_tagging_end_to_end_on_conll_fixture(tmp_path):

@@ -105,6 +105,7 @@ def test_pandas_and_numpy_list_texts_nan_and_flag_columns_training_never_sets(tm
         ["b", "('anger',)"],  # a tuple
         ["c", "[ 3 27]"],  # numpy ints
         ["d", "(none)"],  # parentheses without quotes: a label's own name
+        ["e", "()"],  # an empty tuple: no label applies
     ]
     got = read(write_csv(tmp_path / "n.csv", ["text", "labels"], cells), label_column="labels")
     assert [ex["label"] for ex in got] == [
@@ -112,7 +113,12 @@ def test_pandas_and_numpy_list_texts_nan_and_flag_columns_training_never_sets(tm
         ("anger",),
         ("3", "27"),
         ("(none)",),
+        (),
     ]
+    single = write_jsonl(
+        tmp_path / "one.jsonl", [{"text": "x", "labels": [str(i % 2)]} for i in range(12)]
+    )
+    assert "every row has exactly one label" in read(single, label_column="labels").notes[-1]
     nan = write_jsonl(tmp_path / "nan.jsonl", [{"text": "x", "labels": ["a"]}])
     nan.write_text(nan.read_text() + '{"text": "y", "labels": NaN}\n', encoding="utf-8")
     assert [ex["label"] for ex in read(nan, label_column="labels")] == [("a",)]  # NaN: no gold
@@ -274,6 +280,16 @@ def test_multilabel_learns_and_writes_predictions_submission_and_answers(tmp_pat
     assert run_cli("predict", run.path, "--text", "football great movie") == 0
     out = capsys.readouterr().out.strip().splitlines()[-1]
     assert out.startswith("good (0.") and ", sport (0." in out
+    strict = [
+        "predict",
+        run.path,
+        "--text",
+        "football great movie",
+        "--set",
+        "task.threshold=0.9999",
+    ]
+    assert run_cli(*strict) == 0  # a decision rule, also for --text
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("(no label)")
     assert (
         run_cli(
             "evaluate", run.path, "--data", tmp_path / "train.jsonl", "--set", "task.threshold=0.99"

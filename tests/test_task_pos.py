@@ -77,6 +77,8 @@ def test_plain_sentences_of_equal_length_and_a_conllu_name_read_as_what_they_are
     ud = tmp_path / "dev.conllu"
     ud.write_text(CONLLU, encoding="utf-8")
     assert task.read(str(ud), run_cfg)[1]["tokens"] == ["Go", "!"]  # not IDs as words
+    conll_pos = TaskConfig(type="pos", format="conll", tag_column=1)  # CoNLL-2003's POS column
+    assert task.read(str(ud), conll_pos)[1]["tags"] == ["VERB", "PUNCT"]  # UPOS, not column 1
     conllu_run = TaskConfig(type="pos", format="conllu")
     plain = tmp_path / "plain.txt"
     plain.write_text("I know\n", encoding="utf-8")

@@ -721,6 +721,10 @@ def test_unanswerable_questions_are_skipped_or_kept(tmp_path: Path) -> None:
     assert [ex.get("impossible", False) for ex in kept] == [False, True]
     with pytest.raises(ValidationError, match="are for task.type qa"):
         TaskConfig(type="classification", unanswerable=True)
+    v1_file = QATask().read(
+        str(write(tmp_path, en_ko_json(), "v1.json")), TaskConfig(type="qa", unanswerable=True)
+    )
+    assert "no question here is unanswerable" in v1_file.notes[-1]
 
 
 def test_null_answer_wins_by_more_than_the_threshold() -> None:

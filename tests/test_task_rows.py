@@ -541,6 +541,14 @@ def test_a_utf16_text_file_in_a_label_folder_is_text(tmp_path):
     assert sorted(ex["text"] for ex in examples) == ["dull", "great film"]
 
 
+def test_labels_that_look_like_label_lists_get_a_multilabel_hint(tmp_path):
+    path = tmp_path / "ml.csv"
+    path.write_text('text,label\na,"MISC,ORG"\nb,PER\nc,"LOC,PER"\n', encoding="utf-8")
+    examples = get_task("classification").read(str(path), task_cfg())
+    assert "2 labels hold a comma ('LOC,PER', 'MISC,ORG')" in examples.warnings[-1]
+    assert "task.type multilabel" in examples.warnings[-1]
+
+
 def test_fasttext_lines_read_as_labelled_rows(tmp_path):
     """fastText's supervised format (`__label__pos text`, Amazon/Yelp review dumps): a .txt
     whose first line starts with __label__ is read so (with a note), task.format: fasttext

@@ -720,8 +720,16 @@ def predict(
         raise UserError(  # config.yaml, labels.json, submission.csv: the run's own record
             f"--output {output} is one of the run's own files; give a new file name"
         )
-    if overrides and not input_path:
-        raise UserError("--set says how to read --input; give --input FILE, or drop --set")
+    decisions = {"task.threshold", "task.null_threshold"}  # how outputs become answers
+    if (
+        overrides
+        and not input_path
+        and any(o.split("=", 1)[0].strip() not in decisions for o in overrides)
+    ):
+        raise UserError(
+            "--set says how to read --input; give --input FILE, or drop --set (with --text only "
+            "task.threshold and task.null_threshold apply)"
+        )
     if input_path and (texts or text_pair is not None):  # one of them was silently dropped
         given = "--text" if texts else "--text-pair"
         raise UserError(f"{given} and --input: give one or the other (--input FILE reads them all)")

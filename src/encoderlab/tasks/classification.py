@@ -159,6 +159,12 @@ class ClassificationTask(TaskBase):
         if has_ids:
             _warn_repeated_ids(examples, path)
         self.check_spellings(examples, path)
+        listed = sorted({ex["label"] for ex in examples if "," in str(ex["label"] or "")})
+        if self.type in ("classification", "pair") and len(listed) >= 2:
+            examples.warnings.append(
+                f"{path}: {len(listed)} labels hold a comma ('{listed[0]}', '{listed[1]}'): "
+                "if a row has several labels, task.type multilabel reads them as a set"
+            )
         return examples
 
     def check_spellings(self, examples: list[Example], path: str) -> None:

@@ -96,6 +96,18 @@ class MultiLabelTask(ClassificationTask):
             return LabelSet(sorted(chosen, key=_label_key), space=_space(cfg.label_column))
         return _label_set(get(row, cfg.label_column), cfg.label_separator, path, line)
 
+    def read(self, path: str, cfg: TaskConfig, labelled: bool | None = None) -> Any:
+        """As classification reads, plus a note when every row has exactly one label: a
+        softmax over the labels (task.type classification) fits that better."""
+        examples = super().read(path, cfg, labelled)
+        sets = [ex["label"] for ex in examples if ex["label"] is not None]
+        if len(sets) >= MIN_ROWS_TO_JUDGE and all(len(s) == 1 for s in sets):
+            examples.notes.append(
+                f"{path}: every row has exactly one label; if that is the task, task.type "
+                "classification (one softmax over the labels) fits it"
+            )
+        return examples
+
     def check_spellings(self, examples: list[Example], path: str) -> None:
         """One label written two ways ('1' and '1.0') would be two labels: refused."""
         first: dict[Any, tuple[str, int]] = {}
@@ -414,8 +426,9 @@ def _label_set(raw: Any, separator: str, path: str, line: int) -> tuple[str, ...
 
 
 def _written_list(text: str) -> bool:
-    """A list as Python, pandas or numpy print it: [...], or (...) holding quoted names."""
-    if text.startswith("[") or text.endswith("]"):
+    """A list as Python, pandas or numpy print it: [...], or (...) holding quoted names (or
+    nothing: an empty tuple)."""
+    if text.startswith("[") or text.endswith("]") or text.replace(" ", "") == "()":
         return True
     return text.startswith("(") and text.endswith(")") and ("'" in text or '"' in text)
 

@@ -579,6 +579,12 @@ class QATask(TaskBase):
                 "task.unanswerable: true keeps it"
             )
         examples.warnings.extend(tally.warnings(name))
+        if cfg.unanswerable and not tally.kept_impossible and any(ex["answers"] for ex in examples):
+            examples.notes.append(
+                f"{name}: task.unanswerable is on, but no question here is unanswerable "
+                "(SQuAD v1.1 data): the model still learns to answer nothing where windows "
+                "lack the answer"
+            )
         if tally.kept_impossible:
             examples.notes.append(
                 f"{name}: {tally.kept_impossible:,} of {len(examples):,} questions have no "
@@ -619,7 +625,8 @@ class QATask(TaskBase):
 
     def show_prediction(self, example: Example, row: dict[str, Any]) -> str:
         score = row.get("score")
-        return f"{row['prediction']!r}  (score {'-' if score is None else f'{score:.3f}'})"
+        shown = "(no answer)" if row.get("no_answer") else repr(row["prediction"])
+        return f"{shown}  (score {'-' if score is None else f'{score:.3f}'})"
 
     def split(
         self, examples: list[Example], cfg: TaskConfig, seed: int

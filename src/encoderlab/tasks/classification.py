@@ -159,8 +159,8 @@ class ClassificationTask(TaskBase):
         if has_ids:
             _warn_repeated_ids(examples, path)
         self.check_spellings(examples, path)
-        listed = sorted({ex["label"] for ex in examples if "," in str(ex["label"] or "")})
-        if self.type in ("classification", "pair") and len(listed) >= 2:
+        listed = sorted({x for ex in examples if isinstance(x := ex["label"], str) and "," in x})
+        if len(listed) >= 2:
             examples.warnings.append(
                 f"{path}: {len(listed)} labels hold a comma ('{listed[0]}', '{listed[1]}'): "
                 "if a row has several labels, task.type multilabel reads them as a set"
@@ -473,6 +473,20 @@ class ClassificationTask(TaskBase):
             )
             rows.append(row)
         return rows
+
+
+class ColumnPairs:
+    """For task types that read one text or a pair as the config says (task.text_pair_column),
+    not as the type says: regression and multilabel. Mixed in before ClassificationTask."""
+
+    def is_pair(self, cfg: TaskConfig) -> bool:
+        return cfg.text_pair_column is not None
+
+    def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
+        ex: Example = {"id": str(i), "line": 0, "text": text, "label": None}
+        if text_pair:
+            ex["text_pair"] = text_pair
+        return ex
 
 
 @register

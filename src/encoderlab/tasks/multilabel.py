@@ -41,6 +41,7 @@ from encoderlab.tasks.base import (
 )
 from encoderlab.tasks.classification import (
     ClassificationTask,
+    ColumnPairs,
     _label_key,
     _label_value,
     input_row,
@@ -56,7 +57,7 @@ _NO_GOLD = {"", "-1", "-1.0", "nan"}
 
 
 @register
-class MultiLabelTask(ClassificationTask):
+class MultiLabelTask(ColumnPairs, ClassificationTask):
     """[CLS] text [SEP] (text_pair [SEP]) -> a set of labels."""
 
     type = "multilabel"
@@ -68,9 +69,6 @@ class MultiLabelTask(ClassificationTask):
     hf_problem_type = "multi_label_classification"  # transformers' config.problem_type
 
     # -- reading -------------------------------------------------------------------------------
-
-    def is_pair(self, cfg: TaskConfig) -> bool:
-        return cfg.text_pair_column is not None
 
     def has_label_column(self, path: str, rows: list, cfg: TaskConfig) -> bool:
         """All the label columns (a file with some of them is an error naming the first
@@ -162,12 +160,6 @@ class MultiLabelTask(ClassificationTask):
 
     def missing_gold_hint(self, cfg: TaskConfig) -> str:
         return f" (no label column {cfg.label_column}); set task.label_column"
-
-    def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
-        ex: Example = {"id": str(i), "line": 0, "text": text, "label": None}
-        if text_pair:
-            ex["text_pair"] = text_pair
-        return ex
 
     def submission(self, rows: list[dict[str, Any]], cfg: TaskConfig) -> list[list[Any]]:
         """One probability column per label when the labels are columns (Jigsaw's

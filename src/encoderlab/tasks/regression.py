@@ -30,6 +30,7 @@ from encoderlab.tasks.base import (
 from encoderlab.tasks.classification import (
     NO_LABEL,
     ClassificationTask,
+    ColumnPairs,
     input_row,
     pooled_logits,
 )
@@ -37,7 +38,7 @@ from encoderlab.tasks.registry import register
 
 
 @register
-class RegressionTask(ClassificationTask):
+class RegressionTask(ColumnPairs, ClassificationTask):
     """[CLS] text [SEP] (text_pair [SEP]) -> one number."""
 
     type = "regression"
@@ -46,9 +47,6 @@ class RegressionTask(ClassificationTask):
     metric_names = reported_metrics
     report_details = None
     hf_head = "sequence"  # a one-label sequence head: transformers' regression
-
-    def is_pair(self, cfg: TaskConfig) -> bool:
-        return cfg.text_pair_column is not None
 
     def parse_label(self, raw: Any, path: str, line: int) -> float | None:
         if raw is None or (isinstance(raw, str) and raw.strip() in NO_LABEL):
@@ -88,12 +86,6 @@ class RegressionTask(ClassificationTask):
 
     def missing_gold_hint(self, cfg: TaskConfig) -> str:
         return f" (no numeric column '{cfg.label_column}'); set task.label_column"
-
-    def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
-        ex: Example = {"id": str(i), "line": 0, "text": text, "label": None}
-        if text_pair:
-            ex["text_pair"] = text_pair
-        return ex
 
     def show_prediction(self, example: Example, row: dict[str, Any]) -> str:
         return f"{row['prediction']:.4f}  {row.get('input', '')}"

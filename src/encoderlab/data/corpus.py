@@ -34,13 +34,9 @@ first byte, so ranges that tile a file yield every document exactly once.
 
 from __future__ import annotations
 
-import bz2
 import glob
-import gzip
 import hashlib
-import io
 import itertools
-import lzma
 import os
 import re
 import warnings
@@ -48,20 +44,21 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
-from encoderlab.data.tables import READ_ERRORS as _READ_ERRORS
 from encoderlab.data.tables import (
+    COMPRESSED,
     Where,
     csv_rows,
     decoded_lines,
     json_type,
     jsonl_objects,
+    open_binary,
     wrong_length,
 )
+from encoderlab.data.tables import READ_ERRORS as _READ_ERRORS
 from encoderlab.errors import UserError
 
-_COMPRESSED = {".gz", ".bz2", ".xz", ".zst"}
 _JSON = {".jsonl", ".json", ".ndjson"}
 _CSV = {".csv": ",", ".tsv": "\t"}
 _PARQUET = {".parquet", ".pq"}
@@ -306,7 +303,7 @@ def splittable(path: Source | str | Path, fmt: str = "auto", txt_unit: str = "li
             return False
         path = path.path
     path = Path(path)
-    if path.suffix.lower() in _COMPRESSED:
+    if path.suffix.lower() in COMPRESSED:
         return False
     kind = _kind(path, fmt)
     if kind in _JSON:
@@ -454,7 +451,7 @@ def _kind(path: Path, fmt: str) -> str:
 
 def _format_suffix(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in _COMPRESSED:
+    if suffixes and suffixes[-1] in COMPRESSED:
         suffixes = suffixes[:-1]
     return suffixes[-1] if suffixes else ""
 
@@ -547,79 +544,10 @@ def _empty_message(src: Source, text_field: str, columns: list[str], fmt: str) -
 
 def _file_is_empty(path: Path) -> bool:
     try:
-        with _open_binary(path) as fh:
+        with open_binary(path) as fh:
             return fh.read(1) == b""
     except (UserError, *_READ_ERRORS):
         return False
-
-
-def _open_binary(path: Path) -> IO[bytes]:
-    """Open a file for binary reading, decompressing on the fly by suffix.
-
-    An OSError (the file is gone or unreadable) is left to the caller, which knows whether
-    that is an error or a vanished file to report.
-    """
-    suffix = path.suffix.lower()
-    if suffix == ".gz":
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    if suffix == ".bz2":
-        return bz2.open(path, "rb")  # type: ignore[return-value]
-    if suffix == ".xz":
-        return lzma.open(path, "rb")  # type: ignore[return-value]
-    if suffix == ".zst":
-        try:
-            import zstandard
-        except ImportError:
-            raise UserError(
-                f"{path}: reading .zst files needs the zstandard package; "
-                "run `pip install zstandard` or decompress the file"
-            ) from None
-        raw = open(path, "rb")  # noqa: SIM115 - closed with the reader
-        return io.BufferedReader(_ZstdFrames(raw, zstandard.ZstdDecompressor()))
-    return open(path, "rb")  # noqa: SIM115
-
-
-class _ZstdFrames(io.RawIOBase):
-    """Decompress every frame of a .zst file, one frame at a time.
-
-    Many .zst files (pzstd output, concatenated dumps) hold several frames. Handing out each
-    frame's text before touching the next keeps it when a later frame is corrupt, and a last
-    frame that stops short is reported as truncation rather than silently ended.
-    """
-
-    _CHUNK = 1 << 16
-
-    def __init__(self, fh: IO[bytes], decompressor: Any) -> None:
-        self._fh, self._dctx = fh, decompressor
-        self._obj = decompressor.decompressobj()
-        self._in_frame = False  # fed input to the current frame that has not ended yet
-        self._carry = b""  # input after the end of a frame, for the next one
-        self._out = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        while not self._out:
-            data, self._carry = self._carry or self._fh.read(self._CHUNK), b""
-            if not data:
-                if self._in_frame:
-                    raise EOFError("the file ends inside a zstd frame")
-                return 0
-            self._in_frame = True
-            self._out = self._obj.decompress(data)
-            if self._obj.eof:  # a frame ended: the next decompress starts a new one
-                self._carry = self._obj.unused_data
-                self._obj = self._dctx.decompressobj()
-                self._in_frame = False
-        n = min(len(buf), len(self._out))
-        buf[:n] = self._out[:n]
-        self._out = self._out[n:]
-        return n
-
-    def close(self) -> None:
-        self._fh.close()
-        super().close()
 
 
 def _iter_source(
@@ -651,7 +579,7 @@ def _iter_source(
             "not a file; set data.format to the file's format (or auto)"
         )
     try:
-        fh = _open_binary(path)
+        fh = open_binary(path)
     except OSError as e:
         ctx.stop(f"{path}: cannot open ({e.strerror or e})", vanished=True)
         return

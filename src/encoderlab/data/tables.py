@@ -15,7 +15,10 @@ reader's subclass counts and skips bad lines instead (tolerant), and reads byte 
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
+import io
 import json
 import lzma
 import random
@@ -60,6 +63,107 @@ class Where:
     def stop(self, msg: str, *, vanished: bool = False) -> None:
         """The rest of the file cannot be read."""
         raise UserError(msg)
+
+
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst")  # decompressed on the fly, by the name's suffix
+
+
+def plain_name(path: str | Path) -> str:
+    """The file's name in lower case without a compression suffix: what tells its format
+    (`train.csv.gz` reads as a csv)."""
+    name = Path(path).name.lower()
+    return next((name[: -len(s)] for s in COMPRESSED if name.endswith(s)), name)
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """Open a file for binary reading, decompressing on the fly by suffix.
+
+    An OSError (the file is gone or unreadable) is left to the caller, which knows whether
+    that is an error or a vanished file to report.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if suffix == ".bz2":
+        return bz2.open(path, "rb")  # type: ignore[return-value]
+    if suffix == ".xz":
+        return lzma.open(path, "rb")  # type: ignore[return-value]
+    if suffix == ".zst":
+        try:
+            import zstandard
+        except ImportError:
+            raise UserError(
+                f"{path}: reading .zst files needs the zstandard package; "
+                "run `pip install zstandard` or decompress the file"
+            ) from None
+        raw = open(path, "rb")  # noqa: SIM115 - closed with the reader
+        return io.BufferedReader(_ZstdFrames(raw, zstandard.ZstdDecompressor()))
+    return open(path, "rb")  # noqa: SIM115
+
+
+class _ZstdFrames(io.RawIOBase):
+    """Decompress every frame of a .zst file, one frame at a time.
+
+    Many .zst files (pzstd output, concatenated dumps) hold several frames. Handing out each
+    frame's text before touching the next keeps it when a later frame is corrupt, and a last
+    frame that stops short is reported as truncation rather than silently ended.
+    """
+
+    _CHUNK = 1 << 16
+
+    def __init__(self, fh: IO[bytes], decompressor: Any) -> None:
+        self._fh, self._dctx = fh, decompressor
+        self._obj = decompressor.decompressobj()
+        self._in_frame = False  # fed input to the current frame that has not ended yet
+        self._carry = b""  # input after the end of a frame, for the next one
+        self._out = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        while not self._out:
+            data, self._carry = self._carry or self._fh.read(self._CHUNK), b""
+            if not data:
+                if self._in_frame:
+                    raise EOFError("the file ends inside a zstd frame")
+                return 0
+            self._in_frame = True
+            self._out = self._obj.decompress(data)
+            if self._obj.eof:  # a frame ended: the next decompress starts a new one
+                self._carry = self._obj.unused_data
+                self._obj = self._dctx.decompressobj()
+                self._in_frame = False
+        n = min(len(buf), len(self._out))
+        buf[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def read_bytes(path: Path) -> bytes:
+    """The whole file, decompressed by its suffix; a corrupt or truncated one is a one-line
+    error naming it."""
+    try:
+        with open_binary(path) as fh:
+            return fh.read()
+    except READ_ERRORS as e:
+        why = getattr(e, "strerror", None) or e
+        raise UserError(f"{path}: cannot read the file ({why}){_compressed_hint(path)}") from None
+    except UserError:
+        raise
+    except Exception as e:  # zstandard.ZstdError, without importing zstandard
+        if type(e).__module__.startswith("zstandard"):
+            raise UserError(f"{path}: cannot decompress the file ({e})") from None
+        raise
+
+
+def _compressed_hint(path: Path) -> str:
+    suffix = Path(path).suffix.lower()
+    return f"; is it truncated or not really {suffix} compressed?" if suffix in COMPRESSED else ""
 
 
 # --- lines -----------------------------------------------------------------------------------
@@ -321,7 +425,7 @@ def table_format(path: Path, fmt: str = "auto", key: str = "format") -> str:
     """csv / tsv / jsonl / json: `fmt`, or from the name when it is auto. `key` names the
     setting that chooses it, for the messages."""
     if fmt == "auto":
-        name = path.name.lower()
+        name = plain_name(path)
         for suffix in FORMATS:
             if name.endswith("." + suffix):
                 return suffix
@@ -359,7 +463,7 @@ def iter_rows(
         return
     where = Where(str(p))
     try:
-        fh = open(p, "rb")  # noqa: SIM115 - closed below
+        fh = open_binary(p)
     except OSError as e:
         raise UserError(f"{p}: cannot open ({e.strerror or e})") from None
     with fh:
@@ -429,7 +533,7 @@ def read_rows(
 
 
 def _json_rows(path: Path, data_key: bool) -> Iterator[Row]:
-    raw = path.read_bytes()
+    raw = read_bytes(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -29,7 +29,13 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import HeadConfig, TaskConfig
-from encoderlab.data.tables import groups_for_valid
+from encoderlab.data.tables import (
+    READ_ERRORS,
+    groups_for_valid,
+    open_binary,
+    plain_name,
+    read_bytes,
+)
 from encoderlab.errors import UserError
 from encoderlab.heads import TokenHead
 from encoderlab.tasks.base import (
@@ -142,7 +148,7 @@ def _squad_data(path: str) -> list:
     if not p.is_file():
         raise UserError(f"{name}: QA file not found; check task.train / task.valid / task.test")
     try:
-        raw = json.loads(p.read_text(encoding="utf-8-sig"))
+        raw = json.loads(read_bytes(p).decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise UserError(f"{name}: not UTF-8 text; save the file as UTF-8") from None
     except json.JSONDecodeError as e:
@@ -267,16 +273,19 @@ def _in_rows(path: str, cfg: TaskConfig) -> bool:
     p = Path(path)
     if is_dataset_source(path):
         return True
-    name = p.name.lower()
+    name = plain_name(p)
     if name.endswith(ROW_SUFFIXES):
         return True
     if not (name.endswith(".json") and p.is_file()):
         return False
-    with p.open("rb") as f:
-        head = f.read(1 << 20).decode("utf-8-sig", errors="replace").lstrip()
+    try:
+        with open_binary(p) as f:
+            head = f.read(1 << 20).decode("utf-8-sig", errors="replace").lstrip()
+    except READ_ERRORS:
+        return False  # the SQuAD reader says what is wrong with the file
     try:
         if head.startswith("["):  # a JSON array of rows? (SQuAD's own files are an object)
-            rows = json.loads(p.read_text(encoding="utf-8-sig"))
+            rows = json.loads(read_bytes(p).decode("utf-8-sig"))
             row = rows[0] if isinstance(rows, list) and rows else None
         else:
             row = json.loads(head.split("\n", 1)[0])
@@ -288,7 +297,7 @@ def _in_rows(path: str, cfg: TaskConfig) -> bool:
 def _row_config(path: str, cfg: TaskConfig) -> TaskConfig:
     """`cfg` for the row reader: a .json file of JSON lines is read as jsonl, a folder or
     hf:<name> by what it is."""
-    if cfg.format == "auto" and path.lower().endswith(".json"):  # an array, or JSON lines
+    if cfg.format == "auto" and plain_name(path).endswith(".json"):  # an array, or JSON lines
         return cfg.model_copy(update={"format": "json"})
     return cfg.model_copy(update={"format": "auto"}) if cfg.format == "hf" else cfg
 

@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from encoderlab.data.corpus import as_source, is_hf_dir, open_hf
-from encoderlab.data.tables import FASTTEXT_LABEL, read_rows, table_format
+from encoderlab.data.tables import (
+    COMPRESSED,
+    FASTTEXT_LABEL,
+    READ_ERRORS,
+    open_binary,
+    plain_name,
+    read_rows,
+    table_format,
+)
 from encoderlab.errors import UserError, first_line
 from encoderlab.tasks.filters import filter_columns, row_filter
 
@@ -87,7 +95,7 @@ def require_cell(path: str, n: int, row: dict[str, Any], col: str | int, key: st
             f"{path}:{n}: no field '{col}' in this record (fields: {fields}); add it, or set "
             f"task.{key}"
         )
-    if str(path).lower().endswith((".csv", ".tsv")):
+    if plain_name(path).endswith((".csv", ".tsv")):
         raise UserError(
             f"{path}:{n}: the row ends before column '{col}'; fix the row (a missing field, or "
             "a stray quote that joined two rows?)"
@@ -166,10 +174,13 @@ def _txt_table(p: Path, cfg: TaskConfig) -> str | None:
     otherwise."""
     first_text = text_columns(cfg)[0]
     named = isinstance(first_text, str) and cfg.columns is None  # a header row to look at
-    if cfg.format != "auto" or not p.name.lower().endswith(".txt") or not named:
+    if cfg.format != "auto" or not plain_name(p).endswith(".txt") or not named:
         return None
-    with p.open("rb") as f:
-        first = f.readline(1 << 16)
+    try:
+        with open_binary(p) as f:
+            first = f.readline(1 << 16)
+    except READ_ERRORS:
+        return None  # the table reader says what is wrong with the file
     try:
         line = first.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -309,7 +320,12 @@ XLSX_SUFFIXES = (".xlsx", ".xlsm")
 
 def columnar_format(p: Path, cfg: TaskConfig) -> str | None:
     """ "parquet" or "xlsx" when task.format or the file name says so; None otherwise."""
-    name = p.name.lower()
+    name = plain_name(p)
+    if name.endswith((*PARQUET_SUFFIXES, *XLSX_SUFFIXES)) and p.name.lower().endswith(COMPRESSED):
+        raise UserError(
+            f"{p}: a compressed {Path(name).suffix} file, which is not read; decompress it "
+            f"({Path(name).suffix} files compress themselves)"
+        )
     if name.endswith(".xls"):
         raise UserError(
             f"{p}: an Excel 97-2003 workbook (.xls), which cannot be read here; save it as "
@@ -432,7 +448,7 @@ DATA_SUFFIXES = (".parquet", ".pq", ".arrow", ".xlsx", ".xlsm", ".jsonl", ".json
 
 def refuse_data_files(folder: Path, files: list[Path]) -> None:
     """A one-line error when a folder read as one example per file holds data files."""
-    tables = [f for f in files if f.name.lower().endswith(DATA_SUFFIXES)]
+    tables = [f for f in files if plain_name(f).endswith(DATA_SUFFIXES)]
     if tables:
         raise UserError(
             f"{folder}: holds data files ({tables[0].relative_to(folder)}), each of many "

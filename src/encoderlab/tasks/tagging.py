@@ -74,6 +74,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import HeadConfig, TaskConfig
+from encoderlab.data.tables import plain_name, read_bytes
 from encoderlab.errors import UserError
 from encoderlab.heads import TokenHead
 from encoderlab.tasks.base import (
@@ -221,7 +222,7 @@ def entity_scores(
 def _lines(path: Path) -> list[str]:
     """The file's lines without line ends; a BOM is dropped (one KMOU file has one)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_bytes(path).decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise UserError(
             f"{path}: not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}); "
@@ -673,7 +674,7 @@ def _in_rows(path: str, cfg: TaskConfig) -> bool:
     p = Path(path)  # a rows path wins over a line format (a run trained on CoNLL evaluating one)
     if is_dataset_source(path):
         return True
-    return p.is_file() and p.name.lower().endswith(ROW_SUFFIXES)
+    return p.is_file() and plain_name(p).endswith(ROW_SUFFIXES)
 
 
 def _row_examples(
@@ -947,7 +948,7 @@ class TaggingTask(TaskBase):
             if not files:
                 raise UserError(f"{p}: directory has no files; point the task at a data file")
             # a folder of CoNLL files may name them .tsv/.txt; files of rows are not lines
-            refuse_data_files(p, [f for f in files if f.name.lower().endswith(_NOT_LINES)])
+            refuse_data_files(p, [f for f in files if plain_name(f).endswith(_NOT_LINES)])
         elif p.is_file():
             files = [p]
         else:
@@ -972,7 +973,7 @@ class TaggingTask(TaskBase):
             raise UserError(f"{path}: empty file; expected tagged sentences (task.type=tagging)")
         fmt = cfg.format.lower()
         fmt = _ALIASES.get(fmt, fmt)
-        if path.suffix.lower() == ".conllu" and fmt in ("auto", "conll", "lines"):
+        if plain_name(path).endswith(".conllu") and fmt in ("auto", "conll", "lines"):
             fmt = "conllu"  # the name says it, whatever the run was trained on
             if cfg.format.lower() != "auto":  # its tag_column counted another layout's columns
                 cfg = cfg.model_copy(update={"tag_column": -1})

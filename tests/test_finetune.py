@@ -538,6 +538,25 @@ def test_tagging_end_to_end_on_conll_fixture(tmp_path):
     assert main_code(["predict", run.path, "--input", f, "--output", out]) == 2
     assert not out.exists()
     assert main_code(["predict", run.path, "--input", f, "--output", tmp_path / "t.jsonl"]) == 0
+    # .conll: a word and its predicted tag per line, sentences apart, as CoNLL files are
+    conll = tmp_path / "t.conll"
+    assert main_code(["predict", run.path, "--input", f, "--output", conll]) == 0
+    blocks = conll.read_text().split("\n\n")
+    assert len(blocks) == 61 and blocks[-1] == ""  # 60 sentences, each ending in a blank line
+    words = [ln.split() for ln in blocks[0].splitlines()]
+    assert [w for w, _ in words] == [ln.split()[0] for ln in lines[2:8]]
+    tagged = [t for b in blocks[:-1] for _, t in (ln.split() for ln in b.splitlines())]
+    gold = [ln.split()[3] for ln in lines[2:] if ln]
+    assert sum(a == b for a, b in zip(tagged, gold, strict=True)) / len(gold) > 0.9
+    # entity tags have no CoNLL-U column; a word with a space would split in two: refused
+    # before the model runs, nothing written
+    for bad, text in (("t.conllu", None), ("s.conll", '{"tokens": ["a b"], "tags": ["O"]}')):
+        src = f
+        if text:
+            src = tmp_path / "space.jsonl"
+            src.write_text(text + "\n")
+        assert main_code(["predict", run.path, "--input", src, "--output", tmp_path / bad]) == 2
+        assert not (tmp_path / bad).exists()
 
 
 def test_finetune_resume_after_crash_matches_uninterrupted(tmp_path, monkeypatch):

@@ -156,6 +156,21 @@ def test_pos_learns_end_to_end_and_answers_without_entities(tmp_path, capsys):
     assert "n_gold_entities" not in row
     assert run_cli("predict", run.path, "--text", "the old cat sleeps") == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "the/DT old/JJ cat/NN sleeps/VB"
+    # words to tag as CoNLL-U (UDPipe's tokenizer output), predictions out as CoNLL and CoNLL-U
+    words = tmp_path / "new.conllu"
+    words.write_text("# sent_id = a\n1\tthe\t_\t_\t_\t_\t_\t_\t_\t_\n2\tdog\t_\t_\t_\t_\t_\t_\t_\t_\n\n")
+    conll, conllu = tmp_path / "out.conll", tmp_path / "out.conllu"
+    assert run_cli("predict", run.path, "--input", words, "--output", conll) == 0
+    assert conll.read_text() == "the DT\ndog NN\n\n"
+    assert run_cli("predict", run.path, "--input", words, "--output", conllu) == 0
+    got = conllu.read_text().splitlines()
+    assert got[0] == "# sent_id = 0"
+    # Penn Treebank tags are not UD's seventeen: they go to XPOS (column 5), UPOS stays _
+    assert got[1:] == ["1\tthe\t_\t_\tDT\t_\t_\t_\t_\t_", "2\tdog\t_\t_\tNN\t_\t_\t_\t_\t_", ""]
+    assert get_task("pos").read(str(conllu), TaskConfig(type="pos", tag_column=4))[0]["tags"] == [
+        "DT",
+        "NN",
+    ]
     answer = scored(["DT", "INTJ"], {"tokens": ["the", "oh"]}, ["DT", "INTJ"])
     assert answer["label"] == "DT INTJ" and answer["entities"] == []  # INTJ is no I- tag
 

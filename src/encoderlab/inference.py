@@ -55,7 +55,15 @@ from encoderlab.tasks.base import (
 )
 from encoderlab.tasks.reading import reading_config
 from encoderlab.tasks.records import header_for
-from encoderlab.tasks.tagging import entities, entity_tags, word_spans
+from encoderlab.tasks.tagging import (
+    CONLL_OUTPUTS,
+    TaggingTask,
+    check_conll_words,
+    conll_text,
+    entities,
+    entity_tags,
+    word_spans,
+)
 from encoderlab.tokenizer import load_tokenizer, special_ids
 
 
@@ -274,6 +282,18 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
         raise
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """`text` to `path` through a temp file, so a kill never leaves half a file there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_submission(path: Path, table: list[list[Any]], delimiter: str = ",") -> None:
     """A task's submission table (header row first) as CSV, e.g. Kaggle's id,target
     (`delimiter="\t"`: a .tsv)."""
@@ -298,15 +318,19 @@ def check_output_writable(out: Path) -> None:
 
 def output_kind(output: str) -> str:
     """What `predict --output FILE` writes, by the name's suffix in any case: "csv" or "tsv"
-    (the task's submission table), else "jsonl" (JSON lines). A suffix that names a format
+    (the task's submission table), "conll" (.conll/.iob/.bio) or "conllu" (a tagging run's
+    words and tags), else "jsonl" (JSON lines). A suffix that names a format
     it does not write (.json, .parquet, a compressed file) is a one-line error."""
     suffix = Path(output).suffix.lower()
-    if suffix in (".csv", ".tsv"):
+    if suffix in (".csv", ".tsv", ".conllu"):
         return suffix[1:]
+    if suffix in CONLL_OUTPUTS:
+        return "conll"
     if suffix in _NOT_WRITTEN:
         raise UserError(
             f"--output {output}: predict does not write {suffix} files; give a .csv or .tsv "
-            "file (the id,label table) or a .jsonl file (a JSON object per line)"
+            "file (the id,label table), a .jsonl file (a JSON object per line) or, for a "
+            "tagging run, a .conll or .conllu file"
         )
     return "jsonl"
 
@@ -758,12 +782,17 @@ def predict(
             f"--output {output}: a {ft.task.type} run writes no {kind.upper()} table; give a "
             ".jsonl file"
         )
+    if kind in ("conll", "conllu"):
+        _check_conll_output(ft, examples, str(output), kind)
     _, rows = ft.run_examples(examples, say, progress=input_path is not None)
     if output:
         out = Path(output)
         table = ft.task.submission(rows, task_cfg) if kind in ("csv", "tsv") else None
         if table is not None:
             write_submission(out, table, "\t" if kind == "tsv" else ",")
+        elif kind in ("conll", "conllu"):
+            text = conll_text(examples, rows, ft.labels, conllu=kind == "conllu")
+            write_text_atomic(out, text)
         else:
             write_jsonl(out, rows)
         say(f"wrote {len(rows):,} predictions to {out}")
@@ -774,6 +803,21 @@ def predict(
         for r in rows:
             rows_out(json.dumps(r, ensure_ascii=False))
     return rows
+
+
+def _check_conll_output(ft: Finetuned, examples: list[Example], output: str, kind: str) -> None:
+    """A CoNLL file is words and their tags: for tagging and pos runs, words without spaces."""
+    if not isinstance(ft.task, TaggingTask):
+        raise UserError(
+            f"--output {output}: a {ft.task.type} run writes no CoNLL file (that is for tagging "
+            "and pos runs); give a .jsonl or .csv file"
+        )
+    if kind == "conllu" and ft.task.type != "pos":
+        raise UserError(
+            f"--output {output}: CoNLL-U has no column for entity tags; give a .conll file "
+            "(a word and its tag per line) or a .jsonl file"
+        )
+    check_conll_words(examples, output)
 
 
 def _to_stderr(message: str) -> None:

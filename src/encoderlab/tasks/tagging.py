@@ -1257,6 +1257,48 @@ class TaggingTask(TaskBase):
         return rows
 
 
+# ---------------------------------------------------------------------------------------------
+# Predictions as CoNLL files (`predict --output x.conll / x.conllu`)
+
+CONLL_OUTPUTS = (".conll", ".iob", ".bio", ".conllu")  # --output suffixes a tagging run writes
+UPOS_TAGS = frozenset(
+    "ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split()
+)
+
+
+def check_conll_words(examples: list[Example], output: str) -> None:
+    """A word with a space or tab would split into two columns: refused before the model runs."""
+    for ex in examples:
+        for word in ex["tokens"]:
+            if not word or any(c.isspace() for c in word):
+                raise UserError(
+                    f"--output {output}: sentence {ex['id']} has the word {word!r}, which a "
+                    "CoNLL line cannot hold (it splits at whitespace); give a .jsonl file"
+                )
+
+
+def conll_text(
+    examples: list[Example], rows: list[dict[str, Any]], labels: list[str], conllu: bool
+) -> str:
+    """The predictions as CoNLL: `word tag`, a word per line and a blank line after each
+    sentence. CoNLL-U: a `# sent_id` line, then the ten columns with the tag in UPOS (in XPOS
+    when the run's tags are not UD's seventeen, e.g. Penn Treebank tags), the others `_`."""
+    in_xpos = conllu and not set(labels) <= UPOS_TAGS
+    out: list[str] = []
+    for ex, row in zip(examples, rows, strict=True):
+        tags = row["prediction"].split()
+        if conllu:
+            out.append(f"# sent_id = {ex['id']}")
+        for k, (word, tag) in enumerate(zip(ex["tokens"], tags, strict=True)):
+            if conllu:
+                pos = ["_", tag] if in_xpos else [tag, "_"]
+                out.append("\t".join([str(k + 1), word, "_", *pos, "_", "_", "_", "_", "_"]))
+            else:
+                out.append(f"{word} {tag}")
+        out.append("")
+    return "\n".join(out) + ("\n" if out else "")
+
+
 def _unknown_tag(ex: Example, k: int, tag: str, labels: list[str], path: str | None) -> str:
     where = f"{path or ex.get('file', '?')}:{ex['line']}"
     shown = ", ".join(labels[:12]) + (", ..." if len(labels) > 12 else "")

@@ -876,3 +876,18 @@ def test_train_examples_is_a_seeded_subset_taken_after_the_validation_split(tmp_
     assert any(m.startswith("warning: task.train_examples=10,000 is not fewer") for m in said)
     run, _ = finetune(build(base_cfg(tmp_path, task={"train_examples": 50})), say=quiet)
     assert run.info["train_examples"] == 50
+
+
+def test_validation_on_the_training_data_itself_is_a_warning(tmp_path):
+    raw = base_cfg(tmp_path, train={"epochs": 1})
+    said: list[str] = []
+    run, _ = finetune(
+        build({**raw, "task": {**raw["task"], "valid": raw["task"]["train"]}}), said.append
+    )
+    assert any(
+        m.startswith("warning: task.valid (") and "the training data itself" in m for m in said
+    )
+    said.clear()
+    (tmp_path / "b").mkdir()
+    finetune(build(base_cfg(tmp_path / "b", train={"epochs": 1})), said.append)  # a split: fine
+    assert not any("the training data itself" in m for m in said)

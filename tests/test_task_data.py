@@ -161,6 +161,43 @@ def test_save_to_disk_folder(tmp_path: Path) -> None:
         get_task("classification").read(f"{tmp_path / 'sst2'}::valid", c)
 
 
+def test_a_datasetdict_folder_is_read_at_the_split_of_its_role(tmp_path: Path) -> None:
+    """task.valid / task.test / evaluate / predict naming a DatasetDict folder without ::split
+    read its validation / test split, never its train split (the training data) in silence."""
+    datasets = pytest.importorskip("datasets")
+    from encoderlab.finetuning import _same_data
+    from encoderlab.tasks.records import split_for_role
+
+    def part(texts: list[str]) -> object:
+        return datasets.Dataset.from_dict({"text": texts, "label": ["a", "b"][: len(texts)]})
+
+    full, no_test = tmp_path / "full", tmp_path / "no_test"
+    datasets.DatasetDict(
+        {"train": part(["t1", "t2"]), "validation": part(["v1", "v2"]), "test": part(["x"])}
+    ).save_to_disk(str(full))
+    datasets.DatasetDict({"train": part(["t1"]), "dev": part(["d1"])}).save_to_disk(str(no_test))
+    datasets.DatasetDict({"only": part(["o1"])}).save_to_disk(str(tmp_path / "one"))
+    assert split_for_role(str(full), "valid") == f"{full}::validation"
+    assert split_for_role(str(full), "test") == f"{full}::test"
+    assert split_for_role(str(no_test), "valid") == f"{no_test}::dev"
+    assert split_for_role(str(tmp_path / "one"), "test") == f"{tmp_path / 'one'}::only"
+    for given in (f"{full}::train", "hf:glue:sst2", str(tmp_path / "a.csv")):
+        assert split_for_role(given, "valid") == given  # said outright, or not a folder
+    with pytest.raises(UserError) as e:
+        split_for_role(str(no_test), "test", "--input")
+    assert str(e.value) == (
+        f"{no_test}: a DatasetDict with the splits train, dev and no test split; name the one "
+        f"to read: --input: {no_test}::<split>"
+    )
+    texts = [
+        ex["text"]
+        for ex in get_task("classification").read(split_for_role(str(full), "valid"), cfg())
+    ]
+    assert texts == ["v1", "v2"]
+    assert _same_data(str(full), f"{full}::train") and not _same_data(str(full), f"{full}::test")
+    assert _same_data("hf:glue:sst2", "hf:glue:sst2::train")
+
+
 class _Tok:
     """A whitespace 'tokenizer' with the special tokens encode needs: one id per word."""
 

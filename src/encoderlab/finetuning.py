@@ -69,6 +69,7 @@ from encoderlab.tasks.base import (
     read_to_predict,
     show_messages,
 )
+from encoderlab.tasks.records import split_for_role
 from encoderlab.tasks.registry import task_class
 from encoderlab.tokenizer import (
     load_tokenizer,
@@ -493,6 +494,20 @@ class TaskData:
     shown: set[str] = field(default_factory=set)  # task messages already printed
 
 
+def _same_data(a: str, b: str) -> bool:
+    """Whether two task paths name the same file, or the same split of the same data set (a
+    DatasetDict folder without `::split` is its train split)."""
+
+    def key(path: str) -> tuple[str, str]:
+        if path.startswith("hf:"):
+            base, _, split = path.partition("::")
+            return base, split or "train"
+        base, sep, split = path.rpartition("::") if "::" in path else (path, "", "")
+        return str(Path(base).expanduser().resolve()), split or "train"
+
+    return key(a) == key(b)
+
+
 def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) -> TaskData:
     t = cfg.task
     if not t.train:
@@ -506,15 +521,22 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
             f"{t.train}: no gold labels found{task.missing_gold_hint(t)}{columns_found(t.train, t)}"
         )
     if t.valid:
-        read.append(task.read(t.valid, t))
+        valid_path = split_for_role(t.valid, "valid")
+        if _same_data(valid_path, t.train):
+            say(
+                f"warning: task.valid ({t.valid}) is the training data itself: validation "
+                "scores will flatter the model; give held-out data, or leave task.valid unset "
+                "(task.valid_ratio splits the training file)"
+            )
+        read.append(task.read(valid_path, t))
         valid: list[Example] = read[-1]
-        source = t.valid
+        source = valid_path
     else:
         train, valid = task.split(train, t, cfg.seed)
         source = f"{int(t.valid_ratio * 100)}% of {t.train} (seed {cfg.seed})"
     test: list[Example] = []
     if t.test:
-        read.append(read_to_predict(task, t.test, t))  # every row: the submission's ids
+        read.append(read_to_predict(task, split_for_role(t.test, "test"), t))  # every row
         test = read[-1]
         if read[-1].ids_from_file is False:
             raise UserError(

@@ -54,7 +54,7 @@ from encoderlab.tasks.base import (
     show_messages,
 )
 from encoderlab.tasks.reading import reading_config
-from encoderlab.tasks.records import header_for
+from encoderlab.tasks.records import header_for, split_for_role
 from encoderlab.tasks.tagging import (
     CONLL_OUTPUTS,
     TaggingTask,
@@ -475,7 +475,7 @@ class Finetuned:
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """(metrics, prediction rows) on a labelled file in the task's format; `say` hears what
         reading skipped (rows without text, answers not in their context)."""
-        examples = self.task.read(data_path, self.cfg.task)
+        examples = self.task.read(split_for_role(data_path, "valid", "--data"), self.cfg.task)
         if say is not None:
             show_messages(examples, set(), say)
         if not any(self.task.has_gold(ex) for ex in examples):
@@ -765,7 +765,7 @@ def predict(
     if overrides:  # truncation, window_stride, ...: how the file is encoded too, as evaluate
         ft = dataclasses.replace(ft, cfg=ft.cfg.model_copy(update={"task": task_cfg}))
     if input_path:
-        examples = read_to_predict(ft.task, input_path, task_cfg)
+        examples = read_to_predict(ft.task, split_for_role(input_path, "test", "--input"), task_cfg)
         numbered = kind in ("csv", "tsv") and task_cfg.id_column is not None
         if numbered and getattr(examples, "ids_from_file", True) is False:
             examples.warnings.append(

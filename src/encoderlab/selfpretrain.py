@@ -50,6 +50,7 @@ from encoderlab.runs import RUN_FILE, Run, atomic_write, has_checkpoint
 from encoderlab.runtime import resolve_device
 from encoderlab.tasks import get_task
 from encoderlab.tasks.base import example_texts, read_to_predict
+from encoderlab.tasks.records import split_for_role
 
 KEY_FIELD = "self_pretrain_key"  # run.json: what the run was pretrained with (see run_key)
 MODEL_FIELD = "self_pretrain_model"  # run.json: the model keys the fine-tuning config set
@@ -78,7 +79,12 @@ def task_texts(cfg: FinetuneConfig) -> list[str]:
         raise UserError("task.train is not set: give the training file (csv/tsv/jsonl/json/...)")
     task = get_task(cfg.task.type, cfg.task)
     seen: dict[str, None] = {}
-    for path in (cfg.task.train, cfg.task.valid, cfg.task.test):
+    t = cfg.task
+    for path in (
+        t.train,
+        t.valid and split_for_role(t.valid, "valid"),
+        t.test and split_for_role(t.test, "test"),
+    ):
         if path:
             # every row, labelled or not (aclImdb's unsup/ is the text this is for)
             for text in example_texts(read_to_predict(task, path, cfg.task)):

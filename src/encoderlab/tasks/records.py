@@ -109,6 +109,37 @@ def is_dataset_source(path: str) -> bool:
     return path.startswith("hf:") or "::" in path or (p.is_dir() and is_hf_dir(p))
 
 
+# the split a role reads from a DatasetDict folder named without `::split`
+ROLE_SPLITS = {"valid": ("validation", "valid", "dev"), "test": ("test",)}
+ROLE_KEYS = {"valid": "task.valid", "test": "task.test"}
+
+
+def split_for_role(path: str, role: str, key: str | None = None) -> str:
+    """`path` as the `role` ("valid" or "test") reads it. A `save_to_disk` DatasetDict named
+    without `::split` is otherwise read at its train split, so task.valid or task.test (or
+    evaluate / predict on it) would silently be the training data: the role's split is named
+    instead (`dir::validation`, `dir::test`), and a folder that has none of them is a one-line
+    error listing its splits. Files, `::split` and single datasets are returned as given."""
+    p = Path(path)
+    listing = p / "dataset_dict.json"
+    if "::" in path or path.startswith("hf:") or not listing.is_file():
+        return path
+    try:
+        splits = [str(s) for s in json.loads(listing.read_text(encoding="utf-8"))["splits"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return path  # open_hf says what is wrong with the folder
+    if len(splits) == 1:
+        return f"{path}::{splits[0]}"
+    chosen = next((s for s in ROLE_SPLITS[role] if s in splits), None)
+    if chosen is None:
+        raise UserError(
+            f"{path}: a DatasetDict with the splits {', '.join(splits)} and no "
+            f"{' / '.join(ROLE_SPLITS[role])} split; name the one to read: "
+            f"{key or ROLE_KEYS[role]}: {path}::<split>"
+        )
+    return f"{path}::{chosen}"
+
+
 def text_columns(cfg: TaskConfig) -> list[str | int]:
     """task.text_column as a list: the columns whose cells, joined, are a row's text."""
     return list(cfg.text_column) if isinstance(cfg.text_column, list) else [cfg.text_column]

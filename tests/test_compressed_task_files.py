@@ -75,7 +75,9 @@ def test_compressed_conll_conllu_and_squad(tmp_path):
     ud = packed(tmp_path / "ud.conllu", CONLLU, ".xz")
     pos = get_task("pos").read(str(ud), TaskConfig(type="pos"))
     assert pos[0]["tags"] == ["PRON", "AUX", "PART", "VERB", "PUNCT"]
-    squad = squad_json([("T", [("Paris is in France.", [("Where is Paris?", [("France", None)])])])])
+    squad = squad_json(
+        [("T", [("Paris is in France.", [("Where is Paris?", [("France", None)])])])]
+    )
     qa = packed(tmp_path / "dev.json", json.dumps(squad), ".gz")
     (ex,) = get_task("qa").read(str(qa), TaskConfig(type="qa"))
     assert ex["answers"][0]["text"] == "France"

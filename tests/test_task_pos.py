@@ -158,7 +158,9 @@ def test_pos_learns_end_to_end_and_answers_without_entities(tmp_path, capsys):
     assert capsys.readouterr().out.strip().splitlines()[-1] == "the/DT old/JJ cat/NN sleeps/VB"
     # words to tag as CoNLL-U (UDPipe's tokenizer output), predictions out as CoNLL and CoNLL-U
     words = tmp_path / "new.conllu"
-    words.write_text("# sent_id = a\n1\tthe\t_\t_\t_\t_\t_\t_\t_\t_\n2\tdog\t_\t_\t_\t_\t_\t_\t_\t_\n\n")
+    words.write_text(
+        "# sent_id = a\n1\tthe\t_\t_\t_\t_\t_\t_\t_\t_\n2\tdog\t_\t_\t_\t_\t_\t_\t_\t_\n\n"
+    )
     conll, conllu = tmp_path / "out.conll", tmp_path / "out.conllu"
     assert run_cli("predict", run.path, "--input", words, "--output", conll) == 0
     assert conll.read_text() == "the DT\ndog NN\n\n"

@@ -806,3 +806,42 @@ def test_a_file_to_predict_is_read_without_its_tags(tmp_path):
     assert [e["tokens"] for e in got] == [["EU", "rejects"], ["Peter"]]
     assert [e["tags"] for e in got] == [None, None]
     assert TaggingTask().read(path, cfg())[0]["tags"] == ["B-ORGANIZATION", "O"]  # as before
+
+
+def test_a_data_set_folder_reads_its_data_files_only(tmp_path):
+    """A treebank folder as UD ships it: README and LICENSE are left out (not read as
+    sentences), the .conllu files are read and the raw .txt beside them is not; a folder with
+    the train and the held-out files of a data set is refused (it would train on the test set)."""
+    from test_task_pos import CONLLU
+
+    ud = tmp_path / "UD_English-Tiny"
+    ud.mkdir()
+    (ud / "README.md").write_text("# Summary\nA tiny treebank.\n")
+    (ud / "LICENSE.txt").write_text("CC BY-SA 4.0\n")
+    (ud / "en_tiny-ud-train.conllu").write_text(CONLLU)
+    (ud / "en_tiny-ud-train.txt").write_text("I don't know. Go!\n")
+    ex = TaggingTask().read(str(ud), TaskConfig(type="pos"))
+    assert [e["tokens"] for e in ex] == [["I", "do", "n't", "know", "."], ["Go", "!"]]
+    assert ex.notes[-1] == (
+        f"{ud}: left out LICENSE.txt, README.md, en_tiny-ud-train.txt (the .conllu files are "
+        "read; the rest are not data)"
+    )
+    (ud / "en_tiny-ud-dev.conllu").write_text(CONLLU)
+    with pytest.raises(UserError) as e:
+        TaggingTask().read(str(ud), TaskConfig(type="pos"))
+    assert str(e.value) == (
+        f"{ud}: holds a data set's train and held-out files (en_tiny-ud-train.conllu, "
+        f"en_tiny-ud-dev.conllu); reading the folder would train on both: point task.train at "
+        f"{ud / 'en_tiny-ud-train.conllu'} and task.valid at {ud / 'en_tiny-ud-dev.conllu'}"
+    )
+    conll = tmp_path / "conll2003"  # eng.train, eng.testa, eng.testb
+    conll.mkdir()
+    for name in ("eng.train", "eng.testa"):
+        (conll / name).write_text(CONLL_IOB1)
+    with pytest.raises(UserError, match=r"\(eng.train, eng.testa\)"):
+        TaggingTask().read(str(conll), cfg())
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "README").write_text("nothing here\n")
+    with pytest.raises(UserError, match="holds no data file, only README"):
+        TaggingTask().read(str(docs), cfg())

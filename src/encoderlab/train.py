@@ -909,6 +909,9 @@ class Recorder:
             self.say(
                 f"warning: {self.primary} was not measured ({', '.join(metrics)} were): no "
                 "best step and no early stopping on it; set train.early_stop_metric to one of those"
+                if metrics
+                else "warning: validation measured nothing (no validation example has a gold "
+                "label): no best step and no early stopping; give labelled validation data"
             )
         if self.on_eval is not None:
             self.on_eval(state.step, metrics)

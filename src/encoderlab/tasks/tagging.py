@@ -406,6 +406,51 @@ class _Report:
         return warnings, notes
 
 
+# files of a data set's folder that are about it, not in it (UD's README.md and LICENSE.txt)
+_DOC_NAMES = ("readme", "license", "licence", "copying", "notice", "authors", "contributing")
+_DOC_NAMES += ("changelog", "changes", "citation", "source")
+_DOC_SUFFIXES = (".md", ".rst", ".html", ".pdf", ".xml", ".cff", ".yaml", ".yml", ".py", ".sh")
+_TRAIN_NAME = re.compile(r"(^|[._-])train([._-]|$)")
+_HELD_OUT_NAME = re.compile(r"(^|[._-])(dev|test[ab]?|valid|validation)([._-]|$)")
+
+
+def _data_files(folder: Path, files: list[Path], report: _Report) -> list[Path]:
+    """The files of a folder to read as one data set: without its documentation files, only
+    its .conllu files where it has them (a UD treebank's .txt files are the same sentences as
+    raw text), and refused when it holds a data set's train and held-out splits together (a
+    UD or CoNLL-2003 folder), which would train on the test set."""
+    docs = [
+        f
+        for f in files
+        if f.name.lower().startswith(_DOC_NAMES) or plain_name(f).endswith(_DOC_SUFFIXES)
+    ]
+    data = [f for f in files if f not in docs]
+    conllu = [f for f in data if plain_name(f).endswith(".conllu")]
+    left = [f for f in data if f not in conllu] if conllu else []
+    data = conllu or data
+    if not data:
+        raise UserError(
+            f"{folder}: holds no data file, only {', '.join(f.name for f in docs)}; point the "
+            "task at the data files' folder or at a file"
+        )
+    train = [f for f in data if _TRAIN_NAME.search(plain_name(f))]
+    held = [f for f in data if _HELD_OUT_NAME.search(plain_name(f))]
+    if train and held:
+        raise UserError(
+            f"{folder}: holds a data set's train and held-out files ({train[0].name}, "
+            f"{held[0].name}); reading the folder would train on both: point task.train at "
+            f"{train[0]} and task.valid at {held[0]}"
+        )
+    skipped = [f.name for f in docs + left]
+    if skipped:
+        shown = ", ".join(skipped[:4]) + (
+            f" and {len(skipped) - 4} more" if len(skipped) > 4 else ""
+        )
+        why = "not data" if not left else "the .conllu files are read; the rest are not data"
+        report.notes.append(f"{folder}: left out {shown} ({why})")
+    return data
+
+
 class _Tally:
     """A count and where it first happened."""
 
@@ -949,6 +994,7 @@ class TaggingTask(TaskBase):
                 raise UserError(f"{p}: directory has no files; point the task at a data file")
             # a folder of CoNLL files may name them .tsv/.txt; files of rows are not lines
             refuse_data_files(p, [f for f in files if plain_name(f).endswith(_NOT_LINES)])
+            files = _data_files(p, files, report)
         elif p.is_file():
             files = [p]
         else:

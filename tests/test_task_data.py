@@ -100,6 +100,25 @@ def test_imdb_unsup_folder_is_unlabelled_text_not_a_class(tmp_path: Path) -> Non
     assert any("unsup/ (3 files) is unlabelled text" in n for n in ex.notes)
 
 
+def test_the_aclimdb_folder_itself_is_splits_not_labels(tmp_path: Path) -> None:
+    """aclImdb/ holds train/ and test/ (each of pos/ and neg/): read as label folders its
+    classes would be "train" and "test"; refused in one line naming the folders to use."""
+    root = tmp_path / "aclImdb"
+    for split in ("train", "test"):
+        for label in ("pos", "neg"):
+            (root / split / label).mkdir(parents=True)
+            (root / split / label / "0_7.txt").write_text("a review", encoding="utf-8")
+    (root / "README").write_text("Large Movie Review Dataset", encoding="utf-8")
+    with pytest.raises(UserError) as e:
+        get_task("classification").read(str(root), cfg())
+    assert str(e.value) == (
+        f"{root}: its sub-folders test/, train/ are a data set's splits, not labels; point "
+        f"task.train at {root / 'train'} and task.valid at {root / 'test'}"
+    )
+    ex = get_task("classification").read(str(root / "train"), cfg())
+    assert get_task("classification").label_names(ex) == ["neg", "pos"]
+
+
 def test_a_folder_of_unlabelled_files_is_read_to_predict_and_refused_to_train(
     tmp_path: Path,
 ) -> None:

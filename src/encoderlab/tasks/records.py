@@ -491,6 +491,26 @@ def refuse_data_files(folder: Path, files: list[Path]) -> None:
 UNLABELLED_FOLDERS = {"unsup", "unlabeled", "unlabelled"}
 
 
+SPLIT_FOLDERS = {"train", "test", "dev", "valid", "validation"}
+
+
+def _refuse_split_folders(folder: Path, files: list[Path]) -> None:
+    """aclImdb/ itself (train/ and test/, each of pos/ and neg/): its sub-folders are a data
+    set's splits, and read as labels they would make "train" and "test" the two classes."""
+    tops = sorted({f.relative_to(folder).parts[0] for f in files if f.parent != folder})
+    splits = [t for t in tops if t.lower() in SPLIT_FOLDERS]
+    if len(splits) >= 2 or (splits and splits == tops and len(tops) == 1):
+        train = next((t for t in splits if t.lower() == "train"), splits[0])
+        held = next((t for t in splits if t != train), None)
+        fix = f"point task.train at {folder / train}" + (
+            f" and task.valid at {folder / held}" if held else ""
+        )
+        raise UserError(
+            f"{folder}: its sub-folders {', '.join(t + '/' for t in splits)} are a data set's "
+            f"splits, not labels; {fix}"
+        )
+
+
 def _folder_rows(folder: Path, cfg: TaskConfig, notes: list[str] | None) -> list[Row]:
     """Each text file one row: label = its sub-folder's name (none for files at the top)."""
     text_col, label_col = str(text_columns(cfg)[0]), str(cfg.label_column)
@@ -502,6 +522,7 @@ def _folder_rows(folder: Path, cfg: TaskConfig, notes: list[str] | None) -> list
             "folder named after its label (e.g. spam/0001.txt, ham/0002.txt)"
         )
     refuse_data_files(folder, files)
+    _refuse_split_folders(folder, files)
     rows: list[Row] = []
     repaired = 0
     for i, f in enumerate(files, 1):

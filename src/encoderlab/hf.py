@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -500,6 +501,8 @@ def import_checkpoint(
     source = resolve_source(spec)
     if Path(source).is_dir():
         _check_local_checkpoint(Path(source), spec, trust_remote_code, allow_pickle)
+    elif not os.environ.get("HF_HUB_OFFLINE"):  # no connection: ~25 s of retries, unsaid
+        say(f"hf:{spec}: asking the Hugging Face Hub (HF_HUB_OFFLINE=1 reads only its cache)")
     try:  # the small file first: a wrong hub name or no connection fails fast, and clearly
         with _quiet_transformers():
             hf_config = transformers.AutoConfig.from_pretrained(

@@ -40,6 +40,10 @@ def test_conllu_reads_words_and_upos_or_xpos(tmp_path):
     path.write_text(CONLLU, encoding="utf-8")
     upos = read(path)
     assert [ex["tokens"] for ex in upos] == [["I", "do", "n't", "know", "."], ["Go", "!"]]
+    assert [ex["id"] for ex in upos] == ["1", "2"]  # the file's `# sent_id`s
+    partly = tmp_path / "partly.conllu"  # one sentence without an id: all by position
+    partly.write_text(CONLLU.replace("# sent_id = 2\n", ""), encoding="utf-8")
+    assert [ex["id"] for ex in read(partly)] == ["0", "1"]
     assert upos[0]["tags"] == ["PRON", "AUX", "PART", "VERB", "PUNCT"]  # ranges, empty nodes out
     assert read(path, tag_column=4)[0]["tags"] == ["PRP", "VBP", "RB", "VB", "."]
     untagged = tmp_path / "tokenized.conllu"  # UDPipe's tokenizer output: words, no tags
@@ -166,7 +170,7 @@ def test_pos_learns_end_to_end_and_answers_without_entities(tmp_path, capsys):
     assert conll.read_text() == "the DT\ndog NN\n\n"
     assert run_cli("predict", run.path, "--input", words, "--output", conllu) == 0
     got = conllu.read_text().splitlines()
-    assert got[0] == "# sent_id = 0"
+    assert got[0] == "# sent_id = a"  # the input's own sentence id
     # Penn Treebank tags are not UD's seventeen: they go to XPOS (column 5), UPOS stays _
     assert got[1:] == ["1\tthe\t_\t_\tDT\t_\t_\t_\t_\t_", "2\tdog\t_\t_\tNN\t_\t_\t_\t_\t_", ""]
     assert get_task("pos").read(str(conllu), TaskConfig(type="pos", tag_column=4))[0]["tags"] == [

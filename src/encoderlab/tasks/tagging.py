@@ -623,12 +623,19 @@ def _read_conllu(path: Path, lines: list[str], cfg: TaskConfig, report: _Report)
     tags: list[str] = []
     start = n_cols = 0
     untagged: list[str] = []  # where a word has no tag ('_'): a file to predict, or an error
+    sent_ids: list[str | None] = []  # each sentence's `# sent_id = ...`, where it has one
+    sent_id: str | None = None
     for n, line in enumerate([*lines, ""], 1):
         if line.startswith("#"):
+            key, eq, value = line[1:].partition("=")
+            if eq and key.strip() == "sent_id" and value.strip():
+                sent_id = value.strip()
             continue
         if not line.strip():
             if words:
                 sentences.append((start, list(words), list(tags)))
+                sent_ids.append(sent_id)
+            sent_id = None
             words.clear()
             tags.clear()
             continue
@@ -668,8 +675,17 @@ def _read_conllu(path: Path, lines: list[str], cfg: TaskConfig, report: _Report)
         )
     if sentences and tagged and cfg.tag_scheme != "plain":
         _fix_scheme(path, sentences, cfg.tag_scheme, report)
+    # the file's own sentence ids where every sentence has one and no two are the same (UD's
+    # "weblog-...-0001"), so predictions name the sentences as the treebank does
+    named = None not in sent_ids and len(set(sent_ids)) == len(sent_ids)
     return [
-        {"id": str(i), "line": line, "file": str(path), "tokens": w, "tags": t if tagged else None}
+        {
+            "id": str(sent_ids[i] if named else i),
+            "line": line,
+            "file": str(path),
+            "tokens": w,
+            "tags": t if tagged else None,
+        }
         for i, (line, w, t) in enumerate(sentences)
     ]
 

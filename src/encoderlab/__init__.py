@@ -8,6 +8,7 @@ The Python API (`encoderlab.api`), the same functions the CLI calls:
     model = el.load(run)
     model.predict(["Forest fire near La Ronge"])  # [{"label", "score", "scores"}]
     el.evaluate(run, data=df_test); el.report([run], out="report/"); el.pretrain(...)
+    el.embed(run, ["a text", "another"])          # (2, dim) float32, L2-normalised
 
 The API is imported on first use, so `import encoderlab` (and the CLI) stays fast. The modules
 behind it are named for the stage (`finetuning`, `pretraining`, `reporting`), so no submodule
@@ -21,7 +22,17 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "UserError", "evaluate", "finetune", "load", "pretrain", "report"]
+__all__ = [
+    "Model",
+    "UserError",
+    "embed",
+    "evaluate",
+    "finetune",
+    "load",
+    "load_embedder",
+    "pretrain",
+    "report",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -8,6 +8,7 @@
     el.evaluate(run, data=df_test)                     # metrics dict
     el.report([run_a, run_b], out="report/")           # report.html
     el.pretrain("configs/pretrain.yaml", overrides={"train.max_steps": 100})
+    el.embed("hf:path/to/all-MiniLM-L6-v2", ["a text", "another"])  # (2, 384) float32
 
 A run is returned as its directory (a Path), which every function here and every CLI
 command takes. In-memory data is written to a file in the task's format and read by the same
@@ -306,3 +307,38 @@ def _run_items(runs: Any) -> list[Any]:
         return list(runs)
     except TypeError:  # not iterable: _run_path names its type
         return [runs]
+
+
+def load_embedder(source: Any, say: Say | None = print) -> Any:
+    """The encoder of a run (its directory, or what `finetune`/`pretrain` returned) or of
+    `"hf:<model>"`, loaded once to `embed` many times (see `encoderlab.embedding`)."""
+    from encoderlab.embedding import load_embedder as load
+
+    text = source if isinstance(source, str) and source.startswith("hf:") else _run_path(source)
+    return load(str(text), _quiet_if_none(say))
+
+
+def embed(
+    source: Any,
+    texts: str | Sequence[str],
+    pooling: str | None = None,
+    normalize: bool = True,
+    batch_size: int = 64,
+    say: Say | None = print,
+) -> Any:
+    """A float32 array (len(texts), dim), row i the vector of texts[i]: mean-pooled (or the
+    model's own pooling; `pooling="cls"`), L2-normalised unless `normalize=False`. `source`:
+    a run, `"hf:<model>"`, or what `load_embedder` returned (loaded once)."""
+    from encoderlab.embedding import Embedder
+
+    texts = _texts(texts, "texts")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise UserError(f"batch_size: give a whole number of at least 1, not {batch_size!r}")
+    embedder = source if isinstance(source, Embedder) else load_embedder(source, say)
+    vectors, cut = embedder.embed(texts, pooling, normalize, batch_size)
+    if cut:
+        _quiet_if_none(say)(
+            f"warning: {cut:,} of {len(texts):,} texts were longer than the encoder's max_len "
+            f"of {embedder.max_len} tokens: their end was cut"
+        )
+    return vectors

@@ -553,6 +553,42 @@ def predict(
 
 
 @app.command()
+def embed(
+    source: Annotated[
+        str, typer.Argument(help="A run directory (pretraining or fine-tuning) or hf:<model>.")
+    ],
+    text: Annotated[
+        list[str] | None, typer.Option("--text", help="Text to embed (several: compared).")
+    ] = None,
+    input: Annotated[
+        str | None,
+        typer.Option("--input", help="A .txt (a text per line), .csv/.tsv/.jsonl/.parquet file."),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", help=".npy (the matrix, row i for input row i) or .jsonl."),
+    ] = None,
+    text_column: Annotated[
+        str, typer.Option("--text-column", help="The column of a table that holds the text.")
+    ] = "text",
+    pooling: Annotated[
+        str | None,
+        typer.Option("--pooling", help="mean (over tokens) or cls; default: the model's own."),
+    ] = None,
+    normalize: Annotated[
+        bool, typer.Option("--normalize/--no-normalize", help="L2-normalise each vector.")
+    ] = True,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per forward pass.")] = 64,
+) -> None:
+    """A vector per text from an encoder (a run's, or hf:), for search, clustering and features."""
+    from encoderlab.embedding import embed_command
+
+    if text is not None and any(not t.strip() for t in text):
+        raise UserError("--text is empty; give the text to embed, e.g. --text 'a fine film'")
+    embed_command(source, text, input, output, text_column, pooling, normalize, batch_size, say=say)
+
+
+@app.command()
 def serve(
     run: Annotated[Path, typer.Argument(help="A fine-tuning run directory.")],
     host: Annotated[

@@ -1,0 +1,318 @@
+"""`encoderlab embed`: one vector per text from any encoder here, for search, clustering,
+deduplication or features for another model.
+
+The source is a pretraining run, a fine-tuning run (its encoder, without the task's head) or
+`hf:` (a sentence-transformers model such as all-MiniLM-L6-v2 is a BERT encoder whose vectors
+are its mean-pooled states). Pooling is the mean over the text's tokens ([CLS] and [SEP]
+included, as sentence-transformers pools) or the [CLS] state; vectors are L2-normalised by
+default, so a dot product is the cosine similarity. Texts are sorted by length into batches
+(little padding) and come back in their input order; a text longer than the encoder's
+max_len is cut, and said.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from torch import nn
+
+from encoderlab.config import TaskConfig
+from encoderlab.data.tables import plain_name, read_bytes
+from encoderlab.errors import UserError
+from encoderlab.runtime import autocast, autocast_dtype, bar_columns, resolve_device
+from encoderlab.tokenizer import special_ids
+
+POOLINGS = ("mean", "cls")
+OUTPUTS = (".npy", ".jsonl")  # what --output writes, by the name's suffix
+
+
+@dataclass
+class Embedder:
+    """An encoder and its tokenizer, loaded once to embed many texts."""
+
+    encoder: nn.Module
+    tokenizer: Tokenizer
+    max_len: int
+    dim: int
+    device: torch.device
+    source: str
+    pooling: str = "mean"  # the model's own (a sentence-transformers folder says), else mean
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        pooling: str | None = None,
+        normalize: bool = True,
+        batch_size: int = 64,
+        progress: bool = False,
+    ) -> tuple[np.ndarray, int]:
+        """(float32 array (len(texts), dim) in the texts' order, how many texts were cut);
+        `pooling` None: the model's own."""
+        pooling = pooling or self.pooling
+        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise UserError(f"texts[{bad}] is {type(texts[bad]).__name__}, not a string")
+        if pooling not in POOLINGS:
+            raise UserError(f"pooling: '{pooling}' is not one of {', '.join(POOLINGS)}")
+        ids = self._encode(texts)
+        cut = sum(n > self.max_len - 2 for n in (len(x) for x in ids))
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        amp = autocast_dtype("auto", self.device)
+        bar = _Bar(len(ids) if progress else 0)
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(order), batch_size):
+                    rows = order[start : start + batch_size]
+                    vectors = self._pooled([ids[i] for i in rows], pooling, amp)
+                    if normalize:
+                        vectors = torch.nn.functional.normalize(vectors, dim=-1)
+                    out[rows] = vectors.float().cpu().numpy()
+                    bar.advance(len(rows))
+        finally:
+            bar.close()
+        return out, cut
+
+    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
+        encodings = self.tokenizer.encode_batch([str(t) for t in texts], add_special_tokens=False)
+        return [e.ids for e in encodings]
+
+    def _pooled(self, rows: list[list[int]], pooling: str, amp: torch.dtype | None) -> torch.Tensor:
+        sp = special_ids(self.tokenizer)
+        keep = self.max_len - 2
+        seqs = [[sp["cls"], *r[:keep], sp["sep"]] for r in rows]
+        width = max(len(s) for s in seqs)
+        input_ids = torch.full((len(seqs), width), sp["pad"], dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for k, s in enumerate(seqs):
+            input_ids[k, : len(s)] = torch.tensor(s)
+            mask[k, : len(s)] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        with autocast(self.device, amp):
+            hidden = self.encoder(input_ids, mask, torch.zeros_like(input_ids)).float()
+        if pooling == "cls":
+            return hidden[:, 0]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+def load_embedder(source: str, say: Callable[[str], None] = print) -> Embedder:
+    """The encoder of a run directory (pretraining or fine-tuning) or of `hf:<name or dir>`."""
+    from encoderlab.hf import import_checkpoint, run_encoder
+    from encoderlab.model import without_init
+    from encoderlab.runs import (
+        Run,
+        check_tokenizer_fits,
+        load_encoder_weights,
+        run_checkpoint,
+        run_model_config,
+    )
+    from encoderlab.tokenizer import load_tokenizer
+
+    source = source.strip()
+    pooling, max_len = "mean", None
+    if source.startswith("hf:"):
+        imp = import_checkpoint(source.removeprefix("hf:"), say)
+        encoder, tok, model_cfg, where = imp.encoder, imp.tokenizer, imp.model_cfg, imp.source
+        folder = Path(source.removeprefix("hf:").strip()).expanduser()
+        if folder.is_dir():
+            pooling, max_len = sentence_transformers_settings(folder)
+    else:
+        if not Path(source).is_dir():
+            raise UserError(
+                f"{source}: no such run directory; give a run (runs/<name>) or hf:<model>"
+            )
+        run = Run.open(source)
+        tok = load_tokenizer(run.path / "tokenizer")
+        model_cfg = run_model_config(run)
+        check_tokenizer_fits(run, tok.get_vocab_size(), model_cfg)
+        with without_init():  # every weight is loaded below
+            encoder = run_encoder(run, model_cfg)
+        ckpt = run_checkpoint(run)
+        load_encoder_weights(encoder, ckpt)
+        where = f"{run.path}@{ckpt.name}"
+    device = resolve_device("auto")
+    encoder.to(device).eval()
+    limit = min(int(model_cfg.max_len), max_len or int(model_cfg.max_len))
+    return Embedder(encoder, tok, limit, int(model_cfg.d_model), device, where, pooling)
+
+
+def sentence_transformers_settings(folder: Path) -> tuple[str, int | None]:
+    """(pooling, max tokens) a sentence-transformers folder records (1_Pooling/config.json,
+    sentence_bert_config.json: all-MiniLM-L6-v2 mean-pools 256 tokens), so its vectors are the
+    ones its model card gives; ("mean", None) for any other checkpoint. Read as JSON data."""
+    import json
+
+    def read(name: str) -> dict[str, Any]:
+        try:
+            data = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    pool = read("1_Pooling/config.json")
+    pooling = "cls" if pool.get("pooling_mode_cls_token") else "mean"
+    length = read("sentence_bert_config.json").get("max_seq_length")
+    return pooling, length if isinstance(length, int) and length > 2 else None
+
+
+def read_texts(path: str, text_column: str) -> tuple[list[str], list[str]]:
+    """(ids, texts) of every row of a file, in order: a .txt file's lines (ids are line
+    numbers), else a table's `text_column` (ids: its `id` column, else row numbers). No row
+    is skipped, an empty text included, so row i of the vectors is row i of the file."""
+    from encoderlab.tasks.records import read_records
+
+    if plain_name(path).endswith(".txt"):
+        text = read_bytes(Path(path)).decode("utf-8-sig", errors="strict")
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        return [str(i) for i in range(1, len(lines) + 1)], [ln.rstrip("\r") for ln in lines]
+    rows = read_records(path, TaskConfig(text_column=text_column))
+    if rows and text_column not in rows[0][1]:
+        fields = ", ".join(map(str, rows[0][1]))
+        raise UserError(
+            f"{path}: no column '{text_column}' (columns: {fields}); give --text-column"
+        )
+    ids = [str(row.get("id", n)) for n, row in rows]
+    return ids, ["" if row.get(text_column) is None else str(row[text_column]) for _, row in rows]
+
+
+def write_vectors(path: Path, ids: list[str], vectors: np.ndarray) -> None:
+    """.npy: the (N, dim) float32 matrix, row i for input row i; .jsonl: {"id", "embedding"}
+    per line. Through a temp file, so a kill never leaves half a file."""
+    from encoderlab.inference import write_jsonl
+
+    if path.suffix.lower() == ".npy":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.save(f, vectors)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return
+    rows = [
+        {"id": i, "embedding": [round(float(x), 6) for x in v]}
+        for i, v in zip(ids, vectors, strict=True)
+    ]
+    write_jsonl(path, rows)
+
+
+def check_output(output: str) -> Path:
+    out = Path(output)
+    if out.suffix.lower() not in OUTPUTS:
+        raise UserError(
+            f"--output {output}: embed writes .npy (the matrix, row i for input row i) or "
+            ".jsonl (an id and its vector per line); give one of those"
+        )
+    if out.is_dir():
+        raise UserError(f"--output {output} is a folder; give a file name (.npy or .jsonl)")
+    return out
+
+
+def similarity_table(texts: list[str], vectors: np.ndarray) -> list[str]:
+    """Cosine similarities of a few --text inputs, as lines to print."""
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    sims = unit @ unit.T
+    lines = [f"[{i + 1}] {t}" for i, t in enumerate(texts)]
+    lines.append("cosine similarity:")
+    head = "      " + "".join(f"{f'[{j + 1}]':>8}" for j in range(len(texts)))
+    lines.append(head)
+    for i in range(len(texts)):
+        lines.append(
+            f"{f'[{i + 1}]':>6}" + "".join(f"{sims[i, j]:8.3f}" for j in range(len(texts)))
+        )
+    return lines
+
+
+class _Bar:
+    """Texts embedded, texts/s and ETA on a terminal; silent otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.bar: Any = None
+        if not total or not sys.stderr.isatty():
+            return
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self.bar = Progress(*bar_columns("embed"), console=Console(stderr=True), transient=True)
+        self.task = self.bar.add_task("embed", total=total, info="")
+        self.t0, self.done = time.perf_counter(), 0
+        self.bar.start()
+
+    def advance(self, rows: int) -> None:
+        if self.bar is None:
+            return
+        self.done += rows
+        rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.update(self.task, completed=self.done, info=f"{rate:,.0f} texts/s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def embed_command(
+    source: str,
+    texts: list[str] | None,
+    input_path: str | None,
+    output: str | None,
+    text_column: str = "text",
+    pooling: str | None = None,
+    normalize: bool = True,
+    batch_size: int = 64,
+    say: Callable[[str], None] = print,
+) -> np.ndarray:
+    """`encoderlab embed`: every check that needs no model first, then load, embed, write."""
+    import json
+
+    if (texts is None) == (input_path is None):
+        raise UserError("give --text TEXT (several to compare them) or --input FILE, not both")
+    if pooling is not None and pooling not in POOLINGS:
+        raise UserError(f"--pooling {pooling}: use {' or '.join(POOLINGS)}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size}: give a whole number of at least 1")
+    out = check_output(output) if output else None
+    if out is not None and input_path and out.resolve() == Path(input_path).resolve():
+        raise UserError(f"--output {output} is the --input file; give another file name")
+    if input_path:
+        ids, data = read_texts(input_path, text_column)
+        if not data:
+            raise UserError(f"{input_path}: no texts in the file")
+    else:
+        data = list(texts or [])
+        ids = [str(i) for i in range(len(data))]
+    loud = say if out is not None or not input_path else _to_stderr  # stdout: the vectors
+    embedder = load_embedder(source, loud)
+    vectors, cut = embedder.embed(data, pooling, normalize, batch_size, progress=bool(input_path))
+    if cut:
+        loud(
+            f"warning: {cut:,} of {len(data):,} texts were longer than the encoder's "
+            f"max_len of {embedder.max_len} tokens: their end was cut"
+        )
+    if out is not None:
+        write_vectors(out, ids, vectors)
+        how = f"{pooling or embedder.pooling} pooling" + (", L2-normalised" if normalize else "")
+        say(f"wrote {len(data):,} vectors of {embedder.dim} dimensions ({how}) to {out}")
+    elif input_path or len(data) == 1:
+        for i, v in zip(ids, vectors, strict=True):
+            say(json.dumps({"id": i, "embedding": [round(float(x), 6) for x in v]}))
+    else:
+        for line in similarity_table(data, vectors):
+            say(line)
+    return vectors
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

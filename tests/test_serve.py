@@ -292,6 +292,29 @@ def test_app_health_info_predict_and_bad_requests(ft):
         assert client.post("/predict", json={"texts": ["nice"]}).status_code == 200
 
 
+def test_app_embeds_texts_as_encoderlab_embed_does(ft, run_dir):
+    """POST /embed: the run's encoder, mean-pooled and normalised, the same vectors as
+    `el.embed(run, texts)`; its requests are checked as /predict's are."""
+    import numpy as np
+
+    import encoderlab as el
+
+    with TestClient(build_app(ft, ServeLimits(max_texts=4))) as client:
+        r = client.post("/embed", json={"texts": TEXTS})
+        assert r.status_code == 200, r.text
+        got = np.asarray(r.json()["embeddings"])
+        assert got.shape == (4, 32)
+        assert np.allclose(got, el.embed(run_dir, TEXTS, say=None), atol=1e-5)
+        r = client.post("/embed", json={"texts": ["ok", 3]})
+        assert r.status_code == 422 and r.json()["field"] == "texts[1]"
+        r = client.post("/embed", json={"texts": TEXTS + ["one more"]})
+        assert r.status_code == 413 and r.json()["field"] == "texts"
+        r = client.post("/embed", json={"pairs": [["a", "b"]]})
+        assert r.status_code == 422 and "missing field 'texts'" in r.json()["error"]
+        # predictions still answer beside it
+        assert client.post("/predict", json={"texts": ["nice"]}).status_code == 200
+
+
 def test_app_model_failure_is_a_500_and_the_server_stays_up(ft, monkeypatch):
     real = ft.predict_examples_scored
 

@@ -8,6 +8,8 @@ one over a single text on a CPU:
                    {"pairs": [[a, b], ...]}               pair (NLI, paraphrase)
                    {"questions": [...], "contexts": [...]} qa
         -> {"predictions": [{"label", "score", "scores", ...}, ...]} in the order given
+    POST /embed    {"texts": [...]} -> {"embeddings": [[...], ...]}: the run's encoder,
+                   mean-pooled and L2-normalised (`encoderlab embed`)
     GET /health    {"status": "ok"}
     GET /info      task, labels, run, params, the request fields, the limits
 
@@ -37,8 +39,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from encoderlab.embedding import Embedder
 from encoderlab.errors import UserError
 from encoderlab.inference import Finetuned, load_finetuned
+from encoderlab.runs import run_model_config
 from encoderlab.tasks.base import Example
 
 try:  # the serve extra; `serve` says how to install it when it is missing
@@ -205,12 +209,18 @@ class Batcher:
     memory until clients time out."""
 
     def __init__(
-        self, predict: Callable[[list[Example]], list[dict[str, Any]]], limits: ServeLimits
+        self,
+        predict: Callable[[list[Any]], list[dict[str, Any]]],
+        limits: ServeLimits,
+        executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self.predict = predict
         self.limits = limits
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoderlab-model")
+        # one thread runs the model, also for a second batcher that shares this executor
+        self.executor = executor or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="encoderlab-model"
+        )
         self.batches = 0  # how many forward calls ran (tests and /info read it)
         self._worker: asyncio.Task | None = None
         self._getter: asyncio.Future | None = None
@@ -319,9 +329,9 @@ class Batcher:
 async def _http_error(request: Any, exc: Any) -> JSONResponse:
     """An unknown route (404) or method (405), answered as JSON like every other error."""
     allowed = (getattr(exc, "headers", None) or {}).get("Allow")
-    message = {404: f"no route {request.url.path}; the routes are /predict, /health, /info"}.get(
-        exc.status_code, str(exc.detail)
-    )
+    message = {
+        404: f"no route {request.url.path}; the routes are /predict, /embed, /health, /info"
+    }.get(exc.status_code, str(exc.detail))
     if exc.status_code == 405 and allowed:
         message = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
     return JSONResponse(
@@ -347,6 +357,19 @@ def run_info(ft: Finetuned, limits: ServeLimits) -> dict[str, Any]:
     }
 
 
+def _embedder(ft: Finetuned) -> Embedder:
+    """The run's encoder for /embed: mean-pooled, L2-normalised vectors (`encoderlab embed`)."""
+    model_cfg = run_model_config(ft.run)
+    return Embedder(
+        ft.model.backbone,
+        ft.tokenizer,
+        model_cfg.max_len,
+        model_cfg.d_model,
+        ft.device,
+        str(ft.run.path),
+    )
+
+
 def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
     """The ASGI app for a loaded run (tests drive it with Starlette's TestClient)."""
     if Starlette is None:
@@ -360,6 +383,14 @@ def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
         return ft.predict_examples_scored(examples, batch_size=limits.max_batch)
 
     batcher = Batcher(predict, limits)
+    embedder = _embedder(ft)
+
+    def embed(texts: list[str]) -> list[dict[str, Any]]:
+        vectors, _ = embedder.embed(texts, batch_size=limits.max_batch)
+        return [{"embedding": [round(float(x), 6) for x in v]} for v in vectors]
+
+    # its own queue (vectors and labels never mix in a batch), the same model thread
+    embed_batcher = Batcher(embed, limits, batcher.executor)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -393,19 +424,43 @@ def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
             )
         return JSONResponse({"predictions": rows})
 
+    async def post_embed(request: Request) -> JSONResponse:
+        try:
+            raw = await read_body(request, limits.max_body_bytes)
+            texts, _ = parse_request(raw, ["texts"], limits)
+        except RequestError as e:
+            return _error(e)
+        try:
+            rows = await embed_batcher.submit(texts)
+        except Busy as e:
+            return JSONResponse(
+                {"error": f"the server is busy: {e}; retry shortly", "field": None},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        except Exception as e:  # logged by the worker
+            return JSONResponse(
+                {"error": f"embedding failed: {type(e).__name__}: {e}", "field": None},
+                status_code=500,
+            )
+        return JSONResponse({"embeddings": [r["embedding"] for r in rows]})
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         batcher.start()
+        embed_batcher.start()
         try:
             yield
         finally:
             await batcher.stop()
+            await embed_batcher.stop()
 
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/info", get_info, methods=["GET"]),
             Route("/predict", post_predict, methods=["POST"]),
+            Route("/embed", post_embed, methods=["POST"]),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},  # 404, 405: JSON like the rest

@@ -378,3 +378,36 @@ def test_multilabel_on_conll_sentences_and_its_transformers_export(tmp_path):
     names = [model.config.id2label[i] for i in range(probs.shape[1])]
     for r, p in zip(rows, probs, strict=True):
         assert [r["probabilities"][n] for n in names] == pytest.approx(p.tolist(), abs=1e-4)
+
+
+def test_the_validation_split_is_stratified_per_label():
+    """Each label has valid_ratio of its examples in validation, to within one, rare labels
+    and empty label sets included; the split is the same for a seed and whole groups stay
+    whole with task.group_column."""
+    from collections import Counter
+
+    from encoderlab.tasks.multilabel import iterative_stratification
+
+    rng = random.Random(0)
+    names = [f"l{i}" for i in range(12)]
+    weights = [1 / (i + 1) ** 1.5 for i in range(12)]  # l11 has ~40 of 4,000 examples
+    sets = [
+        tuple(sorted(set(rng.choices(names, weights, k=rng.choice([0, 1, 1, 2, 3])))))
+        for _ in range(4000)
+    ]
+    held = iterative_stratification(sets, 400, seed=0)
+    assert len(held) == 400
+    total = Counter(x for s in sets for x in s)
+    valid = Counter(x for i in held for x in sets[i])
+    for x, n in total.items():
+        assert abs(valid[x] - 0.1 * n) <= 1, (x, valid[x], n)
+    assert iterative_stratification(sets, 400, seed=0) == held != iterative_stratification(
+        sets, 400, seed=1
+    )
+    task = get_task("multilabel")
+    examples = [{"id": str(i), "label": s, "group": str(i // 4)} for i, s in enumerate(sets)]
+    train, val = task.split(examples, TaskConfig(type="multilabel", valid_ratio=0.1), 0)
+    assert {ex["id"] for ex in val} == {str(i) for i in held} and len(train) == 3600
+    grouped = TaskConfig(type="multilabel", valid_ratio=0.1, group_column="g")
+    train, val = task.split(examples, grouped, 0)
+    assert not {ex["group"] for ex in train} & {ex["group"] for ex in val}

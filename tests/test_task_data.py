@@ -112,11 +112,24 @@ def test_the_aclimdb_folder_itself_is_splits_not_labels(tmp_path: Path) -> None:
     with pytest.raises(UserError) as e:
         get_task("classification").read(str(root), cfg())
     assert str(e.value) == (
-        f"{root}: its sub-folders test/, train/ are a data set's splits, not labels; point "
+        f"{root}: its sub-folders train/, test/ are a data set's splits, not labels; point "
         f"task.train at {root / 'train'} and task.valid at {root / 'test'}"
     )
     ex = get_task("classification").read(str(root / "train"), cfg())
     assert get_task("classification").label_names(ex) == ["neg", "pos"]
+    for train, held in (("training", "testing"), ("train", "val")):
+        other = tmp_path / f"{train}-{held}"
+        for split in (train, held):
+            (other / split / "pos").mkdir(parents=True)
+            (other / split / "pos" / "1.txt").write_text("a review", encoding="utf-8")
+        with pytest.raises(UserError, match=f"point task.train at {other / train} and"):
+            get_task("classification").read(str(other), cfg())
+    labels = tmp_path / "labels"  # labels that happen to be split names, with no train/
+    for label in ("dev", "test", "docs"):
+        (labels / label).mkdir(parents=True)
+        (labels / label / "1.txt").write_text(f"a {label} text", encoding="utf-8")
+    ex = get_task("classification").read(str(labels), cfg())
+    assert get_task("classification").label_names(ex) == ["dev", "docs", "test"]
 
 
 def test_a_folder_of_unlabelled_files_is_read_to_predict_and_refused_to_train(
@@ -200,14 +213,27 @@ def test_a_datasetdict_folder_is_read_at_the_split_of_its_role(tmp_path: Path) -
     assert split_for_role(str(full), "test") == f"{full}::test"
     assert split_for_role(str(no_test), "valid") == f"{no_test}::dev"
     assert split_for_role(str(tmp_path / "one"), "test") == f"{tmp_path / 'one'}::only"
-    for given in (f"{full}::train", "hf:glue:sst2", str(tmp_path / "a.csv")):
+    for given in (f"{full}::train", "hf:glue:sst2::test", str(tmp_path / "a.csv")):
         assert split_for_role(given, "valid") == given  # said outright, or not a folder
+    assert split_for_role(f"hf:{full}", "test") == f"hf:{full}::test"
     with pytest.raises(UserError) as e:
         split_for_role(str(no_test), "test", "--input")
     assert str(e.value) == (
         f"{no_test}: a DatasetDict with the splits train, dev and no test split; name the one "
-        f"to read: --input: {no_test}::<split>"
+        f"to read: --input {no_test}::<split>"
     )
+    with pytest.raises(UserError) as e:  # a Hub name: its splits are not known offline
+        split_for_role("hf:glue:sst2", "valid")
+    assert str(e.value) == (
+        "hf:glue:sst2: a Hub data set without a split reads its train split, the training "
+        "data; name the split to read: task.valid: hf:glue:sst2::validation"
+    )
+    cased = tmp_path / "cased"  # split names in another case, and `val`
+    datasets.DatasetDict(
+        {"Train": part(["t"]), "val": part(["v"]), "Test": part(["x"])}
+    ).save_to_disk(str(cased))
+    assert split_for_role(str(cased), "valid") == f"{cased}::val"
+    assert split_for_role(str(cased), "test") == f"{cased}::Test"
     texts = [
         ex["text"]
         for ex in get_task("classification").read(split_for_role(str(full), "valid"), cfg())

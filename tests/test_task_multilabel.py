@@ -401,8 +401,10 @@ def test_the_validation_split_is_stratified_per_label():
     valid = Counter(x for i in held for x in sets[i])
     for x, n in total.items():
         assert abs(valid[x] - 0.1 * n) <= 1, (x, valid[x], n)
-    assert iterative_stratification(sets, 400, seed=0) == held != iterative_stratification(
-        sets, 400, seed=1
+    assert (
+        iterative_stratification(sets, 400, seed=0)
+        == held
+        != iterative_stratification(sets, 400, seed=1)
     )
     task = get_task("multilabel")
     examples = [{"id": str(i), "label": s, "group": str(i // 4)} for i, s in enumerate(sets)]

@@ -840,6 +840,18 @@ def test_a_data_set_folder_reads_its_data_files_only(tmp_path):
         (conll / name).write_text(CONLL_IOB1)
     with pytest.raises(UserError, match=r"\(eng.train, eng.testa\)"):
         TaggingTask().read(str(conll), cfg())
+    wnut = tmp_path / "wnut17"  # WNUT-17's own names: no separator before "train"
+    wnut.mkdir()
+    for name in ("wnut17train.conll", "emerging.dev.conll"):
+        (wnut / name).write_text(CONLL_IOB1)
+    with pytest.raises(UserError, match=r"\(wnut17train.conll, emerging.dev.conll\)"):
+        TaggingTask().read(str(wnut), cfg())
+    news = tmp_path / "news"  # data files whose names start like documentation's
+    news.mkdir()
+    for name in ("sources_news.conll", "notices.conll", "constraint.conll", "README.md"):
+        (news / name).write_text(CONLL_IOB1)
+    ex = TaggingTask().read(str(news), cfg())
+    assert {e["id"].split("/")[0] for e in ex} == {"sources_news", "notices", "constraint"}
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "README").write_text("nothing here\n")

@@ -817,7 +817,7 @@ def _check_conll_output(ft: Finetuned, examples: list[Example], output: str, kin
             f"--output {output}: CoNLL-U has no column for entity tags; give a .conll file "
             "(a word and its tag per line) or a .jsonl file"
         )
-    check_conll_words(examples, output)
+    check_conll_words(examples, output, conllu=kind == "conllu")
 
 
 def _to_stderr(message: str) -> None:

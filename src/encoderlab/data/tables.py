@@ -81,6 +81,12 @@ def open_binary(path: Path) -> IO[bytes]:
     An OSError (the file is gone or unreadable) is left to the caller, which knows whether
     that is an error or a vanished file to report.
     """
+    name = path.name.lower()
+    if plain_name(path).endswith(".tar") or name.endswith((".tgz", ".tbz2", ".txz")):
+        raise UserError(
+            f"{path}: a tar archive (a folder of files packed together), not a data file; "
+            f"extract it (`tar xf {path.name}`) and point at the file inside"
+        )
     suffix = path.suffix.lower()
     if suffix == ".gz":
         return gzip.open(path, "rb")  # type: ignore[return-value]
@@ -144,12 +150,12 @@ class _ZstdFrames(io.RawIOBase):
         super().close()
 
 
-def read_bytes(path: Path) -> bytes:
-    """The whole file, decompressed by its suffix; a corrupt or truncated one is a one-line
-    error naming it."""
+def read_bytes(path: Path, limit: int = -1) -> bytes:
+    """The whole file (or its first `limit` bytes), decompressed by its suffix; a corrupt or
+    truncated one is a one-line error naming it."""
     try:
         with open_binary(path) as fh:
-            return fh.read()
+            return fh.read(limit)
     except READ_ERRORS as e:
         why = getattr(e, "strerror", None) or e
         raise UserError(f"{path}: cannot read the file ({why}){_compressed_hint(path)}") from None

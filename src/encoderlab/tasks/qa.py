@@ -30,9 +30,7 @@ from torch import nn
 
 from encoderlab.config import HeadConfig, TaskConfig
 from encoderlab.data.tables import (
-    READ_ERRORS,
     groups_for_valid,
-    open_binary,
     plain_name,
     read_bytes,
 )
@@ -278,11 +276,7 @@ def _in_rows(path: str, cfg: TaskConfig) -> bool:
         return True
     if not (name.endswith(".json") and p.is_file()):
         return False
-    try:
-        with open_binary(p) as f:
-            head = f.read(1 << 20).decode("utf-8-sig", errors="replace").lstrip()
-    except READ_ERRORS:
-        return False  # the SQuAD reader says what is wrong with the file
+    head = read_bytes(p, 1 << 20).decode("utf-8-sig", errors="replace").lstrip()
     try:
         if head.startswith("["):  # a JSON array of rows? (SQuAD's own files are an object)
             rows = json.loads(read_bytes(p).decode("utf-8-sig"))

@@ -27,9 +27,8 @@ from encoderlab.data.corpus import as_source, is_hf_dir, open_hf
 from encoderlab.data.tables import (
     COMPRESSED,
     FASTTEXT_LABEL,
-    READ_ERRORS,
-    open_binary,
     plain_name,
+    read_bytes,
     read_rows,
     table_format,
 )
@@ -109,20 +108,31 @@ def is_dataset_source(path: str) -> bool:
     return path.startswith("hf:") or "::" in path or (p.is_dir() and is_hf_dir(p))
 
 
-# the split a role reads from a DatasetDict folder named without `::split`
-ROLE_SPLITS = {"valid": ("validation", "valid", "dev"), "test": ("test",)}
-ROLE_KEYS = {"valid": "task.valid", "test": "task.test"}
+# the split a role reads from a DatasetDict named without `::split` (compared in any case)
+ROLE_SPLITS = {"valid": ("validation", "valid", "val", "dev"), "test": ("test",)}
+ROLE_KEYS = {"valid": "task.valid:", "test": "task.test:"}
 
 
 def split_for_role(path: str, role: str, key: str | None = None) -> str:
-    """`path` as the `role` ("valid" or "test") reads it. A `save_to_disk` DatasetDict named
-    without `::split` is otherwise read at its train split, so task.valid or task.test (or
-    evaluate / predict on it) would silently be the training data: the role's split is named
-    instead (`dir::validation`, `dir::test`), and a folder that has none of them is a one-line
-    error listing its splits. Files, `::split` and single datasets are returned as given."""
-    p = Path(path)
-    listing = p / "dataset_dict.json"
-    if "::" in path or path.startswith("hf:") or not listing.is_file():
+    """`path` as the `role` ("valid" or "test") reads it. A DatasetDict named without
+    `::split` is otherwise read at its train split, so task.valid or task.test (or evaluate /
+    predict on it) would silently be the training data: the role's split is named instead
+    (`dir::validation`, `hf:dir::test`), and a DatasetDict that has none of them is a one-line
+    error listing its splits. A Hub name without a split (`hf:glue:sst2`), whose splits are
+    not known offline, is refused for these roles; files, `::split` and single datasets are
+    returned as given. `key`: how the message names the setting (`--data`)."""
+    said = key or ROLE_KEYS[role]
+    if "::" in path:
+        return path
+    hub = path.startswith("hf:")
+    local = Path(path.removeprefix("hf:")).expanduser()
+    listing = local / "dataset_dict.json"
+    if hub and not local.is_dir():
+        raise UserError(
+            f"{path}: a Hub data set without a split reads its train split, the training data; "
+            f"name the split to read: {said} {path}::{ROLE_SPLITS[role][0]}"
+        )
+    if not listing.is_file():
         return path
     try:
         splits = [str(s) for s in json.loads(listing.read_text(encoding="utf-8"))["splits"]]
@@ -130,12 +140,13 @@ def split_for_role(path: str, role: str, key: str | None = None) -> str:
         return path  # open_hf says what is wrong with the folder
     if len(splits) == 1:
         return f"{path}::{splits[0]}"
-    chosen = next((s for s in ROLE_SPLITS[role] if s in splits), None)
+    lower = {s.lower(): s for s in splits}
+    chosen = next((lower[s] for s in ROLE_SPLITS[role] if s in lower), None)
     if chosen is None:
         raise UserError(
             f"{path}: a DatasetDict with the splits {', '.join(splits)} and no "
-            f"{' / '.join(ROLE_SPLITS[role])} split; name the one to read: "
-            f"{key or ROLE_KEYS[role]}: {path}::<split>"
+            f"{' / '.join(ROLE_SPLITS[role])} split; name the one to read: {said} "
+            f"{path}::<split>"
         )
     return f"{path}::{chosen}"
 
@@ -207,11 +218,7 @@ def _txt_table(p: Path, cfg: TaskConfig) -> str | None:
     named = isinstance(first_text, str) and cfg.columns is None  # a header row to look at
     if cfg.format != "auto" or not plain_name(p).endswith(".txt") or not named:
         return None
-    try:
-        with open_binary(p) as f:
-            first = f.readline(1 << 16)
-    except READ_ERRORS:
-        return None  # the table reader says what is wrong with the file
+    first = read_bytes(p, 1 << 16).split(b"\n", 1)[0]  # a broken archive: said here
     try:
         line = first.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -491,23 +498,21 @@ def refuse_data_files(folder: Path, files: list[Path]) -> None:
 UNLABELLED_FOLDERS = {"unsup", "unlabeled", "unlabelled"}
 
 
-SPLIT_FOLDERS = {"train", "test", "dev", "valid", "validation"}
+TRAIN_FOLDERS = {"train", "training"}
+HELD_OUT_FOLDERS = {"test", "testing", "dev", "val", "valid", "validation", "eval"}
 
 
 def _refuse_split_folders(folder: Path, files: list[Path]) -> None:
     """aclImdb/ itself (train/ and test/, each of pos/ and neg/): its sub-folders are a data
     set's splits, and read as labels they would make "train" and "test" the two classes."""
     tops = sorted({f.relative_to(folder).parts[0] for f in files if f.parent != folder})
-    splits = [t for t in tops if t.lower() in SPLIT_FOLDERS]
-    if len(splits) >= 2 or (splits and splits == tops and len(tops) == 1):
-        train = next((t for t in splits if t.lower() == "train"), splits[0])
-        held = next((t for t in splits if t != train), None)
-        fix = f"point task.train at {folder / train}" + (
-            f" and task.valid at {folder / held}" if held else ""
-        )
+    train = [t for t in tops if t.lower() in TRAIN_FOLDERS]
+    held = [t for t in tops if t.lower() in HELD_OUT_FOLDERS]
+    if train and held:
         raise UserError(
-            f"{folder}: its sub-folders {', '.join(t + '/' for t in splits)} are a data set's "
-            f"splits, not labels; {fix}"
+            f"{folder}: its sub-folders {', '.join(t + '/' for t in train + held)} are a data "
+            f"set's splits, not labels; point task.train at {folder / train[0]} and task.valid "
+            f"at {folder / held[0]}"
         )
 
 

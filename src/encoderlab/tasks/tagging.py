@@ -228,6 +228,12 @@ def _lines(path: Path) -> list[str]:
             f"{path}: not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}); "
             "convert it to UTF-8"
         ) from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise UserError(
+            f"{path}:{line}: NUL bytes: a binary file, not text (an archive, a spreadsheet?); "
+            "give the text file itself"
+        )
     # split on "\n" only: str.splitlines would also split at characters like U+2028 or \x85,
     # which a character-level file (KLUE) may hold as a token
     lines = text.split("\n")
@@ -361,6 +367,7 @@ def _markup_units(marked: str) -> list[tuple[str, str]]:
 
 
 _MESSAGES = {
+    "no_words": "skipped {n} rows with no words, an empty list (first at {first})",
     "dropped": "{n} entities share a word with an earlier entity and are dropped at word level "
     "(first at {first})",
     "char_i_start": "{n} character I- tags start an entity without a B- (first at {first}); "
@@ -410,8 +417,11 @@ class _Report:
 _DOC_NAMES = ("readme", "license", "licence", "copying", "notice", "authors", "contributing")
 _DOC_NAMES += ("changelog", "changes", "citation", "source")
 _DOC_SUFFIXES = (".md", ".rst", ".html", ".pdf", ".xml", ".cff", ".yaml", ".yml", ".py", ".sh")
-_TRAIN_NAME = re.compile(r"(^|[._-])train([._-]|$)")
-_HELD_OUT_NAME = re.compile(r"(^|[._-])(dev|test[ab]?|valid|validation)([._-]|$)")
+# a split's name in a file name: eng.train, en_ewt-ud-dev.conllu, wnut17train.conll, ner.test
+_TRAIN_NAME = re.compile(r"(^|[^a-z])train(ing)?([^a-z]|$)")
+_HELD_OUT_NAME = re.compile(
+    r"(^|[^a-z])(dev|test[ab]?|testing|valid|validation|val|eval)([^a-z]|$)"
+)
 
 
 def _data_files(folder: Path, files: list[Path], report: _Report) -> list[Path]:
@@ -422,7 +432,7 @@ def _data_files(folder: Path, files: list[Path], report: _Report) -> list[Path]:
     docs = [
         f
         for f in files
-        if f.name.lower().startswith(_DOC_NAMES) or plain_name(f).endswith(_DOC_SUFFIXES)
+        if f.name.lower().split(".")[0] in _DOC_NAMES or plain_name(f).endswith(_DOC_SUFFIXES)
     ]
     data = [f for f in files if f not in docs]
     conllu = [f for f in data if plain_name(f).endswith(".conllu")]
@@ -789,6 +799,8 @@ def _row_examples(
         sid = row.get(id_col) if id_col is not None else None
         if words:
             sentences.append((line, list(words), tags, str(i if sid is None else sid)))
+        else:
+            report.add("no_words", where)
     seen: dict[str, int] = {}
     again = [(line, sid) for line, _, _, sid in sentences if seen.setdefault(sid, line) != line]
     if again:
@@ -1328,14 +1340,23 @@ UPOS_TAGS = frozenset(
 )
 
 
-def check_conll_words(examples: list[Example], output: str) -> None:
-    """A word with a space or tab would split into two columns: refused before the model runs."""
+def check_conll_words(examples: list[Example], output: str, conllu: bool = False) -> None:
+    """A word that would split into two columns or lines is refused before the model runs:
+    CoNLL splits at any whitespace; CoNLL-U's FORM may hold a space (UD v2), not a tab or a
+    line end."""
     for ex in examples:
         for word in ex["tokens"]:
-            if not word or any(c.isspace() for c in word):
+            bad = (
+                any(c in "\t\n\r" for c in word) or not word.strip()
+                if conllu
+                else not word or any(c.isspace() for c in word)
+            )
+            if bad or "\x00" in word:
+                splits = "at a tab or a line end" if conllu else "at whitespace"
                 raise UserError(
                     f"--output {output}: sentence {ex['id']} has the word {word!r}, which a "
-                    "CoNLL line cannot hold (it splits at whitespace); give a .jsonl file"
+                    f"{'CoNLL-U' if conllu else 'CoNLL'} line cannot hold (it splits {splits}); "
+                    "give a .jsonl file"
                 )
 
 
@@ -1350,7 +1371,7 @@ def conll_text(
     for ex, row in zip(examples, rows, strict=True):
         tags = row["prediction"].split()
         if conllu:
-            out.append(f"# sent_id = {ex['id']}")
+            out.append(f"# sent_id = {' '.join(str(ex['id']).split())}")  # one line
         for k, (word, tag) in enumerate(zip(ex["tokens"], tags, strict=True)):
             if conllu:
                 pos = ["_", tag] if in_xpos else [tag, "_"]

@@ -132,3 +132,26 @@ def test_finetune_and_predict_on_gzipped_csv(tmp_path):
         "900",
         "901",
     ]
+
+
+def test_a_tar_archive_is_refused_not_read_as_text(tmp_path):
+    import tarfile
+
+    inner = tmp_path / "words.txt"
+    inner.write_text("John\nlives\n\nMary\n")
+    for name in ("words.tar.gz", "words.tgz", "words.tar"):
+        archive = tmp_path / name
+        with tarfile.open(archive, "w:gz" if "gz" in name else "w") as tar:
+            tar.add(inner, arcname="words.txt")
+        for kind in ("tagging", "classification"):
+            with pytest.raises(UserError) as e:
+                get_task(kind).read(
+                    str(archive),
+                    TaskConfig(type=kind, format="conll" if kind == "tagging" else "csv"),
+                )
+            assert str(e.value).startswith(f"{archive}: a tar archive") and "tar xf" in str(e.value)
+    # a binary file that is no archive: its NUL bytes are refused where the lines are read
+    blob = tmp_path / "blob.conll"
+    blob.write_bytes(b"John B-PER\n\x00\x00\x00 O\n")
+    with pytest.raises(UserError, match=r"blob.conll:2: NUL bytes: a binary file, not text"):
+        get_task("tagging").read(str(blob), TaskConfig(type="tagging"))

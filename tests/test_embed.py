@@ -172,3 +172,51 @@ def test_minilm_vectors_are_the_sentence_transformers_ones(minilm):
     want = torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1), dim=-1).numpy()
     assert np.abs(got - want).max() < 1e-4
     assert float(got[0] @ got[1]) > 0.7 > float(got[0] @ got[2])
+
+
+def test_bad_files_and_cells_are_one_line_errors_naming_the_row(runs, tmp_path, capsys):
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"fine\ncaf\xe9\n")
+    table = tmp_path / "t.jsonl"
+    table.write_text('{"text": "ok"}\n{"text": 5}\n{"text": null}\n')
+    short = tmp_path / "s.csv"
+    short.write_text("id,text\n1,fine\n2,\n3\n")
+    conllu = tmp_path / "x.conllu"
+    conllu.write_text("1\tI\t_\t_\t_\t_\t_\t_\t_\t_\n")
+    cases = [
+        (latin, f"{latin}:2: not UTF-8 text (byte 0xe9)"),
+        (table, f"{table}:3: the 'text' cell is missing, not a text"),
+        (short, f"{short}:4: the 'text' cell is missing, not a text"),  # row 2's "" is a text
+        (conllu, f"{conllu}: embed reads .txt (a text per line), .csv"),
+    ]
+    for path, expected in cases:
+        assert run_cli("embed", runs["pretrain"], "--input", path) == 2, path
+        err = capsys.readouterr().err.strip()
+        assert expected in err and "\n" not in err, err
+    with pytest.raises(UserError, match=r"texts: a DataFrame; give the column of texts"):
+        pd = pytest.importorskip("pandas")
+        el.embed(runs["pretrain"], pd.DataFrame({"text": ["a", "b"]}), say=quiet)
+    # a number is read as its text, as the task readers read it
+    ok = tmp_path / "n.jsonl"
+    ok.write_text('{"text": "ok"}\n{"text": 5}\n')
+    assert run_cli("embed", runs["pretrain"], "--input", ok, "--output", tmp_path / "n.npy") == 0
+    assert np.load(tmp_path / "n.npy").shape == (2, 32)
+
+
+def test_sentence_transformers_parts_embed_does_not_apply_are_named(tmp_path):
+    from encoderlab.embedding import sentence_transformers_settings
+
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text(
+        '{"pooling_mode_mean_tokens": false, "pooling_mode_max_tokens": true}'
+    )
+    (tmp_path / "modules.json").write_text(
+        '[{"type": "sentence_transformers.models.Transformer"},'
+        ' {"type": "sentence_transformers.models.Pooling"},'
+        ' {"type": "sentence_transformers.models.Dense"}]'
+    )
+    (tmp_path / "sentence_bert_config.json").write_text('{"max_seq_length": 128}')
+    pooling, length, skipped = sentence_transformers_settings(tmp_path)
+    assert (pooling, length) == ("mean", 128)
+    assert skipped == ["max_tokens pooling", "its Dense module"]
+    assert sentence_transformers_settings(tmp_path / "nothing") == ("mean", None, [])

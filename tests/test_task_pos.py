@@ -177,6 +177,19 @@ def test_pos_learns_end_to_end_and_answers_without_entities(tmp_path, capsys):
         "DT",
         "NN",
     ]
+    # CoNLL-U's FORM may hold a space (UD v2: Vietnamese "Hà Nội"), CoNLL's words may not; an
+    # id over two lines stays on the # sent_id line; a row with no words is skipped and said
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        '{"id": "a\\nb", "tokens": ["the", "Hà Nội"]}\n{"id": "c", "tokens": []}\n',
+        encoding="utf-8",
+    )
+    assert run_cli("predict", run.path, "--input", rows, "--set", "task.id_column=id",
+                   "--output", conllu) == 0  # fmt: skip
+    assert "skipped 1 rows with no words, an empty list" in capsys.readouterr().err
+    got = conllu.read_text(encoding="utf-8").splitlines()
+    assert got[0] == "# sent_id = a b" and got[2].split("\t")[1] == "Hà Nội"
+    assert run_cli("predict", run.path, "--input", rows, "--output", conll) == 2
     answer = scored(["DT", "INTJ"], {"tokens": ["the", "oh"]}, ["DT", "INTJ"])
     assert answer["label"] == "DT INTJ" and answer["entities"] == []  # INTJ is no I- tag
 

@@ -173,6 +173,8 @@ def _texts(value: Any, name: str) -> list[Any]:
     number or bytes is refused; so is a non-string item, where the texts are read."""
     if isinstance(value, str):
         return [value]
+    if hasattr(value, "columns") and hasattr(value, "iloc"):  # iterating one gives its names
+        raise UserError(f"{name}: a DataFrame; give the column of texts, e.g. df['text']")
     if isinstance(value, (list, tuple)):
         return list(value)
     if hasattr(value, "tolist") and hasattr(value, "ndim"):  # numpy array, pandas Series

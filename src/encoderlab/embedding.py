@@ -25,7 +25,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import TaskConfig
-from encoderlab.data.tables import plain_name, read_bytes
+from encoderlab.data.tables import plain_name, read_bytes, to_utf8
 from encoderlab.errors import UserError
 from encoderlab.runtime import autocast, autocast_dtype, bar_columns, resolve_device
 from encoderlab.tokenizer import special_ids
@@ -124,7 +124,13 @@ def load_embedder(source: str, say: Callable[[str], None] = print) -> Embedder:
         encoder, tok, model_cfg, where = imp.encoder, imp.tokenizer, imp.model_cfg, imp.source
         folder = Path(source.removeprefix("hf:").strip()).expanduser()
         if folder.is_dir():
-            pooling, max_len = sentence_transformers_settings(folder)
+            pooling, max_len, skipped = sentence_transformers_settings(folder)
+            if skipped:
+                say(
+                    f"warning: {source} is a sentence-transformers model with "
+                    f"{' and '.join(skipped)}, which embed does not apply: these vectors are "
+                    f"its encoder's {pooling}-pooled states, not the model's own"
+                )
     else:
         if not Path(source).is_dir():
             raise UserError(
@@ -145,45 +151,91 @@ def load_embedder(source: str, say: Callable[[str], None] = print) -> Embedder:
     return Embedder(encoder, tok, limit, int(model_cfg.d_model), device, where, pooling)
 
 
-def sentence_transformers_settings(folder: Path) -> tuple[str, int | None]:
-    """(pooling, max tokens) a sentence-transformers folder records (1_Pooling/config.json,
-    sentence_bert_config.json: all-MiniLM-L6-v2 mean-pools 256 tokens), so its vectors are the
-    ones its model card gives; ("mean", None) for any other checkpoint. Read as JSON data."""
+def sentence_transformers_settings(folder: Path) -> tuple[str, int | None, list[str]]:
+    """(pooling, max tokens, what is not applied) a sentence-transformers folder records
+    (1_Pooling/config.json, sentence_bert_config.json, modules.json: all-MiniLM-L6-v2
+    mean-pools 256 tokens, then normalises), so its vectors are the ones its model card gives;
+    a pooling mode other than mean or [CLS], or a module after pooling other than Normalize
+    (a Dense projection), is named, since these vectors then are not that model's. ("mean",
+    None, []) for any other checkpoint. Read as JSON data, nothing executed."""
     import json
 
-    def read(name: str) -> dict[str, Any]:
+    def read(name: str) -> Any:
         try:
-            data = json.loads((folder / name).read_text(encoding="utf-8"))
+            return json.loads((folder / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+            return None
 
     pool = read("1_Pooling/config.json")
-    pooling = "cls" if pool.get("pooling_mode_cls_token") else "mean"
-    length = read("sentence_bert_config.json").get("max_seq_length")
-    return pooling, length if isinstance(length, int) and length > 2 else None
+    pool = pool if isinstance(pool, dict) else {}
+    modes = [
+        k.removeprefix("pooling_mode_")
+        for k, v in pool.items()
+        if k.startswith("pooling_mode_") and v
+    ]
+    pooling = "cls" if "cls_token" in modes else "mean"
+    skipped = [f"{m} pooling" for m in modes if m not in ("cls_token", "mean_tokens")]
+    modules = read("modules.json")
+    for m in modules if isinstance(modules, list) else []:
+        kind = str(m.get("type", "")) if isinstance(m, dict) else ""
+        if kind and not kind.endswith((".Transformer", ".Pooling", ".Normalize")):
+            skipped.append(f"its {kind.rsplit('.', 1)[-1]} module")
+    config = read("sentence_bert_config.json")
+    length = config.get("max_seq_length") if isinstance(config, dict) else None
+    return pooling, length if isinstance(length, int) and length > 2 else None, skipped
+
+
+# what `embed --input` reads (compressed too), by the name without a compression suffix
+INPUTS = (".txt", ".csv", ".tsv", ".jsonl", ".json", ".parquet", ".pq", ".xlsx", ".xlsm")
 
 
 def read_texts(path: str, text_column: str) -> tuple[list[str], list[str]]:
     """(ids, texts) of every row of a file, in order: a .txt file's lines (ids are line
     numbers), else a table's `text_column` (ids: its `id` column, else row numbers). No row
-    is skipped, an empty text included, so row i of the vectors is row i of the file."""
-    from encoderlab.tasks.records import read_records
+    is skipped, an empty text included, so row i of the vectors is row i of the file; a cell
+    that is not text (missing, null, a number, a list) is an error at its row."""
+    from encoderlab.tasks.records import is_dataset_source, read_records
 
-    if plain_name(path).endswith(".txt"):
-        text = read_bytes(Path(path)).decode("utf-8-sig", errors="strict")
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        return [str(i) for i in range(1, len(lines) + 1)], [ln.rstrip("\r") for ln in lines]
-    rows = read_records(path, TaskConfig(text_column=text_column))
+    name = plain_name(path)
+    if not is_dataset_source(path) and not Path(path).is_dir() and not name.endswith(INPUTS):
+        raise UserError(
+            f"{path}: embed reads .txt (a text per line), .csv, .tsv, .jsonl, .json, .parquet "
+            "or .xlsx files (compressed too), or a save_to_disk folder; convert the file"
+        )
+    if name.endswith(".txt"):
+        return _lines(Path(path))
+    rows = read_records(path, TaskConfig(text_column=text_column, format="auto"))
     if rows and text_column not in rows[0][1]:
         fields = ", ".join(map(str, rows[0][1]))
         raise UserError(
             f"{path}: no column '{text_column}' (columns: {fields}); give --text-column"
         )
-    ids = [str(row.get("id", n)) for n, row in rows]
-    return ids, ["" if row.get(text_column) is None else str(row[text_column]) for _, row in rows]
+    texts = []
+    for line, row in rows:
+        value = row.get(text_column)
+        if value is None or isinstance(value, (list, tuple, dict)):
+            what = "missing" if value is None else f"a {type(value).__name__}"
+            raise UserError(
+                f"{path}:{line}: the '{text_column}' cell is {what}, not a text; give every "
+                "row a text (an empty one is embedded as such)"
+            )
+        texts.append(str(value))  # a number reads as its text, as the task readers read it
+    return [str(row.get("id", n)) for n, row in rows], texts
+
+
+def _lines(path: Path) -> tuple[list[str], list[str]]:
+    raw = read_bytes(path)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise UserError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); {to_utf8(raw)}"
+        ) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [str(i) for i in range(1, len(lines) + 1)], [ln.removesuffix("\r") for ln in lines]
 
 
 def write_vectors(path: Path, ids: list[str], vectors: np.ndarray) -> None:
@@ -286,6 +338,10 @@ def embed_command(
     out = check_output(output) if output else None
     if out is not None and input_path and out.resolve() == Path(input_path).resolve():
         raise UserError(f"--output {output} is the --input file; give another file name")
+    if out is not None:
+        from encoderlab.inference import check_output_writable
+
+        check_output_writable(out)
     if input_path:
         ids, data = read_texts(input_path, text_column)
         if not data:

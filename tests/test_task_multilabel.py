@@ -229,6 +229,25 @@ def test_metrics_match_hand_counts():
     # best (0.4 also gives 2/3; the first found is kept)
     assert extra["best_threshold"] == 0.8
     assert extra["best_threshold_micro_f1"] == pytest.approx(2 / 3)
+    # each label's own best cut: a 0.8 (F1 1.0), b 0.1 (its gold ties a negative: 2/5), c 0.4
+    # (2/3); applied together: tp 4, fp 4, fn 0 -> 8 / 12
+    assert extra["best_thresholds"] == {"a": 0.8, "b": 0.1, "c": 0.4}
+    assert extra["best_thresholds_micro_f1"] == pytest.approx(2 / 3)
+    cut = TaskConfig(type="multilabel", threshold={"b": 0.05, "c": 0.35})
+    outputs = [np.log(np.array(ps) / (1 - np.array(ps))) for ps in probs]  # logits
+    features = [{"example_index": i} for i in range(len(probs))]
+    decoded = task.decode(outputs, features, examples, cut, labels)
+    assert [d["labels"] for d in decoded] == [["a", "b"], ["a", "b", "c"], ["b"], ["b", "c"]]
+    with pytest.raises(UserError, match=r"task.threshold: 'joy' is not one of this run's labels"):
+        task.decode(
+            outputs,
+            features,
+            examples,
+            TaskConfig(type="multilabel", threshold={"joy": 0.3}),
+            labels,
+        )
+    with pytest.raises(ValidationError, match="threshold=1.5 must be between 0 and 1"):
+        TaskConfig(type="multilabel", threshold={"a": 1.5})
     lo, hi = extra["ci95"]["micro_f1"]
     assert lo <= m["micro_f1"] <= hi
 
@@ -298,6 +317,12 @@ def test_multilabel_learns_and_writes_predictions_submission_and_answers(tmp_pat
     )
     strict = json.loads((run.path / "eval" / "file-train.json").read_text())
     assert strict["extra"]["threshold"] == 0.99  # a stricter cut, per file, as a reading option
+    # a cut per label, as evaluate's best_thresholds gives them
+    per_label = ["--set", "task.threshold={sport: 0.9999}"]
+    assert run_cli("predict", run.path, "--text", "football great movie", *per_label) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("good (0.")
+    assert run_cli("predict", run.path, "--text", "x", "--set", "task.threshold={joy: 0.3}") == 2
+    assert "'joy' is not one of this run's labels (good, sport)" in capsys.readouterr().err
     answer = scored({"labels": ["sport"], "probs": [0.2, 0.9]}, {}, ["good", "sport"])
     assert answer == {"label": ["sport"], "score": 0.9, "scores": {"good": 0.2, "sport": 0.9}}
 
@@ -413,3 +438,19 @@ def test_the_validation_split_is_stratified_per_label():
     grouped = TaskConfig(type="multilabel", valid_ratio=0.1, group_column="g")
     train, val = task.split(examples, grouped, 0)
     assert not {ex["group"] for ex in train} & {ex["group"] for ex in val}
+
+
+def test_the_model_card_applies_a_threshold_per_label(capsys):
+    """The exported model card's snippet decides as the run does, with a cut per label."""
+    from types import SimpleNamespace
+
+    from encoderlab import hf
+
+    lines = hf._card_usage("BertForSequenceClassification", 64, False, 2, threshold={"sport": 0.9})
+    out = SimpleNamespace(logits=torch.tensor([[2.0, 1.0]]))  # sigmoid: 0.88, 0.73
+    model = SimpleNamespace(config=SimpleNamespace(id2label={0: "good", 1: "sport"}))
+    namespace = {"tokenizer": lambda *a, **k: {}, "model": lambda **k: out}
+    namespace["model"].config = model.config  # type: ignore[attr-defined]
+    exec("\n".join(lines), namespace)  # noqa: S102 - the card's own lines, written here
+    assert capsys.readouterr().out.strip() == "['good']"  # sport's 0.73 is under its 0.9
+    assert hf._card_threshold({"task": {"threshold": {"sport": 0.9}}}) == {"sport": 0.9}

@@ -537,9 +537,9 @@ class TaskConfig(Section):
     positive_label: str | None = None  # binary f1/roc_auc: the positive class; None: the second
     # multilabel: what separates labels in a text cell ("sports,politics"; GoEmotions' "3,27")
     label_separator: str = ","
-    threshold: float = (
-        0.5  # multilabel: a label is predicted where its probability is at least this
-    )
+    # multilabel: a label is predicted where its probability is at least this; a mapping
+    # {label: cut} gives labels their own (the others keep 0.5)
+    threshold: float | dict[str, float] = 0.5
     max_len: int = 128
     max_examples: int | None = Field(None, ge=1)  # cap on examples read from each file (quick runs)
     # classification/regression documents longer than max_len: head (keep the start), head_tail
@@ -659,8 +659,12 @@ class TaskConfig(Section):
                 raise ValueError("label_column=[]: name at least one label column")
             if len(set(map(str, self.label_column))) < len(self.label_column):
                 raise ValueError(f"label_column={self.label_column}: name each column once")
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold={self.threshold} must be between 0 and 1 (a probability)")
+        cuts = self.threshold.values() if isinstance(self.threshold, dict) else [self.threshold]
+        if isinstance(self.threshold, dict) and not self.threshold:
+            raise ValueError("threshold={}: give a number, or {label: number} for some labels")
+        bad = next((t for t in cuts if not 0.0 < t < 1.0), None)
+        if bad is not None:
+            raise ValueError(f"threshold={bad} must be between 0 and 1 (a probability)")
         if not self.label_separator:
             raise ValueError('label_separator="" splits nothing; give a character such as ","')
         if not math.isfinite(self.null_threshold):

@@ -899,11 +899,14 @@ def _card_task_value(cfg: dict, key: str) -> int:
     return value if isinstance(value, int) else TaskConfig.model_fields[key].default
 
 
-def _card_threshold(cfg: dict) -> float:
-    """A multilabel run's task.threshold (the default where the config does not say)."""
+def _card_threshold(cfg: dict) -> float | dict[str, float]:
+    """A multilabel run's task.threshold, one number or {label: cut} (the default where the
+    config does not say)."""
     from encoderlab.config import TaskConfig
 
     value = (cfg.get("task") or {}).get("threshold") if isinstance(cfg, dict) else None
+    if isinstance(value, dict) and all(isinstance(v, (int, float)) for v in value.values()):
+        return {str(k): float(v) for k, v in value.items()}
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     return float(value) if ok else TaskConfig.model_fields["threshold"].default
 
@@ -915,7 +918,7 @@ def _card_usage(
     n_labels: int,
     max_query_len: int = 64,
     max_answer_len: int = 30,
-    threshold: float | None = None,
+    threshold: float | dict[str, float] | None = None,
 ) -> list[str]:
     """The model card's lines after loading: a batch the way the run encoded its input, and
     reading the output (a runnable snippet; tests/test_hf.py executes it on each export)."""
@@ -956,7 +959,14 @@ def _card_usage(
             f'batch = tokenizer({texts}, {cut}, return_tensors="pt")',
             "logits = model(**batch).logits",
         ]
-        if threshold is not None:  # multilabel: every label whose sigmoid reaches it
+        if isinstance(threshold, dict):  # multilabel, a cut per label (0.5 for the rest)
+            lines += [
+                f"cuts = {threshold!r}  # as the run decides (task.threshold; 0.5 for the rest)",
+                "probs = logits.sigmoid()[0].tolist()",
+                "names = [model.config.id2label[i] for i in range(len(probs))]",
+                "print([n for n, p in zip(names, probs) if p >= cuts.get(n, 0.5)])",
+            ]
+        elif threshold is not None:  # multilabel: every label whose sigmoid reaches it
             lines += [
                 f"# as the run decides (task.threshold {threshold:g}): each label on its own",
                 f"chosen = (logits.sigmoid()[0] >= {threshold:g}).nonzero().flatten().tolist()",

@@ -97,8 +97,14 @@ def run_logits_model(run: Run) -> tuple[nn.Module, dict[str, Any]]:
             else "logits: (batch, labels)",
         }
         if task.hf_problem_type == "multi_label_classification":
-            meta["output"] += f"; a label applies where sigmoid(logit) >= {cfg.task.threshold:g}"
-            meta["threshold"] = cfg.task.threshold
+            cut = cfg.task.threshold
+            said = (
+                f"{cut:g}"
+                if not isinstance(cut, dict)
+                else "its label's threshold (0.5 unless given)"
+            )
+            meta["output"] += f"; a label applies where sigmoid(logit) >= {said}"
+            meta["threshold"] = cut
     else:
         raise UserError(
             f"{run.path}: run kind {kind!r} cannot be exported; use a pretraining or fine-tuning run"

@@ -235,9 +235,10 @@ class MultiLabelTask(ColumnPairs, ClassificationTask):
 
     def decode(self, outputs, features, examples, cfg, labels) -> list[dict[str, Any]]:
         preds: list[dict[str, Any]] = [{} for _ in examples]
+        cuts = label_thresholds(cfg.threshold, labels)
         for i, z in pooled_logits(outputs, features).items():
             p = 1.0 / (1.0 + np.exp(-z))
-            chosen = [labels[j] for j in np.flatnonzero(p >= cfg.threshold)]
+            chosen = [labels[j] for j in np.flatnonzero(p >= cuts)]
             preds[i] = {"labels": chosen, "probs": p.tolist()}
         return preds
 
@@ -284,6 +285,14 @@ class MultiLabelTask(ColumnPairs, ClassificationTask):
                 "support": g,
             }
         best_f1, best_threshold = _best_threshold(prob, gold)
+        # each label's own best cut (its F1's), and the micro-F1 of them all applied together
+        own = {
+            name: _best_threshold(prob[:, [j]], gold[:, [j]])[1] for j, name in enumerate(labels)
+        }
+        own_pred = prob >= np.array([own[name] for name in labels])
+        own_f1 = float(
+            _micro_f1(*((x.sum(0)) for x in (gold & own_pred, ~gold & own_pred, gold & ~own_pred)))
+        )
         out["extra"] = {  # no "labels": reports read that key with a confusion matrix
             "examples": len(keep),
             "threshold": cfg.threshold,
@@ -291,6 +300,8 @@ class MultiLabelTask(ColumnPairs, ClassificationTask):
             # for other data (`--set task.threshold=...`), not a score
             "best_threshold": best_threshold,
             "best_threshold_micro_f1": best_f1,
+            "best_thresholds": own,  # --set task.threshold="{joy: 0.31, ...}" applies them
+            "best_thresholds_micro_f1": own_f1,
             "per_class": per_class,
             "ci95": {
                 name: list(scores.bootstrap_ci(len(keep), fn_)) for name, fn_ in stats.items()
@@ -479,6 +490,21 @@ def _nan(item: Any) -> bool:
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def label_thresholds(threshold: float | dict[str, float], labels: list[str]) -> np.ndarray:
+    """The cut of each label, in the labels' order: task.threshold, or from a {label: cut}
+    mapping (0.5 for labels it leaves out); a label the run does not have is an error."""
+    if not isinstance(threshold, dict):
+        return np.full(len(labels), float(threshold))
+    unknown = [name for name in threshold if name not in labels]
+    if unknown:
+        shown = ", ".join(labels[:12]) + (", ..." if len(labels) > 12 else "")
+        raise UserError(
+            f"task.threshold: '{unknown[0]}' is not one of this run's labels ({shown}); fix "
+            "the label's name"
+        )
+    return np.array([float(threshold.get(name, 0.5)) for name in labels])
 
 
 def _best_threshold(prob: np.ndarray, gold: np.ndarray) -> tuple[float, float]:

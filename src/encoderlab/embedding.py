@@ -25,7 +25,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import TaskConfig
-from encoderlab.data.tables import plain_name, read_bytes, to_utf8
+from encoderlab.data.tables import plain_name, read_text
 from encoderlab.errors import UserError
 from encoderlab.runtime import autocast, autocast_dtype, bar_columns, resolve_device
 from encoderlab.tokenizer import special_ids
@@ -224,15 +224,7 @@ def read_texts(path: str, text_column: str) -> tuple[list[str], list[str]]:
 
 
 def _lines(path: Path) -> tuple[list[str], list[str]]:
-    raw = read_bytes(path)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise UserError(
-            f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); {to_utf8(raw)}"
-        ) from None
-    lines = text.split("\n")
+    lines = read_text(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [str(i) for i in range(1, len(lines) + 1)], [ln.removesuffix("\r") for ln in lines]

@@ -357,6 +357,23 @@ def run_info(ft: Finetuned, limits: ServeLimits) -> dict[str, Any]:
     }
 
 
+async def _answered(batcher: Batcher, items: list[Any], what: str) -> Any:
+    """The batcher's rows for `items`, or the JSON error response: 503 when the queue is
+    full (with Retry-After), 500 when the model failed (the worker logged it)."""
+    try:
+        return await batcher.submit(items)
+    except Busy as e:
+        return JSONResponse(
+            {"error": f"the server is busy: {e}; retry shortly", "field": None},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+    except Exception as e:
+        return JSONResponse(
+            {"error": f"{what} failed: {type(e).__name__}: {e}", "field": None}, status_code=500
+        )
+
+
 def _embedder(ft: Finetuned) -> Embedder:
     """The run's encoder for /embed: mean-pooled, L2-normalised vectors (`encoderlab embed`)."""
     model_cfg = run_model_config(ft.run)
@@ -409,20 +426,8 @@ def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
                 raise RequestError(422, fields[-1], str(e)) from None
         except RequestError as e:
             return _error(e)
-        try:
-            rows = await batcher.submit(examples)
-        except Busy as e:
-            return JSONResponse(
-                {"error": f"the server is busy: {e}; retry shortly", "field": None},
-                status_code=503,
-                headers={"Retry-After": "1"},
-            )
-        except Exception as e:  # logged by the worker
-            return JSONResponse(
-                {"error": f"prediction failed: {type(e).__name__}: {e}", "field": None},
-                status_code=500,
-            )
-        return JSONResponse({"predictions": rows})
+        rows = await _answered(batcher, examples, "prediction")
+        return rows if isinstance(rows, JSONResponse) else JSONResponse({"predictions": rows})
 
     async def post_embed(request: Request) -> JSONResponse:
         try:
@@ -430,19 +435,9 @@ def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
             texts, _ = parse_request(raw, ["texts"], limits)
         except RequestError as e:
             return _error(e)
-        try:
-            rows = await embed_batcher.submit(texts)
-        except Busy as e:
-            return JSONResponse(
-                {"error": f"the server is busy: {e}; retry shortly", "field": None},
-                status_code=503,
-                headers={"Retry-After": "1"},
-            )
-        except Exception as e:  # logged by the worker
-            return JSONResponse(
-                {"error": f"embedding failed: {type(e).__name__}: {e}", "field": None},
-                status_code=500,
-            )
+        rows = await _answered(embed_batcher, texts, "embedding")
+        if isinstance(rows, JSONResponse):
+            return rows
         return JSONResponse({"embeddings": [r["embedding"] for r in rows]})
 
     @contextlib.asynccontextmanager

@@ -538,15 +538,21 @@ def read_rows(
     return list(iter_rows(path, fmt, key=key, data_key=data_key, header=header))
 
 
-def _json_rows(path: Path, data_key: bool) -> Iterator[Row]:
+def read_text(path: Path) -> str:
+    """The whole file as text (decompressed; a byte-order mark dropped); not UTF-8 is a
+    one-line error naming the line and how to convert it."""
     raw = read_bytes(path)
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise UserError(
             f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); {to_utf8(raw)}"
         ) from None
+
+
+def _json_rows(path: Path, data_key: bool) -> Iterator[Row]:
+    text = read_text(path)
     try:
         data = _json_value(text, str(path))
     except json.JSONDecodeError as e:

@@ -220,3 +220,34 @@ def test_sentence_transformers_parts_embed_does_not_apply_are_named(tmp_path):
     assert (pooling, length) == ("mean", 128)
     assert skipped == ["max_tokens pooling", "its Dense module"]
     assert sentence_transformers_settings(tmp_path / "nothing") == ("mean", None, [])
+
+
+def test_inputs_and_outputs_embed_cannot_take_are_said_before_the_model_runs(
+    runs, tmp_path, capsys
+):
+    datasets = pytest.importorskip("datasets")
+    part = datasets.Dataset.from_dict({"text": ["a", "b"]})
+    folder = tmp_path / "dd"
+    datasets.DatasetDict({"train": part, "test": part}).save_to_disk(str(folder))
+    capsys.readouterr()  # datasets' own progress bars
+    flags = tmp_path / "b.jsonl"
+    flags.write_text('{"text": true}\n')
+    cases = [
+        (["--input", folder], f"{folder}: a DatasetDict with the splits train, test; name the one"),
+        (["--input", flags], f"{flags}:1: the 'text' cell is a bool, not a text"),
+        (["--text", "a", "--output", tmp_path / ("v" * 250 + ".npy")], "a file name of 254 bytes"),
+    ]
+    for args, expected in cases:
+        assert run_cli("embed", runs["pretrain"], *args) == 2
+        err = capsys.readouterr().err.strip()
+        assert expected in err and "\n" not in err, err
+    assert (
+        run_cli(
+            "embed", runs["pretrain"], "--input", f"{folder}::test", "--output", tmp_path / "t.npy"
+        )
+        == 0
+    )
+    assert np.load(tmp_path / "t.npy").shape == (2, 32)
+    assert run_cli("embed", f"hf:{tmp_path / 'nope'}", "--text", "a") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: hf:{tmp_path / 'nope'}") and "init" not in err

@@ -454,3 +454,33 @@ def test_the_model_card_applies_a_threshold_per_label(capsys):
     exec("\n".join(lines), namespace)  # noqa: S102 - the card's own lines, written here
     assert capsys.readouterr().out.strip() == "['good']"  # sport's 0.73 is under its 0.9
     assert hf._card_threshold({"task": {"threshold": {"sport": 0.9}}}) == {"sport": 0.9}
+
+
+def test_thresholds_found_and_checked_before_any_work(tmp_path, capsys):
+    """A label with no positive gets the cut that predicts none; a label task.threshold names
+    that the run does not have stops a run before its folder is made; the stratified split
+    holds exactly valid_ratio of the rows however the labels fall."""
+    from encoderlab.tasks.multilabel import iterative_stratification
+
+    task = get_task("multilabel")
+    probs = [[0.9, 0.8], [0.8, 0.3], [0.1, 0.2], [0.2, 0.1]]
+    examples = [{"id": str(i), "label": g} for i, g in enumerate([("a",), ("a",), (), ()])]
+    preds = [{"labels": [], "probs": p} for p in probs]
+    extra = task.metrics(preds, examples, TaskConfig(type="multilabel"), ["a", "b"])["extra"]
+    assert extra["best_thresholds"]["b"] > 0.999 and extra["best_thresholds_micro_f1"] == 1.0
+    rng = np.random.default_rng(2)
+    names = [f"l{j}" for j in range(20)]
+    sets = [tuple(x for x in names if rng.random() < 0.1) for _ in range(2000)]
+    assert len(iterative_stratification(sets, 200, 2)) == 200
+    assert len(iterative_stratification([()] * 10, 3, 0)) == 3
+    assert len(iterative_stratification([("a",)] * 10, 3, 0)) == 3
+    cfg = _cfg(tmp_path)
+    cfg.task.threshold = {"nope": 0.3}
+    with pytest.raises(UserError, match="'nope' is not one of this run's labels"):
+        finetune(cfg, say=lambda m: None)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    with pytest.raises(ValidationError, match="threshold is for task.type multilabel"):
+        TaskConfig(type="classification", threshold=0.3)
+    assert TaskConfig(type="multilabel", threshold={1: 0.3}).threshold == {"1": 0.3}
+    with pytest.raises(ValidationError, match="threshold for 'a': True is not a number"):
+        TaskConfig(type="multilabel", threshold={"a": True})

@@ -576,6 +576,21 @@ class TaskConfig(Section):
             raise ValueError(f"unknown task type; registered types: {', '.join(names)}")
         return value
 
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _cuts(cls, value: Any) -> Any:
+        """A number, or {label: number}: YAML reads `{1: 0.3}` with a number key, and labels
+        are text ("1" from a 0/1 column); `yes` or a nested value is no probability."""
+
+        def number(v: Any, where: str) -> Any:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{where} {v!r} is not a number; give a probability such as 0.3")
+            return v
+
+        if isinstance(value, dict):
+            return {str(k): number(v, f"threshold for '{k}':") for k, v in value.items()}
+        return number(value, "threshold") if isinstance(value, bool) else value
+
     @field_validator("positive_label", mode="before")
     @classmethod
     def _label_as_text(cls, value: Any) -> Any:
@@ -669,6 +684,10 @@ class TaskConfig(Section):
             raise ValueError('label_separator="" splits nothing; give a character such as ","')
         if not math.isfinite(self.null_threshold):
             raise ValueError(f"null_threshold={self.null_threshold}: give a finite number")
+        if self.type != "multilabel" and self.threshold != 0.5:
+            raise ValueError(
+                "threshold is for task.type multilabel (a label's probability cut); drop it"
+            )
         if self.type != "qa" and (self.unanswerable or self.null_threshold):
             raise ValueError(
                 "unanswerable / null_threshold are for task.type qa (SQuAD 2.0's questions "

@@ -120,7 +120,11 @@ def load_embedder(source: str, say: Callable[[str], None] = print) -> Embedder:
     source = source.strip()
     pooling, max_len = "mean", None
     if source.startswith("hf:"):
-        imp = import_checkpoint(source.removeprefix("hf:"), say)
+        try:
+            imp = import_checkpoint(source.removeprefix("hf:"), say)
+        except UserError as e:  # its messages speak of fine-tuning's `init:`
+            text = str(e).removeprefix("init: ").replace("point init at", "give")
+            raise UserError(text) from None
         encoder, tok, model_cfg, where = imp.encoder, imp.tokenizer, imp.model_cfg, imp.source
         folder = Path(source.removeprefix("hf:").strip()).expanduser()
         if folder.is_dir():
@@ -145,10 +149,25 @@ def load_embedder(source: str, say: Callable[[str], None] = print) -> Embedder:
         ckpt = run_checkpoint(run)
         load_encoder_weights(encoder, ckpt)
         where = f"{run.path}@{ckpt.name}"
+        trained = _finetuned_length(run.path)  # a fine-tuning run read at most this many
+        max_len = trained if trained is not None else None
     device = resolve_device("auto")
     encoder.to(device).eval()
     limit = min(int(model_cfg.max_len), max_len or int(model_cfg.max_len))
     return Embedder(encoder, tok, limit, int(model_cfg.d_model), device, where, pooling)
+
+
+def _finetuned_length(run_dir: Path) -> int | None:
+    """A fine-tuning run's task.max_len (the longest input its encoder was trained on)."""
+    from encoderlab.config import FinetuneConfig, load_config
+
+    if not (run_dir / "config.yaml").is_file():
+        return None
+    try:
+        cfg = load_config(run_dir / "config.yaml", schema=FinetuneConfig)
+    except (UserError, OSError, ValueError):
+        return None  # a pretraining run's config
+    return int(cfg.task.max_len)
 
 
 def sentence_transformers_settings(folder: Path) -> tuple[str, int | None, list[str]]:
@@ -204,6 +223,7 @@ def read_texts(path: str, text_column: str) -> tuple[list[str], list[str]]:
         )
     if name.endswith(".txt"):
         return _lines(Path(path))
+    _one_split(path)
     rows = read_records(path, TaskConfig(text_column=text_column, format="auto"))
     if rows and text_column not in rows[0][1]:
         fields = ", ".join(map(str, rows[0][1]))
@@ -213,7 +233,7 @@ def read_texts(path: str, text_column: str) -> tuple[list[str], list[str]]:
     texts = []
     for line, row in rows:
         value = row.get(text_column)
-        if value is None or isinstance(value, (list, tuple, dict)):
+        if value is None or isinstance(value, (list, tuple, dict, bool)):
             what = "missing" if value is None else f"a {type(value).__name__}"
             raise UserError(
                 f"{path}:{line}: the '{text_column}' cell is {what}, not a text; give every "
@@ -221,6 +241,24 @@ def read_texts(path: str, text_column: str) -> tuple[list[str], list[str]]:
             )
         texts.append(str(value))  # a number reads as its text, as the task readers read it
     return [str(row.get("id", n)) for n, row in rows], texts
+
+
+def _one_split(path: str) -> None:
+    """A DatasetDict folder named without `::split` would be read at its train split alone."""
+    import json
+
+    listing = Path(path.removeprefix("hf:")) / "dataset_dict.json"
+    if "::" in path or not listing.is_file():
+        return
+    try:
+        splits = [str(x) for x in json.loads(listing.read_text(encoding="utf-8"))["splits"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if len(splits) > 1:
+        raise UserError(
+            f"{path}: a DatasetDict with the splits {', '.join(splits)}; name the one to embed: "
+            f"--input {path}::<split>"
+        )
 
 
 def _lines(path: Path) -> tuple[list[str], list[str]]:
@@ -259,6 +297,10 @@ def check_output(output: str) -> Path:
         raise UserError(
             f"--output {output}: embed writes .npy (the matrix, row i for input row i) or "
             ".jsonl (an id and its vector per line); give one of those"
+        )
+    if len(out.name.encode()) > 240:  # its temp file's name must fit the file system's 255
+        raise UserError(
+            f"--output: a file name of {len(out.name.encode())} bytes; give a shorter one"
         )
     if out.is_dir():
         raise UserError(f"--output {output} is a folder; give a file name (.npy or .jsonl)")
@@ -350,7 +392,10 @@ def embed_command(
             f"max_len of {embedder.max_len} tokens: their end was cut"
         )
     if out is not None:
-        write_vectors(out, ids, vectors)
+        try:
+            write_vectors(out, ids, vectors)
+        except OSError as e:
+            raise UserError(f"--output {out}: cannot write it ({e.strerror or e})") from None
         how = f"{pooling or embedder.pooling} pooling" + (", L2-normalised" if normalize else "")
         say(f"wrote {len(data):,} vectors of {embedder.dim} dimensions ({how}) to {out}")
     elif input_path or len(data) == 1:

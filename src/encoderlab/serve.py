@@ -352,6 +352,7 @@ def run_info(ft: Finetuned, limits: ServeLimits) -> dict[str, Any]:
         "labels": ft.labels,
         "params": int(params),
         "fields": request_fields(ft),
+        "routes": ["POST /predict", "POST /embed", "GET /health", "GET /info"],
         "device": str(ft.device),
         "limits": asdict(limits),
     }
@@ -377,10 +378,10 @@ async def _answered(batcher: Batcher, items: list[Any], what: str) -> Any:
 def _embedder(ft: Finetuned) -> Embedder:
     """The run's encoder for /embed: mean-pooled, L2-normalised vectors (`encoderlab embed`)."""
     model_cfg = run_model_config(ft.run)
-    return Embedder(
+    return Embedder(  # at most the length the run was fine-tuned on
         ft.model.backbone,
         ft.tokenizer,
-        model_cfg.max_len,
+        min(model_cfg.max_len, ft.cfg.task.max_len),
         model_cfg.d_model,
         ft.device,
         str(ft.run.path),
@@ -502,7 +503,10 @@ def serve(
     app = build_app(ft, limits)
     fields = " + ".join(request_fields(ft))
     say(f"serving {ft.run.path.name} ({ft.task.type}, {len(ft.labels)} labels) on {ft.device}")
-    say(f"POST http://{host}:{port}/predict with {{{fields}}}; GET /health, /info")
+    say(
+        f"POST http://{host}:{port}/predict with {{{fields}}}, /embed with {{texts}}; "
+        "GET /health, /info"
+    )
     if host not in ("127.0.0.1", "localhost", "::1"):
         say(f"warning: listening on {host}: reachable from other machines, with no authentication")
     try:

@@ -19,6 +19,7 @@ ROC-AUC averaged over the labels that have both outcomes.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import Counter
@@ -123,9 +124,9 @@ class MultiLabelTask(ColumnPairs, ClassificationTask):
         self, examples: list[Example], cfg: TaskConfig, seed: int
     ) -> tuple[list[Example], list[Example]]:
         """Iterative stratification (Sechidis et al. 2011, as skmultilearn's): each label has
-        valid_ratio of its examples in validation, to within one (a label with 20 examples
-        has 2 in a 10 % split, where a random share gives it none with probability 0.12 and
-        4 or more with 0.13); or whole groups with task.group_column."""
+        about valid_ratio of its examples in validation (a random 10 % share gives a label
+        with 20 examples none with probability 0.12, 4 or more with 0.13), and validation
+        exactly valid_ratio of the rows; or whole groups with task.group_column."""
         if cfg.group_column is not None:
             return self.split_by_group(examples, cfg, seed)
         sets = [tuple(ex["label"] or ()) for ex in examples]
@@ -230,6 +231,10 @@ class MultiLabelTask(ColumnPairs, ClassificationTask):
         loss = (per_row * keep).sum() / n.clamp_min(1)
         exact = (((z >= 0) == (target > 0.5)).all(-1) & keep).sum()
         return loss, {"loss_sum": loss.detach() * n, "n": n.float(), "correct": exact.float()}
+
+    def encode(self, examples, tok, cfg, labels):  # type: ignore[no-untyped-def]
+        label_thresholds(cfg.threshold, labels)  # a label task.threshold names, before any work
+        return super().encode(examples, tok, cfg, labels)
 
     # -- predictions and metrics ---------------------------------------------------------------
 
@@ -518,6 +523,9 @@ def _best_threshold(prob: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
     candidates = np.unique(p[(p > 0)])
     if not len(candidates):
         return 0.0, 0.5
+    if not g.any():  # no positive: every cut only adds false positives; predict (almost) none
+        cut = float(np.nextafter(1.0, 0.0))
+        return 0.0, cut
     order = np.argsort(-p, kind="stable")
     ps, gs = p[order], g[order].astype(np.float64)
     tp, fp = np.cumsum(gs), np.cumsum(1.0 - gs)
@@ -558,11 +566,12 @@ def _shown(labels: list[str]) -> str:
 
 
 def iterative_stratification(label_sets: list[tuple[str, ...]], k: int, seed: int) -> set[int]:
-    """The indices of about `k` examples to hold out, chosen so that each label's share among
-    them is about its share overall: the label with the fewest examples left is placed first,
-    each of its examples where that label still lacks most (validation wants k / n of the
-    label's count), ties broken by how many examples each side still wants, then at random.
-    Examples without a label make up the rest of the k, at random."""
+    """The indices of `k` examples to hold out, chosen so that each label's share among them
+    is about its share overall: the label with the fewest examples left is placed first, each
+    of its examples where that label still lacks most (validation wants k / n of the label's
+    count), ties broken by how many examples each side still wants, then at random (Sechidis
+    et al. 2011). Examples without a label, then the ones whose labels are furthest from
+    their wish, make the held-out side exactly k."""
     n = len(label_sets)
     rng = np.random.default_rng([seed, 13])
     share = k / n
@@ -573,12 +582,16 @@ def iterative_stratification(label_sets: list[tuple[str, ...]], k: int, seed: in
             by_label.setdefault(x, []).append(i)
     want = {x: [len(ids) * share, len(ids) * (1 - share)] for x, ids in by_label.items()}
     left_count = {x: len(ids) for x, ids in by_label.items()}
+    # the label with the fewest examples left: a heap of (count, random tie-break, label),
+    # stale entries skipped, so many labels cost O(log L) a step, not a scan of them all
+    heap = [(c, float(rng.random()), x) for x, c in left_count.items()]
+    heapq.heapify(heap)
     placed = [False] * n
     held: set[int] = set()
-    while left_count:
-        fewest = min(left_count.values())
-        tied = sorted(x for x, c in left_count.items() if c == fewest)
-        label = tied[int(rng.integers(len(tied)))]
+    while heap:
+        count, _, label = heapq.heappop(heap)
+        if left_count.get(label) != count:
+            continue  # stale: its count changed since this entry was pushed
         for i in rng.permutation([i for i in by_label[label] if not placed[i]]).tolist():
             side = _side(want[label], want_total, rng)
             if side == 0:
@@ -588,11 +601,40 @@ def iterative_stratification(label_sets: list[tuple[str, ...]], k: int, seed: in
             for x in set(label_sets[i]):
                 want[x][side] -= 1
                 left_count[x] -= 1
-                if left_count[x] == 0:
-                    del left_count[x]
+                if left_count[x] and x != label:
+                    heapq.heappush(heap, (left_count[x], float(rng.random()), x))
+        left_count.pop(label, None)
+    return _exactly(held, label_sets, k, want, rng)
+
+
+def _exactly(
+    held: set[int],
+    label_sets: list[tuple[str, ...]],
+    k: int,
+    want: dict[str, list[float]],
+    rng: np.random.Generator,
+) -> set[int]:
+    """`held` made k examples: empty label sets first (they move no label's share), then the
+    examples whose labels validation has most too many of (to drop) or too few of (to add)."""
+    excess = {x: -w[0] for x, w in want.items()}  # held out minus wished for, per label
+
+    def surplus(i: int) -> float:
+        return sum(excess[x] for x in set(label_sets[i]))
+
     empty = [i for i, labels in enumerate(label_sets) if not labels]
-    more = min(max(k - len(held), 0), len(empty))
-    held.update(rng.permutation(empty)[:more].tolist() if empty else [])
+    if len(held) < k:
+        pool = [i for i in rng.permutation(empty).tolist() if i not in held]
+        others = [i for i in range(len(label_sets)) if i not in held and label_sets[i]]
+        pool += sorted(others, key=surplus)  # the labels validation lacks most first
+        for i in pool[: k - len(held)]:
+            held.add(i)
+            for x in set(label_sets[i]):
+                excess[x] += 1
+    elif len(held) > k:
+        extra = [i for i in held if not label_sets[i]]
+        extra += sorted((i for i in held if label_sets[i]), key=surplus, reverse=True)
+        for i in extra[: len(held) - k]:
+            held.discard(i)
     return held
 
 

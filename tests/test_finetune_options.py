@@ -177,3 +177,48 @@ def test_a_task_trained_tokenizer_far_short_of_its_vocab_size_is_a_warning(tmp_p
     finetune(build(raw), say=said.append)
     short = [m for m in said if m.startswith("warning: the tokenizer has")]
     assert len(short) == 1 and "of the 5,000 asked for" in short[0], said
+
+
+def test_class_weights_balance_the_training_loss():
+    """balanced is scikit-learn's n / (classes * count) (the weights average 1 over the
+    examples), the loss is the weighted sum over the labelled rows / their number; multilabel
+    weighs a label's positives by its negatives / positives (BCE's pos_weight)."""
+    from encoderlab.config import TaskConfig
+    from encoderlab.tasks import get_task
+    from encoderlab.tasks.classification import class_weight_vector
+
+    gold = ["a"] * 8 + ["b"] * 2
+    w = class_weight_vector("balanced", ["a", "b"], gold)
+    assert w.tolist() == pytest.approx([10 / 16, 10 / 4])
+    assert sum(w[0 if g == "a" else 1] for g in gold) == pytest.approx(len(gold))
+    assert class_weight_vector({"b": 3.0}, ["a", "b"], gold).tolist() == [1.0, 3.0]
+    with pytest.raises(UserError, match="task.class_weights: 'c' is not one of the labels"):
+        class_weight_vector({"c": 2.0}, ["a", "b"], gold)
+    task = get_task("classification")
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    labels = torch.tensor([0, 1, -100])
+    loss, counts = task.loss(logits, {"labels": labels, "class_weights": w})
+    ce = torch.nn.functional.cross_entropy(logits[:2], labels[:2], reduction="none")
+    assert loss.item() == pytest.approx(((ce * w[labels[:2]]).sum() / 2).item())
+    assert counts["n"].item() == 2
+    ml = get_task("multilabel")
+    examples = [{"label": s} for s in [("x",), ("x", "y"), (), ("x",)]]
+    pos = ml.loss_weights(
+        examples, ["x", "y"], TaskConfig(type="multilabel", class_weights="balanced")
+    )
+    assert pos.tolist() == pytest.approx([1 / 3, 3.0])  # x: 3 positives, 1 negative; y: 1, 3
+    assert ml.loss_weights(examples, ["x", "y"], TaskConfig(type="multilabel")) is None
+
+
+def test_class_weights_in_a_run_are_said_and_trained_with(tmp_path):
+    from conftest import sentiment_rows
+
+    rows = sentiment_rows(400, 0)
+    keep = [r for r in rows if r["target"] == 0] + [r for r in rows if r["target"] == 1][:30]
+    train = write_csv(tmp_path / "imb.csv", keep, ["id", "text", "target"])
+    said: list[str] = []
+    cfg = build(base_cfg(tmp_path, task={"train": str(train), "class_weights": "balanced"}))
+    finetune(cfg, say=said.append)
+    line = next(m for m in said if m.startswith("class weights (balanced): "))
+    w0, w1 = (float(part.split()[1]) for part in line.split(": ", 1)[1].split(", "))
+    assert w1 > 1 > w0  # the rare class weighs more

@@ -537,6 +537,11 @@ class TaskConfig(Section):
     positive_label: str | None = None  # binary f1/roc_auc: the positive class; None: the second
     # multilabel: what separates labels in a text cell ("sports,politics"; GoEmotions' "3,27")
     label_separator: str = ","
+    # classification / pair / multilabel: weigh the training loss by class. balanced: a class
+    # by n / (classes * its count) (multilabel: a label's positives by its negatives /
+    # positives); {label: weight} for some labels (the rest 1). The validation loss is not
+    # weighted.
+    class_weights: Literal["none", "balanced"] | dict[str, float] = "none"
     # multilabel: a label is predicted where its probability is at least this; a mapping
     # {label: cut} gives labels their own (the others keep 0.5)
     threshold: float | dict[str, float] = 0.5
@@ -576,6 +581,17 @@ class TaskConfig(Section):
             raise ValueError(f"unknown task type; registered types: {', '.join(names)}")
         return value
 
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _weights(cls, value: Any) -> Any:
+        """{label: weight} with the labels as text (YAML reads `{1: 5}` with a number key)."""
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise ValueError(f"class_weights for '{k}': {v!r} is not a number")
+            return {str(k): float(v) for k, v in value.items()}
+        return value
+
     @field_validator("threshold", mode="before")
     @classmethod
     def _cuts(cls, value: Any) -> Any:
@@ -607,6 +623,27 @@ class TaskConfig(Section):
     @classmethod
     def _one_filter(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    def _check_label_decisions(self) -> None:
+        """class_weights and threshold: for the tasks that have them, with sensible values."""
+        if self.class_weights != "none" and self.type not in (
+            "classification",
+            "pair",
+            "multilabel",
+        ):
+            raise ValueError(
+                "class_weights is for task.type classification, pair and multilabel; drop it"
+            )
+        if isinstance(self.class_weights, dict):
+            if not self.class_weights:
+                raise ValueError("class_weights={}: give balanced, or {label: weight}")
+            bad = next((w for w in self.class_weights.values() if not 0 < w < float("inf")), None)
+            if bad is not None:
+                raise ValueError(f"class_weights: {bad} is not a positive weight")
+        if self.type != "multilabel" and self.threshold != 0.5:
+            raise ValueError(
+                "threshold is for task.type multilabel (a label's probability cut); drop it"
+            )
 
     @model_validator(mode="after")
     def _check(self) -> TaskConfig:
@@ -684,10 +721,7 @@ class TaskConfig(Section):
             raise ValueError('label_separator="" splits nothing; give a character such as ","')
         if not math.isfinite(self.null_threshold):
             raise ValueError(f"null_threshold={self.null_threshold}: give a finite number")
-        if self.type != "multilabel" and self.threshold != 0.5:
-            raise ValueError(
-                "threshold is for task.type multilabel (a label's probability cut); drop it"
-            )
+        self._check_label_decisions()
         if self.type != "qa" and (self.unanswerable or self.null_threshold):
             raise ValueError(
                 "unanswerable / null_threshold are for task.type qa (SQuAD 2.0's questions "

@@ -17,6 +17,7 @@ import math
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,6 +234,24 @@ def _lr_hint(cfg: FinetuneConfig) -> str:
             f"{_sci(lr)}), or train longer"
         )
     return f"try a lower train.lr than this init's and task's usual {_sci(lr)}, or train longer"
+
+
+def _imbalance_hint(cfg: FinetuneConfig, data: TaskData) -> str:
+    """For a collapsed classifier on imbalanced classes (one of 80 % or more of the training
+    rows) trained unweighted: the two settings made for that."""
+    if cfg.task.type not in ("classification", "pair") or cfg.task.class_weights != "none":
+        return ""
+    gold = [ex["label"] for ex in data.train if ex.get("label") is not None]
+    if not gold:
+        return ""
+    label, n = Counter(gold).most_common(1)[0]
+    if n < 0.8 * len(gold):
+        return ""
+    return (
+        f"; the classes are imbalanced ({n / len(gold):.0%} of the training rows are "
+        f"'{label}'): task.class_weights: balanced weighs the rare ones up, and task.metric: "
+        "macro_f1 picks the best checkpoint by a metric that sees them"
+    )
 
 
 def _sci(x: float) -> str:
@@ -737,9 +756,19 @@ def _finetune(
     run = _open_run(cfg, run, task.type, backbone, data.labels)
     _describe_run(run, cfg, model, backbone.source, task.type, data, say)
 
+    weights = task.loss_weights(data.train, data.labels, cfg.task)
+    if weights is not None and not resuming:
+        shown = ", ".join(
+            f"{n} {w:.3g}" for n, w in zip(data.labels, weights.tolist(), strict=True)
+        )
+        say(
+            f"class weights ({cfg.task.class_weights if isinstance(cfg.task.class_weights, str) else 'given'}): {shown}"
+        )
+    weights = weights.to(device) if weights is not None else None
+
     def objective_step(m: nn.Module, batch: dict[str, torch.Tensor]):
         logits = m(*model_inputs(batch))
-        return task.loss(logits, batch)
+        return task.loss(logits, batch if weights is None else {**batch, "class_weights": weights})
 
     objective = Objective(
         step=objective_step,
@@ -1016,7 +1045,8 @@ def write_evaluation(
             + "  ".join(f"{k} {v:.4f}" for k, v in scalar_metrics(metrics).items())
         )
         if same is not None:
-            say(f"warning: the best checkpoint {same}: it learned nothing; {_lr_hint(cfg)}")
+            hint = _lr_hint(cfg) + _imbalance_hint(cfg, data)
+            say(f"warning: the best checkpoint {same}: it learned nothing; {hint}")
     if data.test:
         _, rows = evaluate_examples(  # a test set of many rows: a bar on a terminal
             model, task, data.test, test_f, cfg, data.labels, pad_id, device, progress=True

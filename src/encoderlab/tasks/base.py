@@ -233,6 +233,12 @@ class TaskBase:
         cannot be placed in its context: scored in evaluation, left out of training)."""
         return True
 
+    def loss_weights(
+        self, examples: list[Example], labels: list[str], cfg: TaskConfig
+    ) -> torch.Tensor | None:
+        """Per-label weights of the training loss (task.class_weights); None: unweighted."""
+        return None
+
     def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None:
         """Refuse gold labels the model never saw in training (default: every label is fine)."""
 

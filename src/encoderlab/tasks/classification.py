@@ -360,7 +360,11 @@ class ClassificationTask(TaskBase):
         # the mean over labelled rows as sum / max(n, 1): 0 (still differentiable) when no row
         # is labelled, and no `if n` that would wait for the device every micro-batch
         summed = nn.functional.cross_entropy(
-            logits.float(), labels, ignore_index=-100, reduction="sum"
+            logits.float(),
+            labels,
+            weight=batch.get("class_weights"),
+            ignore_index=-100,
+            reduction="sum",
         )
         loss = summed / n.clamp_min(1)
         correct = ((logits.argmax(-1) == labels) & keep).sum()
@@ -369,6 +373,14 @@ class ClassificationTask(TaskBase):
             "n": n.float(),
             "correct": correct.float(),
         }
+
+    def loss_weights(
+        self, examples: list[Example], labels: list[str], cfg: TaskConfig
+    ) -> torch.Tensor | None:
+        """Each class's weight in the training loss (task.class_weights), or None: balanced
+        is n / (classes * count), scikit-learn's, so the weights average 1 over the examples
+        and the loss keeps its scale; a mapping weighs the labels it names (the rest 1)."""
+        return class_weight_vector(cfg.class_weights, labels, [ex["label"] for ex in examples])
 
     def train_metrics(self, c: dict[str, float]) -> dict[str, float]:
         n = max(c.get("n", 0.0), 1.0)
@@ -670,3 +682,24 @@ def _token_ids(
         for j, ex in enumerate(chunk):
             yield start + j, ex, list(first[j].ids), list(second[j].ids) if second else []
         del first, second
+
+
+def class_weight_vector(
+    setting: str | dict[str, float], labels: list[str], gold: list[Any]
+) -> torch.Tensor | None:
+    """task.class_weights as a tensor over `labels`, from the training examples' gold labels
+    (None: unweighted)."""
+    if setting == "none":
+        return None
+    if isinstance(setting, dict):
+        unknown = [name for name in setting if name not in labels]
+        if unknown:
+            shown = ", ".join(labels[:12]) + (", ..." if len(labels) > 12 else "")
+            raise UserError(
+                f"task.class_weights: '{unknown[0]}' is not one of the labels ({shown}); fix "
+                "the label's name"
+            )
+        return torch.tensor([float(setting.get(name, 1.0)) for name in labels])
+    counts = Counter(g for g in gold if g is not None)
+    n = sum(counts.values())
+    return torch.tensor([n / (len(labels) * max(counts.get(name, 0), 1)) for name in labels])

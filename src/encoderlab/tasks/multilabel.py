@@ -45,6 +45,7 @@ from encoderlab.tasks.classification import (
     ColumnPairs,
     _label_key,
     _label_value,
+    class_weight_vector,
     input_row,
     pooled_logits,
     whole,
@@ -226,11 +227,21 @@ class MultiLabelTask(ColumnPairs, ClassificationTask):
         n = keep.sum()
         z = logits.float()
         per_row = nn.functional.binary_cross_entropy_with_logits(
-            z, target.clamp_min(0), reduction="none"
+            z, target.clamp_min(0), reduction="none", pos_weight=batch.get("class_weights")
         ).mean(-1)
         loss = (per_row * keep).sum() / n.clamp_min(1)
         exact = (((z >= 0) == (target > 0.5)).all(-1) & keep).sum()
         return loss, {"loss_sum": loss.detach() * n, "n": n.float(), "correct": exact.float()}
+
+    def loss_weights(self, examples, labels, cfg):  # type: ignore[no-untyped-def]
+        """Each label's positives' weight (BCE's pos_weight, task.class_weights): balanced is
+        its negatives / positives among the training rows (1 for a label they never have); a
+        mapping weighs the labels it names (the rest 1)."""
+        if not isinstance(cfg.class_weights, str) or cfg.class_weights == "none":
+            return class_weight_vector(cfg.class_weights, labels, [])
+        sets = [set(ex["label"]) for ex in examples if ex["label"] is not None]
+        pos = Counter(x for s in sets for x in s)
+        return torch.tensor([(len(sets) - pos[x]) / pos[x] if pos[x] else 1.0 for x in labels])
 
     def encode(self, examples, tok, cfg, labels):  # type: ignore[no-untyped-def]
         label_thresholds(cfg.threshold, labels)  # a label task.threshold names, before any work

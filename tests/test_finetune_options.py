@@ -222,3 +222,18 @@ def test_class_weights_in_a_run_are_said_and_trained_with(tmp_path):
     line = next(m for m in said if m.startswith("class weights (balanced): "))
     w0, w1 = (float(part.split()[1]) for part in line.split(": ", 1)[1].split(", "))
     assert w1 > 1 > w0  # the rare class weighs more
+
+
+def test_a_collapsed_run_on_imbalanced_classes_is_told_the_settings_for_it(tmp_path):
+    from types import SimpleNamespace
+
+    from encoderlab.finetuning import _imbalance_hint
+
+    cfg = build(base_cfg(tmp_path))
+    skewed = SimpleNamespace(train=[{"label": "0"}] * 9 + [{"label": "1"}])
+    hint = _imbalance_hint(cfg, skewed)
+    assert "imbalanced (90% of the training rows are '0')" in hint
+    assert "task.class_weights: balanced" in hint and "task.metric: macro_f1" in hint
+    assert _imbalance_hint(cfg, SimpleNamespace(train=[{"label": "0"}, {"label": "1"}] * 5)) == ""
+    cfg.task.class_weights = "balanced"  # already weighted: nothing to add
+    assert _imbalance_hint(cfg, skewed) == ""

@@ -683,9 +683,17 @@ def test_study_killed_arm_alone_is_recorded_and_the_rerun_resumes_it(study_setup
     cmd = [sys.executable, "-m", "encoderlab", "study", "run", str(study)]
 
     def ready(run_dir: Path) -> bool:
-        return _arms(out).get("second", {}).get("run_dir") == str(run_dir) and (
-            runs_mod.has_checkpoint(run_dir, min_step=5)
-        )
+        """Called with the arm frozen: once it has a checkpoint past step 5, it stays frozen
+        while the study (which looks for its run directory every 0.5 s) records it, so an
+        arm this fast (40 steps in half a second) cannot finish in between."""
+        if not runs_mod.has_checkpoint(run_dir, min_step=5):
+            return False
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if _arms(out).get("second", {}).get("run_dir") == str(run_dir):
+                return True
+            time.sleep(0.05)
+        return False
 
     with open(tmp_path / "study.log", "w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, env=ENV, stdout=log, stderr=subprocess.STDOUT)

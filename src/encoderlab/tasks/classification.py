@@ -692,14 +692,21 @@ def class_weight_vector(
     if setting == "none":
         return None
     if isinstance(setting, dict):
-        unknown = [name for name in setting if name not in labels]
-        if unknown:
-            shown = ", ".join(labels[:12]) + (", ..." if len(labels) > 12 else "")
-            raise UserError(
-                f"task.class_weights: '{unknown[0]}' is not one of the labels ({shown}); fix "
-                "the label's name"
-            )
-        return torch.tensor([float(setting.get(name, 1.0)) for name in labels])
+        return torch.tensor(per_label(setting, labels, 1.0, "task.class_weights", "the labels"))
     counts = Counter(g for g in gold if g is not None)
     n = sum(counts.values())
     return torch.tensor([n / (len(labels) * max(counts.get(name, 0), 1)) for name in labels])
+
+
+def per_label(
+    setting: dict[str, float], labels: list[str], default: float, key: str, whose: str
+) -> list[float]:
+    """A {label: value} setting over `labels` in their order (`default` for the rest); a
+    label name that is not among them is a one-line error naming `key`."""
+    unknown = [name for name in setting if name not in labels]
+    if unknown:
+        shown = ", ".join(labels[:12]) + (", ..." if len(labels) > 12 else "")
+        raise UserError(
+            f"{key}: '{unknown[0]}' is not one of {whose} ({shown}); fix the label's name"
+        )
+    return [float(setting.get(name, default)) for name in labels]

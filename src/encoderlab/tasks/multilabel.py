@@ -47,6 +47,7 @@ from encoderlab.tasks.classification import (
     _label_value,
     class_weight_vector,
     input_row,
+    per_label,
     pooled_logits,
     whole,
 )
@@ -513,14 +514,7 @@ def label_thresholds(threshold: float | dict[str, float], labels: list[str]) -> 
     mapping (0.5 for labels it leaves out); a label the run does not have is an error."""
     if not isinstance(threshold, dict):
         return np.full(len(labels), float(threshold))
-    unknown = [name for name in threshold if name not in labels]
-    if unknown:
-        shown = ", ".join(labels[:12]) + (", ..." if len(labels) > 12 else "")
-        raise UserError(
-            f"task.threshold: '{unknown[0]}' is not one of this run's labels ({shown}); fix "
-            "the label's name"
-        )
-    return np.array([float(threshold.get(name, 0.5)) for name in labels])
+    return np.array(per_label(threshold, labels, 0.5, "task.threshold", "this run's labels"))
 
 
 def _best_threshold(prob: np.ndarray, gold: np.ndarray) -> tuple[float, float]:

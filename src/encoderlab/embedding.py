@@ -13,7 +13,6 @@ max_len is cut, and said.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from torch import nn
 from encoderlab.config import TaskConfig
 from encoderlab.data.tables import plain_name, read_text
 from encoderlab.errors import UserError
-from encoderlab.runtime import autocast, autocast_dtype, bar_columns, resolve_device
+from encoderlab.runtime import autocast, autocast_dtype, resolve_device
 from encoderlab.tokenizer import special_ids
 
 POOLINGS = ("mean", "cls")
@@ -67,7 +66,9 @@ class Embedder:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         amp = autocast_dtype("auto", self.device)
-        bar = _Bar(len(ids) if progress else 0)
+        from encoderlab.inference import _RowsBar
+
+        bar = _RowsBar(len(ids) if progress else 0, "embed", "texts")
         try:
             with torch.inference_mode():
                 for start in range(0, len(order), batch_size):
@@ -149,8 +150,7 @@ def load_embedder(source: str, say: Callable[[str], None] = print) -> Embedder:
         ckpt = run_checkpoint(run)
         load_encoder_weights(encoder, ckpt)
         where = f"{run.path}@{ckpt.name}"
-        trained = _finetuned_length(run.path)  # a fine-tuning run read at most this many
-        max_len = trained if trained is not None else None
+        max_len = _finetuned_length(run.path)  # a fine-tuning run read at most this many
     device = resolve_device("auto")
     encoder.to(device).eval()
     limit = min(int(model_cfg.max_len), max_len or int(model_cfg.max_len))
@@ -245,16 +245,10 @@ def read_texts(path: str, text_column: str) -> tuple[list[str], list[str]]:
 
 def _one_split(path: str) -> None:
     """A DatasetDict folder named without `::split` would be read at its train split alone."""
-    import json
+    from encoderlab.tasks.records import datasetdict_splits
 
-    listing = Path(path.removeprefix("hf:")) / "dataset_dict.json"
-    if "::" in path or not listing.is_file():
-        return
-    try:
-        splits = [str(x) for x in json.loads(listing.read_text(encoding="utf-8"))["splits"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return
-    if len(splits) > 1:
+    splits = None if "::" in path else datasetdict_splits(Path(path.removeprefix("hf:")))
+    if splits is not None and len(splits) > 1:
         raise UserError(
             f"{path}: a DatasetDict with the splits {', '.join(splits)}; name the one to embed: "
             f"--input {path}::<split>"
@@ -320,33 +314,6 @@ def similarity_table(texts: list[str], vectors: np.ndarray) -> list[str]:
             f"{f'[{i + 1}]':>6}" + "".join(f"{sims[i, j]:8.3f}" for j in range(len(texts)))
         )
     return lines
-
-
-class _Bar:
-    """Texts embedded, texts/s and ETA on a terminal; silent otherwise."""
-
-    def __init__(self, total: int) -> None:
-        self.bar: Any = None
-        if not total or not sys.stderr.isatty():
-            return
-        from rich.console import Console
-        from rich.progress import Progress
-
-        self.bar = Progress(*bar_columns("embed"), console=Console(stderr=True), transient=True)
-        self.task = self.bar.add_task("embed", total=total, info="")
-        self.t0, self.done = time.perf_counter(), 0
-        self.bar.start()
-
-    def advance(self, rows: int) -> None:
-        if self.bar is None:
-            return
-        self.done += rows
-        rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
-        self.bar.update(self.task, completed=self.done, info=f"{rate:,.0f} texts/s")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def embed_command(

@@ -197,15 +197,16 @@ class _RowsBar:
     """Rows predicted, rows/s and ETA on a terminal (a file of 100k rows takes minutes on a
     CPU); silent otherwise. A step behind: a batch counts once it is under way."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, label: str = "predict", unit: str = "rows") -> None:
         self.bar = None
+        self.unit = unit
         if not total or not sys.stderr.isatty():
             return
         from rich.console import Console
         from rich.progress import Progress
 
-        self.bar = Progress(*bar_columns("predict"), console=Console(stderr=True), transient=True)
-        self.task = self.bar.add_task("predict", total=total, info="")
+        self.bar = Progress(*bar_columns(label), console=Console(stderr=True), transient=True)
+        self.task = self.bar.add_task(label, total=total, info="")
         self.t0 = time.perf_counter()
         self.done = 0
         self.bar.start()
@@ -215,7 +216,7 @@ class _RowsBar:
             return
         rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
         self.bar.update(
-            self.task, completed=self.done, info=f"{rate:,.0f} rows/s" if self.done else ""
+            self.task, completed=self.done, info=f"{rate:,.0f} {self.unit}/s" if self.done else ""
         )
         self.done += rows
 

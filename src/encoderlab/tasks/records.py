@@ -113,6 +113,16 @@ ROLE_SPLITS = {"valid": ("validation", "valid", "val", "dev"), "test": ("test",)
 ROLE_KEYS = {"valid": "task.valid:", "test": "task.test:"}
 
 
+def datasetdict_splits(folder: Path) -> list[str] | None:
+    """The split names a `save_to_disk` DatasetDict folder lists (its dataset_dict.json), or
+    None for anything else (a file, a single dataset, an unreadable listing)."""
+    try:
+        splits = json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [str(s) for s in splits] if isinstance(splits, list) else None
+
+
 def split_for_role(path: str, role: str, key: str | None = None) -> str:
     """`path` as the `role` ("valid" or "test") reads it. A DatasetDict named without
     `::split` is otherwise read at its train split, so task.valid or task.test (or evaluate /
@@ -126,18 +136,14 @@ def split_for_role(path: str, role: str, key: str | None = None) -> str:
         return path
     hub = path.startswith("hf:")
     local = Path(path.removeprefix("hf:")).expanduser()
-    listing = local / "dataset_dict.json"
     if hub and not local.is_dir():
         raise UserError(
             f"{path}: a Hub data set without a split reads its train split, the training data; "
             f"name the split to read: {said} {path}::{ROLE_SPLITS[role][0]}"
         )
-    if not listing.is_file():
+    splits = datasetdict_splits(local)
+    if splits is None:  # a file, a single dataset, or a folder open_hf will say is broken
         return path
-    try:
-        splits = [str(s) for s in json.loads(listing.read_text(encoding="utf-8"))["splits"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return path  # open_hf says what is wrong with the folder
     if len(splits) == 1:
         return f"{path}::{splits[0]}"
     lower = {s.lower(): s for s in splits}

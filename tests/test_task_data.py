@@ -405,6 +405,29 @@ def test_semicolon_separated_and_cr_only_csv_get_hints_that_fit(tmp_path: Path) 
         task.read(str(cr), cfg())
 
 
+def test_cr_only_text_files_are_refused_not_read_as_one_line(tmp_path: Path) -> None:
+    """fastText .txt, CoNLL and a plain-text corpus with classic-Mac line ends would each read
+    as a single example or document; a CR inside one line of a normal file stays text."""
+    from encoderlab.data.corpus import iter_documents
+
+    bare = r"bare CR \(old Mac style\), so the whole file reads as one line"
+    fasttext = tmp_path / "t.txt"
+    fasttext.write_bytes(b"__label__a good movie\r__label__b bad movie\r")
+    with pytest.raises(UserError, match="t.txt:1: its lines end in a " + bare):
+        get_task("classification").read(str(fasttext), cfg())
+    conll = tmp_path / "t.conll"
+    conll.write_bytes(b"EU\tB-ORG\rrejects\tO\r\rGerman\tB-MISC\r")
+    with pytest.raises(UserError, match="t.conll:1: its lines end in a " + bare):
+        get_task("tagging").read(str(conll), TaskConfig(type="tagging", format="conll"))
+    corpus = tmp_path / "c.txt"
+    corpus.write_bytes(b"doc one\rdoc two\r")
+    with pytest.raises(UserError, match="c.txt:1: its lines end in a " + bare):
+        list(iter_documents([str(corpus)]))
+    inside = tmp_path / "inside.txt"
+    inside.write_bytes(b"a\rb\nc\n")
+    assert list(iter_documents([str(inside)])) == ["a\rb", "c"]
+
+
 def test_head_truncation_of_a_pair_takes_a_tie_from_the_second_text() -> None:
     """As BERT's _truncate_seq_pair and HF's longest_first: an export gives the same ids."""
     pieces, _ = fit_pieces(list(range(6)), list(range(10, 16)), 9, cfg(truncation="head"))

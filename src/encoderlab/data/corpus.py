@@ -54,6 +54,7 @@ from encoderlab.data.tables import (
     json_type,
     jsonl_objects,
     open_binary,
+    refuse_bare_cr,
     wrong_length,
 )
 from encoderlab.data.tables import READ_ERRORS as _READ_ERRORS
@@ -585,6 +586,8 @@ def _iter_source(
         return
     with fh:
         lines = decoded_lines(path, ctx, fh)
+        if kind not in _JSON and kind not in _CSV:  # plain text: one document a line
+            lines = _no_bare_cr(path, lines)
         if kind in _JSON:
             yield from _iter_jsonl(path, ctx, lines, text_field)
         elif kind in _CSV:
@@ -618,6 +621,18 @@ def _refuse_table_as_text(
             f"names the {what}; set data.format (--format for tokenizer train) to tsv, csv or "
             "jsonl to read its columns"
         )
+    return itertools.chain([first], lines)
+
+
+def _no_bare_cr(
+    path: Path, lines: Iterator[tuple[int, int, str]]
+) -> Iterator[tuple[int, int, str]]:
+    """`lines`, after refusing a file of bare-CR line ends at its first line (refuse_bare_cr)."""
+    first = next(lines, None)
+    if first is None:
+        return iter(())
+    if first[0] == 1:
+        refuse_bare_cr(path, first[2])
     return itertools.chain([first], lines)
 
 

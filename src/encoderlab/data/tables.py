@@ -263,6 +263,18 @@ def _nul_bytes(where: Where, lineno: int, offset: int) -> None:
     )
 
 
+def refuse_bare_cr(path: Path | str, first_line: str) -> None:
+    """A file whose lines end in a bare CR (classic Mac OS) reads as a single line, so every
+    example or document would run into one: refused at line 1 instead. Only when that line is
+    the whole file (it has no LF end) and holds a CR inside it, so a CR inside one line of a
+    normal file is left alone."""
+    if not first_line.endswith("\n") and "\r" in first_line.rstrip("\r"):
+        raise UserError(
+            f"{path}:1: its lines end in a bare CR (old Mac style), so the whole file reads as "
+            "one line; convert them to LF newlines (e.g. tr '\\r' '\\n' < old > new)"
+        )
+
+
 def to_utf8(raw: bytes) -> str:
     """How to convert a file whose bytes `raw` (its start, or the bad line) are not UTF-8:
     UTF-16 shows a byte-order mark or NUL bytes; Korean in CP949/EUC-KR decodes to Hangul
@@ -512,6 +524,8 @@ def _fasttext_rows(p: Path, lines: Iterator[tuple[int, int, str]]) -> Iterator[R
     "label" is the name; several: a list of them, for multilabel), the rest is "text"."""
     seen = False
     for lineno, _, line in lines:
+        if lineno == 1:
+            refuse_bare_cr(p, line)
         words = line.split()
         if not words:
             continue

@@ -74,7 +74,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import HeadConfig, TaskConfig
-from encoderlab.data.tables import plain_name, read_bytes
+from encoderlab.data.tables import plain_name, read_bytes, refuse_bare_cr
 from encoderlab.errors import UserError
 from encoderlab.heads import TokenHead
 from encoderlab.tasks.base import (
@@ -236,6 +236,7 @@ def _lines(path: Path) -> list[str]:
         )
     # split on "\n" only: str.splitlines would also split at characters like U+2028 or \x85,
     # which a character-level file (KLUE) may hold as a token
+    refuse_bare_cr(path, text.partition("\n")[0] + ("\n" if "\n" in text else ""))
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

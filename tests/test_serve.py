@@ -305,6 +305,10 @@ def test_app_embeds_texts_as_encoderlab_embed_does(ft, run_dir):
         got = np.asarray(r.json()["embeddings"])
         assert got.shape == (4, 32)
         assert np.allclose(got, el.embed(run_dir, TEXTS, say=None), atol=1e-5)
+        assert r.json()["truncated"] == []
+        long = " ".join(["great"] * 100)  # past task.max_len (32): its end is not embedded
+        r = client.post("/embed", json={"texts": ["ok", long, "fine"]})
+        assert r.status_code == 200 and r.json()["truncated"] == [1], r.text
         r = client.post("/embed", json={"texts": ["ok", 3]})
         assert r.status_code == 422 and r.json()["field"] == "texts[1]"
         r = client.post("/embed", json={"texts": TEXTS + ["one more"]})

@@ -340,7 +340,7 @@ def embed(
     vectors, cut = embedder.embed(texts, pooling, normalize, batch_size)
     if cut:
         _quiet_if_none(say)(
-            f"warning: {cut:,} of {len(texts):,} texts were longer than the encoder's max_len "
+            f"warning: {len(cut):,} of {len(texts):,} texts were longer than the encoder's max_len "
             f"of {embedder.max_len} tokens: their end was cut"
         )
     return vectors

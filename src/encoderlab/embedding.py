@@ -52,9 +52,9 @@ class Embedder:
         normalize: bool = True,
         batch_size: int = 64,
         progress: bool = False,
-    ) -> tuple[np.ndarray, int]:
-        """(float32 array (len(texts), dim) in the texts' order, how many texts were cut);
-        `pooling` None: the model's own."""
+    ) -> tuple[np.ndarray, list[int]]:
+        """(float32 array (len(texts), dim) in the texts' order, the indices of the texts
+        whose end was cut at max_len); `pooling` None: the model's own."""
         pooling = pooling or self.pooling
         bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
         if bad is not None:
@@ -62,7 +62,7 @@ class Embedder:
         if pooling not in POOLINGS:
             raise UserError(f"pooling: '{pooling}' is not one of {', '.join(POOLINGS)}")
         ids = self._encode(texts)
-        cut = sum(n > self.max_len - 2 for n in (len(x) for x in ids))
+        cut = [i for i, x in enumerate(ids) if len(x) > self.max_len - 2]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         amp = autocast_dtype("auto", self.device)
@@ -355,7 +355,7 @@ def embed_command(
     vectors, cut = embedder.embed(data, pooling, normalize, batch_size, progress=bool(input_path))
     if cut:
         loud(
-            f"warning: {cut:,} of {len(data):,} texts were longer than the encoder's "
+            f"warning: {len(cut):,} of {len(data):,} texts were longer than the encoder's "
             f"max_len of {embedder.max_len} tokens: their end was cut"
         )
     if out is not None:

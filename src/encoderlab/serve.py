@@ -404,8 +404,11 @@ def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
     embedder = _embedder(ft)
 
     def embed(texts: list[str]) -> list[dict[str, Any]]:
-        vectors, _ = embedder.embed(texts, batch_size=limits.max_batch)
-        return [{"embedding": [round(float(x), 6) for x in v]} for v in vectors]
+        vectors, cut = embedder.embed(texts, batch_size=limits.max_batch)
+        rows = [{"embedding": [round(float(x), 6) for x in v], "cut": False} for v in vectors]
+        for i in cut:
+            rows[i]["cut"] = True
+        return rows
 
     # its own queue (vectors and labels never mix in a batch), the same model thread
     embed_batcher = Batcher(embed, limits, batcher.executor)
@@ -439,7 +442,13 @@ def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
         rows = await _answered(embed_batcher, texts, "embedding")
         if isinstance(rows, JSONResponse):
             return rows
-        return JSONResponse({"embeddings": [r["embedding"] for r in rows]})
+        return JSONResponse(
+            {
+                "embeddings": [r["embedding"] for r in rows],
+                # the texts longer than the encoder's max_len: their vectors miss the end
+                "truncated": [i for i, r in enumerate(rows) if r["cut"]],
+            }
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -554,6 +554,55 @@ def test_a_ctrl_c_in_a_steps_bookkeeping_waits_for_it_to_finish(tmp_path, monkey
     np.testing.assert_allclose([v for _, v in a], [v for _, v in b], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("at", [6, 8, 21])  # a plain step, an evaluation's, the last one
+def test_a_ctrl_c_held_through_a_step_leaves_its_evaluation_and_end_to_the_resume(
+    tmp_path, monkeypatch, at
+):
+    """A Ctrl-C held through a step landed before the loop marked that step's evaluation as
+    owed: the resumed run never evaluated it (another best checkpoint), and after the last
+    step the resume was refused as "already finished", with no final evaluation, ever."""
+    import os
+    import signal
+
+    from encoderlab.pretraining import check_not_finished
+    from encoderlab.train import Recorder
+
+    cfg = resume_config()
+    full = new_run(tmp_path, "full", cfg)
+    train(tmp_path, cfg, run=full)
+    cut = new_run(tmp_path, "cut", cfg)
+    real_stepped = Recorder.stepped
+
+    def stepped_then_ctrl_c(self, state, tokens):
+        real_stepped(self, state, tokens)
+        if state.step == at:
+            os.kill(os.getpid(), signal.SIGINT)  # held until the step's bookkeeping is done
+
+    monkeypatch.setattr(Recorder, "stepped", stepped_then_ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(tmp_path, cfg, run=cut)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    monkeypatch.setattr(Recorder, "stepped", real_stepped)
+    cut = Run.open(cut.path)
+    assert cut.info["status"] == "interrupted"
+    check_not_finished(cut, cfg, "")  # not refused: the run owes its end
+    train(tmp_path, cfg, run=cut, resume=True)
+
+    def evals(run):
+        return [(r["step"], r["kind"], r["valid/acc"]) for r in run.metrics() if "valid/acc" in r]
+
+    assert [e[:2] for e in evals(cut)] == [e[:2] for e in evals(full)]
+    np.testing.assert_allclose([e[2] for e in evals(cut)], [e[2] for e in evals(full)], rtol=1e-6)
+    a, b = train_losses(full), train_losses(cut)
+    assert [s for s, _ in a] == [s for s, _ in b]
+    np.testing.assert_allclose([v for _, v in a], [v for _, v in b], rtol=1e-6, atol=1e-7)
+    assert Run.open(cut.path).info["status"] == "finished"
+    assert Run.open(cut.path).info.get("best") == Run.open(full.path).info.get("best")
+
+
 class _Clock:
     def __init__(self, setup_s: float) -> None:
         self.setup_s, self.t = setup_s, 0.0

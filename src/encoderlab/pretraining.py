@@ -83,6 +83,8 @@ def check_not_finished(run: Run, t: TrainConfig, hint: str) -> None:
     if ckpt is None:
         return
     state = json.loads((ckpt / "state.json").read_text())
+    if state.get("eval_due") and run.info.get("status") != "finished":
+        return  # a Ctrl-C cut the last step's evaluation or end short: the resume does them
     step, epoch = int(state.get("step", 0)), int(state.get("epoch", 0))
     before = _saved_train(run)
     why = str(run.info.get("stopped_because", ""))

@@ -143,8 +143,9 @@ class LoopState:
     window: dict[str, torch.Tensor] = field(default_factory=dict)  # counts since the train log
     window_steps: int = 0
     last_eval: dict[str, float] = field(default_factory=dict)
-    # an evaluation (and epoch log) this step owes, until logged: "step", "epoch" (evaluation
-    # and epoch log), "epoch_log" (the log alone); a resume does what a Ctrl-C cut short
+    # what the last step owes, until done: "step", "epoch" (an evaluation, and the epoch log),
+    # "epoch_log" (the log alone), "check" (only whether the run ends there); a resume does
+    # what a Ctrl-C cut short (Recorder.owed)
     eval_due: str | None = None
     # steps counted on the device and not read yet: [finite steps, skipped steps, current
     # run of skipped steps, its longest since the last read]; see `settle`. Not saved.
@@ -923,13 +924,23 @@ class Recorder:
         state.eval_due = None
 
     def owed(self, state: LoopState, stop: StopRule) -> str | None:
-        """On resume: the evaluation (and epoch log) a Ctrl-C cut short, done before the next
-        step as the uninterrupted run did it; the stop reason it gives (early stopping)."""
+        """On resume: what a Ctrl-C cut short after a step, done before the next one as the
+        uninterrupted run did it: the step's evaluation (and epoch log), or ("check") only
+        whether the run ends there; at the end, the last train log (and, for a step that did
+        not evaluate, the final evaluation). The stop reason, if the run ends."""
+        evaluated = state.eval_due != "check"
+        if state.eval_due == "check":
+            state.eval_due = None
         if state.eval_due in ("step", "epoch"):
             self.evaluate(state)
         if state.eval_due == "epoch_log":
             self.log_epoch(state)
-        return stop.reason(state, True)
+        why = stop.reason(state, evaluated)
+        if why:
+            self.log_train(state)
+            if not evaluated:
+                self.evaluate(state)
+        return why
 
     def checkpoint_due(self, state: LoopState, evaluated: bool) -> bool:
         """A checkpoint not forced by the end: every checkpoint_every steps, checkpoint_minutes
@@ -1102,11 +1113,13 @@ def fit(
                     if log_now:
                         rec.expected_steps = stop.reforecast(state.step)
                         rec.log_train(state)
-                evaluated = (
-                    end_of_epoch or bool(cfg.eval_every) and state.step % cfg.eval_every == 0
-                )
+                    evaluated = (
+                        end_of_epoch or bool(cfg.eval_every) and state.step % cfg.eval_every == 0
+                    )
+                    # what this step still owes, until done: a Ctrl-C held above lands here,
+                    # and a resume does it (Recorder.owed) before the next step
+                    state.eval_due = ("epoch" if end_of_epoch else "step") if evaluated else "check"
                 if evaluated:
-                    state.eval_due = "epoch" if end_of_epoch else "step"  # until it is logged
                     rec.evaluate(state)
                     if end_of_epoch:
                         rec.log_epoch(state)
@@ -1115,6 +1128,8 @@ def fit(
                     rec.log_train(state)
                 if why and not evaluated:  # ... and evaluate them
                     rec.evaluate(state)
+                if state.eval_due == "check":
+                    state.eval_due = None
                 if why or rec.checkpoint_due(state, evaluated):
                     rec.checkpoint(state)
                 if why:

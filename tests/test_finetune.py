@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import random
 from pathlib import Path
 
@@ -559,7 +560,7 @@ def test_tagging_end_to_end_on_conll_fixture(tmp_path):
         assert not (tmp_path / bad).exists()
 
 
-def test_finetune_resume_after_crash_matches_uninterrupted(tmp_path, monkeypatch):
+def test_finetune_resume_after_crash_matches_uninterrupted(tmp_path, monkeypatch, capsys):
     """A fine-tuning run killed mid-way continues from its checkpoint with the same losses."""
     from encoderlab import train as train_module
     from encoderlab.tokenizer import save_tokenizer, train_tokenizer
@@ -598,6 +599,15 @@ def test_finetune_resume_after_crash_matches_uninterrupted(tmp_path, monkeypatch
     monkeypatch.setattr(ft_module, "fit", real_fit)
     victim = only_run_named(tmp_path, "victim")
     assert victim.info["status"] == "failed"
+    # the training file changed meanwhile: another split and another epoch order, refused
+    train_csv = tmp_path / "train.csv"
+    original = train_csv.read_bytes()
+    train_csv.write_bytes(b"\n".join(original.split(b"\n")[:-40]) + b"\n")
+    assert main_code(["finetune", "--resume", victim.path]) == 2
+    said = capsys.readouterr().err
+    assert "task.train (" in said and "is not the data this run started with" in said, said
+    train_csv.write_bytes(original)
+    os.utime(train_csv)  # touched, same content: the same data
     assert main_code(["finetune", "--resume", victim.path]) == 0
     a = [(r["step"], r["train/loss"]) for r in ref.metrics() if r["kind"] == "train"]
     b = [

@@ -12,6 +12,7 @@ a scratch tokenizer and creates the run, and rank 0 alone writes the final predi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -513,6 +514,46 @@ class TaskData:
     shown: set[str] = field(default_factory=set)  # task messages already printed
 
 
+def data_fingerprint(data: TaskData) -> dict[str, Any]:
+    """What the run trains and validates on, as read and split (not the files: a moved or
+    touched file is the same data): a count and a hash of the examples for each."""
+
+    def digest(examples: list[Example]) -> str:
+        h = hashlib.sha256()
+        for ex in examples:
+            h.update(json.dumps(ex, sort_keys=True, default=str, ensure_ascii=False).encode())
+        return h.hexdigest()[:16]
+
+    return {
+        role: {"examples": len(rows), "sha256": digest(rows)}
+        for role, rows in (("train", data.train), ("valid", data.valid))
+    }
+
+
+def check_same_data(run: Run, cfg: FinetuneConfig, data: TaskData) -> None:
+    """A resume continues mid-epoch in the order the run drew from its training data and keeps
+    its validation split: on other data it would do neither, and could validate on examples it
+    had trained on. Refused; runs from before the fingerprint pass."""
+    saved = run.info.get("data")
+    if not isinstance(saved, dict):
+        return
+    now = data_fingerprint(data)
+    for role, key in (("train", "task.train"), ("valid", "task.valid")):
+        if saved.get(role) != now[role]:
+            source = getattr(cfg.task, role) or f"{cfg.task.train} (its validation split)"
+            was, got = (saved.get(role) or {}).get("examples"), now[role]["examples"]
+            counts = (
+                f"{was:,} examples then, {got:,} now"
+                if isinstance(was, int) and was != got
+                else f"{got:,} examples, with other content"
+            )
+            raise UserError(
+                f"{run.path}: {key} ({source}) is not the data this run started with ({counts}); "
+                "resuming would continue its epoch and validation on other data: restore the "
+                "file, or start a new run"
+            )
+
+
 def _same_data(a: str, b: str) -> bool:
     """Whether two task paths name the same file, or the same split of the same data set (a
     DatasetDict folder without `::split` is its train split)."""
@@ -725,6 +766,8 @@ def _finetune(
     set_threads(cfg.train.threads, say)
     seed_everything(cfg.seed)
     data = read_task_data(task, cfg, say)
+    if run is not None:
+        check_same_data(run, cfg, data)
     test_ids = [ex["id"] for ex in data.test]
     if len(set(test_ids)) != len(test_ids):
         raise UserError(f"{cfg.task.test}: ids in column '{cfg.task.id_column}' are not unique")
@@ -753,7 +796,7 @@ def _finetune(
     )
 
     resuming = run is not None
-    run = _open_run(cfg, run, task.type, backbone, data.labels)
+    run = _open_run(cfg, run, task.type, backbone, data)
     _describe_run(run, cfg, model, backbone.source, task.type, data, say)
 
     weights = task.loss_weights(data.train, data.labels, cfg.task)
@@ -862,7 +905,7 @@ def _write_outputs_again(run: Run, cfg: FinetuneConfig, say: Callable[[str], Non
 
 
 def _open_run(
-    cfg: FinetuneConfig, run: Run | None, task_type: str, backbone: Backbone, labels: list
+    cfg: FinetuneConfig, run: Run | None, task_type: str, backbone: Backbone, data: TaskData
 ) -> Run:
     """The run to train in: `run` when resuming, else a new one (created by the main process
     with its tokenizer, model config and labels); read-only on the other DDP ranks."""
@@ -876,9 +919,10 @@ def _open_run(
             )
             if backbone.hf_config is not None:
                 save_wrapped_config(backbone.hf_config, new.path)
-            (new.path / "labels.json").write_text(json.dumps(labels, ensure_ascii=False))
+            (new.path / "labels.json").write_text(json.dumps(data.labels, ensure_ascii=False))
             save_config(_as_trained(cfg, backbone.model_cfg), new.path / "config.yaml")
-            new.update(outputs="pending")  # "written" once its final predictions are
+            new.update(outputs="pending", data=data_fingerprint(data))  # outputs: "written"
+            # once its final predictions are; data: what a resume must find again
             return str(new.path)
 
         run = Run(distributed.on_main(create))

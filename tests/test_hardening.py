@@ -247,6 +247,22 @@ def test_resuming_a_finished_run_trains_no_further(tmp_path, corpus_txt, capsys)
     assert yaml.safe_load((run.path / "config.yaml").read_text())["train"]["max_steps"] == 10
 
 
+def test_a_run_that_epochs_ended_is_told_the_limit_that_ended_it(tmp_path, corpus_txt, capsys):
+    """The refusal used to advise a larger train.max_steps, which an epoch-bounded run
+    refuses again: it names train.epochs now, and its advice trains on."""
+    cfg = write_config(tmp_path, [corpus_txt], train={"max_steps": None, "epochs": 1})
+    assert cli("pretrain", cfg) == 0
+    run = only_run(tmp_path)
+    steps = run.info["steps"]
+    capsys.readouterr()
+    assert cli("pretrain", "--resume", run.path, "--set", f"train.max_steps={steps + 3}") == 2
+    err = one_line_error(capsys)
+    assert "already finished (train.epochs=1" in err and "--set train.epochs=N" in err, err
+    more = ["--set", "train.epochs=null", "--set", f"train.max_steps={steps + 3}"]
+    assert cli("pretrain", "--resume", run.path, *more) == 0
+    assert max(r["step"] for r in run.metrics()) == steps + 3
+
+
 # ---------------------------------------------------------------------------------------------
 # 7, 9, 10. fine-tuning: one label, predict "", evaluate outputs, resume
 

@@ -74,11 +74,11 @@ def fit_model_to_tokenizer(cfg: Config, tok) -> Config:
     return cfg
 
 
-def check_not_finished(run: Run, t: TrainConfig, hint: str) -> None:
+def check_not_finished(run: Run, t: TrainConfig, hint: str | None = None) -> None:
     """Refuse to resume a run whose last checkpoint already reached the end `t` sets: the trainer
     takes a step before it checks, so it would train past max_steps / the last epoch. A run a
     time budget or early stopping ended goes on when `--set` gave it more budget or patience
-    (or took the limit away)."""
+    (or took the limit away). `hint`: what to do instead; None: the `--set` that trains on."""
     ckpt = run.latest_checkpoint()
     if ckpt is None:
         return
@@ -89,10 +89,17 @@ def check_not_finished(run: Run, t: TrainConfig, hint: str) -> None:
     before = _saved_train(run)
     why = str(run.info.get("stopped_because", ""))
     done = None
+    longer = "To train longer, resume with a larger"
     if t.max_steps is not None and step >= t.max_steps:
         done = f"train.max_steps={t.max_steps}"
+        extend = f"{longer} --set train.max_steps=N"
+        if t.epochs is not None and epoch >= t.epochs:  # both ends reached: both move
+            extend += " and --set train.epochs=null"
+        hint = extend if hint is None else hint
     elif t.epochs is not None and epoch >= t.epochs and not state.get("micro"):
         done = f"train.epochs={t.epochs}"
+        extend = f"{longer} --set train.epochs=N, or --set train.epochs=null and train.max_steps=N"
+        hint = extend if hint is None else hint
     elif t.time_budget_min is not None and (
         state.get("train_seconds", 0) >= t.time_budget_min * 60
         or (why == "time budget" and t.time_budget_min <= (before.get("time_budget_min") or 0))
@@ -196,9 +203,7 @@ def _pretrain(
         run = Run.open(resume)
         tok = load_tokenizer(run.path / "tokenizer")
         run.resumable_checkpoint()
-        check_not_finished(
-            run, cfg.train, "To train longer, resume with e.g. --set train.max_steps=N (larger)"
-        )
+        check_not_finished(run, cfg.train)
         if run.info.get("data_key") not in (None, cache_key(cfg.data, tok)):
             say("warning: the corpus files changed since this run started; resuming anyway")
     else:

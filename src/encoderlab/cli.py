@@ -1069,6 +1069,10 @@ def main(argv: list[str] | None = None) -> None:
             _error(_after_disk_full(e))
         elif isinstance(e, OSError) and e.errno == errno.EROFS and e.filename is not None:
             _error(f"{e.filename}: on a read-only file system; copy it somewhere writable")
+        elif isinstance(e, PermissionError) and e.filename is not None:
+            _error(
+                f"{e.filename}: permission denied; make its folder writable or give another path"
+            )
         elif isinstance(e, _PATH_ERRORS) and e.filename is not None:
             _error(f"{e.filename}: {(e.strerror or str(e)).lower()}; give another path")
         elif _out_of_memory(e):

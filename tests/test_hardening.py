@@ -1245,6 +1245,31 @@ def test_the_api_refuses_what_the_cli_refuses(finetuned, tmp_path):
         encoderlab.evaluate(finetuned, None, say=None)
 
 
+def test_lone_surrogates_in_files_rows_and_texts_are_one_line_not_a_traceback(
+    finetuned, tmp_path, capsys
+):
+    """A JSON escape of half a surrogate pair (\\ud800) in a .jsonl, and such strings handed
+    to the API or embed, reached the tokenizer: a TypeError (exit 1) or UnicodeEncodeError."""
+    bad = tmp_path / "surrogate.jsonl"
+    bad.write_text('{"id": 1, "text": "a\\ud800b", "target": 1}\n')
+    pair = tmp_path / "emoji.jsonl"
+    pair.write_text('{"id": 1, "text": "fire \\ud83d\\udd25", "target": 1}\n')
+    half = "'text' holds half of a UTF-16 surrogate pair"
+    for command in (
+        ["predict", finetuned, "--input", bad],
+        ["evaluate", finetuned, "--data", bad],
+        ["embed", finetuned, "--input", bad],
+    ):
+        capsys.readouterr()
+        assert cli(*command) == 2, command
+        assert f"surrogate.jsonl:1: {half}" in one_line_error(capsys)
+    assert cli("predict", finetuned, "--input", pair, "--output", tmp_path / "p.jsonl") == 0
+    with pytest.raises(UserError, match=r"texts\[1\] is not valid Unicode \(a lone surrogate"):
+        encoderlab.embed(finetuned, ["ok", "caf\udce9"], say=None)
+    with pytest.raises(UserError, match=r"eval row 0: 'text' is not valid Unicode"):
+        encoderlab.evaluate(finetuned, [{"text": "a\ud800", "target": 1}], say=None)
+
+
 def test_a_cnn_kernel_wider_than_the_input_and_a_users_report_are_refused(
     finetuned, tmp_path, capsys
 ):

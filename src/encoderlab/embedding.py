@@ -24,7 +24,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import TaskConfig
-from encoderlab.data.tables import plain_name, read_text
+from encoderlab.data.tables import NOT_UNICODE, lone_surrogate, plain_name, read_text
 from encoderlab.errors import UserError
 from encoderlab.runtime import autocast, autocast_dtype, resolve_device
 from encoderlab.tokenizer import special_ids
@@ -59,6 +59,8 @@ class Embedder:
         bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
         if bad is not None:
             raise UserError(f"texts[{bad}] is {type(texts[bad]).__name__}, not a string")
+        if (at := lone_surrogate(list(texts))) is not None:
+            raise UserError(f"texts{at.strip(chr(39))} is {NOT_UNICODE}")
         if pooling not in POOLINGS:
             raise UserError(f"pooling: '{pooling}' is not one of {', '.join(POOLINGS)}")
         ids = self._encode(texts)

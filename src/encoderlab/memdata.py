@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from encoderlab.data.tables import NOT_UNICODE, lone_surrogate
 from encoderlab.errors import UserError
 
 Rows = list[dict[str, Any]]
@@ -169,6 +170,9 @@ def read_format(task_type: str) -> str:
 def write_rows(data: Any, task_type: str, folder: str | Path, split: str) -> Path:
     """`data` as a file in `folder` in the task's format; the same rows give the same file."""
     rows = to_rows(data, split)
+    for i, row in enumerate(rows):
+        if (at := lone_surrogate(row)) is not None:
+            raise UserError(f"{split} row {i}: {at} is {NOT_UNICODE}")
     ext, text = WRITERS.get(task_type, _jsonl)(rows, split)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
     path = Path(folder) / f"{split}-{digest}.{ext}"

@@ -22,6 +22,7 @@ import io
 import json
 import lzma
 import random
+import re
 import sys
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -624,16 +625,49 @@ def _object_line(text: str) -> bool:
 
 
 def _json_value(text: str, where: str) -> Any:
-    """json.loads, with json's own limits (an integer of over 4,300 digits) a one-line error
-    at `where` rather than a traceback; a syntax error is left to the caller."""
+    """json.loads, with json's own limits (an integer of over 4,300 digits) and a lone
+    surrogate escape (which no tokenizer takes) a one-line error at `where` rather than a
+    traceback; a syntax error is left to the caller."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError:
         raise
     except ValueError as e:
         raise UserError(
             f"{where}: a value JSON cannot read ({str(e).split(':')[0]}); fix it"
         ) from None
+    if _SURROGATE_ESCAPE.search(text) and (at := lone_surrogate(value)) is not None:
+        raise UserError(
+            f"{where}: {at} holds half of a UTF-16 surrogate pair (a \\ud800-\\udfff escape "
+            "without its other half, e.g. text cut inside an emoji), not a character; fix the text"
+        )
+    return value
+
+
+NOT_UNICODE = (
+    "not valid Unicode (a lone surrogate: bytes that were not UTF-8, e.g. Latin-1 typed into a "
+    "terminal, or a JSON \\ud800-\\udfff escape without its pair); give UTF-8 text"
+)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def lone_surrogate(value: Any) -> str | None:
+    """Where in `value` (a string, or lists and dicts of them) a string holds a lone surrogate,
+    which cannot be encoded as UTF-8 nor tokenized: `the text`, `'[3]'`, `'answers[0].text'`;
+    None when every string is whole."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        at, item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"'{at.removeprefix('.')}'" if at else "the text"
+        elif isinstance(item, dict):
+            stack.extend((f"{at}.{k}", v) for k, v in reversed(list(item.items())))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((f"{at}[{i}]", v) for i, v in reversed(list(enumerate(item))))
+    return None
 
 
 def write_rows(

@@ -288,6 +288,10 @@ def test_app_health_info_predict_and_bad_requests(ft):
         big = TestClient(build_app(ft, ServeLimits()))
         r = big.post("/predict", content=deep, headers={"content-type": "application/json"})
         assert r.status_code == 400 and "nested too deeply" in r.json()["error"], r.text
+        huge = b'{"texts": ["a"], "n": ' + b"9" * 5000 + b"}"  # past json's integer limit
+        for route in ("/predict", "/embed"):
+            r = big.post(route, content=huge, headers={"content-type": "application/json"})
+            assert r.status_code == 400 and "a value JSON cannot read" in r.json()["error"]
         assert client.get("/health").json() == {"status": "ok"}  # survived every one
         assert client.post("/predict", json={"texts": ["nice"]}).status_code == 200
 
@@ -334,9 +338,32 @@ def test_app_model_failure_is_a_500_and_the_server_stays_up(ft, monkeypatch):
         assert client.post("/predict", json={"texts": ["nice"]}).status_code == 200
 
 
+def test_weights_that_give_nan_scores_are_a_json_500_and_a_one_line_error(run_dir, capsys):
+    """A NaN in the head's weights made /predict a plain-text 500 (JSON refuses NaN) and
+    `predict` print p=nan with exit code 0."""
+    import torch
+
+    import encoderlab as el
+
+    damaged = load_finetuned(run_dir)
+    with torch.no_grad():
+        damaged.model.head.out.bias.fill_(float("nan"))
+    with TestClient(build_app(damaged, ServeLimits())) as client:
+        r = client.post("/predict", json={"texts": ["fire"]})
+        assert r.status_code == 500, r.text
+        assert "scores are not finite numbers (NaN or inf)" in r.json()["error"]
+        assert client.post("/embed", json={"texts": ["fire"]}).status_code == 200  # encoder ok
+        assert client.get("/health").json() == {"status": "ok"}
+    with pytest.raises(UserError, match="weights are damaged"):
+        el.Model(damaged).predict(["fire"])
+
+
 def test_serve_command_refuses_bad_input(tmp_path, run_dir):
     assert run_cli("serve", tmp_path / "nope") == 2
     assert run_cli("serve", run_dir, "--max-batch", "0") == 2
+    # a request of --max-texts (256) texts could never be queued: a 503 forever, refused
+    assert run_cli("serve", run_dir, "--max-queue", "10") == 2
+    assert run_cli("serve", run_dir, "--port", "0") == 2  # was announced as port 0
     for wait in ("inf", "nan", "-1"):  # inf held every request forever
         assert run_cli("serve", run_dir, "--max-wait-ms", wait) == 2
     with socket.socket() as busy:
@@ -491,7 +518,7 @@ def test_app_answers_503_when_the_queue_is_full(ft, monkeypatch):
         raise Busy("9 examples are waiting (at most 8)")
 
     monkeypatch.setattr(Batcher, "submit", busy)
-    with TestClient(build_app(ft, ServeLimits(max_queue=8))) as client:
+    with TestClient(build_app(ft, ServeLimits(max_queue=8, max_texts=8))) as client:
         r = client.post("/predict", json={"texts": ["a fine film"]})
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert "busy" in r.json()["error"]

@@ -82,6 +82,11 @@ class Embedder:
                     bar.advance(len(rows))
         finally:
             bar.close()
+        if not np.isfinite(out).all():
+            raise UserError(
+                f"{self.source}: the encoder's vectors are not finite numbers (NaN or inf): its "
+                "weights are damaged (a diverged run, a bad copy); retrain it, or use another run"
+            )
         return out, cut
 
     def _encode(self, texts: Sequence[str]) -> list[list[int]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 import re
 import sys
@@ -367,7 +368,7 @@ class Finetuned:
         features = self.task.encode(examples, self.tokenizer, self.cfg.task, self.labels)
         if say is not None:
             show_messages(features, set(), say)
-        return evaluate_examples(
+        metrics, rows = evaluate_examples(
             self.model,
             self.task,
             examples,
@@ -379,6 +380,17 @@ class Finetuned:
             with_loss=with_loss,
             progress=progress,
         )
+        return metrics, self._finite(rows)
+
+    def _finite(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`rows`, unless a score in them is NaN or infinite: weights that give such scores
+        are damaged, and predictions from them would be garbage read as answers."""
+        if not all(_finite_numbers(row) for row in rows):
+            raise UserError(
+                f"{self.run.path}: the model's scores are not finite numbers (NaN or inf): its "
+                "weights are damaged (a diverged run, a bad copy); retrain it, or use another run"
+            )
+        return rows
 
     @property
     def second_text(self) -> str | None:
@@ -463,7 +475,7 @@ class Finetuned:
             scored(p, ex, self.labels, conf)
             for p, ex, conf in zip(preds, examples, confidences, strict=True)
         ]
-        return with_truncation(rows, features)
+        return with_truncation(self._finite(rows), features)
 
     def predict_scored(
         self, texts: list[str], pairs: list[str | None] | None = None
@@ -659,6 +671,17 @@ def _eval_name(run_path: Path, data_path: str) -> str:
         if isinstance(was, str) and Path(was).resolve() == Path(data_path).resolve():
             return name  # the same file again: its results are replaced
     raise UserError(f"{run_path / 'eval'}: too many evaluations of files named {stem}")
+
+
+def _finite_numbers(value: Any) -> bool:
+    """Whether every float in `value` (a row: numbers, lists and dicts of them) is finite."""
+    if isinstance(value, (float, np.floating)):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite_numbers(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite_numbers(v) for v in value)
+    return True
 
 
 def _check_unicode(text: str, what: str) -> None:

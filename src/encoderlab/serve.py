@@ -74,6 +74,12 @@ class ServeLimits:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if not 0 <= self.max_wait_ms <= 60_000:  # inf would hold every request forever
             raise UserError("--max-wait-ms must be between 0 and 60000 (a minute)")
+        if self.max_queue < self.max_texts:  # a full request could never be queued: a 503
+            raise UserError(  # "retry shortly" that no retry would ever get past
+                f"--max-queue {self.max_queue} is below --max-texts {self.max_texts}: a request "
+                "of --max-texts texts could never wait its turn; raise --max-queue or lower "
+                "--max-texts"
+            )
 
 
 class Busy(Exception):
@@ -160,6 +166,9 @@ def parse_request(raw: bytes, fields: list[str], limits: ServeLimits) -> tuple[l
         raise RequestError(400, None, "the body is not JSON") from None
     except RecursionError:  # arrays nested ~1,000 deep: Python's decoder gives up
         raise RequestError(400, None, "the body's JSON is nested too deeply") from None
+    except ValueError as e:  # past json's own limits: an integer of over 4,300 digits
+        why = str(e).split(":")[0]
+        raise RequestError(400, None, f"the body holds a value JSON cannot read ({why})") from None
     if not isinstance(body, dict):
         raise RequestError(400, None, f"the body must be a JSON object with {fields}")
     if fields == ["pairs"]:
@@ -477,7 +486,7 @@ def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
 def check_address(host: str, port: int) -> None:
     """Refuse a busy port or an unknown host before the model is loaded (uvicorn would log
     the error and exit 1, which reads as a bug)."""
-    if not 0 <= port <= 65535:
+    if not 1 <= port <= 65535:  # 0 (any free port) would be announced as port 0
         raise UserError(f"--port {port} is not a TCP port; give one from 1 to 65535")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]

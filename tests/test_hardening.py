@@ -1233,6 +1233,7 @@ def test_the_api_refuses_what_the_cli_refuses(finetuned, tmp_path):
     for texts, match in (
         ([""], "text 0 is empty"),
         (["fine", "   "], "text 1 is empty"),
+        (["fine", "\u200b\ufeff\x01"], "text 1 has no visible character"),
         (["caf\udce9 fire"], r"text 0 is not valid Unicode \('\\udce9' at character 3"),
     ):
         with pytest.raises(UserError, match=match):
@@ -1268,6 +1269,24 @@ def test_lone_surrogates_in_files_rows_and_texts_are_one_line_not_a_traceback(
         encoderlab.embed(finetuned, ["ok", "caf\udce9"], say=None)
     with pytest.raises(UserError, match=r"eval row 0: 'text' is not valid Unicode"):
         encoderlab.evaluate(finetuned, [{"text": "a\ud800", "target": 1}], say=None)
+
+
+def test_embed_and_predict_say_what_a_run_or_a_call_lacks(finetuned, tmp_path, capsys):
+    """embed with no input said "... not both"; a damaged config.yaml made embed use the
+    model's length instead of task.max_len, silently; numpy's integers were not a batch size."""
+    import numpy as np
+
+    capsys.readouterr()
+    assert cli("embed", finetuned) == 2
+    assert one_line_error(capsys).startswith("error: nothing to embed: give --text")
+    vectors = encoderlab.embed(finetuned, ["a", "b", "c"], batch_size=np.int64(2), say=None)
+    assert vectors.shape[0] == 3
+    damaged = tmp_path / "damaged"
+    shutil.copytree(finetuned, damaged)
+    (damaged / "config.yaml").write_text("task: [not, a, mapping\n")
+    for command in (["embed", damaged, "--text", "fire"], ["predict", damaged, "--text", "fire"]):
+        assert cli(*command) == 2, command
+        assert "config.yaml" in one_line_error(capsys)
 
 
 def test_a_cnn_kernel_wider_than_the_input_and_a_users_report_are_refused(

@@ -313,6 +313,8 @@ def test_app_embeds_texts_as_encoderlab_embed_does(ft, run_dir):
         long = " ".join(["great"] * 100)  # past task.max_len (32): its end is not embedded
         r = client.post("/embed", json={"texts": ["ok", long, "fine"]})
         assert r.status_code == 200 and r.json()["truncated"] == [1], r.text
+        r = client.post("/embed", json={"texts": ["ok", "\u200b"]})  # the model sees nothing
+        assert r.status_code == 422 and "no visible character" in r.json()["error"]
         r = client.post("/embed", json={"texts": ["ok", 3]})
         assert r.status_code == 422 and r.json()["field"] == "texts[1]"
         r = client.post("/embed", json={"texts": TEXTS + ["one more"]})

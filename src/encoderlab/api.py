@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,13 @@ def _quiet_if_none(say: Say | None) -> Say:
     return say if say is not None else (lambda line: None)
 
 
+def _batch_size(value: Any) -> int:
+    """A whole number of at least 1 (numpy's integers too), as an int."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise UserError(f"batch_size: give a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
 def _texts(value: Any, name: str) -> list[Any]:
     """A str (one text) or a collection of texts: a list, a tuple, a pandas Series
     (`df["text"]`), a 1-D numpy array, a generator. A dict (it would be read as its keys), a
@@ -218,10 +226,8 @@ class Model:
         seconds = None
         if pairs is not None:
             seconds = [pairs] * len(texts) if isinstance(pairs, str) else _texts(pairs, "pairs")
-        if batch_size is not None and (
-            not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
-        ):
-            raise UserError(f"batch_size: give a whole number of at least 1, not {batch_size!r}")
+        if batch_size is not None:
+            batch_size = _batch_size(batch_size)
         _check_pairs(self.finetuned, seconds)
         examples = self.finetuned.examples_from_pairs(texts, seconds)
         return self.finetuned.predict_examples_scored(examples, batch_size, _quiet_if_none(say))
@@ -334,8 +340,7 @@ def embed(
     from encoderlab.embedding import Embedder
 
     texts = _texts(texts, "texts")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise UserError(f"batch_size: give a whole number of at least 1, not {batch_size!r}")
+    batch_size = _batch_size(batch_size)
     embedder = source if isinstance(source, Embedder) else load_embedder(source, say)
     vectors, cut = embedder.embed(texts, pooling, normalize, batch_size)
     if cut:

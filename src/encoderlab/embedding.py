@@ -157,24 +157,21 @@ def load_embedder(source: str, say: Callable[[str], None] = print) -> Embedder:
         ckpt = run_checkpoint(run)
         load_encoder_weights(encoder, ckpt)
         where = f"{run.path}@{ckpt.name}"
-        max_len = _finetuned_length(run.path)  # a fine-tuning run read at most this many
+        max_len = None  # a fine-tuning run read at most task.max_len tokens: its config says
+        if str(run.info.get("kind", "")).startswith("finetune"):
+            max_len = _finetuned_length(run.path)
     device = resolve_device("auto")
     encoder.to(device).eval()
     limit = min(int(model_cfg.max_len), max_len or int(model_cfg.max_len))
     return Embedder(encoder, tok, limit, int(model_cfg.d_model), device, where, pooling)
 
 
-def _finetuned_length(run_dir: Path) -> int | None:
-    """A fine-tuning run's task.max_len (the longest input its encoder was trained on)."""
+def _finetuned_length(run_dir: Path) -> int:
+    """A fine-tuning run's task.max_len (the longest input its encoder was trained on); a
+    config that cannot say it is an error, as `predict` makes it, not a silent other length."""
     from encoderlab.config import FinetuneConfig, load_config
 
-    if not (run_dir / "config.yaml").is_file():
-        return None
-    try:
-        cfg = load_config(run_dir / "config.yaml", schema=FinetuneConfig)
-    except (UserError, OSError, ValueError):
-        return None  # a pretraining run's config
-    return int(cfg.task.max_len)
+    return int(load_config(run_dir / "config.yaml", schema=FinetuneConfig).task.max_len)
 
 
 def sentence_transformers_settings(folder: Path) -> tuple[str, int | None, list[str]]:
@@ -337,8 +334,12 @@ def embed_command(
     """`encoderlab embed`: every check that needs no model first, then load, embed, write."""
     import json
 
-    if (texts is None) == (input_path is None):
+    if texts is not None and input_path is not None:
         raise UserError("give --text TEXT (several to compare them) or --input FILE, not both")
+    if texts is None and input_path is None:
+        raise UserError(
+            "nothing to embed: give --text TEXT (several to compare them) or --input FILE"
+        )
     if pooling is not None and pooling not in POOLINGS:
         raise UserError(f"--pooling {pooling}: use {' or '.join(POOLINGS)}")
     if batch_size < 1:

@@ -426,6 +426,8 @@ class Finetuned:
                     raise UserError(f"{what} {i} is {type(t).__name__}, not a string; give strings")
                 if t is not None and not t.strip():  # as the CLI's --text "" is
                     raise UserError(f"{what} {i} is empty; give the text to label")
+                if t is not None and not visible(t):
+                    raise UserError(f"{what} {i} {INVISIBLE}; give the text to label")
                 if t is not None:
                     _check_unicode(t, f"{what} {i}")
         if len(seconds) != len(texts):
@@ -630,7 +632,8 @@ def load_finetuned(path: str | Path) -> Finetuned:
     run = Run.open(path)
     if not str(run.info.get("kind", "")).startswith("finetune"):
         raise UserError(
-            f"{run.path}: is a {run.info.get('kind')} run; evaluate/predict need a fine-tuning run"
+            f"{run.path}: is a {run.info.get('kind')} run; evaluate, predict and serve need a "
+            "fine-tuning run (embed takes a pretraining run too)"
         )
     cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
     task = get_task(cfg.task.type)
@@ -671,6 +674,15 @@ def _eval_name(run_path: Path, data_path: str) -> str:
         if isinstance(was, str) and Path(was).resolve() == Path(data_path).resolve():
             return name  # the same file again: its results are replaced
     raise UserError(f"{run_path / 'eval'}: too many evaluations of files named {stem}")
+
+
+INVISIBLE = "has no visible character (only spaces, zero-width or control characters)"
+
+
+def visible(text: str) -> bool:
+    """Whether `text` has a character a reader sees: zero-width spaces, byte-order marks and
+    control characters alone tokenize to nothing, and the model would answer an empty input."""
+    return any(c.isprintable() and not c.isspace() for c in text)
 
 
 def _finite_numbers(value: Any) -> bool:

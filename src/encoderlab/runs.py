@@ -1123,7 +1123,9 @@ def run_checkpoint(run: Run) -> Path:
             run._skip(run.checkpoint_dir / old, problem)
     latest = run.latest_checkpoint()
     if latest is None:
-        why = f" ({run.skipped[-1][0].name}: {run.skipped[-1][1]})" if run.skipped else ""
+        why = ""
+        if run.skipped:  # the reason, without "the newest checkpoint answers instead"
+            why = f" ({run.skipped[-1][0].name}: {run.skipped[-1][1].split(';')[0]})"
         raise UserError(f"{run.path}: has no intact checkpoint to take weights from{why}")
     return latest
 

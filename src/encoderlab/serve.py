@@ -41,7 +41,7 @@ from typing import Any
 
 from encoderlab.embedding import Embedder
 from encoderlab.errors import UserError
-from encoderlab.inference import Finetuned, load_finetuned
+from encoderlab.inference import INVISIBLE, Finetuned, load_finetuned, visible
 from encoderlab.runs import run_model_config
 from encoderlab.tasks.base import Example
 
@@ -129,6 +129,8 @@ def _text(text: Any, where: str, limits: ServeLimits) -> str:
         raise RequestError(422, where, f"'{where}' must be a string")
     if not text.strip():
         raise RequestError(422, where, f"'{where}' is empty")
+    if not visible(text):
+        raise RequestError(422, where, f"'{where}' {INVISIBLE}")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # JSON allows "\ud800"; the tokenizer does not

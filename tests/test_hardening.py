@@ -1065,6 +1065,11 @@ def test_a_run_stopped_while_writing_its_predictions_writes_them_on_resume(tmp_p
     (run_dir,) = (tmp_path / "runs").iterdir()
     run = Run.open(run_dir)
     assert run.info["status"] == "finished" and run.info["outputs"] == "pending"
+    from encoderlab.runs import live_status
+
+    assert live_status(run.info, run.path) == (  # runs list and reports
+        "finished (outputs not written: --resume writes them)"
+    )
     steps = run.info["steps"]
     capsys.readouterr()
     assert cli("finetune", "--resume", run_dir) == 0

@@ -104,6 +104,12 @@ def live_status(info: dict[str, Any], path: Path | None = None) -> str:
     """A run's status as `runs list` and reports show it: one marked running whose process
     is gone was killed, and says whether --resume has a checkpoint to go on from."""
     status = str(info.get("status", "?"))
+    if (
+        status == "finished"
+        and info.get("outputs") == "pending"
+        and writer_alive(info, path) is False
+    ):
+        return "finished (outputs not written: --resume writes them)"  # stopped while writing
     if status != "running" or writer_alive(info, path) is not False:
         return status
     run = Run(path) if path is not None else None

@@ -901,3 +901,17 @@ def test_validation_on_the_training_data_itself_is_a_warning(tmp_path):
     (tmp_path / "b").mkdir()
     finetune(build(base_cfg(tmp_path / "b", train={"epochs": 1})), said.append)  # a split: fine
     assert not any("the training data itself" in m for m in said)
+
+
+def test_the_resume_fingerprint_is_the_examples_not_where_they_were_read():
+    """A CoNLL or SQuAD example carries its file's path and line: a data folder moved, or a
+    blank line added, is the same data, and must not make a resume refuse."""
+    from encoderlab.finetuning import TaskData, data_fingerprint
+
+    def data(file: str, line: str, word: str) -> TaskData:
+        ex = {"id": "0", "file": file, "line": line, "tokens": [word, "b"], "tags": ["O", "O"]}
+        return TaskData([ex], [dict(ex, id="1")], [], ["O"], "valid")
+
+    same = data_fingerprint(data("/old/eng.train", "3", "a"))
+    assert data_fingerprint(data("/new/place/eng.train", "4", "a")) == same
+    assert data_fingerprint(data("/old/eng.train", "3", "z"))["train"] != same["train"]

@@ -514,14 +514,18 @@ class TaskData:
     shown: set[str] = field(default_factory=set)  # task messages already printed
 
 
+_WHERE_READ = ("file", "line", "where")  # an example's bookkeeping: its file, line, JSON path
+
+
 def data_fingerprint(data: TaskData) -> dict[str, Any]:
     """What the run trains and validates on, as read and split (not the files: a moved or
     touched file is the same data): a count and a hash of the examples for each."""
 
     def digest(examples: list[Example]) -> str:
         h = hashlib.sha256()
-        for ex in examples:
-            h.update(json.dumps(ex, sort_keys=True, default=str, ensure_ascii=False).encode())
+        for ex in examples:  # where it was read from is not what it holds
+            kept = {k: v for k, v in ex.items() if k not in _WHERE_READ}
+            h.update(json.dumps(kept, sort_keys=True, default=str, ensure_ascii=False).encode())
         return h.hexdigest()[:16]
 
     return {

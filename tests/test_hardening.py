@@ -1270,6 +1270,14 @@ def test_lone_surrogates_in_files_rows_and_texts_are_one_line_not_a_traceback(
         assert cli(*command) == 2, command
         assert f"surrogate.jsonl:1: {half}" in one_line_error(capsys)
     assert cli("predict", finetuned, "--input", pair, "--output", tmp_path / "p.jsonl") == 0
+    unused = tmp_path / "unused.jsonl"  # a broken field the task does not read is no error
+    unused.write_text('{"id": 1, "text": "fire", "meta": "cut \\ud83d", "target": 1}\n')
+    assert cli("predict", finetuned, "--input", unused, "--output", tmp_path / "u.jsonl") == 0
+    from encoderlab.data.corpus import iter_documents
+
+    with pytest.raises(UserError, match="surrogate.jsonl:1: field 'text' holds half"):
+        list(iter_documents([str(bad)]))
+    assert list(iter_documents([str(unused)])) == ["fire"]
     with pytest.raises(UserError, match=r"texts\[1\] is not valid Unicode \(a lone surrogate"):
         encoderlab.embed(finetuned, ["ok", "caf\udce9"], say=None)
     with pytest.raises(UserError, match=r"eval row 0: 'text' is not valid Unicode"):

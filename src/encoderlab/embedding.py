@@ -24,7 +24,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import TaskConfig
-from encoderlab.data.tables import NOT_UNICODE, lone_surrogate, plain_name, read_text
+from encoderlab.data.tables import HALF_PAIR, NOT_UNICODE, lone_surrogate, plain_name, read_text
 from encoderlab.errors import UserError
 from encoderlab.runtime import autocast, autocast_dtype, resolve_device
 from encoderlab.tokenizer import special_ids
@@ -243,6 +243,8 @@ def read_texts(path: str, text_column: str) -> tuple[list[str], list[str]]:
                 f"{path}:{line}: the '{text_column}' cell is {what}, not a text; give every "
                 "row a text (an empty one is embedded as such)"
             )
+        if lone_surrogate(value) is not None:
+            raise UserError(f"{path}:{line}: '{text_column}' {HALF_PAIR}")
         texts.append(str(value))  # a number reads as its text, as the task readers read it
     return [str(row.get("id", n)) for n, row in rows], texts
 

@@ -63,6 +63,7 @@ from encoderlab.runtime import resolve_device, seed_everything, set_threads
 from encoderlab.selfpretrain import self_pretrain
 from encoderlab.tasks import get_task
 from encoderlab.tasks.base import (
+    WHERE_READ,
     Example,
     Feature,
     Task,
@@ -70,6 +71,7 @@ from encoderlab.tasks.base import (
     model_inputs,
     read_to_predict,
     show_messages,
+    whole_unicode,
 )
 from encoderlab.tasks.records import split_for_role
 from encoderlab.tasks.registry import task_class
@@ -514,9 +516,6 @@ class TaskData:
     shown: set[str] = field(default_factory=set)  # task messages already printed
 
 
-_WHERE_READ = ("file", "line", "where")  # an example's bookkeeping: its file, line, JSON path
-
-
 def data_fingerprint(data: TaskData) -> dict[str, Any]:
     """What the run trains and validates on, as read and split (not the files: a moved or
     touched file is the same data): a count and a hash of the examples for each."""
@@ -524,7 +523,7 @@ def data_fingerprint(data: TaskData) -> dict[str, Any]:
     def digest(examples: list[Example]) -> str:
         h = hashlib.sha256()
         for ex in examples:  # where it was read from is not what it holds
-            kept = {k: v for k, v in ex.items() if k not in _WHERE_READ}
+            kept = {k: v for k, v in ex.items() if k not in WHERE_READ}
             h.update(json.dumps(kept, sort_keys=True, default=str, ensure_ascii=False).encode())
         return h.hexdigest()[:16]
 
@@ -576,7 +575,7 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
     t = cfg.task
     if not t.train:
         raise UserError("task.train is not set: give the training file (csv/tsv/jsonl/json/...)")
-    read = [task.read(t.train, t)]
+    read = [whole_unicode(task.read(t.train, t), t.train)]
     train: list[Example] = read[0]
     if t.format == "auto" and read[0].read_as:  # the run records what it was trained on, so
         t.format = read[0].read_as  # predict reads an unlabelled file the same way
@@ -592,7 +591,7 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
                 "scores will flatter the model; give held-out data, or leave task.valid unset "
                 "(task.valid_ratio splits the training file)"
             )
-        read.append(task.read(valid_path, t))
+        read.append(whole_unicode(task.read(valid_path, t), valid_path))
         valid: list[Example] = read[-1]
         source = valid_path
     else:

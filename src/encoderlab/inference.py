@@ -53,6 +53,7 @@ from encoderlab.tasks.base import (
     model_inputs,
     read_to_predict,
     show_messages,
+    whole_unicode,
 )
 from encoderlab.tasks.reading import reading_config
 from encoderlab.tasks.records import header_for, split_for_role
@@ -490,7 +491,8 @@ class Finetuned:
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """(metrics, prediction rows) on a labelled file in the task's format; `say` hears what
         reading skipped (rows without text, answers not in their context)."""
-        examples = self.task.read(split_for_role(data_path, "valid", "--data"), self.cfg.task)
+        path = split_for_role(data_path, "valid", "--data")
+        examples = whole_unicode(self.task.read(path, self.cfg.task), path)
         if say is not None:
             show_messages(examples, set(), say)
         if not any(self.task.has_gold(ex) for ex in examples):

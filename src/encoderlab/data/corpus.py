@@ -48,6 +48,7 @@ from typing import Any, Literal
 
 from encoderlab.data.tables import (
     COMPRESSED,
+    HALF_PAIR,
     Where,
     csv_rows,
     decoded_lines,
@@ -673,6 +674,11 @@ def _iter_jsonl(
                 f"{ctx.loc(lineno, offset)}: field '{field}' is {json_type(value)}, not a string; "
                 "set data.text_field to a text field",
             )
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a JSON escape of half a surrogate pair: no tokenizer takes it
+            ctx.problem("bad_records", f"{ctx.loc(lineno, offset)}: field '{field}' {HALF_PAIR}")
             continue
         doc = value.strip()
         if doc:

@@ -22,7 +22,6 @@ import io
 import json
 import lzma
 import random
-import re
 import sys
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -625,30 +624,27 @@ def _object_line(text: str) -> bool:
 
 
 def _json_value(text: str, where: str) -> Any:
-    """json.loads, with json's own limits (an integer of over 4,300 digits) and a lone
-    surrogate escape (which no tokenizer takes) a one-line error at `where` rather than a
-    traceback; a syntax error is left to the caller."""
+    """json.loads, with json's own limits (an integer of over 4,300 digits) a one-line error
+    at `where` rather than a traceback; a syntax error is left to the caller. (A lone
+    surrogate escape is checked where a field is used: `lone_surrogate`.)"""
     try:
-        value = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError:
         raise
     except ValueError as e:
         raise UserError(
             f"{where}: a value JSON cannot read ({str(e).split(':')[0]}); fix it"
         ) from None
-    if _SURROGATE_ESCAPE.search(text) and (at := lone_surrogate(value)) is not None:
-        raise UserError(
-            f"{where}: {at} holds half of a UTF-16 surrogate pair (a \\ud800-\\udfff escape "
-            "without its other half, e.g. text cut inside an emoji), not a character; fix the text"
-        )
-    return value
 
 
 NOT_UNICODE = (
     "not valid Unicode (a lone surrogate: bytes that were not UTF-8, e.g. Latin-1 typed into a "
     "terminal, or a JSON \\ud800-\\udfff escape without its pair); give UTF-8 text"
 )
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+HALF_PAIR = (
+    "holds half of a UTF-16 surrogate pair (a \\ud800-\\udfff escape without its other half, "
+    "e.g. text cut inside an emoji), not a character; fix the text"
+)
 
 
 def lone_surrogate(value: Any) -> str | None:

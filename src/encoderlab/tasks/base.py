@@ -28,6 +28,7 @@ their results (`Examples.warnings` / `.notes`, `Features.warnings`) for the call
 from __future__ import annotations
 
 import inspect
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Protocol
@@ -38,7 +39,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab.config import HeadConfig, TaskConfig
-from encoderlab.data.tables import groups_for_valid
+from encoderlab.data.tables import HALF_PAIR, groups_for_valid, lone_surrogate
 from encoderlab.errors import UserError
 
 Example = dict[str, Any]
@@ -351,5 +352,23 @@ def read_to_predict(task: Any, path: str, cfg: TaskConfig) -> Any:
     """A file to predict, read so that every row gets a prediction (its labels, if any, are
     not read): what a submission needs. Tasks whose `read` takes no `labelled` read as usual."""
     if "labelled" in inspect.signature(task.read).parameters:
-        return task.read(path, cfg, labelled=False)
-    return task.read(path, cfg)
+        return whole_unicode(task.read(path, cfg, labelled=False), path)
+    return whole_unicode(task.read(path, cfg), path)
+
+
+WHERE_READ = ("file", "line", "where")  # an example's bookkeeping: its file, line, JSON path
+
+
+def whole_unicode(examples: Any, path: str) -> Any:
+    """`examples`, unless one holds a lone surrogate (a JSON \\ud800 escape without its pair),
+    which no tokenizer takes: one line naming the file, line and field. Only what the task
+    read is checked, so a broken field it does not use (a tweet's metadata) is no error."""
+    for ex in examples:
+        kept = {k: v for k, v in ex.items() if k not in WHERE_READ}
+        try:
+            json.dumps(kept, ensure_ascii=False, default=str).encode("utf-8")
+        except UnicodeEncodeError:
+            line = ex.get("line")
+            at = lone_surrogate(kept) or "a field"
+            raise UserError(f"{path}{f':{line}' if line else ''}: {at} {HALF_PAIR}") from None
+    return examples

@@ -1243,6 +1243,8 @@ def test_the_api_refuses_what_the_cli_refuses(finetuned, tmp_path):
     ):
         with pytest.raises(UserError, match=match):
             model.predict(texts)
+    # an emoji newer than this Python's Unicode, or a private-use character, is still text
+    assert len(model.predict(["\U0001fae8", "\ue000"])) == 2
     with pytest.raises(
         UserError, match="resume continues a run with its saved config; drop overrides"
     ):

@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -683,8 +684,13 @@ INVISIBLE = "has no visible character (only spaces, zero-width or control charac
 
 def visible(text: str) -> bool:
     """Whether `text` has a character a reader sees: zero-width spaces, byte-order marks and
-    control characters alone tokenize to nothing, and the model would answer an empty input."""
-    return any(c.isprintable() and not c.isspace() for c in text)
+    control characters alone tokenize to nothing, and the model would answer an empty input.
+    By category (control, format, separator), so characters newer than this Python's Unicode
+    (unassigned to it: an emoji of 2023) and private-use ones count as seen."""
+    return any(unicodedata.category(c) not in _UNSEEN for c in text)
+
+
+_UNSEEN = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 
 def _finite_numbers(value: Any) -> bool:

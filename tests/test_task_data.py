@@ -426,6 +426,13 @@ def test_cr_only_text_files_are_refused_not_read_as_one_line(tmp_path: Path) -> 
     inside = tmp_path / "inside.txt"
     inside.write_bytes(b"a\rb\nc\n")
     assert list(iter_documents([str(inside)])) == ["a\rb", "c"]
+    # a byte range that starts at a last line with a CR in it (shards read files in ranges)
+    from encoderlab.data.corpus import iter_source
+
+    last = tmp_path / "last.txt"
+    last.write_bytes(b"first\nlast, a CR\rinside")
+    start = last.read_bytes().index(b"last")
+    assert list(iter_source(last, byte_range=(start, 10**9))) == ["last, a CR\rinside"]
 
 
 def test_head_truncation_of_a_pair_takes_a_tie_from_the_second_text() -> None:

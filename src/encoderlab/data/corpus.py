@@ -587,8 +587,8 @@ def _iter_source(
         return
     with fh:
         lines = decoded_lines(path, ctx, fh)
-        if kind not in _JSON and kind not in _CSV:  # plain text: one document a line
-            lines = _no_bare_cr(path, lines)
+        if kind not in _JSON and kind not in _CSV and not ctx.start:  # plain text, read from
+            lines = _no_bare_cr(path, lines)  # its first byte: one document a line
         if kind in _JSON:
             yield from _iter_jsonl(path, ctx, lines, text_field)
         elif kind in _CSV:
@@ -632,8 +632,7 @@ def _no_bare_cr(
     first = next(lines, None)
     if first is None:
         return iter(())
-    if first[0] == 1:
-        refuse_bare_cr(path, first[2])
+    refuse_bare_cr(path, first[2])
     return itertools.chain([first], lines)
 
 

@@ -554,9 +554,12 @@ def test_a_ctrl_c_in_a_steps_bookkeeping_waits_for_it_to_finish(tmp_path, monkey
     np.testing.assert_allclose([v for _, v in a], [v for _, v in b], rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("at", [6, 8, 21])  # a plain step, an evaluation's, the last one
+@pytest.mark.parametrize(  # a plain step, an evaluation's, the last one (also unlogged)
+    "at, change",
+    [(6, {}), (8, {}), (21, {}), (17, {"log_every": 5, "epochs": None, "max_steps": 17})],
+)
 def test_a_ctrl_c_held_through_a_step_leaves_its_evaluation_and_end_to_the_resume(
-    tmp_path, monkeypatch, at
+    tmp_path, monkeypatch, at, change
 ):
     """A Ctrl-C held through a step landed before the loop marked that step's evaluation as
     owed: the resumed run never evaluated it (another best checkpoint), and after the last
@@ -567,7 +570,7 @@ def test_a_ctrl_c_held_through_a_step_leaves_its_evaluation_and_end_to_the_resum
     from encoderlab.pretraining import check_not_finished
     from encoderlab.train import Recorder
 
-    cfg = resume_config()
+    cfg = resume_config().model_copy(update=change)
     full = new_run(tmp_path, "full", cfg)
     train(tmp_path, cfg, run=full)
     cut = new_run(tmp_path, "cut", cfg)
@@ -599,6 +602,8 @@ def test_a_ctrl_c_held_through_a_step_leaves_its_evaluation_and_end_to_the_resum
     a, b = train_losses(full), train_losses(cut)
     assert [s for s, _ in a] == [s for s, _ in b]
     np.testing.assert_allclose([v for _, v in a], [v for _, v in b], rtol=1e-6, atol=1e-7)
+    lrs = [[r["lr"] for r in run.metrics() if r["kind"] == "train"] for run in (full, cut)]
+    np.testing.assert_allclose(lrs[1], lrs[0], rtol=1e-6)  # the end's log too
     assert Run.open(cut.path).info["status"] == "finished"
     assert Run.open(cut.path).info.get("best") == Run.open(full.path).info.get("best")
 

@@ -838,15 +838,18 @@ class Recorder:
             "tokens": state.tokens,
             "time": round(self.clock.seconds(), 2),
         }
+        if not self.window_tokens:  # a resume logging the steps before it: their speed is gone
+            del record["tokens_per_s"]
         self.run.log(record)
         if self.first_log is None:
             self.first_log = (state.step, record["time"])
         if self.progress.bar is None and now - self.last_print >= 20:  # no bar: a line at times
             self.last_print = now
             shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("train/"))
+            speed = f"  {record['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in record else ""
             self.say(
-                f"step {state.step}{self._of_total()}  {shown}  "
-                f"{record['tokens_per_s']:,.0f} tok/s{self._eta(state.step, record['time'])}"
+                f"step {state.step}{self._of_total()}  {shown}"
+                f"{speed}{self._eta(state.step, record['time'])}"
             )
         state.window, self.window_tokens, self.window_t0 = {}, 0, now
         state.window_steps = 0
@@ -928,6 +931,8 @@ class Recorder:
         uninterrupted run did it: the step's evaluation (and epoch log), or ("check") only
         whether the run ends there; at the end, the last train log (and, for a step that did
         not evaluate, the final evaluation). The stop reason, if the run ends."""
+        last = max(state.step - 1, 0)  # the last step's lr, for the train log the end may owe
+        self.eng.set_lr(lr_factor(self.cfg, last, self.plan.total_steps, stop.budget_used(last)))
         evaluated = state.eval_due != "check"
         if state.eval_due == "check":
             state.eval_due = None

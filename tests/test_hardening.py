@@ -1067,7 +1067,10 @@ def test_a_run_stopped_while_writing_its_predictions_writes_them_on_resume(tmp_p
     assert run.info["status"] == "finished" and run.info["outputs"] == "pending"
     from encoderlab.runs import live_status
 
-    assert live_status(run.info, run.path) == (  # runs list and reports
+    assert live_status(run.info, run.path) == "finished"  # its process lives: still writing?
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert live_status({**run.info, "pid": int(gone.stdout)}, run.path) == (  # runs list
         "finished (outputs not written: --resume writes them)"
     )
     steps = run.info["steps"]

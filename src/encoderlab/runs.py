@@ -104,11 +104,7 @@ def live_status(info: dict[str, Any], path: Path | None = None) -> str:
     """A run's status as `runs list` and reports show it: one marked running whose process
     is gone was killed, and says whether --resume has a checkpoint to go on from."""
     status = str(info.get("status", "?"))
-    if (
-        status == "finished"
-        and info.get("outputs") == "pending"
-        and writer_alive(info, path) is False
-    ):
+    if status == "finished" and info.get("outputs") == "pending" and not _writing(info, path):
         return "finished (outputs not written: --resume writes them)"  # stopped while writing
     if status != "running" or writer_alive(info, path) is not False:
         return status
@@ -119,6 +115,15 @@ def live_status(info: dict[str, Any], path: Path | None = None) -> str:
             return "killed (best weights kept; not resumable)"
         return "killed (no checkpoint)"
     return "killed (resumable)"
+
+
+def _writing(info: dict[str, Any], path: Path | None) -> bool:
+    """Whether a finished fine-tuning run may still be writing its predictions: its lock is
+    released when training ends, so its process (on this host) is asked as well."""
+    if writer_alive(info, path) is not False:
+        return True
+    pid, host = info.get("pid"), info.get("host")
+    return bool(pid) and host in (None, socket.gethostname()) and pid_alive(pid)
 
 
 def writer_alive(info: dict[str, Any], path: Path | None = None) -> bool | None:

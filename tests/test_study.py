@@ -653,3 +653,20 @@ def test_synthetic_data_is_deterministic_and_correct(tmp_path: Path, kind: str) 
         seq = [int(t[1:]) for t in r["text"].split()]
         truth = seq == sorted(seq) if kind == "sorted" else len(set(seq)) < len(seq)
         assert truth == (r["label"] == "yes")
+
+
+def test_an_arm_whose_resume_is_refused_starts_over_instead_of_resuming_forever(tmp_path):
+    """A resume refused in one line (exit code 2: its task data changed) leaves the run
+    "interrupted": the study recorded the arm so, and every rerun resumed and was refused."""
+    from encoderlab.study.execute import _record_end
+    from encoderlab.study.state import State
+
+    run = tmp_path / "runs" / "arm-1"
+    (run / "checkpoints" / "step-00000005").mkdir(parents=True)
+    (run / "checkpoints" / "step-00000005" / "state.json").write_text('{"step": 5}')
+    (run / "run.json").write_text(json.dumps({"status": "interrupted", "kind": "finetune"}))
+    state = State(tmp_path / "study.json")
+    for rc, status in ((2, "failed"), (130, "interrupted")):
+        state.set("arm", status="running", run_dir=str(run))
+        _record_end(state, "arm", rc, "error: a refusal", 1.0, lambda m: None)
+        assert state.arm("arm")["status"] == status, rc

@@ -465,7 +465,9 @@ def _record_end(
         state.set(name, status="done", message=None, seconds=seconds, finished=time.time())
         say(f"[{name}] done in {seconds:.0f}s: {run_dir}")
     elif (
-        (rc in (130, -2, -9, -15) or info.get("status") == "interrupted")  # a SIGINT to the arm
+        # a SIGINT to the arm; not exit code 2, a resume refused (its data changed): the run
+        # stays "interrupted", but resuming it again would be refused again, so it starts over
+        (rc in (130, -2, -9, -15) or (info.get("status") == "interrupted" and rc != 2))
         and run_dir is not None
         and has_checkpoint(run_dir)
     ):

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from encoderlab.config import TrainConfig
+from encoderlab.errors import UserError
 from encoderlab.runs import Run, optimizer_from_flat, optimizer_to_flat
 from encoderlab.train import Objective, fit, lr_factor
 
@@ -606,6 +607,63 @@ def test_a_ctrl_c_held_through_a_step_leaves_its_evaluation_and_end_to_the_resum
     np.testing.assert_allclose(lrs[1], lrs[0], rtol=1e-6)  # the end's log too
     assert Run.open(cut.path).info["status"] == "finished"
     assert Run.open(cut.path).info.get("best") == Run.open(full.path).info.get("best")
+
+
+def test_a_ctrl_c_in_the_last_checkpoint_or_an_evaluations_line_resumes_to_the_same_end(
+    tmp_path, monkeypatch
+):
+    """A Ctrl-C while the last checkpoint was taken left a run "interrupted" whose resume was
+    refused as already finished (a fine-tuning run then never wrote its predictions); one
+    after an evaluation was logged, before it was marked done, logged it twice on resume."""
+    import os
+    import signal
+
+    from encoderlab.pretraining import check_not_finished
+    from encoderlab.train import Recorder
+
+    cfg = resume_config()
+    full = new_run(tmp_path, "full", cfg)
+    train(tmp_path, cfg, run=full)
+    real_checkpoint, real_log = Recorder.checkpoint, Run.log
+
+    def last_checkpoint_ctrl_c(self, state, force=False):
+        if state.step == 21 and not force:
+            raise KeyboardInterrupt
+        return real_checkpoint(self, state, force)
+
+    def eval_logged_then_ctrl_c(self, record):
+        real_log(self, record)
+        if record.get("kind") == "eval" and record["step"] == 8:
+            os.kill(os.getpid(), signal.SIGINT)  # before the best and the mark
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    for name, (owner, method, patched) in {
+        "end": (Recorder, "checkpoint", last_checkpoint_ctrl_c),
+        "eval": (Run, "log", eval_logged_then_ctrl_c),
+    }.items():
+        cut = new_run(tmp_path, name, cfg)
+        monkeypatch.setattr(owner, method, patched)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                train(tmp_path, cfg, run=cut)
+        finally:
+            monkeypatch.setattr(Recorder, "checkpoint", real_checkpoint)
+            monkeypatch.setattr(Run, "log", real_log)
+        cut = Run.open(cut.path)
+        assert cut.info["status"] == "interrupted"
+        check_not_finished(cut, cfg, "")  # not refused
+        train(tmp_path, cfg, run=cut, resume=True)
+
+        def evals(run):
+            return [
+                (r["step"], r["kind"]) for r in Run.open(run.path).metrics() if "valid/acc" in r
+            ]
+
+        assert evals(cut) == evals(full), name
+        assert Run.open(cut.path).info["status"] == "finished"
+        with pytest.raises(UserError, match="already finished"):
+            check_not_finished(Run.open(cut.path), cfg, "")
+    signal.signal(signal.SIGINT, previous)
 
 
 class _Clock:

@@ -144,8 +144,8 @@ class LoopState:
     window_steps: int = 0
     last_eval: dict[str, float] = field(default_factory=dict)
     # what the last step owes, until done: "step", "epoch" (an evaluation, and the epoch log),
-    # "epoch_log" (the log alone), "check" (only whether the run ends there); a resume does
-    # what a Ctrl-C cut short (Recorder.owed)
+    # "epoch_log" (the log alone), "check" (only whether the run ends there), "end" (the run's
+    # last checkpoint and finish); a resume does what a Ctrl-C cut short (Recorder.owed)
     eval_due: str | None = None
     # steps counted on the device and not read yet: [finite steps, skipped steps, current
     # run of skipped steps, its longest since the last read]; see `settle`. Not saved.
@@ -882,7 +882,24 @@ class Recorder:
             return
         t0 = time.perf_counter()
         metrics = {f"valid/{k}": v for k, v in self.measure().items()}
-        eval_s = time.perf_counter() - t0
+        with interrupts_held():  # a Ctrl-C after the record, before the best: evaluated twice
+            value = self._record_eval(state, metrics, time.perf_counter() - t0)
+        self.say("  ".join([f"step {state.step}"] + [f"{k} {v:.4f}" for k, v in metrics.items()]))
+        if value is None and state.best_step is None and not self._missing_said:
+            self._missing_said = True  # e.g. f1 on a data set with more than two labels
+            self.say(
+                f"warning: {self.primary} was not measured ({', '.join(metrics)} were): no "
+                "best step and no early stopping on it; set train.early_stop_metric to one of those"
+                if metrics
+                else "warning: validation measured nothing (no validation example has a gold "
+                "label): no best step and no early stopping; give labelled validation data"
+            )
+        if self.on_eval is not None:
+            self.on_eval(state.step, metrics)
+        self.window_t0 += time.perf_counter() - t0  # tokens/s is training's: not the pause
+
+    def _record_eval(self, state: LoopState, metrics: dict[str, float], eval_s: float) -> Any:
+        """Log an evaluation, keep the best, mark it done; its primary metric's value."""
         state.eval_seconds += eval_s
         record = {
             "step": state.step,
@@ -893,7 +910,6 @@ class Recorder:
         }
         self.run.log(record)
         state.last_eval = metrics
-        self.say("  ".join([f"step {state.step}"] + [f"{k} {v:.4f}" for k, v in metrics.items()]))
         value = metrics.get(self.primary)
         if value is not None:
             if _better(value, state.best_value, self.primary_mode):
@@ -908,18 +924,7 @@ class Recorder:
             else:
                 state.evals_since_best += 1
         state.eval_due = "epoch_log" if state.eval_due == "epoch" else None
-        if value is None and state.best_step is None and not self._missing_said:
-            self._missing_said = True  # e.g. f1 on a data set with more than two labels
-            self.say(
-                f"warning: {self.primary} was not measured ({', '.join(metrics)} were): no "
-                "best step and no early stopping on it; set train.early_stop_metric to one of those"
-                if metrics
-                else "warning: validation measured nothing (no validation example has a gold "
-                "label): no best step and no early stopping; give labelled validation data"
-            )
-        if self.on_eval is not None:
-            self.on_eval(state.step, metrics)
-        self.window_t0 += time.perf_counter() - t0  # tokens/s is training's: not the pause
+        return value
 
     def log_epoch(self, state: LoopState) -> None:
         record = {"step": state.step, "epoch": state.epoch, "kind": "epoch", **state.last_eval}
@@ -934,7 +939,7 @@ class Recorder:
         last = max(state.step - 1, 0)  # the last step's lr, for the train log the end may owe
         self.eng.set_lr(lr_factor(self.cfg, last, self.plan.total_steps, stop.budget_used(last)))
         evaluated = state.eval_due != "check"
-        if state.eval_due == "check":
+        if state.eval_due in ("check", "end"):  # "end": all done but the last checkpoint
             state.eval_due = None
         if state.eval_due in ("step", "epoch"):
             self.evaluate(state)
@@ -1133,8 +1138,7 @@ def fit(
                     rec.log_train(state)
                 if why and not evaluated:  # ... and evaluate them
                     rec.evaluate(state)
-                if state.eval_due == "check":
-                    state.eval_due = None
+                state.eval_due = "end" if why else None  # "end": owed until the run finishes
                 if why or rec.checkpoint_due(state, evaluated):
                     rec.checkpoint(state)
                 if why:

@@ -593,3 +593,19 @@ def test_user_text_in_markdown_tables_is_not_raw_html():
     from encoderlab.reporting.render import _md_cell
 
     assert _md_cell("<script>alert(1)</script> a|b") == "&lt;script>alert(1)&lt;/script> a\\|b"
+
+
+def test_runs_scored_against_other_label_columns_are_not_one_group():
+    """Two runs on one file, one predicting `target` and one `has_link`, were one group: a
+    sign test between them, and an example table pairing one gold with the other's answers."""
+    from types import SimpleNamespace
+
+    from encoderlab.reporting.compare import data_key, group_runs
+
+    def run(label):
+        task = {"valid": "v.csv", "label_column": label}
+        return SimpleNamespace(task="classification", config={"task": task}, info={})
+
+    groups = group_runs([run("target"), run("has_link"), run("target")])
+    assert [len(g.runs) for g in groups] == [2, 1]
+    assert data_key(run("target")) == "v.csv (label_column 'target')"

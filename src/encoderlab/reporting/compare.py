@@ -131,10 +131,11 @@ def data_key(run: RunData) -> str:
         corpus = ", ".join(map(str, corpus)) if isinstance(corpus, list) else corpus
         corpus = corpus or "(no corpus named)"
         return f"{corpus} (valid_ratio {data.get('valid_ratio')}, seed {run.config.get('seed')})"
-    if run.info.get("valid_source"):
-        return str(run.info["valid_source"])
     task = run.config.get("task") or {}
-    return str(task.get("valid") or task.get("train"))
+    data = str(run.info.get("valid_source") or task.get("valid") or task.get("train"))
+    # the gold labels come from a column: runs scored against other columns are not comparable
+    gold = [f"{k} {task[k]!r}" for k in ("label_column", "tag_column") if task.get(k) is not None]
+    return f"{data} ({', '.join(gold)})" if gold else data
 
 
 @dataclass

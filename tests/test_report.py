@@ -609,3 +609,28 @@ def test_runs_scored_against_other_label_columns_are_not_one_group():
     groups = group_runs([run("target"), run("has_link"), run("target")])
     assert [len(g.runs) for g in groups] == [2, 1]
     assert data_key(run("target")) == "v.csv (label_column 'target')"
+
+
+def test_a_failed_run_is_not_named_best_and_a_stopped_one_is_judged_by_its_best(tmp_path):
+    """A sweep's diverged trial (NaN loss, status failed) was "best on validation accuracy";
+    a run stopped mid-training was ranked by its last evaluation, not the best weights it
+    predicts with."""
+    from encoderlab.reporting.compare import Group, conclusion
+    from encoderlab.reporting.load import RunData
+    from encoderlab.reporting.metrics import primary_value
+
+    def run(name, status, evals, final=None):
+        info = {"status": status, "kind": "finetune/classification"}
+        if final is not None:
+            info["final"] = {"acc": final}
+        records = [{"kind": "eval", "step": i, "valid/acc": v} for i, v in enumerate(evals)]
+        config = {"task": {"type": "classification", "valid": "v.csv"}}
+        return RunData(tmp_path / name, info, config, {}, records)
+
+    done = run("done", "finished", [0.6, 0.655], final=0.655)
+    stopped = run("stopped", "interrupted", [0.68, 0.605])
+    diverged = run("diverged", "failed", [0.9], final=0.9)
+    assert primary_value(stopped) == 0.68 and primary_value(done) == 0.655
+    text = conclusion(Group("classification", "v.csv", [done, stopped, diverged]), {}, {})
+    assert "stopped" in text.split("best")[1].split(",")[0], text  # best: the stopped run
+    assert "Failed, not ranked: diverged." in text, text

@@ -210,10 +210,15 @@ def conclusion(
     info = group.runs[0].task_info
     unit = PRETRAIN_UNIT if group.task == "pretrain" else getattr(info, "example_unit", "examples")
     sign = 1 if group.runs[0].primary_mode == "min" else -1  # best first
-    scored = [(percent(r.task, metric, metric_value(r, metric)), r) for r in group.runs]
+    failed = [r for r in group.runs if r.info.get("status") == "failed"]  # diverged, crashed
+    scored = [
+        (percent(r.task, metric, metric_value(r, metric)), r) for r in group.runs if r not in failed
+    ]
     missing = [r.name for v, r in scored if v is None]
     scored = sorted([(v, r) for v, r in scored if v is not None], key=lambda t: sign * t[0])
     tail = f" No {what} yet: {', '.join(missing)}." if missing else ""
+    if failed:
+        tail += f" Failed, not ranked: {', '.join(_named(r, names) for r in failed)}."
     if not scored:
         return f"{group.title}: no run has a {what} yet ({', '.join(missing)})."
     best_v, best = scored[0]

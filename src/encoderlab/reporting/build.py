@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import time
 from pathlib import Path
@@ -37,8 +38,12 @@ ALL_PAIRS_UP_TO = 4  # groups with more runs compare the best run against each o
 
 def _slug(text: str) -> str:
     """A file-name/anchor-safe form of a run name; long ones keep their end, where run names
-    differ (the timestamp) and where a path names its run."""
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)[-80:]
+    differ (the timestamp) and where a path names its run, and a hash of the whole (two runs
+    of one name in long paths ending alike shared one figure)."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+    if len(safe) <= 80:
+        return safe
+    return f"{safe[-71:]}-{hashlib.sha256(text.encode('utf-8', 'replace')).hexdigest()[:8]}"
 
 
 def _pairs(group: Group) -> list[tuple[RunData, RunData]]:

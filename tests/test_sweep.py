@@ -275,6 +275,13 @@ def test_sweep_file_errors_are_one_line(tmp_path):
     path = write_sweep(tmp_path, serach="grid")
     with pytest.raises(UserError, match="unknown config key 'serach'"):
         load_sweep(path)
+    # what the sweep sets for every trial: searching it ran with no effect
+    path = write_sweep(tmp_path, space={"runs_dir": {"choice": ["a", "b"]}})
+    with pytest.raises(UserError, match="space key 'runs_dir': the sweep sets runs_dir"):
+        load_sweep(path)
+    path = write_sweep(tmp_path, overrides={"name": "x"})
+    with pytest.raises(UserError, match="overrides key 'name': the sweep names every trial"):
+        load_sweep(path)
     path = write_sweep(tmp_path, out="  ")  # it read as the default folder, without a word
     with pytest.raises(UserError, match=r"sweep.yaml: .*'out'.*is empty; give a folder"):
         load_sweep(path)

@@ -214,6 +214,13 @@ def load_sweep(path: str | Path) -> Sweep:
     sweep = Sweep(p, spec, base, schema)
     for section, keys in (("space", spec.space), ("overrides", spec.overrides)):
         for key in keys:
+            if key in _SWEEP_SETS:  # the sweep names each trial and puts it in its runs/
+                raise UserError(
+                    f"{p}: {section} key '{key}': the sweep sets {key} for every trial (its "
+                    "runs go to <out>/runs); drop it, or set out: in the sweep file"
+                    if key == "runs_dir"
+                    else f"{p}: {section} key '{key}': the sweep names every trial; drop it"
+                )
             why = _field_exists(schema, key)
             if why:
                 raise UserError(f"{p}: {section} key '{key}': {why}")
@@ -221,6 +228,9 @@ def load_sweep(path: str | Path) -> Sweep:
     _check_metric(p, spec, base, schema)
     _check_values(p, spec, base, schema)
     return sweep
+
+
+_SWEEP_SETS = ("name", "runs_dir")  # what trial_config sets itself: searching it did nothing
 
 
 def _check_grid(p: Path, spec: SweepSpec) -> None:

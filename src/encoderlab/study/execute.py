@@ -182,7 +182,11 @@ def _run_study(study: Study, out: Path, profile: str | None, say: Callable[[str]
         f"{len(study.spec.arms)} arm(s){' after a pretraining stage' if study.spec.pretrain else ''}"
         f" -> {out}"
     )
-    data = prepare_data(study, say)
+    try:
+        data = prepare_data(study, say)
+    except UserError as e:  # split:, texts:, synthetic: are the study file's keys: name it
+        where = str(study.path)
+        raise UserError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
     stage_name = study.spec.pretrain.name if study.spec.pretrain else None
 
     def pretrain_dir() -> str:

@@ -522,6 +522,19 @@ def test_an_evaluation_cut_short_by_ctrl_c_is_done_on_resume(tmp_path):
     np.testing.assert_allclose([v for _, v in a], [v for _, v in b], rtol=1e-6, atol=1e-7)
 
 
+def train_until_ctrl_c(tmp_path, cfg, run) -> None:
+    """Train `run` until the SIGINT a patched hook sends ends it (Python's own handler, as
+    under the CLI: KeyboardInterrupt), whatever handler pytest has."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(tmp_path, cfg, run=run)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_a_ctrl_c_in_a_steps_bookkeeping_waits_for_it_to_finish(tmp_path, monkeypatch):
     """A Ctrl-C that landed after a train record was written but before its loss window was
     reset left a checkpoint holding both: the resumed run's next logged loss averaged steps
@@ -541,12 +554,7 @@ def test_a_ctrl_c_in_a_steps_bookkeeping_waits_for_it_to_finish(tmp_path, monkey
             os.kill(os.getpid(), signal.SIGINT)  # Python raises at its next instruction
 
     monkeypatch.setattr(Run, "log", log_then_ctrl_c)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(tmp_path, cfg, run=cut)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    train_until_ctrl_c(tmp_path, cfg, cut)
     monkeypatch.setattr(Run, "log", real_log)
     assert cut.info["status"] == "interrupted"
     train(tmp_path, cfg, run=Run.open(cut.path), resume=True)
@@ -583,12 +591,7 @@ def test_a_ctrl_c_held_through_a_step_leaves_its_evaluation_and_end_to_the_resum
             os.kill(os.getpid(), signal.SIGINT)  # held until the step's bookkeeping is done
 
     monkeypatch.setattr(Recorder, "stepped", stepped_then_ctrl_c)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(tmp_path, cfg, run=cut)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    train_until_ctrl_c(tmp_path, cfg, cut)
     monkeypatch.setattr(Recorder, "stepped", real_stepped)
     cut = Run.open(cut.path)
     assert cut.info["status"] == "interrupted"

@@ -609,6 +609,15 @@ def test_runs_scored_against_other_label_columns_are_not_one_group():
     groups = group_runs([run("target"), run("has_link"), run("target")])
     assert [len(g.runs) for g in groups] == [2, 1]
     assert data_key(run("target")) == "v.csv (label_column 'target')"
+    # so with scores defined by a setting: KorQuAD's F1 over characters or words, the class
+    # a binary F1 is of (a report ranked runs by F1s of different classes)
+    a, b = run("target"), run("target")
+    a.config["task"]["positive_label"], b.config["task"]["positive_label"] = "0", "1"
+    c, d = run("target"), run("target")
+    c.task = d.task = "qa"
+    c.config["task"]["f1"], d.config["task"]["f1"] = "char", "word"
+    assert [len(g.runs) for g in group_runs([a, b, c, d])] == [1, 1, 1, 1]
+    assert data_key(c) == "v.csv (f1 'char')"
 
 
 def test_a_failed_run_is_not_named_best_and_a_stopped_one_is_judged_by_its_best(tmp_path):

@@ -123,6 +123,10 @@ def labels(runs: list[RunData], max_fields: int = 4) -> dict[str, str]:
     return out
 
 
+# per task type (others: a label column, and the class a binary F1 is of)
+_SCORED_BY = {"qa": ("f1",), "tagging": ("tag_column",), "pos": ("tag_column",)}
+
+
 def data_key(run: RunData) -> str:
     """Which validation data the run is measured on (runs are compared only on the same)."""
     if run.task == "pretrain":
@@ -133,8 +137,10 @@ def data_key(run: RunData) -> str:
         return f"{corpus} (valid_ratio {data.get('valid_ratio')}, seed {run.config.get('seed')})"
     task = run.config.get("task") or {}
     data = str(run.info.get("valid_source") or task.get("valid") or task.get("train"))
-    # the gold labels come from a column: runs scored against other columns are not comparable
-    gold = [f"{k} {task[k]!r}" for k in ("label_column", "tag_column") if task.get(k) is not None]
+    # the gold labels come from a column, and some scores are defined by a setting (F1 over
+    # characters or words; the class whose F1 is meant): runs that differ are not comparable
+    keys = _SCORED_BY.get(run.task, ("label_column", "positive_label"))
+    gold = [f"{k} {task[k]!r}" for k in keys if task.get(k) is not None]
     return f"{data} ({', '.join(gold)})" if gold else data
 
 

@@ -527,18 +527,14 @@ def fit_pieces(
 ) -> tuple[list[tuple[list[int], list[int]]], int]:
     """(the (text, pair) token pieces that become features, 1 if text was lost else 0).
 
-    head: BERT's rule, drop from the end of the longer side. head_tail and windows work on
-    the first text; a pair's second text keeps at most half the budget when both are long."""
+    head: the ends cut as Hugging Face tokenizers' `longest_first` cuts them, so an exported
+    model reads the same ids (`longest_first`). head_tail and windows work on the first text;
+    a pair's second text keeps at most half the budget when both are long."""
     if len(a) + len(b) <= budget:
         return [(a, b)], 0
     if cfg.truncation == "head":
-        a, b = list(a), list(b)
-        while len(a) + len(b) > budget:
-            if len(a) > len(b):  # a tie takes from the second text, as BERT and HF do
-                a.pop()
-            else:
-                b.pop()
-        return [(a, b)], 1
+        n_a, n_b = longest_first(len(a), len(b), budget)
+        return [(list(a[:n_a]), list(b[:n_b]))], 1
     kept_b = b[: max(budget - len(a), budget // 2)]
     lost = int(len(kept_b) < len(b))
     b = kept_b
@@ -552,6 +548,21 @@ def fit_pieces(
     if cfg.max_windows is not None and len(starts) > cfg.max_windows:
         starts, lost = starts[: cfg.max_windows], 1
     return [(a[s : s + room], b) for s in starts], lost
+
+
+def longest_first(n_a: int, n_b: int, budget: int) -> tuple[int, int]:
+    """How many tokens of each text Hugging Face tokenizers keep (TruncationStrategy::
+    LongestFirst, what AutoTokenizer(a, b, truncation=True) does): the longer text is cut to
+    what the shorter leaves, or, when both are long, the shorter keeps budget // 2 and the
+    longer the rest (BERT's _truncate_seq_pair, popping a token at a time, gives a tie's extra
+    token to the first text instead: an export then read other ids for 1 pair in 4)."""
+    if n_a + n_b <= budget:
+        return n_a, n_b
+    short, long_ = min(n_a, n_b), max(n_a, n_b)
+    long_ = short if short > budget else max(short, budget - short)
+    if short + long_ > budget:
+        short, long_ = budget // 2, budget // 2 + budget % 2
+    return (long_, short) if n_a > n_b else (short, long_)
 
 
 def truncation_message(cut: int, total: int, cfg: TaskConfig) -> str:

@@ -846,3 +846,16 @@ def test_minilm_finetunes_through_the_command(minilm, tmp_path):
     main(["predict", str(run_dir), "--text", "forest fire near the city"])
     enc = encoder_weights(run_checkpoint(run))
     assert enc["embeddings.tok.weight"].shape == (30522, 384)
+
+
+def test_one_segment_embedding_exports_and_a_pair_task_refuses_it(tmp_path, capsys):
+    """model.n_segments=1 exported a 1-row token-type table that transformers (2 rows) would
+    not load; a pair task on such an encoder failed with an IndexError inside the model and
+    left a run without a checkpoint."""
+    run, _ = finetune(ft_config(tmp_path, "classification", model={"n_segments": 1}), say=quiet)
+    out = hf.export_run(run.path, tmp_path / "hf", say=quiet)
+    check_export_matches(run.path, out)
+    runs = tmp_path / "pair-runs"
+    with pytest.raises(UserError, match=r"model.n_segments=1: this task's pairs put their "):
+        finetune(ft_config(tmp_path, "pair", model={"n_segments": 1}, runs_dir=str(runs)))
+    assert not runs.exists()

@@ -705,6 +705,22 @@ def finetune(
     return run, result
 
 
+def check_segments(features: list[Feature], n_segments: int) -> None:
+    """A pair's second text is segment 1: an encoder with one segment embedding cannot read it
+    (it failed with an IndexError deep in the model, leaving a run without a checkpoint)."""
+    if n_segments == 0:  # no segment embedding: type ids are ignored
+        return
+    used = max(
+        (int(np.max(f["token_type_ids"])) for f in features if len(f.get("token_type_ids", ()))),
+        default=0,
+    )
+    if used >= n_segments:
+        raise UserError(
+            f"model.n_segments={n_segments}: this task's pairs put their second text in segment "
+            f"{used}; set model.n_segments=2 (or 0: no segment embedding)"
+        )
+
+
 UNKNOWN_SHARE_WARNING = 0.01  # English text under an English vocabulary: 0.0 %; Korean: 4-6 %
 
 
@@ -782,6 +798,7 @@ def _finetune(
     test_f = task.encode(data.test, tok, cfg.task, data.labels) if data.test else []
     for features in (train_f, valid_f, test_f):
         show_messages(features, data.shown, say)
+    check_segments(train_f, backbone.model_cfg.n_segments)
     trained_here = run is None and cfg.init.strip() == "scratch" and not cfg.tokenizer.path
     trained_vocab = cfg.tokenizer.vocab_size if trained_here else None
     warn_unknown_tokens(train_f, tok, backbone.source, say, trained_vocab)

@@ -823,6 +823,8 @@ def bert_state(
     seg = enc.get("embeddings.seg.weight")
     if seg is None:  # no segment embedding: zero rows add nothing, whatever the type ids
         seg = torch.zeros(2, d)
+    elif len(seg) < 2:  # n_segments 1: BERT has two rows; the second reads as the first
+        seg = torch.cat([seg, seg[:1].expand(2 - len(seg), -1)])
     out = {
         "embeddings.word_embeddings.weight": enc["embeddings.tok.weight"],
         "embeddings.position_embeddings.weight": enc["embeddings.pos.weight"],

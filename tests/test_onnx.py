@@ -75,6 +75,10 @@ def test_onnx_needs_a_file_name(tmp_path, capsys):
     assert "ending in .onnx" in err and "\n" not in err
     assert run_cli("export", run.path) == 2
     assert "--to-onnx" in capsys.readouterr().err
+    # with --to-hf beside it: refused before the Hugging Face folder is written
+    hf_out = tmp_path / "hf"
+    assert run_cli("export", run.path, "--to-hf", hf_out, "--to-onnx", tmp_path / "m.txt") == 2
+    assert "ending in .onnx" in capsys.readouterr().err and not hf_out.exists()
 
 
 def test_onnx_export_never_writes_over_a_users_files(tmp_path, capsys):

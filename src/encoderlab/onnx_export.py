@@ -127,6 +127,16 @@ def example_inputs(vocab: int, batch: int, length: int, seed: int = 0) -> dict[s
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types * mask}
 
 
+def check_onnx_path(out: Path) -> None:
+    """Where the graph goes, refused in one line before the model is loaded (and before
+    `export --to-hf` beside it writes its folder): a folder, another suffix, a user's file."""
+    if out.is_dir():
+        raise UserError(f"--to-onnx {out}: is a folder; give a file, e.g. {out / 'model.onnx'}")
+    if out.suffix != ".onnx":
+        raise UserError(f"--to-onnx {out}: give a file name ending in .onnx, e.g. model.onnx")
+    _check_outputs(out)
+
+
 def _check_outputs(out: Path) -> None:
     """The graph, its .json and its .tokenizer/ replace only an earlier export's: a user's
     own file of one of those names is refused before anything is written."""
@@ -175,11 +185,7 @@ def export_onnx(
 ) -> Path:
     """Write the run as an ONNX graph at `out_path` (dynamic batch and sequence axes)."""
     out = Path(out_path)
-    if out.is_dir():  # before the model is loaded
-        raise UserError(f"--to-onnx {out}: is a folder; give a file, e.g. {out / 'model.onnx'}")
-    if out.suffix != ".onnx":
-        raise UserError(f"--to-onnx {out}: give a file name ending in .onnx, e.g. model.onnx")
-    _check_outputs(out)
+    check_onnx_path(out)
     onnx = _onnx()
     run = Run.open(run_dir)
     model, meta = run_logits_model(run)

@@ -483,7 +483,18 @@ def test_pickled_weights_are_refused_without_the_opt_in(minilm, tmp_path, capsys
     err = one_line_error(capsys)
     assert "pytorch_model.bin" in err and "safetensors" in err, err
     assert "hf_allow_pickle=true" in err and "save_pretrained" in err, err
+    # embed takes no --set: it says how to convert, and offers no opt-in it does not have
+    (tmp_path / "t.txt").write_text("a text\n")
+    assert cli("embed", f"hf:{folder}", "--input", tmp_path / "t.txt") == 2
+    err = one_line_error(capsys)
+    assert "save_pretrained" in err and "--set" not in err and "init" not in err, err
     assert not marker.exists()
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "x.Y"}}))
+    assert cli("embed", f"hf:{folder}", "--input", tmp_path / "t.txt") == 2
+    err = one_line_error(capsys)
+    assert "auto_map" in err and "embed loads no checkpoint's own code" in err, err
+    assert "--set" not in err, err
 
 
 def test_safetensors_checkpoint_still_loads(minilm, tmp_path):

@@ -383,6 +383,14 @@ def test_bad_study_files_are_one_line_errors(tmp_path: Path) -> None:
     # each arm's config is loaded with its overrides before anything runs
     msg = _bad(tmp_path, {**ok, "arms": [{"name": "a", "overrides": ["train.learning_rate=1"]}]})
     assert "arm 'a': " in msg and "unknown config key 'train.learning_rate'" in msg
+    assert "--set" not in msg and "arm 'a': overrides: unknown" in msg  # the file, not --set
+    # a misspelt key comes before the "Field required" it causes, with the key meant
+    assert _bad(tmp_path, {"base": "base.yaml", "arm": [{"name": "a"}]}).endswith(
+        "unknown key 'arm' (did you mean 'arms'?)"
+    )
+    assert "'arms.0.overide' (did you mean 'overrides'?)" in _bad(
+        tmp_path, {"base": "base.yaml", "arms": [{"name": "a", "overide": []}]}
+    )
     msg = _bad(
         tmp_path, {**ok, "arms": [{"name": "a", "overrides": ["train.early_stop_metric=valid/x"]}]}
     )

@@ -112,6 +112,19 @@ class Embedder:
         return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
+def _for_embed(text: str) -> str:
+    """import_checkpoint's wording for embed, which has no `init:` and no `--set` opt-ins."""
+    from encoderlab.hf import PICKLE_OPT_IN, TRUST_OPT_IN
+
+    text = text.removeprefix("init: ").replace("point init at", "give").replace("init=hf:", "hf:")
+    text = text.replace(f", or opt in with {PICKLE_OPT_IN}", "")
+    trust = f" If you trust that code, opt in with {TRUST_OPT_IN} (hf_trust_remote_code: true in the config)"
+    return text.replace(
+        trust,
+        " embed loads no checkpoint's own code (fine-tuning may, with hf_trust_remote_code: true)",
+    )
+
+
 def load_embedder(source: str, say: Callable[[str], None] = print) -> Embedder:
     """The encoder of a run directory (pretraining or fine-tuning) or of `hf:<name or dir>`."""
     from encoderlab.hf import import_checkpoint, run_encoder
@@ -130,9 +143,8 @@ def load_embedder(source: str, say: Callable[[str], None] = print) -> Embedder:
     if source.startswith("hf:"):
         try:
             imp = import_checkpoint(source.removeprefix("hf:"), say)
-        except UserError as e:  # its messages speak of fine-tuning's `init:`
-            text = str(e).removeprefix("init: ").replace("point init at", "give")
-            raise UserError(text) from None
+        except UserError as e:  # its messages speak of fine-tuning's `init:` and `--set`
+            raise UserError(_for_embed(str(e))) from None
         encoder, tok, model_cfg, where = imp.encoder, imp.tokenizer, imp.model_cfg, imp.source
         folder = Path(source.removeprefix("hf:").strip()).expanduser()
         if folder.is_dir():

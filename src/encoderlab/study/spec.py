@@ -240,12 +240,7 @@ def load_study(path: str | Path, profile: str | None = None) -> Study:
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        key = _loc(first["loc"])
-        if first["type"] == "extra_forbidden":
-            raise UserError(f"{p}: unknown key '{key}'") from None
-        msg = first["msg"].removeprefix("Value error, ")
-        raise UserError(f"{p}: key '{key}': {msg}") from None
+        raise UserError(_spec_error(p, e)) from None
 
     names = [a.name for a in spec.arms] + ([spec.pretrain.name] if spec.pretrain else [])
     for i, name in enumerate(names):
@@ -280,6 +275,24 @@ def load_study(path: str | Path, profile: str | None = None) -> Study:
     _check_overrides_text(p, study)
     _check_configs(p, study)
     return study
+
+
+def _spec_error(p: Path, e: ValidationError) -> str:
+    """One line for the first problem; a misspelt key comes before the "Field required" it
+    causes (`arm:` for `arms:` said only that arms: was missing)."""
+    errors = e.errors()
+    extra = [x for x in errors if x["type"] == "extra_forbidden"]
+    first = (extra or errors)[0]
+    key = _loc(first["loc"])
+    if first["type"] != "extra_forbidden":
+        return f"{p}: key '{key}': {first['msg'].removeprefix('Value error, ')}"
+    name = str(first["loc"][-1])
+    known = {f for m in _Spec.__subclasses__() for f in m.model_fields} | set(
+        StudySpec.model_fields
+    )
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{p}: unknown key '{key}'{hint}"
 
 
 def _check_profiles(p: Path, spec: StudySpec, profile: str | None) -> None:
@@ -393,8 +406,10 @@ def _check_configs(p: Path, study: Study) -> None:
             _check_data_files(cfg)
             _check_init(cfg)
         except UserError as err:
+            # the overrides come from this file, not from a --set on the command line
+            said = re.sub(r"^--set\b:?", "overrides:", str(err))
             raise UserError(
-                f"{p}: {'stage' if e['stage'] else 'arm'} {e['name']!r}: {err}"
+                f"{p}: {'stage' if e['stage'] else 'arm'} {e['name']!r}: {said}"
             ) from None
         unused = _unused_tokenizer_overrides(cfg, e["overrides"])
         if unused:

@@ -231,3 +231,17 @@ def test_an_empty_section_is_its_defaults_and_a_value_for_a_section_says_so(tmp_
     assert str(e.value) == (
         "--set: config key 'data.sources.0': a mapping of keys ({name: ..., ...}), not 'ko.txt'"
     )
+
+
+def test_max_steps_is_the_length_of_the_run_unless_epochs_is_written() -> None:
+    """max_steps=50 used to end after one epoch (3 steps on a small corpus): the epochs default
+    the user never wrote capped it. As in the HF Trainer, max_steps now sets the length."""
+    from encoderlab.config import Config, FinetuneConfig, load_config
+    from encoderlab.finetuning import resolve_defaults
+
+    assert load_config(None, ["train.max_steps=50"], Config).train.epochs is None
+    assert load_config(None, [], Config).train.epochs == 1
+    both = load_config(None, ["train.max_steps=50", "train.epochs=2"], Config).train
+    assert (both.epochs, both.max_steps) == (2, 50)  # written: whichever ends first
+    ft = load_config(None, ["train.max_steps=50", "task.train=x.csv"], FinetuneConfig)
+    assert resolve_defaults(ft, say=lambda m: None).train.epochs is None

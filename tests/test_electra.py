@@ -380,6 +380,11 @@ def test_mixing_weights_near_the_float_limit_are_a_mix_not_a_traceback():
             {"electra": {"generator_scale": 0.5, "generator_d_model": 8}},
             "give the generator two widths (16 and 8)",
         ),
+        # an electra: section on a masked-LM run trained MLM without a word
+        (
+            {"objective": "mlm", "electra": {"disc_weight": 10}},
+            "electra.disc_weight applies to objective: electra",
+        ),
     ],
 )
 def test_settings_electra_would_ignore_are_refused_before_a_run(tmp_path, over, expected):

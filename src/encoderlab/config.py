@@ -366,6 +366,10 @@ class TrainConfig(Section):
             raise ValueError("batch_size and grad_accum must be at least 1")
         if self.epochs is None and self.max_steps is None and self.time_budget_min is None:
             raise ValueError("set at least one of epochs, max_steps, time_budget_min")
+        if self.max_steps is not None and "epochs" not in self.model_fields_set:
+            # max_steps is the length of the run (as in the HF Trainer), not capped by an
+            # epochs default the user never wrote (max_steps=50 ended after 3 steps)
+            self.epochs = None
         if self.lr is not None and (not math.isfinite(self.lr) or self.lr <= 0):
             raise ValueError(f"lr must be positive and finite, e.g. 5e-4 (got lr={self.lr})")
         for name in ("max_steps", "epochs", "log_every", "eval_every", "checkpoint_every"):

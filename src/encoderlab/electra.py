@@ -46,9 +46,17 @@ def check_new_run(cfg: Config) -> None:
     resumed run keeps what it started with): the MLM head options, which only objective: mlm
     has (the generator always projects through dense + LayerNorm onto the tied embeddings), and
     a generator width given twice, by electra.generator_scale and electra.generator_d_model."""
-    if cfg.objective != "electra":
-        return
     m, e = cfg.model, cfg.electra
+    if cfg.objective != "electra":
+        # compared by value: a saved config.yaml writes the whole (default) section
+        changed = [k for k, v in e.model_dump().items() if v != type(e).model_fields[k].default]
+        if changed:
+            raise UserError(
+                f"electra.{changed[0]} applies to objective: electra, and this run trains "
+                f"masked LM (objective: {cfg.objective}): set objective=electra, or drop "
+                f"electra.{changed[0]}"
+            )
+        return
     if m.mlm_head != "bert" or not m.tie_mlm:
         key = f"model.mlm_head={m.mlm_head}" if m.mlm_head != "bert" else "model.tie_mlm=false"
         raise UserError(

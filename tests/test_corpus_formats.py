@@ -490,3 +490,27 @@ def test_describe_sources_of_a_dataset_directory(hf_dirs):
     arrow.write_bytes(arrow.read_bytes() + b"\0")
     (d2,) = describe_sources([one])
     assert d2["files"] != d1["files"]
+
+
+def test_a_table_or_json_lines_named_txt_is_refused_also_under_the_default_names(tmp_path):
+    """JSON lines or a CSV whose column is the default "text", named .txt, were trained on as
+    raw text: braces, field names, ids and labels. A prose line that starts with the word
+    "text" is still text."""
+    from encoderlab.data.corpus import iter_documents
+    from encoderlab.errors import UserError
+
+    cases = {
+        "jl.txt": '{"text": "hello there", "id": 1}\n{"text": "more", "id": 2}\n',
+        "csv.txt": "id,text,label\n1,hello,0\n",
+        "tsv.txt": "text\tlabel\nhello\t0\n",
+    }
+    for name, body in cases.items():
+        (tmp_path / name).write_text(body)
+        with pytest.raises(UserError, match=rf"{name}:1: .*set data.format to tsv, csv or jsonl"):
+            list(iter_documents([tmp_path / name]))
+    prose = tmp_path / "prose.txt"
+    prose.write_text("text, images, and video are here\n{not json but braces}\ntext\n")
+    assert list(iter_documents([prose]))[0] == "text, images, and video are here"
+    single = tmp_path / "single.txt"
+    single.write_text("text\nanother line\n")
+    assert list(iter_documents([single])) == ["text", "another line"]

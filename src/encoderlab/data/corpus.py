@@ -37,6 +37,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import itertools
+import json
 import os
 import re
 import warnings
@@ -612,17 +613,29 @@ def _refuse_table_as_text(
     if first is None:
         return iter(())
     head = first[2].strip()
-    cells = {c.strip().strip('"') for c in re.split(r"[\t,]", head)}
-    named = [c for c in columns if c != "text" and c in cells]
-    keyed = text_field != "text" and head.startswith("{") and f'"{text_field}"' in head
+    split = [c.strip().strip('"') for c in re.split(r"[\t,]", head)]
+    cells = set(split)
+    # a column called "text" is a common word: only a line of name-like cells is a header
+    header = len(split) > 1 and all(re.fullmatch(r"[\w.-]{1,40}", c) for c in split)
+    named = [c for c in columns if c in cells and (c != "text" or header)]
+    keyed = head.startswith("{") and f'"{text_field}"' in head
+    if keyed and text_field == "text":
+        keyed = isinstance(_json_object(head), dict)
     if named or keyed:
         what = f"column '{named[0]}'" if named else f"field '{text_field}'"
         raise UserError(
             f"{path}:1: this file is read as plain text (from its name), but its first line "
-            f"names the {what}; set data.format (--format for tokenizer train) to tsv, csv or "
+            f"names the {what}; set data.format to tsv, csv or "
             "jsonl to read its columns"
         )
     return itertools.chain([first], lines)
+
+
+def _json_object(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 def _no_bare_cr(

@@ -489,3 +489,16 @@ def test_a_script_without_a_main_guard_tokenizes_with_workers_once(tmp_path, tok
     assert done.returncode == 0, done.stderr[-2000:]
     assert "prepared" in done.stdout and "2 workers" in done.stdout
     assert (tmp_path / "ran.txt").read_text() == "ran\n"
+
+
+def test_a_cache_dir_that_cannot_be_made_is_one_line_naming_the_key(tmp_path, tok):
+    """It was a FileNotFoundError traceback (exit 1), after the tokenizer had been trained."""
+    from encoderlab.errors import UserError
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a line of text\n" * 20)
+    (tmp_path / "a_file").write_text("x")
+    for bad in ("/proc/no-such-folder", str(tmp_path / "a_file" / "sub")):
+        data = DataConfig(corpus=[str(corpus)], cache_dir=bad)
+        with pytest.raises(UserError, match=r"data\.cache_dir=.*set data\.cache_dir to a folder"):
+            prepare_shards(data, tok, lambda m: None, workers=1)

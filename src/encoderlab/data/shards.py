@@ -351,7 +351,13 @@ def prepare_shards(
     root = Path(data.cache_dir) / key
     if (root / "manifest.json").is_file():
         return _intact(root)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except (FileNotFoundError, NotADirectoryError, FileExistsError) as e:
+        raise UserError(
+            f"data.cache_dir={data.cache_dir}: cannot make {root} there ({e.strerror}); set "
+            "data.cache_dir to a folder that can be made"
+        ) from None
     with _exclusive(root / ".lock"):  # two runs sharing a cache: one tokenizes, one waits
         if (root / "manifest.json").is_file():
             return _intact(root)

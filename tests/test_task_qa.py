@@ -851,3 +851,15 @@ def test_best_f1_and_the_null_threshold_that_gives_it() -> None:
     best = m["extra"]["best_f1_null_threshold"]
     assert best == -2.0
     assert QATask().metrics(decided(best), examples, on, [])["f1"] == pytest.approx(200 / 3)
+
+
+def test_a_null_threshold_without_unanswerable_is_refused_at_config_time():
+    """finetune took it and did nothing with it (evaluate and predict refused it on the run)."""
+    from encoderlab.config import FinetuneConfig, load_config
+    from encoderlab.errors import UserError
+
+    sets = ["task.type=qa", "task.train=x.json", "task.null_threshold=-5"]
+    with pytest.raises(UserError, match="null_threshold=-5 .*set task.unanswerable: true"):
+        load_config(None, sets, FinetuneConfig)
+    cfg = load_config(None, [*sets, "task.unanswerable=true"], FinetuneConfig)
+    assert cfg.task.null_threshold == -5

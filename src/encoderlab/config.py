@@ -731,6 +731,12 @@ class TaskConfig(Section):
                 "unanswerable / null_threshold are for task.type qa (SQuAD 2.0's questions "
                 "without an answer); drop them"
             )
+        if self.null_threshold and not self.unanswerable:  # it did nothing, silently
+            raise ValueError(
+                f"null_threshold={self.null_threshold:g} is the margin for answering nothing, "
+                "which only a run with unanswerable: true does (SQuAD 2.0); set "
+                "task.unanswerable: true or drop null_threshold"
+            )
         # QA: 0 dropped every question (or allowed no answer) and trained on, silently
         for name in ("max_query_len", "max_answer_len", "n_best"):
             if getattr(self, name) < 1:

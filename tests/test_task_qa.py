@@ -863,3 +863,25 @@ def test_a_null_threshold_without_unanswerable_is_refused_at_config_time():
         load_config(None, sets, FinetuneConfig)
     cfg = load_config(None, [*sets, "task.unanswerable=true"], FinetuneConfig)
     assert cfg.task.null_threshold == -5
+
+
+def test_answers_no_window_holds_whole_are_counted_in_a_warning(tokenizers: dict) -> None:
+    """Without overlap an answer across a window's edge trained every window as "no answer",
+    silently (as transformers' run_qa does); now the features say how many there are."""
+    ex, answer = _long_example("en")
+    tok = tokenizers["wordpiece"]
+    cuts = []
+    for stride in (0, 10):
+        cfg = TaskConfig(type="qa", max_len=40, max_query_len=12, doc_stride=stride)
+        for shift in range(32):  # the answer moved a word at a time across window edges
+            prefix = "the " * shift
+            start = len(prefix) + ex["answers"][0]["answer_start"]
+            moved = prefix + ex["context"]
+            one = {**ex, "context": moved, "answers": [{"text": answer, "answer_start": start}]}
+            feats = QATask().encode([one], tok, cfg, [])
+            held = any(f["start_position"] for f in feats)
+            warned = [w for w in feats.warnings if "no window holds" in w]
+            assert bool(warned) == (not held), (stride, shift, feats.warnings)
+            cuts.append((stride, not held))
+    assert any(c for s, c in cuts if s == 0)  # the case happens without overlap
+    assert not any(c for s, c in cuts if s == 10)  # and the overlap removes it

@@ -691,7 +691,7 @@ class QATask(TaskBase):
                 _whole_characters(text, _trimmed_offsets(text, enc.offsets)),
             )
         features = Features()
-        n_unmapped = 0
+        n_unmapped = n_unheld = 0
         features.warnings.extend(_question_cut_warnings(examples, q_encs, cfg.max_query_len))
         for ei, (ex, q_enc) in enumerate(zip(examples, q_encs, strict=True)):
             q_ids = q_enc.ids[: cfg.max_query_len]
@@ -712,6 +712,8 @@ class QATask(TaskBase):
             best_window = _max_context_windows(len(c_ids), wins)
             head = [cls_id, *q_ids, *between]
             n_head = len(head)
+            held = any(ts >= ws and te < we for ts, te in spans for ws, we in wins)
+            n_unheld += bool(spans) and not held
             for wi, (ws, we) in enumerate(wins):
                 n_ctx = we - ws
                 input_ids = np.concatenate(
@@ -745,6 +747,13 @@ class QATask(TaskBase):
             features.warnings.append(
                 f"{n_unmapped} answers cover no token of their context (whitespace only, or "
                 "removed by the tokenizer's normalizer) and give no training target"
+            )
+        if n_unheld:  # every window of theirs is taught "no answer here", as in run_qa
+            features.warnings.append(
+                f"{n_unheld} of {len(examples):,} questions have an answer that no window holds "
+                f"whole (windows overlap by task.doc_stride={cfg.doc_stride} tokens): they train "
+                "as if their context had no answer and cannot be answered right; raise "
+                "task.doc_stride or task.max_len"
             )
         return features
 

@@ -122,12 +122,13 @@ def test_rows_for_tagging_and_qa_become_their_formats(tmp_path):
         "question": "capital?",
         "answers": {"text": ["oslo"], "answer_start": [15]},
     }
-    squad = json.loads(write_rows([hf_squad], "qa", tmp_path, "train").read_text())
-    (article,) = squad["data"]
-    qa = article["paragraphs"][0]["qas"][0]
-    assert qa["answers"] == [{"text": "oslo", "answer_start": 15}] and qa["id"] == "q1"
+    # QA rows stay datasets' squad rows (.jsonl), read by the row reader (SQuAD 2.0's empty
+    # answers, the split by context where a row has no title)
+    written = write_rows([hf_squad], "qa", tmp_path, "train")
+    (row,) = [json.loads(line) for line in written.read_text().splitlines()]
+    assert row == hf_squad and written.suffix == ".jsonl"
     again = write_rows([hf_squad], "qa", tmp_path, "train")
-    assert len(list(tmp_path.glob("train-*.json"))) == 1 and again.is_file()  # same rows, same file
+    assert len(list(tmp_path.glob("train-*.jsonl"))) == 1 and again == written  # same rows, file
     with pytest.raises(UserError, match="row 0, word 0"):
         write_rows([{"tokens": ["new york"], "tags": ["B-LOC"]}], "tagging", tmp_path, "x")
     assert to_rows([{"n": float("nan")}], "x") == [{"n": None}]
@@ -343,10 +344,10 @@ def test_qa_cut_questions_are_said_and_marked_and_evaluate_records_the_loss(tmp_
     assert metrics["loss"] == pytest.approx(valid["loss"], rel=1e-4)
     (written,) = (run / "eval").glob("file-eval-*.json")
     assert json.loads(written.read_text())["loss"] == metrics["loss"]
-    data = tmp_path / "long.json"
-    squad = json.loads(Path(valid["data"]).read_text())
-    squad["data"][0]["paragraphs"][0]["qas"][0]["question"] = long_q
-    data.write_text(json.dumps(squad))
+    data = tmp_path / "long.jsonl"  # the rows as written, the first question made long
+    lines = [json.loads(line) for line in Path(valid["data"]).read_text().splitlines()]
+    lines[0]["question"] = long_q
+    data.write_text("".join(json.dumps(x) + "\n" for x in lines))
     capsys.readouterr()
     assert run_cli("evaluate", run, "--data", data) == 0
     out = capsys.readouterr()
@@ -424,3 +425,28 @@ def test_a_dataset_with_class_labels_gives_their_names(tmp_path):
         UserError, match=r"train: row 0: 'ner_tags' holds tag ids without their names"
     ):
         write_rows(ids, "tagging", tmp_path, "train")
+
+
+def test_in_memory_squad_v2_rows_read_as_the_same_rows_in_a_file(tmp_path):
+    """In-memory QA rows were rewritten as SQuAD 1.1 JSON: SQuAD 2.0's empty answers were
+    refused even with task.unanswerable, rows without a title became one article each (the
+    same context on both sides of the split), and unequal answer lists lost answers."""
+    from encoderlab.config import TaskConfig
+    from encoderlab.memdata import read_format
+    from encoderlab.tasks.qa import QATask
+
+    context = "the capital is oslo ."
+    rows = [
+        {"id": "a", "context": context, "question": "capital?",
+         "answers": {"text": ["oslo"], "answer_start": [15]}},
+        {"id": "b", "context": context, "question": "moon?",
+         "answers": {"text": [], "answer_start": []}},
+    ]  # fmt: skip
+    path = write_rows(rows, "qa", tmp_path, "train")
+    cfg = TaskConfig(type="qa", unanswerable=True, format=read_format("qa"))
+    examples = QATask().read(str(path), cfg)
+    assert [ex["answers"] for ex in examples] == [[{"text": "oslo", "answer_start": 15}], []]
+    assert {ex["article"] for ex in examples} == {context}  # one context, one side of a split
+    uneven = [{**rows[0], "answers": {"text": ["oslo", "x"], "answer_start": [15]}}]
+    with pytest.raises(UserError):
+        QATask().read(str(write_rows(uneven, "qa", tmp_path, "bad")), cfg)

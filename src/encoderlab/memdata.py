@@ -128,37 +128,16 @@ def _conll(rows: Rows, what: str) -> tuple[str, str]:
     return "conll", "\n".join(lines) + "\n"
 
 
-def _answers(value: Any) -> list[dict[str, Any]]:
-    if isinstance(value, dict):  # Hugging Face squad: {"text": [...], "answer_start": [...]}
-        texts, starts = value.get("text") or [], value.get("answer_start") or []
-        return [{"text": t, "answer_start": s} for t, s in zip(texts, starts, strict=False)]
-    return list(value or [])
-
-
-def _squad(rows: Rows, what: str) -> tuple[str, str]:
-    """One SQuAD article per row (its title, or the row number), one question each."""
-    data = []
-    for i, row in enumerate(rows):
-        qa = {
-            "id": str(row.get("id", i)),
-            "question": row.get("question"),
-            "answers": _answers(row.get("answers")),
-        }
-        paragraph = {"context": row.get("context"), "qas": [qa]}
-        data.append({"title": str(row.get("title") or f"row {i}"), "paragraphs": [paragraph]})
-    return "json", json.dumps({"version": "1.1", "data": data}, ensure_ascii=False)
-
-
 # task type -> writer; every other task type reads tables (.jsonl)
 WRITERS: dict[str, Callable[[Rows, str], tuple[str, str]]] = {
     "tagging": _conll,
-    "qa": _squad,
 }
 
 
-# task type -> the task.format that reads what its writer wrote (qa reads SQuAD JSON whatever
-# task.format says); every other task type: jsonl
-READ_AS: dict[str, str] = {"tagging": "conll", "qa": "auto"}
+# task type -> the task.format that reads what its writer wrote; every other task type (qa too:
+# datasets' squad rows, read by the row reader, which knows SQuAD 2.0's empty answers and
+# splits rows without a title by their context) reads jsonl
+READ_AS: dict[str, str] = {"tagging": "conll"}
 
 
 def read_format(task_type: str) -> str:
@@ -185,6 +164,7 @@ def write_rows(data: Any, task_type: str, folder: str | Path, split: str) -> Pat
 
 
 _AT_LINE = r"(?P<path>{path}):(?P<line>\d+):"
+_AT_ROW = r"(?P<path>{path}): row (?P<line>\d+)\."
 _AT_ARTICLE = r"(?P<path>{path}): data\[(?P<row>\d+)\]\.paragraphs\[0\]\.(?:qas\[0\]\.)?"
 
 
@@ -202,6 +182,10 @@ def in_rows_terms(error: UserError, written: dict[Path, str]) -> UserError:
         if at_line:
             where = _row_of_line(path, int(at_line["line"]), split)
             return UserError(f"{where}:{text[at_line.end() :]}")
+        at_row = re.search(_AT_ROW.format(path=quoted), text)  # QA's "row <line>.answers..."
+        if at_row:
+            where = _row_of_line(path, int(at_row["line"]), split)
+            return UserError(f"{where}: {text[at_row.end() :]}")
         if str(path) in text:
             return UserError(text.replace(str(path), f"{split} rows ({path})", 1))
     return error

@@ -451,3 +451,43 @@ def test_ctrl_c_under_torchrun_is_said_once_by_rank_0(tmp_path, monkeypatch, cap
     assert cli("pretrain", f) == 130
     err = capsys.readouterr().err
     assert ("interrupted" in err) == (rank == "0"), err
+
+
+@pytest.mark.slow
+def test_torchrun_self_pretraining_then_fine_tuning_runs_in_one_process_group(tmp_path):
+    """Each stage made its own process group; torchrun's store keys were reused and a rank
+    that came late read the last group's addresses: 3 of 3 fresh runs hung."""
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(97, 0), ["id", "text", "target"])
+    cfg = write_yaml(
+        tmp_path / "sp.yaml",
+        {
+            "name": "sp",
+            "runs_dir": str(tmp_path / "runs"),
+            "task": {"type": "classification", "train": str(train), "label_column": "target",
+                     "max_len": 32},
+            "self_pretrain": {"text": ["task"], "steps": 6, "recipe": "budget"},
+            "tokenizer": {"kind": "wordpiece", "vocab_size": 120},
+            "model": MODEL,
+            "train": {**TRAIN, "batch_size": 8, "epochs": 1},
+        },
+    )  # fmt: skip
+    out = torchrun("finetune", cfg, cwd=tmp_path)
+    assert "self_pretrain: fine-tuning from" in out
+    found = [p for p in (tmp_path / "runs").iterdir() if (p / "run.json").is_file()]
+    runs = {Run.open(p).info["kind"]: Run.open(p) for p in found}
+    assert runs["pretrain"].info["status"] == "finished"
+    ft = next(r for k, r in runs.items() if k.startswith("finetune"))
+    assert ft.info["status"] == "finished"
+
+
+def test_an_interrupt_on_rank_0_stays_the_interrupt_when_the_others_are_gone(monkeypatch):
+    """A SIGTERM to every rank during rank-0-only setup: telling the others ("crash") failed
+    with "connection closed by peer", and that traceback (exit 1) replaced the interrupt."""
+
+    def peers_gone(value):
+        raise RuntimeError("Connection closed by peer")
+
+    monkeypatch.setattr(distributed, "broadcast", peers_gone)
+    with pytest.raises(KeyboardInterrupt):
+        with distributed._announce():
+            raise KeyboardInterrupt

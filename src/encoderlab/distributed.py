@@ -186,7 +186,10 @@ def _announce() -> Iterator[list[Any]]:
         broadcast(("user", str(e)))
         raise
     except BaseException as e:
-        broadcast(("crash", f"{type(e).__name__}: {e}"))
+        try:
+            broadcast(("crash", f"{type(e).__name__}: {e}"))
+        except RuntimeError:  # the others are gone too (a Ctrl-C or SIGTERM reached them all):
+            pass  # the interrupt, not "connection closed by peer", is what ended the command
         raise
     broadcast(("ok", box[0]))
 

@@ -674,8 +674,22 @@ def finetune(
     if resume is None and cfg is not None:
         check_installed(cfg.train.loggers)  # a missing tracker: before any stage or data
     if resume is None and cfg is not None and cfg.self_pretrain is not None:
-        cfg = self_pretrain(cfg, say)  # init: the pretraining run it made or found
-        started = None  # that stage had its own budget: fine-tuning's starts after it
+        # one process group for both stages: a group made anew per stage reused torchrun's
+        # store keys, and a rank that came late read the last group's addresses and hung
+        with distributed.session(resolve_device(cfg.train.device)):
+            cfg = self_pretrain(cfg, say)  # init: the pretraining run it made or found
+            # that stage had its own budget: fine-tuning's starts after it
+            return _finetune_from(cfg, say, None, on_eval, None)
+    return _finetune_from(cfg, say, resume, on_eval, started)
+
+
+def _finetune_from(
+    cfg: FinetuneConfig | None,
+    say: Callable[[str], None],
+    resume: str | Path | None,
+    on_eval: Callable[[int, dict[str, float]], None] | None,
+    started: float | None,
+) -> tuple[Run, FitResult]:
     if started is None:
         started = time.perf_counter()  # a whole-run time budget counts from here
     run: Run | None = None

@@ -331,10 +331,13 @@ def self_pretrain(cfg: FinetuneConfig, say: Callable[[str], None] = print) -> Fi
                 "from the pretraining run's last checkpoint (or starts it anew if it had none)"
             )
             raise Interrupted.last from None
-        if run.info.get("status") != "finished":
+        # rank 0's record: another rank may read run.json before rank 0 has written it
+        status, why = distributed.broadcast(
+            (run.info.get("status"), run.info.get("stopped_because"))
+        )
+        if status != "finished":
             raise UserError(
-                f"{run.path}: self-pretraining stopped ({run.info.get('stopped_because')}); "
-                "fine-tuning needs a finished run"
+                f"{run.path}: self-pretraining stopped ({why}); fine-tuning needs a finished run"
             )
         path = str(run.path)
     main_say(f"self_pretrain: fine-tuning from {path}")

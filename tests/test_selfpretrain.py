@@ -127,7 +127,10 @@ def assert_refused_before_pretraining(tmp_path, capsys, cfg: dict, expected: str
         ({"self_pretrain": {"steps": 2, "sets": []}}, "unknown config key 'self_pretrain.sets'"),
         ({"self_pretrain": {"minutes": -1}}, "minutes must be"),
         ({"self_pretrain": {"steps": 2, "text": ["task", "no/such/*.txt"]}}, "matches no file"),
-        ({"self_pretrain": {"steps": 2, "set": ["model.n_head=5"]}}, "self_pretrain: config key"),
+        (
+            {"self_pretrain": {"steps": 2, "set": ["model.n_head=5"]}},
+            "self_pretrain.set: config key",
+        ),
     ],
 )
 def test_bad_combinations_are_one_line_errors(tmp_path, capsys, change, expected):
@@ -344,6 +347,14 @@ def test_threads_and_cadence_do_not_pretrain_again_and_a_resume_takes_them(tmp_p
             "drop_last=1; use unfreeze_last of at most 1",
         ),
         ({"task": {"train": "no-such.csv"}, "sp": {"text": ["CORPUS"]}}, "no-such.csv"),
+        # fine-tuning's data and the encoder's segments: they were found after the stage
+        ({"task": {"label_column": "targt"}}, "no column 'targt'"),
+        (
+            {"task": {"type": "pair", "text_pair_column": "text"}, "model": {"n_segments": 1}},
+            "model.n_segments=1: this task's second text is segment 1",
+        ),
+        ({"task": {"test": "TRAIN", "id_column": "nope"}}, "no id column 'nope'"),
+        ({"sp": {"set": ["train.log_evry=5"]}}, "self_pretrain.set: unknown config key"),
     ],
 )
 def test_what_finetuning_would_refuse_is_said_before_pretraining(
@@ -354,6 +365,8 @@ def test_what_finetuning_would_refuse_is_said_before_pretraining(
     sp["text"] = [str(corpus_txt) if t == "CORPUS" else t for t in sp.get("text", ["task"])]
     for key, value in change.items():
         cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
+    if cfg["task"].get("test") == "TRAIN":
+        cfg["task"]["test"] = cfg["task"]["train"]
     cfg["self_pretrain"] = sp
     assert_refused_before_pretraining(tmp_path, capsys, cfg, expected)
 

@@ -674,6 +674,7 @@ def finetune(
     if resume is None and cfg is not None:
         check_installed(cfg.train.loggers)  # a missing tracker: before any stage or data
     if resume is None and cfg is not None and cfg.self_pretrain is not None:
+        check_before_stage(cfg)  # a label-column typo was found only after the pretraining
         # one process group for both stages: a group made anew per stage reused torchrun's
         # store keys, and a rank that came late read the last group's addresses and hung
         with distributed.session(resolve_device(cfg.train.device)):
@@ -717,6 +718,14 @@ def _finetune_from(
         run.update(wall_seconds=round(time.perf_counter() - started, 1))
     run.close()  # the run directory is free again (a later write takes the lock anew)
     return run, result
+
+
+def check_before_stage(cfg: FinetuneConfig) -> None:
+    """What fine-tuning would refuse about its data (labels, columns, test ids), said before
+    minutes of pretraining (selfpretrain.check_finetuning_fits: the encoder's shape). Reads
+    the data once more, on a copy: reading fixes task.format."""
+    task = get_task(cfg.task.type, cfg.task)
+    read_task_data(task, cfg.model_copy(deep=True), say=lambda m: None)
 
 
 def check_segments(features: list[Feature], n_segments: int) -> None:

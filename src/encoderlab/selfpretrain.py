@@ -136,7 +136,7 @@ def pretrain_config(cfg: FinetuneConfig, corpus: list[str]) -> Config:
     if cfg.model.max_len < block:  # blocks must fit the encoder fine-tuning uses
         data["data"]["block_len"] = cfg.model.max_len
     apply_overrides(data, list(sp.set))
-    return build(Config, data, "self_pretrain")
+    return build(Config, data, "self_pretrain.set")
 
 
 def model_settings(cfg: FinetuneConfig) -> dict[str, Any]:
@@ -172,6 +172,14 @@ def check_finetuning_fits(cfg: FinetuneConfig, pcfg: Config) -> None:
     """What fine-tuning would refuse about the encoder pretraining makes, said before the
     pretraining rather than after it (minutes later, and then a new run for the fix)."""
     m = pcfg.model
+    task = get_task(cfg.task.type, cfg.task)
+    two_texts = cfg.task.type == "qa" or getattr(task, "is_pair", lambda t: False)(cfg.task)
+    if two_texts and m.n_segments == 1:  # check_segments, after the pretraining
+        raise UserError(
+            "model.n_segments=1: this task's second text is segment 1, which an encoder with "
+            "one segment embedding has not got; set model.n_segments=2 (or 0 for none) before "
+            "self_pretrain makes the encoder"
+        )
     if cfg.task.max_len > m.max_len:
         raise UserError(
             f"task.max_len={cfg.task.max_len} is longer than the max_len={m.max_len} of the "

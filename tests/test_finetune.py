@@ -458,11 +458,23 @@ def test_qa_end_to_end_through_finetune_and_evaluate(tmp_path):
     valid.write_text(json.dumps(squad(range(16, 20), {18})))
     cfg = _tiny(
         tmp_path,
-        {"type": "qa", "train": str(f), "valid": str(valid), "max_len": 48, "max_query_len": 16},
-    )
+        {"type": "qa", "train": str(f), "valid": str(valid), "max_len": 48, "max_query_len": 16,
+         "test": str(valid)},
+    )  # fmt: skip
     cfg.train.epochs = 2
     run, _ = finetune(cfg, say=quiet)
     assert run.info["train_examples"] == 14  # the two misplaced ones give no target
+    # the test set's answers as the official SQuAD / KorQuAD scripts read them: {id: text}
+    answers = json.loads((run.path / "submission.json").read_text())
+    tested = [json.loads(x) for x in (run.path / "predictions" / "test.jsonl").open()]
+    assert (
+        sorted(answers) == ["q16", "q17", "q18", "q19"]
+        and not (run.path / "submission.csv").exists()
+    )
+    assert answers == {r["id"]: r["prediction"] for r in tested}
+    out = tmp_path / "answers.json"
+    assert main_code(["predict", run.path, "--input", valid, "--output", out]) == 0
+    assert json.loads(out.read_text()) == answers
     final = run.info["final"]
     assert {"em", "f1", "answers_failed", "questions"} <= final.keys() and final["questions"] == 4
     rows = [

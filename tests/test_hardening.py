@@ -1866,3 +1866,13 @@ def test_tokenizer_train_warns_when_the_corpus_is_mostly_unknown_tokens(tmp_path
     assert "raise --vocab-size, or use --kind=bpe (byte-level: no [UNK])" in err
     assert cli(*args, "--kind", "bpe", "--out", tmp_path / "bpe") == 0
     assert "[UNK]" not in capsys.readouterr().err  # byte-level: every character is spelled
+
+
+def test_a_json_output_is_a_qa_runs_answers_and_refused_for_other_runs(finetuned, tmp_path, capsys):
+    """predict --output x.json writes a QA run's {id: answer} (the official scripts' input);
+    a classification run has no such file, so it is refused before the model runs."""
+    out = tmp_path / "answers.json"
+    assert cli("predict", finetuned, "--text", "a fine film", "--output", out) == 2
+    err = one_line_error(capsys)
+    assert "a .json file is a QA run's answers" in err and "classification" in err, err
+    assert not out.exists()

@@ -45,6 +45,7 @@ from encoderlab.inference import (
     scalar_metrics,
     write_jsonl,
     write_submission,
+    write_text_atomic,
 )
 from encoderlab.loggers import check_installed
 from encoderlab.model import Encoder, num_params, param_groups, prepare_training, without_init
@@ -1140,6 +1141,10 @@ def write_evaluation(
         )
         write_jsonl(run.path / "predictions" / "test.jsonl", rows)
         table = task.submission(rows, cfg.task)
+        answers = task.submission_json(rows)
         if table is not None:
             write_submission(run.path / "submission.csv", table)
             say(f"submission: {run.path / 'submission.csv'} ({len(rows):,} rows)")
+        elif answers is not None:
+            write_text_atomic(run.path / "submission.json", json.dumps(answers, ensure_ascii=False))
+            say(f"submission: {run.path / 'submission.json'} ({len(answers):,} answers)")

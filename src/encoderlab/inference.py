@@ -307,7 +307,7 @@ def write_submission(path: Path, table: list[list[Any]], delimiter: str = ",") -
 
 
 # --output suffixes predict does not write: JSON lines under such a name would be read wrong
-_NOT_WRITTEN = (".json", ".parquet", ".xlsx", ".xls", ".gz", ".bz2", ".xz", ".zst", ".zip")
+_NOT_WRITTEN = (".parquet", ".xlsx", ".xls", ".gz", ".bz2", ".xz", ".zst", ".zip")
 
 
 def check_output_writable(out: Path) -> None:
@@ -326,15 +326,15 @@ def output_kind(output: str) -> str:
     words and tags), else "jsonl" (JSON lines). A suffix that names a format
     it does not write (.json, .parquet, a compressed file) is a one-line error."""
     suffix = Path(output).suffix.lower()
-    if suffix in (".csv", ".tsv", ".conllu"):
+    if suffix in (".csv", ".tsv", ".conllu", ".json"):  # .json: a QA run's {id: answer}
         return suffix[1:]
     if suffix in CONLL_OUTPUTS:
         return "conll"
     if suffix in _NOT_WRITTEN:
         raise UserError(
             f"--output {output}: predict does not write {suffix} files; give a .csv or .tsv "
-            "file (the id,label table), a .jsonl file (a JSON object per line) or, for a "
-            "tagging run, a .conll or .conllu file"
+            "file (the id,label table), a .jsonl file (a JSON object per line), for a "
+            "tagging run a .conll or .conllu file, or for a QA run a .json file"
         )
     return "jsonl"
 
@@ -824,7 +824,12 @@ def predict(
     if kind in ("csv", "tsv") and ft.task.submission([], task_cfg) is None:
         raise UserError(  # before the model runs; a .csv of JSON lines would be garbage
             f"--output {output}: a {ft.task.type} run writes no {kind.upper()} table; give a "
-            ".jsonl file"
+            ".jsonl file" + (" (or a .json file of its answers)" if ft.task.type == "qa" else "")
+        )
+    if kind == "json" and ft.task.submission_json([]) is None:
+        raise UserError(
+            f"--output {output}: a .json file is a QA run's answers ({{id: answer}}); for a "
+            f"{ft.task.type} run give a .jsonl file (a JSON object per line) or a .csv table"
         )
     if kind in ("conll", "conllu"):
         _check_conll_output(ft, examples, str(output), kind)
@@ -834,6 +839,9 @@ def predict(
         table = ft.task.submission(rows, task_cfg) if kind in ("csv", "tsv") else None
         if table is not None:
             write_submission(out, table, "\t" if kind == "tsv" else ",")
+        elif kind == "json":
+            answers = ft.task.submission_json(rows)
+            write_text_atomic(out, json.dumps(answers, ensure_ascii=False))
         elif kind in ("conll", "conllu"):
             text = conll_text(examples, rows, ft.labels, conllu=kind == "conllu")
             write_text_atomic(out, text)

@@ -247,6 +247,11 @@ class TaskBase:
         """A test set's submission table (header row first), or None: the task has none."""
         return None
 
+    def submission_json(self, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """A test set's submission as one JSON object, or None: the task has none (QA: the
+        {question id: answer} file the official SQuAD/KorQuAD evaluation scripts read)."""
+        return None
+
     def show_prediction(self, example: Example, row: dict[str, Any]) -> str:
         """One line for `predict --text`."""
         return f"{row['prediction']}  {row.get('input', '')}"

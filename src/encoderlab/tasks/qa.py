@@ -626,6 +626,11 @@ class QATask(TaskBase):
             "answers": [],
         }
 
+    def submission_json(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """{question id: answer text} ("" for no answer), as SQuAD's evaluate-v1.1.py /
+        evaluate-v2.0.py and KorQuAD's script take the predictions."""
+        return {str(r["id"]): r["prediction"] or "" for r in rows}
+
     def show_prediction(self, example: Example, row: dict[str, Any]) -> str:
         score = row.get("score")
         shown = "(no answer)" if row.get("no_answer") else repr(row["prediction"])

@@ -885,3 +885,22 @@ def test_answers_no_window_holds_whole_are_counted_in_a_warning(tokenizers: dict
             cuts.append((stride, not held))
     assert any(c for s, c in cuts if s == 0)  # the case happens without overlap
     assert not any(c for s, c in cuts if s == 10)  # and the overlap removes it
+
+
+def test_a_file_to_predict_gives_every_question_unanswerable_ones_too(tmp_path):
+    """predict with a SQuAD 1.1 run on a file with is_impossible questions wrote fewer
+    predictions than questions, after a warning: a prediction must not depend on gold flags."""
+    from encoderlab.tasks.base import read_to_predict
+
+    context = "the capital of norway is oslo ."
+    qas = [
+        {"id": "a", "question": "capital?", "answers": [{"text": "oslo", "answer_start": 25}]},
+        {"id": "b", "question": "king?", "answers": [], "is_impossible": True},
+    ]
+    data = {"data": [{"title": "t", "paragraphs": [{"context": context, "qas": qas}]}]}
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(data))
+    cfg = TaskConfig(type="qa")
+    assert [ex["id"] for ex in QATask().read(str(path), cfg)] == ["a"]  # training: skipped
+    examples = read_to_predict(QATask(), str(path), cfg)
+    assert [ex["id"] for ex in examples] == ["a", "b"] and not examples.notes

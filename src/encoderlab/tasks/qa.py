@@ -551,8 +551,9 @@ class QATask(TaskBase):
 
     # -- reading -------------------------------------------------------------------------------
 
-    def read(self, path: str, cfg: TaskConfig) -> Examples:
-        """SQuAD v1.1 JSON -> one example per question.
+    def read(self, path: str, cfg: TaskConfig, labelled: bool = True) -> Examples:
+        """SQuAD v1.1 JSON -> one example per question (`labelled=False`, to predict: every
+        question, SQuAD 2.0's unanswerable ones too, whatever task.unanswerable says).
 
         Example keys: id, line (1-based number of the question in the file), where (its JSON
         path), title, article (the split key), context, question, answers (list of
@@ -565,11 +566,12 @@ class QATask(TaskBase):
         name = str(path)
         tally = _Tally()
         examples = Examples()
+        keep = cfg.unanswerable or not labelled  # a prediction for every question
         if _in_rows(name, cfg):
             rows = read_records(name, _row_config(name, cfg))
-            questions = _row_questions(rows, name, tally, cfg.unanswerable)
+            questions = _row_questions(rows, name, tally, keep)
         else:
-            questions = _squad_questions(_squad_data(path), name, tally, cfg.unanswerable)
+            questions = _squad_questions(_squad_data(path), name, tally, keep)
         for example in questions:
             examples.append(example | {"file": name})  # encode's warnings name it
             if cfg.max_examples is not None and len(examples) >= cfg.max_examples:
@@ -588,7 +590,7 @@ class QATask(TaskBase):
                 "(SQuAD v1.1 data): the model still learns to answer nothing where windows "
                 "lack the answer"
             )
-        if tally.kept_impossible:
+        if tally.kept_impossible and cfg.unanswerable:
             examples.notes.append(
                 f"{name}: {tally.kept_impossible:,} of {len(examples):,} questions have no "
                 "answer in their context (SQuAD 2.0; task.unanswerable)"

@@ -490,6 +490,7 @@ def test_pickled_weights_are_refused_without_the_opt_in(minilm, tmp_path, capsys
     assert "save_pretrained" in err and "--set" not in err and "init" not in err, err
     assert not marker.exists()
     config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").unlink()  # a link to MiniLM's own file: never write through it
     (folder / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "x.Y"}}))
     assert cli("embed", f"hf:{folder}", "--input", tmp_path / "t.txt") == 2
     err = one_line_error(capsys)
@@ -1494,9 +1495,13 @@ def test_nul_bytes_and_a_short_vocabulary_are_said(tmp_path, corpus_txt, capsys)
     zeros.write_bytes(corpus_txt.read_bytes() + b"\x00" * 4096)
     n = corpus_txt.read_text().count("\n")
     capsys.readouterr()
+    # skipped, as the token cache skips it, and said (it was an error before the tokenizer
+    # read corpora as tolerantly as pretraining does); never vocabulary
     assert cli("tokenizer", "train", "--corpus", zeros, "--vocab-size", "100",
-               "--out", tmp_path / "t1") == 2  # fmt: skip
-    assert f"crashed.txt:{n + 1}: NUL bytes, not text" in one_line_error(capsys)
+               "--out", tmp_path / "t1") == 0  # fmt: skip
+    assert f"crashed.txt:{n + 1}: NUL bytes, not text" in capsys.readouterr().err
+    vocab = json.loads((tmp_path / "t1" / "tokenizer.json").read_text())["model"]["vocab"]
+    assert not any("\x00" in piece for piece in vocab)
     assert cli("tokenizer", "train", "--corpus", corpus_txt, "--vocab-size", "500",
                "--min-frequency", "100000", "--out", tmp_path / "t2") == 0  # fmt: skip
     assert "min_frequency=100000 (bpe, wordpiece) left few pieces" in capsys.readouterr().err

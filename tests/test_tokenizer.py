@@ -206,11 +206,26 @@ def test_train_from_files(tmp_path):
     assert tokenizer_hash(tok2) == tokenizer_hash(tok)
 
 
-def test_train_from_files_passes_corpus_errors_through(tmp_path):
+def test_train_from_files_skips_bad_records_as_the_token_cache_does_and_says_so(tmp_path):
+    """A bad line stopped a pretraining that trained its tokenizer, while one given
+    tokenizer.path skipped it (the README promises the latter): both skip it now, and say so.
+    A corpus with a mix takes turns under a document cap (the first corpus took it all)."""
     p = tmp_path / "c.jsonl"
-    p.write_text('{"text": "fine"}\n{"text": broken}\n', encoding="utf-8")
-    with pytest.raises(UserError, match=r"c.jsonl:2: not valid JSON"):
-        train_tokenizer_from_files([p], TokenizerConfig(vocab_size=100), DataConfig())
+    good = [json.dumps({"text": t}) for t in TEXTS[:40]]
+    p.write_text("".join(f'{g}\n{{"text": broken}}\n' for g in good), encoding="utf-8")
+    said: list[str] = []
+    tok = train_tokenizer_from_files(
+        [p], TokenizerConfig(vocab_size=100), DataConfig(), said.append
+    )
+    assert len(said) == 1 and "c.jsonl: 40 documents, 40 bad records skipped" in said[0], said
+    assert "c.jsonl:2: not valid JSON" in said[0]
+    ko, en = tmp_path / "ko.txt", tmp_path / "en.txt"
+    ko.write_text("가나다 라마바\n" * 300, encoding="utf-8")
+    en.write_text("hello world\n" * 300)
+    sources = [{"name": "ko", "files": [str(ko)]}, {"name": "en", "files": [str(en)]}]
+    mixed = DataConfig(sources=sources, max_documents=100)
+    tok = train_tokenizer_from_files(None, TokenizerConfig(vocab_size=60, min_frequency=1), mixed)
+    assert tok.token_to_id("hello") is not None and tok.token_to_id("가") is not None
     with pytest.raises(UserError, match="corpus file not found"):
         train_tokenizer_from_files([tmp_path / "x.txt"], TokenizerConfig(), DataConfig())
 

@@ -224,7 +224,7 @@ def _train_and_save_tokenizer(
     files: list[str], tokenizer: dict[str, Any], data: dict[str, Any], out: str
 ) -> None:
     from encoderlab.config import DataConfig, TokenizerConfig, build
-    from encoderlab.data.corpus import iter_documents
+    from encoderlab.data.corpus import FileReport, iter_source, resolve_sources
     from encoderlab.tokenizer import (
         save_tokenizer,
         short_vocab_warning,
@@ -235,17 +235,16 @@ def _train_and_save_tokenizer(
     tcfg = build(TokenizerConfig, tokenizer, "tokenizer train")
     dcfg = build(DataConfig, data, "tokenizer train")
     t0 = time.perf_counter()
-    tok = train_tokenizer_from_files(files, tcfg, dcfg)
+    tok = train_tokenizer_from_files(files, tcfg, dcfg, say=say)  # says what it skipped
     path = save_tokenizer(tok, out)
     if warning := short_vocab_warning(tok, tcfg):
         say(warning)
-    texts = iter_documents(
-        files,
-        text_field=dcfg.text_field,
-        text_column=dcfg.text_column,
-        txt_unit=dcfg.txt_unit,
-        fmt=dcfg.format,
-        sheet=dcfg.sheet,
+    options = {"text_field": dcfg.text_field, "text_column": dcfg.text_column}
+    options |= {"txt_unit": dcfg.txt_unit, "fmt": dcfg.format, "sheet": dcfg.sheet}
+    texts = (  # read as the tokenizer read them: a bad line skipped, not raised
+        doc
+        for src in resolve_sources(files, dcfg.format)
+        for doc in iter_source(src, **options, report=FileReport())
     )
     if warning := unknown_warning(tok, texts, tcfg):
         say(_as_flags(warning))

@@ -48,7 +48,9 @@ def obtain_tokenizer(cfg: Config, say: Callable[[str], None]):
     if not (cfg.tokenizer.train_files or cfg.data.corpus or cfg.data.sources):
         raise UserError("no corpus: set data.corpus (a list of files or globs) or data.sources")
     say(f"training a {cfg.tokenizer.kind} tokenizer (vocab {cfg.tokenizer.vocab_size:,})")
-    tok = train_tokenizer_from_files(None, cfg.tokenizer, cfg.data)
+    # the token cache's pass says what the corpus's files skip; other files are said here
+    told = say if cfg.tokenizer.train_files is not None else None
+    tok = train_tokenizer_from_files(None, cfg.tokenizer, cfg.data, say=told)
     if warning := short_vocab_warning(tok, cfg.tokenizer):
         say(warning)
     return tok

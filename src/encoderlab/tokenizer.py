@@ -17,7 +17,7 @@ import json
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -326,21 +326,46 @@ class _Documents:
     """Re-iterable view of corpus files, so training can take a second pass if it must.
 
     `groups` are (files, reading options) pairs: one per corpus of a mix (data.sources).
+    Read tolerantly, as the token cache reads them (a bad line stopped a pretraining whose
+    tokenizer it trained, and was skipped by one given tokenizer.path); `reports` says what
+    the last pass skipped. Under a document cap the groups take turns, so the first corpus
+    of a mix does not take the whole cap.
     """
 
     def __init__(self, groups: list[tuple[Sequence[str | Path], dict[str, Any]]], cap: int | None):
         self.groups, self.cap = groups, cap
+        self.reports: list[Any] = []
 
     def __iter__(self) -> Iterator[str]:
-        from encoderlab.data.corpus import iter_documents
-
+        self.reports = []
+        streams = [self._group(paths, options) for paths, options in self.groups]
+        if self.cap is None:
+            yield from itertools.chain.from_iterable(streams)
+            return
         n = 0
-        for paths, options in self.groups:
-            for doc in iter_documents(paths, **options):
-                if self.cap is not None and n >= self.cap:
-                    return
+        while streams and n < self.cap:
+            for stream in list(streams):
+                doc = next(stream, None)
+                if doc is None:
+                    streams.remove(stream)
+                    continue
                 n += 1
                 yield doc
+                if n >= self.cap:
+                    return
+
+    def _group(self, paths: Sequence[str | Path], options: dict[str, Any]) -> Iterator[str]:
+        from encoderlab.data.corpus import FileReport, iter_source, no_text_message, resolve_sources
+
+        for src in resolve_sources(paths, options.get("fmt", "auto")):
+            report = FileReport(path=str(src))
+            self.reports.append(report)
+            yield from iter_source(src, **options, report=report)
+            if report.documents == 0 and not report.n_problems:  # empty: a mistake, as before
+                raise UserError(no_text_message(src, options))
+
+    def warnings(self) -> list[str]:
+        return [f"warning: {r.summary()}" for r in self.reports if r.n_problems]
 
 
 def short_vocab_warning(tok: Tokenizer, cfg: TokenizerConfig) -> str | None:
@@ -381,14 +406,17 @@ def unknown_warning(tok: Tokenizer, texts: Iterable[str], cfg: TokenizerConfig) 
 
 
 def train_tokenizer_from_files(
-    paths: Sequence[str | Path] | None, cfg: TokenizerConfig, data_cfg: DataConfig
+    paths: Sequence[str | Path] | None,
+    cfg: TokenizerConfig,
+    data_cfg: DataConfig,
+    say: Callable[[str], None] | None = None,
 ) -> Tokenizer:
     """Train on corpus files read with the data section's format options.
 
     `paths=None` means cfg.train_files, or the pretraining corpus (data.corpus and every
     corpus of data.sources) when those are unset. The document cap is the smaller of
     tokenizer.max_train_documents and data.max_documents: a tokenizer should not see text the
-    model will never be trained on.
+    model will never be trained on. `say`: where the lines and records skipped are told.
     """
     from encoderlab.data.corpus import resolve_sources
 
@@ -423,7 +451,17 @@ def train_tokenizer_from_files(
     for (files, opts), where in zip(groups, keys, strict=True):
         resolve_sources(files, opts["fmt"], where)  # fail on a missing file now, not mid-pass
     caps = [c for c in (cfg.max_train_documents, data_cfg.max_documents) if c is not None]
-    return train_tokenizer(_Documents(groups, min(caps) if caps else None), cfg)
+    docs = _Documents(groups, min(caps) if caps else None)
+    try:
+        tok = train_tokenizer(docs, cfg)
+    except UserError as e:  # too little text: what was skipped may be why
+        skipped = [r.summary() for r in docs.reports if r.n_problems]
+        if not skipped:
+            raise
+        raise UserError(f"{e}; skipped: {' | '.join(skipped)}") from None
+    for warning in docs.warnings() if say is not None else []:
+        say(warning)
+    return tok
 
 
 def check_new_tokenizer_dir(out_dir: str | Path, overwrite: bool = False) -> Path:

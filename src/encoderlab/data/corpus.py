@@ -529,6 +529,16 @@ def _counted(
         raise UserError(_empty_message(src, text_field, columns, fmt))
 
 
+def no_text_message(src: Source, options: dict[str, Any]) -> str:
+    """What strict reading says of a source without a document, for a tolerant reader whose
+    report shows one that had no bad line either (an empty file: a wrong path, a failed
+    export)."""
+    columns = _columns(options.get("text_column", "text"))
+    return _empty_message(
+        src, options.get("text_field", "text"), columns, options.get("fmt", "auto")
+    )
+
+
 def _empty_message(src: Source, text_field: str, columns: list[str], fmt: str) -> str:
     cols = ", ".join(f"'{c}'" for c in columns)
     what = f"column{'s' if len(columns) > 1 else ''} {cols} empty in every row"

@@ -331,3 +331,22 @@ def test_one_long_line_without_spaces_does_not_stall_training(kind):
     tok = train_tokenizer(texts, TokenizerConfig(kind=kind, vocab_size=600))
     assert time.perf_counter() - t0 < 10  # ~0.1 s now; over 30 s before
     assert tok.encode("The film was a story.").tokens[1:3] in (["The", "film"], ["ĠThe", "Ġfilm"])
+
+
+def test_a_later_files_missing_column_is_found_before_the_pass_over_the_first(
+    tmp_path, monkeypatch
+):
+    """It was found only once the files before it had been read (hours, on a real corpus)."""
+    import encoderlab.tokenizer as tokenizer_mod
+
+    big = tmp_path / "big.txt"
+    big.write_text("\n".join(TEXTS) + "\n")
+    table = tmp_path / "t.tsv"
+    table.write_text("id\tdocument\n1\tgood film\n")
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("training started before the files were checked")
+
+    monkeypatch.setattr(tokenizer_mod, "train_tokenizer", no_pass)
+    with pytest.raises(UserError, match=r"t.tsv: no column 'text'"):
+        train_tokenizer_from_files([big, table], TokenizerConfig(vocab_size=100), DataConfig())

@@ -418,7 +418,7 @@ def train_tokenizer_from_files(
     tokenizer.max_train_documents and data.max_documents: a tokenizer should not see text the
     model will never be trained on. `say`: where the lines and records skipped are told.
     """
-    from encoderlab.data.corpus import resolve_sources
+    from encoderlab.data.corpus import FileReport, iter_source, resolve_sources
 
     options = {
         "text_field": data_cfg.text_field,
@@ -449,7 +449,11 @@ def train_tokenizer_from_files(
             }
             groups.append((src.files, {**options, **own}))
     for (files, opts), where in zip(groups, keys, strict=True):
-        resolve_sources(files, opts["fmt"], where)  # fail on a missing file now, not mid-pass
+        for src in resolve_sources(files, opts["fmt"], where):  # a missing file: now
+            # a later file's missing column or field: now, not after reading the ones before
+            first = iter_source(src, **opts, report=FileReport())
+            next(first, None)
+            first.close()
     caps = [c for c in (cfg.max_train_documents, data_cfg.max_documents) if c is not None]
     docs = _Documents(groups, min(caps) if caps else None)
     try:

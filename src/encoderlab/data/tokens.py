@@ -95,6 +95,13 @@ def example_spans(store: ShardStore, data: DataConfig) -> Examples:
     return examples
 
 
+def packed_loss(store: ShardStore, examples: Examples) -> float:
+    """The share of the corpus's tokens no packed block holds (0 in sentence mode)."""
+    if examples.first is None or not store.n_tokens:
+        return 0.0
+    return 1.0 - len(examples) * examples.width / store.n_tokens
+
+
 def split_spans(
     examples: Examples,
     valid_ratio: float,
@@ -318,6 +325,12 @@ def build_mlm_datasets(
     )
     examples = example_spans(store, data)
     _check_every_source_has_text(store, examples, data)
+    if (lost := packed_loss(store, examples)) > 0.05:
+        log(
+            f"warning: packed blocks of data.block_len={data.block_len} leave out "
+            f"{lost:.0%} of the corpus's tokens (each shard's tail, short of a block: many small "
+            "files make many shards); concatenate the files, or set data.mode=sentence"
+        )
     weights = [s.weight for s in corpus_sources(data)]
     per_source = len(weights) > 1  # validation metrics per source, e.g. valid/ko/mlm_acc
     train, valid = split_spans(

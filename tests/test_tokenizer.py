@@ -350,3 +350,23 @@ def test_a_later_files_missing_column_is_found_before_the_pass_over_the_first(
     monkeypatch.setattr(tokenizer_mod, "train_tokenizer", no_pass)
     with pytest.raises(UserError, match=r"t.tsv: no column 'text'"):
         train_tokenizer_from_files([big, table], TokenizerConfig(vocab_size=100), DataConfig())
+
+
+def test_tokenizer_train_takes_several_text_columns_and_refuses_one_twice(tmp_path, capsys):
+    """A repeated --text-column kept the last (English dropped without a word); a column
+    listed twice in data.text_column gave every document twice."""
+    from conftest import run_cli
+
+    table = tmp_path / "multi.csv"
+    rows = [f"{i},the film number {i} was good,영화 {i} 번은 좋았다" for i in range(60)]
+    table.write_text("id,en,ko\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "tok"
+    args = ["tokenizer", "train", "--corpus", table, "--vocab-size", 80, "--out"]
+    assert run_cli(*args, out, "--text-column", "en", "--text-column", "ko") == 0
+    vocab = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
+    assert any("영" in k for k in vocab) and any(k.startswith("f") for k in vocab)
+    capsys.readouterr()
+    assert run_cli(*args, tmp_path / "t2", "--text-column", "en", "--text-column", "en") == 2
+    assert "a column is given twice" in capsys.readouterr().err
+    with pytest.raises(Exception, match="a column is listed twice"):
+        DataConfig(text_column=["en", "en"])

@@ -158,7 +158,10 @@ def tokenizer_train(
     lowercase: Annotated[bool, typer.Option("--lowercase/--no-lowercase")] = False,
     min_frequency: Annotated[int, typer.Option("--min-frequency")] = 2,
     text_field: Annotated[str, typer.Option("--text-field", help=".jsonl key")] = "text",
-    text_column: Annotated[str, typer.Option("--text-column", help=".csv/.tsv column")] = "text",
+    text_column: Annotated[
+        list[str] | None,
+        typer.Option("--text-column", help=".csv/.tsv column (repeat: one document each)"),
+    ] = None,
     txt_unit: Annotated[str, typer.Option("--txt-unit", help="line | paragraph")] = "line",
     file_format: Annotated[
         str, typer.Option("--format", help="auto (from the name) | txt | jsonl | csv | tsv | ...")
@@ -182,9 +185,12 @@ def tokenizer_train(
         "lowercase": lowercase,
         "min_frequency": min_frequency,
     }
+    columns = list(text_column or ["text"])
+    if len(set(columns)) < len(columns):  # each column read twice: every document twice
+        raise UserError(f"--text-column {columns}: a column is given twice; give each once")
     data = {
         "text_field": text_field,
-        "text_column": text_column,
+        "text_column": columns[0] if len(columns) == 1 else columns,
         "txt_unit": txt_unit,
         "format": file_format,
     }

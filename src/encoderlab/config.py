@@ -286,6 +286,9 @@ class DataConfig(Section):
             )
         if not 0.0 <= self.valid_ratio < 1.0:
             raise ValueError("valid_ratio must be in [0, 1)")
+        columns = self.text_column if isinstance(self.text_column, list) else []
+        if len(set(columns)) < len(columns):  # every document twice, copies in validation
+            raise ValueError(f"text_column={columns}: a column is listed twice; list each once")
         if self.block_len < 4:
             raise ValueError("block_len must be at least 4")
         _positive_finite("shard_mb", self.shard_mb)

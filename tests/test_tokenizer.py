@@ -370,3 +370,16 @@ def test_tokenizer_train_takes_several_text_columns_and_refuses_one_twice(tmp_pa
     assert "a column is given twice" in capsys.readouterr().err
     with pytest.raises(Exception, match="a column is listed twice"):
         DataConfig(text_column=["en", "en"])
+
+
+def test_a_sources_entry_error_names_that_entrys_own_key(tmp_path):
+    """It said "set data.text_field", which the entry's own text_field overrides."""
+    corpus = tmp_path / "en.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    sources = [{"name": "en", "files": [str(corpus)], "text_field": "body"}]
+    with pytest.raises(UserError, match=r"no field 'body' .*set data\.sources\[0\]\.text_field"):
+        train_tokenizer_from_files(
+            None, TokenizerConfig(vocab_size=100), DataConfig(sources=sources)
+        )
+    with pytest.raises(Exception, match="'tsvv'"):
+        DataConfig(sources=[{"name": "en", "files": [str(corpus)], "format": "tsvv"}])

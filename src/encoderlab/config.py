@@ -200,13 +200,16 @@ class TokenizerConfig(Section):
         return self
 
 
+CorpusFormat = Literal["auto", "txt", "jsonl", "csv", "tsv", "parquet", "xlsx", "hf"]
+
+
 class CorpusSource(Section):
     """One named corpus of a mix; reading options left unset fall back to the data section's."""
 
     name: str
     files: list[str]
     weight: float | None = None  # share of training examples; None: its natural size
-    format: str | None = None
+    format: CorpusFormat | None = None  # a typo was refused only when the files were read
     text_field: str | None = None
     text_column: str | list[str] | None = None
 

@@ -452,7 +452,10 @@ def train_tokenizer_from_files(
         for src in resolve_sources(files, opts["fmt"], where):  # a missing file: now
             # a later file's missing column or field: now, not after reading the ones before
             first = iter_source(src, **opts, report=FileReport())
-            next(first, None)
+            try:
+                next(first, None)
+            except UserError as e:
+                raise UserError(_own_keys(str(e), where, data_cfg)) from None
             first.close()
     caps = [c for c in (cfg.max_train_documents, data_cfg.max_documents) if c is not None]
     docs = _Documents(groups, min(caps) if caps else None)
@@ -466,6 +469,19 @@ def train_tokenizer_from_files(
     for warning in docs.warnings() if say is not None else []:
         say(warning)
     return tok
+
+
+def _own_keys(message: str, where: str, data_cfg: DataConfig) -> str:
+    """An error of a data.sources entry names that entry's own key where it sets one (it said
+    "set data.text_field", which its own text_field overrides)."""
+    if not where.startswith("data.sources["):
+        return message
+    i = int(where.split("[", 1)[1].split("]", 1)[0])
+    src = data_cfg.sources[i]
+    for key, own in (("text_field", src.text_field), ("text_column", src.text_column)):
+        if own is not None:
+            message = message.replace(f"data.{key}", f"data.sources[{i}].{key}")
+    return message
 
 
 def check_new_tokenizer_dir(out_dir: str | Path, overwrite: bool = False) -> Path:

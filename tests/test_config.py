@@ -245,3 +245,15 @@ def test_max_steps_is_the_length_of_the_run_unless_epochs_is_written() -> None:
     assert (both.epochs, both.max_steps) == (2, 50)  # written: whichever ends first
     ft = load_config(None, ["train.max_steps=50", "task.train=x.csv"], FinetuneConfig)
     assert resolve_defaults(ft, say=lambda m: None).train.epochs is None
+
+
+def test_an_indexed_key_and_a_key_named_like_a_type_are_said_as_written() -> None:
+    """`data.sources[0].weight=2` was "unknown config key 'data'" (while data is a key), and
+    so was `train.list=2`: the key's part named like a pydantic union member was dropped."""
+    from encoderlab.config import Config, load_config
+    from encoderlab.errors import UserError
+
+    with pytest.raises(UserError, match=r"a key takes no \[index\]; set the whole list"):
+        load_config(None, ["data.sources[0].weight=2"], Config)
+    with pytest.raises(UserError, match="unknown config key 'train.list'"):
+        load_config(None, ["train.list=2"], Config)

@@ -921,7 +921,10 @@ def _format_validation_error(err: ValidationError, model: type[BaseModel], sourc
     """One line: the first problem, its dotted key, and the keys that would have been valid."""
     first = err.errors()[0]
     # pydantic names the member of a union it tried ('str', 'list[str]'): not a config key
-    loc = [str(p) for p in first["loc"] if not (isinstance(p, str) and _UNION_TAG.fullmatch(p))]
+    raw = list(first["loc"])
+    # ...but an unknown key is the last part, whatever it is called (`train.list`)
+    last = [str(raw.pop())] if first["type"] == "extra_forbidden" and raw else []
+    loc = [str(p) for p in raw if not (isinstance(p, str) and _UNION_TAG.fullmatch(p))] + last
     key = ".".join(loc) or "(top level)"
     got = first.get("input")
     if first["type"] == "extra_forbidden":
@@ -996,6 +999,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not key:
         raise UserError(f"--set {text!r}: the key before '=' is empty")
+    if "[" in key:  # data.sources[0].weight: read as a key named "sources[0]", then "unknown"
+        head = key.split("[", 1)[0]
+        raise UserError(
+            f"--set {text!r}: a key takes no [index]; set the whole list, e.g. "
+            f"--set '{head}=[{{...}}, {{...}}]'"
+        )
     try:
         value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() != "" else ""  # noqa: S506
     except yaml.YAMLError:

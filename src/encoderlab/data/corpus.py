@@ -172,10 +172,10 @@ def resolve_sources(
     if entries is None or isinstance(entries, (str, Path)):
         entries = [] if entries is None else [entries]
     if not entries:
-        raise UserError(
+        example = f" (e.g. --set '{where}=[train.txt]')" if "[" not in where else ""
+        raise UserError(  # an entry of data.sources has no --set of its own
             f"no corpus files given; set {where} to a list of .txt/.jsonl/.csv/.tsv/"
-            ".parquet/.xlsx files, dataset directories or hf:<name> entries "
-            f"(e.g. --set '{where}=[train.txt]')"
+            f".parquet/.xlsx files, dataset directories or hf:<name> entries{example}"
         )
     _check_format(fmt)
     out: list[Source] = []

@@ -523,3 +523,24 @@ def test_many_small_files_in_packed_mode_say_what_share_the_blocks_leave_out(tmp
     data = DataConfig(corpus=[str(one)], block_len=32, cache_dir=str(tmp_path / "c"))
     build_mlm_datasets(data, tok, 0, said.append)
     assert not any("leave out" in m for m in said), said
+
+
+def test_max_documents_taken_by_the_first_source_is_the_reason_given(tmp_path, tok):
+    """The later source's error blamed its files and filters."""
+    from encoderlab.data.tokens import build_mlm_datasets
+    from encoderlab.errors import UserError
+
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("\n".join(synthetic_lines(50, seed=1)) + "\n")
+    b.write_text("\n".join(synthetic_lines(50, seed=2)) + "\n")
+    sources = [
+        {"name": "a", "files": [str(a)], "weight": 1},
+        {"name": "b", "files": [str(b)], "weight": 1},
+    ]
+    data = DataConfig(
+        sources=sources, max_documents=30, block_len=32, cache_dir=str(tmp_path / "c")
+    )
+    with pytest.raises(
+        UserError, match=r"data.sources\[1\] \(b\).*data.max_documents=30 was taken"
+    ):
+        build_mlm_datasets(data, tok, 0, lambda m: None)

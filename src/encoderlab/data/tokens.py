@@ -294,6 +294,12 @@ def _check_every_source_has_text(store: ShardStore, examples: Examples, data: Da
                 if source.name == "corpus"
                 else f"data.sources[{i - bool(data.corpus)}]"
             )
+            if data.max_documents is not None:  # taken in order: the first sources took it
+                raise UserError(
+                    f"{where} ({source.name}): no text left to train on: data.max_documents="
+                    f"{data.max_documents} was taken by the sources read before it; raise "
+                    "data.max_documents or leave it unset"
+                )
             raise UserError(
                 f"{where} ({source.name}): no text left to train on (its files are empty, or "
                 "data.filters removed all of it); fix its files or filters, or drop it"

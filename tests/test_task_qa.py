@@ -904,3 +904,18 @@ def test_a_file_to_predict_gives_every_question_unanswerable_ones_too(tmp_path):
     assert [ex["id"] for ex in QATask().read(str(path), cfg)] == ["a"]  # training: skipped
     examples = read_to_predict(QATask(), str(path), cfg)
     assert [ex["id"] for ex in examples] == ["a", "b"] and not examples.notes
+
+
+def test_task_format_json_reads_rows_in_a_json_file_too(tmp_path):
+    """format: json is what the README names for .json files, and QA's .json may hold rows (an
+    array, or JSON lines): it failed as "not SQuAD JSON" where auto read them."""
+    rows = [
+        {"id": "a", "context": "the capital is oslo .", "question": "capital?",
+         "answers": {"text": ["oslo"], "answer_start": [15]}},
+    ]  # fmt: skip
+    array, lines = tmp_path / "array.json", tmp_path / "lines.json"
+    array.write_text(json.dumps(rows))
+    lines.write_text("".join(json.dumps(r) + "\n" for r in rows * 2))
+    for path in (array, lines):
+        ex = QATask().read(str(path), TaskConfig(type="qa", format="json"))[0]
+        assert ex["answers"] == [{"text": "oslo", "answer_start": 15}]

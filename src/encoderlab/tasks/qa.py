@@ -266,7 +266,7 @@ def _in_rows(path: str, cfg: TaskConfig) -> bool:
     (what `Dataset.to_json` writes)."""
     if cfg.format in ("jsonl", "parquet", "hf"):
         return True
-    if cfg.format != "auto":
+    if cfg.format not in ("auto", "json"):  # json: SQuAD's nested file, or rows: look
         return False
     p = Path(path)
     if is_dataset_source(path):
@@ -291,7 +291,7 @@ def _in_rows(path: str, cfg: TaskConfig) -> bool:
 def _row_config(path: str, cfg: TaskConfig) -> TaskConfig:
     """`cfg` for the row reader: a .json file of JSON lines is read as jsonl, a folder or
     hf:<name> by what it is."""
-    if cfg.format == "auto" and plain_name(path).endswith(".json"):  # an array, or JSON lines
+    if cfg.format in ("auto", "json") and plain_name(path).endswith(".json"):  # array / lines
         return cfg.model_copy(update={"format": "json"})
     return cfg.model_copy(update={"format": "auto"}) if cfg.format == "hf" else cfg
 

@@ -130,10 +130,9 @@ def classification_run(
     return run.path
 
 
-def qa_run(root: Path) -> Path:
-    cfg = FinetuneConfig.model_validate(
-        {"name": "kq", "runs_dir": str(root), "task": {"type": "qa", "train": "korquad.json"}}
-    )
+def qa_run(root: Path, squad2: dict | None = None) -> Path:
+    task = {"type": "qa", "train": "korquad.json", "unanswerable": bool(squad2)}
+    cfg = FinetuneConfig.model_validate({"name": "kq", "runs_dir": str(root), "task": task})
     run = Run.create(root, cfg.name, cfg, kind="finetune/qa")
     run.update(task="qa", init="scratch", steps_per_epoch=10, train_examples=40, valid_examples=4)
     for step in (10, 20):
@@ -153,7 +152,7 @@ def qa_run(root: Path) -> Path:
         }
         for i in range(4)
     ]
-    metrics = {"em": 50.0, "f1": 62.5, "answers_failed": 1, "questions": 4}
+    metrics = {"em": 50.0, "f1": 62.5, "answers_failed": 1, "questions": 4, **(squad2 or {})}
     _write_eval(run, rows, metrics, {})
     _finish(run, metrics, "f1", 62.5)
     return run.path
@@ -198,6 +197,18 @@ def built(tmp_path_factory) -> dict:
         "html": html_path.read_text(encoding="utf-8"),
         "html_path": html_path,
     }
+
+
+def test_squad2_runs_show_the_answerable_and_unanswerable_split(tmp_path):
+    """The report showed SQuAD 2.0's EM and F1 but not the official script's split."""
+    v2 = {"has_ans_f1": 75.0, "no_ans_acc": 50.0, "best_f1": 70.0, "has_ans_em": 50.0}
+    qa = qa_run(tmp_path / "runs", v2)
+    build_report([qa], tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    row = dict(zip(_md_row(md, "run"), _md_row(md, qa.name), strict=True))
+    assert (row["HasAns F1 (%)"], row["NoAns acc (%)"], row["best F1 (%)"]) == (
+        "75.00", "50.00", "70.00",
+    )  # fmt: skip
 
 
 def _md_row(md: str, first_cell: str) -> list[str]:

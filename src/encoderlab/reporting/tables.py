@@ -48,6 +48,10 @@ METRIC_COLUMNS = [
     ("Spearman (x100)", "spearman"),
     ("MSE", "mse"),
     ("EM (%)", "em"),
+    # SQuAD 2.0, as the official script splits it: answerable, unanswerable, best threshold
+    ("HasAns F1 (%)", "has_ans_f1"),
+    ("NoAns acc (%)", "no_ans_acc"),
+    ("best F1 (%)", "best_f1"),
     ("MLM acc (%)", "mlm_acc"),
     ("replaced-token F1 (%)", "disc_f1"),
 ]

@@ -927,3 +927,15 @@ def test_the_resume_fingerprint_is_the_examples_not_where_they_were_read():
     same = data_fingerprint(data("/old/eng.train", "3", "a"))
     assert data_fingerprint(data("/new/place/eng.train", "4", "a")) == same
     assert data_fingerprint(data("/old/eng.train", "3", "z"))["train"] != same["train"]
+
+
+def test_a_valid_file_without_labels_is_refused_before_training(tmp_path):
+    """It trained with no metric and no model selection ("best checkpoint step-10:" with
+    nothing after it), the problem said only at the first evaluation."""
+    valid = write_csv(tmp_path / "valid.csv", sentiment_rows(20, 1), ["id", "text"])
+    cfg = build(base_cfg(tmp_path, task={"valid": str(valid)}))
+    from encoderlab.errors import UserError
+
+    with pytest.raises(UserError, match=r"valid.csv: no column .target."):
+        finetune(cfg, say=quiet)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from inspect import signature
 from pathlib import Path
 from typing import Any
 
@@ -592,7 +593,9 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
                 "scores will flatter the model; give held-out data, or leave task.valid unset "
                 "(task.valid_ratio splits the training file)"
             )
-        read.append(whole_unicode(task.read(valid_path, t), valid_path))
+        # labelled: an unlabelled valid file trained with no model selection and no metric
+        labelled = {"labelled": True} if "labelled" in signature(task.read).parameters else {}
+        read.append(whole_unicode(task.read(valid_path, t, **labelled), valid_path))
         valid: list[Example] = read[-1]
         source = valid_path
     else:

@@ -857,3 +857,27 @@ def test_a_data_set_folder_reads_its_data_files_only(tmp_path):
     (docs / "README").write_text("nothing here\n")
     with pytest.raises(UserError, match="holds no data file, only README"):
         TaggingTask().read(str(docs), cfg())
+
+
+def test_a_file_to_predict_is_not_refused_for_tags_it_throws_away(tmp_path):
+    """predict on a CoNLL file with POS tags, BIOES tags or another scheme's tags stopped at
+    a tag check of tags it then discards; a labelled read still checks them."""
+    from encoderlab.tasks.base import read_to_predict
+
+    cases = {
+        "pos.conll": "EU NNP\nrejects VBZ\ncall NN\n\nPeter NNP\nruns VBZ\n",
+        "bioes.conll": "EU S-ORG\nrejects O\n\nPeter B-PER\nBlackburn E-PER\n",
+    }
+    cfg = TaskConfig(type="tagging")
+    for name, body in cases.items():
+        path = tmp_path / name
+        path.write_text(body)
+        examples = read_to_predict(TaggingTask(), str(path), cfg)
+        assert [ex["tokens"][0] for ex in examples] == [body.split()[0], "Peter"]
+        assert all(ex["tags"] is None for ex in examples)
+        with pytest.raises(UserError):
+            TaggingTask().read(str(path), cfg, labelled=True)
+    iob1 = tmp_path / "iob1.conll"
+    iob1.write_text("EU I-ORG\nrejects O\nGerman I-MISC\n")
+    bio = TaskConfig(type="tagging", tag_scheme="bio")
+    assert len(read_to_predict(TaggingTask(), str(iob1), bio)) == 1

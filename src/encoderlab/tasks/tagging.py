@@ -400,6 +400,7 @@ class _Report:
         self.notes: list[str] = []  # said as they are (the row reader's task.where count)
         self.warnings: list[str] = []  # likewise (rows that repeat an id)
         self.no_tags: str | None = None  # rows: why a sentence has no tags, for the error
+        self.ignore_tags = False  # a file to predict: its tags are thrown away, not checked
 
     def add(self, kind: str, where: str, k: int = 1) -> None:
         if k > 0:
@@ -598,13 +599,15 @@ def _read_conll(path: Path, lines: list[str], cfg: TaskConfig, report: _Report) 
         words.append(cols[0])
         if n_cols > 1:
             tag = cols[tag_col].strip()
-            if cfg.tag_scheme != "plain":
+            if report.ignore_tags:
+                pass  # another scheme's (or POS) tags stopped a prediction that drops them
+            elif cfg.tag_scheme != "plain":
                 _check_tag(tag, f"{path}:{n}", columns=True)
             else:
                 _check_plain_tag(tag, f"{path}:{n}")
             tags.append(tag)
     close()
-    if n_cols > 1 and cfg.tag_scheme != "plain":
+    if n_cols > 1 and cfg.tag_scheme != "plain" and not report.ignore_tags:
         _fix_scheme(path, sentences, cfg.tag_scheme, report)
     return [
         {
@@ -665,6 +668,8 @@ def _read_conllu(path: Path, lines: list[str], cfg: TaskConfig, report: _Report)
         tag = cols[col].strip()
         if tag in ("", "_"):
             untagged.append(f"{path}:{n}: word '{cols[1]}' has no tag in column {col}")
+        elif report.ignore_tags:
+            pass
         elif cfg.tag_scheme == "plain":
             _check_plain_tag(tag, f"{path}:{n}")
         else:
@@ -684,7 +689,7 @@ def _read_conllu(path: Path, lines: list[str], cfg: TaskConfig, report: _Report)
             f"no word has a tag in column {col} (task.tag_column: 3 UPOS, 4 XPOS); point it "
             "at the column that holds the tags"
         )
-    if sentences and tagged and cfg.tag_scheme != "plain":
+    if sentences and tagged and cfg.tag_scheme != "plain" and not report.ignore_tags:
         _fix_scheme(path, sentences, cfg.tag_scheme, report)
     # the file's own sentence ids where every sentence has one and no two are the same (UD's
     # "weblog-...-0001"), so predictions name the sentences as the treebank does
@@ -994,6 +999,7 @@ class TaggingTask(TaskBase):
         predict, whose tags, if any, are not read (another scheme's tags stopped predict).
         """
         report = _Report()
+        report.ignore_tags = labelled is False
         if _in_rows(str(path), cfg):  # not recorded as the run's format: told by the path
             examples = _row_examples(str(path), cfg, report, labelled)[: cfg.max_examples]
         else:

@@ -20,6 +20,7 @@ from encoderlab.tasks.tagging import (
     detect_format,
     entities,
     entity_scores,
+    split_words,
     word_spans,
 )
 from encoderlab.tokenizer import train_tokenizer
@@ -881,3 +882,18 @@ def test_a_file_to_predict_is_not_refused_for_tags_it_throws_away(tmp_path):
     iob1.write_text("EU I-ORG\nrejects O\nGerman I-MISC\n")
     bio = TaskConfig(type="tagging", tag_scheme="bio")
     assert len(read_to_predict(TaggingTask(), str(iob1), bio)) == 1
+
+
+def test_raw_text_to_tag_has_its_punctuation_apart_as_word_level_data_has_it():
+    """ "(EU)" was one word whose first sub-token, "(", is O in all CoNLL data: the entity was
+    missed, and "France." came back as an entity's text. Character-markup runs (KLUE-NER,
+    KMOU) learned words with their punctuation: theirs stay as the whitespace left them."""
+    text = 'The (EU) rejects "German" calls, says the U.S. and don\'t... France.'
+    words = split_words(text)
+    assert words == ["The", "(", "EU", ")", "rejects", '"', "German", '"', "calls", ",", "says",
+                     "the", "U.S.", "and", "don't", "...", "France", "."]  # fmt: skip
+    assert [text[a:b] for a, b in word_spans(text, words)] == words
+    task = TaggingTask()
+    assert task.example_from_text(text, None, 0)["tokens"] == words
+    task.words_keep_punctuation = True
+    assert task.example_from_text(text, None, 0)["tokens"] == text.split()

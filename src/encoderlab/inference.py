@@ -60,11 +60,13 @@ from encoderlab.tasks.reading import reading_config
 from encoderlab.tasks.records import header_for, split_for_role
 from encoderlab.tasks.tagging import (
     CONLL_OUTPUTS,
+    ENTITY_FORMATS,
     TaggingTask,
     check_conll_words,
     conll_text,
     entities,
     entity_tags,
+    split_words,
     word_spans,
 )
 from encoderlab.tokenizer import load_tokenizer, special_ids
@@ -595,7 +597,8 @@ def scored(
     if isinstance(pred, list) and "tokens" in example:
         words = example["tokens"]
         raw = example.get("raw")  # the text as given: a file's words have none
-        text = raw if isinstance(raw, str) and raw.split() == list(words) else " ".join(words)
+        given = isinstance(raw, str) and list(words) in (raw.split(), split_words(raw))
+        text = raw if given else " ".join(words)
         spans = word_spans(text, words)
 
         def lowest(a: int, b: int) -> float | None:
@@ -640,6 +643,8 @@ def load_finetuned(path: str | Path) -> Finetuned:
         )
     cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
     task = get_task(cfg.task.type)
+    if hasattr(task, "words_keep_punctuation"):  # tagging: words as its training data had them
+        task.words_keep_punctuation = cfg.task.format in ENTITY_FORMATS
     tok = load_tokenizer(run.path / "tokenizer")
     labels = run_labels(run)
     model_cfg = run_model_config(run)

@@ -11,7 +11,8 @@ Formats (task.format; "auto" looks at the file's first lines):
   sentence; ``-DOCSTART-`` lines are skipped. A file with a single column is unlabelled.
 * ``klue-ner``: KLUE NER TSV: ``## id<TAB>marked sentence`` then one ``CHAR<TAB>TAG`` row
   per character (spaces included), character-level BIO.
-* ``lines``: plain sentences, one per line, words split at whitespace, no tags (an input for
+* ``lines``: plain sentences, one per line, words split at whitespace (and a word's edge
+  punctuation apart, but for runs of KLUE-NER / KMOU markup), no tags (an input for
   ``predict``). A file that has no tags and is plainly not laid out in the run's format (conll:
   lines of different numbers of words, or one line; klue-ner: no '##' line or tab and lines
   longer than a character; kmou: no sentence headers) is read this way too, with a warning:
@@ -65,6 +66,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +148,35 @@ def entities(tags: list[str]) -> list[tuple[str, int, int]]:
         if prefix == "B" or (prefix == "I" and start < 0):
             start, typ = i, ty
     return chunks
+
+
+# a word's leading and trailing punctuation, peeled off as words of their own ("(EU)" ->
+# "(", "EU", ")"; "France." -> "France", "."), as CoNLL-style data is tokenised; inner
+# punctuation stays ("don't", "U.S.", "e-mail": a dot after an inner dot is the word's own)
+_LEAD = re.compile(r"^[^\w\s]")
+_TRAIL = re.compile(r"[^\w\s]$")
+
+
+def split_words(text: str) -> list[str]:
+    """Words of raw text to tag: whitespace-split, punctuation at a word's edges apart."""
+    words: list[str] = []
+    for chunk in text.split():
+        head: list[str] = []
+        tail: list[str] = []
+        while len(chunk) > 1 and _LEAD.match(chunk):
+            run = len(chunk) - len(chunk.lstrip(chunk[0]))  # "((" or "..." is one word
+            head.append(chunk[:run])
+            chunk = chunk[run:]
+        while len(chunk) > 1 and _TRAIL.search(chunk):
+            if chunk[-1] == "." and "." in chunk[:-1].strip("."):  # an abbreviation's dot
+                break
+            run = len(chunk) - len(chunk.rstrip(chunk[-1]))
+            if run == len(chunk):
+                break
+            tail.append(chunk[-run:])
+            chunk = chunk[:-run]
+        words.extend(w for w in [*head, chunk, *reversed(tail)] if w)
+    return words
 
 
 def word_spans(text: str, words: list[str]) -> list[tuple[int, int]]:
@@ -387,6 +418,8 @@ _MESSAGES = {
     # first: the layout the file lacks (_LAYOUTS)
     "lines": "no tags and no {first}: read as one sentence per line, words split at whitespace "
     "(task.format=lines)",
+    "lines_apart": "no tags and no {first}: read as one sentence per line, words split at "
+    "whitespace, punctuation apart (task.format=lines)",
 }
 _NOTES = {"iob1"}
 
@@ -496,14 +529,16 @@ def _word_examples(path: Path, sentences: list[Sentence], report: _Report) -> li
     return examples
 
 
-def _read_lines(path: Path, lines: list[str]) -> list[Example]:
-    """One unlabelled sentence per non-blank line, its words split at whitespace."""
+def _read_lines(
+    path: Path, lines: list[str], split: Callable[[str], list[str]] = str.split
+) -> list[Example]:
+    """One unlabelled sentence per non-blank line, its words split by `split`."""
     examples: list[Example] = []
     for n, line in enumerate(lines, 1):
         if line.strip():
             sid = str(len(examples))
             examples.append(
-                {"id": sid, "line": n, "file": str(path), "tokens": line.split(), "tags": None}
+                {"id": sid, "line": n, "file": str(path), "tokens": split(line), "tags": None}
             )
     return examples
 
@@ -970,6 +1005,7 @@ class TaggingTask(TaskBase):
     example_unit = "sentences"  # what reports count
     right_means = "tags every word right"  # a sentence counts as right in the sign test
     untagged = "O"  # the tag of a word cut by max_len
+    words_keep_punctuation = False  # raw text: set by the run's data format (example_from_text)
 
     def has_gold(self, example: Example) -> bool:
         return example.get("tags") is not None
@@ -977,8 +1013,12 @@ class TaggingTask(TaskBase):
     def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example:
         if text_pair:
             raise UserError("a tagging model reads one text at a time; drop --text-pair")
-        # raw: the text as given, so entities can be given as slices of it (word_spans)
-        return {"id": str(i), "line": 0, "tokens": text.split(), "tags": None, "raw": text}
+        # raw: the text as given, so entities can be given as slices of it (word_spans);
+        # punctuation apart, as word-level training data has it ("(EU)" was tagged as "(",
+        # always O), but as the whitespace left it where the run learned from character
+        # markup (KLUE-NER, KMOU), whose words keep their punctuation
+        tokens = text.split() if self.words_keep_punctuation else split_words(text)
+        return {"id": str(i), "line": 0, "tokens": tokens, "tags": None, "raw": text}
 
     def missing_gold_hint(self, cfg: TaskConfig) -> str:
         return (
@@ -1065,12 +1105,15 @@ class TaggingTask(TaskBase):
                 f"{path}: read as {fmt}, whose markup is entities (task.type tagging); plain "
                 "tags are read from conll, conllu or rows files: set task.format"
             )
+        # raw sentences: words as example_from_text splits them; a run of character markup
+        # (KLUE-NER, KMOU) learned words with their punctuation
+        keep = self.words_keep_punctuation or cfg.format.lower() in ENTITY_FORMATS
         if _sentence_per_line(lines, fmt, cfg):
-            report.add("lines", _LAYOUTS[fmt])
+            report.add("lines" if keep else "lines_apart", _LAYOUTS[fmt])
             fmt = "lines"
         report.formats.add(fmt)
         if fmt == "lines":
-            examples = _read_lines(path, lines)
+            examples = _read_lines(path, lines, str.split if keep else split_words)
         elif fmt == "conll":
             examples = _read_conll(path, lines, cfg, report)
         elif fmt == "conllu":

@@ -257,3 +257,12 @@ def test_an_indexed_key_and_a_key_named_like_a_type_are_said_as_written() -> Non
         load_config(None, ["data.sources[0].weight=2"], Config)
     with pytest.raises(UserError, match="unknown config key 'train.list'"):
         load_config(None, ["train.list=2"], Config)
+
+
+def test_a_bare_bar_in_set_is_the_character() -> None:
+    """`--set task.label_separator=|` (the README's multilabel separator) was YAML's empty
+    block scalar: "label_separator="" splits nothing"."""
+    from encoderlab.config import parse_override
+
+    assert parse_override("task.label_separator=|") == (["task", "label_separator"], "|")
+    assert parse_override("task.label_separator=>") == (["task", "label_separator"], ">")

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from encoderlab.config import load_config, parse_override, to_yaml
@@ -266,3 +268,40 @@ def test_a_bare_bar_in_set_is_the_character() -> None:
 
     assert parse_override("task.label_separator=|") == (["task", "label_separator"], "|")
     assert parse_override("task.label_separator=>") == (["task", "label_separator"], ">")
+
+
+@pytest.mark.parametrize(
+    "sets, expected",
+    [
+        (["task.window_stride=8"], "window_stride=8 applies to truncation: windows"),
+        (["task.head_tokens=4"], "head_tokens=4 applies to truncation: head_tail"),
+        (["task.doc_stride=10"], "doc_stride=10 is a qa option"),
+        (["task.tag_scheme=iob1"], "tag_scheme=iob1 is a tagging option"),
+        (["freeze=all", "layer_lr_decay=0.8"], "freeze: all trains none of them"),
+    ],
+)
+def test_options_that_would_do_nothing_are_refused(sets, expected) -> None:
+    """Each was accepted and did nothing (the tagging review's list)."""
+    from encoderlab.config import FinetuneConfig, load_config
+    from encoderlab.errors import UserError
+
+    with pytest.raises(UserError, match=re.escape(expected)):
+        load_config(None, ["task.train=x.csv", *sets], FinetuneConfig)
+    # what they need makes them fine, and a saved config (every key written) reloads
+    ok = load_config(None, ["task.train=x.csv", "task.truncation=windows", "task.window_stride=8"],
+                     FinetuneConfig)  # fmt: skip
+    assert FinetuneConfig.model_validate(ok.model_dump()).task.window_stride == 8
+
+
+def test_a_frozen_encoder_from_scratch_is_a_warning() -> None:
+    """freeze=all on init: scratch trained a head on random features without a word."""
+    from encoderlab.config import FinetuneConfig, load_config
+    from encoderlab.finetuning import resolve_defaults
+
+    said: list[str] = []
+    cfg = load_config(None, ["task.train=x.csv", "freeze=all"], FinetuneConfig)
+    resolve_defaults(cfg, said.append)
+    assert any("random features" in m and "freeze=all" in m for m in said), said
+    said.clear()
+    resolve_defaults(load_config(None, ["task.train=x.csv"], FinetuneConfig), said.append)
+    assert not any("random features" in m for m in said)

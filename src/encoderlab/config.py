@@ -760,7 +760,39 @@ class TaskConfig(Section):
                 f"task.metric={self.metric}: {self.type} computes {', '.join(metrics)}; "
                 "set task.metric to one of them"
             )
+        self._check_unused_options()
         return self
+
+    def _check_unused_options(self) -> None:
+        """An option of another truncation or task type was accepted and did nothing
+        (window_stride without windows, doc_stride on a classifier). Compared with the
+        defaults, not with what was written: a saved config.yaml writes every key."""
+        mode = {"head_tokens": "head_tail", "window_stride": "windows", "max_windows": "windows"}
+        for name, needs in mode.items():
+            if getattr(self, name) is not None and self.truncation != needs:
+                raise ValueError(
+                    f"{name}={getattr(self, name)} applies to truncation: {needs}, and this task "
+                    f"has truncation: {self.truncation}; set truncation: {needs} or drop {name}"
+                )
+        fields = type(self).model_fields
+        owners = {
+            "qa": ("doc_stride", "max_query_len", "max_answer_len", "n_best", "f1"),
+            "tagging/pos": ("tag_column",),
+        }
+        for owner, names in owners.items():
+            if self.type in owner.split("/"):
+                continue
+            for name in names:
+                if getattr(self, name) != fields[name].default:
+                    raise ValueError(
+                        f"{name}={getattr(self, name)} is a {owner} option and does nothing for "
+                        f"task.type {self.type}; drop it"
+                    )
+        if self.tag_scheme not in ("auto", "plain") and self.type != "tagging":
+            raise ValueError(
+                f"tag_scheme={self.tag_scheme} is a tagging option and does nothing for "
+                f"task.type {self.type}; drop it"
+            )
 
 
 class HeadConfig(Section):
@@ -887,6 +919,12 @@ class FinetuneConfig(Section):
                 f"unfreeze_last={self.unfreeze_last} trains the top blocks again after freeze: "
                 f"all; with freeze: {self.freeze} every block trains already: set freeze: all, "
                 "or remove unfreeze_last"
+            )
+        if self.freeze == "all" and not self.unfreeze_last and self.layer_lr_decay is not None:
+            raise ValueError(  # only the head trains: there is no layer to decay
+                f"layer_lr_decay={self.layer_lr_decay} scales the learning rate of the encoder's "
+                "layers, and freeze: all trains none of them; set unfreeze_last, or drop "
+                "layer_lr_decay"
             )
         if self.train.eval_batches is not None:  # it used to be accepted and do nothing
             raise ValueError(

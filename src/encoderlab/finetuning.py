@@ -212,6 +212,12 @@ def resolve_defaults(cfg: FinetuneConfig, say: Callable[[str], None] = print) ->
     sequence_head = getattr(task_class(cfg.task.type), "hf_head", None) == "sequence"
     if hf and sequence_head and "type" not in cfg.head.model_fields_set:  # its trained pooler
         update["head"] = cfg.head.model_copy(update={"type": "pooler"})
+    if kind == "scratch" and (cfg.freeze != "none" or cfg.drop_last):
+        say(  # a random encoder, frozen (or cut): a deliberate control, or a slip
+            f"warning: init {cfg.init} starts from random weights, and "
+            f"{'freeze=' + cfg.freeze if cfg.freeze != 'none' else f'drop_last={cfg.drop_last}'} "
+            "keeps or cuts them as they are: the head learns from random features"
+        )
     low, high = LR_RANGE[kind].get(cfg.task.type, LR_RANGE[kind]["*"])
     if "lr" not in train_update and not low / 3 <= train.lr <= high:
         what = {

@@ -578,11 +578,18 @@ def _sentence_per_line(lines: list[str], fmt: str, cfg: TaskConfig) -> bool:
     rows = [ln.split() for ln in text if not ln.startswith("-DOCSTART-")]
     if fmt != "conll" or not rows or max(len(r) for r in rows) < 2:
         return False  # one word per line: CoNLL without tags
-    for r in (r for r in rows if len(r) > 1):
+    wide = [r for r in rows if len(r) > 1]
+    tagged = 0
+    for r in wide:
         col = cfg.tag_column if cfg.tag_column >= 0 else len(r) + cfg.tag_column
-        if not 0 < col < len(r) or _TAG_LIKE.match(r[col]):
-            return False  # a tag, or a tag_column the line lacks (the reader says so)
-    return len(rows) == 1 or len({len(r) for r in rows}) > 1
+        if not 0 < col < len(r):
+            return False  # a tag_column the line lacks (the reader says so)
+        tagged += bool(_TAG_LIKE.match(r[col]))
+    if len(rows) == 1:
+        return not tagged
+    # a CoNLL file (with a typo: the reader names the line) has a tag on nearly every line; a
+    # sentence that ends in "I" or "E-mail" is no reason to read a file of them as columns
+    return 2 * tagged < len(wide) and len({len(r) for r in rows}) > 1
 
 
 def _read_conll(path: Path, lines: list[str], cfg: TaskConfig, report: _Report) -> list[Example]:

@@ -902,9 +902,9 @@ def test_raw_text_to_tag_has_its_punctuation_apart_as_word_level_data_has_it():
 def test_plain_sentences_ending_like_a_tag_are_still_sentences(tmp_path):
     """A file of sentences was read as CoNLL (and refused) as soon as one line ended in a
     tag-like word ("Neither do I", "send an E-mail"); a CoNLL file with a typo still is."""
-    text = "the film was good\nNeither do I\nplease send an E-mail\nwe went home early today\n"
+    text = "the film was good\nNeither do I\nplease send an E-mail\nwe went home\nso late\n"
     ex = TaggingTask().read(str(write(tmp_path, "s.txt", text)), cfg())
-    assert [e["tokens"][-1] for e in ex] == ["good", "I", "E-mail", "today"]
+    assert [e["tokens"][-1] for e in ex] == ["good", "I", "E-mail", "home", "late"]
     typo = "EU B-ORG\nrejects O\nGerman B-MISC extra\ncall O\n"
     with pytest.raises(UserError, match="columns, but the first token line"):
         TaggingTask().read(str(write(tmp_path, "t.txt", typo)), cfg())

@@ -149,7 +149,11 @@ def _root(
 @tokenizer_app.command("train")
 def tokenizer_train(
     corpus: Annotated[
-        list[str] | None, typer.Option("--corpus", help="Text files: .txt .jsonl .csv .tsv")
+        list[str] | None,
+        typer.Option(
+            "--corpus",
+            help="Corpus files: .txt .jsonl .csv .tsv .parquet .xlsx (.gz/.bz2/.xz/.zst)",
+        ),
     ] = None,
     more: Annotated[list[str] | None, typer.Argument(help="More corpus files.")] = None,
     kind: Annotated[str, typer.Option(help="bpe | char_bpe | wordpiece | unigram")] = "wordpiece",
@@ -271,7 +275,7 @@ def pretrain(
     ] = None,
     print_config: PrintConfigOpt = False,
 ) -> None:
-    """Masked-LM pretraining of an encoder."""
+    """Pretraining of an encoder: masked LM, or ELECTRA (objective: electra)."""
     from encoderlab.config import load_config, to_yaml
     from encoderlab.pretraining import pretrain as run_pretrain
 
@@ -526,7 +530,11 @@ def predict(
         str | None,
         typer.Option(
             "--output",
-            help=".csv/.tsv: the id,label table (Kaggle-style); .jsonl or any other name: JSON lines.",
+            help=(
+                ".csv/.tsv: the id,label table (Kaggle-style); .conll/.conllu: a tagging run's "
+                "words and tags; .json: a QA run's {id: answer}; .jsonl or any other name: "
+                "JSON lines."
+            ),
         ),
     ] = None,
     overrides: Annotated[
@@ -761,7 +769,9 @@ def _when(created: Any) -> str:
 
 @model_app.command("show")
 def model_show(
-    config: Annotated[Path, typer.Argument(help="YAML config with a model section.")],
+    config: Annotated[
+        Path, typer.Argument(help="A YAML config with a model section, or a run directory.")
+    ],
     overrides: SetOpt = None,
     seq_len: Annotated[int | None, typer.Option("--seq-len")] = None,
 ) -> None:

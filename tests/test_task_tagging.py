@@ -908,3 +908,17 @@ def test_plain_sentences_ending_like_a_tag_are_still_sentences(tmp_path):
     typo = "EU B-ORG\nrejects O\nGerman B-MISC extra\ncall O\n"
     with pytest.raises(UserError, match="columns, but the first token line"):
         TaggingTask().read(str(write(tmp_path, "t.txt", typo)), cfg())
+
+
+def test_conll_predictions_keep_the_files_docstart_lines(tmp_path):
+    """-DOCSTART- and its blank line were dropped, so `paste gold pred` (conlleval's input)
+    was a line off from the first document on."""
+    from encoderlab.tasks.tagging import conll_text
+
+    gold = "-DOCSTART- -X- -X- O\n\nEU NNP I-NP I-ORG\nrejects VBZ I-VP O\n\nPeter NNP I-NP I-PER\n"
+    examples = TaggingTask().read(str(write(tmp_path, "g.conll", gold)), cfg())
+    rows = [{"prediction": " ".join("O" for _ in ex["tokens"])} for ex in examples]
+    pred = conll_text(examples, rows, ["O", "B-ORG"], conllu=False).splitlines()
+    assert pred[:5] == ["-DOCSTART- O", "", "EU O", "rejects O", ""]
+    layout = [bool(x.strip()) for x in gold.splitlines()]  # word lines where gold has them
+    assert [bool(line.strip()) for line in pred][: len(layout)] == layout

@@ -361,7 +361,8 @@ def read_to_predict(task: Any, path: str, cfg: TaskConfig) -> Any:
     return whole_unicode(task.read(path, cfg), path)
 
 
-WHERE_READ = ("file", "line", "where")  # an example's bookkeeping: its file, line, JSON path
+# an example's bookkeeping: its file, line, JSON path, a CoNLL -DOCSTART- before it
+WHERE_READ = ("file", "line", "where", "docstart")
 
 
 def whole_unicode(examples: Any, path: str) -> Any:

@@ -601,6 +601,7 @@ def _read_conll(path: Path, lines: list[str], cfg: TaskConfig, report: _Report) 
     tags: list[str] = []
     start = 0
     tag_col = 0
+    docstarts: set[int] = set()  # sentences a -DOCSTART- line comes before (predictions keep it)
 
     def close() -> None:
         if words:
@@ -618,6 +619,7 @@ def _read_conll(path: Path, lines: list[str], cfg: TaskConfig, report: _Report) 
         cols = line.split("\t") if sep else re.split(r"[ \t]+", line.strip(" \t"))
         if cols[0] == "-DOCSTART-":
             close()
+            docstarts.add(len(sentences))
             continue
         if n_cols == 0:
             n_cols, first_line = len(cols), n
@@ -659,6 +661,7 @@ def _read_conll(path: Path, lines: list[str], cfg: TaskConfig, report: _Report) 
             "tokens": w,
             "tags": t if n_cols > 1 else None,
         }
+        | ({"docstart": True} if i in docstarts else {})
         for i, (line, w, t) in enumerate(sentences)
     ]
 
@@ -1421,12 +1424,14 @@ def conll_text(
     examples: list[Example], rows: list[dict[str, Any]], labels: list[str], conllu: bool
 ) -> str:
     """The predictions as CoNLL: `word tag`, a word per line and a blank line after each
-    sentence. CoNLL-U: a `# sent_id` line, then the ten columns with the tag in UPOS (in XPOS
+    sentence (a -DOCSTART- line of the file read, and its blank line, where it had them). CoNLL-U: a `# sent_id` line, then the ten columns with the tag in UPOS (in XPOS
     when the run's tags are not UD's seventeen, e.g. Penn Treebank tags), the others `_`."""
     in_xpos = conllu and not set(labels) <= UPOS_TAGS
     out: list[str] = []
     for ex, row in zip(examples, rows, strict=True):
         tags = row["prediction"].split()
+        if ex.get("docstart") and not conllu:  # kept: `paste gold pred` lines up for conlleval
+            out += ["-DOCSTART- O", ""]
         if conllu:
             out.append(f"# sent_id = {' '.join(str(ex['id']).split())}")  # one line
         for k, (word, tag) in enumerate(zip(ex["tokens"], tags, strict=True)):

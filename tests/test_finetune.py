@@ -554,7 +554,8 @@ def test_tagging_end_to_end_on_conll_fixture(tmp_path):
     # .conll: a word and its predicted tag per line, sentences apart, as CoNLL files are
     conll = tmp_path / "t.conll"
     assert main_code(["predict", run.path, "--input", f, "--output", conll]) == 0
-    blocks = conll.read_text().split("\n\n")
+    docstart, *blocks = conll.read_text().split("\n\n")
+    assert docstart == "-DOCSTART- O"  # as the file has it: `paste gold pred` lines up
     assert len(blocks) == 61 and blocks[-1] == ""  # 60 sentences, each ending in a blank line
     words = [ln.split() for ln in blocks[0].splitlines()]
     assert [w for w, _ in words] == [ln.split()[0] for ln in lines[2:8]]

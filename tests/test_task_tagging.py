@@ -655,7 +655,9 @@ def test_tiny_model_overfits_four_sentences(tmp_path, tc):
     examples = task.read(write(tmp_path, "train.txt", OVERFIT), tc)
     labels = task.label_names(examples)
     texts = [" ".join(e["tokens"]) for e in examples]
-    tok = train_tokenizer(texts, TokenizerConfig(kind="wordpiece", vocab_size=60, min_frequency=1))
+    # byte-level BPE: the kind whose training is deterministic (a WordPiece vocabulary varied
+    # run to run, and with it whether 100 steps were enough)
+    tok = train_tokenizer(texts, TokenizerConfig(kind="bpe", vocab_size=300, min_frequency=1))
     feats = task.encode(examples, tok, tc, labels)
     if tc.truncation == "windows":
         assert len(feats) > len(examples) and not feats.warnings  # windows, nothing cut

@@ -198,3 +198,19 @@ def test_every_pandas_to_json_layout_reads_as_the_same_rows(tmp_path, orient):
         {"text": "c d", "label": 0},
         {"text": "e", "label": 1},
     ]
+
+
+def test_a_tsv_quoted_across_a_line_break_is_refused_at_its_row(tmp_path):
+    """pandas' to_csv(sep="\\t") quotes a text with a line break; read without quoting, as
+    tab-separated files are, the row came apart: a row "without a gold label" skipped, and a
+    submission with one row more than the input."""
+    f = tmp_path / "pd.tsv"
+    f.write_text(
+        'id\ttext\tlabel\n1\t"She said ""great"" movie"\tpos\n2\t"first line\nsecond"\tneg\n'
+    )
+    with pytest.raises(UserError, match=r"pd.tsv:3: a cell opens a quote .* write it as \.csv"):
+        list(iter_rows(f))
+    # quotes in a whole row, as NSMC's reviews have them, are text
+    ok = tmp_path / "ok.tsv"
+    ok.write_text('id\tdocument\tlabel\n1\t"최고" 라고 했다\t1\n2\t"open quote only\t0\n')
+    assert [r["document"] for _, r in iter_rows(ok)] == ['"최고" 라고 했다', '"open quote only']

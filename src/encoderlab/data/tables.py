@@ -362,6 +362,12 @@ def jsonl_objects(
         yield lineno, offset, obj
 
 
+def _opens_a_quote(row: list[str]) -> bool:
+    """A cell that starts a quoted field which this line does not close (an odd number of
+    quote characters in it): CSV quoting carried over a line break."""
+    return any(c.startswith('"') and c.count('"') % 2 == 1 for c in row)
+
+
 def csv_rows(
     where: Where, lines: Iterable[tuple[int, int, str]], delimiter: str
 ) -> Iterator[tuple[int, int, list[str]]]:
@@ -512,6 +518,14 @@ def iter_rows(
             if len(row) > len(names):
                 where.problem(
                     "bad_records", wrong_length(where.loc(lineno, offset), row, names, delimiter)
+                )
+            if delimiter == "\t" and len(row) < len(names) and _opens_a_quote(row):
+                raise UserError(  # read as TSV is (no quoting), its rows came apart silently
+                    f'{where.loc(lineno, offset)}: a cell opens a quote (") and the row ends '
+                    f"{len(names) - len(row)} column(s) short: a text with a line break, "
+                    "quoted as pandas or Excel write a .tsv; tab-separated files are read "
+                    "without quoting, so write it as .csv (df.to_csv('x.csv')) or without line "
+                    "breaks in cells"
                 )
             cells: list[str | None] = [*row, *[None] * (len(names) - len(row))]
             yield lineno, dict(zip(names, cells, strict=True))

@@ -305,3 +305,27 @@ def test_a_frozen_encoder_from_scratch_is_a_warning() -> None:
     said.clear()
     resolve_defaults(load_config(None, ["task.train=x.csv"], FinetuneConfig), said.append)
     assert not any("random features" in m for m in said)
+
+
+def test_a_run_saved_with_options_refused_since_still_loads(tmp_path) -> None:
+    """Runs made before window_stride without windows, doc_stride on a classifier, a lone
+    null_threshold or layer_lr_decay under freeze: all were refused could no longer be
+    predicted, evaluated or resumed: their config.yaml was refused."""
+    import yaml
+
+    from encoderlab.config import FinetuneConfig, load_config
+
+    saved = {
+        "freeze": "all",
+        "layer_lr_decay": 0.8,
+        "task": {"type": "classification", "train": "x.csv", "window_stride": 32,
+                 "head_tokens": 4, "doc_stride": 10, "tag_scheme": "iob1", "null_threshold": 1.0},
+    }  # fmt: skip
+    (tmp_path / "run.json").write_text("{}")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    cfg = load_config(tmp_path / "config.yaml", schema=FinetuneConfig)
+    assert cfg.task.window_stride is None and cfg.layer_lr_decay is None
+    # a config file a user writes is still checked
+    (tmp_path / "run.json").unlink()
+    with pytest.raises(Exception, match="null_threshold are for task.type qa"):
+        load_config(tmp_path / "config.yaml", schema=FinetuneConfig)

@@ -1219,11 +1219,30 @@ def as_the_run_read(data: Any) -> Any:
     anything but head (qa) were no-ops, read as head, in runs made before they were refused;
     refused now, they would stop such a run from being predicted, evaluated or resumed."""
     task = data.get("task") if isinstance(data, dict) else None
-    if not isinstance(task, dict) or task.get("truncation") in (None, "head"):
+    if not isinstance(task, dict):
         return data
-    kind, truncation = task.get("type"), task.get("truncation")
+    task = dict(task)
+    kind, truncation = task.get("type"), task.get("truncation") or "head"
     if (kind in ("tagging", "pos") and truncation == "head_tail") or kind == "qa":
-        data = {**data, "task": {**task, "truncation": "head"}}
+        task["truncation"] = truncation = "head"
+    # options refused since 2026-12-03 because they did nothing: a run saved with them read
+    # its data without them, so it loads (predict, evaluate, resume) as it ran
+    for name, needs in (("head_tokens", "head_tail"), ("window_stride", "windows"),
+                        ("max_windows", "windows")):  # fmt: skip
+        if truncation != needs:
+            task.pop(name, None)
+    if kind != "qa":
+        for name in ("doc_stride", "max_query_len", "max_answer_len", "n_best", "f1"):
+            task.pop(name, None)
+    if kind not in ("tagging", "pos"):
+        task.pop("tag_column", None)
+        if task.get("tag_scheme") not in (None, "auto", "plain"):
+            task.pop("tag_scheme")
+    if not task.get("unanswerable"):
+        task.pop("null_threshold", None)
+    data = {**data, "task": task}
+    if data.get("freeze") == "all" and not data.get("unfreeze_last"):
+        data.pop("layer_lr_decay", None)
     return data
 
 

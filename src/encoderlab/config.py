@@ -517,6 +517,19 @@ def resolve_recipe(cfg: Config) -> Config:
     return cfg
 
 
+# options that mean something only under one truncation, or for some task types: refused
+# elsewhere (TaskConfig._check_unused_options), dropped from runs saved before (as_the_run_read)
+TRUNCATION_OPTIONS = {
+    "head_tokens": "head_tail",
+    "window_stride": "windows",
+    "max_windows": "windows",
+}
+TASK_OPTIONS = {
+    "qa": ("doc_stride", "max_query_len", "max_answer_len", "n_best", "f1"),
+    "tagging/pos": ("tag_column",),
+}
+
+
 class TaskConfig(Section):
     """What to fine-tune on: the task type, its files and how to read and encode them."""
 
@@ -767,19 +780,14 @@ class TaskConfig(Section):
         """An option of another truncation or task type was accepted and did nothing
         (window_stride without windows, doc_stride on a classifier). Compared with the
         defaults, not with what was written: a saved config.yaml writes every key."""
-        mode = {"head_tokens": "head_tail", "window_stride": "windows", "max_windows": "windows"}
-        for name, needs in mode.items():
+        for name, needs in TRUNCATION_OPTIONS.items():
             if getattr(self, name) is not None and self.truncation != needs:
                 raise ValueError(
                     f"{name}={getattr(self, name)} applies to truncation: {needs}, and this task "
                     f"has truncation: {self.truncation}; set truncation: {needs} or drop {name}"
                 )
         fields = type(self).model_fields
-        owners = {
-            "qa": ("doc_stride", "max_query_len", "max_answer_len", "n_best", "f1"),
-            "tagging/pos": ("tag_column",),
-        }
-        for owner, names in owners.items():
+        for owner, names in TASK_OPTIONS.items():
             if self.type in owner.split("/"):
                 continue
             for name in names:
@@ -1227,15 +1235,14 @@ def as_the_run_read(data: Any) -> Any:
         task["truncation"] = truncation = "head"
     # options refused since 2026-12-03 because they did nothing: a run saved with them read
     # its data without them, so it loads (predict, evaluate, resume) as it ran
-    for name, needs in (("head_tokens", "head_tail"), ("window_stride", "windows"),
-                        ("max_windows", "windows")):  # fmt: skip
+    for name, needs in TRUNCATION_OPTIONS.items():
         if truncation != needs:
             task.pop(name, None)
-    if kind != "qa":
-        for name in ("doc_stride", "max_query_len", "max_answer_len", "n_best", "f1"):
-            task.pop(name, None)
+    for owner, names in TASK_OPTIONS.items():
+        if kind not in owner.split("/"):
+            for name in names:
+                task.pop(name, None)
     if kind not in ("tagging", "pos"):
-        task.pop("tag_column", None)
         if task.get("tag_scheme") not in (None, "auto", "plain"):
             task.pop("tag_scheme")
     if not task.get("unanswerable"):

@@ -431,6 +431,36 @@ def _tiny(tmp_path: Path, task: dict, **over) -> FinetuneConfig:
     return build(cfg)
 
 
+def test_raw_text_is_split_into_words_as_the_runs_training_words_were(tmp_path):
+    """A POS run on KLUE-DP's eojeol ("흘렸다." is one word with its tag) had raw text's
+    punctuation split off, as CoNLL-2003's words have it: each sentence's last word became two
+    words the run never saw. The run records how its words were split; predict follows it."""
+    from encoderlab.inference import load_finetuned
+
+    rng = random.Random(0)
+    for name, end in (("eojeol", "."), ("apart", " .")):
+        lines = []
+        for s in range(40):
+            words = [rng.choice(FILL) for _ in range(4)] + [f"went{end}"]
+            for i, w in enumerate(" ".join(words).split(), 1):
+                lines.append(
+                    f"{i}\t{w}\t_\t{'PUNCT' if w == '.' else 'VERB' if w.startswith('went') else 'NOUN'}\t_\t_\t0\t_\t_\t_"
+                )
+            lines.append("")
+        f = tmp_path / f"{name}.conllu"
+        f.write_text("\n".join(lines))
+        task = {"type": "pos", "train": str(f), "max_len": 32}
+        run, _ = finetune(
+            _tiny(tmp_path, task, name=name, train={"epochs": None, "max_steps": 1}), say=quiet
+        )
+        assert run.info["words_keep_punctuation"] is (name == "eojeol")
+        loaded = load_finetuned(run.path)
+        words = loaded.task.example_from_text("the film went.", None, 0)["tokens"]
+        assert words == (
+            ["the", "film", "went."] if name == "eojeol" else ["the", "film", "went", "."]
+        )
+
+
 def test_qa_end_to_end_through_finetune_and_evaluate(tmp_path):
     """...and a question whose only answer is not in its context (a data error) is scored, as
     the official SQuAD script scores it, but left out of training."""

@@ -77,6 +77,7 @@ from encoderlab.tasks.base import (
 )
 from encoderlab.tasks.records import split_for_role
 from encoderlab.tasks.registry import task_class
+from encoderlab.tasks.tagging import ENTITY_FORMATS, keeps_punctuation
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
@@ -587,6 +588,8 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
     train: list[Example] = read[0]
     if t.format == "auto" and read[0].read_as:  # the run records what it was trained on, so
         t.format = read[0].read_as  # predict reads an unlabelled file the same way
+    if hasattr(task, "words_keep_punctuation"):  # tagging: raw text split as training words are
+        task.words_keep_punctuation = keeps_punctuation(train) or t.format in ENTITY_FORMATS
     if not any(task.has_gold(ex) for ex in train):
         raise UserError(
             f"{t.train}: no gold labels found{task.missing_gold_hint(t)}{columns_found(t.train, t)}"
@@ -850,7 +853,7 @@ def _finetune(
 
     resuming = run is not None
     run = _open_run(cfg, run, task.type, backbone, data)
-    _describe_run(run, cfg, model, backbone.source, task.type, data, say)
+    _describe_run(run, cfg, model, backbone.source, task, data, say)
 
     weights = task.loss_weights(data.train, data.labels, cfg.task)
     if weights is not None and not resuming:
@@ -997,7 +1000,7 @@ def _describe_run(
     cfg: FinetuneConfig,
     model: nn.Module,
     source: str,
-    task_type: str,
+    task: Task,
     data: TaskData,
     say: Callable[[str], None],
 ) -> None:
@@ -1010,7 +1013,10 @@ def _describe_run(
         # what its weights are at heart, for runs that start from this one (init_kind): a
         # parent moved or deleted since can no longer be followed back to hf:
         init_kind=init_kind(cfg.init),
-        task=task_type,
+        task=task.type,
+        # tagging: raw text to tag is split as the training words were (load_finetuned)
+        **({"words_keep_punctuation": task.words_keep_punctuation}
+           if hasattr(task, "words_keep_punctuation") else {}),
         description=cfg.description,
         train_examples_raw=len(data.train),
         valid_examples_raw=len(data.valid),
@@ -1021,7 +1027,7 @@ def _describe_run(
         host=socket.gethostname(),
     )
     say(
-        f"{task_type}: {len(data.train):,} train / {len(data.valid):,} valid examples"
+        f"{task.type}: {len(data.train):,} train / {len(data.valid):,} valid examples"
         f"{f' / {len(data.test):,} test' if data.test else ''}; labels: {len(data.labels)}; "
         f"backbone: {source}"
     )

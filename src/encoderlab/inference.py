@@ -644,7 +644,9 @@ def load_finetuned(path: str | Path) -> Finetuned:
     cfg = load_config(run.path / "config.yaml", schema=FinetuneConfig)
     task = get_task(cfg.task.type)
     if hasattr(task, "words_keep_punctuation"):  # tagging: words as its training data had them
-        task.words_keep_punctuation = cfg.task.format in ENTITY_FORMATS
+        recorded = run.info.get("words_keep_punctuation")  # recorded since 2026-12-03
+        by_format = cfg.task.format in ENTITY_FORMATS
+        task.words_keep_punctuation = by_format if recorded is None else bool(recorded)
     tok = load_tokenizer(run.path / "tokenizer")
     labels = run_labels(run)
     model_cfg = run_model_config(run)

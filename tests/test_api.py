@@ -450,3 +450,22 @@ def test_in_memory_squad_v2_rows_read_as_the_same_rows_in_a_file(tmp_path):
     uneven = [{**rows[0], "answers": {"text": ["oslo", "x"], "answer_start": [15]}}]
     with pytest.raises(UserError):
         QATask().read(str(write_rows(uneven, "qa", tmp_path, "bad")), cfg)
+
+
+def test_a_config_object_keeps_its_unset_defaults_unset(tmp_path):
+    """A loaded config given back with overrides was dumped whole, so the epochs default no
+    one wrote capped an override's max_steps (50 steps ended after one epoch) and a
+    fine-tuning config's lr default stopped being fitted to the init."""
+    from encoderlab.api import make_config
+    from encoderlab.config import Config as PretrainConfig
+    from encoderlab.config import FinetuneConfig
+
+    pre = make_config(PretrainConfig(), {"train.max_steps": 50}, PretrainConfig)
+    assert (pre.train.max_steps, pre.train.epochs) == (50, None)
+    written = make_config(
+        PretrainConfig(train={"epochs": 2}), {"train.max_steps": 50}, PretrainConfig
+    )
+    assert (written.train.max_steps, written.train.epochs) == (50, 2)  # both written: both hold
+    ft = FinetuneConfig.model_validate({"task": {"train": "t.csv"}})
+    again = make_config(ft, {"init": "hf:some/model"}, FinetuneConfig)
+    assert "lr" not in again.train.model_fields_set  # still fitted to the init when it runs

@@ -52,7 +52,9 @@ def make_config(config: ConfigLike, overrides: Overrides, schema: type[Section])
     elif isinstance(config, (str, Path)):
         data, source = read_yaml(config), str(config)
     elif isinstance(config, Section):
-        data, source = config.model_dump(mode="json"), "config"
+        # only what was set: an unset default stays one (TrainConfig's epochs would cap the
+        # max_steps an override gives; fine-tuning fits lr and epochs to the init)
+        data, source = config.model_dump(mode="json", exclude_unset=True), "config"
     elif isinstance(config, Mapping):
         data, source = dict(config), "config"
     else:

@@ -319,6 +319,18 @@ def test_evaluate_set_takes_reading_options_only() -> None:
         reading_config(base, ["train.lr=1"])
 
 
+def test_evaluate_set_of_another_truncation_leaves_the_runs_own_options_behind() -> None:
+    """`--set task.truncation=head` on a windows run was refused for the run's own
+    window_stride; an option given for a truncation that is not the one in force still is."""
+    windows = cfg(truncation="windows", window_stride=16, max_windows=4)
+    head = reading_config(windows, ["task.truncation=head"])
+    assert (head.truncation, head.window_stride, head.max_windows) == ("head", None, None)
+    both = reading_config(windows, ["task.truncation=head_tail", "task.head_tokens=8"])
+    assert (both.head_tokens, both.window_stride) == (8, None)
+    with pytest.raises(UserError, match="config key 'task': window_stride=8 applies to"):
+        reading_config(windows, ["task.truncation=head_tail", "task.window_stride=8"])
+
+
 def test_utf16_without_a_byte_order_mark_is_named_not_read_as_garbage(tmp_path):
     """It decodes as UTF-8 (a NUL after every letter) and used to fail as a field count."""
     import pytest

@@ -963,15 +963,18 @@ class FinetuneConfig(Section):
 _UNION_TAG = re.compile(r"(str|int|float|bool|none|dict|list)(\[.*\])?|.*\[.*\]")
 
 
-def _format_validation_error(err: ValidationError, model: type[BaseModel], source: str) -> str:
-    """One line: the first problem, its dotted key, and the keys that would have been valid."""
+def _format_validation_error(
+    err: ValidationError, model: type[BaseModel], source: str, at: str = ""
+) -> str:
+    """One line: the first problem, its dotted key, and the keys that would have been valid.
+    `at`: the section `model` is within (`task` for a TaskConfig built alone)."""
     first = err.errors()[0]
     # pydantic names the member of a union it tried ('str', 'list[str]'): not a config key
     raw = list(first["loc"])
     # ...but an unknown key is the last part, whatever it is called (`train.list`)
     last = [str(raw.pop())] if first["type"] == "extra_forbidden" and raw else []
     loc = [str(p) for p in raw if not (isinstance(p, str) and _UNION_TAG.fullmatch(p))] + last
-    key = ".".join(loc) or "(top level)"
+    key = ".".join([at, *loc] if at else loc) or "(top level)"
     got = first.get("input")
     if first["type"] == "extra_forbidden":
         section: Any = model
@@ -1181,11 +1184,13 @@ def named_data_files(cfg: Any) -> list[tuple[str, str]]:
     return [(key, value) for key, value in named if isinstance(value, str) and value]
 
 
-def build(schema: type[Section], data: dict[str, Any], source: str) -> Any:
+def build(schema: type[Section], data: dict[str, Any], source: str, at: str = "") -> Any:
+    """`data` validated into `schema`, or a one-line UserError naming the key (`at`: the
+    section `schema` is within, for a section built alone)."""
     try:
         cfg = schema.model_validate(data)
     except ValidationError as e:
-        message = _format_validation_error(e, schema, source)
+        message = _format_validation_error(e, schema, source, at)
         if schema is Config and isinstance(data, dict) and "task" in data:
             message += " (it has task:, so it is a fine-tuning config: use encoderlab finetune)"
         raise UserError(message) from None

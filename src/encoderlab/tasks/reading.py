@@ -7,7 +7,7 @@ its outputs become answers), so they may differ per file.
 
 from __future__ import annotations
 
-from encoderlab.config import TaskConfig, apply_overrides, build
+from encoderlab.config import TRUNCATION_OPTIONS, TaskConfig, apply_overrides, build
 from encoderlab.errors import UserError
 
 READING_KEYS = (
@@ -48,6 +48,10 @@ def reading_config(task: TaskConfig, overrides: list[str]) -> TaskConfig:
             )
     data = apply_overrides(data, overrides)
     given = {text.split("=", 1)[0].strip().removeprefix("task.") for text in overrides}
+    if "truncation" in given:  # another truncation: the run's options for its own one go
+        for name, needs in TRUNCATION_OPTIONS.items():
+            if name not in given and data["task"]["truncation"] != needs:
+                data["task"][name] = None
     if "threshold" in given and task.type != "multilabel":
         raise UserError(
             f"--set task.threshold: a {task.type} run has no label threshold (multilabel runs do)"
@@ -57,4 +61,4 @@ def reading_config(task: TaskConfig, overrides: list[str]) -> TaskConfig:
             "--set task.null_threshold: this run never answers nothing; the margin is for runs "
             "fine-tuned with task.unanswerable: true (SQuAD 2.0)"
         )
-    return build(TaskConfig, data["task"], "--set")
+    return build(TaskConfig, data["task"], "--set", at="task")

@@ -217,3 +217,26 @@ def test_toy_task_finetunes_evaluates_predicts_and_reports(tmp_path: Path, toy_t
     assert run_cli("report", runs, "--out", tmp_path / "report") == 0
     md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
     assert run_dir.name in md and "toy_regression" in md
+
+
+def test_a_task_type_built_on_tagging_takes_tagging_options() -> None:
+    """Options and rules went by the type's name: a plugin subclassing TaggingTask was
+    refused task.tag_column and task.tag_scheme ("a tagging option and does nothing")."""
+    from encoderlab.config import TaskConfig
+    from encoderlab.tasks.registry import register, task_kind
+    from encoderlab.tasks.tagging import TaggingTask
+
+    @register
+    class MedicalNer(TaggingTask):
+        type = "medical_ner"
+
+    try:
+        assert task_kind("medical_ner") == "tagging" and task_kind("pos") == "pos"
+        cfg = TaskConfig(type="medical_ner", tag_column=2, tag_scheme="iob1")
+        assert (cfg.tag_column, cfg.tag_scheme) == (2, "iob1")
+        with pytest.raises(ValueError, match="truncation=head_tail is for classification"):
+            TaskConfig(type="medical_ner", truncation="head_tail")
+        with pytest.raises(ValueError, match="tag_column=2 is a tagging/pos option"):
+            TaskConfig(type="classification", tag_column=2)
+    finally:
+        registry._TASKS.pop("medical_ner", None)

@@ -647,9 +647,16 @@ class TaskConfig(Section):
     def _one_filter(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    def _kind(self) -> str:
+        """The built-in task type this one is or is built on: a plugin type subclassing
+        TaggingTask takes tagging's options (tag_column, tag_scheme) and its rules."""
+        from encoderlab.tasks.registry import task_kind
+
+        return task_kind(self.type)
+
     def _check_label_decisions(self) -> None:
         """class_weights and threshold: for the tasks that have them, with sensible values."""
-        if self.class_weights != "none" and self.type not in (
+        if self.class_weights != "none" and self._kind() not in (
             "classification",
             "pair",
             "multilabel",
@@ -663,7 +670,7 @@ class TaskConfig(Section):
             bad = next((w for w in self.class_weights.values() if not 0 < w < float("inf")), None)
             if bad is not None:
                 raise ValueError(f"class_weights: {bad} is not a positive weight")
-        if self.type != "multilabel" and self.threshold != 0.5:
+        if self._kind() != "multilabel" and self.threshold != 0.5:
             raise ValueError(
                 "threshold is for task.type multilabel (a label's probability cut); drop it"
             )
@@ -674,13 +681,13 @@ class TaskConfig(Section):
             raise ValueError("valid_ratio must be in (0, 1)")
         if self.max_len < 8:
             raise ValueError("max_len must be at least 8")
-        if self.group_column is not None and self.type in ("tagging", "pos", "qa"):
+        if self.group_column is not None and self._kind() in ("tagging", "pos", "qa"):
             raise ValueError(
                 f"group_column splits classification, pair and regression files; {self.type} "
-                + ("splits by article already" if self.type == "qa" else "reads no columns")
+                + ("splits by article already" if self._kind() == "qa" else "reads no columns")
                 + ": drop task.group_column or give task.valid a file"
             )
-        if self.type == "pos":  # its tags are plain labels, never entity chunks
+        if self._kind() == "pos":  # its tags are plain labels, never entity chunks
             if self.tag_scheme not in ("auto", "plain"):
                 raise ValueError(
                     f"tag_scheme={self.tag_scheme} is for entity tags (task.type tagging); "
@@ -693,12 +700,12 @@ class TaskConfig(Section):
                 "(part-of-speech and other per-word tags)"
             )
         # a truncation a task does not read was a silent no-op
-        if self.type in ("tagging", "pos") and self.truncation == "head_tail":
+        if self._kind() in ("tagging", "pos") and self.truncation == "head_tail":
             raise ValueError(
                 "truncation=head_tail is for classification; tagging reads long sentences "
                 "with truncation: windows (or head, which cuts their end)"
             )
-        if self.type == "qa" and self.truncation != "head":
+        if self._kind() == "qa" and self.truncation != "head":
             raise ValueError(
                 f"truncation={self.truncation}: qa always reads long contexts in overlapping "
                 "windows (task.doc_stride); drop task.truncation"
@@ -717,7 +724,7 @@ class TaskConfig(Section):
                 raise ValueError("text_column=[]: name at least one column")
             if len(set(map(str, self.text_column))) < len(self.text_column):
                 raise ValueError(f"text_column={self.text_column}: name each column once")
-            if self.type in ("tagging", "pos", "qa"):
+            if self._kind() in ("tagging", "pos", "qa"):
                 raise ValueError(
                     f"text_column={self.text_column}: a list of columns joins a row's texts for "
                     f"classification, pair and regression; {self.type} reads one column"
@@ -725,7 +732,7 @@ class TaskConfig(Section):
         if self.columns is not None and len(set(self.columns)) != len(self.columns):
             raise ValueError("columns: each name once")
         if isinstance(self.label_column, list):
-            if self.type != "multilabel":
+            if self._kind() != "multilabel":
                 raise ValueError(
                     f"label_column={self.label_column}: a list of label columns (one per label) "
                     "is for task.type multilabel; name one column"
@@ -745,7 +752,7 @@ class TaskConfig(Section):
         if not math.isfinite(self.null_threshold):
             raise ValueError(f"null_threshold={self.null_threshold}: give a finite number")
         self._check_label_decisions()
-        if self.type != "qa" and (self.unanswerable or self.null_threshold):
+        if self._kind() != "qa" and (self.unanswerable or self.null_threshold):
             raise ValueError(
                 "unanswerable / null_threshold are for task.type qa (SQuAD 2.0's questions "
                 "without an answer); drop them"
@@ -788,7 +795,7 @@ class TaskConfig(Section):
                 )
         fields = type(self).model_fields
         for owner, names in TASK_OPTIONS.items():
-            if self.type in owner.split("/"):
+            if self._kind() in owner.split("/"):
                 continue
             for name in names:
                 if getattr(self, name) != fields[name].default:
@@ -796,7 +803,7 @@ class TaskConfig(Section):
                         f"{name}={getattr(self, name)} is a {owner} option and does nothing for "
                         f"task.type {self.type}; drop it"
                     )
-        if self.tag_scheme not in ("auto", "plain") and self.type != "tagging":
+        if self.tag_scheme not in ("auto", "plain") and self._kind() != "tagging":
             raise ValueError(
                 f"tag_scheme={self.tag_scheme} is a tagging option and does nothing for "
                 f"task.type {self.type}; drop it"
@@ -1235,7 +1242,10 @@ def as_the_run_read(data: Any) -> Any:
     if not isinstance(task, dict):
         return data
     task = dict(task)
-    kind, truncation = task.get("type"), task.get("truncation") or "head"
+    from encoderlab.tasks.registry import task_kind  # the registry imports no task code
+
+    kind = task_kind(str(task.get("type", "classification")))
+    truncation = task.get("truncation") or "head"
     if (kind in ("tagging", "pos") and truncation == "head_tail") or kind == "qa":
         task["truncation"] = truncation = "head"
     # options refused since 2026-12-03 because they did nothing: a run saved with them read

@@ -56,6 +56,17 @@ def task_class(name: str) -> Any | None:
     return _TASKS.get(name)
 
 
+def task_kind(name: str) -> str:
+    """The built-in type `name` is or is built on (a plugin class subclassing TaggingTask is
+    "tagging"), so the options and rules of a built-in type follow its subclasses; `name`
+    itself when it is none."""
+    for cls in getattr(task_class(name), "__mro__", ()):
+        own = cls.__dict__.get("type")
+        if isinstance(own, str) and cls.__module__ in BUILTIN_MODULES:
+            return own
+    return name
+
+
 def get_task(name: str, cfg: Any = None) -> Any:
     """A fresh task object of type `name`. With its TaskConfig `cfg`, `task.metric` becomes
     the object's primary_metric (and primary_mode): what picks the best checkpoint."""

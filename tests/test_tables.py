@@ -214,3 +214,16 @@ def test_a_tsv_quoted_across_a_line_break_is_refused_at_its_row(tmp_path):
     ok = tmp_path / "ok.tsv"
     ok.write_text('id\tdocument\tlabel\n1\t"최고" 라고 했다\t1\n2\t"open quote only\t0\n')
     assert [r["document"] for _, r in iter_rows(ok)] == ['"최고" 라고 했다', '"open quote only']
+
+
+def test_a_short_tsv_row_with_a_stray_quote_is_a_short_row_not_a_refusal(tmp_path):
+    """A row one column short whose text opens a quote stopped the whole file, though no later
+    line closed it: only a quote closed on a later line is a cell across a line break."""
+    f = tmp_path / "short.tsv"
+    f.write_text('id\ttext\tlabel\n1\t"unclosed\n2\tfine text\tneg\n3\tmore\tpos\n')
+    rows = [r for _, r in iter_rows(f)]
+    assert [r["id"] for r in rows] == ["1", "2", "3"] and rows[0]["label"] is None
+    across = tmp_path / "across.tsv"
+    across.write_text('id\ttext\tlabel\n1\t"first\nmiddle\nlast"\tneg\n')
+    with pytest.raises(UserError, match=r"across.tsv:2: .* and line 4 closes it"):
+        list(iter_rows(across))

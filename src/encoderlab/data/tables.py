@@ -364,8 +364,13 @@ def jsonl_objects(
 
 def _opens_a_quote(row: list[str]) -> bool:
     """A cell that starts a quoted field which this line does not close (an odd number of
-    quote characters in it): CSV quoting carried over a line break."""
+    quote characters in it): CSV quoting carried over a line break, if a later line closes it."""
     return any(c.startswith('"') and c.count('"') % 2 == 1 for c in row)
+
+
+def _closes_a_quote(row: list[str]) -> bool:
+    """A cell that ends a quote opened on an earlier line (`rest of the text"`)."""
+    return any(not c.startswith('"') and c.count('"') % 2 == 1 for c in row)
 
 
 def csv_rows(
@@ -502,6 +507,9 @@ def iter_rows(
         delimiter = DELIMITERS[fmt]
         names: list[str] | None = None if header is True else list(header or [])
         seen = False
+        # a short row of a .tsv that opens a quote: (where, columns short) until a later line
+        # closes it (a cell quoted across a line break) or a row that cannot continue it comes
+        opened: tuple[str, int] | None = None
         for lineno, offset, row in csv_rows(where, lines, delimiter):
             seen = True
             if names is None:
@@ -519,14 +527,19 @@ def iter_rows(
                 where.problem(
                     "bad_records", wrong_length(where.loc(lineno, offset), row, names, delimiter)
                 )
-            if delimiter == "\t" and len(row) < len(names) and _opens_a_quote(row):
+            if opened is not None and _closes_a_quote(row):
                 raise UserError(  # read as TSV is (no quoting), its rows came apart silently
-                    f'{where.loc(lineno, offset)}: a cell opens a quote (") and the row ends '
-                    f"{len(names) - len(row)} column(s) short: a text with a line break, "
+                    f'{opened[0]}: a cell opens a quote (") and the row ends {opened[1]} '
+                    f"column(s) short, and line {lineno} closes it: a text with a line break, "
                     "quoted as pandas or Excel write a .tsv; tab-separated files are read "
                     "without quoting, so write it as .csv (df.to_csv('x.csv')) or without line "
                     "breaks in cells"
                 )
+            short = len(row) < len(names)
+            if delimiter == "\t" and short and _opens_a_quote(row):
+                opened = (where.loc(lineno, offset), len(names) - len(row))
+            elif not short or '"' in "".join(row):  # cannot be the quoted text's middle
+                opened = None
             cells: list[str | None] = [*row, *[None] * (len(names) - len(row))]
             yield lineno, dict(zip(names, cells, strict=True))
         if not seen:

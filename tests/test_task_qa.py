@@ -919,3 +919,19 @@ def test_task_format_json_reads_rows_in_a_json_file_too(tmp_path):
     for path in (array, lines):
         ex = QATask().read(str(path), TaskConfig(type="qa", format="json"))[0]
         assert ex["answers"] == [{"text": "oslo", "answer_start": 15}]
+
+
+def test_question_rows_without_ids_are_numbered_from_zero_in_memory_and_in_files(tmp_path):
+    """In-memory rows (written as JSON lines) got ids 1..n from their line numbers, a CSV's
+    2..n+1, where classification rows without ids are numbered 0..n-1 as lists count."""
+    from encoderlab.memdata import write_rows
+    from encoderlab.tasks.qa import QATask
+
+    rows = [
+        {"context": "the capital is oslo .", "question": f"capital {i}?",
+         "answers": {"text": ["oslo"], "answer_start": [15]}}
+        for i in range(3)
+    ]  # fmt: skip
+    path = write_rows(rows, "qa", tmp_path / "rows", "train")
+    examples = QATask().read(str(path), TaskConfig(type="qa"))
+    assert [ex["id"] for ex in examples] == ["0", "1", "2"]

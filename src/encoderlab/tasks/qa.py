@@ -304,7 +304,7 @@ def _row_questions(
     rows with answers is SQuAD 2.0's unanswerable question (skipped, with a note, unless
     `keep_impossible`)."""
     answered = any(_row_answers(row, f"{name}:{line}") for line, row in rows)
-    for line, row in rows:
+    for position, (line, row) in enumerate(rows):
         where = f"{name}:{line}"
         context, question = row.get("context"), row.get("question")
         if not isinstance(context, str) or not isinstance(question, str):
@@ -312,7 +312,9 @@ def _row_questions(
                 f"{where}: a question row needs 'context' and 'question' strings; columns found: "
                 f"{', '.join(map(str, row))}"
             )
-        qid = str(row.get("id") if row.get("id") is not None else line)
+        # no id: the row's position from 0, as a classification row without one gets (and as
+        # a list or a Dataset of rows counts them), whether the rows came from memory or a file
+        qid = str(row.get("id") if row.get("id") is not None else position)
         title = row.get("title")
         title = title if isinstance(title, str) else ""
         tally.questions += 1

@@ -1410,6 +1410,24 @@ def test_pretraining_data_that_would_train_on_garbage_is_refused_before_a_run(
             ["data.corpus=[]", sources, f"tokenizer.path={tmp_path / 'tok0'}"],
             "data.sources[1] (ko): no text left to train on",
         ),
+        (  # a document cap the sources never reached is not what emptied one
+            [
+                "data.corpus=[]",
+                sources,
+                "data.max_documents=100000",
+                f"tokenizer.path={tmp_path / 'tok0'}",
+            ],
+            "data.sources[1] (ko): no text left to train on (its files are empty",
+        ),
+        (
+            [
+                "data.corpus=[]",
+                sources,
+                "data.max_documents=5",
+                f"tokenizer.path={tmp_path / 'tok0'}",
+            ],
+            "data.max_documents=5 was taken by the sources read before it",
+        ),
         (
             [f"data.corpus=[{table}]", "data.text_column=document"],
             "reviews.txt:1: this file is read as plain text (from its name), but its first line "

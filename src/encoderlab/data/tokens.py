@@ -294,7 +294,8 @@ def _check_every_source_has_text(store: ShardStore, examples: Examples, data: Da
                 if source.name == "corpus"
                 else f"data.sources[{i - bool(data.corpus)}]"
             )
-            if data.max_documents is not None:  # taken in order: the first sources took it
+            docs = store.manifest["totals"]["docs"]
+            if data.max_documents is not None and docs >= data.max_documents:  # taken in order
                 raise UserError(
                     f"{where} ({source.name}): no text left to train on: data.max_documents="
                     f"{data.max_documents} was taken by the sources read before it; raise "

@@ -557,7 +557,7 @@ def test_squad2_unanswerable_questions_end_to_end(tmp_path, capsys):
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("(no answer)  (score 0.")
 
 
-def test_tagging_end_to_end_on_conll_fixture(tmp_path):
+def test_tagging_end_to_end_on_conll_fixture(tmp_path, capsys):
     rng = random.Random(0)
     lines = ["-DOCSTART- -X- O O", ""]
     for _ in range(60):
@@ -580,6 +580,12 @@ def test_tagging_end_to_end_on_conll_fixture(tmp_path):
     out = tmp_path / "tags.csv"
     assert main_code(["predict", run.path, "--input", f, "--output", out]) == 2
     assert not out.exists()
+    # what it does write is named, not another kind it refuses (.json suggested .csv)
+    for refused in ("tags.json", "tags.csv"):
+        capsys.readouterr()
+        assert main_code(["predict", run.path, "--input", f, "--output", tmp_path / refused]) == 2
+        err = capsys.readouterr().err
+        assert ".conll file (a word and its tag per line)" in err and ".csv or" not in err, err
     assert main_code(["predict", run.path, "--input", f, "--output", tmp_path / "t.jsonl"]) == 0
     # .conll: a word and its predicted tag per line, sentences apart, as CoNLL files are
     conll = tmp_path / "t.conll"

@@ -56,6 +56,7 @@ from encoderlab.tasks.base import (
     show_messages,
     whole_unicode,
 )
+from encoderlab.tasks.pos import PosTask
 from encoderlab.tasks.reading import reading_config
 from encoderlab.tasks.records import header_for, split_for_role
 from encoderlab.tasks.tagging import (
@@ -830,13 +831,13 @@ def predict(
         raise UserError("give --text TEXT or --input FILE")
     if kind in ("csv", "tsv") and ft.task.submission([], task_cfg) is None:
         raise UserError(  # before the model runs; a .csv of JSON lines would be garbage
-            f"--output {output}: a {ft.task.type} run writes no {kind.upper()} table; give a "
-            ".jsonl file" + (" (or a .json file of its answers)" if ft.task.type == "qa" else "")
+            f"--output {output}: a {ft.task.type} run writes no {kind.upper()} table; give "
+            + _outputs_written(ft)
         )
     if kind == "json" and ft.task.submission_json([]) is None:
         raise UserError(
             f"--output {output}: a .json file is a QA run's answers ({{id: answer}}); for a "
-            f"{ft.task.type} run give a .jsonl file (a JSON object per line) or a .csv table"
+            f"{ft.task.type} run give {_outputs_written(ft)}"
         )
     if kind in ("conll", "conllu"):
         _check_conll_output(ft, examples, str(output), kind)
@@ -864,17 +865,30 @@ def predict(
     return rows
 
 
+def _outputs_written(ft: Finetuned) -> str:
+    """The --output kinds a run of this task writes, for a refusal to name the ones it can."""
+    kinds = ["a .jsonl file (a JSON object per line)"]
+    if isinstance(ft.task, TaggingTask):
+        conllu = " or .conllu" if isinstance(ft.task, PosTask) else ""
+        kinds.append(f"a .conll{conllu} file (a word and its tag per line)")
+    elif ft.task.submission_json([]) is not None:
+        kinds.append("a .json file of its answers ({id: answer})")
+    else:
+        kinds.append("a .csv or .tsv table (id, prediction)")
+    return " or ".join(kinds)
+
+
 def _check_conll_output(ft: Finetuned, examples: list[Example], output: str, kind: str) -> None:
     """A CoNLL file is words and their tags: for tagging and pos runs, words without spaces."""
     if not isinstance(ft.task, TaggingTask):
         raise UserError(
             f"--output {output}: a {ft.task.type} run writes no CoNLL file (that is for tagging "
-            "and pos runs); give a .jsonl or .csv file"
+            f"and pos runs); give {_outputs_written(ft)}"
         )
-    if kind == "conllu" and ft.task.type != "pos":
+    if kind == "conllu" and not isinstance(ft.task, PosTask):
         raise UserError(
-            f"--output {output}: CoNLL-U has no column for entity tags; give a .conll file "
-            "(a word and its tag per line) or a .jsonl file"
+            f"--output {output}: CoNLL-U has no column for entity tags; give "
+            + _outputs_written(ft)
         )
     check_conll_words(examples, output, conllu=kind == "conllu")
 

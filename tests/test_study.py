@@ -477,6 +477,28 @@ def test_a_profiles_arms_cannot_name_the_stage(tmp_path: Path) -> None:
     assert "profiles.p.pretrain" in msg
 
 
+def test_a_profile_not_chosen_is_checked_and_a_key_twice_in_one_list_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A typo in the `full` profile was found only when someone ran `--profile full`, after
+    the default profile had been trusted for weeks; a key set twice within one arm's
+    overrides kept the last, unsaid. Not its files: a GPU profile's data may be elsewhere."""
+    _tiny_configs(tmp_path)
+    spec = {"base": "base.yaml", "arms": [{"name": "a", "overrides": ["train.lr=1e-3"]}]}
+    typo = {**spec, "profiles": {"full": {"overrides": ["train.epohcs=3"]}}}
+    msg = _bad(tmp_path, typo)
+    assert "profile 'full': arm 'a': overrides:" in msg and "train.epohcs" in msg, msg
+    elsewhere = {**spec, "profiles": {"gpu": {"overrides": ["task.train=/data/big.csv"]}}}
+    assert load_study(_write_yaml(tmp_path / "gpu.yaml", elsewhere)).profile_name is None
+    twice = {
+        "base": "base.yaml",
+        "arms": [{"name": "a", "overrides": ["train.lr=1e-3", "train.lr=3e-3"]}],
+    }
+    assert "train.lr is set twice ('train.lr=1e-3', then 'train.lr=3e-3')" in _bad(tmp_path, twice)
+    in_profile = {**spec, "profiles": {"p": {"arms": {"a": ["train.lr=1", "train.lr =2"]}}}}
+    assert "a: train.lr is set twice" in _bad(tmp_path, in_profile)
+
+
 def test_profile_names_are_plain(tmp_path: Path) -> None:
     """A profile's name becomes part of the output folder: studies/<name>-<profile>."""
     _write_yaml(tmp_path / "base.yaml", {"task": {"type": "classification"}})

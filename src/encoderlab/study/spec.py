@@ -41,9 +41,14 @@ class _Spec(BaseModel):
 
 
 def _check_overrides(v: list[str]) -> list[str]:
+    seen: dict[str, str] = {}
     for text in v:
         if not isinstance(text, str) or "=" not in text or not text.split("=", 1)[0].strip():
             raise ValueError(f"{text!r} is not KEY=VALUE (e.g. train.lr=2e-4)")
+        key = text.split("=", 1)[0].strip()
+        if key in seen:  # the last would win, unsaid: a copy-paste slip, not a choice
+            raise ValueError(f"{key} is set twice ({seen[key]!r}, then {text!r}); keep one")
+        seen[key] = text
     return v
 
 
@@ -74,6 +79,16 @@ class ProfileSpec(_Spec):
     synthetic: dict[str, Any] = {}  # changes to the synthetic data set
 
     _ov = field_validator("overrides", "pretrain")(_check_overrides)
+
+    @field_validator("arms")
+    @classmethod
+    def _arm_overrides(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, texts in v.items():
+            try:
+                _check_overrides(texts)
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+        return v
 
 
 class SyntheticSpec(_Spec):
@@ -274,6 +289,9 @@ def load_study(path: str | Path, profile: str | None = None) -> Study:
         )
     _check_overrides_text(p, study)
     _check_configs(p, study)
+    for other in spec.profiles:  # a typo in a profile not chosen today is found today too
+        if other != profile:
+            _check_configs(p, Study(p, spec, other), f"profile {other!r}: ", files=False)
     return study
 
 
@@ -389,10 +407,12 @@ def _check_overrides_text(p: Path, study: Study) -> None:
                         raise UserError(f"{p}: {what}: {err}") from None
 
 
-def _check_configs(p: Path, study: Study) -> None:
+def _check_configs(p: Path, study: Study, which: str = "", files: bool = True) -> None:
     """Every entry's config with its overrides, as its command will load it: a mistyped key
     or a bad value is a one-line error now, not a failed arm after the stage and the other
-    arms. Placeholders stand in for paths that exist only once the study has run."""
+    arms. Placeholders stand in for paths that exist only once the study has run. A profile
+    not chosen (`which` names it) has its keys and values checked, not its files (a GPU
+    profile's data may be on another machine)."""
     from encoderlab.config import Config, FinetuneConfig, load_config
     from encoderlab.objectives import validation_metric_names
     from encoderlab.train import check_early_stop_metric
@@ -403,14 +423,17 @@ def _check_configs(p: Path, study: Study) -> None:
         try:
             cfg = load_config(e["config"], overrides, schema)
             check_early_stop_metric(cfg.train, validation_metric_names(cfg))
-            _check_data_files(cfg)
-            _check_init(cfg)
+            if files:
+                _check_data_files(cfg)
+                _check_init(cfg)
         except UserError as err:
             # the overrides come from this file, not from a --set on the command line
             said = re.sub(r"^--set\b:?", "overrides:", str(err))
             raise UserError(
-                f"{p}: {'stage' if e['stage'] else 'arm'} {e['name']!r}: {said}"
+                f"{p}: {which}{'stage' if e['stage'] else 'arm'} {e['name']!r}: {said}"
             ) from None
+        if which:
+            continue
         unused = _unused_tokenizer_overrides(cfg, e["overrides"])
         if unused:
             study.notes[e["name"]] = (

@@ -513,6 +513,34 @@ def test_batcher_sheds_load_past_max_queue():
     assert [r["label"] for r in more] == ["e", "f", "g"] and waiting == 0
 
 
+def test_the_label_and_vector_queues_share_one_bound():
+    """/predict and /embed each had their own max_queue, so the server held twice what
+    --max-queue allows before it shed load."""
+    from encoderlab.serve import Busy
+
+    async def main():
+        limits = ServeLimits(max_batch=2, max_wait_ms=0, max_queue=3, max_texts=3)
+        labels = Batcher(lambda xs: [{"label": x} for x in xs], limits)
+        vectors = Batcher(lambda xs: [{"embedding": x} for x in xs], limits, labels.executor,
+                          shares_queue_with=labels)  # fmt: skip
+        first = asyncio.ensure_future(labels.submit(["a", "b"]))
+        await asyncio.sleep(0)  # queued, not yet served: no worker has started
+        with pytest.raises(Busy):
+            await vectors.submit(["c", "d"])  # 2 waiting for labels + 2 > 3
+        labels.start()
+        vectors.start()
+        try:
+            await first
+            got = await vectors.submit(["e", "f", "g"])
+        finally:
+            await labels.stop()
+            await vectors.stop()
+        return got, labels.waiting, vectors.waiting
+
+    got, *waiting = asyncio.run(main())
+    assert [r["embedding"] for r in got] == ["e", "f", "g"] and waiting == [0, 0]
+
+
 def test_app_answers_503_when_the_queue_is_full(ft, monkeypatch):
     from encoderlab.serve import Busy
 

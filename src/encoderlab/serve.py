@@ -215,8 +215,8 @@ class Batcher:
     """One queue, one worker: requests' examples are run together, up to `max_batch`
     examples or `max_wait_ms` after the first one arrived, whichever comes first.
 
-    The queue is bounded by `max_queue` waiting examples: past that, `submit` raises `Busy`
-    at once (a 503), so an overloaded server sheds load instead of holding every request in
+    The queue is bounded by `max_queue` waiting examples (with those of the batcher it shares
+    the model with): past that, `submit` raises `Busy` at once (a 503), so an overloaded server sheds load instead of holding every request in
     memory until clients time out."""
 
     def __init__(
@@ -224,6 +224,7 @@ class Batcher:
         predict: Callable[[list[Any]], list[dict[str, Any]]],
         limits: ServeLimits,
         executor: ThreadPoolExecutor | None = None,
+        shares_queue_with: Batcher | None = None,
     ) -> None:
         self.predict = predict
         self.limits = limits
@@ -236,7 +237,13 @@ class Batcher:
         self._worker: asyncio.Task | None = None
         self._getter: asyncio.Future | None = None
         self._carry: _Job | None = None
-        self.waiting = 0  # examples submitted and not yet answered
+        # examples submitted and not yet answered, counted with those of the batcher this one
+        # shares the model with (labels and vectors): max_queue bounds them together
+        self._waiting = shares_queue_with._waiting if shares_queue_with else [0]
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting[0]
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._run())
@@ -255,12 +262,12 @@ class Batcher:
             raise Busy(f"{self.waiting} examples are waiting (at most {self.limits.max_queue})")
         loop = asyncio.get_running_loop()
         job = _Job(examples, loop.create_future(), loop.time())
-        self.waiting += len(examples)
+        self._waiting[0] += len(examples)
         try:
             await self.queue.put(job)
             return await job.future
         finally:
-            self.waiting -= len(examples)
+            self._waiting[0] -= len(examples)
 
     async def _next(self, timeout: float | None) -> _Job | None:
         """The next queued job, or None after `timeout` seconds. The pending get is kept
@@ -422,7 +429,7 @@ def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
         return rows
 
     # its own queue (vectors and labels never mix in a batch), the same model thread
-    embed_batcher = Batcher(embed, limits, batcher.executor)
+    embed_batcher = Batcher(embed, limits, batcher.executor, shares_queue_with=batcher)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})

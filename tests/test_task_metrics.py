@@ -214,3 +214,16 @@ def test_task_metric_picks_the_checkpoint_and_report_shows_intervals(tmp_path: P
     got = json.loads((run.path / "eval" / "file-other.json").read_text())
     assert got["extra"]["examples"] == 30 and "mcc" in got
     assert run_cli("evaluate", run.path, "--data", other, "--set", "train.lr=1") == 2
+
+
+def test_ranks_rank_each_resample_on_its_own():
+    """Spearman's bootstrap reused the full set's ranks; each resample (a row of indices,
+    with repeats) is now ranked again, ties at their average rank, as scipy's rankdata."""
+    from encoderlab.tasks.scores import ranks
+
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 5, size=(40, 25)).astype(float)
+    for row, got in zip(rows, ranks(rows), strict=True):
+        below, equal = (row[None, :] < row[:, None]).sum(1), (row[None, :] == row[:, None]).sum(1)
+        assert np.allclose(got, below + (equal + 1) / 2)
+    assert ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]

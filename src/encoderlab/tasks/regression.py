@@ -127,7 +127,6 @@ class RegressionTask(ColumnPairs, ClassificationTask):
             return {}
         gold = np.array([examples[i]["label"] for i in keep], dtype=np.float64)
         pred = np.array([predictions[i]["value"] for i in keep], dtype=np.float64)
-        # Spearman's interval resamples the full set's ranks (a common shortcut: no re-ranking)
         if np.ptp(gold) == 0:  # correlations with a constant are undefined, not 0
             return {
                 "mse": float(((gold - pred) ** 2).mean()),
@@ -136,10 +135,12 @@ class RegressionTask(ColumnPairs, ClassificationTask):
                     "undefined": f"pearson and spearman: every gold score is {gold[0]:g}",
                 },
             }
-        g_rank, p_rank = scores.ranks(gold), scores.ranks(pred)
         stats = {
             "pearson": lambda idx: scores.pearson(gold[idx], pred[idx]),
-            "spearman": lambda idx: scores.pearson(g_rank[idx], p_rank[idx]),
+            # each resample ranked again: ties among repeated examples are ties in it
+            "spearman": lambda idx: scores.pearson(
+                scores.ranks(gold[idx]), scores.ranks(pred[idx])
+            ),
             "mse": lambda idx: ((gold[idx] - pred[idx]) ** 2).mean(-1),
         }
         return {

@@ -73,17 +73,20 @@ def mcc(cm: np.ndarray) -> np.ndarray:
 
 
 def ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks along the last axis, ties given their average rank."""
+    """1-based ranks along the last axis, ties given their average rank (each row of a (B, n)
+    array of resamples ranked on its own, as Spearman's bootstrap needs)."""
     x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    starts = np.r_[True, xs[1:] != xs[:-1]]
-    group = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
-    last = np.r_[first[1:], len(xs)] - 1
-    avg = (first + last) / 2.0 + 1.0
-    out = np.empty(len(x))
-    out[order] = avg[group]
+    n = x.shape[-1]
+    order = np.argsort(x, axis=-1, kind="mergesort")
+    xs = np.take_along_axis(x, order, -1)
+    edge = np.ones((*x.shape[:-1], 1), dtype=bool)
+    starts = np.concatenate([edge, xs[..., 1:] != xs[..., :-1]], -1)  # a new value begins
+    ends = np.concatenate([starts[..., 1:], edge], -1)  # the last of its value
+    pos = np.broadcast_to(np.arange(n), x.shape)
+    first = np.maximum.accumulate(np.where(starts, pos, 0), -1)
+    last = np.flip(np.minimum.accumulate(np.flip(np.where(ends, pos, n), -1), -1), -1)
+    out = np.empty_like(x)
+    np.put_along_axis(out, order, (first + last) / 2.0 + 1.0, -1)
     return out
 
 

@@ -469,3 +469,24 @@ def test_a_config_object_keeps_its_unset_defaults_unset(tmp_path):
     ft = FinetuneConfig.model_validate({"task": {"train": "t.csv"}})
     again = make_config(ft, {"init": "hf:some/model"}, FinetuneConfig)
     assert "lr" not in again.train.model_fields_set  # still fitted to the init when it runs
+
+
+def test_a_config_changed_in_place_keeps_its_changes(tmp_path):
+    """Dumping only the sections marked as set lost `cfg.task.type = ...` on a config built
+    with no arguments (the task section itself was never marked)."""
+    from encoderlab.api import make_config
+    from encoderlab.config import FinetuneConfig
+
+    cfg = FinetuneConfig()
+    cfg.task.type = "tagging"
+    cfg.task.train = "x.conll"
+    cfg.train.lr = 1e-5
+    cfg.seed = 7
+    got = make_config(cfg, {"train.max_steps": 2}, FinetuneConfig)
+    assert (got.task.type, got.task.train, got.train.lr, got.seed) == (
+        "tagging",
+        "x.conll",
+        1e-5,
+        7,
+    )
+    assert (got.train.max_steps, got.train.epochs) == (2, None)  # no epochs default caps it

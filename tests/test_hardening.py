@@ -1400,6 +1400,10 @@ def test_pretraining_data_that_would_train_on_garbage_is_refused_before_a_run(
         f"data.sources=[{{name: en, files: [{corpus_txt}], weight: 1}}, "
         f"{{name: ko, files: [{empty}], weight: 1}}]"
     )
+    empty_first = (
+        f"data.sources=[{{name: ko, files: [{empty}], weight: 1}}, "
+        f"{{name: en, files: [{corpus_txt}], weight: 1}}]"
+    )
     table = tmp_path / "reviews.txt"
     table.write_text(
         "id\tdocument\tlabel\n" + "".join(f"{i}\tgood film {i}\t1\n" for i in range(50))
@@ -1427,6 +1431,15 @@ def test_pretraining_data_that_would_train_on_garbage_is_refused_before_a_run(
                 f"tokenizer.path={tmp_path / 'tok0'}",
             ],
             "data.max_documents=5 was taken by the sources read before it",
+        ),
+        (  # the empty source first: nothing before it took the cap
+            [
+                "data.corpus=[]",
+                empty_first,
+                "data.max_documents=5",
+                f"tokenizer.path={tmp_path / 'tok0'}",
+            ],
+            "data.sources[0] (ko): no text left to train on (its files are empty",
         ),
         (
             [f"data.corpus=[{table}]", "data.text_column=document"],

@@ -227,3 +227,12 @@ def test_a_short_tsv_row_with_a_stray_quote_is_a_short_row_not_a_refusal(tmp_pat
     across.write_text('id\ttext\tlabel\n1\t"first\nmiddle\nlast"\tneg\n')
     with pytest.raises(UserError, match=r"across.tsv:2: .* and line 4 closes it"):
         list(iter_rows(across))
+    # pandas doubles a quote inside the cell: a middle line holding one still continues it
+    quoted = tmp_path / "quoted.tsv"
+    quoted.write_text('id\ttext\tlabel\n1\t"first\nhe said ""hi"" then\nlast"\tpos\n')
+    with pytest.raises(UserError, match=r"quoted.tsv:2: .* and line 4 closes it"):
+        list(iter_rows(quoted))
+    # a whole row ending in a quote (12" pipe) cannot be the rest of a stray quote's row
+    stray = tmp_path / "stray.tsv"
+    stray.write_text('id\ttext\tlabel\n1\t"unclosed\n2\ta 12" pipe\tneg\n3\tmore\tpos\n')
+    assert [r["label"] for _, r in iter_rows(stray)] == [None, "neg", "pos"]

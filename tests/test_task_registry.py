@@ -163,7 +163,9 @@ def test_unknown_task_type_names_the_registered_ones() -> None:
         build(FinetuneConfig, {"task": {"type": "toy_regression"}}, "x.yaml")
 
 
-def test_toy_task_finetunes_evaluates_predicts_and_reports(tmp_path: Path, toy_task: str) -> None:
+def test_toy_task_finetunes_evaluates_predicts_and_reports(
+    tmp_path: Path, toy_task: str, capsys: pytest.CaptureFixture
+) -> None:
     assert toy_task in registry.task_names()
     train = write_csv(tmp_path / "train.csv", number_rows(120, 0), ["id", "text", "value"])
     holdout = write_csv(tmp_path / "holdout.csv", number_rows(20, 1), ["id", "text", "value"])
@@ -207,6 +209,12 @@ def test_toy_task_finetunes_evaluates_predicts_and_reports(tmp_path: Path, toy_t
     assert [p["id"] for p in preds] == [f"r2-{i}" for i in range(7)]
     assert all(p["gold"] is None for p in preds)
     assert run_cli("predict", run_dir, "--text", "up up the cat") == 0
+    # it writes no table: a .json refusal names the kind it writes, not a table
+    capsys.readouterr()
+    assert run_cli("predict", run_dir, "--input", unlabelled, "--output", tmp_path / "p.json") == 2
+    err = capsys.readouterr().err
+    assert "give a .jsonl file" in err and ".csv" not in err, err
+    assert not (tmp_path / "p.json").exists()
 
     from encoderlab.inference import load_finetuned
 
@@ -238,5 +246,24 @@ def test_a_task_type_built_on_tagging_takes_tagging_options() -> None:
             TaskConfig(type="medical_ner", truncation="head_tail")
         with pytest.raises(ValueError, match="tag_column=2 is a tagging/pos option"):
             TaskConfig(type="classification", tag_column=2)
+        # fine-tuning defaults, --set decisions and reports follow the class too
+        from encoderlab.config import FinetuneConfig
+        from encoderlab.finetuning import resolve_defaults
+        from encoderlab.tasks.multilabel import MultiLabelTask
+        from encoderlab.tasks.reading import reading_config
+
+        def fitted(kind: str) -> tuple:
+            cfg = resolve_defaults(FinetuneConfig(task={"type": kind}), say=lambda _: None)
+            return cfg.train.lr, cfg.model.position
+
+        assert fitted("medical_ner") == fitted("tagging") != fitted("classification")
+
+        @register
+        class Topics(MultiLabelTask):
+            type = "topics"
+
+        topics = TaskConfig(type="topics")
+        assert reading_config(topics, ["task.threshold=0.4"]).threshold == 0.4
     finally:
         registry._TASKS.pop("medical_ner", None)
+        registry._TASKS.pop("topics", None)

@@ -52,9 +52,7 @@ def make_config(config: ConfigLike, overrides: Overrides, schema: type[Section])
     elif isinstance(config, (str, Path)):
         data, source = read_yaml(config), str(config)
     elif isinstance(config, Section):
-        # only what was set: an unset default stays one (TrainConfig's epochs would cap the
-        # max_steps an override gives; fine-tuning fits lr and epochs to the init)
-        data, source = config.model_dump(mode="json", exclude_unset=True), "config"
+        data, source = _set_fields(config), "config"
     elif isinstance(config, Mapping):
         data, source = dict(config), "config"
     else:
@@ -67,6 +65,23 @@ def make_config(config: ConfigLike, overrides: Overrides, schema: type[Section])
         merged = apply_overrides(merged, _override_list(overrides))
     # a mistake in the overrides is named there, not in the (valid) file or dict
     return build_overridden(schema, data, merged if overrides else data, source, "overrides")
+
+
+def _set_fields(section: Section) -> dict[str, Any]:
+    """What was set in `section` and in its sections, however it was set (written, passed, or
+    assigned later: `cfg.train.lr = 1e-5` marks train's lr, not cfg's train). An unset default
+    stays one: TrainConfig's epochs would cap the max_steps an override gives, and fine-tuning
+    fits lr and epochs to the init."""
+    out: dict[str, Any] = {}
+    for name in type(section).model_fields:
+        value = getattr(section, name)
+        if isinstance(value, Section):
+            inner = _set_fields(value)
+            if inner or name in section.model_fields_set:
+                out[name] = inner
+        elif name in section.model_fields_set:
+            out[name] = section.model_dump(mode="json", include={name})[name]
+    return out
 
 
 def _run_path(run: Any) -> Path:

@@ -849,11 +849,13 @@ def model_show(
 
 def _task_head(cfg: Any, d_model: int, n_labels: int) -> tuple[str, Any]:
     """(what it is, the module): the head a fine-tuning config puts on its encoder."""
-    from encoderlab.tasks.registry import get_task
+    from encoderlab.tasks.registry import get_task, task_kind
 
     task = get_task(cfg.task.type)
     head = task.head(cfg.head, d_model, max(n_labels, 1))
-    what = {"tagging": "token head", "pos": "token head", "qa": "span head"}.get(cfg.task.type)
+    what = {"tagging": "token head", "pos": "token head", "qa": "span head"}.get(
+        task_kind(cfg.task.type)
+    )
     return what or f"{cfg.head.type} head", head
 
 
@@ -861,9 +863,9 @@ def _label_count(cfg: Any) -> tuple[int, str | None]:
     """How many labels the config's training file has (the head's outputs), read as
     fine-tuning reads it; (2, why) when it cannot be read from here (the table still shows
     the architecture)."""
-    from encoderlab.tasks.registry import get_task
+    from encoderlab.tasks.registry import get_task, task_kind
 
-    if cfg.task.type in ("qa", "regression"):
+    if task_kind(cfg.task.type) in ("qa", "regression"):
         return 1, None  # a span scorer / one number: no label set
     if not cfg.task.train:
         return 2, "task.train is not set"

@@ -76,7 +76,7 @@ from encoderlab.tasks.base import (
     whole_unicode,
 )
 from encoderlab.tasks.records import split_for_role
-from encoderlab.tasks.registry import task_class
+from encoderlab.tasks.registry import task_class, task_kind
 from encoderlab.tasks.tagging import ENTITY_FORMATS, keeps_punctuation
 from encoderlab.tokenizer import (
     load_tokenizer,
@@ -194,7 +194,8 @@ def resolve_defaults(cfg: FinetuneConfig, say: Callable[[str], None] = print) ->
     # self_pretrain: fine-tuning starts from the run it makes (--print-config asks before)
     kind = "own" if cfg.self_pretrain is not None else init_kind(cfg.init)
     table = DEFAULTS[kind]
-    chosen = {**table["*"], **table.get(cfg.task.type, {})}
+    task_type = task_kind(cfg.task.type)  # a plugin built on tagging takes tagging's
+    chosen = {**table["*"], **table.get(task_type, {})}
     given = cfg.train.model_fields_set
     train_update = {
         k: v for k, v in chosen.items() if k not in given or (k == "lr" and cfg.train.lr is None)
@@ -205,7 +206,7 @@ def resolve_defaults(cfg: FinetuneConfig, say: Callable[[str], None] = print) ->
     update: dict[str, Any] = {"train": train}
     # scratch:<run> and self_pretrain take their run's architecture
     fresh = kind == "scratch" and cfg.init.strip() == "scratch"
-    shape = SCRATCH_MODEL.get(cfg.task.type, {}) if fresh else {}
+    shape = SCRATCH_MODEL.get(task_type, {}) if fresh else {}
     model_update = {k: v for k, v in shape.items() if k not in cfg.model.model_fields_set}
     if model_update:
         update["model"] = cfg.model.model_copy(update=model_update)
@@ -219,7 +220,7 @@ def resolve_defaults(cfg: FinetuneConfig, say: Callable[[str], None] = print) ->
             f"{'freeze=' + cfg.freeze if cfg.freeze != 'none' else f'drop_last={cfg.drop_last}'} "
             "keeps or cuts them as they are: the head learns from random features"
         )
-    low, high = LR_RANGE[kind].get(cfg.task.type, LR_RANGE[kind]["*"])
+    low, high = LR_RANGE[kind].get(task_type, LR_RANGE[kind]["*"])
     if "lr" not in train_update and not low / 3 <= train.lr <= high:
         what = {
             "pretrained": "a pretrained encoder from the hub",
@@ -238,7 +239,7 @@ def _lr_hint(cfg: FinetuneConfig) -> str:
     """What to try after a run that learned nothing: the usual learning rate for its init
     and task when it trained at another, else a lower one; or more training."""
     kind = "own" if cfg.self_pretrain is not None else init_kind(cfg.init)
-    usual = {**DEFAULTS[kind]["*"], **DEFAULTS[kind].get(cfg.task.type, {})}["lr"]
+    usual = {**DEFAULTS[kind]["*"], **DEFAULTS[kind].get(task_kind(cfg.task.type), {})}["lr"]
     lr = cfg.train.lr if cfg.train.lr is not None else usual
     if not math.isclose(lr, usual, rel_tol=0.01):
         return (
@@ -251,7 +252,9 @@ def _lr_hint(cfg: FinetuneConfig) -> str:
 def _imbalance_hint(cfg: FinetuneConfig, data: TaskData) -> str:
     """For a collapsed classifier on imbalanced classes (one of 80 % or more of the training
     rows) trained unweighted: the two settings made for that."""
-    if cfg.task.type not in ("classification", "pair") or cfg.task.class_weights != "none":
+    if task_kind(cfg.task.type) not in ("classification", "pair"):
+        return ""
+    if cfg.task.class_weights != "none":
         return ""
     gold = [ex["label"] for ex in data.train if ex.get("label") is not None]
     if not gold:
@@ -1015,8 +1018,11 @@ def _describe_run(
         init_kind=init_kind(cfg.init),
         task=task.type,
         # tagging: raw text to tag is split as the training words were (load_finetuned)
-        **({"words_keep_punctuation": task.words_keep_punctuation}
-           if hasattr(task, "words_keep_punctuation") else {}),
+        **(
+            {"words_keep_punctuation": task.words_keep_punctuation}
+            if hasattr(task, "words_keep_punctuation")
+            else {}
+        ),
         description=cfg.description,
         train_examples_raw=len(data.train),
         valid_examples_raw=len(data.valid),

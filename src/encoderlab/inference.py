@@ -874,7 +874,12 @@ def _outputs_written(ft: Finetuned) -> str:
     elif ft.task.submission_json([]) is not None:
         kinds.append("a .json file of its answers ({id: answer})")
     else:
-        kinds.append("a .csv or .tsv table (id, prediction)")
+        try:
+            table = ft.task.submission([], ft.cfg.task) is not None
+        except UserError:  # a table that needs task.id_column set: still a kind it writes
+            table = True
+        if table:
+            kinds.append("a .csv or .tsv table (id, prediction)")
     return " or ".join(kinds)
 
 

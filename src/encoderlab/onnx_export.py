@@ -33,6 +33,7 @@ from encoderlab.inference import TaskModel
 from encoderlab.model import MaskedLM
 from encoderlab.runs import Run, load_run_weights, run_checkpoint, run_labels, run_model_config
 from encoderlab.tasks import get_task
+from encoderlab.tasks.registry import task_kind
 from encoderlab.tokenizer import load_tokenizer, save_tokenizer
 
 OPSET = 17
@@ -90,7 +91,7 @@ def run_logits_model(run: Run) -> tuple[nn.Module, dict[str, Any]]:
             # a token-level task's own head (tagging: token, qa: span); head.type configures
             # only the sequence heads (cls, mean, cnn, pooler)
             "head": task.hf_head if task.token_level else getattr(cfg.head, "type", None),
-            "labels": ["start", "end"] if task.type == "qa" else labels,
+            "labels": ["start", "end"] if task_kind(task.type) == "qa" else labels,
             "max_len": cfg.task.max_len,
             "output": "logits: (batch, sequence, labels)"
             if task.token_level

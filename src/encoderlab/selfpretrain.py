@@ -51,6 +51,7 @@ from encoderlab.runtime import resolve_device
 from encoderlab.tasks import get_task
 from encoderlab.tasks.base import example_texts, read_to_predict
 from encoderlab.tasks.records import split_for_role
+from encoderlab.tasks.registry import task_kind
 
 KEY_FIELD = "self_pretrain_key"  # run.json: what the run was pretrained with (see run_key)
 MODEL_FIELD = "self_pretrain_model"  # run.json: the model keys the fine-tuning config set
@@ -173,7 +174,9 @@ def check_finetuning_fits(cfg: FinetuneConfig, pcfg: Config) -> None:
     pretraining rather than after it (minutes later, and then a new run for the fix)."""
     m = pcfg.model
     task = get_task(cfg.task.type, cfg.task)
-    two_texts = cfg.task.type == "qa" or getattr(task, "is_pair", lambda t: False)(cfg.task)
+    two_texts = task_kind(cfg.task.type) == "qa" or getattr(task, "is_pair", lambda t: False)(
+        cfg.task
+    )
     if two_texts and m.n_segments == 1:  # check_segments, after the pretraining
         raise UserError(
             "model.n_segments=1: this task's second text is segment 1, which an encoder with "

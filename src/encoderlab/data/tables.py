@@ -507,9 +507,10 @@ def iter_rows(
         delimiter = DELIMITERS[fmt]
         names: list[str] | None = None if header is True else list(header or [])
         seen = False
-        # a short row of a .tsv that opens a quote: (where, columns short) until a later line
-        # closes it (a cell quoted across a line break) or a row that cannot continue it comes
-        opened: tuple[str, int] | None = None
+        # a short row of a .tsv that opens a quote: (where, columns short, cells so far) until
+        # a later line closes it within the row's columns (a cell quoted across a line break),
+        # or a line that would not fit in the row ends it (a stray quote)
+        opened: tuple[str, int, int] | None = None
         for lineno, offset, row in csv_rows(where, lines, delimiter):
             seen = True
             if names is None:
@@ -527,19 +528,19 @@ def iter_rows(
                 where.problem(
                     "bad_records", wrong_length(where.loc(lineno, offset), row, names, delimiter)
                 )
-            if opened is not None and _closes_a_quote(row):
-                raise UserError(  # read as TSV is (no quoting), its rows came apart silently
-                    f'{opened[0]}: a cell opens a quote (") and the row ends {opened[1]} '
-                    f"column(s) short, and line {lineno} closes it: a text with a line break, "
-                    "quoted as pandas or Excel write a .tsv; tab-separated files are read "
-                    "without quoting, so write it as .csv (df.to_csv('x.csv')) or without line "
-                    "breaks in cells"
-                )
-            short = len(row) < len(names)
-            if delimiter == "\t" and short and _opens_a_quote(row):
-                opened = (where.loc(lineno, offset), len(names) - len(row))
-            elif not short or '"' in "".join(row):  # cannot be the quoted text's middle
-                opened = None
+            if opened is not None:
+                cells = opened[2] + len(row) - 1  # the line goes on the open cell
+                if cells <= len(names) and _closes_a_quote(row):
+                    raise UserError(  # read as TSV is (no quoting), its rows came apart silently
+                        f'{opened[0]}: a cell opens a quote (") and the row ends {opened[1]} '
+                        f"column(s) short, and line {lineno} closes it: a text with a line "
+                        "break, quoted as pandas or Excel write a .tsv; tab-separated files are "
+                        "read without quoting, so write it as .csv (df.to_csv('x.csv')) or "
+                        "without line breaks in cells"
+                    )
+                opened = (opened[0], opened[1], cells) if cells <= len(names) else None
+            if delimiter == "\t" and len(row) < len(names) and _opens_a_quote(row):
+                opened = (where.loc(lineno, offset), len(names) - len(row), len(row))
             cells: list[str | None] = [*row, *[None] * (len(names) - len(row))]
             yield lineno, dict(zip(names, cells, strict=True))
         if not seen:

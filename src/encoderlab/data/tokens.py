@@ -294,8 +294,9 @@ def _check_every_source_has_text(store: ShardStore, examples: Examples, data: Da
                 if source.name == "corpus"
                 else f"data.sources[{i - bool(data.corpus)}]"
             )
-            docs = store.manifest["totals"]["docs"]
-            if data.max_documents is not None and docs >= data.max_documents:  # taken in order
+            # the cap is taken in order: blamed when the sources before this one filled it
+            before = sum(s["docs"] for s in store.shards if s["source"] < i)
+            if data.max_documents is not None and before >= data.max_documents:
                 raise UserError(
                     f"{where} ({source.name}): no text left to train on: data.max_documents="
                     f"{data.max_documents} was taken by the sources read before it; raise "

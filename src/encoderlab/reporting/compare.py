@@ -17,6 +17,7 @@ from encoderlab.reporting.metrics import (
     percent,
     primary_value,
 )
+from encoderlab.tasks.registry import task_kind
 
 # config keys that name or describe a run rather than change it
 IGNORED = {"name", "description", "runs_dir"}
@@ -139,7 +140,7 @@ def data_key(run: RunData) -> str:
     data = str(run.info.get("valid_source") or task.get("valid") or task.get("train"))
     # the gold labels come from a column, and some scores are defined by a setting (F1 over
     # characters or words; the class whose F1 is meant): runs that differ are not comparable
-    keys = _SCORED_BY.get(run.task, ("label_column", "positive_label"))
+    keys = _SCORED_BY.get(task_kind(run.task), ("label_column", "positive_label"))
     gold = [f"{k} {task[k]!r}" for k in keys if task.get(k) is not None]
     return f"{data} ({', '.join(gold)})" if gold else data
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from encoderlab.config import TRUNCATION_OPTIONS, TaskConfig, apply_overrides, build
 from encoderlab.errors import UserError
+from encoderlab.tasks.registry import task_kind
 
 READING_KEYS = (
     "format",
@@ -52,7 +53,7 @@ def reading_config(task: TaskConfig, overrides: list[str]) -> TaskConfig:
         for name, needs in TRUNCATION_OPTIONS.items():
             if name not in given and data["task"]["truncation"] != needs:
                 data["task"][name] = None
-    if "threshold" in given and task.type != "multilabel":
+    if "threshold" in given and task_kind(task.type) != "multilabel":
         raise UserError(
             f"--set task.threshold: a {task.type} run has no label threshold (multilabel runs do)"
         )

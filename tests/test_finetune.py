@@ -440,7 +440,7 @@ def test_raw_text_is_split_into_words_as_the_runs_training_words_were(tmp_path):
     rng = random.Random(0)
     for name, end in (("eojeol", "."), ("apart", " .")):
         lines = []
-        for s in range(40):
+        for _ in range(40):
             words = [rng.choice(FILL) for _ in range(4)] + [f"went{end}"]
             for i, w in enumerate(" ".join(words).split(), 1):
                 lines.append(

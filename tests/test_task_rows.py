@@ -506,6 +506,18 @@ def test_xlsx_rows_with_blank_cells_at_their_end_read_as_empty(tmp_path):
     assert any("skipped 1 rows without a gold label" in w for w in examples.warnings)
 
 
+def test_xlsx_formulas_saved_without_their_values_are_refused_at_their_cell(tmp_path):
+    """openpyxl (and pandas writing "=..." strings) saves formulas without values: read for
+    values, the labels were empty, and the rows were skipped as unlabelled, unsaid."""
+    sheet = [["text", "label"]] + [[f"review {i}", i % 2] for i in range(6)]
+    sheet += [["a formula's label", "=B2"]]
+    path = write_xlsx(tmp_path / "formulas.xlsx", {"s": sheet})
+    with pytest.raises(
+        UserError, match=r"formulas.xlsx: row 8, column 'label' holds the formula =B2"
+    ):
+        get_task("classification").read(str(path), task_cfg())
+
+
 def test_tagging_rows_to_predict_need_no_tags_column_even_when_one_is_named(tmp_path):
     path = tmp_path / "topredict.jsonl"
     path.write_text(json.dumps({"tokens": ["Anna", "sings"]}) + "\n")

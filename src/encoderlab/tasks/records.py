@@ -474,13 +474,41 @@ def _xlsx_rows(p: Path, sheet: str | None) -> list[Row]:
         if twice:
             raise UserError(f"{p}: the header names column '{twice[0]}' twice; rename one")
         rows: list[Row] = []
+        blank: list[tuple[int, int]] = []  # (row, column) of empty cells in filled rows
         for n, values in enumerate(cells, 2):
             if all(v is None or (isinstance(v, str) and not v.strip()) for v in values):
                 continue
             # a row's blank cells at its end are not in the file: they read as None
             cells = {h: values[k] if k < len(values) else None for k, h in enumerate(header)}
             rows.append((n, {h: v for h, v in cells.items() if h}))
-        return rows
+            blank.extend((n, k) for k, h in enumerate(header) if h and cells[h] is None)
+    finally:
+        wb.close()
+    if blank:
+        _refuse_unsaved_formulas(p, ws.title, header, set(blank))
+    return rows
+
+
+def _refuse_unsaved_formulas(p: Path, title: str, header: list[str], blank: set) -> None:
+    """An empty cell that holds a formula: the workbook was written by a program that saves
+    formulas without their values (openpyxl, pandas with a formula string), so the value
+    reads as nothing and the row would be trained on as unlabelled or empty text."""
+    import openpyxl
+
+    last = max(n for n, _ in blank)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wb = openpyxl.load_workbook(p, read_only=True, data_only=False)
+    try:
+        ws = wb[title]
+        for n, values in enumerate(ws.iter_rows(min_row=2, max_row=last, values_only=True), 2):
+            for k, v in enumerate(values):
+                if (n, k) in blank and isinstance(v, str) and v.startswith("="):
+                    raise UserError(
+                        f"{p}: row {n}, column '{header[k]}' holds the formula {v[:40]} with no "
+                        "saved value (the program that wrote the file does not compute "
+                        "formulas); open and save it in Excel or LibreOffice, or write values"
+                    )
     finally:
         wb.close()
 

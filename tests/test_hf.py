@@ -859,3 +859,19 @@ def test_one_segment_embedding_exports_and_a_pair_task_refuses_it(tmp_path, caps
     with pytest.raises(UserError, match=r"model.n_segments=1: this task's pairs put their "):
         finetune(ft_config(tmp_path, "pair", model={"n_segments": 1}, runs_dir=str(runs)))
     assert not runs.exists()
+
+
+def test_a_regression_export_is_read_as_a_number_by_transformers(tmp_path):
+    """config.json said nothing of regression, so transformers' text-classification pipeline
+    put the predicted number through a sigmoid (0.42 came back as a 'score' of 0.60)."""
+    transformers = pytest.importorskip("transformers")
+    cfg = ft_config(tmp_path, "classification")
+    cfg = cfg.model_copy(update={"task": cfg.task.model_copy(update={"type": "regression"})})
+    run, _ = finetune(cfg, say=lambda m: None)
+    out = tmp_path / "hf-reg"
+    main(["export", str(run.path), "--to-hf", str(out)])
+    assert json.loads((out / "config.json").read_text())["problem_type"] == "regression"
+    pipe = transformers.pipeline("text-classification", model=str(out), tokenizer=str(out))
+    text = "the movie was good"
+    (row,) = load_finetuned(run.path).predict([text])
+    assert pipe(text)[0]["score"] == pytest.approx(row["prediction"], abs=1e-4)

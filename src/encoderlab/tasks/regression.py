@@ -47,6 +47,7 @@ class RegressionTask(ColumnPairs, ClassificationTask):
     metric_names = reported_metrics
     report_details = None
     hf_head = "sequence"  # a one-label sequence head: transformers' regression
+    hf_problem_type = "regression"  # else transformers' pipeline puts the number through a sigmoid
 
     def parse_label(self, raw: Any, path: str, line: int) -> float | None:
         if raw is None or (isinstance(raw, str) and raw.strip() in NO_LABEL):

@@ -875,3 +875,11 @@ def test_a_regression_export_is_read_as_a_number_by_transformers(tmp_path):
     text = "the movie was good"
     (row,) = load_finetuned(run.path).predict([text])
     assert pipe(text)[0]["score"] == pytest.approx(row["prediction"], abs=1e-4)
+
+
+def test_an_export_folder_that_cannot_be_made_is_one_line(pretrain_runs, tmp_path):
+    """--to-hf /proc/x was a FileNotFoundError traceback (exit 1) from mkdir."""
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux's /proc, a place no folder can be made")
+    with pytest.raises(UserError, match=r"--to-hf /proc/encoderlab-x/y: cannot make this folder"):
+        hf.export_run(pretrain_runs[True], "/proc/encoderlab-x/y", say=quiet)

@@ -1259,7 +1259,12 @@ def export_run(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"--to-hf {out}: exists and is not a directory; choose another path")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # /proc/x, a read-only mount: the user's choice of path
+        raise UserError(
+            f"--to-hf {out}: cannot make this folder ({e.strerror or e}); give another path"
+        ) from None
     config.save_pretrained(str(out))
     state = {k: v.detach().float().contiguous().clone() for k, v in state.items()}
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})

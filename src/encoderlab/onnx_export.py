@@ -192,7 +192,12 @@ def export_onnx(
     model, meta = run_logits_model(run)
     for note in run.skip_notes():
         say(note)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # /proc/x, a read-only mount: the user's choice of path
+        raise UserError(
+            f"--to-onnx {out}: cannot make its folder ({e.strerror or e}); give another path"
+        ) from None
     vocab = run_model_config(run).vocab_size or 100
     sample = example_inputs(vocab, 2, min(16, int(meta["max_len"])))
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}

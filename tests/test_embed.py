@@ -174,6 +174,16 @@ def test_minilm_vectors_are_the_sentence_transformers_ones(minilm):
     assert float(got[0] @ got[1]) > 0.7 > float(got[0] @ got[2])
 
 
+def test_a_transformers_folder_without_hf_is_told_to_add_it(minilm, capsys):
+    """`embed $MINILM` said only "not an encoderlab run directory; pass a folder under runs/"."""
+    assert run_cli("embed", minilm, "--text", "hi") == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        f"a transformers checkpoint (config.json), not an encoderlab run directory; give it as hf:{minilm}"
+        in err
+    )
+
+
 def test_bad_files_and_cells_are_one_line_errors_naming_the_row(runs, tmp_path, capsys):
     latin = tmp_path / "latin.txt"
     latin.write_bytes(b"fine\ncaf\xe9\n")

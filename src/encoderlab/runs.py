@@ -365,6 +365,11 @@ class Run:
     def open(cls, path: str | Path) -> Run:
         p = Path(path)
         if not (p / RUN_FILE).is_file() or not (p / "config.yaml").is_file():
+            if (p / "config.json").is_file():  # a transformers checkpoint (the hub's, an export)
+                raise UserError(
+                    f"{p}: a transformers checkpoint (config.json), not an encoderlab run "
+                    f"directory; give it as hf:{p} (init: hf:{p}, embed hf:{p})"
+                )
             raise UserError(
                 f"{p}: not an encoderlab run directory (no {RUN_FILE} / config.yaml); "
                 "pass a folder under runs/ (see `encoderlab runs list`)"

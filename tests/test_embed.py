@@ -261,3 +261,24 @@ def test_inputs_and_outputs_embed_cannot_take_are_said_before_the_model_runs(
     assert run_cli("embed", f"hf:{tmp_path / 'nope'}", "--text", "a") == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: hf:{tmp_path / 'nope'}") and "init" not in err
+
+
+def test_a_checkpoints_tokenizer_is_the_one_transformers_builds(minilm, tmp_path):
+    """tokenizer.json was used as saved, while transformers builds a BERT tokenizer from
+    tokenizer_config.json's arguments (do_lower_case wins over the file's normalizer): on a
+    checkpoint whose two files disagree, "A" and "ÉCOLE" became [UNK] here, words there."""
+    transformers = pytest.importorskip("transformers")
+    ckpt = tmp_path / "minilm-cased-json"
+    ckpt.mkdir()
+    for f in minilm.iterdir():
+        if f.is_file() and f.name != "tokenizer.json":
+            (ckpt / f.name).symlink_to(f)  # read only: nothing is written through them
+    state = json.loads((minilm / "tokenizer.json").read_text(encoding="utf-8"))
+    state["normalizer"]["lowercase"] = False
+    (ckpt / "tokenizer.json").write_text(json.dumps(state), encoding="utf-8")
+    text = "A man ÉCOLE"
+    ours = el.embed(f"hf:{ckpt}", [text], say=quiet)
+    want = el.embed(f"hf:{minilm}", [text], say=quiet)
+    assert np.abs(ours - want).max() < 1e-6
+    theirs = transformers.AutoTokenizer.from_pretrained(str(ckpt)).tokenize(text)
+    assert theirs == ["a", "man", "ecole"]

@@ -221,13 +221,20 @@ def resolve_source(spec: str) -> str:
 def load_hf_tokenizer(source: str, trust_remote_code: bool = False) -> Tokenizer:
     """The checkpoint's tokenizer as a `tokenizers.Tokenizer`, with its special-token roles.
 
-    tokenizer.json is used directly when present; otherwise (vocab.txt, vocab.json+merges.txt,
-    hub names) transformers builds the fast tokenizer and its backend is taken.
+    transformers builds the fast tokenizer and its backend is taken: from tokenizer_config.json
+    it applies the tokenizer class's own arguments, which win over tokenizer.json (a BERT
+    tokenizer's do_lower_case, default true, lowercases whatever the file's normalizer says).
+    A tokenizer.json alone, or one transformers cannot build on, is used directly.
     """
     local = Path(source)
-    if local.is_dir() and (local / "tokenizer.json").is_file():
+    own_file = local.is_dir() and (local / "tokenizer.json").is_file()
+
+    def as_saved() -> Tokenizer:
         tok = load_tokenizer(local)
         return _with_prefix_space(tok, special_tokens(tok), source)
+
+    if own_file and not (local / "tokenizer_config.json").is_file():
+        return as_saved()
     transformers = _transformers()
     try:
         with _quiet_transformers():
@@ -235,12 +242,16 @@ def load_hf_tokenizer(source: str, trust_remote_code: bool = False) -> Tokenizer
                 source, trust_remote_code=trust_remote_code
             )
     except Exception as e:
+        if own_file:
+            return as_saved()
         raise UserError(
             f"hf:{source}: could not load its tokenizer ({first_line(e)}); the checkpoint needs "
             "tokenizer.json, or vocab files transformers can turn into a fast tokenizer"
         ) from None
     backend = getattr(hf_tok, "backend_tokenizer", None)
     if not isinstance(backend, Tokenizer):
+        if own_file:
+            return as_saved()
         raise UserError(
             f"hf:{source}: transformers gave a slow ({type(hf_tok).__name__}) tokenizer only; "
             "encoderlab needs a fast one (tokenizer.json)"

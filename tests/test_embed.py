@@ -230,6 +230,46 @@ def test_sentence_transformers_parts_embed_does_not_apply_are_named(tmp_path):
     assert (pooling, length) == ("mean", 128)
     assert skipped == ["max_tokens pooling", "its Dense module"]
     assert sentence_transformers_settings(tmp_path / "nothing") == ("mean", None, [])
+    # [CLS] and mean both on: sentence-transformers joins them (twice the width)
+    (tmp_path / "1_Pooling" / "config.json").write_text(
+        '{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": true}'
+    )
+    assert "[CLS] and mean pooling joined end to end" in sentence_transformers_settings(tmp_path)[2]
+    # no sentence-transformers length: the tokenizer's own (an export's is the run's max_len)
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "tokenizer_config.json").write_text('{"model_max_length": 32}')
+    assert sentence_transformers_settings(export)[1] == 32
+    (export / "tokenizer_config.json").write_text(
+        '{"model_max_length": 1000000000000000019884624838656}'
+    )
+    assert sentence_transformers_settings(export)[1] is None  # transformers' "no limit"
+
+
+def test_a_hub_name_embeds_with_its_sentence_transformers_settings(minilm, tmp_path):
+    """By folder, MiniLM's settings applied; by hub name they were never fetched: mean pooling
+    over 512 tokens whatever the model says (here a copy in a hub cache saying [CLS], 16)."""
+    import os
+    import subprocess
+    import sys
+
+    snapshot = tmp_path / "hub" / "models--someone--st-cls" / "snapshots" / "abc123"
+    (snapshot / "1_Pooling").mkdir(parents=True)
+    for f in minilm.iterdir():
+        if f.is_file() and f.name not in ("sentence_bert_config.json",):
+            (snapshot / f.name).symlink_to(f)  # read only: nothing is written through them
+    (snapshot / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
+    (snapshot / "sentence_bert_config.json").write_text('{"max_seq_length": 16}')
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc123")
+    code = (
+        "from encoderlab.embedding import load_embedder\n"
+        "e = load_embedder('hf:someone/st-cls', say=lambda m: None)\n"
+        "print(e.pooling, e.max_len)"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["cls", "16"], out.stderr[-2000:]
 
 
 def test_inputs_and_outputs_embed_cannot_take_are_said_before_the_model_runs(

@@ -146,8 +146,10 @@ def load_embedder(source: str, say: Callable[[str], None] = print) -> Embedder:
         except UserError as e:  # its messages speak of fine-tuning's `init:` and `--set`
             raise UserError(_for_embed(str(e))) from None
         encoder, tok, model_cfg, where = imp.encoder, imp.tokenizer, imp.model_cfg, imp.source
-        folder = Path(source.removeprefix("hf:").strip()).expanduser()
-        if folder.is_dir():
+        name = source.removeprefix("hf:").strip()
+        folder = Path(name).expanduser()
+        folder = folder if folder.is_dir() else _hub_settings_folder(name)
+        if folder is not None:
             pooling, max_len, skipped = sentence_transformers_settings(folder)
             if skipped:
                 say(
@@ -178,6 +180,34 @@ def load_embedder(source: str, say: Callable[[str], None] = print) -> Embedder:
     return Embedder(encoder, tok, limit, int(model_cfg.d_model), device, where, pooling)
 
 
+# what sentence_transformers_settings reads, fetched for a hub name as transformers fetches
+# the model's own files (into the Hugging Face cache; HF_HUB_OFFLINE=1 reads only the cache)
+SETTINGS_FILES = (
+    "modules.json",
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
+    "tokenizer_config.json",
+)
+
+
+def _hub_settings_folder(name: str) -> Path | None:
+    """The cache folder of a hub model's snapshot holding its embedding settings, None when
+    it has none (a plain BERT) or the hub has none to give: all-MiniLM-L6-v2 by name was
+    mean-pooled over 512 tokens, not its own 256; a [CLS]-pooled model (BGE) mean-pooled."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        return None
+    folder = None
+    for filename in SETTINGS_FILES:
+        try:
+            path = Path(hf_hub_download(name, filename))
+        except Exception:  # not in this model (most have no 1_Pooling/), or not reachable
+            continue
+        folder = path.parents[filename.count("/")]
+    return folder
+
+
 def _finetuned_length(run_dir: Path) -> int:
     """A fine-tuning run's task.max_len (the longest input its encoder was trained on); a
     config that cannot say it is an error, as `predict` makes it, not a silent other length."""
@@ -189,7 +219,8 @@ def _finetuned_length(run_dir: Path) -> int:
 def sentence_transformers_settings(folder: Path) -> tuple[str, int | None, list[str]]:
     """(pooling, max tokens, what is not applied) a sentence-transformers folder records
     (1_Pooling/config.json, sentence_bert_config.json, modules.json: all-MiniLM-L6-v2
-    mean-pools 256 tokens, then normalises), so its vectors are the ones its model card gives;
+    mean-pools 256 tokens, then normalises; without a sentence-transformers length, the
+    tokenizer's model_max_length), so its vectors are the ones its model card gives;
     a pooling mode other than mean or [CLS], or a module after pooling other than Normalize
     (a Dense projection), is named, since these vectors then are not that model's. ("mean",
     None, []) for any other checkpoint. Read as JSON data, nothing executed."""
@@ -210,6 +241,8 @@ def sentence_transformers_settings(folder: Path) -> tuple[str, int | None, list[
     ]
     pooling = "cls" if "cls_token" in modes else "mean"
     skipped = [f"{m} pooling" for m in modes if m not in ("cls_token", "mean_tokens")]
+    if {"cls_token", "mean_tokens"} <= set(modes):  # sentence-transformers joins the two
+        skipped.append("[CLS] and mean pooling joined end to end")
     modules = read("modules.json")
     for m in modules if isinstance(modules, list) else []:
         kind = str(m.get("type", "")) if isinstance(m, dict) else ""
@@ -217,7 +250,10 @@ def sentence_transformers_settings(folder: Path) -> tuple[str, int | None, list[
             skipped.append(f"its {kind.rsplit('.', 1)[-1]} module")
     config = read("sentence_bert_config.json")
     length = config.get("max_seq_length") if isinstance(config, dict) else None
-    return pooling, length if isinstance(length, int) and length > 2 else None, skipped
+    if not isinstance(length, int) or length <= 2:  # else the tokenizer's own limit (an
+        tokenizer = read("tokenizer_config.json")  # export's is the run's task.max_len)
+        length = tokenizer.get("model_max_length") if isinstance(tokenizer, dict) else None
+    return pooling, length if isinstance(length, int) and 2 < length < 10**6 else None, skipped
 
 
 # what `embed --input` reads (compressed too), by the name without a compression suffix

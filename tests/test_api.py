@@ -490,3 +490,50 @@ def test_a_config_changed_in_place_keeps_its_changes(tmp_path):
         7,
     )
     assert (got.train.max_steps, got.train.epochs) == (2, None)  # no epochs default caps it
+
+
+def test_a_run_leaves_the_process_as_it_found_it_and_bad_arguments_are_one_line(tmp_path):
+    """train.threads stayed set after the run (the next run with threads: null ran on it and
+    recorded it), the global RNGs stayed reseeded; resume=5 and say="quiet" were TypeErrors
+    from deep inside, a pretraining config given to finetune was taken as an empty one."""
+    import random
+
+    import torch
+
+    from encoderlab.config import Config
+
+    rows = [{"text": f"{'good' if i % 2 else 'bad'} film {i}", "label": i % 2} for i in range(40)]
+    before = torch.get_num_threads()
+    random.seed(123)
+    expected = random.random()
+    random.seed(123)
+    cfg = {
+        "runs_dir": str(tmp_path / "runs"),
+        "tokenizer": {"vocab_size": 100},
+        "model": {"d_model": 16, "n_head": 2, "d_ff": 32, "n_layer": 1, "max_len": 16},
+        "train": {"max_steps": 2, "threads": 1 if before > 1 else 2},
+        "task": {"max_len": 16},
+    }
+    el.finetune(cfg, train=rows, say=None)
+    assert torch.get_num_threads() == before
+    assert random.random() == expected
+    for call, message in (
+        (lambda: el.finetune(resume=5), "resume: expected a run directory"),
+        (lambda: el.pretrain(resume=5), "resume: expected a run directory"),
+        (lambda: el.finetune(cfg, train=rows, say="quiet"), "say: give a function"),
+        (lambda: el.finetune(Config(), train=rows), "config: a Config where a FinetuneConfig"),
+    ):
+        with pytest.raises(UserError, match=message):
+            call()
+
+
+def test_a_yaml_config_is_read_as_the_cli_reads_it(tmp_path, monkeypatch):
+    """make_config read the YAML itself: no "the file is beside the config" hint (the CLI's),
+    and a scratch config given init= got a warning per unused model key, not the CLI's note."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "train.jsonl").write_text('{"text": "a", "label": 1}\n')
+    (exp / "ft.yaml").write_text("task: {train: train.jsonl}\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"no such file from here .* write task.train: exp"):
+        el.finetune("exp/ft.yaml", overrides={"train.max_steps": 1}, say=None)

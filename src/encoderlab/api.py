@@ -18,10 +18,11 @@ one-line `UserError`s.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import numbers
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from encoderlab.config import (
     Section,
     apply_overrides,
     build_overridden,
-    read_yaml,
+    load_config,
     set_dotted,
 )
 from encoderlab.errors import UserError
@@ -49,9 +50,16 @@ def make_config(config: ConfigLike, overrides: Overrides, schema: type[Section])
     if config is None:
         data: dict[str, Any] = {}
         source = "overrides"
-    elif isinstance(config, (str, Path)):
-        data, source = read_yaml(config), str(config)
+    elif isinstance(config, (str, Path)):  # as the CLI reads it: the same notes and hints
+        if isinstance(overrides, Mapping):
+            return load_config(config, None, schema, overrides, "overrides")
+        return load_config(config, _override_list(overrides), schema, None, "overrides")
     elif isinstance(config, Section):
+        if not isinstance(config, schema):  # a pretraining config given to finetune, ...
+            raise UserError(
+                f"config: a {type(config).__name__} where a {schema.__name__} is needed; "
+                "give the config of this step"
+            )
         data, source = _set_fields(config), "config"
     elif isinstance(config, Mapping):
         data, source = dict(config), "config"
@@ -84,15 +92,16 @@ def _set_fields(section: Section) -> dict[str, Any]:
     return out
 
 
-def _run_path(run: Any) -> Path:
-    """A run directory from a Path/str, a Run, a loaded Model or Finetuned."""
+def _run_path(run: Any, what: str = "run") -> Path:
+    """A run directory from a Path/str, a Run, a loaded Model or Finetuned (`what`: the
+    argument it came as, for the error)."""
     if isinstance(run, Model):
         return run.finetuned.run.path
     path = getattr(getattr(run, "run", None), "path", None) or getattr(run, "path", None)
     path = path if path is not None else run
     if not isinstance(path, (str, Path)) or not str(path).strip():
         raise UserError(
-            f"run: expected a run directory (a path), a Model or what finetune returned, not "
+            f"{what}: expected a run directory (a path), a Model or what finetune returned, not "
             f"{type(run).__name__}"
         )
     return Path(path)
@@ -129,7 +138,8 @@ def finetune(
             raise UserError(
                 f"resume continues a run with its saved config; drop {', '.join(given)}"
             )
-        run, _ = run_finetune(None, say=say, resume=resume)
+        with _process_state_kept():
+            run, _ = run_finetune(None, say=say, resume=_run_path(resume, "resume"))
         return run.path
     cfg: FinetuneConfig = make_config(config, overrides, FinetuneConfig)
     folder = Path(cfg.runs_dir) / ".data"
@@ -143,7 +153,8 @@ def finetune(
             cfg.task.format = "auto"
         setattr(cfg.task, split, str(data))
     try:
-        run, _ = run_finetune(cfg, say=say)
+        with _process_state_kept():
+            run, _ = run_finetune(cfg, say=say)
     except UserError as e:  # about the rows given, not the file they were written to
         raise in_rows_terms(e, written) from None
     return run.path
@@ -161,9 +172,14 @@ def pretrain(
     say = _quiet_if_none(say)
     if resume is not None:
         listed = None if overrides is None else _override_list(overrides)
-        run, _ = run_pretrain(None, resume=resume, overrides=listed, say=say)
+        with _process_state_kept():
+            run, _ = run_pretrain(
+                None, resume=_run_path(resume, "resume"), overrides=listed, say=say
+            )
     else:
-        run, _ = run_pretrain(make_config(config, overrides, Config), say=say)
+        cfg = make_config(config, overrides, Config)
+        with _process_state_kept():
+            run, _ = run_pretrain(cfg, say=say)
     return run.path
 
 
@@ -180,9 +196,35 @@ def _override_list(overrides: Overrides) -> list[str]:
     return [str(o) for o in overrides]
 
 
+@contextlib.contextmanager
+def _process_state_kept() -> Iterator[None]:
+    """A run sets torch's thread count (train.threads) and seeds the global random number
+    generators; a notebook's next run and its own code get them back as they were (a second
+    run with threads: null ran on the first one's count, and recorded it)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    threads = torch.get_num_threads()
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
 def _quiet_if_none(say: Say | None) -> Say:
-    """say=None: print nothing (a notebook's way of asking for quiet)."""
-    return say if say is not None else (lambda line: None)
+    """say=None: print nothing (a notebook's way of asking for quiet); anything else must be
+    a function of one line (say="quiet" failed only after the data was read)."""
+    if say is None:
+        return lambda line: None
+    if not callable(say):
+        raise UserError(f"say: give a function such as print, or None for quiet; not {say!r}")
+    return say
 
 
 def _batch_size(value: Any) -> int:

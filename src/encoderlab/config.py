@@ -11,6 +11,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -1213,15 +1214,23 @@ def build(schema: type[Section], data: dict[str, Any], source: str, at: str = ""
 
 
 def load_config(
-    path: str | Path | None, overrides: list[str] | None = None, schema: type[Section] = Config
+    path: str | Path | None,
+    overrides: list[str] | None = None,
+    schema: type[Section] = Config,
+    typed: Mapping[str, Any] | None = None,
+    overrides_source: str = "--set",
 ) -> Any:
-    """Read YAML (or start from defaults), apply `--set` overrides, validate into `schema`."""
+    """Read YAML (or start from defaults), apply `--set` overrides ("KEY=VALUE" texts) and
+    `typed` ones ({"train.lr": 1e-3}: the Python API's), validate into `schema`."""
     data = read_yaml(path) if path is not None else {}
     if path is not None and (Path(path).parent / "run.json").is_file():  # a run's own config
         data = as_the_run_read(data)
     merged = apply_overrides(copy.deepcopy(data), list(overrides or []))
-    source = str(path) if path is not None else "--set"
-    cfg = build_overridden(schema, data, merged if overrides else data, source, "--set")
+    for key, value in (typed or {}).items():
+        set_dotted(merged, str(key).split("."), value, f"overrides[{key!r}]")
+    source = str(path) if path is not None else overrides_source
+    given = bool(overrides) or bool(typed)
+    cfg = build_overridden(schema, data, merged if given else data, source, overrides_source)
     if path is not None:
         _check_paths_from_here(cfg, Path(path))
     file_init = str(data.get("init", "scratch")).strip() if isinstance(data, dict) else None
@@ -1230,7 +1239,8 @@ def load_config(
         and path is not None
         and file_init == "scratch" != cfg.init.strip()
     ):
-        cfg._scratch_file_set_keys = frozenset(o.split("=", 1)[0].strip() for o in overrides or [])
+        keys = [o.split("=", 1)[0].strip() for o in overrides or []] + [str(k) for k in typed or {}]
+        cfg._scratch_file_set_keys = frozenset(keys)
     return cfg
 
 

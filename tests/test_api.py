@@ -537,3 +537,14 @@ def test_a_yaml_config_is_read_as_the_cli_reads_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=r"no such file from here .* write task.train: exp"):
         el.finetune("exp/ft.yaml", overrides={"train.max_steps": 1}, say=None)
+
+
+def test_a_format_set_for_a_file_beside_in_memory_rows_is_not_silently_dropped(tmp_path):
+    """train= in memory set task.format to auto for every split, so a valid .txt file the
+    config said was csv failed with "cannot tell the format from the name; set task.format"."""
+    valid = tmp_path / "valid.txt"
+    valid.write_text("text,label\ngood,1\nbad,0\n")
+    rows = [{"text": f"film {i}", "label": i % 2} for i in range(20)]
+    cfg = {"runs_dir": str(tmp_path / "runs"), "task": {"format": "csv", "valid": str(valid)}}
+    with pytest.raises(UserError, match=r"task.format=csv is every split's, .* name task.valid"):
+        el.finetune(cfg, train=rows, say=None)

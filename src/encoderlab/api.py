@@ -144,6 +144,7 @@ def finetune(
     cfg: FinetuneConfig = make_config(config, overrides, FinetuneConfig)
     folder = Path(cfg.runs_dir) / ".data"
     written: dict[Path, str] = {}
+    chosen = cfg.task.format
     for split, data in (("train", train), ("valid", valid), ("test", test)):
         if data is None:
             continue
@@ -152,6 +153,16 @@ def finetune(
             written[data] = split
             cfg.task.format = "auto"
         setattr(cfg.task, split, str(data))
+    files = [s for s in ("train", "valid", "test") if getattr(cfg.task, s)]
+    files = [s for s in files if Path(getattr(cfg.task, s)) not in written]
+    if written and files and chosen not in ("auto", read_format(cfg.task.type)):
+        # task.format is every split's: the rows' file would be read as the user's format
+        raise UserError(
+            f"task.format={chosen} is every split's, and the in-memory rows are written as "
+            f"{read_format(cfg.task.type)}: name task.{files[0]} "
+            f"({getattr(cfg.task, files[0])}) so that its format shows (e.g. .csv), or "
+            "give it in memory too"
+        )
     try:
         with _process_state_kept():
             run, _ = run_finetune(cfg, say=say)

@@ -278,6 +278,10 @@ def test_a_bare_bar_in_set_is_the_character() -> None:
         (["task.doc_stride=10"], "doc_stride=10 is a qa option"),
         (["task.tag_scheme=iob1"], "tag_scheme=iob1 is a tagging option"),
         (["freeze=all", "layer_lr_decay=0.8"], "freeze: all trains none of them"),
+        (
+            ["task.text_pair_column=hypothesis"],
+            "task.type classification does not: use task.type: pair",
+        ),
     ],
 )
 def test_options_that_would_do_nothing_are_refused(sets, expected) -> None:
@@ -319,12 +323,14 @@ def test_a_run_saved_with_options_refused_since_still_loads(tmp_path) -> None:
         "freeze": "all",
         "layer_lr_decay": 0.8,
         "task": {"type": "classification", "train": "x.csv", "window_stride": 32,
-                 "head_tokens": 4, "doc_stride": 10, "tag_scheme": "iob1", "null_threshold": 1.0},
+                 "head_tokens": 4, "doc_stride": 10, "tag_scheme": "iob1", "null_threshold": 1.0,
+                 "text_pair_column": "hypothesis"},
     }  # fmt: skip
     (tmp_path / "run.json").write_text("{}")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
     cfg = load_config(tmp_path / "config.yaml", schema=FinetuneConfig)
     assert cfg.task.window_stride is None and cfg.layer_lr_decay is None
+    assert cfg.task.text_pair_column is None  # read one text: it ran without its pair
     # a config file a user writes is still checked
     (tmp_path / "run.json").unlink()
     with pytest.raises(Exception, match="null_threshold are for task.type qa"):

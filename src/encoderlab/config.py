@@ -525,6 +525,8 @@ TRUNCATION_OPTIONS = {
     "window_stride": "windows",
     "max_windows": "windows",
 }
+# the task types that read no second text (pair, regression and multilabel do)
+ONE_TEXT_TASKS = ("classification", "tagging", "pos", "qa")
 TASK_OPTIONS = {
     "qa": ("doc_stride", "max_query_len", "max_answer_len", "n_best", "f1"),
     "tagging/pos": ("tag_column",),
@@ -804,6 +806,11 @@ class TaskConfig(Section):
                         f"{name}={getattr(self, name)} is a {owner} option and does nothing for "
                         f"task.type {self.type}; drop it"
                     )
+        if self.text_pair_column is not None and self._kind() in ONE_TEXT_TASKS:
+            raise ValueError(
+                f"text_pair_column={self.text_pair_column!r} reads a second text, which task.type "
+                f"{self.type} does not: use task.type: pair for two texts per row, or drop it"
+            )
         if self.tag_scheme not in ("auto", "plain") and self._kind() != "tagging":
             raise ValueError(
                 f"tag_scheme={self.tag_scheme} is a tagging option and does nothing for "
@@ -1272,6 +1279,8 @@ def as_the_run_read(data: Any) -> Any:
             task.pop("tag_scheme")
     if not task.get("unanswerable"):
         task.pop("null_threshold", None)
+    if kind in ONE_TEXT_TASKS:
+        task.pop("text_pair_column", None)
     data = {**data, "task": task}
     if data.get("freeze") == "all" and not data.get("unfreeze_last"):
         data.pop("layer_lr_decay", None)

@@ -522,6 +522,7 @@ def test_a_run_leaves_the_process_as_it_found_it_and_bad_arguments_are_one_line(
         (lambda: el.pretrain(resume=5), "resume: expected a run directory"),
         (lambda: el.finetune(cfg, train=rows, say="quiet"), "say: give a function"),
         (lambda: el.finetune(Config(), train=rows), "config: a Config where a FinetuneConfig"),
+        (lambda: el.embed("x", ["a"], normalize="no"), "normalize: give True or False"),
     ):
         with pytest.raises(UserError, match=message):
             call()
@@ -548,3 +549,19 @@ def test_a_format_set_for_a_file_beside_in_memory_rows_is_not_silently_dropped(t
     cfg = {"runs_dir": str(tmp_path / "runs"), "task": {"format": "csv", "valid": str(valid)}}
     with pytest.raises(UserError, match=r"task.format=csv is every split's, .* name task.valid"):
         el.finetune(cfg, train=rows, say=None)
+
+
+def test_a_dataframe_with_numbered_columns_is_read_by_their_numbers(tmp_path):
+    """pd.DataFrame(list_of_lists) names its columns 0, 1: task.text_column: 0 was refused
+    with a message about an internal .jsonl file ("column positions are for .csv/.tsv")."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame([[f"{'good' if i % 2 else 'bad'} film {i}", i % 2] for i in range(30)])
+    cfg = {
+        "runs_dir": str(tmp_path / "runs"),
+        "tokenizer": {"vocab_size": 100},
+        "model": {"d_model": 16, "n_head": 2, "d_ff": 32, "n_layer": 1, "max_len": 16},
+        "train": {"max_steps": 1},
+        "task": {"max_len": 16, "text_column": 0, "label_column": 1, "id_column": None},
+    }
+    run = el.finetune(cfg, train=df, say=None)
+    assert sorted(json.loads((run / "labels.json").read_text())) == ["0", "1"]

@@ -155,6 +155,10 @@ def finetune(
         setattr(cfg.task, split, str(data))
     files = [s for s in ("train", "valid", "test") if getattr(cfg.task, s)]
     files = [s for s in files if Path(getattr(cfg.task, s)) not in written]
+    if written and not files:  # a DataFrame's columns 0, 1: the rows' keys "0", "1"
+        for key in ("text_column", "text_pair_column", "label_column", "id_column"):
+            if isinstance(getattr(cfg.task, key), int):
+                setattr(cfg.task, key, str(getattr(cfg.task, key)))
     if written and files and chosen not in ("auto", read_format(cfg.task.type)):
         # task.format is every split's: the rows' file would be read as the user's format
         raise UserError(
@@ -411,10 +415,13 @@ def embed(
 
     texts = _texts(texts, "texts")
     batch_size = _batch_size(batch_size)
+    if not isinstance(normalize, bool):  # "no" is truthy: vectors normalised, unsaid
+        raise UserError(f"normalize: give True or False, not {normalize!r}")
+    say = _quiet_if_none(say)
     embedder = source if isinstance(source, Embedder) else load_embedder(source, say)
     vectors, cut = embedder.embed(texts, pooling, normalize, batch_size)
     if cut:
-        _quiet_if_none(say)(
+        say(
             f"warning: {len(cut):,} of {len(texts):,} texts were longer than the encoder's max_len "
             f"of {embedder.max_len} tokens: their end was cut"
         )

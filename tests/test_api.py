@@ -565,3 +565,40 @@ def test_a_dataframe_with_numbered_columns_is_read_by_their_numbers(tmp_path):
     }
     run = el.finetune(cfg, train=df, say=None)
     assert sorted(json.loads((run / "labels.json").read_text())) == ["0", "1"]
+
+
+def test_warnings_about_in_memory_rows_name_the_rows_not_the_file_written(tmp_path):
+    """A skipped row was reported at "<runs>/.data/train-<hash>.jsonl: ... (first at line 2)",
+    a file the user never named, its line 2 being their row 1; evaluate's errors said "eval"
+    where the argument is `data`."""
+    rows = [{"text": f"{'good' if i % 2 else 'bad'} film {i}", "label": i % 2} for i in range(30)]
+    rows[1]["text"] = ""
+    cfg = {
+        "runs_dir": str(tmp_path / "runs"),
+        "tokenizer": {"vocab_size": 100},
+        "model": {"d_model": 16, "n_head": 2, "d_ff": 32, "n_layer": 1, "max_len": 16},
+        "train": {"max_steps": 1},
+        "task": {"max_len": 16},
+    }
+    lines: list[str] = []
+    run = el.finetune(cfg, train=rows, say=lines.append)
+    skipped = [x for x in lines if "empty text" in x]
+    assert (
+        skipped and "train rows: skipped 1 rows" in skipped[0] and "(first at row 1)" in skipped[0]
+    )
+    assert not any(".data" in x for x in lines), lines
+    with pytest.raises(UserError, match=r"^data row 0: the task.text_column value is a JSON list"):
+        el.evaluate(run, [{"text": ["a", "b"], "label": 1}], say=None)
+
+
+def test_a_row_error_naming_its_word_is_not_given_a_second_word(tmp_path):
+    """`data row 2, word 0: tag 'B-FOO' (word 2, 'Y') ...`: the CoNLL line is the sentence's
+    first, so the added word contradicted the one the message names."""
+    from encoderlab.memdata import in_rows_terms
+
+    conll = tmp_path / "x.conll"
+    conll.write_text("a O\nBob B-PER\n\nx O\nY B-FOO\n")
+    named = UserError(f"{conll}:4: tag 'B-FOO' (word 2, 'Y') never appears in the training data")
+    assert str(in_rows_terms(named, {conll: "data"})).startswith("data row 1: tag 'B-FOO' (word 2")
+    plain = UserError(f"{conll}:5: a bad tag")
+    assert str(in_rows_terms(plain, {conll: "data"})) == "data row 1, word 1: a bad tag"

@@ -37,7 +37,13 @@ from encoderlab.config import (
 )
 from encoderlab.errors import UserError
 from encoderlab.inference import Finetuned, check_evaluate_writes, evaluate_file, load_finetuned
-from encoderlab.memdata import in_rows_terms, is_in_memory, read_format, write_rows
+from encoderlab.memdata import (
+    in_rows_terms,
+    is_in_memory,
+    read_format,
+    say_in_rows_terms,
+    write_rows,
+)
 
 ConfigLike = str | Path | Mapping[str, Any] | Section | None
 Overrides = Mapping[str, Any] | Sequence[str] | None
@@ -169,7 +175,7 @@ def finetune(
         )
     try:
         with _process_state_kept():
-            run, _ = run_finetune(cfg, say=say)
+            run, _ = run_finetune(cfg, say=say_in_rows_terms(say, written))
     except UserError as e:  # about the rows given, not the file they were written to
         raise in_rows_terms(e, written) from None
     return run.path
@@ -357,13 +363,12 @@ def evaluate(run: Any, data: Any, say: Say | None = print) -> dict[str, Any]:
     written: dict[Path, str] = {}
     if is_in_memory(data):  # read as written, not in the run's own file format (KLUE, KMOU)
         check_evaluate_writes(ft.run.path, ("inputs",))
-        data = write_rows(data, ft.task.type, ft.run.path / "inputs", "eval")
+        data = write_rows(data, ft.task.type, ft.run.path / "inputs", "eval", named="data")
         written[data] = "data"
         overrides = [f"task.format={read_format(ft.task.type)}"]
+    said = say_in_rows_terms(_quiet_if_none(say), written)
     try:
-        return evaluate_file(
-            ft.run.path, str(data), say=_quiet_if_none(say), overrides=overrides, loaded=ft
-        )
+        return evaluate_file(ft.run.path, str(data), say=said, overrides=overrides, loaded=ft)
     except UserError as e:  # about the rows given, not the file they were written to
         raise in_rows_terms(e, written) from None
 

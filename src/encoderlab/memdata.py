@@ -146,13 +146,17 @@ def read_format(task_type: str) -> str:
     return READ_AS.get(task_type, "jsonl")
 
 
-def write_rows(data: Any, task_type: str, folder: str | Path, split: str) -> Path:
-    """`data` as a file in `folder` in the task's format; the same rows give the same file."""
-    rows = to_rows(data, split)
+def write_rows(
+    data: Any, task_type: str, folder: str | Path, split: str, named: str | None = None
+) -> Path:
+    """`data` as a file in `folder` in the task's format; the same rows give the same file.
+    `named`: what the caller's argument is called, for errors (`split` by default)."""
+    what = named or split
+    rows = to_rows(data, what)
     for i, row in enumerate(rows):
         if (at := lone_surrogate(row)) is not None:
-            raise UserError(f"{split} row {i}: {at} is {NOT_UNICODE}")
-    ext, text = WRITERS.get(task_type, _jsonl)(rows, split)
+            raise UserError(f"{what} row {i}: {at} is {NOT_UNICODE}")
+    ext, text = WRITERS.get(task_type, _jsonl)(rows, what)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
     path = Path(folder) / f"{split}-{digest}.{ext}"
     if not path.is_file():
@@ -181,7 +185,10 @@ def in_rows_terms(error: UserError, written: dict[Path, str]) -> UserError:
         at_line = re.search(_AT_LINE.format(path=quoted), text)
         if at_line:
             where = _row_of_line(path, int(at_line["line"]), split)
-            return UserError(f"{where}:{text[at_line.end() :]}")
+            rest = text[at_line.end() :]
+            if re.search(r"\(word \d+", rest):  # the message names its word: the row only
+                where = re.sub(r", word \d+$", "", where)
+            return UserError(f"{where}:{rest}")
         at_row = re.search(_AT_ROW.format(path=quoted), text)  # QA's "row <line>.answers..."
         if at_row:
             where = _row_of_line(path, int(at_row["line"]), split)
@@ -189,6 +196,22 @@ def in_rows_terms(error: UserError, written: dict[Path, str]) -> UserError:
         if str(path) in text:
             return UserError(text.replace(str(path), f"{split} rows ({path})", 1))
     return error
+
+
+def say_in_rows_terms(say: Callable[[str], None], written: dict[Path, str]) -> Callable:
+    """`say` with warnings about a file `write_rows` wrote in the caller's terms: `data rows:
+    skipped 1 rows with empty text (first at row 0)`, not the file under runs_dir and its
+    line 2."""
+
+    def reworded(line: str) -> None:
+        for path, split in written.items():
+            if str(path) in line:
+                line = line.replace(str(path), f"{split} rows")
+                if path.suffix == ".jsonl":  # line n of the file is row n-1 of the rows
+                    line = re.sub(r"\bline (\d+)", lambda m: f"row {int(m[1]) - 1}", line)
+        say(line)
+
+    return reworded
 
 
 def _row_of_line(path: Path, line: int, split: str) -> str:

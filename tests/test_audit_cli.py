@@ -120,8 +120,9 @@ def test_a_set_value_that_starts_with_a_hash_reaches_the_config(tmp_path, capsys
     ],
 )
 def test_a_yaml_boolean_is_not_taken_as_a_column_position(override, key):
+    # a pair task: classification refuses a second text column whatever its value
     with pytest.raises(UserError, match=rf"'{key}': YAML reads an unquoted yes/no.*quote it"):
-        load_config(None, [override], FinetuneConfig)
+        load_config(None, ["task.type=pair", override], FinetuneConfig)
 
 
 def test_a_quoted_word_is_a_column_name_and_booleans_still_work_where_they_belong():

@@ -1297,7 +1297,8 @@ def test_lone_surrogates_in_files_rows_and_texts_are_one_line_not_a_traceback(
     assert list(iter_documents([str(unused)])) == ["fire"]
     with pytest.raises(UserError, match=r"texts\[1\] is not valid Unicode \(a lone surrogate"):
         encoderlab.embed(finetuned, ["ok", "caf\udce9"], say=None)
-    with pytest.raises(UserError, match=r"eval row 0: 'text' is not valid Unicode"):
+    # evaluate's argument is `data`: its rows are named so
+    with pytest.raises(UserError, match=r"data row 0: 'text' is not valid Unicode"):
         encoderlab.evaluate(finetuned, [{"text": "a\ud800", "target": 1}], say=None)
 
 

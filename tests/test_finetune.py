@@ -976,3 +976,30 @@ def test_a_valid_file_without_labels_is_refused_before_training(tmp_path):
     with pytest.raises(UserError, match=r"valid.csv: no column .target."):
         finetune(cfg, say=quiet)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_run_that_diverged_at_an_epochs_end_resumes_and_writes_valid_json(tmp_path):
+    """Its checkpoint was saved before the epoch advanced, so a resume found every epoch empty
+    and spun forever at 100 % CPU; its eval/valid.json held NaN (no JSON parser but Python's
+    reads it) and its submission came from NaN scores."""
+    import subprocess
+    import sys
+
+    # base_cfg writes its own train.csv: these names are other ones
+    train = write_csv(tmp_path / "t160.csv", sentiment_rows(160, 0), ["id", "text", "target"])
+    valid = write_csv(tmp_path / "v40.csv", sentiment_rows(40, 1), ["id", "text", "target"])
+    test = write_csv(tmp_path / "t20.csv", sentiment_rows(20, 2), ["id", "text"])
+    task = {"train": str(train), "valid": str(valid), "test": str(test)}
+    train_cfg = {"lr": 1e12, "grad_clip": None, "epochs": None, "max_steps": 60}
+    cfg = build(base_cfg(tmp_path, task=task, train=train_cfg))  # 10 steps an epoch
+    lines: list[str] = []
+    run, _ = finetune(cfg, say=lines.append)
+    run_dir = run.path
+    assert "loss was not finite" in str(run.info.get("stopped") or run.info), run.info
+    assert any("no test predictions or submission written" in x for x in lines)
+    text = (run_dir / "eval" / "valid.json").read_text()
+    assert "NaN" not in text and json.loads(text)["loss"] is None
+    assert not (run_dir / "submission.csv").exists()
+    resume = [sys.executable, "-m", "encoderlab", "finetune", "--resume", str(run_dir)]
+    done = subprocess.run(resume, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 3 and "loss was not finite" in done.stderr, done.stderr[-1000:]

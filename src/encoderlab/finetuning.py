@@ -57,6 +57,7 @@ from encoderlab.runs import (
     Run,
     check_runs_dir,
     check_tokenizer_fits,
+    finite,
     load_encoder_weights,
     run_checkpoint,
     run_model_config,
@@ -1145,7 +1146,9 @@ def write_evaluation(
         if (same := task.one_answer(rows)) is not None:
             out["learned_nothing"] = same
         (run.path / "eval").mkdir(exist_ok=True)
-        (run.path / "eval" / "valid.json").write_text(json.dumps(out, indent=1, ensure_ascii=False))
+        (run.path / "eval" / "valid.json").write_text(
+            json.dumps(finite(out), indent=1, ensure_ascii=False)
+        )
         run.update(final={"checkpoint": ckpt_name, **scalar_metrics(metrics)})
         say(
             "best checkpoint "
@@ -1156,7 +1159,14 @@ def write_evaluation(
         if same is not None:
             hint = _lr_hint(cfg) + _imbalance_hint(cfg, data)
             say(f"warning: the best checkpoint {same}: it learned nothing; {hint}")
-    if data.test:
+    loss = metrics.get("loss", 0.0) if data.valid else 0.0
+    if data.test and isinstance(loss, float) and not math.isfinite(loss):
+        say(  # a diverged run's weights: every answer would come from NaN scores
+            "warning: the best checkpoint's scores are not finite (validation loss "
+            f"{loss}): the run diverged; no test predictions or submission written; lower "
+            "train.lr and run again"
+        )
+    elif data.test:
         _, rows = evaluate_examples(  # a test set of many rows: a bar on a terminal
             model, task, data.test, test_f, cfg, data.labels, pad_id, device, progress=True
         )

@@ -40,6 +40,7 @@ from encoderlab.model import Encoder, Queries, without_init
 from encoderlab.runs import (
     Run,
     check_tokenizer_fits,
+    finite,
     load_run_weights,
     run_checkpoint,
     run_labels,
@@ -282,7 +283,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                f.write(json.dumps(finite(r), ensure_ascii=False) + "\n")
         os.replace(tmp, path)
     except BaseException:  # no temp file left behind (a full disk, a kill)
         tmp.unlink(missing_ok=True)
@@ -761,7 +762,7 @@ def evaluate_file(
     same = ft.task.one_answer(rows)
     out = {"data": str(data_path), **metrics, **({"learned_nothing": same} if same else {})}
     (ft.run.path / "eval" / f"{name}.json").write_text(
-        json.dumps(out, indent=1, ensure_ascii=False)
+        json.dumps(finite(out), indent=1, ensure_ascii=False)
     )
     say("  ".join(f"{k} {v:.4f}" for k, v in scalar_metrics(metrics).items()))
     if same is not None:
@@ -861,7 +862,7 @@ def predict(
             say(ft.task.show_prediction(ex, r))
     else:  # --input without --output: the rows as JSON lines (`> predictions.jsonl`)
         for r in rows:
-            rows_out(json.dumps(r, ensure_ascii=False))
+            rows_out(json.dumps(finite(r), ensure_ascii=False))
     return rows
 
 

@@ -178,6 +178,23 @@ def recorded_start(run_dir: str | Path) -> Path | None:
     return Path(cwd) if isinstance(cwd, str) and cwd else None
 
 
+def _number(value: Any) -> bool:
+    """An int or float (NaN included: a diverged loss), not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinity as None, through dicts and lists: JSON has no NaN,
+    and files other tools read (eval/*.json, predictions) must parse there too."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def started_in(run_dir: str | Path) -> Path | None:
     """The folder a run was started from (env.json's cwd), when it is not this one: its
     config's relative paths (corpus, task files, runs_dir) are relative to it."""
@@ -428,8 +445,10 @@ class Run:
         self.update(trackers={**(self.info.get("trackers") or {}), tracker: run_id})
 
     def metrics(self, bad_lines: list[int] | None = None) -> list[dict[str, Any]]:
-        """The records of metrics.jsonl; a line cut short by a kill, or not UTF-8 JSON, is
-        skipped (its 1-based number appended to `bad_lines` when given)."""
+        """The records of metrics.jsonl; a line cut short by a kill, or not UTF-8 JSON, or
+        without a numeric step, is skipped (its 1-based number appended to `bad_lines` when
+        given); in a record kept, a field that is not a number (a null loss, an edited
+        "two") is left out, as readers take every field but `kind` as one."""
         f = self.path / "metrics.jsonl"
         if not f.is_file():
             return []
@@ -441,8 +460,14 @@ class Run:
                 record = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError):
                 record = None
-            if isinstance(record, dict):
-                out.append(record)
+            if isinstance(record, dict) and _number(record.get("step", 0)):
+                out.append(
+                    {
+                        k: v
+                        for k, v in record.items()
+                        if _number(v) or (k == "kind" and isinstance(v, str))
+                    }
+                )
             elif raw.strip() and bad_lines is not None:
                 if i < len(lines) or data.endswith(b"\n"):  # not a last line still being written
                     bad_lines.append(i)

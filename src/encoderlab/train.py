@@ -1094,6 +1094,9 @@ def fit(
             rec.checkpoint(state)
             raise StopRun(why)
         while cfg.epochs is None or state.epoch < cfg.epochs:
+            if state.micro >= plan.micro_per_epoch:  # saved at an epoch's very end (a run
+                state.epoch, state.micro = state.epoch + 1, 0  # stopped there before today)
+                continue
             for batch, real in _epoch_batches(train_set, collate, cfg, seed, state, num_workers):
                 group.append((batch, real))
                 state.micro += 1
@@ -1114,12 +1117,12 @@ def fit(
                         rec.expected_steps = stop.expected_steps
                         bar.expect(stop.expected_steps, stop._spent)
                     log_now = state.step % cfg.log_every == 0 or end_of_epoch
+                    if end_of_epoch:  # before any checkpoint: a resume starts the next epoch
+                        state.epoch, state.micro = state.epoch + 1, 0
                     if not eng.defers or log_now:  # deferred: skipped steps read at log time
                         if why := stop.diverged(state.settle()):
                             rec.checkpoint(state)
                             raise StopRun(why)
-                    if end_of_epoch:
-                        state.epoch, state.micro = state.epoch + 1, 0
                     if log_now:
                         rec.expected_steps = stop.reforecast(state.step)
                         rec.log_train(state)

@@ -416,3 +416,24 @@ def test_a_zombie_owner_counts_as_gone():
     finally:
         child.wait()
     assert not pid_alive(child.pid)
+
+
+def test_damaged_metrics_fields_are_left_out_not_a_report_traceback(tmp_path):
+    """A null loss, a step "x" or an epoch "two" in metrics.jsonl (an edit, another tool's
+    append) crashed `report` with a TypeError from float(); a record without a number for its
+    step is skipped as a bad line, a field that is no number is left out."""
+    from encoderlab.runs import Run
+
+    (tmp_path / "run.json").write_text("{}")
+    (tmp_path / "config.yaml").write_text("{}")
+    (tmp_path / "metrics.jsonl").write_text(
+        '{"step": 10, "kind": "train", "train/loss": 0.5}\n'
+        '{"step": 20, "kind": "train", "train/loss": null, "epoch": "two"}\n'
+        '{"step": "x", "kind": "train", "train/loss": 0.4}\n'
+        '{"step": 30, "kind": "eval", "valid/loss": NaN}\n'
+    )
+    bad: list[int] = []
+    records = Run.open(tmp_path).metrics(bad_lines=bad)
+    assert [r["step"] for r in records] == [10, 20, 30] and bad == [3]
+    assert records[1] == {"step": 20, "kind": "train"}
+    assert records[2]["valid/loss"] != records[2]["valid/loss"]  # NaN, a diverged run's, kept

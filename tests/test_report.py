@@ -665,3 +665,23 @@ def test_long_run_names_that_end_alike_get_their_own_figures():
     b = a.replace("backupA", "backupB")
     assert _slug(a) != _slug(b) and len(_slug(a)) == len(_slug(b)) == 80
     assert _slug("scratch-20261203") == "scratch-20261203"
+
+
+def test_runs_are_grouped_by_the_examples_they_validated_on_not_by_the_path(tmp_path):
+    """A dev.csv of another folder joined the group of the runs on ./dev.csv, and the same file
+    given by its absolute path got a group of its own: the recorded hash of the examples read
+    decides, the path only names the group."""
+    from encoderlab.reporting.compare import group_runs
+    from encoderlab.reporting.load import RunData
+
+    def run(name: str, valid: str, digest: str) -> RunData:
+        info = {"task": "classification", "valid_source": valid,
+                "data": {"valid": {"examples": 60, "sha256": digest}}}  # fmt: skip
+        config = {"task": {"type": "classification", "valid": valid, "label_column": "label"}}
+        return RunData(tmp_path / name, info, config, {}, [])
+
+    runs = [run("a", "dev.csv", "aaaa1111"), run("b", "/data/dev.csv", "aaaa1111"),
+            run("c", "dev.csv", "bbbb2222")]  # fmt: skip
+    groups = group_runs(runs)
+    assert [[r.path.name for r in g.runs] for g in groups] == [["a", "b"], ["c"]]
+    assert groups[1].title.endswith("(other examples: bbbb2222)")

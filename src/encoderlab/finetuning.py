@@ -613,7 +613,7 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
         source = valid_path
     else:
         train, valid = task.split(train, t, cfg.seed)
-        source = f"{int(t.valid_ratio * 100)}% of {t.train} (seed {cfg.seed})"
+        source = f"{t.valid_ratio * 100:g}% of {t.train} (seed {cfg.seed})"  # 0.29: 29, not 28
     test: list[Example] = []
     if t.test:
         read.append(read_to_predict(task, split_for_role(t.test, "test"), t))  # every row

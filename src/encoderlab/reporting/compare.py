@@ -156,11 +156,36 @@ class Group:
         return f"{self.task} on {self.data}"
 
 
+def same_data(run: RunData) -> tuple[str, str]:
+    """What makes two runs' validation data the same: the hash of the examples read (run.json
+    `data.valid.sha256`, recorded since 2026-12-01) where the run has it, not the path it was
+    given: a dev.csv of another folder, or a split of another ratio under the same rounded
+    name, is other data; the same file by another path is the same. The scoring settings of
+    data_key stay part of it; runs without the hash go by data_key alone."""
+    recorded = run.info.get("data")
+    valid = recorded.get("valid") if isinstance(recorded, dict) else None
+    digest = valid.get("sha256") if isinstance(valid, dict) else None
+    key = data_key(run)
+    if not isinstance(digest, str) or run.task == "pretrain":
+        return run.task, key
+    task = run.config.get("task") or {}
+    keys = _SCORED_BY.get(task_kind(run.task), ("label_column", "positive_label"))
+    scoring = [f"{k} {task[k]!r}" for k in keys if task.get(k) is not None and k != "label_column"]
+    return run.task, f"sha256 {digest} {', '.join(scoring)}"
+
+
 def group_runs(runs: list[RunData]) -> list[Group]:
     groups: dict[tuple[str, str], Group] = {}
     for r in runs:
-        key = (r.task, data_key(r))
-        groups.setdefault(key, Group(*key)).runs.append(r)
+        key = same_data(r)
+        if key not in groups:
+            shown = data_key(r)
+            if any(g.task == r.task and g.data == shown for g in groups.values()):
+                # the same name, other examples (or a run from before the hash was recorded)
+                digest = key[1].split()[1][:8] if key[1].startswith("sha256 ") else "unrecorded"
+                shown += f" (other examples: {digest})"
+            groups[key] = Group(r.task, shown)
+        groups[key].runs.append(r)
     return list(groups.values())
 
 
@@ -266,7 +291,7 @@ def pair_finding(a: RunData, b: RunData, diff: ExampleDiff | None, names: tuple[
     """One sentence on a pair a study names in `compare:` (e.g. pretrained vs scratch): both
     primary metrics, the margin, and the paired sign test where both runs predicted."""
     label_a, label_b = names
-    if (a.task, data_key(a)) != (b.task, data_key(b)) or a.primary != b.primary:
+    if same_data(a) != same_data(b) or a.primary != b.primary:
         return (
             f"{label_a} vs {label_b}: not comparable ({a.task} {a.primary} on {data_key(a)} "
             f"vs {b.task} {b.primary} on {data_key(b)})."

@@ -665,6 +665,23 @@ def test_long_run_names_that_end_alike_get_their_own_figures():
     b = a.replace("backupA", "backupB")
     assert _slug(a) != _slug(b) and len(_slug(a)) == len(_slug(b)) == 80
     assert _slug("scratch-20261203") == "scratch-20261203"
+    # names that differ only where the slug replaces a character: lr0.1 and lr0-1
+    assert _slug("lr0.1-20261203") != _slug("lr0-1-20261203") == "lr0-1-20261203"
+
+
+def test_the_markdown_report_shows_html_in_names_and_labels_as_text():
+    """report.html escaped them; report.md put `<script>` labels and `<img onerror>` run names
+    into its conclusions, headings and captions as raw HTML, and showed `&amp;` as `&`."""
+    from encoderlab.reporting.render import Bullets, Document, Paragraph, Section, to_markdown
+
+    doc = Document(
+        "<b>title</b>",
+        [Paragraph("always answering '<script>alert(1)</script>'")],
+        [Section("Per epoch: <img src=x onerror=alert(1)>", [Bullets(["n|eg &amp; <b>"])])],
+    )
+    md = to_markdown(doc, Path("."))
+    assert "<script>" not in md and "<img" not in md and "<b>" not in md
+    assert "&lt;script>" in md and "&amp;amp;" in md
 
 
 def test_runs_are_grouped_by_the_examples_they_validated_on_not_by_the_path(tmp_path):

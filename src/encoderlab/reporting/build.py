@@ -41,8 +41,9 @@ def _slug(text: str) -> str:
     differ (the timestamp) and where a path names its run, and a hash of the whole (two runs
     of one name in long paths ending alike shared one figure)."""
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
-    if len(safe) <= 80:
+    if len(safe) <= 80 and safe == text:
         return safe
+    # shortened, or a character replaced (lr0.1 and lr0-1 were one figure): the whole's hash
     return f"{safe[-71:]}-{hashlib.sha256(text.encode('utf-8', 'replace')).hexdigest()[:8]}"
 
 

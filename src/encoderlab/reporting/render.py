@@ -55,10 +55,16 @@ class Document:
 # Markdown
 
 
+def _md_text(text: str) -> str:
+    """Text as a Markdown viewer shows it: `&` and `<` as entities (a label, a run name or a
+    tweet holding `<script>` or `&amp;` was raw HTML to the viewer; both still show as
+    written). The report's own Markdown (**, `, [..](..)) needs neither character."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;")
+
+
 def _md_cell(text: str) -> str:
-    """One table cell: on one line, its `|` escaped, and its `<` as `&lt;` (a tweet holding
-    `<b>` or `<script>` was raw HTML to a Markdown viewer; the `<` still shows as written)."""
-    return " ".join(str(text).split()).replace("|", "\\|").replace("<", "&lt;")
+    """One table cell: on one line, its `|` escaped, `&` and `<` as entities (_md_text)."""
+    return _md_text(" ".join(str(text).split()).replace("|", "\\|"))
 
 
 def _md_table(t: Table) -> str:
@@ -77,23 +83,23 @@ def _md_table(t: Table) -> str:
 
 def _md_block(block: Block, root: Path) -> str:
     if isinstance(block, Paragraph):
-        return block.text
+        return _md_text(block.text)
     if isinstance(block, Bullets):
-        return "\n".join(f"- {item}" for item in block.items)
+        return "\n".join(f"- {_md_text(item)}" for item in block.items)
     if isinstance(block, Table):
         return _md_table(block)
     rel = block.path.relative_to(root).as_posix()
-    return f"![{_md_cell(block.caption)}]({rel})\n\n*{block.caption}*"
+    return f"![{_md_cell(block.caption)}]({rel})\n\n*{_md_text(block.caption)}*"
 
 
 def to_markdown(doc: Document, root: Path) -> str:
-    parts = [f"# {doc.title}"] + [_md_block(b, root) for b in doc.intro]
+    parts = [f"# {_md_text(doc.title)}"] + [_md_block(b, root) for b in doc.intro]
     parts.append(
         "## Contents\n\n"
-        + "\n".join(f"- [{s.title}](#{s.anchor})" for s in doc.sections if s.level == 2)
+        + "\n".join(f"- [{_md_text(s.title)}](#{s.anchor})" for s in doc.sections if s.level == 2)
     )
     for s in doc.sections:
-        parts.append(f'<a id="{s.anchor}"></a>\n\n{"#" * s.level} {s.title}')
+        parts.append(f'<a id="{s.anchor}"></a>\n\n{"#" * s.level} {_md_text(s.title)}')
         parts += [_md_block(b, root) for b in s.blocks]
     return "\n\n".join(parts) + "\n"
 

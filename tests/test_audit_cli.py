@@ -326,3 +326,18 @@ def test_print_config_shows_the_resolved_config_and_writes_nothing(tmp_path, cap
     assert "config.yaml" in one_line_error(capsys)
     assert cli("finetune", "--print-config", "--set", "train.nope=1") == 2
     assert "nope" in one_line_error(capsys)
+
+
+def test_runs_list_shows_the_steps_a_killed_run_logged(tmp_path, capsys):
+    """run.json's steps are written at checkpoints: a run killed at step 810 before its first
+    one was listed with 0 steps (the report, reading metrics.jsonl, said 810)."""
+    run = tmp_path / "killed-20261203"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"kind": "finetune/classification", "steps": 0}))
+    lines = [
+        json.dumps({"step": s, "kind": "train", "train/loss": 0.5}) for s in range(10, 820, 10)
+    ]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 8')  # cut by the kill
+    assert cli("runs", "list", "--runs-dir", tmp_path) == 0
+    row = next(x for x in capsys.readouterr().out.splitlines() if "killed" in x)
+    assert " 810 " in row, row

@@ -748,12 +748,21 @@ def runs_list(
             Path(r["path"]).name,
             r.get("kind", "?"),
             f"{r.get('params', 0):,}",
-            str(r.get("steps", 0)),
+            str(_steps(r)),
             best_txt,
             live_status(r, Path(r["path"]) if r.get("path") else None),
             _when(r.get("created")),
         )
     console.print(table)
+
+
+def _steps(info: dict[str, Any]) -> int:
+    """The later of run.json's steps (written at checkpoints) and the last one logged."""
+    from encoderlab.runs import last_logged_step
+
+    saved = info.get("steps") if isinstance(info.get("steps"), int) else 0
+    logged = last_logged_step(Path(info["path"])) if info.get("path") else None
+    return max(saved, logged or 0)
 
 
 def _when(created: Any) -> str:

@@ -178,6 +178,27 @@ def recorded_start(run_dir: str | Path) -> Path | None:
     return Path(cwd) if isinstance(cwd, str) and cwd else None
 
 
+def last_logged_step(run_dir: Path) -> int | None:
+    """The step of metrics.jsonl's last whole record, from its last 8 KB (a long run's file is
+    not read whole to list it): run.json's steps are written at checkpoints only, so a run
+    killed before its first one said 0 while it had logged 800."""
+    f = Path(run_dir) / "metrics.jsonl"
+    try:
+        with open(f, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 8192))
+            tail = fh.read().splitlines()
+    except OSError:
+        return None
+    for raw in reversed(tail):
+        try:
+            step = json.loads(raw.decode("utf-8")).get("step")
+        except (UnicodeDecodeError, ValueError, AttributeError):
+            continue  # a line cut short by the kill, or the first, cut by the 8 KB window
+        if isinstance(step, int) and not isinstance(step, bool):
+            return step
+    return None
+
+
 def _number(value: Any) -> bool:
     """An int or float (NaN included: a diverged loss), not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)

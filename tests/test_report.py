@@ -487,6 +487,12 @@ def test_out_that_is_a_file_names_out(tmp_path):
     with pytest.raises(UserError, match=r"^--out .*afile: is a file; give a folder"):
         report_command([str(run)], str(tmp_path / "afile"))
     assert (tmp_path / "afile").read_text() == "mine"
+    # an empty --out wrote the report into the current folder; /proc/x was a traceback
+    with pytest.raises(UserError, match=r"^--out '': give the folder"):
+        report_command([str(run)], "")
+    if Path("/proc/self").is_dir():
+        with pytest.raises(UserError, match=r"^--out /proc/encoderlab-x: cannot make this folder"):
+            report_command([str(run)], "/proc/encoderlab-x")
 
 
 def test_labels_with_dollar_signs_are_drawn_as_written(tmp_path):

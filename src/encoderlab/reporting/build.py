@@ -229,12 +229,17 @@ def build_report(
         raise UserError(
             f"{', '.join(map(str, paths)) or '(no paths)'}: no run directories to report on"
         )
+    if not str(out_dir).strip():  # Path("") is the current folder: files where not asked
+        raise UserError("--out '': give the folder to write the report to (e.g. --out report)")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file; give a folder for the report")
     _check_not_users(out)
     fig_dir = out / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fig_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # /proc/x, a read-only mount: the user's choice of path
+        raise UserError(f"--out {out}: cannot make this folder ({e.strerror or e})") from None
     _remove_stale_figures(out, fig_dir)
 
     groups = group_runs(runs)

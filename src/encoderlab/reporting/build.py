@@ -229,8 +229,6 @@ def build_report(
         raise UserError(
             f"{', '.join(map(str, paths)) or '(no paths)'}: no run directories to report on"
         )
-    if not str(out_dir).strip():  # Path("") is the current folder: files where not asked
-        raise UserError("--out '': give the folder to write the report to (e.g. --out report)")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file; give a folder for the report")
@@ -346,4 +344,6 @@ def report_command(paths: list[str], out: str) -> Path:
     """`encoderlab report RUN_OR_FOLDER... --out DIR`: the CLI's entry point."""
     if not paths:
         raise UserError("encoderlab report: pass at least one run directory or folder of runs")
+    if not str(out).strip():  # Path("") is the current folder: files where not asked
+        raise UserError("--out '': give the folder to write the report to (e.g. --out report)")
     return build_report([Path(p) for p in paths], Path(out))

@@ -55,7 +55,11 @@ def _pairs(group: Group) -> list[tuple[RunData, RunData]]:
 
     metric, sign = runs[0].primary, -1 if runs[0].primary_mode == "min" else 1
     values = {id(r): metric_value(r, metric) for r in runs}
-    best = max(runs, key=lambda r: float("-inf") if values[id(r)] is None else sign * values[id(r)])
+    # the best the conclusion names: a failed run (diverged, crashed) is not ranked there
+    ranked = [r for r in runs if r.info.get("status") != "failed"] or runs
+    best = max(
+        ranked, key=lambda r: float("-inf") if values[id(r)] is None else sign * values[id(r)]
+    )
     return [(best, r) for r in runs if r is not best]
 
 

@@ -708,3 +708,22 @@ def test_runs_are_grouped_by_the_examples_they_validated_on_not_by_the_path(tmp_
     groups = group_runs(runs)
     assert [[r.path.name for r in g.runs] for g in groups] == [["a", "b"], ["c"]]
     assert groups[1].title.endswith("(other examples: bbbb2222)")
+
+
+def test_many_runs_are_paired_with_the_best_run_the_conclusion_ranks(tmp_path):
+    """With more than four runs the example diffs pair the best run with each other one; a
+    failed run with the top score was that best, while the conclusion (which does not rank
+    failed runs) named another: the pair it spoke of had no sign test."""
+    from encoderlab.reporting.build import _pairs
+    from encoderlab.reporting.compare import Group
+    from encoderlab.reporting.load import RunData
+
+    def run(name: str, acc: float, status: str = "done") -> RunData:
+        info = {"task": "classification", "status": status, "final": {"acc": acc}}
+        config = {"task": {"type": "classification"}}
+        return RunData(tmp_path / name, info, config, {}, [], predictions=[{"id": "1"}])
+
+    runs = [run("failed", 0.99, "failed"), run("a", 0.8), run("b", 0.7), run("c", 0.6),
+            run("d", 0.5)]  # fmt: skip
+    pairs = _pairs(Group("classification", "dev.csv", runs))
+    assert {a.path.name for a, _ in pairs} == {"a"} and len(pairs) == 4

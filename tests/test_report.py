@@ -727,3 +727,18 @@ def test_many_runs_are_paired_with_the_best_run_the_conclusion_ranks(tmp_path):
             run("d", 0.5)]  # fmt: skip
     pairs = _pairs(Group("classification", "dev.csv", runs))
     assert {a.path.name for a, _ in pairs} == {"a"} and len(pairs) == 4
+
+
+def test_pretraining_runs_with_other_tokens_are_other_measurements(tmp_path):
+    """Masked-token accuracy of a 2k vocabulary was ranked against an 8k one's (the smaller
+    scores higher without a better model), and 64-token blocks against 128."""
+    from encoderlab.reporting.compare import group_runs
+    from encoderlab.reporting.load import RunData
+
+    def run(name: str, vocab: int, block: int) -> RunData:
+        config = {"data": {"corpus": ["w.txt"], "valid_ratio": 0.05, "block_len": block},
+                  "tokenizer": {"kind": "wordpiece", "vocab_size": vocab}, "seed": 0}  # fmt: skip
+        return RunData(tmp_path / name, {"task": "pretrain"}, config, {}, [])
+
+    runs = [run("a", 8000, 128), run("b", 8000, 128), run("c", 2000, 128), run("d", 8000, 64)]
+    assert [[r.path.name for r in g.runs] for g in group_runs(runs)] == [["a", "b"], ["c"], ["d"]]

@@ -135,7 +135,16 @@ def data_key(run: RunData) -> str:
         corpus = data.get("corpus")
         corpus = ", ".join(map(str, corpus)) if isinstance(corpus, list) else corpus
         corpus = corpus or "(no corpus named)"
-        return f"{corpus} (valid_ratio {data.get('valid_ratio')}, seed {run.config.get('seed')})"
+        # masked-token accuracy depends on what a token is: a smaller vocabulary or shorter
+        # blocks score higher without a better model, so they are other measurements
+        tok = run.config.get("tokenizer") or {}
+        tokens = (
+            f"{tok.get('kind')} {tok.get('vocab_size')}" if not tok.get("path") else tok["path"]
+        )
+        return (
+            f"{corpus} (valid_ratio {data.get('valid_ratio')}, seed {run.config.get('seed')}, "
+            f"tokenizer {tokens}, block_len {data.get('block_len')})"
+        )
     task = run.config.get("task") or {}
     data = str(run.info.get("valid_source") or task.get("valid") or task.get("train"))
     # the gold labels come from a column, and some scores are defined by a setting (F1 over

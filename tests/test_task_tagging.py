@@ -924,3 +924,23 @@ def test_conll_predictions_keep_the_files_docstart_lines(tmp_path):
     assert pred[:5] == ["-DOCSTART- O", "", "EU O", "rejects O", ""]
     layout = [bool(x.strip()) for x in gold.splitlines()]  # word lines where gold has them
     assert [bool(line.strip()) for line in pred][: len(layout)] == layout
+
+
+def test_invisible_format_characters_stay_on_their_word():
+    """A right-to-left mark or a BOM was peeled off as a word of its own (an entity whose text
+    no one can see, and an extra [UNK] among the words the model reads)."""
+    text = "\ufeffJohn visited \u200fParis\u200f (EU)."
+    assert split_words(text) == ["\ufeffJohn", "visited", "\u200fParis\u200f", "(", "EU", ")", "."]
+    # what the peeling gives otherwise is unchanged: runs of one mark are one word, an
+    # abbreviation keeps its dot, alternating marks come apart one by one
+    assert split_words("wow!?! U.S. ((x)) a.!.") == [
+        "wow",
+        "!",
+        "?",
+        "!",
+        "U.S.",
+        "((",
+        "x",
+        "))",
+        "a.!.",
+    ]

@@ -319,7 +319,10 @@ def test_app_embeds_texts_as_encoderlab_embed_does(ft, run_dir):
         assert r.status_code == 422 and r.json()["field"] == "texts[1]"
         r = client.post("/embed", json={"texts": TEXTS + ["one more"]})
         assert r.status_code == 413 and r.json()["field"] == "texts"
+        # a field it does not read is named (it said "missing field 'texts'")
         r = client.post("/embed", json={"pairs": [["a", "b"]]})
+        assert r.status_code == 422 and "'pairs' is not read here; send texts" in r.json()["error"]
+        r = client.post("/embed", json={})
         assert r.status_code == 422 and "missing field 'texts'" in r.json()["error"]
         # predictions still answer beside it
         assert client.post("/predict", json={"texts": ["nice"]}).status_code == 200
@@ -452,7 +455,9 @@ def test_pair_model_served_from_pairs(tmp_path):
         got = client.post("/predict", json={"pairs": pairs}).json()["predictions"]
         assert [g["label"] for g in got] == [w["label"] for w in want]
         assert set(got[0]["scores"]) == {"diff", "same"}
-        r = client.post("/predict", json={"texts": ["a"]})
+        r = client.post("/predict", json={"texts": ["a"]})  # what it takes is named
+        assert r.status_code == 422 and "'texts' is not read here; send pairs" in r.json()["error"]
+        r = client.post("/predict", json={})
         assert r.status_code == 422 and r.json()["field"] == "pairs"
 
 
@@ -596,3 +601,30 @@ def test_served_rows_say_what_was_cut_and_where_entities_are(tmp_path):
     with TestClient(build_app(reader.finetuned)) as client:
         short_q, long_q = client.post("/predict", json=body).json()["predictions"]
     assert short_q["truncated_question_tokens"] == 0 and long_q["truncated_question_tokens"] > 0
+
+
+def test_a_pair_sent_to_a_one_text_model_is_refused_not_ignored(ft):
+    """{"texts": [...], "pairs": [...]} got the one-text prediction of the first text, where
+    `predict --text-pair` and the API refuse a pair for such a model."""
+    with TestClient(build_app(ft, ServeLimits())) as client:
+        r = client.post("/predict", json={"texts": ["fire"], "pairs": [["fire", "happy"]]})
+        assert r.status_code == 422 and r.json()["field"] == "pairs"
+        assert "'pairs' is not read here; send texts" in r.json()["error"]
+
+
+def test_a_client_gone_mid_body_is_no_traceback():
+    """ClientDisconnect went uncaught: uvicorn logged 43 lines of traceback per client that
+    left while sending, so any client could flood the log."""
+    from starlette.requests import ClientDisconnect
+
+    from encoderlab.serve import RequestError, read_body
+
+    class Gone:
+        headers: dict = {}
+
+        async def stream(self):
+            yield b'{"texts": ["a'
+            raise ClientDisconnect()
+
+    with pytest.raises(RequestError, match="the client left before its body ended"):
+        asyncio.run(read_body(Gone(), 1000))

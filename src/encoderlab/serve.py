@@ -48,7 +48,7 @@ from encoderlab.tasks.base import Example
 try:  # the serve extra; `serve` says how to install it when it is missing
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 except ImportError:  # pragma: no cover - exercised only without the extra
@@ -160,6 +160,12 @@ def _pairs(body: dict[str, Any], limits: ServeLimits) -> tuple[list[str], list[s
     return [a for a, _ in checked], [b for _, b in checked]
 
 
+# every request field some model reads: one a model does not read is refused, not ignored
+REQUEST_FIELDS = ("texts", "pairs", "text_pair", "questions", "contexts")
+BODY_SECONDS = 30.0  # a body still arriving after this is dropped (408): a stalled client
+MAX_CONNECTIONS = 256  # open connections and requests at once (uvicorn's limit_concurrency)
+
+
 def parse_request(raw: bytes, fields: list[str], limits: ServeLimits) -> tuple[list, list]:
     """(texts, second texts or None each) from a /predict body, or a RequestError."""
     try:
@@ -173,6 +179,14 @@ def parse_request(raw: bytes, fields: list[str], limits: ServeLimits) -> tuple[l
         raise RequestError(400, None, f"the body holds a value JSON cannot read ({why})") from None
     if not isinstance(body, dict):
         raise RequestError(400, None, f"the body must be a JSON object with {fields}")
+    other = next((k for k in REQUEST_FIELDS if k in body and k not in fields), None)
+    if other is not None:  # a pair sent to a one-text model was answered for its first text
+        raise RequestError(
+            422,
+            other,
+            f"'{other}' is not read here; send {' + '.join(fields)} (this model and "
+            "endpoint take those)",
+        )
     if fields == ["pairs"]:
         return _pairs(body, limits)
     texts = _strings(body, fields[0], limits)
@@ -192,11 +206,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, None, f"the body has {int(declared):,} bytes; at most {limit:,}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, None, f"the body is over {limit:,} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestError(413, None, f"the body is over {limit:,} bytes")
+                chunks.append(chunk)
+    except TimeoutError:  # a client that stopped sending holds its memory and a connection
+        raise RequestError(
+            408, None, f"the body did not arrive within {BODY_SECONDS:g} s"
+        ) from None
+    except ClientDisconnect:  # gone mid-body: nothing to answer (was a logged traceback)
+        raise RequestError(400, None, "the client left before its body ended") from None
     return b"".join(chunks)
 
 
@@ -537,7 +559,17 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1"):
         say(f"warning: listening on {host}: reachable from other machines, with no authentication")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            # connections past this get a 503 at once (each may hold a body in memory), and
+            # Ctrl-C or SIGTERM stops the server within seconds, not when the last client goes
+            limit_concurrency=MAX_CONNECTIONS,
+            timeout_graceful_shutdown=5,
+        )
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after a clean shutdown
         pass
     say("stopped")

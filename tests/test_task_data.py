@@ -582,12 +582,3 @@ def test_a_filter_that_keeps_nothing_shows_what_the_column_holds(tmp_path: Path)
         match=r"task.where \(label == 1\) keeps none of its 2 rows; 'label' holds 'pos', 'neg'",
     ):
         get_task("classification").read(str(f), cfg(where=["label == 1"]))
-
-
-def test_rows_without_ids_keep_their_positions_when_rows_are_skipped(tmp_path):
-    """Ids were numbered over the rows kept: after a skipped row (no text, no label), id 0
-    was the file's second row, so predictions no longer joined back to a DataFrame."""
-    f = tmp_path / "t.csv"
-    f.write_text("text,label\n,1\ngood film,1\nbad film,\nfine film,0\n")
-    examples = get_task("classification").read(str(f), cfg())
-    assert [(ex["id"], ex["text"]) for ex in examples] == [("1", "good film"), ("3", "fine film")]

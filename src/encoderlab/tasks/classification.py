@@ -103,7 +103,7 @@ class ClassificationTask(TaskBase):
         # a submission needs the file's own ids
         examples: Examples = Examples(ids_from_file=has_ids, notes=notes)
         empty, unlabelled = [], []
-        for position, (n, row) in enumerate(rows):
+        for n, row in rows:
             for col in texts:
                 records.require_cell(path, n, row, col, "text_column")
             if pair:
@@ -126,9 +126,9 @@ class ClassificationTask(TaskBase):
                     unlabelled.append(n)
                     continue
             ex: Example = {
-                # no id column: the row's position from 0, a skipped row counted (so an id
-                # still points at its row of a DataFrame or file)
-                "id": _row_id(get(row, cfg.id_column), path, n, cfg) if has_ids else str(position),
+                "id": _row_id(get(row, cfg.id_column), path, n, cfg)
+                if has_ids
+                else str(len(examples)),
                 "line": n,
                 "text": text,
                 "label": label,

@@ -708,6 +708,11 @@ def test_runs_are_grouped_by_the_examples_they_validated_on_not_by_the_path(tmp_
     groups = group_runs(runs)
     assert [[r.path.name for r in g.runs] for g in groups] == [["a", "b"], ["c"]]
     assert groups[1].title.endswith("(other examples: bbbb2222)")
+    # a run made before the hash was recorded is still compared with today's by its path
+    old = run("old", "dev.csv", "")
+    del old.info["data"]
+    together = group_runs([runs[0], old])
+    assert [[r.path.name for r in g.runs] for g in together] == [["a", "old"]]
 
 
 def test_many_runs_are_paired_with_the_best_run_the_conclusion_ranks(tmp_path):

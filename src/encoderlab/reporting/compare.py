@@ -165,18 +165,25 @@ class Group:
         return f"{self.task} on {self.data}"
 
 
-def same_data(run: RunData) -> tuple[str, str]:
-    """What makes two runs' validation data the same: the hash of the examples read (run.json
-    `data.valid.sha256`, recorded since 2026-12-01) where the run has it, not the path it was
-    given: a dev.csv of another folder, or a split of another ratio under the same rounded
-    name, is other data; the same file by another path is the same. The scoring settings of
-    data_key stay part of it; runs without the hash go by data_key alone."""
+def _digest(run: RunData) -> str | None:
+    """The hash of the validation examples the run read (run.json `data.valid.sha256`,
+    recorded since 2026-12-01), None for a run without it or a pretraining run."""
     recorded = run.info.get("data")
     valid = recorded.get("valid") if isinstance(recorded, dict) else None
     digest = valid.get("sha256") if isinstance(valid, dict) else None
-    key = data_key(run)
-    if not isinstance(digest, str) or run.task == "pretrain":
-        return run.task, key
+    return digest if isinstance(digest, str) and run.task != "pretrain" else None
+
+
+def same_data(run: RunData, by_hash: bool = True) -> tuple[str, str]:
+    """What makes two runs' validation data the same: the hash of the examples read where the
+    run has it, not the path it was given: a dev.csv of another folder, or a split of another
+    ratio under the same rounded name, is other data; the same file by another path is the
+    same. The scoring settings of data_key stay part of it. A run without the hash goes by
+    data_key, and so do the runs compared with it (`by_hash` False): a run made before the
+    hash was recorded is still compared with today's runs on the same file."""
+    digest = _digest(run)
+    if digest is None or not by_hash:
+        return run.task, data_key(run)
     task = run.config.get("task") or {}
     keys = _SCORED_BY.get(task_kind(run.task), ("label_column", "positive_label"))
     scoring = [f"{k} {task[k]!r}" for k in keys if task.get(k) is not None and k != "label_column"]
@@ -185,14 +192,14 @@ def same_data(run: RunData) -> tuple[str, str]:
 
 def group_runs(runs: list[RunData]) -> list[Group]:
     groups: dict[tuple[str, str], Group] = {}
+    by_hash = all(_digest(r) is not None for r in runs if r.task != "pretrain")
     for r in runs:
-        key = same_data(r)
+        key = same_data(r, by_hash)
         if key not in groups:
             shown = data_key(r)
             if any(g.task == r.task and g.data == shown for g in groups.values()):
-                # the same name, other examples (or a run from before the hash was recorded)
-                digest = key[1].split()[1][:8] if key[1].startswith("sha256 ") else "unrecorded"
-                shown += f" (other examples: {digest})"
+                # the same name, other examples
+                shown += f" (other examples: {key[1].split()[1][:8]})"
             groups[key] = Group(r.task, shown)
         groups[key].runs.append(r)
     return list(groups.values())
@@ -300,7 +307,8 @@ def pair_finding(a: RunData, b: RunData, diff: ExampleDiff | None, names: tuple[
     """One sentence on a pair a study names in `compare:` (e.g. pretrained vs scratch): both
     primary metrics, the margin, and the paired sign test where both runs predicted."""
     label_a, label_b = names
-    if same_data(a) != same_data(b) or a.primary != b.primary:
+    by_hash = _digest(a) is not None and _digest(b) is not None
+    if same_data(a, by_hash) != same_data(b, by_hash) or a.primary != b.primary:
         return (
             f"{label_a} vs {label_b}: not comparable ({a.task} {a.primary} on {data_key(a)} "
             f"vs {b.task} {b.primary} on {data_key(b)})."

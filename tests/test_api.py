@@ -602,3 +602,36 @@ def test_a_row_error_naming_its_word_is_not_given_a_second_word(tmp_path):
     assert str(in_rows_terms(named, {conll: "data"})).startswith("data row 1: tag 'B-FOO' (word 2")
     plain = UserError(f"{conll}:5: a bad tag")
     assert str(in_rows_terms(plain, {conll: "data"})) == "data row 1, word 1: a bad tag"
+
+
+def test_a_format_set_beside_in_memory_rows_still_reads_a_file_named_by_its_format(tmp_path):
+    """The check above refused a valid.csv with task.format=csv too (it worked before)."""
+    valid = tmp_path / "valid.csv"
+    valid.write_text("text,label\ngood film,1\nbad film,0\n")
+    rows = [{"text": f"{'good' if i % 2 else 'bad'} film {i}", "label": i % 2} for i in range(20)]
+    cfg = {
+        "runs_dir": str(tmp_path / "runs"),
+        "tokenizer": {"vocab_size": 100},
+        "model": {"d_model": 16, "n_head": 2, "d_ff": 32, "n_layer": 1, "max_len": 16},
+        "train": {"max_steps": 1},
+        "task": {"max_len": 16, "format": "csv", "valid": str(valid)},
+    }
+    assert (el.finetune(cfg, train=rows, say=None) / "run.json").is_file()
+
+
+def test_splits_given_as_arguments_replace_the_yaml_files_before_they_are_looked_for(
+    tmp_path, monkeypatch
+):
+    """The config's own train.csv, beside it and not found from here, was refused although
+    train= and valid= replaced it."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "train.csv").write_text("text,label\na,1\n")
+    (exp / "ft.yaml").write_text(
+        "task: {train: train.csv, max_len: 16}\ntokenizer: {vocab_size: 100}\n"
+        "model: {d_model: 16, n_head: 2, d_ff: 32, n_layer: 1, max_len: 16}\n"
+        f"train: {{max_steps: 1}}\nruns_dir: {tmp_path / 'runs'}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    rows = [{"text": f"{'good' if i % 2 else 'bad'} film {i}", "label": i % 2} for i in range(20)]
+    assert (el.finetune("exp/ft.yaml", train=rows, say=None) / "run.json").is_file()

@@ -81,6 +81,29 @@ def make_config(config: ConfigLike, overrides: Overrides, schema: type[Section])
     return build_overridden(schema, data, merged if overrides else data, source, "overrides")
 
 
+def _with_splits(overrides: Overrides, unset: dict[str, None]) -> Overrides:
+    """`overrides` with the given splits' task.<split> keys set to null first (the arguments
+    replace them after the config is read)."""
+    if not unset:
+        return overrides
+    if overrides is None or isinstance(overrides, Mapping):
+        return {**unset, **(overrides or {})}
+    return [f"{k}=null" for k in unset] + _override_list(overrides)
+
+
+def _format_shows(path: str) -> bool:
+    """Whether a split's file is read the same with task.format auto: a name ending in a data
+    format (.csv, .jsonl.gz, ...), a hub data set or a save_to_disk folder."""
+    from encoderlab.data.tables import plain_name
+    from encoderlab.tasks.records import DATA_SUFFIXES
+
+    return (
+        path.startswith("hf:")
+        or Path(path.split("::")[0]).is_dir()
+        or plain_name(path.split("::")[0]).endswith(DATA_SUFFIXES)
+    )
+
+
 def _set_fields(section: Section) -> dict[str, Any]:
     """What was set in `section` and in its sections, however it was set (written, passed, or
     assigned later: `cfg.train.lr = 1e-5` marks train's lr, not cfg's train). An unset default
@@ -147,7 +170,10 @@ def finetune(
         with _process_state_kept():
             run, _ = run_finetune(None, say=say, resume=_run_path(resume, "resume"))
         return run.path
-    cfg: FinetuneConfig = make_config(config, overrides, FinetuneConfig)
+    # the splits given here replace the config's own files: those are not looked for
+    splits = (("train", train), ("valid", valid), ("test", test))
+    given: dict[str, None] = {f"task.{s}": None for s, d in splits if d is not None}
+    cfg: FinetuneConfig = make_config(config, _with_splits(overrides, given), FinetuneConfig)
     folder = Path(cfg.runs_dir) / ".data"
     written: dict[Path, str] = {}
     chosen = cfg.task.format
@@ -165,12 +191,14 @@ def finetune(
         for key in ("text_column", "text_pair_column", "label_column", "id_column"):
             if isinstance(getattr(cfg.task, key), int):
                 setattr(cfg.task, key, str(getattr(cfg.task, key)))
-    if written and files and chosen not in ("auto", read_format(cfg.task.type)):
-        # task.format is every split's: the rows' file would be read as the user's format
+    # task.format is every split's, and the rows' file is read by its name (auto): a file
+    # whose name does not say its format (valid.txt holding csv) would be misread
+    unnamed = [s for s in files if not _format_shows(str(getattr(cfg.task, s)))]
+    if written and unnamed and chosen not in ("auto", read_format(cfg.task.type)):
         raise UserError(
             f"task.format={chosen} is every split's, and the in-memory rows are written as "
-            f"{read_format(cfg.task.type)}: name task.{files[0]} "
-            f"({getattr(cfg.task, files[0])}) so that its format shows (e.g. .csv), or "
+            f"{read_format(cfg.task.type)}: name task.{unnamed[0]} "
+            f"({getattr(cfg.task, unnamed[0])}) so that its format shows (e.g. .csv), or "
             "give it in memory too"
         )
     try:

@@ -931,6 +931,9 @@ def test_invisible_format_characters_stay_on_their_word():
     no one can see, and an extra [UNK] among the words the model reads)."""
     text = "\ufeffJohn visited \u200fParis\u200f (EU)."
     assert split_words(text) == ["\ufeffJohn", "visited", "\u200fParis\u200f", "(", "EU", ")", "."]
+    # stepped over: the punctuation behind them still comes apart, they stay on the edge word
+    assert split_words('\ufeff"Hello Paris.\u200e') == ['\ufeff"', "Hello", "Paris", ".\u200e"]
+    assert split_words("\u200b") == ["\u200b"]
     # what the peeling gives otherwise is unchanged: runs of one mark are one word, an
     # abbreviation keeps its dot, alternating marks come apart one by one
     assert split_words("wow!?! U.S. ((x)) a.!.") == [

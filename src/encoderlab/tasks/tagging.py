@@ -157,42 +157,63 @@ def entities(tags: list[str]) -> list[tuple[str, int, int]]:
 
 
 def _is_punct(c: str) -> bool:
-    """Punctuation or a symbol (regex [^\\w\\s]), but not an invisible format character: a
-    BOM, a zero-width space or a right-to-left mark stays on its word (split off, it was an
-    entity of its own, a text no one can see)."""
-    return not (c.isalnum() or c == "_" or c.isspace()) and unicodedata.category(c) != "Cf"
+    """Punctuation or a symbol (regex [^\\w\\s])."""
+    return not (c.isalnum() or c == "_" or c.isspace())
+
+
+def _invisible(c: str) -> bool:
+    """A format character: a BOM, a zero-width space, a right-to-left mark."""
+    return unicodedata.category(c) == "Cf"
 
 
 def split_words(text: str) -> list[str]:
     """Words of raw text to tag: whitespace-split, punctuation at a word's edges apart.
-    Linear in the word's length: by index, so a word of 10,000 alternating marks ("!?!?...",
-    a request to serve) is not peeled one slice and one regex scan at a time."""
+    Invisible format characters at a word's edges (a BOM, a right-to-left mark) are stepped
+    over and stay on the first or last word (peeled off, each was an entity of its own, a
+    text no one can see). Linear in the word's length: by index, so a word of 10,000
+    alternating marks ("!?!?...", a request to serve) is not peeled one slice and one regex
+    scan at a time."""
     words: list[str] = []
-    for chunk in text.split():
-        start, end = 0, len(chunk)
-        head: list[str] = []
-        while end - start > 1 and _is_punct(chunk[start]):
-            j = start
-            while j < end and chunk[j] == chunk[start]:  # "((" or "..." is one word
-                j += 1
-            head.append(chunk[start:j])
-            start = j
-        tail: list[str] = []
-        inner_dot = None  # built once, when a dot is first peeled
-        while end - start > 1 and _is_punct(chunk[end - 1]):
-            if chunk[end - 1] == ".":
-                inner_dot = inner_dot or _inner_dots(chunk)
-                if inner_dot(start, end - 1):
-                    break  # an abbreviation's dot
-            j = end
-            while j > start and chunk[j - 1] == chunk[end - 1]:
-                j -= 1
-            if j == start:
-                break
-            tail.append(chunk[j:end])
-            end = j
-        words.extend(w for w in [*head, chunk[start:end], *reversed(tail)] if w)
+    for whole in text.split():
+        lead = len(whole) - len(whole.lstrip("".join(c for c in whole if _invisible(c))))
+        inner = whole[lead:]
+        trail = len(inner) - len(inner.rstrip("".join(c for c in inner if _invisible(c))))
+        chunk = inner[: len(inner) - trail]
+        if not chunk:  # nothing but format characters: one word, as the text has it
+            words.append(whole)
+            continue
+        first = len(words)
+        _peel(chunk, words)
+        words[first] = whole[:lead] + words[first]
+        words[-1] += inner[len(inner) - trail :]
     return words
+
+
+def _peel(chunk: str, words: list[str]) -> None:
+    """`chunk`'s words onto `words`: its edge punctuation apart (split_words)."""
+    start, end = 0, len(chunk)
+    head: list[str] = []
+    while end - start > 1 and _is_punct(chunk[start]):
+        j = start
+        while j < end and chunk[j] == chunk[start]:  # "((" or "..." is one word
+            j += 1
+        head.append(chunk[start:j])
+        start = j
+    tail: list[str] = []
+    inner_dot = None  # built once, when a dot is first peeled
+    while end - start > 1 and _is_punct(chunk[end - 1]):
+        if chunk[end - 1] == ".":
+            inner_dot = inner_dot or _inner_dots(chunk)
+            if inner_dot(start, end - 1):
+                break  # an abbreviation's dot
+        j = end
+        while j > start and chunk[j - 1] == chunk[end - 1]:
+            j -= 1
+        if j == start:
+            break
+        tail.append(chunk[j:end])
+        end = j
+    words.extend(w for w in [*head, chunk[start:end], *reversed(tail)] if w)
 
 
 def _inner_dots(chunk: str) -> Callable[[int, int], bool]:

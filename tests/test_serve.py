@@ -628,3 +628,24 @@ def test_a_client_gone_mid_body_is_no_traceback():
 
     with pytest.raises(RequestError, match="the client left before its body ended"):
         asyncio.run(read_body(Gone(), 1000))
+
+
+def test_a_body_that_stops_arriving_is_a_408_and_a_null_field_is_not_sent(ft, monkeypatch):
+    """A client that stopped sending held its connection and memory for good; a generic
+    client sending "pairs": null to a one-text model was refused as if it sent pairs."""
+    from encoderlab import serve
+    from encoderlab.serve import RequestError, read_body
+
+    class Stalled:
+        headers: dict = {}
+
+        async def stream(self):
+            yield b'{"texts": ["a'
+            await asyncio.sleep(5)
+
+    monkeypatch.setattr(serve, "BODY_SECONDS", 0.2)
+    with pytest.raises(RequestError, match="the body did not arrive within 0.2 s"):
+        asyncio.run(read_body(Stalled(), 1000))
+    with TestClient(build_app(ft, ServeLimits())) as client:
+        r = client.post("/predict", json={"texts": ["a fine film"], "pairs": None})
+        assert r.status_code == 200, r.json()

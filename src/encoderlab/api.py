@@ -448,8 +448,9 @@ def embed(
 
     texts = _texts(texts, "texts")
     batch_size = _batch_size(batch_size)
-    if not isinstance(normalize, bool):  # "no" is truthy: vectors normalised, unsaid
+    if type(normalize).__name__ not in ("bool", "bool_"):  # "no" is truthy: normalised, unsaid
         raise UserError(f"normalize: give True or False, not {normalize!r}")
+    normalize = bool(normalize)  # numpy's bool too
     say = _quiet_if_none(say)
     embedder = source if isinstance(source, Embedder) else load_embedder(source, say)
     vectors, cut = embedder.embed(texts, pooling, normalize, batch_size)

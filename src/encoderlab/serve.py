@@ -179,7 +179,8 @@ def parse_request(raw: bytes, fields: list[str], limits: ServeLimits) -> tuple[l
         raise RequestError(400, None, f"the body holds a value JSON cannot read ({why})") from None
     if not isinstance(body, dict):
         raise RequestError(400, None, f"the body must be a JSON object with {fields}")
-    other = next((k for k in REQUEST_FIELDS if k in body and k not in fields), None)
+    # null is "not sent" (a generic client sends every field); a value is refused
+    other = next((k for k in REQUEST_FIELDS if body.get(k) is not None and k not in fields), None)
     if other is not None:  # a pair sent to a one-text model was answered for its first text
         raise RequestError(
             422,
@@ -206,14 +207,21 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, None, f"the body has {int(declared):,} bytes; at most {limit:,}")
     chunks, size = [], 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BODY_SECONDS
+    stream = request.stream().__aiter__()
     try:
-        async with asyncio.timeout(BODY_SECONDS):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise RequestError(413, None, f"the body is over {limit:,} bytes")
-                chunks.append(chunk)
-    except TimeoutError:  # a client that stopped sending holds its memory and a connection
+        while True:  # asyncio.wait_for per chunk: asyncio.timeout is Python 3.11's
+            left = max(0.0, deadline - loop.time())
+            try:
+                chunk = await asyncio.wait_for(stream.__anext__(), left)
+            except StopAsyncIteration:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, None, f"the body is over {limit:,} bytes")
+            chunks.append(chunk)
+    except asyncio.TimeoutError:  # a client that stopped sending holds memory and a connection
         raise RequestError(
             408, None, f"the body did not arrive within {BODY_SECONDS:g} s"
         ) from None

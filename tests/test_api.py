@@ -565,6 +565,9 @@ def test_a_dataframe_with_numbered_columns_is_read_by_their_numbers(tmp_path):
     }
     run = el.finetune(cfg, train=df, say=None)
     assert sorted(json.loads((run / "labels.json").read_text())) == ["0", "1"]
+    df[2] = df[0]  # two text columns by number
+    cfg["task"] |= {"text_column": [0, 2], "label_column": 1}
+    assert (el.finetune(cfg, train=df, say=None) / "run.json").is_file()
 
 
 def test_warnings_about_in_memory_rows_name_the_rows_not_the_file_written(tmp_path):

@@ -516,6 +516,21 @@ def test_xlsx_formulas_saved_without_their_values_are_refused_at_their_cell(tmp_
         UserError, match=r"formulas.xlsx: row 8, column 'label' holds the formula =B2"
     ):
         get_task("classification").read(str(path), task_cfg())
+    # a workbook whose formulas were computed (Excel, LibreOffice) holds their values: another
+    # formula's empty result ("" from an IF) reads as empty, and is no refusal
+    import zipfile
+
+    sheet[3] = ["an empty result", '=IF(B2=9,"x","")']
+    two = write_xlsx(tmp_path / "two.xlsx", {"s": sheet})
+    computed = tmp_path / "computed.xlsx"
+    with zipfile.ZipFile(two) as src, zipfile.ZipFile(computed, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.endswith("sheet1.xml"):  # what Excel saves: the value beside it
+                data = data.replace(b"<f>B2</f>", b"<f>B2</f><v>1</v>")
+            dst.writestr(item, data)
+    examples = get_task("classification").read(str(computed), task_cfg())
+    assert examples[-1]["label"] == "1" and len(examples) == 6  # the empty-label row skipped
 
 
 def test_tagging_rows_to_predict_need_no_tags_column_even_when_one_is_named(tmp_path):

@@ -189,8 +189,11 @@ def finetune(
     files = [s for s in files if Path(getattr(cfg.task, s)) not in written]
     if written and not files:  # a DataFrame's columns 0, 1: the rows' keys "0", "1"
         for key in ("text_column", "text_pair_column", "label_column", "id_column"):
-            if isinstance(getattr(cfg.task, key), int):
-                setattr(cfg.task, key, str(getattr(cfg.task, key)))
+            value = getattr(cfg.task, key)
+            if isinstance(value, int):
+                setattr(cfg.task, key, str(value))
+            elif isinstance(value, list):  # several text columns: [0, 1]
+                setattr(cfg.task, key, [str(v) if isinstance(v, int) else v for v in value])
     # task.format is every split's, and the rows' file is read by its name (auto): a file
     # whose name does not say its format (valid.txt holding csv) would be misread
     unnamed = [s for s in files if not _format_shows(str(getattr(cfg.task, s)))]

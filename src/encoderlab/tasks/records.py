@@ -490,27 +490,34 @@ def _xlsx_rows(p: Path, sheet: str | None) -> list[Row]:
 
 
 def _refuse_unsaved_formulas(p: Path, title: str, header: list[str], blank: set) -> None:
-    """An empty cell that holds a formula: the workbook was written by a program that saves
-    formulas without their values (openpyxl, pandas with a formula string), so the value
-    reads as nothing and the row would be trained on as unlabelled or empty text."""
+    """An empty cell that holds a formula, in a workbook whose formulas have no saved values
+    at all: it was written by a program that saves formulas without computing them (openpyxl,
+    pandas with a formula string), so the values read as nothing and the rows would be
+    trained on as unlabelled or empty. A workbook Excel or LibreOffice saved has its formulas'
+    values (one whose result is "" reads as empty too, and is left alone)."""
     import openpyxl
 
-    last = max(n for n, _ in blank)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         wb = openpyxl.load_workbook(p, read_only=True, data_only=False)
+    first = None
     try:
-        ws = wb[title]
-        for n, values in enumerate(ws.iter_rows(min_row=2, max_row=last, values_only=True), 2):
+        for n, values in enumerate(wb[title].iter_rows(min_row=2, values_only=True), 2):
             for k, v in enumerate(values):
-                if (n, k) in blank and isinstance(v, str) and v.startswith("="):
-                    raise UserError(
-                        f"{p}: row {n}, column '{header[k]}' holds the formula {v[:40]} with no "
-                        "saved value (the program that wrote the file does not compute "
-                        "formulas); open and save it in Excel or LibreOffice, or write values"
-                    )
+                if not (isinstance(v, str) and v.startswith("=")):
+                    continue
+                if (n, k) not in blank:
+                    return  # a formula with its value: the workbook was computed
+                first = first or (n, k, v)
     finally:
         wb.close()
+    if first is not None:
+        n, k, v = first
+        raise UserError(
+            f"{p}: row {n}, column '{header[k]}' holds the formula {v[:40]} with no saved "
+            "value (the program that wrote the file does not compute formulas); open and save "
+            "it in Excel or LibreOffice, or write values"
+        )
 
 
 # files that hold many examples: a folder of them (a Hub download's data/) is not a folder of

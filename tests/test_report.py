@@ -577,7 +577,7 @@ def test_runs_with_the_same_folder_name_are_told_apart(tmp_path):
         {"labels": ["0", "1"], "confusion": "x"},
         {"labels": ["0", "1"], "confusion": [[1, 2], [3, 4]], "per_class": {"0": {"f1": None}}},
         {"ci95": {"acc": [0.1]}},
-        {"ci95": {"acc": [None, None]}},
+        {"ci95": {"acc": [None, 0.5]}},  # one bound ([null, null] is a NaN interval, below)
         [],
     ],
 )
@@ -747,3 +747,20 @@ def test_pretraining_runs_with_other_tokens_are_other_measurements(tmp_path):
 
     runs = [run("a", 8000, 128), run("b", 8000, 128), run("c", 2000, 128), run("d", 8000, 64)]
     assert [[r.path.name for r in g.runs] for g in group_runs(runs)] == [["a", "b"], ["c"], ["d"]]
+
+
+def test_an_interval_of_non_finite_scores_is_left_out_quietly(tmp_path, capsys):
+    """eval/*.json writes NaN as null (JSON has no NaN): a diverged regression run's interval
+    is [null, null], which the report took for a damaged file and warned about, dropping every
+    other interval with it."""
+    run = classification_run(tmp_path / "runs", "cls", right={0, 1}, valid_accs=[0.2, 0.2])
+    ev = json.loads((run / "eval" / "valid.json").read_text())
+    ev["extra"]["ci95"] = {"acc": [0.1, 0.3], "mse": [None, None]}
+    ev["extra"]["bootstrap_samples"] = 1000
+    (run / "eval" / "valid.json").write_text(json.dumps(ev))
+    md = build_report([run], tmp_path / "out").with_suffix(".md").read_text(encoding="utf-8")
+    assert not [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning: ")]
+    assert (
+        "95% bootstrap confidence intervals" in md
+        and "mse" not in md.split("intervals")[1].split("\n")[0]
+    )

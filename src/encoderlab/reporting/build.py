@@ -104,10 +104,14 @@ def _interval_paragraph(run: RunData) -> Paragraph | None:
     final = final_metrics(run)
     parts = []
     for name, bounds in ci.items():
+        if None in bounds:  # no interval: the scores were not finite
+            continue
         lo, hi = (percent(run.task, name, b) for b in bounds)
         value = percent(run.task, name, final.get(name))
         shown = "" if value is None else f"{value:.2f} "
         parts.append(f"{name} {shown}[{lo:.2f}, {hi:.2f}]")
+    if not parts:
+        return None
     n = extra.get("examples")
     samples = extra.get("bootstrap_samples", "")
     return Paragraph(

@@ -135,7 +135,10 @@ def _extra_problems(extra: dict[str, Any]) -> list[str]:
     ci = extra.get("ci95")
     if ci is not None and not (
         isinstance(ci, dict)
-        and all(isinstance(b, list) and len(b) == 2 and all(map(_number, b)) for b in ci.values())
+        and all(
+            isinstance(b, list) and len(b) == 2 and (all(map(_number, b)) or b == [None, None])
+            for b in ci.values()  # [null, null]: no interval (a diverged run's NaN scores)
+        )
     ):
         bad.append("ci95")
     return bad

@@ -713,6 +713,10 @@ def test_runs_are_grouped_by_the_examples_they_validated_on_not_by_the_path(tmp_
     del old.info["data"]
     together = group_runs([runs[0], old])
     assert [[r.path.name for r in g.runs] for g in together] == [["a", "old"]]
+    # ...but a run of another task without the hash leaves these to their hashes
+    tagging = RunData(tmp_path / "tag", {"task": "tagging"}, {"task": {"type": "tagging"}}, {}, [])
+    mixed = group_runs([*runs, tagging])
+    assert [[r.path.name for r in g.runs] for g in mixed] == [["a", "b"], ["c"], ["tag"]]
 
 
 def test_many_runs_are_paired_with_the_best_run_the_conclusion_ranks(tmp_path):

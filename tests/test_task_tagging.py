@@ -934,6 +934,8 @@ def test_invisible_format_characters_stay_on_their_word():
     # stepped over: the punctuation behind them still comes apart, they stay on the edge word
     assert split_words('\ufeff"Hello Paris.\u200e') == ['\ufeff"', "Hello", "Paris", ".\u200e"]
     assert split_words("\u200b") == ["\u200b"]
+    # between a word and its punctuation, one stays on the word
+    assert split_words("word\u200b. (\u200bword)") == ["word\u200b", ".", "(", "\u200bword", ")"]
     # what the peeling gives otherwise is unchanged: runs of one mark are one word, an
     # abbreviation keeps its dot, alternating marks come apart one by one
     assert split_words("wow!?! U.S. ((x)) a.!.") == [

@@ -192,9 +192,10 @@ def same_data(run: RunData, by_hash: bool = True) -> tuple[str, str]:
 
 def group_runs(runs: list[RunData]) -> list[Group]:
     groups: dict[tuple[str, str], Group] = {}
-    by_hash = all(_digest(r) is not None for r in runs if r.task != "pretrain")
+    # per task: one run of another task without the hash leaves these to their hashes
+    unhashed = {r.task for r in runs if r.task != "pretrain" and _digest(r) is None}
     for r in runs:
-        key = same_data(r, by_hash)
+        key = same_data(r, r.task not in unhashed)
         if key not in groups:
             shown = data_key(r)
             if any(g.task == r.task and g.data == shown for g in groups.values()):

@@ -157,8 +157,9 @@ def entities(tags: list[str]) -> list[tuple[str, int, int]]:
 
 
 def _is_punct(c: str) -> bool:
-    """Punctuation or a symbol (regex [^\\w\\s])."""
-    return not (c.isalnum() or c == "_" or c.isspace())
+    """Punctuation or a symbol (regex [^\\w\\s]), not an invisible format character: one
+    between a word and its punctuation stays on the word."""
+    return not (c.isalnum() or c == "_" or c.isspace() or _invisible(c))
 
 
 def _invisible(c: str) -> bool:

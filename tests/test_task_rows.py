@@ -531,6 +531,13 @@ def test_xlsx_formulas_saved_without_their_values_are_refused_at_their_cell(tmp_
             dst.writestr(item, data)
     examples = get_task("classification").read(str(computed), task_cfg())
     assert examples[-1]["label"] == "1" and len(examples) == 6  # the empty-label row skipped
+    # formulas in cells not read (a column without a header, a row of formulas only) are no
+    # sign of a computed workbook
+    helper = [[*row, "=1+1" if i else None] for i, row in enumerate(sheet[:3])]
+    helper += [["=A2", "=B2"], ["text", "=B2"]]
+    path = write_xlsx(tmp_path / "helper.xlsx", {"s": helper})
+    with pytest.raises(UserError, match=r"helper.xlsx: row 5, column 'label' holds the formula"):
+        get_task("classification").read(str(path), task_cfg())
 
 
 def test_tagging_rows_to_predict_need_no_tags_column_even_when_one_is_named(tmp_path):

@@ -485,30 +485,42 @@ def _xlsx_rows(p: Path, sheet: str | None) -> list[Row]:
     finally:
         wb.close()
     if blank:
-        _refuse_unsaved_formulas(p, ws.title, header, set(blank))
+        read = {n for n, _ in rows}
+        _refuse_unsaved_formulas(p, ws.title, header, set(blank), read)
     return rows
 
 
-def _refuse_unsaved_formulas(p: Path, title: str, header: list[str], blank: set) -> None:
-    """An empty cell that holds a formula, in a workbook whose formulas have no saved values
-    at all: it was written by a program that saves formulas without computing them (openpyxl,
-    pandas with a formula string), so the values read as nothing and the rows would be
-    trained on as unlabelled or empty. A workbook Excel or LibreOffice saved has its formulas'
-    values (one whose result is "" reads as empty too, and is left alone)."""
+def _refuse_unsaved_formulas(
+    p: Path, title: str, header: list[str], blank: set, read: set[int]
+) -> None:
+    """An empty cell that holds a formula, in a workbook whose formulas have no saved values:
+    it was written by a program that saves formulas without computing them (openpyxl, pandas
+    with a formula string), so the values read as nothing and the rows would be trained on as
+    unlabelled or empty. A formula with a value in a cell that was read shows a computed
+    workbook (Excel, LibreOffice), whose formulas with an empty result are left alone. Read
+    to the last empty cell, and on only to look for such a value before refusing; `read`:
+    the rows that were read (not blank)."""
     import openpyxl
 
+    last = max(n for n, _ in blank)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         wb = openpyxl.load_workbook(p, read_only=True, data_only=False)
     first = None
     try:
-        for n, values in enumerate(wb[title].iter_rows(min_row=2, values_only=True), 2):
-            for k, v in enumerate(values):
-                if not (isinstance(v, str) and v.startswith("=")):
+        ws = wb[title]
+        if hasattr(ws, "reset_dimensions"):  # as the values were read: every row
+            ws.reset_dimensions()
+        for n, values in enumerate(ws.iter_rows(min_row=2, values_only=True), 2):
+            if n > last and first is None:
+                return  # no empty formula cell: nothing to refuse, no need to read on
+            for k, v in enumerate(values[: len(header)]):
+                if not (isinstance(v, str) and v.startswith("=")) or not header[k]:
                     continue
-                if (n, k) not in blank:
+                if (n, k) in blank:
+                    first = first or (n, k, v)
+                elif n in read:
                     return  # a formula with its value: the workbook was computed
-                first = first or (n, k, v)
     finally:
         wb.close()
     if first is not None:

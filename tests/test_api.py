@@ -638,3 +638,15 @@ def test_splits_given_as_arguments_replace_the_yaml_files_before_they_are_looked
     monkeypatch.chdir(tmp_path)
     rows = [{"text": f"{'good' if i % 2 else 'bad'} film {i}", "label": i % 2} for i in range(20)]
     assert (el.finetune("exp/ft.yaml", train=rows, say=None) / "run.json").is_file()
+
+
+def test_a_file_beside_in_memory_rows_named_for_another_format_is_refused(tmp_path):
+    """task.format=tsv with a valid.csv holding tabs was read as csv (its name), as was a
+    pos run's dev.tsv of CoNLL-U with task.format=conllu: only a name that says the chosen
+    format reads the same."""
+    valid = tmp_path / "valid.csv"
+    valid.write_text("text\tlabel\ngood film\t1\n")
+    rows = [{"text": f"film {i}", "label": i % 2} for i in range(20)]
+    cfg = {"runs_dir": str(tmp_path / "runs"), "task": {"format": "tsv", "valid": str(valid)}}
+    with pytest.raises(UserError, match=r"task.format=tsv is every split's, .* name task.valid"):
+        el.finetune(cfg, train=rows, say=None)

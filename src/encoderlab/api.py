@@ -44,6 +44,7 @@ from encoderlab.memdata import (
     say_in_rows_terms,
     write_rows,
 )
+from encoderlab.tasks.registry import task_kind
 
 ConfigLike = str | Path | Mapping[str, Any] | Section | None
 Overrides = Mapping[str, Any] | Sequence[str] | None
@@ -91,17 +92,20 @@ def _with_splits(overrides: Overrides, unset: dict[str, None]) -> Overrides:
     return [f"{k}=null" for k in unset] + _override_list(overrides)
 
 
-def _format_shows(path: str) -> bool:
-    """Whether a split's file is read the same with task.format auto: a name ending in a data
-    format (.csv, .jsonl.gz, ...), a hub data set or a save_to_disk folder."""
+def _format_shows(path: str, chosen: str, kind: str) -> bool:
+    """Whether a split's file is read as `chosen` with task.format auto: its name ends in that
+    format (.csv for csv, .jsonl.gz for jsonl, .conllu for conllu), or it is a hub data set or
+    a folder of a table task (a save_to_disk folder, a folder per label). A tagging or pos
+    file of any other name is read by what it holds, and a folder of them file by file."""
     from encoderlab.data.tables import plain_name
-    from encoderlab.tasks.records import DATA_SUFFIXES
 
-    return (
-        path.startswith("hf:")
-        or Path(path.split("::")[0]).is_dir()
-        or plain_name(path.split("::")[0]).endswith(DATA_SUFFIXES)
-    )
+    if path.startswith("hf:"):
+        return True
+    base = path.split("::")[0]
+    if Path(base).is_dir():
+        return kind not in ("tagging", "pos")
+    name = plain_name(base)
+    return name.endswith(f".{chosen.lower()}")
 
 
 def _set_fields(section: Section) -> dict[str, Any]:
@@ -196,7 +200,8 @@ def finetune(
                 setattr(cfg.task, key, [str(v) if isinstance(v, int) else v for v in value])
     # task.format is every split's, and the rows' file is read by its name (auto): a file
     # whose name does not say its format (valid.txt holding csv) would be misread
-    unnamed = [s for s in files if not _format_shows(str(getattr(cfg.task, s)))]
+    kind = task_kind(cfg.task.type)
+    unnamed = [s for s in files if not _format_shows(str(getattr(cfg.task, s)), chosen, kind)]
     if written and unnamed and chosen not in ("auto", read_format(cfg.task.type)):
         raise UserError(
             f"task.format={chosen} is every split's, and the in-memory rows are written as "

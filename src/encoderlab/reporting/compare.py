@@ -147,11 +147,17 @@ def data_key(run: RunData) -> str:
         )
     task = run.config.get("task") or {}
     data = str(run.info.get("valid_source") or task.get("valid") or task.get("train"))
-    # the gold labels come from a column, and some scores are defined by a setting (F1 over
-    # characters or words; the class whose F1 is meant): runs that differ are not comparable
-    keys = _SCORED_BY.get(task_kind(run.task), ("label_column", "positive_label"))
-    gold = [f"{k} {task[k]!r}" for k in keys if task.get(k) is not None]
+    gold = _scored_by(run)
     return f"{data} ({', '.join(gold)})" if gold else data
+
+
+def _scored_by(run: RunData, skip: str = "") -> list[str]:
+    """The settings the gold labels and scores come from (`label_column 'target'`): the gold
+    labels come from a column, and some scores are defined by a setting (F1 over characters
+    or words; the class whose F1 is meant): runs that differ are not comparable."""
+    task = run.config.get("task") or {}
+    keys = _SCORED_BY.get(task_kind(run.task), ("label_column", "positive_label"))
+    return [f"{k} {task[k]!r}" for k in keys if task.get(k) is not None and k != skip]
 
 
 @dataclass
@@ -184,10 +190,8 @@ def same_data(run: RunData, by_hash: bool = True) -> tuple[str, str]:
     digest = _digest(run)
     if digest is None or not by_hash:
         return run.task, data_key(run)
-    task = run.config.get("task") or {}
-    keys = _SCORED_BY.get(task_kind(run.task), ("label_column", "positive_label"))
-    scoring = [f"{k} {task[k]!r}" for k in keys if task.get(k) is not None and k != "label_column"]
-    return run.task, f"sha256 {digest} {', '.join(scoring)}"
+    # the hash covers the labels read: which column they came from is in it already
+    return run.task, f"sha256 {digest} {', '.join(_scored_by(run, skip='label_column'))}"
 
 
 def group_runs(runs: list[RunData]) -> list[Group]:

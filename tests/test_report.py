@@ -768,3 +768,22 @@ def test_an_interval_of_non_finite_scores_is_left_out_quietly(tmp_path, capsys):
         "95% bootstrap confidence intervals" in md
         and "mse" not in md.split("intervals")[1].split("\n")[0]
     )
+
+
+def test_a_run_that_did_not_finish_is_said_so_where_it_is_ranked(tmp_path):
+    """A run killed or interrupted was ranked among finished ones by its best evaluation so
+    far, without a word; its evaluation counts also came in a set's order, not best first."""
+    from encoderlab.reporting.compare import Group, conclusion
+    from encoderlab.reporting.load import RunData
+
+    config = {"task": {"type": "classification"}}
+    done = RunData(tmp_path / "done", {"task": "classification", "status": "finished",
+                   "final": {"acc": 0.6, "examples": 46}}, config, {}, [])  # fmt: skip
+    records = [{"step": 10, "kind": "eval", "valid/acc": 0.7}, {"step": 20, "kind": "train"}]
+    cut = RunData(tmp_path / "cut", {"task": "classification", "status": "interrupted"},
+                  config, {}, records)  # fmt: skip
+    text = conclusion(Group("classification", "dev.csv", [done, cut]), {}, {})
+    assert (
+        "Not finished (judged by their best evaluation so far): cut (interrupted at step 20)"
+        in text
+    )

@@ -16,7 +16,9 @@ from encoderlab.reporting.metrics import (
     n_evaluated,
     percent,
     primary_value,
+    progress,
 )
+from encoderlab.runs import live_status
 from encoderlab.tasks.registry import task_kind
 
 # config keys that name or describe a run rather than change it
@@ -253,6 +255,16 @@ def _paired(
     )
 
 
+def _unfinished(run: RunData) -> str:
+    """How a run that did not finish stands (`interrupted at step 810`), "" for one that
+    finished (or stopped early, which is finishing)."""
+    status = live_status(run.info, run.path)
+    if status.startswith(("finished", "failed", "stopped", "?")) or status in ("done",):
+        return ""
+    _, step = progress(run)
+    return f"{status.split(' (')[0]} at step {step:,}" if step is not None else status
+
+
 def conclusion(
     group: Group, names: dict[str, str], diffs: dict[tuple[str, str], ExampleDiff]
 ) -> str:
@@ -272,6 +284,13 @@ def conclusion(
     tail = f" No {what} yet: {', '.join(missing)}." if missing else ""
     if failed:
         tail += f" Failed, not ranked: {', '.join(_named(r, names) for r in failed)}."
+    unfinished = [r for _, r in scored if _unfinished(r)]
+    if unfinished:  # ranked by their best evaluation so far, which a finished run re-checks
+        tail += (
+            " Not finished (judged by their best evaluation so far): "
+            + ", ".join(f"{r.name} ({_unfinished(r)})" for r in unfinished)
+            + "."
+        )
     if not scored:
         return f"{group.title}: no run has a {what} yet ({', '.join(missing)})."
     best_v, best = scored[0]
@@ -283,8 +302,8 @@ def conclusion(
             f"{_value(best.task, metric, best_v)}{over}; nothing to compare.{tail}"
         )
     next_v, nxt = scored[1]
-    ns = {n_evaluated(r) for _, r in scored[:2]}
-    if len(ns) > 1:
+    ns = [n_evaluated(r) for _, r in scored[:2]]  # the best's, then the next's
+    if ns[0] != ns[1]:
         over = " over " + " and ".join(fmt.count(x) for x in ns) + f" {unit}"
     margin = abs(best_v - next_v)
     pair = diffs.get((best.name, nxt.name))

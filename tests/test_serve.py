@@ -649,3 +649,13 @@ def test_a_body_that_stops_arriving_is_a_408_and_a_null_field_is_not_sent(ft, mo
     with TestClient(build_app(ft, ServeLimits())) as client:
         r = client.post("/predict", json={"texts": ["a fine film"], "pairs": None})
         assert r.status_code == 200, r.json()
+
+
+def test_a_served_text_cut_at_max_len_says_so_on_its_row(ft):
+    """Tagging and QA rows said what encoding cut; a classification row did not (the CLI
+    only warned), so a client could not tell which answers saw half the text."""
+    with TestClient(build_app(ft, ServeLimits())) as client:
+        long_text = " ".join(["a great lovely film"] * 40)
+        r = client.post("/predict", json={"texts": [long_text, "a great film"]})
+        rows = r.json()["predictions"]
+        assert rows[0].get("truncated") is True and "truncated" not in rows[1], rows

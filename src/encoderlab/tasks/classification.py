@@ -311,14 +311,15 @@ class ClassificationTask(TaskBase):
                 if pair:
                     input_ids += [*b_part, ids["sep"]]
                     types += [1] * (len(b_part) + 1)
-                features.append(
-                    {
-                        "input_ids": np.asarray(input_ids, dtype=np.int64),
-                        "token_type_ids": np.asarray(types, dtype=np.int64),
-                        "example_index": i,
-                        "label": label,
-                    }
-                )
+                feature = {
+                    "input_ids": np.asarray(input_ids, dtype=np.int64),
+                    "token_type_ids": np.asarray(types, dtype=np.int64),
+                    "example_index": i,
+                    "label": label,
+                }
+                if lost:  # its row says so (predict, the API, serve), as tagging's words do
+                    feature["truncated"] = {"truncated": True}
+                features.append(feature)
         if cut:
             features.warnings.append(truncation_message(cut, len(examples), cfg))
         if windowed:

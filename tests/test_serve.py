@@ -368,6 +368,9 @@ def test_serve_command_refuses_bad_input(tmp_path, run_dir):
     assert run_cli("serve", run_dir, "--max-batch", "0") == 2
     # a request of --max-texts (256) texts could never be queued: a 503 forever, refused
     assert run_cli("serve", run_dir, "--max-queue", "10") == 2
+    # a body limit no request fits: every request a 413, refused at start-up
+    with pytest.raises(UserError, match="--max-body-bytes 10: no request fits"):
+        ServeLimits(max_body_bytes=10).check()
     assert run_cli("serve", run_dir, "--port", "0") == 2  # was announced as port 0
     for wait in ("inf", "nan", "-1"):  # inf held every request forever
         assert run_cli("serve", run_dir, "--max-wait-ms", wait) == 2

@@ -57,6 +57,9 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 INSTALL_HINT = "encoderlab serve needs the serve extra: pip install 'encoderlab[serve]'"
 
 
+SMALLEST_BODY = len('{"texts": ["a"]}')  # one text of one character
+
+
 @dataclass
 class ServeLimits:
     """What one request may hold and how requests are batched (all configurable flags)."""
@@ -74,6 +77,11 @@ class ServeLimits:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if not 0 <= self.max_wait_ms <= 60_000:  # inf would hold every request forever
             raise UserError("--max-wait-ms must be between 0 and 60000 (a minute)")
+        if self.max_body_bytes < SMALLEST_BODY:  # every request a 413
+            raise UserError(
+                f"--max-body-bytes {self.max_body_bytes}: no request fits (the smallest, "
+                f'{{"texts": ["a"]}}, has {SMALLEST_BODY} bytes); give at least a few thousand'
+            )
         if self.max_queue < self.max_texts:  # a full request could never be queued: a 503
             raise UserError(  # "retry shortly" that no retry would ever get past
                 f"--max-queue {self.max_queue} is below --max-texts {self.max_texts}: a request "

@@ -523,6 +523,7 @@ def test_a_run_leaves_the_process_as_it_found_it_and_bad_arguments_are_one_line(
         (lambda: el.finetune(cfg, train=rows, say="quiet"), "say: give a function"),
         (lambda: el.finetune(Config(), train=rows), "config: a Config where a FinetuneConfig"),
         (lambda: el.embed("x", ["a"], normalize="no"), "normalize: give True or False"),
+        (lambda: el.embed("x", {"a", "b"}), "texts: a set has no order"),
     ):
         with pytest.raises(UserError, match=message):
             call()

@@ -294,13 +294,16 @@ def _batch_size(value: Any) -> int:
 def _texts(value: Any, name: str) -> list[Any]:
     """A str (one text) or a collection of texts: a list, a tuple, a pandas Series
     (`df["text"]`), a 1-D numpy array, a generator. A dict (it would be read as its keys), a
-    number or bytes is refused; so is a non-string item, where the texts are read."""
+    set (no order for the rows), a number or bytes is refused; so is a non-string item, where
+    the texts are read."""
     if isinstance(value, str):
         return [value]
     if hasattr(value, "columns") and hasattr(value, "iloc"):  # iterating one gives its names
         raise UserError(f"{name}: a DataFrame; give the column of texts, e.g. df['text']")
     if isinstance(value, (list, tuple)):
         return list(value)
+    if isinstance(value, (set, frozenset)):  # rows come back in an order no one chose
+        raise UserError(f"{name}: a set has no order to give the rows back in; give a list")
     if hasattr(value, "tolist") and hasattr(value, "ndim"):  # numpy array, pandas Series
         if value.ndim == 1:
             return list(value.tolist())

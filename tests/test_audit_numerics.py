@@ -1,6 +1,8 @@
 """Numerics of the training loop: gradient accumulation equals one big batch, whatever the
 micro-batches' loss units (masked tokens, labelled rows) and at an epoch's short end."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -104,3 +106,15 @@ def test_a_nan_first_evaluation_is_never_the_best(tmp_path):
     )
     assert result.stopped_because == "finished" and result.step == 6
     assert result.best == {"metric": "valid/loss", "value": 0.5, "step": 6}
+
+    # and the run's JSON files stay JSON (no NaN token, which other tools cannot parse): the
+    # undefined value is null, and Run.metrics leaves it out
+    def refuse(token: str) -> None:
+        raise AssertionError(f"{token} in a JSON file")
+
+    json.loads((run.path / "run.json").read_text(), parse_constant=refuse)
+    logged = [json.loads(line, parse_constant=refuse) for line in open(run.path / "metrics.jsonl")]
+    first_eval = next(r for r in logged if "valid/loss" in r)
+    assert first_eval["valid/loss"] is None and first_eval["step"] == 1
+    read = [r["valid/loss"] for r in run.metrics() if "valid/loss" in r]
+    assert read == [0.9, 0.8, 0.7, 0.6, 0.5, 0.5]  # (the epoch's record repeats the last)

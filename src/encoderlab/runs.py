@@ -433,7 +433,7 @@ class Run:
         self.lock()
         info = self.info
         info.update(fields)
-        atomic_write(self.path / RUN_FILE, json.dumps(info, indent=1))
+        atomic_write(self.path / RUN_FILE, json.dumps(finite(info), indent=1))
 
     # -- metrics -----------------------------------------------------------------------------
 
@@ -442,7 +442,7 @@ class Run:
         trackers `train.loggers` names)."""
         self.lock()
         with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(finite(record)) + "\n")  # a NaN (undefined ROC-AUC) is null
         if record.get("kind") == "epoch":  # the last evaluation's values again: trackers
             return  # have them at the evaluation's own step (two points each, stale ones)
         step = int(record.get("step", 0))

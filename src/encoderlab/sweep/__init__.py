@@ -19,6 +19,7 @@ evaluations), resources per trial, concurrency and a time budget. Output in `out
   sweep.yaml, base-config.yaml   the sweep file and base config as the sweep started:
                           --resume refuses a sweep edited since (its trials would be mixed)
   .encoderlab-sweep       the marker a sweep writes first: it writes nowhere else
+                          (but pretraining's token cache, data.cache_dir)
   run.lock                the process running the sweep: a second one there is refused
 
 Trials report to Tune after every evaluation, and only once that evaluation's checkpoint is on

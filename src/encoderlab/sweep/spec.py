@@ -9,6 +9,7 @@ import copy
 import glob
 import itertools
 import math
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -191,11 +192,42 @@ def _field_exists(schema: type[BaseModel], dotted: str) -> str | None:
             where = ".".join(parts[:i]) or "the top level"
             valid = ", ".join(fields) if fields else "(none: it is a value)"
             return f"unknown config field '{dotted}'; valid keys in {where}: {valid}"
-        ann = fields[part].annotation
-        section = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        section = _section_class(fields[part].annotation)
         if section is None and i < len(parts) - 1:
             return f"'{'.'.join(parts[: i + 1])}' is a value, not a section"
     return None
+
+
+def _section_class(ann: Any) -> type[BaseModel] | None:
+    """The config section a field holds: its class, also when the field may be null
+    (`self_pretrain: SelfPretrainConfig | None`)."""
+    for t in (ann, *typing.get_args(ann)):
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            return t
+    return None
+
+
+def _takes_whole_numbers(schema: type[BaseModel], dotted: str) -> bool:
+    """Whether the field `dotted` (which exists) is an int (or int | None) field."""
+    section: Any = schema
+    *path, last = dotted.split(".")
+    for part in path:
+        section = _section_class(section.model_fields[part].annotation)
+    ann = section.model_fields[last].annotation
+    kinds = {t for t in (typing.get_args(ann) or (ann,)) if t is not type(None)}
+    return kinds == {int}
+
+
+def _check_ranges(p: Path, spec: SweepSpec, schema: type[BaseModel]) -> None:
+    """uniform / loguniform draw fractions: on a whole-number field (batch_size, n_layer)
+    every trial failed after Ray started."""
+    for key, dist in spec.space.items():
+        if dist.kind in ("uniform", "loguniform") and _takes_whole_numbers(schema, key):
+            lo, hi = getattr(dist, dist.kind)
+            raise UserError(
+                f"{p}: space '{key}': {dist.kind}: draws fractions and {key} takes whole "
+                f"numbers; write randint: [{math.ceil(lo)}, {math.floor(hi)}] (or choice: [...])"
+            )
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -225,6 +257,7 @@ def load_sweep(path: str | Path) -> Sweep:
             if why:
                 raise UserError(f"{p}: {section} key '{key}': {why}")
     _check_grid(p, spec)
+    _check_ranges(p, spec, schema)
     _check_metric(p, spec, base, schema)
     _check_values(p, spec, base, schema)
     return sweep

@@ -257,6 +257,11 @@ def write_outputs(
         cfg = load_config(Path(best["run_dir"]) / "config.yaml", schema=sweep.schema)
         base_name = read_yaml(sweep.base).get("name", sweep.name)
         cfg = cfg.model_copy(update={"runs_dir": "runs", "name": f"{base_name}-best"})
+        sp = getattr(cfg, "self_pretrain", None)
+        if sp is not None and sp.run and cfg.init == sp.run:
+            # the best trial's own encoder: best.yaml fine-tunes from it (self_pretrain would
+            # pretrain anew under the new name, and with minutes: another encoder)
+            cfg = cfg.model_copy(update={"self_pretrain": None})
         save_config(cfg, out / "best.yaml")
         summary["best"] = {k: best[k] for k in ("trial", "metric", "run_dir")}
         summary["best"]["values"] = {k: best[k] for k in sweep.spec.space}

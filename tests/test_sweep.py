@@ -188,6 +188,13 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, ray_local):
     with pytest.raises(UserError, match=r"sweep.yaml: the base config .*base.yaml changed since"):
         run_sweep(path, resume=True, say=lambda m: None)
     base.write_text(base_text)
+    # the trials' runs are named after the sweep: renamed, --resume would start them over
+    path.write_text(yaml.safe_dump({**spec, "name": "renamed"}))
+    with pytest.raises(
+        UserError, match=r"sweep.yaml: name changed since the sweep in .* new `out:`$"
+    ):
+        run_sweep(path, resume=True, say=lambda m: None)
+    path.write_text(yaml.safe_dump(spec))
     check_resume(load_sweep(path))  # as it started: it resumes
     assert (out / "sweep.yaml").read_text() == saved
 

@@ -23,7 +23,9 @@ BASE_COPY = "base-config.yaml"  # the base config's text when the sweep started
 # everything a sweep writes besides the marker, sweep.yaml and BASE_COPY
 OUTPUTS = ("tune", "trials", "runs", "plots", "report", "trials.csv", "trials.md")
 OUTPUTS += ("summary.json", "best.yaml")
-IGNORED = ("name", "out", "base")  # where the sweep is, and which file: its text is compared
+# where the sweep is, and which file (its text is compared); not `name`: the trials' runs are
+# named after it, so a renamed sweep's resumed trials would find none and start over
+IGNORED = ("out", "base")
 
 
 def hold(sweep: Sweep) -> None:
@@ -95,6 +97,12 @@ def check_resume(sweep: Sweep) -> bool:
         encoding="utf-8"
     ):
         changed.append(f"the base config {sweep.base}")
+    if changed == ["name"]:
+        raise UserError(
+            f"{sweep.path}: name changed since the sweep in {out} started; its trials' runs are "
+            "named after it, so --resume would start them over: undo the change, or give the "
+            "renamed sweep a new `out:`"
+        )
     if changed:
         again = "; or run it without --resume to start over" if not _has_result(out) else ""
         raise UserError(

@@ -173,3 +173,35 @@ def test_predict_to_a_folder_it_cannot_write_is_one_line_before_the_model_loads(
     err = one_line_error(capsys)
     assert "--output" in err and "cannot write" in err, err
     assert not (locked / "sub").exists()
+
+
+def test_predict_reads_every_row_whatever_cap_and_filter_the_run_trained_with(tmp_path, capsys):
+    """task.max_examples and task.where chose the run's training rows; predict applied them to
+    --input too (100 of 150 rows in a submission, a test file without the filter's column
+    refused), and evaluate capped its file. A --set for the file still applies."""
+    rows = sentiment_rows(120, 0)
+    for i, r in enumerate(rows):
+        r["lang"] = "de" if i % 4 == 0 else "en"
+    train = write_csv(tmp_path / "langs.csv", rows, ["id", "text", "target", "lang"])
+    cfg = base_cfg(tmp_path, train={"epochs": None, "max_steps": 2, "threads": 1})
+    cfg["model"]["n_layer"] = 1
+    cfg["task"] |= {"train": str(train), "id_column": "id", "max_examples": 40}
+    cfg["task"]["where"] = ["lang != de"]
+    f = tmp_path / "ft.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    assert cli("finetune", f) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    test = write_csv(tmp_path / "test.csv", sentiment_rows(50, 5), ["id", "text"])  # no lang
+    assert cli("predict", run, "--input", test, "--output", tmp_path / "sub.csv") == 0
+    sub = (tmp_path / "sub.csv").read_text().splitlines()
+    assert len(sub) == 1 + 50 and sub[1].startswith("5-0,")
+    out = tmp_path / "five.csv"
+    assert (
+        cli("predict", run, "--input", test, "--output", out, "--set", "task.max_examples=5") == 0
+    )
+    assert len(out.read_text().splitlines()) == 1 + 5
+    labelled = write_csv(tmp_path / "dev.csv", rows[:80], ["id", "text", "target", "lang"])
+    capsys.readouterr()
+    assert cli("evaluate", run, "--data", labelled) == 0
+    (pred,) = (run / "predictions").glob("*dev.jsonl")
+    assert len(pred.read_text().splitlines()) == 60  # the 80 rows but the 20 in German

@@ -755,6 +755,11 @@ def evaluate_file(
     if overrides:  # a loaded model (API, server) keeps its own reading options
         task_cfg = reading_config(ft.cfg.task, overrides)
         ft = dataclasses.replace(ft, cfg=ft.cfg.model_copy(update={"task": task_cfg}))
+    given = {o.split("=", 1)[0].strip().removeprefix("task.") for o in overrides or []}
+    if ft.cfg.task.max_examples is not None and "max_examples" not in given:
+        # the cap chose the run's training rows; the file given here is evaluated whole
+        whole = ft.cfg.task.model_copy(update={"max_examples": None})
+        ft = dataclasses.replace(ft, cfg=ft.cfg.model_copy(update={"task": whole}))
     metrics, rows = ft.evaluate(data_path, say)
     name = _eval_name(ft.run.path, data_path)
     write_jsonl(ft.run.path / "predictions" / f"{name}.jsonl", rows)
@@ -818,7 +823,10 @@ def predict(
     if overrides:  # truncation, window_stride, ...: how the file is encoded too, as evaluate
         ft = dataclasses.replace(ft, cfg=ft.cfg.model_copy(update={"task": task_cfg}))
     if input_path:
-        examples = read_to_predict(ft.task, split_for_role(input_path, "test", "--input"), task_cfg)
+        given = {o.split("=", 1)[0].strip().removeprefix("task.") for o in overrides or []}
+        examples = read_to_predict(
+            ft.task, split_for_role(input_path, "test", "--input"), task_cfg, keep=given
+        )
         numbered = kind in ("csv", "tsv") and task_cfg.id_column is not None
         if numbered and getattr(examples, "ids_from_file", True) is False:
             examples.warnings.append(

@@ -88,7 +88,8 @@ def task_texts(cfg: FinetuneConfig) -> list[str]:
     ):
         if path:
             # every row, labelled or not (aclImdb's unsup/ is the text this is for)
-            for text in example_texts(read_to_predict(task, path, cfg.task)):
+            rows = read_to_predict(task, path, cfg.task, keep=("max_examples", "where"))
+            for text in example_texts(rows):
                 line = " ".join(str(text).split())
                 if line:
                     seen.setdefault(line, None)

@@ -353,9 +353,20 @@ def show_messages(result: list, shown: set[str], say: Callable[[str], None]) -> 
             say(m)
 
 
-def read_to_predict(task: Any, path: str, cfg: TaskConfig) -> Any:
+# the run's choice of its training rows (a cap, a filter), which a file to predict does not
+# take: a submission needs every row
+TRAINING_ROWS = {"max_examples": None, "where": []}
+
+
+def read_to_predict(
+    task: Any, path: str, cfg: TaskConfig, keep: tuple[str, ...] | set[str] = ()
+) -> Any:
     """A file to predict, read so that every row gets a prediction (its labels, if any, are
-    not read): what a submission needs. Tasks whose `read` takes no `labelled` read as usual."""
+    not read): what a submission needs, so task.max_examples and task.where do not apply
+    unless named in `keep` (--set gave them for this file). Tasks whose `read` takes no
+    `labelled` read as usual."""
+    whole = {k: v for k, v in TRAINING_ROWS.items() if k not in keep}
+    cfg = cfg.model_copy(update=whole)
     if "labelled" in inspect.signature(task.read).parameters:
         return whole_unicode(task.read(path, cfg, labelled=False), path)
     return whole_unicode(task.read(path, cfg), path)

@@ -187,11 +187,13 @@ def test_predict_reads_every_row_whatever_cap_and_filter_the_run_trained_with(tm
     cfg["model"]["n_layer"] = 1
     cfg["task"] |= {"train": str(train), "id_column": "id", "max_examples": 40}
     cfg["task"]["where"] = ["lang != de"]
+    test = write_csv(tmp_path / "test.csv", sentiment_rows(50, 5), ["id", "text"])  # no lang
+    cfg["task"]["test"] = str(test)
     f = tmp_path / "ft.yaml"
     f.write_text(yaml.safe_dump(cfg))
     assert cli("finetune", f) == 0
     (run,) = (tmp_path / "runs").iterdir()
-    test = write_csv(tmp_path / "test.csv", sentiment_rows(50, 5), ["id", "text"])  # no lang
+    assert len((run / "submission.csv").read_text().splitlines()) == 1 + 50  # the run's own
     assert cli("predict", run, "--input", test, "--output", tmp_path / "sub.csv") == 0
     sub = (tmp_path / "sub.csv").read_text().splitlines()
     assert len(sub) == 1 + 50 and sub[1].startswith("5-0,")

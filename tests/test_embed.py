@@ -303,6 +303,17 @@ def test_inputs_and_outputs_embed_cannot_take_are_said_before_the_model_runs(
     assert err.startswith(f"error: hf:{tmp_path / 'nope'}") and "init" not in err
 
 
+def test_embed_never_writes_over_the_runs_own_files(runs, capsys):
+    """`--output runs/x/metrics.jsonl` replaced the training log with vectors (predict
+    refused it): one line, and the file as it was."""
+    log = Path(runs["pretrain"]) / "metrics.jsonl"
+    before = log.read_bytes()
+    assert run_cli("embed", runs["pretrain"], "--text", "a", "--output", log) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is one of" in err and "own files; give a new file name" in err and "\n" not in err
+    assert log.read_bytes() == before
+
+
 def test_a_checkpoints_tokenizer_is_the_one_transformers_builds(minilm, tmp_path):
     """tokenizer.json was used as saved, while transformers builds a BERT tokenizer from
     tokenizer_config.json's arguments (do_lower_case wins over the file's normalizer): on a

@@ -397,6 +397,12 @@ def embed_command(
     out = check_output(output) if output else None
     if out is not None and input_path and out.resolve() == Path(input_path).resolve():
         raise UserError(f"--output {output} is the --input file; give another file name")
+    model_dir = Path(source.removeprefix("hf:"))
+    if out is not None and out.exists() and model_dir.is_dir():
+        if model_dir.resolve() in out.resolve().parents:  # metrics.jsonl, config.json, ...
+            raise UserError(
+                f"--output {output} is one of {source}'s own files; give a new file name"
+            )
     if out is not None:
         from encoderlab.inference import check_output_writable
 

@@ -64,6 +64,25 @@ def test_onnx_matches_pytorch_at_two_shapes(tmp_path, task, head, position):
     assert len(shapes) == 2
     if task == "qa":
         assert meta["labels"] == ["start", "end"] and got.shape[-1] == 2
+        assert (meta["doc_stride"], meta["max_query_len"]) == (8, 4)  # its windows, to do alike
+    assert meta["truncation"] == "head"
+
+
+def test_a_run_that_read_long_texts_otherwise_says_so_at_onnx_export(tmp_path, capsys):
+    """head_tail / windows runs answer long texts otherwise than a graph fed their first
+    max_len tokens: the export said nothing and its .json had no truncation settings."""
+    from encoderlab.finetuning import finetune
+
+    cfg = ft_config(tmp_path, "classification")
+    task = cfg.task.model_copy(update={"truncation": "head_tail", "head_tokens": 8})
+    run, _ = finetune(cfg.model_copy(update={"task": task}), say=quiet)
+    out = tmp_path / "model.onnx"
+    capsys.readouterr()
+    assert run_cli("export", run.path, "--to-onnx", out) == 0
+    said = capsys.readouterr()
+    assert "task.truncation=head_tail" in said.out + said.err
+    meta = json.loads(out.with_name("model.onnx.json").read_text())
+    assert (meta["truncation"], meta["head_tokens"]) == ("head_tail", 8)
 
 
 def test_onnx_needs_a_file_name(tmp_path, capsys):

@@ -106,6 +106,7 @@ def run_logits_model(run: Run) -> tuple[nn.Module, dict[str, Any]]:
             )
             meta["output"] += f"; a label applies where sigmoid(logit) >= {said}"
             meta["threshold"] = cut
+        meta |= reading_settings(cfg.task)
     else:
         raise UserError(
             f"{run.path}: run kind {kind!r} cannot be exported; use a pretraining or fine-tuning run"
@@ -114,6 +115,34 @@ def run_logits_model(run: Run) -> tuple[nn.Module, dict[str, Any]]:
     meta |= {"checkpoint": ckpt.name, "opset": OPSET, "inputs": list(INPUTS)}
     meta.setdefault("max_len", mc.max_len)
     return _Logits(model, mlm=kind == "pretrain").eval(), meta
+
+
+def reading_settings(task: Any) -> dict[str, Any]:
+    """How the run cut long inputs into the graph's max_len, which a caller of the graph must
+    do alike: truncation (head_tail: the first head_tokens and the end; windows: overlapping
+    windows whose logits are averaged per document), and a QA run's question and context
+    windows."""
+    out: dict[str, Any] = {"truncation": task.truncation}
+    if task.truncation == "head_tail":
+        out["head_tokens"] = task.head_tokens
+    elif task.truncation == "windows":
+        out |= {"window_stride": task.window_stride, "max_windows": task.max_windows}
+    if task_kind(task.type) == "qa":
+        out |= {k: getattr(task, k) for k in ("doc_stride", "max_query_len", "max_answer_len")}
+    return out
+
+
+def truncation_warning(meta: dict[str, Any]) -> str | None:
+    """What to say when the run read long texts otherwise than by keeping their head."""
+    truncation = meta.get("truncation")
+    if truncation in (None, "head") or meta.get("task") == "qa":
+        return None
+    return (
+        f"warning: the run read texts longer than {meta['max_len']} tokens with "
+        f"task.truncation={truncation}; a caller of the graph that keeps their first tokens "
+        "gets other predictions than `encoderlab predict` for them (the settings are in the "
+        ".json beside the graph)"
+    )
 
 
 def example_inputs(vocab: int, batch: int, length: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -192,6 +221,9 @@ def export_onnx(
     model, meta = run_logits_model(run)
     for note in run.skip_notes():
         say(note)
+    warning = truncation_warning(meta)
+    if warning:
+        say(warning)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # /proc/x, a read-only mount: the user's choice of path

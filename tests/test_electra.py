@@ -441,3 +441,25 @@ def test_model_show_of_an_electra_run_counts_the_generator_and_discriminator(ele
     assert cli("model", "show", electra_run) == 0
     out = capsys.readouterr().out
     assert "objective: electra" in out and f"{want:,} parameters in all" in out, out
+
+
+def test_an_electra_run_bert_cannot_hold_is_refused_before_anything_is_written(
+    tmp_path, electra_run, capsys
+):
+    """A pre-LN (or ALiBi) ELECTRA run: --to-hf said "or export it --to-onnx", which said
+    "export its encoder with --to-hf"; both at once wrote the --to-hf folder, then failed."""
+    import shutil
+
+    pytest.importorskip("onnx")
+    run = tmp_path / "run"
+    shutil.copytree(electra_run, run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["model"]["norm"] = "pre"
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert cli("export", run, "--to-hf", tmp_path / "hf", "--to-onnx", tmp_path / "m.onnx") == 2
+    err = capsys.readouterr().err.strip()
+    assert "no MLM logits to export to ONNX" in err and "\n" not in err, err
+    assert not (tmp_path / "hf").exists() and not (tmp_path / "m.onnx").exists()
+    assert cli("export", run, "--to-hf", tmp_path / "hf") == 2
+    err = capsys.readouterr().err.strip()
+    assert "pre-LN" in err and "or fine-tune it" in err and "or export it --to-onnx" not in err

@@ -655,10 +655,12 @@ def export(
             "give an output: encoderlab export RUN --to-hf OUT_DIR and/or --to-onnx model.onnx"
         )
     if to_hf is not None and to_onnx is not None:
-        from encoderlab.onnx_export import _onnx, check_onnx_path
+        from encoderlab.onnx_export import _onnx, check_onnx_exportable, check_onnx_path
+        from encoderlab.runs import Run
 
         _onnx()  # a missing onnx, or a bad --to-onnx, is refused before --to-hf writes
         check_onnx_path(Path(to_onnx))
+        check_onnx_exportable(Run.open(run))
     if to_hf is not None:
         from encoderlab.hf import export_run
 

@@ -1241,9 +1241,13 @@ def export_run(
     mc = run_model_config(run)
     problems = export_problems(mc)
     if problems:
-        raise UserError(
-            f"{run.path}: cannot export to BertConfig: {problems[0]}, or export it --to-onnx"
+        electra_like = kind == "pretrain" and run.info.get("objective", "mlm") != "mlm"
+        other = (  # --to-onnx takes MLM logits or a fine-tuned head (onnx_export.onnx_exportable)
+            "or fine-tune it (a fine-tuning run exports --to-onnx with any architecture)"
+            if electra_like
+            else "or export it --to-onnx"
         )
+        raise UserError(f"{run.path}: cannot export to BertConfig: {problems[0]}, {other}")
     tok = load_tokenizer(run.path / "tokenizer")
     ids = special_ids(tok)
     ckpt = run_checkpoint(run)

@@ -68,14 +68,10 @@ def _onnx() -> Any:
 
 def run_logits_model(run: Run) -> tuple[nn.Module, dict[str, Any]]:
     """The run's model in eval mode behind `_Logits`, and what the sidecar file says of it."""
+    check_onnx_exportable(run)
     kind = str(run.info.get("kind", ""))
     mc = run_model_config(run)
     ckpt = run_checkpoint(run)
-    if kind == "pretrain" and run.info.get("objective", "mlm") != "mlm":
-        raise UserError(
-            f"{run.path}: an {run.info['objective']} pretraining run has no MLM logits to export; "
-            "export its encoder with --to-hf, or fine-tune it and export that run"
-        )
     if kind == "pretrain":
         model: nn.Module = MaskedLM(mc)
         meta: dict[str, Any] = {"kind": kind, "output": "mlm logits (batch, sequence, vocab)"}
@@ -115,6 +111,24 @@ def run_logits_model(run: Run) -> tuple[nn.Module, dict[str, Any]]:
     meta |= {"checkpoint": ckpt.name, "opset": OPSET, "inputs": list(INPUTS)}
     meta.setdefault("max_len", mc.max_len)
     return _Logits(model, mlm=kind == "pretrain").eval(), meta
+
+
+def onnx_exportable(run: Run) -> bool:
+    """Whether --to-onnx takes this run: a fine-tuning run, or an MLM pretraining run (its MLM
+    logits); an ELECTRA run's graph would be its generator, not the encoder it trained."""
+    return not (str(run.info.get("kind", "")) == "pretrain" and _objective(run) != "mlm")
+
+
+def _objective(run: Run) -> str:
+    return str(run.info.get("objective", "mlm"))
+
+
+def check_onnx_exportable(run: Run) -> None:
+    if not onnx_exportable(run):
+        raise UserError(
+            f"{run.path}: an {_objective(run)} pretraining run has no MLM logits to export to "
+            "ONNX; export its encoder with --to-hf, or fine-tune it and export that run"
+        )
 
 
 def reading_settings(task: Any) -> dict[str, Any]:

@@ -323,6 +323,17 @@ def test_mlm_run_with_two_sources_reports_them(tmp_path):
     assert tb and any(b"valid/ko/mlm_acc" in f.read_bytes() for f in tb)
 
 
+def test_a_capped_evaluation_samples_every_source(tmp_path):
+    """train.eval_batches took the validation set's first batches, which are the first
+    source's: the other's metrics were never measured (and early stopping on them never
+    stopped). The cap now takes a fixed sample of the whole set."""
+    sources = write_sources(tmp_path)
+    train = {"max_steps": 3, "eval_batches": 1, "batch_size": 8}
+    run, _ = pretrain(config(tmp_path, sources, "capped", objective="mlm", train=train), say=quiet)
+    evals = [r for r in run.metrics() if r["kind"] == "eval"]
+    assert evals and all({"valid/ko/mlm_acc", "valid/en/mlm_acc"} <= set(r) for r in evals)
+
+
 def test_report_shows_the_electra_run_per_source(tmp_path, electra_run):
     from encoderlab.reporting.build import build_report
     from encoderlab.reporting.load import load_runs

@@ -343,7 +343,7 @@ class TrainConfig(Section):
     # predictions) or the training loop alone
     budget_covers: Literal["run", "train"] = "run"
     eval_every: int | None = None  # optimizer steps; None: only at epoch end
-    eval_batches: int | None = None  # cap on validation batches per evaluation
+    eval_batches: int | None = None  # cap on validation batches: a fixed sample of the set
     log_every: int = 10
     checkpoint_every: int | None = None  # optimizer steps (see also checkpoint_minutes)
     keep_checkpoints: int = 2

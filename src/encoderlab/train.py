@@ -1411,9 +1411,10 @@ def evaluate(
     was_training = model.training
     model.eval()
     rank, world = distributed.rank(), distributed.world()
-    loader = make_loader(
-        dataset, collate, cfg.batch_size, np.arange(len(dataset)), rank=rank, world=world
-    )
+    order = np.arange(len(dataset))
+    if cfg.eval_batches is not None:  # a fixed sample of the whole set, not its first rows
+        order = np.random.default_rng(0).permutation(len(dataset))  # (the first source's)
+    loader = make_loader(dataset, collate, cfg.batch_size, order, rank=rank, world=world)
     acc: dict[str, torch.Tensor] = {}
     for i, batch in enumerate(loader):
         if cfg.eval_batches is not None and i >= cfg.eval_batches:

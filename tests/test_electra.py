@@ -372,6 +372,20 @@ def test_every_source_gets_validation_blocks_and_none_reports_a_perfect_zero():
         assert m["ko/mlm_loss"] == 2.0 and not any(k.startswith("en/") for k in m), m
 
 
+def test_the_split_never_takes_all_of_a_sources_examples():
+    """A one-document source drawn into validation was not trained on at all (the mixture
+    skipped it without a word); a source keeps at least one training example."""
+    from encoderlab.data.tokens import Examples, split_spans
+
+    for seed in range(12):
+        sources = np.array([0] * 60 + [1] + [2] * 2, dtype=np.int16)
+        examples = Examples(np.arange(len(sources), dtype=np.int64), 30, np.array([0, 63]))
+        train, valid = split_spans(examples, 0.25, seed=seed, sources=sources)
+        assert set(sources[train.ids]) == {0, 1, 2}, seed
+        assert len(train) + len(valid) == len(sources) and not set(train.ids) & set(valid.ids)
+        assert (sources[valid.ids] == 2).sum() == 1  # two examples: one each side
+
+
 def test_mixing_weights_near_the_float_limit_are_a_mix_not_a_traceback():
     from encoderlab.data.tokens import mix_selection
 

@@ -111,7 +111,8 @@ def split_spans(
 ) -> tuple[Examples, Examples]:
     """A seeded random validation split. `sources` (each example's corpus, for per-source
     metrics): a source the draw left without a validation example gets one of its own (when
-    it has two or more), so its metrics measure something; other sources' splits are kept."""
+    it has two or more), so its metrics measure something, and one it left without a training
+    example gets one back; other sources' splits are kept."""
     n = len(examples)
     if valid_ratio <= 0 or n < 2:
         return examples, examples.subset(slice(0, 0))
@@ -131,6 +132,14 @@ def split_spans(
         ]
         if extra:
             valid = np.sort(np.concatenate([valid, np.asarray(extra, dtype=valid.dtype)]))
+        # nor may the draw take all of a source's examples: it would not be trained on at all
+        # (a one-document source in validation left the mixture without a word)
+        drawn = np.zeros(n, dtype=bool)
+        drawn[valid] = True
+        for s in np.unique(sources):
+            members = np.flatnonzero(sources == s)
+            if drawn[members].all():
+                valid = valid[valid != rng.choice(members)]
     keep = np.ones(n, dtype=bool)
     keep[valid] = False
     return examples.subset(keep), examples.subset(valid)

@@ -488,3 +488,29 @@ def test_an_electra_run_bert_cannot_hold_is_refused_before_anything_is_written(
     assert cli("export", run, "--to-hf", tmp_path / "hf") == 2
     err = capsys.readouterr().err.strip()
     assert "pre-LN" in err and "or fine-tune it" in err and "or export it --to-onnx" not in err
+
+
+def test_text_short_of_a_block_and_blank_sources_are_named_for_what_they_are(tmp_path):
+    """Many files each short of a block said "fewer than one block" of a corpus holding many;
+    a source short of one block was blamed on empty files or filters; a blank source file was
+    to be removed "from data.corpus", a key the config did not use."""
+    sources = write_sources(tmp_path)
+    small = tmp_path / "small"
+    small.mkdir()
+    for i in range(40):
+        (small / f"{i}.txt").write_text(" ".join(EN[:12]) + "\n", encoding="utf-8")
+    many = config(tmp_path, sources, "many", objective="mlm")
+    many = many.model_copy(
+        update={"data": many.data.model_copy(update={"sources": [], "corpus": [f"{small}/*.txt"]})}
+    )
+    with pytest.raises(UserError, match=r"in 40 files, but no file holds a block .*mode=sentence"):
+        pretrain(many, say=quiet)
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("river city night\n", encoding="utf-8")
+    short = config(tmp_path, {**sources, "t": tiny}, "short", objective="mlm")
+    with pytest.raises(UserError, match=r"data.sources\[2\] \(t\): its \d+ tokens do not fill a"):
+        pretrain(short, say=quiet)
+    blank = tmp_path / "blank.txt"
+    blank.write_text("   \n\n  \n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"blank.txt: no text found .*remove it from data.sources"):
+        pretrain(config(tmp_path, {**sources, "b": blank}, "blank", objective="mlm"), say=quiet)

@@ -332,13 +332,22 @@ class _Documents:
     of a mix does not take the whole cap.
     """
 
-    def __init__(self, groups: list[tuple[Sequence[str | Path], dict[str, Any]]], cap: int | None):
+    def __init__(
+        self,
+        groups: list[tuple[Sequence[str | Path], dict[str, Any]]],
+        cap: int | None,
+        keys: list[str] | None = None,
+    ):
         self.groups, self.cap = groups, cap
+        self.keys = keys or ["data.corpus"] * len(groups)  # the config key of each group
         self.reports: list[Any] = []
 
     def __iter__(self) -> Iterator[str]:
         self.reports = []
-        streams = [self._group(paths, options) for paths, options in self.groups]
+        streams = [
+            self._group(paths, options, key)
+            for (paths, options), key in zip(self.groups, self.keys, strict=True)
+        ]
         if self.cap is None:
             yield from itertools.chain.from_iterable(streams)
             return
@@ -354,7 +363,9 @@ class _Documents:
                 if n >= self.cap:
                     return
 
-    def _group(self, paths: Sequence[str | Path], options: dict[str, Any]) -> Iterator[str]:
+    def _group(
+        self, paths: Sequence[str | Path], options: dict[str, Any], key: str
+    ) -> Iterator[str]:
         from encoderlab.data.corpus import FileReport, iter_source, no_text_message, resolve_sources
 
         for src in resolve_sources(paths, options.get("fmt", "auto")):
@@ -362,7 +373,7 @@ class _Documents:
             self.reports.append(report)
             yield from iter_source(src, **options, report=report)
             if report.documents == 0 and not report.n_problems:  # empty: a mistake, as before
-                raise UserError(no_text_message(src, options))
+                raise UserError(no_text_message(src, options, key))
 
     def warnings(self) -> list[str]:
         return [f"warning: {r.summary()}" for r in self.reports if r.n_problems]
@@ -458,7 +469,7 @@ def train_tokenizer_from_files(
                 raise UserError(_own_keys(str(e), where, data_cfg)) from None
             first.close()
     caps = [c for c in (cfg.max_train_documents, data_cfg.max_documents) if c is not None]
-    docs = _Documents(groups, min(caps) if caps else None)
+    docs = _Documents(groups, min(caps) if caps else None, keys)
     try:
         tok = train_tokenizer(docs, cfg)
     except UserError as e:  # too little text: what was skipped may be why

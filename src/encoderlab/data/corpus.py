@@ -529,30 +529,32 @@ def _counted(
         raise UserError(_empty_message(src, text_field, columns, fmt))
 
 
-def no_text_message(src: Source, options: dict[str, Any]) -> str:
+def no_text_message(src: Source, options: dict[str, Any], key: str = "data.corpus") -> str:
     """What strict reading says of a source without a document, for a tolerant reader whose
     report shows one that had no bad line either (an empty file: a wrong path, a failed
-    export)."""
+    export); `key`: the config key that lists it."""
     columns = _columns(options.get("text_column", "text"))
     return _empty_message(
-        src, options.get("text_field", "text"), columns, options.get("fmt", "auto")
+        src, options.get("text_field", "text"), columns, options.get("fmt", "auto"), key
     )
 
 
-def _empty_message(src: Source, text_field: str, columns: list[str], fmt: str) -> str:
+def _empty_message(
+    src: Source, text_field: str, columns: list[str], fmt: str, key: str = "data.corpus"
+) -> str:
     cols = ", ".join(f"'{c}'" for c in columns)
     what = f"column{'s' if len(columns) > 1 else ''} {cols} empty in every row"
     if src.kind != "file":
-        return f"{src}: no text found ({what}); remove it from data.corpus"
+        return f"{src}: no text found ({what}); remove it from {key}"
     assert src.path is not None
     if _file_is_empty(src.path):
-        return f"{src}: no text found (empty file); remove it from data.corpus"
+        return f"{src}: no text found (empty file); remove it from {key}"
     kind = _kind(src.path, fmt)
     if kind in _JSON:
         what = f"every '{text_field}' field is empty"
     elif kind == "txt":
         what = "only blank lines"
-    return f"{src}: no text found ({what}); remove it from data.corpus"
+    return f"{src}: no text found ({what}); remove it from {key}"
 
 
 def _file_is_empty(path: Path) -> bool:

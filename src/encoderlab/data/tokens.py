@@ -87,6 +87,12 @@ def example_spans(store: ShardStore, data: DataConfig) -> Examples:
             parts.append(np.stack([np.full(len(starts), i, np.int64), starts, ends], axis=1))
         rows = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
         examples = Examples(rows, width)
+    if len(examples) == 0 and store.n_tokens >= width and len(store.shards) > 1:
+        raise UserError(  # every file is short of a block, though together they hold several
+            f"corpus has {store.n_tokens} tokens in {len(store.shards)} files, but no file holds "
+            f"a block of data.block_len={data.block_len} (a packed block never spans two "
+            "files); set data.mode=sentence, concatenate the files, or lower data.block_len"
+        )
     if len(examples) == 0:
         raise UserError(
             f"corpus has {store.n_tokens} tokens, fewer than one block of "
@@ -310,6 +316,13 @@ def _check_every_source_has_text(store: ShardStore, examples: Examples, data: Da
                     f"{where} ({source.name}): no text left to train on: data.max_documents="
                     f"{data.max_documents} was taken by the sources read before it; raise "
                     "data.max_documents or leave it unset"
+                )
+            tokens = sum(s["tokens"] for s in store.shards if s["source"] == i)
+            if data.mode == "packed" and tokens > 0:  # text, too short for one block
+                raise UserError(
+                    f"{where} ({source.name}): its {tokens} tokens do not fill a block of "
+                    f"data.block_len={data.block_len} (a packed block never spans two files); "
+                    "add text to it, set data.mode=sentence, or lower data.block_len"
                 )
             raise UserError(
                 f"{where} ({source.name}): no text left to train on (its files are empty, or "

@@ -207,3 +207,24 @@ def test_predict_reads_every_row_whatever_cap_and_filter_the_run_trained_with(tm
     assert cli("evaluate", run, "--data", labelled) == 0
     (pred,) = (run / "predictions").glob("*dev.jsonl")
     assert len(pred.read_text().splitlines()) == 60  # the 80 rows but the 20 in German
+
+
+def test_a_submission_is_written_whole_or_not_at_all(tmp_path):
+    """write_submission truncated the file first: a failure (or a kill) mid-table left half a
+    submission where the earlier one was."""
+    from encoderlab.inference import write_submission
+
+    out = tmp_path / "sub.csv"
+    out.write_text("id,target\n1,0\n")
+
+    class Unwritable:
+        def __str__(self) -> str:
+            raise OSError("no space left on device")
+
+    with pytest.raises(OSError):
+        write_submission(out, [["id", "target"], [2, 1], [3, Unwritable()]])
+    assert out.read_text() == "id,target\n1,0\n" and [p.name for p in tmp_path.iterdir()] == [
+        "sub.csv"
+    ]
+    write_submission(out, [["id", "target"], [2, 1]])
+    assert out.read_bytes() == b"id,target\r\n2,1\r\n"

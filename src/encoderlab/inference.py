@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -39,6 +40,7 @@ from encoderlab.hf import run_encoder
 from encoderlab.model import Encoder, Queries, without_init
 from encoderlab.runs import (
     Run,
+    atomic_write,
     check_tokenizer_fits,
     finite,
     load_run_weights,
@@ -306,8 +308,9 @@ def write_submission(path: Path, table: list[list[Any]], delimiter: str = ",") -
     """A task's submission table (header row first) as CSV, e.g. Kaggle's id,target
     (`delimiter="\t"`: a .tsv)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        csv.writer(f, delimiter=delimiter).writerows(table)
+    text = io.StringIO(newline="")
+    csv.writer(text, delimiter=delimiter).writerows(table)
+    atomic_write(path, text.getvalue())  # whole or not at all: a kill leaves the earlier one
 
 
 # --output suffixes predict does not write: JSON lines under such a name would be read wrong

@@ -935,3 +935,21 @@ def test_question_rows_without_ids_are_numbered_from_zero_in_memory_and_in_files
     path = write_rows(rows, "qa", tmp_path / "rows", "train")
     examples = QATask().read(str(path), TaskConfig(type="qa"))
     assert [ex["id"] for ex in examples] == ["0", "1", "2"]
+
+
+def test_predict_says_how_many_answers_a_json_with_repeated_ids_holds(tmp_path, capsys):
+    """{id: answer} keeps one answer per id: "wrote 5 predictions" beside a file of 4."""
+    from conftest import run_cli
+    from encoderlab.finetuning import finetune
+    from test_hf import ft_config, quiet, squad_file
+
+    run, _ = finetune(ft_config(tmp_path, "qa"), say=quiet)
+    data = json.loads(squad_file(tmp_path / "in.json", 5).read_text())
+    data["data"][1]["paragraphs"][0]["qas"][0]["id"] = "q0"  # the first question's id again
+    (tmp_path / "in.json").write_text(json.dumps(data))
+    capsys.readouterr()
+    out = tmp_path / "answers.json"
+    assert run_cli("predict", run.path, "--input", tmp_path / "in.json", "--output", out) == 0
+    said = capsys.readouterr()
+    assert len(json.loads(out.read_text())) == 4
+    assert "wrote 4 answers (for 5 questions; ids repeat)" in said.out + said.err

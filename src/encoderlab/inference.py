@@ -856,18 +856,21 @@ def predict(
     _, rows = ft.run_examples(examples, say, progress=input_path is not None)
     if output:
         out = Path(output)
+        written = f"{len(rows):,} predictions"
         table = ft.task.submission(rows, task_cfg) if kind in ("csv", "tsv") else None
         if table is not None:
             write_submission(out, table, "\t" if kind == "tsv" else ",")
         elif kind == "json":
             answers = ft.task.submission_json(rows)
             write_text_atomic(out, json.dumps(answers, ensure_ascii=False))
+            if len(answers) != len(rows):  # {id: answer}: a repeated id keeps one answer
+                written = f"{len(answers):,} answers (for {len(rows):,} questions; ids repeat)"
         elif kind in ("conll", "conllu"):
             text = conll_text(examples, rows, ft.labels, conllu=kind == "conllu")
             write_text_atomic(out, text)
         else:
             write_jsonl(out, rows)
-        say(f"wrote {len(rows):,} predictions to {out}")
+        say(f"wrote {written} to {out}")
     elif texts:
         for ex, r in zip(examples, rows, strict=True):
             say(ft.task.show_prediction(ex, r))

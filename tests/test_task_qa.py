@@ -953,3 +953,17 @@ def test_predict_says_how_many_answers_a_json_with_repeated_ids_holds(tmp_path, 
     said = capsys.readouterr()
     assert len(json.loads(out.read_text())) == 4
     assert "wrote 4 answers (for 5 questions; ids repeat)" in said.out + said.err
+
+
+def test_an_empty_question_is_a_warning(tmp_path):
+    """A question "" was answered from the context alone without a word."""
+    from test_hf import squad_file
+
+    data = json.loads(squad_file(tmp_path / "in.json", 3).read_text())
+    data["data"][2]["paragraphs"][0]["qas"][0]["question"] = "  "
+    (tmp_path / "in.json").write_text(json.dumps(data))
+    task = QATask()
+    for labelled in (True, False):
+        examples = task.read(str(tmp_path / "in.json"), TaskConfig(type="qa"), labelled=labelled)
+        (warning,) = [w for w in examples.warnings if "empty" in w]
+        assert "1 question is empty (first: q2, at " in warning and "context alone" in warning

@@ -586,6 +586,15 @@ class QATask(TaskBase):
                 "task.unanswerable: true keeps it"
             )
         examples.warnings.extend(tally.warnings(name))
+        blank = [ex for ex in examples if not str(ex.get("question") or "").strip()]
+        if blank:  # as classification says of rows with empty text
+            examples.warnings.append(
+                f"{name}: {len(blank):,} "
+                + ("question is" if len(blank) == 1 else "questions are")
+                + f" empty (first: {blank[0]['id']}, at "
+                f"{blank[0].get('where') or blank[0].get('line')}); their answers come from the "
+                "context alone"
+            )
         if cfg.unanswerable and not tally.kept_impossible and any(ex["answers"] for ex in examples):
             examples.notes.append(
                 f"{name}: task.unanswerable is on, but no question here is unanswerable "

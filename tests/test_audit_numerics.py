@@ -118,3 +118,20 @@ def test_a_nan_first_evaluation_is_never_the_best(tmp_path):
     assert first_eval["valid/loss"] is None and first_eval["step"] == 1
     read = [r["valid/loss"] for r in run.metrics() if "valid/loss" in r]
     assert read == [0.9, 0.8, 0.7, 0.6, 0.5, 0.5]  # (the epoch's record repeats the last)
+
+
+def test_a_resume_rewrites_an_older_runs_nan_as_null(tmp_path):
+    """Runs made before null replaced NaN: truncating metrics.jsonl for a resume wrote their
+    NaN back."""
+    run = Run.create(tmp_path / "runs", "old", TrainConfig(), kind="toy")
+    lines = ['{"step": 1, "kind": "eval", "valid/loss": NaN}', '{"step": 2, "kind": "train"}']
+    (run.path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    run.truncate_metrics(1)
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"{token} in metrics.jsonl")
+
+    text = (run.path / "metrics.jsonl").read_text()
+    assert [json.loads(line, parse_constant=refuse) for line in text.splitlines()] == [
+        {"step": 1, "kind": "eval", "valid/loss": None}
+    ]

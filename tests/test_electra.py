@@ -384,6 +384,11 @@ def test_the_split_never_takes_all_of_a_sources_examples():
         assert set(sources[train.ids]) == {0, 1, 2}, seed
         assert len(train) + len(valid) == len(sources) and not set(train.ids) & set(valid.ids)
         assert (sources[valid.ids] == 2).sum() == 1  # two examples: one each side
+    # two one-document sources: the split keeps a validation example (one source goes there)
+    pair = Examples(np.arange(2, dtype=np.int64), 30, np.array([0, 2]))
+    for seed in range(4):
+        _, valid = split_spans(pair, 0.3, seed=seed, sources=np.array([0, 1], dtype=np.int16))
+        assert len(valid) == 1
 
 
 def test_mixing_weights_near_the_float_limit_are_a_mix_not_a_traceback():

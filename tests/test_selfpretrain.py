@@ -476,3 +476,15 @@ def test_two_configs_of_one_name_keep_their_own_pretraining(tmp_path):
     said: list[str] = []
     finetune(FinetuneConfig.model_validate(a), say=said.append)
     assert len(mlm_runs(tmp_path)) == 2 and any("self_pretrain: reusing" in m for m in said)
+
+
+def test_the_test_files_text_is_read_whole_whatever_the_training_filter(tmp_path):
+    """task.where chose the training rows; self_pretrain applied it to the test file too, and
+    a Kaggle test file without the filter's column was refused before fine-tuning began."""
+    cfg = sp_cfg(tmp_path, steps=2)
+    cfg["task"]["where"] = ["target != 7"]
+    test = write_csv(tmp_path / "test.csv", sentiment_rows(20, 9), ["id", "text"])
+    cfg["task"]["test"] = str(test)
+    cfg["task"]["id_column"] = "id"
+    texts = task_texts(FinetuneConfig.model_validate(cfg))
+    assert {" ".join(r["text"].split()) for r in sentiment_rows(20, 9)} <= set(texts)

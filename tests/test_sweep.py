@@ -960,3 +960,22 @@ def test_the_sweeps_progress_pickles_without_its_bar():
     p._live["bar"] = lambda: None  # stands for the live rich bar, which does not pickle
     q = pickle.loads(pickle.dumps(p))
     assert q._live == {} and (q.planned, q.metric, q.mode) == (4, "valid/acc", "max")
+
+
+def test_resume_refuses_a_sweep_renamed_by_its_file_name(tmp_path, monkeypatch):
+    """A sweep without name: is named after its file; renamed, --resume with the same out:
+    would have started every trial over (their runs are named after the sweep)."""
+    from ray import tune
+
+    from encoderlab.sweep.folder import MARKER, check_resume, claim, let_go
+
+    monkeypatch.chdir(tmp_path)
+    sweep = load_sweep(write_sweep(tmp_path))
+    claim(sweep, False, lambda m: None)
+    let_go(sweep)
+    monkeypatch.setattr(tune.Tuner, "can_restore", staticmethod(lambda path: True))
+    assert check_resume(load_sweep(tmp_path / "sweep.yaml")) is False  # as it started
+    marker = sweep.out / MARKER
+    marker.write_text(marker.read_text().replace(f"sweep {sweep.name}\n", "sweep exp-a\n"))
+    with pytest.raises(UserError, match=r"name changed since the sweep in .* a new `out:`$"):
+        check_resume(load_sweep(tmp_path / "sweep.yaml"))

@@ -310,7 +310,7 @@ def write_submission(path: Path, table: list[list[Any]], delimiter: str = ",") -
     path.parent.mkdir(parents=True, exist_ok=True)
     text = io.StringIO(newline="")
     csv.writer(text, delimiter=delimiter).writerows(table)
-    atomic_write(path, text.getvalue())  # whole or not at all: a kill leaves the earlier one
+    atomic_write(path, text.getvalue(), newline="")  # whole or not at all, \r\n as written
 
 
 # --output suffixes predict does not write: JSON lines under such a name would be read wrong

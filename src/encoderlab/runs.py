@@ -69,11 +69,12 @@ BEST_PREFIX = "best-"  # checkpoints/best-<step>/: the best weights of a fine-tu
 BEST_FILE = "best.json"
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Replace `path` whole or not at all; a failed write (a full disk) leaves no temp file."""
+def atomic_write(path: Path, text: str, newline: str | None = None) -> None:
+    """Replace `path` whole or not at all; a failed write (a full disk) leaves no temp file.
+    `newline=""`: `text`'s line ends as they are (a CSV writer's \r\n on any system)."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", newline=newline) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -498,7 +499,9 @@ class Run:
         """Drop records logged after `step`: a resumed run logs them again."""
         self.lock()
         kept = [r for r in self.metrics() if int(r.get("step", 0)) <= step]
-        atomic_write(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+        atomic_write(
+            self.path / "metrics.jsonl", "".join(json.dumps(finite(r)) + "\n" for r in kept)
+        )
         self._tb_purge = step + 1
 
     def tensorboard(self) -> Any:

@@ -81,14 +81,14 @@ def task_texts(cfg: FinetuneConfig) -> list[str]:
     task = get_task(cfg.task.type, cfg.task)
     seen: dict[str, None] = {}
     t = cfg.task
-    for path in (
-        t.train,
-        t.valid and split_for_role(t.valid, "valid"),
-        t.test and split_for_role(t.test, "test"),
+    for path, keep in (
+        (t.train, ("max_examples", "where")),
+        (t.valid and split_for_role(t.valid, "valid"), ("max_examples", "where")),
+        (t.test and split_for_role(t.test, "test"), ()),  # read whole, as fine-tuning reads it
     ):
         if path:
             # every row, labelled or not (aclImdb's unsup/ is the text this is for)
-            rows = read_to_predict(task, path, cfg.task, keep=("max_examples", "where"))
+            rows = read_to_predict(task, path, cfg.task, keep=keep)
             for text in example_texts(rows):
                 line = " ".join(str(text).split())
                 if line:

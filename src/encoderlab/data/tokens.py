@@ -144,7 +144,7 @@ def split_spans(
         drawn[valid] = True
         for s in np.unique(sources):
             members = np.flatnonzero(sources == s)
-            if drawn[members].all():
+            if drawn[members].all() and len(valid) > 1:  # (a validation split stays)
                 valid = valid[valid != rng.choice(members)]
     keep = np.ones(n, dtype=bool)
     keep[valid] = False

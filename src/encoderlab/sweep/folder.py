@@ -97,6 +97,11 @@ def check_resume(sweep: Sweep) -> bool:
         encoding="utf-8"
     ):
         changed.append(f"the base config {sweep.base}")
+    marker = out / MARKER  # its first line names the sweep: also a name from the file's name
+    first = marker.read_text(encoding="utf-8").splitlines()[:1] if marker.is_file() else []
+    started_as = first[0].removeprefix("encoderlab sweep ").strip() if first else sweep.name
+    if started_as != sweep.name and "name" not in changed:
+        changed.append("name")
     if changed == ["name"]:
         raise UserError(
             f"{sweep.path}: name changed since the sweep in {out} started; its trials' runs are "
@@ -108,7 +113,7 @@ def check_resume(sweep: Sweep) -> bool:
         raise UserError(
             f"{sweep.path}: {', '.join(changed)} changed since the sweep in {out} started; "
             "--resume continues it as it started: undo the change, or give the changed sweep "
-            f"a new `name:` or `out:`{again}"
+            f"a new `out:` (or a new `name:` where out: is not set){again}"
         )
     return False
 

@@ -228,3 +228,24 @@ def test_a_submission_is_written_whole_or_not_at_all(tmp_path):
     ]
     write_submission(out, [["id", "target"], [2, 1]])
     assert out.read_bytes() == b"id,target\r\n2,1\r\n"
+
+
+def test_prediction_rows_name_the_file_line_each_was_read_from(finetuned, tmp_path):
+    """Ids number the rows read, so a skipped row (empty text) shifted every later id away
+    from its row of the file; each row now says its line (a quoted newline counts)."""
+    import csv
+
+    rows = [["id", "text", "target"], [7, "a good film", 1], [8, "", 0], [9, "a bad film", 0]]
+    rows += [[10, 'two\nlines "quoted"', 1], [11, "fine", 1]]
+    dev = tmp_path / "dev.csv"
+    with open(dev, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    assert cli("evaluate", finetuned, "--data", dev, "--set", "task.id_column=null") == 0
+    (pred,) = sorted((finetuned / "predictions").glob("*dev*.jsonl"), key=os.path.getmtime)[-1:]
+    got = [json.loads(line) for line in pred.read_text().splitlines()]
+    assert [(r["id"], r["line"], r["input"]) for r in got] == [
+        ("0", 2, "a good film"),
+        ("1", 4, "a bad film"),
+        ("2", 5, 'two\nlines "quoted"'),
+        ("3", 7, "fine"),
+    ]

@@ -581,9 +581,13 @@ def truncation_message(cut: int, total: int, cfg: TaskConfig) -> str:
 
 
 def input_row(ex: Example) -> dict[str, Any]:
-    """A prediction row's id and input (and second sentence): what every sentence task's
-    rows start with."""
-    row = {"id": ex["id"], "input": ex["text"]}
+    """A prediction row's id, the file line it was read from (ids number the rows read, so
+    a skipped row shifts them; the line does not) and input (and second sentence): what
+    every sentence task's rows start with."""
+    row: dict[str, Any] = {"id": ex["id"]}
+    if ex.get("line"):
+        row["line"] = ex["line"]
+    row["input"] = ex["text"]
     if "text_pair" in ex:
         row["input_pair"] = ex["text_pair"]
     return row

@@ -1,6 +1,7 @@
 """`encoderlab serve`: the batcher, request validation, the app (TestClient) and one real uvicorn."""
 
 import asyncio
+import contextlib
 import json
 import random
 import socket
@@ -390,22 +391,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_real_uvicorn_batches_concurrent_clients_in_order(ft):
+@contextlib.contextmanager
+def uvicorn_serving(app):
+    """The app on a real uvicorn server in a thread: its base URL, then a clean shutdown."""
     import uvicorn
 
     port = _free_port()
-    app = build_app(ft, ServeLimits(max_batch=64, max_wait_ms=20))
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while not server.started:
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def test_real_uvicorn_batches_concurrent_clients_in_order(ft):
+    with uvicorn_serving(build_app(ft, ServeLimits(max_batch=64, max_wait_ms=20))) as base:
         rng = random.Random(1)
         requests = [
             [" ".join(rng.choice(GOOD + BAD + FILL) for _ in range(5)) for _ in range(1 + i % 3)]
@@ -424,17 +434,11 @@ def test_real_uvicorn_batches_concurrent_clients_in_order(ft):
         assert got == expected
         info = httpx.get(f"{base}/info", timeout=10).json()
         assert 1 <= info["batches"] < len(requests)  # concurrent requests shared forward passes
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-    assert not thread.is_alive()
 
 
 def test_a_request_whose_client_left_is_not_run(ft, monkeypatch):
     """A client that times out while its request waits for the model: the request is dropped
     from the queue, not run for nobody (under load, every timed-out retry cost a forward)."""
-    import uvicorn
-
     seen: list[list[str]] = []
     real = ft.predict_examples_scored
 
@@ -445,19 +449,7 @@ def test_a_request_whose_client_left_is_not_run(ft, monkeypatch):
         return real(examples, batch_size=batch_size)
 
     monkeypatch.setattr(ft, "predict_examples_scored", slow)
-    port = _free_port()
-    app = build_app(ft, ServeLimits(max_batch=64, max_wait_ms=0))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
+    with uvicorn_serving(build_app(ft, ServeLimits(max_batch=64, max_wait_ms=0))) as base:
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(
                 httpx.post, f"{base}/predict", json={"texts": ["first"]}, timeout=30
@@ -469,9 +461,6 @@ def test_a_request_whose_client_left_is_not_run(ft, monkeypatch):
             assert first.result().status_code == 200
         after = httpx.post(f"{base}/predict", json={"texts": ["after"]}, timeout=30)
         assert after.status_code == 200 and len(after.json()["predictions"]) == 1
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
     assert seen == [["first"], ["after"]]
 
 

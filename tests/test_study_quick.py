@@ -416,10 +416,17 @@ def test_placeholders_hold_paths_that_yaml_would_read_otherwise(tmp_path: Path) 
 
 
 def test_the_study_clock_estimates_from_the_arms_that_ran():
-    from encoderlab.study.execute import _StudyClock
+    from encoderlab.study.execute import _kind_of_arm, _StudyClock
 
     clock = _StudyClock()
-    assert clock.eta(3) == ""  # nothing ran yet: no guess
-    clock.arms += [100.0, 140.0]
-    assert clock.eta(3).endswith("so far, ~0:06:00 left")  # 3 arms at the mean of 120 s
-    assert clock.eta(0) == ""
+    assert clock.eta(["own"] * 3) == ""  # nothing ran yet: no guess
+    clock.arms["own"] = [100.0, 140.0]
+    assert clock.eta(["own"] * 3).endswith("so far, ~0:06:00 left")  # 3 at the mean of 120 s
+    assert clock.eta([]) == ""
+    # a hub model's arm takes far longer than the study's own small encoders (the quickstart
+    # said "~0:00:06 left" before a minute of MiniLM): no estimate until one has run
+    assert clock.eta(["own", "hub"]).endswith("so far")
+    clock.arms["hub"] = [60.0]
+    assert clock.eta(["own", "hub"]).endswith("so far, ~0:03:00 left")
+    hub = {"overrides": ['init="hf:{minilm}"', "train.lr=0.0001"]}
+    assert _kind_of_arm(hub) == "hub" and _kind_of_arm({"overrides": ["init={pretrain}"]}) == "own"

@@ -206,7 +206,7 @@ def _run_study(study: Study, out: Path, profile: str | None, say: Callable[[str]
         entries = study.entries()
         clock = _StudyClock()
         for k, entry in enumerate(entries, 1):
-            left = sum(not e["stage"] for e in entries[k - 1 :])
+            left = [_kind_of_arm(e) for e in entries[k - 1 :] if not e["stage"]]
             where = f"{k} of {len(entries)}{clock.eta(left)}"
             started = state.arm(entry["name"]).get("started")
             t0 = time.perf_counter()
@@ -214,25 +214,38 @@ def _run_study(study: Study, out: Path, profile: str | None, say: Callable[[str]
             rec = state.arm(entry["name"])  # `started` is new only when it was launched here
             launched = rec.get("started") != started  # (not skipped, nor an earlier run reused)
             if not entry["stage"] and launched and rec.get("status") == "done":
-                clock.arms.append(time.perf_counter() - t0)
+                clock.arms.setdefault(_kind_of_arm(entry), []).append(time.perf_counter() - t0)
     return _write_up(study, state, say)
 
 
+def _kind_of_arm(entry: dict[str, Any]) -> str:
+    """ "hub" for an arm fine-tuned from a Hugging Face model (far bigger than a study's own
+    encoders, so timed apart), else "own"."""
+    for text in entry["overrides"]:
+        key, _, value = text.partition("=")
+        if key.strip() == "init" and value.strip().strip("'\"").startswith("hf:"):
+            return "hub"
+    return "own"
+
+
 class _StudyClock:
-    """The study's elapsed time and, once an arm has run in this invocation, an estimate of
-    what is left: the arms still to go at the mean of those that ran (a study's arms share a
-    config and budget, so they take alike; the stage is not counted)."""
+    """The study's elapsed time and, once an arm of each kind still to go has run in this
+    invocation, an estimate of what is left: each arm at the mean of those of its kind that
+    ran (a study's arms share a config and budget, so they take alike, but a hub model's arm
+    takes far longer than one of the study's own small encoders; the stage is not counted)."""
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
-        self.arms: list[float] = []
+        self.arms: dict[str, list[float]] = {}
 
-    def eta(self, arms_left: int) -> str:
-        if not self.arms or arms_left == 0:
+    def eta(self, kinds_left: list[str]) -> str:
+        if not self.arms or not kinds_left:
             return ""
-        mean = sum(self.arms) / len(self.arms)
-        elapsed = time.perf_counter() - self.start
-        return f"; study {clock_text(elapsed)} so far, ~{clock_text(mean * arms_left)} left"
+        elapsed = f"; study {clock_text(time.perf_counter() - self.start)} so far"
+        if any(kind not in self.arms for kind in kinds_left):
+            return elapsed  # an arm of a kind not timed yet: no estimate rather than a wrong one
+        left = sum(sum(self.arms[k]) / len(self.arms[k]) for k in kinds_left)
+        return f"{elapsed}, ~{clock_text(left)} left"
 
 
 def _write_up(study: Study, state: State, say: Callable[[str], None]) -> Path:

@@ -901,6 +901,17 @@ def test_raw_text_to_tag_has_its_punctuation_apart_as_word_level_data_has_it():
     assert task.example_from_text(text, None, 0)["tokens"] == text.split()
 
 
+def test_titles_keep_their_dot_as_conll_writes_them():
+    """ "Mr. Smith" came apart as "Mr", ".", "Smith": CoNLL-2003 (and the Penn Treebank) have
+    "Mr." as one word, so the model read a sentence end before every name with a title."""
+    text = "Mr. Smith of Apple Inc. met (Dr.) Jones on Sept. 3. Mr.. x"
+    words = split_words(text)
+    assert words == ["Mr.", "Smith", "of", "Apple", "Inc.", "met", "(", "Dr.", ")", "Jones",
+                     "on", "Sept.", "3", ".", "Mr", "..", "x"]  # fmt: skip
+    assert [text[a:b] for a, b in word_spans(text, words)] == words
+    assert split_words("mr. smith") == ["mr", ".", "smith"]  # a title is capitalised
+
+
 def test_plain_sentences_ending_like_a_tag_are_still_sentences(tmp_path):
     """A file of sentences was read as CoNLL (and refused) as soon as one line ended in a
     tag-like word ("Neither do I", "send an E-mail"); a CoNLL file with a typo still is."""

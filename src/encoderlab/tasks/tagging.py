@@ -167,6 +167,14 @@ def _invisible(c: str) -> bool:
     return unicodedata.category(c) == "Cf"
 
 
+# abbreviations written with one dot and no other, kept whole ("Mr. Smith", "Apple Inc."):
+# CoNLL-2003 and the Penn Treebank have "Mr." as one token, which a model trained on them tags
+TITLES = frozenset(
+    "Mr Mrs Ms Dr Prof Sr Jr St Mt Ft Gen Gov Sen Rep Col Lt Capt Sgt Rev Hon Pres "
+    "Inc Ltd Co Corp Bros vs etc Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec".split()
+)
+
+
 def split_words(text: str) -> list[str]:
     """Words of raw text to tag: whitespace-split, punctuation at a word's edges apart.
     Invisible format characters at a word's edges (a BOM, a right-to-left mark) are stepped
@@ -208,6 +216,8 @@ def _peel(chunk: str, words: list[str]) -> None:
             inner_dot = inner_dot or _inner_dots(chunk)
             if inner_dot(start, end - 1):
                 break  # an abbreviation's dot
+            if chunk[start : end - 1] in TITLES and chunk[end - 2] != ".":
+                break  # "Mr." is one word, as CoNLL and the Penn Treebank write it
         j = end
         while j > start and chunk[j - 1] == chunk[end - 1]:
             j -= 1

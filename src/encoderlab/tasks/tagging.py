@@ -1459,9 +1459,12 @@ class TaggingTask(TaskBase):
         rows = []
         for ex, pred in zip(examples, predictions, strict=True):
             gold = ex["tags"]
+            # the sentence's first line in its file: ids number the sentences read
+            where = {"line": ex["line"]} if ex.get("line") else {}
             rows.append(
                 {
                     "id": ex["id"],
+                    **where,
                     "tokens": " ".join(ex["tokens"]),
                     "gold": None if gold is None else " ".join(gold),
                     "prediction": " ".join(pred),

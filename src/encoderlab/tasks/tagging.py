@@ -216,7 +216,7 @@ def _peel(chunk: str, words: list[str]) -> None:
             inner_dot = inner_dot or _inner_dots(chunk)
             if inner_dot(start, end - 1):
                 break  # an abbreviation's dot
-            if chunk[start : end - 1] in TITLES and chunk[end - 2] != ".":
+            if chunk[start : end - 1] in TITLES:
                 break  # "Mr." is one word, as CoNLL and the Penn Treebank write it
         j = end
         while j > start and chunk[j - 1] == chunk[end - 1]:

@@ -292,25 +292,24 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
         raise
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """`text` to `path` through a temp file, so a kill never leaves half a file there."""
+def write_text_atomic(path: Path, text: str, newline: str | None = None) -> None:
+    """`text` to `path` (its folder made) through a temp file, so a kill never leaves half a
+    file there (runs.atomic_write)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, text, newline)
+
+
+def _given(overrides: list[str] | None) -> set[str]:
+    """The task keys `--set task.KEY=...` gave for this file."""
+    return {o.split("=", 1)[0].strip().removeprefix("task.") for o in overrides or []}
 
 
 def write_submission(path: Path, table: list[list[Any]], delimiter: str = ",") -> None:
     """A task's submission table (header row first) as CSV, e.g. Kaggle's id,target
     (`delimiter="\t"`: a .tsv)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = io.StringIO(newline="")
     csv.writer(text, delimiter=delimiter).writerows(table)
-    atomic_write(path, text.getvalue(), newline="")  # whole or not at all, \r\n as written
+    write_text_atomic(path, text.getvalue(), newline="")  # whole or not at all, \r\n as written
 
 
 # --output suffixes predict does not write: JSON lines under such a name would be read wrong
@@ -758,8 +757,7 @@ def evaluate_file(
     if overrides:  # a loaded model (API, server) keeps its own reading options
         task_cfg = reading_config(ft.cfg.task, overrides)
         ft = dataclasses.replace(ft, cfg=ft.cfg.model_copy(update={"task": task_cfg}))
-    given = {o.split("=", 1)[0].strip().removeprefix("task.") for o in overrides or []}
-    if ft.cfg.task.max_examples is not None and "max_examples" not in given:
+    if ft.cfg.task.max_examples is not None and "max_examples" not in _given(overrides):
         # the cap chose the run's training rows; the file given here is evaluated whole
         whole = ft.cfg.task.model_copy(update={"max_examples": None})
         ft = dataclasses.replace(ft, cfg=ft.cfg.model_copy(update={"task": whole}))
@@ -826,9 +824,8 @@ def predict(
     if overrides:  # truncation, window_stride, ...: how the file is encoded too, as evaluate
         ft = dataclasses.replace(ft, cfg=ft.cfg.model_copy(update={"task": task_cfg}))
     if input_path:
-        given = {o.split("=", 1)[0].strip().removeprefix("task.") for o in overrides or []}
         examples = read_to_predict(
-            ft.task, split_for_role(input_path, "test", "--input"), task_cfg, keep=given
+            ft.task, split_for_role(input_path, "test", "--input"), task_cfg, keep=_given(overrides)
         )
         numbered = kind in ("csv", "tsv") and task_cfg.id_column is not None
         if numbered and getattr(examples, "ids_from_file", True) is False:

@@ -15,7 +15,7 @@ import yaml
 from safetensors.torch import load_file
 
 from conftest import run_cli as cli
-from encoderlab.config import Config, ElectraConfig, ModelConfig, load_config
+from encoderlab.config import Config, CorpusSource, ElectraConfig, ModelConfig, load_config
 from encoderlab.data.masking import MaskingSpec, mask_batch
 from encoderlab.electra import ElectraLM, generator_config
 from encoderlab.errors import UserError
@@ -321,6 +321,32 @@ def test_mlm_run_with_two_sources_reports_them(tmp_path):
     assert run.info["objective"] == "mlm"
     tb = list((run.path / "tb").rglob("events.*"))
     assert tb and any(b"valid/ko/mlm_acc" in f.read_bytes() for f in tb)
+
+
+def test_two_sources_may_read_two_columns_of_one_file(tmp_path):
+    """A parallel corpus (one column per language) as two sources was refused as "listed
+    twice": the check keyed on the file alone, not on how each source reads it. The same file
+    read the same way by two sources is still refused."""
+    rng = random.Random(0)
+    table = tmp_path / "parallel.csv"
+    rows = [
+        (" ".join(rng.choice(KO) for _ in range(12)), " ".join(rng.choice(EN) for _ in range(12)))
+        for _ in range(150)
+    ]
+    table.write_text("ko,en\n" + "".join(f"{k},{e}\n" for k, e in rows), encoding="utf-8")
+    cfg = config(tmp_path, {}, "parallel", objective="mlm", train={"max_steps": 2})
+    cfg.data.sources = [
+        CorpusSource(name=lang, files=[str(table)], text_column=lang) for lang in ("ko", "en")
+    ]
+    run, _ = pretrain(cfg, say=quiet)
+    last = [r for r in run.metrics() if r["kind"] == "eval"][-1]
+    assert {"valid/ko/mlm_acc", "valid/en/mlm_acc"} <= set(last)
+    vocab = load_tokenizer(run.path / "tokenizer").get_vocab()
+    assert "강" in vocab and "river" in vocab  # each column was read, by its own source
+    cfg.data.sources = [CorpusSource(name=n, files=[str(table)], text_column="en") for n in "ab"]
+    cfg.name = "twice"
+    with pytest.raises(UserError, match="listed twice in data.corpus / data.sources"):
+        pretrain(cfg, say=quiet)
 
 
 def test_a_capped_evaluation_samples_every_source(tmp_path):

@@ -121,6 +121,25 @@ def test_cnn_head_handles_sequences_shorter_than_its_kernels():
     assert head(torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.long)).shape == (2, 2)
 
 
+def test_cnn_head_gives_a_short_row_the_same_logits_alone_and_in_a_padded_batch():
+    """A text shorter than a kernel: alone (no mask), with an all-ones mask, and padded beside
+    a longer row once collapsed to all-zero features, one answer for every short text."""
+    torch.manual_seed(0)
+    head = CnnHead(8, 2, 0.0, filters=3, kernels=[3, 4, 5]).eval()
+    short, long = torch.randn(1, 3, 8), torch.randn(1, 7, 8)
+    batch = torch.cat([torch.cat([short, torch.randn(1, 4, 8)], 1), long])
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0, 0], [1] * 7])
+    alone = head(short)
+    torch.testing.assert_close(head(short, torch.ones(1, 3, dtype=torch.long)), alone)
+    torch.testing.assert_close(head(batch, mask), torch.cat([alone, head(long)]))
+    # two different short rows, both padded, still get different answers
+    other = torch.cat([torch.randn(1, 2, 8), torch.zeros(1, 5, 8)], 1)
+    two = head(
+        torch.cat([batch[:1], other]), torch.tensor([[1, 1, 1, 0, 0, 0, 0], [1, 1] + [0] * 5])
+    )
+    assert not torch.allclose(two[0], two[1])
+
+
 def test_cnn_and_mean_heads_train(tmp_path):
     for head in ("cnn", "mean"):
         cfg = build(base_cfg(tmp_path, name=head, head={"type": head, "cnn_kernels": [2, 3]}))

@@ -329,3 +329,33 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     assert run.info["status"] == "finished" and run.info["stopped_because"] == "time budget"
     assert all(runs[a].info["status"] == "finished" for a in runs)
     assert "accuracy from scratch" in out and "report.html" in out
+
+
+def test_tokenizer_settings_beside_a_given_tokenizer_path_are_named_as_unused(
+    tmp_path, corpus_txt, capsys
+):
+    """tokenizer.path with tokenizer.lowercase / kind trained with the given (cased
+    WordPiece) tokenizer without a word, and config.yaml said lowercase: true. A file's
+    section that --set tokenizer.path replaces (a study arm's) is expected to go unused."""
+    tok = tmp_path / "tok"
+    assert cli("tokenizer", "train", "--corpus", corpus_txt, "--vocab-size", 200, "--out", tok) == 0
+    cfg = write_config(tmp_path, [corpus_txt], train={"max_steps": 2})
+    sets = [f"tokenizer.path={tok}", "tokenizer.lowercase=true", "tokenizer.kind=bpe"]
+    capsys.readouterr()
+    assert cli("pretrain", cfg, *(a for kv in sets for a in ("--set", kv))) == 0
+    err = capsys.readouterr().err
+    assert (
+        "warning: tokenizer.kind=bpe, tokenizer.lowercase=true not used: "
+        f"tokenizer.path={tok} is a tokenizer already trained" in err
+    )
+    assert "tokenizer.vocab_size" not in err  # the file's, which --set tokenizer.path replaced
+    # one file giving both the path and a setting that shapes a trained one: said
+    both = yaml.safe_load(cfg.read_text())
+    both["tokenizer"] = {"path": str(tok), "vocab_size": 300}
+    cfg.write_text(yaml.safe_dump(both))
+    assert cli("pretrain", cfg, "--set", "name=both") == 0
+    assert "warning: tokenizer.vocab_size=300 not used" in capsys.readouterr().err
+    both["tokenizer"] = {"path": str(tok)}
+    cfg.write_text(yaml.safe_dump(both))
+    assert cli("pretrain", cfg, "--set", "name=plain") == 0
+    assert "not used" not in capsys.readouterr().err

@@ -299,9 +299,24 @@ def test_pretrain_resume_does_not_claim_the_corpus_changed(tmp_path):
     pretrain(resume=run.path, overrides=["train.max_steps=3"], say=said.append)
     assert not any("corpus files changed" in m for m in said), said
     assert len(list((tmp_path / "c").iterdir())) == 1, "the resume reused the token cache"
-    corpus.write_text("\n".join(synthetic_lines(100, seed=1)) + "\n", encoding="utf-8")
+    # the same text written anew (another mtime, another cache key): the same tokens, resumes
+    text = corpus.read_text(encoding="utf-8")
+    corpus.write_text(text + "", encoding="utf-8")
+    os.utime(corpus, ns=(1, 1))
     said.clear()
     pretrain(resume=run.path, overrides=["train.max_steps=4"], say=said.append)
+    assert not any("corpus" in m and "warning" in m for m in said), said
+    # other text: its validation blocks would be drawn anew over trained-on text (a warning
+    # before 2026-12-03, and the resume went on)
+    corpus.write_text("\n".join(synthetic_lines(100, seed=1)) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match="the corpus now gives other text than this run started"):
+        pretrain(resume=run.path, overrides=["train.max_steps=5"], say=said.append)
+    # a run made before the tokens were recorded: the warning, as then
+    info = json.loads((run.path / "run.json").read_text())
+    info.pop("tokens_digest")
+    (run.path / "run.json").write_text(json.dumps(info))
+    said.clear()
+    pretrain(resume=run.path, overrides=["train.max_steps=5"], say=said.append)
     assert any("corpus files changed" in m for m in said)
 
 

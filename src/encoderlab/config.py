@@ -191,6 +191,9 @@ class TokenizerConfig(Section):
     min_frequency: int = 2
     train_files: list[str] | None = None  # None: the pretraining corpus
     max_train_documents: int | None = None  # None: all
+    # set by load_config: the file's settings that a --set tokenizer.path replaced (a file
+    # written to train a tokenizer, pointed at a trained one: expected to go unused)
+    _replaced_by_path: frozenset[str] = PrivateAttr(default=frozenset())
 
     @model_validator(mode="after")
     def _check(self) -> TokenizerConfig:
@@ -1242,13 +1245,18 @@ def load_config(
     cfg = build_overridden(schema, data, merged if given else data, source, overrides_source)
     if path is not None:
         _check_paths_from_here(cfg, Path(path))
+    keys = [o.split("=", 1)[0].strip() for o in overrides or []] + [str(k) for k in typed or {}]
+    file_tok = data.get("tokenizer") if isinstance(data, dict) else None
+    if "tokenizer.path" in keys and isinstance(file_tok, dict) and not file_tok.get("path"):
+        cfg.tokenizer._replaced_by_path = frozenset(file_tok) - {
+            k.split(".", 1)[1] for k in keys if k.startswith("tokenizer.")
+        }
     file_init = str(data.get("init", "scratch")).strip() if isinstance(data, dict) else None
     if (
         isinstance(cfg, FinetuneConfig)
         and path is not None
         and file_init == "scratch" != cfg.init.strip()
     ):
-        keys = [o.split("=", 1)[0].strip() for o in overrides or []] + [str(k) for k in typed or {}]
         cfg._scratch_file_set_keys = frozenset(keys)
     return cfg
 

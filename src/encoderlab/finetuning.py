@@ -86,6 +86,7 @@ from encoderlab.tokenizer import (
     special_ids,
     tokenizer_hash,
     train_tokenizer,
+    unused_beside_path,
 )
 from encoderlab.train import (
     FitResult,
@@ -306,6 +307,8 @@ def build_backbone(
         )
     if init == "scratch":
         if cfg.tokenizer.path:
+            if warning := unused_beside_path(cfg.tokenizer):
+                say(warning)
             tok = load_tokenizer(cfg.tokenizer.path)
         else:
             say(f"training a {cfg.tokenizer.kind} tokenizer on the task's training text")

@@ -65,7 +65,11 @@ class MeanHead(nn.Module):
 
 class CnnHead(nn.Module):
     """Kim (2014): 1-D convolutions of several widths over the top layer, ReLU,
-    max-over-time pooling, dropout, linear. Padding positions never win the max."""
+    max-over-time pooling, dropout, linear. Padding positions never win the max.
+
+    A text shorter than a kernel has one window for it, its tokens followed by zero vectors,
+    whether its batch is padded or not (padded positions are zeroed and its first window kept),
+    so a row's prediction does not depend on the rows batched with it."""
 
     def __init__(
         self, d_model: int, n_labels: int, dropout: float, filters: int, kernels: list[int]
@@ -78,17 +82,22 @@ class CnnHead(nn.Module):
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = h.transpose(1, 2)  # (B,d,T)
+        if mask is not None:
+            x = x * mask.unsqueeze(1).to(x.dtype)
         pad = max(self.kernels) - x.shape[-1]
         if pad > 0:  # sequences shorter than the widest kernel
             x = F.pad(x, (0, pad))
-            if mask is not None:
-                mask = F.pad(mask, (0, pad))
+            if mask is None:  # the zero vectors are padding too: only the first window sees them
+                mask = torch.ones(x.shape[0], x.shape[-1] - pad, dtype=torch.long, device=x.device)
+            mask = F.pad(mask, (0, pad))
         pooled = []
         for k, conv in zip(self.kernels, self.convs, strict=True):
             c = F.relu(conv(x))  # (B,filters,T-k+1)
             if mask is not None:
-                # a window is valid when its last token is real
-                valid = mask[:, k - 1 :].bool().unsqueeze(1)
+                # a window is valid when its last token is real; the first always (for a
+                # text shorter than k, as when the batch is unpadded)
+                first = torch.arange(c.shape[-1], device=c.device) == 0
+                valid = (mask[:, k - 1 :].bool() | first).unsqueeze(1)
                 c = c.masked_fill(~valid, 0.0)
             pooled.append(c.max(dim=-1).values)
         return self.out(self.drop(torch.cat(pooled, dim=-1)))

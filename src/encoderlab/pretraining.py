@@ -23,7 +23,7 @@ from tokenizers import Tokenizer
 
 from encoderlab import distributed
 from encoderlab.config import Config, TrainConfig, load_config, read_yaml, save_config, to_yaml
-from encoderlab.data.tokens import build_mlm_datasets, cache_key, collate_mlm
+from encoderlab.data.tokens import build_mlm_datasets, collate_mlm
 from encoderlab.electra import check_new_run
 from encoderlab.errors import UserError
 from encoderlab.loggers import check_installed
@@ -37,6 +37,7 @@ from encoderlab.tokenizer import (
     short_vocab_warning,
     special_ids,
     train_tokenizer_from_files,
+    unused_beside_path,
 )
 from encoderlab.train import FitResult, check_batch_size, check_early_stop_metric, fit
 
@@ -44,6 +45,8 @@ from encoderlab.train import FitResult, check_batch_size, check_early_stop_metri
 def obtain_tokenizer(cfg: Config, say: Callable[[str], None]):
     """Load `tokenizer.path`, or train one on `tokenizer.train_files` (default: the corpus)."""
     if cfg.tokenizer.path:
+        if warning := unused_beside_path(cfg.tokenizer):
+            say(warning)
         return load_tokenizer(cfg.tokenizer.path)
     if not (cfg.tokenizer.train_files or cfg.data.corpus or cfg.data.sources):
         raise UserError("no corpus: set data.corpus (a list of files or globs) or data.sources")
@@ -192,6 +195,24 @@ def pretrain(
     return run, result
 
 
+def _check_same_corpus(run: Run, store, say: Callable[[str], None]) -> None:
+    """A resume goes on with the text its run started with: other text would redraw the
+    validation split over blocks already trained on. Touched or moved files that give the same
+    tokens resume; a run made before tokens were recorded (2026-12-03) gets a warning."""
+    if run.info.get("data_key") in (None, store.path.name):
+        return
+    before = run.info.get("tokens_digest")
+    if before is None:
+        say("warning: the corpus files changed since this run started; resuming anyway")
+    elif before != store.content_digest:
+        raise UserError(
+            f"{run.path}: the corpus now gives other text than this run started with "
+            f"({store.n_docs:,} documents, {store.n_tokens:,} tokens), and its validation "
+            "blocks would be drawn anew from text it trained on; restore the corpus files, or "
+            "pretrain a new run"
+        )
+
+
 def _pretrain(
     cfg: Config,
     resume: str | Path | None,
@@ -206,8 +227,6 @@ def _pretrain(
         tok = load_tokenizer(run.path / "tokenizer")
         run.resumable_checkpoint()
         check_not_finished(run, cfg.train)
-        if run.info.get("data_key") not in (None, cache_key(cfg.data, tok)):
-            say("warning: the corpus files changed since this run started; resuming anyway")
     else:
         # one tokenizer for all ranks: training one is not deterministic across processes
         text = distributed.on_main(lambda: obtain_tokenizer(cfg, say).to_str())
@@ -218,6 +237,8 @@ def _pretrain(
     seed_everything(cfg.seed)
     with distributed.main_first():  # rank 0 builds the token cache; the others open it
         train_set, valid_set, store = build_mlm_datasets(cfg.data, tok, cfg.seed, say)
+    if resume is not None:
+        _check_same_corpus(run, store, say)
     device = resolve_device(cfg.train.device)
     net, objective = pretraining_setup(cfg)
     check_early_stop_metric(cfg.train, objective.metric_names)  # before the run exists
@@ -243,6 +264,7 @@ def _pretrain(
         params=n_params,
         description=cfg.description,
         data_key=store.path.name,
+        tokens_digest=store.content_digest,
         corpus_tokens=store.n_tokens,
         corpus_docs=store.n_docs,
         objective=cfg.objective,

@@ -582,6 +582,32 @@ def save_tokenizer(
     return out
 
 
+def unused_beside_path(cfg: TokenizerConfig) -> str | None:
+    """A warning naming the tokenizer settings a given `tokenizer.path` makes unused (they only
+    shape a tokenizer trained here), so that a run's config.yaml saying `lowercase: true` beside
+    a cased tokenizer is not the only trace of them; None when there are none. A config file's
+    section that `--set tokenizer.path=` replaced is expected to go unused (a study's arm)."""
+    if not cfg.path:
+        return None
+    fields = type(cfg).model_fields
+    given = [
+        f
+        for f in sorted(cfg.model_fields_set - {"path"} - cfg._replaced_by_path)
+        if getattr(cfg, f) != fields[f].default
+    ]
+    if not given:
+        return None
+    shown = ", ".join(
+        f"tokenizer.{f}={str(v).lower() if isinstance(v, bool) else v}"
+        for f in given
+        for v in [getattr(cfg, f)]
+    )
+    return (
+        f"warning: {shown} not used: tokenizer.path={cfg.path} is a tokenizer already trained, "
+        "and these only shape one trained here; drop them, or drop tokenizer.path to train one"
+    )
+
+
 def load_tokenizer(path: str | Path, given_as: str = "tokenizer.path") -> Tokenizer:
     """Load a tokenizer.json (or a directory holding one) that has all five special tokens.
     `given_as`: where the user gave the path (a config key or a command-line option)."""

@@ -230,12 +230,14 @@ def resolve_sources(
     return out
 
 
-def check_read_once(paths: Sequence[tuple[Path, str | None]], where: str) -> None:
+def check_read_once(paths: Sequence[tuple[Path, str | None]], where: str, reading=()) -> None:
     """A file listed twice (by two names, two globs, two sources) would be read twice: its
-    blocks repeat in training, and a random validation split holds copies of training text."""
-    seen: set[tuple[Path, str | None]] = set()
-    for path, split in paths:
-        key = (path.resolve(), split)
+    blocks repeat in training, and a random validation split holds copies of training text.
+    `reading`: each entry's reading options (hashable), so that two sources may read one file
+    differently (a parallel corpus: one source per language column)."""
+    seen: set[tuple] = set()
+    for i, (path, split) in enumerate(paths):
+        key = (path.resolve(), split, reading[i] if reading else None)
         if key in seen:
             raise UserError(
                 f"{path}: listed twice in {where} (resolved to {key[0]}); its text would be "

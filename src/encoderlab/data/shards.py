@@ -109,9 +109,11 @@ def describe_corpus(data: DataConfig) -> list[dict[str, Any]]:
         }
         for i, s in enumerate(corpus_sources(data))
     ]
-    check_read_once(  # across sources: one file in two of them
-        [(Path(f["path"]), f.get("split")) for d in described for f in d["files"] if "path" in f],
+    files = [(f, d["read"]) for d in described for f in d["files"] if "path" in f]
+    check_read_once(  # across sources: one file in two of them, read the same way
+        [(Path(f["path"]), f.get("split")) for f, _ in files],
         "data.corpus / data.sources",
+        reading=[json.dumps(read, sort_keys=True) for _, read in files],
     )
     return described
 
@@ -714,6 +716,13 @@ class ShardStore:
     @property
     def n_docs(self) -> int:
         return int(self.manifest["totals"]["docs"])
+
+    @property
+    def content_digest(self) -> str:
+        """What the tokens are, whatever the files' paths and times (the cache key's): a
+        resume compares it to tell a touched corpus from a changed one."""
+        parts = [(s["source_name"], s["sha256"], s["docs"], s["tokens"]) for s in self.shards]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
 
     @property
     def n_tokens(self) -> int:

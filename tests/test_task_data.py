@@ -159,6 +159,67 @@ def test_where_drops_rows_and_says_how_many(tmp_path: Path) -> None:
         task.read(str(f), cfg(where="type != plot"))
 
 
+def test_where_compares_the_text_written_and_numbers_and_booleans_by_value(tmp_path) -> None:
+    """`lang != no` read `no` as YAML's false and kept every row (one note: "0 dropped");
+    `dup != True` missed a pandas csv's "True", `score != 2` its "2.0"; `lang in [no, xx]`
+    was refused as keeping none of the rows, though the column holds "no"."""
+    f = tmp_path / "t.csv"
+    f.write_text(
+        "text,label,lang,dup,score\n"
+        "a,1,en,False,2.0\nb,0,no,True,1.0\nc,0,en,False,2.5\nd,1,no,False,2.0\n",
+        encoding="utf-8",
+    )
+    read = get_task("classification").read
+
+    def texts(where) -> list[str]:
+        return [e["text"] for e in read(str(f), cfg(where=where))]
+
+    assert texts("lang != no") == texts("lang not in [no]") == ["a", "c"]
+    assert texts("lang in [no, xx]") == texts("lang == 'no'") == ["b", "d"]
+    assert texts("dup != True") == texts("dup == false") == ["a", "c", "d"]
+    assert texts("score != 2") == ["b", "c"]
+    assert texts("score == 2.50") == ["c"]
+    j = tmp_path / "t.jsonl"  # json values: numbers and booleans by value
+    j.write_text(
+        '{"text": "a", "label": 1, "n": 2, "ok": true}\n'
+        '{"text": "b", "label": 0, "n": 2.5, "ok": false}\n',
+        encoding="utf-8",
+    )
+    assert [e["text"] for e in read(str(j), cfg(where=["n == 2.0", "ok == True"]))] == ["a"]
+    assert parse_where("id == 007") == ("id", "in", frozenset({"007"}))  # an id keeps its zeros
+
+
+def test_a_dash_is_no_gold_label_only_as_snli_writes_it(tmp_path) -> None:
+    """A + / - / 0 task trained as two classes: every '-' row was skipped as "without a gold
+    label". SNLI's few '-' rows (annotators disagreed) are still skipped, and said so."""
+    read = get_task("classification").read
+    signs = tmp_path / "signs.csv"
+    signs.write_text(
+        "text,label\n" + "".join(f"t{i},{'+-0'[i % 3]}\n" for i in range(30)), encoding="utf-8"
+    )
+    ex = read(str(signs), cfg())
+    assert sorted({e["label"] for e in ex}) == ["+", "-", "0"] and len(ex) == 30
+    assert not ex.warnings
+    many = tmp_path / "many.csv"  # a class named '-' beside others, a third of the rows
+    many.write_text(
+        "text,label\n" + "".join(f"t{i},{['-', 'a', 'b'][i % 3]}\n" for i in range(30)),
+        encoding="utf-8",
+    )
+    assert sorted({e["label"] for e in read(str(many), cfg())}) == ["-", "a", "b"]
+    snli = tmp_path / "snli.csv"
+    rows = [
+        ("-" if i == 7 else ["entailment", "neutral", "contradiction"][i % 3]) for i in range(60)
+    ]
+    snli.write_text("text,label\n" + "".join(f"t{i},{r}\n" for i, r in enumerate(rows)))
+    ex = read(str(snli), cfg())
+    assert len(ex) == 59 and "-" not in {e["label"] for e in ex}
+    assert any(
+        "skipped 1 rows without a gold label ('-', as SNLI and MNLI mark one, or empty) (first at "
+        "line 9)" in w
+        for w in ex.warnings
+    ), ex.warnings
+
+
 def test_where_parsing() -> None:
     assert parse_where("kind != plot") == ("kind", "not in", frozenset({"plot"}))
     assert parse_where("label == 1") == ("label", "in", frozenset({"1"}))

@@ -48,7 +48,11 @@ from encoderlab.tokenizer import pair_separator, special_ids
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 # SNLI/MNLI mark pairs without annotator consensus with "-": they have no gold label.
-NO_LABEL = {"-", ""}
+NO_LABEL = {""}
+# SNLI and MNLI write "-" where annotators did not agree: no gold label. Read so when a file's
+# "-" rows are few (SNLI: 1-2 %) and no "+" is a label beside them; otherwise "-" is a class
+# (+ / - / 0 sentiment), whose rows were dropped before 2026-12-03
+DASH, DASH_SHARE = "-", 0.05
 BINARY_METRICS = ("f1", "roc_auc")  # of the positive class: two labels only
 
 
@@ -102,7 +106,7 @@ class ClassificationTask(TaskBase):
         has_ids = records.has_column(rows[0][1], cfg.id_column)
         # a submission needs the file's own ids
         examples: Examples = Examples(ids_from_file=has_ids, notes=notes)
-        empty, unlabelled = [], []
+        empty, unlabelled, dashes = [], [], []
         for n, row in rows:
             for col in texts:
                 records.require_cell(path, n, row, col, "text_column")
@@ -125,6 +129,8 @@ class ClassificationTask(TaskBase):
                 if label is None:
                     unlabelled.append(n)
                     continue
+                if label == DASH:
+                    dashes.append(len(examples))
             ex: Example = {
                 "id": _row_id(get(row, cfg.id_column), path, n, cfg)
                 if has_ids
@@ -150,9 +156,20 @@ class ClassificationTask(TaskBase):
                 f"{path}: {len(empty)} rows have empty text (first at line {empty[0]}); their "
                 "predictions come from no text at all"
             )
+        no_gold = ""
+        if (
+            dashes
+            and len(dashes) < DASH_SHARE * len(examples)
+            and "+" not in {ex["label"] for ex in examples}
+        ):
+            unlabelled = sorted(unlabelled + [examples[i]["line"] for i in dashes])
+            for i in reversed(dashes):
+                del examples[i]
+            no_gold = f" ('{DASH}', as SNLI and MNLI mark one, or empty)"
         if unlabelled:
             examples.warnings.append(
-                f"{path}: skipped {len(unlabelled)} rows without a gold label (first at line {unlabelled[0]})"
+                f"{path}: skipped {len(unlabelled)} rows without a gold label{no_gold} (first at "
+                f"line {unlabelled[0]})"
             )
         if not examples:
             raise UserError(f"{path}: no usable rows (all {len(rows)} had empty text or no label)")

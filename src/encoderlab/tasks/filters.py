@@ -2,8 +2,11 @@
 
 A filter is one condition on one column, `COLUMN OP VALUE` with OP one of ==, !=, in,
 not in (`in` takes a YAML list: `lang in [en, de]`). Values compare as text, so
-`label != 2` works on csv cells and json numbers alike. Pure parsing: config validation
-calls `parse_where` to refuse a bad filter before anything is read.
+`label != 2` works on csv cells and json numbers alike. The value is the text written
+(`lang != no` is the text "no", not YAML's false); numbers compare by value (`2` matches a
+cell "2.0") and true/false in any case (`== True` matches a pandas csv's "True" and a json
+true). Pure parsing: config validation calls `parse_where` to refuse a bad filter before
+anything is read.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ def parse_where(text: str) -> tuple[str, str, frozenset[str]]:
             "e.g. 'type != plot' or 'lang in [en, de]'"
         )
     col, op, raw = m["col"].strip("'\""), " ".join(m["op"].split()), m["value"]
-    try:
-        value = yaml.safe_load(raw)
+    try:  # every scalar as the text written: YAML would read `no` as false, `2.0` as 2.0
+        value = yaml.load(raw, Loader=yaml.BaseLoader)
     except yaml.YAMLError:
         value = raw
     if op in ("in", "not in"):
@@ -38,17 +41,29 @@ def parse_where(text: str) -> tuple[str, str, frozenset[str]]:
             raise UserError(f"task.where {text!r}: '{op}' needs a list, e.g. [en, de]")
         values = value
     else:
-        values = [raw.strip("'\"") if isinstance(value, str) else value]
+        values = [raw.strip().strip("'\"")]
         op = "in" if op == "==" else "not in"
+    if any(not isinstance(v, str) for v in values):
+        raise UserError(f"task.where {text!r}: give plain values, e.g. 'lang in [en, de]'")
     return col, op, frozenset(_as_text(v) for v in values)
 
 
+_DECIMAL = re.compile(r"^[+-]?(0|[1-9][0-9]*)(\.[0-9]+)?$")  # not 007: an id keeps its zeros
+
+
 def _as_text(value: Any) -> str:
+    """A cell or a written value as the text they compare by."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return "" if value is None else str(value).strip()
+    text = "" if value is None else str(value).strip()
+    if text.lower() in ("true", "false"):
+        return text.lower()
+    if _DECIMAL.match(text) and "." in text:
+        number = float(text)
+        return str(int(number)) if number.is_integer() else repr(number)
+    return text
 
 
 def row_filter(

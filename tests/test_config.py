@@ -268,6 +268,10 @@ def test_a_bare_bar_in_set_is_the_character() -> None:
 
     assert parse_override("task.label_separator=|") == (["task", "label_separator"], "|")
     assert parse_override("task.label_separator=>") == (["task", "label_separator"], ">")
+    # `-` was YAML's list of one null: "Input should be a valid string (got [None])"
+    for mark in ("-", "?", "!"):
+        assert parse_override(f"task.positive_label={mark}")[1] == mark
+    assert parse_override("train.lr=-1")[1] == -1 and parse_override("x=- a")[1] == ["a"]
 
 
 @pytest.mark.parametrize(

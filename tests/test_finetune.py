@@ -956,6 +956,26 @@ def test_train_examples_is_a_seeded_subset_taken_after_the_validation_split(tmp_
     assert run.info["train_examples"] == 50
 
 
+def test_a_label_column_of_unique_values_and_a_split_that_holds_out_nothing_are_said(tmp_path):
+    """task.label_column naming the id column: 240 one-example classes, no validation example
+    (a label needs two to hold one out), no best checkpoint, and not a word."""
+    from encoderlab.finetuning import read_task_data
+
+    task = get_task("classification")
+    said: list[str] = []
+    data = read_task_data(task, build(base_cfg(tmp_path, task={"label_column": "id"})), said.append)
+    assert data.valid == [] and len(data.labels) == 240
+    assert [m for m in said if m.startswith("warning: task.valid_ratio")] == [
+        f"warning: task.valid_ratio=0.1 held out no examples of {tmp_path / 'train.csv'} (240 "
+        "rows; 240 labels: one needs two examples to hold one out), so the run trains without "
+        "validation (no best checkpoint, no early stopping); is task.label_column ('id') the "
+        "label?"
+    ]
+    said.clear()  # the usual column: nothing said
+    read_task_data(task, build(base_cfg(tmp_path)), said.append)
+    assert not [m for m in said if "labels" in m or "valid_ratio" in m], said
+
+
 def test_validation_on_the_training_data_itself_is_a_warning(tmp_path):
     raw = base_cfg(tmp_path, train={"epochs": 1})
     said: list[str] = []

@@ -236,3 +236,53 @@ def test_a_short_tsv_row_with_a_stray_quote_is_a_short_row_not_a_refusal(tmp_pat
     stray = tmp_path / "stray.tsv"
     stray.write_text('id\ttext\tlabel\n1\t"unclosed\n2\ta 12" pipe\tneg\n3\tmore\tpos\n')
     assert [r["label"] for _, r in iter_rows(stray)] == [None, "neg", "pos"]
+
+
+def test_a_header_row_repeated_mid_file_is_refused_at_its_line(tmp_path):
+    """Two csv files joined with cat: the second header row was read as a row, its label cell
+    a class named "label" (a binary task became three classes, unsaid)."""
+    joined = _write(tmp_path / "train.csv", "id,text,label\n1,a,pos\nid,text,label\n2,b,neg\n")
+    msg = _error(lambda: list(iter_rows(joined)))
+    assert msg == (
+        f"{joined}:3: the header row again (id, text, label), as when two files are joined with "
+        "cat; remove it (keep one header row)"
+    )
+    # a one-column file may well hold its column's name as a value; rows by position too
+    assert len(list(iter_rows(_write(tmp_path / "one.csv", "text\na\ntext\n")))) == 2
+    assert len(list(iter_rows(_write(tmp_path / "pos.csv", "a,b\na,b\n"), header=False))) == 2
+
+
+def test_a_key_twice_in_a_json_row_is_refused_where_it_is(tmp_path):
+    """json keeps the last of two equal keys: {"label": "x", "label": "y"} read as y, unsaid
+    (a csv header naming a column twice was already refused)."""
+    jsonl = _write(
+        tmp_path / "d.jsonl",
+        '{"text": "a", "label": "x"}\n{"text": "b", "label": "x", "label": "y"}\n',
+    )
+    assert _error(lambda: list(iter_rows(jsonl))) == (
+        f"{jsonl}:2: an object has the key 'label' twice, and only its last value would be "
+        "read; keep one of them"
+    )
+    array = _write(tmp_path / "d.json", '[{"text": "a", "text": "b", "label": "x"}]')
+    assert "an object has the key 'text' twice" in _error(lambda: list(iter_rows(array)))
+    nested = _write(tmp_path / "n.jsonl", '{"text": "a", "meta": {"k": 1}, "label": "x"}\n')
+    assert list(iter_rows(nested)) == [(1, {"text": "a", "meta": {"k": 1}, "label": "x"})]
+
+
+def test_a_pandas_table_numbered_both_ways_is_refused_not_read_transposed(tmp_path):
+    """DataFrame(...).to_json() of a frame without column names: {"0": {"0": text, ...},
+    "1": {"0": label, ...}} was read as orient="index", so its two columns became two rows."""
+    both = _write(
+        tmp_path / "p.json",
+        '{"0": {"0": "good film", "1": "bad film"}, "1": {"0": "pos", "1": "neg"}}',
+    )
+    assert "columns and rows are both numbered" in _error(lambda: list(iter_rows(both)))
+    by_column = _write(
+        tmp_path / "c.json", '{"text": {"0": "good", "1": "bad"}, "label": {"0": "p", "1": "n"}}'
+    )
+    assert [r for _, r in iter_rows(by_column)] == [
+        {"text": "good", "label": "p"},
+        {"text": "bad", "label": "n"},
+    ]
+    by_index = _write(tmp_path / "i.json", '{"0": {"text": "good", "label": "p"}}')
+    assert [r for _, r in iter_rows(by_index)] == [{"text": "good", "label": "p"}]

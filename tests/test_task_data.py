@@ -643,3 +643,17 @@ def test_a_filter_that_keeps_nothing_shows_what_the_column_holds(tmp_path: Path)
         match=r"task.where \(label == 1\) keeps none of its 2 rows; 'label' holds 'pos', 'neg'",
     ):
         get_task("classification").read(str(f), cfg(where=["label == 1"]))
+
+
+def test_an_unknown_validation_label_names_a_dozen_known_ones_not_all() -> None:
+    """With thousands of labels the one-line error was kilobytes long."""
+    labels = [f"label{i:04d}" for i in range(3000)]
+    with pytest.raises(UserError) as e:
+        get_task("classification").check_labels(
+            [{"id": "0", "line": 2, "text": "x", "label": "other"}], labels, "valid.csv"
+        )
+    assert str(e.value) == (
+        "valid.csv:2: label 'other' never appears in the training data (labels: "
+        + ", ".join(labels[:12])
+        + ", ...); fix the label or add training examples"
+    )

@@ -106,6 +106,9 @@ def test_pandas_and_numpy_list_texts_nan_and_flag_columns_training_never_sets(tm
         ["c", "[ 3 27]"],  # numpy ints
         ["d", "(none)"],  # parentheses without quotes: a label's own name
         ["e", "()"],  # an empty tuple: no label applies
+        ["f", "{'joy', 'anger'}"],  # a set (a column of sets, to_csv): "{'joy'" was a label
+        ["g", "set()"],  # an empty set: was a label named "set()"
+        ["h", "{braces}"],  # braces without quotes: a label's own name
     ]
     got = read(write_csv(tmp_path / "n.csv", ["text", "labels"], cells), label_column="labels")
     assert [ex["label"] for ex in got] == [
@@ -114,6 +117,9 @@ def test_pandas_and_numpy_list_texts_nan_and_flag_columns_training_never_sets(tm
         ("3", "27"),
         ("(none)",),
         (),
+        ("anger", "joy"),
+        (),
+        ("{braces}",),
     ]
     single = write_jsonl(
         tmp_path / "one.jsonl", [{"text": "x", "labels": [str(i % 2)]} for i in range(12)]

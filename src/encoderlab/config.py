@@ -1076,8 +1076,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() != "" else ""  # noqa: S506
     except yaml.YAMLError:
         value = raw
-    if raw.strip() in ("|", ">", "|-", ">-", "|+", ">+"):  # YAML: an empty block scalar
-        value = raw.strip()  # task.label_separator=| means the character (the README's own)
+    if raw.strip() in ("|", ">", "|-", ">-", "|+", ">+", "-", "?", "!"):
+        # YAML: an empty block scalar, a list of one null, a null key, an empty tag:
+        value = raw.strip()  # task.label_separator=| or =- means the character
     if re.search(r"(?:^|\s)#", raw) and "#" not in str(value):
         # YAML took ` #...` for a comment (`name=run #3` named the run `run`; `task.train=#1.csv`
         # set nothing): one override has no comments, so the value is the text as written

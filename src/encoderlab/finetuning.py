@@ -33,7 +33,14 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from encoderlab import distributed
-from encoderlab.config import FinetuneConfig, ModelConfig, load_config, read_yaml, save_config
+from encoderlab.config import (
+    FinetuneConfig,
+    ModelConfig,
+    TaskConfig,
+    load_config,
+    read_yaml,
+    save_config,
+)
 from encoderlab.errors import UserError
 from encoderlab.heads import PoolerHead, TokenHead
 from encoderlab.hf import import_checkpoint, run_encoder, save_wrapped_config
@@ -638,6 +645,8 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
         )
     if t.metric == "roc_auc":
         _check_both_classes(valid, t.valid or source)
+    if warning := _spread_warning(t, train, valid, labels):
+        say(warning)
     train = [ex for ex in train if task.trainable(ex)]  # what reading counted and said
     if t.train_examples is not None:
         train = _label_budget(train, t.train_examples, cfg.seed, say)
@@ -645,6 +654,27 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
     for result in read:
         show_messages(result, data.shown, say)
     return data
+
+
+def _spread_warning(
+    t: TaskConfig, train: list[Example], valid: list[Example], labels: list[str]
+) -> str | None:
+    """A label column with a different value in most rows (the text column named by mistake)
+    trained as many one-example classes, and a split that held out nothing trained without
+    validation (no best checkpoint, no early stopping), both without a word."""
+    rows = len(train) + (0 if t.valid else len(valid))
+    many = isinstance(t.label_column, str) and rows >= 20 and len(labels) > rows / 2
+    column = f"; is task.label_column ('{t.label_column}') the label?" if many else ""
+    if not valid and not t.valid and t.valid_ratio > 0:
+        why = f"; {len(labels):,} labels: one needs two examples to hold one out" if many else ""
+        return (
+            f"warning: task.valid_ratio={t.valid_ratio:g} held out no examples of {t.train} "
+            f"({rows:,} rows{why}), so the run trains without validation (no best checkpoint, "
+            f"no early stopping){column or '; give task.valid, or raise task.valid_ratio'}"
+        )
+    if many:
+        return f"warning: {t.train}: {len(labels):,} different labels in {rows:,} rows{column}"
+    return None
 
 
 def _check_both_classes(valid: list[Example], where: str) -> None:

@@ -312,10 +312,15 @@ def json_type(value: Any) -> str:
 
 
 def jsonl_objects(
-    path: Path, where: Where, lines: Iterable[tuple[int, int, str]], field: str | None = None
+    path: Path,
+    where: Where,
+    lines: Iterable[tuple[int, int, str]],
+    field: str | None = None,
+    unique: bool = False,
 ) -> Iterator[tuple[int, int, dict[str, Any]]]:
     """(line, offset, object) for each non-blank line of a JSON-lines file. `field` (the key
-    the caller wants) makes the hint for a line that is not an object concrete.
+    the caller wants) makes the hint for a line that is not an object concrete. `unique`: an
+    object with a key twice is an error (a task's row would keep the last value, unsaid).
 
     A JSON array file (one document over many lines) raises even when tolerant: every line
     would be bad, so counting them helps nobody."""
@@ -328,7 +333,7 @@ def jsonl_objects(
             continue
         is_first, first = first, False
         try:
-            obj = _json_value(stripped, where.loc(lineno, offset))
+            obj = _json_value(stripped, where.loc(lineno, offset), unique)
         except json.JSONDecodeError as e:
             if is_first and stripped in ("[", "{"):
                 raise UserError(
@@ -501,7 +506,7 @@ def iter_rows(
             yield from _fasttext_rows(p, lines)
             return
         if fmt == "jsonl":
-            for lineno, _, obj in jsonl_objects(p, where, lines):
+            for lineno, _, obj in jsonl_objects(p, where, lines, unique=True):
                 yield lineno, obj
             return
         delimiter = DELIMITERS[fmt]
@@ -524,6 +529,11 @@ def iter_rows(
                 continue
             if not names:  # no header, columns by position: as many as the first row has
                 names = [str(i) for i in range(len(row))]
+            elif header is True and len(names) > 1 and [c.strip() for c in row] == names:
+                raise UserError(  # its label cell would be a class named after the column
+                    f"{where.loc(lineno, offset)}: the header row again ({', '.join(row)}), "
+                    "as when two files are joined with cat; remove it (keep one header row)"
+                )
             if len(row) > len(names):
                 where.problem(
                     "bad_records", wrong_length(where.loc(lineno, offset), row, names, delimiter)
@@ -596,7 +606,7 @@ def read_text(path: Path) -> str:
 def _json_rows(path: Path, data_key: bool) -> Iterator[Row]:
     text = read_text(path)
     try:
-        data = _json_value(text, str(path))
+        data = _json_value(text, str(path), unique=True)
     except json.JSONDecodeError as e:
         if e.msg == "Extra data" and _object_line(text):  # JSON lines (datasets' to_json)
             yield from iter_rows(path, "jsonl")
@@ -604,7 +614,7 @@ def _json_rows(path: Path, data_key: bool) -> Iterator[Row]:
         raise UserError(
             f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno}); fix the file"
         ) from None
-    data = _pandas_orient(data) or data
+    data = _pandas_orient(data, path) or data
     if data_key and isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
@@ -619,7 +629,7 @@ def _json_rows(path: Path, data_key: bool) -> Iterator[Row]:
         yield i, item
 
 
-def _pandas_orient(data: Any) -> list[dict] | None:
+def _pandas_orient(data: Any, path: Path | str = "") -> list[dict] | None:
     """The rows of what pandas' `DataFrame.to_json` writes other than an array of records:
     its default {"column": {"index": value}}, orient="index" {"index": {"column": value}}
     (told apart by digit-string outer keys, pandas' default index) and orient="split"
@@ -638,6 +648,12 @@ def _pandas_orient(data: Any) -> list[dict] | None:
     if any(list(v) != keys for v in values):
         return None
     if all(str(k).isdigit() for k in data):  # orient="index": one object per row
+        if all(str(k).isdigit() for k in keys):  # or columns named 0, 1, ... by default
+            raise UserError(
+                f"{path}: a pandas to_json table whose columns and rows are both numbered, so "
+                "which is which cannot be told; write it with df.to_json(path, "
+                "orient='records') (or name the columns)"
+            )
         return values
     return [{col: data[col][k] for col in data} for k in keys]  # the default, by column
 
@@ -651,14 +667,32 @@ def _object_line(text: str) -> bool:
         return False
 
 
-def _json_value(text: str, where: str) -> Any:
+class _KeyTwice(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen: set[str] = set()
+        raise _KeyTwice(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return out
+
+
+def _json_value(text: str, where: str, unique: bool = False) -> Any:
     """json.loads, with json's own limits (an integer of over 4,300 digits) a one-line error
     at `where` rather than a traceback; a syntax error is left to the caller. (A lone
-    surrogate escape is checked where a field is used: `lone_surrogate`.)"""
+    surrogate escape is checked where a field is used: `lone_surrogate`.) `unique`: a key
+    twice in one object is an error too (json keeps the last value, unsaid)."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys if unique else None)
     except json.JSONDecodeError:
         raise
+    except _KeyTwice as e:
+        raise UserError(
+            f"{where}: an object has the key '{e}' twice, and only its last value would be "
+            "read; keep one of them"
+        ) from None
     except ValueError as e:
         raise UserError(
             f"{where}: a value JSON cannot read ({str(e).split(':')[0]}); fix it"

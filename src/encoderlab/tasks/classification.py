@@ -273,7 +273,8 @@ class ClassificationTask(TaskBase):
             if ex["label"] is not None and ex["label"] not in known:
                 raise UserError(
                     f"{path}:{ex['line']}: label '{ex['label']}' never appears in the training "
-                    f"data (labels: {', '.join(labels)}); fix the label or add training examples"
+                    f"data (labels: {', '.join(labels[:12])}{', ...' if len(labels) > 12 else ''}"
+                    "); fix the label or add training examples"
                 )
 
     def missing_gold_hint(self, cfg: TaskConfig) -> str:

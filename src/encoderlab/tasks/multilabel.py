@@ -457,11 +457,13 @@ def _label_set(raw: Any, separator: str, path: str, line: int) -> tuple[str, ...
 
 
 def _written_list(text: str) -> bool:
-    """A list as Python, pandas or numpy print it: [...], or (...) holding quoted names (or
-    nothing: an empty tuple)."""
-    if text.startswith("[") or text.endswith("]") or text.replace(" ", "") == "()":
+    """A list as Python, pandas or numpy print it: [...], or (...) / {...} (a set) holding
+    quoted names (or nothing: an empty tuple, `set()`)."""
+    if text.startswith("[") or text.endswith("]") or text.replace(" ", "") in ("()", "set()"):
         return True
-    return text.startswith("(") and text.endswith(")") and ("'" in text or '"' in text)
+    return any(text.startswith(o) and text.endswith(c) for o, c in ("()", "{}")) and (
+        "'" in text or '"' in text
+    )
 
 
 _QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'" + r'|"((?:[^"\\]|\\.)*)"')
@@ -469,10 +471,12 @@ _QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'" + r'|"((?:[^"\\]|\\.)*)"')
 
 def _list_text(text: str, path: str, line: int) -> list[str]:
     """The names in a list written as text: quoted strings (`['a', 'b']`, numpy's `['a'
-    'b']`, a tuple `('a',)`) or bare numbers/words (`[3, 27]`, numpy's `[ 3 27]`). Parsed,
+    'b']`, a tuple `('a',)`, a set `{'a', 'b'}`) or bare numbers/words (`[3, 27]`, numpy's `[ 3 27]`). Parsed,
     never evaluated."""
+    if text.replace(" ", "") == "set()":  # an empty set, as Python prints one
+        return []
     opened, closed = text[:1], text[-1:]
-    pair = {"[": "]", "(": ")"}.get(opened)
+    pair = {"[": "]", "(": ")", "{": "}"}.get(opened)
     if pair is None or closed != pair:
         raise UserError(
             f"{path}:{line}: label cell {_short(text)} looks like a list but is not one; "

@@ -341,3 +341,22 @@ def test_runs_list_shows_the_steps_a_killed_run_logged(tmp_path, capsys):
     assert cli("runs", "list", "--runs-dir", tmp_path) == 0
     row = next(x for x in capsys.readouterr().out.splitlines() if "killed" in x)
     assert " 810 " in row, row
+
+
+def test_every_commands_summary_is_one_paragraph_without_line_breaks():
+    """Typer's help keeps a docstring's line breaks: `encoderlab --help` showed the
+    quickstart's and export's summaries broken mid-sentence."""
+    import click
+    from typer.main import get_command
+
+    from encoderlab.cli import app
+
+    def walk(cmd, path=()):
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, (*path, name))
+        else:
+            yield " ".join(path), cmd
+
+    broken = [p for p, cmd in walk(get_command(app)) if "\n" in (cmd.help or "").split("\n\n")[0]]
+    assert broken == []

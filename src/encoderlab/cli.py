@@ -648,8 +648,7 @@ def export(
         typer.Option("--to-onnx", help="Output file (.onnx): any head, dynamic batch/length."),
     ] = None,
 ) -> None:
-    """Write a run as a checkpoint transformers loads (AutoModelForMaskedLM / ...ForXxx),
-    with a model card, and/or as an ONNX graph for onnxruntime."""
+    """Write a run as a checkpoint transformers loads (AutoModelForMaskedLM / ...ForXxx), with a model card, and/or as an ONNX graph for onnxruntime."""  # noqa: E501 (one line: help keeps line breaks)
     if to_hf is None and to_onnx is None:
         raise UserError(
             "give an output: encoderlab export RUN --to-hf OUT_DIR and/or --to-onnx model.onnx"
@@ -720,8 +719,7 @@ def study_run(
         str | None, typer.Option("--profile", help="A profile of the study file, e.g. full (GPU).")
     ] = None,
 ) -> None:
-    """Run every arm of a study, one process each: done arms are skipped, an interrupted arm
-    resumes, a failed one is retried; then the report is written."""
+    """Run every arm of a study, one process each: done arms are skipped, an interrupted arm resumes, a failed one is retried; then the report is written."""  # noqa: E501
     from encoderlab.study import study_command
 
     study_command(str(study), profile, say=say)
@@ -786,8 +784,7 @@ def model_show(
     overrides: SetOpt = None,
     seq_len: Annotated[int | None, typer.Option("--seq-len")] = None,
 ) -> None:
-    """Each layer's input/output shape and parameters, and the totals (CONFIG: a YAML config
-    or a run directory)."""
+    """Each layer's input/output shape and parameters, and the totals (CONFIG: a YAML config or a run directory)."""  # noqa: E501
     from encoderlab.config import Config, FinetuneConfig, load_config, read_yaml
     from encoderlab.summary import print_model_summary
 
@@ -958,9 +955,7 @@ def quickstart(
         ),
     ] = "minilm",
 ) -> None:
-    """Pretrain a small encoder on real review text (from PyPI), fine-tune it, the same
-    encoder from scratch and a hub encoder on review sentiment, and report what pretraining
-    bought."""
+    """Pretrain a small encoder on real review text (from PyPI), fine-tune it, the same encoder from scratch and a hub encoder on review sentiment, and report what pretraining bought."""  # noqa: E501
     from encoderlab.quickstart import run_quickstart
 
     run_quickstart(

@@ -397,6 +397,17 @@ def test_warmup_and_decay_are_fractions_of_a_binding_time_budget():
     assert lr_factor(cfg, 5, 100, 0.01) == pytest.approx(0.6)
 
 
+def test_a_budget_bound_warmup_never_lifts_the_lr_above_train_lr():
+    """The steps' warmup (rounded down: 26 steps x 0.1 = 2) ended while the budget's share was
+    still inside its 10 %: (step + 1) / warmup gave 1.5x train.lr, 2x with one warmup step."""
+    cfg = TrainConfig(warmup_ratio=0.1, epochs=1, schedule="linear", time_budget_min=1)
+    for step, total, progress in ((2, 26, 0.0885), (1, 15, 0.0833), (64, 645, 0.0996)):
+        assert lr_factor(cfg, step, total, progress) <= 1.0
+    assert lr_factor(cfg, 2, 26, 0.0885) == pytest.approx(1.0)  # warmup: ceil(2.6) = 3 steps
+    # rounded up, as transformers does: 15 steps x 0.1 warm up over 2 (int(1.5) gave 1: none)
+    assert lr_factor(TrainConfig(warmup_ratio=0.1), 0, 15, 0.0) == pytest.approx(0.5)
+
+
 @pytest.mark.slow  # 7-10 s: the default suite keeps its 5-minute bar
 def test_budget_run_ends_within_its_budget_including_the_end(tmp_path):
     """A whole-run budget leaves time for the final evaluation and the caller's predictions

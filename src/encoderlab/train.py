@@ -1340,13 +1340,14 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int | None, progress: fl
     if cfg.schedule == "onecycle" and "warmup_ratio" not in cfg.model_fields_set:
         ratio = ratio or 0.3  # OneCycleLR's pct_start, unless the config set a ratio
     warmup = cfg.warmup_steps
-    if warmup == 0 and total_steps:
-        warmup = int(ratio * total_steps)
+    if warmup == 0 and total_steps:  # rounded up, as transformers' get_warmup_steps: a
+        warmup = math.ceil(ratio * total_steps)  # ratio of a short run still warms up
     by_steps = step / total_steps if total_steps else 0.0
     decay_steps = step - warmup  # optimizer steps since warmup ended
     if progress > by_steps and cfg.warmup_steps == 0:  # the budget binds: fractions of it
         if progress < ratio:
-            return max(progress / ratio, (step + 1) / warmup if warmup else 0.0)
+            # never above 1: steps can end warmup before the budget's share does
+            return min(1.0, max(progress / ratio, (step + 1) / warmup if warmup else 0.0))
         frac = (progress - ratio) / (1.0 - ratio)
         decay_steps = round(step * frac * (1.0 - ratio) / progress)  # at the speed so far
     else:

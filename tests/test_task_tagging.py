@@ -333,6 +333,24 @@ def test_klue_words_get_the_tag_of_their_first_entity_character(tmp_path):
     assert len(ex.warnings) == 1 and "1 entities share a word" in ex.warnings[0]
 
 
+def test_an_entity_dropped_in_a_shared_word_leaves_no_fragment_and_joins_nothing(tmp_path):
+    """KLUE dev 00373 and 02238: the second entity starts inside the first one's last word, so
+    it is dropped; its later words used to continue the first entity (one PS entity of three
+    words, in neither annotation) or become a fragment entity of their own ("칼초)가", OG)."""
+    text = (
+        KLUE_HEADER
+        + klue_sentence("a", "<슈퍼 마리오:PS>(<밥 호킨스:PS>) 영화")
+        + "\n"
+        + klue_sentence("b", "<다비네 아스토리:PS>(<칼리아리 칼초:OG>)가 <서울:LC>에")
+        + "\n"
+    )
+    ex = TaggingTask().read(write(tmp_path, "klue-ner.tsv", text), cfg())
+    assert ex[0]["tags"] == ["B-PS", "I-PS", "O", "O"]
+    assert ex[1]["tokens"] == ["다비네", "아스토리(칼리아리", "칼초)가", "서울에"]
+    assert ex[1]["tags"] == ["B-PS", "I-PS", "O", "B-LC"]
+    assert len(ex.warnings) == 1 and "2 entities share a word" in ex.warnings[0]
+
+
 def test_klue_bad_row(tmp_path):
     text = KLUE_HEADER + "## s0\t가나\n가\tO\n나\tO\tX\n"
     with pytest.raises(UserError, match=r"klue\.tsv:5: 3 tab-separated columns, expected 2"):

@@ -429,38 +429,48 @@ def _units_to_words(
     Words are the runs between whitespace characters. A word's tag is the tag of its first
     character inside an entity (see the module docstring). Entities lost on the way (a later
     entity in a word that already has one) are counted: character-level entities minus
-    word-level ones.
+    word-level ones. A lost entity's later words are O: `<슈퍼 마리오:PS>(<밥 호킨스:PS>)` is
+    one PS entity of two words, not three (until 2026-12-03 호킨스 continued it).
     """
     words: list[str] = []
     tags: list[str] = []
     chars: list[str] = []
-    ctags: list[str] = []
+    cents: list[tuple[int, bool, str]] = []  # per character: (entity id, starts it, type)
+    carried = -1  # the entity the last word's tag stands for (-1: none)
 
     def flush() -> None:
+        nonlocal carried
         if not chars:
             return
-        tag = "O"
-        prev_type = _split_tag(tags[-1])[1] if tags else ""
-        for k, t in enumerate(ctags):
-            prefix, ty = _split_tag(t)
-            if prefix == "O":
+        tag, tagged = "O", -1
+        for k, (ent, starts, ty) in enumerate(cents):
+            if ent < 0:
                 continue
-            if k == 0 and prefix == "I" and prev_type == ty:
-                tag = "I-" + ty  # the previous word's entity goes on
-            else:
-                tag = "B-" + ty
-            break
+            if k == 0 and not starts and ent == carried:
+                tag, tagged = "I-" + ty, ent  # the previous word's entity goes on
+                break
+            if starts:
+                tag, tagged = "B-" + ty, ent
+                break
+            # the rest of an entity that a word before could not carry (one word, one
+            # entity): dropped with its start, not a fragment nor joined to another entity
         words.append("".join(chars))
         tags.append(tag)
+        carried = tagged
         chars.clear()
-        ctags.clear()
+        cents.clear()
 
+    ent, prev_type = -1, ""
     for ch, t in units:
+        prefix, ty = _split_tag(t)
+        starts = prefix == "B" or (prefix == "I" and ty != prev_type)
+        ent += starts
+        prev_type = "" if prefix == "O" else ty
         if ch.isspace():
             flush()
         else:
             chars.append(ch)
-            ctags.append(t)
+            cents.append((ent if prefix != "O" else -1, starts, ty))
     flush()
     dropped = len(entities([t for _, t in units])) - len(entities(tags))
     return words, tags, max(0, dropped)

@@ -403,8 +403,11 @@ def test_encode_says_when_it_cuts_a_long_question(tmp_path: Path, tokenizers: di
             "The cafe\u0301 in Bogota\u0301 serves cre\u0300me bru\u0302le\u0301e daily.",
             "Bogota\u0301",
         ),
+        # compatibility jamo (ㅋ ㅠ, as typed in reviews): NFKC composes ㅋㅠ into 큐, whose
+        # token maps back to ㅋ alone: the answer ended as ㅋ
+        ("정답은 ㄱㅏ 입니다. 다른 답은 ㅋㅠ 입니다.", "ㅋㅠ"),
     ],
-    ids=["nfd-korean", "nfd-korean-2", "combining-accents"],
+    ids=["nfd-korean", "nfd-korean-2", "combining-accents", "compatibility-jamo"],
 )
 def test_spans_cover_whole_characters(
     tokenizers: dict, kind: str, context: str, answer: str

@@ -451,7 +451,9 @@ def _whole_characters(context: str, offsets: np.ndarray) -> np.ndarray:
     points) becomes one character, and the tokenizer maps a token made of it back to its first
     code point only; an answer ending there would end on a bare jamo (or before an accent).
     A span's end moves over the marks and jamo that continue its last character, and a start
-    inside such a sequence moves back to its first code point."""
+    inside such a sequence moves back to its first code point. Then an end moves over the
+    visible characters no token covers before the next token: NFKC composes compatibility
+    jamo (ㄱㅏ becomes 가), and the token maps back to ㄱ alone, so an answer ㄱㅏ ended as ㄱ."""
     n = len(context)
     for row in offsets:
         a, b = int(row[0]), int(row[1])
@@ -462,7 +464,24 @@ def _whole_characters(context: str, offsets: np.ndarray) -> np.ndarray:
         while b < n and _continues(context[b]):
             b += 1
         row[0], row[1] = a, b
+    following, widened = n, {}  # the next token's start; (a, b) -> b for tokens of one span
+    for row in offsets[::-1]:
+        a, b = int(row[0]), int(row[1])
+        if a >= b:
+            continue
+        end = widened.get((a, b), b)
+        while end < following and _uncovered_part(context[end]):
+            end += 1
+        widened[(a, b)] = end
+        row[1] = end
+        following = min(following, a)
     return offsets
+
+
+def _uncovered_part(ch: str) -> bool:
+    """A character no token covers that still belongs to the word before it (not a space, a
+    control or a format character such as a zero-width space)."""
+    return not ch.isspace() and unicodedata.category(ch) not in ("Cc", "Cf")
 
 
 def _char_to_tokens(offsets: np.ndarray, a: int, b: int) -> tuple[int, int] | None:

@@ -533,6 +533,7 @@ ONE_TEXT_TASKS = ("classification", "tagging", "pos", "qa")
 TASK_OPTIONS = {
     "qa": ("doc_stride", "max_query_len", "max_answer_len", "n_best", "f1"),
     "tagging/pos": ("tag_column",),
+    "regression": ("target_mean", "target_std"),
 }
 
 
@@ -598,6 +599,16 @@ class TaskConfig(Section):
     # plain: tags as they are, no entity scheme (task.type pos sets it: part-of-speech tags)
     tag_scheme: Literal["auto", "bio", "iob1", "plain"] = "auto"
     tag_column: int = -1  # CoNLL: which whitespace-separated column holds the tag
+    # regression: the model learns (score - target_mean) / target_std and predictions are mapped
+    # back, so scores far from 0 (prices, 1-1000 ratings) train as STS's 0-5 do; None: the
+    # training scores' mean and standard deviation (the run's config.yaml records them)
+    target_mean: float | None = None
+    target_std: float | None = Field(None, gt=0)
+
+    def target_scale(self) -> tuple[float, float]:
+        """Regression: (mean, std) the model's output is in units of, score = output * std +
+        mean; (0, 1) for runs made before 2026-12-03, which learned the scores as they are."""
+        return self.target_mean or 0.0, self.target_std or 1.0
 
     @field_validator("type")
     @classmethod

@@ -650,6 +650,7 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
     train = [ex for ex in train if task.trainable(ex)]  # what reading counted and said
     if t.train_examples is not None:
         train = _label_budget(train, t.train_examples, cfg.seed, say)
+    task.fit_settings(t, train)
     data = TaskData(train, valid, test, labels, source)
     for result in read:
         show_messages(result, data.shown, say)

@@ -1127,12 +1127,16 @@ def _finetune_export(
                 f"(BertForSequenceClassification); exportable heads: {_SEQUENCE_HEADS}"
             )
         arch = "BertForSequenceClassification"
+        weight, bias = head["out.weight"], head["out.bias"]
+        if getattr(spec, "type", None) == "regression":  # transformers gives the score itself
+            mean, std = cfg.task.target_scale()
+            weight, bias = weight * std, bias * std + mean
         state.update(
             {
                 "bert.pooler.dense.weight": head["dense.weight"],
                 "bert.pooler.dense.bias": head["dense.bias"],
-                "classifier.weight": head["out.weight"],
-                "classifier.bias": head["out.bias"],
+                "classifier.weight": weight,
+                "classifier.bias": bias,
             }
         )
     elif head_kind == "token":

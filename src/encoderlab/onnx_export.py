@@ -108,6 +108,11 @@ def run_logits_model(run: Run) -> tuple[nn.Module, dict[str, Any]]:
             f"{run.path}: run kind {kind!r} cannot be exported; use a pretraining or fine-tuning run"
         )
     load_run_weights(model, ckpt / "model.safetensors")
+    if kind == "finetune/regression":  # the graph gives the score itself, not its z-score
+        mean, std = cfg.task.target_scale()
+        with torch.no_grad():
+            model.head.out.weight.mul_(std)
+            model.head.out.bias.mul_(std).add_(mean)
     meta |= {"checkpoint": ckpt.name, "opset": OPSET, "inputs": list(INPUTS)}
     meta.setdefault("max_len", mc.max_len)
     return _Logits(model, mlm=kind == "pretrain").eval(), meta

@@ -100,6 +100,8 @@ class Task(Protocol):
 
     def trainable(self, example: Example) -> bool: ...
 
+    def fit_settings(self, cfg: TaskConfig, train: list[Example]) -> None: ...
+
     def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example: ...
 
     def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None: ...
@@ -233,6 +235,10 @@ class TaskBase:
         """Whether a training example gives a target (all do, but a QA question whose answers
         cannot be placed in its context: scored in evaluation, left out of training)."""
         return True
+
+    def fit_settings(self, cfg: TaskConfig, train: list[Example]) -> None:
+        """Fill task settings learned from the training examples that the config left unset
+        (regression: the scores' scale), before the run's config.yaml records them."""
 
     def loss_weights(
         self, examples: list[Example], labels: list[str], cfg: TaskConfig

@@ -111,7 +111,7 @@ def test_zst_roundtrip_or_clear_error(tmp_path, monkeypatch):
     p = write(tmp_path / "b.txt.zst", b"\x28\xb5\x2f\xfd")
     monkeypatch.setitem(sys.modules, "zstandard", None)  # import now raises ImportError
     msg = error(p)
-    assert "b.txt.zst" in msg and "pip install zstandard" in msg
+    assert "b.txt.zst" in msg and "pip install 'encoderlab[corpus]'" in msg
 
 
 def test_max_documents_spans_files_and_stops_reading(tmp_path):
@@ -305,3 +305,25 @@ def test_an_empty_corpus_entry_is_named_by_its_key_not_taken_for_this_folder(tmp
     assert str(e.value).startswith("no corpus files given; set tokenizer.train_files to a list")
     with pytest.raises(UserError, match=r"^data.corpus: entry 1 is empty"):
         docs(Path(" "))
+
+
+def test_a_missing_reader_package_is_named_before_the_token_cache_is_made(tmp_path, monkeypatch):
+    """With a tokenizer given, a .zst (or .parquet, .xlsx) corpus without its package failed
+    only when read: the cache folder, its .lock and units.json (and the other files' shards)
+    were left behind."""
+    from encoderlab.config import DataConfig, TokenizerConfig
+    from encoderlab.data.shards import prepare_shards
+    from encoderlab.tokenizer import train_tokenizer
+
+    plain = write(tmp_path / "a.txt", "alpha beta gamma\n" * 20)
+    packed = write(tmp_path / "b.txt.zst", b"\x28\xb5\x2f\xfd")
+    tok = train_tokenizer(["alpha beta gamma"] * 20, TokenizerConfig(vocab_size=60))
+    monkeypatch.setitem(sys.modules, "zstandard", None)
+    cache = tmp_path / "cache"
+    data = DataConfig(corpus=[str(plain), str(packed)], cache_dir=str(cache))
+    with pytest.raises(UserError) as e:
+        prepare_shards(data, tok, log=lambda m: None)
+    assert str(e.value) == (
+        f"{packed}: reading .zst files needs zstandard; run `pip install 'encoderlab[corpus]'`"
+    )
+    assert not cache.exists()

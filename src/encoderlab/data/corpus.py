@@ -444,6 +444,35 @@ def _as_source(entry: str | Path, fmt: str) -> Source:
     return Source("file", p)
 
 
+def require_readers(
+    entries: Sequence[str | Path], fmt: str = "auto", key: str = "data.corpus"
+) -> None:
+    """The one-line error a reader would give for a package it lacks (an extra not installed),
+    given before a token cache or run folder is made: found only when the file was read, it
+    left a half-made cache behind (a .lock and units.json; with other files, their shards)."""
+    import sys
+    from importlib.util import find_spec
+
+    for src in resolve_sources(entries, fmt, key):
+        if src.kind != "file":
+            needs = [("datasets", "reading Hugging Face datasets", "hf")]
+        else:
+            assert src.path is not None
+            kind = _kind(src.path, fmt)
+            needs = []
+            if kind in _PARQUET:
+                needs.append(("pyarrow", "reading .parquet files", "corpus"))
+            if kind in _XLSX:
+                needs.append(("openpyxl", "reading .xlsx files", "corpus"))
+            if src.path.suffix.lower() == ".zst":
+                needs.append(("zstandard", "reading .zst files", "corpus"))
+        for module, what, extra in needs:
+            if (sys.modules[module] is None) if module in sys.modules else not find_spec(module):
+                raise UserError(
+                    f"{src}: {what} needs {module}; run `pip install 'encoderlab[{extra}]'`"
+                )
+
+
 def _kind(path: Path, fmt: str) -> str:
     """The format of a file: a suffix such as '.jsonl', or 'txt'."""
     if fmt != "auto":

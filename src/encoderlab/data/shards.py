@@ -40,6 +40,7 @@ from encoderlab.data.corpus import (
     check_read_once,
     describe_sources,
     iter_source,
+    require_readers,
     resolve_sources,
     splittable,
 )
@@ -353,6 +354,8 @@ def prepare_shards(
     root = Path(data.cache_dir) / key
     if (root / "manifest.json").is_file():
         return _intact(root)
+    for i, source in enumerate(corpus_sources(data)):  # before anything is made
+        require_readers(source.files, read_options(source, data)["fmt"], source_key(data, i))
     try:
         root.mkdir(parents=True, exist_ok=True)
     except (FileNotFoundError, NotADirectoryError, FileExistsError) as e:

@@ -100,7 +100,7 @@ def open_binary(path: Path) -> IO[bytes]:
         except ImportError:
             raise UserError(
                 f"{path}: reading .zst files needs the zstandard package; "
-                "run `pip install zstandard` or decompress the file"
+                "run `pip install 'encoderlab[corpus]'` or decompress the file"
             ) from None
         raw = open(path, "rb")  # noqa: SIM115 - closed with the reader
         return io.BufferedReader(_ZstdFrames(raw, zstandard.ZstdDecompressor()))

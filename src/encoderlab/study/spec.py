@@ -426,6 +426,7 @@ def _check_configs(p: Path, study: Study, which: str = "", files: bool = True) -
             if files:
                 _check_data_files(cfg)
                 _check_init(cfg)
+                _check_packages(cfg)
         except UserError as err:
             # the overrides come from this file, not from a --set on the command line
             said = re.sub(r"^--set\b:?", "overrides:", str(err))
@@ -455,6 +456,28 @@ def _check_data_files(cfg: Any) -> None:
             continue
         if not Path(value).exists():
             raise UserError(f"{key}={value}: no such file (from {Path.cwd()}); fix the path")
+
+
+def _check_packages(cfg: Any) -> None:
+    """What an entry needs installed (an extra): transformers for init=hf:, the readers of its
+    data files, its trackers. Found by the arm's own run, it failed after the stage and the
+    arms before it had run."""
+    from encoderlab.data.corpus import file_packages, installed
+    from encoderlab.loggers import check_installed
+
+    init = str(getattr(cfg, "init", "scratch")).strip()
+    if init.startswith("hf:") and not installed("transformers"):
+        raise UserError(
+            f"init={init}: fine-tuning a hub encoder needs transformers; run `pip install "
+            "'encoderlab[hf]'`"
+        )
+    for key, value in named_data_files(cfg):
+        for module, what, extra in file_packages(value):
+            if not installed(module):
+                raise UserError(
+                    f"{key}={value}: {what} needs {module}; run `pip install 'encoderlab[{extra}]'`"
+                )
+    check_installed(cfg.train.loggers)
 
 
 def _check_init(cfg: Any) -> None:

@@ -360,3 +360,27 @@ def test_every_commands_summary_is_one_paragraph_without_line_breaks():
 
     broken = [p for p, cmd in walk(get_command(app)) if "\n" in (cmd.help or "").split("\n\n")[0]]
     assert broken == []
+
+
+def test_init_hf_without_transformers_is_one_line_before_any_defaults_warning(
+    tmp_path, monkeypatch, capsys
+):
+    """`finetune ft.yaml --set init=hf:DIR` with the file's scratch lr printed the
+    learning-rate warning and then the [hf] error: two lines where one was promised."""
+    import sys
+
+    from conftest import run_cli
+
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text(
+        "task: {type: classification, train: train.csv}\ntrain: {lr: 0.001}\n"
+        f"runs_dir: {tmp_path / 'runs'}\n"
+    )
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    capsys.readouterr()
+    assert run_cli("finetune", cfg, "--set", f"init=hf:{tmp_path}") == 2
+    out = capsys.readouterr()
+    assert out.err.strip().splitlines() == [
+        "error: Hugging Face interop needs transformers: pip install 'encoderlab[hf]'"
+    ]
+    assert not (tmp_path / "runs").exists()

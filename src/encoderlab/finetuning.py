@@ -43,7 +43,7 @@ from encoderlab.config import (
 )
 from encoderlab.errors import UserError
 from encoderlab.heads import PoolerHead, TokenHead
-from encoderlab.hf import import_checkpoint, run_encoder, save_wrapped_config
+from encoderlab.hf import import_checkpoint, require_transformers, run_encoder, save_wrapped_config
 from encoderlab.inference import (
     EvalBatches,
     FeatureSet,
@@ -761,6 +761,8 @@ def _finetune_from(
     else:
         assert cfg is not None
         check_runs_dir(cfg.runs_dir)  # before the data, tokenizer and self-pretraining
+        if cfg.init.strip().startswith("hf:"):
+            require_transformers()  # its one line before the defaults' warnings, not after them
         cfg = resolve_defaults(cfg, distributed.main_says(say))
     assert cfg is not None
     with distributed.session(resolve_device(cfg.train.device)):

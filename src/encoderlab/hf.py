@@ -85,7 +85,7 @@ _EXPORT_ACT = {"gelu": "gelu", "relu": "relu", "swish": "silu"}
 _IGNORABLE = ("embeddings.position_ids", "embeddings.token_type_ids")
 
 
-def _transformers() -> Any:
+def require_transformers() -> Any:
     try:
         import transformers
     except ImportError:
@@ -100,7 +100,7 @@ def _quiet_transformers() -> Iterator[None]:
     """transformers logs every unused head weight when loading a base model; that is expected."""
     import logging as std_logging
 
-    logging = _transformers().utils.logging
+    logging = require_transformers().utils.logging
     hub = std_logging.getLogger("huggingface_hub")  # offline: a warning per failed request
     before, hub_before = logging.get_verbosity(), hub.level
     bars = logging.is_progress_bar_enabled()
@@ -235,7 +235,7 @@ def load_hf_tokenizer(source: str, trust_remote_code: bool = False) -> Tokenizer
 
     if own_file and not (local / "tokenizer_config.json").is_file():
         return as_saved()
-    transformers = _transformers()
+    transformers = require_transformers()
     try:
         with _quiet_transformers():
             hf_tok = transformers.AutoTokenizer.from_pretrained(
@@ -508,7 +508,7 @@ def import_checkpoint(
 
     The checkpoint's own code runs only with `trust_remote_code`, pickled weights load only
     with `allow_pickle` (the config's hf_trust_remote_code / hf_allow_pickle)."""
-    transformers = _transformers()
+    transformers = require_transformers()
     source = resolve_source(spec)
     if Path(source).is_dir():
         _check_local_checkpoint(Path(source), spec, trust_remote_code, allow_pickle)
@@ -736,7 +736,7 @@ def wrapped_encoder(run_dir: Path) -> HFEncoder | None:
     except (OSError, ValueError) as e:
         raise UserError(f"{folder}: cannot read config.json ({first_line(e)})") from None
     refuse_remote_code(saved, str(folder), trust)
-    transformers = _transformers()
+    transformers = require_transformers()
     try:
         with _quiet_transformers():
             config = transformers.AutoConfig.from_pretrained(str(folder), trust_remote_code=trust)
@@ -1234,7 +1234,7 @@ def export_run(
     AutoModelFor{SequenceClassification,TokenClassification,QuestionAnswering}.
     """
     check_export_dir(out_dir)
-    transformers = _transformers()
+    transformers = require_transformers()
     run = Run.open(run_dir)
     kind = str(run.info.get("kind", ""))
     if (run.path / WRAPPED_DIR / "config.json").is_file():

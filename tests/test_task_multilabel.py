@@ -490,3 +490,47 @@ def test_thresholds_found_and_checked_before_any_work(tmp_path, capsys):
     assert TaskConfig(type="multilabel", threshold={1: 0.3}).threshold == {"1": 0.3}
     with pytest.raises(ValidationError, match="threshold for 'a': True is not a number"):
         TaskConfig(type="multilabel", threshold={"a": True})
+
+
+def test_a_perfect_model_is_not_called_collapsed_when_its_sets_are_written_in_other_orders():
+    """one_answer compared the gold tuple (sorted) with the prediction (in the columns'
+    order): a model right on every row 'answered pos, neg for all 20 (0% of them are that)'."""
+    task = get_task("multilabel")
+    rows = [{"gold": ["neg", "pos"], "prediction": ["pos", "neg"], "correct": True}] * 20
+    assert task.one_answer(rows) is None
+    # and prediction rows write gold in the labels' order, as the prediction is
+    ex = [{"id": "0", "line": 2, "text": "x", "label": ("neg", "pos")}]
+    (row,) = task.prediction_rows(
+        [{"labels": ["pos", "neg"], "probs": [0.9, 0.8]}], ex, ["pos", "neg"]
+    )
+    assert row["gold"] == ["pos", "neg"] == row["prediction"] and row["correct"] is True
+
+
+def test_the_split_never_holds_out_every_example_of_a_label():
+    """The top-up to exactly k held out a rare label's only example (5 of 200 random splits):
+    an output never trained on a positive, scored as a miss, without a word."""
+    from encoderlab.config import TaskConfig
+
+    sets = [("13", "32"), ("14",), ("22",), ("14", "18"), ("14",), ("22",), ("32",), ("15",)]
+    sets += [("19",), ("24",), ("14",), ("14",), ("14", "18"), ("14",), ("24",), ("4", "9")]
+    sets += [("15", "16"), ("16", "26"), ("14",), ("32",), ("28",)]
+    ex = [{"id": str(i), "line": i + 2, "text": f"t{i}", "label": s} for i, s in enumerate(sets)]
+    task = get_task("multilabel")
+    train, valid = task.split(ex, TaskConfig(type="multilabel", valid_ratio=0.1), 199)
+    assert len(valid) == 2 and len(train) == 19
+    assert {x for e in valid for x in e["label"]} <= {x for e in train for x in e["label"]}
+    rng = random.Random(0)
+    for seed in range(200):
+        n, k = rng.randint(20, 200), rng.randint(3, 40)
+        weights = [1 / (j + 1) ** 1.5 for j in range(k)]
+        sets = [
+            tuple(
+                sorted(set(rng.choices([str(j) for j in range(k)], weights, k=rng.randint(0, 3))))
+            )
+            for _ in range(n)
+        ]
+        ex = [{"id": str(i), "line": i, "text": "t", "label": s} for i, s in enumerate(sets)]
+        train, valid = task.split(ex, TaskConfig(type="multilabel", valid_ratio=0.1), seed)
+        assert len(train) + len(valid) == n and abs(len(valid) - round(0.1 * n)) <= 1
+        trained = {x for e in train for x in e["label"]}
+        assert {x for e in valid for x in e["label"]} <= trained, seed

@@ -333,15 +333,16 @@ class MultiLabelTask(ColumnPairs, ClassificationTask):
         labelled = [r for r in rows if r.get("gold") is not None]
         if len(labelled) < MIN_ROWS_TO_JUDGE:
             return None
-        answer, n = Counter(tuple(r["prediction"]) for r in labelled).most_common(1)[0]
-        share = sum(tuple(r["gold"]) == answer for r in labelled) / len(labelled)
+        # as sets: gold is written sorted, a prediction in the labels' (columns') order
+        answer, n = Counter(_as_set(r["prediction"]) for r in labelled).most_common(1)[0]
+        share = sum(_as_set(r["gold"]) == answer for r in labelled) / len(labelled)
         if n < ONE_ANSWER_SHARE * len(labelled) or share >= ONE_ANSWER_SHARE:
             return None
         every = "all" if n == len(labelled) else f"{n:,} of the"
         return f"answers {_set_name(answer)} for {every} {len(labelled):,} examples ({share:.0%} of them are that)"
 
     def baseline(self, rows: list[dict[str, Any]]) -> str | None:
-        golds = [tuple(r["gold"]) for r in rows if r.get("gold") is not None]
+        golds = [_as_set(r["gold"]) for r in rows if r.get("gold") is not None]
         if len(golds) < MIN_ROWS_TO_JUDGE:
             return None
         answer = Counter(golds).most_common(1)[0][0]
@@ -358,6 +359,9 @@ class MultiLabelTask(ColumnPairs, ClassificationTask):
         for ex, p in zip(examples, predictions, strict=True):
             row = input_row(ex)
             gold = None if ex["label"] is None else list(ex["label"])
+            if gold is not None:  # in the labels' order, as the prediction is
+                order = {name: j for j, name in enumerate(labels)}
+                gold.sort(key=lambda g: order.get(g, len(order)))
             row.update(
                 gold=gold,
                 prediction=p["labels"],
@@ -366,6 +370,11 @@ class MultiLabelTask(ColumnPairs, ClassificationTask):
             )
             rows.append(row)
         return rows
+
+
+def _as_set(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """A label set as one canonical tuple, whatever order it was written in."""
+    return tuple(sorted(names, key=_label_key))
 
 
 def _columns(cfg: TaskConfig) -> list[str | int]:
@@ -613,7 +622,36 @@ def iterative_stratification(label_sets: list[tuple[str, ...]], k: int, seed: in
                 if left_count[x] and x != label:
                     heapq.heappush(heap, (left_count[x], float(rng.random()), x))
         left_count.pop(label, None)
-    return _exactly(held, label_sets, k, want, rng)
+    held = _exactly(held, label_sets, k, want, rng)
+    return _every_label_trained(held, label_sets, by_label, k, rng)
+
+
+def _every_label_trained(
+    held: set[int],
+    label_sets: list[tuple[str, ...]],
+    by_label: dict[str, list[int]],
+    k: int,
+    rng: np.random.Generator,
+) -> set[int]:
+    """`held` with one example of every label that lost all of them to it put back, and as
+    many others held out in their place whose labels keep a training example: the top-up to
+    k could hold out a rare label's only example, an output never trained on a positive and
+    scored as a miss (5 of 200 random splits)."""
+    trained = {x: sum(i not in held for i in ids) for x, ids in by_label.items()}
+    for x, ids in sorted(by_label.items()):
+        if trained[x] == 0:
+            back = min(ids, key=lambda i: (len(label_sets[i]), i))  # the fewest other labels
+            held.discard(back)
+            for y in set(label_sets[back]):
+                trained[y] += 1
+    for i in rng.permutation(len(label_sets)).tolist():
+        if len(held) >= k:
+            break
+        if i not in held and all(trained[x] >= 2 for x in set(label_sets[i])):
+            held.add(i)
+            for x in set(label_sets[i]):
+                trained[x] -= 1
+    return held
 
 
 def _exactly(

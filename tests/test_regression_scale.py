@@ -19,6 +19,8 @@ from conftest import run_cli
 from encoderlab.config import FinetuneConfig
 from encoderlab.finetuning import finetune
 from encoderlab.inference import load_finetuned
+from encoderlab.tasks import register
+from encoderlab.tasks.regression import RegressionTask
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 
@@ -75,12 +77,21 @@ def test_scores_far_from_zero_are_learned_and_predicted_in_their_units(tmp_path)
     assert raw_rows[0]["prediction"] < 500
 
 
-def test_a_runs_exports_give_the_score_in_its_units(tmp_path):
+@register
+class PriceTask(RegressionTask):
+    """A plugin's task built on regression (its scale too)."""
+
+    type = "test-price"
+
+
+@pytest.mark.parametrize("task_type", ["regression", "test-price"])
+def test_a_runs_exports_give_the_score_in_its_units(tmp_path, task_type):
     """The exported head is the run's head with the scale folded in: transformers and
-    onnxruntime give the number `predict` gives, not its z-score."""
+    onnxruntime give the number `predict` gives, not its z-score (a plugin's subclass of
+    regression was exported unscaled)."""
     transformers = pytest.importorskip("transformers")
     ort = pytest.importorskip("onnxruntime")
-    cfg = config(tmp_path)
+    cfg = config(tmp_path, type=task_type)
     cfg.train.epochs = 1
     run, _ = finetune(cfg, say=lambda m: None)
     text = "alpha beta alpha gamma delta eta"
@@ -98,4 +109,49 @@ def test_a_runs_exports_give_the_score_in_its_units(tmp_path):
     (logits,) = session.run(["logits"], {k: enc[k].astype(np.int64) for k in names})
     assert float(logits[0, 0]) == pytest.approx(row["prediction"], rel=1e-4)
     meta = json.loads((tmp_path / "m.onnx.json").read_text())
-    assert meta["task"] == "regression"
+    assert meta["task"] == task_type
+
+
+def test_a_run_made_before_the_scale_resumes_without_one(tmp_path, monkeypatch):
+    """A resume read the task data afresh and fitted a scale that its config.yaml (from before
+    2026-12-03) never recorded: the run went on learning z-scores while predict and evaluate
+    read its outputs as raw scores (mse 1.45e6 against 45)."""
+    import encoderlab.finetuning as ft_module
+    from encoderlab import train as train_module
+
+    real_fit = train_module.fit
+
+    def crashing_fit(*args, **kwargs):
+        objective = args[5]
+        step, calls = objective.step, {"n": 0}
+
+        def boom(model, batch):
+            calls["n"] += 1
+            if calls["n"] == 12:
+                raise RuntimeError("simulated crash")
+            return step(model, batch)
+
+        objective.step = boom
+        return real_fit(*args, **kwargs)
+
+    cfg = config(tmp_path)
+    cfg.train.epochs, cfg.train.checkpoint_every = 2, 5
+    monkeypatch.setattr(ft_module, "fit", crashing_fit)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        finetune(cfg, say=lambda m: None)
+    monkeypatch.setattr(ft_module, "fit", real_fit)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del saved["task"]["target_mean"], saved["task"]["target_std"]  # as a run made before
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert run_cli("finetune", "--resume", run_dir) == 0
+    assert "target_mean" not in (run_dir / "config.yaml").read_text()
+    rows = [
+        json.loads(x)
+        for x in (run_dir / "predictions" / "valid.jsonl").read_text().split("\n")
+        if x
+    ]
+    again = load_finetuned(run_dir).predict([r["input"] for r in rows[:5]])
+    assert [round(r["prediction"], 3) for r in rows[:5]] == [
+        round(a["prediction"], 3) for a in again
+    ]

@@ -106,6 +106,25 @@ def test_set_overrides_and_the_bert_recipe(tmp_path):
     assert pcfg.train.max_steps is None and pcfg.train.epochs is None
 
 
+def test_a_tokenizer_section_that_set_tokenizer_path_replaced_is_not_named_in_its_stage(
+    tmp_path,
+):
+    """`finetune sp.yaml --set tokenizer.path=...` named the file's tokenizer settings as
+    unused in its self_pretrain stage: rebuilding the stage's config forgot that --set had
+    replaced them (a run without self_pretrain said nothing, rightly)."""
+    from encoderlab.config import load_config
+    from encoderlab.tokenizer import unused_beside_path
+
+    f = tmp_path / "sp.yaml"
+    f.write_text(yaml.safe_dump(sp_cfg(tmp_path, steps=2) | {"tokenizer": {"vocab_size": 150}}))
+    cfg = load_config(f, [f"tokenizer.path={tmp_path / 'tok'}"], FinetuneConfig)
+    assert unused_beside_path(cfg.tokenizer) is None
+    assert unused_beside_path(pretrain_config(cfg, ["a.txt"]).tokenizer) is None
+    cfg = load_config(f, [f"tokenizer.path={tmp_path}", "tokenizer.lowercase=true"], FinetuneConfig)
+    said = unused_beside_path(pretrain_config(cfg, ["a.txt"]).tokenizer)
+    assert said is not None and "tokenizer.lowercase=true not used" in said
+
+
 def assert_refused_before_pretraining(tmp_path, capsys, cfg: dict, expected: str) -> None:
     """`finetune` of `cfg` exits 2 with one line holding `expected`, and no MLM run exists."""
     f = tmp_path / "ft.yaml"

@@ -364,6 +364,22 @@ def test_trials_checkpoint_at_every_evaluation_unless_the_sweep_says(tmp_path):
     assert trial_config(sweep, values, "t").train.checkpoint_at_eval is False
 
 
+def test_a_sweep_that_gives_tokenizer_path_expects_the_bases_tokenizer_section_unused(tmp_path):
+    """The base's tokenizer section (written to train one) was named as unused in every trial
+    when the sweep's overrides pointed tokenizer.path at a trained tokenizer."""
+    from encoderlab.sweep.trial import trial_config
+    from encoderlab.tokenizer import unused_beside_path
+
+    values = {"train.lr": 1e-3}
+    path = write_sweep(tmp_path, overrides={"tokenizer.path": str(tmp_path / "tok")})
+    assert unused_beside_path(trial_config(load_sweep(path), values, "t").tokenizer) is None
+    path = write_sweep(
+        tmp_path, overrides={"tokenizer.path": str(tmp_path / "tok"), "tokenizer.lowercase": True}
+    )
+    said = unused_beside_path(trial_config(load_sweep(path), values, "t").tokenizer)
+    assert said is not None and said.startswith("warning: tokenizer.lowercase=true not used")
+
+
 def test_error_kinds():
     import torch
 

@@ -1237,6 +1237,17 @@ def build(schema: type[Section], data: dict[str, Any], source: str, at: str = ""
     return cfg
 
 
+def mark_replaced_tokenizer(cfg: Any, file_data: Any, keys: list[str]) -> None:
+    """Note the file's tokenizer settings that an override's tokenizer.path replaced (a study
+    arm's or sweep's `tokenizer.path=...` over a file written to train one): expected to go
+    unused, so `tokenizer.unused_beside_path` does not name them."""
+    file_tok = file_data.get("tokenizer") if isinstance(file_data, dict) else None
+    if "tokenizer.path" in keys and isinstance(file_tok, dict) and not file_tok.get("path"):
+        cfg.tokenizer._replaced_by_path = frozenset(file_tok) - {
+            k.split(".", 1)[1] for k in keys if k.startswith("tokenizer.")
+        }
+
+
 def load_config(
     path: str | Path | None,
     overrides: list[str] | None = None,
@@ -1258,11 +1269,7 @@ def load_config(
     if path is not None:
         _check_paths_from_here(cfg, Path(path))
     keys = [o.split("=", 1)[0].strip() for o in overrides or []] + [str(k) for k in typed or {}]
-    file_tok = data.get("tokenizer") if isinstance(data, dict) else None
-    if "tokenizer.path" in keys and isinstance(file_tok, dict) and not file_tok.get("path"):
-        cfg.tokenizer._replaced_by_path = frozenset(file_tok) - {
-            k.split(".", 1)[1] for k in keys if k.startswith("tokenizer.")
-        }
+    mark_replaced_tokenizer(cfg, data, keys)
     file_init = str(data.get("init", "scratch")).strip() if isinstance(data, dict) else None
     if (
         isinstance(cfg, FinetuneConfig)

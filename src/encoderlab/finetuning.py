@@ -594,12 +594,19 @@ def _same_data(a: str, b: str) -> bool:
     return key(a) == key(b)
 
 
-def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) -> TaskData:
+def read_task_data(
+    task: Task, cfg: FinetuneConfig, say: Callable[[str], None], fit: bool = True
+) -> TaskData:
+    """The task's examples, split and labelled; `fit`: fill the settings learned from the
+    training data (task.fit_settings) that the config left unset: not when resuming, whose
+    config says what the run trained with (a regression run from before 2026-12-03 has no
+    scale, and learned the scores as they are)."""
     t = cfg.task
     if not t.train:
         raise UserError("task.train is not set: give the training file (csv/tsv/jsonl/json/...)")
     read = [whole_unicode(task.read(t.train, t), t.train)]
     train: list[Example] = read[0]
+    task.settle_no_gold(train, t.train)  # SNLI's '-': no label, or a class; valid files follow
     if t.format == "auto" and read[0].read_as:  # the run records what it was trained on, so
         t.format = read[0].read_as  # predict reads an unlabelled file the same way
     if hasattr(task, "words_keep_punctuation"):  # tagging: raw text split as training words are
@@ -650,7 +657,8 @@ def read_task_data(task: Task, cfg: FinetuneConfig, say: Callable[[str], None]) 
     train = [ex for ex in train if task.trainable(ex)]  # what reading counted and said
     if t.train_examples is not None:
         train = _label_budget(train, t.train_examples, cfg.seed, say)
-    task.fit_settings(t, train)
+    if fit:
+        task.fit_settings(t, train)
     data = TaskData(train, valid, test, labels, source)
     for result in read:
         show_messages(result, data.shown, say)
@@ -860,7 +868,7 @@ def _finetune(
         )
     set_threads(cfg.train.threads, say)
     seed_everything(cfg.seed)
-    data = read_task_data(task, cfg, say)
+    data = read_task_data(task, cfg, say, fit=run is None)
     if run is not None:
         check_same_data(run, cfg, data)
     test_ids = [ex["id"] for ex in data.test]
@@ -982,7 +990,7 @@ def _write_outputs_again(run: Run, cfg: FinetuneConfig, say: Callable[[str], Non
 
     ft = load_finetuned(run.path)
     say(f"resuming {run.path}: trained; writing its best checkpoint's predictions")
-    data = read_task_data(ft.task, cfg, say)
+    data = read_task_data(ft.task, cfg, say, fit=False)
     valid_f = ft.task.encode(data.valid, ft.tokenizer, cfg.task, ft.labels)
     test_f = ft.task.encode(data.test, ft.tokenizer, cfg.task, ft.labels)
     ckpt = run_checkpoint(run)

@@ -66,7 +66,7 @@ from encoderlab.runs import (
     run_labels,
     run_model_config,
 )
-from encoderlab.tasks.registry import task_class
+from encoderlab.tasks.registry import task_class, task_kind
 from encoderlab.tokenizer import (
     load_tokenizer,
     save_tokenizer,
@@ -1128,7 +1128,7 @@ def _finetune_export(
             )
         arch = "BertForSequenceClassification"
         weight, bias = head["out.weight"], head["out.bias"]
-        if getattr(spec, "type", None) == "regression":  # transformers gives the score itself
+        if task_kind(cfg.task.type) == "regression":  # transformers gives the score itself
             mean, std = cfg.task.target_scale()
             weight, bias = weight * std, bias * std + mean
         state.update(

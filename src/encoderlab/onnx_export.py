@@ -108,7 +108,8 @@ def run_logits_model(run: Run) -> tuple[nn.Module, dict[str, Any]]:
             f"{run.path}: run kind {kind!r} cannot be exported; use a pretraining or fine-tuning run"
         )
     load_run_weights(model, ckpt / "model.safetensors")
-    if kind == "finetune/regression":  # the graph gives the score itself, not its z-score
+    if kind.startswith("finetune/") and task_kind(cfg.task.type) == "regression":
+        # the graph gives the score itself, not its z-score (a plugin's subclass too)
         mean, std = cfg.task.target_scale()
         with torch.no_grad():
             model.head.out.weight.mul_(std)

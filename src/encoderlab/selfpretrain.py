@@ -144,7 +144,9 @@ def pretrain_config(cfg: FinetuneConfig, corpus: list[str]) -> Config:
     max_len = model.get("max_len", cfg.model.max_len)
     if not block_given and isinstance(max_len, int) and max_len < block:
         data["data"]["block_len"] = max_len
-    return build(Config, data, "self_pretrain.set")
+    out = build(Config, data, "self_pretrain.set")
+    out.tokenizer._replaced_by_path = cfg.tokenizer._replaced_by_path  # what --set replaced
+    return out
 
 
 def model_settings(cfg: FinetuneConfig) -> dict[str, Any]:

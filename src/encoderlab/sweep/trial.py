@@ -8,6 +8,7 @@ full checkpoint at every evaluation (train.checkpoint_at_eval, unless the sweep 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import queue
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from encoderlab.config import build, read_yaml, set_dotted
+from encoderlab.config import build, mark_replaced_tokenizer, read_yaml, set_dotted
 from encoderlab.errors import UserError
 from encoderlab.jobs import one_line, write_json
 from encoderlab.runs import drop_lock, find_run
@@ -38,6 +39,7 @@ def _plain(value: Any) -> Any:
 def trial_config(sweep: Sweep, values: dict[str, Any], name: str) -> Any:
     """base + overrides + the trial's values, validated (a bad combination is a UserError)."""
     data = read_yaml(sweep.base)
+    file_data = copy.deepcopy(data)
     for key, value in {**sweep.spec.overrides, **values}.items():
         set_dotted(data, key.split("."), _plain(value), f"{sweep.path}: {key}")
     data["runs_dir"] = str(sweep.out / "runs")
@@ -48,7 +50,9 @@ def trial_config(sweep: Sweep, values: dict[str, Any], name: str) -> Any:
     if "checkpoint_at_eval" not in (data.get("train") or {}):
         # a trial is short, and Tune stops it at an evaluation: resume from there
         set_dotted(data, ["train", "checkpoint_at_eval"], True, str(sweep.path))
-    return build(sweep.schema, data, f"{sweep.path} (trial {name})")
+    cfg = build(sweep.schema, data, f"{sweep.path} (trial {name})")
+    mark_replaced_tokenizer(cfg, file_data, [*sweep.spec.overrides, *values])
+    return cfg
 
 
 def error_kind(e: BaseException) -> str:

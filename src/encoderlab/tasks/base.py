@@ -102,6 +102,8 @@ class Task(Protocol):
 
     def fit_settings(self, cfg: TaskConfig, train: list[Example]) -> None: ...
 
+    def settle_no_gold(self, train: list[Example], path: str) -> None: ...
+
     def example_from_text(self, text: str, text_pair: str | None, i: int) -> Example: ...
 
     def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None: ...
@@ -235,6 +237,10 @@ class TaskBase:
         """Whether a training example gives a target (all do, but a QA question whose answers
         cannot be placed in its context: scored in evaluation, left out of training)."""
         return True
+
+    def settle_no_gold(self, train: list[Example], path: str) -> None:
+        """Drop the training rows a convention marks as having no gold label, deciding for
+        the run (classification: SNLI's '-'); the default: none."""
 
     def fit_settings(self, cfg: TaskConfig, train: list[Example]) -> None:
         """Fill task settings learned from the training examples that the config left unset

@@ -49,9 +49,9 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 # SNLI/MNLI mark pairs without annotator consensus with "-": they have no gold label.
 NO_LABEL = {""}
-# SNLI and MNLI write "-" where annotators did not agree: no gold label. Read so when a file's
-# "-" rows are few (SNLI: 1-2 %) and no "+" is a label beside them; otherwise "-" is a class
-# (+ / - / 0 sentiment), whose rows were dropped before 2026-12-03
+# SNLI and MNLI write "-" where annotators did not agree: no gold label. Read so when the
+# training file's "-" rows are few (SNLI: 1-2 %) and no "+" is a label beside them; otherwise
+# "-" is a class (+ / - / 0 sentiment), whose rows were dropped before 2026-12-03
 DASH, DASH_SHARE = "-", 0.05
 BINARY_METRICS = ("f1", "roc_auc")  # of the positive class: two labels only
 
@@ -106,7 +106,7 @@ class ClassificationTask(TaskBase):
         has_ids = records.has_column(rows[0][1], cfg.id_column)
         # a submission needs the file's own ids
         examples: Examples = Examples(ids_from_file=has_ids, notes=notes)
-        empty, unlabelled, dashes = [], [], []
+        empty, unlabelled = [], []
         for n, row in rows:
             for col in texts:
                 records.require_cell(path, n, row, col, "text_column")
@@ -129,8 +129,6 @@ class ClassificationTask(TaskBase):
                 if label is None:
                     unlabelled.append(n)
                     continue
-                if label == DASH:
-                    dashes.append(len(examples))
             ex: Example = {
                 "id": _row_id(get(row, cfg.id_column), path, n, cfg)
                 if has_ids
@@ -156,20 +154,10 @@ class ClassificationTask(TaskBase):
                 f"{path}: {len(empty)} rows have empty text (first at line {empty[0]}); their "
                 "predictions come from no text at all"
             )
-        no_gold = ""
-        if (
-            dashes
-            and len(dashes) < DASH_SHARE * len(examples)
-            and "+" not in {ex["label"] for ex in examples}
-        ):
-            unlabelled = sorted(unlabelled + [examples[i]["line"] for i in dashes])
-            for i in reversed(dashes):
-                del examples[i]
-            no_gold = f" ('{DASH}', as SNLI and MNLI mark one, or empty)"
         if unlabelled:
             examples.warnings.append(
-                f"{path}: skipped {len(unlabelled)} rows without a gold label{no_gold} (first at "
-                f"line {unlabelled[0]})"
+                f"{path}: skipped {len(unlabelled)} rows without a gold label (first at line "
+                f"{unlabelled[0]})"
             )
         if not examples:
             raise UserError(f"{path}: no usable rows (all {len(rows)} had empty text or no label)")
@@ -262,9 +250,24 @@ class ClassificationTask(TaskBase):
             )
         return names
 
+    def settle_no_gold(self, train: list[Example], path: str) -> None:
+        """Whether '-' is a class or SNLI's "no gold label", decided once, by the training
+        file: its '-' rows are dropped (with a warning) when they are few and no '+' is a
+        label beside them. Other files follow the run's labels (`check_labels`)."""
+        dashes = [i for i, ex in enumerate(train) if ex.get("label") == DASH]
+        labels = {ex.get("label") for ex in train}
+        if not dashes or len(dashes) >= DASH_SHARE * len(train) or "+" in labels:
+            return
+        _drop_dashes(train, dashes, path)
+
     def check_labels(self, examples: list[Example], labels: list[str], path: str) -> None:
         """A gold label the run never saw is refused; one value written another way ('1' for
-        the run's '1.0', a float cell for a text one) takes the run's spelling."""
+        the run's '1.0', a float cell for a text one) takes the run's spelling. '-' rows of a
+        run for which '-' is no class are SNLI's rows without a gold label: dropped."""
+        if DASH not in labels:
+            dashes = [i for i, ex in enumerate(examples) if ex.get("label") == DASH]
+            if dashes:
+                _drop_dashes(examples, dashes, path)
         known = set(labels)
         by_value = {_label_value(name): name for name in labels}
         for ex in examples:
@@ -670,6 +673,19 @@ def whole(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _drop_dashes(examples: list[Example], dashes: list[int], path: str) -> None:
+    """Remove the '-' rows (SNLI and MNLI: annotators did not agree) and say so."""
+    first = examples[dashes[0]].get("line")
+    for i in reversed(dashes):
+        del examples[i]
+    warnings = getattr(examples, "warnings", None)
+    if warnings is not None:
+        warnings.append(
+            f"{path}: skipped {len(dashes)} rows without a gold label ('{DASH}', as SNLI and "
+            f"MNLI mark one)" + (f" (first at line {first})" if first else "")
+        )
 
 
 def _label_value(label: str) -> Any:

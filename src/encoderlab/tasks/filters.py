@@ -41,14 +41,21 @@ def parse_where(text: str) -> tuple[str, str, frozenset[str]]:
             raise UserError(f"task.where {text!r}: '{op}' needs a list, e.g. [en, de]")
         values = value
     else:
-        values = [raw.strip().strip("'\"")]
+        written = raw.strip()
+        values = [written.strip("'\"")]
+        if written[:1] not in ("'", '"') and written in _NULL:  # 'null' quoted: the text
+            values = [""]
         op = "in" if op == "==" else "not in"
     if any(not isinstance(v, str) for v in values):
         raise UserError(f"task.where {text!r}: give plain values, e.g. 'lang in [en, de]'")
+    if op in ("in", "not in") and isinstance(value, list):
+        values = ["" if v in _NULL else v for v in values]
     return col, op, frozenset(_as_text(v) for v in values)
 
 
-_DECIMAL = re.compile(r"^[+-]?(0|[1-9][0-9]*)(\.[0-9]+)?$")  # not 007: an id keeps its zeros
+# 2.0, .5, 5. (not 007: an id keeps its zeros)
+_DECIMAL = re.compile(r"^[+-]?((0|[1-9][0-9]*)(\.[0-9]*)?|\.[0-9]+)$")
+_NULL = ("null", "Null", "NULL", "~")  # YAML's null: an empty (or missing) cell, as before
 
 
 def _as_text(value: Any) -> str:

@@ -128,7 +128,8 @@ class MultiLabelTask(ColumnPairs, ClassificationTask):
         """Iterative stratification (Sechidis et al. 2011, as skmultilearn's): each label has
         about valid_ratio of its examples in validation (a random 10 % share gives a label
         with 20 examples none with probability 0.12, 4 or more with 0.13), and validation
-        exactly valid_ratio of the rows; or whole groups with task.group_column."""
+        valid_ratio of the rows (fewer where more would hold out a label's last training
+        example); or whole groups with task.group_column."""
         if cfg.group_column is not None:
             return self.split_by_group(examples, cfg, seed)
         sets = [tuple(ex["label"] or ()) for ex in examples]
@@ -589,7 +590,8 @@ def iterative_stratification(label_sets: list[tuple[str, ...]], k: int, seed: in
     of its examples where that label still lacks most (validation wants k / n of the label's
     count), ties broken by how many examples each side still wants, then at random (Sechidis
     et al. 2011). Examples without a label, then the ones whose labels are furthest from
-    their wish, make the held-out side exactly k."""
+    their wish, make the held-out side k, less any that would take a label's last training
+    example (`_every_label_trained`)."""
     n = len(label_sets)
     rng = np.random.default_rng([seed, 13])
     share = k / n

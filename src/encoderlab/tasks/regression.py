@@ -50,7 +50,7 @@ class RegressionTask(ColumnPairs, ClassificationTask):
     hf_problem_type = "regression"  # else transformers' pipeline puts the number through a sigmoid
 
     def parse_label(self, raw: Any, path: str, line: int) -> float | None:
-        if raw is None or (isinstance(raw, str) and raw.strip() in NO_LABEL):
+        if raw is None or (isinstance(raw, str) and raw.strip() in (*NO_LABEL, "-")):
             return None
         try:
             value = float(raw)

@@ -143,12 +143,11 @@ def test_a_tar_archive_is_refused_not_read_as_text(tmp_path):
         archive = tmp_path / name
         with tarfile.open(archive, "w:gz" if "gz" in name else "w") as tar:
             tar.add(inner, arcname="words.txt")
-        for kind in ("tagging", "classification"):
+        for kind, fmt in (("tagging", "conll"), ("classification", "csv"), ("pair", "auto")):
+            # format auto: the name told no format, and the error asked for task.format, whose
+            # answer only led to this one
             with pytest.raises(UserError) as e:
-                get_task(kind).read(
-                    str(archive),
-                    TaskConfig(type=kind, format="conll" if kind == "tagging" else "csv"),
-                )
+                get_task(kind).read(str(archive), TaskConfig(type=kind, format=fmt))
             assert str(e.value).startswith(f"{archive}: a tar archive") and "tar xf" in str(e.value)
     # a binary file that is no archive: its NUL bytes are refused where the lines are read
     blob = tmp_path / "blob.conll"

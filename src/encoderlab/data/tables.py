@@ -75,18 +75,24 @@ def plain_name(path: str | Path) -> str:
     return next((name[: -len(s)] for s in COMPRESSED if name.endswith(s)), name)
 
 
-def open_binary(path: Path) -> IO[bytes]:
-    """Open a file for binary reading, decompressing on the fly by suffix.
-
-    An OSError (the file is gone or unreadable) is left to the caller, which knows whether
-    that is an error or a vanished file to report.
-    """
+def refuse_tar(path: Path) -> None:
+    """A tar archive is several files packed together: one line saying so, before a reader
+    guesses at its format (it was told to set task.format, which only led here)."""
     name = path.name.lower()
     if plain_name(path).endswith(".tar") or name.endswith((".tgz", ".tbz2", ".txz")):
         raise UserError(
             f"{path}: a tar archive (a folder of files packed together), not a data file; "
             f"extract it (`tar xf {path.name}`) and point at the file inside"
         )
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """Open a file for binary reading, decompressing on the fly by suffix.
+
+    An OSError (the file is gone or unreadable) is left to the caller, which knows whether
+    that is an error or a vanished file to report.
+    """
+    refuse_tar(path)
     suffix = path.suffix.lower()
     if suffix == ".gz":
         return gzip.open(path, "rb")  # type: ignore[return-value]
@@ -458,6 +464,7 @@ def wrong_length(loc: str, row: Sequence[str], header: Sequence[str], delimiter:
 def table_format(path: Path, fmt: str = "auto", key: str = "format") -> str:
     """csv / tsv / jsonl / json: `fmt`, or from the name when it is auto. `key` names the
     setting that chooses it, for the messages."""
+    refuse_tar(path)
     if fmt == "auto":
         name = plain_name(path)
         for suffix in FORMATS:

@@ -227,3 +227,23 @@ def test_ranks_rank_each_resample_on_its_own():
         below, equal = (row[None, :] < row[:, None]).sum(1), (row[None, :] == row[:, None]).sum(1)
         assert np.allclose(got, below + (equal + 1) / 2)
     assert ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
+
+
+def test_the_positive_class_of_glue_style_names_is_the_one_not_negated():
+    """GLUE's class names from Hugging Face datasets sort the negated one second, so binary F1
+    and ROC-AUC were of "not_duplicate" (QQP), "not_equivalent" (MRPC): the wrong class."""
+    from encoderlab.config import TaskConfig
+    from encoderlab.tasks.classification import _positive
+
+    cfg = TaskConfig()
+    for labels, positive in (
+        (["duplicate", "not_duplicate"], "duplicate"),
+        (["equivalent", "not_equivalent"], "equivalent"),
+        (["spam", "nonspam"], "spam"),
+        (["0", "1"], "1"),
+        (["negative", "positive"], "positive"),
+        (["ham", "spam"], "spam"),
+    ):
+        assert labels[_positive(labels, cfg)] == positive
+    given = TaskConfig(positive_label="not_duplicate")
+    assert _positive(["duplicate", "not_duplicate"], given) == 1

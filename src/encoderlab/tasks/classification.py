@@ -531,10 +531,19 @@ class PairTask(ClassificationTask):
     pair = True
 
 
+_NEGATIONS = ("not_", "not-", "not ", "non_", "non-", "non", "no_", "no-", "no ")
+
+
 def _positive(labels: list[str], cfg: TaskConfig) -> int:
-    """The positive class of a binary task: task.positive_label, else the second label
+    """The positive class of a binary task: task.positive_label, else the one of two labels
+    that the other negates (GLUE's class names from Hugging Face datasets: "duplicate" of
+    "not_duplicate", "equivalent" of "not_equivalent", sorted first), else the second label
     ("1", "true", "positive", "spam" sort second)."""
     if cfg.positive_label is None:
+        for i, name in enumerate(labels[:2]):
+            other = labels[1 - i].lower()
+            if any(other == f"{neg}{name.lower()}" for neg in _NEGATIONS):
+                return i
         return 1
     if cfg.positive_label not in labels:
         raise UserError(

@@ -118,3 +118,26 @@ def sentiment_rows(n: int, seed: int, max_fill: int = 10) -> list[dict]:
         words.insert(rng.randint(0, len(words)), rng.choice(GOOD if label else BAD))
         rows.append({"id": f"{seed}-{i}", "text": " ".join(words), "target": label})
     return rows
+
+
+def crashing_fit(at_call: int):
+    """A stand-in for `encoderlab.finetuning.fit` whose objective raises "simulated crash" at
+    its `at_call`-th step call: a run killed mid-way, with its checkpoints, to resume."""
+    from encoderlab import train as train_module
+
+    real_fit = train_module.fit
+
+    def fit(*args, **kwargs):
+        objective = args[5]
+        step, calls = objective.step, {"n": 0}
+
+        def boom(model, batch):
+            calls["n"] += 1
+            if calls["n"] == at_call:
+                raise RuntimeError("simulated crash")
+            return step(model, batch)
+
+        objective.step = boom
+        return real_fit(*args, **kwargs)
+
+    return fit

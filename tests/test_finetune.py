@@ -12,7 +12,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import BAD, FILL, sentiment_rows, shared
+from conftest import BAD, FILL, crashing_fit, sentiment_rows, shared
 from encoderlab.cli import main
 from encoderlab.config import FinetuneConfig, HeadConfig, TaskConfig, load_config
 from encoderlab.finetuning import finetune
@@ -644,24 +644,9 @@ def test_finetune_resume_after_crash_matches_uninterrupted(tmp_path, monkeypatch
     ref, _ = finetune(build(base_cfg(tmp_path, name="ref", **over)), say=quiet)
 
     real_fit = train_module.fit
-    calls = {"n": 0}
-
-    def crashing_fit(*args, **kwargs):
-        objective = args[5]
-        step = objective.step
-
-        def boom(model, batch):
-            calls["n"] += 1
-            if calls["n"] == 25:
-                raise RuntimeError("simulated crash")
-            return step(model, batch)
-
-        objective.step = boom
-        return real_fit(*args, **kwargs)
-
     import encoderlab.finetuning as ft_module
 
-    monkeypatch.setattr(ft_module, "fit", crashing_fit)
+    monkeypatch.setattr(ft_module, "fit", crashing_fit(25))
     with pytest.raises(RuntimeError, match="simulated crash"):
         finetune(build(base_cfg(tmp_path, name="victim", **over)), say=quiet)
     monkeypatch.setattr(ft_module, "fit", real_fit)

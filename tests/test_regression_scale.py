@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import run_cli
+from conftest import crashing_fit, run_cli
 from encoderlab.config import FinetuneConfig
 from encoderlab.finetuning import finetune
 from encoderlab.inference import load_finetuned
@@ -120,23 +120,9 @@ def test_a_run_made_before_the_scale_resumes_without_one(tmp_path, monkeypatch):
     from encoderlab import train as train_module
 
     real_fit = train_module.fit
-
-    def crashing_fit(*args, **kwargs):
-        objective = args[5]
-        step, calls = objective.step, {"n": 0}
-
-        def boom(model, batch):
-            calls["n"] += 1
-            if calls["n"] == 12:
-                raise RuntimeError("simulated crash")
-            return step(model, batch)
-
-        objective.step = boom
-        return real_fit(*args, **kwargs)
-
     cfg = config(tmp_path)
     cfg.train.epochs, cfg.train.checkpoint_every = 2, 5
-    monkeypatch.setattr(ft_module, "fit", crashing_fit)
+    monkeypatch.setattr(ft_module, "fit", crashing_fit(12))
     with pytest.raises(RuntimeError, match="simulated crash"):
         finetune(cfg, say=lambda m: None)
     monkeypatch.setattr(ft_module, "fit", real_fit)

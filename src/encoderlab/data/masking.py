@@ -21,6 +21,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _CHOOSE, _ACTION, _TOKEN = 1, 2, 3  # independent streams per position
+_COUNT = 0  # per row (at position 0): whether the row's count rounds up
 
 
 @dataclass(frozen=True)
@@ -74,15 +75,19 @@ def mask_batch(
     """Mask a padded (n, T) batch: row r holds example `index[r]`, real for `lengths[r]` tokens.
 
     Returns (corrupted ids, labels); labels are IGNORE_INDEX except at chosen positions.
-    Each row gets exactly round(rate * candidates) chosen positions, at least one (so short
-    sentences still train), among its non-special real tokens.
+    Each row gets floor(rate * candidates) chosen positions, one more with probability the
+    fraction left over, so the mean is rate * candidates (rounding it, as until 2026-12-03,
+    masked every 64-token block at 9 of 62, 14.5 % for 15 %, and 32-token ones at 13.3 %);
+    at least one (so short sentences still train), among its non-special real tokens.
     """
     ids = np.asarray(ids, dtype=np.int64)
     n, width = ids.shape
     keys = example_keys(spec, index, epoch)
     candidate = ~np.isin(ids, spec.special_ids) & (np.arange(width)[None, :] < lengths[:, None])
     count = candidate.sum(axis=1)
-    want = np.where(count > 0, np.maximum(1, np.round(spec.rate * count)), 0).astype(np.int64)
+    exact = spec.rate * count
+    up = _uniform(keys, np.zeros(n, dtype=np.int64), _COUNT) < exact - np.floor(exact)
+    want = np.where(count > 0, np.maximum(1, np.floor(exact) + up), 0).astype(np.int64)
     # the `want` candidates with the smallest scores are chosen: a uniform sample without
     # replacement per row, from one sort of the batch (ties have probability ~2^-53)
     scores = np.where(candidate, _uniform(keys[:, None], np.arange(width)[None, :], _CHOOSE), 2.0)

@@ -184,6 +184,14 @@ def mix_selection(
     return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
 
 
+def _copy_numbers(selection: np.ndarray | None) -> np.ndarray | None:
+    """For a sorted selection of span numbers, which copy of its span each entry is (0 for
+    the first, 1 for the second, ...)."""
+    if selection is None:
+        return None
+    return np.arange(len(selection)) - np.searchsorted(selection, selection, side="left")
+
+
 class MLMDataset(torch.utils.data.Dataset):
     """Examples from token shards with masks drawn per (seed, example, epoch)."""
 
@@ -209,11 +217,20 @@ class MLMDataset(torch.utils.data.Dataset):
         mixed = weights is not None or tag_sources
         self.sources = span_sources(store, spans) if mixed else None
         self.selection = mix_selection(self.sources, weights, spec.seed, 0)
+        self.copy = _copy_numbers(self.selection)
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch and self.weights is not None:
             self.selection = mix_selection(self.sources, self.weights, self.spec.seed, epoch)
+            self.copy = _copy_numbers(self.selection)
         self.epoch = epoch
+
+    def _mask_key(self, i: int, j: int) -> int:
+        """What draws example j's mask at epoch position i: j, and for the second and later
+        copies of a repeated source's example (weights) j + copy x n, so each visit gets its
+        own mask (every copy of a block got the same one, an epoch's repeats all alike)."""
+        copy = 0 if self.copy is None else int(self.copy[i])
+        return j + copy * len(self.spans)
 
     def __len__(self) -> int:
         return len(self.spans) if self.selection is None else len(self.selection)
@@ -238,11 +255,12 @@ class MLMDataset(torch.utils.data.Dataset):
         padded = np.zeros((len(read), int(lengths.max(initial=0))), dtype=np.int64)
         for row, (_, ids) in enumerate(read):
             padded[row, : len(ids)] = ids
-        index = np.array([j for j, _ in read], dtype=np.int64)
-        inputs, labels = mask_batch(padded, lengths, index, self.epoch, self.spec)
+        pairs = zip(indices, read, strict=True)
+        keys = np.fromiter((self._mask_key(i, j) for i, (j, _) in pairs), np.int64, len(read))
+        inputs, labels = mask_batch(padded, lengths, keys, self.epoch, self.spec)
         out = [{"input_ids": inputs[r, :k], "labels": labels[r, :k]} for r, k in enumerate(lengths)]
         if self.tag_sources and self.sources is not None:
-            for e, j in zip(out, index, strict=True):
+            for e, (j, _) in zip(out, read, strict=True):
                 e["source"] = int(self.sources[j])
         return out
 

@@ -359,3 +359,56 @@ def test_tokenizer_settings_beside_a_given_tokenizer_path_are_named_as_unused(
     cfg.write_text(yaml.safe_dump(both))
     assert cli("pretrain", cfg, "--set", "name=plain") == 0
     assert "not used" not in capsys.readouterr().err
+
+
+def test_tokenizer_train_refuses_a_runs_tokenizer_given_as_dot_or_a_link_and_empty_files_first(
+    tmp_path, corpus_txt, capsys, monkeypatch
+):
+    """`--out .` inside a run's tokenizer/ (its parent read as ".") and a symlink to it were
+    replaced with --overwrite, so the run's model read other ids; an empty file listed after
+    a big one was found only after training on the big one."""
+    run = tmp_path / "runs" / "r"
+    assert (
+        cli(
+            "tokenizer",
+            "train",
+            "--corpus",
+            corpus_txt,
+            "--vocab-size",
+            200,
+            "--out",
+            run / "tokenizer",
+        )
+        == 0
+    )
+    (run / "run.json").write_text("{}")
+    before = (run / "tokenizer" / "tokenizer.json").read_bytes()
+    (tmp_path / "link").symlink_to(run / "tokenizer")
+    monkeypatch.chdir(run / "tokenizer")
+    capsys.readouterr()
+    for out in (".", tmp_path / "link"):
+        assert (
+            cli(
+                "tokenizer",
+                "train",
+                "--corpus",
+                corpus_txt,
+                "--vocab-size",
+                150,
+                "--out",
+                out,
+                "--overwrite",
+            )
+            == 2
+        )
+        assert "whose model reads its ids" in capsys.readouterr().err
+    assert (run / "tokenizer" / "tokenizer.json").read_bytes() == before
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    out = tmp_path / "tok-e"
+    assert (
+        cli("tokenizer", "train", "--corpus", corpus_txt, empty, "--vocab-size", 150, "--out", out)
+        == 2
+    )
+    assert "empty.txt: no text found (empty file)" in capsys.readouterr().err
+    assert not out.exists()

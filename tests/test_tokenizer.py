@@ -383,3 +383,15 @@ def test_a_sources_entry_error_names_that_entrys_own_key(tmp_path):
         )
     with pytest.raises(Exception, match="'tsvv'"):
         DataConfig(sources=[{"name": "en", "files": [str(corpus)], "format": "tsvv"}])
+
+
+def test_a_bad_tokenizer_file_names_the_option_it_was_given_by(tmp_path):
+    """`corpus prepare --tokenizer x` with a file that is no tokenizer.json was told to
+    "point tokenizer.path at a file", an option it never used."""
+    from encoderlab.errors import UserError
+    from encoderlab.tokenizer import load_tokenizer
+
+    bad = tmp_path / "a.txt"
+    bad.write_text("not json\n")
+    with pytest.raises(UserError, match=r"not a valid tokenizer.json .*; point --tokenizer at a"):
+        load_tokenizer(bad, "--tokenizer")

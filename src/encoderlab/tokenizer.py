@@ -429,7 +429,7 @@ def train_tokenizer_from_files(
     tokenizer.max_train_documents and data.max_documents: a tokenizer should not see text the
     model will never be trained on. `say`: where the lines and records skipped are told.
     """
-    from encoderlab.data.corpus import FileReport, iter_source, resolve_sources
+    from encoderlab.data.corpus import FileReport, iter_source, no_text_message, resolve_sources
 
     options = {
         "text_field": data_cfg.text_field,
@@ -462,12 +462,15 @@ def train_tokenizer_from_files(
     for (files, opts), where in zip(groups, keys, strict=True):
         for src in resolve_sources(files, opts["fmt"], where):  # a missing file: now
             # a later file's missing column or field: now, not after reading the ones before
-            first = iter_source(src, **opts, report=FileReport())
+            report = FileReport()
+            first = iter_source(src, **opts, report=report)
             try:
-                next(first, None)
+                found = next(first, None)
             except UserError as e:
                 raise UserError(_own_keys(str(e), where, data_cfg)) from None
             first.close()
+            if found is None and not report.n_problems:  # an empty file: after the rest, too
+                raise UserError(no_text_message(src, opts, where))
     caps = [c for c in (cfg.max_train_documents, data_cfg.max_documents) if c is not None]
     docs = _Documents(groups, min(caps) if caps else None, keys)
     try:
@@ -499,19 +502,18 @@ def check_new_tokenizer_dir(out_dir: str | Path, overwrite: bool = False) -> Pat
     """`check_output_dir`, and a UserError if `out_dir` holds a tokenizer already (a run's own
     is never replaced: its model was trained on those ids): `tokenizer train --out`."""
     out = check_output_dir(out_dir)
-    run = next((p for p in (out, *out.absolute().parents) if (p / "run.json").is_file()), None)
-    if (
-        run is not None
-        and (out / "tokenizer.json").exists()
-        and out.absolute() == run / "tokenizer"
-    ):
+    # resolved: `--out .` inside a run's tokenizer/ (whose parent reads as "."), or a symlink
+    # to it, replaced the tokenizer its model reads
+    where = out.resolve()
+    run = next((p for p in (where, *where.parents) if (p / "run.json").is_file()), None)
+    if run is not None and (out / "tokenizer.json").exists() and where == run / "tokenizer":
         pass  # a run's own tokenizer: the message below says why it stays
     elif run is not None:
         raise UserError(f"--out {out}: inside run {run}; give a folder outside run directories")
     if (out / "tokenizer.json").exists():
-        if (out.parent / "run.json").is_file():
+        if (where.parent / "run.json").is_file():
             raise UserError(
-                f"--out {out}: the tokenizer of run {out.parent}, whose model reads its ids; "
+                f"--out {out}: the tokenizer of run {where.parent}, whose model reads its ids; "
                 "give another folder"
             )
         if not overwrite:
@@ -628,7 +630,7 @@ def load_tokenizer(path: str | Path, given_as: str = "tokenizer.path") -> Tokeni
     except Exception as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(
-            f"{file}: not a valid tokenizer.json ({first}); point tokenizer.path at a file "
+            f"{file}: not a valid tokenizer.json ({first}); point {given_as} at a file "
             "written by `tokenizers` or encoderlab"
         ) from None
     # encoderlab pads and truncates itself; a checkpoint's fixed padding (sentence-transformers

@@ -412,3 +412,26 @@ def test_tokenizer_train_refuses_a_runs_tokenizer_given_as_dot_or_a_link_and_emp
     )
     assert "empty.txt: no text found (empty file)" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_min_frequency_with_a_unigram_tokenizer_is_named_as_unused(tmp_path, corpus_txt, capsys):
+    """The unigram trainer takes no count threshold: --min-frequency 5 did nothing, unsaid."""
+    out = tmp_path / "u"
+    assert (
+        cli(
+            "tokenizer",
+            "train",
+            "--corpus",
+            corpus_txt,
+            "--kind",
+            "unigram",
+            "--vocab-size",
+            150,
+            "--min-frequency",
+            5,
+            "--out",
+            out,
+        )
+        == 0
+    )
+    assert "warning: --min-frequency 5 not used: the unigram trainer" in capsys.readouterr().err

@@ -189,6 +189,11 @@ def tokenizer_train(
         "lowercase": lowercase,
         "min_frequency": min_frequency,
     }
+    if kind == "unigram" and min_frequency != 2:  # Unigram's trainer has no such setting
+        say(
+            f"warning: --min-frequency {min_frequency} not used: the unigram trainer keeps no "
+            "count threshold (bpe, char_bpe and wordpiece do); drop it"
+        )
     columns = list(text_column or ["text"])
     if len(set(columns)) < len(columns):  # each column read twice: every document twice
         raise UserError(f"--text-column {columns}: a column is given twice; give each once")

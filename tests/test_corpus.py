@@ -327,3 +327,13 @@ def test_a_missing_reader_package_is_named_before_the_token_cache_is_made(tmp_pa
         f"{packed}: reading .zst files needs zstandard; run `pip install 'encoderlab[corpus]'`"
     )
     assert not cache.exists()
+
+
+def test_a_tsv_read_as_csv_is_told_to_read_as_tsv(tmp_path):
+    """NSMC's TSV with format csv: "no column 'document' (columns: id<TAB>document<TAB>label)",
+    which did not say what to do."""
+    from encoderlab.data.corpus import iter_documents
+
+    f = write(tmp_path / "ratings.txt", "id\tdocument\tlabel\n1\tgood film\t1\n")
+    with pytest.raises(UserError, match=r"a tab-separated file read as CSV; set data.format=tsv"):
+        list(iter_documents([f], fmt="csv", text_column="document"))

@@ -760,6 +760,11 @@ def _iter_jsonl(
 def _column_indexes(label: str | Path, header: list[str], columns: list[str]) -> list[int]:
     missing = [c for c in columns if c not in header]
     if missing:
+        if len(header) == 1 and "\t" in header[0]:  # a TSV read as CSV: one column, tabs in it
+            raise UserError(
+                f"{label}: its header is one column holding tabs ({header[0].split(chr(9))[0]}"
+                "<TAB>...): a tab-separated file read as CSV; set data.format=tsv"
+            )
         cols = ", ".join(h for h in header) or "none"
         raise UserError(
             f"{label}: no column '{missing[0]}' (columns: {cols}); set data.text_column"

@@ -717,6 +717,15 @@ def test_runs_are_grouped_by_the_examples_they_validated_on_not_by_the_path(tmp_
     tagging = RunData(tmp_path / "tag", {"task": "tagging"}, {"task": {"type": "tagging"}}, {}, [])
     mixed = group_runs([*runs, tagging])
     assert [[r.path.name for r in g.runs] for g in mixed] == [["a", "b"], ["c"], ["tag"]]
+    # one run without the hash on yet another file sent every run of its task to the path:
+    # a and c (other examples, one file name) were ranked and paired as one set
+    other = run("other", "valid2.csv", "")
+    del other.info["data"]
+    apart = group_runs([*runs, other])
+    assert [[r.path.name for r in g.runs] for g in apart] == [["a", "b"], ["c"], ["other"]]
+    # and one without the hash on a name two hashed groups share joins neither
+    alone = group_runs([*runs, old])
+    assert [[r.path.name for r in g.runs] for g in alone] == [["a", "b"], ["c"], ["old"]]
 
 
 def test_many_runs_are_paired_with_the_best_run_the_conclusion_ranks(tmp_path):
@@ -751,6 +760,24 @@ def test_pretraining_runs_with_other_tokens_are_other_measurements(tmp_path):
 
     runs = [run("a", 8000, 128), run("b", 8000, 128), run("c", 2000, 128), run("d", 8000, 64)]
     assert [[r.path.name for r in g.runs] for g in group_runs(runs)] == [["a", "b"], ["c"], ["d"]]
+    # other mixed sources, or another objective (ELECTRA's metrics are not MLM's): apart
+    mix = run("mix", 8000, 128)
+    mix.config["data"] = {
+        **mix.config["data"],
+        "corpus": [],
+        "sources": [
+            {"name": "ko", "files": ["ko.txt"], "weight": 1},
+            {"name": "en", "files": ["en.txt"]},
+        ],
+    }
+    en = run("en", 8000, 128)
+    en.config["data"] = {**mix.config["data"], "sources": mix.config["data"]["sources"][1:]}
+    electra = run("electra", 8000, 128)
+    electra.config["objective"] = "electra"
+    groups = group_runs([runs[0], mix, en, electra])
+    assert [[r.path.name for r in g.runs] for g in groups] == [["a"], ["mix"], ["en"], ["electra"]]
+    assert "ko: ko.txt (weight 1); en: en.txt" in groups[1].title
+    assert "objective electra" in groups[3].title
 
 
 def test_an_interval_of_non_finite_scores_is_left_out_quietly(tmp_path, capsys):
@@ -787,3 +814,18 @@ def test_a_run_that_did_not_finish_is_said_so_where_it_is_ranked(tmp_path):
         "Not finished (judged by their best evaluation so far): cut (interrupted at step 20)"
         in text
     )
+
+
+def test_runs_on_other_example_sets_are_not_paired_on_the_ids_they_share(tmp_path):
+    """Two runs on 80 and 52 examples were paired on their 52 common ids, with a sign test,
+    as if on one set."""
+    from encoderlab.reporting.load import RunData
+
+    def run(name: str, n: int) -> RunData:
+        rows = [{"id": str(i), "input": f"t{i}", "gold": "a", "prediction": "a", "correct": True}
+                for i in range(n)]  # fmt: skip
+        return RunData(tmp_path / name, {"task": "classification"}, {}, {}, [], predictions=rows)
+
+    assert example_diff(run("a", 80), run("b", 52)) is None
+    same = example_diff(run("a", 52), run("b", 52))
+    assert same is not None and same.compared == 52

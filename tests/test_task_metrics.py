@@ -247,3 +247,16 @@ def test_the_positive_class_of_glue_style_names_is_the_one_not_negated():
         assert labels[_positive(labels, cfg)] == positive
     given = TaskConfig(positive_label="not_duplicate")
     assert _positive(["duplicate", "not_duplicate"], given) == 1
+
+
+def test_a_diverged_regression_has_no_correlation_rather_than_a_made_up_one():
+    """NaN predictions gave pearson 0.0 (a NaN denominator taken as 0) and spearman 0.22
+    (NaNs ranked last), with a bootstrap interval around them."""
+    import math
+
+    task = get_task("regression")
+    examples = [{"id": str(i), "line": i, "text": "x", "label": float(i)} for i in range(20)]
+    preds = [{"value": float("nan")} for _ in range(19)] + [{"value": 3.0}]
+    m = task.metrics(preds, examples, TaskConfig(type="regression"), ["score"])
+    assert math.isnan(m["pearson"]) and math.isnan(m["spearman"]) and math.isnan(m["mse"])
+    assert "19 predictions are not finite" in m["extra"]["undefined"]

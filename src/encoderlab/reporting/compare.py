@@ -136,16 +136,25 @@ def data_key(run: RunData) -> str:
         data = run.config.get("data") or {}
         corpus = data.get("corpus")
         corpus = ", ".join(map(str, corpus)) if isinstance(corpus, list) else corpus
-        corpus = corpus or "(no corpus named)"
+        sources = [
+            f"{s.get('name')}: {', '.join(map(str, s.get('files') or []))}"
+            + (f" (weight {s['weight']:g})" if isinstance(s.get("weight"), (int, float)) else "")
+            for s in data.get("sources") or []
+            if isinstance(s, dict)
+        ]  # data.sources: the mixed corpora are the data too
+        corpus = "; ".join([*([corpus] if corpus else []), *sources]) or "(no corpus named)"
         # masked-token accuracy depends on what a token is: a smaller vocabulary or shorter
         # blocks score higher without a better model, so they are other measurements
         tok = run.config.get("tokenizer") or {}
         tokens = (
             f"{tok.get('kind')} {tok.get('vocab_size')}" if not tok.get("path") else tok["path"]
         )
+        objective = run.config.get("objective") or "mlm"  # ELECTRA's metrics are other ones
         return (
             f"{corpus} (valid_ratio {data.get('valid_ratio')}, seed {run.config.get('seed')}, "
-            f"tokenizer {tokens}, block_len {data.get('block_len')})"
+            f"tokenizer {tokens}, block_len {data.get('block_len')}"
+            + (f", objective {objective}" if objective != "mlm" else "")
+            + ")"
         )
     task = run.config.get("task") or {}
     data = str(run.info.get("valid_source") or task.get("valid") or task.get("train"))
@@ -197,11 +206,21 @@ def same_data(run: RunData, by_hash: bool = True) -> tuple[str, str]:
 
 
 def group_runs(runs: list[RunData]) -> list[Group]:
+    """Runs measured on the same validation data, each group in the order its first run
+    came. A run without the hash (made before 2026-12-01) joins the one hashed group of its
+    task on the same file and settings, if exactly one; else it goes by data_key alone. (One
+    such run used to send every run of its task to data_key, so runs on other examples under
+    one file name were ranked and paired as one set.)"""
+    hashed = [r for r in runs if r.task == "pretrain" or _digest(r) is not None]
+    by_name: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for r in hashed:
+        by_name.setdefault((r.task, data_key(r)), set()).add(same_data(r))
     groups: dict[tuple[str, str], Group] = {}
-    # per task: one run of another task without the hash leaves these to their hashes
-    unhashed = {r.task for r in runs if r.task != "pretrain" and _digest(r) is None}
     for r in runs:
-        key = same_data(r, r.task not in unhashed)
+        key = same_data(r)
+        if r.task != "pretrain" and _digest(r) is None:
+            matches = by_name.get((r.task, data_key(r)), set())
+            key = next(iter(matches)) if len(matches) == 1 else same_data(r, by_hash=False)
         if key not in groups:
             shown = data_key(r)
             if any(g.task == r.task and g.data == shown for g in groups.values()):

@@ -56,11 +56,14 @@ def sign_test(b: int, c: int) -> float | None:
 
 
 def example_diff(a: RunData, b: RunData) -> ExampleDiff | None:
-    """None when either run has no predictions, they share no ids, or a shared id holds a
-    different example in the two runs (different validation sets)."""
+    """None when either run has no predictions, their ids are not the same set, or an id
+    holds a different example in the two runs (different validation sets): pairing runs on the
+    ids they happen to share compared 80 examples with 52 as if they were one set."""
     if not a.predictions or not b.predictions:
         return None
     rows_b = {str(r.get("id")): r for r in b.predictions}
+    if {str(r.get("id")) for r in a.predictions} != set(rows_b):
+        return None
     diff = ExampleDiff(a, b, compared=0)
     for ra in a.predictions:
         rb = rows_b.get(str(ra.get("id")))

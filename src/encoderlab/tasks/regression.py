@@ -141,6 +141,17 @@ class RegressionTask(ColumnPairs, ClassificationTask):
             return {}
         gold = np.array([examples[i]["label"] for i in keep], dtype=np.float64)
         pred = np.array([predictions[i]["value"] for i in keep], dtype=np.float64)
+        if not np.isfinite(pred).all():  # a diverged run: no correlation, not 0 (or 0.22)
+            bad = int((~np.isfinite(pred)).sum())
+            return {
+                "pearson": float("nan"),
+                "spearman": float("nan"),
+                "mse": float("nan"),
+                "extra": {
+                    "examples": len(keep),
+                    "undefined": f"pearson, spearman and mse: {bad:,} predictions are not finite",
+                },
+            }
         if np.ptp(gold) == 0:  # correlations with a constant are undefined, not 0
             return {
                 "mse": float(((gold - pred) ** 2).mean()),

@@ -829,3 +829,14 @@ def test_runs_on_other_example_sets_are_not_paired_on_the_ids_they_share(tmp_pat
     assert example_diff(run("a", 80), run("b", 52)) is None
     same = example_diff(run("a", 52), run("b", 52))
     assert same is not None and same.compared == 52
+
+
+def test_a_qa_run_without_its_final_evaluation_counts_questions_not_windows(tmp_path):
+    """A QA run still going (no eval/valid.json, no predictions) was said to be scored over
+    its 784 windows (run.json valid_examples) where its evaluations had 154 questions."""
+    from encoderlab.reporting.load import RunData
+    from encoderlab.reporting.metrics import n_evaluated
+
+    records = [{"kind": "eval", "step": 40, "valid/em": 50.0, "valid/questions": 154}]
+    run = RunData(tmp_path / "qa", {"task": "qa", "valid_examples": 784}, {}, {}, records)
+    assert n_evaluated(run) == 154

@@ -157,6 +157,10 @@ def n_evaluated(run: RunData) -> int | None:
             return value
     if run.predictions:
         return len(run.predictions)
+    for r in reversed(run.records):  # a run still going: its last evaluation's count (QA's
+        q = r.get("valid/questions")  # run.json valid_examples counts windows, not questions)
+        if r.get("kind") == "eval" and isinstance(q, (int, float)) and q > 0:
+            return int(q)
     n = run.info.get("valid_examples")
     return int(n) if isinstance(n, int) else None
 

@@ -1027,3 +1027,16 @@ def test_a_run_that_diverged_at_an_epochs_end_resumes_and_writes_valid_json(tmp_
     resume = [sys.executable, "-m", "encoderlab", "finetune", "--resume", str(run_dir)]
     done = subprocess.run(resume, capture_output=True, text=True, timeout=180)
     assert done.returncode == 3 and "loss was not finite" in done.stderr, done.stderr[-1000:]
+
+
+def test_resuming_a_finetuning_run_its_budget_ended_says_what_works(tmp_path, capsys):
+    """The refusal told a fine-tuning run to resume with a larger --set
+    train.time_budget_min, which `finetune --resume` refuses (it takes no --set)."""
+    cfg = build(base_cfg(tmp_path, train={"epochs": 1000, "time_budget_min": 0.03}))
+    run, _ = finetune(cfg, say=quiet)
+    assert run.info["stopped_because"] == "time budget"
+    assert run.info["time_budget_min"] == 0.03  # as config.yaml says it, not 0.0299999...
+    capsys.readouterr()
+    assert main_code(["finetune", "--resume", str(run.path)]) == 2
+    err = capsys.readouterr().err
+    assert "start a new fine-tuning run" in err and "--set train.time_budget_min" not in err

@@ -110,7 +110,8 @@ def check_not_finished(run: Run, t: TrainConfig, hint: str | None = None) -> Non
         or (why == "time budget" and t.time_budget_min <= (before.get("time_budget_min") or 0))
     ):  # a whole-run budget stops before its training seconds reach it
         done = f"train.time_budget_min={t.time_budget_min}"
-        hint = "To train longer, resume with a larger --set train.time_budget_min=M"
+        extend = "To train longer, resume with a larger --set train.time_budget_min=M"
+        hint = extend if hint is None else hint  # fine-tuning: --resume takes no --set
     elif (
         run.info.get("status") == "finished"
         and why.startswith("early stop")

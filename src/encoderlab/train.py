@@ -1264,7 +1264,8 @@ def _describe(
         device=str(device),
         processes=distributed.world(),
         precision=str(amp).replace("torch.", "") if amp else "fp32",
-        time_budget_min=plan.budget_s / 60 if plan.budget_s is not None else None,
+        # rounded: 0.12 x 60 / 60 is 0.11999999999999998 (config.yaml says 0.12)
+        time_budget_min=round(plan.budget_s / 60, 9) if plan.budget_s is not None else None,
         budget_covers="run" if plan.covers_run else "train",
     )
 

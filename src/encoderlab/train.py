@@ -135,6 +135,9 @@ class LoopState:
     samples: int = 0
     train_seconds: float = 0.0
     eval_seconds: float = 0.0  # of train_seconds, those spent evaluating (tokens/s leaves them out)
+    # set-up seconds of every session so far (reading data, the tokenizer, the token cache,
+    # the model): a whole-run budget counts them all, a resume's own and those before it
+    setup_seconds: float = 0.0
     nonfinite_total: int = 0
     nonfinite_streak: int = 0
     best_value: float | None = None
@@ -499,9 +502,10 @@ class Plan:
 
 
 class Clock:
-    """Seconds trained, counting those before a resume; `setup_s`: this session's seconds
-    before training started (reading data, building the model), which a whole-run budget
-    counts too."""
+    """Seconds trained, counting those before a resume; `setup_s`: the seconds before training
+    started (reading data, building the model), this session's and those before a resume,
+    which a whole-run budget counts too (before 2026-12-03 only this session's: each resume
+    overran by the set-up before it)."""
 
     def __init__(self, already: float, setup_s: float = 0.0) -> None:
         self.t0 = time.perf_counter() - already
@@ -971,6 +975,7 @@ class Recorder:
             return
         self.last_saved = state.step
         state.train_seconds = self.last_saved_s = self.clock.seconds()
+        state.setup_seconds = self.clock.setup_s
         self.run.save_checkpoint(
             self.eng.model,
             self.eng.optimizer,
@@ -1077,7 +1082,7 @@ def fit(
     state = _resume(run, model, optimizer, device, say) if resume else LoopState()
     _prepare(eng, cfg, seed, state.step)
     _describe(run, plan, len(train_set), valid_set, device, amp)
-    clock = Clock(state.train_seconds, setup_s)
+    clock = Clock(state.train_seconds, state.setup_seconds + setup_s)
     primary, primary_mode = _primary(cfg, objective)
     stop = StopRule(cfg, plan, clock, primary, _eval_rows(valid_set, cfg))
     measure = stop.timed_eval(_measure(eng, valid_set, collate, cfg, evaluator))

@@ -367,49 +367,25 @@ def test_tokenizer_train_refuses_a_runs_tokenizer_given_as_dot_or_a_link_and_emp
     """`--out .` inside a run's tokenizer/ (its parent read as ".") and a symlink to it were
     replaced with --overwrite, so the run's model read other ids; an empty file listed after
     a big one was found only after training on the big one."""
+
+    def train(*more) -> int:
+        return cli("tokenizer", "train", "--corpus", corpus_txt, *more)
+
     run = tmp_path / "runs" / "r"
-    assert (
-        cli(
-            "tokenizer",
-            "train",
-            "--corpus",
-            corpus_txt,
-            "--vocab-size",
-            200,
-            "--out",
-            run / "tokenizer",
-        )
-        == 0
-    )
+    assert train("--vocab-size", 200, "--out", run / "tokenizer") == 0
     (run / "run.json").write_text("{}")
     before = (run / "tokenizer" / "tokenizer.json").read_bytes()
     (tmp_path / "link").symlink_to(run / "tokenizer")
     monkeypatch.chdir(run / "tokenizer")
     capsys.readouterr()
     for out in (".", tmp_path / "link"):
-        assert (
-            cli(
-                "tokenizer",
-                "train",
-                "--corpus",
-                corpus_txt,
-                "--vocab-size",
-                150,
-                "--out",
-                out,
-                "--overwrite",
-            )
-            == 2
-        )
+        assert train("--vocab-size", 150, "--out", out, "--overwrite") == 2
         assert "whose model reads its ids" in capsys.readouterr().err
     assert (run / "tokenizer" / "tokenizer.json").read_bytes() == before
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     out = tmp_path / "tok-e"
-    assert (
-        cli("tokenizer", "train", "--corpus", corpus_txt, empty, "--vocab-size", 150, "--out", out)
-        == 2
-    )
+    assert train(empty, "--vocab-size", 150, "--out", out) == 2
     assert "empty.txt: no text found (empty file)" in capsys.readouterr().err
     assert not out.exists()
 
@@ -417,21 +393,6 @@ def test_tokenizer_train_refuses_a_runs_tokenizer_given_as_dot_or_a_link_and_emp
 def test_min_frequency_with_a_unigram_tokenizer_is_named_as_unused(tmp_path, corpus_txt, capsys):
     """The unigram trainer takes no count threshold: --min-frequency 5 did nothing, unsaid."""
     out = tmp_path / "u"
-    assert (
-        cli(
-            "tokenizer",
-            "train",
-            "--corpus",
-            corpus_txt,
-            "--kind",
-            "unigram",
-            "--vocab-size",
-            150,
-            "--min-frequency",
-            5,
-            "--out",
-            out,
-        )
-        == 0
-    )
+    more = ("--kind", "unigram", "--vocab-size", 150, "--min-frequency", 5, "--out", out)
+    assert cli("tokenizer", "train", "--corpus", corpus_txt, *more) == 0
     assert "warning: --min-frequency 5 not used: the unigram trainer" in capsys.readouterr().err

@@ -230,7 +230,9 @@ def resolve_sources(
     return out
 
 
-def check_read_once(paths: Sequence[tuple[Path, str | None]], where: str, reading=()) -> None:
+def check_read_once(
+    paths: Sequence[tuple[Path, str | None]], where: str, reading: Sequence[str] = ()
+) -> None:
     """A file listed twice (by two names, two globs, two sources) would be read twice: its
     blocks repeat in training, and a random validation split holds copies of training text.
     `reading`: each entry's reading options (hashable), so that two sources may read one file
@@ -456,8 +458,7 @@ def require_readers(
         else:
             assert src.path is not None
             kind = _kind(src.path, fmt)  # data.format may name what the suffix does not
-            as_named = {".parquet": "x.parquet", ".xlsx": "x.xlsx"}.get(kind, "")
-            needs = file_packages(str(src.path)) + file_packages(as_named)
+            needs = file_packages(str(src.path)) + file_packages(f"file{kind}")
         for module, what, extra in dict.fromkeys(needs):
             if not installed(module):
                 raise UserError(

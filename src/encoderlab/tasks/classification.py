@@ -47,7 +47,6 @@ from encoderlab.tokenizer import pair_separator, special_ids
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
-# SNLI/MNLI mark pairs without annotator consensus with "-": they have no gold label.
 NO_LABEL = {""}
 # SNLI and MNLI write "-" where annotators did not agree: no gold label. Read so when the
 # training file's "-" rows are few (SNLI: 1-2 %) and no "+" is a label beside them; otherwise

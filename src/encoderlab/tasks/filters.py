@@ -39,7 +39,7 @@ def parse_where(text: str) -> tuple[str, str, frozenset[str]]:
     if op in ("in", "not in"):
         if not isinstance(value, list):
             raise UserError(f"task.where {text!r}: '{op}' needs a list, e.g. [en, de]")
-        values = value
+        values = ["" if v in _NULL else v for v in value]
     else:
         written = raw.strip()
         values = [written.strip("'\"")]
@@ -48,8 +48,6 @@ def parse_where(text: str) -> tuple[str, str, frozenset[str]]:
         op = "in" if op == "==" else "not in"
     if any(not isinstance(v, str) for v in values):
         raise UserError(f"task.where {text!r}: give plain values, e.g. 'lang in [en, de]'")
-    if op in ("in", "not in") and isinstance(value, list):
-        values = ["" if v in _NULL else v for v in values]
     return col, op, frozenset(_as_text(v) for v in values)
 
 

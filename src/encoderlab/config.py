@@ -487,6 +487,9 @@ class Config(Section):
     # what a batch's loss is: masked-LM, or ELECTRA's replaced-token detection (section electra)
     objective: Literal["mlm", "electra"] = "mlm"
     electra: ElectraConfig = ElectraConfig()
+    # where the token embeddings start: random, or vectors from the corpus's co-occurrence
+    # counts (PPMI + SVD, seconds; data/cooccurrence.py), which a stage of minutes builds on
+    embedding_init: Literal["random", "cooccurrence"] = "random"
 
     _name = field_validator("name")(_plain_name)
 

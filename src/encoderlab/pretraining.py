@@ -19,11 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from tokenizers import Tokenizer
 
 from encoderlab import distributed
 from encoderlab.config import Config, TrainConfig, load_config, read_yaml, save_config, to_yaml
-from encoderlab.data.tokens import build_mlm_datasets, collate_mlm
+from encoderlab.data.cooccurrence import cooccurrence_embeddings
+from encoderlab.data.shards import ShardStore
+from encoderlab.data.tokens import MLMDataset, build_mlm_datasets, collate_mlm
 from encoderlab.electra import check_new_run
 from encoderlab.errors import UserError
 from encoderlab.loggers import check_installed
@@ -214,6 +217,38 @@ def _check_same_corpus(run: Run, store, say: Callable[[str], None]) -> None:
         )
 
 
+def warm_start_embeddings(
+    net: torch.nn.Module,
+    cfg: Config,
+    store: ShardStore,
+    valid_set: MLMDataset | None,
+    tok: Tokenizer,
+    say: Callable[[str], None],
+) -> None:
+    """`embedding_init: cooccurrence`: the token embeddings (tied to the MLM decoder, shared with
+    ELECTRA's generator) start from the training text's PPMI vectors; [PAD], the other special
+    tokens and tokens the text never pairs keep their random rows."""
+    began = time.perf_counter()
+    held_out: dict[int, list[tuple[int, int]]] = {}
+    if valid_set is not None:  # the validation blocks stay unseen
+        for j in range(len(valid_set.spans)):
+            shard, start, end = valid_set.spans.span(j)
+            held_out.setdefault(shard, []).append((start, end))
+    specials = tuple(sorted(set(special_ids(tok).values())))
+    weight = net.encoder.embeddings.tok.weight
+    vectors, covered, read = cooccurrence_embeddings(
+        store, weight.shape[0], weight.shape[1], cfg.model.init_std, specials, held_out, cfg.seed
+    )
+    covered[list(specials)] = False
+    with torch.no_grad():
+        weight[covered] = vectors[covered].to(weight.dtype)
+    say(
+        f"embedding_init cooccurrence: {int(covered.sum()):,} of {weight.shape[0]:,} token "
+        f"vectors from the co-occurrence of {read:,} training tokens "
+        f"({time.perf_counter() - began:.1f}s)"
+    )
+
+
 def _pretrain(
     cfg: Config,
     resume: str | Path | None,
@@ -242,6 +277,8 @@ def _pretrain(
         _check_same_corpus(run, store, say)
     device = resolve_device(cfg.train.device)
     net, objective = pretraining_setup(cfg)
+    if resume is None and cfg.embedding_init == "cooccurrence":
+        warm_start_embeddings(net, cfg, store, valid_set, tok, say)
     check_early_stop_metric(cfg.train, objective.metric_names)  # before the run exists
     if cfg.train.early_stop_metric and not valid_set:
         raise UserError(

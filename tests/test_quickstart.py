@@ -20,12 +20,14 @@ from encoderlab.quickstart import (
     SCRATCH,
     TAGS_PRETRAINED,
     TAGS_SCRATCH,
+    Outcome,
     _tags_line,
     finding,
     hint,
     hub_arm,
     hub_init,
     run_quickstart,
+    summary,
 )
 from encoderlab.reporting.diffs import ExampleDiff
 
@@ -139,8 +141,8 @@ def test_tagging_line_compares_sentences_word_by_word(monkeypatch, tmp_path):
         TAGS_PRETRAINED: {"status": "done", "run_dir": "p"},
         TAGS_SCRATCH: {"status": "done", "run_dir": "s"},
     }
-    got, line = _tags_line(arms, 10, 900, tmp_path / "study.json")
-    assert got == (0.75, 0.5)
+    got, line, said = _tags_line(arms, 10, 900, tmp_path / "study.json")
+    assert got == (0.75, 0.5) and said == "did not clearly help"
     assert line == (
         "tagging words (12 part-of-speech tags, learned from 10 reviews tagged by TextBlob): "
         "the same pretraining (900 MLM steps) did not clearly help: 0.75 vs 0.50 word accuracy "
@@ -148,11 +150,43 @@ def test_tagging_line_compares_sentences_word_by_word(monkeypatch, tmp_path):
         "sentences p = 1, within chance"
     )
     arms[TAGS_SCRATCH] = {"status": "failed", "message": "exit code 1"}
-    got, line = _tags_line(arms, 10, 900, tmp_path / "study.json")
-    assert got is None and line == (
-        f"the tagging arm {TAGS_SCRATCH} has no result (exit code 1); see "
-        f"{tmp_path / 'logs' / TAGS_SCRATCH}.log"
+    got, line, said = _tags_line(arms, 10, 900, tmp_path / "study.json")
+    assert (
+        got is None
+        and not said
+        and line
+        == (
+            f"the tagging arm {TAGS_SCRATCH} has no result (exit code 1); see "
+            f"{tmp_path / 'logs' / TAGS_SCRATCH}.log"
+        )
     )
+
+
+def test_the_last_line_tells_the_story_from_the_verdicts():
+    def story(said, tags_said, hub_said, tags=(0.81, 0.76), hub=0.79):
+        out = Outcome(Path("r.html"), "", 0.672, 0.667, tags=tags, hub=hub)
+        return summary(out, said, tags_said, hub_said, 1000)
+
+    assert story("did not clearly help", "helped", "helped") == (
+        "in short: own pretraining on the reviews' text helped tagging words (+5.0 points), "
+        "not sentiment from 1,000 labels (+0.5 points); the hub encoder, pretrained on far more "
+        "text, helped sentiment (+12.3 points)"
+    )
+    assert story("helped", "helped", "").startswith(
+        "in short: own pretraining on the reviews' text helped both tagging words (+5.0 points) "
+        "and sentiment from 1,000 labels (+0.5 points)"
+    )
+    assert "clearly helped neither tagging words" in story("did not help", "made no difference", "")
+    assert "helped sentiment from 1,000 labels (+0.5 points), not tagging words" in story(
+        "helped", "did not help", ""
+    )
+    # the tagging or the hub arm left out (or without a result): the rest of the story
+    assert story("made no difference", "", "made no difference", tags=None) == (
+        "in short: own pretraining on the reviews' text made no difference to sentiment from "
+        "1,000 labels (+0.5 points); the hub encoder, pretrained on far more text, made no "
+        "difference to sentiment (+12.3 points)"
+    )
+    assert ";" not in story("helped", "helped", "", hub=None)
 
 
 def test_hub_arm_choice(monkeypatch):
@@ -254,8 +288,8 @@ def test_quickstart_runs_every_arm_and_reports_their_result(tmp_path, capsys):
     assert f": {t:.2f} vs {u:.2f} word accuracy from scratch ({100 * (t - u):+.1f} points)" in (
         out.tags_finding
     )
-    tail = [f"report: {out.report}", out.finding, *([out.hint] if out.hint else [])]
-    tail += [out.tags_finding, out.hub_finding]  # the hint explains the line above it
+    tail = [out.finding, *([out.hint] if out.hint else [])]  # the hint explains the line above
+    tail += [out.tags_finding, out.hub_finding, "", f"report: {out.report}", out.summary]
     assert printed[-len(tail) :] == tail
     # a hint (why, and where pretraining pays) exactly when it did not clearly help
     assert bool(out.hint) == (" helped: " not in out.finding)

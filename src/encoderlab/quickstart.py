@@ -219,6 +219,7 @@ class Outcome:
     hub_finding: str = ""  # its line: against scratch, or why it has no result
     tags: tuple[float, float] | None = None  # word accuracy: from the stage, from scratch
     tags_finding: str = ""  # their line, or why they have no result
+    summary: str = ""  # the story in one line, printed last
 
 
 def run_quickstart(
@@ -312,7 +313,6 @@ def run_quickstart(
         out / "study.json", report, counts["labelled"], init, tagged if tags else 0
     )
     say("")
-    say(f"report: {report}")
     say(outcome.finding)
     if outcome.hint:  # why own pretraining did not help: next to the line it explains
         say(outcome.hint)
@@ -320,6 +320,9 @@ def run_quickstart(
         say(outcome.tags_finding)
     if outcome.hub_finding:
         say(outcome.hub_finding)
+    say("")
+    say(f"report: {report}")
+    say(outcome.summary)
     return outcome
 
 
@@ -369,22 +372,58 @@ def compare_arms(
         raise UserError(f"{state_file}: an arm has no held-out accuracy; see {report}")
     diff = example_diff(runs[PRETRAINED], runs[SCRATCH])
     line = finding(a, b, n_evaluated(runs[PRETRAINED]), labelled, diff, steps)
-    helped = verdict(a, b, diff.p_value if diff is not None else None) == "helped"
+    said = verdict(a, b, diff.p_value if diff is not None else None)
     outcome = Outcome(
-        report, line, a, b, "" if helped else hint(_stage_accuracy(stage_run), labelled)
+        report, line, a, b, "" if said == "helped" else hint(_stage_accuracy(stage_run), labelled)
     )
+    hub_said = tags_said = ""
     if hub:
-        outcome.hub, outcome.hub_finding = _hub_line(
+        outcome.hub, outcome.hub_finding, hub_said = _hub_line(
             arms.get(HUB) or {}, hub, (runs[SCRATCH], b), labelled, state_file
         )
     if tagged:
-        outcome.tags, outcome.tags_finding = _tags_line(arms, tagged, steps, state_file)
+        outcome.tags, outcome.tags_finding, tags_said = _tags_line(arms, tagged, steps, state_file)
+    outcome.summary = summary(outcome, said, tags_said, hub_said, labelled)
     return outcome
+
+
+def summary(outcome: Outcome, said: str, tags_said: str, hub_said: str, labelled: int) -> str:
+    """The story in one line, from the verdicts of the lines above it: what own pretraining
+    did for word tags and for sentiment, and what the hub encoder did for sentiment."""
+
+    def points(a: float, b: float) -> str:
+        return f"{100 * (a - b):+.1f} points"
+
+    def did(verdict_words: str) -> str:  # "made no difference" takes "to"
+        return verdict_words + (" to" if verdict_words == "made no difference" else "")
+
+    sentiment = (
+        f"sentiment from {labelled:,} labels ({points(outcome.pretrained, outcome.scratch)})"
+    )
+    own = "own pretraining on the reviews' text"
+    if outcome.tags is not None and tags_said:
+        tags = f"tagging words ({points(*outcome.tags)})"
+        if (tags_said == "helped") == (said == "helped"):
+            both = "helped both" if said == "helped" else "clearly helped neither"
+            joint = "and" if said == "helped" else "nor"
+            story = f"{own} {both} {tags} {joint} {sentiment}"
+        elif tags_said == "helped":
+            story = f"{own} helped {tags}, not {sentiment}"
+        else:
+            story = f"{own} helped {sentiment}, not {tags}"
+    else:
+        story = f"{own} {did(said)} {sentiment}"
+    if outcome.hub is not None and hub_said:
+        story += (
+            f"; the hub encoder, pretrained on far more text, {did(hub_said)} sentiment "
+            f"({points(outcome.hub, outcome.scratch)})"
+        )
+    return f"in short: {story}"
 
 
 def _tags_line(
     arms: dict[str, Any], tagged: int, steps: int | None, state_file: Path
-) -> tuple[tuple[float, float] | None, str]:
+) -> tuple[tuple[float, float] | None, str, str]:
     """The tagging arms' word accuracy, from the stage against from scratch, with a paired
     sign test over the held-out sentences (a sentence's words are not independent trials):
     the sentences where one arm tags more words right than the other."""
@@ -398,11 +437,11 @@ def _tags_line(
         if rec.get("status") != "done" or not rec.get("run_dir"):
             log = state_file.parent / "logs" / f"{name}.log"
             why = rec.get("message") or "not run"
-            return None, f"the tagging arm {name} has no result ({why}); see {log}"
+            return None, f"the tagging arm {name} has no result ({why}); see {log}", ""
         runs[name] = load_run(Path(rec["run_dir"]))
     a, b = primary_value(runs[TAGS_PRETRAINED]), primary_value(runs[TAGS_SCRATCH])
     if a is None or b is None:
-        return None, "a tagging arm has no held-out word accuracy; see the report"
+        return None, "a tagging arm has no held-out word accuracy; see the report", ""
     wins, losses, words, sentences = _word_disagreements(runs[TAGS_PRETRAINED], runs[TAGS_SCRATCH])
     p = sign_test(wins, losses) if words else None
     within = "" if p is None or p < 0.05 else ", within chance"
@@ -413,11 +452,13 @@ def _tags_line(
         if words
         else "on the held-out reviews' words"
     )
-    return (a, b), (
+    said = verdict(a, b, p)
+    line = (
         f"tagging words (12 part-of-speech tags, learned from {tagged:,} reviews tagged by "
-        f"TextBlob): {done} {verdict(a, b, p)}: {a:.2f} vs {b:.2f} word accuracy from scratch "
+        f"TextBlob): {done} {said}: {a:.2f} vs {b:.2f} word accuracy from scratch "
         f"({100 * (a - b):+.1f} points) {on}{chance}"
     )
+    return (a, b), line, said
 
 
 def _word_disagreements(a: Any, b: Any) -> tuple[int, int, int, int]:
@@ -448,8 +489,8 @@ def _hub_line(
     scratch: tuple[Any, float],
     labelled: int,
     state_file: Path,
-) -> tuple[float | None, str]:
-    """The hub arm against scratch, or why it has no result (the other arms' story stands
+) -> tuple[float | None, str, str]:
+    """The hub arm against scratch (value, line, verdict), or why it has no result (the other arms' story stands
     without it, so its failure is a line, not an error)."""
     from encoderlab.reporting import load_run
     from encoderlab.reporting.diffs import example_diff
@@ -460,18 +501,20 @@ def _hub_line(
     log = state_file.parent / "logs" / f"{HUB}.log"
     if rec.get("status") != "done" or not rec.get("run_dir"):
         why = rec.get("message") or "not run"
-        return None, f"the hub arm ({name}) has no result ({why}); see {log}"
+        return None, f"the hub arm ({name}) has no result ({why}); see {log}", ""
     run = load_run(Path(rec["run_dir"]))
     value = primary_value(run)
     if value is None:
-        return None, f"the hub arm ({name}) has no held-out accuracy; see {log}"
+        return None, f"the hub arm ({name}) has no held-out accuracy; see {log}", ""
     subject = (
         f"a hub encoder pretrained by others on far more text ({name})"
         if minilm
         else f"the hub encoder ({name})"
     )
     diff = example_diff(run, scratch[0])
-    return value, finding(value, scratch[1], n_evaluated(run), labelled, diff, subject=subject)
+    said = verdict(value, scratch[1], diff.p_value if diff is not None else None)
+    line = finding(value, scratch[1], n_evaluated(run), labelled, diff, subject=subject)
+    return value, line, said
 
 
 def _stage_accuracy(run: Run | None) -> float | None:

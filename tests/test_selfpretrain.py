@@ -104,6 +104,10 @@ def test_set_overrides_and_the_bert_recipe(tmp_path):
     assert pcfg.model.n_layer == 3 and pcfg.train.batch_size == 8
     assert pcfg.model.norm == "post" and pcfg.train.time_budget_min == 2
     assert pcfg.train.max_steps is None and pcfg.train.epochs is None
+    assert pcfg.embedding_init == "random"
+    cfg["self_pretrain"]["set"] = ["embedding_init=cooccurrence"]  # few labels: README
+    pcfg = pretrain_config(FinetuneConfig.model_validate(cfg), ["a.txt"])
+    assert pcfg.embedding_init == "cooccurrence"
 
 
 def test_a_tokenizer_section_that_set_tokenizer_path_replaced_is_not_named_in_its_stage(
